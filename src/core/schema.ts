@@ -1,0 +1,204 @@
+// The wire format of Hopway, defined once. The edge, the agent and the CLI all
+// validate with these schemas and infer their types from them; nothing else
+// describes a record, a selector or a route.
+//
+// This module is part of the pure core: it must not import `cloudflare:*`,
+// `hono` or `node:*`, so that workerd and Node.js run the same code.
+import { z } from "zod";
+
+/** Kubernetes object names: DNS-1123 subdomain, at most 253 characters. */
+export const NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+export const NameSchema = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(NAME_PATTERN, "must be a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')");
+
+// Label syntax as Kubernetes validates it: an optional DNS-subdomain prefix and
+// a name of at most 63 characters; values are at most 63 characters, may be empty.
+const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+export const LabelKeySchema = z
+  .string()
+  .max(317)
+  .refine((key) => {
+    const slash = key.lastIndexOf("/");
+    const prefix = slash >= 0 ? key.slice(0, slash) : undefined;
+    const name = slash >= 0 ? key.slice(slash + 1) : key;
+    if (name.length === 0 || name.length > 63 || !LABEL_NAME.test(name)) return false;
+    return prefix === undefined || (prefix.length <= 253 && NAME_PATTERN.test(prefix));
+  }, "must be a Kubernetes label key ([prefix/]name, name at most 63 characters)");
+export const LabelValueSchema = z
+  .string()
+  .max(63)
+  .refine((v) => v === "" || LABEL_NAME.test(v), "must be a Kubernetes label value");
+export const LabelsSchema = z.record(LabelKeySchema, LabelValueSchema);
+
+export const HostSchema = z.strictObject({
+  hostname: z.string().min(1).max(253).optional(),
+  pid: z.number().int().nonnegative().optional(),
+});
+
+export const MetadataSchema = z.strictObject({
+  namespace_name: z.string().min(1).max(253).optional(),
+  api_version: z.string().min(1).max(253).optional(),
+  kind: z.string().min(1).max(253).optional(),
+  group: z.string().min(1).max(253).optional(),
+  labels: LabelsSchema.optional(),
+});
+
+/** A selector matches a peer when every field it gives is equal in the peer (labels: subset). */
+export const SelectorSchema = z.strictObject({
+  name: NameSchema.optional(),
+  host: HostSchema.optional(),
+  metadata: MetadataSchema.optional(),
+});
+
+export const ADDRESS_SCHEMES = ["ipv4", "ipv6", "dns", "unix"] as const;
+export type AddressScheme = (typeof ADDRESS_SCHEMES)[number];
+
+export interface ParsedAddress {
+  scheme: AddressScheme;
+  /** IPv4 dotted quad, bare IPv6 (no brackets), DNS name, or "" for unix. */
+  host: string;
+  /** TCP port; 0 for unix. */
+  port: number;
+  /** Socket path for unix, "" otherwise. */
+  path: string;
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const IPV6 = /^[0-9A-Fa-f:.]+$/;
+const DNS_HOST = /^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*\.?$/;
+
+/** Parses `scheme://host:port` (or `unix:///path`); returns a reason string when it is not one. */
+export function parseAddress(text: string): ParsedAddress | string {
+  const m = /^([a-z0-9]+):\/\/(.*)$/.exec(text);
+  if (!m) return "must look like scheme://host:port";
+  const scheme = m[1] as string;
+  const rest = m[2] as string;
+  if (!(ADDRESS_SCHEMES as readonly string[]).includes(scheme)) {
+    return `unknown scheme '${scheme}' (expected ipv4, ipv6, dns or unix)`;
+  }
+  if (scheme === "unix") {
+    if (!rest.startsWith("/") || rest.length < 2 || rest.length > 107) {
+      return "unix address must be an absolute socket path of at most 107 characters";
+    }
+    return { scheme: "unix", host: "", port: 0, path: rest };
+  }
+  let host: string;
+  let portText: string;
+  if (scheme === "ipv6") {
+    const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(rest);
+    if (!v6) return "ipv6 address must be ipv6://[address]:port";
+    host = v6[1] as string;
+    portText = v6[2] as string;
+    if (!IPV6.test(host) || !host.includes(":")) return `'${host}' is not an IPv6 address`;
+  } else {
+    const hp = /^([^:/]+):(\d+)$/.exec(rest);
+    if (!hp) return `${scheme} address must be ${scheme}://host:port`;
+    host = hp[1] as string;
+    portText = hp[2] as string;
+    if (scheme === "ipv4" && !IPV4.test(host)) return `'${host}' is not an IPv4 address`;
+    if (scheme === "dns" && !DNS_HOST.test(host)) return `'${host}' is not a DNS name`;
+  }
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return "port must be 1-65535";
+  return { scheme: scheme as AddressScheme, host, port, path: "" };
+}
+
+export const AddressSchema = z.string().superRefine((text, ctx) => {
+  const parsed = parseAddress(text);
+  if (typeof parsed === "string") ctx.addIssue({ code: "custom", message: parsed });
+});
+
+export const GatewaySchema = z.strictObject({
+  priority: z.number().int().min(0).max(1_000_000),
+  address: z.union([AddressSchema, z.array(AddressSchema).min(1).max(16)]),
+  match: SelectorSchema.optional(),
+});
+
+const EndpointFields = {
+  name: NameSchema,
+  version: z.number().int().nonnegative().optional(),
+  hash_code: z.union([z.string().max(256), z.number().int()]).optional(),
+  custom_data: z.string().max(65536).optional(),
+  host: HostSchema.optional(),
+  metadata: MetadataSchema.optional(),
+  advertise_relay: z.union([SelectorSchema, z.array(SelectorSchema).max(64)]).optional(),
+};
+
+export const NodeRecordSchema = z.strictObject({
+  ...EndpointFields,
+  type: z.literal("node"),
+  gateway: z.array(GatewaySchema).max(64).optional(),
+});
+
+/** A client never dials and is never dialed: it is attached to the relay its advertise_relay names. */
+export const ClientRecordSchema = z.strictObject({
+  ...EndpointFields,
+  type: z.literal("client"),
+});
+
+export const GroupRecordSchema = z.strictObject({
+  name: NameSchema,
+  type: z.literal("group"),
+  version: z.number().int().nonnegative().optional(),
+  custom_data: z.string().max(65536).optional(),
+  node_list: z.array(z.strictObject({ node_name: NameSchema })).max(10_000),
+});
+
+/** Any record. `type` defaults to `node` on input; parsed records always carry it. */
+export const RecordSchema = z.preprocess(
+  (value) =>
+    value !== null && typeof value === "object" && !Array.isArray(value) && !("type" in value)
+      ? { ...value, type: "node" }
+      : value,
+  z.discriminatedUnion("type", [NodeRecordSchema, ClientRecordSchema, GroupRecordSchema]),
+);
+
+export type Selector = z.infer<typeof SelectorSchema>;
+export type Gateway = z.infer<typeof GatewaySchema>;
+export type NodeRecord = z.infer<typeof NodeRecordSchema>;
+export type ClientRecord = z.infer<typeof ClientRecordSchema>;
+export type GroupRecord = z.infer<typeof GroupRecordSchema>;
+export type HopwayRecord = z.infer<typeof RecordSchema>;
+/** Input form: `type` may be omitted. */
+export type HopwayRecordInput = z.input<typeof RecordSchema>;
+
+// ---- Routes -----------------------------------------------------------------
+
+export const HopSchema = z.object({
+  node: NameSchema,
+  /** The address chosen; null for the hop to or from a client (the client's own connection). */
+  address: z.string().nullable(),
+  /** Priority of the gateway used; 0 for a client hop. */
+  priority: z.number().int(),
+  /** Addresses to try, in order, if `address` fails: the gateway's fallbacks. */
+  alternatives: z.array(z.string()),
+});
+
+export const NO_ROUTE_REASONS = [
+  "no_matching_gateway",
+  "no_relay_chain",
+  "hop_limit",
+  "client_not_attached",
+  "group_endpoint",
+  "same_node",
+] as const;
+export const NoRouteReasonSchema = z.enum(NO_ROUTE_REASONS);
+export type NoRouteReason = z.infer<typeof NoRouteReasonSchema>;
+
+export const RouteSchema = z.object({
+  from: NameSchema,
+  to: NameSchema,
+  hops: z.array(HopSchema).nullable(),
+  reason: NoRouteReasonSchema.optional(),
+  /** Human-readable explanation when there is no route. */
+  detail: z.string().optional(),
+});
+
+export type Hop = z.infer<typeof HopSchema>;
+export type Route = z.infer<typeof RouteSchema>;
+
+/** Maximum hops in a route (section 5.4 of the routing contract). */
+export const MAX_HOPS = 8;
