@@ -1,6 +1,11 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
+// Three projects:
+// - edge: the Worker and its Durable Objects inside workerd (real SQLite storage);
+// - unit: the pure core, the CLI and the agent's modules on Node.js;
+// - e2e: whole processes on loopback (wrangler dev, agents, real clients), one file at a time
+//   because each starts servers and the CI machine has two cores.
 export default defineConfig({
   test: {
     projects: [
@@ -10,9 +15,20 @@ export default defineConfig({
       },
       {
         test: {
-          name: "node",
-          include: ["test/core/**/*.test.ts", "test/cli/**/*.test.ts", "k8s-agent/test/**/*.test.ts"],
+          name: "unit",
           environment: "node",
+          include: ["test/core/**/*.test.ts", "test/cli/**/*.test.ts", "k8s-agent/test/unit/**/*.test.ts"],
+          testTimeout: 30_000,
+        },
+      },
+      {
+        test: {
+          name: "e2e",
+          environment: "node",
+          include: ["test/e2e/**/*.test.ts", "k8s-agent/test/e2e/**/*.test.ts"],
+          fileParallelism: false,
+          testTimeout: 180_000,
+          hookTimeout: 120_000,
         },
       },
     ],
