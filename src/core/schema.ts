@@ -202,3 +202,20 @@ export type Route = z.infer<typeof RouteSchema>;
 
 /** Maximum hops in a route (section 5.4 of the routing contract). */
 export const MAX_HOPS = 8;
+
+// ---- Autoscaling reports (autoscaling.md) -------------------------------------
+
+/** What a pod's agent reports in its heartbeat: the two scaling signals of one StatefulSet pod. */
+export const ScalingReportSchema = z.strictObject({
+  /** The workload (StatefulSet) the pod belongs to. */
+  workload: NameSchema,
+  /** The pod's StatefulSet ordinal. */
+  ordinal: z.number().int().min(0).max(100_000),
+  /** Load factor: 1.0 = at capacity. */
+  load: z.number().min(0).max(1_000),
+  /** Whether the pod still holds state that must move before it may go. */
+  holds_state: z.boolean(),
+  /** How much state it holds (keys, sessions): feeds the pod deletion cost. */
+  state_items: z.number().int().nonnegative().optional(),
+});
+export type ScalingReport = z.infer<typeof ScalingReportSchema>;
