@@ -1,0 +1,99 @@
+// `hopway route --from A --to B`: asks a running edge for the route between two
+// records, the same answer the agents act on, and shows each hop with the
+// address and gateway priority used. No route is exit 1 with the reason.
+import { parseArgs } from "node:util";
+import { NameSchema } from "../../core/schema.ts";
+import {
+  type CliIo,
+  EdgeClient,
+  EXIT_EDGE,
+  EXIT_OK,
+  formatTable,
+  printable,
+  processIo,
+  type RouteAnswer,
+  reportError,
+  resolveTarget,
+  TARGET_HELP,
+  TARGET_OPTIONS,
+  UsageError,
+} from "../edge-client.ts";
+
+export const summary = "show the route between two records, resolved by a running edge";
+
+const HELP = `usage: hopway route --from A --to B [--edge URL] [--realm NAME] [--token TOKEN] [--json]
+
+Prints every hop of the route from A to B: the node, the address dialled, the
+gateway priority used and the fallback addresses. A reader token is enough.
+
+${TARGET_HELP}
+exit status: 0 a route exists, 1 no route / edge or network error, 2 bad usage
+`;
+
+const OPTIONS = { ...TARGET_OPTIONS, from: { type: "string" }, to: { type: "string" } } as const;
+
+export async function run(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
+  try {
+    const { values } = parseCommandLine(argv);
+    if (values.help) {
+      io.stdout(HELP);
+      return EXIT_OK;
+    }
+    const from = requireName(values.from, "--from");
+    const to = requireName(values.to, "--to");
+    const target = resolveTarget(values, io.env);
+    const route = await new EdgeClient(target).route(from, to);
+    if (values.json) io.stdout(`${JSON.stringify(route, null, 2)}\n`);
+    else io.stdout(formatRoute(route));
+    if (route.hops === null) {
+      if (!values.json)
+        io.stderr(
+          `hopway: no_route: ${route.reason ?? "unknown reason"}${route.detail ? `: ${printable(route.detail)}` : ""}\n`,
+        );
+      return EXIT_EDGE;
+    }
+    return EXIT_OK;
+  } catch (error) {
+    return reportError(error, io);
+  }
+}
+
+function parseCommandLine(argv: readonly string[]) {
+  try {
+    return parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: false, strict: true });
+  } catch (error) {
+    throw new UsageError(`${error instanceof Error ? error.message : String(error)}\n\n${HELP}`);
+  }
+}
+
+function requireName(value: string | undefined, flag: string): string {
+  if (value === undefined || value === "") throw new UsageError(`${flag} NAME is required\n\n${HELP}`);
+  const parsed = NameSchema.safeParse(value);
+  if (!parsed.success)
+    throw new UsageError(`${flag}: '${printable(value)}' ${parsed.error.issues[0]?.message ?? "is not a record name"}`);
+  return value;
+}
+
+export function formatRoute(route: RouteAnswer): string {
+  const title = `${route.from} -> ${route.to}`;
+  if (route.hops === null) return `${title}: no route (${route.reason ?? "unknown"})\n`;
+  const relays = Math.max(0, route.hops.length - 1);
+  const head = `${title}: ${route.hops.length} hop${route.hops.length === 1 ? "" : "s"}, ${relays} relay${relays === 1 ? "" : "s"}${route.version !== undefined ? ` (version ${route.version})` : ""}\n`;
+  const rows = [
+    ["0", route.from, "", "", "(source)"],
+    ...route.hops.map((hop, i) => [
+      String(i + 1),
+      hop.node,
+      hop.address ?? "(client connection)",
+      String(hop.priority),
+      hop.alternatives.join(", "),
+    ]),
+  ];
+  return (
+    head +
+    formatTable(
+      ["#", "NODE", "ADDRESS", "PRIORITY", "ALTERNATIVES"],
+      rows.map((r) => r.map(printable)),
+    )
+  );
+}

@@ -1,0 +1,283 @@
+// A small client for a running Hopway edge, shared by the `import`, `route` and
+// `nodes` commands. It owns the three things every remote command needs to get
+// right the same way: where the edge is (flags, then environment), how a
+// request is authenticated, and how an edge error becomes a stable code and an
+// exit status that scripts can rely on.
+import { z } from "zod";
+import { type HopwayRecord, RecordSchema, RouteSchema } from "../core/schema.ts";
+
+/** Exit statuses of the remote commands: scripts branch on these. */
+export const EXIT_OK = 0;
+/** The edge refused, the network failed, or there is no route. */
+export const EXIT_EDGE = 1;
+/** The command line or the input file is wrong: fixing it is the user's job. */
+export const EXIT_USAGE = 2;
+
+/** Where a command writes and what it reads from its environment; tests pass their own. */
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: Readonly<Record<string, string | undefined>>;
+  /** Whether stdout is a terminal (colour, wide tables); false in tests and pipes. */
+  isTTY?: boolean;
+}
+
+export const processIo = (): CliIo => ({
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+  env: process.env,
+  isTTY: process.stdout.isTTY === true,
+});
+
+/** A problem the user must fix in the command line or input; exits 2. */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+/**
+ * An error from the edge (its `{error: {code, message, path}}` body) or from
+ * the way to it (`network`, `timeout`, `bad_response`). `details` carries any
+ * per-field problems the edge listed beyond the first.
+ */
+export class EdgeError extends Error {
+  override readonly name = "EdgeError";
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status: number | undefined,
+    readonly path?: string,
+    readonly details: ReadonlyArray<{ path: string; message: string }> = [],
+  ) {
+    super(message);
+  }
+  /** Input the edge rejected as invalid is the user's to fix (exit 2); everything else is exit 1. */
+  get exitCode(): number {
+    return this.code === "invalid_input" || this.code === "invalid_json" || this.code === "body_too_large"
+      ? EXIT_USAGE
+      : EXIT_EDGE;
+  }
+}
+
+export interface EdgeTarget {
+  url: string;
+  realm: string;
+  token: string | undefined;
+}
+
+// Realm names travel in URL paths; holding them to the record-name rules keeps
+// a typo from turning into a request to some other path.
+const REALM_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** Flags win over the environment: an operator overriding one call must not be surprised by a stale export. */
+export function resolveTarget(
+  flags: { edge?: string | undefined; realm?: string | undefined; token?: string | undefined },
+  env: CliIo["env"],
+): EdgeTarget {
+  const url = flags.edge ?? env.HOPWAY_EDGE_URL;
+  const realm = flags.realm ?? env.HOPWAY_REALM;
+  const token = flags.token ?? env.HOPWAY_TOKEN;
+  if (!url) throw new UsageError("no edge URL: pass --edge URL or set HOPWAY_EDGE_URL");
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError(`--edge: '${url}' is not a URL (expected e.g. https://hopway.example.workers.dev)`);
+  }
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new UsageError(`--edge: '${url}' must be an http:// or https:// URL`);
+  }
+  if (!realm) throw new UsageError("no realm: pass --realm NAME or set HOPWAY_REALM");
+  if (!REALM_PATTERN.test(realm) || realm.length > 63) {
+    throw new UsageError(`--realm: '${realm}' must be lower-case letters, digits and '-' (at most 63)`);
+  }
+  return { url: parsed.href.replace(/\/+$/, ""), realm, token: token === "" ? undefined : token };
+}
+
+const ErrorBodySchema = z.object({
+  error: z.looseObject({
+    code: z.string(),
+    message: z.string(),
+    path: z.string().optional(),
+    // The edge may list every problem of a rejected import; accept the names it could reasonably use.
+    issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    details: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  }),
+});
+
+/** The nodes list; the edge wraps the records with the realm version it read them at. */
+const NodesListSchema = z.union([
+  z.looseObject({ version: z.union([z.number(), z.string()]).optional(), nodes: z.array(z.unknown()) }),
+  z.looseObject({ version: z.union([z.number(), z.string()]).optional(), records: z.array(z.unknown()) }),
+  z.array(z.unknown()),
+]);
+
+export const RouteAnswerSchema = RouteSchema.extend({ version: z.union([z.number(), z.string()]).optional() });
+export type RouteAnswer = z.infer<typeof RouteAnswerSchema>;
+
+export const ImportAnswerSchema = z.looseObject({
+  version: z.union([z.number(), z.string()]),
+  records: z.union([z.number(), z.array(z.unknown())]),
+});
+export type ImportAnswer = z.infer<typeof ImportAnswerSchema>;
+
+export interface NodesAnswer {
+  version: number | string | undefined;
+  records: HopwayRecord[];
+}
+
+const DEFAULT_TIMEOUT_MS = 15_000;
+
+export class EdgeClient {
+  constructor(
+    readonly target: EdgeTarget,
+    private readonly timeoutMs = DEFAULT_TIMEOUT_MS,
+  ) {}
+
+  private realmPath(rest: string): string {
+    return `${this.target.url}/v1/realms/${encodeURIComponent(this.target.realm)}${rest}`;
+  }
+
+  private async request(method: string, url: string, body?: { text: string; type: string }): Promise<unknown> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (this.target.token) headers.authorization = `Bearer ${this.target.token}`;
+    if (body) headers["content-type"] = body.type;
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method,
+        headers,
+        ...(body ? { body: body.text } : {}),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (error) {
+      if (error instanceof DOMException && error.name === "TimeoutError") {
+        throw new EdgeError("timeout", `no answer from ${this.target.url} within ${this.timeoutMs} ms`, undefined);
+      }
+      const cause = error instanceof Error && error.cause instanceof Error ? `: ${error.cause.message}` : "";
+      throw new EdgeError("network", `cannot reach ${this.target.url}${cause}`, undefined);
+    }
+    const text = await response.text();
+    let json: unknown;
+    try {
+      json = text === "" ? undefined : JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    if (!response.ok) {
+      const parsed = ErrorBodySchema.safeParse(json);
+      if (parsed.success) {
+        const e = parsed.data.error;
+        throw new EdgeError(e.code, e.message, response.status, e.path, e.issues ?? e.details ?? []);
+      }
+      throw new EdgeError(
+        "bad_response",
+        `HTTP ${response.status} from ${url} without a Hopway error body${text ? `: ${text.slice(0, 200)}` : ""}`,
+        response.status,
+      );
+    }
+    if (json === undefined) {
+      throw new EdgeError("bad_response", `HTTP ${response.status} from ${url} is not JSON`, response.status);
+    }
+    return json;
+  }
+
+  private check<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+    const parsed = schema.safeParse(value);
+    if (!parsed.success) {
+      const first = parsed.error.issues[0];
+      const where = first && first.path.length > 0 ? ` at ${first.path.join(".")}` : "";
+      throw new EdgeError("bad_response", `the edge's ${what} is not what this CLI understands${where}`, undefined);
+    }
+    return parsed.data;
+  }
+
+  /** Imports a topology file's text; `format` tells the edge how to parse it. */
+  async importTopology(text: string, format: "yaml" | "json"): Promise<ImportAnswer> {
+    const type = format === "json" ? "application/json" : "application/yaml";
+    const answer = await this.request("POST", this.realmPath("/import"), { text, type });
+    return this.check(ImportAnswerSchema, answer, "import answer");
+  }
+
+  async route(from: string, to: string): Promise<RouteAnswer> {
+    const query = new URLSearchParams({ from, to });
+    const answer = await this.request("GET", this.realmPath(`/routes?${query}`));
+    return this.check(RouteAnswerSchema, answer, "route");
+  }
+
+  /** Lists records; `query` carries the selector as the edge's query parameters. */
+  async nodes(query: URLSearchParams): Promise<NodesAnswer> {
+    const qs = query.size > 0 ? `?${query}` : "";
+    const answer = this.check(NodesListSchema, await this.request("GET", this.realmPath(`/nodes${qs}`)), "nodes list");
+    const list: unknown[] = Array.isArray(answer)
+      ? answer
+      : "nodes" in answer
+        ? (answer.nodes as unknown[])
+        : (answer.records as unknown[]);
+    const version = Array.isArray(answer) ? undefined : (answer.version as number | string | undefined);
+    // Records may carry edge-side fields (lease expiry); keep only the wire record.
+    const records = list.map((item) => {
+      const candidate =
+        item !== null && typeof item === "object" && "record" in item ? (item as { record: unknown }).record : item;
+      return this.check(RecordSchema, stripEdgeFields(candidate), "record");
+    });
+    return { version, records };
+  }
+}
+
+const EDGE_ONLY_FIELDS = new Set(["expires_at", "lease_expires_at", "ttl_seconds", "updated_at", "created_at"]);
+function stripEdgeFields(value: unknown): unknown {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return value;
+  return Object.fromEntries(Object.entries(value).filter(([key]) => !EDGE_ONLY_FIELDS.has(key)));
+}
+
+/** Reports an error the way every remote command does and returns its exit status. */
+export function reportError(error: unknown, io: CliIo): number {
+  if (error instanceof UsageError) {
+    io.stderr(`hopway: ${error.message}\n`);
+    return EXIT_USAGE;
+  }
+  if (error instanceof EdgeError) {
+    const status = error.status !== undefined ? ` (HTTP ${error.status})` : "";
+    const at = error.path ? ` at ${error.path}` : "";
+    io.stderr(`hopway: ${error.code}${status}${at}: ${error.message}\n`);
+    for (const detail of error.details) {
+      if (detail.path === error.path && detail.message === error.message) continue;
+      io.stderr(`  ${detail.path}: ${detail.message}\n`);
+    }
+    return error.exitCode;
+  }
+  io.stderr(`hopway: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  return EXIT_EDGE;
+}
+
+/** Left-aligned columns sized to their widest cell; the operator reads these, scripts use --json. */
+export function formatTable(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+      .join("  ")
+      .trimEnd();
+  return `${[line(header), ...rows.map(line)].join("\n")}\n`;
+}
+
+/** Terminal control characters in record fields must not reach the operator's terminal. */
+export function printable(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping them is the point
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
+}
+
+/** The common flags of the remote commands, for node:util parseArgs. */
+export const TARGET_OPTIONS = {
+  edge: { type: "string" },
+  realm: { type: "string" },
+  token: { type: "string" },
+  json: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+export const TARGET_HELP = `  --edge URL      the edge (or HOPWAY_EDGE_URL)
+  --realm NAME    the realm (or HOPWAY_REALM)
+  --token TOKEN   a bearer token (or HOPWAY_TOKEN); a reader token can read, import needs admin
+  --json          machine-readable output
+`;
