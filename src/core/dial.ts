@@ -1,0 +1,45 @@
+// Who can dial whom (section 3 of the routing contract), for one pair of records.
+import type { HopwayRecord } from "./schema.ts";
+import { matchesSelector, sameHost } from "./selector.ts";
+
+export interface DialChoice {
+  /** Index of the gateway used in the target's `gateway` list. */
+  gateway: number;
+  priority: number;
+  /** The primary address. */
+  address: string;
+  /** The gateway's further usable addresses, in order. */
+  alternatives: string[];
+}
+
+/** Addresses of one gateway as a list. */
+export function gatewayAddresses(address: string | readonly string[]): readonly string[] {
+  return typeof address === "string" ? [address] : address;
+}
+
+/**
+ * The gateway `dialer` uses to reach `target`, or null when it cannot. Only
+ * nodes dial and are dialed. Of the gateways whose `match` selects the
+ * dialer, the smallest priority wins, ties to the first declared. unix://
+ * addresses are dropped unless both are on the same host; a gateway left with
+ * no usable address is skipped as if it did not match (it cannot be used).
+ */
+export function chooseGateway(dialer: HopwayRecord, target: HopwayRecord): DialChoice | null {
+  if (dialer.type !== "node" || target.type !== "node" || dialer.name === target.name) return null;
+  const gateways = target.gateway ?? [];
+  let best: DialChoice | null = null;
+  let local: boolean | undefined;
+  for (let i = 0; i < gateways.length; i++) {
+    const gw = gateways[i]!;
+    if (best !== null && gw.priority >= best.priority) continue;
+    if (gw.match !== undefined && !matchesSelector(gw.match, dialer)) continue;
+    let usable = gatewayAddresses(gw.address);
+    if (usable.some((a) => a.startsWith("unix://"))) {
+      local ??= sameHost(dialer, target);
+      if (!local) usable = usable.filter((a) => !a.startsWith("unix://"));
+    }
+    if (usable.length === 0) continue;
+    best = { gateway: i, priority: gw.priority, address: usable[0]!, alternatives: usable.slice(1) };
+  }
+  return best;
+}

@@ -1,0 +1,18 @@
+// The public API of the pure core: what the edge, the agent and the CLI import.
+// Nothing here touches `cloudflare:*`, `hono` or `node:*`.
+export { chooseGateway, type DialChoice, gatewayAddresses } from "./dial.ts";
+export * from "./errors.ts";
+export { nameHash, rendezvousWeight } from "./hash.ts";
+export { MAX_RECORDS, type ParseResult, parseRecords, parseTopologyText } from "./parse.ts";
+export {
+  buildRealm,
+  canDial,
+  dialChoice,
+  type Realm,
+  resolveRoute,
+  resolveRoutes,
+  routeTable,
+} from "./realm.ts";
+export { type RouteResolver, referenceResolver } from "./reference.ts";
+export * from "./schema.ts";
+export { matchesSelector, sameHost, selectorList } from "./selector.ts";

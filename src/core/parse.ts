@@ -1,0 +1,120 @@
+// The importer: topology text (YAML or JSON; a list of records or the
+// `topologies/*.yaml` configuration map) to validated records. It rejects the
+// input whole and names every problem by its path, so an operator fixes a
+// file in one pass and nothing half-imported ever reaches a realm.
+import { parse as parseYaml, YAMLParseError } from "yaml";
+import { describeIssues, type FieldProblem, formatPath } from "./errors.ts";
+import { type HopwayRecord, RecordSchema } from "./schema.ts";
+
+export type ParseResult =
+  | { ok: true; records: HopwayRecord[] }
+  | {
+      ok: false;
+      /** `invalid_json`: the text is not YAML/JSON at all; `invalid_input`: it is, but fields are wrong. */
+      code: "invalid_json" | "invalid_input";
+      problems: FieldProblem[];
+    };
+
+/** Upper bound on records in one import: bounds memory and route-table work per realm. */
+export const MAX_RECORDS = 100_000;
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+/**
+ * Parses topology text. `format` defaults to sniffing: text whose first
+ * non-blank character is `{` or `[` is JSON, anything else YAML.
+ */
+export function parseTopologyText(text: string, format?: "yaml" | "json"): ParseResult {
+  const fmt = format ?? (/^\s*[[{]/.test(text) ? "json" : "yaml");
+  let value: unknown;
+  try {
+    if (fmt === "json") value = JSON.parse(text);
+    else value = parseYaml(text, { uniqueKeys: true, maxAliasCount: 1000, prettyErrors: true });
+  } catch (err) {
+    const message =
+      err instanceof YAMLParseError || err instanceof SyntaxError ? err.message.split("\n")[0]! : String(err);
+    return {
+      ok: false,
+      code: "invalid_json",
+      problems: [{ path: "", message: `not valid ${fmt.toUpperCase()}: ${message}` }],
+    };
+  }
+  return parseRecords(value);
+}
+
+interface Located {
+  record: HopwayRecord;
+  /** Path prefix of the record itself, e.g. ["relaysvr1", "discovery"] or [3]. */
+  at: PropertyKey[];
+}
+
+/**
+ * Validates an already-decoded document: a list of records, or a map whose
+ * values carry a `discovery` record (its `name` defaults to the map key).
+ * Other keys beside `discovery` belong to the process's own configuration and
+ * are ignored here.
+ */
+export function parseRecords(value: unknown): ParseResult {
+  const problems: FieldProblem[] = [];
+  const located: Located[] = [];
+  const check = (input: unknown, at: PropertyKey[]) => {
+    const r = RecordSchema.safeParse(input);
+    if (r.success) located.push({ record: r.data, at });
+    else problems.push(...describeIssues(r.error, at));
+  };
+  if (Array.isArray(value)) {
+    if (value.length > MAX_RECORDS) {
+      return { ok: false, code: "invalid_input", problems: [{ path: "", message: `at most ${MAX_RECORDS} records` }] };
+    }
+    for (let i = 0; i < value.length; i++) check(value[i], [i]);
+  } else if (isPlainObject(value)) {
+    const entries = Object.entries(value);
+    if (entries.length > MAX_RECORDS) {
+      return { ok: false, code: "invalid_input", problems: [{ path: "", message: `at most ${MAX_RECORDS} records` }] };
+    }
+    for (const [key, entry] of entries) {
+      if (!isPlainObject(entry) || !isPlainObject(entry.discovery)) {
+        problems.push({ path: formatPath([key, "discovery"]), message: "expected an object (the record)" });
+        continue;
+      }
+      const discovery = entry.discovery;
+      check("name" in discovery ? discovery : { name: key, ...discovery }, [key, "discovery"]);
+    }
+  } else {
+    return {
+      ok: false,
+      code: "invalid_input",
+      problems: [{ path: "", message: "expected a list of records or a map of configurations with `discovery`" }],
+    };
+  }
+  // Cross-record rules, checked on the records that are valid on their own.
+  const byName = new Map<string, Located>();
+  for (const item of located) {
+    const first = byName.get(item.record.name);
+    if (first !== undefined) {
+      problems.push({
+        path: formatPath([...item.at, "name"]),
+        message: `duplicate name '${item.record.name}' (first at ${formatPath(first.at) || "[0]"})`,
+      });
+    } else byName.set(item.record.name, item);
+  }
+  for (const item of located) {
+    const rec = item.record;
+    if (rec.type !== "group") continue;
+    const seen = new Set<string>();
+    rec.node_list.forEach((member, i) => {
+      const path = formatPath([...item.at, "node_list", i, "node_name"]);
+      const target = byName.get(member.node_name)?.record;
+      if (target === undefined)
+        problems.push({ path, message: `'${member.node_name}' is not a record of this topology` });
+      else if (target.type !== "node")
+        problems.push({ path, message: `'${member.node_name}' is a ${target.type}, not a node` });
+      else if (seen.has(member.node_name)) problems.push({ path, message: `'${member.node_name}' is listed twice` });
+      seen.add(member.node_name);
+    });
+  }
+  if (problems.length > 0) return { ok: false, code: "invalid_input", problems };
+  return { ok: true, records: located.map((l) => l.record) };
+}
