@@ -3,6 +3,7 @@
 // selector semantics as gateway matches: every given field equal, labels a subset).
 import { parseArgs } from "node:util";
 import { type HopwayRecord, LabelKeySchema, LabelValueSchema, NameSchema, type Selector } from "../../core/schema.ts";
+import { matchesSelector } from "../../core/selector.ts";
 import {
   type CliIo,
   EdgeClient,
@@ -133,21 +134,10 @@ export function filterQuery(filter: NodeFilter): URLSearchParams {
   return q;
 }
 
-/** Selector semantics of the contract (section 2): every given field equal, labels a subset. */
+/** Selector semantics of the contract (section 2), from the core so the CLI and the resolver agree. */
 export function matchesFilter(record: HopwayRecord, filter: NodeFilter): boolean {
   if (filter.type !== undefined && record.type !== filter.type) return false;
-  const { selector } = filter;
-  if (selector.name !== undefined && record.name !== selector.name) return false;
-  const want = selector.metadata;
-  if (!want) return true;
-  // Groups carry no metadata, so any metadata filter excludes them.
-  const have = record.type === "group" ? undefined : record.metadata;
-  if (want.namespace_name !== undefined && have?.namespace_name !== want.namespace_name) return false;
-  if (want.kind !== undefined && have?.kind !== want.kind) return false;
-  for (const [k, v] of Object.entries(want.labels ?? {})) {
-    if (have?.labels?.[k] !== v) return false;
-  }
-  return true;
+  return matchesSelector(filter.selector, record);
 }
 
 export function formatNodes(records: readonly HopwayRecord[]): string {
