@@ -1,0 +1,532 @@
+// The relay core. It takes sockets that something else accepted (the agent's
+// listeners in production, a test's loopback pair in tests), reads one CONNECT
+// head, decides from its own route table whether and where to go, opens the
+// next hop (trying the hop's alternatives), and only then answers 200 and
+// splices the two sockets with bounded buffers.
+//
+// Routing is hop-by-hop: each relay consults ITS OWN route table for the next
+// hop instead of trusting a path chosen upstream. Every relay must check its
+// table anyway (never an open proxy), a relay's table is the freshest view of
+// its neighbours, and no upstream (stale or hostile) can steer traffic through
+// nodes this relay would not pick. The resolver's shortest paths through
+// egress(S) ∪ ingress(T) make a relay's own route the suffix of the source's
+// route in the reference topologies; `Hopway-Hops` (signed) records the relays
+// visited so a disagreement between tables can never loop, and `Hopway-Path`
+// in the 200 answer reports the path actually taken.
+import { connect, type Socket } from "node:net";
+import { MAX_HOPS } from "../../../src/core/schema.ts";
+import { addressAllowed, buildCidrList, clientToken, ReplayCache, signHop, tokenMatches, verifyHop } from "./auth.ts";
+import {
+  type ConnectRequest,
+  errorResponse,
+  establishedResponse,
+  type FailureReason,
+  findHeadEnd,
+  MAX_HEAD_BYTES,
+  parseConnectHead,
+  parseResponseHead,
+  reasonForStatus,
+  STATUS_FOR,
+} from "./protocol.ts";
+import type { Dialable, RoutingTable } from "./table.ts";
+
+export type PeerRole = "client" | "relay";
+export type NextRole = "relay" | "target";
+
+export interface RelayLimits {
+  maxConnections: number;
+  connectTimeoutMs: number;
+  /** Time for the whole downstream path to answer (each relay below has its own connect timeout). */
+  pathTimeoutMs: number;
+  headerTimeoutMs: number;
+  idleTimeoutMs: number;
+  /** Per direction: a tunnel stops reading once this much waits to be written (socket highWaterMark). */
+  bufferBytes: number;
+}
+
+export const DEFAULT_LIMITS: RelayLimits = {
+  maxConnections: 10_000,
+  connectTimeoutMs: 5_000,
+  pathTimeoutMs: 15_000,
+  headerTimeoutMs: 10_000,
+  idleTimeoutMs: 15 * 60_000,
+  bufferBytes: 256 * 1024,
+};
+
+/** What the relay tells its metrics; every label value is from a closed set. */
+export interface RelayObserver {
+  tunnelOpened(peer: PeerRole, next: NextRole, connectSeconds: number): void;
+  tunnelClosed(peer: PeerRole, next: NextRole, seconds: number): void;
+  tunnelFailed(reason: FailureReason): void;
+}
+
+export interface RelayOptions {
+  /** This relay's record name. */
+  name: string;
+  table: RoutingTable;
+  /** Realm-wide hop key; without one this relay neither accepts nor signs relay hops. */
+  hopKey?: Buffer | undefined;
+  clientCidrs?: readonly string[];
+  clientTokens?: readonly string[];
+  limits?: Partial<RelayLimits>;
+  maxClockSkewSeconds?: number;
+  replayCacheSize?: number;
+  observer?: RelayObserver;
+  /** Seconds since the epoch; injectable for the skew-window tests. */
+  now?: () => number;
+  log?: (level: "info" | "warn" | "debug", msg: string, fields: Record<string, unknown>) => void;
+}
+
+interface Tunnel {
+  client: Socket;
+  upstream: Socket;
+  peer: PeerRole;
+  next: NextRole;
+  openedAt: number;
+}
+
+export interface RelayCounters {
+  /** Bytes from the connecting peer towards the target, by who connected. */
+  up: Record<PeerRole, number>;
+  /** Bytes from the target back towards the connecting peer. */
+  down: Record<PeerRole, number>;
+}
+
+type DialResult =
+  | { ok: true; socket: Socket; rest: Buffer; path: string }
+  | { ok: false; refusal: Refusal; final: boolean };
+
+class Refusal {
+  constructor(
+    readonly reason: FailureReason,
+    readonly detail: string,
+    readonly status: number = STATUS_FOR[reason],
+    readonly extra: Record<string, string> = {},
+  ) {}
+}
+
+export class Relay {
+  readonly name: string;
+  readonly limits: RelayLimits;
+  readonly counters: RelayCounters = { up: { client: 0, relay: 0 }, down: { client: 0, relay: 0 } };
+  private readonly table: RoutingTable;
+  private readonly hopKey: Buffer | undefined;
+  private readonly cidrs;
+  private readonly tokens: Buffer[];
+  private readonly skew: number;
+  private readonly replay: ReplayCache;
+  private readonly observer: RelayObserver | undefined;
+  private readonly now: () => number;
+  private readonly log: NonNullable<RelayOptions["log"]>;
+  private readonly tunnels = new Set<Tunnel>();
+  private readonly sockets = new Set<Socket>();
+  private connections = 0;
+  private draining = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(opts: RelayOptions) {
+    this.name = opts.name;
+    this.table = opts.table;
+    this.hopKey = opts.hopKey;
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.cidrs = buildCidrList(opts.clientCidrs ?? ["127.0.0.0/8", "::1/128"]);
+    this.tokens = (opts.clientTokens ?? []).map((t) => Buffer.from(t));
+    this.skew = opts.maxClockSkewSeconds ?? 60;
+    this.replay = new ReplayCache(2 * this.skew + 1, opts.replayCacheSize ?? 200_000);
+    this.observer = opts.observer;
+    this.now = opts.now ?? (() => Date.now() / 1000);
+    this.log = opts.log ?? (() => {});
+  }
+
+  /** Open tunnels (both sides spliced). */
+  get activeTunnels(): number {
+    return this.tunnels.size;
+  }
+  /** Accepted connections still open, in handshake or tunnelled. */
+  get openConnections(): number {
+    return this.connections;
+  }
+
+  /** Takes ownership of an accepted socket. Never throws; a bad peer only loses its own connection. */
+  handle(socket: Socket, opts: { local?: boolean } = {}): void {
+    if (this.draining || this.connections >= this.limits.maxConnections) {
+      // Refuse at once without reading: established tunnels are untouched.
+      this.observer?.tunnelFailed("over_capacity");
+      socket.on("error", () => {});
+      socket.end(
+        errorResponse(503, "over_capacity", this.draining ? "relay is draining" : "relay at connection limit"),
+      );
+      socket.setTimeout(1000, () => socket.destroy());
+      return;
+    }
+    this.connections++;
+    this.sockets.add(socket);
+    socket.once("close", () => {
+      this.connections--;
+      this.sockets.delete(socket);
+      this.maybeIdle();
+    });
+    // A tunnel forwards each direction's end separately (half-close).
+    socket.allowHalfOpen = true;
+    socket.setNoDelay(true);
+    socket.on("error", () => socket.destroy());
+    this.readHead(socket, opts.local === true);
+  }
+
+  private readHead(socket: Socket, local: boolean): void {
+    let buffered: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      cleanup();
+      this.refuse(socket, new Refusal("header_timeout", "request head not received in time"));
+    }, this.limits.headerTimeoutMs);
+    const onData = (chunk: Buffer) => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      const end = findHeadEnd(buffered);
+      if (end < 0) {
+        if (buffered.length > MAX_HEAD_BYTES) {
+          cleanup();
+          this.refuse(socket, new Refusal("headers_too_large", `request head over ${MAX_HEAD_BYTES} bytes`));
+        }
+        return;
+      }
+      cleanup();
+      if (end > MAX_HEAD_BYTES) {
+        this.refuse(socket, new Refusal("headers_too_large", `request head over ${MAX_HEAD_BYTES} bytes`));
+        return;
+      }
+      const head = buffered.subarray(0, end - 4);
+      const rest = buffered.subarray(end);
+      this.route(socket, head, rest, local).catch((err: unknown) => {
+        this.log("warn", "relay handshake failed", { error: String(err) });
+        socket.destroy();
+      });
+    };
+    const onEnd = () => {
+      cleanup();
+      socket.destroy();
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      socket.pause();
+      socket.off("data", onData);
+      socket.off("end", onEnd);
+    };
+    socket.on("data", onData);
+    socket.on("end", onEnd);
+  }
+
+  private refuse(socket: Socket, r: Refusal): void {
+    this.observer?.tunnelFailed(r.reason);
+    const extra: Record<string, string> = { "Hopway-Reason": r.detail, "Hopway-Failed-At": this.name, ...r.extra };
+    if (r.status === 407) extra["Proxy-Authenticate"] = 'Basic realm="hopway"';
+    if (!socket.destroyed) {
+      socket.end(errorResponse(r.status, r.reason, r.detail, extra));
+      // A peer that never reads its answer must not hold the slot.
+      socket.setTimeout(2000, () => socket.destroy());
+    }
+  }
+
+  private authenticate(
+    socket: Socket,
+    req: ConnectRequest,
+    hops: string | undefined,
+    local: boolean,
+  ): PeerRole | Refusal {
+    const auth = req.headers.get("proxy-authorization");
+    if (auth && /^Hopway-HMAC\s/i.test(auth)) {
+      if (!this.hopKey) return new Refusal("auth", "this relay has no hop key; relay hops are disabled");
+      const r = verifyHop(this.hopKey, auth, req.authority, hops ?? "", this.now(), this.skew, this.replay);
+      if (!r.ok) return new Refusal(r.status === 503 ? "over_capacity" : "auth", r.detail, r.status);
+      return "relay";
+    }
+    // Hop bookkeeping is only believed from an authenticated relay.
+    if (hops !== undefined) return new Refusal("auth", "Hopway-Hops requires relay credentials");
+    // A unix-socket listener (`local`) only admits peers on this host: the same trust as loopback.
+    if (local || addressAllowed(this.cidrs, socket.remoteAddress)) return "client";
+    const token = clientToken(auth);
+    if (token !== undefined && tokenMatches(this.tokens, token)) return "client";
+    return new Refusal("auth", auth ? "credentials not accepted" : "proxy authentication required");
+  }
+
+  private async route(socket: Socket, head: Buffer, rest: Buffer, local: boolean): Promise<void> {
+    const parsed = parseConnectHead(head);
+    if ("reason" in parsed) return this.refuse(socket, new Refusal(parsed.reason, parsed.detail));
+    const req = parsed;
+    const hopsHeader = req.headers.get("hopway-hops");
+    const role = this.authenticate(socket, req, hopsHeader, local);
+    if (role instanceof Refusal) return this.refuse(socket, role);
+
+    const visited = hopsHeader ? hopsHeader.split(",").map((s) => s.trim()) : [];
+    if (visited.includes(this.name)) {
+      return this.refuse(socket, new Refusal("loop", `loop: already visited ${this.name} (${visited.join(" > ")})`));
+    }
+    if (visited.length + 1 >= MAX_HOPS) {
+      return this.refuse(socket, new Refusal("loop", `hop limit ${MAX_HOPS} reached`));
+    }
+    if (this.table.version === undefined) {
+      return this.refuse(socket, new Refusal("no_route_table", "relay has no route table yet"));
+    }
+    const found = this.table.lookup(req.node, req.port);
+    if (!found.ok) return this.refuse(socket, new Refusal(found.reason, found.detail));
+    if (!found.direct && !this.hopKey) {
+      return this.refuse(socket, new Refusal("next_hop_failed", "next hop is a relay but this relay has no hop key"));
+    }
+    if (found.direct && found.hops.length + visited.length + 1 > MAX_HOPS) {
+      return this.refuse(socket, new Refusal("loop", `hop limit ${MAX_HOPS} reached`));
+    }
+
+    const started = performance.now();
+    let clientGone = false;
+    const onClientClose = () => {
+      clientGone = true;
+    };
+    socket.once("close", onClientClose);
+    const nextRole: NextRole = found.direct ? "target" : "relay";
+    const hops = [...visited, this.name].join(", ");
+    let lastFailure: Refusal = new Refusal("next_hop_failed", `no usable address for '${found.next.node}'`);
+
+    for (const addr of found.nextAddresses) {
+      if (clientGone) return;
+      const attempt = await this.dial(addr, found.next.node, found.direct ? undefined : req.authority, hops);
+      if (clientGone) {
+        if (attempt.ok) attempt.socket.destroy();
+        return;
+      }
+      if (!attempt.ok) {
+        lastFailure = attempt.refusal;
+        // Only a failure to reach the hop moves on to its alternatives; an answer from it is final.
+        if (attempt.final) break;
+        this.log("info", "next hop address failed", {
+          next: found.next.node,
+          address: addr.address,
+          why: attempt.refusal.detail,
+        });
+        continue;
+      }
+      socket.off("close", onClientClose);
+      const path = found.direct ? this.name : `${this.name}, ${attempt.path}`;
+      this.splice(
+        socket,
+        attempt.socket,
+        role,
+        nextRole,
+        rest,
+        attempt.rest,
+        path,
+        (performance.now() - started) / 1000,
+      );
+      return;
+    }
+    socket.off("close", onClientClose);
+    this.refuse(socket, lastFailure);
+  }
+
+  private dial(addr: Dialable, nextNode: string, authority: string | undefined, hops: string): Promise<DialResult> {
+    return new Promise((resolve) => {
+      const hwm = this.limits.bufferBytes;
+      // net.Socket passes highWaterMark on to its Duplex; @types/node does not declare it.
+      const extra = { allowHalfOpen: true, highWaterMark: hwm };
+      const up: Socket = addr.path
+        ? connect({ path: addr.path, ...extra })
+        : connect({ host: addr.host, port: addr.port, noDelay: true, ...extra });
+      let settled = false;
+      let buffered: Buffer = Buffer.alloc(0);
+      const finish = (r: DialResult) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        up.off("error", onError);
+        up.off("data", onData);
+        up.off("end", onEnd);
+        up.off("connect", onConnect);
+        if (!r.ok) up.destroy();
+        else up.on("error", () => up.destroy());
+        resolve(r);
+      };
+      let timer = setTimeout(
+        () =>
+          finish({
+            ok: false,
+            final: false,
+            refusal: new Refusal("connect_timeout", `connect to ${addr.address} timed out`),
+          }),
+        this.limits.connectTimeoutMs,
+      );
+      const onError = (err: NodeJS.ErrnoException) =>
+        finish({
+          ok: false,
+          final: false,
+          refusal: new Refusal("next_hop_failed", `${addr.address}: ${err.code ?? err.message}`),
+        });
+      const onData = (chunk: Buffer) => {
+        buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+        const end = findHeadEnd(buffered);
+        if (end < 0) {
+          if (buffered.length > MAX_HEAD_BYTES) {
+            finish({
+              ok: false,
+              final: true,
+              refusal: new Refusal("next_hop_failed", "oversized answer from next relay"),
+            });
+          }
+          return;
+        }
+        up.pause();
+        const res = parseResponseHead(buffered.subarray(0, end - 4));
+        if (typeof res === "string") {
+          return finish({ ok: false, final: true, refusal: new Refusal("next_hop_failed", res) });
+        }
+        if (res.status !== 200) {
+          // Pass the downstream verdict through so the client learns the real reason and where it arose.
+          const why = res.headers.get("hopway-reason") ?? res.headers.get("hopway-error") ?? "refused by next relay";
+          const failedAt = res.headers.get("hopway-failed-at") ?? nextNode;
+          return finish({
+            ok: false,
+            final: true,
+            refusal: new Refusal(reasonForStatus(res.status), why, res.status, {
+              "Hopway-Reason": why,
+              "Hopway-Failed-At": failedAt,
+            }),
+          });
+        }
+        finish({ ok: true, socket: up, rest: buffered.subarray(end), path: res.headers.get("hopway-path") ?? "?" });
+      };
+      const onEnd = () =>
+        finish({
+          ok: false,
+          final: true,
+          refusal: new Refusal("next_hop_failed", "next relay closed before answering"),
+        });
+      const onConnect = () => {
+        if (authority === undefined) return finish({ ok: true, socket: up, rest: Buffer.alloc(0), path: "" });
+        // Connected: the rest of the path gets its own, longer budget (each relay below
+        // enforces its own connect timeout and answers 504 itself when it runs out).
+        clearTimeout(timer);
+        timer = setTimeout(
+          () =>
+            finish({
+              ok: false,
+              final: true,
+              refusal: new Refusal("connect_timeout", "path beyond the next relay did not come up in time"),
+            }),
+          this.limits.pathTimeoutMs,
+        );
+        const auth = signHop(this.hopKey as Buffer, this.name, authority, hops, this.now());
+        up.on("data", onData);
+        up.once("end", onEnd);
+        up.write(
+          `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nHopway-Hops: ${hops}\r\nProxy-Authorization: ${auth}\r\n\r\n`,
+        );
+      };
+      up.once("error", onError);
+      up.once("connect", onConnect);
+    });
+  }
+
+  private splice(
+    client: Socket,
+    upstream: Socket,
+    peer: PeerRole,
+    next: NextRole,
+    clientRest: Buffer,
+    upstreamRest: Buffer,
+    path: string,
+    connectSeconds: number,
+  ): void {
+    if (client.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    const tunnel: Tunnel = { client, upstream, peer, next, openedAt: performance.now() };
+    this.tunnels.add(tunnel);
+    this.observer?.tunnelOpened(peer, next, connectSeconds);
+    const counters = this.counters;
+    client.write(establishedResponse(path));
+    if (clientRest.length > 0) {
+      counters.up[peer] += clientRest.length;
+      upstream.write(clientRest);
+    }
+    if (upstreamRest.length > 0) {
+      counters.down[peer] += upstreamRest.length;
+      client.write(upstreamRest);
+    }
+    let closed = 0;
+    const onClose = () => {
+      if (++closed === 1) {
+        // Either side gone for good (error or full close): the tunnel is over.
+        client.destroy();
+        upstream.destroy();
+        this.tunnels.delete(tunnel);
+        this.observer?.tunnelClosed(peer, next, (performance.now() - tunnel.openedAt) / 1000);
+        this.maybeIdle();
+      }
+    };
+    client.once("close", onClose);
+    upstream.once("close", onClose);
+    upstream.on("error", () => upstream.destroy());
+    const idle = this.limits.idleTimeoutMs;
+    if (idle > 0) {
+      // A socket's timeout is refreshed by its reads and its writes, and every byte of the
+      // tunnel is read on one socket and written on the other: either timer firing means
+      // nothing moved either way for `idle`.
+      const onTimeout = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.setTimeout(idle, onTimeout);
+      upstream.setTimeout(idle, onTimeout);
+    }
+    pump(client, upstream, (n) => {
+      counters.up[peer] += n;
+    });
+    pump(upstream, client, (n) => {
+      counters.down[peer] += n;
+    });
+  }
+
+  /** Stops taking new connections (they get 503) so a shutdown can drain. */
+  startDrain(): void {
+    this.draining = true;
+  }
+
+  /** Resolves when no tunnel and no handshake is open, or at the deadline; true when idle. */
+  waitIdle(timeoutMs: number): Promise<boolean> {
+    if (this.connections === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(this.connections === 0), timeoutMs);
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /** Closes every remaining connection (after the drain deadline). */
+  destroyAll(): void {
+    for (const s of this.sockets) s.destroy();
+    for (const t of this.tunnels) t.upstream.destroy();
+  }
+
+  private maybeIdle(): void {
+    if (this.connections !== 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+/**
+ * One direction of a tunnel: what `pipe` does, plus byte counting, and
+ * without `pipe`'s unpipe-on-error surprises. Reading pauses while the other
+ * side's write buffer is over its highWaterMark, so a slow reader bounds the
+ * memory a tunnel holds; the remote end's FIN is forwarded as our FIN.
+ */
+function pump(src: Socket, dst: Socket, count: (n: number) => void): void {
+  src.on("data", (chunk: Buffer) => {
+    count(chunk.length);
+    if (!dst.write(chunk)) src.pause();
+  });
+  dst.on("drain", () => src.resume());
+  src.once("end", () => dst.end());
+  src.resume();
+}

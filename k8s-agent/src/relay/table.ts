@@ -1,0 +1,96 @@
+// The relay's view of the realm: the route table the edge computed for this
+// relay's own record. It is the whole allow-list: a destination not in it, or
+// a port that is not one of that node's gateway ports, is never dialed.
+import { z } from "zod";
+import { type Hop, NameSchema, parseAddress, RouteSchema } from "../../../src/core/schema.ts";
+
+export const RouteTableSchema = z.object({
+  node: NameSchema,
+  version: z.number().int().nonnegative(),
+  routes: z.array(RouteSchema),
+});
+export type RouteTable = z.infer<typeof RouteTableSchema>;
+
+export interface Dialable {
+  /** `ipv4://...` etc. as in the record, for logs. */
+  address: string;
+  host: string;
+  port: number;
+  /** Set for unix sockets. */
+  path: string;
+}
+
+export type Lookup =
+  | { ok: true; next: Hop; nextAddresses: Dialable[]; direct: boolean; hops: Hop[] }
+  | { ok: false; reason: "unknown_node" | "forbidden"; detail: string };
+
+function dialable(address: string): Dialable | undefined {
+  const p = parseAddress(address);
+  if (typeof p === "string") return undefined;
+  return { address, host: p.host, port: p.port, path: p.path };
+}
+
+function addressesOf(hop: Hop): Dialable[] {
+  const out: Dialable[] = [];
+  for (const a of [hop.address, ...hop.alternatives]) {
+    if (a === null) continue;
+    const d = dialable(a);
+    if (d) out.push(d);
+  }
+  return out;
+}
+
+export class RoutingTable {
+  private byTarget = new Map<string, RouteTable["routes"][number]>();
+  private current: RouteTable | undefined;
+
+  constructor(private readonly self: string) {}
+
+  get version(): number | undefined {
+    return this.current?.version;
+  }
+  get table(): RouteTable | undefined {
+    return this.current;
+  }
+
+  /** Replaces the table. Callers (the edge client) guarantee versions only move forward. */
+  set(table: RouteTable): void {
+    if (table.node !== this.self) throw new Error(`route table is for '${table.node}', this relay is '${this.self}'`);
+    const byTarget = new Map<string, RouteTable["routes"][number]>();
+    for (const r of table.routes) {
+      // A group expands to one route per member; members are addressed by their own names.
+      if (r.from === this.self && !byTarget.has(r.to)) byTarget.set(r.to, r);
+    }
+    this.byTarget = byTarget;
+    this.current = table;
+  }
+
+  /** Decides whether `node:port` may be reached from here and through which next hop. */
+  lookup(node: string, port: number): Lookup {
+    if (node === this.self) return { ok: false, reason: "forbidden", detail: `'${node}' is this relay` };
+    const route = this.byTarget.get(node);
+    if (!route) return { ok: false, reason: "unknown_node", detail: `no node '${node}' in this relay's route table` };
+    const hops = route.hops;
+    if (!hops || hops.length === 0) {
+      return {
+        ok: false,
+        reason: "forbidden",
+        detail: `no route to '${node}'${route.reason ? ` (${route.reason})` : ""}`,
+      };
+    }
+    const last = hops[hops.length - 1] as Hop;
+    if (last.address === null) {
+      return { ok: false, reason: "forbidden", detail: `'${node}' is a client; clients are never dialed` };
+    }
+    const targetAddrs = addressesOf(last);
+    // Only the ports of the target's gateway addresses: the relay is never an open proxy.
+    const allowed = port === 0 ? targetAddrs : targetAddrs.filter((a) => a.port === port);
+    if (allowed.length === 0) {
+      return { ok: false, reason: "forbidden", detail: `port ${port} is not a gateway port of '${node}'` };
+    }
+    const next = hops[0] as Hop;
+    if (hops.length === 1) return { ok: true, next, nextAddresses: allowed, direct: true, hops };
+    if (next.address === null) return { ok: false, reason: "forbidden", detail: `next hop '${next.node}' is a client` };
+    return { ok: true, next, nextAddresses: addressesOf(next), direct: false, hops };
+  }
+}

@@ -1,0 +1,117 @@
+// Loopback plumbing for the relay tests: real listeners, real sockets.
+import { once } from "node:events";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import type { Hop, Route } from "../../../../src/core/schema.ts";
+import { Relay, type RelayOptions } from "../../../src/relay/relay.ts";
+import { RoutingTable } from "../../../src/relay/table.ts";
+
+export interface Running {
+  relay: Relay;
+  port: number;
+  server: Server;
+  close(): Promise<void>;
+}
+
+export async function listen(server: Server, host = "127.0.0.1"): Promise<number> {
+  server.listen(0, host);
+  await once(server, "listening");
+  const a = server.address();
+  if (a === null || typeof a === "string") throw new Error("no port");
+  return a.port;
+}
+
+/** A relay behind a real loopback listener that hands every accepted socket to relay.handle. */
+export async function startRelay(opts: Omit<RelayOptions, "table"> & { routes: Route[] }): Promise<Running> {
+  const table = new RoutingTable(opts.name);
+  table.set({ node: opts.name, version: 1, routes: opts.routes });
+  const relay = new Relay({ ...opts, table });
+  const server = createServer({ allowHalfOpen: true }, (s) => relay.handle(s));
+  const port = await listen(server);
+  return {
+    relay,
+    port,
+    server,
+    async close() {
+      relay.destroyAll();
+      server.close();
+    },
+  };
+}
+
+export function hop(node: string, address: string | null, alternatives: string[] = [], priority = 1): Hop {
+  return { node, address, priority, alternatives };
+}
+
+export function route(from: string, to: string, hops: Hop[] | null): Route {
+  return { from, to, hops };
+}
+
+/** An echo server; `hold` keeps accepted sockets paused (a reader that never reads). */
+export async function startEcho(
+  opts: { halfClose?: boolean } = {},
+): Promise<{ port: number; server: Server; sockets: Socket[] }> {
+  const sockets: Socket[] = [];
+  const server = createServer({ allowHalfOpen: opts.halfClose ?? false }, (s) => {
+    sockets.push(s);
+    s.on("error", () => {});
+    s.pipe(s);
+  });
+  const port = await listen(server);
+  return { port, server, sockets };
+}
+
+export interface Answer {
+  status: number;
+  headers: Map<string, string>;
+  body: string;
+  rest: Buffer;
+  socket: Socket;
+}
+
+/** Sends a raw request head and reads the answer's head (and, for errors, the body until close). */
+export async function request(port: number, head: string, host = "127.0.0.1"): Promise<Answer> {
+  const socket = connect({ port, host, allowHalfOpen: true });
+  socket.on("error", () => {});
+  await once(socket, "connect");
+  socket.write(head);
+  return readAnswer(socket);
+}
+
+export function readAnswer(socket: Socket): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const onData = (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      socket.off("data", onData);
+      socket.off("close", onClose);
+      socket.pause();
+      const lines = buf.subarray(0, end).toString("latin1").split("\r\n");
+      const status = Number((lines[0] ?? "").split(" ")[1]);
+      const headers = new Map<string, string>();
+      for (const l of lines.slice(1)) {
+        const i = l.indexOf(":");
+        headers.set(l.slice(0, i).toLowerCase(), l.slice(i + 1).trim());
+      }
+      const rest = buf.subarray(end + 4);
+      const len = Number(headers.get("content-length") ?? "0");
+      resolve({ status, headers, body: rest.subarray(0, len).toString(), rest, socket });
+    };
+    const onClose = () =>
+      reject(new Error(`closed before an answer (${buf.length} bytes: ${buf.toString().slice(0, 80)})`));
+    socket.on("data", onData);
+    socket.once("close", onClose);
+  });
+}
+
+/** Collects everything until the peer ends. */
+export async function readAll(socket: Socket): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  socket.on("data", (c: Buffer) => chunks.push(c));
+  socket.resume();
+  await once(socket, "end");
+  return Buffer.concat(chunks);
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,390 @@
+import { once } from "node:events";
+import { mkdtempSync } from "node:fs";
+import { connect, createServer, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { signHop } from "../../../src/relay/auth.ts";
+import { hop, listen, type Running, readAll, request, route, sleep, startEcho, startRelay } from "./helpers.ts";
+
+const KEY = Buffer.from("0123456789abcdef0123456789abcdef");
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+async function relayTo(
+  targetAddr: string,
+  extra: Partial<Parameters<typeof startRelay>[0]> = {},
+  alternatives: string[] = [],
+): Promise<Running> {
+  const r = await startRelay({
+    name: "relay-a",
+    hopKey: KEY,
+    routes: [
+      route("relay-a", "app1", [hop("app1", targetAddr, alternatives)]),
+      route("relay-a", "lonely", null),
+      route("relay-a", "phone", [hop("phone", null)]),
+    ],
+    ...extra,
+  });
+  cleanups.push(() => r.close());
+  return r;
+}
+
+async function echo(): Promise<number> {
+  const e = await startEcho();
+  cleanups.push(() => e.server.close());
+  return e.port;
+}
+
+describe("relay: direct hop to a target", () => {
+  it("answers 200 only once the target is connected, then carries bytes both ways", async () => {
+    const port = await echo();
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`);
+    const a = await request(r.port, `CONNECT app1:${port} HTTP/1.1\r\nHost: app1\r\n\r\n`);
+    expect(a.status).toBe(200);
+    expect(a.headers.get("hopway-path")).toBe("relay-a");
+    a.socket.resume();
+    a.socket.write("ping");
+    const [got] = await once(a.socket, "data");
+    expect(String(got)).toBe("ping");
+    expect(r.relay.activeTunnels).toBe(1);
+    a.socket.end();
+    await once(a.socket, "close");
+    await sleep(20);
+    expect(r.relay.activeTunnels).toBe(0);
+    expect(r.relay.counters.up.client).toBe(4);
+    expect(r.relay.counters.down.client).toBe(4);
+  });
+
+  it("port 0 or no port means the target's own gateway port", async () => {
+    const port = await echo();
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`);
+    for (const authority of ["app1:0", "app1"]) {
+      const a = await request(r.port, `CONNECT ${authority} HTTP/1.1\r\n\r\n`);
+      expect(a.status).toBe(200);
+      a.socket.destroy();
+    }
+  });
+
+  it("forwards bytes the client pipelined after the head", async () => {
+    const port = await echo();
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`);
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\nearly");
+    a.socket.resume();
+    let text = a.rest.toString();
+    while (text.length < 5) text += String((await once(a.socket, "data"))[0]);
+    expect(text).toBe("early");
+    a.socket.destroy();
+  });
+
+  it("reaches a target on a unix socket", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "hopway-relay-")), "app.sock");
+    const server = createServer((s) => s.pipe(s)).listen(path);
+    await once(server, "listening");
+    cleanups.push(() => server.close());
+    const r = await relayTo(`unix://${path}`);
+    const a = await request(r.port, "CONNECT app1:0 HTTP/1.1\r\n\r\n");
+    expect(a.status).toBe(200);
+    a.socket.resume();
+    a.socket.write("x");
+    expect(String((await once(a.socket, "data"))[0])).toBe("x");
+    a.socket.destroy();
+  });
+});
+
+describe("relay: refusals", () => {
+  const cases: Array<[string, string, number, string]> = [
+    ["malformed request line", "HELLO\r\n\r\n", 400, "bad_request"],
+    ["target that is not a node name", "CONNECT Not_A_Name:80 HTTP/1.1\r\n\r\n", 400, "bad_request"],
+    ["bad header line", "CONNECT app1:1 HTTP/1.1\r\nno-colon-here\r\n\r\n", 400, "bad_request"],
+    ["a plain proxy GET", "GET http://app1:1/ HTTP/1.1\r\n\r\n", 405, "method_not_allowed"],
+    ["an unknown node", "CONNECT nobody:80 HTTP/1.1\r\n\r\n", 404, "unknown_node"],
+    [
+      "an IP address as target (looked up as a name, never dialed)",
+      "CONNECT 10.0.0.1:80 HTTP/1.1\r\n\r\n",
+      404,
+      "unknown_node",
+    ],
+    ["a node with no route", "CONNECT lonely:80 HTTP/1.1\r\n\r\n", 403, "forbidden"],
+    ["a client (never dialed)", "CONNECT phone HTTP/1.1\r\n\r\n", 403, "forbidden"],
+    ["the relay itself", "CONNECT relay-a:1 HTTP/1.1\r\n\r\n", 403, "forbidden"],
+    ["a port that is not a gateway port", "CONNECT app1:22 HTTP/1.1\r\n\r\n", 403, "forbidden"],
+    ["Hopway-Hops without relay credentials", "CONNECT app1 HTTP/1.1\r\nHopway-Hops: x\r\n\r\n", 407, "auth"],
+  ];
+  for (const [what, head, status, code] of cases) {
+    it(`${status} for ${what}`, async () => {
+      const port = await echo();
+      const r = await relayTo(`ipv4://127.0.0.1:${port}`);
+      const a = await request(r.port, head);
+      expect(a.status).toBe(status);
+      expect(a.headers.get("hopway-error")).toBe(code);
+      expect(a.body.length).toBeGreaterThan(0);
+      // The connection is closed after a refusal; the relay keeps serving others.
+      await once(a.socket.resume(), "end");
+      expect(r.relay.openConnections).toBeLessThanOrEqual(1);
+    });
+  }
+
+  it("431 for a head over 16 KiB, without waiting for its end", async () => {
+    const r = await relayTo("ipv4://127.0.0.1:1");
+    const a = await request(r.port, `CONNECT app1 HTTP/1.1\r\nX-Big: ${"a".repeat(17 * 1024)}`);
+    expect(a.status).toBe(431);
+  });
+
+  it("408 when the head trickles in too slowly (slowloris)", async () => {
+    const r = await relayTo("ipv4://127.0.0.1:1", { limits: { headerTimeoutMs: 150 } });
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n");
+    expect(a.status).toBe(408);
+  });
+
+  it("a malformed request costs only its own connection", async () => {
+    const port = await echo();
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`);
+    const bad = connect({ port: r.port, host: "127.0.0.1" });
+    bad.on("error", () => {});
+    bad.end(Buffer.from([0, 1, 2, 255, 13, 10, 13, 10]));
+    await once(bad.resume(), "close");
+    const ok = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(ok.status).toBe(200);
+    ok.socket.destroy();
+  });
+
+  it("502 when every address of the next hop refuses", async () => {
+    const dead = createServer();
+    const deadPort = await listen(dead);
+    dead.close();
+    const r = await relayTo(`ipv4://127.0.0.1:${deadPort}`);
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(a.status).toBe(502);
+    expect(a.headers.get("hopway-reason")).toContain("ECONNREFUSED");
+  });
+
+  it("tries the hop's alternatives before giving up", async () => {
+    const dead = createServer();
+    const deadPort = await listen(dead);
+    dead.close();
+    const port = await echo();
+    // Same port on a second loopback address: an alternative of the same gateway.
+    const live = await startEcho();
+    cleanups.push(() => live.server.close());
+    const r = await relayTo(`ipv4://127.0.0.1:${deadPort}`, {}, [`ipv4://127.0.0.1:${live.port}`]);
+    void port;
+    const a = await request(r.port, "CONNECT app1:0 HTTP/1.1\r\n\r\n");
+    expect(a.status).toBe(200);
+    a.socket.destroy();
+  });
+});
+
+describe("relay: client admission", () => {
+  it("407 for a peer outside the client CIDRs without a token; a token admits it", async () => {
+    const port = await echo();
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`, { clientCidrs: ["10.0.0.0/8"], clientTokens: ["s3cret"] });
+    const no = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(no.status).toBe(407);
+    expect(no.headers.get("proxy-authenticate")).toContain("Basic");
+    const wrong = await request(r.port, "CONNECT app1 HTTP/1.1\r\nProxy-Authorization: Bearer nope\r\n\r\n");
+    expect(wrong.status).toBe(407);
+    const bearer = await request(r.port, "CONNECT app1 HTTP/1.1\r\nProxy-Authorization: Bearer s3cret\r\n\r\n");
+    expect(bearer.status).toBe(200);
+    bearer.socket.destroy();
+    const basic = Buffer.from("app:s3cret").toString("base64");
+    const b = await request(r.port, `CONNECT app1 HTTP/1.1\r\nProxy-Authorization: Basic ${basic}\r\n\r\n`);
+    expect(b.status).toBe(200);
+    b.socket.destroy();
+  });
+
+  it("admits another relay only with a valid, fresh, unreplayed HMAC", async () => {
+    const port = await echo();
+    let now = 1_000_000;
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`, { clientCidrs: [], now: () => now, maxClockSkewSeconds: 30 });
+    const head = (auth: string, hops = "relay-z") =>
+      `CONNECT app1 HTTP/1.1\r\nHopway-Hops: ${hops}\r\nProxy-Authorization: ${auth}\r\n\r\n`;
+    const good = signHop(KEY, "relay-z", "app1", "relay-z", now);
+    const ok = await request(r.port, head(good));
+    expect(ok.status).toBe(200);
+    ok.socket.destroy();
+    expect((await request(r.port, head(good))).status).toBe(407); // replay
+    const other = signHop(Buffer.from("another-realm-key-another-realm!!"), "relay-z", "app1", "relay-z", now);
+    expect((await request(r.port, head(other))).status).toBe(407);
+    // Signed for different hops: tampering with the visited list breaks the signature.
+    expect((await request(r.port, head(signHop(KEY, "relay-z", "app1", "relay-y", now)))).status).toBe(407);
+    const stale = signHop(KEY, "relay-z", "app1", "relay-z", now - 31);
+    expect((await request(r.port, head(stale))).status).toBe(407);
+    now += 10;
+    const skewedOk = signHop(KEY, "relay-z", "app1", "relay-z", now - 25);
+    const s = await request(r.port, head(skewedOk));
+    expect(s.status).toBe(200);
+    s.socket.destroy();
+  });
+
+  it("508 for a loop and for the hop limit", async () => {
+    const port = await echo();
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`);
+    const now = Date.now() / 1000;
+    const loopHops = "relay-x, relay-a";
+    const loop = await request(
+      r.port,
+      `CONNECT app1 HTTP/1.1\r\nHopway-Hops: ${loopHops}\r\nProxy-Authorization: ${signHop(KEY, "relay-x", "app1", loopHops, now)}\r\n\r\n`,
+    );
+    expect(loop.status).toBe(508);
+    const many = ["h1", "h2", "h3", "h4", "h5", "h6", "h7"].join(", ");
+    const limit = await request(
+      r.port,
+      `CONNECT app1 HTTP/1.1\r\nHopway-Hops: ${many}\r\nProxy-Authorization: ${signHop(KEY, "h7", "app1", many, now)}\r\n\r\n`,
+    );
+    expect(limit.status).toBe(508);
+  });
+});
+
+describe("relay: several hops", () => {
+  async function chain(targetPort: number, bRoutesTo = "app1") {
+    const b = await startRelay({
+      name: "relay-b",
+      hopKey: KEY,
+      clientCidrs: [],
+      routes: [route("relay-b", bRoutesTo, [hop(bRoutesTo, `ipv4://127.0.0.1:${targetPort}`)])],
+    });
+    cleanups.push(() => b.close());
+    const a = await startRelay({
+      name: "relay-a",
+      hopKey: KEY,
+      routes: [
+        route("relay-a", "app1", [
+          hop("relay-b", `ipv4://127.0.0.1:${b.port}`),
+          hop("app1", `ipv4://127.0.0.1:${targetPort}`),
+        ]),
+      ],
+    });
+    cleanups.push(() => a.close());
+    return { a, b };
+  }
+
+  it("signs the hop to the next relay and reports the path taken", async () => {
+    const port = await echo();
+    const { a, b } = await chain(port);
+    const ans = await request(a.port, `CONNECT app1:${port} HTTP/1.1\r\n\r\n`);
+    expect(ans.status).toBe(200);
+    expect(ans.headers.get("hopway-path")).toBe("relay-a, relay-b");
+    ans.socket.resume();
+    ans.socket.write("through two");
+    expect(String((await once(ans.socket, "data"))[0])).toBe("through two");
+    ans.socket.destroy();
+    await sleep(20);
+    expect(b.relay.counters.up.relay).toBe(11);
+  });
+
+  it("passes the next relay's refusal through, naming where it arose", async () => {
+    const port = await echo();
+    const { a } = await chain(port, "other");
+    const ans = await request(a.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(ans.status).toBe(404);
+    expect(ans.headers.get("hopway-failed-at")).toBe("relay-b");
+  });
+
+  it("504 when the next relay accepts but never answers", async () => {
+    const silent = createServer(() => {});
+    const silentPort = await listen(silent);
+    cleanups.push(() => silent.close());
+    const a = await startRelay({
+      name: "relay-a",
+      hopKey: KEY,
+      limits: { pathTimeoutMs: 200 },
+      routes: [
+        route("relay-a", "app1", [hop("relay-b", `ipv4://127.0.0.1:${silentPort}`), hop("app1", "ipv4://127.0.0.1:9")]),
+      ],
+    });
+    cleanups.push(() => a.close());
+    const ans = await request(a.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(ans.status).toBe(504);
+  });
+});
+
+describe("relay: streams", () => {
+  it("carries a half-close each way", async () => {
+    // The target answers only after the client's FIN, then closes its side.
+    const server = createServer({ allowHalfOpen: true }, (s) => {
+      const chunks: Buffer[] = [];
+      s.on("data", (c: Buffer) => chunks.push(c));
+      s.on("end", () => s.end(`got ${Buffer.concat(chunks).length} bytes`));
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`);
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(a.status).toBe(200);
+    a.socket.end("hello");
+    expect(String(await readAll(a.socket))).toBe("got 5 bytes");
+  });
+
+  it("bounds what one tunnel buffers when the far side stops reading", async () => {
+    let held: Socket | undefined;
+    const server = createServer((s) => {
+      held = s;
+      s.pause();
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const bufferBytes = 64 * 1024;
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`, { limits: { bufferBytes } });
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    const total = 64 * 1024 * 1024;
+    const payload = Buffer.alloc(total, 7);
+    a.socket.write(payload);
+    await sleep(500);
+    // What the relay read is bounded by its buffer plus kernel socket buffers, not by what was sent.
+    const readByRelay = r.relay.counters.up.client;
+    expect(readByRelay).toBeLessThan(16 * 1024 * 1024);
+    expect(a.socket.writableLength).toBeGreaterThan(total - 20 * 1024 * 1024);
+    // Then the reader resumes and everything arrives intact.
+    let received = 0;
+    held?.on("data", (c: Buffer) => {
+      received += c.length;
+    });
+    held?.resume();
+    while (received < total) await sleep(20);
+    expect(received).toBe(total);
+    a.socket.destroy();
+  });
+
+  it("closes a tunnel idle for longer than the idle timeout", async () => {
+    const port = await echo();
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`, { limits: { idleTimeoutMs: 150 } });
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    a.socket.resume();
+    const t0 = Date.now();
+    await once(a.socket, "end");
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(100);
+    await sleep(20);
+    expect(r.relay.activeTunnels).toBe(0);
+  });
+});
+
+describe("relay: capacity and drain", () => {
+  it("503 at once past the connection cap; established tunnels untouched", async () => {
+    const port = await echo();
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`, { limits: { maxConnections: 1 } });
+    const first = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(first.status).toBe(200);
+    const second = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(second.status).toBe(503);
+    first.socket.resume();
+    first.socket.write("still here");
+    expect(String((await once(first.socket, "data"))[0])).toBe("still here");
+    first.socket.destroy();
+  });
+
+  it("drain refuses new tunnels and waits for open ones", async () => {
+    const port = await echo();
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`);
+    const open = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    r.relay.startDrain();
+    expect((await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n")).status).toBe(503);
+    expect(await r.relay.waitIdle(50)).toBe(false);
+    const idle = r.relay.waitIdle(5000);
+    open.socket.end();
+    open.socket.resume();
+    expect(await idle).toBe(true);
+  });
+});
