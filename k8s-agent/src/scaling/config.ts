@@ -1,13 +1,47 @@
 // The agent's `scaling:` configuration section.
 // OWNER: the autoscaling work (issue 5); the agent's config.ts embeds it.
 import { z } from "zod";
+import { NAME_PATTERN } from "../../../src/core/schema.ts";
+
+export const DeletionCostConfigSchema = z
+  .strictObject({
+    /**
+     * Patch `controller.kubernetes.io/pod-deletion-cost` on the agent's own pod.
+     * Honoured only for ReplicaSet-managed pods (Deployments, Kubernetes ≥ 1.22)
+     * — a StatefulSet ignores it and always removes the highest ordinal.
+     */
+    enabled: z.boolean().default(false),
+    /** No API write more often than this, failed or not (autoscaling.md: 30 s). */
+    min_interval_seconds: z.number().int().min(1).max(3600).default(30),
+    /** Upper bound for the spacing after repeated failures. */
+    max_backoff_seconds: z.number().int().min(1).max(86_400).default(300),
+  })
+  .prefault({});
 
 export const ScalingConfigSchema = z
   .strictObject({
     /** StatefulSet this pod belongs to; empty disables scaling reports. */
-    workload: z.string().default(""),
+    workload: z
+      .string()
+      .max(253)
+      .refine((v) => v === "" || NAME_PATTERN.test(v), "must be empty or a DNS-1123 name")
+      .default(""),
     /** Load factor per pod the HPA aims for (autoscaling.md: 0.7). */
     target_load: z.number().positive().max(10).default(0.7),
+    /**
+     * The pod's StatefulSet ordinal. Left out, it is read from the pod name
+     * (POD_NAME, `<statefulset>-<ordinal>`).
+     */
+    ordinal: z.number().int().min(0).max(100_000).optional(),
+    /**
+     * Who may call the application's local API (`/v1/local/*`): `loopback`
+     * (the application runs in the same pod; the default) or `any`.
+     * `/metrics`, the probes and the pre-delete hook are always open: the
+     * scraper and the hook controller call them from outside the pod.
+     */
+    local_api_from: z.enum(["loopback", "any"]).default("loopback"),
+    deletion_cost: DeletionCostConfigSchema,
   })
   .prefault({});
 export type ScalingConfig = z.infer<typeof ScalingConfigSchema>;
+export type DeletionCostConfig = z.infer<typeof DeletionCostConfigSchema>;

@@ -1,0 +1,194 @@
+// The agent's admin HTTP server: Prometheus metrics, the probes, the
+// application's local API and the pre-delete hook. One listener, because a
+// pod exposes one metrics port and the kubelet, Prometheus and a hook
+// controller all reach the pod the same way; the local API (the only writer)
+// is restricted to loopback callers by default.
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Registry } from "prom-client";
+import { describeIssues, type ErrorCode } from "../../../src/core/errors.ts";
+import type { ScalingSignals } from "../scaling/signals.ts";
+import { LocalReportSchema } from "./schemas.ts";
+
+export interface AdminServerOptions {
+  /** `host:port`, `[v6]:port`, `:port`, or an object; port 0 picks a free one. */
+  listen: string | { host?: string; port: number };
+  /** The shared registry: the relay's metrics and the scaling gauges. */
+  registry: Registry;
+  scaling: ScalingSignals;
+  /** Tunnels currently open through this relay. */
+  tunnels: () => number;
+  /** False while starting and once shutting down: /readyz answers 503. */
+  ready: () => boolean;
+  /** Who may call `/v1/local/*` (default: loopback only). */
+  localApiFrom?: "loopback" | "any";
+  /** Largest request body accepted (default 16 KiB: a report is ~60 bytes). */
+  maxBodyBytes?: number;
+}
+
+export interface AdminServer {
+  address: { host: string; port: number };
+  /** `http://host:port` for clients and tests. */
+  url: string;
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: ErrorCode,
+    message: string,
+    readonly path?: string,
+  ) {
+    super(message);
+  }
+}
+
+export function parseListen(listen: AdminServerOptions["listen"]): { host: string; port: number } {
+  if (typeof listen !== "string") return { host: listen.host ?? "0.0.0.0", port: listen.port };
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(listen);
+  const port = Number(m?.[3]);
+  if (!m || !Number.isInteger(port) || port > 65535)
+    throw new RangeError(`listen address '${listen}' is not host:port`);
+  return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
+}
+
+const isLoopback = (addr: string | undefined) =>
+  addr !== undefined && (addr === "::1" || /^(::ffff:)?127\./.test(addr));
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void;
+
+export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
+  const { registry, scaling, tunnels, ready } = opts;
+  const maxBody = opts.maxBodyBytes ?? 16 * 1024;
+  const localOnly = (opts.localApiFrom ?? "loopback") === "loopback";
+
+  const json = (res: ServerResponse, status: number, body: unknown) => {
+    const text = JSON.stringify(body);
+    res.writeHead(status, {
+      "content-type": "application/json; charset=utf-8",
+      "content-length": Buffer.byteLength(text),
+      "cache-control": "no-store",
+    });
+    res.end(text);
+  };
+
+  const requireLocal = (req: IncomingMessage) => {
+    if (localOnly && !isLoopback(req.socket.remoteAddress)) {
+      throw new HttpError(403, "forbidden", "the local API accepts only callers inside the pod (loopback)");
+    }
+  };
+
+  const readJson = async (req: IncomingMessage): Promise<unknown> => {
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (declared > maxBody) throw new HttpError(413, "body_too_large", `body over ${maxBody} bytes`);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxBody) throw new HttpError(413, "body_too_large", `body over ${maxBody} bytes`);
+      chunks.push(chunk);
+    }
+    const text = Buffer.concat(chunks).toString("utf8");
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      throw new HttpError(400, "invalid_json", "body is not JSON");
+    }
+  };
+
+  const routes: Record<string, Partial<Record<string, Handler>>> = {
+    "/metrics": {
+      GET: async (_req, res) => {
+        const text = await registry.metrics();
+        res.writeHead(200, { "content-type": registry.contentType, "cache-control": "no-store" });
+        res.end(text);
+      },
+    },
+    "/healthz": { GET: (_req, res) => json(res, 200, { status: "ok" }) },
+    "/readyz": {
+      GET: (_req, res) => (ready() ? json(res, 200, { status: "ready" }) : json(res, 503, { status: "not_ready" })),
+    },
+    "/v1/local/report": {
+      PUT: async (req, res) => {
+        requireLocal(req);
+        const parsed = LocalReportSchema.safeParse(await readJson(req));
+        if (!parsed.success) {
+          const problems = describeIssues(parsed.error);
+          const first = problems[0];
+          throw new HttpError(
+            400,
+            "invalid_input",
+            problems.map((p) => `${p.path || "body"}: ${p.message}`).join("; "),
+            first?.path ?? "",
+          );
+        }
+        scaling.setReport(parsed.data);
+        json(res, 200, scaling.status(tunnels(), ready()));
+      },
+    },
+    "/v1/local/status": {
+      GET: (req, res) => {
+        requireLocal(req);
+        json(res, 200, scaling.status(tunnels(), ready()));
+      },
+    },
+    // Polled every few seconds by a hook controller for as long as the pod
+    // holds state: constant work, no I/O, same answer for the same state.
+    "/v1/hooks/pre-delete": { GET: (_req, res) => json(res, 200, scaling.preDelete(tunnels())) },
+  };
+
+  const server = createServer(async (req, res) => {
+    try {
+      const path = new URL(req.url ?? "/", "http://admin").pathname;
+      const route = routes[path];
+      if (!route) throw new HttpError(404, "not_found", `no such path: ${path}`);
+      const method = req.method === "HEAD" ? "GET" : (req.method ?? "GET");
+      const handler = route[method];
+      if (!handler) {
+        res.setHeader("allow", Object.keys(route).join(", "));
+        throw new HttpError(405, "not_found", `${req.method} is not allowed on ${path}`);
+      }
+      await handler(req, res);
+    } catch (err) {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (err instanceof HttpError) {
+        const error: { code: string; message: string; path?: string } = { code: err.code, message: err.message };
+        if (err.path !== undefined) error.path = err.path;
+        json(res, err.status, { error });
+      } else {
+        json(res, 500, { error: { code: "internal", message: "internal error" } });
+      }
+    }
+  });
+  // Slow or stuck clients must not pin sockets: probes and scrapes are tiny.
+  server.headersTimeout = 5_000;
+  server.requestTimeout = 10_000;
+  server.keepAliveTimeout = 5_000;
+  server.maxHeadersCount = 64;
+
+  const { host, port } = parseListen(opts.listen);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host, port }, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const urlHost = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
+  return {
+    address: { host: addr.address, port: addr.port },
+    url: `http://${urlHost}:${addr.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        // A scrape in progress gets a moment to finish; then everything goes.
+        setTimeout(() => server.closeAllConnections(), 1_000).unref();
+      }),
+  };
+}

@@ -1,0 +1,90 @@
+// A typed client for the agent's local API, for applications written in
+// TypeScript/JavaScript that run next to the agent in the same pod. It parses
+// every answer with the same zod schemas the server validates with, so a
+// version skew between application and agent fails loudly, not silently.
+import type { z } from "zod";
+import {
+  ErrorBodySchema,
+  type LocalReport,
+  LocalReportSchema,
+  type LocalStatus,
+  LocalStatusSchema,
+  type PreDelete,
+  PreDeleteSchema,
+} from "../admin/schemas.ts";
+
+export type { LocalReport, LocalStatus, PreDelete };
+
+export class AgentApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly path?: string,
+  ) {
+    super(message);
+    this.name = "AgentApiError";
+  }
+}
+
+export interface AgentClientOptions {
+  /** The agent's admin address; default `http://127.0.0.1:9090`. */
+  baseUrl?: string;
+  /** Per-request timeout; default 2 s (the agent answers from memory). */
+  timeoutMs?: number;
+  fetch?: typeof fetch;
+}
+
+export class AgentClient {
+  private readonly base: string;
+  private readonly timeoutMs: number;
+  private readonly fetchImpl: typeof fetch;
+
+  constructor(opts: AgentClientOptions = {}) {
+    this.base = (opts.baseUrl ?? "http://127.0.0.1:9090").replace(/\/+$/, "");
+    this.timeoutMs = opts.timeoutMs ?? 2_000;
+    this.fetchImpl = opts.fetch ?? fetch;
+  }
+
+  /** Report load (1 = at capacity) and whether this pod still holds state. Answers the status after the report. */
+  async report(report: LocalReport): Promise<LocalStatus> {
+    // Validate before sending: a bad value is the caller's bug, named by field.
+    const body = LocalReportSchema.parse(report);
+    return this.call("PUT", "/v1/local/report", LocalStatusSchema, body);
+  }
+
+  async status(): Promise<LocalStatus> {
+    return this.call("GET", "/v1/local/status", LocalStatusSchema);
+  }
+
+  /** Whether the coordinator asks this pod to move its state away. */
+  async draining(): Promise<boolean> {
+    return (await this.status()).draining;
+  }
+
+  async preDelete(): Promise<PreDelete> {
+    return this.call("GET", "/v1/hooks/pre-delete", PreDeleteSchema);
+  }
+
+  private async call<T extends z.ZodType>(
+    method: string,
+    path: string,
+    schema: T,
+    body?: unknown,
+  ): Promise<z.infer<T>> {
+    const init: RequestInit = { method, signal: AbortSignal.timeout(this.timeoutMs) };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      init.headers = { "content-type": "application/json" };
+    }
+    const res = await this.fetchImpl(`${this.base}${path}`, init);
+    const data: unknown = await res.json().catch(() => undefined);
+    if (!res.ok) {
+      const err = ErrorBodySchema.safeParse(data);
+      if (err.success)
+        throw new AgentApiError(res.status, err.data.error.code, err.data.error.message, err.data.error.path);
+      throw new AgentApiError(res.status, "internal", `HTTP ${res.status} from ${path}`);
+    }
+    return schema.parse(data);
+  }
+}
