@@ -10,7 +10,13 @@ export default defineConfig({
   test: {
     projects: [
       {
-        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" } })],
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            // The admin secret for the edge tests (production: `wrangler secret put HOPWAY_ADMIN_TOKEN`).
+            miniflare: { bindings: { HOPWAY_ADMIN_TOKEN: "test-admin-token" } },
+          }),
+        ],
         test: { name: "edge", include: ["test/edge/**/*.test.ts"] },
       },
       {

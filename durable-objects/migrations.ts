@@ -1,0 +1,73 @@
+// Versioned SQL schema of a realm. Each entry moves the database from version
+// i to i+1; they run in order inside blockConcurrencyWhile when the object
+// starts, so no request ever sees a half-migrated realm. Never edit a shipped
+// migration: append a new one.
+
+export interface Sql {
+  exec: SqlStorage["exec"];
+}
+
+/** Schema version 1: the first deployed layout (records as JSON, leases, a version counter). */
+function v1(sql: Sql): void {
+  sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+  sql.exec(
+    "CREATE TABLE IF NOT EXISTS records (name TEXT PRIMARY KEY, json TEXT NOT NULL, expires_at INTEGER) WITHOUT ROWID",
+  );
+  sql.exec("INSERT OR IGNORE INTO meta (key, value) VALUES ('version', '0')");
+}
+
+/**
+ * Schema version 2: what scale needs. A changelog so Worker isolates catch up
+ * by delta instead of reloading 50,000 records; an indexed namespace column for
+ * token scopes; lease TTLs and autoscaling reports next to their record; an
+ * epoch that changes if the storage is ever recreated (so stale ETags never
+ * match); hashed scoped tokens.
+ */
+function v2(sql: Sql): void {
+  sql.exec("ALTER TABLE records ADD COLUMN namespace TEXT");
+  sql.exec("ALTER TABLE records ADD COLUMN ttl_seconds INTEGER");
+  sql.exec("ALTER TABLE records ADD COLUMN updated_version INTEGER NOT NULL DEFAULT 0");
+  sql.exec("ALTER TABLE records ADD COLUMN workload TEXT");
+  sql.exec("ALTER TABLE records ADD COLUMN report TEXT");
+  sql.exec("ALTER TABLE records ADD COLUMN report_at INTEGER");
+  sql.exec("UPDATE records SET namespace = json_extract(json, '$.metadata.namespace_name')");
+  // Old leases carried no TTL; a renewal without ttl_seconds falls back to 60 s.
+  sql.exec("UPDATE records SET ttl_seconds = 60 WHERE expires_at IS NOT NULL");
+  sql.exec("UPDATE records SET updated_version = (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'version')");
+  sql.exec("CREATE INDEX IF NOT EXISTS records_expires ON records (expires_at) WHERE expires_at IS NOT NULL");
+  sql.exec("CREATE INDEX IF NOT EXISTS records_workload ON records (workload) WHERE workload IS NOT NULL");
+  sql.exec(
+    "CREATE TABLE IF NOT EXISTS changelog (version INTEGER NOT NULL, name TEXT NOT NULL, PRIMARY KEY (version, name)) WITHOUT ROWID",
+  );
+  // History before this migration is unknown: isolates older than now must reload.
+  sql.exec("INSERT OR REPLACE INTO meta (key, value) SELECT 'log_floor', value FROM meta WHERE key = 'version'");
+  sql.exec("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', lower(hex(randomblob(8))))");
+  sql.exec(
+    `CREATE TABLE IF NOT EXISTS tokens (
+       id TEXT PRIMARY KEY,
+       hash TEXT NOT NULL UNIQUE,
+       role TEXT NOT NULL CHECK (role IN ('agent', 'reader')),
+       namespaces TEXT NOT NULL,
+       created_at INTEGER NOT NULL
+     )`,
+  );
+}
+
+export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [v1, v2];
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Brings the database to SCHEMA_VERSION; returns the version it started from. Caller wraps it in a transaction. */
+export function migrate(sql: Sql): number {
+  sql.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+  const row = sql.exec<{ version: number }>("SELECT version FROM schema_version").toArray()[0];
+  const from = row?.version ?? 0;
+  if (row === undefined) sql.exec("INSERT INTO schema_version (version) VALUES (0)");
+  if (from > SCHEMA_VERSION) {
+    throw new Error(`realm storage has schema ${from}, newer than this code (${SCHEMA_VERSION}): refusing to run`);
+  }
+  for (let v = from; v < SCHEMA_VERSION; v++) {
+    MIGRATIONS[v]!(sql);
+    sql.exec("UPDATE schema_version SET version = ?", v + 1);
+  }
+  return from;
+}

@@ -1,0 +1,184 @@
+// The versioned record store of one realm: records, leases, autoscaling
+// reports and the changelog from which Worker isolates catch up. Every method
+// is synchronous SQL, so a caller that does not await between calls is atomic
+// inside the Durable Object (its input gate admits no other event meanwhile).
+import type { HopwayRecord, ScalingReport } from "../src/core/schema.ts";
+import type { Changes, RecordChange, RecordPage } from "../src/edge/types.ts";
+import type { Sql } from "./migrations.ts";
+
+/** Changelog rows kept; older history is dropped and isolates that far behind reload by pages. */
+export const CHANGELOG_ROWS = 50_000;
+/** A delta naming more records than this is answered with `reset` (paged reload is cheaper). */
+export const MAX_DELTA = 5_000;
+
+export interface RecordRow extends Record<string, SqlStorageValue> {
+  name: string;
+  json: string;
+  namespace: string | null;
+  expires_at: number | null;
+  ttl_seconds: number | null;
+  updated_version: number;
+  workload: string | null;
+  report: string | null;
+  report_at: number | null;
+}
+
+export function namespaceOf(record: HopwayRecord): string | null {
+  return record.type === "group" ? null : (record.metadata?.namespace_name ?? null);
+}
+
+export class RecordStore {
+  private versionCache: number;
+  private readonly epochValue: string;
+
+  constructor(private readonly sql: Sql) {
+    this.versionCache = Number(this.meta("version"));
+    this.epochValue = this.meta("epoch") ?? "";
+  }
+
+  private meta(key: string): string | undefined {
+    return this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value;
+  }
+
+  get version(): number {
+    return this.versionCache;
+  }
+
+  get epoch(): string {
+    return this.epochValue;
+  }
+
+  /** One new realm version covering every name in `names`. */
+  bump(names: Iterable<string>): number {
+    const v = this.versionCache + 1;
+    this.sql.exec("UPDATE meta SET value = ? WHERE key = 'version'", String(v));
+    for (const name of names) this.sql.exec("INSERT OR IGNORE INTO changelog (version, name) VALUES (?, ?)", v, name);
+    this.versionCache = v;
+    return v;
+  }
+
+  get(name: string): RecordRow | undefined {
+    return this.sql.exec<RecordRow>("SELECT * FROM records WHERE name = ?", name).toArray()[0];
+  }
+
+  count(): number {
+    return this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM records").one().n;
+  }
+
+  upsert(record: HopwayRecord, json: string, lease: { expiresAt: number; ttl: number } | null, version: number): void {
+    this.sql.exec(
+      `INSERT INTO records (name, json, namespace, expires_at, ttl_seconds, updated_version)
+       VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET json = excluded.json, namespace = excluded.namespace,
+         expires_at = excluded.expires_at, ttl_seconds = excluded.ttl_seconds,
+         updated_version = excluded.updated_version`,
+      record.name,
+      json,
+      namespaceOf(record),
+      lease?.expiresAt ?? null,
+      lease?.ttl ?? null,
+      version,
+    );
+  }
+
+  setLease(name: string, lease: { expiresAt: number; ttl: number } | null): void {
+    this.sql.exec(
+      "UPDATE records SET expires_at = ?, ttl_seconds = ? WHERE name = ?",
+      lease?.expiresAt ?? null,
+      lease?.ttl ?? null,
+      name,
+    );
+  }
+
+  setReport(name: string, report: ScalingReport, now: number): void {
+    this.sql.exec(
+      "UPDATE records SET workload = ?, report = ?, report_at = ? WHERE name = ?",
+      report.workload,
+      JSON.stringify(report),
+      now,
+      name,
+    );
+  }
+
+  delete(name: string): boolean {
+    return this.sql.exec("DELETE FROM records WHERE name = ?", name).rowsWritten > 0;
+  }
+
+  expiredNames(now: number): string[] {
+    return this.sql
+      .exec<{ name: string }>("SELECT name FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?", now)
+      .toArray()
+      .map((r) => r.name);
+  }
+
+  nextExpiry(): number | null {
+    return this.sql
+      .exec<{ t: number | null }>("SELECT min(expires_at) AS t FROM records WHERE expires_at IS NOT NULL")
+      .one().t;
+  }
+
+  /** Live reports of a workload: a report lives as long as its record (and its lease). */
+  workloadReports(workload: string, now: number): { node: string; report: ScalingReport; reportedAt: number }[] {
+    return this.sql
+      .exec<RecordRow>(
+        "SELECT * FROM records WHERE workload = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY name",
+        workload,
+        now,
+      )
+      .toArray()
+      .map((r) => ({ node: r.name, report: JSON.parse(r.report ?? "null"), reportedAt: r.report_at ?? 0 }));
+  }
+
+  changesSince(epoch: string | null, since: number | null): Changes {
+    const version = this.versionCache;
+    const base = { epoch: this.epochValue, version };
+    if (epoch !== this.epochValue || since === null || since > version) return { kind: "reset", ...base };
+    if (since === version) return { kind: "current", ...base };
+    const floor = Number(this.meta("log_floor") ?? "0");
+    if (since < floor) return { kind: "reset", ...base };
+    const rows = this.sql
+      .exec<{ name: string; json: string | null }>(
+        `SELECT c.name AS name, r.json AS json
+           FROM (SELECT DISTINCT name FROM changelog WHERE version > ?) c
+           LEFT JOIN records r ON r.name = c.name
+          LIMIT ?`,
+        since,
+        MAX_DELTA + 1,
+      )
+      .toArray();
+    if (rows.length > MAX_DELTA) return { kind: "reset", ...base };
+    const changes: RecordChange[] = rows.map((r) => ({
+      name: r.name,
+      record: r.json === null ? null : (JSON.parse(r.json) as HopwayRecord),
+    }));
+    return { kind: "delta", ...base, changes };
+  }
+
+  page(after: string | null, limit: number): RecordPage {
+    const rows = this.sql
+      .exec<{ name: string; json: string }>(
+        "SELECT name, json FROM records WHERE name > ? ORDER BY name LIMIT ?",
+        after ?? "",
+        limit + 1,
+      )
+      .toArray();
+    const more = rows.length > limit;
+    const slice = more ? rows.slice(0, limit) : rows;
+    return {
+      epoch: this.epochValue,
+      version: this.versionCache,
+      records: slice.map((r) => JSON.parse(r.json) as HopwayRecord),
+      next: more ? (slice[slice.length - 1]?.name ?? null) : null,
+    };
+  }
+
+  /** Drops changelog history beyond CHANGELOG_ROWS rows; isolates older than the new floor reload. */
+  prune(): void {
+    const cut = this.sql
+      .exec<{ version: number }>("SELECT version FROM changelog ORDER BY version DESC LIMIT 1 OFFSET ?", CHANGELOG_ROWS)
+      .toArray()[0];
+    if (cut === undefined) return;
+    this.sql.exec("DELETE FROM changelog WHERE version <= ?", cut.version);
+    this.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('log_floor', ?)", String(cut.version));
+  }
+}

@@ -1,0 +1,306 @@
+// The edge HTTP API (/v1). Handlers validate every input with the shared zod
+// schemas, authenticate, and either call the realm's Durable Object (writes,
+// leases, tokens) or answer from this isolate's cached view of the realm
+// (record lists, routes, route tables), which a version change refreshes by
+// delta.
+
+import type { Context } from "hono";
+import { Hono } from "hono";
+import {
+  describeIssues,
+  type FieldProblem,
+  HopwayError,
+  type HopwayRecord,
+  matchesSelector,
+  NameSchema,
+  parseTopologyText,
+  RecordSchema,
+  resolveRoutes,
+  type Selector,
+} from "../core/index.ts";
+import { callerFrom } from "./auth.ts";
+import { EdgeError, invalid, MAX_IMPORT_BYTES, readBody, readJson, unwrap, validate } from "./http.ts";
+import { openApiDocument } from "./openapi.ts";
+import { currentView, nextView, peekView, type RealmView } from "./realm-cache.ts";
+import {
+  HeartbeatBodySchema,
+  NodesQuerySchema,
+  RealmNameSchema,
+  RouteQuerySchema,
+  TokenCreateBodySchema,
+  TtlSecondsSchema,
+  WaitQuerySchema,
+} from "./schemas.ts";
+import type { Caller } from "./types.ts";
+
+type RealmStub = DurableObjectStub<import("../../durable-objects/realm.ts").RealmObject>;
+type Vars = { realm: string; caller: Caller; stub: RealmStub };
+type Env2 = { Bindings: Env; Variables: Vars };
+type Ctx = Context<Env2>;
+
+/** Query parameters as an object; repeated parameters are an error except `label`. */
+function queryObject(c: Ctx): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [key, values] of Object.entries(c.req.queries())) {
+    if (key === "label") out[key] = values;
+    else if (values.length > 1) throw invalid([{ path: key, message: "given more than once" }]);
+    else out[key] = values[0] ?? "";
+  }
+  return out;
+}
+
+function etagMatches(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header.split(",").some((t) => {
+    const v = t.trim();
+    return v === "*" || v === etag || v === `W/${etag}`;
+  });
+}
+
+/**
+ * Conditional GET with long-poll: 304 while the client's ETag is current;
+ * with `wait`, holds until the version changes (waking within one RPC
+ * round-trip of the write) or the time is up.
+ */
+async function conditional(
+  c: Ctx,
+  waitSeconds: number | undefined,
+  check: (view: RealmView) => void,
+  render: (view: RealmView) => string,
+): Promise<Response> {
+  const { stub, caller, realm } = c.var;
+  const inm = c.req.header("if-none-match");
+  const cached = peekView(realm);
+  let view: RealmView;
+  if (cached !== undefined && waitSeconds && etagMatches(inm, cached.etag)) {
+    // The client is as current as this isolate: wait directly (one RPC, no extra read first).
+    view = await nextView(stub, caller, realm, cached, waitSeconds * 1000);
+  } else {
+    view = await currentView(stub, caller, realm);
+    if (waitSeconds && etagMatches(inm, view.etag)) {
+      check(view);
+      view = await nextView(stub, caller, realm, view, waitSeconds * 1000);
+    }
+  }
+  check(view);
+  const headers = { ETag: view.etag, "Cache-Control": "no-cache", "X-Hopway-Version": String(view.version) };
+  if (etagMatches(inm, view.etag)) return c.body(null, 304, headers);
+  return c.body(render(view), 200, { ...headers, "Content-Type": "application/json; charset=utf-8" });
+}
+
+function requireNode(view: RealmView, name: string, path: string): void {
+  if (!view.records.has(name)) {
+    throw new EdgeError(404, "unknown_node", `no record named '${name}' in this realm`, path);
+  }
+}
+
+function selectorFrom(q: ReturnType<typeof NodesQuerySchema.parse>): Selector {
+  const metadata: NonNullable<Selector["metadata"]> = {};
+  if (q.namespace_name !== undefined) metadata.namespace_name = q.namespace_name;
+  if (q.api_version !== undefined) metadata.api_version = q.api_version;
+  if (q.kind !== undefined) metadata.kind = q.kind;
+  if (q.group !== undefined) metadata.group = q.group;
+  if (q.label !== undefined) {
+    metadata.labels = {};
+    for (const kv of q.label) {
+      const i = kv.indexOf("=");
+      metadata.labels[kv.slice(0, i)] = kv.slice(i + 1);
+    }
+  }
+  const host: NonNullable<Selector["host"]> = {};
+  if (q.hostname !== undefined) host.hostname = q.hostname;
+  if (q.pid !== undefined) host.pid = q.pid;
+  return {
+    ...(q.name !== undefined ? { name: q.name } : {}),
+    ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
+    ...(Object.keys(host).length > 0 ? { host } : {}),
+  };
+}
+
+const CONTENT_YAML = /^(application|text)\/(x-)?yaml\b/i;
+const CONTENT_JSON = /^application\/([\w.+-]*\+)?json\b/i;
+
+export function createApp(): Hono<Env2> {
+  const app = new Hono<Env2>();
+
+  app.onError((err, c) => {
+    if (err instanceof EdgeError) return c.json(err.body(), err.status as 400);
+    if (err instanceof HopwayError) return c.json(err.toJSON(), err.status as 400);
+    console.error("hopway edge: unhandled error", err);
+    return c.json({ error: { code: "internal", message: "internal error" } }, 500);
+  });
+  app.notFound((c) =>
+    c.json({ error: { code: "not_found", message: `no such endpoint: ${c.req.method} ${c.req.path}` } }, 404),
+  );
+
+  app.get("/healthz", (c) => c.json({ ok: true }));
+  // A no-op through the same router: the benchmark's reference for "what a request costs anyway".
+  app.get("/v1/noop", (c) => c.json({ ok: true }));
+  let openapi: string | undefined;
+  app.get("/openapi.json", (c) => {
+    openapi ??= JSON.stringify(openApiDocument());
+    return c.body(openapi, 200, { "Content-Type": "application/json; charset=utf-8" });
+  });
+
+  const realms = new Hono<Env2>();
+  realms.use("*", async (c, next) => {
+    const realm = c.req.param("realm") ?? "";
+    const parsed = RealmNameSchema.safeParse(realm);
+    if (!parsed.success)
+      throw invalid([{ path: "realm", message: parsed.error.issues[0]?.message ?? "invalid realm name" }]);
+    const caller = await callerFrom(c.req.header("authorization"), c.env.HOPWAY_ADMIN_TOKEN);
+    c.set("realm", realm);
+    c.set("caller", caller);
+    c.set("stub", c.env.REALM.get(c.env.REALM.idFromName(realm)) as RealmStub);
+    await next();
+  });
+
+  realms.post("/import", async (c) => {
+    const type = c.req.header("content-type") ?? "";
+    const format = CONTENT_YAML.test(type) ? "yaml" : CONTENT_JSON.test(type) ? "json" : undefined;
+    const text = await readBody(c.req.raw, MAX_IMPORT_BYTES);
+    if (text.trim() === "") throw new EdgeError(400, "invalid_json", "the body is empty; expected a topology");
+    const parsed = parseTopologyText(text, format);
+    if (!parsed.ok) {
+      const err = invalid(parsed.problems);
+      throw new EdgeError(400, parsed.code, err.message, err.path, parsed.problems);
+    }
+    const r = unwrap(await c.var.stub.importRecords(c.var.caller, parsed.records));
+    return c.json({ version: r.version, records: r.records });
+  });
+
+  realms.get("/nodes", async (c) => {
+    const q = validate(NodesQuerySchema, queryObject(c));
+    const selector = selectorFrom(q);
+    const typeFilter = q.type;
+    return conditional(
+      c,
+      q.wait,
+      () => {},
+      (view) => {
+        let list: HopwayRecord[] = view
+          .list()
+          .filter((r) => (typeFilter === undefined || r.type === typeFilter) && matchesSelector(selector, r));
+        if (q.after !== undefined) {
+          const after = q.after;
+          list = list.filter((r) => r.name > after);
+        }
+        let next: string | null = null;
+        if (q.limit !== undefined && list.length > q.limit) {
+          list = list.slice(0, q.limit);
+          next = list[list.length - 1]?.name ?? null;
+        }
+        return JSON.stringify({ version: view.version, records: list, ...(q.limit !== undefined ? { next } : {}) });
+      },
+    );
+  });
+
+  realms.get("/nodes/:name", async (c) => {
+    const name = validate(NameSchema, c.req.param("name"), ["name"]);
+    const { stored } = unwrap(await c.var.stub.getRecord(c.var.caller, name));
+    return c.json(stored);
+  });
+
+  realms.put("/nodes/:name", async (c) => {
+    const name = validate(NameSchema, c.req.param("name"), ["name"]);
+    const body = await readJson(c.req.raw);
+    if (body === null || typeof body !== "object" || Array.isArray(body)) {
+      throw invalid([{ path: "", message: "expected a JSON object: the record's fields, plus ttl_seconds" }]);
+    }
+    const { ttl_seconds, ...fields } = body as Record<string, unknown>;
+    const problems: FieldProblem[] = [];
+    const ttl = ttl_seconds === undefined ? undefined : TtlSecondsSchema.safeParse(ttl_seconds);
+    if (ttl !== undefined && !ttl.success) {
+      problems.push({ path: "ttl_seconds", message: ttl.error.issues[0]?.message ?? "invalid" });
+    }
+    if (fields.name !== undefined && fields.name !== name) {
+      problems.push({ path: "name", message: `must equal the name in the path ('${name}') or be omitted` });
+    }
+    const record = RecordSchema.safeParse({ ...fields, name });
+    if (!record.success) {
+      problems.push(...describeIssues(record.error));
+    }
+    if (problems.length > 0 || !record.success) throw invalid(problems);
+    const r = unwrap(await c.var.stub.putRecord(c.var.caller, record.data, ttl?.success ? ttl.data : null));
+    return c.json(
+      { version: r.version, name, created: r.created, changed: r.changed, expires_at: r.expires_at },
+      r.created ? 201 : 200,
+    );
+  });
+
+  realms.delete("/nodes/:name", async (c) => {
+    const name = validate(NameSchema, c.req.param("name"), ["name"]);
+    const r = unwrap(await c.var.stub.deleteRecord(c.var.caller, name));
+    return c.json({ version: r.version, name });
+  });
+
+  realms.post("/nodes/:name/heartbeat", async (c) => {
+    const name = validate(NameSchema, c.req.param("name"), ["name"]);
+    const text = await readBody(c.req.raw, 64 * 1024);
+    let raw: unknown = {};
+    if (text.trim() !== "") {
+      try {
+        raw = JSON.parse(text);
+      } catch (err) {
+        throw new EdgeError(
+          400,
+          "invalid_json",
+          `the body is not JSON: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      }
+    }
+    const body = validate(HeartbeatBodySchema, raw);
+    const r = unwrap(await c.var.stub.heartbeat(c.var.caller, name, body.ttl_seconds ?? null, body.report ?? null));
+    return c.json({ version: r.version, expires_at: r.expires_at, ...(r.scaling ? { scaling: r.scaling } : {}) });
+  });
+
+  realms.get("/workloads/:workload", async (c) => {
+    const workload = validate(NameSchema, c.req.param("workload"), ["workload"]);
+    const { view } = unwrap(await c.var.stub.workload(c.var.caller, workload));
+    return c.json(view);
+  });
+
+  realms.get("/routes", async (c) => {
+    const q = validate(RouteQuerySchema, queryObject(c));
+    return conditional(
+      c,
+      undefined,
+      (view) => {
+        requireNode(view, q.from, "from");
+        requireNode(view, q.to, "to");
+      },
+      (view) => {
+        const route = view.route(q.from, q.to);
+        const target = view.records.get(q.to);
+        const members = target?.type === "group" ? { routes: resolveRoutes(view.realm, q.from, q.to) } : {};
+        return JSON.stringify({ ...route, from: q.from, to: q.to, version: view.version, ...members });
+      },
+    );
+  });
+
+  realms.get("/route-tables/:node", async (c) => {
+    const node = validate(NameSchema, c.req.param("node"), ["node"]);
+    const q = validate(WaitQuerySchema, queryObject(c));
+    return conditional(
+      c,
+      q.wait,
+      (view) => requireNode(view, node, "node"),
+      (view) => view.routeTableJson(node),
+    );
+  });
+
+  realms.post("/tokens", async (c) => {
+    const body = validate(TokenCreateBodySchema, await readJson(c.req.raw));
+    const r = unwrap(await c.var.stub.createToken(c.var.caller, body.role, body.namespaces));
+    return c.json({ token: r.token, ...r.info }, 201);
+  });
+  realms.get("/tokens", async (c) => c.json({ tokens: unwrap(await c.var.stub.listTokens(c.var.caller)).tokens }));
+  realms.delete("/tokens/:id", async (c) => {
+    const id = c.req.param("id");
+    if (!/^[0-9a-f]{16}$/.test(id)) throw invalid([{ path: "id", message: "must be a token id (16 hex digits)" }]);
+    return c.json({ revoked: unwrap(await c.var.stub.revokeToken(c.var.caller, id)).revoked });
+  });
+
+  app.route("/v1/realms/:realm", realms);
+  return app;
+}

@@ -1,0 +1,115 @@
+// HTTP plumbing of the edge: bounded body reading, JSON decoding, and the one
+// error shape `{error: {code, message, path?, issues?}}` every failure uses.
+import type { z } from "zod";
+import { describeIssues, type ErrorCode, type FieldProblem } from "../core/errors.ts";
+import type { Failure } from "./types.ts";
+
+/** Most bodies: one record (custom_data alone may be 64 KiB) or a small command. */
+export const MAX_BODY_BYTES = 256 * 1024;
+/** An import: 50,000 realistic records fit comfortably. */
+export const MAX_IMPORT_BYTES = 32 * 1024 * 1024;
+
+export class EdgeError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: ErrorCode,
+    message: string,
+    readonly path?: string,
+    readonly issues?: FieldProblem[],
+  ) {
+    super(message);
+    this.name = "EdgeError";
+  }
+
+  body(): { error: { code: ErrorCode; message: string; path?: string; issues?: FieldProblem[] } } {
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        ...(this.path !== undefined ? { path: this.path } : {}),
+        ...(this.issues !== undefined ? { issues: this.issues } : {}),
+      },
+    };
+  }
+}
+
+export function fromFailure(f: Failure): EdgeError {
+  return new EdgeError(f.error.status, f.error.code, f.error.message, f.error.path);
+}
+
+/** The success branch of an RPC result, or the failure thrown as its HTTP error. */
+export function unwrap<R extends { ok: true } | Failure>(r: R): Extract<R, { ok: true }> {
+  if (r.ok === false) throw fromFailure(r as Failure);
+  return r as Extract<R, { ok: true }>;
+}
+
+/** Every problem in one 400, the first one's path as `path`, all of them in `issues`. */
+export function invalid(problems: FieldProblem[]): EdgeError {
+  const first = problems[0];
+  const message = problems.map((p) => (p.path ? `${p.path}: ${p.message}` : p.message)).join("; ");
+  return new EdgeError(400, "invalid_input", message || "invalid input", first?.path || undefined, problems);
+}
+
+export function zodInvalid(error: z.ZodError, prefix: ReadonlyArray<PropertyKey> = []): EdgeError {
+  return invalid(describeIssues(error, prefix));
+}
+
+/** Reads at most `limit` bytes; a larger body is refused before it is buffered whole. */
+export async function readBody(req: Request, limit: number): Promise<string> {
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
+  if (req.body === null) return "";
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      throw tooLarge(limit);
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  try {
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch {
+    throw new EdgeError(400, "invalid_json", "the body is not valid UTF-8");
+  }
+}
+
+function tooLarge(limit: number): EdgeError {
+  return new EdgeError(413, "body_too_large", `the body exceeds ${limit} bytes`);
+}
+
+export async function readJson(req: Request, limit = MAX_BODY_BYTES): Promise<unknown> {
+  const text = await readBody(req, limit);
+  if (text.trim() === "") throw new EdgeError(400, "invalid_json", "the body is empty; expected a JSON object");
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new EdgeError(
+      400,
+      "invalid_json",
+      `the body is not JSON: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+}
+
+/** Validates `value` against `schema` or throws a 400 naming every bad field. */
+export function validate<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  prefix: ReadonlyArray<PropertyKey> = [],
+): z.output<S> {
+  const r = schema.safeParse(value);
+  if (!r.success) throw zodInvalid(r.error, prefix);
+  return r.data;
+}

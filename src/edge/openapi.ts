@@ -1,0 +1,198 @@
+// /openapi.json, generated from the same zod schemas the handlers validate
+// with (zod 4's toJSONSchema), so the description cannot drift from the code.
+import { z } from "zod";
+import { RecordSchema, ScalingReportSchema } from "../core/index.ts";
+import {
+  ErrorBodySchema,
+  HeartbeatAnswerSchema,
+  HeartbeatBodySchema,
+  ImportAnswerSchema,
+  NodeAnswerSchema,
+  NodesAnswerSchema,
+  PutAnswerSchema,
+  RouteAnswerSchema,
+  RouteTableSchema,
+  TokenCreateBodySchema,
+  TokenCreatedSchema,
+  TokenInfoSchema,
+  TtlSecondsSchema,
+  WorkloadAnswerSchema,
+} from "./schemas.ts";
+
+type Json = Record<string, unknown>;
+
+function schema(s: z.ZodType, io: "input" | "output" = "output"): Json {
+  const out: Json = { ...z.toJSONSchema(s, { io, unrepresentable: "any", target: "openapi-3.0" }) };
+  delete out.$schema;
+  return out;
+}
+
+const json = (s: z.ZodType, io: "input" | "output" = "output") => ({ "application/json": { schema: schema(s, io) } });
+const ok = (description: string, s: z.ZodType) => ({ description, content: json(s) });
+const errors = {
+  "400": { description: "invalid input (`invalid_input`, `invalid_json`)", content: json(ErrorBodySchema) },
+  "401": { description: "`unauthorized`: no or unknown token", content: json(ErrorBodySchema) },
+  "403": { description: "`forbidden` / `namespace_forbidden`", content: json(ErrorBodySchema) },
+  "413": { description: "`body_too_large`", content: json(ErrorBodySchema) },
+};
+const realmParam = { name: "realm", in: "path", required: true, schema: { type: "string" } };
+const nameParam = (name: string) => ({ name, in: "path", required: true, schema: { type: "string" } });
+const waitParam = {
+  name: "wait",
+  in: "query",
+  required: false,
+  description: "with If-None-Match: hold the request up to this many seconds (max 60) until the version changes",
+  schema: { type: "number", minimum: 0, maximum: 60 },
+};
+const conditional = {
+  "304": { description: "not modified: the realm version still matches If-None-Match" },
+};
+
+export function openApiDocument(): Record<string, unknown> {
+  const putBody = {
+    allOf: [
+      schema(RecordSchema, "input"),
+      {
+        type: "object",
+        properties: { ttl_seconds: schema(TtlSecondsSchema) },
+        description: "optional: makes the record a lease that expires unless renewed by heartbeat",
+      },
+    ],
+  };
+  return {
+    openapi: "3.0.3",
+    info: {
+      title: "Hopway edge",
+      version: "1",
+      description:
+        "Registry, leases and route resolution for Hopway relays. Authenticate with `Authorization: Bearer <token>`. Errors are `{error: {code, message, path?}}`.",
+    },
+    components: {
+      securitySchemes: { bearer: { type: "http", scheme: "bearer" } },
+      schemas: {
+        Record: schema(RecordSchema, "input"),
+        ScalingReport: schema(ScalingReportSchema),
+        Error: schema(ErrorBodySchema),
+      },
+    },
+    security: [{ bearer: [] }],
+    paths: {
+      "/healthz": { get: { security: [], responses: { "200": { description: "alive" } } } },
+      "/v1/realms/{realm}/import": {
+        post: {
+          summary: "Store every record of a topology (YAML or JSON), or none on any error",
+          parameters: [realmParam],
+          requestBody: {
+            content: {
+              "application/yaml": { schema: { type: "string" } },
+              "application/json": {
+                schema: { oneOf: [{ type: "array", items: schema(RecordSchema, "input") }, { type: "object" }] },
+              },
+            },
+          },
+          responses: { "200": ok("stored", ImportAnswerSchema), ...errors },
+        },
+      },
+      "/v1/realms/{realm}/nodes": {
+        get: {
+          summary: "Records matching a selector",
+          parameters: [
+            realmParam,
+            ...[
+              "name",
+              "type",
+              "namespace_name",
+              "api_version",
+              "kind",
+              "group",
+              "hostname",
+              "pid",
+              "after",
+              "limit",
+            ].map((n) => ({ name: n, in: "query", required: false, schema: { type: "string" } })),
+            {
+              name: "label",
+              in: "query",
+              required: false,
+              description: "key=value, repeatable",
+              schema: { type: "array", items: { type: "string" } },
+              explode: true,
+            },
+            waitParam,
+          ],
+          responses: { "200": ok("records at a version (ETag)", NodesAnswerSchema), ...conditional, ...errors },
+        },
+      },
+      "/v1/realms/{realm}/nodes/{name}": {
+        get: {
+          parameters: [realmParam, nameParam("name")],
+          responses: { "200": ok("the record", NodeAnswerSchema), ...errors },
+        },
+        put: {
+          summary: "Register or replace one record; ttl_seconds makes it a lease",
+          parameters: [realmParam, nameParam("name")],
+          requestBody: { content: { "application/json": { schema: putBody } } },
+          responses: { "200": ok("replaced", PutAnswerSchema), "201": ok("created", PutAnswerSchema), ...errors },
+        },
+        delete: {
+          parameters: [realmParam, nameParam("name")],
+          responses: { "200": { description: "removed" }, ...errors },
+        },
+      },
+      "/v1/realms/{realm}/nodes/{name}/heartbeat": {
+        post: {
+          summary: "Renew the lease and report the pod's scaling signals; answers the workload's scaling view",
+          parameters: [realmParam, nameParam("name")],
+          requestBody: { content: json(HeartbeatBodySchema, "input") },
+          responses: { "200": ok("renewed", HeartbeatAnswerSchema), ...errors },
+        },
+      },
+      "/v1/realms/{realm}/workloads/{workload}": {
+        get: {
+          parameters: [realmParam, nameParam("workload")],
+          responses: { "200": ok("aggregate scaling view", WorkloadAnswerSchema), ...errors },
+        },
+      },
+      "/v1/realms/{realm}/routes": {
+        get: {
+          summary: "The route from one record to another",
+          parameters: [
+            realmParam,
+            { name: "from", in: "query", required: true, schema: { type: "string" } },
+            { name: "to", in: "query", required: true, schema: { type: "string" } },
+          ],
+          responses: {
+            "200": ok("route (hops null with a reason when there is none)", RouteAnswerSchema),
+            ...conditional,
+            ...errors,
+          },
+        },
+      },
+      "/v1/realms/{realm}/route-tables/{node}": {
+        get: {
+          summary: "Every route from a node; long-poll with If-None-Match and wait",
+          parameters: [realmParam, nameParam("node"), waitParam],
+          responses: { "200": ok("route table (ETag)", RouteTableSchema), ...conditional, ...errors },
+        },
+      },
+      "/v1/realms/{realm}/tokens": {
+        post: {
+          summary: "Create a scoped token (admin); the token is shown once and stored only as a SHA-256 hash",
+          parameters: [realmParam],
+          requestBody: { content: json(TokenCreateBodySchema, "input") },
+          responses: { "201": ok("created", TokenCreatedSchema), ...errors },
+        },
+        get: {
+          parameters: [realmParam],
+          responses: { "200": ok("tokens (no secrets)", z.object({ tokens: z.array(TokenInfoSchema) })), ...errors },
+        },
+      },
+      "/v1/realms/{realm}/tokens/{id}": {
+        delete: {
+          parameters: [realmParam, nameParam("id")],
+          responses: { "200": { description: "revoked" }, ...errors },
+        },
+      },
+    },
+  };
+}

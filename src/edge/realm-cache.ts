@@ -1,0 +1,163 @@
+// Per-isolate cache of realms. The RealmObject stores records; each Worker
+// isolate keeps a copy of the realm at some version, catches up by delta from
+// the object's changelog, and computes routes itself. So a version change
+// costs the single Durable Object one small delta read per isolate instead of
+// 1,000 route-table computations, and repeated lookups at one version compute
+// nothing: the built realm, route tables and single routes are memoised on
+// the immutable view of that version.
+import { buildRealm, type HopwayRecord, type Realm, type Route, resolveRoute, routeTable } from "../core/index.ts";
+import { unwrap } from "./http.ts";
+import type { Caller, Changes, RecordPage, Result } from "./types.ts";
+
+/** The RPC subset of RealmObject this cache uses (kept narrow so tests can reason about it). */
+export interface RealmRpc {
+  changes(caller: Caller, epoch: string | null, since: number | null): Promise<Result<{ changes: Changes }>>;
+  waitForChange(caller: Caller, epoch: string | null, since: number, ms: number): Promise<Result<{ changes: Changes }>>;
+  page(
+    caller: Caller,
+    after: string | null,
+    limit: number,
+  ): Promise<Result<{ page: { epoch: string; version: number; records: HopwayRecord[]; next: string | null } }>>;
+}
+
+const PAGE = 2_000;
+const MAX_REALMS = 32;
+const MAX_TABLES_PER_VIEW = 4_096;
+const MAX_ROUTES_PER_VIEW = 65_536;
+
+/** Counters for the benchmark and tests: what the cache saved. */
+export const cacheStats = { builds: 0, tables: 0, tableHits: 0, routes: 0, routeHits: 0, resets: 0, deltas: 0 };
+
+/** An immutable snapshot of one realm at one version, with lazily computed, memoised derivations. */
+export class RealmView {
+  private built: Realm | undefined;
+  private sorted: HopwayRecord[] | undefined;
+  private readonly tables = new Map<string, string>();
+  private readonly routes = new Map<string, Route>();
+
+  constructor(
+    readonly epoch: string,
+    readonly version: number,
+    readonly records: ReadonlyMap<string, HopwayRecord>,
+  ) {}
+
+  /** Strong validator of everything derived from this view. */
+  get etag(): string {
+    return `"${this.epoch}.${this.version}"`;
+  }
+
+  get realm(): Realm {
+    if (this.built === undefined) {
+      this.built = buildRealm([...this.records.values()]);
+      cacheStats.builds++;
+    }
+    return this.built;
+  }
+
+  list(): HopwayRecord[] {
+    this.sorted ??= [...this.records.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return this.sorted;
+  }
+
+  /** JSON text of the route table (serialised once per node per version). */
+  routeTableJson(node: string): string {
+    const hit = this.tables.get(node);
+    if (hit !== undefined) {
+      cacheStats.tableHits++;
+      return hit;
+    }
+    const json = JSON.stringify({ node, version: this.version, routes: routeTable(this.realm, node) });
+    cacheStats.tables++;
+    if (this.tables.size >= MAX_TABLES_PER_VIEW) this.tables.delete(this.tables.keys().next().value as string);
+    this.tables.set(node, json);
+    return json;
+  }
+
+  route(from: string, to: string): Route {
+    const key = `${from}\u0000${to}`;
+    const hit = this.routes.get(key);
+    if (hit !== undefined) {
+      cacheStats.routeHits++;
+      return hit;
+    }
+    const route = resolveRoute(this.realm, from, to);
+    cacheStats.routes++;
+    if (this.routes.size >= MAX_ROUTES_PER_VIEW) this.routes.delete(this.routes.keys().next().value as string);
+    this.routes.set(key, route);
+    return route;
+  }
+}
+
+const views = new Map<string, RealmView>();
+
+function remember(realm: string, view: RealmView): void {
+  const prev = views.get(realm);
+  // Concurrent requests in one isolate may finish out of order: never go back.
+  if (prev !== undefined && prev.epoch === view.epoch && prev.version >= view.version) return;
+  views.delete(realm);
+  views.set(realm, view);
+  if (views.size > MAX_REALMS) views.delete(views.keys().next().value as string);
+}
+
+async function apply(rpc: RealmRpc, caller: Caller, base: RealmView | undefined, changes: Changes): Promise<RealmView> {
+  for (let round = 0; ; round++) {
+    if (changes.kind === "current" && base !== undefined) return base;
+    if (changes.kind === "delta" && base !== undefined) {
+      const next = new Map(base.records);
+      for (const c of changes.changes) {
+        if (c.record === null) next.delete(c.name);
+        else next.set(c.name, c.record);
+      }
+      cacheStats.deltas++;
+      return new RealmView(changes.epoch, changes.version, next);
+    }
+    // Reset (or nothing to apply a delta to): page through the records, then
+    // catch up on whatever changed while paging.
+    cacheStats.resets++;
+    const all = new Map<string, HopwayRecord>();
+    let after: string | null = null;
+    let first: { epoch: string; version: number } | undefined;
+    do {
+      const { page }: { page: RecordPage } = unwrap(await rpc.page(caller, after, PAGE));
+      first ??= { epoch: page.epoch, version: page.version };
+      for (const r of page.records) all.set(r.name, r);
+      after = page.next;
+    } while (after !== null);
+    base = new RealmView(first.epoch, first.version, all);
+    if (round > 3) return base;
+    changes = unwrap(await rpc.changes(caller, base.epoch, base.version)).changes;
+  }
+}
+
+/** This isolate's latest view of the realm, without asking the Durable Object. */
+export function peekView(realm: string): RealmView | undefined {
+  return views.get(realm);
+}
+
+/** The realm as of now (one cheap RPC to learn what changed). */
+export async function currentView(rpc: RealmRpc, caller: Caller, realm: string): Promise<RealmView> {
+  const cached = views.get(realm);
+  const { changes } = unwrap(await rpc.changes(caller, cached?.epoch ?? null, cached?.version ?? null));
+  const view = await apply(rpc, caller, cached, changes);
+  remember(realm, view);
+  return view;
+}
+
+/** Holds until the realm moves past `view` or `ms` pass; returns the newer view, or `view` itself on timeout. */
+export async function nextView(
+  rpc: RealmRpc,
+  caller: Caller,
+  realm: string,
+  view: RealmView,
+  ms: number,
+): Promise<RealmView> {
+  const { changes } = unwrap(await rpc.waitForChange(caller, view.epoch, view.version, ms));
+  const next = await apply(rpc, caller, view, changes);
+  remember(realm, next);
+  return next;
+}
+
+/** For tests: forget every cached realm (as a fresh isolate would). */
+export function clearRealmCache(): void {
+  views.clear();
+}

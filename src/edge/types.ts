@@ -1,0 +1,84 @@
+// Types shared by the Worker and the RealmObject Durable Object: the RPC
+// surface between them. Results are plain data (never thrown errors) because
+// Workers RPC keeps only an error's message, and the Worker must map each
+// failure to a stable code and HTTP status.
+import type { ErrorCode } from "../core/errors.ts";
+import type { WorkloadScaling } from "../core/scaling.ts";
+import type { HopwayRecord, ScalingReport } from "../core/schema.ts";
+
+/** Who is calling. The Worker checks the admin secret itself; scoped tokens live in the realm, hashed. */
+export type Caller = { kind: "admin" } | { kind: "token"; hash: string };
+
+export type Role = "admin" | "agent" | "reader";
+
+export interface Principal {
+  role: Role;
+  /** Namespaces an agent may write; null = any (admin). */
+  namespaces: string[] | null;
+  tokenId: string | null;
+}
+
+export interface Failure {
+  ok: false;
+  error: { code: ErrorCode; message: string; status: number; path?: string };
+}
+export type Result<T> = ({ ok: true } & T) | Failure;
+
+/** What a Worker isolate needs to bring its cached copy of a realm up to date. */
+export type Changes =
+  | { kind: "current"; epoch: string; version: number }
+  | { kind: "delta"; epoch: string; version: number; changes: RecordChange[] }
+  /** The caller's copy is too old (changelog pruned), from another epoch, or too far behind: reload by pages. */
+  | { kind: "reset"; epoch: string; version: number };
+
+export interface RecordChange {
+  name: string;
+  /** null = the record was removed. */
+  record: HopwayRecord | null;
+}
+
+export interface RecordPage {
+  epoch: string;
+  version: number;
+  records: HopwayRecord[];
+  /** Pass as `after` for the next page; null at the end. */
+  next: string | null;
+}
+
+export interface StoredRecord {
+  version: number;
+  record: HopwayRecord;
+  /** ISO time the lease ends; null for a permanent record. */
+  expires_at: string | null;
+  ttl_seconds: number | null;
+  report: ScalingReport | null;
+}
+
+export interface WriteResult {
+  version: number;
+}
+
+export interface PutResult extends WriteResult {
+  created: boolean;
+  /** false when the record was byte-for-byte the stored one: the lease was renewed, the version not bumped. */
+  changed: boolean;
+  expires_at: string | null;
+}
+
+export interface HeartbeatResult extends WriteResult {
+  expires_at: string | null;
+  scaling?: WorkloadScaling;
+}
+
+export interface WorkloadView {
+  version: number;
+  scaling: WorkloadScaling;
+  pods: { node: string; report: ScalingReport; reported_at: string }[];
+}
+
+export interface TokenInfo {
+  id: string;
+  role: "agent" | "reader";
+  namespaces: string[];
+  created_at: string;
+}

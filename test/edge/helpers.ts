@@ -1,0 +1,52 @@
+// Helpers for the edge tests: requests through the real Worker (SELF) into real Durable Objects.
+import { SELF } from "cloudflare:test";
+
+export const ADMIN = "test-admin-token";
+let seq = 0;
+/** A realm name no other test uses, so tests stay independent without resetting storage. */
+export function freshRealm(prefix = "t"): string {
+  return `${prefix}-${Date.now().toString(36)}-${(seq++).toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
+
+export interface Call {
+  status: number;
+  headers: Headers;
+  // biome-ignore lint/suspicious/noExplicitAny: test responses are inspected structurally
+  body: any;
+}
+
+export async function call(
+  method: string,
+  path: string,
+  opts: {
+    token?: string | null;
+    body?: unknown;
+    raw?: string | Uint8Array;
+    type?: string;
+    headers?: Record<string, string>;
+  } = {},
+): Promise<Call> {
+  const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+  const token = opts.token === undefined ? ADMIN : opts.token;
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  let body: BodyInit | undefined;
+  if (opts.raw !== undefined) body = opts.raw;
+  else if (opts.body !== undefined) body = JSON.stringify(opts.body);
+  if (body !== undefined) headers["content-type"] = opts.type ?? "application/json";
+  const res = await SELF.fetch(`https://edge${path}`, { method, headers, body });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text === "" ? null : JSON.parse(text);
+  } catch {}
+  return { status: res.status, headers: res.headers, body: parsed };
+}
+
+export function node(name: string, ns = "ns1", extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    name,
+    metadata: { namespace_name: ns, kind: "relay", labels: { app: name } },
+    gateway: [{ priority: 1, address: `ipv4://10.9.${seq % 250}.${(seq++ % 250) + 1}:1234` }],
+    ...extra,
+  };
+}
