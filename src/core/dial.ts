@@ -26,6 +26,16 @@ export function gatewayAddresses(address: string | readonly string[]): readonly 
  */
 export function chooseGateway(dialer: HopwayRecord, target: HopwayRecord): DialChoice | null {
   if (dialer.type !== "node" || target.type !== "node" || dialer.name === target.name) return null;
+  return pickGateway(dialer, target);
+}
+
+/**
+ * chooseGateway without the identity and type checks: the indexed resolver
+ * evaluates a gateway list against a class representative, which may be the
+ * target record itself.
+ */
+export function pickGateway(dialer: HopwayRecord, target: HopwayRecord): DialChoice | null {
+  if (target.type !== "node") return null;
   const gateways = target.gateway ?? [];
   let best: DialChoice | null = null;
   let local: boolean | undefined;

@@ -1,6 +1,6 @@
 // The public API of the pure core: what the edge, the agent and the CLI import.
 // Nothing here touches `cloudflare:*`, `hono` or `node:*`.
-export { chooseGateway, type DialChoice, gatewayAddresses } from "./dial.ts";
+export { chooseGateway, type DialChoice, gatewayAddresses, pickGateway } from "./dial.ts";
 export * from "./errors.ts";
 export { nameHash, rendezvousWeight } from "./hash.ts";
 export { MAX_RECORDS, type ParseResult, parseRecords, parseTopologyText } from "./parse.ts";

@@ -1,53 +1,716 @@
-// Interim: the realm delegates to the reference resolver until the indexed resolver lands.
-import { chooseGateway, type DialChoice } from "./dial.ts";
+// The indexed resolver. A Realm is built once per version of a realm's records
+// (the edge caches one per version; the agent one per route table) and then
+// answers any number of lookups without rescanning the records.
+//
+// What makes it fast, and why it still gives exactly the reference answer:
+// - Dial classes. Whether P can dial Q depends only on the fields of P that
+//   some gateway `match` in the realm mentions, and on Q's gateway list. Nodes
+//   are grouped into dialer classes (P projected on those fields) and target
+//   classes (Q's gateways without their addresses); a gateway choice is
+//   computed once per (dialer class, target class) pair and memoised. Gateways
+//   carrying unix:// addresses depend on the exact pair (same host), so those
+//   targets bypass the memo.
+// - Relay closures are computed at build time, once per distinct
+//   `advertise_relay` value, and interned, so targets that share an ingress
+//   closure share one search.
+// - A route table does one layered search (fewest hops, then smallest
+//   priority sum, keeping every optimal predecessor) from the source over
+//   egress(S) ∪ ingress(T) per distinct ingress closure, then finds each
+//   target's last hop per target class, and applies rendezvous hashing only at
+//   the end, in a walk over the optimal-path DAG.
+//
+// Tie-break (also in reference.ts and the README): among the paths with the
+// fewest hops and then the smallest priority sum, the intermediates X1..Xk are
+// compared in order from the source; the first position where two paths differ
+// decides, by the higher rendezvous weight, then the smaller name. A relay in
+// egress(S) is weighed as rendezvousWeight(S, X), any other relay (it is in
+// ingress(T)) as rendezvousWeight(T, X).
+import { type DialChoice, gatewayAddresses, pickGateway } from "./dial.ts";
 import { HopwayError } from "./errors.ts";
-import { type RouteResolver, referenceResolver } from "./reference.ts";
-import type { HopwayRecord, Route } from "./schema.ts";
+import { combineWeight, nameHash, relayHalf } from "./hash.ts";
+import { noRoute, type RouteResolver } from "./reference.ts";
+import { type Hop, type HopwayRecord, MAX_HOPS, type Route, type Selector } from "./schema.ts";
+import { matchesSelector, selectorList } from "./selector.ts";
 
+const NODE = 0;
+const CLIENT = 1;
+const GROUP = 2;
+const UNKNOWN = -2;
+
+/** An immutable, pre-indexed set of records. Build with buildRealm; query with the functions below. */
 export interface Realm {
   readonly records: readonly HopwayRecord[];
   readonly size: number;
   get(name: string): HopwayRecord | undefined;
 }
 
-interface RealmImpl extends Realm {
-  resolver: RouteResolver;
+interface Closure {
+  id: number;
+  members: Int32Array;
+  has: Set<number>;
 }
 
+/** Canonical JSON (sorted keys), so equal selectors and gateway lists give equal class keys. */
+function canonical(value: unknown): string {
+  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj)
+    .filter((k) => obj[k] !== undefined)
+    .sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(obj[k])}`).join(",")}}`;
+}
+
+/** The fields of a dialer that some gateway `match` in the realm looks at. */
+interface Referenced {
+  name: boolean;
+  hostname: boolean;
+  pid: boolean;
+  ns: boolean;
+  api: boolean;
+  kind: boolean;
+  group: boolean;
+  labels: Set<string>;
+}
+
+class RealmImpl implements Realm {
+  readonly records: readonly HopwayRecord[];
+  readonly size: number;
+  readonly index = new Map<string, number>();
+  readonly kind: Uint8Array;
+  readonly chooser: Array<[number, number]>;
+  readonly relayW: Array<[number, number]>;
+  readonly dclass: Int32Array;
+  readonly dclassRep: number[] = [];
+  readonly tclass: Int32Array;
+  readonly tclassRep: number[] = [];
+  readonly tclassExact: boolean[] = [];
+  readonly dialMemo: Array<Int32Array | undefined> = [];
+  readonly adv: Array<Int32Array>;
+  readonly closureOf: Closure[];
+  readonly attach: Int32Array;
+  private readonly byNs = new Map<string, number[]>();
+  private readonly byKind = new Map<string, number[]>();
+  private readonly byLabel = new Map<string, number[]>();
+  private readonly byHost = new Map<string, number[]>();
+  private readonly nodeList: number[] = [];
+
+  constructor(input: readonly HopwayRecord[]) {
+    const records = Object.freeze([...input]);
+    this.records = records;
+    const n = records.length;
+    this.size = n;
+    this.kind = new Uint8Array(n);
+    this.chooser = new Array(n);
+    this.relayW = new Array(n);
+    this.dclass = new Int32Array(n).fill(-1);
+    this.tclass = new Int32Array(n).fill(-1);
+    this.attach = new Int32Array(n).fill(-1);
+    const ref: Referenced = {
+      name: false,
+      hostname: false,
+      pid: false,
+      ns: false,
+      api: false,
+      kind: false,
+      group: false,
+      labels: new Set(),
+    };
+    const push = (map: Map<string, number[]>, key: string, i: number) => {
+      const list = map.get(key);
+      if (list === undefined) map.set(key, [i]);
+      else list.push(i);
+    };
+    for (let i = 0; i < n; i++) {
+      const r = records[i]!;
+      if (this.index.has(r.name)) throw new HopwayError("invalid_input", `duplicate name '${r.name}'`);
+      this.index.set(r.name, i);
+      const h = nameHash(r.name);
+      this.chooser[i] = h;
+      this.relayW[i] = relayHalf(h);
+      this.kind[i] = r.type === "node" ? NODE : r.type === "client" ? CLIENT : GROUP;
+      if (r.type !== "node") continue;
+      this.nodeList.push(i);
+      const md = r.metadata;
+      if (md?.namespace_name !== undefined) push(this.byNs, md.namespace_name, i);
+      if (md?.kind !== undefined) push(this.byKind, md.kind, i);
+      if (md?.labels !== undefined)
+        for (const [k, v] of Object.entries(md.labels)) push(this.byLabel, `${k}\u0000${v}`, i);
+      if (r.host?.hostname !== undefined) push(this.byHost, r.host.hostname, i);
+      for (const gw of r.gateway ?? []) {
+        const m = gw.match;
+        if (m === undefined) continue;
+        if (m.name !== undefined) ref.name = true;
+        if (m.host?.hostname !== undefined) ref.hostname = true;
+        if (m.host?.pid !== undefined) ref.pid = true;
+        if (m.metadata?.namespace_name !== undefined) ref.ns = true;
+        if (m.metadata?.api_version !== undefined) ref.api = true;
+        if (m.metadata?.kind !== undefined) ref.kind = true;
+        if (m.metadata?.group !== undefined) ref.group = true;
+        for (const k of Object.keys(m.metadata?.labels ?? {})) ref.labels.add(k);
+      }
+    }
+    const labelKeys = [...ref.labels].sort();
+
+    // Dialer and target classes.
+    const dkeys = new Map<string, number>();
+    const tkeys = new Map<string, number>();
+    for (const i of this.nodeList) {
+      const r = records[i] as Extract<HopwayRecord, { type: "node" }>;
+      const md = r.metadata;
+      const labels = md?.labels;
+      const dkey = JSON.stringify([
+        ref.name ? r.name : 0,
+        ref.hostname ? (r.host?.hostname ?? null) : 0,
+        ref.pid ? (r.host?.pid ?? null) : 0,
+        ref.ns ? (md?.namespace_name ?? null) : 0,
+        ref.api ? (md?.api_version ?? null) : 0,
+        ref.kind ? (md?.kind ?? null) : 0,
+        ref.group ? (md?.group ?? null) : 0,
+        labelKeys.map((k) => (labels !== undefined && Object.hasOwn(labels, k) ? labels[k] : null)),
+      ]);
+      let dc = dkeys.get(dkey);
+      if (dc === undefined) {
+        dc = this.dclassRep.length;
+        dkeys.set(dkey, dc);
+        this.dclassRep.push(i);
+      }
+      this.dclass[i] = dc;
+      const gateways = r.gateway ?? [];
+      const exact = gateways.some((g) => gatewayAddresses(g.address).some((a) => a.startsWith("unix://")));
+      // A unix:// gateway's usability depends on the exact pair (same host): such targets get a class of their own.
+      const tkey = exact
+        ? `#${i}`
+        : canonical(gateways.map((g) => [g.priority, g.match ?? null, gatewayAddresses(g.address).length]));
+      let tc = tkeys.get(tkey);
+      if (tc === undefined) {
+        tc = this.tclassRep.length;
+        tkeys.set(tkey, tc);
+        this.tclassRep.push(i);
+        this.tclassExact.push(exact);
+      }
+      this.tclass[i] = tc;
+    }
+
+    // adv sets, one per distinct advertise_relay value.
+    const advKeys = new Map<string, Int32Array>();
+    this.adv = new Array(n);
+    const empty = new Int32Array(0);
+    for (let i = 0; i < n; i++) {
+      const r = records[i]!;
+      if (r.type === "group" || r.advertise_relay === undefined) {
+        this.adv[i] = empty;
+        continue;
+      }
+      const key = canonical(r.advertise_relay);
+      let set = advKeys.get(key);
+      if (set === undefined) {
+        const found = new Set<number>();
+        for (const sel of selectorList(r.advertise_relay)) for (const j of this.selectNodes(sel)) found.add(j);
+        set = Int32Array.from([...found].sort((a, b) => a - b));
+        advKeys.set(key, set);
+      }
+      this.adv[i] = set;
+    }
+
+    // Relay closures, interned by content; shared by every record whose adv set does not contain itself.
+    const interned = new Map<string, Closure>();
+    const bySet = new Map<Int32Array, Closure>();
+    this.closureOf = new Array(n);
+    const emptyClosure: Closure = { id: 0, members: empty, has: new Set() };
+    interned.set("", emptyClosure);
+    for (let i = 0; i < n; i++) {
+      const set = this.adv[i]!;
+      if (set.length === 0) {
+        this.closureOf[i] = emptyClosure;
+        continue;
+      }
+      const containsSelf = binaryHas(set, i);
+      if (!containsSelf) {
+        const known = bySet.get(set);
+        if (known !== undefined) {
+          this.closureOf[i] = known;
+          continue;
+        }
+      }
+      const seen = new Set<number>();
+      const queue: number[] = [];
+      const visit = (from: number) => {
+        for (const j of this.adv[from]!) {
+          if (j !== from && !seen.has(j)) {
+            seen.add(j);
+            queue.push(j);
+          }
+        }
+      };
+      visit(i);
+      for (let q = 0; q < queue.length; q++) visit(queue[q]!);
+      const members = Int32Array.from([...seen].sort((a, b) => a - b));
+      const key = members.join(",");
+      let c = interned.get(key);
+      if (c === undefined) {
+        c = { id: interned.size, members, has: seen };
+        interned.set(key, c);
+      }
+      this.closureOf[i] = c;
+      if (!containsSelf) bySet.set(set, c);
+    }
+
+    // Each client's attachment relay: the highest rendezvous weight among the nodes it advertises.
+    for (let i = 0; i < n; i++) {
+      if (this.kind[i] !== CLIENT) continue;
+      let best = -1;
+      let bestW = -1;
+      for (const j of this.adv[i]!) {
+        const w = this.weight(i, j);
+        if (best < 0 || w > bestW || (w === bestW && records[j]!.name < records[best]!.name)) {
+          best = j;
+          bestW = w;
+        }
+      }
+      this.attach[i] = best;
+    }
+  }
+
+  get(name: string): HopwayRecord | undefined {
+    const i = this.index.get(name);
+    return i === undefined ? undefined : this.records[i];
+  }
+
+  /** The rendezvous weight of relay j as chosen by record i. */
+  weight(i: number, j: number): number {
+    return combineWeight(this.chooser[i]!, this.relayW[j]!);
+  }
+
+  /** Node indices (ascending) matched by a selector, via the smallest applicable index. */
+  selectNodes(sel: Selector): number[] {
+    let candidates: readonly number[] = this.nodeList;
+    const consider = (list: readonly number[] | undefined) => {
+      if ((list?.length ?? 0) < candidates.length) candidates = list ?? [];
+    };
+    if (sel.name !== undefined) {
+      const i = this.index.get(sel.name);
+      consider(i !== undefined && this.kind[i] === NODE ? [i] : []);
+    }
+    const md = sel.metadata;
+    if (md?.namespace_name !== undefined) consider(this.byNs.get(md.namespace_name));
+    if (md?.kind !== undefined) consider(this.byKind.get(md.kind));
+    if (sel.host?.hostname !== undefined) consider(this.byHost.get(sel.host.hostname));
+    for (const [k, v] of Object.entries(md?.labels ?? {})) consider(this.byLabel.get(`${k}\u0000${v}`));
+    return candidates.filter((i) => matchesSelector(sel, this.records[i]!));
+  }
+
+  /** Index of the gateway node u uses to dial node v, or -1. */
+  gatewayIndex(u: number, v: number): number {
+    if (u === v) return -1;
+    const dc = this.dclass[u]!;
+    const tc = this.tclass[v]!;
+    if (dc < 0 || tc < 0) return -1;
+    if (this.tclassExact[tc]) return pickGateway(this.records[u]!, this.records[v]!)?.gateway ?? -1;
+    let memo = this.dialMemo[tc];
+    if (memo === undefined) {
+      memo = new Int32Array(this.dclassRep.length).fill(UNKNOWN);
+      this.dialMemo[tc] = memo;
+    }
+    let g = memo[dc]!;
+    if (g === UNKNOWN) {
+      g = pickGateway(this.records[this.dclassRep[dc]!]!, this.records[this.tclassRep[tc]!]!)?.gateway ?? -1;
+      memo[dc] = g;
+    }
+    return g;
+  }
+
+  /** Priority of the gateway u uses for v (g from gatewayIndex). */
+  priority(v: number, g: number): number {
+    const r = this.records[v] as Extract<HopwayRecord, { type: "node" }>;
+    return r.gateway![g]!.priority;
+  }
+
+  hop(u: number, v: number): Hop {
+    const target = this.records[v]!;
+    if (this.kind[u] === CLIENT || this.kind[v] === CLIENT) {
+      return { node: target.name, address: null, priority: 0, alternatives: [] };
+    }
+    const tc = this.tclass[v]!;
+    if (this.tclassExact[tc]) {
+      const c = pickGateway(this.records[u]!, target)!;
+      return { node: target.name, address: c.address, priority: c.priority, alternatives: c.alternatives };
+    }
+    const gw = (target as Extract<HopwayRecord, { type: "node" }>).gateway![this.gatewayIndex(u, v)]!;
+    const addrs = gatewayAddresses(gw.address);
+    return { node: target.name, address: addrs[0]!, priority: gw.priority, alternatives: addrs.slice(1) };
+  }
+
+  lookup(name: string): number {
+    const i = this.index.get(name);
+    if (i === undefined) throw new HopwayError("unknown_node", `no record named '${name}'`, { status: 404 });
+    return i;
+  }
+}
+
+function binaryHas(sorted: Int32Array, x: number): boolean {
+  let lo = 0;
+  let hi = sorted.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const v = sorted[mid]!;
+    if (v === x) return true;
+    if (v < x) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return false;
+}
+
+const INF = 0x7fffffff;
+
+/** The optimal-path DAG from one source over egress(S) ∪ one ingress closure. */
+class Search {
+  /** Record index per position; position 0 is the source. */
+  readonly nodes: number[];
+  readonly pos = new Map<number, number>();
+  readonly depth: Int32Array;
+  readonly cost: Float64Array;
+  readonly preds: number[][];
+  readonly succ: number[][];
+  /** Positions reached, in BFS order. */
+  readonly reached: number[] = [];
+  /** rendezvous weight by the source for egress relays; NaN for the others. */
+  readonly egressWeight: Float64Array;
+  private readonly lastHop = new Map<number, { depth: number; cost: number; preds: number[]; dialable: boolean }>();
+  private readonly ancMemo = new Map<number, Uint8Array>();
+
+  constructor(
+    readonly realm: RealmImpl,
+    readonly source: number,
+    egress: Closure,
+    ingress: Closure,
+  ) {
+    const nodes = [source];
+    this.pos.set(source, 0);
+    for (const c of [egress.members, ingress.members]) {
+      for (const j of c) {
+        if (!this.pos.has(j)) {
+          this.pos.set(j, nodes.length);
+          nodes.push(j);
+        }
+      }
+    }
+    this.nodes = nodes;
+    const m = nodes.length;
+    this.depth = new Int32Array(m).fill(INF);
+    this.cost = new Float64Array(m);
+    this.preds = Array.from({ length: m }, () => []);
+    this.succ = Array.from({ length: m }, () => []);
+    this.egressWeight = new Float64Array(m).fill(Number.NaN);
+    for (let p = 1; p < m; p++) {
+      if (egress.has.has(nodes[p]!)) this.egressWeight[p] = realm.weight(source, nodes[p]!);
+    }
+    this.depth[0] = 0;
+    let frontier = [0];
+    this.reached.push(0);
+    const clientSource = realm.kind[source] === CLIENT;
+    for (let h = 1; frontier.length > 0; h++) {
+      const next: number[] = [];
+      for (const pu of frontier) {
+        const u = nodes[pu]!;
+        for (let pv = 1; pv < m; pv++) {
+          const dv = this.depth[pv]!;
+          if (dv < h) continue;
+          let c: number;
+          if (pu === 0 && clientSource) {
+            if (nodes[pv] !== realm.attach[source]) continue;
+            c = 0;
+          } else {
+            const g = realm.gatewayIndex(u, nodes[pv]!);
+            if (g < 0) continue;
+            c = this.cost[pu]! + realm.priority(nodes[pv]!, g);
+          }
+          if (dv === INF) {
+            this.depth[pv] = h;
+            this.cost[pv] = c;
+            this.preds[pv]!.push(pu);
+            next.push(pv);
+            this.reached.push(pv);
+          } else if (c < this.cost[pv]!) {
+            this.cost[pv] = c;
+            this.preds[pv] = [pu];
+          } else if (c === this.cost[pv]) this.preds[pv]!.push(pu);
+        }
+      }
+      frontier = next;
+    }
+    for (const pv of this.reached) for (const pu of this.preds[pv]!) this.succ[pu]!.push(pv);
+  }
+
+  /** The best last hop into node t (not among the search's nodes): depth, cost and optimal predecessors. */
+  lastHopInto(t: number): { depth: number; cost: number; preds: number[]; dialable: boolean } {
+    const realm = this.realm;
+    const tc = realm.tclass[t]!;
+    const shared = tc >= 0 && !realm.tclassExact[tc];
+    if (shared) {
+      const known = this.lastHop.get(tc);
+      if (known !== undefined) return known;
+    }
+    let depth = INF;
+    let cost = 0;
+    let preds: number[] = [];
+    let dialable = false;
+    for (let pu = 0; pu < this.nodes.length; pu++) {
+      const g = realm.gatewayIndex(this.nodes[pu]!, t);
+      if (g < 0) continue;
+      dialable = true;
+      const du = this.depth[pu]!;
+      if (du === INF) continue;
+      const c = this.cost[pu]! + realm.priority(t, g);
+      if (du + 1 < depth || (du + 1 === depth && c < cost)) {
+        depth = du + 1;
+        cost = c;
+        preds = [pu];
+      } else if (du + 1 === depth && c === cost) preds.push(pu);
+    }
+    const out = { depth, cost, preds, dialable };
+    if (shared) this.lastHop.set(tc, out);
+    return out;
+  }
+
+  /** Flags of the positions that lie on an optimal path to one of `ends` (ends included). */
+  ancestors(ends: readonly number[], memoKey: number | undefined): Uint8Array {
+    if (memoKey !== undefined) {
+      const known = this.ancMemo.get(memoKey);
+      if (known !== undefined) return known;
+    }
+    const flags = new Uint8Array(this.nodes.length);
+    const stack = [...ends];
+    for (const e of ends) flags[e] = 1;
+    while (stack.length > 0) {
+      for (const pu of this.preds[stack.pop()!]!) {
+        if (flags[pu] === 0) {
+          flags[pu] = 1;
+          stack.push(pu);
+        }
+      }
+    }
+    if (memoKey !== undefined) this.ancMemo.set(memoKey, flags);
+    return flags;
+  }
+
+  /**
+   * The chosen intermediates (record indices) towards a target whose optimal
+   * predecessors are `ends` at `depth` hops, walking from the source and taking,
+   * at each step, the successor with the highest rendezvous weight.
+   */
+  walk(target: number, ends: readonly number[], lastDepth: number, anc: Uint8Array): number[] {
+    const realm = this.realm;
+    const chosen: number[] = [];
+    let cur = 0;
+    for (let h = 1; h < lastDepth; h++) {
+      let best = -1;
+      let bestW = -1;
+      for (const pv of this.succ[cur]!) {
+        if (anc[pv] === 0) continue;
+        const ew = this.egressWeight[pv]!;
+        const v = this.nodes[pv]!;
+        const w = Number.isNaN(ew) ? realm.weight(target, v) : ew;
+        if (best < 0 || w > bestW || (w === bestW && realm.records[v]!.name < realm.records[this.nodes[best]!]!.name)) {
+          best = pv;
+          bestW = w;
+        }
+      }
+      cur = best;
+      chosen.push(this.nodes[best]!);
+    }
+    if (!ends.includes(cur) && lastDepth > 0) throw new HopwayError("internal", "route walk left the optimal DAG");
+    return chosen;
+  }
+}
+
+function routeVia(realm: RealmImpl, search: Search, s: number, t: number): Route {
+  const from = realm.records[s]!.name;
+  const to = realm.records[t]!.name;
+  let ends: number[];
+  let depth: number;
+  let memoKey: number | undefined;
+  let tail = [t];
+  if (realm.kind[t] === CLIENT) {
+    const a = realm.attach[t]!;
+    if (a < 0) return noRoute(from, to, "client_not_attached", `client '${to}' names no relay in advertise_relay`);
+    if (a === s) return { from, to, hops: [realm.hop(s, t)] };
+    const pa = search.pos.get(a)!;
+    if (search.depth[pa] === INF) {
+      return noRoute(from, to, "no_relay_chain", `no chain of eligible relays leads from '${from}' to '${to}'`);
+    }
+    ends = search.preds[pa]!;
+    depth = search.depth[pa]! + 1;
+    memoKey = -1 - pa;
+    tail = [a, t];
+  } else {
+    const pt = search.pos.get(t);
+    let dialable: boolean;
+    if (pt !== undefined) {
+      ends = search.preds[pt]!;
+      depth = search.depth[pt]!;
+      dialable = false;
+      if (depth === INF) {
+        for (let pu = 0; pu < search.nodes.length && !dialable; pu++) {
+          dialable = realm.gatewayIndex(search.nodes[pu]!, t) >= 0;
+        }
+      }
+    } else {
+      const last = realm.tclassExact[realm.tclass[t]!] ? undefined : realm.tclass[t]!;
+      const lh = search.lastHopInto(t);
+      ends = lh.preds;
+      depth = lh.depth;
+      dialable = lh.dialable;
+      memoKey = last;
+    }
+    if (depth === INF) {
+      if (!dialable) {
+        return noRoute(from, to, "no_matching_gateway", `no gateway of '${to}' accepts '${from}' or an eligible relay`);
+      }
+      return noRoute(from, to, "no_relay_chain", `no chain of eligible relays leads from '${from}' to '${to}'`);
+    }
+  }
+  if (depth > MAX_HOPS) {
+    return noRoute(from, to, "hop_limit", `the shortest route has ${depth} hops, more than ${MAX_HOPS}`);
+  }
+  // For a client target the walk ends at its attachment relay, whose own optimal predecessors are `ends`.
+  const anc = search.ancestors(ends, memoKey);
+  const path = search.walk(t, ends, depth - tail.length + 1, anc);
+  path.push(...tail);
+  const hops: Hop[] = new Array(path.length);
+  let prev = s;
+  for (let i = 0; i < path.length; i++) {
+    hops[i] = realm.hop(prev, path[i]!);
+    prev = path[i]!;
+  }
+  return { from, to, hops };
+}
+
+function impl(realm: Realm): RealmImpl {
+  if (!(realm instanceof RealmImpl)) throw new TypeError("not a Realm built by buildRealm");
+  return realm;
+}
+
+/** Builds the immutable, indexed realm. Throws invalid_input on duplicate names. */
 export function buildRealm(records: readonly HopwayRecord[]): Realm {
-  const byName = new Map<string, HopwayRecord>();
-  for (const r of records) {
-    if (byName.has(r.name)) throw new HopwayError("invalid_input", `duplicate name '${r.name}'`);
-    byName.set(r.name, r);
-  }
-  const realm: RealmImpl = {
-    records: Object.freeze([...records]),
-    size: records.length,
-    get: (name) => byName.get(name),
-    resolver: referenceResolver(records),
-  };
-  return Object.freeze(realm);
+  return new RealmImpl(records);
 }
 
-const impl = (realm: Realm) => realm as RealmImpl;
+function preCheck(r: RealmImpl, s: number, t: number): Route | undefined {
+  const from = r.records[s]!.name;
+  const to = r.records[t]!.name;
+  if (r.kind[s] === GROUP || r.kind[t] === GROUP) {
+    return noRoute(from, to, "group_endpoint", `'${r.kind[s] === GROUP ? from : to}' is a group: resolve its members`);
+  }
+  if (s === t) return noRoute(from, to, "same_node", "source and target are the same record");
+  if (r.kind[s] === CLIENT && r.attach[s]! < 0) {
+    return noRoute(from, to, "client_not_attached", `client '${from}' names no relay in advertise_relay`);
+  }
+  return undefined;
+}
 
+/**
+ * The route from one record to another (section 5 of the routing contract).
+ * Unknown names throw HopwayError `unknown_node` (404). A group as either end
+ * gives `hops: null` with reason `group_endpoint`: use resolveRoutes for groups.
+ */
 export function resolveRoute(realm: Realm, from: string, to: string): Route {
-  return impl(realm).resolver.resolveRoute(from, to);
+  const r = impl(realm);
+  const s = r.lookup(from);
+  const t = r.lookup(to);
+  const early = preCheck(r, s, t);
+  if (early !== undefined) return early;
+  return routeVia(r, new Search(r, s, r.closureOf[s]!, r.closureOf[t]!), s, t);
 }
+
+/** Like resolveRoute, but a group target gives one route per member that exists (in node_list order). */
 export function resolveRoutes(realm: Realm, from: string, to: string): Route[] {
-  return impl(realm).resolver.resolveRoutes(from, to);
-}
-export function routeTable(realm: Realm, from: string): Route[] {
-  return impl(realm).resolver.routeTable(from);
-}
-export function dialChoice(realm: Realm, from: string, to: string): DialChoice | null {
-  const a = realm.get(from);
-  const b = realm.get(to);
-  if (a === undefined || b === undefined) {
-    throw new HopwayError("unknown_node", `no record named '${a === undefined ? from : to}'`, { status: 404 });
+  const r = impl(realm);
+  r.lookup(from);
+  const t = r.records[r.lookup(to)]!;
+  if (t.type !== "group") return [resolveRoute(realm, from, to)];
+  const out: Route[] = [];
+  for (const m of t.node_list) {
+    const i = r.index.get(m.node_name);
+    if (i !== undefined && r.kind[i] !== GROUP) out.push(resolveRoute(realm, from, m.node_name));
   }
-  return chooseGateway(a, b);
+  return out;
 }
+
+/**
+ * Every route from one node or client to every other non-group record, in
+ * record order: the table an agent downloads. A group has none (invalid_input).
+ */
+export function routeTable(realm: Realm, from: string): Route[] {
+  const r = impl(realm);
+  const s = r.lookup(from);
+  if (r.kind[s] === GROUP) throw new HopwayError("invalid_input", `'${from}' is a group: it has no route table`);
+  const searches = new Map<number, Search>();
+  const egress = r.closureOf[s]!;
+  const out: Route[] = [];
+  for (let t = 0; t < r.size; t++) {
+    if (t === s || r.kind[t] === GROUP) continue;
+    const early = preCheck(r, s, t);
+    if (early !== undefined) {
+      out.push(early);
+      continue;
+    }
+    const ingress = r.closureOf[t]!;
+    let search = searches.get(ingress.id);
+    if (search === undefined) {
+      search = new Search(r, s, egress, ingress);
+      searches.set(ingress.id, search);
+    }
+    out.push(routeVia(r, search, s, t));
+  }
+  return out;
+}
+
+/** The gateway `from` would use to dial `to`, or null (section 3). Unknown names throw unknown_node. */
+export function dialChoice(realm: Realm, from: string, to: string): DialChoice | null {
+  const r = impl(realm);
+  const u = r.lookup(from);
+  const v = r.lookup(to);
+  if (r.kind[u] !== NODE || r.kind[v] !== NODE || u === v) return null;
+  return pickGateway(r.records[u]!, r.records[v]!);
+}
+
 export function canDial(realm: Realm, from: string, to: string): boolean {
-  return dialChoice(realm, from, to) !== null;
+  const r = impl(realm);
+  const u = r.lookup(from);
+  const v = r.lookup(to);
+  return r.kind[u] === NODE && r.kind[v] === NODE && r.gatewayIndex(u, v) >= 0;
+}
+
+/** adv(X): the nodes X's advertise_relay selects (X itself excluded), in record order. */
+export function advertisedRelays(realm: Realm, name: string): string[] {
+  const r = impl(realm);
+  const x = r.lookup(name);
+  return [...r.adv[x]!].filter((j) => j !== x).map((j) => r.records[j]!.name);
+}
+
+/** egress(S): the relays S sends through (closure of advertise_relay), in record order. */
+export function egressRelays(realm: Realm, name: string): string[] {
+  const r = impl(realm);
+  return [...r.closureOf[r.lookup(name)]!.members].map((j) => r.records[j]!.name);
+}
+
+/** ingress(T): the relays through which T can be reached. The same closure as egress, seen from the target. */
+export const ingressRelays = egressRelays;
+
+/** The relay a client is attached to (highest rendezvous weight among those it advertises), or undefined. */
+export function attachmentRelay(realm: Realm, client: string): string | undefined {
+  const r = impl(realm);
+  const a = r.attach[r.lookup(client)]!;
+  return a < 0 ? undefined : r.records[a]!.name;
+}
+
+/** The RouteResolver view of a realm, for code (and the conformance suite) written against that interface. */
+export function realmResolver(records: readonly HopwayRecord[]): RouteResolver {
+  const realm = buildRealm(records);
+  return {
+    resolveRoute: (from, to) => resolveRoute(realm, from, to),
+    resolveRoutes: (from, to) => resolveRoutes(realm, from, to),
+    routeTable: (from) => routeTable(realm, from),
+  };
 }
