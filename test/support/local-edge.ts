@@ -30,6 +30,9 @@ export interface LocalEdge {
 
 export async function startLocalEdge(opts: LocalEdgeOptions = {}): Promise<LocalEdge> {
   const adminToken = opts.adminToken ?? `test-admin-${randomBytes(16).toString("hex")}`;
+  // Loopback only: no Request.cf download from workers.cloudflare.com, no telemetry.
+  process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
+  process.env.WRANGLER_SEND_METRICS ??= "false";
   if (opts.persistDir !== undefined) mkdirSync(opts.persistDir, { recursive: true });
   const worker = await unstable_dev(join(ROOT, "src", "index.ts"), {
     config: join(ROOT, "wrangler.toml"),

@@ -1,0 +1,23 @@
+// `npm run dev`: the edge on this machine. Creates .dev.vars from
+// .dev.vars.example on first run (the documented local admin token,
+// dev-admin-token), then runs `wrangler dev` with Durable Object state kept in
+// .wrangler/state so a restart keeps the realms. Extra arguments go to wrangler
+// (e.g. `npm run dev -- --port 8788`).
+import { spawn } from "node:child_process";
+import { copyFileSync, existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const vars = join(root, ".dev.vars");
+if (!existsSync(vars)) {
+  copyFileSync(join(root, ".dev.vars.example"), vars);
+  console.log("dev: created .dev.vars from .dev.vars.example (admin token: dev-admin-token)");
+}
+const wrangler = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
+const args = [wrangler, "dev", "--persist-to", join(root, ".wrangler", "state"), ...process.argv.slice(2)];
+// Stay on this machine: no Request.cf download from workers.cloudflare.com, no telemetry (override by exporting them).
+const env = { CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", ...process.env };
+const child = spawn(process.execPath, args, { cwd: root, stdio: "inherit", env });
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal));
+child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
