@@ -1,0 +1,63 @@
+// Wires the scaling pieces for the agent's main: the signals (gauges,
+// heartbeat report, draining) and, when enabled and running in a cluster, the
+// pod-deletion-cost patcher fed from every application report.
+import type { CoreV1Api } from "@kubernetes/client-node";
+import type { Registry } from "prom-client";
+import { type DeletionCostLog, DeletionCostPatcher, inClusterCoreApi } from "../k8s/deletion-cost.ts";
+import type { ScalingConfig } from "./config.ts";
+import { ScalingSignals } from "./signals.ts";
+
+export { ScalingConfigSchema } from "./config.ts";
+export { LOAD_METRIC, ScalingSignals, STATE_FLOOR_METRIC } from "./signals.ts";
+
+export interface ScalingRuntime {
+  signals: ScalingSignals;
+  deletionCost: DeletionCostPatcher | undefined;
+  close(): Promise<void>;
+}
+
+export interface StartScalingOptions {
+  config: ScalingConfig;
+  /** POD_NAME (downward API); also where the ordinal comes from. */
+  podName: string;
+  /** POD_NAMESPACE (downward API); needed for the deletion cost. */
+  podNamespace?: string | undefined;
+  registry: Registry;
+  /** Defaults to the in-cluster service account when KUBERNETES_SERVICE_HOST is set. */
+  coreApi?: CoreV1Api;
+  env?: Record<string, string | undefined>;
+  log?: DeletionCostLog;
+}
+
+export async function startScaling(opts: StartScalingOptions): Promise<ScalingRuntime> {
+  const signals = new ScalingSignals({ config: opts.config, podName: opts.podName, registry: opts.registry });
+  let deletionCost: DeletionCostPatcher | undefined;
+  const dc = opts.config.deletion_cost;
+  if (dc.enabled) {
+    const env = opts.env ?? process.env;
+    const api = opts.coreApi ?? (env.KUBERNETES_SERVICE_HOST ? inClusterCoreApi() : undefined);
+    if (!api || !opts.podNamespace) {
+      opts.log?.warn("pod-deletion-cost: enabled but not running in a cluster (no API or POD_NAMESPACE); disabled");
+    } else {
+      const patcher = new DeletionCostPatcher({
+        api,
+        namespace: opts.podNamespace,
+        podName: opts.podName,
+        minIntervalMs: dc.min_interval_seconds * 1000,
+        maxBackoffMs: dc.max_backoff_seconds * 1000,
+        registry: opts.registry,
+        ...(opts.log ? { log: opts.log } : {}),
+      });
+      await patcher.start();
+      signals.onChange((s) => patcher.set(s.deletionCost()));
+      deletionCost = patcher;
+    }
+  }
+  return {
+    signals,
+    deletionCost,
+    close: async () => {
+      await deletionCost?.close();
+    },
+  };
+}

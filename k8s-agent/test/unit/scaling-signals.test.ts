@@ -1,0 +1,115 @@
+import { Registry } from "prom-client";
+import { describe, expect, it } from "vitest";
+import { computeWorkloadScaling } from "../../../src/core/scaling.ts";
+import { ScalingReportSchema } from "../../../src/core/schema.ts";
+import { ScalingConfigSchema } from "../../src/scaling/config.ts";
+import { startScaling } from "../../src/scaling/index.ts";
+import { ScalingSignals } from "../../src/scaling/signals.ts";
+
+const make = (podName: string, config: Record<string, unknown> = { workload: "relay" }) => {
+  const registry = new Registry();
+  let t = Date.UTC(2026, 0, 1);
+  const signals = new ScalingSignals({
+    config: ScalingConfigSchema.parse(config),
+    podName,
+    registry,
+    now: () => t,
+  });
+  return { registry, signals, tick: (ms: number) => (t += ms) };
+};
+
+const value = async (registry: Registry, name: string) => {
+  const m = await registry.getSingleMetric(name)?.get();
+  return m?.values[0]?.value;
+};
+
+describe("config", () => {
+  it("is prefault-able and validates the workload name", () => {
+    const c = ScalingConfigSchema.parse(undefined);
+    expect(c).toMatchObject({ workload: "", target_load: 0.7, local_api_from: "loopback" });
+    expect(c.deletion_cost).toEqual({ enabled: false, min_interval_seconds: 30, max_backoff_seconds: 300 });
+    const bad = ScalingConfigSchema.safeParse({ workload: "Not_A_Name", deletion_cost: { min_interval_seconds: 0 } });
+    expect(bad.success).toBe(false);
+    expect(bad.error?.issues.map((i) => i.path.join("."))).toEqual(["workload", "deletion_cost.min_interval_seconds"]);
+  });
+});
+
+describe("ScalingSignals", () => {
+  it("exports load, state floor (ordinal + 1 while holding state) and items", async () => {
+    const { registry, signals } = make("relay-4");
+    expect(await value(registry, "hopway_state_floor")).toBe(0);
+    signals.setReport({ load: 0.8, holds_state: true, state_items: 120 });
+    expect(await value(registry, "hopway_load_factor")).toBe(0.8);
+    expect(await value(registry, "hopway_state_floor")).toBe(5);
+    expect(await value(registry, "hopway_state_items")).toBe(120);
+    expect(await value(registry, "hopway_scaling_report_timestamp_seconds")).toBe(Date.UTC(2026, 0, 1) / 1000);
+    signals.setReport({ load: 0.1, holds_state: false });
+    expect(await value(registry, "hopway_state_floor")).toBe(0);
+    expect(await value(registry, "hopway_state_items")).toBe(0);
+  });
+
+  it("the heartbeat report is a valid ScalingReport; absent without workload or ordinal", () => {
+    const { signals } = make("relay-3");
+    signals.setReport({ load: 0.5, holds_state: true, state_items: 2 });
+    const r = signals.heartbeatReport();
+    expect(ScalingReportSchema.parse(r)).toEqual({
+      workload: "relay",
+      ordinal: 3,
+      load: 0.5,
+      holds_state: true,
+      state_items: 2,
+    });
+    expect(make("relay-3", {}).signals.heartbeatReport()).toBeUndefined();
+    expect(make("relay-abcde").signals.heartbeatReport()).toBeUndefined();
+    expect(make("relay-abcde", { workload: "relay", ordinal: 7 }).signals.heartbeatReport()?.ordinal).toBe(7);
+  });
+
+  it("takes draining back from the edge's answer computed over all pods' heartbeats", async () => {
+    // Three pods report; the edge runs computeWorkloadScaling over them and answers each.
+    const pods = [0, 1, 2].map((i) => make(`relay-${i}`));
+    pods[0]?.signals.setReport({ load: 0.3, holds_state: true });
+    pods[1]?.signals.setReport({ load: 0.2, holds_state: false });
+    pods[2]?.signals.setReport({ load: 0.1, holds_state: true });
+    const reports = pods.map((p) => p.signals.heartbeatReport()).filter((r) => r !== undefined);
+    const answer = computeWorkloadScaling("relay", reports);
+    expect(answer).toMatchObject({ desired_by_load: 1, state_floor: 3, draining: [1, 2], desired_replicas: 3 });
+    for (const p of pods) p.signals.applyEdgeScaling(answer);
+    expect(pods.map((p) => p.signals.isDraining())).toEqual([false, true, true]);
+    expect(await value(pods[2]?.registry as Registry, "hopway_draining")).toBe(1);
+    expect(await value(pods[2]?.registry as Registry, "hopway_desired_replicas")).toBe(3);
+    // No scaling field in an answer: keep draining (moving state needlessly is cheap, losing it is not).
+    pods[2]?.signals.applyEdgeScaling(undefined);
+    expect(pods[2]?.signals.isDraining()).toBe(true);
+  });
+
+  it("notifies listeners and survives a throwing one", () => {
+    const { signals } = make("relay-0");
+    const costs: number[] = [];
+    signals.onChange(() => {
+      throw new Error("boom");
+    });
+    const off = signals.onChange((s) => costs.push(s.deletionCost()));
+    signals.setReport({ load: 0, holds_state: true, state_items: 100 });
+    signals.setReport({ load: 0, holds_state: false, state_items: 0 });
+    off();
+    signals.setReport({ load: 0, holds_state: true });
+    expect(costs).toEqual([7, 0]);
+  });
+});
+
+describe("startScaling", () => {
+  it("runs without the deletion cost outside a cluster, with a warning", async () => {
+    const warnings: string[] = [];
+    const rt = await startScaling({
+      config: ScalingConfigSchema.parse({ workload: "relay", deletion_cost: { enabled: true } }),
+      podName: "relay-0",
+      podNamespace: "ns",
+      registry: new Registry(),
+      env: {},
+      log: { warn: (m) => warnings.push(m) },
+    });
+    expect(rt.deletionCost).toBeUndefined();
+    expect(warnings).toHaveLength(1);
+    await rt.close();
+  });
+});
