@@ -1,0 +1,138 @@
+// Leases expire through the Durable Object's alarm, with time injected so the test is deterministic.
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { RealmObject } from "../../durable-objects/realm.ts";
+import { call, freshRealm, node } from "./helpers.ts";
+
+function stubOf(realm: string) {
+  return env.REALM.get(env.REALM.idFromName(realm));
+}
+
+async function setClock(realm: string, at: number): Promise<void> {
+  await runInDurableObject(stubOf(realm), (instance: RealmObject) => {
+    instance.now = () => at;
+  });
+}
+
+const relay = (name: string, ns: string) => ({
+  name,
+  metadata: { namespace_name: ns },
+  gateway: [{ priority: 1, address: "ipv4://10.0.0.1:1234" }],
+  advertise_relay: { name: "hub" },
+});
+
+describe("leases", () => {
+  it("an expired lease removes the record, bumps the version once, and routes change", async () => {
+    const realm = freshRealm("lease");
+    const t0 = Date.now();
+    await setClock(realm, t0);
+    // src can reach dst only through hub; hub is a lease.
+    await call("PUT", `/v1/realms/${realm}/nodes/dst`, {
+      body: {
+        name: "dst",
+        metadata: { namespace_name: "b" },
+        gateway: [{ priority: 1, address: "ipv4://10.0.0.2:1", match: { name: "hub" } }],
+        advertise_relay: { name: "hub" },
+      },
+    });
+    await call("PUT", `/v1/realms/${realm}/nodes/src`, {
+      body: { name: "src", metadata: { namespace_name: "a" }, advertise_relay: { name: "hub" }, gateway: [] },
+    });
+    const hub = await call("PUT", `/v1/realms/${realm}/nodes/hub`, {
+      body: { ...relay("hub", "a"), advertise_relay: undefined, ttl_seconds: 30 },
+    });
+    expect(hub.status).toBe(201);
+    expect(hub.body.expires_at).toBe(new Date(t0 + 30_000).toISOString());
+    const v = hub.body.version;
+    const before = await call("GET", `/v1/realms/${realm}/routes?from=src&to=dst`);
+    expect(before.body.hops?.map((h: { node: string }) => h.node)).toEqual(["hub", "dst"]);
+
+    // Not yet due: the alarm runs and changes nothing.
+    await setClock(realm, t0 + 29_000);
+    await runDurableObjectAlarm(stubOf(realm));
+    expect((await call("GET", `/v1/realms/${realm}/nodes/hub`)).status).toBe(200);
+
+    // A heartbeat renews it for another 30 s from "now", without a version bump.
+    const hb = await call("POST", `/v1/realms/${realm}/nodes/hub/heartbeat`, { body: {} });
+    expect(hb.status).toBe(200);
+    expect(hb.body).toMatchObject({ version: v, expires_at: new Date(t0 + 59_000).toISOString() });
+
+    await setClock(realm, t0 + 59_001);
+    expect(await runDurableObjectAlarm(stubOf(realm))).toBe(true);
+    const gone = await call("GET", `/v1/realms/${realm}/nodes/hub`);
+    expect(gone.status).toBe(404);
+    const after = await call("GET", `/v1/realms/${realm}/routes?from=src&to=dst`);
+    expect(after.body.version).toBe(v + 1);
+    expect(after.body.hops).toBeNull();
+
+    // Idempotent: running the alarm again (or a stale one firing) changes nothing.
+    await runInDurableObject(stubOf(realm), (instance: RealmObject) => instance.alarm());
+    const again = await call("GET", `/v1/realms/${realm}/nodes`);
+    expect(again.body.version).toBe(v + 1);
+    expect(again.body.records.map((r: { name: string }) => r.name).sort()).toEqual(["dst", "src"]);
+    const stats = await stubOf(realm).stats();
+    expect(stats.alarm).toBeNull();
+  });
+
+  it("the alarm is rescheduled for the next expiry; several due leases go in one version", async () => {
+    const realm = freshRealm("multi");
+    const t0 = Date.now();
+    await setClock(realm, t0);
+    for (const [name, ttl] of [
+      ["l1", 10],
+      ["l2", 10],
+      ["l3", 100],
+    ] as const) {
+      await call("PUT", `/v1/realms/${realm}/nodes/${name}`, { body: { ...node(name), ttl_seconds: ttl } });
+    }
+    expect((await stubOf(realm).stats()).alarm).toBe(t0 + 10_000);
+    await setClock(realm, t0 + 10_000);
+    await runDurableObjectAlarm(stubOf(realm));
+    const s = await stubOf(realm).stats();
+    expect(s).toMatchObject({ version: 4, records: 1, alarm: t0 + 100_000 });
+  });
+
+  it("heartbeat of an unknown or lapsed lease is 404 so the agent registers again", async () => {
+    const realm = freshRealm("lapsed");
+    const t0 = Date.now();
+    await setClock(realm, t0);
+    await call("PUT", `/v1/realms/${realm}/nodes/p1`, { body: { ...node("p1"), ttl_seconds: 5 } });
+    await setClock(realm, t0 + 6_000);
+    const hb = await call("POST", `/v1/realms/${realm}/nodes/p1/heartbeat`, { body: { ttl_seconds: 5 } });
+    expect(hb.status).toBe(404);
+    expect(hb.body.error.code).toBe("unknown_node");
+    const list = await call("GET", `/v1/realms/${realm}/nodes`);
+    expect(list.body).toMatchObject({ version: 2, records: [] });
+    const unknown = await call("POST", `/v1/realms/${realm}/nodes/never/heartbeat`, { body: {} });
+    expect(unknown.status).toBe(404);
+  });
+
+  it("heartbeat reports feed the workload's scaling view; a draining pod learns it from its heartbeat", async () => {
+    const realm = freshRealm("scale");
+    for (let i = 0; i < 3; i++) {
+      await call("PUT", `/v1/realms/${realm}/nodes/relay-${i}`, { body: { ...node(`relay-${i}`), ttl_seconds: 60 } });
+    }
+    // Total load 0.9 at a 0.7 target asks for 2 replicas: ordinal 2 must drain.
+    const loads = [0.5, 0.3, 0.1];
+    let last: { body: { scaling?: { draining: number[]; state_floor: number } } } | undefined;
+    for (let i = 0; i < 3; i++) {
+      last = await call("POST", `/v1/realms/${realm}/nodes/relay-${i}/heartbeat`, {
+        body: { report: { workload: "relay", ordinal: i, load: loads[i], holds_state: true, state_items: 10 } },
+      });
+    }
+    expect(last?.body.scaling?.draining).toEqual([2]);
+    expect(last?.body.scaling?.state_floor).toBe(3);
+    const view = await call("GET", `/v1/realms/${realm}/workloads/relay`);
+    expect(view.status).toBe(200);
+    expect(view.body.pods).toHaveLength(3);
+    expect(view.body.scaling.desired_by_load).toBe(2);
+    // The pod's state moved away: the floor drops.
+    await call("POST", `/v1/realms/${realm}/nodes/relay-2/heartbeat`, {
+      body: { report: { workload: "relay", ordinal: 2, load: 0.1, holds_state: false } },
+    });
+    const after = await call("GET", `/v1/realms/${realm}/workloads/relay`);
+    expect(after.body.scaling.state_floor).toBe(2);
+    expect((await call("GET", `/v1/realms/${realm}/workloads/nothing`)).status).toBe(404);
+  });
+});

@@ -1,0 +1,67 @@
+// ETag / If-None-Match / ?wait= on route tables and record lists.
+import { describe, expect, it } from "vitest";
+import { call, freshRealm, node } from "./helpers.ts";
+
+describe("conditional GET and long-poll", () => {
+  it("304 while unchanged, 200 with a new ETag after a change", async () => {
+    const realm = freshRealm("etag");
+    await call("PUT", `/v1/realms/${realm}/nodes/a`, { body: node("a") });
+    await call("PUT", `/v1/realms/${realm}/nodes/b`, { body: node("b") });
+    const first = await call("GET", `/v1/realms/${realm}/route-tables/a`);
+    const etag = first.headers.get("etag")!;
+    expect(etag).toMatch(/^".+\.2"$/);
+    const same = await call("GET", `/v1/realms/${realm}/route-tables/a`, { headers: { "if-none-match": etag } });
+    expect(same.status).toBe(304);
+    await call("PUT", `/v1/realms/${realm}/nodes/c`, { body: node("c") });
+    const changed = await call("GET", `/v1/realms/${realm}/route-tables/a`, { headers: { "if-none-match": etag } });
+    expect(changed.status).toBe(200);
+    expect(changed.headers.get("etag")).not.toBe(etag);
+    expect(changed.body.routes.map((r: { to: string }) => r.to)).toContain("c");
+  });
+
+  it("a waiting request wakes as soon as the version changes (well under a second)", async () => {
+    const realm = freshRealm("wake");
+    await call("PUT", `/v1/realms/${realm}/nodes/a`, { body: node("a") });
+    const first = await call("GET", `/v1/realms/${realm}/route-tables/a`);
+    const etag = first.headers.get("etag")!;
+    const listFirst = await call("GET", `/v1/realms/${realm}/nodes`);
+    const started = Date.now();
+    const waiting = call("GET", `/v1/realms/${realm}/route-tables/a?wait=30`, { headers: { "if-none-match": etag } });
+    const listWaiting = call("GET", `/v1/realms/${realm}/nodes?wait=30`, {
+      headers: { "if-none-match": listFirst.headers.get("etag")! },
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    await call("PUT", `/v1/realms/${realm}/nodes/b`, { body: node("b") });
+    const woke = await waiting;
+    const elapsed = Date.now() - started;
+    expect(woke.status).toBe(200);
+    expect(woke.body.version).toBe(2);
+    expect(elapsed).toBeLessThan(1_500);
+    const list = await listWaiting;
+    expect(list.status).toBe(200);
+    expect(list.body.records.map((r: { name: string }) => r.name)).toEqual(["a", "b"]);
+  });
+
+  it("a wait that sees no change ends with 304 after the given time", async () => {
+    const realm = freshRealm("idle");
+    await call("PUT", `/v1/realms/${realm}/nodes/a`, { body: node("a") });
+    const etag = (await call("GET", `/v1/realms/${realm}/route-tables/a`)).headers.get("etag")!;
+    const started = Date.now();
+    const r = await call("GET", `/v1/realms/${realm}/route-tables/a?wait=1`, { headers: { "if-none-match": etag } });
+    expect(r.status).toBe(304);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    // A heartbeat is not a topology change: it must not wake waiters.
+    const started2 = Date.now();
+    const w = call("GET", `/v1/realms/${realm}/route-tables/a?wait=1`, { headers: { "if-none-match": etag } });
+    await call("POST", `/v1/realms/${realm}/nodes/a/heartbeat`, { body: {} });
+    expect((await w).status).toBe(304);
+    expect(Date.now() - started2).toBeGreaterThanOrEqual(900);
+  });
+
+  it("wait above 60 seconds is refused", async () => {
+    const realm = freshRealm("cap");
+    const r = await call("GET", `/v1/realms/${realm}/route-tables/a?wait=61`);
+    expect(r.status).toBe(400);
+    expect(r.body.error.path).toBe("wait");
+  });
+});
