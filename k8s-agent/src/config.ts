@@ -1,0 +1,273 @@
+// The agent's configuration: one YAML file (`--config FILE`), `${VAR}`
+// references expanded from the environment, then a fixed set of environment
+// variables applied on top, then validated as a whole by zod so every problem
+// is reported with its field path.
+//
+// Environment overrides (env wins over the file):
+//   HOPWAY_EDGE_URL        edge.url
+//   HOPWAY_REALM           edge.realm
+//   HOPWAY_TOKEN           edge.token
+//   HOPWAY_TOKEN_FILE      edge.token_file (a mounted Secret)
+//   HOPWAY_NODE            node (the record that is "this relay")
+//   HOPWAY_HOP_KEY         relay.hop_key (realm-wide secret, from a Kubernetes Secret)
+//   HOPWAY_HOP_KEY_FILE    relay.hop_key_file
+//   HOPWAY_RELAY_LISTEN    relay.listen (comma-separated)
+//   HOPWAY_CLIENT_CIDRS    relay.client_cidrs (comma-separated)
+//   HOPWAY_ADMIN_LISTEN    admin.listen
+//   HOPWAY_DATA_DIR        data_dir
+//   HOPWAY_MAX_CONNECTIONS relay.limits.max_connections
+//   HOPWAY_DRAIN_SECONDS   shutdown.drain_seconds
+//   HOPWAY_LOG_LEVEL       log_level
+//   POD_NAME, POD_NAMESPACE  pod.name, pod.namespace (Downward API); the ordinal is POD_NAME's -N suffix
+import { readFileSync } from "node:fs";
+import { isIPv4, isIPv6 } from "node:net";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { describeIssues, type FieldProblem } from "../../src/core/errors.ts";
+import { NameSchema, RecordSchema } from "../../src/core/schema.ts";
+import { ScalingConfigSchema } from "./scaling/config.ts";
+
+/** `host:port`, `[v6]:port` or `unix:/path`. */
+const ListenSchema = z.string().superRefine((v, ctx) => {
+  if (v.startsWith("unix:")) {
+    if (!v.slice(5).startsWith("/"))
+      ctx.addIssue({ code: "custom", message: "unix listen address must be unix:/absolute/path" });
+    return;
+  }
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(v);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) {
+    ctx.addIssue({ code: "custom", message: "must be host:port, [ipv6]:port or unix:/path" });
+    return;
+  }
+  if (m[1] !== undefined && !isIPv6(m[1]))
+    ctx.addIssue({ code: "custom", message: `'${m[1]}' is not an IPv6 address` });
+});
+
+const CidrSchema = z.string().refine((v) => {
+  const [addr, bits] = v.split("/");
+  if (addr === undefined || !(isIPv4(addr) || isIPv6(addr))) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return Number.isInteger(n) && n >= 0 && n <= (isIPv4(addr) ? 32 : 128);
+}, "must be a CIDR such as 10.0.0.0/8 or ::1/128");
+
+const LimitsSchema = z
+  .strictObject({
+    max_connections: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+    connect_timeout_ms: z.number().int().min(50).max(120_000).default(5_000),
+    path_timeout_ms: z.number().int().min(50).max(300_000).default(15_000),
+    header_timeout_ms: z.number().int().min(50).max(120_000).default(10_000),
+    idle_timeout_ms: z.number().int().min(0).max(86_400_000).default(900_000),
+    buffer_bytes: z
+      .number()
+      .int()
+      .min(4096)
+      .max(64 * 1024 * 1024)
+      .default(256 * 1024),
+  })
+  .prefault({});
+
+export const AgentConfigSchema = z
+  .strictObject({
+    edge: z.strictObject({
+      url: z.url({ protocol: /^https?$/ }),
+      realm: NameSchema,
+      token: z.string().min(1).optional(),
+      token_file: z.string().min(1).optional(),
+      /** Lease of the registered records; renewed about every third of it. */
+      lease_seconds: z.number().int().min(5).max(86_400).default(30),
+      /** Long-poll length for the route table (the edge caps it at 60). */
+      wait_seconds: z.number().int().min(1).max(60).default(30),
+    }),
+    /** The record that is "this relay": whose route table the relay follows. Default: pod.name. */
+    node: NameSchema.optional(),
+    /** Records this agent registers with leases: its relay record, the applications in its pod. */
+    records: z.array(RecordSchema).max(64).default([]),
+    relay: z
+      .strictObject({
+        listen: z.array(ListenSchema).min(1).max(16).default(["0.0.0.0:1234"]),
+        hop_key: z.string().min(16, "hop key must be at least 16 characters").optional(),
+        hop_key_file: z.string().min(1).optional(),
+        client_cidrs: z.array(CidrSchema).max(256).default(["127.0.0.0/8", "::1/128"]),
+        client_tokens: z.array(z.string().min(16)).max(64).default([]),
+        max_clock_skew_seconds: z.number().int().min(1).max(3600).default(60),
+        limits: LimitsSchema,
+      })
+      .prefault({}),
+    admin: z.strictObject({ listen: ListenSchema.default("0.0.0.0:9090") }).prefault({}),
+    data_dir: z.string().min(1).default("/var/lib/hopway"),
+    shutdown: z
+      .strictObject({
+        /** Time open tunnels get to finish after SIGTERM; keep it below terminationGracePeriodSeconds. */
+        drain_seconds: z.coerce.number().min(0).max(3600).default(25),
+      })
+      .prefault({}),
+    pod: z
+      .strictObject({
+        name: z.string().optional(),
+        namespace: z.string().optional(),
+        ordinal: z.number().int().min(0).optional(),
+      })
+      .prefault({}),
+    log_level: z.enum(["debug", "info", "warn", "error"]).default("info"),
+    scaling: ScalingConfigSchema,
+  })
+  .superRefine((c, ctx) => {
+    if (c.edge.token === undefined && c.edge.token_file === undefined) {
+      ctx.addIssue({ code: "custom", path: ["edge", "token"], message: "edge.token or edge.token_file is required" });
+    }
+    if (c.node === undefined && !c.pod.name) {
+      ctx.addIssue({ code: "custom", path: ["node"], message: "node is required (or POD_NAME to default it)" });
+    }
+  });
+
+export type AgentConfigInput = z.input<typeof AgentConfigSchema>;
+export type ParsedAgentConfig = z.infer<typeof AgentConfigSchema>;
+
+/** The validated configuration with secrets read and defaults resolved. */
+export interface AgentConfig extends ParsedAgentConfig {
+  node: string;
+  edgeToken: string;
+  hopKey: Buffer | undefined;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: FieldProblem[]) {
+    super(problems.map((p) => `${p.path || "(config)"}: ${p.message}`).join("\n"));
+    this.name = "ConfigError";
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Replaces `${NAME}` in every string of the document; a missing variable is an error naming the field. */
+function expandEnv(value: unknown, env: Env, path: PropertyKey[], problems: FieldProblem[]): unknown {
+  if (typeof value === "string") {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+      const v = env[name];
+      if (v === undefined) {
+        problems.push({ path: formatPathLocal(path), message: `environment variable ${name} is not set` });
+        return "";
+      }
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, [...path, i], problems));
+  if (value !== null && typeof value === "object") {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = expandEnv(v, env, [...path, k], problems);
+    return out;
+  }
+  return value;
+}
+
+function formatPathLocal(path: PropertyKey[]): string {
+  return path.map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? String(p) : `.${String(p)}`)).join("");
+}
+
+function setIn(obj: Record<string, unknown>, path: string[], value: unknown): void {
+  let cur = obj;
+  for (const key of path.slice(0, -1)) {
+    const next = cur[key];
+    if (next === null || typeof next !== "object" || Array.isArray(next)) cur[key] = {};
+    cur = cur[key] as Record<string, unknown>;
+  }
+  cur[path[path.length - 1] as string] = value;
+}
+
+const list = (v: string) =>
+  v
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+
+/** Environment variable → config path (and how to read the value). Documented at the top of this file. */
+export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unknown]> = [
+  ["HOPWAY_EDGE_URL", ["edge", "url"], String],
+  ["HOPWAY_REALM", ["edge", "realm"], String],
+  ["HOPWAY_TOKEN", ["edge", "token"], String],
+  ["HOPWAY_TOKEN_FILE", ["edge", "token_file"], String],
+  ["HOPWAY_NODE", ["node"], String],
+  ["HOPWAY_HOP_KEY", ["relay", "hop_key"], String],
+  ["HOPWAY_HOP_KEY_FILE", ["relay", "hop_key_file"], String],
+  ["HOPWAY_RELAY_LISTEN", ["relay", "listen"], list],
+  ["HOPWAY_CLIENT_CIDRS", ["relay", "client_cidrs"], list],
+  ["HOPWAY_ADMIN_LISTEN", ["admin", "listen"], String],
+  ["HOPWAY_DATA_DIR", ["data_dir"], String],
+  ["HOPWAY_MAX_CONNECTIONS", ["relay", "limits", "max_connections"], String],
+  ["HOPWAY_DRAIN_SECONDS", ["shutdown", "drain_seconds"], String],
+  ["HOPWAY_LOG_LEVEL", ["log_level"], String],
+  ["POD_NAME", ["pod", "name"], String],
+  ["POD_NAMESPACE", ["pod", "namespace"], String],
+];
+
+function readSecret(file: string, field: string, problems: FieldProblem[]): string | undefined {
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch (err) {
+    problems.push({
+      path: field,
+      message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    });
+    return undefined;
+  }
+}
+
+/** Builds the configuration from a YAML text and an environment. Throws ConfigError listing every problem. */
+export function parseConfig(yamlText: string, env: Env): AgentConfig {
+  const problems: FieldProblem[] = [];
+  let doc: unknown;
+  try {
+    doc = parseYaml(yamlText) ?? {};
+  } catch (err) {
+    throw new ConfigError([{ path: "", message: `not valid YAML: ${(err as Error).message}` }]);
+  }
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+    throw new ConfigError([{ path: "", message: "the config file must be a YAML mapping" }]);
+  }
+  const raw = expandEnv(doc, env, [], problems) as Record<string, unknown>;
+  for (const [name, path, read] of ENV_OVERRIDES) {
+    const v = env[name];
+    if (v !== undefined && v !== "") setIn(raw, path, read(v));
+  }
+  const parsed = AgentConfigSchema.safeParse(raw);
+  if (!parsed.success) throw new ConfigError([...problems, ...describeIssues(parsed.error)]);
+  const c = parsed.data;
+  const edgeToken =
+    c.edge.token ?? (c.edge.token_file ? readSecret(c.edge.token_file, "edge.token_file", problems) : undefined);
+  let hopKeyText = c.relay.hop_key;
+  if (hopKeyText === undefined && c.relay.hop_key_file) {
+    hopKeyText = readSecret(c.relay.hop_key_file, "relay.hop_key_file", problems);
+    if (hopKeyText !== undefined && hopKeyText.length < 16) {
+      problems.push({ path: "relay.hop_key_file", message: "hop key must be at least 16 characters" });
+    }
+  }
+  const podName = c.pod.name || undefined;
+  const ordinalMatch = podName ? /-(\d+)$/.exec(podName) : null;
+  const ordinal = c.pod.ordinal ?? (ordinalMatch ? Number(ordinalMatch[1]) : undefined);
+  const node = c.node ?? podName;
+  if (node !== undefined && c.node === undefined && !NameSchema.safeParse(node).success) {
+    problems.push({ path: "pod.name", message: "POD_NAME is not a valid node name" });
+  }
+  if (problems.length > 0 || edgeToken === undefined || node === undefined) throw new ConfigError(problems);
+  return {
+    ...c,
+    node,
+    pod: { ...c.pod, ...(ordinal !== undefined ? { ordinal } : {}) },
+    edgeToken,
+    hopKey: hopKeyText === undefined ? undefined : Buffer.from(hopKeyText, "utf8"),
+  };
+}
+
+export function loadConfig(file: string, env: Env = process.env): AgentConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError([
+      { path: "", message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` },
+    ]);
+  }
+  return parseConfig(text, env);
+}

@@ -1,0 +1,364 @@
+// The agent's side of the edge API: registers this pod's records as leases and
+// keeps them alive, follows this relay's route table by long-poll, keeps the
+// last good table on disk so a restart without the edge still routes, and
+// deregisters on shutdown. Every clock, timer, random source and the fetch
+// function are injectable so tests can drive it deterministically.
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { HopwayRecord } from "../../../src/core/schema.ts";
+import type { Logger } from "../log.ts";
+import { type RouteTable, RouteTableSchema } from "../relay/table.ts";
+
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const realClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+/** Full-jitter exponential backoff (AWS architecture blog): uniform in [0, min(cap, base·2^attempt)). */
+export function backoffDelay(attempt: number, baseMs: number, capMs: number, random: () => number): number {
+  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
+  return Math.floor(random() * ceiling);
+}
+
+/** Lease renewal interval: a third of the lease, ±20 % so a fleet restarted together does not renew in lockstep. */
+export function renewDelay(leaseSeconds: number, random: () => number): number {
+  return Math.floor((leaseSeconds * 1000 * (0.8 + 0.4 * random())) / 3);
+}
+
+export type TableSource = "edge" | "disk";
+
+export interface EdgeClientOptions {
+  url: string;
+  realm: string;
+  token: string;
+  /** The record whose route table is followed ("this relay"). */
+  node: string;
+  records: HopwayRecord[];
+  leaseSeconds: number;
+  waitSeconds: number;
+  /** Where the last good route table is kept; undefined = not persisted. */
+  dataDir?: string | undefined;
+  onTable: (table: RouteTable, source: TableSource) => void;
+  /** Scaling report sent with the node's heartbeat (autoscaling). */
+  report?: () => unknown;
+  /** What the edge answers in `scaling` (e.g. whether this pod is draining). */
+  onScaling?: (scaling: unknown) => void;
+  onReachability?: (reachable: boolean) => void;
+  fetch?: typeof fetch;
+  clock?: Clock;
+  random?: () => number;
+  log?: Logger;
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+}
+
+interface Persisted {
+  table: RouteTable;
+  etag: string | undefined;
+  saved_at: number;
+}
+
+class HttpStatusError extends Error {
+  constructor(
+    readonly status: number,
+    body: string,
+  ) {
+    super(`edge answered ${status}: ${body.slice(0, 200)}`);
+  }
+}
+
+export class EdgeClient {
+  private readonly o: EdgeClientOptions;
+  private readonly fetchFn: typeof fetch;
+  private readonly clock: Clock;
+  private readonly random: () => number;
+  private current: RouteTable | undefined;
+  private etag: string | undefined;
+  private confirmedAt: number | undefined;
+  private reachableNow = false;
+  private stopped = false;
+  private readonly abort = new AbortController();
+  private readonly wakers = new Set<() => void>();
+  private persistChain: Promise<void> = Promise.resolve();
+  private loops: Promise<void>[] = [];
+
+  constructor(opts: EdgeClientOptions) {
+    this.o = opts;
+    this.fetchFn = opts.fetch ?? fetch;
+    this.clock = opts.clock ?? realClock;
+    this.random = opts.random ?? Math.random;
+  }
+
+  get version(): number | undefined {
+    return this.current?.version;
+  }
+  get table(): RouteTable | undefined {
+    return this.current;
+  }
+  /** When the table in use was last confirmed current (ms since epoch). */
+  get tableConfirmedAt(): number | undefined {
+    return this.confirmedAt;
+  }
+  get reachable(): boolean {
+    return this.reachableNow;
+  }
+
+  private get base(): string {
+    return `${this.o.url.replace(/\/+$/, "")}/v1/realms/${encodeURIComponent(this.o.realm)}`;
+  }
+
+  private setReachable(ok: boolean, detail?: string): void {
+    if (ok === this.reachableNow) return;
+    this.reachableNow = ok;
+    this.o.log?.log(ok ? "info" : "warn", ok ? "edge reachable" : "edge unreachable", detail ? { error: detail } : {});
+    this.o.onReachability?.(ok);
+  }
+
+  private async request(
+    method: string,
+    path: string,
+    init: { body?: unknown; headers?: Record<string, string>; timeoutMs: number },
+  ): Promise<Response> {
+    const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(init.timeoutMs)]);
+    const res = await this.fetchFn(`${this.base}${path}`, {
+      method,
+      signal,
+      headers: {
+        authorization: `Bearer ${this.o.token}`,
+        ...(init.body !== undefined ? { "content-type": "application/json" } : {}),
+        ...init.headers,
+      },
+      ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
+    });
+    return res;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.clock.clearTimeout(handle);
+        this.wakers.delete(done);
+        resolve();
+      };
+      const handle = this.clock.setTimeout(done, ms);
+      this.wakers.add(done);
+    });
+  }
+
+  private backoff(attempt: number): number {
+    return backoffDelay(attempt, this.o.backoffBaseMs ?? 500, this.o.backoffCapMs ?? 30_000, this.random);
+  }
+
+  /**
+   * Applies a table if it is newer than the one in use. Responses may arrive out of order
+   * (retries, concurrent polls, an edge replica that lags), so an older or equal version
+   * never replaces a newer one; an equal one only confirms freshness.
+   */
+  applyTable(table: RouteTable, etag: string | undefined, source: TableSource, confirmedAt: number): boolean {
+    if (table.node !== this.o.node) {
+      this.o.log?.warn("route table for another node ignored", { node: table.node });
+      return false;
+    }
+    const cur = this.current?.version;
+    if (cur !== undefined && table.version <= cur) {
+      if (table.version === cur) this.confirmedAt = Math.max(this.confirmedAt ?? 0, confirmedAt);
+      return false;
+    }
+    this.current = table;
+    this.etag = etag;
+    this.confirmedAt = confirmedAt;
+    this.o.onTable(table, source);
+    this.o.log?.info("route table applied", { version: table.version, routes: table.routes.length, source });
+    if (source === "edge") this.persist(table, etag, confirmedAt);
+    return true;
+  }
+
+  private persist(table: RouteTable, etag: string | undefined, savedAt: number): void {
+    const dir = this.o.dataDir;
+    if (!dir) return;
+    const body: Persisted = { table, etag, saved_at: savedAt };
+    // Serialised so a slow older write can never land after a newer one; temp + rename so a
+    // crash mid-write leaves the previous good file, never a torn one.
+    this.persistChain = this.persistChain.then(async () => {
+      try {
+        await mkdir(dir, { recursive: true });
+        const file = join(dir, "route-table.json");
+        const tmp = `${file}.${process.pid}.${Math.floor(this.random() * 1e9)}.tmp`;
+        await writeFile(tmp, JSON.stringify(body), { mode: 0o600 });
+        await rename(tmp, file);
+      } catch (err) {
+        this.o.log?.warn("could not persist route table", { error: String(err) });
+      }
+    });
+  }
+
+  /** Waits for pending disk writes (tests, shutdown). */
+  flush(): Promise<void> {
+    return this.persistChain;
+  }
+
+  /** Loads the last good table from the data directory; true when one was applied. */
+  async loadPersisted(): Promise<boolean> {
+    const dir = this.o.dataDir;
+    if (!dir) return false;
+    let text: string;
+    try {
+      text = await readFile(join(dir, "route-table.json"), "utf8");
+    } catch {
+      return false;
+    }
+    try {
+      const raw = JSON.parse(text) as { table?: unknown; etag?: unknown; saved_at?: unknown };
+      const table = RouteTableSchema.parse(raw.table);
+      const etag = typeof raw.etag === "string" ? raw.etag : undefined;
+      const savedAt = typeof raw.saved_at === "number" ? raw.saved_at : 0;
+      return this.applyTable(table, etag, "disk", savedAt);
+    } catch (err) {
+      this.o.log?.warn("persisted route table unreadable; ignoring it", { error: String(err) });
+      return false;
+    }
+  }
+
+  /** One route-table request (a long-poll when a table is already held). */
+  async fetchTableOnce(waitSeconds: number): Promise<"updated" | "unchanged"> {
+    const wait = this.etag !== undefined ? waitSeconds : 0;
+    const res = await this.request(
+      "GET",
+      `/route-tables/${encodeURIComponent(this.o.node)}${wait > 0 ? `?wait=${wait}` : ""}`,
+      {
+        headers: this.etag !== undefined ? { "if-none-match": this.etag } : {},
+        timeoutMs: (wait + 15) * 1000,
+      },
+    );
+    const at = this.clock.now();
+    if (res.status === 304) {
+      await res.body?.cancel();
+      this.setReachable(true);
+      this.confirmedAt = at;
+      return "unchanged";
+    }
+    if (!res.ok) throw new HttpStatusError(res.status, await res.text());
+    const table = RouteTableSchema.parse(await res.json());
+    this.setReachable(true);
+    return this.applyTable(table, res.headers.get("etag") ?? undefined, "edge", at) ? "updated" : "unchanged";
+  }
+
+  private async followLoop(): Promise<void> {
+    let attempt = 0;
+    while (!this.stopped) {
+      try {
+        await this.fetchTableOnce(this.o.waitSeconds);
+        attempt = 0;
+      } catch (err) {
+        if (this.stopped) return;
+        this.setReachable(false, String(err));
+        await this.sleep(this.backoff(attempt++));
+      }
+    }
+  }
+
+  private async put(record: HopwayRecord): Promise<void> {
+    const res = await this.request("PUT", `/nodes/${encodeURIComponent(record.name)}`, {
+      body: { ...record, ttl_seconds: this.o.leaseSeconds },
+      timeoutMs: 10_000,
+    });
+    if (!res.ok) throw new HttpStatusError(res.status, await res.text());
+    await res.body?.cancel();
+  }
+
+  private async heartbeat(record: HopwayRecord): Promise<void> {
+    const report = record.name === this.o.node ? this.o.report?.() : undefined;
+    const res = await this.request("POST", `/nodes/${encodeURIComponent(record.name)}/heartbeat`, {
+      body: { ttl_seconds: this.o.leaseSeconds, ...(report !== undefined ? { report } : {}) },
+      timeoutMs: 10_000,
+    });
+    if (res.status === 404) {
+      // The lease ran out (edge unreachable for too long, or an operator deleted it): register again.
+      await res.body?.cancel();
+      this.o.log?.info("lease lost; registering again", { record: record.name });
+      await this.put(record);
+      return;
+    }
+    if (!res.ok) throw new HttpStatusError(res.status, await res.text());
+    const body = (await res.json()) as { scaling?: unknown };
+    if (body.scaling !== undefined) this.o.onScaling?.(body.scaling);
+  }
+
+  private async leaseLoop(): Promise<void> {
+    const pending = new Set(this.o.records);
+    let attempt = 0;
+    while (!this.stopped && pending.size > 0) {
+      for (const r of [...pending]) {
+        try {
+          await this.put(r);
+          pending.delete(r);
+          this.setReachable(true);
+          this.o.log?.info("registered", { record: r.name, lease_seconds: this.o.leaseSeconds });
+        } catch (err) {
+          if (this.stopped) return;
+          this.setReachable(false, String(err));
+          // A 4xx (bad token, namespace not allowed) will not heal by itself, but keep trying slowly and say so.
+          this.o.log?.error("registration failed", { record: r.name, error: String(err) });
+        }
+      }
+      if (pending.size > 0) await this.sleep(this.backoff(attempt++));
+    }
+    attempt = 0;
+    while (!this.stopped) {
+      await this.sleep(
+        attempt === 0
+          ? renewDelay(this.o.leaseSeconds, this.random)
+          : Math.min(this.backoff(attempt), renewDelay(this.o.leaseSeconds, this.random)),
+      );
+      if (this.stopped) return;
+      let failed = false;
+      for (const r of this.o.records) {
+        try {
+          await this.heartbeat(r);
+        } catch (err) {
+          if (this.stopped) return;
+          failed = true;
+          this.setReachable(false, String(err));
+        }
+      }
+      attempt = failed ? attempt + 1 : 0;
+    }
+  }
+
+  /** Loads the persisted table, then registers and follows in the background. */
+  async start(): Promise<void> {
+    const loaded = await this.loadPersisted();
+    if (loaded) this.o.log?.info("starting from the persisted route table", { version: this.current?.version });
+    this.loops = [this.followLoop(), this.leaseLoop()];
+  }
+
+  /** Stops the loops and removes the records from the edge (best effort, bounded). */
+  async stop(deregister = true, timeoutMs = 3000): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    for (const w of [...this.wakers]) w();
+    await Promise.allSettled(this.loops);
+    if (deregister) {
+      await Promise.allSettled(
+        this.o.records.map(async (r) => {
+          const res = await this.fetchFn(`${this.base}/nodes/${encodeURIComponent(r.name)}`, {
+            method: "DELETE",
+            headers: { authorization: `Bearer ${this.o.token}` },
+            signal: AbortSignal.timeout(timeoutMs),
+          });
+          await res.body?.cancel();
+          this.o.log?.info("deregistered", { record: r.name, status: res.status });
+        }),
+      );
+    }
+    await this.persistChain;
+  }
+}

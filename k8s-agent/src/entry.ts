@@ -1,0 +1,4 @@
+// Entry point of the bundled agent (dist/hopway-agent.mjs).
+import { main } from "./main.ts";
+
+await main(process.argv.slice(2));
