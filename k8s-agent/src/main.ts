@@ -11,6 +11,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { createRelayMetrics } from "./metrics.ts";
 import { Relay } from "./relay/relay.ts";
 import { RoutingTable } from "./relay/table.ts";
+import { startDeletionCost } from "./scaling/index.ts";
 import { ScalingSignals } from "./scaling/signals.ts";
 
 export interface RunningAgent {
@@ -124,12 +125,22 @@ export async function startAgent(
   log.info("relay listening", { listen: relayAddresses, table_version: table.version ?? null });
 
   // ---- admin server (metrics, probes, local API, pre-delete hook): owned by the autoscaling work ----
+  // The deletion-cost patcher's timers are unref'd: it never holds the process open at exit.
+  await startDeletionCost({
+    signals: scaling,
+    config: config.scaling,
+    podName: config.pod.name ?? config.node,
+    podNamespace: config.pod.namespace,
+    registry,
+    log,
+  });
   const admin = await startAdminServer({
     listen: config.admin.listen,
     registry,
     scaling,
     tunnels: () => relay.activeTunnels,
     ready: () => ready,
+    localApiFrom: config.scaling.local_api_from,
   });
   log.info("admin listening", { url: admin.url });
   // ---- end admin server ----

@@ -31,28 +31,7 @@ export interface StartScalingOptions {
 
 export async function startScaling(opts: StartScalingOptions): Promise<ScalingRuntime> {
   const signals = new ScalingSignals({ config: opts.config, podName: opts.podName, registry: opts.registry });
-  let deletionCost: DeletionCostPatcher | undefined;
-  const dc = opts.config.deletion_cost;
-  if (dc.enabled) {
-    const env = opts.env ?? process.env;
-    const api = opts.coreApi ?? (env.KUBERNETES_SERVICE_HOST ? inClusterCoreApi() : undefined);
-    if (!api || !opts.podNamespace) {
-      opts.log?.warn("pod-deletion-cost: enabled but not running in a cluster (no API or POD_NAMESPACE); disabled");
-    } else {
-      const patcher = new DeletionCostPatcher({
-        api,
-        namespace: opts.podNamespace,
-        podName: opts.podName,
-        minIntervalMs: dc.min_interval_seconds * 1000,
-        maxBackoffMs: dc.max_backoff_seconds * 1000,
-        registry: opts.registry,
-        ...(opts.log ? { log: opts.log } : {}),
-      });
-      await patcher.start();
-      signals.onChange((s) => patcher.set(s.deletionCost()));
-      deletionCost = patcher;
-    }
-  }
+  const deletionCost = await startDeletionCost({ ...opts, signals });
   return {
     signals,
     deletionCost,
@@ -60,4 +39,34 @@ export async function startScaling(opts: StartScalingOptions): Promise<ScalingRu
       await deletionCost?.close();
     },
   };
+}
+
+/**
+ * Starts the pod-deletion-cost patcher for existing signals when the config
+ * enables it and the agent runs in a cluster; undefined otherwise.
+ */
+export async function startDeletionCost(
+  opts: StartScalingOptions & { signals: ScalingSignals },
+): Promise<DeletionCostPatcher | undefined> {
+  const dc = opts.config.deletion_cost;
+  if (!dc.enabled) return undefined;
+  const env = opts.env ?? process.env;
+  const api = opts.coreApi ?? (env.KUBERNETES_SERVICE_HOST ? inClusterCoreApi() : undefined);
+  if (!api || !opts.podNamespace) {
+    opts.log?.warn("pod-deletion-cost: enabled but not running in a cluster (no API or POD_NAMESPACE); disabled");
+    return undefined;
+  }
+  const patcher = new DeletionCostPatcher({
+    api,
+    namespace: opts.podNamespace,
+    podName: opts.podName,
+    minIntervalMs: dc.min_interval_seconds * 1000,
+    maxBackoffMs: dc.max_backoff_seconds * 1000,
+    registry: opts.registry,
+    ...(opts.log ? { log: opts.log } : {}),
+  });
+  await patcher.start();
+  patcher.set(opts.signals.deletionCost());
+  opts.signals.onChange((s) => patcher.set(s.deletionCost()));
+  return patcher;
 }
