@@ -34,11 +34,10 @@ export function chooseGateway(dialer: HopwayRecord, target: HopwayRecord): DialC
  * evaluates a gateway list against a class representative, which may be the
  * target record itself.
  */
-export function pickGateway(dialer: HopwayRecord, target: HopwayRecord): DialChoice | null {
+export function pickGateway(dialer: HopwayRecord, target: HopwayRecord, local?: boolean): DialChoice | null {
   if (target.type !== "node") return null;
   const gateways = target.gateway ?? [];
   let best: DialChoice | null = null;
-  let local: boolean | undefined;
   for (let i = 0; i < gateways.length; i++) {
     const gw = gateways[i]!;
     if (best !== null && gw.priority >= best.priority) continue;

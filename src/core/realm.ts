@@ -7,9 +7,9 @@
 //   some gateway `match` in the realm mentions, and on Q's gateway list. Nodes
 //   are grouped into dialer classes (P projected on those fields) and target
 //   classes (Q's gateways without their addresses); a gateway choice is
-//   computed once per (dialer class, target class) pair and memoised. Gateways
-//   carrying unix:// addresses depend on the exact pair (same host), so those
-//   targets bypass the memo.
+//   computed once per (dialer class, target class) pair and memoised. A unix://
+//   address is usable only from the same host, so the memo holds the choice
+//   for a dialer on another host, and a same-host pair is evaluated exactly.
 // - Relay closures are computed at build time, once per distinct
 //   `advertise_relay` value, and interned, so targets that share an ingress
 //   closure share one search.
@@ -36,6 +36,8 @@ const NODE = 0;
 const CLIENT = 1;
 const GROUP = 2;
 const UNKNOWN = -2;
+/** Shared by every hop without fallbacks: routes are read-only, and most hops have none. */
+const NO_ALTERNATIVES: string[] = Object.freeze([]) as unknown as string[];
 
 /** An immutable, pre-indexed set of records. Build with buildRealm; query with the functions below. */
 export interface Realm {
@@ -48,17 +50,6 @@ interface Closure {
   id: number;
   members: Int32Array;
   has: Set<number>;
-}
-
-/** Canonical JSON (sorted keys), so equal selectors and gateway lists give equal class keys. */
-function canonical(value: unknown): string {
-  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
-  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj)
-    .filter((k) => obj[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(obj[k])}`).join(",")}}`;
 }
 
 /** The fields of a dialer that some gateway `match` in the realm looks at. */
@@ -84,7 +75,10 @@ class RealmImpl implements Realm {
   readonly dclassRep: number[] = [];
   readonly tclass: Int32Array;
   readonly tclassRep: number[] = [];
-  readonly tclassExact: boolean[] = [];
+  /** Whether a target class has unix:// addresses (same-host dialers need an exact evaluation). */
+  readonly tclassUnix: boolean[] = [];
+  /** Interned (namespace, hostname) per record; -1 when the hostname is not given (on no known host). */
+  readonly hostKey: Int32Array;
   readonly dialMemo: Array<Int32Array | undefined> = [];
   readonly adv: Array<Int32Array>;
   readonly closureOf: Closure[];
@@ -106,6 +100,8 @@ class RealmImpl implements Realm {
     this.dclass = new Int32Array(n).fill(-1);
     this.tclass = new Int32Array(n).fill(-1);
     this.attach = new Int32Array(n).fill(-1);
+    this.hostKey = new Int32Array(n).fill(-1);
+    const hostKeys = new Map<string, number>();
     const ref: Referenced = {
       name: false,
       hostname: false,
@@ -136,7 +132,16 @@ class RealmImpl implements Realm {
       if (md?.kind !== undefined) push(this.byKind, md.kind, i);
       if (md?.labels !== undefined)
         for (const [k, v] of Object.entries(md.labels)) push(this.byLabel, `${k}\u0000${v}`, i);
-      if (r.host?.hostname !== undefined) push(this.byHost, r.host.hostname, i);
+      if (r.host?.hostname !== undefined) {
+        push(this.byHost, r.host.hostname, i);
+        const hk = `${md?.namespace_name ?? ""}\u0000${md?.namespace_name === undefined ? 0 : 1}\u0000${r.host.hostname}`;
+        let id = hostKeys.get(hk);
+        if (id === undefined) {
+          id = hostKeys.size;
+          hostKeys.set(hk, id);
+        }
+        this.hostKey[i] = id;
+      }
       for (const gw of r.gateway ?? []) {
         const m = gw.match;
         if (m === undefined) continue;
@@ -177,17 +182,26 @@ class RealmImpl implements Realm {
       }
       this.dclass[i] = dc;
       const gateways = r.gateway ?? [];
-      const exact = gateways.some((g) => gatewayAddresses(g.address).some((a) => a.startsWith("unix://")));
-      // A unix:// gateway's usability depends on the exact pair (same host): such targets get a class of their own.
-      const tkey = exact
-        ? `#${i}`
-        : canonical(gateways.map((g) => [g.priority, g.match ?? null, gatewayAddresses(g.address).length]));
+      let unix = false;
+      // Plain JSON, not canonical: equal JSON implies equal gateways; a different key order only costs sharing.
+      const tkey = JSON.stringify(
+        gateways.map((g) => {
+          const addrs = gatewayAddresses(g.address);
+          let pattern = "";
+          for (const a of addrs) {
+            const u = a.startsWith("unix://");
+            unix ||= u;
+            pattern += u ? "u" : "t";
+          }
+          return [g.priority, g.match ?? null, pattern];
+        }),
+      );
       let tc = tkeys.get(tkey);
       if (tc === undefined) {
         tc = this.tclassRep.length;
         tkeys.set(tkey, tc);
         this.tclassRep.push(i);
-        this.tclassExact.push(exact);
+        this.tclassUnix.push(unix);
       }
       this.tclass[i] = tc;
     }
@@ -202,7 +216,7 @@ class RealmImpl implements Realm {
         this.adv[i] = empty;
         continue;
       }
-      const key = canonical(r.advertise_relay);
+      const key = JSON.stringify(r.advertise_relay);
       let set = advKeys.get(key);
       if (set === undefined) {
         const found = new Set<number>();
@@ -306,7 +320,10 @@ class RealmImpl implements Realm {
     const dc = this.dclass[u]!;
     const tc = this.tclass[v]!;
     if (dc < 0 || tc < 0) return -1;
-    if (this.tclassExact[tc]) return pickGateway(this.records[u]!, this.records[v]!)?.gateway ?? -1;
+    const hk = this.hostKey[u]!;
+    if (this.tclassUnix[tc] && hk >= 0 && hk === this.hostKey[v]) {
+      return pickGateway(this.records[u]!, this.records[v]!, true)?.gateway ?? -1;
+    }
     let memo = this.dialMemo[tc];
     if (memo === undefined) {
       memo = new Int32Array(this.dclassRep.length).fill(UNKNOWN);
@@ -314,7 +331,7 @@ class RealmImpl implements Realm {
     }
     let g = memo[dc]!;
     if (g === UNKNOWN) {
-      g = pickGateway(this.records[this.dclassRep[dc]!]!, this.records[this.tclassRep[tc]!]!)?.gateway ?? -1;
+      g = pickGateway(this.records[this.dclassRep[dc]!]!, this.records[this.tclassRep[tc]!]!, false)?.gateway ?? -1;
       memo[dc] = g;
     }
     return g;
@@ -329,16 +346,21 @@ class RealmImpl implements Realm {
   hop(u: number, v: number): Hop {
     const target = this.records[v]!;
     if (this.kind[u] === CLIENT || this.kind[v] === CLIENT) {
-      return { node: target.name, address: null, priority: 0, alternatives: [] };
+      return { node: target.name, address: null, priority: 0, alternatives: NO_ALTERNATIVES };
     }
     const tc = this.tclass[v]!;
-    if (this.tclassExact[tc]) {
+    if (this.tclassUnix[tc]) {
       const c = pickGateway(this.records[u]!, target)!;
       return { node: target.name, address: c.address, priority: c.priority, alternatives: c.alternatives };
     }
     const gw = (target as Extract<HopwayRecord, { type: "node" }>).gateway![this.gatewayIndex(u, v)]!;
     const addrs = gatewayAddresses(gw.address);
-    return { node: target.name, address: addrs[0]!, priority: gw.priority, alternatives: addrs.slice(1) };
+    return {
+      node: target.name,
+      address: addrs[0]!,
+      priority: gw.priority,
+      alternatives: addrs.length === 1 ? NO_ALTERNATIVES : addrs.slice(1),
+    };
   }
 
   lookup(name: string): number {
@@ -363,6 +385,16 @@ function binaryHas(sorted: Int32Array, x: number): boolean {
 
 const INF = 0x7fffffff;
 
+interface LastHop {
+  depth: number;
+  cost: number;
+  preds: number[];
+  /** Whether any of the search's nodes can dial the target at all (else: no_matching_gateway). */
+  dialable: boolean;
+  /** Whether this answer holds for every target of the same class (memoised). */
+  shared: boolean;
+}
+
 /** The optimal-path DAG from one source over egress(S) ∪ one ingress closure. */
 class Search {
   /** Record index per position; position 0 is the source. */
@@ -376,7 +408,10 @@ class Search {
   readonly reached: number[] = [];
   /** rendezvous weight by the source for egress relays; NaN for the others. */
   readonly egressWeight: Float64Array;
-  private readonly lastHop = new Map<number, { depth: number; cost: number; preds: number[]; dialable: boolean }>();
+  /** Host keys of the search's nodes: a unix:// target on one of them needs its own last-hop evaluation. */
+  private readonly hosts = new Set<number>();
+  private readonly hops = new Map<number, Hop>();
+  private readonly lastHop = new Map<number, LastHop>();
   private readonly ancMemo = new Map<number, Uint8Array>();
 
   constructor(
@@ -397,6 +432,7 @@ class Search {
     }
     this.nodes = nodes;
     const m = nodes.length;
+    for (const j of nodes) if (realm.hostKey[j]! >= 0) this.hosts.add(realm.hostKey[j]!);
     this.depth = new Int32Array(m).fill(INF);
     this.cost = new Float64Array(m);
     this.preds = Array.from({ length: m }, () => []);
@@ -443,10 +479,10 @@ class Search {
   }
 
   /** The best last hop into node t (not among the search's nodes): depth, cost and optimal predecessors. */
-  lastHopInto(t: number): { depth: number; cost: number; preds: number[]; dialable: boolean } {
+  lastHopInto(t: number): LastHop {
     const realm = this.realm;
     const tc = realm.tclass[t]!;
-    const shared = tc >= 0 && !realm.tclassExact[tc];
+    const shared = tc >= 0 && !(realm.tclassUnix[tc] && this.hosts.has(realm.hostKey[t]!));
     if (shared) {
       const known = this.lastHop.get(tc);
       if (known !== undefined) return known;
@@ -468,7 +504,7 @@ class Search {
         preds = [pu];
       } else if (du + 1 === depth && c === cost) preds.push(pu);
     }
-    const out = { depth, cost, preds, dialable };
+    const out = { depth, cost, preds, dialable, shared };
     if (shared) this.lastHop.set(tc, out);
     return out;
   }
@@ -494,14 +530,25 @@ class Search {
     return flags;
   }
 
+  /** The hop from position pu to position pv, shared by every route of this search that takes it. */
+  hopBetween(pu: number, pv: number): Hop {
+    const key = pu * this.nodes.length + pv;
+    let hop = this.hops.get(key);
+    if (hop === undefined) {
+      hop = this.realm.hop(this.nodes[pu]!, this.nodes[pv]!);
+      this.hops.set(key, hop);
+    }
+    return hop;
+  }
+
   /**
-   * The chosen intermediates (record indices) towards a target whose optimal
-   * predecessors are `ends` at `depth` hops, walking from the source and taking,
-   * at each step, the successor with the highest rendezvous weight.
+   * Appends the hops to the chosen intermediates towards `target` (at most
+   * `lastDepth - 1` of them) and returns the position reached: from the source,
+   * each step takes the successor on an optimal path (`anc`) with the highest
+   * rendezvous weight, then the smaller name.
    */
-  walk(target: number, ends: readonly number[], lastDepth: number, anc: Uint8Array): number[] {
+  walk(target: number, lastDepth: number, anc: Uint8Array, hops: Hop[]): number {
     const realm = this.realm;
-    const chosen: number[] = [];
     let cur = 0;
     for (let h = 1; h < lastDepth; h++) {
       let best = -1;
@@ -516,14 +563,17 @@ class Search {
           bestW = w;
         }
       }
+      hops.push(this.hopBetween(cur, best));
       cur = best;
-      chosen.push(this.nodes[best]!);
     }
-    if (!ends.includes(cur) && lastDepth > 0) throw new HopwayError("internal", "route walk left the optimal DAG");
-    return chosen;
+    return cur;
   }
 }
 
+/**
+ * One route through a finished search. Hops between relays come from the
+ * search's cache, so the routes of one table share them: routes are read-only.
+ */
 function routeVia(realm: RealmImpl, search: Search, s: number, t: number): Route {
   const from = realm.records[s]!.name;
   const to = realm.records[t]!.name;
@@ -556,12 +606,11 @@ function routeVia(realm: RealmImpl, search: Search, s: number, t: number): Route
         }
       }
     } else {
-      const last = realm.tclassExact[realm.tclass[t]!] ? undefined : realm.tclass[t]!;
       const lh = search.lastHopInto(t);
       ends = lh.preds;
       depth = lh.depth;
       dialable = lh.dialable;
-      memoKey = last;
+      memoKey = lh.shared ? realm.tclass[t]! : undefined;
     }
     if (depth === INF) {
       if (!dialable) {
@@ -575,14 +624,14 @@ function routeVia(realm: RealmImpl, search: Search, s: number, t: number): Route
   }
   // For a client target the walk ends at its attachment relay, whose own optimal predecessors are `ends`.
   const anc = search.ancestors(ends, memoKey);
-  const path = search.walk(t, ends, depth - tail.length + 1, anc);
-  path.push(...tail);
-  const hops: Hop[] = new Array(path.length);
-  let prev = s;
-  for (let i = 0; i < path.length; i++) {
-    hops[i] = realm.hop(prev, path[i]!);
-    prev = path[i]!;
+  const hops: Hop[] = [];
+  const cur = search.walk(t, depth - tail.length + 1, anc, hops);
+  if (!ends.includes(cur)) throw new HopwayError("internal", "route walk left the optimal DAG");
+  if (tail.length === 2) {
+    const pa = search.pos.get(tail[0]!)!;
+    hops.push(search.hopBetween(cur, pa));
   }
+  hops.push(realm.hop(tail.length === 2 ? tail[0]! : search.nodes[cur]!, t));
   return { from, to, hops };
 }
 
