@@ -2,17 +2,22 @@
 // Nothing here touches `cloudflare:*`, `hono` or `node:*`.
 export { chooseGateway, type DialChoice, gatewayAddresses, pickGateway } from "./dial.ts";
 export * from "./errors.ts";
-export { nameHash, rendezvousWeight } from "./hash.ts";
+export { combineWeight, nameHash, relayHalf, rendezvousWeight } from "./hash.ts";
 export { MAX_RECORDS, type ParseResult, parseRecords, parseTopologyText } from "./parse.ts";
 export {
+  advertisedRelays,
+  attachmentRelay,
   buildRealm,
   canDial,
   dialChoice,
+  egressRelays,
+  ingressRelays,
   type Realm,
+  realmResolver,
   resolveRoute,
   resolveRoutes,
   routeTable,
 } from "./realm.ts";
-export { type RouteResolver, referenceResolver } from "./reference.ts";
+export { compareRelayKeys, noRoute, type RouteResolver, referenceResolver } from "./reference.ts";
 export * from "./schema.ts";
 export { matchesSelector, sameHost, selectorList } from "./selector.ts";
