@@ -4,7 +4,7 @@
 // with a reader token that the operator types in or hands over in the URL
 // fragment. Mounted in src/index.ts with `app.route("/", ui)`.
 import { Hono } from "hono";
-import { APP_JS, ASSET_HASH, PAGE_HTML, STYLE_CSS } from "./ui/generated/assets.ts";
+import { APP_JS, ASSET_HASH, ICON_SVG, PAGE_HTML, STYLE_CSS } from "./ui/generated/assets.ts";
 
 // Only this origin's own script and stylesheet may run or load; the page talks
 // only to this origin; nothing may frame it. Record contents are rendered as
@@ -57,5 +57,7 @@ ui.get("/", (c) => page(c.req.raw));
 ui.get("/ui", (c) => c.redirect("/", 308));
 ui.get("/ui/", (c) => c.redirect("/", 308));
 ui.get("/ui/assets/app.js", (c) => asset(c.req.raw, APP_JS, "text/javascript; charset=utf-8"));
+ui.get("/ui/assets/icon.svg", (c) => asset(c.req.raw, ICON_SVG, "image/svg+xml"));
+ui.get("/favicon.ico", (c) => c.redirect(`/ui/assets/icon.svg?v=${ASSET_HASH}`, 301));
 ui.get("/ui/assets/style.css", (c) => asset(c.req.raw, STYLE_CSS, "text/css; charset=utf-8"));
 ui.get("/ui/:realm{[a-z0-9]([-a-z0-9]*[a-z0-9])?}", (c) => page(c.req.raw));

@@ -86,19 +86,28 @@ export function layout(records: readonly HopwayRecord[], regionKey: string): Lay
         const rb = kindClass(b) === "relay" ? 0 : 1;
         return ra - rb || byName(a.name, b.name);
       });
-      const cols = Math.min(PER_ROW, list.length);
-      const rows = Math.ceil(list.length / PER_ROW);
+      // Relays get rows of their own at the top, where the links between them are drawn.
+      const relays = list.filter((r) => kindClass(r) === "relay");
+      const others = list.filter((r) => kindClass(r) !== "relay");
+      const grid: Drawable[][] = [];
+      for (const part of [relays, others]) {
+        for (let i = 0; i < part.length; i += PER_ROW) grid.push(part.slice(i, i + PER_ROW));
+      }
+      const cols = Math.max(1, ...grid.map((row) => row.length));
+      const rows = grid.length;
       const w = NS_PAD * 2 + cols * NODE_W + (cols - 1) * GAP;
       const h = NS_TITLE + NS_PAD + rows * NODE_H + (rows - 1) * GAP + NS_PAD;
       const nsX = x + REGION_PAD;
-      list.forEach((record, i) => {
-        nodes.set(record.name, {
-          record,
-          kindClass: kindClass(record),
-          x: nsX + NS_PAD + (i % PER_ROW) * (NODE_W + GAP),
-          y: y + NS_TITLE + NS_PAD + Math.floor(i / PER_ROW) * (NODE_H + GAP),
-          w: NODE_W,
-          h: NODE_H,
+      grid.forEach((row, r) => {
+        row.forEach((record, c) => {
+          nodes.set(record.name, {
+            record,
+            kindClass: kindClass(record),
+            x: nsX + NS_PAD + c * (NODE_W + GAP),
+            y: y + NS_TITLE + NS_PAD + r * (NODE_H + GAP),
+            w: NODE_W,
+            h: NODE_H,
+          });
         });
       });
       placedNs.push({ name: nsName, x: nsX, y, w, h });
@@ -113,7 +122,62 @@ export function layout(records: readonly HopwayRecord[], regionKey: string): Lay
     // Wide gaps between regions leave room for the links that cross them.
     x += innerW + REGION_PAD * 2 + 72;
   }
-  return { width: Math.max(x - 72 + MARGIN, 320), height: height + MARGIN, regions, nodes };
+  const width = Math.max(x - 72 + MARGIN, 320);
+  // Links between columns arc over the top: leave room for the widest arc's apex (half its lift)
+  // above the first row of nodes, less the region and namespace titles it may cross.
+  const arcSpace = Math.max(0, Math.ceil(arcLift(width) / 2) - (REGION_TITLE + NS_TITLE + NS_PAD)) + 8;
+  for (const region of regions) {
+    region.y += arcSpace;
+    for (const ns of region.namespaces) ns.y += arcSpace;
+  }
+  for (const node of nodes.values()) node.y += arcSpace;
+  return { width, height: height + MARGIN + arcSpace, regions, nodes };
+}
+
+/** How far above its ends the control point of an arc spanning `span` pixels lies. */
+function arcLift(span: number): number {
+  return Math.min(380, 36 + 0.22 * span);
+}
+
+export interface Curve {
+  path: string;
+  /** Where the label of the curve goes. */
+  mid: { x: number; y: number };
+}
+
+/**
+ * The line drawn for "a dials b". Boxes in different columns are joined by an
+ * arc over the top, higher the farther apart they are, and a→b is drawn higher
+ * than b→a so the two directions stay apart; boxes in one column by a slightly
+ * bent line between their facing sides.
+ */
+export function curve(a: Box, b: Box): Curve {
+  const r = (n: number) => Math.round(n * 10) / 10;
+  const dx = b.x - a.x;
+  if (Math.abs(dx) >= a.w) {
+    const forward = dx > 0;
+    const p = { x: a.x + a.w / 2 + (forward ? 12 : -12), y: a.y };
+    const q = { x: b.x + b.w / 2 + (forward ? -12 : 12), y: b.y };
+    const span = Math.abs(q.x - p.x);
+    const lift = (forward ? 1 : 0.6) * arcLift(span);
+    const cy = Math.min(p.y, q.y) - lift;
+    const cx = (p.x + q.x) / 2;
+    // A quadratic Bézier reaches half way to its control point at t = 1/2.
+    const top = { x: (p.x + 2 * cx + q.x) / 4, y: (p.y + 2 * cy + q.y) / 4 };
+    return { path: `M${r(p.x)},${r(p.y)} Q${r(cx)},${r(cy)} ${r(q.x)},${r(q.y)}`, mid: { x: r(top.x), y: r(top.y) } };
+  }
+  const p = borderPoint(a, b);
+  const q = borderPoint(b, a);
+  const mx = (p.x + q.x) / 2;
+  const my = (p.y + q.y) / 2;
+  const len = Math.hypot(q.x - p.x, q.y - p.y) || 1;
+  const bend = 14;
+  const cx = mx + (-(q.y - p.y) / len) * bend;
+  const cy = my + ((q.x - p.x) / len) * bend;
+  return {
+    path: `M${r(p.x)},${r(p.y)} Q${r(cx)},${r(cy)} ${r(q.x)},${r(q.y)}`,
+    mid: { x: r((mx + cx) / 2 + 4), y: r((my + cy) / 2) },
+  };
 }
 
 /** Where a line from `a`'s centre towards `b`'s centre leaves `a`'s box. */

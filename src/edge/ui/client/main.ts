@@ -7,7 +7,7 @@
 import { chooseGateway } from "../../../core/dial.ts";
 import type { Gateway, Hop, HopwayRecord } from "../../../core/schema.ts";
 import { Api, ApiError, type RouteAnswer } from "./api.ts";
-import { borderPoint, type Drawable, type Layout, layout, type PlacedNode } from "./layout.ts";
+import { curve, type Drawable, type Layout, layout, type PlacedNode } from "./layout.ts";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const WAIT_SECONDS = 20;
@@ -345,7 +345,7 @@ function renderGraph(state: State, drawn: Layout): void {
     const a = drawn.nodes.get(link.from);
     const b = drawn.nodes.get(link.to);
     if (!a || !b) continue;
-    const d = curve(a, b, 18);
+    const d = curve(a, b);
     const path = svg(
       "path",
       { class: "link", d: d.path, "data-link-from": link.from, "data-link-to": link.to },
@@ -371,7 +371,7 @@ function renderGraph(state: State, drawn: Layout): void {
       const a = drawn.nodes.get(path.nodes[i] as string);
       const b = drawn.nodes.get(hop.node);
       if (!a || !b) return;
-      const d = curve(a, b, -10);
+      const d = curve(a, b);
       svg(
         "path",
         {
@@ -387,22 +387,6 @@ function renderGraph(state: State, drawn: Layout): void {
         `${i + 1}: p${hop.priority}`;
     });
   }
-}
-
-/** A gently bent line between two boxes, so that A→B and B→A do not overlap. */
-function curve(a: PlacedNode, b: PlacedNode, bend: number): { path: string; mid: { x: number; y: number } } {
-  const p = borderPoint(a, b);
-  const q = borderPoint(b, a);
-  const mx = (p.x + q.x) / 2;
-  const my = (p.y + q.y) / 2;
-  const len = Math.hypot(q.x - p.x, q.y - p.y) || 1;
-  const cx = mx + (-(q.y - p.y) / len) * bend;
-  const cy = my + ((q.x - p.x) / len) * bend;
-  const r = (n: number) => Math.round(n * 10) / 10;
-  return {
-    path: `M${r(p.x)},${r(p.y)} Q${r(cx)},${r(cy)} ${r(q.x)},${r(q.y)}`,
-    mid: { x: r((mx + cx) / 2), y: r((my + cy) / 2) },
-  };
 }
 
 function drawNode(layer: SVGGElement, placed: PlacedNode, state: State, hopIndex: number | undefined): void {
@@ -547,3 +531,7 @@ function renderTable(state: State): void {
 }
 
 start();
+// A link with a new #token= opened in the same tab is a same-document navigation: take the token over too.
+addEventListener("hashchange", () => {
+  if (new URLSearchParams(location.hash.slice(1)).has("token")) location.reload();
+});
