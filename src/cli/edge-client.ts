@@ -238,11 +238,14 @@ export function reportError(error: unknown, io: CliIo): number {
   }
   if (error instanceof EdgeError) {
     const status = error.status !== undefined ? ` (HTTP ${error.status})` : "";
-    const at = error.path ? ` at ${error.path}` : "";
-    io.stderr(`hopway: ${error.code}${status}${at}: ${error.message}\n`);
-    for (const detail of error.details) {
-      if (detail.path === error.path && detail.message === error.message) continue;
-      io.stderr(`  ${detail.path}: ${detail.message}\n`);
+    if (error.details.length > 0) {
+      // An import names every problem: one line each, so the user fixes them all in one pass.
+      const n = error.details.length;
+      io.stderr(`hopway: ${error.code}${status}: ${n} problem${n === 1 ? "" : "s"}\n`);
+      for (const d of error.details) io.stderr(`  ${printable(d.path || "(top level)")}: ${printable(d.message)}\n`);
+    } else {
+      const at = error.path ? ` at ${printable(error.path)}` : "";
+      io.stderr(`hopway: ${error.code}${status}${at}: ${printable(error.message)}\n`);
     }
     return error.exitCode;
   }

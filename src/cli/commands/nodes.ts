@@ -127,7 +127,7 @@ export function filterQuery(filter: NodeFilter): URLSearchParams {
   const q = new URLSearchParams();
   const { selector } = filter;
   if (selector.name) q.set("name", selector.name);
-  if (selector.metadata?.namespace_name) q.set("namespace", selector.metadata.namespace_name);
+  if (selector.metadata?.namespace_name) q.set("namespace_name", selector.metadata.namespace_name);
   if (selector.metadata?.kind) q.set("kind", selector.metadata.kind);
   for (const [k, v] of Object.entries(selector.metadata?.labels ?? {})) q.append("label", `${k}=${v}`);
   if (filter.type) q.set("type", filter.type);
