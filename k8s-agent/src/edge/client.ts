@@ -82,7 +82,8 @@ export class EdgeClient {
   private current: RouteTable | undefined;
   private etag: string | undefined;
   private confirmedAt: number | undefined;
-  private reachableNow = false;
+  /** undefined until the first request settles, so the first failure is logged too. */
+  private reachableNow: boolean | undefined;
   private stopped = false;
   private readonly abort = new AbortController();
   private readonly wakers = new Set<() => void>();
@@ -107,7 +108,7 @@ export class EdgeClient {
     return this.confirmedAt;
   }
   get reachable(): boolean {
-    return this.reachableNow;
+    return this.reachableNow === true;
   }
 
   private get base(): string {

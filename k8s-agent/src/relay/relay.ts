@@ -451,11 +451,15 @@ export class Relay {
       client.write(upstreamRest);
     }
     let closed = 0;
-    const onClose = () => {
-      if (++closed === 1) {
-        // Either side gone for good (error or full close): the tunnel is over.
+    const onClose = (hadError: boolean) => {
+      // A clean close of one side means its peer already sent FIN and it flushed everything;
+      // the other socket still flushes what it holds and closes by itself. Destroying it here
+      // would drop that tail, so only an error tears the whole tunnel down at once.
+      if (hadError) {
         client.destroy();
         upstream.destroy();
+      }
+      if (++closed === 2) {
         this.tunnels.delete(tunnel);
         this.observer?.tunnelClosed(peer, next, (performance.now() - tunnel.openedAt) / 1000);
         this.maybeIdle();

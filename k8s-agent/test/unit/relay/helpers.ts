@@ -25,7 +25,12 @@ export async function startRelay(opts: Omit<RelayOptions, "table"> & { routes: R
   const table = new RoutingTable(opts.name);
   table.set({ node: opts.name, version: 1, routes: opts.routes });
   const relay = new Relay({ ...opts, table });
-  const server = createServer({ allowHalfOpen: true }, (s) => relay.handle(s));
+  // Like the agent's listeners: accepted sockets buffer as much as dialed ones.
+  const hwm = opts.limits?.bufferBytes;
+  const server = createServer(
+    { allowHalfOpen: true, ...(hwm ? { highWaterMark: hwm } : {}) } as Parameters<typeof createServer>[0],
+    (s) => relay.handle(s),
+  );
   const port = await listen(server);
   return {
     relay,

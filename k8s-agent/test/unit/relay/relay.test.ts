@@ -318,6 +318,23 @@ describe("relay: streams", () => {
     expect(String(await readAll(a.socket))).toBe("got 5 bytes");
   });
 
+  it("delivers the whole tail when the target answers and closes while the client reads slowly", async () => {
+    const size = 8 * 1024 * 1024;
+    const server = createServer({ allowHalfOpen: true }, (s) => {
+      s.resume();
+      s.on("end", () => s.end(Buffer.alloc(size, 1)));
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    // A buffer as large as the answer: the relay reads it all while the client reads nothing.
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`, { limits: { bufferBytes: size } });
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    a.socket.end("go");
+    // The target is done before the client reads anything: the relay must flush, not drop, what it holds.
+    await sleep(300);
+    expect((await readAll(a.socket)).length).toBe(size);
+  });
+
   it("bounds what one tunnel buffers when the far side stops reading", async () => {
     let held: Socket | undefined;
     const server = createServer((s) => {
