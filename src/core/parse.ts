@@ -34,7 +34,9 @@ export function parseTopologyText(text: string, format?: "yaml" | "json"): Parse
     else value = parseYaml(text, { uniqueKeys: true, maxAliasCount: 1000, prettyErrors: true });
   } catch (err) {
     const message =
-      err instanceof YAMLParseError || err instanceof SyntaxError ? err.message.split("\n")[0]! : String(err);
+      err instanceof YAMLParseError || err instanceof SyntaxError
+        ? err.message.split("\n")[0]!.replace(/:$/, "")
+        : String(err);
     return {
       ok: false,
       code: "invalid_json",
@@ -42,6 +44,14 @@ export function parseTopologyText(text: string, format?: "yaml" | "json"): Parse
     };
   }
   return parseRecords(value);
+}
+
+/** zod's wording for the commonest mistakes, in the words of the contract. */
+function friendlier(problem: FieldProblem): FieldProblem {
+  const m = /^Invalid input: expected (int|number|string|boolean|object|array), received (\w+)$/.exec(problem.message);
+  if (m === null) return problem;
+  const want = m[1] === "int" ? "integer" : m[1];
+  return { path: problem.path, message: m[1] === "int" ? "expected integer" : `expected ${want}, received ${m[2]}` };
 }
 
 interface Located {
@@ -59,10 +69,23 @@ interface Located {
 export function parseRecords(value: unknown): ParseResult {
   const problems: FieldProblem[] = [];
   const located: Located[] = [];
+  // Names are checked for duplicates on the raw input too, so a duplicate is
+  // reported even when one of the two records is invalid for another reason.
+  const rawNames = new Map<string, PropertyKey[]>();
   const check = (input: unknown, at: PropertyKey[]) => {
+    const name = isPlainObject(input) ? input.name : undefined;
+    if (typeof name === "string") {
+      const first = rawNames.get(name);
+      if (first !== undefined) {
+        problems.push({
+          path: formatPath([...at, "name"]),
+          message: `duplicate name '${name}' (first at ${formatPath(first) || "[0]"})`,
+        });
+      } else rawNames.set(name, at);
+    }
     const r = RecordSchema.safeParse(input);
     if (r.success) located.push({ record: r.data, at });
-    else problems.push(...describeIssues(r.error, at));
+    else problems.push(...describeIssues(r.error, at).map(friendlier));
   };
   if (Array.isArray(value)) {
     if (value.length > MAX_RECORDS) {
@@ -91,15 +114,7 @@ export function parseRecords(value: unknown): ParseResult {
   }
   // Cross-record rules, checked on the records that are valid on their own.
   const byName = new Map<string, Located>();
-  for (const item of located) {
-    const first = byName.get(item.record.name);
-    if (first !== undefined) {
-      problems.push({
-        path: formatPath([...item.at, "name"]),
-        message: `duplicate name '${item.record.name}' (first at ${formatPath(first.at) || "[0]"})`,
-      });
-    } else byName.set(item.record.name, item);
-  }
+  for (const item of located) if (!byName.has(item.record.name)) byName.set(item.record.name, item);
   for (const item of located) {
     const rec = item.record;
     if (rec.type !== "group") continue;

@@ -385,7 +385,9 @@ export function runResolverConformance(name: string, make: ResolverFactory): voi
         const r = make(recs);
         const a = attached("client-0");
         const b = attached("client-1");
-        const want = [{ node: a, address: null, priority: 0 }];
+        const want: Array<{ node: string; address: string | null; priority: number }> = [
+          { node: a, address: null, priority: 0 },
+        ];
         if (a !== b) want.push({ node: b, address: `ipv4://10.1.0.${b.at(-1)}:1`, priority: 1 });
         want.push({ node: "client-1", address: null, priority: 0 });
         expect(brief(r.resolveRoute("client-0", "client-1"))).toEqual(want);

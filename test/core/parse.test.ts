@@ -1,0 +1,120 @@
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { stringify, parse as yamlParse } from "yaml";
+import { parseRecords, parseTopologyText } from "../../src/core/index.ts";
+
+const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), "../fixtures/topologies");
+
+const BROKEN_YAML = `
+relaysvr1:
+  discovery:
+    name: relaysvr1
+    metadata: { namespace_name: ns1, kind: relay, labels: { "bad key!": x } }
+    gateway:
+      - { priority: 1, address: ipv4://10.0.0.1:1234 }
+      - { priority: 2, address: "ftp://x:1" }
+      - { priority: 2.5, address: ipv4://10.0.0.1:1234, extra: 1 }
+app:
+  discovery:
+    type: nodez
+g:
+  discovery: { type: group, node_list: [{ node_name: relaysvr1 }, { node_name: nope }, { node_name: c }] }
+c:
+  discovery: { type: client }
+dup:
+  discovery: { name: relaysvr1 }
+`;
+
+describe("parseTopologyText", () => {
+  it("reads both reference topologies (map form, name defaults to the key)", () => {
+    for (const file of ["cross-namespace.yaml", "cross-region.yaml"]) {
+      const r = parseTopologyText(readFileSync(join(FIXTURES, file), "utf8"));
+      expect(r.ok).toBe(true);
+      if (r.ok) expect(r.records.every((rec) => rec.type === "node")).toBe(true);
+    }
+    const r = parseTopologyText("app1:\n  discovery:\n    metadata: { kind: app }\n");
+    expect(r).toEqual({ ok: true, records: [{ name: "app1", type: "node", metadata: { kind: "app" } }] });
+  });
+
+  it("reports every problem of a YAML file at once, each by its path", () => {
+    const r = parseTopologyText(BROKEN_YAML);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.code).toBe("invalid_input");
+    const byPath = Object.fromEntries(r.problems.map((p) => [p.path, p.message]));
+    expect(byPath).toMatchObject({
+      'relaysvr1.discovery.metadata.labels["bad key!"]': expect.any(String),
+      "relaysvr1.discovery.gateway[1].address": expect.stringContaining("unknown scheme 'ftp'"),
+      "relaysvr1.discovery.gateway[2].priority": "expected integer",
+      "relaysvr1.discovery.gateway[2]": expect.stringContaining("extra"),
+      "app.discovery.type": expect.any(String),
+      "g.discovery.node_list[1].node_name": expect.stringContaining("'nope'"),
+      "g.discovery.node_list[2].node_name": expect.stringContaining("client, not a node"),
+      "dup.discovery.name": expect.stringContaining("duplicate name 'relaysvr1'"),
+    });
+    expect(r.problems).toHaveLength(8);
+  });
+
+  it("takes the same document as JSON, and a list of records", () => {
+    const asJson = parseTopologyText(JSON.stringify(yamlParse(BROKEN_YAML)), "json");
+    const asYaml = parseTopologyText(BROKEN_YAML);
+    expect(asJson).toEqual(asYaml);
+    const list = parseTopologyText(
+      JSON.stringify([
+        { name: "A" },
+        { name: "b", gateway: [{ priority: "1", address: "ipv4://1.2.3.4:5" }] },
+        { name: "b" },
+      ]),
+    );
+    expect(list.ok).toBe(false);
+    if (!list.ok) expect(list.problems.map((p) => p.path)).toEqual(["[0].name", "[1].gateway[0].priority", "[2].name"]);
+    const listYaml = parseTopologyText(
+      stringify([
+        { name: "a", type: "client" },
+        { name: "b", gateway: [] },
+      ]),
+    );
+    expect(listYaml.ok && listYaml.records.map((r) => r.type)).toEqual(["client", "node"]);
+  });
+
+  it("rejects text that is not YAML or JSON with invalid_json", () => {
+    for (const [text, fmt] of [
+      ["a: [1,\n b", undefined],
+      ['{"a": ', undefined],
+      ["a: 1", "json"],
+      ["a: 1\na: 2", "yaml"],
+    ] as const) {
+      const r = parseTopologyText(text, fmt);
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.code).toBe("invalid_json");
+    }
+  });
+
+  it("rejects documents that are neither a list nor a map, and map values without discovery", () => {
+    for (const doc of [null, 42, "text", true]) {
+      const r = parseRecords(doc);
+      expect(r.ok).toBe(false);
+    }
+    const r = parseRecords({
+      a: { discovery: 1 },
+      b: { other: {} },
+      c: { discovery: { metadata: { kind: "app" } }, listen: ":1" },
+    });
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.problems.map((p) => p.path)).toEqual(["a.discovery", "b.discovery"]);
+  });
+
+  it("rejects a group listed twice or naming a group, and keeps nothing of a bad import", () => {
+    const r = parseRecords([
+      { name: "n" },
+      { name: "g1", type: "group", node_list: [{ node_name: "n" }, { node_name: "n" }] },
+      { name: "g2", type: "group", node_list: [{ node_name: "g1" }] },
+    ]);
+    expect(r).toMatchObject({ ok: false, code: "invalid_input" });
+    if (!r.ok)
+      expect(r.problems.map((p) => p.path)).toEqual(["[1].node_list[1].node_name", "[2].node_list[0].node_name"]);
+    expect("records" in r).toBe(false);
+  });
+});
