@@ -248,6 +248,12 @@ describe("the scraped metrics", () => {
       expect(r.status, `${p.name}: ${r.stdout}${r.stderr}`).toBe(0);
       expect((r.stdout + r.stderr).trim()).toBe("");
     }
+    // The linter does object (so the check above can fail): a counter without _total.
+    const bad = spawnSync("promtool", ["check", "metrics"], {
+      input: "# HELP foo Foo.\n# TYPE foo counter\nfoo 1\n",
+      encoding: "utf8",
+    });
+    expect(bad.status).not.toBe(0);
   });
 
   it("carry namespace, pod and statefulset labels after the ServiceMonitor's relabeling", async () => {
