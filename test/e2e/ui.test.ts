@@ -218,6 +218,24 @@ describe("topology page", () => {
     expect(await page.getAttribute("#live", "data-state")).toBe("live");
   });
 
+  it("opens a realm from the picker at the root", async () => {
+    const fresh = await browser.newPage();
+    try {
+      await fresh.goto(`${edge.url}/`);
+      await fresh.waitForSelector("#login:not([hidden])");
+      await fresh.fill("#login-realm", REALM);
+      await fresh.fill("#login-token", readerToken);
+      await fresh.click("#login-form button[type=submit]");
+      await fresh.waitForURL(`${edge.url}/ui/${REALM}`);
+      await expect
+        .poll(() => fresh.$$eval("#graph g.node", (els) => els.length), { timeout: 10_000 })
+        .toBeGreaterThanOrEqual(5);
+      expect(fresh.url()).not.toContain(readerToken);
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it("raised no script or Content-Security-Policy errors", () => {
     // The failed login above logs its 401 as a console error; nothing else may.
     expect(pageErrors.filter((e) => !/401|Unauthorized/i.test(e))).toEqual([]);

@@ -80,7 +80,7 @@ export function formatRoute(route: RouteAnswer): string {
   const relays = Math.max(0, route.hops.length - 1);
   const head = `${title}: ${route.hops.length} hop${route.hops.length === 1 ? "" : "s"}, ${relays} relay${relays === 1 ? "" : "s"}${route.version !== undefined ? ` (version ${route.version})` : ""}\n`;
   const rows = [
-    ["0", route.from, "", "", "(source)"],
+    ["0", route.from, "(source)", "", ""],
     ...route.hops.map((hop, i) => [
       String(i + 1),
       hop.node,
