@@ -18,7 +18,7 @@ export const AGENT_BIN = join(ROOT, "k8s-agent", "bin", "hopway-agent.mjs");
 type Json = Record<string, unknown>;
 interface Discovery extends Json {
   name: string;
-  metadata?: { namespace_name?: string };
+  metadata?: { namespace_name?: string; [k: string]: unknown };
   gateway?: Array<{ priority: number; address: string | string[]; match?: unknown }>;
 }
 export type Topology = Record<string, { discovery: Discovery }>;

@@ -20,7 +20,7 @@ export function openTunnel(
       socket.destroy();
       reject(new Error(`no answer from relay for CONNECT ${authority}`));
     }, opts.timeoutMs ?? 15_000);
-    let buf = Buffer.alloc(0);
+    let buf: Buffer = Buffer.alloc(0);
     const fail = (err: Error) => {
       clearTimeout(timer);
       reject(err);

@@ -294,6 +294,7 @@ export class EdgeClient {
   }
 
   private async leaseLoop(): Promise<void> {
+    if (this.o.records.length === 0) return;
     const pending = new Set(this.o.records);
     let attempt = 0;
     while (!this.stopped && pending.size > 0) {

@@ -1,0 +1,113 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { ConfigError, parseConfig } from "../../src/config.ts";
+
+const minimal = `
+edge: { url: "http://127.0.0.1:8787", realm: demo, token: "t0ken" }
+node: relaysvr1
+`;
+
+function problems(yaml: string, env: Record<string, string> = {}): string[] {
+  try {
+    parseConfig(yaml, env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
+    throw err;
+  }
+  return [];
+}
+
+describe("agent config", () => {
+  it("fills defaults", () => {
+    const c = parseConfig(minimal, {});
+    expect(c.node).toBe("relaysvr1");
+    expect(c.relay.listen).toEqual(["0.0.0.0:1234"]);
+    expect(c.relay.client_cidrs).toEqual(["127.0.0.0/8", "::1/128"]);
+    expect(c.relay.limits.max_connections).toBe(10_000);
+    expect(c.scaling.target_load).toBe(0.7);
+    expect(c.hopKey).toBeUndefined();
+  });
+
+  it("lets environment variables override the file", () => {
+    const c = parseConfig(minimal, {
+      HOPWAY_EDGE_URL: "https://edge.example.com",
+      HOPWAY_REALM: "prod",
+      HOPWAY_TOKEN: "from-env",
+      HOPWAY_HOP_KEY: "a-realm-wide-secret-key",
+      HOPWAY_RELAY_LISTEN: "127.0.0.1:1000, [::1]:1001",
+      HOPWAY_MAX_CONNECTIONS: "77",
+      POD_NAME: "relay-3",
+      POD_NAMESPACE: "hopway",
+    });
+    expect(c.edge.url).toBe("https://edge.example.com");
+    expect(c.edge.realm).toBe("prod");
+    expect(c.edgeToken).toBe("from-env");
+    expect(c.hopKey?.toString()).toBe("a-realm-wide-secret-key");
+    expect(c.relay.listen).toEqual(["127.0.0.1:1000", "[::1]:1001"]);
+    expect(c.relay.limits.max_connections).toBe(77);
+    expect(c.pod).toMatchObject({ name: "relay-3", namespace: "hopway", ordinal: 3 });
+    expect(c.node).toBe("relaysvr1");
+  });
+
+  it("defaults the node to POD_NAME and reads secrets from files", () => {
+    const dir = mkdtempSync(join(tmpdir(), "hopway-config-"));
+    writeFileSync(join(dir, "token"), "file-token\n");
+    writeFileSync(join(dir, "hop"), "hop-key-from-a-secret\n");
+    const c = parseConfig(
+      `edge: { url: "http://e", realm: r, token_file: "${dir}/token" }\nrelay: { hop_key_file: "${dir}/hop" }\n`,
+      { POD_NAME: "relay-0" },
+    );
+    expect(c.node).toBe("relay-0");
+    expect(c.edgeToken).toBe("file-token");
+    expect(c.hopKey?.toString()).toBe("hop-key-from-a-secret");
+  });
+
+  it("expands ${VAR} in values and names a missing one by its field", () => {
+    const c = parseConfig(`${minimal}data_dir: "/data/\${POD_NAME}"\n`, { POD_NAME: "relay-1" });
+    expect(c.data_dir).toBe("/data/relay-1");
+    expect(problems(`${minimal}data_dir: "\${NOPE}"\n`)).toContain("data_dir: environment variable NOPE is not set");
+  });
+
+  it("names every invalid field", () => {
+    const found = problems(`
+edge: { url: "ftp://x", realm: "Bad Realm" }
+relay:
+  listen: ["nowhere"]
+  client_cidrs: ["10.0.0.0/99"]
+  limits: { connect_timeout_ms: -1 }
+records:
+  - name: app1
+    gateway: [{ priority: x, address: "ipv4://10.0.0.1:1" }]
+scaling: { target_load: 0 }
+surprise: 1
+`);
+    const paths = found.map((f) => f.split(":")[0]);
+    for (const p of [
+      "edge.url",
+      "edge.realm",
+      "relay.listen[0]",
+      "relay.client_cidrs[0]",
+      "relay.limits.connect_timeout_ms",
+      "records[0].gateway[0].priority",
+      "scaling.target_load",
+    ]) {
+      expect(paths).toContain(p);
+    }
+    expect(found.some((f) => f.includes("surprise"))).toBe(true);
+  });
+
+  it("requires a token and a node", () => {
+    expect(problems(`edge: { url: "http://e", realm: r }\n`)).toEqual([
+      "edge.token: edge.token or edge.token_file is required",
+      "node: node is required (or POD_NAME to default it)",
+    ]);
+  });
+
+  it("rejects a short hop key", () => {
+    expect(problems(`${minimal}relay: { hop_key: short }\n`)).toEqual([
+      "relay.hop_key: hop key must be at least 16 characters",
+    ]);
+  });
+});

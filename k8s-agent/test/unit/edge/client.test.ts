@@ -1,0 +1,177 @@
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { backoffDelay, type Clock, EdgeClient, renewDelay } from "../../../src/edge/client.ts";
+import type { RouteTable } from "../../../src/relay/table.ts";
+
+function table(version: number): RouteTable {
+  return {
+    node: "relay-a",
+    version,
+    routes: [
+      {
+        from: "relay-a",
+        to: "app1",
+        hops: [{ node: "app1", address: "ipv4://127.0.0.1:1", priority: 1, alternatives: [] }],
+      },
+    ],
+  };
+}
+
+/** A clock whose timers fire only when the test advances it. */
+class FakeClock implements Clock {
+  t = 1_000_000;
+  timers: Array<{ at: number; fn: () => void; id: number }> = [];
+  private seq = 0;
+  now() {
+    return this.t;
+  }
+  setTimeout(fn: () => void, ms: number) {
+    const id = ++this.seq;
+    this.timers.push({ at: this.t + ms, fn, id });
+    return id;
+  }
+  clearTimeout(h: unknown) {
+    this.timers = this.timers.filter((x) => x.id !== h);
+  }
+  /** Delays the client asked for, in order. */
+  get pending(): number[] {
+    return this.timers.map((x) => x.at - this.t);
+  }
+}
+
+function deferred<T>() {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+function jsonResponse(body: unknown, etag: string): Response {
+  return new Response(JSON.stringify(body), { status: 200, headers: { "content-type": "application/json", etag } });
+}
+
+function client(fetchFn: typeof fetch, extra: Partial<ConstructorParameters<typeof EdgeClient>[0]> = {}) {
+  const applied: number[] = [];
+  const c = new EdgeClient({
+    url: "http://edge.invalid",
+    realm: "r",
+    token: "t",
+    node: "relay-a",
+    records: [],
+    leaseSeconds: 30,
+    waitSeconds: 10,
+    onTable: (t) => applied.push(t.version),
+    fetch: fetchFn,
+    clock: new FakeClock(),
+    ...extra,
+  });
+  return { c, applied };
+}
+
+describe("edge client", () => {
+  it("never moves the table version backwards, whatever order responses arrive in", async () => {
+    const answers = [deferred<Response>(), deferred<Response>(), deferred<Response>()];
+    let i = 0;
+    const { c, applied } = client(async () => (answers[i++] as ReturnType<typeof deferred<Response>>).promise);
+    const calls = [c.fetchTableOnce(0), c.fetchTableOnce(0), c.fetchTableOnce(0)];
+    // The newest answer arrives first, then two stale ones.
+    answers[1]?.resolve(jsonResponse(table(7), '"7"'));
+    await calls[1];
+    answers[0]?.resolve(jsonResponse(table(5), '"5"'));
+    answers[2]?.resolve(jsonResponse(table(6), '"6"'));
+    expect(await calls[0]).toBe("unchanged");
+    expect(await calls[2]).toBe("unchanged");
+    expect(applied).toEqual([7]);
+    expect(c.version).toBe(7);
+  });
+
+  it("long-polls with the ETag of the table in use and treats 304 as confirmation", async () => {
+    const seen: Array<{ url: string; inm: string | null }> = [];
+    const replies = [jsonResponse(table(3), '"v3"'), new Response(null, { status: 304 })];
+    const { c } = client(async (input, init) => {
+      seen.push({ url: String(input), inm: new Headers(init?.headers).get("if-none-match") });
+      return replies.shift() as Response;
+    });
+    expect(await c.fetchTableOnce(10)).toBe("updated");
+    expect(await c.fetchTableOnce(10)).toBe("unchanged");
+    expect(seen[0]).toEqual({ url: "http://edge.invalid/v1/realms/r/route-tables/relay-a", inm: null });
+    expect(seen[1]).toEqual({ url: "http://edge.invalid/v1/realms/r/route-tables/relay-a?wait=10", inm: '"v3"' });
+    expect(c.reachable).toBe(true);
+  });
+
+  it("persists the last good table atomically and starts from it without the edge", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hopway-edge-client-"));
+    const a = client(async () => jsonResponse(table(4), '"4"'), { dataDir: dir });
+    await a.c.fetchTableOnce(0);
+    await a.c.flush();
+    expect(readdirSync(dir)).toEqual(["route-table.json"]); // no temp file left behind
+    expect(JSON.parse(readFileSync(join(dir, "route-table.json"), "utf8")).table.version).toBe(4);
+    const b = client(
+      async () => {
+        throw new TypeError("fetch failed");
+      },
+      { dataDir: dir },
+    );
+    expect(await b.c.loadPersisted()).toBe(true);
+    expect(b.applied).toEqual([4]);
+    await expect(b.c.fetchTableOnce(0)).rejects.toThrow("fetch failed");
+    expect(b.c.version).toBe(4);
+  });
+
+  it("retries a failing edge with capped, fully jittered backoff and reports it unreachable", async () => {
+    const clock = new FakeClock();
+    let calls = 0;
+    const reach: boolean[] = [];
+    const { c } = client(
+      async () => {
+        calls++;
+        throw new TypeError("connection refused");
+      },
+      { clock, random: () => 0.999, backoffBaseMs: 100, backoffCapMs: 1000, onReachability: (r) => reach.push(r) },
+    );
+    await c.start();
+    const delays: number[] = [];
+    for (let k = 0; k < 6; k++) {
+      await new Promise((r) => setImmediate(r));
+      const d = clock.pending;
+      delays.push(Math.max(...d));
+      const t = clock.timers.shift();
+      clock.t = t?.at ?? clock.t;
+      t?.fn();
+    }
+    expect(delays).toEqual([99, 199, 399, 799, 999, 999]);
+    expect(calls).toBeGreaterThanOrEqual(6);
+    expect(reach).toEqual([false]);
+    await c.stop(false);
+  });
+});
+
+describe("backoff and renewal jitter", () => {
+  it("spreads full-jitter delays over [0, ceiling)", () => {
+    let seed = 42;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const samples = Array.from({ length: 2000 }, () => backoffDelay(5, 100, 30_000, random));
+    const ceiling = 100 * 2 ** 5;
+    expect(Math.max(...samples)).toBeLessThan(ceiling);
+    expect(Math.min(...samples)).toBeGreaterThanOrEqual(0);
+    // Roughly uniform: each quarter of the range holds about a quarter of the samples.
+    for (let q = 0; q < 4; q++) {
+      const n = samples.filter((s) => s >= (q * ceiling) / 4 && s < ((q + 1) * ceiling) / 4).length;
+      expect(n).toBeGreaterThan(400);
+      expect(n).toBeLessThan(600);
+    }
+    expect(backoffDelay(50, 100, 30_000, () => 0.5)).toBe(15_000);
+  });
+
+  it("renews leases at a third of the lease, ±20 %", () => {
+    expect(renewDelay(30, () => 0)).toBe(8000);
+    expect(renewDelay(30, () => 0.5)).toBe(10_000);
+    expect(renewDelay(30, () => 0.9999)).toBe(11_999);
+  });
+});

@@ -1,0 +1,55 @@
+import { Registry } from "prom-client";
+import { describe, expect, it } from "vitest";
+import { createRelayMetrics, LATENCY_BUCKETS_SECONDS } from "../../src/metrics.ts";
+import { FAILURE_REASONS } from "../../src/relay/protocol.ts";
+
+describe("relay metrics", () => {
+  const registry = new Registry();
+  const counters = { up: { client: 10, relay: 20 }, down: { client: 30, relay: 40 } };
+  const m = createRelayMetrics(registry, {
+    counters: () => counters,
+    activeTunnels: () => 3,
+    openConnections: () => 4,
+    routeTableVersion: () => 9,
+    routeTableFetchedAt: () => 1_000,
+    edgeReachable: () => true,
+    now: () => 6_000,
+  });
+  m.tunnelOpened("client", "relay", 0.02);
+  m.tunnelClosed("client", "relay", 1.5);
+  m.tunnelFailed("loop");
+
+  it("uses exactly the spec's latency buckets, in seconds", async () => {
+    expect([...LATENCY_BUCKETS_SECONDS].map((s) => Math.round(s * 1000))).toEqual([
+      15, 30, 45, 60, 90, 120, 150, 180, 240, 300, 320, 440, 560, 680, 800, 1100, 1400, 1700, 2000,
+    ]);
+    const text = await registry.metrics();
+    const les = [
+      ...text.matchAll(/hopway_relay_tunnel_duration_seconds_bucket\{le="([^"]+)",peer="client",next="relay"\}/g),
+    ].map((x) => x[1]);
+    expect(les).toEqual([...LATENCY_BUCKETS_SECONDS.map(String), "+Inf"]);
+  });
+
+  it("exports the relay's state with closed label sets only", async () => {
+    const text = await registry.metrics();
+    expect(text).toContain('hopway_relay_bytes_total{direction="up",peer="relay"} 20');
+    expect(text).toContain('hopway_relay_bytes_total{direction="down",peer="client"} 30');
+    expect(text).toContain("hopway_relay_tunnels_active 3");
+    expect(text).toContain("hopway_route_table_version 9");
+    expect(text).toContain("hopway_route_table_age_seconds 5");
+    expect(text).toContain("hopway_edge_reachable 1");
+    expect(text).toContain('hopway_relay_tunnels_failed_total{reason="loop"} 1');
+    // Every failure reason exists from the start (rate() works before the first failure).
+    for (const r of FAILURE_REASONS) expect(text).toContain(`hopway_relay_tunnels_failed_total{reason="${r}"}`);
+    const allowed: Record<string, Set<string>> = {
+      direction: new Set(["up", "down"]),
+      peer: new Set(["client", "relay"]),
+      next: new Set(["relay", "target"]),
+      reason: new Set(FAILURE_REASONS),
+    };
+    for (const [, key, value] of text.matchAll(/([a-z_]+)="([^"]*)"/g)) {
+      if (key === "le") continue;
+      expect(allowed[key as string]?.has(value as string), `${key}=${value}`).toBe(true);
+    }
+  });
+});
