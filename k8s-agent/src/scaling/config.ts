@@ -40,6 +40,13 @@ export const ScalingConfigSchema = z
      * scraper and the hook controller call them from outside the pod.
      */
     local_api_from: z.enum(["loopback", "any"]).default("loopback"),
+    /**
+     * A draining pod is told to keep draining this long after the coordinator
+     * stops asking, so that it does not take state back while an HPA acting on
+     * metrics one pipeline-latency old (scrape + adapter + sync, typically
+     * 30-60 s) may still remove it. 0 follows the coordinator at once.
+     */
+    undrain_after_seconds: z.number().int().min(0).max(3600).default(120),
     deletion_cost: DeletionCostConfigSchema,
   })
   .prefault({});

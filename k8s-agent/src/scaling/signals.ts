@@ -37,6 +37,9 @@ export class ScalingSignals {
   private edge: WorkloadScalingAnswer | undefined;
   private edgeAt: number | undefined;
   private draining = false;
+  /** Since when the coordinator has stopped asking this pod to drain (undefined while it asks, or never did). */
+  private undrainSince: number | undefined;
+  private readonly undrainAfterMs: number;
   private readonly listeners = new Set<Listener>();
   private readonly gauges: {
     load: Gauge;
@@ -52,6 +55,7 @@ export class ScalingSignals {
     this.podName = opts.podName;
     this.ordinal = opts.config.ordinal ?? ordinalFromPodName(opts.podName);
     this.now = opts.now ?? Date.now;
+    this.undrainAfterMs = opts.config.undrain_after_seconds * 1000;
     const registers = [opts.registry];
     this.gauges = {
       load: new Gauge({
@@ -125,8 +129,19 @@ export class ScalingSignals {
   applyEdgeScaling(scaling: WorkloadScalingAnswer | undefined): void {
     if (!scaling || scaling.workload !== this.workload || this.ordinal === undefined) return;
     this.edge = scaling;
-    this.edgeAt = this.now();
-    this.draining = scaling.draining.includes(this.ordinal);
+    const now = this.now();
+    this.edgeAt = now;
+    if (scaling.draining.includes(this.ordinal)) {
+      this.draining = true;
+      this.undrainSince = undefined;
+    } else if (this.draining) {
+      // Hold-down: the HPA may be acting on metrics from before this answer.
+      this.undrainSince ??= now;
+      if (now - this.undrainSince >= this.undrainAfterMs) {
+        this.draining = false;
+        this.undrainSince = undefined;
+      }
+    }
     this.gauges.draining.set(this.draining ? 1 : 0);
     this.gauges.desired.set(scaling.desired_replicas ?? Math.max(scaling.desired_by_load, scaling.state_floor));
     this.emit();

@@ -16,7 +16,7 @@ let isReady = true;
 beforeEach(async () => {
   const registry = new Registry();
   signals = new ScalingSignals({
-    config: ScalingConfigSchema.parse({ workload: "hopway-agent" }),
+    config: ScalingConfigSchema.parse({ workload: "hopway-agent", undrain_after_seconds: 0 }),
     podName: "hopway-agent-2",
     registry,
   });

@@ -26,7 +26,7 @@ const value = async (registry: Registry, name: string) => {
 describe("config", () => {
   it("is prefault-able and validates the workload name", () => {
     const c = ScalingConfigSchema.parse(undefined);
-    expect(c).toMatchObject({ workload: "", target_load: 0.7, local_api_from: "loopback" });
+    expect(c).toMatchObject({ workload: "", target_load: 0.7, local_api_from: "loopback", undrain_after_seconds: 120 });
     expect(c.deletion_cost).toEqual({ enabled: false, min_interval_seconds: 30, max_backoff_seconds: 300 });
     const bad = ScalingConfigSchema.safeParse({ workload: "Not_A_Name", deletion_cost: { min_interval_seconds: 0 } });
     expect(bad.success).toBe(false);
@@ -80,6 +80,31 @@ describe("ScalingSignals", () => {
     // No scaling field in an answer: keep draining (moving state needlessly is cheap, losing it is not).
     pods[2]?.signals.applyEdgeScaling(undefined);
     expect(pods[2]?.signals.isDraining()).toBe(true);
+  });
+
+  it("keeps draining for undrain_after_seconds after the coordinator stops asking", () => {
+    const { signals, tick } = make("relay-3", { workload: "relay", undrain_after_seconds: 120 });
+    const answer = (draining: number[]) =>
+      signals.applyEdgeScaling({ workload: "relay", desired_by_load: 3, state_floor: 0, draining });
+    answer([3]);
+    expect(signals.isDraining()).toBe(true);
+    answer([]);
+    tick(60_000);
+    answer([]);
+    expect(signals.isDraining()).toBe(true); // 60 s < 120 s
+    answer([3]); // asked again: the hold-down restarts from the next release
+    tick(100_000);
+    answer([]);
+    tick(100_000);
+    answer([]);
+    expect(signals.isDraining()).toBe(true); // 100 s since the release
+    tick(20_000);
+    answer([]);
+    expect(signals.isDraining()).toBe(false);
+    // Never asked: an answer without this ordinal leaves it serving.
+    const fresh = make("relay-1").signals;
+    fresh.applyEdgeScaling({ workload: "relay", desired_by_load: 3, state_floor: 0, draining: [] });
+    expect(fresh.isDraining()).toBe(false);
   });
 
   it("notifies listeners and survives a throwing one", () => {
