@@ -264,7 +264,8 @@ export class RealmObject extends DurableObject<Env> {
       for (const r of records) this.records.upsert(r, JSON.stringify(r), null, v);
     });
     this.notify();
-    this.maybePrune();
+    // An import may add thousands of changelog rows at once: trim now rather than after 256 more writes.
+    this.records.prune();
     this.scheduleAlarm();
     return { ok: true, version: this.records.version, records: records.length };
   }

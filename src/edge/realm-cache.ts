@@ -90,13 +90,28 @@ export class RealmView {
 
 const views = new Map<string, RealmView>();
 
-function remember(realm: string, view: RealmView): void {
+/**
+ * Stores `view` unless this isolate already holds the same or a newer version,
+ * and returns the view to use: concurrent requests that reach one version
+ * share one view, so the realm is built and each table computed once.
+ */
+function remember(realm: string, view: RealmView): RealmView {
   const prev = views.get(realm);
-  // Concurrent requests in one isolate may finish out of order: never go back.
-  if (prev !== undefined && prev.epoch === view.epoch && prev.version >= view.version) return;
+  if (prev !== undefined && prev.epoch === view.epoch) {
+    if (prev.version === view.version) return prev;
+    // Requests may finish out of order: never go back.
+    if (prev.version > view.version) return view;
+  }
   views.delete(realm);
   views.set(realm, view);
   if (views.size > MAX_REALMS) views.delete(views.keys().next().value as string);
+  return view;
+}
+
+/** The stored view when it already is at the version `changes` leads to (nothing to apply). */
+function known(realm: string, changes: Changes): RealmView | undefined {
+  const prev = views.get(realm);
+  return prev !== undefined && prev.epoch === changes.epoch && prev.version === changes.version ? prev : undefined;
 }
 
 async function apply(rpc: RealmRpc, caller: Caller, base: RealmView | undefined, changes: Changes): Promise<RealmView> {
@@ -138,9 +153,7 @@ export function peekView(realm: string): RealmView | undefined {
 export async function currentView(rpc: RealmRpc, caller: Caller, realm: string): Promise<RealmView> {
   const cached = views.get(realm);
   const { changes } = unwrap(await rpc.changes(caller, cached?.epoch ?? null, cached?.version ?? null));
-  const view = await apply(rpc, caller, cached, changes);
-  remember(realm, view);
-  return view;
+  return known(realm, changes) ?? remember(realm, await apply(rpc, caller, cached, changes));
 }
 
 /** Holds until the realm moves past `view` or `ms` pass; returns the newer view, or `view` itself on timeout. */
@@ -152,9 +165,8 @@ export async function nextView(
   ms: number,
 ): Promise<RealmView> {
   const { changes } = unwrap(await rpc.waitForChange(caller, view.epoch, view.version, ms));
-  const next = await apply(rpc, caller, view, changes);
-  remember(realm, next);
-  return next;
+  if (changes.kind === "current") return view;
+  return known(realm, changes) ?? remember(realm, await apply(rpc, caller, view, changes));
 }
 
 /** For tests: forget every cached realm (as a fresh isolate would). */

@@ -1,0 +1,153 @@
+// Edge benchmark, through wrangler dev (workerd, real Durable Objects) via startLocalEdge:
+//  1. time to import a realistic 10,000-record realm (one atomic import);
+//  2. route lookups per second (/routes and /route-tables, served from the isolate's cache)
+//     against a no-op endpoint of the same Worker in the same run: the ratio is the figure,
+//     since the absolute numbers mostly measure this machine and wrangler's proxy;
+//  3. how fast waiting agents learn of a change (long-poll wake-up after a PUT).
+// Every loop is bounded by count and by time.
+import { generateTopology } from "../src/core/testing/generate.ts";
+import { startLocalEdge } from "../test/support/local-edge.ts";
+
+const RECORDS = Number(process.env.EDGE_BENCH_RECORDS ?? 10_000);
+const PHASE_MS = Number(process.env.EDGE_BENCH_PHASE_MS ?? 4_000);
+const PHASE_MAX = 40_000;
+const CONCURRENCY = 16;
+
+const edge = await startLocalEdge();
+const auth = { authorization: `Bearer ${edge.adminToken}` };
+
+async function must(res: Response, what: string): Promise<unknown> {
+  const text = await res.text();
+  if (!res.ok && res.status !== 304) throw new Error(`${what}: HTTP ${res.status} ${text.slice(0, 300)}`);
+  return text === "" ? null : JSON.parse(text);
+}
+
+/** Runs `one` from CONCURRENCY workers until PHASE_MS or PHASE_MAX requests; returns requests/second. */
+async function rate(label: string, one: (i: number) => Promise<void>): Promise<number> {
+  let n = 0;
+  const started = performance.now();
+  const deadline = started + PHASE_MS;
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (performance.now() < deadline && n < PHASE_MAX) await one(n++);
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const perSecond = n / seconds;
+  console.log(
+    `  ${label.padEnd(36)} ${String(n).padStart(6)} requests in ${seconds.toFixed(2)} s = ${perSecond.toFixed(0)}/s`,
+  );
+  return perSecond;
+}
+
+try {
+  const records = generateTopology({ records: RECORDS, seed: 7 });
+  const body = JSON.stringify(records);
+  console.log(
+    `edge bench: ${records.length} generated records (${(body.length / 1024 / 1024).toFixed(1)} MiB JSON), ${edge.url}`,
+  );
+
+  // 1. Import.
+  const importMs: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now();
+    const r = (await must(
+      await fetch(`${edge.url}/v1/realms/bench-${i}/import`, {
+        method: "POST",
+        headers: { ...auth, "content-type": "application/json" },
+        body,
+      }),
+      "import",
+    )) as { version: number; records: number };
+    importMs.push(performance.now() - t);
+    if (r.records !== records.length) throw new Error(`import stored ${r.records} of ${records.length}`);
+  }
+  importMs.sort((a, b) => a - b);
+  console.log(
+    `import of ${records.length} records: median ${importMs[1]!.toFixed(0)} ms (runs: ${importMs.map((m) => m.toFixed(0)).join(", ")} ms)`,
+  );
+
+  const realm = `${edge.url}/v1/realms/bench-0`;
+  const nodes = records.filter((r) => r.type === "node").map((r) => r.name);
+  const pick = (i: number, salt: number) => nodes[(i * 7919 + salt * 104_729) % nodes.length]!;
+
+  // First lookup after the import builds the realm in the isolate; the first table is computed cold.
+  let t = performance.now();
+  await must(await fetch(`${realm}/routes?from=${pick(1, 1)}&to=${pick(2, 2)}`, { headers: auth }), "first route");
+  console.log(
+    `first lookup after import (isolate loads and builds the realm): ${(performance.now() - t).toFixed(0)} ms`,
+  );
+  t = performance.now();
+  const cold = await fetch(`${realm}/route-tables/${pick(3, 3)}`, { headers: auth });
+  const coldText = await cold.text();
+  if (!cold.ok) throw new Error(`cold table: HTTP ${cold.status}`);
+  const coldRoutes = (JSON.parse(coldText) as { routes: unknown[] }).routes.length;
+  console.log(
+    `one route table computed cold: ${(performance.now() - t).toFixed(0)} ms (${coldRoutes} routes, ${(coldText.length / 1024).toFixed(0)} KiB)`,
+  );
+
+  // 2. Throughput against the no-op reference, same Worker, same path through wrangler dev.
+  const PAIRS = 256;
+  const TABLES = 16;
+  for (let i = 0; i < TABLES; i++)
+    await must(await fetch(`${realm}/route-tables/${pick(i, 5)}`, { headers: auth }), "warm");
+  console.log(`throughput (${CONCURRENCY} concurrent clients, ${PHASE_MS} ms per phase):`);
+  const noop = await rate("GET /v1/noop (reference)", async () => {
+    await must(await fetch(`${edge.url}/v1/noop`), "noop");
+  });
+  const routes = await rate(`GET /routes (${PAIRS} pairs)`, async (i) => {
+    const k = i % PAIRS;
+    await must(await fetch(`${realm}/routes?from=${pick(k, 11)}&to=${pick(k, 13)}`, { headers: auth }), "route");
+  });
+  const tables = await rate(`GET /route-tables (${TABLES} nodes)`, async (i) => {
+    await must(await fetch(`${realm}/route-tables/${pick(i % TABLES, 5)}`, { headers: auth }), "table");
+  });
+  // The ETag names the realm version, so one value is current for every node's table.
+  const probe = await fetch(`${realm}/route-tables/${pick(0, 5)}`, { headers: auth });
+  const etag = probe.headers.get("etag") ?? "";
+  await probe.text();
+  const conditional = await rate("GET /route-tables, If-None-Match (304)", async (i) => {
+    await must(
+      await fetch(`${realm}/route-tables/${pick(i % TABLES, 5)}`, { headers: { ...auth, "if-none-match": etag } }),
+      "304",
+    );
+  });
+  console.log(`RATIO /routes vs no-op:              ${(routes / noop).toFixed(2)}`);
+  console.log(`RATIO /route-tables vs no-op:        ${(tables / noop).toFixed(2)}`);
+  console.log(`RATIO conditional (304) vs no-op:    ${(conditional / noop).toFixed(2)}`);
+
+  // 3. Long-poll wake-up: agents holding ?wait= learn of a change.
+  const WAITERS = 50;
+  const head = await fetch(`${realm}/route-tables/${pick(0, 5)}`, { headers: auth });
+  const current = head.headers.get("etag")!;
+  await head.text();
+  const woke: number[] = [];
+  const waiting = Array.from({ length: WAITERS }, async (_, i) => {
+    const res = await fetch(`${realm}/route-tables/${pick(i % TABLES, 5)}?wait=20`, {
+      headers: { ...auth, "if-none-match": current },
+    });
+    await res.text();
+    woke.push(performance.now());
+    return res.status;
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  const changedAt = performance.now();
+  await must(
+    await fetch(`${realm}/nodes/bench-new-node`, {
+      method: "PUT",
+      headers: { ...auth, "content-type": "application/json" },
+      body: JSON.stringify({
+        metadata: { namespace_name: "bench" },
+        gateway: [{ priority: 1, address: "ipv4://10.200.0.1:1" }],
+      }),
+    }),
+    "put",
+  );
+  const statuses = await Promise.all(waiting);
+  const lag = woke.map((w) => w - changedAt).sort((a, b) => a - b);
+  console.log(
+    `long-poll: ${statuses.filter((s) => s === 200).length}/${WAITERS} waiters woke with the new table; after the PUT was sent: median ${lag[Math.floor(lag.length / 2)]!.toFixed(0)} ms, max ${lag[lag.length - 1]!.toFixed(0)} ms (includes recomputing ${TABLES} tables at ${nodes.length} records)`,
+  );
+} finally {
+  await edge.stop();
+}
