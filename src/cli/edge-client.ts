@@ -111,7 +111,11 @@ const NodesListSchema = z.union([
   z.array(z.unknown()),
 ]);
 
-export const RouteAnswerSchema = RouteSchema.extend({ version: z.union([z.number(), z.string()]).optional() });
+export const RouteAnswerSchema = RouteSchema.extend({
+  version: z.union([z.number(), z.string()]).optional(),
+  /** When the target is a group: the route to each member. */
+  routes: z.array(RouteSchema).optional(),
+});
 export type RouteAnswer = z.infer<typeof RouteAnswerSchema>;
 
 export const ImportAnswerSchema = z.looseObject({

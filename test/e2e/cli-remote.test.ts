@@ -174,6 +174,29 @@ describe("hopway route", () => {
     expect(JSON.parse(json.stdout)).toMatchObject({ hops: null });
   });
 
+  it("shows one route per member for a group, exit 0 while any member is reachable", async () => {
+    const put = await fetch(`${edge.url}/v1/realms/${REALM}/nodes/apps`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${edge.adminToken}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        name: "apps",
+        type: "group",
+        node_list: [{ node_name: "app1" }, { node_name: "island" }],
+      }),
+    });
+    expect(put.status).toBeLessThan(300);
+    const out = await cli(routeCmd, ["--from", "app2", "--to", "apps"], readerEnv());
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/^app2 -> apps: group of 2, 1 reachable\n/);
+    expect(out.stdout).toMatch(/\napp2 -> app1: 4 hops, 3 relays/);
+    expect(out.stdout).toMatch(/\napp2 -> island: no route/);
+    const del = await fetch(`${edge.url}/v1/realms/${REALM}/nodes/apps`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${edge.adminToken}` },
+    });
+    expect(del.status).toBe(200);
+  });
+
   it("exits 1 with unknown_node for a name the realm does not hold, 2 for a malformed one", async () => {
     const unknown = await cli(routeCmd, ["--from", "app2", "--to", "ghost"], readerEnv());
     expect(unknown.code).toBe(1);

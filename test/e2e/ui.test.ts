@@ -168,6 +168,26 @@ describe("topology page", () => {
     expect(await page.$$("#graph g.node[data-route-hop]")).toHaveLength(0);
   });
 
+  it("draws one route per member when the target is a group", async () => {
+    await ok(
+      api(
+        "PUT",
+        "/nodes/apps",
+        JSON.stringify({ name: "apps", type: "group", node_list: [{ node_name: "app1" }, { node_name: "island" }] }),
+      ),
+    );
+    await expect.poll(() => page.$$eval("#route-to option", (os) => os.map((o) => o.textContent))).toContain("apps");
+    await page.selectOption("#route-from", "app2");
+    await page.selectOption("#route-to", "apps");
+    await page.waitForSelector('#route-panel[data-state="found"]', { timeout: 10_000 });
+    expect(await page.textContent("#route-status")).toBe("Group of 2: 1 member reachable.");
+    const members = await page.$$eval("#route-hops > li", (els) => els.map((e) => e.getAttribute("data-node")));
+    expect(members).toEqual(["app1", "island"]);
+    expect(await page.$$("#graph path.route-step")).toHaveLength(4);
+    expect(await page.getAttribute('#graph g.node[data-node="app1"]', "data-route-hop")).toBe("4");
+    expect((await api("DELETE", "/nodes/apps")).status).toBe(200);
+  });
+
   it("renders hostile record contents as text", async () => {
     const hostile = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>`;
     await ok(

@@ -24,10 +24,12 @@ export const summary = "show the route between two records, resolved by a runnin
 const HELP = `usage: hopway route --from A --to B [--edge URL] [--realm NAME] [--token TOKEN] [--json]
 
 Prints every hop of the route from A to B: the node, the address dialled, the
-gateway priority used and the fallback addresses. A reader token is enough.
+gateway priority used and the fallback addresses; for a group B, the route to
+each member. A reader token is enough.
 
 ${TARGET_HELP}
-exit status: 0 a route exists, 1 no route / edge or network error, 2 bad usage
+exit status: 0 a route exists (to a group: to at least one member), 1 no route / edge or
+network error, 2 bad usage
 `;
 
 const OPTIONS = { ...TARGET_OPTIONS, from: { type: "string" }, to: { type: "string" } } as const;
@@ -45,6 +47,10 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
     const route = await new EdgeClient(target).route(from, to);
     if (values.json) io.stdout(`${JSON.stringify(route, null, 2)}\n`);
     else io.stdout(formatRoute(route));
+    if (route.routes) {
+      // A group: fine as long as some member can be reached.
+      return route.routes.some((r) => r.hops !== null) ? EXIT_OK : EXIT_EDGE;
+    }
     if (route.hops === null) {
       if (!values.json)
         io.stderr(
@@ -76,6 +82,11 @@ function requireName(value: string | undefined, flag: string): string {
 
 export function formatRoute(route: RouteAnswer): string {
   const title = `${route.from} -> ${route.to}`;
+  if (route.routes) {
+    const found = route.routes.filter((r) => r.hops !== null).length;
+    const head = `${title}: group of ${route.routes.length}, ${found} reachable\n`;
+    return head + route.routes.map((member) => `\n${formatRoute(member)}`).join("");
+  }
   if (route.hops === null) return `${title}: no route (${route.reason ?? "unknown"})\n`;
   const relays = Math.max(0, route.hops.length - 1);
   const head = `${title}: ${route.hops.length} hop${route.hops.length === 1 ? "" : "s"}, ${relays} relay${relays === 1 ? "" : "s"}${route.version !== undefined ? ` (version ${route.version})` : ""}\n`;

@@ -21,6 +21,8 @@ export interface NodesSnapshot {
 
 export interface RouteAnswer extends Route {
   version?: number | string;
+  /** When the target is a group: the route to each member. */
+  routes?: Route[];
 }
 
 export class Api {

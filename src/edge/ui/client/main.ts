@@ -303,9 +303,21 @@ function renderSelects(state: State): void {
   }
 }
 
-function routePath(state: State): { nodes: string[]; hops: Hop[] } | null {
-  if (!state.route?.hops) return null;
-  return { nodes: [state.route.from, ...state.route.hops.map((h) => h.node)], hops: state.route.hops };
+interface RoutePath {
+  /** The route's target: the member, when the picked target is a group. */
+  to: string;
+  nodes: string[];
+  hops: Hop[];
+}
+
+/** The routes to draw: the one route, or one per member that has one when the target is a group. */
+function routePaths(state: State): RoutePath[] {
+  const route = state.route;
+  if (!route) return [];
+  const routes = route.routes ?? [route];
+  return routes.flatMap((r) =>
+    r.hops ? [{ to: r.to, nodes: [r.from, ...r.hops.map((h) => h.node)], hops: r.hops }] : [],
+  );
 }
 
 function renderGraph(state: State, drawn: Layout): void {
@@ -356,31 +368,32 @@ function renderGraph(state: State, drawn: Layout): void {
     svg("text", { class: "link-label", x: d.mid.x, y: d.mid.y }, linkLayer).textContent = `p${link.priority}`;
   }
 
-  const path = routePath(state);
+  const paths = routePaths(state);
   const onRoute = new Map<string, number>();
-  path?.nodes.forEach((name, i) => {
-    onRoute.set(name, i);
-  });
+  for (const path of paths) {
+    path.nodes.forEach((name, i) => {
+      onRoute.set(name, Math.min(i, onRoute.get(name) ?? i));
+    });
+  }
 
   const nodeLayer = svg("g", { class: "nodes" }, root);
   for (const placed of drawn.nodes.values()) drawNode(nodeLayer, placed, state, onRoute.get(placed.record.name));
 
-  if (path) {
-    const routeLayer = svg("g", { class: "route" }, root);
+  const routeLayer = svg("g", { class: "route" }, root);
+  const drawnSteps = new Set<string>();
+  for (const path of paths) {
     path.hops.forEach((hop, i) => {
-      const a = drawn.nodes.get(path.nodes[i] as string);
+      const from = path.nodes[i] as string;
+      // Member routes of a group share their first hops: draw each step once.
+      const key = `${i}:${from}>${hop.node}`;
+      const a = drawn.nodes.get(from);
       const b = drawn.nodes.get(hop.node);
-      if (!a || !b) return;
+      if (!a || !b || drawnSteps.has(key)) return;
+      drawnSteps.add(key);
       const d = curve(a, b);
       svg(
         "path",
-        {
-          class: "route-step",
-          d: d.path,
-          "data-step": i + 1,
-          "data-from": path.nodes[i] as string,
-          "data-to": hop.node,
-        },
+        { class: "route-step", d: d.path, "data-step": i + 1, "data-from": from, "data-to": hop.node },
         routeLayer,
       );
       svg("text", { class: "route-label", x: d.mid.x, y: d.mid.y - 4 }, routeLayer).textContent =
@@ -455,6 +468,22 @@ function renderRoutePanel(state: State): void {
   } else if (state.routeError) {
     panel.dataset.state = "error";
     status.textContent = `The edge refused: ${state.routeError}`;
+  } else if (state.route?.routes) {
+    // A group: one route per member that exists (section 1 of the routing contract).
+    const found = state.route.routes.filter((r) => r.hops !== null).length;
+    panel.dataset.state = found > 0 ? "found" : "none-found";
+    status.textContent = `Group of ${state.route.routes.length}: ${found} member${found === 1 ? "" : "s"} reachable.`;
+    for (const member of state.route.routes) {
+      const li = html("li", undefined, list);
+      li.dataset.node = member.to;
+      html("strong", member.to, li);
+      if (member.hops === null) {
+        html("span", `  no route: ${member.reason ?? "unknown"}${member.detail ? ` — ${member.detail}` : ""}`, li);
+      } else {
+        const ol = html("ol", undefined, li);
+        for (const hop of member.hops) html("li", hopText(hop), ol);
+      }
+    }
   } else if (state.route && state.route.hops === null) {
     panel.dataset.state = "none-found";
     status.textContent = `No route: ${state.route.reason ?? "unknown"}${state.route.detail ? ` — ${state.route.detail}` : ""}`;
@@ -463,16 +492,18 @@ function renderRoutePanel(state: State): void {
     const relays = state.route.hops.length - 1;
     status.textContent = `${state.route.hops.length} hop${state.route.hops.length === 1 ? "" : "s"}, ${relays} relay${relays === 1 ? "" : "s"}.`;
     for (const hop of state.route.hops) {
-      const li = html("li", undefined, list);
+      const li = html("li", hopText(hop), list);
       li.dataset.node = hop.node;
-      li.textContent = `${hop.node}  ${hop.address ?? "(client connection)"}  priority ${hop.priority}${
-        hop.alternatives.length > 0 ? `  fallbacks: ${hop.alternatives.join(", ")}` : ""
-      }`;
     }
   } else {
     panel.dataset.state = "loading";
     status.textContent = "Resolving…";
   }
+}
+
+function hopText(hop: Hop): string {
+  const fallbacks = hop.alternatives.length > 0 ? `  fallbacks: ${hop.alternatives.join(", ")}` : "";
+  return `${hop.node}  ${hop.address ?? "(client connection)"}  priority ${hop.priority}${fallbacks}`;
 }
 
 function renderDetails(state: State): void {
