@@ -21,6 +21,7 @@ import {
 import { callerFrom } from "./auth.ts";
 import { EdgeError, invalid, MAX_IMPORT_BYTES, readBody, readJson, unwrap, validate } from "./http.ts";
 import { openApiDocument } from "./openapi.ts";
+import { mountOwnership } from "./ownership.ts";
 import { currentView, nextView, peekView, type RealmView } from "./realm-cache.ts";
 import {
   HeartbeatBodySchema,
@@ -301,6 +302,7 @@ export function createApp(): Hono<Env2> {
     return c.json({ revoked: unwrap(await c.var.stub.revokeToken(c.var.caller, id)).revoked });
   });
 
+  mountOwnership(realms);
   app.route("/v1/realms/:realm", realms);
   return app;
 }
