@@ -262,10 +262,9 @@ function wireControls(state: State): void {
     state.regionKey = regionInput.value.trim() || "area.region";
     render(state);
   });
-  $("graph").addEventListener("click", async (event) => {
-    const target = (event.target as Element).closest("[data-node]");
-    if (!target) return;
-    const name = target.getAttribute("data-node") as string;
+  const pickNode = async (target: Element | null) => {
+    const name = target?.closest("[data-node]")?.getAttribute("data-node");
+    if (!name) return;
     state.selected = name;
     if (!state.from || state.to) {
       state.from = name;
@@ -275,6 +274,14 @@ function wireControls(state: State): void {
     }
     await refreshRoute(state);
     render(state);
+    // The graph was redrawn: give the keyboard its place back.
+    document.querySelector<SVGGElement>(`#graph g.node[data-node="${CSS.escape(name)}"]`)?.focus();
+  };
+  $("graph").addEventListener("click", (event) => void pickNode(event.target as Element));
+  $("graph").addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" && event.key !== " ") return;
+    event.preventDefault();
+    void pickNode(event.target as Element);
   });
 }
 
