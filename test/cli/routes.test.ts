@@ -1,0 +1,146 @@
+// `hopway routes`, run the way a user runs it: the bin shim in a child process.
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../..");
+const FIXTURES = join(ROOT, "test/fixtures/topologies");
+const BIN = join(ROOT, "bin/hopway.mjs");
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function hopway(args: string[], stdin?: string): Promise<Result> {
+  return new Promise((resolve) => {
+    const child = execFile(
+      process.execPath,
+      [BIN, ...args],
+      { cwd: ROOT, timeout: 30_000, maxBuffer: 64 << 20 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
+        resolve({ code, stdout, stderr });
+      },
+    );
+    if (stdin !== undefined) child.stdin?.end(stdin);
+    else child.stdin?.end();
+  });
+}
+
+const brief = (routes: Array<{ from: string; to: string; hops: Array<Record<string, unknown>> | null }>) =>
+  routes.map((r) => ({
+    from: r.from,
+    to: r.to,
+    hops: r.hops?.map((h) => ({ node: h.node, address: h.address, priority: h.priority })) ?? null,
+  }));
+
+describe("hopway routes", () => {
+  const expected = JSON.parse(readFileSync(join(FIXTURES, "expected-routes.json"), "utf8")) as Record<
+    string,
+    unknown[]
+  >;
+
+  it("--json with no pair: every ordered pair, exactly the contract's expected routes", async () => {
+    for (const file of Object.keys(expected)) {
+      const r = await hopway(["routes", "--topology", join(FIXTURES, file), "--json"]);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      const routes = JSON.parse(r.stdout);
+      expect(brief(routes)).toEqual(expect.arrayContaining(expected[file]!));
+      expect(routes).toHaveLength(expected[file]!.length);
+    }
+  });
+
+  it("--from/--to gives the one route; without --json a readable table", async () => {
+    const topo = join(FIXTURES, "cross-region.yaml");
+    const [json, table] = await Promise.all([
+      hopway(["routes", "--topology", topo, "--from", "app2", "--to", "app1", "--json"]),
+      hopway(["routes", "--topology", topo, "--from", "app2", "--to", "app1"]),
+    ]);
+    expect(json.code).toBe(0);
+    expect(brief(JSON.parse(json.stdout)).map((r) => r.hops?.map((h) => h.node))).toEqual([
+      ["relaysvr2", "relaysvr3", "relaysvr1", "app1"],
+    ]);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toMatch(/app2 -> app1: 4 hops/);
+    expect(table.stdout).toMatch(/relaysvr3\s+ipv4:\/\/192\.18\.0\.1:1234\s+2/);
+    expect(() => JSON.parse(table.stdout)).toThrow();
+  });
+
+  it("lists no-route pairs with hops null and a reason; groups expand; stdin and list-form JSON work", async () => {
+    const topology = [
+      { name: "a", metadata: { namespace_name: "x" }, gateway: [{ priority: 1, address: "ipv4://10.0.0.1:1" }] },
+      {
+        name: "b",
+        metadata: { namespace_name: "y" },
+        gateway: [{ priority: 1, address: "ipv4://10.0.0.2:1", match: { metadata: { namespace_name: "y" } } }],
+      },
+      { name: "g", type: "group", node_list: [{ node_name: "a" }, { node_name: "b" }] },
+    ];
+    const all = await hopway(["routes", "--topology", "-", "--json"], JSON.stringify(topology));
+    expect(all.code).toBe(0);
+    expect(JSON.parse(all.stdout)).toEqual([
+      { from: "a", to: "b", hops: null, reason: "no_matching_gateway", detail: expect.any(String) },
+      { from: "b", to: "a", hops: [{ node: "a", address: "ipv4://10.0.0.1:1", priority: 1, alternatives: [] }] },
+    ]);
+    const group = await hopway(
+      ["routes", "--topology", "-", "--json", "--from", "b", "--to", "g"],
+      JSON.stringify(topology),
+    );
+    expect(JSON.parse(group.stdout).map((r: { to: string; reason?: string }) => [r.to, r.reason ?? "ok"])).toEqual([
+      ["a", "ok"],
+      ["b", "same_node"],
+    ]);
+  });
+
+  it("exit 2 with every problem on stderr for an invalid topology", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hopway-cli-"));
+    const file = join(dir, "bad.yaml");
+    writeFileSync(
+      file,
+      "relaysvr1:\n  discovery:\n    gateway:\n      - { priority: 1, address: ipv4://10.0.0.1:1 }\n      - { priority: x, address: ipv4://10.0.0.1:1 }\n      - { priority: 2.5, address: ftp://a:1 }\napp:\n  discovery: { type: nodez }\n",
+    );
+    const r = await hopway(["routes", "--topology", file, "--json"]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe("");
+    for (const path of [
+      "relaysvr1.discovery.gateway[1].priority",
+      "relaysvr1.discovery.gateway[2].priority: expected integer",
+      "relaysvr1.discovery.gateway[2].address",
+      "app.discovery.type",
+    ]) {
+      expect(r.stderr).toContain(path);
+    }
+  });
+
+  it("exit 2 for unknown flags, a missing or unreadable file, unknown names, and unknown commands", async () => {
+    const topo = join(FIXTURES, "cross-region.yaml");
+    const results = await Promise.all([
+      hopway(["routes", "--topology", topo, "--bogus"]),
+      hopway(["routes"]),
+      hopway(["routes", "--topology", "/nonexistent/topology.yaml"]),
+      hopway(["routes", "--topology", topo, "--from", "nobody", "--to", "app1"]),
+      hopway(["routez"]),
+    ]);
+    for (const r of results) {
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe("");
+      expect(r.stderr.length).toBeGreaterThan(0);
+    }
+    expect(results[0]!.stderr).toContain("--bogus");
+    expect(results[2]!.stderr).toContain("ENOENT");
+    expect(results[3]!.stderr).toContain("unknown_node");
+    expect(results[4]!.stderr).toContain("unknown command 'routez'");
+  });
+
+  it("hopway help lists every registered command", async () => {
+    const r = await hopway(["help"]);
+    expect(r.code).toBe(0);
+    for (const c of ["routes", "import", "route", "nodes"]) expect(r.stdout).toMatch(new RegExp(`^  ${c}\\s`, "m"));
+  });
+});
