@@ -52,7 +52,8 @@ export interface WorkloadScalingOptions {
 }
 
 /**
- * The scaling state of one workload from its pods' live reports.
+ * The scaling state of one workload from its pods' live reports. Explicit
+ * options win over the HPA settings the reports carry.
  *
  * `draining` is what load alone asks for, the state floor deliberately left out:
  * a pod above the load target must start moving its state away precisely
@@ -63,7 +64,10 @@ export function computeWorkloadScaling(
   reports: readonly ScalingReport[],
   options: number | WorkloadScalingOptions = {},
 ): WorkloadScaling {
-  const opts: WorkloadScalingOptions = typeof options === "number" ? { targetLoad: options } : options;
+  const opts: WorkloadScalingOptions = {
+    ...hintsFrom(workload, reports),
+    ...(typeof options === "number" ? { targetLoad: options } : options),
+  };
   const targetLoad = opts.targetLoad ?? 0.7;
   const tolerance = opts.tolerance ?? HPA_TOLERANCE;
   if (!(targetLoad > 0)) throw new RangeError("targetLoad must be positive");
@@ -104,6 +108,22 @@ export function computeWorkloadScaling(
     replicas_reporting: byOrdinal.size,
     total_load: Math.round(load * 1e6) / 1e6,
   };
+}
+
+/**
+ * The HPA settings the pods' agents report. While a config change rolls out
+ * they may disagree; the most conservative combination (fewest pods drained)
+ * wins: the smallest target, the largest min and max.
+ */
+function hintsFrom(workload: string, reports: readonly ScalingReport[]): WorkloadScalingOptions {
+  const hints: WorkloadScalingOptions = {};
+  for (const r of reports) {
+    if (r.workload !== workload) continue;
+    if (r.target_load !== undefined) hints.targetLoad = Math.min(hints.targetLoad ?? Infinity, r.target_load);
+    if (r.min_replicas !== undefined) hints.minReplicas = Math.max(hints.minReplicas ?? 0, r.min_replicas);
+    if (r.max_replicas !== undefined) hints.maxReplicas = Math.max(hints.maxReplicas ?? 0, r.max_replicas);
+  }
+  return hints;
 }
 
 /** `hopway-relay-12` → 12; undefined when the name carries no StatefulSet ordinal. */

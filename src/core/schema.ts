@@ -217,5 +217,13 @@ export const ScalingReportSchema = z.strictObject({
   holds_state: z.boolean(),
   /** How much state it holds (keys, sessions): feeds the pod deletion cost. */
   state_items: z.number().int().nonnegative().optional(),
+  /**
+   * The HPA's settings as the pod's agent is configured (load target,
+   * minReplicas, maxReplicas), so that the coordinator drains only pods the
+   * HPA will actually remove. Optional: without them the defaults apply.
+   */
+  target_load: z.number().positive().max(10).optional(),
+  min_replicas: z.number().int().min(1).max(100_000).optional(),
+  max_replicas: z.number().int().min(1).max(100_000).optional(),
 });
 export type ScalingReport = z.infer<typeof ScalingReportSchema>;

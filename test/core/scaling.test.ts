@@ -65,6 +65,18 @@ describe("computeWorkloadScaling", () => {
     expect(computeWorkloadScaling(W, hot, { maxReplicas: 2 }).desired_by_load).toBe(2);
   });
 
+  it("takes the HPA settings from the reports, conservatively, unless given explicitly", () => {
+    const idle = [0, 1, 2, 3].map((o) => ({ ...rep(o, 0), min_replicas: 2, max_replicas: 10 }));
+    expect(computeWorkloadScaling(W, idle).draining).toEqual([2, 3]);
+    // A config change rolling out: one pod already says min 3 — nobody below 3 drains.
+    const rolling = idle.map((r, i) => (i === 0 ? { ...r, min_replicas: 3 } : r));
+    expect(computeWorkloadScaling(W, rolling).draining).toEqual([3]);
+    // The smaller target wins: 1.2 / 0.4 = 3 pods rather than 1.2 / 0.7 = 2.
+    const targets = [0, 1, 2, 3].map((o) => ({ ...rep(o, 0.3), target_load: o === 1 ? 0.4 : 0.7 }));
+    expect(computeWorkloadScaling(W, targets).desired_by_load).toBe(3);
+    expect(computeWorkloadScaling(W, rolling, { minReplicas: 1 }).draining).toEqual([1, 2, 3]);
+  });
+
   it("rejects a non-positive target", () => {
     expect(() => computeWorkloadScaling(W, [], { targetLoad: 0 })).toThrow(RangeError);
   });

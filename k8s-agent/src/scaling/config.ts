@@ -29,6 +29,12 @@ export const ScalingConfigSchema = z
     /** Load factor per pod the HPA aims for (autoscaling.md: 0.7). */
     target_load: z.number().positive().max(10).default(0.7),
     /**
+     * The HPA's minReplicas and maxReplicas, sent with every report so that
+     * the coordinator never asks pods to drain that the HPA will keep.
+     */
+    min_replicas: z.number().int().min(1).max(100_000).optional(),
+    max_replicas: z.number().int().min(1).max(100_000).optional(),
+    /**
      * The pod's StatefulSet ordinal. Left out, it is read from the pod name
      * (POD_NAME, `<statefulset>-<ordinal>`).
      */

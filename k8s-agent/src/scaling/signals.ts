@@ -31,6 +31,7 @@ export class ScalingSignals {
   readonly workload: string;
   readonly ordinal: number | undefined;
   readonly podName: string;
+  private readonly hpa: Pick<ScalingReport, "target_load" | "min_replicas" | "max_replicas">;
   private readonly now: () => number;
   private report: LocalReport = { load: 0, holds_state: false };
   private reportedAt: number | undefined;
@@ -56,6 +57,9 @@ export class ScalingSignals {
     this.ordinal = opts.config.ordinal ?? ordinalFromPodName(opts.podName);
     this.now = opts.now ?? Date.now;
     this.undrainAfterMs = opts.config.undrain_after_seconds * 1000;
+    this.hpa = { target_load: opts.config.target_load };
+    if (opts.config.min_replicas !== undefined) this.hpa.min_replicas = opts.config.min_replicas;
+    if (opts.config.max_replicas !== undefined) this.hpa.max_replicas = opts.config.max_replicas;
     const registers = [opts.registry];
     this.gauges = {
       load: new Gauge({
@@ -117,7 +121,7 @@ export class ScalingSignals {
       holds_state: this.report.holds_state,
     };
     if (this.report.state_items !== undefined) r.state_items = this.report.state_items;
-    return r;
+    return { ...r, ...this.hpa };
   }
 
   /**

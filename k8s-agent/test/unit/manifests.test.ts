@@ -246,6 +246,8 @@ describe("cross-checks", () => {
     });
     expect(config.scaling.workload).toBe(sts.metadata.name);
     expect(config.scaling.target_load * 1000).toBe(Number.parseInt(hpa.spec.metrics[0].pods.target.averageValue, 10));
+    expect(config.scaling.min_replicas).toBe(hpa.spec.minReplicas);
+    expect(config.scaling.max_replicas).toBe(hpa.spec.maxReplicas);
     expect(config.scaling.deletion_cost.enabled).toBe(true); // the Role exists for it
     expect(Number(config.admin.listen.split(":").pop())).toBe(port("admin"));
     expect(config.relay.listen.map((l) => Number(l.split(":").pop()))).toEqual([port("relay")]);

@@ -58,7 +58,10 @@ describe("ScalingSignals", () => {
       load: 0.5,
       holds_state: true,
       state_items: 2,
+      target_load: 0.7,
     });
+    const withHpa = make("relay-3", { workload: "relay", min_replicas: 2, max_replicas: 9 }).signals;
+    expect(withHpa.heartbeatReport()).toMatchObject({ min_replicas: 2, max_replicas: 9, target_load: 0.7 });
     expect(make("relay-3", {}).signals.heartbeatReport()).toBeUndefined();
     expect(make("relay-abcde").signals.heartbeatReport()).toBeUndefined();
     expect(make("relay-abcde", { workload: "relay", ordinal: 7 }).signals.heartbeatReport()?.ordinal).toBe(7);
