@@ -53,7 +53,8 @@ export function parseListen(listen: AdminServerOptions["listen"]): { host: strin
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
-const isLoopback = (addr: string | undefined) =>
+/** Whether a socket peer is inside the pod (loopback, also as an IPv4-mapped IPv6 address). */
+export const isLoopback = (addr: string | undefined): boolean =>
   addr !== undefined && (addr === "::1" || /^(::ffff:)?127\./.test(addr));
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => Promise<void> | void;

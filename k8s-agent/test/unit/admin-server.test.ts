@@ -2,7 +2,7 @@
 // where the client has a method and with raw fetch for the error paths.
 import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type AdminServer, parseListen, startAdminServer } from "../../src/admin/server.ts";
+import { type AdminServer, isLoopback, parseListen, startAdminServer } from "../../src/admin/server.ts";
 import { AgentApiError, AgentClient } from "../../src/client/index.ts";
 import { ScalingConfigSchema } from "../../src/scaling/config.ts";
 import { ScalingSignals } from "../../src/scaling/signals.ts";
@@ -167,6 +167,15 @@ describe("pre-delete hook", () => {
     expect(JSON.parse([...bodies][0] ?? "")).toMatchObject({ may_delete: 0, blockers: ["holds_state"] });
     // Generous bound (shared 2-core CI); the hook controller polls every 2 s.
     expect(perCall).toBeLessThan(50);
+  });
+});
+
+describe("local API access", () => {
+  it("only loopback peers count as inside the pod", () => {
+    for (const a of ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"]) expect(isLoopback(a), a).toBe(true);
+    for (const a of ["10.0.0.7", "::ffff:10.0.0.7", "fe80::1", "1127.0.0.1", undefined]) {
+      expect(isLoopback(a), String(a)).toBe(false);
+    }
   });
 });
 
