@@ -1,10 +1,13 @@
 // `hopway import | route | nodes` against the real Worker under wrangler dev:
 // tables for people, --json for scripts, and the exit codes and error codes
 // scripts branch on.
+import { execFile } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run as importCmd } from "../../src/cli/commands/import.ts";
 import { run as nodesCmd } from "../../src/cli/commands/nodes.ts";
@@ -209,9 +212,15 @@ describe("hopway route", () => {
   });
 
   it("exits 1 with network when the edge is not there", async () => {
-    const out = await cli(routeCmd, ["--from", "a", "--to", "b", "--edge", "http://127.0.0.1:9", "--realm", REALM]);
+    // A port that was just free: nothing listens there, so the connection is refused.
+    const probe = createServer();
+    await new Promise<void>((done) => probe.listen(0, "127.0.0.1", done));
+    const { port } = probe.address() as AddressInfo;
+    await new Promise((done) => probe.close(done));
+    const url = `http://127.0.0.1:${port}`;
+    const out = await cli(routeCmd, ["--from", "a", "--to", "b", "--edge", url, "--realm", REALM]);
     expect(out.code).toBe(1);
-    expect(out.stderr).toMatch(/^hopway: network: cannot reach http:\/\/127\.0\.0\.1:9/);
+    expect(out.stderr).toBe(`hopway: network: cannot reach ${url}: connect ECONNREFUSED 127.0.0.1:${port}\n`);
   });
 });
 
@@ -265,5 +274,39 @@ describe("hopway nodes", () => {
     expect(out.code).toBe(1);
     expect(out.stdout).toBe("");
     expect(out.stderr).toMatch(/^hopway: unauthorized \(HTTP 401\)/);
+  });
+});
+
+describe("the hopway binary", () => {
+  // Through bin/hopway.mjs as a user runs it: the exit status is the process's, output on the real streams.
+  async function hopway(args: string[], env: Record<string, string>): Promise<Outcome> {
+    try {
+      const { stdout, stderr } = await promisify(execFile)(process.execPath, [join(ROOT, "bin/hopway.mjs"), ...args], {
+        env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
+        timeout: 30_000,
+      });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      const e = error as { code?: unknown; stdout?: string; stderr?: string };
+      if (typeof e.code !== "number") throw error;
+      return { code: e.code, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
+    }
+  }
+
+  it("exits 0 with the route as JSON, 1 on a bad token, 2 on bad usage", async () => {
+    const ok = await hopway(["route", "--from", "app2", "--to", "app1", "--json"], readerEnv());
+    expect(ok.stderr).toBe("");
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout).hops.map((h: { node: string }) => h.node)).toEqual([
+      "relaysvr2",
+      "relaysvr3",
+      "relaysvr1",
+      "app1",
+    ]);
+    const denied = await hopway(["nodes"], { ...readerEnv(), HOPWAY_TOKEN: "bogus" });
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toMatch(/^hopway: unauthorized \(HTTP 401\)/);
+    const usage = await hopway(["route", "--from", "app2"], readerEnv());
+    expect(usage.code).toBe(2);
   });
 });
