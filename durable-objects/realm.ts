@@ -198,13 +198,6 @@ export class RealmObject extends DurableObject<Env> {
     };
   }
 
-  /** Who the caller is; lets the Worker answer 401/403 before computing anything. */
-  whoami(caller: Caller): Result<{ principal: Principal; version: number }> {
-    const p = this.reader(caller);
-    if ("ok" in p) return p;
-    return { ok: true, principal: p, version: this.records.version };
-  }
-
   stats(): { version: number; records: number; epoch: string; alarm: number | null; waiters: number } {
     return {
       version: this.records.version,

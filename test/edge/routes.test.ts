@@ -73,6 +73,26 @@ describe("reference topologies through the API", () => {
     expect(b.body.error.code).toBe("unknown_node");
   });
 
+  it("a route to a group answers one route per member", async () => {
+    const realm = freshRealm("grp");
+    const gw = (ip: string) => [{ priority: 1, address: `ipv4://${ip}:1` }];
+    const imp = await call("POST", `/v1/realms/${realm}/import`, {
+      body: [
+        { name: "src", metadata: { namespace_name: "n" }, gateway: gw("10.0.0.1") },
+        { name: "m1", metadata: { namespace_name: "n" }, gateway: gw("10.0.0.2") },
+        { name: "m2", metadata: { namespace_name: "n" }, gateway: gw("10.0.0.3") },
+        { name: "g", type: "group", node_list: [{ node_name: "m1" }, { node_name: "m2" }] },
+      ],
+    });
+    expect(imp.status, JSON.stringify(imp.body)).toBe(200);
+    const r = await call("GET", `/v1/realms/${realm}/routes?from=src&to=g`);
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body.routes.map((m: { to: string; hops: unknown[] }) => [m.to, m.hops.length])).toEqual([
+      ["m1", 1],
+      ["m2", 1],
+    ]);
+  });
+
   it("JSON imports work too and a later change moves the routes", async () => {
     const realm = freshRealm("json");
     const records = [
