@@ -11,6 +11,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { createRelayMetrics } from "./metrics.ts";
 import { Relay } from "./relay/relay.ts";
 import { RoutingTable } from "./relay/table.ts";
+import { keyTargetResolver, localOwners, MembershipFollower } from "./ownership/index.ts";
 import { startDeletionCost } from "./scaling/index.ts";
 import { ScalingSignals } from "./scaling/signals.ts";
 
@@ -52,6 +53,14 @@ export async function startAgent(
     routeTableFetchedAt: () => edge?.tableConfirmedAt,
     edgeReachable: () => edge?.reachable ?? false,
   });
+  // Key ownership (issue 8): group memberships followed for the relay's key-affine CONNECT and /v1/local/owners.
+  const ownership = new MembershipFollower({
+    url: config.edge.url,
+    realm: config.edge.realm,
+    token: config.edgeToken,
+    dataDir: config.data_dir,
+    log,
+  });
   const relay = new Relay({
     name: config.node,
     table,
@@ -69,6 +78,7 @@ export async function startAgent(
     },
     observer: metrics,
     log: (level, msg, fields) => log.log(level, msg, fields),
+    resolveTarget: keyTargetResolver(ownership),
   });
   if (!config.hopKey) log.warn("no hop key configured: this relay neither accepts nor makes relay-to-relay hops");
 
@@ -93,6 +103,7 @@ export async function startAgent(
     log,
   });
   await edge.start();
+  await ownership.start();
 
   const servers: Server[] = [];
   const relayAddresses: string[] = [];
@@ -141,6 +152,7 @@ export async function startAgent(
     tunnels: () => relay.activeTunnels,
     ready: () => ready,
     localApiFrom: config.scaling.local_api_from,
+    ownership: (query, body) => localOwners(ownership, query, body),
   });
   log.info("admin listening", { url: admin.url });
   // ---- end admin server ----
@@ -154,6 +166,7 @@ export async function startAgent(
       relay.startDrain();
       for (const s of servers) s.close();
       await edge.stop(true);
+      await ownership.stop();
       const idle = await relay.waitIdle(config.shutdown.drain_seconds * 1000);
       if (!idle) log.warn("drain deadline reached; closing remaining tunnels", { tunnels: relay.activeTunnels });
       relay.destroyAll();

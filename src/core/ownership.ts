@@ -231,7 +231,7 @@ export function decodeKeyLabel(label: string): string | undefined {
   const bytes = unbase32hex(label.slice(ENCODED_PREFIX.length));
   if (bytes === undefined || bytes.length === 0) return undefined;
   try {
-    const key = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    const key = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes);
     // Only the canonical spelling: a key that has a literal label must use it.
     return encodeKeyLabel(key) === label ? key : undefined;
   } catch {

@@ -24,6 +24,8 @@ export interface AdminServerOptions {
   localApiFrom?: "loopback" | "any";
   /** Largest request body accepted (default 16 KiB: a report is ~60 bytes). */
   maxBodyBytes?: number;
+  /** Key-ownership look-ups (`/v1/local/owners`, k8s-agent/src/ownership); absent = 404. */
+  ownership?: (query: URLSearchParams, body: unknown) => Promise<{ status: number; body: unknown }>;
 }
 
 export interface AdminServer {
@@ -98,6 +100,14 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     }
   };
 
+  const owners: Handler = async (req, res) => {
+    requireLocal(req);
+    if (!opts.ownership) throw new HttpError(404, "not_found", "key-ownership look-ups are not enabled on this agent");
+    const body = req.method === "POST" ? await readJson(req) : undefined;
+    const r = await opts.ownership(new URL(req.url ?? "/", "http://admin").searchParams, body);
+    json(res, r.status, r.body);
+  };
+
   const routes: Record<string, Partial<Record<string, Handler>>> = {
     "/metrics": {
       GET: async (_req, res) => {
@@ -133,6 +143,10 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         requireLocal(req);
         json(res, 200, scaling.status(tunnels(), ready()));
       },
+    },
+    "/v1/local/owners": {
+      GET: (req, res) => owners(req, res),
+      POST: (req, res) => owners(req, res),
     },
     // Polled every few seconds by a hook controller for as long as the pod
     // holds state: constant work, no I/O, same answer for the same state.

@@ -3,6 +3,7 @@
 // every answer with the same zod schemas the server validates with, so a
 // version skew between application and agent fails loudly, not silently.
 import type { z } from "zod";
+import { OwnershipIndex } from "../../../src/core/ownership.ts";
 import {
   ErrorBodySchema,
   type LocalReport,
@@ -12,8 +13,10 @@ import {
   type PreDelete,
   PreDeleteSchema,
 } from "../admin/schemas.ts";
+import { type LocalOwners, LocalOwnersSchema, ownersInParts } from "../ownership/client-support.ts";
 
-export type { LocalReport, LocalStatus, PreDelete };
+export { keyHost } from "../../../src/core/ownership.ts";
+export type { LocalOwners, LocalReport, LocalStatus, PreDelete };
 
 export class AgentApiError extends Error {
   constructor(
@@ -64,6 +67,27 @@ export class AgentClient {
 
   async preDelete(): Promise<PreDelete> {
     return this.call("GET", "/v1/hooks/pre-delete", PreDeleteSchema);
+  }
+
+  /**
+   * Owner and previous owner of each key in a group, from the agent's copy of
+   * the membership (answers while the edge is down). Large batches are split
+   * to fit the agent's body limit; all parts are answered from one epoch or
+   * the call is retried, so the answer is consistent.
+   */
+  async owners(group: string, keys: readonly string[]): Promise<LocalOwners> {
+    return ownersInParts(keys, (part) =>
+      this.call("POST", "/v1/local/owners", LocalOwnersSchema, { group, keys: part }),
+    );
+  }
+
+  /**
+   * The group's membership; `index.lookup(key)` then computes owners locally with
+   * the same pure function the agent and the edge use (no call per key).
+   */
+  async membership(group: string): Promise<LocalOwners & { index: OwnershipIndex }> {
+    const m = await this.call("GET", `/v1/local/owners?group=${encodeURIComponent(group)}`, LocalOwnersSchema);
+    return { ...m, index: new OwnershipIndex(m.members) };
   }
 
   private async call<T extends z.ZodType>(

@@ -75,6 +75,14 @@ export interface RelayOptions {
   /** Seconds since the epoch; injectable for the skew-window tests. */
   now?: () => number;
   log?: (level: "info" | "warn" | "debug", msg: string, fields: Record<string, unknown>) => void;
+  /**
+   * Rewrites a CONNECT target before the table is consulted (key-affine
+   * targets, k8s-agent/src/ownership): undefined = unchanged. The new target
+   * still has to pass the route table, so this never widens what is reachable.
+   */
+  resolveTarget?: (
+    req: ConnectRequest,
+  ) => Promise<undefined | { node: string; authority: string } | { reason: FailureReason; detail: string }>;
 }
 
 interface Tunnel {
@@ -118,6 +126,7 @@ export class Relay {
   private readonly observer: RelayObserver | undefined;
   private readonly now: () => number;
   private readonly log: NonNullable<RelayOptions["log"]>;
+  private readonly resolveTarget: RelayOptions["resolveTarget"];
   private readonly tunnels = new Set<Tunnel>();
   private readonly sockets = new Set<Socket>();
   private connections = 0;
@@ -136,6 +145,7 @@ export class Relay {
     this.observer = opts.observer;
     this.now = opts.now ?? (() => Date.now() / 1000);
     this.log = opts.log ?? (() => {});
+    this.resolveTarget = opts.resolveTarget;
   }
 
   /** Open tunnels (both sides spliced). */
@@ -265,6 +275,16 @@ export class Relay {
     }
     if (this.table.version === undefined) {
       return this.refuse(socket, new Refusal("no_route_table", "relay has no route table yet"));
+    }
+    if (this.resolveTarget) {
+      const target = await this.resolveTarget(req);
+      if (target !== undefined && "reason" in target) {
+        return this.refuse(socket, new Refusal(target.reason, target.detail));
+      }
+      if (target !== undefined) {
+        req.node = target.node;
+        req.authority = target.authority;
+      }
     }
     const found = this.table.lookup(req.node, req.port);
     if (!found.ok) return this.refuse(socket, new Refusal(found.reason, found.detail));
