@@ -4,7 +4,7 @@
 // request is authenticated, and how an edge error becomes a stable code and an
 // exit status that scripts can rely on.
 import { z } from "zod";
-import { type HopwayRecord, RecordSchema, RouteSchema } from "../core/schema.ts";
+import { type HopwayRecord, NAME_PATTERN, RecordSchema, RouteSchema } from "../core/schema.ts";
 
 /** Exit statuses of the remote commands: scripts branch on these. */
 export const EXIT_OK = 0;
@@ -64,9 +64,9 @@ export interface EdgeTarget {
   token: string | undefined;
 }
 
-// Realm names travel in URL paths; holding them to the record-name rules keeps
-// a typo from turning into a request to some other path.
-const REALM_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+// Realm names travel in URL paths; holding them to the edge's rule (a record
+// name of at most 63 characters) keeps a typo from becoming a request elsewhere.
+const REALM_MAX = 63;
 
 /** Flags win over the environment: an operator overriding one call must not be surprised by a stale export. */
 export function resolveTarget(
@@ -87,8 +87,8 @@ export function resolveTarget(
     throw new UsageError(`--edge: '${url}' must be an http:// or https:// URL`);
   }
   if (!realm) throw new UsageError("no realm: pass --realm NAME or set HOPWAY_REALM");
-  if (!REALM_PATTERN.test(realm) || realm.length > 63) {
-    throw new UsageError(`--realm: '${realm}' must be lower-case letters, digits and '-' (at most 63)`);
+  if (!NAME_PATTERN.test(realm) || realm.length > REALM_MAX) {
+    throw new UsageError(`--realm: '${printable(realm)}' must be lower-case letters, digits, '-' and '.' (at most 63)`);
   }
   return { url: parsed.href.replace(/\/+$/, ""), realm, token: token === "" ? undefined : token };
 }

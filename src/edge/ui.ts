@@ -60,4 +60,5 @@ ui.get("/ui/assets/app.js", (c) => asset(c.req.raw, APP_JS, "text/javascript; ch
 ui.get("/ui/assets/icon.svg", (c) => asset(c.req.raw, ICON_SVG, "image/svg+xml"));
 ui.get("/favicon.ico", (c) => c.redirect(`/ui/assets/icon.svg?v=${ASSET_HASH}`, 301));
 ui.get("/ui/assets/style.css", (c) => asset(c.req.raw, STYLE_CSS, "text/css; charset=utf-8"));
-ui.get("/ui/:realm{[a-z0-9]([-a-z0-9]*[a-z0-9])?}", (c) => page(c.req.raw));
+// Any realm name the edge accepts (a DNS-1123 subdomain); the script checks the length.
+ui.get("/ui/:realm{[a-z0-9][-a-z0-9.]*}", (c) => page(c.req.raw));

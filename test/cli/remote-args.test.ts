@@ -25,6 +25,8 @@ describe("resolveTarget", () => {
     expect(() => resolveTarget({ edge: "ftp://x" }, env)).toThrow(/http/);
     expect(() => resolveTarget({ edge: "not a url" }, env)).toThrow(/not a URL/);
     expect(() => resolveTarget({ realm: "../admin" }, env)).toThrow(/realm/);
+    expect(() => resolveTarget({ realm: "a".repeat(64) }, env)).toThrow(/at most 63/);
+    expect(resolveTarget({ realm: "prod.eu-1" }, env).realm).toBe("prod.eu-1");
     expect(() => resolveTarget({ edge: "https://e" }, {})).toThrow(/HOPWAY_REALM/);
   });
 });

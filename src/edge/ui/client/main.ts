@@ -11,7 +11,9 @@ import { curve, type Drawable, type Layout, layout, type PlacedNode } from "./la
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const WAIT_SECONDS = 20;
-const REALM_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+// The edge's realm rule: a DNS-1123 subdomain of at most 63 characters (core NAME_PATTERN,
+// restated here so the page does not bundle zod for one regular expression).
+const REALM_PATTERN = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const tokenKey = (realm: string) => `hopway.token:${realm}`;
 
 interface RelayLink {
@@ -102,7 +104,7 @@ function wireLogin(realm: string | null): void {
     const r = ($("login-realm") as HTMLInputElement).value.trim();
     const t = ($("login-token") as HTMLInputElement).value.trim();
     if (!REALM_PATTERN.test(r)) {
-      $("login-error").textContent = "A realm name is lower-case letters, digits and '-'.";
+      $("login-error").textContent = "A realm name is lower-case letters, digits, '-' and '.'.";
       return;
     }
     sessionStorage.setItem(tokenKey(r), t);
