@@ -83,6 +83,8 @@ class RealmImpl implements Realm {
   readonly adv: Array<Int32Array>;
   readonly closureOf: Closure[];
   readonly attach: Int32Array;
+  private readonly gatewayHops: Array<Hop[] | undefined> = [];
+  private readonly clientHops: Array<Hop | undefined> = [];
   private readonly byNs = new Map<string, number[]>();
   private readonly byKind = new Map<string, number[]>();
   private readonly byLabel = new Map<string, number[]>();
@@ -343,24 +345,49 @@ class RealmImpl implements Realm {
     return r.gateway![g]!.priority;
   }
 
+  /**
+   * The hop from u to v. A hop depends only on v and the gateway used (or on v
+   * alone for a client hop), so hops are built once per realm and shared by
+   * every route that takes them: routes are read-only. Only a same-host pair
+   * (unix:// usable) gets a hop of its own.
+   */
   hop(u: number, v: number): Hop {
     const target = this.records[v]!;
     if (this.kind[u] === CLIENT || this.kind[v] === CLIENT) {
-      return { node: target.name, address: null, priority: 0, alternatives: NO_ALTERNATIVES };
+      let hop = this.clientHops[v];
+      if (hop === undefined) {
+        hop = Object.freeze({ node: target.name, address: null, priority: 0, alternatives: NO_ALTERNATIVES });
+        this.clientHops[v] = hop;
+      }
+      return hop;
     }
     const tc = this.tclass[v]!;
-    if (this.tclassUnix[tc]) {
-      const c = pickGateway(this.records[u]!, target)!;
+    const hk = this.hostKey[u]!;
+    if (this.tclassUnix[tc] && hk >= 0 && hk === this.hostKey[v]) {
+      const c = pickGateway(this.records[u]!, target, true)!;
       return { node: target.name, address: c.address, priority: c.priority, alternatives: c.alternatives };
     }
-    const gw = (target as Extract<HopwayRecord, { type: "node" }>).gateway![this.gatewayIndex(u, v)]!;
-    const addrs = gatewayAddresses(gw.address);
-    return {
-      node: target.name,
-      address: addrs[0]!,
-      priority: gw.priority,
-      alternatives: addrs.length === 1 ? NO_ALTERNATIVES : addrs.slice(1),
-    };
+    const g = this.gatewayIndex(u, v);
+    let byGateway = this.gatewayHops[v];
+    if (byGateway === undefined) {
+      byGateway = [];
+      this.gatewayHops[v] = byGateway;
+    }
+    let hop = byGateway[g];
+    if (hop === undefined) {
+      const gw = (target as Extract<HopwayRecord, { type: "node" }>).gateway![g]!;
+      let addrs = gatewayAddresses(gw.address);
+      if (this.tclassUnix[tc]) addrs = addrs.filter((a) => !a.startsWith("unix://"));
+      hop = {
+        node: target.name,
+        address: addrs[0]!,
+        priority: gw.priority,
+        alternatives: addrs.length === 1 ? NO_ALTERNATIVES : (Object.freeze(addrs.slice(1)) as string[]),
+      };
+      Object.freeze(hop);
+      byGateway[g] = hop;
+    }
+    return hop;
   }
 
   lookup(name: string): number {
@@ -410,7 +437,6 @@ class Search {
   readonly egressWeight: Float64Array;
   /** Host keys of the search's nodes: a unix:// target on one of them needs its own last-hop evaluation. */
   private readonly hosts = new Set<number>();
-  private readonly hops = new Map<number, Hop>();
   private readonly lastHop = new Map<number, LastHop>();
   private readonly ancMemo = new Map<number, Uint8Array>();
 
@@ -530,15 +556,8 @@ class Search {
     return flags;
   }
 
-  /** The hop from position pu to position pv, shared by every route of this search that takes it. */
   hopBetween(pu: number, pv: number): Hop {
-    const key = pu * this.nodes.length + pv;
-    let hop = this.hops.get(key);
-    if (hop === undefined) {
-      hop = this.realm.hop(this.nodes[pu]!, this.nodes[pv]!);
-      this.hops.set(key, hop);
-    }
-    return hop;
+    return this.realm.hop(this.nodes[pu]!, this.nodes[pv]!);
   }
 
   /**
