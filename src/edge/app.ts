@@ -24,6 +24,7 @@ import { openApiDocument } from "./openapi.ts";
 import { mountOwnership } from "./ownership.ts";
 import { currentView, nextView, peekView, type RealmView } from "./realm-cache.ts";
 import {
+  ChangesQuerySchema,
   HeartbeatBodySchema,
   NodesQuerySchema,
   RealmNameSchema,
@@ -288,6 +289,21 @@ export function createApp(): Hono<Env2> {
       (view) => requireNode(view, node, "node"),
       (view) => view.routeTableJson(node),
     );
+  });
+
+  // The record changelog, for clients that keep their own replica and resolve routes locally with
+  // the same pure core (the scalable path for large realms: a change costs a few records, not a
+  // full route table per agent). `reset` means: reload with GET /nodes, then ask again.
+  realms.get("/changes", async (c) => {
+    const q = validate(ChangesQuerySchema, queryObject(c));
+    const { stub, caller } = c.var;
+    const epoch = q.epoch ?? null;
+    const r =
+      q.wait && q.since !== undefined
+        ? await stub.waitForChange(caller, epoch, q.since, q.wait * 1000)
+        : await stub.changes(caller, epoch, q.since ?? null);
+    const { changes } = unwrap(r);
+    return c.json(changes, 200, { "Cache-Control": "no-cache" });
   });
 
   realms.post("/tokens", async (c) => {

@@ -3,6 +3,7 @@
 import { z } from "zod";
 import { RecordSchema, ScalingReportSchema } from "../core/index.ts";
 import {
+  ChangesAnswerSchema,
   ErrorBodySchema,
   HeartbeatAnswerSchema,
   HeartbeatBodySchema,
@@ -173,6 +174,19 @@ export function openApiDocument(): Record<string, unknown> {
           summary: "Every route from a node; long-poll with If-None-Match and wait",
           parameters: [realmParam, nameParam("node"), waitParam],
           responses: { "200": ok("route table (ETag)", RouteTableSchema), ...conditional, ...errors },
+        },
+      },
+      "/v1/realms/{realm}/changes": {
+        get: {
+          summary:
+            "Records changed since a version (for clients that keep a replica and resolve routes locally); reset = reload via /nodes",
+          parameters: [
+            realmParam,
+            { name: "since", in: "query", required: false, schema: { type: "integer", minimum: 0 } },
+            { name: "epoch", in: "query", required: false, schema: { type: "string" } },
+            waitParam,
+          ],
+          responses: { "200": ok("changes", ChangesAnswerSchema), ...errors },
         },
       },
       "/v1/realms/{realm}/tokens": {

@@ -56,6 +56,20 @@ export const NodesQuerySchema = z.strictObject({
 });
 
 export const RouteQuerySchema = z.strictObject({ from: NameSchema, to: NameSchema });
+export const ChangesQuerySchema = z.strictObject({
+  since: z.coerce.number().int().nonnegative().optional(),
+  epoch: z
+    .string()
+    .regex(/^[0-9a-f]{1,32}$/)
+    .optional(),
+  wait: z.coerce.number().min(0).max(60).optional(),
+});
+export const ChangesAnswerSchema = z.object({
+  kind: z.enum(["current", "delta", "reset"]),
+  epoch: z.string(),
+  version: z.number().int().nonnegative(),
+  changes: z.array(z.object({ name: z.string(), record: RecordSchema.nullable() })).optional(),
+});
 export const WaitQuerySchema = z.strictObject({ wait: z.coerce.number().min(0).max(60).optional() });
 
 // ---- responses (documented in /openapi.json) ----

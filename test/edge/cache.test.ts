@@ -45,3 +45,35 @@ describe("per-isolate realm cache", () => {
     ]);
   });
 });
+
+describe("GET /changes", () => {
+  it("gives the records changed since a version, waits for the next change, and says reset when it cannot", async () => {
+    const realm = freshRealm("chg");
+    const b = `/v1/realms/${realm}`;
+    await call("PUT", `${b}/nodes/x1`, { body: node("x1") });
+    const first = await call("GET", `${b}/changes`);
+    expect(first.body).toMatchObject({ kind: "reset", version: 1 });
+    const epoch = first.body.epoch as string;
+    await call("PUT", `${b}/nodes/x2`, { body: node("x2") });
+    await call("DELETE", `${b}/nodes/x1`);
+    const delta = await call("GET", `${b}/changes?since=1&epoch=${epoch}`);
+    expect(delta.body.kind).toBe("delta");
+    expect(delta.body.version).toBe(3);
+    const byName = Object.fromEntries(
+      delta.body.changes.map((c: { name: string; record: { name: string } | null }) => [
+        c.name,
+        c.record?.name ?? null,
+      ]),
+    );
+    expect(byName).toEqual({ x1: null, x2: "x2" });
+    expect((await call("GET", `${b}/changes?since=3&epoch=${epoch}`)).body.kind).toBe("current");
+    const waiting = call("GET", `${b}/changes?since=3&epoch=${epoch}&wait=20`);
+    await new Promise((r) => setTimeout(r, 100));
+    await call("PUT", `${b}/nodes/x3`, { body: node("x3") });
+    const woke = await waiting;
+    expect(woke.body).toMatchObject({ kind: "delta", version: 4, changes: [{ name: "x3" }] });
+    expect((await call("GET", `${b}/changes?since=1&epoch=ffff`)).body.kind).toBe("reset");
+    expect((await call("GET", `${b}/changes?since=-1`)).status).toBe(400);
+    expect((await call("GET", `${b}/changes`, { token: "nope" })).status).toBe(401);
+  });
+});
