@@ -82,6 +82,17 @@ describe("topology page", () => {
     expect(csp).toContain("script-src 'self'");
     expect(csp).not.toContain("unsafe-inline");
     expect(r.headers.get("x-content-type-options")).toBe("nosniff");
+    expect(r.headers.get("x-frame-options")).toBe("DENY");
+    // Only the page's own script: no inline script for the CSP to have to allow.
+    const html = await r.text();
+    expect(html).not.toMatch(/<script(?![^>]*\bsrc=)/);
+    const js = await fetch(`${edge.url}/ui/assets/app.js`);
+    expect(js.headers.get("content-type")).toMatch(/^text\/javascript/);
+    const etag = js.headers.get("etag") ?? "";
+    expect(etag).not.toBe("");
+    const again = await fetch(`${edge.url}/ui/assets/app.js`, { headers: { "if-none-match": etag } });
+    expect(again.status).toBe(304);
+    expect((await fetch(`${edge.url}/ui/Not_A_Realm`)).status).toBe(404);
   });
 
   it("asks for a token, and refuses a bad one with the edge's code", async () => {
