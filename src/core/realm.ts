@@ -87,7 +87,8 @@ class RealmImpl implements Realm {
   private readonly clientHops: Array<Hop | undefined> = [];
   private readonly byNs = new Map<string, number[]>();
   private readonly byKind = new Map<string, number[]>();
-  private readonly byLabel = new Map<string, number[]>();
+  /** label key → value → nodes; only for the label keys some advertise_relay selector uses. */
+  private readonly byLabel = new Map<string, Map<string, number[]>>();
   private readonly byHost = new Map<string, number[]>();
   private readonly nodeList: number[] = [];
 
@@ -119,6 +120,17 @@ class RealmImpl implements Realm {
       if (list === undefined) map.set(key, [i]);
       else list.push(i);
     };
+    // Index only what advertise_relay selectors can ask for: pod-unique labels
+    // and hostnames would otherwise fill the indexes with one-entry lists.
+    let advHosts = false;
+    for (const r of records) {
+      if (r.type === "group") continue;
+      for (const sel of selectorList(r.advertise_relay)) {
+        if (sel.host?.hostname !== undefined) advHosts = true;
+        for (const k of Object.keys(sel.metadata?.labels ?? {}))
+          if (!this.byLabel.has(k)) this.byLabel.set(k, new Map());
+      }
+    }
     for (let i = 0; i < n; i++) {
       const r = records[i]!;
       if (this.index.has(r.name)) throw new HopwayError("invalid_input", `duplicate name '${r.name}'`);
@@ -132,10 +144,12 @@ class RealmImpl implements Realm {
       const md = r.metadata;
       if (md?.namespace_name !== undefined) push(this.byNs, md.namespace_name, i);
       if (md?.kind !== undefined) push(this.byKind, md.kind, i);
-      if (md?.labels !== undefined)
-        for (const [k, v] of Object.entries(md.labels)) push(this.byLabel, `${k}\u0000${v}`, i);
+      const labels = md?.labels;
+      if (labels !== undefined && this.byLabel.size > 0) {
+        for (const [k, values] of this.byLabel) if (Object.hasOwn(labels, k)) push(values, labels[k]!, i);
+      }
       if (r.host?.hostname !== undefined) {
-        push(this.byHost, r.host.hostname, i);
+        if (advHosts) push(this.byHost, r.host.hostname, i);
         const hk = `${md?.namespace_name ?? ""}\u0000${md?.namespace_name === undefined ? 0 : 1}\u0000${r.host.hostname}`;
         let id = hostKeys.get(hk);
         if (id === undefined) {
@@ -312,7 +326,7 @@ class RealmImpl implements Realm {
     if (md?.namespace_name !== undefined) consider(this.byNs.get(md.namespace_name));
     if (md?.kind !== undefined) consider(this.byKind.get(md.kind));
     if (sel.host?.hostname !== undefined) consider(this.byHost.get(sel.host.hostname));
-    for (const [k, v] of Object.entries(md?.labels ?? {})) consider(this.byLabel.get(`${k}\u0000${v}`));
+    for (const [k, v] of Object.entries(md?.labels ?? {})) consider(this.byLabel.get(k)?.get(v));
     return candidates.filter((i) => matchesSelector(sel, this.records[i]!));
   }
 
