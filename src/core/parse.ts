@@ -23,25 +23,22 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 }
 
 /**
- * Parses topology text. `format` defaults to sniffing: text whose first
- * non-blank character is `{` or `[` is JSON, anything else YAML.
+ * Parses topology text. Without `format`, the text is read as YAML, which
+ * also reads JSON (YAML 1.2 is a superset) and, unlike JSON.parse, refuses
+ * duplicate keys instead of silently keeping the last one.
  */
 export function parseTopologyText(text: string, format?: "yaml" | "json"): ParseResult {
-  const fmt = format ?? (/^\s*[[{]/.test(text) ? "json" : "yaml");
   let value: unknown;
   try {
-    if (fmt === "json") value = JSON.parse(text);
+    if (format === "json") value = JSON.parse(text);
     else value = parseYaml(text, { uniqueKeys: true, maxAliasCount: 1000, prettyErrors: true });
   } catch (err) {
     const message =
       err instanceof YAMLParseError || err instanceof SyntaxError
         ? err.message.split("\n")[0]!.replace(/:$/, "")
         : String(err);
-    return {
-      ok: false,
-      code: "invalid_json",
-      problems: [{ path: "", message: `not valid ${fmt.toUpperCase()}: ${message}` }],
-    };
+    const kind = format === "json" ? "JSON" : "YAML or JSON";
+    return { ok: false, code: "invalid_json", problems: [{ path: "", message: `not valid ${kind}: ${message}` }] };
   }
   return parseRecords(value);
 }
