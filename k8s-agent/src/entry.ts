@@ -1,4 +1,4 @@
 // Entry point of the bundled agent (dist/hopway-agent.mjs).
-import { main } from "./main.ts";
+import { main } from "./cli.ts";
 
 await main(process.argv.slice(2));

@@ -5,13 +5,13 @@ import { createServer, type Server } from "node:net";
 import { Registry } from "prom-client";
 import { WorkloadScalingSchema } from "../../src/core/scaling.ts";
 import { type AdminServer, startAdminServer } from "./admin/server.ts";
-import { type AgentConfig, ConfigError, loadConfig } from "./config.ts";
+import type { AgentConfig } from "./config.ts";
 import { EdgeClient } from "./edge/client.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { createRelayMetrics } from "./metrics.ts";
+import { keyTargetResolver, localOwners, MembershipFollower } from "./ownership/index.ts";
 import { Relay } from "./relay/relay.ts";
 import { RoutingTable } from "./relay/table.ts";
-import { keyTargetResolver, localOwners, MembershipFollower } from "./ownership/index.ts";
 import { startDeletionCost } from "./scaling/index.ts";
 import { ScalingSignals } from "./scaling/signals.ts";
 
@@ -176,47 +176,4 @@ export async function startAgent(
     return shuttingDown;
   };
   return { config, relay, edge, registry, relayAddresses, admin, shutdown };
-}
-
-/** CLI entry: `hopway-agent --config FILE`. Exit 2 on a bad configuration. */
-export async function main(argv: string[]): Promise<void> {
-  const i = argv.indexOf("--config");
-  const file = i >= 0 ? argv[i + 1] : process.env.HOPWAY_CONFIG;
-  if (argv.includes("--help") || argv.includes("-h")) {
-    process.stdout.write("usage: hopway-agent --config FILE   (environment overrides: see k8s-agent/src/config.ts)\n");
-    return;
-  }
-  if (!file) {
-    process.stderr.write("hopway-agent: --config FILE is required\n");
-    process.exit(2);
-  }
-  let config: AgentConfig;
-  try {
-    config = loadConfig(file);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`hopway-agent: invalid configuration in ${file}:\n${err.message.replace(/^/gm, "  ")}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
-  const log = createLogger(config.log_level, { node: config.node });
-  let agent: RunningAgent;
-  try {
-    agent = await startAgent(config, log);
-  } catch (err) {
-    log.error("startup failed", { error: String(err) });
-    process.exit(1);
-  }
-  const onSignal = (sig: NodeJS.Signals) => {
-    agent.shutdown(sig).then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error("shutdown failed", { error: String(err) });
-        process.exit(1);
-      },
-    );
-  };
-  process.once("SIGTERM", onSignal);
-  process.once("SIGINT", onSignal);
 }

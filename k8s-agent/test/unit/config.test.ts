@@ -1,6 +1,8 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../src/config.ts";
 
@@ -109,5 +111,24 @@ surprise: 1
     expect(problems(`${minimal}relay: { hop_key: short }\n`)).toEqual([
       "relay.hop_key: hop key must be at least 16 characters",
     ]);
+  });
+});
+
+describe("shipped example and the command line", () => {
+  it("k8s-agent/examples/agent.yaml is a valid configuration", () => {
+    const text = readFileSync(new URL("../../examples/agent.yaml", import.meta.url), "utf8");
+    const c = parseConfig(text, { HOPWAY_TOKEN: "agent-token", HOPWAY_HOP_KEY: "a-realm-wide-hop-key" });
+    expect(c.node).toBe("relaysvr1");
+    expect(c.records.map((r) => r.name)).toEqual(["relaysvr1", "app1"]);
+  });
+
+  it("hopway-agent exits 2 naming the bad field", () => {
+    const dir = mkdtempSync(join(tmpdir(), "hopway-config-"));
+    const file = join(dir, "bad.yaml");
+    writeFileSync(file, `${minimal}relay: { listen: ["nowhere"] }\n`);
+    const bin = fileURLToPath(new URL("../../bin/hopway-agent.mjs", import.meta.url));
+    const r = spawnSync(process.execPath, [bin, "--config", file], { encoding: "utf8" });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("relay.listen[0]: must be host:port");
   });
 });

@@ -1,0 +1,38 @@
+// A relay core in its own process, for the benchmark: the same Relay class and
+// listener settings as hopway-agent, with a fixed route table instead of the
+// edge (so the edge's own load does not enter the figures).
+// Usage (forked with an IPC channel): relay-worker.ts NAME HOPKEY ROUTES_JSON
+// Messages in: {cmd: "rss"} → {rss} after a full GC.
+import { createServer } from "node:net";
+import { Relay } from "../../k8s-agent/src/relay/relay.ts";
+import { RoutingTable } from "../../k8s-agent/src/relay/table.ts";
+import type { Route } from "../../src/core/schema.ts";
+
+const [name = "relay", hopKey = "bench-hop-key-0123456789", routesJson = "[]"] = process.argv.slice(2);
+const routes = JSON.parse(routesJson) as Route[];
+const table = new RoutingTable(name);
+table.set({ node: name, version: 1, routes });
+const bufferBytes = 256 * 1024;
+const relay = new Relay({
+  name,
+  table,
+  hopKey: Buffer.from(hopKey),
+  limits: { maxConnections: 20_000, bufferBytes, idleTimeoutMs: 0 },
+});
+const server = createServer(
+  { allowHalfOpen: true, noDelay: true, highWaterMark: bufferBytes } as Parameters<typeof createServer>[0],
+  (s) => relay.handle(s),
+);
+server.listen(0, "127.0.0.1", () => {
+  const a = server.address();
+  process.send?.({ port: typeof a === "object" && a ? a.port : 0 });
+});
+process.on("message", (m: { cmd?: string }) => {
+  if (m.cmd === "rss") {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    const m = process.memoryUsage();
+    process.send?.({ rss: m.rss, heap: m.heapUsed, tunnels: relay.activeTunnels });
+  }
+});
+process.on("disconnect", () => process.exit(0));
