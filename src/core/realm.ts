@@ -84,6 +84,8 @@ class RealmImpl implements Realm {
   readonly closureOf: Closure[];
   readonly attach: Int32Array;
   private readonly gatewayHops: Array<Hop[] | undefined> = [];
+  private readonly searches = new Map<number, Search>();
+  private readonly closureCount: number;
   private readonly clientHops: Array<Hop | undefined> = [];
   private readonly byNs = new Map<string, number[]>();
   private readonly byKind = new Map<string, number[]>();
@@ -285,6 +287,7 @@ class RealmImpl implements Realm {
       this.closureOf[i] = c;
       if (!containsSelf) bySet.set(set, c);
     }
+    this.closureCount = interned.size;
 
     // Each client's attachment relay: the highest rendezvous weight among the nodes it advertises.
     for (let i = 0; i < n; i++) {
@@ -404,6 +407,26 @@ class RealmImpl implements Realm {
     return hop;
   }
 
+  /**
+   * The search from s towards t's ingress closure, from a small LRU: a serving
+   * edge resolves the same few sources over and over. Searches are immutable
+   * once built (their memo maps only cache what they would compute anyway).
+   */
+  search(s: number, t: number): Search {
+    const ingress = this.closureOf[t]!;
+    const key = s * this.closureCount + ingress.id;
+    const hit = this.searches.get(key);
+    if (hit !== undefined) {
+      this.searches.delete(key);
+      this.searches.set(key, hit);
+      return hit;
+    }
+    const made = new Search(this, s, this.closureOf[s]!, ingress);
+    this.searches.set(key, made);
+    if (this.searches.size > SEARCH_CACHE) this.searches.delete(this.searches.keys().next().value!);
+    return made;
+  }
+
   lookup(name: string): number {
     const i = this.index.get(name);
     if (i === undefined) throw new HopwayError("unknown_node", `no record named '${name}'`, { status: 404 });
@@ -425,6 +448,8 @@ function binaryHas(sorted: Int32Array, x: number): boolean {
 }
 
 const INF = 0x7fffffff;
+/** Searches kept for single lookups (each is a few kB). */
+const SEARCH_CACHE = 512;
 
 interface LastHop {
   depth: number;
@@ -702,7 +727,11 @@ export function resolveRoute(realm: Realm, from: string, to: string): Route {
   const t = r.lookup(to);
   const early = preCheck(r, s, t);
   if (early !== undefined) return early;
-  return routeVia(r, new Search(r, s, r.closureOf[s]!, r.closureOf[t]!), s, t);
+  // Rule 1: a direct dial is always the route (one hop is the fewest), no search needed.
+  if (r.kind[s] === NODE && r.kind[t] === NODE && r.gatewayIndex(s, t) >= 0) {
+    return { from, to, hops: [r.hop(s, t)] };
+  }
+  return routeVia(r, r.search(s, t), s, t);
 }
 
 /** Like resolveRoute, but a group target gives one route per member that exists (in node_list order). */

@@ -227,6 +227,8 @@ describe("resolver properties", () => {
           const table = routeTable(realm, s.name);
           expect(table).toEqual(ref.routeTable(s.name));
           for (const route of table) {
+            // A single lookup (direct-dial shortcut, cached searches) answers exactly what the table says.
+            expect(resolveRoute(realm, route.from, route.to)).toEqual(route);
             checkRouteRules(realm, recs, route);
             const best = bestCost(recs, route.from, route.to);
             if (route.hops !== null) {
