@@ -101,30 +101,72 @@ export function verifyHop(
   return { ok: true, relay: f.relay };
 }
 
-/** Parses `10.0.0.0/8`, `::1/128`, `127.0.0.1` into a BlockList; throws naming the bad entry. */
-export function buildCidrList(cidrs: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const cidr of cidrs) {
-    const [addr, bits] = cidr.split("/");
-    if (addr === undefined) throw new Error(`invalid CIDR '${cidr}'`);
-    const family = isIPv4(addr) ? "ipv4" : isIPv6(addr) ? "ipv6" : undefined;
-    if (!family) throw new Error(`invalid CIDR '${cidr}': not an IP address`);
-    const max = family === "ipv4" ? 32 : 128;
-    const prefix = bits === undefined ? max : Number(bits);
-    if (!Number.isInteger(prefix) || prefix < 0 || prefix > max) throw new Error(`invalid CIDR '${cidr}': bad prefix`);
-    list.addSubnet(addr, prefix, family);
+/** Dotted quad → unsigned 32-bit integer, or -1. Hand-rolled: it runs once per accepted connection. */
+function ipv4ToInt(addr: string): number {
+  let value = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < addr.length; i++) {
+    const c = addr.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || part > 255) return -1;
+      value = value * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57 && digits < 3) {
+      part = part * 10 + (c - 48);
+      digits++;
+    } else {
+      return -1;
+    }
   }
-  return list;
+  if (dots !== 3 || digits === 0 || part > 255) return -1;
+  return value * 256 + part;
 }
 
-export function addressAllowed(list: BlockList, remote: string | undefined): boolean {
-  if (!remote) return false;
-  // Dual-stack listeners report IPv4 peers as ::ffff:a.b.c.d.
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(remote);
-  const addr = mapped ? (mapped[1] as string) : remote;
-  if (isIPv4(addr)) return list.check(addr, "ipv4");
-  if (isIPv6(addr)) return list.check(addr, "ipv6");
-  return false;
+/**
+ * Client CIDRs. IPv4 ranges are checked with integer arithmetic (the common case, on the
+ * accept path of every connection); IPv6 goes through node's BlockList.
+ */
+export class CidrList {
+  private readonly v4: Array<[number, number]> = [];
+  private readonly v6 = new BlockList();
+  private hasV6 = false;
+
+  /** Parses `10.0.0.0/8`, `::1/128`, `127.0.0.1`; throws naming the bad entry. */
+  constructor(cidrs: readonly string[]) {
+    for (const cidr of cidrs) {
+      const [addr, bits] = cidr.split("/");
+      if (addr === undefined) throw new Error(`invalid CIDR '${cidr}'`);
+      const family = isIPv4(addr) ? "ipv4" : isIPv6(addr) ? "ipv6" : undefined;
+      if (!family) throw new Error(`invalid CIDR '${cidr}': not an IP address`);
+      const max = family === "ipv4" ? 32 : 128;
+      const prefix = bits === undefined ? max : Number(bits);
+      if (!Number.isInteger(prefix) || prefix < 0 || prefix > max)
+        throw new Error(`invalid CIDR '${cidr}': bad prefix`);
+      if (family === "ipv4") {
+        const size = 2 ** (32 - prefix);
+        const base = Math.floor(ipv4ToInt(addr) / size) * size;
+        this.v4.push([base, base + size]);
+      } else {
+        this.v6.addSubnet(addr, prefix, "ipv6");
+        this.hasV6 = true;
+      }
+    }
+  }
+
+  allows(remote: string | undefined): boolean {
+    if (!remote) return false;
+    // Dual-stack listeners report IPv4 peers as ::ffff:a.b.c.d.
+    const v4 = ipv4ToInt(remote.startsWith("::ffff:") ? remote.slice(7) : remote);
+    if (v4 >= 0) {
+      for (const [lo, hi] of this.v4) if (v4 >= lo && v4 < hi) return true;
+      return false;
+    }
+    return this.hasV6 && isIPv6(remote) && this.v6.check(remote, "ipv6");
+  }
 }
 
 /** Extracts a client token from `Bearer T` or `Basic base64(user:T)`. */

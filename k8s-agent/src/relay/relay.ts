@@ -15,7 +15,7 @@
 // in the 200 answer reports the path actually taken.
 import { connect, type Socket } from "node:net";
 import { MAX_HOPS } from "../../../src/core/schema.ts";
-import { addressAllowed, buildCidrList, clientToken, ReplayCache, signHop, tokenMatches, verifyHop } from "./auth.ts";
+import { CidrList, clientToken, ReplayCache, signHop, tokenMatches, verifyHop } from "./auth.ts";
 import {
   type ConnectRequest,
   errorResponse,
@@ -138,7 +138,7 @@ export class Relay {
     this.table = opts.table;
     this.hopKey = opts.hopKey;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
-    this.cidrs = buildCidrList(opts.clientCidrs ?? ["127.0.0.0/8", "::1/128"]);
+    this.cidrs = new CidrList(opts.clientCidrs ?? ["127.0.0.0/8", "::1/128"]);
     this.tokens = (opts.clientTokens ?? []).map((t) => Buffer.from(t));
     this.skew = opts.maxClockSkewSeconds ?? 60;
     this.replay = new ReplayCache(2 * this.skew + 1, opts.replayCacheSize ?? 200_000);
@@ -252,7 +252,7 @@ export class Relay {
     // Hop bookkeeping is only believed from an authenticated relay.
     if (hops !== undefined) return new Refusal("auth", "Hopway-Hops requires relay credentials");
     // A unix-socket listener (`local`) only admits peers on this host: the same trust as loopback.
-    if (local || addressAllowed(this.cidrs, socket.remoteAddress)) return "client";
+    if (local || this.cidrs.allows(socket.remoteAddress)) return "client";
     const token = clientToken(auth);
     if (token !== undefined && tokenMatches(this.tokens, token)) return "client";
     return new Refusal("auth", auth ? "credentials not accepted" : "proxy authentication required");
