@@ -51,6 +51,8 @@ export async function canary(host: string, port = 0): Promise<Canary> {
 
 export interface CountingRelay {
   relay: Relay;
+  /** The relay's table, so tests can wire relays that point at each other after they listen. */
+  table: RoutingTable;
   host: string;
   port: number;
   /** Connections the listener accepted and handed to the relay. */
@@ -71,6 +73,7 @@ export async function countingRelay(
   const sockets = new Set<Socket>();
   const out: CountingRelay = {
     relay,
+    table,
     host,
     port: 0,
     accepted: 0,
