@@ -177,8 +177,13 @@ export function referenceResolver(records: readonly HopwayRecord[]): RouteResolv
       const t = get(to);
       get(from);
       if (t.type !== "group") return [resolveRoute(from, to)];
+      // Members that exist and are not groups (the importer admits only nodes; a
+      // live realm may meet a member that deregistered or re-registered as a client).
       return t.node_list
-        .filter((m) => byName.get(m.node_name)?.type === "node")
+        .filter((m) => {
+          const member = byName.get(m.node_name);
+          return member !== undefined && member.type !== "group";
+        })
         .map((m) => resolveRoute(from, m.node_name));
     },
     routeTable(from) {
