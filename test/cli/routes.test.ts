@@ -88,6 +88,12 @@ describe("hopway routes", () => {
       { from: "a", to: "b", hops: null, reason: "no_matching_gateway", detail: expect.any(String) },
       { from: "b", to: "a", hops: [{ node: "a", address: "ipv4://10.0.0.1:1", priority: 1, alternatives: [] }] },
     ]);
+    const [fromOnly, toOnly] = await Promise.all([
+      hopway(["routes", "--topology", "-", "--json", "--from", "b"], JSON.stringify(topology)),
+      hopway(["routes", "--topology", "-", "--json", "--to", "a"], JSON.stringify(topology)),
+    ]);
+    expect(JSON.parse(fromOnly.stdout).map((r: { to: string }) => r.to)).toEqual(["a"]);
+    expect(JSON.parse(toOnly.stdout).map((r: { from: string }) => r.from)).toEqual(["b"]);
     const group = await hopway(
       ["routes", "--topology", "-", "--json", "--from", "b", "--to", "g"],
       JSON.stringify(topology),

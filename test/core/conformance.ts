@@ -428,6 +428,24 @@ export function runResolverConformance(name: string, make: ResolverFactory): voi
             .map((r) => r.to),
         ).toEqual(["m2", "m1"]);
       });
+      it("a member that is now a client is routed to; one that is now a group is skipped", () => {
+        const live = [
+          ...recs.map((r) =>
+            r.type === "group" ? { ...r, node_list: [...r.node_list, { node_name: "c" }, { node_name: "g2" }] } : r,
+          ),
+          ...records([node("c", { type: "client", adv: { name: "m1" } })]),
+          { name: "g2", type: "group" as const, node_list: [] },
+        ];
+        expect(
+          make(live)
+            .resolveRoutes("s", "g")
+            .map((r) => [r.to, r.hops?.length ?? r.reason]),
+        ).toEqual([
+          ["m2", "no_matching_gateway"],
+          ["m1", 1],
+          ["c", 2],
+        ]);
+      });
       it("resolveRoute on a group answers group_endpoint", () => {
         expect(make(recs).resolveRoute("s", "g")).toMatchObject({ hops: null, reason: "group_endpoint" });
         expect(make(recs).resolveRoute("g", "s")).toMatchObject({ hops: null, reason: "group_endpoint" });
