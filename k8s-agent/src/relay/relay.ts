@@ -231,7 +231,9 @@ export class Relay {
     if (r.status === 407) extra["Proxy-Authenticate"] = 'Basic realm="hopway"';
     if (!socket.destroyed) {
       socket.end(errorResponse(r.status, r.reason, r.detail, extra));
-      // A peer that never reads its answer must not hold the slot.
+      // Discard whatever else the peer sends so its FIN is seen and the socket closes as soon
+      // as the answer is flushed; a peer that never reads its answer must not hold the slot.
+      socket.resume();
       socket.setTimeout(2000, () => socket.destroy());
     }
   }

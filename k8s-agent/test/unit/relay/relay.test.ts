@@ -127,6 +127,19 @@ describe("relay: refusals", () => {
     });
   }
 
+  it("releases a refused connection as soon as the peer closes, even if it kept sending", async () => {
+    const r = await relayTo("ipv4://127.0.0.1:1");
+    const a = await request(r.port, "CONNECT nobody HTTP/1.1\r\n\r\n");
+    expect(a.status).toBe(404);
+    a.socket.write("more bytes after the refusal");
+    a.socket.end();
+    a.socket.resume();
+    const t0 = Date.now();
+    while (r.relay.openConnections > 0 && Date.now() - t0 < 1500) await sleep(10);
+    // Well before the 2 s guard for peers that never read: the relay saw the FIN.
+    expect(r.relay.openConnections).toBe(0);
+  });
+
   it("431 for a head over 16 KiB, without waiting for its end", async () => {
     const r = await relayTo("ipv4://127.0.0.1:1");
     const a = await request(r.port, `CONNECT app1 HTTP/1.1\r\nX-Big: ${"a".repeat(17 * 1024)}`);
