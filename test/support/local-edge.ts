@@ -7,7 +7,7 @@ import { mkdirSync } from "node:fs";
 import { createConnection } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { unstable_dev } from "wrangler";
+import { unstable_startWorker } from "wrangler";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -34,34 +34,40 @@ export async function startLocalEdge(opts: LocalEdgeOptions = {}): Promise<Local
   process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
   process.env.WRANGLER_SEND_METRICS ??= "false";
   if (opts.persistDir !== undefined) mkdirSync(opts.persistDir, { recursive: true });
-  const worker = await unstable_dev(join(ROOT, "src", "index.ts"), {
+  // startWorker rather than unstable_dev: only it can turn the file watcher off, and a test edge
+  // must not reload mid-request because someone saved a source file.
+  const worker = await unstable_startWorker({
     config: join(ROOT, "wrangler.toml"),
-    ip: "127.0.0.1",
-    port: opts.port ?? 0,
-    inspectorPort: 0,
-    local: true,
-    logLevel: "none",
-    // A developer's .dev.vars must not leak into tests: only the token given here counts.
-    envFiles: [],
-    vars: { HOPWAY_ADMIN_TOKEN: adminToken },
-    ...(opts.persistDir !== undefined ? { persistTo: resolve(opts.persistDir) } : { persist: false }),
-    experimental: {
-      disableExperimentalWarning: true,
-      disableDevRegistry: true,
-      showInteractiveDevSession: false,
+    entrypoint: join(ROOT, "src", "index.ts"),
+    // Only the token given here counts (a developer's .dev.vars must not leak into tests).
+    bindings: { HOPWAY_ADMIN_TOKEN: { type: "plain_text", value: adminToken } },
+    dev: {
+      server: { hostname: "127.0.0.1", port: opts.port ?? 0 },
+      inspector: false,
+      persist: opts.persistDir !== undefined ? resolve(opts.persistDir) : false,
       watch: false,
       liveReload: false,
+      logLevel: "none",
+      registry: undefined,
     },
   });
-  const url = `http://127.0.0.1:${worker.port}`;
+  let port: number;
+  try {
+    await worker.ready;
+    port = Number((await worker.url).port);
+  } catch (err) {
+    await worker.dispose();
+    throw err;
+  }
+  const url = `http://127.0.0.1:${port}`;
   let stopped: Promise<void> | undefined;
   return {
     url,
     adminToken,
     stop() {
       stopped ??= (async () => {
-        await worker.stop();
-        await waitPortClosed(worker.port, 10_000);
+        await worker.dispose();
+        await waitPortClosed(port, 10_000);
       })();
       return stopped;
     },
