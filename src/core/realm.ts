@@ -53,15 +53,28 @@ interface Closure {
 }
 
 /** The fields of a dialer that some gateway `match` in the realm looks at. */
+/**
+ * The values that gateway `match` selectors in the realm compare a dialer's
+ * fields with. A selector tests equality only, so a dialer whose value is not
+ * among them (or who lacks the field) fails every such test alike: projecting
+ * each field onto "one of these values, or none of them" keeps dialer classes
+ * few even when names, hosts or some labels are unique per pod.
+ */
 interface Referenced {
-  name: boolean;
-  hostname: boolean;
-  pid: boolean;
-  ns: boolean;
-  api: boolean;
-  kind: boolean;
-  group: boolean;
-  labels: Set<string>;
+  name: Set<string>;
+  hostname: Set<string>;
+  pid: Set<number>;
+  ns: Set<string>;
+  api: Set<string>;
+  kind: Set<string>;
+  group: Set<string>;
+  labels: Map<string, Set<string>>;
+}
+
+/** A field's value if some selector compares with it, else a marker shared by every other value. */
+function project<T>(seen: Set<T>, value: T | undefined): T | null {
+  // null, not 0 or "": field values are strings and numbers (pid 0 is valid), never null.
+  return value !== undefined && seen.has(value) ? value : null;
 }
 
 class RealmImpl implements Realm {
@@ -79,7 +92,8 @@ class RealmImpl implements Realm {
   readonly tclassUnix: boolean[] = [];
   /** Interned (namespace, hostname) per record; -1 when the hostname is not given (on no known host). */
   readonly hostKey: Int32Array;
-  readonly dialMemo: Array<Int32Array | undefined> = [];
+  /** Per target class, per dialer class: gateway index, -1 none, UNKNOWN not yet computed (gateways ≤ 64). */
+  readonly dialMemo: Array<Int8Array | undefined> = [];
   readonly adv: Array<Int32Array>;
   readonly closureOf: Closure[];
   readonly attach: Int32Array;
@@ -108,14 +122,14 @@ class RealmImpl implements Realm {
     this.hostKey = new Int32Array(n).fill(-1);
     const hostKeys = new Map<string, number>();
     const ref: Referenced = {
-      name: false,
-      hostname: false,
-      pid: false,
-      ns: false,
-      api: false,
-      kind: false,
-      group: false,
-      labels: new Set(),
+      name: new Set(),
+      hostname: new Set(),
+      pid: new Set(),
+      ns: new Set(),
+      api: new Set(),
+      kind: new Set(),
+      group: new Set(),
+      labels: new Map(),
     };
     const push = (map: Map<string, number[]>, key: string, i: number) => {
       const list = map.get(key);
@@ -163,17 +177,25 @@ class RealmImpl implements Realm {
       for (const gw of r.gateway ?? []) {
         const m = gw.match;
         if (m === undefined) continue;
-        if (m.name !== undefined) ref.name = true;
-        if (m.host?.hostname !== undefined) ref.hostname = true;
-        if (m.host?.pid !== undefined) ref.pid = true;
-        if (m.metadata?.namespace_name !== undefined) ref.ns = true;
-        if (m.metadata?.api_version !== undefined) ref.api = true;
-        if (m.metadata?.kind !== undefined) ref.kind = true;
-        if (m.metadata?.group !== undefined) ref.group = true;
-        for (const k of Object.keys(m.metadata?.labels ?? {})) ref.labels.add(k);
+        if (m.name !== undefined) ref.name.add(m.name);
+        if (m.host?.hostname !== undefined) ref.hostname.add(m.host.hostname);
+        if (m.host?.pid !== undefined) ref.pid.add(m.host.pid);
+        const mm = m.metadata;
+        if (mm?.namespace_name !== undefined) ref.ns.add(mm.namespace_name);
+        if (mm?.api_version !== undefined) ref.api.add(mm.api_version);
+        if (mm?.kind !== undefined) ref.kind.add(mm.kind);
+        if (mm?.group !== undefined) ref.group.add(mm.group);
+        for (const [k, v] of Object.entries(mm?.labels ?? {})) {
+          let values = ref.labels.get(k);
+          if (values === undefined) {
+            values = new Set();
+            ref.labels.set(k, values);
+          }
+          values.add(v);
+        }
       }
     }
-    const labelKeys = [...ref.labels].sort();
+    const labelKeys = [...ref.labels.keys()].sort();
 
     // Dialer and target classes.
     const dkeys = new Map<string, number>();
@@ -183,14 +205,16 @@ class RealmImpl implements Realm {
       const md = r.metadata;
       const labels = md?.labels;
       const dkey = JSON.stringify([
-        ref.name ? r.name : 0,
-        ref.hostname ? (r.host?.hostname ?? null) : 0,
-        ref.pid ? (r.host?.pid ?? null) : 0,
-        ref.ns ? (md?.namespace_name ?? null) : 0,
-        ref.api ? (md?.api_version ?? null) : 0,
-        ref.kind ? (md?.kind ?? null) : 0,
-        ref.group ? (md?.group ?? null) : 0,
-        labelKeys.map((k) => (labels !== undefined && Object.hasOwn(labels, k) ? labels[k] : null)),
+        project(ref.name, r.name),
+        project(ref.hostname, r.host?.hostname),
+        project(ref.pid, r.host?.pid),
+        project(ref.ns, md?.namespace_name),
+        project(ref.api, md?.api_version),
+        project(ref.kind, md?.kind),
+        project(ref.group, md?.group),
+        labelKeys.map((k) =>
+          project(ref.labels.get(k)!, labels !== undefined && Object.hasOwn(labels, k) ? labels[k] : undefined),
+        ),
       ]);
       let dc = dkeys.get(dkey);
       if (dc === undefined) {
@@ -345,7 +369,7 @@ class RealmImpl implements Realm {
     }
     let memo = this.dialMemo[tc];
     if (memo === undefined) {
-      memo = new Int32Array(this.dclassRep.length).fill(UNKNOWN);
+      memo = new Int8Array(this.dclassRep.length).fill(UNKNOWN);
       this.dialMemo[tc] = memo;
     }
     let g = memo[dc]!;

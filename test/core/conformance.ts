@@ -187,6 +187,32 @@ export function runResolverConformance(name: string, make: ResolverFactory): voi
           expect(route.hops).toEqual([{ node: "t", ...want }]);
         });
       }
+      it("tells dialers apart by exactly the values selectors compare (pid 0, names, unique labels)", () => {
+        const r = make(
+          records([
+            {
+              name: "t",
+              gateway: [
+                { priority: 1, address: "ipv4://10.0.0.1:1", match: { host: { pid: 0 } } },
+                { priority: 2, address: "ipv4://10.0.0.2:1", match: { name: "p1" } },
+                { priority: 3, address: "ipv4://10.0.0.3:1", match: { metadata: { labels: { pod: "p2" } } } },
+              ],
+            },
+            { name: "p0", host: { hostname: "h", pid: 0 }, metadata: { labels: { pod: "p0" } } },
+            { name: "p1", host: { hostname: "h", pid: 1 }, metadata: { labels: { pod: "p1" } } },
+            { name: "p2", host: { hostname: "h", pid: 2 }, metadata: { labels: { pod: "p2" } } },
+            { name: "p3", host: { hostname: "h", pid: 3 }, metadata: { labels: { pod: "p3" } } },
+            { name: "p4" },
+          ]),
+        );
+        expect(["p0", "p1", "p2", "p3", "p4"].map((p) => r.resolveRoute(p, "t").hops?.[0]?.address ?? "none")).toEqual([
+          "ipv4://10.0.0.1:1",
+          "ipv4://10.0.0.2:1",
+          "ipv4://10.0.0.3:1",
+          "none",
+          "none",
+        ]);
+      });
       it("a target with no gateway that matches, or no gateway at all, has no route", () => {
         const r = make(
           records([node("t", { gw: [[1, "ipv4://10.0.0.1:1", ns("x")]] }), node("u"), node("s", { ns: "y" })]),
