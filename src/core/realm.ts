@@ -662,7 +662,8 @@ function routeVia(realm: RealmImpl, search: Search, s: number, t: number): Route
   let ends: number[];
   let depth: number;
   let memoKey: number | undefined;
-  let tail = [t];
+  /** For a client target: its attachment relay, the last relay before it. */
+  let via = -1;
   if (realm.kind[t] === CLIENT) {
     const a = realm.attach[t]!;
     if (a < 0) return noRoute(from, to, "client_not_attached", `client '${to}' names no relay in advertise_relay`);
@@ -674,7 +675,7 @@ function routeVia(realm: RealmImpl, search: Search, s: number, t: number): Route
     ends = search.preds[pa]!;
     depth = search.depth[pa]! + 1;
     memoKey = -1 - pa;
-    tail = [a, t];
+    via = a;
   } else {
     const pt = search.pos.get(t);
     let dialable: boolean;
@@ -707,13 +708,10 @@ function routeVia(realm: RealmImpl, search: Search, s: number, t: number): Route
   // For a client target the walk ends at its attachment relay, whose own optimal predecessors are `ends`.
   const anc = search.ancestors(ends, memoKey);
   const hops: Hop[] = [];
-  const cur = search.walk(t, depth - tail.length + 1, anc, hops);
+  const cur = search.walk(t, via < 0 ? depth : depth - 1, anc, hops);
   if (!ends.includes(cur)) throw new HopwayError("internal", "route walk left the optimal DAG");
-  if (tail.length === 2) {
-    const pa = search.pos.get(tail[0]!)!;
-    hops.push(search.hopBetween(cur, pa));
-  }
-  hops.push(realm.hop(tail.length === 2 ? tail[0]! : search.nodes[cur]!, t));
+  if (via >= 0) hops.push(search.hopBetween(cur, search.pos.get(via)!));
+  hops.push(realm.hop(via >= 0 ? via : search.nodes[cur]!, t));
   return { from, to, hops };
 }
 
