@@ -68,7 +68,7 @@ async function conditional(
   c: Ctx,
   waitSeconds: number | undefined,
   check: (view: RealmView) => void,
-  render: (view: RealmView) => string,
+  render: (view: RealmView) => string | Uint8Array<ArrayBuffer>,
 ): Promise<Response> {
   const { stub, caller, realm } = c.var;
   const inm = c.req.header("if-none-match");
@@ -287,7 +287,7 @@ export function createApp(): Hono<Env2> {
       c,
       q.wait,
       (view) => requireNode(view, node, "node"),
-      (view) => view.routeTableJson(node),
+      (view) => view.routeTableBody(node),
     );
   });
 

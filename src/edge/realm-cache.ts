@@ -22,8 +22,11 @@ export interface RealmRpc {
 
 const PAGE = 2_000;
 const MAX_REALMS = 32;
-const MAX_TABLES_PER_VIEW = 4_096;
+/** Encoded route tables kept per view, by size: a table at 10,000 records is ~5 MB, and an isolate has 128 MB. */
+const MAX_TABLE_BYTES_PER_VIEW = 24 * 1024 * 1024;
 const MAX_ROUTES_PER_VIEW = 65_536;
+
+const encoder = new TextEncoder();
 
 /** Counters for the benchmark and tests: what the cache saved. */
 export const cacheStats = { builds: 0, tables: 0, tableHits: 0, routes: 0, routeHits: 0, resets: 0, deltas: 0 };
@@ -32,7 +35,8 @@ export const cacheStats = { builds: 0, tables: 0, tableHits: 0, routes: 0, route
 export class RealmView {
   private built: Realm | undefined;
   private sorted: HopwayRecord[] | undefined;
-  private readonly tables = new Map<string, string>();
+  private readonly tables = new Map<string, Uint8Array<ArrayBuffer>>();
+  private tableBytes = 0;
   private readonly routes = new Map<string, Route>();
 
   constructor(
@@ -59,18 +63,29 @@ export class RealmView {
     return this.sorted;
   }
 
-  /** JSON text of the route table (serialised once per node per version). */
-  routeTableJson(node: string): string {
+  /** The route table as UTF-8 JSON, serialised and encoded once per node per version (bounded by bytes). */
+  routeTableBody(node: string): Uint8Array<ArrayBuffer> {
     const hit = this.tables.get(node);
     if (hit !== undefined) {
       cacheStats.tableHits++;
+      // Re-insert: eviction drops the least recently used first.
+      this.tables.delete(node);
+      this.tables.set(node, hit);
       return hit;
     }
-    const json = JSON.stringify({ node, version: this.version, routes: routeTable(this.realm, node) });
+    const text = JSON.stringify({ node, version: this.version, routes: routeTable(this.realm, node) });
+    const body = encoder.encode(text) as Uint8Array<ArrayBuffer>;
     cacheStats.tables++;
-    if (this.tables.size >= MAX_TABLES_PER_VIEW) this.tables.delete(this.tables.keys().next().value as string);
-    this.tables.set(node, json);
-    return json;
+    if (body.byteLength <= MAX_TABLE_BYTES_PER_VIEW) {
+      while (this.tableBytes + body.byteLength > MAX_TABLE_BYTES_PER_VIEW && this.tables.size > 0) {
+        const [oldest, bytes] = this.tables.entries().next().value as [string, Uint8Array<ArrayBuffer>];
+        this.tables.delete(oldest);
+        this.tableBytes -= bytes.byteLength;
+      }
+      this.tables.set(node, body);
+      this.tableBytes += body.byteLength;
+    }
+    return body;
   }
 
   route(from: string, to: string): Route {
