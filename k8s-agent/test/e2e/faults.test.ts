@@ -19,7 +19,10 @@ import { RoutingTable } from "../../src/relay/table.ts";
 
 const OUTAGE_MS = Number(process.env.HOPWAY_FAULTS_OUTAGE_MS ?? 8_000);
 const AGENTS = Number(process.env.HOPWAY_FAULTS_AGENTS ?? 12);
-const BACKOFF = { backoffBaseMs: 100, backoffCapMs: 1_000 };
+const BACKOFF = {
+  backoffBaseMs: Number(process.env.HOPWAY_FAULTS_BACKOFF_BASE_MS ?? 100),
+  backoffCapMs: Number(process.env.HOPWAY_FAULTS_BACKOFF_CAP_MS ?? 1_000),
+};
 
 const workDir = mkdtempSync(join(tmpdir(), "hopway-faults-"));
 const realm = "faults";
@@ -171,7 +174,9 @@ afterAll(async () => {
 });
 
 describe("faults: the edge goes away", () => {
-  it("tunnels keep flowing and opening, agents back off with spread, restart from disk, and catch up", async () => {
+  it("tunnels keep flowing and opening, agents back off with spread, restart from disk, and catch up", {
+    timeout: OUTAGE_MS + 120_000,
+  }, async () => {
     const [a0, a1] = agents as [Agent, Agent];
     // A long-lived tunnel streaming numbered lines through the whole outage.
     const stream = await open(a0, `app1:${app1Port}`);
@@ -256,7 +261,9 @@ describe("faults: the edge goes away", () => {
     expect(put.status).toBe(201);
     const v2 = (put.body as { version: number }).version;
     const tChange = performance.now();
-    expect(await waitUntil(() => agents.every((a) => (a.client.version ?? 0) >= v2), 15_000)).toBe(true);
+    expect(
+      await waitUntil(() => agents.every((a) => (a.client.version ?? 0) >= v2), BACKOFF.backoffCapMs + 15_000),
+    ).toBe(true);
     const catchUpMs = performance.now() - tChange;
     for (const a of agents) {
       const t = await open(a, "app2");
