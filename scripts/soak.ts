@@ -21,6 +21,12 @@ if (!skip.has("fuzz")) {
   console.log(summarize(r, seed));
   if (r.violations.length > 0 || r.openAfter !== 0 || r.tunnelsAfter !== 0 || r.echoAccepted !== r.tunnels) {
     failed = true;
+    const kinds = new Map<string, number>();
+    for (const v of r.violations) {
+      const k = v.replace(/^#\d+ /, "").replace(/\(status \d+\)/, "");
+      kinds.set(k, (kinds.get(k) ?? 0) + 1);
+    }
+    console.error([...kinds].map(([k, n]) => `${n} × ${k}`).join("\n"));
     console.error(r.violations.slice(0, 30).join("\n"));
   }
 }
