@@ -3,7 +3,7 @@
 // wrong type, unknown and prototype-polluting fields, oversized bodies, bad
 // path parameters and queries, wrong methods. Each answers 4xx with a stable
 // code and a message (never 5xx, never 2xx), and the realm is unchanged after.
-import { evictDurableObject } from "cloudflare:test";
+import { evictDurableObject, SELF } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { clearRealmCache } from "../../src/edge/realm-cache.ts";
@@ -247,6 +247,48 @@ describe("hostile input to every edge endpoint", () => {
     console.log(
       `edge hostile paths/queries/methods: ${paths.length} requests, all 4xx (${[...statuses].map(([k, v]) => `${k}×${v}`).join(", ")}); realm unchanged`,
     );
+  });
+});
+
+describe("oversized bodies without a declared length", () => {
+  it("every body endpoint stops reading a streamed body past its limit: 413, nothing stored", async () => {
+    const realm = freshRealm("stream");
+    const b = `/v1/realms/${realm}`;
+    await call("PUT", `${b}/nodes/a`, { body: { ...node("a"), ttl_seconds: 600 } });
+    const before = (await call("GET", `${b}/nodes/a`)).body;
+    const endpoints: Array<[string, string]> = [
+      ["PUT", "/nodes/a"],
+      ["PUT", "/nodes/b"],
+      ["POST", "/nodes/a/heartbeat"],
+      ["POST", "/tokens"],
+      ["POST", "/owners"],
+    ];
+    for (const [method, path] of endpoints) {
+      const chunk = new TextEncoder().encode(`${" ".repeat(64 * 1024 - 1)}\n`);
+      let sent = 0;
+      // A JSON object that never ends: 4 MiB of whitespace after an opening brace.
+      const stream = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode("{"));
+        },
+        pull(controller) {
+          if (sent >= 4 * 1024 * 1024) return controller.close();
+          sent += chunk.byteLength;
+          controller.enqueue(chunk);
+        },
+      });
+      const res = await SELF.fetch(`https://edge${b}${path}`, {
+        method,
+        headers: { authorization: "Bearer test-admin-token", "content-type": "application/json" },
+        body: stream,
+      });
+      const body = (await res.json()) as { error?: { code?: string } };
+      expect(res.status, `${method} ${path}`).toBe(413);
+      expect(body.error?.code).toBe("body_too_large");
+    }
+    expect((await call("GET", `${b}/nodes/b`)).status).toBe(404);
+    expect((await call("GET", `${b}/nodes/a`)).body).toEqual(before);
+    expect((await call("GET", `${b}/tokens`)).body.tokens).toEqual([]);
   });
 });
 
