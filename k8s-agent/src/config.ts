@@ -8,6 +8,7 @@
 //   HOPWAY_REALM           edge.realm
 //   HOPWAY_TOKEN           edge.token
 //   HOPWAY_TOKEN_FILE      edge.token_file (a mounted Secret)
+//   HOPWAY_EDGE_SYNC       edge.sync (route-table | records)
 //   HOPWAY_NODE            node (the record that is "this relay")
 //   HOPWAY_HOP_KEY         relay.hop_key (realm-wide secret, from a Kubernetes Secret)
 //   HOPWAY_HOP_KEY_FILE    relay.hop_key_file
@@ -79,6 +80,13 @@ export const AgentConfigSchema = z
       lease_seconds: z.number().int().min(5).max(86_400).default(30),
       /** Long-poll length for the route table (the edge caps it at 60). */
       wait_seconds: z.number().int().min(1).max(60).default(30),
+      /**
+       * How the route table is followed. "route-table": download this relay's whole table
+       * (simple; each change costs every agent a full table, ~5 MB at 10,000 records).
+       * "records": replicate the realm's records by delta and compute the table locally
+       * with the same core (a change costs a few records; for realms past a few thousand).
+       */
+      sync: z.enum(["route-table", "records"]).default("route-table"),
     }),
     /** The record that is "this relay": whose route table the relay follows. Default: pod.name. */
     node: NameSchema.optional(),
@@ -188,6 +196,7 @@ export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unkn
   ["HOPWAY_REALM", ["edge", "realm"], String],
   ["HOPWAY_TOKEN", ["edge", "token"], String],
   ["HOPWAY_TOKEN_FILE", ["edge", "token_file"], String],
+  ["HOPWAY_EDGE_SYNC", ["edge", "sync"], String],
   ["HOPWAY_NODE", ["node"], String],
   ["HOPWAY_HOP_KEY", ["relay", "hop_key"], String],
   ["HOPWAY_HOP_KEY_FILE", ["relay", "hop_key_file"], String],

@@ -92,6 +92,7 @@ export async function startAgent(
     records: config.records,
     leaseSeconds: config.edge.lease_seconds,
     waitSeconds: config.edge.wait_seconds,
+    sync: config.edge.sync,
     dataDir: config.data_dir,
     onTable: (t) => table.set(t),
     report: () => scaling.heartbeatReport(),

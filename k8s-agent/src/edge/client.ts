@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { HopwayRecord } from "../../../src/core/schema.ts";
 import type { Logger } from "../log.ts";
 import { type RouteTable, RouteTableSchema } from "../relay/table.ts";
+import { RecordsSync, type SyncMode } from "./records-sync.ts";
 
 export interface Clock {
   now(): number;
@@ -57,6 +58,12 @@ export interface EdgeClientOptions {
   log?: Logger;
   backoffBaseMs?: number;
   backoffCapMs?: number;
+  /** "route-table" (default): download this relay's table; "records": replicate the records, compute locally. */
+  sync?: SyncMode;
+  /** records mode: coalescing window for a burst of changes (default 150 ms). */
+  syncDebounceMs?: number;
+  /** records mode: records per page when (re)loading the record list. */
+  syncPageSize?: number;
 }
 
 interface Persisted {
@@ -89,12 +96,41 @@ export class EdgeClient {
   private readonly wakers = new Set<() => void>();
   private persistChain: Promise<void> = Promise.resolve();
   private loops: Promise<void>[] = [];
+  /** Set in records mode: the local replica that computes the table instead of downloading it. */
+  readonly recordsSync: RecordsSync | undefined;
 
   constructor(opts: EdgeClientOptions) {
     this.o = opts;
     this.fetchFn = opts.fetch ?? fetch;
     this.clock = opts.clock ?? realClock;
     this.random = opts.random ?? Math.random;
+    if (opts.sync === "records") {
+      this.recordsSync = new RecordsSync(
+        {
+          node: opts.node,
+          waitSeconds: opts.waitSeconds,
+          dataDir: opts.dataDir,
+          debounceMs: opts.syncDebounceMs,
+          pageSize: opts.syncPageSize,
+          log: opts.log,
+          onTable: (table, source, at, epochChanged) => this.applyTable(table, undefined, source, at, epochChanged),
+          onConfirmed: (at) => {
+            this.confirmedAt = Math.max(this.confirmedAt ?? 0, at);
+          },
+        },
+        {
+          request: (path, timeoutMs) => this.request("GET", path, { timeoutMs }),
+          setReachable: (ok, detail) => this.setReachable(ok, detail),
+          sleep: (ms) => this.sleep(ms),
+          backoff: (attempt) => this.backoff(attempt),
+          now: () => this.clock.now(),
+          setTimeout: (fn, ms) => this.clock.setTimeout(fn, ms),
+          clearTimeout: (h) => this.clock.clearTimeout(h),
+          random: () => this.random(),
+          stopped: () => this.stopped,
+        },
+      );
+    }
   }
 
   get version(): number | undefined {
@@ -163,13 +199,20 @@ export class EdgeClient {
    * (retries, concurrent polls, an edge replica that lags), so an older or equal version
    * never replaces a newer one; an equal one only confirms freshness.
    */
-  applyTable(table: RouteTable, etag: string | undefined, source: TableSource, confirmedAt: number): boolean {
+  applyTable(
+    table: RouteTable,
+    etag: string | undefined,
+    source: TableSource,
+    confirmedAt: number,
+    /** records mode only: the edge's storage epoch changed, so versions started over. */
+    epochChanged = false,
+  ): boolean {
     if (table.node !== this.o.node) {
       this.o.log?.warn("route table for another node ignored", { node: table.node });
       return false;
     }
     const cur = this.current?.version;
-    if (cur !== undefined && table.version <= cur) {
+    if (cur !== undefined && table.version <= cur && !epochChanged) {
       if (table.version === cur) this.confirmedAt = Math.max(this.confirmedAt ?? 0, confirmedAt);
       return false;
     }
@@ -178,7 +221,8 @@ export class EdgeClient {
     this.confirmedAt = confirmedAt;
     this.o.onTable(table, source);
     this.o.log?.info("route table applied", { version: table.version, routes: table.routes.length, source });
-    if (source === "edge") this.persist(table, etag, confirmedAt);
+    // records mode persists the (smaller, resumable) records snapshot instead.
+    if (source === "edge" && this.recordsSync === undefined) this.persist(table, etag, confirmedAt);
     return true;
   }
 
@@ -202,8 +246,9 @@ export class EdgeClient {
   }
 
   /** Waits for pending disk writes (tests, shutdown). */
-  flush(): Promise<void> {
-    return this.persistChain;
+  async flush(): Promise<void> {
+    await this.persistChain;
+    await this.recordsSync?.flush();
   }
 
   /** Loads the last good table from the data directory; true when one was applied. */
@@ -337,9 +382,10 @@ export class EdgeClient {
 
   /** Loads the persisted table, then registers and follows in the background. */
   async start(): Promise<void> {
-    const loaded = await this.loadPersisted();
+    // records mode falls back to a route table left by route-table mode, so switching modes keeps start-from-disk.
+    const loaded = (await this.recordsSync?.loadPersisted()) || (await this.loadPersisted());
     if (loaded) this.o.log?.info("starting from the persisted route table", { version: this.current?.version });
-    this.loops = [this.followLoop(), this.leaseLoop()];
+    this.loops = [this.recordsSync ? this.recordsSync.run() : this.followLoop(), this.leaseLoop()];
   }
 
   /** Stops the loops and removes the records from the edge (best effort, bounded). */
@@ -361,6 +407,6 @@ export class EdgeClient {
         }),
       );
     }
-    await this.persistChain;
+    await this.flush();
   }
 }
