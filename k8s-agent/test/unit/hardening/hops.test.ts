@@ -3,6 +3,7 @@
 // it belongs to the realm (no, malformed, wrong-key, expired, future, replayed
 // or tampered HMAC) is refused before anything is dialed.
 import { createHmac, randomBytes } from "node:crypto";
+import { createServer } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { MAX_HOPS } from "../../../../src/core/schema.ts";
 import { signHop } from "../../../src/relay/auth.ts";
@@ -243,5 +244,73 @@ describe("relay hops: only members of the realm", () => {
     expect(r.status).toBe(407);
     expect(r.headers).toMatch(/Hopway-Failed-At: real-b/);
     expect(x.hits).toBe(0);
+  });
+});
+
+describe("relay hops: a relay in the path fails", () => {
+  it("a middle relay dying closes every tunnel through it cleanly and frees every slot upstream", async () => {
+    const echo = createServer((c) => {
+      c.on("error", () => {});
+      c.pipe(c);
+    });
+    echo.listen(0, "127.0.0.1");
+    await new Promise((r) => echo.once("listening", r));
+    cleanups.push(() => echo.close());
+    const echoAddr = `ipv4://127.0.0.1:${(echo.address() as { port: number }).port}`;
+    const [a, b] = (await relays(["mid-a", "mid-b"])) as [CountingRelay, CountingRelay];
+    b.table.set({ node: "mid-b", version: 2, routes: [route("mid-b", "app", [hop("app", echoAddr)])] });
+    a.table.set({
+      node: "mid-a",
+      version: 2,
+      routes: [route("mid-a", "app", [hop("mid-b", addr(b)), hop("app", echoAddr)])],
+    });
+    const N = 40;
+    const clients = await Promise.all(
+      Array.from({ length: N }, async () => {
+        const s = dial(a.host, a.port);
+        s.write("CONNECT app HTTP/1.1\r\n\r\n");
+        const first = await new Promise<Buffer>((res) => s.once("data", res));
+        expect(statusOf(first)).toBe(200);
+        return s;
+      }),
+    );
+    expect(a.relay.activeTunnels).toBe(N);
+    const t0 = performance.now();
+    const closed = clients.map((s) => new Promise<number>((res) => s.once("close", () => res(performance.now() - t0))));
+    // mid-b goes away (its process dies: every socket it holds is gone).
+    b.relay.destroyAll();
+    await b.close();
+    const times = await Promise.all(closed);
+    expect(await waitFor(() => a.relay.activeTunnels === 0 && a.relay.openConnections === 0, 2000)).toBe(true);
+    // New tunnels now fail fast with 502 naming where, instead of hanging.
+    const after = await ask(a, "CONNECT app HTTP/1.1\r\n\r\n");
+    expect(after.status).toBe(502);
+    expect(after.headers).toMatch(/Hopway-Failed-At: mid-a/);
+    console.log(
+      `middle relay failure: ${N} tunnels through it closed within ${Math.max(...times).toFixed(0)} ms, upstream relay back to 0 open; new tunnels 502`,
+    );
+    expect(Math.max(...times)).toBeLessThan(1000);
+  });
+
+  it("a next relay that accepts and then hangs up before answering is a 502, not a hang", async () => {
+    const x = await target();
+    const rude = createServer((c) => {
+      c.once("data", () => c.destroy());
+    });
+    rude.listen(0, "127.0.0.1");
+    await new Promise((r) => rude.once("listening", r));
+    cleanups.push(() => rude.close());
+    const [a] = (await relays(["rude-a"])) as [CountingRelay];
+    const rudeAddr = `ipv4://127.0.0.1:${(rude.address() as { port: number }).port}`;
+    a.table.set({
+      node: "rude-a",
+      version: 2,
+      routes: [route("rude-a", "x", [hop("rude-b", rudeAddr), hop("x", addr(x))])],
+    });
+    const t0 = performance.now();
+    const r = await ask(a, "CONNECT x HTTP/1.1\r\n\r\n");
+    expect(r.status).toBe(502);
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(await waitFor(() => a.relay.openConnections === 0, 1000)).toBe(true);
   });
 });
