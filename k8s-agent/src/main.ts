@@ -12,7 +12,6 @@ import { createRelayMetrics } from "./metrics.ts";
 import { keyTargetResolver, localOwners, MembershipFollower } from "./ownership/index.ts";
 import { Relay } from "./relay/relay.ts";
 import { RoutingTable } from "./relay/table.ts";
-import { startDeletionCost } from "./scaling/index.ts";
 import { ScalingSignals } from "./scaling/signals.ts";
 
 export interface RunningAgent {
@@ -138,14 +137,19 @@ export async function startAgent(
 
   // ---- admin server (metrics, probes, local API, pre-delete hook): owned by the autoscaling work ----
   // The deletion-cost patcher's timers are unref'd: it never holds the process open at exit.
-  await startDeletionCost({
-    signals: scaling,
-    config: config.scaling,
-    podName: config.pod.name ?? config.node,
-    podNamespace: config.pod.namespace,
-    registry,
-    log,
-  });
+  // Loaded only when enabled: the Kubernetes client is ~25 MB of the agent's resident memory
+  // (module code and its object graph), which would otherwise sit idle in every relay pod.
+  if (config.scaling.deletion_cost.enabled) {
+    const { startDeletionCost } = await import("./scaling/index.ts");
+    await startDeletionCost({
+      signals: scaling,
+      config: config.scaling,
+      podName: config.pod.name ?? config.node,
+      podNamespace: config.pod.namespace,
+      registry,
+      log,
+    });
+  }
   const admin = await startAdminServer({
     listen: config.admin.listen,
     registry,
