@@ -6,8 +6,11 @@
 // The rule (also in the README, "Stateful services"):
 // - A member is *up* when its record exists; *draining* when the coordinator
 //   asks its pod to move state away (its ordinal is in the workload's
-//   `scaling.draining`); it *holds state* unless its pod reported
-//   `holds_state: false` (no report = unknown = assumed to hold state).
+//   `scaling.draining`); it *holds state* when its pod reported
+//   `holds_state: true`. No report yet counts as holding nothing: a pod's
+//   first report rides on its agent's first heartbeat, seconds after its
+//   records appear, and in that window a new pod must not be named as the
+//   place to fetch from. (A pod never drains without a report either.)
 // - owner(k)    = the highest rendezvous weight rendezvousWeight(k, m) over the
 //   members that are up and not draining ("active").
 // - previous(k) = the same over the members that hold state (draining ones
@@ -37,7 +40,7 @@ export const GroupMemberSchema = z.strictObject({
   name: NameSchema,
   /** The coordinator asks this member's pod to move its state away: it owns no keys. */
   draining: z.boolean(),
-  /** What the member's pod last reported; null = no report (treated as holding state). */
+  /** What the member's pod last reported; null = no report yet (treated as holding nothing). */
   holds_state: z.boolean().nullable(),
 });
 export type GroupMember = z.infer<typeof GroupMemberSchema>;
@@ -124,7 +127,7 @@ export class OwnershipIndex {
     this.names = this.members.map((m) => m.name);
     this.halves = this.members.map((m) => relayHalf(nameHash(m.name)));
     this.active = this.members.map((m) => !m.draining);
-    this.holder = this.members.map((m) => m.holds_state !== false);
+    this.holder = this.members.map((m) => m.holds_state === true);
   }
 
   /** Whether some member owns keys (at least one is up and not draining). */

@@ -120,20 +120,23 @@ describe("ownership: the rule", () => {
     expect(ownerOf([], "k")).toEqual({ key: "k", owner: null, previous: null });
   });
 
-  it("unknown holds_state (no report) counts as holding state", () => {
-    const members = [pod(0, { holds_state: null }), pod(1, { holds_state: null, draining: true })];
+  it("no report yet (holds_state null) holds nothing: a new pod is never named as previous", () => {
+    const members = [pod(0), pod(1), pod(2, { holds_state: null })];
     const idx = new OwnershipIndex(members);
+    const before = new OwnershipIndex([pod(0), pod(1)]);
     let moved = 0;
-    for (let i = 0; i < 1000; i++) {
+    for (let i = 0; i < 3000; i++) {
       const r = idx.lookup(`k${i}`);
-      expect(r.owner).toBe("kv-0");
-      if (r.previous !== null) {
-        expect(r.previous).toBe("kv-1");
+      expect(r.previous).not.toBe("kv-2");
+      if (r.owner === "kv-2") {
         moved++;
-      }
+        expect(r.previous).toBe(before.lookup(`k${i}`).owner);
+      } else expect(r.previous).toBeNull();
     }
-    expect(moved).toBeGreaterThan(400);
-    expect(moved).toBeLessThan(600);
+    expect(moved).toBeGreaterThan(900);
+    // A group without any reports never names a previous owner.
+    const plain = new OwnershipIndex([0, 1, 2].map((i) => pod(i, { holds_state: null })));
+    for (let i = 0; i < 1000; i++) expect(plain.lookup(`k${i}`).previous).toBeNull();
   });
 
   it("the epoch changes with every input that changes an answer", () => {

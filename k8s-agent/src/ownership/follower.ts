@@ -35,7 +35,7 @@ export interface GroupView {
 
 export type GroupLookup =
   | { ok: true; view: GroupView }
-  | { ok: false; status: 404 | 503; code: "unknown_node" | "internal"; message: string };
+  | { ok: false; status: 400 | 404 | 503; code: "invalid_input" | "unknown_node" | "internal"; message: string };
 
 const PersistedSchema = z.object({ groups: z.array(MembershipSchema) });
 
@@ -118,7 +118,19 @@ export class MembershipFollower {
     return p;
   }
 
+  /** Never rejects: a failure answers from the copy held (or says why there is none). */
   private async fetchGroup(group: string, timeoutMs: number): Promise<GroupLookup> {
+    try {
+      return await this.fetchGroupOnce(group, timeoutMs);
+    } catch (err) {
+      // The body can fail after the head arrived (timeout, reset): same as an unreachable edge.
+      const held = this.views.get(group);
+      if (held) return { ok: true, view: held };
+      return { ok: false, status: 503, code: "internal", message: `group '${group}': ${String(err)}` };
+    }
+  }
+
+  private async fetchGroupOnce(group: string, timeoutMs: number): Promise<GroupLookup> {
     let res: Response;
     try {
       const etag = this.etags.get(group);
@@ -151,6 +163,10 @@ export class MembershipFollower {
       if (this.views.delete(group)) this.persist();
       this.followed.delete(group);
       return { ok: false, status: 404, code: "unknown_node", message: `no group named '${group}' in this realm` };
+    }
+    if (res.status === 400) {
+      await res.body?.cancel();
+      return { ok: false, status: 400, code: "invalid_input", message: `'${group}' is not a group` };
     }
     if (!res.ok) {
       const text = await res.text();

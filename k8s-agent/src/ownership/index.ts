@@ -52,9 +52,9 @@ export function keyTargetResolver(follower: MembershipFollower): (req: ConnectRe
     }
     const found = await follower.lookup(group);
     if (!found.ok) {
-      return found.status === 404
-        ? { reason: "unknown_node", detail: `no group '${group}'` }
-        : { reason: "no_route_table", detail: found.message };
+      if (found.status === 404) return { reason: "unknown_node", detail: `no group '${group}'` };
+      if (found.status === 400) return { reason: "forbidden", detail: found.message };
+      return { reason: "no_route_table", detail: found.message };
     }
     const { owner } = found.view.index.lookup(key);
     if (owner === null) return { reason: "over_capacity", detail: `group '${group}' has no active member` };
