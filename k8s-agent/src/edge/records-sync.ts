@@ -13,7 +13,7 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import { buildRealm, routeTable } from "../../../src/core/index.ts";
+import { buildRealm, MAX_RECORDS, routeTable } from "../../../src/core/index.ts";
 import { type HopwayRecord, RecordSchema } from "../../../src/core/schema.ts";
 import type { Logger } from "../log.ts";
 import type { RouteTable } from "../relay/table.ts";
@@ -166,6 +166,8 @@ export class RecordsSync {
       this.o.log?.warn("stale changes answer ignored", { version: answer.version, holding: s.version });
       return "ignored";
     }
+    // "current" at a version we do not hold means we missed something: reload rather than pretend.
+    if (answer.kind === "current" && answer.version > s.version) return "reset";
     if (answer.kind === "current" || answer.version === s.version) {
       this.o.onConfirmed(at);
       return "current";
@@ -352,6 +354,8 @@ export class RecordsSync {
           break;
         }
         for (const r of page.records) records.set(r.name, r);
+        // A realm is bounded (the edge refuses more); an answer stream past that is broken or hostile.
+        if (records.size > MAX_RECORDS) throw new Error(`record list longer than ${MAX_RECORDS} records`);
         if (page.next !== null && after !== null && page.next <= after) throw new Error("record pages do not advance");
         after = page.next;
         if (this.t.stopped()) throw new Error("stopped");

@@ -289,6 +289,8 @@ describe("records sync", () => {
     // A delta from an epoch we are not on is never applied: it asks for a reload.
     const other: ChangesAnswer = { kind: "delta", epoch: "b2", version: 99, changes: [] };
     expect(sync.applyChanges(other, 0)).toBe("reset");
+    // "current" at a version the replica does not hold is not a confirmation either.
+    expect(sync.applyChanges({ kind: "current", epoch: "a1", version: 41 }, 0)).toBe("reset");
     expect(sync.version).toBe(40);
   });
 
