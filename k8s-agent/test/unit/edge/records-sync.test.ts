@@ -7,10 +7,11 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type HopwayRecord, type Route, referenceResolver } from "../../../../src/core/index.ts";
 import { generateTopology, prng } from "../../../../src/core/testing/generate.ts";
+import { RealmView } from "../../../../src/edge/realm-cache.ts";
 import { parseConfig } from "../../../src/config.ts";
 import { type Clock, EdgeClient } from "../../../src/edge/client.ts";
 import { type ChangesAnswer, computeTable, parseEtag, SNAPSHOT_FILE } from "../../../src/edge/records-sync.ts";
-import type { RouteTable } from "../../../src/relay/table.ts";
+import { type RouteTable, RouteTableSchema } from "../../../src/relay/table.ts";
 
 class FakeClock implements Clock {
   t = 1_000_000;
@@ -349,6 +350,34 @@ describe("records sync", () => {
     await sync.step();
     sync.rebuildNow();
     expect(applied.map((a) => a.version)).toEqual([1]);
+  });
+
+  it("hands on byte-for-byte the routes the edge's /route-tables renders for the same records", async () => {
+    const { edge, clock, applied, sync } = setup(realm, node);
+    await sync.step();
+    // The edge's isolate cache holds its records in arrival order (paged by name, deltas appended):
+    // reproduce that order, change a few records, and render the edge's answer with its own code.
+    const edgeOrder = new Map([...realm].sort((a, b) => (a.name < b.name ? -1 : 1)).map((r) => [r.name, r]));
+    const changed = [
+      { ...(apps[5] as NodeRecord), name: "000-first-by-name" },
+      { ...(apps[6] as NodeRecord), host: { hostname: "elsewhere" } },
+    ];
+    for (const r of changed) {
+      edge.put(r);
+      edgeOrder.set(r.name, r);
+    }
+    edge.del((apps[7] as NodeRecord).name);
+    edgeOrder.delete((apps[7] as NodeRecord).name);
+    await sync.step();
+    clock.advance(1000);
+    const served = RouteTableSchema.parse(
+      JSON.parse(new TextDecoder().decode(new RealmView("a1", edge.version, edgeOrder).routeTableBody(node))),
+    );
+    const mine = applied.at(-1)?.table;
+    expect(mine?.version).toBe(served.version);
+    expect(mine?.node).toBe(served.node);
+    expect(sortRoutes(mine?.routes ?? [])).toEqual(sortRoutes(served.routes));
+    expect(mine?.routes.length).toBe(served.routes.length);
   });
 
   it("computes the same table whatever order the records arrive in", () => {
