@@ -1,7 +1,13 @@
 // /openapi.json, generated from the same zod schemas the handlers validate
 // with (zod 4's toJSONSchema), so the description cannot drift from the code.
 import { z } from "zod";
-import { RecordSchema, ScalingReportSchema } from "../core/index.ts";
+import {
+  MembershipSchema,
+  OwnersAnswerSchema,
+  OwnersRequestSchema,
+  RecordSchema,
+  ScalingReportSchema,
+} from "../core/index.ts";
 import {
   ChangesAnswerSchema,
   ErrorBodySchema,
@@ -187,6 +193,39 @@ export function openApiDocument(): Record<string, unknown> {
             waitParam,
           ],
           responses: { "200": ok("changes", ChangesAnswerSchema), ...errors },
+        },
+      },
+      "/v1/realms/{realm}/owners": {
+        get: {
+          summary:
+            "Which member of a group owns each key (rendezvous over active members), and the previous owner during a move",
+          parameters: [
+            realmParam,
+            { name: "group", in: "query", required: true, schema: { type: "string" } },
+            {
+              name: "key",
+              in: "query",
+              required: true,
+              description: "repeatable, up to 256 keys",
+              schema: { type: "array", items: { type: "string" } },
+              style: "form",
+              explode: true,
+            },
+          ],
+          responses: { "200": ok("owners", OwnersAnswerSchema), ...errors },
+        },
+        post: {
+          summary: "Batch form of the owner look-up (up to 10,000 keys)",
+          parameters: [realmParam],
+          requestBody: { content: json(OwnersRequestSchema, "input") },
+          responses: { "200": ok("owners", OwnersAnswerSchema), ...errors },
+        },
+      },
+      "/v1/realms/{realm}/groups/{group}/membership": {
+        get: {
+          summary: "A group's members with their draining and holds_state flags (ETag)",
+          parameters: [realmParam, nameParam("group")],
+          responses: { "200": ok("membership", MembershipSchema), ...conditional, ...errors },
         },
       },
       "/v1/realms/{realm}/tokens": {
