@@ -79,6 +79,10 @@ function bundleWorker(): void {
     target: "node22",
     outfile: WORKER_BUNDLE,
     logLevel: "warning",
+    // As in k8s-agent's build script: prom-client is CommonJS and requires Node built-ins.
+    banner: {
+      js: "import { createRequire as __hopwayRequire } from 'node:module'; const require = __hopwayRequire(import.meta.url);",
+    },
   });
 }
 

@@ -1,9 +1,12 @@
-// A relay core in its own process, for the benchmark: the same Relay class and
-// listener settings as hopway-agent, with a fixed route table instead of the
+// A relay core in its own process, for the benchmark: the same Relay class,
+// listener settings, default limits (header, connect and idle timeouts) and
+// Prometheus observer as hopway-agent, with a fixed route table instead of the
 // edge (so the edge's own load does not enter the figures).
 // Usage (forked with an IPC channel): relay-worker.ts NAME HOPKEY ROUTES_JSON
-// Messages in: {cmd: "rss"} → {rss} after a full GC.
+// Messages in: {cmd: "rss"} → {rss} after a full GC; {cmd: "metrics"} → {text}.
 import { createServer } from "node:net";
+import { Registry } from "prom-client";
+import { createRelayMetrics } from "../../k8s-agent/src/metrics.ts";
 import { Relay } from "../../k8s-agent/src/relay/relay.ts";
 import { RoutingTable } from "../../k8s-agent/src/relay/table.ts";
 import type { Route } from "../../src/core/schema.ts";
@@ -13,11 +16,22 @@ const routes = JSON.parse(routesJson) as Route[];
 const table = new RoutingTable(name);
 table.set({ node: name, version: 1, routes });
 const bufferBytes = 256 * 1024;
-const relay = new Relay({
+const registry = new Registry();
+const metrics = createRelayMetrics(registry, {
+  counters: () => relay.counters,
+  activeTunnels: () => relay.activeTunnels,
+  openConnections: () => relay.openConnections,
+  routeTableVersion: () => table.version,
+  routeTableFetchedAt: () => Date.now(),
+  edgeReachable: () => true,
+});
+const relay: Relay = new Relay({
   name,
   table,
   hopKey: Buffer.from(hopKey),
-  limits: { maxConnections: 20_000, bufferBytes, idleTimeoutMs: 0 },
+  // The agent's defaults except the connection cap, raised so one process can hold the idle-tunnel run.
+  limits: { maxConnections: 20_000, bufferBytes },
+  observer: metrics,
 });
 const server = createServer(
   { allowHalfOpen: true, noDelay: true, highWaterMark: bufferBytes } as Parameters<typeof createServer>[0],
@@ -33,6 +47,8 @@ process.on("message", (m: { cmd?: string }) => {
     gc?.();
     const m = process.memoryUsage();
     process.send?.({ rss: m.rss, heap: m.heapUsed, tunnels: relay.activeTunnels });
+  } else if (m.cmd === "metrics") {
+    void registry.metrics().then((text) => process.send?.({ text }));
   }
 });
 process.on("disconnect", () => process.exit(0));
