@@ -91,6 +91,9 @@ interface Tunnel {
   peer: PeerRole;
   next: NextRole;
   openedAt: number;
+  /** Set by every chunk either way; the idle sweep clears it and counts the sweeps it stays clear. */
+  moved: boolean;
+  quietSweeps: number;
 }
 
 export interface RelayCounters {
@@ -129,6 +132,12 @@ export class Relay {
   private readonly resolveTarget: RelayOptions["resolveTarget"];
   private readonly tunnels = new Set<Tunnel>();
   private readonly sockets = new Set<Socket>();
+  // Coarse shared timers instead of a setTimeout per socket per phase: each holds callbacks in
+  // expiry order and one unref'd interval sweeps it (late by at most 1/8 of the duration).
+  private readonly headerDeadlines: Deadlines;
+  private readonly connectDeadlines: Deadlines;
+  private readonly pathDeadlines: Deadlines;
+  private idleSweep: NodeJS.Timeout | undefined;
   private connections = 0;
   private draining = false;
   private idleWaiters: Array<() => void> = [];
@@ -146,6 +155,9 @@ export class Relay {
     this.now = opts.now ?? (() => Date.now() / 1000);
     this.log = opts.log ?? (() => {});
     this.resolveTarget = opts.resolveTarget;
+    this.headerDeadlines = new Deadlines(this.limits.headerTimeoutMs);
+    this.connectDeadlines = new Deadlines(this.limits.connectTimeoutMs);
+    this.pathDeadlines = new Deadlines(this.limits.pathTimeoutMs);
   }
 
   /** Open tunnels (both sides spliced). */
@@ -184,11 +196,12 @@ export class Relay {
   }
 
   private readHead(socket: Socket, local: boolean): void {
-    let buffered: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => {
+    let buffered: Buffer = EMPTY;
+    const onTimeout = () => {
       cleanup();
       this.refuse(socket, new Refusal("header_timeout", "request head not received in time"));
-    }, this.limits.headerTimeoutMs);
+    };
+    this.headerDeadlines.add(onTimeout);
     const onData = (chunk: Buffer) => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
       const end = findHeadEnd(buffered);
@@ -216,7 +229,7 @@ export class Relay {
       socket.destroy();
     };
     const cleanup = () => {
-      clearTimeout(timer);
+      this.headerDeadlines.delete(onTimeout);
       socket.pause();
       socket.off("data", onData);
       socket.off("end", onEnd);
@@ -352,11 +365,12 @@ export class Relay {
         ? connect({ path: addr.path, ...extra })
         : connect({ host: addr.host, port: addr.port, noDelay: true, ...extra });
       let settled = false;
-      let buffered: Buffer = Buffer.alloc(0);
+      let buffered: Buffer = EMPTY;
       const finish = (r: DialResult) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        this.connectDeadlines.delete(onConnectTimeout);
+        this.pathDeadlines.delete(onPathTimeout);
         up.off("error", onError);
         up.off("data", onData);
         up.off("end", onEnd);
@@ -365,15 +379,19 @@ export class Relay {
         else up.on("error", () => up.destroy());
         resolve(r);
       };
-      let timer = setTimeout(
-        () =>
-          finish({
-            ok: false,
-            final: false,
-            refusal: new Refusal("connect_timeout", `connect to ${addr.address} timed out`),
-          }),
-        this.limits.connectTimeoutMs,
-      );
+      const onConnectTimeout = () =>
+        finish({
+          ok: false,
+          final: false,
+          refusal: new Refusal("connect_timeout", `connect to ${addr.address} timed out`),
+        });
+      const onPathTimeout = () =>
+        finish({
+          ok: false,
+          final: true,
+          refusal: new Refusal("connect_timeout", "path beyond the next relay did not come up in time"),
+        });
+      this.connectDeadlines.add(onConnectTimeout);
       const onError = (err: NodeJS.ErrnoException) =>
         finish({
           ok: false,
@@ -420,19 +438,11 @@ export class Relay {
           refusal: new Refusal("next_hop_failed", "next relay closed before answering"),
         });
       const onConnect = () => {
-        if (authority === undefined) return finish({ ok: true, socket: up, rest: Buffer.alloc(0), path: "" });
+        if (authority === undefined) return finish({ ok: true, socket: up, rest: EMPTY, path: "" });
         // Connected: the rest of the path gets its own, longer budget (each relay below
         // enforces its own connect timeout and answers 504 itself when it runs out).
-        clearTimeout(timer);
-        timer = setTimeout(
-          () =>
-            finish({
-              ok: false,
-              final: true,
-              refusal: new Refusal("connect_timeout", "path beyond the next relay did not come up in time"),
-            }),
-          this.limits.pathTimeoutMs,
-        );
+        this.connectDeadlines.delete(onConnectTimeout);
+        this.pathDeadlines.add(onPathTimeout);
         const auth = signHop(this.hopKey as Buffer, this.name, authority, hops, this.now());
         up.on("data", onData);
         up.once("end", onEnd);
@@ -459,18 +469,29 @@ export class Relay {
       upstream.destroy();
       return;
     }
-    const tunnel: Tunnel = { client, upstream, peer, next, openedAt: performance.now() };
+    const tunnel: Tunnel = {
+      client,
+      upstream,
+      peer,
+      next,
+      openedAt: performance.now(),
+      moved: false,
+      quietSweeps: 0,
+    };
     this.tunnels.add(tunnel);
     this.observer?.tunnelOpened(peer, next, connectSeconds);
     const counters = this.counters;
+    // The answer and any bytes the next hop already sent leave in one write.
+    client.cork();
     client.write(establishedResponse(path));
-    if (clientRest.length > 0) {
-      counters.up[peer] += clientRest.length;
-      upstream.write(clientRest);
-    }
     if (upstreamRest.length > 0) {
       counters.down[peer] += upstreamRest.length;
       client.write(upstreamRest);
+    }
+    client.uncork();
+    if (clientRest.length > 0) {
+      counters.up[peer] += clientRest.length;
+      upstream.write(clientRest);
     }
     let closed = 0;
     const onClose = (hadError: boolean) => {
@@ -489,25 +510,37 @@ export class Relay {
     };
     client.once("close", onClose);
     upstream.once("close", onClose);
-    upstream.on("error", () => upstream.destroy());
+    upstream.on("error", destroySelf);
+    if (this.limits.idleTimeoutMs > 0 && this.idleSweep === undefined) this.startIdleSweep();
+    pump(client, upstream, tunnel, true, counters);
+    pump(upstream, client, tunnel, false, counters);
+  }
+
+  /**
+   * One interval for every tunnel instead of a timer per socket refreshed on every read and
+   * write: a tunnel whose `moved` flag stayed clear for `idle` worth of sweeps is closed.
+   * It closes between `idle` and `idle` + one sweep period (1/4 of it) after the last byte.
+   */
+  private startIdleSweep(): void {
     const idle = this.limits.idleTimeoutMs;
-    if (idle > 0) {
-      // A socket's timeout is refreshed by its reads and its writes, and every byte of the
-      // tunnel is read on one socket and written on the other: either timer firing means
-      // nothing moved either way for `idle`.
-      const onTimeout = () => {
-        client.destroy();
-        upstream.destroy();
-      };
-      client.setTimeout(idle, onTimeout);
-      upstream.setTimeout(idle, onTimeout);
-    }
-    pump(client, upstream, (n) => {
-      counters.up[peer] += n;
-    });
-    pump(upstream, client, (n) => {
-      counters.down[peer] += n;
-    });
+    const period = Math.max(10, Math.ceil(idle / 4));
+    const sweeps = Math.ceil(idle / period);
+    this.idleSweep = setInterval(() => {
+      for (const t of this.tunnels) {
+        if (t.moved) {
+          t.moved = false;
+          t.quietSweeps = 0;
+        } else if (++t.quietSweeps > sweeps) {
+          t.client.destroy();
+          t.upstream.destroy();
+        }
+      }
+      if (this.tunnels.size === 0) {
+        clearInterval(this.idleSweep);
+        this.idleSweep = undefined;
+      }
+    }, period);
+    this.idleSweep.unref();
   }
 
   /** Stops taking new connections (they get 503) so a shutdown can drain. */
@@ -541,18 +574,86 @@ export class Relay {
   }
 }
 
+const EMPTY = Buffer.alloc(0);
+
+function destroySelf(this: Socket): void {
+  this.destroy();
+}
+
+/**
+ * Timers of one fixed duration, coarse: callbacks are kept in insertion order,
+ * which is expiry order, and one unref'd interval (1/8 of the duration, at most
+ * 1 s) runs the expired ones from the front. Adding and removing is a Map
+ * insert/delete, with no timer object per connection and phase.
+ */
+class Deadlines {
+  private readonly due = new Map<() => void, number>();
+  private readonly tick: number;
+  private timer: NodeJS.Timeout | undefined;
+  constructor(private readonly ms: number) {
+    this.tick = Math.max(5, Math.min(1000, Math.ceil(ms / 8)));
+  }
+  add(fn: () => void): void {
+    this.due.set(fn, performance.now() + this.ms);
+    if (this.timer === undefined) {
+      this.timer = setInterval(() => this.sweep(), this.tick);
+      this.timer.unref();
+    }
+  }
+  delete(fn: () => void): void {
+    this.due.delete(fn);
+  }
+  private sweep(): void {
+    const now = performance.now();
+    for (const [fn, at] of this.due) {
+      if (at > now) break;
+      this.due.delete(fn);
+      fn();
+    }
+    if (this.due.size === 0) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+}
+
+// One direction of a tunnel, with shared listeners (no closures per tunnel): the
+// source socket carries its peer, tunnel and direction under one symbol.
+const PUMP = Symbol("hopway.pump");
+interface PumpState {
+  dst: Socket;
+  tunnel: Tunnel;
+  up: boolean;
+  counters: RelayCounters;
+}
+type PumpSocket = Socket & { [PUMP]?: PumpState };
+
+function onPumpData(this: PumpSocket, chunk: Buffer): void {
+  const p = this[PUMP] as PumpState;
+  p.tunnel.moved = true;
+  if (p.up) p.counters.up[p.tunnel.peer] += chunk.length;
+  else p.counters.down[p.tunnel.peer] += chunk.length;
+  if (!p.dst.write(chunk)) this.pause();
+}
+function onPumpEnd(this: PumpSocket): void {
+  (this[PUMP] as PumpState).dst.end();
+}
+function onPumpDrain(this: PumpSocket): void {
+  // The socket that drained is the destination of the other direction, whose source is this
+  // socket's own destination: resume it.
+  (this[PUMP] as PumpState).dst.resume();
+}
+
 /**
  * One direction of a tunnel: what `pipe` does, plus byte counting, and
  * without `pipe`'s unpipe-on-error surprises. Reading pauses while the other
  * side's write buffer is over its highWaterMark, so a slow reader bounds the
  * memory a tunnel holds; the remote end's FIN is forwarded as our FIN.
  */
-function pump(src: Socket, dst: Socket, count: (n: number) => void): void {
-  src.on("data", (chunk: Buffer) => {
-    count(chunk.length);
-    if (!dst.write(chunk)) src.pause();
-  });
-  dst.on("drain", () => src.resume());
-  src.once("end", () => dst.end());
+function pump(src: Socket, dst: Socket, tunnel: Tunnel, up: boolean, counters: RelayCounters): void {
+  (src as PumpSocket)[PUMP] = { dst, tunnel, up, counters };
+  src.on("data", onPumpData);
+  dst.on("drain", onPumpDrain);
+  src.once("end", onPumpEnd);
   src.resume();
 }
