@@ -10,17 +10,9 @@ import type { Route } from "../../../../src/core/schema.ts";
 import { Relay, type RelayOptions } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
 
-/** mulberry32: small, fast and good enough to drive a fuzzer reproducibly. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// One seeded generator for the project (the realm generator's): the seed a fuzz
+// run prints reproduces it.
+export { prng } from "../../../../src/core/testing/generate.ts";
 
 export async function listenOn(server: Server, host: string, port = 0): Promise<number> {
   server.listen(port, host);
