@@ -15,7 +15,12 @@ if (!existsSync(vars)) {
   console.log("dev: created .dev.vars from .dev.vars.example (admin token: dev-admin-token)");
 }
 const wrangler = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
-const args = [wrangler, "dev", "--persist-to", join(root, ".wrangler", "state"), ...process.argv.slice(2)];
+const extra = process.argv.slice(2);
+// Keep state in .wrangler/state unless the user chose another place.
+const persist = extra.some((a) => a === "--persist-to" || a.startsWith("--persist-to="))
+  ? []
+  : ["--persist-to", join(root, ".wrangler", "state")];
+const args = [wrangler, "dev", ...persist, ...extra];
 // Stay on this machine: no Request.cf download from workers.cloudflare.com, no telemetry (override by exporting them).
 const env = { CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", ...process.env };
 const child = spawn(process.execPath, args, { cwd: root, stdio: "inherit", env });
