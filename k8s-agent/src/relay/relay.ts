@@ -183,7 +183,8 @@ export class Relay {
     }
     this.connections++;
     this.sockets.add(socket);
-    socket.once("close", () => {
+    // `close` fires once: plain `on` listeners skip the wrapper objects `once` allocates per socket.
+    socket.on("close", () => {
       this.connections--;
       this.sockets.delete(socket);
       this.maybeIdle();
@@ -191,7 +192,7 @@ export class Relay {
     // A tunnel forwards each direction's end separately (half-close).
     socket.allowHalfOpen = true;
     socket.setNoDelay(true);
-    socket.on("error", () => socket.destroy());
+    socket.on("error", destroySelf);
     this.readHead(socket, opts.local === true);
   }
 
@@ -376,7 +377,7 @@ export class Relay {
         up.off("end", onEnd);
         up.off("connect", onConnect);
         if (!r.ok) up.destroy();
-        else up.on("error", () => up.destroy());
+        else up.on("error", destroySelf);
         resolve(r);
       };
       const onConnectTimeout = () =>
@@ -508,9 +509,8 @@ export class Relay {
         this.maybeIdle();
       }
     };
-    client.once("close", onClose);
-    upstream.once("close", onClose);
-    upstream.on("error", destroySelf);
+    client.on("close", onClose);
+    upstream.on("close", onClose);
     if (this.limits.idleTimeoutMs > 0 && this.idleSweep === undefined) this.startIdleSweep();
     pump(client, upstream, tunnel, true, counters);
     pump(upstream, client, tunnel, false, counters);
@@ -654,6 +654,6 @@ function pump(src: Socket, dst: Socket, tunnel: Tunnel, up: boolean, counters: R
   (src as PumpSocket)[PUMP] = { dst, tunnel, up, counters };
   src.on("data", onPumpData);
   dst.on("drain", onPumpDrain);
-  src.once("end", onPumpEnd);
+  src.on("end", onPumpEnd);
   src.resume();
 }
