@@ -2,8 +2,9 @@ import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { backoffDelay, type Clock, EdgeClient, renewDelay } from "../../../src/edge/client.ts";
+import { backoffDelay, EdgeClient, renewDelay } from "../../../src/edge/client.ts";
 import type { RouteTable } from "../../../src/relay/table.ts";
+import { FakeClock } from "./fake-clock.ts";
 
 function table(version: number): RouteTable {
   return {
@@ -17,28 +18,6 @@ function table(version: number): RouteTable {
       },
     ],
   };
-}
-
-/** A clock whose timers fire only when the test advances it. */
-class FakeClock implements Clock {
-  t = 1_000_000;
-  timers: Array<{ at: number; fn: () => void; id: number }> = [];
-  private seq = 0;
-  now() {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number) {
-    const id = ++this.seq;
-    this.timers.push({ at: this.t + ms, fn, id });
-    return id;
-  }
-  clearTimeout(h: unknown) {
-    this.timers = this.timers.filter((x) => x.id !== h);
-  }
-  /** Delays the client asked for, in order. */
-  get pending(): number[] {
-    return this.timers.map((x) => x.at - this.t);
-  }
 }
 
 function deferred<T>() {

@@ -9,35 +9,10 @@ import { type HopwayRecord, type Route, referenceResolver } from "../../../../sr
 import { generateTopology, prng } from "../../../../src/core/testing/generate.ts";
 import { RealmView } from "../../../../src/edge/realm-cache.ts";
 import { parseConfig } from "../../../src/config.ts";
-import { type Clock, EdgeClient } from "../../../src/edge/client.ts";
+import { EdgeClient } from "../../../src/edge/client.ts";
 import { type ChangesAnswer, computeTable, parseEtag, SNAPSHOT_FILE } from "../../../src/edge/records-sync.ts";
 import { type RouteTable, RouteTableSchema } from "../../../src/relay/table.ts";
-
-class FakeClock implements Clock {
-  t = 1_000_000;
-  timers: Array<{ at: number; fn: () => void; id: number }> = [];
-  private seq = 0;
-  now() {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number) {
-    const id = ++this.seq;
-    this.timers.push({ at: this.t + ms, fn, id });
-    return id;
-  }
-  clearTimeout(h: unknown) {
-    this.timers = this.timers.filter((x) => x.id !== h);
-  }
-  advance(ms: number) {
-    this.t += ms;
-    for (;;) {
-      const due = this.timers.filter((x) => x.at <= this.t).sort((a, b) => a.at - b.at)[0];
-      if (!due) return;
-      this.timers = this.timers.filter((x) => x !== due);
-      due.fn();
-    }
-  }
-}
+import { FakeClock } from "./fake-clock.ts";
 
 /** The edge's record store, modelled on durable-objects/records.ts (changelog with a floor, epochs). */
 class FakeEdge {
