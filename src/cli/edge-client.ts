@@ -3,6 +3,7 @@
 // right the same way: where the edge is (flags, then environment), how a
 // request is authenticated, and how an edge error becomes a stable code and an
 // exit status that scripts can rely on.
+import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
 import { z } from "zod";
 import { type HopwayRecord, NAME_PATTERN, RecordSchema, RouteSchema } from "../core/schema.ts";
 
@@ -272,6 +273,23 @@ export function formatTable(header: readonly string[], rows: ReadonlyArray<reado
 export function printable(text: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping them is the point
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
+}
+
+/**
+ * parseArgs in strict mode for one remote command: an unknown or malformed flag
+ * becomes a UsageError (exit 2) that carries the command's help.
+ */
+export function parseCommandLine<O extends ParseArgsOptionsConfig>(
+  argv: readonly string[],
+  options: O,
+  help: string,
+  allowPositionals: boolean,
+) {
+  try {
+    return parseArgs({ args: [...argv], options, allowPositionals, strict: true });
+  } catch (error) {
+    throw new UsageError(`${error instanceof Error ? error.message : String(error)}\n\n${help}`);
+  }
 }
 
 /** The common flags of the remote commands, for node:util parseArgs. */

@@ -2,11 +2,11 @@
 // list of records, as YAML or JSON) into a realm of a running edge. The edge
 // stores all of it or none of it, so a failed import leaves the realm as it was.
 import { readFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import {
   type CliIo,
   EdgeClient,
   EXIT_OK,
+  parseCommandLine,
   processIo,
   reportError,
   resolveTarget,
@@ -32,7 +32,7 @@ const MAX_FILE_BYTES = 8 * 1024 * 1024;
 
 export async function run(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   try {
-    const { values, positionals } = parseCommandLine(argv);
+    const { values, positionals } = parseCommandLine(argv, TARGET_OPTIONS, HELP, true);
     if (values.help) {
       io.stdout(HELP);
       return EXIT_OK;
@@ -52,14 +52,6 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
     return EXIT_OK;
   } catch (error) {
     return reportError(error, io);
-  }
-}
-
-function parseCommandLine(argv: readonly string[]) {
-  try {
-    return parseArgs({ args: [...argv], options: TARGET_OPTIONS, allowPositionals: true, strict: true });
-  } catch (error) {
-    throw new UsageError(`${error instanceof Error ? error.message : String(error)}\n\n${HELP}`);
   }
 }
 

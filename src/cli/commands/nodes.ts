@@ -1,7 +1,6 @@
 // `hopway nodes [NAME] [--namespace NS] [--kind K] [--label k=v]...`: lists the
 // records a running edge holds, optionally narrowed by a selector (the same
 // selector semantics as gateway matches: every given field equal, labels a subset).
-import { parseArgs } from "node:util";
 import { type HopwayRecord, LabelKeySchema, LabelValueSchema, NameSchema, type Selector } from "../../core/schema.ts";
 import { matchesSelector } from "../../core/selector.ts";
 import {
@@ -9,6 +8,7 @@ import {
   EdgeClient,
   EXIT_OK,
   formatTable,
+  parseCommandLine,
   printable,
   processIo,
   reportError,
@@ -52,7 +52,7 @@ export interface NodeFilter {
 
 export async function run(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   try {
-    const { values, positionals } = parseCommandLine(argv);
+    const { values, positionals } = parseCommandLine(argv, OPTIONS, HELP, true);
     if (values.help) {
       io.stdout(HELP);
       return EXIT_OK;
@@ -69,14 +69,6 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
     return EXIT_OK;
   } catch (error) {
     return reportError(error, io);
-  }
-}
-
-function parseCommandLine(argv: readonly string[]) {
-  try {
-    return parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
-  } catch (error) {
-    throw new UsageError(`${error instanceof Error ? error.message : String(error)}\n\n${HELP}`);
   }
 }
 

@@ -1,7 +1,6 @@
 // `hopway route --from A --to B`: asks a running edge for the route between two
 // records, the same answer the agents act on, and shows each hop with the
 // address and gateway priority used. No route is exit 1 with the reason.
-import { parseArgs } from "node:util";
 import { NameSchema } from "../../core/schema.ts";
 import {
   type CliIo,
@@ -9,6 +8,7 @@ import {
   EXIT_EDGE,
   EXIT_OK,
   formatTable,
+  parseCommandLine,
   printable,
   processIo,
   type RouteAnswer,
@@ -36,7 +36,7 @@ const OPTIONS = { ...TARGET_OPTIONS, from: { type: "string" }, to: { type: "stri
 
 export async function run(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   try {
-    const { values } = parseCommandLine(argv);
+    const { values } = parseCommandLine(argv, OPTIONS, HELP, false);
     if (values.help) {
       io.stdout(HELP);
       return EXIT_OK;
@@ -61,14 +61,6 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
     return EXIT_OK;
   } catch (error) {
     return reportError(error, io);
-  }
-}
-
-function parseCommandLine(argv: readonly string[]) {
-  try {
-    return parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: false, strict: true });
-  } catch (error) {
-    throw new UsageError(`${error instanceof Error ? error.message : String(error)}\n\n${HELP}`);
   }
 }
 
