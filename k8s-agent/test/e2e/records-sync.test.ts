@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify as stringifyYaml } from "yaml";
 import type { HopwayRecord, Route } from "../../../src/core/index.ts";
 import { generateTopology } from "../../../src/core/testing/generate.ts";
-import { type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
+import { adminApi, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
 import { freePort, startEchoApp } from "../../../test/support/loopback-mesh.ts";
 import { openTunnel } from "../../../test/support/tunnel.ts";
 import { parseConfig } from "../../src/config.ts";
@@ -33,16 +33,9 @@ let relayPort: number;
 let agentToken: string;
 const agents: RunningAgent[] = [];
 
-async function api(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
+function api(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
   if (!edge) throw new Error("no edge");
-  const res = await fetch(`${edge.url}/v1/realms/${realm}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${edge.adminToken}`, "content-type": "application/json" },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-  return JSON.parse(text) as Record<string, unknown>;
+  return adminApi(edge, realm, method, path, body);
 }
 
 function ownRecords(): HopwayRecord[] {

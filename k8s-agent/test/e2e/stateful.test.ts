@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify as stringifyYaml } from "yaml";
 import { keyHost, OwnershipIndex } from "../../../src/core/ownership.ts";
-import { type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
+import { adminApi, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
 import { AGENT_BIN, AgentProcess, freePort } from "../../../test/support/loopback-mesh.ts";
 import { AgentClient } from "../../src/client/index.ts";
 import { type KvAppConfig, type LineConn, tunnel } from "../support/kv-app.ts";
@@ -55,15 +55,8 @@ async function until<T>(what: string, fn: () => Promise<T | undefined | false>, 
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
 }
 
-async function api(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
-  const res = await fetch(`${edge.url}/v1/realms/${REALM}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${edge.adminToken}`, "content-type": "application/json" },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-  return JSON.parse(text) as Record<string, unknown>;
+function api(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
+  return adminApi(edge, REALM, method, path, body);
 }
 
 async function startAgentProcess(
