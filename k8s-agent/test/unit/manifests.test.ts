@@ -19,6 +19,7 @@ import { PreDeleteSchema } from "../../src/admin/schemas.ts";
 import { parseConfig } from "../../src/config.ts";
 import { DELETION_COST_RBAC } from "../../src/k8s/deletion-cost.ts";
 import { LOAD_METRIC, STATE_FLOOR_METRIC } from "../../src/scaling/signals.ts";
+import { imageRuntime } from "../support/image-runtime.ts";
 
 const AGENT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const REPO = join(AGENT, "..");
@@ -312,6 +313,46 @@ describe("Dockerfile", () => {
     // The build script the image relies on exists.
     const pkg = JSON.parse(readFileSync(join(AGENT, "package.json"), "utf8")) as { scripts?: Record<string, string> };
     expect(pkg.scripts?.build).toContain("--outfile=dist/hopway-agent.mjs");
+  });
+
+  it("starts the bundle with node so that the StatefulSet's args reach the agent", () => {
+    const image = imageRuntime(text);
+    // Kubernetes `args` replace CMD and are appended to ENTRYPOINT: the script must be in ENTRYPOINT.
+    expect(lines.some((l) => l.startsWith("CMD "))).toBe(false);
+    expect(image.entrypoint[0]).toMatch(/\/node$/);
+    const bundle = lines
+      .find((l) => l.startsWith("COPY --from=build") && l.includes("hopway-agent.mjs"))
+      ?.split(/\s+/)
+      .at(-1);
+    expect(image.script).toBe(bundle);
+    const container = (one("StatefulSet").spec.template.spec.containers as Obj[]).find(
+      (c) => c.name === "agent",
+    ) as Obj;
+    expect(container.command, "a command would replace the image's ENTRYPOINT").toBeUndefined();
+    expect(container.args.slice(0, 2)).toEqual(["--config", "/etc/hopway/agent.yaml"]);
+  });
+
+  it("runs node with the flags bin/hopway-agent.mjs runs with", () => {
+    const image = imageRuntime(text);
+    const shebang = readFileSync(join(AGENT, "bin", "hopway-agent.mjs"), "utf8").split("\n")[0] ?? "";
+    const binFlags = shebang
+      .replace(/^#!\/usr\/bin\/env -S node\s*/, "")
+      .split(/\s+/)
+      .filter(Boolean);
+    expect(image.nodeFlags).toEqual(binFlags);
+    expect(image.nodeFlags).toContain("--max-semi-space-size=2");
+    // NODE_OPTIONS in the StatefulSet adds to the entrypoint's flags; it must not fight them.
+    const container = (one("StatefulSet").spec.template.spec.containers as Obj[]).find(
+      (c) => c.name === "agent",
+    ) as Obj;
+    const nodeOptions = ((container.env as Obj[]).find((e) => e.name === "NODE_OPTIONS")?.value ?? "") as string;
+    expect(nodeOptions).not.toMatch(/semi-space/);
+  });
+
+  it("parsing the image rejects an ENTRYPOINT node cannot run the agent from", () => {
+    expect(() => imageRuntime('FROM x\nCMD ["/app/a.mjs"]\n')).toThrow(/no ENTRYPOINT/);
+    expect(() => imageRuntime("FROM x\nENTRYPOINT node /app/a.mjs\n")).toThrow();
+    expect(() => imageRuntime('FROM x\nENTRYPOINT ["/nodejs/bin/node", "--flag"]\n')).toThrow(/no script/);
   });
 
   it("copies only paths that exist, and the ignore file lets them through", () => {
