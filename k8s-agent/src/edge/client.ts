@@ -8,6 +8,7 @@ import { join } from "node:path";
 import type { HopwayRecord } from "../../../src/core/schema.ts";
 import type { Logger } from "../log.ts";
 import { type RouteTable, RouteTableSchema } from "../relay/table.ts";
+import { readJson, statusError } from "./body.ts";
 import { RecordsSync, type SyncMode } from "./records-sync.ts";
 
 export interface Clock {
@@ -70,15 +71,6 @@ interface Persisted {
   table: RouteTable;
   etag: string | undefined;
   saved_at: number;
-}
-
-class HttpStatusError extends Error {
-  constructor(
-    readonly status: number,
-    body: string,
-  ) {
-    super(`edge answered ${status}: ${body.slice(0, 200)}`);
-  }
 }
 
 export class EdgeClient {
@@ -291,8 +283,8 @@ export class EdgeClient {
       this.confirmedAt = at;
       return "unchanged";
     }
-    if (!res.ok) throw new HttpStatusError(res.status, await res.text());
-    const table = RouteTableSchema.parse(await res.json());
+    if (!res.ok) throw await statusError(res);
+    const table = RouteTableSchema.parse(await readJson(res));
     this.setReachable(true);
     return this.applyTable(table, res.headers.get("etag") ?? undefined, "edge", at) ? "updated" : "unchanged";
   }
@@ -316,7 +308,7 @@ export class EdgeClient {
       body: { ...record, ttl_seconds: this.o.leaseSeconds },
       timeoutMs: 10_000,
     });
-    if (!res.ok) throw new HttpStatusError(res.status, await res.text());
+    if (!res.ok) throw await statusError(res);
     await res.body?.cancel();
   }
 
@@ -333,8 +325,8 @@ export class EdgeClient {
       await this.put(record);
       return;
     }
-    if (!res.ok) throw new HttpStatusError(res.status, await res.text());
-    const body = (await res.json()) as { scaling?: unknown };
+    if (!res.ok) throw await statusError(res);
+    const body = (await readJson(res)) as { scaling?: unknown };
     if (body.scaling !== undefined) this.o.onScaling?.(body.scaling);
   }
 

@@ -17,6 +17,7 @@ import { buildRealm, MAX_RECORDS, routeTable } from "../../../src/core/index.ts"
 import { type HopwayRecord, RecordSchema } from "../../../src/core/schema.ts";
 import type { Logger } from "../log.ts";
 import type { RouteTable } from "../relay/table.ts";
+import { readText, statusError } from "./body.ts";
 
 export type SyncMode = "route-table" | "records";
 
@@ -86,15 +87,6 @@ export interface RecordsSyncOptions {
   /** The edge confirmed the replica is current (a long-poll that ended with `current`). */
   onConfirmed(at: number): void;
   log?: Logger | undefined;
-}
-
-export class HttpStatusError extends Error {
-  constructor(
-    readonly status: number,
-    body: string,
-  ) {
-    super(`edge answered ${status}: ${body.slice(0, 200)}`);
-  }
 }
 
 function byName(a: HopwayRecord, b: HopwayRecord): number {
@@ -308,8 +300,8 @@ export class RecordsSync {
 
   private async getJson(path: string, timeoutMs: number): Promise<{ body: unknown; etag: string | null }> {
     const res = await this.t.request(path, timeoutMs);
-    if (!res.ok) throw new HttpStatusError(res.status, await res.text());
-    const text = await res.text();
+    if (!res.ok) throw await statusError(res);
+    const text = await readText(res);
     this.stats.bytes += Buffer.byteLength(text);
     return { body: JSON.parse(text) as unknown, etag: res.headers.get("etag") };
   }
