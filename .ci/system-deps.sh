@@ -11,6 +11,7 @@ have redis-benchmark || need+=(redis-tools)
 have curl || need+=(curl)
 have ncat || need+=(ncat)
 have chromium || need+=(chromium)
+have openssl || need+=(openssl)
 if [ "${1:-}" = "--bench" ]; then
   have haproxy || need+=(haproxy)
   have iperf3 || need+=(iperf3)

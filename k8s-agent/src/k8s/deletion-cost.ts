@@ -11,8 +11,8 @@
 // only when the coarse bucket changes, never more often than
 // `minIntervalMs` (failed attempts included), and spaced further apart with
 // jittered exponential backoff after failures, honouring Retry-After.
-import { ApiException, CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { Counter, Gauge, type Registry } from "prom-client";
+import { KubeApiError, type PodApi } from "./api.ts";
 
 export const DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost";
 
@@ -44,7 +44,7 @@ export interface DeletionCostLog {
 }
 
 export interface DeletionCostPatcherOptions {
-  api: CoreV1Api;
+  api: PodApi;
   namespace: string;
   podName: string;
   minIntervalMs?: number;
@@ -59,7 +59,7 @@ export interface DeletionCostPatcherOptions {
 const RETRYABLE = new Set([408, 409, 429, 500, 502, 503, 504]);
 
 export class DeletionCostPatcher {
-  private readonly api: CoreV1Api;
+  private readonly api: PodApi;
   private readonly namespace: string;
   private readonly podName: string;
   private readonly minInterval: number;
@@ -113,8 +113,8 @@ export class DeletionCostPatcher {
    */
   async start(): Promise<void> {
     try {
-      const pod = await this.api.readNamespacedPod({ name: this.podName, namespace: this.namespace });
-      const raw = pod.metadata?.annotations?.[DELETION_COST_ANNOTATION];
+      const annotations = await this.api.readPodAnnotations(this.namespace, this.podName);
+      const raw = annotations[DELETION_COST_ANNOTATION];
       if (raw !== undefined && /^-?\d+$/.test(raw)) {
         this.applied = Number(raw);
         this.costGauge?.set(this.applied);
@@ -170,14 +170,11 @@ export class DeletionCostPatcher {
     this.lastAttemptAt = this.timers.now();
     try {
       // JSON merge patch: touches this one annotation and nothing else on the pod.
-      await this.api.patchNamespacedPod(
-        {
-          name: this.podName,
-          namespace: this.namespace,
-          body: { metadata: { annotations: { [DELETION_COST_ANNOTATION]: String(value) } } },
-          fieldManager: "hopway-agent",
-        },
-        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      await this.api.patchPodAnnotations(
+        this.namespace,
+        this.podName,
+        { [DELETION_COST_ANNOTATION]: String(value) },
+        "hopway-agent",
       );
       this.applied = value;
       this.failures = 0;
@@ -187,7 +184,7 @@ export class DeletionCostPatcher {
     } catch (err) {
       this.failures++;
       this.attempts?.inc({ result: "error" });
-      const status = err instanceof ApiException ? err.code : undefined;
+      const status = err instanceof KubeApiError ? err.status : undefined;
       // Exponential from the minimum interval, with ±25 % jitter so that a
       // StatefulSet's pods do not retry in lockstep after an API outage.
       let spacing = Math.min(this.maxBackoff, this.minInterval * 2 ** (this.failures - 1));
@@ -206,22 +203,10 @@ export class DeletionCostPatcher {
 }
 
 function retryAfterMs(err: unknown): number | undefined {
-  if (!(err instanceof ApiException)) return undefined;
-  const headers = err.headers as Record<string, string> | undefined;
-  const raw = headers?.["retry-after"] ?? headers?.["Retry-After"];
-  if (raw === undefined) return undefined;
-  const seconds = Number(raw);
-  return Number.isFinite(seconds) && seconds >= 0 ? seconds * 1000 : undefined;
+  if (!(err instanceof KubeApiError) || err.retryAfterSeconds === undefined) return undefined;
+  return err.retryAfterSeconds * 1000;
 }
 
 function describe(err: unknown): string {
-  if (err instanceof ApiException) return `HTTP ${err.code}`;
   return err instanceof Error ? err.message : String(err);
-}
-
-/** The in-cluster API client: the pod's service account token and CA. */
-export function inClusterCoreApi(): CoreV1Api {
-  const kc = new KubeConfig();
-  kc.loadFromCluster();
-  return kc.makeApiClient(CoreV1Api);
 }

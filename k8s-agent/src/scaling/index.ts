@@ -1,9 +1,9 @@
 // Wires the scaling pieces for the agent's main: the signals (gauges,
 // heartbeat report, draining) and, when enabled and running in a cluster, the
 // pod-deletion-cost patcher fed from every application report.
-import type { CoreV1Api } from "@kubernetes/client-node";
 import type { Registry } from "prom-client";
-import { type DeletionCostLog, DeletionCostPatcher, inClusterCoreApi } from "../k8s/deletion-cost.ts";
+import { inClusterKubeApi, type PodApi } from "../k8s/api.ts";
+import { type DeletionCostLog, DeletionCostPatcher } from "../k8s/deletion-cost.ts";
 import type { ScalingConfig } from "./config.ts";
 import { ScalingSignals } from "./signals.ts";
 
@@ -24,7 +24,7 @@ export interface StartScalingOptions {
   podNamespace?: string | undefined;
   registry: Registry;
   /** Defaults to the in-cluster service account when KUBERNETES_SERVICE_HOST is set. */
-  coreApi?: CoreV1Api;
+  kubeApi?: PodApi;
   env?: Record<string, string | undefined>;
   log?: DeletionCostLog;
 }
@@ -51,7 +51,17 @@ export async function startDeletionCost(
   const dc = opts.config.deletion_cost;
   if (!dc.enabled) return undefined;
   const env = opts.env ?? process.env;
-  const api = opts.coreApi ?? (env.KUBERNETES_SERVICE_HOST ? inClusterCoreApi() : undefined);
+  let api = opts.kubeApi;
+  if (api === undefined && env.KUBERNETES_SERVICE_HOST) {
+    try {
+      api = inClusterKubeApi(env);
+    } catch (err) {
+      opts.log?.warn("pod-deletion-cost: enabled, but the service account credentials are unreadable; disabled", {
+        error: String(err),
+      });
+      return undefined;
+    }
+  }
   if (!api || !opts.podNamespace) {
     opts.log?.warn("pod-deletion-cost: enabled but not running in a cluster (no API or POD_NAMESPACE); disabled");
     return undefined;

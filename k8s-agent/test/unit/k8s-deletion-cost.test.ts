@@ -1,14 +1,14 @@
-// The pod-deletion-cost patcher through the real @kubernetes/client-node
-// against a local HTTP server that speaks the two Kubernetes API calls
+// The pod-deletion-cost patcher through the agent's Kubernetes API client
+// (src/k8s/api.ts) against a local HTTP server that speaks the two Kubernetes API calls
 // involved (GET and PATCH of one pod). No cluster is available here (no
 // kind/k3s, no network), so this server stands in for the API server; it
 // applies JSON merge patches to a pod object the way the API server does for
 // metadata.annotations and can be told to fail.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { CoreV1Api, KubeConfig } from "@kubernetes/client-node";
 import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { KubeApi } from "../../src/k8s/api.ts";
 import {
   DELETION_COST_ANNOTATION,
   DELETION_COST_RBAC,
@@ -135,16 +135,9 @@ let registry: Registry;
 const makePatcher = async (annotations: Record<string, string> = {}) => {
   api.annotations = annotations;
   const url = await api.listen();
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: "fake", server: url, skipTLSVerify: true }],
-    users: [{ name: "sa", token: "service-account-token" }],
-    contexts: [{ name: "ctx", cluster: "fake", user: "sa" }],
-    currentContext: "ctx",
-  });
   registry = new Registry();
   patcher = new DeletionCostPatcher({
-    api: kc.makeApiClient(CoreV1Api),
+    api: new KubeApi({ server: url, token: () => "service-account-token\n" }),
     namespace: "relay",
     podName: "hopway-agent-1",
     timers,

@@ -140,4 +140,21 @@ describe("startScaling", () => {
     expect(warnings).toHaveLength(1);
     await rt.close();
   });
+
+  it("runs without the deletion cost when the cluster's service account is not mounted, and says so", async () => {
+    const warnings: Array<[string, Record<string, unknown> | undefined]> = [];
+    const rt = await startScaling({
+      config: ScalingConfigSchema.parse({ workload: "relay", deletion_cost: { enabled: true } }),
+      podName: "relay-0",
+      podNamespace: "ns",
+      registry: new Registry(),
+      env: { KUBERNETES_SERVICE_HOST: "10.96.0.1", KUBERNETES_SERVICE_PORT: "443" },
+      log: { warn: (m, f) => warnings.push([m, f]) },
+    });
+    expect(rt.deletionCost).toBeUndefined();
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.[0]).toMatch(/credentials are unreadable/);
+    expect(String(warnings[0]?.[1]?.error)).toMatch(/serviceaccount\/token/);
+    await rt.close();
+  });
 });
