@@ -17,6 +17,7 @@
 //   HOPWAY_ADMIN_LISTEN    admin.listen
 //   HOPWAY_DATA_DIR        data_dir
 //   HOPWAY_MAX_CONNECTIONS relay.limits.max_connections
+//   HOPWAY_MAX_CONNECTIONS_PER_SOURCE relay.limits.max_connections_per_source
 //   HOPWAY_DRAIN_SECONDS   shutdown.drain_seconds
 //   HOPWAY_LOG_LEVEL       log_level
 //   POD_NAME, POD_NAMESPACE  pod.name, pod.namespace (Downward API); the ordinal is POD_NAME's -N suffix
@@ -56,6 +57,8 @@ const CidrSchema = z.string().refine((v) => {
 const LimitsSchema = z
   .strictObject({
     max_connections: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+    /** Per client address (handshakes and client tunnels; verified relay hops exempt); 0 = off. */
+    max_connections_per_source: z.coerce.number().int().min(0).max(1_000_000).default(0),
     connect_timeout_ms: z.number().int().min(50).max(120_000).default(5_000),
     path_timeout_ms: z.number().int().min(50).max(300_000).default(15_000),
     header_timeout_ms: z.number().int().min(50).max(120_000).default(10_000),
@@ -205,6 +208,7 @@ export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unkn
   ["HOPWAY_ADMIN_LISTEN", ["admin", "listen"], String],
   ["HOPWAY_DATA_DIR", ["data_dir"], String],
   ["HOPWAY_MAX_CONNECTIONS", ["relay", "limits", "max_connections"], String],
+  ["HOPWAY_MAX_CONNECTIONS_PER_SOURCE", ["relay", "limits", "max_connections_per_source"], String],
   ["HOPWAY_DRAIN_SECONDS", ["shutdown", "drain_seconds"], String],
   ["HOPWAY_LOG_LEVEL", ["log_level"], String],
   ["POD_NAME", ["pod", "name"], String],

@@ -69,6 +69,7 @@ export async function startAgent(
     maxClockSkewSeconds: config.relay.max_clock_skew_seconds,
     limits: {
       maxConnections: limits.max_connections,
+      maxConnectionsPerSource: limits.max_connections_per_source,
       connectTimeoutMs: limits.connect_timeout_ms,
       pathTimeoutMs: limits.path_timeout_ms,
       headerTimeoutMs: limits.header_timeout_ms,

@@ -35,6 +35,12 @@ export type NextRole = "relay" | "target";
 
 export interface RelayLimits {
   maxConnections: number;
+  /**
+   * Connections one client address may hold, handshakes included; 0 = no per-source cap.
+   * Authenticated relays are exempt once their hop is verified: every tunnel a neighbour
+   * relay carries comes from its one address.
+   */
+  maxConnectionsPerSource: number;
   connectTimeoutMs: number;
   /** Time for the whole downstream path to answer (each relay below has its own connect timeout). */
   pathTimeoutMs: number;
@@ -46,6 +52,7 @@ export interface RelayLimits {
 
 export const DEFAULT_LIMITS: RelayLimits = {
   maxConnections: 10_000,
+  maxConnectionsPerSource: 0,
   connectTimeoutMs: 5_000,
   pathTimeoutMs: 15_000,
   headerTimeoutMs: 10_000,
@@ -132,6 +139,9 @@ export class Relay {
   private readonly resolveTarget: RelayOptions["resolveTarget"];
   private readonly tunnels = new Set<Tunnel>();
   private readonly sockets = new Set<Socket>();
+  /** Open connections per client address, for the per-source cap. */
+  private readonly perSource = new Map<string, number>();
+  private readonly sourceOf = new WeakMap<Socket, string>();
   // Coarse shared timers instead of a setTimeout per socket per phase: each holds callbacks in
   // expiry order and one unref'd interval sweeps it (late by at most 1/8 of the duration).
   private readonly headerDeadlines: Deadlines;
@@ -172,14 +182,17 @@ export class Relay {
   /** Takes ownership of an accepted socket. Never throws; a bad peer only loses its own connection. */
   handle(socket: Socket, opts: { local?: boolean } = {}): void {
     if (this.draining || this.connections >= this.limits.maxConnections) {
-      // Refuse at once without reading: established tunnels are untouched.
-      this.observer?.tunnelFailed("over_capacity");
-      socket.on("error", () => {});
-      socket.end(
-        errorResponse(503, "over_capacity", this.draining ? "relay is draining" : "relay at connection limit"),
-      );
-      socket.setTimeout(1000, () => socket.destroy());
-      return;
+      return this.refuseAtAccept(socket, this.draining ? "relay is draining" : "relay at connection limit");
+    }
+    const perSourceCap = this.limits.maxConnectionsPerSource;
+    if (perSourceCap > 0 && opts.local !== true) {
+      const source = socket.remoteAddress ?? "unknown";
+      const open = this.perSource.get(source) ?? 0;
+      if (open >= perSourceCap) {
+        return this.refuseAtAccept(socket, `source ${source} at its limit of ${perSourceCap} connections`);
+      }
+      this.perSource.set(source, open + 1);
+      this.sourceOf.set(socket, source);
     }
     this.connections++;
     this.sockets.add(socket);
@@ -187,6 +200,7 @@ export class Relay {
     socket.on("close", () => {
       this.connections--;
       this.sockets.delete(socket);
+      this.releaseSource(socket);
       this.maybeIdle();
     });
     // A tunnel forwards each direction's end separately (half-close).
@@ -194,6 +208,23 @@ export class Relay {
     socket.setNoDelay(true);
     socket.on("error", destroySelf);
     this.readHead(socket, opts.local === true);
+  }
+
+  /** Refuses at once without reading: established tunnels are untouched. */
+  private refuseAtAccept(socket: Socket, detail: string): void {
+    this.observer?.tunnelFailed("over_capacity");
+    socket.on("error", () => {});
+    socket.end(errorResponse(503, "over_capacity", detail));
+    socket.setTimeout(1000, () => socket.destroy());
+  }
+
+  private releaseSource(socket: Socket): void {
+    const source = this.sourceOf.get(socket);
+    if (source === undefined) return;
+    this.sourceOf.delete(socket);
+    const open = (this.perSource.get(source) ?? 1) - 1;
+    if (open > 0) this.perSource.set(source, open);
+    else this.perSource.delete(source);
   }
 
   private readHead(socket: Socket, local: boolean): void {
@@ -281,6 +312,7 @@ export class Relay {
     const hopsHeader = req.headers.get("hopway-hops");
     const role = this.authenticate(socket, req, hopsHeader, local);
     if (role instanceof Refusal) return this.refuse(socket, role);
+    if (role === "relay") this.releaseSource(socket);
 
     const visited = hopsHeader ? hopsHeader.split(",").map((s) => s.trim()) : [];
     if (visited.includes(this.name)) {

@@ -40,6 +40,7 @@ describe("agent config", () => {
       HOPWAY_HOP_KEY: "a-realm-wide-secret-key",
       HOPWAY_RELAY_LISTEN: "127.0.0.1:1000, [::1]:1001",
       HOPWAY_MAX_CONNECTIONS: "77",
+      HOPWAY_MAX_CONNECTIONS_PER_SOURCE: "12",
       POD_NAME: "relay-3",
       POD_NAMESPACE: "hopway",
     });
@@ -49,6 +50,7 @@ describe("agent config", () => {
     expect(c.hopKey?.toString()).toBe("a-realm-wide-secret-key");
     expect(c.relay.listen).toEqual(["127.0.0.1:1000", "[::1]:1001"]);
     expect(c.relay.limits.max_connections).toBe(77);
+    expect(c.relay.limits.max_connections_per_source).toBe(12);
     expect(c.pod).toMatchObject({ name: "relay-3", namespace: "hopway", ordinal: 3 });
     expect(c.node).toBe("relaysvr1");
   });

@@ -5,7 +5,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { signHop } from "../../../src/relay/auth.ts";
-import { hop, listen, type Running, readAll, request, route, sleep, startEcho, startRelay } from "./helpers.ts";
+import {
+  hop,
+  listen,
+  type Running,
+  readAll,
+  readAnswer,
+  request,
+  route,
+  sleep,
+  startEcho,
+  startRelay,
+} from "./helpers.ts";
 
 const KEY = Buffer.from("0123456789abcdef0123456789abcdef");
 const cleanups: Array<() => unknown> = [];
@@ -403,6 +414,68 @@ describe("relay: capacity and drain", () => {
     first.socket.write("still here");
     expect(String((await once(first.socket, "data"))[0])).toBe("still here");
     first.socket.destroy();
+  });
+
+  it("caps connections per client address; other addresses and closed slots are unaffected", async () => {
+    const port = await echo();
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`, { limits: { maxConnectionsPerSource: 2 } });
+    const fromAddress = async (localAddress: string) => {
+      const socket = connect({ port: r.port, host: "127.0.0.1", localAddress });
+      socket.on("error", () => {});
+      await once(socket, "connect");
+      socket.write("CONNECT app1 HTTP/1.1\r\n\r\n");
+      return readAnswer(socket);
+    };
+    const first = await fromAddress("127.0.0.1");
+    const second = await fromAddress("127.0.0.1");
+    expect([first.status, second.status]).toEqual([200, 200]);
+    const third = await fromAddress("127.0.0.1");
+    expect(third.status).toBe(503);
+    expect(third.headers.get("hopway-error")).toBe("over_capacity");
+    expect(third.body).toContain("source 127.0.0.1 at its limit of 2 connections");
+    const elsewhere = await fromAddress("127.0.0.2");
+    expect(elsewhere.status).toBe(200);
+    // A closed tunnel frees its slot.
+    first.socket.destroy();
+    await sleep(30);
+    const again = await fromAddress("127.0.0.1");
+    expect(again.status).toBe(200);
+    for (const a of [second, elsewhere, again]) a.socket.destroy();
+  });
+
+  it("counts handshakes against the per-source cap but not verified relay hops", async () => {
+    const port = await echo();
+    const b = await startRelay({
+      name: "relay-b",
+      hopKey: KEY,
+      clientCidrs: [],
+      limits: { maxConnectionsPerSource: 1 },
+      routes: [route("relay-b", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
+    });
+    cleanups.push(() => b.close());
+    const a = await startRelay({
+      name: "relay-a",
+      hopKey: KEY,
+      routes: [
+        route("relay-a", "app1", [
+          hop("relay-b", `ipv4://127.0.0.1:${b.port}`),
+          hop("app1", `ipv4://127.0.0.1:${port}`),
+        ]),
+      ],
+    });
+    cleanups.push(() => a.close());
+    // Three tunnels through relay-a arrive at relay-b from one address: all pass, being relay hops.
+    const tunnels = [];
+    for (let i = 0; i < 3; i++) tunnels.push(await request(a.port, "CONNECT app1 HTTP/1.1\r\n\r\n"));
+    expect(tunnels.map((t) => t.status)).toEqual([200, 200, 200]);
+    // An unauthenticated peer from the same address holding a handshake open uses the one slot.
+    const silent = connect({ port: b.port, host: "127.0.0.1" });
+    silent.on("error", () => {});
+    await once(silent, "connect");
+    await sleep(30);
+    expect((await request(b.port, "CONNECT app1 HTTP/1.1\r\n\r\n")).status).toBe(503);
+    silent.destroy();
+    for (const t of tunnels) t.socket.destroy();
   });
 
   it("drain refuses new tunnels and waits for open ones", async () => {
