@@ -1,6 +1,7 @@
 // HTTP plumbing of the edge: bounded body reading, JSON decoding, and the one
 // error shape `{error: {code, message, path?, issues?}}` every failure uses.
 import type { z } from "zod";
+import { BodyTooLarge, readBounded } from "../core/bounded-body.ts";
 import { describeIssues, type ErrorCode, type FieldProblem } from "../core/errors.ts";
 import type { Failure } from "./types.ts";
 
@@ -61,27 +62,11 @@ export function zodInvalid(error: z.ZodError, prefix: ReadonlyArray<PropertyKey>
 
 /** Reads at most `limit` bytes; a larger body is refused before it is buffered whole. */
 export async function readBody(req: Request, limit: number): Promise<string> {
-  const declared = req.headers.get("content-length");
-  if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
-  if (req.body === null) return "";
-  const reader = req.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > limit) {
-      await reader.cancel();
-      throw tooLarge(limit);
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    bytes.set(c, at);
-    at += c.byteLength;
+  let bytes: Uint8Array;
+  try {
+    bytes = await readBounded(req.body, req.headers.get("content-length"), limit);
+  } catch (err) {
+    throw err instanceof BodyTooLarge ? tooLarge(limit) : err;
   }
   try {
     return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);

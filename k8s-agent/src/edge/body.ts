@@ -2,6 +2,7 @@
 // content, but not without limit: a proxy in between, a misconfigured URL that
 // points at something else, or an edge bug must cost one failed request (which
 // the caller retries with backoff), never the agent's memory and its tunnels.
+import { BodyTooLarge, readBounded } from "../../../src/core/bounded-body.ts";
 
 /** Largest success body the agent reads: a 50,000-record realm's route table is about 20 MiB. */
 export const MAX_EDGE_BODY_BYTES = 64 * 1024 * 1024;
@@ -32,26 +33,11 @@ export class HttpStatusError extends Error {
 
 /** The body as UTF-8 text; stops reading and throws EdgeResponseTooLargeError past `limit` bytes. */
 export async function readText(res: Response, limit: number = MAX_EDGE_BODY_BYTES): Promise<string> {
-  const declared = Number(res.headers.get("content-length") ?? Number.NaN);
-  if (declared > limit) {
-    await res.body?.cancel();
-    throw new EdgeResponseTooLargeError(declared, limit);
+  try {
+    return new TextDecoder().decode(await readBounded(res.body, res.headers.get("content-length"), limit));
+  } catch (err) {
+    throw err instanceof BodyTooLarge ? new EdgeResponseTooLargeError(err.bytes, limit) : err;
   }
-  if (res.body === null) return "";
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > limit) {
-      await reader.cancel();
-      throw new EdgeResponseTooLargeError(total, limit);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks, total).toString("utf8");
 }
 
 /** The body parsed as JSON, under the same cap. */
