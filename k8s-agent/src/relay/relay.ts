@@ -182,14 +182,16 @@ export class Relay {
   /** Takes ownership of an accepted socket. Never throws; a bad peer only loses its own connection. */
   handle(socket: Socket, opts: { local?: boolean } = {}): void {
     if (this.draining || this.connections >= this.limits.maxConnections) {
-      return this.refuseAtAccept(socket, this.draining ? "relay is draining" : "relay at connection limit");
+      this.refuseAtAccept(socket, this.draining ? "relay is draining" : "relay at connection limit");
+      return;
     }
     const perSourceCap = this.limits.maxConnectionsPerSource;
     if (perSourceCap > 0 && opts.local !== true) {
       const source = socket.remoteAddress ?? "unknown";
       const open = this.perSource.get(source) ?? 0;
       if (open >= perSourceCap) {
-        return this.refuseAtAccept(socket, `source ${source} at its limit of ${perSourceCap} connections`);
+        this.refuseAtAccept(socket, `source ${source} at its limit of ${perSourceCap} connections`);
+        return;
       }
       this.perSource.set(source, open + 1);
       this.sourceOf.set(socket, source);
