@@ -270,9 +270,9 @@ async function main(): Promise<void> {
   // ---- connections per second, one hop ----
   // The proxy's own CPU time per connection is printed beside the rate: on a loaded 2-core machine
   // the rate is mostly how the scheduler shares the cores among client, proxy and echo server.
-  // Both proxies are fresh processes: a relay that has just carried the bulk runs sets up
-  // connections more slowly for its first few seconds (V8 and malloc state left by 2.5 GiB of
-  // 64 KiB buffers), and that belongs to neither measurement.
+  // Both proxies are fresh processes, so what the bulk runs left behind (heap, malloc arenas)
+  // does not carry into this section. (A relay reused after the bulk runs measured 331 µs per
+  // connection; fresh ones measured 224–320 µs across runs, so the effect is not settled.)
   const hc = await freePort("127.0.0.1");
   const hcproc = await startHaproxy("hc", [{ port: hc, to: echo }]);
   const relayCps = await startWorker("relay-cps", direct("relay-cps"));
