@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { signHop } from "../../../src/relay/auth.ts";
+import type { RelayLimits } from "../../../src/relay/relay.ts";
 import {
   hop,
   listen,
@@ -41,6 +42,30 @@ async function relayTo(
   });
   cleanups.push(() => r.close());
   return r;
+}
+
+/** relay-a → relay-b → target; relay-b admits relays only (no client CIDRs). */
+async function chain(targetPort: number, bRoutesTo = "app1", bLimits: Partial<RelayLimits> = {}) {
+  const b = await startRelay({
+    name: "relay-b",
+    hopKey: KEY,
+    clientCidrs: [],
+    limits: bLimits,
+    routes: [route("relay-b", bRoutesTo, [hop(bRoutesTo, `ipv4://127.0.0.1:${targetPort}`)])],
+  });
+  cleanups.push(() => b.close());
+  const a = await startRelay({
+    name: "relay-a",
+    hopKey: KEY,
+    routes: [
+      route("relay-a", "app1", [
+        hop("relay-b", `ipv4://127.0.0.1:${b.port}`),
+        hop("app1", `ipv4://127.0.0.1:${targetPort}`),
+      ]),
+    ],
+  });
+  cleanups.push(() => a.close());
+  return { a, b };
 }
 
 async function echo(): Promise<number> {
@@ -263,28 +288,6 @@ describe("relay: client admission", () => {
 });
 
 describe("relay: several hops", () => {
-  async function chain(targetPort: number, bRoutesTo = "app1") {
-    const b = await startRelay({
-      name: "relay-b",
-      hopKey: KEY,
-      clientCidrs: [],
-      routes: [route("relay-b", bRoutesTo, [hop(bRoutesTo, `ipv4://127.0.0.1:${targetPort}`)])],
-    });
-    cleanups.push(() => b.close());
-    const a = await startRelay({
-      name: "relay-a",
-      hopKey: KEY,
-      routes: [
-        route("relay-a", "app1", [
-          hop("relay-b", `ipv4://127.0.0.1:${b.port}`),
-          hop("app1", `ipv4://127.0.0.1:${targetPort}`),
-        ]),
-      ],
-    });
-    cleanups.push(() => a.close());
-    return { a, b };
-  }
-
   it("signs the hop to the next relay and reports the path taken", async () => {
     const port = await echo();
     const { a, b } = await chain(port);
@@ -445,25 +448,7 @@ describe("relay: capacity and drain", () => {
 
   it("counts handshakes against the per-source cap but not verified relay hops", async () => {
     const port = await echo();
-    const b = await startRelay({
-      name: "relay-b",
-      hopKey: KEY,
-      clientCidrs: [],
-      limits: { maxConnectionsPerSource: 1 },
-      routes: [route("relay-b", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
-    });
-    cleanups.push(() => b.close());
-    const a = await startRelay({
-      name: "relay-a",
-      hopKey: KEY,
-      routes: [
-        route("relay-a", "app1", [
-          hop("relay-b", `ipv4://127.0.0.1:${b.port}`),
-          hop("app1", `ipv4://127.0.0.1:${port}`),
-        ]),
-      ],
-    });
-    cleanups.push(() => a.close());
+    const { a, b } = await chain(port, "app1", { maxConnectionsPerSource: 1 });
     // Three tunnels through relay-a arrive at relay-b from one address: all pass, being relay hops.
     const tunnels = [];
     for (let i = 0; i < 3; i++) tunnels.push(await request(a.port, "CONNECT app1 HTTP/1.1\r\n\r\n"));
