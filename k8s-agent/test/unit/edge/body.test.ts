@@ -1,7 +1,5 @@
 import { describe, expect, it } from "vitest";
 import { EdgeResponseTooLargeError, HttpStatusError, readJson, readText, statusError } from "../../../src/edge/body.ts";
-import { EdgeClient } from "../../../src/edge/client.ts";
-import { FakeClock } from "./fake-clock.ts";
 
 /** A body of `chunks` chunks of `size` bytes, with no content-length, that records how much was pulled. */
 function streamed(chunks: number, size: number): { res: Response; pulled: () => number; cancelled: () => boolean } {
@@ -51,43 +49,5 @@ describe("reading edge responses with a cap", () => {
     expect(small.message).toContain('edge answered 403: {"error":{"code":"forbidden"}}');
     const big = await statusError(new Response(streamed(100, 1024).res.body, { status: 502 }));
     expect(big.message).toBe("edge answered 502: (body too large to quote)");
-  });
-});
-
-describe("edge client with an oversized answer", () => {
-  it("fails that request and keeps the table it has", async () => {
-    const applied: number[] = [];
-    const table = {
-      node: "relay-a",
-      version: 1,
-      routes: [
-        {
-          from: "relay-a",
-          to: "app1",
-          hops: [{ node: "app1", address: "ipv4://127.0.0.1:1", priority: 1, alternatives: [] }],
-        },
-      ],
-    };
-    const answers: Array<() => Response> = [
-      () => new Response(JSON.stringify(table), { headers: { etag: '"1"' } }),
-      // 65 MiB declared: over MAX_EDGE_BODY_BYTES.
-      () => new Response(streamed(1, 1).res.body, { headers: { "content-length": String(65 * 1024 * 1024) } }),
-    ];
-    const c = new EdgeClient({
-      url: "http://edge.invalid",
-      realm: "r",
-      token: "t",
-      node: "relay-a",
-      records: [],
-      leaseSeconds: 30,
-      waitSeconds: 10,
-      onTable: (t) => applied.push(t.version),
-      fetch: async () => (answers.shift() as () => Response)(),
-      clock: new FakeClock(),
-    });
-    expect(await c.fetchTableOnce(0)).toBe("updated");
-    await expect(c.fetchTableOnce(0)).rejects.toBeInstanceOf(EdgeResponseTooLargeError);
-    expect(applied).toEqual([1]);
-    expect(c.version).toBe(1);
   });
 });

@@ -2,6 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { EdgeResponseTooLargeError } from "../../../src/edge/body.ts";
 import { backoffDelay, EdgeClient, renewDelay } from "../../../src/edge/client.ts";
 import type { RouteTable } from "../../../src/relay/table.ts";
 import { FakeClock } from "./fake-clock.ts";
@@ -65,6 +66,19 @@ describe("edge client", () => {
     expect(await calls[2]).toBe("unchanged");
     expect(applied).toEqual([7]);
     expect(c.version).toBe(7);
+  });
+
+  it("fails a request whose answer is over the body cap and keeps the table it has", async () => {
+    const replies = [
+      jsonResponse(table(1), '"1"'),
+      // 65 MiB declared: over MAX_EDGE_BODY_BYTES.
+      new Response("{}", { headers: { "content-length": String(65 * 1024 * 1024) } }),
+    ];
+    const { c, applied } = client(async () => replies.shift() as Response);
+    expect(await c.fetchTableOnce(0)).toBe("updated");
+    await expect(c.fetchTableOnce(0)).rejects.toBeInstanceOf(EdgeResponseTooLargeError);
+    expect(applied).toEqual([1]);
+    expect(c.version).toBe(1);
   });
 
   it("long-polls with the ETag of the table in use and treats 304 as confirmation", async () => {
