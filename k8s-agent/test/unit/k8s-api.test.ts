@@ -15,58 +15,16 @@ import { inClusterKubeApi, KubeApi, KubeApiError } from "../../src/k8s/api.ts";
 let dir: string;
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), "hopway-kube-api-"));
-  const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
+  const ssl = (args: string) => execFileSync("openssl", args.split(" "), { cwd: dir, stdio: "pipe" });
+  const selfSignedCa = (name: string) =>
+    ssl(`req -x509 -newkey rsa:2048 -nodes -keyout ${name}.key -out ${name}.crt -days 2 -subj /CN=${name}`);
   // A CA, and a server certificate for 127.0.0.1 signed by it (what a cluster's API server has).
-  ssl(
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.crt",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=test-ca",
-  );
-  ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=apiserver");
+  selfSignedCa("ca");
+  ssl("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=apiserver");
   writeFileSync(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1\n");
-  ssl(
-    "x509",
-    "-req",
-    "-in",
-    "server.csr",
-    "-CA",
-    "ca.crt",
-    "-CAkey",
-    "ca.key",
-    "-CAcreateserial",
-    "-out",
-    "server.crt",
-    "-days",
-    "2",
-    "-extfile",
-    "ext.cnf",
-  );
+  ssl("x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext.cnf");
   // Another CA that signed nothing here: trusting it alone must fail.
-  ssl(
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-keyout",
-    "other.key",
-    "-out",
-    "other.crt",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=other-ca",
-  );
+  selfSignedCa("other");
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
