@@ -3,6 +3,7 @@
 import { once } from "node:events";
 import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { type TunnelAttempt, tryTunnel } from "../../../../test/support/tunnel.ts";
 import { hop, route } from "../relay/helpers.ts";
 import { quantile } from "./fuzz.ts";
 import {
@@ -44,30 +45,12 @@ async function relayTo(port: number, limits: Parameters<typeof countingRelay>[0]
   return r;
 }
 
-/** Opens a tunnel and resolves with its socket once the 200 arrived, and how long that took. */
-async function tunnel(
-  r: CountingRelay,
-  localAddress?: string,
-): Promise<{ socket: Socket; ms: number; status: number }> {
-  const t0 = performance.now();
-  const socket = dial(r.host, r.port, localAddress);
-  socket.write("CONNECT app1 HTTP/1.1\r\n\r\n");
-  let buf = Buffer.alloc(0);
-  const status = await new Promise<number>((resolve) => {
-    const onData = (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      const end = buf.indexOf("\r\n\r\n");
-      if (end < 0) return;
-      socket.off("data", onData);
-      socket.pause();
-      const rest = buf.subarray(end + 4);
-      if (rest.length > 0) socket.unshift(rest);
-      resolve(statusOf(buf) ?? -1);
-    };
-    socket.on("data", onData);
-    socket.once("close", () => resolve(0));
-  });
-  return { socket, ms: performance.now() - t0, status };
+/** Opens a tunnel and resolves once its answer arrived (status 0: none), with how long that took. */
+async function tunnel(r: CountingRelay, localAddress?: string): Promise<TunnelAttempt> {
+  const t = await tryTunnel(r, "app1", localAddress ? { localAddress } : {});
+  t.socket.on("error", () => {}); // the relay may reset tunnels it sheds under pressure
+  if (t.rest.length > 0) t.socket.unshift(t.rest);
+  return t;
 }
 
 async function roundTrip(socket: Socket, text: string): Promise<string> {
