@@ -28,6 +28,7 @@ import {
   reasonForStatus,
   STATUS_FOR,
 } from "./protocol.ts";
+import { adopt, ONREAD, pump, setSink, withReader } from "./pump.ts";
 import type { Dialable, RoutingTable } from "./table.ts";
 
 export type PeerRole = "client" | "relay";
@@ -92,7 +93,7 @@ export interface RelayOptions {
   ) => Promise<undefined | { node: string; authority: string } | { reason: FailureReason; detail: string }>;
 }
 
-interface Tunnel {
+export interface Tunnel {
   client: Socket;
   upstream: Socket;
   peer: PeerRole;
@@ -180,22 +181,25 @@ export class Relay {
   }
 
   /** Takes ownership of an accepted socket. Never throws; a bad peer only loses its own connection. */
-  handle(socket: Socket, opts: { local?: boolean } = {}): void {
+  handle(accepted: Socket, opts: { local?: boolean } = {}): void {
     if (this.draining || this.connections >= this.limits.maxConnections) {
-      this.refuseAtAccept(socket, this.draining ? "relay is draining" : "relay at connection limit");
+      this.refuseAtAccept(accepted, this.draining ? "relay is draining" : "relay at connection limit");
       return;
     }
     const perSourceCap = this.limits.maxConnectionsPerSource;
+    let source: string | undefined;
     if (perSourceCap > 0 && opts.local !== true) {
-      const source = socket.remoteAddress ?? "unknown";
+      source = accepted.remoteAddress ?? "unknown";
       const open = this.perSource.get(source) ?? 0;
       if (open >= perSourceCap) {
-        this.refuseAtAccept(socket, `source ${source} at its limit of ${perSourceCap} connections`);
+        this.refuseAtAccept(accepted, `source ${source} at its limit of ${perSourceCap} connections`);
         return;
       }
       this.perSource.set(source, open + 1);
-      this.sourceOf.set(socket, source);
     }
+    // Adopted only now: a refusal above never reads, so it needs no reader.
+    const socket = adopt(accepted, this.limits.bufferBytes);
+    if (source !== undefined) this.sourceOf.set(socket, source);
     this.connections++;
     this.sockets.add(socket);
     // `close` fires once: plain `on` listeners skip the wrapper objects `once` allocates per socket.
@@ -236,20 +240,21 @@ export class Relay {
       this.refuse(socket, new Refusal("header_timeout", "request head not received in time"));
     };
     this.headerDeadlines.add(onTimeout);
-    const onData = (chunk: Buffer) => {
-      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+    const onData = (_: Socket, chunk: Buffer): boolean => {
+      // The chunk may sit in a read buffer that is reused: the head is kept as a copy.
+      buffered = buffered.length === 0 ? Buffer.from(chunk) : Buffer.concat([buffered, chunk]);
       const end = findHeadEnd(buffered);
       if (end < 0) {
         if (buffered.length > MAX_HEAD_BYTES) {
           cleanup();
           this.refuse(socket, new Refusal("headers_too_large", `request head over ${MAX_HEAD_BYTES} bytes`));
         }
-        return;
+        return true;
       }
       cleanup();
       if (end > MAX_HEAD_BYTES) {
         this.refuse(socket, new Refusal("headers_too_large", `request head over ${MAX_HEAD_BYTES} bytes`));
-        return;
+        return true;
       }
       const head = buffered.subarray(0, end - 4);
       const rest = buffered.subarray(end);
@@ -257,6 +262,7 @@ export class Relay {
         this.log("warn", "relay handshake failed", { error: String(err) });
         socket.destroy();
       });
+      return false;
     };
     const onEnd = () => {
       cleanup();
@@ -265,10 +271,10 @@ export class Relay {
     const cleanup = () => {
       this.headerDeadlines.delete(onTimeout);
       socket.pause();
-      socket.off("data", onData);
+      setSink(socket, undefined);
       socket.off("end", onEnd);
     };
-    socket.on("data", onData);
+    setSink(socket, onData);
     socket.on("end", onEnd);
   }
 
@@ -395,10 +401,12 @@ export class Relay {
     return new Promise((resolve) => {
       const hwm = this.limits.bufferBytes;
       // net.Socket passes highWaterMark on to its Duplex; @types/node does not declare it.
-      const extra = { allowHalfOpen: true, highWaterMark: hwm };
-      const up: Socket = addr.path
-        ? connect({ path: addr.path, ...extra })
-        : connect({ host: addr.host, port: addr.port, noDelay: true, ...extra });
+      const extra = { allowHalfOpen: true, highWaterMark: hwm, onread: ONREAD };
+      const up: Socket = withReader(
+        addr.path
+          ? connect({ path: addr.path, ...extra })
+          : connect({ host: addr.host, port: addr.port, noDelay: true, ...extra }),
+      );
       let settled = false;
       let buffered: Buffer = EMPTY;
       const finish = (r: DialResult) => {
@@ -407,7 +415,7 @@ export class Relay {
         this.connectDeadlines.delete(onConnectTimeout);
         this.pathDeadlines.delete(onPathTimeout);
         up.off("error", onError);
-        up.off("data", onData);
+        setSink(up, undefined);
         up.off("end", onEnd);
         up.off("connect", onConnect);
         if (!r.ok) up.destroy();
@@ -433,8 +441,8 @@ export class Relay {
           final: false,
           refusal: new Refusal("next_hop_failed", `${addr.address}: ${err.code ?? err.message}`),
         });
-      const onData = (chunk: Buffer) => {
-        buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      const onData = (_: Socket, chunk: Buffer): boolean => {
+        buffered = buffered.length === 0 ? Buffer.from(chunk) : Buffer.concat([buffered, chunk]);
         const end = findHeadEnd(buffered);
         if (end < 0) {
           if (buffered.length > MAX_HEAD_BYTES) {
@@ -444,18 +452,19 @@ export class Relay {
               refusal: new Refusal("next_hop_failed", "oversized answer from next relay"),
             });
           }
-          return;
+          return true;
         }
         up.pause();
         const res = parseResponseHead(buffered.subarray(0, end - 4));
         if (typeof res === "string") {
-          return finish({ ok: false, final: true, refusal: new Refusal("next_hop_failed", res) });
+          finish({ ok: false, final: true, refusal: new Refusal("next_hop_failed", res) });
+          return false;
         }
         if (res.status !== 200) {
           // Pass the downstream verdict through so the client learns the real reason and where it arose.
           const why = res.headers.get("hopway-reason") ?? res.headers.get("hopway-error") ?? "refused by next relay";
           const failedAt = res.headers.get("hopway-failed-at") ?? nextNode;
-          return finish({
+          finish({
             ok: false,
             final: true,
             refusal: new Refusal(reasonForStatus(res.status), why, res.status, {
@@ -463,8 +472,10 @@ export class Relay {
               "Hopway-Failed-At": failedAt,
             }),
           });
+          return false;
         }
         finish({ ok: true, socket: up, rest: buffered.subarray(end), path: res.headers.get("hopway-path") ?? "?" });
+        return false;
       };
       const onEnd = () =>
         finish({
@@ -479,7 +490,7 @@ export class Relay {
         this.connectDeadlines.delete(onConnectTimeout);
         this.pathDeadlines.add(onPathTimeout);
         const auth = signHop(this.hopKey as Buffer, this.name, authority, hops, this.now());
-        up.on("data", onData);
+        setSink(up, onData);
         up.once("end", onEnd);
         up.write(
           `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nHopway-Hops: ${hops}\r\nProxy-Authorization: ${auth}\r\n\r\n`,
@@ -649,45 +660,4 @@ class Deadlines {
       this.timer = undefined;
     }
   }
-}
-
-// One direction of a tunnel, with shared listeners (no closures per tunnel): the
-// source socket carries its peer, tunnel and direction under one symbol.
-const PUMP = Symbol("hopway.pump");
-interface PumpState {
-  dst: Socket;
-  tunnel: Tunnel;
-  up: boolean;
-  counters: RelayCounters;
-}
-type PumpSocket = Socket & { [PUMP]?: PumpState };
-
-function onPumpData(this: PumpSocket, chunk: Buffer): void {
-  const p = this[PUMP] as PumpState;
-  p.tunnel.moved = true;
-  if (p.up) p.counters.up[p.tunnel.peer] += chunk.length;
-  else p.counters.down[p.tunnel.peer] += chunk.length;
-  if (!p.dst.write(chunk)) this.pause();
-}
-function onPumpEnd(this: PumpSocket): void {
-  (this[PUMP] as PumpState).dst.end();
-}
-function onPumpDrain(this: PumpSocket): void {
-  // The socket that drained is the destination of the other direction, whose source is this
-  // socket's own destination: resume it.
-  (this[PUMP] as PumpState).dst.resume();
-}
-
-/**
- * One direction of a tunnel: what `pipe` does, plus byte counting, and
- * without `pipe`'s unpipe-on-error surprises. Reading pauses while the other
- * side's write buffer is over its highWaterMark, so a slow reader bounds the
- * memory a tunnel holds; the remote end's FIN is forwarded as our FIN.
- */
-function pump(src: Socket, dst: Socket, tunnel: Tunnel, up: boolean, counters: RelayCounters): void {
-  (src as PumpSocket)[PUMP] = { dst, tunnel, up, counters };
-  src.on("data", onPumpData);
-  dst.on("drain", onPumpDrain);
-  src.on("end", onPumpEnd);
-  src.resume();
 }

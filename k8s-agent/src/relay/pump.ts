@@ -1,0 +1,256 @@
+// How relay sockets read, and the tunnel's data path.
+//
+// Node's default read path allocates a fresh 64 KiB buffer for every read(2) and leaves
+// it to V8's garbage collector. Under bulk traffic that external memory drives major GCs
+// and glibc heap churn, and cost the relay about a third more CPU per MiB than the same
+// pipe reading through `onread` (README, "Relay benchmark"). With `onread` a socket reads
+// into a buffer the relay picks:
+//  - SHARED, one buffer for every socket that is not streaming. What lands there is
+//    parsed or copied before the callback returns; the event loop runs one read at a time.
+//  - a private buffer from a small pool while a direction streams (its last read was
+//    large). It is written on without a copy; when the write does not complete at once,
+//    the buffer stays with the write until its callback and the socket reads into another.
+// At most MAX_HELD sockets hold a private buffer, so a burst that ends on a full read and
+// then idles cannot pin 64 KiB per socket; past the cap, reads are copied out of SHARED.
+import { type OnReadOpts, Socket, type SocketConstructorOpts } from "node:net";
+import type { RelayCounters, Tunnel } from "./relay.ts";
+
+const BUFFER_BYTES = 64 * 1024;
+/** A direction whose last read was at least this large keeps (or gets) a private buffer. */
+const STREAMING_READ = 16 * 1024;
+/** Below this a copy comes from Node's small-buffer slab rather than from the pool. */
+const SMALL_COPY = 4 * 1024;
+const MAX_HELD = 256;
+const MAX_FREE = 64;
+
+// allocUnsafeSlow: each buffer owns its ArrayBuffer (Node's slab is for small buffers).
+const SHARED = Buffer.allocUnsafeSlow(BUFFER_BYTES);
+const free: Buffer[] = [];
+let held = 0;
+
+function take(): Buffer {
+  return free.pop() ?? Buffer.allocUnsafeSlow(BUFFER_BYTES);
+}
+function give(b: Buffer): void {
+  if (free.length < MAX_FREE) free.push(b);
+}
+
+/** Private buffers held by streaming sockets now (for tests and the cap). */
+export function heldReadBuffers(): number {
+  return held;
+}
+
+/**
+ * Takes one chunk read from `socket`; false stops reading (the socket's `pause()`).
+ * `chunk` may be a view of a buffer that is read into again after the call returns:
+ * copy whatever must outlive it.
+ */
+export type Sink = (socket: Socket, chunk: Buffer) => boolean;
+
+const SINK = Symbol("hopway.sink");
+const PUMP = Symbol("hopway.pump");
+
+/** One direction of a tunnel, carried by its source socket (shared listeners, no closures per chunk). */
+interface PumpState {
+  dst: Socket;
+  tunnel: Tunnel;
+  up: boolean;
+  counters: RelayCounters;
+  /** The private buffer the source reads into next, or null for SHARED. */
+  cur: Buffer | null;
+  last: number;
+  /** One entry per write not yet called back, in order: the pool buffer it holds, if any. */
+  lent: Array<Buffer | null>;
+  written: () => void;
+}
+type RelaySocket = Socket & { [SINK]?: Sink | undefined; [PUMP]?: PumpState };
+
+/** Who consumes what the socket reads until the tunnel is spliced; undefined discards it. */
+export function setSink(socket: Socket, sink: Sink | undefined): void {
+  (socket as RelaySocket)[SINK] = sink;
+}
+
+function onRead(this: RelaySocket, n: number, buf: Uint8Array): boolean {
+  const p = this[PUMP];
+  if (p !== undefined) return pumpRead(p, n, buf as Buffer);
+  const sink = this[SINK];
+  return sink === undefined ? true : sink(this, (buf as Buffer).subarray(0, n));
+}
+
+/** Called by Node after every read, and unbound (no socket yet) when the handle is set up. */
+function nextBuffer(this: RelaySocket | undefined): Uint8Array {
+  const p = this?.[PUMP];
+  if (p === undefined) return SHARED;
+  if (p.last >= STREAMING_READ) {
+    if (p.cur === null && held < MAX_HELD) {
+      p.cur = take();
+      held++;
+    }
+    return p.cur ?? SHARED;
+  }
+  releaseCur(p);
+  return SHARED;
+}
+
+function releaseCur(p: PumpState): void {
+  if (p.cur === null) return;
+  give(p.cur);
+  p.cur = null;
+  held--;
+}
+
+/** `onread` options for every relay socket (net.connect takes them as they are). */
+export const ONREAD: OnReadOpts = { buffer: nextBuffer, callback: onRead };
+
+/** Sockets the relay could not adopt read through Node's default path; their chunks are theirs to keep. */
+function onOwnedData(this: RelaySocket, chunk: Buffer): void {
+  const p = this[PUMP];
+  let ok = true;
+  if (p !== undefined) {
+    account(p, chunk.length);
+    p.lent.push(null);
+    ok = p.dst.write(chunk, p.written);
+  } else {
+    const sink = this[SINK];
+    if (sink !== undefined) ok = sink(this, chunk);
+  }
+  if (!ok) this.pause();
+}
+
+interface SocketInternals {
+  _handle?: { useUserBuffer?: unknown } | null;
+  _server?: unknown;
+  server?: unknown;
+}
+
+/**
+ * Makes an accepted socket read through ONREAD. net.Server has no `onread` option, so
+ * the socket's libuv handle moves into a new Socket created with one, which is what the
+ * server itself does on accept (`new Socket({ handle })`). That leans on Node internals
+ * (`_handle`, `_server`), so every assumption is checked first; a socket that does not
+ * fit (data already buffered, not a TCP or pipe handle) is returned as it is and reads
+ * through Node's default path. Sockets from `net.connect` take ONREAD directly.
+ */
+export function adopt(socket: Socket, highWaterMark: number): Socket {
+  const old = socket as Socket & SocketInternals;
+  const handle = old._handle;
+  if (
+    handle == null ||
+    typeof handle.useUserBuffer !== "function" ||
+    old.connecting ||
+    old.destroyed ||
+    old.readableLength > 0 ||
+    old.readableEnded
+  ) {
+    // The relay owns the socket now and reads it, even if whoever accepted it had paused it.
+    return withReader(socket).resume();
+  }
+  const opts = { handle, allowHalfOpen: true, readable: true, writable: true, highWaterMark, onread: ONREAD };
+  let next: Socket & SocketInternals;
+  old._handle = null;
+  try {
+    // `handle` also takes a raw libuv handle (what net.Server passes); @types/node declares only BoundSocket.
+    next = new Socket(opts as unknown as SocketConstructorOpts);
+  } catch {
+    old._handle = handle;
+    return withReader(socket).resume();
+  }
+  // The server counts the connection until the new socket closes, as it would have the old one.
+  next._server = old._server;
+  next.server = old.server;
+  old._server = null;
+  old.destroy();
+  return withReader(next);
+}
+
+/** Attaches the relay's reader: `onread` sockets never emit `data`, the others do. */
+export function withReader(socket: Socket): Socket {
+  socket.on("data", onOwnedData);
+  return socket;
+}
+
+function account(p: PumpState, n: number): void {
+  p.tunnel.moved = true;
+  if (p.up) p.counters.up[p.tunnel.peer] += n;
+  else p.counters.down[p.tunnel.peer] += n;
+}
+
+function pumpRead(p: PumpState, n: number, buf: Buffer): boolean {
+  account(p, n);
+  p.last = n;
+  let owner: Buffer | null;
+  let chunk: Buffer;
+  if (buf === p.cur) {
+    owner = buf;
+    chunk = buf.subarray(0, n);
+  } else if (n < SMALL_COPY) {
+    owner = null;
+    chunk = Buffer.from(buf.subarray(0, n));
+  } else {
+    owner = take();
+    buf.copy(owner, 0, 0, n);
+    chunk = owner.subarray(0, n);
+  }
+  const dst = p.dst;
+  const ok = dst.write(chunk, p.written);
+  if (dst.writableLength === 0) {
+    // Written through at once: the bytes are in the kernel and the buffer is free again.
+    p.lent.push(null);
+    if (owner !== null && owner !== p.cur) {
+      // A copy out of SHARED: it becomes this direction's private buffer when one may be held.
+      if (p.cur === null && held < MAX_HELD) {
+        p.cur = owner;
+        held++;
+      } else give(owner);
+    }
+  } else {
+    p.lent.push(owner);
+    if (owner !== null && owner === p.cur) {
+      p.cur = null;
+      held--;
+    }
+  }
+  return ok;
+}
+
+function onPumpEnd(this: RelaySocket): void {
+  (this[PUMP] as PumpState).dst.end();
+}
+function onPumpDrain(this: RelaySocket): void {
+  // The socket that drained is the destination of the other direction, whose source is this
+  // socket's own destination: resume it.
+  (this[PUMP] as PumpState).dst.resume();
+}
+function onPumpClose(this: RelaySocket): void {
+  releaseCur(this[PUMP] as PumpState);
+}
+
+/**
+ * One direction of a tunnel: what `pipe` does, plus byte counting, and without `pipe`'s
+ * unpipe-on-error surprises. Reading pauses while the other side's write buffer is over
+ * its highWaterMark, so a slow reader bounds the memory a tunnel holds; the remote end's
+ * FIN is forwarded as our FIN.
+ */
+export function pump(src: Socket, dst: Socket, tunnel: Tunnel, up: boolean, counters: RelayCounters): void {
+  const lent: Array<Buffer | null> = [];
+  const p: PumpState = {
+    dst,
+    tunnel,
+    up,
+    counters,
+    cur: null,
+    last: 0,
+    lent,
+    written: () => {
+      const b = lent.shift();
+      if (b != null) give(b);
+    },
+  };
+  const s = src as RelaySocket;
+  s[SINK] = undefined;
+  s[PUMP] = p;
+  src.on("end", onPumpEnd);
+  src.on("close", onPumpClose);
+  dst.on("drain", onPumpDrain);
+  src.resume();
+}

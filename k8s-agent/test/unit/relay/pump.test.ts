@@ -1,0 +1,142 @@
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { connect, createServer, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { adopt, heldReadBuffers } from "../../../src/relay/pump.ts";
+import { Relay } from "../../../src/relay/relay.ts";
+import { RoutingTable } from "../../../src/relay/table.ts";
+import { hop, listen, readAll, request, route, sleep, startRelay } from "./helpers.ts";
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+/** Reads everything, stopping for `stallMs` after every `every` bytes so the writer's side backs up. */
+function readStalling(socket: Socket, every: number, stallMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let sinceStall = 0;
+    socket.on("data", (c: Buffer) => {
+      chunks.push(c);
+      sinceStall += c.length;
+      if (sinceStall >= every) {
+        sinceStall = 0;
+        socket.pause();
+        setTimeout(() => socket.resume(), stallMs);
+      }
+    });
+    socket.once("end", () => resolve(Buffer.concat(chunks)));
+    socket.once("error", reject);
+    socket.resume();
+  });
+}
+
+async function relayTo(port: number, bufferBytes = 256 * 1024) {
+  const r = await startRelay({
+    name: "relay-a",
+    routes: [route("relay-a", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
+    limits: { bufferBytes },
+  });
+  cleanups.push(() => r.close());
+  return r;
+}
+
+describe("relay read path", () => {
+  it("moves an accepted socket's handle into one that reads through the relay's buffers", async () => {
+    let adopted: Socket | undefined;
+    let original: Socket | undefined;
+    const server = createServer({ allowHalfOpen: true }, (s) => {
+      original = s;
+      adopted = adopt(s, 64 * 1024);
+      adopted.on("error", () => {});
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const client = connect({ port, host: "127.0.0.1" });
+    await once(client, "connect");
+    while (adopted === undefined) await sleep(5);
+    expect(adopted).not.toBe(original);
+    expect(original?.destroyed).toBe(true);
+    expect(adopted.remotePort).toBe(client.localPort);
+    // The server still counts the connection, now through the adopted socket.
+    const count = () => new Promise<number>((res) => server.getConnections((_, n) => res(n)));
+    expect(await count()).toBe(1);
+    adopted.write("from the adopted socket");
+    const [chunk] = (await once(client, "data")) as [Buffer];
+    expect(String(chunk)).toBe("from the adopted socket");
+    client.end();
+    // It reads (and, with no sink, discards) until the peer's FIN; half-open, so it ends its side itself.
+    await once(adopted, "end");
+    adopted.end();
+    await once(adopted, "close");
+    expect(await count()).toBe(0);
+  });
+
+  it("carries random bytes intact both ways while each reader stalls (buffers held by pending writes)", async () => {
+    const size = 24 * 1024 * 1024;
+    const up = randomBytes(size);
+    const down = randomBytes(size);
+    let upAtTarget: Promise<Buffer> | undefined;
+    const server = createServer({ allowHalfOpen: true }, (s) => {
+      // The target reads slowly too, so the relay's writes towards it back up as well.
+      upAtTarget = readStalling(s, 2 * 1024 * 1024, 30);
+      s.end(down);
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const r = await relayTo(port);
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(a.status).toBe(200);
+    const closed = once(a.socket, "close");
+    const downAtClient = readStalling(a.socket, 2 * 1024 * 1024, 30);
+    a.socket.end(up);
+    expect(sha(Buffer.concat([a.rest, await downAtClient]))).toBe(sha(down));
+    expect(sha((await upAtTarget) ?? Buffer.alloc(0))).toBe(sha(up));
+    await closed;
+    for (let i = 0; i < 100 && r.relay.openConnections > 0; i++) await sleep(10);
+    // Closed tunnels hand their private read buffers back.
+    expect(heldReadBuffers()).toBe(0);
+  });
+
+  it("reads a socket that arrives with bytes already buffered through Node's own path", async () => {
+    const target = createServer({ allowHalfOpen: true }, (s) => s.pipe(s));
+    const targetPort = await listen(target);
+    cleanups.push(() => target.close());
+    const table = new RoutingTable("relay-a");
+    table.set({
+      node: "relay-a",
+      version: 1,
+      routes: [route("relay-a", "app1", [hop("app1", `ipv4://127.0.0.1:${targetPort}`)])],
+    });
+    const relay = new Relay({ name: "relay-a", table });
+    cleanups.push(() => relay.destroyAll());
+    let adoptedAway: boolean | undefined;
+    const server = createServer({ allowHalfOpen: true }, (s) => {
+      // Something read before the relay got the socket and put the bytes back.
+      s.once("data", (c: Buffer) => {
+        s.pause();
+        s.unshift(c);
+        relay.handle(s);
+        // An adopted socket gives its handle away and is destroyed at once; this one must be kept.
+        adoptedAway = s.destroyed;
+      });
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const payload = randomBytes(3 * 1024 * 1024);
+    const client = connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    await once(client, "connect");
+    client.write("CONNECT app1 HTTP/1.1\r\n\r\n");
+    const echoed = readAll(client);
+    client.end(payload);
+    const all = await echoed;
+    expect(adoptedAway).toBe(false);
+    expect(String(all.subarray(0, 12))).toBe("HTTP/1.1 200");
+    const body = all.subarray(all.indexOf("\r\n\r\n") + 4);
+    expect(sha(body)).toBe(sha(payload));
+    expect(relay.counters.up.client).toBe(payload.length);
+  });
+});
