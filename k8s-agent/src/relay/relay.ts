@@ -84,6 +84,11 @@ export interface RelayOptions {
   now?: () => number;
   log?: (level: "info" | "warn" | "debug", msg: string, fields: Record<string, unknown>) => void;
   /**
+   * Read through the relay's reused buffers (pump.ts); default true. False reads through
+   * Node's default path, one fresh buffer per read: the benchmark's reference for what they save.
+   */
+  reuseReadBuffers?: boolean;
+  /**
    * Rewrites a CONNECT target before the table is consulted (key-affine
    * targets, k8s-agent/src/ownership): undefined = unchanged. The new target
    * still has to pass the route table, so this never widens what is reachable.
@@ -138,6 +143,7 @@ export class Relay {
   private readonly now: () => number;
   private readonly log: NonNullable<RelayOptions["log"]>;
   private readonly resolveTarget: RelayOptions["resolveTarget"];
+  private readonly reuseReadBuffers: boolean;
   private readonly tunnels = new Set<Tunnel>();
   private readonly sockets = new Set<Socket>();
   /** Open connections per client address, for the per-source cap. */
@@ -166,6 +172,7 @@ export class Relay {
     this.now = opts.now ?? (() => Date.now() / 1000);
     this.log = opts.log ?? (() => {});
     this.resolveTarget = opts.resolveTarget;
+    this.reuseReadBuffers = opts.reuseReadBuffers ?? true;
     this.headerDeadlines = new Deadlines(this.limits.headerTimeoutMs);
     this.connectDeadlines = new Deadlines(this.limits.connectTimeoutMs);
     this.pathDeadlines = new Deadlines(this.limits.pathTimeoutMs);
@@ -198,7 +205,7 @@ export class Relay {
       this.perSource.set(source, open + 1);
     }
     // Adopted only now: a refusal above never reads, so it needs no reader.
-    const socket = adopt(accepted, this.limits.bufferBytes);
+    const socket = this.reuseReadBuffers ? adopt(accepted, this.limits.bufferBytes) : withReader(accepted).resume();
     if (source !== undefined) this.sourceOf.set(socket, source);
     this.connections++;
     this.sockets.add(socket);
@@ -401,12 +408,11 @@ export class Relay {
     return new Promise((resolve) => {
       const hwm = this.limits.bufferBytes;
       // net.Socket passes highWaterMark on to its Duplex; @types/node does not declare it.
-      const extra = { allowHalfOpen: true, highWaterMark: hwm, onread: ONREAD };
-      const up: Socket = withReader(
-        addr.path
-          ? connect({ path: addr.path, ...extra })
-          : connect({ host: addr.host, port: addr.port, noDelay: true, ...extra }),
-      );
+      const extra = { allowHalfOpen: true, highWaterMark: hwm, ...(this.reuseReadBuffers ? { onread: ONREAD } : {}) };
+      const up: Socket = addr.path
+        ? connect({ path: addr.path, ...extra })
+        : connect({ host: addr.host, port: addr.port, noDelay: true, ...extra });
+      if (!this.reuseReadBuffers) withReader(up);
       let settled = false;
       let buffered: Buffer = EMPTY;
       const finish = (r: DialResult) => {
