@@ -13,7 +13,7 @@
 // route in the reference topologies; `Hopway-Hops` (signed) records the relays
 // visited so a disagreement between tables can never loop, and `Hopway-Path`
 // in the 200 answer reports the path actually taken.
-import { connect, type Socket } from "node:net";
+import { connect, type NetConnectOpts, type Socket } from "node:net";
 import { MAX_HOPS } from "../../../src/core/schema.ts";
 import { CidrList, clientToken, ReplayCache, signHop, tokenMatches, verifyHop } from "./auth.ts";
 import {
@@ -28,7 +28,7 @@ import {
   reasonForStatus,
   STATUS_FOR,
 } from "./protocol.ts";
-import { adopt, ONREAD, pump, setSink, withReader } from "./pump.ts";
+import { adopt, connectReading, pump, setSink, withReader } from "./pump.ts";
 import type { Dialable, RoutingTable } from "./table.ts";
 
 export type PeerRole = "client" | "relay";
@@ -408,11 +408,11 @@ export class Relay {
     return new Promise((resolve) => {
       const hwm = this.limits.bufferBytes;
       // net.Socket passes highWaterMark on to its Duplex; @types/node does not declare it.
-      const extra = { allowHalfOpen: true, highWaterMark: hwm, ...(this.reuseReadBuffers ? { onread: ONREAD } : {}) };
-      const up: Socket = addr.path
-        ? connect({ path: addr.path, ...extra })
-        : connect({ host: addr.host, port: addr.port, noDelay: true, ...extra });
-      if (!this.reuseReadBuffers) withReader(up);
+      const extra = { allowHalfOpen: true, highWaterMark: hwm };
+      const opts: NetConnectOpts = addr.path
+        ? { path: addr.path, ...extra }
+        : { host: addr.host, port: addr.port, noDelay: true, ...extra };
+      const up = this.reuseReadBuffers ? connectReading(opts) : withReader(connect(opts));
       let settled = false;
       let buffered: Buffer = EMPTY;
       const finish = (r: DialResult) => {

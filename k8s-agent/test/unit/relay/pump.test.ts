@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { adopt, heldReadBuffers } from "../../../src/relay/pump.ts";
+import { adopt, heldReadBuffers, lentReadBuffers } from "../../../src/relay/pump.ts";
 import { Relay } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
 import { hop, listen, readAll, request, route, sleep, startRelay } from "./helpers.ts";
@@ -81,17 +81,19 @@ describe("relay read path", () => {
     const down = randomBytes(size);
     let upAtTarget: Promise<Buffer> | undefined;
     const server = createServer({ allowHalfOpen: true }, (s) => {
-      // The target reads slowly too, so the relay's writes towards it back up as well.
-      upAtTarget = readStalling(s, 2 * 1024 * 1024, 30);
+      // The target stalls too, so the relay's writes towards it back up as well. The stalls are long
+      // enough to fill the kernel buffers on the way (several MiB on loopback).
+      upAtTarget = readStalling(s, 6 * 1024 * 1024, 300);
       s.end(down);
     });
     const port = await listen(server);
     cleanups.push(() => server.close());
-    const r = await relayTo(port);
+    // A queue of several read buffers, so reads go on while earlier writes are pending.
+    const r = await relayTo(port, 2 * 1024 * 1024);
     const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
     expect(a.status).toBe(200);
     const closed = once(a.socket, "close");
-    const downAtClient = readStalling(a.socket, 2 * 1024 * 1024, 30);
+    const downAtClient = readStalling(a.socket, 6 * 1024 * 1024, 300);
     a.socket.end(up);
     expect(sha(Buffer.concat([a.rest, await downAtClient]))).toBe(sha(down));
     expect(sha((await upAtTarget) ?? Buffer.alloc(0))).toBe(sha(up));
@@ -99,6 +101,43 @@ describe("relay read path", () => {
     for (let i = 0; i < 100 && r.relay.openConnections > 0; i++) await sleep(10);
     // Closed tunnels hand their private read buffers back.
     expect(heldReadBuffers()).toBe(0);
+  });
+
+  it("copies chunks that wait behind other writes instead of holding a whole pool buffer for each", async () => {
+    let held: Socket | undefined;
+    const server = createServer((s) => {
+      held = s;
+      s.pause();
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const r = await relayTo(port);
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    // 20 KiB writes arrive as reads well under half a buffer, but large enough to stream.
+    const sent = randomBytes(60 * 1024 * 1024);
+    let offset = 0;
+    let most = 0;
+    // Until the relay stops reading: the kernel buffers on the way hold several MiB first.
+    let lastRead = -1;
+    for (let i = 0, still = 0; i < 3000 && still < 50 && offset < sent.length; i++) {
+      if (a.socket.writableLength < 1024 * 1024) {
+        a.socket.write(sent.subarray(offset, offset + 20 * 1024));
+        offset += 20 * 1024;
+      }
+      await sleep(1);
+      most = Math.max(most, lentReadBuffers());
+      const read = r.relay.counters.up.client;
+      still = read === lastRead ? still + 1 : 0;
+      lastRead = read;
+    }
+    // The target never read: the relay's queue towards it filled and it stopped reading.
+    expect(r.relay.counters.up.client).toBeGreaterThan(1024 * 1024);
+    expect(most).toBeLessThanOrEqual(2);
+    a.socket.end();
+    held?.resume();
+    const received = await readAll(held as Socket);
+    expect(received.length).toBe(offset);
+    expect(sha(received)).toBe(sha(sent.subarray(0, offset)));
   });
 
   it("reads a socket that arrives with bytes already buffered through Node's own path", async () => {
