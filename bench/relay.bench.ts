@@ -23,6 +23,7 @@ import { openTunnel } from "../test/support/tunnel.ts";
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const PEER = join(ROOT, "test", "support", "bench-peer.ts");
 const WORKER = join(ROOT, "test", "support", "relay-worker.ts");
+const FLOOR = join(ROOT, "test", "support", "bench-floor-relay.ts");
 const HOP_KEY = "bench-hop-key-0123456789abcdef";
 const work = mkdtempSync(join(tmpdir(), "hopway-relay-bench-"));
 const children: ChildProcess[] = [];
@@ -75,7 +76,9 @@ async function runPeer(args: string[], timeoutMs = 120_000): Promise<Record<stri
 // The relay runs as an esbuild bundle, like the agent's container image (dist/hopway-agent.mjs):
 // under tsx the transpiler alone would add ~50 MB to the RSS being measured.
 const WORKER_BUNDLE = join(work, "relay-worker.mjs");
+const FLOOR_BUNDLE = join(work, "bench-floor-relay.mjs");
 function bundleWorker(): void {
+  buildSync({ entryPoints: [FLOOR], bundle: true, platform: "node", format: "esm", outfile: FLOOR_BUNDLE });
   buildSync({
     entryPoints: [WORKER],
     bundle: true,
@@ -189,9 +192,12 @@ async function main(): Promise<void> {
     { from, to: "echo", hops: [hop("echo", echo)] },
   ];
   const c = await startWorker("relay-c", direct("relay-c"));
-  // The same relay without the image's malloc setting, to show what it is for.
-  const { GLIBC_TUNABLES: _unset, ...plainEnv } = IMAGE_ENV;
-  const cPlain = await startWorker("relay-c-plain", direct("relay-c-plain"), plainEnv);
+  // The same relay reading through Node's default path (a fresh buffer per read), to show what
+  // the relay's reused read buffers (k8s-agent/src/relay/pump.ts) save.
+  const cNode = await startWorker("relay-c-node-reads", direct("relay-c-node-reads"), {
+    ...IMAGE_ENV,
+    HOPWAY_BENCH_NODE_READS: "1",
+  });
   const b = await startWorker("relay-b", [
     { from: "relay-b", to: "bulk", hops: [hop("relay-c", c.port), hop("bulk", bulk)] },
     { from: "relay-b", to: "echo", hops: [hop("relay-c", c.port), hop("echo", echo)] },
@@ -229,11 +235,7 @@ async function main(): Promise<void> {
     ["direct", ["127.0.0.1", String(bulk)], []],
     ["haproxy 1 hop", ["127.0.0.1", String(h3.bulk)], [h3proc.pid]],
     ["relay 1 hop", ["127.0.0.1", String(c.port), String(BULK_BYTES), "bulk:0"], [c.child.pid]],
-    [
-      "relay 1 hop, glibc default trim",
-      ["127.0.0.1", String(cPlain.port), String(BULK_BYTES), "bulk:0"],
-      [cPlain.child.pid],
-    ],
+    ["relay 1 hop, Node's reads", ["127.0.0.1", String(cNode.port), String(BULK_BYTES), "bulk:0"], [cNode.child.pid]],
     ["haproxy 3 hops", ["127.0.0.1", String(h1.bulk)], [h1proc.pid, h2proc.pid, h3proc.pid]],
     [
       "relay 3 hops",
@@ -264,8 +266,8 @@ async function main(): Promise<void> {
   const r3 = (best.get("relay 3 hops") ?? 0) / (best.get("haproxy 3 hops") ?? 1);
   console.log(`  ratio relay/haproxy: 1 hop ${r1.toFixed(2)} (target ≥ 1.00) ${r1 >= 1 ? "MET" : "MISSED"}`);
   console.log(`  ratio relay/haproxy: 3 hops ${r3.toFixed(2)} (target ≥ 1.00) ${r3 >= 1 ? "MET" : "MISSED"}`);
-  const trim = (cpuPerMib.get("relay 1 hop, glibc default trim") ?? 0) / (cpuPerMib.get("relay 1 hop") ?? 1);
-  console.log(`  relay CPU per MiB, glibc default trim / image setting (k8s-agent/Dockerfile): ${trim.toFixed(2)}`);
+  const reads = (cpuPerMib.get("relay 1 hop, Node's reads") ?? 0) / (cpuPerMib.get("relay 1 hop") ?? 1);
+  console.log(`  relay CPU per MiB, Node's default reads / the relay's reused buffers: ${reads.toFixed(2)}`);
 
   // ---- connections per second, one hop ----
   // The proxy's own CPU time per connection is printed beside the rate: on a loaded 2-core machine
@@ -276,10 +278,26 @@ async function main(): Promise<void> {
   const hc = await freePort("127.0.0.1");
   const hcproc = await startHaproxy("hc", [{ port: hc, to: echo }]);
   const relayCps = await startWorker("relay-cps", direct("relay-cps"));
+  // The floor: the least a Node CONNECT relay can do (test/support/bench-floor-relay.ts), same node
+  // flags; and the same program forwarding without the CONNECT exchange, as HAProxy does.
+  const startFloor = async (mode: string[]) => {
+    const child = fork(FLOOR_BUNDLE, [String(echo), ...mode], {
+      execArgv: NODE_FLAGS,
+      stdio: "inherit",
+      env: IMAGE_ENV,
+    });
+    children.push(child);
+    const [msg] = (await once(child, "message")) as [{ port: number }];
+    return { port: msg.port, pid: child.pid };
+  };
+  const floor = await startFloor([]);
+  const plainFloor = await startFloor(["plain"]);
   const cpsCases: Array<[string, string[], number | undefined]> = [
     ["direct", ["127.0.0.1", String(echo), "3", "16"], undefined],
     ["haproxy 1 hop", ["127.0.0.1", String(hc), "3", "16"], hcproc.pid],
     ["relay 1 hop", ["127.0.0.1", String(relayCps.port), "3", "16", "echo:0"], relayCps.child.pid],
+    ["node floor 1 hop", ["127.0.0.1", String(floor.port), "3", "16", "echo:0"], floor.pid],
+    ["node, no CONNECT", ["127.0.0.1", String(plainFloor.port), "3", "16"], plainFloor.pid],
   ];
   // Warm-up (JIT, TCP port reuse) for every path, not counted.
   for (const [, args] of cpsCases) await runPeer(["cps", ...args.slice(0, 2), "1", ...args.slice(3)]);
@@ -314,6 +332,15 @@ async function main(): Promise<void> {
   console.log(`  ratio relay/haproxy: ${rc.toFixed(2)} (target ≥ 0.80) ${rc >= 0.8 ? "MET" : "MISSED"}`);
   const cpuRatio = (cpuPerConn.get("relay 1 hop") ?? 0) / (cpuPerConn.get("haproxy 1 hop") ?? 1);
   console.log(`  proxy CPU per connection relay/haproxy: ${cpuRatio.toFixed(2)} (lower is better)`);
+  const haproxyRate = cps.get("haproxy 1 hop") ?? 1;
+  const fc = (cps.get("node floor 1 hop") ?? 0) / haproxyRate;
+  const pc = (cps.get("node, no CONNECT") ?? 0) / haproxyRate;
+  console.log(
+    `  ratio node floor/haproxy: ${fc.toFixed(2)}: the least a Node CONNECT relay does (no auth, routes, metrics, limits)`,
+  );
+  console.log(
+    `  ratio node without CONNECT/haproxy: ${pc.toFixed(2)}: the same program forwarding at once, like HAProxy`,
+  );
 
   // ---- redis-benchmark, one hop, through a local forwarder (same forwarder in front of both proxies) ----
   const redisPort = await freePort("127.0.0.1");

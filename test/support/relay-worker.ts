@@ -32,6 +32,8 @@ const relay: Relay = new Relay({
   // The agent's defaults except the connection cap, raised so one process can hold the idle-tunnel run.
   limits: { maxConnections: 20_000, bufferBytes },
   observer: metrics,
+  // The bench's reference lane: Node's default read path, a fresh buffer per read.
+  reuseReadBuffers: process.env.HOPWAY_BENCH_NODE_READS !== "1",
 });
 const server = createServer(
   { allowHalfOpen: true, noDelay: true, highWaterMark: bufferBytes } as Parameters<typeof createServer>[0],

@@ -2,8 +2,8 @@
 //
 // Node's default read path allocates a fresh 64 KiB buffer for every read(2) and leaves
 // it to V8's garbage collector. Under bulk traffic that external memory drives major GCs
-// and glibc heap churn, and cost the relay about a third more CPU per MiB than the same
-// pipe reading through `onread` (README, "Relay benchmark"). With `onread` a socket reads
+// and glibc heap churn: the same relay on Node's reads used 1.2 to 3.7 times the CPU per
+// MiB (`npm run bench relay`; README, "Relay benchmark"). With `onread` a socket reads
 // into a buffer the relay picks:
 //  - SHARED, one buffer for every socket that is not streaming. What lands there is
 //    parsed or copied before the callback returns; the event loop runs one read at a time.

@@ -1,0 +1,50 @@
+// The least a Node.js CONNECT relay can do, for the benchmark's connection-rate floor:
+// read one CONNECT head, connect to the one target it was started with, answer 200,
+// and pipe both ways. No authentication, route table, hop signing, metrics, limits or
+// timeouts. Whatever rate this reaches bounds what any relay written on Node's `net`
+// can reach on the same machine and client. With `plain` it skips the CONNECT exchange
+// and forwards at once, as HAProxy in TCP mode does: the difference between the two is
+// what the exchange itself costs.
+// Usage (forked with an IPC channel): bench-floor-relay.ts TARGET_PORT [plain] → sends {port}.
+import { connect, createServer, type Socket } from "node:net";
+
+const target = Number(process.argv[2]);
+const plain = process.argv[3] === "plain";
+
+function tunnel(client: Socket, rest: Buffer): void {
+  const up = connect({ host: "127.0.0.1", port: target, noDelay: true });
+  up.on("error", () => client.destroy());
+  up.once("connect", () => {
+    if (!plain) client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+    if (rest.length > 0) up.write(rest);
+    client.pipe(up);
+    up.pipe(client);
+  });
+}
+
+const server = createServer({ noDelay: true }, (client) => {
+  client.on("error", () => client.destroy());
+  if (plain) {
+    client.pause();
+    return tunnel(client, Buffer.alloc(0));
+  }
+  let head: Buffer = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => {
+    head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+    const end = head.indexOf("\r\n\r\n");
+    if (end < 0) {
+      if (head.length > 8192) client.destroy();
+      return;
+    }
+    client.off("data", onData);
+    client.pause();
+    if (!head.subarray(0, 8).equals(Buffer.from("CONNECT "))) return void client.destroy();
+    tunnel(client, head.subarray(end + 4));
+  };
+  client.on("data", onData);
+});
+server.listen(0, "127.0.0.1", () => {
+  const a = server.address();
+  process.send?.({ port: typeof a === "object" && a ? a.port : 0 });
+});
+process.on("disconnect", () => process.exit(0));
