@@ -65,6 +65,21 @@ export async function startEcho(
   return { port, server, sockets };
 }
 
+/** A target that accepts and reads nothing until the test resumes the accepted socket. */
+export async function startStalledTarget(): Promise<{
+  port: number;
+  server: Server;
+  accepted: () => Socket | undefined;
+}> {
+  let held: Socket | undefined;
+  const server = createServer((s) => {
+    held = s;
+    s.pause();
+  });
+  const port = await listen(server);
+  return { port, server, accepted: () => held };
+}
+
 export interface Answer {
   status: number;
   headers: Map<string, string>;

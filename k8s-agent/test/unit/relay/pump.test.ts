@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { adopt, heldReadBuffers, lentReadBuffers } from "../../../src/relay/pump.ts";
 import { Relay } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
-import { hop, listen, readAll, request, route, sleep, startRelay } from "./helpers.ts";
+import { hop, listen, readAll, request, route, sleep, startRelay, startStalledTarget } from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -104,14 +104,9 @@ describe("relay read path", () => {
   });
 
   it("copies chunks that wait behind other writes instead of holding a whole pool buffer for each", async () => {
-    let held: Socket | undefined;
-    const server = createServer((s) => {
-      held = s;
-      s.pause();
-    });
-    const port = await listen(server);
-    cleanups.push(() => server.close());
-    const r = await relayTo(port);
+    const target = await startStalledTarget();
+    cleanups.push(() => target.server.close());
+    const r = await relayTo(target.port);
     const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
     // 20 KiB writes arrive as reads well under half a buffer, but large enough to stream.
     const sent = randomBytes(60 * 1024 * 1024);
@@ -134,8 +129,7 @@ describe("relay read path", () => {
     expect(r.relay.counters.up.client).toBeGreaterThan(1024 * 1024);
     expect(most).toBeLessThanOrEqual(2);
     a.socket.end();
-    held?.resume();
-    const received = await readAll(held as Socket);
+    const received = await readAll(target.accepted() as Socket);
     expect(received.length).toBe(offset);
     expect(sha(received)).toBe(sha(sent.subarray(0, offset)));
   });

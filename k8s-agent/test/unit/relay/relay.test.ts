@@ -1,6 +1,6 @@
 import { once } from "node:events";
 import { mkdtempSync } from "node:fs";
-import { connect, createServer, type Socket } from "node:net";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -17,6 +17,7 @@ import {
   sleep,
   startEcho,
   startRelay,
+  startStalledTarget,
 } from "./helpers.ts";
 
 const KEY = Buffer.from("0123456789abcdef0123456789abcdef");
@@ -363,15 +364,10 @@ describe("relay: streams", () => {
   });
 
   it("bounds what one tunnel buffers when the far side stops reading", async () => {
-    let held: Socket | undefined;
-    const server = createServer((s) => {
-      held = s;
-      s.pause();
-    });
-    const port = await listen(server);
-    cleanups.push(() => server.close());
+    const target = await startStalledTarget();
+    cleanups.push(() => target.server.close());
     const bufferBytes = 64 * 1024;
-    const r = await relayTo(`ipv4://127.0.0.1:${port}`, { limits: { bufferBytes } });
+    const r = await relayTo(`ipv4://127.0.0.1:${target.port}`, { limits: { bufferBytes } });
     const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
     const total = 64 * 1024 * 1024;
     const payload = Buffer.alloc(total, 7);
@@ -383,6 +379,7 @@ describe("relay: streams", () => {
     expect(a.socket.writableLength).toBeGreaterThan(total - 20 * 1024 * 1024);
     // Then the reader resumes and everything arrives intact.
     let received = 0;
+    const held = target.accepted();
     held?.on("data", (c: Buffer) => {
       received += c.length;
     });
