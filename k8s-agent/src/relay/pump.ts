@@ -52,11 +52,11 @@ export function lentReadBuffers(): number {
 }
 
 /**
- * Takes one chunk read from `socket`; false stops reading (the socket's `pause()`).
+ * Takes one chunk the socket read; false stops reading (the socket's `pause()`).
  * `chunk` may be a view of a buffer that is read into again after the call returns:
  * copy whatever must outlive it.
  */
-export type Sink = (socket: Socket, chunk: Buffer) => boolean;
+export type Sink = (chunk: Buffer) => boolean;
 
 // One slot per socket: its sink while handshaking, then its direction of the tunnel. One
 // property rather than two keeps the per-socket cost of 10,000 idle tunnels down.
@@ -102,7 +102,7 @@ function onRead(this: RelaySocket, n: number, buf: Uint8Array): boolean {
   const r = this[READER];
   if (r === undefined) return true;
   if (typeof r === "object") return pumpRead(r, n, buf as Buffer);
-  return r(this, (buf as Buffer).subarray(0, n));
+  return r((buf as Buffer).subarray(0, n));
 }
 
 /** The buffer the socket that just read reads into next. */
@@ -143,7 +143,7 @@ function onOwnedData(this: RelaySocket, chunk: Buffer): void {
   if (typeof r === "object") {
     account(r, chunk.length);
     ok = r.dst.write(chunk);
-  } else if (r !== undefined) ok = r(this, chunk);
+  } else if (r !== undefined) ok = r(chunk);
   if (!ok) this.pause();
 }
 
@@ -172,8 +172,7 @@ export function adopt(socket: Socket, highWaterMark: number): Socket {
     old.readableLength > 0 ||
     old.readableEnded
   ) {
-    // The relay owns the socket now and reads it, even if whoever accepted it had paused it.
-    return withReader(socket).resume();
+    return readThroughNode(socket);
   }
   const opts = { handle, allowHalfOpen: true, readable: true, writable: true, highWaterMark, onread: ONREAD };
   let next: Socket & SocketInternals;
@@ -183,7 +182,7 @@ export function adopt(socket: Socket, highWaterMark: number): Socket {
     next = new Socket(opts as unknown as SocketConstructorOpts);
   } catch {
     old._handle = handle;
-    return withReader(socket).resume();
+    return readThroughNode(socket);
   }
   // The server counts the connection until the new socket closes, as it would have the old one.
   next._server = old._server;
@@ -193,10 +192,13 @@ export function adopt(socket: Socket, highWaterMark: number): Socket {
   return next;
 }
 
-/** The reader for sockets that read through Node's default path (`onread` sockets never emit `data`). */
-export function withReader(socket: Socket): Socket {
+/**
+ * Reads a socket through Node's default path (`onread` sockets never emit `data`), and
+ * starts it: the relay owns the socket now, even if whoever accepted it had paused it.
+ */
+export function readThroughNode(socket: Socket): Socket {
   socket.on("data", onOwnedData);
-  return socket;
+  return socket.resume();
 }
 
 function account(p: PumpState, n: number): void {

@@ -28,7 +28,7 @@ import {
   reasonForStatus,
   STATUS_FOR,
 } from "./protocol.ts";
-import { adopt, connectReading, pump, setSink, withReader } from "./pump.ts";
+import { adopt, connectReading, pump, readThroughNode, setSink } from "./pump.ts";
 import type { Dialable, RoutingTable } from "./table.ts";
 
 export type PeerRole = "client" | "relay";
@@ -205,7 +205,7 @@ export class Relay {
       this.perSource.set(source, open + 1);
     }
     // Adopted only now: a refusal above never reads, so it needs no reader.
-    const socket = this.reuseReadBuffers ? adopt(accepted, this.limits.bufferBytes) : withReader(accepted).resume();
+    const socket = this.reuseReadBuffers ? adopt(accepted, this.limits.bufferBytes) : readThroughNode(accepted);
     if (source !== undefined) this.sourceOf.set(socket, source);
     this.connections++;
     this.sockets.add(socket);
@@ -247,9 +247,9 @@ export class Relay {
       this.refuse(socket, new Refusal("header_timeout", "request head not received in time"));
     };
     this.headerDeadlines.add(onTimeout);
-    const onData = (_: Socket, chunk: Buffer): boolean => {
-      // The chunk may sit in a read buffer that is reused: the head is kept as a copy.
-      buffered = buffered.length === 0 ? Buffer.from(chunk) : Buffer.concat([buffered, chunk]);
+    const onData = (chunk: Buffer): boolean => {
+      // The chunk may sit in a read buffer that is reused: concat keeps the head as a copy.
+      buffered = Buffer.concat([buffered, chunk]);
       const end = findHeadEnd(buffered);
       if (end < 0) {
         if (buffered.length > MAX_HEAD_BYTES) {
@@ -412,7 +412,7 @@ export class Relay {
       const opts: NetConnectOpts = addr.path
         ? { path: addr.path, ...extra }
         : { host: addr.host, port: addr.port, noDelay: true, ...extra };
-      const up = this.reuseReadBuffers ? connectReading(opts) : withReader(connect(opts));
+      const up = this.reuseReadBuffers ? connectReading(opts) : readThroughNode(connect(opts));
       let settled = false;
       let buffered: Buffer = EMPTY;
       const finish = (r: DialResult) => {
@@ -447,8 +447,8 @@ export class Relay {
           final: false,
           refusal: new Refusal("next_hop_failed", `${addr.address}: ${err.code ?? err.message}`),
         });
-      const onData = (_: Socket, chunk: Buffer): boolean => {
-        buffered = buffered.length === 0 ? Buffer.from(chunk) : Buffer.concat([buffered, chunk]);
+      const onData = (chunk: Buffer): boolean => {
+        buffered = Buffer.concat([buffered, chunk]);
         const end = findHeadEnd(buffered);
         if (end < 0) {
           if (buffered.length > MAX_HEAD_BYTES) {
