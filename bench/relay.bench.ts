@@ -94,20 +94,26 @@ function bundleWorker(): void {
   });
 }
 
-async function startWorker(
-  name: string,
-  routes: Route[],
+/** Forks a bundled proxy with the image's node flags; it answers {port} once it listens. */
+async function forkProxy(
+  bundle: string,
+  args: string[],
   env: NodeJS.ProcessEnv = IMAGE_ENV,
+  extraFlags: string[] = [],
 ): Promise<{ port: number; child: ChildProcess }> {
-  const child = fork(WORKER_BUNDLE, [name, HOP_KEY, JSON.stringify(routes)], {
-    // --expose-gc only for the idle-memory reading (a full GC before it is taken).
-    execArgv: ["--expose-gc", ...NODE_FLAGS],
+  const child = fork(bundle, args, {
+    execArgv: [...extraFlags, ...NODE_FLAGS],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
     env,
   });
   children.push(child);
   const [msg] = (await once(child, "message")) as [{ port: number }];
   return { port: msg.port, child };
+}
+
+function startWorker(name: string, routes: Route[], env: NodeJS.ProcessEnv = IMAGE_ENV) {
+  // --expose-gc only for the idle-memory reading (a full GC before it is taken).
+  return forkProxy(WORKER_BUNDLE, [name, HOP_KEY, JSON.stringify(routes)], env, ["--expose-gc"]);
 }
 
 async function rssOf(child: ChildProcess): Promise<{ rss: number; heap: number; tunnels: number }> {
@@ -280,24 +286,14 @@ async function main(): Promise<void> {
   const relayCps = await startWorker("relay-cps", direct("relay-cps"));
   // The floor: the least a Node CONNECT relay can do (test/support/bench-floor-relay.ts), same node
   // flags; and the same program forwarding without the CONNECT exchange, as HAProxy does.
-  const startFloor = async (mode: string[]) => {
-    const child = fork(FLOOR_BUNDLE, [String(echo), ...mode], {
-      execArgv: NODE_FLAGS,
-      stdio: "inherit",
-      env: IMAGE_ENV,
-    });
-    children.push(child);
-    const [msg] = (await once(child, "message")) as [{ port: number }];
-    return { port: msg.port, pid: child.pid };
-  };
-  const floor = await startFloor([]);
-  const plainFloor = await startFloor(["plain"]);
+  const floor = await forkProxy(FLOOR_BUNDLE, [String(echo)]);
+  const plainFloor = await forkProxy(FLOOR_BUNDLE, [String(echo), "plain"]);
   const cpsCases: Array<[string, string[], number | undefined]> = [
     ["direct", ["127.0.0.1", String(echo), "3", "16"], undefined],
     ["haproxy 1 hop", ["127.0.0.1", String(hc), "3", "16"], hcproc.pid],
     ["relay 1 hop", ["127.0.0.1", String(relayCps.port), "3", "16", "echo:0"], relayCps.child.pid],
-    ["node floor 1 hop", ["127.0.0.1", String(floor.port), "3", "16", "echo:0"], floor.pid],
-    ["node, no CONNECT", ["127.0.0.1", String(plainFloor.port), "3", "16"], plainFloor.pid],
+    ["node floor 1 hop", ["127.0.0.1", String(floor.port), "3", "16", "echo:0"], floor.child.pid],
+    ["node, no CONNECT", ["127.0.0.1", String(plainFloor.port), "3", "16"], plainFloor.child.pid],
   ];
   // Warm-up (JIT, TCP port reuse) for every path, not counted.
   for (const [, args] of cpsCases) await runPeer(["cps", ...args.slice(0, 2), "1", ...args.slice(3)]);
