@@ -118,6 +118,30 @@ describe("KubeApi", () => {
     }
   });
 
+  it("stops reading an answer over 1 MiB, declared or streamed, and says so", async () => {
+    const big = Buffer.alloc(2 * 1024 * 1024, 0x20);
+    const answers: Array<(res: ServerResponse) => void> = [
+      (res) => res.end(big), // with content-length
+      (res) => {
+        // chunked, no length declared: the cap applies to the bytes as they come
+        for (let i = 0; i < 8; i++) res.write(big.subarray(i * 262144, (i + 1) * 262144));
+        res.end();
+      },
+    ];
+    const srv = await serve(false, (_req, _body, res) => answers.shift()?.(res));
+    try {
+      const api = new KubeApi({ server: srv.url, token: () => "t" });
+      for (let i = 0; i < 2; i++) {
+        const err = await api.readPodAnnotations("ns", "p").catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(KubeApiError);
+        expect(err).toMatchObject({ code: "HOPWAY_KUBE_API", status: 200 });
+        expect((err as Error).message).toContain(`answer over ${1024 * 1024} bytes`);
+      }
+    } finally {
+      await srv.close();
+    }
+  });
+
   it("keeps only string annotations and accepts a pod without any", async () => {
     const answers = [pod({ a: "x", b: 3 }), JSON.stringify({ kind: "Pod", metadata: {} })];
     const srv = await serve(false, (_req, _body, res) => res.end(answers.shift()));
