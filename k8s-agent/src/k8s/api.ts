@@ -6,6 +6,8 @@ import { readFileSync } from "node:fs";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
+import { Readable } from "node:stream";
+import { BodyTooLarge, readBounded } from "../../../src/core/bounded-body.ts";
 
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -160,19 +162,13 @@ function statusMessage(text: string): string {
   }
 }
 
-function readBody(res: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    res.on("data", (c: Buffer) => {
-      total += c.length;
-      if (total > MAX_BODY_BYTES) {
-        res.destroy();
-        return reject(new KubeApiError(res.statusCode, `answer over ${MAX_BODY_BYTES} bytes`));
-      }
-      chunks.push(c);
-    });
-    res.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-    res.on("error", reject);
-  });
+/** The answer as text, under MAX_BODY_BYTES (declared or read), with the shared capped reader. */
+async function readBody(res: IncomingMessage): Promise<string> {
+  try {
+    const stream = Readable.toWeb(res) as ReadableStream<Uint8Array>;
+    const bytes = await readBounded(stream, res.headers["content-length"] ?? null, MAX_BODY_BYTES);
+    return new TextDecoder().decode(bytes);
+  } catch (err) {
+    throw err instanceof BodyTooLarge ? new KubeApiError(res.statusCode, `answer over ${MAX_BODY_BYTES} bytes`) : err;
+  }
 }
