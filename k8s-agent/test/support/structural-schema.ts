@@ -114,7 +114,8 @@ export function loadCrds(text: string): CrdVersion[] {
 }
 
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-const QUALIFIED_NAME = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const QUALIFIED_NAME =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -150,7 +151,10 @@ function validateObjectMeta(meta: unknown, namespaced: boolean): SchemaError[] {
     if (!allowed.has(k)) errors.push({ path: `metadata.${k}`, message: "unknown field (not settable on create)" });
   if (typeof meta.name !== "string" || meta.name.length > 253 || !DNS1123_SUBDOMAIN.test(meta.name))
     errors.push({ path: "metadata.name", message: "must be a DNS subdomain" });
-  if (meta.namespace !== undefined && (typeof meta.namespace !== "string" || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(meta.namespace)))
+  if (
+    meta.namespace !== undefined &&
+    (typeof meta.namespace !== "string" || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(meta.namespace))
+  )
     errors.push({ path: "metadata.namespace", message: "must be a DNS label" });
   if (!namespaced && meta.namespace !== undefined)
     errors.push({ path: "metadata.namespace", message: "cluster-scoped kind" });
@@ -193,7 +197,8 @@ function validate(value: unknown, schema: Schema, path: string, errors: SchemaEr
 
   switch (schema.type) {
     case "string":
-      if (typeof value !== "string") return void errors.push({ path, message: `must be a string, got ${typeof value}` });
+      if (typeof value !== "string")
+        return void errors.push({ path, message: `must be a string, got ${typeof value}` });
       checkString(value, schema, path, errors);
       return;
     case "integer":
@@ -231,7 +236,8 @@ function checkString(value: string, schema: Schema, path: string, errors: Schema
     errors.push({ path, message: `shorter than ${schema.minLength}` });
   if (schema.maxLength !== undefined && value.length > schema.maxLength)
     errors.push({ path, message: `longer than ${schema.maxLength}` });
-  if (schema.format === "date-time" && !DATE_TIME.test(value)) errors.push({ path, message: "not an RFC 3339 date-time" });
+  if (schema.format === "date-time" && !DATE_TIME.test(value))
+    errors.push({ path, message: "not an RFC 3339 date-time" });
   if (schema.format === "byte" && !BASE64.test(value)) errors.push({ path, message: "not base64" });
 }
 
@@ -249,7 +255,7 @@ function checkArray(value: unknown[], schema: Schema, path: string, errors: Sche
   if (schema.maxItems !== undefined && value.length > schema.maxItems)
     errors.push({ path, message: `more than ${schema.maxItems} items` });
   if (!schema.items) throw new Error(`${path}: array without items`);
-  value.forEach((item, i) => validate(item, schema.items as Schema, `${path}[${i}]`, errors));
+  for (const [i, item] of value.entries()) validate(item, schema.items, `${path}[${i}]`, errors);
   const listType = schema["x-kubernetes-list-type"];
   if (listType === "set" || listType === "map") {
     const keys = schema["x-kubernetes-list-map-keys"] ?? [];

@@ -145,7 +145,9 @@ describe("kustomize", () => {
         ...((kust.resources ?? []) as string[]),
         ...((kust.patches ?? []) as Obj[]).map((p) => p.path as string),
       ].filter(local);
-      const present = readdirSync(dir).filter((n) => n !== "kustomization.yaml" && (dir !== DEPLOY || n !== "overlays"));
+      const present = readdirSync(dir).filter(
+        (n) => n !== "kustomization.yaml" && (dir !== DEPLOY || n !== "overlays"),
+      );
       expect([...listed].sort(), relative(DEPLOY, k)).toEqual(present.sort());
     }
   });
@@ -163,7 +165,6 @@ describe("kustomize", () => {
     }
   });
 });
-
 
 describe("cross-checks", () => {
   const sts = one("StatefulSet");
