@@ -1,4 +1,4 @@
-// The shipped pre-delete HookTemplate (deploy/overlays/bk-bcs/hooktemplate.yaml)
+// The shipped pre-delete HookTemplate (deploy/overlays/bk-bcs-hook/hooktemplate.yaml)
 // run by an emulation of bcs-hook-operator (test/support/hook-operator.ts)
 // against the agent's real admin server, whose tunnel count comes from a real
 // relay carrying a real tunnel on loopback. The clock between polls is
@@ -25,7 +25,7 @@ import {
 import { listen, type Running, request, sleep, startEcho, startRelay } from "./relay/helpers.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const TEMPLATE = join(HERE, "../../deploy/overlays/bk-bcs/hooktemplate.yaml");
+const TEMPLATE = join(HERE, "../../deploy/overlays/bk-bcs-hook/hooktemplate.yaml");
 const shipped = parseYaml(readFileSync(TEMPLATE, "utf8")) as {
   spec: { metrics: WebMetric[]; args: { name: string }[] };
 };

@@ -14,8 +14,9 @@ import { RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1/Role
 import { ConfigMap, Namespace, Service, ServiceAccount } from "kubernetes-models/v1";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
-import { type HpaMetric, HpaModel, hpaMetricProposal } from "../../../src/core/scaling.ts";
+import { deletionCostBucket, type HpaMetric, HpaModel, hpaMetricProposal } from "../../../src/core/scaling.ts";
 import { PreDeleteSchema } from "../../src/admin/schemas.ts";
+import { parseConfig } from "../../src/config.ts";
 import { LOAD_METRIC, STATE_FLOOR_METRIC } from "../../src/scaling/signals.ts";
 import { hasKubectl, kustomize } from "../support/kustomize.ts";
 import { type CrdVersion, loadCrds, validateAgainstCrd } from "../support/structural-schema.ts";
@@ -23,6 +24,8 @@ import { type CrdVersion, loadCrds, validateAgainstCrd } from "../support/struct
 const AGENT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const DEPLOY = join(AGENT, "deploy");
 const OVERLAY = join(DEPLOY, "overlays/bk-bcs");
+const GD_OVERLAY = join(DEPLOY, "overlays/bk-bcs-gamedeployment");
+const HOOK = join(DEPLOY, "overlays/bk-bcs-hook/hooktemplate.yaml");
 const CRD_DIR = join(AGENT, "test/fixtures/crds/bk-bcs");
 
 // biome-ignore lint/suspicious/noExplicitAny: manifests are free-form YAML; each check narrows what it reads
@@ -91,7 +94,7 @@ describe("the bk-bcs CRDs (fixtures)", () => {
   });
 
   it("the validator rejects what the API server would: unknown, mistyped, missing and out-of-range fields", () => {
-    const ht = readDocs(join(OVERLAY, "hooktemplate.yaml"))[0] as Obj;
+    const ht = readDocs(HOOK)[0] as Obj;
     const broken = (mutate: (o: Obj) => void) => {
       const o = structuredClone(ht);
       mutate(o);
@@ -119,14 +122,14 @@ describe("the bk-bcs CRDs (fixtures)", () => {
 });
 
 describe("the overlay's own objects (no kubectl needed)", () => {
-  it("hooktemplate.yaml and gpa.yaml validate against their CRDs", () => {
-    for (const f of ["hooktemplate.yaml", "gpa.yaml"])
-      for (const obj of readDocs(join(OVERLAY, f))) expect(problems(obj), f).toEqual([]);
+  it("the HookTemplate and both GPAs validate against their CRDs", () => {
+    for (const f of [HOOK, join(OVERLAY, "gpa.yaml"), join(GD_OVERLAY, "gpa.yaml")])
+      for (const obj of readDocs(f)) expect(problems(obj), f).toEqual([]);
   });
 
   it("the example HookTemplate is the overlay's, without the namespace", () => {
     const [example] = readDocs(join(AGENT, "examples/hooktemplate.yaml"));
-    const [shipped] = readDocs(join(OVERLAY, "hooktemplate.yaml"));
+    const [shipped] = readDocs(HOOK);
     expect(problems({ ...example, metadata: { ...example?.metadata, namespace: "hopway" } })).toEqual([]);
     expect(example?.spec).toEqual(shipped?.spec);
   });
@@ -255,6 +258,107 @@ describe.skipIf(!hasKubectl() && !process.env.CI)("the overlay as kubectl kustom
     expect(rules.find((r) => r.name.as === LOAD_METRIC)).toEqual(baseRules.find((r) => r.name.as === LOAD_METRIC));
     const baseFloor = baseRules.find((r) => r.name.as === STATE_FLOOR_METRIC) as Obj;
     expect({ ...floor, seriesQuery: "", resources: {} }).toEqual({ ...baseFloor, seriesQuery: "", resources: {} });
+  });
+});
+
+// CI must not pass by skipping: there a missing kubectl is a failure.
+describe.skipIf(!hasKubectl() && !process.env.CI)("the GameDeployment overlay as kubectl kustomize builds it", () => {
+  const built = () => parseAllDocuments(kustomize(GD_OVERLAY)).map((d) => d.toJS() as Obj);
+  const base = () => parseAllDocuments(kustomize(DEPLOY)).map((d) => d.toJS() as Obj);
+  const find = (objs: Obj[], kind: string, name?: string): Obj => {
+    const found = objs.filter((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+    expect(found, `${kind} ${name ?? ""}`).toHaveLength(1);
+    return found[0] as Obj;
+  };
+
+  it("every object validates, and the workload is a GameDeployment with the hook", () => {
+    const objs = built();
+    for (const o of objs) expect(problems(o), `${o.kind}/${o.metadata.name}`).toEqual([]);
+    expect(objs.some((o) => o.kind === "StatefulSet" || o.kind === "HorizontalPodAutoscaler")).toBe(false);
+    const gd = find(objs, "GameDeployment");
+    expect(gd.spec.preDeleteUpdateStrategy).toEqual({
+      hook: { templateName: find(objs, "HookTemplate").metadata.name },
+    });
+    // Broken control: a StatefulSet-only field is rejected by this CRD.
+    expect(problems({ ...gd, spec: { ...gd.spec, serviceName: "x" } })).toEqual(["spec.serviceName: unknown field"]);
+  });
+
+  it("is the base StatefulSet's pod template, plus the annotations file for the application", () => {
+    const gd = find(built(), "GameDeployment");
+    const sts = find(base(), "StatefulSet");
+    const tmpl = structuredClone(sts.spec.template);
+    delete tmpl.spec.containers[0].lifecycle;
+    tmpl.spec.volumes.push({
+      name: "podinfo",
+      downwardAPI: { items: [{ path: "annotations", fieldRef: { fieldPath: "metadata.annotations" } }] },
+    });
+    expect(gd.spec.template).toEqual(tmpl);
+    expect(gd.spec.selector).toEqual(sts.spec.selector);
+    expect(gd.spec.replicas).toBeUndefined();
+  });
+
+  it("the GPA scales the GameDeployment on the base HPA's load metric, bounds and behaviour", () => {
+    const objs = built();
+    const gpa = find(objs, "GeneralPodAutoscaler");
+    const gd = find(objs, "GameDeployment");
+    const hpa = find(base(), "HorizontalPodAutoscaler");
+    expect(gpa.spec.scaleTargetRef).toEqual({ apiVersion: gd.apiVersion, kind: gd.kind, name: gd.metadata.name });
+    expect(gpa.spec.metric.metrics).toEqual((hpa.spec.metrics as Obj[]).filter((m) => m.type === "Pods"));
+    expect(gpa.spec.behavior).toEqual(hpa.spec.behavior);
+    expect([gpa.spec.minReplicas, gpa.spec.maxReplicas]).toEqual([hpa.spec.minReplicas, hpa.spec.maxReplicas]);
+  });
+
+  it("the agent config is the base's with the pod IP as relay address, no scaling reports, deletion cost on", () => {
+    const env = {
+      POD_NAME: "hopway-agent-x7k2p",
+      POD_NAMESPACE: "hopway",
+      POD_IP: "10.1.2.3",
+      HOPWAY_TOKEN: "test-token",
+      HOPWAY_HOP_KEY: "0123456789abcdef",
+    };
+    const cfg = (objs: Obj[]) => parseConfig(find(objs, "ConfigMap", "hopway-agent").data["agent.yaml"], env);
+    const gdConfig = cfg(built());
+    const baseConfig = cfg(base());
+    expect(gdConfig.records[0]).toMatchObject({ gateway: [{ address: "ipv4://10.1.2.3:1234" }] });
+    expect(gdConfig.scaling.workload).toBe("");
+    expect(gdConfig.scaling.deletion_cost.enabled).toBe(true);
+    const strip = (c: typeof baseConfig) => ({
+      ...c,
+      records: [],
+      scaling: { ...c.scaling, workload: "", min_replicas: 0, max_replicas: 0 },
+    });
+    expect(strip(gdConfig)).toEqual(strip(baseConfig));
+    // The Role the deletion-cost patcher needs is there.
+    expect(find(built(), "Role").rules).toEqual(find(base(), "Role").rules);
+  });
+});
+
+// bcs-gamedeployment-operator's scale-in order (see the fixtures' README):
+// pods sorted by the node's cost, then ascending by the pod's
+// controller.kubernetes.io/pod-deletion-cost parsed as a float, a missing or
+// unparsable annotation sorting last; the first `diff` pods go.
+function gameDeploymentPicks(pods: { name: string; cost?: string }[], diff: number): string[] {
+  const cost = (c?: string) => {
+    const v = c === undefined ? Number.NaN : Number.parseFloat(c);
+    return Number.isNaN(v) ? Number.MAX_VALUE : v;
+  };
+  return [...pods]
+    .sort((a, b) => cost(a.cost) - cost(b.cost))
+    .slice(0, diff)
+    .map((p) => p.name);
+}
+
+describe("GameDeployment scale-in with the agent's pod-deletion-cost", () => {
+  it("removes the pod whose application holds nothing, before pods with state, whatever their names", () => {
+    const pods = [
+      { name: "hopway-agent-b2x4q", cost: String(deletionCostBucket(true, 5000)) },
+      { name: "hopway-agent-kz9wd", cost: String(deletionCostBucket(true, 3)) },
+      { name: "hopway-agent-7tq2m", cost: String(deletionCostBucket(false, 0)) },
+      { name: "hopway-agent-fresh" }, // annotation not written yet: last
+    ];
+    expect(gameDeploymentPicks(pods, 1)).toEqual(["hopway-agent-7tq2m"]);
+    expect(gameDeploymentPicks(pods, 2)).toEqual(["hopway-agent-7tq2m", "hopway-agent-kz9wd"]);
+    expect(gameDeploymentPicks(pods, 4).at(-1)).toBe("hopway-agent-fresh");
   });
 });
 

@@ -134,6 +134,8 @@ describe("kustomize", () => {
     expect(kustomizations.map((k) => relative(DEPLOY, k)).sort()).toEqual([
       "base/kustomization.yaml",
       "kustomization.yaml",
+      "overlays/bk-bcs-gamedeployment/kustomization.yaml",
+      "overlays/bk-bcs-hook/kustomization.yaml",
       "overlays/bk-bcs/kustomization.yaml",
       "prometheus-adapter/kustomization.yaml",
     ]);
