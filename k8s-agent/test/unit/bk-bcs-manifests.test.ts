@@ -121,6 +121,37 @@ describe("the bk-bcs CRDs (fixtures)", () => {
   });
 });
 
+describe("the validator itself", () => {
+  it("refuses to half-check: a schema keyword it does not implement is an error, not a pass", () => {
+    const crd = crds.find((c) => c.kind === "HookTemplate") as CrdVersion;
+    const [ht] = readDocs(HOOK);
+    const odd: CrdVersion = {
+      ...crd,
+      schema: { type: "object", properties: { spec: { type: "object", oneOf: [] } as never } },
+    };
+    expect(() => validateAgainstCrd(ht, odd)).toThrow(/'oneOf' is not supported/);
+  });
+
+  it("int-or-string fields take integers and matching strings only", () => {
+    const gss = crds.find((c) => c.kind === "GameDeployment") as CrdVersion;
+    const obj = (maxSurge: unknown) => ({
+      apiVersion: "tkex.tencent.com/v1alpha1",
+      kind: "GameDeployment",
+      metadata: { name: "x" },
+      spec: {
+        selector: { matchLabels: { a: "b" } },
+        template: { spec: { containers: [{ name: "c", image: "i" }] } },
+        updateStrategy: { maxSurge },
+      },
+    });
+    expect(validateAgainstCrd(obj(1), gss)).toEqual([]);
+    expect(validateAgainstCrd(obj("25%"), gss)).toEqual([]);
+    expect(validateAgainstCrd(obj(1.5), gss)).toEqual([
+      { path: "spec.updateStrategy.maxSurge", message: "must be an integer or a string" },
+    ]);
+  });
+});
+
 describe("the overlay's own objects (no kubectl needed)", () => {
   it("the HookTemplate and both GPAs validate against their CRDs", () => {
     for (const f of [HOOK, join(OVERLAY, "gpa.yaml"), join(GD_OVERLAY, "gpa.yaml")])
