@@ -119,15 +119,19 @@ describe("the bk-bcs overlay's metrics path", () => {
     }
     // The base rules key the floor on `statefulset`: they see nothing here, hence the overlay's rule.
     expect(await prom.query(floorQuery(baseRules, "statefulset"))).toEqual([]);
-    const load = await prom.query(
-      renderAdapterQuery(
-        rule(overlayRules, LOAD_METRIC),
-        NS,
-        "pod",
-        pods.map((p) => p.name),
-      ),
+    // Each pod's report reaches Prometheus at that pod's next scrape.
+    const loadQuery = renderAdapterQuery(
+      rule(overlayRules, LOAD_METRIC),
+      NS,
+      "pod",
+      pods.map((p) => p.name),
     );
-    expect(load.map((r) => r.value)).toEqual([0.1, 0.1, 0.1, 0.1]);
+    const load = await until(
+      "every pod's load",
+      () => prom.query(loadQuery),
+      (rows) => rows.length === PODS && rows.every((r) => r.value === 0.1),
+    );
+    expect(load.map((r) => r.metric.pod).sort()).toEqual(pods.map((p) => p.name));
   });
 
   it("fed to the GPA's formula: held at 3 while ordinal 2 holds state, down to minReplicas once it has moved", async () => {

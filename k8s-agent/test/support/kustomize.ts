@@ -1,7 +1,7 @@
-// `kubectl kustomize` for the manifest tests. The kustomizations use fields
-// (`labels`, patch `options`) that kustomize learned in v4; an older kubectl
-// (Debian's kubernetes-client 1.20 embeds kustomize v2) fails with a clear
-// message instead of a confusing build error.
+// `kubectl kustomize` for the manifest tests. The kustomizations use `labels`
+// and patch `options.allowKindChange`; the tests require the kustomize v5 of
+// kubectl ≥ 1.27, so an older kubectl (Debian's kubernetes-client 1.20 embeds
+// kustomize v2) fails with a clear message instead of a confusing build error.
 import { execFileSync } from "node:child_process";
 
 export function hasKubectl(): boolean {
@@ -22,7 +22,7 @@ export function kustomizeMajor(): number | undefined {
 
 export function kustomize(dir: string): string {
   const major = kustomizeMajor();
-  if (major === undefined || major < 4)
-    throw new Error(`kubectl's kustomize is v${major ?? "?"}; these kustomizations need v4 or later (kubectl >= 1.21)`);
+  if (major === undefined || major < 5)
+    throw new Error(`kubectl's kustomize is v${major ?? "?"}; these kustomizations need v5 (kubectl >= 1.27)`);
   return execFileSync("kubectl", ["kustomize", dir], { encoding: "utf8", timeout: 30_000 });
 }
