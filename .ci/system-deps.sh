@@ -12,6 +12,10 @@ have curl || need+=(curl)
 have ncat || need+=(ncat)
 have chromium || need+=(chromium)
 have openssl || need+=(openssl)
+# `kubectl kustomize` builds the deploy manifests for their tests. Debian has no
+# `kubectl` package of its own; its kubernetes-client (1.20, kustomize v2) is
+# the fallback; the tests need kustomize v5 (kubectl >= 1.27) and say so if it is older.
+have kubectl || need+=(kubernetes-client)
 if [ "${1:-}" = "--bench" ]; then
   have haproxy || need+=(haproxy)
   have iperf3 || need+=(iperf3)
