@@ -45,7 +45,7 @@ export class RealmView {
     readonly version: number,
     readonly records: ReadonlyMap<string, HopwayRecord>,
     /** The relay CA certificates at this version (docs/identity.md); a change is a new version. */
-    readonly trustBundle: readonly string[],
+    readonly trustBundle: readonly string[] = [],
   ) {}
 
   /** Strong validator of everything derived from this view. */
