@@ -160,6 +160,11 @@ export class EdgeIssuedIdentity implements IdentitySource {
     this.emit();
   }
 
+  /** The certificate request under way (from a timer or renewNow), if any. */
+  get inFlightRequest(): Promise<boolean> | undefined {
+    return this.inFlight;
+  }
+
   /** Requests a certificate now (shared with one already under way); true on success. */
   renewNow(): Promise<boolean> {
     this.inFlight ??= this.request().finally(() => {
