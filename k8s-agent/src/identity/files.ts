@@ -38,6 +38,7 @@ export class FilesIdentity implements IdentitySource {
   private digest: string | undefined;
   private timer: unknown;
   private stopped = false;
+  private reloading: Promise<boolean> | undefined;
   /** The last reload's error, undefined after a good one. */
   lastError: string | undefined;
 
@@ -81,8 +82,18 @@ export class FilesIdentity implements IdentitySource {
     return text;
   }
 
-  /** Reads the three files; applies them when they changed and are valid. True when new material was applied. */
-  async reload(): Promise<boolean> {
+  /**
+   * Reads the three files; applies them when they changed and are valid. True
+   * when new material was applied. Concurrent calls share one read.
+   */
+  reload(): Promise<boolean> {
+    this.reloading ??= this.readAndApply().finally(() => {
+      this.reloading = undefined;
+    });
+    return this.reloading;
+  }
+
+  private async readAndApply(): Promise<boolean> {
     let chain: string;
     let key: string;
     let ca: string;
