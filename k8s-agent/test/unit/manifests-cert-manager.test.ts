@@ -162,7 +162,9 @@ describe("cert-manager component", () => {
   it("each StatefulSet pod gets its own certificate named after the pod, in the files the agent reads", () => {
     expect(patch.metadata.name).toBe(baseSts.metadata.name);
     expect(volume.csi.driver).toBe("csi.cert-manager.io");
-    expect(attrs["csi.cert-manager.io/uri-sans"]).toBe(relayUri(realm, "${POD_NAME}"));
+    // csi-driver substitutes the pod's name for this variable.
+    const podNameVariable = ["$", "{POD_NAME}"].join("");
+    expect(attrs["csi.cert-manager.io/uri-sans"]).toBe(relayUri(realm, podNameVariable));
     // The pod name is the relay's record name in the base config.
     expect(baseConfig.node).toBe("hopway-agent-0");
     expect(attrs["csi.cert-manager.io/issuer-name"]).toBe(issuer.metadata.name);
