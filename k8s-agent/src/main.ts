@@ -86,7 +86,6 @@ export async function startAgent(
   if (!config.hopKey) log.warn("no hop key configured: this relay neither accepts nor makes relay-to-relay hops");
 
   const identity = createRelayIdentity(config, registry, log);
-  await identity.start();
 
   const scaling = new ScalingSignals({ config: config.scaling, podName: config.pod.name ?? config.node, registry });
 
@@ -111,6 +110,8 @@ export async function startAgent(
     log,
   });
   await edge.start();
+  // After the edge client: its first lease write registers the node record the certificate is issued for.
+  await identity.start();
   await ownership.start();
 
   const servers: Server[] = [];
