@@ -20,6 +20,8 @@ export type RenewalResult = (typeof RENEWAL_RESULTS)[number];
 
 /** A certificate answer is a few KiB; anything near this is not one. */
 const MAX_ANSWER_BYTES = 256 * 1024;
+/** The longest delay a Node timer takes as given. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** More CA certificates than this in a bundle is not a rotation, it is garbage. */
 const MAX_BUNDLE = 16;
 
@@ -191,10 +193,29 @@ export class EdgeIssuedIdentity implements IdentitySource {
     return Math.max(0, at - this.clock.now());
   }
 
+  /**
+   * Node fires a timer of more than 2^31-1 ms (24.8 days) at once, and a
+   * 30-day certificate has deadlines that far out: wait in steps instead.
+   */
+  private later(at: number, fn: () => void, set: (handle: unknown) => void): void {
+    const ms = Math.max(0, at - this.clock.now());
+    if (ms <= MAX_TIMER_MS) {
+      set(this.clock.setTimeout(fn, ms));
+      return;
+    }
+    set(this.clock.setTimeout(() => this.later(at, fn, set), MAX_TIMER_MS));
+  }
+
   private schedule(ms: number): void {
     if (this.stopped) return;
     this.clock.clearTimeout(this.timer);
-    this.timer = this.clock.setTimeout(() => void this.renewNow(), ms);
+    this.later(
+      this.clock.now() + ms,
+      () => void this.renewNow(),
+      (h) => {
+        this.timer = h;
+      },
+    );
   }
 
   private armExpiry(): void {
@@ -204,10 +225,16 @@ export class EdgeIssuedIdentity implements IdentitySource {
     const ms = c.notAfter - this.clock.now();
     if (ms <= 0) return;
     // Listeners learn that material() went away when the leaf expires unrenewed.
-    this.expiryTimer = this.clock.setTimeout(() => {
-      this.o.log?.error("relay certificate expired; no new links until the edge issues one");
-      this.emit();
-    }, ms);
+    this.later(
+      c.notAfter,
+      () => {
+        this.o.log?.error("relay certificate expired; no new links until the edge issues one");
+        this.emit();
+      },
+      (h) => {
+        this.expiryTimer = h;
+      },
+    );
   }
 
   private async request(): Promise<boolean> {

@@ -252,6 +252,24 @@ describe("EdgeIssuedIdentity", () => {
     identity.stop();
   });
 
+  it("never arms a Node timer past 2^31-1 ms, even for a 30-day certificate", async () => {
+    const clock = new FakeClock();
+    clock.t = Date.now();
+    const edge = await fakeEdge(clock);
+    edge.lifetimeMs = 30 * 24 * HOUR;
+    const { identity, changes } = setup(edge, clock);
+    await identity.start();
+    await advance(clock, identity, 0);
+    expect(identity.material()!.notAfter - clock.now()).toBeGreaterThan(2 ** 31);
+    // Node would fire a longer timer at once: the expiry watch would report an expiry at once.
+    expect(Math.max(...clock.pending)).toBeLessThanOrEqual(2 ** 31 - 1);
+    await advance(clock, identity, 2 ** 31 - 1);
+    expect(Math.max(...clock.pending)).toBeLessThanOrEqual(2 ** 31 - 1);
+    expect(identity.material()).toBeDefined();
+    expect(changes()).toBe(2); // the first certificate and its renewal at ~two thirds, no expiry
+    identity.stop();
+  });
+
   it.each([
     ["refuse", "refused"],
     ["wrong-key", "invalid"],
