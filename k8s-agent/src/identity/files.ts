@@ -64,6 +64,11 @@ export class FilesIdentity implements IdentitySource {
     return c === undefined || this.clock.now() >= c.notAfter ? undefined : c;
   }
 
+  /** The loaded leaf's expiry, also after it passed (for the expiry metric). */
+  get notAfter(): number | undefined {
+    return this.current?.notAfter;
+  }
+
   onChange(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

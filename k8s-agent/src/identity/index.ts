@@ -21,7 +21,7 @@ export function createRelayIdentity(config: AgentConfig, registry: Registry, log
   const tls = config.relay.tls;
   if (tls.source === "files") {
     let files: FilesIdentity | undefined;
-    const metrics = createIdentityMetrics(registry, { source: "files", notAfter: () => files?.material()?.notAfter });
+    const metrics = createIdentityMetrics(registry, { source: "files", notAfter: () => files?.notAfter });
     files = new FilesIdentity({
       dir: tls.dir!,
       realm: config.edge.realm,
