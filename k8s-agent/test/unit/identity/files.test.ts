@@ -5,9 +5,12 @@ import { X509Certificate } from "node:crypto";
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
+import { parseConfig } from "../../../src/config.ts";
 import type { RenewalResult } from "../../../src/identity/edge-issued.ts";
 import { FilesIdentity } from "../../../src/identity/files.ts";
+import { createRelayIdentity } from "../../../src/identity/index.ts";
 import { createLogger } from "../../../src/log.ts";
 import { FakeClock } from "../edge/fake-clock.ts";
 import { relayKeyPair, type TestCa, testCa } from "./helpers.ts";
@@ -69,6 +72,33 @@ async function poll(clock: FakeClock, identity: FilesIdentity): Promise<void> {
   clock.advance(5_000);
   await identity.reload();
 }
+
+describe("createRelayIdentity with relay.tls.source files", () => {
+  it("reads the directory from the config and exports expiry and reload metrics", async () => {
+    const vol = new SecretVolume();
+    vol.write(await material(await testCa(), { lifetimeMs: 2 * HOUR }));
+    const config = parseConfig(
+      `edge: { url: "http://127.0.0.1:8787", realm: r, token: t0ken }\nnode: relay-a\nrelay: { tls: { source: files, dir: "${vol.dir}" } }\n`,
+      {},
+    );
+    const registry = new Registry();
+    const identity = createRelayIdentity(
+      config,
+      registry,
+      createLogger("error", {}, () => {}),
+    );
+    await identity.start();
+    identity.updateTrustBundle(["ignored: ca.crt is the trust"]);
+    expect(identity.material()?.trustBundle).toHaveLength(1);
+    const text = await registry.metrics();
+    const expiry = Number(/^hopway_relay_certificate_expiry_seconds (\S+)$/m.exec(text)?.[1]);
+    expect(expiry).toBeGreaterThan(2 * 3600 - 60);
+    expect(expiry).toBeLessThanOrEqual(2 * 3600);
+    expect(text).toMatch(/hopway_relay_certificate_renewals_total\{source="files",result="success"\} 1/);
+    expect(text).toMatch(/hopway_relay_certificate_renewals_total\{source="files",result="invalid"\} 0/);
+    identity.stop();
+  });
+});
 
 describe("FilesIdentity", () => {
   it("loads tls.crt/tls.key/ca.crt and follows a Secret update (symlink swap)", async () => {
