@@ -53,7 +53,36 @@ function v2(sql: Sql): void {
   );
 }
 
-export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [v1, v2];
+/**
+ * Relay certificate authority (docs/identity.md): the realm's CA key pairs,
+ * one row per generation (a rotation adds one; retiring drops the old), and
+ * the leaves issued, so the edge knows which CA still has unexpired
+ * certificates out. The private key never leaves this table through an API.
+ */
+function relayCertificateAuthority(sql: Sql): void {
+  sql.exec(
+    `CREATE TABLE IF NOT EXISTS ca_authorities (
+       generation INTEGER PRIMARY KEY,
+       certificate TEXT NOT NULL,
+       private_key_pkcs8 TEXT NOT NULL,
+       created_at INTEGER NOT NULL,
+       not_after INTEGER NOT NULL
+     )`,
+  );
+  sql.exec(
+    `CREATE TABLE IF NOT EXISTS ca_issued (
+       serial TEXT PRIMARY KEY,
+       generation INTEGER NOT NULL,
+       name TEXT NOT NULL,
+       not_after INTEGER NOT NULL
+     ) WITHOUT ROWID`,
+  );
+  sql.exec("CREATE INDEX IF NOT EXISTS ca_issued_not_after ON ca_issued (not_after)");
+  sql.exec("CREATE INDEX IF NOT EXISTS ca_issued_name ON ca_issued (name, not_after)");
+  sql.exec("CREATE INDEX IF NOT EXISTS ca_issued_generation ON ca_issued (generation, not_after)");
+}
+
+export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [v1, v2, relayCertificateAuthority];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** Brings the database to SCHEMA_VERSION; returns the version it started from. Caller wraps it in a transaction. */

@@ -10,18 +10,22 @@ import { computeWorkloadScaling } from "../src/core/scaling.ts";
 import type { HopwayRecord, ScalingReport } from "../src/core/schema.ts";
 import type {
   Caller,
-  Changes,
+  CaStatus,
+  ChangesWithTrust,
   Failure,
   HeartbeatResult,
+  IssuedCertificate,
   Principal,
   PutResult,
-  RecordPage,
+  RecordPageWithTrust,
   Result,
   StoredRecord,
   TokenInfo,
+  TrustBundle,
   WorkloadView,
   WriteResult,
 } from "../src/edge/types.ts";
+import { type AuthorityRow, CaStore, MAX_OUTSTANDING_PER_NAME } from "./ca.ts";
 import { migrate } from "./migrations.ts";
 import { namespaceOf, RecordStore } from "./records.ts";
 import { TokenStore } from "./tokens.ts";
@@ -45,6 +49,9 @@ export class RealmObject extends DurableObject<Env> {
 
   private records!: RecordStore;
   private tokens!: TokenStore;
+  private ca!: CaStore;
+  /** The first CA's creation, shared by concurrent first requests so only one key pair is made. */
+  private caCreation: Promise<void> | undefined;
   private alarmAt: number | null = null;
   private readonly waiters = new Set<Waiter>();
 
@@ -61,6 +68,7 @@ export class RealmObject extends DurableObject<Env> {
     const from = this.ctx.storage.transactionSync(() => migrate(this.ctx.storage.sql));
     this.records = new RecordStore(this.ctx.storage.sql);
     this.tokens = new TokenStore(this.ctx.storage.sql);
+    this.ca = new CaStore(this.ctx.storage.sql);
     return from;
   }
 
@@ -139,10 +147,10 @@ export class RealmObject extends DurableObject<Env> {
   // ---- reads (for the Worker's cache) -------------------------------------------
 
   /** What changed since the caller's copy (epoch, version). */
-  changes(caller: Caller, epoch: string | null, since: number | null): Result<{ changes: Changes }> {
+  changes(caller: Caller, epoch: string | null, since: number | null): Result<{ changes: ChangesWithTrust }> {
     const p = this.reader(caller);
     if ("ok" in p) return p;
-    return { ok: true, changes: this.records.changesSince(epoch, since) };
+    return { ok: true, changes: { ...this.records.changesSince(epoch, since), trust_bundle: this.ca.trustBundle() } };
   }
 
   /**
@@ -155,7 +163,7 @@ export class RealmObject extends DurableObject<Env> {
     epoch: string | null,
     since: number,
     ms: number,
-  ): Promise<Result<{ changes: Changes }>> {
+  ): Promise<Result<{ changes: ChangesWithTrust }>> {
     const p = this.reader(caller);
     if ("ok" in p) return p;
     if (epoch === this.records.epoch && since === this.records.version && ms > 0) {
@@ -172,13 +180,14 @@ export class RealmObject extends DurableObject<Env> {
         this.waiters.add(waiter);
       });
     }
-    return { ok: true, changes: this.records.changesSince(epoch, since) };
+    return { ok: true, changes: { ...this.records.changesSince(epoch, since), trust_bundle: this.ca.trustBundle() } };
   }
 
-  page(caller: Caller, after: string | null, limit: number): Result<{ page: RecordPage }> {
+  page(caller: Caller, after: string | null, limit: number): Result<{ page: RecordPageWithTrust }> {
     const p = this.reader(caller);
     if ("ok" in p) return p;
-    return { ok: true, page: this.records.page(after, Math.max(1, Math.min(limit, PAGE_MAX))) };
+    const page = this.records.page(after, Math.max(1, Math.min(limit, PAGE_MAX)));
+    return { ok: true, page: { ...page, trust_bundle: this.ca.trustBundle() } };
   }
 
   getRecord(caller: Caller, name: string): Result<{ stored: StoredRecord }> {
@@ -378,5 +387,166 @@ export class RealmObject extends DurableObject<Env> {
     if ("ok" in p) return p;
     if (!this.tokens.revoke(id)) return fail("not_found", 404, `no token with id '${id}'`, "id");
     return { ok: true, revoked: id };
+  }
+
+  // ---- relay certificate authority (docs/identity.md) ------------------------------------
+
+  /** A trust-bundle change is a realm version: it wakes long-polls and changes every ETag. */
+  private installAuthority(prepared: Awaited<ReturnType<CaStore["prepareAuthority"]>>): boolean {
+    let stored = false;
+    this.ctx.storage.transactionSync(() => {
+      stored = this.ca.store(prepared);
+      if (stored) this.records.bump([]);
+    });
+    if (stored) this.notify();
+    return stored;
+  }
+
+  private async activeAuthority(realm: string): Promise<AuthorityRow> {
+    const active = this.ca.active();
+    if (active !== undefined) return active;
+    this.caCreation ??= (async () => {
+      try {
+        this.installAuthority(await this.ca.prepareAuthority(realm, 1, this.now()));
+      } finally {
+        this.caCreation = undefined;
+      }
+    })();
+    await this.caCreation;
+    return this.ca.active()!;
+  }
+
+  /**
+   * Signs a leaf for relay `name` with the active CA. Only for a node record the
+   * caller may write: the admin, or an agent token holding the record's namespace.
+   * `publicKey` is SPKI DER the Worker already checked to be P-256.
+   */
+  async issueCertificate(
+    caller: Caller,
+    realm: string,
+    name: string,
+    publicKey: Uint8Array,
+  ): Promise<Result<{ issued: IssuedCertificate }>> {
+    const p = this.principal(caller);
+    if ("ok" in p) return p;
+    if (p.role === "reader") return fail("forbidden", 403, "a reader token cannot obtain relay certificates");
+    const row = this.records.get(name);
+    if (row === undefined) return fail("unknown_node", 404, `no record named '${name}' in this realm`, "name");
+    const record = JSON.parse(row.json) as HopwayRecord;
+    if (record.type !== "node") {
+      return fail("invalid_input", 400, `'${name}' is a ${record.type} record; only node records are relays`, "name");
+    }
+    const w = this.writer(caller, [row.namespace]);
+    if ("ok" in w) return w;
+    const now = this.now();
+    this.ca.pruneExpired(now);
+    const outstanding = this.ca.outstandingFor(name, now);
+    if (outstanding >= MAX_OUTSTANDING_PER_NAME) {
+      return fail(
+        "conflict",
+        409,
+        `'${name}' already holds ${outstanding} unexpired certificates (at most ${MAX_OUTSTANDING_PER_NAME}); reuse one`,
+        "name",
+      );
+    }
+    const authority = await this.activeAuthority(realm);
+    const leaf = await this.ca.sign(authority, {
+      realm,
+      name,
+      publicKey,
+      now,
+      lifetimeMs: this.ca.lifetimeSeconds * 1000,
+    });
+    // Retiring checks the issued leaves: a leaf signed by a CA retired meanwhile must not go out unrecorded.
+    if (!this.ca.hasGeneration(authority.generation)) {
+      return fail("conflict", 409, "the realm CA changed while signing; ask again", "name");
+    }
+    this.ca.record(leaf.serialHex, authority.generation, name, leaf.notAfter);
+    return {
+      ok: true,
+      issued: {
+        certificate: leaf.pem,
+        chain: [leaf.pem],
+        trust_bundle: this.ca.trustBundle(),
+        not_after: new Date(leaf.notAfter).toISOString(),
+        uri: leaf.uri,
+        serial: leaf.serialHex,
+      },
+    };
+  }
+
+  trustBundle(caller: Caller): Result<TrustBundle> {
+    const p = this.reader(caller);
+    if ("ok" in p) return p;
+    return { ok: true, version: this.records.version, trust_bundle: this.ca.trustBundle() };
+  }
+
+  private caStatus(extra: { retired?: number[] } = {}): { ok: true } & CaStatus {
+    return {
+      ok: true,
+      version: this.records.version,
+      cert_lifetime_seconds: this.ca.lifetimeSeconds,
+      authorities: this.ca.authorities(this.now()),
+      ...extra,
+    };
+  }
+
+  getCa(caller: Caller): Result<CaStatus> {
+    const p = this.admin(caller);
+    if ("ok" in p) return p;
+    return this.caStatus();
+  }
+
+  setCa(caller: Caller, certLifetimeSeconds: number): Result<CaStatus> {
+    const p = this.admin(caller);
+    if ("ok" in p) return p;
+    this.ca.setLifetimeSeconds(certLifetimeSeconds);
+    return this.caStatus();
+  }
+
+  /** A new CA signs from now on; the old one stays trusted until retired. */
+  async rotateCa(caller: Caller, realm: string): Promise<Result<CaStatus>> {
+    const p = this.admin(caller);
+    if ("ok" in p) return p;
+    const current = this.ca.active();
+    if (current === undefined) {
+      await this.activeAuthority(realm);
+      return this.caStatus();
+    }
+    const prepared = await this.ca.prepareAuthority(realm, current.generation + 1, this.now());
+    if (!this.installAuthority(prepared)) {
+      return fail("conflict", 409, "another rotation ran at the same time; look at GET /ca and retry if needed");
+    }
+    return this.caStatus();
+  }
+
+  /**
+   * Drops every CA but the active one, only when none of them has an unexpired
+   * leaf out: a peer holding one would otherwise be refused before its renewal.
+   */
+  retireOldCa(caller: Caller): Result<CaStatus> {
+    const p = this.admin(caller);
+    if ("ok" in p) return p;
+    const now = this.now();
+    this.ca.pruneExpired(now);
+    const old = this.ca.authorities(now).filter((a) => !a.active);
+    const busy = old.filter((a) => a.outstanding_certificates > 0);
+    if (busy.length > 0) {
+      const n = busy.reduce((sum, a) => sum + a.outstanding_certificates, 0);
+      const until = busy.map((a) => a.outstanding_until ?? "").sort()[busy.length - 1];
+      return fail(
+        "conflict",
+        409,
+        `the old CA still has ${n} unexpired certificate(s), the last valid until ${until}; retry after that`,
+      );
+    }
+    if (old.length > 0) {
+      this.ctx.storage.transactionSync(() => {
+        for (const a of old) this.ca.drop(a.generation);
+        this.records.bump([]);
+      });
+      this.notify();
+    }
+    return this.caStatus({ retired: old.map((a) => a.generation) });
   }
 }

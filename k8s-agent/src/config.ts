@@ -12,6 +12,8 @@
 //   HOPWAY_NODE            node (the record that is "this relay")
 //   HOPWAY_HOP_KEY         relay.hop_key (realm-wide secret, from a Kubernetes Secret)
 //   HOPWAY_HOP_KEY_FILE    relay.hop_key_file
+//   HOPWAY_TLS_SOURCE      relay.tls.source (edge | files)
+//   HOPWAY_TLS_DIR         relay.tls.dir (files: tls.crt, tls.key, ca.crt)
 //   HOPWAY_RELAY_LISTEN    relay.listen (comma-separated)
 //   HOPWAY_CLIENT_CIDRS    relay.client_cidrs (comma-separated)
 //   HOPWAY_ADMIN_LISTEN    admin.listen
@@ -72,6 +74,25 @@ const LimitsSchema = z
   })
   .prefault({});
 
+/**
+ * Where the relay's link identity comes from (docs/identity.md). "edge": a key
+ * kept in data_dir and certificates the realm's edge issues. "files": an
+ * external PKI (cert-manager) writes tls.crt, tls.key and ca.crt into `dir`.
+ */
+const RelayTlsSchema = z
+  .strictObject({
+    source: z.enum(["edge", "files"]).default("edge"),
+    dir: z.string().min(1).optional(),
+    /** files: how often the directory is read for a renewed certificate. */
+    poll_seconds: z.number().min(0.1).max(300).default(5),
+  })
+  .prefault({})
+  .superRefine((t, ctx) => {
+    if (t.source === "files" && t.dir === undefined) {
+      ctx.addIssue({ code: "custom", path: ["dir"], message: "relay.tls.dir is required when source is files" });
+    }
+  });
+
 export const AgentConfigSchema = z
   .strictObject({
     edge: z.strictObject({
@@ -104,6 +125,7 @@ export const AgentConfigSchema = z
         client_tokens: z.array(z.string().min(16)).max(64).default([]),
         max_clock_skew_seconds: z.number().int().min(1).max(3600).default(60),
         limits: LimitsSchema,
+        tls: RelayTlsSchema,
       })
       .prefault({}),
     admin: z.strictObject({ listen: ListenSchema.default("0.0.0.0:9090") }).prefault({}),
@@ -203,6 +225,8 @@ export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unkn
   ["HOPWAY_NODE", ["node"], String],
   ["HOPWAY_HOP_KEY", ["relay", "hop_key"], String],
   ["HOPWAY_HOP_KEY_FILE", ["relay", "hop_key_file"], String],
+  ["HOPWAY_TLS_SOURCE", ["relay", "tls", "source"], String],
+  ["HOPWAY_TLS_DIR", ["relay", "tls", "dir"], String],
   ["HOPWAY_RELAY_LISTEN", ["relay", "listen"], list],
   ["HOPWAY_CLIENT_CIDRS", ["relay", "client_cidrs"], list],
   ["HOPWAY_ADMIN_LISTEN", ["admin", "listen"], String],

@@ -7,6 +7,7 @@ import { WorkloadScalingSchema } from "../../src/core/scaling.ts";
 import { type AdminServer, startAdminServer } from "./admin/server.ts";
 import type { AgentConfig } from "./config.ts";
 import { EdgeClient } from "./edge/client.ts";
+import { createRelayIdentity, type RelayIdentity } from "./identity/index.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { createRelayMetrics } from "./metrics.ts";
 import { keyTargetResolver, localOwners, MembershipFollower } from "./ownership/index.ts";
@@ -22,6 +23,8 @@ export interface RunningAgent {
   /** Actual relay listen addresses (ports resolved). */
   relayAddresses: string[];
   admin: AdminServer | undefined;
+  /** The relay's link identity (docs/identity.md); the link layer reads it. */
+  identity: RelayIdentity;
   /** The graceful shutdown of spec autoscaling.md §4; resolves when done. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -82,6 +85,8 @@ export async function startAgent(
   });
   if (!config.hopKey) log.warn("no hop key configured: this relay neither accepts nor makes relay-to-relay hops");
 
+  const identity = createRelayIdentity(config, registry, log);
+
   const scaling = new ScalingSignals({ config: config.scaling, podName: config.pod.name ?? config.node, registry });
 
   edge = new EdgeClient({
@@ -95,6 +100,7 @@ export async function startAgent(
     sync: config.edge.sync,
     dataDir: config.data_dir,
     onTable: (t) => table.set(t),
+    onTrustBundle: (bundle) => identity.updateTrustBundle(bundle),
     report: () => scaling.heartbeatReport(),
     onScaling: (s) => {
       const parsed = WorkloadScalingSchema.safeParse(s);
@@ -104,6 +110,8 @@ export async function startAgent(
     log,
   });
   await edge.start();
+  // After the edge client: its first lease write registers the node record the certificate is issued for.
+  await identity.start();
   await ownership.start();
 
   const servers: Server[] = [];
@@ -176,10 +184,11 @@ export async function startAgent(
       const idle = await relay.waitIdle(config.shutdown.drain_seconds * 1000);
       if (!idle) log.warn("drain deadline reached; closing remaining tunnels", { tunnels: relay.activeTunnels });
       relay.destroyAll();
+      identity.stop();
       await admin.close();
       log.info("stopped");
     })();
     return shuttingDown;
   };
-  return { config, relay, edge, registry, relayAddresses, admin, shutdown };
+  return { config, relay, edge, registry, relayAddresses, admin, identity, shutdown };
 }

@@ -20,6 +20,7 @@ import {
 } from "../core/index.ts";
 import { callerFrom } from "./auth.ts";
 import { EdgeError, invalid, MAX_IMPORT_BYTES, readBody, readJson, unwrap, validate } from "./http.ts";
+import { mountIdentity } from "./identity.ts";
 import { openApiDocument } from "./openapi.ts";
 import { mountOwnership } from "./ownership.ts";
 import { currentView, nextView, peekView, type RealmView } from "./realm-cache.ts";
@@ -319,6 +320,7 @@ export function createApp(): Hono<Env2> {
   });
 
   mountOwnership(realms);
+  mountIdentity(realms);
   app.route("/v1/realms/:realm", realms);
   return app;
 }

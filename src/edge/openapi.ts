@@ -9,6 +9,10 @@ import {
   ScalingReportSchema,
 } from "../core/index.ts";
 import {
+  CaSettingsBodySchema,
+  CaStatusSchema,
+  CertificateAnswerSchema,
+  CertificateRequestSchema,
   ChangesAnswerSchema,
   ErrorBodySchema,
   HeartbeatAnswerSchema,
@@ -22,6 +26,7 @@ import {
   TokenCreateBodySchema,
   TokenCreatedSchema,
   TokenInfoSchema,
+  TrustBundleAnswerSchema,
   TtlSecondsSchema,
   WorkloadAnswerSchema,
 } from "./schemas.ts";
@@ -226,6 +231,66 @@ export function openApiDocument(): Record<string, unknown> {
           summary: "A group's members with their draining and holds_state flags (ETag)",
           parameters: [realmParam, nameParam("group")],
           responses: { "200": ok("membership", MembershipSchema), ...conditional, ...errors },
+        },
+      },
+      "/v1/realms/{realm}/relays/{name}/certificate": {
+        post: {
+          summary:
+            "Issue a relay certificate (URI SAN spiffe://{realm}/relay/{name}) for a P-256 public key; admin or an agent token holding the node record's namespace",
+          parameters: [realmParam, nameParam("name")],
+          requestBody: { content: json(CertificateRequestSchema, "input") },
+          responses: {
+            "200": ok("the leaf, the chain to present and the trust bundle", CertificateAnswerSchema),
+            "404": { description: "`unknown_node`: no such record", content: json(ErrorBodySchema) },
+            "409": {
+              description: "`conflict`: too many unexpired certificates for this name",
+              content: json(ErrorBodySchema),
+            },
+            ...errors,
+          },
+        },
+      },
+      "/v1/realms/{realm}/trust-bundle": {
+        get: {
+          summary:
+            "The relay CA certificates peers are checked against (two during a rotation); any token of the realm",
+          parameters: [realmParam],
+          responses: { "200": ok("trust bundle", TrustBundleAnswerSchema), ...errors },
+        },
+      },
+      "/v1/realms/{realm}/ca": {
+        get: {
+          summary: "The realm CA's generations, outstanding certificates and the leaf lifetime (admin)",
+          parameters: [realmParam],
+          responses: { "200": ok("CA status (no private keys)", CaStatusSchema), ...errors },
+        },
+        put: {
+          summary: "Set the lifetime of certificates issued from now on (admin)",
+          parameters: [realmParam],
+          requestBody: { content: json(CaSettingsBodySchema, "input") },
+          responses: { "200": ok("CA status", CaStatusSchema), ...errors },
+        },
+      },
+      "/v1/realms/{realm}/ca/rotate": {
+        post: {
+          summary: "Create a new CA that signs from now on; the old one stays in the trust bundle (admin)",
+          parameters: [realmParam],
+          responses: { "200": ok("CA status", CaStatusSchema), ...errors },
+        },
+      },
+      "/v1/realms/{realm}/ca/retire-old": {
+        post: {
+          summary:
+            "Drop every CA but the active one; refused (409) while any of them has unexpired certificates (admin)",
+          parameters: [realmParam],
+          responses: {
+            "200": ok("CA status with `retired`", CaStatusSchema),
+            "409": {
+              description: "`conflict`: the old CA still has unexpired certificates",
+              content: json(ErrorBodySchema),
+            },
+            ...errors,
+          },
         },
       },
       "/v1/realms/{realm}/tokens": {

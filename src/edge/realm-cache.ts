@@ -7,17 +7,18 @@
 // the immutable view of that version.
 import { buildRealm, type HopwayRecord, type Realm, type Route, resolveRoute, routeTable } from "../core/index.ts";
 import { unwrap } from "./http.ts";
-import type { Caller, Changes, RecordPage, Result } from "./types.ts";
+import type { Caller, ChangesWithTrust, RecordPageWithTrust, Result } from "./types.ts";
 
 /** The RPC subset of RealmObject this cache uses (kept narrow so tests can reason about it). */
 export interface RealmRpc {
-  changes(caller: Caller, epoch: string | null, since: number | null): Promise<Result<{ changes: Changes }>>;
-  waitForChange(caller: Caller, epoch: string | null, since: number, ms: number): Promise<Result<{ changes: Changes }>>;
-  page(
+  changes(caller: Caller, epoch: string | null, since: number | null): Promise<Result<{ changes: ChangesWithTrust }>>;
+  waitForChange(
     caller: Caller,
-    after: string | null,
-    limit: number,
-  ): Promise<Result<{ page: { epoch: string; version: number; records: HopwayRecord[]; next: string | null } }>>;
+    epoch: string | null,
+    since: number,
+    ms: number,
+  ): Promise<Result<{ changes: ChangesWithTrust }>>;
+  page(caller: Caller, after: string | null, limit: number): Promise<Result<{ page: RecordPageWithTrust }>>;
 }
 
 const PAGE = 2_000;
@@ -43,6 +44,8 @@ export class RealmView {
     readonly epoch: string,
     readonly version: number,
     readonly records: ReadonlyMap<string, HopwayRecord>,
+    /** The relay CA certificates at this version (docs/identity.md); a change is a new version. */
+    readonly trustBundle: readonly string[] = [],
   ) {}
 
   /** Strong validator of everything derived from this view. */
@@ -73,7 +76,12 @@ export class RealmView {
       this.tables.set(node, hit);
       return hit;
     }
-    const text = JSON.stringify({ node, version: this.version, routes: routeTable(this.realm, node) });
+    const text = JSON.stringify({
+      node,
+      version: this.version,
+      routes: routeTable(this.realm, node),
+      trust_bundle: this.trustBundle,
+    });
     const body = encoder.encode(text) as Uint8Array<ArrayBuffer>;
     cacheStats.tables++;
     if (body.byteLength <= MAX_TABLE_BYTES_PER_VIEW) {
@@ -124,12 +132,17 @@ function remember(realm: string, view: RealmView): RealmView {
 }
 
 /** The stored view when it already is at the version `changes` leads to (nothing to apply). */
-function known(realm: string, changes: Changes): RealmView | undefined {
+function known(realm: string, changes: ChangesWithTrust): RealmView | undefined {
   const prev = views.get(realm);
   return prev !== undefined && prev.epoch === changes.epoch && prev.version === changes.version ? prev : undefined;
 }
 
-async function apply(rpc: RealmRpc, caller: Caller, base: RealmView | undefined, changes: Changes): Promise<RealmView> {
+async function apply(
+  rpc: RealmRpc,
+  caller: Caller,
+  base: RealmView | undefined,
+  changes: ChangesWithTrust,
+): Promise<RealmView> {
   for (let round = 0; ; round++) {
     if (changes.kind === "current" && base !== undefined) return base;
     if (changes.kind === "delta" && base !== undefined) {
@@ -139,21 +152,21 @@ async function apply(rpc: RealmRpc, caller: Caller, base: RealmView | undefined,
         else next.set(c.name, c.record);
       }
       cacheStats.deltas++;
-      return new RealmView(changes.epoch, changes.version, next);
+      return new RealmView(changes.epoch, changes.version, next, changes.trust_bundle);
     }
     // Reset (or nothing to apply a delta to): page through the records, then
     // catch up on whatever changed while paging.
     cacheStats.resets++;
     const all = new Map<string, HopwayRecord>();
     let after: string | null = null;
-    let first: { epoch: string; version: number } | undefined;
+    let first: { epoch: string; version: number; trust_bundle: string[] } | undefined;
     do {
-      const { page }: { page: RecordPage } = unwrap(await rpc.page(caller, after, PAGE));
-      first ??= { epoch: page.epoch, version: page.version };
+      const { page }: { page: RecordPageWithTrust } = unwrap(await rpc.page(caller, after, PAGE));
+      first ??= { epoch: page.epoch, version: page.version, trust_bundle: page.trust_bundle };
       for (const r of page.records) all.set(r.name, r);
       after = page.next;
     } while (after !== null);
-    base = new RealmView(first.epoch, first.version, all);
+    base = new RealmView(first.epoch, first.version, all, first.trust_bundle);
     if (round > 3) return base;
     changes = unwrap(await rpc.changes(caller, base.epoch, base.version)).changes;
   }

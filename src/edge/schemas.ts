@@ -2,6 +2,7 @@
 // core schemas. The handlers validate with these and /openapi.json is
 // generated from them, so the document cannot drift from the code.
 import { z } from "zod";
+import { MAX_CERT_LIFETIME_SECONDS, MIN_CERT_LIFETIME_SECONDS } from "../../durable-objects/ca.ts";
 import {
   HopSchema,
   NameSchema,
@@ -64,11 +65,14 @@ export const ChangesQuerySchema = z.strictObject({
     .optional(),
   wait: z.coerce.number().min(0).max(60).optional(),
 });
+/** PEM CA certificates that relay certificates are checked against (docs/identity.md). */
+export const TrustBundleSchema = z.array(z.string());
 export const ChangesAnswerSchema = z.object({
   kind: z.enum(["current", "delta", "reset"]),
   epoch: z.string(),
   version: z.number().int().nonnegative(),
   changes: z.array(z.object({ name: z.string(), record: RecordSchema.nullable() })).optional(),
+  trust_bundle: TrustBundleSchema,
 });
 export const WaitQuerySchema = z.strictObject({ wait: z.coerce.number().min(0).max(60).optional() });
 
@@ -125,7 +129,12 @@ export const RouteAnswerSchema = z.object({
   reason: NoRouteReasonSchema.optional(),
   detail: z.string().optional(),
 });
-export const RouteTableSchema = z.object({ node: NameSchema, version: VersionSchema, routes: z.array(RouteSchema) });
+export const RouteTableSchema = z.object({
+  node: NameSchema,
+  version: VersionSchema,
+  routes: z.array(RouteSchema),
+  trust_bundle: TrustBundleSchema,
+});
 export const WorkloadAnswerSchema = z.object({
   version: VersionSchema,
   scaling: WorkloadScalingSchema,
@@ -138,3 +147,38 @@ export const TokenInfoSchema = z.object({
   created_at: z.string(),
 });
 export const TokenCreatedSchema = TokenInfoSchema.extend({ token: z.string() });
+
+// ---- relay identities (docs/identity.md) ----
+
+/** A PEM SubjectPublicKeyInfo is about 180 bytes; the cap only keeps garbage out. */
+export const CertificateRequestSchema = z.strictObject({
+  public_key: z.string().min(1).max(4096),
+});
+export const CertificateAnswerSchema = z.object({
+  certificate: z.string(),
+  chain: z.array(z.string()),
+  trust_bundle: TrustBundleSchema,
+  not_after: z.string(),
+  uri: z.string(),
+  serial: z.string(),
+});
+export const TrustBundleAnswerSchema = z.object({ version: VersionSchema, trust_bundle: TrustBundleSchema });
+export const CaSettingsBodySchema = z.strictObject({
+  cert_lifetime_seconds: z.number().int().min(MIN_CERT_LIFETIME_SECONDS).max(MAX_CERT_LIFETIME_SECONDS),
+});
+export const CaStatusSchema = z.object({
+  version: VersionSchema,
+  cert_lifetime_seconds: z.number().int(),
+  authorities: z.array(
+    z.object({
+      generation: z.number().int(),
+      active: z.boolean(),
+      certificate: z.string(),
+      created_at: z.string(),
+      not_after: z.string(),
+      outstanding_certificates: z.number().int(),
+      outstanding_until: z.string().nullable(),
+    }),
+  ),
+  retired: z.array(z.number().int()).optional(),
+});

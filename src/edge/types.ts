@@ -31,6 +31,9 @@ export type Changes =
   /** The caller's copy is too old (changelog pruned), from another epoch, or too far behind: reload by pages. */
   | { kind: "reset"; epoch: string; version: number };
 
+/** A Changes answer as the realm object gives it: with the relay trust bundle at that version (docs/identity.md). */
+export type ChangesWithTrust = Changes & { trust_bundle: string[] };
+
 export interface RecordChange {
   name: string;
   /** null = the record was removed. */
@@ -44,6 +47,9 @@ export interface RecordPage {
   /** Pass as `after` for the next page; null at the end. */
   next: string | null;
 }
+
+/** A page as the realm object gives it: with the relay trust bundle at the page's version. */
+export type RecordPageWithTrust = RecordPage & { trust_bundle: string[] };
 
 export interface StoredRecord {
   version: number;
@@ -81,4 +87,40 @@ export interface TokenInfo {
   role: "agent" | "reader";
   namespaces: string[];
   created_at: string;
+}
+
+/** POST /relays/{name}/certificate (docs/identity.md). */
+export interface IssuedCertificate {
+  certificate: string;
+  /** What the relay presents: the leaf, then intermediates (none: the realm CA signs leaves directly). */
+  chain: string[];
+  trust_bundle: string[];
+  not_after: string;
+  uri: string;
+  serial: string;
+}
+
+export interface TrustBundle {
+  version: number;
+  trust_bundle: string[];
+}
+
+export interface CaAuthorityInfo {
+  generation: number;
+  active: boolean;
+  certificate: string;
+  created_at: string;
+  not_after: string;
+  /** Leaves of this CA that have not expired yet. */
+  outstanding_certificates: number;
+  /** When the last of them expires; null when none is outstanding. */
+  outstanding_until: string | null;
+}
+
+export interface CaStatus {
+  version: number;
+  cert_lifetime_seconds: number;
+  authorities: CaAuthorityInfo[];
+  /** Generations dropped by this call (retire-old only). */
+  retired?: number[];
 }

@@ -53,6 +53,8 @@ export interface EdgeClientOptions {
   /** What the edge answers in `scaling` (e.g. whether this pod is draining). */
   onScaling?: (scaling: unknown) => void;
   onReachability?: (reachable: boolean) => void;
+  /** The relay trust bundle from each route table (route-table mode) or `/changes` answer (records mode). */
+  onTrustBundle?: (bundle: string[]) => void;
   fetch?: typeof fetch;
   clock?: Clock;
   random?: () => number;
@@ -109,6 +111,7 @@ export class EdgeClient {
           onConfirmed: (at) => {
             this.confirmedAt = Math.max(this.confirmedAt ?? 0, at);
           },
+          onTrustBundle: opts.onTrustBundle,
         },
         {
           request: (path, timeoutMs) => this.request("GET", path, { timeoutMs }),
@@ -212,6 +215,7 @@ export class EdgeClient {
     this.etag = etag;
     this.confirmedAt = confirmedAt;
     this.o.onTable(table, source);
+    if (table.trust_bundle !== undefined) this.o.onTrustBundle?.(table.trust_bundle);
     this.o.log?.info("route table applied", { version: table.version, routes: table.routes.length, source });
     // records mode persists the (smaller, resumable) records snapshot instead.
     if (source === "edge" && this.recordsSync === undefined) this.persist(table, etag, confirmedAt);

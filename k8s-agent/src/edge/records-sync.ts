@@ -25,15 +25,29 @@ export const SNAPSHOT_FILE = "records.json";
 
 const EpochSchema = z.string().regex(/^[0-9a-f]{1,32}$/);
 
+/** The realm's relay CA certificates (docs/identity.md); absent from older edges. */
+const TrustBundleSchema = z.array(z.string()).max(16).optional();
+
 /** `GET /changes`: validated whole, so a garbled answer never touches the replica. */
 export const ChangesAnswerSchema = z.discriminatedUnion("kind", [
-  z.object({ kind: z.literal("current"), epoch: EpochSchema, version: z.number().int().nonnegative() }),
-  z.object({ kind: z.literal("reset"), epoch: EpochSchema, version: z.number().int().nonnegative() }),
+  z.object({
+    kind: z.literal("current"),
+    epoch: EpochSchema,
+    version: z.number().int().nonnegative(),
+    trust_bundle: TrustBundleSchema,
+  }),
+  z.object({
+    kind: z.literal("reset"),
+    epoch: EpochSchema,
+    version: z.number().int().nonnegative(),
+    trust_bundle: TrustBundleSchema,
+  }),
   z.object({
     kind: z.literal("delta"),
     epoch: EpochSchema,
     version: z.number().int().nonnegative(),
     changes: z.array(z.object({ name: z.string(), record: RecordSchema.nullable() })),
+    trust_bundle: TrustBundleSchema,
   }),
 ]);
 export type ChangesAnswer = z.infer<typeof ChangesAnswerSchema>;
@@ -86,6 +100,8 @@ export interface RecordsSyncOptions {
   onTable(table: RouteTable, source: "edge" | "disk", confirmedAt: number, epochChanged: boolean): void;
   /** The edge confirmed the replica is current (a long-poll that ended with `current`). */
   onConfirmed(at: number): void;
+  /** The relay trust bundle each `/changes` answer carries. */
+  onTrustBundle?: ((bundle: string[]) => void) | undefined;
   log?: Logger | undefined;
 }
 
@@ -317,7 +333,9 @@ export class RecordsSync {
     }
     const qs = q.toString();
     const { body } = await this.getJson(`/changes${qs ? `?${qs}` : ""}`, (wait + 15) * 1000);
-    return ChangesAnswerSchema.parse(body);
+    const answer = ChangesAnswerSchema.parse(body);
+    if (answer.trust_bundle !== undefined) this.o.onTrustBundle?.(answer.trust_bundle);
+    return answer;
   }
 
   /**

@@ -8,6 +8,8 @@ export const RouteTableSchema = z.object({
   node: NameSchema,
   version: z.number().int().nonnegative(),
   routes: z.array(RouteSchema),
+  /** The realm's relay CA certificates (docs/identity.md); absent from older edges and locally computed tables. */
+  trust_bundle: z.array(z.string()).max(16).optional(),
 });
 export type RouteTable = z.infer<typeof RouteTableSchema>;
 

@@ -116,12 +116,33 @@ surprise: 1
   });
 });
 
+describe("relay.tls (docs/identity.md)", () => {
+  it("defaults to edge-issued certificates", () => {
+    expect(parseConfig(minimal, {}).relay.tls).toEqual({ source: "edge", poll_seconds: 5 });
+  });
+
+  it("takes files with a directory, from the file or the environment", () => {
+    const c = parseConfig(`${minimal}relay: { tls: { source: files, dir: /etc/hopway/tls, poll_seconds: 2 } }\n`, {});
+    expect(c.relay.tls).toEqual({ source: "files", dir: "/etc/hopway/tls", poll_seconds: 2 });
+    const e = parseConfig(minimal, { HOPWAY_TLS_SOURCE: "files", HOPWAY_TLS_DIR: "/tls" });
+    expect(e.relay.tls).toMatchObject({ source: "files", dir: "/tls" });
+  });
+
+  it("names the field when files has no directory or the source is unknown", () => {
+    expect(problems(`${minimal}relay: { tls: { source: files } }\n`)).toEqual([
+      "relay.tls.dir: relay.tls.dir is required when source is files",
+    ]);
+    expect(problems(`${minimal}relay: { tls: { source: vault } }\n`)[0]).toMatch(/^relay\.tls\.source:/);
+  });
+});
+
 describe("shipped example and the command line", () => {
   it("k8s-agent/examples/agent.yaml is a valid configuration", () => {
     const text = readFileSync(new URL("../../examples/agent.yaml", import.meta.url), "utf8");
     const c = parseConfig(text, { HOPWAY_TOKEN: "agent-token", HOPWAY_HOP_KEY: "a-realm-wide-hop-key" });
     expect(c.node).toBe("relaysvr1");
     expect(c.records.map((r) => r.name)).toEqual(["relaysvr1", "app1"]);
+    expect(c.relay.tls.source).toBe("edge");
   });
 
   it("hopway-agent exits 2 naming the bad field", () => {

@@ -39,11 +39,15 @@ const yamlFiles = (dir: string): string[] =>
     return /\.ya?ml$/.test(name) ? [p] : [];
   });
 
-// The base and the adapter rules as written; overlays hold patches, not whole
-// objects, and are checked as built by k8s-agent/test/unit/bk-bcs-manifests.test.ts.
-const OVERLAYS = join(DEPLOY, "overlays");
+// The base and the adapter rules as written. Overlays hold patches, not whole objects, and are
+// checked as built by bk-bcs-manifests.test.ts; components are opt-in patches and CRDs, checked by
+// their own tests (manifests-cert-manager.test.ts, deploy/listeners.test.ts).
+/** Directories under deploy/ used from overlays, not part of `kubectl apply -k deploy`. */
+const OPTIONAL_DIRS = ["components", "overlays"];
 const docs: Doc[] = yamlFiles(DEPLOY)
-  .filter((f) => !f.endsWith("kustomization.yaml") && !f.startsWith(`${OVERLAYS}/`))
+  .filter(
+    (f) => !f.endsWith("kustomization.yaml") && !OPTIONAL_DIRS.includes(relative(DEPLOY, f).split("/")[0] as string),
+  )
   .flatMap((file) =>
     parseAllDocuments(readFileSync(file, "utf8")).map((d) => {
       if (d.errors.length) throw new Error(`${file}: ${d.errors[0]?.message}`);
@@ -133,6 +137,7 @@ describe("kustomize", () => {
   it("each kustomization lists every file and directory beside it, and only those", () => {
     expect(kustomizations.map((k) => relative(DEPLOY, k)).sort()).toEqual([
       "base/kustomization.yaml",
+      "components/cert-manager/kustomization.yaml",
       "kustomization.yaml",
       "overlays/bk-bcs-gamedeployment/kustomization.yaml",
       "overlays/bk-bcs-hook/kustomization.yaml",
@@ -142,13 +147,15 @@ describe("kustomize", () => {
     for (const k of kustomizations) {
       const dir = dirname(k);
       const kust = parseYaml(readFileSync(k, "utf8")) as Obj;
+      // Paths into other kustomizations (../base) are not files beside this one.
       const local = (p: string) => !p.startsWith("../");
       const listed = [
         ...((kust.resources ?? []) as string[]),
         ...((kust.patches ?? []) as Obj[]).map((p) => p.path as string),
       ].filter(local);
+      // Components and overlays build on the base; the root does not list them as resources.
       const present = readdirSync(dir).filter(
-        (n) => n !== "kustomization.yaml" && (dir !== DEPLOY || n !== "overlays"),
+        (n) => n !== "kustomization.yaml" && !(dir === DEPLOY && OPTIONAL_DIRS.includes(n)),
       );
       expect([...listed].sort(), relative(DEPLOY, k)).toEqual(present.sort());
     }

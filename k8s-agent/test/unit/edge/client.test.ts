@@ -52,6 +52,34 @@ function client(fetchFn: typeof fetch, extra: Partial<ConstructorParameters<type
 }
 
 describe("edge client", () => {
+  it("hands on the trust bundle of each route table, from the edge and from disk (docs/identity.md)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hopway-edge-client-"));
+    const bundles: string[][] = [];
+    const withBundle = { ...table(2), trust_bundle: ["CA-1", "CA-2"] };
+    const a = client(async () => jsonResponse(withBundle, '"2"'), {
+      dataDir: dir,
+      onTrustBundle: (b) => bundles.push(b),
+    });
+    expect(await a.c.fetchTableOnce(0)).toBe("updated");
+    expect(bundles).toEqual([["CA-1", "CA-2"]]);
+    await a.c.flush();
+    // An older edge sends no bundle: nothing is handed on.
+    const b = client(async () => jsonResponse(table(3), '"3"'), { onTrustBundle: (x) => bundles.push(x) });
+    await b.c.fetchTableOnce(0);
+    expect(bundles).toHaveLength(1);
+    const c = client(
+      async () => {
+        throw new TypeError("fetch failed");
+      },
+      { dataDir: dir, onTrustBundle: (x) => bundles.push(x) },
+    );
+    expect(await c.c.loadPersisted()).toBe(true);
+    expect(bundles).toEqual([
+      ["CA-1", "CA-2"],
+      ["CA-1", "CA-2"],
+    ]);
+  });
+
   it("never moves the table version backwards, whatever order responses arrive in", async () => {
     const answers = [deferred<Response>(), deferred<Response>(), deferred<Response>()];
     let i = 0;

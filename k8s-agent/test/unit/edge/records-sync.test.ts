@@ -27,6 +27,8 @@ class FakeEdge {
   afterPage: ((n: number) => void) | undefined;
   /** Replaces the answer of the next requests (faults). */
   faults: Array<() => Response> = [];
+  /** Sent with every /changes answer when set, as the edge sends its relay trust bundle. */
+  trustBundle: string[] | undefined;
   private waiters: Array<() => void> = [];
   down = false;
 
@@ -91,7 +93,8 @@ class FakeEdge {
           init?.signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
         });
       }
-      return this.json(this.changes(epoch, since));
+      const answer = this.changes(epoch, since);
+      return this.json(this.trustBundle === undefined ? answer : { ...answer, trust_bundle: this.trustBundle });
     }
     if (url.pathname.endsWith("/nodes")) {
       const limit = Number(q.get("limit"));
@@ -147,6 +150,18 @@ const apps = realm.filter((r): r is NodeRecord => r.type !== "group" && r.metada
 const tick = () => new Promise((r) => setImmediate(r));
 
 describe("records sync", () => {
+  it("hands on the trust bundle each /changes answer carries (docs/identity.md)", async () => {
+    const bundles: string[][] = [];
+    const { edge, sync } = setup(realm, node, { onTrustBundle: (b) => bundles.push(b) });
+    await sync.step();
+    expect(bundles).toEqual([]); // this edge sends none
+    edge.trustBundle = ["CA-1", "CA-2"];
+    const [a0] = apps as [NodeRecord];
+    edge.del(a0.name);
+    await sync.step();
+    expect(bundles.at(-1)).toEqual(["CA-1", "CA-2"]);
+  });
+
   it("loads the record list in pages and computes the same table as an independent resolver", async () => {
     const { edge, applied, sync, c } = setup(realm, node);
     await sync.step();
