@@ -135,9 +135,10 @@ describe("hopway routes", () => {
       expect(r.stdout).toBe("");
       expect(r.stderr.length).toBeGreaterThan(0);
     }
-    expect(results[0]!.stderr).toContain("--bogus");
-    expect(results[1]!.stderr).toContain("ENOENT");
-    expect(results[2]!.stderr).toContain("unknown_node");
+    // One line each: the unknown flag named, and no usage after a data error (as `hopway route`).
+    expect(results[0]!.stderr).toBe("hopway routes: unknown flag --bogus (hopway routes --help lists the flags)\n");
+    expect(results[1]!.stderr).toMatch(/^hopway routes: cannot read .*ENOENT\n$/);
+    expect(results[2]!.stderr).toBe(`hopway routes: unknown_node: no record named 'nobody' in ${topo}\n`);
     expect(results[3]!.stderr).toContain("unknown command 'routez'");
     // The usage that follows lists every registered command.
     for (const c of ["routes", "import", "route", "nodes"])
