@@ -68,6 +68,7 @@ describe("agent config", () => {
     expect(c.hopKey?.toString()).toBe("hop-key-from-a-secret");
   });
 
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the title names the config's ${VAR} syntax
   it("expands ${VAR} in values and names a missing one by its field", () => {
     const c = parseConfig(`${minimal}data_dir: "/data/\${POD_NAME}"\n`, { POD_NAME: "relay-1" });
     expect(c.data_dir).toBe("/data/relay-1");
@@ -132,5 +133,12 @@ describe("shipped example and the command line", () => {
     const r = spawnSync(process.execPath, [bin, "--config", file], { encoding: "utf8" });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain("relay.listen[0]: must be host:port");
+  });
+
+  it("hopway-agent names a mistyped flag instead of asking for --config", () => {
+    const bin = fileURLToPath(new URL("../../bin/hopway-agent.mjs", import.meta.url));
+    const r = spawnSync(process.execPath, [bin, "--confg", "agent.yaml"], { encoding: "utf8" });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe("hopway-agent: unknown flag --confg (usage: hopway-agent --config FILE)\n");
   });
 });
