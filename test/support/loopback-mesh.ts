@@ -258,6 +258,9 @@ export async function startMesh(opts: MeshOptions): Promise<Mesh> {
           token: agentTokens.get(relay),
           lease_seconds: opts.leaseSeconds ?? 15,
           wait_seconds: 10,
+          // The mesh imports the whole loopback topology first (so the apps without an agent exist),
+          // then each agent takes over its own imported records on purpose.
+          takeover: true,
         },
         node: relay,
         records,
