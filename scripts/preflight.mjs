@@ -41,7 +41,12 @@ export const SYSTEM_PROGRAMS = [
 
 /** Whether `program` (a name looked up on PATH, or an absolute path) can be run. */
 export function runnable(program, path = process.env.PATH ?? "") {
-  const candidates = program.startsWith("/") ? [program] : path.split(delimiter).filter(Boolean).map((d) => join(d, program));
+  const candidates = program.startsWith("/")
+    ? [program]
+    : path
+        .split(delimiter)
+        .filter(Boolean)
+        .map((d) => join(d, program));
   return candidates.some((file) => {
     try {
       accessSync(file, constants.X_OK);
