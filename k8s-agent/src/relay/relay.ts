@@ -370,6 +370,8 @@ export class Relay {
 
     for (const addr of found.nextAddresses) {
       if (clientGone) return;
+      // Every address a relay dials is visible at debug level: where a tunnel really went.
+      this.log("debug", "dialing", { next: found.next.node, address: addr.address });
       const attempt = await this.dial(addr, found.next.node, found.direct ? undefined : req.authority, hops);
       if (clientGone) {
         if (attempt.ok) attempt.socket.destroy();
