@@ -125,6 +125,23 @@ describe("shipped example and the command line", () => {
     expect(c.records.map((r) => r.name)).toEqual(["relaysvr1", "app1"]);
   });
 
+  it("the example stays on this machine: loopback addresses only, state outside the repository", () => {
+    const text = readFileSync(new URL("../../examples/agent.yaml", import.meta.url), "utf8");
+    const c = parseConfig(text, { HOPWAY_TOKEN: "agent-token", HOPWAY_HOP_KEY: "a-realm-wide-hop-key" });
+    const addresses = [
+      ...c.relay.listen,
+      c.admin.listen,
+      ...c.records.flatMap((r) => (r.gateway ?? []).map((g) => g.address)),
+    ].map(String);
+    expect(addresses.length).toBeGreaterThan(3);
+    for (const a of addresses) expect(a).toMatch(/^(ipv4:\/\/)?127\.\d+\.\d+\.\d+:\d+$/);
+    expect(new URL(c.edge.url).hostname).toBe("127.0.0.1");
+    const repo = fileURLToPath(new URL("../../../", import.meta.url));
+    expect(c.data_dir.startsWith("/")).toBe(true);
+    expect(c.data_dir.startsWith(repo)).toBe(false);
+    expect(c.edge.takeover).toBe(false);
+  });
+
   it("hopway-agent exits 2 naming the bad field", () => {
     const dir = mkdtempSync(join(tmpdir(), "hopway-config-"));
     const file = join(dir, "bad.yaml");
