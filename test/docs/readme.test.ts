@@ -15,7 +15,7 @@ function markdownFiles(dir: string): string[] {
 }
 
 /** Relative link targets, without their #fragment: [text](target) and ![alt](target). */
-export function relativeLinks(markdown: string): string[] {
+function relativeLinks(markdown: string): string[] {
   // Code spans and blocks may hold example links that are not links.
   const text = markdown.replace(/```[\s\S]*?```/g, "").replace(/`[^`\n]*`/g, "");
   const targets = [...text.matchAll(/!?\[[^\]]*\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)].map((m) => m[1] ?? "");
