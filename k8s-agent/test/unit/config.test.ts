@@ -131,7 +131,7 @@ describe("shipped example and the command line", () => {
     const addresses = [
       ...c.relay.listen,
       c.admin.listen,
-      ...c.records.flatMap((r) => (r.gateway ?? []).map((g) => g.address)),
+      ...c.records.flatMap((r) => ("gateway" in r ? (r.gateway ?? []) : []).map((g) => g.address)),
     ].map(String);
     expect(addresses.length).toBeGreaterThan(3);
     for (const a of addresses) expect(a).toMatch(/^(ipv4:\/\/)?127\.\d+\.\d+\.\d+:\d+$/);
