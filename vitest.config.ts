@@ -23,7 +23,13 @@ export default defineConfig({
         test: {
           name: "unit",
           environment: "node",
-          include: ["test/core/**/*.test.ts", "test/cli/**/*.test.ts", "k8s-agent/test/unit/**/*.test.ts"],
+          include: [
+            "test/core/**/*.test.ts",
+            "test/cli/**/*.test.ts",
+            "test/scripts/**/*.test.ts",
+            "test/docs/**/*.test.ts",
+            "k8s-agent/test/unit/**/*.test.ts",
+          ],
           testTimeout: 30_000,
         },
       },

@@ -73,6 +73,13 @@ async function run(): Promise<string> {
     .map((h) => h.node)
     .join(", ");
   if (path !== expected) throw new Error(`path ${path} differs from the edge's route ${expected}`);
+  // Where the relays really went: every relay logs each address it dials (debug level).
+  const dialed = [...mesh.agents.values()].flatMap((a) =>
+    a.lines.filter((l) => l.msg === "dialing").map((l) => String(l.address)),
+  );
+  const offLoopback = dialed.filter((a) => !/^ipv4:\/\/127\.\d+\.\d+\.\d+:\d+$/.test(a));
+  say(`the relays dialled ${dialed.length} addresses: ${dialed.join(", ")}`);
+  if (offLoopback.length > 0) throw new Error(`a relay dialled outside loopback: ${offLoopback.join(", ")}`);
   return `OK: ${message.length} bytes went app2 → ${path.replace(/, /g, " → ")} → app1 and back in ${rttMs.toFixed(1)} ms; sha256 checksum matched`;
 }
 

@@ -111,6 +111,11 @@ export const AgentConfigSchema = z
        * with the same core (a change costs a few records; for realms past a few thousand).
        */
       sync: z.enum(["route-table", "records"]).default("route-table"),
+      /**
+       * Replace records of the same name that exist at the edge without a lease (imported, or
+       * written by an admin). Off: the agent refuses them, as it deletes what it registers on shutdown.
+       */
+      takeover: z.boolean().default(false),
     }),
     /** The record that is "this relay": whose route table the relay follows. Default: pod.name. */
     node: NameSchema.optional(),

@@ -54,6 +54,7 @@ export async function startAgent(
     routeTableVersion: () => table.version,
     routeTableFetchedAt: () => edge?.tableConfirmedAt,
     edgeReachable: () => edge?.reachable ?? false,
+    edgeAuthFailed: () => edge?.authFailed ?? false,
   });
   // Key ownership (issue 8): group memberships followed for the relay's key-affine CONNECT and /v1/local/owners.
   const ownership = new MembershipFollower({
@@ -98,6 +99,7 @@ export async function startAgent(
     leaseSeconds: config.edge.lease_seconds,
     waitSeconds: config.edge.wait_seconds,
     sync: config.edge.sync,
+    takeover: config.edge.takeover,
     dataDir: config.data_dir,
     onTable: (t) => table.set(t),
     onTrustBundle: (bundle) => identity.updateTrustBundle(bundle),
@@ -165,6 +167,7 @@ export async function startAgent(
     scaling,
     tunnels: () => relay.activeTunnels,
     ready: () => ready,
+    notReadyReason: () => edge.problem,
     localApiFrom: config.scaling.local_api_from,
     ownership: (query, body) => localOwners(ownership, query, body),
   });

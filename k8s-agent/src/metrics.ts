@@ -24,6 +24,8 @@ export interface RelayMetricSources {
   /** When the table in use was last confirmed by the edge (or loaded from disk), ms since epoch. */
   routeTableFetchedAt: () => number | undefined;
   edgeReachable: () => boolean;
+  /** True while the edge refuses the agent's token. */
+  edgeAuthFailed?: () => boolean;
   now?: () => number;
 }
 
@@ -113,6 +115,14 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
     registers: [registry],
     collect() {
       this.set(src.edgeReachable() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: "hopway_edge_auth_failed",
+    help: "1 while the edge refuses this agent's token (401/403): a configuration error, not an outage.",
+    registers: [registry],
+    collect() {
+      this.set(src.edgeAuthFailed?.() === true ? 1 : 0);
     },
   });
   // Predeclare every series so rates exist (as 0) before the first event.

@@ -53,7 +53,10 @@ export class EdgeError extends Error {
   }
   /** Input the edge rejected as invalid is the user's to fix (exit 2); everything else is exit 1. */
   get exitCode(): number {
-    return this.code === "invalid_input" || this.code === "invalid_json" || this.code === "body_too_large"
+    return this.code === "invalid_input" ||
+      this.code === "invalid_json" ||
+      this.code === "invalid_yaml" ||
+      this.code === "body_too_large"
       ? EXIT_USAGE
       : EXIT_EDGE;
   }
@@ -276,20 +279,40 @@ export function printable(text: string): string {
 }
 
 /**
- * parseArgs in strict mode for one remote command: an unknown or malformed flag
- * becomes a UsageError (exit 2) that carries the command's help.
+ * parseArgs in strict mode for one command: an unknown or malformed flag becomes
+ * a UsageError (exit 2) of one line that names the flag and points at --help.
+ * Node's own text for these errors runs to several sentences about positionals,
+ * which buries the one word the user mistyped.
  */
 export function parseCommandLine<O extends ParseArgsOptionsConfig>(
+  command: string,
   argv: readonly string[],
   options: O,
-  help: string,
   allowPositionals: boolean,
 ) {
   try {
     return parseArgs({ args: [...argv], options, allowPositionals, strict: true });
   } catch (error) {
-    throw new UsageError(`${error instanceof Error ? error.message : String(error)}\n\n${help}`);
+    throw new UsageError(`${flagProblem(error)} (hopway ${command} --help lists the flags)`);
   }
+}
+
+/** One short sentence for a parseArgs error, naming the flag or argument it is about. */
+export function flagProblem(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown } | null)?.code;
+  const quoted = /'([^']*)'/.exec(message)?.[1];
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && quoted !== undefined) return `unknown flag ${printable(quoted)}`;
+  if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL" && quoted !== undefined) {
+    return `unexpected argument '${printable(quoted)}'`;
+  }
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && quoted !== undefined) {
+    const flag = quoted.split(" ")[0] ?? quoted;
+    return message.includes("argument missing")
+      ? `${printable(flag)} needs a value`
+      : `${printable(flag)} does not take a value`;
+  }
+  return printable(message.split(". ")[0] ?? message);
 }
 
 /** The common flags of the remote commands, for node:util parseArgs. */

@@ -1,7 +1,7 @@
 // `hopway <command> [flags]`: a small dispatcher. Each command lives in its own
 // module under commands/ and is registered in commands/index.ts.
 import { COMMANDS } from "./commands/index.ts";
-import { type CliIo, EXIT_OK, EXIT_USAGE, processIo } from "./edge-client.ts";
+import { type CliIo, EXIT_OK, EXIT_USAGE, printable, processIo } from "./edge-client.ts";
 
 async function usage(): Promise<string> {
   const names = Object.keys(COMMANDS).sort();
@@ -21,6 +21,10 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
   if (command === "help" || command === "--help" || command === "-h") {
     io.stdout(await usage());
     return EXIT_OK;
+  }
+  if (command.startsWith("-")) {
+    io.stderr(`hopway: unknown flag ${printable(command)} (hopway --help lists the commands)\n`);
+    return EXIT_USAGE;
   }
   if (!Object.hasOwn(COMMANDS, command)) {
     io.stderr(`hopway: unknown command '${command}'\n\n${await usage()}`);

@@ -4,7 +4,8 @@ import type { z } from "zod";
 
 export const ERROR_CODES = [
   "invalid_input", // a field failed validation (path names it)
-  "invalid_json", // the body is not JSON / YAML at all
+  "invalid_json", // the body is not JSON at all
+  "invalid_yaml", // the body (a topology read as YAML) is not YAML at all
   "body_too_large",
   "unknown_node",
   "unknown_realm",

@@ -10,8 +10,11 @@ export type ParseResult =
   | { ok: true; records: HopwayRecord[] }
   | {
       ok: false;
-      /** `invalid_json`: the text is not YAML/JSON at all; `invalid_input`: it is, but fields are wrong. */
-      code: "invalid_json" | "invalid_input";
+      /**
+       * `invalid_yaml` / `invalid_json`: the text does not parse (YAML unless the format is JSON, as
+       * YAML also reads JSON); `invalid_input`: it parses, but fields are wrong.
+       */
+      code: "invalid_yaml" | "invalid_json" | "invalid_input";
       problems: FieldProblem[];
     };
 
@@ -38,7 +41,8 @@ export function parseTopologyText(text: string, format?: "yaml" | "json"): Parse
         ? err.message.split("\n")[0]!.replace(/:$/, "")
         : String(err);
     const kind = format === "json" ? "JSON" : "YAML or JSON";
-    return { ok: false, code: "invalid_json", problems: [{ path: "", message: `not valid ${kind}: ${message}` }] };
+    const code = format === "json" ? "invalid_json" : "invalid_yaml";
+    return { ok: false, code, problems: [{ path: "", message: `not valid ${kind}: ${message}` }] };
   }
   return parseRecords(value);
 }

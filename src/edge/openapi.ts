@@ -42,7 +42,10 @@ function schema(s: z.ZodType, io: "input" | "output" = "output"): Json {
 const json = (s: z.ZodType, io: "input" | "output" = "output") => ({ "application/json": { schema: schema(s, io) } });
 const ok = (description: string, s: z.ZodType) => ({ description, content: json(s) });
 const errors = {
-  "400": { description: "invalid input (`invalid_input`, `invalid_json`)", content: json(ErrorBodySchema) },
+  "400": {
+    description: "invalid input (`invalid_input`, `invalid_json`, `invalid_yaml`)",
+    content: json(ErrorBodySchema),
+  },
   "401": { description: "`unauthorized`: no or unknown token", content: json(ErrorBodySchema) },
   "403": { description: "`forbidden` / `namespace_forbidden`", content: json(ErrorBodySchema) },
   "413": { description: "`body_too_large`", content: json(ErrorBodySchema) },

@@ -2,11 +2,39 @@
 // and how results and refusals are printed. The edge half runs in
 // test/e2e/cli-remote.test.ts against the real Worker.
 import { describe, expect, it } from "vitest";
-import { detectFormat } from "../../src/cli/commands/import.ts";
-import { buildFilter, filterQuery, formatNodes, matchesFilter } from "../../src/cli/commands/nodes.ts";
-import { formatRoute } from "../../src/cli/commands/route.ts";
-import { EdgeError, printable, reportError, resolveTarget, UsageError } from "../../src/cli/edge-client.ts";
+import { detectFormat, run as runImport } from "../../src/cli/commands/import.ts";
+import { buildFilter, filterQuery, formatNodes, matchesFilter, run as runNodes } from "../../src/cli/commands/nodes.ts";
+import { formatRoute, run as runRoute } from "../../src/cli/commands/route.ts";
+import { type CliIo, EdgeError, printable, reportError, resolveTarget, UsageError } from "../../src/cli/edge-client.ts";
 import type { HopwayRecord } from "../../src/core/schema.ts";
+
+describe("flags", () => {
+  async function stderrOf(run: (argv: readonly string[], io: CliIo) => Promise<number>, argv: string[]) {
+    let err = "";
+    const io: CliIo = { stdout: () => {}, stderr: (t) => (err += t), env: {} };
+    const code = await run(argv, io);
+    return { code, err };
+  }
+
+  it("an unknown or malformed flag is one line naming it, for every remote command", async () => {
+    expect(await stderrOf(runNodes, ["--lable", "x"])).toEqual({
+      code: 2,
+      err: "hopway: unknown flag --lable (hopway nodes --help lists the flags)\n",
+    });
+    expect(await stderrOf(runRoute, ["--form", "a", "--to", "b"])).toEqual({
+      code: 2,
+      err: "hopway: unknown flag --form (hopway route --help lists the flags)\n",
+    });
+    expect(await stderrOf(runRoute, ["--from"])).toEqual({
+      code: 2,
+      err: "hopway: --from needs a value (hopway route --help lists the flags)\n",
+    });
+    expect(await stderrOf(runImport, ["--json=yes", "f.yaml"])).toEqual({
+      code: 2,
+      err: "hopway: --json does not take a value (hopway import --help lists the flags)\n",
+    });
+  });
+});
 
 describe("resolveTarget", () => {
   const env = { HOPWAY_EDGE_URL: "https://env.example/", HOPWAY_REALM: "prod", HOPWAY_TOKEN: "t-env" };

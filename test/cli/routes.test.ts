@@ -127,6 +127,7 @@ describe("hopway routes", () => {
       ["routes", "--topology", "/nonexistent/topology.yaml"],
       ["routes", "--topology", topo, "--from", "nobody", "--to", "app1"],
       ["routez"],
+      ["--lable"],
     ]) {
       results.push(await hopway(args));
     }
@@ -135,11 +136,13 @@ describe("hopway routes", () => {
       expect(r.stdout).toBe("");
       expect(r.stderr.length).toBeGreaterThan(0);
     }
-    expect(results[0]!.stderr).toContain("--bogus");
-    expect(results[1]!.stderr).toContain("ENOENT");
-    expect(results[2]!.stderr).toContain("unknown_node");
+    // One line each: the unknown flag named, and no usage after a data error (as `hopway route`).
+    expect(results[0]!.stderr).toBe("hopway routes: unknown flag --bogus (hopway routes --help lists the flags)\n");
+    expect(results[1]!.stderr).toMatch(/^hopway routes: cannot read .*ENOENT\n$/);
+    expect(results[2]!.stderr).toBe(`hopway routes: unknown_node: no record named 'nobody' in ${topo}\n`);
     expect(results[3]!.stderr).toContain("unknown command 'routez'");
-    // The usage that follows lists every registered command.
+    expect(results[4]!.stderr).toBe("hopway: unknown flag --lable (hopway --help lists the commands)\n");
+    // The usage that follows an unknown command lists every registered command.
     for (const c of ["routes", "import", "route", "nodes"])
       expect(results[3]!.stderr).toMatch(new RegExp(`^  ${c}\\s`, "m"));
   });

@@ -79,16 +79,16 @@ describe("parseTopologyText", () => {
     expect(listYaml.ok && listYaml.records.map((r) => r.type)).toEqual(["client", "node"]);
   });
 
-  it("rejects text that is not YAML or JSON with invalid_json", () => {
-    for (const [text, fmt] of [
-      ["a: [1,\n b", undefined],
-      ['{"a": ', undefined],
-      ["a: 1", "json"],
-      ["a: 1\na: 2", "yaml"],
+  it("rejects text that does not parse with a code naming the syntax it was read as", () => {
+    for (const [text, fmt, code] of [
+      ["a: [1,\n b", undefined, "invalid_yaml"],
+      ['{"a": ', undefined, "invalid_yaml"],
+      ["a: 1", "json", "invalid_json"],
+      ["a: 1\na: 2", "yaml", "invalid_yaml"],
     ] as const) {
       const r = parseTopologyText(text, fmt);
       expect(r.ok).toBe(false);
-      if (!r.ok) expect(r.code).toBe("invalid_json");
+      if (!r.ok) expect(r.code).toBe(code);
     }
   });
 

@@ -27,11 +27,14 @@ describe("import", () => {
     expect(after.body.records).toEqual(before.body.records);
   });
 
-  it("text that is not YAML or JSON is invalid_json; an empty body too", async () => {
+  it("text that is not JSON is invalid_json, not YAML invalid_yaml; an empty body too", async () => {
     const realm = freshRealm("garbage");
     const r = await call("POST", `/v1/realms/${realm}/import`, { raw: "{ nope", type: "application/json" });
     expect(r.status).toBe(400);
     expect(r.body.error.code).toBe("invalid_json");
+    const y = await call("POST", `/v1/realms/${realm}/import`, { raw: "a: [1,\n b", type: "application/yaml" });
+    expect(y.status).toBe(400);
+    expect(y.body.error.code).toBe("invalid_yaml");
     const e = await call("POST", `/v1/realms/${realm}/import`, { raw: "", type: "application/json" });
     expect(e.status).toBe(400);
     expect(e.body.error.code).toBe("invalid_json");

@@ -1,13 +1,18 @@
-// Runs THIS Worker (src/index.ts + its Durable Objects) under workerd through
-// wrangler's programmatic dev server, on 127.0.0.1 with an ephemeral port. The
-// agent end-to-end tests, the CLI tests, the demo and the edge benchmark all use
-// it, so they exercise the same code path as `npm run dev`.
+// Runs THIS Worker (src/index.ts + its Durable Objects, configured by wrangler.toml)
+// under workerd on 127.0.0.1. The agent end-to-end tests, the CLI tests, the demo
+// and the benchmarks all use it, so they exercise the same Worker as `npm run dev`.
+//
+// It uses wrangler's createTestHarness(), the documented, stable API for running a
+// Worker in tests. That API always listens on an ephemeral port and keeps storage in
+// memory, so the one case it cannot serve, a restart on the same port with the same
+// state (`persistDir` or `port`, used by the edge-outage test), goes through
+// unstable_startWorker. docs/testing-harness.md says why.
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { createConnection } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { unstable_startWorker } from "wrangler";
+import { createTestHarness, unstable_startWorker } from "wrangler";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -28,18 +33,59 @@ export interface LocalEdge {
   stop(): Promise<void>;
 }
 
+interface Running {
+  port: number;
+  close(): Promise<void>;
+}
+
 export async function startLocalEdge(opts: LocalEdgeOptions = {}): Promise<LocalEdge> {
   const adminToken = opts.adminToken ?? `test-admin-${randomBytes(16).toString("hex")}`;
   // Loopback only: no Request.cf download from workers.cloudflare.com, no telemetry.
   process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
   process.env.WRANGLER_SEND_METRICS ??= "false";
+  const running =
+    opts.persistDir === undefined && opts.port === undefined
+      ? await startHarness(adminToken)
+      : await startPersistent(adminToken, opts);
+  const url = `http://127.0.0.1:${running.port}`;
+  let stopped: Promise<void> | undefined;
+  return {
+    url,
+    adminToken,
+    stop() {
+      stopped ??= (async () => {
+        await running.close();
+        await waitPortClosed(running.port, 10_000);
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** The stable path: createTestHarness on an ephemeral port, state in memory. */
+async function startHarness(adminToken: string): Promise<Running> {
+  const server = createTestHarness({
+    root: ROOT,
+    // Only the token given here counts (a developer's .dev.vars must not leak into tests).
+    workers: [{ configPath: join(ROOT, "wrangler.toml"), secrets: { HOPWAY_ADMIN_TOKEN: adminToken } }],
+  });
+  try {
+    const { url } = await server.listen();
+    if (url.hostname !== "127.0.0.1") throw new Error(`local edge: listening on ${url.hostname}, not 127.0.0.1`);
+    return { port: Number(url.port), close: () => server.close() };
+  } catch (err) {
+    await server.close();
+    throw err;
+  }
+}
+
+/** A chosen port and/or state kept on disk across restarts: what createTestHarness does not offer. */
+async function startPersistent(adminToken: string, opts: LocalEdgeOptions): Promise<Running> {
   if (opts.persistDir !== undefined) mkdirSync(opts.persistDir, { recursive: true });
-  // startWorker rather than unstable_dev: only it can turn the file watcher off, and a test edge
-  // must not reload mid-request because someone saved a source file.
+  // The file watcher is off: a test edge must not reload mid-request because someone saved a source file.
   const worker = await unstable_startWorker({
     config: join(ROOT, "wrangler.toml"),
     entrypoint: join(ROOT, "src", "index.ts"),
-    // Only the token given here counts (a developer's .dev.vars must not leak into tests).
     bindings: { HOPWAY_ADMIN_TOKEN: { type: "plain_text", value: adminToken } },
     dev: {
       server: { hostname: "127.0.0.1", port: opts.port ?? 0 },
@@ -51,27 +97,13 @@ export async function startLocalEdge(opts: LocalEdgeOptions = {}): Promise<Local
       registry: undefined,
     },
   });
-  let port: number;
   try {
     await worker.ready;
-    port = Number((await worker.url).port);
+    return { port: Number((await worker.url).port), close: () => worker.dispose() };
   } catch (err) {
     await worker.dispose();
     throw err;
   }
-  const url = `http://127.0.0.1:${port}`;
-  let stopped: Promise<void> | undefined;
-  return {
-    url,
-    adminToken,
-    stop() {
-      stopped ??= (async () => {
-        await worker.dispose();
-        await waitPortClosed(port, 10_000);
-      })();
-      return stopped;
-    },
-  };
 }
 
 /** Polls until nothing accepts on the port, so a caller that restarts on the same persistDir never races the old workerd. */

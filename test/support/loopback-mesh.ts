@@ -166,7 +166,7 @@ export class AgentProcess {
 }
 
 export interface MeshOptions {
-  /** Work directory for configs, data dirs and the edge's persisted state. */
+  /** Work directory for the agents' configs and data dirs (the edge keeps its state in memory). */
   workDir: string;
   realm?: string;
   hopKey?: string;
@@ -187,7 +187,7 @@ export interface Mesh {
   agentTokens: Map<string, string>;
   /** Starts (or restarts) the agent of one relay; resolves once it listens and holds a route table. */
   startAgent(relay: string): Promise<AgentProcess>;
-  /** Stops the edge; `restartEdge` brings it back on the same persisted state. */
+  /** Stops the edge (its state is in memory and goes with it). */
   stopEdge(): Promise<void>;
   /** The relay's address for local applications (its priority-1 gateway). */
   clientAddress(relay: string): { host: string; port: number };
@@ -223,7 +223,7 @@ export async function startMesh(opts: MeshOptions): Promise<Mesh> {
   mkdirSync(opts.workDir, { recursive: true });
   const reference = { ...(await loadReferenceTopology()), ...(opts.extra ?? {}) };
   const { topology } = await loopbackTopology(reference);
-  const edge = await startLocalEdge({ persistDir: join(opts.workDir, "edge") });
+  const edge = await startLocalEdge();
   await api(edge, "POST", `/v1/realms/${realm}/import`, topology);
 
   const relays = Object.keys(topology).filter((n) => topology[n]?.discovery.metadata && /relay/.test(n));
@@ -258,6 +258,9 @@ export async function startMesh(opts: MeshOptions): Promise<Mesh> {
           token: agentTokens.get(relay),
           lease_seconds: opts.leaseSeconds ?? 15,
           wait_seconds: 10,
+          // The mesh imports the whole loopback topology first (so the apps without an agent exist),
+          // then each agent takes over its own imported records on purpose.
+          takeover: true,
         },
         node: relay,
         records,
@@ -269,7 +272,8 @@ export async function startMesh(opts: MeshOptions): Promise<Mesh> {
         admin: { listen: "127.0.0.1:0" },
         data_dir: join(opts.workDir, "data", relay),
         shutdown: { drain_seconds: 2 },
-        log_level: "info",
+        // debug: each relay logs every address it dials ("dialing"), so a run can show where tunnels went.
+        log_level: "debug",
       };
       const file = join(opts.workDir, `${relay}.yaml`);
       writeFileSync(file, stringifyYaml(config));

@@ -20,6 +20,11 @@ export interface AdminServerOptions {
   tunnels: () => number;
   /** False while starting and once shutting down: /readyz answers 503. */
   ready: () => boolean;
+  /**
+   * A configuration problem that keeps the agent from doing its job (a refused token, a record it
+   * would not take over): /readyz answers 503 with it, so a bad rollout stops at its first pod.
+   */
+  notReadyReason?: () => { reason: string; message: string } | undefined;
   /** Who may call `/v1/local/*` (default: loopback only). */
   localApiFrom?: "loopback" | "any";
   /** Largest request body accepted (default 16 KiB: a report is ~60 bytes). */
@@ -118,7 +123,12 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     },
     "/healthz": { GET: (_req, res) => json(res, 200, { status: "ok" }) },
     "/readyz": {
-      GET: (_req, res) => (ready() ? json(res, 200, { status: "ready" }) : json(res, 503, { status: "not_ready" })),
+      GET: (_req, res) => {
+        const problem = opts.notReadyReason?.();
+        if (!ready()) json(res, 503, { status: "not_ready" });
+        else if (problem !== undefined) json(res, 503, { status: "not_ready", ...problem });
+        else json(res, 200, { status: "ready" });
+      },
     },
     "/v1/local/report": {
       PUT: async (req, res) => {

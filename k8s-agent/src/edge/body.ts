@@ -22,12 +22,24 @@ export class EdgeResponseTooLargeError extends Error {
 
 export class HttpStatusError extends Error {
   readonly code = "HOPWAY_EDGE_STATUS";
+  /** The edge's stable error code (`unauthorized`, `forbidden`, …) when the body carried one. */
+  readonly edgeCode: string | undefined;
   constructor(
     readonly status: number,
     body: string,
   ) {
     super(`edge answered ${status}: ${body.slice(0, 200)}`);
     this.name = "HttpStatusError";
+    this.edgeCode = errorCodeOf(body);
+  }
+}
+
+function errorCodeOf(body: string): string | undefined {
+  try {
+    const code = (JSON.parse(body) as { error?: { code?: unknown } } | null)?.error?.code;
+    return typeof code === "string" ? code : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { HopwayRecord } from "../../../src/core/schema.ts";
 import type { Logger } from "../log.ts";
 import { type RouteTable, RouteTableSchema } from "../relay/table.ts";
-import { readJson, statusError } from "./body.ts";
+import { HttpStatusError, readJson, statusError } from "./body.ts";
 import { RecordsSync, type SyncMode } from "./records-sync.ts";
 
 export interface Clock {
@@ -67,6 +67,18 @@ export interface EdgeClientOptions {
   syncDebounceMs?: number;
   /** records mode: records per page when (re)loading the record list. */
   syncPageSize?: number;
+  /**
+   * Replace a record of the same name that exists without a lease (imported, or written by an
+   * admin). Off by default: such a record is someone else's, and the agent deletes what it
+   * registered when it stops.
+   */
+  takeover?: boolean;
+}
+
+/** Why the agent cannot do its job with the edge as configured; shown by /readyz and the metrics. */
+export interface EdgeProblem {
+  reason: "edge_unauthorized" | "record_conflict";
+  message: string;
 }
 
 interface Persisted {
@@ -92,6 +104,12 @@ export class EdgeClient {
   private loops: Promise<void>[] = [];
   /** Set in records mode: the local replica that computes the table instead of downloading it. */
   readonly recordsSync: RecordsSync | undefined;
+  /** The edge refuses this agent's token; cleared by the next request it accepts. */
+  private authProblem: EdgeProblem | undefined;
+  /** Records this agent refused to take over; never registered, renewed or deleted. */
+  private readonly conflicts = new Map<string, string>();
+  /** Records this agent has registered: the only ones it renews and deletes. */
+  private readonly registered = new Set<HopwayRecord>();
 
   constructor(opts: EdgeClientOptions) {
     this.o = opts;
@@ -115,7 +133,7 @@ export class EdgeClient {
         },
         {
           request: (path, timeoutMs) => this.request("GET", path, { timeoutMs }),
-          setReachable: (ok, detail) => this.setReachable(ok, detail),
+          setReachable: (ok, error) => this.setReachable(ok, error),
           sleep: (ms) => this.sleep(ms),
           backoff: (attempt) => this.backoff(attempt),
           now: () => this.clock.now(),
@@ -146,10 +164,52 @@ export class EdgeClient {
     return `${this.o.url.replace(/\/+$/, "")}/v1/realms/${encodeURIComponent(this.o.realm)}`;
   }
 
-  private setReachable(ok: boolean, detail?: string): void {
+  /** What keeps this agent from working with the edge as configured, if anything. */
+  get problem(): EdgeProblem | undefined {
+    if (this.authProblem !== undefined) return this.authProblem;
+    const [name, message] = [...this.conflicts][0] ?? [];
+    return name !== undefined && message !== undefined ? { reason: "record_conflict", message } : undefined;
+  }
+  /** True while the edge refuses this agent's token (401/403). */
+  get authFailed(): boolean {
+    return this.authProblem !== undefined;
+  }
+
+  private setReachable(ok: boolean, error?: unknown): void {
+    // A refused token is not an outage: it will not heal by retrying, so it is said once, as what it is.
+    const refused =
+      !ok && error instanceof HttpStatusError && (error.status === 401 || error.status === 403) ? error : undefined;
+    if (refused !== undefined && this.authProblem === undefined) {
+      const code = refused.edgeCode ?? (refused.status === 401 ? "unauthorized" : "forbidden");
+      const message =
+        refused.status === 401
+          ? `the edge refused this agent's token for realm '${this.o.realm}' (${code}, HTTP 401): ` +
+            `it needs an agent-role token of realm '${this.o.realm}' (POST /v1/realms/${this.o.realm}/tokens ` +
+            `{"role":"agent","namespaces":[…]} with the admin token)`
+          : `the edge refused this agent's token in realm '${this.o.realm}' (${code}, HTTP 403): ` +
+            `an agent-role token whose namespaces include every record this agent registers is needed`;
+      this.authProblem = { reason: "edge_unauthorized", message };
+      this.o.log?.error(refused.status === 401 ? "edge unauthorized" : "edge forbidden", {
+        realm: this.o.realm,
+        token_role_needed: "agent",
+        status: refused.status,
+        code,
+        error: message,
+      });
+    }
+    if (ok && this.authProblem !== undefined) {
+      this.authProblem = undefined;
+      this.o.log?.info("edge accepts the token again", { realm: this.o.realm });
+    }
     if (ok === this.reachableNow) return;
     this.reachableNow = ok;
-    this.o.log?.log(ok ? "info" : "warn", ok ? "edge reachable" : "edge unreachable", detail ? { error: detail } : {});
+    if (refused === undefined) {
+      this.o.log?.log(
+        ok ? "info" : "warn",
+        ok ? "edge reachable" : "edge unreachable",
+        error !== undefined ? { error: String(error) } : {},
+      );
+    }
     this.o.onReachability?.(ok);
   }
 
@@ -301,7 +361,7 @@ export class EdgeClient {
         attempt = 0;
       } catch (err) {
         if (this.stopped) return;
-        this.setReachable(false, String(err));
+        this.setReachable(false, err);
         await this.sleep(this.backoff(attempt++));
       }
     }
@@ -334,6 +394,37 @@ export class EdgeClient {
     if (body.scaling !== undefined) this.o.onScaling?.(body.scaling);
   }
 
+  /**
+   * Whether this agent may register `record`: not when a record of that name exists without a
+   * lease (imported, or written by an admin) unless `takeover` is set. Such a record would be
+   * replaced silently and then deleted when the agent stops. A leased one is taken to be this
+   * agent's own from before a restart.
+   */
+  private async mayRegister(record: HopwayRecord): Promise<boolean> {
+    const res = await this.request("GET", `/nodes/${encodeURIComponent(record.name)}`, { timeoutMs: 10_000 });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return true;
+    }
+    if (!res.ok) throw await statusError(res);
+    const existing = (await readJson(res)) as { ttl_seconds?: unknown };
+    if (typeof existing.ttl_seconds === "number") return true;
+    if (this.o.takeover === true) {
+      this.o.log?.warn("taking over a record that was not registered by an agent (edge.takeover: true)", {
+        record: record.name,
+        realm: this.o.realm,
+      });
+      return true;
+    }
+    const message =
+      `record '${record.name}' already exists in realm '${this.o.realm}' and was not registered by an agent ` +
+      `(no lease: imported or written by an admin); refusing to replace it, or to delete it on shutdown. ` +
+      `Use another realm or record name, delete the record, or set edge.takeover: true`;
+    this.conflicts.set(record.name, message);
+    this.o.log?.error("refusing to take over a record", { record: record.name, realm: this.o.realm, error: message });
+    return false;
+  }
+
   private async leaseLoop(): Promise<void> {
     if (this.o.records.length === 0) return;
     const pending = new Set(this.o.records);
@@ -341,13 +432,18 @@ export class EdgeClient {
     while (!this.stopped && pending.size > 0) {
       for (const r of [...pending]) {
         try {
+          if (!(await this.mayRegister(r))) {
+            pending.delete(r);
+            continue;
+          }
           await this.put(r);
           pending.delete(r);
+          this.registered.add(r);
           this.setReachable(true);
           this.o.log?.info("registered", { record: r.name, lease_seconds: this.o.leaseSeconds });
         } catch (err) {
           if (this.stopped) return;
-          this.setReachable(false, String(err));
+          this.setReachable(false, err);
           // A 4xx (bad token, namespace not allowed) will not heal by itself, but keep trying slowly and say so.
           this.o.log?.error("registration failed", { record: r.name, error: String(err) });
         }
@@ -355,7 +451,7 @@ export class EdgeClient {
       if (pending.size > 0) await this.sleep(this.backoff(attempt++));
     }
     attempt = 0;
-    while (!this.stopped) {
+    while (!this.stopped && this.registered.size > 0) {
       await this.sleep(
         attempt === 0
           ? renewDelay(this.o.leaseSeconds, this.random)
@@ -363,13 +459,13 @@ export class EdgeClient {
       );
       if (this.stopped) return;
       let failed = false;
-      for (const r of this.o.records) {
+      for (const r of this.registered) {
         try {
           await this.heartbeat(r);
         } catch (err) {
           if (this.stopped) return;
           failed = true;
-          this.setReachable(false, String(err));
+          this.setReachable(false, err);
         }
       }
       attempt = failed ? attempt + 1 : 0;
@@ -392,7 +488,7 @@ export class EdgeClient {
     await Promise.allSettled(this.loops);
     if (deregister) {
       await Promise.allSettled(
-        this.o.records.map(async (r) => {
+        [...this.registered].map(async (r) => {
           const res = await this.fetchFn(`${this.base}/nodes/${encodeURIComponent(r.name)}`, {
             method: "DELETE",
             headers: { authorization: `Bearer ${this.o.token}` },

@@ -75,7 +75,7 @@ export interface SyncState {
 /** What the records replica needs from the edge client: HTTP, reachability, sleeping, backoff. */
 export interface SyncTransport {
   request(path: string, timeoutMs: number): Promise<Response>;
-  setReachable(ok: boolean, detail?: string): void;
+  setReachable(ok: boolean, error?: unknown): void;
   sleep(ms: number): Promise<void>;
   backoff(attempt: number): number;
   now(): number;
@@ -419,7 +419,7 @@ export class RecordsSync {
         attempt = 0;
       } catch (err) {
         if (this.t.stopped()) break;
-        this.t.setReachable(false, String(err));
+        this.t.setReachable(false, err);
         await this.t.sleep(this.t.backoff(attempt++));
       }
     }

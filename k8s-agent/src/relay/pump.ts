@@ -3,7 +3,7 @@
 // Node's default read path allocates a fresh 64 KiB buffer for every read(2) and leaves
 // it to V8's garbage collector. Under bulk traffic that external memory drives major GCs
 // and glibc heap churn: the same relay on Node's reads used 1.2 to 3.7 times the CPU per
-// MiB (`npm run bench relay`; README, "Relay benchmark"). With `onread` a socket reads
+// MiB (`npm run bench relay`; docs/benchmarks/README.md, "Relay"). With `onread` a socket reads
 // into a buffer the relay picks:
 //  - SHARED, one buffer for every socket that is not streaming. What lands there is
 //    parsed or copied before the callback returns; the event loop runs one read at a time.

@@ -370,6 +370,8 @@ export class Relay {
 
     for (const addr of found.nextAddresses) {
       if (clientGone) return;
+      // Every address a relay dials is visible at debug level: where a tunnel really went.
+      this.log("debug", "dialing", { next: found.next.node, address: addr.address });
       const attempt = await this.dial(addr, found.next.node, found.direct ? undefined : req.authority, hops);
       if (clientGone) {
         if (attempt.ok) attempt.socket.destroy();
@@ -447,23 +449,33 @@ export class Relay {
           final: false,
           refusal: new Refusal("next_hop_failed", `${addr.address}: ${err.code ?? err.message}`),
         });
+      // Whatever listens at the address may not be a Hopway relay at all (a route table built from
+      // addresses that are not this network's): say so, and blame this hop, not the named relay.
+      const notARelay = (what: string): DialResult => ({
+        ok: false,
+        final: true,
+        refusal: new Refusal(
+          "next_hop_failed",
+          `next hop ${addr.address} did not answer as a Hopway relay (${what}); expected relay ${nextNode}`,
+        ),
+      });
       const onData = (chunk: Buffer): boolean => {
         buffered = Buffer.concat([buffered, chunk]);
         const end = findHeadEnd(buffered);
         if (end < 0) {
-          if (buffered.length > MAX_HEAD_BYTES) {
-            finish({
-              ok: false,
-              final: true,
-              refusal: new Refusal("next_hop_failed", "oversized answer from next relay"),
-            });
-          }
+          if (buffered.length > MAX_HEAD_BYTES) finish(notARelay("an answer head over 16 KiB"));
+          else if (!startsLikeHttp(buffered)) finish(notARelay("not an HTTP answer"));
           return true;
         }
         up.pause();
         const res = parseResponseHead(buffered.subarray(0, end - 4));
         if (typeof res === "string") {
-          finish({ ok: false, final: true, refusal: new Refusal("next_hop_failed", res) });
+          finish(notARelay(res));
+          return false;
+        }
+        // Every answer of a Hopway relay names itself: a refusal by Hopway-Error, a tunnel by Hopway-Path.
+        if (!res.headers.has(res.status === 200 ? "hopway-path" : "hopway-error")) {
+          finish(notARelay(`HTTP ${res.status} without ${res.status === 200 ? "Hopway-Path" : "Hopway-Error"}`));
           return false;
         }
         if (res.status !== 200) {
@@ -483,12 +495,7 @@ export class Relay {
         finish({ ok: true, socket: up, rest: buffered.subarray(end), path: res.headers.get("hopway-path") ?? "?" });
         return false;
       };
-      const onEnd = () =>
-        finish({
-          ok: false,
-          final: true,
-          refusal: new Refusal("next_hop_failed", "next relay closed before answering"),
-        });
+      const onEnd = () => finish(notARelay("it closed the connection without an answer"));
       const onConnect = () => {
         if (authority === undefined) return finish({ ok: true, socket: up, rest: EMPTY, path: "" });
         // Connected: the rest of the path gets its own, longer budget (each relay below
@@ -666,4 +673,10 @@ class Deadlines {
       this.timer = undefined;
     }
   }
+}
+
+/** Whether the first bytes could still begin an HTTP/1.x status line, so garbage is refused without waiting. */
+function startsLikeHttp(buf: Buffer): boolean {
+  const seen = buf.subarray(0, 5).toString("latin1");
+  return "HTTP/".startsWith(seen);
 }

@@ -68,6 +68,7 @@ describe("agent config", () => {
     expect(c.hopKey?.toString()).toBe("hop-key-from-a-secret");
   });
 
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the title names the config's ${VAR} syntax
   it("expands ${VAR} in values and names a missing one by its field", () => {
     const c = parseConfig(`${minimal}data_dir: "/data/\${POD_NAME}"\n`, { POD_NAME: "relay-1" });
     expect(c.data_dir).toBe("/data/relay-1");
@@ -145,6 +146,23 @@ describe("shipped example and the command line", () => {
     expect(c.relay.tls.source).toBe("edge");
   });
 
+  it("the example stays on this machine: loopback addresses only, state outside the repository", () => {
+    const text = readFileSync(new URL("../../examples/agent.yaml", import.meta.url), "utf8");
+    const c = parseConfig(text, { HOPWAY_TOKEN: "agent-token", HOPWAY_HOP_KEY: "a-realm-wide-hop-key" });
+    const addresses = [
+      ...c.relay.listen,
+      c.admin.listen,
+      ...c.records.flatMap((r) => ("gateway" in r ? (r.gateway ?? []) : []).map((g) => g.address)),
+    ].map(String);
+    expect(addresses.length).toBeGreaterThan(3);
+    for (const a of addresses) expect(a).toMatch(/^(ipv4:\/\/)?127\.\d+\.\d+\.\d+:\d+$/);
+    expect(new URL(c.edge.url).hostname).toBe("127.0.0.1");
+    const repo = fileURLToPath(new URL("../../../", import.meta.url));
+    expect(c.data_dir.startsWith("/")).toBe(true);
+    expect(c.data_dir.startsWith(repo)).toBe(false);
+    expect(c.edge.takeover).toBe(false);
+  });
+
   it("hopway-agent exits 2 naming the bad field", () => {
     const dir = mkdtempSync(join(tmpdir(), "hopway-config-"));
     const file = join(dir, "bad.yaml");
@@ -153,5 +171,12 @@ describe("shipped example and the command line", () => {
     const r = spawnSync(process.execPath, [bin, "--config", file], { encoding: "utf8" });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain("relay.listen[0]: must be host:port");
+  });
+
+  it("hopway-agent names a mistyped flag instead of asking for --config", () => {
+    const bin = fileURLToPath(new URL("../../bin/hopway-agent.mjs", import.meta.url));
+    const r = spawnSync(process.execPath, [bin, "--confg", "agent.yaml"], { encoding: "utf8" });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe("hopway-agent: unknown flag --confg (usage: hopway-agent --config FILE)\n");
   });
 });

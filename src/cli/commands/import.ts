@@ -32,12 +32,13 @@ const MAX_FILE_BYTES = 8 * 1024 * 1024;
 
 export async function run(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   try {
-    const { values, positionals } = parseCommandLine(argv, TARGET_OPTIONS, HELP, true);
+    const { values, positionals } = parseCommandLine("import", argv, TARGET_OPTIONS, true);
     if (values.help) {
       io.stdout(HELP);
       return EXIT_OK;
     }
-    if (positionals.length !== 1) throw new UsageError(`import takes exactly one FILE\n\n${HELP}`);
+    if (positionals.length !== 1)
+      throw new UsageError(`import takes exactly one FILE (hopway import --help lists the flags)`);
     const file = positionals[0] as string;
     const target = resolveTarget(values, io.env);
     const text = await readInput(file);

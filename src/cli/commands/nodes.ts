@@ -52,12 +52,13 @@ export interface NodeFilter {
 
 export async function run(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   try {
-    const { values, positionals } = parseCommandLine(argv, OPTIONS, HELP, true);
+    const { values, positionals } = parseCommandLine("nodes", argv, OPTIONS, true);
     if (values.help) {
       io.stdout(HELP);
       return EXIT_OK;
     }
-    if (positionals.length > 1) throw new UsageError(`nodes takes at most one NAME\n\n${HELP}`);
+    if (positionals.length > 1)
+      throw new UsageError(`nodes takes at most one NAME (hopway nodes --help lists the flags)`);
     const filter = buildFilter({ ...values, name: values.name ?? positionals[0] });
     const target = resolveTarget(values, io.env);
     const answer = await new EdgeClient(target).nodes(filterQuery(filter));

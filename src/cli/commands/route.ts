@@ -36,7 +36,7 @@ const OPTIONS = { ...TARGET_OPTIONS, from: { type: "string" }, to: { type: "stri
 
 export async function run(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   try {
-    const { values } = parseCommandLine(argv, OPTIONS, HELP, false);
+    const { values } = parseCommandLine("route", argv, OPTIONS, false);
     if (values.help) {
       io.stdout(HELP);
       return EXIT_OK;
@@ -65,7 +65,8 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
 }
 
 function requireName(value: string | undefined, flag: string): string {
-  if (value === undefined || value === "") throw new UsageError(`${flag} NAME is required\n\n${HELP}`);
+  if (value === undefined || value === "")
+    throw new UsageError(`${flag} NAME is required (hopway route --help lists the flags)`);
   const parsed = NameSchema.safeParse(value);
   if (!parsed.success)
     throw new UsageError(`${flag}: '${printable(value)}' ${parsed.error.issues[0]?.message ?? "is not a record name"}`);

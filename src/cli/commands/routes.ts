@@ -12,7 +12,7 @@ import {
   resolveRoutes,
   routeTable,
 } from "../../core/index.ts";
-import { type CliIo, EXIT_OK, EXIT_USAGE, formatTable, printable, processIo } from "../edge-client.ts";
+import { type CliIo, EXIT_OK, EXIT_USAGE, flagProblem, formatTable, printable, processIo } from "../edge-client.ts";
 
 export const summary = "resolve routes offline from a topology file (no edge needed)";
 
@@ -38,7 +38,10 @@ const OPTIONS = {
   help: { type: "boolean", short: "h", default: false },
 } as const;
 
+/** Bad flags: one line plus where the flags are listed. */
 class Usage extends Error {}
+/** A problem with the data (file, names): one line, no usage, as `hopway route` does. */
+class DataError extends Error {}
 
 export function run(argv: readonly string[], io: CliIo = processIo()): number {
   try {
@@ -46,7 +49,7 @@ export function run(argv: readonly string[], io: CliIo = processIo()): number {
     try {
       values = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: false, strict: true }).values;
     } catch (error) {
-      throw new Usage(error instanceof Error ? error.message : String(error));
+      throw new Usage(flagProblem(error));
     }
     if (values.help) {
       io.stdout(HELP);
@@ -57,7 +60,7 @@ export function run(argv: readonly string[], io: CliIo = processIo()): number {
     if (realm === undefined) return EXIT_USAGE;
     for (const name of [values.from, values.to]) {
       if (name !== undefined && realm.get(name) === undefined) {
-        throw new Usage(`unknown_node: no record named '${printable(name)}' in ${printable(values.topology)}`);
+        throw new DataError(`unknown_node: no record named '${printable(name)}' in ${printable(values.topology)}`);
       }
     }
     const routes = select(realm, values.from, values.to);
@@ -65,8 +68,12 @@ export function run(argv: readonly string[], io: CliIo = processIo()): number {
     else io.stdout(formatRoutes(routes, values.from !== undefined && values.to !== undefined));
     return EXIT_OK;
   } catch (error) {
-    if (error instanceof Usage || (error instanceof HopwayError && error.status < 500)) {
-      io.stderr(`hopway routes: ${error.message}\n\n${HELP}`);
+    if (error instanceof Usage) {
+      io.stderr(`hopway routes: ${error.message} (hopway routes --help lists the flags)\n`);
+      return EXIT_USAGE;
+    }
+    if (error instanceof DataError || (error instanceof HopwayError && error.status < 500)) {
+      io.stderr(`hopway routes: ${error.message}\n`);
       return EXIT_USAGE;
     }
     throw error;
@@ -78,7 +85,7 @@ function load(file: string, io: CliIo): Realm | undefined {
   try {
     text = readFileSync(file === "-" ? 0 : file, "utf8");
   } catch (error) {
-    throw new Usage(`cannot read ${printable(file)}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    throw new DataError(`cannot read ${printable(file)}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
   }
   const format = /\.json$/i.test(file) ? "json" : /\.ya?ml$/i.test(file) ? "yaml" : undefined;
   const parsed = parseTopologyText(text, format);
@@ -105,7 +112,7 @@ function* select(realm: Realm, from: string | undefined, to: string | undefined)
       if (s.name !== to) yield* resolveRoutes(realm, s.name, to);
       continue;
     }
-    if (s.type === "group") throw new Usage(`'${printable(s.name)}' is a group: it has no routes from it`);
+    if (s.type === "group") throw new DataError(`'${printable(s.name)}' is a group: it has no routes from it`);
     yield* routeTable(realm, s.name);
   }
 }

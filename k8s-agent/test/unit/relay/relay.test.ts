@@ -1,6 +1,6 @@
 import { once } from "node:events";
 import { mkdtempSync } from "node:fs";
-import { connect, createServer } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -326,6 +326,41 @@ describe("relay: several hops", () => {
     cleanups.push(() => a.close());
     const ans = await request(a.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
     expect(ans.status).toBe(504);
+  });
+
+  it("a next hop that does not answer as a Hopway relay is reported as such, failed at this relay", async () => {
+    // What answers at the next hop's address when a route table names addresses that are not
+    // this network's relays: another HTTP server, something that is not HTTP, or a closed door.
+    const impostors: Record<string, (s: Socket) => void> = {
+      "HTTP 403 without Hopway-Error": (s) => s.end("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"),
+      "HTTP 200 without Hopway-Path": (s) => s.end("HTTP/1.1 200 OK\r\n\r\n"),
+      "not an HTTP answer": (s) => s.end("SSH-2.0-OpenSSH_9.2\r\n"),
+      "it closed the connection without an answer": (s) => s.end(),
+    };
+    for (const [what, answer] of Object.entries(impostors)) {
+      const server = createServer((s) => {
+        s.on("error", () => {});
+        s.once("data", () => answer(s));
+      });
+      const port = await listen(server);
+      cleanups.push(() => server.close());
+      const a = await startRelay({
+        name: "relay-a",
+        hopKey: KEY,
+        routes: [
+          route("relay-a", "app1", [hop("relay-b", `ipv4://127.0.0.1:${port}`), hop("app1", "ipv4://127.0.0.1:9")]),
+        ],
+      });
+      cleanups.push(() => a.close());
+      const ans = await request(a.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+      expect(ans.status, what).toBe(502);
+      expect(ans.headers.get("hopway-error"), what).toBe("next_hop_failed");
+      expect(ans.headers.get("hopway-failed-at"), what).toBe("relay-a");
+      expect(ans.headers.get("hopway-reason"), what).toBe(
+        `next hop ipv4://127.0.0.1:${port} did not answer as a Hopway relay (${what}); expected relay relay-b`,
+      );
+      ans.socket.destroy();
+    }
   });
 });
 

@@ -1,0 +1,140 @@
+// What an agent does when the edge, as configured, will not let it do its job:
+// a token the edge refuses, and records of the same name that someone else put
+// in the realm (an import). Real edge (workerd), real agent (startAgent), all on
+// loopback. The person running it must learn what is wrong from one log line,
+// /readyz and a metric, and the agent must never replace or delete a record it
+// did not register unless told to.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stringify as stringifyYaml } from "yaml";
+import type { HopwayRecord } from "../../../src/core/index.ts";
+import { adminApi, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
+import { freePort } from "../../../test/support/loopback-mesh.ts";
+import { parseConfig } from "../../src/config.ts";
+import { createLogger } from "../../src/log.ts";
+import { type RunningAgent, startAgent } from "../../src/main.ts";
+
+const REALM = "refusals";
+const NS = "namespace_1";
+const workDir = mkdtempSync(join(tmpdir(), "hopway-refusals-"));
+let edge: LocalEdge;
+let agentToken: string;
+
+interface Started {
+  agent: RunningAgent;
+  lines: Array<Record<string, unknown>>;
+}
+
+function relayRecord(name: string, port: number): HopwayRecord {
+  return {
+    type: "node",
+    name,
+    metadata: { namespace_name: NS, kind: "relay" },
+    gateway: [{ priority: 1, address: `ipv4://127.0.0.1:${port}`, match: { metadata: { namespace_name: NS } } }],
+  } as HopwayRecord;
+}
+
+async function launch(name: string, token: string, extra: { takeover?: boolean } = {}): Promise<Started> {
+  const port = await freePort("127.0.0.1");
+  const lines: Array<Record<string, unknown>> = [];
+  const config = parseConfig(
+    stringifyYaml({
+      edge: { url: edge.url, realm: REALM, token, lease_seconds: 30, wait_seconds: 5, ...extra },
+      node: name,
+      records: [relayRecord(name, port)],
+      relay: { listen: [`127.0.0.1:${port}`], hop_key: "e2e-hop-key-0123456789abcdef" },
+      admin: { listen: "127.0.0.1:0" },
+      data_dir: join(workDir, name),
+      shutdown: { drain_seconds: 1 },
+      log_level: "info",
+    }),
+    {},
+  );
+  const log = createLogger("info", { node: name }, (line) => lines.push(JSON.parse(line) as Record<string, unknown>));
+  return { agent: await startAgent(config, log), lines };
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function readyz(a: RunningAgent): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${a.admin?.url}/readyz`);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+async function metric(a: RunningAgent, name: string): Promise<number | undefined> {
+  const text = await (await fetch(`${a.admin?.url}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+  return m ? Number(m[1]) : undefined;
+}
+
+beforeAll(async () => {
+  edge = await startLocalEdge();
+  agentToken = String((await adminApi(edge, REALM, "POST", "/tokens", { role: "agent", namespaces: [NS] })).token);
+}, 120_000);
+
+afterAll(async () => {
+  await edge?.stop();
+  rmSync(workDir, { recursive: true, force: true });
+});
+
+describe("agent refusals", () => {
+  it("a wrong token is said as unauthorized, with the realm and the role needed, in /readyz and a metric", async () => {
+    const { agent, lines } = await launch("relay-badtoken", "hwt_not-a-token-of-this-realm");
+    try {
+      const line = await until("the unauthorized log line", () => lines.find((l) => l.msg === "edge unauthorized"));
+      expect(line).toMatchObject({ level: "error", realm: REALM, token_role_needed: "agent", status: 401 });
+      expect(String(line.error)).toContain(`realm '${REALM}'`);
+      // Said as what it is, not as an outage.
+      expect(lines.some((l) => l.msg === "edge unreachable")).toBe(false);
+      const r = await readyz(agent);
+      expect(r.status).toBe(503);
+      expect(r.body).toMatchObject({ status: "not_ready", reason: "edge_unauthorized" });
+      expect(await metric(agent, "hopway_edge_auth_failed")).toBe(1);
+    } finally {
+      await agent.shutdown("test");
+    }
+  });
+
+  it("an imported record of the same name is neither replaced nor deleted, and /readyz says why", async () => {
+    const imported = relayRecord("relay-imported", 1);
+    await adminApi(edge, REALM, "PUT", "/nodes/relay-imported", imported);
+    const { agent, lines } = await launch("relay-imported", agentToken);
+    try {
+      await until("the refusal", () => lines.find((l) => l.msg === "refusing to take over a record"));
+      const r = await readyz(agent);
+      expect(r.status).toBe(503);
+      expect(r.body).toMatchObject({ reason: "record_conflict" });
+      expect(String(r.body.message)).toContain("edge.takeover: true");
+      expect(await metric(agent, "hopway_edge_auth_failed")).toBe(0);
+    } finally {
+      await agent.shutdown("test");
+    }
+    const after = await adminApi(edge, REALM, "GET", "/nodes/relay-imported");
+    expect(after.record).toEqual(imported);
+    expect(after.ttl_seconds).toBeNull();
+  });
+
+  it("with edge.takeover: true the agent replaces it, and removes it when it stops", async () => {
+    await adminApi(edge, REALM, "PUT", "/nodes/relay-taken", relayRecord("relay-taken", 1));
+    const { agent, lines } = await launch("relay-taken", agentToken, { takeover: true });
+    try {
+      await until("registration", () => lines.find((l) => l.msg === "registered"));
+      const now = await adminApi(edge, REALM, "GET", "/nodes/relay-taken");
+      expect(now.ttl_seconds).toBe(30);
+      expect((await readyz(agent)).status).toBe(200);
+    } finally {
+      await agent.shutdown("test");
+    }
+    await expect(adminApi(edge, REALM, "GET", "/nodes/relay-taken")).rejects.toThrow(/404/);
+  });
+});
