@@ -7,12 +7,13 @@
 import { DurableObject } from "cloudflare:workers";
 import type { ErrorCode } from "../src/core/errors.ts";
 import { computeWorkloadScaling } from "../src/core/scaling.ts";
-import type { HopwayRecord, ScalingReport } from "../src/core/schema.ts";
+import type { HopwayRecord, LinkState, ScalingReport } from "../src/core/schema.ts";
 import type {
   Caller,
   Changes,
   Failure,
   HeartbeatResult,
+  LinkStatus,
   Principal,
   PutResult,
   RecordPage,
@@ -47,6 +48,12 @@ export class RealmObject extends DurableObject<Env> {
   private tokens!: TokenStore;
   private alarmAt: number | null = null;
   private readonly waiters = new Set<Waiter>();
+  /**
+   * Link state per relay, from its last heartbeat. Kept in memory on purpose: it is a picture
+   * for operators that the next heartbeat (a third of a lease) repaints, so it is not worth a
+   * storage write per heartbeat; after an eviction the page shows "unknown" until then.
+   */
+  private readonly linkReports = new Map<string, { links: LinkState[]; at: number }>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -291,6 +298,7 @@ export class RealmObject extends DurableObject<Env> {
     name: string,
     ttlSeconds: number | null,
     report: ScalingReport | null,
+    links: LinkState[] | null = null,
   ): Result<HeartbeatResult> {
     const now = this.now();
     let row = this.records.get(name);
@@ -314,6 +322,7 @@ export class RealmObject extends DurableObject<Env> {
     const expiresAt = ttl === null ? null : now + ttl * 1000;
     if (ttl !== null && expiresAt !== null) this.records.setLease(name, { expiresAt, ttl });
     if (report !== null) this.records.setReport(name, report, now);
+    if (links !== null) this.linkReports.set(name, { links, at: now });
     this.scheduleAlarm();
     const workload = report?.workload ?? row.workload;
     const result: HeartbeatResult = {
@@ -345,6 +354,31 @@ export class RealmObject extends DurableObject<Env> {
         pods: live.map((r) => ({ node: r.node, report: r.report, reported_at: new Date(r.reportedAt).toISOString() })),
       },
     };
+  }
+
+  /**
+   * Every relay's reported links. A report outlives neither its record nor three lease
+   * lengths (30 s ones for a permanent record), so a relay that stopped heartbeating stops
+   * being shown as linked.
+   */
+  linkStatus(caller: Caller): Result<{ links: LinkStatus[] }> {
+    const p = this.reader(caller);
+    if ("ok" in p) return p;
+    const now = this.now();
+    const out: LinkStatus[] = [];
+    for (const [name, r] of this.linkReports) {
+      const row = this.records.get(name);
+      // A permanent record has no lease to measure by: its reports age out like a 30 s lease's.
+      const ttl = row?.ttl_seconds ?? 30;
+      if (row === undefined || now - r.at > 3 * ttl * 1000) {
+        this.linkReports.delete(name);
+        continue;
+      }
+      const at = new Date(r.at).toISOString();
+      for (const l of r.links) out.push({ from: name, ...l, reported_at: at });
+    }
+    out.sort((a, b) => (a.from === b.from ? (a.peer < b.peer ? -1 : 1) : a.from < b.from ? -1 : 1));
+    return { ok: true, links: out };
   }
 
   private writesSincePrune = 0;

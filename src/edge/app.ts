@@ -252,8 +252,16 @@ export function createApp(): Hono<Env2> {
       }
     }
     const body = validate(HeartbeatBodySchema, raw);
-    const r = unwrap(await c.var.stub.heartbeat(c.var.caller, name, body.ttl_seconds ?? null, body.report ?? null));
+    const r = unwrap(
+      await c.var.stub.heartbeat(c.var.caller, name, body.ttl_seconds ?? null, body.report ?? null, body.links ?? null),
+    );
     return c.json({ version: r.version, expires_at: r.expires_at, ...(r.scaling ? { scaling: r.scaling } : {}) });
+  });
+
+  realms.get("/links", async (c) => {
+    return c.json({ links: unwrap(await c.var.stub.linkStatus(c.var.caller)).links }, 200, {
+      "Cache-Control": "no-cache",
+    });
   });
 
   realms.get("/workloads/:workload", async (c) => {

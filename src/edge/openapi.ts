@@ -14,6 +14,7 @@ import {
   HeartbeatAnswerSchema,
   HeartbeatBodySchema,
   ImportAnswerSchema,
+  LinksAnswerSchema,
   NodeAnswerSchema,
   NodesAnswerSchema,
   PutAnswerSchema,
@@ -152,6 +153,13 @@ export function openApiDocument(): Record<string, unknown> {
           parameters: [realmParam, nameParam("name")],
           requestBody: { content: json(HeartbeatBodySchema, "input") },
           responses: { "200": ok("renewed", HeartbeatAnswerSchema), ...errors },
+        },
+      },
+      "/v1/realms/{realm}/links": {
+        get: {
+          summary: "Each relay's links to its neighbour relays, as it last reported them with its heartbeat",
+          parameters: [realmParam],
+          responses: { "200": ok("link state per relay and peer", LinksAnswerSchema), ...errors },
         },
       },
       "/v1/realms/{realm}/workloads/{workload}": {

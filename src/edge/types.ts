@@ -4,7 +4,7 @@
 // failure to a stable code and HTTP status.
 import type { ErrorCode } from "../core/errors.ts";
 import type { WorkloadScaling } from "../core/scaling.ts";
-import type { HopwayRecord, ScalingReport } from "../core/schema.ts";
+import type { HopwayRecord, LinkState, ScalingReport } from "../core/schema.ts";
 
 /** Who is calling. The Worker checks the admin secret itself; scoped tokens live in the realm, hashed. */
 export type Caller = { kind: "admin" } | { kind: "token"; hash: string };
@@ -81,4 +81,10 @@ export interface TokenInfo {
   role: "agent" | "reader";
   namespaces: string[];
   created_at: string;
+}
+
+/** A relay's link to a neighbour, as the relay last reported it (GET /links). */
+export interface LinkStatus extends LinkState {
+  from: string;
+  reported_at: string;
 }
