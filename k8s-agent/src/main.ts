@@ -7,8 +7,9 @@ import { WorkloadScalingSchema } from "../../src/core/scaling.ts";
 import { type AdminServer, startAdminServer } from "./admin/server.ts";
 import type { AgentConfig } from "./config.ts";
 import { EdgeClient } from "./edge/client.ts";
+import { ListenerManager } from "./listeners/manager.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { createRelayMetrics } from "./metrics.ts";
+import { createListenerMetrics, createRelayMetrics } from "./metrics.ts";
 import { keyTargetResolver, localOwners, MembershipFollower } from "./ownership/index.ts";
 import { Relay } from "./relay/relay.ts";
 import { RoutingTable } from "./relay/table.ts";
@@ -22,6 +23,8 @@ export interface RunningAgent {
   /** Actual relay listen addresses (ports resolved). */
   relayAddresses: string[];
   admin: AdminServer | undefined;
+  /** Listeners (docs/listeners.md): from the config file now; `apply` changes them live. */
+  listeners: ListenerManager;
   /** The graceful shutdown of spec autoscaling.md §4; resolves when done. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -136,6 +139,17 @@ export async function startAgent(
   }
   log.info("relay listening", { listen: relayAddresses, table_version: table.version ?? null });
 
+  const listeners = new ListenerManager({
+    carrier: relay,
+    clientCidrs: config.relay.client_cidrs,
+    bufferBytes: limits.buffer_bytes,
+    log: (level, msg, fields) => log.log(level, msg, fields),
+    observer: createListenerMetrics(registry, () => listeners.list().length),
+  });
+  for (const p of await listeners.apply(config.listeners)) {
+    log.error("listener not started", { listen: p.listen, problem: p.message });
+  }
+
   // ---- admin server (metrics, probes, local API, pre-delete hook): owned by the autoscaling work ----
   // The deletion-cost patcher's timers are unref'd: it never holds the process open at exit.
   // Loaded only when enabled: the Kubernetes client is ~25 MB of the agent's resident memory
@@ -171,6 +185,7 @@ export async function startAgent(
       ready = false;
       relay.startDrain();
       for (const s of servers) s.close();
+      await listeners.close();
       await edge.stop(true);
       await ownership.stop();
       const idle = await relay.waitIdle(config.shutdown.drain_seconds * 1000);
@@ -181,5 +196,5 @@ export async function startAgent(
     })();
     return shuttingDown;
   };
-  return { config, relay, edge, registry, relayAddresses, admin, shutdown };
+  return { config, relay, edge, registry, relayAddresses, admin, listeners, shutdown };
 }
