@@ -6,6 +6,7 @@
 // atomic and bumps the version at most once.
 import { DurableObject } from "cloudflare:workers";
 import type { ErrorCode } from "../src/core/errors.ts";
+import type { ListenerDeclaration, NamedListenerDeclaration } from "../src/core/listener.ts";
 import { computeWorkloadScaling } from "../src/core/scaling.ts";
 import type { HopwayRecord, LinkState, ScalingReport } from "../src/core/schema.ts";
 import type {
@@ -23,6 +24,7 @@ import type {
   WorkloadView,
   WriteResult,
 } from "../src/edge/types.ts";
+import { ListenerStore, MAX_LISTENERS } from "./listeners.ts";
 import { migrate } from "./migrations.ts";
 import { namespaceOf, RecordStore } from "./records.ts";
 import { TokenStore } from "./tokens.ts";
@@ -46,6 +48,8 @@ export class RealmObject extends DurableObject<Env> {
 
   private records!: RecordStore;
   private tokens!: TokenStore;
+  private listeners!: ListenerStore;
+  private readonly listenerWaiters = new Set<Waiter>();
   private alarmAt: number | null = null;
   private readonly waiters = new Set<Waiter>();
   /**
@@ -68,6 +72,7 @@ export class RealmObject extends DurableObject<Env> {
     const from = this.ctx.storage.transactionSync(() => migrate(this.ctx.storage.sql));
     this.records = new RecordStore(this.ctx.storage.sql);
     this.tokens = new TokenStore(this.ctx.storage.sql);
+    this.listeners = new ListenerStore(this.ctx.storage.sql);
     return from;
   }
 
@@ -379,6 +384,69 @@ export class RealmObject extends DurableObject<Env> {
     }
     out.sort((a, b) => (a.from === b.from ? (a.peer < b.peer ? -1 : 1) : a.from < b.from ? -1 : 1));
     return { ok: true, links: out };
+  }
+
+  // ---- listener declarations (docs/listeners.md) ----------------------------------------
+
+  /**
+   * Declares (or replaces) a listener. The admin may declare for any namespace or none; an agent
+   * token only in its own namespaces, and never over another namespace's declaration of that name.
+   */
+  putListener(caller: Caller, name: string, decl: ListenerDeclaration): Result<{ version: number; created: boolean }> {
+    const stored = this.listeners.namespaceOf(name);
+    const namespaces: Array<string | null> = [decl.namespace ?? null];
+    if (stored !== undefined) namespaces.push(stored);
+    const p = this.writer(caller, namespaces);
+    // The writer check speaks of records; here the field is the declaration's own `namespace`.
+    if ("ok" in p) return p.error.path === undefined ? p : { ok: false, error: { ...p.error, path: "namespace" } };
+    if (stored === undefined && this.listeners.count() >= MAX_LISTENERS) {
+      return fail("invalid_input", 400, `a realm holds at most ${MAX_LISTENERS} listener declarations`, "name");
+    }
+    const named: NamedListenerDeclaration = { name, ...decl };
+    if (this.listeners.put(named)) this.wakeListenerWaiters();
+    return { ok: true, version: this.listeners.version, created: stored === undefined };
+  }
+
+  deleteListener(caller: Caller, name: string): Result<{ version: number }> {
+    const stored = this.listeners.namespaceOf(name);
+    if (stored === undefined) {
+      const p = this.reader(caller);
+      if ("ok" in p) return p;
+      return fail("not_found", 404, `no listener named '${name}' in this realm`, "name");
+    }
+    const p = this.writer(caller, [stored]);
+    if ("ok" in p) return p;
+    if (this.listeners.delete(name)) this.wakeListenerWaiters();
+    return { ok: true, version: this.listeners.version };
+  }
+
+  /** Every declaration; with `since` equal to the current version, waits up to `ms` for a change. */
+  async listenerDeclarations(
+    caller: Caller,
+    since: number | null,
+    ms: number,
+  ): Promise<Result<{ version: number; listeners: NamedListenerDeclaration[] }>> {
+    const p = this.reader(caller);
+    if ("ok" in p) return p;
+    if (since === this.listeners.version && ms > 0) {
+      await new Promise<void>((resolve) => {
+        const waiter: Waiter = {
+          since,
+          wake: () => {
+            clearTimeout(timer);
+            this.listenerWaiters.delete(waiter);
+            resolve();
+          },
+        };
+        const timer = setTimeout(waiter.wake, Math.min(ms, MAX_WAIT_MS));
+        this.listenerWaiters.add(waiter);
+      });
+    }
+    return { ok: true, version: this.listeners.version, listeners: this.listeners.list() };
+  }
+
+  private wakeListenerWaiters(): void {
+    for (const w of this.listenerWaiters) w.wake();
   }
 
   private writesSincePrune = 0;

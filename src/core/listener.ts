@@ -3,7 +3,8 @@
 // CONNECT to that target would be. The same shape comes from an agent's config
 // file and from the realm's declarations at the edge, so both are defined here.
 import { z } from "zod";
-import { MetadataSchema, NAME_PATTERN, NameSchema, SelectorSchema } from "./schema.ts";
+import { type HopwayRecord, MetadataSchema, NAME_PATTERN, NameSchema, SelectorSchema } from "./schema.ts";
+import { matchesSelector } from "./selector.ts";
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
@@ -37,7 +38,11 @@ export function parseListenerTarget(text: string): ListenerTarget | string {
   const m = /^([^:\s]+)(?::(\d{1,5}))?$/.exec(text);
   if (!m) return "must be <record-name>:<port> (or <record-name> for its own gateway port)";
   const node = m[1] as string;
-  if (node.length > 253 || !NAME_PATTERN.test(node)) return "must name a record (DNS-1123 name), not a host or address";
+  // A dotted quad is a valid DNS-1123 name, but whoever writes one means an address, which a
+  // listener never dials: say so now rather than refuse every connection later.
+  if (node.length > 253 || !NAME_PATTERN.test(node) || IPV4.test(node)) {
+    return "must name a record (DNS-1123 name), not a host or address";
+  }
   const port = m[2] === undefined ? 0 : Number(m[2]);
   if (port > 65535) return "port must be 0-65535";
   return { authority: text, node, port };
@@ -86,3 +91,34 @@ export const ListenerDeclarationSchema = z.strictObject({
   key: ListenerKeySchema.optional(),
 });
 export type ListenerDeclaration = z.infer<typeof ListenerDeclarationSchema>;
+
+/** A declaration as the edge stores and serves it. */
+export const NamedListenerDeclarationSchema = ListenerDeclarationSchema.extend({ name: NameSchema });
+export type NamedListenerDeclaration = z.infer<typeof NamedListenerDeclarationSchema>;
+
+/** GET /listeners: every declaration of the realm, at a version that moves with each change. */
+export const ListenersAnswerSchema = z.strictObject({
+  version: z.number().int().nonnegative(),
+  listeners: z.array(NamedListenerDeclarationSchema),
+});
+export type ListenersAnswer = z.infer<typeof ListenersAnswerSchema>;
+
+/**
+ * The declared listeners a relay runs: those of its own namespace (or of none) whose
+ * selector matches its record. The namespace test keeps a tenant's declaration on its
+ * own relays whatever its selector says.
+ */
+export function listenersFor(
+  relay: HopwayRecord | undefined,
+  declarations: readonly NamedListenerDeclaration[],
+): Listener[] {
+  if (relay === undefined || relay.type !== "node") return [];
+  const ns = relay.metadata?.namespace_name;
+  const out: Listener[] = [];
+  for (const d of declarations) {
+    if (d.namespace !== undefined && d.namespace !== ns) continue;
+    if (!matchesSelector(d.relays, relay)) continue;
+    out.push({ name: d.name, listen: d.listen, target: d.target, ...(d.key !== undefined ? { key: d.key } : {}) });
+  }
+  return out.sort((a, b) => (a.name as string).localeCompare(b.name as string));
+}

@@ -135,6 +135,10 @@ export const WorkloadAnswerSchema = z.object({
   scaling: WorkloadScalingSchema,
   pods: z.array(z.object({ node: NameSchema, report: ScalingReportSchema, reported_at: z.string() })),
 });
+/** PUT /listeners/{name}; `version` is the declarations' own counter, not the realm's. */
+export const ListenerWriteAnswerSchema = z.object({ version: VersionSchema, name: NameSchema, created: z.boolean() });
+export const ListenerDeleteAnswerSchema = z.object({ version: VersionSchema, name: NameSchema });
+
 /** GET /links: the link state each relay last reported with its heartbeat. */
 export const LinksAnswerSchema = z.object({
   links: z.array(
