@@ -3,10 +3,12 @@
 // (SIGTERM: stop accepting, not ready, deregister, drain, exit 0).
 import { createServer, type Server } from "node:net";
 import { Registry } from "prom-client";
+import { listenersFor, type NamedListenerDeclaration } from "../../src/core/listener.ts";
 import { WorkloadScalingSchema } from "../../src/core/scaling.ts";
 import { type AdminServer, startAdminServer } from "./admin/server.ts";
 import type { AgentConfig } from "./config.ts";
 import { EdgeClient } from "./edge/client.ts";
+import { ListenerFollower } from "./listeners/follower.ts";
 import { ListenerManager } from "./listeners/manager.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { createListenerMetrics, createRelayMetrics } from "./metrics.ts";
@@ -146,9 +148,32 @@ export async function startAgent(
     log: (level, msg, fields) => log.log(level, msg, fields),
     observer: createListenerMetrics(registry, () => listeners.list().length),
   });
-  for (const p of await listeners.apply(config.listeners)) {
-    log.error("listener not started", { listen: p.listen, problem: p.message });
-  }
+  // The config file's listeners, then the realm's declarations for this relay's record; the
+  // file wins a listen address both name.
+  const ownRecord = config.records.find((r) => r.name === config.node);
+  const applyListeners = async (declared: NamedListenerDeclaration[]) => {
+    if (ownRecord === undefined && declared.length > 0) {
+      log.warn("declared listeners ignored: this agent registers no record named after its node to match them", {
+        node: config.node,
+      });
+    }
+    const fromFile = new Set(config.listeners.map((l) => l.listen));
+    const wanted = [...config.listeners, ...listenersFor(ownRecord, declared).filter((l) => !fromFile.has(l.listen))];
+    for (const p of await listeners.apply(wanted)) {
+      log.error("listener not started", { listen: p.listen, problem: p.message });
+    }
+  };
+  await applyListeners([]);
+  const listenerFollower = new ListenerFollower({
+    url: config.edge.url,
+    realm: config.edge.realm,
+    token: config.edgeToken,
+    dataDir: config.data_dir,
+    waitSeconds: config.edge.wait_seconds,
+    onChange: applyListeners,
+    log,
+  });
+  await listenerFollower.start();
 
   // ---- admin server (metrics, probes, local API, pre-delete hook): owned by the autoscaling work ----
   // The deletion-cost patcher's timers are unref'd: it never holds the process open at exit.
@@ -185,6 +210,7 @@ export async function startAgent(
       ready = false;
       relay.startDrain();
       for (const s of servers) s.close();
+      await listenerFollower.stop();
       await listeners.close();
       await edge.stop(true);
       await ownership.stop();
