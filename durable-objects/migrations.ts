@@ -82,7 +82,18 @@ function relayCertificateAuthority(sql: Sql): void {
   sql.exec("CREATE INDEX IF NOT EXISTS ca_issued_generation ON ca_issued (generation, not_after)");
 }
 
-export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [v1, v2, relayCertificateAuthority];
+/**
+ * Listener declarations (docs/listeners.md): a table of their own, with their own version in
+ * `meta`, so a change to them wakes the agents that follow listeners and nothing else.
+ */
+function listenersTable(sql: Sql): void {
+  sql.exec(
+    "CREATE TABLE IF NOT EXISTS listeners (name TEXT PRIMARY KEY, namespace TEXT, json TEXT NOT NULL) WITHOUT ROWID",
+  );
+  sql.exec("INSERT OR IGNORE INTO meta (key, value) VALUES ('listeners_version', '0')");
+}
+
+export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [v1, v2, relayCertificateAuthority, listenersTable];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** Brings the database to SCHEMA_VERSION; returns the version it started from. Caller wraps it in a transaction. */

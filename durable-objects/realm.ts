@@ -6,8 +6,9 @@
 // atomic and bumps the version at most once.
 import { DurableObject } from "cloudflare:workers";
 import type { ErrorCode } from "../src/core/errors.ts";
+import type { ListenerDeclaration, NamedListenerDeclaration } from "../src/core/listener.ts";
 import { computeWorkloadScaling } from "../src/core/scaling.ts";
-import type { HopwayRecord, ScalingReport } from "../src/core/schema.ts";
+import type { HopwayRecord, LinkState, ScalingReport } from "../src/core/schema.ts";
 import type {
   Caller,
   CaStatus,
@@ -15,6 +16,7 @@ import type {
   Failure,
   HeartbeatResult,
   IssuedCertificate,
+  LinkStatus,
   Principal,
   PutResult,
   RecordPageWithTrust,
@@ -26,6 +28,7 @@ import type {
   WriteResult,
 } from "../src/edge/types.ts";
 import { type AuthorityRow, CaStore, MAX_OUTSTANDING_PER_NAME } from "./ca.ts";
+import { ListenerStore, MAX_LISTENERS } from "./listeners.ts";
 import { migrate } from "./migrations.ts";
 import { namespaceOf, RecordStore } from "./records.ts";
 import { TokenStore } from "./tokens.ts";
@@ -52,8 +55,16 @@ export class RealmObject extends DurableObject<Env> {
   private ca!: CaStore;
   /** The first CA's creation, shared by concurrent first requests so only one key pair is made. */
   private caCreation: Promise<void> | undefined;
+  private listeners!: ListenerStore;
+  private readonly listenerWaiters = new Set<Waiter>();
   private alarmAt: number | null = null;
   private readonly waiters = new Set<Waiter>();
+  /**
+   * Link state per relay, from its last heartbeat. Kept in memory on purpose: it is a picture
+   * for operators that the next heartbeat (a third of a lease) repaints, so it is not worth a
+   * storage write per heartbeat; after an eviction the page shows "unknown" until then.
+   */
+  private readonly linkReports = new Map<string, { links: LinkState[]; at: number }>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -69,6 +80,7 @@ export class RealmObject extends DurableObject<Env> {
     this.records = new RecordStore(this.ctx.storage.sql);
     this.tokens = new TokenStore(this.ctx.storage.sql);
     this.ca = new CaStore(this.ctx.storage.sql);
+    this.listeners = new ListenerStore(this.ctx.storage.sql);
     return from;
   }
 
@@ -300,6 +312,7 @@ export class RealmObject extends DurableObject<Env> {
     name: string,
     ttlSeconds: number | null,
     report: ScalingReport | null,
+    links: LinkState[] | null = null,
   ): Result<HeartbeatResult> {
     const now = this.now();
     let row = this.records.get(name);
@@ -323,6 +336,7 @@ export class RealmObject extends DurableObject<Env> {
     const expiresAt = ttl === null ? null : now + ttl * 1000;
     if (ttl !== null && expiresAt !== null) this.records.setLease(name, { expiresAt, ttl });
     if (report !== null) this.records.setReport(name, report, now);
+    if (links !== null) this.linkReports.set(name, { links, at: now });
     this.scheduleAlarm();
     const workload = report?.workload ?? row.workload;
     const result: HeartbeatResult = {
@@ -354,6 +368,94 @@ export class RealmObject extends DurableObject<Env> {
         pods: live.map((r) => ({ node: r.node, report: r.report, reported_at: new Date(r.reportedAt).toISOString() })),
       },
     };
+  }
+
+  /**
+   * Every relay's reported links. A report outlives neither its record nor three lease
+   * lengths (30 s ones for a permanent record), so a relay that stopped heartbeating stops
+   * being shown as linked.
+   */
+  linkStatus(caller: Caller): Result<{ links: LinkStatus[] }> {
+    const p = this.reader(caller);
+    if ("ok" in p) return p;
+    const now = this.now();
+    const out: LinkStatus[] = [];
+    for (const [name, r] of this.linkReports) {
+      const row = this.records.get(name);
+      // A permanent record has no lease to measure by: its reports age out like a 30 s lease's.
+      const ttl = row?.ttl_seconds ?? 30;
+      if (row === undefined || now - r.at > 3 * ttl * 1000) {
+        this.linkReports.delete(name);
+        continue;
+      }
+      const at = new Date(r.at).toISOString();
+      for (const l of r.links) out.push({ from: name, ...l, reported_at: at });
+    }
+    out.sort((a, b) => (a.from === b.from ? (a.peer < b.peer ? -1 : 1) : a.from < b.from ? -1 : 1));
+    return { ok: true, links: out };
+  }
+
+  // ---- listener declarations (docs/listeners.md) ----------------------------------------
+
+  /**
+   * Declares (or replaces) a listener. The admin may declare for any namespace or none; an agent
+   * token only in its own namespaces, and never over another namespace's declaration of that name.
+   */
+  putListener(caller: Caller, name: string, decl: ListenerDeclaration): Result<{ version: number; created: boolean }> {
+    const stored = this.listeners.namespaceOf(name);
+    const namespaces: Array<string | null> = [decl.namespace ?? null];
+    if (stored !== undefined) namespaces.push(stored);
+    const p = this.writer(caller, namespaces);
+    // The writer check speaks of records; here the field is the declaration's own `namespace`.
+    if ("ok" in p) return p.error.path === undefined ? p : { ok: false, error: { ...p.error, path: "namespace" } };
+    if (stored === undefined && this.listeners.count() >= MAX_LISTENERS) {
+      return fail("invalid_input", 400, `a realm holds at most ${MAX_LISTENERS} listener declarations`, "name");
+    }
+    const named: NamedListenerDeclaration = { name, ...decl };
+    if (this.listeners.put(named)) this.wakeListenerWaiters();
+    return { ok: true, version: this.listeners.version, created: stored === undefined };
+  }
+
+  deleteListener(caller: Caller, name: string): Result<{ version: number }> {
+    const stored = this.listeners.namespaceOf(name);
+    if (stored === undefined) {
+      const p = this.reader(caller);
+      if ("ok" in p) return p;
+      return fail("not_found", 404, `no listener named '${name}' in this realm`, "name");
+    }
+    const p = this.writer(caller, [stored]);
+    if ("ok" in p) return p;
+    if (this.listeners.delete(name)) this.wakeListenerWaiters();
+    return { ok: true, version: this.listeners.version };
+  }
+
+  /** Every declaration; with `since` equal to the current version, waits up to `ms` for a change. */
+  async listenerDeclarations(
+    caller: Caller,
+    since: number | null,
+    ms: number,
+  ): Promise<Result<{ version: number; listeners: NamedListenerDeclaration[] }>> {
+    const p = this.reader(caller);
+    if ("ok" in p) return p;
+    if (since === this.listeners.version && ms > 0) {
+      await new Promise<void>((resolve) => {
+        const waiter: Waiter = {
+          since,
+          wake: () => {
+            clearTimeout(timer);
+            this.listenerWaiters.delete(waiter);
+            resolve();
+          },
+        };
+        const timer = setTimeout(waiter.wake, Math.min(ms, MAX_WAIT_MS));
+        this.listenerWaiters.add(waiter);
+      });
+    }
+    return { ok: true, version: this.listeners.version, listeners: this.listeners.list() };
+  }
+
+  private wakeListenerWaiters(): void {
+    for (const w of this.listenerWaiters) w.wake();
   }
 
   private writesSincePrune = 0;

@@ -28,6 +28,7 @@ import { isIPv4, isIPv6 } from "node:net";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { describeIssues, type FieldProblem } from "../../src/core/errors.ts";
+import { ListenerSchema } from "../../src/core/listener.ts";
 import { NameSchema, RecordSchema } from "../../src/core/schema.ts";
 import { ScalingConfigSchema } from "./scaling/config.ts";
 
@@ -133,6 +134,22 @@ export const AgentConfigSchema = z
         tls: RelayTlsSchema,
       })
       .prefault({}),
+    /**
+     * Local addresses whose connections are carried to one target each, for clients that do not
+     * speak CONNECT (docs/listeners.md). The realm can declare more at the edge.
+     */
+    listeners: z
+      .array(ListenerSchema)
+      .max(64)
+      .default([])
+      .superRefine((list, ctx) => {
+        const seen = new Set<string>();
+        list.forEach((l, i) => {
+          if (seen.has(l.listen))
+            ctx.addIssue({ code: "custom", path: [i, "listen"], message: "listen address given twice" });
+          seen.add(l.listen);
+        });
+      }),
     admin: z.strictObject({ listen: ListenSchema.default("0.0.0.0:9090") }).prefault({}),
     data_dir: z.string().min(1).default("/var/lib/hopway"),
     shutdown: z

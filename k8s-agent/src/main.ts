@@ -3,13 +3,16 @@
 // (SIGTERM: stop accepting, not ready, deregister, drain, exit 0).
 import { createServer, type Server } from "node:net";
 import { Registry } from "prom-client";
+import { listenersFor, type NamedListenerDeclaration } from "../../src/core/listener.ts";
 import { WorkloadScalingSchema } from "../../src/core/scaling.ts";
 import { type AdminServer, startAdminServer } from "./admin/server.ts";
 import type { AgentConfig } from "./config.ts";
 import { EdgeClient } from "./edge/client.ts";
 import { createRelayIdentity, type RelayIdentity } from "./identity/index.ts";
+import { ListenerFollower } from "./listeners/follower.ts";
+import { ListenerManager } from "./listeners/manager.ts";
 import { createLogger, type Logger } from "./log.ts";
-import { createRelayMetrics } from "./metrics.ts";
+import { createListenerMetrics, createRelayMetrics } from "./metrics.ts";
 import { keyTargetResolver, localOwners, MembershipFollower } from "./ownership/index.ts";
 import { Relay } from "./relay/relay.ts";
 import { RoutingTable } from "./relay/table.ts";
@@ -25,6 +28,8 @@ export interface RunningAgent {
   admin: AdminServer | undefined;
   /** The relay's link identity (docs/identity.md); the link layer reads it. */
   identity: RelayIdentity;
+  /** Listeners (docs/listeners.md): from the config file now; `apply` changes them live. */
+  listeners: ListenerManager;
   /** The graceful shutdown of spec autoscaling.md §4; resolves when done. */
   shutdown(reason?: string): Promise<void>;
 }
@@ -146,6 +151,40 @@ export async function startAgent(
   }
   log.info("relay listening", { listen: relayAddresses, table_version: table.version ?? null });
 
+  const listeners = new ListenerManager({
+    carrier: relay,
+    clientCidrs: config.relay.client_cidrs,
+    bufferBytes: limits.buffer_bytes,
+    log: (level, msg, fields) => log.log(level, msg, fields),
+    observer: createListenerMetrics(registry, () => listeners.list().length),
+  });
+  // The config file's listeners, then the realm's declarations for this relay's record; the
+  // file wins a listen address both name.
+  const ownRecord = config.records.find((r) => r.name === config.node);
+  const applyListeners = async (declared: NamedListenerDeclaration[]) => {
+    if (ownRecord === undefined && declared.length > 0) {
+      log.warn("declared listeners ignored: this agent registers no record named after its node to match them", {
+        node: config.node,
+      });
+    }
+    const fromFile = new Set(config.listeners.map((l) => l.listen));
+    const wanted = [...config.listeners, ...listenersFor(ownRecord, declared).filter((l) => !fromFile.has(l.listen))];
+    for (const p of await listeners.apply(wanted)) {
+      log.error("listener not started", { listen: p.listen, problem: p.message });
+    }
+  };
+  await applyListeners([]);
+  const listenerFollower = new ListenerFollower({
+    url: config.edge.url,
+    realm: config.edge.realm,
+    token: config.edgeToken,
+    dataDir: config.data_dir,
+    waitSeconds: config.edge.wait_seconds,
+    onChange: applyListeners,
+    log,
+  });
+  await listenerFollower.start();
+
   // ---- admin server (metrics, probes, local API, pre-delete hook): owned by the autoscaling work ----
   // The deletion-cost patcher's timers are unref'd: it never holds the process open at exit.
   // Loaded only when enabled: the Kubernetes client is ~25 MB of the agent's resident memory
@@ -182,6 +221,8 @@ export async function startAgent(
       ready = false;
       relay.startDrain();
       for (const s of servers) s.close();
+      await listenerFollower.stop();
+      await listeners.close();
       await edge.stop(true);
       await ownership.stop();
       const idle = await relay.waitIdle(config.shutdown.drain_seconds * 1000);
@@ -193,5 +234,5 @@ export async function startAgent(
     })();
     return shuttingDown;
   };
-  return { config, relay, edge, registry, relayAddresses, admin, identity, shutdown };
+  return { config, relay, edge, registry, relayAddresses, admin, identity, listeners, shutdown };
 }

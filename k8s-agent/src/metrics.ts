@@ -3,6 +3,7 @@
 // closed sets declared here: never node names or addresses, so a realm's size
 // cannot blow up the series count.
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { ListenerObserver, ListenerResult } from "./listeners/manager.ts";
 import { FAILURE_REASONS, type FailureReason } from "./relay/protocol.ts";
 import type { NextRole, PeerRole, RelayCounters, RelayObserver } from "./relay/relay.ts";
 
@@ -140,6 +141,32 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
     },
     tunnelFailed(reason: FailureReason) {
       failed.inc({ reason });
+    },
+  };
+}
+
+export const LISTENER_RESULTS: readonly ListenerResult[] = ["carried", ...FAILURE_REASONS];
+
+/** Listener metrics: connections by outcome (a closed set), and how many listeners accept now. */
+export function createListenerMetrics(registry: Registry, open: () => number): ListenerObserver {
+  const connections = new Counter({
+    name: "hopway_listener_connections_total",
+    help: "Connections accepted by listeners, by outcome: carried, or the reason they were refused and closed.",
+    labelNames: ["result"] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: "hopway_listeners_open",
+    help: "Listeners accepting connections now.",
+    registers: [registry],
+    collect() {
+      this.set(open());
+    },
+  });
+  for (const result of LISTENER_RESULTS) connections.inc({ result }, 0);
+  return {
+    connection(result) {
+      connections.inc({ result });
     },
   };
 }

@@ -3,6 +3,7 @@
 export { chooseGateway, type DialChoice, gatewayAddresses, pickGateway } from "./dial.ts";
 export * from "./errors.ts";
 export { combineWeight, nameHash, relayHalf, rendezvousWeight } from "./hash.ts";
+export * from "./listener.ts";
 export * from "./ownership.ts";
 export { MAX_RECORDS, type ParseResult, parseRecords, parseTopologyText } from "./parse.ts";
 export {

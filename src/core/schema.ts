@@ -227,3 +227,18 @@ export const ScalingReportSchema = z.strictObject({
   max_replicas: z.number().int().min(1).max(100_000).optional(),
 });
 export type ScalingReport = z.infer<typeof ScalingReportSchema>;
+
+// ---- Relay link status (docs/links.md) ---------------------------------------
+
+/** One of a relay's links to a neighbour relay, as the relay sees it when it heartbeats. */
+export const LinkStateSchema = z.strictObject({
+  /** The neighbour relay's record name (its certified identity). */
+  peer: NameSchema,
+  /** At least one link to the peer is connected and authenticated. */
+  up: z.boolean(),
+  /** Tunnels (streams) open over the links to that peer. */
+  streams: z.number().int().nonnegative().max(10_000_000),
+});
+export type LinkState = z.infer<typeof LinkStateSchema>;
+/** Bounded: a relay reports its neighbours, and a relay has few. */
+export const LinkReportSchema = z.array(LinkStateSchema).max(256);

@@ -11,6 +11,7 @@ import {
   type FieldProblem,
   HopwayError,
   type HopwayRecord,
+  ListenerDeclarationSchema,
   matchesSelector,
   NameSchema,
   parseTopologyText,
@@ -253,8 +254,45 @@ export function createApp(): Hono<Env2> {
       }
     }
     const body = validate(HeartbeatBodySchema, raw);
-    const r = unwrap(await c.var.stub.heartbeat(c.var.caller, name, body.ttl_seconds ?? null, body.report ?? null));
+    const r = unwrap(
+      await c.var.stub.heartbeat(c.var.caller, name, body.ttl_seconds ?? null, body.report ?? null, body.links ?? null),
+    );
     return c.json({ version: r.version, expires_at: r.expires_at, ...(r.scaling ? { scaling: r.scaling } : {}) });
+  });
+
+  // Listener declarations (docs/listeners.md). Agents long-poll the list with If-None-Match.
+  realms.get("/listeners", async (c) => {
+    const q = validate(WaitQuerySchema, queryObject(c));
+    const inm = c.req.header("if-none-match");
+    const since = /^"listeners-(\d{1,15})"$/.exec(inm ?? "")?.[1];
+    const r = unwrap(
+      await c.var.stub.listenerDeclarations(
+        c.var.caller,
+        since === undefined ? null : Number(since),
+        (q.wait ?? 0) * 1000,
+      ),
+    );
+    const etag = `"listeners-${r.version}"`;
+    const headers = { ETag: etag, "Cache-Control": "no-cache" };
+    if (etagMatches(inm, etag)) return c.body(null, 304, headers);
+    return c.json({ version: r.version, listeners: r.listeners }, 200, headers);
+  });
+  realms.put("/listeners/:name", async (c) => {
+    const name = validate(NameSchema, c.req.param("name"), ["name"]);
+    const decl = validate(ListenerDeclarationSchema, await readJson(c.req.raw));
+    const r = unwrap(await c.var.stub.putListener(c.var.caller, name, decl));
+    return c.json({ version: r.version, name, created: r.created }, r.created ? 201 : 200);
+  });
+  realms.delete("/listeners/:name", async (c) => {
+    const name = validate(NameSchema, c.req.param("name"), ["name"]);
+    const r = unwrap(await c.var.stub.deleteListener(c.var.caller, name));
+    return c.json({ version: r.version, name });
+  });
+
+  realms.get("/links", async (c) => {
+    return c.json({ links: unwrap(await c.var.stub.linkStatus(c.var.caller)).links }, 200, {
+      "Cache-Control": "no-cache",
+    });
   });
 
   realms.get("/workloads/:workload", async (c) => {

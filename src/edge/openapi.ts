@@ -2,6 +2,8 @@
 // with (zod 4's toJSONSchema), so the description cannot drift from the code.
 import { z } from "zod";
 import {
+  ListenerDeclarationSchema,
+  ListenersAnswerSchema,
   MembershipSchema,
   OwnersAnswerSchema,
   OwnersRequestSchema,
@@ -18,6 +20,9 @@ import {
   HeartbeatAnswerSchema,
   HeartbeatBodySchema,
   ImportAnswerSchema,
+  LinksAnswerSchema,
+  ListenerDeleteAnswerSchema,
+  ListenerWriteAnswerSchema,
   NodeAnswerSchema,
   NodesAnswerSchema,
   PutAnswerSchema,
@@ -160,6 +165,37 @@ export function openApiDocument(): Record<string, unknown> {
           parameters: [realmParam, nameParam("name")],
           requestBody: { content: json(HeartbeatBodySchema, "input") },
           responses: { "200": ok("renewed", HeartbeatAnswerSchema), ...errors },
+        },
+      },
+      "/v1/realms/{realm}/listeners": {
+        get: {
+          summary:
+            "Every listener declaration; with If-None-Match and ?wait=N (≤ 60) the edge holds the request until they change",
+          parameters: [realmParam, { name: "wait", in: "query", required: false, schema: { type: "number" } }],
+          responses: { "200": ok("declarations", ListenersAnswerSchema), ...conditional, ...errors },
+        },
+      },
+      "/v1/realms/{realm}/listeners/{name}": {
+        put: {
+          summary: "Declare a listener for the relays a selector picks (admin, or an agent token in its namespace)",
+          parameters: [realmParam, nameParam("name")],
+          requestBody: { content: json(ListenerDeclarationSchema, "input") },
+          responses: {
+            "200": ok("replaced", ListenerWriteAnswerSchema),
+            "201": ok("declared", ListenerWriteAnswerSchema),
+            ...errors,
+          },
+        },
+        delete: {
+          parameters: [realmParam, nameParam("name")],
+          responses: { "200": ok("removed", ListenerDeleteAnswerSchema), ...errors },
+        },
+      },
+      "/v1/realms/{realm}/links": {
+        get: {
+          summary: "Each relay's links to its neighbour relays, as it last reported them with its heartbeat",
+          parameters: [realmParam],
+          responses: { "200": ok("link state per relay and peer", LinksAnswerSchema), ...errors },
         },
       },
       "/v1/realms/{realm}/workloads/{workload}": {

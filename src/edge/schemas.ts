@@ -5,6 +5,8 @@ import { z } from "zod";
 import { MAX_CERT_LIFETIME_SECONDS, MIN_CERT_LIFETIME_SECONDS } from "../../durable-objects/ca.ts";
 import {
   HopSchema,
+  LinkReportSchema,
+  LinkStateSchema,
   NameSchema,
   NoRouteReasonSchema,
   RecordSchema,
@@ -21,6 +23,8 @@ export const PutNodeBodySchema = z.intersection(RecordSchema, z.object({ ttl_sec
 export const HeartbeatBodySchema = z.strictObject({
   ttl_seconds: TtlSecondsSchema.optional(),
   report: ScalingReportSchema.optional(),
+  /** The relay's links to its neighbour relays, for the topology page (docs/links.md). */
+  links: LinkReportSchema.optional(),
 });
 
 export const NamespaceSchema = z.string().min(1).max(253);
@@ -139,6 +143,20 @@ export const WorkloadAnswerSchema = z.object({
   version: VersionSchema,
   scaling: WorkloadScalingSchema,
   pods: z.array(z.object({ node: NameSchema, report: ScalingReportSchema, reported_at: z.string() })),
+});
+/** PUT /listeners/{name}; `version` is the declarations' own counter, not the realm's. */
+export const ListenerWriteAnswerSchema = z.object({ version: VersionSchema, name: NameSchema, created: z.boolean() });
+export const ListenerDeleteAnswerSchema = z.object({ version: VersionSchema, name: NameSchema });
+
+/** GET /links: the link state each relay last reported with its heartbeat. */
+export const LinksAnswerSchema = z.object({
+  links: z.array(
+    z.object({
+      from: NameSchema,
+      ...LinkStateSchema.shape,
+      reported_at: z.string(),
+    }),
+  ),
 });
 export const TokenInfoSchema = z.object({
   id: z.string(),

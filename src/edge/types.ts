@@ -4,7 +4,7 @@
 // failure to a stable code and HTTP status.
 import type { ErrorCode } from "../core/errors.ts";
 import type { WorkloadScaling } from "../core/scaling.ts";
-import type { HopwayRecord, ScalingReport } from "../core/schema.ts";
+import type { HopwayRecord, LinkState, ScalingReport } from "../core/schema.ts";
 
 /** Who is calling. The Worker checks the admin secret itself; scoped tokens live in the realm, hashed. */
 export type Caller = { kind: "admin" } | { kind: "token"; hash: string };
@@ -123,4 +123,10 @@ export interface CaStatus {
   authorities: CaAuthorityInfo[];
   /** Generations dropped by this call (retire-old only). */
   retired?: number[];
+}
+
+/** A relay's link to a neighbour, as the relay last reported it (GET /links). */
+export interface LinkStatus extends LinkState {
+  from: string;
+  reported_at: string;
 }

@@ -129,6 +129,23 @@ describe("topology page", () => {
     expect(links).not.toContain("relaysvr1>relaysvr2");
   });
 
+  it("marks relay links up or down as the relays report them with their heartbeats", async () => {
+    const beat = (name: string, links: unknown) =>
+      ok(api("POST", `/nodes/${name}/heartbeat`, JSON.stringify({ links })));
+    await beat("relaysvr2", [{ peer: "relaysvr3", up: true, streams: 2 }]);
+    await beat("relaysvr3", [{ peer: "relaysvr1", up: false, streams: 0 }]);
+    await page.reload();
+    await page.waitForSelector("#view:not([hidden])");
+    const state = (from: string, to: string) =>
+      page.getAttribute(`#graph path.link[data-link-from="${from}"][data-link-to="${to}"]`, "data-link-state");
+    await expect.poll(() => state("relaysvr2", "relaysvr3"), { timeout: 10_000 }).toBe("up");
+    expect(await state("relaysvr3", "relaysvr1")).toBe("down");
+    expect(await state("relaysvr1", "relaysvr3")).toBe("unknown");
+    expect(
+      await page.textContent('#graph path.link[data-link-from="relaysvr2"][data-link-to="relaysvr3"] title'),
+    ).toContain("link up, 2 tunnels");
+  });
+
   it("draws the route app2 → app1 through relaysvr2, relaysvr3 and relaysvr1 with each hop's address", async () => {
     await page.selectOption("#route-from", "app2");
     await page.selectOption("#route-to", "app1");

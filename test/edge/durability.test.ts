@@ -74,6 +74,12 @@ describe("durability", () => {
     ).body.token;
     expect((await call("DELETE", `/v1/realms/${realm}/nodes/old-b`, { token: agent })).status).toBe(403);
     expect((await call("DELETE", `/v1/realms/${realm}/nodes/old-a`, { token: agent })).body.version).toBe(42);
+    // Listener declarations (a later schema) start empty and work.
+    expect((await call("GET", `/v1/realms/${realm}/listeners`)).body).toEqual({ version: 0, listeners: [] });
+    const declared = await call("PUT", `/v1/realms/${realm}/listeners/redis`, {
+      body: { listen: "0.0.0.0:6379", target: "redis:6379" },
+    });
+    expect(declared.status).toBe(201);
     // Running the migrations again is a no-op.
     const again = await runInDurableObject(stubOf(realm), (instance: RealmObject) => instance.runMigrations());
     expect(again).toBe(SCHEMA_VERSION);

@@ -50,6 +50,8 @@ export interface EdgeClientOptions {
   onTable: (table: RouteTable, source: TableSource) => void;
   /** Scaling report sent with the node's heartbeat (autoscaling). */
   report?: () => unknown;
+  /** The relay's links to its neighbours, sent with the node's heartbeat for the topology page. */
+  links?: () => unknown;
   /** What the edge answers in `scaling` (e.g. whether this pod is draining). */
   onScaling?: (scaling: unknown) => void;
   onReachability?: (reachable: boolean) => void;
@@ -377,9 +379,15 @@ export class EdgeClient {
   }
 
   private async heartbeat(record: HopwayRecord): Promise<void> {
-    const report = record.name === this.o.node ? this.o.report?.() : undefined;
+    const own = record.name === this.o.node;
+    const report = own ? this.o.report?.() : undefined;
+    const links = own ? this.o.links?.() : undefined;
     const res = await this.request("POST", `/nodes/${encodeURIComponent(record.name)}/heartbeat`, {
-      body: { ttl_seconds: this.o.leaseSeconds, ...(report !== undefined ? { report } : {}) },
+      body: {
+        ttl_seconds: this.o.leaseSeconds,
+        ...(report !== undefined ? { report } : {}),
+        ...(links !== undefined ? { links } : {}),
+      },
       timeoutMs: 10_000,
     });
     if (res.status === 404) {

@@ -15,6 +15,7 @@
 // in the 200 answer reports the path actually taken.
 import { connect, type NetConnectOpts, type Socket } from "node:net";
 import { MAX_HOPS } from "../../../src/core/schema.ts";
+import type { CarryOutcome, CarryTarget } from "../listeners/manager.ts";
 import { CidrList, clientToken, ReplayCache, signHop, tokenMatches, verifyHop } from "./auth.ts";
 import {
   type ConnectRequest,
@@ -120,6 +121,13 @@ type DialResult =
   | { ok: true; socket: Socket; rest: Buffer; path: string }
   | { ok: false; refusal: Refusal; final: boolean };
 
+/**
+ * How the peer learns the outcome: an HTTP answer on the socket (CONNECT), or, for a
+ * listener's connection, which has no HTTP to speak, a callback (and a close on refusal).
+ */
+type Reply = { kind: "http" } | { kind: "listener"; settled: (outcome: CarryOutcome) => void };
+const HTTP: Reply = { kind: "http" };
+
 class Refusal {
   constructor(
     readonly reason: FailureReason,
@@ -189,18 +197,45 @@ export class Relay {
 
   /** Takes ownership of an accepted socket. Never throws; a bad peer only loses its own connection. */
   handle(accepted: Socket, opts: { local?: boolean } = {}): void {
+    const socket = this.admit(accepted, opts.local === true, HTTP);
+    if (socket !== undefined) this.readHead(socket, opts.local === true);
+  }
+
+  /**
+   * Takes a listener's accepted socket (k8s-agent/src/listeners) and carries it to `target`
+   * exactly as `CONNECT target` from a local client would go: same table, limits and metrics.
+   * The listener has already admitted the source; `settled` learns the outcome once.
+   */
+  carry(accepted: Socket, target: CarryTarget, settled: (outcome: CarryOutcome) => void): void {
+    const reply: Reply = { kind: "listener", settled };
+    const socket = this.admit(accepted, false, reply);
+    if (socket === undefined) return;
+    // The client may speak first (a Redis command): hold its bytes in the kernel until the
+    // path is up and the tunnel pumps them; a socket with no sink would discard them.
+    socket.pause();
+    const headers = new Map<string, string>();
+    if (target.key !== undefined) headers.set("hopway-key", encodeURIComponent(target.key));
+    const req: ConnectRequest = { authority: target.authority, node: target.node, port: target.port, headers };
+    this.forward(socket, req, EMPTY, "client", [], reply).catch((err: unknown) => {
+      this.log("warn", "listener connection failed", { error: String(err) });
+      socket.destroy();
+    });
+  }
+
+  /** Capacity checks and socket set-up shared by every way in; undefined when refused. */
+  private admit(accepted: Socket, local: boolean, reply: Reply): Socket | undefined {
     if (this.draining || this.connections >= this.limits.maxConnections) {
-      this.refuseAtAccept(accepted, this.draining ? "relay is draining" : "relay at connection limit");
-      return;
+      this.refuseAtAccept(accepted, this.draining ? "relay is draining" : "relay at connection limit", reply);
+      return undefined;
     }
     const perSourceCap = this.limits.maxConnectionsPerSource;
     let source: string | undefined;
-    if (perSourceCap > 0 && opts.local !== true) {
+    if (perSourceCap > 0 && !local) {
       source = accepted.remoteAddress ?? "unknown";
       const open = this.perSource.get(source) ?? 0;
       if (open >= perSourceCap) {
-        this.refuseAtAccept(accepted, `source ${source} at its limit of ${perSourceCap} connections`);
-        return;
+        this.refuseAtAccept(accepted, `source ${source} at its limit of ${perSourceCap} connections`, reply);
+        return undefined;
       }
       this.perSource.set(source, open + 1);
     }
@@ -220,12 +255,17 @@ export class Relay {
     socket.allowHalfOpen = true;
     socket.setNoDelay(true);
     socket.on("error", destroySelf);
-    this.readHead(socket, opts.local === true);
+    return socket;
   }
 
   /** Refuses at once without reading: established tunnels are untouched. */
-  private refuseAtAccept(socket: Socket, detail: string): void {
+  private refuseAtAccept(socket: Socket, detail: string, reply: Reply): void {
     this.observer?.tunnelFailed("over_capacity");
+    if (reply.kind === "listener") {
+      socket.destroy();
+      reply.settled({ ok: false, reason: "over_capacity", status: 503, detail, failedAt: this.name });
+      return;
+    }
     socket.on("error", () => {});
     socket.end(errorResponse(503, "over_capacity", detail));
     socket.setTimeout(1000, () => socket.destroy());
@@ -285,9 +325,21 @@ export class Relay {
     socket.on("end", onEnd);
   }
 
-  private refuse(socket: Socket, r: Refusal): void {
+  private refuse(socket: Socket, r: Refusal, reply: Reply = HTTP): void {
     this.observer?.tunnelFailed(r.reason);
     const extra: Record<string, string> = { "Hopway-Reason": r.detail, "Hopway-Failed-At": this.name, ...r.extra };
+    if (reply.kind === "listener") {
+      // No HTTP to answer in: close at once, and let the listener log and count why.
+      socket.destroy();
+      reply.settled({
+        ok: false,
+        reason: r.reason,
+        status: r.status,
+        detail: extra["Hopway-Reason"] ?? r.detail,
+        failedAt: extra["Hopway-Failed-At"] ?? this.name,
+      });
+      return;
+    }
     if (r.status === 407) extra["Proxy-Authenticate"] = 'Basic realm="hopway"';
     if (!socket.destroyed) {
       socket.end(errorResponse(r.status, r.reason, r.detail, extra));
@@ -328,21 +380,33 @@ export class Relay {
     const role = this.authenticate(socket, req, hopsHeader, local);
     if (role instanceof Refusal) return this.refuse(socket, role);
     if (role === "relay") this.releaseSource(socket);
-
     const visited = hopsHeader ? hopsHeader.split(",").map((s) => s.trim()) : [];
+    return this.forward(socket, req, rest, role, visited, HTTP);
+  }
+
+  /** From an admitted request to a spliced tunnel or a refusal: the table decides. */
+  private async forward(
+    socket: Socket,
+    req: ConnectRequest,
+    rest: Buffer,
+    role: PeerRole,
+    visited: string[],
+    reply: Reply,
+  ): Promise<void> {
+    const refuse = (r: Refusal) => this.refuse(socket, r, reply);
     if (visited.includes(this.name)) {
-      return this.refuse(socket, new Refusal("loop", `loop: already visited ${this.name} (${visited.join(" > ")})`));
+      return refuse(new Refusal("loop", `loop: already visited ${this.name} (${visited.join(" > ")})`));
     }
     if (visited.length + 1 >= MAX_HOPS) {
-      return this.refuse(socket, new Refusal("loop", `hop limit ${MAX_HOPS} reached`));
+      return refuse(new Refusal("loop", `hop limit ${MAX_HOPS} reached`));
     }
     if (this.table.version === undefined) {
-      return this.refuse(socket, new Refusal("no_route_table", "relay has no route table yet"));
+      return refuse(new Refusal("no_route_table", "relay has no route table yet"));
     }
     if (this.resolveTarget) {
       const target = await this.resolveTarget(req);
       if (target !== undefined && "reason" in target) {
-        return this.refuse(socket, new Refusal(target.reason, target.detail));
+        return refuse(new Refusal(target.reason, target.detail));
       }
       if (target !== undefined) {
         req.node = target.node;
@@ -350,12 +414,12 @@ export class Relay {
       }
     }
     const found = this.table.lookup(req.node, req.port);
-    if (!found.ok) return this.refuse(socket, new Refusal(found.reason, found.detail));
+    if (!found.ok) return refuse(new Refusal(found.reason, found.detail));
     if (!found.direct && !this.hopKey) {
-      return this.refuse(socket, new Refusal("next_hop_failed", "next hop is a relay but this relay has no hop key"));
+      return refuse(new Refusal("next_hop_failed", "next hop is a relay but this relay has no hop key"));
     }
     if (found.direct && found.hops.length + visited.length + 1 > MAX_HOPS) {
-      return this.refuse(socket, new Refusal("loop", `hop limit ${MAX_HOPS} reached`));
+      return refuse(new Refusal("loop", `hop limit ${MAX_HOPS} reached`));
     }
 
     const started = performance.now();
@@ -399,11 +463,12 @@ export class Relay {
         attempt.rest,
         path,
         (performance.now() - started) / 1000,
+        reply,
       );
       return;
     }
     socket.off("close", onClientClose);
-    this.refuse(socket, lastFailure);
+    refuse(lastFailure);
   }
 
   private dial(addr: Dialable, nextNode: string, authority: string | undefined, hops: string): Promise<DialResult> {
@@ -523,6 +588,7 @@ export class Relay {
     upstreamRest: Buffer,
     path: string,
     connectSeconds: number,
+    reply: Reply,
   ): void {
     if (client.destroyed) {
       upstream.destroy();
@@ -542,7 +608,8 @@ export class Relay {
     const counters = this.counters;
     // The answer and any bytes the next hop already sent leave in one write.
     client.cork();
-    client.write(establishedResponse(path));
+    if (reply.kind === "http") client.write(establishedResponse(path));
+    else reply.settled({ ok: true, path });
     if (upstreamRest.length > 0) {
       counters.down[peer] += upstreamRest.length;
       client.write(upstreamRest);

@@ -2,6 +2,7 @@
 // a Bearer header. Nothing here decides routing: routes come from the edge's
 // resolver, so the page can never disagree with the agents.
 import type { HopwayRecord, Route } from "../../../core/schema.ts";
+import type { LinkStatus } from "../../types.ts";
 
 export class ApiError extends Error {
   constructor(
@@ -59,6 +60,13 @@ export class Api {
     if (response.status === 304) return null;
     const body: unknown = await response.json();
     return { etag: response.headers.get("etag"), ...normalizeNodes(body) };
+  }
+
+  /** Each relay's links as it last reported them with its heartbeat. */
+  async links(signal?: AbortSignal): Promise<LinkStatus[]> {
+    const response = await this.get("/links", signal ? { signal } : {});
+    const body = (await response.json()) as { links?: LinkStatus[] };
+    return Array.isArray(body.links) ? body.links : [];
   }
 
   async route(from: string, to: string, signal?: AbortSignal): Promise<RouteAnswer> {

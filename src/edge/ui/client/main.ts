@@ -6,11 +6,14 @@
 
 import { chooseGateway } from "../../../core/dial.ts";
 import type { Gateway, Hop, HopwayRecord } from "../../../core/schema.ts";
+import type { LinkStatus } from "../../types.ts";
 import { Api, ApiError, type RouteAnswer } from "./api.ts";
 import { curve, type Drawable, type Layout, layout, type PlacedNode } from "./layout.ts";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const WAIT_SECONDS = 20;
+// Relays report their links with each heartbeat (a third of a lease); polling faster shows nothing new.
+const LINK_POLL_MS = 10_000;
 // The edge's realm rule: a DNS-1123 subdomain of at most 63 characters (core NAME_PATTERN,
 // restated here so the page does not bundle zod for one regular expression).
 const REALM_PATTERN = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -29,6 +32,8 @@ interface State {
   records: HopwayRecord[];
   version: string | null;
   links: RelayLink[];
+  /** Reported link state by `from>peer`; a relay link missing here was not reported. */
+  linkStatus: Map<string, LinkStatus>;
   from: string;
   to: string;
   route: RouteAnswer | null;
@@ -141,6 +146,7 @@ function openRealm(realm: string, token: string): void {
     records: [],
     version: null,
     links: [],
+    linkStatus: new Map(),
     from: "",
     to: "",
     route: null,
@@ -150,6 +156,7 @@ function openRealm(realm: string, token: string): void {
   };
   wireControls(state);
   void follow(state, () => myGeneration === generation);
+  void followLinks(state, () => myGeneration === generation);
 }
 
 // ---- live data -------------------------------------------------------------------
@@ -189,6 +196,25 @@ async function follow(state: State, current: () => boolean): Promise<void> {
       await sleep(backoff);
       backoff = Math.min(backoff * 2, 15_000);
     }
+  }
+}
+
+/** Link state is a picture repainted by heartbeats: poll it, and redraw only when it changed. */
+async function followLinks(state: State, current: () => boolean): Promise<void> {
+  let last = "";
+  while (current()) {
+    try {
+      const links = await state.api.links();
+      const key = JSON.stringify(links.map(({ reported_at: _, ...l }) => l));
+      if (key !== last && current()) {
+        last = key;
+        state.linkStatus = new Map(links.map((l) => [`${l.from}>${l.peer}`, l]));
+        render(state);
+      }
+    } catch {
+      // The records loop reports the edge's state; a failed poll keeps the last picture.
+    }
+    await sleep(LINK_POLL_MS);
   }
 }
 
@@ -367,13 +393,27 @@ function renderGraph(state: State, drawn: Layout): void {
     const b = drawn.nodes.get(link.to);
     if (!a || !b) continue;
     const d = curve(a, b);
+    const status = state.linkStatus.get(`${link.from}>${link.to}`);
+    const live = status === undefined ? "unknown" : status.up ? "up" : "down";
     const path = svg(
       "path",
-      { class: "link", d: d.path, "data-link-from": link.from, "data-link-to": link.to },
+      {
+        class: `link link-${live}`,
+        d: d.path,
+        "data-link-from": link.from,
+        "data-link-to": link.to,
+        "data-link-state": live,
+      },
       linkLayer,
     );
+    const seen =
+      status === undefined
+        ? "no link reported"
+        : status.up
+          ? `link up, ${status.streams} tunnel${status.streams === 1 ? "" : "s"} (reported ${status.reported_at})`
+          : `link down (reported ${status.reported_at})`;
     svg("title", {}, path).textContent =
-      `${link.from} can dial ${link.to} at ${link.address ?? "(client)"} (priority ${link.priority})`;
+      `${link.from} can dial ${link.to} at ${link.address ?? "(client)"} (priority ${link.priority}): ${seen}`;
     svg("text", { class: "link-label", x: d.mid.x, y: d.mid.y }, linkLayer).textContent = `p${link.priority}`;
   }
 

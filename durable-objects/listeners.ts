@@ -1,0 +1,75 @@
+// Listener declarations of one realm (docs/listeners.md): which relays bind
+// which local address for which target. A counter of their own moves with each
+// change, so agents long-poll declarations without waking on record changes.
+import type { NamedListenerDeclaration } from "../src/core/listener.ts";
+import type { Sql } from "./migrations.ts";
+
+/** Declarations a realm may hold: each is one listening socket on every relay it selects. */
+export const MAX_LISTENERS = 1024;
+
+interface Row extends Record<string, SqlStorageValue> {
+  name: string;
+  namespace: string | null;
+  json: string;
+}
+
+export class ListenerStore {
+  private versionCache: number;
+
+  constructor(private readonly sql: Sql) {
+    const row = sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'listeners_version'").toArray()[0];
+    this.versionCache = Number(row?.value ?? "0");
+  }
+
+  get version(): number {
+    return this.versionCache;
+  }
+
+  /** The namespace of a stored declaration: undefined = none stored; null = an admin's, for any namespace. */
+  namespaceOf(name: string): string | null | undefined {
+    const row = this.sql.exec<Row>("SELECT name, namespace, json FROM listeners WHERE name = ?", name).toArray()[0];
+    return row === undefined ? undefined : row.namespace;
+  }
+
+  count(): number {
+    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM listeners").one().n;
+  }
+
+  list(): NamedListenerDeclaration[] {
+    return this.sql
+      .exec<Row>("SELECT name, namespace, json FROM listeners ORDER BY name")
+      .toArray()
+      .map((r) => JSON.parse(r.json) as NamedListenerDeclaration);
+  }
+
+  /** Stores it; false when the stored one was the same (no new version). */
+  put(decl: NamedListenerDeclaration): boolean {
+    const json = JSON.stringify(decl);
+    const old = this.sql
+      .exec<Row>("SELECT name, namespace, json FROM listeners WHERE name = ?", decl.name)
+      .toArray()[0];
+    if (old?.json === json) return false;
+    this.sql.exec(
+      "INSERT OR REPLACE INTO listeners (name, namespace, json) VALUES (?, ?, ?)",
+      decl.name,
+      decl.namespace ?? null,
+      json,
+    );
+    this.bump();
+    return true;
+  }
+
+  delete(name: string): boolean {
+    const removed = this.sql.exec("DELETE FROM listeners WHERE name = ?", name).rowsWritten > 0;
+    if (removed) this.bump();
+    return removed;
+  }
+
+  private bump(): void {
+    this.versionCache++;
+    this.sql.exec(
+      "INSERT OR REPLACE INTO meta (key, value) VALUES ('listeners_version', ?)",
+      String(this.versionCache),
+    );
+  }
+}

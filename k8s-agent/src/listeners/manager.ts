@@ -1,0 +1,242 @@
+// Listeners (docs/listeners.md): local addresses the agent binds so that an
+// unmodified client (a Redis or PostgreSQL client, curl without -x) reaches a
+// remote node. Every accepted connection goes to the relay core as if it had
+// sent `CONNECT <target>`: same route table, limits, metrics and refusals; only
+// the HTTP answer is missing, so outcomes are logged and counted instead.
+// The set of listeners changes live (config, or declarations from the edge):
+// new addresses are bound, removed ones stop accepting, and connections already
+// carried are never touched.
+import { createServer, type Server, type Socket } from "node:net";
+import {
+  type Listener,
+  type ListenerTarget,
+  parseListenAddress,
+  parseListenerTarget,
+} from "../../../src/core/listener.ts";
+import { CidrList } from "../relay/auth.ts";
+import type { FailureReason } from "../relay/protocol.ts";
+
+export interface CarryTarget extends ListenerTarget {
+  /** Key for a group target (key-affine owner), as the relay would read it from Hopway-Key. */
+  key?: string;
+}
+
+export type CarryOutcome =
+  | { ok: true; path: string }
+  | { ok: false; reason: FailureReason; status: number; detail: string; failedAt: string };
+
+/** The relay core, seen from a listener. */
+export interface ListenerCarrier {
+  /** Takes the socket; calls `settled` once, when the path is up or the connection was refused. */
+  carry(socket: Socket, target: CarryTarget, settled: (outcome: CarryOutcome) => void): void;
+}
+
+export type ListenerResult = "carried" | FailureReason;
+
+export interface ListenerObserver {
+  connection(result: ListenerResult): void;
+}
+
+export interface ListenerManagerOptions {
+  carrier: ListenerCarrier;
+  /** Who may connect: the relay's client source ranges (a listener carries no credentials). */
+  clientCidrs: readonly string[];
+  log: (level: "info" | "warn" | "error", msg: string, fields: Record<string, unknown>) => void;
+  observer?: ListenerObserver;
+  /** Socket buffer per direction, as the relay's own listeners use. */
+  bufferBytes?: number;
+  /** Refusals of one listener are logged at most once per this many ms, with a count. */
+  refusalLogMs?: number;
+  now?: () => number;
+}
+
+interface Running {
+  spec: Listener;
+  target: ListenerTarget;
+  server: Server;
+  /** Actual bound address (port resolved). */
+  address: string;
+  refusals: { count: number; lastLog: number; last?: string };
+}
+
+export interface ListenerStatus {
+  name: string;
+  listen: string;
+  address: string;
+  target: string;
+}
+
+/** What apply() could not do; the rest was applied. */
+export interface ListenerProblem {
+  listen: string;
+  message: string;
+}
+
+export class ListenerManager {
+  private readonly running = new Map<string, Running>();
+  private readonly cidrs: CidrList;
+  private readonly refusalLogMs: number;
+  private readonly now: () => number;
+  private applying: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  constructor(private readonly o: ListenerManagerOptions) {
+    this.cidrs = new CidrList(o.clientCidrs);
+    this.refusalLogMs = o.refusalLogMs ?? 10_000;
+    this.now = o.now ?? Date.now;
+  }
+
+  /** Listeners accepting now. */
+  list(): ListenerStatus[] {
+    return [...this.running.values()].map((r) => ({
+      name: nameOf(r.spec),
+      listen: r.spec.listen,
+      address: r.address,
+      target: r.spec.target,
+    }));
+  }
+
+  /**
+   * Makes the running set equal `specs` (keyed by listen address): binds new ones, retargets
+   * changed ones in place, closes removed ones. Calls are serialised; a listen address that
+   * cannot be bound is reported and tried again by the next call.
+   */
+  apply(specs: readonly Listener[]): Promise<ListenerProblem[]> {
+    const run = this.applying.then(() => this.applyNow(specs));
+    this.applying = run.catch(() => {});
+    return run;
+  }
+
+  private async applyNow(specs: readonly Listener[]): Promise<ListenerProblem[]> {
+    const problems: ListenerProblem[] = [];
+    if (this.closed) return problems;
+    const wanted = new Map<string, Listener>();
+    for (const spec of specs) {
+      if (wanted.has(spec.listen)) {
+        problems.push({
+          listen: spec.listen,
+          message: `listen address given twice; keeping '${nameOf(wanted.get(spec.listen) as Listener)}'`,
+        });
+        continue;
+      }
+      wanted.set(spec.listen, spec);
+    }
+    for (const [listen, r] of this.running) {
+      if (wanted.has(listen)) continue;
+      this.running.delete(listen);
+      // close() only stops accepting: connections already carried stay with the relay.
+      r.server.close();
+      this.o.log("info", "listener closed", { listener: nameOf(r.spec), listen });
+    }
+    for (const [listen, spec] of wanted) {
+      const target = parseListenerTarget(spec.target);
+      if (typeof target === "string") {
+        problems.push({ listen, message: `target: ${target}` });
+        continue;
+      }
+      const current = this.running.get(listen);
+      if (current !== undefined) {
+        if (current.spec.target !== spec.target || JSON.stringify(current.spec.key) !== JSON.stringify(spec.key)) {
+          this.o.log("info", "listener retargeted", {
+            listener: nameOf(spec),
+            from: current.spec.target,
+            to: spec.target,
+          });
+        }
+        current.spec = spec;
+        current.target = target;
+        continue;
+      }
+      try {
+        const running = await this.bind(spec, target);
+        this.running.set(listen, running);
+        this.o.log("info", "listener open", { listener: nameOf(spec), listen: running.address, target: spec.target });
+      } catch (err) {
+        const message = (err as NodeJS.ErrnoException).code ?? String(err);
+        problems.push({ listen, message: `cannot listen: ${message}` });
+        this.o.log("error", "listener could not bind", { listener: nameOf(spec), listen, error: message });
+      }
+    }
+    return problems;
+  }
+
+  private bind(spec: Listener, target: ListenerTarget): Promise<Running> {
+    const addr = parseListenAddress(spec.listen);
+    if (typeof addr === "string") return Promise.reject(new Error(addr));
+    const server = createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: this.o.bufferBytes } as Parameters<
+      typeof createServer
+    >[0]);
+    const running: Running = { spec, target, server, address: spec.listen, refusals: { count: 0, lastLog: 0 } };
+    server.on("connection", (socket) => this.accept(running, socket));
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: addr.host, port: addr.port }, () => {
+        server.off("error", reject);
+        server.on("error", (err) =>
+          this.o.log("error", "listener error", { listener: nameOf(spec), error: String(err) }),
+        );
+        const a = server.address();
+        if (a !== null && typeof a === "object") {
+          running.address = a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+        }
+        resolve(running);
+      });
+    });
+  }
+
+  private accept(r: Running, socket: Socket): void {
+    if (!this.cidrs.allows(socket.remoteAddress)) {
+      socket.destroy();
+      this.refused(r, {
+        reason: "auth",
+        status: 407,
+        detail: `source ${socket.remoteAddress ?? "?"} is outside client_cidrs`,
+        failedAt: "",
+      });
+      return;
+    }
+    const key = r.spec.key === undefined ? undefined : "value" in r.spec.key ? r.spec.key.value : clientKey(socket);
+    const target: CarryTarget = key === undefined ? r.target : { ...r.target, key };
+    this.o.carrier.carry(socket, target, (outcome) => {
+      if (outcome.ok) this.o.observer?.connection("carried");
+      else this.refused(r, outcome);
+    });
+  }
+
+  /** Counted every time; logged once per interval per listener, since a listener has no answer to give. */
+  private refused(r: Running, o: { reason: FailureReason; status: number; detail: string; failedAt: string }): void {
+    this.o.observer?.connection(o.reason);
+    r.refusals.count++;
+    const now = this.now();
+    if (now - r.refusals.lastLog < this.refusalLogMs && r.refusals.last === o.reason) return;
+    this.o.log("warn", "listener refused a connection", {
+      listener: nameOf(r.spec),
+      target: r.spec.target,
+      status: o.status,
+      reason: o.reason,
+      detail: o.detail,
+      ...(o.failedAt ? { failed_at: o.failedAt } : {}),
+      refused_since_last_log: r.refusals.count,
+    });
+    r.refusals = { count: 0, lastLog: now, last: o.reason };
+  }
+
+  /** Stops accepting on every listener; carried connections stay with the relay (its drain ends them). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.applying;
+    const servers = [...this.running.values()].map((r) => r.server);
+    this.running.clear();
+    for (const s of servers) s.close();
+  }
+}
+
+function nameOf(spec: Listener): string {
+  return spec.name ?? spec.listen;
+}
+
+/** The client's address as a key: IPv4 peers of dual-stack listeners without the ::ffff: prefix. */
+function clientKey(socket: Socket): string {
+  const a = socket.remoteAddress ?? "";
+  return a.startsWith("::ffff:") ? a.slice(7) : a;
+}

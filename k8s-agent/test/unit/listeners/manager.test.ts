@@ -1,0 +1,161 @@
+// Listeners over real loopback sockets: an unmodified client connects to a plain address and
+// reaches the target through the relay as a CONNECT would, and refusals close at once.
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { connect, type Socket } from "node:net";
+import { describe, expect, it } from "vitest";
+import { ListenerManager, type ListenerResult } from "../../../src/listeners/manager.ts";
+import { Relay } from "../../../src/relay/relay.ts";
+import { RoutingTable } from "../../../src/relay/table.ts";
+import { hop, readAll, route, startEcho } from "../relay/helpers.ts";
+
+interface Logged {
+  level: string;
+  msg: string;
+  fields: Record<string, unknown>;
+}
+
+function setup(routes: ReturnType<typeof route>[], opts: { cidrs?: string[] } = {}) {
+  const table = new RoutingTable("r1");
+  table.set({ node: "r1", version: 1, routes });
+  const relay = new Relay({ name: "r1", table });
+  const results: ListenerResult[] = [];
+  const logs: Logged[] = [];
+  const listeners = new ListenerManager({
+    carrier: relay,
+    clientCidrs: opts.cidrs ?? ["127.0.0.0/8"],
+    log: (level, msg, fields) => logs.push({ level, msg, fields }),
+    observer: { connection: (r) => results.push(r) },
+  });
+  return { table, relay, listeners, results, logs };
+}
+
+async function dialListener(address: string): Promise<Socket> {
+  const [host, port] = [
+    address.slice(0, address.lastIndexOf(":")),
+    Number(address.slice(address.lastIndexOf(":") + 1)),
+  ];
+  const s = connect({ host, port, allowHalfOpen: true });
+  s.on("error", () => {});
+  await once(s, "connect");
+  // Reading, like any real client, so a close by the listener is seen.
+  s.resume();
+  return s;
+}
+
+describe("listeners", () => {
+  it("carries a client that speaks first, byte for byte, with no CONNECT", async () => {
+    const echo = await startEcho({ halfClose: true });
+    const { listeners, relay, results } = setup([route("r1", "db", [hop("db", `ipv4://127.0.0.1:${echo.port}`)])]);
+    expect(await listeners.apply([{ listen: "127.0.0.1:0", target: `db:${echo.port}` }])).toEqual([]);
+    const [open] = listeners.list();
+    const client = await dialListener(open?.address as string);
+    const payload = randomBytes(3 * 1024 * 1024);
+    // Written before the path is up: nothing may be lost while the relay dials.
+    client.end(payload);
+    const back = await readAll(client);
+    expect(createHash("sha256").update(back).digest("hex")).toBe(createHash("sha256").update(payload).digest("hex"));
+    expect(results).toEqual(["carried"]);
+    expect(relay.counters.up.client).toBe(payload.length);
+    await listeners.close();
+    echo.server.close();
+  });
+
+  it("refuses at once, logs why and counts it, when the target has no route; carries once one appears", async () => {
+    const echo = await startEcho();
+    const { listeners, table, results, logs } = setup([]);
+    await listeners.apply([{ name: "db", listen: "127.0.0.1:0", target: "db:1" }]);
+    const address = listeners.list()[0]?.address as string;
+
+    const refused = await dialListener(address);
+    const t0 = performance.now();
+    await once(refused, "end");
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(results).toEqual(["unknown_node"]);
+    const warn = logs.find((l) => l.msg === "listener refused a connection");
+    expect(warn?.fields).toMatchObject({ listener: "db", target: "db:1", status: 404, reason: "unknown_node" });
+
+    // A second refusal within the interval is counted but not logged again.
+    const again = await dialListener(address);
+    await once(again, "end");
+    expect(results).toEqual(["unknown_node", "unknown_node"]);
+    expect(logs.filter((l) => l.msg === "listener refused a connection")).toHaveLength(1);
+
+    table.set({ node: "r1", version: 2, routes: [route("r1", "db", [hop("db", `ipv4://127.0.0.1:${echo.port}`)])] });
+    await listeners.apply([{ name: "db", listen: "127.0.0.1:0", target: `db:${echo.port}` }]);
+    // Same listen address: retargeted in place, not rebound.
+    expect(listeners.list()[0]?.address).toBe(address);
+    const ok = await dialListener(address);
+    ok.write("ping");
+    const [chunk] = (await once(ok, "data")) as [Buffer];
+    expect(chunk.toString()).toBe("ping");
+    expect(results.at(-1)).toBe("carried");
+    ok.destroy();
+    await listeners.close();
+    echo.server.close();
+  });
+
+  it("admits only the relay's client source ranges", async () => {
+    const echo = await startEcho();
+    const { listeners, results } = setup([route("r1", "db", [hop("db", `ipv4://127.0.0.1:${echo.port}`)])], {
+      cidrs: ["10.0.0.0/8"],
+    });
+    await listeners.apply([{ listen: "127.0.0.1:0", target: `db:${echo.port}` }]);
+    const s = await dialListener(listeners.list()[0]?.address as string);
+    await once(s, "end");
+    expect(results).toEqual(["auth"]);
+    expect(echo.sockets).toHaveLength(0);
+    await listeners.close();
+    echo.server.close();
+  });
+
+  it("never widens what the table allows: a port that is not the target's gateway port is refused", async () => {
+    const echo = await startEcho();
+    const { listeners, results } = setup([route("r1", "db", [hop("db", `ipv4://127.0.0.1:${echo.port}`)])]);
+    await listeners.apply([{ listen: "127.0.0.1:0", target: "db:22" }]);
+    const s = await dialListener(listeners.list()[0]?.address as string);
+    await once(s, "end");
+    expect(results).toEqual(["forbidden"]);
+    expect(echo.sockets).toHaveLength(0);
+    await listeners.close();
+    echo.server.close();
+  });
+
+  it("adds and removes listeners live without touching connections already carried", async () => {
+    const echo = await startEcho();
+    const { listeners } = setup([route("r1", "db", [hop("db", `ipv4://127.0.0.1:${echo.port}`)])]);
+    await listeners.apply([{ name: "a", listen: "127.0.0.1:0", target: `db:${echo.port}` }]);
+    const a = listeners.list()[0]?.address as string;
+    const carried = await dialListener(a);
+    carried.write("one");
+    await once(carried, "data");
+
+    // `a` is replaced by `b` (127.0.0.2, another listen address): a stops accepting, its tunnel stays.
+    await listeners.apply([{ name: "b", listen: "127.0.0.2:0", target: `db:${echo.port}` }]);
+    expect(listeners.list().map((l) => l.name)).toEqual(["b"]);
+    const refused = connect({ host: "127.0.0.1", port: Number(a.split(":")[1]) });
+    const [err] = (await once(refused, "error")) as [NodeJS.ErrnoException];
+    expect(err.code).toBe("ECONNREFUSED");
+    carried.write("two");
+    const [chunk] = (await once(carried, "data")) as [Buffer];
+    expect(chunk.toString()).toBe("two");
+    carried.destroy();
+    await listeners.close();
+    echo.server.close();
+  });
+
+  it("reports a listen address it cannot bind and keeps the others", async () => {
+    const { listeners } = setup([]);
+    await listeners.apply([{ listen: "127.0.0.1:0", target: "db:1" }]);
+    const taken = listeners.list()[0]?.address as string;
+    const other = new ListenerManager({ carrier: setup([]).relay, clientCidrs: ["127.0.0.0/8"], log: () => {} });
+    const problems = await other.apply([
+      { listen: taken, target: "db:1" },
+      { listen: "127.0.0.1:0", target: "db:1" },
+    ]);
+    expect(problems).toEqual([{ listen: taken, message: "cannot listen: EADDRINUSE" }]);
+    expect(other.list()).toHaveLength(1);
+    await other.close();
+    await listeners.close();
+  });
+});

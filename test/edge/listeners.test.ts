@@ -1,0 +1,103 @@
+// Listener declarations at the edge: who may declare what, validation by field, and the
+// long-poll agents follow.
+import { describe, expect, it } from "vitest";
+import { ListenersAnswerSchema } from "../../src/core/listener.ts";
+import { call, freshRealm } from "./helpers.ts";
+
+async function token(realm: string, role: "agent" | "reader", namespaces: string[] = []): Promise<string> {
+  const r = await call("POST", `/v1/realms/${realm}/tokens`, { body: { role, namespaces } });
+  expect(r.status).toBe(201);
+  return r.body.token as string;
+}
+
+const decl = (extra: Record<string, unknown> = {}) => ({
+  namespace: "ns1",
+  relays: { metadata: { kind: "relay" } },
+  listen: "0.0.0.0:6379",
+  target: "redis-eu:6379",
+  ...extra,
+});
+
+describe("listener declarations", () => {
+  it("an agent token declares in its own namespace only; the admin anywhere; readers never", async () => {
+    const realm = freshRealm("lis");
+    const agent = await token(realm, "agent", ["ns1"]);
+    const reader = await token(realm, "reader");
+
+    const created = await call("PUT", `/v1/realms/${realm}/listeners/redis`, { body: decl(), token: agent });
+    expect(created.status).toBe(201);
+    expect(created.body).toEqual({ version: 1, name: "redis", created: true });
+    const same = await call("PUT", `/v1/realms/${realm}/listeners/redis`, { body: decl(), token: agent });
+    expect(same.status).toBe(200);
+    expect(same.body.version).toBe(1);
+
+    const foreign = await call("PUT", `/v1/realms/${realm}/listeners/pg`, {
+      body: decl({ namespace: "ns2" }),
+      token: agent,
+    });
+    expect(foreign.status).toBe(403);
+    expect(foreign.body.error).toMatchObject({ code: "namespace_forbidden", path: "namespace" });
+    const everywhere = await call("PUT", `/v1/realms/${realm}/listeners/pg`, {
+      body: decl({ namespace: undefined }),
+      token: agent,
+    });
+    expect(everywhere.status).toBe(403);
+
+    const admin = await call("PUT", `/v1/realms/${realm}/listeners/pg`, { body: decl({ namespace: undefined }) });
+    expect(admin.status).toBe(201);
+    // A tenant cannot take over (or remove) the admin's declaration by its name.
+    const takeover = await call("PUT", `/v1/realms/${realm}/listeners/pg`, { body: decl(), token: agent });
+    expect(takeover.status).toBe(403);
+    expect((await call("DELETE", `/v1/realms/${realm}/listeners/pg`, { token: agent })).status).toBe(403);
+
+    expect((await call("PUT", `/v1/realms/${realm}/listeners/x`, { body: decl(), token: reader })).status).toBe(403);
+    const list = await call("GET", `/v1/realms/${realm}/listeners`, { token: reader });
+    expect(list.status).toBe(200);
+    const parsed = ListenersAnswerSchema.parse(list.body);
+    expect(parsed.listeners.map((l) => [l.name, l.namespace ?? null])).toEqual([
+      ["pg", null],
+      ["redis", "ns1"],
+    ]);
+    expect(parsed.version).toBe(2);
+
+    const removed = await call("DELETE", `/v1/realms/${realm}/listeners/redis`, { token: agent });
+    expect(removed.body).toEqual({ version: 3, name: "redis" });
+    expect((await call("DELETE", `/v1/realms/${realm}/listeners/redis`, { token: agent })).status).toBe(404);
+  });
+
+  it("names the bad field and stores nothing", async () => {
+    const realm = freshRealm("lis");
+    for (const [body, path] of [
+      [decl({ listen: "localhost:6379" }), "listen"],
+      [decl({ target: "10.0.0.1:6379" }), "target"],
+      [decl({ target: "redis eu" }), "target"],
+      [decl({ key: { from: "header" } }), "key"],
+      [decl({ relays: { label: "x" } }), "relays"],
+      [decl({ extra: 1 }), ""],
+    ] as const) {
+      const r = await call("PUT", `/v1/realms/${realm}/listeners/bad`, { body });
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.body.error.path ?? "", JSON.stringify(r.body)).toMatch(new RegExp(`^${path}`));
+    }
+    const list = await call("GET", `/v1/realms/${realm}/listeners`);
+    expect(list.body).toEqual({ version: 0, listeners: [] });
+  });
+
+  it("answers 304 while unchanged, and wakes a waiting agent when a declaration changes", async () => {
+    const realm = freshRealm("lis");
+    const first = await call("GET", `/v1/realms/${realm}/listeners`);
+    const etag = first.headers.get("etag") as string;
+    expect(etag).toBe('"listeners-0"');
+    expect((await call("GET", `/v1/realms/${realm}/listeners`, { headers: { "if-none-match": etag } })).status).toBe(
+      304,
+    );
+    const t0 = Date.now();
+    const waiting = call("GET", `/v1/realms/${realm}/listeners?wait=20`, { headers: { "if-none-match": etag } });
+    await new Promise((r) => setTimeout(r, 200));
+    await call("PUT", `/v1/realms/${realm}/listeners/redis`, { body: decl() });
+    const woken = await waiting;
+    expect(woken.status).toBe(200);
+    expect(woken.body.listeners.map((l: { name: string }) => l.name)).toEqual(["redis"]);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+});
