@@ -53,7 +53,16 @@ function v2(sql: Sql): void {
   );
 }
 
-export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [v1, v2];
+/**
+ * Schema version 3: the gateway address policy (docs/security/edge.md), one
+ * row per scope: 'default', or 'ns:' and a namespace name. No row at all means
+ * the built-in default, which is what every realm migrated from v2 gets.
+ */
+function v3(sql: Sql): void {
+  sql.exec("CREATE TABLE IF NOT EXISTS address_policy (scope TEXT PRIMARY KEY, rules TEXT NOT NULL) WITHOUT ROWID");
+}
+
+export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [v1, v2, v3];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** Brings the database to SCHEMA_VERSION; returns the version it started from. Caller wraps it in a transaction. */

@@ -7,7 +7,12 @@ import { describeIssues, type FieldProblem, formatPath } from "./errors.ts";
 import { type HopwayRecord, RecordSchema } from "./schema.ts";
 
 export type ParseResult =
-  | { ok: true; records: HopwayRecord[] }
+  | {
+      ok: true;
+      records: HopwayRecord[];
+      /** Where each record sits in the text (`[3]`, `relaysvr1.discovery`), for errors found later. */
+      paths: string[];
+    }
   | {
       ok: false;
       /**
@@ -146,5 +151,5 @@ export function parseRecords(value: unknown): ParseResult {
     });
   }
   if (problems.length > 0) return { ok: false, code: "invalid_input", problems };
-  return { ok: true, records: located.map((l) => l.record) };
+  return { ok: true, records: located.map((l) => l.record), paths: located.map((l) => formatPath(l.at)) };
 }

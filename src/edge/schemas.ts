@@ -9,6 +9,7 @@ import {
   RecordSchema,
   RouteSchema,
   ScalingReportSchema,
+  TextFieldSchema,
 } from "../core/schema.ts";
 
 export const RealmNameSchema = NameSchema.max(63);
@@ -22,7 +23,7 @@ export const HeartbeatBodySchema = z.strictObject({
   report: ScalingReportSchema.optional(),
 });
 
-export const NamespaceSchema = z.string().min(1).max(253);
+export const NamespaceSchema = TextFieldSchema;
 
 export const TokenCreateBodySchema = z
   .strictObject({
@@ -39,11 +40,11 @@ export const TokenCreateBodySchema = z
 export const NodesQuerySchema = z.strictObject({
   name: NameSchema.optional(),
   type: z.enum(["node", "client", "group"]).optional(),
-  namespace_name: z.string().min(1).max(253).optional(),
-  api_version: z.string().min(1).max(253).optional(),
-  kind: z.string().min(1).max(253).optional(),
-  group: z.string().min(1).max(253).optional(),
-  hostname: z.string().min(1).max(253).optional(),
+  namespace_name: TextFieldSchema.optional(),
+  api_version: TextFieldSchema.optional(),
+  kind: TextFieldSchema.optional(),
+  group: TextFieldSchema.optional(),
+  hostname: TextFieldSchema.optional(),
   pid: z.coerce.number().int().nonnegative().optional(),
   /** Repeatable `key=value`. */
   label: z
@@ -138,3 +139,8 @@ export const TokenInfoSchema = z.object({
   created_at: z.string(),
 });
 export const TokenCreatedSchema = TokenInfoSchema.extend({ token: z.string() });
+
+export const RealmAnswerSchema = z.object({ realm: RealmNameSchema, created: z.boolean(), created_at: z.string() });
+export const RealmListSchema = z.object({
+  realms: z.array(z.object({ name: RealmNameSchema, created_at: z.string() })),
+});

@@ -5,13 +5,13 @@ import { describe, expect, it } from "vitest";
 import { SCHEMA_VERSION } from "../../durable-objects/migrations.ts";
 import type { RealmObject } from "../../durable-objects/realm.ts";
 import { clearRealmCache } from "../../src/edge/realm-cache.ts";
-import { call, freshRealm, node } from "./helpers.ts";
+import { call, newRealm, node } from "./helpers.ts";
 
 const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
 
 describe("durability", () => {
   it("eviction keeps records, leases, tokens and the version", async () => {
-    const realm = freshRealm("evict");
+    const realm = await newRealm("evict");
     await call("PUT", `/v1/realms/${realm}/nodes/keep`, { body: node("keep") });
     await call("PUT", `/v1/realms/${realm}/nodes/lease`, { body: { ...node("lease"), ttl_seconds: 600 } });
     const reader = (await call("POST", `/v1/realms/${realm}/tokens`, { body: { role: "reader" } })).body.token;
@@ -31,7 +31,7 @@ describe("durability", () => {
   });
 
   it("a realm stored by schema 1 migrates: records, leases and the version survive, new features work", async () => {
-    const realm = freshRealm("migrate");
+    const realm = await newRealm("migrate");
     const t0 = Date.now();
     const from = await runInDurableObject(stubOf(realm), (instance: RealmObject, state) => {
       const sql = state.storage.sql;
@@ -80,7 +80,7 @@ describe("durability", () => {
   });
 
   it("refuses storage from a newer schema instead of corrupting it", async () => {
-    const realm = freshRealm("newer");
+    const realm = await newRealm("newer");
     const err = await runInDurableObject(stubOf(realm), (instance: RealmObject, state) => {
       state.storage.sql.exec("UPDATE schema_version SET version = 999");
       try {

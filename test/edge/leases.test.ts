@@ -3,7 +3,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RealmObject } from "../../durable-objects/realm.ts";
-import { call, freshRealm, node } from "./helpers.ts";
+import { call, newRealm, node } from "./helpers.ts";
 
 function stubOf(realm: string) {
   return env.REALM.get(env.REALM.idFromName(realm));
@@ -24,7 +24,7 @@ const relay = (name: string, ns: string) => ({
 
 describe("leases", () => {
   it("an expired lease removes the record, bumps the version once, and routes change", async () => {
-    const realm = freshRealm("lease");
+    const realm = await newRealm("lease");
     const t0 = Date.now();
     await setClock(realm, t0);
     // src can reach dst only through hub; hub is a lease.
@@ -76,7 +76,7 @@ describe("leases", () => {
   });
 
   it("the alarm is rescheduled for the next expiry; several due leases go in one version", async () => {
-    const realm = freshRealm("multi");
+    const realm = await newRealm("multi");
     const t0 = Date.now();
     await setClock(realm, t0);
     for (const [name, ttl] of [
@@ -94,7 +94,7 @@ describe("leases", () => {
   });
 
   it("heartbeat of an unknown or lapsed lease is 404 so the agent registers again", async () => {
-    const realm = freshRealm("lapsed");
+    const realm = await newRealm("lapsed");
     const t0 = Date.now();
     await setClock(realm, t0);
     await call("PUT", `/v1/realms/${realm}/nodes/p1`, { body: { ...node("p1"), ttl_seconds: 5 } });
@@ -109,7 +109,7 @@ describe("leases", () => {
   });
 
   it("heartbeat reports feed the workload's scaling view; a draining pod learns it from its heartbeat", async () => {
-    const realm = freshRealm("scale");
+    const realm = await newRealm("scale");
     for (let i = 0; i < 3; i++) {
       await call("PUT", `/v1/realms/${realm}/nodes/relay-${i}`, { body: { ...node(`relay-${i}`), ttl_seconds: 60 } });
     }
