@@ -28,7 +28,8 @@ export class DirectoryObject extends DurableObject<Env> {
   create(realm: string, now: number): { created: boolean; created_at: string } {
     const sql = this.ctx.storage.sql;
     sql.exec("CREATE TABLE IF NOT EXISTS realms (name TEXT PRIMARY KEY, created_at INTEGER NOT NULL) WITHOUT ROWID");
-    const created = sql.exec("INSERT OR IGNORE INTO realms (name, created_at) VALUES (?, ?)", realm, now).rowsWritten > 0;
+    const created =
+      sql.exec("INSERT OR IGNORE INTO realms (name, created_at) VALUES (?, ?)", realm, now).rowsWritten > 0;
     const at = sql.exec<{ created_at: number }>("SELECT created_at FROM realms WHERE name = ?", realm).one().created_at;
     return { created, created_at: new Date(at).toISOString() };
   }

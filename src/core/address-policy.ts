@@ -213,7 +213,8 @@ export function addressRefusal(address: string, rules: AddressRules): string | n
     return null;
   }
   const host = name as string;
-  if (isLoopbackName(host) && rules.allow_loopback !== true) return `'${parsed.host}' names this machine (allow_loopback)`;
+  if (isLoopbackName(host) && rules.allow_loopback !== true)
+    return `'${parsed.host}' names this machine (allow_loopback)`;
   if (rules.dns !== undefined && !rules.dns.some((p) => dnsMatches(p, host))) {
     return `'${parsed.host}' is not among the DNS names allowed for this namespace`;
   }

@@ -50,7 +50,10 @@ export function parseTopologyText(text: string, format?: "yaml" | "json"): Parse
       if (tag !== undefined) {
         const at = tag.linePos?.[0];
         const where = at === undefined ? "" : `line ${at.line}, column ${at.col}: `;
-        const message = `${where}${tag.message.split("\n")[0]!.replace(/ at line.*$/, "").replace(/:$/, "")}; a topology uses no YAML tags beyond the standard ones`;
+        const message = `${where}${tag.message
+          .split("\n")[0]!
+          .replace(/ at line.*$/, "")
+          .replace(/:$/, "")}; a topology uses no YAML tags beyond the standard ones`;
         return { ok: false, code: "invalid_yaml", problems: [{ path: "", message }] };
       }
       value = doc.toJS({ maxAliasCount: 1000 });

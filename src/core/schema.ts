@@ -33,12 +33,15 @@ export const LabelValueSchema = z
   .refine((v) => v === "" || LABEL_NAME.test(v), "must be a Kubernetes label value");
 // zod builds the parsed record by assignment, so an own `__proto__` key (which
 // JSON.parse and YAML both produce) would vanish without a word; refuse it.
-export const LabelsSchema = z.preprocess((value, ctx) => {
-  if (value !== null && typeof value === "object" && Object.hasOwn(value, "__proto__")) {
-    ctx.addIssue({ code: "custom", path: ["__proto__"], message: "'__proto__' is not a label key", input: value });
-  }
-  return value;
-}, z.record(LabelKeySchema, LabelValueSchema));
+export const LabelsSchema = z.preprocess(
+  (value, ctx) => {
+    if (value !== null && typeof value === "object" && Object.hasOwn(value, "__proto__")) {
+      ctx.addIssue({ code: "custom", path: ["__proto__"], message: "'__proto__' is not a label key", input: value });
+    }
+    return value;
+  },
+  z.record(LabelKeySchema, LabelValueSchema),
+);
 
 /**
  * Free-text identifiers (namespace, kind, host name, ...): any printable text.
@@ -50,7 +53,10 @@ export const TextFieldSchema = z
   .string()
   .min(1)
   .max(253)
-  .regex(/^[^\u0000-\u001f\u007f]*$/, "must not contain control characters (NUL, newline, tab, ...)");
+  .refine(
+    (text) => ![...text].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f),
+    "must not contain control characters (NUL, newline, tab, ...)",
+  );
 
 export const HostSchema = z.strictObject({
   hostname: TextFieldSchema.optional(),

@@ -6,6 +6,7 @@
 
 import type { Context } from "hono";
 import { Hono } from "hono";
+import { DIRECTORY_NAME } from "../../durable-objects/directory.ts";
 import {
   AddressPolicySchema,
   describeIssues,
@@ -19,7 +20,6 @@ import {
   resolveRoutes,
   type Selector,
 } from "../core/index.ts";
-import { DIRECTORY_NAME } from "../../durable-objects/directory.ts";
 import { callerFrom, mintToken, tokenKeys } from "./auth.ts";
 import { EdgeError, invalid, MAX_IMPORT_BYTES, readBody, readJson, unwrap, validate } from "./http.ts";
 import { openApiDocument } from "./openapi.ts";

@@ -45,9 +45,7 @@ const hmacKeys = new Map<string, Promise<CryptoKey>>();
 function hmacKey(secret: string): Promise<CryptoKey> {
   let key = hmacKeys.get(secret);
   if (key === undefined) {
-    key = crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
-      "sign",
-    ]);
+    key = crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
     if (hmacKeys.size > 4) hmacKeys.clear();
     hmacKeys.set(secret, key);
   }
@@ -56,7 +54,11 @@ function hmacKey(secret: string): Promise<CryptoKey> {
 
 /** The MAC binds the token to one realm: the realm name is part of what is signed. */
 async function mac(secret: string, realm: string, id: string, body: string): Promise<Uint8Array> {
-  const sig = await crypto.subtle.sign("HMAC", await hmacKey(secret), encoder.encode(`hopway-token-v2\n${realm}\n${id}\n${body}`));
+  const sig = await crypto.subtle.sign(
+    "HMAC",
+    await hmacKey(secret),
+    encoder.encode(`hopway-token-v2\n${realm}\n${id}\n${body}`),
+  );
   return new Uint8Array(sig).slice(0, 16);
 }
 
@@ -69,7 +71,11 @@ async function macMatches(secret: string, realm: string, id: string, body: strin
 /** A new token for `realm`: the plaintext (shown once) and the SHA-256 the realm stores. */
 export async function mintToken(keys: TokenKeys, realm: string): Promise<{ id: string; token: string; hash: string }> {
   if (keys.current === undefined) {
-    throw new EdgeError(503, "not_configured", "the Worker secret HOPWAY_TOKEN_KEY is not set: no tokens can be minted");
+    throw new EdgeError(
+      503,
+      "not_configured",
+      "the Worker secret HOPWAY_TOKEN_KEY is not set: no tokens can be minted",
+    );
   }
   const id = randomHex(8);
   const body = randomHex(24);

@@ -99,7 +99,10 @@ export function openApiDocument(): Record<string, unknown> {
     paths: {
       "/healthz": { get: { security: [], responses: { "200": { description: "alive" } } } },
       "/v1/realms": {
-        get: { summary: "Every realm the admin created (admin)", responses: { "200": ok("realms", RealmListSchema), ...errors } },
+        get: {
+          summary: "Every realm the admin created (admin)",
+          responses: { "200": ok("realms", RealmListSchema), ...errors },
+        },
       },
       "/v1/realms/{realm}": {
         put: {

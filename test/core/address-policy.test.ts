@@ -1,8 +1,8 @@
 // The gateway address policy on its own: which addresses a tenant may publish.
 import { describe, expect, it } from "vitest";
 import {
-  type AddressRules,
   AddressPolicySchema,
+  type AddressRules,
   addressRefusal,
   recordAddressProblem,
 } from "../../src/core/address-policy.ts";
@@ -64,7 +64,10 @@ describe("address policy", () => {
   });
 
   it("cidrs and dns patterns are allowlists", () => {
-    const rules: AddressRules = { cidrs: ["10.20.0.0/16", "fd00:1::/32"], dns: ["*.svc.cluster.local", "edge.example.com"] };
+    const rules: AddressRules = {
+      cidrs: ["10.20.0.0/16", "fd00:1::/32"],
+      dns: ["*.svc.cluster.local", "edge.example.com"],
+    };
     expect(addressRefusal("ipv4://10.20.5.5:1", rules)).toBeNull();
     expect(addressRefusal("ipv4://10.21.5.5:1", rules)).toContain("outside");
     expect(addressRefusal("ipv6://[fd00:1:ffff::1]:1", rules)).toBeNull();

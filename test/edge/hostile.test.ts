@@ -250,6 +250,37 @@ describe("hostile input to every edge endpoint", () => {
   });
 });
 
+describe("names and YAML a hostile tenant sends", () => {
+  it("NUL or newline in a namespace, a __proto__ label key and unknown YAML tags: 400 naming the field, nothing stored", async () => {
+    const realm = await newRealm("names");
+    const b = `/v1/realms/${realm}`;
+    const before = (await call("GET", `${b}/nodes`)).body;
+    for (const ns of ["a\u0000b", "a\nb", "a\r\nInjected: 1"]) {
+      const put = await call("PUT", `${b}/nodes/x`, { body: node("x", ns) });
+      expect(put.status, JSON.stringify(ns)).toBe(400);
+      expect(put.body.error.path).toBe("metadata.namespace_name");
+      const imp = await call("POST", `${b}/import`, { body: [node("x", ns)] });
+      expect(imp.status).toBe(400);
+      expect(imp.body.error.path).toBe("[0].metadata.namespace_name");
+      const tok = await call("POST", `${b}/tokens`, { body: { role: "agent", namespaces: [ns] } });
+      expect(tok.status).toBe(400);
+      expect(tok.body.error.path).toBe("namespaces[0]");
+    }
+    const proto = await call("PUT", `${b}/nodes/x`, {
+      raw: '{"metadata": {"namespace_name": "ns1", "labels": {"__proto__": "x"}}}',
+    });
+    expect(proto.status).toBe(400);
+    expect(proto.body.error.path).toBe("metadata.labels.__proto__");
+    const tagged = await call("POST", `${b}/import`, {
+      raw: "- name: x\n  custom_data: !!js/function 'function () {}'\n",
+      type: "application/yaml",
+    });
+    expect(tagged.status).toBe(400);
+    expect(tagged.body.error.code).toBe("invalid_yaml");
+    expect((await call("GET", `${b}/nodes`)).body).toEqual(before);
+  });
+});
+
 describe("oversized bodies without a declared length", () => {
   it("every body endpoint stops reading a streamed body past its limit: 413, nothing stored", async () => {
     const realm = await newRealm("stream");
