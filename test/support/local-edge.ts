@@ -16,6 +16,8 @@ export interface LocalEdgeOptions {
   persistDir?: string;
   /** Admin token injected as the HOPWAY_ADMIN_TOKEN binding; default: a fresh random one. */
   adminToken?: string;
+  /** Token-signing key (HOPWAY_TOKEN_KEY); default: a fresh random one. Keep it across restarts so tokens stay valid. */
+  tokenKey?: string;
   /** Port to listen on; default: ephemeral. */
   port?: number;
 }
@@ -24,12 +26,14 @@ export interface LocalEdge {
   /** `http://127.0.0.1:PORT`, no trailing slash. */
   url: string;
   adminToken: string;
+  tokenKey: string;
   /** Stops workerd and the proxy; resolves once the port no longer accepts connections. */
   stop(): Promise<void>;
 }
 
 export async function startLocalEdge(opts: LocalEdgeOptions = {}): Promise<LocalEdge> {
   const adminToken = opts.adminToken ?? `test-admin-${randomBytes(16).toString("hex")}`;
+  const tokenKey = opts.tokenKey ?? randomBytes(32).toString("hex");
   // Loopback only: no Request.cf download from workers.cloudflare.com, no telemetry.
   process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
   process.env.WRANGLER_SEND_METRICS ??= "false";
@@ -39,8 +43,11 @@ export async function startLocalEdge(opts: LocalEdgeOptions = {}): Promise<Local
   const worker = await unstable_startWorker({
     config: join(ROOT, "wrangler.toml"),
     entrypoint: join(ROOT, "src", "index.ts"),
-    // Only the token given here counts (a developer's .dev.vars must not leak into tests).
-    bindings: { HOPWAY_ADMIN_TOKEN: { type: "plain_text", value: adminToken } },
+    // Only the secrets given here count (a developer's .dev.vars must not leak into tests).
+    bindings: {
+      HOPWAY_ADMIN_TOKEN: { type: "plain_text", value: adminToken },
+      HOPWAY_TOKEN_KEY: { type: "plain_text", value: tokenKey },
+    },
     dev: {
       server: { hostname: "127.0.0.1", port: opts.port ?? 0 },
       inspector: false,
@@ -64,6 +71,7 @@ export async function startLocalEdge(opts: LocalEdgeOptions = {}): Promise<Local
   return {
     url,
     adminToken,
+    tokenKey,
     stop() {
       stopped ??= (async () => {
         await worker.dispose();
@@ -111,4 +119,25 @@ export async function adminApi(
   const text = await res.text();
   if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
   return JSON.parse(text) as Record<string, unknown>;
+}
+
+/**
+ * Creates a realm as an operator does (PUT /v1/realms/{realm}; idempotent).
+ * Everything here runs on loopback, so by default the realm's address policy
+ * also lets agent tokens publish loopback gateways, which a real realm refuses
+ * (docs/security/edge.md).
+ */
+export async function createRealm(
+  edge: LocalEdge,
+  realm: string,
+  opts: { allowLoopback?: boolean } = {},
+): Promise<void> {
+  const res = await fetch(`${edge.url}/v1/realms/${realm}`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${edge.adminToken}` },
+  });
+  if (!res.ok) throw new Error(`PUT /v1/realms/${realm}: ${res.status} ${await res.text()}`);
+  if (opts.allowLoopback ?? true) {
+    await adminApi(edge, realm, "PUT", "/policy", { default: { allow_loopback: true } });
+  }
 }
