@@ -148,11 +148,6 @@ async function requireRealm(env: Env, realm: string): Promise<void> {
   knownRealms.add(realm);
 }
 
-/** Forgets what this isolate learnt about realms; for tests that need to observe the directory look-up. */
-export function clearKnownRealmsForTest(): void {
-  knownRealms.clear();
-}
-
 const CONTENT_YAML = /^(application|text)\/(x-)?yaml\b/i;
 const CONTENT_JSON = /^application\/([\w.+-]*\+)?json\b/i;
 

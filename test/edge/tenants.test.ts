@@ -268,10 +268,7 @@ describe("methods", () => {
         closed = true;
       },
     } as unknown as Socket;
-    const [, text] = await Promise.all([
-      worker.connect(socket),
-      new Response(pipe.readable).text(),
-    ]);
+    const [, text] = await Promise.all([worker.connect(socket), new Response(pipe.readable).text()]);
     expect(text).toMatch(/^HTTP\/1\.1 405 Method Not Allowed\r\n/);
     expect(text).toContain("Allow: GET, HEAD, POST, PUT, DELETE\r\n");
     const body = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4));
