@@ -16,7 +16,7 @@ const encoder = new TextEncoder();
  * without one every CONNECT was a 500. The edge is no proxy: answer the same
  * 405 as for any other method it does not take, on the raw socket, and close.
  */
-export async function refuseConnect(socket: Socket): Promise<void> {
+async function refuseConnect(socket: Socket): Promise<void> {
   const body = JSON.stringify(methodNotAllowed("CONNECT"));
   const head = [
     "HTTP/1.1 405 Method Not Allowed",
