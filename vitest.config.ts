@@ -13,8 +13,8 @@ export default defineConfig({
         plugins: [
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
-            // The admin secret for the edge tests (production: `wrangler secret put HOPWAY_ADMIN_TOKEN`).
-            miniflare: { bindings: { HOPWAY_ADMIN_TOKEN: "test-admin-token" } },
+            // The edge tests' secrets (production: `wrangler secret put HOPWAY_ADMIN_TOKEN` / `HOPWAY_TOKEN_KEY`).
+            miniflare: { bindings: { HOPWAY_ADMIN_TOKEN: "test-admin-token", HOPWAY_TOKEN_KEY: "test-token-key" } },
           }),
         ],
         test: { name: "edge", include: ["test/edge/**/*.test.ts"] },

@@ -3,7 +3,10 @@
 // Runtime types generated with workerd@1.20261117.1 2026-11-01 nodejs_compat
 interface __BaseEnv_Env {
 	HOPWAY_ADMIN_TOKEN: string;
+	HOPWAY_TOKEN_KEY: string;
+	HOPWAY_TOKEN_KEY_PREVIOUS?: string;
 	REALM: DurableObjectNamespace<import("./src/index").RealmObject>;
+	DIRECTORY: DurableObjectNamespace<import("./src/index").DirectoryObject>;
 }
 declare namespace Cloudflare {
 	interface GlobalProps {
@@ -17,7 +20,7 @@ type StringifyValues<EnvType extends Record<string, unknown>> = {
 	[Binding in keyof EnvType]: EnvType[Binding] extends string ? EnvType[Binding] : string;
 };
 declare namespace NodeJS {
-	interface ProcessEnv extends StringifyValues<Pick<Cloudflare.Env, "HOPWAY_ADMIN_TOKEN">> {}
+	interface ProcessEnv extends StringifyValues<Pick<Cloudflare.Env, "HOPWAY_ADMIN_TOKEN" | "HOPWAY_TOKEN_KEY">> {}
 }
 declare module "*.txt" {
 	const value: string;

@@ -7,7 +7,7 @@
 //     1,000-record realm so the figure is the notification path, not table size.
 // Every loop is bounded by count and by time.
 import { generateTopology } from "../src/core/testing/generate.ts";
-import { startLocalEdge } from "../test/support/local-edge.ts";
+import { createRealm, startLocalEdge } from "../test/support/local-edge.ts";
 
 const RECORDS = Number(process.env.EDGE_BENCH_RECORDS ?? 10_000);
 const PHASE_MS = Number(process.env.EDGE_BENCH_PHASE_MS ?? 4_000);
@@ -17,6 +17,7 @@ const TABLE_MAX = 64;
 const CONCURRENCY = 16;
 
 const edge = await startLocalEdge();
+for (const realm of ["bench-0", "bench-1", "bench-2", "bench-small"]) await createRealm(edge, realm);
 const auth = { authorization: `Bearer ${edge.adminToken}` };
 
 async function must(res: Response, what: string): Promise<unknown> {

@@ -70,8 +70,9 @@ async function bytesPerChange(): Promise<void> {
   const records = generateTopology({ records: RECORDS, seed: 7 });
   const node = relayOf(records);
   // Imported here so the RSS child below does not load wrangler.
-  const { startLocalEdge } = await import("../test/support/local-edge.ts");
+  const { createRealm, startLocalEdge } = await import("../test/support/local-edge.ts");
   const edge = await startLocalEdge();
+  await createRealm(edge, "sync-bench");
   const agents: EdgeClient[] = [];
   try {
     const auth = { authorization: `Bearer ${edge.adminToken}`, "content-type": "application/json" };

@@ -93,7 +93,22 @@ function listenersTable(sql: Sql): void {
   sql.exec("INSERT OR IGNORE INTO meta (key, value) VALUES ('listeners_version', '0')");
 }
 
-export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [v1, v2, relayCertificateAuthority, listenersTable];
+/**
+ * The gateway address policy (docs/security/edge.md), one
+ * row per scope: 'default', or 'ns:' and a namespace name. No row at all means
+ * the built-in default, which is what every realm migrated from v2 gets.
+ */
+function addressPolicy(sql: Sql): void {
+  sql.exec("CREATE TABLE IF NOT EXISTS address_policy (scope TEXT PRIMARY KEY, rules TEXT NOT NULL) WITHOUT ROWID");
+}
+
+export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [
+  v1,
+  v2,
+  relayCertificateAuthority,
+  listenersTable,
+  addressPolicy,
+];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** Brings the database to SCHEMA_VERSION; returns the version it started from. Caller wraps it in a transaction. */

@@ -5,6 +5,7 @@
 // Every RPC method does its SQL without awaiting in between, so each call is
 // atomic and bumps the version at most once.
 import { DurableObject } from "cloudflare:workers";
+import { type AddressPolicy, recordAddressProblem } from "../src/core/address-policy.ts";
 import type { ErrorCode } from "../src/core/errors.ts";
 import type { ListenerDeclaration, NamedListenerDeclaration } from "../src/core/listener.ts";
 import { computeWorkloadScaling } from "../src/core/scaling.ts";
@@ -30,12 +31,20 @@ import type {
 import { type AuthorityRow, CaStore, MAX_OUTSTANDING_PER_NAME } from "./ca.ts";
 import { ListenerStore, MAX_LISTENERS } from "./listeners.ts";
 import { migrate } from "./migrations.ts";
+import { PolicyStore } from "./policy.ts";
 import { namespaceOf, RecordStore } from "./records.ts";
 import { TokenStore } from "./tokens.ts";
 
 /** Upper bound of a long-poll held inside the object. */
 export const MAX_WAIT_MS = 60_000;
 const PAGE_MAX = 5_000;
+/**
+ * A lease still stored this long after it ended was not swept on time: its
+ * alarm could not run because the edge itself was not serving. Alarms run
+ * within moments of their time when the object is up (and are retried after
+ * about 2 s), so 10 s separates "late" from "the control plane was away".
+ */
+export const LATE_SWEEP_MS = 10_000;
 
 function fail(code: ErrorCode, status: number, message: string, path?: string): Failure {
   return { ok: false, error: { code, status, message, ...(path !== undefined ? { path } : {}) } };
@@ -57,6 +66,7 @@ export class RealmObject extends DurableObject<Env> {
   private caCreation: Promise<void> | undefined;
   private listeners!: ListenerStore;
   private readonly listenerWaiters = new Set<Waiter>();
+  private policies!: PolicyStore;
   private alarmAt: number | null = null;
   private readonly waiters = new Set<Waiter>();
   /**
@@ -81,6 +91,7 @@ export class RealmObject extends DurableObject<Env> {
     this.tokens = new TokenStore(this.ctx.storage.sql);
     this.ca = new CaStore(this.ctx.storage.sql);
     this.listeners = new ListenerStore(this.ctx.storage.sql);
+    this.policies = new PolicyStore(this.ctx.storage.sql);
     return from;
   }
 
@@ -116,10 +127,32 @@ export class RealmObject extends DurableObject<Env> {
     return p;
   }
 
+  /**
+   * Every gateway address a non-admin writes must pass the realm's address
+   * policy. The admin is not checked: it is the operator who sets the policy,
+   * and its demo topologies dial loopback on purpose.
+   */
+  private addressesAllowed(p: Principal, records: readonly HopwayRecord[], indexed: boolean): Failure | null {
+    if (p.role === "admin") return null;
+    const policy = this.policies.policy;
+    for (const [i, record] of records.entries()) {
+      const problem = recordAddressProblem(record, policy, indexed ? [i] : []);
+      if (problem !== null) {
+        return fail(
+          "gateway_forbidden",
+          403,
+          `${problem.message}; the realm's address policy (GET /policy) decides what gateways may publish`,
+          problem.path,
+        );
+      }
+    }
+    return null;
+  }
+
   private admin(caller: Caller): Principal | Failure {
     const p = this.principal(caller);
     if ("ok" in p) return p;
-    return p.role === "admin" ? p : fail("forbidden", 403, "only the admin token manages tokens");
+    return p.role === "admin" ? p : fail("forbidden", 403, "only the admin token may do this (tokens, address policy)");
   }
 
   // ---- versions, waiters, alarms ------------------------------------------------
@@ -150,9 +183,25 @@ export class RealmObject extends DurableObject<Env> {
     return names;
   }
 
+  /**
+   * Leases that ended while the edge itself was not serving (their sweep is
+   * overdue by more than LATE_SWEEP_MS) get a fresh TTL from now instead of
+   * all expiring together on the first event after an outage: their nodes
+   * could not renew against an edge that was not there. Nothing else
+   * changes: no version bump, routes stay as they were. Idempotent, and cheap
+   * when there is nothing to do (one indexed min()).
+   */
+  private catchUp(now: number): void {
+    const next = this.records.nextExpiry();
+    if (next === null || next > now - LATE_SWEEP_MS) return;
+    if (this.records.extendOverdue(now - LATE_SWEEP_MS, now) > 0) this.scheduleAlarm();
+  }
+
   override async alarm(): Promise<void> {
     this.alarmAt = null;
-    this.sweep(this.now());
+    const now = this.now();
+    this.catchUp(now);
+    this.sweep(now);
     this.scheduleAlarm();
   }
 
@@ -162,6 +211,7 @@ export class RealmObject extends DurableObject<Env> {
   changes(caller: Caller, epoch: string | null, since: number | null): Result<{ changes: ChangesWithTrust }> {
     const p = this.reader(caller);
     if ("ok" in p) return p;
+    this.catchUp(this.now());
     return { ok: true, changes: { ...this.records.changesSince(epoch, since), trust_bundle: this.ca.trustBundle() } };
   }
 
@@ -178,6 +228,7 @@ export class RealmObject extends DurableObject<Env> {
   ): Promise<Result<{ changes: ChangesWithTrust }>> {
     const p = this.reader(caller);
     if ("ok" in p) return p;
+    this.catchUp(this.now());
     if (epoch === this.records.epoch && since === this.records.version && ms > 0) {
       await new Promise<void>((resolve) => {
         const waiter: Waiter = {
@@ -198,6 +249,7 @@ export class RealmObject extends DurableObject<Env> {
   page(caller: Caller, after: string | null, limit: number): Result<{ page: RecordPageWithTrust }> {
     const p = this.reader(caller);
     if ("ok" in p) return p;
+    this.catchUp(this.now());
     const page = this.records.page(after, Math.max(1, Math.min(limit, PAGE_MAX)));
     return { ok: true, page: { ...page, trust_bundle: this.ca.trustBundle() } };
   }
@@ -205,6 +257,7 @@ export class RealmObject extends DurableObject<Env> {
   getRecord(caller: Caller, name: string): Result<{ stored: StoredRecord }> {
     const p = this.reader(caller);
     if ("ok" in p) return p;
+    this.catchUp(this.now());
     const row = this.records.get(name);
     if (row === undefined) return fail("unknown_node", 404, `no record named '${name}' in this realm`, "name");
     return {
@@ -238,7 +291,10 @@ export class RealmObject extends DurableObject<Env> {
       existing === undefined ? [namespaceOf(record)] : [namespaceOf(record), existing.namespace],
     );
     if ("ok" in p) return p;
+    const refused = this.addressesAllowed(p, [record], false);
+    if (refused !== null) return refused;
     const now = this.now();
+    this.catchUp(now);
     const lease = ttlSeconds === null ? null : { expiresAt: now + ttlSeconds * 1000, ttl: ttlSeconds };
     const json = JSON.stringify(record);
     let changed = true;
@@ -272,6 +328,10 @@ export class RealmObject extends DurableObject<Env> {
     }
     const p = this.writer(caller, namespaces);
     if ("ok" in p) return p;
+    // Checked before anything is written: a refused import stores nothing.
+    const refused = this.addressesAllowed(p, records, true);
+    if (refused !== null) return refused;
+    this.catchUp(this.now());
     if (records.length === 0) return { ok: true, version: this.records.version, records: 0 };
     this.ctx.storage.transactionSync(() => {
       const v = this.records.bump(records.map((r) => r.name));
@@ -285,6 +345,7 @@ export class RealmObject extends DurableObject<Env> {
   }
 
   deleteRecord(caller: Caller, name: string): Result<WriteResult> {
+    this.catchUp(this.now());
     const existing = this.records.get(name);
     if (existing === undefined) {
       const p = this.reader(caller);
@@ -315,6 +376,7 @@ export class RealmObject extends DurableObject<Env> {
     links: LinkState[] | null = null,
   ): Result<HeartbeatResult> {
     const now = this.now();
+    this.catchUp(now);
     let row = this.records.get(name);
     if (row !== undefined && row.expires_at !== null && row.expires_at <= now) {
       this.sweep(now);
@@ -355,6 +417,7 @@ export class RealmObject extends DurableObject<Env> {
   workload(caller: Caller, workload: string): Result<{ view: WorkloadView }> {
     const p = this.reader(caller);
     if ("ok" in p) return p;
+    this.catchUp(this.now());
     const live = this.records.workloadReports(workload, this.now());
     if (live.length === 0) return fail("not_found", 404, `no live pod reports for workload '${workload}'`, "workload");
     return {
@@ -465,17 +528,34 @@ export class RealmObject extends DurableObject<Env> {
     this.records.prune();
   }
 
+  // ---- gateway address policy ------------------------------------------------------
+
+  getPolicy(caller: Caller): Result<{ policy: AddressPolicy }> {
+    const p = this.admin(caller);
+    if ("ok" in p) return p;
+    return { ok: true, policy: this.policies.policy };
+  }
+
+  /** Replaces the policy. It governs writes from now on; records already stored are not re-checked. */
+  setPolicy(caller: Caller, policy: AddressPolicy): Result<{ policy: AddressPolicy }> {
+    const p = this.admin(caller);
+    if ("ok" in p) return p;
+    this.ctx.storage.transactionSync(() => this.policies.replace(policy));
+    return { ok: true, policy: this.policies.policy };
+  }
+
   // ---- tokens -------------------------------------------------------------------------
 
-  async createToken(
+  /** Stores a token the Worker minted (and signed for this realm): only its id and SHA-256 arrive here. */
+  createToken(
     caller: Caller,
     role: "agent" | "reader",
     namespaces: string[],
-  ): Promise<Result<{ token: string; info: TokenInfo }>> {
+    minted: { id: string; hash: string },
+  ): Result<{ info: TokenInfo }> {
     const p = this.admin(caller);
     if ("ok" in p) return p;
-    const created = await this.tokens.create(role, namespaces, this.now());
-    return { ok: true, ...created };
+    return { ok: true, info: this.tokens.create(minted, role, namespaces, this.now()) };
   }
 
   listTokens(caller: Caller): Result<{ tokens: TokenInfo[] }> {

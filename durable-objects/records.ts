@@ -104,6 +104,15 @@ export class RecordStore {
     return this.sql.exec("DELETE FROM records WHERE name = ?", name).rowsWritten > 0;
   }
 
+  /** Leases that ended at or before `endedBy` run again for their own TTL from `now`; returns how many. */
+  extendOverdue(endedBy: number, now: number): number {
+    return this.sql.exec(
+      "UPDATE records SET expires_at = ? + ttl_seconds * 1000 WHERE expires_at IS NOT NULL AND expires_at <= ? AND ttl_seconds IS NOT NULL",
+      now,
+      endedBy,
+    ).rowsWritten;
+  }
+
   expiredNames(now: number): string[] {
     return this.sql
       .exec<{ name: string }>("SELECT name FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?", now)

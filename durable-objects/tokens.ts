@@ -1,18 +1,10 @@
 // Scoped tokens of one realm. Only the SHA-256 of a token is stored, so a
-// leaked database does not leak credentials; the plaintext is returned once.
+// leaked database does not leak credentials; the Worker mints and signs the
+// token (src/edge/auth.ts) and returns the plaintext once.
 import type { Caller, Principal, TokenInfo } from "../src/edge/types.ts";
 import type { Sql } from "./migrations.ts";
 
 const ADMIN: Principal = { role: "admin", namespaces: null, tokenId: null };
-
-export async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function randomHex(bytes: number): string {
-  return [...crypto.getRandomValues(new Uint8Array(bytes))].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 interface TokenRow extends Record<string, SqlStorageValue> {
   id: string;
@@ -34,25 +26,17 @@ export class TokenStore {
     return { role: row.role, namespaces: row.role === "agent" ? JSON.parse(row.namespaces) : [], tokenId: row.id };
   }
 
-  async create(
-    role: "agent" | "reader",
-    namespaces: string[],
-    now: number,
-  ): Promise<{ token: string; info: TokenInfo }> {
-    const id = randomHex(8);
-    // The id is part of the token only to make it recognisable in logs; lookup is by hash.
-    const token = `hwt_${id}_${randomHex(24)}`;
-    const hash = await sha256Hex(token);
+  create(minted: { id: string; hash: string }, role: "agent" | "reader", namespaces: string[], now: number): TokenInfo {
     const sorted = [...new Set(namespaces)].sort();
     this.sql.exec(
       "INSERT INTO tokens (id, hash, role, namespaces, created_at) VALUES (?, ?, ?, ?, ?)",
-      id,
-      hash,
+      minted.id,
+      minted.hash,
       role,
       JSON.stringify(sorted),
       now,
     );
-    return { token, info: { id, role, namespaces: sorted, created_at: new Date(now).toISOString() } };
+    return { id: minted.id, role, namespaces: sorted, created_at: new Date(now).toISOString() };
   }
 
   list(): TokenInfo[] {

@@ -326,6 +326,7 @@ export const TARGET_OPTIONS = {
 
 export const TARGET_HELP = `  --edge URL      the edge (or HOPWAY_EDGE_URL)
   --realm NAME    the realm (or HOPWAY_REALM)
-  --token TOKEN   a bearer token (or HOPWAY_TOKEN); a reader token can read, import needs admin
+  --token TOKEN   a bearer token (or HOPWAY_TOKEN); a reader token reads; import needs the admin token
+                  or an agent token of the records' namespaces
   --json          machine-readable output
 `;

@@ -5,7 +5,7 @@ import type { z } from "zod";
 export const ERROR_CODES = [
   "invalid_input", // a field failed validation (path names it)
   "invalid_json", // the body is not JSON at all
-  "invalid_yaml", // the body (a topology read as YAML) is not YAML at all
+  "invalid_yaml", // the topology is not acceptable YAML: a syntax error, or a tag it never needs (!!js/function)
   "body_too_large",
   "unknown_node",
   "unknown_realm",
@@ -14,6 +14,9 @@ export const ERROR_CODES = [
   "namespace_forbidden", // agent token writing outside its namespaces (403)
   "not_found",
   "conflict",
+  "gateway_forbidden", // a gateway address outside the realm's address policy (403)
+  "method_not_allowed", // an HTTP method no endpoint takes (405)
+  "not_configured", // a secret the request needs is not set on the Worker (503)
   "no_route",
   "internal",
 ] as const;

@@ -1,5 +1,6 @@
 // The public API of the pure core: what the edge, the agent and the CLI import.
 // Nothing here touches `cloudflare:*`, `hono` or `node:*`.
+export * from "./address-policy.ts";
 export { chooseGateway, type DialChoice, gatewayAddresses, pickGateway } from "./dial.ts";
 export * from "./errors.ts";
 export { combineWeight, nameHash, relayHalf, rendezvousWeight } from "./hash.ts";

@@ -2,17 +2,23 @@
 // `topologies/*.yaml` configuration map) to validated records. It rejects the
 // input whole and names every problem by its path, so an operator fixes a
 // file in one pass and nothing half-imported ever reaches a realm.
-import { parse as parseYaml, YAMLParseError } from "yaml";
+import { parseDocument, YAMLParseError } from "yaml";
 import { describeIssues, type FieldProblem, formatPath } from "./errors.ts";
 import { type HopwayRecord, RecordSchema } from "./schema.ts";
 
 export type ParseResult =
-  | { ok: true; records: HopwayRecord[] }
+  | {
+      ok: true;
+      records: HopwayRecord[];
+      /** Where each record sits in the text (`[3]`, `relaysvr1.discovery`), for errors found later. */
+      paths: string[];
+    }
   | {
       ok: false;
       /**
        * `invalid_yaml` / `invalid_json`: the text does not parse (YAML unless the format is JSON, as
-       * YAML also reads JSON); `invalid_input`: it parses, but fields are wrong.
+       * YAML also reads JSON), or YAML uses a tag a topology never needs (e.g. `!!js/function`);
+       * `invalid_input`: it parses, but fields are wrong.
        */
       code: "invalid_yaml" | "invalid_json" | "invalid_input";
       problems: FieldProblem[];
@@ -34,7 +40,25 @@ export function parseTopologyText(text: string, format?: "yaml" | "json"): Parse
   let value: unknown;
   try {
     if (format === "json") value = JSON.parse(text);
-    else value = parseYaml(text, { uniqueKeys: true, maxAliasCount: 1000, prettyErrors: true });
+    else {
+      // parseDocument rather than parse: parse() prints every warning (a multi-line one per
+      // unknown tag) to the console, so one hostile request could flood the logs. Warnings
+      // are collected here instead and an unknown tag refuses the whole text.
+      const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true, logLevel: "silent" });
+      const error = doc.errors[0];
+      if (error !== undefined) throw error;
+      const tag = doc.warnings.find((w) => w.code === "TAG_RESOLVE_FAILED");
+      if (tag !== undefined) {
+        const at = tag.linePos?.[0];
+        const where = at === undefined ? "" : `line ${at.line}, column ${at.col}: `;
+        const message = `${where}${tag.message
+          .split("\n")[0]!
+          .replace(/ at line.*$/, "")
+          .replace(/:$/, "")}; a topology uses no YAML tags beyond the standard ones`;
+        return { ok: false, code: "invalid_yaml", problems: [{ path: "", message }] };
+      }
+      value = doc.toJS({ maxAliasCount: 1000 });
+    }
   } catch (err) {
     const message =
       err instanceof YAMLParseError || err instanceof SyntaxError
@@ -132,5 +156,5 @@ export function parseRecords(value: unknown): ParseResult {
     });
   }
   if (problems.length > 0) return { ok: false, code: "invalid_input", problems };
-  return { ok: true, records: located.map((l) => l.record) };
+  return { ok: true, records: located.map((l) => l.record), paths: located.map((l) => formatPath(l.at)) };
 }

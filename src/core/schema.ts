@@ -31,18 +31,43 @@ export const LabelValueSchema = z
   .string()
   .max(63)
   .refine((v) => v === "" || LABEL_NAME.test(v), "must be a Kubernetes label value");
-export const LabelsSchema = z.record(LabelKeySchema, LabelValueSchema);
+// zod builds the parsed record by assignment, so an own `__proto__` key (which
+// JSON.parse and YAML both produce) would vanish without a word; refuse it.
+export const LabelsSchema = z.preprocess(
+  (value, ctx) => {
+    if (value !== null && typeof value === "object" && Object.hasOwn(value, "__proto__")) {
+      ctx.addIssue({ code: "custom", path: ["__proto__"], message: "'__proto__' is not a label key", input: value });
+    }
+    return value;
+  },
+  z.record(LabelKeySchema, LabelValueSchema),
+);
+
+/**
+ * Free-text identifiers (namespace, kind, host name, ...): any printable text.
+ * Control characters are refused because these strings end up in log lines,
+ * metrics labels and headers on the agent, where a NUL or a newline splits a
+ * line or forges another one.
+ */
+export const TextFieldSchema = z
+  .string()
+  .min(1)
+  .max(253)
+  .refine(
+    (text) => ![...text].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f),
+    "must not contain control characters (NUL, newline, tab, ...)",
+  );
 
 export const HostSchema = z.strictObject({
-  hostname: z.string().min(1).max(253).optional(),
+  hostname: TextFieldSchema.optional(),
   pid: z.number().int().nonnegative().optional(),
 });
 
 export const MetadataSchema = z.strictObject({
-  namespace_name: z.string().min(1).max(253).optional(),
-  api_version: z.string().min(1).max(253).optional(),
-  kind: z.string().min(1).max(253).optional(),
-  group: z.string().min(1).max(253).optional(),
+  namespace_name: TextFieldSchema.optional(),
+  api_version: TextFieldSchema.optional(),
+  kind: TextFieldSchema.optional(),
+  group: TextFieldSchema.optional(),
   labels: LabelsSchema.optional(),
 });
 

@@ -6,7 +6,9 @@
 
 import type { Context } from "hono";
 import { Hono } from "hono";
+import { DIRECTORY_NAME } from "../../durable-objects/directory.ts";
 import {
+  AddressPolicySchema,
   describeIssues,
   type FieldProblem,
   HopwayError,
@@ -19,7 +21,7 @@ import {
   resolveRoutes,
   type Selector,
 } from "../core/index.ts";
-import { callerFrom } from "./auth.ts";
+import { callerFrom, mintToken, tokenKeys } from "./auth.ts";
 import { EdgeError, invalid, MAX_IMPORT_BYTES, readBody, readJson, unwrap, validate } from "./http.ts";
 import { mountIdentity } from "./identity.ts";
 import { openApiDocument } from "./openapi.ts";
@@ -38,6 +40,7 @@ import {
 import type { Caller } from "./types.ts";
 
 type RealmStub = DurableObjectStub<import("../../durable-objects/realm.ts").RealmObject>;
+type DirectoryStub = DurableObjectStub<import("../../durable-objects/directory.ts").DirectoryObject>;
 type Vars = { realm: string; caller: Caller; stub: RealmStub };
 type Env2 = { Bindings: Env; Variables: Vars };
 type Ctx = Context<Env2>;
@@ -121,8 +124,42 @@ function selectorFrom(q: ReturnType<typeof NodesQuerySchema.parse>): Selector {
   };
 }
 
+/**
+ * Realms this isolate has seen in the directory. Realms are never removed, so
+ * a positive answer stays true; the bound only limits memory.
+ */
+const knownRealms = new Set<string>();
+const MAX_KNOWN_REALMS = 10_000;
+
+function directory(env: Env): DirectoryStub {
+  return env.DIRECTORY.get(env.DIRECTORY.idFromName(DIRECTORY_NAME)) as DirectoryStub;
+}
+
+/** 404 unless the realm was created; asks the directory, never the realm's own object. */
+async function requireRealm(env: Env, realm: string): Promise<void> {
+  if (knownRealms.has(realm)) return;
+  if (!(await directory(env).exists(realm))) {
+    throw new EdgeError(
+      404,
+      "unknown_realm",
+      `no realm named '${realm}': the admin creates it with PUT /v1/realms/${realm}`,
+      "realm",
+    );
+  }
+  if (knownRealms.size >= MAX_KNOWN_REALMS) knownRealms.clear();
+  knownRealms.add(realm);
+}
+
 const CONTENT_YAML = /^(application|text)\/(x-)?yaml\b/i;
 const CONTENT_JSON = /^application\/([\w.+-]*\+)?json\b/i;
+
+const ALLOWED_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE"]);
+export const ALLOW_HEADER = [...ALLOWED_METHODS].join(", ");
+
+export function methodNotAllowed(method: string): { error: { code: "method_not_allowed"; message: string } } {
+  const shown = /^[A-Za-z-]{1,32}$/.test(method) ? method : "this method";
+  return { error: { code: "method_not_allowed", message: `${shown} is not an edge API method (use ${ALLOW_HEADER})` } };
+}
 
 export function createApp(): Hono<Env2> {
   const app = new Hono<Env2>();
@@ -137,6 +174,14 @@ export function createApp(): Hono<Env2> {
     c.json({ error: { code: "not_found", message: `no such endpoint: ${c.req.method} ${c.req.path}` } }, 404),
   );
 
+  // Methods no endpoint takes are refused as such, not as an unknown path.
+  app.use("*", async (c, next) => {
+    if (!ALLOWED_METHODS.has(c.req.method)) {
+      return c.json(methodNotAllowed(c.req.method), 405, { Allow: ALLOW_HEADER });
+    }
+    await next();
+  });
+
   app.get("/healthz", (c) => c.json({ ok: true }));
   // A no-op through the same router: the benchmark's reference for "what a request costs anyway".
   app.get("/v1/noop", (c) => c.json({ ok: true }));
@@ -146,13 +191,45 @@ export function createApp(): Hono<Env2> {
     return c.body(openapi, 200, { "Content-Type": "application/json; charset=utf-8" });
   });
 
-  const realms = new Hono<Env2>();
-  realms.use("*", async (c, next) => {
+  const adminOnly = async (c: Ctx, realm: string | null): Promise<void> => {
+    const caller = await callerFrom(c.req.header("authorization"), c.env.HOPWAY_ADMIN_TOKEN, tokenKeys(c.env), realm);
+    if (caller.kind !== "admin") throw new EdgeError(403, "forbidden", "only the admin token manages realms");
+  };
+  const realmParam = (c: Ctx): string => {
     const realm = c.req.param("realm") ?? "";
     const parsed = RealmNameSchema.safeParse(realm);
     if (!parsed.success)
       throw invalid([{ path: "realm", message: parsed.error.issues[0]?.message ?? "invalid realm name" }]);
-    const caller = await callerFrom(c.req.header("authorization"), c.env.HOPWAY_ADMIN_TOKEN);
+    return realm;
+  };
+
+  // Realms exist only once the admin created them (docs/security/edge.md): no request for an
+  // unknown realm, authenticated or not, may make storage appear.
+  app.get("/v1/realms", async (c) => {
+    await adminOnly(c, null);
+    return c.json({ realms: await directory(c.env).list() });
+  });
+  app.put("/v1/realms/:realm", async (c) => {
+    const realm = realmParam(c);
+    await adminOnly(c, realm);
+    const r = await directory(c.env).create(realm, Date.now());
+    return c.json({ realm, created: r.created, created_at: r.created_at }, r.created ? 201 : 200);
+  });
+  app.get("/v1/realms/:realm", async (c) => {
+    const realm = realmParam(c);
+    await adminOnly(c, realm);
+    await requireRealm(c.env, realm);
+    return c.json({ realm });
+  });
+
+  const realms = new Hono<Env2>();
+  realms.use("*", async (c, next) => {
+    const realm = realmParam(c);
+    // Everything before the stub is decided in this isolate: a request without a valid
+    // credential for this realm never reaches a Durable Object.
+    const caller = await callerFrom(c.req.header("authorization"), c.env.HOPWAY_ADMIN_TOKEN, tokenKeys(c.env), realm);
+    // A token's MAC already proves the realm was created (tokens are minted inside it).
+    if (caller.kind === "admin") await requireRealm(c.env, realm);
     c.set("realm", realm);
     c.set("caller", caller);
     c.set("stub", c.env.REALM.get(c.env.REALM.idFromName(realm)) as RealmStub);
@@ -169,8 +246,15 @@ export function createApp(): Hono<Env2> {
       const err = invalid(parsed.problems);
       throw new EdgeError(400, parsed.code, err.message, err.path, parsed.problems);
     }
-    const r = unwrap(await c.var.stub.importRecords(c.var.caller, parsed.records));
-    return c.json({ version: r.version, records: r.records });
+    const r = await c.var.stub.importRecords(c.var.caller, parsed.records);
+    if (!r.ok && r.error.path !== undefined) {
+      // The object names a refused record by its index; the user knows it by its place in the text.
+      const m = /^\[(\d+)\]/.exec(r.error.path);
+      const at = m === null ? undefined : parsed.paths[Number(m[1])];
+      if (m !== null && at !== undefined) r.error.path = `${at}${r.error.path.slice(m[0].length)}`;
+    }
+    const done = unwrap(r);
+    return c.json({ version: done.version, records: done.records });
   });
 
   realms.get("/nodes", async (c) => {
@@ -347,14 +431,28 @@ export function createApp(): Hono<Env2> {
 
   realms.post("/tokens", async (c) => {
     const body = validate(TokenCreateBodySchema, await readJson(c.req.raw));
-    const r = unwrap(await c.var.stub.createToken(c.var.caller, body.role, body.namespaces));
-    return c.json({ token: r.token, ...r.info }, 201);
+    // Only the admin mints: refuse others before spending a MAC on them.
+    if (c.var.caller.kind !== "admin") throw new EdgeError(403, "forbidden", "only the admin token manages tokens");
+    const minted = await mintToken(tokenKeys(c.env), c.var.realm);
+    const r = unwrap(
+      await c.var.stub.createToken(c.var.caller, body.role, body.namespaces, { id: minted.id, hash: minted.hash }),
+    );
+    return c.json({ token: minted.token, ...r.info }, 201);
   });
   realms.get("/tokens", async (c) => c.json({ tokens: unwrap(await c.var.stub.listTokens(c.var.caller)).tokens }));
   realms.delete("/tokens/:id", async (c) => {
     const id = c.req.param("id");
     if (!/^[0-9a-f]{16}$/.test(id)) throw invalid([{ path: "id", message: "must be a token id (16 hex digits)" }]);
     return c.json({ revoked: unwrap(await c.var.stub.revokeToken(c.var.caller, id)).revoked });
+  });
+
+  realms.get("/policy", async (c) => c.json(unwrap(await c.var.stub.getPolicy(c.var.caller)).policy));
+  realms.put("/policy", async (c) => {
+    const policy = validate(AddressPolicySchema, await readJson(c.req.raw));
+    if (c.var.caller.kind !== "admin") {
+      throw new EdgeError(403, "forbidden", "only the admin token may do this (tokens, address policy)");
+    }
+    return c.json(unwrap(await c.var.stub.setPolicy(c.var.caller, policy)).policy);
   });
 
   mountOwnership(realms);

@@ -2,6 +2,7 @@
 // with (zod 4's toJSONSchema), so the description cannot drift from the code.
 import { z } from "zod";
 import {
+  AddressPolicySchema,
   ListenerDeclarationSchema,
   ListenersAnswerSchema,
   MembershipSchema,
@@ -26,6 +27,8 @@ import {
   NodeAnswerSchema,
   NodesAnswerSchema,
   PutAnswerSchema,
+  RealmAnswerSchema,
+  RealmListSchema,
   RouteAnswerSchema,
   RouteTableSchema,
   TokenCreateBodySchema,
@@ -51,8 +54,15 @@ const errors = {
     description: "invalid input (`invalid_input`, `invalid_json`, `invalid_yaml`)",
     content: json(ErrorBodySchema),
   },
-  "401": { description: "`unauthorized`: no or unknown token", content: json(ErrorBodySchema) },
-  "403": { description: "`forbidden` / `namespace_forbidden`", content: json(ErrorBodySchema) },
+  "401": {
+    description: "`unauthorized`: no token, or one not signed for this realm (decided before the realm is touched)",
+    content: json(ErrorBodySchema),
+  },
+  "403": {
+    description: "`forbidden` / `namespace_forbidden` / `gateway_forbidden` (address policy)",
+    content: json(ErrorBodySchema),
+  },
+  "404": { description: "`unknown_realm`: the admin has not created this realm", content: json(ErrorBodySchema) },
   "413": { description: "`body_too_large`", content: json(ErrorBodySchema) },
 };
 const realmParam = { name: "realm", in: "path", required: true, schema: { type: "string" } };
@@ -98,6 +108,37 @@ export function openApiDocument(): Record<string, unknown> {
     security: [{ bearer: [] }],
     paths: {
       "/healthz": { get: { security: [], responses: { "200": { description: "alive" } } } },
+      "/v1/realms": {
+        get: {
+          summary: "Every realm the admin created (admin)",
+          responses: { "200": ok("realms", RealmListSchema), ...errors },
+        },
+      },
+      "/v1/realms/{realm}": {
+        put: {
+          summary: "Create a realm (admin); idempotent. Until then every request for it is refused",
+          parameters: [realmParam],
+          responses: { "200": ok("existed", RealmAnswerSchema), "201": ok("created", RealmAnswerSchema), ...errors },
+        },
+        get: {
+          summary: "Whether the realm exists (admin): 200 or 404 unknown_realm",
+          parameters: [realmParam],
+          responses: { "200": { description: "exists" }, ...errors },
+        },
+      },
+      "/v1/realms/{realm}/policy": {
+        get: {
+          summary: "The gateway address policy (admin); `{}` is the built-in default",
+          parameters: [realmParam],
+          responses: { "200": ok("policy", AddressPolicySchema), ...errors },
+        },
+        put: {
+          summary: "Replace the gateway address policy (admin); checked on every non-admin write from then on",
+          parameters: [realmParam],
+          requestBody: { content: json(AddressPolicySchema, "input") },
+          responses: { "200": ok("stored", AddressPolicySchema), ...errors },
+        },
+      },
       "/v1/realms/{realm}/import": {
         post: {
           summary: "Store every record of a topology (YAML or JSON), or none on any error",
@@ -280,12 +321,15 @@ export function openApiDocument(): Record<string, unknown> {
           requestBody: { content: json(CertificateRequestSchema, "input") },
           responses: {
             "200": ok("the leaf, the chain to present and the trust bundle", CertificateAnswerSchema),
-            "404": { description: "`unknown_node`: no such record", content: json(ErrorBodySchema) },
+            ...errors,
+            "404": {
+              description: "`unknown_node`: no such record; `unknown_realm`: the admin has not created this realm",
+              content: json(ErrorBodySchema),
+            },
             "409": {
               description: "`conflict`: too many unexpired certificates for this name",
               content: json(ErrorBodySchema),
             },
-            ...errors,
           },
         },
       },

@@ -12,6 +12,7 @@ import {
   RecordSchema,
   RouteSchema,
   ScalingReportSchema,
+  TextFieldSchema,
 } from "../core/schema.ts";
 
 export const RealmNameSchema = NameSchema.max(63);
@@ -27,7 +28,7 @@ export const HeartbeatBodySchema = z.strictObject({
   links: LinkReportSchema.optional(),
 });
 
-export const NamespaceSchema = z.string().min(1).max(253);
+export const NamespaceSchema = TextFieldSchema;
 
 export const TokenCreateBodySchema = z
   .strictObject({
@@ -44,11 +45,11 @@ export const TokenCreateBodySchema = z
 export const NodesQuerySchema = z.strictObject({
   name: NameSchema.optional(),
   type: z.enum(["node", "client", "group"]).optional(),
-  namespace_name: z.string().min(1).max(253).optional(),
-  api_version: z.string().min(1).max(253).optional(),
-  kind: z.string().min(1).max(253).optional(),
-  group: z.string().min(1).max(253).optional(),
-  hostname: z.string().min(1).max(253).optional(),
+  namespace_name: TextFieldSchema.optional(),
+  api_version: TextFieldSchema.optional(),
+  kind: TextFieldSchema.optional(),
+  group: TextFieldSchema.optional(),
+  hostname: TextFieldSchema.optional(),
   pid: z.coerce.number().int().nonnegative().optional(),
   /** Repeatable `key=value`. */
   label: z
@@ -199,4 +200,9 @@ export const CaStatusSchema = z.object({
     }),
   ),
   retired: z.array(z.number().int()).optional(),
+});
+
+export const RealmAnswerSchema = z.object({ realm: RealmNameSchema, created: z.boolean(), created_at: z.string() });
+export const RealmListSchema = z.object({
+  realms: z.array(z.object({ name: RealmNameSchema, created_at: z.string() })),
 });

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { stringify, parse as yamlParse } from "yaml";
 import { parseRecords, parseTopologyText } from "../../src/core/index.ts";
 
@@ -35,7 +35,11 @@ describe("parseTopologyText", () => {
       if (r.ok) expect(r.records.every((rec) => rec.type === "node")).toBe(true);
     }
     const r = parseTopologyText("app1:\n  discovery:\n    metadata: { kind: app }\n");
-    expect(r).toEqual({ ok: true, records: [{ name: "app1", type: "node", metadata: { kind: "app" } }] });
+    expect(r).toEqual({
+      ok: true,
+      records: [{ name: "app1", type: "node", metadata: { kind: "app" } }],
+      paths: ["app1.discovery"],
+    });
   });
 
   it("reports every problem of a YAML file at once, each by its path", () => {
@@ -90,6 +94,50 @@ describe("parseTopologyText", () => {
       expect(r.ok).toBe(false);
       if (!r.ok) expect(r.code).toBe(code);
     }
+  });
+
+  it("refuses unknown YAML tags with one invalid_yaml and writes nothing to the console", () => {
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    const emit = vi.spyOn(process, "emitWarning").mockImplementation(() => {});
+    try {
+      for (const text of [
+        "- name: a\n  custom_data: !!js/function 'function () { return 1 }'\n",
+        "- name: a\n  custom_data: !foo x\n",
+        "- !!js/regexp /x/\n",
+      ]) {
+        const r = parseTopologyText(text);
+        expect(r.ok, text).toBe(false);
+        if (!r.ok) {
+          expect(r.code).toBe("invalid_yaml");
+          expect(r.problems).toHaveLength(1);
+          expect(r.problems[0]?.message).toMatch(/^line \d+, column \d+: .*tag/);
+          expect(r.problems[0]?.message).not.toContain("\n");
+        }
+      }
+      // Standard tags stay fine.
+      expect(parseTopologyText("- name: a\n  custom_data: !!str x\n").ok).toBe(true);
+      expect(warn).not.toHaveBeenCalled();
+      expect(emit).not.toHaveBeenCalled();
+    } finally {
+      warn.mockRestore();
+      emit.mockRestore();
+    }
+  });
+
+  it("refuses control characters in namespace names and a __proto__ label key, by path", () => {
+    for (const [ns, label] of [
+      ["a\u0000b", "metadata.namespace_name"],
+      ["a\nb", "metadata.namespace_name"],
+    ] as const) {
+      const r = parseRecords([{ name: "a", metadata: { namespace_name: ns } }]);
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.problems.map((p) => p.path)).toEqual([`[0].${label}`]);
+    }
+    const proto = parseTopologyText('[{"name": "a", "metadata": {"labels": {"__proto__": "x", "ok": "y"}}}]', "json");
+    expect(proto.ok).toBe(false);
+    if (!proto.ok) expect(proto.problems.map((p) => p.path)).toEqual(["[0].metadata.labels.__proto__"]);
+    const yamlProto = parseTopologyText("- name: a\n  metadata:\n    labels:\n      __proto__: x\n");
+    expect(yamlProto.ok).toBe(false);
   });
 
   it("rejects documents that are neither a list nor a map, and map values without discovery", () => {

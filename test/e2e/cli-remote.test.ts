@@ -13,7 +13,7 @@ import { run as importCmd } from "../../src/cli/commands/import.ts";
 import { run as nodesCmd } from "../../src/cli/commands/nodes.ts";
 import { run as routeCmd } from "../../src/cli/commands/route.ts";
 import type { CliIo } from "../../src/cli/edge-client.ts";
-import { type LocalEdge, startLocalEdge } from "../support/local-edge.ts";
+import { createRealm, type LocalEdge, startLocalEdge } from "../support/local-edge.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CROSS_REGION = join(ROOT, "test/fixtures/topologies/cross-region.yaml");
@@ -54,6 +54,7 @@ const readerEnv = () => ({ HOPWAY_EDGE_URL: edge.url, HOPWAY_REALM: REALM, HOPWA
 
 beforeAll(async () => {
   edge = await startLocalEdge();
+  await createRealm(edge, REALM);
   tmp = mkdtempSync(join(tmpdir(), "hopway-cli-"));
   const r = await fetch(`${edge.url}/v1/realms/${REALM}/tokens`, {
     method: "POST",

@@ -8,7 +8,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalEdge, startLocalEdge } from "../support/local-edge.ts";
+import { createRealm, type LocalEdge, startLocalEdge } from "../support/local-edge.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const ARTIFACTS = join(ROOT, "test-artifacts");
@@ -42,6 +42,7 @@ beforeAll(async () => {
   // The bundle embeds the core's dial rule: rebuild it so the page under test runs the current core.
   execFileSync(process.execPath, [join(ROOT, "src/edge/ui/build.mjs")], { stdio: "pipe" });
   edge = await startLocalEdge();
+  await createRealm(edge, REALM);
   const topology = readFileSync(join(ROOT, "test/fixtures/topologies/cross-region.yaml"), "utf8");
   await ok(api("POST", "/import", topology, "application/yaml"));
   const created = (await ok(api("POST", "/tokens", JSON.stringify({ role: "reader", namespaces: [] })))) as {

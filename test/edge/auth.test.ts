@@ -1,6 +1,6 @@
 // Token scopes: 401 without or with an unknown token, 403 for the wrong role or namespace.
 import { describe, expect, it } from "vitest";
-import { call, freshRealm, node } from "./helpers.ts";
+import { call, newRealm, node } from "./helpers.ts";
 
 async function token(
   realm: string,
@@ -14,13 +14,13 @@ async function token(
 
 describe("auth", () => {
   it("the 401/403 matrix", async () => {
-    const realm = freshRealm("auth");
-    const other = freshRealm("auth-other");
+    const realm = await newRealm("auth");
+    const other = await newRealm("auth-other");
     await call("PUT", `/v1/realms/${realm}/nodes/in-b`, { body: node("in-b", "b") });
     const agent = await token(realm, "agent", ["a"]);
     const reader = await token(realm, "reader");
     const foreign = await token(other, "agent", ["a"]);
-    expect(agent.token).toMatch(/^hwt_/);
+    expect(agent.token).toMatch(/^hwt2_[0-9a-f]{16}_[0-9a-f]{48}_[0-9a-f]{32}$/);
 
     const base = `/v1/realms/${realm}`;
     const cases: [string, string, string | null, unknown, number, string?][] = [
@@ -59,7 +59,7 @@ describe("auth", () => {
   });
 
   it("tokens are listed without secrets, stored only as hashes, and revocable", async () => {
-    const realm = freshRealm("tok");
+    const realm = await newRealm("tok");
     const t = await token(realm, "reader");
     const list = await call("GET", `/v1/realms/${realm}/tokens`);
     expect(list.body.tokens).toEqual([{ id: t.id, role: "reader", namespaces: [], created_at: expect.any(String) }]);
@@ -76,7 +76,7 @@ describe("auth", () => {
   it("the database holds the SHA-256 of a token, never the token", async () => {
     const { runInDurableObject } = await import("cloudflare:test");
     const { env } = await import("cloudflare:workers");
-    const realm = freshRealm("hash");
+    const realm = await newRealm("hash");
     const t = await token(realm, "agent", ["x"]);
     const rows = await runInDurableObject(env.REALM.get(env.REALM.idFromName(realm)), (_i, state) =>
       state.storage.sql.exec<{ hash: string }>("SELECT * FROM tokens").toArray(),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { call, freshRealm, node } from "./helpers.ts";
+import { call, newRealm, node } from "./helpers.ts";
 
 describe("edge basics", () => {
   it("healthz and openapi", async () => {
@@ -10,7 +10,7 @@ describe("edge basics", () => {
   });
 
   it("put, get, list, delete bump the version once each", async () => {
-    const realm = freshRealm();
+    const realm = await newRealm();
     const put = await call("PUT", `/v1/realms/${realm}/nodes/a1`, { body: node("a1") });
     expect(put.status, JSON.stringify(put.body)).toBe(201);
     expect(put.body.version).toBe(1);

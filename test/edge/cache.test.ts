@@ -2,11 +2,11 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { cacheStats, clearRealmCache } from "../../src/edge/realm-cache.ts";
-import { call, freshRealm, node } from "./helpers.ts";
+import { call, newRealm, node } from "./helpers.ts";
 
 describe("per-isolate realm cache", () => {
   it("builds the realm and each table once per version, and catches up by delta", async () => {
-    const realm = freshRealm("cache");
+    const realm = await newRealm("cache");
     const records = Array.from({ length: 50 }, (_, i) => node(`c${i}`));
     await call("POST", `/v1/realms/${realm}/import`, { body: records });
     clearRealmCache();
@@ -30,7 +30,7 @@ describe("per-isolate realm cache", () => {
   });
 
   it("an isolate far behind (changelog pruned) or from another epoch reloads by pages", async () => {
-    const realm = freshRealm("far");
+    const realm = await newRealm("far");
     await call("POST", `/v1/realms/${realm}/import`, { body: [node("f1"), node("f2")] });
     const stub = env.REALM.get(env.REALM.idFromName(realm));
     const admin = { kind: "admin" } as const;
@@ -48,7 +48,7 @@ describe("per-isolate realm cache", () => {
 
 describe("GET /changes", () => {
   it("gives the records changed since a version, waits for the next change, and says reset when it cannot", async () => {
-    const realm = freshRealm("chg");
+    const realm = await newRealm("chg");
     const b = `/v1/realms/${realm}`;
     await call("PUT", `${b}/nodes/x1`, { body: node("x1") });
     const first = await call("GET", `${b}/changes`);

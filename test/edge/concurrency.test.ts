@@ -1,10 +1,10 @@
 // Hundreds of concurrent registrations: each bumps the version exactly once and none is lost.
 import { describe, expect, it } from "vitest";
-import { call, freshRealm, node } from "./helpers.ts";
+import { call, newRealm, node } from "./helpers.ts";
 
 describe("concurrent writes", () => {
   it("300 concurrent PUTs give 300 distinct versions and 300 records", async () => {
-    const realm = freshRealm("conc");
+    const realm = await newRealm("conc");
     const N = 300;
     const results = await Promise.all(
       Array.from({ length: N }, (_, i) => call("PUT", `/v1/realms/${realm}/nodes/n${i}`, { body: node(`n${i}`) })),

@@ -5,13 +5,13 @@ import { describe, expect, it } from "vitest";
 import { SCHEMA_VERSION } from "../../durable-objects/migrations.ts";
 import type { RealmObject } from "../../durable-objects/realm.ts";
 import { clearRealmCache } from "../../src/edge/realm-cache.ts";
-import { call, freshRealm, node } from "./helpers.ts";
+import { call, newRealm, node } from "./helpers.ts";
 
 const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
 
 describe("durability", () => {
   it("eviction keeps records, leases, tokens and the version", async () => {
-    const realm = freshRealm("evict");
+    const realm = await newRealm("evict");
     await call("PUT", `/v1/realms/${realm}/nodes/keep`, { body: node("keep") });
     await call("PUT", `/v1/realms/${realm}/nodes/lease`, { body: { ...node("lease"), ttl_seconds: 600 } });
     const reader = (await call("POST", `/v1/realms/${realm}/tokens`, { body: { role: "reader" } })).body.token;
@@ -31,11 +31,11 @@ describe("durability", () => {
   });
 
   it("a realm stored by schema 1 migrates: records, leases and the version survive, new features work", async () => {
-    const realm = freshRealm("migrate");
+    const realm = await newRealm("migrate");
     const t0 = Date.now();
     const from = await runInDurableObject(stubOf(realm), (instance: RealmObject, state) => {
       const sql = state.storage.sql;
-      for (const t of ["records", "changelog", "tokens", "meta", "schema_version"])
+      for (const t of ["records", "changelog", "tokens", "meta", "schema_version", "address_policy"])
         sql.exec(`DROP TABLE IF EXISTS ${t}`);
       // Schema 1, as the first release created it.
       sql.exec("CREATE TABLE schema_version (version INTEGER NOT NULL)");
@@ -85,8 +85,48 @@ describe("durability", () => {
     expect(again).toBe(SCHEMA_VERSION);
   });
 
+  it("a realm stored by schema 2 migrates to 3: data, tokens and leases stay, the address policy starts at its default", async () => {
+    const realm = await newRealm("migrate2");
+    await call("PUT", `/v1/realms/${realm}/nodes/keep`, { body: { ...node("keep", "b"), ttl_seconds: 600 } });
+    const agent = (await call("POST", `/v1/realms/${realm}/tokens`, { body: { role: "agent", namespaces: ["b"] } }))
+      .body.token;
+    const from = await runInDurableObject(stubOf(realm), (instance: RealmObject, state) => {
+      const sql = state.storage.sql;
+      // Back to schema 2 exactly as it shipped: no address_policy table.
+      sql.exec("DROP TABLE address_policy");
+      sql.exec("UPDATE schema_version SET version = 2");
+      return instance.runMigrations();
+    });
+    expect(from).toBe(2);
+    clearRealmCache();
+    const tables = await runInDurableObject(stubOf(realm), (_i, state) =>
+      state.storage.sql
+        .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .toArray()
+        .map((r) => r.name),
+    );
+    expect(tables).toContain("address_policy");
+    expect((await call("GET", `/v1/realms/${realm}/nodes/keep`)).body.ttl_seconds).toBe(600);
+    expect((await call("GET", `/v1/realms/${realm}/policy`)).body).toEqual({});
+    // The token minted before the migration still works, and the default policy applies to it.
+    const refused = await call("PUT", `/v1/realms/${realm}/nodes/lo`, {
+      token: agent,
+      body: { ...node("lo", "b"), gateway: [{ priority: 1, address: "ipv4://127.0.0.1:1" }] },
+    });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.code).toBe("gateway_forbidden");
+    expect(
+      (await call("PUT", `/v1/realms/${realm}/policy`, { body: { default: { allow_loopback: true } } })).status,
+    ).toBe(200);
+    const allowed = await call("PUT", `/v1/realms/${realm}/nodes/lo`, {
+      token: agent,
+      body: { ...node("lo", "b"), gateway: [{ priority: 1, address: "ipv4://127.0.0.1:1" }] },
+    });
+    expect(allowed.status).toBe(201);
+  });
+
   it("refuses storage from a newer schema instead of corrupting it", async () => {
-    const realm = freshRealm("newer");
+    const realm = await newRealm("newer");
     const err = await runInDurableObject(stubOf(realm), (instance: RealmObject, state) => {
       state.storage.sql.exec("UPDATE schema_version SET version = 999");
       try {

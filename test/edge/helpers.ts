@@ -3,9 +3,17 @@ import { SELF } from "cloudflare:test";
 
 export const ADMIN = "test-admin-token";
 let seq = 0;
-/** A realm name no other test uses, so tests stay independent without resetting storage. */
+/** A realm name no other test uses, so tests stay independent without resetting storage. Not created. */
 export function freshRealm(prefix = "t"): string {
   return `${prefix}-${Date.now().toString(36)}-${(seq++).toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
+
+/** A fresh realm, created by the admin as an operator would (PUT /v1/realms/{realm}). */
+export async function newRealm(prefix = "t"): Promise<string> {
+  const realm = freshRealm(prefix);
+  const r = await call("PUT", `/v1/realms/${realm}`);
+  if (r.status !== 201) throw new Error(`creating realm ${realm}: ${r.status} ${JSON.stringify(r.body)}`);
+  return realm;
 }
 
 export interface Call {

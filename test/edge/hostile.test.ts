@@ -7,7 +7,7 @@ import { evictDurableObject, SELF } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { clearRealmCache } from "../../src/edge/realm-cache.ts";
-import { call, freshRealm, node } from "./helpers.ts";
+import { call, newRealm, node } from "./helpers.ts";
 
 type Body = { raw: string | Uint8Array; type?: string } | { body: unknown };
 
@@ -111,7 +111,7 @@ function fieldMatrix(): Array<{
 
 describe("hostile input to every edge endpoint", () => {
   it("answers 4xx with a code and message to every malformed body, and changes nothing", async () => {
-    const realm = freshRealm("hostile");
+    const realm = await newRealm("hostile");
     const b = `/v1/realms/${realm}`;
     await call("PUT", `${b}/nodes/a`, { body: { ...node("a"), ttl_seconds: 600 } });
     await call("PUT", `${b}/nodes/c`, { body: node("c") });
@@ -178,7 +178,7 @@ describe("hostile input to every edge endpoint", () => {
   });
 
   it("bad path parameters, queries and methods on every route: 4xx with a code, never 5xx", async () => {
-    const realm = freshRealm("hostileq");
+    const realm = await newRealm("hostileq");
     const b = `/v1/realms/${realm}`;
     await call("PUT", `${b}/nodes/a`, { body: node("a") });
     const before = (await call("GET", `${b}/nodes`)).body;
@@ -250,9 +250,40 @@ describe("hostile input to every edge endpoint", () => {
   });
 });
 
+describe("names and YAML a hostile tenant sends", () => {
+  it("NUL or newline in a namespace, a __proto__ label key and unknown YAML tags: 400 naming the field, nothing stored", async () => {
+    const realm = await newRealm("names");
+    const b = `/v1/realms/${realm}`;
+    const before = (await call("GET", `${b}/nodes`)).body;
+    for (const ns of ["a\u0000b", "a\nb", "a\r\nInjected: 1"]) {
+      const put = await call("PUT", `${b}/nodes/x`, { body: node("x", ns) });
+      expect(put.status, JSON.stringify(ns)).toBe(400);
+      expect(put.body.error.path).toBe("metadata.namespace_name");
+      const imp = await call("POST", `${b}/import`, { body: [node("x", ns)] });
+      expect(imp.status).toBe(400);
+      expect(imp.body.error.path).toBe("[0].metadata.namespace_name");
+      const tok = await call("POST", `${b}/tokens`, { body: { role: "agent", namespaces: [ns] } });
+      expect(tok.status).toBe(400);
+      expect(tok.body.error.path).toBe("namespaces[0]");
+    }
+    const proto = await call("PUT", `${b}/nodes/x`, {
+      raw: '{"metadata": {"namespace_name": "ns1", "labels": {"__proto__": "x"}}}',
+    });
+    expect(proto.status).toBe(400);
+    expect(proto.body.error.path).toBe("metadata.labels.__proto__");
+    const tagged = await call("POST", `${b}/import`, {
+      raw: "- name: x\n  custom_data: !!js/function 'function () {}'\n",
+      type: "application/yaml",
+    });
+    expect(tagged.status).toBe(400);
+    expect(tagged.body.error.code).toBe("invalid_yaml");
+    expect((await call("GET", `${b}/nodes`)).body).toEqual(before);
+  });
+});
+
 describe("oversized bodies without a declared length", () => {
   it("every body endpoint stops reading a streamed body past its limit: 413, nothing stored", async () => {
-    const realm = freshRealm("stream");
+    const realm = await newRealm("stream");
     const b = `/v1/realms/${realm}`;
     await call("PUT", `${b}/nodes/a`, { body: { ...node("a"), ttl_seconds: 600 } });
     const before = (await call("GET", `${b}/nodes/a`)).body;
@@ -294,7 +325,7 @@ describe("oversized bodies without a declared length", () => {
 
 describe("concurrent mixed writes", () => {
   it("400 concurrent creates, changes and deletes: one version each, none lost, all kept across eviction", async () => {
-    const realm = freshRealm("mixed");
+    const realm = await newRealm("mixed");
     const b = `/v1/realms/${realm}`;
     const seed = await call("POST", `${b}/import`, {
       body: Array.from({ length: 200 }, (_, i) => node(`old${i}`)),

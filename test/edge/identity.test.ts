@@ -10,7 +10,7 @@ import type { RealmObject } from "../../durable-objects/realm.ts";
 import { fromBase64, toBase64, toPem } from "../../src/core/der.ts";
 import { parseCertificate, verifySignature } from "../../src/core/x509.ts";
 import { clearRealmCache } from "../../src/edge/realm-cache.ts";
-import { type Call, freshRealm, node, call as rawCall } from "./helpers.ts";
+import { type Call, newRealm, node, call as rawCall } from "./helpers.ts";
 
 const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
 
@@ -34,7 +34,7 @@ async function publicKeyPem(curve: "P-256" | "P-384" = "P-256"): Promise<string>
 }
 
 async function setup() {
-  const realm = freshRealm("pki");
+  const realm = await newRealm("pki");
   const base = `/v1/realms/${realm}`;
   await call("PUT", `${base}/nodes/relay-a`, { body: node("relay-a", "team-a") });
   await call("PUT", `${base}/nodes/relay-b`, { body: node("relay-b", "team-b") });

@@ -1,11 +1,11 @@
 // An import stores everything or nothing, and names every bad field.
 import { describe, expect, it } from "vitest";
 import crossRegion from "../fixtures/topologies/cross-region.yaml?raw";
-import { call, freshRealm } from "./helpers.ts";
+import { call, newRealm } from "./helpers.ts";
 
 describe("import", () => {
   it("a bad import stores nothing and names every bad field", async () => {
-    const realm = freshRealm("bad");
+    const realm = await newRealm("bad");
     await call("POST", `/v1/realms/${realm}/import`, { raw: crossRegion, type: "application/yaml" });
     const before = await call("GET", `/v1/realms/${realm}/nodes`);
     const bad = crossRegion
@@ -28,7 +28,7 @@ describe("import", () => {
   });
 
   it("text that is not JSON is invalid_json, not YAML invalid_yaml; an empty body too", async () => {
-    const realm = freshRealm("garbage");
+    const realm = await newRealm("garbage");
     const r = await call("POST", `/v1/realms/${realm}/import`, { raw: "{ nope", type: "application/json" });
     expect(r.status).toBe(400);
     expect(r.body.error.code).toBe("invalid_json");
@@ -43,7 +43,7 @@ describe("import", () => {
   });
 
   it("an import of many records is one version", async () => {
-    const realm = freshRealm("many");
+    const realm = await newRealm("many");
     const records = Array.from({ length: 2_000 }, (_, i) => ({
       name: `n${i}`,
       metadata: { namespace_name: `ns${i % 7}` },

@@ -2,11 +2,11 @@
 
 import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { ADMIN, call, freshRealm, node } from "./helpers.ts";
+import { ADMIN, call, newRealm, node } from "./helpers.ts";
 
 describe("invalid input changes nothing", () => {
   it("bodies: invalid JSON, wrong types, unknown fields, oversized", async () => {
-    const realm = freshRealm("inv");
+    const realm = await newRealm("inv");
     const b = `/v1/realms/${realm}`;
     await call("PUT", `${b}/nodes/a`, { body: { ...node("a"), ttl_seconds: 600 } });
     const snapshot = async () => {
@@ -70,7 +70,7 @@ describe("invalid input changes nothing", () => {
   });
 
   it("queries: unknown parameters, wrong types, missing parameters", async () => {
-    const realm = freshRealm("invq");
+    const realm = await newRealm("invq");
     const b = `/v1/realms/${realm}`;
     await call("PUT", `${b}/nodes/a`, { body: node("a") });
     const cases: [string, number, string, string?][] = [
@@ -94,7 +94,7 @@ describe("invalid input changes nothing", () => {
   });
 
   it("an import over the size limit is 413 before it is buffered", async () => {
-    const realm = freshRealm("huge");
+    const realm = await newRealm("huge");
     const { MAX_IMPORT_BYTES } = await import("../../src/edge/http.ts");
     // A streamed body without a declared length: the limit must hold while reading.
     const chunk = new Uint8Array(1024 * 1024).fill(0x61);

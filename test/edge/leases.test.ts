@@ -3,7 +3,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RealmObject } from "../../durable-objects/realm.ts";
-import { call, freshRealm, node } from "./helpers.ts";
+import { call, newRealm, node } from "./helpers.ts";
 
 function stubOf(realm: string) {
   return env.REALM.get(env.REALM.idFromName(realm));
@@ -24,7 +24,7 @@ const relay = (name: string, ns: string) => ({
 
 describe("leases", () => {
   it("an expired lease removes the record, bumps the version once, and routes change", async () => {
-    const realm = freshRealm("lease");
+    const realm = await newRealm("lease");
     const t0 = Date.now();
     await setClock(realm, t0);
     // src can reach dst only through hub; hub is a lease.
@@ -76,7 +76,7 @@ describe("leases", () => {
   });
 
   it("the alarm is rescheduled for the next expiry; several due leases go in one version", async () => {
-    const realm = freshRealm("multi");
+    const realm = await newRealm("multi");
     const t0 = Date.now();
     await setClock(realm, t0);
     for (const [name, ttl] of [
@@ -94,7 +94,7 @@ describe("leases", () => {
   });
 
   it("heartbeat of an unknown or lapsed lease is 404 so the agent registers again", async () => {
-    const realm = freshRealm("lapsed");
+    const realm = await newRealm("lapsed");
     const t0 = Date.now();
     await setClock(realm, t0);
     await call("PUT", `/v1/realms/${realm}/nodes/p1`, { body: { ...node("p1"), ttl_seconds: 5 } });
@@ -109,7 +109,7 @@ describe("leases", () => {
   });
 
   it("heartbeat reports feed the workload's scaling view; a draining pod learns it from its heartbeat", async () => {
-    const realm = freshRealm("scale");
+    const realm = await newRealm("scale");
     for (let i = 0; i < 3; i++) {
       await call("PUT", `/v1/realms/${realm}/nodes/relay-${i}`, { body: { ...node(`relay-${i}`), ttl_seconds: 60 } });
     }
@@ -134,5 +134,56 @@ describe("leases", () => {
     const after = await call("GET", `/v1/realms/${realm}/workloads/relay`);
     expect(after.body.scaling.state_floor).toBe(2);
     expect((await call("GET", `/v1/realms/${realm}/workloads/nothing`)).status).toBe(404);
+  });
+
+  it("leases that ended while the edge was not serving get their TTL again instead of all expiring at once", async () => {
+    const realm = await newRealm("outage");
+    const t0 = Date.now();
+    await setClock(realm, t0);
+    for (const [name, ttl] of [
+      ["p1", 30],
+      ["p2", 30],
+      ["p3", 60],
+    ] as const) {
+      await call("PUT", `/v1/realms/${realm}/nodes/${name}`, { body: { ...node(name), ttl_seconds: ttl } });
+    }
+    const v = (await call("GET", `/v1/realms/${realm}/nodes`)).body.version;
+    // The edge is away for ten minutes: no alarm ran, nobody could renew. It comes back at t1.
+    const t1 = t0 + 600_000;
+    await setClock(realm, t1);
+    expect(await runDurableObjectAlarm(stubOf(realm))).toBe(true);
+    const list = await call("GET", `/v1/realms/${realm}/nodes`);
+    expect(list.body.version).toBe(v);
+    expect(list.body.records.map((r: { name: string }) => r.name)).toEqual(["p1", "p2", "p3"]);
+    expect((await call("GET", `/v1/realms/${realm}/nodes/p1`)).body.expires_at).toBe(
+      new Date(t1 + 30_000).toISOString(),
+    );
+    expect((await call("GET", `/v1/realms/${realm}/nodes/p3`)).body.expires_at).toBe(
+      new Date(t1 + 60_000).toISOString(),
+    );
+    // Idempotent: the alarm again, or another event, changes nothing.
+    await runInDurableObject(stubOf(realm), (instance: RealmObject) => instance.alarm());
+    expect((await stubOf(realm).stats()).alarm).toBe(t1 + 30_000);
+    // p1's node is back and renews; p2's is gone for good and expires on time, once.
+    await setClock(realm, t1 + 20_000);
+    const hb = await call("POST", `/v1/realms/${realm}/nodes/p1/heartbeat`, { body: {} });
+    expect(hb.status).toBe(200);
+    await setClock(realm, t1 + 30_000);
+    await runDurableObjectAlarm(stubOf(realm));
+    const after = await call("GET", `/v1/realms/${realm}/nodes`);
+    expect(after.body.records.map((r: { name: string }) => r.name)).toEqual(["p1", "p3"]);
+    expect(after.body.version).toBe(v + 1);
+  });
+
+  it("after an outage, a heartbeat that arrives before the alarm renews instead of answering 404", async () => {
+    const realm = await newRealm("outage-hb");
+    const t0 = Date.now();
+    await setClock(realm, t0);
+    await call("PUT", `/v1/realms/${realm}/nodes/p1`, { body: { ...node("p1"), ttl_seconds: 5 } });
+    await setClock(realm, t0 + 120_000);
+    const hb = await call("POST", `/v1/realms/${realm}/nodes/p1/heartbeat`, { body: {} });
+    expect(hb.status).toBe(200);
+    expect(hb.body.expires_at).toBe(new Date(t0 + 125_000).toISOString());
+    expect((await call("GET", `/v1/realms/${realm}/nodes`)).body.version).toBe(1);
   });
 });

@@ -4,7 +4,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RealmObject } from "../../durable-objects/realm.ts";
 import { LinksAnswerSchema } from "../../src/edge/schemas.ts";
-import { call, freshRealm, node } from "./helpers.ts";
+import { call, newRealm, node } from "./helpers.ts";
 
 async function token(realm: string, role: "agent" | "reader", namespaces: string[] = []): Promise<string> {
   const r = await call("POST", `/v1/realms/${realm}/tokens`, { body: { role, namespaces } });
@@ -14,7 +14,7 @@ async function token(realm: string, role: "agent" | "reader", namespaces: string
 
 describe("relay link status", () => {
   it("shows what each relay last reported, to readers, strictly in the documented shape", async () => {
-    const realm = freshRealm("links");
+    const realm = await newRealm("links");
     const agent = await token(realm, "agent", ["ns1"]);
     const reader = await token(realm, "reader");
     for (const name of ["r1", "r2"]) {
@@ -44,7 +44,7 @@ describe("relay link status", () => {
   });
 
   it("refuses a malformed report by field, and a report for another namespace's relay", async () => {
-    const realm = freshRealm("links");
+    const realm = await newRealm("links");
     const agent = await token(realm, "agent", ["ns1"]);
     const other = await token(realm, "agent", ["ns2"]);
     await call("PUT", `/v1/realms/${realm}/nodes/r1`, { body: { ...node("r1"), ttl_seconds: 30 }, token: agent });
@@ -66,7 +66,7 @@ describe("relay link status", () => {
   });
 
   it("forgets a relay's links when its record goes or it stops heartbeating for three leases", async () => {
-    const realm = freshRealm("links");
+    const realm = await newRealm("links");
     const stub = env.REALM.get(env.REALM.idFromName(realm));
     const t0 = Date.now();
     await runInDurableObject(stub, (o: RealmObject) => {

@@ -2,7 +2,7 @@
 // long-poll agents follow.
 import { describe, expect, it } from "vitest";
 import { ListenersAnswerSchema } from "../../src/core/listener.ts";
-import { call, freshRealm } from "./helpers.ts";
+import { call, newRealm } from "./helpers.ts";
 
 async function token(realm: string, role: "agent" | "reader", namespaces: string[] = []): Promise<string> {
   const r = await call("POST", `/v1/realms/${realm}/tokens`, { body: { role, namespaces } });
@@ -20,7 +20,7 @@ const decl = (extra: Record<string, unknown> = {}) => ({
 
 describe("listener declarations", () => {
   it("an agent token declares in its own namespace only; the admin anywhere; readers never", async () => {
-    const realm = freshRealm("lis");
+    const realm = await newRealm("lis");
     const agent = await token(realm, "agent", ["ns1"]);
     const reader = await token(realm, "reader");
 
@@ -66,7 +66,7 @@ describe("listener declarations", () => {
   });
 
   it("names the bad field and stores nothing", async () => {
-    const realm = freshRealm("lis");
+    const realm = await newRealm("lis");
     for (const [body, path] of [
       [decl({ listen: "localhost:6379" }), "listen"],
       [decl({ target: "10.0.0.1:6379" }), "target"],
@@ -84,7 +84,7 @@ describe("listener declarations", () => {
   });
 
   it("answers 304 while unchanged, and wakes a waiting agent when a declaration changes", async () => {
-    const realm = freshRealm("lis");
+    const realm = await newRealm("lis");
     const first = await call("GET", `/v1/realms/${realm}/listeners`);
     const etag = first.headers.get("etag") as string;
     expect(etag).toBe('"listeners-0"');

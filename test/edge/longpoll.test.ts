@@ -1,10 +1,10 @@
 // ETag / If-None-Match / ?wait= on route tables and record lists.
 import { describe, expect, it } from "vitest";
-import { call, freshRealm, node } from "./helpers.ts";
+import { call, newRealm, node } from "./helpers.ts";
 
 describe("conditional GET and long-poll", () => {
   it("304 while unchanged, 200 with a new ETag after a change", async () => {
-    const realm = freshRealm("etag");
+    const realm = await newRealm("etag");
     await call("PUT", `/v1/realms/${realm}/nodes/a`, { body: node("a") });
     await call("PUT", `/v1/realms/${realm}/nodes/b`, { body: node("b") });
     const first = await call("GET", `/v1/realms/${realm}/route-tables/a`);
@@ -20,7 +20,7 @@ describe("conditional GET and long-poll", () => {
   });
 
   it("a waiting request wakes as soon as the version changes (well under a second)", async () => {
-    const realm = freshRealm("wake");
+    const realm = await newRealm("wake");
     await call("PUT", `/v1/realms/${realm}/nodes/a`, { body: node("a") });
     const first = await call("GET", `/v1/realms/${realm}/route-tables/a`);
     const etag = first.headers.get("etag")!;
@@ -43,7 +43,7 @@ describe("conditional GET and long-poll", () => {
   });
 
   it("a wait that sees no change ends with 304 after the given time", async () => {
-    const realm = freshRealm("idle");
+    const realm = await newRealm("idle");
     await call("PUT", `/v1/realms/${realm}/nodes/a`, { body: node("a") });
     const etag = (await call("GET", `/v1/realms/${realm}/route-tables/a`)).headers.get("etag")!;
     const started = Date.now();
@@ -59,7 +59,7 @@ describe("conditional GET and long-poll", () => {
   });
 
   it("wait above 60 seconds is refused", async () => {
-    const realm = freshRealm("cap");
+    const realm = await newRealm("cap");
     const r = await call("GET", `/v1/realms/${realm}/route-tables/a?wait=61`);
     expect(r.status).toBe(400);
     expect(r.body.error.path).toBe("wait");

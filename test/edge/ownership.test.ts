@@ -3,7 +3,7 @@
 // as the core computes them, validation and access.
 import { describe, expect, it } from "vitest";
 import { type GroupMember, OwnershipIndex } from "../../src/core/index.ts";
-import { call, freshRealm } from "./helpers.ts";
+import { call, newRealm } from "./helpers.ts";
 
 const NS = "stateful";
 
@@ -64,7 +64,7 @@ function expectCoreAnswer(body: Awaited<ReturnType<typeof owners>>) {
 
 describe("GET/POST /v1/realms/{realm}/owners", () => {
   it("follows joins, drains and the end of migrations, answering what the core computes", async () => {
-    const realm = freshRealm("own");
+    const realm = await newRealm("own");
     await setup(realm, [0, 1, 2]);
 
     // No reports yet: members up, state unknown (counted as held), nothing draining.
@@ -116,7 +116,7 @@ describe("GET/POST /v1/realms/{realm}/owners", () => {
   });
 
   it("answers GET for a few keys with a reader token, and the membership with an ETag", async () => {
-    const realm = freshRealm("own");
+    const realm = await newRealm("own");
     await setup(realm, [0, 1]);
     const reader = await call("POST", `/v1/realms/${realm}/tokens`, { body: { role: "reader" } });
     const token = reader.body.token as string;
@@ -150,7 +150,7 @@ describe("GET/POST /v1/realms/{realm}/owners", () => {
   });
 
   it("refuses bad input naming the field, unknown groups, non-groups and missing tokens", async () => {
-    const realm = freshRealm("own");
+    const realm = await newRealm("own");
     await setup(realm, [0]);
     const cases: Array<[string, string, unknown, number, string, string | undefined]> = [
       ["GET", "/owners?key=a", undefined, 400, "invalid_input", "group"],

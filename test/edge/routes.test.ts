@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import crossNamespace from "../fixtures/topologies/cross-namespace.yaml?raw";
 import crossRegion from "../fixtures/topologies/cross-region.yaml?raw";
 import expected from "../fixtures/topologies/expected-routes.json";
-import { call, freshRealm } from "./helpers.ts";
+import { call, newRealm } from "./helpers.ts";
 
 const TOPOLOGIES: Record<string, string> = {
   "cross-namespace.yaml": crossNamespace,
@@ -19,7 +19,7 @@ interface ExpectedRoute {
 describe("reference topologies through the API", () => {
   for (const [file, routes] of Object.entries(expected as Record<string, ExpectedRoute[]>)) {
     it(`${file}: every expected route, from /routes and from /route-tables`, async () => {
-      const realm = freshRealm("ref");
+      const realm = await newRealm("ref");
       const imported = await call("POST", `/v1/realms/${realm}/import`, {
         raw: TOPOLOGIES[file]!,
         type: "application/yaml",
@@ -56,14 +56,14 @@ describe("reference topologies through the API", () => {
   }
 
   it("the cross-region example: app2 reaches app1 through relaysvr2, relaysvr3, relaysvr1", async () => {
-    const realm = freshRealm("xr");
+    const realm = await newRealm("xr");
     await call("POST", `/v1/realms/${realm}/import`, { raw: crossRegion, type: "application/yaml" });
     const got = await call("GET", `/v1/realms/${realm}/routes?from=app2&to=app1`);
     expect(got.body.hops.map((h: { node: string }) => h.node)).toEqual(["relaysvr2", "relaysvr3", "relaysvr1", "app1"]);
   });
 
   it("unknown names are 404 unknown_node naming the parameter", async () => {
-    const realm = freshRealm("unk");
+    const realm = await newRealm("unk");
     await call("POST", `/v1/realms/${realm}/import`, { raw: crossRegion, type: "application/yaml" });
     const a = await call("GET", `/v1/realms/${realm}/routes?from=app2&to=nope`);
     expect(a.status).toBe(404);
@@ -74,7 +74,7 @@ describe("reference topologies through the API", () => {
   });
 
   it("a route to a group answers one route per member", async () => {
-    const realm = freshRealm("grp");
+    const realm = await newRealm("grp");
     const gw = (ip: string) => [{ priority: 1, address: `ipv4://${ip}:1` }];
     const imp = await call("POST", `/v1/realms/${realm}/import`, {
       body: [
@@ -94,7 +94,7 @@ describe("reference topologies through the API", () => {
   });
 
   it("JSON imports work too and a later change moves the routes", async () => {
-    const realm = freshRealm("json");
+    const realm = await newRealm("json");
     const records = [
       { name: "a", metadata: { namespace_name: "n" }, gateway: [{ priority: 1, address: "ipv4://10.0.0.1:1" }] },
       { name: "b", metadata: { namespace_name: "n" }, gateway: [{ priority: 1, address: "ipv4://10.0.0.2:1" }] },

@@ -21,6 +21,8 @@ export interface LocalEdgeOptions {
   persistDir?: string;
   /** Admin token injected as the HOPWAY_ADMIN_TOKEN binding; default: a fresh random one. */
   adminToken?: string;
+  /** Token-signing key (HOPWAY_TOKEN_KEY); default: a fresh random one. Keep it across restarts so tokens stay valid. */
+  tokenKey?: string;
   /** Port to listen on; default: ephemeral. */
   port?: number;
 }
@@ -29,6 +31,7 @@ export interface LocalEdge {
   /** `http://127.0.0.1:PORT`, no trailing slash. */
   url: string;
   adminToken: string;
+  tokenKey: string;
   /** Stops workerd and the proxy; resolves once the port no longer accepts connections. */
   stop(): Promise<void>;
 }
@@ -40,18 +43,20 @@ interface Running {
 
 export async function startLocalEdge(opts: LocalEdgeOptions = {}): Promise<LocalEdge> {
   const adminToken = opts.adminToken ?? `test-admin-${randomBytes(16).toString("hex")}`;
+  const tokenKey = opts.tokenKey ?? randomBytes(32).toString("hex");
   // Loopback only: no Request.cf download from workers.cloudflare.com, no telemetry.
   process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
   process.env.WRANGLER_SEND_METRICS ??= "false";
   const running =
     opts.persistDir === undefined && opts.port === undefined
-      ? await startHarness(adminToken)
-      : await startPersistent(adminToken, opts);
+      ? await startHarness(adminToken, tokenKey)
+      : await startPersistent(adminToken, tokenKey, opts);
   const url = `http://127.0.0.1:${running.port}`;
   let stopped: Promise<void> | undefined;
   return {
     url,
     adminToken,
+    tokenKey,
     stop() {
       stopped ??= (async () => {
         await running.close();
@@ -63,11 +68,16 @@ export async function startLocalEdge(opts: LocalEdgeOptions = {}): Promise<Local
 }
 
 /** The stable path: createTestHarness on an ephemeral port, state in memory. */
-async function startHarness(adminToken: string): Promise<Running> {
+async function startHarness(adminToken: string, tokenKey: string): Promise<Running> {
   const server = createTestHarness({
     root: ROOT,
-    // Only the token given here counts (a developer's .dev.vars must not leak into tests).
-    workers: [{ configPath: join(ROOT, "wrangler.toml"), secrets: { HOPWAY_ADMIN_TOKEN: adminToken } }],
+    // Only the secrets given here count (a developer's .dev.vars must not leak into tests).
+    workers: [
+      {
+        configPath: join(ROOT, "wrangler.toml"),
+        secrets: { HOPWAY_ADMIN_TOKEN: adminToken, HOPWAY_TOKEN_KEY: tokenKey },
+      },
+    ],
   });
   try {
     const { url } = await server.listen();
@@ -80,13 +90,17 @@ async function startHarness(adminToken: string): Promise<Running> {
 }
 
 /** A chosen port and/or state kept on disk across restarts: what createTestHarness does not offer. */
-async function startPersistent(adminToken: string, opts: LocalEdgeOptions): Promise<Running> {
+async function startPersistent(adminToken: string, tokenKey: string, opts: LocalEdgeOptions): Promise<Running> {
   if (opts.persistDir !== undefined) mkdirSync(opts.persistDir, { recursive: true });
   // The file watcher is off: a test edge must not reload mid-request because someone saved a source file.
   const worker = await unstable_startWorker({
     config: join(ROOT, "wrangler.toml"),
     entrypoint: join(ROOT, "src", "index.ts"),
-    bindings: { HOPWAY_ADMIN_TOKEN: { type: "plain_text", value: adminToken } },
+    // Only the secrets given here count (a developer's .dev.vars must not leak into tests).
+    bindings: {
+      HOPWAY_ADMIN_TOKEN: { type: "plain_text", value: adminToken },
+      HOPWAY_TOKEN_KEY: { type: "plain_text", value: tokenKey },
+    },
     dev: {
       server: { hostname: "127.0.0.1", port: opts.port ?? 0 },
       inspector: false,
@@ -143,4 +157,25 @@ export async function adminApi(
   const text = await res.text();
   if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
   return JSON.parse(text) as Record<string, unknown>;
+}
+
+/**
+ * Creates a realm as an operator does (PUT /v1/realms/{realm}; idempotent).
+ * Everything here runs on loopback, so by default the realm's address policy
+ * also lets agent tokens publish loopback gateways, which a real realm refuses
+ * (docs/security/edge.md).
+ */
+export async function createRealm(
+  edge: LocalEdge,
+  realm: string,
+  opts: { allowLoopback?: boolean } = {},
+): Promise<void> {
+  const res = await fetch(`${edge.url}/v1/realms/${realm}`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${edge.adminToken}` },
+  });
+  if (!res.ok) throw new Error(`PUT /v1/realms/${realm}: ${res.status} ${await res.text()}`);
+  if (opts.allowLoopback ?? true) {
+    await adminApi(edge, realm, "PUT", "/policy", { default: { allow_loopback: true } });
+  }
 }

@@ -10,7 +10,7 @@ import { createServer, type Server } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
-import { type LocalEdge, startLocalEdge } from "./local-edge.ts";
+import { createRealm, type LocalEdge, startLocalEdge } from "./local-edge.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const AGENT_BIN = join(ROOT, "k8s-agent", "bin", "hopway-agent.mjs");
@@ -224,6 +224,8 @@ export async function startMesh(opts: MeshOptions): Promise<Mesh> {
   const reference = { ...(await loadReferenceTopology()), ...(opts.extra ?? {}) };
   const { topology } = await loopbackTopology(reference);
   const edge = await startLocalEdge();
+  // The agents publish loopback gateways with their agent tokens: this realm's policy allows that.
+  await createRealm(edge, realm, { allowLoopback: true });
   await api(edge, "POST", `/v1/realms/${realm}/import`, topology);
 
   const relays = Object.keys(topology).filter((n) => topology[n]?.discovery.metadata && /relay/.test(n));

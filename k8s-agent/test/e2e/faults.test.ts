@@ -11,7 +11,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
+import { createRealm, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
 import { freePort } from "../../../test/support/loopback-mesh.ts";
 import { type TunnelAttempt, tryTunnel } from "../../../test/support/tunnel.ts";
 import { EdgeClient } from "../../src/edge/client.ts";
@@ -145,6 +145,7 @@ beforeAll(async () => {
   app2Port = await echo();
   edgePort = await freePort("127.0.0.1");
   edge = await startLocalEdge({ persistDir: join(workDir, "edge"), port: edgePort });
+  await createRealm(edge, realm);
   expect((await admin("PUT", "/nodes/app1", app("app1", app1Port))).status).toBe(201);
   for (let i = 0; i < AGENTS; i++) expect((await admin("PUT", `/nodes/r${i}`, relayRecord(`r${i}`))).status).toBe(201);
   for (let i = 0; i < AGENTS; i++) agents.push(await startAgent(`r${i}`));
@@ -238,7 +239,12 @@ describe("faults: the edge goes away", () => {
     const perAgent = windows.map((w) => w.length);
 
     // The edge comes back on the same storage and port: state kept, and a change reaches everyone.
-    edge = await startLocalEdge({ persistDir: join(workDir, "edge"), port: edgePort, adminToken: edge.adminToken });
+    edge = await startLocalEdge({
+      persistDir: join(workDir, "edge"),
+      port: edgePort,
+      adminToken: edge.adminToken,
+      tokenKey: edge.tokenKey,
+    });
     const startMs = performance.now() - tUp;
     const kept = (await admin("GET", "/nodes")).body as { version: number; records: unknown[] };
     expect(kept.version).toBe(vBefore);

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify as stringifyYaml } from "yaml";
 import type { HopwayRecord, Route } from "../../../src/core/index.ts";
 import { generateTopology } from "../../../src/core/testing/generate.ts";
-import { adminApi, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
+import { adminApi, createRealm, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
 import { freePort, startEchoApp } from "../../../test/support/loopback-mesh.ts";
 import { openTunnel } from "../../../test/support/tunnel.ts";
 import { parseConfig } from "../../src/config.ts";
@@ -104,6 +104,7 @@ beforeAll(async () => {
   relayPort = await freePort("127.0.0.1");
   echo = await startEchoApp("127.0.0.1", appPort);
   edge = await startLocalEdge();
+  await createRealm(edge, realm);
   const generated = generateTopology({ records: RECORDS, seed: 11 });
   await api("POST", "/import", generated);
   agentToken = String((await api("POST", "/tokens", { role: "agent", namespaces: [NS] })).token);

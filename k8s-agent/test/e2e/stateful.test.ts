@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify as stringifyYaml } from "yaml";
 import { keyHost, OwnershipIndex } from "../../../src/core/ownership.ts";
-import { adminApi, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
+import { adminApi, createRealm, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
 import { AGENT_BIN, AgentProcess, freePort } from "../../../test/support/loopback-mesh.ts";
 import { AgentClient } from "../../src/client/index.ts";
 import { type KvAppConfig, type LineConn, tunnel } from "../support/kv-app.ts";
@@ -271,6 +271,7 @@ async function totalKeys(ordinals: number[]): Promise<number> {
 
 beforeAll(async () => {
   edge = await startLocalEdge();
+  await createRealm(edge, REALM);
   const t = await api("POST", "/tokens", { role: "agent", namespaces: [NS] });
   agentToken = String(t.token);
   // The StatefulSet's pods up to its maxReplicas: only those whose records are up are members.

@@ -21,7 +21,11 @@ const HELP = `usage: hopway import FILE [--edge URL] [--realm NAME] [--token TOK
 
 Stores every record of FILE in the realm, or, if any record is invalid, none
 of them; the problems are listed by path (app1.discovery.gateway[0].priority).
-FILE may be '-' for standard input. Needs an admin token.
+FILE may be '-' for standard input. Needs the admin token, or an agent token
+whose namespaces hold every record in FILE (and any record it replaces); an
+agent's gateway addresses must also pass the realm's address policy
+(docs/security/edge.md). The realm must exist: the admin creates it with
+PUT /v1/realms/NAME.
 
 ${TARGET_HELP}
 exit status: 0 imported, 1 edge or network error, 2 bad usage or invalid file

@@ -1,0 +1,44 @@
+// The realm's gateway address policy in SQLite (schema v3). Read once per
+// object start and on every change, so a write checks against memory.
+import type { AddressPolicy, AddressRules } from "../src/core/address-policy.ts";
+import type { Sql } from "./migrations.ts";
+
+const NS = "ns:";
+
+export class PolicyStore {
+  private cached: AddressPolicy;
+
+  constructor(private readonly sql: Sql) {
+    this.cached = this.load();
+  }
+
+  private load(): AddressPolicy {
+    const policy: AddressPolicy = {};
+    const rows = this.sql.exec<{ scope: string; rules: string }>("SELECT scope, rules FROM address_policy").toArray();
+    for (const row of rows) {
+      const rules = JSON.parse(row.rules) as AddressRules;
+      if (row.scope === "default") policy.default = rules;
+      else if (row.scope.startsWith(NS)) {
+        policy.namespaces ??= {};
+        policy.namespaces[row.scope.slice(NS.length)] = rules;
+      }
+    }
+    return policy;
+  }
+
+  get policy(): AddressPolicy {
+    return this.cached;
+  }
+
+  /** Replaces the whole policy. The caller runs it inside a transaction. */
+  replace(policy: AddressPolicy): void {
+    this.sql.exec("DELETE FROM address_policy");
+    if (policy.default !== undefined) {
+      this.sql.exec("INSERT INTO address_policy (scope, rules) VALUES ('default', ?)", JSON.stringify(policy.default));
+    }
+    for (const [ns, rules] of Object.entries(policy.namespaces ?? {})) {
+      this.sql.exec("INSERT INTO address_policy (scope, rules) VALUES (?, ?)", NS + ns, JSON.stringify(rules));
+    }
+    this.cached = this.load();
+  }
+}

@@ -1,0 +1,110 @@
+// The gateway address policy on its own: which addresses a tenant may publish.
+import { describe, expect, it } from "vitest";
+import {
+  AddressPolicySchema,
+  type AddressRules,
+  addressRefusal,
+  recordAddressProblem,
+} from "../../src/core/address-policy.ts";
+import { RecordSchema } from "../../src/core/schema.ts";
+
+const DEFAULT: AddressRules = {};
+
+describe("address policy", () => {
+  it("the default refuses loopback, link-local, unspecified, multicast, unix and loopback names", () => {
+    const refused = [
+      "ipv4://127.0.0.1:80",
+      "ipv4://127.255.0.9:80",
+      "ipv6://[::1]:80",
+      "ipv6://[0:0:0:0:0:0:0:1]:80",
+      "ipv6://[::ffff:127.0.0.1]:80",
+      "ipv6://[::ffff:7f00:1]:80",
+      "ipv6://[::127.0.0.1]:80",
+      "ipv4://169.254.169.254:80",
+      "ipv6://[fe80::1]:80",
+      "ipv6://[FE80::abcd]:80",
+      "ipv6://[::ffff:169.254.169.254]:80",
+      "ipv4://0.0.0.0:80",
+      "ipv6://[::]:80",
+      "ipv4://224.0.0.1:80",
+      "ipv4://239.1.2.3:80",
+      "ipv4://255.255.255.255:80",
+      "ipv6://[ff02::1]:80",
+      "unix:///var/run/agent.sock",
+      "dns://localhost:80",
+      "dns://LOCALHOST.:80",
+      "dns://admin.localhost:80",
+      "dns://ip6-localhost:80",
+      "dns://127.0.0.1:80",
+      "dns://127.1:80",
+      "dns://2130706433:80",
+      "dns://0x7f000001:80",
+    ];
+    for (const a of refused) expect(addressRefusal(a, DEFAULT), a).not.toBeNull();
+    const allowed = [
+      "ipv4://10.1.2.3:80",
+      "ipv4://192.168.1.1:80",
+      "ipv4://8.8.8.8:53",
+      "ipv6://[fd00::1]:80",
+      "ipv6://[2001:db8::1]:80",
+      "dns://relay.example.com:443",
+      "dns://relay-0.relay.ns.svc.cluster.local:7000",
+    ];
+    for (const a of allowed) expect(addressRefusal(a, DEFAULT), a).toBeNull();
+  });
+
+  it("flags allow loopback, link-local and unix; nothing allows multicast or unspecified", () => {
+    const open: AddressRules = { allow_loopback: true, allow_link_local: true, allow_unix: true };
+    for (const a of ["ipv4://127.0.0.1:80", "dns://localhost:80", "ipv4://169.254.1.1:80", "unix:///tmp/s"]) {
+      expect(addressRefusal(a, open), a).toBeNull();
+    }
+    for (const a of ["ipv4://0.0.0.0:80", "ipv4://224.0.0.1:80", "ipv6://[::]:80"]) {
+      expect(addressRefusal(a, open), a).not.toBeNull();
+    }
+  });
+
+  it("cidrs and dns patterns are allowlists", () => {
+    const rules: AddressRules = {
+      cidrs: ["10.20.0.0/16", "fd00:1::/32"],
+      dns: ["*.svc.cluster.local", "edge.example.com"],
+    };
+    expect(addressRefusal("ipv4://10.20.5.5:1", rules)).toBeNull();
+    expect(addressRefusal("ipv4://10.21.5.5:1", rules)).toContain("outside");
+    expect(addressRefusal("ipv6://[fd00:1:ffff::1]:1", rules)).toBeNull();
+    expect(addressRefusal("ipv6://[fd00:2::1]:1", rules)).toContain("outside");
+    expect(addressRefusal("dns://a.b.svc.cluster.local:1", rules)).toBeNull();
+    expect(addressRefusal("dns://svc.cluster.local:1", rules)).toContain("not among");
+    expect(addressRefusal("dns://edge.example.com:1", rules)).toBeNull();
+    expect(addressRefusal("dns://x.edge.example.com:1", rules)).toContain("not among");
+    // An IP literal written as a DNS name is an IP.
+    expect(addressRefusal("dns://10.20.1.1:1", rules)).toBeNull();
+    expect(addressRefusal("dns://10.99.1.1:1", rules)).toContain("outside");
+    expect(addressRefusal("ipv4://10.20.1.1:1", { cidrs: [] })).toContain("outside");
+  });
+
+  it("names the exact field of a refused address", () => {
+    const record = RecordSchema.parse({
+      name: "r",
+      metadata: { namespace_name: "b" },
+      gateway: [
+        { priority: 1, address: "ipv4://10.0.0.1:1" },
+        { priority: 2, address: ["ipv4://10.0.0.2:1", "ipv4://127.0.0.1:9"] },
+      ],
+    });
+    expect(recordAddressProblem(record, {})).toMatchObject({ path: "gateway[1].address[1]" });
+    expect(recordAddressProblem(record, {}, [3])?.path).toBe("[3].gateway[1].address[1]");
+    expect(recordAddressProblem(record, { namespaces: { b: { allow_loopback: true } } })).toBeNull();
+    expect(recordAddressProblem(record, { default: { allow_loopback: true }, namespaces: { b: {} } })).not.toBeNull();
+  });
+
+  it("the policy schema refuses bad ranges and patterns by path", () => {
+    const r = AddressPolicySchema.safeParse({
+      default: { cidrs: ["10.0.0.0/33", "nope"], dns: ["Bad..name"] },
+      namespaces: { "a\nb": {} },
+    });
+    expect(r.success).toBe(false);
+    const paths = r.error?.issues.map((i) => i.path.join("."));
+    expect(paths).toEqual(expect.arrayContaining(["default.cidrs.0", "default.cidrs.1", "default.dns.0"]));
+    expect(AddressPolicySchema.safeParse({ default: { cidrs: ["::ffff:10.0.0.0/104"] } }).success).toBe(true);
+  });
+});

@@ -1,0 +1,287 @@
+// Hostile tenants against the edge: what an agent token of one namespace may
+// publish (the gateway address policy), what an agent may import, and that no
+// request without a credential for a realm makes storage appear.
+import { evictDurableObject, listDurableObjectIds, SELF } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { callerFrom, mintToken } from "../../src/edge/auth.ts";
+import { clearRealmCache } from "../../src/edge/realm-cache.ts";
+import { call, freshRealm, newRealm, node } from "./helpers.ts";
+
+async function token(realm: string, role: "agent" | "reader", namespaces: string[] = []): Promise<string> {
+  const r = await call("POST", `/v1/realms/${realm}/tokens`, { body: { role, namespaces } });
+  expect(r.status, JSON.stringify(r.body)).toBe(201);
+  return r.body.token;
+}
+
+/** A relay in namespace `a` that tenant `b`'s record would make dial its gateway. */
+const relayA = {
+  name: "relay-a",
+  metadata: { namespace_name: "a", kind: "relay" },
+  gateway: [{ priority: 1, address: "ipv4://10.0.0.1:1234" }],
+};
+
+function tenantRecord(name: string, address: string | string[], ns = "b"): Record<string, unknown> {
+  return {
+    name,
+    metadata: { namespace_name: ns },
+    gateway: [
+      { priority: 1, address: "ipv4://10.2.0.1:80" },
+      { priority: 2, address, match: { name: "relay-a" } },
+    ],
+  };
+}
+
+describe("gateway address policy", () => {
+  it("an agent token may not publish loopback, link-local, unspecified, multicast or unix gateways", async () => {
+    const realm = await newRealm("gw");
+    const base = `/v1/realms/${realm}`;
+    expect((await call("PUT", `${base}/nodes/relay-a`, { body: relayA })).status).toBe(201);
+    const agentB = await token(realm, "agent", ["b"]);
+    const refused = [
+      "ipv4://127.0.0.1:9090",
+      "ipv6://[::1]:9090",
+      "ipv6://[::ffff:127.0.0.1]:9090",
+      "dns://localhost:9090",
+      "dns://metrics.localhost:9090",
+      "dns://127.1:9090",
+      "ipv4://169.254.169.254:80",
+      "ipv6://[fe80::1]:80",
+      "ipv4://0.0.0.0:80",
+      "ipv6://[::]:80",
+      "ipv4://224.0.0.251:5353",
+      "unix:///run/hopway/admin.sock",
+    ];
+    const before = (await call("GET", `${base}/nodes`)).body;
+    for (const address of refused) {
+      const r = await call("PUT", `${base}/nodes/evil`, { token: agentB, body: tenantRecord("evil", address) });
+      expect(r.status, `${address}: ${JSON.stringify(r.body)}`).toBe(403);
+      expect(r.body.error.code).toBe("gateway_forbidden");
+      expect(r.body.error.path).toBe("gateway[1].address");
+      expect(r.body.error.message).toContain(address);
+    }
+    // In a list of fallbacks, the exact entry is named.
+    const listed = await call("PUT", `${base}/nodes/evil`, {
+      token: agentB,
+      body: tenantRecord("evil", ["ipv4://10.2.0.2:80", "ipv4://127.0.0.1:9090"]),
+    });
+    expect(listed.status).toBe(403);
+    expect(listed.body.error.path).toBe("gateway[1].address[1]");
+    expect((await call("GET", `${base}/nodes`)).body).toEqual(before);
+    // Ordinary addresses, private ranges and DNS names included, are fine by default.
+    const fine = await call("PUT", `${base}/nodes/ok`, {
+      token: agentB,
+      body: tenantRecord("ok", ["ipv4://192.168.7.7:80", "dns://relay.b.svc.cluster.local:7000"]),
+    });
+    expect(fine.status, JSON.stringify(fine.body)).toBe(201);
+  });
+
+  it("a refused import stores nothing and names the record's place in the text", async () => {
+    const realm = await newRealm("gwimp");
+    const base = `/v1/realms/${realm}`;
+    const agentB = await token(realm, "agent", ["b"]);
+    const before = (await call("GET", `${base}/nodes`)).body;
+    const records = [
+      tenantRecord("b0", "ipv4://10.2.0.10:80"),
+      tenantRecord("b1", "ipv4://10.2.0.11:80"),
+      tenantRecord("b2", "ipv4://10.2.0.12:80"),
+      tenantRecord("b3", ["ipv4://10.2.0.13:80", "ipv4://127.0.0.1:9090"]),
+    ];
+    const r = await call("POST", `${base}/import`, { token: agentB, body: records });
+    expect(r.status).toBe(403);
+    expect(r.body.error).toMatchObject({ code: "gateway_forbidden", path: "[3].gateway[1].address[1]" });
+    expect((await call("GET", `${base}/nodes`)).body).toEqual(before);
+    // The configuration-map form names the map key.
+    const yaml = [
+      "relaysvr1:",
+      "  discovery:",
+      "    metadata: { namespace_name: b }",
+      "    gateway:",
+      "      - { priority: 1, address: 'ipv4://169.254.169.254:80' }",
+    ].join("\n");
+    const y = await call("POST", `${base}/import`, { token: agentB, raw: yaml, type: "application/yaml" });
+    expect(y.status).toBe(403);
+    expect(y.body.error.path).toBe("relaysvr1.discovery.gateway[0].address");
+    expect((await call("GET", `${base}/nodes`)).body).toEqual(before);
+    // Within its namespace and the policy, an agent's import is allowed and atomic.
+    const good = await call("POST", `${base}/import`, { token: agentB, body: records.slice(0, 3) });
+    expect(good.status, JSON.stringify(good.body)).toBe(200);
+    expect(good.body.records).toBe(3);
+  });
+
+  it("the admin is not checked; the admin's policy opens or narrows a namespace, and survives eviction", async () => {
+    const realm = await newRealm("gwpol");
+    const base = `/v1/realms/${realm}`;
+    // The admin's own demo topologies dial loopback.
+    expect(
+      (await call("PUT", `${base}/nodes/demo`, { body: tenantRecord("demo", "ipv4://127.0.0.1:8080") })).status,
+    ).toBe(201);
+    const agentB = await token(realm, "agent", ["b"]);
+    const agentC = await token(realm, "agent", ["c"]);
+    expect((await call("GET", `${base}/policy`)).body).toEqual({});
+    for (const t of [agentB, await token(realm, "reader")]) {
+      expect((await call("GET", `${base}/policy`, { token: t })).status).toBe(403);
+      const put = await call("PUT", `${base}/policy`, { token: t, body: { default: { allow_loopback: true } } });
+      expect(put.status).toBe(403);
+      expect(put.body.error.code).toBe("forbidden");
+    }
+    const bad = await call("PUT", `${base}/policy`, { body: { default: { cidrs: ["10.0.0.0/40"], dns: ["*"] } } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.issues.map((i: { path: string }) => i.path)).toEqual(["default.cidrs[0]", "default.dns[0]"]);
+    const unknownField = await call("PUT", `${base}/policy`, {
+      body: { namespaces: { b: { allow_everything: true } } },
+    });
+    expect(unknownField.status).toBe(400);
+
+    const policy = {
+      default: { cidrs: ["10.0.0.0/8"], dns: ["*.svc.cluster.local"] },
+      namespaces: { b: { allow_loopback: true, cidrs: ["127.0.0.0/8", "10.2.0.0/16"] } },
+    };
+    const set = await call("PUT", `${base}/policy`, { body: policy });
+    expect(set.status).toBe(200);
+    expect(set.body).toEqual(policy);
+    await evictDurableObject(env.REALM.get(env.REALM.idFromName(realm)));
+    clearRealmCache();
+    expect((await call("GET", `${base}/policy`)).body).toEqual(policy);
+
+    const put = (t: string, name: string, address: string, ns: string) =>
+      call("PUT", `${base}/nodes/${name}`, { token: t, body: tenantRecord(name, address, ns) });
+    expect((await put(agentB, "b-lo", "ipv4://127.0.0.1:8080", "b")).status).toBe(201);
+    expect((await put(agentB, "b-far", "ipv4://10.3.0.1:80", "b")).body.error.code).toBe("gateway_forbidden");
+    expect((await put(agentC, "c-lo", "ipv4://127.0.0.1:8080", "c")).body.error.code).toBe("gateway_forbidden");
+    expect((await put(agentC, "c-ten", "ipv4://10.3.0.1:80", "c")).status).toBe(201);
+    expect((await put(agentC, "c-pub", "ipv4://8.8.8.8:80", "c")).body.error.code).toBe("gateway_forbidden");
+    expect((await put(agentC, "c-dns", "dns://x.c.svc.cluster.local:80", "c")).status).toBe(201);
+    expect((await put(agentC, "c-ext", "dns://evil.example.com:80", "c")).body.error.code).toBe("gateway_forbidden");
+  });
+});
+
+describe("realms and self-authenticating tokens", () => {
+  it("only the admin creates and lists realms; creating twice is harmless", async () => {
+    const realm = freshRealm("create");
+    const other = await newRealm("create-other");
+    const agent = await token(other, "agent", ["a"]);
+    expect((await call("PUT", `/v1/realms/${realm}`, { token: null })).status).toBe(401);
+    expect((await call("PUT", `/v1/realms/${realm}`, { token: "garbage" })).status).toBe(401);
+    expect((await call("PUT", `/v1/realms/${realm}`, { token: agent })).status).toBe(401);
+    expect((await call("PUT", `/v1/realms/${other}`, { token: agent })).status).toBe(403);
+    expect((await call("GET", `/v1/realms`, { token: agent })).status).toBe(401);
+    expect((await call("GET", `/v1/realms/${realm}`)).status).toBe(404);
+    const created = await call("PUT", `/v1/realms/${realm}`);
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ realm, created: true });
+    const again = await call("PUT", `/v1/realms/${realm}`);
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ realm, created: false, created_at: created.body.created_at });
+    expect((await call("GET", `/v1/realms/${realm}`)).status).toBe(200);
+    const list = await call("GET", "/v1/realms");
+    expect(list.body.realms.map((r: { name: string }) => r.name)).toEqual(expect.arrayContaining([realm, other]));
+    expect((await call("PUT", "/v1/realms/Bad_Name")).body.error.path).toBe("realm");
+  });
+
+  it("1,000 requests without a valid credential to new realm names create no Durable Object", async () => {
+    const known = await newRealm("known");
+    const agent = await token(known, "agent", ["a"]);
+    const count = async () => ({
+      realms: (await listDurableObjectIds(env.REALM)).length,
+      directory: (await listDurableObjectIds(env.DIRECTORY)).length,
+    });
+    const before = await count();
+    expect(before.directory).toBe(1);
+    const forged = `hwt2_${"0".repeat(16)}_${"1".repeat(48)}_${"2".repeat(32)}`;
+    const legacy = `hwt_${"0".repeat(16)}_${"1".repeat(48)}`;
+    const credentials: Array<string | null> = [null, "garbage", forged, legacy, agent];
+    const statuses = new Map<number, number>();
+    const n = 1000;
+    for (let i = 0; i < n; i += 50) {
+      const batch = Array.from({ length: 50 }, (_, j) => {
+        const k = i + j;
+        const realm = freshRealm(`ghost${k}`);
+        const method = ["GET", "PUT", "POST", "DELETE"][k % 4]!;
+        const path = method === "POST" ? `/v1/realms/${realm}/import` : `/v1/realms/${realm}/nodes/x`;
+        return call(method, path, {
+          token: credentials[k % credentials.length]!,
+          ...(method === "GET" || method === "DELETE" ? {} : { body: method === "POST" ? [node("x")] : node("x") }),
+        });
+      });
+      for (const r of await Promise.all(batch)) statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+    }
+    expect([...statuses]).toEqual([[401, n]]);
+    // The admin asking about unknown realms gets 404 and creates nothing either.
+    for (let i = 0; i < 20; i++) {
+      const r = await call("GET", `/v1/realms/${freshRealm("ghost-admin")}/nodes`);
+      expect(r.status).toBe(404);
+      expect(r.body.error.code).toBe("unknown_realm");
+    }
+    const after = await count();
+    expect(after).toEqual(before);
+    console.log(
+      `edge: ${n} unauthenticated requests + 20 admin requests to new realm names → Durable Objects ${before.realms} before, ${after.realms} after`,
+    );
+  });
+
+  it("a token verifies only for the realm it was minted for, and under the previous key during a rotation", async () => {
+    const minted = await mintToken({ current: "k1", previous: undefined }, "realm-a");
+    const header = `Bearer ${minted.token}`;
+    const hash = await callerFrom(header, "admin", { current: "k1", previous: undefined }, "realm-a");
+    expect(hash).toEqual({ kind: "token", hash: minted.hash });
+    await expect(callerFrom(header, "admin", { current: "k1", previous: undefined }, "realm-b")).rejects.toThrow(
+      /unknown token/,
+    );
+    await expect(callerFrom(header, "admin", { current: "k2", previous: "k1" }, "realm-a")).resolves.toEqual(hash);
+    await expect(callerFrom(header, "admin", { current: "k2", previous: undefined }, "realm-a")).rejects.toThrow();
+    // One flipped character anywhere in the token fails.
+    const flipped = `${minted.token.slice(0, 30)}${minted.token[30] === "a" ? "b" : "a"}${minted.token.slice(31)}`;
+    await expect(
+      callerFrom(`Bearer ${flipped}`, "admin", { current: "k1", previous: undefined }, "realm-a"),
+    ).rejects.toThrow();
+    // Without a key, nothing is minted.
+    await expect(mintToken({ current: undefined, previous: undefined }, "realm-a")).rejects.toThrow(/HOPWAY_TOKEN_KEY/);
+  });
+
+  it("a token of another realm, or minted before signatures, is 401 with a reason", async () => {
+    const a = await newRealm("ra");
+    const b = await newRealm("rb");
+    const tokA = await token(a, "reader");
+    expect((await call("GET", `/v1/realms/${a}/nodes`, { token: tokA })).status).toBe(200);
+    const cross = await call("GET", `/v1/realms/${b}/nodes`, { token: tokA });
+    expect(cross.status).toBe(401);
+    const legacy = await call("GET", `/v1/realms/${a}/nodes`, { token: `hwt_${"a".repeat(16)}_${"b".repeat(48)}` });
+    expect(legacy.status).toBe(401);
+    expect(legacy.body.error.message).toContain("mint a new one");
+    // Revocation still lives in the realm: a well-signed but revoked token is refused there.
+    const id = (await call("GET", `/v1/realms/${a}/tokens`)).body.tokens[0].id;
+    expect((await call("DELETE", `/v1/realms/${a}/tokens/${id}`)).status).toBe(200);
+    expect((await call("GET", `/v1/realms/${a}/nodes`, { token: tokA })).status).toBe(401);
+  });
+});
+
+describe("methods", () => {
+  it("CONNECT reaches the Worker's connect handler and gets a 405 method_not_allowed, not a 500", async () => {
+    const worker = (await import("../../src/index.ts")).default;
+    const pipe = new TransformStream<Uint8Array, Uint8Array>();
+    let closed = false;
+    const socket = {
+      readable: new ReadableStream(),
+      writable: pipe.writable,
+      close: async () => {
+        closed = true;
+      },
+    } as unknown as Socket;
+    const [, text] = await Promise.all([worker.connect(socket), new Response(pipe.readable).text()]);
+    expect(text).toMatch(/^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    expect(text).toContain("Allow: GET, HEAD, POST, PUT, DELETE\r\n");
+    const body = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4));
+    expect(body.error.code).toBe("method_not_allowed");
+    expect(closed).toBe(true);
+  });
+
+  it("other methods no endpoint takes are 405 with Allow", async () => {
+    for (const method of ["PATCH", "OPTIONS", "TRACE", "PROPFIND"]) {
+      const res = await SELF.fetch("https://edge/v1/realms/x/nodes", { method });
+      expect(res.status, method).toBe(405);
+      expect(res.headers.get("allow")).toBe("GET, HEAD, POST, PUT, DELETE");
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("method_not_allowed");
+    }
+  });
+});
