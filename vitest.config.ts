@@ -23,7 +23,12 @@ export default defineConfig({
         test: {
           name: "unit",
           environment: "node",
-          include: ["test/core/**/*.test.ts", "test/cli/**/*.test.ts", "k8s-agent/test/unit/**/*.test.ts"],
+          include: [
+            "test/core/**/*.test.ts",
+            "test/cli/**/*.test.ts",
+            "test/support/**/*.test.ts",
+            "k8s-agent/test/unit/**/*.test.ts",
+          ],
           testTimeout: 30_000,
         },
       },
