@@ -17,6 +17,7 @@ import type { ChildProcess } from "node:child_process";
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
 import type { Route } from "../src/core/schema.ts";
 import { freePort } from "../test/support/loopback-mesh.ts";
 import {
@@ -64,6 +65,8 @@ interface Chain {
   authority?: (t: Target) => string;
   /** The three proxies, first to last. */
   procs: ChildProcess[];
+  /** HAProxy only: the second proxy's ports, the far end of the first proxy-to-proxy hop. */
+  second?: Partial<Record<Target, number>>;
 }
 
 /** The middle legs of a chain: a WAN link in front of `port`, or the port itself. */
@@ -157,7 +160,7 @@ async function haproxyChain(
     `${tag}-1`,
     await frontends(p1, (k) => via(p2[k] as number), undefined, tls("hop1", "hop2")),
   );
-  return { label, front: p1, procs: [h1, h2, h3] };
+  return { label, front: p1, procs: [h1, h2, h3], second: p2 };
 }
 
 /** Hopway relays a → b → c → targets, each with its own fixed route table. */
@@ -187,6 +190,43 @@ async function hopwayChain(label: string, targets: Partial<Record<Target, number
     authority: (t) => `${t}:0`,
     procs: [a.child, b.child, c.child],
   };
+}
+
+/**
+ * Proves the chain's proxy-to-proxy hop is mutual TLS before any figure is taken: the second
+ * proxy echoes through the chain for a client holding a certificate from the bench CA, and
+ * refuses a TLS client without one.
+ */
+async function checkMutualTls(chain: Chain, certs: ReturnType<typeof makeCerts>): Promise<void> {
+  const port = chain.second?.echo;
+  if (port === undefined) throw new Error(`${chain.label}: no second proxy`);
+  const attempt = (withCert: boolean) =>
+    new Promise<string>((resolve) => {
+      const pem = readFileSync(certs.pem("hop1"), "utf8");
+      const s = tlsConnect({
+        host: "127.0.0.1",
+        port,
+        servername: "hop2",
+        ca: readFileSync(certs.ca),
+        ...(withCert ? { cert: pem, key: pem } : {}),
+      });
+      const timer = setTimeout(() => finish("timeout"), 5_000);
+      const finish = (what: string) => {
+        clearTimeout(timer);
+        s.destroy();
+        resolve(what);
+      };
+      s.on("secureConnect", () => s.write("mtls?"));
+      s.on("data", (d: Buffer) => finish(d.toString()));
+      s.on("error", (e: NodeJS.ErrnoException) => finish(`error ${e.code ?? e.message}`));
+      s.on("end", () => finish("closed"));
+    });
+  const good = await attempt(true);
+  if (good !== "mtls?") throw new Error(`${chain.label}: a client with a certificate got ${good}`);
+  const bad = await attempt(false);
+  if (bad === "mtls?" || bad === "timeout")
+    throw new Error(`${chain.label}: a client without a certificate got ${bad}`);
+  console.log(`  ${chain.label}: hop 1 → 2 is mutual TLS (with a certificate: echoed; without: ${bad})`);
 }
 
 const cpuOf = (procs: ChildProcess[]) => procs.reduce((sum, p) => sum + cpuMs(p.pid), 0);
@@ -341,6 +381,7 @@ async function main(): Promise<void> {
     await haproxyChain("haproxy plain", undefined, ends),
     await hopwayChain("bench", ends),
   ];
+  await checkMutualTls(chains[0] as Chain, certs);
   const cps = await connectionRate(chains);
   const mbs = await bulk(chains);
   for (const c of chains) for (const p of c.procs) p.kill("SIGKILL");
