@@ -48,7 +48,9 @@ import {
 } from "./support.ts";
 
 const BULK_BYTES = Number(process.env.BENCH_BULK_MIB ?? 256) * 1024 * 1024;
-const CPS_SECONDS = Number(process.env.BENCH_CPS_SECONDS ?? 4);
+const CPS_SECONDS = Number(process.env.BENCH_CPS_SECONDS ?? 5);
+/** Rounds of the connection-rate and bulk runs, interleaved across chains so load drift hits all alike; best kept. */
+const ROUNDS = 3;
 const CPS_CONCURRENCY = 32;
 /** Upper bound on connections in one connection-rate run, whatever the rate. */
 const CPS_MAX = 200_000;
@@ -248,7 +250,7 @@ async function connectionRate(chains: Chain[]): Promise<Map<string, { rate: numb
   // Warm-up (JIT, TLS session caches, TCP port reuse), not counted.
   for (const c of chains) await runPeer(args(c, 1));
   const best = new Map<string, { rate: number; cpuUs: number }>();
-  for (let round = 0; round < 2; round++) {
+  for (let round = 0; round < ROUNDS; round++) {
     for (const c of chains) {
       const cpu0 = cpuOf(c.procs);
       const r = await runPeer(args(c, CPS_SECONDS));
@@ -260,7 +262,7 @@ async function connectionRate(chains: Chain[]): Promise<Map<string, { rate: numb
     }
   }
   console.log(
-    `\nconnections/s through 3 hops (connect [+ CONNECT] + 16 B round trip + close, ${CPS_CONCURRENCY} concurrent, ${CPS_SECONDS} s, best of 2; load average ${load()}):`,
+    `\nconnections/s through 3 hops (connect [+ CONNECT] + 16 B round trip + close, ${CPS_CONCURRENCY} concurrent, ${CPS_SECONDS} s, best of ${ROUNDS}; load average ${load()}):`,
   );
   for (const c of chains) {
     const b = best.get(c.label)!;
@@ -273,7 +275,7 @@ async function connectionRate(chains: Chain[]): Promise<Map<string, { rate: numb
 
 async function bulk(chains: Chain[]): Promise<Map<string, { rate: number; cpuPerMib: number }>> {
   const best = new Map<string, { rate: number; cpuPerMib: number }>();
-  for (let round = 0; round < 2; round++) {
+  for (let round = 0; round < ROUNDS; round++) {
     for (const c of chains) {
       const cpu0 = cpuOf(c.procs);
       const r = await runPeer(["send", "127.0.0.1", String(c.front.bulk), String(BULK_BYTES), ...authArg(c, "bulk")]);
@@ -287,7 +289,7 @@ async function bulk(chains: Chain[]): Promise<Map<string, { rate: number; cpuPer
     }
   }
   console.log(
-    `\nbulk through 3 hops (MiB/s, one stream of ${BULK_BYTES / 1024 / 1024} MiB, Node sender → Node sink, best of 2; load average ${load()}):`,
+    `\nbulk through 3 hops (MiB/s, one stream of ${BULK_BYTES / 1024 / 1024} MiB, Node sender → Node sink, best of ${ROUNDS}; load average ${load()}):`,
   );
   for (const c of chains) {
     const b = best.get(c.label)!;
@@ -304,7 +306,10 @@ interface SetupFigure {
   floor: number;
 }
 
-/** Setup time of each chain with both middle legs at ONE_WAY_MS, then at 0 ms for the local part of the floor. */
+/**
+ * Setup time of each chain with both middle legs at ONE_WAY_MS, then at 0 ms: the fastest of those
+ * is the local part of the floor (the least the local legs and the proxies themselves take).
+ */
 async function setupLatency(echo: number, certs: ReturnType<typeof makeCerts>): Promise<Map<string, SetupFigure>> {
   const lanes: Array<{ chain: Chain; links: WanLink[] }> = [];
   const build = async (make: (via: Via) => Promise<Chain>) => {
@@ -329,8 +334,8 @@ async function setupLatency(echo: number, certs: ReturnType<typeof makeCerts>): 
     const wan = await measure(SETUP_TUNNELS);
     for (const l of links) l.delayMs = 0;
     const local = await measure(10);
-    const floor = roundTripFloor([{ oneWayMs: ONE_WAY_MS }, { oneWayMs: ONE_WAY_MS }, { roundTripMs: local.median }]);
-    out.set(chain.label, { wan, localMs: local.median, floor });
+    const floor = roundTripFloor([{ oneWayMs: ONE_WAY_MS }, { oneWayMs: ONE_WAY_MS }, { roundTripMs: local.minMs }]);
+    out.set(chain.label, { wan, localMs: local.minMs, floor });
     for (const l of links) await l.close();
   }
   console.log(

@@ -52,6 +52,7 @@ describe("setup latency helpers", () => {
       expect(ms).toBeLessThan(4 * d + 30);
     }
     expect(r.p90).toBeGreaterThanOrEqual(r.median);
+    expect(r.minMs).toBe(Math.min(r.coldMs, ...r.warmMs));
   });
 
   it("refuses to count an answer other than 200 as a setup", async () => {

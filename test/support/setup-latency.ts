@@ -13,6 +13,8 @@ export interface SetupLatency {
   warmMs: number[];
   median: number;
   p90: number;
+  /** The fastest of all, cold included: what a floor is built from. */
+  minMs: number;
 }
 
 /** A leg of the path: emulated (its one-way delay, paid twice per round trip) or local (a measured round trip). */
@@ -36,7 +38,13 @@ export async function measureSequential(n: number, once: () => Promise<number>):
   const all: number[] = [];
   for (let i = 0; i < n; i++) all.push(await once());
   const warmMs = all.slice(1);
-  return { coldMs: all[0] as number, warmMs, median: quantile(warmMs, 0.5), p90: quantile(warmMs, 0.9) };
+  return {
+    coldMs: all[0] as number,
+    warmMs,
+    median: quantile(warmMs, 0.5),
+    p90: quantile(warmMs, 0.9),
+    minMs: Math.min(...all),
+  };
 }
 
 /**

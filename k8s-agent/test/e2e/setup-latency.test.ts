@@ -112,16 +112,16 @@ afterAll(async () => {
 describe("tunnel setup over two 25 ms cross-region legs", () => {
   it("pays about two round trips per long leg today, twice the round-trip floor", async () => {
     const wan = await measureConnectSetup(client, app1Authority, TUNNELS);
-    // The same chain with the emulators at 0 ms: what the local legs and the relays themselves take.
+    // The same chain with the emulators at 0 ms: the least the local legs and the relays themselves take.
     for (const l of links) l.delayMs = 0;
     const local = await measureConnectSetup(client, app1Authority, TUNNELS);
     for (const l of links) l.delayMs = ONE_WAY_MS;
-    const floor = roundTripFloor([{ oneWayMs: ONE_WAY_MS }, { oneWayMs: ONE_WAY_MS }, { roundTripMs: local.median }]);
+    const floor = roundTripFloor([{ oneWayMs: ONE_WAY_MS }, { oneWayMs: ONE_WAY_MS }, { roundTripMs: local.minMs }]);
     const ratio = wan.median / floor;
     console.log(
       `setup latency app2 → relaysvr2 → relaysvr3 → relaysvr1 → app1 (25 ms one way on 2 legs): ` +
         `cold ${wan.coldMs.toFixed(1)} ms, warm median ${wan.median.toFixed(1)} ms, p90 ${wan.p90.toFixed(1)} ms; ` +
-        `local legs ${local.median.toFixed(1)} ms; floor ${floor.toFixed(1)} ms; warm/floor ${ratio.toFixed(2)}`,
+        `local legs ${local.minMs.toFixed(1)} ms; floor ${floor.toFixed(1)} ms; warm/floor ${ratio.toFixed(2)}`,
     );
 
     // Every tunnel crosses both long legs: nothing comes back before one round trip over each.
@@ -129,7 +129,7 @@ describe("tunnel setup over two 25 ms cross-region legs", () => {
     // Today every hop opens its own TCP connection across the leg (SYN, SYN-ACK, then the
     // CONNECT with the first data) and waits for the next hop's 200: two round trips per leg.
     expect(ratio).toBeGreaterThan(1.7);
-    expect(ratio).toBeLessThan(2.6);
+    expect(ratio).toBeLessThan(3);
     // LINKS: once relay hops ride persistent links (one stream per tunnel, no per-tunnel
     // handshake on the long legs), replace the two assertions above with:
     //   expect(wan.median).toBeLessThanOrEqual(1.15 * floor);
