@@ -408,6 +408,12 @@ async function main(): Promise<void> {
   row("MB RSS per relay at 10,000 idle tunnels (max)", rss / 1e6, 150, true);
   const s = get(setup, "hopway");
   row("setup latency, warm median / round-trip floor", s.wan.median / s.floor, 1.15, true);
+  // On a CPU-bound shared machine the wall-clock rates swing with other load; the proxies' own
+  // CPU per unit of work swings much less. The same targets, as CPU ratios (haproxy / hopway):
+  console.log("  the same rate targets from the proxies' own CPU per unit (haproxy / hopway; steadier under load):");
+  row("  CPU per connection, haproxy mTLS / hopway", get(cps, "haproxy mTLS").cpuUs / get(cps, "hopway").cpuUs, 4);
+  row("  CPU per connection, haproxy plain / hopway", get(cps, "haproxy plain").cpuUs / get(cps, "hopway").cpuUs, 0.8);
+  row("  CPU per MiB, haproxy mTLS / hopway", get(mbs, "haproxy mTLS").cpuPerMib / get(mbs, "hopway").cpuPerMib, 1);
 }
 
 runBench("links", main);
