@@ -41,16 +41,15 @@ describe("setup latency helpers", () => {
   });
 
   it("measures CONNECT → 200 through a link: the handshake hold plus one round trip (4d)", async () => {
-    const d = 15;
+    const d = 25;
     const port = await serve(answering(200));
     const link = await startWan({ target: { host: "127.0.0.1", port }, delayMs: d });
     cleanups.push(() => link.close());
-    const r = await measureConnectSetup(link, "app:1", 4);
-    expect(r.warmMs).toHaveLength(3);
-    for (const ms of [r.coldMs, ...r.warmMs]) {
-      expect(ms).toBeGreaterThanOrEqual(4 * d);
-      expect(ms).toBeLessThan(4 * d + 30);
-    }
+    const r = await measureConnectSetup(link, "app:1", 5);
+    expect(r.warmMs).toHaveLength(4);
+    // Never below 4d; the best of the tunnels within a few ms of it (one more d would be 25 ms).
+    for (const ms of [r.coldMs, ...r.warmMs]) expect(ms).toBeGreaterThanOrEqual(4 * d);
+    expect(r.minMs).toBeLessThan(4 * d + 15);
     expect(r.p90).toBeGreaterThanOrEqual(r.median);
     expect(r.minMs).toBe(Math.min(r.coldMs, ...r.warmMs));
   });
@@ -61,7 +60,7 @@ describe("setup latency helpers", () => {
   });
 
   it("measures connect → first echoed byte for a plain forwarder", async () => {
-    const d = 15;
+    const d = 25;
     const echo = createServer((s) => {
       s.on("error", () => {});
       s.pipe(s);
@@ -69,10 +68,9 @@ describe("setup latency helpers", () => {
     const port = await serve(echo);
     const link = await startWan({ target: { host: "127.0.0.1", port }, delayMs: d });
     cleanups.push(() => link.close());
-    const r = await measureEchoSetup(link, 3);
-    for (const ms of [r.coldMs, ...r.warmMs]) {
-      expect(ms).toBeGreaterThanOrEqual(4 * d);
-      expect(ms).toBeLessThan(4 * d + 30);
-    }
+    const r = await measureEchoSetup(link, 4);
+    // Never below 4d; the best of the tunnels within a few ms of it (one more d would be 25 ms).
+    for (const ms of [r.coldMs, ...r.warmMs]) expect(ms).toBeGreaterThanOrEqual(4 * d);
+    expect(r.minMs).toBeLessThan(4 * d + 15);
   });
 });

@@ -90,27 +90,38 @@ describe("WAN emulator", () => {
     const via = await pair(l.port, t);
     const forward = await oneWay(via.c, via.s, 8);
     const backward = await oneWay(via.s, via.c, 8);
+    // Never early, on every sample. Late only by scheduling: a loaded machine delays some samples
+    // (so the median gets a wide margin) but not the best one, unless the emulator adds time itself.
     for (const ms of [...forward, ...backward]) expect(ms).toBeGreaterThanOrEqual(d);
-    expect(median(forward)).toBeLessThanOrEqual(d + median(base) + 4);
-    expect(median(backward)).toBeLessThanOrEqual(d + median(base) + 4);
+    for (const dir of [forward, backward]) {
+      expect(Math.min(...dir)).toBeLessThanOrEqual(d + Math.min(...base) + 3);
+      expect(median(dir)).toBeLessThanOrEqual(d + median(base) + 15);
+    }
   });
 
   it("holds a new connection for the handshake: the target accepts and sees the first byte 3 × d after connect", async () => {
     const d = 40;
     const t = await target();
     const l = await link(t.port, d);
-    const t0 = performance.now();
-    const c = dial(l.port);
-    c.write("first");
-    const { socket, at } = await t.next();
-    await once(socket, "data");
-    const firstByte = performance.now() - t0;
-    expect(at - t0).toBeGreaterThanOrEqual(3 * d - 1);
-    expect(firstByte).toBeGreaterThanOrEqual(3 * d);
-    expect(firstByte).toBeLessThanOrEqual(3 * d + 15);
-    // Later bytes on the same connection pay only the one-way delay.
-    const [later] = await oneWay(c, socket, 1);
-    expect(later).toBeLessThan(d + 15);
+    const firstBytes: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      const c = dial(l.port);
+      c.write("first");
+      const { socket, at } = await t.next();
+      await once(socket, "data");
+      firstBytes.push(performance.now() - t0);
+      expect(at - t0).toBeGreaterThanOrEqual(3 * d - 1);
+      if (i === 0) {
+        // Later bytes on the same connection pay only the one-way delay.
+        const [later] = await oneWay(c, socket, 1);
+        expect(later).toBeGreaterThanOrEqual(d);
+        expect(later).toBeLessThan(2 * d);
+      }
+    }
+    for (const ms of firstBytes) expect(ms).toBeGreaterThanOrEqual(3 * d);
+    // One more one-way delay (4d) would be 40 ms more: the best of three stays well below that.
+    expect(Math.min(...firstBytes)).toBeLessThanOrEqual(3 * d + 15);
   });
 
   it("delivers every byte, in order, both ways at once, and passes the half-closes through", async () => {
