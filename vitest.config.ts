@@ -28,6 +28,7 @@ export default defineConfig({
             "test/cli/**/*.test.ts",
             "test/scripts/**/*.test.ts",
             "test/docs/**/*.test.ts",
+            "test/support/**/*.test.ts",
             "k8s-agent/test/unit/**/*.test.ts",
           ],
           testTimeout: 30_000,

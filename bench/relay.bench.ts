@@ -7,180 +7,44 @@
 // Targets: bulk ≥ HAProxy (1 and 3 hops), connection rate ≥ 0.8 × HAProxy, 10,000 idle tunnels < 150 MB.
 // Every relay, HAProxy, sender and target is its own process; HAProxy runs one thread per process
 // like the single-threaded Node relay. Everything is on 127.0.0.1 and bounded in count and time.
-import { type ChildProcess, fork, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
-import { loadavg, tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { buildSync } from "esbuild";
-import { imageRuntime } from "../k8s-agent/test/support/image-runtime.ts";
 import type { Route } from "../src/core/schema.ts";
 import { freePort } from "../test/support/loopback-mesh.ts";
 import { openTunnel } from "../test/support/tunnel.ts";
+import {
+  AGENT_BANNER,
+  bundleWorker,
+  cpuMs,
+  FLOOR_BUNDLE,
+  firstJsonLine,
+  fmt,
+  forkProxy,
+  hop,
+  IDLE,
+  IMAGE_ENV,
+  idleRss as idleChainRss,
+  load,
+  MB,
+  machineBusyMs,
+  mib,
+  NODE_FLAGS,
+  peer,
+  ROOT,
+  runBench,
+  runPeer,
+  startHaproxy,
+  startWorker,
+  track,
+  vmRss,
+  work,
+} from "./support.ts";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const PEER = join(ROOT, "test", "support", "bench-peer.ts");
-const WORKER = join(ROOT, "test", "support", "relay-worker.ts");
-const FLOOR = join(ROOT, "test", "support", "bench-floor-relay.ts");
-const HOP_KEY = "bench-hop-key-0123456789abcdef";
-const work = mkdtempSync(join(tmpdir(), "hopway-relay-bench-"));
-const children: ChildProcess[] = [];
 const BULK_BYTES = Number(process.env.BENCH_BULK_MIB ?? 512) * 1024 * 1024;
-// Node flags and environment exactly as the agent's container image runs it (k8s-agent/Dockerfile).
-const IMAGE = imageRuntime();
-const NODE_FLAGS = process.env.BENCH_RELAY_FLAGS?.split(" ").filter(Boolean) ?? IMAGE.nodeFlags;
-const IMAGE_ENV = { ...process.env, ...IMAGE.env };
-const IDLE = Number(process.env.BENCH_IDLE ?? 9_900);
-
-function cleanup(): void {
-  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
-  rmSync(work, { recursive: true, force: true });
-}
-process.on("exit", cleanup);
-
-function firstJsonLine(child: ChildProcess, timeoutMs = 60_000): Promise<Record<string, number>> {
-  return new Promise((resolvePromise, reject) => {
-    let buf = "";
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`no answer from child in ${timeoutMs} ms: ${err}`)), timeoutMs);
-    child.stderr?.on("data", (c: Buffer) => {
-      err += c.toString();
-    });
-    const onData = (c: Buffer) => {
-      buf += c.toString();
-      const nl = buf.indexOf("\n");
-      if (nl < 0) return;
-      child.stdout?.off("data", onData);
-      clearTimeout(timer);
-      resolvePromise(JSON.parse(buf.slice(0, nl)) as Record<string, number>);
-    };
-    child.stdout?.on("data", onData);
-    child.once("exit", (code) => {
-      if (code !== 0) reject(new Error(`child exited ${code}: ${err}`));
-    });
-  });
-}
-
-function peer(args: string[]): ChildProcess {
-  const c = spawn(process.execPath, ["--import", "tsx", PEER, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-  children.push(c);
-  return c;
-}
-
-async function runPeer(args: string[], timeoutMs = 120_000): Promise<Record<string, number>> {
-  return firstJsonLine(peer(args), timeoutMs);
-}
-
-// The relay runs as an esbuild bundle, like the agent's container image (dist/hopway-agent.mjs):
-// under tsx the transpiler alone would add ~50 MB to the RSS being measured.
-const WORKER_BUNDLE = join(work, "relay-worker.mjs");
-const FLOOR_BUNDLE = join(work, "bench-floor-relay.mjs");
-function bundleWorker(): void {
-  buildSync({ entryPoints: [FLOOR], bundle: true, platform: "node", format: "esm", outfile: FLOOR_BUNDLE });
-  buildSync({
-    entryPoints: [WORKER],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node22",
-    outfile: WORKER_BUNDLE,
-    logLevel: "warning",
-    // As in k8s-agent's build script: prom-client is CommonJS and requires Node built-ins.
-    banner: {
-      js: "import { createRequire as __hopwayRequire } from 'node:module'; const require = __hopwayRequire(import.meta.url);",
-    },
-  });
-}
-
-/** Forks a bundled proxy with the image's node flags; it answers {port} once it listens. */
-async function forkProxy(
-  bundle: string,
-  args: string[],
-  env: NodeJS.ProcessEnv = IMAGE_ENV,
-  extraFlags: string[] = [],
-): Promise<{ port: number; child: ChildProcess }> {
-  const child = fork(bundle, args, {
-    execArgv: [...extraFlags, ...NODE_FLAGS],
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-    env,
-  });
-  children.push(child);
-  const [msg] = (await once(child, "message")) as [{ port: number }];
-  return { port: msg.port, child };
-}
-
-function startWorker(name: string, routes: Route[], env: NodeJS.ProcessEnv = IMAGE_ENV) {
-  // --expose-gc only for the idle-memory reading (a full GC before it is taken).
-  return forkProxy(WORKER_BUNDLE, [name, HOP_KEY, JSON.stringify(routes)], env, ["--expose-gc"]);
-}
-
-async function rssOf(child: ChildProcess): Promise<{ rss: number; heap: number; tunnels: number }> {
-  child.send({ cmd: "rss" });
-  const [msg] = (await once(child, "message")) as [{ rss: number; heap: number; tunnels: number }];
-  return msg;
-}
-
-async function startHaproxy(name: string, frontends: Array<{ port: number; to: number }>): Promise<ChildProcess> {
-  const cfg = [
-    "global",
-    "  nbthread 1",
-    "  maxconn 9000", // 2 fds per connection under the 20,000-file limit
-    "defaults",
-    "  mode tcp",
-    "  timeout connect 5s",
-    "  timeout client 60s",
-    "  timeout server 60s",
-    ...frontends.flatMap((f, i) => [
-      `listen ${name}_${i}`,
-      `  bind 127.0.0.1:${f.port}`,
-      "  option tcp-smart-accept",
-      `  server s 127.0.0.1:${f.to}`,
-    ]),
-  ].join("\n");
-  const file = join(work, `${name}.cfg`);
-  writeFileSync(file, `${cfg}\n`);
-  const c = spawn("haproxy", ["-db", "-f", file], { stdio: ["ignore", "ignore", "pipe"] });
-  children.push(c);
-  for (let i = 0; i < 100; i++) {
-    const up = await new Promise<boolean>((r) => {
-      const s = createServer();
-      s.once("error", () => r(true));
-      s.listen(frontends[0]?.port ?? 0, "127.0.0.1", () => s.close(() => r(false)));
-    });
-    if (up) return c;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`haproxy ${name} did not start`);
-}
-
-const hop = (node: string, port: number): Route["hops"] extends (infer H)[] | null ? H : never => ({
-  node,
-  address: `ipv4://127.0.0.1:${port}`,
-  priority: 1,
-  alternatives: [],
-});
-
-/** CPU time (user + system) a process has used, in ms, from /proc: less distorted by machine load than wall time. */
-function cpuMs(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-  return (Number(fields[11]) + Number(fields[12])) * 10; // clock ticks of 10 ms (USER_HZ 100)
-}
-/** CPU time the whole machine spent busy (all cores, not idle or iowait), in ms, from /proc/stat. */
-function machineBusyMs(): number {
-  const f = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "").trim().split(/\s+/).slice(1, 9).map(Number);
-  const busy = f.reduce((a, b) => a + b, 0) - (f[3] ?? 0) - (f[4] ?? 0);
-  return busy * 10; // USER_HZ 100
-}
-const load = () =>
-  loadavg()
-    .map((l) => l.toFixed(1))
-    .join(" ");
-
-const mib = (bytes: number, seconds: number) => bytes / 1024 / 1024 / seconds;
-const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1));
 
 async function main(): Promise<void> {
   console.log(
@@ -347,7 +211,7 @@ async function main(): Promise<void> {
       stdio: "ignore",
     },
   );
-  children.push(redis);
+  track(redis);
   await new Promise((r) => setTimeout(r, 300));
   const redisRoutes = [{ from: "relay-r", to: "redis", hops: [hop("redis", redisPort)] }];
   const rr = await startWorker("relay-r", redisRoutes);
@@ -425,36 +289,19 @@ async function idleRss(echo: number, routes: Route[]): Promise<void> {
   void echo;
   // ---- RSS with idle tunnels: a fresh relay process, tunnels held by separate client processes ----
   const idle = await startWorker("relay-idle", routes);
-  const base = await rssOf(idle.child);
-  const half = Math.floor(IDLE / 2);
-  const c1 = peer(["idle", "127.0.0.1", String(idle.port), String(half), "echo:0"]);
-  await firstJsonLine(c1, 180_000);
-  const mid = await rssOf(idle.child);
-  const c2 = peer(["idle", "127.0.0.1", String(idle.port), String(IDLE - half), "echo:0"]);
-  await firstJsonLine(c2, 180_000);
-  const full = await rssOf(idle.child);
-  const perTunnel = (full.rss - mid.rss) / Math.max(1, full.tunnels - mid.tunnels);
-  const at10k = full.rss + (10_000 - full.tunnels) * perTunnel;
-  const MB = (n: number) => (n / 1e6).toFixed(1);
+  const [r] = await idleChainRss(idle.port, "echo:0", [{ label: "relay-idle", child: idle.child }]);
+  if (!r) throw new Error("no idle reading");
   console.log("\nRSS of one relay process with idle tunnels (after GC):");
   console.log(
-    `  0 tunnels: ${MB(base.rss)} MB; ${mid.tunnels}: ${MB(mid.rss)} MB; ${full.tunnels}: ${MB(full.rss)} MB`,
+    `  0 tunnels: ${MB(r.base.rss)} MB; ${r.mid.tunnels}: ${MB(r.mid.rss)} MB; ${r.full.tunnels}: ${MB(r.full.rss)} MB`,
   );
-  console.log(`  JS heap used: ${MB(base.heap)} → ${MB(mid.heap)} → ${MB(full.heap)} MB`);
+  console.log(`  JS heap used: ${MB(r.base.heap)} → ${MB(r.mid.heap)} → ${MB(r.full.heap)} MB`);
   console.log(
-    `  ≈ ${(perTunnel / 1024).toFixed(2)} KiB per tunnel; 10,000 tunnels ≈ ${MB(at10k)} MB (target < 150 MB) ${at10k < 150e6 ? "MET" : "MISSED"}`,
+    `  ≈ ${(r.perTunnel / 1024).toFixed(2)} KiB per tunnel; 10,000 tunnels ≈ ${MB(r.at10k)} MB (target < 150 MB) ${r.at10k < 150e6 ? "MET" : "MISSED"}`,
   );
   console.log(
-    `  (one relay holds 2 sockets per tunnel; with a 20,000-file limit per process, ${full.tunnels} is the most that fits, so 10,000 is extrapolated from the measured slope)`,
+    `  (one relay holds 2 sockets per tunnel; with a 20,000-file limit per process, ${r.full.tunnels} is the most that fits, so 10,000 is extrapolated from the measured slope)`,
   );
-  c1.stdin?.end();
-  c2.stdin?.end();
-}
-
-/** Resident memory of a process from /proc (what a container's memory limit sees), without forcing a GC. */
-function vmRss(pid: number | undefined): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return Number(m?.[1] ?? 0) * 1024;
 }
 
 /**
@@ -472,9 +319,7 @@ async function agentIdleRss(echo: number): Promise<void> {
     target: "node22",
     outfile: bundle,
     logLevel: "warning",
-    banner: {
-      js: "import { createRequire as __hopwayRequire } from 'node:module'; const require = __hopwayRequire(import.meta.url);",
-    },
+    banner: AGENT_BANNER,
   });
   const dataDir = join(work, "agent-data");
   const port = await freePort("127.0.0.1");
@@ -516,7 +361,7 @@ async function agentIdleRss(echo: number): Promise<void> {
     stdio: "ignore",
     env: { ...IMAGE_ENV, HOPWAY_TOKEN: "bench-edge-token-0123456789abcdef" },
   });
-  children.push(agent);
+  track(agent);
   for (let i = 0; i < 200; i++) {
     const up = await new Promise<boolean>((r) => {
       const s = connect({ host: "127.0.0.1", port: adminPort }, () => {
@@ -544,7 +389,6 @@ async function agentIdleRss(echo: number): Promise<void> {
   const full = vmRss(agent.pid);
   const perTunnel = (full - mid) / Math.max(1, IDLE - half);
   const at10k = full + (10_000 - tunnels) * perTunnel;
-  const MB = (n: number) => (n / 1e6).toFixed(1);
   console.log("\nRSS of the whole hopway-agent process (bundle, metrics + admin server + edge client), no forced GC:");
   console.log(`  0 tunnels: ${MB(base)} MB; ${half}: ${MB(mid)} MB; ${tunnels} (from /metrics): ${MB(full)} MB`);
   console.log(
@@ -555,14 +399,4 @@ async function agentIdleRss(echo: number): Promise<void> {
   agent.kill("SIGKILL");
 }
 
-main().then(
-  () => {
-    cleanup();
-    process.exit(0);
-  },
-  (err: unknown) => {
-    console.error(`relay bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    cleanup();
-    process.exit(1);
-  },
-);
+runBench("relay", main);

@@ -4,7 +4,7 @@
 // only the address and the optional CONNECT line differ.
 //   serve                      → {bulk, echo} ports; bulk counts bytes and answers the count, echo echoes
 //   send HOST PORT BYTES [AUTH]  → {bytes, seconds}
-//   cps HOST PORT SECONDS CONC [AUTH] → {done, seconds, failed}
+//   cps HOST PORT SECONDS CONC [AUTH|-] [MAX] → {done, seconds, failed}; stops at SECONDS or MAX connections
 //   idle HOST PORT COUNT AUTH    → prints {ready}, holds the tunnels until stdin closes
 import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
@@ -96,12 +96,15 @@ async function main(): Promise<void> {
   if (mode === "cps") {
     const seconds = Number(args[2]);
     const conc = Number(args[3]);
-    const authority = args[4];
+    const authority = args[4] === "-" ? undefined : args[4];
+    const max = Number(args[5] ?? Number.POSITIVE_INFINITY);
     const deadline = performance.now() + seconds * 1000;
     let done = 0;
     let failed = 0;
+    let started = 0;
     const worker = async () => {
-      while (performance.now() < deadline) {
+      while (performance.now() < deadline && started < max) {
+        started++;
         try {
           const s = await open(host, port, authority);
           s.resume();

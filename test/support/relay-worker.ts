@@ -2,8 +2,9 @@
 // listener settings, default limits (header, connect and idle timeouts) and
 // Prometheus observer as hopway-agent, with a fixed route table instead of the
 // edge (so the edge's own load does not enter the figures).
-// Usage (forked with an IPC channel): relay-worker.ts NAME HOPKEY ROUTES_JSON
-// Messages in: {cmd: "rss"} → {rss} after a full GC; {cmd: "metrics"} → {text}.
+// Usage (forked with an IPC channel): relay-worker.ts NAME HOPKEY ROUTES_JSON [LISTEN]
+// LISTEN is a comma-separated list of loopback host:port (default 127.0.0.1:0); once all
+// listen it sends {port, ports}, `port` being the first's. Messages in: {cmd: "rss"} → {rss} after a full GC; {cmd: "metrics"} → {text}.
 import { createServer } from "node:net";
 import { Registry } from "prom-client";
 import { createRelayMetrics } from "../../k8s-agent/src/metrics.ts";
@@ -11,7 +12,8 @@ import { Relay } from "../../k8s-agent/src/relay/relay.ts";
 import { RoutingTable } from "../../k8s-agent/src/relay/table.ts";
 import type { Route } from "../../src/core/schema.ts";
 
-const [name = "relay", hopKey = "bench-hop-key-0123456789", routesJson = "[]"] = process.argv.slice(2);
+const [name = "relay", hopKey = "bench-hop-key-0123456789", routesJson = "[]", listenList = "127.0.0.1:0"] =
+  process.argv.slice(2);
 const routes = JSON.parse(routesJson) as Route[];
 const table = new RoutingTable(name);
 table.set({ node: name, version: 1, routes });
@@ -35,14 +37,28 @@ const relay: Relay = new Relay({
   // The bench's reference lane: Node's default read path, a fresh buffer per read.
   reuseReadBuffers: process.env.HOPWAY_BENCH_NODE_READS !== "1",
 });
-const server = createServer(
-  { allowHalfOpen: true, noDelay: true, highWaterMark: bufferBytes } as Parameters<typeof createServer>[0],
-  (s) => relay.handle(s),
-);
-server.listen(0, "127.0.0.1", () => {
-  const a = server.address();
-  process.send?.({ port: typeof a === "object" && a ? a.port : 0 });
+const listening = listenList.split(",").map((hp) => {
+  const i = hp.lastIndexOf(":");
+  const server = createServer(
+    { allowHalfOpen: true, noDelay: true, highWaterMark: bufferBytes } as Parameters<typeof createServer>[0],
+    (s) => relay.handle(s),
+  );
+  return new Promise<number>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(Number(hp.slice(i + 1)), hp.slice(0, i), () => {
+      const a = server.address();
+      resolve(typeof a === "object" && a ? a.port : 0);
+    });
+  });
 });
+Promise.all(listening).then(
+  (ports) => process.send?.({ port: ports[0], ports }),
+  (err: unknown) => {
+    // The parent waits for the ports: fail loudly instead of leaving it waiting.
+    process.stderr.write(`relay-worker ${name}: cannot listen on ${listenList}: ${String(err)}\n`);
+    process.exit(1);
+  },
+);
 process.on("message", (m: { cmd?: string }) => {
   if (m.cmd === "rss") {
     const gc = (globalThis as { gc?: () => void }).gc;
