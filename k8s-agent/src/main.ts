@@ -157,6 +157,17 @@ export async function startAgent(
     scaling,
     tunnels: () => relay.activeTunnels,
     ready: () => ready,
+    notReadyReason: () => {
+      // A relay without a valid table refuses every CONNECT with 503; a corrupt persisted table
+      // and an unreachable edge leave it exactly there.
+      if (table.version === undefined) {
+        return edge?.reachable
+          ? "no valid route table yet"
+          : "no valid route table (none usable on disk and the edge is unreachable)";
+      }
+      if (servers.some((s) => !s.listening)) return "a relay listener is not listening";
+      return undefined;
+    },
     localApiFrom: config.scaling.local_api_from,
     ownership: (query, body) => localOwners(ownership, query, body),
   });

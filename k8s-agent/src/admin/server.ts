@@ -20,6 +20,12 @@ export interface AdminServerOptions {
   tunnels: () => number;
   /** False while starting and once shutting down: /readyz answers 503. */
   ready: () => boolean;
+  /**
+   * Why the relay cannot route right now (no valid route table, listeners down, draining);
+   * undefined when it can. /readyz answers 503 with it: a relay that would refuse every
+   * CONNECT must not be in the Service's endpoints.
+   */
+  notReadyReason?: () => string | undefined;
   /** Who may call `/v1/local/*` (default: loopback only). */
   localApiFrom?: "loopback" | "any";
   /** Largest request body accepted (default 16 KiB: a report is ~60 bytes). */
@@ -118,7 +124,11 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     },
     "/healthz": { GET: (_req, res) => json(res, 200, { status: "ok" }) },
     "/readyz": {
-      GET: (_req, res) => (ready() ? json(res, 200, { status: "ready" }) : json(res, 503, { status: "not_ready" })),
+      GET: (_req, res) => {
+        const reason = ready() ? opts.notReadyReason?.() : "starting or shutting down";
+        if (reason === undefined) json(res, 200, { status: "ready" });
+        else json(res, 503, { status: "not_ready", reason });
+      },
     },
     "/v1/local/report": {
       PUT: async (req, res) => {

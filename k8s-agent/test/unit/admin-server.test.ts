@@ -42,7 +42,7 @@ describe("probes and metrics", () => {
     isReady = false;
     const r = await fetch(`${server.url}/readyz`);
     expect(r.status).toBe(503);
-    expect(await r.json()).toEqual({ status: "not_ready" });
+    expect(await r.json()).toEqual({ status: "not_ready", reason: "starting or shutting down" });
   });
 
   it("serves the registry in the Prometheus text format", async () => {
