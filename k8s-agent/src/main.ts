@@ -11,6 +11,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { createRelayMetrics } from "./metrics.ts";
 import { keyTargetResolver, localOwners, MembershipFollower } from "./ownership/index.ts";
 import { Relay } from "./relay/relay.ts";
+import { SelfAddresses } from "./relay/self-addresses.ts";
 import { RoutingTable } from "./relay/table.ts";
 import { ScalingSignals } from "./scaling/signals.ts";
 
@@ -60,8 +61,11 @@ export async function startAgent(
     dataDir: config.data_dir,
     log,
   });
+  // Filled as each listener comes up: the relay never dials any of them.
+  const selfAddresses = new SelfAddresses();
   const relay = new Relay({
     name: config.node,
+    selfAddresses,
     table,
     hopKey: config.hopKey,
     clientCidrs: config.relay.client_cidrs,
@@ -125,6 +129,7 @@ export async function startAgent(
     });
     server.on("error", (err) => log.error("relay listener error", { error: String(err) }));
     const a = server.address();
+    selfAddresses.add(a);
     relayAddresses.push(
       typeof a === "string"
         ? `unix:${a}`
@@ -171,6 +176,7 @@ export async function startAgent(
     localApiFrom: config.scaling.local_api_from,
     ownership: (query, body) => localOwners(ownership, query, body),
   });
+  selfAddresses.add(admin.address);
   log.info("admin listening", { url: admin.url });
   // ---- end admin server ----
 

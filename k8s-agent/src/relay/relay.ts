@@ -29,6 +29,7 @@ import {
   STATUS_FOR,
 } from "./protocol.ts";
 import { adopt, connectReading, pump, readThroughNode, setSink } from "./pump.ts";
+import { SelfAddresses } from "./self-addresses.ts";
 import type { Dialable, RoutingTable } from "./table.ts";
 
 export type PeerRole = "client" | "relay";
@@ -96,6 +97,8 @@ export interface RelayOptions {
   resolveTarget?: (
     req: ConnectRequest,
   ) => Promise<undefined | { node: string; authority: string } | { reason: FailureReason; detail: string }>;
+  /** This process's own listeners, never dialed (relay/self-addresses.ts); the agent fills it as it listens. */
+  selfAddresses?: SelfAddresses;
 }
 
 export interface Tunnel {
@@ -144,6 +147,7 @@ export class Relay {
   private readonly log: NonNullable<RelayOptions["log"]>;
   private readonly resolveTarget: RelayOptions["resolveTarget"];
   private readonly reuseReadBuffers: boolean;
+  readonly selfAddresses: SelfAddresses;
   private readonly tunnels = new Set<Tunnel>();
   private readonly sockets = new Set<Socket>();
   /** Open connections per client address, for the per-source cap. */
@@ -173,6 +177,7 @@ export class Relay {
     this.log = opts.log ?? (() => {});
     this.resolveTarget = opts.resolveTarget;
     this.reuseReadBuffers = opts.reuseReadBuffers ?? true;
+    this.selfAddresses = opts.selfAddresses ?? new SelfAddresses();
     this.headerDeadlines = new Deadlines(this.limits.headerTimeoutMs);
     this.connectDeadlines = new Deadlines(this.limits.connectTimeoutMs);
     this.pathDeadlines = new Deadlines(this.limits.pathTimeoutMs);
@@ -368,7 +373,16 @@ export class Relay {
     const hops = [...visited, this.name].join(", ");
     let lastFailure: Refusal = new Refusal("next_hop_failed", `no usable address for '${found.next.node}'`);
 
-    for (const addr of found.nextAddresses) {
+    for (const listed of found.nextAddresses) {
+      if (clientGone) return;
+      const checked = await this.selfAddresses.check(listed);
+      if (!checked.ok) {
+        // Never dial our own listeners, whatever the table says: refuse the request outright.
+        lastFailure = new Refusal(checked.self ? "forbidden" : "next_hop_failed", checked.detail);
+        if (checked.self) break;
+        continue;
+      }
+      const addr = checked.dial;
       if (clientGone) return;
       const attempt = await this.dial(addr, found.next.node, found.direct ? undefined : req.authority, hops);
       if (clientGone) {
