@@ -15,6 +15,8 @@
 //   HOPWAY_RELAY_LISTEN    relay.listen (comma-separated)
 //   HOPWAY_CLIENT_CIDRS    relay.client_cidrs (comma-separated)
 //   HOPWAY_ADMIN_LISTEN    admin.listen
+//   HOPWAY_LOCAL_API_TOKEN      admin.local_api_token (bearer token for the local API's writes)
+//   HOPWAY_LOCAL_API_TOKEN_FILE admin.local_api_token_file (a mounted Secret)
 //   HOPWAY_DATA_DIR        data_dir
 //   HOPWAY_MAX_CONNECTIONS relay.limits.max_connections
 //   HOPWAY_MAX_CONNECTIONS_PER_SOURCE relay.limits.max_connections_per_source
@@ -106,7 +108,19 @@ export const AgentConfigSchema = z
         limits: LimitsSchema,
       })
       .prefault({}),
-    admin: z.strictObject({ listen: ListenSchema.default("0.0.0.0:9090") }).prefault({}),
+    admin: z
+      .strictObject({
+        listen: ListenSchema.default("0.0.0.0:9090"),
+        /**
+         * Bearer token the local API's writes (`PUT /v1/local/report`) require. A loopback
+         * source alone is not enough: anything that makes the pod open a loopback connection
+         * (a tunnel, a redirect) would otherwise speak for the application. Without a token
+         * the writes are refused.
+         */
+        local_api_token: z.string().min(16, "local API token must be at least 16 characters").optional(),
+        local_api_token_file: z.string().min(1).optional(),
+      })
+      .prefault({}),
     data_dir: z.string().min(1).default("/var/lib/hopway"),
     shutdown: z
       .strictObject({
@@ -141,6 +155,8 @@ export interface AgentConfig extends ParsedAgentConfig {
   node: string;
   edgeToken: string;
   hopKey: Buffer | undefined;
+  /** Bearer token for the local API's writes; undefined = writes refused. */
+  localApiToken: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -206,6 +222,8 @@ export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unkn
   ["HOPWAY_RELAY_LISTEN", ["relay", "listen"], list],
   ["HOPWAY_CLIENT_CIDRS", ["relay", "client_cidrs"], list],
   ["HOPWAY_ADMIN_LISTEN", ["admin", "listen"], String],
+  ["HOPWAY_LOCAL_API_TOKEN", ["admin", "local_api_token"], String],
+  ["HOPWAY_LOCAL_API_TOKEN_FILE", ["admin", "local_api_token_file"], String],
   ["HOPWAY_DATA_DIR", ["data_dir"], String],
   ["HOPWAY_MAX_CONNECTIONS", ["relay", "limits", "max_connections"], String],
   ["HOPWAY_MAX_CONNECTIONS_PER_SOURCE", ["relay", "limits", "max_connections_per_source"], String],
@@ -256,6 +274,13 @@ export function parseConfig(yamlText: string, env: Env): AgentConfig {
       problems.push({ path: "relay.hop_key_file", message: "hop key must be at least 16 characters" });
     }
   }
+  let localApiToken = c.admin.local_api_token;
+  if (localApiToken === undefined && c.admin.local_api_token_file) {
+    localApiToken = readSecret(c.admin.local_api_token_file, "admin.local_api_token_file", problems);
+    if (localApiToken !== undefined && localApiToken.length < 16) {
+      problems.push({ path: "admin.local_api_token_file", message: "local API token must be at least 16 characters" });
+    }
+  }
   const podName = c.pod.name || undefined;
   const ordinalMatch = podName ? /-(\d+)$/.exec(podName) : null;
   const ordinal = c.pod.ordinal ?? (ordinalMatch ? Number(ordinalMatch[1]) : undefined);
@@ -270,6 +295,7 @@ export function parseConfig(yamlText: string, env: Env): AgentConfig {
     pod: { ...c.pod, ...(ordinal !== undefined ? { ordinal } : {}) },
     edgeToken,
     hopKey: hopKeyText === undefined ? undefined : Buffer.from(hopKeyText, "utf8"),
+    localApiToken,
   };
 }
 

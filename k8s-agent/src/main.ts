@@ -174,6 +174,7 @@ export async function startAgent(
       return undefined;
     },
     localApiFrom: config.scaling.local_api_from,
+    localApiToken: config.localApiToken,
     ownership: (query, body) => localOwners(ownership, query, body),
   });
   selfAddresses.add(admin.address);

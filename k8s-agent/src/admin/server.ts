@@ -1,8 +1,10 @@
 // The agent's admin HTTP server: Prometheus metrics, the probes, the
 // application's local API and the pre-delete hook. One listener, because a
 // pod exposes one metrics port and the kubelet, Prometheus and a hook
-// controller all reach the pod the same way; the local API (the only writer)
-// is restricted to loopback callers by default.
+// controller all reach the pod the same way. The local API is restricted to
+// loopback callers by default, and its writes also need a bearer token
+// (docs/security/relay.md): a loopback source is no proof of who is calling.
+import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
@@ -28,6 +30,11 @@ export interface AdminServerOptions {
   notReadyReason?: () => string | undefined;
   /** Who may call `/v1/local/*` (default: loopback only). */
   localApiFrom?: "loopback" | "any";
+  /**
+   * Bearer token the local API's writes require (`Authorization: Bearer <token>`);
+   * undefined = writes are refused. Reads (status, owners, metrics, probes, hooks) do not need it.
+   */
+  localApiToken?: string | undefined;
   /** Largest request body accepted (default 16 KiB: a report is ~60 bytes). */
   maxBodyBytes?: number;
   /** Key-ownership look-ups (`/v1/local/owners`, k8s-agent/src/ownership); absent = 404. */
@@ -88,6 +95,23 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     }
   };
 
+  const expected = opts.localApiToken === undefined ? undefined : Buffer.from(opts.localApiToken);
+  const requireWriter = (req: IncomingMessage) => {
+    requireLocal(req);
+    if (expected === undefined) {
+      throw new HttpError(
+        403,
+        "forbidden",
+        "local API writes are disabled: set admin.local_api_token (or _file) and send it as a bearer token",
+      );
+    }
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
+    const given = m ? Buffer.from(m[1] as string) : undefined;
+    if (given === undefined || given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new HttpError(401, "unauthorized", "local API writes need Authorization: Bearer <admin.local_api_token>");
+    }
+  };
+
   const readJson = async (req: IncomingMessage): Promise<unknown> => {
     const declared = Number(req.headers["content-length"] ?? 0);
     if (declared > maxBody) throw new HttpError(413, "body_too_large", `body over ${maxBody} bytes`);
@@ -132,7 +156,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     },
     "/v1/local/report": {
       PUT: async (req, res) => {
-        requireLocal(req);
+        requireWriter(req);
         const parsed = LocalReportSchema.safeParse(await readJson(req));
         if (!parsed.success) {
           const problems = describeIssues(parsed.error);

@@ -88,7 +88,11 @@ export class SelfAddresses {
       try {
         ips = await this.lookup(d.host);
       } catch (err) {
-        return { ok: false, self: false, detail: `${d.address}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` };
+        return {
+          ok: false,
+          self: false,
+          detail: `${d.address}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+        };
       }
       if (ips.length === 0) return { ok: false, self: false, detail: `${d.address}: no address` };
     }

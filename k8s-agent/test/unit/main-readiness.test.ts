@@ -81,7 +81,9 @@ describe("agent readiness", () => {
       if (status !== 200) await new Promise((r) => setTimeout(r, 100));
     }
     expect(status).toBe(200);
-    console.log(`readiness: 503 (${body.reason}) → 200 ${Math.round(performance.now() - upAt)} ms after the edge came up`);
+    console.log(
+      `readiness: 503 (${body.reason}) → 200 ${Math.round(performance.now() - upAt)} ms after the edge came up`,
+    );
     expect(tableRequests).toBeGreaterThan(0);
     expect(agent.relay.openConnections).toBe(0);
   });
