@@ -121,6 +121,21 @@ export const AgentConfigSchema = z
         local_api_token_file: z.string().min(1).optional(),
       })
       .prefault({}),
+    /**
+     * Key-affine CONNECTs and /v1/local/owners for groups this agent does not hold cost one
+     * edge request each; these bound that (k8s-agent/src/ownership/edge-limiter.ts).
+     */
+    ownership: z
+      .strictObject({
+        /** First fetches of a group per second towards the edge; past it 503 over_capacity at once. */
+        edge_rate_per_second: z.number().positive().max(10_000).default(10),
+        edge_burst: z.number().int().min(1).max(100_000).default(20),
+        /** How long "no such group" is remembered; a group created meanwhile is seen after at most this. */
+        negative_ttl_ms: z.number().int().min(0).max(3_600_000).default(10_000),
+        /** How long an edge failure for a group is remembered. */
+        error_ttl_ms: z.number().int().min(0).max(600_000).default(1_000),
+      })
+      .prefault({}),
     data_dir: z.string().min(1).default("/var/lib/hopway"),
     shutdown: z
       .strictObject({

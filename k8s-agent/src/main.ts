@@ -59,6 +59,12 @@ export async function startAgent(
     realm: config.edge.realm,
     token: config.edgeToken,
     dataDir: config.data_dir,
+    edgeLimits: {
+      ratePerSecond: config.ownership.edge_rate_per_second,
+      burst: config.ownership.edge_burst,
+      negativeTtlMs: config.ownership.negative_ttl_ms,
+      errorTtlMs: config.ownership.error_ttl_ms,
+    },
     log,
   });
   // Filled as each listener comes up: the relay never dials any of them.

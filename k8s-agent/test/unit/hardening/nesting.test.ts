@@ -66,7 +66,9 @@ describe("tunnels never end at a relay listener", () => {
     const inner = Array.from({ length: 39 }, (_, i) => (i % 2 === 0 ? `relay-a:${a.port}` : `relay-b:${b.port}`));
     const byName = await nest(a, `relay-b:${b.port}`, inner);
     const byAlias = await nest(a, `alias:${b.port}`, inner);
-    console.log(`nesting: by name ${JSON.stringify(byName)}, by alias ${JSON.stringify(byAlias)}; B accepted ${b.accepted}`);
+    console.log(
+      `nesting: by name ${JSON.stringify(byName)}, by alias ${JSON.stringify(byAlias)}; B accepted ${b.accepted}`,
+    );
     expect(byName).toEqual([403]);
     expect(byAlias).toEqual([403]);
     expect(b.accepted).toBe(0);
