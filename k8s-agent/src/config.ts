@@ -20,6 +20,7 @@
 //   HOPWAY_DATA_DIR        data_dir
 //   HOPWAY_MAX_CONNECTIONS relay.limits.max_connections
 //   HOPWAY_MAX_CONNECTIONS_PER_SOURCE relay.limits.max_connections_per_source
+//   HOPWAY_MAX_HANDSHAKES  relay.limits.max_handshakes
 //   HOPWAY_DRAIN_SECONDS   shutdown.drain_seconds
 //   HOPWAY_LOG_LEVEL       log_level
 //   POD_NAME, POD_NAMESPACE  pod.name, pod.namespace (Downward API); the ordinal is POD_NAME's -N suffix
@@ -58,9 +59,20 @@ const CidrSchema = z.string().refine((v) => {
 
 const LimitsSchema = z
   .strictObject({
+    /** Authenticated connections: verified relay hops and clients (by client_cidrs or token). */
     max_connections: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
     /** Per client address (handshakes and client tunnels; verified relay hops exempt); 0 = off. */
-    max_connections_per_source: z.coerce.number().int().min(0).max(1_000_000).default(0),
+    max_connections_per_source: z.coerce.number().int().min(0).max(1_000_000).default(1_024),
+    /**
+     * Handshakes from sources outside client_cidrs before their credentials are checked: a
+     * pool of their own, so unauthenticated peers never take authenticated capacity. When
+     * full, the oldest handshake is dropped.
+     */
+    max_handshakes: z.coerce.number().int().min(1).max(1_000_000).default(256),
+    /** Unauthenticated handshakes one address may hold; past it 503 at once. 0 = off. */
+    max_handshakes_per_source: z.coerce.number().int().min(0).max(1_000_000).default(64),
+    /** Time an unauthenticated peer gets to send its CONNECT head (408 after). */
+    handshake_timeout_ms: z.number().int().min(50).max(120_000).default(3_000),
     connect_timeout_ms: z.number().int().min(50).max(120_000).default(5_000),
     path_timeout_ms: z.number().int().min(50).max(300_000).default(15_000),
     header_timeout_ms: z.number().int().min(50).max(120_000).default(10_000),
@@ -242,6 +254,7 @@ export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unkn
   ["HOPWAY_DATA_DIR", ["data_dir"], String],
   ["HOPWAY_MAX_CONNECTIONS", ["relay", "limits", "max_connections"], String],
   ["HOPWAY_MAX_CONNECTIONS_PER_SOURCE", ["relay", "limits", "max_connections_per_source"], String],
+  ["HOPWAY_MAX_HANDSHAKES", ["relay", "limits", "max_handshakes"], String],
   ["HOPWAY_DRAIN_SECONDS", ["shutdown", "drain_seconds"], String],
   ["HOPWAY_LOG_LEVEL", ["log_level"], String],
   ["POD_NAME", ["pod", "name"], String],

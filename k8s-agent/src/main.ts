@@ -80,6 +80,9 @@ export async function startAgent(
     limits: {
       maxConnections: limits.max_connections,
       maxConnectionsPerSource: limits.max_connections_per_source,
+      maxHandshakes: limits.max_handshakes,
+      maxHandshakesPerSource: limits.max_handshakes_per_source,
+      handshakeTimeoutMs: limits.handshake_timeout_ms,
       connectTimeoutMs: limits.connect_timeout_ms,
       pathTimeoutMs: limits.path_timeout_ms,
       headerTimeoutMs: limits.header_timeout_ms,
@@ -125,7 +128,8 @@ export async function startAgent(
       { allowHalfOpen: true, noDelay: true, highWaterMark: limits.buffer_bytes } as Parameters<typeof createServer>[0],
       (socket) => relay.handle(socket, { local }),
     );
-    server.maxConnections = limits.max_connections + 1024; // the relay answers 503 itself below this hard stop
+    // The relay answers 503 itself below this hard stop (both pools, and refusals closing).
+    server.maxConnections = limits.max_connections + limits.max_handshakes + 1024;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(target, () => {

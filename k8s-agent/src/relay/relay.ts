@@ -15,6 +15,7 @@
 // in the 200 answer reports the path actually taken.
 import { connect, type NetConnectOpts, type Socket } from "node:net";
 import { MAX_HOPS } from "../../../src/core/schema.ts";
+import { Admission } from "./admission.ts";
 import { CidrList, clientToken, ReplayCache, signHop, tokenMatches, verifyHop } from "./auth.ts";
 import {
   type ConnectRequest,
@@ -36,6 +37,7 @@ export type PeerRole = "client" | "relay";
 export type NextRole = "relay" | "target";
 
 export interface RelayLimits {
+  /** Authenticated connections (relay/admission.ts: the tunnel pool). */
   maxConnections: number;
   /**
    * Connections one client address may hold, handshakes included; 0 = no per-source cap.
@@ -43,6 +45,12 @@ export interface RelayLimits {
    * relay carries comes from its one address.
    */
   maxConnectionsPerSource: number;
+  /** Unauthenticated handshakes in flight (sources outside client_cidrs); the oldest goes when full. */
+  maxHandshakes: number;
+  /** Unauthenticated handshakes one source address may hold; 0 = no cap. */
+  maxHandshakesPerSource: number;
+  /** Time an unauthenticated peer gets to send its head (at most headerTimeoutMs). */
+  handshakeTimeoutMs: number;
   connectTimeoutMs: number;
   /** Time for the whole downstream path to answer (each relay below has its own connect timeout). */
   pathTimeoutMs: number;
@@ -54,7 +62,10 @@ export interface RelayLimits {
 
 export const DEFAULT_LIMITS: RelayLimits = {
   maxConnections: 10_000,
-  maxConnectionsPerSource: 0,
+  maxConnectionsPerSource: 1_024,
+  maxHandshakes: 256,
+  maxHandshakesPerSource: 64,
+  handshakeTimeoutMs: 3_000,
   connectTimeoutMs: 5_000,
   pathTimeoutMs: 15_000,
   headerTimeoutMs: 10_000,
@@ -150,12 +161,11 @@ export class Relay {
   readonly selfAddresses: SelfAddresses;
   private readonly tunnels = new Set<Tunnel>();
   private readonly sockets = new Set<Socket>();
-  /** Open connections per client address, for the per-source cap. */
-  private readonly perSource = new Map<string, number>();
-  private readonly sourceOf = new WeakMap<Socket, string>();
+  private readonly admission: Admission;
   // Coarse shared timers instead of a setTimeout per socket per phase: each holds callbacks in
   // expiry order and one unref'd interval sweeps it (late by at most 1/8 of the duration).
   private readonly headerDeadlines: Deadlines;
+  private readonly handshakeDeadlines: Deadlines;
   private readonly connectDeadlines: Deadlines;
   private readonly pathDeadlines: Deadlines;
   private idleSweep: NodeJS.Timeout | undefined;
@@ -179,6 +189,8 @@ export class Relay {
     this.reuseReadBuffers = opts.reuseReadBuffers ?? true;
     this.selfAddresses = opts.selfAddresses ?? new SelfAddresses();
     this.headerDeadlines = new Deadlines(this.limits.headerTimeoutMs);
+    this.handshakeDeadlines = new Deadlines(Math.min(this.limits.headerTimeoutMs, this.limits.handshakeTimeoutMs));
+    this.admission = new Admission(this.limits);
     this.connectDeadlines = new Deadlines(this.limits.connectTimeoutMs);
     this.pathDeadlines = new Deadlines(this.limits.pathTimeoutMs);
   }
@@ -191,41 +203,47 @@ export class Relay {
   get openConnections(): number {
     return this.connections;
   }
+  /** Handshakes from sources not yet authenticated (the handshake pool). */
+  get pendingHandshakes(): number {
+    return this.admission.pendingHandshakes;
+  }
 
   /** Takes ownership of an accepted socket. Never throws; a bad peer only loses its own connection. */
   handle(accepted: Socket, opts: { local?: boolean } = {}): void {
-    if (this.draining || this.connections >= this.limits.maxConnections) {
-      this.refuseAtAccept(accepted, this.draining ? "relay is draining" : "relay at connection limit");
+    if (this.draining) {
+      this.refuseAtAccept(accepted, "relay is draining");
       return;
     }
-    const perSourceCap = this.limits.maxConnectionsPerSource;
-    let source: string | undefined;
-    if (perSourceCap > 0 && opts.local !== true) {
-      source = accepted.remoteAddress ?? "unknown";
-      const open = this.perSource.get(source) ?? 0;
-      if (open >= perSourceCap) {
-        this.refuseAtAccept(accepted, `source ${source} at its limit of ${perSourceCap} connections`);
-        return;
-      }
-      this.perSource.set(source, open + 1);
+    // Authenticated by address at accept: a unix-socket peer or a client_cidrs source.
+    const local = opts.local === true;
+    const source = local ? "unix" : (accepted.remoteAddress ?? "unknown");
+    const trusted = local || this.cidrs.allows(accepted.remoteAddress);
+    const refusal = this.admission.refusal(source, trusted);
+    if (refusal !== undefined) {
+      this.refuseAtAccept(accepted, refusal);
+      return;
     }
     // Adopted only now: a refusal above never reads, so it needs no reader.
     const socket = this.reuseReadBuffers ? adopt(accepted, this.limits.bufferBytes) : readThroughNode(accepted);
-    if (source !== undefined) this.sourceOf.set(socket, source);
+    const evicted = this.admission.enter(socket, source, trusted);
+    if (evicted !== undefined) {
+      this.observer?.tunnelFailed("over_capacity");
+      evicted.destroy();
+    }
     this.connections++;
     this.sockets.add(socket);
     // `close` fires once: plain `on` listeners skip the wrapper objects `once` allocates per socket.
     socket.on("close", () => {
       this.connections--;
       this.sockets.delete(socket);
-      this.releaseSource(socket);
+      this.admission.release(socket);
       this.maybeIdle();
     });
     // A tunnel forwards each direction's end separately (half-close).
     socket.allowHalfOpen = true;
     socket.setNoDelay(true);
     socket.on("error", destroySelf);
-    this.readHead(socket, opts.local === true);
+    this.readHead(socket, local, trusted ? this.headerDeadlines : this.handshakeDeadlines);
   }
 
   /** Refuses at once without reading: established tunnels are untouched. */
@@ -236,22 +254,15 @@ export class Relay {
     socket.setTimeout(1000, () => socket.destroy());
   }
 
-  private releaseSource(socket: Socket): void {
-    const source = this.sourceOf.get(socket);
-    if (source === undefined) return;
-    this.sourceOf.delete(socket);
-    const open = (this.perSource.get(source) ?? 1) - 1;
-    if (open > 0) this.perSource.set(source, open);
-    else this.perSource.delete(source);
-  }
-
-  private readHead(socket: Socket, local: boolean): void {
+  private readHead(socket: Socket, local: boolean, deadlines: Deadlines): void {
     let buffered: Buffer = EMPTY;
     const onTimeout = () => {
       cleanup();
+      // Evicted from the handshake pool meanwhile: already closed and counted.
+      if (socket.destroyed) return;
       this.refuse(socket, new Refusal("header_timeout", "request head not received in time"));
     };
-    this.headerDeadlines.add(onTimeout);
+    deadlines.add(onTimeout);
     const onData = (chunk: Buffer): boolean => {
       // The chunk may sit in a read buffer that is reused: concat keeps the head as a copy.
       buffered = Buffer.concat([buffered, chunk]);
@@ -281,7 +292,7 @@ export class Relay {
       socket.destroy();
     };
     const cleanup = () => {
-      this.headerDeadlines.delete(onTimeout);
+      deadlines.delete(onTimeout);
       socket.pause();
       setSink(socket, undefined);
       socket.off("end", onEnd);
@@ -332,7 +343,11 @@ export class Relay {
     const hopsHeader = req.headers.get("hopway-hops");
     const role = this.authenticate(socket, req, hopsHeader, local);
     if (role instanceof Refusal) return this.refuse(socket, role);
-    if (role === "relay") this.releaseSource(socket);
+    // Authenticated: out of the handshake pool into the tunnel pool, if it has room.
+    if (!this.admission.promote(socket)) {
+      return this.refuse(socket, new Refusal("over_capacity", "relay at connection limit"));
+    }
+    if (role === "relay") this.admission.exempt(socket);
 
     const visited = hopsHeader ? hopsHeader.split(",").map((s) => s.trim()) : [];
     if (visited.includes(this.name)) {
