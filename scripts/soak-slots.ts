@@ -9,7 +9,7 @@
 //
 // Knobs: HOPWAY_SLOTS_SOCKETS (10000), HOPWAY_SLOTS_SOURCES (64; 1 = the
 // single-source probe), HOPWAY_SLOTS_SECONDS (30), HOPWAY_SLOTS_REOPEN_MS (2000),
-// HOPWAY_SLOTS_RSS_MIB (bound, 300).
+// HOPWAY_SLOTS_RSS_MIB (bound, 400).
 // Exit 1 when fewer than 99 % of the legitimate tunnels got through or the
 // RSS bound was passed.
 import { fork } from "node:child_process";
@@ -23,7 +23,7 @@ const SOCKETS = Number(process.env.HOPWAY_SLOTS_SOCKETS ?? 10_000);
 const SOURCES = Number(process.env.HOPWAY_SLOTS_SOURCES ?? 64);
 const SECONDS = Number(process.env.HOPWAY_SLOTS_SECONDS ?? 30);
 const REOPEN_MS = Number(process.env.HOPWAY_SLOTS_REOPEN_MS ?? 2_000);
-const RSS_BOUND_MIB = Number(process.env.HOPWAY_SLOTS_RSS_MIB ?? 300);
+const RSS_BOUND_MIB = Number(process.env.HOPWAY_SLOTS_RSS_MIB ?? 400);
 const KEY = Buffer.from("realm-hop-key-for-the-slots-soak");
 const TOKEN = "client-token-for-the-slots-soak";
 
@@ -86,6 +86,7 @@ if (process.argv[2] === "--flood") {
       `(handshake pool ${limits.maxHandshakes}, ${limits.maxHandshakesPerSource} per source, ` +
       `deadline ${limits.handshakeTimeoutMs} ms; tunnel pool ${limits.maxConnections}) for ${SECONDS} s`,
   );
+  const baselineRss = process.memoryUsage().rss;
   const child = fork(fileURLToPath(import.meta.url), ["--flood", `${b.host}:${b.port}`], {
     execArgv: ["--import", "tsx"],
   });
@@ -120,9 +121,12 @@ if (process.argv[2] === "--flood") {
     }
   };
   let peakRss = process.memoryUsage().rss;
+  let peakHeap = 0;
   let peakHandshakes = 0;
   const sampler = setInterval(() => {
-    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    const m = process.memoryUsage();
+    peakRss = Math.max(peakRss, m.rss);
+    peakHeap = Math.max(peakHeap, m.heapUsed);
     peakHandshakes = Math.max(peakHandshakes, b.relay.pendingHandshakes);
   }, 100);
   const kinds: Record<string, () => Promise<boolean>> = {
@@ -155,7 +159,8 @@ if (process.argv[2] === "--flood") {
   console.log(
     `slots soak: ${ok}/${total} legitimate tunnels (${((100 * ok) / Math.max(1, total)).toFixed(2)} %) ` +
       `${JSON.stringify(results)}, answer p50/p99 ${pct(0.5)}/${pct(0.99)} ms; flood ${flood.opened} connects, up to ${peakOpen} connected at once; ` +
-      `handshake pool peak ${peakHandshakes}; relays' peak RSS ${rssMiB.toFixed(0)} MiB (bound ${RSS_BOUND_MIB})`,
+      `handshake pool peak ${peakHandshakes}; relays' peak RSS ${rssMiB.toFixed(0)} MiB (bound ${RSS_BOUND_MIB}; ` +
+      `${(baselineRss / 2 ** 20).toFixed(0)} MiB before the flood), peak heap ${(peakHeap / 2 ** 20).toFixed(0)} MiB`,
   );
   await a.close();
   await b.close();
