@@ -185,6 +185,7 @@ export async function startAgent(
     },
     localApiFrom: config.scaling.local_api_from,
     localApiToken: config.localApiToken,
+    isOwnConnection: (address, port) => selfAddresses.isOwnConnection(address, port),
     ownership: (query, body) => localOwners(ownership, query, body),
   });
   selfAddresses.add(admin.address);

@@ -35,6 +35,11 @@ export interface AdminServerOptions {
    * undefined = writes are refused. Reads (status, owners, metrics, probes, hooks) do not need it.
    */
   localApiToken?: string | undefined;
+  /**
+   * Whether a caller is a connection this agent's relay opened itself (relay/self-addresses.ts):
+   * such a caller is a tunnel's far end, never the application, whatever its source address.
+   */
+  isOwnConnection?: (remoteAddress: string | undefined, remotePort: number | undefined) => boolean;
   /** Largest request body accepted (default 16 KiB: a report is ~60 bytes). */
   maxBodyBytes?: number;
   /** Key-ownership look-ups (`/v1/local/owners`, k8s-agent/src/ownership); absent = 404. */
@@ -90,6 +95,9 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   };
 
   const requireLocal = (req: IncomingMessage) => {
+    if (opts.isOwnConnection?.(req.socket.remoteAddress, req.socket.remotePort)) {
+      throw new HttpError(403, "forbidden", "the local API does not answer connections the relay opened itself");
+    }
     if (localOnly && !isLoopback(req.socket.remoteAddress)) {
       throw new HttpError(403, "forbidden", "the local API accepts only callers inside the pod (loopback)");
     }

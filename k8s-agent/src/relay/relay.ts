@@ -320,6 +320,9 @@ export class Relay {
     hops: string | undefined,
     local: boolean,
   ): PeerRole | Refusal {
+    if (this.selfAddresses.isOwnConnection(socket.remoteAddress, socket.remotePort)) {
+      return new Refusal("forbidden", "connection opened by this relay itself; a relay never tunnels to itself");
+    }
     const auth = req.headers.get("proxy-authorization");
     if (auth && /^Hopway-HMAC\s/i.test(auth)) {
       if (!this.hopKey) return new Refusal("auth", "this relay has no hop key; relay hops are disabled");
@@ -416,6 +419,8 @@ export class Relay {
         continue;
       }
       socket.off("close", onClientClose);
+      // Before any client byte flows: should this lead back here, the head is read after this.
+      this.selfAddresses.trackOutbound(attempt.socket);
       const path = found.direct ? this.name : `${this.name}, ${attempt.path}`;
       this.splice(
         socket,

@@ -4,11 +4,16 @@
 // the relay's clients into loopback callers of its own listeners (the admin
 // API trusts loopback for reads; the relay admits loopback as local clients).
 //
+// Connections the relay itself opened are tracked too (local address and port,
+// until they close): one that comes back to a listener of this process by a
+// path the address check cannot see (NAT hairpin through a Service address, a
+// port forward) is never trusted as a local client or a loopback caller.
+//
 // A DNS name is resolved here once; the check is made on the answer and the
 // relay dials that same answer, so a DNS reply that changes between the check
 // and the dial cannot point the relay back at itself.
 import { lookup as dnsLookup } from "node:dns/promises";
-import { isIP } from "node:net";
+import { isIP, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import { resolve as resolvePath } from "node:path";
 import type { Dialable } from "./table.ts";
@@ -36,6 +41,8 @@ function isLocalHostAddress(ip: string, interfaces: ReadonlySet<string>): boolea
 export class SelfAddresses {
   private readonly tcp: Array<{ host: string; port: number }> = [];
   private readonly paths = new Set<string>();
+  /** `ip:port` of every connection this process opened and has not closed yet. */
+  private readonly outbound = new Set<string>();
   private interfaces: Set<string> | undefined;
   private interfacesAt = 0;
 
@@ -105,6 +112,20 @@ export class SelfAddresses {
       }
     }
     return { ok: true, dial: { ...d, host: ips[0] as string } };
+  }
+
+  /** Records a connection this process opened (connected), until it closes. */
+  trackOutbound(socket: Socket): void {
+    if (socket.localAddress === undefined || socket.localPort === undefined) return;
+    const key = `${normalizeIp(socket.localAddress)}:${socket.localPort}`;
+    this.outbound.add(key);
+    socket.once("close", () => this.outbound.delete(key));
+  }
+
+  /** Whether an accepted connection's peer is a connection this process opened. */
+  isOwnConnection(remoteAddress: string | undefined, remotePort: number | undefined): boolean {
+    if (remoteAddress === undefined || remotePort === undefined || this.outbound.size === 0) return false;
+    return this.outbound.has(`${normalizeIp(remoteAddress)}:${remotePort}`);
   }
 
   private localInterfaces(): Set<string> {

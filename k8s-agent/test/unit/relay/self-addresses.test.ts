@@ -7,10 +7,16 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
+import { startAdminServer } from "../../../src/admin/server.ts";
+import { Relay } from "../../../src/relay/relay.ts";
 import { type AddressLookup, SelfAddresses } from "../../../src/relay/self-addresses.ts";
+import { RoutingTable } from "../../../src/relay/table.ts";
+import { ScalingConfigSchema } from "../../../src/scaling/config.ts";
+import { ScalingSignals } from "../../../src/scaling/signals.ts";
 import { type Canary, canary } from "../hardening/support.ts";
-import { hop, request, route, startEcho, startRelay } from "./helpers.ts";
+import { hop, readAnswer, request, route, startEcho, startRelay } from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -95,6 +101,72 @@ describe("the relay never dials its own listeners", () => {
     ok.socket.destroy();
     expect(lookups - before).toBe(1);
     expect(echo.sockets.length).toBe(1);
+  });
+
+  it("a connection the relay opened that comes back to it is never a local client nor a loopback caller", async () => {
+    // The address check cannot see every way back (a NAT hairpin through a Service address, a
+    // port forward): here the listeners are simply not registered, and the relay and the admin
+    // server recognise their own connection by its address and port instead.
+    const self = new SelfAddresses(async () => []);
+    const registry = new Registry();
+    const scaling = new ScalingSignals({ config: ScalingConfigSchema.parse({}), podName: "relay-0", registry });
+    const admin = await startAdminServer({
+      listen: "127.0.0.1:0",
+      registry,
+      scaling,
+      tunnels: () => 0,
+      ready: () => true,
+      localApiToken: "local-api-token-0123456789",
+      isOwnConnection: (a, p) => self.isOwnConnection(a, p),
+    });
+    cleanups.push(() => admin.close());
+    // A relay and a listener the test wires itself, so the table can name the relay's own port.
+    const table = new RoutingTable("relay-b");
+    const relay = new Relay({ name: "relay-b", table, selfAddresses: self });
+    const server = createServer({ allowHalfOpen: true }, (s) => relay.handle(s));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    cleanups.push(() => {
+      relay.destroyAll();
+      server.close();
+    });
+    const port = (server.address() as { port: number }).port;
+    table.set({
+      node: "relay-b",
+      version: 1,
+      routes: [
+        route("relay-b", "hairpin", [hop("hairpin", `ipv4://127.0.0.1:${port}`)]),
+        route("relay-b", "admin-hairpin", [hop("admin-hairpin", `ipv4://127.0.0.1:${admin.address.port}`)]),
+      ],
+    });
+
+    // Through relay-b to its own listener: the tunnel opens (nothing told it the port is its
+    // own), but the CONNECT inside arrives from relay-b's own connection and is refused.
+    const outer = await request(port, `CONNECT hairpin:${port} HTTP/1.1\r\n\r\n`);
+    expect(outer.status).toBe(200);
+    outer.socket.resume();
+    outer.socket.removeAllListeners("data");
+    outer.socket.write(`CONNECT hairpin:${port} HTTP/1.1\r\n\r\n`);
+    const inner = await readAnswer(outer.socket);
+    expect(inner.status).toBe(403);
+    expect(inner.headers.get("hopway-reason")).toMatch(/opened by this relay itself/);
+    outer.socket.destroy();
+
+    // Through relay-b to the admin server: a loopback caller, with the right token even, but
+    // relay-b's own connection: refused, and the report never lands.
+    const tunnel = await request(port, `CONNECT admin-hairpin:${admin.address.port} HTTP/1.1\r\n\r\n`);
+    expect(tunnel.status).toBe(200);
+    const body = JSON.stringify({ load: 9, holds_state: true, state_items: 99 });
+    tunnel.socket.removeAllListeners("data");
+    tunnel.socket.resume();
+    tunnel.socket.write(
+      `PUT /v1/local/report HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer local-api-token-0123456789\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    const answer = await readAnswer(tunnel.socket);
+    expect(answer.status).toBe(403);
+    tunnel.socket.destroy();
+    expect(scaling.status(0, true).reported_at).toBeNull();
   });
 
   it("knows which dials land on a listener", () => {
