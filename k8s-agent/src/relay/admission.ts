@@ -49,10 +49,13 @@ export class Admission {
     return this.handshakes.size;
   }
 
-  /** Why a new connection from `source` is refused at accept, or undefined to take it. */
-  refusal(source: string, trusted: boolean): string | undefined {
+  /**
+   * Why a new connection from `source` is refused at accept, or undefined to take it.
+   * `source` undefined (a unix-socket peer) is not counted per source: every local peer shares it.
+   */
+  refusal(source: string | undefined, trusted: boolean): string | undefined {
     const perSource = this.limits.maxConnectionsPerSource;
-    if (perSource > 0 && (this.perSource.get(source) ?? 0) >= perSource) {
+    if (source !== undefined && perSource > 0 && (this.perSource.get(source) ?? 0) >= perSource) {
       return `source ${source} at its limit of ${perSource} connections`;
     }
     if (trusted) {
@@ -60,7 +63,7 @@ export class Admission {
       return undefined;
     }
     const perSourceHs = this.limits.maxHandshakesPerSource;
-    if (perSourceHs > 0 && (this.handshakesBySource.get(source) ?? 0) >= perSourceHs) {
+    if (source !== undefined && perSourceHs > 0 && (this.handshakesBySource.get(source) ?? 0) >= perSourceHs) {
       return `source ${source} at its limit of ${perSourceHs} unauthenticated handshakes`;
     }
     return undefined;
@@ -70,10 +73,12 @@ export class Admission {
    * Takes a connection `refusal` allowed. Returns the oldest unauthenticated handshake when
    * the handshake pool was full: the caller closes it.
    */
-  enter(socket: Socket, source: string, trusted: boolean): Socket | undefined {
-    this.sourceOf.set(socket, source);
-    if (this.limits.maxConnectionsPerSource > 0) increment(this.perSource, source);
-    if (trusted) {
+  enter(socket: Socket, source: string | undefined, trusted: boolean): Socket | undefined {
+    if (source !== undefined) {
+      this.sourceOf.set(socket, source);
+      if (this.limits.maxConnectionsPerSource > 0) increment(this.perSource, source);
+    }
+    if (trusted || source === undefined) {
       this.inTunnelPool.add(socket);
       this.tunnelPool++;
       return undefined;

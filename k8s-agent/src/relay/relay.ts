@@ -216,7 +216,7 @@ export class Relay {
     }
     // Authenticated by address at accept: a unix-socket peer or a client_cidrs source.
     const local = opts.local === true;
-    const source = local ? "unix" : (accepted.remoteAddress ?? "unknown");
+    const source = local ? undefined : (accepted.remoteAddress ?? "unknown");
     const trusted = local || this.cidrs.allows(accepted.remoteAddress);
     const refusal = this.admission.refusal(source, trusted);
     if (refusal !== undefined) {
