@@ -49,6 +49,7 @@ export async function startAgent(
     counters: () => relay.counters,
     activeTunnels: () => relay.activeTunnels,
     openConnections: () => relay.openConnections,
+    pendingHandshakes: () => relay.pendingHandshakes,
     routeTableVersion: () => table.version,
     routeTableFetchedAt: () => edge?.tableConfirmedAt,
     edgeReachable: () => edge?.reachable ?? false,
