@@ -17,9 +17,12 @@
 //   HOPWAY_RELAY_LISTEN    relay.listen (comma-separated)
 //   HOPWAY_CLIENT_CIDRS    relay.client_cidrs (comma-separated)
 //   HOPWAY_ADMIN_LISTEN    admin.listen
+//   HOPWAY_LOCAL_API_TOKEN      admin.local_api_token (bearer token for the local API's writes)
+//   HOPWAY_LOCAL_API_TOKEN_FILE admin.local_api_token_file (a mounted Secret)
 //   HOPWAY_DATA_DIR        data_dir
 //   HOPWAY_MAX_CONNECTIONS relay.limits.max_connections
 //   HOPWAY_MAX_CONNECTIONS_PER_SOURCE relay.limits.max_connections_per_source
+//   HOPWAY_MAX_HANDSHAKES  relay.limits.max_handshakes
 //   HOPWAY_DRAIN_SECONDS   shutdown.drain_seconds
 //   HOPWAY_LOG_LEVEL       log_level
 //   POD_NAME, POD_NAMESPACE  pod.name, pod.namespace (Downward API); the ordinal is POD_NAME's -N suffix
@@ -59,9 +62,20 @@ const CidrSchema = z.string().refine((v) => {
 
 const LimitsSchema = z
   .strictObject({
+    /** Authenticated connections: verified relay hops and clients (by client_cidrs or token). */
     max_connections: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
     /** Per client address (handshakes and client tunnels; verified relay hops exempt); 0 = off. */
-    max_connections_per_source: z.coerce.number().int().min(0).max(1_000_000).default(0),
+    max_connections_per_source: z.coerce.number().int().min(0).max(1_000_000).default(1_024),
+    /**
+     * Handshakes from sources outside client_cidrs before their credentials are checked: a
+     * pool of their own, so unauthenticated peers never take authenticated capacity. When
+     * full, the oldest handshake is dropped.
+     */
+    max_handshakes: z.coerce.number().int().min(1).max(1_000_000).default(256),
+    /** Unauthenticated handshakes one address may hold; past it 503 at once. 0 = off. */
+    max_handshakes_per_source: z.coerce.number().int().min(0).max(1_000_000).default(64),
+    /** Time an unauthenticated peer gets to send its CONNECT head (408 after). */
+    handshake_timeout_ms: z.number().int().min(50).max(120_000).default(3_000),
     connect_timeout_ms: z.number().int().min(50).max(120_000).default(5_000),
     path_timeout_ms: z.number().int().min(50).max(300_000).default(15_000),
     header_timeout_ms: z.number().int().min(50).max(120_000).default(10_000),
@@ -150,7 +164,34 @@ export const AgentConfigSchema = z
           seen.add(l.listen);
         });
       }),
-    admin: z.strictObject({ listen: ListenSchema.default("0.0.0.0:9090") }).prefault({}),
+    admin: z
+      .strictObject({
+        listen: ListenSchema.default("0.0.0.0:9090"),
+        /**
+         * Bearer token the local API's writes (`PUT /v1/local/report`) require. A loopback
+         * source alone is not enough: anything that makes the pod open a loopback connection
+         * (a tunnel, a redirect) would otherwise speak for the application. Without a token
+         * the writes are refused.
+         */
+        local_api_token: z.string().min(16, "local API token must be at least 16 characters").optional(),
+        local_api_token_file: z.string().min(1).optional(),
+      })
+      .prefault({}),
+    /**
+     * Key-affine CONNECTs and /v1/local/owners for groups this agent does not hold cost one
+     * edge request each; these bound that (k8s-agent/src/ownership/edge-limiter.ts).
+     */
+    ownership: z
+      .strictObject({
+        /** First fetches of a group per second towards the edge; past it 503 over_capacity at once. */
+        edge_rate_per_second: z.number().positive().max(10_000).default(10),
+        edge_burst: z.number().int().min(1).max(100_000).default(20),
+        /** How long "no such group" is remembered; a group created meanwhile is seen after at most this. */
+        negative_ttl_ms: z.number().int().min(0).max(3_600_000).default(10_000),
+        /** How long an edge failure for a group is remembered. */
+        error_ttl_ms: z.number().int().min(0).max(600_000).default(1_000),
+      })
+      .prefault({}),
     data_dir: z.string().min(1).default("/var/lib/hopway"),
     shutdown: z
       .strictObject({
@@ -185,6 +226,8 @@ export interface AgentConfig extends ParsedAgentConfig {
   node: string;
   edgeToken: string;
   hopKey: Buffer | undefined;
+  /** Bearer token for the local API's writes; undefined = writes refused. */
+  localApiToken: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -252,9 +295,12 @@ export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unkn
   ["HOPWAY_RELAY_LISTEN", ["relay", "listen"], list],
   ["HOPWAY_CLIENT_CIDRS", ["relay", "client_cidrs"], list],
   ["HOPWAY_ADMIN_LISTEN", ["admin", "listen"], String],
+  ["HOPWAY_LOCAL_API_TOKEN", ["admin", "local_api_token"], String],
+  ["HOPWAY_LOCAL_API_TOKEN_FILE", ["admin", "local_api_token_file"], String],
   ["HOPWAY_DATA_DIR", ["data_dir"], String],
   ["HOPWAY_MAX_CONNECTIONS", ["relay", "limits", "max_connections"], String],
   ["HOPWAY_MAX_CONNECTIONS_PER_SOURCE", ["relay", "limits", "max_connections_per_source"], String],
+  ["HOPWAY_MAX_HANDSHAKES", ["relay", "limits", "max_handshakes"], String],
   ["HOPWAY_DRAIN_SECONDS", ["shutdown", "drain_seconds"], String],
   ["HOPWAY_LOG_LEVEL", ["log_level"], String],
   ["POD_NAME", ["pod", "name"], String],
@@ -302,6 +348,13 @@ export function parseConfig(yamlText: string, env: Env): AgentConfig {
       problems.push({ path: "relay.hop_key_file", message: "hop key must be at least 16 characters" });
     }
   }
+  let localApiToken = c.admin.local_api_token;
+  if (localApiToken === undefined && c.admin.local_api_token_file) {
+    localApiToken = readSecret(c.admin.local_api_token_file, "admin.local_api_token_file", problems);
+    if (localApiToken !== undefined && localApiToken.length < 16) {
+      problems.push({ path: "admin.local_api_token_file", message: "local API token must be at least 16 characters" });
+    }
+  }
   const podName = c.pod.name || undefined;
   const ordinalMatch = podName ? /-(\d+)$/.exec(podName) : null;
   const ordinal = c.pod.ordinal ?? (ordinalMatch ? Number(ordinalMatch[1]) : undefined);
@@ -316,6 +369,7 @@ export function parseConfig(yamlText: string, env: Env): AgentConfig {
     pod: { ...c.pod, ...(ordinal !== undefined ? { ordinal } : {}) },
     edgeToken,
     hopKey: hopKeyText === undefined ? undefined : Buffer.from(hopKeyText, "utf8"),
+    localApiToken,
   };
 }
 

@@ -15,6 +15,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { createListenerMetrics, createRelayMetrics } from "./metrics.ts";
 import { keyTargetResolver, localOwners, MembershipFollower } from "./ownership/index.ts";
 import { Relay } from "./relay/relay.ts";
+import { SelfAddresses } from "./relay/self-addresses.ts";
 import { RoutingTable } from "./relay/table.ts";
 import { ScalingSignals } from "./scaling/signals.ts";
 
@@ -56,6 +57,7 @@ export async function startAgent(
     counters: () => relay.counters,
     activeTunnels: () => relay.activeTunnels,
     openConnections: () => relay.openConnections,
+    pendingHandshakes: () => relay.pendingHandshakes,
     routeTableVersion: () => table.version,
     routeTableFetchedAt: () => edge?.tableConfirmedAt,
     edgeReachable: () => edge?.reachable ?? false,
@@ -67,10 +69,19 @@ export async function startAgent(
     realm: config.edge.realm,
     token: config.edgeToken,
     dataDir: config.data_dir,
+    edgeLimits: {
+      ratePerSecond: config.ownership.edge_rate_per_second,
+      burst: config.ownership.edge_burst,
+      negativeTtlMs: config.ownership.negative_ttl_ms,
+      errorTtlMs: config.ownership.error_ttl_ms,
+    },
     log,
   });
+  // Filled as each listener comes up: the relay never dials any of them.
+  const selfAddresses = new SelfAddresses();
   const relay = new Relay({
     name: config.node,
+    selfAddresses,
     table,
     hopKey: config.hopKey,
     clientCidrs: config.relay.client_cidrs,
@@ -79,6 +90,9 @@ export async function startAgent(
     limits: {
       maxConnections: limits.max_connections,
       maxConnectionsPerSource: limits.max_connections_per_source,
+      maxHandshakes: limits.max_handshakes,
+      maxHandshakesPerSource: limits.max_handshakes_per_source,
+      handshakeTimeoutMs: limits.handshake_timeout_ms,
       connectTimeoutMs: limits.connect_timeout_ms,
       pathTimeoutMs: limits.path_timeout_ms,
       headerTimeoutMs: limits.header_timeout_ms,
@@ -130,7 +144,8 @@ export async function startAgent(
       { allowHalfOpen: true, noDelay: true, highWaterMark: limits.buffer_bytes } as Parameters<typeof createServer>[0],
       (socket) => relay.handle(socket, { local }),
     );
-    server.maxConnections = limits.max_connections + 1024; // the relay answers 503 itself below this hard stop
+    // The relay answers 503 itself below this hard stop (both pools, and refusals closing).
+    server.maxConnections = limits.max_connections + limits.max_handshakes + 1024;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(target, () => {
@@ -140,6 +155,7 @@ export async function startAgent(
     });
     server.on("error", (err) => log.error("relay listener error", { error: String(err) }));
     const a = server.address();
+    selfAddresses.add(a);
     relayAddresses.push(
       typeof a === "string"
         ? `unix:${a}`
@@ -206,10 +222,30 @@ export async function startAgent(
     scaling,
     tunnels: () => relay.activeTunnels,
     ready: () => ready,
-    notReadyReason: () => edge.problem,
+    notReadyReason: () => {
+      const problem = edge.problem;
+      if (problem !== undefined) return problem;
+      // A relay without a valid table refuses every CONNECT with 503; a corrupt persisted table
+      // and an unreachable edge leave it exactly there.
+      if (table.version === undefined) {
+        return {
+          reason: "no_route_table",
+          message: edge?.reachable
+            ? "no valid route table yet"
+            : "no valid route table (none usable on disk and the edge is unreachable)",
+        };
+      }
+      if (servers.some((s) => !s.listening)) {
+        return { reason: "listener_down", message: "a relay listener is not listening" };
+      }
+      return undefined;
+    },
     localApiFrom: config.scaling.local_api_from,
+    localApiToken: config.localApiToken,
+    isOwnConnection: (address, port) => selfAddresses.isOwnConnection(address, port),
     ownership: (query, body) => localOwners(ownership, query, body),
   });
+  selfAddresses.add(admin.address);
   log.info("admin listening", { url: admin.url });
   // ---- end admin server ----
 

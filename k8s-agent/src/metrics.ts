@@ -20,6 +20,8 @@ export interface RelayMetricSources {
   counters: () => RelayCounters;
   activeTunnels: () => number;
   openConnections: () => number;
+  /** Unauthenticated handshakes held (relay/admission.ts: the handshake pool). */
+  pendingHandshakes?: () => number;
   /** Version of the route table in use, undefined before the first one. */
   routeTableVersion: () => number | undefined;
   /** When the table in use was last confirmed by the edge (or loaded from disk), ms since epoch. */
@@ -73,10 +75,18 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
   });
   new Gauge({
     name: "hopway_relay_connections_open",
-    help: "Accepted connections open now (handshaking or tunnelled); capped by limits.max_connections.",
+    help: "Accepted connections open now (handshaking or tunnelled).",
     registers: [registry],
     collect() {
       this.set(src.openConnections());
+    },
+  });
+  new Gauge({
+    name: "hopway_relay_handshakes_pending",
+    help: "Handshakes from sources outside client_cidrs not yet authenticated; capped by limits.max_handshakes.",
+    registers: [registry],
+    collect() {
+      this.set(src.pendingHandshakes?.() ?? 0);
     },
   });
   const connectLatency = new Histogram({

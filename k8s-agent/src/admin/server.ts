@@ -1,8 +1,10 @@
 // The agent's admin HTTP server: Prometheus metrics, the probes, the
 // application's local API and the pre-delete hook. One listener, because a
 // pod exposes one metrics port and the kubelet, Prometheus and a hook
-// controller all reach the pod the same way; the local API (the only writer)
-// is restricted to loopback callers by default.
+// controller all reach the pod the same way. The local API is restricted to
+// loopback callers by default, and its writes also need a bearer token
+// (docs/security/relay.md): a loopback source is no proof of who is calling.
+import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
@@ -21,12 +23,24 @@ export interface AdminServerOptions {
   /** False while starting and once shutting down: /readyz answers 503. */
   ready: () => boolean;
   /**
-   * A configuration problem that keeps the agent from doing its job (a refused token, a record it
-   * would not take over): /readyz answers 503 with it, so a bad rollout stops at its first pod.
+   * Why the agent cannot do its job right now, if it cannot: a configuration problem (a refused
+   * token, a record it would not take over) or a relay that cannot route (no valid route table, a
+   * listener down). /readyz answers 503 with it, so such a pod is out of the Service's endpoints
+   * and a bad rollout stops at its first pod.
    */
   notReadyReason?: () => { reason: string; message: string } | undefined;
   /** Who may call `/v1/local/*` (default: loopback only). */
   localApiFrom?: "loopback" | "any";
+  /**
+   * Bearer token the local API's writes require (`Authorization: Bearer <token>`);
+   * undefined = writes are refused. Reads (status, owners, metrics, probes, hooks) do not need it.
+   */
+  localApiToken?: string | undefined;
+  /**
+   * Whether a caller is a connection this agent's relay opened itself (relay/self-addresses.ts):
+   * such a caller is a tunnel's far end, never the application, whatever its source address.
+   */
+  isOwnConnection?: (remoteAddress: string | undefined, remotePort: number | undefined) => boolean;
   /** Largest request body accepted (default 16 KiB: a report is ~60 bytes). */
   maxBodyBytes?: number;
   /** Key-ownership look-ups (`/v1/local/owners`, k8s-agent/src/ownership); absent = 404. */
@@ -82,8 +96,28 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   };
 
   const requireLocal = (req: IncomingMessage) => {
+    if (opts.isOwnConnection?.(req.socket.remoteAddress, req.socket.remotePort)) {
+      throw new HttpError(403, "forbidden", "the local API does not answer connections the relay opened itself");
+    }
     if (localOnly && !isLoopback(req.socket.remoteAddress)) {
       throw new HttpError(403, "forbidden", "the local API accepts only callers inside the pod (loopback)");
+    }
+  };
+
+  const expected = opts.localApiToken === undefined ? undefined : Buffer.from(opts.localApiToken);
+  const requireWriter = (req: IncomingMessage) => {
+    requireLocal(req);
+    if (expected === undefined) {
+      throw new HttpError(
+        403,
+        "forbidden",
+        "local API writes are disabled: set admin.local_api_token (or _file) and send it as a bearer token",
+      );
+    }
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
+    const given = m ? Buffer.from(m[1] as string) : undefined;
+    if (given === undefined || given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new HttpError(401, "unauthorized", "local API writes need Authorization: Bearer <admin.local_api_token>");
     }
   };
 
@@ -124,15 +158,14 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     "/healthz": { GET: (_req, res) => json(res, 200, { status: "ok" }) },
     "/readyz": {
       GET: (_req, res) => {
-        const problem = opts.notReadyReason?.();
-        if (!ready()) json(res, 503, { status: "not_ready" });
-        else if (problem !== undefined) json(res, 503, { status: "not_ready", ...problem });
-        else json(res, 200, { status: "ready" });
+        const problem = ready() ? opts.notReadyReason?.() : { reason: "starting or shutting down" };
+        if (problem === undefined) json(res, 200, { status: "ready" });
+        else json(res, 503, { status: "not_ready", ...problem });
       },
     },
     "/v1/local/report": {
       PUT: async (req, res) => {
-        requireLocal(req);
+        requireWriter(req);
         const parsed = LocalReportSchema.safeParse(await readJson(req));
         if (!parsed.success) {
           const problems = describeIssues(parsed.error);

@@ -33,6 +33,11 @@ export class AgentApiError extends Error {
 export interface AgentClientOptions {
   /** The agent's admin address; default `http://127.0.0.1:9090`. */
   baseUrl?: string;
+  /**
+   * The agent's `admin.local_api_token`, sent as a bearer token; `report()` needs it
+   * (the agent refuses writes without it). Default: HOPWAY_LOCAL_API_TOKEN.
+   */
+  token?: string;
   /** Per-request timeout; default 2 s (the agent answers from memory). */
   timeoutMs?: number;
   fetch?: typeof fetch;
@@ -42,11 +47,13 @@ export class AgentClient {
   private readonly base: string;
   private readonly timeoutMs: number;
   private readonly fetchImpl: typeof fetch;
+  private readonly token: string | undefined;
 
   constructor(opts: AgentClientOptions = {}) {
     this.base = (opts.baseUrl ?? "http://127.0.0.1:9090").replace(/\/+$/, "");
     this.timeoutMs = opts.timeoutMs ?? 2_000;
     this.fetchImpl = opts.fetch ?? fetch;
+    this.token = opts.token ?? (process.env.HOPWAY_LOCAL_API_TOKEN || undefined);
   }
 
   /** Report load (1 = at capacity) and whether this pod still holds state. Answers the status after the report. */
@@ -97,10 +104,13 @@ export class AgentClient {
     body?: unknown,
   ): Promise<z.infer<T>> {
     const init: RequestInit = { method, signal: AbortSignal.timeout(this.timeoutMs) };
+    const headers: Record<string, string> = {};
+    if (this.token !== undefined) headers.authorization = `Bearer ${this.token}`;
     if (body !== undefined) {
       init.body = JSON.stringify(body);
-      init.headers = { "content-type": "application/json" };
+      headers["content-type"] = "application/json";
     }
+    init.headers = headers;
     const res = await this.fetchImpl(`${this.base}${path}`, init);
     const data: unknown = await res.json().catch(() => undefined);
     if (!res.ok) {

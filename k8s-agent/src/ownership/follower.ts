@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { type Membership, MembershipSchema, OwnershipIndex } from "../../../src/core/ownership.ts";
 import type { Logger } from "../log.ts";
+import { DEFAULT_EDGE_LIMITS, type EdgeLimiterOptions, ExpiringCache, TokenBucket } from "./edge-limiter.ts";
 
 export interface MembershipFollowerOptions {
   url: string;
@@ -21,6 +22,8 @@ export interface MembershipFollowerOptions {
   firstFetchTimeoutMs?: number;
   /** Groups followed at most (each costs one small request per poll). */
   maxGroups?: number;
+  /** Bounds on first fetches towards the edge (edge-limiter.ts); defaults DEFAULT_EDGE_LIMITS. */
+  edgeLimits?: Partial<EdgeLimiterOptions>;
   fetch?: typeof fetch;
   log?: Logger;
 }
@@ -35,7 +38,12 @@ export interface GroupView {
 
 export type GroupLookup =
   | { ok: true; view: GroupView }
-  | { ok: false; status: 400 | 404 | 503; code: "invalid_input" | "unknown_node" | "internal"; message: string };
+  | {
+      ok: false;
+      status: 400 | 404 | 503;
+      code: "invalid_input" | "unknown_node" | "internal" | "over_capacity";
+      message: string;
+    };
 
 const PersistedSchema = z.object({ groups: z.array(MembershipSchema) });
 
@@ -51,10 +59,18 @@ export class MembershipFollower {
   private stopped = false;
   private readonly abort = new AbortController();
   private persistChain: Promise<void> = Promise.resolve();
+  private readonly limits: EdgeLimiterOptions;
+  private readonly bucket: TokenBucket;
+  /** Groups the edge just said are missing (or failed on): answered from here until they expire. */
+  private readonly negative: ExpiringCache<GroupLookup>;
 
   constructor(opts: MembershipFollowerOptions) {
     this.o = opts;
     this.fetchFn = opts.fetch ?? fetch;
+    this.limits = { ...DEFAULT_EDGE_LIMITS, ...opts.edgeLimits };
+    const now = this.limits.now ?? (() => performance.now());
+    this.bucket = new TokenBucket(this.limits.ratePerSecond, this.limits.burst, now);
+    this.negative = new ExpiringCache(this.limits.maxNegative ?? 10_000, now);
   }
 
   private get pollMs(): number {
@@ -111,9 +127,24 @@ export class MembershipFollower {
   async lookup(group: string): Promise<GroupLookup> {
     const held = this.views.get(group);
     if (held !== undefined) return { ok: true, view: held };
+    const missing = this.negative.get(group);
+    if (missing !== undefined) return missing;
     const inflight = this.pending.get(group);
     if (inflight !== undefined) return inflight;
-    const p = this.fetchGroup(group, this.o.firstFetchTimeoutMs ?? 3_000).finally(() => this.pending.delete(group));
+    if (!this.bucket.take()) {
+      return {
+        ok: false,
+        status: 503,
+        code: "over_capacity",
+        message: `group '${group}' not held here and this agent's look-ups towards the edge are over their rate`,
+      };
+    }
+    const p = this.fetchGroup(group, this.o.firstFetchTimeoutMs ?? 3_000)
+      .then((r) => {
+        if (!r.ok) this.negative.set(group, r, r.status === 503 ? this.limits.errorTtlMs : this.limits.negativeTtlMs);
+        return r;
+      })
+      .finally(() => this.pending.delete(group));
     this.pending.set(group, p);
     return p;
   }

@@ -54,6 +54,7 @@ export function keyTargetResolver(follower: MembershipFollower): (req: ConnectRe
     if (!found.ok) {
       if (found.status === 404) return { reason: "unknown_node", detail: `no group '${group}'` };
       if (found.status === 400) return { reason: "forbidden", detail: found.message };
+      if (found.code === "over_capacity") return { reason: "over_capacity", detail: found.message };
       return { reason: "no_route_table", detail: found.message };
     }
     const { owner } = found.view.index.lookup(key);

@@ -16,6 +16,7 @@
 import { connect, type NetConnectOpts, type Socket } from "node:net";
 import { MAX_HOPS } from "../../../src/core/schema.ts";
 import type { CarryOutcome, CarryTarget } from "../listeners/manager.ts";
+import { Admission } from "./admission.ts";
 import { CidrList, clientToken, ReplayCache, signHop, tokenMatches, verifyHop } from "./auth.ts";
 import {
   type ConnectRequest,
@@ -30,12 +31,14 @@ import {
   STATUS_FOR,
 } from "./protocol.ts";
 import { adopt, connectReading, pump, readThroughNode, setSink } from "./pump.ts";
+import { SelfAddresses } from "./self-addresses.ts";
 import type { Dialable, RoutingTable } from "./table.ts";
 
 export type PeerRole = "client" | "relay";
 export type NextRole = "relay" | "target";
 
 export interface RelayLimits {
+  /** Authenticated connections (relay/admission.ts: the tunnel pool). */
   maxConnections: number;
   /**
    * Connections one client address may hold, handshakes included; 0 = no per-source cap.
@@ -43,6 +46,12 @@ export interface RelayLimits {
    * relay carries comes from its one address.
    */
   maxConnectionsPerSource: number;
+  /** Unauthenticated handshakes in flight (sources outside client_cidrs); the oldest goes when full. */
+  maxHandshakes: number;
+  /** Unauthenticated handshakes one source address may hold; 0 = no cap. */
+  maxHandshakesPerSource: number;
+  /** Time an unauthenticated peer gets to send its head (at most headerTimeoutMs). */
+  handshakeTimeoutMs: number;
   connectTimeoutMs: number;
   /** Time for the whole downstream path to answer (each relay below has its own connect timeout). */
   pathTimeoutMs: number;
@@ -54,7 +63,10 @@ export interface RelayLimits {
 
 export const DEFAULT_LIMITS: RelayLimits = {
   maxConnections: 10_000,
-  maxConnectionsPerSource: 0,
+  maxConnectionsPerSource: 1_024,
+  maxHandshakes: 256,
+  maxHandshakesPerSource: 64,
+  handshakeTimeoutMs: 3_000,
   connectTimeoutMs: 5_000,
   pathTimeoutMs: 15_000,
   headerTimeoutMs: 10_000,
@@ -97,6 +109,8 @@ export interface RelayOptions {
   resolveTarget?: (
     req: ConnectRequest,
   ) => Promise<undefined | { node: string; authority: string } | { reason: FailureReason; detail: string }>;
+  /** This process's own listeners, never dialed (relay/self-addresses.ts); the agent fills it as it listens. */
+  selfAddresses?: SelfAddresses;
 }
 
 export interface Tunnel {
@@ -152,14 +166,14 @@ export class Relay {
   private readonly log: NonNullable<RelayOptions["log"]>;
   private readonly resolveTarget: RelayOptions["resolveTarget"];
   private readonly reuseReadBuffers: boolean;
+  readonly selfAddresses: SelfAddresses;
   private readonly tunnels = new Set<Tunnel>();
   private readonly sockets = new Set<Socket>();
-  /** Open connections per client address, for the per-source cap. */
-  private readonly perSource = new Map<string, number>();
-  private readonly sourceOf = new WeakMap<Socket, string>();
+  private readonly admission: Admission;
   // Coarse shared timers instead of a setTimeout per socket per phase: each holds callbacks in
   // expiry order and one unref'd interval sweeps it (late by at most 1/8 of the duration).
   private readonly headerDeadlines: Deadlines;
+  private readonly handshakeDeadlines: Deadlines;
   private readonly connectDeadlines: Deadlines;
   private readonly pathDeadlines: Deadlines;
   private idleSweep: NodeJS.Timeout | undefined;
@@ -181,7 +195,10 @@ export class Relay {
     this.log = opts.log ?? (() => {});
     this.resolveTarget = opts.resolveTarget;
     this.reuseReadBuffers = opts.reuseReadBuffers ?? true;
+    this.selfAddresses = opts.selfAddresses ?? new SelfAddresses();
     this.headerDeadlines = new Deadlines(this.limits.headerTimeoutMs);
+    this.handshakeDeadlines = new Deadlines(Math.min(this.limits.headerTimeoutMs, this.limits.handshakeTimeoutMs));
+    this.admission = new Admission(this.limits);
     this.connectDeadlines = new Deadlines(this.limits.connectTimeoutMs);
     this.pathDeadlines = new Deadlines(this.limits.pathTimeoutMs);
   }
@@ -194,21 +211,31 @@ export class Relay {
   get openConnections(): number {
     return this.connections;
   }
+  /** Handshakes from sources not yet authenticated (the handshake pool). */
+  get pendingHandshakes(): number {
+    return this.admission.pendingHandshakes;
+  }
 
   /** Takes ownership of an accepted socket. Never throws; a bad peer only loses its own connection. */
   handle(accepted: Socket, opts: { local?: boolean } = {}): void {
-    const socket = this.admit(accepted, opts.local === true, HTTP);
-    if (socket !== undefined) this.readHead(socket, opts.local === true);
+    const local = opts.local === true;
+    // Authenticated by address at accept: a unix-socket peer or a client_cidrs source.
+    const trusted = local || this.cidrs.allows(accepted.remoteAddress);
+    const socket = this.admit(accepted, local, trusted, HTTP);
+    if (socket !== undefined) {
+      this.readHead(socket, local, trusted ? this.headerDeadlines : this.handshakeDeadlines);
+    }
   }
 
   /**
    * Takes a listener's accepted socket (k8s-agent/src/listeners) and carries it to `target`
    * exactly as `CONNECT target` from a local client would go: same table, limits and metrics.
-   * The listener has already admitted the source; `settled` learns the outcome once.
+   * The listener has already admitted the source by client_cidrs, so it is authenticated by
+   * address like such a client; `settled` learns the outcome once.
    */
   carry(accepted: Socket, target: CarryTarget, settled: (outcome: CarryOutcome) => void): void {
     const reply: Reply = { kind: "listener", settled };
-    const socket = this.admit(accepted, false, reply);
+    const socket = this.admit(accepted, false, true, reply);
     if (socket === undefined) return;
     // The client may speak first (a Redis command): hold its bytes in the kernel until the
     // path is up and the tunnel pumps them; a socket with no sink would discard them.
@@ -222,33 +249,32 @@ export class Relay {
     });
   }
 
-  /** Capacity checks and socket set-up shared by every way in; undefined when refused. */
-  private admit(accepted: Socket, local: boolean, reply: Reply): Socket | undefined {
-    if (this.draining || this.connections >= this.limits.maxConnections) {
-      this.refuseAtAccept(accepted, this.draining ? "relay is draining" : "relay at connection limit", reply);
+  /** Admission (docs/security/relay.md) and socket set-up shared by every way in; undefined when refused. */
+  private admit(accepted: Socket, local: boolean, trusted: boolean, reply: Reply): Socket | undefined {
+    if (this.draining) {
+      this.refuseAtAccept(accepted, "relay is draining", reply);
       return undefined;
     }
-    const perSourceCap = this.limits.maxConnectionsPerSource;
-    let source: string | undefined;
-    if (perSourceCap > 0 && !local) {
-      source = accepted.remoteAddress ?? "unknown";
-      const open = this.perSource.get(source) ?? 0;
-      if (open >= perSourceCap) {
-        this.refuseAtAccept(accepted, `source ${source} at its limit of ${perSourceCap} connections`, reply);
-        return undefined;
-      }
-      this.perSource.set(source, open + 1);
+    const source = local ? undefined : (accepted.remoteAddress ?? "unknown");
+    const refusal = this.admission.refusal(source, trusted);
+    if (refusal !== undefined) {
+      this.refuseAtAccept(accepted, refusal, reply);
+      return undefined;
     }
     // Adopted only now: a refusal above never reads, so it needs no reader.
     const socket = this.reuseReadBuffers ? adopt(accepted, this.limits.bufferBytes) : readThroughNode(accepted);
-    if (source !== undefined) this.sourceOf.set(socket, source);
+    const evicted = this.admission.enter(socket, source, trusted);
+    if (evicted !== undefined) {
+      this.observer?.tunnelFailed("over_capacity");
+      evicted.destroy();
+    }
     this.connections++;
     this.sockets.add(socket);
     // `close` fires once: plain `on` listeners skip the wrapper objects `once` allocates per socket.
     socket.on("close", () => {
       this.connections--;
       this.sockets.delete(socket);
-      this.releaseSource(socket);
+      this.admission.release(socket);
       this.maybeIdle();
     });
     // A tunnel forwards each direction's end separately (half-close).
@@ -271,22 +297,15 @@ export class Relay {
     socket.setTimeout(1000, () => socket.destroy());
   }
 
-  private releaseSource(socket: Socket): void {
-    const source = this.sourceOf.get(socket);
-    if (source === undefined) return;
-    this.sourceOf.delete(socket);
-    const open = (this.perSource.get(source) ?? 1) - 1;
-    if (open > 0) this.perSource.set(source, open);
-    else this.perSource.delete(source);
-  }
-
-  private readHead(socket: Socket, local: boolean): void {
+  private readHead(socket: Socket, local: boolean, deadlines: Deadlines): void {
     let buffered: Buffer = EMPTY;
     const onTimeout = () => {
       cleanup();
+      // Evicted from the handshake pool meanwhile: already closed and counted.
+      if (socket.destroyed) return;
       this.refuse(socket, new Refusal("header_timeout", "request head not received in time"));
     };
-    this.headerDeadlines.add(onTimeout);
+    deadlines.add(onTimeout);
     const onData = (chunk: Buffer): boolean => {
       // The chunk may sit in a read buffer that is reused: concat keeps the head as a copy.
       buffered = Buffer.concat([buffered, chunk]);
@@ -316,7 +335,7 @@ export class Relay {
       socket.destroy();
     };
     const cleanup = () => {
-      this.headerDeadlines.delete(onTimeout);
+      deadlines.delete(onTimeout);
       socket.pause();
       setSink(socket, undefined);
       socket.off("end", onEnd);
@@ -356,6 +375,9 @@ export class Relay {
     hops: string | undefined,
     local: boolean,
   ): PeerRole | Refusal {
+    if (this.selfAddresses.isOwnConnection(socket.remoteAddress, socket.remotePort)) {
+      return new Refusal("forbidden", "connection opened by this relay itself; a relay never tunnels to itself");
+    }
     const auth = req.headers.get("proxy-authorization");
     if (auth && /^Hopway-HMAC\s/i.test(auth)) {
       if (!this.hopKey) return new Refusal("auth", "this relay has no hop key; relay hops are disabled");
@@ -379,7 +401,11 @@ export class Relay {
     const hopsHeader = req.headers.get("hopway-hops");
     const role = this.authenticate(socket, req, hopsHeader, local);
     if (role instanceof Refusal) return this.refuse(socket, role);
-    if (role === "relay") this.releaseSource(socket);
+    // Authenticated: out of the handshake pool into the tunnel pool, if it has room.
+    if (!this.admission.promote(socket)) {
+      return this.refuse(socket, new Refusal("over_capacity", "relay at connection limit"));
+    }
+    if (role === "relay") this.admission.exempt(socket);
     const visited = hopsHeader ? hopsHeader.split(",").map((s) => s.trim()) : [];
     return this.forward(socket, req, rest, role, visited, HTTP);
   }
@@ -432,7 +458,16 @@ export class Relay {
     const hops = [...visited, this.name].join(", ");
     let lastFailure: Refusal = new Refusal("next_hop_failed", `no usable address for '${found.next.node}'`);
 
-    for (const addr of found.nextAddresses) {
+    for (const listed of found.nextAddresses) {
+      if (clientGone) return;
+      const checked = await this.selfAddresses.check(listed);
+      if (!checked.ok) {
+        // Never dial our own listeners, whatever the table says: refuse the request outright.
+        lastFailure = new Refusal(checked.self ? "forbidden" : "next_hop_failed", checked.detail);
+        if (checked.self) break;
+        continue;
+      }
+      const addr = checked.dial;
       if (clientGone) return;
       // Every address a relay dials is visible at debug level: where a tunnel really went.
       this.log("debug", "dialing", { next: found.next.node, address: addr.address });
@@ -453,6 +488,8 @@ export class Relay {
         continue;
       }
       socket.off("close", onClientClose);
+      // Before any client byte flows: should this lead back here, the head is read after this.
+      this.selfAddresses.trackOutbound(attempt.socket);
       const path = found.direct ? this.name : `${this.name}, ${attempt.path}`;
       this.splice(
         socket,

@@ -42,9 +42,22 @@ function addressesOf(hop: Hop): Dialable[] {
   return out;
 }
 
+/** `host:port` (or the unix path) an address dials, so aliases of one listener compare equal. */
+function endpointKey(d: Dialable): string {
+  return d.path ? `unix:${d.path}` : `${d.host.toLowerCase()}:${d.port}`;
+}
+
 export class RoutingTable {
   private byTarget = new Map<string, RouteTable["routes"][number]>();
   private current: RouteTable | undefined;
+  /**
+   * Nodes this table routes THROUGH (an intermediate hop of some route) and the endpoints
+   * they are dialed on: relay listeners. A tunnel never ends at one, or a client could
+   * nest tunnels (a raw tunnel to a relay, a CONNECT inside it, and so on) and pass any
+   * number of relays, each of which sees a fresh request with no Hopway-Hops.
+   */
+  private relayNodes = new Set<string>();
+  private relayEndpoints = new Set<string>();
 
   constructor(private readonly self: string) {}
 
@@ -59,11 +72,20 @@ export class RoutingTable {
   set(table: RouteTable): void {
     if (table.node !== this.self) throw new Error(`route table is for '${table.node}', this relay is '${this.self}'`);
     const byTarget = new Map<string, RouteTable["routes"][number]>();
+    const relayNodes = new Set<string>();
+    const relayEndpoints = new Set<string>();
     for (const r of table.routes) {
       // A group expands to one route per member; members are addressed by their own names.
       if (r.from === this.self && !byTarget.has(r.to)) byTarget.set(r.to, r);
+      const hops = r.hops ?? [];
+      for (const h of hops.slice(0, -1)) {
+        relayNodes.add(h.node);
+        for (const d of addressesOf(h)) relayEndpoints.add(endpointKey(d));
+      }
     }
     this.byTarget = byTarget;
+    this.relayNodes = relayNodes;
+    this.relayEndpoints = relayEndpoints;
     this.current = table;
   }
 
@@ -91,6 +113,13 @@ export class RoutingTable {
       return { ok: false, reason: "forbidden", detail: `port ${port} is not a gateway port of '${node}'` };
     }
     const next = hops[0] as Hop;
+    if (this.relayNodes.has(node) || allowed.some((a) => this.relayEndpoints.has(endpointKey(a)))) {
+      return {
+        ok: false,
+        reason: "forbidden",
+        detail: `'${node}' is a relay listener; a tunnel ends at an application, never at a relay`,
+      };
+    }
     if (hops.length === 1) return { ok: true, next, nextAddresses: allowed, direct: true, hops };
     if (next.address === null) return { ok: false, reason: "forbidden", detail: `next hop '${next.node}' is a client` };
     return { ok: true, next, nextAddresses: addressesOf(next), direct: false, hops };

@@ -163,8 +163,10 @@ beforeAll(async () => {
       scaling: signals,
       tunnels: () => 0,
       ready: () => true,
+      localApiToken: "prom-local-api-token-0123",
     });
-    pods.push({ name, ordinal, server, client: new AgentClient({ baseUrl: server.url }), registry });
+    const client = new AgentClient({ baseUrl: server.url, token: "prom-local-api-token-0123" });
+    pods.push({ name, ordinal, server, client, registry });
   }
 
   workDir = mkdtempSync(join(tmpdir(), "hopway-prom-"));

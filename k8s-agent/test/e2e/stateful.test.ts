@@ -81,13 +81,16 @@ async function startAgentProcess(
   return { agent, adminUrl: String(admin.url) };
 }
 
+/** The local API's write token an agent and the app in its pod share (a Secret in a real pod). */
+const LOCAL_API_TOKEN = "e2e-local-api-token-0123456789";
+
 function agentConfig(node: string, relayListen: string, records: unknown[], scaling?: Record<string, unknown>) {
   return {
     edge: { url: edge.url, realm: REALM, token: agentToken, lease_seconds: 10, wait_seconds: 5 },
     node,
     records,
     relay: { listen: [relayListen], hop_key: HOP_KEY, limits: { connect_timeout_ms: 2000, path_timeout_ms: 5000 } },
-    admin: { listen: "127.0.0.1:0" },
+    admin: { listen: "127.0.0.1:0", local_api_token: LOCAL_API_TOKEN },
     data_dir: join(workDir, "data", node),
     shutdown: { drain_seconds: 1 },
     log_level: "info",
@@ -123,6 +126,7 @@ async function startPod(i: number, paused: boolean): Promise<void> {
     host: appIp,
     port: appPort,
     agentUrl: `http://127.0.0.1:${adminPort}`,
+    agentToken: LOCAL_API_TOKEN,
     relay: { host: relayIp, port: relayPort },
     load: 0.6,
     paused,
@@ -135,7 +139,7 @@ async function startPod(i: number, paused: boolean): Promise<void> {
   });
   const { agent } = await startAgentProcess(
     `kv-agent-${i}`,
-    { ...config, admin: { listen: `127.0.0.1:${adminPort}` } },
+    { ...config, admin: { listen: `127.0.0.1:${adminPort}`, local_api_token: LOCAL_API_TOKEN } },
     () => {
       started.app = spawn(process.execPath, ["--import", "tsx", KV_APP, JSON.stringify(cfg)], {
         cwd: ROOT,
@@ -288,7 +292,7 @@ beforeAll(async () => {
   gw = {
     ...started,
     relay: { host: "127.78.3.1", port: gwPort },
-    client: new AgentClient({ baseUrl: started.adminUrl }),
+    client: new AgentClient({ baseUrl: started.adminUrl, token: LOCAL_API_TOKEN }),
   };
   await Promise.all([0, 1, 2].map((i) => startPod(i, false)));
 }, 120_000);

@@ -29,6 +29,8 @@ export interface KvAppConfig {
   port: number;
   /** The pod agent's admin URL (local API). */
   agentUrl: string;
+  /** The agent's admin.local_api_token: reports are writes and need it. */
+  agentToken: string;
   /** The pod agent's relay listener, to reach peers. */
   relay: { host: string; port: number };
   load: number;
@@ -152,7 +154,7 @@ const dec = decodeURIComponent;
 // ---- the service ---------------------------------------------------------------
 
 export async function runKvApp(cfg: KvAppConfig): Promise<void> {
-  const agent = new AgentClient({ baseUrl: cfg.agentUrl, timeoutMs: 3_000 });
+  const agent = new AgentClient({ baseUrl: cfg.agentUrl, token: cfg.agentToken, timeoutMs: 3_000 });
   // The agent may still be starting (the app is started next to it): wait for its local API.
   for (let i = 0; i < 200; i++) {
     if (

@@ -12,6 +12,7 @@ let signals: ScalingSignals;
 let client: AgentClient;
 let openTunnels = 0;
 let isReady = true;
+const TOKEN = "local-api-token-0123456789";
 
 beforeEach(async () => {
   const registry = new Registry();
@@ -28,8 +29,9 @@ beforeEach(async () => {
     scaling: signals,
     tunnels: () => openTunnels,
     ready: () => isReady,
+    localApiToken: TOKEN,
   });
-  client = new AgentClient({ baseUrl: server.url });
+  client = new AgentClient({ baseUrl: server.url, token: TOKEN });
 });
 afterEach(async () => {
   await server.close();
@@ -42,7 +44,7 @@ describe("probes and metrics", () => {
     isReady = false;
     const r = await fetch(`${server.url}/readyz`);
     expect(r.status).toBe(503);
-    expect(await r.json()).toEqual({ status: "not_ready" });
+    expect(await r.json()).toEqual({ status: "not_ready", reason: "starting or shutting down" });
   });
 
   it("serves the registry in the Prometheus text format", async () => {
@@ -99,7 +101,11 @@ describe("local API", () => {
 
   it("rejects bad input with 400 naming the field", async () => {
     const bad = async (body: string) => {
-      const r = await fetch(`${server.url}/v1/local/report`, { method: "PUT", body });
+      const r = await fetch(`${server.url}/v1/local/report`, {
+        method: "PUT",
+        body,
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
       return { status: r.status, body: (await r.json()) as { error: { code: string; path?: string } } };
     };
     expect(await bad("{")).toMatchObject({ status: 400, body: { error: { code: "invalid_json" } } });
@@ -171,6 +177,57 @@ describe("pre-delete hook", () => {
 });
 
 describe("local API access", () => {
+  it("writes need the bearer token even from loopback; reads do not", async () => {
+    const put = async (headers: Record<string, string>) => {
+      const r = await fetch(`${server.url}/v1/local/report`, {
+        method: "PUT",
+        headers,
+        body: JSON.stringify({ load: 9, holds_state: true, state_items: 99 }),
+      });
+      return { status: r.status, code: ((await r.json()) as { error?: { code: string } }).error?.code };
+    };
+    expect(await put({})).toEqual({ status: 401, code: "unauthorized" });
+    expect(await put({ authorization: "Bearer wrong-token-0123456789" })).toEqual({
+      status: 401,
+      code: "unauthorized",
+    });
+    expect(await put({ authorization: `Bearer ${TOKEN}x` })).toEqual({ status: 401, code: "unauthorized" });
+    expect(await put({ authorization: `Basic ${TOKEN}` })).toEqual({ status: 401, code: "unauthorized" });
+    // Nothing reached the signals or the metrics the HPA reads.
+    const status = await new AgentClient({ baseUrl: server.url }).status();
+    expect(status).toMatchObject({ load: 0, reported_at: null });
+    expect(await (await fetch(`${server.url}/metrics`)).text()).toMatch(/^hopway_load_factor 0$/m);
+    expect((await fetch(`${server.url}/v1/hooks/pre-delete`)).status).toBe(200);
+    expect(await put({ authorization: `Bearer ${TOKEN}` })).toMatchObject({ status: 200 });
+  });
+
+  it("without a configured token, writes are refused", async () => {
+    const registry = new Registry();
+    const scaling = new ScalingSignals({ config: ScalingConfigSchema.parse({}), podName: "p-0", registry });
+    const open = await startAdminServer({
+      listen: "127.0.0.1:0",
+      registry,
+      scaling,
+      tunnels: () => 0,
+      ready: () => true,
+    });
+    try {
+      const r = await fetch(`${open.url}/v1/local/report`, {
+        method: "PUT",
+        headers: { authorization: "Bearer anything-at-all-0123456789" },
+        body: JSON.stringify({ load: 9, holds_state: true }),
+      });
+      expect(r.status).toBe(403);
+      expect(((await r.json()) as { error: { code: string; message: string } }).error).toMatchObject({
+        code: "forbidden",
+        message: expect.stringMatching(/local_api_token/),
+      });
+      expect(scaling.status(0, true).reported_at).toBeNull();
+    } finally {
+      await open.close();
+    }
+  });
+
   it("only loopback peers count as inside the pod", () => {
     for (const a of ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"]) expect(isLoopback(a), a).toBe(true);
     for (const a of ["10.0.0.7", "::ffff:10.0.0.7", "fe80::1", "1127.0.0.1", undefined]) {

@@ -346,6 +346,7 @@ describe.skipIf(!hasKubectl() && !process.env.CI)("the GameDeployment overlay as
       POD_IP: "10.1.2.3",
       HOPWAY_TOKEN: "test-token",
       HOPWAY_HOP_KEY: "0123456789abcdef",
+      HOPWAY_LOCAL_API_TOKEN: "0123456789abcdef-local",
     };
     const cfg = (objs: Obj[]) => parseConfig(find(objs, "ConfigMap", "hopway-agent").data["agent.yaml"], env);
     const gdConfig = cfg(built());

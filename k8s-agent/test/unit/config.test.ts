@@ -68,6 +68,39 @@ describe("agent config", () => {
     expect(c.hopKey?.toString()).toBe("hop-key-from-a-secret");
   });
 
+  it("hostile-peer settings: defaults, env overrides, and the local API token from a file", () => {
+    const c = parseConfig(minimal, {});
+    expect(c.relay.limits).toMatchObject({
+      max_connections_per_source: 1_024,
+      max_handshakes: 256,
+      max_handshakes_per_source: 64,
+      handshake_timeout_ms: 3_000,
+    });
+    expect(c.ownership).toEqual({
+      edge_rate_per_second: 10,
+      edge_burst: 20,
+      negative_ttl_ms: 10_000,
+      error_ttl_ms: 1_000,
+    });
+    expect(c.localApiToken).toBeUndefined();
+    const e = parseConfig(minimal, { HOPWAY_MAX_HANDSHAKES: "32", HOPWAY_LOCAL_API_TOKEN: "a-local-api-token-1234" });
+    expect(e.relay.limits.max_handshakes).toBe(32);
+    expect(e.localApiToken).toBe("a-local-api-token-1234");
+    const dir = mkdtempSync(join(tmpdir(), "hopway-config-"));
+    writeFileSync(join(dir, "local"), "local-api-token-from-file\n");
+    writeFileSync(join(dir, "short"), "short\n");
+    expect(parseConfig(`${minimal}admin: { local_api_token_file: "${dir}/local" }\n`, {}).localApiToken).toBe(
+      "local-api-token-from-file",
+    );
+    expect(problems(`${minimal}admin: { local_api_token_file: "${dir}/short" }\n`)).toEqual([
+      "admin.local_api_token_file: local API token must be at least 16 characters",
+    ]);
+    expect(problems(`${minimal}admin: { local_api_token: "short" }\n`)[0]).toMatch(/^admin\.local_api_token: /);
+    expect(problems(`${minimal}admin: { local_api_token_file: "${dir}/missing" }\n`)[0]).toMatch(
+      /^admin\.local_api_token_file: cannot read .*ENOENT/,
+    );
+  });
+
   // biome-ignore lint/suspicious/noTemplateCurlyInString: the title names the config's ${VAR} syntax
   it("expands ${VAR} in values and names a missing one by its field", () => {
     const c = parseConfig(`${minimal}data_dir: "/data/\${POD_NAME}"\n`, { POD_NAME: "relay-1" });

@@ -125,6 +125,7 @@ const POD_ENV = {
   POD_NAMESPACE: "hopway",
   HOPWAY_TOKEN: "test-token",
   HOPWAY_HOP_KEY: "0123456789abcdef",
+  HOPWAY_LOCAL_API_TOKEN: "0123456789abcdef-local",
 };
 const baseConfig = parseConfig(configMap.data["agent.yaml"], POD_ENV);
 const realm = baseConfig.edge.realm;

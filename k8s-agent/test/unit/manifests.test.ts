@@ -257,6 +257,7 @@ describe("cross-checks", () => {
       // Stand-ins for the mounted Secret files (env wins over *_file).
       HOPWAY_TOKEN: "test-token",
       HOPWAY_HOP_KEY: "0123456789abcdef",
+      HOPWAY_LOCAL_API_TOKEN: "0123456789abcdef-local",
     });
     expect(config.scaling.workload).toBe(sts.metadata.name);
     expect(config.scaling.target_load * 1000).toBe(Number.parseInt(hpa.spec.metrics[0].pods.target.averageValue, 10));
@@ -266,6 +267,12 @@ describe("cross-checks", () => {
     expect(Number(config.admin.listen.split(":").pop())).toBe(port("admin"));
     expect(config.relay.listen.map((l) => Number(l.split(":").pop()))).toEqual([port("relay")]);
     expect(config.edge.token_file?.startsWith("/var/run/secrets/hopway/")).toBe(true);
+    // The local API's writes (they drive the HPA) need a token from the mounted Secret.
+    const tokenFile = config.admin.local_api_token_file as string;
+    expect(tokenFile.startsWith("/var/run/secrets/hopway/")).toBe(true);
+    const secretVolume = (pod.volumes as Obj[]).find((v) => v.secret)?.secret;
+    expect((secretVolume.items as Obj[]).map((i) => i.path)).toContain(tokenFile.split("/").pop());
+    expect(config.localApiToken).toBe("0123456789abcdef-local");
     expect(config.records[0]?.name).toBe("hopway-agent-3");
     const mounts = container.volumeMounts as Obj[];
     expect(mounts.find((m) => m.name === "config")?.mountPath).toBe("/etc/hopway");

@@ -10,6 +10,7 @@ describe("relay metrics", () => {
     counters: () => counters,
     activeTunnels: () => 3,
     openConnections: () => 4,
+    pendingHandshakes: () => 7,
     routeTableVersion: () => 9,
     routeTableFetchedAt: () => 1_000,
     edgeReachable: () => true,
@@ -35,6 +36,7 @@ describe("relay metrics", () => {
     expect(text).toContain('hopway_relay_bytes_total{direction="up",peer="relay"} 20');
     expect(text).toContain('hopway_relay_bytes_total{direction="down",peer="client"} 30');
     expect(text).toContain("hopway_relay_tunnels_active 3");
+    expect(text).toContain("hopway_relay_handshakes_pending 7");
     expect(text).toContain("hopway_route_table_version 9");
     expect(text).toContain("hopway_route_table_age_seconds 5");
     expect(text).toContain("hopway_edge_reachable 1");

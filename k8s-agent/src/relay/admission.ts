@@ -1,0 +1,144 @@
+// Which accepted connections the relay takes, in two pools, so that peers who
+// have not authenticated can never take the capacity of those who have.
+//
+//   - the handshake pool: connections from sources outside `client_cidrs`
+//     while their CONNECT head (relay HMAC or client token) has not been
+//     checked yet. Small, with a short deadline (the relay's readHead), a cap
+//     per source address, and when full the OLDEST handshake is dropped to
+//     make room: a flood of idle sockets then only churns its own slots, and a
+//     peer that sends its head at once (every real relay and client does)
+//     gets through.
+//   - the tunnel pool (`maxConnections`): authenticated connections. A
+//     connection from a `client_cidrs` source (or a unix socket) is
+//     authenticated by its address and enters it at accept; any other moves
+//     here from the handshake pool once its credentials passed (`promote`).
+//
+// Per source address, `maxConnectionsPerSource` bounds handshakes and client
+// tunnels together; a verified relay hop stops counting (`exempt`), because
+// every tunnel a neighbour relay carries arrives from its one address.
+import type { Socket } from "node:net";
+
+export interface AdmissionLimits {
+  /** Authenticated connections (the tunnel pool). */
+  maxConnections: number;
+  /** Unauthenticated handshakes in flight (the handshake pool). */
+  maxHandshakes: number;
+  /** Unauthenticated handshakes one source address may hold; 0 = no cap. */
+  maxHandshakesPerSource: number;
+  /** Connections one source address may hold, handshakes included (verified relays exempt); 0 = no cap. */
+  maxConnectionsPerSource: number;
+}
+
+export class Admission {
+  /** Unauthenticated handshakes, oldest first (Map keeps insertion order). */
+  private readonly handshakes = new Map<Socket, string>();
+  private readonly handshakesBySource = new Map<string, number>();
+  private readonly perSource = new Map<string, number>();
+  private readonly sourceOf = new WeakMap<Socket, string>();
+  private readonly inTunnelPool = new WeakSet<Socket>();
+  private tunnelPool = 0;
+
+  constructor(private readonly limits: AdmissionLimits) {}
+
+  /** Authenticated connections open (handshaking clients from `client_cidrs` included). */
+  get authenticated(): number {
+    return this.tunnelPool;
+  }
+  /** Unauthenticated handshakes open. */
+  get pendingHandshakes(): number {
+    return this.handshakes.size;
+  }
+
+  /**
+   * Why a new connection from `source` is refused at accept, or undefined to take it.
+   * `source` undefined (a unix-socket peer) is not counted per source: every local peer shares it.
+   */
+  refusal(source: string | undefined, trusted: boolean): string | undefined {
+    const perSource = this.limits.maxConnectionsPerSource;
+    if (source !== undefined && perSource > 0 && (this.perSource.get(source) ?? 0) >= perSource) {
+      return `source ${source} at its limit of ${perSource} connections`;
+    }
+    if (trusted) {
+      if (this.tunnelPool >= this.limits.maxConnections) return "relay at connection limit";
+      return undefined;
+    }
+    const perSourceHs = this.limits.maxHandshakesPerSource;
+    if (source !== undefined && perSourceHs > 0 && (this.handshakesBySource.get(source) ?? 0) >= perSourceHs) {
+      return `source ${source} at its limit of ${perSourceHs} unauthenticated handshakes`;
+    }
+    return undefined;
+  }
+
+  /**
+   * Takes a connection `refusal` allowed. Returns the oldest unauthenticated handshake when
+   * the handshake pool was full: the caller closes it.
+   */
+  enter(socket: Socket, source: string | undefined, trusted: boolean): Socket | undefined {
+    if (source !== undefined) {
+      this.sourceOf.set(socket, source);
+      if (this.limits.maxConnectionsPerSource > 0) increment(this.perSource, source);
+    }
+    if (trusted || source === undefined) {
+      this.inTunnelPool.add(socket);
+      this.tunnelPool++;
+      return undefined;
+    }
+    let evicted: Socket | undefined;
+    if (this.handshakes.size >= this.limits.maxHandshakes) {
+      const oldest = this.handshakes.keys().next();
+      if (!oldest.done) {
+        evicted = oldest.value;
+        this.leaveHandshakes(evicted);
+      }
+    }
+    this.handshakes.set(socket, source);
+    increment(this.handshakesBySource, source);
+    return evicted;
+  }
+
+  /** The connection authenticated: it moves to the tunnel pool. False when that pool is full. */
+  promote(socket: Socket): boolean {
+    if (this.inTunnelPool.has(socket)) return true;
+    if (!this.handshakes.has(socket)) return false; // already closed or evicted
+    if (this.tunnelPool >= this.limits.maxConnections) return false;
+    this.leaveHandshakes(socket);
+    this.inTunnelPool.add(socket);
+    this.tunnelPool++;
+    return true;
+  }
+
+  /** A verified relay hop: it no longer counts against its source address. */
+  exempt(socket: Socket): void {
+    const source = this.sourceOf.get(socket);
+    if (source === undefined) return;
+    this.sourceOf.delete(socket);
+    if (this.limits.maxConnectionsPerSource > 0) decrement(this.perSource, source);
+  }
+
+  /** The connection closed (whichever pool it was in). */
+  release(socket: Socket): void {
+    this.exempt(socket);
+    this.leaveHandshakes(socket);
+    if (this.inTunnelPool.has(socket)) {
+      this.inTunnelPool.delete(socket);
+      this.tunnelPool--;
+    }
+  }
+
+  private leaveHandshakes(socket: Socket): void {
+    const source = this.handshakes.get(socket);
+    if (source === undefined) return;
+    this.handshakes.delete(socket);
+    decrement(this.handshakesBySource, source);
+  }
+}
+
+function increment(m: Map<string, number>, k: string): void {
+  m.set(k, (m.get(k) ?? 0) + 1);
+}
+
+function decrement(m: Map<string, number>, k: string): void {
+  const n = (m.get(k) ?? 1) - 1;
+  if (n > 0) m.set(k, n);
+  else m.delete(k);
+}

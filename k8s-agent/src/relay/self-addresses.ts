@@ -1,0 +1,144 @@
+// The relay's own listeners (relay, admin/metrics, unix sockets) as dial
+// targets: a relay never dials them, whatever its route table says. A node
+// registered with a gateway on one of this relay's ports would otherwise turn
+// the relay's clients into loopback callers of its own listeners (the admin
+// API trusts loopback for reads; the relay admits loopback as local clients).
+//
+// Connections the relay itself opened are tracked too (local address and port,
+// until they close): one that comes back to a listener of this process by a
+// path the address check cannot see (NAT hairpin through a Service address, a
+// port forward) is never trusted as a local client or a loopback caller.
+//
+// A DNS name is resolved here once; the check is made on the answer and the
+// relay dials that same answer, so a DNS reply that changes between the check
+// and the dial cannot point the relay back at itself.
+import { lookup as dnsLookup } from "node:dns/promises";
+import { isIP, type Socket } from "node:net";
+import { networkInterfaces } from "node:os";
+import { resolve as resolvePath } from "node:path";
+import type { Dialable } from "./table.ts";
+
+export type AddressLookup = (host: string) => Promise<string[]>;
+
+export type SelfCheck = { ok: true; dial: Dialable } | { ok: false; self: boolean; detail: string };
+
+const defaultLookup: AddressLookup = async (host) => (await dnsLookup(host, { all: true })).map((a) => a.address);
+
+/** `::ffff:1.2.3.4` → `1.2.3.4`, IPv6 lower case, so equal addresses compare equal. */
+export function normalizeIp(ip: string): string {
+  const lower = ip.toLowerCase();
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
+  return mapped ? (mapped[1] as string) : lower;
+}
+
+const WILDCARDS = new Set(["0.0.0.0", "::"]);
+
+/** Addresses that reach this host: loopback, the unspecified addresses (a dial to them lands here) and every interface. */
+function isLocalHostAddress(ip: string, interfaces: ReadonlySet<string>): boolean {
+  return ip.startsWith("127.") || ip === "::1" || WILDCARDS.has(ip) || interfaces.has(ip);
+}
+
+export class SelfAddresses {
+  private readonly tcp: Array<{ host: string; port: number }> = [];
+  private readonly paths = new Set<string>();
+  /** `ip:port` of every connection this process opened and has not closed yet. */
+  private readonly outbound = new Set<string>();
+  private interfaces: Set<string> | undefined;
+  private interfacesAt = 0;
+
+  constructor(private readonly lookup: AddressLookup = defaultLookup) {}
+
+  /**
+   * Records a listener: what `server.address()` returns (an AddressInfo, or the path of a
+   * unix socket), or a `{host, port}` pair.
+   */
+  add(addr: { address?: string; host?: string; port: number } | string | null): void {
+    if (addr === null) return;
+    if (typeof addr === "string") {
+      this.paths.add(resolvePath(addr));
+      return;
+    }
+    const host = addr.address ?? addr.host;
+    if (host === undefined) return;
+    this.tcp.push({ host: normalizeIp(host), port: addr.port });
+  }
+
+  /** Whether a dial to ip:port would reach one of this process's listeners. */
+  isSelf(ip: string, port: number): boolean {
+    const addr = normalizeIp(ip);
+    for (const l of this.tcp) {
+      if (l.port !== port) continue;
+      if (l.host === addr) return true;
+      // A wildcard listener answers on every local address, loopback included.
+      if (WILDCARDS.has(l.host) && isLocalHostAddress(addr, this.localInterfaces())) return true;
+      // A dial to the unspecified address reaches a listener on loopback too.
+      if (WILDCARDS.has(addr) && isLocalHostAddress(l.host, this.localInterfaces())) return true;
+    }
+    return false;
+  }
+
+  /**
+   * What to dial for a route-table address: refused when it is one of this relay's own
+   * listeners; a DNS name comes back as the resolved address to dial.
+   */
+  async check(d: Dialable): Promise<SelfCheck> {
+    if (d.path) {
+      if (this.paths.has(resolvePath(d.path))) {
+        return { ok: false, self: true, detail: `${d.address} is one of this relay's own listeners` };
+      }
+      return { ok: true, dial: d };
+    }
+    let ips: string[];
+    if (isIP(d.host) !== 0) {
+      ips = [d.host];
+    } else {
+      try {
+        ips = await this.lookup(d.host);
+      } catch (err) {
+        return {
+          ok: false,
+          self: false,
+          detail: `${d.address}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+        };
+      }
+      if (ips.length === 0) return { ok: false, self: false, detail: `${d.address}: no address` };
+    }
+    // Any answer pointing here refuses the whole name: a table entry that can land on this
+    // relay is hostile or broken either way.
+    for (const ip of ips) {
+      if (this.isSelf(ip, d.port)) {
+        const via = ip === d.host ? "" : ` (resolves to ${ip})`;
+        return { ok: false, self: true, detail: `${d.address}${via} is one of this relay's own listeners` };
+      }
+    }
+    return { ok: true, dial: { ...d, host: ips[0] as string } };
+  }
+
+  /** Records a connection this process opened (connected), until it closes. */
+  trackOutbound(socket: Socket): void {
+    if (socket.localAddress === undefined || socket.localPort === undefined) return;
+    const key = `${normalizeIp(socket.localAddress)}:${socket.localPort}`;
+    this.outbound.add(key);
+    socket.once("close", () => this.outbound.delete(key));
+  }
+
+  /** Whether an accepted connection's peer is a connection this process opened. */
+  isOwnConnection(remoteAddress: string | undefined, remotePort: number | undefined): boolean {
+    if (remoteAddress === undefined || remotePort === undefined || this.outbound.size === 0) return false;
+    return this.outbound.has(`${normalizeIp(remoteAddress)}:${remotePort}`);
+  }
+
+  private localInterfaces(): Set<string> {
+    // Interfaces change rarely (a pod has one address); re-read at most every 10 s.
+    const now = performance.now();
+    if (this.interfaces === undefined || now - this.interfacesAt > 10_000) {
+      const out = new Set<string>();
+      for (const list of Object.values(networkInterfaces())) {
+        for (const i of list ?? []) out.add(normalizeIp(i.address));
+      }
+      this.interfaces = out;
+      this.interfacesAt = now;
+    }
+    return this.interfaces;
+  }
+}

@@ -1,0 +1,198 @@
+// Connection slots before authentication. Relay B is held by 2,000 idle sockets
+// from unauthenticated sources (outside client_cidrs, no token) that reconnect as
+// soon as they are dropped, while legitimate traffic keeps coming: hops from
+// relay A (HMAC, from a source outside client_cidrs), local clients (by
+// client_cidrs) and token clients. Those unauthenticated sockets wait in a small
+// handshake pool of their own and never take the tunnel pool's slots.
+import { once } from "node:events";
+import { connect, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { type CountingRelay, countingRelay, SOURCES } from "../hardening/support.ts";
+import { hop, readAnswer, route, startEcho } from "./helpers.ts";
+
+const KEY = Buffer.from("realm-hop-key-for-the-admission-suite");
+const TOKEN = "client-token-for-the-admission-suite";
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const addr = (r: { host: string; port: number }) => `ipv4://${r.host}:${r.port}`;
+
+/** One tunnel through `via` to the echo app: true when it answered 200 and echoed. */
+async function attempt(via: CountingRelay, appPort: number, extra: string, localAddress?: string): Promise<boolean> {
+  const s = connect({ host: via.host, port: via.port, ...(localAddress ? { localAddress } : {}) });
+  s.on("error", () => {});
+  try {
+    s.write(`CONNECT app:${appPort} HTTP/1.1\r\n${extra}\r\n`);
+    const a = await Promise.race([
+      readAnswer(s),
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 5_000).unref()),
+    ]);
+    if (a?.status !== 200) return false;
+    s.resume();
+    s.write("ping");
+    const [back] = (await Promise.race([
+      once(s, "data"),
+      new Promise<[Buffer]>((r) => setTimeout(() => r([Buffer.alloc(0)]), 5_000).unref()),
+    ])) as [Buffer];
+    return back.toString() === "ping";
+  } catch {
+    return false;
+  } finally {
+    s.destroy();
+  }
+}
+
+describe("admission: unauthenticated handshakes have their own pool", () => {
+  it("with 2,000 unauthenticated sockets held, ≥ 99 % of relay hops and clients still get through", async () => {
+    const app = await startEcho();
+    cleanups.push(() => app.server.close());
+    const appAddr = `ipv4://127.0.0.1:${app.port}`;
+    const limits = {
+      // The tunnel pool is smaller than the flood: counted at accept, the flood would fill it.
+      maxConnections: 1_000,
+      maxHandshakes: 256,
+      handshakeTimeoutMs: 1_000,
+      headerTimeoutMs: 10_000,
+    };
+    const b = await countingRelay(
+      {
+        name: "relay-b",
+        hopKey: KEY,
+        clientCidrs: ["127.0.0.2/32"],
+        clientTokens: [TOKEN],
+        limits,
+        routes: [route("relay-b", "app", [hop("app", appAddr)])],
+      },
+      "127.0.0.52",
+    );
+    // A's hops to B leave from 127.0.0.1: outside B's client_cidrs, so they handshake like the flood.
+    const a = await countingRelay(
+      {
+        name: "relay-a",
+        hopKey: KEY,
+        routes: [route("relay-a", "app", [hop("relay-b", addr(b)), hop("app", appAddr)])],
+      },
+      "127.0.0.51",
+    );
+    cleanups.push(
+      () => a.close(),
+      () => b.close(),
+    );
+
+    // The flood: 2,000 sockets over 32 source addresses (62-63 each, under the per-source
+    // handshake cap), never sending a byte, each reopened 500 ms after it is closed.
+    // Bounded: at most 100,000 connects, and it stops when the legitimate traffic is done.
+    const FLOOD = 2_000;
+    const held = new Set<Socket>();
+    let stop = false;
+    let opened = 0;
+    const open = (source: string) => {
+      if (stop || opened >= 100_000) return;
+      opened++;
+      const s = connect({ host: b.host, port: b.port, localAddress: source });
+      held.add(s);
+      s.on("error", () => {});
+      s.on("close", () => {
+        held.delete(s);
+        setTimeout(() => open(source), 500);
+      });
+    };
+    cleanups.push(() => {
+      stop = true;
+      for (const s of held) s.destroy();
+    });
+    for (let i = 0; i < FLOOD; i++) open(SOURCES[i % SOURCES.length] as string);
+    await new Promise((r) => setTimeout(r, 500));
+
+    let peakRss = process.memoryUsage().rss;
+    let peakHandshakes = 0;
+    const sampler = setInterval(() => {
+      peakRss = Math.max(peakRss, process.memoryUsage().rss);
+      peakHandshakes = Math.max(peakHandshakes, b.relay.pendingHandshakes);
+    }, 50);
+    cleanups.push(() => clearInterval(sampler));
+
+    const kinds = {
+      "hop via relay A": () => attempt(a, app.port, ""),
+      "local client of B": () => attempt(b, app.port, "", "127.0.0.2"),
+      "token client of B": () => attempt(b, app.port, `Proxy-Authorization: Bearer ${TOKEN}\r\n`, "127.0.0.3"),
+    };
+    const results: Record<string, { ok: number; failed: number }> = {};
+    const started = performance.now();
+    const connectsAtStart = opened;
+    // Each kind keeps opening tunnels for 3 s (and at least 30 times), so the flood is
+    // measured against a steady stream whatever the machine's speed.
+    const MIN_MS = 3_000;
+    const MIN_PER_KIND = 30;
+    await Promise.all(
+      Object.entries(kinds).map(async ([kind, run]) => {
+        const r = { ok: 0, failed: 0 };
+        results[kind] = r;
+        while (performance.now() - started < MIN_MS || r.ok + r.failed < MIN_PER_KIND) {
+          if (await run()) r.ok++;
+          else r.failed++;
+          await new Promise((res) => setTimeout(res, 10));
+        }
+      }),
+    );
+    const seconds = (performance.now() - started) / 1000;
+    const heldAtEnd = held.size;
+    const connectsAtEnd = opened;
+    stop = true;
+    clearInterval(sampler);
+    const ok = Object.values(results).reduce((n, r) => n + r.ok, 0);
+    const total = Object.values(results).reduce((n, r) => n + r.ok + r.failed, 0);
+    const rssMiB = peakRss / (1024 * 1024);
+    console.log(
+      `admission: ${ok}/${total} legitimate tunnels in ${seconds.toFixed(1)} s (${JSON.stringify(results)}) ` +
+        `while ${FLOOD} unauthenticated sockets kept reconnecting (${connectsAtEnd - connectsAtStart} connects meanwhile, ` +
+        `${heldAtEnd} open at the end); ` +
+        `handshake pool peak ${peakHandshakes}/${limits.maxHandshakes}; peak RSS ${rssMiB.toFixed(0)} MiB (test process, flood included)`,
+    );
+    expect(ok / total).toBeGreaterThanOrEqual(0.99);
+    // The flood kept coming the whole time: every flood socket was dropped and reopened
+    // during the legitimate traffic, on average more than once.
+    expect(connectsAtEnd - connectsAtStart).toBeGreaterThan(FLOOD);
+    expect(connectsAtEnd).toBeLessThan(100_000);
+    expect(peakHandshakes).toBeLessThanOrEqual(limits.maxHandshakes);
+    expect(peakHandshakes).toBeGreaterThan(limits.maxHandshakes / 2); // the flood really filled the pool
+    expect(rssMiB).toBeLessThan(512);
+  }, 90_000);
+
+  it("one source alone holds at most max_handshakes_per_source handshakes; the rest get 503 at once", async () => {
+    const b = await countingRelay(
+      { name: "relay-b", clientCidrs: ["127.0.0.2/32"], limits: { maxHandshakesPerSource: 16 }, routes: [] },
+      "127.0.0.53",
+    );
+    cleanups.push(() => b.close());
+    const sockets: Socket[] = [];
+    cleanups.push(() => {
+      for (const s of sockets) s.destroy();
+    });
+    const answers: Promise<number>[] = [];
+    for (let i = 0; i < 100; i++) {
+      const s = connect({ host: b.host, port: b.port, localAddress: "127.0.0.77" });
+      s.on("error", () => {});
+      sockets.push(s);
+      answers.push(
+        new Promise((resolve) => {
+          let buf = "";
+          s.on("data", (d: Buffer) => {
+            buf += d.toString("latin1");
+          });
+          s.once("close", () => resolve(Number(/^HTTP\/1\.1 (\d+)/.exec(buf)?.[1] ?? 0)));
+          setTimeout(() => resolve(-1), 1_500).unref();
+        }),
+      );
+    }
+    const statuses = await Promise.all(answers);
+    const refused = statuses.filter((s) => s === 503).length;
+    const open = statuses.filter((s) => s === -1).length;
+    console.log(`one source, 100 idle sockets: ${refused} refused 503 at once, ${open} still waiting`);
+    expect(refused).toBe(84);
+    expect(open).toBe(16);
+    expect(b.relay.pendingHandshakes).toBe(16);
+  });
+});

@@ -1,0 +1,184 @@
+// A relay never dials its own listeners, whatever its route table says: a node
+// registered with a gateway on the relay's relay port, admin port or unix
+// socket (directly, through a wildcard listener, or behind a DNS name) gets
+// 403 forbidden, and canaries standing in for those listeners see nothing.
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Registry } from "prom-client";
+import { afterEach, describe, expect, it } from "vitest";
+import { startAdminServer } from "../../../src/admin/server.ts";
+import { Relay } from "../../../src/relay/relay.ts";
+import { type AddressLookup, SelfAddresses } from "../../../src/relay/self-addresses.ts";
+import { RoutingTable } from "../../../src/relay/table.ts";
+import { ScalingConfigSchema } from "../../../src/scaling/config.ts";
+import { ScalingSignals } from "../../../src/scaling/signals.ts";
+import { type Canary, canary } from "../hardening/support.ts";
+import { hop, readAnswer, request, route, startEcho, startRelay } from "./helpers.ts";
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function track<T extends { server: { close(): unknown } }>(x: T): Promise<T> {
+  cleanups.push(() => x.server.close());
+  return x;
+}
+
+describe("the relay never dials its own listeners", () => {
+  it("refuses 403 for its specific, wildcard and unix listeners and for DNS names resolving to them", async () => {
+    // Stand-ins for the relay's own listeners (a wildcard relay port, an admin port, a unix socket).
+    const wildcard: Canary = await track(await canary("0.0.0.0"));
+    const admin: Canary = await track(await canary("127.0.0.1"));
+    const dir = await mkdtemp(join(tmpdir(), "hopway-self-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const sockPath = join(dir, "relay.sock");
+    let unixHits = 0;
+    const unixServer = createServer((s) => {
+      unixHits++;
+      s.destroy();
+    });
+    unixServer.listen(sockPath);
+    await once(unixServer, "listening");
+    cleanups.push(() => unixServer.close());
+    const echo = await track(await startEcho());
+
+    let lookups = 0;
+    const lookup: AddressLookup = async (host) => {
+      lookups++;
+      if (host === "self.test") return ["127.0.0.1"];
+      if (host === "echo.test") return ["127.0.0.1"];
+      throw Object.assign(new Error("not found"), { code: "ENOTFOUND" });
+    };
+    const self = new SelfAddresses(lookup);
+    self.add(wildcard.server.address() as { address: string; port: number });
+    self.add(admin.server.address() as { address: string; port: number });
+    self.add(unixServer.address() as string);
+
+    const targets: Array<[string, string]> = [
+      ["wild-lo", `ipv4://127.0.0.1:${wildcard.port}`],
+      ["wild-lo2", `ipv4://127.0.0.9:${wildcard.port}`],
+      ["wild-any", `ipv4://0.0.0.0:${wildcard.port}`],
+      ["wild-v6", `ipv6://[::1]:${wildcard.port}`],
+      ["wild-dns", `dns://self.test:${wildcard.port}`],
+      ["admin", `ipv4://127.0.0.1:${admin.port}`],
+      ["admin-any", `ipv4://0.0.0.0:${admin.port}`],
+      ["admin-dns", `dns://self.test:${admin.port}`],
+      ["sock", `unix://${sockPath}`],
+      ["sock-dots", `unix://${dir}/./relay.sock`],
+      // Listed second: the first alternative is fine, the second is not; never reached here.
+      ["echo", `dns://echo.test:${echo.port}`],
+    ];
+    const r = await startRelay({
+      name: "relay-a",
+      selfAddresses: self,
+      routes: targets.map(([name, addr]) => route("relay-a", name, [hop(name, addr)])),
+    });
+    cleanups.push(() => r.close());
+
+    const results: Record<string, number> = {};
+    for (const [name] of targets.slice(0, -1)) {
+      const a = await request(r.port, `CONNECT ${name}:0 HTTP/1.1\r\n\r\n`);
+      results[name] = a.status;
+      expect(a.headers.get("hopway-error"), name).toBe("forbidden");
+      expect(a.headers.get("hopway-reason"), name).toMatch(/one of this relay's own listeners/);
+      a.socket.destroy();
+    }
+    console.log("self-dial refusals:", JSON.stringify(results));
+    expect(Object.values(results).every((s) => s === 403)).toBe(true);
+    expect(wildcard.hits + admin.hits + unixHits).toBe(0);
+
+    // A name resolved once: the relay dials the address it checked.
+    const before = lookups;
+    const ok = await request(r.port, `CONNECT echo:${echo.port} HTTP/1.1\r\n\r\n`);
+    expect(ok.status).toBe(200);
+    ok.socket.write("ping");
+    const [back] = (await once(ok.socket.resume(), "data")) as [Buffer];
+    expect(back.toString()).toBe("ping");
+    ok.socket.destroy();
+    expect(lookups - before).toBe(1);
+    expect(echo.sockets.length).toBe(1);
+  });
+
+  it("a connection the relay opened that comes back to it is never a local client nor a loopback caller", async () => {
+    // The address check cannot see every way back (a NAT hairpin through a Service address, a
+    // port forward): here the listeners are simply not registered, and the relay and the admin
+    // server recognise their own connection by its address and port instead.
+    const self = new SelfAddresses(async () => []);
+    const registry = new Registry();
+    const scaling = new ScalingSignals({ config: ScalingConfigSchema.parse({}), podName: "relay-0", registry });
+    const admin = await startAdminServer({
+      listen: "127.0.0.1:0",
+      registry,
+      scaling,
+      tunnels: () => 0,
+      ready: () => true,
+      localApiToken: "local-api-token-0123456789",
+      isOwnConnection: (a, p) => self.isOwnConnection(a, p),
+    });
+    cleanups.push(() => admin.close());
+    // A relay and a listener the test wires itself, so the table can name the relay's own port.
+    const table = new RoutingTable("relay-b");
+    const relay = new Relay({ name: "relay-b", table, selfAddresses: self });
+    const server = createServer({ allowHalfOpen: true }, (s) => relay.handle(s));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    cleanups.push(() => {
+      relay.destroyAll();
+      server.close();
+    });
+    const port = (server.address() as { port: number }).port;
+    table.set({
+      node: "relay-b",
+      version: 1,
+      routes: [
+        route("relay-b", "hairpin", [hop("hairpin", `ipv4://127.0.0.1:${port}`)]),
+        route("relay-b", "admin-hairpin", [hop("admin-hairpin", `ipv4://127.0.0.1:${admin.address.port}`)]),
+      ],
+    });
+
+    // Through relay-b to its own listener: the tunnel opens (nothing told it the port is its
+    // own), but the CONNECT inside arrives from relay-b's own connection and is refused.
+    const outer = await request(port, `CONNECT hairpin:${port} HTTP/1.1\r\n\r\n`);
+    expect(outer.status).toBe(200);
+    outer.socket.resume();
+    outer.socket.removeAllListeners("data");
+    outer.socket.write(`CONNECT hairpin:${port} HTTP/1.1\r\n\r\n`);
+    const inner = await readAnswer(outer.socket);
+    expect(inner.status).toBe(403);
+    expect(inner.headers.get("hopway-reason")).toMatch(/opened by this relay itself/);
+    outer.socket.destroy();
+
+    // Through relay-b to the admin server: a loopback caller, with the right token even, but
+    // relay-b's own connection: refused, and the report never lands.
+    const tunnel = await request(port, `CONNECT admin-hairpin:${admin.address.port} HTTP/1.1\r\n\r\n`);
+    expect(tunnel.status).toBe(200);
+    const body = JSON.stringify({ load: 9, holds_state: true, state_items: 99 });
+    tunnel.socket.removeAllListeners("data");
+    tunnel.socket.resume();
+    tunnel.socket.write(
+      `PUT /v1/local/report HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer local-api-token-0123456789\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    const answer = await readAnswer(tunnel.socket);
+    expect(answer.status).toBe(403);
+    tunnel.socket.destroy();
+    expect(scaling.status(0, true).reported_at).toBeNull();
+  });
+
+  it("knows which dials land on a listener", () => {
+    const self = new SelfAddresses(async () => []);
+    self.add({ address: "::", port: 7001 });
+    self.add({ address: "10.9.8.7", port: 9090 });
+    expect(self.isSelf("127.0.0.1", 7001)).toBe(true);
+    expect(self.isSelf("::ffff:127.0.0.1", 7001)).toBe(true);
+    expect(self.isSelf("::1", 7001)).toBe(true);
+    expect(self.isSelf("127.0.0.1", 7002)).toBe(false);
+    expect(self.isSelf("10.9.8.7", 9090)).toBe(true);
+    expect(self.isSelf("0.0.0.0", 9090)).toBe(false); // a specific non-local address is not reached via 0.0.0.0
+    expect(self.isSelf("10.9.8.6", 9090)).toBe(false);
+  });
+});
