@@ -3,6 +3,7 @@
 // (SIGTERM: stop accepting, not ready, deregister, drain, exit 0).
 import { createServer, type Server } from "node:net";
 import { Registry } from "prom-client";
+import type { IdentitySource } from "../../src/core/identity.ts";
 import { WorkloadScalingSchema } from "../../src/core/scaling.ts";
 import { type AdminServer, startAdminServer } from "./admin/server.ts";
 import type { AgentConfig } from "./config.ts";
@@ -10,6 +11,7 @@ import { EdgeClient } from "./edge/client.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { createRelayMetrics } from "./metrics.ts";
 import { keyTargetResolver, localOwners, MembershipFollower } from "./ownership/index.ts";
+import { readIdentityFiles } from "./relay/links/static-files.ts";
 import { Relay } from "./relay/relay.ts";
 import { RoutingTable } from "./relay/table.ts";
 import { ScalingSignals } from "./scaling/signals.ts";
@@ -33,11 +35,19 @@ function listenTarget(addr: string): { path: string } | { host: string; port: nu
   return { host: (m[1] ?? m[2]) as string, port: Number(m[3]) };
 }
 
+export interface AgentOptions {
+  /** This relay's link identity; default: from `relay.tls` (none when unset). */
+  identity?: IdentitySource;
+}
+
 export async function startAgent(
   config: AgentConfig,
   log: Logger = createLogger(config.log_level, { node: config.node }),
+  opts: AgentOptions = {},
 ): Promise<RunningAgent> {
   const registry = new Registry();
+  const identity = opts.identity ?? (config.relay.tls ? readIdentityFiles(config.relay.tls.dir) : undefined);
+  const linkSettings = config.relay.links;
   const table = new RoutingTable(config.node);
   const limits = config.relay.limits;
   let ready = false;
@@ -51,6 +61,8 @@ export async function startAgent(
     routeTableVersion: () => table.version,
     routeTableFetchedAt: () => edge?.tableConfirmedAt,
     edgeReachable: () => edge?.reachable ?? false,
+    linksByPeer: () => relay.linksByPeer(),
+    linkStreamsByPeer: () => relay.linkStreamsByPeer(),
   });
   // Key ownership (issue 8): group memberships followed for the relay's key-affine CONNECT and /v1/local/owners.
   const ownership = new MembershipFollower({
@@ -63,10 +75,23 @@ export async function startAgent(
   const relay = new Relay({
     name: config.node,
     table,
-    hopKey: config.hopKey,
+    realm: config.edge.realm,
+    identity,
+    links: {
+      connectionWindowBytes: linkSettings.connection_window_bytes,
+      streamWindowBytes: linkSettings.stream_window_bytes,
+      maxConcurrentStreams: linkSettings.max_concurrent_streams,
+      maxSessionMemoryMb: linkSettings.max_session_memory_mb,
+      pingIntervalMs: linkSettings.ping_interval_ms,
+      pingTimeoutMs: linkSettings.ping_timeout_ms,
+      idleTimeoutMs: linkSettings.idle_timeout_ms,
+      handshakeTimeoutMs: linkSettings.handshake_timeout_ms,
+      redialInitialMs: linkSettings.redial_initial_ms,
+      redialMaxMs: linkSettings.redial_max_ms,
+    },
+    linkObserver: metrics,
     clientCidrs: config.relay.client_cidrs,
     clientTokens: config.relay.client_tokens,
-    maxClockSkewSeconds: config.relay.max_clock_skew_seconds,
     limits: {
       maxConnections: limits.max_connections,
       maxConnectionsPerSource: limits.max_connections_per_source,
@@ -80,7 +105,7 @@ export async function startAgent(
     log: (level, msg, fields) => log.log(level, msg, fields),
     resolveTarget: keyTargetResolver(ownership),
   });
-  if (!config.hopKey) log.warn("no hop key configured: this relay neither accepts nor makes relay-to-relay hops");
+  if (!identity) log.warn("no relay.tls identity: this relay neither accepts nor makes relay-to-relay hops");
 
   const scaling = new ScalingSignals({ config: config.scaling, podName: config.pod.name ?? config.node, registry });
 

@@ -10,12 +10,28 @@
 // its neighbours, and no upstream (stale or hostile) can steer traffic through
 // nodes this relay would not pick. The resolver's shortest paths through
 // egress(S) ∪ ingress(T) make a relay's own route the suffix of the source's
-// route in the reference topologies; `Hopway-Hops` (signed) records the relays
-// visited so a disagreement between tables can never loop, and `Hopway-Path`
-// in the 200 answer reports the path actually taken.
-import { connect, type NetConnectOpts, type Socket } from "node:net";
+// route in the reference topologies; `hopway-hops` records the relays visited
+// so a disagreement between tables can never loop, and `Hopway-Path` in the 200
+// answer reports the path actually taken.
+//
+// Relay-to-relay hops travel over links (links/, docs/links.md): mutually
+// authenticated TLS 1.3 + HTTP/2 connections, one CONNECT stream per tunnel. The
+// same listener takes both: a first byte 0x16 is a TLS record (a link), anything
+// else is an application's plain CONNECT.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from "node:http2";
+import { connect, type NetConnectOpts, Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import type { IdentitySource } from "../../../src/core/identity.ts";
 import { MAX_HOPS } from "../../../src/core/schema.ts";
-import { CidrList, clientToken, ReplayCache, signHop, tokenMatches, verifyHop } from "./auth.ts";
+import { CidrList, clientToken, tokenMatches } from "./auth.ts";
+import {
+  DEFAULT_LINK_SETTINGS,
+  type LinkObserver,
+  LinkPool,
+  LinkServer,
+  type LinkSettings,
+  pipeLeg,
+} from "./links/index.ts";
 import {
   type ConnectRequest,
   errorResponse,
@@ -24,9 +40,10 @@ import {
   findHeadEnd,
   MAX_HEAD_BYTES,
   parseConnectHead,
-  parseResponseHead,
+  parseAuthority,
   reasonForStatus,
   STATUS_FOR,
+  sanitize,
 } from "./protocol.ts";
 import { adopt, connectReading, pump, readThroughNode, setSink } from "./pump.ts";
 import type { Dialable, RoutingTable } from "./table.ts";
@@ -38,8 +55,7 @@ export interface RelayLimits {
   maxConnections: number;
   /**
    * Connections one client address may hold, handshakes included; 0 = no per-source cap.
-   * Authenticated relays are exempt once their hop is verified: every tunnel a neighbour
-   * relay carries comes from its one address.
+   * Relay links are exempt: a neighbour carries all its tunnels on a few links.
    */
   maxConnectionsPerSource: number;
   connectTimeoutMs: number;
@@ -72,16 +88,18 @@ export interface RelayOptions {
   /** This relay's record name. */
   name: string;
   table: RoutingTable;
-  /** Realm-wide hop key; without one this relay neither accepts nor signs relay hops. */
-  hopKey?: Buffer | undefined;
+  /**
+   * The realm (the trust domain of relay certificates) and this relay's TLS identity.
+   * Without an identity this relay neither accepts nor makes relay hops.
+   */
+  realm?: string;
+  identity?: IdentitySource | undefined;
+  links?: Partial<LinkSettings>;
+  linkObserver?: LinkObserver;
   clientCidrs?: readonly string[];
   clientTokens?: readonly string[];
   limits?: Partial<RelayLimits>;
-  maxClockSkewSeconds?: number;
-  replayCacheSize?: number;
   observer?: RelayObserver;
-  /** Seconds since the epoch; injectable for the skew-window tests. */
-  now?: () => number;
   log?: (level: "info" | "warn" | "debug", msg: string, fields: Record<string, unknown>) => void;
   /**
    * Read through the relay's reused buffers (pump.ts); default true. False reads through
@@ -99,8 +117,9 @@ export interface RelayOptions {
 }
 
 export interface Tunnel {
-  client: Socket;
-  upstream: Socket;
+  /** A socket, or a CONNECT stream of a relay link. */
+  client: Duplex;
+  upstream: Duplex;
   peer: PeerRole;
   next: NextRole;
   openedAt: number;
@@ -117,8 +136,17 @@ export interface RelayCounters {
 }
 
 type DialResult =
-  | { ok: true; socket: Socket; rest: Buffer; path: string }
+  | { ok: true; socket: Duplex; rest: Buffer; path: string }
   | { ok: false; refusal: Refusal; final: boolean };
+
+/** The next hop is up: what `splice` needs. */
+interface PathUp {
+  upstream: Duplex;
+  rest: Buffer;
+  path: string;
+  next: NextRole;
+  seconds: number;
+}
 
 class Refusal {
   constructor(
@@ -134,13 +162,12 @@ export class Relay {
   readonly limits: RelayLimits;
   readonly counters: RelayCounters = { up: { client: 0, relay: 0 }, down: { client: 0, relay: 0 } };
   private readonly table: RoutingTable;
-  private readonly hopKey: Buffer | undefined;
+  /** Relay links, both ways; undefined without an identity. */
+  readonly linkPool: LinkPool | undefined;
+  readonly linkServer: LinkServer | undefined;
   private readonly cidrs;
   private readonly tokens: Buffer[];
-  private readonly skew: number;
-  private readonly replay: ReplayCache;
   private readonly observer: RelayObserver | undefined;
-  private readonly now: () => number;
   private readonly log: NonNullable<RelayOptions["log"]>;
   private readonly resolveTarget: RelayOptions["resolveTarget"];
   private readonly reuseReadBuffers: boolean;
@@ -162,15 +189,27 @@ export class Relay {
   constructor(opts: RelayOptions) {
     this.name = opts.name;
     this.table = opts.table;
-    this.hopKey = opts.hopKey;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.cidrs = new CidrList(opts.clientCidrs ?? ["127.0.0.0/8", "::1/128"]);
     this.tokens = (opts.clientTokens ?? []).map((t) => Buffer.from(t));
-    this.skew = opts.maxClockSkewSeconds ?? 60;
-    this.replay = new ReplayCache(2 * this.skew + 1, opts.replayCacheSize ?? 200_000);
     this.observer = opts.observer;
-    this.now = opts.now ?? (() => Date.now() / 1000);
     this.log = opts.log ?? (() => {});
+    if (opts.identity) {
+      if (opts.realm === undefined) throw new Error("a relay with an identity needs its realm");
+      const settings = { ...DEFAULT_LINK_SETTINGS, ...opts.links };
+      const common = { realm: opts.realm, identity: opts.identity, settings, observer: opts.linkObserver, log: this.log };
+      this.linkPool = new LinkPool({ ...common, name: this.name });
+      this.linkServer = new LinkServer({
+        ...common,
+        knows: (peer) => this.table.has(peer),
+        onStream: (stream, headers, peer) => this.handleLinkStream(stream, headers, peer),
+      });
+      // A relay whose record left the table loses its links with that same update.
+      this.table.onChange(() => {
+        this.linkServer?.dropUnknown();
+        this.linkPool?.closeWhere((peer) => !this.table.has(peer));
+      });
+    }
     this.resolveTarget = opts.resolveTarget;
     this.reuseReadBuffers = opts.reuseReadBuffers ?? true;
     this.headerDeadlines = new Deadlines(this.limits.headerTimeoutMs);
@@ -181,6 +220,14 @@ export class Relay {
   /** Open tunnels (both sides spliced). */
   get activeTunnels(): number {
     return this.tunnels.size;
+  }
+  /** Open relay links per peer, both directions. */
+  linksByPeer(): Map<string, number> {
+    return mergeCounts(this.linkPool?.linksByPeer(), this.linkServer?.linksByPeer());
+  }
+  /** Open streams on relay links per peer, both directions. */
+  linkStreamsByPeer(): Map<string, number> {
+    return mergeCounts(this.linkPool?.streamsByPeer(), this.linkServer?.streamsByPeer());
   }
   /** Accepted connections still open, in handshake or tunnelled. */
   get openConnections(): number {
@@ -204,10 +251,66 @@ export class Relay {
       }
       this.perSource.set(source, open + 1);
     }
-    // Adopted only now: a refusal above never reads, so it needs no reader.
+    this.connections++;
+    if (this.linkServer === undefined) {
+      this.admit(accepted, source, opts.local === true, EMPTY);
+      return;
+    }
+    // Links and plain CONNECT share the listener: wait for the first byte, without losing any.
+    this.sockets.add(accepted);
+    const gone = () => {
+      cleanup();
+      this.sockets.delete(accepted);
+      this.connections--;
+      if (source !== undefined) this.releaseSourceOf(source);
+      accepted.destroy();
+      this.maybeIdle();
+    };
+    const onTimeout = () => {
+      this.observer?.tunnelFailed("header_timeout");
+      gone();
+    };
+    const cleanup = () => {
+      this.headerDeadlines.delete(onTimeout);
+      accepted.off("readable", onReadable);
+      accepted.off("end", gone);
+      accepted.off("error", gone);
+    };
+    const onReadable = () => {
+      const first = accepted.read() as Buffer | null;
+      if (first === null) return;
+      cleanup();
+      this.sockets.delete(accepted);
+      if (first[0] === 0x16) {
+        // A link: its peer is a relay, never counted against a client address.
+        if (source !== undefined) this.releaseSourceOf(source);
+        accepted.unshift(first);
+        this.acceptLink(accepted);
+      } else {
+        this.admit(accepted, source, opts.local === true, first);
+      }
+    };
+    this.headerDeadlines.add(onTimeout);
+    accepted.on("readable", onReadable);
+    accepted.once("end", gone);
+    accepted.once("error", gone);
+  }
+
+  private acceptLink(socket: Socket): void {
+    const server = this.linkServer as LinkServer;
+    this.sockets.add(socket);
+    server.accept(socket, () => {
+      this.sockets.delete(socket);
+      this.connections--;
+      this.maybeIdle();
+    });
+  }
+
+  /** A plain CONNECT connection (already counted); `first` holds bytes already read from it. */
+  private admit(accepted: Socket, source: string | undefined, local: boolean, first: Buffer): void {
+    // Adopted only now: a refusal before this never reads, so it needs no reader.
     const socket = this.reuseReadBuffers ? adopt(accepted, this.limits.bufferBytes) : readThroughNode(accepted);
     if (source !== undefined) this.sourceOf.set(socket, source);
-    this.connections++;
     this.sockets.add(socket);
     // `close` fires once: plain `on` listeners skip the wrapper objects `once` allocates per socket.
     socket.on("close", () => {
@@ -220,7 +323,7 @@ export class Relay {
     socket.allowHalfOpen = true;
     socket.setNoDelay(true);
     socket.on("error", destroySelf);
-    this.readHead(socket, opts.local === true);
+    this.readHead(socket, local, first);
   }
 
   /** Refuses at once without reading: established tunnels are untouched. */
@@ -235,12 +338,16 @@ export class Relay {
     const source = this.sourceOf.get(socket);
     if (source === undefined) return;
     this.sourceOf.delete(socket);
+    this.releaseSourceOf(source);
+  }
+
+  private releaseSourceOf(source: string): void {
     const open = (this.perSource.get(source) ?? 1) - 1;
     if (open > 0) this.perSource.set(source, open);
     else this.perSource.delete(source);
   }
 
-  private readHead(socket: Socket, local: boolean): void {
+  private readHead(socket: Socket, local: boolean, first: Buffer): void {
     let buffered: Buffer = EMPTY;
     const onTimeout = () => {
       cleanup();
@@ -275,12 +382,16 @@ export class Relay {
       cleanup();
       socket.destroy();
     };
+    let finished = false;
     const cleanup = () => {
+      finished = true;
       this.headerDeadlines.delete(onTimeout);
       socket.pause();
       setSink(socket, undefined);
       socket.off("end", onEnd);
     };
+    if (first.length > 0) onData(first);
+    if (finished) return;
     setSink(socket, onData);
     socket.on("end", onEnd);
   }
@@ -298,21 +409,12 @@ export class Relay {
     }
   }
 
-  private authenticate(
-    socket: Socket,
-    req: ConnectRequest,
-    hops: string | undefined,
-    local: boolean,
-  ): PeerRole | Refusal {
+  private authenticate(socket: Socket, req: ConnectRequest, local: boolean): PeerRole | Refusal {
     const auth = req.headers.get("proxy-authorization");
-    if (auth && /^Hopway-HMAC\s/i.test(auth)) {
-      if (!this.hopKey) return new Refusal("auth", "this relay has no hop key; relay hops are disabled");
-      const r = verifyHop(this.hopKey, auth, req.authority, hops ?? "", this.now(), this.skew, this.replay);
-      if (!r.ok) return new Refusal(r.status === 503 ? "over_capacity" : "auth", r.detail, r.status);
-      return "relay";
+    // Relays reach each other over links only; a plain CONNECT claiming to be a relay hop is refused.
+    if (req.headers.has("hopway-hops") || (auth !== undefined && /^Hopway-HMAC(\s|$)/i.test(auth))) {
+      return new Refusal("auth", "relay hops travel over mTLS links; plain CONNECT cannot carry Hopway-Hops");
     }
-    // Hop bookkeeping is only believed from an authenticated relay.
-    if (hops !== undefined) return new Refusal("auth", "Hopway-Hops requires relay credentials");
     // A unix-socket listener (`local`) only admits peers on this host: the same trust as loopback.
     if (local || this.cidrs.allows(socket.remoteAddress)) return "client";
     const token = clientToken(auth);
@@ -324,56 +426,117 @@ export class Relay {
     const parsed = parseConnectHead(head);
     if ("reason" in parsed) return this.refuse(socket, new Refusal(parsed.reason, parsed.detail));
     const req = parsed;
-    const hopsHeader = req.headers.get("hopway-hops");
-    const role = this.authenticate(socket, req, hopsHeader, local);
+    const role = this.authenticate(socket, req, local);
     if (role instanceof Refusal) return this.refuse(socket, role);
-    if (role === "relay") this.releaseSource(socket);
+    let clientGone = false;
+    const onClientClose = () => {
+      clientGone = true;
+    };
+    socket.once("close", onClientClose);
+    const up = await this.openPath(req, [], () => clientGone);
+    socket.off("close", onClientClose);
+    if (up === undefined) return;
+    if (up instanceof Refusal) return this.refuse(socket, up);
+    if (socket.destroyed) {
+      up.upstream.destroy();
+      return;
+    }
+    // The answer and any bytes the next hop already sent leave in one write.
+    socket.cork();
+    socket.write(establishedResponse(up.path));
+    if (up.rest.length > 0) {
+      this.counters.down[role] += up.rest.length;
+      socket.write(up.rest);
+    }
+    socket.uncork();
+    if (rest.length > 0) {
+      this.counters.up[role] += rest.length;
+      up.upstream.write(rest);
+    }
+    this.splice(socket, up.upstream, role, up.next, up.seconds);
+  }
 
-    const visited = hopsHeader ? hopsHeader.split(",").map((s) => s.trim()) : [];
+  /** A CONNECT stream on a link accepted from relay `peer` (its certified name). */
+  private async handleLinkStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: string): Promise<void> {
+    stream.on("error", () => {});
+    const refuse = (r: Refusal) => {
+      this.observer?.tunnelFailed(r.reason);
+      if (stream.destroyed || stream.headersSent) return;
+      const h: OutgoingHttpHeaders = {
+        ":status": r.status,
+        "hopway-error": r.reason,
+        "hopway-reason": sanitize(r.extra["Hopway-Reason"] ?? r.detail),
+        "hopway-failed-at": sanitize(r.extra["Hopway-Failed-At"] ?? this.name),
+      };
+      stream.respond(h, { endStream: true });
+    };
+    if (this.draining) return refuse(new Refusal("over_capacity", "relay is draining"));
+    const target = parseAuthority(String(headers[":authority"] ?? ""));
+    if ("reason" in target) return refuse(new Refusal(target.reason, target.detail));
+    const hopsHeader = headers["hopway-hops"];
+    const visited = typeof hopsHeader === "string" && hopsHeader !== "" ? hopsHeader.split(",").map((h) => h.trim()) : [];
+    // The last relay named is the one that opened this stream: its certificate says who that is.
+    if (visited[visited.length - 1] !== peer) {
+      return refuse(new Refusal("auth", `hopway-hops must end with the dialling relay '${peer}'`));
+    }
+    const req: ConnectRequest = { ...target, headers: new Map() };
+    const up = await this.openPath(req, visited, () => stream.destroyed);
+    if (up === undefined) return;
+    if (up instanceof Refusal) return refuse(up);
+    if (stream.destroyed) {
+      up.upstream.destroy();
+      return;
+    }
+    stream.respond({ ":status": 200, "hopway-path": sanitize(up.path) });
+    if (up.rest.length > 0) {
+      this.counters.down.relay += up.rest.length;
+      stream.write(up.rest);
+    }
+    this.splice(stream, up.upstream, "relay", up.next, up.seconds);
+  }
+
+  /**
+   * Routes a CONNECT from this relay's own table and brings up the next hop (a target
+   * connection or a stream on a link), trying its alternatives. Undefined when the
+   * requester went away meanwhile.
+   */
+  private async openPath(
+    req: ConnectRequest,
+    visited: string[],
+    gone: () => boolean,
+  ): Promise<PathUp | Refusal | undefined> {
     if (visited.includes(this.name)) {
-      return this.refuse(socket, new Refusal("loop", `loop: already visited ${this.name} (${visited.join(" > ")})`));
+      return new Refusal("loop", `loop: already visited ${this.name} (${visited.join(" > ")})`);
     }
-    if (visited.length + 1 >= MAX_HOPS) {
-      return this.refuse(socket, new Refusal("loop", `hop limit ${MAX_HOPS} reached`));
-    }
-    if (this.table.version === undefined) {
-      return this.refuse(socket, new Refusal("no_route_table", "relay has no route table yet"));
-    }
+    if (visited.length + 1 >= MAX_HOPS) return new Refusal("loop", `hop limit ${MAX_HOPS} reached`);
+    if (this.table.version === undefined) return new Refusal("no_route_table", "relay has no route table yet");
     if (this.resolveTarget) {
       const target = await this.resolveTarget(req);
-      if (target !== undefined && "reason" in target) {
-        return this.refuse(socket, new Refusal(target.reason, target.detail));
-      }
+      if (target !== undefined && "reason" in target) return new Refusal(target.reason, target.detail);
       if (target !== undefined) {
         req.node = target.node;
         req.authority = target.authority;
       }
     }
     const found = this.table.lookup(req.node, req.port);
-    if (!found.ok) return this.refuse(socket, new Refusal(found.reason, found.detail));
-    if (!found.direct && !this.hopKey) {
-      return this.refuse(socket, new Refusal("next_hop_failed", "next hop is a relay but this relay has no hop key"));
+    if (!found.ok) return new Refusal(found.reason, found.detail);
+    if (!found.direct && !this.linkPool) {
+      return new Refusal("next_hop_failed", "next hop is a relay but this relay has no TLS identity");
     }
     if (found.direct && found.hops.length + visited.length + 1 > MAX_HOPS) {
-      return this.refuse(socket, new Refusal("loop", `hop limit ${MAX_HOPS} reached`));
+      return new Refusal("loop", `hop limit ${MAX_HOPS} reached`);
     }
-
     const started = performance.now();
-    let clientGone = false;
-    const onClientClose = () => {
-      clientGone = true;
-    };
-    socket.once("close", onClientClose);
-    const nextRole: NextRole = found.direct ? "target" : "relay";
     const hops = [...visited, this.name].join(", ");
-    let lastFailure: Refusal = new Refusal("next_hop_failed", `no usable address for '${found.next.node}'`);
-
+    let lastFailure = new Refusal("next_hop_failed", `no usable address for '${found.next.node}'`);
     for (const addr of found.nextAddresses) {
-      if (clientGone) return;
-      const attempt = await this.dial(addr, found.next.node, found.direct ? undefined : req.authority, hops);
-      if (clientGone) {
+      if (gone()) return undefined;
+      const attempt = found.direct
+        ? await this.dial(addr)
+        : await this.dialLink(addr, found.next.node, req.authority, hops);
+      if (gone()) {
         if (attempt.ok) attempt.socket.destroy();
-        return;
+        return undefined;
       }
       if (!attempt.ok) {
         lastFailure = attempt.refusal;
@@ -386,25 +549,63 @@ export class Relay {
         });
         continue;
       }
-      socket.off("close", onClientClose);
-      const path = found.direct ? this.name : `${this.name}, ${attempt.path}`;
-      this.splice(
-        socket,
-        attempt.socket,
-        role,
-        nextRole,
-        rest,
-        attempt.rest,
-        path,
-        (performance.now() - started) / 1000,
-      );
-      return;
+      return {
+        upstream: attempt.socket,
+        rest: attempt.rest,
+        path: found.direct ? this.name : `${this.name}, ${attempt.path}`,
+        next: found.direct ? "target" : "relay",
+        seconds: (performance.now() - started) / 1000,
+      };
     }
-    socket.off("close", onClientClose);
-    this.refuse(socket, lastFailure);
+    return lastFailure;
   }
 
-  private dial(addr: Dialable, nextNode: string, authority: string | undefined, hops: string): Promise<DialResult> {
+  /** A CONNECT stream to the next relay on the link to it; the answer arrives once its whole path is up. */
+  private dialLink(addr: Dialable, nextNode: string, authority: string, hops: string): Promise<DialResult> {
+    const pool = this.linkPool as LinkPool;
+    return new Promise((resolve) => {
+      let settled = false;
+      const onPathTimeout = () => {
+        settled = true;
+        resolve({
+          ok: false,
+          final: true,
+          refusal: new Refusal("connect_timeout", "path beyond the next relay did not come up in time"),
+        });
+      };
+      this.pathDeadlines.add(onPathTimeout);
+      pool.open(nextNode, addr, authority, hops).then((r) => {
+        if (settled) {
+          if (r.ok) r.stream.destroy();
+          return;
+        }
+        settled = true;
+        this.pathDeadlines.delete(onPathTimeout);
+        if (r.ok) {
+          const path = r.headers["hopway-path"];
+          return resolve({ ok: true, socket: r.stream, rest: EMPTY, path: typeof path === "string" ? path : "?" });
+        }
+        if (r.status === undefined) {
+          return resolve({ ok: false, final: r.final, refusal: new Refusal("next_hop_failed", r.detail) });
+        }
+        // Pass the downstream verdict through so the client learns the real reason and where it arose.
+        const h = r.headers ?? {};
+        const why = String(h["hopway-reason"] ?? h["hopway-error"] ?? "refused by next relay");
+        const failedAt = String(h["hopway-failed-at"] ?? nextNode);
+        resolve({
+          ok: false,
+          final: true,
+          refusal: new Refusal(reasonForStatus(r.status), why, r.status, {
+            "Hopway-Reason": why,
+            "Hopway-Failed-At": failedAt,
+          }),
+        });
+      });
+    });
+  }
+
+  /** A TCP (or unix) connection to the target itself. */
+  private dial(addr: Dialable): Promise<DialResult> {
     return new Promise((resolve) => {
       const hwm = this.limits.bufferBytes;
       // net.Socket passes highWaterMark on to its Duplex; @types/node does not declare it.
@@ -414,15 +615,11 @@ export class Relay {
         : { host: addr.host, port: addr.port, noDelay: true, ...extra };
       const up = this.reuseReadBuffers ? connectReading(opts) : readThroughNode(connect(opts));
       let settled = false;
-      let buffered: Buffer = EMPTY;
       const finish = (r: DialResult) => {
         if (settled) return;
         settled = true;
         this.connectDeadlines.delete(onConnectTimeout);
-        this.pathDeadlines.delete(onPathTimeout);
         up.off("error", onError);
-        setSink(up, undefined);
-        up.off("end", onEnd);
         up.off("connect", onConnect);
         if (!r.ok) up.destroy();
         else up.on("error", destroySelf);
@@ -434,12 +631,6 @@ export class Relay {
           final: false,
           refusal: new Refusal("connect_timeout", `connect to ${addr.address} timed out`),
         });
-      const onPathTimeout = () =>
-        finish({
-          ok: false,
-          final: true,
-          refusal: new Refusal("connect_timeout", "path beyond the next relay did not come up in time"),
-        });
       this.connectDeadlines.add(onConnectTimeout);
       const onError = (err: NodeJS.ErrnoException) =>
         finish({
@@ -447,80 +638,13 @@ export class Relay {
           final: false,
           refusal: new Refusal("next_hop_failed", `${addr.address}: ${err.code ?? err.message}`),
         });
-      const onData = (chunk: Buffer): boolean => {
-        buffered = Buffer.concat([buffered, chunk]);
-        const end = findHeadEnd(buffered);
-        if (end < 0) {
-          if (buffered.length > MAX_HEAD_BYTES) {
-            finish({
-              ok: false,
-              final: true,
-              refusal: new Refusal("next_hop_failed", "oversized answer from next relay"),
-            });
-          }
-          return true;
-        }
-        up.pause();
-        const res = parseResponseHead(buffered.subarray(0, end - 4));
-        if (typeof res === "string") {
-          finish({ ok: false, final: true, refusal: new Refusal("next_hop_failed", res) });
-          return false;
-        }
-        if (res.status !== 200) {
-          // Pass the downstream verdict through so the client learns the real reason and where it arose.
-          const why = res.headers.get("hopway-reason") ?? res.headers.get("hopway-error") ?? "refused by next relay";
-          const failedAt = res.headers.get("hopway-failed-at") ?? nextNode;
-          finish({
-            ok: false,
-            final: true,
-            refusal: new Refusal(reasonForStatus(res.status), why, res.status, {
-              "Hopway-Reason": why,
-              "Hopway-Failed-At": failedAt,
-            }),
-          });
-          return false;
-        }
-        finish({ ok: true, socket: up, rest: buffered.subarray(end), path: res.headers.get("hopway-path") ?? "?" });
-        return false;
-      };
-      const onEnd = () =>
-        finish({
-          ok: false,
-          final: true,
-          refusal: new Refusal("next_hop_failed", "next relay closed before answering"),
-        });
-      const onConnect = () => {
-        if (authority === undefined) return finish({ ok: true, socket: up, rest: EMPTY, path: "" });
-        // Connected: the rest of the path gets its own, longer budget (each relay below
-        // enforces its own connect timeout and answers 504 itself when it runs out).
-        this.connectDeadlines.delete(onConnectTimeout);
-        this.pathDeadlines.add(onPathTimeout);
-        const auth = signHop(this.hopKey as Buffer, this.name, authority, hops, this.now());
-        setSink(up, onData);
-        up.once("end", onEnd);
-        up.write(
-          `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nHopway-Hops: ${hops}\r\nProxy-Authorization: ${auth}\r\n\r\n`,
-        );
-      };
+      const onConnect = () => finish({ ok: true, socket: up, rest: EMPTY, path: "" });
       up.once("error", onError);
       up.once("connect", onConnect);
     });
   }
 
-  private splice(
-    client: Socket,
-    upstream: Socket,
-    peer: PeerRole,
-    next: NextRole,
-    clientRest: Buffer,
-    upstreamRest: Buffer,
-    path: string,
-    connectSeconds: number,
-  ): void {
-    if (client.destroyed) {
-      upstream.destroy();
-      return;
-    }
+  private splice(client: Duplex, upstream: Duplex, peer: PeerRole, next: NextRole, connectSeconds: number): void {
     const tunnel: Tunnel = {
       client,
       upstream,
@@ -533,24 +657,12 @@ export class Relay {
     this.tunnels.add(tunnel);
     this.observer?.tunnelOpened(peer, next, connectSeconds);
     const counters = this.counters;
-    // The answer and any bytes the next hop already sent leave in one write.
-    client.cork();
-    client.write(establishedResponse(path));
-    if (upstreamRest.length > 0) {
-      counters.down[peer] += upstreamRest.length;
-      client.write(upstreamRest);
-    }
-    client.uncork();
-    if (clientRest.length > 0) {
-      counters.up[peer] += clientRest.length;
-      upstream.write(clientRest);
-    }
     let closed = 0;
-    const onClose = (hadError: boolean) => {
+    const onClose = (hadError?: boolean) => {
       // A clean close of one side means its peer already sent FIN and it flushed everything;
-      // the other socket still flushes what it holds and closes by itself. Destroying it here
-      // would drop that tail, so only an error tears the whole tunnel down at once.
-      if (hadError) {
+      // the other side still flushes what it holds and closes by itself. Destroying it here
+      // would drop that tail, so only an error (or a reset stream) tears the whole tunnel down.
+      if (hadError === true || client.errored || upstream.errored || wasReset(client) || wasReset(upstream)) {
         client.destroy();
         upstream.destroy();
       }
@@ -563,8 +675,15 @@ export class Relay {
     client.on("close", onClose);
     upstream.on("close", onClose);
     if (this.limits.idleTimeoutMs > 0 && this.idleSweep === undefined) this.startIdleSweep();
-    pump(client, upstream, tunnel, true, counters);
-    pump(upstream, client, tunnel, false, counters);
+    if (client instanceof Socket && upstream instanceof Socket) {
+      pump(client, upstream, tunnel, true, counters);
+      pump(upstream, client, tunnel, false, counters);
+      return;
+    }
+    client.on("error", destroySelf);
+    upstream.on("error", destroySelf);
+    pipeLeg(client, upstream, tunnel, true, counters, this.limits.bufferBytes);
+    pipeLeg(upstream, client, tunnel, false, counters, this.limits.bufferBytes);
   }
 
   /**
@@ -594,9 +713,11 @@ export class Relay {
     this.idleSweep.unref();
   }
 
-  /** Stops taking new connections (they get 503) so a shutdown can drain. */
+  /** Stops taking new connections (they get 503) and sends GOAWAY on every link so a shutdown can drain. */
   startDrain(): void {
     this.draining = true;
+    this.linkServer?.goaway();
+    this.linkPool?.goaway();
   }
 
   /** Resolves when no tunnel and no handshake is open, or at the deadline; true when idle. */
@@ -614,7 +735,17 @@ export class Relay {
   /** Closes every remaining connection (after the drain deadline). */
   destroyAll(): void {
     for (const s of this.sockets) s.destroy();
-    for (const t of this.tunnels) t.upstream.destroy();
+    for (const t of this.tunnels) {
+      t.client.destroy();
+      t.upstream.destroy();
+    }
+    this.linkServer?.destroyAll();
+    this.linkPool?.destroyAll();
+  }
+
+  /** Stops following the identity (tests and shutdown). */
+  close(): void {
+    this.linkServer?.close();
   }
 
   private maybeIdle(): void {
@@ -627,8 +758,20 @@ export class Relay {
 
 const EMPTY = Buffer.alloc(0);
 
-function destroySelf(this: Socket): void {
+function destroySelf(this: Duplex): void {
   this.destroy();
+}
+
+function mergeCounts(...maps: Array<Map<string, number> | undefined>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of maps) if (m) for (const [k, v] of m) out.set(k, (out.get(k) ?? 0) + v);
+  return out;
+}
+
+/** An HTTP/2 stream the peer reset (RST_STREAM other than NO_ERROR): the tunnel is torn down. */
+function wasReset(d: Duplex): boolean {
+  const code = (d as Partial<Pick<ServerHttp2Stream, "rstCode">>).rstCode;
+  return code !== undefined && code !== 0;
 }
 
 /**

@@ -42,7 +42,9 @@ function addressesOf(hop: Hop): Dialable[] {
 
 export class RoutingTable {
   private byTarget = new Map<string, RouteTable["routes"][number]>();
+  private names = new Set<string>();
   private current: RouteTable | undefined;
+  private readonly listeners = new Set<() => void>();
 
   constructor(private readonly self: string) {}
 
@@ -61,8 +63,27 @@ export class RoutingTable {
       // A group expands to one route per member; members are addressed by their own names.
       if (r.from === this.self && !byTarget.has(r.to)) byTarget.set(r.to, r);
     }
+    const names = new Set<string>();
+    for (const r of table.routes) {
+      names.add(r.from);
+      names.add(r.to);
+      for (const h of r.hops ?? []) names.add(h.node);
+    }
     this.byTarget = byTarget;
+    this.names = names;
     this.current = table;
+    for (const l of this.listeners) l();
+  }
+
+  /** Whether `name` is a node of the current table (a route's end or hop): relay links are only taken from these. */
+  has(name: string): boolean {
+    return name !== this.self && this.names.has(name);
+  }
+
+  /** Called after every `set`; returns an unsubscribe function. */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /** Decides whether `node:port` may be reached from here and through which next hop. */

@@ -1,0 +1,11 @@
+export { type LinkOpen, LinkPool, type LinkPoolOptions } from "./pool.ts";
+export {
+  DEFAULT_LINK_SETTINGS,
+  LINK_FAILURES,
+  type LinkFailure,
+  type LinkObserver,
+  type LinkSettings,
+  type LinkSide,
+} from "./options.ts";
+export { LinkServer, type LinkServerOptions } from "./server.ts";
+export { pipeLeg } from "./legs.ts";
