@@ -11,10 +11,10 @@ import {
   type ServerHttp2Stream,
 } from "node:http2";
 import type { Socket } from "node:net";
-import { type SecureContext, TLSSocket } from "node:tls";
+import { Server as TlsServer, type TLSSocket } from "node:tls";
 import type { IdentitySource } from "../../../../src/core/identity.ts";
 import type { LinkFailure, LinkObserver, LinkSettings } from "./options.ts";
-import { ALPN, certifiedRelay, failureOf, secureContextOf } from "./tls.ts";
+import { ALPN, certifiedRelay, failureOf } from "./tls.ts";
 
 export interface LinkServerOptions {
   realm: string;
@@ -36,10 +36,18 @@ interface Accepted {
 }
 
 export class LinkServer {
-  private context: SecureContext | undefined;
   private readonly sessions = new Set<Accepted>();
   private readonly unsubscribe: () => void;
   private draining = false;
+  /**
+   * Never listens: the relay listener hands sockets over with `emit("connection")`. Client
+   * certificates are verified by the handshake and checked in `verify` before any HTTP/2
+   * byte is read (`rejectUnauthorized: false` only so the refusal can say why: missing,
+   * expired or from another CA).
+   */
+  private tlsServer: TlsServer | undefined;
+  /** Accept times by remote address and port, for the handshake duration. */
+  private readonly started = new Map<string, number>();
 
   constructor(private readonly opts: LinkServerOptions) {
     this.reloadContext();
@@ -49,8 +57,26 @@ export class LinkServer {
 
   private reloadContext(): void {
     const m = this.opts.identity.material();
+    if (!m) return;
+    const context = { key: m.key, cert: m.certChain, ca: m.trustBundle, minVersion: "TLSv1.3" as const };
     try {
-      this.context = m ? secureContextOf(m) : undefined;
+      if (this.tlsServer) {
+        this.tlsServer.setSecureContext(context);
+        return;
+      }
+      const server = new TlsServer({
+        ...context,
+        requestCert: true,
+        rejectUnauthorized: false,
+        ALPNProtocols: ALPN,
+        handshakeTimeout: this.opts.settings.handshakeTimeoutMs,
+      });
+      server.on("secureConnection", (tls: TLSSocket) => this.secured(tls));
+      server.on("tlsClientError", (err: NodeJS.ErrnoException, tls: TLSSocket) => {
+        const reason: LinkFailure = err.code === "ERR_TLS_HANDSHAKE_TIMEOUT" ? "timeout" : "tls_handshake";
+        this.refused(reason, err.message, tls);
+      });
+      this.tlsServer = server;
     } catch (err) {
       this.opts.log("warn", "relay TLS material unusable; keeping the previous one", { error: String(err) });
     }
@@ -70,57 +96,36 @@ export class LinkServer {
     return out;
   }
 
+  private refused(reason: LinkFailure, detail: string, tls: TLSSocket | undefined): void {
+    this.opts.observer?.linkFailed("accept", reason);
+    this.opts.log("warn", "relay link refused", { reason, detail, remote: tls?.remoteAddress });
+    tls?.destroy();
+  }
+
   /**
    * Takes a socket whose unread bytes start with a TLS record. `onDone` runs once when the
-   * socket is finished with, whatever happened.
+   * socket has closed, whatever happened.
    */
   accept(socket: Socket, onDone: () => void): void {
-    const fail = (reason: LinkFailure, detail: string) => {
-      this.opts.observer?.linkFailed("accept", reason);
-      this.opts.log("warn", "relay link refused", { reason, detail, remote: socket.remoteAddress });
-    };
-    if (this.context === undefined || this.draining) {
-      if (this.context === undefined) fail("no_identity", "this relay has no certificate yet");
-      socket.destroy();
+    const key = `${socket.remoteAddress}:${socket.remotePort}`;
+    socket.once("close", () => {
+      this.started.delete(key);
       onDone();
+    });
+    if (this.tlsServer === undefined || this.draining) {
+      if (this.tlsServer === undefined) this.refused("no_identity", "this relay has no certificate yet", undefined);
+      socket.destroy();
       return;
     }
-    const started = performance.now();
-    const tls = new TLSSocket(socket, {
-      isServer: true,
-      secureContext: this.context,
-      requestCert: true,
-      // Verified below, before any HTTP/2 byte is read: the handshake alone cannot tell the
-      // log and metrics whether a certificate was missing, expired or from another CA.
-      rejectUnauthorized: false,
-      ALPNProtocols: ALPN,
-    });
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      onDone();
-    };
-    tls.on("close", finish);
-    const timer = setTimeout(() => {
-      fail("timeout", "handshake timed out");
-      tls.destroy();
-    }, this.opts.settings.handshakeTimeoutMs).unref();
-    tls.once("error", (err: NodeJS.ErrnoException) => {
-      if (!tls.encrypted || tls.alpnProtocol === undefined) fail("tls_handshake", err.message);
-      tls.destroy();
-    });
-    tls.once("secure", () => {
-      clearTimeout(timer);
-      const peer = this.verify(tls);
-      if (typeof peer !== "string") {
-        fail(peer.reason, peer.detail);
-        tls.destroy();
-        return;
-      }
-      this.startSession(tls, peer, started);
-    });
+    this.started.set(key, performance.now());
+    // tls.Server reads what the socket already buffered (the sniffed first bytes) into the handshake.
+    this.tlsServer.emit("connection", socket);
+  }
+
+  private secured(tls: TLSSocket): void {
+    const peer = this.verify(tls);
+    if (typeof peer !== "string") return this.refused(peer.reason, peer.detail, tls);
+    this.startSession(tls, peer, this.started.get(`${tls.remoteAddress}:${tls.remotePort}`) ?? performance.now());
   }
 
   private verify(tls: TLSSocket): string | { reason: LinkFailure; detail: string } {

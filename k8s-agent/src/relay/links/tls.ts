@@ -1,19 +1,10 @@
 // TLS for relay links: contexts from the relay's identity, the peer's relay
 // name from its certificate, and why a handshake failed (a LinkFailure).
-import { type DetailedPeerCertificate, type PeerCertificate, createSecureContext, type SecureContext } from "node:tls";
-import { relayNameFromUri, type TlsMaterial } from "../../../../src/core/identity.ts";
+import type { DetailedPeerCertificate, PeerCertificate } from "node:tls";
+import { relayNameFromUri } from "../../../../src/core/identity.ts";
 import type { LinkFailure } from "./options.ts";
 
 export const ALPN = ["h2"];
-
-export function secureContextOf(m: TlsMaterial): SecureContext {
-  return createSecureContext({
-    key: m.key,
-    cert: m.certChain,
-    ca: m.trustBundle,
-    minVersion: "TLSv1.3",
-  });
-}
 
 /**
  * URI SANs of a certificate. Node renders them as `URI:value` joined by ", ", quoting a
