@@ -49,3 +49,114 @@ describe("relay links: tunnels through three relays", () => {
     second.socket.destroy();
   });
 });
+
+/** Writes `total` bytes of random data in 1 MiB chunks with backpressure; resolves with their sha256. */
+async function sendRandom(socket: import("node:net").Socket, total: number): Promise<string> {
+  const hash = createHash("sha256");
+  let sent = 0;
+  while (sent < total) {
+    const chunk = randomBytes(Math.min(1024 * 1024, total - sent));
+    hash.update(chunk);
+    sent += chunk.length;
+    if (!socket.write(chunk)) await once(socket, "drain");
+  }
+  socket.end();
+  return hash.digest("hex");
+}
+
+/** Reads until the peer's FIN (after `rest`, bytes that came with the answer); resolves with the byte count and sha256. */
+function receiveHash(
+  socket: import("node:net").Socket,
+  rest: Buffer = Buffer.alloc(0),
+): Promise<{ bytes: number; sha: string }> {
+  const hash = createHash("sha256").update(rest);
+  let bytes = rest.length;
+  socket.on("data", (c: Buffer) => {
+    hash.update(c);
+    bytes += c.length;
+  });
+  socket.resume();
+  return once(socket, "end").then(() => ({ bytes, sha: hash.digest("hex") }));
+}
+
+const BULK_MIB = Number(process.env.HOPWAY_LINKS_BULK_MIB ?? "100");
+
+describe("relay links: data path", () => {
+  it(`${BULK_MIB} MiB each way through three relays arrive intact (sha256)`, { timeout: 120_000 }, async () => {
+    // A target that sends its own random stream while it hashes what it receives.
+    let targetGot: Promise<{ bytes: number; sha: string }> | undefined;
+    let targetSent: Promise<string> | undefined;
+    const server = createServer({ allowHalfOpen: true }, (s) => {
+      targetGot = receiveHash(s);
+      targetSent = sendRandom(s, BULK_MIB * 1024 * 1024);
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const [r2] = (await chain(port)) as [Running];
+    const ans = await tunnel(r2.port);
+    expect(ans.status).toBe(200);
+    const started = performance.now();
+    const got = receiveHash(ans.socket, ans.rest);
+    const sent = await sendRandom(ans.socket, BULK_MIB * 1024 * 1024);
+    const [down, up] = await Promise.all([got, targetGot]);
+    const seconds = (performance.now() - started) / 1000;
+    expect(up?.bytes).toBe(BULK_MIB * 1024 * 1024);
+    expect(up?.sha).toBe(sent);
+    expect(down.bytes).toBe(BULK_MIB * 1024 * 1024);
+    expect(down.sha).toBe(await targetSent);
+    console.log(`links bulk: ${BULK_MIB} MiB each way through three relays in ${seconds.toFixed(1)} s`);
+  });
+
+  it("carries a half-close each way", async () => {
+    // Client → target FIN: the target answers only after it, then closes its side.
+    const server = createServer({ allowHalfOpen: true }, (s) => {
+      const chunks: Buffer[] = [];
+      s.on("data", (c: Buffer) => chunks.push(c));
+      s.on("end", () => s.end(`got ${Buffer.concat(chunks).length} bytes`));
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const [r2] = (await chain(port)) as [Running];
+    const a = await tunnel(r2.port);
+    expect(a.status).toBe(200);
+    a.socket.end("twelve bytes");
+    expect(String(await readAll(a.socket))).toBe("got 12 bytes");
+
+    // Target → client FIN first: the client still sends after it, and the target still gets it.
+    let gotAfterFin: Promise<Buffer> | undefined;
+    const server2 = createServer({ allowHalfOpen: true }, (s) => {
+      s.end("bye first");
+      gotAfterFin = readAll(s);
+    });
+    const port2 = await listen(server2);
+    cleanups.push(() => server2.close());
+    const [r2b] = (await chain(port2)) as [Running];
+    const b = await tunnel(r2b.port);
+    expect(b.status).toBe(200);
+    expect(String(Buffer.concat([b.rest, await readAll(b.socket)]))).toBe("bye first");
+    b.socket.end("still talking");
+    await sleep(50);
+    expect(String(await gotAfterFin)).toBe("still talking");
+  });
+
+  it("SIGTERM drain: GOAWAY stops new tunnels over a link, open ones finish, then the relay is idle", async () => {
+    const port = await echo();
+    const [r2, r3] = (await chain(port)) as [Running, Running];
+    const open = await tunnel(r2.port);
+    expect(open.status).toBe(200);
+    open.socket.resume();
+    r3.relay.startDrain();
+    await sleep(50);
+    // The open tunnel still works after GOAWAY.
+    open.socket.write("still here");
+    expect(String((await once(open.socket, "data"))[0])).toBe("still here");
+    // A new one cannot use the draining relay.
+    const refused = await tunnel(r2.port);
+    expect(refused.status).toBe(502);
+    expect(await r3.relay.waitIdle(100)).toBe(false);
+    const idle = r3.relay.waitIdle(5000);
+    open.socket.end();
+    expect(await idle).toBe(true);
+    expect(r3.relay.linksByPeer().size).toBe(0);
+  });
+});
