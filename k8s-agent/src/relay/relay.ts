@@ -658,11 +658,11 @@ export class Relay {
     this.observer?.tunnelOpened(peer, next, connectSeconds);
     const counters = this.counters;
     let closed = 0;
-    const onClose = (hadError?: boolean) => {
+    const onClose = (side: Duplex, hadError: boolean | undefined) => {
       // A clean close of one side means its peer already sent FIN and it flushed everything;
       // the other side still flushes what it holds and closes by itself. Destroying it here
       // would drop that tail, so only an error (or a reset stream) tears the whole tunnel down.
-      if (hadError === true || client.errored || upstream.errored || wasReset(client) || wasReset(upstream)) {
+      if (hadError === true || side.errored || wasReset(side)) {
         client.destroy();
         upstream.destroy();
       }
@@ -672,8 +672,8 @@ export class Relay {
         this.maybeIdle();
       }
     };
-    client.on("close", onClose);
-    upstream.on("close", onClose);
+    client.on("close", (hadError?: boolean) => onClose(client, hadError));
+    upstream.on("close", (hadError?: boolean) => onClose(upstream, hadError));
     if (this.limits.idleTimeoutMs > 0 && this.idleSweep === undefined) this.startIdleSweep();
     if (client instanceof Socket && upstream instanceof Socket) {
       pump(client, upstream, tunnel, true, counters);
@@ -768,10 +768,14 @@ function mergeCounts(...maps: Array<Map<string, number> | undefined>): Map<strin
   return out;
 }
 
-/** An HTTP/2 stream the peer reset (RST_STREAM other than NO_ERROR): the tunnel is torn down. */
+/**
+ * An HTTP/2 stream that closed without both ends finished: reset by the peer, or cut when
+ * its link died. The tunnel is torn down, as an error on a socket leg would.
+ */
 function wasReset(d: Duplex): boolean {
   const code = (d as Partial<Pick<ServerHttp2Stream, "rstCode">>).rstCode;
-  return code !== undefined && code !== 0;
+  if (code === undefined) return false;
+  return code !== 0 || !d.readableEnded || !d.writableFinished;
 }
 
 /**

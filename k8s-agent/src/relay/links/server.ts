@@ -200,6 +200,7 @@ export class LinkServer {
       if (this.opts.knows(a.peer)) continue;
       this.opts.observer?.linkFailed("accept", "unknown_peer");
       this.opts.log("warn", "closing link: relay left the route table", { peer: a.peer });
+      this.sessions.delete(a);
       a.session.destroy();
     }
   }
