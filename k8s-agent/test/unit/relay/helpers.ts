@@ -17,8 +17,8 @@ export interface Running {
   close(): Promise<void>;
 }
 
-export async function listen(server: Server, host = "127.0.0.1"): Promise<number> {
-  server.listen(0, host);
+export async function listen(server: Server, host = "127.0.0.1", port = 0): Promise<number> {
+  server.listen(port, host);
   await once(server, "listening");
   const a = server.address();
   if (a === null || typeof a === "string") throw new Error("no port");
@@ -31,7 +31,7 @@ export async function listen(server: Server, host = "127.0.0.1"): Promise<number
  * none); `peers` are relays its table knows (so it accepts their links) without a route.
  */
 export async function startRelay(
-  opts: Omit<RelayOptions, "table"> & { routes: Route[]; peers?: string[]; host?: string },
+  opts: Omit<RelayOptions, "table"> & { routes: Route[]; peers?: string[]; host?: string; port?: number },
 ): Promise<Running> {
   const table = new RoutingTable(opts.name);
   const routes = [...opts.routes, ...(opts.peers ?? []).map((p) => route(opts.name, p, null))];
@@ -44,7 +44,7 @@ export async function startRelay(
     { allowHalfOpen: true, ...(hwm ? { highWaterMark: hwm } : {}) } as Parameters<typeof createServer>[0],
     (s) => relay.handle(s),
   );
-  const port = await listen(server, opts.host);
+  const port = await listen(server, opts.host, opts.port);
   return {
     relay,
     table,
