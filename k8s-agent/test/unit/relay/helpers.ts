@@ -183,3 +183,39 @@ export async function startChain(
 export async function tunnel(port: number, authority = "app1"): Promise<Answer> {
   return request(port, `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
 }
+
+export interface LinkAnswer {
+  headers: Record<string, string | string[] | number | undefined>;
+  stream: import("node:http2").ClientHttp2Stream;
+  close(): void;
+}
+
+/**
+ * Opens a link to the relay on `port` as relay `asRelay` (a certificate from the test CA) and
+ * sends one CONNECT stream: what another relay of the realm would send.
+ */
+export async function linkRequest(
+  port: number,
+  asRelay: string,
+  authority: string,
+  hops: string,
+  host = "127.0.0.1",
+): Promise<LinkAnswer> {
+  const { connect: h2connect } = await import("node:http2");
+  const m = relayIdentityForTest(TEST_REALM, asRelay).material();
+  if (!m) throw new Error("no test identity");
+  const session = h2connect(`https://${host}:${port}`, {
+    key: m.key,
+    cert: m.certChain,
+    ca: m.trustBundle,
+    checkServerIdentity: () => undefined,
+  });
+  session.on("error", () => {});
+  const stream = session.request({ ":method": "CONNECT", ":authority": authority, "hopway-hops": hops });
+  stream.on("error", () => {});
+  const headers = await new Promise<LinkAnswer["headers"]>((resolve, reject) => {
+    stream.once("response", resolve);
+    stream.once("close", () => reject(new Error(`stream closed before an answer (code ${stream.rstCode})`)));
+  });
+  return { headers, stream, close: () => session.destroy() };
+}

@@ -121,7 +121,8 @@ describe("relay links: flow control", () => {
         `${(sum(alone.slice(1)) / 2 ** 20).toFixed(1)} MiB/s, then ${(sum(stalled.slice(1)) / 2 ** 20).toFixed(1)} MiB/s ` +
         `with the bulk reader stopped; worst tunnel ratio ${worst.toFixed(2)}`,
     );
-    expect(alone[0]).toBeGreaterThan(10 * 2 ** 20 / 8); // the bulk tunnel really moved data before stalling
+    // The bulk tunnel really moved data before it stalled (its stream window could fill).
+    expect(stalledAt).toBeGreaterThan(2 ** 20);
     expect(worst).toBeGreaterThanOrEqual(0.8);
     // The stalled tunnel is still open and resumes where it stopped.
     (sockets[0] as Socket).resume();
