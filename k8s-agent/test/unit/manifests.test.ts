@@ -243,7 +243,6 @@ describe("cross-checks", () => {
       POD_NAMESPACE: "hopway",
       // Stand-ins for the mounted Secret files (env wins over *_file).
       HOPWAY_TOKEN: "test-token",
-      HOPWAY_HOP_KEY: "0123456789abcdef",
     });
     expect(config.scaling.workload).toBe(sts.metadata.name);
     expect(config.scaling.target_load * 1000).toBe(Number.parseInt(hpa.spec.metrics[0].pods.target.averageValue, 10));
