@@ -17,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import { buildSync } from "esbuild";
 import { imageRuntime } from "../k8s-agent/test/support/image-runtime.ts";
 import type { Route } from "../src/core/schema.ts";
+import { writeRelayTls } from "../test/support/identity.ts";
 import { freePort } from "../test/support/loopback-mesh.ts";
 import { openTunnel } from "../test/support/tunnel.ts";
 
@@ -24,7 +25,6 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const PEER = join(ROOT, "test", "support", "bench-peer.ts");
 const WORKER = join(ROOT, "test", "support", "relay-worker.ts");
 const FLOOR = join(ROOT, "test", "support", "bench-floor-relay.ts");
-const HOP_KEY = "bench-hop-key-0123456789abcdef";
 const work = mkdtempSync(join(tmpdir(), "hopway-relay-bench-"));
 const children: ChildProcess[] = [];
 const BULK_BYTES = Number(process.env.BENCH_BULK_MIB ?? 512) * 1024 * 1024;
@@ -113,7 +113,10 @@ async function forkProxy(
 
 function startWorker(name: string, routes: Route[], env: NodeJS.ProcessEnv = IMAGE_ENV) {
   // --expose-gc only for the idle-memory reading (a full GC before it is taken).
-  return forkProxy(WORKER_BUNDLE, [name, HOP_KEY, JSON.stringify(routes)], env, ["--expose-gc"]);
+  // Relay links: each worker has its own certificate from the bench realm's test CA.
+  const tls = writeRelayTls(join(work, "tls", name), "bench", name);
+  const peers = "relay-a,relay-b,relay-c";
+  return forkProxy(WORKER_BUNDLE, [name, tls, JSON.stringify(routes), peers], env, ["--expose-gc"]);
 }
 
 async function rssOf(child: ChildProcess): Promise<{ rss: number; heap: number; tunnels: number }> {

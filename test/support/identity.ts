@@ -2,7 +2,7 @@
 // openssl (EC P-256, URI SAN spiffe://<realm>/relay/<name>), generated once per
 // test process into a temp dir, handed to relays as a static IdentitySource.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type IdentitySource, relayUri, type TlsMaterial } from "../../src/core/identity.ts";
@@ -32,12 +32,13 @@ export function testPki(realm: string, tag = "main"): TestPki {
   const existing = pkis.get(id);
   if (existing) return existing;
   const dir = join(workDir(), id);
-  execFileSync("mkdir", ["-p", dir]);
-  const ssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
+  mkdirSync(dir, { recursive: true });
+  // Arguments are space-separated words; none of them contains a space.
+  const ssl = (args: string) => execFileSync("openssl", args.split(" "), { cwd: dir, stdio: "pipe" });
+  const ecKey = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
   ssl(
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-    "-keyout", "ca.key", "-out", "ca.crt", "-days", "3", "-subj", `/CN=hopway test CA ${id}`,
-    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    `req -x509 ${ecKey} -keyout ca.key -out ca.crt -days 3 -subj /CN=hopway-test-CA-${id} ` +
+      "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign",
   );
   writeFileSync(join(dir, "index.txt"), "");
   writeFileSync(join(dir, "serial"), "1000\n");
@@ -57,21 +58,16 @@ export function testPki(realm: string, tag = "main"): TestPki {
       const cached = issued.get(key);
       if (cached) return cached;
       const f = `leaf${++n}`;
-      ssl(
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-        "-keyout", `${f}.key`, "-out", `${f}.csr`, "-subj", `/CN=${name}`,
-      );
+      ssl(`req ${ecKey} -keyout ${f}.key -out ${f}.csr -subj /CN=${name}`);
       writeFileSync(
         join(dir, `${f}.ext`),
         `subjectAltName=URI:${uri}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=critical,CA:FALSE\n` +
           "keyUsage=critical,digitalSignature\n",
       );
-      const dates = opts.expired
-        ? ["-startdate", "20200101000000Z", "-enddate", "20200102000000Z"]
-        : ["-days", "2"];
+      const dates = opts.expired ? "-startdate 20200101000000Z -enddate 20200102000000Z" : "-days 2";
       ssl(
-        "ca", "-config", "ca.cnf", "-batch", "-notext", "-cert", "ca.crt", "-keyfile", "ca.key",
-        "-in", `${f}.csr`, "-out", `${f}.crt`, "-extfile", `${f}.ext`, ...dates,
+        `ca -config ca.cnf -batch -notext -cert ca.crt -keyfile ca.key -in ${f}.csr -out ${f}.crt ` +
+          `-extfile ${f}.ext ${dates}`,
       );
       const m: TlsMaterial = {
         key: readFileSync(join(dir, `${f}.key`), "utf8"),
@@ -112,4 +108,17 @@ export function staticIdentityForTest(material: TlsMaterial | undefined): Static
 /** The identity of relay `name` in `realm`, from that realm's test CA. */
 export function relayIdentityForTest(realm: string, name: string): StaticIdentityForTest {
   return staticIdentityForTest(testPki(realm).issue(name));
+}
+
+/**
+ * Writes relay `name`'s certificate from the test CA of `realm` as relay.tls files expects
+ * them (tls.crt, tls.key, ca.crt) into `dir`; returns `dir`.
+ */
+export function writeRelayTls(dir: string, realm: string, name: string): string {
+  const m = testPki(realm).issue(name);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "tls.crt"), m.certChain);
+  writeFileSync(join(dir, "tls.key"), m.key, { mode: 0o600 });
+  writeFileSync(join(dir, "ca.crt"), m.trustBundle.join("\n"));
+  return dir;
 }

@@ -10,6 +10,7 @@ import { createServer, type Server } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
+import { writeRelayTls } from "./identity.ts";
 import { type LocalEdge, startLocalEdge } from "./local-edge.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -169,7 +170,6 @@ export interface MeshOptions {
   /** Work directory for configs, data dirs and the edge's persisted state. */
   workDir: string;
   realm?: string;
-  hopKey?: string;
   /** Which agent registers which records besides its own relay record. */
   appsOf?: Record<string, string[]>;
   /** Extra records (same shape as topology entries) added before the import, e.g. more apps. */
@@ -219,7 +219,6 @@ async function api(
 
 export async function startMesh(opts: MeshOptions): Promise<Mesh> {
   const realm = opts.realm ?? "loopback";
-  const hopKey = opts.hopKey ?? "e2e-hop-key-0123456789abcdef";
   mkdirSync(opts.workDir, { recursive: true });
   const reference = { ...(await loadReferenceTopology()), ...(opts.extra ?? {}) };
   const { topology } = await loopbackTopology(reference);
@@ -263,7 +262,8 @@ export async function startMesh(opts: MeshOptions): Promise<Mesh> {
         records,
         relay: {
           listen,
-          hop_key: hopKey,
+          // Each relay's link certificate from the test CA of the realm (relay.tls, docs/links.md).
+          tls: { source: "files", dir: writeRelayTls(join(opts.workDir, "tls", relay), realm, relay) },
           limits: { connect_timeout_ms: 2000, path_timeout_ms: 5000, ...(opts.agentLimits ?? {}) },
         },
         admin: { listen: "127.0.0.1:0" },

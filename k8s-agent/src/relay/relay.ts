@@ -39,8 +39,8 @@ import {
   type FailureReason,
   findHeadEnd,
   MAX_HEAD_BYTES,
-  parseConnectHead,
   parseAuthority,
+  parseConnectHead,
   reasonForStatus,
   STATUS_FOR,
   sanitize,
@@ -197,7 +197,13 @@ export class Relay {
     if (opts.identity) {
       if (opts.realm === undefined) throw new Error("a relay with an identity needs its realm");
       const settings = { ...DEFAULT_LINK_SETTINGS, ...opts.links };
-      const common = { realm: opts.realm, identity: opts.identity, settings, observer: opts.linkObserver, log: this.log };
+      const common = {
+        realm: opts.realm,
+        identity: opts.identity,
+        settings,
+        observer: opts.linkObserver,
+        log: this.log,
+      };
       this.linkPool = new LinkPool({ ...common, name: this.name });
       this.linkServer = new LinkServer({
         ...common,
@@ -474,7 +480,8 @@ export class Relay {
     const target = parseAuthority(String(headers[":authority"] ?? ""));
     if ("reason" in target) return refuse(new Refusal(target.reason, target.detail));
     const hopsHeader = headers["hopway-hops"];
-    const visited = typeof hopsHeader === "string" && hopsHeader !== "" ? hopsHeader.split(",").map((h) => h.trim()) : [];
+    const visited =
+      typeof hopsHeader === "string" && hopsHeader !== "" ? hopsHeader.split(",").map((h) => h.trim()) : [];
     // The last relay named is the one that opened this stream: its certificate says who that is.
     if (visited[visited.length - 1] !== peer) {
       return refuse(new Refusal("auth", `hopway-hops must end with the dialling relay '${peer}'`));

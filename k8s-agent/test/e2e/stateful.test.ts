@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify as stringifyYaml } from "yaml";
 import { keyHost, OwnershipIndex } from "../../../src/core/ownership.ts";
+import { writeRelayTls } from "../../../test/support/identity.ts";
 import { adminApi, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
 import { AGENT_BIN, AgentProcess, freePort } from "../../../test/support/loopback-mesh.ts";
 import { AgentClient } from "../../src/client/index.ts";
@@ -24,7 +25,6 @@ const ROOT = resolve(HERE, "..", "..", "..");
 const KV_APP = join(HERE, "..", "support", "kv-app.ts");
 const REALM = "stateful";
 const NS = "stateful";
-const HOP_KEY = "stateful-e2e-hop-key-0123456789";
 const KEYS = 10_000;
 const keys = Array.from({ length: KEYS }, (_, i) =>
   i % 3 === 0 ? `user:${i}` : i % 3 === 1 ? `Session/${i}` : `k${i}`,
@@ -86,7 +86,11 @@ function agentConfig(node: string, relayListen: string, records: unknown[], scal
     edge: { url: edge.url, realm: REALM, token: agentToken, lease_seconds: 10, wait_seconds: 5 },
     node,
     records,
-    relay: { listen: [relayListen], hop_key: HOP_KEY, limits: { connect_timeout_ms: 2000, path_timeout_ms: 5000 } },
+    relay: {
+      listen: [relayListen],
+      tls: { source: "files", dir: writeRelayTls(join(workDir, "tls", node), REALM, node) },
+      limits: { connect_timeout_ms: 2000, path_timeout_ms: 5000 },
+    },
     admin: { listen: "127.0.0.1:0" },
     data_dir: join(workDir, "data", node),
     shutdown: { drain_seconds: 1 },

@@ -124,7 +124,10 @@ surprise: 1
   });
 
   it("relay.tls takes files; relay.links bounds its settings", () => {
-    const c = parseConfig(`${minimal}relay: { tls: { source: files, dir: /tls }, links: { stream_window_bytes: 1048576 } }\n`, {});
+    const c = parseConfig(
+      `${minimal}relay: { tls: { source: files, dir: /tls }, links: { stream_window_bytes: 1048576 } }\n`,
+      {},
+    );
     expect(c.relay.tls).toEqual({ source: "files", dir: "/tls" });
     expect(c.relay.links.stream_window_bytes).toBe(1048576);
     expect(problems(`${minimal}relay: { tls: { source: edge } }\n`)[0]).toMatch(/^relay\.tls/);

@@ -1,4 +1,4 @@
-export { type LinkOpen, LinkPool, type LinkPoolOptions } from "./pool.ts";
+export { pipeLeg } from "./legs.ts";
 export {
   DEFAULT_LINK_SETTINGS,
   LINK_FAILURES,
@@ -7,5 +7,5 @@ export {
   type LinkSettings,
   type LinkSide,
 } from "./options.ts";
+export { type LinkOpen, LinkPool, type LinkPoolOptions } from "./pool.ts";
 export { LinkServer, type LinkServerOptions } from "./server.ts";
-export { pipeLeg } from "./legs.ts";

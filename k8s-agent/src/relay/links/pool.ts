@@ -7,14 +7,14 @@
 import {
   type ClientHttp2Session,
   type ClientHttp2Stream,
-  connect as h2connect,
   constants,
+  connect as h2connect,
   type IncomingHttpHeaders,
 } from "node:http2";
-import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import type { IdentitySource } from "../../../../src/core/identity.ts";
 import type { Dialable } from "../table.ts";
-import { type LinkFailure, type LinkObserver, type LinkSettings } from "./options.ts";
+import type { LinkFailure, LinkObserver, LinkSettings } from "./options.ts";
 import { ALPN, certifiedRelay, failureOf, identityError } from "./tls.ts";
 
 export type LinkOpen =
@@ -133,7 +133,9 @@ export class LinkPool {
       let settled = false;
       let tlsSocket: TLSSocket | undefined;
       // The URL only names the session's origin; createConnection below makes the actual connection.
-      const origin = addr.path ? "https://localhost" : `https://${addr.host.includes(":") ? `[${addr.host}]` : addr.host}:${addr.port}`;
+      const origin = addr.path
+        ? "https://localhost"
+        : `https://${addr.host.includes(":") ? `[${addr.host}]` : addr.host}:${addr.port}`;
       const session = h2connect(origin, {
         settings: {
           initialWindowSize: settings.streamWindowBytes,
@@ -259,7 +261,11 @@ export class LinkPool {
     let stream: ClientHttp2Stream;
     try {
       stream = link.session.request(
-        { [constants.HTTP2_HEADER_METHOD]: "CONNECT", [constants.HTTP2_HEADER_AUTHORITY]: authority, "hopway-hops": hops },
+        {
+          [constants.HTTP2_HEADER_METHOD]: "CONNECT",
+          [constants.HTTP2_HEADER_AUTHORITY]: authority,
+          "hopway-hops": hops,
+        },
         { endStream: false },
       );
     } catch (err) {

@@ -11,7 +11,7 @@ import {
   type ServerHttp2Stream,
 } from "node:http2";
 import type { Socket } from "node:net";
-import { Server as TlsServer, type TLSSocket } from "node:tls";
+import { type TLSSocket, Server as TlsServer } from "node:tls";
 import type { IdentitySource } from "../../../../src/core/identity.ts";
 import type { LinkFailure, LinkObserver, LinkSettings } from "./options.ts";
 import { ALPN, certifiedRelay, failureOf } from "./tls.ts";
@@ -124,7 +124,10 @@ export class LinkServer {
 
   private secured(tls: TLSSocket): void {
     const peer = this.verify(tls);
-    if (typeof peer !== "string") return this.refused(peer.reason, peer.detail, tls);
+    if (typeof peer !== "string") {
+      this.refused(peer.reason, peer.detail, tls);
+      return;
+    }
     this.startSession(tls, peer, this.started.get(`${tls.remoteAddress}:${tls.remotePort}`) ?? performance.now());
   }
 

@@ -4,7 +4,7 @@
 import { once } from "node:events";
 import { createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { hop, listen, route, type Running, sleep, startChain, startEcho, startRelay, tunnel } from "./helpers.ts";
+import { hop, listen, type Running, route, sleep, startChain, startRelay, tunnel } from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -94,7 +94,8 @@ describe("relay links: flow control", () => {
       sockets[i] = ans.socket;
     };
     await open(0); // the bulk one
-    for (let i = 1; i < N; i += 20) await Promise.all(Array.from({ length: Math.min(20, N - i) }, (_, k) => open(i + k)));
+    for (let i = 1; i < N; i += 20)
+      await Promise.all(Array.from({ length: Math.min(20, N - i) }, (_, k) => open(i + k)));
     // Every tunnel shares the one link r2 → r3.
     expect(r2.relay.linkPool?.dials).toBe(1);
     expect(r3.relay.linkStreamsByPeer().get("r2")).toBe(N);
@@ -136,7 +137,12 @@ describe("relay links: faults", () => {
     const port = await startSource();
     const target = `ipv4://127.0.0.1:${port}`;
     const mkBack = (listenPort = 0) =>
-      startRelay({ name: "back", routes: [route("back", "app1", [hop("app1", target)])], peers: ["front"], port: listenPort });
+      startRelay({
+        name: "back",
+        routes: [route("back", "app1", [hop("app1", target)])],
+        peers: ["front"],
+        port: listenPort,
+      });
     let back = await mkBack();
     const backPort = back.port;
     const front = await startRelay({

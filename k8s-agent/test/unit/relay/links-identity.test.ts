@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { relayUri, type TlsMaterial } from "../../../../src/core/identity.ts";
 import { staticIdentityForTest, testPki } from "../../../../test/support/identity.ts";
 import type { LinkFailure, LinkObserver, LinkSide } from "../../../src/relay/links/index.ts";
-import { hop, route, type Running, sleep, startEcho, startRelay, TEST_REALM, tunnel } from "./helpers.ts";
+import { hop, route, sleep, startEcho, startRelay, TEST_REALM, tunnel } from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -99,9 +99,7 @@ describe("relay links: impostors are refused", () => {
     await once(s, "close");
     await waitFor(() => backRec.failures.length > 0);
     expect(backRec.failures).toEqual([["accept", "no_certificate"]]);
-    expect(backRec.logs.some((l) => l.msg === "relay link refused" && l.fields.reason === "no_certificate")).toBe(
-      true,
-    );
+    expect(backRec.logs.some((l) => l.msg === "relay link refused" && l.fields.reason === "no_certificate")).toBe(true);
   });
 
   it("a certificate from another realm's CA: refused as untrusted, the client learns where", async () => {
@@ -191,7 +189,11 @@ describe("relay links: impostors are refused", () => {
     // The tunnel over that link ends at the application (its connection is closed).
     const closed = once(ans.socket, "end");
     // The edge's next table no longer has `front`.
-    back.table.set({ node: "back", version: 2, routes: (back.table.table?.routes ?? []).filter((r) => r.to !== "front") });
+    back.table.set({
+      node: "back",
+      version: 2,
+      routes: (back.table.table?.routes ?? []).filter((r) => r.to !== "front"),
+    });
     expect(back.relay.linksByPeer().get("front")).toBeUndefined();
     expect(backRec.failures).toEqual([["accept", "unknown_peer"]]);
     await closed;
@@ -205,7 +207,12 @@ describe("relay links: impostors are refused", () => {
     const pki = testPki(TEST_REALM);
     const identity = staticIdentityForTest(pki.issue("back"));
     const target = await echoAddr();
-    const back = await startRelay({ name: "back", identity, routes: [route("back", "app1", [hop("app1", target)])], peers: ["front"] });
+    const back = await startRelay({
+      name: "back",
+      identity,
+      routes: [route("back", "app1", [hop("app1", target)])],
+      peers: ["front"],
+    });
     cleanups.push(() => back.close());
     const mk = (name: string) =>
       startRelay({

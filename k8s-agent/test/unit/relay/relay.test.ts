@@ -306,7 +306,7 @@ describe("relay: several hops", () => {
     cleanups.push(() => silent.close());
     const a = await startRelay({
       name: "relay-a",
-        limits: { pathTimeoutMs: 200 },
+      limits: { pathTimeoutMs: 200 },
       routes: [
         route("relay-a", "app1", [hop("relay-b", `ipv4://127.0.0.1:${silentPort}`), hop("app1", "ipv4://127.0.0.1:9")]),
       ],
