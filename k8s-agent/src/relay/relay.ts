@@ -207,6 +207,7 @@ export class Relay {
       this.linkPool = new LinkPool({ ...common, name: this.name });
       this.linkServer = new LinkServer({
         ...common,
+        acceptTimeoutMs: Math.min(settings.handshakeTimeoutMs, this.limits.headerTimeoutMs),
         knows: (peer) => this.table.has(peer),
         onStream: (stream, headers, peer) => this.handleLinkStream(stream, headers, peer),
       });

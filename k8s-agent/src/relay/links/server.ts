@@ -20,6 +20,11 @@ export interface LinkServerOptions {
   realm: string;
   identity: IdentitySource;
   settings: LinkSettings;
+  /**
+   * Budget for an accepted handshake (the relay passes the smaller of the link handshake
+   * timeout and its header timeout: a connection must identify itself as fast either way).
+   */
+  acceptTimeoutMs: number;
   /** Whether `peer` is a node of this relay's route table. */
   knows: (peer: string) => boolean;
   /** A CONNECT stream from `peer` (its certified name). */
@@ -69,7 +74,7 @@ export class LinkServer {
         requestCert: true,
         rejectUnauthorized: false,
         ALPNProtocols: ALPN,
-        handshakeTimeout: this.opts.settings.handshakeTimeoutMs,
+        handshakeTimeout: this.opts.acceptTimeoutMs,
       });
       server.on("secureConnection", (tls: TLSSocket) => this.secured(tls));
       server.on("tlsClientError", (err: NodeJS.ErrnoException, tls: TLSSocket) => {

@@ -159,8 +159,9 @@ export function fuzzCase(seed: number, i: number, appPort: number): FuzzCase {
   if (x < 0.65) {
     // A TLS ClientHello or other binary protocol spoken at the relay.
     const hello = Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]), randomBytes(r, 200)]);
-    const hasEnd = hello.includes("\r\n\r\n");
-    return hasEnd ? complete("binary", hello, [400, 405]) : incomplete("binary", hello);
+    // A first byte 0x16 is a relay link's TLS handshake: it fails and closes without an HTTP answer
+    // (at the latest at the header timeout), whatever follows.
+    return { kind: "binary", chunks: chunked(r, hello), end: r() < 0.7, reset: false, allowed: [0] };
   }
   if (x < 0.67) return { kind: "empty", chunks: [], end: true, reset: false, allowed: [0] };
   if (x < 0.7) {
