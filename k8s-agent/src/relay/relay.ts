@@ -265,17 +265,31 @@ export class Relay {
     }
     // Links and plain CONNECT share the listener: wait for the first byte, without losing any.
     this.sockets.add(accepted);
-    const gone = () => {
-      cleanup();
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
       this.sockets.delete(accepted);
       this.connections--;
       if (source !== undefined) this.releaseSourceOf(source);
-      accepted.destroy();
       this.maybeIdle();
     };
+    const gone = () => {
+      cleanup();
+      accepted.destroy();
+      release();
+    };
     const onTimeout = () => {
+      // Silent since it connected: the same answer as a head that never ends.
+      cleanup();
       this.observer?.tunnelFailed("header_timeout");
-      gone();
+      accepted.on("error", () => {});
+      accepted.once("close", release);
+      accepted.end(
+        errorResponse(408, "header_timeout", "request head not received in time", { "Hopway-Failed-At": this.name }),
+      );
+      accepted.setTimeout(2000, () => accepted.destroy());
+      accepted.resume();
     };
     const cleanup = () => {
       this.headerDeadlines.delete(onTimeout);

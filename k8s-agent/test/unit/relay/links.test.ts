@@ -2,9 +2,20 @@
 // by mTLS HTTP/2 links, link reuse, bulk integrity, half-close, and drain.
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { createServer } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { listen, type Running, readAll, sleep, startChain, startEcho, tunnel } from "./helpers.ts";
+import {
+  hop,
+  listen,
+  type Running,
+  readAll,
+  route,
+  sleep,
+  startChain,
+  startEcho,
+  startRelay,
+  tunnel,
+} from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -80,6 +91,95 @@ function receiveHash(
 }
 
 const BULK_MIB = Number(process.env.HOPWAY_LINKS_BULK_MIB ?? "100");
+
+describe("relay links: the pool", () => {
+  it("opens a second link to a neighbour once the first is at its concurrent-stream limit", async () => {
+    const port = await echo();
+    const [r2, r3] = (await chain(port, { links: { maxConcurrentStreams: 2 } })) as [Running, Running];
+    const open = [];
+    for (let i = 0; i < 5; i++) {
+      const t = await tunnel(r2.port);
+      expect(t.status).toBe(200);
+      open.push(t.socket);
+    }
+    // 5 tunnels, 2 streams per link: 3 links from r2 to r3, and from r3 to r1.
+    expect(r2.relay.linksByPeer().get("r3")).toBe(3);
+    expect(r3.relay.linksByPeer().get("r2")).toBe(3);
+    expect(r2.relay.linkPool?.dials).toBe(3);
+    for (const s of open) s.destroy();
+  });
+
+  it("closes a dialled link that carried no stream for the idle time", async () => {
+    const port = await echo();
+    const [r2, r3] = (await chain(port, { links: { idleTimeoutMs: 150 } })) as [Running, Running];
+    const t = await tunnel(r2.port);
+    expect(t.status).toBe(200);
+    await sleep(300);
+    // A tunnel keeps its link open however long it is quiet.
+    expect(r2.relay.linksByPeer().get("r3")).toBe(1);
+    t.socket.destroy();
+    await sleep(400);
+    expect(r2.relay.linksByPeer().size).toBe(0);
+    expect(r3.relay.linksByPeer().size).toBe(0);
+    // The next tunnel dials a new one.
+    const again = await tunnel(r2.port);
+    expect(again.status).toBe(200);
+    expect(r2.relay.linkPool?.dials).toBe(2);
+    again.socket.destroy();
+  });
+
+  it("closes a link whose PING goes unanswered, and the next tunnel dials a new one", async () => {
+    const port = await echo();
+    // r2 reaches r3 through a TCP forwarder the test can freeze (a path that silently drops).
+    const [r3] = (await startChain(["r3"], `ipv4://127.0.0.1:${port}`, { peers: ["r2"] })) as [Running];
+    cleanups.push(() => r3.close());
+    let frozen = false;
+    const pairs: Socket[] = [];
+    const forwarder = createServer((inbound) => {
+      const outbound = connect({ port: r3.port, host: "127.0.0.1" });
+      pairs.push(inbound, outbound);
+      for (const [a, b] of [
+        [inbound, outbound],
+        [outbound, inbound],
+      ] as const) {
+        a.on("data", (c: Buffer) => {
+          if (!frozen) b.write(c);
+        });
+        a.on("error", () => b.destroy());
+        a.on("close", () => b.destroy());
+      }
+    });
+    const fport = await listen(forwarder);
+    cleanups.push(() => {
+      for (const s of pairs) s.destroy();
+      forwarder.close();
+    });
+    const failures: string[] = [];
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [route("r2", "app1", [hop("r3", `ipv4://127.0.0.1:${fport}`), hop("app1", `ipv4://127.0.0.1:${port}`)])],
+      peers: ["r3"],
+      links: { pingIntervalMs: 100, pingTimeoutMs: 150 },
+      linkObserver: { linkOpened: () => {}, linkFailed: (_side, reason) => failures.push(reason) },
+    });
+    cleanups.push(() => r2.close());
+    const t = await tunnel(r2.port);
+    expect(t.status).toBe(200);
+    t.socket.resume();
+    await sleep(350);
+    expect(failures).toEqual([]); // answered pings keep it
+    frozen = true;
+    const ended = once(t.socket, "end");
+    await sleep(500);
+    expect(failures).toContain("ping_timeout");
+    expect(r2.relay.linksByPeer().size).toBe(0);
+    await ended; // the tunnel on it ended at the application
+    frozen = false;
+    const again = await tunnel(r2.port);
+    expect(again.status).toBe(200);
+    again.socket.destroy();
+  });
+});
 
 describe("relay links: data path", () => {
   it(`${BULK_MIB} MiB each way through three relays arrive intact (sha256)`, { timeout: 120_000 }, async () => {

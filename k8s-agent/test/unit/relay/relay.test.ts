@@ -186,6 +186,18 @@ describe("relay: refusals", () => {
     expect(a.status).toBe(408);
   });
 
+  it("408 to a connection that sends nothing at all, before it is known to be a link or a CONNECT", async () => {
+    const r = await relayTo("ipv4://127.0.0.1:1", { limits: { headerTimeoutMs: 150 } });
+    const socket = connect({ port: r.port, host: "127.0.0.1" });
+    socket.on("error", () => {});
+    await once(socket, "connect");
+    const a = await readAnswer(socket);
+    expect(a.status).toBe(408);
+    await once(socket, "close");
+    await sleep(20);
+    expect(r.relay.openConnections).toBe(0);
+  });
+
   it("a malformed request costs only its own connection", async () => {
     const port = await echo();
     const r = await relayTo(`ipv4://127.0.0.1:${port}`);
