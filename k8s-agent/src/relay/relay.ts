@@ -492,6 +492,15 @@ export class Relay {
       stream.respond(h, { endStream: true });
     };
     if (this.draining) return refuse(new Refusal("over_capacity", "relay is draining"));
+    // A stream counts against the connection cap as the per-tunnel connection it replaces did.
+    if (this.connections >= this.limits.maxConnections) {
+      return refuse(new Refusal("over_capacity", "relay at connection limit"));
+    }
+    this.connections++;
+    stream.once("close", () => {
+      this.connections--;
+      this.maybeIdle();
+    });
     const target = parseAuthority(String(headers[":authority"] ?? ""));
     if ("reason" in target) return refuse(new Refusal(target.reason, target.detail));
     const hopsHeader = headers["hopway-hops"];

@@ -55,11 +55,15 @@ export class LinkPool {
   private readonly backoff = new Map<string, Backoff>();
   private readonly random: () => number;
   private closing = false;
-  /** TLS handshakes completed by this pool (tests count reuse with it). */
-  dials = 0;
+  private completed = 0;
 
   constructor(private readonly opts: LinkPoolOptions) {
     this.random = opts.random ?? Math.random;
+  }
+
+  /** Links this pool has established since it started (each one a TLS handshake). */
+  get handshakes(): number {
+    return this.completed;
   }
 
   /** Open links per peer (for `hopway_relay_links`). */
@@ -180,17 +184,19 @@ export class LinkPool {
         resolve({ failure, detail: `link to ${peer} at ${addr.address}: ${failure}: ${detail}` });
       };
       const timer = setTimeout(() => fail("timeout", "handshake timed out"), settings.handshakeTimeoutMs);
-      session.once("error", (err: NodeJS.ErrnoException) => fail(failureOf(err.code), err.message));
-      session.once("close", () => fail("connect", "closed during the handshake"));
+      const onError = (err: NodeJS.ErrnoException) => fail(failureOf(err.code), err.message);
+      const onClose = () => fail("connect", "closed during the handshake");
+      session.once("error", onError);
+      session.once("close", onClose);
       session.once("connect", () => {
         if (settled) return;
         if (tlsSocket?.alpnProtocol !== "h2") return fail("tls_handshake", "peer did not select h2");
         settled = true;
         clearTimeout(timer);
-        session.removeAllListeners("error");
-        session.removeAllListeners("close");
+        session.off("error", onError);
+        session.off("close", onClose);
         this.backoff.delete(key);
-        this.dials++;
+        this.completed++;
         session.setLocalWindowSize(settings.connectionWindowBytes);
         const link = this.adopt(session, peer, key);
         this.opts.observer?.linkOpened("dial", (performance.now() - started) / 1000);

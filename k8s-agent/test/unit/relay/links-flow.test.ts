@@ -97,7 +97,7 @@ describe("relay links: flow control", () => {
     for (let i = 1; i < N; i += 20)
       await Promise.all(Array.from({ length: Math.min(20, N - i) }, (_, k) => open(i + k)));
     // Every tunnel shares the one link r2 → r3.
-    expect(r2.relay.linkPool?.dials).toBe(1);
+    expect(r2.relay.linkPool?.handshakes).toBe(1);
     expect(r3.relay.linkStreamsByPeer().get("r2")).toBe(N);
     const window = async (ms: number) => {
       const before = [...received];

@@ -51,9 +51,9 @@ describe("relay links: tunnels through three relays", () => {
     second.socket.write("again");
     expect(String((await once(second.socket, "data"))[0])).toBe("again");
     // One TLS handshake per hop for both tunnels.
-    expect(r2.relay.linkPool?.dials).toBe(1);
-    expect(r3.relay.linkPool?.dials).toBe(1);
-    expect(r1.relay.linkPool?.dials).toBe(0);
+    expect(r2.relay.linkPool?.handshakes).toBe(1);
+    expect(r3.relay.linkPool?.handshakes).toBe(1);
+    expect(r1.relay.linkPool?.handshakes).toBe(0);
     expect(r3.relay.linkStreamsByPeer().get("r2")).toBe(2);
     expect(r1.relay.linksByPeer().get("r3")).toBe(1);
     first.socket.destroy();
@@ -105,8 +105,24 @@ describe("relay links: the pool", () => {
     // 5 tunnels, 2 streams per link: 3 links from r2 to r3, and from r3 to r1.
     expect(r2.relay.linksByPeer().get("r3")).toBe(3);
     expect(r3.relay.linksByPeer().get("r2")).toBe(3);
-    expect(r2.relay.linkPool?.dials).toBe(3);
+    expect(r2.relay.linkPool?.handshakes).toBe(3);
     for (const s of open) s.destroy();
+  });
+
+  it("streams on an accepted link count against the connection cap", async () => {
+    const port = await echo();
+    // r3 holds its accepted link (one connection) and one stream: the cap of 2 is reached.
+    const [r2] = (await chain(port, { limits: { maxConnections: 2 } })) as [Running, Running];
+    const first = await tunnel(r2.port);
+    expect(first.status).toBe(200);
+    const second = await tunnel(r2.port);
+    expect(second.status).toBe(503);
+    expect(second.headers.get("hopway-failed-at")).toBe("r3");
+    first.socket.destroy();
+    await sleep(50);
+    const third = await tunnel(r2.port);
+    expect(third.status).toBe(200);
+    third.socket.destroy();
   });
 
   it("closes a dialled link that carried no stream for the idle time", async () => {
@@ -124,7 +140,7 @@ describe("relay links: the pool", () => {
     // The next tunnel dials a new one.
     const again = await tunnel(r2.port);
     expect(again.status).toBe(200);
-    expect(r2.relay.linkPool?.dials).toBe(2);
+    expect(r2.relay.linkPool?.handshakes).toBe(2);
     again.socket.destroy();
   });
 
