@@ -172,12 +172,17 @@ async function hopwayChain(label: string, targets: Partial<Record<Target, number
     keys.map(
       (k): Route => ({ from, to: k, hops: [...path.map((p) => hop(p.node, p.port)), hop(k, targets[k] as number)] }),
     );
-  // LINKS: this is where the hop transport is chosen. Today the workers sign each hop's
-  // CONNECT with the shared HMAC hop key and open one TCP connection per tunnel per hop.
-  // With links, start the workers with their link certificates (see makeCerts) instead;
-  // the routes, the middle-leg WAN links (`via`) and every figure below stay as they are.
-  const c = await startWorker(`${label}-c`, routes(`${label}-c`, []));
-  const b = await startWorker(`${label}-b`, routes(`${label}-b`, [{ node: `${label}-c`, port: await via(c.port) }]));
+  // Relay-to-relay hops are links (docs/links.md): each worker has its own certificate from the
+  // bench realm's test CA, dials its next relay over one persistent mTLS HTTP/2 link and opens a
+  // stream per tunnel on it; the middle-leg WAN emulators (`via`) sit under those links.
+  const peers = [`${label}-a`, `${label}-b`, `${label}-c`];
+  const c = await startWorker(`${label}-c`, routes(`${label}-c`, []), undefined, peers);
+  const b = await startWorker(
+    `${label}-b`,
+    routes(`${label}-b`, [{ node: `${label}-c`, port: await via(c.port) }]),
+    undefined,
+    peers,
+  );
   const bPort = await via(b.port);
   const a = await startWorker(
     `${label}-a`,
@@ -185,6 +190,8 @@ async function hopwayChain(label: string, targets: Partial<Record<Target, number
       { node: `${label}-b`, port: bPort },
       { node: `${label}-c`, port: c.port },
     ]),
+    undefined,
+    peers,
   );
   return {
     label: "hopway",

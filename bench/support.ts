@@ -12,12 +12,12 @@ import { fileURLToPath } from "node:url";
 import { buildSync } from "esbuild";
 import { imageRuntime } from "../k8s-agent/test/support/image-runtime.ts";
 import type { Route } from "../src/core/schema.ts";
+import { writeRelayTls } from "../test/support/identity.ts";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const PEER = join(ROOT, "test", "support", "bench-peer.ts");
 const WORKER = join(ROOT, "test", "support", "relay-worker.ts");
 const FLOOR = join(ROOT, "test", "support", "bench-floor-relay.ts");
-export const HOP_KEY = "bench-hop-key-0123456789abcdef";
 export const work = mkdtempSync(join(tmpdir(), "hopway-bench-"));
 const children: ChildProcess[] = [];
 // Node flags and environment exactly as the agent's container image runs it (k8s-agent/Dockerfile).
@@ -127,10 +127,19 @@ export async function forkProxy(
   return { port: msg.port, child };
 }
 
-/** A relay worker (test/support/relay-worker.ts) with a fixed route table and the bench's hop key. */
-export function startWorker(name: string, routes: Route[], env: NodeJS.ProcessEnv = IMAGE_ENV) {
+/**
+ * A relay worker (test/support/relay-worker.ts) with a fixed route table and its own link
+ * certificate from the bench realm's test CA; it takes links from `peers`.
+ */
+export function startWorker(
+  name: string,
+  routes: Route[],
+  env: NodeJS.ProcessEnv = IMAGE_ENV,
+  peers: readonly string[] = ["relay-a", "relay-b", "relay-c"],
+) {
+  const tls = writeRelayTls(join(work, "tls", name), "bench", name);
   // --expose-gc only for the idle-memory reading (a full GC before it is taken).
-  return forkProxy(WORKER_BUNDLE, [name, HOP_KEY, JSON.stringify(routes)], env, ["--expose-gc"]);
+  return forkProxy(WORKER_BUNDLE, [name, tls, JSON.stringify(routes), peers.join(",")], env, ["--expose-gc"]);
 }
 
 export async function rssOf(child: ChildProcess): Promise<{ rss: number; heap: number; tunnels: number }> {

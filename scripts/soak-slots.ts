@@ -24,7 +24,6 @@ const SOURCES = Number(process.env.HOPWAY_SLOTS_SOURCES ?? 64);
 const SECONDS = Number(process.env.HOPWAY_SLOTS_SECONDS ?? 30);
 const REOPEN_MS = Number(process.env.HOPWAY_SLOTS_REOPEN_MS ?? 2_000);
 const RSS_BOUND_MIB = Number(process.env.HOPWAY_SLOTS_RSS_MIB ?? 400);
-const KEY = Buffer.from("realm-hop-key-for-the-slots-soak");
 const TOKEN = "client-token-for-the-slots-soak";
 
 if (process.argv[2] === "--flood") {
@@ -65,7 +64,6 @@ if (process.argv[2] === "--flood") {
   const b = await countingRelay(
     {
       name: "relay-b",
-      hopKey: KEY,
       clientCidrs: ["127.0.0.2/32"],
       clientTokens: [TOKEN],
       routes: [route("relay-b", "app", [hop("app", appAddr)])],
@@ -75,7 +73,6 @@ if (process.argv[2] === "--flood") {
   const a = await countingRelay(
     {
       name: "relay-a",
-      hopKey: KEY,
       routes: [route("relay-a", "app", [hop("relay-b", `ipv4://${b.host}:${b.port}`), hop("app", appAddr)])],
     },
     "127.0.0.61",

@@ -10,9 +10,7 @@
 //   HOPWAY_TOKEN_FILE      edge.token_file (a mounted Secret)
 //   HOPWAY_EDGE_SYNC       edge.sync (route-table | records)
 //   HOPWAY_NODE            node (the record that is "this relay")
-//   HOPWAY_HOP_KEY         relay.hop_key (realm-wide secret, from a Kubernetes Secret)
-//   HOPWAY_HOP_KEY_FILE    relay.hop_key_file
-//   HOPWAY_TLS_SOURCE      relay.tls.source (edge | files)
+//   HOPWAY_TLS_SOURCE      relay.tls.source (edge | files; docs/identity.md)
 //   HOPWAY_TLS_DIR         relay.tls.dir (files: tls.crt, tls.key, ca.crt)
 //   HOPWAY_RELAY_LISTEN    relay.listen (comma-separated)
 //   HOPWAY_CLIENT_CIDRS    relay.client_cidrs (comma-separated)
@@ -59,6 +57,36 @@ const CidrSchema = z.string().refine((v) => {
   const n = Number(bits);
   return Number.isInteger(n) && n >= 0 && n <= (isIPv4(addr) ? 32 : 128);
 }, "must be a CIDR such as 10.0.0.0/8 or ::1/128");
+
+/** What replaced the realm-wide hop key; a config that still sets it is refused with this. */
+const HOP_KEY_REMOVED =
+  "removed: relays authenticate each other with mTLS links now; configure relay.tls instead (docs/links.md)";
+
+/** Relay links (docs/links.md): defaults sized for a 100 ms × 1 Gbit/s path. */
+const LinksSchema = z
+  .strictObject({
+    connection_window_bytes: z
+      .number()
+      .int()
+      .min(65_535)
+      .max(2 ** 31 - 1)
+      .default(16 * 1024 * 1024),
+    stream_window_bytes: z
+      .number()
+      .int()
+      .min(65_535)
+      .max(2 ** 31 - 1)
+      .default(2 * 1024 * 1024),
+    max_concurrent_streams: z.number().int().min(1).max(100_000).default(1000),
+    max_session_memory_mb: z.number().int().min(1).max(4096).default(64),
+    ping_interval_ms: z.number().int().min(100).max(3_600_000).default(15_000),
+    ping_timeout_ms: z.number().int().min(100).max(600_000).default(10_000),
+    idle_timeout_ms: z.number().int().min(0).max(86_400_000).default(300_000),
+    handshake_timeout_ms: z.number().int().min(50).max(120_000).default(5_000),
+    redial_initial_ms: z.number().int().min(1).max(60_000).default(200),
+    redial_max_ms: z.number().int().min(1).max(600_000).default(15_000),
+  })
+  .prefault({});
 
 const LimitsSchema = z
   .strictObject({
@@ -139,13 +167,16 @@ export const AgentConfigSchema = z
     relay: z
       .strictObject({
         listen: z.array(ListenSchema).min(1).max(16).default(["0.0.0.0:1234"]),
-        hop_key: z.string().min(16, "hop key must be at least 16 characters").optional(),
-        hop_key_file: z.string().min(1).optional(),
+        /** Kept only to refuse old configs with a message saying what replaced them. */
+        hop_key: z.unknown().optional(),
+        hop_key_file: z.unknown().optional(),
+        max_clock_skew_seconds: z.unknown().optional(),
         client_cidrs: z.array(CidrSchema).max(256).default(["127.0.0.0/8", "::1/128"]),
         client_tokens: z.array(z.string().min(16)).max(64).default([]),
-        max_clock_skew_seconds: z.number().int().min(1).max(3600).default(60),
-        limits: LimitsSchema,
+        /** This relay's link identity (docs/identity.md); without one it carries no relay-to-relay hops. */
         tls: RelayTlsSchema,
+        links: LinksSchema,
+        limits: LimitsSchema,
       })
       .prefault({}),
     /**
@@ -213,6 +244,11 @@ export const AgentConfigSchema = z
     if (c.edge.token === undefined && c.edge.token_file === undefined) {
       ctx.addIssue({ code: "custom", path: ["edge", "token"], message: "edge.token or edge.token_file is required" });
     }
+    for (const field of ["hop_key", "hop_key_file", "max_clock_skew_seconds"] as const) {
+      if (c.relay[field] !== undefined) {
+        ctx.addIssue({ code: "custom", path: ["relay", field], message: HOP_KEY_REMOVED });
+      }
+    }
     if (c.node === undefined && !c.pod.name) {
       ctx.addIssue({ code: "custom", path: ["node"], message: "node is required (or POD_NAME to default it)" });
     }
@@ -225,7 +261,6 @@ export type ParsedAgentConfig = z.infer<typeof AgentConfigSchema>;
 export interface AgentConfig extends ParsedAgentConfig {
   node: string;
   edgeToken: string;
-  hopKey: Buffer | undefined;
   /** Bearer token for the local API's writes; undefined = writes refused. */
   localApiToken: string | undefined;
 }
@@ -288,10 +323,10 @@ export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unkn
   ["HOPWAY_TOKEN_FILE", ["edge", "token_file"], String],
   ["HOPWAY_EDGE_SYNC", ["edge", "sync"], String],
   ["HOPWAY_NODE", ["node"], String],
-  ["HOPWAY_HOP_KEY", ["relay", "hop_key"], String],
-  ["HOPWAY_HOP_KEY_FILE", ["relay", "hop_key_file"], String],
-  ["HOPWAY_TLS_SOURCE", ["relay", "tls", "source"], String],
+  // A directory alone means files (cert-manager's layout); HOPWAY_TLS_SOURCE, applied after, wins.
+  ["HOPWAY_TLS_DIR", ["relay", "tls", "source"], () => "files"],
   ["HOPWAY_TLS_DIR", ["relay", "tls", "dir"], String],
+  ["HOPWAY_TLS_SOURCE", ["relay", "tls", "source"], String],
   ["HOPWAY_RELAY_LISTEN", ["relay", "listen"], list],
   ["HOPWAY_CLIENT_CIDRS", ["relay", "client_cidrs"], list],
   ["HOPWAY_ADMIN_LISTEN", ["admin", "listen"], String],
@@ -332,6 +367,9 @@ export function parseConfig(yamlText: string, env: Env): AgentConfig {
     throw new ConfigError([{ path: "", message: "the config file must be a YAML mapping" }]);
   }
   const raw = expandEnv(doc, env, [], problems) as Record<string, unknown>;
+  for (const name of ["HOPWAY_HOP_KEY", "HOPWAY_HOP_KEY_FILE"]) {
+    if (env[name] !== undefined && env[name] !== "") problems.push({ path: name, message: HOP_KEY_REMOVED });
+  }
   for (const [name, path, read] of ENV_OVERRIDES) {
     const v = env[name];
     if (v !== undefined && v !== "") setIn(raw, path, read(v));
@@ -341,13 +379,6 @@ export function parseConfig(yamlText: string, env: Env): AgentConfig {
   const c = parsed.data;
   const edgeToken =
     c.edge.token ?? (c.edge.token_file ? readSecret(c.edge.token_file, "edge.token_file", problems) : undefined);
-  let hopKeyText = c.relay.hop_key;
-  if (hopKeyText === undefined && c.relay.hop_key_file) {
-    hopKeyText = readSecret(c.relay.hop_key_file, "relay.hop_key_file", problems);
-    if (hopKeyText !== undefined && hopKeyText.length < 16) {
-      problems.push({ path: "relay.hop_key_file", message: "hop key must be at least 16 characters" });
-    }
-  }
   let localApiToken = c.admin.local_api_token;
   if (localApiToken === undefined && c.admin.local_api_token_file) {
     localApiToken = readSecret(c.admin.local_api_token_file, "admin.local_api_token_file", problems);
@@ -368,7 +399,6 @@ export function parseConfig(yamlText: string, env: Env): AgentConfig {
     node,
     pod: { ...c.pod, ...(ordinal !== undefined ? { ordinal } : {}) },
     edgeToken,
-    hopKey: hopKeyText === undefined ? undefined : Buffer.from(hopKeyText, "utf8"),
     localApiToken,
   };
 }

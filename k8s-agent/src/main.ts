@@ -3,6 +3,7 @@
 // (SIGTERM: stop accepting, not ready, deregister, drain, exit 0).
 import { createServer, type Server } from "node:net";
 import { Registry } from "prom-client";
+import type { IdentitySource } from "../../src/core/identity.ts";
 import { listenersFor, type NamedListenerDeclaration } from "../../src/core/listener.ts";
 import { WorkloadScalingSchema } from "../../src/core/scaling.ts";
 import { type AdminServer, startAdminServer } from "./admin/server.ts";
@@ -42,11 +43,21 @@ function listenTarget(addr: string): { path: string } | { host: string; port: nu
   return { host: (m[1] ?? m[2]) as string, port: Number(m[3]) };
 }
 
+export interface AgentOptions {
+  /** The identity the relay presents on its links; default: the one `relay.tls` configures. */
+  identity?: IdentitySource;
+}
+
 export async function startAgent(
   config: AgentConfig,
   log: Logger = createLogger(config.log_level, { node: config.node }),
+  opts: AgentOptions = {},
 ): Promise<RunningAgent> {
   const registry = new Registry();
+  // Edge-issued (default) or cert-manager files (docs/identity.md); tests may hand links another source.
+  const identity = createRelayIdentity(config, registry, log);
+  const linkIdentity = opts.identity ?? identity;
+  const linkSettings = config.relay.links;
   const table = new RoutingTable(config.node);
   const limits = config.relay.limits;
   let ready = false;
@@ -62,6 +73,8 @@ export async function startAgent(
     routeTableFetchedAt: () => edge?.tableConfirmedAt,
     edgeReachable: () => edge?.reachable ?? false,
     edgeAuthFailed: () => edge?.authFailed ?? false,
+    linksByPeer: () => relay.linksByPeer(),
+    linkStreamsByPeer: () => relay.linkStreamsByPeer(),
   });
   // Key ownership (issue 8): group memberships followed for the relay's key-affine CONNECT and /v1/local/owners.
   const ownership = new MembershipFollower({
@@ -83,10 +96,23 @@ export async function startAgent(
     name: config.node,
     selfAddresses,
     table,
-    hopKey: config.hopKey,
+    realm: config.edge.realm,
+    identity: linkIdentity,
+    links: {
+      connectionWindowBytes: linkSettings.connection_window_bytes,
+      streamWindowBytes: linkSettings.stream_window_bytes,
+      maxConcurrentStreams: linkSettings.max_concurrent_streams,
+      maxSessionMemoryMb: linkSettings.max_session_memory_mb,
+      pingIntervalMs: linkSettings.ping_interval_ms,
+      pingTimeoutMs: linkSettings.ping_timeout_ms,
+      idleTimeoutMs: linkSettings.idle_timeout_ms,
+      handshakeTimeoutMs: linkSettings.handshake_timeout_ms,
+      redialInitialMs: linkSettings.redial_initial_ms,
+      redialMaxMs: linkSettings.redial_max_ms,
+    },
+    linkObserver: metrics,
     clientCidrs: config.relay.client_cidrs,
     clientTokens: config.relay.client_tokens,
-    maxClockSkewSeconds: config.relay.max_clock_skew_seconds,
     limits: {
       maxConnections: limits.max_connections,
       maxConnectionsPerSource: limits.max_connections_per_source,
@@ -103,9 +129,6 @@ export async function startAgent(
     log: (level, msg, fields) => log.log(level, msg, fields),
     resolveTarget: keyTargetResolver(ownership),
   });
-  if (!config.hopKey) log.warn("no hop key configured: this relay neither accepts nor makes relay-to-relay hops");
-
-  const identity = createRelayIdentity(config, registry, log);
 
   const scaling = new ScalingSignals({ config: config.scaling, podName: config.pod.name ?? config.node, registry });
 
@@ -123,6 +146,7 @@ export async function startAgent(
     onTable: (t) => table.set(t),
     onTrustBundle: (bundle) => identity.updateTrustBundle(bundle),
     report: () => scaling.heartbeatReport(),
+    links: () => relay.linkReport(),
     onScaling: (s) => {
       const parsed = WorkloadScalingSchema.safeParse(s);
       if (parsed.success) scaling.applyEdgeScaling(parsed.data);
@@ -237,6 +261,14 @@ export async function startAgent(
       }
       if (servers.some((s) => !s.listening)) {
         return { reason: "listener_down", message: "a relay listener is not listening" };
+      }
+      // Without a valid certificate no link can be made or accepted: when the table routes through
+      // other relays, those tunnels would all fail (a relay that only reaches its own targets is fine).
+      if (table.needsLinks && linkIdentity.material() === undefined) {
+        return {
+          reason: "no_certificate",
+          message: "no valid relay certificate yet (docs/identity.md); relay-to-relay links are refused",
+        };
       }
       return undefined;
     },

@@ -4,6 +4,7 @@
 // cannot blow up the series count.
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { ListenerObserver, ListenerResult } from "./listeners/manager.ts";
+import { LINK_FAILURES, type LinkFailure, type LinkObserver, type LinkSide } from "./relay/links/options.ts";
 import { FAILURE_REASONS, type FailureReason } from "./relay/protocol.ts";
 import type { NextRole, PeerRole, RelayCounters, RelayObserver } from "./relay/relay.ts";
 
@@ -29,10 +30,17 @@ export interface RelayMetricSources {
   edgeReachable: () => boolean;
   /** True while the edge refuses the agent's token. */
   edgeAuthFailed?: () => boolean;
+  /** Open relay links per peer relay (names from the route table: a bounded set). */
+  linksByPeer?: () => Map<string, number>;
+  linkStreamsByPeer?: () => Map<string, number>;
   now?: () => number;
 }
 
-export interface RelayMetrics extends RelayObserver {
+export const LINK_SIDES: readonly LinkSide[] = ["dial", "accept"];
+/** TLS 1.3 + HTTP/2 handshakes: loopback is ~5 ms, a 100 ms path ~2 round trips. */
+export const HANDSHAKE_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2] as const;
+
+export interface RelayMetrics extends RelayObserver, LinkObserver {
   registry: Registry;
 }
 
@@ -136,6 +144,59 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
       this.set(src.edgeAuthFailed?.() === true ? 1 : 0);
     },
   });
+  new Gauge({
+    name: "hopway_relay_links",
+    help: "Relay links open now, by peer relay (both directions; peers are nodes of the route table).",
+    labelNames: ["peer"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [peer, n] of src.linksByPeer?.() ?? []) this.set({ peer }, n);
+    },
+  });
+  new Gauge({
+    name: "hopway_relay_link_streams",
+    help: "Tunnel streams open now on relay links, by peer relay.",
+    labelNames: ["peer"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [peer, n] of src.linkStreamsByPeer?.() ?? []) this.set({ peer }, n);
+    },
+  });
+  new Gauge({
+    name: "hopway_relay_link_streams_total",
+    help: "Tunnel streams open now on all relay links.",
+    registers: [registry],
+    collect() {
+      let total = 0;
+      for (const n of src.linkStreamsByPeer?.().values() ?? []) total += n;
+      this.set(total);
+    },
+  });
+  const linkDials = new Counter({
+    name: "hopway_relay_link_handshakes_total",
+    help: "Relay links established, by side (dial = this relay connected, accept = a peer connected).",
+    labelNames: ["side"] as const,
+    registers: [registry],
+  });
+  const linkFailures = new Counter({
+    name: "hopway_relay_link_failures_total",
+    help: "Relay links refused, failed or closed abnormally, by side and reason.",
+    labelNames: ["side", "reason"] as const,
+    registers: [registry],
+  });
+  const handshake = new Histogram({
+    name: "hopway_relay_link_handshake_duration_seconds",
+    help: "Time to establish a relay link (TCP connect, TLS 1.3 and HTTP/2 preface).",
+    labelNames: ["side"] as const,
+    buckets: [...HANDSHAKE_BUCKETS_SECONDS],
+    registers: [registry],
+  });
+  for (const side of LINK_SIDES) {
+    linkDials.inc({ side }, 0);
+    for (const reason of LINK_FAILURES) linkFailures.inc({ side, reason }, 0);
+  }
   // Predeclare every series so rates exist (as 0) before the first event.
   for (const reason of FAILURE_REASONS) failed.inc({ reason }, 0);
   for (const peer of PEER_ROLES) for (const next of NEXT_ROLES) opened.inc({ peer, next }, 0);
@@ -151,6 +212,13 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
     },
     tunnelFailed(reason: FailureReason) {
       failed.inc({ reason });
+    },
+    linkOpened(side: LinkSide, seconds: number) {
+      linkDials.inc({ side });
+      handshake.observe({ side }, seconds);
+    },
+    linkFailed(side: LinkSide, reason: LinkFailure) {
+      linkFailures.inc({ side, reason });
     },
   };
 }

@@ -169,7 +169,6 @@ export interface MeshOptions {
   /** Work directory for the agents' configs and data dirs (the edge keeps its state in memory). */
   workDir: string;
   realm?: string;
-  hopKey?: string;
   /** Which agent registers which records besides its own relay record. */
   appsOf?: Record<string, string[]>;
   /** Extra records (same shape as topology entries) added before the import, e.g. more apps. */
@@ -219,7 +218,6 @@ async function api(
 
 export async function startMesh(opts: MeshOptions): Promise<Mesh> {
   const realm = opts.realm ?? "loopback";
-  const hopKey = opts.hopKey ?? "e2e-hop-key-0123456789abcdef";
   mkdirSync(opts.workDir, { recursive: true });
   const reference = { ...(await loadReferenceTopology()), ...(opts.extra ?? {}) };
   const { topology } = await loopbackTopology(reference);
@@ -268,7 +266,7 @@ export async function startMesh(opts: MeshOptions): Promise<Mesh> {
         records,
         relay: {
           listen,
-          hop_key: hopKey,
+          // The link certificate comes from the realm's edge (relay.tls.source: edge, the default).
           limits: { connect_timeout_ms: 2000, path_timeout_ms: 5000, ...(opts.agentLimits ?? {}) },
         },
         admin: { listen: "127.0.0.1:0" },
@@ -287,6 +285,12 @@ export async function startMesh(opts: MeshOptions): Promise<Mesh> {
       agents.set(relay, agent);
       await agent.waitFor((l) => l.msg === "relay listening", 30_000, "relay listening");
       await agent.waitFor((l) => l.msg === "route table applied", 30_000, "route table");
+      // Relay-to-relay tunnels need the relay's certificate, which the edge issues after registration.
+      await agent.waitFor(
+        (l) => l.msg === "relay certificate issued" || l.msg === "relay certificate loaded from disk",
+        30_000,
+        "relay certificate",
+      );
       return agent;
     },
     stopEdge: () => edge.stop(),

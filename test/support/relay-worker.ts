@@ -2,19 +2,22 @@
 // listener settings, default limits (header, connect and idle timeouts) and
 // Prometheus observer as hopway-agent, with a fixed route table instead of the
 // edge (so the edge's own load does not enter the figures).
-// Usage (forked with an IPC channel): relay-worker.ts NAME HOPKEY ROUTES_JSON [LISTEN]
-// LISTEN is a comma-separated list of loopback host:port (default 127.0.0.1:0); once all
-// listen it sends {port, ports}, `port` being the first's. Messages in: {cmd: "rss"} → {rss} after a full GC; {cmd: "metrics"} → {text}.
+// Usage (forked with an IPC channel): relay-worker.ts NAME TLS_DIR ROUTES_JSON [PEERS] [LISTEN]
+// TLS_DIR holds tls.crt, tls.key, ca.crt for relay links (realm "bench"); PEERS, comma-separated,
+// are the relays whose links it accepts. LISTEN is a comma-separated list of loopback host:port
+// (default 127.0.0.1:0); once all listen it sends {port, ports}, `port` being the first's.
+// Messages in: {cmd: "rss"} → {rss} after a full GC; {cmd: "metrics"} → {text}.
 import { createServer } from "node:net";
 import { Registry } from "prom-client";
 import { createRelayMetrics } from "../../k8s-agent/src/metrics.ts";
 import { Relay } from "../../k8s-agent/src/relay/relay.ts";
 import { RoutingTable } from "../../k8s-agent/src/relay/table.ts";
 import type { Route } from "../../src/core/schema.ts";
+import { identityFromFiles } from "./identity.ts";
 
-const [name = "relay", hopKey = "bench-hop-key-0123456789", routesJson = "[]", listenList = "127.0.0.1:0"] =
-  process.argv.slice(2);
+const [name = "relay", tlsDir = "", routesJson = "[]", peers = "", listenList = "127.0.0.1:0"] = process.argv.slice(2);
 const routes = JSON.parse(routesJson) as Route[];
+for (const p of peers.split(",")) if (p !== "" && p !== name) routes.push({ from: name, to: p, hops: null });
 const table = new RoutingTable(name);
 table.set({ node: name, version: 1, routes });
 const bufferBytes = 256 * 1024;
@@ -26,11 +29,15 @@ const metrics = createRelayMetrics(registry, {
   routeTableVersion: () => table.version,
   routeTableFetchedAt: () => Date.now(),
   edgeReachable: () => true,
+  linksByPeer: () => relay.linksByPeer(),
+  linkStreamsByPeer: () => relay.linkStreamsByPeer(),
 });
 const relay: Relay = new Relay({
   name,
   table,
-  hopKey: Buffer.from(hopKey),
+  realm: "bench",
+  identity: tlsDir ? identityFromFiles(tlsDir) : undefined,
+  linkObserver: metrics,
   // The agent's defaults except the connection cap, raised so one process can hold the idle-tunnel run.
   limits: { maxConnections: 20_000, bufferBytes },
   observer: metrics,

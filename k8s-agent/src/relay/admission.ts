@@ -36,6 +36,8 @@ export class Admission {
   private readonly perSource = new Map<string, number>();
   private readonly sourceOf = new WeakMap<Socket, string>();
   private readonly inTunnelPool = new WeakSet<Socket>();
+  /** Handshakes whose peer has sent its first bytes (a CONNECT head, a TLS ClientHello). */
+  private readonly spoken = new WeakSet<Socket>();
   private tunnelPool = 0;
 
   constructor(private readonly limits: AdmissionLimits) {}
@@ -85,11 +87,17 @@ export class Admission {
     }
     let evicted: Socket | undefined;
     if (this.handshakes.size >= this.limits.maxHandshakes) {
-      const oldest = this.handshakes.keys().next();
-      if (!oldest.done) {
-        evicted = oldest.value;
-        this.leaveHandshakes(evicted);
+      // The oldest peer that has said nothing yet goes first: an idle flood then churns its own
+      // slots and never pushes out a relay in the middle of its TLS handshake, or a client whose
+      // head is on its way. Only when every handshake has spoken does the oldest one go.
+      for (const s of this.handshakes.keys()) {
+        if (!this.spoken.has(s)) {
+          evicted = s;
+          break;
+        }
       }
+      evicted ??= this.handshakes.keys().next().value;
+      if (evicted !== undefined) this.leaveHandshakes(evicted);
     }
     this.handshakes.set(socket, source);
     increment(this.handshakesBySource, source);
@@ -105,6 +113,42 @@ export class Admission {
     this.inTunnelPool.add(socket);
     this.tunnelPool++;
     return true;
+  }
+
+  /** The peer sent its first bytes: it is handshaking, not idling. */
+  spoke(socket: Socket): void {
+    this.spoken.add(socket);
+  }
+
+  /**
+   * The same connection under a new socket object (pump.ts adopt() moves the handle into one).
+   * A handshake re-enters the pool as its youngest member: adoption follows the first byte at once.
+   */
+  rekey(from: Socket, to: Socket): void {
+    if (from === to) return;
+    const source = this.sourceOf.get(from);
+    if (source !== undefined) {
+      this.sourceOf.delete(from);
+      this.sourceOf.set(to, source);
+    }
+    const hs = this.handshakes.get(from);
+    if (hs !== undefined) {
+      this.handshakes.delete(from);
+      this.handshakes.set(to, hs);
+    }
+    if (this.inTunnelPool.delete(from)) this.inTunnelPool.add(to);
+    if (this.spoken.delete(from)) this.spoken.add(to);
+  }
+
+  /** A tunnel on an accepted link: it takes a place in the tunnel pool, as the connection it replaces did. */
+  takeStream(): boolean {
+    if (this.tunnelPool >= this.limits.maxConnections) return false;
+    this.tunnelPool++;
+    return true;
+  }
+
+  releaseStream(): void {
+    this.tunnelPool--;
   }
 
   /** A verified relay hop: it no longer counts against its source address. */

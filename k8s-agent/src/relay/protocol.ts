@@ -107,7 +107,15 @@ export function parseConnectHead(head: Buffer): ConnectRequest | HeadProblem {
   if (m[1] !== "CONNECT") {
     return { reason: "method_not_allowed", detail: "only CONNECT is supported (use curl -p / a tunnelling proxy)" };
   }
-  const authority = m[2] as string;
+  const target = parseAuthority(m[2] as string);
+  if ("reason" in target) return target;
+  const headers = parseHeaders(lines.slice(1));
+  if (typeof headers === "string") return { reason: "bad_request", detail: headers };
+  return { ...target, headers };
+}
+
+/** A CONNECT target, `<node-name>[:<port>]`, from a request line or a link stream's `:authority`. */
+export function parseAuthority(authority: string): Omit<ConnectRequest, "headers"> | HeadProblem {
   const am = /^([^:\s]+)(?::(\d{1,5}))?$/.exec(authority);
   if (!am) return { reason: "bad_request", detail: "CONNECT target must be <node-name>:<port>" };
   const node = am[1] as string;
@@ -116,9 +124,7 @@ export function parseConnectHead(head: Buffer): ConnectRequest | HeadProblem {
   }
   const port = am[2] === undefined ? 0 : Number(am[2]);
   if (port > 65535) return { reason: "bad_request", detail: "port must be 0-65535" };
-  const headers = parseHeaders(lines.slice(1));
-  if (typeof headers === "string") return { reason: "bad_request", detail: headers };
-  return { authority, node, port, headers };
+  return { authority, node, port };
 }
 
 export interface ResponseHead {
@@ -135,7 +141,7 @@ export function parseResponseHead(head: Buffer): ResponseHead | string {
   return { status: Number(m[1]), headers };
 }
 
-function sanitize(value: string): string {
+export function sanitize(value: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping control characters is the point.
   return value.replace(/[\r\n\0-\x1f\x7f]/g, " ").slice(0, 512);
 }

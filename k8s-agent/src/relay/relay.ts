@@ -10,14 +10,30 @@
 // its neighbours, and no upstream (stale or hostile) can steer traffic through
 // nodes this relay would not pick. The resolver's shortest paths through
 // egress(S) ∪ ingress(T) make a relay's own route the suffix of the source's
-// route in the reference topologies; `Hopway-Hops` (signed) records the relays
-// visited so a disagreement between tables can never loop, and `Hopway-Path`
-// in the 200 answer reports the path actually taken.
-import { connect, type NetConnectOpts, type Socket } from "node:net";
+// route in the reference topologies; `hopway-hops` records the relays visited
+// so a disagreement between tables can never loop, and `Hopway-Path` in the 200
+// answer reports the path actually taken.
+//
+// Relay-to-relay hops travel over links (links/, docs/links.md): mutually
+// authenticated TLS 1.3 + HTTP/2 connections, one CONNECT stream per tunnel. The
+// same listener takes both: a first byte 0x16 is a TLS record (a link), anything
+// else is an application's plain CONNECT.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from "node:http2";
+import { connect, type NetConnectOpts, Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import type { IdentitySource } from "../../../src/core/identity.ts";
 import { MAX_HOPS } from "../../../src/core/schema.ts";
 import type { CarryOutcome, CarryTarget } from "../listeners/manager.ts";
 import { Admission } from "./admission.ts";
-import { CidrList, clientToken, ReplayCache, signHop, tokenMatches, verifyHop } from "./auth.ts";
+import { CidrList, clientToken, tokenMatches } from "./auth.ts";
+import {
+  DEFAULT_LINK_SETTINGS,
+  type LinkObserver,
+  LinkPool,
+  LinkServer,
+  type LinkSettings,
+  pipeLeg,
+} from "./links/index.ts";
 import {
   type ConnectRequest,
   errorResponse,
@@ -25,10 +41,11 @@ import {
   type FailureReason,
   findHeadEnd,
   MAX_HEAD_BYTES,
+  parseAuthority,
   parseConnectHead,
-  parseResponseHead,
   reasonForStatus,
   STATUS_FOR,
+  sanitize,
 } from "./protocol.ts";
 import { adopt, connectReading, pump, readThroughNode, setSink } from "./pump.ts";
 import { SelfAddresses } from "./self-addresses.ts";
@@ -38,19 +55,18 @@ export type PeerRole = "client" | "relay";
 export type NextRole = "relay" | "target";
 
 export interface RelayLimits {
-  /** Authenticated connections (relay/admission.ts: the tunnel pool). */
+  /** Authenticated connections and link streams (relay/admission.ts: the tunnel pool). */
   maxConnections: number;
   /**
    * Connections one client address may hold, handshakes included; 0 = no per-source cap.
-   * Authenticated relays are exempt once their hop is verified: every tunnel a neighbour
-   * relay carries comes from its one address.
+   * Relay links are exempt once verified: a neighbour carries all its tunnels on a few links.
    */
   maxConnectionsPerSource: number;
   /** Unauthenticated handshakes in flight (sources outside client_cidrs); the oldest goes when full. */
   maxHandshakes: number;
   /** Unauthenticated handshakes one source address may hold; 0 = no cap. */
   maxHandshakesPerSource: number;
-  /** Time an unauthenticated peer gets to send its head (at most headerTimeoutMs). */
+  /** Time an unauthenticated peer gets to send its head or finish its TLS handshake (at most headerTimeoutMs). */
   handshakeTimeoutMs: number;
   connectTimeoutMs: number;
   /** Time for the whole downstream path to answer (each relay below has its own connect timeout). */
@@ -85,16 +101,18 @@ export interface RelayOptions {
   /** This relay's record name. */
   name: string;
   table: RoutingTable;
-  /** Realm-wide hop key; without one this relay neither accepts nor signs relay hops. */
-  hopKey?: Buffer | undefined;
+  /**
+   * The realm (the trust domain of relay certificates) and this relay's TLS identity.
+   * Without an identity this relay neither accepts nor makes relay hops.
+   */
+  realm?: string;
+  identity?: IdentitySource | undefined;
+  links?: Partial<LinkSettings>;
+  linkObserver?: LinkObserver;
   clientCidrs?: readonly string[];
   clientTokens?: readonly string[];
   limits?: Partial<RelayLimits>;
-  maxClockSkewSeconds?: number;
-  replayCacheSize?: number;
   observer?: RelayObserver;
-  /** Seconds since the epoch; injectable for the skew-window tests. */
-  now?: () => number;
   log?: (level: "info" | "warn" | "debug", msg: string, fields: Record<string, unknown>) => void;
   /**
    * Read through the relay's reused buffers (pump.ts); default true. False reads through
@@ -114,8 +132,9 @@ export interface RelayOptions {
 }
 
 export interface Tunnel {
-  client: Socket;
-  upstream: Socket;
+  /** A socket, or a CONNECT stream of a relay link. */
+  client: Duplex;
+  upstream: Duplex;
   peer: PeerRole;
   next: NextRole;
   openedAt: number;
@@ -132,8 +151,17 @@ export interface RelayCounters {
 }
 
 type DialResult =
-  | { ok: true; socket: Socket; rest: Buffer; path: string }
+  | { ok: true; socket: Duplex; rest: Buffer; path: string }
   | { ok: false; refusal: Refusal; final: boolean };
+
+/** The next hop is up: what `splice` needs. */
+interface PathUp {
+  upstream: Duplex;
+  rest: Buffer;
+  path: string;
+  next: NextRole;
+  seconds: number;
+}
 
 /**
  * How the peer learns the outcome: an HTTP answer on the socket (CONNECT), or, for a
@@ -156,13 +184,12 @@ export class Relay {
   readonly limits: RelayLimits;
   readonly counters: RelayCounters = { up: { client: 0, relay: 0 }, down: { client: 0, relay: 0 } };
   private readonly table: RoutingTable;
-  private readonly hopKey: Buffer | undefined;
+  /** Relay links, both ways; undefined without an identity. */
+  readonly linkPool: LinkPool | undefined;
+  readonly linkServer: LinkServer | undefined;
   private readonly cidrs;
   private readonly tokens: Buffer[];
-  private readonly skew: number;
-  private readonly replay: ReplayCache;
   private readonly observer: RelayObserver | undefined;
-  private readonly now: () => number;
   private readonly log: NonNullable<RelayOptions["log"]>;
   private readonly resolveTarget: RelayOptions["resolveTarget"];
   private readonly reuseReadBuffers: boolean;
@@ -184,21 +211,40 @@ export class Relay {
   constructor(opts: RelayOptions) {
     this.name = opts.name;
     this.table = opts.table;
-    this.hopKey = opts.hopKey;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.cidrs = new CidrList(opts.clientCidrs ?? ["127.0.0.0/8", "::1/128"]);
     this.tokens = (opts.clientTokens ?? []).map((t) => Buffer.from(t));
-    this.skew = opts.maxClockSkewSeconds ?? 60;
-    this.replay = new ReplayCache(2 * this.skew + 1, opts.replayCacheSize ?? 200_000);
     this.observer = opts.observer;
-    this.now = opts.now ?? (() => Date.now() / 1000);
     this.log = opts.log ?? (() => {});
+    if (opts.identity) {
+      if (opts.realm === undefined) throw new Error("a relay with an identity needs its realm");
+      const settings = { ...DEFAULT_LINK_SETTINGS, ...opts.links };
+      const common = {
+        realm: opts.realm,
+        identity: opts.identity,
+        settings,
+        observer: opts.linkObserver,
+        log: this.log,
+      };
+      this.linkPool = new LinkPool({ ...common, name: this.name });
+      this.linkServer = new LinkServer({
+        ...common,
+        acceptTimeoutMs: Math.min(settings.handshakeTimeoutMs, this.limits.headerTimeoutMs),
+        knows: (peer) => this.table.has(peer),
+        onStream: (stream, headers, peer) => this.handleLinkStream(stream, headers, peer),
+      });
+      // A relay whose record left the table loses its links with that same update.
+      this.table.onChange(() => {
+        this.linkServer?.dropUnknown();
+        this.linkPool?.closeWhere((peer) => !this.table.has(peer));
+      });
+    }
     this.resolveTarget = opts.resolveTarget;
     this.reuseReadBuffers = opts.reuseReadBuffers ?? true;
     this.selfAddresses = opts.selfAddresses ?? new SelfAddresses();
+    this.admission = new Admission(this.limits);
     this.headerDeadlines = new Deadlines(this.limits.headerTimeoutMs);
     this.handshakeDeadlines = new Deadlines(Math.min(this.limits.headerTimeoutMs, this.limits.handshakeTimeoutMs));
-    this.admission = new Admission(this.limits);
     this.connectDeadlines = new Deadlines(this.limits.connectTimeoutMs);
     this.pathDeadlines = new Deadlines(this.limits.pathTimeoutMs);
   }
@@ -206,6 +252,30 @@ export class Relay {
   /** Open tunnels (both sides spliced). */
   get activeTunnels(): number {
     return this.tunnels.size;
+  }
+  /** Open relay links per peer, both directions. */
+  linksByPeer(): Map<string, number> {
+    return mergeCounts(this.linkPool?.linksByPeer(), this.linkServer?.linksByPeer());
+  }
+  /**
+   * This relay's links as it reports them with its heartbeat (the topology page): every peer
+   * with an open link (up), and every peer whose last dial failed and that has none (down).
+   * Peers it has no reason to link to right now (idle links close) are not listed.
+   */
+  linkReport(): Array<{ peer: string; up: boolean; streams: number }> {
+    const links = this.linksByPeer();
+    const streams = this.linkStreamsByPeer();
+    const out = [...links]
+      .filter(([, n]) => n > 0)
+      .map(([peer]) => ({ peer, up: true, streams: streams.get(peer) ?? 0 }));
+    for (const peer of this.linkPool?.failingPeers() ?? []) {
+      if (!links.get(peer)) out.push({ peer, up: false, streams: 0 });
+    }
+    return out.sort((a, b) => a.peer.localeCompare(b.peer)).slice(0, 256);
+  }
+  /** Open streams on relay links per peer, both directions. */
+  linkStreamsByPeer(): Map<string, number> {
+    return mergeCounts(this.linkPool?.streamsByPeer(), this.linkServer?.streamsByPeer());
   }
   /** Accepted connections still open, in handshake or tunnelled. */
   get openConnections(): number {
@@ -218,57 +288,122 @@ export class Relay {
 
   /** Takes ownership of an accepted socket. Never throws; a bad peer only loses its own connection. */
   handle(accepted: Socket, opts: { local?: boolean } = {}): void {
-    const local = opts.local === true;
-    // Authenticated by address at accept: a unix-socket peer or a client_cidrs source.
-    const trusted = local || this.cidrs.allows(accepted.remoteAddress);
-    const socket = this.admit(accepted, local, trusted, HTTP);
-    if (socket !== undefined) {
-      this.readHead(socket, local, trusted ? this.headerDeadlines : this.handshakeDeadlines);
-    }
-  }
-
-  /**
-   * Takes a listener's accepted socket (k8s-agent/src/listeners) and carries it to `target`
-   * exactly as `CONNECT target` from a local client would go: same table, limits and metrics.
-   * The listener has already admitted the source by client_cidrs, so it is authenticated by
-   * address like such a client; `settled` learns the outcome once.
-   */
-  carry(accepted: Socket, target: CarryTarget, settled: (outcome: CarryOutcome) => void): void {
-    const reply: Reply = { kind: "listener", settled };
-    const socket = this.admit(accepted, false, true, reply);
-    if (socket === undefined) return;
-    // The client may speak first (a Redis command): hold its bytes in the kernel until the
-    // path is up and the tunnel pumps them; a socket with no sink would discard them.
-    socket.pause();
-    const headers = new Map<string, string>();
-    if (target.key !== undefined) headers.set("hopway-key", encodeURIComponent(target.key));
-    const req: ConnectRequest = { authority: target.authority, node: target.node, port: target.port, headers };
-    this.forward(socket, req, EMPTY, "client", [], reply).catch((err: unknown) => {
-      this.log("warn", "listener connection failed", { error: String(err) });
-      socket.destroy();
-    });
-  }
-
-  /** Admission (docs/security/relay.md) and socket set-up shared by every way in; undefined when refused. */
-  private admit(accepted: Socket, local: boolean, trusted: boolean, reply: Reply): Socket | undefined {
     if (this.draining) {
-      this.refuseAtAccept(accepted, "relay is draining", reply);
-      return undefined;
+      this.refuseAtAccept(accepted, "relay is draining", HTTP);
+      return;
     }
+    const local = opts.local === true;
     const source = local ? undefined : (accepted.remoteAddress ?? "unknown");
+    // Authenticated by address at accept: a unix-socket peer or a client_cidrs source. Anyone else
+    // waits in the small handshake pool until its credentials (token or link certificate) pass.
+    const trusted = local || this.cidrs.allows(accepted.remoteAddress);
     const refusal = this.admission.refusal(source, trusted);
     if (refusal !== undefined) {
-      this.refuseAtAccept(accepted, refusal, reply);
-      return undefined;
+      this.refuseAtAccept(accepted, refusal, HTTP);
+      return;
     }
-    // Adopted only now: a refusal above never reads, so it needs no reader.
-    const socket = this.reuseReadBuffers ? adopt(accepted, this.limits.bufferBytes) : readThroughNode(accepted);
-    const evicted = this.admission.enter(socket, source, trusted);
+    const evicted = this.admission.enter(accepted, source, trusted);
     if (evicted !== undefined) {
       this.observer?.tunnelFailed("over_capacity");
       evicted.destroy();
     }
     this.connections++;
+    const deadlines = trusted ? this.headerDeadlines : this.handshakeDeadlines;
+    if (this.linkServer === undefined) {
+      this.admitPlain(accepted, local, EMPTY, deadlines);
+      return;
+    }
+    // Links and plain CONNECT share the listener: wait for the first byte, without losing any.
+    this.sockets.add(accepted);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.sockets.delete(accepted);
+      this.connections--;
+      this.admission.release(accepted);
+      this.maybeIdle();
+    };
+    const gone = () => {
+      cleanup();
+      accepted.destroy();
+      release();
+    };
+    const onTimeout = () => {
+      cleanup();
+      // Evicted from the handshake pool meanwhile: already closed and counted.
+      if (accepted.destroyed) return release();
+      // Silent since it connected: the same answer as a head that never ends.
+      this.observer?.tunnelFailed("header_timeout");
+      accepted.on("error", () => {});
+      accepted.once("close", release);
+      accepted.end(
+        errorResponse(408, "header_timeout", "request head not received in time", { "Hopway-Failed-At": this.name }),
+      );
+      accepted.setTimeout(2000, () => accepted.destroy());
+      accepted.resume();
+    };
+    const cleanup = () => {
+      deadlines.delete(onTimeout);
+      accepted.off("readable", onReadable);
+      accepted.off("end", gone);
+      accepted.off("error", gone);
+      accepted.off("close", gone);
+    };
+    const onReadable = () => {
+      const first = accepted.read() as Buffer | null;
+      if (first === null) return;
+      cleanup();
+      this.sockets.delete(accepted);
+      this.admission.spoke(accepted);
+      if (first[0] === 0x16) {
+        accepted.unshift(first);
+        this.acceptLink(accepted);
+      } else {
+        this.admitPlain(accepted, local, first, deadlines);
+      }
+    };
+    deadlines.add(onTimeout);
+    accepted.on("readable", onReadable);
+    accepted.once("end", gone);
+    accepted.once("error", gone);
+    // Evicted from the handshake pool before its first byte.
+    accepted.once("close", gone);
+  }
+
+  private acceptLink(socket: Socket): void {
+    const server = this.linkServer as LinkServer;
+    this.sockets.add(socket);
+    server.accept(
+      socket,
+      () => {
+        this.sockets.delete(socket);
+        this.connections--;
+        this.admission.release(socket);
+        this.maybeIdle();
+      },
+      () => {
+        // Verified: a relay of the realm. Out of the handshake pool, and not counted per source.
+        if (!this.admission.promote(socket)) return false;
+        this.admission.exempt(socket);
+        return true;
+      },
+    );
+  }
+
+  /** A plain CONNECT connection (already counted); `first` holds bytes already read from it. */
+  private admitPlain(accepted: Socket, local: boolean, first: Buffer, deadlines: Deadlines): void {
+    const socket = this.own(accepted);
+    this.readHead(socket, local, first, deadlines);
+  }
+
+  /**
+   * Takes an admitted, counted socket over: reads through the relay's buffers from now on
+   * (adopted only now: a refusal before this never reads, so it needs no reader).
+   */
+  private own(accepted: Socket): Socket {
+    const socket = this.reuseReadBuffers ? adopt(accepted, this.limits.bufferBytes) : readThroughNode(accepted);
+    this.admission.rekey(accepted, socket);
     this.sockets.add(socket);
     // `close` fires once: plain `on` listeners skip the wrapper objects `once` allocates per socket.
     socket.on("close", () => {
@@ -284,6 +419,39 @@ export class Relay {
     return socket;
   }
 
+  /**
+   * Takes a listener's accepted socket (k8s-agent/src/listeners) and carries it to `target`
+   * exactly as `CONNECT target` from a local client would go: same table, limits and metrics.
+   * The listener has already admitted the source by client_cidrs, so it is authenticated by
+   * address like such a client; `settled` learns the outcome once.
+   */
+  carry(accepted: Socket, target: CarryTarget, settled: (outcome: CarryOutcome) => void): void {
+    const reply: Reply = { kind: "listener", settled };
+    if (this.draining) {
+      this.refuseAtAccept(accepted, "relay is draining", reply);
+      return;
+    }
+    const source = accepted.remoteAddress ?? "unknown";
+    const refusal = this.admission.refusal(source, true);
+    if (refusal !== undefined) {
+      this.refuseAtAccept(accepted, refusal, reply);
+      return;
+    }
+    this.admission.enter(accepted, source, true);
+    this.connections++;
+    const socket = this.own(accepted);
+    // The client may speak first (a Redis command): hold its bytes in the kernel until the
+    // path is up and the tunnel pumps them; a socket with no sink would discard them.
+    socket.pause();
+    const headers = new Map<string, string>();
+    if (target.key !== undefined) headers.set("hopway-key", encodeURIComponent(target.key));
+    const req: ConnectRequest = { authority: target.authority, node: target.node, port: target.port, headers };
+    this.connectClient(socket, req, EMPTY, "client", reply).catch((err: unknown) => {
+      this.log("warn", "listener connection failed", { error: String(err) });
+      socket.destroy();
+    });
+  }
+
   /** Refuses at once without reading: established tunnels are untouched. */
   private refuseAtAccept(socket: Socket, detail: string, reply: Reply): void {
     this.observer?.tunnelFailed("over_capacity");
@@ -297,7 +465,7 @@ export class Relay {
     socket.setTimeout(1000, () => socket.destroy());
   }
 
-  private readHead(socket: Socket, local: boolean, deadlines: Deadlines): void {
+  private readHead(socket: Socket, local: boolean, first: Buffer, deadlines: Deadlines): void {
     let buffered: Buffer = EMPTY;
     const onTimeout = () => {
       cleanup();
@@ -334,12 +502,16 @@ export class Relay {
       cleanup();
       socket.destroy();
     };
+    let finished = false;
     const cleanup = () => {
+      finished = true;
       deadlines.delete(onTimeout);
       socket.pause();
       setSink(socket, undefined);
       socket.off("end", onEnd);
     };
+    if (first.length > 0) onData(first);
+    if (finished) return;
     setSink(socket, onData);
     socket.on("end", onEnd);
   }
@@ -369,24 +541,17 @@ export class Relay {
     }
   }
 
-  private authenticate(
-    socket: Socket,
-    req: ConnectRequest,
-    hops: string | undefined,
-    local: boolean,
-  ): PeerRole | Refusal {
+  private authenticate(socket: Socket, req: ConnectRequest, local: boolean): PeerRole | Refusal {
+    // A connection this relay opened itself and that came back here (a route through a NAT
+    // hairpin, a gateway aliasing a listener): never a client, whatever its source address.
     if (this.selfAddresses.isOwnConnection(socket.remoteAddress, socket.remotePort)) {
       return new Refusal("forbidden", "connection opened by this relay itself; a relay never tunnels to itself");
     }
     const auth = req.headers.get("proxy-authorization");
-    if (auth && /^Hopway-HMAC\s/i.test(auth)) {
-      if (!this.hopKey) return new Refusal("auth", "this relay has no hop key; relay hops are disabled");
-      const r = verifyHop(this.hopKey, auth, req.authority, hops ?? "", this.now(), this.skew, this.replay);
-      if (!r.ok) return new Refusal(r.status === 503 ? "over_capacity" : "auth", r.detail, r.status);
-      return "relay";
+    // Relays reach each other over links only; a plain CONNECT claiming to be a relay hop is refused.
+    if (req.headers.has("hopway-hops") || (auth !== undefined && /^Hopway-HMAC(\s|$)/i.test(auth))) {
+      return new Refusal("auth", "relay hops travel over mTLS links; plain CONNECT cannot carry Hopway-Hops");
     }
-    // Hop bookkeeping is only believed from an authenticated relay.
-    if (hops !== undefined) return new Refusal("auth", "Hopway-Hops requires relay credentials");
     // A unix-socket listener (`local`) only admits peers on this host: the same trust as loopback.
     if (local || this.cidrs.allows(socket.remoteAddress)) return "client";
     const token = clientToken(auth);
@@ -398,68 +563,138 @@ export class Relay {
     const parsed = parseConnectHead(head);
     if ("reason" in parsed) return this.refuse(socket, new Refusal(parsed.reason, parsed.detail));
     const req = parsed;
-    const hopsHeader = req.headers.get("hopway-hops");
-    const role = this.authenticate(socket, req, hopsHeader, local);
+    const role = this.authenticate(socket, req, local);
     if (role instanceof Refusal) return this.refuse(socket, role);
     // Authenticated: out of the handshake pool into the tunnel pool, if it has room.
     if (!this.admission.promote(socket)) {
       return this.refuse(socket, new Refusal("over_capacity", "relay at connection limit"));
     }
-    if (role === "relay") this.admission.exempt(socket);
-    const visited = hopsHeader ? hopsHeader.split(",").map((s) => s.trim()) : [];
-    return this.forward(socket, req, rest, role, visited, HTTP);
+    return this.connectClient(socket, req, rest, role, HTTP);
   }
 
-  /** From an admitted request to a spliced tunnel or a refusal: the table decides. */
-  private async forward(
+  /** Opens the path for an admitted client connection, then answers (or settles) and splices. */
+  private async connectClient(
     socket: Socket,
     req: ConnectRequest,
     rest: Buffer,
     role: PeerRole,
-    visited: string[],
     reply: Reply,
   ): Promise<void> {
-    const refuse = (r: Refusal) => this.refuse(socket, r, reply);
+    let clientGone = false;
+    const onClientClose = () => {
+      clientGone = true;
+    };
+    socket.once("close", onClientClose);
+    const up = await this.openPath(req, [], () => clientGone);
+    socket.off("close", onClientClose);
+    if (up === undefined) return;
+    if (up instanceof Refusal) return this.refuse(socket, up, reply);
+    if (socket.destroyed) {
+      up.upstream.destroy();
+      return;
+    }
+    // The answer and any bytes the next hop already sent leave in one write.
+    socket.cork();
+    if (reply.kind === "http") socket.write(establishedResponse(up.path));
+    else reply.settled({ ok: true, path: up.path });
+    if (up.rest.length > 0) {
+      this.counters.down[role] += up.rest.length;
+      socket.write(up.rest);
+    }
+    socket.uncork();
+    if (rest.length > 0) {
+      this.counters.up[role] += rest.length;
+      up.upstream.write(rest);
+    }
+    this.splice(socket, up.upstream, role, up.next, up.seconds);
+  }
+
+  /** A CONNECT stream on a link accepted from relay `peer` (its certified name). */
+  private async handleLinkStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: string): Promise<void> {
+    stream.on("error", () => {});
+    const refuse = (r: Refusal) => {
+      this.observer?.tunnelFailed(r.reason);
+      if (stream.destroyed || stream.headersSent) return;
+      const h: OutgoingHttpHeaders = {
+        ":status": r.status,
+        "hopway-error": r.reason,
+        "hopway-reason": sanitize(r.extra["Hopway-Reason"] ?? r.detail),
+        "hopway-failed-at": sanitize(r.extra["Hopway-Failed-At"] ?? this.name),
+      };
+      stream.respond(h, { endStream: true });
+    };
+    if (this.draining) return refuse(new Refusal("over_capacity", "relay is draining"));
+    // A stream takes a place in the tunnel pool, as the per-tunnel connection it replaces did.
+    if (!this.admission.takeStream()) {
+      return refuse(new Refusal("over_capacity", "relay at connection limit"));
+    }
+    this.connections++;
+    stream.once("close", () => {
+      this.connections--;
+      this.admission.releaseStream();
+      this.maybeIdle();
+    });
+    const target = parseAuthority(String(headers[":authority"] ?? ""));
+    if ("reason" in target) return refuse(new Refusal(target.reason, target.detail));
+    const hopsHeader = headers["hopway-hops"];
+    const visited =
+      typeof hopsHeader === "string" && hopsHeader !== "" ? hopsHeader.split(",").map((h) => h.trim()) : [];
+    // The last relay named is the one that opened this stream: its certificate says who that is.
+    if (visited[visited.length - 1] !== peer) {
+      return refuse(new Refusal("auth", `hopway-hops must end with the dialling relay '${peer}'`));
+    }
+    const req: ConnectRequest = { ...target, headers: new Map() };
+    const up = await this.openPath(req, visited, () => stream.destroyed);
+    if (up === undefined) return;
+    if (up instanceof Refusal) return refuse(up);
+    if (stream.destroyed) {
+      up.upstream.destroy();
+      return;
+    }
+    stream.respond({ ":status": 200, "hopway-path": sanitize(up.path) });
+    if (up.rest.length > 0) {
+      this.counters.down.relay += up.rest.length;
+      stream.write(up.rest);
+    }
+    this.splice(stream, up.upstream, "relay", up.next, up.seconds);
+  }
+
+  /**
+   * Routes a CONNECT from this relay's own table and brings up the next hop (a target
+   * connection or a stream on a link), trying its alternatives. Undefined when the
+   * requester went away meanwhile.
+   */
+  private async openPath(
+    req: ConnectRequest,
+    visited: string[],
+    gone: () => boolean,
+  ): Promise<PathUp | Refusal | undefined> {
     if (visited.includes(this.name)) {
-      return refuse(new Refusal("loop", `loop: already visited ${this.name} (${visited.join(" > ")})`));
+      return new Refusal("loop", `loop: already visited ${this.name} (${visited.join(" > ")})`);
     }
-    if (visited.length + 1 >= MAX_HOPS) {
-      return refuse(new Refusal("loop", `hop limit ${MAX_HOPS} reached`));
-    }
-    if (this.table.version === undefined) {
-      return refuse(new Refusal("no_route_table", "relay has no route table yet"));
-    }
+    if (visited.length + 1 >= MAX_HOPS) return new Refusal("loop", `hop limit ${MAX_HOPS} reached`);
+    if (this.table.version === undefined) return new Refusal("no_route_table", "relay has no route table yet");
     if (this.resolveTarget) {
       const target = await this.resolveTarget(req);
-      if (target !== undefined && "reason" in target) {
-        return refuse(new Refusal(target.reason, target.detail));
-      }
+      if (target !== undefined && "reason" in target) return new Refusal(target.reason, target.detail);
       if (target !== undefined) {
         req.node = target.node;
         req.authority = target.authority;
       }
     }
     const found = this.table.lookup(req.node, req.port);
-    if (!found.ok) return refuse(new Refusal(found.reason, found.detail));
-    if (!found.direct && !this.hopKey) {
-      return refuse(new Refusal("next_hop_failed", "next hop is a relay but this relay has no hop key"));
+    if (!found.ok) return new Refusal(found.reason, found.detail);
+    if (!found.direct && !this.linkPool) {
+      return new Refusal("next_hop_failed", "next hop is a relay but this relay has no TLS identity");
     }
     if (found.direct && found.hops.length + visited.length + 1 > MAX_HOPS) {
-      return refuse(new Refusal("loop", `hop limit ${MAX_HOPS} reached`));
+      return new Refusal("loop", `hop limit ${MAX_HOPS} reached`);
     }
-
     const started = performance.now();
-    let clientGone = false;
-    const onClientClose = () => {
-      clientGone = true;
-    };
-    socket.once("close", onClientClose);
-    const nextRole: NextRole = found.direct ? "target" : "relay";
     const hops = [...visited, this.name].join(", ");
-    let lastFailure: Refusal = new Refusal("next_hop_failed", `no usable address for '${found.next.node}'`);
-
+    let lastFailure = new Refusal("next_hop_failed", `no usable address for '${found.next.node}'`);
     for (const listed of found.nextAddresses) {
-      if (clientGone) return;
+      if (gone()) return undefined;
       const checked = await this.selfAddresses.check(listed);
       if (!checked.ok) {
         // Never dial our own listeners, whatever the table says: refuse the request outright.
@@ -467,14 +702,17 @@ export class Relay {
         if (checked.self) break;
         continue;
       }
+      // The address checked is the address dialled: a DNS answer cannot change in between.
       const addr = checked.dial;
-      if (clientGone) return;
+      if (gone()) return undefined;
       // Every address a relay dials is visible at debug level: where a tunnel really went.
       this.log("debug", "dialing", { next: found.next.node, address: addr.address });
-      const attempt = await this.dial(addr, found.next.node, found.direct ? undefined : req.authority, hops);
-      if (clientGone) {
+      const attempt = found.direct
+        ? await this.dial(addr)
+        : await this.dialLink(addr, found.next.node, req.authority, hops);
+      if (gone()) {
         if (attempt.ok) attempt.socket.destroy();
-        return;
+        return undefined;
       }
       if (!attempt.ok) {
         lastFailure = attempt.refusal;
@@ -487,28 +725,65 @@ export class Relay {
         });
         continue;
       }
-      socket.off("close", onClientClose);
       // Before any client byte flows: should this lead back here, the head is read after this.
-      this.selfAddresses.trackOutbound(attempt.socket);
-      const path = found.direct ? this.name : `${this.name}, ${attempt.path}`;
-      this.splice(
-        socket,
-        attempt.socket,
-        role,
-        nextRole,
-        rest,
-        attempt.rest,
-        path,
-        (performance.now() - started) / 1000,
-        reply,
-      );
-      return;
+      if (attempt.socket instanceof Socket) this.selfAddresses.trackOutbound(attempt.socket);
+      return {
+        upstream: attempt.socket,
+        rest: attempt.rest,
+        path: found.direct ? this.name : `${this.name}, ${attempt.path}`,
+        next: found.direct ? "target" : "relay",
+        seconds: (performance.now() - started) / 1000,
+      };
     }
-    socket.off("close", onClientClose);
-    refuse(lastFailure);
+    return lastFailure;
   }
 
-  private dial(addr: Dialable, nextNode: string, authority: string | undefined, hops: string): Promise<DialResult> {
+  /** A CONNECT stream to the next relay on the link to it; the answer arrives once its whole path is up. */
+  private dialLink(addr: Dialable, nextNode: string, authority: string, hops: string): Promise<DialResult> {
+    const pool = this.linkPool as LinkPool;
+    return new Promise((resolve) => {
+      let settled = false;
+      const onPathTimeout = () => {
+        settled = true;
+        resolve({
+          ok: false,
+          final: true,
+          refusal: new Refusal("connect_timeout", "path beyond the next relay did not come up in time"),
+        });
+      };
+      this.pathDeadlines.add(onPathTimeout);
+      pool.open(nextNode, addr, authority, hops).then((r) => {
+        if (settled) {
+          if (r.ok) r.stream.destroy();
+          return;
+        }
+        settled = true;
+        this.pathDeadlines.delete(onPathTimeout);
+        if (r.ok) {
+          const path = r.headers["hopway-path"];
+          return resolve({ ok: true, socket: r.stream, rest: EMPTY, path: typeof path === "string" ? path : "?" });
+        }
+        if (r.status === undefined) {
+          return resolve({ ok: false, final: r.final, refusal: new Refusal("next_hop_failed", r.detail) });
+        }
+        // Pass the downstream verdict through so the client learns the real reason and where it arose.
+        const h = r.headers ?? {};
+        const why = String(h["hopway-reason"] ?? h["hopway-error"] ?? "refused by next relay");
+        const failedAt = String(h["hopway-failed-at"] ?? nextNode);
+        resolve({
+          ok: false,
+          final: true,
+          refusal: new Refusal(reasonForStatus(r.status), why, r.status, {
+            "Hopway-Reason": why,
+            "Hopway-Failed-At": failedAt,
+          }),
+        });
+      });
+    });
+  }
+
+  /** A TCP (or unix) connection to the target itself. */
+  private dial(addr: Dialable): Promise<DialResult> {
     return new Promise((resolve) => {
       const hwm = this.limits.bufferBytes;
       // net.Socket passes highWaterMark on to its Duplex; @types/node does not declare it.
@@ -518,15 +793,11 @@ export class Relay {
         : { host: addr.host, port: addr.port, noDelay: true, ...extra };
       const up = this.reuseReadBuffers ? connectReading(opts) : readThroughNode(connect(opts));
       let settled = false;
-      let buffered: Buffer = EMPTY;
       const finish = (r: DialResult) => {
         if (settled) return;
         settled = true;
         this.connectDeadlines.delete(onConnectTimeout);
-        this.pathDeadlines.delete(onPathTimeout);
         up.off("error", onError);
-        setSink(up, undefined);
-        up.off("end", onEnd);
         up.off("connect", onConnect);
         if (!r.ok) up.destroy();
         else up.on("error", destroySelf);
@@ -538,12 +809,6 @@ export class Relay {
           final: false,
           refusal: new Refusal("connect_timeout", `connect to ${addr.address} timed out`),
         });
-      const onPathTimeout = () =>
-        finish({
-          ok: false,
-          final: true,
-          refusal: new Refusal("connect_timeout", "path beyond the next relay did not come up in time"),
-        });
       this.connectDeadlines.add(onConnectTimeout);
       const onError = (err: NodeJS.ErrnoException) =>
         finish({
@@ -551,86 +816,13 @@ export class Relay {
           final: false,
           refusal: new Refusal("next_hop_failed", `${addr.address}: ${err.code ?? err.message}`),
         });
-      // Whatever listens at the address may not be a Hopway relay at all (a route table built from
-      // addresses that are not this network's): say so, and blame this hop, not the named relay.
-      const notARelay = (what: string): DialResult => ({
-        ok: false,
-        final: true,
-        refusal: new Refusal(
-          "next_hop_failed",
-          `next hop ${addr.address} did not answer as a Hopway relay (${what}); expected relay ${nextNode}`,
-        ),
-      });
-      const onData = (chunk: Buffer): boolean => {
-        buffered = Buffer.concat([buffered, chunk]);
-        const end = findHeadEnd(buffered);
-        if (end < 0) {
-          if (buffered.length > MAX_HEAD_BYTES) finish(notARelay("an answer head over 16 KiB"));
-          else if (!startsLikeHttp(buffered)) finish(notARelay("not an HTTP answer"));
-          return true;
-        }
-        up.pause();
-        const res = parseResponseHead(buffered.subarray(0, end - 4));
-        if (typeof res === "string") {
-          finish(notARelay(res));
-          return false;
-        }
-        // Every answer of a Hopway relay names itself: a refusal by Hopway-Error, a tunnel by Hopway-Path.
-        if (!res.headers.has(res.status === 200 ? "hopway-path" : "hopway-error")) {
-          finish(notARelay(`HTTP ${res.status} without ${res.status === 200 ? "Hopway-Path" : "Hopway-Error"}`));
-          return false;
-        }
-        if (res.status !== 200) {
-          // Pass the downstream verdict through so the client learns the real reason and where it arose.
-          const why = res.headers.get("hopway-reason") ?? res.headers.get("hopway-error") ?? "refused by next relay";
-          const failedAt = res.headers.get("hopway-failed-at") ?? nextNode;
-          finish({
-            ok: false,
-            final: true,
-            refusal: new Refusal(reasonForStatus(res.status), why, res.status, {
-              "Hopway-Reason": why,
-              "Hopway-Failed-At": failedAt,
-            }),
-          });
-          return false;
-        }
-        finish({ ok: true, socket: up, rest: buffered.subarray(end), path: res.headers.get("hopway-path") ?? "?" });
-        return false;
-      };
-      const onEnd = () => finish(notARelay("it closed the connection without an answer"));
-      const onConnect = () => {
-        if (authority === undefined) return finish({ ok: true, socket: up, rest: EMPTY, path: "" });
-        // Connected: the rest of the path gets its own, longer budget (each relay below
-        // enforces its own connect timeout and answers 504 itself when it runs out).
-        this.connectDeadlines.delete(onConnectTimeout);
-        this.pathDeadlines.add(onPathTimeout);
-        const auth = signHop(this.hopKey as Buffer, this.name, authority, hops, this.now());
-        setSink(up, onData);
-        up.once("end", onEnd);
-        up.write(
-          `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\nHopway-Hops: ${hops}\r\nProxy-Authorization: ${auth}\r\n\r\n`,
-        );
-      };
+      const onConnect = () => finish({ ok: true, socket: up, rest: EMPTY, path: "" });
       up.once("error", onError);
       up.once("connect", onConnect);
     });
   }
 
-  private splice(
-    client: Socket,
-    upstream: Socket,
-    peer: PeerRole,
-    next: NextRole,
-    clientRest: Buffer,
-    upstreamRest: Buffer,
-    path: string,
-    connectSeconds: number,
-    reply: Reply,
-  ): void {
-    if (client.destroyed) {
-      upstream.destroy();
-      return;
-    }
+  private splice(client: Duplex, upstream: Duplex, peer: PeerRole, next: NextRole, connectSeconds: number): void {
     const tunnel: Tunnel = {
       client,
       upstream,
@@ -643,25 +835,12 @@ export class Relay {
     this.tunnels.add(tunnel);
     this.observer?.tunnelOpened(peer, next, connectSeconds);
     const counters = this.counters;
-    // The answer and any bytes the next hop already sent leave in one write.
-    client.cork();
-    if (reply.kind === "http") client.write(establishedResponse(path));
-    else reply.settled({ ok: true, path });
-    if (upstreamRest.length > 0) {
-      counters.down[peer] += upstreamRest.length;
-      client.write(upstreamRest);
-    }
-    client.uncork();
-    if (clientRest.length > 0) {
-      counters.up[peer] += clientRest.length;
-      upstream.write(clientRest);
-    }
     let closed = 0;
-    const onClose = (hadError: boolean) => {
+    const onClose = (side: Duplex, hadError: boolean | undefined) => {
       // A clean close of one side means its peer already sent FIN and it flushed everything;
-      // the other socket still flushes what it holds and closes by itself. Destroying it here
-      // would drop that tail, so only an error tears the whole tunnel down at once.
-      if (hadError) {
+      // the other side still flushes what it holds and closes by itself. Destroying it here
+      // would drop that tail, so only an error (or a reset stream) tears the whole tunnel down.
+      if (hadError === true || side.errored || wasReset(side)) {
         client.destroy();
         upstream.destroy();
       }
@@ -671,11 +850,18 @@ export class Relay {
         this.maybeIdle();
       }
     };
-    client.on("close", onClose);
-    upstream.on("close", onClose);
+    client.on("close", (hadError?: boolean) => onClose(client, hadError));
+    upstream.on("close", (hadError?: boolean) => onClose(upstream, hadError));
     if (this.limits.idleTimeoutMs > 0 && this.idleSweep === undefined) this.startIdleSweep();
-    pump(client, upstream, tunnel, true, counters);
-    pump(upstream, client, tunnel, false, counters);
+    if (client instanceof Socket && upstream instanceof Socket) {
+      pump(client, upstream, tunnel, true, counters);
+      pump(upstream, client, tunnel, false, counters);
+      return;
+    }
+    client.on("error", destroySelf);
+    upstream.on("error", destroySelf);
+    pipeLeg(client, upstream, tunnel, true, counters, this.limits.bufferBytes);
+    pipeLeg(upstream, client, tunnel, false, counters, this.limits.bufferBytes);
   }
 
   /**
@@ -705,9 +891,11 @@ export class Relay {
     this.idleSweep.unref();
   }
 
-  /** Stops taking new connections (they get 503) so a shutdown can drain. */
+  /** Stops taking new connections (they get 503) and sends GOAWAY on every link so a shutdown can drain. */
   startDrain(): void {
     this.draining = true;
+    this.linkServer?.goaway();
+    this.linkPool?.goaway();
   }
 
   /** Resolves when no tunnel and no handshake is open, or at the deadline; true when idle. */
@@ -725,7 +913,17 @@ export class Relay {
   /** Closes every remaining connection (after the drain deadline). */
   destroyAll(): void {
     for (const s of this.sockets) s.destroy();
-    for (const t of this.tunnels) t.upstream.destroy();
+    for (const t of this.tunnels) {
+      t.client.destroy();
+      t.upstream.destroy();
+    }
+    this.linkServer?.destroyAll();
+    this.linkPool?.destroyAll();
+  }
+
+  /** Stops following the identity (tests and shutdown). */
+  close(): void {
+    this.linkServer?.close();
   }
 
   private maybeIdle(): void {
@@ -738,8 +936,24 @@ export class Relay {
 
 const EMPTY = Buffer.alloc(0);
 
-function destroySelf(this: Socket): void {
+function destroySelf(this: Duplex): void {
   this.destroy();
+}
+
+function mergeCounts(...maps: Array<Map<string, number> | undefined>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const m of maps) if (m) for (const [k, v] of m) out.set(k, (out.get(k) ?? 0) + v);
+  return out;
+}
+
+/**
+ * An HTTP/2 stream that closed without both ends finished: reset by the peer, or cut when
+ * its link died. The tunnel is torn down, as an error on a socket leg would.
+ */
+function wasReset(d: Duplex): boolean {
+  const code = (d as Partial<Pick<ServerHttp2Stream, "rstCode">>).rstCode;
+  if (code === undefined) return false;
+  return code !== 0 || !d.readableEnded || !d.writableFinished;
 }
 
 /**
@@ -777,10 +991,4 @@ class Deadlines {
       this.timer = undefined;
     }
   }
-}
-
-/** Whether the first bytes could still begin an HTTP/1.x status line, so garbage is refused without waiting. */
-function startsLikeHttp(buf: Buffer): boolean {
-  const seen = buf.subarray(0, 5).toString("latin1");
-  return "HTTP/".startsWith(seen);
 }

@@ -49,6 +49,7 @@ function endpointKey(d: Dialable): string {
 
 export class RoutingTable {
   private byTarget = new Map<string, RouteTable["routes"][number]>();
+  private names = new Set<string>();
   private current: RouteTable | undefined;
   /**
    * Nodes this table routes THROUGH (an intermediate hop of some route) and the endpoints
@@ -58,6 +59,8 @@ export class RoutingTable {
    */
   private relayNodes = new Set<string>();
   private relayEndpoints = new Set<string>();
+  private readonly listeners = new Set<() => void>();
+  private viaRelays = false;
 
   constructor(private readonly self: string) {}
 
@@ -83,10 +86,35 @@ export class RoutingTable {
         for (const d of addressesOf(h)) relayEndpoints.add(endpointKey(d));
       }
     }
+    const names = new Set<string>();
+    for (const r of table.routes) {
+      names.add(r.from);
+      names.add(r.to);
+      for (const h of r.hops ?? []) names.add(h.node);
+    }
     this.byTarget = byTarget;
+    this.viaRelays = [...byTarget.values()].some((r) => (r.hops?.length ?? 0) > 1);
     this.relayNodes = relayNodes;
     this.relayEndpoints = relayEndpoints;
+    this.names = names;
     this.current = table;
+    for (const l of this.listeners) l();
+  }
+
+  /** Whether `name` is a node of the current table (a route's end or hop): relay links are only taken from these. */
+  has(name: string): boolean {
+    return name !== this.self && this.names.has(name);
+  }
+
+  /** Whether some route leaves this relay through another relay: then it needs links (a certificate). */
+  get needsLinks(): boolean {
+    return this.viaRelays;
+  }
+
+  /** Called after every `set`; returns an unsubscribe function. */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /** Decides whether `node:port` may be reached from here and through which next hop. */

@@ -44,7 +44,7 @@ async function launch(name: string, token: string, extra: { takeover?: boolean }
       edge: { url: edge.url, realm: REALM, token, lease_seconds: 30, wait_seconds: 5, ...extra },
       node: name,
       records: [relayRecord(name, port)],
-      relay: { listen: [`127.0.0.1:${port}`], hop_key: "e2e-hop-key-0123456789abcdef" },
+      relay: { listen: [`127.0.0.1:${port}`] },
       admin: { listen: "127.0.0.1:0" },
       data_dir: join(workDir, name),
       shutdown: { drain_seconds: 1 },

@@ -63,7 +63,7 @@ async function launch(url: string): Promise<RunningAgent> {
       edge: { url, realm, token: agentToken, lease_seconds: 30, wait_seconds: 10, sync: "records" },
       node: "e2e-relay",
       records: ownRecords(),
-      relay: { listen: [`127.0.0.1:${relayPort}`], hop_key: "e2e-hop-key-0123456789abcdef" },
+      relay: { listen: [`127.0.0.1:${relayPort}`] },
       admin: { listen: "127.0.0.1:0" },
       data_dir: dataDir,
       shutdown: { drain_seconds: 1 },

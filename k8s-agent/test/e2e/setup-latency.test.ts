@@ -9,10 +9,13 @@
 // against the round-trip floor (docs/benchmarks/links.md).
 import { type ChildProcess, fork } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseRecords, type Route, realmResolver } from "../../../src/core/index.ts";
+import { writeRelayTls } from "../../../test/support/identity.ts";
 import {
   gatewayAddresses,
   hostPort,
@@ -27,7 +30,7 @@ import { startWan, type WanLink } from "../../../test/support/wan.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 const WORKER = join(ROOT, "test", "support", "relay-worker.ts");
-const HOP_KEY = "e2e-hop-key-0123456789abcdef";
+const workDir = mkdtempSync(join(tmpdir(), "hopway-setup-latency-"));
 const ONE_WAY_MS = 25;
 const TUNNELS = 15;
 const RELAYS = ["relaysvr1", "relaysvr2", "relaysvr3"];
@@ -64,7 +67,9 @@ function repoint(topology: Topology, from: string, to: string): void {
 }
 
 async function startRelay(name: string, routes: Route[], listen: string[]): Promise<void> {
-  const child = fork(WORKER, [name, HOP_KEY, JSON.stringify(routes), listen.join(",")], {
+  // Link certificates from the test CA of the worker's realm ("bench"); each knows the other relays.
+  const tls = writeRelayTls(join(workDir, "tls", name), "bench", name);
+  const child = fork(WORKER, [name, tls, JSON.stringify(routes), RELAYS.join(","), listen.join(",")], {
     execArgv: ["--import", "tsx"],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
@@ -107,10 +112,11 @@ afterAll(async () => {
   for (const c of children) c.kill("SIGKILL");
   for (const l of links) await l.close();
   for (const c of closers) c();
+  rmSync(workDir, { recursive: true, force: true });
 });
 
 describe("tunnel setup over two 25 ms cross-region legs", () => {
-  it("pays about two round trips per long leg today, twice the round-trip floor", async () => {
+  it("over open links a tunnel pays one round trip per leg: within 1.15 × the round-trip floor", async () => {
     const wan = await measureConnectSetup(client, app1Authority, TUNNELS);
     // The same chain with the emulators at 0 ms: the least the local legs and the relays themselves take.
     for (const l of links) l.delayMs = 0;
@@ -126,13 +132,11 @@ describe("tunnel setup over two 25 ms cross-region legs", () => {
 
     // Every tunnel crosses both long legs: nothing comes back before one round trip over each.
     for (const ms of [wan.coldMs, ...wan.warmMs]) expect(ms).toBeGreaterThanOrEqual(2 * 2 * ONE_WAY_MS);
-    // Today every hop opens its own TCP connection across the leg (SYN, SYN-ACK, then the
-    // CONNECT with the first data) and waits for the next hop's 200: two round trips per leg.
-    expect(ratio).toBeGreaterThan(1.7);
-    expect(ratio).toBeLessThan(3);
-    // LINKS: once relay hops ride persistent links (one stream per tunnel, no per-tunnel
-    // handshake on the long legs), replace the two assertions above with:
-    //   expect(wan.median).toBeLessThanOrEqual(1.15 * floor);
+    // Relay hops ride persistent links: a new tunnel is one HEADERS frame each way per leg, with
+    // no TCP or TLS handshake on the long legs once the links are up (docs/links.md).
+    expect(wan.median).toBeLessThanOrEqual(1.15 * floor);
+    // The first tunnel also opens the links (TCP + TLS 1.3 on each long leg): it pays more.
+    expect(wan.coldMs).toBeGreaterThan(wan.median);
 
     // And the tunnel is a tunnel: bytes go to app1 and back.
     const t = await openTunnel(client, app1Authority);

@@ -24,7 +24,6 @@ const ROOT = resolve(HERE, "..", "..", "..");
 const KV_APP = join(HERE, "..", "support", "kv-app.ts");
 const REALM = "stateful";
 const NS = "stateful";
-const HOP_KEY = "stateful-e2e-hop-key-0123456789";
 const KEYS = 10_000;
 const keys = Array.from({ length: KEYS }, (_, i) =>
   i % 3 === 0 ? `user:${i}` : i % 3 === 1 ? `Session/${i}` : `k${i}`,
@@ -78,6 +77,11 @@ async function startAgentProcess(
   );
   const admin = await agent.waitFor((l) => l.msg === "admin listening", 60_000, "admin listening");
   await agent.waitFor((l) => l.msg === "route table applied", 30_000, "route table");
+  await agent.waitFor(
+    (l) => l.msg === "relay certificate issued" || l.msg === "relay certificate loaded from disk",
+    30_000,
+    "relay certificate",
+  );
   return { agent, adminUrl: String(admin.url) };
 }
 
@@ -89,7 +93,8 @@ function agentConfig(node: string, relayListen: string, records: unknown[], scal
     edge: { url: edge.url, realm: REALM, token: agentToken, lease_seconds: 10, wait_seconds: 5 },
     node,
     records,
-    relay: { listen: [relayListen], hop_key: HOP_KEY, limits: { connect_timeout_ms: 2000, path_timeout_ms: 5000 } },
+    // The relay's link identity comes from the realm's edge (relay.tls.source: edge, the default).
+    relay: { listen: [relayListen], limits: { connect_timeout_ms: 2000, path_timeout_ms: 5000 } },
     admin: { listen: "127.0.0.1:0", local_api_token: LOCAL_API_TOKEN },
     data_dir: join(workDir, "data", node),
     shutdown: { drain_seconds: 1 },

@@ -30,7 +30,6 @@ const shipped = parseYaml(readFileSync(TEMPLATE, "utf8")) as {
   spec: { metrics: WebMetric[]; args: { name: string }[] };
 };
 const SHIPPED_METRIC = shipped.spec.metrics[0] as WebMetric;
-const KEY = Buffer.from("0123456789abcdef0123456789abcdef");
 
 let admin: AdminServer;
 let signals: ScalingSignals;
@@ -56,7 +55,6 @@ beforeEach(async () => {
   echo = await startEcho();
   relay = await startRelay({
     name: "hopway-agent-3",
-    hopKey: KEY,
     routes: [
       {
         from: "hopway-agent-3",

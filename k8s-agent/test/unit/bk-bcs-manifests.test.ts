@@ -345,7 +345,6 @@ describe.skipIf(!hasKubectl() && !process.env.CI)("the GameDeployment overlay as
       POD_NAMESPACE: "hopway",
       POD_IP: "10.1.2.3",
       HOPWAY_TOKEN: "test-token",
-      HOPWAY_HOP_KEY: "0123456789abcdef",
       HOPWAY_LOCAL_API_TOKEN: "0123456789abcdef-local",
     };
     const cfg = (objs: Obj[]) => parseConfig(find(objs, "ConfigMap", "hopway-agent").data["agent.yaml"], env);

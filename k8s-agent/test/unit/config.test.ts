@@ -29,7 +29,12 @@ describe("agent config", () => {
     expect(c.relay.client_cidrs).toEqual(["127.0.0.0/8", "::1/128"]);
     expect(c.relay.limits.max_connections).toBe(10_000);
     expect(c.scaling.target_load).toBe(0.7);
-    expect(c.hopKey).toBeUndefined();
+    expect(c.relay.tls).toEqual({ source: "edge", poll_seconds: 5 });
+    expect(c.relay.links).toMatchObject({
+      connection_window_bytes: 16 * 1024 * 1024,
+      stream_window_bytes: 2 * 1024 * 1024,
+      max_concurrent_streams: 1000,
+    });
   });
 
   it("lets environment variables override the file", () => {
@@ -37,7 +42,7 @@ describe("agent config", () => {
       HOPWAY_EDGE_URL: "https://edge.example.com",
       HOPWAY_REALM: "prod",
       HOPWAY_TOKEN: "from-env",
-      HOPWAY_HOP_KEY: "a-realm-wide-secret-key",
+      HOPWAY_TLS_DIR: "/var/run/secrets/hopway/tls",
       HOPWAY_RELAY_LISTEN: "127.0.0.1:1000, [::1]:1001",
       HOPWAY_MAX_CONNECTIONS: "77",
       HOPWAY_MAX_CONNECTIONS_PER_SOURCE: "12",
@@ -47,7 +52,7 @@ describe("agent config", () => {
     expect(c.edge.url).toBe("https://edge.example.com");
     expect(c.edge.realm).toBe("prod");
     expect(c.edgeToken).toBe("from-env");
-    expect(c.hopKey?.toString()).toBe("a-realm-wide-secret-key");
+    expect(c.relay.tls).toEqual({ source: "files", dir: "/var/run/secrets/hopway/tls", poll_seconds: 5 });
     expect(c.relay.listen).toEqual(["127.0.0.1:1000", "[::1]:1001"]);
     expect(c.relay.limits.max_connections).toBe(77);
     expect(c.relay.limits.max_connections_per_source).toBe(12);
@@ -58,14 +63,11 @@ describe("agent config", () => {
   it("defaults the node to POD_NAME and reads secrets from files", () => {
     const dir = mkdtempSync(join(tmpdir(), "hopway-config-"));
     writeFileSync(join(dir, "token"), "file-token\n");
-    writeFileSync(join(dir, "hop"), "hop-key-from-a-secret\n");
-    const c = parseConfig(
-      `edge: { url: "http://e", realm: r, token_file: "${dir}/token" }\nrelay: { hop_key_file: "${dir}/hop" }\n`,
-      { POD_NAME: "relay-0" },
-    );
+    const c = parseConfig(`edge: { url: "http://e", realm: r, token_file: "${dir}/token" }\n`, {
+      POD_NAME: "relay-0",
+    });
     expect(c.node).toBe("relay-0");
     expect(c.edgeToken).toBe("file-token");
-    expect(c.hopKey?.toString()).toBe("hop-key-from-a-secret");
   });
 
   it("hostile-peer settings: defaults, env overrides, and the local API token from a file", () => {
@@ -143,10 +145,29 @@ surprise: 1
     ]);
   });
 
-  it("rejects a short hop key", () => {
-    expect(problems(`${minimal}relay: { hop_key: short }\n`)).toEqual([
-      "relay.hop_key: hop key must be at least 16 characters",
+  it("refuses the retired hop key, naming the field and what replaced it", () => {
+    const replaced =
+      "removed: relays authenticate each other with mTLS links now; configure relay.tls instead (docs/links.md)";
+    expect(problems(`${minimal}relay: { hop_key: a-realm-wide-secret-key }\n`)).toEqual([`relay.hop_key: ${replaced}`]);
+    expect(problems(`${minimal}relay: { hop_key_file: /x, max_clock_skew_seconds: 60 }\n`)).toEqual([
+      `relay.hop_key_file: ${replaced}`,
+      `relay.max_clock_skew_seconds: ${replaced}`,
     ]);
+    expect(problems(minimal, { HOPWAY_HOP_KEY: "a-realm-wide-secret-key" })).toEqual([`HOPWAY_HOP_KEY: ${replaced}`]);
+    expect(problems(minimal, { HOPWAY_HOP_KEY_FILE: "/x" })).toEqual([`HOPWAY_HOP_KEY_FILE: ${replaced}`]);
+  });
+
+  it("relay.tls takes files; relay.links bounds its settings", () => {
+    const c = parseConfig(
+      `${minimal}relay: { tls: { source: files, dir: /tls }, links: { stream_window_bytes: 1048576 } }\n`,
+      {},
+    );
+    expect(c.relay.tls).toEqual({ source: "files", dir: "/tls", poll_seconds: 5 });
+    expect(c.relay.links.stream_window_bytes).toBe(1048576);
+    expect(problems(`${minimal}relay: { tls: { source: vault } }\n`)[0]).toMatch(/^relay\.tls\.source/);
+    expect(problems(`${minimal}relay: { links: { max_concurrent_streams: 0 } }\n`)[0]).toMatch(
+      /^relay\.links\.max_concurrent_streams/,
+    );
   });
 });
 
@@ -173,7 +194,7 @@ describe("relay.tls (docs/identity.md)", () => {
 describe("shipped example and the command line", () => {
   it("k8s-agent/examples/agent.yaml is a valid configuration", () => {
     const text = readFileSync(new URL("../../examples/agent.yaml", import.meta.url), "utf8");
-    const c = parseConfig(text, { HOPWAY_TOKEN: "agent-token", HOPWAY_HOP_KEY: "a-realm-wide-hop-key" });
+    const c = parseConfig(text, { HOPWAY_TOKEN: "agent-token" });
     expect(c.node).toBe("relaysvr1");
     expect(c.records.map((r) => r.name)).toEqual(["relaysvr1", "app1"]);
     expect(c.relay.tls.source).toBe("edge");
@@ -181,7 +202,7 @@ describe("shipped example and the command line", () => {
 
   it("the example stays on this machine: loopback addresses only, state outside the repository", () => {
     const text = readFileSync(new URL("../../examples/agent.yaml", import.meta.url), "utf8");
-    const c = parseConfig(text, { HOPWAY_TOKEN: "agent-token", HOPWAY_HOP_KEY: "a-realm-wide-hop-key" });
+    const c = parseConfig(text, { HOPWAY_TOKEN: "agent-token" });
     const addresses = [
       ...c.relay.listen,
       c.admin.listen,

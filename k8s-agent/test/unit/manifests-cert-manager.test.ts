@@ -124,7 +124,6 @@ const POD_ENV = {
   POD_NAME: "hopway-agent-0",
   POD_NAMESPACE: "hopway",
   HOPWAY_TOKEN: "test-token",
-  HOPWAY_HOP_KEY: "0123456789abcdef",
   HOPWAY_LOCAL_API_TOKEN: "0123456789abcdef-local",
 };
 const baseConfig = parseConfig(configMap.data["agent.yaml"], POD_ENV);

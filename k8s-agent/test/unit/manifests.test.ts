@@ -256,7 +256,6 @@ describe("cross-checks", () => {
       POD_NAMESPACE: "hopway",
       // Stand-ins for the mounted Secret files (env wins over *_file).
       HOPWAY_TOKEN: "test-token",
-      HOPWAY_HOP_KEY: "0123456789abcdef",
       HOPWAY_LOCAL_API_TOKEN: "0123456789abcdef-local",
     });
     expect(config.scaling.workload).toBe(sts.metadata.name);

@@ -1,6 +1,7 @@
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { createRelayMetrics, LATENCY_BUCKETS_SECONDS } from "../../src/metrics.ts";
+import { LINK_FAILURES } from "../../src/relay/links/options.ts";
 import { FAILURE_REASONS } from "../../src/relay/protocol.ts";
 
 describe("relay metrics", () => {
@@ -14,8 +15,12 @@ describe("relay metrics", () => {
     routeTableVersion: () => 9,
     routeTableFetchedAt: () => 1_000,
     edgeReachable: () => true,
+    linksByPeer: () => new Map([["relay-b", 2]]),
+    linkStreamsByPeer: () => new Map([["relay-b", 7]]),
     now: () => 6_000,
   });
+  m.linkOpened("dial", 0.004);
+  m.linkFailed("accept", "expired");
   m.tunnelOpened("client", "relay", 0.02);
   m.tunnelClosed("client", "relay", 1.5);
   m.tunnelFailed("loop");
@@ -43,11 +48,20 @@ describe("relay metrics", () => {
     expect(text).toContain('hopway_relay_tunnels_failed_total{reason="loop"} 1');
     // Every failure reason exists from the start (rate() works before the first failure).
     for (const r of FAILURE_REASONS) expect(text).toContain(`hopway_relay_tunnels_failed_total{reason="${r}"}`);
+    // Links: per peer relay (names from the route table), and closed sets of sides and reasons.
+    expect(text).toContain('hopway_relay_links{peer="relay-b"} 2');
+    expect(text).toContain('hopway_relay_link_streams{peer="relay-b"} 7');
+    expect(text).toContain("hopway_relay_link_streams_total 7");
+    expect(text).toContain('hopway_relay_link_handshakes_total{side="dial"} 1');
+    expect(text).toContain('hopway_relay_link_failures_total{side="accept",reason="expired"} 1');
+    expect(text).toContain('hopway_relay_link_failures_total{side="dial",reason="peer_identity"} 0');
+    expect(text).toContain('hopway_relay_link_handshake_duration_seconds_bucket{le="0.005",side="dial"} 1');
     const allowed: Record<string, Set<string>> = {
       direction: new Set(["up", "down"]),
-      peer: new Set(["client", "relay"]),
+      peer: new Set(["client", "relay", "relay-b"]),
       next: new Set(["relay", "target"]),
-      reason: new Set(FAILURE_REASONS),
+      reason: new Set([...FAILURE_REASONS, ...LINK_FAILURES]),
+      side: new Set(["dial", "accept"]),
     };
     for (const [, key, value] of text.matchAll(/([a-z_]+)="([^"]*)"/g)) {
       if (key === "le") continue;

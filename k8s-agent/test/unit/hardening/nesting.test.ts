@@ -10,7 +10,6 @@ import { afterEach, describe, expect, it } from "vitest";
 import { hop, readAnswer, route, startEcho } from "../relay/helpers.ts";
 import { type CountingRelay, countingRelay } from "./support.ts";
 
-const KEY = Buffer.from("realm-hop-key-for-the-nesting-suite");
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
@@ -38,8 +37,8 @@ describe("tunnels never end at a relay listener", () => {
   it("refuses CONNECT to a neighbour relay (by name or by an alias of its address) before dialing it", async () => {
     const app = await startEcho();
     cleanups.push(() => app.server.close());
-    const a = await countingRelay({ name: "relay-a", hopKey: KEY, routes: [] }, "127.0.0.31");
-    const b = await countingRelay({ name: "relay-b", hopKey: KEY, routes: [] }, "127.0.0.32");
+    const a = await countingRelay({ name: "relay-a", routes: [] }, "127.0.0.31");
+    const b = await countingRelay({ name: "relay-b", routes: [] }, "127.0.0.32");
     cleanups.push(
       () => a.close(),
       () => b.close(),

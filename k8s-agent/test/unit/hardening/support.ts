@@ -7,8 +7,36 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import type { Route } from "../../../../src/core/schema.ts";
+import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import { Relay, type RelayOptions } from "../../../src/relay/relay.ts";
-import { RoutingTable } from "../../../src/relay/table.ts";
+import { type RouteTable, RoutingTable } from "../../../src/relay/table.ts";
+import { TEST_REALM } from "../relay/helpers.ts";
+
+/**
+ * A table that also lists `peers()` as nodes (without a route), as the edge's tables list every
+ * relay of the realm: the relay accepts links from them whatever routes a test wires.
+ */
+class PeeredTable extends RoutingTable {
+  constructor(
+    private readonly name: string,
+    private readonly peers: () => readonly string[],
+  ) {
+    super(name);
+  }
+  override set(table: RouteTable): void {
+    const extra = this.peers()
+      .filter((p) => p !== this.name && !table.routes.some((r) => r.to === p))
+      .map((p) => ({ from: this.name, to: p, hops: null }));
+    super.set({ ...table, routes: [...table.routes, ...extra] });
+  }
+  // Asked at link time, so a relay started before its peer still knows it.
+  override has(name: string): boolean {
+    return super.has(name) || (name !== this.name && this.peers().includes(name));
+  }
+}
+
+/** Relay names the counting relays of this process know as peers. */
+export const knownRelays: string[] = [];
 
 // One seeded generator for the project (the realm generator's): the seed a fuzz
 // run prints reproduces it.
@@ -54,13 +82,16 @@ export interface CountingRelay {
   close(): Promise<void>;
 }
 
+/** A relay with a link identity from the test CA (unless `identity` is given) that knows every `knownRelays` peer. */
 export async function countingRelay(
   opts: Omit<RelayOptions, "table"> & { routes: Route[] },
   host = "127.0.0.1",
 ): Promise<CountingRelay> {
-  const table = new RoutingTable(opts.name);
+  knownRelays.push(opts.name);
+  const table = new PeeredTable(opts.name, () => knownRelays);
   table.set({ node: opts.name, version: 1, routes: opts.routes });
-  const relay = new Relay({ ...opts, table });
+  const identity = "identity" in opts ? opts.identity : relayIdentityForTest(TEST_REALM, opts.name);
+  const relay = new Relay({ realm: TEST_REALM, ...opts, identity, table });
   const hwm = opts.limits?.bufferBytes;
   const sockets = new Set<Socket>();
   const out: CountingRelay = {
@@ -72,6 +103,7 @@ export async function countingRelay(
     sockets,
     async close() {
       relay.destroyAll();
+      relay.close();
       server.close();
     },
   };

@@ -7,10 +7,10 @@
 import { once } from "node:events";
 import { connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { Admission } from "../../../src/relay/admission.ts";
 import { type CountingRelay, countingRelay, SOURCES } from "../hardening/support.ts";
 import { hop, readAnswer, route, startEcho } from "./helpers.ts";
 
-const KEY = Buffer.from("realm-hop-key-for-the-admission-suite");
 const TOKEN = "client-token-for-the-admission-suite";
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -59,7 +59,6 @@ describe("admission: unauthenticated handshakes have their own pool", () => {
     const b = await countingRelay(
       {
         name: "relay-b",
-        hopKey: KEY,
         clientCidrs: ["127.0.0.2/32"],
         clientTokens: [TOKEN],
         limits,
@@ -71,7 +70,6 @@ describe("admission: unauthenticated handshakes have their own pool", () => {
     const a = await countingRelay(
       {
         name: "relay-a",
-        hopKey: KEY,
         routes: [route("relay-a", "app", [hop("relay-b", addr(b)), hop("app", appAddr)])],
       },
       "127.0.0.51",
@@ -194,5 +192,39 @@ describe("admission: unauthenticated handshakes have their own pool", () => {
     expect(refused).toBe(84);
     expect(open).toBe(16);
     expect(b.relay.pendingHandshakes).toBe(16);
+  });
+});
+
+describe("admission: which handshake goes when the pool is full", () => {
+  const limits = { maxConnections: 10, maxHandshakes: 2, maxHandshakesPerSource: 0, maxConnectionsPerSource: 0 };
+  // Admission only keys on the socket objects; plain objects stand in for them here.
+  const fake = () => ({}) as Socket;
+
+  it("the oldest silent peer, so an idle flood never pushes out a relay in its TLS handshake", () => {
+    const pool = new Admission(limits);
+    const relayHello = fake();
+    const idle1 = fake();
+    const idle2 = fake();
+    expect(pool.enter(relayHello, "10.0.0.1", false)).toBeUndefined();
+    pool.spoke(relayHello);
+    expect(pool.enter(idle1, "10.0.0.2", false)).toBeUndefined();
+    expect(pool.enter(idle2, "10.0.0.3", false)).toBe(idle1);
+    expect(pool.enter(fake(), "10.0.0.4", false)).toBe(idle2);
+    expect(pool.promote(relayHello)).toBe(true);
+  });
+
+  it("the oldest one when every peer has spoken; a rekeyed socket stays in the pool as its new object", () => {
+    const pool = new Admission(limits);
+    const first = fake();
+    const second = fake();
+    pool.enter(first, "10.0.0.1", false);
+    pool.spoke(first);
+    pool.enter(second, "10.0.0.2", false);
+    pool.spoke(second);
+    const adopted = fake();
+    pool.rekey(second, adopted);
+    expect(pool.enter(fake(), "10.0.0.3", false)).toBe(first);
+    expect(pool.promote(adopted)).toBe(true);
+    expect(pool.promote(second)).toBe(false);
   });
 });

@@ -2,42 +2,57 @@
 import { once } from "node:events";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Hop, Route } from "../../../../src/core/schema.ts";
+import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import { Relay, type RelayOptions } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
 
+/** The realm of the relay tests' certificates. */
+export const TEST_REALM = "test-realm";
+
 export interface Running {
   relay: Relay;
+  table: RoutingTable;
   port: number;
   server: Server;
   close(): Promise<void>;
 }
 
-export async function listen(server: Server, host = "127.0.0.1"): Promise<number> {
-  server.listen(0, host);
+export async function listen(server: Server, host = "127.0.0.1", port = 0): Promise<number> {
+  server.listen(port, host);
   await once(server, "listening");
   const a = server.address();
   if (a === null || typeof a === "string") throw new Error("no port");
   return a.port;
 }
 
-/** A relay behind a real loopback listener that hands every accepted socket to relay.handle. */
-export async function startRelay(opts: Omit<RelayOptions, "table"> & { routes: Route[] }): Promise<Running> {
+/**
+ * A relay behind a real loopback listener that hands every accepted socket to relay.handle.
+ * It has a link identity from the test CA of TEST_REALM unless `identity` is given (undefined:
+ * none); `peers` are relays its table knows (so it accepts their links) without a route.
+ */
+export async function startRelay(
+  opts: Omit<RelayOptions, "table"> & { routes: Route[]; peers?: string[]; host?: string; port?: number },
+): Promise<Running> {
   const table = new RoutingTable(opts.name);
-  table.set({ node: opts.name, version: 1, routes: opts.routes });
-  const relay = new Relay({ ...opts, table });
+  const routes = [...opts.routes, ...(opts.peers ?? []).map((p) => route(opts.name, p, null))];
+  table.set({ node: opts.name, version: 1, routes });
+  const identity = "identity" in opts ? opts.identity : relayIdentityForTest(TEST_REALM, opts.name);
+  const relay = new Relay({ realm: TEST_REALM, ...opts, identity, table });
   // Like the agent's listeners: accepted sockets buffer as much as dialed ones.
   const hwm = opts.limits?.bufferBytes;
   const server = createServer(
     { allowHalfOpen: true, ...(hwm ? { highWaterMark: hwm } : {}) } as Parameters<typeof createServer>[0],
     (s) => relay.handle(s),
   );
-  const port = await listen(server);
+  const port = await listen(server, opts.host, opts.port);
   return {
     relay,
+    table,
     port,
     server,
     async close() {
       relay.destroyAll();
+      relay.close();
       server.close();
     },
   };
@@ -135,3 +150,72 @@ export async function readAll(socket: Socket): Promise<Buffer> {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Relays chained by links: `names[0]` takes the application's CONNECT for `target` and each
+ * relay's route goes through the rest in order, the last one dialling the target itself.
+ */
+export async function startChain(
+  names: string[],
+  targetAddr: string,
+  extra: Partial<Parameters<typeof startRelay>[0]> = {},
+): Promise<Running[]> {
+  const out: Running[] = [];
+  const addrs = new Map<string, string>();
+  // From the last relay back, so each one's next hop already has a port.
+  for (let i = names.length - 1; i >= 0; i--) {
+    const name = names[i] as string;
+    const rest = names.slice(i + 1);
+    const hops = [...rest.map((n) => hop(n, addrs.get(n) as string)), hop("app1", targetAddr)];
+    const r = await startRelay({
+      name,
+      routes: [route(name, "app1", hops)],
+      peers: names.filter((n) => n !== name),
+      ...extra,
+    });
+    addrs.set(name, `ipv4://127.0.0.1:${r.port}`);
+    out.unshift(r);
+  }
+  return out;
+}
+
+/** Opens a tunnel to app1 through the relay on `port`; resolves with the answer. */
+export async function tunnel(port: number, authority = "app1"): Promise<Answer> {
+  return request(port, `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
+}
+
+export interface LinkAnswer {
+  headers: Record<string, string | string[] | number | undefined>;
+  stream: import("node:http2").ClientHttp2Stream;
+  close(): void;
+}
+
+/**
+ * Opens a link to the relay on `port` as relay `asRelay` (a certificate from the test CA) and
+ * sends one CONNECT stream: what another relay of the realm would send.
+ */
+export async function linkRequest(
+  port: number,
+  asRelay: string,
+  authority: string,
+  hops: string,
+  host = "127.0.0.1",
+): Promise<LinkAnswer> {
+  const { connect: h2connect } = await import("node:http2");
+  const m = relayIdentityForTest(TEST_REALM, asRelay).material();
+  if (!m) throw new Error("no test identity");
+  const session = h2connect(`https://${host}:${port}`, {
+    key: m.key,
+    cert: m.certChain,
+    ca: m.trustBundle,
+    checkServerIdentity: () => undefined,
+  });
+  session.on("error", () => {});
+  const stream = session.request({ ":method": "CONNECT", ":authority": authority, "hopway-hops": hops });
+  stream.on("error", () => {});
+  const headers = await new Promise<LinkAnswer["headers"]>((resolve, reject) => {
+    stream.once("response", resolve);
+    stream.once("close", () => reject(new Error(`stream closed before an answer (code ${stream.rstCode})`)));
+  });
+  return { headers, stream, close: () => session.destroy() };
+}

@@ -4,10 +4,10 @@ import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { signHop } from "../../../src/relay/auth.ts";
 import type { RelayLimits } from "../../../src/relay/relay.ts";
 import {
   hop,
+  linkRequest,
   listen,
   type Running,
   readAll,
@@ -20,7 +20,6 @@ import {
   startStalledTarget,
 } from "./helpers.ts";
 
-const KEY = Buffer.from("0123456789abcdef0123456789abcdef");
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
@@ -33,7 +32,6 @@ async function relayTo(
 ): Promise<Running> {
   const r = await startRelay({
     name: "relay-a",
-    hopKey: KEY,
     routes: [
       route("relay-a", "app1", [hop("app1", targetAddr, alternatives)]),
       route("relay-a", "lonely", null),
@@ -49,15 +47,14 @@ async function relayTo(
 async function chain(targetPort: number, bRoutesTo = "app1", bLimits: Partial<RelayLimits> = {}) {
   const b = await startRelay({
     name: "relay-b",
-    hopKey: KEY,
     clientCidrs: [],
     limits: bLimits,
     routes: [route("relay-b", bRoutesTo, [hop(bRoutesTo, `ipv4://127.0.0.1:${targetPort}`)])],
+    peers: ["relay-a"],
   });
   cleanups.push(() => b.close());
   const a = await startRelay({
     name: "relay-a",
-    hopKey: KEY,
     routes: [
       route("relay-a", "app1", [
         hop("relay-b", `ipv4://127.0.0.1:${b.port}`),
@@ -189,6 +186,18 @@ describe("relay: refusals", () => {
     expect(a.status).toBe(408);
   });
 
+  it("408 to a connection that sends nothing at all, before it is known to be a link or a CONNECT", async () => {
+    const r = await relayTo("ipv4://127.0.0.1:1", { limits: { headerTimeoutMs: 150 } });
+    const socket = connect({ port: r.port, host: "127.0.0.1" });
+    socket.on("error", () => {});
+    await once(socket, "connect");
+    const a = await readAnswer(socket);
+    expect(a.status).toBe(408);
+    await once(socket, "close");
+    await sleep(20);
+    expect(r.relay.openConnections).toBe(0);
+  });
+
   it("a malformed request costs only its own connection", async () => {
     const port = await echo();
     const r = await relayTo(`ipv4://127.0.0.1:${port}`);
@@ -245,51 +254,43 @@ describe("relay: client admission", () => {
     b.socket.destroy();
   });
 
-  it("admits another relay only with a valid, fresh, unreplayed HMAC", async () => {
-    const port = await echo();
-    let now = 1_000_000;
-    const r = await relayTo(`ipv4://127.0.0.1:${port}`, { clientCidrs: [], now: () => now, maxClockSkewSeconds: 30 });
-    const head = (auth: string, hops = "relay-z") =>
-      `CONNECT app1 HTTP/1.1\r\nHopway-Hops: ${hops}\r\nProxy-Authorization: ${auth}\r\n\r\n`;
-    const good = signHop(KEY, "relay-z", "app1", "relay-z", now);
-    const ok = await request(r.port, head(good));
-    expect(ok.status).toBe(200);
-    ok.socket.destroy();
-    expect((await request(r.port, head(good))).status).toBe(407); // replay
-    const other = signHop(Buffer.from("another-realm-key-another-realm!!"), "relay-z", "app1", "relay-z", now);
-    expect((await request(r.port, head(other))).status).toBe(407);
-    // Signed for different hops: tampering with the visited list breaks the signature.
-    expect((await request(r.port, head(signHop(KEY, "relay-z", "app1", "relay-y", now)))).status).toBe(407);
-    const stale = signHop(KEY, "relay-z", "app1", "relay-z", now - 31);
-    expect((await request(r.port, head(stale))).status).toBe(407);
-    now += 10;
-    const skewedOk = signHop(KEY, "relay-z", "app1", "relay-z", now - 25);
-    const s = await request(r.port, head(skewedOk));
-    expect(s.status).toBe(200);
-    s.socket.destroy();
-  });
-
-  it("508 for a loop and for the hop limit", async () => {
+  it("407 for a plain CONNECT that claims to be a relay hop: relays only reach each other over links", async () => {
     const port = await echo();
     const r = await relayTo(`ipv4://127.0.0.1:${port}`);
-    const now = Date.now() / 1000;
-    const loopHops = "relay-x, relay-a";
-    const loop = await request(
-      r.port,
-      `CONNECT app1 HTTP/1.1\r\nHopway-Hops: ${loopHops}\r\nProxy-Authorization: ${signHop(KEY, "relay-x", "app1", loopHops, now)}\r\n\r\n`,
-    );
-    expect(loop.status).toBe(508);
-    const many = ["h1", "h2", "h3", "h4", "h5", "h6", "h7"].join(", ");
-    const limit = await request(
-      r.port,
-      `CONNECT app1 HTTP/1.1\r\nHopway-Hops: ${many}\r\nProxy-Authorization: ${signHop(KEY, "h7", "app1", many, now)}\r\n\r\n`,
-    );
-    expect(limit.status).toBe(508);
+    for (const extra of [
+      "Hopway-Hops: relay-z\r\n",
+      "Proxy-Authorization: Hopway-HMAC relay=relay-z, ts=1, nonce=00, sig=00\r\n",
+      "Hopway-Hops: relay-z\r\nProxy-Authorization: Bearer whatever-token-at-all\r\n",
+    ]) {
+      const ans = await request(r.port, `CONNECT app1 HTTP/1.1\r\n${extra}\r\n`);
+      expect(ans.status).toBe(407);
+      expect(ans.body).toContain("mTLS links");
+    }
+    // The same client without the relay claims is admitted (loopback).
+    const ok = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(ok.status).toBe(200);
+    ok.socket.destroy();
+  });
+
+  it("508 for a loop and for the hop limit on a link stream", async () => {
+    const port = await echo();
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`, { peers: ["relay-x", "h7"] });
+    const loop = await linkRequest(r.port, "relay-x", "app1", "relay-a, relay-x");
+    expect(loop.headers[":status"]).toBe(508);
+    expect(loop.headers["hopway-error"]).toBe("loop");
+    loop.close();
+    const limit = await linkRequest(r.port, "h7", "app1", "h1, h2, h3, h4, h5, h6, h7");
+    expect(limit.headers[":status"]).toBe(508);
+    limit.close();
+    const fine = await linkRequest(r.port, "h7", "app1", "h7");
+    expect(fine.headers[":status"]).toBe(200);
+    expect(fine.headers["hopway-path"]).toBe("relay-a");
+    fine.close();
   });
 });
 
 describe("relay: several hops", () => {
-  it("signs the hop to the next relay and reports the path taken", async () => {
+  it("carries the hop to the next relay over a link and reports the path taken", async () => {
     const port = await echo();
     const { a, b } = await chain(port);
     const ans = await request(a.port, `CONNECT app1:${port} HTTP/1.1\r\n\r\n`);
@@ -317,7 +318,6 @@ describe("relay: several hops", () => {
     cleanups.push(() => silent.close());
     const a = await startRelay({
       name: "relay-a",
-      hopKey: KEY,
       limits: { pathTimeoutMs: 200 },
       routes: [
         route("relay-a", "app1", [hop("relay-b", `ipv4://127.0.0.1:${silentPort}`), hop("app1", "ipv4://127.0.0.1:9")]),
@@ -346,7 +346,6 @@ describe("relay: several hops", () => {
       cleanups.push(() => server.close());
       const a = await startRelay({
         name: "relay-a",
-        hopKey: KEY,
         routes: [
           route("relay-a", "app1", [hop("relay-b", `ipv4://127.0.0.1:${port}`), hop("app1", "ipv4://127.0.0.1:9")]),
         ],
@@ -356,8 +355,11 @@ describe("relay: several hops", () => {
       expect(ans.status, what).toBe(502);
       expect(ans.headers.get("hopway-error"), what).toBe("next_hop_failed");
       expect(ans.headers.get("hopway-failed-at"), what).toBe("relay-a");
-      expect(ans.headers.get("hopway-reason"), what).toBe(
-        `next hop ipv4://127.0.0.1:${port} did not answer as a Hopway relay (${what}); expected relay relay-b`,
+      // Relays speak TLS 1.3 + h2 on a link: whatever else answers fails the link handshake.
+      expect(ans.headers.get("hopway-reason"), what).toMatch(
+        new RegExp(
+          `^next hop ipv4://127\\.0\\.0\\.1:${port} did not answer as a Hopway relay \\(.+\\); expected relay relay-b$`,
+        ),
       );
       ans.socket.destroy();
     }

@@ -1,0 +1,11 @@
+export { pipeLeg } from "./legs.ts";
+export {
+  DEFAULT_LINK_SETTINGS,
+  LINK_FAILURES,
+  type LinkFailure,
+  type LinkObserver,
+  type LinkSettings,
+  type LinkSide,
+} from "./options.ts";
+export { type LinkOpen, LinkPool, type LinkPoolOptions } from "./pool.ts";
+export { LinkServer, type LinkServerOptions } from "./server.ts";

@@ -1,0 +1,42 @@
+// One direction of a tunnel whose source or destination is an HTTP/2 stream
+// (a relay link). Socket-to-socket directions keep pump.ts; here a chunk is
+// written on and the source pauses while the destination holds `limit` bytes,
+// resuming on its `drain`. The source's end is forwarded as the destination's
+// end: a socket FIN becomes END_STREAM and END_STREAM becomes a FIN.
+import { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { setSink } from "../pump.ts";
+import type { RelayCounters, Tunnel } from "../relay.ts";
+
+export function pipeLeg(
+  src: Duplex,
+  dst: Duplex,
+  tunnel: Tunnel,
+  up: boolean,
+  counters: RelayCounters,
+  limit: number,
+): void {
+  const account = (n: number) => {
+    tunnel.moved = true;
+    if (up) counters.up[tunnel.peer] += n;
+    else counters.down[tunnel.peer] += n;
+  };
+  dst.on("drain", () => src.resume());
+  src.on("end", () => dst.end());
+  if (src instanceof Socket) {
+    // Relay sockets read through pump.ts's sinks into buffers that are read into again:
+    // the chunk is copied, as the HTTP/2 write keeps it until the peer's window takes it.
+    setSink(src, (chunk) => {
+      account(chunk.length);
+      dst.write(Buffer.from(chunk));
+      return dst.writableLength < limit;
+    });
+  } else {
+    src.on("data", (chunk: Buffer) => {
+      account(chunk.length);
+      dst.write(chunk);
+      if (dst.writableLength >= limit) src.pause();
+    });
+  }
+  src.resume();
+}

@@ -1,0 +1,84 @@
+// Tuning of relay links (docs/links.md, "Flow control and memory").
+//
+// Sized for a 100 ms × 1 Gbit/s path, whose bandwidth-delay product is about 12.5 MB:
+// - the connection window (16 MiB) lets one link keep such a path full across its streams;
+// - the per-stream window (2 MiB) is what one tunnel may have in flight, and so what a
+//   tunnel whose reader stopped can hold buffered at the receiving relay. It is a fraction
+//   of the connection window, so a stalled tunnel never takes the link from the others
+//   (Node returns connection-level window at once and stream-level window only as a
+//   stream's data is consumed). One tunnel alone gets 2 MiB per round trip: ~170 Mbit/s
+//   at 100 ms, line rate below ~15 ms.
+// Worst case at a receiving relay per link: maxConcurrentStreams × streamWindowBytes,
+// reached only if every tunnel's reader stalls with a full window.
+
+export interface LinkSettings {
+  /** HTTP/2 connection-level receive window. */
+  connectionWindowBytes: number;
+  /** HTTP/2 SETTINGS_INITIAL_WINDOW_SIZE: each stream's receive window. */
+  streamWindowBytes: number;
+  /** Streams one link accepts at once; the dialling side opens another link past it. */
+  maxConcurrentStreams: number;
+  /** Node's per-session cap on nghttp2's own buffers, in MB. */
+  maxSessionMemoryMb: number;
+  /** A PING is sent this often on every link. */
+  pingIntervalMs: number;
+  /** A link whose PING is not answered within this time is closed. */
+  pingTimeoutMs: number;
+  /** A dialled link with no streams for this long is closed. */
+  idleTimeoutMs: number;
+  /** TCP connect plus TLS handshake budget for one link dial. */
+  handshakeTimeoutMs: number;
+  /** First re-dial delay bound after a failed dial (full jitter: a random delay up to it). */
+  redialInitialMs: number;
+  /** Cap of the exponential re-dial delay bound. */
+  redialMaxMs: number;
+}
+
+export const DEFAULT_LINK_SETTINGS: LinkSettings = {
+  connectionWindowBytes: 16 * 1024 * 1024,
+  streamWindowBytes: 2 * 1024 * 1024,
+  maxConcurrentStreams: 1000,
+  maxSessionMemoryMb: 64,
+  pingIntervalMs: 15_000,
+  pingTimeoutMs: 10_000,
+  idleTimeoutMs: 300_000,
+  handshakeTimeoutMs: 5_000,
+  redialInitialMs: 200,
+  redialMaxMs: 15_000,
+};
+
+/** Why a link was not made or was closed. A closed set: these are metric label values. */
+export const LINK_FAILURES = [
+  /** The TLS or HTTP/2 handshake failed (protocol, ALPN, not TLS 1.3). */
+  "tls_handshake",
+  /** The peer presented no certificate. */
+  "no_certificate",
+  /** The certificate does not name the relay that was dialled (or names no relay of this realm). */
+  "peer_identity",
+  /** The certificate does not chain to the trust bundle. */
+  "untrusted",
+  /** The certificate is expired or not yet valid. */
+  "expired",
+  /** The certified relay is not in this relay's route table (deleted, or never a member). */
+  "unknown_peer",
+  /** TCP connect failed (refused, unreachable, reset). */
+  "connect",
+  /** Connect or handshake did not finish in time. */
+  "timeout",
+  /** The peer sent GOAWAY (it is draining). */
+  "goaway",
+  /** A PING was not answered in time. */
+  "ping_timeout",
+  /** This relay has no certificate yet. */
+  "no_identity",
+  /** Verified, but the relay had no room for another authenticated connection (max_connections). */
+  "over_capacity",
+] as const;
+export type LinkFailure = (typeof LINK_FAILURES)[number];
+export type LinkSide = "dial" | "accept";
+
+/** What the link layer tells the metrics. Peer names come from the route table (a bounded set). */
+export interface LinkObserver {
+  linkOpened(side: LinkSide, handshakeSeconds: number): void;
+  linkFailed(side: LinkSide, reason: LinkFailure): void;
+}

@@ -1,0 +1,360 @@
+// The dialling side of relay links: one long-lived TLS 1.3 + HTTP/2 connection
+// per neighbour relay (keyed by its node name and address), made on first need
+// and shared by every tunnel to that neighbour, one CONNECT stream per tunnel.
+// The neighbour must prove it is the relay the route table names: its
+// certificate chains to the trust bundle and its URI SAN is exactly
+// spiffe://<realm>/relay/<that node>.
+import {
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  constants,
+  connect as h2connect,
+  type IncomingHttpHeaders,
+} from "node:http2";
+import { type TLSSocket, connect as tlsConnect } from "node:tls";
+import type { IdentitySource } from "../../../../src/core/identity.ts";
+import type { Dialable } from "../table.ts";
+import type { LinkFailure, LinkObserver, LinkSettings } from "./options.ts";
+import { ALPN, certifiedRelay, failureOf, identityError } from "./tls.ts";
+
+export type LinkOpen =
+  | { ok: true; stream: ClientHttp2Stream; headers: IncomingHttpHeaders }
+  /** `final`: the neighbour answered (its verdict stands); otherwise the address did not work. */
+  | { ok: false; final: boolean; status?: number; headers?: IncomingHttpHeaders; detail: string };
+
+interface Link {
+  session: ClientHttp2Session;
+  peer: string;
+  key: string;
+  streams: number;
+  /** No new streams once the peer sent GOAWAY or the link is closing. */
+  usable: boolean;
+  idleTimer: NodeJS.Timeout | undefined;
+  pingTimer: NodeJS.Timeout;
+}
+
+interface Backoff {
+  failures: number;
+  until: number;
+}
+
+export interface LinkPoolOptions {
+  name: string;
+  realm: string;
+  identity: IdentitySource;
+  settings: LinkSettings;
+  observer?: LinkObserver | undefined;
+  log: (level: "info" | "warn" | "debug", msg: string, fields: Record<string, unknown>) => void;
+  /** Random in [0, 1); injectable so backoff tests are exact. */
+  random?: () => number;
+}
+
+export class LinkPool {
+  private readonly links = new Map<string, Link[]>();
+  private readonly dialing = new Map<string, Promise<Link | { failure: LinkFailure; detail: string }>>();
+  private readonly backoff = new Map<string, Backoff>();
+  private readonly random: () => number;
+  private closing = false;
+  private completed = 0;
+
+  constructor(private readonly opts: LinkPoolOptions) {
+    this.random = opts.random ?? Math.random;
+  }
+
+  /** Links this pool has established since it started (each one a TLS handshake). */
+  get handshakes(): number {
+    return this.completed;
+  }
+
+  /** Peers whose last dial failed (backing off) and to which no link is open now. */
+  failingPeers(): Set<string> {
+    const out = new Set<string>();
+    for (const [key, b] of this.backoff) {
+      const peer = key.slice(0, key.indexOf("|"));
+      if (b.failures > 0 && !(this.links.get(key)?.length ?? 0)) out.add(peer);
+    }
+    for (const [key, list] of this.links) if (list.length > 0) out.delete(key.slice(0, key.indexOf("|")));
+    return out;
+  }
+
+  /** Open links per peer (for `hopway_relay_links`). */
+  linksByPeer(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const list of this.links.values()) {
+      for (const l of list) out.set(l.peer, (out.get(l.peer) ?? 0) + 1);
+    }
+    return out;
+  }
+
+  /** Open streams per peer. */
+  streamsByPeer(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const list of this.links.values()) {
+      for (const l of list) out.set(l.peer, (out.get(l.peer) ?? 0) + l.streams);
+    }
+    return out;
+  }
+
+  /** Opens a CONNECT stream to `peer` at `addr` and waits for its answer. */
+  async open(peer: string, addr: Dialable, authority: string, hops: string): Promise<LinkOpen> {
+    if (this.closing) return { ok: false, final: false, detail: "relay is draining" };
+    const key = `${peer}|${addr.address}`;
+    const link = await this.linkFor(peer, addr, key);
+    if ("failure" in link) return { ok: false, final: false, detail: link.detail };
+    return this.request(link, authority, hops);
+  }
+
+  private async linkFor(
+    peer: string,
+    addr: Dialable,
+    key: string,
+  ): Promise<Link | { failure: LinkFailure; detail: string }> {
+    for (;;) {
+      const free = this.links.get(key)?.find((l) => l.usable && l.streams < this.limitOf(l));
+      if (free) return free;
+      const pending = this.dialing.get(key);
+      if (!pending) break;
+      const r = await pending;
+      if ("failure" in r) return r;
+      // Another open may have filled it while this one waited: look again.
+    }
+    const b = this.backoff.get(key);
+    if (b && b.until > performance.now()) {
+      return { failure: "connect", detail: `link to ${peer} at ${addr.address} is backing off after a failed dial` };
+    }
+    const p = this.dial(peer, addr, key);
+    this.dialing.set(key, p);
+    try {
+      return await p;
+    } finally {
+      this.dialing.delete(key);
+    }
+  }
+
+  private limitOf(l: Link): number {
+    const remote = l.session.remoteSettings.maxConcurrentStreams ?? this.opts.settings.maxConcurrentStreams;
+    return Math.min(remote, this.opts.settings.maxConcurrentStreams);
+  }
+
+  private dial(peer: string, addr: Dialable, key: string): Promise<Link | { failure: LinkFailure; detail: string }> {
+    const { settings, realm, log } = this.opts;
+    const material = this.opts.identity.material();
+    if (!material) {
+      this.opts.observer?.linkFailed("dial", "no_identity");
+      return Promise.resolve({ failure: "no_identity", detail: "this relay has no certificate yet" });
+    }
+    const started = performance.now();
+    return new Promise((resolve) => {
+      let settled = false;
+      let tlsSocket: TLSSocket | undefined;
+      let tcpUp = false;
+      // The URL only names the session's origin; createConnection below makes the actual connection.
+      const origin = addr.path
+        ? "https://localhost"
+        : `https://${addr.host.includes(":") ? `[${addr.host}]` : addr.host}:${addr.port}`;
+      const session = h2connect(origin, {
+        settings: {
+          initialWindowSize: settings.streamWindowBytes,
+          maxConcurrentStreams: settings.maxConcurrentStreams,
+          enablePush: false,
+        },
+        maxSessionMemory: settings.maxSessionMemoryMb,
+        createConnection: () => {
+          tlsSocket = tlsConnect({
+            ...(addr.path ? { path: addr.path } : { host: addr.host, port: addr.port }),
+            key: material.key,
+            cert: material.certChain,
+            ca: material.trustBundle,
+            minVersion: "TLSv1.3",
+            ALPNProtocols: ALPN,
+            // No SNI: relays are named by their certificates' URI SANs, not by host names.
+            servername: "",
+            checkServerIdentity: (_host, cert) => {
+              const named = certifiedRelay(realm, cert);
+              if (named === peer) return undefined;
+              return identityError(
+                named === undefined
+                  ? `certificate names no relay of realm '${realm}'`
+                  : `certificate names relay '${named}', not '${peer}'`,
+              );
+            },
+          });
+          tlsSocket.setNoDelay(true);
+          tlsSocket.once("connect", () => {
+            tcpUp = true;
+          });
+          return tlsSocket;
+        },
+      });
+      const fail = (failure: LinkFailure, detail: string) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        session.destroy();
+        this.opts.observer?.linkFailed("dial", failure);
+        const prev = this.backoff.get(key)?.failures ?? 0;
+        const bound = Math.min(settings.redialMaxMs, settings.redialInitialMs * 2 ** prev);
+        this.backoff.set(key, { failures: prev + 1, until: performance.now() + this.random() * bound });
+        log("warn", "link dial failed", { peer, address: addr.address, reason: failure, detail });
+        // Something listens there but does not speak TLS 1.3 + h2 back (a route table built from
+        // addresses that are not this network's relays): say so, rather than blame the named relay.
+        const speaksNoLink = tcpUp && (failure === "tls_handshake" || failure === "connect" || failure === "timeout");
+        resolve({
+          failure,
+          detail: speaksNoLink
+            ? `next hop ${addr.address} did not answer as a Hopway relay (${failure}: ${detail}); expected relay ${peer}`
+            : `link to ${peer} at ${addr.address}: ${failure}: ${detail}`,
+        });
+      };
+      const timer = setTimeout(() => fail("timeout", "handshake timed out"), settings.handshakeTimeoutMs);
+      const onError = (err: NodeJS.ErrnoException) => fail(failureOf(err.code), err.message);
+      const onClose = () => fail("connect", "closed during the handshake");
+      session.once("error", onError);
+      session.once("close", onClose);
+      session.once("connect", () => {
+        if (settled) return;
+        if (tlsSocket?.alpnProtocol !== "h2") return fail("tls_handshake", "peer did not select h2");
+        settled = true;
+        clearTimeout(timer);
+        session.off("error", onError);
+        session.off("close", onClose);
+        this.backoff.delete(key);
+        this.completed++;
+        session.setLocalWindowSize(settings.connectionWindowBytes);
+        const link = this.adopt(session, peer, key);
+        this.opts.observer?.linkOpened("dial", (performance.now() - started) / 1000);
+        log("debug", "link up", { peer, address: addr.address });
+        resolve(link);
+      });
+    });
+  }
+
+  private adopt(session: ClientHttp2Session, peer: string, key: string): Link {
+    const { settings } = this.opts;
+    const link: Link = {
+      session,
+      peer,
+      key,
+      streams: 0,
+      usable: true,
+      idleTimer: undefined,
+      pingTimer: setInterval(() => this.ping(link), settings.pingIntervalMs).unref(),
+    };
+    const list = this.links.get(key) ?? [];
+    list.push(link);
+    this.links.set(key, list);
+    this.armIdle(link);
+    session.on("error", (err) => this.opts.log("info", "link error", { peer, error: String(err) }));
+    session.on("goaway", () => {
+      link.usable = false;
+      this.opts.observer?.linkFailed("dial", "goaway");
+    });
+    session.on("close", () => this.forget(link));
+    return link;
+  }
+
+  private ping(link: Link): void {
+    if (link.session.destroyed) return;
+    const timer = setTimeout(() => {
+      this.opts.observer?.linkFailed("dial", "ping_timeout");
+      this.opts.log("warn", "link ping unanswered; closing it", { peer: link.peer });
+      link.session.destroy();
+    }, this.opts.settings.pingTimeoutMs).unref();
+    const sent = link.session.ping(() => clearTimeout(timer));
+    if (!sent) clearTimeout(timer);
+  }
+
+  private armIdle(link: Link): void {
+    if (link.streams > 0 || this.opts.settings.idleTimeoutMs <= 0) return;
+    link.idleTimer = setTimeout(() => {
+      link.usable = false;
+      link.session.close();
+    }, this.opts.settings.idleTimeoutMs).unref();
+  }
+
+  private forget(link: Link): void {
+    link.usable = false;
+    clearInterval(link.pingTimer);
+    clearTimeout(link.idleTimer);
+    const list = this.links.get(link.key);
+    if (!list) return;
+    const i = list.indexOf(link);
+    if (i >= 0) list.splice(i, 1);
+    if (list.length === 0) this.links.delete(link.key);
+  }
+
+  private request(link: Link, authority: string, hops: string): Promise<LinkOpen> {
+    clearTimeout(link.idleTimer);
+    link.idleTimer = undefined;
+    link.streams++;
+    let stream: ClientHttp2Stream;
+    try {
+      stream = link.session.request(
+        {
+          [constants.HTTP2_HEADER_METHOD]: "CONNECT",
+          [constants.HTTP2_HEADER_AUTHORITY]: authority,
+          "hopway-hops": hops,
+        },
+        { endStream: false },
+      );
+    } catch (err) {
+      this.streamDone(link);
+      return Promise.resolve({ ok: false, final: false, detail: `link to ${link.peer}: ${String(err)}` });
+    }
+    stream.once("close", () => this.streamDone(link));
+    return new Promise((resolve) => {
+      const onError = (err: Error) => {
+        stream.off("response", onResponse);
+        resolve({ ok: false, final: false, detail: `link to ${link.peer}: ${err.message}` });
+      };
+      const onClose = () => {
+        stream.off("response", onResponse);
+        stream.off("error", onError);
+        // REFUSED_STREAM (a GOAWAY raced this request) is safe to retry elsewhere; any other reset is the peer's verdict.
+        const refused = stream.rstCode === constants.NGHTTP2_REFUSED_STREAM;
+        resolve({ ok: false, final: !refused, detail: `${link.peer} reset the stream (code ${stream.rstCode})` });
+      };
+      const onResponse = (headers: IncomingHttpHeaders) => {
+        stream.off("error", onError);
+        stream.off("close", onClose);
+        const status = Number(headers[constants.HTTP2_HEADER_STATUS]);
+        if (status === 200) return resolve({ ok: true, stream, headers });
+        stream.on("error", () => {});
+        stream.destroy();
+        resolve({ ok: false, final: true, status, headers, detail: `refused by ${link.peer}` });
+      };
+      stream.once("error", onError);
+      stream.once("close", onClose);
+      stream.once("response", onResponse);
+    });
+  }
+
+  private streamDone(link: Link): void {
+    link.streams--;
+    if (link.streams === 0 && link.usable) this.armIdle(link);
+  }
+
+  /** Sends GOAWAY on every link: no new streams; open ones finish, then each link closes. */
+  goaway(): void {
+    this.closing = true;
+    for (const list of this.links.values()) {
+      for (const l of list) {
+        l.usable = false;
+        l.session.close();
+      }
+    }
+  }
+
+  /** Closes every link now. */
+  destroyAll(): void {
+    this.closing = true;
+    for (const list of [...this.links.values()]) for (const l of [...list]) l.session.destroy();
+  }
+
+  /** Closes the links to peers `keep` rejects (a table update removed them). */
+  closeWhere(drop: (peer: string) => boolean): void {
+    for (const list of [...this.links.values()]) {
+      for (const l of [...list]) if (drop(l.peer)) l.session.destroy();
+    }
+  }
+}

@@ -1,0 +1,239 @@
+// The accepting side of relay links. The relay listener hands over sockets whose
+// first byte is a TLS handshake record; here they get a TLS 1.3 handshake that
+// requires a client certificate chaining to the trust bundle, whose URI SAN names
+// a relay present in this relay's route table, then an HTTP/2 session whose
+// CONNECT streams the relay routes like any tunnel.
+import {
+  constants,
+  type IncomingHttpHeaders,
+  performServerHandshake,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from "node:http2";
+import type { Socket } from "node:net";
+import { type TLSSocket, Server as TlsServer } from "node:tls";
+import type { IdentitySource } from "../../../../src/core/identity.ts";
+import type { LinkFailure, LinkObserver, LinkSettings } from "./options.ts";
+import { ALPN, certifiedRelay, failureOf } from "./tls.ts";
+
+export interface LinkServerOptions {
+  realm: string;
+  identity: IdentitySource;
+  settings: LinkSettings;
+  /**
+   * Budget for an accepted handshake (the relay passes the smaller of the link handshake
+   * timeout and its header timeout: a connection must identify itself as fast either way).
+   */
+  acceptTimeoutMs: number;
+  /** Whether `peer` is a node of this relay's route table. */
+  knows: (peer: string) => boolean;
+  /** A CONNECT stream from `peer` (its certified name). */
+  onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: string) => void;
+  observer?: LinkObserver | undefined;
+  log: (level: "info" | "warn" | "debug", msg: string, fields: Record<string, unknown>) => void;
+}
+
+interface Accepted {
+  session: ServerHttp2Session;
+  peer: string;
+  streams: number;
+  pingTimer: NodeJS.Timeout;
+}
+
+export class LinkServer {
+  private readonly sessions = new Set<Accepted>();
+  private readonly unsubscribe: () => void;
+  private draining = false;
+  /**
+   * Never listens: the relay listener hands sockets over with `emit("connection")`. Client
+   * certificates are verified by the handshake and checked in `verify` before any HTTP/2
+   * byte is read (`rejectUnauthorized: false` only so the refusal can say why: missing,
+   * expired or from another CA).
+   */
+  private tlsServer: TlsServer | undefined;
+  /** Accept times by remote address and port, for the handshake duration. */
+  private readonly started = new Map<string, number>();
+  /** Per accepted socket, what the relay does once its peer is verified (admission; false = no room). */
+  private readonly verifiedHooks = new Map<string, () => boolean>();
+
+  constructor(private readonly opts: LinkServerOptions) {
+    this.reloadContext();
+    // New handshakes use the new material; links already up keep the one they were made with.
+    this.unsubscribe = opts.identity.onChange(() => this.reloadContext());
+  }
+
+  private reloadContext(): void {
+    const m = this.opts.identity.material();
+    if (!m) return;
+    const context = { key: m.key, cert: m.certChain, ca: m.trustBundle, minVersion: "TLSv1.3" as const };
+    try {
+      if (this.tlsServer) {
+        this.tlsServer.setSecureContext(context);
+        return;
+      }
+      const server = new TlsServer({
+        ...context,
+        requestCert: true,
+        rejectUnauthorized: false,
+        ALPNProtocols: ALPN,
+        handshakeTimeout: this.opts.acceptTimeoutMs,
+      });
+      server.on("secureConnection", (tls: TLSSocket) => this.secured(tls));
+      server.on("tlsClientError", (err: NodeJS.ErrnoException, tls: TLSSocket) => {
+        const reason: LinkFailure = err.code === "ERR_TLS_HANDSHAKE_TIMEOUT" ? "timeout" : "tls_handshake";
+        this.refused(reason, err.message, tls);
+      });
+      this.tlsServer = server;
+    } catch (err) {
+      this.opts.log("warn", "relay TLS material unusable; keeping the previous one", { error: String(err) });
+    }
+  }
+
+  /** Open accepted links per peer. */
+  linksByPeer(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const a of this.sessions) out.set(a.peer, (out.get(a.peer) ?? 0) + 1);
+    return out;
+  }
+
+  /** Open streams on accepted links per peer. */
+  streamsByPeer(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const a of this.sessions) out.set(a.peer, (out.get(a.peer) ?? 0) + a.streams);
+    return out;
+  }
+
+  private refused(reason: LinkFailure, detail: string, tls: TLSSocket | undefined): void {
+    this.opts.observer?.linkFailed("accept", reason);
+    this.opts.log("warn", "relay link refused", { reason, detail, remote: tls?.remoteAddress });
+    tls?.destroy();
+  }
+
+  /**
+   * Takes a socket whose unread bytes start with a TLS record. `onDone` runs once when the
+   * socket has closed, whatever happened.
+   */
+  accept(socket: Socket, onDone: () => void, onVerified: () => boolean = () => true): void {
+    const key = `${socket.remoteAddress}:${socket.remotePort}`;
+    socket.once("close", () => {
+      this.started.delete(key);
+      this.verifiedHooks.delete(key);
+      onDone();
+    });
+    this.verifiedHooks.set(key, onVerified);
+    if (this.tlsServer === undefined || this.draining) {
+      if (this.tlsServer === undefined) this.refused("no_identity", "this relay has no certificate yet", undefined);
+      socket.destroy();
+      return;
+    }
+    this.started.set(key, performance.now());
+    // tls.Server reads what the socket already buffered (the sniffed first bytes) into the handshake.
+    this.tlsServer.emit("connection", socket);
+  }
+
+  private secured(tls: TLSSocket): void {
+    const peer = this.verify(tls);
+    if (typeof peer !== "string") {
+      this.refused(peer.reason, peer.detail, tls);
+      return;
+    }
+    // Authenticated now: the relay moves it from its handshake pool to its tunnel pool, if there is room.
+    if (this.verifiedHooks.get(`${tls.remoteAddress}:${tls.remotePort}`)?.() === false) {
+      this.refused("over_capacity", "relay at connection limit", tls);
+      return;
+    }
+    this.startSession(tls, peer, this.started.get(`${tls.remoteAddress}:${tls.remotePort}`) ?? performance.now());
+  }
+
+  private verify(tls: TLSSocket): string | { reason: LinkFailure; detail: string } {
+    if (tls.getProtocol() !== "TLSv1.3") return { reason: "tls_handshake", detail: "not TLS 1.3" };
+    if (tls.alpnProtocol !== "h2") return { reason: "tls_handshake", detail: "ALPN h2 not negotiated" };
+    const cert = tls.getPeerCertificate();
+    if (!cert || Object.keys(cert).length === 0) return { reason: "no_certificate", detail: "no client certificate" };
+    if (!tls.authorized) {
+      const code = String(tls.authorizationError ?? "");
+      return { reason: failureOf(code), detail: `client certificate rejected: ${code}` };
+    }
+    const peer = certifiedRelay(this.opts.realm, cert);
+    if (peer === undefined) {
+      return { reason: "peer_identity", detail: `certificate names no relay of realm '${this.opts.realm}'` };
+    }
+    if (!this.opts.knows(peer)) {
+      return { reason: "unknown_peer", detail: `relay '${peer}' is not in this relay's route table` };
+    }
+    return peer;
+  }
+
+  private startSession(tls: TLSSocket, peer: string, started: number): void {
+    const { settings } = this.opts;
+    const session = performServerHandshake(tls, {
+      settings: {
+        initialWindowSize: settings.streamWindowBytes,
+        maxConcurrentStreams: settings.maxConcurrentStreams,
+        enablePush: false,
+      },
+      maxSessionMemory: settings.maxSessionMemoryMb,
+    });
+    session.setLocalWindowSize(settings.connectionWindowBytes);
+    const accepted: Accepted = {
+      session,
+      peer,
+      streams: 0,
+      pingTimer: setInterval(() => this.ping(accepted), settings.pingIntervalMs).unref(),
+    };
+    this.sessions.add(accepted);
+    this.opts.observer?.linkOpened("accept", (performance.now() - started) / 1000);
+    this.opts.log("debug", "relay link accepted", { peer });
+    session.on("error", (err) => this.opts.log("info", "link error", { peer, error: String(err) }));
+    session.on("close", () => {
+      clearInterval(accepted.pingTimer);
+      this.sessions.delete(accepted);
+    });
+    session.on("stream", (stream, headers) => {
+      accepted.streams++;
+      stream.once("close", () => accepted.streams--);
+      if (headers[constants.HTTP2_HEADER_METHOD] !== "CONNECT") {
+        stream.respond({ ":status": 405, "hopway-error": "method_not_allowed" }, { endStream: true });
+        return;
+      }
+      this.opts.onStream(stream, headers, peer);
+    });
+    if (this.draining) session.close();
+  }
+
+  private ping(a: Accepted): void {
+    if (a.session.destroyed) return;
+    const timer = setTimeout(() => {
+      this.opts.observer?.linkFailed("accept", "ping_timeout");
+      this.opts.log("warn", "link ping unanswered; closing it", { peer: a.peer });
+      a.session.destroy();
+    }, this.opts.settings.pingTimeoutMs).unref();
+    if (!a.session.ping(() => clearTimeout(timer))) clearTimeout(timer);
+  }
+
+  /** Closes at once the links of peers no longer in the route table. */
+  dropUnknown(): void {
+    for (const a of [...this.sessions]) {
+      if (this.opts.knows(a.peer)) continue;
+      this.opts.observer?.linkFailed("accept", "unknown_peer");
+      this.opts.log("warn", "closing link: relay left the route table", { peer: a.peer });
+      this.sessions.delete(a);
+      a.session.destroy();
+    }
+  }
+
+  /** GOAWAY on every accepted link: no new streams, open ones finish. */
+  goaway(): void {
+    this.draining = true;
+    for (const a of this.sessions) a.session.close();
+  }
+
+  destroyAll(): void {
+    this.draining = true;
+    for (const a of [...this.sessions]) a.session.destroy();
+  }
+
+  close(): void {
+    this.unsubscribe();
+  }
+}

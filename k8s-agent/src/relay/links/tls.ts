@@ -1,0 +1,61 @@
+// TLS for relay links: contexts from the relay's identity, the peer's relay
+// name from its certificate, and why a handshake failed (a LinkFailure).
+import type { DetailedPeerCertificate, PeerCertificate } from "node:tls";
+import { relayNameFromUri } from "../../../../src/core/identity.ts";
+import type { LinkFailure } from "./options.ts";
+
+export const ALPN = ["h2"];
+
+/**
+ * URI SANs of a certificate. Node renders them as `URI:value` joined by ", ", quoting a
+ * value (JSON string) when it holds a comma or quote; a quoted relay URI never parses as a
+ * relay name, so quoting only ever makes a certificate name nothing.
+ */
+function uriSans(cert: PeerCertificate): string[] {
+  const alt = cert.subjectaltname;
+  if (typeof alt !== "string") return [];
+  return alt
+    .split(", ")
+    .filter((e) => e.startsWith("URI:"))
+    .map((e) => e.slice(4));
+}
+
+/** The relay a certificate names in `realm`: exactly one relay URI SAN, or undefined. */
+export function certifiedRelay(realm: string, cert: PeerCertificate | DetailedPeerCertificate): string | undefined {
+  const names = uriSans(cert)
+    .map((u) => relayNameFromUri(realm, u))
+    .filter((n): n is string => n !== undefined);
+  return names.length === 1 ? names[0] : undefined;
+}
+
+const EXPIRED = new Set(["CERT_HAS_EXPIRED", "CERT_NOT_YET_VALID"]);
+const UNTRUSTED = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "INVALID_CA",
+]);
+const CONNECT = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENOENT", "EADDRNOTAVAIL", "EPIPE"]);
+
+/** The marker a failed identity check carries (see `identityError`). */
+export const PEER_IDENTITY = "HOPWAY_PEER_IDENTITY";
+
+export function identityError(message: string): Error {
+  return Object.assign(new Error(message), { code: PEER_IDENTITY });
+}
+
+/** Maps a certificate verification code (tls `authorizationError`) or a socket error code. */
+export function failureOf(code: string | undefined): LinkFailure {
+  if (code === undefined) return "tls_handshake";
+  if (code === PEER_IDENTITY) return "peer_identity";
+  if (EXPIRED.has(code)) return "expired";
+  if (UNTRUSTED.has(code)) return "untrusted";
+  if (CONNECT.has(code)) return "connect";
+  if (code === "ETIMEDOUT") return "timeout";
+  return "tls_handshake";
+}

@@ -1,0 +1,243 @@
+// Impostors on relay links: every one is refused, with its reason in the
+// metrics and the log, and a relay whose record left the route table loses its
+// links with that table update.
+import { once } from "node:events";
+import { connect as h2connect } from "node:http2";
+import { connect as tlsConnect } from "node:tls";
+import { afterEach, describe, expect, it } from "vitest";
+import { relayUri, type TlsMaterial } from "../../../../src/core/identity.ts";
+import { staticIdentityForTest, testPki } from "../../../../test/support/identity.ts";
+import type { LinkFailure, LinkObserver, LinkSide } from "../../../src/relay/links/index.ts";
+import { hop, route, sleep, startEcho, startRelay, TEST_REALM, tunnel } from "./helpers.ts";
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+interface Recorded extends LinkObserver {
+  failures: Array<[LinkSide, LinkFailure]>;
+  opened: LinkSide[];
+  logs: Array<{ msg: string; fields: Record<string, unknown> }>;
+  log: (level: "info" | "warn" | "debug", msg: string, fields: Record<string, unknown>) => void;
+}
+
+function recorder(): Recorded {
+  const r: Recorded = {
+    failures: [],
+    opened: [],
+    logs: [],
+    linkOpened: (side) => r.opened.push(side),
+    linkFailed: (side, reason) => r.failures.push([side, reason]),
+    log: (_level, msg, fields) => r.logs.push({ msg, fields }),
+  };
+  return r;
+}
+
+async function echoAddr(): Promise<string> {
+  const e = await startEcho();
+  cleanups.push(() => e.server.close());
+  return `ipv4://127.0.0.1:${e.port}`;
+}
+
+/** `back` routes app1 to the echo target; `front` routes app1 through `back` (a link). */
+async function pair(opts: { front?: TlsMaterial; back?: TlsMaterial; backKnowsFront?: boolean } = {}) {
+  const target = await echoAddr();
+  const backRec = recorder();
+  const frontRec = recorder();
+  const back = await startRelay({
+    name: "back",
+    routes: [route("back", "app1", [hop("app1", target)])],
+    peers: opts.backKnowsFront === false ? [] : ["front"],
+    linkObserver: backRec,
+    log: backRec.log,
+    ...(opts.back ? { identity: staticIdentityForTest(opts.back) } : {}),
+  });
+  cleanups.push(() => back.close());
+  const front = await startRelay({
+    name: "front",
+    routes: [route("front", "app1", [hop("back", `ipv4://127.0.0.1:${back.port}`), hop("app1", target)])],
+    peers: ["back"],
+    linkObserver: frontRec,
+    log: frontRec.log,
+    links: { redialInitialMs: 1 },
+    ...(opts.front ? { identity: staticIdentityForTest(opts.front) } : {}),
+  });
+  cleanups.push(() => front.close());
+  return { front, back, frontRec, backRec };
+}
+
+async function waitFor(check: () => boolean, ms = 2000): Promise<void> {
+  const until = performance.now() + ms;
+  while (!check()) {
+    if (performance.now() > until) throw new Error("condition not met in time");
+    await sleep(10);
+  }
+}
+
+describe("relay links: impostors are refused", () => {
+  it("the honest pair links up (the baseline every refusal below differs from)", async () => {
+    const { front, backRec } = await pair();
+    const ans = await tunnel(front.port);
+    expect(ans.status).toBe(200);
+    expect(ans.headers.get("hopway-path")).toBe("front, back");
+    expect(backRec.failures).toEqual([]);
+    expect(backRec.opened).toEqual(["accept"]);
+    ans.socket.destroy();
+  });
+
+  it("no client certificate: refused as no_certificate", async () => {
+    const { back, backRec } = await pair();
+    const s = tlsConnect({
+      host: "127.0.0.1",
+      port: back.port,
+      ca: testPki(TEST_REALM).caCert,
+      ALPNProtocols: ["h2"],
+      checkServerIdentity: () => undefined,
+    });
+    s.on("error", () => {});
+    await once(s, "close");
+    await waitFor(() => backRec.failures.length > 0);
+    expect(backRec.failures).toEqual([["accept", "no_certificate"]]);
+    expect(backRec.logs.some((l) => l.msg === "relay link refused" && l.fields.reason === "no_certificate")).toBe(true);
+  });
+
+  it("a certificate from another realm's CA: refused as untrusted, the client learns where", async () => {
+    const impostor = testPki(TEST_REALM, "another-ca").issue("front");
+    const { front, backRec, frontRec } = await pair({ front: impostor });
+    const ans = await tunnel(front.port);
+    expect(ans.status).toBe(502);
+    expect(ans.headers.get("hopway-failed-at")).toBe("front");
+    // The impostor cannot even verify the honest relay (its trust bundle is its own CA).
+    expect(frontRec.failures).toEqual([["dial", "untrusted"]]);
+    expect(backRec.opened).toEqual([]);
+  });
+
+  it("another realm's CA dialling an honest relay: the honest relay refuses it as untrusted", async () => {
+    // The impostor trusts the honest CA, but its own certificate is from another CA.
+    const other = testPki(TEST_REALM, "another-ca").issue("front");
+    const impostor = { ...other, trustBundle: [testPki(TEST_REALM).caCert] };
+    const { front, backRec } = await pair({ front: impostor });
+    expect((await tunnel(front.port)).status).toBe(502);
+    await waitFor(() => backRec.failures.length > 0);
+    expect(backRec.failures).toEqual([["accept", "untrusted"]]);
+    expect(backRec.logs.find((l) => l.msg === "relay link refused")?.fields.reason).toBe("untrusted");
+  });
+
+  it("an expired certificate: refused as expired", async () => {
+    const expired = testPki(TEST_REALM).issue("front", { expired: true });
+    const { front, backRec } = await pair({ front: expired });
+    expect((await tunnel(front.port)).status).toBe(502);
+    await waitFor(() => backRec.failures.length > 0);
+    expect(backRec.failures).toEqual([["accept", "expired"]]);
+  });
+
+  it("a valid certificate naming a different relay than the one dialled: refused as peer_identity", async () => {
+    const { front, frontRec, backRec } = await pair({ back: testPki(TEST_REALM).issue("someone-else") });
+    const ans = await tunnel(front.port);
+    expect(ans.status).toBe(502);
+    expect(frontRec.failures).toEqual([["dial", "peer_identity"]]);
+    expect(frontRec.logs.find((l) => l.msg === "link dial failed")?.fields.reason).toBe("peer_identity");
+    expect(backRec.opened).toEqual([]);
+  });
+
+  it("a certificate of the right name in another realm's trust domain: refused as peer_identity", async () => {
+    const wrongDomain = testPki(TEST_REALM).issue("front", { uri: relayUri("other-realm", "front") });
+    const { front, backRec } = await pair({ front: wrongDomain });
+    expect((await tunnel(front.port)).status).toBe(502);
+    await waitFor(() => backRec.failures.length > 0);
+    expect(backRec.failures).toEqual([["accept", "peer_identity"]]);
+  });
+
+  it("a relay not in the route table: refused as unknown_peer", async () => {
+    const { front, backRec } = await pair({ backKnowsFront: false });
+    expect((await tunnel(front.port)).status).toBe(502);
+    await waitFor(() => backRec.failures.length > 0);
+    expect(backRec.failures).toEqual([["accept", "unknown_peer"]]);
+  });
+
+  it("a relay cannot claim another relay's place in hopway-hops", async () => {
+    const { back } = await pair();
+    const m = testPki(TEST_REALM).issue("front");
+    const session = h2connect(`https://127.0.0.1:${back.port}`, {
+      key: m.key,
+      cert: m.certChain,
+      ca: m.trustBundle,
+      checkServerIdentity: () => undefined,
+    });
+    session.on("error", () => {});
+    cleanups.push(() => session.destroy());
+    const ask = async (hops: string) => {
+      const st = session.request({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": hops });
+      st.on("error", () => {});
+      const [h] = (await once(st, "response")) as [Record<string, string | number>];
+      st.destroy();
+      return h;
+    };
+    const spoofed = await ask("front, someone-else");
+    expect(spoofed[":status"]).toBe(407);
+    expect(spoofed["hopway-error"]).toBe("auth");
+    expect((await ask("someone-else, front"))[":status"]).toBe(200);
+  });
+
+  it("a relay whose record was deleted loses its links with that table update", async () => {
+    const { front, back, backRec } = await pair();
+    const ans = await tunnel(front.port);
+    expect(ans.status).toBe(200);
+    ans.socket.resume();
+    expect(back.relay.linksByPeer().get("front")).toBe(1);
+    // The tunnel over that link ends at the application (its connection is closed).
+    const closed = once(ans.socket, "end");
+    // The edge's next table no longer has `front`.
+    back.table.set({
+      node: "back",
+      version: 2,
+      routes: (back.table.table?.routes ?? []).filter((r) => r.to !== "front"),
+    });
+    expect(back.relay.linksByPeer().get("front")).toBeUndefined();
+    expect(backRec.failures).toEqual([["accept", "unknown_peer"]]);
+    await closed;
+    // And it cannot come back.
+    expect((await tunnel(front.port)).status).toBe(502);
+    await waitFor(() => backRec.failures.length > 1);
+    expect(backRec.failures[1]).toEqual(["accept", "unknown_peer"]);
+  });
+
+  it("a renewed certificate is used for new handshakes; links already up stay", async () => {
+    const pki = testPki(TEST_REALM);
+    const identity = staticIdentityForTest(pki.issue("back"));
+    const target = await echoAddr();
+    const back = await startRelay({
+      name: "back",
+      identity,
+      routes: [route("back", "app1", [hop("app1", target)])],
+      peers: ["front"],
+    });
+    cleanups.push(() => back.close());
+    const mk = (name: string) =>
+      startRelay({
+        name,
+        routes: [route(name, "app1", [hop("back", `ipv4://127.0.0.1:${back.port}`), hop("app1", target)])],
+        peers: ["back"],
+      });
+    const front = await mk("front");
+    cleanups.push(() => front.close());
+    const before = await tunnel(front.port);
+    expect(before.status).toBe(200);
+    before.socket.resume();
+    // Rotation to a certificate that names another relay: new handshakes present it (and fail the name check).
+    identity.set(pki.issue("renamed"));
+    expect(back.relay.linksByPeer().get("front")).toBe(1);
+    before.socket.write("still up");
+    expect(String((await once(before.socket, "data"))[0])).toBe("still up");
+    const front2 = await startRelay({
+      name: "front2",
+      routes: [route("front2", "app1", [hop("back", `ipv4://127.0.0.1:${back.port}`), hop("app1", target)])],
+      peers: ["back"],
+      identity: staticIdentityForTest(pki.issue("front")),
+    });
+    cleanups.push(() => front2.close());
+    expect((await tunnel(front2.port)).status).toBe(502);
+    before.socket.destroy();
+  });
+});

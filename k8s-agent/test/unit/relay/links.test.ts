@@ -1,0 +1,278 @@
+// Relay links over real loopback sockets: tunnels through three relays chained
+// by mTLS HTTP/2 links, link reuse, bulk integrity, half-close, and drain.
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { connect, createServer, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  hop,
+  listen,
+  type Running,
+  readAll,
+  route,
+  sleep,
+  startChain,
+  startEcho,
+  startRelay,
+  tunnel,
+} from "./helpers.ts";
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function chain(targetPort: number, extra: Parameters<typeof startChain>[2] = {}): Promise<Running[]> {
+  const relays = await startChain(["r2", "r3", "r1"], `ipv4://127.0.0.1:${targetPort}`, extra);
+  for (const r of relays) cleanups.push(() => r.close());
+  return relays;
+}
+
+async function echo(): Promise<number> {
+  const e = await startEcho();
+  cleanups.push(() => e.server.close());
+  return e.port;
+}
+
+describe("relay links: tunnels through three relays", () => {
+  it("app → r2 → r3 → r1 → target works, and the second tunnel reuses the links", async () => {
+    const port = await echo();
+    const [r2, r3, r1] = (await chain(port)) as [Running, Running, Running];
+    const first = await tunnel(r2.port);
+    expect(first.status).toBe(200);
+    expect(first.headers.get("hopway-path")).toBe("r2, r3, r1");
+    first.socket.resume();
+    first.socket.write("hello over links");
+    expect(String((await once(first.socket, "data"))[0])).toBe("hello over links");
+
+    const second = await tunnel(r2.port);
+    expect(second.status).toBe(200);
+    second.socket.resume();
+    second.socket.write("again");
+    expect(String((await once(second.socket, "data"))[0])).toBe("again");
+    // One TLS handshake per hop for both tunnels.
+    expect(r2.relay.linkPool?.handshakes).toBe(1);
+    expect(r3.relay.linkPool?.handshakes).toBe(1);
+    expect(r1.relay.linkPool?.handshakes).toBe(0);
+    expect(r3.relay.linkStreamsByPeer().get("r2")).toBe(2);
+    expect(r1.relay.linksByPeer().get("r3")).toBe(1);
+    first.socket.destroy();
+    second.socket.destroy();
+  });
+});
+
+/** Writes `total` bytes of random data in 1 MiB chunks with backpressure; resolves with their sha256. */
+async function sendRandom(socket: import("node:net").Socket, total: number): Promise<string> {
+  const hash = createHash("sha256");
+  let sent = 0;
+  while (sent < total) {
+    const chunk = randomBytes(Math.min(1024 * 1024, total - sent));
+    hash.update(chunk);
+    sent += chunk.length;
+    if (!socket.write(chunk)) await once(socket, "drain");
+  }
+  socket.end();
+  return hash.digest("hex");
+}
+
+/** Reads until the peer's FIN (after `rest`, bytes that came with the answer); resolves with the byte count and sha256. */
+function receiveHash(
+  socket: import("node:net").Socket,
+  rest: Buffer = Buffer.alloc(0),
+): Promise<{ bytes: number; sha: string }> {
+  const hash = createHash("sha256").update(rest);
+  let bytes = rest.length;
+  socket.on("data", (c: Buffer) => {
+    hash.update(c);
+    bytes += c.length;
+  });
+  socket.resume();
+  return once(socket, "end").then(() => ({ bytes, sha: hash.digest("hex") }));
+}
+
+const BULK_MIB = Number(process.env.HOPWAY_LINKS_BULK_MIB ?? "100");
+
+describe("relay links: the pool", () => {
+  it("opens a second link to a neighbour once the first is at its concurrent-stream limit", async () => {
+    const port = await echo();
+    const [r2, r3] = (await chain(port, { links: { maxConcurrentStreams: 2 } })) as [Running, Running];
+    const open = [];
+    for (let i = 0; i < 5; i++) {
+      const t = await tunnel(r2.port);
+      expect(t.status).toBe(200);
+      open.push(t.socket);
+    }
+    // 5 tunnels, 2 streams per link: 3 links from r2 to r3, and from r3 to r1.
+    expect(r2.relay.linksByPeer().get("r3")).toBe(3);
+    expect(r3.relay.linksByPeer().get("r2")).toBe(3);
+    expect(r2.relay.linkPool?.handshakes).toBe(3);
+    for (const s of open) s.destroy();
+  });
+
+  it("streams on an accepted link count against the connection cap", async () => {
+    const port = await echo();
+    // r3 holds its accepted link (one connection) and one stream: the cap of 2 is reached.
+    const [r2] = (await chain(port, { limits: { maxConnections: 2 } })) as [Running, Running];
+    const first = await tunnel(r2.port);
+    expect(first.status).toBe(200);
+    const second = await tunnel(r2.port);
+    expect(second.status).toBe(503);
+    expect(second.headers.get("hopway-failed-at")).toBe("r3");
+    first.socket.destroy();
+    await sleep(50);
+    const third = await tunnel(r2.port);
+    expect(third.status).toBe(200);
+    third.socket.destroy();
+  });
+
+  it("closes a dialled link that carried no stream for the idle time", async () => {
+    const port = await echo();
+    const [r2, r3] = (await chain(port, { links: { idleTimeoutMs: 150 } })) as [Running, Running];
+    const t = await tunnel(r2.port);
+    expect(t.status).toBe(200);
+    await sleep(300);
+    // A tunnel keeps its link open however long it is quiet.
+    expect(r2.relay.linksByPeer().get("r3")).toBe(1);
+    t.socket.destroy();
+    await sleep(400);
+    expect(r2.relay.linksByPeer().size).toBe(0);
+    expect(r3.relay.linksByPeer().size).toBe(0);
+    // The next tunnel dials a new one.
+    const again = await tunnel(r2.port);
+    expect(again.status).toBe(200);
+    expect(r2.relay.linkPool?.handshakes).toBe(2);
+    again.socket.destroy();
+  });
+
+  it("closes a link whose PING goes unanswered, and the next tunnel dials a new one", async () => {
+    const port = await echo();
+    // r2 reaches r3 through a TCP forwarder the test can freeze (a path that silently drops).
+    const [r3] = (await startChain(["r3"], `ipv4://127.0.0.1:${port}`, { peers: ["r2"] })) as [Running];
+    cleanups.push(() => r3.close());
+    let frozen = false;
+    const pairs: Socket[] = [];
+    const forwarder = createServer((inbound) => {
+      const outbound = connect({ port: r3.port, host: "127.0.0.1" });
+      pairs.push(inbound, outbound);
+      for (const [a, b] of [
+        [inbound, outbound],
+        [outbound, inbound],
+      ] as const) {
+        a.on("data", (c: Buffer) => {
+          if (!frozen) b.write(c);
+        });
+        a.on("error", () => b.destroy());
+        a.on("close", () => b.destroy());
+      }
+    });
+    const fport = await listen(forwarder);
+    cleanups.push(() => {
+      for (const s of pairs) s.destroy();
+      forwarder.close();
+    });
+    const failures: string[] = [];
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [route("r2", "app1", [hop("r3", `ipv4://127.0.0.1:${fport}`), hop("app1", `ipv4://127.0.0.1:${port}`)])],
+      peers: ["r3"],
+      links: { pingIntervalMs: 100, pingTimeoutMs: 150 },
+      linkObserver: { linkOpened: () => {}, linkFailed: (_side, reason) => failures.push(reason) },
+    });
+    cleanups.push(() => r2.close());
+    const t = await tunnel(r2.port);
+    expect(t.status).toBe(200);
+    t.socket.resume();
+    await sleep(350);
+    expect(failures).toEqual([]); // answered pings keep it
+    frozen = true;
+    const ended = once(t.socket, "end");
+    await sleep(500);
+    expect(failures).toContain("ping_timeout");
+    expect(r2.relay.linksByPeer().size).toBe(0);
+    await ended; // the tunnel on it ended at the application
+    frozen = false;
+    const again = await tunnel(r2.port);
+    expect(again.status).toBe(200);
+    again.socket.destroy();
+  });
+});
+
+describe("relay links: data path", () => {
+  it(`${BULK_MIB} MiB each way through three relays arrive intact (sha256)`, { timeout: 120_000 }, async () => {
+    // A target that sends its own random stream while it hashes what it receives.
+    let targetGot: Promise<{ bytes: number; sha: string }> | undefined;
+    let targetSent: Promise<string> | undefined;
+    const server = createServer({ allowHalfOpen: true }, (s) => {
+      targetGot = receiveHash(s);
+      targetSent = sendRandom(s, BULK_MIB * 1024 * 1024);
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const [r2] = (await chain(port)) as [Running];
+    const ans = await tunnel(r2.port);
+    expect(ans.status).toBe(200);
+    const started = performance.now();
+    const got = receiveHash(ans.socket, ans.rest);
+    const sent = await sendRandom(ans.socket, BULK_MIB * 1024 * 1024);
+    const [down, up] = await Promise.all([got, targetGot]);
+    const seconds = (performance.now() - started) / 1000;
+    expect(up?.bytes).toBe(BULK_MIB * 1024 * 1024);
+    expect(up?.sha).toBe(sent);
+    expect(down.bytes).toBe(BULK_MIB * 1024 * 1024);
+    expect(down.sha).toBe(await targetSent);
+    console.log(`links bulk: ${BULK_MIB} MiB each way through three relays in ${seconds.toFixed(1)} s`);
+  });
+
+  it("carries a half-close each way", async () => {
+    // Client → target FIN: the target answers only after it, then closes its side.
+    const server = createServer({ allowHalfOpen: true }, (s) => {
+      const chunks: Buffer[] = [];
+      s.on("data", (c: Buffer) => chunks.push(c));
+      s.on("end", () => s.end(`got ${Buffer.concat(chunks).length} bytes`));
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const [r2] = (await chain(port)) as [Running];
+    const a = await tunnel(r2.port);
+    expect(a.status).toBe(200);
+    a.socket.end("twelve bytes");
+    expect(String(await readAll(a.socket))).toBe("got 12 bytes");
+
+    // Target → client FIN first: the client still sends after it, and the target still gets it.
+    let gotAfterFin: Promise<Buffer> | undefined;
+    const server2 = createServer({ allowHalfOpen: true }, (s) => {
+      s.end("bye first");
+      gotAfterFin = readAll(s);
+    });
+    const port2 = await listen(server2);
+    cleanups.push(() => server2.close());
+    const [r2b] = (await chain(port2)) as [Running];
+    const b = await tunnel(r2b.port);
+    expect(b.status).toBe(200);
+    expect(String(Buffer.concat([b.rest, await readAll(b.socket)]))).toBe("bye first");
+    b.socket.end("still talking");
+    await sleep(50);
+    expect(String(await gotAfterFin)).toBe("still talking");
+  });
+
+  it("SIGTERM drain: GOAWAY stops new tunnels over a link, open ones finish, then the relay is idle", async () => {
+    const port = await echo();
+    const [r2, r3] = (await chain(port)) as [Running, Running];
+    const open = await tunnel(r2.port);
+    expect(open.status).toBe(200);
+    open.socket.resume();
+    r3.relay.startDrain();
+    await sleep(50);
+    // The open tunnel still works after GOAWAY.
+    open.socket.write("still here");
+    expect(String((await once(open.socket, "data"))[0])).toBe("still here");
+    // A new one cannot use the draining relay.
+    const refused = await tunnel(r2.port);
+    expect(refused.status).toBe(502);
+    expect(await r3.relay.waitIdle(100)).toBe(false);
+    const idle = r3.relay.waitIdle(5000);
+    open.socket.end();
+    expect(await idle).toBe(true);
+    expect(r3.relay.linksByPeer().size).toBe(0);
+  });
+});
