@@ -356,6 +356,8 @@ export class EdgeIssuedIdentity implements IdentitySource {
         notAfter: checked.notAfter,
       };
       this.o.log?.info("relay certificate loaded from disk", { not_after: new Date(checked.notAfter).toISOString() });
+      // Whoever already follows this source (the relay's link server, made before start) takes it now.
+      this.emit();
     } catch (err) {
       this.o.log?.warn("persisted relay certificate unusable; asking the edge", { error: String(err) });
     }
