@@ -165,7 +165,7 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
     },
   });
   new Gauge({
-    name: "hopway_relay_link_streams_total",
+    name: "hopway_relay_link_streams_open",
     help: "Tunnel streams open now on all relay links.",
     registers: [registry],
     collect() {

@@ -51,7 +51,7 @@ describe("relay metrics", () => {
     // Links: per peer relay (names from the route table), and closed sets of sides and reasons.
     expect(text).toContain('hopway_relay_links{peer="relay-b"} 2');
     expect(text).toContain('hopway_relay_link_streams{peer="relay-b"} 7');
-    expect(text).toContain("hopway_relay_link_streams_total 7");
+    expect(text).toContain("hopway_relay_link_streams_open 7");
     expect(text).toContain('hopway_relay_link_handshakes_total{side="dial"} 1');
     expect(text).toContain('hopway_relay_link_failures_total{side="accept",reason="expired"} 1');
     expect(text).toContain('hopway_relay_link_failures_total{side="dial",reason="peer_identity"} 0');
