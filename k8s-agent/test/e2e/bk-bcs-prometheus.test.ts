@@ -35,6 +35,7 @@ const baseSm = yaml(join(DEPLOY, "base/servicemonitor.yaml"));
 const gpa = yaml(join(OVERLAY, "gpa.yaml"));
 const rule = (rules: Obj[], metric: string) => rules.find((r) => r.name.as === metric) as Obj;
 
+const LOCAL_API_TOKEN = "bk-bcs-local-api-token-0123";
 const pods: Array<{ name: string; server: AdminServer; client: AgentClient }> = [];
 let prom: RunningPrometheus;
 
@@ -67,8 +68,10 @@ beforeAll(async () => {
       scaling: signals,
       tunnels: () => 0,
       ready: () => true,
+      // The local API's writes need their bearer token (docs/security/relay.md).
+      localApiToken: LOCAL_API_TOKEN,
     });
-    pods.push({ name, server, client: new AgentClient({ baseUrl: server.url }) });
+    pods.push({ name, server, client: new AgentClient({ baseUrl: server.url, token: LOCAL_API_TOKEN }) });
   }
   // The overlay replaces the base ServiceMonitor's first relabeling.
   const op = smPatch.find((p) => p.path === "/spec/endpoints/0/relabelings/0") as Obj;

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify as stringifyYaml } from "yaml";
 import type { HopwayRecord } from "../../../src/core/index.ts";
-import { adminApi, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
+import { adminApi, createRealm, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
 import { freePort } from "../../../test/support/loopback-mesh.ts";
 import { parseConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/log.ts";
@@ -79,6 +79,7 @@ async function metric(a: RunningAgent, name: string): Promise<number | undefined
 
 beforeAll(async () => {
   edge = await startLocalEdge();
+  await createRealm(edge, REALM, { allowLoopback: true });
   agentToken = String((await adminApi(edge, REALM, "POST", "/tokens", { role: "agent", namespaces: [NS] })).token);
 }, 120_000);
 

@@ -12,7 +12,7 @@ import { connect, createServer, type TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify as stringifyYaml } from "yaml";
 import { relayNameFromUri, type TlsMaterial } from "../../../src/core/identity.ts";
-import { adminApi, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
+import { adminApi, createRealm, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
 import { freePort } from "../../../test/support/loopback-mesh.ts";
 import { parseConfig } from "../../src/config.ts";
 import { uriSans } from "../../src/identity/pem.ts";
@@ -114,6 +114,7 @@ async function mutualHandshake(
 
 beforeAll(async () => {
   edge = await startLocalEdge();
+  await createRealm(edge, realm, { allowLoopback: true });
   agentToken = String((await api("POST", "/tokens", { role: "agent", namespaces: [NS] })).token);
 }, 60_000);
 
