@@ -3,8 +3,10 @@
 //   bulk throughput, one hop and three hops (the same Node sender and sink for all);
 //   connections per second (connect [+ CONNECT] + one round trip + close);
 //   request/response rate with redis-benchmark (one hop; the same local forwarder in front of both proxies);
+//   listeners (docs/listeners.md): the same client with no CONNECT and no forwarder, at a listener;
 //   RSS of one relay holding idle tunnels.
-// Targets: bulk ≥ HAProxy (1 and 3 hops), connection rate ≥ 0.8 × HAProxy, 10,000 idle tunnels < 150 MB.
+// Targets: bulk ≥ HAProxy (1 and 3 hops), connection rate ≥ 0.8 × HAProxy, 10,000 idle tunnels < 150 MB;
+// listeners: connection rate ≥ 0.8 × HAProxy, redis-benchmark ≥ 1.0 × HAProxy, bulk over 3 hops ≥ CONNECT.
 // Every relay, HAProxy, sender and target is its own process; HAProxy runs one thread per process
 // like the single-threaded Node relay. Everything is on 127.0.0.1 and bounded in count and time.
 import { spawn } from "node:child_process";
@@ -72,10 +74,16 @@ async function main(): Promise<void> {
     { from: "relay-b", to: "bulk", hops: [hop("relay-c", c.port), hop("bulk", bulk)] },
     { from: "relay-b", to: "echo", hops: [hop("relay-c", c.port), hop("echo", echo)] },
   ]);
-  const a = await startWorker("relay-a", [
-    { from: "relay-a", to: "bulk", hops: [hop("relay-b", b.port), hop("relay-c", c.port), hop("bulk", bulk)] },
-    { from: "relay-a", to: "echo", hops: [hop("relay-b", b.port), hop("relay-c", c.port), hop("echo", echo)] },
-  ]);
+  // Relay A also runs a listener for bulk (docs/listeners.md): the same three hops with no CONNECT.
+  const a = await startWorker(
+    "relay-a",
+    [
+      { from: "relay-a", to: "bulk", hops: [hop("relay-b", b.port), hop("relay-c", c.port), hop("bulk", bulk)] },
+      { from: "relay-a", to: "echo", hops: [hop("relay-b", b.port), hop("relay-c", c.port), hop("echo", echo)] },
+    ],
+    { ...IMAGE_ENV, HOPWAY_BENCH_LISTENERS: JSON.stringify(["bulk:0"]) },
+  );
+  const aListener = a.listeners[0] as number;
 
   // HAProxy chain with the same shape: H3 → targets, H2 → H3, H1 → H2.
   const hp = async () => ({ bulk: await freePort("127.0.0.1"), echo: await freePort("127.0.0.1") });
@@ -107,6 +115,7 @@ async function main(): Promise<void> {
     ["relay 1 hop", ["127.0.0.1", String(c.port), String(BULK_BYTES), "bulk:0"], [c.child.pid]],
     ["relay 1 hop, Node's reads", ["127.0.0.1", String(cNode.port), String(BULK_BYTES), "bulk:0"], [cNode.child.pid]],
     ["haproxy 3 hops", ["127.0.0.1", String(h1.bulk)], [h1proc.pid, h2proc.pid, h3proc.pid]],
+    ["listener 3 hops", ["127.0.0.1", String(aListener)], [a.child.pid, b.child.pid, c.child.pid]],
     [
       "relay 3 hops",
       ["127.0.0.1", String(a.port), String(BULK_BYTES), "bulk:0"],
@@ -136,6 +145,8 @@ async function main(): Promise<void> {
   const r3 = (best.get("relay 3 hops") ?? 0) / (best.get("haproxy 3 hops") ?? 1);
   console.log(`  ratio relay/haproxy: 1 hop ${r1.toFixed(2)} (target ≥ 1.00) ${r1 >= 1 ? "MET" : "MISSED"}`);
   console.log(`  ratio relay/haproxy: 3 hops ${r3.toFixed(2)} (target ≥ 1.00) ${r3 >= 1 ? "MET" : "MISSED"}`);
+  const rl = (best.get("listener 3 hops") ?? 0) / (best.get("relay 3 hops") ?? 1);
+  console.log(`  ratio listener/CONNECT, 3 hops: ${rl.toFixed(2)} (target ≥ 1.00) ${rl >= 1 ? "MET" : "MISSED"}`);
   const reads = (cpuPerMib.get("relay 1 hop, Node's reads") ?? 0) / (cpuPerMib.get("relay 1 hop") ?? 1);
   console.log(`  relay CPU per MiB, Node's default reads / the relay's reused buffers: ${reads.toFixed(2)}`);
 
@@ -147,7 +158,10 @@ async function main(): Promise<void> {
   // connection; fresh ones measured 224–320 µs across runs, so the effect is not settled.)
   const hc = await freePort("127.0.0.1");
   const hcproc = await startHaproxy("hc", [{ port: hc, to: echo }]);
-  const relayCps = await startWorker("relay-cps", direct("relay-cps"));
+  const relayCps = await startWorker("relay-cps", direct("relay-cps"), {
+    ...IMAGE_ENV,
+    HOPWAY_BENCH_LISTENERS: JSON.stringify(["echo:0"]),
+  });
   // The floor: the least a Node CONNECT relay can do (test/support/bench-floor-relay.ts), same node
   // flags; and the same program forwarding without the CONNECT exchange, as HAProxy does.
   const floor = await forkProxy(FLOOR_BUNDLE, [String(echo)]);
@@ -156,6 +170,7 @@ async function main(): Promise<void> {
     ["direct", ["127.0.0.1", String(echo), "3", "16"], undefined],
     ["haproxy 1 hop", ["127.0.0.1", String(hc), "3", "16"], hcproc.pid],
     ["relay 1 hop", ["127.0.0.1", String(relayCps.port), "3", "16", "echo:0"], relayCps.child.pid],
+    ["listener 1 hop", ["127.0.0.1", String(relayCps.listeners[0]), "3", "16"], relayCps.child.pid],
     ["node floor 1 hop", ["127.0.0.1", String(floor.port), "3", "16", "echo:0"], floor.child.pid],
     ["node, no CONNECT", ["127.0.0.1", String(plainFloor.port), "3", "16"], plainFloor.child.pid],
   ];
@@ -190,6 +205,10 @@ async function main(): Promise<void> {
   }
   const rc = (cps.get("relay 1 hop") ?? 0) / (cps.get("haproxy 1 hop") ?? 1);
   console.log(`  ratio relay/haproxy: ${rc.toFixed(2)} (target ≥ 0.80) ${rc >= 0.8 ? "MET" : "MISSED"}`);
+  const lc = (cps.get("listener 1 hop") ?? 0) / (cps.get("haproxy 1 hop") ?? 1);
+  console.log(`  ratio listener/haproxy: ${lc.toFixed(2)} (target ≥ 0.80) ${lc >= 0.8 ? "MET" : "MISSED"}`);
+  const lcCpu = (cpuPerConn.get("listener 1 hop") ?? 0) / (cpuPerConn.get("haproxy 1 hop") ?? 1);
+  console.log(`  proxy CPU per connection listener/haproxy: ${lcCpu.toFixed(2)} (lower is better)`);
   const cpuRatio = (cpuPerConn.get("relay 1 hop") ?? 0) / (cpuPerConn.get("haproxy 1 hop") ?? 1);
   console.log(`  proxy CPU per connection relay/haproxy: ${cpuRatio.toFixed(2)} (lower is better)`);
   const haproxyRate = cps.get("haproxy 1 hop") ?? 1;
@@ -214,7 +233,10 @@ async function main(): Promise<void> {
   track(redis);
   await new Promise((r) => setTimeout(r, 300));
   const redisRoutes = [{ from: "relay-r", to: "redis", hops: [hop("redis", redisPort)] }];
-  const rr = await startWorker("relay-r", redisRoutes);
+  const rr = await startWorker("relay-r", redisRoutes, {
+    ...IMAGE_ENV,
+    HOPWAY_BENCH_LISTENERS: JSON.stringify(["redis:0"]),
+  });
   const hr = await freePort("127.0.0.1");
   await startHaproxy("hr", [{ port: hr, to: redisPort }]);
   const forwarder = async (mode: "connect" | "plain", to: number) => {
@@ -272,11 +294,21 @@ async function main(): Promise<void> {
   const rd = await redisBench(redisPort);
   const rh = await redisBench(fh.port);
   const rrl = await redisBench(fr.port);
+  // Unmodified clients, no forwarder: redis-benchmark straight at HAProxy and at a listener.
+  const rhd = await redisBench(hr);
+  const rli = await redisBench(rr.listeners[0] as number);
   console.log("\nredis-benchmark -n 50000 -c 20 (requests/s):");
   console.log(`  direct            SET ${fmt(rd.set)}  GET ${fmt(rd.get)}`);
   console.log(`  fwd → haproxy     SET ${fmt(rh.set)}  GET ${fmt(rh.get)}`);
   console.log(`  fwd → relay       SET ${fmt(rrl.set)}  GET ${fmt(rrl.get)}`);
   console.log(`  ratio relay/haproxy: SET ${(rrl.set / rh.set).toFixed(2)}, GET ${(rrl.get / rh.get).toFixed(2)}`);
+  console.log(`  haproxy           SET ${fmt(rhd.set)}  GET ${fmt(rhd.get)}   (no forwarder)`);
+  console.log(`  listener          SET ${fmt(rli.set)}  GET ${fmt(rli.get)}   (no forwarder)`);
+  const ls = rli.set / rhd.set;
+  const lg = rli.get / rhd.get;
+  console.log(
+    `  ratio listener/haproxy: SET ${ls.toFixed(2)}, GET ${lg.toFixed(2)} (target ≥ 1.00) ${ls >= 1 && lg >= 1 ? "MET" : "MISSED"}`,
+  );
   fr.srv.close();
   fh.srv.close();
 

@@ -116,15 +116,15 @@ export async function forkProxy(
   args: string[],
   env: NodeJS.ProcessEnv = IMAGE_ENV,
   extraFlags: string[] = [],
-): Promise<{ port: number; child: ChildProcess }> {
+): Promise<{ port: number; child: ChildProcess; listeners: number[] }> {
   const child = fork(bundle, args, {
     execArgv: [...extraFlags, ...NODE_FLAGS],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
     env,
   });
   children.push(child);
-  const [msg] = (await once(child, "message")) as [{ port: number }];
-  return { port: msg.port, child };
+  const [msg] = (await once(child, "message")) as [{ port: number; listeners?: number[] }];
+  return { port: msg.port, child, listeners: msg.listeners ?? [] };
 }
 
 /**

@@ -6,9 +6,11 @@
 // TLS_DIR holds tls.crt, tls.key, ca.crt for relay links (realm "bench"); PEERS, comma-separated,
 // are the relays whose links it accepts. LISTEN is a comma-separated list of loopback host:port
 // (default 127.0.0.1:0); once all listen it sends {port, ports}, `port` being the first's.
+// HOPWAY_BENCH_LISTENERS (JSON list of targets) adds a listener per target, reported as `listeners`.
 // Messages in: {cmd: "rss"} → {rss} after a full GC; {cmd: "metrics"} → {text}.
 import { createServer } from "node:net";
 import { Registry } from "prom-client";
+import { ListenerManager } from "../../k8s-agent/src/listeners/manager.ts";
 import { createRelayMetrics } from "../../k8s-agent/src/metrics.ts";
 import { Relay } from "../../k8s-agent/src/relay/relay.ts";
 import { RoutingTable } from "../../k8s-agent/src/relay/table.ts";
@@ -58,8 +60,25 @@ const listening = listenList.split(",").map((hp) => {
     });
   });
 });
-Promise.all(listening).then(
-  (ports) => process.send?.({ port: ports[0], ports }),
+// Listeners (docs/listeners.md) for the bench's listener lanes: HOPWAY_BENCH_LISTENERS is a JSON
+// list of targets; each gets a listener on 127.0.0.1 (any port), reported as `listeners`.
+const listenerTargets = JSON.parse(process.env.HOPWAY_BENCH_LISTENERS ?? "[]") as string[];
+const listenerManager = new ListenerManager({
+  carrier: relay,
+  clientCidrs: ["127.0.0.0/8"],
+  bufferBytes,
+  log: (level, msg, fields) => {
+    if (level !== "info") process.stderr.write(`relay-worker ${name}: ${msg} ${JSON.stringify(fields)}\n`);
+  },
+});
+const listenerPorts = listenerManager
+  .apply(listenerTargets.map((target, i) => ({ name: `bench-${i}`, listen: "127.0.0.1:0", target })))
+  .then((problems) => {
+    if (problems.length > 0) throw new Error(JSON.stringify(problems));
+    return listenerManager.list().map((l) => Number(l.address.slice(l.address.lastIndexOf(":") + 1)));
+  });
+Promise.all([Promise.all(listening), listenerPorts]).then(
+  ([ports, listeners]) => process.send?.({ port: ports[0], ports, listeners }),
   (err: unknown) => {
     // The parent waits for the ports: fail loudly instead of leaving it waiting.
     process.stderr.write(`relay-worker ${name}: cannot listen on ${listenList}: ${String(err)}\n`);
