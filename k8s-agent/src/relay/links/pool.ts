@@ -155,6 +155,7 @@ export class LinkPool {
       const session = h2connect(origin, {
         settings: {
           initialWindowSize: settings.streamWindowBytes,
+          maxFrameSize: 1 << 20,
           maxConcurrentStreams: settings.maxConcurrentStreams,
           enablePush: false,
         },

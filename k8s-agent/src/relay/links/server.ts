@@ -169,6 +169,7 @@ export class LinkServer {
     const session = performServerHandshake(tls, {
       settings: {
         initialWindowSize: settings.streamWindowBytes,
+          maxFrameSize: 1 << 20,
         maxConcurrentStreams: settings.maxConcurrentStreams,
         enablePush: false,
       },
