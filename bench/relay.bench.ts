@@ -381,7 +381,7 @@ async function agentIdleRss(echo: number): Promise<void> {
       `        address: ipv4://127.0.0.1:${port}`,
       "relay:",
       `  listen: ["127.0.0.1:${port}"]`,
-      "  limits: { max_connections: 10000 }",
+      "  limits: { max_connections: 10000, max_connections_per_source: 0 }",
       "admin:",
       `  listen: 127.0.0.1:${adminPort}`,
       `data_dir: ${dataDir}`,

@@ -40,8 +40,9 @@ const relay: Relay = new Relay({
   realm: "bench",
   identity: tlsDir ? identityFromFiles(tlsDir) : undefined,
   linkObserver: metrics,
-  // The agent's defaults except the connection cap, raised so one process can hold the idle-tunnel run.
-  limits: { maxConnections: 20_000, bufferBytes },
+  // The agent's defaults except the connection caps: one client process holds the whole idle-tunnel
+  // run from one address, so the total is raised and the per-source cap is off.
+  limits: { maxConnections: 20_000, maxConnectionsPerSource: 0, bufferBytes },
   observer: metrics,
   // The bench's reference lane: Node's default read path, a fresh buffer per read.
   reuseReadBuffers: process.env.HOPWAY_BENCH_NODE_READS !== "1",
