@@ -14,7 +14,7 @@ import {
 import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import type { IdentitySource } from "../../../../src/core/identity.ts";
 import type { Dialable } from "../table.ts";
-import type { LinkFailure, LinkObserver, LinkSettings } from "./options.ts";
+import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions } from "./options.ts";
 import { ALPN, certifiedRelay, failureOf, identityError } from "./tls.ts";
 
 export type LinkOpen =
@@ -153,13 +153,7 @@ export class LinkPool {
         ? "https://localhost"
         : `https://${addr.host.includes(":") ? `[${addr.host}]` : addr.host}:${addr.port}`;
       const session = h2connect(origin, {
-        settings: {
-          initialWindowSize: settings.streamWindowBytes,
-          maxFrameSize: 1 << 20,
-          maxConcurrentStreams: settings.maxConcurrentStreams,
-          enablePush: false,
-        },
-        maxSessionMemory: settings.maxSessionMemoryMb,
+        ...sessionOptions(settings),
         createConnection: () => {
           tlsSocket = tlsConnect({
             ...(addr.path ? { path: addr.path } : { host: addr.host, port: addr.port }),

@@ -13,7 +13,7 @@ import {
 import type { Socket } from "node:net";
 import { type TLSSocket, Server as TlsServer } from "node:tls";
 import type { IdentitySource } from "../../../../src/core/identity.ts";
-import type { LinkFailure, LinkObserver, LinkSettings } from "./options.ts";
+import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions } from "./options.ts";
 import { ALPN, certifiedRelay, failureOf } from "./tls.ts";
 
 export interface LinkServerOptions {
@@ -166,15 +166,7 @@ export class LinkServer {
 
   private startSession(tls: TLSSocket, peer: string, started: number): void {
     const { settings } = this.opts;
-    const session = performServerHandshake(tls, {
-      settings: {
-        initialWindowSize: settings.streamWindowBytes,
-          maxFrameSize: 1 << 20,
-        maxConcurrentStreams: settings.maxConcurrentStreams,
-        enablePush: false,
-      },
-      maxSessionMemory: settings.maxSessionMemoryMb,
-    });
+    const session = performServerHandshake(tls, sessionOptions(settings));
     session.setLocalWindowSize(settings.connectionWindowBytes);
     const accepted: Accepted = {
       session,
