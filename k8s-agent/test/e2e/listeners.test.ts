@@ -10,7 +10,8 @@ import { connect, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, type Mesh, startEchoApp, startMesh, type Topology } from "../../../test/support/loopback-mesh.ts";
+import { freePort, type Mesh, startEchoApp, startMesh } from "../../../test/support/loopback-mesh.ts";
+import { likeApp1, metricsOf, metricValue, run } from "../support/mesh-apps.ts";
 
 const workDir = mkdtempSync(join(tmpdir(), "hopway-listeners-e2e-"));
 let mesh: Mesh;
@@ -18,19 +19,6 @@ const servers: Server[] = [];
 let redis: ChildProcess | undefined;
 /** Listener addresses on relaysvr2's side, all on loopback. */
 const LISTEN_HOST = "127.88.0.1";
-
-function likeApp1(name: string, address: string): Topology {
-  return {
-    [name]: {
-      discovery: {
-        name,
-        metadata: { namespace_name: "namespace_1", kind: "app", labels: { "area.region": "CN" } },
-        gateway: [{ priority: 1, address, match: { metadata: { namespace_name: "namespace_1" } } }],
-        advertise_relay: { metadata: { namespace_name: "namespace_1", kind: "relay" } },
-      },
-    },
-  };
-}
 
 async function admin(method: string, path: string, body?: unknown): Promise<Response> {
   return fetch(`${mesh.edge.url}/v1/realms/${mesh.realm}${path}`, {
@@ -60,26 +48,8 @@ async function declare(name: string, port: number, target: string): Promise<void
   );
 }
 
-function run(cmd: string, args: string[]): Promise<{ stdout: string; stderr: string; code: number | null }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => {
-      stdout += c.toString();
-    });
-    child.stderr.on("data", (c: Buffer) => {
-      stderr += c.toString();
-    });
-    child.on("exit", (code) => resolve({ stdout, stderr, code }));
-  });
-}
-
 async function metric(relay: string, series: string): Promise<number> {
-  const line = await mesh.agents.get(relay)?.waitFor((l) => l.msg === "admin listening");
-  const text = await (await fetch(`${String(line?.url)}/metrics`)).text();
-  for (const l of text.split("\n")) if (l.startsWith(`${series} `)) return Number(l.slice(series.length + 1));
-  return Number.NaN;
+  return metricValue(await metricsOf(mesh, relay), series);
 }
 
 async function dial(port: number): Promise<Socket> {

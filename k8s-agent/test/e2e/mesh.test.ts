@@ -10,54 +10,16 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort, type Mesh, startEchoApp, startMesh, type Topology } from "../../../test/support/loopback-mesh.ts";
+import { freePort, type Mesh, startEchoApp, startMesh } from "../../../test/support/loopback-mesh.ts";
 import { openTunnel } from "../../../test/support/tunnel.ts";
+import { likeApp1, metricsOf as metricsOfMesh, metricValue, run } from "../support/mesh-apps.ts";
 
 const workDir = mkdtempSync(join(tmpdir(), "hopway-agent-e2e-"));
 let mesh: Mesh;
 const servers: Array<Server | HttpServer> = [];
 let redis: ReturnType<typeof spawn> | undefined;
 
-/** More applications in app1's namespace, reachable the same way as app1. */
-function likeApp1(name: string, address: string): Topology {
-  return {
-    [name]: {
-      discovery: {
-        name,
-        metadata: { namespace_name: "namespace_1", kind: "app", labels: { "area.region": "CN" } },
-        gateway: [{ priority: 1, address, match: { metadata: { namespace_name: "namespace_1" } } }],
-        advertise_relay: { metadata: { namespace_name: "namespace_1", kind: "relay" } },
-      },
-    },
-  };
-}
-
-function run(cmd: string, args: string[]): Promise<{ stdout: string; stderr: string; code: number | null }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => {
-      stdout += c.toString();
-    });
-    child.stderr.on("data", (c: Buffer) => {
-      stderr += c.toString();
-    });
-    child.on("exit", (code) => resolve({ stdout, stderr, code }));
-  });
-}
-
-async function metricsOf(relay: string): Promise<string> {
-  const agent = mesh.agents.get(relay);
-  const line = await agent?.waitFor((l) => l.msg === "admin listening");
-  const res = await fetch(`${String(line?.url)}/metrics`);
-  return res.text();
-}
-
-function metricValue(text: string, series: string): number {
-  for (const l of text.split("\n")) if (l.startsWith(`${series} `)) return Number(l.slice(series.length + 1));
-  return Number.NaN;
-}
+const metricsOf = (relay: string) => metricsOfMesh(mesh, relay);
 
 beforeAll(async () => {
   mesh = await startMesh({
