@@ -274,7 +274,7 @@ export async function startAgent(
     },
     localApiFrom: config.scaling.local_api_from,
     localApiToken: config.localApiToken,
-    isOwnConnection: (address, port) => selfAddresses.isOwnConnection(address, port),
+    isOwnConnection: (accepted) => selfAddresses.isOwnConnection(accepted),
     ownership: (query, body) => localOwners(ownership, query, body),
   });
   selfAddresses.add(admin.address);

@@ -6,7 +6,7 @@
 // (docs/security/relay.md): a loopback source is no proof of who is calling.
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Registry } from "prom-client";
 import { describeIssues, type ErrorCode } from "../../../src/core/errors.ts";
 import type { ScalingSignals } from "../scaling/signals.ts";
@@ -40,7 +40,7 @@ export interface AdminServerOptions {
    * Whether a caller is a connection this agent's relay opened itself (relay/self-addresses.ts):
    * such a caller is a tunnel's far end, never the application, whatever its source address.
    */
-  isOwnConnection?: (remoteAddress: string | undefined, remotePort: number | undefined) => boolean;
+  isOwnConnection?: (accepted: Socket) => boolean;
   /** Largest request body accepted (default 16 KiB: a report is ~60 bytes). */
   maxBodyBytes?: number;
   /** Key-ownership look-ups (`/v1/local/owners`, k8s-agent/src/ownership); absent = 404. */
@@ -96,7 +96,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   };
 
   const requireLocal = (req: IncomingMessage) => {
-    if (opts.isOwnConnection?.(req.socket.remoteAddress, req.socket.remotePort)) {
+    if (opts.isOwnConnection?.(req.socket)) {
       throw new HttpError(403, "forbidden", "the local API does not answer connections the relay opened itself");
     }
     if (localOnly && !isLoopback(req.socket.remoteAddress)) {

@@ -544,7 +544,7 @@ export class Relay {
   private authenticate(socket: Socket, req: ConnectRequest, local: boolean): PeerRole | Refusal {
     // A connection this relay opened itself and that came back here (a route through a NAT
     // hairpin, a gateway aliasing a listener): never a client, whatever its source address.
-    if (this.selfAddresses.isOwnConnection(socket.remoteAddress, socket.remotePort)) {
+    if (this.selfAddresses.isOwnConnection(socket)) {
       return new Refusal("forbidden", "connection opened by this relay itself; a relay never tunnels to itself");
     }
     const auth = req.headers.get("proxy-authorization");

@@ -114,18 +114,23 @@ export class SelfAddresses {
     return { ok: true, dial: { ...d, host: ips[0] as string } };
   }
 
-  /** Records a connection this process opened (connected), until it closes. */
+  /**
+   * Records a connection this process opened (connected), until it closes, by its whole
+   * address pair: Linux reuses a local port for connections to different destinations, so
+   * another process's client may share the port of one of ours and must not look like it.
+   */
   trackOutbound(socket: Socket): void {
-    if (socket.localAddress === undefined || socket.localPort === undefined) return;
-    const key = `${normalizeIp(socket.localAddress)}:${socket.localPort}`;
+    const key = pairKey(socket.localAddress, socket.localPort, socket.remoteAddress, socket.remotePort);
+    if (key === undefined) return;
     this.outbound.add(key);
     socket.once("close", () => this.outbound.delete(key));
   }
 
-  /** Whether an accepted connection's peer is a connection this process opened. */
-  isOwnConnection(remoteAddress: string | undefined, remotePort: number | undefined): boolean {
-    if (remoteAddress === undefined || remotePort === undefined || this.outbound.size === 0) return false;
-    return this.outbound.has(`${normalizeIp(remoteAddress)}:${remotePort}`);
+  /** Whether an accepted connection is the far end of a connection this process opened. */
+  isOwnConnection(accepted: Pick<Socket, "remoteAddress" | "remotePort" | "localAddress" | "localPort">): boolean {
+    if (this.outbound.size === 0) return false;
+    const key = pairKey(accepted.remoteAddress, accepted.remotePort, accepted.localAddress, accepted.localPort);
+    return key !== undefined && this.outbound.has(key);
   }
 
   private localInterfaces(): Set<string> {
@@ -141,4 +146,17 @@ export class SelfAddresses {
     }
     return this.interfaces;
   }
+}
+
+/** `from > to` for one TCP connection, addresses normalised; undefined when any part is unknown. */
+function pairKey(
+  fromAddress: string | undefined,
+  fromPort: number | undefined,
+  toAddress: string | undefined,
+  toPort: number | undefined,
+): string | undefined {
+  if (fromAddress === undefined || fromPort === undefined || toAddress === undefined || toPort === undefined) {
+    return undefined;
+  }
+  return `${normalizeIp(fromAddress)}:${fromPort}>${normalizeIp(toAddress)}:${toPort}`;
 }

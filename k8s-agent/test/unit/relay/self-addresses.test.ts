@@ -4,7 +4,7 @@
 // 403 forbidden, and canaries standing in for those listeners see nothing.
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
+import { type AddressInfo, connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
@@ -117,7 +117,7 @@ describe("the relay never dials its own listeners", () => {
       tunnels: () => 0,
       ready: () => true,
       localApiToken: "local-api-token-0123456789",
-      isOwnConnection: (a, p) => self.isOwnConnection(a, p),
+      isOwnConnection: (accepted) => self.isOwnConnection(accepted),
     });
     cleanups.push(() => admin.close());
     // A relay and a listener the test wires itself, so the table can name the relay's own port.
@@ -180,5 +180,31 @@ describe("the relay never dials its own listeners", () => {
     expect(self.isSelf("10.9.8.7", 9090)).toBe(true);
     expect(self.isSelf("0.0.0.0", 9090)).toBe(false); // a specific non-local address is not reached via 0.0.0.0
     expect(self.isSelf("10.9.8.6", 9090)).toBe(false);
+  });
+});
+
+describe("own connections are known by their whole address pair", () => {
+  it("a client that happens to use the same local port towards another address is not one", async () => {
+    const target = createServer((s) => s.on("error", () => {}));
+    target.listen(0, "127.0.0.1");
+    await once(target, "listening");
+    const out = connect({ host: "127.0.0.1", port: (target.address() as AddressInfo).port });
+    await once(out, "connect");
+    const self = new SelfAddresses();
+    self.trackOutbound(out);
+    const ours = {
+      remoteAddress: out.localAddress,
+      remotePort: out.localPort,
+      localAddress: out.remoteAddress,
+      localPort: out.remotePort,
+    };
+    expect(self.isOwnConnection(ours)).toBe(true);
+    // Linux reuses a local port for connections to different destinations: another process's
+    // client on the same address and port, arriving at one of our listeners, is a stranger.
+    expect(self.isOwnConnection({ ...ours, localPort: (ours.localPort ?? 0) + 1 })).toBe(false);
+    out.destroy();
+    await once(out, "close");
+    expect(self.isOwnConnection(ours)).toBe(false);
+    target.close();
   });
 });
