@@ -41,8 +41,11 @@ function isLocalHostAddress(ip: string, interfaces: ReadonlySet<string>): boolea
 export class SelfAddresses {
   private readonly tcp: Array<{ host: string; port: number }> = [];
   private readonly paths = new Set<string>();
-  /** `ip:port` of every connection this process opened and has not closed yet. */
-  private readonly outbound = new Set<string>();
+  /**
+   * Every connection this process opened and has not closed yet: its local `ip:port`, with
+   * where it was going (`ip:port`) and whether that destination is an address of this host.
+   */
+  private readonly outbound = new Map<string, { to: string; toHere: boolean }>();
   private interfaces: Set<string> | undefined;
   private interfacesAt = 0;
 
@@ -114,23 +117,32 @@ export class SelfAddresses {
     return { ok: true, dial: { ...d, host: ips[0] as string } };
   }
 
-  /**
-   * Records a connection this process opened (connected), until it closes, by its whole
-   * address pair: Linux reuses a local port for connections to different destinations, so
-   * another process's client may share the port of one of ours and must not look like it.
-   */
+  /** Records a connection this process opened (connected), until it closes. */
   trackOutbound(socket: Socket): void {
-    const key = pairKey(socket.localAddress, socket.localPort, socket.remoteAddress, socket.remotePort);
-    if (key === undefined) return;
-    this.outbound.add(key);
-    socket.once("close", () => this.outbound.delete(key));
+    const from = ipPort(socket.localAddress, socket.localPort);
+    const to = ipPort(socket.remoteAddress, socket.remotePort);
+    if (from === undefined || to === undefined || socket.remoteAddress === undefined) return;
+    const toHere = isLocalHostAddress(normalizeIp(socket.remoteAddress), this.localInterfaces());
+    this.outbound.set(from, { to, toHere });
+    socket.once("close", () => {
+      if (this.outbound.get(from)?.to === to) this.outbound.delete(from);
+    });
   }
 
-  /** Whether an accepted connection is the far end of a connection this process opened. */
+  /**
+   * Whether an accepted connection is one this process opened, come back: it arrives from the
+   * address and port one of ours leaves from, and either went straight to this listener, or to
+   * an address that is not this host's (a Service IP, a NAT) that brought it back here. Linux
+   * reuses a local port towards different destinations, so another process's client on this
+   * host may share the address and port of one of ours that went elsewhere on this host: that
+   * one is a stranger, not a way back.
+   */
   isOwnConnection(accepted: Pick<Socket, "remoteAddress" | "remotePort" | "localAddress" | "localPort">): boolean {
     if (this.outbound.size === 0) return false;
-    const key = pairKey(accepted.remoteAddress, accepted.remotePort, accepted.localAddress, accepted.localPort);
-    return key !== undefined && this.outbound.has(key);
+    const from = ipPort(accepted.remoteAddress, accepted.remotePort);
+    const ours = from === undefined ? undefined : this.outbound.get(from);
+    if (ours === undefined) return false;
+    return ours.to === ipPort(accepted.localAddress, accepted.localPort) || !ours.toHere;
   }
 
   private localInterfaces(): Set<string> {
@@ -148,15 +160,7 @@ export class SelfAddresses {
   }
 }
 
-/** `from > to` for one TCP connection, addresses normalised; undefined when any part is unknown. */
-function pairKey(
-  fromAddress: string | undefined,
-  fromPort: number | undefined,
-  toAddress: string | undefined,
-  toPort: number | undefined,
-): string | undefined {
-  if (fromAddress === undefined || fromPort === undefined || toAddress === undefined || toPort === undefined) {
-    return undefined;
-  }
-  return `${normalizeIp(fromAddress)}:${fromPort}>${normalizeIp(toAddress)}:${toPort}`;
+/** `ip:port`, the address normalised; undefined when either part is unknown. */
+function ipPort(address: string | undefined, port: number | undefined): string | undefined {
+  return address === undefined || port === undefined ? undefined : `${normalizeIp(address)}:${port}`;
 }

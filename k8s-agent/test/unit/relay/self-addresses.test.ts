@@ -4,7 +4,7 @@
 // 403 forbidden, and canaries standing in for those listeners see nothing.
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
-import { type AddressInfo, connect, createServer } from "node:net";
+import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
@@ -183,7 +183,7 @@ describe("the relay never dials its own listeners", () => {
   });
 });
 
-describe("own connections are known by their whole address pair", () => {
+describe("own connections: where they came from and where they went", () => {
   it("a client that happens to use the same local port towards another address is not one", async () => {
     const target = createServer((s) => s.on("error", () => {}));
     target.listen(0, "127.0.0.1");
@@ -200,11 +200,28 @@ describe("own connections are known by their whole address pair", () => {
     };
     expect(self.isOwnConnection(ours)).toBe(true);
     // Linux reuses a local port for connections to different destinations: another process's
-    // client on the same address and port, arriving at one of our listeners, is a stranger.
+    // client on the same address and port, arriving at one of our listeners, is a stranger
+    // when ours went to another address of this host.
     expect(self.isOwnConnection({ ...ours, localPort: (ours.localPort ?? 0) + 1 })).toBe(false);
     out.destroy();
     await once(out, "close");
     expect(self.isOwnConnection(ours)).toBe(false);
     target.close();
+  });
+
+  it("one that went to an address not of this host (a Service IP) and was brought back here is one", () => {
+    const self = new SelfAddresses();
+    // Only the fields the check reads, as a pod's dial to a Service IP and the NAT-ed arrival show them.
+    const dialled = {
+      localAddress: "10.1.2.3",
+      localPort: 40_000,
+      remoteAddress: "10.96.0.10",
+      remotePort: 7001,
+      once: () => dialled,
+    } as unknown as Socket;
+    self.trackOutbound(dialled);
+    const back = { remoteAddress: "10.1.2.3", remotePort: 40_000, localAddress: "10.1.2.3", localPort: 1234 };
+    expect(self.isOwnConnection(back)).toBe(true);
+    expect(self.isOwnConnection({ ...back, remotePort: 40_001 })).toBe(false);
   });
 });
