@@ -158,6 +158,9 @@ async function main(): Promise<void> {
   // connection; fresh ones measured 224–320 µs across runs, so the effect is not settled.)
   const hc = await freePort("127.0.0.1");
   const hcproc = await startHaproxy("hc", [{ port: hc, to: echo }]);
+  // The same relay with no link certificate: plain CONNECT is adopted at accept, with no sniff
+  // of the first byte for a TLS link. The difference is what sharing the port with links costs.
+  const relayNoLinks = await startWorker("relay-cps-nolinks", direct("relay-cps-nolinks"), IMAGE_ENV, [], false);
   const relayCps = await startWorker("relay-cps", direct("relay-cps"), {
     ...IMAGE_ENV,
     HOPWAY_BENCH_LISTENERS: JSON.stringify(["echo:0"]),
@@ -171,6 +174,7 @@ async function main(): Promise<void> {
     ["haproxy 1 hop", ["127.0.0.1", String(hc), "3", "16"], hcproc.pid],
     ["relay 1 hop", ["127.0.0.1", String(relayCps.port), "3", "16", "echo:0"], relayCps.child.pid],
     ["listener 1 hop", ["127.0.0.1", String(relayCps.listeners[0]), "3", "16"], relayCps.child.pid],
+    ["relay, no links", ["127.0.0.1", String(relayNoLinks.port), "3", "16", "echo:0"], relayNoLinks.child.pid],
     ["node floor 1 hop", ["127.0.0.1", String(floor.port), "3", "16", "echo:0"], floor.child.pid],
     ["node, no CONNECT", ["127.0.0.1", String(plainFloor.port), "3", "16"], plainFloor.child.pid],
   ];

@@ -136,8 +136,10 @@ export function startWorker(
   routes: Route[],
   env: NodeJS.ProcessEnv = IMAGE_ENV,
   peers: readonly string[] = ["relay-a", "relay-b", "relay-c"],
+  links = true,
 ) {
-  const tls = writeRelayTls(join(work, "tls", name), "bench", name);
+  // Without a certificate the relay takes no links, and so skips the first-byte sniff on accept.
+  const tls = links ? writeRelayTls(join(work, "tls", name), "bench", name) : "";
   // --expose-gc only for the idle-memory reading (a full GC before it is taken).
   return forkProxy(WORKER_BUNDLE, [name, tls, JSON.stringify(routes), peers.join(",")], env, ["--expose-gc"]);
 }

@@ -1,7 +1,7 @@
 // Connection slots before authentication. Relay B is held by 2,000 idle sockets
 // from unauthenticated sources (outside client_cidrs, no token) that reconnect as
 // soon as they are dropped, while legitimate traffic keeps coming: hops from
-// relay A (HMAC, from a source outside client_cidrs), local clients (by
+// relay A (over a link, from a source outside client_cidrs), local clients (by
 // client_cidrs) and token clients. Those unauthenticated sockets wait in a small
 // handshake pool of their own and never take the tunnel pool's slots.
 import { once } from "node:events";
