@@ -76,7 +76,7 @@ export async function startAgent(
     linksByPeer: () => relay.linksByPeer(),
     linkStreamsByPeer: () => relay.linkStreamsByPeer(),
   });
-  // Key ownership (issue 8): group memberships followed for the relay's key-affine CONNECT and /v1/local/owners.
+  // Key ownership (docs/stateful.md): group memberships followed for the relay's key-affine CONNECT and /v1/local/owners.
   const ownership = new MembershipFollower({
     url: config.edge.url,
     realm: config.edge.realm,

@@ -1,5 +1,5 @@
 // The agent's `scaling:` configuration section.
-// OWNER: the autoscaling work (issue 5); the agent's config.ts embeds it.
+// The autoscaling settings (docs/autoscaling.md); the agent's config.ts embeds them.
 import { z } from "zod";
 import { NAME_PATTERN } from "../../../src/core/schema.ts";
 
