@@ -20,6 +20,7 @@ const servers: Array<Server | HttpServer> = [];
 let redis: ReturnType<typeof spawn> | undefined;
 
 const metricsOf = (relay: string) => metricsOfMesh(mesh, relay);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
   mesh = await startMesh({
@@ -64,6 +65,25 @@ describe("hopway-agent mesh on loopback", () => {
     expect(metricValue(m1, 'hopway_relay_tunnels_opened_total{peer="relay",next="target"}')).toBeGreaterThanOrEqual(1);
     expect(metricValue(m1, "hopway_edge_reachable")).toBe(1);
     expect(metricValue(m1, "hopway_route_table_version")).toBeGreaterThan(0);
+  });
+
+  it("the relays report their links with their heartbeats, as the topology page shows them", async () => {
+    // The tunnel above rode a link relaysvr2 → relaysvr3 → relaysvr1; a heartbeat (a third of
+    // the 15 s lease) carries each relay's link state to the edge, which serves it at GET /links.
+    const url = `${mesh.edge.url}/v1/realms/${mesh.realm}/links`;
+    const headers = { authorization: `Bearer ${mesh.edge.adminToken}` };
+    let links: Array<{ from: string; peer: string; up: boolean }> = [];
+    const deadline = Date.now() + 15_000;
+    const has = (from: string, peer: string) => links.some((l) => l.from === from && l.peer === peer && l.up);
+    while (Date.now() < deadline && !(has("relaysvr2", "relaysvr3") && has("relaysvr3", "relaysvr1"))) {
+      links = ((await (await fetch(url, { headers })).json()) as { links: typeof links }).links;
+      if (!(has("relaysvr2", "relaysvr3") && has("relaysvr3", "relaysvr1"))) await sleep(250);
+    }
+    expect(has("relaysvr2", "relaysvr3")).toBe(true);
+    expect(has("relaysvr3", "relaysvr1")).toBe(true);
+    // The accepting side reports the same link from its end.
+    expect(links.some((l) => l.from === "relaysvr3" && l.peer === "relaysvr2")).toBe(true);
+    expect(links.every((l) => l.up)).toBe(true);
   });
 
   it("carries 100 MiB each way intact (sha256 at both ends)", async () => {

@@ -141,7 +141,9 @@ describe("agent in records-sync mode", () => {
     const later = { ...(ownRecords()[1] as HopwayRecord), name: "e2e-app-late" };
     const put = await api("PUT", "/nodes/e2e-app-late", later);
     const ms = await until("the change in the agent's table", () => tableHas(agent, "e2e-app-late"), 5_000);
-    expect(agent.edge.version).toBe(put.version);
+    // At least that version: the realm's CA, made when this agent first asked for its
+    // certificate, may add a version of its own right after (docs/identity.md).
+    expect(agent.edge.version).toBeGreaterThanOrEqual(put.version);
     console.log(`records-sync e2e: ${RECORDS} records, change applied in ${ms.toFixed(0)} ms`);
     expect(ms).toBeLessThan(1_000);
 
