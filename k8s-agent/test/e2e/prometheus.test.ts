@@ -16,7 +16,6 @@
 // syntax from the shipped file.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -24,11 +23,13 @@ import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { computeWorkloadScaling, HpaModel, type HpaSpec } from "../../../src/core/scaling.ts";
+import { freePort } from "../../../test/support/loopback-mesh.ts";
 import { type AdminServer, startAdminServer } from "../../src/admin/server.ts";
 import { AgentClient } from "../../src/client/index.ts";
 import { createRelayMetrics } from "../../src/metrics.ts";
 import { ScalingConfigSchema } from "../../src/scaling/config.ts";
 import { ScalingSignals } from "../../src/scaling/signals.ts";
+import { renderAdapterQuery, toPrometheusRelabel } from "../support/prometheus.ts";
 
 const AGENT = join(dirname(fileURLToPath(import.meta.url)), "../..");
 const NS = "hopway";
@@ -59,45 +60,6 @@ let promUrl = "";
 let promLog = "";
 let workDir = "";
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-/** ServiceMonitor relabelings (camelCase) → Prometheus relabel_configs (snake_case). */
-function toPrometheusRelabel(r: Obj): Obj {
-  const out: Obj = {};
-  if (r.sourceLabels) out.source_labels = r.sourceLabels;
-  if (r.separator !== undefined) out.separator = r.separator;
-  if (r.regex !== undefined) out.regex = r.regex;
-  if (r.targetLabel !== undefined) out.target_label = r.targetLabel;
-  if (r.replacement !== undefined) out.replacement = r.replacement;
-  if (r.action !== undefined) out.action = r.action;
-  return out;
-}
-
-/**
- * Renders a rule's metricsQuery as prometheus-adapter does
- * (pkg/naming/metrics_query.go): LabelMatchers = namespace matcher, then the
- * resource label = name (one object) or =~ "a|b|c" (several), joined by ",";
- * GroupBy = the resource's label; Series = the discovered series name.
- */
-function renderAdapterQuery(rule: Obj, resourceLabel: string, names: string[]): string {
-  const series = /^([a-zA-Z_:][a-zA-Z0-9_:]*)\{/.exec(rule.seriesQuery)?.[1];
-  expect(series).toBeDefined();
-  const matchers = [`namespace="${NS}"`];
-  matchers.push(names.length === 1 ? `${resourceLabel}="${names[0]}"` : `${resourceLabel}=~"${names.join("|")}"`);
-  const q = (rule.metricsQuery as string)
-    .replaceAll("<<.Series>>", series as string)
-    .replaceAll("<<.LabelMatchers>>", matchers.join(","))
-    .replaceAll("<<.GroupBy>>", resourceLabel);
-  expect(q, "the rule uses a template variable this test does not render").not.toContain("<<");
-  return q;
-}
-
 const ruleFor = (metric: string) => adapterRules.find((r) => r.name.as === metric) as Obj;
 
 async function query(q: string): Promise<Array<{ metric: Record<string, string>; value: number }>> {
@@ -117,9 +79,9 @@ async function adapterValues(
   replicas: number,
 ): Promise<{ load: Array<number | undefined>; floor: number | undefined }> {
   const names = pods.slice(0, replicas).map((p) => p.name);
-  const loadRows = await query(renderAdapterQuery(ruleFor("hopway_load_factor"), "pod", names));
+  const loadRows = await query(renderAdapterQuery(ruleFor("hopway_load_factor"), NS, "pod", names));
   const byPod = new Map(loadRows.map((r) => [r.metric.pod, r.value]));
-  const floorRows = await query(renderAdapterQuery(ruleFor("hopway_state_floor"), "statefulset", [STS]));
+  const floorRows = await query(renderAdapterQuery(ruleFor("hopway_state_floor"), NS, "statefulset", [STS]));
   expect(floorRows.length).toBeLessThanOrEqual(1);
   return { load: names.map((n) => byPod.get(n)), floor: floorRows[0]?.value };
 }
@@ -170,7 +132,7 @@ beforeAll(async () => {
   }
 
   workDir = mkdtempSync(join(tmpdir(), "hopway-prom-"));
-  const port = await freePort();
+  const port = await freePort("127.0.0.1");
   promUrl = `http://127.0.0.1:${port}`;
   const endpoint = serviceMonitor.spec.endpoints[0] as Obj;
   const config = {
@@ -281,7 +243,7 @@ describe("the shipped adapter rules against Prometheus", () => {
     // Only the pods the HPA asks about are returned (the matcher selects them by name).
     expect((await adapterValues(2)).load).toEqual([0.25, 0.5]);
     // A single-object query uses = rather than =~ and still answers.
-    const single = await query(renderAdapterQuery(ruleFor("hopway_load_factor"), "pod", [pods[3]?.name as string]));
+    const single = await query(renderAdapterQuery(ruleFor("hopway_load_factor"), NS, "pod", [pods[3]?.name as string]));
     expect(single.map((r) => r.value)).toEqual([0.1]);
   });
 });

@@ -4,10 +4,10 @@
 // plus the endpoint's own, and the prometheus-adapter's query rendering.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify as stringifyYaml } from "yaml";
+import { freePort } from "../../../test/support/loopback-mesh.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: shipped YAML, narrowed where read
 type Obj = Record<string, any>;
@@ -22,14 +22,6 @@ export interface RunningPrometheus {
   url: string;
   query(q: string): Promise<Array<{ metric: Record<string, string>; value: number }>>;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /** ServiceMonitor relabelings (camelCase) → Prometheus relabel_configs (snake_case). */
@@ -71,7 +63,7 @@ export async function startPrometheus(opts: {
   relabelings: Obj[];
 }): Promise<RunningPrometheus> {
   const workDir = mkdtempSync(join(tmpdir(), "hopway-prom-"));
-  const port = await freePort();
+  const port = await freePort("127.0.0.1");
   const url = `http://127.0.0.1:${port}`;
   const config = {
     global: { scrape_interval: "1s", scrape_timeout: "900ms", evaluation_interval: "1s" },
