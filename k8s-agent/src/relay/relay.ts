@@ -288,26 +288,11 @@ export class Relay {
 
   /** Takes ownership of an accepted socket. Never throws; a bad peer only loses its own connection. */
   handle(accepted: Socket, opts: { local?: boolean } = {}): void {
-    if (this.draining) {
-      this.refuseAtAccept(accepted, "relay is draining", HTTP);
-      return;
-    }
     const local = opts.local === true;
-    const source = local ? undefined : (accepted.remoteAddress ?? "unknown");
     // Authenticated by address at accept: a unix-socket peer or a client_cidrs source. Anyone else
     // waits in the small handshake pool until its credentials (token or link certificate) pass.
     const trusted = local || this.cidrs.allows(accepted.remoteAddress);
-    const refusal = this.admission.refusal(source, trusted);
-    if (refusal !== undefined) {
-      this.refuseAtAccept(accepted, refusal, HTTP);
-      return;
-    }
-    const evicted = this.admission.enter(accepted, source, trusted);
-    if (evicted !== undefined) {
-      this.observer?.tunnelFailed("over_capacity");
-      evicted.destroy();
-    }
-    this.connections++;
+    if (!this.take(accepted, local ? undefined : (accepted.remoteAddress ?? "unknown"), trusted, HTTP)) return;
     const deadlines = trusted ? this.headerDeadlines : this.handshakeDeadlines;
     if (this.linkServer === undefined) {
       this.admitPlain(accepted, local, EMPTY, deadlines);
@@ -427,18 +412,7 @@ export class Relay {
    */
   carry(accepted: Socket, target: CarryTarget, settled: (outcome: CarryOutcome) => void): void {
     const reply: Reply = { kind: "listener", settled };
-    if (this.draining) {
-      this.refuseAtAccept(accepted, "relay is draining", reply);
-      return;
-    }
-    const source = accepted.remoteAddress ?? "unknown";
-    const refusal = this.admission.refusal(source, true);
-    if (refusal !== undefined) {
-      this.refuseAtAccept(accepted, refusal, reply);
-      return;
-    }
-    this.admission.enter(accepted, source, true);
-    this.connections++;
+    if (!this.take(accepted, accepted.remoteAddress ?? "unknown", true, reply)) return;
     const socket = this.own(accepted);
     // The client may speak first (a Redis command): hold its bytes in the kernel until the
     // path is up and the tunnel pumps them; a socket with no sink would discard them.
@@ -450,6 +424,26 @@ export class Relay {
       this.log("warn", "listener connection failed", { error: String(err) });
       socket.destroy();
     });
+  }
+
+  /**
+   * Admission at accept, for every way in (docs/security/relay.md): refused while draining or
+   * past the pools' limits; otherwise counted, in the tunnel pool when `trusted`, else in the
+   * handshake pool (whose oldest silent member may make room). False when refused.
+   */
+  private take(accepted: Socket, source: string | undefined, trusted: boolean, reply: Reply): boolean {
+    const refusal = this.draining ? "relay is draining" : this.admission.refusal(source, trusted);
+    if (refusal !== undefined) {
+      this.refuseAtAccept(accepted, refusal, reply);
+      return false;
+    }
+    const evicted = this.admission.enter(accepted, source, trusted);
+    if (evicted !== undefined) {
+      this.observer?.tunnelFailed("over_capacity");
+      evicted.destroy();
+    }
+    this.connections++;
+    return true;
   }
 
   /** Refuses at once without reading: established tunnels are untouched. */
