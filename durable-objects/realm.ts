@@ -55,6 +55,22 @@ interface Waiter {
   wake: () => void;
 }
 
+/** Resolves when a waker calls the waiter's `wake`, or after `ms` (at most MAX_WAIT_MS). */
+function waitIn(waiters: Set<Waiter>, since: number, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const waiter: Waiter = {
+      since,
+      wake: () => {
+        clearTimeout(timer);
+        waiters.delete(waiter);
+        resolve();
+      },
+    };
+    const timer = setTimeout(waiter.wake, Math.min(ms, MAX_WAIT_MS));
+    waiters.add(waiter);
+  });
+}
+
 export class RealmObject extends DurableObject<Env> {
   /** Milliseconds since the epoch. Tests replace it (via runInDurableObject) to expire leases deterministically. */
   now: () => number = () => Date.now();
@@ -230,18 +246,7 @@ export class RealmObject extends DurableObject<Env> {
     if ("ok" in p) return p;
     this.catchUp(this.now());
     if (epoch === this.records.epoch && since === this.records.version && ms > 0) {
-      await new Promise<void>((resolve) => {
-        const waiter: Waiter = {
-          since,
-          wake: () => {
-            clearTimeout(timer);
-            this.waiters.delete(waiter);
-            resolve();
-          },
-        };
-        const timer = setTimeout(waiter.wake, Math.min(ms, MAX_WAIT_MS));
-        this.waiters.add(waiter);
-      });
+      await waitIn(this.waiters, since, ms);
     }
     return { ok: true, changes: { ...this.records.changesSince(epoch, since), trust_bundle: this.ca.trustBundle() } };
   }
@@ -500,20 +505,7 @@ export class RealmObject extends DurableObject<Env> {
   ): Promise<Result<{ version: number; listeners: NamedListenerDeclaration[] }>> {
     const p = this.reader(caller);
     if ("ok" in p) return p;
-    if (since === this.listeners.version && ms > 0) {
-      await new Promise<void>((resolve) => {
-        const waiter: Waiter = {
-          since,
-          wake: () => {
-            clearTimeout(timer);
-            this.listenerWaiters.delete(waiter);
-            resolve();
-          },
-        };
-        const timer = setTimeout(waiter.wake, Math.min(ms, MAX_WAIT_MS));
-        this.listenerWaiters.add(waiter);
-      });
-    }
+    if (since === this.listeners.version && ms > 0) await waitIn(this.listenerWaiters, since, ms);
     return { ok: true, version: this.listeners.version, listeners: this.listeners.list() };
   }
 
