@@ -71,7 +71,7 @@ export function parseTopologyText(text: string, format?: "yaml" | "json"): Parse
   return parseRecords(value);
 }
 
-/** zod's wording for the commonest mistakes, in the words of the contract. */
+/** zod's wording for the commonest mistakes, in the words of docs/contract/records.md §1.8. */
 function friendlier(problem: FieldProblem): FieldProblem {
   const m = /^Invalid input: expected (int|number|string|boolean|object|array), received (\w+)$/.exec(problem.message);
   if (m === null) return problem;

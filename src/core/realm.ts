@@ -739,7 +739,7 @@ function preCheck(r: RealmImpl, s: number, t: number): Route | undefined {
 }
 
 /**
- * The route from one record to another (section 5 of the routing contract).
+ * The route from one record to another (docs/contract/routing.md §3).
  * Unknown names throw HopwayError `unknown_node` (404). A group as either end
  * gives `hops: null` with reason `group_endpoint`: use resolveRoutes for groups.
  */
@@ -799,7 +799,7 @@ export function routeTable(realm: Realm, from: string): Route[] {
   return out;
 }
 
-/** The gateway `from` would use to dial `to`, or null (section 3). Unknown names throw unknown_node. */
+/** The gateway `from` would use to dial `to`, or null (docs/contract/routing.md §1.2). Unknown names throw unknown_node. */
 export function dialChoice(realm: Realm, from: string, to: string): DialChoice | null {
   const r = impl(realm);
   const u = r.lookup(from);

@@ -1,5 +1,5 @@
-// The reference resolver: the routing contract written out as plainly as
-// possible, with no indexes and no cleverness. It is the oracle that the fast
+// The reference resolver: docs/contract/routing.md §1 to §3 written out as
+// plainly as possible, with no indexes and no cleverness. It is the oracle that the fast
 // resolver (realm.ts) is tested against and the baseline the benchmark
 // compares with. Correct but slow: do not use it to serve routes.
 import { chooseGateway, type DialChoice } from "./dial.ts";
