@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { ROOT } from "../../support/markdown.ts";
 
 const FIXTURES = join(ROOT, "test", "fixtures", "topologies");
-const PAGE = join(ROOT, "docs", "contract", "routing.md");
+const PAGE = join(ROOT, "docs/contract/routing.md");
 
 interface Hop {
   node: string;
@@ -38,7 +38,7 @@ function parseHops(cell: string): Hop[] | null {
 /** The worked examples of §6: each subsection's fixture file, its YAML block and its route table. */
 function examples(markdown: string): Example[] {
   const section = markdown.split(/^## /m).find((s) => s.startsWith("6. "));
-  if (section === undefined) throw new Error("routing.md has no §6");
+  if (section === undefined) throw new Error("docs/contract/routing.md has no worked examples (§6)");
   return section
     .split(/^### /m)
     .slice(1)
