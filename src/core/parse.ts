@@ -1,5 +1,5 @@
-// The importer: topology text (YAML or JSON; a list of records or the
-// `topologies/*.yaml` configuration map) to validated records. It rejects the
+// The importer (docs/contract/records.md §1.8): topology text (YAML or JSON; a
+// list of records or the `topologies/*.yaml` configuration map) to validated records. It rejects the
 // input whole and names every problem by its path, so an operator fixes a
 // file in one pass and nothing half-imported ever reaches a realm.
 import { parseDocument, YAMLParseError } from "yaml";

@@ -19,7 +19,7 @@ export function noRoute(from: string, to: string, reason: NoRouteReason, detail:
   return { from, to, hops: null, reason, detail };
 }
 
-/** Higher weight first, then smaller name: the order between otherwise-equal relays. */
+/** Higher weight first, then smaller name: the order between otherwise-equal relays (docs/contract/routing.md §3.3). */
 export function compareRelayKeys(wa: number, na: string, wb: number, nb: string): number {
   if (wa !== wb) return wa > wb ? -1 : 1;
   return na < nb ? -1 : na > nb ? 1 : 0;
