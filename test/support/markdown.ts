@@ -57,3 +57,33 @@ export function headings(markdown: string): Heading[] {
     return { level: (m[1] ?? "").length, text, anchor: n === 0 ? base : `${base}-${n}`, number };
   });
 }
+
+/** The text of the numbered section `number` (`## 3.` or `### 3.2`), up to the next heading of its level or above. */
+export function section(markdown: string, number: string): string {
+  const lines = markdown.split("\n");
+  const level = number.includes(".") ? 3 : 2;
+  const start = lines.findIndex((l) => new RegExp(`^#{${level}} ${number.replace(/\./g, "\\.")}\\.?\\s`).test(l));
+  if (start < 0) throw new Error(`no section ${number}`);
+  const end = lines.findIndex((l, i) => i > start && new RegExp(`^#{1,${level}} `).test(l));
+  return lines.slice(start + 1, end < 0 ? undefined : end).join("\n");
+}
+
+/** The body rows of the markdown tables in `text`, each as its cells, trimmed (header and rule rows left out). */
+export function tableRows(text: string): string[][] {
+  const rows: string[][] = [];
+  let header = true;
+  for (const line of withoutFences(text).split("\n")) {
+    if (!line.startsWith("|")) {
+      header = true;
+      continue;
+    }
+    const cells = line
+      .slice(1, line.endsWith("|") ? -1 : undefined)
+      .split("|")
+      .map((c) => c.trim());
+    if (cells.every((c) => /^:?-+:?$/.test(c))) continue;
+    if (header) header = false;
+    else rows.push(cells);
+  }
+  return rows;
+}
