@@ -1,10 +1,12 @@
 // docs/contract/routing.md §6 shows the reference topologies and their routes; the conformance
 // suite runs the same topologies against test/fixtures/topologies/expected-routes.json. This keeps
-// the page and the fixtures equal, so neither can drift from the other.
+// the page and the fixtures equal, so neither can drift from the other, and §3.7 equal to the
+// core's list of reasons.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ROOT } from "../../support/markdown.ts";
+import { NO_ROUTE_REASONS } from "../../../src/core/schema.ts";
+import { ROOT, section, tableRows } from "../../support/markdown.ts";
 
 const FIXTURES = join(ROOT, "test", "fixtures", "topologies");
 const PAGE = join(ROOT, "docs/contract/routing.md");
@@ -53,7 +55,7 @@ function examples(markdown: string): Example[] {
     });
 }
 
-describe("docs/contract/routing.md §6", () => {
+describe("docs/contract/routing.md", () => {
   const shown = examples(readFileSync(PAGE, "utf8"));
   const expected = JSON.parse(readFileSync(join(FIXTURES, "expected-routes.json"), "utf8")) as Record<
     string,
@@ -71,6 +73,11 @@ describe("docs/contract/routing.md §6", () => {
       expect(example?.routes).toEqual(expected[file]);
     });
   }
+
+  it("§3.7 explains every reason a route may be missing, and no other", () => {
+    const reasons = tableRows(section(readFileSync(PAGE, "utf8"), "3.7")).map((r) => (r[0] ?? "").replace(/`/g, ""));
+    expect(reasons.sort()).toEqual([...NO_ROUTE_REASONS].sort());
+  });
 
   it("reads a route table the way it is written", () => {
     expect(parseHops("r2 (`ipv4://10.1.1.1:1234`, 1) → c1 (`null`, 0)")).toEqual([
