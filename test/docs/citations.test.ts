@@ -169,7 +169,32 @@ describe("citations", () => {
   });
 });
 
-describe("contract sections", () => {
+/** Sentences of at least 50 characters, outside code blocks, normalised (case, spaces, markup). */
+function sentences(markdown: string): string[] {
+  return withoutFences(markdown)
+    .split(/\n\s*\n/)
+    .flatMap((para) => para.replace(/\s+/g, " ").split(/(?<=[.;:])\s+|\s+- /))
+    .map((t) => t.replace(/[`*|]/g, "").trim().toLowerCase())
+    .filter((t) => t.length >= 50);
+}
+
+describe("docs/contract", () => {
+  it("is written once: no sentence of the contract stands again in another page", () => {
+    const contract = new Set(
+      markdownFiles(join(ROOT, "docs", "contract")).flatMap((p) => sentences(readFileSync(p, "utf8"))),
+    );
+    expect(contract.size).toBeGreaterThan(200);
+    const others = [join(ROOT, "README.md"), ...markdownFiles(join(ROOT, "docs"))].filter(
+      (p) => !p.includes(`${sep}contract${sep}`),
+    );
+    const again = others.flatMap((p) =>
+      sentences(readFileSync(p, "utf8"))
+        .filter((t) => contract.has(t))
+        .map((t) => `${relative(ROOT, p)}: ${t}`),
+    );
+    expect(again).toEqual([]);
+  });
+
   for (const page of markdownFiles(join(ROOT, "docs", "contract")).filter((p) => !p.endsWith("README.md"))) {
     it(`${relative(ROOT, page)}: every section is numbered once, each subsection under its section`, () => {
       const numbered = headings(readFileSync(page, "utf8")).filter((h) => h.level >= 2);
