@@ -19,7 +19,7 @@
 //   target's last hop per target class, and applies rendezvous hashing only at
 //   the end, in a walk over the optimal-path DAG.
 //
-// Tie-break (also in reference.ts and docs/routing.md): among the paths with the
+// Tie-break (docs/contract/routing.md §3.3, also in reference.ts): among the paths with the
 // fewest hops and then the smallest priority sum, the intermediates X1..Xk are
 // compared in order from the source; the first position where two paths differ
 // decides, by the higher rendezvous weight, then the smaller name. A relay in
