@@ -1,8 +1,8 @@
 // Resolver benchmark: the indexed realm against the plain reference resolver,
 // on generated realms of 1,000 / 10,000 / 50,000 records (about 5% relays,
 // several regions, relay services of 3 pods; see src/core/testing/generate.ts).
-// Prints absolute figures, the targets, and ratios measured in this
-// same run. Timings on a shared 2-core machine are noisy: medians of repeats.
+// Prints absolute figures, the targets it was built to meet, and ratios
+// measured in this same run. Timings on a shared 2-core machine are noisy: medians of repeats.
 import { loadavg } from "node:os";
 import {
   buildRealm,

@@ -32,7 +32,7 @@ export interface RunningAgent {
   identity: RelayIdentity;
   /** Listeners (docs/listeners.md): from the config file now; `apply` changes them live. */
   listeners: ListenerManager;
-  /** The graceful shutdown of spec autoscaling.md §4; resolves when done. */
+  /** The graceful shutdown of docs/contract/autoscaling.md §5; resolves when done. */
   shutdown(reason?: string): Promise<void>;
 }
 

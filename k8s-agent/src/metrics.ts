@@ -8,7 +8,7 @@ import { LINK_FAILURES, type LinkFailure, type LinkObserver, type LinkSide } fro
 import { FAILURE_REASONS, type FailureReason } from "./relay/protocol.ts";
 import type { NextRole, PeerRole, RelayCounters, RelayObserver } from "./relay/relay.ts";
 
-/** autoscaling.md section 2: 15 … 2000 ms, in seconds (the Prometheus base unit). */
+/** docs/contract/autoscaling.md §2.3: 15 … 2000 ms, in seconds (the Prometheus base unit). */
 export const LATENCY_BUCKETS_SECONDS = [
   0.015, 0.03, 0.045, 0.06, 0.09, 0.12, 0.15, 0.18, 0.24, 0.3, 0.32, 0.44, 0.56, 0.68, 0.8, 1.1, 1.4, 1.7, 2,
 ] as const;

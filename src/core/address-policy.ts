@@ -3,7 +3,7 @@
 // record, so an agent token that could register `ipv4://127.0.0.1:9090` would
 // make another tenant's relay dial its own loopback. The edge checks every
 // gateway address of a non-admin write against the realm's policy
-// (docs/security/edge.md). Part of the pure core: the agent may apply the
+// (docs/contract/edge-api.md §7; why: docs/security/edge.md). Part of the pure core: the agent may apply the
 // same rule to what it is about to dial.
 import { z } from "zod";
 import { formatPath } from "./errors.ts";

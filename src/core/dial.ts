@@ -1,4 +1,4 @@
-// Who can dial whom (section 3 of the routing contract), for one pair of records.
+// Who can dial whom (docs/contract/routing.md §1), for one pair of records.
 import type { HopwayRecord } from "./schema.ts";
 import { matchesSelector, sameHost } from "./selector.ts";
 

@@ -1,5 +1,6 @@
 // Stable error codes. Operators and scripts match on `code`, never on `message`,
-// so a code once shipped is never renamed. Part of the pure core.
+// so a code once shipped is never renamed (docs/contract/edge-api.md §1.3).
+// Part of the pure core.
 import type { z } from "zod";
 
 export const ERROR_CODES = [

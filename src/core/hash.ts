@@ -1,4 +1,5 @@
-// Rendezvous (highest random weight) hashing for choosing between equal relays.
+// Rendezvous (highest random weight) hashing for choosing between equal relays
+// (docs/contract/routing.md §4).
 // Pure integer arithmetic on UTF-16 code units with Math.imul, so workerd and
 // Node.js (and any future port) compute bit-identical weights.
 

@@ -3,7 +3,7 @@
 // local API, its relay (key-affine CONNECT) and any application that embeds
 // the core compute identical answers from the same membership.
 //
-// The rule (also in docs/stateful.md):
+// The rule (docs/contract/routing.md §5.2; how to use it: docs/stateful.md):
 // - A member is *up* when its record exists; *draining* when the coordinator
 //   asks its pod to move state away (its ordinal is in the workload's
 //   `scaling.draining`); it *holds state* when its pod reported

@@ -1,5 +1,5 @@
-// The importer: topology text (YAML or JSON; a list of records or the
-// `topologies/*.yaml` configuration map) to validated records. It rejects the
+// The importer (docs/contract/records.md §1.8): topology text (YAML or JSON; a
+// list of records or the `topologies/*.yaml` configuration map) to validated records. It rejects the
 // input whole and names every problem by its path, so an operator fixes a
 // file in one pass and nothing half-imported ever reaches a realm.
 import { parseDocument, YAMLParseError } from "yaml";
@@ -71,7 +71,7 @@ export function parseTopologyText(text: string, format?: "yaml" | "json"): Parse
   return parseRecords(value);
 }
 
-/** zod's wording for the commonest mistakes, in the words of the contract. */
+/** zod's wording for the commonest mistakes, in the words of docs/contract/records.md §1.8. */
 function friendlier(problem: FieldProblem): FieldProblem {
   const m = /^Invalid input: expected (int|number|string|boolean|object|array), received (\w+)$/.exec(problem.message);
   if (m === null) return problem;

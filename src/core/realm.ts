@@ -19,7 +19,7 @@
 //   target's last hop per target class, and applies rendezvous hashing only at
 //   the end, in a walk over the optimal-path DAG.
 //
-// Tie-break (also in reference.ts and docs/routing.md): among the paths with the
+// Tie-break (docs/contract/routing.md §3.3, also in reference.ts): among the paths with the
 // fewest hops and then the smallest priority sum, the intermediates X1..Xk are
 // compared in order from the source; the first position where two paths differ
 // decides, by the higher rendezvous weight, then the smaller name. A relay in
@@ -739,7 +739,7 @@ function preCheck(r: RealmImpl, s: number, t: number): Route | undefined {
 }
 
 /**
- * The route from one record to another (section 5 of the routing contract).
+ * The route from one record to another (docs/contract/routing.md §3).
  * Unknown names throw HopwayError `unknown_node` (404). A group as either end
  * gives `hops: null` with reason `group_endpoint`: use resolveRoutes for groups.
  */
@@ -799,7 +799,7 @@ export function routeTable(realm: Realm, from: string): Route[] {
   return out;
 }
 
-/** The gateway `from` would use to dial `to`, or null (section 3). Unknown names throw unknown_node. */
+/** The gateway `from` would use to dial `to`, or null (docs/contract/routing.md §1.2). Unknown names throw unknown_node. */
 export function dialChoice(realm: Realm, from: string, to: string): DialChoice | null {
   const r = impl(realm);
   const u = r.lookup(from);

@@ -1,5 +1,5 @@
-// The reference resolver: the routing contract written out as plainly as
-// possible, with no indexes and no cleverness. It is the oracle that the fast
+// The reference resolver: docs/contract/routing.md §1 to §3 written out as
+// plainly as possible, with no indexes and no cleverness. It is the oracle that the fast
 // resolver (realm.ts) is tested against and the baseline the benchmark
 // compares with. Correct but slow: do not use it to serve routes.
 import { chooseGateway, type DialChoice } from "./dial.ts";
@@ -19,7 +19,7 @@ export function noRoute(from: string, to: string, reason: NoRouteReason, detail:
   return { from, to, hops: null, reason, detail };
 }
 
-/** Higher weight first, then smaller name: the order between otherwise-equal relays. */
+/** Higher weight first, then smaller name: the order between otherwise-equal relays (docs/contract/routing.md §3.3). */
 export function compareRelayKeys(wa: number, na: string, wb: number, nb: string): number {
   if (wa !== wb) return wa > wb ? -1 : 1;
   return na < nb ? -1 : na > nb ? 1 : 0;

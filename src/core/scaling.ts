@@ -1,6 +1,7 @@
 // Scaling decisions shared by the edge (which aggregates reports per workload)
 // and the agent, plus a faithful model of the Kubernetes HorizontalPodAutoscaler
-// (autoscaling/v2) that the tests use to prove the loop closes.
+// (autoscaling/v2) that the tests use to prove the loop closes
+// (docs/contract/autoscaling.md §1).
 // Pure: no runtime imports, no clock (time is passed in, in milliseconds).
 import { z } from "zod";
 import type { ScalingReport } from "./schema.ts";

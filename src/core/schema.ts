@@ -225,10 +225,10 @@ export const RouteSchema = z.object({
 export type Hop = z.infer<typeof HopSchema>;
 export type Route = z.infer<typeof RouteSchema>;
 
-/** Maximum hops in a route (section 5.4 of the routing contract). */
+/** Maximum hops in a route (docs/contract/routing.md §3.4). */
 export const MAX_HOPS = 8;
 
-// ---- Autoscaling reports (autoscaling.md) -------------------------------------
+// ---- Autoscaling reports (docs/contract/autoscaling.md §3.1) -----------------
 
 /** What a pod's agent reports in its heartbeat: the two scaling signals of one StatefulSet pod. */
 export const ScalingReportSchema = z.strictObject({

@@ -1,5 +1,5 @@
-// Selector matching (section 2 of the routing contract) and the "same host"
-// test that gates unix:// addresses (section 1).
+// Selector matching (docs/contract/records.md §2.1) and the "same host" test
+// that gates unix:// addresses (docs/contract/records.md §2.2).
 import type { HopwayRecord, Selector } from "./schema.ts";
 
 function hostOf(record: HopwayRecord): { hostname?: string | undefined; pid?: number | undefined } | undefined {

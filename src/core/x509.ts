@@ -1,4 +1,5 @@
-// X.509 certificates for relay identities (docs/identity.md): a realm CA and
+// X.509 certificates for relay identities (docs/contract/relay-protocol.md §3.2;
+// docs/identity.md): a realm CA and
 // the leaves it issues to relays, ECDSA P-256 with SHA-256 only. Built with
 // WebCrypto (`crypto.subtle`), which workerd and Node 22+ both have as a
 // global, and the DER writer beside this file, so the edge signs without any

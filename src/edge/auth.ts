@@ -1,5 +1,5 @@
-// Bearer authentication, decided in the Worker before any Durable Object is
-// touched. The admin token is a Worker secret compared in constant time. Any
+// Bearer authentication (docs/contract/edge-api.md §1.2), decided in the Worker
+// before any Durable Object is touched. The admin token is a Worker secret compared in constant time. Any
 // other token is self-authenticating: it carries an HMAC-SHA256, under the
 // Worker secret HOPWAY_TOKEN_KEY, over the realm it was minted for and its own
 // id and secret part. A garbage token, or a token of another realm, fails that

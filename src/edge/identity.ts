@@ -1,4 +1,4 @@
-// Relay identities on the edge (docs/identity.md): the realm object is the
+// Relay identities on the edge (docs/contract/edge-api.md §8; docs/identity.md): the realm object is the
 // realm's certificate authority; these routes validate the input, check the
 // public key here (so malformed keys never cost the realm object) and call it.
 import type { Hono } from "hono";

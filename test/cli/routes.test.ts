@@ -45,7 +45,7 @@ describe("hopway routes", () => {
     unknown[]
   >;
 
-  it("--json with no pair: every ordered pair, exactly the contract's expected routes", async () => {
+  it("--json with no pair: every ordered pair, exactly the expected routes of docs/contract/routing.md §6", async () => {
     // One topology is enough here: the conformance suite checks both in-process.
     const file = "cross-region.yaml";
     const r = await hopway(["routes", "--topology", join(FIXTURES, file), "--json"]);

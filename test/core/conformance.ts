@@ -2,8 +2,9 @@
 // only, so that every implementation runs the very same cases: the plain
 // reference resolver, the indexed realm, and anything that serves routes later
 // (the edge can call runResolverConformance with a factory that goes through
-// its own API). Expected answers are written out by hand or come from the
-// contract's expected-routes.json, never from another resolver.
+// its own API). Expected answers are written out by hand or come from
+// expected-routes.json (the routes of docs/contract/routing.md §6), never from
+// another resolver.
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";

@@ -120,7 +120,7 @@ describe("topology page", () => {
     // Gateways with address and priority in the records table.
     expect(await page.textContent('#records tr[data-node="relaysvr1"] td.gw')).toContain("p3 → ipv4://192.16.0.1:1234");
 
-    // Relay links as the core's dial rule gives them: relaysvr2 cannot dial relaysvr1 (section 6).
+    // Relay links as the core's dial rule gives them: relaysvr2 cannot dial relaysvr1 (docs/contract/routing.md §6.2).
     const links = await page.$$eval("#graph path.link", (els) =>
       els.map((e) => `${e.getAttribute("data-link-from")}>${e.getAttribute("data-link-to")}`).sort(),
     );

@@ -1,4 +1,4 @@
-// The reference topologies, imported through the API, give the routes the contract lists.
+// The reference topologies, imported through the API, give the routes docs/contract/routing.md §6 lists.
 import { describe, expect, it } from "vitest";
 import crossNamespace from "../fixtures/topologies/cross-namespace.yaml?raw";
 import crossRegion from "../fixtures/topologies/cross-region.yaml?raw";

@@ -1,6 +1,7 @@
 // The wire format of the agent's admin HTTP server: the application's local
 // API and the pre-delete hook. The server validates with these schemas and the
-// typed client (k8s-agent/src/client) parses the answers with the same ones.
+// typed client (k8s-agent/src/client) parses the answers with the same ones
+// (docs/contract/autoscaling.md §3 and §4.1).
 import { z } from "zod";
 
 /** `PUT /v1/local/report`: what the application says about itself. */

@@ -1,4 +1,5 @@
-// Checks both identity sources share (docs/identity.md): does a certificate
+// Checks both identity sources share (docs/contract/relay-protocol.md §3.2;
+// docs/identity.md): does a certificate
 // chain name this relay, match its key, and chain to a CA of the bundle.
 // Node's X509Certificate (OpenSSL) does the cryptography.
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";

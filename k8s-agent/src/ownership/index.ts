@@ -1,6 +1,7 @@
 // Key-affine routing on the agent: the relay's CONNECT target resolution and
 // the local API's look-ups, both answered from the MembershipFollower's copy
 // of the group memberships (so they keep working while the edge is down).
+// The CONNECT forms: docs/contract/relay-protocol.md §1.6.
 
 import { describeIssues, type FieldProblem } from "../../../src/core/errors.ts";
 import {

@@ -2,10 +2,10 @@
 // out. Only what a proxy tunnel needs is parsed; anything else is refused.
 import { NAME_PATTERN } from "../../../src/core/schema.ts";
 
-/** A request head larger than this is refused with 431 (the issue fixes 16 KiB). */
+/** A request head larger than this is refused with 431 (docs/contract/relay-protocol.md §1.1 fixes 16 KiB). */
 export const MAX_HEAD_BYTES = 16 * 1024;
 
-/** Why a tunnel was not opened. A closed set: these are metric label values. */
+/** Why a tunnel was not opened (docs/contract/relay-protocol.md §1.4). A closed set: these are metric label values. */
 export const FAILURE_REASONS = [
   "bad_request",
   "method_not_allowed",

@@ -11,7 +11,7 @@ export const DeletionCostConfigSchema = z
      * — a StatefulSet ignores it and always removes the highest ordinal.
      */
     enabled: z.boolean().default(false),
-    /** No API write more often than this, failed or not (autoscaling.md: 30 s). */
+    /** No API write more often than this, failed or not (docs/contract/autoscaling.md §4.2: 30 s). */
     min_interval_seconds: z.number().int().min(1).max(3600).default(30),
     /** Upper bound for the spacing after repeated failures. */
     max_backoff_seconds: z.number().int().min(1).max(86_400).default(300),
@@ -26,7 +26,7 @@ export const ScalingConfigSchema = z
       .max(253)
       .refine((v) => v === "" || NAME_PATTERN.test(v), "must be empty or a DNS-1123 name")
       .default(""),
-    /** Load factor per pod the HPA aims for (autoscaling.md: 0.7). */
+    /** Load factor per pod the HPA aims for (docs/contract/autoscaling.md §1.1: 0.7). */
     target_load: z.number().positive().max(10).default(0.7),
     /**
      * The HPA's minReplicas and maxReplicas, sent with every report so that

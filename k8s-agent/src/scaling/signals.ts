@@ -1,4 +1,4 @@
-// The pod's two scaling signals (autoscaling.md section 1) as the application
+// The pod's two scaling signals (docs/contract/autoscaling.md §1) as the application
 // reports them, exported as Prometheus gauges for prometheus-adapter, sent to
 // the edge in heartbeats, and the edge's answer (draining) taken back.
 //

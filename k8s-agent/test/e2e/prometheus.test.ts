@@ -1,4 +1,4 @@
-// The metrics path of autoscaling.md section 2, for real: four admin servers
+// The metrics path of docs/contract/autoscaling.md §2, for real: four admin servers
 // (one per StatefulSet pod, ordinals 0-3, real HTTP on loopback, each with the
 // relay metrics and the scaling gauges on its registry) scraped every second
 // by a real Prometheus (the Debian binary, started here with a generated

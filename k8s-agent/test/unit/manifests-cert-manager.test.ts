@@ -79,7 +79,7 @@ const KeyUsage = z.enum([
   "netscape sgc",
 ]);
 
-/** cert-manager.io/v1 Certificate: the spec fields this component uses. */
+/** cert-manager.io/v1 Certificate: the `spec` fields this component uses. */
 const CertificateSchema = z.strictObject({
   apiVersion: z.literal("cert-manager.io/v1"),
   kind: z.literal("Certificate"),

@@ -25,7 +25,7 @@ describe("relay metrics", () => {
   m.tunnelClosed("client", "relay", 1.5);
   m.tunnelFailed("loop");
 
-  it("uses exactly the spec's latency buckets, in seconds", async () => {
+  it("uses exactly the latency buckets of docs/contract/autoscaling.md §2.3, in seconds", async () => {
     expect([...LATENCY_BUCKETS_SECONDS].map((s) => Math.round(s * 1000))).toEqual([
       15, 30, 45, 60, 90, 120, 150, 180, 240, 300, 320, 440, 560, 680, 800, 1100, 1400, 1700, 2000,
     ]);

@@ -127,7 +127,7 @@ export function filterQuery(filter: NodeFilter): URLSearchParams {
   return q;
 }
 
-/** Selector semantics of the contract (section 2), from the core so the CLI and the resolver agree. */
+/** Selector semantics (docs/contract/records.md §2.1), from the core so the CLI and the resolver agree. */
 export function matchesFilter(record: HopwayRecord, filter: NodeFilter): boolean {
   if (filter.type !== undefined && record.type !== filter.type) return false;
   return matchesSelector(filter.selector, record);

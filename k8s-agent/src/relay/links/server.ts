@@ -2,7 +2,7 @@
 // first byte is a TLS handshake record; here they get a TLS 1.3 handshake that
 // requires a client certificate chaining to the trust bundle, whose URI SAN names
 // a relay present in this relay's route table, then an HTTP/2 session whose
-// CONNECT streams the relay routes like any tunnel.
+// CONNECT streams the relay routes like any tunnel (docs/contract/relay-protocol.md §3).
 import {
   constants,
   type IncomingHttpHeaders,

@@ -1,5 +1,6 @@
 // TLS for relay links: contexts from the relay's identity, the peer's relay
-// name from its certificate, and why a handshake failed (a LinkFailure).
+// name from its certificate, and why a handshake failed (a LinkFailure). The
+// rules: docs/contract/relay-protocol.md §3.1 (TLS 1.3, ALPN) and §3.2 (identities).
 import type { DetailedPeerCertificate, PeerCertificate } from "node:tls";
 import { relayNameFromUri } from "../../../../src/core/identity.ts";
 import type { LinkFailure } from "./options.ts";

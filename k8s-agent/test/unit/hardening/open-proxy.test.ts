@@ -50,7 +50,7 @@ afterAll(async () => {
 });
 
 /**
- * What the relay must answer, derived from the contract rather than from its parser:
+ * What the relay must answer, derived from docs/contract/relay-protocol.md §1 and §2.3 rather than from its parser:
  * a target is `<dns-1123 name>[:<decimal port>]` or it is a bad request; a name not in
  * the table is 404; a name in the table on a port that is not its gateway port, this
  * relay itself, a client or a node without a route is 403. undefined = really allowed.

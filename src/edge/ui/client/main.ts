@@ -518,7 +518,7 @@ function renderRoutePanel(state: State): void {
     panel.dataset.state = "error";
     status.textContent = `The edge refused: ${state.routeError}`;
   } else if (state.route?.routes) {
-    // A group: one route per member that exists (section 1 of the routing contract).
+    // A group: one route per member that exists (docs/contract/routing.md §5.1).
     const found = state.route.routes.filter((r) => r.hops !== null).length;
     panel.dataset.state = found > 0 ? "found" : "none-found";
     status.textContent = `Group of ${state.route.routes.length}: ${found} member${found === 1 ? "" : "s"} reachable.`;
