@@ -277,16 +277,6 @@ export class RealmObject extends DurableObject<Env> {
     };
   }
 
-  stats(): { version: number; records: number; epoch: string; alarm: number | null; waiters: number } {
-    return {
-      version: this.records.version,
-      records: this.records.count(),
-      epoch: this.records.epoch,
-      alarm: this.alarmAt,
-      waiters: this.waiters.size,
-    };
-  }
-
   // ---- writes ---------------------------------------------------------------------
 
   putRecord(caller: Caller, record: HopwayRecord, ttlSeconds: number | null): Result<PutResult> {

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { SCHEMA_VERSION } from "../../durable-objects/migrations.ts";
 import type { RealmObject } from "../../durable-objects/realm.ts";
 import { clearRealmCache } from "../../src/edge/realm-cache.ts";
-import { call, newRealm, node } from "./helpers.ts";
+import { call, newRealm, node, storedRealmState } from "./helpers.ts";
 
 const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
 
@@ -15,11 +15,12 @@ describe("durability", () => {
     await call("PUT", `/v1/realms/${realm}/nodes/keep`, { body: node("keep") });
     await call("PUT", `/v1/realms/${realm}/nodes/lease`, { body: { ...node("lease"), ttl_seconds: 600 } });
     const reader = (await call("POST", `/v1/realms/${realm}/tokens`, { body: { role: "reader" } })).body.token;
-    const before = await stubOf(realm).stats();
+    const before = await storedRealmState(realm);
     await evictDurableObject(stubOf(realm));
     clearRealmCache();
-    const after = await stubOf(realm).stats();
-    expect(after).toEqual({ ...before, waiters: 0 });
+    const after = await storedRealmState(realm);
+    expect(after).toEqual(before);
+    expect(after).toMatchObject({ version: 2, records: 2 });
     expect(after.alarm).not.toBeNull();
     const list = await call("GET", `/v1/realms/${realm}/nodes`, { token: reader });
     expect(list.body.version).toBe(2);
