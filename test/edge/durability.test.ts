@@ -2,7 +2,7 @@
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { SCHEMA_VERSION } from "../../durable-objects/migrations.ts";
+import { migrate, SCHEMA_VERSION } from "../../durable-objects/migrations.ts";
 import type { RealmObject } from "../../durable-objects/realm.ts";
 import { clearRealmCache } from "../../src/edge/realm-cache.ts";
 import { call, newRealm, node, storedRealmState } from "./helpers.ts";
@@ -34,7 +34,7 @@ describe("durability", () => {
   it("a realm stored by schema 1 migrates: records, leases and the version survive, new features work", async () => {
     const realm = await newRealm("migrate");
     const t0 = Date.now();
-    const from = await runInDurableObject(stubOf(realm), (instance: RealmObject, state) => {
+    await runInDurableObject(stubOf(realm), (_instance: RealmObject, state) => {
       const sql = state.storage.sql;
       for (const t of ["records", "changelog", "tokens", "meta", "schema_version", "address_policy"])
         sql.exec(`DROP TABLE IF EXISTS ${t}`);
@@ -55,9 +55,9 @@ describe("durability", () => {
         JSON.stringify({ ...node("old-b", "team-b"), type: "node" }),
         t0 + 3_600_000,
       );
-      return instance.runMigrations();
     });
-    expect(from).toBe(1);
+    // A restarted object migrates in its constructor, before it serves anything.
+    await evictDurableObject(stubOf(realm));
     clearRealmCache();
     const schema = await runInDurableObject(
       stubOf(realm),
@@ -82,7 +82,9 @@ describe("durability", () => {
     });
     expect(declared.status).toBe(201);
     // Running the migrations again is a no-op.
-    const again = await runInDurableObject(stubOf(realm), (instance: RealmObject) => instance.runMigrations());
+    const again = await runInDurableObject(stubOf(realm), (_instance: RealmObject, state) =>
+      state.storage.transactionSync(() => migrate(state.storage.sql)),
+    );
     expect(again).toBe(SCHEMA_VERSION);
   });
 
@@ -91,14 +93,13 @@ describe("durability", () => {
     await call("PUT", `/v1/realms/${realm}/nodes/keep`, { body: { ...node("keep", "b"), ttl_seconds: 600 } });
     const agent = (await call("POST", `/v1/realms/${realm}/tokens`, { body: { role: "agent", namespaces: ["b"] } }))
       .body.token;
-    const from = await runInDurableObject(stubOf(realm), (instance: RealmObject, state) => {
+    await runInDurableObject(stubOf(realm), (_instance: RealmObject, state) => {
       const sql = state.storage.sql;
       // Back to schema 2 exactly as it shipped: no address_policy table.
       sql.exec("DROP TABLE address_policy");
       sql.exec("UPDATE schema_version SET version = 2");
-      return instance.runMigrations();
     });
-    expect(from).toBe(2);
+    await evictDurableObject(stubOf(realm));
     clearRealmCache();
     const tables = await runInDurableObject(stubOf(realm), (_i, state) =>
       state.storage.sql
@@ -128,10 +129,10 @@ describe("durability", () => {
 
   it("refuses storage from a newer schema instead of corrupting it", async () => {
     const realm = await newRealm("newer");
-    const err = await runInDurableObject(stubOf(realm), (instance: RealmObject, state) => {
+    const err = await runInDurableObject(stubOf(realm), (_instance: RealmObject, state) => {
       state.storage.sql.exec("UPDATE schema_version SET version = 999");
       try {
-        instance.runMigrations();
+        state.storage.transactionSync(() => migrate(state.storage.sql));
         return "ran";
       } catch (e) {
         state.storage.sql.exec("UPDATE schema_version SET version = ?", SCHEMA_VERSION);

@@ -11,7 +11,7 @@ function stubOf(realm: string) {
 
 async function setClock(realm: string, at: number): Promise<void> {
   await runInDurableObject(stubOf(realm), (instance: RealmObject) => {
-    instance.now = () => at;
+    instance.clockForTest = () => at;
   });
 }
 
