@@ -4,7 +4,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { migrate, SCHEMA_VERSION } from "../../durable-objects/migrations.ts";
 import type { RealmObject } from "../../durable-objects/realm.ts";
-import { clearRealmCache } from "../../src/edge/realm-cache.ts";
+import { clearRealmCacheForTest } from "../../src/edge/realm-cache.ts";
 import { call, newRealm, node, storedRealmState } from "./helpers.ts";
 
 const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
@@ -17,7 +17,7 @@ describe("durability", () => {
     const reader = (await call("POST", `/v1/realms/${realm}/tokens`, { body: { role: "reader" } })).body.token;
     const before = await storedRealmState(realm);
     await evictDurableObject(stubOf(realm));
-    clearRealmCache();
+    clearRealmCacheForTest();
     const after = await storedRealmState(realm);
     expect(after).toEqual(before);
     expect(after).toMatchObject({ version: 2, records: 2 });
@@ -58,7 +58,7 @@ describe("durability", () => {
     });
     // A restarted object migrates in its constructor, before it serves anything.
     await evictDurableObject(stubOf(realm));
-    clearRealmCache();
+    clearRealmCacheForTest();
     const schema = await runInDurableObject(
       stubOf(realm),
       (_i, state) => state.storage.sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version,
@@ -100,7 +100,7 @@ describe("durability", () => {
       sql.exec("UPDATE schema_version SET version = 2");
     });
     await evictDurableObject(stubOf(realm));
-    clearRealmCache();
+    clearRealmCacheForTest();
     const tables = await runInDurableObject(stubOf(realm), (_i, state) =>
       state.storage.sql
         .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")

@@ -9,7 +9,7 @@ import { SCHEMA_VERSION } from "../../durable-objects/migrations.ts";
 import type { RealmObject } from "../../durable-objects/realm.ts";
 import { fromBase64, toBase64, toPem } from "../../src/core/der.ts";
 import { parseCertificate, verifySignature } from "../../src/core/x509.ts";
-import { clearRealmCache } from "../../src/edge/realm-cache.ts";
+import { clearRealmCacheForTest } from "../../src/edge/realm-cache.ts";
 import { type Call, newRealm, node, call as rawCall } from "./helpers.ts";
 
 const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
@@ -311,7 +311,7 @@ describe("the trust bundle reaches agents", () => {
     expect(delta.body.changes).toEqual([]);
     expect(delta.body.trust_bundle).toHaveLength(2);
     // A fresh isolate (reset path, by pages) sees the same bundle.
-    clearRealmCache();
+    clearRealmCacheForTest();
     const t3 = await call("GET", `${base}/route-tables/relay-a`, { token: agentA });
     expect(t3.body.trust_bundle).toEqual(t2.body.trust_bundle);
     expect(t3.headers.get("etag")).toBe(t2.headers.get("etag"));
@@ -334,7 +334,7 @@ describe("migration", () => {
       (_i, state) => state.storage.sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version,
     );
     expect(now).toBe(SCHEMA_VERSION);
-    clearRealmCache();
+    clearRealmCacheForTest();
     expect((await call("GET", `${base}/nodes/relay-a`)).status).toBe(200);
     const r = await call("POST", `${base}/relays/relay-a/certificate`, {
       token: agentA,
