@@ -72,8 +72,8 @@ function waitIn(waiters: Set<Waiter>, since: number, ms: number): Promise<void> 
 }
 
 export class RealmObject extends DurableObject<Env> {
-  /** Milliseconds since the epoch. Tests replace it (via runInDurableObject) to expire leases deterministically. */
-  now: () => number = () => Date.now();
+  /** A clock tests set (via runInDurableObject) to expire leases deterministically; unset in production. */
+  clockForTest: (() => number) | undefined;
 
   private records!: RecordStore;
   private tokens!: TokenStore;
@@ -100,15 +100,19 @@ export class RealmObject extends DurableObject<Env> {
     });
   }
 
-  /** Runs pending schema migrations in one transaction and (re)opens the stores. Public for the migration test. */
-  runMigrations(): number {
-    const from = this.ctx.storage.transactionSync(() => migrate(this.ctx.storage.sql));
+  /** Runs pending schema migrations in one transaction and opens the stores on the migrated tables. */
+  private runMigrations(): void {
+    this.ctx.storage.transactionSync(() => migrate(this.ctx.storage.sql));
     this.records = new RecordStore(this.ctx.storage.sql);
     this.tokens = new TokenStore(this.ctx.storage.sql);
     this.ca = new CaStore(this.ctx.storage.sql);
     this.listeners = new ListenerStore(this.ctx.storage.sql);
     this.policies = new PolicyStore(this.ctx.storage.sql);
-    return from;
+  }
+
+  /** Milliseconds since the epoch. */
+  private now(): number {
+    return this.clockForTest?.() ?? Date.now();
   }
 
   // ---- access control ---------------------------------------------------------
@@ -274,16 +278,6 @@ export class RealmObject extends DurableObject<Env> {
         ttl_seconds: row.ttl_seconds,
         report: row.report === null ? null : (JSON.parse(row.report) as ScalingReport),
       },
-    };
-  }
-
-  stats(): { version: number; records: number; epoch: string; alarm: number | null; waiters: number } {
-    return {
-      version: this.records.version,
-      records: this.records.count(),
-      epoch: this.records.epoch,
-      alarm: this.alarmAt,
-      waiters: this.waiters.size,
     };
   }
 

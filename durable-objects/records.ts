@@ -61,10 +61,6 @@ export class RecordStore {
     return this.sql.exec<RecordRow>("SELECT * FROM records WHERE name = ?", name).toArray()[0];
   }
 
-  count(): number {
-    return this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM records").one().n;
-  }
-
   upsert(record: HopwayRecord, json: string, lease: { expiresAt: number; ttl: number } | null, version: number): void {
     this.sql.exec(
       `INSERT INTO records (name, json, namespace, expires_at, ttl_seconds, updated_version)

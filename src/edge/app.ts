@@ -183,8 +183,6 @@ export function createApp(): Hono<Env2> {
   });
 
   app.get("/healthz", (c) => c.json({ ok: true }));
-  // A no-op through the same router: the benchmark's reference for "what a request costs anyway".
-  app.get("/v1/noop", (c) => c.json({ ok: true }));
   let openapi: string | undefined;
   app.get("/openapi.json", (c) => {
     openapi ??= JSON.stringify(openApiDocument());

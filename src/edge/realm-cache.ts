@@ -29,8 +29,8 @@ const MAX_ROUTES_PER_VIEW = 65_536;
 
 const encoder = new TextEncoder();
 
-/** Counters for the benchmark and tests: what the cache saved. */
-export const cacheStats = { builds: 0, tables: 0, tableHits: 0, routes: 0, routeHits: 0, resets: 0, deltas: 0 };
+/** What the cache saved; only tests read these (the Worker exposes them nowhere). */
+export const cacheStatsForTest = { builds: 0, tables: 0, tableHits: 0, routes: 0, routeHits: 0, resets: 0, deltas: 0 };
 
 /** An immutable snapshot of one realm at one version, with lazily computed, memoised derivations. */
 export class RealmView {
@@ -56,7 +56,7 @@ export class RealmView {
   get realm(): Realm {
     if (this.built === undefined) {
       this.built = buildRealm([...this.records.values()]);
-      cacheStats.builds++;
+      cacheStatsForTest.builds++;
     }
     return this.built;
   }
@@ -70,7 +70,7 @@ export class RealmView {
   routeTableBody(node: string): Uint8Array<ArrayBuffer> {
     const hit = this.tables.get(node);
     if (hit !== undefined) {
-      cacheStats.tableHits++;
+      cacheStatsForTest.tableHits++;
       // Re-insert: eviction drops the least recently used first.
       this.tables.delete(node);
       this.tables.set(node, hit);
@@ -83,7 +83,7 @@ export class RealmView {
       trust_bundle: this.trustBundle,
     });
     const body = encoder.encode(text) as Uint8Array<ArrayBuffer>;
-    cacheStats.tables++;
+    cacheStatsForTest.tables++;
     if (body.byteLength <= MAX_TABLE_BYTES_PER_VIEW) {
       while (this.tableBytes + body.byteLength > MAX_TABLE_BYTES_PER_VIEW && this.tables.size > 0) {
         const [oldest, bytes] = this.tables.entries().next().value as [string, Uint8Array<ArrayBuffer>];
@@ -100,11 +100,11 @@ export class RealmView {
     const key = `${from}\u0000${to}`;
     const hit = this.routes.get(key);
     if (hit !== undefined) {
-      cacheStats.routeHits++;
+      cacheStatsForTest.routeHits++;
       return hit;
     }
     const route = resolveRoute(this.realm, from, to);
-    cacheStats.routes++;
+    cacheStatsForTest.routes++;
     if (this.routes.size >= MAX_ROUTES_PER_VIEW) this.routes.delete(this.routes.keys().next().value as string);
     this.routes.set(key, route);
     return route;
@@ -151,12 +151,12 @@ async function apply(
         if (c.record === null) next.delete(c.name);
         else next.set(c.name, c.record);
       }
-      cacheStats.deltas++;
+      cacheStatsForTest.deltas++;
       return new RealmView(changes.epoch, changes.version, next, changes.trust_bundle);
     }
     // Reset (or nothing to apply a delta to): page through the records, then
     // catch up on whatever changed while paging.
-    cacheStats.resets++;
+    cacheStatsForTest.resets++;
     const all = new Map<string, HopwayRecord>();
     let after: string | null = null;
     let first: { epoch: string; version: number; trust_bundle: string[] } | undefined;
@@ -197,7 +197,7 @@ export async function nextView(
   return known(realm, changes) ?? remember(realm, await apply(rpc, caller, view, changes));
 }
 
-/** For tests: forget every cached realm (as a fresh isolate would). */
-export function clearRealmCache(): void {
+/** Forgets every cached realm, as a fresh isolate would: tests use it to take the reset path. */
+export function clearRealmCacheForTest(): void {
   views.clear();
 }

@@ -2,10 +2,10 @@
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { SCHEMA_VERSION } from "../../durable-objects/migrations.ts";
+import { migrate, SCHEMA_VERSION } from "../../durable-objects/migrations.ts";
 import type { RealmObject } from "../../durable-objects/realm.ts";
-import { clearRealmCache } from "../../src/edge/realm-cache.ts";
-import { call, newRealm, node } from "./helpers.ts";
+import { clearRealmCacheForTest } from "../../src/edge/realm-cache.ts";
+import { call, newRealm, node, storedRealmState } from "./helpers.ts";
 
 const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
 
@@ -15,11 +15,12 @@ describe("durability", () => {
     await call("PUT", `/v1/realms/${realm}/nodes/keep`, { body: node("keep") });
     await call("PUT", `/v1/realms/${realm}/nodes/lease`, { body: { ...node("lease"), ttl_seconds: 600 } });
     const reader = (await call("POST", `/v1/realms/${realm}/tokens`, { body: { role: "reader" } })).body.token;
-    const before = await stubOf(realm).stats();
+    const before = await storedRealmState(realm);
     await evictDurableObject(stubOf(realm));
-    clearRealmCache();
-    const after = await stubOf(realm).stats();
-    expect(after).toEqual({ ...before, waiters: 0 });
+    clearRealmCacheForTest();
+    const after = await storedRealmState(realm);
+    expect(after).toEqual(before);
+    expect(after).toMatchObject({ version: 2, records: 2 });
     expect(after.alarm).not.toBeNull();
     const list = await call("GET", `/v1/realms/${realm}/nodes`, { token: reader });
     expect(list.body.version).toBe(2);
@@ -33,7 +34,7 @@ describe("durability", () => {
   it("a realm stored by schema 1 migrates: records, leases and the version survive, new features work", async () => {
     const realm = await newRealm("migrate");
     const t0 = Date.now();
-    const from = await runInDurableObject(stubOf(realm), (instance: RealmObject, state) => {
+    await runInDurableObject(stubOf(realm), (_instance: RealmObject, state) => {
       const sql = state.storage.sql;
       for (const t of ["records", "changelog", "tokens", "meta", "schema_version", "address_policy"])
         sql.exec(`DROP TABLE IF EXISTS ${t}`);
@@ -54,10 +55,10 @@ describe("durability", () => {
         JSON.stringify({ ...node("old-b", "team-b"), type: "node" }),
         t0 + 3_600_000,
       );
-      return instance.runMigrations();
     });
-    expect(from).toBe(1);
-    clearRealmCache();
+    // A restarted object migrates in its constructor, before it serves anything.
+    await evictDurableObject(stubOf(realm));
+    clearRealmCacheForTest();
     const schema = await runInDurableObject(
       stubOf(realm),
       (_i, state) => state.storage.sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version,
@@ -81,7 +82,9 @@ describe("durability", () => {
     });
     expect(declared.status).toBe(201);
     // Running the migrations again is a no-op.
-    const again = await runInDurableObject(stubOf(realm), (instance: RealmObject) => instance.runMigrations());
+    const again = await runInDurableObject(stubOf(realm), (_instance: RealmObject, state) =>
+      state.storage.transactionSync(() => migrate(state.storage.sql)),
+    );
     expect(again).toBe(SCHEMA_VERSION);
   });
 
@@ -90,15 +93,14 @@ describe("durability", () => {
     await call("PUT", `/v1/realms/${realm}/nodes/keep`, { body: { ...node("keep", "b"), ttl_seconds: 600 } });
     const agent = (await call("POST", `/v1/realms/${realm}/tokens`, { body: { role: "agent", namespaces: ["b"] } }))
       .body.token;
-    const from = await runInDurableObject(stubOf(realm), (instance: RealmObject, state) => {
+    await runInDurableObject(stubOf(realm), (_instance: RealmObject, state) => {
       const sql = state.storage.sql;
       // Back to schema 2 exactly as it shipped: no address_policy table.
       sql.exec("DROP TABLE address_policy");
       sql.exec("UPDATE schema_version SET version = 2");
-      return instance.runMigrations();
     });
-    expect(from).toBe(2);
-    clearRealmCache();
+    await evictDurableObject(stubOf(realm));
+    clearRealmCacheForTest();
     const tables = await runInDurableObject(stubOf(realm), (_i, state) =>
       state.storage.sql
         .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
@@ -127,10 +129,10 @@ describe("durability", () => {
 
   it("refuses storage from a newer schema instead of corrupting it", async () => {
     const realm = await newRealm("newer");
-    const err = await runInDurableObject(stubOf(realm), (instance: RealmObject, state) => {
+    const err = await runInDurableObject(stubOf(realm), (_instance: RealmObject, state) => {
       state.storage.sql.exec("UPDATE schema_version SET version = 999");
       try {
-        instance.runMigrations();
+        state.storage.transactionSync(() => migrate(state.storage.sql));
         return "ran";
       } catch (e) {
         state.storage.sql.exec("UPDATE schema_version SET version = ?", SCHEMA_VERSION);

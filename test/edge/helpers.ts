@@ -1,5 +1,7 @@
 // Helpers for the edge tests: requests through the real Worker (SELF) into real Durable Objects.
-import { SELF } from "cloudflare:test";
+import { runInDurableObject, SELF } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import type { RealmObject } from "../../durable-objects/realm.ts";
 
 export const ADMIN = "test-admin-token";
 let seq = 0;
@@ -57,4 +59,28 @@ export function node(name: string, ns = "ns1", extra: Record<string, unknown> = 
     gateway: [{ priority: 1, address: `ipv4://10.9.${seq % 250}.${(seq++ % 250) + 1}:1234` }],
     ...extra,
   };
+}
+
+export interface StoredRealmState {
+  version: number;
+  epoch: string;
+  records: number;
+  /** The alarm storage holds (ms since the epoch), null when none is set. */
+  alarm: number | null;
+}
+
+/** What the realm object's storage holds, read inside the object so production carries no RPC for it. */
+export async function storedRealmState(realm: string): Promise<StoredRealmState> {
+  const stub = env.REALM.get(env.REALM.idFromName(realm));
+  return runInDurableObject(stub, async (_instance: RealmObject, state) => {
+    const sql = state.storage.sql;
+    const meta = (key: string) =>
+      sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value;
+    return {
+      version: Number(meta("version")),
+      epoch: meta("epoch") ?? "",
+      records: sql.exec<{ n: number }>("SELECT count(*) AS n FROM records").one().n,
+      alarm: await state.storage.getAlarm(),
+    };
+  });
 }

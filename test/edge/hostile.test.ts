@@ -6,7 +6,7 @@
 import { evictDurableObject, SELF } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { clearRealmCache } from "../../src/edge/realm-cache.ts";
+import { clearRealmCacheForTest } from "../../src/edge/realm-cache.ts";
 import { call, newRealm, node } from "./helpers.ts";
 
 type Body = { raw: string | Uint8Array; type?: string } | { body: unknown };
@@ -357,7 +357,7 @@ describe("concurrent mixed writes", () => {
     };
     await check();
     await evictDurableObject(env.REALM.get(env.REALM.idFromName(realm)));
-    clearRealmCache();
+    clearRealmCacheForTest();
     await check();
     console.log(
       `edge mixed writes: ${ops.length} concurrent ops → versions ${v0 + 1}..${v0 + ops.length}, none lost, same after eviction`,

@@ -3,7 +3,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RealmObject } from "../../durable-objects/realm.ts";
-import { call, newRealm, node } from "./helpers.ts";
+import { call, newRealm, node, storedRealmState } from "./helpers.ts";
 
 function stubOf(realm: string) {
   return env.REALM.get(env.REALM.idFromName(realm));
@@ -11,7 +11,7 @@ function stubOf(realm: string) {
 
 async function setClock(realm: string, at: number): Promise<void> {
   await runInDurableObject(stubOf(realm), (instance: RealmObject) => {
-    instance.now = () => at;
+    instance.clockForTest = () => at;
   });
 }
 
@@ -71,8 +71,7 @@ describe("leases", () => {
     const again = await call("GET", `/v1/realms/${realm}/nodes`);
     expect(again.body.version).toBe(v + 1);
     expect(again.body.records.map((r: { name: string }) => r.name).sort()).toEqual(["dst", "src"]);
-    const stats = await stubOf(realm).stats();
-    expect(stats.alarm).toBeNull();
+    expect((await storedRealmState(realm)).alarm).toBeNull();
   });
 
   it("the alarm is rescheduled for the next expiry; several due leases go in one version", async () => {
@@ -86,10 +85,10 @@ describe("leases", () => {
     ] as const) {
       await call("PUT", `/v1/realms/${realm}/nodes/${name}`, { body: { ...node(name), ttl_seconds: ttl } });
     }
-    expect((await stubOf(realm).stats()).alarm).toBe(t0 + 10_000);
+    expect((await storedRealmState(realm)).alarm).toBe(t0 + 10_000);
     await setClock(realm, t0 + 10_000);
     await runDurableObjectAlarm(stubOf(realm));
-    const s = await stubOf(realm).stats();
+    const s = await storedRealmState(realm);
     expect(s).toMatchObject({ version: 4, records: 1, alarm: t0 + 100_000 });
   });
 
@@ -163,7 +162,7 @@ describe("leases", () => {
     );
     // Idempotent: the alarm again, or another event, changes nothing.
     await runInDurableObject(stubOf(realm), (instance: RealmObject) => instance.alarm());
-    expect((await stubOf(realm).stats()).alarm).toBe(t1 + 30_000);
+    expect((await storedRealmState(realm)).alarm).toBe(t1 + 30_000);
     // p1's node is back and renews; p2's is gone for good and expires on time, once.
     await setClock(realm, t1 + 20_000);
     const hb = await call("POST", `/v1/realms/${realm}/nodes/p1/heartbeat`, { body: {} });

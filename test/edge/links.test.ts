@@ -70,7 +70,7 @@ describe("relay link status", () => {
     const stub = env.REALM.get(env.REALM.idFromName(realm));
     const t0 = Date.now();
     await runInDurableObject(stub, (o: RealmObject) => {
-      o.now = () => t0;
+      o.clockForTest = () => t0;
     });
     for (const name of ["r1", "r2"]) {
       await call("PUT", `/v1/realms/${realm}/nodes/${name}`, { body: { ...node(name), ttl_seconds: 30 } });
@@ -84,7 +84,7 @@ describe("relay link status", () => {
 
     // r1's record is still there (the alarm has not run), but its report is older than 3 × 30 s.
     await runInDurableObject(stub, (o: RealmObject) => {
-      o.now = () => t0 + 91_000;
+      o.clockForTest = () => t0 + 91_000;
     });
     got = await call("GET", `/v1/realms/${realm}/links`);
     expect(got.body.links).toEqual([]);

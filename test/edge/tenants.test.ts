@@ -5,7 +5,7 @@ import { evictDurableObject, listDurableObjectIds, SELF } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { callerFrom, mintToken } from "../../src/edge/auth.ts";
-import { clearRealmCache } from "../../src/edge/realm-cache.ts";
+import { clearRealmCacheForTest } from "../../src/edge/realm-cache.ts";
 import { call, freshRealm, newRealm, node } from "./helpers.ts";
 
 async function token(realm: string, role: "agent" | "reader", namespaces: string[] = []): Promise<string> {
@@ -141,7 +141,7 @@ describe("gateway address policy", () => {
     expect(set.status).toBe(200);
     expect(set.body).toEqual(policy);
     await evictDurableObject(env.REALM.get(env.REALM.idFromName(realm)));
-    clearRealmCache();
+    clearRealmCacheForTest();
     expect((await call("GET", `${base}/policy`)).body).toEqual(policy);
 
     const put = (t: string, name: string, address: string, ns: string) =>

@@ -42,12 +42,12 @@ function give(b: Buffer): void {
   if (free.length < MAX_FREE) free.push(b);
 }
 
-/** Private buffers held by streaming sockets now (for tests and the cap). */
-export function heldReadBuffers(): number {
+/** Private buffers held by streaming sockets now; tests check the cap with it. */
+export function heldReadBuffersForTest(): number {
   return held;
 }
-/** Pool buffers that pending writes hold now (for tests of the memory bound). */
-export function lentReadBuffers(): number {
+/** Pool buffers that pending writes hold now; tests check the memory bound with it. */
+export function lentReadBuffersForTest(): number {
   return lentNow;
 }
 

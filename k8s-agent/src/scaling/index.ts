@@ -1,20 +1,14 @@
-// Wires the scaling pieces for the agent's main: the signals (gauges,
-// heartbeat report, draining) and, when enabled and running in a cluster, the
-// pod-deletion-cost patcher fed from every application report.
+// Wires the scaling pieces for the agent's main: the pod-deletion-cost patcher,
+// when enabled and running in a cluster, fed from every application report
+// that reaches the signals (gauges, heartbeat report, draining).
 import type { Registry } from "prom-client";
 import { inClusterKubeApi, type PodApi } from "../k8s/api.ts";
 import { type DeletionCostLog, DeletionCostPatcher } from "../k8s/deletion-cost.ts";
 import type { ScalingConfig } from "./config.ts";
-import { ScalingSignals } from "./signals.ts";
+import type { ScalingSignals } from "./signals.ts";
 
 export { ScalingConfigSchema } from "./config.ts";
 export { LOAD_METRIC, ScalingSignals, STATE_FLOOR_METRIC } from "./signals.ts";
-
-export interface ScalingRuntime {
-  signals: ScalingSignals;
-  deletionCost: DeletionCostPatcher | undefined;
-  close(): Promise<void>;
-}
 
 export interface StartScalingOptions {
   config: ScalingConfig;
@@ -27,18 +21,6 @@ export interface StartScalingOptions {
   kubeApi?: PodApi;
   env?: Record<string, string | undefined>;
   log?: DeletionCostLog;
-}
-
-export async function startScaling(opts: StartScalingOptions): Promise<ScalingRuntime> {
-  const signals = new ScalingSignals({ config: opts.config, podName: opts.podName, registry: opts.registry });
-  const deletionCost = await startDeletionCost({ ...opts, signals });
-  return {
-    signals,
-    deletionCost,
-    close: async () => {
-      await deletionCost?.close();
-    },
-  };
 }
 
 /**

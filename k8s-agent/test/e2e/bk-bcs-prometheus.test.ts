@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
-import { HpaModel, hpaMetricProposal } from "../../../src/core/scaling.ts";
+import { HpaModel, hpaMetricProposal } from "../../../src/core/testing/hpa-model.ts";
 import { type AdminServer, startAdminServer } from "../../src/admin/server.ts";
 import { AgentClient } from "../../src/client/index.ts";
 import { ScalingConfigSchema } from "../../src/scaling/config.ts";

@@ -14,7 +14,8 @@ import { RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1/Role
 import { ConfigMap, Namespace, Service, ServiceAccount } from "kubernetes-models/v1";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
-import { deletionCostBucket, type HpaMetric, HpaModel, hpaMetricProposal } from "../../../src/core/scaling.ts";
+import { deletionCostBucket } from "../../../src/core/scaling.ts";
+import { type HpaMetric, HpaModel, hpaMetricProposal } from "../../../src/core/testing/hpa-model.ts";
 import { PreDeleteSchema } from "../../src/admin/schemas.ts";
 import { parseConfig } from "../../src/config.ts";
 import { LOAD_METRIC, STATE_FLOOR_METRIC } from "../../src/scaling/signals.ts";

@@ -14,8 +14,9 @@ import { fileURLToPath } from "node:url";
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
-import { computeWorkloadScaling, HpaModel, type HpaSpec, type WorkloadScaling } from "../../../src/core/scaling.ts";
+import { computeWorkloadScaling, type WorkloadScaling } from "../../../src/core/scaling.ts";
 import type { ScalingReport } from "../../../src/core/schema.ts";
+import { HpaModel, type HpaSpec } from "../../../src/core/testing/hpa-model.ts";
 import { ScalingConfigSchema } from "../../src/scaling/config.ts";
 import { ScalingSignals } from "../../src/scaling/signals.ts";
 

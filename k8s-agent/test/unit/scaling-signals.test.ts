@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { computeWorkloadScaling } from "../../../src/core/scaling.ts";
 import { ScalingReportSchema } from "../../../src/core/schema.ts";
 import { ScalingConfigSchema } from "../../src/scaling/config.ts";
-import { startScaling } from "../../src/scaling/index.ts";
+import { type StartScalingOptions, startDeletionCost } from "../../src/scaling/index.ts";
 import { ScalingSignals } from "../../src/scaling/signals.ts";
 
 const make = (podName: string, config: Record<string, unknown> = { workload: "relay" }) => {
@@ -125,36 +125,35 @@ describe("ScalingSignals", () => {
   });
 });
 
-describe("startScaling", () => {
+/** What main does when the deletion cost is enabled: the signals first, then the patcher fed from them. */
+function startDeletionCostForPod(opts: Omit<StartScalingOptions, "podName" | "podNamespace" | "registry">) {
+  const registry = new Registry();
+  const signals = new ScalingSignals({ config: opts.config, podName: "relay-0", registry });
+  return startDeletionCost({ ...opts, signals, podName: "relay-0", podNamespace: "ns", registry });
+}
+
+describe("startDeletionCost", () => {
   it("runs without the deletion cost outside a cluster, with a warning", async () => {
     const warnings: string[] = [];
-    const rt = await startScaling({
+    const patcher = await startDeletionCostForPod({
       config: ScalingConfigSchema.parse({ workload: "relay", deletion_cost: { enabled: true } }),
-      podName: "relay-0",
-      podNamespace: "ns",
-      registry: new Registry(),
       env: {},
       log: { warn: (m) => warnings.push(m) },
     });
-    expect(rt.deletionCost).toBeUndefined();
+    expect(patcher).toBeUndefined();
     expect(warnings).toHaveLength(1);
-    await rt.close();
   });
 
   it("runs without the deletion cost when the cluster's service account is not mounted, and says so", async () => {
     const warnings: Array<[string, Record<string, unknown> | undefined]> = [];
-    const rt = await startScaling({
+    const patcher = await startDeletionCostForPod({
       config: ScalingConfigSchema.parse({ workload: "relay", deletion_cost: { enabled: true } }),
-      podName: "relay-0",
-      podNamespace: "ns",
-      registry: new Registry(),
       env: { KUBERNETES_SERVICE_HOST: "10.96.0.1", KUBERNETES_SERVICE_PORT: "443" },
       log: { warn: (m, f) => warnings.push([m, f]) },
     });
-    expect(rt.deletionCost).toBeUndefined();
+    expect(patcher).toBeUndefined();
     expect(warnings).toHaveLength(1);
     expect(warnings[0]?.[0]).toMatch(/credentials are unreadable/);
     expect(String(warnings[0]?.[1]?.error)).toMatch(/serviceaccount\/token/);
-    await rt.close();
   });
 });

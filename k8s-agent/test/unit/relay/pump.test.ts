@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { adopt, heldReadBuffers, lentReadBuffers } from "../../../src/relay/pump.ts";
+import { adopt, heldReadBuffersForTest, lentReadBuffersForTest } from "../../../src/relay/pump.ts";
 import { Relay } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
 import { hop, listen, readAll, request, route, sleep, startRelay, startStalledTarget } from "./helpers.ts";
@@ -105,7 +105,7 @@ describe("relay read path", () => {
     await closed;
     for (let i = 0; i < 100 && r.relay.openConnections > 0; i++) await sleep(10);
     // Closed tunnels hand their private read buffers back.
-    expect(heldReadBuffers()).toBe(0);
+    expect(heldReadBuffersForTest()).toBe(0);
   });
 
   it("copies chunks that wait behind other writes instead of holding a whole pool buffer for each", async () => {
@@ -125,7 +125,7 @@ describe("relay read path", () => {
         offset += 20 * 1024;
       }
       await sleep(1);
-      most = Math.max(most, lentReadBuffers());
+      most = Math.max(most, lentReadBuffersForTest());
       const read = r.relay.counters.up.client;
       still = read === lastRead ? still + 1 : 0;
       lastRead = read;
