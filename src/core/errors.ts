@@ -76,10 +76,18 @@ export interface FieldProblem {
   message: string;
 }
 
-/** Every problem zod found, each named by its path, so a user fixes them all in one pass. */
+/**
+ * Every problem zod found, each named by its path, so a user fixes them all in
+ * one pass. A field the schema does not know is named by its own path (zod
+ * names the object that holds it), one problem per field.
+ */
 export function describeIssues(error: z.ZodError, prefix: ReadonlyArray<PropertyKey> = []): FieldProblem[] {
-  return error.issues.map((issue) => ({
-    path: formatPath([...prefix, ...issue.path]),
-    message: issue.message,
-  }));
+  return error.issues.flatMap((issue) =>
+    issue.code === "unrecognized_keys"
+      ? issue.keys.map((key) => ({
+          path: formatPath([...prefix, ...issue.path, key]),
+          message: `'${key}' is not a field here`,
+        }))
+      : [{ path: formatPath([...prefix, ...issue.path]), message: issue.message }],
+  );
 }
