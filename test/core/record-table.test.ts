@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { buildRealm, describeIssues, parseRecords, RecordSchema, resolveRoute, routeTable } from "../../src/core/index.ts";
+import {
+  buildRealm,
+  describeIssues,
+  parseRecords,
+  RecordSchema,
+  resolveRoute,
+  routeTable,
+} from "../../src/core/index.ts";
 import { CLIENT_GATEWAY_CASES, fullRecord, RECORD_CASES } from "./record-table.cases.ts";
 
 const paths = (problems: ReadonlyArray<{ path: string }>): string[] => [...new Set(problems.map((p) => p.path))];

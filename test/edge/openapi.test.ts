@@ -32,7 +32,10 @@ describe("/openapi.json", () => {
 
   it("documents every status of every endpoint, with the body schema the handlers reply with", async () => {
     const doc = await call("GET", "/openapi.json", { token: null });
-    const paths = doc.body.paths as Record<string, Record<string, { responses: Record<string, { content?: unknown }> }>>;
+    const paths = doc.body.paths as Record<
+      string,
+      Record<string, { responses: Record<string, { content?: unknown }> }>
+    >;
     const problems: string[] = [];
     for (const e of ENDPOINTS) {
       const documented = paths[openApiPath(e.path)]?.[e.method]?.responses ?? {};
