@@ -263,6 +263,7 @@ export const TokenInfoSchema = z.object({
   namespaces: z.array(z.string()),
   created_at: z.string(),
 });
+export type TokenInfo = z.infer<typeof TokenInfoSchema>;
 export const TokenCreatedSchema = TokenInfoSchema.extend({ token: z.string() });
 export const TokensAnswerSchema = z.object({ tokens: z.array(TokenInfoSchema) });
 /** DELETE /tokens/{id}: the id of the token revoked. */
@@ -277,7 +278,9 @@ export const CertificateAnswerSchema = z.object({
   uri: z.string(),
   serial: z.string(),
 });
+export type CertificateAnswer = z.infer<typeof CertificateAnswerSchema>;
 export const TrustBundleAnswerSchema = z.object({ version: VersionSchema, trust_bundle: TrustBundleSchema });
+export type TrustBundleAnswer = z.infer<typeof TrustBundleAnswerSchema>;
 export const CaStatusSchema = z.object({
   version: VersionSchema,
   cert_lifetime_seconds: z.number().int(),
@@ -297,3 +300,5 @@ export const CaStatusSchema = z.object({
   /** Generations dropped by this call (retire-old only). */
   retired: z.array(z.number().int()).optional(),
 });
+export type CaStatus = z.infer<typeof CaStatusSchema>;
+export type CaAuthorityInfo = CaStatus["authorities"][number];
