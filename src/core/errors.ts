@@ -22,11 +22,12 @@ export const ERROR_CODES = [
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
 /**
- * What a client of the edge reports when there is no answer to read: the
- * edge was unreachable, too slow, or answered something that is not one of
- * its documented bodies. The edge itself never sends these.
+ * What a client of the edge (the CLI) reports on its own: the edge was
+ * unreachable, too slow, or answered something that is not one of its
+ * documented bodies; or it answered a route with no hops (`no_route`, with the
+ * answer's `reason`). The edge itself never sends these as error codes.
  */
-export const CLIENT_ERROR_CODES = ["network", "timeout", "bad_response"] as const;
+export const CLIENT_ERROR_CODES = ["network", "timeout", "bad_response", "no_route"] as const;
 export type ClientErrorCode = (typeof CLIENT_ERROR_CODES)[number];
 
 /**

@@ -1,6 +1,7 @@
 // `hopway route --from A --to B`: asks a running edge for the route between two
 // records, the same answer the agents act on, and shows each hop with the
 // address and gateway priority used. No route is exit 1 with the reason.
+import type { ClientErrorCode } from "../../core/errors.ts";
 import { NameSchema, type Route } from "../../core/schema.ts";
 import type { RouteAnswer } from "../../core/wire.ts";
 import {
@@ -52,9 +53,10 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
       return route.routes.some((r) => r.hops !== null) ? EXIT_OK : EXIT_EDGE;
     }
     if (route.hops === null) {
+      const code: ClientErrorCode = "no_route";
       if (!values.json)
         io.stderr(
-          `hopway: no_route: ${route.reason ?? "unknown reason"}${route.detail ? `: ${printable(route.detail)}` : ""}\n`,
+          `hopway: ${code}: ${route.reason ?? "unknown reason"}${route.detail ? `: ${printable(route.detail)}` : ""}\n`,
         );
       return EXIT_EDGE;
     }
