@@ -74,7 +74,7 @@ const REALM_ERRORS = {
   401: error("`unauthorized`: no token, or one not signed for this realm (decided before the realm is touched)"),
   403: error("`forbidden` / `namespace_forbidden` / `gateway_forbidden` (address policy)"),
   404: error(
-    "`unknown_realm`: the admin has not created this realm; `unknown_node` / `not_found`: no such record, listener, token, group or workload",
+    "`unknown_realm`: the admin has not created this realm; `unknown_node` / `not_found`: no such record, group, listener, token or workload report",
   ),
   413: error("`body_too_large`"),
   500: error("`internal`"),
