@@ -420,7 +420,7 @@ export function createApp(): Hono<Env2> {
       c,
       q.wait,
       (view) => requireNode(view, node, "node"),
-      // Rendered once per version and node (RealmView caches it): RouteTableSchema's shape.
+      // Rendered once per version and node: RealmView caches the body, typed as RouteTable there.
       (view) => view.routeTableBody(node),
     );
   });
