@@ -52,7 +52,6 @@ interface Closure {
   has: Set<number>;
 }
 
-/** The fields of a dialer that some gateway `match` in the realm looks at. */
 /**
  * The values that gateway `match` selectors in the realm compare a dialer's
  * fields with. A selector tests equality only, so a dialer whose value is not
