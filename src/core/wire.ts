@@ -60,7 +60,7 @@ export const HeartbeatBodySchema = z.strictObject({
   links: LinkReportSchema.optional(),
 });
 
-export const NamespaceSchema = TextFieldSchema;
+const NamespaceSchema = TextFieldSchema;
 
 export const TokenCreateBodySchema = z
   .strictObject({
@@ -138,7 +138,6 @@ export const PutAnswerSchema = z.object({
   changed: z.boolean(),
   expires_at: z.string().nullable(),
 });
-export type PutAnswer = z.infer<typeof PutAnswerSchema>;
 
 /** DELETE /nodes/{name} and DELETE /listeners/{name}. */
 export const DeleteAnswerSchema = z.object({ version: VersionSchema, name: NameSchema });
