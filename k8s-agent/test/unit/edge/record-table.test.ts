@@ -1,5 +1,6 @@
-// The record table's cases (test/core/record-table.cases.ts) in the agent's records sync: a
-// `/changes` delta carrying the record, and the replica file the agent reloads at start.
+// The record table's cases (test/core/record-table.cases.ts) in the agent: a `/changes` delta
+// carrying the record, the replica file the records sync reloads at start, and the records the
+// agent's config file declares for it to register.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,6 +8,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ZodError } from "zod";
 import { describeIssues } from "../../../../src/core/errors.ts";
 import { fullRecord, RECORD_CASES } from "../../../../test/core/record-table.cases.ts";
+import { ConfigError, parseConfig } from "../../../src/config.ts";
 import { RecordsSync, SNAPSHOT_FILE, type SyncTransport } from "../../../src/edge/records-sync.ts";
 import type { Logger } from "../../../src/log.ts";
 
@@ -56,7 +58,7 @@ const paths = (problems: ReadonlyArray<{ path: string }>): string[] => [...new S
 
 describe("the record table, field by field (agent records sync)", () => {
   for (const c of RECORD_CASES) {
-    it(`${c.id}: a /changes delta and the replica file agree with the table`, async () => {
+    it(`${c.id}: a /changes delta, the replica file and the config agree with the table`, async () => {
       const name = typeof c.record.name === "string" && c.record.name !== "" ? c.record.name : fullRecord(c.kind).name;
       const delta = { kind: "delta", epoch: "a1", version: 2, changes: [{ name, record: c.record }] };
       const { sync } = syncWith(delta);
@@ -77,6 +79,17 @@ describe("the record table, field by field (agent records sync)", () => {
       const fromDisk = syncWith(null, dir);
       expect(await fromDisk.sync.loadPersisted()).toBe(c.accept);
       expect(fromDisk.warnings).toEqual(c.accept ? [] : ["persisted records snapshot unreadable; ignoring it"]);
+
+      // YAML takes JSON as it is: the record exactly as the case writes it.
+      const config = `edge: { url: "http://127.0.0.1:8787", realm: demo, token: "t0ken" }\nnode: self1\nrecords: ${JSON.stringify([c.record])}\n`;
+      let problems: string[] = [];
+      try {
+        parseConfig(config, {});
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        problems = paths(err.problems);
+      }
+      expect(problems).toEqual(c.accept ? [] : [`records[0].${c.path}`]);
     });
   }
 });
