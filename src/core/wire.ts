@@ -28,11 +28,13 @@ export const TtlSecondsSchema = z.number().int().min(1).max(86_400);
 export const VersionSchema = z.number().int().nonnegative();
 /** The realm changelog's epoch: changes when the realm's storage was recreated and versions start over. */
 export const EpochSchema = z.string().regex(/^[0-9a-f]{1,32}$/);
+/** One PEM certificate is about 1 KiB; the cap only keeps garbage out. */
+const PemSchema = z.string().max(16 * 1024);
 /**
  * PEM CA certificates that relay certificates are checked against
- * (docs/identity.md): one, or two during a CA rotation.
+ * (docs/identity.md): one, or two during a CA rotation; more is not a rotation.
  */
-export const TrustBundleSchema = z.array(z.string()).max(16);
+export const TrustBundleSchema = z.array(PemSchema).max(16);
 
 // ---- errors ------------------------------------------------------------------
 
@@ -269,10 +271,10 @@ export const TokensAnswerSchema = z.object({ tokens: z.array(TokenInfoSchema) })
 export const TokenRevokedSchema = z.object({ revoked: z.string() });
 
 export const CertificateAnswerSchema = z.object({
-  certificate: z.string(),
+  certificate: PemSchema,
   /** What the relay presents: the leaf, then intermediates (none: the realm CA signs leaves directly). */
-  chain: z.array(z.string()),
-  trust_bundle: TrustBundleSchema,
+  chain: z.array(PemSchema).min(1).max(16),
+  trust_bundle: TrustBundleSchema.min(1),
   not_after: z.string(),
   uri: z.string(),
   serial: z.string(),
