@@ -14,9 +14,9 @@ import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { EdgeClient } from "../k8s-agent/src/edge/client.ts";
 import { computeTable } from "../k8s-agent/src/edge/records-sync.ts";
-import { RouteTableSchema } from "../k8s-agent/src/relay/table.ts";
 import type { HopwayRecord } from "../src/core/schema.ts";
 import { generateTopology } from "../src/core/testing/generate.ts";
+import { RouteTableSchema } from "../src/core/wire.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const RECORDS = Number(process.env.BENCH_SYNC_RECORDS ?? 10_000);

@@ -10,9 +10,6 @@ import type { Sql } from "./migrations.ts";
 
 /** Leaf lifetime when the admin set none. */
 export const DEFAULT_CERT_LIFETIME_SECONDS = 24 * 3600;
-/** Bounds of the per-realm setting: renewal at two thirds must leave time to retry; a week caps exposure. */
-export const MIN_CERT_LIFETIME_SECONDS = 600;
-export const MAX_CERT_LIFETIME_SECONDS = 30 * 24 * 3600;
 /** A CA outlives every leaf it can issue by far; leaves are clamped to it anyway. */
 export const CA_LIFETIME_MS = 10 * 365 * 24 * 3600 * 1000;
 /**

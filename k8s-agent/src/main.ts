@@ -5,7 +5,7 @@ import { createServer, type Server } from "node:net";
 import { Registry } from "prom-client";
 import type { IdentitySource } from "../../src/core/identity.ts";
 import { listenersFor, type NamedListenerDeclaration } from "../../src/core/listener.ts";
-import { WorkloadScalingSchema } from "../../src/core/scaling.ts";
+import { WorkloadScalingSchema } from "../../src/core/wire.ts";
 import { type AdminServer, startAdminServer } from "./admin/server.ts";
 import type { AgentConfig } from "./config.ts";
 import { EdgeClient } from "./edge/client.ts";

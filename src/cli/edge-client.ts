@@ -4,8 +4,20 @@
 // request is authenticated, and how an edge error becomes a stable code and an
 // exit status that scripts can rely on.
 import { type ParseArgsOptionsConfig, parseArgs } from "node:util";
-import { z } from "zod";
-import { type HopwayRecord, NAME_PATTERN, RecordSchema, RouteSchema } from "../core/schema.ts";
+import type { z } from "zod";
+import { EdgeError } from "../core/errors.ts";
+import { NAME_PATTERN } from "../core/schema.ts";
+import {
+  ErrorBodySchema,
+  type ImportAnswer,
+  ImportAnswerSchema,
+  type NodesAnswer,
+  NodesAnswerSchema,
+  type RouteAnswer,
+  RouteAnswerSchema,
+} from "../core/wire.ts";
+
+export { EdgeError };
 
 /** Exit statuses of the remote commands: scripts branch on these. */
 export const EXIT_OK = 0;
@@ -35,31 +47,14 @@ export class UsageError extends Error {
   override readonly name = "UsageError";
 }
 
-/**
- * An error from the edge (its `{error: {code, message, path}}` body) or from
- * the way to it (`network`, `timeout`, `bad_response`). `details` carries any
- * per-field problems the edge listed beyond the first.
- */
-export class EdgeError extends Error {
-  override readonly name = "EdgeError";
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly status: number | undefined,
-    readonly path?: string,
-    readonly details: ReadonlyArray<{ path: string; message: string }> = [],
-  ) {
-    super(message);
-  }
-  /** Input the edge rejected as invalid is the user's to fix (exit 2); everything else is exit 1. */
-  get exitCode(): number {
-    return this.code === "invalid_input" ||
-      this.code === "invalid_json" ||
-      this.code === "invalid_yaml" ||
-      this.code === "body_too_large"
-      ? EXIT_USAGE
-      : EXIT_EDGE;
-  }
+/** Input the edge rejected as invalid is the user's to fix (exit 2); everything else is exit 1. */
+export function exitCodeOf(error: EdgeError): number {
+  return error.code === "invalid_input" ||
+    error.code === "invalid_json" ||
+    error.code === "invalid_yaml" ||
+    error.code === "body_too_large"
+    ? EXIT_USAGE
+    : EXIT_EDGE;
 }
 
 export interface EdgeTarget {
@@ -97,42 +92,6 @@ export function resolveTarget(
   return { url: parsed.href.replace(/\/+$/, ""), realm, token: token === "" ? undefined : token };
 }
 
-const ErrorBodySchema = z.object({
-  error: z.looseObject({
-    code: z.string(),
-    message: z.string(),
-    path: z.string().optional(),
-    // The edge may list every problem of a rejected import; accept the names it could reasonably use.
-    issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
-    details: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
-  }),
-});
-
-/** The nodes list; the edge wraps the records with the realm version it read them at. */
-const NodesListSchema = z.union([
-  z.looseObject({ version: z.union([z.number(), z.string()]).optional(), nodes: z.array(z.unknown()) }),
-  z.looseObject({ version: z.union([z.number(), z.string()]).optional(), records: z.array(z.unknown()) }),
-  z.array(z.unknown()),
-]);
-
-export const RouteAnswerSchema = RouteSchema.extend({
-  version: z.union([z.number(), z.string()]).optional(),
-  /** When the target is a group: the route to each member. */
-  routes: z.array(RouteSchema).optional(),
-});
-export type RouteAnswer = z.infer<typeof RouteAnswerSchema>;
-
-export const ImportAnswerSchema = z.looseObject({
-  version: z.union([z.number(), z.string()]),
-  records: z.union([z.number(), z.array(z.unknown())]),
-});
-export type ImportAnswer = z.infer<typeof ImportAnswerSchema>;
-
-export interface NodesAnswer {
-  version: number | string | undefined;
-  records: HopwayRecord[];
-}
-
 const DEFAULT_TIMEOUT_MS = 15_000;
 
 export class EdgeClient {
@@ -159,10 +118,10 @@ export class EdgeClient {
       });
     } catch (error) {
       if (error instanceof DOMException && error.name === "TimeoutError") {
-        throw new EdgeError("timeout", `no answer from ${this.target.url} within ${this.timeoutMs} ms`, undefined);
+        throw new EdgeError(undefined, "timeout", `no answer from ${this.target.url} within ${this.timeoutMs} ms`);
       }
       const cause = error instanceof Error && error.cause instanceof Error ? `: ${error.cause.message}` : "";
-      throw new EdgeError("network", `cannot reach ${this.target.url}${cause}`, undefined);
+      throw new EdgeError(undefined, "network", `cannot reach ${this.target.url}${cause}`);
     }
     const text = await response.text();
     let json: unknown;
@@ -175,16 +134,16 @@ export class EdgeClient {
       const parsed = ErrorBodySchema.safeParse(json);
       if (parsed.success) {
         const e = parsed.data.error;
-        throw new EdgeError(e.code, e.message, response.status, e.path, e.issues ?? e.details ?? []);
+        throw new EdgeError(response.status, e.code, e.message, e.path, e.issues);
       }
       throw new EdgeError(
+        response.status,
         "bad_response",
         `HTTP ${response.status} from ${url} without a Hopway error body${text ? `: ${text.slice(0, 200)}` : ""}`,
-        response.status,
       );
     }
     if (json === undefined) {
-      throw new EdgeError("bad_response", `HTTP ${response.status} from ${url} is not JSON`, response.status);
+      throw new EdgeError(response.status, "bad_response", `HTTP ${response.status} from ${url} is not JSON`);
     }
     return json;
   }
@@ -194,7 +153,7 @@ export class EdgeClient {
     if (!parsed.success) {
       const first = parsed.error.issues[0];
       const where = first && first.path.length > 0 ? ` at ${first.path.join(".")}` : "";
-      throw new EdgeError("bad_response", `the edge's ${what} is not what this CLI understands${where}`, undefined);
+      throw new EdgeError(undefined, "bad_response", `the edge's ${what} is not what this CLI understands${where}`);
     }
     return parsed.data;
   }
@@ -215,27 +174,8 @@ export class EdgeClient {
   /** Lists records; `query` carries the selector as the edge's query parameters. */
   async nodes(query: URLSearchParams): Promise<NodesAnswer> {
     const qs = query.size > 0 ? `?${query}` : "";
-    const answer = this.check(NodesListSchema, await this.request("GET", this.realmPath(`/nodes${qs}`)), "nodes list");
-    const list: unknown[] = Array.isArray(answer)
-      ? answer
-      : "nodes" in answer
-        ? (answer.nodes as unknown[])
-        : (answer.records as unknown[]);
-    const version = Array.isArray(answer) ? undefined : (answer.version as number | string | undefined);
-    // Records may carry edge-side fields (lease expiry); keep only the wire record.
-    const records = list.map((item) => {
-      const candidate =
-        item !== null && typeof item === "object" && "record" in item ? (item as { record: unknown }).record : item;
-      return this.check(RecordSchema, stripEdgeFields(candidate), "record");
-    });
-    return { version, records };
+    return this.check(NodesAnswerSchema, await this.request("GET", this.realmPath(`/nodes${qs}`)), "nodes list");
   }
-}
-
-const EDGE_ONLY_FIELDS = new Set(["expires_at", "lease_expires_at", "ttl_seconds", "updated_at", "created_at"]);
-function stripEdgeFields(value: unknown): unknown {
-  if (value === null || typeof value !== "object" || Array.isArray(value)) return value;
-  return Object.fromEntries(Object.entries(value).filter(([key]) => !EDGE_ONLY_FIELDS.has(key)));
 }
 
 /** Reports an error the way every remote command does and returns its exit status. */
@@ -246,16 +186,17 @@ export function reportError(error: unknown, io: CliIo): number {
   }
   if (error instanceof EdgeError) {
     const status = error.status !== undefined ? ` (HTTP ${error.status})` : "";
-    if (error.details.length > 0) {
+    const issues = error.issues ?? [];
+    if (issues.length > 0) {
       // An import names every problem: one line each, so the user fixes them all in one pass.
-      const n = error.details.length;
+      const n = issues.length;
       io.stderr(`hopway: ${error.code}${status}: ${n} problem${n === 1 ? "" : "s"}\n`);
-      for (const d of error.details) io.stderr(`  ${printable(d.path || "(top level)")}: ${printable(d.message)}\n`);
+      for (const d of issues) io.stderr(`  ${printable(d.path || "(top level)")}: ${printable(d.message)}\n`);
     } else {
       const at = error.path ? ` at ${printable(error.path)}` : "";
       io.stderr(`hopway: ${error.code}${status}${at}: ${printable(error.message)}\n`);
     }
-    return error.exitCode;
+    return exitCodeOf(error);
   }
   io.stderr(`hopway: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
   return EXIT_EDGE;

@@ -24,3 +24,4 @@ export {
 export { compareRelayKeys, noRoute, type RouteResolver, referenceResolver } from "./reference.ts";
 export * from "./schema.ts";
 export { matchesSelector, sameHost, selectorList } from "./selector.ts";
+export * from "./wire.ts";

@@ -26,7 +26,7 @@
 // egress(S) is weighed as rendezvousWeight(S, X), any other relay (it is in
 // ingress(T)) as rendezvousWeight(T, X).
 import { type DialChoice, gatewayAddresses, pickGateway } from "./dial.ts";
-import { HopwayError } from "./errors.ts";
+import { EdgeError } from "./errors.ts";
 import { combineWeight, nameHash, relayHalf } from "./hash.ts";
 import { noRoute, type RouteResolver } from "./reference.ts";
 import { type Hop, type HopwayRecord, MAX_HOPS, type Route, type Selector } from "./schema.ts";
@@ -52,7 +52,6 @@ interface Closure {
   has: Set<number>;
 }
 
-/** The fields of a dialer that some gateway `match` in the realm looks at. */
 /**
  * The values that gateway `match` selectors in the realm compare a dialer's
  * fields with. A selector tests equality only, so a dialer whose value is not
@@ -149,7 +148,7 @@ class RealmImpl implements Realm {
     }
     for (let i = 0; i < n; i++) {
       const r = records[i]!;
-      if (this.index.has(r.name)) throw new HopwayError("invalid_input", `duplicate name '${r.name}'`);
+      if (this.index.has(r.name)) throw new EdgeError(400, "invalid_input", `duplicate name '${r.name}'`);
       this.index.set(r.name, i);
       const h = nameHash(r.name);
       this.chooser[i] = h;
@@ -453,7 +452,7 @@ class RealmImpl implements Realm {
 
   lookup(name: string): number {
     const i = this.index.get(name);
-    if (i === undefined) throw new HopwayError("unknown_node", `no record named '${name}'`, { status: 404 });
+    if (i === undefined) throw new EdgeError(404, "unknown_node", `no record named '${name}'`);
     return i;
   }
 }
@@ -709,7 +708,7 @@ function routeVia(realm: RealmImpl, search: Search, s: number, t: number): Route
   const anc = search.ancestors(ends, memoKey);
   const hops: Hop[] = [];
   const cur = search.walk(t, via < 0 ? depth : depth - 1, anc, hops);
-  if (!ends.includes(cur)) throw new HopwayError("internal", "route walk left the optimal DAG");
+  if (!ends.includes(cur)) throw new EdgeError(500, "internal", "route walk left the optimal DAG");
   if (via >= 0) hops.push(search.hopBetween(cur, search.pos.get(via)!));
   hops.push(realm.hop(via >= 0 ? via : search.nodes[cur]!, t));
   return { from, to, hops };
@@ -740,7 +739,7 @@ function preCheck(r: RealmImpl, s: number, t: number): Route | undefined {
 
 /**
  * The route from one record to another (docs/contract/routing.md §3).
- * Unknown names throw HopwayError `unknown_node` (404). A group as either end
+ * Unknown names throw EdgeError `unknown_node` (404). A group as either end
  * gives `hops: null` with reason `group_endpoint`: use resolveRoutes for groups.
  */
 export function resolveRoute(realm: Realm, from: string, to: string): Route {
@@ -777,7 +776,7 @@ export function resolveRoutes(realm: Realm, from: string, to: string): Route[] {
 export function routeTable(realm: Realm, from: string): Route[] {
   const r = impl(realm);
   const s = r.lookup(from);
-  if (r.kind[s] === GROUP) throw new HopwayError("invalid_input", `'${from}' is a group: it has no route table`);
+  if (r.kind[s] === GROUP) throw new EdgeError(400, "invalid_input", `'${from}' is a group: it has no route table`);
   const searches = new Map<number, Search>();
   const egress = r.closureOf[s]!;
   const out: Route[] = [];

@@ -3,7 +3,7 @@
 // resolver (realm.ts) is tested against and the baseline the benchmark
 // compares with. Correct but slow: do not use it to serve routes.
 import { chooseGateway, type DialChoice } from "./dial.ts";
-import { HopwayError } from "./errors.ts";
+import { EdgeError } from "./errors.ts";
 import { rendezvousWeight } from "./hash.ts";
 import { type Hop, type HopwayRecord, MAX_HOPS, type NoRouteReason, type Route } from "./schema.ts";
 import { matchesSelector, selectorList } from "./selector.ts";
@@ -31,7 +31,7 @@ export function referenceResolver(records: readonly HopwayRecord[]): RouteResolv
 
   const get = (name: string): HopwayRecord => {
     const r = byName.get(name);
-    if (r === undefined) throw new HopwayError("unknown_node", `no record named '${name}'`, { status: 404 });
+    if (r === undefined) throw new EdgeError(404, "unknown_node", `no record named '${name}'`);
     return r;
   };
 
@@ -188,7 +188,7 @@ export function referenceResolver(records: readonly HopwayRecord[]): RouteResolv
     },
     routeTable(from) {
       const s = get(from);
-      if (s.type === "group") throw new HopwayError("invalid_input", `'${from}' is a group: it has no route table`);
+      if (s.type === "group") throw new EdgeError(400, "invalid_input", `'${from}' is a group: it has no route table`);
       return records.filter((r) => r.type !== "group" && r.name !== from).map((r) => resolveRoute(from, r.name));
     },
   };

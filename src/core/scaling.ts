@@ -3,7 +3,6 @@
 // loop closes is test support: src/core/testing/hpa-model.ts
 // (docs/contract/autoscaling.md §1).
 // Pure: no runtime imports, no clock.
-import { z } from "zod";
 import type { ScalingReport } from "./schema.ts";
 
 /** The HPA's default tolerance: no change while the usage ratio is within 1 ± 0.1. */
@@ -24,22 +23,6 @@ export interface WorkloadScaling {
   /** Sum of the load factors reported. */
   total_load: number;
 }
-
-/**
- * The `scaling` field of a heartbeat answer as a receiver validates it. The
- * fields added after the first version are optional so that an agent keeps
- * working against an edge that does not send them yet.
- */
-export const WorkloadScalingSchema = z.object({
-  workload: z.string(),
-  desired_by_load: z.number().int().nonnegative(),
-  state_floor: z.number().int().nonnegative(),
-  draining: z.array(z.number().int().nonnegative()),
-  desired_replicas: z.number().int().nonnegative().optional(),
-  replicas_reporting: z.number().int().nonnegative().optional(),
-  total_load: z.number().nonnegative().optional(),
-});
-export type WorkloadScalingAnswer = z.infer<typeof WorkloadScalingSchema>;
 
 export interface WorkloadScalingOptions {
   /** Load factor per pod the HPA aims for (the HPA's AverageValue target). */

@@ -142,6 +142,7 @@ export const GatewaySchema = z.strictObject({
   match: SelectorSchema.optional(),
 });
 
+// The record table (docs/edge-api.md#records) gives nodes and clients the same fields.
 const EndpointFields = {
   name: NameSchema,
   version: z.number().int().nonnegative().optional(),
@@ -150,15 +151,19 @@ const EndpointFields = {
   host: HostSchema.optional(),
   metadata: MetadataSchema.optional(),
   advertise_relay: z.union([SelectorSchema, z.array(SelectorSchema).max(64)]).optional(),
+  gateway: z.array(GatewaySchema).max(64).optional(),
 };
 
 export const NodeRecordSchema = z.strictObject({
   ...EndpointFields,
   type: z.literal("node"),
-  gateway: z.array(GatewaySchema).max(64).optional(),
 });
 
-/** A client never dials and is never dialed: it is attached to the relay its advertise_relay names. */
+/**
+ * A client never dials and is never dialed: it is attached to the relay its
+ * advertise_relay names. It may carry gateways like a node (one record shape
+ * for both), but they play no part in routing and no relay dials them.
+ */
 export const ClientRecordSchema = z.strictObject({
   ...EndpointFields,
   type: z.literal("client"),

@@ -10,8 +10,8 @@ import { DIRECTORY_NAME } from "../../durable-objects/directory.ts";
 import {
   AddressPolicySchema,
   describeIssues,
+  EdgeError,
   type FieldProblem,
-  HopwayError,
   type HopwayRecord,
   ListenerDeclarationSchema,
   matchesSelector,
@@ -21,12 +21,6 @@ import {
   resolveRoutes,
   type Selector,
 } from "../core/index.ts";
-import { callerFrom, mintToken, tokenKeys } from "./auth.ts";
-import { EdgeError, invalid, MAX_IMPORT_BYTES, readBody, readJson, unwrap, validate } from "./http.ts";
-import { mountIdentity } from "./identity.ts";
-import { openApiDocument } from "./openapi.ts";
-import { mountOwnership } from "./ownership.ts";
-import { currentView, nextView, peekView, type RealmView } from "./realm-cache.ts";
 import {
   ChangesQuerySchema,
   HeartbeatBodySchema,
@@ -36,7 +30,14 @@ import {
   TokenCreateBodySchema,
   TtlSecondsSchema,
   WaitQuerySchema,
-} from "./schemas.ts";
+} from "../core/wire.ts";
+import { API, reply, replyText } from "./api.ts";
+import { callerFrom, mintToken, tokenKeys } from "./auth.ts";
+import { invalid, MAX_IMPORT_BYTES, readBody, readJson, unwrap, validate } from "./http.ts";
+import { mountIdentity } from "./identity.ts";
+import { openApiDocument } from "./openapi.ts";
+import { mountOwnership } from "./ownership.ts";
+import { currentView, nextView, peekView, type RealmView } from "./realm-cache.ts";
 import type { Caller } from "./types.ts";
 
 type RealmStub = DurableObjectStub<import("../../durable-objects/realm.ts").RealmObject>;
@@ -165,8 +166,7 @@ export function createApp(): Hono<Env2> {
   const app = new Hono<Env2>();
 
   app.onError((err, c) => {
-    if (err instanceof EdgeError) return c.json(err.body(), err.status as 400);
-    if (err instanceof HopwayError) return c.json(err.toJSON(), err.status as 400);
+    if (err instanceof EdgeError) return c.json(err.body(), (err.status ?? 500) as 400);
     console.error("hopway edge: unhandled error", err);
     return c.json({ error: { code: "internal", message: "internal error" } }, 500);
   });
@@ -182,7 +182,7 @@ export function createApp(): Hono<Env2> {
     await next();
   });
 
-  app.get("/healthz", (c) => c.json({ ok: true }));
+  app.get("/healthz", (c) => reply(c, API.health, 200, { ok: true }));
   let openapi: string | undefined;
   app.get("/openapi.json", (c) => {
     openapi ??= JSON.stringify(openApiDocument());
@@ -205,19 +205,19 @@ export function createApp(): Hono<Env2> {
   // unknown realm, authenticated or not, may make storage appear.
   app.get("/v1/realms", async (c) => {
     await adminOnly(c, null);
-    return c.json({ realms: await directory(c.env).list() });
+    return reply(c, API.listRealms, 200, { realms: await directory(c.env).list() });
   });
   app.put("/v1/realms/:realm", async (c) => {
     const realm = realmParam(c);
     await adminOnly(c, realm);
     const r = await directory(c.env).create(realm, Date.now());
-    return c.json({ realm, created: r.created, created_at: r.created_at }, r.created ? 201 : 200);
+    return reply(c, API.createRealm, r.created ? 201 : 200, { realm, created: r.created, created_at: r.created_at });
   });
   app.get("/v1/realms/:realm", async (c) => {
     const realm = realmParam(c);
     await adminOnly(c, realm);
     await requireRealm(c.env, realm);
-    return c.json({ realm });
+    return reply(c, API.getRealm, 200, { realm });
   });
 
   const realms = new Hono<Env2>();
@@ -252,7 +252,7 @@ export function createApp(): Hono<Env2> {
       if (m !== null && at !== undefined) r.error.path = `${at}${r.error.path.slice(m[0].length)}`;
     }
     const done = unwrap(r);
-    return c.json({ version: done.version, records: done.records });
+    return reply(c, API.importRecords, 200, { version: done.version, records: done.records });
   });
 
   realms.get("/nodes", async (c) => {
@@ -276,7 +276,11 @@ export function createApp(): Hono<Env2> {
           list = list.slice(0, q.limit);
           next = list[list.length - 1]?.name ?? null;
         }
-        return JSON.stringify({ version: view.version, records: list, ...(q.limit !== undefined ? { next } : {}) });
+        return replyText(API.listNodes, 200, {
+          version: view.version,
+          records: list,
+          ...(q.limit !== undefined ? { next } : {}),
+        });
       },
     );
   });
@@ -284,7 +288,7 @@ export function createApp(): Hono<Env2> {
   realms.get("/nodes/:name", async (c) => {
     const name = validate(NameSchema, c.req.param("name"), ["name"]);
     const { stored } = unwrap(await c.var.stub.getRecord(c.var.caller, name));
-    return c.json(stored);
+    return reply(c, API.getNode, 200, stored);
   });
 
   realms.put("/nodes/:name", async (c) => {
@@ -308,16 +312,19 @@ export function createApp(): Hono<Env2> {
     }
     if (problems.length > 0 || !record.success) throw invalid(problems);
     const r = unwrap(await c.var.stub.putRecord(c.var.caller, record.data, ttl?.success ? ttl.data : null));
-    return c.json(
-      { version: r.version, name, created: r.created, changed: r.changed, expires_at: r.expires_at },
-      r.created ? 201 : 200,
-    );
+    return reply(c, API.putNode, r.created ? 201 : 200, {
+      version: r.version,
+      name,
+      created: r.created,
+      changed: r.changed,
+      expires_at: r.expires_at,
+    });
   });
 
   realms.delete("/nodes/:name", async (c) => {
     const name = validate(NameSchema, c.req.param("name"), ["name"]);
     const r = unwrap(await c.var.stub.deleteRecord(c.var.caller, name));
-    return c.json({ version: r.version, name });
+    return reply(c, API.deleteNode, 200, { version: r.version, name });
   });
 
   realms.post("/nodes/:name/heartbeat", async (c) => {
@@ -339,7 +346,11 @@ export function createApp(): Hono<Env2> {
     const r = unwrap(
       await c.var.stub.heartbeat(c.var.caller, name, body.ttl_seconds ?? null, body.report ?? null, body.links ?? null),
     );
-    return c.json({ version: r.version, expires_at: r.expires_at, ...(r.scaling ? { scaling: r.scaling } : {}) });
+    return reply(c, API.heartbeat, 200, {
+      version: r.version,
+      expires_at: r.expires_at,
+      ...(r.scaling ? { scaling: r.scaling } : {}),
+    });
   });
 
   // Listener declarations (docs/listeners.md). Agents long-poll the list with If-None-Match.
@@ -357,30 +368,29 @@ export function createApp(): Hono<Env2> {
     const etag = `"listeners-${r.version}"`;
     const headers = { ETag: etag, "Cache-Control": "no-cache" };
     if (etagMatches(inm, etag)) return c.body(null, 304, headers);
-    return c.json({ version: r.version, listeners: r.listeners }, 200, headers);
+    return reply(c, API.listListeners, 200, { version: r.version, listeners: r.listeners }, headers);
   });
   realms.put("/listeners/:name", async (c) => {
     const name = validate(NameSchema, c.req.param("name"), ["name"]);
     const decl = validate(ListenerDeclarationSchema, await readJson(c.req.raw));
     const r = unwrap(await c.var.stub.putListener(c.var.caller, name, decl));
-    return c.json({ version: r.version, name, created: r.created }, r.created ? 201 : 200);
+    return reply(c, API.putListener, r.created ? 201 : 200, { version: r.version, name, created: r.created });
   });
   realms.delete("/listeners/:name", async (c) => {
     const name = validate(NameSchema, c.req.param("name"), ["name"]);
     const r = unwrap(await c.var.stub.deleteListener(c.var.caller, name));
-    return c.json({ version: r.version, name });
+    return reply(c, API.deleteListener, 200, { version: r.version, name });
   });
 
   realms.get("/links", async (c) => {
-    return c.json({ links: unwrap(await c.var.stub.linkStatus(c.var.caller)).links }, 200, {
-      "Cache-Control": "no-cache",
-    });
+    const { links } = unwrap(await c.var.stub.linkStatus(c.var.caller));
+    return reply(c, API.links, 200, { links }, { "Cache-Control": "no-cache" });
   });
 
   realms.get("/workloads/:workload", async (c) => {
     const workload = validate(NameSchema, c.req.param("workload"), ["workload"]);
     const { view } = unwrap(await c.var.stub.workload(c.var.caller, workload));
-    return c.json(view);
+    return reply(c, API.workload, 200, view);
   });
 
   realms.get("/routes", async (c) => {
@@ -396,7 +406,7 @@ export function createApp(): Hono<Env2> {
         const route = view.route(q.from, q.to);
         const target = view.records.get(q.to);
         const members = target?.type === "group" ? { routes: resolveRoutes(view.realm, q.from, q.to) } : {};
-        return JSON.stringify({ ...route, from: q.from, to: q.to, version: view.version, ...members });
+        return replyText(API.route, 200, { ...route, from: q.from, to: q.to, version: view.version, ...members });
       },
     );
   });
@@ -408,6 +418,7 @@ export function createApp(): Hono<Env2> {
       c,
       q.wait,
       (view) => requireNode(view, node, "node"),
+      // Rendered once per version and node: RealmView caches the body, typed as RouteTable there.
       (view) => view.routeTableBody(node),
     );
   });
@@ -424,7 +435,7 @@ export function createApp(): Hono<Env2> {
         ? await stub.waitForChange(caller, epoch, q.since, q.wait * 1000)
         : await stub.changes(caller, epoch, q.since ?? null);
     const { changes } = unwrap(r);
-    return c.json(changes, 200, { "Cache-Control": "no-cache" });
+    return reply(c, API.changes, 200, changes, { "Cache-Control": "no-cache" });
   });
 
   realms.post("/tokens", async (c) => {
@@ -435,22 +446,26 @@ export function createApp(): Hono<Env2> {
     const r = unwrap(
       await c.var.stub.createToken(c.var.caller, body.role, body.namespaces, { id: minted.id, hash: minted.hash }),
     );
-    return c.json({ token: minted.token, ...r.info }, 201);
+    return reply(c, API.createToken, 201, { token: minted.token, ...r.info });
   });
-  realms.get("/tokens", async (c) => c.json({ tokens: unwrap(await c.var.stub.listTokens(c.var.caller)).tokens }));
+  realms.get("/tokens", async (c) =>
+    reply(c, API.listTokens, 200, { tokens: unwrap(await c.var.stub.listTokens(c.var.caller)).tokens }),
+  );
   realms.delete("/tokens/:id", async (c) => {
     const id = c.req.param("id");
     if (!/^[0-9a-f]{16}$/.test(id)) throw invalid([{ path: "id", message: "must be a token id (16 hex digits)" }]);
-    return c.json({ revoked: unwrap(await c.var.stub.revokeToken(c.var.caller, id)).revoked });
+    return reply(c, API.revokeToken, 200, { revoked: unwrap(await c.var.stub.revokeToken(c.var.caller, id)).revoked });
   });
 
-  realms.get("/policy", async (c) => c.json(unwrap(await c.var.stub.getPolicy(c.var.caller)).policy));
+  realms.get("/policy", async (c) =>
+    reply(c, API.getPolicy, 200, unwrap(await c.var.stub.getPolicy(c.var.caller)).policy),
+  );
   realms.put("/policy", async (c) => {
     const policy = validate(AddressPolicySchema, await readJson(c.req.raw));
     if (c.var.caller.kind !== "admin") {
       throw new EdgeError(403, "forbidden", "only the admin token may do this (tokens, address policy)");
     }
-    return c.json(unwrap(await c.var.stub.setPolicy(c.var.caller, policy)).policy);
+    return reply(c, API.putPolicy, 200, unwrap(await c.var.stub.setPolicy(c.var.caller, policy)).policy);
   });
 
   mountOwnership(realms);

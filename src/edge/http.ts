@@ -2,8 +2,10 @@
 // error shape `{error: {code, message, path?, issues?}}` every failure uses.
 import type { z } from "zod";
 import { BodyTooLarge, readBounded } from "../core/bounded-body.ts";
-import { describeIssues, type ErrorCode, type FieldProblem } from "../core/errors.ts";
+import { describeIssues, EdgeError, type FieldProblem } from "../core/errors.ts";
 import type { Failure } from "./types.ts";
+
+export { EdgeError };
 
 /** Most bodies: one record (custom_data alone may be 64 KiB) or a small command. */
 export const MAX_BODY_BYTES = 256 * 1024;
@@ -14,30 +16,6 @@ export const MAX_BODY_BYTES = 256 * 1024;
  * requests, each atomic.
  */
 export const MAX_IMPORT_BYTES = 12 * 1024 * 1024;
-
-export class EdgeError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: ErrorCode,
-    message: string,
-    readonly path?: string,
-    readonly issues?: FieldProblem[],
-  ) {
-    super(message);
-    this.name = "EdgeError";
-  }
-
-  body(): { error: { code: ErrorCode; message: string; path?: string; issues?: FieldProblem[] } } {
-    return {
-      error: {
-        code: this.code,
-        message: this.message,
-        ...(this.path !== undefined ? { path: this.path } : {}),
-        ...(this.issues !== undefined ? { issues: this.issues } : {}),
-      },
-    };
-  }
-}
 
 export function fromFailure(f: Failure): EdgeError {
   return new EdgeError(f.error.status, f.error.code, f.error.message, f.error.path);

@@ -3,9 +3,10 @@
 // public key here (so malformed keys never cost the realm object) and call it.
 import type { Hono } from "hono";
 import { NameSchema } from "../core/index.ts";
+import { CaSettingsBodySchema, CertificateRequestSchema } from "../core/wire.ts";
 import { parseP256Spki, X509Error } from "../core/x509.ts";
+import { API, reply } from "./api.ts";
 import { EdgeError, readJson, unwrap, validate } from "./http.ts";
-import { CaSettingsBodySchema, CertificateRequestSchema } from "./schemas.ts";
 import type { Caller } from "./types.ts";
 
 type IdentityVars = {
@@ -30,25 +31,33 @@ export function mountIdentity(realms: Hono<IdentityEnv>): void {
       throw err;
     }
     const r = unwrap(await c.var.stub.issueCertificate(c.var.caller, c.var.realm, name, spki));
-    return c.json(r.issued, 200, NO_STORE);
+    return reply(c, API.certificate, 200, r.issued, NO_STORE);
   });
 
   realms.get("/trust-bundle", async (c) => {
     const r = unwrap(await c.var.stub.trustBundle(c.var.caller));
-    return c.json({ version: r.version, trust_bundle: r.trust_bundle }, 200, { "Cache-Control": "no-cache" });
+    return reply(
+      c,
+      API.trustBundle,
+      200,
+      { version: r.version, trust_bundle: r.trust_bundle },
+      { "Cache-Control": "no-cache" },
+    );
   });
 
   const status = (r: Awaited<ReturnType<IdentityVars["stub"]["getCa"]>>) => {
     const { ok: _ok, ...rest } = unwrap(r);
     return rest;
   };
-  realms.get("/ca", async (c) => c.json(status(await c.var.stub.getCa(c.var.caller)), 200, NO_STORE));
+  realms.get("/ca", async (c) => reply(c, API.getCa, 200, status(await c.var.stub.getCa(c.var.caller)), NO_STORE));
   realms.put("/ca", async (c) => {
     const body = validate(CaSettingsBodySchema, await readJson(c.req.raw));
-    return c.json(status(await c.var.stub.setCa(c.var.caller, body.cert_lifetime_seconds)), 200, NO_STORE);
+    return reply(c, API.putCa, 200, status(await c.var.stub.setCa(c.var.caller, body.cert_lifetime_seconds)), NO_STORE);
   });
   realms.post("/ca/rotate", async (c) =>
-    c.json(status(await c.var.stub.rotateCa(c.var.caller, c.var.realm)), 200, NO_STORE),
+    reply(c, API.rotateCa, 200, status(await c.var.stub.rotateCa(c.var.caller, c.var.realm)), NO_STORE),
   );
-  realms.post("/ca/retire-old", async (c) => c.json(status(await c.var.stub.retireOldCa(c.var.caller)), 200, NO_STORE));
+  realms.post("/ca/retire-old", async (c) =>
+    reply(c, API.retireOldCa, 200, status(await c.var.stub.retireOldCa(c.var.caller)), NO_STORE),
+  );
 }

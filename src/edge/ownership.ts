@@ -19,6 +19,7 @@ import {
   sameHost,
 } from "../core/index.ts";
 import type { WorkloadScaling } from "../core/scaling.ts";
+import { API, reply } from "./api.ts";
 import { EdgeError, invalid, readJson, validate } from "./http.ts";
 import { currentView, type RealmView } from "./realm-cache.ts";
 import type { Caller, Result, StoredRecord, WorkloadView } from "./types.ts";
@@ -183,14 +184,14 @@ export function mountOwnership(realms: Hono<OwnershipEnv>): void {
     const group = validate(NameSchema, groups[0], ["group"]);
     for (const [i, k] of keys.entries()) validate(KeySchema, k, ["key", i]);
     const entry = await indexFor(c.var.stub, c.var.caller, c.var.realm, group);
-    return c.json(answer(entry, keys), 200, { "Cache-Control": "no-cache" });
+    return reply(c, API.ownersQuery, 200, answer(entry, keys), { "Cache-Control": "no-cache" });
   });
 
   // POST /owners {group, keys: [...]}: the batch form (a draining pod asks about all its keys).
   realms.post("/owners", async (c) => {
     const body = validate(OwnersRequestSchema, await readJson(c.req.raw, 2 * 1024 * 1024));
     const entry = await indexFor(c.var.stub, c.var.caller, c.var.realm, body.group);
-    return c.json(answer(entry, body.keys), 200, { "Cache-Control": "no-cache" });
+    return reply(c, API.ownersBatch, 200, answer(entry, body.keys), { "Cache-Control": "no-cache" });
   });
 
   // GET /groups/{group}/membership: what agents follow to answer look-ups without the edge.
@@ -203,6 +204,6 @@ export function mountOwnership(realms: Hono<OwnershipEnv>): void {
     if (inm?.split(",").some((t) => t.trim() === etag || t.trim() === `W/${etag}`)) {
       return c.body(null, 304, headers);
     }
-    return c.json(entry.membership, 200, headers);
+    return reply(c, API.membership, 200, entry.membership, headers);
   });
 }

@@ -5,7 +5,15 @@
 // 1,000 route-table computations, and repeated lookups at one version compute
 // nothing: the built realm, route tables and single routes are memoised on
 // the immutable view of that version.
-import { buildRealm, type HopwayRecord, type Realm, type Route, resolveRoute, routeTable } from "../core/index.ts";
+import {
+  buildRealm,
+  type HopwayRecord,
+  type Realm,
+  type Route,
+  type RouteTable,
+  resolveRoute,
+  routeTable,
+} from "../core/index.ts";
 import { unwrap } from "./http.ts";
 import type { Caller, ChangesWithTrust, RecordPageWithTrust, Result } from "./types.ts";
 
@@ -76,12 +84,14 @@ export class RealmView {
       this.tables.set(node, hit);
       return hit;
     }
-    const text = JSON.stringify({
+    // The body of GET /route-tables/{node} (src/edge/api.ts), rendered once per version and node.
+    const table: RouteTable = {
       node,
       version: this.version,
       routes: routeTable(this.realm, node),
-      trust_bundle: this.trustBundle,
-    });
+      trust_bundle: [...this.trustBundle],
+    };
+    const text = JSON.stringify(table);
     const body = encoder.encode(text) as Uint8Array<ArrayBuffer>;
     cacheStatsForTest.tables++;
     if (body.byteLength <= MAX_TABLE_BYTES_PER_VIEW) {

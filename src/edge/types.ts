@@ -4,7 +4,7 @@
 // failure to a stable code and HTTP status.
 import type { ErrorCode } from "../core/errors.ts";
 import type { WorkloadScaling } from "../core/scaling.ts";
-import type { HopwayRecord, LinkState, ScalingReport } from "../core/schema.ts";
+import type { HopwayRecord, ScalingReport } from "../core/schema.ts";
 
 /** Who is calling. The Worker checks the admin secret itself; scoped tokens live in the realm, hashed. */
 export type Caller = { kind: "admin" } | { kind: "token"; hash: string };
@@ -51,15 +51,6 @@ export interface RecordPage {
 /** A page as the realm object gives it: with the relay trust bundle at the page's version. */
 export type RecordPageWithTrust = RecordPage & { trust_bundle: string[] };
 
-export interface StoredRecord {
-  version: number;
-  record: HopwayRecord;
-  /** ISO time the lease ends; null for a permanent record. */
-  expires_at: string | null;
-  ttl_seconds: number | null;
-  report: ScalingReport | null;
-}
-
 export interface WriteResult {
   version: number;
 }
@@ -82,51 +73,13 @@ export interface WorkloadView {
   pods: { node: string; report: ScalingReport; reported_at: string }[];
 }
 
-export interface TokenInfo {
-  id: string;
-  role: "agent" | "reader";
-  namespaces: string[];
-  created_at: string;
-}
-
-/** POST /relays/{name}/certificate (docs/identity.md). */
-export interface IssuedCertificate {
-  certificate: string;
-  /** What the relay presents: the leaf, then intermediates (none: the realm CA signs leaves directly). */
-  chain: string[];
-  trust_bundle: string[];
-  not_after: string;
-  uri: string;
-  serial: string;
-}
-
-export interface TrustBundle {
-  version: number;
-  trust_bundle: string[];
-}
-
-export interface CaAuthorityInfo {
-  generation: number;
-  active: boolean;
-  certificate: string;
-  created_at: string;
-  not_after: string;
-  /** Leaves of this CA that have not expired yet. */
-  outstanding_certificates: number;
-  /** When the last of them expires; null when none is outstanding. */
-  outstanding_until: string | null;
-}
-
-export interface CaStatus {
-  version: number;
-  cert_lifetime_seconds: number;
-  authorities: CaAuthorityInfo[];
-  /** Generations dropped by this call (retire-old only). */
-  retired?: number[];
-}
-
-/** A relay's link to a neighbour, as the relay last reported it (GET /links). */
-export interface LinkStatus extends LinkState {
-  from: string;
-  reported_at: string;
-}
+// Answers the edge passes on as the object gives them: one definition each, in the core's wire schemas.
+export type {
+  CaAuthorityInfo,
+  CaStatus,
+  CertificateAnswer as IssuedCertificate,
+  LinkStatus,
+  NodeAnswer as StoredRecord,
+  TokenInfo,
+  TrustBundleAnswer as TrustBundle,
+} from "../core/wire.ts";

@@ -115,13 +115,13 @@ describe("output", () => {
       },
       env: {},
     };
-    const invalid = new EdgeError("invalid_input", "x", 400, "a.b", [
+    const invalid = new EdgeError(400, "invalid_input", "x", "a.b", [
       { path: "a.b", message: "expected integer" },
       { path: "c[0]", message: "bad" },
     ]);
     expect(reportError(invalid, io)).toBe(2);
     expect(err).toBe("hopway: invalid_input (HTTP 400): 2 problems\n  a.b: expected integer\n  c[0]: bad\n");
-    expect(reportError(new EdgeError("unauthorized", "no", 401), io)).toBe(1);
+    expect(reportError(new EdgeError(401, "unauthorized", "no"), io)).toBe(1);
     expect(reportError(new UsageError("bad flag"), io)).toBe(2);
   });
 

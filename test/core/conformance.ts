@@ -10,7 +10,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
-  type HopwayError,
+  type EdgeError,
   type HopwayRecord,
   type HopwayRecordInput,
   parseRecords,
@@ -491,8 +491,8 @@ export function runResolverConformance(name: string, make: ResolverFactory): voi
             f();
             expect.unreachable();
           } catch (e) {
-            expect((e as HopwayError).code).toBe("unknown_node");
-            expect((e as HopwayError).status).toBe(404);
+            expect((e as EdgeError).code).toBe("unknown_node");
+            expect((e as EdgeError).status).toBe(404);
           }
         }
       });

@@ -2,6 +2,7 @@
 import { runInDurableObject, SELF } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import type { RealmObject } from "../../durable-objects/realm.ts";
+import { answerProblem } from "./answers.ts";
 
 export const ADMIN = "test-admin-token";
 let seq = 0;
@@ -16,6 +17,20 @@ export async function newRealm(prefix = "t"): Promise<string> {
   const r = await call("PUT", `/v1/realms/${realm}`);
   if (r.status !== 201) throw new Error(`creating realm ${realm}: ${r.status} ${JSON.stringify(r.body)}`);
   return realm;
+}
+
+/**
+ * SELF.fetch, with the answer checked against the endpoint table the
+ * Worker's /openapi.json is generated from (answers.ts): an undeclared status,
+ * or a body with a missing, mistyped or unknown field, fails the request and
+ * so the test that made it. Every edge test reaches the Worker through this.
+ */
+export async function edgeFetch(url: string, init: RequestInit = {}): Promise<Response> {
+  const res = await SELF.fetch(url, init);
+  const text = await res.clone().text();
+  const problem = answerProblem(init.method ?? "GET", url, res.status, res.headers.get("content-type"), text);
+  if (problem !== null) throw new Error(`the edge answered outside its documented shapes: ${problem}`);
+  return res;
 }
 
 export interface Call {
@@ -43,7 +58,7 @@ export async function call(
   if (opts.raw !== undefined) body = opts.raw;
   else if (opts.body !== undefined) body = JSON.stringify(opts.body);
   if (body !== undefined) headers["content-type"] = opts.type ?? "application/json";
-  const res = await SELF.fetch(`https://edge${path}`, { method, headers, body });
+  const res = await edgeFetch(`https://edge${path}`, { method, headers, body });
   const text = await res.text();
   let parsed: unknown = text;
   try {

@@ -3,11 +3,11 @@
 // wrong type, unknown and prototype-polluting fields, oversized bodies, bad
 // path parameters and queries, wrong methods. Each answers 4xx with a stable
 // code and a message (never 5xx, never 2xx), and the realm is unchanged after.
-import { evictDurableObject, SELF } from "cloudflare:test";
+import { evictDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { clearRealmCacheForTest } from "../../src/edge/realm-cache.ts";
-import { call, newRealm, node } from "./helpers.ts";
+import { call, edgeFetch, newRealm, node } from "./helpers.ts";
 
 type Body = { raw: string | Uint8Array; type?: string } | { body: unknown };
 
@@ -308,7 +308,7 @@ describe("oversized bodies without a declared length", () => {
           controller.enqueue(chunk);
         },
       });
-      const res = await SELF.fetch(`https://edge${b}${path}`, {
+      const res = await edgeFetch(`https://edge${b}${path}`, {
         method,
         headers: { authorization: "Bearer test-admin-token", "content-type": "application/json" },
         body: stream,

@@ -1,8 +1,7 @@
 // Every endpoint fed garbage answers 4xx with a stable code and changes nothing.
 
-import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { ADMIN, call, newRealm, node } from "./helpers.ts";
+import { ADMIN, call, edgeFetch, newRealm, node } from "./helpers.ts";
 
 describe("invalid input changes nothing", () => {
   it("bodies: invalid JSON, wrong types, unknown fields, oversized", async () => {
@@ -106,7 +105,7 @@ describe("invalid input changes nothing", () => {
         controller.enqueue(chunk);
       },
     });
-    const res = await SELF.fetch(`https://edge/v1/realms/${realm}/import`, {
+    const res = await edgeFetch(`https://edge/v1/realms/${realm}/import`, {
       method: "POST",
       headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/yaml" },
       body: stream,

@@ -1,12 +1,12 @@
 // Hostile tenants against the edge: what an agent token of one namespace may
 // publish (the gateway address policy), what an agent may import, and that no
 // request without a credential for a realm makes storage appear.
-import { evictDurableObject, listDurableObjectIds, SELF } from "cloudflare:test";
+import { evictDurableObject, listDurableObjectIds } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { callerFrom, mintToken } from "../../src/edge/auth.ts";
 import { clearRealmCacheForTest } from "../../src/edge/realm-cache.ts";
-import { call, freshRealm, newRealm, node } from "./helpers.ts";
+import { call, edgeFetch, freshRealm, newRealm, node } from "./helpers.ts";
 
 async function token(realm: string, role: "agent" | "reader", namespaces: string[] = []): Promise<string> {
   const r = await call("POST", `/v1/realms/${realm}/tokens`, { body: { role, namespaces } });
@@ -278,7 +278,7 @@ describe("methods", () => {
 
   it("other methods no endpoint takes are 405 with Allow", async () => {
     for (const method of ["PATCH", "OPTIONS", "TRACE", "PROPFIND"]) {
-      const res = await SELF.fetch("https://edge/v1/realms/x/nodes", { method });
+      const res = await edgeFetch("https://edge/v1/realms/x/nodes", { method });
       expect(res.status, method).toBe(405);
       expect(res.headers.get("allow")).toBe("GET, HEAD, POST, PUT, DELETE");
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe("method_not_allowed");

@@ -61,7 +61,3 @@ export const PreDeleteSchema = z.object({
   draining: z.boolean(),
 });
 export type PreDelete = z.infer<typeof PreDeleteSchema>;
-
-export const ErrorBodySchema = z.object({
-  error: z.object({ code: z.string(), message: z.string(), path: z.string().optional() }),
-});

@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo, Socket } from "node:net";
 import type { Registry } from "prom-client";
 import { describeIssues, type ErrorCode } from "../../../src/core/errors.ts";
+import type { ErrorBody } from "../../../src/core/wire.ts";
 import type { ScalingSignals } from "../scaling/signals.ts";
 import { LocalReportSchema } from "./schemas.ts";
 
@@ -214,11 +215,13 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         return;
       }
       if (err instanceof HttpError) {
-        const error: { code: string; message: string; path?: string } = { code: err.code, message: err.message };
-        if (err.path !== undefined) error.path = err.path;
-        json(res, err.status, { error });
+        const body: ErrorBody = {
+          error: { code: err.code, message: err.message, ...(err.path !== undefined ? { path: err.path } : {}) },
+        };
+        json(res, err.status, body);
       } else {
-        json(res, 500, { error: { code: "internal", message: "internal error" } });
+        const body: ErrorBody = { error: { code: "internal", message: "internal error" } };
+        json(res, 500, body);
       }
     }
   });

@@ -3,9 +3,10 @@
 // every answer with the same zod schemas the server validates with, so a
 // version skew between application and agent fails loudly, not silently.
 import type { z } from "zod";
+import type { ErrorCode } from "../../../src/core/errors.ts";
 import { OwnershipIndex } from "../../../src/core/ownership.ts";
+import { ErrorBodySchema } from "../../../src/core/wire.ts";
 import {
-  ErrorBodySchema,
   type LocalReport,
   LocalReportSchema,
   type LocalStatus,
@@ -21,7 +22,7 @@ export type { LocalOwners, LocalReport, LocalStatus, PreDelete };
 export class AgentApiError extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
     readonly path?: string,
   ) {

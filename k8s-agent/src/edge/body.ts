@@ -3,6 +3,8 @@
 // points at something else, or an edge bug must cost one failed request (which
 // the caller retries with backoff), never the agent's memory and its tunnels.
 import { BodyTooLarge, readBounded } from "../../../src/core/bounded-body.ts";
+import type { ErrorCode } from "../../../src/core/errors.ts";
+import { ErrorBodySchema } from "../../../src/core/wire.ts";
 
 /** Largest success body the agent reads: a 50,000-record realm's route table is about 20 MiB. */
 export const MAX_EDGE_BODY_BYTES = 64 * 1024 * 1024;
@@ -23,7 +25,7 @@ export class EdgeResponseTooLargeError extends Error {
 export class HttpStatusError extends Error {
   readonly code = "HOPWAY_EDGE_STATUS";
   /** The edge's stable error code (`unauthorized`, `forbidden`, …) when the body carried one. */
-  readonly edgeCode: string | undefined;
+  readonly edgeCode: ErrorCode | undefined;
   constructor(
     readonly status: number,
     body: string,
@@ -34,10 +36,10 @@ export class HttpStatusError extends Error {
   }
 }
 
-function errorCodeOf(body: string): string | undefined {
+function errorCodeOf(body: string): ErrorCode | undefined {
   try {
-    const code = (JSON.parse(body) as { error?: { code?: unknown } } | null)?.error?.code;
-    return typeof code === "string" ? code : undefined;
+    const parsed = ErrorBodySchema.safeParse(JSON.parse(body));
+    return parsed.success ? parsed.data.error.code : undefined;
   } catch {
     return undefined;
   }

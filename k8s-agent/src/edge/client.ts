@@ -6,8 +6,8 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { HopwayRecord } from "../../../src/core/schema.ts";
+import { type RouteTable, RouteTableSchema } from "../../../src/core/wire.ts";
 import type { Logger } from "../log.ts";
-import { type RouteTable, RouteTableSchema } from "../relay/table.ts";
 import { HttpStatusError, readJson, statusError } from "./body.ts";
 import { RecordsSync, type SyncMode } from "./records-sync.ts";
 

@@ -15,50 +15,21 @@ import { join } from "node:path";
 import { z } from "zod";
 import { buildRealm, MAX_RECORDS, routeTable } from "../../../src/core/index.ts";
 import { type HopwayRecord, RecordSchema } from "../../../src/core/schema.ts";
+import {
+  type ChangesAnswer,
+  ChangesAnswerSchema,
+  EpochSchema,
+  NodesAnswerSchema,
+  type RouteTable,
+} from "../../../src/core/wire.ts";
 import type { Logger } from "../log.ts";
-import type { RouteTable } from "../relay/table.ts";
 import { readText, statusError } from "./body.ts";
 
 export type SyncMode = "route-table" | "records";
 
 export const SNAPSHOT_FILE = "records.json";
 
-const EpochSchema = z.string().regex(/^[0-9a-f]{1,32}$/);
-
-/** The realm's relay CA certificates (docs/identity.md); absent from older edges. */
-const TrustBundleSchema = z.array(z.string()).max(16).optional();
-
-/** `GET /changes`: validated whole, so a garbled answer never touches the replica. */
-export const ChangesAnswerSchema = z.discriminatedUnion("kind", [
-  z.object({
-    kind: z.literal("current"),
-    epoch: EpochSchema,
-    version: z.number().int().nonnegative(),
-    trust_bundle: TrustBundleSchema,
-  }),
-  z.object({
-    kind: z.literal("reset"),
-    epoch: EpochSchema,
-    version: z.number().int().nonnegative(),
-    trust_bundle: TrustBundleSchema,
-  }),
-  z.object({
-    kind: z.literal("delta"),
-    epoch: EpochSchema,
-    version: z.number().int().nonnegative(),
-    changes: z.array(z.object({ name: z.string(), record: RecordSchema.nullable() })),
-    trust_bundle: TrustBundleSchema,
-  }),
-]);
-export type ChangesAnswer = z.infer<typeof ChangesAnswerSchema>;
-
-/** `GET /nodes?limit=&after=` (the epoch travels in the ETag `"epoch.version"`). */
-const PageSchema = z.object({
-  version: z.number().int().nonnegative(),
-  records: z.array(RecordSchema),
-  next: z.string().nullable(),
-});
-
+/** The replica as this agent saves it in `data_dir` (its own file, not an edge answer). */
 const SnapshotSchema = z.object({
   epoch: EpochSchema,
   version: z.number().int().nonnegative(),
@@ -333,6 +304,7 @@ export class RecordsSync {
     }
     const qs = q.toString();
     const { body } = await this.getJson(`/changes${qs ? `?${qs}` : ""}`, (wait + 15) * 1000);
+    // Validated whole, so a garbled answer never touches the replica.
     const answer = ChangesAnswerSchema.parse(body);
     if (answer.trust_bundle !== undefined) this.o.onTrustBundle?.(answer.trust_bundle);
     return answer;
@@ -354,7 +326,8 @@ export class RecordsSync {
       do {
         const qs: string = `limit=${size}${after !== null ? `&after=${encodeURIComponent(after)}` : ""}`;
         const { body, etag } = await this.getJson(`/nodes?${qs}`, 60_000);
-        const page = PageSchema.parse(body);
+        // GET /nodes?limit=&after= (the epoch travels in the ETag `"epoch.version"`).
+        const page = NodesAnswerSchema.parse(body);
         const tag = parseEtag(etag);
         if (tag === undefined) throw new Error(`record list without an "epoch.version" ETag: ${String(etag)}`);
         this.stats.pages++;
@@ -366,8 +339,10 @@ export class RecordsSync {
         for (const r of page.records) records.set(r.name, r);
         // A realm is bounded (the edge refuses more); an answer stream past that is broken or hostile.
         if (records.size > MAX_RECORDS) throw new Error(`record list longer than ${MAX_RECORDS} records`);
-        if (page.next !== null && after !== null && page.next <= after) throw new Error("record pages do not advance");
-        after = page.next;
+        // With `limit` the edge always sends `next`; a page without one is the last.
+        const next = page.next ?? null;
+        if (next !== null && after !== null && next <= after) throw new Error("record pages do not advance");
+        after = next;
         if (this.t.stopped()) throw new Error("stopped");
       } while (after !== null);
       if (restart || base === undefined) continue;

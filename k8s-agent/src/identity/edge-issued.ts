@@ -9,6 +9,7 @@ import { link, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
 import type { IdentitySource, TlsMaterial } from "../../../src/core/identity.ts";
+import { CertificateAnswerSchema, TrustBundleSchema } from "../../../src/core/wire.ts";
 import { readJson, statusError } from "../edge/body.ts";
 import { backoffDelay, type Clock, realClock } from "../edge/client.ts";
 import type { Logger } from "../log.ts";
@@ -25,18 +26,10 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** More CA certificates than this in a bundle is not a rotation, it is garbage. */
 const MAX_BUNDLE = 16;
 
-const PemListSchema = z.array(z.string().max(16 * 1024)).max(MAX_BUNDLE);
-export const CertificateAnswerSchema = z.object({
-  certificate: z.string().max(16 * 1024),
-  chain: PemListSchema.min(1),
-  trust_bundle: PemListSchema.min(1),
-  not_after: z.string(),
-  uri: z.string(),
-});
-
+/** What this agent keeps of an issued certificate in data_dir (its own file, not an edge answer). */
 const PersistedSchema = z.object({
   chain: z.string(),
-  trust_bundle: PemListSchema,
+  trust_bundle: TrustBundleSchema,
 });
 
 export interface EdgeIssuedOptions {

@@ -1,17 +1,8 @@
 // The relay's view of the realm: the route table the edge computed for this
 // relay's own record. It is the whole allow-list: a destination not in it, or
 // a port that is not one of that node's gateway ports, is never dialed.
-import { z } from "zod";
-import { type Hop, NameSchema, parseAddress, RouteSchema } from "../../../src/core/schema.ts";
-
-export const RouteTableSchema = z.object({
-  node: NameSchema,
-  version: z.number().int().nonnegative(),
-  routes: z.array(RouteSchema),
-  /** The realm's relay CA certificates (docs/identity.md); absent from older edges and locally computed tables. */
-  trust_bundle: z.array(z.string()).max(16).optional(),
-});
-export type RouteTable = z.infer<typeof RouteTableSchema>;
+import { type Hop, parseAddress } from "../../../src/core/schema.ts";
+import type { RouteTable } from "../../../src/core/wire.ts";
 
 export interface Dialable {
   /** `ipv4://...` etc. as in the record, for logs. */

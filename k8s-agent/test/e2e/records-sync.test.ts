@@ -13,13 +13,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify as stringifyYaml } from "yaml";
 import type { HopwayRecord, Route } from "../../../src/core/index.ts";
 import { generateTopology } from "../../../src/core/testing/generate.ts";
+import { RouteTableSchema } from "../../../src/core/wire.ts";
 import { adminApi, createRealm, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
 import { freePort, startEchoApp } from "../../../test/support/loopback-mesh.ts";
 import { openTunnel } from "../../../test/support/tunnel.ts";
 import { parseConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/log.ts";
 import { type RunningAgent, startAgent } from "../../src/main.ts";
-import { RouteTableSchema } from "../../src/relay/table.ts";
 
 const RECORDS = Number(process.env.HOPWAY_RECORDS_SYNC_E2E_RECORDS ?? 3_000);
 const realm = "records-sync";

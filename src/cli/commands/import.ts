@@ -48,7 +48,7 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
     const text = await readInput(file);
     const client = new EdgeClient(target);
     const answer = await client.importTopology(text, detectFormat(file, text));
-    const count = typeof answer.records === "number" ? answer.records : answer.records.length;
+    const count = answer.records;
     if (values.json) io.stdout(`${JSON.stringify(answer)}\n`);
     else
       io.stdout(

@@ -1,7 +1,9 @@
 // `hopway route --from A --to B`: asks a running edge for the route between two
 // records, the same answer the agents act on, and shows each hop with the
 // address and gateway priority used. No route is exit 1 with the reason.
-import { NameSchema } from "../../core/schema.ts";
+import type { ClientErrorCode } from "../../core/errors.ts";
+import { NameSchema, type Route } from "../../core/schema.ts";
+import type { RouteAnswer } from "../../core/wire.ts";
 import {
   type CliIo,
   EdgeClient,
@@ -11,7 +13,6 @@ import {
   parseCommandLine,
   printable,
   processIo,
-  type RouteAnswer,
   reportError,
   resolveTarget,
   TARGET_HELP,
@@ -47,14 +48,15 @@ export async function run(argv: readonly string[], io: CliIo = processIo()): Pro
     const route = await new EdgeClient(target).route(from, to);
     if (values.json) io.stdout(`${JSON.stringify(route, null, 2)}\n`);
     else io.stdout(formatRoute(route));
-    if (route.routes) {
+    if ("routes" in route && route.routes) {
       // A group: fine as long as some member can be reached.
       return route.routes.some((r) => r.hops !== null) ? EXIT_OK : EXIT_EDGE;
     }
     if (route.hops === null) {
+      const code: ClientErrorCode = "no_route";
       if (!values.json)
         io.stderr(
-          `hopway: no_route: ${route.reason ?? "unknown reason"}${route.detail ? `: ${printable(route.detail)}` : ""}\n`,
+          `hopway: ${code}: ${route.reason ?? "unknown reason"}${route.detail ? `: ${printable(route.detail)}` : ""}\n`,
         );
       return EXIT_EDGE;
     }
@@ -73,16 +75,17 @@ function requireName(value: string | undefined, flag: string): string {
   return value;
 }
 
-export function formatRoute(route: RouteAnswer): string {
+/** A route answer, or one member's route within it (no version of its own). */
+export function formatRoute(route: RouteAnswer | Route): string {
   const title = `${route.from} -> ${route.to}`;
-  if (route.routes) {
+  if ("routes" in route && route.routes) {
     const found = route.routes.filter((r) => r.hops !== null).length;
     const head = `${title}: group of ${route.routes.length}, ${found} reachable\n`;
     return head + route.routes.map((member) => `\n${formatRoute(member)}`).join("");
   }
   if (route.hops === null) return `${title}: no route (${route.reason ?? "unknown"})\n`;
   const relays = Math.max(0, route.hops.length - 1);
-  const head = `${title}: ${route.hops.length} hop${route.hops.length === 1 ? "" : "s"}, ${relays} relay${relays === 1 ? "" : "s"}${route.version !== undefined ? ` (version ${route.version})` : ""}\n`;
+  const head = `${title}: ${route.hops.length} hop${route.hops.length === 1 ? "" : "s"}, ${relays} relay${relays === 1 ? "" : "s"}${"version" in route ? ` (version ${route.version})` : ""}\n`;
   const rows = [
     ["0", route.from, "(source)", "", ""],
     ...route.hops.map((hop, i) => [

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import {
   buildRealm,
-  HopwayError,
+  EdgeError,
   parseTopologyText,
   type Realm,
   type Route,
@@ -72,7 +72,10 @@ export function run(argv: readonly string[], io: CliIo = processIo()): number {
       io.stderr(`hopway routes: ${error.message} (hopway routes --help lists the flags)\n`);
       return EXIT_USAGE;
     }
-    if (error instanceof DataError || (error instanceof HopwayError && error.status < 500)) {
+    if (
+      error instanceof DataError ||
+      (error instanceof EdgeError && error.status !== undefined && error.status < 500)
+    ) {
       io.stderr(`hopway routes: ${error.message}\n`);
       return EXIT_USAGE;
     }

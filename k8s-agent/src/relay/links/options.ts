@@ -47,7 +47,6 @@ export const DEFAULT_LINK_SETTINGS: LinkSettings = {
   redialMaxMs: 15_000,
 };
 
-/** Why a link was not made or was closed. A closed set: these are metric label values. */
 /**
  * What both ends of a link say in their HTTP/2 SETTINGS and session options. Frames of up to
  * 1 MiB let a bulk stream cross in fewer DATA frames than the 16 KiB default.

@@ -7,11 +7,11 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type HopwayRecord, type Route, referenceResolver } from "../../../../src/core/index.ts";
 import { generateTopology, prng } from "../../../../src/core/testing/generate.ts";
+import { type ChangesAnswer, type RouteTable, RouteTableSchema } from "../../../../src/core/wire.ts";
 import { RealmView } from "../../../../src/edge/realm-cache.ts";
 import { parseConfig } from "../../../src/config.ts";
 import { EdgeClient } from "../../../src/edge/client.ts";
-import { type ChangesAnswer, computeTable, parseEtag, SNAPSHOT_FILE } from "../../../src/edge/records-sync.ts";
-import { type RouteTable, RouteTableSchema } from "../../../src/relay/table.ts";
+import { computeTable, parseEtag, SNAPSHOT_FILE } from "../../../src/edge/records-sync.ts";
 import { FakeClock } from "./fake-clock.ts";
 
 /** The edge's record store, modelled on durable-objects/records.ts (changelog with a floor, epochs). */

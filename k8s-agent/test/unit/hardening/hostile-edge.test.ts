@@ -5,8 +5,8 @@
 import { once } from "node:events";
 import { createServer, type Server, type ServerResponse } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
+import type { RouteTable } from "../../../../src/core/wire.ts";
 import { EdgeClient } from "../../../src/edge/client.ts";
-import type { RouteTable } from "../../../src/relay/table.ts";
 import { waitFor } from "./support.ts";
 
 const table = (version: number, node = "relay-h"): RouteTable => ({

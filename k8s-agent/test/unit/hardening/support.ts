@@ -7,9 +7,10 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import type { Route } from "../../../../src/core/schema.ts";
+import type { RouteTable } from "../../../../src/core/wire.ts";
 import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import { Relay, type RelayOptions } from "../../../src/relay/relay.ts";
-import { type RouteTable, RoutingTable } from "../../../src/relay/table.ts";
+import { RoutingTable } from "../../../src/relay/table.ts";
 import { TEST_REALM } from "../relay/helpers.ts";
 
 /**

@@ -6,8 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type { RouteTable } from "../../../../src/core/wire.ts";
 import { type Clock, EdgeClient } from "../../../src/edge/client.ts";
-import type { RouteTable } from "../../../src/relay/table.ts";
 
 const table = (version: number): RouteTable => ({
   node: "relay-v",

@@ -73,6 +73,7 @@ async function fakeEdge(clock: FakeClock): Promise<FakeEdge> {
         trust_bundle: edge.bundle,
         not_after: new X509Certificate(cert).validTo,
         uri: "spiffe://r/relay/relay-a",
+        serial: new X509Certificate(cert).serialNumber,
       }),
     );
   };

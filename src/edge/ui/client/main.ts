@@ -6,8 +6,8 @@
 
 import { chooseGateway } from "../../../core/dial.ts";
 import type { Gateway, Hop, HopwayRecord } from "../../../core/schema.ts";
-import type { LinkStatus } from "../../types.ts";
-import { Api, ApiError, type RouteAnswer } from "./api.ts";
+import type { LinkStatus, RouteAnswer } from "../../../core/wire.ts";
+import { Api, ApiError } from "./api.ts";
 import { curve, type Drawable, type Layout, layout, type PlacedNode } from "./layout.ts";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -30,7 +30,7 @@ interface State {
   realm: string;
   api: Api;
   records: HopwayRecord[];
-  version: string | null;
+  version: number | null;
   links: RelayLink[];
   /** Reported link state by `from>peer`; a relay link missing here was not reported. */
   linkStatus: Map<string, LinkStatus>;
@@ -361,7 +361,7 @@ function renderGraph(state: State, drawn: Layout): void {
   root.setAttribute("width", String(drawn.width));
   root.setAttribute("height", String(drawn.height));
   root.setAttribute("viewBox", `0 0 ${drawn.width} ${drawn.height}`);
-  root.dataset.version = state.version ?? "";
+  root.dataset.version = state.version === null ? "" : String(state.version);
 
   const defs = svg("defs", {}, root);
   for (const [id, cls] of [
