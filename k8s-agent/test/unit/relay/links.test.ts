@@ -1,11 +1,13 @@
 // Relay links over real loopback sockets: tunnels through three relays chained
-// by mTLS HTTP/2 links, link reuse, bulk integrity, half-close, and drain.
+// by mTLS links (each framing: hopway-mux/1 and HTTP/2), link reuse, bulk integrity, half-close, and drain.
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import type { LinkProtocol } from "../../../src/relay/links/index.ts";
 import {
   hop,
+  LINK_PROTOCOLS,
   listen,
   type Running,
   readAll,
@@ -22,8 +24,15 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function chain(targetPort: number, extra: Parameters<typeof startChain>[2] = {}): Promise<Running[]> {
-  const relays = await startChain(["r2", "r3", "r1"], `ipv4://127.0.0.1:${targetPort}`, extra);
+async function chain(
+  protocol: LinkProtocol,
+  targetPort: number,
+  extra: Parameters<typeof startChain>[2] = {},
+): Promise<Running[]> {
+  const relays = await startChain(["r2", "r3", "r1"], `ipv4://127.0.0.1:${targetPort}`, {
+    ...extra,
+    links: { ...extra.links, protocol },
+  });
   for (const r of relays) cleanups.push(() => r.close());
   return relays;
 }
@@ -34,10 +43,10 @@ async function echo(): Promise<number> {
   return e.port;
 }
 
-describe("relay links: tunnels through three relays", () => {
+describe.each(LINK_PROTOCOLS)("relay links (%s): tunnels through three relays", (protocol) => {
   it("app → r2 → r3 → r1 → target works, and the second tunnel reuses the links", async () => {
     const port = await echo();
-    const [r2, r3, r1] = (await chain(port)) as [Running, Running, Running];
+    const [r2, r3, r1] = (await chain(protocol, port)) as [Running, Running, Running];
     const first = await tunnel(r2.port);
     expect(first.status).toBe(200);
     expect(first.headers.get("hopway-path")).toBe("r2, r3, r1");
@@ -56,6 +65,8 @@ describe("relay links: tunnels through three relays", () => {
     expect(r1.relay.linkPool?.handshakes).toBe(0);
     expect(r3.relay.linkStreamsByPeer().get("r2")).toBe(2);
     expect(r1.relay.linksByPeer().get("r3")).toBe(1);
+    // The dialling side's setting chose the framing.
+    expect(r2.relay.linkPool?.protocolsByPeer().get("r3")).toBe(protocol === "mux" ? "hopway-mux/1" : "h2");
     first.socket.destroy();
     second.socket.destroy();
   });
@@ -92,10 +103,10 @@ function receiveHash(
 
 const BULK_MIB = Number(process.env.HOPWAY_LINKS_BULK_MIB ?? "100");
 
-describe("relay links: the pool", () => {
+describe.each(LINK_PROTOCOLS)("relay links (%s): the pool", (protocol) => {
   it("opens a second link to a neighbour once the first is at its concurrent-stream limit", async () => {
     const port = await echo();
-    const [r2, r3] = (await chain(port, { links: { maxConcurrentStreams: 2 } })) as [Running, Running];
+    const [r2, r3] = (await chain(protocol, port, { links: { maxConcurrentStreams: 2 } })) as [Running, Running];
     const open = [];
     for (let i = 0; i < 5; i++) {
       const t = await tunnel(r2.port);
@@ -112,7 +123,7 @@ describe("relay links: the pool", () => {
   it("streams on an accepted link count against the connection cap", async () => {
     const port = await echo();
     // r3 holds its accepted link (one connection) and one stream: the cap of 2 is reached.
-    const [r2] = (await chain(port, { limits: { maxConnections: 2 } })) as [Running, Running];
+    const [r2] = (await chain(protocol, port, { limits: { maxConnections: 2 } })) as [Running, Running];
     const first = await tunnel(r2.port);
     expect(first.status).toBe(200);
     const second = await tunnel(r2.port);
@@ -127,7 +138,7 @@ describe("relay links: the pool", () => {
 
   it("closes a dialled link that carried no stream for the idle time", async () => {
     const port = await echo();
-    const [r2, r3] = (await chain(port, { links: { idleTimeoutMs: 150 } })) as [Running, Running];
+    const [r2, r3] = (await chain(protocol, port, { links: { idleTimeoutMs: 150 } })) as [Running, Running];
     const t = await tunnel(r2.port);
     expect(t.status).toBe(200);
     await sleep(300);
@@ -147,7 +158,9 @@ describe("relay links: the pool", () => {
   it("closes a link whose PING goes unanswered, and the next tunnel dials a new one", async () => {
     const port = await echo();
     // r2 reaches r3 through a TCP forwarder the test can freeze (a path that silently drops).
-    const [r3] = (await startChain(["r3"], `ipv4://127.0.0.1:${port}`, { peers: ["r2"] })) as [Running];
+    const [r3] = (await startChain(["r3"], `ipv4://127.0.0.1:${port}`, { peers: ["r2"], links: { protocol } })) as [
+      Running,
+    ];
     cleanups.push(() => r3.close());
     let frozen = false;
     const pairs: Socket[] = [];
@@ -175,7 +188,7 @@ describe("relay links: the pool", () => {
       name: "r2",
       routes: [route("r2", "app1", [hop("r3", `ipv4://127.0.0.1:${fport}`), hop("app1", `ipv4://127.0.0.1:${port}`)])],
       peers: ["r3"],
-      links: { pingIntervalMs: 100, pingTimeoutMs: 150 },
+      links: { protocol, pingIntervalMs: 100, pingTimeoutMs: 150 },
       linkObserver: { linkOpened: () => {}, linkFailed: (_side, reason) => failures.push(reason) },
     });
     cleanups.push(() => r2.close());
@@ -197,7 +210,7 @@ describe("relay links: the pool", () => {
   });
 });
 
-describe("relay links: data path", () => {
+describe.each(LINK_PROTOCOLS)("relay links (%s): data path", (protocol) => {
   it(`${BULK_MIB} MiB each way through three relays arrive intact (sha256)`, { timeout: 120_000 }, async () => {
     // A target that sends its own random stream while it hashes what it receives.
     let targetGot: Promise<{ bytes: number; sha: string }> | undefined;
@@ -208,7 +221,7 @@ describe("relay links: data path", () => {
     });
     const port = await listen(server);
     cleanups.push(() => server.close());
-    const [r2] = (await chain(port)) as [Running];
+    const [r2] = (await chain(protocol, port)) as [Running];
     const ans = await tunnel(r2.port);
     expect(ans.status).toBe(200);
     const started = performance.now();
@@ -232,7 +245,7 @@ describe("relay links: data path", () => {
     });
     const port = await listen(server);
     cleanups.push(() => server.close());
-    const [r2] = (await chain(port)) as [Running];
+    const [r2] = (await chain(protocol, port)) as [Running];
     const a = await tunnel(r2.port);
     expect(a.status).toBe(200);
     a.socket.end("twelve bytes");
@@ -246,7 +259,7 @@ describe("relay links: data path", () => {
     });
     const port2 = await listen(server2);
     cleanups.push(() => server2.close());
-    const [r2b] = (await chain(port2)) as [Running];
+    const [r2b] = (await chain(protocol, port2)) as [Running];
     const b = await tunnel(r2b.port);
     expect(b.status).toBe(200);
     expect(String(Buffer.concat([b.rest, await readAll(b.socket)]))).toBe("bye first");
@@ -257,7 +270,7 @@ describe("relay links: data path", () => {
 
   it("SIGTERM drain: GOAWAY stops new tunnels over a link, open ones finish, then the relay is idle", async () => {
     const port = await echo();
-    const [r2, r3] = (await chain(port)) as [Running, Running];
+    const [r2, r3] = (await chain(protocol, port)) as [Running, Running];
     const open = await tunnel(r2.port);
     expect(open.status).toBe(200);
     open.socket.resume();
