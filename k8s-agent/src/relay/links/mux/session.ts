@@ -274,6 +274,11 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   }
 
   destroy(err?: Error): void {
+    this.teardown(err, false);
+  }
+
+  /** `lingering`: the socket flushes what was written (a GOAWAY) and is closed a moment later. */
+  private teardown(err: Error | undefined, lingering: boolean): void {
     if (this.destroyed) return;
     this.destroyed = true;
     for (const s of [...this.streams.values()]) s.cut(Code.CANCEL);
@@ -282,7 +287,10 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
     for (const w of waiters) w(new Error("link closed"));
-    this.socket.destroy();
+    if (lingering) {
+      // Reading on (and dropping it) until the peer closes, so unread input does not turn the close into a reset.
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    } else this.socket.destroy();
     if (err && this.listenerCount("error") > 0) this.emit("error", err);
     if (!this.closeEmitted) {
       this.closeEmitted = true;
@@ -356,7 +364,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
       this.goawaySent = true;
       this.socket.end(wordsFrame(FrameType.GOAWAY, 0, [this.highestPeerId, Code.PROTOCOL_ERROR]));
     }
-    this.destroy(new MuxProtocolError(reason, detail));
+    this.teardown(new MuxProtocolError(reason, detail), true);
   }
 
   private onData(chunk: Buffer): void {
