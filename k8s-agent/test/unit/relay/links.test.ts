@@ -2,8 +2,10 @@
 // by mTLS links (each framing: hopway-mux/1 and HTTP/2), link reuse, bulk integrity, half-close, and drain.
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { createSecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import type { LinkProtocol } from "../../../src/relay/links/index.ts";
 import {
   hop,
@@ -16,6 +18,7 @@ import {
   startChain,
   startEcho,
   startRelay,
+  TEST_REALM,
   tunnel,
 } from "./helpers.ts";
 
@@ -287,5 +290,55 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): data path", (protocol) => {
     open.socket.end();
     expect(await idle).toBe(true);
     expect(r3.relay.linksByPeer().size).toBe(0);
+  });
+});
+
+describe("relay links: framing negotiation", () => {
+  it("a relay set to mux links with a relay of an earlier release (h2 only) over h2", async () => {
+    const port = await echo();
+    // The earlier release's accepting side: TLS 1.3 with a client certificate, ALPN h2 only, CONNECT streams.
+    const m = relayIdentityForTest(TEST_REALM, "r3").material();
+    if (!m) throw new Error("no test identity");
+    const offered: string[][] = [];
+    const old = createSecureServer({
+      key: m.key,
+      cert: m.certChain,
+      ca: m.trustBundle,
+      requestCert: true,
+      minVersion: "TLSv1.3",
+      ALPNCallback: ({ protocols }) => {
+        offered.push(protocols);
+        return protocols.includes("h2") ? "h2" : undefined;
+      },
+    });
+    old.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      // The relay answering names only itself; r2 puts its own name in front.
+      expect(headers["hopway-hops"]).toBe("r2");
+      stream.respond({ ":status": 200, "hopway-path": "r3" });
+      const up = connect({ port, host: "127.0.0.1" });
+      stream.pipe(up).pipe(stream);
+      stream.on("error", () => up.destroy());
+    });
+    const oldPort = await listen(old as unknown as import("node:net").Server);
+    cleanups.push(() => old.close());
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [
+        route("r2", "app1", [hop("r3", `ipv4://127.0.0.1:${oldPort}`), hop("app1", `ipv4://127.0.0.1:${port}`)]),
+      ],
+      peers: ["r3"],
+      links: { protocol: "mux" },
+    });
+    cleanups.push(() => r2.close());
+    const t = await tunnel(r2.port);
+    expect(t.status).toBe(200);
+    expect(t.headers.get("hopway-path")).toBe("r2, r3");
+    t.socket.resume();
+    t.socket.write("over h2");
+    expect(String((await once(t.socket, "data"))[0])).toBe("over h2");
+    // It offered both, mux first; the earlier relay chose h2.
+    expect(offered[0]).toEqual(["hopway-mux/1", "h2"]);
+    expect(r2.relay.linkPool?.protocolsByPeer().get("r3")).toBe("h2");
+    t.socket.destroy();
   });
 });
