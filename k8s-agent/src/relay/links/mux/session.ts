@@ -339,14 +339,15 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   // ---- internals
 
   /**
-   * Every frame written in one tick leaves in one writev at its end: the frames a burst of reads
-   * produces (a TLS read hands over 16 KiB at a time) share a TLS write and a syscall.
+   * Frames written in one pass of the event loop's I/O phase leave together in one writev right
+   * after it (setImmediate): the frames a burst of reads produces (a TLS read hands over 16 KiB
+   * at a time, each in its own tick) share a TLS write and a syscall.
    */
   private write(b: Buffer): void {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
-      process.nextTick(this.uncork);
+      setImmediate(this.uncork);
     }
     this.socket.write(b);
   }
