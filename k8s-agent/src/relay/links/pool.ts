@@ -24,8 +24,6 @@ export type LinkOpen =
 interface Link {
   session: LinkClientSession;
   peer: string;
-  /** The framing ALPN chose ("hopway-mux/1" or "h2"). */
-  protocol: string;
   key: string;
   streams: number;
   /** No new streams once the peer sent GOAWAY or the link is closing. */
@@ -84,13 +82,6 @@ export class LinkPool {
     for (const list of this.links.values()) {
       for (const l of list) out.set(l.peer, (out.get(l.peer) ?? 0) + 1);
     }
-    return out;
-  }
-
-  /** The framing of the open links per peer (ALPN names; the last link's when there are several). */
-  protocolsByPeer(): Map<string, string> {
-    const out = new Map<string, string>();
-    for (const list of this.links.values()) for (const l of list) out.set(l.peer, l.protocol);
     return out;
   }
 
@@ -213,7 +204,7 @@ export class LinkPool {
         tlsSocket.off("close", onClose);
         this.backoff.delete(key);
         this.completed++;
-        const link = this.adopt(session, peer, key, tlsSocket.alpnProtocol || ALPN_H2);
+        const link = this.adopt(session, peer, key);
         this.opts.observer?.linkOpened("dial", (performance.now() - started) / 1000);
         log("debug", "link up", { peer, address: addr.address, protocol: tlsSocket.alpnProtocol });
         resolve(link);
@@ -237,12 +228,11 @@ export class LinkPool {
     return session;
   }
 
-  private adopt(session: LinkClientSession, peer: string, key: string, protocol: string): Link {
+  private adopt(session: LinkClientSession, peer: string, key: string): Link {
     const { settings } = this.opts;
     const link: Link = {
       session,
       peer,
-      protocol,
       key,
       streams: 0,
       usable: true,

@@ -49,7 +49,11 @@ async function echo(): Promise<number> {
 describe.each(LINK_PROTOCOLS)("relay links (%s): tunnels through three relays", (protocol) => {
   it("app → r2 → r3 → r1 → target works, and the second tunnel reuses the links", async () => {
     const port = await echo();
-    const [r2, r3, r1] = (await chain(protocol, port)) as [Running, Running, Running];
+    const ups: Array<Record<string, unknown>> = [];
+    const log = (_level: string, msg: string, fields: Record<string, unknown>) => {
+      if (msg === "link up") ups.push(fields);
+    };
+    const [r2, r3, r1] = (await chain(protocol, port, { log })) as [Running, Running, Running];
     const first = await tunnel(r2.port);
     expect(first.status).toBe(200);
     expect(first.headers.get("hopway-path")).toBe("r2, r3, r1");
@@ -68,8 +72,11 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): tunnels through three relays", 
     expect(r1.relay.linkPool?.handshakes).toBe(0);
     expect(r3.relay.linkStreamsByPeer().get("r2")).toBe(2);
     expect(r1.relay.linksByPeer().get("r3")).toBe(1);
-    // The dialling side's setting chose the framing.
-    expect(r2.relay.linkPool?.protocolsByPeer().get("r3")).toBe(protocol === "mux" ? "hopway-mux/1" : "h2");
+    // The dialling side's setting chose the framing of both links (r2 → r3, r3 → r1).
+    expect(ups.map((u) => [u.peer, u.protocol])).toEqual([
+      ["r3", protocol === "mux" ? "hopway-mux/1" : "h2"],
+      ["r1", protocol === "mux" ? "hopway-mux/1" : "h2"],
+    ]);
     first.socket.destroy();
     second.socket.destroy();
   });
@@ -300,6 +307,7 @@ describe("relay links: framing negotiation", () => {
     const m = relayIdentityForTest(TEST_REALM, "r3").material();
     if (!m) throw new Error("no test identity");
     const offered: string[][] = [];
+    const ups: Array<Record<string, unknown>> = [];
     const old = createSecureServer({
       key: m.key,
       cert: m.certChain,
@@ -328,6 +336,9 @@ describe("relay links: framing negotiation", () => {
       ],
       peers: ["r3"],
       links: { protocol: "mux" },
+      log: (_level, msg, fields) => {
+        if (msg === "link up") ups.push(fields);
+      },
     });
     cleanups.push(() => r2.close());
     const t = await tunnel(r2.port);
@@ -338,7 +349,7 @@ describe("relay links: framing negotiation", () => {
     expect(String((await once(t.socket, "data"))[0])).toBe("over h2");
     // It offered both, mux first; the earlier relay chose h2.
     expect(offered[0]).toEqual(["hopway-mux/1", "h2"]);
-    expect(r2.relay.linkPool?.protocolsByPeer().get("r3")).toBe("h2");
+    expect(ups.map((u) => [u.peer, u.protocol])).toEqual([["r3", "h2"]]);
     t.socket.destroy();
   });
 });
