@@ -15,7 +15,7 @@
 // answer reports the path actually taken.
 //
 // Relay-to-relay hops travel over links (links/, docs/links.md): mutually
-// authenticated TLS 1.3 + HTTP/2 connections, one CONNECT stream per tunnel. The
+// authenticated TLS 1.3 connections (hopway-mux/1 or HTTP/2 inside), one CONNECT stream per tunnel. The
 // same listener takes both: a first byte 0x16 is a TLS record (a link), anything
 // else is an application's plain CONNECT.
 import type { ServerHttp2Stream } from "node:http2";
@@ -944,7 +944,7 @@ function mergeCounts(...maps: Array<Map<string, number> | undefined>): Map<strin
 }
 
 /**
- * An HTTP/2 stream that closed without both ends finished: reset by the peer, or cut when
+ * A link stream that closed without both ends finished: reset by the peer, or cut when
  * its link died. The tunnel is torn down, as an error on a socket leg would.
  */
 function wasReset(d: Duplex): boolean {

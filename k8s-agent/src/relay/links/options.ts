@@ -73,7 +73,7 @@ export function sessionOptions(settings: LinkSettings) {
 }
 
 export const LINK_FAILURES = [
-  /** The TLS or HTTP/2 handshake failed (protocol, ALPN, not TLS 1.3). */
+  /** The TLS handshake failed (protocol, no common ALPN framing, not TLS 1.3). */
   "tls_handshake",
   /** The peer presented no certificate. */
   "no_certificate",

@@ -43,7 +43,7 @@ export class LinkServer {
   private draining = false;
   /**
    * Never listens: the relay listener hands sockets over with `emit("connection")`. Client
-   * certificates are verified by the handshake and checked in `verify` before any HTTP/2
+   * certificates are verified by the handshake and checked in `verify` before any link
    * byte is read (`rejectUnauthorized: false` only so the refusal can say why: missing,
    * expired or from another CA).
    */
