@@ -309,9 +309,18 @@ export class LinkPool {
       const onClose = () => {
         stream.off("response", onResponse);
         stream.off("error", onError);
-        // REFUSED_STREAM (a GOAWAY raced this request) is safe to retry elsewhere; any other reset is the peer's verdict.
+        // REFUSED_STREAM (a GOAWAY raced this request) is safe to retry elsewhere, and so is a link that
+        // went away before any answer (TLS 1.3: a neighbour that refuses this relay's certificate
+        // closes the link after this side already sent its stream); any other reset is the peer's verdict.
         const refused = stream.rstCode === constants.NGHTTP2_REFUSED_STREAM;
-        resolve({ ok: false, final: !refused, detail: `${link.peer} reset the stream (code ${stream.rstCode})` });
+        const lost = link.session.destroyed;
+        resolve({
+          ok: false,
+          final: !refused && !lost,
+          detail: lost
+            ? `link to ${link.peer} closed before it answered`
+            : `${link.peer} reset the stream (code ${stream.rstCode})`,
+        });
       };
       const onResponse = (headers: LinkHeaders) => {
         stream.off("error", onError);

@@ -146,6 +146,40 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): the pool", (protocol) => {
     third.socket.destroy();
   });
 
+  it("a neighbour that drops the link before answering did not answer: its next address is tried", async () => {
+    const port = await echo();
+    const target = `ipv4://127.0.0.1:${port}`;
+    // Two addresses of relay r3: the first does not know r2 (it closes the link once TLS is up,
+    // which r2 learns only after it sent its stream), the second does.
+    const stranger = await startRelay({ name: "r3", routes: [route("r3", "app1", [hop("app1", target)])] });
+    const r3 = await startRelay({
+      name: "r3",
+      routes: [route("r3", "app1", [hop("app1", target)])],
+      peers: ["r2"],
+      links: { protocol },
+    });
+    cleanups.push(
+      () => stranger.close(),
+      () => r3.close(),
+    );
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [
+        route("r2", "app1", [
+          hop("r3", `ipv4://127.0.0.1:${stranger.port}`, [`ipv4://127.0.0.1:${r3.port}`]),
+          hop("app1", target),
+        ]),
+      ],
+      peers: ["r3"],
+      links: { protocol },
+    });
+    cleanups.push(() => r2.close());
+    const t = await tunnel(r2.port);
+    expect(t.status).toBe(200);
+    expect(t.headers.get("hopway-path")).toBe("r2, r3");
+    t.socket.destroy();
+  });
+
   it("closes a dialled link that carried no stream for the idle time", async () => {
     const port = await echo();
     const [r2, r3] = (await chain(protocol, port, { links: { idleTimeoutMs: 150 } })) as [Running, Running];
