@@ -340,6 +340,63 @@ describe("hopway-mux/1: a peer that breaks the protocol loses its link, never th
   });
 });
 
+describe("hopway-mux/1: random input", () => {
+  it("300 links fed mutated and random frames: violations close their link as protocol errors, nothing escapes to the process", async () => {
+    const errors: Error[] = [];
+    const sessions: MuxSession[] = [];
+    const { port } = await listening((s) => {
+      const session = new MuxSession(s, "server", SETTINGS);
+      session.on("error", (e: Error) => errors.push(e));
+      session.on("stream", (st: MuxStream) => {
+        st.on("error", () => {});
+        st.resume();
+        st.respond({ ":status": 200 });
+      });
+      sessions.push(session);
+    });
+    // Valid traffic a dialling relay sends, to mutate: OPEN, DATA, WINDOW, PING, RST, GOAWAY.
+    const valid = Buffer.concat([
+      OPEN_1(),
+      frameHeader(FrameType.DATA, 0, 1, 4),
+      Buffer.from("data"),
+      wordsFrame(FrameType.WINDOW, 1, [1024]),
+      wordsFrame(FrameType.PING, 0, [1, 2]),
+      wordsFrame(FrameType.RST, 1, [Code.CANCEL]),
+      wordsFrame(FrameType.GOAWAY, 0, [0, 0]),
+    ]);
+    let seed = 12345;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const started = performance.now();
+    for (let i = 0; i < 300 && performance.now() - started < 20_000; i++) {
+      const raw = await dial(port);
+      raw.on("error", () => {});
+      raw.resume();
+      raw.write(wordsFrame(FrameType.SETTINGS, 0, [100, 65_535, MAX_FRAME]));
+      const bytes = Buffer.from(valid);
+      if (i % 3 === 0) {
+        for (let k = 0; k < 1 + rand(8); k++) bytes[rand(bytes.length)] = rand(256);
+        raw.write(bytes);
+      } else if (i % 3 === 1) {
+        raw.write(bytes.subarray(0, rand(bytes.length)));
+        raw.write(Buffer.from(Array.from({ length: rand(64) }, () => rand(256))));
+      } else {
+        raw.write(Buffer.from(Array.from({ length: 1 + rand(512) }, () => rand(256))));
+      }
+      await sleep(2);
+      raw.destroy();
+    }
+    await sleep(100);
+    expect(sessions.length).toBeGreaterThanOrEqual(250);
+    // Every error a session reported is a protocol violation (or its socket's own error), and every session ended.
+    for (const e of errors) expect(e instanceof MuxProtocolError || "errno" in e).toBe(true);
+    expect(errors.filter((e) => e instanceof MuxProtocolError).length).toBeGreaterThan(50);
+    expect(sessions.every((x) => x.destroyed)).toBe(true);
+  });
+});
+
 describe("hopway-mux/1: memory", () => {
   it("an idle stream costs a few KiB at each end", async () => {
     setFlagsFromString("--expose-gc");
