@@ -4,7 +4,8 @@
 //   - HAProxy, mTLS between proxies 1 → 2 → 3 (ECDSA P-256, `verify required`), plain at both ends;
 //   - HAProxy, the same chain in plaintext;
 //   - Hopway: three relay workers (test/support/relay-worker.ts, the agent's Relay), each relay
-//     hop a stream on a persistent mTLS HTTP/2 link (docs/links.md); see `hopwayChain`.
+//     hop a stream on a persistent mTLS link (docs/links.md); see `hopwayChain`. Two such chains,
+//     one per link framing (hopway-mux/1 and HTTP/2), measured in the same rounds.
 // Figures: connections/s through 3 hops, bulk MiB/s through 3 hops, RSS per relay with 10,000
 // idle tunnels (extrapolated past BENCH_IDLE, default 9,900), and tunnel setup time with a WAN
 // emulator (test/support/wan.ts, 25 ms one way) on the two middle legs, against the round-trip floor.
@@ -17,6 +18,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
+import { DEFAULT_LINK_SETTINGS, type LinkProtocol } from "../k8s-agent/src/relay/links/index.ts";
 import type { Route } from "../src/core/schema.ts";
 import { freePort } from "../test/support/loopback-mesh.ts";
 import {
@@ -33,6 +35,7 @@ import {
   fmt,
   hop,
   IDLE,
+  IMAGE_ENV,
   idleRss,
   load,
   MB,
@@ -56,6 +59,8 @@ const CPS_MAX = 200_000;
 const ONE_WAY_MS = 25;
 const SETUP_TUNNELS = Number(process.env.BENCH_SETUP_TUNNELS ?? 20);
 const TARGETS = ["bulk", "echo"] as const;
+/** Both link framings run in the same bench, interleaved with the HAProxy chains. */
+const PROTOCOLS: LinkProtocol[] = ["mux", "h2"];
 type Target = (typeof TARGETS)[number];
 
 interface Chain {
@@ -164,22 +169,28 @@ async function haproxyChain(
   return { label, front: p1, procs: [h1, h2, h3], second: p2 };
 }
 
-/** Hopway relays a → b → c → targets, each with its own fixed route table. */
-async function hopwayChain(label: string, targets: Partial<Record<Target, number>>, via: Via = direct): Promise<Chain> {
+/** Hopway relays a → b → c → targets, each with its own fixed route table, linked with `protocol`. */
+async function hopwayChain(
+  label: string,
+  targets: Partial<Record<Target, number>>,
+  protocol: LinkProtocol,
+  via: Via = direct,
+): Promise<Chain> {
+  const env = { ...IMAGE_ENV, HOPWAY_LINK_PROTOCOL: protocol };
   const keys = TARGETS.filter((t) => targets[t] !== undefined);
   const routes = (from: string, path: Array<{ node: string; port: number }>) =>
     keys.map(
       (k): Route => ({ from, to: k, hops: [...path.map((p) => hop(p.node, p.port)), hop(k, targets[k] as number)] }),
     );
   // Relay-to-relay hops are links (docs/links.md): each worker has its own certificate from the
-  // bench realm's test CA, dials its next relay over one persistent mTLS HTTP/2 link and opens a
+  // bench realm's test CA, dials its next relay over one persistent mTLS link (hopway-mux/1 or HTTP/2) and opens a
   // stream per tunnel on it; the middle-leg WAN emulators (`via`) sit under those links.
   const peers = [`${label}-a`, `${label}-b`, `${label}-c`];
-  const c = await startWorker(`${label}-c`, routes(`${label}-c`, []), undefined, peers);
+  const c = await startWorker(`${label}-c`, routes(`${label}-c`, []), env, peers);
   const b = await startWorker(
     `${label}-b`,
     routes(`${label}-b`, [{ node: `${label}-c`, port: await via(c.port) }]),
-    undefined,
+    env,
     peers,
   );
   const bPort = await via(b.port);
@@ -189,11 +200,11 @@ async function hopwayChain(label: string, targets: Partial<Record<Target, number
       { node: `${label}-b`, port: bPort },
       { node: `${label}-c`, port: c.port },
     ]),
-    undefined,
+    env,
     peers,
   );
   return {
-    label: "hopway",
+    label: `hopway ${protocol}`,
     front: Object.fromEntries(keys.map((k) => [k, a.port])),
     authority: (t) => `${t}:0`,
     procs: [a.child, b.child, c.child],
@@ -329,7 +340,7 @@ async function setupLatency(echo: number, certs: ReturnType<typeof makeCerts>): 
   };
   await build((via) => haproxyChain("haproxy mTLS", certs, { echo }, via));
   await build((via) => haproxyChain("haproxy plain", undefined, { echo }, via));
-  await build((via) => hopwayChain("wan", { echo }, via));
+  for (const p of PROTOCOLS) await build((via) => hopwayChain(`wan${p}`, { echo }, p, via));
   const out = new Map<string, SetupFigure>();
   for (const { chain, links } of lanes) {
     if (links.length !== 2) throw new Error(`${chain.label}: expected 2 WAN legs, got ${links.length}`);
@@ -355,15 +366,17 @@ async function setupLatency(echo: number, certs: ReturnType<typeof makeCerts>): 
   return out;
 }
 
-async function idle(echo: number) {
-  const chain = await hopwayChain("idle", { echo });
+async function idle(echo: number, protocol: LinkProtocol) {
+  const chain = await hopwayChain(`idle${protocol}`, { echo }, protocol);
   const labels = ["relay a (first)", "relay b (middle)", "relay c (last)"];
   const readings = await idleRss(
     chain.front.echo as number,
     "echo:0",
     chain.procs.map((child, i) => ({ label: labels[i] as string, child })),
   );
-  console.log(`\nRSS per relay with idle tunnels through the 3-relay chain (after GC; load average ${load()}):`);
+  console.log(
+    `\nRSS per relay with idle tunnels through the 3-relay chain, ${protocol} links (after GC; load average ${load()}):`,
+  );
   for (const r of readings) {
     console.log(
       `  ${r.label.padEnd(18)} 0: ${MB(r.base.rss)} MB; ${r.mid.tunnels}: ${MB(r.mid.rss)} MB; ${r.full.tunnels}: ${MB(r.full.rss)} MB; ≈ ${(r.perTunnel / 1024).toFixed(2)} KiB/tunnel → 10,000 ≈ ${MB(r.at10k)} MB`,
@@ -390,14 +403,15 @@ async function main(): Promise<void> {
   const chains = [
     await haproxyChain("haproxy mTLS", certs, ends),
     await haproxyChain("haproxy plain", undefined, ends),
-    await hopwayChain("bench", ends),
+    ...(await Promise.all(PROTOCOLS.map((p) => hopwayChain(`bench${p}`, ends, p)))),
   ];
   await checkMutualTls(chains[0] as Chain, certs);
   const cps = await connectionRate(chains);
   const mbs = await bulk(chains);
   for (const c of chains) for (const p of c.procs) p.kill("SIGKILL");
   const setup = await setupLatency(ends.echo, certs);
-  const rss = await idle(ends.echo);
+  const rss = new Map<string, number>();
+  for (const p of PROTOCOLS) rss.set(`hopway ${p}`, await idle(ends.echo, p));
   serve.stdin?.end();
 
   const row = (figure: string, value: number, target: number, atMost = false) => {
@@ -407,19 +421,24 @@ async function main(): Promise<void> {
     );
   };
   const get = <T>(m: Map<string, T>, k: string) => m.get(k) as T;
-  console.log(`\nHopway against the targets (load average at end ${load()}):`);
-  row("connections/s, hopway / haproxy mTLS", get(cps, "hopway").rate / get(cps, "haproxy mTLS").rate, 4);
-  row("connections/s, hopway / haproxy plain", get(cps, "hopway").rate / get(cps, "haproxy plain").rate, 0.8);
-  row("bulk MiB/s, hopway / haproxy mTLS", get(mbs, "hopway").rate / get(mbs, "haproxy mTLS").rate, 1);
-  row("MB RSS per relay at 10,000 idle tunnels (max)", rss / 1e6, 150, true);
-  const s = get(setup, "hopway");
-  row("setup latency, warm median / round-trip floor", s.wan.median / s.floor, 1.15, true);
-  // On a CPU-bound shared machine the wall-clock rates swing with other load; the proxies' own
-  // CPU per unit of work swings much less. The same targets, as CPU ratios (haproxy / hopway):
-  console.log("  the same rate targets from the proxies' own CPU per unit (haproxy / hopway; steadier under load):");
-  row("  CPU per connection, haproxy mTLS / hopway", get(cps, "haproxy mTLS").cpuUs / get(cps, "hopway").cpuUs, 4);
-  row("  CPU per connection, haproxy plain / hopway", get(cps, "haproxy plain").cpuUs / get(cps, "hopway").cpuUs, 0.8);
-  row("  CPU per MiB, haproxy mTLS / hopway", get(mbs, "haproxy mTLS").cpuPerMib / get(mbs, "hopway").cpuPerMib, 1);
+  // The targets are decided on the default framing; the other one is printed beside it for comparison.
+  for (const p of [DEFAULT_LINK_SETTINGS.protocol, ...PROTOCOLS.filter((q) => q !== DEFAULT_LINK_SETTINGS.protocol)]) {
+    const h = `hopway ${p}`;
+    const which = p === DEFAULT_LINK_SETTINGS.protocol ? "the default, decides" : "for comparison, not the default";
+    console.log(`\nHopway with ${p} links against the targets (${which}; load average at end ${load()}):`);
+    row("connections/s, hopway / haproxy mTLS", get(cps, h).rate / get(cps, "haproxy mTLS").rate, 4);
+    row("connections/s, hopway / haproxy plain", get(cps, h).rate / get(cps, "haproxy plain").rate, 0.8);
+    row("bulk MiB/s, hopway / haproxy mTLS", get(mbs, h).rate / get(mbs, "haproxy mTLS").rate, 1);
+    row("MB RSS per relay at 10,000 idle tunnels (max)", get(rss, h) / 1e6, 150, true);
+    const s = get(setup, h);
+    row("setup latency, warm median / round-trip floor", s.wan.median / s.floor, 1.15, true);
+    // On a CPU-bound shared machine the wall-clock rates swing with other load; the proxies' own
+    // CPU per unit of work swings much less. The same targets, as CPU ratios (haproxy / hopway):
+    console.log("  the same rate targets from the proxies' own CPU per unit (haproxy / hopway; steadier under load):");
+    row("  CPU per connection, haproxy mTLS / hopway", get(cps, "haproxy mTLS").cpuUs / get(cps, h).cpuUs, 4);
+    row("  CPU per connection, haproxy plain / hopway", get(cps, "haproxy plain").cpuUs / get(cps, h).cpuUs, 0.8);
+    row("  CPU per MiB, haproxy mTLS / hopway", get(mbs, "haproxy mTLS").cpuPerMib / get(mbs, h).cpuPerMib, 1);
+  }
 }
 
 runBench("links", main);

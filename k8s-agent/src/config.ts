@@ -21,6 +21,7 @@
 //   HOPWAY_MAX_CONNECTIONS relay.limits.max_connections
 //   HOPWAY_MAX_CONNECTIONS_PER_SOURCE relay.limits.max_connections_per_source
 //   HOPWAY_MAX_HANDSHAKES  relay.limits.max_handshakes
+//   HOPWAY_LINK_PROTOCOL   relay.links.protocol (mux | h2)
 //   HOPWAY_DRAIN_SECONDS   shutdown.drain_seconds
 //   HOPWAY_LOG_LEVEL       log_level
 //   POD_NAME, POD_NAMESPACE  pod.name, pod.namespace (Downward API); the ordinal is POD_NAME's -N suffix
@@ -65,6 +66,8 @@ const HOP_KEY_REMOVED =
 /** Relay links (docs/links.md): defaults sized for a 100 ms × 1 Gbit/s path. */
 const LinksSchema = z
   .strictObject({
+    /** Framing this relay asks for when it dials: hopway-mux/1 (falls back to h2) or h2 only. */
+    protocol: z.enum(["mux", "h2"]).default("mux"),
     connection_window_bytes: z
       .number()
       .int()
@@ -336,6 +339,7 @@ export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unkn
   ["HOPWAY_MAX_CONNECTIONS", ["relay", "limits", "max_connections"], String],
   ["HOPWAY_MAX_CONNECTIONS_PER_SOURCE", ["relay", "limits", "max_connections_per_source"], String],
   ["HOPWAY_MAX_HANDSHAKES", ["relay", "limits", "max_handshakes"], String],
+  ["HOPWAY_LINK_PROTOCOL", ["relay", "links", "protocol"], String],
   ["HOPWAY_DRAIN_SECONDS", ["shutdown", "drain_seconds"], String],
   ["HOPWAY_LOG_LEVEL", ["log_level"], String],
   ["POD_NAME", ["pod", "name"], String],

@@ -99,6 +99,7 @@ export async function startAgent(
     realm: config.edge.realm,
     identity: linkIdentity,
     links: {
+      protocol: linkSettings.protocol,
       connectionWindowBytes: linkSettings.connection_window_bytes,
       streamWindowBytes: linkSettings.stream_window_bytes,
       maxConcurrentStreams: linkSettings.max_concurrent_streams,

@@ -7,6 +7,7 @@
 // are the relays whose links it accepts. LISTEN is a comma-separated list of loopback host:port
 // (default 127.0.0.1:0); once all listen it sends {port, ports}, `port` being the first's.
 // HOPWAY_BENCH_LISTENERS (JSON list of targets) adds a listener per target, reported as `listeners`.
+// HOPWAY_LINK_PROTOCOL (mux | h2, as for the agent) is the framing it dials links with.
 // Messages in: {cmd: "rss"} → {rss} after a full GC; {cmd: "metrics"} → {text}.
 import { createServer } from "node:net";
 import { Registry } from "prom-client";
@@ -40,6 +41,9 @@ const relay: Relay = new Relay({
   realm: "bench",
   identity: tlsDir ? identityFromFiles(tlsDir) : undefined,
   linkObserver: metrics,
+  ...(process.env.HOPWAY_LINK_PROTOCOL === "h2" || process.env.HOPWAY_LINK_PROTOCOL === "mux"
+    ? { links: { protocol: process.env.HOPWAY_LINK_PROTOCOL } }
+    : {}),
   // The agent's defaults except the connection caps: one client process holds the whole idle-tunnel
   // run from one address, so the total is raised and the per-source cap is off.
   limits: { maxConnections: 20_000, maxConnectionsPerSource: 0, bufferBytes },

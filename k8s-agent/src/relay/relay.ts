@@ -15,10 +15,10 @@
 // answer reports the path actually taken.
 //
 // Relay-to-relay hops travel over links (links/, docs/links.md): mutually
-// authenticated TLS 1.3 + HTTP/2 connections, one CONNECT stream per tunnel. The
+// authenticated TLS 1.3 connections (hopway-mux/1 or HTTP/2 inside), one CONNECT stream per tunnel. The
 // same listener takes both: a first byte 0x16 is a TLS record (a link), anything
 // else is an application's plain CONNECT.
-import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerHttp2Stream } from "node:http2";
+import type { ServerHttp2Stream } from "node:http2";
 import { connect, type NetConnectOpts, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { IdentitySource } from "../../../src/core/identity.ts";
@@ -28,9 +28,12 @@ import { Admission } from "./admission.ts";
 import { CidrList, clientToken, tokenMatches } from "./auth.ts";
 import {
   DEFAULT_LINK_SETTINGS,
+  type LinkHeaders,
   type LinkObserver,
+  type LinkOutgoingHeaders,
   LinkPool,
   LinkServer,
+  type LinkServerStream,
   type LinkSettings,
   pipeLeg,
 } from "./links/index.ts";
@@ -604,12 +607,12 @@ export class Relay {
   }
 
   /** A CONNECT stream on a link accepted from relay `peer` (its certified name). */
-  private async handleLinkStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: string): Promise<void> {
+  private async handleLinkStream(stream: LinkServerStream, headers: LinkHeaders, peer: string): Promise<void> {
     stream.on("error", () => {});
     const refuse = (r: Refusal) => {
       this.observer?.tunnelFailed(r.reason);
       if (stream.destroyed || stream.headersSent) return;
-      const h: OutgoingHttpHeaders = {
+      const h: LinkOutgoingHeaders = {
         ":status": r.status,
         "hopway-error": r.reason,
         "hopway-reason": sanitize(r.extra["Hopway-Reason"] ?? r.detail),
@@ -941,7 +944,7 @@ function mergeCounts(...maps: Array<Map<string, number> | undefined>): Map<strin
 }
 
 /**
- * An HTTP/2 stream that closed without both ends finished: reset by the peer, or cut when
+ * A link stream that closed without both ends finished: reset by the peer, or cut when
  * its link died. The tunnel is torn down, as an error on a socket leg would.
  */
 function wasReset(d: Duplex): boolean {

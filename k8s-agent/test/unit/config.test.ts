@@ -169,6 +169,13 @@ surprise: 1
       /^relay\.links\.max_concurrent_streams/,
     );
   });
+
+  it("relay.links.protocol: mux by default, h2 from the file or HOPWAY_LINK_PROTOCOL, nothing else", () => {
+    expect(parseConfig(minimal, {}).relay.links.protocol).toBe("mux");
+    expect(parseConfig(`${minimal}relay: { links: { protocol: h2 } }\n`, {}).relay.links.protocol).toBe("h2");
+    expect(parseConfig(minimal, { HOPWAY_LINK_PROTOCOL: "h2" }).relay.links.protocol).toBe("h2");
+    expect(problems(`${minimal}relay: { links: { protocol: http3 } }\n`)[0]).toMatch(/^relay\.links\.protocol/);
+  });
 });
 
 describe("relay.tls (docs/identity.md)", () => {

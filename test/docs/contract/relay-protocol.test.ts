@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ALPN } from "../../../k8s-agent/src/relay/links/tls.ts";
+import { ACCEPT_ALPN as ALPN } from "../../../k8s-agent/src/relay/links/tls.ts";
 import { FAILURE_REASONS, STATUS_FOR } from "../../../k8s-agent/src/relay/protocol.ts";
 import { ROOT, section, tableRows } from "../../support/markdown.ts";
 

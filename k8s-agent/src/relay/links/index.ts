@@ -9,3 +9,12 @@ export {
 } from "./options.ts";
 export { type LinkOpen, LinkPool, type LinkPoolOptions } from "./pool.ts";
 export { LinkServer, type LinkServerOptions } from "./server.ts";
+export type {
+  LinkClientSession,
+  LinkHeaders,
+  LinkOutgoingHeaders,
+  LinkProtocol,
+  LinkServerStream,
+  LinkSession,
+  LinkStream,
+} from "./session.ts";

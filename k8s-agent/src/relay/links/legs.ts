@@ -1,8 +1,8 @@
-// One direction of a tunnel whose source or destination is an HTTP/2 stream
-// (a relay link). Socket-to-socket directions keep pump.ts; here a chunk is
+// One direction of a tunnel whose source or destination is a stream of a relay
+// link (hopway-mux/1 or HTTP/2). Socket-to-socket directions keep pump.ts; here a chunk is
 // written on and the source pauses while the destination holds `limit` bytes,
 // resuming on its `drain`. The source's end is forwarded as the destination's
-// end: a socket FIN becomes END_STREAM and END_STREAM becomes a FIN.
+// end: a socket FIN becomes the stream's FIN (END_STREAM in HTTP/2) and back.
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { setSink } from "../pump.ts";
@@ -25,7 +25,7 @@ export function pipeLeg(
   src.on("end", () => dst.end());
   if (src instanceof Socket) {
     // Relay sockets read through pump.ts's sinks into buffers that are read into again:
-    // the chunk is copied, as the HTTP/2 write keeps it until the peer's window takes it.
+    // the chunk is copied, as the link stream keeps it until the peer's window takes it.
     setSink(src, (chunk) => {
       account(chunk.length);
       dst.write(Buffer.from(chunk));

@@ -11,10 +11,17 @@
 // Worst case at a receiving relay per link: maxConcurrentStreams × streamWindowBytes,
 // reached only if every tunnel's reader stalls with a full window.
 
+import type { LinkProtocol } from "./session.ts";
+
 export interface LinkSettings {
-  /** HTTP/2 connection-level receive window. */
+  /**
+   * The framing a dialling relay asks for by ALPN: "mux" (hopway-mux/1, falling back to h2 with a
+   * relay that does not offer it) or "h2" only. Accepting relays take both.
+   */
+  protocol: LinkProtocol;
+  /** HTTP/2 connection-level receive window (h2 links; mux has per-stream windows only). */
   connectionWindowBytes: number;
-  /** HTTP/2 SETTINGS_INITIAL_WINDOW_SIZE: each stream's receive window. */
+  /** Each stream's receive window (HTTP/2 SETTINGS_INITIAL_WINDOW_SIZE; the mux SETTINGS stream window). */
   streamWindowBytes: number;
   /** Streams one link accepts at once; the dialling side opens another link past it. */
   maxConcurrentStreams: number;
@@ -35,6 +42,7 @@ export interface LinkSettings {
 }
 
 export const DEFAULT_LINK_SETTINGS: LinkSettings = {
+  protocol: "mux",
   connectionWindowBytes: 16 * 1024 * 1024,
   streamWindowBytes: 2 * 1024 * 1024,
   maxConcurrentStreams: 1000,
@@ -64,7 +72,7 @@ export function sessionOptions(settings: LinkSettings) {
 }
 
 export const LINK_FAILURES = [
-  /** The TLS or HTTP/2 handshake failed (protocol, ALPN, not TLS 1.3). */
+  /** The TLS handshake failed (protocol, no common ALPN framing, not TLS 1.3). */
   "tls_handshake",
   /** The peer presented no certificate. */
   "no_certificate",

@@ -1,29 +1,28 @@
-// The dialling side of relay links: one long-lived TLS 1.3 + HTTP/2 connection
-// per neighbour relay (keyed by its node name and address), made on first need
-// and shared by every tunnel to that neighbour, one CONNECT stream per tunnel.
+// The dialling side of relay links: one long-lived TLS 1.3 connection per
+// neighbour relay (keyed by its node name and address), made on first need and
+// shared by every tunnel to that neighbour, one CONNECT stream per tunnel. The
+// framing is hopway-mux/1 or HTTP/2, whichever the neighbour chose by ALPN from
+// what `relay.links.protocol` offers (docs/links.md).
 // The neighbour must prove it is the relay the route table names: its
 // certificate chains to the trust bundle and its URI SAN is exactly
 // spiffe://<realm>/relay/<that node>.
-import {
-  type ClientHttp2Session,
-  type ClientHttp2Stream,
-  constants,
-  connect as h2connect,
-  type IncomingHttpHeaders,
-} from "node:http2";
+import { constants, connect as h2connect } from "node:http2";
 import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import type { IdentitySource } from "../../../../src/core/identity.ts";
 import type { Dialable } from "../table.ts";
+import { ALPN_MUX } from "./mux/frame.ts";
+import { MuxSession } from "./mux/session.ts";
 import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions } from "./options.ts";
-import { ALPN, certifiedRelay, failureOf, identityError } from "./tls.ts";
+import type { LinkClientSession, LinkHeaders, LinkStream } from "./session.ts";
+import { ALPN_H2, certifiedRelay, dialAlpn, failureOf, identityError } from "./tls.ts";
 
 export type LinkOpen =
-  | { ok: true; stream: ClientHttp2Stream; headers: IncomingHttpHeaders }
+  | { ok: true; stream: LinkStream; headers: LinkHeaders }
   /** `final`: the neighbour answered (its verdict stands); otherwise the address did not work. */
-  | { ok: false; final: boolean; status?: number; headers?: IncomingHttpHeaders; detail: string };
+  | { ok: false; final: boolean; status?: number; headers?: LinkHeaders; detail: string };
 
 interface Link {
-  session: ClientHttp2Session;
+  session: LinkClientSession;
   peer: string;
   key: string;
   streams: number;
@@ -146,53 +145,42 @@ export class LinkPool {
     const started = performance.now();
     return new Promise((resolve) => {
       let settled = false;
-      let tlsSocket: TLSSocket | undefined;
       let tcpUp = false;
-      // The URL only names the session's origin; createConnection below makes the actual connection.
-      const origin = addr.path
-        ? "https://localhost"
-        : `https://${addr.host.includes(":") ? `[${addr.host}]` : addr.host}:${addr.port}`;
-      const session = h2connect(origin, {
-        ...sessionOptions(settings),
-        createConnection: () => {
-          tlsSocket = tlsConnect({
-            ...(addr.path ? { path: addr.path } : { host: addr.host, port: addr.port }),
-            key: material.key,
-            cert: material.certChain,
-            ca: material.trustBundle,
-            minVersion: "TLSv1.3",
-            ALPNProtocols: ALPN,
-            // No SNI: relays are named by their certificates' URI SANs, not by host names.
-            servername: "",
-            checkServerIdentity: (_host, cert) => {
-              const named = certifiedRelay(realm, cert);
-              if (named === peer) return undefined;
-              return identityError(
-                named === undefined
-                  ? `certificate names no relay of realm '${realm}'`
-                  : `certificate names relay '${named}', not '${peer}'`,
-              );
-            },
-          });
-          tlsSocket.setNoDelay(true);
-          tlsSocket.once("connect", () => {
-            tcpUp = true;
-          });
-          return tlsSocket;
+      const tlsSocket: TLSSocket = tlsConnect({
+        ...(addr.path ? { path: addr.path } : { host: addr.host, port: addr.port }),
+        key: material.key,
+        cert: material.certChain,
+        ca: material.trustBundle,
+        minVersion: "TLSv1.3",
+        ALPNProtocols: dialAlpn(settings.protocol),
+        // No SNI: relays are named by their certificates' URI SANs, not by host names.
+        servername: "",
+        checkServerIdentity: (_host, cert) => {
+          const named = certifiedRelay(realm, cert);
+          if (named === peer) return undefined;
+          return identityError(
+            named === undefined
+              ? `certificate names no relay of realm '${realm}'`
+              : `certificate names relay '${named}', not '${peer}'`,
+          );
         },
+      });
+      tlsSocket.setNoDelay(true);
+      tlsSocket.once("connect", () => {
+        tcpUp = true;
       });
       const fail = (failure: LinkFailure, detail: string) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        session.destroy();
+        tlsSocket.destroy();
         this.opts.observer?.linkFailed("dial", failure);
         const prev = this.backoff.get(key)?.failures ?? 0;
         const bound = Math.min(settings.redialMaxMs, settings.redialInitialMs * 2 ** prev);
         this.backoff.set(key, { failures: prev + 1, until: performance.now() + this.random() * bound });
         log("warn", "link dial failed", { peer, address: addr.address, reason: failure, detail });
-        // Something listens there but does not speak TLS 1.3 + h2 back (a route table built from
-        // addresses that are not this network's relays): say so, rather than blame the named relay.
+        // Something listens there but does not speak TLS 1.3 + a link protocol back (a route table built
+        // from addresses that are not this network's relays): say so, rather than blame the named relay.
         const speaksNoLink = tcpUp && (failure === "tls_handshake" || failure === "connect" || failure === "timeout");
         resolve({
           failure,
@@ -204,27 +192,43 @@ export class LinkPool {
       const timer = setTimeout(() => fail("timeout", "handshake timed out"), settings.handshakeTimeoutMs);
       const onError = (err: NodeJS.ErrnoException) => fail(failureOf(err.code), err.message);
       const onClose = () => fail("connect", "closed during the handshake");
-      session.once("error", onError);
-      session.once("close", onClose);
-      session.once("connect", () => {
+      tlsSocket.on("error", onError);
+      tlsSocket.once("close", onClose);
+      tlsSocket.once("secureConnect", () => {
         if (settled) return;
-        if (tlsSocket?.alpnProtocol !== "h2") return fail("tls_handshake", "peer did not select h2");
+        const session = this.sessionOn(tlsSocket, addr);
+        if (session === undefined) return fail("tls_handshake", "peer selected no link protocol this relay offered");
         settled = true;
         clearTimeout(timer);
-        session.off("error", onError);
-        session.off("close", onClose);
+        tlsSocket.off("error", onError);
+        tlsSocket.off("close", onClose);
         this.backoff.delete(key);
         this.completed++;
-        session.setLocalWindowSize(settings.connectionWindowBytes);
         const link = this.adopt(session, peer, key);
         this.opts.observer?.linkOpened("dial", (performance.now() - started) / 1000);
-        log("debug", "link up", { peer, address: addr.address });
+        log("debug", "link up", { peer, address: addr.address, protocol: tlsSocket.alpnProtocol });
         resolve(link);
       });
     });
   }
 
-  private adopt(session: ClientHttp2Session, peer: string, key: string): Link {
+  /** The session for the framing the neighbour chose by ALPN; undefined when it chose none offered. */
+  private sessionOn(tlsSocket: TLSSocket, addr: Dialable): LinkClientSession | undefined {
+    const { settings } = this.opts;
+    if (tlsSocket.alpnProtocol === ALPN_MUX && settings.protocol === "mux") {
+      return new MuxSession(tlsSocket, "client", settings);
+    }
+    if (tlsSocket.alpnProtocol !== ALPN_H2) return undefined;
+    // The URL only names the session's origin; the connection is the verified TLS socket.
+    const origin = addr.path
+      ? "https://localhost"
+      : `https://${addr.host.includes(":") ? `[${addr.host}]` : addr.host}:${addr.port}`;
+    const session = h2connect(origin, { ...sessionOptions(settings), createConnection: () => tlsSocket });
+    session.once("connect", () => session.setLocalWindowSize(settings.connectionWindowBytes));
+    return session;
+  }
+
+  private adopt(session: LinkClientSession, peer: string, key: string): Link {
     const { settings } = this.opts;
     const link: Link = {
       session,
@@ -282,7 +286,7 @@ export class LinkPool {
     clearTimeout(link.idleTimer);
     link.idleTimer = undefined;
     link.streams++;
-    let stream: ClientHttp2Stream;
+    let stream: LinkStream;
     try {
       stream = link.session.request(
         {
@@ -305,11 +309,20 @@ export class LinkPool {
       const onClose = () => {
         stream.off("response", onResponse);
         stream.off("error", onError);
-        // REFUSED_STREAM (a GOAWAY raced this request) is safe to retry elsewhere; any other reset is the peer's verdict.
+        // REFUSED_STREAM (a GOAWAY raced this request) is safe to retry elsewhere, and so is a link that
+        // went away before any answer (TLS 1.3: a neighbour that refuses this relay's certificate
+        // closes the link after this side already sent its stream); any other reset is the peer's verdict.
         const refused = stream.rstCode === constants.NGHTTP2_REFUSED_STREAM;
-        resolve({ ok: false, final: !refused, detail: `${link.peer} reset the stream (code ${stream.rstCode})` });
+        const lost = link.session.destroyed;
+        resolve({
+          ok: false,
+          final: !refused && !lost,
+          detail: lost
+            ? `link to ${link.peer} closed before it answered`
+            : `${link.peer} reset the stream (code ${stream.rstCode})`,
+        });
       };
-      const onResponse = (headers: IncomingHttpHeaders) => {
+      const onResponse = (headers: LinkHeaders) => {
         stream.off("error", onError);
         stream.off("close", onClose);
         const status = Number(headers[constants.HTTP2_HEADER_STATUS]);

@@ -1,20 +1,18 @@
 // The accepting side of relay links. The relay listener hands over sockets whose
 // first byte is a TLS handshake record; here they get a TLS 1.3 handshake that
 // requires a client certificate chaining to the trust bundle, whose URI SAN names
-// a relay present in this relay's route table, then an HTTP/2 session whose
-// CONNECT streams the relay routes like any tunnel (docs/contract/relay-protocol.md §3).
-import {
-  constants,
-  type IncomingHttpHeaders,
-  performServerHandshake,
-  type ServerHttp2Session,
-  type ServerHttp2Stream,
-} from "node:http2";
+// a relay present in this relay's route table, then a session (hopway-mux/1 or
+// HTTP/2, as ALPN chose) whose CONNECT streams the relay routes like any tunnel
+// (docs/contract/relay-protocol.md §3, §4).
+import { performServerHandshake } from "node:http2";
 import type { Socket } from "node:net";
 import { type TLSSocket, Server as TlsServer } from "node:tls";
 import type { IdentitySource } from "../../../../src/core/identity.ts";
+import { ALPN_MUX } from "./mux/frame.ts";
+import { MuxSession } from "./mux/session.ts";
 import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions } from "./options.ts";
-import { ALPN, certifiedRelay, failureOf } from "./tls.ts";
+import type { LinkHeaders, LinkServerStream, LinkSession } from "./session.ts";
+import { ACCEPT_ALPN, ALPN_H2, certifiedRelay, failureOf } from "./tls.ts";
 
 export interface LinkServerOptions {
   realm: string;
@@ -28,13 +26,13 @@ export interface LinkServerOptions {
   /** Whether `peer` is a node of this relay's route table. */
   knows: (peer: string) => boolean;
   /** A CONNECT stream from `peer` (its certified name). */
-  onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, peer: string) => void;
+  onStream: (stream: LinkServerStream, headers: LinkHeaders, peer: string) => void;
   observer?: LinkObserver | undefined;
   log: (level: "info" | "warn" | "debug", msg: string, fields: Record<string, unknown>) => void;
 }
 
 interface Accepted {
-  session: ServerHttp2Session;
+  session: LinkSession;
   peer: string;
   streams: number;
   pingTimer: NodeJS.Timeout;
@@ -46,7 +44,7 @@ export class LinkServer {
   private draining = false;
   /**
    * Never listens: the relay listener hands sockets over with `emit("connection")`. Client
-   * certificates are verified by the handshake and checked in `verify` before any HTTP/2
+   * certificates are verified by the handshake and checked in `verify` before any link
    * byte is read (`rejectUnauthorized: false` only so the refusal can say why: missing,
    * expired or from another CA).
    */
@@ -75,7 +73,7 @@ export class LinkServer {
         ...context,
         requestCert: true,
         rejectUnauthorized: false,
-        ALPNProtocols: ALPN,
+        ALPNProtocols: ACCEPT_ALPN,
         handshakeTimeout: this.opts.acceptTimeoutMs,
       });
       server.on("secureConnection", (tls: TLSSocket) => this.secured(tls));
@@ -147,7 +145,9 @@ export class LinkServer {
 
   private verify(tls: TLSSocket): string | { reason: LinkFailure; detail: string } {
     if (tls.getProtocol() !== "TLSv1.3") return { reason: "tls_handshake", detail: "not TLS 1.3" };
-    if (tls.alpnProtocol !== "h2") return { reason: "tls_handshake", detail: "ALPN h2 not negotiated" };
+    if (tls.alpnProtocol !== ALPN_MUX && tls.alpnProtocol !== ALPN_H2) {
+      return { reason: "tls_handshake", detail: "ALPN: neither hopway-mux/1 nor h2 negotiated" };
+    }
     const cert = tls.getPeerCertificate();
     if (!cert || Object.keys(cert).length === 0) return { reason: "no_certificate", detail: "no client certificate" };
     if (!tls.authorized) {
@@ -166,8 +166,13 @@ export class LinkServer {
 
   private startSession(tls: TLSSocket, peer: string, started: number): void {
     const { settings } = this.opts;
-    const session = performServerHandshake(tls, sessionOptions(settings));
-    session.setLocalWindowSize(settings.connectionWindowBytes);
+    let session: LinkSession;
+    if (tls.alpnProtocol === ALPN_MUX) session = new MuxSession(tls, "server", settings);
+    else {
+      const h2 = performServerHandshake(tls, sessionOptions(settings));
+      h2.setLocalWindowSize(settings.connectionWindowBytes);
+      session = h2;
+    }
     const accepted: Accepted = {
       session,
       peer,
@@ -182,10 +187,10 @@ export class LinkServer {
       clearInterval(accepted.pingTimer);
       this.sessions.delete(accepted);
     });
-    session.on("stream", (stream, headers) => {
+    session.on("stream", (stream: LinkServerStream, headers: LinkHeaders) => {
       accepted.streams++;
       stream.once("close", () => accepted.streams--);
-      if (headers[constants.HTTP2_HEADER_METHOD] !== "CONNECT") {
+      if (headers[":method"] !== "CONNECT") {
         stream.respond({ ":status": 405, "hopway-error": "method_not_allowed" }, { endStream: true });
         return;
       }

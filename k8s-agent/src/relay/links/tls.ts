@@ -3,9 +3,18 @@
 // rules: docs/contract/relay-protocol.md §3.1 (TLS 1.3, ALPN) and §3.2 (identities).
 import type { DetailedPeerCertificate, PeerCertificate } from "node:tls";
 import { relayNameFromUri } from "../../../../src/core/identity.ts";
+import { ALPN_MUX } from "./mux/frame.ts";
 import type { LinkFailure } from "./options.ts";
+import type { LinkProtocol } from "./session.ts";
 
-export const ALPN = ["h2"];
+export const ALPN_H2 = "h2";
+/** The accepting side takes either framing, preferring hopway-mux/1 (relays of earlier releases offer only h2). */
+export const ACCEPT_ALPN = [ALPN_MUX, ALPN_H2];
+
+/** What a dialling relay offers: mux falls back to h2 against a relay that does not speak it. */
+export function dialAlpn(protocol: LinkProtocol): string[] {
+  return protocol === "mux" ? [ALPN_MUX, ALPN_H2] : [ALPN_H2];
+}
 
 /**
  * URI SANs of a certificate. Node renders them as `URI:value` joined by ", ", quoting a

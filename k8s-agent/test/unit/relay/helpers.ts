@@ -3,11 +3,14 @@ import { once } from "node:events";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Hop, Route } from "../../../../src/core/schema.ts";
 import { relayIdentityForTest } from "../../../../test/support/identity.ts";
+import type { LinkProtocol } from "../../../src/relay/links/index.ts";
 import { Relay, type RelayOptions } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
 
 /** The realm of the relay tests' certificates. */
 export const TEST_REALM = "test-realm";
+/** The link framings: tests of the link layer run once for each. */
+export const LINK_PROTOCOLS: LinkProtocol[] = ["mux", "h2"];
 
 export interface Running {
   relay: Relay;

@@ -4,7 +4,7 @@
 import { once } from "node:events";
 import { createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { hop, listen, type Running, route, sleep, startChain, startRelay, tunnel } from "./helpers.ts";
+import { hop, LINK_PROTOCOLS, listen, type Running, route, sleep, startChain, startRelay, tunnel } from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -69,10 +69,13 @@ async function startBulkAndSteady(): Promise<number> {
   return port;
 }
 
-describe("relay links: flow control", () => {
+describe.each(LINK_PROTOCOLS)("relay links (%s): flow control", (protocol) => {
   it("200 tunnels on one link: one reader stops, every other tunnel keeps ≥ 80 % of its throughput", async () => {
     const port = await startBulkAndSteady();
-    const [r2, r3] = (await startChain(["r2", "r3"], `ipv4://127.0.0.1:${port}`)) as [Running, Running];
+    const [r2, r3] = (await startChain(["r2", "r3"], `ipv4://127.0.0.1:${port}`, { links: { protocol } })) as [
+      Running,
+      Running,
+    ];
     cleanups.push(
       () => r2.close(),
       () => r3.close(),
@@ -136,7 +139,7 @@ describe("relay links: flow control", () => {
   });
 });
 
-describe("relay links: faults", () => {
+describe.each(LINK_PROTOCOLS)("relay links (%s): faults", (protocol) => {
   it("a relay killed mid-transfer ends its tunnels at the applications; new tunnels re-dial once it is back", async () => {
     const port = await startSource();
     const target = `ipv4://127.0.0.1:${port}`;
@@ -146,6 +149,7 @@ describe("relay links: faults", () => {
         routes: [route("back", "app1", [hop("app1", target)])],
         peers: ["front"],
         port: listenPort,
+        links: { protocol },
       });
     let back = await mkBack();
     const backPort = back.port;
@@ -153,7 +157,7 @@ describe("relay links: faults", () => {
       name: "front",
       routes: [route("front", "app1", [hop("back", `ipv4://127.0.0.1:${backPort}`), hop("app1", target)])],
       peers: ["back"],
-      links: { redialInitialMs: 50, redialMaxMs: 400 },
+      links: { protocol, redialInitialMs: 50, redialMaxMs: 400 },
     });
     cleanups.push(() => front.close());
     const apps = await Promise.all([tunnel(front.port), tunnel(front.port), tunnel(front.port)]);

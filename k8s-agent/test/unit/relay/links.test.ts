@@ -1,11 +1,15 @@
 // Relay links over real loopback sockets: tunnels through three relays chained
-// by mTLS HTTP/2 links, link reuse, bulk integrity, half-close, and drain.
+// by mTLS links (each framing: hopway-mux/1 and HTTP/2), link reuse, bulk integrity, half-close, and drain.
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { createSecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { relayIdentityForTest } from "../../../../test/support/identity.ts";
+import type { LinkProtocol } from "../../../src/relay/links/index.ts";
 import {
   hop,
+  LINK_PROTOCOLS,
   listen,
   type Running,
   readAll,
@@ -14,6 +18,7 @@ import {
   startChain,
   startEcho,
   startRelay,
+  TEST_REALM,
   tunnel,
 } from "./helpers.ts";
 
@@ -22,8 +27,15 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function chain(targetPort: number, extra: Parameters<typeof startChain>[2] = {}): Promise<Running[]> {
-  const relays = await startChain(["r2", "r3", "r1"], `ipv4://127.0.0.1:${targetPort}`, extra);
+async function chain(
+  protocol: LinkProtocol,
+  targetPort: number,
+  extra: Parameters<typeof startChain>[2] = {},
+): Promise<Running[]> {
+  const relays = await startChain(["r2", "r3", "r1"], `ipv4://127.0.0.1:${targetPort}`, {
+    ...extra,
+    links: { ...extra.links, protocol },
+  });
   for (const r of relays) cleanups.push(() => r.close());
   return relays;
 }
@@ -34,10 +46,14 @@ async function echo(): Promise<number> {
   return e.port;
 }
 
-describe("relay links: tunnels through three relays", () => {
+describe.each(LINK_PROTOCOLS)("relay links (%s): tunnels through three relays", (protocol) => {
   it("app → r2 → r3 → r1 → target works, and the second tunnel reuses the links", async () => {
     const port = await echo();
-    const [r2, r3, r1] = (await chain(port)) as [Running, Running, Running];
+    const ups: Array<Record<string, unknown>> = [];
+    const log = (_level: string, msg: string, fields: Record<string, unknown>) => {
+      if (msg === "link up") ups.push(fields);
+    };
+    const [r2, r3, r1] = (await chain(protocol, port, { log })) as [Running, Running, Running];
     const first = await tunnel(r2.port);
     expect(first.status).toBe(200);
     expect(first.headers.get("hopway-path")).toBe("r2, r3, r1");
@@ -56,6 +72,11 @@ describe("relay links: tunnels through three relays", () => {
     expect(r1.relay.linkPool?.handshakes).toBe(0);
     expect(r3.relay.linkStreamsByPeer().get("r2")).toBe(2);
     expect(r1.relay.linksByPeer().get("r3")).toBe(1);
+    // The dialling side's setting chose the framing of both links (r2 → r3, r3 → r1).
+    expect(ups.map((u) => [u.peer, u.protocol])).toEqual([
+      ["r3", protocol === "mux" ? "hopway-mux/1" : "h2"],
+      ["r1", protocol === "mux" ? "hopway-mux/1" : "h2"],
+    ]);
     first.socket.destroy();
     second.socket.destroy();
   });
@@ -92,10 +113,10 @@ function receiveHash(
 
 const BULK_MIB = Number(process.env.HOPWAY_LINKS_BULK_MIB ?? "100");
 
-describe("relay links: the pool", () => {
+describe.each(LINK_PROTOCOLS)("relay links (%s): the pool", (protocol) => {
   it("opens a second link to a neighbour once the first is at its concurrent-stream limit", async () => {
     const port = await echo();
-    const [r2, r3] = (await chain(port, { links: { maxConcurrentStreams: 2 } })) as [Running, Running];
+    const [r2, r3] = (await chain(protocol, port, { links: { maxConcurrentStreams: 2 } })) as [Running, Running];
     const open = [];
     for (let i = 0; i < 5; i++) {
       const t = await tunnel(r2.port);
@@ -112,7 +133,7 @@ describe("relay links: the pool", () => {
   it("streams on an accepted link count against the connection cap", async () => {
     const port = await echo();
     // r3 holds its accepted link (one connection) and one stream: the cap of 2 is reached.
-    const [r2] = (await chain(port, { limits: { maxConnections: 2 } })) as [Running, Running];
+    const [r2] = (await chain(protocol, port, { limits: { maxConnections: 2 } })) as [Running, Running];
     const first = await tunnel(r2.port);
     expect(first.status).toBe(200);
     const second = await tunnel(r2.port);
@@ -125,9 +146,43 @@ describe("relay links: the pool", () => {
     third.socket.destroy();
   });
 
+  it("a neighbour that drops the link before answering did not answer: its next address is tried", async () => {
+    const port = await echo();
+    const target = `ipv4://127.0.0.1:${port}`;
+    // Two addresses of relay r3: the first does not know r2 (it closes the link once TLS is up,
+    // which r2 learns only after it sent its stream), the second does.
+    const stranger = await startRelay({ name: "r3", routes: [route("r3", "app1", [hop("app1", target)])] });
+    const r3 = await startRelay({
+      name: "r3",
+      routes: [route("r3", "app1", [hop("app1", target)])],
+      peers: ["r2"],
+      links: { protocol },
+    });
+    cleanups.push(
+      () => stranger.close(),
+      () => r3.close(),
+    );
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [
+        route("r2", "app1", [
+          hop("r3", `ipv4://127.0.0.1:${stranger.port}`, [`ipv4://127.0.0.1:${r3.port}`]),
+          hop("app1", target),
+        ]),
+      ],
+      peers: ["r3"],
+      links: { protocol },
+    });
+    cleanups.push(() => r2.close());
+    const t = await tunnel(r2.port);
+    expect(t.status).toBe(200);
+    expect(t.headers.get("hopway-path")).toBe("r2, r3");
+    t.socket.destroy();
+  });
+
   it("closes a dialled link that carried no stream for the idle time", async () => {
     const port = await echo();
-    const [r2, r3] = (await chain(port, { links: { idleTimeoutMs: 150 } })) as [Running, Running];
+    const [r2, r3] = (await chain(protocol, port, { links: { idleTimeoutMs: 150 } })) as [Running, Running];
     const t = await tunnel(r2.port);
     expect(t.status).toBe(200);
     await sleep(300);
@@ -147,7 +202,9 @@ describe("relay links: the pool", () => {
   it("closes a link whose PING goes unanswered, and the next tunnel dials a new one", async () => {
     const port = await echo();
     // r2 reaches r3 through a TCP forwarder the test can freeze (a path that silently drops).
-    const [r3] = (await startChain(["r3"], `ipv4://127.0.0.1:${port}`, { peers: ["r2"] })) as [Running];
+    const [r3] = (await startChain(["r3"], `ipv4://127.0.0.1:${port}`, { peers: ["r2"], links: { protocol } })) as [
+      Running,
+    ];
     cleanups.push(() => r3.close());
     let frozen = false;
     const pairs: Socket[] = [];
@@ -175,7 +232,7 @@ describe("relay links: the pool", () => {
       name: "r2",
       routes: [route("r2", "app1", [hop("r3", `ipv4://127.0.0.1:${fport}`), hop("app1", `ipv4://127.0.0.1:${port}`)])],
       peers: ["r3"],
-      links: { pingIntervalMs: 100, pingTimeoutMs: 150 },
+      links: { protocol, pingIntervalMs: 100, pingTimeoutMs: 150 },
       linkObserver: { linkOpened: () => {}, linkFailed: (_side, reason) => failures.push(reason) },
     });
     cleanups.push(() => r2.close());
@@ -197,7 +254,7 @@ describe("relay links: the pool", () => {
   });
 });
 
-describe("relay links: data path", () => {
+describe.each(LINK_PROTOCOLS)("relay links (%s): data path", (protocol) => {
   it(`${BULK_MIB} MiB each way through three relays arrive intact (sha256)`, { timeout: 120_000 }, async () => {
     // A target that sends its own random stream while it hashes what it receives.
     let targetGot: Promise<{ bytes: number; sha: string }> | undefined;
@@ -208,7 +265,7 @@ describe("relay links: data path", () => {
     });
     const port = await listen(server);
     cleanups.push(() => server.close());
-    const [r2] = (await chain(port)) as [Running];
+    const [r2] = (await chain(protocol, port)) as [Running];
     const ans = await tunnel(r2.port);
     expect(ans.status).toBe(200);
     const started = performance.now();
@@ -232,7 +289,7 @@ describe("relay links: data path", () => {
     });
     const port = await listen(server);
     cleanups.push(() => server.close());
-    const [r2] = (await chain(port)) as [Running];
+    const [r2] = (await chain(protocol, port)) as [Running];
     const a = await tunnel(r2.port);
     expect(a.status).toBe(200);
     a.socket.end("twelve bytes");
@@ -246,7 +303,7 @@ describe("relay links: data path", () => {
     });
     const port2 = await listen(server2);
     cleanups.push(() => server2.close());
-    const [r2b] = (await chain(port2)) as [Running];
+    const [r2b] = (await chain(protocol, port2)) as [Running];
     const b = await tunnel(r2b.port);
     expect(b.status).toBe(200);
     expect(String(Buffer.concat([b.rest, await readAll(b.socket)]))).toBe("bye first");
@@ -257,7 +314,7 @@ describe("relay links: data path", () => {
 
   it("SIGTERM drain: GOAWAY stops new tunnels over a link, open ones finish, then the relay is idle", async () => {
     const port = await echo();
-    const [r2, r3] = (await chain(port)) as [Running, Running];
+    const [r2, r3] = (await chain(protocol, port)) as [Running, Running];
     const open = await tunnel(r2.port);
     expect(open.status).toBe(200);
     open.socket.resume();
@@ -274,5 +331,59 @@ describe("relay links: data path", () => {
     open.socket.end();
     expect(await idle).toBe(true);
     expect(r3.relay.linksByPeer().size).toBe(0);
+  });
+});
+
+describe("relay links: framing negotiation", () => {
+  it("a relay set to mux links with a relay of an earlier release (h2 only) over h2", async () => {
+    const port = await echo();
+    // The earlier release's accepting side: TLS 1.3 with a client certificate, ALPN h2 only, CONNECT streams.
+    const m = relayIdentityForTest(TEST_REALM, "r3").material();
+    if (!m) throw new Error("no test identity");
+    const offered: string[][] = [];
+    const ups: Array<Record<string, unknown>> = [];
+    const old = createSecureServer({
+      key: m.key,
+      cert: m.certChain,
+      ca: m.trustBundle,
+      requestCert: true,
+      minVersion: "TLSv1.3",
+      ALPNCallback: ({ protocols }) => {
+        offered.push(protocols);
+        return protocols.includes("h2") ? "h2" : undefined;
+      },
+    });
+    old.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      // The relay answering names only itself; r2 puts its own name in front.
+      expect(headers["hopway-hops"]).toBe("r2");
+      stream.respond({ ":status": 200, "hopway-path": "r3" });
+      const up = connect({ port, host: "127.0.0.1" });
+      stream.pipe(up).pipe(stream);
+      stream.on("error", () => up.destroy());
+    });
+    const oldPort = await listen(old as unknown as import("node:net").Server);
+    cleanups.push(() => old.close());
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [
+        route("r2", "app1", [hop("r3", `ipv4://127.0.0.1:${oldPort}`), hop("app1", `ipv4://127.0.0.1:${port}`)]),
+      ],
+      peers: ["r3"],
+      links: { protocol: "mux" },
+      log: (_level, msg, fields) => {
+        if (msg === "link up") ups.push(fields);
+      },
+    });
+    cleanups.push(() => r2.close());
+    const t = await tunnel(r2.port);
+    expect(t.status).toBe(200);
+    expect(t.headers.get("hopway-path")).toBe("r2, r3");
+    t.socket.resume();
+    t.socket.write("over h2");
+    expect(String((await once(t.socket, "data"))[0])).toBe("over h2");
+    // It offered both, mux first; the earlier relay chose h2.
+    expect(offered[0]).toEqual(["hopway-mux/1", "h2"]);
+    expect(ups.map((u) => [u.peer, u.protocol])).toEqual([["r3", "h2"]]);
+    t.socket.destroy();
   });
 });

@@ -1,0 +1,635 @@
+// hopway-mux/1: tunnels multiplexed over one already-verified TLS socket
+// (docs/contract/relay-protocol.md §4). The API mirrors the node:http2 subset the
+// link code uses (../session.ts). Only the dialling side opens streams (odd ids).
+//
+// Bounds: a DATA payload ≤ MAX_FRAME, a header block ≤ MAX_HEADER_BLOCK, open
+// streams ≤ the local maxConcurrentStreams (more are refused), and per stream at
+// most the announced stream window unread at the receiver: a sender spends credit
+// and the receiver returns it (WINDOW) only as its reader consumes, so a stalled
+// reader stops its own stream and no other. What this end has queued to send is
+// bounded by LINK_SEND_BUFFER plus one write per stream. Any violation closes the
+// link (GOAWAY with PROTOCOL_ERROR, then the socket) with a stable reason.
+import { EventEmitter } from "node:events";
+import type { Socket } from "node:net";
+import { Duplex } from "node:stream";
+import type { LinkClientSession, LinkHeaders, LinkOutgoingHeaders, LinkServerStream } from "../session.ts";
+import {
+  Code,
+  DEFAULT_MAX_FRAME,
+  DEFAULT_STREAM_WINDOW,
+  decodeHeaders,
+  encodeHeaders,
+  FIXED_LENGTH,
+  FLAG_FIN,
+  FrameType,
+  frameHeader,
+  HEADER_BYTES,
+  MAX_FRAME,
+  MAX_HEADER_BLOCK,
+  wordsFrame,
+} from "./frame.ts";
+
+/** Bytes queued on the TLS socket past which writers wait for its `drain`. */
+export const LINK_SEND_BUFFER = 1 << 20;
+const MAX_WINDOW = 2 ** 31 - 1;
+const EMPTY = Buffer.alloc(0);
+
+export interface MuxSettings {
+  maxConcurrentStreams: number;
+  streamWindowBytes: number;
+}
+
+/** Why a link was closed for a protocol violation: a closed set of stable strings. */
+export type MuxViolation =
+  | "settings_expected"
+  | "settings_repeated"
+  | "bad_settings"
+  | "unknown_frame_type"
+  | "bad_frame_length"
+  | "frame_too_large"
+  | "header_block_too_large"
+  | "bad_header_block"
+  | "bad_stream_id"
+  | "unexpected_frame"
+  | "flow_control"
+  | "data_after_fin";
+
+export class MuxProtocolError extends Error {
+  readonly code = "ERR_HOPWAY_MUX_PROTOCOL";
+  constructor(
+    readonly reason: MuxViolation,
+    detail: string,
+  ) {
+    super(`hopway-mux protocol violation (${reason}): ${detail}`);
+  }
+}
+
+type PingCallback = (err: Error | null, duration: number, payload: Buffer) => void;
+
+export class MuxStream extends Duplex implements LinkServerStream {
+  rstCode: number | undefined = undefined;
+  headersSent = false;
+  /** Client side: the REPLY arrived. */
+  replied = false;
+  /** This end sent FIN / the peer's FIN arrived. */
+  localFin = false;
+  remoteFin = false;
+  /** Bytes this end may still send. */
+  sendCredit: number;
+  /** Bytes the peer may still send. */
+  recvWindow: number;
+  /** Bytes received and bytes of them credited back. */
+  received = 0;
+  granted = 0;
+  private pendingChunk: Buffer | undefined;
+  private pendingCb: ((err?: Error | null) => void) | undefined;
+
+  constructor(
+    private readonly session: MuxSession,
+    readonly id: number,
+    sendCredit: number,
+    recvWindow: number,
+  ) {
+    super({ allowHalfOpen: true });
+    this.sendCredit = sendCredit;
+    this.recvWindow = recvWindow;
+  }
+
+  respond(headers: LinkOutgoingHeaders, options?: { endStream?: boolean }): void {
+    if (this.headersSent) throw new Error("reply already sent");
+    if (this.destroyed) return;
+    this.headersSent = true;
+    const { ":status": status, ...rest } = headers;
+    const end = options?.endStream === true;
+    const payload = encodeHeaders(rest, 2);
+    payload.writeUInt16BE(Number(status ?? 200), 0);
+    this.session.sendFrame(FrameType.REPLY, end ? FLAG_FIN : 0, this.id, payload);
+    if (end) {
+      this.localFin = true;
+      this.end();
+    }
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.pendingChunk = chunk;
+    this.pendingCb = cb;
+    this.flush();
+  }
+
+  /** Sends what credit allows; the write completes once all of it is queued and the link is not congested. */
+  flush(): void {
+    let chunk = this.pendingChunk;
+    if (chunk === undefined || this.destroyed || this.session.destroyed) return;
+    while (chunk.length > 0 && this.sendCredit > 0) {
+      const n = Math.min(chunk.length, this.sendCredit, this.session.peerMaxFrame);
+      this.session.sendFrame(FrameType.DATA, 0, this.id, n === chunk.length ? chunk : chunk.subarray(0, n));
+      this.sendCredit -= n;
+      chunk = chunk.subarray(n);
+    }
+    if (chunk.length > 0) {
+      this.pendingChunk = chunk;
+      return;
+    }
+    const cb = this.pendingCb as (err?: Error | null) => void;
+    this.pendingChunk = undefined;
+    this.pendingCb = undefined;
+    this.session.afterWrite(cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (!this.localFin && !this.session.destroyed) {
+      this.localFin = true;
+      this.session.sendFrame(FrameType.DATA, FLAG_FIN, this.id, EMPTY);
+    }
+    cb();
+  }
+
+  override _read(): void {
+    this.session.credit(this);
+  }
+
+  // Credit is returned as the reader takes data out of the buffer. `_read` alone would not do:
+  // Node calls it before taking a chunk and not again until the next push, which a sender
+  // without credit never makes.
+  override read(size?: number): Buffer | null {
+    const chunk: Buffer | null = super.read(size);
+    if (chunk !== null) this.session.credit(this);
+    return chunk;
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.pendingChunk = undefined;
+    this.pendingCb = undefined;
+    if (this.rstCode === undefined) {
+      if (this.localFin && this.remoteFin && this.readableEnded) this.rstCode = Code.NO_ERROR;
+      else {
+        this.rstCode = Code.CANCEL;
+        this.session.sendRst(this.id, Code.CANCEL);
+      }
+    }
+    this.session.forget(this);
+    cb(err);
+  }
+
+  /** The peer reset it, or the link went away: no error event, `rstCode` says why. */
+  cut(code: number): void {
+    if (this.rstCode === undefined) this.rstCode = code;
+    this.destroy();
+  }
+}
+
+export class MuxSession extends EventEmitter implements LinkClientSession {
+  destroyed = false;
+  readonly remoteSettings: { maxConcurrentStreams?: number | undefined } = {};
+  /** The peer's largest DATA payload. */
+  peerMaxFrame = DEFAULT_MAX_FRAME;
+  private peerWindow = DEFAULT_STREAM_WINDOW;
+  private readonly streams = new Map<number, MuxStream>();
+  private nextId = 1;
+  /** Highest stream id the peer opened (accepting side). */
+  private highestPeerId = 0;
+  private gotSettings = false;
+  private goawaySent = false;
+  private goawayReceived = false;
+  private closing = false;
+  private closeEmitted = false;
+  private readonly pings = new Map<number, { at: number; cb: PingCallback }>();
+  private pingSeq = 0;
+  private corked = false;
+  private drainWaiters: Array<(err?: Error | null) => void> = [];
+  private readonly creditStep: number;
+  // Parser state: the current frame's header (possibly split across reads), then its payload.
+  private readonly head = Buffer.alloc(HEADER_BYTES);
+  private headFill = 0;
+  private type = 0;
+  private flags = 0;
+  private id = 0;
+  /** Payload bytes of the current frame still to come; -1 while reading a header. */
+  private remaining = -1;
+  private control: Buffer = EMPTY;
+  private controlFill = 0;
+  /** The stream the current DATA frame feeds; undefined when it is already gone (discarded). */
+  private dataStream: MuxStream | undefined;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly role: "client" | "server",
+    private readonly settings: MuxSettings,
+  ) {
+    super();
+    this.creditStep = Math.max(1, Math.floor(settings.streamWindowBytes / 4));
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("error", (err: Error) => this.destroy(err));
+    socket.on("close", () => this.destroy());
+    // The peer closed its side: nothing more arrives on any stream (it ends a link after its streams).
+    socket.on("end", () => this.destroy());
+    socket.on("drain", () => this.releaseWriters());
+    socket.write(
+      wordsFrame(FrameType.SETTINGS, 0, [settings.maxConcurrentStreams, settings.streamWindowBytes, MAX_FRAME]),
+    );
+  }
+
+  /** Streams open now. */
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  request(headers: LinkOutgoingHeaders, options?: { endStream?: boolean }): MuxStream {
+    if (this.role !== "client") throw new Error("only the dialling side opens streams");
+    if (this.destroyed || this.closing || this.goawayReceived) throw new Error("link is closing");
+    if (this.nextId > MAX_WINDOW) throw new Error("link ran out of stream ids");
+    const payload = encodeHeaders(headers);
+    const id = this.nextId;
+    this.nextId += 2;
+    const stream = new MuxStream(this, id, this.peerWindow, this.settings.streamWindowBytes);
+    this.streams.set(id, stream);
+    const end = options?.endStream === true;
+    this.sendFrame(FrameType.OPEN, end ? FLAG_FIN : 0, id, payload);
+    if (end) {
+      stream.localFin = true;
+      stream.end();
+    }
+    return stream;
+  }
+
+  ping(cb: PingCallback): boolean {
+    if (this.destroyed) return false;
+    const seq = ++this.pingSeq >>> 0;
+    this.pings.set(seq, { at: performance.now(), cb });
+    this.write(wordsFrame(FrameType.PING, 0, [0, seq]));
+    return true;
+  }
+
+  /** GOAWAY: the peer opens no new streams; the ones it opened so far stand. */
+  goaway(code: number = Code.NO_ERROR): void {
+    if (this.destroyed || this.goawaySent) return;
+    this.goawaySent = true;
+    this.write(wordsFrame(FrameType.GOAWAY, 0, [this.highestPeerId, code]));
+  }
+
+  close(): void {
+    if (this.destroyed) return;
+    this.closing = true;
+    this.goaway();
+    this.maybeFinish();
+  }
+
+  destroy(err?: Error): void {
+    this.teardown(err, false);
+  }
+
+  /** `lingering`: the socket flushes what was written (a GOAWAY) and is closed a moment later. */
+  private teardown(err: Error | undefined, lingering: boolean): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const s of [...this.streams.values()]) s.cut(Code.CANCEL);
+    for (const p of this.pings.values()) p.cb(new Error("link closed"), 0, EMPTY);
+    this.pings.clear();
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w(new Error("link closed"));
+    if (lingering) {
+      // Reading on (and dropping it) until the peer closes, so unread input does not turn the close into a reset.
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    } else this.socket.destroy();
+    if (err && this.listenerCount("error") > 0) this.emit("error", err);
+    if (!this.closeEmitted) {
+      this.closeEmitted = true;
+      process.nextTick(() => this.emit("close"));
+    }
+  }
+
+  // ---- used by MuxStream
+
+  sendFrame(type: number, flags: number, id: number, payload: Buffer): void {
+    if (this.destroyed) return;
+    this.write(frameHeader(type, flags, id, payload.length));
+    // The payload goes as it is (no copy into a frame buffer): header and payload leave in one writev.
+    if (payload.length > 0) this.socket.write(payload);
+  }
+
+  sendRst(id: number, code: number): void {
+    if (!this.destroyed) this.write(wordsFrame(FrameType.RST, id, [code]));
+  }
+
+  /** Completes a stream's write now, or once the link's send queue drained below LINK_SEND_BUFFER. */
+  afterWrite(cb: (err?: Error | null) => void): void {
+    if (this.socket.writableLength < LINK_SEND_BUFFER) {
+      cb();
+      return;
+    }
+    this.drainWaiters.push(cb);
+  }
+
+  /** Returns credit for what the stream's reader consumed, in steps of a quarter window. */
+  credit(s: MuxStream): void {
+    if (s.remoteFin || this.destroyed) return;
+    const due = s.received - s.readableLength - s.granted;
+    if (due < this.creditStep) return;
+    s.granted += due;
+    s.recvWindow += due;
+    this.write(wordsFrame(FrameType.WINDOW, s.id, [due]));
+  }
+
+  forget(s: MuxStream): void {
+    if (this.streams.get(s.id) === s) this.streams.delete(s.id);
+    this.maybeFinish();
+  }
+
+  // ---- internals
+
+  /**
+   * Frames written in one pass of the event loop's I/O phase leave together in one writev right
+   * after it (setImmediate): the frames a burst of reads produces (a TLS read hands over 16 KiB
+   * at a time, each in its own tick) share a TLS write and a syscall.
+   */
+  private write(b: Buffer): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      setImmediate(this.uncork);
+    }
+    this.socket.write(b);
+  }
+
+  private readonly uncork = () => {
+    this.corked = false;
+    this.socket.uncork();
+  };
+
+  private releaseWriters(): void {
+    if (this.drainWaiters.length === 0) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private maybeFinish(): void {
+    if (!this.closing || this.streams.size > 0 || this.destroyed) return;
+    this.socket.end();
+    // The socket's close destroys the session; a peer that never closes its side gets a bounded wait.
+    setTimeout(() => this.destroy(), 5000).unref();
+  }
+
+  private violation(reason: MuxViolation, detail: string): void {
+    if (this.destroyed) return;
+    if (!this.goawaySent) {
+      this.goawaySent = true;
+      this.socket.end(wordsFrame(FrameType.GOAWAY, 0, [this.highestPeerId, Code.PROTOCOL_ERROR]));
+    }
+    this.teardown(new MuxProtocolError(reason, detail), true);
+  }
+
+  private onData(chunk: Buffer): void {
+    let at = 0;
+    while (at < chunk.length && !this.destroyed) {
+      if (this.remaining < 0) {
+        const take = Math.min(HEADER_BYTES - this.headFill, chunk.length - at);
+        chunk.copy(this.head, this.headFill, at, at + take);
+        this.headFill += take;
+        at += take;
+        if (this.headFill < HEADER_BYTES) return;
+        this.headFill = 0;
+        this.startFrame(
+          this.head[0] as number,
+          this.head[1] as number,
+          this.head.readUInt32BE(2),
+          this.head.readUInt32BE(6),
+        );
+        if (this.remaining === 0) this.endFrame();
+      } else if (this.type === FrameType.DATA) {
+        const n = Math.min(this.remaining, chunk.length - at);
+        const s = this.dataStream;
+        if (s !== undefined && !s.destroyed) {
+          s.received += n;
+          s.push(chunk.subarray(at, at + n));
+          this.credit(s);
+        }
+        at += n;
+        this.remaining -= n;
+        if (this.remaining === 0) this.endFrame();
+      } else {
+        const n = Math.min(this.remaining, chunk.length - at);
+        chunk.copy(this.control, this.controlFill, at, at + n);
+        this.controlFill += n;
+        at += n;
+        this.remaining -= n;
+        if (this.remaining === 0) this.endFrame();
+      }
+    }
+  }
+
+  private startFrame(type: number, flags: number, id: number, length: number): void {
+    this.type = type;
+    this.flags = flags;
+    this.id = id;
+    if (type > FrameType.GOAWAY) {
+      this.violation("unknown_frame_type", `frame type ${type}`);
+      return;
+    }
+    if (!this.gotSettings && type !== FrameType.SETTINGS) {
+      this.violation("settings_expected", "the first frame must be SETTINGS");
+      return;
+    }
+    const fixed = FIXED_LENGTH[type];
+    if (fixed !== undefined && length !== fixed) {
+      this.violation("bad_frame_length", `frame type ${type} of ${length} bytes, not ${fixed}`);
+      return;
+    }
+    const connectionLevel =
+      type === FrameType.SETTINGS || type === FrameType.PING || type === FrameType.PONG || type === FrameType.GOAWAY;
+    if (connectionLevel !== (id === 0)) {
+      this.violation("bad_stream_id", `frame type ${type} on stream ${id}`);
+      return;
+    }
+    if (type === FrameType.DATA) {
+      if (length > MAX_FRAME) {
+        this.violation("frame_too_large", `DATA of ${length} bytes`);
+        return;
+      }
+      const s = this.known(id);
+      if (s === null) return;
+      if (s !== undefined) {
+        if (s.remoteFin) {
+          this.violation("data_after_fin", `DATA on stream ${id} after its FIN`);
+          return;
+        }
+        if (length > s.recvWindow) {
+          this.violation("flow_control", `DATA of ${length} bytes on stream ${id} with ${s.recvWindow} of window`);
+          return;
+        }
+        s.recvWindow -= length;
+      }
+      this.dataStream = s;
+      this.remaining = length;
+      return;
+    }
+    const cap = type === FrameType.REPLY ? MAX_HEADER_BLOCK + 2 : MAX_HEADER_BLOCK;
+    if (length > cap) {
+      this.violation("header_block_too_large", `header block of ${length} bytes`);
+      return;
+    }
+    this.control = length === 0 ? EMPTY : Buffer.allocUnsafe(length);
+    this.controlFill = 0;
+    this.remaining = length;
+  }
+
+  /**
+   * The stream a frame names: the open stream, undefined if it existed and is gone (its late
+   * frames are dropped), null after a violation (an id never opened).
+   */
+  private known(id: number): MuxStream | undefined | null {
+    const s = this.streams.get(id);
+    if (s !== undefined) return s;
+    const opened = this.role === "client" ? id < this.nextId && id % 2 === 1 : id <= this.highestPeerId;
+    if (opened) return undefined;
+    this.violation("bad_stream_id", `frame on stream ${id}, never opened`);
+    return null;
+  }
+
+  private endFrame(): void {
+    this.remaining = -1;
+    const { type, flags, id } = this;
+    if (type === FrameType.DATA) {
+      const s = this.dataStream;
+      this.dataStream = undefined;
+      if ((flags & FLAG_FIN) !== 0 && s !== undefined && !s.destroyed) this.remoteEnd(s);
+      return;
+    }
+    const p = this.control;
+    this.control = EMPTY;
+    switch (type) {
+      case FrameType.SETTINGS: {
+        this.onSettings(p);
+        return;
+      }
+      case FrameType.OPEN: {
+        this.onOpen(id, flags, p);
+        return;
+      }
+      case FrameType.REPLY: {
+        this.onReply(id, flags, p);
+        return;
+      }
+      case FrameType.WINDOW: {
+        const s = this.known(id);
+        if (!s) return;
+        const inc = p.readUInt32BE(0);
+        if (inc === 0 || s.sendCredit + inc > MAX_WINDOW) {
+          this.violation("flow_control", `WINDOW of ${inc} on stream ${id}`);
+          return;
+        }
+        s.sendCredit += inc;
+        s.flush();
+        return;
+      }
+      case FrameType.RST: {
+        const s = this.known(id);
+        if (s) s.cut(p.readUInt32BE(0));
+        return;
+      }
+      case FrameType.PING:
+        this.write(Buffer.concat([frameHeader(FrameType.PONG, 0, 0, 8), p]));
+        return;
+      case FrameType.PONG: {
+        const seq = p.readUInt32BE(4);
+        const ping = this.pings.get(seq);
+        if (ping === undefined) return;
+        this.pings.delete(seq);
+        ping.cb(null, performance.now() - ping.at, p);
+        return;
+      }
+      case FrameType.GOAWAY: {
+        this.onGoaway(p.readUInt32BE(0), p.readUInt32BE(4));
+        return;
+      }
+    }
+  }
+
+  private remoteEnd(s: MuxStream): void {
+    s.remoteFin = true;
+    s.push(null);
+  }
+
+  private onSettings(p: Buffer): void {
+    if (this.gotSettings) {
+      this.violation("settings_repeated", "a second SETTINGS");
+      return;
+    }
+    const maxStreams = p.readUInt32BE(0);
+    const window = p.readUInt32BE(4);
+    const maxFrame = p.readUInt32BE(8);
+    if (maxStreams < 1 || window < 1 || window > MAX_WINDOW || maxFrame < 1024 || maxFrame > 16 * MAX_FRAME) {
+      this.violation("bad_settings", `streams ${maxStreams}, window ${window}, frame ${maxFrame}`);
+      return;
+    }
+    this.gotSettings = true;
+    this.remoteSettings.maxConcurrentStreams = maxStreams;
+    this.peerMaxFrame = maxFrame;
+    // Streams opened before the peer's SETTINGS assumed the default window: move them to the announced one.
+    const delta = window - this.peerWindow;
+    this.peerWindow = window;
+    for (const s of this.streams.values()) {
+      s.sendCredit += delta;
+      s.flush();
+    }
+  }
+
+  private onOpen(id: number, flags: number, p: Buffer): void {
+    if (this.role !== "server") {
+      this.violation("unexpected_frame", "OPEN from the accepting side");
+      return;
+    }
+    if (id % 2 !== 1 || id <= this.highestPeerId) {
+      this.violation("bad_stream_id", `OPEN of stream ${id}`);
+      return;
+    }
+    const headers = decodeHeaders(p);
+    if (headers === undefined) {
+      this.violation("bad_header_block", `OPEN of stream ${id}`);
+      return;
+    }
+    this.highestPeerId = id;
+    if (this.goawaySent || this.streams.size >= this.settings.maxConcurrentStreams) {
+      this.sendRst(id, Code.REFUSED_STREAM);
+      return;
+    }
+    const s = new MuxStream(this, id, this.peerWindow, this.settings.streamWindowBytes);
+    this.streams.set(id, s);
+    if ((flags & FLAG_FIN) !== 0) this.remoteEnd(s);
+    this.emit("stream", s, headers as LinkHeaders);
+  }
+
+  private onReply(id: number, flags: number, p: Buffer): void {
+    if (this.role !== "client") {
+      this.violation("unexpected_frame", "REPLY from the dialling side");
+      return;
+    }
+    const s = this.known(id);
+    if (s === null) return;
+    const headers = p.length >= 2 ? decodeHeaders(p, 2) : undefined;
+    if (headers === undefined) {
+      this.violation("bad_header_block", `REPLY of stream ${id}`);
+      return;
+    }
+    if (s === undefined) return;
+    if (s.replied) {
+      this.violation("unexpected_frame", `a second REPLY on stream ${id}`);
+      return;
+    }
+    s.replied = true;
+    const answer: Record<string, string | number> = { ...headers, ":status": p.readUInt16BE(0) };
+    s.emit("response", answer);
+    if ((flags & FLAG_FIN) !== 0 && !s.destroyed) this.remoteEnd(s);
+  }
+
+  private onGoaway(lastId: number, code: number): void {
+    this.goawayReceived = true;
+    this.emit("goaway", code, lastId);
+    // Streams past the peer's last one were never taken: safe to retry elsewhere.
+    for (const s of [...this.streams.values()]) if (s.id > lastId && this.role === "client") s.cut(Code.REFUSED_STREAM);
+    // As node:http2 does: a graceful GOAWAY closes this side too once its streams finished.
+    if (code !== Code.NO_ERROR) this.destroy();
+    else this.close();
+  }
+}

@@ -1,0 +1,424 @@
+// hopway-mux/1 over real loopback sockets: streams, half-close, resets, GOAWAY,
+// PING, per-stream flow control, and a peer that breaks the protocol (each
+// violation closes that link with its stable reason; the process carries on).
+import { once } from "node:events";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  Code,
+  encodeHeaders,
+  FLAG_FIN,
+  FrameType,
+  frameHeader,
+  HEADER_BYTES,
+  MAX_FRAME,
+  MAX_HEADER_BLOCK,
+  wordsFrame,
+} from "../../../../../src/relay/links/mux/frame.ts";
+import { MuxProtocolError, MuxSession, type MuxStream } from "../../../../../src/relay/links/mux/session.ts";
+import type { LinkHeaders } from "../../../../../src/relay/links/session.ts";
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const SETTINGS = { maxConcurrentStreams: 100, streamWindowBytes: 65_535 };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function listening(onSocket: (s: Socket) => void): Promise<{ server: Server; port: number }> {
+  const server = createServer({ allowHalfOpen: true }, onSocket);
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const addr = server.address();
+  if (addr === null || typeof addr === "string") throw new Error("no port");
+  cleanups.push(() => server.close());
+  return { server, port: addr.port };
+}
+
+async function dial(port: number): Promise<Socket> {
+  const s = connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+  await once(s, "connect");
+  cleanups.push(() => s.destroy());
+  return s;
+}
+
+/** A dialling and an accepting session over one loopback connection. */
+async function pair(
+  settings = SETTINGS,
+): Promise<{ client: MuxSession; server: MuxSession; streams: Array<[MuxStream, LinkHeaders]> }> {
+  const streams: Array<[MuxStream, LinkHeaders]> = [];
+  let server: MuxSession | undefined;
+  const { port } = await listening((s) => {
+    server = new MuxSession(s, "server", settings);
+    server.on("error", () => {});
+    server.on("stream", (st: MuxStream, h: LinkHeaders) => streams.push([st, h]));
+  });
+  const client = new MuxSession(await dial(port), "client", settings);
+  client.on("error", () => {});
+  while (server === undefined) await sleep(1);
+  cleanups.push(() => client.destroy());
+  cleanups.push(() => server?.destroy());
+  return { client, server, streams };
+}
+
+async function nextStream(streams: Array<[MuxStream, LinkHeaders]>, n: number): Promise<[MuxStream, LinkHeaders]> {
+  for (let i = 0; i < 500 && streams.length < n; i++) await sleep(2);
+  const s = streams[n - 1];
+  if (s === undefined) throw new Error(`stream ${n} never arrived`);
+  return s;
+}
+
+/** Resolves once the stream has closed (at once if it already has). */
+function closed(stream: MuxStream): Promise<unknown> {
+  return stream.closed ? Promise.resolve() : once(stream, "close");
+}
+
+function read(stream: MuxStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  stream.on("data", (c: Buffer) => chunks.push(c));
+  return once(stream, "end").then(() => Buffer.concat(chunks));
+}
+
+/** An accepting session behind a raw client socket the test writes frames on. */
+async function rawPeer(): Promise<{ raw: Socket; errors: Error[]; closed: Promise<unknown>; got: Buffer[] }> {
+  const errors: Error[] = [];
+  let closed: Promise<unknown> | undefined;
+  const { port } = await listening((s) => {
+    const session = new MuxSession(s, "server", SETTINGS);
+    session.on("error", (e: Error) => errors.push(e));
+    session.on("stream", (st: MuxStream) => st.on("error", () => {}));
+    // Not events.once: it would reject on the session's 'error', which comes first.
+    closed = new Promise((resolve) => session.once("close", resolve));
+  });
+  const raw = await dial(port);
+  const got: Buffer[] = [];
+  raw.on("data", (c: Buffer) => got.push(c));
+  raw.on("error", () => {});
+  while (closed === undefined) await sleep(1);
+  raw.write(wordsFrame(FrameType.SETTINGS, 0, [100, 65_535, MAX_FRAME]));
+  return { raw, errors, closed, got };
+}
+
+/** The frames in `bytes`: type, stream id and payload. */
+function frames(bytes: Buffer): Array<{ type: number; flags: number; id: number; payload: Buffer }> {
+  const out = [];
+  let at = 0;
+  while (at + HEADER_BYTES <= bytes.length) {
+    const len = bytes.readUInt32BE(at + 6);
+    out.push({
+      type: bytes[at] as number,
+      flags: bytes[at + 1] as number,
+      id: bytes.readUInt32BE(at + 2),
+      payload: bytes.subarray(at + HEADER_BYTES, at + HEADER_BYTES + len),
+    });
+    at += HEADER_BYTES + len;
+  }
+  return out;
+}
+
+const OPEN_1 = () => {
+  const h = encodeHeaders({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": "r2" });
+  return Buffer.concat([frameHeader(FrameType.OPEN, 0, 1, h.length), h]);
+};
+
+describe("hopway-mux/1 sessions", () => {
+  it("carries a request, its reply and data both ways, with half-close each way and a clean close", async () => {
+    const { client, streams } = await pair();
+    const stream = client.request({ ":method": "CONNECT", ":authority": "app1:80", "hopway-hops": "r2,r3" });
+    const [srv, headers] = await nextStream(streams, 1);
+    expect(headers[":authority"]).toBe("app1:80");
+    expect(headers["hopway-hops"]).toBe("r2,r3");
+    const response = once(stream, "response");
+    srv.respond({ ":status": 200, "hopway-path": "r2, r3" });
+    const [answer] = (await response) as [LinkHeaders];
+    expect(answer[":status"]).toBe(200);
+    expect(answer["hopway-path"]).toBe("r2, r3");
+    // Client → server, then the client's FIN: the server still answers after it.
+    const atServer = read(srv);
+    const atClient = read(stream);
+    stream.end(Buffer.from("ping over mux"));
+    expect(String(await atServer)).toBe("ping over mux");
+    srv.write("after your FIN ");
+    srv.end("bye");
+    expect(String(await atClient)).toBe("after your FIN bye");
+    await Promise.all([closed(stream), closed(srv)]);
+    expect(stream.rstCode).toBe(Code.NO_ERROR);
+    expect(srv.rstCode).toBe(Code.NO_ERROR);
+    expect(client.streamCount).toBe(0);
+  });
+
+  it("a refusal ends the stream with the reply; a stream destroyed by one side is reset at the other", async () => {
+    const { client, streams } = await pair();
+    const refused = client.request({ ":authority": "x" });
+    const [srv] = await nextStream(streams, 1);
+    const response = once(refused, "response");
+    srv.respond({ ":status": 403, "hopway-error": "forbidden" }, { endStream: true });
+    const [answer] = (await response) as [LinkHeaders];
+    expect(answer[":status"]).toBe(403);
+    expect(answer["hopway-error"]).toBe("forbidden");
+    refused.resume();
+    await once(refused, "end");
+    refused.destroy();
+    await closed(srv);
+    expect(srv.rstCode).toBe(Code.CANCEL);
+
+    const second = client.request({ ":authority": "y" });
+    const [srv2] = await nextStream(streams, 2);
+    srv2.respond({ ":status": 200 });
+    await once(second, "response");
+    srv2.destroy();
+    await closed(second);
+    expect(second.rstCode).toBe(Code.CANCEL);
+  });
+
+  it("a reader that stops holds its own stream at one window; another stream of the link keeps flowing", async () => {
+    const { client, streams } = await pair();
+    const slow = client.request({ ":authority": "slow" });
+    const [slowSrv] = await nextStream(streams, 1);
+    slowSrv.pause();
+    slowSrv.respond({ ":status": 200 });
+    const chunk = Buffer.alloc(16 * 1024, 1);
+    let queued = 0;
+    for (let i = 0; i < 64; i++) {
+      slow.write(chunk);
+      queued += chunk.length;
+    }
+    await sleep(100);
+    // What reached the stalled reader is bounded by its window; the rest waits at the sender.
+    expect(slowSrv.readableLength).toBeLessThanOrEqual(SETTINGS.streamWindowBytes);
+    expect(slowSrv.readableLength).toBeGreaterThan(0);
+    expect(slow.writableLength).toBeGreaterThan(0);
+
+    const fast = client.request({ ":authority": "fast" });
+    const [fastSrv] = await nextStream(streams, 2);
+    fastSrv.respond({ ":status": 200 });
+    const fastGot = read(fastSrv);
+    const big = Buffer.alloc(4 * 1024 * 1024, 2);
+    fast.end(big);
+    expect((await fastGot).length).toBe(big.length);
+
+    // The stalled reader resumes: everything arrives, in order.
+    const slowGot = read(slowSrv);
+    slow.end();
+    slowSrv.resume();
+    expect((await slowGot).length).toBe(queued);
+  });
+
+  it("answers PING; GOAWAY stops new streams while open ones finish", async () => {
+    const { client, server, streams } = await pair();
+    const rtt = await new Promise<number>((resolve, reject) => {
+      const sent = client.ping((err, duration) => (err ? reject(err) : resolve(duration)));
+      expect(sent).toBe(true);
+    });
+    expect(rtt).toBeGreaterThanOrEqual(0);
+    const open = client.request({ ":authority": "a" });
+    const [srv] = await nextStream(streams, 1);
+    srv.respond({ ":status": 200 });
+    await once(open, "response");
+    const goaway = once(client, "goaway");
+    server.goaway();
+    const [code, lastId] = (await goaway) as [number, number];
+    expect(code).toBe(Code.NO_ERROR);
+    expect(lastId).toBe(1);
+    expect(() => client.request({ ":authority": "b" })).toThrow(/closing/);
+    // The open stream still works both ways.
+    const got = read(srv);
+    open.end("still open");
+    expect(String(await got)).toBe("still open");
+    const back = read(open);
+    srv.end("done");
+    expect(String(await back)).toBe("done");
+    // With its last stream finished the link closes.
+    await once(client, "close");
+  });
+
+  it("streams the peer never took (past GOAWAY's last id) are refused, safe to retry", async () => {
+    const got: Buffer[] = [];
+    let raw: Socket | undefined;
+    const { port } = await listening((s) => {
+      raw = s;
+      s.on("data", (c: Buffer) => got.push(c));
+      s.write(wordsFrame(FrameType.SETTINGS, 0, [100, 65_535, MAX_FRAME]));
+    });
+    const client = new MuxSession(await dial(port), "client", SETTINGS);
+    client.on("error", () => {});
+    cleanups.push(() => client.destroy());
+    const first = client.request({ ":authority": "a" });
+    const second = client.request({ ":authority": "b" });
+    for (let i = 0; i < 200 && frames(Buffer.concat(got)).filter((f) => f.type === FrameType.OPEN).length < 2; i++) {
+      await sleep(2);
+    }
+    raw?.write(wordsFrame(FrameType.GOAWAY, 0, [1, Code.NO_ERROR]));
+    await closed(second);
+    expect(second.rstCode).toBe(Code.REFUSED_STREAM);
+    expect(first.destroyed).toBe(false);
+  });
+});
+
+describe("hopway-mux/1: a peer that breaks the protocol loses its link, never the process", () => {
+  const cases: Array<[string, () => Buffer, string]> = [
+    ["a first frame that is not SETTINGS", () => OPEN_1(), "settings_expected"],
+    ["an unknown frame type", () => frameHeader(42, 0, 0, 0), "unknown_frame_type"],
+    ["a DATA frame over the largest frame", () => frameHeader(FrameType.DATA, 0, 1, MAX_FRAME + 1), "frame_too_large"],
+    [
+      "a header block over its bound",
+      () => frameHeader(FrameType.OPEN, 0, 1, MAX_HEADER_BLOCK + 1),
+      "header_block_too_large",
+    ],
+    [
+      "a header block that does not parse",
+      () => Buffer.concat([frameHeader(FrameType.OPEN, 0, 1, 3), Buffer.from([5, 0x61, 0x62])]),
+      "bad_header_block",
+    ],
+    ["DATA on a stream never opened", () => frameHeader(FrameType.DATA, 0, 9, 0), "bad_stream_id"],
+    ["an OPEN with an even stream id", () => frameHeader(FrameType.OPEN, 0, 2, 0), "bad_stream_id"],
+    ["a WINDOW of the wrong length", () => frameHeader(FrameType.WINDOW, 0, 1, 3), "bad_frame_length"],
+    [
+      "more DATA than the stream's window",
+      () => Buffer.concat([OPEN_1(), frameHeader(FrameType.DATA, 0, 1, 65_536), Buffer.alloc(65_536)]),
+      "flow_control",
+    ],
+    [
+      "DATA after the stream's FIN",
+      () =>
+        Buffer.concat([
+          OPEN_1(),
+          frameHeader(FrameType.DATA, FLAG_FIN, 1, 1),
+          Buffer.from("x"),
+          frameHeader(FrameType.DATA, 0, 1, 1),
+          Buffer.from("y"),
+        ]),
+      "data_after_fin",
+    ],
+    ["a second SETTINGS", () => wordsFrame(FrameType.SETTINGS, 0, [1, 65_535, MAX_FRAME]), "settings_repeated"],
+  ];
+
+  it.each(cases)("%s", async (_what, bytes, reason) => {
+    const settingsFirst = reason !== "settings_expected";
+    const errors: Error[] = [];
+    let closed: Promise<unknown> | undefined;
+    const { port } = await listening((s) => {
+      const session = new MuxSession(s, "server", SETTINGS);
+      session.on("error", (e: Error) => errors.push(e));
+      session.on("stream", (st: MuxStream) => st.on("error", () => {}));
+      // Not events.once: it would reject on the session's 'error', which comes first.
+      closed = new Promise((resolve) => session.once("close", resolve));
+    });
+    const raw = await dial(port);
+    const got: Buffer[] = [];
+    raw.on("data", (c: Buffer) => got.push(c));
+    raw.on("error", () => {});
+    while (closed === undefined) await sleep(1);
+    if (settingsFirst) raw.write(wordsFrame(FrameType.SETTINGS, 0, [100, 65_535, MAX_FRAME]));
+    raw.write(bytes());
+    await closed;
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(MuxProtocolError);
+    expect((errors[0] as MuxProtocolError).reason).toBe(reason);
+    // The peer learns why before the socket closes: GOAWAY with PROTOCOL_ERROR.
+    if (!raw.readableEnded) await once(raw, "end");
+    expect(raw.errored).toBe(null);
+    const goaway = frames(Buffer.concat(got)).find((f) => f.type === FrameType.GOAWAY);
+    expect(goaway?.payload.readUInt32BE(4)).toBe(Code.PROTOCOL_ERROR);
+  });
+
+  it("frames split at every byte boundary parse the same", async () => {
+    const { raw, errors, got } = await rawPeer();
+    const bytes = Buffer.concat([OPEN_1(), frameHeader(FrameType.DATA, 0, 1, 5), Buffer.from("hello")]);
+    for (const b of bytes) {
+      raw.write(Buffer.from([b]));
+      await sleep(0);
+    }
+    raw.write(wordsFrame(FrameType.PING, 0, [7, 8]));
+    for (let i = 0; i < 200 && !frames(Buffer.concat(got)).some((f) => f.type === FrameType.PONG); i++) await sleep(2);
+    const pong = frames(Buffer.concat(got)).find((f) => f.type === FrameType.PONG);
+    expect(pong?.payload.readUInt32BE(4)).toBe(8);
+    expect(errors).toEqual([]);
+  });
+});
+
+describe("hopway-mux/1: random input", () => {
+  it("300 links fed mutated and random frames: violations close their link as protocol errors, nothing escapes to the process", async () => {
+    const errors: Error[] = [];
+    const sessions: MuxSession[] = [];
+    const { port } = await listening((s) => {
+      const session = new MuxSession(s, "server", SETTINGS);
+      session.on("error", (e: Error) => errors.push(e));
+      session.on("stream", (st: MuxStream) => {
+        st.on("error", () => {});
+        st.resume();
+        st.respond({ ":status": 200 });
+      });
+      sessions.push(session);
+    });
+    // Valid traffic a dialling relay sends, to mutate: OPEN, DATA, WINDOW, PING, RST, GOAWAY.
+    const valid = Buffer.concat([
+      OPEN_1(),
+      frameHeader(FrameType.DATA, 0, 1, 4),
+      Buffer.from("data"),
+      wordsFrame(FrameType.WINDOW, 1, [1024]),
+      wordsFrame(FrameType.PING, 0, [1, 2]),
+      wordsFrame(FrameType.RST, 1, [Code.CANCEL]),
+      wordsFrame(FrameType.GOAWAY, 0, [0, 0]),
+    ]);
+    let seed = 12345;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const started = performance.now();
+    for (let i = 0; i < 300 && performance.now() - started < 20_000; i++) {
+      const raw = await dial(port);
+      raw.on("error", () => {});
+      raw.resume();
+      raw.write(wordsFrame(FrameType.SETTINGS, 0, [100, 65_535, MAX_FRAME]));
+      const bytes = Buffer.from(valid);
+      if (i % 3 === 0) {
+        for (let k = 0; k < 1 + rand(8); k++) bytes[rand(bytes.length)] = rand(256);
+        raw.write(bytes);
+      } else if (i % 3 === 1) {
+        raw.write(bytes.subarray(0, rand(bytes.length)));
+        raw.write(Buffer.from(Array.from({ length: rand(64) }, () => rand(256))));
+      } else {
+        raw.write(Buffer.from(Array.from({ length: 1 + rand(512) }, () => rand(256))));
+      }
+      await sleep(2);
+      raw.destroy();
+    }
+    await sleep(100);
+    expect(sessions.length).toBeGreaterThanOrEqual(250);
+    // Every error a session reported is a protocol violation (or its socket's own error), and every session ended.
+    for (const e of errors) expect(e instanceof MuxProtocolError || "errno" in e).toBe(true);
+    expect(errors.filter((e) => e instanceof MuxProtocolError).length).toBeGreaterThan(50);
+    expect(sessions.every((x) => x.destroyed)).toBe(true);
+  });
+});
+
+describe("hopway-mux/1: memory", () => {
+  it("an idle stream costs a few KiB at each end", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const { client, streams } = await pair({ maxConcurrentStreams: 5000, streamWindowBytes: 2 * 1024 * 1024 });
+    const N = 2000;
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    const held: MuxStream[] = [];
+    for (let i = 0; i < N; i++) {
+      const s = client.request({ ":method": "CONNECT", ":authority": `app${i}:80`, "hopway-hops": "r2" });
+      s.on("error", () => {});
+      held.push(s);
+    }
+    await nextStream(streams, N);
+    for (const [s] of streams) s.respond({ ":status": 200 });
+    await sleep(50);
+    gc();
+    const perPair = (process.memoryUsage().heapUsed - before) / N;
+    console.log(`mux: one idle stream, both ends, ${(perPair / 1024).toFixed(1)} KiB of heap`);
+    expect(held).toHaveLength(N);
+    // Both ends of the stream live in this process: each end is half of it.
+    expect(perPair).toBeLessThan(8 * 1024);
+  });
+});
