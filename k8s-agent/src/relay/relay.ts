@@ -587,15 +587,18 @@ export class Relay {
       up.upstream.destroy();
       return;
     }
-    // The answer and any bytes the next hop already sent leave in one write.
-    socket.cork();
-    if (reply.kind === "http") socket.write(establishedResponse(up.path));
-    else reply.settled({ ok: true, path: up.path });
-    if (up.rest.length > 0) {
+    if (up.rest.length === 0) {
+      if (reply.kind === "http") socket.write(establishedResponse(up.path));
+      else reply.settled({ ok: true, path: up.path });
+    } else {
+      // The answer and the bytes the next hop already sent leave in one write.
+      socket.cork();
+      if (reply.kind === "http") socket.write(establishedResponse(up.path));
+      else reply.settled({ ok: true, path: up.path });
       this.counters.down[role] += up.rest.length;
       socket.write(up.rest);
+      socket.uncork();
     }
-    socket.uncork();
     if (rest.length > 0) {
       this.counters.up[role] += rest.length;
       up.upstream.write(rest);
@@ -685,11 +688,11 @@ export class Relay {
       return new Refusal("loop", `hop limit ${MAX_HOPS} reached`);
     }
     const started = performance.now();
-    const hops = [...visited, this.name].join(", ");
-    let lastFailure = new Refusal("next_hop_failed", `no usable address for '${found.next.node}'`);
+    let lastFailure: Refusal | undefined;
     for (const listed of found.nextAddresses) {
       if (gone()) return undefined;
-      const checked = await this.selfAddresses.check(listed);
+      // An IP or a unix path is checked at once; only a name waits for DNS.
+      const checked = this.selfAddresses.checkNow(listed) ?? (await this.selfAddresses.check(listed));
       if (!checked.ok) {
         // Never dial our own listeners, whatever the table says: refuse the request outright.
         lastFailure = new Refusal(checked.self ? "forbidden" : "next_hop_failed", checked.detail);
@@ -703,7 +706,7 @@ export class Relay {
       this.log("debug", "dialing", { next: found.next.node, address: addr.address });
       const attempt = found.direct
         ? await this.dial(addr)
-        : await this.dialLink(addr, found.next.node, req.authority, hops);
+        : await this.dialLink(addr, found.next.node, req.authority, [...visited, this.name].join(", "));
       if (gone()) {
         if (attempt.ok) attempt.socket.destroy();
         return undefined;
@@ -720,7 +723,8 @@ export class Relay {
         continue;
       }
       // Before any client byte flows: should this lead back here, the head is read after this.
-      if (attempt.socket instanceof Socket) this.selfAddresses.trackOutbound(attempt.socket);
+      if (attempt.socket instanceof Socket)
+        this.selfAddresses.trackOutbound(attempt.socket, found.direct ? addr : undefined);
       return {
         upstream: attempt.socket,
         rest: attempt.rest,
@@ -729,7 +733,7 @@ export class Relay {
         seconds: (performance.now() - started) / 1000,
       };
     }
-    return lastFailure;
+    return lastFailure ?? new Refusal("next_hop_failed", `no usable address for '${found.next.node}'`);
   }
 
   /** A CONNECT stream to the next relay on the link to it; the answer arrives once its whole path is up. */

@@ -217,7 +217,7 @@ describe("own connections: where they came from and where they went", () => {
       localPort: 40_000,
       remoteAddress: "10.96.0.10",
       remotePort: 7001,
-      once: () => dialled,
+      on: () => dialled,
     } as unknown as Socket;
     self.trackOutbound(dialled);
     const back = { remoteAddress: "10.1.2.3", remotePort: 40_000, localAddress: "10.1.2.3", localPort: 1234 };
