@@ -141,7 +141,13 @@ export interface Tunnel {
   /** Set by every chunk either way; the idle sweep clears it and counts the sweeps it stays clear. */
   moved: boolean;
   quietSweeps: number;
+  /** Sides closed so far (0, 1, 2). */
+  closed: number;
 }
+
+/** Each side of a tunnel knows its tunnel, so one shared close listener serves every tunnel. */
+const TUNNEL = Symbol("hopway.tunnel");
+type TunnelSide = Duplex & { [TUNNEL]?: Tunnel };
 
 export interface RelayCounters {
   /** Bytes from the connecting peer towards the target, by who connected. */
@@ -207,8 +213,33 @@ export class Relay {
   private connections = 0;
   private draining = false;
   private idleWaiters: Array<() => void> = [];
+  // Listeners shared by every connection (`this` is the socket or stream), not closures per connection.
+  private readonly onOwnedClose: (this: Socket) => void;
+  private readonly onTunnelSideClose: (this: Duplex, hadError?: boolean) => void;
 
   constructor(opts: RelayOptions) {
+    const relay = this;
+    this.onOwnedClose = function (this: Socket) {
+      relay.connections--;
+      relay.sockets.delete(this);
+      relay.admission.release(this);
+      relay.maybeIdle();
+    };
+    this.onTunnelSideClose = function (this: Duplex, hadError?: boolean) {
+      const tunnel = (this as TunnelSide)[TUNNEL] as Tunnel;
+      // A clean close of one side means its peer already sent FIN and it flushed everything;
+      // the other side still flushes what it holds and closes by itself. Destroying it here
+      // would drop that tail, so only an error (or a reset stream) tears the whole tunnel down.
+      if (hadError === true || this.errored || wasReset(this)) {
+        tunnel.client.destroy();
+        tunnel.upstream.destroy();
+      }
+      if (++tunnel.closed === 2) {
+        relay.tunnels.delete(tunnel);
+        relay.observer?.tunnelClosed(tunnel.peer, tunnel.next, (performance.now() - tunnel.openedAt) / 1000);
+        relay.maybeIdle();
+      }
+    };
     this.name = opts.name;
     this.table = opts.table;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
@@ -391,12 +422,7 @@ export class Relay {
     this.admission.rekey(accepted, socket);
     this.sockets.add(socket);
     // `close` fires once: plain `on` listeners skip the wrapper objects `once` allocates per socket.
-    socket.on("close", () => {
-      this.connections--;
-      this.sockets.delete(socket);
-      this.admission.release(socket);
-      this.maybeIdle();
-    });
+    socket.on("close", this.onOwnedClose);
     // A tunnel forwards each direction's end separately (half-close).
     socket.allowHalfOpen = true;
     socket.setNoDelay(true);
@@ -574,13 +600,7 @@ export class Relay {
     role: PeerRole,
     reply: Reply,
   ): Promise<void> {
-    let clientGone = false;
-    const onClientClose = () => {
-      clientGone = true;
-    };
-    socket.once("close", onClientClose);
-    const up = await this.openPath(req, [], () => clientGone);
-    socket.off("close", onClientClose);
+    const up = await this.openPath(req, [], socket);
     if (up === undefined) return;
     if (up instanceof Refusal) return this.refuse(socket, up, reply);
     if (socket.destroyed) {
@@ -641,7 +661,7 @@ export class Relay {
       return refuse(new Refusal("auth", `hopway-hops must end with the dialling relay '${peer}'`));
     }
     const req: ConnectRequest = { ...target, headers: new Map() };
-    const up = await this.openPath(req, visited, () => stream.destroyed);
+    const up = await this.openPath(req, visited, stream);
     if (up === undefined) return;
     if (up instanceof Refusal) return refuse(up);
     if (stream.destroyed) {
@@ -664,7 +684,7 @@ export class Relay {
   private async openPath(
     req: ConnectRequest,
     visited: string[],
-    gone: () => boolean,
+    requester: { readonly destroyed: boolean },
   ): Promise<PathUp | Refusal | undefined> {
     if (visited.includes(this.name)) {
       return new Refusal("loop", `loop: already visited ${this.name} (${visited.join(" > ")})`);
@@ -690,7 +710,7 @@ export class Relay {
     const started = performance.now();
     let lastFailure: Refusal | undefined;
     for (const listed of found.nextAddresses) {
-      if (gone()) return undefined;
+      if (requester.destroyed) return undefined;
       // An IP or a unix path is checked at once; only a name waits for DNS.
       const checked = this.selfAddresses.checkNow(listed) ?? (await this.selfAddresses.check(listed));
       if (!checked.ok) {
@@ -701,13 +721,13 @@ export class Relay {
       }
       // The address checked is the address dialled: a DNS answer cannot change in between.
       const addr = checked.dial;
-      if (gone()) return undefined;
+      if (requester.destroyed) return undefined;
       // Every address a relay dials is visible at debug level: where a tunnel really went.
       this.log("debug", "dialing", { next: found.next.node, address: addr.address });
       const attempt = found.direct
         ? await this.dial(addr)
         : await this.dialLink(addr, found.next.node, req.authority, [...visited, this.name].join(", "));
-      if (gone()) {
+      if (requester.destroyed) {
         if (attempt.ok) attempt.socket.destroy();
         return undefined;
       }
@@ -829,27 +849,15 @@ export class Relay {
       openedAt: performance.now(),
       moved: false,
       quietSweeps: 0,
+      closed: 0,
     };
     this.tunnels.add(tunnel);
     this.observer?.tunnelOpened(peer, next, connectSeconds);
     const counters = this.counters;
-    let closed = 0;
-    const onClose = (side: Duplex, hadError: boolean | undefined) => {
-      // A clean close of one side means its peer already sent FIN and it flushed everything;
-      // the other side still flushes what it holds and closes by itself. Destroying it here
-      // would drop that tail, so only an error (or a reset stream) tears the whole tunnel down.
-      if (hadError === true || side.errored || wasReset(side)) {
-        client.destroy();
-        upstream.destroy();
-      }
-      if (++closed === 2) {
-        this.tunnels.delete(tunnel);
-        this.observer?.tunnelClosed(peer, next, (performance.now() - tunnel.openedAt) / 1000);
-        this.maybeIdle();
-      }
-    };
-    client.on("close", (hadError?: boolean) => onClose(client, hadError));
-    upstream.on("close", (hadError?: boolean) => onClose(upstream, hadError));
+    (client as TunnelSide)[TUNNEL] = tunnel;
+    (upstream as TunnelSide)[TUNNEL] = tunnel;
+    client.on("close", this.onTunnelSideClose);
+    upstream.on("close", this.onTunnelSideClose);
     if (this.limits.idleTimeoutMs > 0 && this.idleSweep === undefined) this.startIdleSweep();
     if (client instanceof Socket && upstream instanceof Socket) {
       pump(client, upstream, tunnel, true, counters);

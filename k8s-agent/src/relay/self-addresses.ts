@@ -26,6 +26,8 @@ const defaultLookup: AddressLookup = async (host) => (await dnsLookup(host, { al
 
 /** `::ffff:1.2.3.4` → `1.2.3.4`, IPv6 lower case, so equal addresses compare equal. */
 export function normalizeIp(ip: string): string {
+  // A dotted quad is already in its one form (asked for every connection the relay opens).
+  if (!ip.includes(":")) return ip;
   const lower = ip.toLowerCase();
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
   return mapped ? (mapped[1] as string) : lower;
