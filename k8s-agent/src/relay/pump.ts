@@ -184,6 +184,11 @@ const ONREAD_SLOTS = ((): { buffer: symbol; callback: symbol; generator: symbol 
  * (`connectReading`).
  */
 export function adopt(socket: Socket, highWaterMark: number): Socket {
+  return tryAdopt(socket, highWaterMark) ?? readThroughNode(socket);
+}
+
+/** `adopt`, or undefined (the socket untouched) where it would read through Node's default path. */
+export function tryAdopt(socket: Socket, highWaterMark: number): Socket | undefined {
   const old = socket as Socket & SocketInternals & Record<symbol, unknown>;
   const handle = old._handle;
   if (
@@ -194,7 +199,7 @@ export function adopt(socket: Socket, highWaterMark: number): Socket {
     old.readableLength > 0 ||
     old.readableEnded
   ) {
-    return readThroughNode(socket);
+    return undefined;
   }
   const slots = ONREAD_SLOTS;
   if (slots !== undefined && old.writableHighWaterMark === highWaterMark && old[slots.buffer] == null) {
@@ -213,7 +218,7 @@ export function adopt(socket: Socket, highWaterMark: number): Socket {
     next = new Socket(opts as unknown as SocketConstructorOpts);
   } catch {
     old._handle = handle;
-    return readThroughNode(socket);
+    return undefined;
   }
   // The server counts the connection until the new socket closes, as it would have the old one.
   next._server = old._server;

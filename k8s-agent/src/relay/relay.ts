@@ -47,7 +47,7 @@ import {
   STATUS_FOR,
   sanitize,
 } from "./protocol.ts";
-import { adopt, connectReading, pump, readThroughNode, setSink } from "./pump.ts";
+import { adopt, connectReading, pump, readThroughNode, setSink, tryAdopt } from "./pump.ts";
 import { SelfAddresses } from "./self-addresses.ts";
 import type { Dialable, RoutingTable } from "./table.ts";
 
@@ -330,6 +330,13 @@ export class Relay {
       return;
     }
     // Links and plain CONNECT share the listener: wait for the first byte, without losing any.
+    const adopted = this.reuseReadBuffers ? tryAdopt(accepted, this.limits.bufferBytes) : undefined;
+    if (adopted !== undefined) {
+      this.sniff(accepted, adopted, local, deadlines);
+      return;
+    }
+    // Read through Node's own path until the first byte (the bench's reference lane, or a socket
+    // that cannot be adopted).
     this.sockets.add(accepted);
     let released = false;
     const release = () => {
@@ -387,6 +394,74 @@ export class Relay {
     accepted.once("close", gone);
   }
 
+  /**
+   * The first byte of a socket already reading through the relay's buffers: a link's TLS
+   * record goes to the link server, anything else is read as a CONNECT head. Nothing is
+   * allocated per read on the way, as on Node's own read path.
+   */
+  private sniff(accepted: Socket, socket: Socket, local: boolean, deadlines: Deadlines): void {
+    this.admission.rekey(accepted, socket);
+    this.sockets.add(socket);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.sockets.delete(socket);
+      this.connections--;
+      this.admission.release(socket);
+      this.maybeIdle();
+    };
+    const gone = () => {
+      cleanup();
+      socket.destroy();
+      release();
+    };
+    const onTimeout = () => {
+      cleanup();
+      // Evicted from the handshake pool meanwhile: already closed and counted.
+      if (socket.destroyed) return release();
+      // Silent since it connected: the same answer as a head that never ends.
+      this.observer?.tunnelFailed("header_timeout");
+      socket.on("error", () => {});
+      socket.once("close", release);
+      socket.end(
+        errorResponse(408, "header_timeout", "request head not received in time", { "Hopway-Failed-At": this.name }),
+      );
+      socket.setTimeout(2000, () => socket.destroy());
+      // Reads on with no sink: what the peer sends now is discarded until its FIN.
+      socket.resume();
+    };
+    const cleanup = () => {
+      deadlines.delete(onTimeout);
+      setSink(socket, undefined);
+      socket.off("end", gone);
+      socket.off("error", gone);
+      socket.off("close", gone);
+    };
+    setSink(socket, (chunk) => {
+      cleanup();
+      this.sockets.delete(socket);
+      this.admission.spoke(socket);
+      if (chunk[0] === 0x16) {
+        // The chunk is in a buffer the next read reuses: the TLS server gets a copy, and the
+        // socket after Node has finished this read (the link's TLS layer takes over its reads).
+        const hello = Buffer.from(chunk);
+        process.nextTick(() => {
+          socket.unshift(hello);
+          this.acceptLink(socket);
+        });
+        return false;
+      }
+      this.readHead(this.keep(socket), local, chunk, deadlines);
+      return true;
+    });
+    deadlines.add(onTimeout);
+    socket.once("end", gone);
+    socket.once("error", gone);
+    // Evicted from the handshake pool before its first byte.
+    socket.once("close", gone);
+  }
+
   private acceptLink(socket: Socket): void {
     const server = this.linkServer as LinkServer;
     this.sockets.add(socket);
@@ -420,6 +495,11 @@ export class Relay {
   private own(accepted: Socket): Socket {
     const socket = this.reuseReadBuffers ? adopt(accepted, this.limits.bufferBytes) : readThroughNode(accepted);
     this.admission.rekey(accepted, socket);
+    return this.keep(socket);
+  }
+
+  /** An admitted socket that reads as the relay's from now on: counted until it closes. */
+  private keep(socket: Socket): Socket {
     this.sockets.add(socket);
     // `close` fires once: plain `on` listeners skip the wrapper objects `once` allocates per socket.
     socket.on("close", this.onOwnedClose);
