@@ -43,7 +43,9 @@ interface Outbound {
   toHere: boolean;
 }
 const OUTBOUND = Symbol("hopway.outbound");
-type TrackedSocket = Socket & { [OUTBOUND]?: Outbound };
+/** Its entry once known; before that, the IPv4 address and port it was dialled to, if given. */
+type TrackedSocket = Socket & { [OUTBOUND]?: Outbound | Dialled | undefined };
+type Dialled = { host: string; port: number };
 
 /** Addresses that reach this host: loopback, the unspecified addresses (a dial to them lands here) and every interface. */
 function isLocalHostAddress(ip: string, interfaces: ReadonlySet<string>): boolean {
@@ -58,16 +60,24 @@ export class SelfAddresses {
    * where it was going (`ip:port`) and whether that destination is an address of this host.
    */
   private readonly outbound = new Map<string, Outbound>();
+  /**
+   * Connections opened and not yet entered in `outbound`: their local address is read (a
+   * system call) only when an accepted connection is checked, so a relay whose traffic never
+   * asks (listeners, links) never pays it per connection.
+   */
+  private readonly pending = new Set<Socket>();
   private readonly untrack: (this: Socket) => void;
   private interfaces: Set<string> | undefined;
   private interfacesAt = 0;
 
   constructor(private readonly lookup: AddressLookup = defaultLookup) {
     const outbound = this.outbound;
+    const pending = this.pending;
     this.untrack = function (this: Socket) {
+      if (pending.delete(this)) return;
       const entry = (this as TrackedSocket)[OUTBOUND];
       // A later connection from the same local address and port may have replaced it already.
-      if (entry !== undefined && outbound.get(entry.from) === entry) outbound.delete(entry.from);
+      if (entry !== undefined && "from" in entry && outbound.get(entry.from) === entry) outbound.delete(entry.from);
     };
   }
 
@@ -158,16 +168,28 @@ export class SelfAddresses {
    * Records a connection this process opened (connected), until it closes. `dialled`, the
    * IPv4 address and port it was opened to, spares asking the kernel for the peer's address.
    */
-  trackOutbound(socket: Socket, dialled?: { host: string; port: number }): void {
-    const from = ipPort(socket.localAddress, socket.localPort);
-    const remote = dialled !== undefined && isIPv4(dialled.host) ? dialled.host : socket.remoteAddress;
-    const to = ipPort(remote, dialled !== undefined && remote === dialled.host ? dialled.port : socket.remotePort);
-    if (from === undefined || to === undefined || remote === undefined) return;
-    const entry: Outbound = { from, to, toHere: isLocalHostAddress(normalizeIp(remote), this.localInterfaces()) };
-    this.outbound.set(from, entry);
-    (socket as TrackedSocket)[OUTBOUND] = entry;
+  trackOutbound(socket: Socket, dialled?: Dialled): void {
+    (socket as TrackedSocket)[OUTBOUND] = dialled;
+    this.pending.add(socket);
     // One listener function for every tracked socket instead of a closure each.
     socket.on("close", this.untrack);
+  }
+
+  /** Enters every connection opened since the last check in `outbound`, by its local address. */
+  private settle(): void {
+    for (const socket of this.pending) {
+      const t = socket as TrackedSocket;
+      const dialled = t[OUTBOUND] as Dialled | undefined;
+      const from = ipPort(socket.localAddress, socket.localPort);
+      const remote = dialled !== undefined && isIPv4(dialled.host) ? dialled.host : socket.remoteAddress;
+      const to = ipPort(remote, dialled !== undefined && remote === dialled.host ? dialled.port : socket.remotePort);
+      // Already closed (no address left): it cannot come back.
+      if (from === undefined || to === undefined || remote === undefined) continue;
+      const entry: Outbound = { from, to, toHere: isLocalHostAddress(normalizeIp(remote), this.localInterfaces()) };
+      this.outbound.set(from, entry);
+      t[OUTBOUND] = entry;
+    }
+    this.pending.clear();
   }
 
   /**
@@ -179,6 +201,7 @@ export class SelfAddresses {
    * one is a stranger, not a way back.
    */
   isOwnConnection(accepted: Pick<Socket, "remoteAddress" | "remotePort" | "localAddress" | "localPort">): boolean {
+    if (this.pending.size > 0) this.settle();
     if (this.outbound.size === 0) return false;
     const from = ipPort(accepted.remoteAddress, accepted.remotePort);
     const ours = from === undefined ? undefined : this.outbound.get(from);
