@@ -41,9 +41,8 @@ export async function startRelay(
   // Like the agent's listeners: accepted sockets buffer as much as dialed ones (so the relay
   // adopts them in place, as in production).
   const hwm = opts.limits?.bufferBytes ?? DEFAULT_LIMITS.bufferBytes;
-  const server = createServer(
-    { allowHalfOpen: true, highWaterMark: hwm } as Parameters<typeof createServer>[0],
-    (s) => relay.handle(s),
+  const server = createServer({ allowHalfOpen: true, highWaterMark: hwm } as Parameters<typeof createServer>[0], (s) =>
+    relay.handle(s),
   );
   const port = await listen(server, opts.host, opts.port);
   return {
