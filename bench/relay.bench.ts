@@ -47,6 +47,13 @@ import {
 } from "./support.ts";
 
 const BULK_BYTES = Number(process.env.BENCH_BULK_MIB ?? 512) * 1024 * 1024;
+/**
+ * BENCH_ONLY: a comma-separated list of the sections to run (bulk, cps, redis, idle); all when unset.
+ * `cps` is the connection-rate section (CONNECT and listener lanes), `redis` the redis-benchmark one.
+ */
+const SECTIONS = ["bulk", "cps", "redis", "idle"] as const;
+const only = (process.env.BENCH_ONLY ?? "").split(",").filter(Boolean);
+const want = (section: (typeof SECTIONS)[number]) => only.length === 0 || only.includes(section);
 
 async function main(): Promise<void> {
   console.log(
@@ -58,11 +65,27 @@ async function main(): Promise<void> {
   const bulk = targets.bulk as number;
   const echo = targets.echo as number;
 
-  // Relays: C dials the targets; B → C; A → B → C. One hop = client → C; three hops = client → A.
-  const direct = (from: string) => [
+  const direct: Direct = (from) => [
     { from, to: "bulk", hops: [hop("bulk", bulk)] },
     { from, to: "echo", hops: [hop("echo", echo)] },
   ];
+  for (const o of only) {
+    if (!(SECTIONS as readonly string[]).includes(o)) throw new Error(`BENCH_ONLY: '${o}' is not one of ${SECTIONS}`);
+  }
+  if (want("bulk")) await bulkSection(bulk, echo, direct);
+  if (want("cps")) await cpsSection(echo, direct);
+  if (want("redis")) await redisSection();
+  if (want("idle")) {
+    await idleRss(echo, direct("relay-idle"));
+    await agentIdleRss(echo);
+  }
+  serve.stdin?.end();
+}
+
+type Direct = (from: string) => Route[];
+
+async function bulkSection(bulk: number, echo: number, direct: Direct): Promise<void> {
+  // Relays: C dials the targets; B → C; A → B → C. One hop = client → C; three hops = client → A.
   const c = await startWorker("relay-c", direct("relay-c"));
   // The same relay reading through Node's default path (a fresh buffer per read), to show what
   // the relay's reused read buffers (k8s-agent/src/relay/pump.ts) save.
@@ -103,10 +126,6 @@ async function main(): Promise<void> {
     { port: h1.echo, to: h2.echo },
   ]);
 
-  if (process.env.BENCH_ONLY === "idle") {
-    await idleRss(echo, direct("relay-idle"));
-    return agentIdleRss(echo);
-  }
   // ---- bulk throughput: best of 3 rounds, interleaved so drift in machine load hits all alike ----
   // The proxies' own CPU time per MiB is printed beside the rate (1 hop: one process; 3 hops: all three).
   const bulkCases: Array<[string, string[], Array<number | undefined>]> = [
@@ -149,7 +168,9 @@ async function main(): Promise<void> {
   console.log(`  ratio listener/CONNECT, 3 hops: ${rl.toFixed(2)} (target ≥ 1.00) ${rl >= 1 ? "MET" : "MISSED"}`);
   const reads = (cpuPerMib.get("relay 1 hop, Node's reads") ?? 0) / (cpuPerMib.get("relay 1 hop") ?? 1);
   console.log(`  relay CPU per MiB, Node's default reads / the relay's reused buffers: ${reads.toFixed(2)}`);
+}
 
+async function cpsSection(echo: number, direct: Direct): Promise<void> {
   // ---- connections per second, one hop ----
   // The proxy's own CPU time per connection is printed beside the rate: on a loaded 2-core machine
   // the rate is mostly how the scheduler shares the cores among client, proxy and echo server.
@@ -224,7 +245,9 @@ async function main(): Promise<void> {
   console.log(
     `  ratio node without CONNECT/haproxy: ${pc.toFixed(2)}: the same program forwarding at once, like HAProxy`,
   );
+}
 
+async function redisSection(): Promise<void> {
   // ---- redis-benchmark, one hop, through a local forwarder (same forwarder in front of both proxies) ----
   const redisPort = await freePort("127.0.0.1");
   const redis = spawn(
@@ -315,10 +338,6 @@ async function main(): Promise<void> {
   );
   fr.srv.close();
   fh.srv.close();
-
-  await idleRss(echo, direct("relay-idle"));
-  await agentIdleRss(echo);
-  serve.stdin?.end();
 }
 
 async function idleRss(echo: number, routes: Route[]): Promise<void> {

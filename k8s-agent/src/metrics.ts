@@ -61,17 +61,33 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
       }
     },
   });
-  const opened = new Counter({
+  // Every connection counts here: the hot path adds to plain numbers (no label hashing per
+  // connection), and the counters are read from them at scrape time, as the bytes are.
+  const openedCounts: Record<PeerRole, Record<NextRole, number>> = {
+    client: { relay: 0, target: 0 },
+    relay: { relay: 0, target: 0 },
+  };
+  const failedCounts = Object.fromEntries(FAILURE_REASONS.map((r) => [r, 0])) as Record<FailureReason, number>;
+  new Counter({
     name: "hopway_relay_tunnels_opened_total",
     help: "Tunnels established, by who connected (peer) and what the next hop is (next).",
     labelNames: ["peer", "next"] as const,
     registers: [registry],
+    collect() {
+      this.reset();
+      for (const peer of PEER_ROLES) for (const next of NEXT_ROLES) this.inc({ peer, next }, openedCounts[peer][next]);
+    },
   });
-  const failed = new Counter({
+  new Counter({
     name: "hopway_relay_tunnels_failed_total",
     help: "Tunnel requests refused or failed, by reason.",
     labelNames: ["reason"] as const,
     registers: [registry],
+    collect() {
+      this.reset();
+      // Every reason, zeros included, so rates exist before the first failure.
+      for (const reason of FAILURE_REASONS) this.inc({ reason }, failedCounts[reason]);
+    },
   });
   new Gauge({
     name: "hopway_relay_tunnels_active",
@@ -97,20 +113,28 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
       this.set(src.pendingHandshakes?.() ?? 0);
     },
   });
-  const connectLatency = new Histogram({
-    name: "hopway_relay_connect_duration_seconds",
-    help: "Time from a valid CONNECT to the whole path being up.",
-    labelNames: ["next"] as const,
-    buckets: [...LATENCY_BUCKETS_SECONDS],
-    registers: [registry],
-  });
-  const duration = new Histogram({
-    name: "hopway_relay_tunnel_duration_seconds",
-    help: "Lifetime of closed tunnels.",
-    labelNames: ["peer", "next"] as const,
-    buckets: [...LATENCY_BUCKETS_SECONDS],
-    registers: [registry],
-  });
+  const connectLatency = new SeriesHistogram(
+    "hopway_relay_connect_duration_seconds",
+    "Time from a valid CONNECT to the whole path being up.",
+    LATENCY_BUCKETS_SECONDS,
+    registry,
+  );
+  const connectBy = Object.fromEntries(NEXT_ROLES.map((next) => [next, connectLatency.series({ next })])) as Record<
+    NextRole,
+    Series
+  >;
+  const duration = new SeriesHistogram(
+    "hopway_relay_tunnel_duration_seconds",
+    "Lifetime of closed tunnels.",
+    LATENCY_BUCKETS_SECONDS,
+    registry,
+  );
+  const durationBy = Object.fromEntries(
+    PEER_ROLES.map((peer) => [
+      peer,
+      Object.fromEntries(NEXT_ROLES.map((next) => [next, duration.series({ peer, next })])),
+    ]),
+  ) as Record<PeerRole, Record<NextRole, Series>>;
   new Gauge({
     name: "hopway_route_table_version",
     help: "Version of the route table in use (0 = none yet).",
@@ -197,21 +221,18 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
     linkDials.inc({ side }, 0);
     for (const reason of LINK_FAILURES) linkFailures.inc({ side, reason }, 0);
   }
-  // Predeclare every series so rates exist (as 0) before the first event.
-  for (const reason of FAILURE_REASONS) failed.inc({ reason }, 0);
-  for (const peer of PEER_ROLES) for (const next of NEXT_ROLES) opened.inc({ peer, next }, 0);
   void bytes;
   return {
     registry,
     tunnelOpened(peer, next, connectSeconds) {
-      opened.inc({ peer, next });
-      connectLatency.observe({ next }, connectSeconds);
+      openedCounts[peer][next]++;
+      connectBy[next].observe(connectSeconds);
     },
     tunnelClosed(peer, next, seconds) {
-      duration.observe({ peer, next }, seconds);
+      durationBy[peer][next].observe(seconds);
     },
     tunnelFailed(reason: FailureReason) {
-      failed.inc({ reason });
+      failedCounts[reason]++;
     },
     linkOpened(side: LinkSide, seconds: number) {
       linkDials.inc({ side });
@@ -227,11 +248,17 @@ export const LISTENER_RESULTS: readonly ListenerResult[] = ["carried", ...FAILUR
 
 /** Listener metrics: connections by outcome (a closed set), and how many listeners accept now. */
 export function createListenerMetrics(registry: Registry, open: () => number): ListenerObserver {
-  const connections = new Counter({
+  // Counted in plain numbers per connection and read at scrape time, like the relay's tunnels.
+  const counts = Object.fromEntries(LISTENER_RESULTS.map((r) => [r, 0])) as Record<ListenerResult, number>;
+  new Counter({
     name: "hopway_listener_connections_total",
     help: "Connections accepted by listeners, by outcome: carried, or the reason they were refused and closed.",
     labelNames: ["result"] as const,
     registers: [registry],
+    collect() {
+      this.reset();
+      for (const result of LISTENER_RESULTS) this.inc({ result }, counts[result]);
+    },
   });
   new Gauge({
     name: "hopway_listeners_open",
@@ -241,10 +268,95 @@ export function createListenerMetrics(registry: Registry, open: () => number): L
       this.set(open());
     },
   });
-  for (const result of LISTENER_RESULTS) connections.inc({ result }, 0);
   return {
     connection(result) {
-      connections.inc({ result });
+      counts[result]++;
     },
   };
+}
+
+/** One label set's series of a SeriesHistogram: cumulative counts are made at scrape time. */
+export interface Series {
+  observe(value: number): void;
+}
+
+interface SeriesState extends Series {
+  labels: Record<string, string>;
+  /** Observations per bucket (not cumulative); the last slot is above every bound. */
+  buckets: Float64Array;
+  sum: number;
+  count: number;
+}
+
+/**
+ * A histogram whose series are made once per label set and kept by the caller, for the
+ * relay's per-connection path: prom-client's Histogram hashes and validates the labels on
+ * every observation. It registers and exports as prom-client's does (buckets with `le`
+ * first, `+Inf`, `_sum`, `_count`; a series appears once it has an observation).
+ */
+class SeriesHistogram {
+  readonly type = "histogram";
+  readonly aggregator = "sum";
+  private readonly all: SeriesState[] = [];
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly upper: readonly number[],
+    registry: Registry,
+  ) {
+    // The registry only calls name, help, type, aggregator, get() and reset(), all present here.
+    registry.registerMetric(this as unknown as Histogram);
+  }
+
+  series(labels: Record<string, string>): Series {
+    const upper = this.upper;
+    const s: SeriesState = {
+      labels,
+      buckets: new Float64Array(upper.length + 1),
+      sum: 0,
+      count: 0,
+      observe(value: number) {
+        // A bucket counts the values at or below its bound.
+        let i = 0;
+        while (i < upper.length && value > (upper[i] as number)) i++;
+        s.buckets[i] = (s.buckets[i] as number) + 1;
+        s.sum += value;
+        s.count++;
+      },
+    };
+    this.all.push(s);
+    return s;
+  }
+
+  get(): {
+    name: string;
+    help: string;
+    type: "histogram";
+    aggregator: "sum";
+    values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }>;
+  } {
+    const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
+    const bucket = `${this.name}_bucket`;
+    for (const s of this.all) {
+      if (s.count === 0) continue;
+      let acc = 0;
+      for (let i = 0; i < this.upper.length; i++) {
+        acc += s.buckets[i] as number;
+        values.push({ labels: { le: this.upper[i] as number, ...s.labels }, value: acc, metricName: bucket });
+      }
+      values.push({ labels: { le: "+Inf", ...s.labels }, value: s.count, metricName: bucket });
+      values.push({ labels: s.labels, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: s.labels, value: s.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  reset(): void {
+    for (const s of this.all) {
+      s.buckets.fill(0);
+      s.sum = 0;
+      s.count = 0;
+    }
+  }
 }

@@ -57,6 +57,8 @@ interface Running {
   /** Actual bound address (port resolved). */
   address: string;
   refusals: { count: number; lastLog: number; last?: string };
+  /** What the relay calls with each connection's outcome: one function per listener, not one per connection. */
+  settled: (outcome: CarryOutcome) => void;
 }
 
 export interface ListenerStatus {
@@ -166,7 +168,17 @@ export class ListenerManager {
     const server = createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: this.o.bufferBytes } as Parameters<
       typeof createServer
     >[0]);
-    const running: Running = { spec, target, server, address: spec.listen, refusals: { count: 0, lastLog: 0 } };
+    const running: Running = {
+      spec,
+      target,
+      server,
+      address: spec.listen,
+      refusals: { count: 0, lastLog: 0 },
+      settled: (outcome) => {
+        if (outcome.ok) this.o.observer?.connection("carried");
+        else this.refused(running, outcome);
+      },
+    };
     server.on("connection", (socket) => this.accept(running, socket));
     return new Promise((resolve, reject) => {
       server.once("error", reject);
@@ -197,10 +209,7 @@ export class ListenerManager {
     }
     const key = r.spec.key === undefined ? undefined : "value" in r.spec.key ? r.spec.key.value : clientKey(socket);
     const target: CarryTarget = key === undefined ? r.target : { ...r.target, key };
-    this.o.carrier.carry(socket, target, (outcome) => {
-      if (outcome.ok) this.o.observer?.connection("carried");
-      else this.refused(r, outcome);
-    });
+    this.o.carrier.carry(socket, target, r.settled);
   }
 
   /** Counted every time; logged once per interval per listener, since a listener has no answer to give. */

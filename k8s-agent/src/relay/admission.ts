@@ -29,15 +29,22 @@ export interface AdmissionLimits {
   maxConnectionsPerSource: number;
 }
 
+// What admission knows of a connection lives on its socket, under symbols of this module:
+// fields read and written on every connection, rather than entries in weak collections.
+/** The source address it counts against (only while per-source caps are on and it counts). */
+const SOURCE = Symbol("hopway.admission.source");
+/** IN_TUNNEL_POOL and SPOKEN bits. */
+const STATE = Symbol("hopway.admission.state");
+const IN_TUNNEL_POOL = 1;
+/** A handshake whose peer has sent its first bytes (a CONNECT head, a TLS ClientHello). */
+const SPOKEN = 2;
+type Admitted = Socket & { [SOURCE]?: string | undefined; [STATE]?: number };
+
 export class Admission {
   /** Unauthenticated handshakes, oldest first (Map keeps insertion order). */
   private readonly handshakes = new Map<Socket, string>();
   private readonly handshakesBySource = new Map<string, number>();
   private readonly perSource = new Map<string, number>();
-  private readonly sourceOf = new WeakMap<Socket, string>();
-  private readonly inTunnelPool = new WeakSet<Socket>();
-  /** Handshakes whose peer has sent its first bytes (a CONNECT head, a TLS ClientHello). */
-  private readonly spoken = new WeakSet<Socket>();
   private tunnelPool = 0;
 
   constructor(private readonly limits: AdmissionLimits) {}
@@ -76,25 +83,26 @@ export class Admission {
    * the handshake pool was full: the caller closes it.
    */
   enter(socket: Socket, source: string | undefined, trusted: boolean): Socket | undefined {
-    if (source !== undefined) {
-      this.sourceOf.set(socket, source);
-      if (this.limits.maxConnectionsPerSource > 0) increment(this.perSource, source);
+    const s = socket as Admitted;
+    if (source !== undefined && this.limits.maxConnectionsPerSource > 0) {
+      s[SOURCE] = source;
+      increment(this.perSource, source);
     }
     if (trusted || source === undefined) {
-      this.inTunnelPool.add(socket);
+      s[STATE] = IN_TUNNEL_POOL;
       this.tunnelPool++;
       return undefined;
     }
+    s[STATE] = 0;
     let evicted: Socket | undefined;
     if (this.handshakes.size >= this.limits.maxHandshakes) {
       // The oldest peer that has said nothing yet goes first: an idle flood then churns its own
       // slots and never pushes out a relay in the middle of its TLS handshake, or a client whose
       // head is on its way. Only when every handshake has spoken does the oldest one go.
-      for (const s of this.handshakes.keys()) {
-        if (!this.spoken.has(s)) {
-          evicted = s;
-          break;
-        }
+      for (const h of this.handshakes.keys()) {
+        if (((h as Admitted)[STATE] ?? 0) & SPOKEN) continue;
+        evicted = h;
+        break;
       }
       evicted ??= this.handshakes.keys().next().value;
       if (evicted !== undefined) this.leaveHandshakes(evicted);
@@ -106,18 +114,20 @@ export class Admission {
 
   /** The connection authenticated: it moves to the tunnel pool. False when that pool is full. */
   promote(socket: Socket): boolean {
-    if (this.inTunnelPool.has(socket)) return true;
+    const s = socket as Admitted;
+    if ((s[STATE] ?? 0) & IN_TUNNEL_POOL) return true;
     if (!this.handshakes.has(socket)) return false; // already closed or evicted
     if (this.tunnelPool >= this.limits.maxConnections) return false;
     this.leaveHandshakes(socket);
-    this.inTunnelPool.add(socket);
+    s[STATE] = (s[STATE] ?? 0) | IN_TUNNEL_POOL;
     this.tunnelPool++;
     return true;
   }
 
   /** The peer sent its first bytes: it is handshaking, not idling. */
   spoke(socket: Socket): void {
-    this.spoken.add(socket);
+    const s = socket as Admitted;
+    s[STATE] = (s[STATE] ?? 0) | SPOKEN;
   }
 
   /**
@@ -126,18 +136,21 @@ export class Admission {
    */
   rekey(from: Socket, to: Socket): void {
     if (from === to) return;
-    const source = this.sourceOf.get(from);
-    if (source !== undefined) {
-      this.sourceOf.delete(from);
-      this.sourceOf.set(to, source);
+    const f = from as Admitted;
+    const t = to as Admitted;
+    if (f[SOURCE] !== undefined) {
+      t[SOURCE] = f[SOURCE];
+      f[SOURCE] = undefined;
     }
     const hs = this.handshakes.get(from);
     if (hs !== undefined) {
       this.handshakes.delete(from);
       this.handshakes.set(to, hs);
     }
-    if (this.inTunnelPool.delete(from)) this.inTunnelPool.add(to);
-    if (this.spoken.delete(from)) this.spoken.add(to);
+    if (f[STATE] !== undefined) {
+      t[STATE] = f[STATE];
+      f[STATE] = 0;
+    }
   }
 
   /** A tunnel on an accepted link: it takes a place in the tunnel pool, as the connection it replaces did. */
@@ -153,18 +166,21 @@ export class Admission {
 
   /** A verified relay hop: it no longer counts against its source address. */
   exempt(socket: Socket): void {
-    const source = this.sourceOf.get(socket);
+    const s = socket as Admitted;
+    const source = s[SOURCE];
     if (source === undefined) return;
-    this.sourceOf.delete(socket);
-    if (this.limits.maxConnectionsPerSource > 0) decrement(this.perSource, source);
+    s[SOURCE] = undefined;
+    decrement(this.perSource, source);
   }
 
   /** The connection closed (whichever pool it was in). */
   release(socket: Socket): void {
     this.exempt(socket);
     this.leaveHandshakes(socket);
-    if (this.inTunnelPool.has(socket)) {
-      this.inTunnelPool.delete(socket);
+    const s = socket as Admitted;
+    const state = s[STATE] ?? 0;
+    if (state & IN_TUNNEL_POOL) {
+      s[STATE] = state & ~IN_TUNNEL_POOL;
       this.tunnelPool--;
     }
   }

@@ -148,21 +148,48 @@ function onOwnedData(this: RelaySocket, chunk: Buffer): void {
 }
 
 interface SocketInternals {
-  _handle?: { useUserBuffer?: unknown } | null;
+  _handle?: { useUserBuffer?: (buffer: Uint8Array) => void } | null;
   _server?: unknown;
   server?: unknown;
 }
 
 /**
- * Makes an accepted socket read through the relay's buffers. net.Server has no `onread` option, so
- * the socket's libuv handle moves into a new Socket created with one, which is what the
- * server itself does on accept (`new Socket({ handle })`). That leans on Node internals
- * (`_handle`, `_server`), so every assumption is checked first; a socket that does not
- * fit (data already buffered, not a TCP or pipe handle) is returned as it is and reads
- * through Node's default path. Sockets the relay dials are made reading (`connectReading`).
+ * Node's own slots for a socket's `onread` (the buffer, the callback and the buffer
+ * generator), found on a socket made with the option. Filling them on an accepted socket
+ * and handing its handle the buffer is what the Socket constructor does with `onread`;
+ * undefined when this Node's sockets do not keep them as expected.
+ */
+const ONREAD_SLOTS = ((): { buffer: symbol; callback: symbol; generator: symbol } | undefined => {
+  const probe = new Socket({ onread: ONREAD }) as Socket & Record<symbol, unknown>;
+  const slot = (name: string) => Object.getOwnPropertySymbols(probe).find((k) => k.description === name);
+  const buffer = slot("kBuffer");
+  const callback = slot("kBufferCb");
+  const generator = slot("kBufferGen");
+  probe.destroy();
+  if (buffer === undefined || callback === undefined || generator === undefined) return undefined;
+  if (probe[buffer] !== true || probe[callback] !== onRead || probe[generator] !== nextBuffer) return undefined;
+  return { buffer, callback, generator };
+})();
+
+/**
+ * Makes an accepted socket read through the relay's buffers. net.Server has no `onread`
+ * option, so the relay sets the socket up as the Socket constructor does for one: it fills
+ * Node's `onread` slots on the socket and gives its libuv handle the first buffer
+ * (`useUserBuffer`). That leans on Node internals (`_handle`, the slots' symbols), so every
+ * assumption is checked first. Where the slots are not found, or the socket's write buffer
+ * differs from `highWaterMark`, the handle moves into a new Socket made with `onread`,
+ * which is what the server itself does on accept (`new Socket({ handle })`). A socket that
+ * fits neither (data already buffered, not a TCP or pipe handle) is returned as it is and
+ * reads through Node's default path. Sockets the relay dials are made reading
+ * (`connectReading`).
  */
 export function adopt(socket: Socket, highWaterMark: number): Socket {
-  const old = socket as Socket & SocketInternals;
+  return tryAdopt(socket, highWaterMark) ?? readThroughNode(socket);
+}
+
+/** `adopt`, or undefined (the socket untouched) where it would read through Node's default path. */
+export function tryAdopt(socket: Socket, highWaterMark: number): Socket | undefined {
+  const old = socket as Socket & SocketInternals & Record<symbol, unknown>;
   const handle = old._handle;
   if (
     handle == null ||
@@ -172,7 +199,16 @@ export function adopt(socket: Socket, highWaterMark: number): Socket {
     old.readableLength > 0 ||
     old.readableEnded
   ) {
-    return readThroughNode(socket);
+    return undefined;
+  }
+  const slots = ONREAD_SLOTS;
+  if (slots !== undefined && old.writableHighWaterMark === highWaterMark && old[slots.buffer] == null) {
+    // In place: no second Socket per connection, and what Node knows of it (addresses) stays.
+    old[slots.buffer] = SHARED;
+    old[slots.callback] = onRead;
+    old[slots.generator] = nextBuffer;
+    handle.useUserBuffer(SHARED);
+    return socket;
   }
   const opts = { handle, allowHalfOpen: true, readable: true, writable: true, highWaterMark, onread: ONREAD };
   let next: Socket & SocketInternals;
@@ -182,7 +218,7 @@ export function adopt(socket: Socket, highWaterMark: number): Socket {
     next = new Socket(opts as unknown as SocketConstructorOpts);
   } catch {
     old._handle = handle;
-    return readThroughNode(socket);
+    return undefined;
   }
   // The server counts the connection until the new socket closes, as it would have the old one.
   next._server = old._server;

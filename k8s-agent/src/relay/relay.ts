@@ -50,7 +50,7 @@ import {
   STATUS_FOR,
   sanitize,
 } from "./protocol.ts";
-import { adopt, connectReading, pump, readThroughNode, setSink } from "./pump.ts";
+import { adopt, connectReading, pump, readThroughNode, setSink, tryAdopt } from "./pump.ts";
 import { SelfAddresses } from "./self-addresses.ts";
 import type { Dialable, RoutingTable } from "./table.ts";
 
@@ -144,7 +144,13 @@ export interface Tunnel {
   /** Set by every chunk either way; the idle sweep clears it and counts the sweeps it stays clear. */
   moved: boolean;
   quietSweeps: number;
+  /** Sides closed so far (0, 1, 2). */
+  closed: number;
 }
+
+/** Each side of a tunnel knows its tunnel, so one shared close listener serves every tunnel. */
+const TUNNEL = Symbol("hopway.tunnel");
+type TunnelSide = Duplex & { [TUNNEL]?: Tunnel };
 
 export interface RelayCounters {
   /** Bytes from the connecting peer towards the target, by who connected. */
@@ -210,8 +216,33 @@ export class Relay {
   private connections = 0;
   private draining = false;
   private idleWaiters: Array<() => void> = [];
+  // Listeners shared by every connection (`this` is the socket or stream), not closures per connection.
+  private readonly onOwnedClose: (this: Socket) => void;
+  private readonly onTunnelSideClose: (this: Duplex, hadError?: boolean) => void;
 
   constructor(opts: RelayOptions) {
+    const relay = this;
+    this.onOwnedClose = function (this: Socket) {
+      relay.connections--;
+      relay.sockets.delete(this);
+      relay.admission.release(this);
+      relay.maybeIdle();
+    };
+    this.onTunnelSideClose = function (this: Duplex, hadError?: boolean) {
+      const tunnel = (this as TunnelSide)[TUNNEL] as Tunnel;
+      // A clean close of one side means its peer already sent FIN and it flushed everything;
+      // the other side still flushes what it holds and closes by itself. Destroying it here
+      // would drop that tail, so only an error (or a reset stream) tears the whole tunnel down.
+      if (hadError === true || this.errored || wasReset(this)) {
+        tunnel.client.destroy();
+        tunnel.upstream.destroy();
+      }
+      if (++tunnel.closed === 2) {
+        relay.tunnels.delete(tunnel);
+        relay.observer?.tunnelClosed(tunnel.peer, tunnel.next, (performance.now() - tunnel.openedAt) / 1000);
+        relay.maybeIdle();
+      }
+    };
     this.name = opts.name;
     this.table = opts.table;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
@@ -302,6 +333,13 @@ export class Relay {
       return;
     }
     // Links and plain CONNECT share the listener: wait for the first byte, without losing any.
+    const adopted = this.reuseReadBuffers ? tryAdopt(accepted, this.limits.bufferBytes) : undefined;
+    if (adopted !== undefined) {
+      this.sniff(accepted, adopted, local, deadlines);
+      return;
+    }
+    // Read through Node's own path until the first byte (the bench's reference lane, or a socket
+    // that cannot be adopted).
     this.sockets.add(accepted);
     let released = false;
     const release = () => {
@@ -359,6 +397,74 @@ export class Relay {
     accepted.once("close", gone);
   }
 
+  /**
+   * The first byte of a socket already reading through the relay's buffers: a link's TLS
+   * record goes to the link server, anything else is read as a CONNECT head. Nothing is
+   * allocated per read on the way, as on Node's own read path.
+   */
+  private sniff(accepted: Socket, socket: Socket, local: boolean, deadlines: Deadlines): void {
+    this.admission.rekey(accepted, socket);
+    this.sockets.add(socket);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.sockets.delete(socket);
+      this.connections--;
+      this.admission.release(socket);
+      this.maybeIdle();
+    };
+    const gone = () => {
+      cleanup();
+      socket.destroy();
+      release();
+    };
+    const onTimeout = () => {
+      cleanup();
+      // Evicted from the handshake pool meanwhile: already closed and counted.
+      if (socket.destroyed) return release();
+      // Silent since it connected: the same answer as a head that never ends.
+      this.observer?.tunnelFailed("header_timeout");
+      socket.on("error", () => {});
+      socket.once("close", release);
+      socket.end(
+        errorResponse(408, "header_timeout", "request head not received in time", { "Hopway-Failed-At": this.name }),
+      );
+      socket.setTimeout(2000, () => socket.destroy());
+      // Reads on with no sink: what the peer sends now is discarded until its FIN.
+      socket.resume();
+    };
+    const cleanup = () => {
+      deadlines.delete(onTimeout);
+      setSink(socket, undefined);
+      socket.off("end", gone);
+      socket.off("error", gone);
+      socket.off("close", gone);
+    };
+    setSink(socket, (chunk) => {
+      cleanup();
+      this.sockets.delete(socket);
+      this.admission.spoke(socket);
+      if (chunk[0] === 0x16) {
+        // The chunk is in a buffer the next read reuses: the TLS server gets a copy, and the
+        // socket after Node has finished this read (the link's TLS layer takes over its reads).
+        const hello = Buffer.from(chunk);
+        process.nextTick(() => {
+          socket.unshift(hello);
+          this.acceptLink(socket);
+        });
+        return false;
+      }
+      this.readHead(this.keep(socket), local, chunk, deadlines);
+      return true;
+    });
+    deadlines.add(onTimeout);
+    socket.once("end", gone);
+    socket.once("error", gone);
+    // Evicted from the handshake pool before its first byte.
+    socket.once("close", gone);
+  }
+
   private acceptLink(socket: Socket): void {
     const server = this.linkServer as LinkServer;
     this.sockets.add(socket);
@@ -392,14 +498,14 @@ export class Relay {
   private own(accepted: Socket): Socket {
     const socket = this.reuseReadBuffers ? adopt(accepted, this.limits.bufferBytes) : readThroughNode(accepted);
     this.admission.rekey(accepted, socket);
+    return this.keep(socket);
+  }
+
+  /** An admitted socket that reads as the relay's from now on: counted until it closes. */
+  private keep(socket: Socket): Socket {
     this.sockets.add(socket);
     // `close` fires once: plain `on` listeners skip the wrapper objects `once` allocates per socket.
-    socket.on("close", () => {
-      this.connections--;
-      this.sockets.delete(socket);
-      this.admission.release(socket);
-      this.maybeIdle();
-    });
+    socket.on("close", this.onOwnedClose);
     // A tunnel forwards each direction's end separately (half-close).
     socket.allowHalfOpen = true;
     socket.setNoDelay(true);
@@ -577,28 +683,25 @@ export class Relay {
     role: PeerRole,
     reply: Reply,
   ): Promise<void> {
-    let clientGone = false;
-    const onClientClose = () => {
-      clientGone = true;
-    };
-    socket.once("close", onClientClose);
-    const up = await this.openPath(req, [], () => clientGone);
-    socket.off("close", onClientClose);
+    const up = await this.openPath(req, [], socket);
     if (up === undefined) return;
     if (up instanceof Refusal) return this.refuse(socket, up, reply);
     if (socket.destroyed) {
       up.upstream.destroy();
       return;
     }
-    // The answer and any bytes the next hop already sent leave in one write.
-    socket.cork();
-    if (reply.kind === "http") socket.write(establishedResponse(up.path));
-    else reply.settled({ ok: true, path: up.path });
-    if (up.rest.length > 0) {
+    if (up.rest.length === 0) {
+      if (reply.kind === "http") socket.write(establishedResponse(up.path));
+      else reply.settled({ ok: true, path: up.path });
+    } else {
+      // The answer and the bytes the next hop already sent leave in one write.
+      socket.cork();
+      if (reply.kind === "http") socket.write(establishedResponse(up.path));
+      else reply.settled({ ok: true, path: up.path });
       this.counters.down[role] += up.rest.length;
       socket.write(up.rest);
+      socket.uncork();
     }
-    socket.uncork();
     if (rest.length > 0) {
       this.counters.up[role] += rest.length;
       up.upstream.write(rest);
@@ -641,7 +744,7 @@ export class Relay {
       return refuse(new Refusal("auth", `hopway-hops must end with the dialling relay '${peer}'`));
     }
     const req: ConnectRequest = { ...target, headers: new Map() };
-    const up = await this.openPath(req, visited, () => stream.destroyed);
+    const up = await this.openPath(req, visited, stream);
     if (up === undefined) return;
     if (up instanceof Refusal) return refuse(up);
     if (stream.destroyed) {
@@ -664,7 +767,7 @@ export class Relay {
   private async openPath(
     req: ConnectRequest,
     visited: string[],
-    gone: () => boolean,
+    requester: { readonly destroyed: boolean },
   ): Promise<PathUp | Refusal | undefined> {
     if (visited.includes(this.name)) {
       return new Refusal("loop", `loop: already visited ${this.name} (${visited.join(" > ")})`);
@@ -688,11 +791,11 @@ export class Relay {
       return new Refusal("loop", `hop limit ${MAX_HOPS} reached`);
     }
     const started = performance.now();
-    const hops = [...visited, this.name].join(", ");
-    let lastFailure = new Refusal("next_hop_failed", `no usable address for '${found.next.node}'`);
+    let lastFailure: Refusal | undefined;
     for (const listed of found.nextAddresses) {
-      if (gone()) return undefined;
-      const checked = await this.selfAddresses.check(listed);
+      if (requester.destroyed) return undefined;
+      // An IP or a unix path is checked at once; only a name waits for DNS.
+      const checked = this.selfAddresses.checkNow(listed) ?? (await this.selfAddresses.check(listed));
       if (!checked.ok) {
         // Never dial our own listeners, whatever the table says: refuse the request outright.
         lastFailure = new Refusal(checked.self ? "forbidden" : "next_hop_failed", checked.detail);
@@ -701,13 +804,13 @@ export class Relay {
       }
       // The address checked is the address dialled: a DNS answer cannot change in between.
       const addr = checked.dial;
-      if (gone()) return undefined;
+      if (requester.destroyed) return undefined;
       // Every address a relay dials is visible at debug level: where a tunnel really went.
       this.log("debug", "dialing", { next: found.next.node, address: addr.address });
       const attempt = found.direct
         ? await this.dial(addr)
-        : await this.dialLink(addr, found.next.node, req.authority, hops);
-      if (gone()) {
+        : await this.dialLink(addr, found.next.node, req.authority, [...visited, this.name].join(", "));
+      if (requester.destroyed) {
         if (attempt.ok) attempt.socket.destroy();
         return undefined;
       }
@@ -723,7 +826,8 @@ export class Relay {
         continue;
       }
       // Before any client byte flows: should this lead back here, the head is read after this.
-      if (attempt.socket instanceof Socket) this.selfAddresses.trackOutbound(attempt.socket);
+      if (attempt.socket instanceof Socket)
+        this.selfAddresses.trackOutbound(attempt.socket, found.direct ? addr : undefined);
       return {
         upstream: attempt.socket,
         rest: attempt.rest,
@@ -732,7 +836,7 @@ export class Relay {
         seconds: (performance.now() - started) / 1000,
       };
     }
-    return lastFailure;
+    return lastFailure ?? new Refusal("next_hop_failed", `no usable address for '${found.next.node}'`);
   }
 
   /** A CONNECT stream to the next relay on the link to it; the answer arrives once its whole path is up. */
@@ -828,27 +932,15 @@ export class Relay {
       openedAt: performance.now(),
       moved: false,
       quietSweeps: 0,
+      closed: 0,
     };
     this.tunnels.add(tunnel);
     this.observer?.tunnelOpened(peer, next, connectSeconds);
     const counters = this.counters;
-    let closed = 0;
-    const onClose = (side: Duplex, hadError: boolean | undefined) => {
-      // A clean close of one side means its peer already sent FIN and it flushed everything;
-      // the other side still flushes what it holds and closes by itself. Destroying it here
-      // would drop that tail, so only an error (or a reset stream) tears the whole tunnel down.
-      if (hadError === true || side.errored || wasReset(side)) {
-        client.destroy();
-        upstream.destroy();
-      }
-      if (++closed === 2) {
-        this.tunnels.delete(tunnel);
-        this.observer?.tunnelClosed(peer, next, (performance.now() - tunnel.openedAt) / 1000);
-        this.maybeIdle();
-      }
-    };
-    client.on("close", (hadError?: boolean) => onClose(client, hadError));
-    upstream.on("close", (hadError?: boolean) => onClose(upstream, hadError));
+    (client as TunnelSide)[TUNNEL] = tunnel;
+    (upstream as TunnelSide)[TUNNEL] = tunnel;
+    client.on("close", this.onTunnelSideClose);
+    upstream.on("close", this.onTunnelSideClose);
     if (this.limits.idleTimeoutMs > 0 && this.idleSweep === undefined) this.startIdleSweep();
     if (client instanceof Socket && upstream instanceof Socket) {
       pump(client, upstream, tunnel, true, counters);

@@ -13,7 +13,7 @@
 // relay dials that same answer, so a DNS reply that changes between the check
 // and the dial cannot point the relay back at itself.
 import { lookup as dnsLookup } from "node:dns/promises";
-import { isIP, type Socket } from "node:net";
+import { isIP, isIPv4, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import { resolve as resolvePath } from "node:path";
 import type { Dialable } from "./table.ts";
@@ -26,12 +26,26 @@ const defaultLookup: AddressLookup = async (host) => (await dnsLookup(host, { al
 
 /** `::ffff:1.2.3.4` → `1.2.3.4`, IPv6 lower case, so equal addresses compare equal. */
 export function normalizeIp(ip: string): string {
+  // A dotted quad is already in its one form (asked for every connection the relay opens).
+  if (!ip.includes(":")) return ip;
   const lower = ip.toLowerCase();
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
   return mapped ? (mapped[1] as string) : lower;
 }
 
 const WILDCARDS = new Set(["0.0.0.0", "::"]);
+
+interface Outbound {
+  /** Local `ip:port` it leaves from, and the `ip:port` it went to. */
+  from: string;
+  to: string;
+  /** Whether `to` is an address of this host. */
+  toHere: boolean;
+}
+const OUTBOUND = Symbol("hopway.outbound");
+/** Its entry once known; before that, the IPv4 address and port it was dialled to, if given. */
+type TrackedSocket = Socket & { [OUTBOUND]?: Outbound | Dialled | undefined };
+type Dialled = { host: string; port: number };
 
 /** Addresses that reach this host: loopback, the unspecified addresses (a dial to them lands here) and every interface. */
 function isLocalHostAddress(ip: string, interfaces: ReadonlySet<string>): boolean {
@@ -45,11 +59,27 @@ export class SelfAddresses {
    * Every connection this process opened and has not closed yet: its local `ip:port`, with
    * where it was going (`ip:port`) and whether that destination is an address of this host.
    */
-  private readonly outbound = new Map<string, { to: string; toHere: boolean }>();
+  private readonly outbound = new Map<string, Outbound>();
+  /**
+   * Connections opened and not yet entered in `outbound`: their local address is read (a
+   * system call) only when an accepted connection is checked, so a relay whose traffic never
+   * asks (listeners, links) never pays it per connection.
+   */
+  private readonly pending = new Set<Socket>();
+  private readonly untrack: (this: Socket) => void;
   private interfaces: Set<string> | undefined;
   private interfacesAt = 0;
 
-  constructor(private readonly lookup: AddressLookup = defaultLookup) {}
+  constructor(private readonly lookup: AddressLookup = defaultLookup) {
+    const outbound = this.outbound;
+    const pending = this.pending;
+    this.untrack = function (this: Socket) {
+      if (pending.delete(this)) return;
+      const entry = (this as TrackedSocket)[OUTBOUND];
+      // A later connection from the same local address and port may have replaced it already.
+      if (entry !== undefined && "from" in entry && outbound.get(entry.from) === entry) outbound.delete(entry.from);
+    };
+  }
 
   /**
    * Records a listener: what `server.address()` returns (an AddressInfo, or the path of a
@@ -85,48 +115,81 @@ export class SelfAddresses {
    * listeners; a DNS name comes back as the resolved address to dial.
    */
   async check(d: Dialable): Promise<SelfCheck> {
+    const now = this.checkNow(d);
+    if (now !== undefined) return now;
+    let ips: string[];
+    try {
+      ips = await this.lookup(d.host);
+    } catch (err) {
+      return {
+        ok: false,
+        self: false,
+        detail: `${d.address}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      };
+    }
+    if (ips.length === 0) return { ok: false, self: false, detail: `${d.address}: no address` };
+    return this.checkIps(d, ips);
+  }
+
+  /**
+   * `check` without waiting, for a unix path or an IP literal (every connection to such a
+   * target asks this, and nothing there needs DNS); undefined for a name that must be resolved.
+   */
+  checkNow(d: Dialable): SelfCheck | undefined {
     if (d.path) {
       if (this.paths.has(resolvePath(d.path))) {
         return { ok: false, self: true, detail: `${d.address} is one of this relay's own listeners` };
       }
       return { ok: true, dial: d };
     }
-    let ips: string[];
-    if (isIP(d.host) !== 0) {
-      ips = [d.host];
-    } else {
-      try {
-        ips = await this.lookup(d.host);
-      } catch (err) {
-        return {
-          ok: false,
-          self: false,
-          detail: `${d.address}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-        };
-      }
-      if (ips.length === 0) return { ok: false, self: false, detail: `${d.address}: no address` };
+    if (isIP(d.host) === 0) return undefined;
+    if (this.isSelf(d.host, d.port)) {
+      return { ok: false, self: true, detail: `${d.address} is one of this relay's own listeners` };
     }
+    return { ok: true, dial: d };
+  }
+
+  private checkIps(d: Dialable, ips: string[]): SelfCheck {
     // Any answer pointing here refuses the whole name: a table entry that can land on this
     // relay is hostile or broken either way.
     for (const ip of ips) {
       if (this.isSelf(ip, d.port)) {
-        const via = ip === d.host ? "" : ` (resolves to ${ip})`;
-        return { ok: false, self: true, detail: `${d.address}${via} is one of this relay's own listeners` };
+        return {
+          ok: false,
+          self: true,
+          detail: `${d.address} (resolves to ${ip}) is one of this relay's own listeners`,
+        };
       }
     }
     return { ok: true, dial: { ...d, host: ips[0] as string } };
   }
 
-  /** Records a connection this process opened (connected), until it closes. */
-  trackOutbound(socket: Socket): void {
-    const from = ipPort(socket.localAddress, socket.localPort);
-    const to = ipPort(socket.remoteAddress, socket.remotePort);
-    if (from === undefined || to === undefined || socket.remoteAddress === undefined) return;
-    const toHere = isLocalHostAddress(normalizeIp(socket.remoteAddress), this.localInterfaces());
-    this.outbound.set(from, { to, toHere });
-    socket.once("close", () => {
-      if (this.outbound.get(from)?.to === to) this.outbound.delete(from);
-    });
+  /**
+   * Records a connection this process opened (connected), until it closes. `dialled`, the
+   * IPv4 address and port it was opened to, spares asking the kernel for the peer's address.
+   */
+  trackOutbound(socket: Socket, dialled?: Dialled): void {
+    (socket as TrackedSocket)[OUTBOUND] = dialled;
+    this.pending.add(socket);
+    // One listener function for every tracked socket instead of a closure each.
+    socket.on("close", this.untrack);
+  }
+
+  /** Enters every connection opened since the last check in `outbound`, by its local address. */
+  private settle(): void {
+    for (const socket of this.pending) {
+      const t = socket as TrackedSocket;
+      const dialled = t[OUTBOUND] as Dialled | undefined;
+      const from = ipPort(socket.localAddress, socket.localPort);
+      const remote = dialled !== undefined && isIPv4(dialled.host) ? dialled.host : socket.remoteAddress;
+      const to = ipPort(remote, dialled !== undefined && remote === dialled.host ? dialled.port : socket.remotePort);
+      // Already closed (no address left): it cannot come back.
+      if (from === undefined || to === undefined || remote === undefined) continue;
+      const entry: Outbound = { from, to, toHere: isLocalHostAddress(normalizeIp(remote), this.localInterfaces()) };
+      this.outbound.set(from, entry);
+      t[OUTBOUND] = entry;
+    }
+    this.pending.clear();
   }
 
   /**
@@ -138,6 +201,7 @@ export class SelfAddresses {
    * one is a stranger, not a way back.
    */
   isOwnConnection(accepted: Pick<Socket, "remoteAddress" | "remotePort" | "localAddress" | "localPort">): boolean {
+    if (this.pending.size > 0) this.settle();
     if (this.outbound.size === 0) return false;
     const from = ipPort(accepted.remoteAddress, accepted.remotePort);
     const ours = from === undefined ? undefined : this.outbound.get(from);

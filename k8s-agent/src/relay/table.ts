@@ -14,7 +14,7 @@ export interface Dialable {
 }
 
 export type Lookup =
-  | { ok: true; next: Hop; nextAddresses: Dialable[]; direct: boolean; hops: Hop[] }
+  | { ok: true; next: Hop; nextAddresses: readonly Dialable[]; direct: boolean; hops: readonly Hop[] }
   | { ok: false; reason: "unknown_node" | "forbidden"; detail: string };
 
 function dialable(address: string): Dialable | undefined {
@@ -38,6 +38,9 @@ function endpointKey(d: Dialable): string {
   return d.path ? `unix:${d.path}` : `${d.host.toLowerCase()}:${d.port}`;
 }
 
+/** Ports per target node whose lookup decision is kept (a node has a few gateway ports). */
+const MAX_CACHED_PORTS = 64;
+
 export class RoutingTable {
   private byTarget = new Map<string, RouteTable["routes"][number]>();
   private names = new Set<string>();
@@ -52,6 +55,13 @@ export class RoutingTable {
   private relayEndpoints = new Set<string>();
   private readonly listeners = new Set<() => void>();
   private viaRelays = false;
+  /**
+   * Decisions of `lookup` for the current table, by target node and then port: every
+   * connection to the same target asks the same question, and the answer only changes with
+   * the table. Only nodes the table routes to are kept, at most MAX_CACHED_PORTS ports each,
+   * so clients naming other nodes or ports cannot grow it.
+   */
+  private decided = new Map<string, Map<number, Lookup>>();
 
   constructor(private readonly self: string) {}
 
@@ -89,6 +99,8 @@ export class RoutingTable {
     this.relayEndpoints = relayEndpoints;
     this.names = names;
     this.current = table;
+    // Decisions about the old table are void: a removed route is refused from the next connection on.
+    this.decided = new Map();
     for (const l of this.listeners) l();
   }
 
@@ -108,8 +120,26 @@ export class RoutingTable {
     return () => this.listeners.delete(listener);
   }
 
-  /** Decides whether `node:port` may be reached from here and through which next hop. */
+  /**
+   * Decides whether `node:port` may be reached from here and through which next hop. The
+   * answer is shared between calls until the table changes: callers must not modify it.
+   */
   lookup(node: string, port: number): Lookup {
+    let ports = this.decided.get(node);
+    const known = ports?.get(port);
+    if (known !== undefined) return known;
+    const found = this.decide(node, port);
+    if (this.byTarget.has(node)) {
+      if (ports === undefined) {
+        ports = new Map();
+        this.decided.set(node, ports);
+      }
+      if (ports.size < MAX_CACHED_PORTS) ports.set(port, found);
+    }
+    return found;
+  }
+
+  private decide(node: string, port: number): Lookup {
     if (node === this.self) return { ok: false, reason: "forbidden", detail: `'${node}' is this relay` };
     const route = this.byTarget.get(node);
     if (!route) return { ok: false, reason: "unknown_node", detail: `no node '${node}' in this relay's route table` };

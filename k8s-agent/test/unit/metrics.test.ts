@@ -1,4 +1,4 @@
-import { Registry } from "prom-client";
+import { Histogram, Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { createRelayMetrics, LATENCY_BUCKETS_SECONDS } from "../../src/metrics.ts";
 import { LINK_FAILURES } from "../../src/relay/links/options.ts";
@@ -67,5 +67,65 @@ describe("relay metrics", () => {
       if (key === "le") continue;
       expect(allowed[key as string]?.has(value as string), `${key}=${value}`).toBe(true);
     }
+  });
+});
+
+describe("relay metrics: per-connection series", () => {
+  it("export exactly what prom-client's Histogram and Counter export for the same events", async () => {
+    const ours = new Registry();
+    const m = createRelayMetrics(ours, {
+      counters: () => ({ up: { client: 0, relay: 0 }, down: { client: 0, relay: 0 } }),
+      activeTunnels: () => 0,
+      openConnections: () => 0,
+      routeTableVersion: () => 1,
+      routeTableFetchedAt: () => 0,
+      edgeReachable: () => true,
+    });
+    const reference = new Registry();
+    const connect = new Histogram({
+      name: "hopway_relay_connect_duration_seconds",
+      help: "Time from a valid CONNECT to the whole path being up.",
+      labelNames: ["next"],
+      buckets: [...LATENCY_BUCKETS_SECONDS],
+      registers: [reference],
+    });
+    const duration = new Histogram({
+      name: "hopway_relay_tunnel_duration_seconds",
+      help: "Lifetime of closed tunnels.",
+      labelNames: ["peer", "next"],
+      buckets: [...LATENCY_BUCKETS_SECONDS],
+      registers: [reference],
+    });
+    // Values on bucket bounds, between them, below the first and above the last.
+    const samples = [0.001, 0.015, 0.0151, 0.3, 0.32, 2, 2.5, 30];
+    for (const [i, v] of samples.entries()) {
+      const next = i % 2 === 0 ? "target" : "relay";
+      m.tunnelOpened("client", next, v);
+      connect.observe({ next }, v);
+      m.tunnelClosed(i % 3 === 0 ? "relay" : "client", next, v * 2);
+      duration.observe({ peer: i % 3 === 0 ? "relay" : "client", next }, v * 2);
+    }
+    // The same lines; series may come in another order (Prometheus reads them by name and labels).
+    const lines = async (r: Registry, name: string) => (await r.getSingleMetricAsString(name)).split("\n").sort();
+    for (const name of ["hopway_relay_connect_duration_seconds", "hopway_relay_tunnel_duration_seconds"]) {
+      expect(await lines(ours, name)).toEqual(await lines(reference, name));
+    }
+    const opened = await ours.getSingleMetricAsString("hopway_relay_tunnels_opened_total");
+    expect(opened).toContain('hopway_relay_tunnels_opened_total{peer="client",next="target"} 4');
+    expect(opened).toContain('hopway_relay_tunnels_opened_total{peer="client",next="relay"} 4');
+    expect(opened).toContain('hopway_relay_tunnels_opened_total{peer="relay",next="target"} 0');
+    m.tunnelFailed("forbidden");
+    m.tunnelFailed("forbidden");
+    expect(await ours.getSingleMetricAsString("hopway_relay_tunnels_failed_total")).toContain(
+      'hopway_relay_tunnels_failed_total{reason="forbidden"} 2',
+    );
+    // A reset (registry.resetMetrics) starts every series from zero.
+    ours.resetMetrics();
+    reference.resetMetrics();
+    m.tunnelOpened("relay", "relay", 0.05);
+    connect.observe({ next: "relay" }, 0.05);
+    expect(await lines(ours, "hopway_relay_connect_duration_seconds")).toEqual(
+      await lines(reference, "hopway_relay_connect_duration_seconds"),
+    );
   });
 });

@@ -4,7 +4,7 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Hop, Route } from "../../../../src/core/schema.ts";
 import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import type { LinkProtocol } from "../../../src/relay/links/index.ts";
-import { Relay, type RelayOptions } from "../../../src/relay/relay.ts";
+import { DEFAULT_LIMITS, Relay, type RelayOptions } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
 
 /** The realm of the relay tests' certificates. */
@@ -41,11 +41,11 @@ export async function startRelay(
   table.set({ node: opts.name, version: 1, routes });
   const identity = "identity" in opts ? opts.identity : relayIdentityForTest(TEST_REALM, opts.name);
   const relay = new Relay({ realm: TEST_REALM, ...opts, identity, table });
-  // Like the agent's listeners: accepted sockets buffer as much as dialed ones.
-  const hwm = opts.limits?.bufferBytes;
-  const server = createServer(
-    { allowHalfOpen: true, ...(hwm ? { highWaterMark: hwm } : {}) } as Parameters<typeof createServer>[0],
-    (s) => relay.handle(s),
+  // Like the agent's listeners: accepted sockets buffer as much as dialed ones (so the relay
+  // adopts them in place, as in production).
+  const hwm = opts.limits?.bufferBytes ?? DEFAULT_LIMITS.bufferBytes;
+  const server = createServer({ allowHalfOpen: true, highWaterMark: hwm } as Parameters<typeof createServer>[0], (s) =>
+    relay.handle(s),
   );
   const port = await listen(server, opts.host, opts.port);
   return {

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { adopt, heldReadBuffersForTest, lentReadBuffersForTest } from "../../../src/relay/pump.ts";
+import { adopt, heldReadBuffersForTest, lentReadBuffersForTest, setSink } from "../../../src/relay/pump.ts";
 import { Relay } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
 import { hop, listen, readAll, request, route, sleep, startRelay, startStalledTarget } from "./helpers.ts";
@@ -46,23 +46,45 @@ async function relayTo(port: number, bufferBytes = 256 * 1024, reuseReadBuffers 
 }
 
 describe("relay read path", () => {
-  it("moves an accepted socket's handle into one that reads through the relay's buffers", async () => {
+  it.each([
+    ["in place, when its write buffer is the relay's", 64 * 1024, true],
+    ["by moving its handle into a new socket, when it is not", 32 * 1024, false],
+  ])("makes an accepted socket read through the relay's buffers %s", async (_, hwm, inPlace) => {
     let adopted: Socket | undefined;
     let original: Socket | undefined;
-    const server = createServer({ allowHalfOpen: true }, (s) => {
-      original = s;
-      adopted = adopt(s, 64 * 1024);
-      adopted.on("error", () => {});
-    });
+    const server = createServer(
+      { allowHalfOpen: true, highWaterMark: 64 * 1024 } as Parameters<typeof createServer>[0],
+      (s) => {
+        original = s;
+        adopted = adopt(s, hwm);
+        adopted.on("error", () => {});
+      },
+    );
     const port = await listen(server);
     cleanups.push(() => server.close());
     const client = connect({ port, host: "127.0.0.1" });
     await once(client, "connect");
     while (adopted === undefined) await sleep(5);
-    expect(adopted).not.toBe(original);
-    expect(original?.destroyed).toBe(true);
+    if (inPlace) {
+      expect(adopted).toBe(original);
+    } else {
+      expect(adopted).not.toBe(original);
+      expect(original?.destroyed).toBe(true);
+    }
     expect(adopted.remotePort).toBe(client.localPort);
-    // The server still counts the connection, now through the adopted socket.
+    // Reads reach the relay's sink, never Node's `data` path.
+    const sunk: string[] = [];
+    let dataEvents = 0;
+    setSink(adopted, (chunk) => {
+      sunk.push(String(chunk));
+      return true;
+    });
+    adopted.on("data", () => dataEvents++);
+    client.write("to the adopted socket");
+    while (sunk.join("") !== "to the adopted socket") await sleep(5);
+    expect(dataEvents).toBe(0);
+    setSink(adopted, undefined);
+    // The server still counts the connection, through the adopted socket.
     const count = () => new Promise<number>((res) => server.getConnections((_, n) => res(n)));
     expect(await count()).toBe(1);
     adopted.write("from the adopted socket");

@@ -209,6 +209,37 @@ describe("own connections: where they came from and where they went", () => {
     target.close();
   });
 
+  it("a connection that closed before any check was made is not one, and one still open is", async () => {
+    const target = createServer((s) => s.on("error", () => {}));
+    target.listen(0, "127.0.0.1");
+    await once(target, "listening");
+    const port = (target.address() as AddressInfo).port;
+    const self = new SelfAddresses();
+    const open = async () => {
+      const out = connect({ host: "127.0.0.1", port });
+      await once(out, "connect");
+      // As the relay does: the dialled address stands in for the peer's.
+      self.trackOutbound(out, { host: "127.0.0.1", port });
+      const seen = {
+        remoteAddress: out.localAddress,
+        remotePort: out.localPort,
+        localAddress: "127.0.0.1",
+        localPort: port,
+      };
+      return { out, seen };
+    };
+    const gone = await open();
+    const kept = await open();
+    gone.out.destroy();
+    await once(gone.out, "close");
+    expect(self.isOwnConnection(gone.seen)).toBe(false);
+    expect(self.isOwnConnection(kept.seen)).toBe(true);
+    kept.out.destroy();
+    await once(kept.out, "close");
+    expect(self.isOwnConnection(kept.seen)).toBe(false);
+    target.close();
+  });
+
   it("one that went to an address not of this host (a Service IP) and was brought back here is one", () => {
     const self = new SelfAddresses();
     // Only the fields the check reads, as a pod's dial to a Service IP and the NAT-ed arrival show them.
@@ -217,7 +248,7 @@ describe("own connections: where they came from and where they went", () => {
       localPort: 40_000,
       remoteAddress: "10.96.0.10",
       remotePort: 7001,
-      once: () => dialled,
+      on: () => dialled,
     } as unknown as Socket;
     self.trackOutbound(dialled);
     const back = { remoteAddress: "10.1.2.3", remotePort: 40_000, localAddress: "10.1.2.3", localPort: 1234 };
