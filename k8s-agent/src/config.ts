@@ -27,11 +27,11 @@
 //   POD_NAME, POD_NAMESPACE  pod.name, pod.namespace (Downward API); the ordinal is POD_NAME's -N suffix
 import { readFileSync } from "node:fs";
 import { isIPv4, isIPv6 } from "node:net";
+import { describeIssues, type FieldProblem } from "@hopway/core/errors";
+import { ListenerSchema } from "@hopway/core/listener";
+import { NameSchema, RecordSchema } from "@hopway/core/schema";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { describeIssues, type FieldProblem } from "../../src/core/errors.ts";
-import { ListenerSchema } from "../../src/core/listener.ts";
-import { NameSchema, RecordSchema } from "../../src/core/schema.ts";
 import { ScalingConfigSchema } from "./scaling/config.ts";
 
 /** `host:port`, `[v6]:port` or `unix:/path`. */

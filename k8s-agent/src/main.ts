@@ -2,10 +2,10 @@
 // the metrics registry and the admin server, and owns the process lifecycle
 // (SIGTERM: stop accepting, not ready, deregister, drain, exit 0).
 import { createServer, type Server } from "node:net";
+import type { IdentitySource } from "@hopway/core/identity";
+import { listenersFor, type NamedListenerDeclaration } from "@hopway/core/listener";
+import { WorkloadScalingSchema } from "@hopway/core/wire";
 import { Registry } from "prom-client";
-import type { IdentitySource } from "../../src/core/identity.ts";
-import { listenersFor, type NamedListenerDeclaration } from "../../src/core/listener.ts";
-import { WorkloadScalingSchema } from "../../src/core/wire.ts";
 import { type AdminServer, startAdminServer } from "./admin/server.ts";
 import type { AgentConfig } from "./config.ts";
 import { EdgeClient } from "./edge/client.ts";

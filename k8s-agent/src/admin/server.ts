@@ -7,9 +7,9 @@
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
+import { describeIssues, type ErrorCode } from "@hopway/core/errors";
+import type { ErrorBody } from "@hopway/core/wire";
 import type { Registry } from "prom-client";
-import { describeIssues, type ErrorCode } from "../../../src/core/errors.ts";
-import type { ErrorBody } from "../../../src/core/wire.ts";
 import type { ScalingSignals } from "../scaling/signals.ts";
 import { LocalReportSchema } from "./schemas.ts";
 

@@ -2,10 +2,11 @@
 // TypeScript/JavaScript that run next to the agent in the same pod. It parses
 // every answer with the same zod schemas the server validates with, so a
 // version skew between application and agent fails loudly, not silently.
+
+import type { ErrorCode } from "@hopway/core/errors";
+import { OwnershipIndex } from "@hopway/core/ownership";
+import { ErrorBodySchema } from "@hopway/core/wire";
 import type { z } from "zod";
-import type { ErrorCode } from "../../../src/core/errors.ts";
-import { OwnershipIndex } from "../../../src/core/ownership.ts";
-import { ErrorBodySchema } from "../../../src/core/wire.ts";
 import {
   type LocalReport,
   LocalReportSchema,
@@ -16,7 +17,7 @@ import {
 } from "../admin/schemas.ts";
 import { type LocalOwners, LocalOwnersSchema, ownersInParts } from "../ownership/client-support.ts";
 
-export { keyHost } from "../../../src/core/ownership.ts";
+export { keyHost } from "@hopway/core/ownership";
 export type { LocalOwners, LocalReport, LocalStatus, PreDelete };
 
 export class AgentApiError extends Error {

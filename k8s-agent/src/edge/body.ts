@@ -2,9 +2,9 @@
 // content, but not without limit: a proxy in between, a misconfigured URL that
 // points at something else, or an edge bug must cost one failed request (which
 // the caller retries with backoff), never the agent's memory and its tunnels.
-import { BodyTooLarge, readBounded } from "../../../src/core/bounded-body.ts";
-import type { ErrorCode } from "../../../src/core/errors.ts";
-import { ErrorBodySchema } from "../../../src/core/wire.ts";
+import { BodyTooLarge, readBounded } from "@hopway/core/bounded-body";
+import type { ErrorCode } from "@hopway/core/errors";
+import { ErrorBodySchema } from "@hopway/core/wire";
 
 /** Largest success body the agent reads: a 50,000-record realm's route table is about 20 MiB. */
 export const MAX_EDGE_BODY_BYTES = 64 * 1024 * 1024;

@@ -5,8 +5,8 @@
 // function are injectable so tests can drive it deterministically.
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { HopwayRecord } from "../../../src/core/schema.ts";
-import { type RouteTable, RouteTableSchema } from "../../../src/core/wire.ts";
+import type { HopwayRecord } from "@hopway/core/schema";
+import { type RouteTable, RouteTableSchema } from "@hopway/core/wire";
 import type { Logger } from "../log.ts";
 import { HttpStatusError, readJson, statusError } from "./body.ts";
 import { RecordsSync, type SyncMode } from "./records-sync.ts";

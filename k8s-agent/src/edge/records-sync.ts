@@ -12,16 +12,16 @@
 // complete reload of the record list.
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { z } from "zod";
-import { buildRealm, MAX_RECORDS, routeTable } from "../../../src/core/index.ts";
-import { type HopwayRecord, RecordSchema } from "../../../src/core/schema.ts";
+import { buildRealm, MAX_RECORDS, routeTable } from "@hopway/core";
+import { type HopwayRecord, RecordSchema } from "@hopway/core/schema";
 import {
   type ChangesAnswer,
   ChangesAnswerSchema,
   EpochSchema,
   NodesAnswerSchema,
   type RouteTable,
-} from "../../../src/core/wire.ts";
+} from "@hopway/core/wire";
+import { z } from "zod";
 import type { Logger } from "../log.ts";
 import { readText, statusError } from "./body.ts";
 

@@ -7,9 +7,9 @@
 import { createPublicKey, generateKeyPairSync, X509Certificate } from "node:crypto";
 import { link, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { IdentitySource, TlsMaterial } from "@hopway/core/identity";
+import { CertificateAnswerSchema, TrustBundleSchema } from "@hopway/core/wire";
 import { z } from "zod";
-import type { IdentitySource, TlsMaterial } from "../../../src/core/identity.ts";
-import { CertificateAnswerSchema, TrustBundleSchema } from "../../../src/core/wire.ts";
 import { readJson, statusError } from "../edge/body.ts";
 import { backoffDelay, type Clock, realClock } from "../edge/client.ts";
 import type { Logger } from "../log.ts";

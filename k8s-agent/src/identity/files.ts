@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { IdentitySource, TlsMaterial } from "../../../src/core/identity.ts";
+import type { IdentitySource, TlsMaterial } from "@hopway/core/identity";
 import type { Clock } from "../edge/client.ts";
 import { realClock } from "../edge/client.ts";
 import type { Logger } from "../log.ts";

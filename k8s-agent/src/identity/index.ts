@@ -1,6 +1,7 @@
 // The relay's identity source as the configuration chooses it (docs/identity.md).
+
+import type { IdentitySource } from "@hopway/core/identity";
 import type { Registry } from "prom-client";
-import type { IdentitySource } from "../../../src/core/identity.ts";
 import type { AgentConfig } from "../config.ts";
 import type { Logger } from "../log.ts";
 import { EdgeIssuedIdentity } from "./edge-issued.ts";

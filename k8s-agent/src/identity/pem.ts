@@ -3,7 +3,7 @@
 // chain name this relay, match its key, and chain to a CA of the bundle.
 // Node's X509Certificate (OpenSSL) does the cryptography.
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
-import { relayUri } from "../../../src/core/identity.ts";
+import { relayUri } from "@hopway/core/identity";
 
 const CERT_BLOCK = /-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]*?-----END CERTIFICATE-----/g;
 

@@ -7,7 +7,7 @@ import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { BodyTooLarge, readBounded } from "../../../src/core/bounded-body.ts";
+import { BodyTooLarge, readBounded } from "@hopway/core/bounded-body";
 
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 

@@ -3,7 +3,7 @@
 // its listeners before the edge is back, and hands every change to the agent.
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { ListenersAnswerSchema, type NamedListenerDeclaration } from "../../../src/core/listener.ts";
+import { ListenersAnswerSchema, type NamedListenerDeclaration } from "@hopway/core/listener";
 import { readJson, statusError } from "../edge/body.ts";
 import { backoffDelay } from "../edge/client.ts";
 import type { Logger } from "../log.ts";

@@ -7,12 +7,7 @@
 // new addresses are bound, removed ones stop accepting, and connections already
 // carried are never touched.
 import { createServer, type Server, type Socket } from "node:net";
-import {
-  type Listener,
-  type ListenerTarget,
-  parseListenAddress,
-  parseListenerTarget,
-} from "../../../src/core/listener.ts";
+import { type Listener, type ListenerTarget, parseListenAddress, parseListenerTarget } from "@hopway/core/listener";
 import { CidrList } from "../relay/auth.ts";
 import type { FailureReason } from "../relay/protocol.ts";
 

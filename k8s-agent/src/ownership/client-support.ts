@@ -1,6 +1,7 @@
 // Shapes and batching for the typed client's ownership calls (k8s-agent/src/client).
+
+import { MembershipSchema, OwnershipSchema } from "@hopway/core/ownership";
 import { z } from "zod";
-import { MembershipSchema, OwnershipSchema } from "../../../src/core/ownership.ts";
 
 export const LocalOwnersSchema = MembershipSchema.extend({
   /** `edge`: confirmed by the edge; `disk`: loaded at start and not confirmed since. */

@@ -6,8 +6,8 @@
 // the route table, so a restarted agent answers before the edge is back.
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { type Membership, MembershipSchema, OwnershipIndex } from "@hopway/core/ownership";
 import { z } from "zod";
-import { type Membership, MembershipSchema, OwnershipIndex } from "../../../src/core/ownership.ts";
 import type { Logger } from "../log.ts";
 import { DEFAULT_EDGE_LIMITS, type EdgeLimiterOptions, ExpiringCache, TokenBucket } from "./edge-limiter.ts";
 

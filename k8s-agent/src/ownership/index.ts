@@ -3,15 +3,15 @@
 // of the group memberships (so they keep working while the edge is down).
 // The CONNECT forms: docs/contract/relay-protocol.md §1.6.
 
-import { describeIssues, type FieldProblem } from "../../../src/core/errors.ts";
+import { describeIssues, type FieldProblem } from "@hopway/core/errors";
 import {
   decodeKeyHeader,
   KeySchema,
   MAX_KEYS_PER_LOOKUP,
   OwnersRequestSchema,
   parseKeyHost,
-} from "../../../src/core/ownership.ts";
-import { NameSchema } from "../../../src/core/schema.ts";
+} from "@hopway/core/ownership";
+import { NameSchema } from "@hopway/core/schema";
 import type { ConnectRequest, FailureReason } from "../relay/protocol.ts";
 import type { MembershipFollower } from "./follower.ts";
 

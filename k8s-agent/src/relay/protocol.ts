@@ -1,6 +1,6 @@
 // The relay's wire protocol: an HTTP/1.1 CONNECT request head in, a status line
 // out. Only what a proxy tunnel needs is parsed; anything else is refused.
-import { NAME_PATTERN } from "../../../src/core/schema.ts";
+import { NAME_PATTERN } from "@hopway/core/schema";
 
 /** A request head larger than this is refused with 431 (docs/contract/relay-protocol.md §1.1 fixes 16 KiB). */
 export const MAX_HEAD_BYTES = 16 * 1024;

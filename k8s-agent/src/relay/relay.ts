@@ -21,8 +21,8 @@
 import type { ServerHttp2Stream } from "node:http2";
 import { connect, type NetConnectOpts, Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import type { IdentitySource } from "../../../src/core/identity.ts";
-import { MAX_HOPS } from "../../../src/core/schema.ts";
+import type { IdentitySource } from "@hopway/core/identity";
+import { MAX_HOPS } from "@hopway/core/schema";
 import type { CarryOutcome, CarryTarget } from "../listeners/manager.ts";
 import { Admission } from "./admission.ts";
 import { CidrList, clientToken, tokenMatches } from "./auth.ts";

@@ -1,8 +1,8 @@
 // The relay's view of the realm: the route table the edge computed for this
 // relay's own record. It is the whole allow-list: a destination not in it, or
 // a port that is not one of that node's gateway ports, is never dialed.
-import { type Hop, parseAddress } from "../../../src/core/schema.ts";
-import type { RouteTable } from "../../../src/core/wire.ts";
+import { type Hop, parseAddress } from "@hopway/core/schema";
+import type { RouteTable } from "@hopway/core/wire";
 
 export interface Dialable {
   /** `ipv4://...` etc. as in the record, for logs. */

@@ -1,7 +1,8 @@
 // The agent's `scaling:` configuration section.
 // The autoscaling settings (docs/autoscaling.md); the agent's config.ts embeds them.
+
+import { NAME_PATTERN } from "@hopway/core/schema";
 import { z } from "zod";
-import { NAME_PATTERN } from "../../../src/core/schema.ts";
 
 export const DeletionCostConfigSchema = z
   .strictObject({

@@ -7,10 +7,11 @@
 // the HPA path is pull-only Prometheus anyway, and prom-client writes exactly
 // the metric names given (OTel's exporter rewrites names and units and adds
 // target_info/otel_scope series the adapter rules would have to step around).
+
+import { deletionCostBucket, ordinalFromPodName } from "@hopway/core/scaling";
+import type { ScalingReport } from "@hopway/core/schema";
+import type { WorkloadScalingAnswer } from "@hopway/core/wire";
 import { Gauge, type Registry } from "prom-client";
-import { deletionCostBucket, ordinalFromPodName } from "../../../src/core/scaling.ts";
-import type { ScalingReport } from "../../../src/core/schema.ts";
-import type { WorkloadScalingAnswer } from "../../../src/core/wire.ts";
 import type { LocalReport, LocalStatus, PreDelete } from "../admin/schemas.ts";
 import type { ScalingConfig } from "./config.ts";
 

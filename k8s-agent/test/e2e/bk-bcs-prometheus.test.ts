@@ -8,10 +8,10 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { HpaModel, hpaMetricProposal } from "@hopway/core/testing/hpa-model";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
-import { HpaModel, hpaMetricProposal } from "../../../src/core/testing/hpa-model.ts";
 import { type AdminServer, startAdminServer } from "../../src/admin/server.ts";
 import { AgentClient } from "../../src/client/index.ts";
 import { ScalingConfigSchema } from "../../src/scaling/config.ts";

@@ -7,9 +7,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { HopwayRecord } from "@hopway/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify as stringifyYaml } from "yaml";
-import type { HopwayRecord } from "../../../src/core/index.ts";
 import { adminApi, createRealm, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
 import { freePort } from "../../../test/support/loopback-mesh.ts";
 import { parseConfig } from "../../src/config.ts";

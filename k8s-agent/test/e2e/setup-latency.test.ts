@@ -13,8 +13,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { parseRecords, type Route, realmResolver } from "@hopway/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseRecords, type Route, realmResolver } from "../../../src/core/index.ts";
 import { writeRelayTls } from "../../../test/support/identity.ts";
 import {
   gatewayAddresses,

@@ -18,7 +18,7 @@
 //   STATS          → STATS <json>
 import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
-import type { OwnershipIndex } from "../../../src/core/ownership.ts";
+import type { OwnershipIndex } from "@hopway/core/ownership";
 import { AgentClient } from "../../src/client/index.ts";
 
 export interface KvAppConfig {

@@ -8,14 +8,14 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { deletionCostBucket } from "@hopway/core/scaling";
+import { type HpaMetric, HpaModel, hpaMetricProposal } from "@hopway/core/testing/hpa-model";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import { Role } from "kubernetes-models/rbac.authorization.k8s.io/v1/Role";
 import { RoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding";
 import { ConfigMap, Namespace, Service, ServiceAccount } from "kubernetes-models/v1";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
-import { deletionCostBucket } from "../../../src/core/scaling.ts";
-import { type HpaMetric, HpaModel, hpaMetricProposal } from "../../../src/core/testing/hpa-model.ts";
 import { PreDeleteSchema } from "../../src/admin/schemas.ts";
 import { parseConfig } from "../../src/config.ts";
 import { LOAD_METRIC, STATE_FLOOR_METRIC } from "../../src/scaling/signals.ts";

@@ -10,10 +10,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { relayNameFromUri, relayUri } from "@hopway/core/identity";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { relayNameFromUri, relayUri } from "../../../src/core/identity.ts";
 import { parseConfig } from "../../src/config.ts";
 import { FILE_NAMES } from "../../src/identity/files.ts";
 

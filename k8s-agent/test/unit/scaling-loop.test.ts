@@ -11,12 +11,12 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { computeWorkloadScaling, type WorkloadScaling } from "@hopway/core/scaling";
+import type { ScalingReport } from "@hopway/core/schema";
+import { HpaModel, type HpaSpec } from "@hopway/core/testing/hpa-model";
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
-import { computeWorkloadScaling, type WorkloadScaling } from "../../../src/core/scaling.ts";
-import type { ScalingReport } from "../../../src/core/schema.ts";
-import { HpaModel, type HpaSpec } from "../../../src/core/testing/hpa-model.ts";
 import { ScalingConfigSchema } from "../../src/scaling/config.ts";
 import { ScalingSignals } from "../../src/scaling/signals.ts";
 

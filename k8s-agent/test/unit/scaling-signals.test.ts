@@ -1,7 +1,7 @@
+import { computeWorkloadScaling } from "@hopway/core/scaling";
+import { ScalingReportSchema } from "@hopway/core/schema";
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { computeWorkloadScaling } from "../../../src/core/scaling.ts";
-import { ScalingReportSchema } from "../../../src/core/schema.ts";
 import { ScalingConfigSchema } from "../../src/scaling/config.ts";
 import { type StartScalingOptions, startDeletionCost } from "../../src/scaling/index.ts";
 import { ScalingSignals } from "../../src/scaling/signals.ts";

@@ -8,7 +8,7 @@
 // spiffe://<realm>/relay/<that node>.
 import { constants, connect as h2connect } from "node:http2";
 import { type TLSSocket, connect as tlsConnect } from "node:tls";
-import type { IdentitySource } from "../../../../src/core/identity.ts";
+import type { IdentitySource } from "@hopway/core/identity";
 import type { Dialable } from "../table.ts";
 import { ALPN_MUX } from "./mux/frame.ts";
 import { MuxSession } from "./mux/session.ts";

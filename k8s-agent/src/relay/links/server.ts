@@ -7,7 +7,7 @@
 import { performServerHandshake } from "node:http2";
 import type { Socket } from "node:net";
 import { type TLSSocket, Server as TlsServer } from "node:tls";
-import type { IdentitySource } from "../../../../src/core/identity.ts";
+import type { IdentitySource } from "@hopway/core/identity";
 import { ALPN_MUX } from "./mux/frame.ts";
 import { MuxSession } from "./mux/session.ts";
 import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions } from "./options.ts";

@@ -2,7 +2,7 @@
 // name from its certificate, and why a handshake failed (a LinkFailure). The
 // rules: docs/contract/relay-protocol.md §3.1 (TLS 1.3, ALPN) and §3.2 (identities).
 import type { DetailedPeerCertificate, PeerCertificate } from "node:tls";
-import { relayNameFromUri } from "../../../../src/core/identity.ts";
+import { relayNameFromUri } from "@hopway/core/identity";
 import { ALPN_MUX } from "./mux/frame.ts";
 import type { LinkFailure } from "./options.ts";
 import type { LinkProtocol } from "./session.ts";

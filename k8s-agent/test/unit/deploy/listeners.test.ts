@@ -6,10 +6,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { ListenerSchema } from "@hopway/core/listener";
 import { Service } from "kubernetes-models/v1";
 import { afterAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
-import { ListenerSchema } from "../../../../src/core/listener.ts";
 
 const DEPLOY = join(dirname(fileURLToPath(import.meta.url)), "../../../deploy");
 const work = mkdtempSync(join(tmpdir(), "hopway-listeners-kustomize-"));

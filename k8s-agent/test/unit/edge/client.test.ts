@@ -1,8 +1,8 @@
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { RouteTable } from "@hopway/core/wire";
 import { describe, expect, it } from "vitest";
-import type { RouteTable } from "../../../../src/core/wire.ts";
 import { EdgeResponseTooLargeError } from "../../../src/edge/body.ts";
 import { backoffDelay, EdgeClient, renewDelay } from "../../../src/edge/client.ts";
 import { FakeClock } from "./fake-clock.ts";

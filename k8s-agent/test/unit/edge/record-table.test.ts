@@ -4,9 +4,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { describeIssues } from "@hopway/core/errors";
 import { afterAll, describe, expect, it } from "vitest";
 import { ZodError } from "zod";
-import { describeIssues } from "../../../../src/core/errors.ts";
 import { fullRecord, RECORD_CASES } from "../../../../test/core/record-table.cases.ts";
 import { ConfigError, parseConfig } from "../../../src/config.ts";
 import { RecordsSync, SNAPSHOT_FILE, type SyncTransport } from "../../../src/edge/records-sync.ts";

@@ -4,10 +4,10 @@
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { type HopwayRecord, type Route, referenceResolver } from "@hopway/core";
+import { generateTopology, prng } from "@hopway/core/testing/generate";
+import { type ChangesAnswer, type RouteTable, RouteTableSchema } from "@hopway/core/wire";
 import { describe, expect, it } from "vitest";
-import { type HopwayRecord, type Route, referenceResolver } from "../../../../src/core/index.ts";
-import { generateTopology, prng } from "../../../../src/core/testing/generate.ts";
-import { type ChangesAnswer, type RouteTable, RouteTableSchema } from "../../../../src/core/wire.ts";
 import { RealmView } from "../../../../src/edge/realm-cache.ts";
 import { parseConfig } from "../../../src/config.ts";
 import { EdgeClient } from "../../../src/edge/client.ts";

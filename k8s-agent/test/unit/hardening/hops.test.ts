@@ -3,8 +3,8 @@
 // relay link of the realm (a plain CONNECT claiming relay hops, in any form; a
 // relay certified by another CA) is carried before anything is dialed.
 import { createServer } from "node:net";
+import { MAX_HOPS } from "@hopway/core/schema";
 import { afterEach, describe, expect, it } from "vitest";
-import { MAX_HOPS } from "../../../../src/core/schema.ts";
 import { staticIdentityForTest, testPki } from "../../../../test/support/identity.ts";
 import { hop, linkRequest, route, TEST_REALM } from "../relay/helpers.ts";
 import {

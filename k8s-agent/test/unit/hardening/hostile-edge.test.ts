@@ -4,8 +4,8 @@
 // recovers as soon as a good answer comes.
 import { once } from "node:events";
 import { createServer, type Server, type ServerResponse } from "node:http";
+import type { RouteTable } from "@hopway/core/wire";
 import { afterEach, describe, expect, it } from "vitest";
-import type { RouteTable } from "../../../../src/core/wire.ts";
 import { EdgeClient } from "../../../src/edge/client.ts";
 import { waitFor } from "./support.ts";
 

@@ -3,8 +3,9 @@
 // ranges, IPv6 literals, host names, odd ports of known nodes, encoded and
 // case tricks, userinfo, absolute-form URLs) is refused, and canary listeners
 // on every real loopback target the table does not allow see no connection.
+
+import { NAME_PATTERN } from "@hopway/core/schema";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NAME_PATTERN } from "../../../../src/core/schema.ts";
 import { hop, route } from "../relay/helpers.ts";
 import {
   type Canary,

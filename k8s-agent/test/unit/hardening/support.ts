@@ -6,8 +6,8 @@ import { once } from "node:events";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import type { Route } from "../../../../src/core/schema.ts";
-import type { RouteTable } from "../../../../src/core/wire.ts";
+import type { Route } from "@hopway/core/schema";
+import type { RouteTable } from "@hopway/core/wire";
 import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import { Relay, type RelayOptions } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
@@ -41,7 +41,7 @@ export const knownRelays: string[] = [];
 
 // One seeded generator for the project (the realm generator's): the seed a fuzz
 // run prints reproduces it.
-export { prng } from "../../../../src/core/testing/generate.ts";
+export { prng } from "@hopway/core/testing/generate";
 
 export async function listenOn(server: Server, host: string, port = 0): Promise<number> {
   server.listen(port, host);

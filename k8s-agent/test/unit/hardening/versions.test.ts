@@ -4,9 +4,9 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { RouteTable } from "@hopway/core/wire";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { RouteTable } from "../../../../src/core/wire.ts";
 import { type Clock, EdgeClient } from "../../../src/edge/client.ts";
 
 const table = (version: number): RouteTable => ({

@@ -1,6 +1,6 @@
 // Test PKI: real CAs and leaves from the core's X.509 code, relay keys from node:crypto.
 import { generateKeyPairSync } from "node:crypto";
-import { createCaCertificate, generateP256KeyPair, issueLeaf } from "../../../../src/core/x509.ts";
+import { createCaCertificate, generateP256KeyPair, issueLeaf } from "@hopway/core/x509";
 
 export interface TestCa {
   pem: string;

@@ -1,7 +1,7 @@
 // Loopback plumbing for the relay tests: real listeners, real sockets.
 import { once } from "node:events";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import type { Hop, Route } from "../../../../src/core/schema.ts";
+import type { Hop, Route } from "@hopway/core/schema";
 import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import type { LinkProtocol } from "../../../src/relay/links/index.ts";
 import { DEFAULT_LIMITS, Relay, type RelayOptions } from "../../../src/relay/relay.ts";
