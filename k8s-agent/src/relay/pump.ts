@@ -21,7 +21,9 @@
 import { connect, type NetConnectOpts, type OnReadOpts, Socket, type SocketConstructorOpts } from "node:net";
 import type { RelayCounters, Tunnel } from "./relay.ts";
 
-const BUFFER_BYTES = 256 * 1024;
+/** The most one read(2) of a relay socket takes: what a direction may hold past its highWaterMark. */
+export const READ_BUFFER_BYTES = 256 * 1024;
+const BUFFER_BYTES = READ_BUFFER_BYTES;
 /** Smaller chunks never wait in a pool buffer behind other writes: they are copied to their size. */
 const HALF_BUFFER = BUFFER_BYTES / 2;
 /** A direction whose last read was at least this large keeps (or gets) a private buffer. */
