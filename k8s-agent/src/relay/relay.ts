@@ -177,7 +177,7 @@ interface PathUp {
  * listener's connection, which has no HTTP to speak, a callback (and a close on refusal).
  */
 type Reply = { kind: "http" } | ListenerReply;
-/** `first`: what the client sent while its path came up (one read at most), forwarded ahead of the tunnel. */
+/** `first`: what the client sent while its path came up (bounded by HOLD_BYTES), forwarded ahead of the tunnel. */
 type ListenerReply = { kind: "listener"; settled: (outcome: CarryOutcome) => void; first: Buffer };
 const HTTP: Reply = { kind: "http" };
 
@@ -530,15 +530,15 @@ export class Relay {
     if (!this.take(accepted, accepted.remoteAddress ?? "unknown", true, reply)) return;
     const socket = this.own(accepted);
     // The client may speak first (a Redis command). The socket keeps reading while the path
-    // comes up, and its first read is held and stops reading: it leaves with the tunnel's
-    // first write, and the tunnel does not need one more turn of the event loop (and a
-    // read registration) to pick it up, as a forwarder that never stopped reading would not.
-    // Anything after that read waits in the kernel, as after a CONNECT head: one read per
-    // connection at most is held in memory.
+    // comes up and what it reads is held, to leave with the tunnel's first write: the tunnel
+    // then needs no further turn of the event loop to pick it up, and a client that sent little
+    // costs no read stop and restart, as with a forwarder that never stopped reading. Past
+    // HOLD_BYTES reading stops and the rest waits in the kernel, so a connection whose path is
+    // still coming up holds at most that plus one read (about what a CONNECT head and its
+    // trailing bytes may hold).
     setSink(socket, (chunk) => {
-      reply.first = Buffer.from(chunk);
-      setSink(socket, undefined);
-      return false;
+      reply.first = reply.first.length === 0 ? Buffer.from(chunk) : Buffer.concat([reply.first, chunk]);
+      return reply.first.length < HOLD_BYTES;
     });
     const headers = target.key === undefined ? NO_HEADERS : new Map([["hopway-key", encodeURIComponent(target.key)]]);
     const req: ConnectRequest = { authority: target.authority, node: target.node, port: target.port, headers };
@@ -1042,6 +1042,8 @@ export class Relay {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** What a listener's connection may hold from its client while its path comes up, before it stops reading. */
+const HOLD_BYTES = 16 * 1024;
 /** A listener's request carries no headers unless its target is keyed; nothing writes to this map. */
 const NO_HEADERS: ReadonlyMap<string, string> = new Map();
 

@@ -99,22 +99,34 @@ describe("listeners", () => {
     echo.server.close();
   });
 
-  it("reads the client's first bytes while its path comes up, and forwards them first", async () => {
+  it("reads what the client sends while its path comes up, up to a bound, and forwards it first", async () => {
     const echo = await startEcho();
     const held = heldPaths();
     const { listeners, carried } = setup([route("r1", "db", [hop("db", `ipv4://127.0.0.1:${echo.port}`)])], held);
     await listeners.apply([{ listen: "127.0.0.1:0", target: `db:${echo.port}` }]);
     const client = await dialListener(listeners.list()[0]?.address as string);
+    const readBy = async (n: number) => {
+      for (let i = 0; i < 200 && (carried[0]?.bytesRead ?? 0) < n; i++) await sleep(5);
+      return carried[0]?.bytesRead;
+    };
     client.write("SET k v\r\n");
-    for (let i = 0; i < 200 && (carried[0]?.bytesRead ?? 0) === 0; i++) await sleep(5);
     // Read before the path is up: the tunnel's first write carries it, no further read is waited for.
-    expect(carried[0]?.bytesRead).toBe(9);
+    expect(await readBy(9)).toBe(9);
+    client.write("GET k\r\n");
+    expect(await readBy(16)).toBe(16);
+    // A client that sends a lot meanwhile is read up to the bound (16 KiB, plus one read of at
+    // most 256 KiB); the rest waits in the kernel.
+    const bulk = randomBytes(4 * 1024 * 1024);
+    client.write(bulk);
+    await sleep(200);
+    expect(carried[0]?.bytesRead).toBeGreaterThan(16);
+    expect(carried[0]?.bytesRead).toBeLessThanOrEqual(16 + 16 * 1024 + 256 * 1024);
     held.open();
     const chunks: Buffer[] = [];
     client.on("data", (c: Buffer) => chunks.push(c));
-    client.write("GET k\r\n");
-    while (Buffer.concat(chunks).length < 16) await sleep(5);
-    expect(String(Buffer.concat(chunks))).toBe("SET k v\r\nGET k\r\n");
+    const want = Buffer.concat([Buffer.from("SET k v\r\nGET k\r\n"), bulk]);
+    for (let i = 0; i < 1000 && Buffer.concat(chunks).length < want.length; i++) await sleep(5);
+    expect(Buffer.concat(chunks).equals(want)).toBe(true);
     client.destroy();
     await listeners.close();
     echo.server.close();
