@@ -147,7 +147,10 @@ async function bulkSection(bulk: number, echo: number, direct: Direct): Promise<
   const bestFromConnect = new Map<string, number>();
   const cpuPerMib = new Map<string, number>();
   for (let round = 0; round < 3; round++) {
-    for (const [label, args, pids] of bulkCases) {
+    // The listener and CONNECT lanes share relays and links: they swap places every round, so
+    // neither always runs first on links that sat idle through the HAProxy lanes.
+    const order = round % 2 === 0 ? bulkCases : swapLast(bulkCases);
+    for (const [label, args, pids] of order) {
       const full = args.length === 2 ? [...args, String(BULK_BYTES)] : args;
       const cpu0 = pids.map(cpuMs);
       const r = await runPeer(["send", ...full]);
@@ -177,6 +180,14 @@ async function bulkSection(bulk: number, echo: number, direct: Direct): Promise<
   console.log(`  ratio listener/CONNECT, 3 hops: ${rl.toFixed(2)} (target ≥ 1.00) ${rl >= 1 ? "MET" : "MISSED"}`);
   const reads = (cpuPerMib.get("relay 1 hop, Node's reads") ?? 0) / (cpuPerMib.get("relay 1 hop") ?? 1);
   console.log(`  relay CPU per MiB, Node's default reads / the relay's reused buffers: ${reads.toFixed(2)}`);
+}
+
+/** The list with its last two entries swapped. */
+function swapLast<T>(list: T[]): T[] {
+  const out = [...list];
+  const [a, b] = [out[out.length - 2] as T, out[out.length - 1] as T];
+  out.splice(out.length - 2, 2, b, a);
+  return out;
 }
 
 async function cpsSection(echo: number, direct: Direct): Promise<void> {
