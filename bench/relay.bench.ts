@@ -142,15 +142,23 @@ async function bulkSection(bulk: number, echo: number, direct: Direct): Promise<
     ],
   ];
   const best = new Map<string, number>();
+  // Timed from TCP connect, tunnel setup included: the only fair clock for a listener, whose
+  // client sends before its path is up, against CONNECT, whose client waits for the 200.
+  const bestFromConnect = new Map<string, number>();
   const cpuPerMib = new Map<string, number>();
   for (let round = 0; round < 3; round++) {
-    for (const [label, args, pids] of bulkCases) {
+    // The listener and CONNECT lanes share relays and links: they swap places every round, so
+    // neither always runs first on links that sat idle through the HAProxy lanes.
+    const order = round % 2 === 0 ? bulkCases : swapLast(bulkCases);
+    for (const [label, args, pids] of order) {
       const full = args.length === 2 ? [...args, String(BULK_BYTES)] : args;
       const cpu0 = pids.map(cpuMs);
       const r = await runPeer(["send", ...full]);
       const used = pids.reduce<number>((sum, pid, i) => sum + cpuMs(pid) - (cpu0[i] ?? 0), 0);
       const rate = mib(r.bytes as number, r.seconds as number);
       best.set(label, Math.max(best.get(label) ?? 0, rate));
+      const whole = mib(r.bytes as number, r.fromConnect as number);
+      bestFromConnect.set(label, Math.max(bestFromConnect.get(label) ?? 0, whole));
       const perMib = used / ((r.bytes as number) / 1024 / 1024);
       cpuPerMib.set(label, Math.min(cpuPerMib.get(label) ?? Number.POSITIVE_INFINITY, perMib));
     }
@@ -164,10 +172,22 @@ async function bulkSection(bulk: number, echo: number, direct: Direct): Promise<
   const r3 = (best.get("relay 3 hops") ?? 0) / (best.get("haproxy 3 hops") ?? 1);
   console.log(`  ratio relay/haproxy: 1 hop ${r1.toFixed(2)} (target ≥ 1.00) ${r1 >= 1 ? "MET" : "MISSED"}`);
   console.log(`  ratio relay/haproxy: 3 hops ${r3.toFixed(2)} (target ≥ 1.00) ${r3 >= 1 ? "MET" : "MISSED"}`);
-  const rl = (best.get("listener 3 hops") ?? 0) / (best.get("relay 3 hops") ?? 1);
+  const fromConnect = (label: string) => bestFromConnect.get(label) ?? 0;
+  const rl = fromConnect("listener 3 hops") / (fromConnect("relay 3 hops") || 1);
+  console.log(
+    `  listener / CONNECT, 3 hops, timed from TCP connect (setup included): ${fmt(fromConnect("listener 3 hops"))} / ${fmt(fromConnect("relay 3 hops"))} MiB/s`,
+  );
   console.log(`  ratio listener/CONNECT, 3 hops: ${rl.toFixed(2)} (target ≥ 1.00) ${rl >= 1 ? "MET" : "MISSED"}`);
   const reads = (cpuPerMib.get("relay 1 hop, Node's reads") ?? 0) / (cpuPerMib.get("relay 1 hop") ?? 1);
   console.log(`  relay CPU per MiB, Node's default reads / the relay's reused buffers: ${reads.toFixed(2)}`);
+}
+
+/** The list with its last two entries swapped. */
+function swapLast<T>(list: T[]): T[] {
+  const out = [...list];
+  const [a, b] = [out[out.length - 2] as T, out[out.length - 1] as T];
+  out.splice(out.length - 2, 2, b, a);
+  return out;
 }
 
 async function cpsSection(echo: number, direct: Direct): Promise<void> {

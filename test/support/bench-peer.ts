@@ -3,7 +3,7 @@
 // never limit another. The same code drives the direct, HAProxy and relay runs;
 // only the address and the optional CONNECT line differ.
 //   serve                      → {bulk, echo} ports; bulk counts bytes and answers the count, echo echoes
-//   send HOST PORT BYTES [AUTH]  → {bytes, seconds}
+//   send HOST PORT BYTES [AUTH]  → {bytes, seconds, fromConnect}: from the first byte sent, and from TCP connect
 //   cps HOST PORT SECONDS CONC [AUTH|-] [MAX] → {done, seconds, failed}; stops at SECONDS or MAX connections
 //   idle HOST PORT COUNT AUTH    → prints {ready}, holds the tunnels until stdin closes
 import { once } from "node:events";
@@ -75,6 +75,9 @@ async function main(): Promise<void> {
   const port = Number(args[1]);
   if (mode === "send") {
     const total = Number(args[2]);
+    // `fromConnect` also counts the tunnel's setup: a client at a listener starts sending before
+    // its path is up, so only this time compares a listener with a CONNECT tunnel fairly.
+    const connectAt = performance.now();
     const s = await open(host, port, args[3]);
     const block = Buffer.alloc(1024 * 1024, 0x5a);
     let answer = "";
@@ -88,9 +91,9 @@ async function main(): Promise<void> {
     }
     s.end();
     await once(s, "end");
-    const seconds = (performance.now() - t0) / 1000;
+    const end = performance.now();
     if (Number(answer.trim()) !== total) throw new Error(`sink counted ${answer.trim()} of ${total}`);
-    out({ bytes: total, seconds });
+    out({ bytes: total, seconds: (end - t0) / 1000, fromConnect: (end - connectAt) / 1000 });
     return;
   }
   if (mode === "cps") {

@@ -22,6 +22,12 @@ export type CarryOutcome =
 
 /** The relay core, seen from a listener. */
 export interface ListenerCarrier {
+  /**
+   * The socket buffer per direction the carrier's own sockets use. Accepted sockets made with
+   * it read through the relay's buffers in place (k8s-agent/src/relay/pump.ts, `adopt`), as
+   * the relay listener's do; with any other size each is moved into a second socket.
+   */
+  readonly bufferBytes?: number;
   /** Takes the socket; calls `settled` once, when the path is up or the connection was refused. */
   carry(socket: Socket, target: CarryTarget, settled: (outcome: CarryOutcome) => void): void;
 }
@@ -38,7 +44,7 @@ export interface ListenerManagerOptions {
   clientCidrs: readonly string[];
   log: (level: "info" | "warn" | "error", msg: string, fields: Record<string, unknown>) => void;
   observer?: ListenerObserver;
-  /** Socket buffer per direction, as the relay's own listeners use. */
+  /** Socket buffer per direction; the carrier's by default, as the relay's own listeners use. */
   bufferBytes?: number;
   /** Refusals of one listener are logged at most once per this many ms, with a count. */
   refusalLogMs?: number;
@@ -160,9 +166,11 @@ export class ListenerManager {
   private bind(spec: Listener, target: ListenerTarget): Promise<Running> {
     const addr = parseListenAddress(spec.listen);
     if (typeof addr === "string") return Promise.reject(new Error(addr));
-    const server = createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: this.o.bufferBytes } as Parameters<
-      typeof createServer
-    >[0]);
+    const server = createServer({
+      allowHalfOpen: true,
+      noDelay: true,
+      highWaterMark: this.o.bufferBytes ?? this.o.carrier.bufferBytes,
+    } as Parameters<typeof createServer>[0]);
     const running: Running = {
       spec,
       target,

@@ -64,7 +64,7 @@ export interface ConnectRequest {
   /** 0 = the target's own gateway port. */
   port: number;
   /** Lower-cased names; repeated fields joined with ", ". */
-  headers: Map<string, string>;
+  headers: ReadonlyMap<string, string>;
 }
 
 export type HeadProblem = { reason: FailureReason; detail: string };

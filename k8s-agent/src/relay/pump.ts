@@ -173,6 +173,12 @@ const ONREAD_SLOTS = ((): { buffer: symbol; callback: symbol; generator: symbol 
   return { buffer, callback, generator };
 })();
 
+/** Whether `socket` itself reads through the relay's buffers; tests tell adoption in place from a move with it. */
+export function readsInPlaceForTest(socket: Socket): boolean {
+  const slots = ONREAD_SLOTS;
+  return slots !== undefined && (socket as Socket & Record<symbol, unknown>)[slots.callback] === onRead;
+}
+
 /**
  * Makes an accepted socket read through the relay's buffers. net.Server has no `onread`
  * option, so the relay sets the socket up as the Socket constructor does for one: it fills

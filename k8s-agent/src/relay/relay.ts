@@ -176,7 +176,9 @@ interface PathUp {
  * How the peer learns the outcome: an HTTP answer on the socket (CONNECT), or, for a
  * listener's connection, which has no HTTP to speak, a callback (and a close on refusal).
  */
-type Reply = { kind: "http" } | { kind: "listener"; settled: (outcome: CarryOutcome) => void };
+type Reply = { kind: "http" } | ListenerReply;
+/** `first`: what the client sent while its path came up (bounded by HOLD_BYTES), forwarded ahead of the tunnel. */
+type ListenerReply = { kind: "listener"; settled: (outcome: CarryOutcome) => void; first: Buffer };
 const HTTP: Reply = { kind: "http" };
 
 class Refusal {
@@ -283,6 +285,10 @@ export class Relay {
     this.pathDeadlines = new Deadlines(this.limits.pathTimeoutMs);
   }
 
+  /** Socket buffer per direction (limits.bufferBytes); listeners accept with it (k8s-agent/src/listeners). */
+  get bufferBytes(): number {
+    return this.limits.bufferBytes;
+  }
   /** Open tunnels (both sides spliced). */
   get activeTunnels(): number {
     return this.tunnels.size;
@@ -520,14 +526,21 @@ export class Relay {
    * address like such a client; `settled` learns the outcome once.
    */
   carry(accepted: Socket, target: CarryTarget, settled: (outcome: CarryOutcome) => void): void {
-    const reply: Reply = { kind: "listener", settled };
+    const reply: ListenerReply = { kind: "listener", settled, first: EMPTY };
     if (!this.take(accepted, accepted.remoteAddress ?? "unknown", true, reply)) return;
     const socket = this.own(accepted);
-    // The client may speak first (a Redis command): hold its bytes in the kernel until the
-    // path is up and the tunnel pumps them; a socket with no sink would discard them.
-    socket.pause();
-    const headers = new Map<string, string>();
-    if (target.key !== undefined) headers.set("hopway-key", encodeURIComponent(target.key));
+    // The client may speak first (a Redis command). The socket keeps reading while the path
+    // comes up and what it reads is held, to leave with the tunnel's first write: the tunnel
+    // then needs no further turn of the event loop to pick it up, and a client that sent little
+    // costs no read stop and restart, as with a forwarder that never stopped reading. Past
+    // HOLD_BYTES reading stops and the rest waits in the kernel, so a connection whose path is
+    // still coming up holds at most that plus one read (about what a CONNECT head and its
+    // trailing bytes may hold).
+    setSink(socket, (chunk) => {
+      reply.first = reply.first.length === 0 ? Buffer.from(chunk) : Buffer.concat([reply.first, chunk]);
+      return reply.first.length < HOLD_BYTES;
+    });
+    const headers = target.key === undefined ? NO_HEADERS : new Map([["hopway-key", encodeURIComponent(target.key)]]);
     const req: ConnectRequest = { authority: target.authority, node: target.node, port: target.port, headers };
     this.connectClient(socket, req, EMPTY, "client", reply).catch((err: unknown) => {
       this.log("warn", "listener connection failed", { error: String(err) });
@@ -702,11 +715,16 @@ export class Relay {
       socket.write(up.rest);
       socket.uncork();
     }
-    if (rest.length > 0) {
-      this.counters.up[role] += rest.length;
-      up.upstream.write(rest);
+    const ahead = reply.kind === "listener" ? reply.first : rest;
+    if (ahead.length > 0) {
+      this.counters.up[role] += ahead.length;
+      up.upstream.write(ahead);
     }
+    // A client that half-closed before the path was up: its end was read and emitted already,
+    // so the tunnel, which forwards the next `end`, is told here.
+    const endedEarly = socket.readableEnded;
     this.splice(socket, up.upstream, role, up.next, up.seconds);
+    if (endedEarly) up.upstream.end();
   }
 
   /** A CONNECT stream on a link accepted from relay `peer` (its certified name). */
@@ -1024,6 +1042,10 @@ export class Relay {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** What a listener's connection may hold from its client while its path comes up, before it stops reading. */
+const HOLD_BYTES = 16 * 1024;
+/** A listener's request carries no headers unless its target is keyed; nothing writes to this map. */
+const NO_HEADERS: ReadonlyMap<string, string> = new Map();
 
 function destroySelf(this: Duplex): void {
   this.destroy();

@@ -5,9 +5,10 @@ import { once } from "node:events";
 import { connect, type Socket } from "node:net";
 import { describe, expect, it } from "vitest";
 import { ListenerManager, type ListenerResult } from "../../../src/listeners/manager.ts";
-import { Relay } from "../../../src/relay/relay.ts";
+import { readsInPlaceForTest } from "../../../src/relay/pump.ts";
+import { Relay, type RelayOptions } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
-import { hop, readAll, route, startEcho } from "../relay/helpers.ts";
+import { hop, readAll, route, sleep, startEcho } from "../relay/helpers.ts";
 
 interface Logged {
   level: string;
@@ -15,19 +16,39 @@ interface Logged {
   fields: Record<string, unknown>;
 }
 
-function setup(routes: ReturnType<typeof route>[], opts: { cidrs?: string[] } = {}) {
+function setup(
+  routes: ReturnType<typeof route>[],
+  opts: { cidrs?: string[]; resolveTarget?: RelayOptions["resolveTarget"] } = {},
+) {
   const table = new RoutingTable("r1");
   table.set({ node: "r1", version: 1, routes });
-  const relay = new Relay({ name: "r1", table });
+  const relay = new Relay({ name: "r1", table, resolveTarget: opts.resolveTarget });
   const results: ListenerResult[] = [];
   const logs: Logged[] = [];
+  // The sockets the listener hands to the relay, as it hands them.
+  const carried: Socket[] = [];
   const listeners = new ListenerManager({
-    carrier: relay,
+    carrier: {
+      bufferBytes: relay.bufferBytes,
+      carry: (socket, target, settled) => {
+        carried.push(socket);
+        relay.carry(socket, target, settled);
+      },
+    },
     clientCidrs: opts.cidrs ?? ["127.0.0.0/8"],
     log: (level, msg, fields) => logs.push({ level, msg, fields }),
     observer: { connection: (r) => results.push(r) },
   });
-  return { table, relay, listeners, results, logs };
+  return { table, relay, listeners, results, logs, carried };
+}
+
+/** A resolveTarget that holds every path until `open()`: what a client does meanwhile can be watched. */
+function heldPaths() {
+  let open = () => {};
+  const gate = new Promise<void>((r) => {
+    open = r;
+  });
+  return { resolveTarget: async () => gate.then(() => undefined), open: () => open() };
 }
 
 async function dialListener(address: string): Promise<Socket> {
@@ -57,6 +78,81 @@ describe("listeners", () => {
     expect(createHash("sha256").update(back).digest("hex")).toBe(createHash("sha256").update(payload).digest("hex"));
     expect(results).toEqual(["carried"]);
     expect(relay.counters.up.client).toBe(payload.length);
+    await listeners.close();
+    echo.server.close();
+  });
+
+  it("reads an accepted socket through the relay's buffers in place, as the relay's own listener does", async () => {
+    const echo = await startEcho();
+    const { listeners, carried } = setup([route("r1", "db", [hop("db", `ipv4://127.0.0.1:${echo.port}`)])]);
+    await listeners.apply([{ listen: "127.0.0.1:0", target: `db:${echo.port}` }]);
+    const client = await dialListener(listeners.list()[0]?.address as string);
+    client.write("ping");
+    expect(String((await once(client, "data"))[0])).toBe("ping");
+    // The socket the listener accepted is the tunnel's own, not moved into a second one.
+    expect(carried).toHaveLength(1);
+    const accepted = carried[0] as Socket;
+    expect(accepted.destroyed).toBe(false);
+    expect(readsInPlaceForTest(accepted)).toBe(true);
+    client.destroy();
+    await listeners.close();
+    echo.server.close();
+  });
+
+  it("reads what the client sends while its path comes up, up to a bound, and forwards it first", async () => {
+    const echo = await startEcho();
+    const held = heldPaths();
+    const { listeners, carried } = setup([route("r1", "db", [hop("db", `ipv4://127.0.0.1:${echo.port}`)])], held);
+    await listeners.apply([{ listen: "127.0.0.1:0", target: `db:${echo.port}` }]);
+    const client = await dialListener(listeners.list()[0]?.address as string);
+    const readBy = async (n: number) => {
+      for (let i = 0; i < 200 && (carried[0]?.bytesRead ?? 0) < n; i++) await sleep(5);
+      return carried[0]?.bytesRead;
+    };
+    client.write("SET k v\r\n");
+    // Read before the path is up: the tunnel's first write carries it, no further read is waited for.
+    expect(await readBy(9)).toBe(9);
+    client.write("GET k\r\n");
+    expect(await readBy(16)).toBe(16);
+    // A client that sends a lot meanwhile is read up to the bound (16 KiB, plus one read of at
+    // most 256 KiB); the rest waits in the kernel.
+    const bulk = randomBytes(4 * 1024 * 1024);
+    client.write(bulk);
+    await sleep(200);
+    expect(carried[0]?.bytesRead).toBeGreaterThan(16);
+    expect(carried[0]?.bytesRead).toBeLessThanOrEqual(16 + 16 * 1024 + 256 * 1024);
+    held.open();
+    const chunks: Buffer[] = [];
+    client.on("data", (c: Buffer) => chunks.push(c));
+    const want = Buffer.concat([Buffer.from("SET k v\r\nGET k\r\n"), bulk]);
+    for (let i = 0; i < 1000 && Buffer.concat(chunks).length < want.length; i++) await sleep(5);
+    expect(Buffer.concat(chunks).equals(want)).toBe(true);
+    client.destroy();
+    await listeners.close();
+    echo.server.close();
+  });
+
+  it("forwards a half-close the client made before its path was up", async () => {
+    const echo = await startEcho({ halfClose: true });
+    const held = heldPaths();
+    const { listeners, carried } = setup([route("r1", "db", [hop("db", `ipv4://127.0.0.1:${echo.port}`)])], held);
+    await listeners.apply([{ listen: "127.0.0.1:0", target: `db:${echo.port}` }]);
+    for (const payload of ["", "last words"]) {
+      const client = await dialListener(listeners.list()[0]?.address as string);
+      client.end(payload);
+      const accepted = await (async () => {
+        for (let i = 0; i < 200 && carried.length === 0; i++) await sleep(5);
+        return carried.shift() as Socket;
+      })();
+      // Only a client that sent nothing has its end read at once; the other waits in the kernel.
+      if (payload === "") {
+        for (let i = 0; i < 200 && !accepted.readableEnded; i++) await sleep(5);
+        expect(accepted.readableEnded).toBe(true);
+      }
+      held.open();
+      // The target saw the end (it echoes and ends in turn), so the client's read ends.
+      expect(String(await readAll(client))).toBe(payload);
+    }
     await listeners.close();
     echo.server.close();
   });
