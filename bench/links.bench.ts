@@ -477,19 +477,48 @@ async function main(): Promise<void> {
     const h = `hopway ${p}`;
     const which = p === DEFAULT_LINK_SETTINGS.protocol ? "the default, decides" : "for comparison, not the default";
     console.log(`\nHopway with ${p} links against the targets (${which}; load average at end ${load()}):`);
-    row("connections/s, hopway / haproxy mTLS", ratio(cps, h, "haproxy mTLS", (v) => v.rate), 4);
-    row("connections/s, hopway / haproxy plain", ratio(cps, h, "haproxy plain", (v) => v.rate), 0.8);
-    row("bulk MiB/s, hopway / haproxy mTLS", ratio(mbs, h, "haproxy mTLS", (v) => v.rate), 1);
+    row(
+      "connections/s, hopway / haproxy mTLS",
+      ratio(cps, h, "haproxy mTLS", (v) => v.rate),
+      4,
+    );
+    row(
+      "connections/s, hopway / haproxy plain",
+      ratio(cps, h, "haproxy plain", (v) => v.rate),
+      0.8,
+    );
+    row(
+      "bulk MiB/s, hopway / haproxy mTLS",
+      ratio(mbs, h, "haproxy mTLS", (v) => v.rate),
+      1,
+    );
     const r = rss.get(h);
     row("MB RSS per relay at 10,000 idle tunnels (max)", r === undefined ? undefined : r / 1e6, 150, true);
     const s = setup.get(h);
-    row("setup latency, warm median / round-trip floor", s === undefined ? undefined : s.wan.median / s.floor, 1.15, true);
+    row(
+      "setup latency, warm median / round-trip floor",
+      s === undefined ? undefined : s.wan.median / s.floor,
+      1.15,
+      true,
+    );
     // On a CPU-bound shared machine the wall-clock rates swing with other load; the proxies' own
     // CPU per unit of work swings much less. The same targets, as CPU ratios (haproxy / hopway):
     console.log("  the same rate targets from the proxies' own CPU per unit (haproxy / hopway; steadier under load):");
-    row("  CPU per connection, haproxy mTLS / hopway", ratio(cps, "haproxy mTLS", h, (v) => v.cpuUs), 4);
-    row("  CPU per connection, haproxy plain / hopway", ratio(cps, "haproxy plain", h, (v) => v.cpuUs), 0.8);
-    row("  CPU per MiB, haproxy mTLS / hopway", ratio(mbs, "haproxy mTLS", h, (v) => v.cpuPerMib), 1);
+    row(
+      "  CPU per connection, haproxy mTLS / hopway",
+      ratio(cps, "haproxy mTLS", h, (v) => v.cpuUs),
+      4,
+    );
+    row(
+      "  CPU per connection, haproxy plain / hopway",
+      ratio(cps, "haproxy plain", h, (v) => v.cpuUs),
+      0.8,
+    );
+    row(
+      "  CPU per MiB, haproxy mTLS / hopway",
+      ratio(mbs, "haproxy mTLS", h, (v) => v.cpuPerMib),
+      1,
+    );
   }
 }
 
