@@ -59,8 +59,20 @@ const CPS_MAX = 200_000;
 const ONE_WAY_MS = 25;
 const SETUP_TUNNELS = Number(process.env.BENCH_SETUP_TUNNELS ?? 20);
 const TARGETS = ["bulk", "echo"] as const;
+/**
+ * BENCH_ONLY: a comma-separated list of the sections to run (cps, bulk, setup, idle); all when unset.
+ * With `cps` alone, only the two chains the connection-rate target compares run: haproxy plain and
+ * Hopway on the default framing (for profiling one path with BENCH_RELAY_FLAGS=--cpu-prof).
+ */
+const SECTIONS = ["cps", "bulk", "setup", "idle"] as const;
+const only = (process.env.BENCH_ONLY ?? "").split(",").filter(Boolean);
+for (const o of only) {
+  if (!(SECTIONS as readonly string[]).includes(o)) throw new Error(`BENCH_ONLY: '${o}' is not one of ${SECTIONS}`);
+}
+const want = (section: (typeof SECTIONS)[number]) => only.length === 0 || only.includes(section);
+const cpsOnly = only.length === 1 && only[0] === "cps";
 /** Both link framings run in the same bench, interleaved with the HAProxy chains. */
-const PROTOCOLS: LinkProtocol[] = ["mux", "h2"];
+const PROTOCOLS: LinkProtocol[] = cpsOnly ? [DEFAULT_LINK_SETTINGS.protocol] : ["mux", "h2"];
 type Target = (typeof TARGETS)[number];
 
 interface Chain {
@@ -254,7 +266,14 @@ function authArg(chain: Chain, t: Target): string[] {
   return chain.authority ? [chain.authority(t)] : [];
 }
 
-async function connectionRate(chains: Chain[]): Promise<Map<string, { rate: number; cpuUs: number }>> {
+interface CpsFigure {
+  rate: number;
+  cpuUs: number;
+  /** CPU per connection of each proxy, first to last, from the round with the least total. */
+  perProxy: number[];
+}
+
+async function connectionRate(chains: Chain[]): Promise<Map<string, CpsFigure>> {
   const args = (c: Chain, seconds: number) => [
     "cps",
     "127.0.0.1",
@@ -266,16 +285,23 @@ async function connectionRate(chains: Chain[]): Promise<Map<string, { rate: numb
   ];
   // Warm-up (JIT, TLS session caches, TCP port reuse), not counted.
   for (const c of chains) await runPeer(args(c, 1));
-  const best = new Map<string, { rate: number; cpuUs: number }>();
+  const best = new Map<string, CpsFigure>();
   for (let round = 0; round < ROUNDS; round++) {
     for (const c of chains) {
-      const cpu0 = cpuOf(c.procs);
+      const cpu0 = c.procs.map((p) => cpuMs(p.pid));
       const r = await runPeer(args(c, CPS_SECONDS));
       if ((r.failed as number) > 0) throw new Error(`${c.label}: ${r.failed} connections failed, ${r.done} done`);
       const rate = (r.done as number) / (r.seconds as number);
-      const cpuUs = ((cpuOf(c.procs) - cpu0) * 1000) / Math.max(1, r.done as number);
+      const done = Math.max(1, r.done as number);
+      const perProxy = c.procs.map((p, i) => ((cpuMs(p.pid) - (cpu0[i] as number)) * 1000) / done);
+      const cpuUs = perProxy.reduce((a, b) => a + b, 0);
       const prev = best.get(c.label);
-      best.set(c.label, { rate: Math.max(prev?.rate ?? 0, rate), cpuUs: Math.min(prev?.cpuUs ?? Infinity, cpuUs) });
+      const lower = prev === undefined || cpuUs < prev.cpuUs;
+      best.set(c.label, {
+        rate: Math.max(prev?.rate ?? 0, rate),
+        cpuUs: lower ? cpuUs : prev.cpuUs,
+        perProxy: lower ? perProxy : prev.perProxy,
+      });
     }
   }
   console.log(
@@ -284,7 +310,7 @@ async function connectionRate(chains: Chain[]): Promise<Map<string, { rate: numb
   for (const c of chains) {
     const b = best.get(c.label)!;
     console.log(
-      `  ${c.label.padEnd(16)} ${fmt(b.rate).padStart(6)}   CPU of the 3 proxies ${fmt(b.cpuUs)} µs/connection`,
+      `  ${c.label.padEnd(16)} ${fmt(b.rate).padStart(6)}   CPU of the 3 proxies ${fmt(b.cpuUs)} µs/connection (first / middle / last: ${b.perProxy.map(fmt).join(" / ")})`,
     );
   }
   return best;
@@ -391,6 +417,25 @@ async function idle(echo: number, protocol: LinkProtocol) {
   return Math.max(...readings.map((r) => r.at10k));
 }
 
+/**
+ * Ends the chains: a relay worker exits by itself when its IPC channel closes, which lets
+ * `--cpu-prof` (BENCH_RELAY_FLAGS) write its profile; whatever is still up after 5 s is killed.
+ */
+async function stopChains(chains: Chain[]): Promise<void> {
+  const procs = chains.flatMap((c) => c.procs);
+  await Promise.all(
+    procs.map(async (p) => {
+      if (p.exitCode !== null || p.signalCode !== null) return;
+      const exited = new Promise((r) => p.once("exit", r));
+      if (p.connected) p.disconnect();
+      else p.kill("SIGTERM");
+      const timer = setTimeout(() => p.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }),
+  );
+}
+
 async function main(): Promise<void> {
   console.log(
     `links bench: 3 hops; ${BULK_BYTES / 1024 / 1024} MiB bulk, ${CPS_SECONDS} s connection-rate runs, ${IDLE} idle tunnels, ${SETUP_TUNNELS} setups over 2 × ${ONE_WAY_MS} ms legs; load average at start ${load()}`,
@@ -401,43 +446,79 @@ async function main(): Promise<void> {
   const targets = await firstJsonLine(serve);
   const ends = { bulk: targets.bulk as number, echo: targets.echo as number };
   const chains = [
-    await haproxyChain("haproxy mTLS", certs, ends),
+    ...(cpsOnly ? [] : [await haproxyChain("haproxy mTLS", certs, ends)]),
     await haproxyChain("haproxy plain", undefined, ends),
     ...(await Promise.all(PROTOCOLS.map((p) => hopwayChain(`bench${p}`, ends, p)))),
   ];
-  await checkMutualTls(chains[0] as Chain, certs);
-  const cps = await connectionRate(chains);
-  const mbs = await bulk(chains);
-  for (const c of chains) for (const p of c.procs) p.kill("SIGKILL");
-  const setup = await setupLatency(ends.echo, certs);
+  if (!cpsOnly) await checkMutualTls(chains[0] as Chain, certs);
+  const cps = want("cps") ? await connectionRate(chains) : new Map<string, CpsFigure>();
+  const mbs = want("bulk") ? await bulk(chains) : new Map<string, { rate: number; cpuPerMib: number }>();
+  await stopChains(chains);
+  const setup = want("setup") ? await setupLatency(ends.echo, certs) : new Map<string, SetupFigure>();
   const rss = new Map<string, number>();
-  for (const p of PROTOCOLS) rss.set(`hopway ${p}`, await idle(ends.echo, p));
+  if (want("idle")) for (const p of PROTOCOLS) rss.set(`hopway ${p}`, await idle(ends.echo, p));
   serve.stdin?.end();
 
-  const row = (figure: string, value: number, target: number, atMost = false) => {
+  const row = (figure: string, value: number | undefined, target: number, atMost = false) => {
+    // A figure from a section BENCH_ONLY left out is not printed.
+    if (value === undefined || Number.isNaN(value)) return;
     const met = atMost ? value <= target : value >= target;
     console.log(
       `  ${figure.padEnd(44)} ${value.toFixed(2).padStart(7)}   target ${atMost ? "≤" : "≥"} ${target}   ${met ? "MET" : "MISSED"}`,
     );
   };
-  const get = <T>(m: Map<string, T>, k: string) => m.get(k) as T;
+  const ratio = <T>(m: Map<string, T>, num: string, den: string, f: (v: T) => number) => {
+    const a = m.get(num);
+    const b = m.get(den);
+    return a === undefined || b === undefined ? undefined : f(a) / f(b);
+  };
   // The targets are decided on the default framing; the other one is printed beside it for comparison.
   for (const p of [DEFAULT_LINK_SETTINGS.protocol, ...PROTOCOLS.filter((q) => q !== DEFAULT_LINK_SETTINGS.protocol)]) {
     const h = `hopway ${p}`;
     const which = p === DEFAULT_LINK_SETTINGS.protocol ? "the default, decides" : "for comparison, not the default";
     console.log(`\nHopway with ${p} links against the targets (${which}; load average at end ${load()}):`);
-    row("connections/s, hopway / haproxy mTLS", get(cps, h).rate / get(cps, "haproxy mTLS").rate, 4);
-    row("connections/s, hopway / haproxy plain", get(cps, h).rate / get(cps, "haproxy plain").rate, 0.8);
-    row("bulk MiB/s, hopway / haproxy mTLS", get(mbs, h).rate / get(mbs, "haproxy mTLS").rate, 1);
-    row("MB RSS per relay at 10,000 idle tunnels (max)", get(rss, h) / 1e6, 150, true);
-    const s = get(setup, h);
-    row("setup latency, warm median / round-trip floor", s.wan.median / s.floor, 1.15, true);
+    row(
+      "connections/s, hopway / haproxy mTLS",
+      ratio(cps, h, "haproxy mTLS", (v) => v.rate),
+      4,
+    );
+    row(
+      "connections/s, hopway / haproxy plain",
+      ratio(cps, h, "haproxy plain", (v) => v.rate),
+      0.8,
+    );
+    row(
+      "bulk MiB/s, hopway / haproxy mTLS",
+      ratio(mbs, h, "haproxy mTLS", (v) => v.rate),
+      1,
+    );
+    const r = rss.get(h);
+    row("MB RSS per relay at 10,000 idle tunnels (max)", r === undefined ? undefined : r / 1e6, 150, true);
+    const s = setup.get(h);
+    row(
+      "setup latency, warm median / round-trip floor",
+      s === undefined ? undefined : s.wan.median / s.floor,
+      1.15,
+      true,
+    );
     // On a CPU-bound shared machine the wall-clock rates swing with other load; the proxies' own
     // CPU per unit of work swings much less. The same targets, as CPU ratios (haproxy / hopway):
     console.log("  the same rate targets from the proxies' own CPU per unit (haproxy / hopway; steadier under load):");
-    row("  CPU per connection, haproxy mTLS / hopway", get(cps, "haproxy mTLS").cpuUs / get(cps, h).cpuUs, 4);
-    row("  CPU per connection, haproxy plain / hopway", get(cps, "haproxy plain").cpuUs / get(cps, h).cpuUs, 0.8);
-    row("  CPU per MiB, haproxy mTLS / hopway", get(mbs, "haproxy mTLS").cpuPerMib / get(mbs, h).cpuPerMib, 1);
+    row(
+      "  CPU per connection, haproxy mTLS / hopway",
+      ratio(cps, "haproxy mTLS", h, (v) => v.cpuUs),
+      4,
+    );
+    row(
+      "  CPU per connection, haproxy plain / hopway",
+      ratio(cps, "haproxy plain", h, (v) => v.cpuUs),
+      0.8,
+    );
+    row(
+      "  CPU per MiB, haproxy mTLS / hopway",
+      ratio(mbs, "haproxy mTLS", h, (v) => v.cpuPerMib),
+      1,
+    );
   }
 }
 

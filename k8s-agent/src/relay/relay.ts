@@ -221,6 +221,7 @@ export class Relay {
   // Listeners shared by every connection (`this` is the socket or stream), not closures per connection.
   private readonly onOwnedClose: (this: Socket) => void;
   private readonly onTunnelSideClose: (this: Duplex, hadError?: boolean) => void;
+  private readonly onLinkStreamClose: () => void;
 
   constructor(opts: RelayOptions) {
     const relay = this;
@@ -229,6 +230,11 @@ export class Relay {
       relay.sockets.delete(this);
       relay.admission.release(this);
       relay.maybeIdle();
+    };
+    this.onLinkStreamClose = () => {
+      this.connections--;
+      this.admission.releaseStream();
+      this.maybeIdle();
     };
     this.onTunnelSideClose = function (this: Duplex, hadError?: boolean) {
       const tunnel = (this as TunnelSide)[TUNNEL] as Tunnel;
@@ -729,29 +735,17 @@ export class Relay {
 
   /** A CONNECT stream on a link accepted from relay `peer` (its certified name). */
   private async handleLinkStream(stream: LinkServerStream, headers: LinkHeaders, peer: string): Promise<void> {
-    stream.on("error", () => {});
-    const refuse = (r: Refusal) => {
-      this.observer?.tunnelFailed(r.reason);
-      if (stream.destroyed || stream.headersSent) return;
-      const h: LinkOutgoingHeaders = {
-        ":status": r.status,
-        "hopway-error": r.reason,
-        "hopway-reason": sanitize(r.extra["Hopway-Reason"] ?? r.detail),
-        "hopway-failed-at": sanitize(r.extra["Hopway-Failed-At"] ?? this.name),
-      };
-      stream.respond(h, { endStream: true });
-    };
+    // Listeners shared by every stream (no closures per stream): errors end the stream by themselves.
+    stream.on("error", ignore);
+    const refuse = (r: Refusal) => this.refuseLinkStream(stream, r);
     if (this.draining) return refuse(new Refusal("over_capacity", "relay is draining"));
     // A stream takes a place in the tunnel pool, as the per-tunnel connection it replaces did.
     if (!this.admission.takeStream()) {
       return refuse(new Refusal("over_capacity", "relay at connection limit"));
     }
     this.connections++;
-    stream.once("close", () => {
-      this.connections--;
-      this.admission.releaseStream();
-      this.maybeIdle();
-    });
+    // `close` fires once: a plain `on` skips the wrapper `once` allocates.
+    stream.on("close", this.onLinkStreamClose);
     const target = parseAuthority(String(headers[":authority"] ?? ""));
     if ("reason" in target) return refuse(new Refusal(target.reason, target.detail));
     const hopsHeader = headers["hopway-hops"];
@@ -775,6 +769,19 @@ export class Relay {
       stream.write(up.rest);
     }
     this.splice(stream, up.upstream, "relay", up.next, up.seconds);
+  }
+
+  /** Answers a link stream with a refusal: status, `hopway-error`, `hopway-reason`, `hopway-failed-at`. */
+  private refuseLinkStream(stream: LinkServerStream, r: Refusal): void {
+    this.observer?.tunnelFailed(r.reason);
+    if (stream.destroyed || stream.headersSent) return;
+    const h: LinkOutgoingHeaders = {
+      ":status": r.status,
+      "hopway-error": r.reason,
+      "hopway-reason": sanitize(r.extra["Hopway-Reason"] ?? r.detail),
+      "hopway-failed-at": sanitize(r.extra["Hopway-Failed-At"] ?? this.name),
+    };
+    stream.respond(h, { endStream: true });
   }
 
   /**
@@ -1046,6 +1053,8 @@ const EMPTY = Buffer.alloc(0);
 const HOLD_BYTES = 16 * 1024;
 /** A listener's request carries no headers unless its target is keyed; nothing writes to this map. */
 const NO_HEADERS: ReadonlyMap<string, string> = new Map();
+
+function ignore(): void {}
 
 function destroySelf(this: Duplex): void {
   this.destroy();

@@ -95,12 +95,32 @@ export class LinkPool {
   }
 
   /** Opens a CONNECT stream to `peer` at `addr` and waits for its answer. */
-  async open(peer: string, addr: Dialable, authority: string, hops: string): Promise<LinkOpen> {
-    if (this.closing) return { ok: false, final: false, detail: "relay is draining" };
+  open(peer: string, addr: Dialable, authority: string, hops: string): Promise<LinkOpen> {
+    if (this.closing) return Promise.resolve({ ok: false, final: false, detail: "relay is draining" });
     const key = `${peer}|${addr.address}`;
+    // The common case, a link that is up and has room, takes no await on the way to the request.
+    const free = this.freeLink(key);
+    if (free !== undefined) return this.request(free, authority, hops);
+    return this.openOnNewLink(peer, addr, key, authority, hops);
+  }
+
+  private async openOnNewLink(
+    peer: string,
+    addr: Dialable,
+    key: string,
+    authority: string,
+    hops: string,
+  ): Promise<LinkOpen> {
     const link = await this.linkFor(peer, addr, key);
     if ("failure" in link) return { ok: false, final: false, detail: link.detail };
     return this.request(link, authority, hops);
+  }
+
+  private freeLink(key: string): Link | undefined {
+    const list = this.links.get(key);
+    if (list === undefined) return undefined;
+    for (const l of list) if (l.usable && l.streams < this.limitOf(l)) return l;
+    return undefined;
   }
 
   private async linkFor(
@@ -109,7 +129,7 @@ export class LinkPool {
     key: string,
   ): Promise<Link | { failure: LinkFailure; detail: string }> {
     for (;;) {
-      const free = this.links.get(key)?.find((l) => l.usable && l.streams < this.limitOf(l));
+      const free = this.freeLink(key);
       if (free) return free;
       const pending = this.dialing.get(key);
       if (!pending) break;
@@ -300,13 +320,16 @@ export class LinkPool {
       this.streamDone(link);
       return Promise.resolve({ ok: false, final: false, detail: `link to ${link.peer}: ${String(err)}` });
     }
-    stream.once("close", () => this.streamDone(link));
+    // `close` fires once: plain `on` listeners skip the wrappers `once` allocates.
+    stream.on("close", () => this.streamDone(link));
     return new Promise((resolve) => {
       const onError = (err: Error) => {
+        stream.off("error", onError);
         stream.off("response", onResponse);
         resolve({ ok: false, final: false, detail: `link to ${link.peer}: ${err.message}` });
       };
       const onClose = () => {
+        stream.off("close", onClose);
         stream.off("response", onResponse);
         stream.off("error", onError);
         // REFUSED_STREAM (a GOAWAY raced this request) is safe to retry elsewhere, and so is a link that
@@ -323,6 +346,7 @@ export class LinkPool {
         });
       };
       const onResponse = (headers: LinkHeaders) => {
+        stream.off("response", onResponse);
         stream.off("error", onError);
         stream.off("close", onClose);
         const status = Number(headers[constants.HTTP2_HEADER_STATUS]);
@@ -331,9 +355,9 @@ export class LinkPool {
         stream.destroy();
         resolve({ ok: false, final: true, status, headers, detail: `refused by ${link.peer}` });
       };
-      stream.once("error", onError);
-      stream.once("close", onClose);
-      stream.once("response", onResponse);
+      stream.on("error", onError);
+      stream.on("close", onClose);
+      stream.on("response", onResponse);
     });
   }
 

@@ -73,32 +73,59 @@ export function wordsFrame(type: number, id: number, words: number[]): Buffer {
 
 export type HeaderMap = Record<string, string>;
 
-/** Encodes a header map after `prefix` bytes of room; throws when it does not fit the bounds. */
-export function encodeHeaders(headers: Record<string, unknown>, prefix = 0): Buffer {
-  const parts: Array<[Buffer, Buffer]> = [];
+/** A header's value as it goes on the wire. */
+function wireValue(raw: unknown): string {
+  return typeof raw === "string" ? raw : Array.isArray(raw) ? raw.join(", ") : String(raw);
+}
+
+/**
+ * Bytes a header map takes encoded, `prefix` included (`omit`: a name left out); throws when a
+ * name or value, or the whole block, does not fit the bounds. Measured first so the block can be
+ * written straight into a frame buffer without intermediate objects.
+ */
+export function headerBlockLength(headers: Record<string, unknown>, prefix = 0, omit?: string): number {
   let size = prefix;
-  for (const [name, raw] of Object.entries(headers)) {
-    if (raw === undefined) continue;
-    const value = Array.isArray(raw) ? raw.join(", ") : String(raw);
-    const n = Buffer.from(name.toLowerCase(), "utf8");
-    const v = Buffer.from(value, "utf8");
-    if (n.length === 0 || n.length > 255 || v.length > 0xffff) throw new Error(`header '${name}' is too long`);
-    size += 3 + n.length + v.length;
-    parts.push([n, v]);
+  for (const name in headers) {
+    const raw = headers[name];
+    if (raw === undefined || name === omit) continue;
+    const n = Buffer.byteLength(name.toLowerCase(), "utf8");
+    const v = Buffer.byteLength(wireValue(raw), "utf8");
+    if (n === 0 || n > 255 || v > 0xffff) throw new Error(`header '${name}' is too long`);
+    size += 3 + n + v;
   }
   if (size > MAX_HEADER_BLOCK) throw new Error(`header block of ${size} bytes exceeds ${MAX_HEADER_BLOCK}`);
-  const out = Buffer.allocUnsafe(size);
-  let at = prefix;
-  for (const [n, v] of parts) {
-    out[at++] = n.length;
-    n.copy(out, at);
-    at += n.length;
-    out.writeUInt16BE(v.length, at);
-    at += 2;
-    v.copy(out, at);
-    at += v.length;
+  return size;
+}
+
+/** Writes a header map measured by `headerBlockLength` into `out` at `at`; returns where it ends. */
+export function writeHeaderBlock(headers: Record<string, unknown>, out: Buffer, at: number, omit?: string): number {
+  for (const name in headers) {
+    const raw = headers[name];
+    if (raw === undefined || name === omit) continue;
+    const n = out.write(name.toLowerCase(), at + 1, "utf8");
+    out[at] = n;
+    at += 1 + n;
+    const v = out.write(wireValue(raw), at + 2, "utf8");
+    out.writeUInt16BE(v, at);
+    at += 2 + v;
   }
+  return at;
+}
+
+/** Encodes a header map after `prefix` bytes of room; throws when it does not fit the bounds. */
+export function encodeHeaders(headers: Record<string, unknown>, prefix = 0): Buffer {
+  const out = Buffer.allocUnsafe(headerBlockLength(headers, prefix));
+  writeHeaderBlock(headers, out, prefix);
   return out;
+}
+
+/** Writes a frame header into `b` at `at`; returns where its payload starts. */
+export function putFrameHeader(b: Buffer, at: number, type: number, flags: number, id: number, length: number): number {
+  b[at] = type;
+  b[at + 1] = flags;
+  b.writeUInt32BE(id, at + 2);
+  b.writeUInt32BE(length, at + 6);
+  return at + HEADER_BYTES;
 }
 
 /** Decodes a header map from `b` starting at `from`; undefined when it is malformed. */

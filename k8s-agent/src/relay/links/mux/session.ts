@@ -18,21 +18,26 @@ import {
   DEFAULT_MAX_FRAME,
   DEFAULT_STREAM_WINDOW,
   decodeHeaders,
-  encodeHeaders,
   FIXED_LENGTH,
   FLAG_FIN,
   FrameType,
-  frameHeader,
   HEADER_BYTES,
+  headerBlockLength,
   MAX_FRAME,
   MAX_HEADER_BLOCK,
+  putFrameHeader,
   wordsFrame,
+  writeHeaderBlock,
 } from "./frame.ts";
 
 /** Bytes queued on the TLS socket past which writers wait for its `drain`. */
 export const LINK_SEND_BUFFER = 1 << 20;
 const MAX_WINDOW = 2 ** 31 - 1;
 const EMPTY = Buffer.alloc(0);
+/** Where a session writes the frames of one event-loop pass; a fresh one when full (bytes handed to the socket are never reused). */
+const SLAB_BYTES = 64 * 1024;
+/** DATA payloads up to this size are copied next to their frame header; larger ones go to the socket as they are. */
+const COPY_MAX = 1024;
 
 export interface MuxSettings {
   maxConcurrentStreams: number;
@@ -64,6 +69,9 @@ export class MuxProtocolError extends Error {
   }
 }
 
+/** One options object for every stream's Duplex. */
+const STREAM_OPTIONS = { allowHalfOpen: true } as const;
+
 type PingCallback = (err: Error | null, duration: number, payload: Buffer) => void;
 
 export class MuxStream extends Duplex implements LinkServerStream {
@@ -90,7 +98,7 @@ export class MuxStream extends Duplex implements LinkServerStream {
     sendCredit: number,
     recvWindow: number,
   ) {
-    super({ allowHalfOpen: true });
+    super(STREAM_OPTIONS);
     this.sendCredit = sendCredit;
     this.recvWindow = recvWindow;
   }
@@ -99,11 +107,8 @@ export class MuxStream extends Duplex implements LinkServerStream {
     if (this.headersSent) throw new Error("reply already sent");
     if (this.destroyed) return;
     this.headersSent = true;
-    const { ":status": status, ...rest } = headers;
     const end = options?.endStream === true;
-    const payload = encodeHeaders(rest, 2);
-    payload.writeUInt16BE(Number(status ?? 200), 0);
-    this.session.sendFrame(FrameType.REPLY, end ? FLAG_FIN : 0, this.id, payload);
+    this.session.sendHeaders(FrameType.REPLY, end ? FLAG_FIN : 0, this.id, headers, Number(headers[":status"] ?? 200));
     if (end) {
       this.localFin = true;
       this.end();
@@ -195,7 +200,15 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private closeEmitted = false;
   private readonly pings = new Map<number, { at: number; cb: PingCallback }>();
   private pingSeq = 0;
-  private corked = false;
+  // Frames of this pass: written into `slab` from `slabAt` on; `sealed` is the part of them
+  // already cut into `queued` (with payloads too large to copy), handed to the socket at once.
+  private slab: Buffer = EMPTY;
+  private slabAt = 0;
+  private sealed = 0;
+  private queued: Buffer[] = [];
+  /** Bytes framed this pass and not yet handed to the socket. */
+  private pendingBytes = 0;
+  private flushScheduled = false;
   private drainWaiters: Array<(err?: Error | null) => void> = [];
   private readonly creditStep: number;
   // Parser state: the current frame's header (possibly split across reads), then its payload.
@@ -238,13 +251,14 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     if (this.role !== "client") throw new Error("only the dialling side opens streams");
     if (this.destroyed || this.closing || this.goawayReceived) throw new Error("link is closing");
     if (this.nextId > MAX_WINDOW) throw new Error("link ran out of stream ids");
-    const payload = encodeHeaders(headers);
+    // Measured (and refused when too large) before the stream takes an id.
+    const length = headerBlockLength(headers);
     const id = this.nextId;
     this.nextId += 2;
     const stream = new MuxStream(this, id, this.peerWindow, this.settings.streamWindowBytes);
     this.streams.set(id, stream);
     const end = options?.endStream === true;
-    this.sendFrame(FrameType.OPEN, end ? FLAG_FIN : 0, id, payload);
+    this.sendHeaders(FrameType.OPEN, end ? FLAG_FIN : 0, id, headers, undefined, length);
     if (end) {
       stream.localFin = true;
       stream.end();
@@ -256,7 +270,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     if (this.destroyed) return false;
     const seq = ++this.pingSeq >>> 0;
     this.pings.set(seq, { at: performance.now(), cb });
-    this.write(wordsFrame(FrameType.PING, 0, [0, seq]));
+    this.sendWords(FrameType.PING, 0, 0, seq);
     return true;
   }
 
@@ -264,7 +278,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   goaway(code: number = Code.NO_ERROR): void {
     if (this.destroyed || this.goawaySent) return;
     this.goawaySent = true;
-    this.write(wordsFrame(FrameType.GOAWAY, 0, [this.highestPeerId, code]));
+    this.sendWords(FrameType.GOAWAY, 0, this.highestPeerId, code);
   }
 
   close(): void {
@@ -303,18 +317,52 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
 
   sendFrame(type: number, flags: number, id: number, payload: Buffer): void {
     if (this.destroyed) return;
-    this.write(frameHeader(type, flags, id, payload.length));
-    // The payload goes as it is (no copy into a frame buffer): header and payload leave in one writev.
-    if (payload.length > 0) this.socket.write(payload);
+    const n = payload.length;
+    if (n <= COPY_MAX) {
+      const b = this.room(HEADER_BYTES + n);
+      const at = putFrameHeader(b, this.slabAt, type, flags, id, n);
+      if (n > 0) payload.copy(b, at);
+      this.slabAt = at + n;
+    } else {
+      // A large payload goes as it is (no copy): after its header, in the same write.
+      this.slabAt = putFrameHeader(this.room(HEADER_BYTES), this.slabAt, type, flags, id, n);
+      this.seal();
+      this.queued.push(payload);
+    }
+    this.scheduleFlush(HEADER_BYTES + n);
+  }
+
+  /**
+   * OPEN or REPLY: the header map encoded straight into the frame (REPLY: after the status,
+   * and without `:status`). `length`: the block, when the caller measured it already.
+   */
+  sendHeaders(
+    type: number,
+    flags: number,
+    id: number,
+    headers: LinkOutgoingHeaders,
+    status: number | undefined,
+    length: number = status === undefined ? headerBlockLength(headers) : headerBlockLength(headers, 2, ":status"),
+  ): void {
+    if (this.destroyed) return;
+    const b = this.room(HEADER_BYTES + length);
+    let at = putFrameHeader(b, this.slabAt, type, flags, id, length);
+    if (status === undefined) at = writeHeaderBlock(headers, b, at);
+    else {
+      b.writeUInt16BE(status, at);
+      at = writeHeaderBlock(headers, b, at + 2, ":status");
+    }
+    this.slabAt = at;
+    this.scheduleFlush(HEADER_BYTES + length);
   }
 
   sendRst(id: number, code: number): void {
-    if (!this.destroyed) this.write(wordsFrame(FrameType.RST, id, [code]));
+    if (!this.destroyed) this.sendWords(FrameType.RST, id, code);
   }
 
   /** Completes a stream's write now, or once the link's send queue drained below LINK_SEND_BUFFER. */
   afterWrite(cb: (err?: Error | null) => void): void {
-    if (this.socket.writableLength < LINK_SEND_BUFFER) {
+    if (this.socket.writableLength + this.pendingBytes < LINK_SEND_BUFFER) {
       cb();
       return;
     }
@@ -328,7 +376,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     if (due < this.creditStep) return;
     s.granted += due;
     s.recvWindow += due;
-    this.write(wordsFrame(FrameType.WINDOW, s.id, [due]));
+    this.sendWords(FrameType.WINDOW, s.id, due);
   }
 
   forget(s: MuxStream): void {
@@ -338,24 +386,72 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
 
   // ---- internals
 
-  /**
-   * Frames written in one pass of the event loop's I/O phase leave together in one writev right
-   * after it (setImmediate): the frames a burst of reads produces (a TLS read hands over 16 KiB
-   * at a time, each in its own tick) share a TLS write and a syscall.
-   */
-  private write(b: Buffer): void {
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      setImmediate(this.uncork);
-    }
-    this.socket.write(b);
+  /** A control frame of one or two 32-bit words (WINDOW, RST: one; PING, GOAWAY: two). */
+  private sendWords(type: number, id: number, first: number, second?: number): void {
+    if (this.destroyed) return;
+    const length = second === undefined ? 4 : 8;
+    const b = this.room(HEADER_BYTES + length);
+    const at = putFrameHeader(b, this.slabAt, type, 0, id, length);
+    b.writeUInt32BE(first >>> 0, at);
+    if (second !== undefined) b.writeUInt32BE(second >>> 0, at + 4);
+    this.slabAt = at + length;
+    this.scheduleFlush(HEADER_BYTES + length);
   }
 
-  private readonly uncork = () => {
-    this.corked = false;
-    this.socket.uncork();
+  /** The slab, with `n` bytes free at `slabAt`. */
+  private room(n: number): Buffer {
+    if (this.slabAt + n > this.slab.length) {
+      this.seal();
+      this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, n));
+      this.slabAt = 0;
+      this.sealed = 0;
+    }
+    return this.slab;
+  }
+
+  /** Cuts the frames written into the slab since the last cut into the queue. */
+  private seal(): void {
+    if (this.slabAt === this.sealed) return;
+    this.queued.push(this.slab.subarray(this.sealed, this.slabAt));
+    this.sealed = this.slabAt;
+  }
+
+  /**
+   * Frames framed in one pass of the event loop's I/O phase leave together right after it
+   * (setImmediate), mostly as one buffer: the frames a burst of reads produces (many tunnels'
+   * OPEN, REPLY, small DATA and FIN) share one TLS write and one syscall, with no buffer and
+   * no socket write per frame.
+   */
+  private scheduleFlush(n: number): void {
+    this.pendingBytes += n;
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(this.flushOut);
+  }
+
+  private readonly flushOut = () => {
+    this.flushScheduled = false;
+    this.writeOut();
   };
+
+  /** Hands what this pass framed to the socket (also before ending it, so nothing framed is lost). */
+  private writeOut(): void {
+    this.seal();
+    const q = this.queued;
+    if (q.length === 0) return;
+    this.queued = [];
+    this.pendingBytes = 0;
+    const socket = this.socket;
+    if (this.destroyed || socket.destroyed || socket.writableEnded) return;
+    if (q.length === 1) socket.write(q[0] as Buffer);
+    else {
+      socket.cork();
+      for (const b of q) socket.write(b);
+      socket.uncork();
+    }
+    // Writers that waited on what was framed but not yet written: the socket took it without needing a drain.
+    if (this.drainWaiters.length > 0 && !socket.writableNeedDrain) this.releaseWriters();
+  }
 
   private releaseWriters(): void {
     if (this.drainWaiters.length === 0) return;
@@ -366,6 +462,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
 
   private maybeFinish(): void {
     if (!this.closing || this.streams.size > 0 || this.destroyed) return;
+    this.writeOut();
     this.socket.end();
     // The socket's close destroys the session; a peer that never closes its side gets a bounded wait.
     setTimeout(() => this.destroy(), 5000).unref();
@@ -375,6 +472,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     if (this.destroyed) return;
     if (!this.goawaySent) {
       this.goawaySent = true;
+      this.writeOut();
       this.socket.end(wordsFrame(FrameType.GOAWAY, 0, [this.highestPeerId, Code.PROTOCOL_ERROR]));
     }
     this.teardown(new MuxProtocolError(reason, detail), true);
@@ -529,7 +627,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
         return;
       }
       case FrameType.PING:
-        this.write(Buffer.concat([frameHeader(FrameType.PONG, 0, 0, 8), p]));
+        this.sendFrame(FrameType.PONG, 0, 0, p);
         return;
       case FrameType.PONG: {
         const seq = p.readUInt32BE(4);
@@ -618,7 +716,9 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
       return;
     }
     s.replied = true;
-    const answer: Record<string, string | number> = { ...headers, ":status": p.readUInt16BE(0) };
+    // The decoded map is this frame's own: the status goes into it (over any ':status' the peer named).
+    const answer: Record<string, string | number> = headers;
+    answer[":status"] = p.readUInt16BE(0);
     s.emit("response", answer);
     if ((flags & FLAG_FIN) !== 0 && !s.destroyed) this.remoteEnd(s);
   }

@@ -235,6 +235,68 @@ describe("hopway-mux/1 sessions", () => {
     await once(client, "close");
   });
 
+  it("the frames of one event-loop pass leave in one socket write; a large payload goes as it is, uncopied", async () => {
+    const got: Buffer[] = [];
+    const { port } = await listening((s) => {
+      s.on("data", (c: Buffer) => got.push(c));
+      s.write(wordsFrame(FrameType.SETTINGS, 0, [100, 65_535, MAX_FRAME]));
+    });
+    const socket = await dial(port);
+    const client = new MuxSession(socket, "client", SETTINGS);
+    client.on("error", () => {});
+    cleanups.push(() => client.destroy());
+    // The peer's SETTINGS (its 1 MiB frames) first, so the large write below is one DATA frame.
+    for (let i = 0; i < 200 && client.remoteSettings.maxConcurrentStreams === undefined; i++) await sleep(2);
+    await sleep(10);
+    const writes: Buffer[] = [];
+    const write = socket.write.bind(socket) as (chunk: Buffer) => boolean;
+    socket.write = ((chunk: Buffer) => {
+      writes.push(chunk);
+      return write(chunk);
+    }) as typeof socket.write;
+    // Twenty small tunnels in one pass, each OPEN, 16 bytes of DATA and FIN, and one large write.
+    for (let i = 0; i < 20; i++) {
+      const st = client.request({ ":method": "CONNECT", ":authority": `app${i}:80`, "hopway-hops": "r1" });
+      st.end(Buffer.alloc(16, i));
+    }
+    const big = Buffer.alloc(32 * 1024, 7);
+    client.request({ ":authority": "bulk:80" }).write(big);
+    // After the client's SETTINGS: 20 × (OPEN, DATA, FIN), then OPEN and DATA.
+    const want = 1 + 20 * 3 + 2;
+    for (let i = 0; i < 200 && frames(Buffer.concat(got)).length < want; i++) await sleep(2);
+    // Old: a socket write per frame header and per payload. Now: the small frames and the large
+    // payload's header in one buffer, then the payload itself.
+    expect(writes).toHaveLength(2);
+    expect(writes[1]).toBe(big);
+    const seen = frames(Buffer.concat(got));
+    expect(seen).toHaveLength(want);
+    expect(seen.filter((f) => f.type === FrameType.OPEN)).toHaveLength(21);
+    const small = seen.filter((f) => f.type === FrameType.DATA && f.payload.length === 16);
+    expect(small.map((f) => f.payload[0])).toEqual([...Array(20).keys()]);
+    expect(seen.filter((f) => f.type === FrameType.DATA && (f.flags & FLAG_FIN) !== 0)).toHaveLength(20);
+    expect(seen.at(-1)?.payload.equals(big)).toBe(true);
+  });
+
+  it("a graceful close sends its GOAWAY before the socket ends, whatever else that pass framed", async () => {
+    const got: Buffer[] = [];
+    const ended = new Promise<void>((resolve) => {
+      void listening((s) => {
+        s.on("data", (c: Buffer) => got.push(c));
+        s.on("end", () => resolve());
+        s.write(wordsFrame(FrameType.SETTINGS, 0, [100, 65_535, MAX_FRAME]));
+      }).then(async ({ port }) => {
+        const client = new MuxSession(await dial(port), "client", SETTINGS);
+        client.on("error", () => {});
+        cleanups.push(() => client.destroy());
+        client.ping(() => {});
+        client.close();
+      });
+    });
+    await ended;
+    const types = frames(Buffer.concat(got)).map((f) => f.type);
+    expect(types).toEqual([FrameType.SETTINGS, FrameType.PING, FrameType.GOAWAY]);
+  });
+
   it("streams the peer never took (past GOAWAY's last id) are refused, safe to retry", async () => {
     const got: Buffer[] = [];
     let raw: Socket | undefined;
