@@ -31,6 +31,25 @@ export function pipeLeg(
       dst.write(Buffer.from(chunk));
       return dst.writableLength < limit;
     });
+  } else if (dst instanceof Socket) {
+    // A link stream hands over one TLS record (16 KiB) per read. Written one by one, each is a
+    // write(2) of its own; corked for the rest of the event loop's I/O phase, the records of a
+    // burst leave in one writev.
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      dst.uncork();
+    };
+    src.on("data", (chunk: Buffer) => {
+      account(chunk.length);
+      if (!corked) {
+        corked = true;
+        dst.cork();
+        setImmediate(uncork);
+      }
+      dst.write(chunk);
+      if (dst.writableLength >= limit) src.pause();
+    });
   } else {
     src.on("data", (chunk: Buffer) => {
       account(chunk.length);

@@ -12,6 +12,7 @@
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
 import { Duplex } from "node:stream";
+import { readLink } from "../reads.ts";
 import type { LinkClientSession, LinkHeaders, LinkOutgoingHeaders, LinkServerStream } from "../session.ts";
 import {
   Code,
@@ -218,7 +219,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   ) {
     super();
     this.creditStep = Math.max(1, Math.floor(settings.streamWindowBytes / 4));
-    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    readLink(socket, (chunk, borrowed) => this.onData(chunk, borrowed));
     socket.on("error", (err: Error) => this.destroy(err));
     socket.on("close", () => this.destroy());
     // The peer closed its side: nothing more arrives on any stream (it ends a link after its streams).
@@ -380,7 +381,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     this.teardown(new MuxProtocolError(reason, detail), true);
   }
 
-  private onData(chunk: Buffer): void {
+  /** `borrowed`: `chunk` is read into again after this returns, so a DATA payload is copied out of it. */
+  private onData(chunk: Buffer, borrowed: boolean): void {
     let at = 0;
     while (at < chunk.length && !this.destroyed) {
       if (this.remaining < 0) {
@@ -402,7 +404,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
         const s = this.dataStream;
         if (s !== undefined && !s.destroyed) {
           s.received += n;
-          s.push(chunk.subarray(at, at + n));
+          const piece = chunk.subarray(at, at + n);
+          s.push(borrowed ? Buffer.from(piece) : piece);
           this.credit(s);
         }
         at += n;
