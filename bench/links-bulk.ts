@@ -5,6 +5,7 @@
 // interleaved across the chains; prints each relay's CPU per MiB (a first, b middle, c last)
 // for each chain's round with the least total. Not part of `npm run bench`:
 //   BENCH_AB=/tmp/base node --import tsx --expose-gc bench/links-bulk.ts [rounds, default 5]
+import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { buildSync } from "esbuild";
 import type { Route } from "../src/core/schema.ts";
@@ -53,7 +54,7 @@ runBench("links-bulk", async () => {
       { from, to: "bulk", hops: [...path.map((p) => hop(p.node, p.port)), hop("bulk", sink)] },
     ];
     const start = (name: string, routes: Route[]) =>
-      forkProxy(bundle, [name, writeRelayTls(join(work, "tls", name), "bench", name), JSON.stringify(routes), names.join(",")], env, ["--expose-gc"]);
+      forkProxy(bundle, [name, writeRelayTls(join(work, "tls", name), "bench", name), JSON.stringify(routes), names.join(",")], env, ["--expose-gc", ...(process.env.BENCH_PERF ? ["--perf-basic-prof-only-functions"] : [])]);
     const c = await start(n("c"), r(n("c"), []));
     const b = await start(n("b"), r(n("b"), [{ node: n("c"), port: c.port }]));
     const a = await start(n("a"), r(n("a"), [{ node: n("b"), port: b.port }, { node: n("c"), port: c.port }]));
@@ -61,6 +62,13 @@ runBench("links-bulk", async () => {
     // Warm-up: opens the links, JIT.
     await runPeer(["send", "127.0.0.1", String(a.port), String(32 * 1024 * 1024), "bulk:0"]);
   }
+  // BENCH_PERF=FILE: samples the relays of the first chain with perf (cpu-clock) during the rounds.
+  const perfOut = process.env.BENCH_PERF;
+  const perf =
+    perfOut && chains[0]
+      ? spawn("perf", ["record", "-e", "cpu-clock", "-F", "499", "-g", "-o", perfOut, "-p", chains[0].procs.map((p) => p.child.pid).join(",")], { stdio: "ignore" })
+      : undefined;
+  if (perf) await new Promise((r) => setTimeout(r, 1000));
   const best = new Map<string, { total: number; per: number[]; rate: number }>();
   const all = new Map<string, string[]>();
   for (let i = 0; i < ROUNDS; i++) {
@@ -76,6 +84,10 @@ runBench("links-bulk", async () => {
       const prev = best.get(ch.label);
       if (prev === undefined || total < prev.total) best.set(ch.label, { total, per, rate });
     }
+  }
+  if (perf) {
+    perf.kill("SIGINT");
+    await new Promise((r) => perf.once("exit", r));
   }
   for (const ch of chains) {
     const bb = best.get(ch.label) as { total: number; per: number[]; rate: number };

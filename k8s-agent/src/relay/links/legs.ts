@@ -6,6 +6,7 @@
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { setSink } from "../pump.ts";
+import { copyIn, isLent, release } from "./buffers.ts";
 import type { RelayCounters, Tunnel } from "../relay.ts";
 
 export function pipeLeg(
@@ -28,7 +29,8 @@ export function pipeLeg(
     // the chunk is copied, as the link stream keeps it until the peer's window takes it.
     setSink(src, (chunk) => {
       account(chunk.length);
-      dst.write(Buffer.from(chunk));
+      // Into a reused buffer, which the link stream releases once the TLS socket took it (buffers.ts).
+      dst.write(copyIn(chunk));
       return dst.writableLength < limit;
     });
   } else if (dst instanceof Socket) {
@@ -40,6 +42,9 @@ export function pipeLeg(
       corked = false;
       dst.uncork();
     };
+    // Chunks from reused buffers (buffers.ts) go back once written; Writable calls back in order.
+    const inFlight: Buffer[] = [];
+    const written = () => release(inFlight.shift() as Buffer);
     src.on("data", (chunk: Buffer) => {
       account(chunk.length);
       if (!corked) {
@@ -47,7 +52,10 @@ export function pipeLeg(
         dst.cork();
         setImmediate(uncork);
       }
-      dst.write(chunk);
+      if (isLent(chunk)) {
+        inFlight.push(chunk);
+        dst.write(chunk, written);
+      } else dst.write(chunk);
       if (dst.writableLength >= limit) src.pause();
     });
   } else {

@@ -12,6 +12,7 @@
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
 import { Duplex } from "node:stream";
+import { copyIn, isLent, release } from "../buffers.ts";
 import { readLink } from "../reads.ts";
 import type { LinkClientSession, LinkHeaders, LinkOutgoingHeaders, LinkServerStream } from "../session.ts";
 import {
@@ -83,6 +84,8 @@ export class MuxStream extends Duplex implements LinkServerStream {
   received = 0;
   granted = 0;
   private pendingChunk: Buffer | undefined;
+  /** The whole chunk being written, released (buffers.ts) once its last byte left the TLS socket. */
+  private pendingWhole: Buffer | undefined;
   private pendingCb: ((err?: Error | null) => void) | undefined;
 
   constructor(
@@ -113,6 +116,7 @@ export class MuxStream extends Duplex implements LinkServerStream {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     this.pendingChunk = chunk;
+    this.pendingWhole = chunk;
     this.pendingCb = cb;
     this.flush();
   }
@@ -123,7 +127,15 @@ export class MuxStream extends Duplex implements LinkServerStream {
     if (chunk === undefined || this.destroyed || this.session.destroyed) return;
     while (chunk.length > 0 && this.sendCredit > 0) {
       const n = Math.min(chunk.length, this.sendCredit, this.session.peerMaxFrame);
-      this.session.sendFrame(FrameType.DATA, 0, this.id, n === chunk.length ? chunk : chunk.subarray(0, n));
+      const last = n === chunk.length;
+      const whole = this.pendingWhole as Buffer;
+      this.session.sendFrame(
+        FrameType.DATA,
+        0,
+        this.id,
+        last ? chunk : chunk.subarray(0, n),
+        last && isLent(whole) ? () => release(whole) : undefined,
+      );
       this.sendCredit -= n;
       chunk = chunk.subarray(n);
     }
@@ -133,6 +145,7 @@ export class MuxStream extends Duplex implements LinkServerStream {
     }
     const cb = this.pendingCb as (err?: Error | null) => void;
     this.pendingChunk = undefined;
+    this.pendingWhole = undefined;
     this.pendingCb = undefined;
     this.session.afterWrite(cb);
   }
@@ -160,6 +173,7 @@ export class MuxStream extends Duplex implements LinkServerStream {
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.pendingChunk = undefined;
+    this.pendingWhole = undefined;
     this.pendingCb = undefined;
     if (this.rstCode === undefined) {
       if (this.localFin && this.remoteFin && this.readableEnded) this.rstCode = Code.NO_ERROR;
@@ -302,11 +316,12 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
 
   // ---- used by MuxStream
 
-  sendFrame(type: number, flags: number, id: number, payload: Buffer): void {
+  /** `written`: called once the TLS socket is done with `payload` (not called if the link is already gone). */
+  sendFrame(type: number, flags: number, id: number, payload: Buffer, written?: () => void): void {
     if (this.destroyed) return;
     this.write(frameHeader(type, flags, id, payload.length));
     // The payload goes as it is (no copy into a frame buffer): header and payload leave in one writev.
-    if (payload.length > 0) this.socket.write(payload);
+    if (payload.length > 0) this.socket.write(payload, written);
   }
 
   sendRst(id: number, code: number): void {
@@ -405,7 +420,10 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
         if (s !== undefined && !s.destroyed) {
           s.received += n;
           const piece = chunk.subarray(at, at + n);
-          s.push(borrowed ? Buffer.from(piece) : piece);
+          // A reused buffer only for bytes the stream's reader takes at once: bytes that wait in
+          // the stream (its reader is slow) get a buffer of their own, so they pin no shared one.
+          const flowing = s.readableFlowing === true && s.readableLength === 0;
+          s.push(!borrowed ? piece : flowing ? copyIn(piece) : Buffer.from(piece));
           this.credit(s);
         }
         at += n;
