@@ -24,8 +24,17 @@ describe("link buffers", () => {
   it("bytes a holder has not released are never written over, whatever is copied after them", () => {
     const data = randomBytes(16 * 1024);
     const held = copyIn(data);
-    for (let i = 0; i < 200; i++) release(copyIn(randomBytes(12 * 1024 + i)));
+    // A neighbour in the same slab, released only once the slab is full: the slab still has `held` out.
+    const neighbour = copyIn(randomBytes(16 * 1024));
+    const later: Buffer[] = [];
+    while (later.length === 0 || later.at(-1)?.buffer === held.buffer) later.push(copyIn(randomBytes(16 * 1024)));
+    for (const p of later) release(p);
+    release(neighbour);
+    expect(isLent(held)).toBe(true);
+    // Copies held for a while take fresh or freed slabs; none may be the one `held` is in.
+    const more = Array.from({ length: 40 }, (_, i) => copyIn(randomBytes(12 * 1024 + i)));
     expect(held.equals(data)).toBe(true);
+    for (const p of more) release(p);
     release(held);
   });
 
