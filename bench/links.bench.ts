@@ -51,6 +51,8 @@ import {
 
 const BULK_BYTES = Number(process.env.BENCH_BULK_MIB ?? 256) * 1024 * 1024;
 const CPS_SECONDS = Number(process.env.BENCH_CPS_SECONDS ?? 5);
+/** BENCH_ONLY=bulk: the bulk figure alone (all four chains, same rounds), for work on the data path. */
+const BULK_ONLY = process.env.BENCH_ONLY === "bulk";
 /** Rounds of the connection-rate and bulk runs, interleaved across chains so load drift hits all alike; best kept. */
 const ROUNDS = 3;
 const CPS_CONCURRENCY = 32;
@@ -406,6 +408,21 @@ async function main(): Promise<void> {
     ...(await Promise.all(PROTOCOLS.map((p) => hopwayChain(`bench${p}`, ends, p)))),
   ];
   await checkMutualTls(chains[0] as Chain, certs);
+  if (BULK_ONLY) {
+    const mbs = await bulk(chains);
+    for (const c of chains) for (const p of c.procs) p.kill("SIGKILL");
+    serve.stdin?.end();
+    console.log(`\nbulk against the target (load average at end ${load()}):`);
+    for (const p of PROTOCOLS) {
+      const h = mbs.get(`hopway ${p}`);
+      const m = mbs.get("haproxy mTLS");
+      if (h === undefined || m === undefined) continue;
+      console.log(
+        `  hopway ${p}: MiB/s hopway / haproxy mTLS ${(h.rate / m.rate).toFixed(2)}, CPU per MiB haproxy mTLS / hopway ${(m.cpuPerMib / h.cpuPerMib).toFixed(2)}   target ≥ 1`,
+      );
+    }
+    return;
+  }
   const cps = await connectionRate(chains);
   const mbs = await bulk(chains);
   for (const c of chains) for (const p of c.procs) p.kill("SIGKILL");
