@@ -35,7 +35,11 @@ runBench("links-bulk", async () => {
   const targets = await firstJsonLine(serve);
   const sink = targets.bulk as number;
   const env = { ...IMAGE_ENV, HOPWAY_LINK_PROTOCOL: process.env.HOPWAY_LINK_PROTOCOL ?? "mux" };
-  const chains: Array<{ label: string; port: number; procs: ReturnType<typeof forkProxy> extends Promise<infer P> ? P[] : never }> = [];
+  const chains: Array<{
+    label: string;
+    port: number;
+    procs: ReturnType<typeof forkProxy> extends Promise<infer P> ? P[] : never;
+  }> = [];
   for (const [i, dir] of CHECKOUTS.entries()) {
     const bundle = join(work, `worker-${i}.mjs`);
     buildSync({
@@ -54,10 +58,21 @@ runBench("links-bulk", async () => {
       { from, to: "bulk", hops: [...path.map((p) => hop(p.node, p.port)), hop("bulk", sink)] },
     ];
     const start = (name: string, routes: Route[]) =>
-      forkProxy(bundle, [name, writeRelayTls(join(work, "tls", name), "bench", name), JSON.stringify(routes), names.join(",")], env, ["--expose-gc", ...(process.env.BENCH_PERF ? ["--perf-basic-prof-only-functions"] : [])]);
+      forkProxy(
+        bundle,
+        [name, writeRelayTls(join(work, "tls", name), "bench", name), JSON.stringify(routes), names.join(",")],
+        env,
+        ["--expose-gc", ...(process.env.BENCH_PERF ? ["--perf-basic-prof-only-functions"] : [])],
+      );
     const c = await start(n("c"), r(n("c"), []));
     const b = await start(n("b"), r(n("b"), [{ node: n("c"), port: c.port }]));
-    const a = await start(n("a"), r(n("a"), [{ node: n("b"), port: b.port }, { node: n("c"), port: c.port }]));
+    const a = await start(
+      n("a"),
+      r(n("a"), [
+        { node: n("b"), port: b.port },
+        { node: n("c"), port: c.port },
+      ]),
+    );
     chains.push({ label: dir, port: a.port, procs: [a, b, c] });
     // Warm-up: opens the links, JIT.
     await runPeer(["send", "127.0.0.1", String(a.port), String(32 * 1024 * 1024), "bulk:0"]);
@@ -66,7 +81,22 @@ runBench("links-bulk", async () => {
   const perfOut = process.env.BENCH_PERF;
   const perf =
     perfOut && chains[0]
-      ? spawn("perf", ["record", "-e", "cpu-clock", "-F", "499", "-g", "-o", perfOut, "-p", chains[0].procs.map((p) => p.child.pid).join(",")], { stdio: "ignore" })
+      ? spawn(
+          "perf",
+          [
+            "record",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "499",
+            "-g",
+            "-o",
+            perfOut,
+            "-p",
+            chains[0].procs.map((p) => p.child.pid).join(","),
+          ],
+          { stdio: "ignore" },
+        )
       : undefined;
   if (perf) await new Promise((r) => setTimeout(r, 1000));
   const best = new Map<string, { total: number; per: number[]; rate: number }>();

@@ -3,8 +3,8 @@
 // goes"). Both ends run in this process, so a figure is sender + receiver together. Not part
 // of `npm run bench` (no .bench.ts suffix): run it with
 //   node --import tsx --expose-gc bench/tls-leg.ts [MiB per run, default 128] [variant ...]
-import { createServer as netServer, connect as netConnect, type Socket } from "node:net";
-import { connect as tlsConnect, createServer as tlsServer, type TLSSocket } from "node:tls";
+import { connect as netConnect, createServer as netServer, type Socket } from "node:net";
+import { type TLSSocket, connect as tlsConnect, createServer as tlsServer } from "node:tls";
 import { testPki } from "../test/support/identity.ts";
 
 const MIB = 1024 * 1024;

@@ -6,8 +6,8 @@
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { setSink } from "../pump.ts";
-import { copyIn, isLent, release } from "./buffers.ts";
 import type { RelayCounters, Tunnel } from "../relay.ts";
+import { copyIn, isLent, release } from "./buffers.ts";
 
 export function pipeLeg(
   src: Duplex,

@@ -30,7 +30,8 @@ async function pair(): Promise<{ client: TLSSocket; server: TLSSocket }> {
   srv.listen(0, "127.0.0.1");
   await once(srv, "listening");
   cleanups.push(() => srv.close());
-  const client = connect({
+  // As the link pool dials (tls.connect takes `onread`; @types/node does not declare it).
+  const options = {
     host: "127.0.0.1",
     port: (srv.address() as AddressInfo).port,
     key: b.key,
@@ -38,7 +39,8 @@ async function pair(): Promise<{ client: TLSSocket; server: TLSSocket }> {
     ca: b.trustBundle,
     checkServerIdentity: () => undefined,
     onread: LINK_ONREAD,
-  });
+  };
+  const client = connect(options);
   cleanups.push(() => client.destroy());
   await once(client, "secureConnect");
   const server = await got;
