@@ -56,6 +56,7 @@ runBench("links-bulk", async () => {
     const names = [n("a"), n("b"), n("c")];
     const r = (from: string, path: Array<{ node: string; port: number }>): Route[] => [
       { from, to: "bulk", hops: [...path.map((p) => hop(p.node, p.port)), hop("bulk", sink)] },
+      { from, to: "echo", hops: [...path.map((p) => hop(p.node, p.port)), hop("echo", targets.echo as number)] },
     ];
     const start = (name: string, routes: Route[]) =>
       forkProxy(
@@ -99,6 +100,26 @@ runBench("links-bulk", async () => {
         )
       : undefined;
   if (perf) await new Promise((r) => setTimeout(r, 1000));
+  // BENCH_CPS=SECONDS: connections/s instead (the bench's connection-rate client, 32 concurrent), CPU per connection.
+  const cpsSeconds = Number(process.env.BENCH_CPS ?? 0);
+  if (cpsSeconds > 0) {
+    const lines = new Map<string, string[]>();
+    for (let i = 0; i < ROUNDS; i++) {
+      for (const ch of chains) {
+        const cpu0 = ch.procs.map((p) => cpuMs(p.child.pid));
+        const res = await runPeer(["cps", "127.0.0.1", String(ch.port), String(cpsSeconds), "32", "echo:0", "200000"]);
+        const cpu = ch.procs.reduce((sum, p, j) => sum + cpuMs(p.child.pid) - (cpu0[j] as number), 0);
+        const us = (cpu * 1000) / Math.max(1, res.done as number);
+        const rate = (res.done as number) / (res.seconds as number);
+        lines.set(ch.label, [...(lines.get(ch.label) ?? []), `${rate.toFixed(0)}/s ${us.toFixed(0)} µs`]);
+      }
+    }
+    for (const ch of chains) console.log(`${ch.label}: ${(lines.get(ch.label) ?? []).join("; ")}`);
+    for (const ch of chains) for (const p of ch.procs) p.child.kill("SIGKILL");
+    console.log(`load ${load()}`);
+    serve.stdin?.end();
+    return;
+  }
   const best = new Map<string, { total: number; per: number[]; rate: number }>();
   const all = new Map<string, string[]>();
   for (let i = 0; i < ROUNDS; i++) {

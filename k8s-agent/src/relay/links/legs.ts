@@ -9,6 +9,9 @@ import { setSink } from "../pump.ts";
 import type { RelayCounters, Tunnel } from "../relay.ts";
 import { copyIn, isLent, release } from "./buffers.ts";
 
+/** Link-stream chunks at least this large (a full TLS record's worth) are corked into the next writev. */
+const CORK_FROM = 8 * 1024;
+
 export function pipeLeg(
   src: Duplex,
   dst: Duplex,
@@ -47,7 +50,8 @@ export function pipeLeg(
     const written = () => release(inFlight.shift() as Buffer);
     src.on("data", (chunk: Buffer) => {
       account(chunk.length);
-      if (!corked) {
+      // Only for full records: a small message (a request, an answer) leaves at once, without a timer.
+      if (!corked && chunk.length >= CORK_FROM) {
         corked = true;
         dst.cork();
         setImmediate(uncork);
