@@ -3,7 +3,9 @@
 // checkout given (this one, plus any BENCH_AB directories holding another checkout, e.g. an
 // unpacked `git archive`), one stream of BENCH_BULK_MIB (default 128) per round, rounds
 // interleaved across the chains; prints each relay's CPU per MiB (a first, b middle, c last)
-// for each chain's round with the least total. Not part of `npm run bench`:
+// for each chain's round with the least total. BENCH_CPS=SECONDS measures connections/s and CPU
+// per connection instead; BENCH_PERF=FILE records the first chain's relays with perf (cpu-clock).
+// Not part of `npm run bench`:
 //   BENCH_AB=/tmp/base node --import tsx --expose-gc bench/links-bulk.ts [rounds, default 5]
 import { spawn } from "node:child_process";
 import { join } from "node:path";
