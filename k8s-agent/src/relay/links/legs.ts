@@ -7,6 +7,10 @@ import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { setSink } from "../pump.ts";
 import type { RelayCounters, Tunnel } from "../relay.ts";
+import { copyIn, isLent, release } from "./buffers.ts";
+
+/** Link-stream chunks at least this large (a full TLS record's worth) are corked into the next writev. */
+const CORK_FROM = 8 * 1024;
 
 export function pipeLeg(
   src: Duplex,
@@ -28,8 +32,35 @@ export function pipeLeg(
     // the chunk is copied, as the link stream keeps it until the peer's window takes it.
     setSink(src, (chunk) => {
       account(chunk.length);
-      dst.write(Buffer.from(chunk));
+      // Into a reused buffer, which the link stream releases once the TLS socket took it (buffers.ts).
+      dst.write(copyIn(chunk));
       return dst.writableLength < limit;
+    });
+  } else if (dst instanceof Socket) {
+    // A link stream hands over one TLS record (16 KiB) per read. Written one by one, each is a
+    // write(2) of its own; corked for the rest of the event loop's I/O phase, the records of a
+    // burst leave in one writev.
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      dst.uncork();
+    };
+    // Chunks from reused buffers (buffers.ts) go back once written; Writable calls back in order.
+    const inFlight: Buffer[] = [];
+    const written = () => release(inFlight.shift() as Buffer);
+    src.on("data", (chunk: Buffer) => {
+      account(chunk.length);
+      // Only for full records: a small message (a request, an answer) leaves at once, without a timer.
+      if (!corked && chunk.length >= CORK_FROM) {
+        corked = true;
+        dst.cork();
+        setImmediate(uncork);
+      }
+      if (isLent(chunk)) {
+        inFlight.push(chunk);
+        dst.write(chunk, written);
+      } else dst.write(chunk);
+      if (dst.writableLength >= limit) src.pause();
     });
   } else {
     src.on("data", (chunk: Buffer) => {

@@ -13,8 +13,9 @@ import type { Dialable } from "../table.ts";
 import { ALPN_MUX } from "./mux/frame.ts";
 import { MuxSession } from "./mux/session.ts";
 import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions } from "./options.ts";
+import { LINK_ONREAD } from "./reads.ts";
 import type { LinkClientSession, LinkHeaders, LinkStream } from "./session.ts";
-import { ALPN_H2, certifiedRelay, dialAlpn, failureOf, identityError } from "./tls.ts";
+import { ALPN_H2, certifiedRelay, dialAlpn, failureOf, identityError, LINK_CIPHERS } from "./tls.ts";
 
 export type LinkOpen =
   | { ok: true; stream: LinkStream; headers: LinkHeaders }
@@ -172,7 +173,11 @@ export class LinkPool {
         cert: material.certChain,
         ca: material.trustBundle,
         minVersion: "TLSv1.3",
+        ciphers: LINK_CIPHERS,
         ALPNProtocols: dialAlpn(settings.protocol),
+        // hopway-mux/1 reads through the relay's buffer (reads.ts); for HTTP/2, node:http2 reads the socket itself.
+        // tls.connect takes `onread` (Node's tls docs) though @types/node does not declare it.
+        ...(settings.protocol === "mux" ? { onread: LINK_ONREAD } : {}),
         // No SNI: relays are named by their certificates' URI SANs, not by host names.
         servername: "",
         checkServerIdentity: (_host, cert) => {

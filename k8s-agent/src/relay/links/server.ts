@@ -12,7 +12,7 @@ import { ALPN_MUX } from "./mux/frame.ts";
 import { MuxSession } from "./mux/session.ts";
 import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions } from "./options.ts";
 import type { LinkHeaders, LinkServerStream, LinkSession } from "./session.ts";
-import { ACCEPT_ALPN, ALPN_H2, certifiedRelay, failureOf } from "./tls.ts";
+import { ACCEPT_ALPN, ALPN_H2, certifiedRelay, failureOf, LINK_CIPHERS } from "./tls.ts";
 
 export interface LinkServerOptions {
   realm: string;
@@ -63,7 +63,15 @@ export class LinkServer {
   private reloadContext(): void {
     const m = this.opts.identity.material();
     if (!m) return;
-    const context = { key: m.key, cert: m.certChain, ca: m.trustBundle, minVersion: "TLSv1.3" as const };
+    const context = {
+      key: m.key,
+      cert: m.certChain,
+      ca: m.trustBundle,
+      minVersion: "TLSv1.3" as const,
+      ciphers: LINK_CIPHERS,
+      // The accepting side picks by its own order, so a dialling relay of an earlier release gets AES-128-GCM too.
+      honorCipherOrder: true,
+    };
     try {
       if (this.tlsServer) {
         this.tlsServer.setSecureContext(context);

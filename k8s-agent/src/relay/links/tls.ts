@@ -11,6 +11,14 @@ export const ALPN_H2 = "h2";
 /** The accepting side takes either framing, preferring hopway-mux/1 (relays of earlier releases offer only h2). */
 export const ACCEPT_ALPN = [ALPN_MUX, ALPN_H2];
 
+/**
+ * TLS 1.3 suites for links, most preferred first. AES-128-GCM first: with AES-NI it costs about
+ * a fifth less CPU per byte than AES-256-GCM (OpenSSL's own figures on the bench machine, in
+ * docs/benchmarks/links.md, "Where the bulk CPU goes"), and bulk over links is CPU-bound. Both
+ * others stay, so relays of earlier releases (which prefer AES-256-GCM) still agree on one.
+ */
+export const LINK_CIPHERS = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
 /** What a dialling relay offers: mux falls back to h2 against a relay that does not speak it. */
 export function dialAlpn(protocol: LinkProtocol): string[] {
   return protocol === "mux" ? [ALPN_MUX, ALPN_H2] : [ALPN_H2];

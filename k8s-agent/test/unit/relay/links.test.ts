@@ -6,6 +6,7 @@ import { createSecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } 
 import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { relayIdentityForTest } from "../../../../test/support/identity.ts";
+import { linkBuffersForTest } from "../../../src/relay/links/buffers.ts";
 import type { LinkProtocol } from "../../../src/relay/links/index.ts";
 import {
   hop,
@@ -268,6 +269,7 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): data path", (protocol) => {
     const [r2] = (await chain(protocol, port)) as [Running];
     const ans = await tunnel(r2.port);
     expect(ans.status).toBe(200);
+    const pooledBefore = linkBuffersForTest().pooledCopies;
     const started = performance.now();
     const got = receiveHash(ans.socket, ans.rest);
     const sent = await sendRandom(ans.socket, BULK_MIB * 1024 * 1024);
@@ -278,6 +280,12 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): data path", (protocol) => {
     expect(down.bytes).toBe(BULK_MIB * 1024 * 1024);
     expect(down.sha).toBe(await targetSent);
     console.log(`links bulk: ${BULK_MIB} MiB each way through three relays in ${seconds.toFixed(1)} s`);
+    if (protocol === "mux") {
+      // The bytes went through the reused buffers (links/buffers.ts), and every one came back once written on.
+      expect(linkBuffersForTest().pooledCopies - pooledBefore).toBeGreaterThan((BULK_MIB * 1024 * 1024) / (64 * 1024));
+      for (let i = 0; i < 50 && linkBuffersForTest().out > 0; i++) await sleep(20);
+      expect(linkBuffersForTest().out).toBe(0);
+    }
   });
 
   it("carries a half-close each way", async () => {

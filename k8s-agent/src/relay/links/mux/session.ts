@@ -12,6 +12,8 @@
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
 import { Duplex } from "node:stream";
+import { copyIn, isLent, release } from "../buffers.ts";
+import { readLink } from "../reads.ts";
 import type { LinkClientSession, LinkHeaders, LinkOutgoingHeaders, LinkServerStream } from "../session.ts";
 import {
   Code,
@@ -90,6 +92,8 @@ export class MuxStream extends Duplex implements LinkServerStream {
   received = 0;
   granted = 0;
   private pendingChunk: Buffer | undefined;
+  /** The whole chunk being written, released (buffers.ts) once its last byte left the TLS socket. */
+  private pendingWhole: Buffer | undefined;
   private pendingCb: ((err?: Error | null) => void) | undefined;
 
   constructor(
@@ -117,6 +121,7 @@ export class MuxStream extends Duplex implements LinkServerStream {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     this.pendingChunk = chunk;
+    this.pendingWhole = chunk;
     this.pendingCb = cb;
     this.flush();
   }
@@ -127,7 +132,15 @@ export class MuxStream extends Duplex implements LinkServerStream {
     if (chunk === undefined || this.destroyed || this.session.destroyed) return;
     while (chunk.length > 0 && this.sendCredit > 0) {
       const n = Math.min(chunk.length, this.sendCredit, this.session.peerMaxFrame);
-      this.session.sendFrame(FrameType.DATA, 0, this.id, n === chunk.length ? chunk : chunk.subarray(0, n));
+      const last = n === chunk.length;
+      const whole = this.pendingWhole as Buffer;
+      this.session.sendFrame(
+        FrameType.DATA,
+        0,
+        this.id,
+        last ? chunk : chunk.subarray(0, n),
+        last && isLent(whole) ? () => release(whole) : undefined,
+      );
       this.sendCredit -= n;
       chunk = chunk.subarray(n);
     }
@@ -137,6 +150,7 @@ export class MuxStream extends Duplex implements LinkServerStream {
     }
     const cb = this.pendingCb as (err?: Error | null) => void;
     this.pendingChunk = undefined;
+    this.pendingWhole = undefined;
     this.pendingCb = undefined;
     this.session.afterWrite(cb);
   }
@@ -164,6 +178,7 @@ export class MuxStream extends Duplex implements LinkServerStream {
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     this.pendingChunk = undefined;
+    this.pendingWhole = undefined;
     this.pendingCb = undefined;
     if (this.rstCode === undefined) {
       if (this.localFin && this.remoteFin && this.readableEnded) this.rstCode = Code.NO_ERROR;
@@ -206,6 +221,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private slabAt = 0;
   private sealed = 0;
   private queued: Buffer[] = [];
+  /** Per entry of `queued`: what to call once the socket wrote it (a reused payload buffer goes back). */
+  private queuedDone: Array<(() => void) | undefined> = [];
   /** Bytes framed this pass and not yet handed to the socket. */
   private pendingBytes = 0;
   private flushScheduled = false;
@@ -231,7 +248,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   ) {
     super();
     this.creditStep = Math.max(1, Math.floor(settings.streamWindowBytes / 4));
-    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    readLink(socket, (chunk, borrowed) => this.onData(chunk, borrowed));
     socket.on("error", (err: Error) => this.destroy(err));
     socket.on("close", () => this.destroy());
     // The peer closed its side: nothing more arrives on any stream (it ends a link after its streams).
@@ -315,7 +332,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
 
   // ---- used by MuxStream
 
-  sendFrame(type: number, flags: number, id: number, payload: Buffer): void {
+  /** `written`: called once the TLS socket is done with `payload` (not called if the link is already gone). */
+  sendFrame(type: number, flags: number, id: number, payload: Buffer, written?: () => void): void {
     if (this.destroyed) return;
     const n = payload.length;
     if (n <= COPY_MAX) {
@@ -323,11 +341,14 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
       const at = putFrameHeader(b, this.slabAt, type, flags, id, n);
       if (n > 0) payload.copy(b, at);
       this.slabAt = at + n;
+      // Copied: the payload's buffer is free again already.
+      written?.();
     } else {
       // A large payload goes as it is (no copy): after its header, in the same write.
       this.slabAt = putFrameHeader(this.room(HEADER_BYTES), this.slabAt, type, flags, id, n);
       this.seal();
       this.queued.push(payload);
+      this.queuedDone.push(written);
     }
     this.scheduleFlush(HEADER_BYTES + n);
   }
@@ -413,6 +434,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private seal(): void {
     if (this.slabAt === this.sealed) return;
     this.queued.push(this.slab.subarray(this.sealed, this.slabAt));
+    this.queuedDone.push(undefined);
     this.sealed = this.slabAt;
   }
 
@@ -439,14 +461,16 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     this.seal();
     const q = this.queued;
     if (q.length === 0) return;
+    const done = this.queuedDone;
     this.queued = [];
+    this.queuedDone = [];
     this.pendingBytes = 0;
     const socket = this.socket;
     if (this.destroyed || socket.destroyed || socket.writableEnded) return;
-    if (q.length === 1) socket.write(q[0] as Buffer);
+    if (q.length === 1) socket.write(q[0] as Buffer, done[0]);
     else {
       socket.cork();
-      for (const b of q) socket.write(b);
+      for (let i = 0; i < q.length; i++) socket.write(q[i] as Buffer, done[i]);
       socket.uncork();
     }
     // Writers that waited on what was framed but not yet written: the socket took it without needing a drain.
@@ -478,7 +502,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     this.teardown(new MuxProtocolError(reason, detail), true);
   }
 
-  private onData(chunk: Buffer): void {
+  /** `borrowed`: `chunk` is read into again after this returns, so a DATA payload is copied out of it. */
+  private onData(chunk: Buffer, borrowed: boolean): void {
     let at = 0;
     while (at < chunk.length && !this.destroyed) {
       if (this.remaining < 0) {
@@ -500,7 +525,11 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
         const s = this.dataStream;
         if (s !== undefined && !s.destroyed) {
           s.received += n;
-          s.push(chunk.subarray(at, at + n));
+          const piece = chunk.subarray(at, at + n);
+          // A reused buffer only for bytes the stream's reader takes at once: bytes that wait in
+          // the stream (its reader is slow) get a buffer of their own, so they pin no shared one.
+          const flowing = s.readableFlowing === true && s.readableLength === 0;
+          s.push(!borrowed ? piece : flowing ? copyIn(piece) : Buffer.from(piece));
           this.credit(s);
         }
         at += n;

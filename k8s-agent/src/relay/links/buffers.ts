@@ -1,0 +1,108 @@
+// Reused buffers for the bytes a tunnel carries over a link. Copying every TLS record (or
+// every socket read) into a fresh buffer leaves each one to V8's garbage collector, and that
+// external memory drives major GCs: a perf profile of a 3-relay chain in bulk put a quarter
+// of its samples in major-GC marking and sweeping and 3.5 % in AES-GCM (docs/benchmarks/links.md,
+// "Where the bulk CPU goes"). Here bytes are copied into buffers that go back to a small free
+// list once the write that carries them on has completed (`release`).
+//
+// Two kinds:
+//  - slabs of SLAB_BYTES, filled by consecutive small copies (TLS records, ≤ 16 KiB each); a slab
+//    returns to the free list when every piece cut from it was released and it is full;
+//  - whole buffers of WHOLE_BYTES for one large copy (a relay socket's read).
+// A piece nobody releases (a consumer that is not a link leg) only keeps its buffer from the
+// free list: the garbage collector takes it as it would any buffer. The memory a held piece
+// pins is at most its slab: SLAB_BYTES / (smallest piece copied in) times the piece, which
+// `copyIn` bounds by copying pieces under MIN_PIECE to a buffer of their own size.
+import { READ_BUFFER_BYTES } from "../pump.ts";
+
+const SLAB_BYTES = 64 * 1024;
+const WHOLE_BYTES = READ_BUFFER_BYTES;
+/** Pieces smaller than this never share a slab (they would pin it for a few bytes). */
+const MIN_PIECE = 4 * 1024;
+/** Large copies below this take a buffer of their own size instead of a whole one. */
+const MIN_WHOLE = WHOLE_BYTES / 2;
+const MAX_FREE = 64;
+
+interface Lent {
+  buf: Buffer;
+  /** Pieces handed out and not yet released. */
+  out: number;
+  /** No more pieces will be cut from it. */
+  full: boolean;
+  whole: boolean;
+}
+
+const lent = new Map<ArrayBufferLike, Lent>();
+const freeSlabs: Buffer[] = [];
+const freeWhole: Buffer[] = [];
+let current: Lent | undefined;
+let currentUsed = 0;
+/** Copies that went into a reused buffer, ever (tests check the data path takes this way). */
+let pooledCopies = 0;
+
+function newSlab(): Lent {
+  const buf = freeSlabs.pop() ?? Buffer.allocUnsafeSlow(SLAB_BYTES);
+  const l: Lent = { buf, out: 0, full: false, whole: false };
+  lent.set(buf.buffer, l);
+  return l;
+}
+
+function retire(l: Lent): void {
+  lent.delete(l.buf.buffer);
+  const list = l.whole ? freeWhole : freeSlabs;
+  if (list.length < MAX_FREE) list.push(l.buf);
+}
+
+/** A copy of `src` that is the caller's to keep; released with `release` once written on. */
+export function copyIn(src: Uint8Array): Buffer {
+  const n = src.length;
+  if (n < MIN_PIECE) return Buffer.from(src);
+  if (n <= SLAB_BYTES) {
+    if (current === undefined || SLAB_BYTES - currentUsed < n) {
+      if (current !== undefined) {
+        current.full = true;
+        if (current.out === 0) retire(current);
+      }
+      current = newSlab();
+      currentUsed = 0;
+    }
+    const at = currentUsed;
+    current.buf.set(src, at);
+    currentUsed += n;
+    current.out++;
+    pooledCopies++;
+    return current.buf.subarray(at, at + n);
+  }
+  if (n < MIN_WHOLE || n > WHOLE_BYTES) return Buffer.from(src);
+  const buf = freeWhole.pop() ?? Buffer.allocUnsafeSlow(WHOLE_BYTES);
+  lent.set(buf.buffer, { buf, out: 1, full: true, whole: true });
+  buf.set(src, 0);
+  pooledCopies++;
+  return buf.subarray(0, n);
+}
+
+/**
+ * The write that carried `chunk` on has completed and nothing else holds it: its buffer may be
+ * reused. Anything `copyIn` did not hand out is left alone.
+ */
+export function release(chunk: Buffer): void {
+  const l = lent.get(chunk.buffer);
+  if (l === undefined) return;
+  l.out--;
+  if (l.out === 0 && l.full) retire(l);
+}
+
+/** Whether `chunk` came from `copyIn` and is still out. */
+export function isLent(chunk: Buffer): boolean {
+  return lent.has(chunk.buffer);
+}
+
+/**
+ * Buffers with pieces handed out and not yet released, and copies made into reused buffers so
+ * far (tests check that a finished transfer went this way and gave every buffer back).
+ */
+export function linkBuffersForTest(): { out: number; pooledCopies: number } {
+  let out = 0;
+  for (const l of lent.values()) if (l.out > 0) out++;
+  return { out, pooledCopies };
+}

@@ -1,0 +1,54 @@
+// The reused buffers of the link data path: a copy is exact, a released buffer is reused, a
+// piece still held is never written over, and small pieces never share a buffer.
+import { randomBytes } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { copyIn, isLent, release } from "../../../../src/relay/links/buffers.ts";
+
+describe("link buffers", () => {
+  it("a slab whose pieces were all released is reused for the next copies", () => {
+    const first = Array.from({ length: 4 }, () => copyIn(randomBytes(16 * 1024)));
+    const slab = first[0]?.buffer;
+    expect(first.every((p) => p.buffer === slab && isLent(p))).toBe(true);
+    // The fifth piece does not fit: a new slab; the full one goes back once its pieces are released.
+    const next = copyIn(randomBytes(16 * 1024));
+    expect(next.buffer === slab).toBe(false);
+    for (const p of first) release(p);
+    for (let i = 0; i < 3; i++) release(copyIn(randomBytes(16 * 1024)));
+    release(next);
+    // Both slabs are back now: the next copy lands in one of them, not in a new one.
+    const reused = copyIn(randomBytes(16 * 1024));
+    expect(reused.buffer === slab || reused.buffer === next.buffer).toBe(true);
+    release(reused);
+  });
+
+  it("bytes a holder has not released are never written over, whatever is copied after them", () => {
+    const data = randomBytes(16 * 1024);
+    const held = copyIn(data);
+    // A neighbour in the same slab, released only once the slab is full: the slab still has `held` out.
+    const neighbour = copyIn(randomBytes(16 * 1024));
+    const later: Buffer[] = [];
+    while (later.length === 0 || later.at(-1)?.buffer === held.buffer) later.push(copyIn(randomBytes(16 * 1024)));
+    for (const p of later) release(p);
+    release(neighbour);
+    expect(isLent(held)).toBe(true);
+    // Copies held for a while take fresh or freed slabs; none may be the one `held` is in.
+    const more = Array.from({ length: 40 }, (_, i) => copyIn(randomBytes(12 * 1024 + i)));
+    expect(held.equals(data)).toBe(true);
+    for (const p of more) release(p);
+    release(held);
+  });
+
+  it("copies are exact, and pieces under 4 KiB or over 256 KiB get buffers of their own", () => {
+    for (const n of [1, 4095, 4096, 16 * 1024, 64 * 1024, 200 * 1024, 256 * 1024]) {
+      const data = randomBytes(n);
+      const c = copyIn(data);
+      expect(c.equals(data)).toBe(true);
+      release(c);
+    }
+    expect(isLent(copyIn(randomBytes(4095)))).toBe(false);
+    expect(isLent(copyIn(randomBytes(300 * 1024)))).toBe(false);
+    const big = copyIn(randomBytes(200 * 1024));
+    expect(isLent(big)).toBe(true);
+    release(big);
+  });
+});
