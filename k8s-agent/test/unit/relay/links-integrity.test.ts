@@ -1,0 +1,101 @@
+// Byte integrity of tunnels multiplexed over one link while the data path reuses buffers
+// (k8s-agent/src/relay/links/buffers.ts, pump.ts, mux/session.ts): many tunnels at once, each
+// with its own pattern, written in random chunk sizes and read with random pauses, so stream
+// windows run out mid-chunk and writes queue behind a congested link. Every tunnel must get
+// back exactly what it sent (sha256), and no tunnel may see another's bytes.
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { createServer, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { LINK_PROTOCOLS, listen, type Running, sleep, startChain, tunnel } from "./helpers.ts";
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const rand = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
+
+/** An echo target that pauses its reads at random, so its side of each tunnel backs up now and then. */
+async function startPausingEcho(): Promise<number> {
+  const sockets = new Set<Socket>();
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    sockets.add(s);
+    s.on("error", () => {});
+    s.on("close", () => sockets.delete(s));
+    s.on("data", (c: Buffer) => {
+      if (!s.write(c)) {
+        s.pause();
+        s.once("drain", () => s.resume());
+      } else if (Math.random() < 0.05) {
+        s.pause();
+        setTimeout(() => s.resume(), rand(1, 15));
+      }
+    });
+    s.on("end", () => s.end());
+  });
+  const port = await listen(server);
+  cleanups.push(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return port;
+}
+
+/** Sends `data` in random chunk sizes (some under a stream window's remainder, some far over), then half-closes. */
+async function sendChunked(socket: Socket, data: Buffer): Promise<void> {
+  let at = 0;
+  while (at < data.length) {
+    const n = Math.min(data.length - at, Math.random() < 0.3 ? rand(1, 2048) : rand(4096, 300 * 1024));
+    const ok = socket.write(data.subarray(at, at + n));
+    at += n;
+    if (!ok) await once(socket, "drain");
+    else if (Math.random() < 0.05) await sleep(rand(1, 10));
+  }
+  socket.end();
+}
+
+/** Reads until the peer ends, pausing at random; resolves with the sha256 and length of what arrived. */
+function readPausing(socket: Socket, initial: Buffer): Promise<{ sha: string; length: number }> {
+  const hash = createHash("sha256").update(initial);
+  let length = initial.length;
+  return new Promise((resolve, reject) => {
+    socket.on("data", (c: Buffer) => {
+      hash.update(c);
+      length += c.length;
+      if (Math.random() < 0.05) {
+        socket.pause();
+        setTimeout(() => socket.resume(), rand(1, 20));
+      }
+    });
+    socket.once("end", () => resolve({ sha: hash.digest("hex"), length }));
+    socket.once("close", () => reject(new Error(`closed after ${length} bytes, before its end`)));
+    socket.resume();
+  });
+}
+
+describe.each(LINK_PROTOCOLS)("relay links (%s): byte integrity", (protocol) => {
+  it("24 tunnels over one link, random chunks and pauses, small stream windows: each gets exactly its bytes back", async () => {
+    const port = await startPausingEcho();
+    // A 64 KiB stream window: chunks run out of credit mid-way all the time.
+    const [r2, r3] = (await startChain(["r2", "r3"], `ipv4://127.0.0.1:${port}`, {
+      links: { protocol, streamWindowBytes: 65_535 },
+    })) as [Running, Running];
+    cleanups.push(
+      () => r2.close(),
+      () => r3.close(),
+    );
+    const N = 24;
+    const runs = Array.from({ length: N }, async () => {
+      const data = randomBytes(rand(512 * 1024, 1024 * 1024));
+      const ans = await tunnel(r2.port);
+      expect(ans.status).toBe(200);
+      cleanups.push(() => ans.socket.destroy());
+      const [got] = await Promise.all([readPausing(ans.socket, ans.rest), sendChunked(ans.socket, data)]);
+      return { got, want: { sha: createHash("sha256").update(data).digest("hex"), length: data.length } };
+    });
+    const results = await Promise.all(runs);
+    expect(r2.relay.linkPool?.handshakes).toBe(1);
+    for (const r of results) expect(r.got).toEqual(r.want);
+  }, 30_000);
+});
