@@ -8,7 +8,17 @@ import { ListenerManager, type ListenerResult } from "../../../src/listeners/man
 import { readsInPlaceForTest } from "../../../src/relay/pump.ts";
 import { Relay, type RelayOptions } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
-import { hop, listen, readAll, route, sleep, startEcho } from "../relay/helpers.ts";
+import {
+  hop,
+  LINK_PROTOCOLS,
+  listen,
+  type Running,
+  readAll,
+  route,
+  sleep,
+  startChain,
+  startEcho,
+} from "../relay/helpers.ts";
 
 interface Logged {
   level: string;
@@ -187,6 +197,41 @@ describe("listeners", () => {
     }
     echo.server.close();
   });
+
+  it.each(LINK_PROTOCOLS)(
+    "early bytes and an early half-close cross a relay link (%s) whole and in order",
+    async (protocol) => {
+      const echo = await startEcho({ halfClose: true });
+      const [r2, r3] = await startChain(["r2", "r3"], `ipv4://127.0.0.1:${echo.port}`, { links: { protocol } });
+      const listeners = new ListenerManager({
+        carrier: (r2 as Running).relay,
+        clientCidrs: ["127.0.0.0/8"],
+        log: () => {},
+      });
+      await listeners.apply([{ listen: "127.0.0.1:0", target: `app1:${echo.port}` }]);
+      // The first clients arrive before the link is up; later ones find it up.
+      for (const size of [100 * 1024, 300 * 1024]) {
+        const runs = await Promise.all(
+          [0, 1, 2].map(async () => {
+            const client = await dialListener(listeners.list()[0]?.address as string);
+            const payload = randomBytes(size);
+            const back = readAll(client);
+            for (let at = 0; at < size; at += 7000) client.write(payload.subarray(at, at + 7000));
+            client.end();
+            return { payload, back };
+          }),
+        );
+        for (const { payload, back } of runs) {
+          const got = await back;
+          expect({ length: got.length, same: got.equals(payload) }).toEqual({ length: size, same: true });
+        }
+      }
+      await listeners.close();
+      await r2?.close();
+      await r3?.close();
+      echo.server.close();
+    },
+  );
 
   it("a client whose path fails after it sent bytes and half-closed is closed, and nothing reaches the target", async () => {
     const accepted: Socket[] = [];
