@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { LINK_PROTOCOLS, listen, type Running, sleep, startChain, tunnel } from "./helpers.ts";
+import { hop, LINK_PROTOCOLS, listen, type Running, route, sleep, startChain, startRelay, tunnel } from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -17,8 +17,7 @@ afterEach(async () => {
 const rand = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
 
 /** An echo target that pauses its reads at random, so its side of each tunnel backs up now and then. */
-async function startPausingEcho(): Promise<number> {
-  const sockets = new Set<Socket>();
+async function startPausingEcho(sockets = new Set<Socket>()): Promise<number> {
   const server = createServer({ allowHalfOpen: true }, (s) => {
     sockets.add(s);
     s.on("error", () => {});
@@ -205,5 +204,40 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): byte integrity", (protocol) => 
       expect({ ended: got.ended, length: got.bytes.length }).toEqual({ ended: true, length: data.length });
       expect(got.bytes.equals(data)).toBe(true);
     }
+  }, 30_000);
+});
+
+describe("relay (socket to socket): byte integrity", () => {
+  it("24 tunnels, random chunks and pauses: each gets exactly its bytes back; a target reset mid-transfer is a cut at the client", async () => {
+    const targets = new Set<Socket>();
+    const port = await startPausingEcho(targets);
+    const r1 = await startRelay({
+      name: "r1",
+      routes: [route("r1", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
+    });
+    cleanups.push(() => r1.close());
+    const opened = await Promise.all(Array.from({ length: 24 }, () => tunnel(r1.port)));
+    const results = await Promise.all(
+      opened.map(async (ans) => {
+        expect(ans.status).toBe(200);
+        cleanups.push(() => ans.socket.destroy());
+        const data = randomBytes(rand(256 * 1024, 768 * 1024));
+        const [got] = await Promise.all([readPausing(ans.socket, ans.rest), sendChunked(ans.socket, data)]);
+        return { got, want: { sha: createHash("sha256").update(data).digest("hex"), length: data.length } };
+      }),
+    );
+    for (const r of results) expect(r.got).toEqual(r.want);
+    // Now the targets go away mid-transfer (reset): no client may read that as a complete stream.
+    const again = await Promise.all(Array.from({ length: 8 }, () => tunnel(r1.port)));
+    const runs = again.map(async (ans) => {
+      expect(ans.status).toBe(200);
+      cleanups.push(() => ans.socket.destroy());
+      const data = randomBytes(2 * 1024 * 1024);
+      const [got] = await Promise.all([collect(ans.socket, ans.rest), sendUntilCut(ans.socket, data)]);
+      return got;
+    });
+    await sleep(rand(10, 40));
+    for (const t of targets) t.resetAndDestroy();
+    for (const got of await Promise.all(runs)) expect(got.ended).toBe(false);
   }, 30_000);
 });
