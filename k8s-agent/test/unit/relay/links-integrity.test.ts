@@ -227,17 +227,20 @@ describe("relay (socket to socket): byte integrity", () => {
       }),
     );
     for (const r of results) expect(r.got).toEqual(r.want);
-    // Now the targets go away mid-transfer (reset): no client may read that as a complete stream.
+    // Now the targets go away mid-transfer (reset): no client may read a cut stream as a complete one.
     const again = await Promise.all(Array.from({ length: 8 }, () => tunnel(r1.port)));
     const runs = again.map(async (ans) => {
       expect(ans.status).toBe(200);
       cleanups.push(() => ans.socket.destroy());
       const data = randomBytes(2 * 1024 * 1024);
       const [got] = await Promise.all([collect(ans.socket, ans.rest), sendUntilCut(ans.socket, data)]);
-      return got;
+      return { ended: got.ended, length: got.bytes.length, sent: data.length };
     });
     await sleep(rand(10, 40));
     for (const t of targets) t.resetAndDestroy();
-    for (const got of await Promise.all(runs)) expect(got.ended).toBe(false);
+    const outcomes = await Promise.all(runs);
+    // A clean end only for a tunnel that was complete before the reset.
+    for (const o of outcomes) if (o.ended) expect(o.length).toBe(o.sent);
+    expect(outcomes.filter((o) => !o.ended).length).toBeGreaterThan(0);
   }, 30_000);
 });
