@@ -19,6 +19,7 @@
 // Buffers are 256 KiB: against 64 KiB, a loopback pipe used about 30 % less CPU per MiB
 // (fewer reads and writes, measured with the same onread pipe).
 import { connect, type NetConnectOpts, type OnReadOpts, Socket, type SocketConstructorOpts } from "node:net";
+import type { Duplex } from "node:stream";
 import type { RelayCounters, Tunnel } from "./relay.ts";
 
 /** The most one read(2) of a relay socket takes: what a direction may hold past its highWaterMark. */
@@ -333,4 +334,21 @@ export function pump(src: Socket, dst: Socket, tunnel: Tunnel, up: boolean, coun
   src.on("close", onPumpClose);
   dst.on("drain", onPumpDrain);
   src.resume();
+}
+
+/**
+ * Tears down one side of a tunnel that broke. A TCP socket is reset, not closed: closing
+ * sends FIN, which its peer reads as the end of the data, so a tunnel cut mid-transfer (its
+ * link dropped, the other side reset) would look complete with its tail missing. Sides that
+ * cannot be reset (unix sockets, link streams, which reset themselves) are destroyed.
+ */
+export function abort(side: Duplex): void {
+  if (side instanceof Socket && !side.destroyed) {
+    try {
+      side.resetAndDestroy();
+    } catch {
+      // Not a TCP handle: a plain close is all there is.
+    }
+  }
+  side.destroy();
 }

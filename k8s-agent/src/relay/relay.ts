@@ -50,7 +50,7 @@ import {
   STATUS_FOR,
   sanitize,
 } from "./protocol.ts";
-import { adopt, connectReading, pump, readThroughNode, setSink, tryAdopt } from "./pump.ts";
+import { abort, adopt, connectReading, pump, readThroughNode, setSink, tryAdopt } from "./pump.ts";
 import { SelfAddresses } from "./self-addresses.ts";
 import type { Dialable, RoutingTable } from "./table.ts";
 
@@ -242,8 +242,8 @@ export class Relay {
       // the other side still flushes what it holds and closes by itself. Destroying it here
       // would drop that tail, so only an error (or a reset stream) tears the whole tunnel down.
       if (hadError === true || this.errored || wasReset(this)) {
-        tunnel.client.destroy();
-        tunnel.upstream.destroy();
+        abort(tunnel.client);
+        abort(tunnel.upstream);
       }
       if (++tunnel.closed === 2) {
         relay.tunnels.delete(tunnel);

@@ -5,7 +5,7 @@
 // end: a socket FIN becomes the stream's FIN (END_STREAM in HTTP/2) and back.
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { setSink } from "../pump.ts";
+import { abort, setSink } from "../pump.ts";
 import type { RelayCounters, Tunnel } from "../relay.ts";
 import { copyIn, isLent, release } from "./buffers.ts";
 
@@ -26,7 +26,13 @@ export function pipeLeg(
     else counters.down[tunnel.peer] += n;
   };
   dst.on("drain", () => src.resume());
-  src.on("end", () => dst.end());
+  // A stream cut by a reset or by its link going away may still end its readable side
+  // (node:http2 does), but that end is no FIN: bytes after it were lost, so the other side is
+  // reset rather than ended, or its peer would take the truncated stream for a complete one.
+  src.on("end", () => {
+    if (cut(src)) abort(dst);
+    else dst.end();
+  });
   if (src instanceof Socket) {
     // Relay sockets read through pump.ts's sinks into buffers that are read into again:
     // the chunk is copied, as the link stream keeps it until the peer's window takes it.
@@ -70,4 +76,13 @@ export function pipeLeg(
     });
   }
   src.resume();
+}
+
+/**
+ * Whether a link stream's end is a cut rather than the peer's FIN: it was reset with an error
+ * code, or destroyed before its end was emitted (a clean end comes first, then the destroy).
+ */
+function cut(d: Duplex): boolean {
+  const code = (d as Duplex & { rstCode?: number }).rstCode;
+  return d.destroyed || (code !== undefined && code !== 0);
 }

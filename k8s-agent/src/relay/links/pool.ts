@@ -120,7 +120,8 @@ export class LinkPool {
   private freeLink(key: string): Link | undefined {
     const list = this.links.get(key);
     if (list === undefined) return undefined;
-    for (const l of list) if (l.usable && l.streams < this.limitOf(l)) return l;
+    // A link closed a moment ago stays listed until its session's `close` event: not usable.
+    for (const l of list) if (l.usable && !l.session.destroyed && l.streams < this.limitOf(l)) return l;
     return undefined;
   }
 

@@ -2,13 +2,23 @@
 // reaches the target through the relay as a CONNECT would, and refusals close at once.
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { connect, type Socket } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { describe, expect, it } from "vitest";
 import { ListenerManager, type ListenerResult } from "../../../src/listeners/manager.ts";
 import { readsInPlaceForTest } from "../../../src/relay/pump.ts";
 import { Relay, type RelayOptions } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
-import { hop, readAll, route, sleep, startEcho } from "../relay/helpers.ts";
+import {
+  hop,
+  LINK_PROTOCOLS,
+  listen,
+  type Running,
+  readAll,
+  route,
+  sleep,
+  startChain,
+  startEcho,
+} from "../relay/helpers.ts";
 
 interface Logged {
   level: string;
@@ -155,6 +165,97 @@ describe("listeners", () => {
     }
     await listeners.close();
     echo.server.close();
+  });
+
+  it("clients that send up to 300 KiB at once and half-close while their paths come up get every byte back, in order", async () => {
+    const echo = await startEcho({ halfClose: true });
+    // Sizes around the 16 KiB the listener holds, and past one 256 KiB read.
+    for (const size of [1, 16 * 1024 - 1, 16 * 1024, 16 * 1024 + 1, 100 * 1024, 300 * 1024]) {
+      const held = heldPaths();
+      const { listeners, results } = setup([route("r1", "db", [hop("db", `ipv4://127.0.0.1:${echo.port}`)])], held);
+      await listeners.apply([{ listen: "127.0.0.1:0", target: `db:${echo.port}` }]);
+      // Three clients at once: each one's reads land in the relay's buffers between the others'.
+      const runs = await Promise.all(
+        [0, 1, 2].map(async () => {
+          const client = await dialListener(listeners.list()[0]?.address as string);
+          const payload = randomBytes(size);
+          const back = readAll(client);
+          // Sent in pieces, the end with the last one, all before the path is up.
+          for (let at = 0; at < size; at += 7000) client.write(payload.subarray(at, at + 7000));
+          client.end();
+          return { payload, back };
+        }),
+      );
+      await sleep(50);
+      held.open();
+      for (const { payload, back } of runs) {
+        const got = await back;
+        expect({ size, length: got.length, same: got.equals(payload) }).toEqual({ size, length: size, same: true });
+      }
+      expect(results).toEqual(["carried", "carried", "carried"]);
+      await listeners.close();
+    }
+    echo.server.close();
+  });
+
+  it.each(LINK_PROTOCOLS)(
+    "early bytes and an early half-close cross a relay link (%s) whole and in order",
+    async (protocol) => {
+      const echo = await startEcho({ halfClose: true });
+      const [r2, r3] = await startChain(["r2", "r3"], `ipv4://127.0.0.1:${echo.port}`, { links: { protocol } });
+      const listeners = new ListenerManager({
+        carrier: (r2 as Running).relay,
+        clientCidrs: ["127.0.0.0/8"],
+        log: () => {},
+      });
+      await listeners.apply([{ listen: "127.0.0.1:0", target: `app1:${echo.port}` }]);
+      // The first clients arrive before the link is up; later ones find it up.
+      for (const size of [100 * 1024, 300 * 1024]) {
+        const runs = await Promise.all(
+          [0, 1, 2].map(async () => {
+            const client = await dialListener(listeners.list()[0]?.address as string);
+            const payload = randomBytes(size);
+            const back = readAll(client);
+            for (let at = 0; at < size; at += 7000) client.write(payload.subarray(at, at + 7000));
+            client.end();
+            return { payload, back };
+          }),
+        );
+        for (const { payload, back } of runs) {
+          const got = await back;
+          expect({ length: got.length, same: got.equals(payload) }).toEqual({ length: size, same: true });
+        }
+      }
+      await listeners.close();
+      await r2?.close();
+      await r3?.close();
+      echo.server.close();
+    },
+  );
+
+  it("a client whose path fails after it sent bytes and half-closed is closed, and nothing reaches the target", async () => {
+    const accepted: Socket[] = [];
+    const target = createServer((s) => accepted.push(s));
+    const port = await listen(target);
+    // The path waits, then is refused (the target is resolved to a node with no route).
+    let open = () => {};
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    const { listeners, results } = setup([route("r1", "db", [hop("db", `ipv4://127.0.0.1:${port}`)])], {
+      resolveTarget: async () => gate.then(() => ({ reason: "unknown_node" as const, detail: "gone" })),
+    });
+    await listeners.apply([{ listen: "127.0.0.1:0", target: `db:${port}` }]);
+    const client = await dialListener(listeners.list()[0]?.address as string);
+    const closed = once(client, "close");
+    client.end(randomBytes(100 * 1024));
+    await sleep(50);
+    open();
+    await closed;
+    expect(results).toEqual(["unknown_node"]);
+    expect(accepted).toHaveLength(0);
+    await listeners.close();
+    target.close();
   });
 
   it("refuses at once, logs why and counts it, when the target has no route; carries once one appears", async () => {

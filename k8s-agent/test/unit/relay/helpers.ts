@@ -155,6 +155,21 @@ export async function readAll(socket: Socket): Promise<Buffer> {
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * Resolves once a tunnel's application socket was cut (reset: an error and a close, no end of
+ * data); rejects if it ended cleanly, which would pass a truncated stream off as complete.
+ */
+export function cutOff(socket: Socket): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let ended = false;
+    socket.on("error", () => {});
+    socket.once("end", () => {
+      ended = true;
+    });
+    socket.once("close", () => (ended ? reject(new Error("tunnel ended cleanly (FIN), not cut")) : resolve()));
+  });
+}
+
+/**
  * Relays chained by links: `names[0]` takes the application's CONNECT for `target` and each
  * relay's route goes through the rest in order, the last one dialling the target itself.
  */

@@ -1,10 +1,20 @@
 // Flow control and faults on relay links: a tunnel whose reader stops does not
-// slow the other tunnels of its link, and a relay that dies ends the tunnels
+// slow the other tunnels of its link, and a relay that dies cuts the tunnels
 // through it at the applications while new tunnels re-dial once it is back.
-import { once } from "node:events";
 import { createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { hop, LINK_PROTOCOLS, listen, type Running, route, sleep, startChain, startRelay, tunnel } from "./helpers.ts";
+import {
+  cutOff,
+  hop,
+  LINK_PROTOCOLS,
+  listen,
+  type Running,
+  route,
+  sleep,
+  startChain,
+  startRelay,
+  tunnel,
+} from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -164,11 +174,11 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): faults", (protocol) => {
     const ended = apps.map((a) => {
       expect(a.status).toBe(200);
       a.socket.resume();
-      return once(a.socket, "end");
+      return cutOff(a.socket);
     });
     await sleep(100);
     await back.close();
-    // Every tunnel through the dead relay ends at its application.
+    // Every tunnel through the dead relay is cut at its application (reset: its data did not all arrive).
     await Promise.all(ended);
     await sleep(20);
     expect(front.relay.activeTunnels).toBe(0);

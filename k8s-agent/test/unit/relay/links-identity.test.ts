@@ -9,7 +9,7 @@ import { relayUri, type TlsMaterial } from "@hopway/core/identity";
 import { afterEach, describe, expect, it } from "vitest";
 import { staticIdentityForTest, testPki } from "../../../../test/support/identity.ts";
 import type { LinkFailure, LinkObserver, LinkSide } from "../../../src/relay/links/index.ts";
-import { hop, route, sleep, startEcho, startRelay, TEST_REALM, tunnel } from "./helpers.ts";
+import { cutOff, hop, route, sleep, startEcho, startRelay, TEST_REALM, tunnel } from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -187,8 +187,8 @@ describe("relay links: impostors are refused", () => {
     expect(ans.status).toBe(200);
     ans.socket.resume();
     expect(back.relay.linksByPeer().get("front")).toBe(1);
-    // The tunnel over that link ends at the application (its connection is closed).
-    const closed = once(ans.socket, "end");
+    // The tunnel over that link is cut at the application (its connection is reset).
+    const closed = cutOff(ans.socket);
     // The edge's next table no longer has `front`.
     back.table.set({
       node: "back",

@@ -9,6 +9,7 @@ import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import { linkBuffersForTest } from "../../../src/relay/links/buffers.ts";
 import type { LinkProtocol } from "../../../src/relay/links/index.ts";
 import {
+  cutOff,
   hop,
   LINK_PROTOCOLS,
   listen,
@@ -243,11 +244,11 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): the pool", (protocol) => {
     await sleep(350);
     expect(failures).toEqual([]); // answered pings keep it
     frozen = true;
-    const ended = once(t.socket, "end");
+    const ended = cutOff(t.socket);
     await sleep(500);
     expect(failures).toContain("ping_timeout");
     expect(r2.relay.linksByPeer().size).toBe(0);
-    await ended; // the tunnel on it ended at the application
+    await ended; // the tunnel on it was cut at the application
     frozen = false;
     const again = await tunnel(r2.port);
     expect(again.status).toBe(200);

@@ -223,6 +223,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private queued: Buffer[] = [];
   /** Per entry of `queued`: what to call once the socket wrote it (a reused payload buffer goes back). */
   private queuedDone: Array<(() => void) | undefined> = [];
+  /** What to call once the socket wrote the slab's frames since the last cut (copied payloads' `written`). */
+  private slabDone: Array<() => void> | undefined = undefined;
   /** Bytes framed this pass and not yet handed to the socket. */
   private pendingBytes = 0;
   private flushScheduled = false;
@@ -332,7 +334,10 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
 
   // ---- used by MuxStream
 
-  /** `written`: called once the TLS socket is done with `payload` (not called if the link is already gone). */
+  /**
+   * `written`: called once the TLS socket is done with `payload` and with every frame framed
+   * before it (not called if the link is already gone).
+   */
   sendFrame(type: number, flags: number, id: number, payload: Buffer, written?: () => void): void {
     if (this.destroyed) return;
     const n = payload.length;
@@ -341,8 +346,13 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
       const at = putFrameHeader(b, this.slabAt, type, flags, id, n);
       if (n > 0) payload.copy(b, at);
       this.slabAt = at + n;
-      // Copied: the payload's buffer is free again already.
-      written?.();
+      // Copied, but not done with yet: the last piece of a chunk split by credit or frame size
+      // is copied while its earlier pieces may still wait in `queued` or the socket. The socket
+      // calls back in order, so the write of this part of the slab comes after all of them.
+      if (written !== undefined) {
+        if (this.slabDone === undefined) this.slabDone = [written];
+        else this.slabDone.push(written);
+      }
     } else {
       // A large payload goes as it is (no copy): after its header, in the same write.
       this.slabAt = putFrameHeader(this.room(HEADER_BYTES), this.slabAt, type, flags, id, n);
@@ -434,7 +444,9 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private seal(): void {
     if (this.slabAt === this.sealed) return;
     this.queued.push(this.slab.subarray(this.sealed, this.slabAt));
-    this.queuedDone.push(undefined);
+    const done = this.slabDone;
+    this.slabDone = undefined;
+    this.queuedDone.push(done === undefined ? undefined : done.length === 1 ? done[0] : () => runAll(done));
     this.sealed = this.slabAt;
   }
 
@@ -761,4 +773,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     if (code !== Code.NO_ERROR) this.destroy();
     else this.close();
   }
+}
+
+function runAll(fns: Array<() => void>): void {
+  for (const f of fns) f();
 }

@@ -6,6 +6,7 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it } from "vitest";
+import { copyIn, isLent } from "../../../../../src/relay/links/buffers.ts";
 import {
   Code,
   encodeHeaders,
@@ -456,6 +457,43 @@ describe("hopway-mux/1: random input", () => {
     for (const e of errors) expect(e instanceof MuxProtocolError || "errno" in e).toBe(true);
     expect(errors.filter((e) => e instanceof MuxProtocolError).length).toBeGreaterThan(50);
     expect(sessions.every((x) => x.destroyed)).toBe(true);
+  });
+});
+
+describe("hopway-mux/1: reused payload buffers", () => {
+  it("a chunk split into frames keeps its buffer until its last uncopied frame left, even when its tail is copied", async () => {
+    const got: Buffer[] = [];
+    let peer: Socket | undefined;
+    const { port } = await listening((s) => {
+      peer = s;
+      s.on("data", (c: Buffer) => got.push(c));
+      // Frames of at most 2 KiB: a 128 KiB chunk leaves as 64 uncopied frames and a small, copied tail.
+      s.write(wordsFrame(FrameType.SETTINGS, 0, [100, 4 * 1024 * 1024, 2048]));
+    });
+    const client = new MuxSession(await dial(port), "client", SETTINGS);
+    client.on("error", () => {});
+    cleanups.push(() => client.destroy());
+    while (client.peerMaxFrame !== 2048) await sleep(1);
+    const stream = client.request({ ":method": "CONNECT", ":authority": "app1:80", "hopway-hops": "r2" });
+    stream.on("error", () => {});
+    const data = Buffer.alloc(128 * 1024 + 500);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+    // A whole reused buffer (buffers.ts), as a relay socket's read becomes on its way to a link.
+    const chunk = copyIn(data);
+    expect(isLent(chunk)).toBe(true);
+    stream.write(chunk);
+    // Framed, not yet written: the buffer is still the stream's.
+    expect(isLent(chunk)).toBe(true);
+    // The next copy of that size must not land in the buffer the queued frames still point into.
+    const other = copyIn(Buffer.alloc(data.length, 0xee));
+    expect(other.buffer).not.toBe(chunk.buffer);
+    const framed = () => frames(Buffer.concat(got)).filter((f) => f.type === FrameType.DATA && f.id === 1);
+    for (let i = 0; i < 500 && framed().reduce((n, f) => n + f.payload.length, 0) < data.length; i++) await sleep(2);
+    expect(Buffer.concat(framed().map((f) => f.payload)).equals(data)).toBe(true);
+    // Written: given back.
+    for (let i = 0; i < 100 && isLent(chunk); i++) await sleep(2);
+    expect(isLent(chunk)).toBe(false);
+    peer?.destroy();
   });
 });
 
