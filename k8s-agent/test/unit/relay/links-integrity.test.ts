@@ -7,6 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import type { LinkProtocol, LinkSettings } from "../../../src/relay/links/index.ts";
 import { hop, LINK_PROTOCOLS, listen, type Running, route, sleep, startChain, startRelay, tunnel } from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
@@ -68,12 +69,17 @@ async function sendUntilCut(socket: Socket, data: Buffer): Promise<void> {
 }
 
 /** Everything that arrives until the socket closes, and whether it ended cleanly (FIN) first. */
-function collect(socket: Socket, initial: Buffer): Promise<{ bytes: Buffer; ended: boolean }> {
+function collect(
+  socket: Socket,
+  initial: Buffer,
+  onBytes: (n: number) => void = () => {},
+): Promise<{ bytes: Buffer; ended: boolean }> {
   const chunks = [initial];
   let ended = false;
   socket.on("error", () => {});
   socket.on("data", (c: Buffer) => {
     chunks.push(c);
+    onBytes(c.length);
     if (Math.random() < 0.05) {
       socket.pause();
       setTimeout(() => socket.resume(), rand(1, 20));
@@ -105,17 +111,26 @@ function readPausing(socket: Socket, initial: Buffer): Promise<{ sha: string; le
   });
 }
 
+/** r2 → r3 → a pausing echo server, with 64 KiB stream windows so chunks run out of credit mid-way. */
+async function chainToPausingEcho(
+  protocol: LinkProtocol,
+  links: Partial<LinkSettings> = {},
+): Promise<[Running, Running]> {
+  const port = await startPausingEcho();
+  const [r2, r3] = (await startChain(["r2", "r3"], `ipv4://127.0.0.1:${port}`, {
+    links: { protocol, streamWindowBytes: 65_535, ...links },
+  })) as [Running, Running];
+  cleanups.push(
+    () => r2.close(),
+    () => r3.close(),
+  );
+  return [r2, r3];
+}
+
 describe.each(LINK_PROTOCOLS)("relay links (%s): byte integrity", (protocol) => {
   it("24 tunnels over one link, random chunks and pauses, small stream windows: each gets exactly its bytes back", async () => {
-    const port = await startPausingEcho();
     // A 64 KiB stream window: chunks run out of credit mid-way all the time.
-    const [r2, r3] = (await startChain(["r2", "r3"], `ipv4://127.0.0.1:${port}`, {
-      links: { protocol, streamWindowBytes: 65_535 },
-    })) as [Running, Running];
-    cleanups.push(
-      () => r2.close(),
-      () => r3.close(),
-    );
+    const [r2] = await chainToPausingEcho(protocol);
     const N = 24;
     const runs = Array.from({ length: N }, async () => {
       const data = randomBytes(rand(512 * 1024, 1024 * 1024));
@@ -131,28 +146,34 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): byte integrity", (protocol) => 
   }, 30_000);
 
   it("links dropped mid-transfer: every tunnel gets a prefix of its own bytes and is cut, or all of them and a clean end", async () => {
-    const port = await startPausingEcho();
-    const [r2, r3] = (await startChain(["r2", "r3"], `ipv4://127.0.0.1:${port}`, {
-      links: { protocol, streamWindowBytes: 65_535, redialInitialMs: 10, redialMaxMs: 50 },
-    })) as [Running, Running];
-    cleanups.push(
-      () => r2.close(),
-      () => r3.close(),
-    );
+    const [r2] = await chainToPausingEcho(protocol, { redialInitialMs: 10, redialMaxMs: 50 });
     const N = 16;
     let cuts = 0;
     let clean = 0;
     for (let round = 0; round < 3; round++) {
       const opened = await Promise.all(Array.from({ length: N }, () => tunnel(r2.port)));
-      const runs = opened.map(async (ans) => {
+      const sent = opened.map(() => randomBytes(rand(256 * 1024, 768 * 1024)));
+      // In the middle of the transfers (a quarter to a half of all the bytes back, so some tunnels are
+      // still moving whatever the machine's speed), every link of r2 goes, as when a table update
+      // drops its peer.
+      const dropAt = (sent.reduce((a, d) => a + d.length, 0) * rand(25, 50)) / 100;
+      let back = 0;
+      let reached: () => void = () => {};
+      const halfway = new Promise<void>((resolve) => {
+        reached = resolve;
+      });
+      const runs = opened.map(async (ans, i) => {
         expect(ans.status).toBe(200);
         cleanups.push(() => ans.socket.destroy());
-        const data = randomBytes(rand(256 * 1024, 768 * 1024));
-        const [got] = await Promise.all([collect(ans.socket, ans.rest), sendUntilCut(ans.socket, data)]);
+        const data = sent[i] as Buffer;
+        const counted = (n: number) => {
+          back += n;
+          if (back >= dropAt) reached();
+        };
+        const [got] = await Promise.all([collect(ans.socket, ans.rest, counted), sendUntilCut(ans.socket, data)]);
         return { got, data };
       });
-      // Somewhere in the middle of the transfers, every link of r2 goes (as when a table update drops its peer).
-      await sleep(rand(20, 120));
+      await Promise.race([halfway, sleep(10_000)]);
       r2.relay.linkPool?.closeWhere(() => true);
       const results = await Promise.race([
         Promise.all(runs),
@@ -179,14 +200,7 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): byte integrity", (protocol) => 
   }, 60_000);
 
   it("a relay that drains mid-transfer lets the tunnels in flight finish with all their bytes", async () => {
-    const port = await startPausingEcho();
-    const [r2, r3] = (await startChain(["r2", "r3"], `ipv4://127.0.0.1:${port}`, {
-      links: { protocol, streamWindowBytes: 65_535 },
-    })) as [Running, Running];
-    cleanups.push(
-      () => r2.close(),
-      () => r3.close(),
-    );
+    const [r2, r3] = await chainToPausingEcho(protocol);
     const N = 16;
     const opened = await Promise.all(Array.from({ length: N }, () => tunnel(r2.port)));
     const runs = opened.map(async (ans) => {
@@ -229,14 +243,27 @@ describe("relay (socket to socket): byte integrity", () => {
     for (const r of results) expect(r.got).toEqual(r.want);
     // Now the targets go away mid-transfer (reset): no client may read a cut stream as a complete one.
     const again = await Promise.all(Array.from({ length: 8 }, () => tunnel(r1.port)));
+    const dataBytes = 2 * 1024 * 1024;
+    // The reset comes once a quarter to a half of all the bytes came back: some tunnels are still
+    // moving then, however fast the machine is.
+    const resetAt = (8 * dataBytes * rand(25, 50)) / 100;
+    let back = 0;
+    let reached: () => void = () => {};
+    const midway = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    const counted = (n: number) => {
+      back += n;
+      if (back >= resetAt) reached();
+    };
     const runs = again.map(async (ans) => {
       expect(ans.status).toBe(200);
       cleanups.push(() => ans.socket.destroy());
-      const data = randomBytes(2 * 1024 * 1024);
-      const [got] = await Promise.all([collect(ans.socket, ans.rest), sendUntilCut(ans.socket, data)]);
+      const data = randomBytes(dataBytes);
+      const [got] = await Promise.all([collect(ans.socket, ans.rest, counted), sendUntilCut(ans.socket, data)]);
       return { ended: got.ended, length: got.bytes.length, sent: data.length };
     });
-    await sleep(rand(10, 40));
+    await Promise.race([midway, sleep(10_000)]);
     for (const t of targets) t.resetAndDestroy();
     const outcomes = await Promise.all(runs);
     // A clean end only for a tunnel that was complete before the reset.

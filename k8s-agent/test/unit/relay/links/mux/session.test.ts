@@ -83,8 +83,10 @@ function read(stream: MuxStream): Promise<Buffer> {
   return once(stream, "end").then(() => Buffer.concat(chunks));
 }
 
-/** An accepting session behind a raw client socket the test writes frames on. */
-async function rawPeer(): Promise<{ raw: Socket; errors: Error[]; closed: Promise<unknown>; got: Buffer[] }> {
+/** An accepting session behind a raw client socket the test writes frames on (after SETTINGS, unless told not to). */
+async function rawPeer(
+  settingsFirst = true,
+): Promise<{ raw: Socket; errors: Error[]; closed: Promise<unknown>; got: Buffer[] }> {
   const errors: Error[] = [];
   let closed: Promise<unknown> | undefined;
   const { port } = await listening((s) => {
@@ -99,7 +101,7 @@ async function rawPeer(): Promise<{ raw: Socket; errors: Error[]; closed: Promis
   raw.on("data", (c: Buffer) => got.push(c));
   raw.on("error", () => {});
   while (closed === undefined) await sleep(1);
-  raw.write(wordsFrame(FrameType.SETTINGS, 0, [100, 65_535, MAX_FRAME]));
+  if (settingsFirst) raw.write(wordsFrame(FrameType.SETTINGS, 0, [100, 65_535, MAX_FRAME]));
   return { raw, errors, closed, got };
 }
 
@@ -360,22 +362,7 @@ describe("hopway-mux/1: a peer that breaks the protocol loses its link, never th
   ];
 
   it.each(cases)("%s", async (_what, bytes, reason) => {
-    const settingsFirst = reason !== "settings_expected";
-    const errors: Error[] = [];
-    let closed: Promise<unknown> | undefined;
-    const { port } = await listening((s) => {
-      const session = new MuxSession(s, "server", SETTINGS);
-      session.on("error", (e: Error) => errors.push(e));
-      session.on("stream", (st: MuxStream) => st.on("error", () => {}));
-      // Not events.once: it would reject on the session's 'error', which comes first.
-      closed = new Promise((resolve) => session.once("close", resolve));
-    });
-    const raw = await dial(port);
-    const got: Buffer[] = [];
-    raw.on("data", (c: Buffer) => got.push(c));
-    raw.on("error", () => {});
-    while (closed === undefined) await sleep(1);
-    if (settingsFirst) raw.write(wordsFrame(FrameType.SETTINGS, 0, [100, 65_535, MAX_FRAME]));
+    const { raw, errors, closed, got } = await rawPeer(reason !== "settings_expected");
     raw.write(bytes());
     await closed;
     expect(errors).toHaveLength(1);
