@@ -9,8 +9,9 @@
 //  - slabs of SLAB_BYTES, filled by consecutive small copies (TLS records, ≤ 16 KiB each); a slab
 //    returns to the free list when every piece cut from it was released and it is full;
 //  - whole buffers of WHOLE_BYTES for one large copy (a relay socket's read).
-// A piece nobody releases (a consumer that is not a link leg) only keeps its buffer from the
-// free list: the garbage collector takes it as it would any buffer. The memory a held piece
+// A piece nobody releases (an HTTP/2 stream, which does not call back per chunk, or a link
+// destroyed with writes queued) only keeps its buffer from the free list: the bookkeeping is a
+// WeakMap, so the garbage collector takes the buffer as it would any other once nothing holds it. The memory a held piece
 // pins is at most its slab: SLAB_BYTES / (smallest piece copied in) times the piece, which
 // `copyIn` bounds by copying pieces under MIN_PIECE to a buffer of their own size.
 import { READ_BUFFER_BYTES } from "../pump.ts";
@@ -32,7 +33,10 @@ interface Lent {
   whole: boolean;
 }
 
-const lent = new Map<ArrayBufferLike, Lent>();
+// Weak: a buffer whose pieces are never released must not be pinned by its own bookkeeping.
+const lent = new WeakMap<ArrayBufferLike, Lent>();
+/** Buffers with pieces out (not counting those the garbage collector took with pieces out). */
+let outstanding = 0;
 const freeSlabs: Buffer[] = [];
 const freeWhole: Buffer[] = [];
 let current: Lent | undefined;
@@ -69,13 +73,14 @@ export function copyIn(src: Uint8Array): Buffer {
     const at = currentUsed;
     current.buf.set(src, at);
     currentUsed += n;
-    current.out++;
+    if (current.out++ === 0) outstanding++;
     pooledCopies++;
     return current.buf.subarray(at, at + n);
   }
   if (n < MIN_WHOLE || n > WHOLE_BYTES) return Buffer.from(src);
   const buf = freeWhole.pop() ?? Buffer.allocUnsafeSlow(WHOLE_BYTES);
   lent.set(buf.buffer, { buf, out: 1, full: true, whole: true });
+  outstanding++;
   buf.set(src, 0);
   pooledCopies++;
   return buf.subarray(0, n);
@@ -87,9 +92,11 @@ export function copyIn(src: Uint8Array): Buffer {
  */
 export function release(chunk: Buffer): void {
   const l = lent.get(chunk.buffer);
-  if (l === undefined) return;
+  if (l === undefined || l.out === 0) return;
   l.out--;
-  if (l.out === 0 && l.full) retire(l);
+  if (l.out > 0) return;
+  outstanding--;
+  if (l.full) retire(l);
 }
 
 /** Whether `chunk` came from `copyIn` and is still out. */
@@ -102,7 +109,5 @@ export function isLent(chunk: Buffer): boolean {
  * far (tests check that a finished transfer went this way and gave every buffer back).
  */
 export function linkBuffersForTest(): { out: number; pooledCopies: number } {
-  let out = 0;
-  for (const l of lent.values()) if (l.out > 0) out++;
-  return { out, pooledCopies };
+  return { out: outstanding, pooledCopies };
 }

@@ -3,6 +3,7 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { copyIn, isLent, release } from "../../../../src/relay/links/buffers.ts";
+import { gc } from "../../hardening/support.ts";
 
 describe("link buffers", () => {
   it("a slab whose pieces were all released is reused for the next copies", () => {
@@ -50,5 +51,20 @@ describe("link buffers", () => {
     const big = copyIn(randomBytes(200 * 1024));
     expect(isLent(big)).toBe(true);
     release(big);
+  });
+
+  it("buffers whose pieces are never released (an HTTP/2 stream, a link destroyed mid-write) are not pinned", async () => {
+    gc();
+    const before = process.memoryUsage().arrayBuffers;
+    // 200 socket-read-sized copies (a whole 256 KiB buffer each) and 800 record-sized ones, none released.
+    for (let i = 0; i < 200; i++) copyIn(Buffer.alloc(200 * 1024, i));
+    for (let i = 0; i < 800; i++) copyIn(Buffer.alloc(16 * 1024, i));
+    // Backing stores go with the GC's finalisation, which may take a cycle or two more.
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    // About 100 MiB were handed out; what stays must be the free lists' worth, not the lot.
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(24 * 1024 * 1024);
   });
 });
