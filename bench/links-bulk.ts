@@ -9,11 +9,10 @@
 //   BENCH_AB=/tmp/base node --import tsx --expose-gc bench/links-bulk.ts [rounds, default 5]
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { buildSync } from "esbuild";
 import type { Route } from "../src/core/schema.ts";
 import { writeRelayTls } from "../test/support/identity.ts";
 import {
-  AGENT_BANNER,
+  bundleAgent,
   cpuMs,
   firstJsonLine,
   forkProxy,
@@ -44,16 +43,7 @@ runBench("links-bulk", async () => {
   }> = [];
   for (const [i, dir] of CHECKOUTS.entries()) {
     const bundle = join(work, `worker-${i}.mjs`);
-    buildSync({
-      entryPoints: [join(dir, "test/support/relay-worker.ts")],
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      target: "node22",
-      outfile: bundle,
-      logLevel: "warning",
-      banner: AGENT_BANNER,
-    });
+    bundleAgent(join(dir, "test/support/relay-worker.ts"), bundle);
     const n = (x: string) => `x${i}-${x}`;
     const names = [n("a"), n("b"), n("c")];
     const r = (from: string, path: Array<{ node: string; port: number }>): Route[] => [

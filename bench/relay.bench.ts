@@ -14,12 +14,11 @@ import { once } from "node:events";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { join } from "node:path";
-import { buildSync } from "esbuild";
 import type { Route } from "../src/core/schema.ts";
 import { freePort } from "../test/support/loopback-mesh.ts";
 import { openTunnel } from "../test/support/tunnel.ts";
 import {
-  AGENT_BANNER,
+  bundleAgent,
   bundleWorker,
   cpuMs,
   FLOOR_BUNDLE,
@@ -386,16 +385,7 @@ async function idleRss(echo: number, routes: Route[]): Promise<void> {
  */
 async function agentIdleRss(echo: number): Promise<void> {
   const bundle = join(work, "hopway-agent.mjs");
-  buildSync({
-    entryPoints: [join(ROOT, "k8s-agent", "src", "entry.ts")],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node22",
-    outfile: bundle,
-    logLevel: "warning",
-    banner: AGENT_BANNER,
-  });
+  bundleAgent(join(ROOT, "k8s-agent", "src", "entry.ts"), bundle);
   const dataDir = join(work, "agent-data");
   const port = await freePort("127.0.0.1");
   const adminPort = await freePort("127.0.0.1");

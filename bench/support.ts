@@ -96,18 +96,23 @@ export const AGENT_BANNER = {
   // As in k8s-agent's build script: prom-client is CommonJS and requires Node built-ins.
   js: "import { createRequire as __hopwayRequire } from 'node:module'; const require = __hopwayRequire(import.meta.url);",
 };
-export function bundleWorker(): void {
-  buildSync({ entryPoints: [FLOOR], bundle: true, platform: "node", format: "esm", outfile: FLOOR_BUNDLE });
+/** Bundles agent code (`entry`) to `outfile` as the agent's own build does. */
+export function bundleAgent(entry: string, outfile: string): void {
   buildSync({
-    entryPoints: [WORKER],
+    entryPoints: [entry],
     bundle: true,
     platform: "node",
     format: "esm",
     target: "node22",
-    outfile: WORKER_BUNDLE,
+    outfile,
     logLevel: "warning",
     banner: AGENT_BANNER,
   });
+}
+
+export function bundleWorker(): void {
+  buildSync({ entryPoints: [FLOOR], bundle: true, platform: "node", format: "esm", outfile: FLOOR_BUNDLE });
+  bundleAgent(WORKER, WORKER_BUNDLE);
 }
 
 /** Forks a bundled proxy with the image's node flags; it answers {port} once it listens. */
