@@ -61,6 +61,19 @@ function heldPaths() {
   return { resolveTarget: async () => gate.then(() => undefined), open: () => open() };
 }
 
+/**
+ * A client of the listener at `address` that sends `size` random bytes in 7,000-byte pieces and
+ * its FIN with the last one, all at once (before a held path is up); `back` is what it reads.
+ */
+async function sendAndEnd(address: string, size: number): Promise<{ payload: Buffer; back: Promise<Buffer> }> {
+  const client = await dialListener(address);
+  const payload = randomBytes(size);
+  const back = readAll(client);
+  for (let at = 0; at < size; at += 7000) client.write(payload.subarray(at, at + 7000));
+  client.end();
+  return { payload, back };
+}
+
 async function dialListener(address: string): Promise<Socket> {
   const [host, port] = [
     address.slice(0, address.lastIndexOf(":")),
@@ -175,17 +188,7 @@ describe("listeners", () => {
       const { listeners, results } = setup([route("r1", "db", [hop("db", `ipv4://127.0.0.1:${echo.port}`)])], held);
       await listeners.apply([{ listen: "127.0.0.1:0", target: `db:${echo.port}` }]);
       // Three clients at once: each one's reads land in the relay's buffers between the others'.
-      const runs = await Promise.all(
-        [0, 1, 2].map(async () => {
-          const client = await dialListener(listeners.list()[0]?.address as string);
-          const payload = randomBytes(size);
-          const back = readAll(client);
-          // Sent in pieces, the end with the last one, all before the path is up.
-          for (let at = 0; at < size; at += 7000) client.write(payload.subarray(at, at + 7000));
-          client.end();
-          return { payload, back };
-        }),
-      );
+      const runs = await Promise.all([0, 1, 2].map(() => sendAndEnd(listeners.list()[0]?.address as string, size)));
       await sleep(50);
       held.open();
       for (const { payload, back } of runs) {
@@ -211,16 +214,7 @@ describe("listeners", () => {
       await listeners.apply([{ listen: "127.0.0.1:0", target: `app1:${echo.port}` }]);
       // The first clients arrive before the link is up; later ones find it up.
       for (const size of [100 * 1024, 300 * 1024]) {
-        const runs = await Promise.all(
-          [0, 1, 2].map(async () => {
-            const client = await dialListener(listeners.list()[0]?.address as string);
-            const payload = randomBytes(size);
-            const back = readAll(client);
-            for (let at = 0; at < size; at += 7000) client.write(payload.subarray(at, at + 7000));
-            client.end();
-            return { payload, back };
-          }),
-        );
+        const runs = await Promise.all([0, 1, 2].map(() => sendAndEnd(listeners.list()[0]?.address as string, size)));
         for (const { payload, back } of runs) {
           const got = await back;
           expect({ length: got.length, same: got.equals(payload) }).toEqual({ length: size, same: true });
