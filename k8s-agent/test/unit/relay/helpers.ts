@@ -83,6 +83,16 @@ export async function startEcho(
   return { port, server, sockets };
 }
 
+/** A target that answers only after the client's FIN, with how many bytes it got, then closes its side. */
+export async function startByteCounter(): Promise<{ port: number; server: Server }> {
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    const chunks: Buffer[] = [];
+    s.on("data", (c: Buffer) => chunks.push(c));
+    s.on("end", () => s.end(`got ${Buffer.concat(chunks).length} bytes`));
+  });
+  return { port: await listen(server), server };
+}
+
 /** A target that accepts and reads nothing until the test resumes the accepted socket. */
 export async function startStalledTarget(): Promise<{
   port: number;

@@ -17,6 +17,7 @@ import {
   readAll,
   route,
   sleep,
+  startByteCounter,
   startChain,
   startEcho,
   startRelay,
@@ -291,12 +292,7 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): data path", (protocol) => {
 
   it("carries a half-close each way", async () => {
     // Client → target FIN: the target answers only after it, then closes its side.
-    const server = createServer({ allowHalfOpen: true }, (s) => {
-      const chunks: Buffer[] = [];
-      s.on("data", (c: Buffer) => chunks.push(c));
-      s.on("end", () => s.end(`got ${Buffer.concat(chunks).length} bytes`));
-    });
-    const port = await listen(server);
+    const { port, server } = await startByteCounter();
     cleanups.push(() => server.close());
     const [r2] = (await chain(protocol, port)) as [Running];
     const a = await tunnel(r2.port);

@@ -15,6 +15,7 @@ import {
   request,
   route,
   sleep,
+  startByteCounter,
   startEcho,
   startRelay,
   startStalledTarget,
@@ -369,12 +370,7 @@ describe("relay: several hops", () => {
 describe("relay: streams", () => {
   it("carries a half-close each way", async () => {
     // The target answers only after the client's FIN, then closes its side.
-    const server = createServer({ allowHalfOpen: true }, (s) => {
-      const chunks: Buffer[] = [];
-      s.on("data", (c: Buffer) => chunks.push(c));
-      s.on("end", () => s.end(`got ${Buffer.concat(chunks).length} bytes`));
-    });
-    const port = await listen(server);
+    const { port, server } = await startByteCounter();
     cleanups.push(() => server.close());
     const r = await relayTo(`ipv4://127.0.0.1:${port}`);
     const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
