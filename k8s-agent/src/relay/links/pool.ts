@@ -14,7 +14,7 @@ import { ALPN_MUX } from "./mux/frame.ts";
 import { MuxSession } from "./mux/session.ts";
 import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions } from "./options.ts";
 import { LINK_ONREAD } from "./reads.ts";
-import type { LinkClientSession, LinkHeaders, LinkStream } from "./session.ts";
+import { type LinkClientSession, type LinkHeaders, type LinkStream, pingOrClose } from "./session.ts";
 import { ALPN_H2, certifiedRelay, dialAlpn, failureOf, identityError, LINK_CIPHERS } from "./tls.ts";
 
 export type LinkOpen =
@@ -279,14 +279,10 @@ export class LinkPool {
   }
 
   private ping(link: Link): void {
-    if (link.session.destroyed) return;
-    const timer = setTimeout(() => {
+    pingOrClose(link.session, this.opts.settings.pingTimeoutMs, () => {
       this.opts.observer?.linkFailed("dial", "ping_timeout");
       this.opts.log("warn", "link ping unanswered; closing it", { peer: link.peer });
-      link.session.destroy();
-    }, this.opts.settings.pingTimeoutMs).unref();
-    const sent = link.session.ping(() => clearTimeout(timer));
-    if (!sent) clearTimeout(timer);
+    });
   }
 
   private armIdle(link: Link): void {

@@ -11,7 +11,7 @@ import type { IdentitySource } from "@hopway/core/identity";
 import { ALPN_MUX } from "./mux/frame.ts";
 import { MuxSession } from "./mux/session.ts";
 import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions } from "./options.ts";
-import type { LinkHeaders, LinkServerStream, LinkSession } from "./session.ts";
+import { type LinkHeaders, type LinkServerStream, type LinkSession, pingOrClose } from "./session.ts";
 import { ACCEPT_ALPN, ALPN_H2, certifiedRelay, failureOf, LINK_CIPHERS } from "./tls.ts";
 
 export interface LinkServerOptions {
@@ -208,13 +208,10 @@ export class LinkServer {
   }
 
   private ping(a: Accepted): void {
-    if (a.session.destroyed) return;
-    const timer = setTimeout(() => {
+    pingOrClose(a.session, this.opts.settings.pingTimeoutMs, () => {
       this.opts.observer?.linkFailed("accept", "ping_timeout");
       this.opts.log("warn", "link ping unanswered; closing it", { peer: a.peer });
-      a.session.destroy();
-    }, this.opts.settings.pingTimeoutMs).unref();
-    if (!a.session.ping(() => clearTimeout(timer))) clearTimeout(timer);
+    });
   }
 
   /** Closes at once the links of peers no longer in the route table. */

@@ -30,5 +30,18 @@ export interface LinkClientSession extends LinkSession {
   request(headers: LinkOutgoingHeaders, options?: { endStream?: boolean }): LinkStream;
 }
 
+/**
+ * Pings the link; when no answer comes within `timeoutMs`, `onTimeout` runs and the session is
+ * destroyed (its tunnels end). Both ends of a link ping the same way.
+ */
+export function pingOrClose(session: LinkSession, timeoutMs: number, onTimeout: () => void): void {
+  if (session.destroyed) return;
+  const timer = setTimeout(() => {
+    onTimeout();
+    session.destroy();
+  }, timeoutMs).unref();
+  if (!session.ping(() => clearTimeout(timer))) clearTimeout(timer);
+}
+
 /** `relay.links.protocol`: the framing a dialling relay asks for. */
 export type LinkProtocol = "mux" | "h2";

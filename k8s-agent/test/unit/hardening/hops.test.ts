@@ -6,7 +6,7 @@ import { createServer } from "node:net";
 import { MAX_HOPS } from "@hopway/core/schema";
 import { afterEach, describe, expect, it } from "vitest";
 import { staticIdentityForTest, testPki } from "../../../../test/support/identity.ts";
-import { hop, linkRequest, route, TEST_REALM } from "../relay/helpers.ts";
+import { hop, linkRequest, route, startEcho, TEST_REALM } from "../relay/helpers.ts";
 import {
   type Canary,
   type CountingRelay,
@@ -135,14 +135,9 @@ describe("relay hops: loops and the hop limit", () => {
 describe("relay hops: only members of the realm", () => {
   it("refuses every plain CONNECT that claims to be a relay hop, and dials nothing for it", async () => {
     const x = await target();
-    const echo = createServer((c) => {
-      c.on("error", () => {});
-      c.pipe(c);
-    });
-    echo.listen(0, "127.0.0.1");
-    await new Promise((r) => echo.once("listening", r));
-    cleanups.push(() => echo.close());
-    const echoAddr = `ipv4://127.0.0.1:${(echo.address() as { port: number }).port}`;
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const echoAddr = `ipv4://127.0.0.1:${echo.port}`;
     knownRelays.push("auth-a"); // a relay of the realm that only speaks through linkRequest below
     const [b] = (await relays(["auth-b"], { clientCidrs: [] })) as [CountingRelay];
     b.table.set({
@@ -208,14 +203,9 @@ describe("relay hops: only members of the realm", () => {
 
 describe("relay hops: a relay in the path fails", () => {
   it("a middle relay dying closes every tunnel through it cleanly and frees every slot upstream", async () => {
-    const echo = createServer((c) => {
-      c.on("error", () => {});
-      c.pipe(c);
-    });
-    echo.listen(0, "127.0.0.1");
-    await new Promise((r) => echo.once("listening", r));
-    cleanups.push(() => echo.close());
-    const echoAddr = `ipv4://127.0.0.1:${(echo.address() as { port: number }).port}`;
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const echoAddr = `ipv4://127.0.0.1:${echo.port}`;
     const [a, b] = (await relays(["mid-a", "mid-b"])) as [CountingRelay, CountingRelay];
     b.table.set({ node: "mid-b", version: 2, routes: [route("mid-b", "app", [hop("app", echoAddr)])] });
     a.table.set({
