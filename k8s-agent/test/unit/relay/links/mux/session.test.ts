@@ -80,6 +80,7 @@ function closed(stream: MuxStream): Promise<unknown> {
 function read(stream: MuxStream): Promise<Buffer> {
   const chunks: Buffer[] = [];
   stream.on("data", (c: Buffer) => chunks.push(c));
+  stream.resume();
   return once(stream, "end").then(() => Buffer.concat(chunks));
 }
 
