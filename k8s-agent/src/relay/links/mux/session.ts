@@ -11,7 +11,7 @@
 // link (GOAWAY with PROTOCOL_ERROR, then the socket) with a stable reason.
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
-import { copyIn, isLent, release } from "../buffers.ts";
+import { copyIn, extendIn, isLent, release } from "../buffers.ts";
 import { readLink } from "../reads.ts";
 import type { LinkClientSession, LinkHeaders, LinkOutgoingHeaders, LinkServerStream } from "../session.ts";
 import {
@@ -75,6 +75,8 @@ type WriteCallback = (err?: Error | null) => void;
 
 /** Bytes written past which `write` returns false and 'drain' follows, as a Writable's default. */
 const WRITE_HIGH_WATER = 16 * 1024;
+/** A TLS record's most plaintext: a shorter record ends what the peer sent in one go. */
+const FULL_RECORD = 16 * 1024;
 
 /**
  * One tunnel's end on a hopway-mux/1 link: the LinkStream subset (../session.ts) and no more.
@@ -105,7 +107,7 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
   readableEnded = false;
   writableFinished = false;
   writableLength = 0;
-  /** Bytes received that the reader has not taken yet (waiting while it is paused). */
+  /** Bytes received that the reader has not taken yet (held for coalescing, or waiting while paused). */
   readableLength = 0;
   /**
    * Takes the stream's bytes instead of 'data' events (legs.ts sets it). The chunk is the
@@ -357,6 +359,7 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
     if (this.destroyed) return this;
     this.destroyed = true;
     this.flowing = false;
+    this.session.dropHeld(this);
     this.inbox = undefined;
     const failed: WriteCallback[] = [];
     // The write in progress: untouched, its buffer goes back now; partly framed, once those frames
@@ -443,6 +446,12 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private flushScheduled = false;
   /** Streams whose framed write waits for the socket's drain. */
   private drainWaiters: MuxStream[] = [];
+  // Receive coalescing: the DATA bytes of consecutive TLS records for one stream, copied next to
+  // each other into one reused slab (buffers.ts) and handed to the stream as one chunk once the
+  // slab is full, another stream's bytes come, a record ends short of full, or the pass ends.
+  private held: Buffer | undefined = undefined;
+  private heldStream: MuxStream | undefined = undefined;
+  private heldScheduled = false;
   private readonly creditStep: number;
   // Parser state: the current frame's header (possibly split across reads), then its payload.
   private readonly head = Buffer.alloc(HEADER_BYTES);
@@ -731,9 +740,71 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     this.teardown(new MuxProtocolError(reason, detail), true);
   }
 
+  /** Bytes for `s` that go to it at once, after any it holds (order). */
+  private takeNow(s: MuxStream, chunk: Buffer): void {
+    if (this.heldStream === s) this.deliverHeld();
+    s.take(chunk);
+  }
+
+  /**
+   * Copies `piece` next to what `s` holds; handed over when the slab is full, or another stream's
+   * bytes come, or the record ends short (`onData`), or the pass ends (setImmediate). A piece too
+   * small for a reused buffer (a request, an answer) is not held: it goes at once.
+   */
+  private hold(s: MuxStream, piece: Buffer): void {
+    if (this.heldStream === s) {
+      const grown = extendIn(this.held as Buffer, piece);
+      if (grown !== undefined) {
+        this.held = grown;
+        return;
+      }
+    }
+    if (this.heldStream !== undefined) this.deliverHeld();
+    const copy = copyIn(piece);
+    if (!isLent(copy)) {
+      s.take(copy);
+      return;
+    }
+    this.held = copy;
+    this.heldStream = s;
+    if (!this.heldScheduled) {
+      this.heldScheduled = true;
+      setImmediate(this.deliverHeldLater);
+    }
+  }
+
+  private readonly deliverHeldLater = () => {
+    this.heldScheduled = false;
+    this.deliverHeld();
+  };
+
+  private deliverHeld(): void {
+    const s = this.heldStream;
+    if (s === undefined) return;
+    const b = this.held as Buffer;
+    this.heldStream = undefined;
+    this.held = undefined;
+    if (s.destroyed) release(b);
+    else s.take(b);
+  }
+
+  /** `s` is going away: what it holds goes back. */
+  dropHeld(s: MuxStream): void {
+    if (this.heldStream !== s) return;
+    release(this.held as Buffer);
+    this.heldStream = undefined;
+    this.held = undefined;
+  }
 
   /** `borrowed`: `chunk` is read into again after this returns, so a DATA payload is copied out of it. */
   private onData(chunk: Buffer, borrowed: boolean): void {
+    this.parse(chunk, borrowed);
+    // A record short of full ends what the peer sent in one go (a message, the tail of a burst):
+    // hand it over now rather than at the end of the pass.
+    if (chunk.length < FULL_RECORD) this.deliverHeld();
+  }
+
+  private parse(chunk: Buffer, borrowed: boolean): void {
     let at = 0;
     while (at < chunk.length && !this.destroyed) {
       if (this.remaining < 0) {
@@ -759,9 +830,9 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
           const piece = chunk.subarray(at, at + n);
           // A reused buffer only for bytes the stream's reader takes at once: bytes that wait in
           // the stream (its reader is slow) get a buffer of their own, so they pin no shared one.
-          if (!borrowed) s.take(piece);
-          else if (s.takesNow) s.take(copyIn(piece));
-          else s.take(Buffer.from(piece));
+          if (!borrowed) this.takeNow(s, piece);
+          else if (s.takesNow) this.hold(s, piece);
+          else this.takeNow(s, Buffer.from(piece));
         }
         at += n;
         this.remaining -= n;
@@ -905,6 +976,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   }
 
   private remoteEnd(s: MuxStream): void {
+    if (this.heldStream === s) this.deliverHeld();
     s.remoteEnd();
   }
 
