@@ -96,7 +96,8 @@ export function extendIn(prev: Buffer, src: Uint8Array): Buffer | undefined {
   const n = src.length;
   if (c === undefined || prev.buffer !== c.buf.buffer || prev.byteOffset + prev.length !== currentUsed)
     return undefined;
-  if (n < MIN_PIECE || SLAB_BYTES - currentUsed < n) return undefined;
+  // Any size: appended, a small piece pins nothing the piece before it did not.
+  if (SLAB_BYTES - currentUsed < n) return undefined;
   c.buf.set(src, currentUsed);
   currentUsed += n;
   pooledCopies++;

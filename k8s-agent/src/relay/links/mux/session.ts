@@ -75,8 +75,6 @@ type WriteCallback = (err?: Error | null) => void;
 
 /** Bytes written past which `write` returns false and 'drain' follows, as a Writable's default. */
 const WRITE_HIGH_WATER = 16 * 1024;
-/** A TLS record's most plaintext: a shorter record ends what the peer sent in one go. */
-const FULL_RECORD = 16 * 1024;
 
 /**
  * One tunnel's end on a hopway-mux/1 link: the LinkStream subset (../session.ts) and no more.
@@ -448,7 +446,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private drainWaiters: MuxStream[] = [];
   // Receive coalescing: the DATA bytes of consecutive TLS records for one stream, copied next to
   // each other into one reused slab (buffers.ts) and handed to the stream as one chunk once the
-  // slab is full, another stream's bytes come, a record ends short of full, or the pass ends.
+  // slab is full, another stream's bytes come, a read ends where a frame ends, or the pass ends.
   private held: Buffer | undefined = undefined;
   private heldStream: MuxStream | undefined = undefined;
   private heldScheduled = false;
@@ -748,8 +746,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
 
   /**
    * Copies `piece` next to what `s` holds; handed over when the slab is full, or another stream's
-   * bytes come, or the record ends short (`onData`), or the pass ends (setImmediate). A piece too
-   * small for a reused buffer (a request, an answer) is not held: it goes at once.
+   * bytes come, or a read ends where a frame ends (`onData`), or the pass ends (setImmediate). A
+   * piece too small for a reused buffer that starts nothing to append to goes at once.
    */
   private hold(s: MuxStream, piece: Buffer): void {
     if (this.heldStream === s) {
@@ -799,9 +797,9 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   /** `borrowed`: `chunk` is read into again after this returns, so a DATA payload is copied out of it. */
   private onData(chunk: Buffer, borrowed: boolean): void {
     this.parse(chunk, borrowed);
-    // A record short of full ends what the peer sent in one go (a message, the tail of a burst):
-    // hand it over now rather than at the end of the pass.
-    if (chunk.length < FULL_RECORD) this.deliverHeld();
+    // A read that ends where a frame ends brought a whole message (or the end of a burst): hand it
+    // over now rather than at the end of the pass. Mid-frame, the rest of the frame is on its way.
+    if (this.remaining < 0) this.deliverHeld();
   }
 
   private parse(chunk: Buffer, borrowed: boolean): void {
