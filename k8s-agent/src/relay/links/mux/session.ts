@@ -97,6 +97,8 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
   /** Bytes received and bytes of them credited back. */
   received = 0;
   granted = 0;
+  /** Its credit is due at the end of this pass (MuxSession.credit). */
+  creditQueued = false;
   destroyed = false;
   /** 'close' was emitted. */
   closed = false;
@@ -442,6 +444,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   /** Bytes framed this pass and not yet handed to the socket. */
   private pendingBytes = 0;
   private flushScheduled = false;
+  /** Streams with credit to return at the end of this pass. */
+  private creditDue: MuxStream[] = [];
   /** Streams whose framed write waits for the socket's drain. */
   private drainWaiters: MuxStream[] = [];
   // Receive coalescing: the DATA bytes of consecutive TLS records for one stream, copied next to
@@ -620,14 +624,31 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     this.drainWaiters.push(s);
   }
 
-  /** Returns credit for what the stream's reader consumed, in steps of a quarter window. */
+  /**
+   * Returns credit for what the stream's reader consumed, in steps of a quarter window: one
+   * WINDOW per stream per pass, framed with the pass's other frames (what was consumed by then).
+   */
   credit(s: MuxStream): void {
-    if (s.remoteFin || this.destroyed) return;
-    const due = s.received - s.readableLength - s.granted;
-    if (due < this.creditStep) return;
-    s.granted += due;
-    s.recvWindow += due;
-    this.sendWords(FrameType.WINDOW, s.id, due);
+    if (s.creditQueued || s.remoteFin || this.destroyed) return;
+    if (s.received - s.readableLength - s.granted < this.creditStep) return;
+    s.creditQueued = true;
+    this.creditDue.push(s);
+    this.scheduleFlush(0);
+  }
+
+  private sendCredits(): void {
+    const due = this.creditDue;
+    if (due.length === 0) return;
+    this.creditDue = [];
+    for (const s of due) {
+      s.creditQueued = false;
+      if (s.destroyed || s.remoteFin) continue;
+      const n = s.received - s.readableLength - s.granted;
+      if (n <= 0) continue;
+      s.granted += n;
+      s.recvWindow += n;
+      this.sendWords(FrameType.WINDOW, s.id, n);
+    }
   }
 
   forget(s: MuxStream): void {
@@ -688,6 +709,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   }
 
   private readonly flushOut = () => {
+    // Before the flag clears, so the WINDOW frames join this write rather than schedule another.
+    this.sendCredits();
     this.flushScheduled = false;
     this.writeOut();
   };

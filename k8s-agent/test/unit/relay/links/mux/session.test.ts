@@ -559,6 +559,27 @@ describe("hopway-mux/1 streams", () => {
     expect(st.readableLength).toBe(0);
   });
 
+  it("credit goes back once per stream per pass: sixteen small DATA frames read at once cost one WINDOW", async () => {
+    const { raw, got, streams } = await rawPeer();
+    raw.write(OPEN_1());
+    for (let i = 0; i < 200 && streams.length === 0; i++) await sleep(2);
+    const st = streams[0] as MuxStream;
+    let read = 0;
+    st.on("data", (c: Buffer) => {
+      read += c.length;
+    });
+    st.resume();
+    await sleep(10);
+    // Under 4 KiB each: every one reaches the reader at once, and 16 KiB of them are a credit step.
+    const data: Buffer[] = [];
+    for (let i = 0; i < 16; i++) data.push(frameHeader(FrameType.DATA, 0, 1, 4000), Buffer.alloc(4000, i));
+    raw.write(Buffer.concat(data));
+    for (let i = 0; i < 200 && credited(got, 1) < 64_000; i++) await sleep(2);
+    expect(read).toBe(64_000);
+    const windows = frames(Buffer.concat(got)).filter((f) => f.type === FrameType.WINDOW && f.id === 1);
+    expect(windows.map((f) => f.payload.readUInt32BE(0))).toEqual([64_000]);
+  });
+
   it("a sender without credit stops: its writes wait, count in writableLength, and complete once credit comes", async () => {
     const { client, streams } = await pair();
     const stream = client.request({ ":authority": "a" });
