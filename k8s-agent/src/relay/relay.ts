@@ -20,13 +20,13 @@
 // else is an application's plain CONNECT.
 import type { ServerHttp2Stream } from "node:http2";
 import { connect, type NetConnectOpts, Socket } from "node:net";
-import type { Duplex } from "node:stream";
 import type { IdentitySource } from "@hopway/core/identity";
 import { MAX_HOPS } from "@hopway/core/schema";
 import type { CarryOutcome, CarryTarget } from "../listeners/manager.ts";
 import { Admission } from "./admission.ts";
 import { CidrList, clientToken, tokenMatches } from "./auth.ts";
 import {
+  abortEnd,
   DEFAULT_LINK_SETTINGS,
   type LinkHeaders,
   type LinkObserver,
@@ -36,6 +36,7 @@ import {
   type LinkServerStream,
   type LinkSettings,
   pipeLeg,
+  type TunnelEnd,
 } from "./links/index.ts";
 import {
   type ConnectRequest,
@@ -50,7 +51,7 @@ import {
   STATUS_FOR,
   sanitize,
 } from "./protocol.ts";
-import { abort, adopt, connectReading, pump, readThroughNode, setSink, tryAdopt } from "./pump.ts";
+import { adopt, connectReading, pump, readThroughNode, setSink, tryAdopt } from "./pump.ts";
 import { SelfAddresses } from "./self-addresses.ts";
 import type { Dialable, RoutingTable } from "./table.ts";
 
@@ -136,8 +137,8 @@ export interface RelayOptions {
 
 export interface Tunnel {
   /** A socket, or a CONNECT stream of a relay link. */
-  client: Duplex;
-  upstream: Duplex;
+  client: TunnelEnd;
+  upstream: TunnelEnd;
   peer: PeerRole;
   next: NextRole;
   openedAt: number;
@@ -150,7 +151,7 @@ export interface Tunnel {
 
 /** Each side of a tunnel knows its tunnel, so one shared close listener serves every tunnel. */
 const TUNNEL = Symbol("hopway.tunnel");
-type TunnelSide = Duplex & { [TUNNEL]?: Tunnel };
+type TunnelSide = TunnelEnd & { [TUNNEL]?: Tunnel };
 
 export interface RelayCounters {
   /** Bytes from the connecting peer towards the target, by who connected. */
@@ -160,12 +161,12 @@ export interface RelayCounters {
 }
 
 type DialResult =
-  | { ok: true; socket: Duplex; rest: Buffer; path: string }
+  | { ok: true; socket: TunnelEnd; rest: Buffer; path: string }
   | { ok: false; refusal: Refusal; final: boolean };
 
 /** The next hop is up: what `splice` needs. */
 interface PathUp {
-  upstream: Duplex;
+  upstream: TunnelEnd;
   rest: Buffer;
   path: string;
   next: NextRole;
@@ -220,7 +221,7 @@ export class Relay {
   private idleWaiters: Array<() => void> = [];
   // Listeners shared by every connection (`this` is the socket or stream), not closures per connection.
   private readonly onOwnedClose: (this: Socket) => void;
-  private readonly onTunnelSideClose: (this: Duplex, hadError?: boolean) => void;
+  private readonly onTunnelSideClose: (this: TunnelEnd, hadError?: boolean) => void;
   private readonly onLinkStreamClose: () => void;
 
   constructor(opts: RelayOptions) {
@@ -236,14 +237,14 @@ export class Relay {
       this.admission.releaseStream();
       this.maybeIdle();
     };
-    this.onTunnelSideClose = function (this: Duplex, hadError?: boolean) {
+    this.onTunnelSideClose = function (this: TunnelEnd, hadError?: boolean) {
       const tunnel = (this as TunnelSide)[TUNNEL] as Tunnel;
       // A clean close of one side means its peer already sent FIN and it flushed everything;
       // the other side still flushes what it holds and closes by itself. Destroying it here
       // would drop that tail, so only an error (or a reset stream) tears the whole tunnel down.
       if (hadError === true || this.errored || wasReset(this)) {
-        abort(tunnel.client);
-        abort(tunnel.upstream);
+        abortEnd(tunnel.client);
+        abortEnd(tunnel.upstream);
       }
       if (++tunnel.closed === 2) {
         relay.tunnels.delete(tunnel);
@@ -948,7 +949,7 @@ export class Relay {
     });
   }
 
-  private splice(client: Duplex, upstream: Duplex, peer: PeerRole, next: NextRole, connectSeconds: number): void {
+  private splice(client: TunnelEnd, upstream: TunnelEnd, peer: PeerRole, next: NextRole, connectSeconds: number): void {
     const tunnel: Tunnel = {
       client,
       upstream,
@@ -1056,7 +1057,7 @@ const NO_HEADERS: ReadonlyMap<string, string> = new Map();
 
 function ignore(): void {}
 
-function destroySelf(this: Duplex): void {
+function destroySelf(this: TunnelEnd): void {
   this.destroy();
 }
 
@@ -1070,7 +1071,7 @@ function mergeCounts(...maps: Array<Map<string, number> | undefined>): Map<strin
  * A link stream that closed without both ends finished: reset by the peer, or cut when
  * its link died. The tunnel is torn down, as an error on a socket leg would.
  */
-function wasReset(d: Duplex): boolean {
+function wasReset(d: TunnelEnd): boolean {
   const code = (d as Partial<Pick<ServerHttp2Stream, "rstCode">>).rstCode;
   if (code === undefined) return false;
   return code !== 0 || !d.readableEnded || !d.writableFinished;

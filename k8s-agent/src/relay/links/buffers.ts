@@ -87,6 +87,24 @@ export function copyIn(src: Uint8Array): Buffer {
 }
 
 /**
+ * `prev` (a piece `copyIn` cut last from the current slab) grown by a copy of `src` right after
+ * it, when the slab has room; undefined otherwise. The grown piece is still one piece: one
+ * `release` gives it back. The receive path coalesces consecutive TLS records of one stream so.
+ */
+export function extendIn(prev: Buffer, src: Uint8Array): Buffer | undefined {
+  const c = current;
+  const n = src.length;
+  if (c === undefined || prev.buffer !== c.buf.buffer || prev.byteOffset + prev.length !== currentUsed)
+    return undefined;
+  // Any size: appended, a small piece pins nothing the piece before it did not.
+  if (SLAB_BYTES - currentUsed < n) return undefined;
+  c.buf.set(src, currentUsed);
+  currentUsed += n;
+  pooledCopies++;
+  return c.buf.subarray(prev.byteOffset, currentUsed);
+}
+
+/**
  * The write that carried `chunk` on has completed and nothing else holds it: its buffer may be
  * reused. Anything `copyIn` did not hand out is left alone.
  */

@@ -1,4 +1,4 @@
-export { pipeLeg } from "./legs.ts";
+export { abortEnd, pipeLeg, type TunnelEnd } from "./legs.ts";
 export {
   DEFAULT_LINK_SETTINGS,
   LINK_FAILURES,

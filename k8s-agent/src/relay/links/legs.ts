@@ -3,18 +3,22 @@
 // written on and the source pauses while the destination holds `limit` bytes,
 // resuming on its `drain`. The source's end is forwarded as the destination's
 // end: a socket FIN becomes the stream's FIN (END_STREAM in HTTP/2) and back.
+// A hopway-mux/1 stream hands its bytes to one direct reader instead of 'data' events.
 import { Socket } from "node:net";
-import type { Duplex } from "node:stream";
 import { abort, setSink } from "../pump.ts";
 import type { RelayCounters, Tunnel } from "../relay.ts";
 import { copyIn, isLent, release } from "./buffers.ts";
+import { MuxStream } from "./mux/session.ts";
+import type { TunnelEnd } from "./session.ts";
+
+export type { TunnelEnd } from "./session.ts";
 
 /** Link-stream chunks at least this large (a full TLS record's worth) are corked into the next writev. */
 const CORK_FROM = 8 * 1024;
 
 export function pipeLeg(
-  src: Duplex,
-  dst: Duplex,
+  src: TunnelEnd,
+  dst: TunnelEnd,
   tunnel: Tunnel,
   up: boolean,
   counters: RelayCounters,
@@ -30,7 +34,7 @@ export function pipeLeg(
   // (node:http2 does), but that end is no FIN: bytes after it were lost, so the other side is
   // reset rather than ended, or its peer would take the truncated stream for a complete one.
   src.on("end", () => {
-    if (cut(src)) abort(dst);
+    if (cut(src)) abortEnd(dst);
     else dst.end();
   });
   if (src instanceof Socket) {
@@ -43,9 +47,9 @@ export function pipeLeg(
       return dst.writableLength < limit;
     });
   } else if (dst instanceof Socket) {
-    // A link stream hands over one TLS record (16 KiB) per read. Written one by one, each is a
-    // write(2) of its own; corked for the rest of the event loop's I/O phase, the records of a
-    // burst leave in one writev.
+    // A link stream hands over a TLS record (16 KiB) or a few coalesced ones per read. Written one
+    // by one, each is a write(2) of its own; corked for the rest of the event loop's I/O phase,
+    // the chunks of a burst leave in one writev.
     let corked = false;
     const uncork = () => {
       corked = false;
@@ -54,7 +58,7 @@ export function pipeLeg(
     // Chunks from reused buffers (buffers.ts) go back once written; Writable calls back in order.
     const inFlight: Buffer[] = [];
     const written = () => release(inFlight.shift() as Buffer);
-    src.on("data", (chunk: Buffer) => {
+    read(src, (chunk: Buffer) => {
       account(chunk.length);
       // Only for full records: a small message (a request, an answer) leaves at once, without a timer.
       if (!corked && chunk.length >= CORK_FROM) {
@@ -69,7 +73,8 @@ export function pipeLeg(
       if (dst.writableLength >= limit) src.pause();
     });
   } else {
-    src.on("data", (chunk: Buffer) => {
+    // Link to link (a middle relay): a mux stream releases a reused chunk once its frames left.
+    read(src, (chunk: Buffer) => {
       account(chunk.length);
       dst.write(chunk);
       if (dst.writableLength >= limit) src.pause();
@@ -78,11 +83,22 @@ export function pipeLeg(
   src.resume();
 }
 
+function read(src: TunnelEnd, reader: (chunk: Buffer) => void): void {
+  if (src instanceof MuxStream) src.reader = reader;
+  else src.on("data", reader);
+}
+
+/** Tears a tunnel side down without a clean end: a socket is reset, a link stream reset (CANCEL). */
+export function abortEnd(side: TunnelEnd): void {
+  if (side instanceof Socket) abort(side);
+  else side.destroy();
+}
+
 /**
  * Whether a link stream's end is a cut rather than the peer's FIN: it was reset with an error
  * code, or destroyed before its end was emitted (a clean end comes first, then the destroy).
  */
-function cut(d: Duplex): boolean {
-  const code = (d as Duplex & { rstCode?: number }).rstCode;
+function cut(d: TunnelEnd): boolean {
+  const code = d.rstCode;
   return d.destroyed || (code !== undefined && code !== 0);
 }

@@ -1,14 +1,40 @@
 // What pool.ts, server.ts and the relay use of a link session and its streams:
 // the subset of node:http2 that hopway-mux/1 (mux/session.ts) also provides, so
 // either framing is chosen per link by ALPN and everything above is the same.
+// A node:http2 stream (a Duplex) has all of it; a mux stream has only this, so
+// it needs none of a Duplex's machinery per tunnel.
 import type { EventEmitter } from "node:events";
-import type { Duplex } from "node:stream";
 
 export type LinkHeaders = { readonly [name: string]: string | string[] | number | undefined };
 export type LinkOutgoingHeaders = Record<string, string | number>;
 
-export interface LinkStream extends Duplex {
-  /** Set once the stream closed: 0 when both sides finished, otherwise the reset code (HTTP/2's numbers). */
+/**
+ * What the relay uses of either side of a tunnel: a relay socket (net.Socket has all of it) or
+ * a link stream. Events: 'data' (Buffer) while flowing, 'end' (the peer's FIN, once everything
+ * before it was read), 'drain', 'close' (once), 'error'.
+ */
+export interface TunnelEnd extends EventEmitter {
+  /** Link streams: set once the stream closed, 0 when both sides finished, otherwise the reset code (HTTP/2's numbers). */
+  readonly rstCode?: number | undefined;
+  readonly destroyed: boolean;
+  readonly errored: Error | null;
+  /** 'end' was emitted: the peer's FIN and everything before it were read. */
+  readonly readableEnded: boolean;
+  /** This side's FIN left, after every write. */
+  readonly writableFinished: boolean;
+  /** Bytes written and not yet taken on (their callbacks not yet called). */
+  readonly writableLength: number;
+  write(chunk: Buffer, callback?: (err?: Error | null) => void): boolean;
+  /** Half-close: FIN after what was written. */
+  end(): this;
+  pause(): this;
+  resume(): this;
+  /** A link stream is reset (CANCEL) unless both sides already finished. */
+  destroy(): this;
+}
+
+/** One tunnel's stream on a link; on the dialling side it also emits 'response' (the answer's headers). */
+export interface LinkStream extends TunnelEnd {
   readonly rstCode: number | undefined;
 }
 

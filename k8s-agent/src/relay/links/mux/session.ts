@@ -11,8 +11,7 @@
 // link (GOAWAY with PROTOCOL_ERROR, then the socket) with a stable reason.
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
-import { Duplex } from "node:stream";
-import { copyIn, isLent, release } from "../buffers.ts";
+import { copyIn, extendIn, isLent, release } from "../buffers.ts";
 import { readLink } from "../reads.ts";
 import type { LinkClientSession, LinkHeaders, LinkOutgoingHeaders, LinkServerStream } from "../session.ts";
 import {
@@ -71,12 +70,19 @@ export class MuxProtocolError extends Error {
   }
 }
 
-/** One options object for every stream's Duplex. */
-const STREAM_OPTIONS = { allowHalfOpen: true } as const;
-
 type PingCallback = (err: Error | null, duration: number, payload: Buffer) => void;
+type WriteCallback = (err?: Error | null) => void;
 
-export class MuxStream extends Duplex implements LinkServerStream {
+/** Bytes written past which `write` returns false and 'drain' follows, as a Writable's default. */
+const WRITE_HIGH_WATER = 16 * 1024;
+
+/**
+ * One tunnel's end on a hopway-mux/1 link: the LinkStream subset (../session.ts) and no more.
+ * Not a Duplex: a tunnel's bytes pass through a handful of fields and direct calls instead of a
+ * Readable's and a Writable's state, callbacks and ticks (docs/benchmarks/links.md, "Where a
+ * tunnel's CPU goes").
+ */
+export class MuxStream extends EventEmitter implements LinkServerStream {
   rstCode: number | undefined = undefined;
   headersSent = false;
   /** Client side: the REPLY arrived. */
@@ -91,10 +97,39 @@ export class MuxStream extends Duplex implements LinkServerStream {
   /** Bytes received and bytes of them credited back. */
   received = 0;
   granted = 0;
-  private pendingChunk: Buffer | undefined;
-  /** The whole chunk being written, released (buffers.ts) once its last byte left the TLS socket. */
-  private pendingWhole: Buffer | undefined;
-  private pendingCb: ((err?: Error | null) => void) | undefined;
+  /** Its credit is due at the end of this pass (MuxSession.credit). */
+  creditQueued = false;
+  destroyed = false;
+  /** 'close' was emitted. */
+  closed = false;
+  /** A mux stream never errors: a reset or a lost link sets `rstCode`. */
+  readonly errored: Error | null = null;
+  readableEnded = false;
+  writableFinished = false;
+  writableLength = 0;
+  /** Bytes received that the reader has not taken yet (held for coalescing, or waiting while paused). */
+  readableLength = 0;
+  /**
+   * Takes the stream's bytes instead of 'data' events (legs.ts sets it). The chunk is the
+   * reader's; one from buffers.ts goes back with `release` once written on.
+   */
+  reader: ((chunk: Buffer) => void) | undefined = undefined;
+  private flowing = false;
+  /** Bytes that arrived while the reader was paused (or before it resumed), in order. */
+  private inbox: Buffer[] | undefined = undefined;
+  private flowScheduled = false;
+  /** `end()` was called: FIN follows the last write. */
+  private ending = false;
+  private needDrain = false;
+  /** The write in progress: all of it, and the part of it not framed yet. */
+  private pendingWhole: Buffer | undefined = undefined;
+  private pendingChunk: Buffer | undefined = undefined;
+  private pendingCb: WriteCallback | undefined = undefined;
+  /** Framed whole, waiting for the link's send queue to drain below LINK_SEND_BUFFER. */
+  private waitingLink = false;
+  /** Writes after the one in progress: chunk, callback, chunk, callback, ... */
+  private queue: Array<Buffer | WriteCallback | undefined> | undefined = undefined;
+  private pumping = false;
 
   constructor(
     private readonly session: MuxSession,
@@ -102,7 +137,7 @@ export class MuxStream extends Duplex implements LinkServerStream {
     sendCredit: number,
     recvWindow: number,
   ) {
-    super(STREAM_OPTIONS);
+    super();
     this.sendCredit = sendCredit;
     this.recvWindow = recvWindow;
   }
@@ -119,21 +154,102 @@ export class MuxStream extends Duplex implements LinkServerStream {
     }
   }
 
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.pendingChunk = chunk;
-    this.pendingWhole = chunk;
-    this.pendingCb = cb;
-    this.flush();
+  // ---- writing
+
+  write(chunk: Buffer | string, cb?: WriteCallback): boolean {
+    const b = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+    if (this.destroyed || this.ending) {
+      if (cb !== undefined) process.nextTick(cb, new Error(this.destroyed ? "stream destroyed" : "write after end"));
+      return false;
+    }
+    this.writableLength += b.length;
+    if (this.pendingWhole === undefined && this.queue === undefined) {
+      this.pendingWhole = b;
+      this.pendingChunk = b;
+      this.pendingCb = cb;
+    } else {
+      this.queue ??= [];
+      this.queue.push(b, cb);
+    }
+    this.pump();
+    if (this.writableLength < WRITE_HIGH_WATER) return true;
+    this.needDrain = true;
+    return false;
   }
 
-  /** Sends what credit allows; the write completes once all of it is queued and the link is not congested. */
+  end(chunk?: Buffer | string): this {
+    if (chunk !== undefined) this.write(chunk);
+    if (this.ending || this.destroyed) return this;
+    this.ending = true;
+    this.pump();
+    return this;
+  }
+
+  /** Sends what credit allows (the session calls it when credit arrives); the FIN after the last write. */
   flush(): void {
-    let chunk = this.pendingChunk;
-    if (chunk === undefined || this.destroyed || this.session.destroyed) return;
+    this.pump();
+  }
+
+  /** The link's send queue drained (or the link is gone): the framed write completes. */
+  linkDrained(): void {
+    if (!this.waitingLink || this.destroyed) return;
+    this.waitingLink = false;
+    this.completeWrite();
+    this.pump();
+  }
+
+  /**
+   * Moves writes on as far as credit and the link allow: a write completes once all of it is
+   * framed and the link is not congested; then the next; with none left, 'drain' and the FIN.
+   */
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    while (!this.destroyed) {
+      if (this.pendingWhole !== undefined) {
+        if (this.pendingChunk !== undefined && !this.frameOut(this.pendingChunk)) break;
+        if (this.waitingLink) break;
+        if (this.session.congested()) {
+          this.waitingLink = true;
+          this.session.waitDrain(this);
+          break;
+        }
+        this.completeWrite();
+        continue;
+      }
+      const q = this.queue;
+      if (q !== undefined) {
+        this.pendingWhole = q.shift() as Buffer;
+        this.pendingChunk = this.pendingWhole;
+        this.pendingCb = q.shift() as WriteCallback | undefined;
+        if (q.length === 0) this.queue = undefined;
+        continue;
+      }
+      if (this.needDrain) {
+        this.needDrain = false;
+        this.emit("drain");
+        // A 'drain' listener may have written again.
+        if (this.pendingWhole !== undefined) continue;
+      }
+      if (this.ending && !this.writableFinished) {
+        if (!this.localFin) {
+          this.localFin = true;
+          this.session.sendFrame(FrameType.DATA, FLAG_FIN, this.id, EMPTY);
+        }
+        this.writableFinished = true;
+        this.maybeClose();
+      }
+      break;
+    }
+    this.pumping = false;
+  }
+
+  /** Frames what credit allows of `chunk` (the unframed rest of the write in progress); true once all of it is. */
+  private frameOut(chunk: Buffer): boolean {
+    const whole = this.pendingWhole as Buffer;
     while (chunk.length > 0 && this.sendCredit > 0) {
       const n = Math.min(chunk.length, this.sendCredit, this.session.peerMaxFrame);
       const last = n === chunk.length;
-      const whole = this.pendingWhole as Buffer;
       this.session.sendFrame(
         FrameType.DATA,
         0,
@@ -146,49 +262,140 @@ export class MuxStream extends Duplex implements LinkServerStream {
     }
     if (chunk.length > 0) {
       this.pendingChunk = chunk;
+      return false;
+    }
+    this.pendingChunk = undefined;
+    return true;
+  }
+
+  private completeWrite(): void {
+    const cb = this.pendingCb;
+    this.writableLength -= (this.pendingWhole as Buffer).length;
+    this.pendingWhole = undefined;
+    this.pendingChunk = undefined;
+    this.pendingCb = undefined;
+    if (cb !== undefined) cb();
+  }
+
+  // ---- reading
+
+  pause(): this {
+    this.flowing = false;
+    return this;
+  }
+
+  resume(): this {
+    if (this.destroyed || this.flowing) return this;
+    this.flowing = true;
+    // As a Readable does: what waited is handed over on the next tick, after the caller's own setup.
+    if (!this.flowScheduled && (this.inbox !== undefined || (this.remoteFin && !this.readableEnded))) {
+      this.flowScheduled = true;
+      process.nextTick(flowOut, this);
+    }
+    return this;
+  }
+
+  /** Whether bytes arriving now go straight to the reader (so a reused buffer may carry them). */
+  get takesNow(): boolean {
+    return this.flowing && this.inbox === undefined && !this.flowScheduled;
+  }
+
+  /** Received bytes for the reader (the session calls it): handed over now when flowing, else kept. */
+  take(chunk: Buffer): void {
+    if (this.takesNow) {
+      this.hand(chunk);
       return;
     }
-    const cb = this.pendingCb as (err?: Error | null) => void;
-    this.pendingChunk = undefined;
-    this.pendingWhole = undefined;
-    this.pendingCb = undefined;
-    this.session.afterWrite(cb);
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    if (!this.localFin && !this.session.destroyed) {
-      this.localFin = true;
-      this.session.sendFrame(FrameType.DATA, FLAG_FIN, this.id, EMPTY);
+    // Bytes that wait (a slow reader) get a buffer of their own, so they pin no shared one.
+    let own = chunk;
+    if (isLent(chunk)) {
+      own = Buffer.from(chunk);
+      release(chunk);
     }
-    cb();
+    this.inbox ??= [];
+    this.inbox.push(own);
   }
 
-  override _read(): void {
+  /** The peer's FIN: 'end' once everything before it was read. */
+  remoteEnd(): void {
+    this.remoteFin = true;
+    if (this.takesNow) this.emitEnd();
+  }
+
+  /** Hands what waited to the reader, while it keeps flowing. */
+  flowOut(): void {
+    this.flowScheduled = false;
+    let q = this.inbox;
+    while (q !== undefined && this.flowing && !this.destroyed) {
+      const chunk = q.shift() as Buffer;
+      if (q.length === 0) this.inbox = q = undefined;
+      this.hand(chunk);
+    }
+    if (q === undefined && this.flowing && this.remoteFin && !this.readableEnded && !this.destroyed) this.emitEnd();
+  }
+
+  private hand(chunk: Buffer): void {
+    this.readableLength -= chunk.length;
+    const r = this.reader;
+    if (r !== undefined) r(chunk);
+    else this.emit("data", chunk);
     this.session.credit(this);
   }
 
-  // Credit is returned as the reader takes data out of the buffer. `_read` alone would not do:
-  // Node calls it before taking a chunk and not again until the next push, which a sender
-  // without credit never makes.
-  override read(size?: number): Buffer | null {
-    const chunk: Buffer | null = super.read(size);
-    if (chunk !== null) this.session.credit(this);
-    return chunk;
+  private emitEnd(): void {
+    this.readableEnded = true;
+    this.emit("end");
+    this.maybeClose();
   }
 
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.pendingChunk = undefined;
-    this.pendingWhole = undefined;
-    this.pendingCb = undefined;
+  // ---- closing
+
+  private maybeClose(): void {
+    if (this.readableEnded && this.writableFinished) this.destroy();
+  }
+
+  /** Resets the stream (CANCEL) unless both sides finished; writes not yet framed fail, their reused buffers go back. */
+  destroy(): this {
+    if (this.destroyed) return this;
+    this.destroyed = true;
+    this.flowing = false;
+    this.session.dropHeld(this);
+    this.inbox = undefined;
+    const failed: WriteCallback[] = [];
+    // The write in progress: untouched, its buffer goes back now; partly framed, once those frames
+    // left (after the RST below, which the socket writes after them); wholly framed, its last
+    // frame gives it back already.
+    const whole = this.pendingWhole;
+    let partial: Buffer | undefined;
+    if (whole !== undefined) {
+      if (this.pendingChunk === whole) release(whole);
+      else if (this.pendingChunk !== undefined && isLent(whole)) partial = whole;
+      if (this.pendingCb !== undefined) failed.push(this.pendingCb);
+    }
+    const q = this.queue;
+    if (q !== undefined) {
+      for (let i = 0; i < q.length; i += 2) {
+        release(q[i] as Buffer);
+        const cb = q[i + 1] as WriteCallback | undefined;
+        if (cb !== undefined) failed.push(cb);
+      }
+    }
+    this.pendingWhole = this.pendingChunk = this.pendingCb = this.queue = undefined;
+    this.waitingLink = false;
     if (this.rstCode === undefined) {
       if (this.localFin && this.remoteFin && this.readableEnded) this.rstCode = Code.NO_ERROR;
       else {
         this.rstCode = Code.CANCEL;
-        this.session.sendRst(this.id, Code.CANCEL);
+        this.session.sendRst(this.id, Code.CANCEL, partial === undefined ? undefined : () => release(partial));
       }
     }
     this.session.forget(this);
-    cb(err);
+    if (failed.length > 0) {
+      const err = new Error("stream destroyed");
+      for (const cb of failed) cb(err);
+    }
+    process.nextTick(emitClose, this);
+    return this;
   }
 
   /** The peer reset it, or the link went away: no error event, `rstCode` says why. */
@@ -196,6 +403,15 @@ export class MuxStream extends Duplex implements LinkServerStream {
     if (this.rstCode === undefined) this.rstCode = code;
     this.destroy();
   }
+}
+
+function flowOut(s: MuxStream): void {
+  s.flowOut();
+}
+
+function emitClose(s: MuxStream): void {
+  s.closed = true;
+  s.emit("close");
 }
 
 export class MuxSession extends EventEmitter implements LinkClientSession {
@@ -228,7 +444,16 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   /** Bytes framed this pass and not yet handed to the socket. */
   private pendingBytes = 0;
   private flushScheduled = false;
-  private drainWaiters: Array<(err?: Error | null) => void> = [];
+  /** Streams with credit to return at the end of this pass. */
+  private creditDue: MuxStream[] = [];
+  /** Streams whose framed write waits for the socket's drain. */
+  private drainWaiters: MuxStream[] = [];
+  // Receive coalescing: the DATA bytes of consecutive TLS records for one stream, copied next to
+  // each other into one reused slab (buffers.ts) and handed to the stream as one chunk once the
+  // slab is full, another stream's bytes come, a read ends where a frame ends, or the pass ends.
+  private held: Buffer | undefined = undefined;
+  private heldStream: MuxStream | undefined = undefined;
+  private heldScheduled = false;
   private readonly creditStep: number;
   // Parser state: the current frame's header (possibly split across reads), then its payload.
   private readonly head = Buffer.alloc(HEADER_BYTES);
@@ -318,9 +543,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     for (const s of [...this.streams.values()]) s.cut(Code.CANCEL);
     for (const p of this.pings.values()) p.cb(new Error("link closed"), 0, EMPTY);
     this.pings.clear();
-    const waiters = this.drainWaiters;
     this.drainWaiters = [];
-    for (const w of waiters) w(new Error("link closed"));
     if (lingering) {
       // Reading on (and dropping it) until the peer closes, so unread input does not turn the close into a reset.
       setTimeout(() => this.socket.destroy(), 1000).unref();
@@ -387,27 +610,45 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     this.scheduleFlush(HEADER_BYTES + length);
   }
 
-  sendRst(id: number, code: number): void {
-    if (!this.destroyed) this.sendWords(FrameType.RST, id, code);
+  /** `written`: called once the socket is done with the RST and everything framed before it. */
+  sendRst(id: number, code: number, written?: () => void): void {
+    if (!this.destroyed) this.sendWords(FrameType.RST, id, code, undefined, written);
   }
 
-  /** Completes a stream's write now, or once the link's send queue drained below LINK_SEND_BUFFER. */
-  afterWrite(cb: (err?: Error | null) => void): void {
-    if (this.socket.writableLength + this.pendingBytes < LINK_SEND_BUFFER) {
-      cb();
-      return;
-    }
-    this.drainWaiters.push(cb);
+  /** Whether the link's send queue holds LINK_SEND_BUFFER or more: a stream's write then waits (`waitDrain`). */
+  congested(): boolean {
+    return this.socket.writableLength + this.pendingBytes >= LINK_SEND_BUFFER;
   }
 
-  /** Returns credit for what the stream's reader consumed, in steps of a quarter window. */
+  waitDrain(s: MuxStream): void {
+    this.drainWaiters.push(s);
+  }
+
+  /**
+   * Returns credit for what the stream's reader consumed, in steps of a quarter window: one
+   * WINDOW per stream per pass, framed with the pass's other frames (what was consumed by then).
+   */
   credit(s: MuxStream): void {
-    if (s.remoteFin || this.destroyed) return;
-    const due = s.received - s.readableLength - s.granted;
-    if (due < this.creditStep) return;
-    s.granted += due;
-    s.recvWindow += due;
-    this.sendWords(FrameType.WINDOW, s.id, due);
+    if (s.creditQueued || s.remoteFin || this.destroyed) return;
+    if (s.received - s.readableLength - s.granted < this.creditStep) return;
+    s.creditQueued = true;
+    this.creditDue.push(s);
+    this.scheduleFlush(0);
+  }
+
+  private sendCredits(): void {
+    const due = this.creditDue;
+    if (due.length === 0) return;
+    this.creditDue = [];
+    for (const s of due) {
+      s.creditQueued = false;
+      if (s.destroyed || s.remoteFin) continue;
+      const n = s.received - s.readableLength - s.granted;
+      if (n <= 0) continue;
+      s.granted += n;
+      s.recvWindow += n;
+      this.sendWords(FrameType.WINDOW, s.id, n);
+    }
   }
 
   forget(s: MuxStream): void {
@@ -418,7 +659,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   // ---- internals
 
   /** A control frame of one or two 32-bit words (WINDOW, RST: one; PING, GOAWAY: two). */
-  private sendWords(type: number, id: number, first: number, second?: number): void {
+  private sendWords(type: number, id: number, first: number, second?: number, written?: () => void): void {
     if (this.destroyed) return;
     const length = second === undefined ? 4 : 8;
     const b = this.room(HEADER_BYTES + length);
@@ -426,6 +667,10 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     b.writeUInt32BE(first >>> 0, at);
     if (second !== undefined) b.writeUInt32BE(second >>> 0, at + 4);
     this.slabAt = at + length;
+    if (written !== undefined) {
+      if (this.slabDone === undefined) this.slabDone = [written];
+      else this.slabDone.push(written);
+    }
     this.scheduleFlush(HEADER_BYTES + length);
   }
 
@@ -464,6 +709,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   }
 
   private readonly flushOut = () => {
+    // Before the flag clears, so the WINDOW frames join this write rather than schedule another.
+    this.sendCredits();
     this.flushScheduled = false;
     this.writeOut();
   };
@@ -493,7 +740,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     if (this.drainWaiters.length === 0) return;
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
-    for (const w of waiters) w();
+    for (const s of waiters) s.linkDrained();
   }
 
   private maybeFinish(): void {
@@ -514,8 +761,71 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     this.teardown(new MuxProtocolError(reason, detail), true);
   }
 
+  /** Bytes for `s` that go to it at once, after any it holds (order). */
+  private takeNow(s: MuxStream, chunk: Buffer): void {
+    if (this.heldStream === s) this.deliverHeld();
+    s.take(chunk);
+  }
+
+  /**
+   * Copies `piece` next to what `s` holds; handed over when the slab is full, or another stream's
+   * bytes come, or a read ends where a frame ends (`onData`), or the pass ends (setImmediate). A
+   * piece too small for a reused buffer that starts nothing to append to goes at once.
+   */
+  private hold(s: MuxStream, piece: Buffer): void {
+    if (this.heldStream === s) {
+      const grown = extendIn(this.held as Buffer, piece);
+      if (grown !== undefined) {
+        this.held = grown;
+        return;
+      }
+    }
+    if (this.heldStream !== undefined) this.deliverHeld();
+    const copy = copyIn(piece);
+    if (!isLent(copy)) {
+      s.take(copy);
+      return;
+    }
+    this.held = copy;
+    this.heldStream = s;
+    if (!this.heldScheduled) {
+      this.heldScheduled = true;
+      setImmediate(this.deliverHeldLater);
+    }
+  }
+
+  private readonly deliverHeldLater = () => {
+    this.heldScheduled = false;
+    this.deliverHeld();
+  };
+
+  private deliverHeld(): void {
+    const s = this.heldStream;
+    if (s === undefined) return;
+    const b = this.held as Buffer;
+    this.heldStream = undefined;
+    this.held = undefined;
+    if (s.destroyed) release(b);
+    else s.take(b);
+  }
+
+  /** `s` is going away: what it holds goes back. */
+  dropHeld(s: MuxStream): void {
+    if (this.heldStream !== s) return;
+    release(this.held as Buffer);
+    this.heldStream = undefined;
+    this.held = undefined;
+  }
+
   /** `borrowed`: `chunk` is read into again after this returns, so a DATA payload is copied out of it. */
   private onData(chunk: Buffer, borrowed: boolean): void {
+    this.parse(chunk, borrowed);
+    // A read that ends where a frame ends brought a whole message (or the end of a burst): hand it
+    // over now rather than at the end of the pass. Mid-frame, the rest of the frame is on its way.
+    if (this.remaining < 0) this.deliverHeld();
+  }
+
+  private parse(chunk: Buffer, borrowed: boolean): void {
     let at = 0;
     while (at < chunk.length && !this.destroyed) {
       if (this.remaining < 0) {
@@ -537,12 +847,13 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
         const s = this.dataStream;
         if (s !== undefined && !s.destroyed) {
           s.received += n;
+          s.readableLength += n;
           const piece = chunk.subarray(at, at + n);
           // A reused buffer only for bytes the stream's reader takes at once: bytes that wait in
           // the stream (its reader is slow) get a buffer of their own, so they pin no shared one.
-          const flowing = s.readableFlowing === true && s.readableLength === 0;
-          s.push(!borrowed ? piece : flowing ? copyIn(piece) : Buffer.from(piece));
-          this.credit(s);
+          if (!borrowed) this.takeNow(s, piece);
+          else if (s.takesNow) this.hold(s, piece);
+          else this.takeNow(s, Buffer.from(piece));
         }
         at += n;
         this.remaining -= n;
@@ -686,8 +997,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   }
 
   private remoteEnd(s: MuxStream): void {
-    s.remoteFin = true;
-    s.push(null);
+    if (this.heldStream === s) this.deliverHeld();
+    s.remoteEnd();
   }
 
   private onSettings(p: Buffer): void {

@@ -2,7 +2,7 @@
 // piece still held is never written over, and small pieces never share a buffer.
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { copyIn, isLent, release } from "../../../../src/relay/links/buffers.ts";
+import { copyIn, extendIn, isLent, linkBuffersForTest, release } from "../../../../src/relay/links/buffers.ts";
 import { gc } from "../../hardening/support.ts";
 
 describe("link buffers", () => {
@@ -51,6 +51,33 @@ describe("link buffers", () => {
     const big = copyIn(randomBytes(200 * 1024));
     expect(isLent(big)).toBe(true);
     release(big);
+  });
+
+  it("a piece grown in place stays one piece: exact bytes, one release gives its slab back, no growth past the slab", () => {
+    // A fresh slab: fill the current one first.
+    while (true) {
+      const p = copyIn(randomBytes(16 * 1024));
+      release(p);
+      if (p.byteOffset === 0) break;
+    }
+    const out = linkBuffersForTest().out;
+    const parts = [randomBytes(16 * 1024 - 10), randomBytes(9), randomBytes(16 * 1024)];
+    let piece = copyIn(parts[0] as Buffer);
+    for (const part of parts.slice(1)) {
+      const grown = extendIn(piece, part);
+      expect(grown?.buffer).toBe(piece.buffer);
+      piece = grown as Buffer;
+    }
+    expect(piece.equals(Buffer.concat(parts))).toBe(true);
+    // A piece that is not the slab's last cannot grow: the bytes after it belong to another.
+    const after = copyIn(randomBytes(8 * 1024));
+    expect(extendIn(piece, randomBytes(16))).toBeUndefined();
+    // Nor past the slab's end.
+    expect(extendIn(after, randomBytes(40 * 1024))).toBeUndefined();
+    expect(linkBuffersForTest().out).toBe(out + 1);
+    release(piece);
+    release(after);
+    expect(linkBuffersForTest().out).toBe(out);
   });
 
   it("buffers whose pieces are never released (an HTTP/2 stream, a link destroyed mid-write) are not pinned", async () => {

@@ -1,11 +1,14 @@
 // hopway-mux/1 over real loopback sockets: streams, half-close, resets, GOAWAY,
 // PING, per-stream flow control, and a peer that breaks the protocol (each
 // violation closes that link with its stable reason; the process carries on).
+import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { connect, createServer, type Server, type Socket } from "node:net";
+import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
+import { type TLSSocket, connect as tlsConnect, createServer as tlsCreateServer } from "node:tls";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it } from "vitest";
+import { testPki } from "../../../../../../test/support/identity.ts";
 import { copyIn, isLent } from "../../../../../src/relay/links/buffers.ts";
 import {
   Code,
@@ -19,6 +22,7 @@ import {
   wordsFrame,
 } from "../../../../../src/relay/links/mux/frame.ts";
 import { MuxProtocolError, MuxSession, type MuxStream } from "../../../../../src/relay/links/mux/session.ts";
+import { LINK_ONREAD } from "../../../../../src/relay/links/reads.ts";
 import type { LinkHeaders } from "../../../../../src/relay/links/session.ts";
 
 const cleanups: Array<() => unknown> = [];
@@ -80,19 +84,31 @@ function closed(stream: MuxStream): Promise<unknown> {
 function read(stream: MuxStream): Promise<Buffer> {
   const chunks: Buffer[] = [];
   stream.on("data", (c: Buffer) => chunks.push(c));
+  stream.resume();
   return once(stream, "end").then(() => Buffer.concat(chunks));
 }
 
 /** An accepting session behind a raw client socket the test writes frames on (after SETTINGS, unless told not to). */
-async function rawPeer(
-  settingsFirst = true,
-): Promise<{ raw: Socket; errors: Error[]; closed: Promise<unknown>; got: Buffer[] }> {
+async function rawPeer(settingsFirst = true): Promise<{
+  raw: Socket;
+  errors: Error[];
+  closed: Promise<unknown>;
+  got: Buffer[];
+  streams: MuxStream[];
+  accepted: () => Socket;
+}> {
   const errors: Error[] = [];
+  const streams: MuxStream[] = [];
   let closed: Promise<unknown> | undefined;
+  let accepted: Socket | undefined;
   const { port } = await listening((s) => {
+    accepted = s;
     const session = new MuxSession(s, "server", SETTINGS);
     session.on("error", (e: Error) => errors.push(e));
-    session.on("stream", (st: MuxStream) => st.on("error", () => {}));
+    session.on("stream", (st: MuxStream) => {
+      st.on("error", () => {});
+      streams.push(st);
+    });
     // Not events.once: it would reject on the session's 'error', which comes first.
     closed = new Promise((resolve) => session.once("close", resolve));
   });
@@ -102,7 +118,7 @@ async function rawPeer(
   raw.on("error", () => {});
   while (closed === undefined) await sleep(1);
   if (settingsFirst) raw.write(wordsFrame(FrameType.SETTINGS, 0, [100, 65_535, MAX_FRAME]));
-  return { raw, errors, closed, got };
+  return { raw, errors, closed, got, streams, accepted: () => accepted as Socket };
 }
 
 /** The frames in `bytes`: type, stream id and payload. */
@@ -507,5 +523,237 @@ describe("hopway-mux/1: memory", () => {
     expect(held).toHaveLength(N);
     // Both ends of the stream live in this process: each end is half of it.
     expect(perPair).toBeLessThan(8 * 1024);
+  });
+});
+
+/** Total WINDOW credit the frames in `bytes` return for stream `id`. */
+function credited(bytes: Buffer[], id: number): number {
+  return frames(Buffer.concat(bytes))
+    .filter((f) => f.type === FrameType.WINDOW && f.id === id)
+    .reduce((n, f) => n + f.payload.readUInt32BE(0), 0);
+}
+
+describe("hopway-mux/1 streams", () => {
+  it("a paused reader returns no credit, so its sender stops at one window; resuming returns it", async () => {
+    const { raw, got, streams } = await rawPeer();
+    // The whole window in four DATA frames; the accepted stream is never resumed.
+    const quarter = Math.ceil(SETTINGS.streamWindowBytes / 4);
+    const data: Buffer[] = [OPEN_1()];
+    for (let sent = 0; sent < SETTINGS.streamWindowBytes; sent += quarter) {
+      const n = Math.min(quarter, SETTINGS.streamWindowBytes - sent);
+      data.push(frameHeader(FrameType.DATA, 0, 1, n), Buffer.alloc(n, 3));
+    }
+    raw.write(Buffer.concat(data));
+    for (let i = 0; i < 200 && (streams[0]?.readableLength ?? 0) < SETTINGS.streamWindowBytes; i++) await sleep(2);
+    const st = streams[0] as MuxStream;
+    await sleep(50);
+    expect(st.readableLength).toBe(SETTINGS.streamWindowBytes);
+    expect(credited(got, 1)).toBe(0);
+    // Read: the credit comes back, as much as was read.
+    const chunks: Buffer[] = [];
+    st.on("data", (c: Buffer) => chunks.push(c));
+    st.resume();
+    for (let i = 0; i < 200 && credited(got, 1) < SETTINGS.streamWindowBytes; i++) await sleep(2);
+    expect(Buffer.concat(chunks).length).toBe(SETTINGS.streamWindowBytes);
+    expect(credited(got, 1)).toBe(SETTINGS.streamWindowBytes);
+    expect(st.readableLength).toBe(0);
+  });
+
+  it("credit goes back once per stream per pass: sixteen small DATA frames read at once cost one WINDOW", async () => {
+    const { raw, got, streams } = await rawPeer();
+    raw.write(OPEN_1());
+    for (let i = 0; i < 200 && streams.length === 0; i++) await sleep(2);
+    const st = streams[0] as MuxStream;
+    let read = 0;
+    st.on("data", (c: Buffer) => {
+      read += c.length;
+    });
+    st.resume();
+    await sleep(10);
+    // Under 4 KiB each: every one reaches the reader at once, and 16 KiB of them are a credit step.
+    const data: Buffer[] = [];
+    for (let i = 0; i < 16; i++) data.push(frameHeader(FrameType.DATA, 0, 1, 4000), Buffer.alloc(4000, i));
+    raw.write(Buffer.concat(data));
+    for (let i = 0; i < 200 && credited(got, 1) < 64_000; i++) await sleep(2);
+    expect(read).toBe(64_000);
+    const windows = frames(Buffer.concat(got)).filter((f) => f.type === FrameType.WINDOW && f.id === 1);
+    expect(windows.map((f) => f.payload.readUInt32BE(0))).toEqual([64_000]);
+  });
+
+  it("a sender without credit stops: its writes wait, count in writableLength, and complete once credit comes", async () => {
+    const { client, streams } = await pair();
+    const stream = client.request({ ":authority": "a" });
+    const [srv] = await nextStream(streams, 1);
+    srv.respond({ ":status": 200 });
+    const done: number[] = [];
+    const chunk = Buffer.alloc(48 * 1024, 5);
+    for (let i = 0; i < 4; i++) stream.write(chunk, () => done.push(i));
+    await sleep(50);
+    // One window (64 KiB less a byte) went; the rest waits at the sender.
+    expect(srv.readableLength).toBe(SETTINGS.streamWindowBytes);
+    expect(stream.sendCredit).toBe(0);
+    expect(stream.writableLength).toBeGreaterThan(chunk.length);
+    expect(done.length).toBeLessThan(4);
+    const drained = once(stream, "drain");
+    const got = read(srv);
+    await drained;
+    expect(done).toEqual([0, 1, 2, 3]);
+    expect(stream.writableLength).toBe(0);
+    stream.end();
+    expect((await got).length).toBe(4 * chunk.length);
+  });
+
+  it("half-closes either way: the side that ended still reads, and both close clean", async () => {
+    const { client, streams } = await pair();
+    const stream = client.request({ ":authority": "a" });
+    const [srv] = await nextStream(streams, 1);
+    srv.respond({ ":status": 200 });
+    await once(stream, "response");
+    // The accepting side ends first; the dialling side reads that end and still writes.
+    const atClient = read(stream);
+    const atServer = read(srv);
+    srv.end("answer first");
+    expect(String(await atClient)).toBe("answer first");
+    expect(stream.readableEnded).toBe(true);
+    expect(srv.writableFinished).toBe(true);
+    expect(stream.destroyed).toBe(false);
+    stream.write("then the question");
+    stream.end();
+    expect(String(await atServer)).toBe("then the question");
+    await Promise.all([closed(stream), closed(srv)]);
+    expect(stream.rstCode).toBe(Code.NO_ERROR);
+    expect(srv.rstCode).toBe(Code.NO_ERROR);
+    // A write after the end fails, and says so.
+    const err = await new Promise<Error | null | undefined>((r) => stream.write(Buffer.from("late"), r));
+    expect(err?.message).toMatch(/destroyed|after end/);
+  });
+
+  it("destroyed mid-write: writes not yet framed give their reused buffers back at once, a partly framed one once its frames left", async () => {
+    const got: Buffer[] = [];
+    const { port } = await listening((s) => {
+      s.on("data", (c: Buffer) => got.push(c));
+      // A 4 KiB stream window and never a WINDOW: the first write is framed in part, the rest wait.
+      s.write(wordsFrame(FrameType.SETTINGS, 0, [100, 4096, MAX_FRAME]));
+    });
+    const client = new MuxSession(await dial(port), "client", SETTINGS);
+    client.on("error", () => {});
+    cleanups.push(() => client.destroy());
+    while (client.peerMaxFrame !== MAX_FRAME) await sleep(1);
+    const stream = client.request({ ":authority": "a" });
+    // Whole reused buffers (buffers.ts), as relay socket reads become on their way to a link.
+    const [a, b, c] = [1, 2, 3].map((i) => copyIn(Buffer.alloc(200 * 1024, i))) as [Buffer, Buffer, Buffer];
+    const errors: Array<Error | null | undefined> = [];
+    stream.write(a, (e) => errors.push(e));
+    stream.write(b, (e) => errors.push(e));
+    stream.write(c);
+    expect([a, b, c].every(isLent)).toBe(true);
+    stream.destroy();
+    expect(isLent(b)).toBe(false);
+    expect(isLent(c)).toBe(false);
+    // 4 KiB of `a` is framed without a copy and not yet written: its buffer must stay out.
+    expect(isLent(a)).toBe(true);
+    expect(errors).toHaveLength(2);
+    expect(errors.every((e) => e instanceof Error)).toBe(true);
+    for (let i = 0; i < 200 && isLent(a); i++) await sleep(2);
+    expect(isLent(a)).toBe(false);
+    const seen = frames(Buffer.concat(got));
+    expect(seen.filter((f) => f.type === FrameType.DATA).reduce((n, f) => n + f.payload.length, 0)).toBe(4096);
+    expect(seen.find((f) => f.type === FrameType.RST)?.payload.readUInt32BE(0)).toBe(Code.CANCEL);
+    await closed(stream);
+    expect(stream.rstCode).toBe(Code.CANCEL);
+  });
+});
+
+describe("hopway-mux/1: the receive path", () => {
+  it("a small message is handed to the reader within the read that brought it, not later in the pass", async () => {
+    const { raw, streams, accepted } = await rawPeer();
+    raw.write(OPEN_1());
+    const st = (await (async () => {
+      for (let i = 0; i < 200 && streams.length === 0; i++) await sleep(2);
+      return streams[0];
+    })()) as MuxStream;
+    // Wraps the session's read callback (reads.ts) to see whether a chunk arrives inside it.
+    const socket = accepted() as Socket & Record<symbol, (c: Buffer, b: boolean) => void>;
+    const slot = Object.getOwnPropertySymbols(socket).find((k) => k.description === "hopway.linkReader");
+    expect(slot).toBeDefined();
+    const reader = socket[slot as symbol] as (c: Buffer, b: boolean) => void;
+    let inRead = false;
+    socket[slot as symbol] = (c, b) => {
+      inRead = true;
+      reader(c, b);
+      inRead = false;
+    };
+    const seen: Array<{ length: number; inRead: boolean }> = [];
+    st.on("data", (c: Buffer) => seen.push({ length: c.length, inRead }));
+    st.resume();
+    await sleep(10);
+    // 16 bytes, then 6 KiB: large enough for a reused buffer, in a read short of a full record.
+    raw.write(Buffer.concat([frameHeader(FrameType.DATA, 0, 1, 16), Buffer.alloc(16, 1)]));
+    for (let i = 0; i < 200 && seen.length < 1; i++) await sleep(2);
+    raw.write(Buffer.concat([frameHeader(FrameType.DATA, 0, 1, 6144), Buffer.alloc(6144, 2)]));
+    for (let i = 0; i < 200 && seen.length < 2; i++) await sleep(2);
+    expect(seen).toEqual([
+      { length: 16, inRead: true },
+      { length: 6144, inRead: true },
+    ]);
+  });
+
+  it("over TLS, consecutive records of one stream reach its reader as one chunk of up to 64 KiB, bytes intact", async () => {
+    // Stream windows as large as a relay's: frames are cut by size, not by credit.
+    const BULK = { maxConcurrentStreams: 100, streamWindowBytes: 4 * 1024 * 1024 };
+    const pki = testPki("mux-test");
+    const a = pki.issue("a");
+    const b = pki.issue("b");
+    let server: MuxSession | undefined;
+    const streams: MuxStream[] = [];
+    const srv = tlsCreateServer(
+      { key: a.key, cert: a.certChain, ca: a.trustBundle, requestCert: true, minVersion: "TLSv1.3" },
+      (s: TLSSocket) => {
+        server = new MuxSession(s, "server", BULK);
+        server.on("error", () => {});
+        server.on("stream", (st: MuxStream) => streams.push(st));
+      },
+    );
+    srv.listen(0, "127.0.0.1");
+    await once(srv, "listening");
+    cleanups.push(() => srv.close());
+    const options = {
+      host: "127.0.0.1",
+      port: (srv.address() as AddressInfo).port,
+      key: b.key,
+      cert: b.certChain,
+      ca: b.trustBundle,
+      checkServerIdentity: () => undefined,
+      onread: LINK_ONREAD,
+    };
+    const tls = tlsConnect(options);
+    cleanups.push(() => tls.destroy());
+    await once(tls, "secureConnect");
+    const client = new MuxSession(tls, "client", BULK);
+    client.on("error", () => {});
+    cleanups.push(() => client.destroy());
+    cleanups.push(() => server?.destroy());
+    const stream = client.request({ ":authority": "bulk" });
+    const [st] = await (async () => {
+      for (let i = 0; i < 200 && streams.length === 0; i++) await sleep(2);
+      return streams;
+    })();
+    const sizes: number[] = [];
+    const hash = createHash("sha256");
+    (st as MuxStream).on("data", (c: Buffer) => {
+      sizes.push(c.length);
+      hash.update(c);
+    });
+    const ended = once(st as MuxStream, "end");
+    (st as MuxStream).resume();
+    const data = Buffer.alloc(4 * 1024 * 1024);
+    for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+    stream.end(data);
+    await ended;
+    expect(hash.digest("hex")).toBe(createHash("sha256").update(data).digest("hex"));
+    // One chunk per 16 KiB record would be 256 of them; coalesced, most carry several records.
+    expect(Math.max(...sizes)).toBeGreaterThan(32 * 1024);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(64 * 1024);
+    expect(sizes.length).toBeLessThan(128);
   });
 });
