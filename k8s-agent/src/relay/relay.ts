@@ -838,7 +838,12 @@ export class Relay {
       this.log("debug", "dialing", { next: found.next.node, address: addr.address });
       const attempt = found.direct
         ? await this.dial(addr)
-        : await this.dialLink(addr, found.next.node, req.authority, [...visited, this.name].join(", "));
+        : await this.dialLink(
+            addr,
+            found.next.node,
+            req.authority,
+            visited.length === 0 ? this.name : `${visited.join(", ")}, ${this.name}`,
+          );
       if (requester.destroyed) {
         if (attempt.ok) attempt.socket.destroy();
         return undefined;
@@ -919,8 +924,9 @@ export class Relay {
       pump(upstream, client, tunnel, false, counters);
       return;
     }
-    client.on("error", destroySelf);
-    upstream.on("error", destroySelf);
+    // Every side already has its error listener from where it came from: `keep` (a client socket),
+    // `handleLinkStream` (an accepted link stream), the dial (a target socket) and the link pool
+    // (a requested link stream). An error destroys the side, and its `close` ends the tunnel.
     pipeLeg(client, upstream, tunnel, true, counters, this.limits.bufferBytes);
     pipeLeg(upstream, client, tunnel, false, counters, this.limits.bufferBytes);
   }
