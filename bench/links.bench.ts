@@ -5,11 +5,13 @@
 //   - HAProxy, the same chain in plaintext;
 //   - Hopway: three relay workers (test/support/relay-worker.ts, the agent's Relay), each relay
 //     hop a stream on a persistent mTLS link (docs/links.md); see `hopwayChain`. Two such chains,
-//     one per link framing (hopway-mux/1 and HTTP/2), measured in the same rounds.
+//     one per link framing (hopway-mux/1 and HTTP/2), measured in the same rounds. The default
+//     framing's chain has a second connection-rate lane: unmodified clients at relay a's listener
+//     (docs/listeners.md), no CONNECT, which decides the target against plain HAProxy.
 // Figures: connections/s through 3 hops, bulk MiB/s through 3 hops, RSS per relay with 10,000
 // idle tunnels (extrapolated past BENCH_IDLE, default 9,900), and tunnel setup time with a WAN
 // emulator (test/support/wan.ts, 25 ms one way) on the two middle legs, against the round-trip floor.
-// Targets: connections/s ≥ 4 × HAProxy mTLS and ≥ 0.8 × HAProxy plain; bulk ≥ HAProxy mTLS;
+// Targets: connections/s ≥ 4 × HAProxy mTLS (CONNECT lane) and ≥ 0.8 × HAProxy plain (listener lane); bulk ≥ HAProxy mTLS;
 // ≤ 150 MB per relay at 10,000 idle tunnels; setup ≤ 1.15 × floor. A missed target is printed,
 // not fatal; an error (a failed connection, a wrong byte count) fails the run.
 // Every proxy, sender and target is its own process; everything is on 127.0.0.1 and bounded.
