@@ -30,6 +30,7 @@ import {
   DEFAULT_LINK_SETTINGS,
   type LinkHeaders,
   type LinkObserver,
+  type LinkOpen,
   type LinkOutgoingHeaders,
   LinkPool,
   LinkServer,
@@ -738,28 +739,31 @@ export class Relay {
   private async handleLinkStream(stream: LinkServerStream, headers: LinkHeaders, peer: string): Promise<void> {
     // Listeners shared by every stream (no closures per stream): errors end the stream by themselves.
     stream.on("error", ignore);
-    const refuse = (r: Refusal) => this.refuseLinkStream(stream, r);
-    if (this.draining) return refuse(new Refusal("over_capacity", "relay is draining"));
+    if (this.draining) return this.refuseLinkStream(stream, new Refusal("over_capacity", "relay is draining"));
     // A stream takes a place in the tunnel pool, as the per-tunnel connection it replaces did.
     if (!this.admission.takeStream()) {
-      return refuse(new Refusal("over_capacity", "relay at connection limit"));
+      return this.refuseLinkStream(stream, new Refusal("over_capacity", "relay at connection limit"));
     }
     this.connections++;
     // `close` fires once: a plain `on` skips the wrapper `once` allocates.
     stream.on("close", this.onLinkStreamClose);
     const target = parseAuthority(String(headers[":authority"] ?? ""));
-    if ("reason" in target) return refuse(new Refusal(target.reason, target.detail));
+    if ("reason" in target) return this.refuseLinkStream(stream, new Refusal(target.reason, target.detail));
     const hopsHeader = headers["hopway-hops"];
     const visited =
       typeof hopsHeader === "string" && hopsHeader !== "" ? hopsHeader.split(",").map((h) => h.trim()) : [];
     // The last relay named is the one that opened this stream: its certificate says who that is.
     if (visited[visited.length - 1] !== peer) {
-      return refuse(new Refusal("auth", `hopway-hops must end with the dialling relay '${peer}'`));
+      return this.refuseLinkStream(
+        stream,
+        new Refusal("auth", `hopway-hops must end with the dialling relay '${peer}'`),
+      );
     }
-    const req: ConnectRequest = { ...target, headers: new Map() };
+    // No request headers beyond the two above reach the relay's logic from a link stream, as before: one shared empty map.
+    const req: ConnectRequest = { ...target, headers: NO_HEADERS };
     const up = await this.openPath(req, visited, stream);
     if (up === undefined) return;
-    if (up instanceof Refusal) return refuse(up);
+    if (up instanceof Refusal) return this.refuseLinkStream(stream, up);
     if (stream.destroyed) {
       up.upstream.destroy();
       return;
@@ -835,7 +839,12 @@ export class Relay {
       this.log("debug", "dialing", { next: found.next.node, address: addr.address });
       const attempt = found.direct
         ? await this.dial(addr)
-        : await this.dialLink(addr, found.next.node, req.authority, [...visited, this.name].join(", "));
+        : await this.dialLink(
+            addr,
+            found.next.node,
+            req.authority,
+            visited.length === 0 ? this.name : `${visited.join(", ")}, ${this.name}`,
+          );
       if (requester.destroyed) {
         if (attempt.ok) attempt.socket.destroy();
         return undefined;
@@ -867,46 +876,9 @@ export class Relay {
 
   /** A CONNECT stream to the next relay on the link to it; the answer arrives once its whole path is up. */
   private dialLink(addr: Dialable, nextNode: string, authority: string, hops: string): Promise<DialResult> {
-    const pool = this.linkPool as LinkPool;
-    return new Promise((resolve) => {
-      let settled = false;
-      const onPathTimeout = () => {
-        settled = true;
-        resolve({
-          ok: false,
-          final: true,
-          refusal: new Refusal("connect_timeout", "path beyond the next relay did not come up in time"),
-        });
-      };
-      this.pathDeadlines.add(onPathTimeout);
-      pool.open(nextNode, addr, authority, hops).then((r) => {
-        if (settled) {
-          if (r.ok) r.stream.destroy();
-          return;
-        }
-        settled = true;
-        this.pathDeadlines.delete(onPathTimeout);
-        if (r.ok) {
-          const path = r.headers["hopway-path"];
-          return resolve({ ok: true, socket: r.stream, rest: EMPTY, path: typeof path === "string" ? path : "?" });
-        }
-        if (r.status === undefined) {
-          return resolve({ ok: false, final: r.final, refusal: new Refusal("next_hop_failed", r.detail) });
-        }
-        // Pass the downstream verdict through so the client learns the real reason and where it arose.
-        const h = r.headers ?? {};
-        const why = String(h["hopway-reason"] ?? h["hopway-error"] ?? "refused by next relay");
-        const failedAt = String(h["hopway-failed-at"] ?? nextNode);
-        resolve({
-          ok: false,
-          final: true,
-          refusal: new Refusal(reasonForStatus(r.status), why, r.status, {
-            "Hopway-Reason": why,
-            "Hopway-Failed-At": failedAt,
-          }),
-        });
-      });
-    });
+    return new Promise((resolve) =>
+      new LinkDial(this.linkPool as LinkPool, this.pathDeadlines, nextNode, resolve).open(addr, authority, hops),
+    );
   }
 
   /** A TCP (or unix) connection to the target itself. */
@@ -918,34 +890,14 @@ export class Relay {
       const opts: NetConnectOpts = addr.path
         ? { path: addr.path, ...extra }
         : { host: addr.host, port: addr.port, noDelay: true, ...extra };
-      const up = this.reuseReadBuffers ? connectReading(opts) : readThroughNode(connect(opts));
-      let settled = false;
-      const finish = (r: DialResult) => {
-        if (settled) return;
-        settled = true;
-        this.connectDeadlines.delete(onConnectTimeout);
-        up.off("error", onError);
-        up.off("connect", onConnect);
-        if (!r.ok) up.destroy();
-        else up.on("error", destroySelf);
-        resolve(r);
-      };
-      const onConnectTimeout = () =>
-        finish({
-          ok: false,
-          final: false,
-          refusal: new Refusal("connect_timeout", `connect to ${addr.address} timed out`),
-        });
-      this.connectDeadlines.add(onConnectTimeout);
-      const onError = (err: NodeJS.ErrnoException) =>
-        finish({
-          ok: false,
-          final: false,
-          refusal: new Refusal("next_hop_failed", `${addr.address}: ${err.code ?? err.message}`),
-        });
-      const onConnect = () => finish({ ok: true, socket: up, rest: EMPTY, path: "" });
-      up.once("error", onError);
-      up.once("connect", onConnect);
+      const up = (this.reuseReadBuffers ? connectReading(opts) : readThroughNode(connect(opts))) as DialSocket;
+      const d = new TargetDial(up, addr, this.connectDeadlines, resolve);
+      up[DIALING] = d;
+      this.connectDeadlines.add(d);
+      // `connect` fires once and a socket's error at most once: plain `on` listeners, shared by every
+      // dial, stay on for the socket's life (after the dial, an error destroys it, as before).
+      up.on("error", onDialError);
+      up.on("connect", onDialConnect);
     });
   }
 
@@ -973,8 +925,9 @@ export class Relay {
       pump(upstream, client, tunnel, false, counters);
       return;
     }
-    client.on("error", destroySelf);
-    upstream.on("error", destroySelf);
+    // Every side already has its error listener from where it came from: `keep` (a client socket),
+    // `handleLinkStream` (an accepted link stream), the dial (a target socket) and the link pool
+    // (a requested link stream). An error destroys the side, and its `close` ends the tunnel.
     pipeLeg(client, upstream, tunnel, true, counters, this.limits.bufferBytes);
     pipeLeg(upstream, client, tunnel, false, counters, this.limits.bufferBytes);
   }
@@ -1052,7 +1005,7 @@ export class Relay {
 const EMPTY = Buffer.alloc(0);
 /** What a listener's connection may hold from its client while its path comes up, before it stops reading. */
 const HOLD_BYTES = 16 * 1024;
-/** A listener's request carries no headers unless its target is keyed; nothing writes to this map. */
+/** A listener's request carries no headers unless its target is keyed, nor a link stream's; nothing writes to this map. */
 const NO_HEADERS: ReadonlyMap<string, string> = new Map();
 
 function ignore(): void {}
@@ -1078,34 +1031,148 @@ function wasReset(d: TunnelEnd): boolean {
 }
 
 /**
+ * One CONNECT stream being opened on a link, until its answer or the path timeout, whichever
+ * comes first. An object with methods rather than closures: this runs for every tunnel.
+ */
+class LinkDial implements Expiring {
+  private settled = false;
+  constructor(
+    private readonly pool: LinkPool,
+    private readonly deadlines: Deadlines,
+    private readonly nextNode: string,
+    private readonly resolve: (r: DialResult) => void,
+  ) {}
+
+  open(addr: Dialable, authority: string, hops: string): void {
+    this.deadlines.add(this);
+    this.pool.open(this.nextNode, addr, authority, hops, (r) => this.answered(r));
+  }
+
+  expire(): void {
+    this.settled = true;
+    this.resolve({
+      ok: false,
+      final: true,
+      refusal: new Refusal("connect_timeout", "path beyond the next relay did not come up in time"),
+    });
+  }
+
+  private answered(r: LinkOpen): void {
+    if (this.settled) {
+      if (r.ok) r.stream.destroy();
+      return;
+    }
+    this.settled = true;
+    this.deadlines.delete(this);
+    if (r.ok) {
+      const path = r.headers["hopway-path"];
+      this.resolve({ ok: true, socket: r.stream, rest: EMPTY, path: typeof path === "string" ? path : "?" });
+      return;
+    }
+    if (r.status === undefined) {
+      this.resolve({ ok: false, final: r.final, refusal: new Refusal("next_hop_failed", r.detail) });
+      return;
+    }
+    // Pass the downstream verdict through so the client learns the real reason and where it arose.
+    const h = r.headers ?? {};
+    const why = String(h["hopway-reason"] ?? h["hopway-error"] ?? "refused by next relay");
+    const failedAt = String(h["hopway-failed-at"] ?? this.nextNode);
+    this.resolve({
+      ok: false,
+      final: true,
+      refusal: new Refusal(reasonForStatus(r.status), why, r.status, {
+        "Hopway-Reason": why,
+        "Hopway-Failed-At": failedAt,
+      }),
+    });
+  }
+}
+
+/** A target connection being made, until it connects, fails or times out. */
+class TargetDial implements Expiring {
+  private settled = false;
+  constructor(
+    private readonly socket: DialSocket,
+    readonly addr: Dialable,
+    private readonly deadlines: Deadlines,
+    private readonly resolve: (r: DialResult) => void,
+  ) {}
+
+  expire(): void {
+    this.finish({
+      ok: false,
+      final: false,
+      refusal: new Refusal("connect_timeout", `connect to ${this.addr.address} timed out`),
+    });
+  }
+
+  finish(r: DialResult): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.deadlines.delete(this);
+    // The socket outlives its dial (an idle tunnel): it keeps no reference to it.
+    this.socket[DIALING] = null;
+    if (!r.ok) this.socket.destroy();
+    this.resolve(r);
+  }
+}
+
+const DIALING = Symbol("hopway.dialing");
+type DialSocket = Socket & { [DIALING]?: TargetDial | null };
+
+function onDialConnect(this: DialSocket): void {
+  this[DIALING]?.finish({ ok: true, socket: this, rest: EMPTY, path: "" });
+}
+
+function onDialError(this: DialSocket, err: NodeJS.ErrnoException): void {
+  const d = this[DIALING];
+  // Once dialled, an error ends the socket, whoever has it by now.
+  if (d == null) {
+    this.destroy();
+    return;
+  }
+  d.finish({
+    ok: false,
+    final: false,
+    refusal: new Refusal("next_hop_failed", `${d.addr.address}: ${err.code ?? err.message}`),
+  });
+}
+
+/** What a `Deadlines` holds: `expire` runs once the deadline passed, unless it was deleted first. */
+interface Expiring {
+  expire(): void;
+}
+
+/**
  * Timers of one fixed duration, coarse: callbacks are kept in insertion order,
  * which is expiry order, and one unref'd interval (1/8 of the duration, at most
  * 1 s) runs the expired ones from the front. Adding and removing is a Map
  * insert/delete, with no timer object per connection and phase.
  */
 class Deadlines {
-  private readonly due = new Map<() => void, number>();
+  private readonly due = new Map<Expiring | (() => void), number>();
   private readonly tick: number;
   private timer: NodeJS.Timeout | undefined;
   constructor(private readonly ms: number) {
     this.tick = Math.max(5, Math.min(1000, Math.ceil(ms / 8)));
   }
-  add(fn: () => void): void {
-    this.due.set(fn, performance.now() + this.ms);
+  add(e: Expiring | (() => void)): void {
+    this.due.set(e, performance.now() + this.ms);
     if (this.timer === undefined) {
       this.timer = setInterval(() => this.sweep(), this.tick);
       this.timer.unref();
     }
   }
-  delete(fn: () => void): void {
-    this.due.delete(fn);
+  delete(e: Expiring | (() => void)): void {
+    this.due.delete(e);
   }
   private sweep(): void {
     const now = performance.now();
-    for (const [fn, at] of this.due) {
+    for (const [e, at] of this.due) {
       if (at > now) break;
-      this.due.delete(fn);
-      fn();
+      this.due.delete(e);
+      if (typeof e === "function") e();
+      else e.expire();
     }
     if (this.due.size === 0) {
       clearInterval(this.timer);

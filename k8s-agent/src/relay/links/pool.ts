@@ -17,6 +17,9 @@ import { LINK_ONREAD } from "./reads.ts";
 import { type LinkClientSession, type LinkHeaders, type LinkStream, pingOrClose } from "./session.ts";
 import { ALPN_H2, certifiedRelay, dialAlpn, failureOf, identityError, LINK_CIPHERS } from "./tls.ts";
 
+/** Called once with what became of a request. */
+export type LinkOpenDone = (r: LinkOpen) => void;
+
 export type LinkOpen =
   | { ok: true; stream: LinkStream; headers: LinkHeaders }
   /** `final`: the neighbour answered (its verdict stands); otherwise the address did not work. */
@@ -95,14 +98,21 @@ export class LinkPool {
     return out;
   }
 
-  /** Opens a CONNECT stream to `peer` at `addr` and waits for its answer. */
-  open(peer: string, addr: Dialable, authority: string, hops: string): Promise<LinkOpen> {
-    if (this.closing) return Promise.resolve({ ok: false, final: false, detail: "relay is draining" });
+  /**
+   * Opens a CONNECT stream to `peer` at `addr`; `done` runs once, with its answer or why there is
+   * none. A callback rather than a promise: this runs for every tunnel, and the relay already
+   * waits on its own promise.
+   */
+  open(peer: string, addr: Dialable, authority: string, hops: string, done: LinkOpenDone): void {
+    if (this.closing) {
+      done({ ok: false, final: false, detail: "relay is draining" });
+      return;
+    }
     const key = `${peer}|${addr.address}`;
     // The common case, a link that is up and has room, takes no await on the way to the request.
     const free = this.freeLink(key);
-    if (free !== undefined) return this.request(free, authority, hops);
-    return this.openOnNewLink(peer, addr, key, authority, hops);
+    if (free !== undefined) this.request(free, authority, hops, done);
+    else void this.openOnNewLink(peer, addr, key, authority, hops, done);
   }
 
   private async openOnNewLink(
@@ -111,10 +121,11 @@ export class LinkPool {
     key: string,
     authority: string,
     hops: string,
-  ): Promise<LinkOpen> {
+    done: LinkOpenDone,
+  ): Promise<void> {
     const link = await this.linkFor(peer, addr, key);
-    if ("failure" in link) return { ok: false, final: false, detail: link.detail };
-    return this.request(link, authority, hops);
+    if ("failure" in link) done({ ok: false, final: false, detail: link.detail });
+    else this.request(link, authority, hops, done);
   }
 
   private freeLink(key: string): Link | undefined {
@@ -304,66 +315,34 @@ export class LinkPool {
     if (list.length === 0) this.links.delete(link.key);
   }
 
-  private request(link: Link, authority: string, hops: string): Promise<LinkOpen> {
+  private request(link: Link, authority: string, hops: string, done: LinkOpenDone): void {
     clearTimeout(link.idleTimer);
     link.idleTimer = undefined;
     link.streams++;
     let stream: LinkStream;
     try {
+      // Literal keys (HTTP/2's `:method` and `:authority`) rather than computed ones: V8 then builds
+      // the object from a template, and this runs for every tunnel.
       stream = link.session.request(
-        {
-          [constants.HTTP2_HEADER_METHOD]: "CONNECT",
-          [constants.HTTP2_HEADER_AUTHORITY]: authority,
-          "hopway-hops": hops,
-        },
+        { ":method": "CONNECT", ":authority": authority, "hopway-hops": hops },
         { endStream: false },
       );
     } catch (err) {
       this.streamDone(link);
-      return Promise.resolve({ ok: false, final: false, detail: `link to ${link.peer}: ${String(err)}` });
+      done({ ok: false, final: false, detail: `link to ${link.peer}: ${String(err)}` });
+      return;
     }
-    // `close` fires once: plain `on` listeners skip the wrappers `once` allocates.
-    stream.on("close", () => this.streamDone(link));
-    return new Promise((resolve) => {
-      const onError = (err: Error) => {
-        stream.off("error", onError);
-        stream.off("response", onResponse);
-        resolve({ ok: false, final: false, detail: `link to ${link.peer}: ${err.message}` });
-      };
-      const onClose = () => {
-        stream.off("close", onClose);
-        stream.off("response", onResponse);
-        stream.off("error", onError);
-        // REFUSED_STREAM (a GOAWAY raced this request) is safe to retry elsewhere, and so is a link that
-        // went away before any answer (TLS 1.3: a neighbour that refuses this relay's certificate
-        // closes the link after this side already sent its stream); any other reset is the peer's verdict.
-        const refused = stream.rstCode === constants.NGHTTP2_REFUSED_STREAM;
-        const lost = link.session.destroyed;
-        resolve({
-          ok: false,
-          final: !refused && !lost,
-          detail: lost
-            ? `link to ${link.peer} closed before it answered`
-            : `${link.peer} reset the stream (code ${stream.rstCode})`,
-        });
-      };
-      const onResponse = (headers: LinkHeaders) => {
-        stream.off("response", onResponse);
-        stream.off("error", onError);
-        stream.off("close", onClose);
-        const status = Number(headers[constants.HTTP2_HEADER_STATUS]);
-        if (status === 200) return resolve({ ok: true, stream, headers });
-        stream.on("error", () => {});
-        stream.destroy();
-        resolve({ ok: false, final: true, status, headers, detail: `refused by ${link.peer}` });
-      };
-      stream.on("error", onError);
-      stream.on("close", onClose);
-      stream.on("response", onResponse);
-    });
+    // What the stream's listeners need rides on the stream: the listeners are shared by every
+    // stream of every link, with no closures per tunnel. `close` and `response` fire once, so
+    // plain `on` listeners (no `once` wrappers) do; after the answer they return at once.
+    (stream as RequestStream)[REQUEST] = { pool: this, link, done };
+    stream.on("close", onRequestClose);
+    stream.on("error", onRequestError);
+    stream.on("response", onResponse);
   }
 
-  private streamDone(link: Link): void {
+  /** A stream of `link` closed (the request listeners below call it). */
+  streamDone(link: Link): void {
     link.streams--;
     if (link.streams === 0 && link.usable) this.armIdle(link);
   }
@@ -391,4 +370,59 @@ export class LinkPool {
       for (const l of [...list]) if (drop(l.peer)) l.session.destroy();
     }
   }
+}
+
+/** A request's stream until it closes: its link, and who waits for the answer (undefined once answered). */
+interface Request {
+  pool: LinkPool;
+  link: Link;
+  done: LinkOpenDone | undefined;
+}
+const REQUEST = Symbol("hopway.link.request");
+type RequestStream = LinkStream & { [REQUEST]?: Request };
+
+/** Takes the waiting callback off the request: the first outcome wins, later events find none. */
+function answer(stream: RequestStream): { r: Request; done: LinkOpenDone } | undefined {
+  const r = stream[REQUEST] as Request;
+  const done = r.done;
+  if (done === undefined) return undefined;
+  r.done = undefined;
+  return { r, done };
+}
+
+function onRequestError(this: RequestStream, err: Error): void {
+  const a = answer(this);
+  if (a === undefined) return;
+  a.done({ ok: false, final: false, detail: `link to ${a.r.link.peer}: ${err.message}` });
+}
+
+function onRequestClose(this: RequestStream): void {
+  const r = this[REQUEST] as Request;
+  r.pool.streamDone(r.link);
+  const a = answer(this);
+  if (a === undefined) return;
+  // REFUSED_STREAM (a GOAWAY raced this request) is safe to retry elsewhere, and so is a link that
+  // went away before any answer (TLS 1.3: a neighbour that refuses this relay's certificate
+  // closes the link after this side already sent its stream); any other reset is the peer's verdict.
+  const refused = this.rstCode === constants.NGHTTP2_REFUSED_STREAM;
+  const lost = r.link.session.destroyed;
+  a.done({
+    ok: false,
+    final: !refused && !lost,
+    detail: lost
+      ? `link to ${r.link.peer} closed before it answered`
+      : `${r.link.peer} reset the stream (code ${this.rstCode})`,
+  });
+}
+
+function onResponse(this: RequestStream, headers: LinkHeaders): void {
+  const a = answer(this);
+  if (a === undefined) return;
+  const status = Number(headers[constants.HTTP2_HEADER_STATUS]);
+  if (status === 200) {
+    a.done({ ok: true, stream: this, headers });
+    return;
+  }
+  this.destroy();
+  a.done({ ok: false, final: true, status, headers, detail: `refused by ${a.r.link.peer}` });
 }

@@ -197,7 +197,9 @@ export class LinkServer {
     });
     session.on("stream", (stream: LinkServerStream, headers: LinkHeaders) => {
       accepted.streams++;
-      stream.once("close", () => accepted.streams--);
+      // One listener for every stream (its link rides on it), not a closure and a `once` wrapper each.
+      (stream as AcceptedStream)[ACCEPTED] = accepted;
+      stream.on("close", onAcceptedStreamClose);
       if (headers[":method"] !== "CONNECT") {
         stream.respond({ ":status": 405, "hopway-error": "method_not_allowed" }, { endStream: true });
         return;
@@ -239,4 +241,12 @@ export class LinkServer {
   close(): void {
     this.unsubscribe();
   }
+}
+
+const ACCEPTED = Symbol("hopway.link.accepted");
+type AcceptedStream = LinkServerStream & { [ACCEPTED]?: Accepted };
+
+/** `close` fires once per stream. */
+function onAcceptedStreamClose(this: AcceptedStream): void {
+  (this[ACCEPTED] as Accepted).streams--;
 }
