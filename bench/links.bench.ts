@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { DEFAULT_LINK_SETTINGS, type LinkProtocol } from "../k8s-agent/src/relay/links/index.ts";
 import type { Route } from "../src/core/schema.ts";
+import { writeRelayTls } from "../test/support/identity.ts";
 import { freePort } from "../test/support/loopback-mesh.ts";
 import {
   measureConnectSetup,
@@ -33,6 +34,7 @@ import {
   cpuMs,
   firstJsonLine,
   fmt,
+  forkProxy,
   hop,
   IDLE,
   IMAGE_ENV,
@@ -45,6 +47,7 @@ import {
   runPeer,
   startHaproxy,
   startWorker,
+  TLS_FLOOR_BUNDLE,
   type TlsSide,
   work,
 } from "./support.ts";
@@ -224,6 +227,21 @@ async function hopwayChain(
 }
 
 /**
+ * The bulk section's reference lane: three Node processes (test/support/bench-tls-floor.ts) that
+ * only move the stream's bytes across the same three hops, plain in → TLS → TLS → plain out, with
+ * the relay links' TLS and the relays' test certificates. What Node's TLS sockets cost per byte
+ * before any framing or routing; it has no target.
+ */
+async function tlsFloorChain(bulkTarget: number): Promise<Chain> {
+  const tls = (name: string) => writeRelayTls(join(work, "tls", name), "bench", name);
+  const c = await forkProxy(TLS_FLOOR_BUNDLE, ["tls", "plain", String(bulkTarget), tls("floor-c")]);
+  const b = await forkProxy(TLS_FLOOR_BUNDLE, ["tls", "tls", String(c.port), tls("floor-b"), "floor-c"]);
+  const a = await forkProxy(TLS_FLOOR_BUNDLE, ["plain", "tls", String(b.port), tls("floor-a"), "floor-b"]);
+  return { label: TLS_FLOOR, front: { bulk: a.port }, procs: [a.child, b.child, c.child] };
+}
+const TLS_FLOOR = "node TLS floor";
+
+/**
  * Proves the chain's proxy-to-proxy hop is mutual TLS before any figure is taken: the second
  * proxy echoes through the chain for a client holding a certificate from the bench CA, and
  * refuses a TLS client without one.
@@ -340,6 +358,17 @@ async function bulk(chains: Chain[]): Promise<Map<string, { rate: number; cpuPer
       `  ${c.label.padEnd(16)} ${fmt(b.rate).padStart(6)}   CPU of the 3 proxies ${b.cpuPerMib.toFixed(2)} ms/MiB`,
     );
   }
+  // The floor is a reference, not a target: how close HAProxy is to it, and Hopway to it.
+  const reference = (num: string, den: string) => {
+    const n = best.get(num);
+    const d = best.get(den);
+    if (n === undefined || d === undefined) return;
+    console.log(
+      `  ${`${num} / ${den}`.padEnd(34)} MiB/s ${(n.rate / d.rate).toFixed(2)}   CPU per MiB (${den} / ${num}) ${(d.cpuPerMib / n.cpuPerMib).toFixed(2)}   (reference, no target)`,
+    );
+  };
+  reference(TLS_FLOOR, "haproxy mTLS");
+  reference(`hopway ${DEFAULT_LINK_SETTINGS.protocol}`, TLS_FLOOR);
   return best;
 }
 
@@ -452,8 +481,9 @@ async function main(): Promise<void> {
   ];
   if (!cpsOnly) await checkMutualTls(chains[0] as Chain, certs);
   const cps = want("cps") ? await connectionRate(chains) : new Map<string, CpsFigure>();
-  const mbs = want("bulk") ? await bulk(chains) : new Map<string, { rate: number; cpuPerMib: number }>();
-  await stopChains(chains);
+  const floor = want("bulk") ? [await tlsFloorChain(ends.bulk)] : [];
+  const mbs = want("bulk") ? await bulk([...chains, ...floor]) : new Map<string, { rate: number; cpuPerMib: number }>();
+  await stopChains([...chains, ...floor]);
   const setup = want("setup") ? await setupLatency(ends.echo, certs) : new Map<string, SetupFigure>();
   const rss = new Map<string, number>();
   if (want("idle")) for (const p of PROTOCOLS) rss.set(`hopway ${p}`, await idle(ends.echo, p));
