@@ -278,8 +278,6 @@ async function checkMutualTls(chain: Chain, certs: ReturnType<typeof makeCerts>)
   console.log(`  ${chain.label}: hop 1 → 2 is mutual TLS (with a certificate: echoed; without: ${bad})`);
 }
 
-const cpuOf = (procs: ChildProcess[]) => procs.reduce((sum, p) => sum + cpuMs(p.pid), 0);
-
 function authArg(chain: Chain, t: Target): string[] {
   return chain.authority ? [chain.authority(t)] : [];
 }
@@ -334,18 +332,29 @@ async function connectionRate(chains: Chain[]): Promise<Map<string, CpsFigure>> 
   return best;
 }
 
-async function bulk(chains: Chain[]): Promise<Map<string, { rate: number; cpuPerMib: number }>> {
-  const best = new Map<string, { rate: number; cpuPerMib: number }>();
+interface BulkFigure {
+  rate: number;
+  cpuPerMib: number;
+  /** CPU per MiB of each proxy, first to last, from the round with the least total. */
+  perProxy: number[];
+}
+
+async function bulk(chains: Chain[]): Promise<Map<string, BulkFigure>> {
+  const best = new Map<string, BulkFigure>();
   for (let round = 0; round < ROUNDS; round++) {
     for (const c of chains) {
-      const cpu0 = cpuOf(c.procs);
+      const cpu0 = c.procs.map((p) => cpuMs(p.pid));
       const r = await runPeer(["send", "127.0.0.1", String(c.front.bulk), String(BULK_BYTES), ...authArg(c, "bulk")]);
       const rate = mib(r.bytes as number, r.seconds as number);
-      const cpuPerMib = (cpuOf(c.procs) - cpu0) / ((r.bytes as number) / 1024 / 1024);
+      const mibs = (r.bytes as number) / 1024 / 1024;
+      const perProxy = c.procs.map((p, i) => (cpuMs(p.pid) - (cpu0[i] as number)) / mibs);
+      const cpuPerMib = perProxy.reduce((a, b) => a + b, 0);
       const prev = best.get(c.label);
+      const lower = prev === undefined || cpuPerMib < prev.cpuPerMib;
       best.set(c.label, {
         rate: Math.max(prev?.rate ?? 0, rate),
-        cpuPerMib: Math.min(prev?.cpuPerMib ?? Infinity, cpuPerMib),
+        cpuPerMib: lower ? cpuPerMib : prev.cpuPerMib,
+        perProxy: lower ? perProxy : prev.perProxy,
       });
     }
   }
@@ -355,7 +364,7 @@ async function bulk(chains: Chain[]): Promise<Map<string, { rate: number; cpuPer
   for (const c of chains) {
     const b = best.get(c.label)!;
     console.log(
-      `  ${c.label.padEnd(16)} ${fmt(b.rate).padStart(6)}   CPU of the 3 proxies ${b.cpuPerMib.toFixed(2)} ms/MiB`,
+      `  ${c.label.padEnd(16)} ${fmt(b.rate).padStart(6)}   CPU of the 3 proxies ${b.cpuPerMib.toFixed(2)} ms/MiB (first / middle / last: ${b.perProxy.map((v) => v.toFixed(2)).join(" / ")})`,
     );
   }
   // The floor is a reference, not a target: how close HAProxy is to it, and Hopway to it.
@@ -482,7 +491,7 @@ async function main(): Promise<void> {
   if (!cpsOnly) await checkMutualTls(chains[0] as Chain, certs);
   const cps = want("cps") ? await connectionRate(chains) : new Map<string, CpsFigure>();
   const floor = want("bulk") ? [await tlsFloorChain(ends.bulk)] : [];
-  const mbs = want("bulk") ? await bulk([...chains, ...floor]) : new Map<string, { rate: number; cpuPerMib: number }>();
+  const mbs = want("bulk") ? await bulk([...chains, ...floor]) : new Map<string, BulkFigure>();
   await stopChains([...chains, ...floor]);
   const setup = want("setup") ? await setupLatency(ends.echo, certs) : new Map<string, SetupFigure>();
   const rss = new Map<string, number>();
