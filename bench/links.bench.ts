@@ -5,7 +5,8 @@
 //   - HAProxy, the same chain in plaintext;
 //   - Hopway: three relay workers (test/support/relay-worker.ts, the agent's Relay), each relay
 //     hop a stream on a persistent mTLS link (docs/links.md); see `hopwayChain`. Two such chains,
-//     one per link framing (hopway-mux/1 and HTTP/2), measured in the same rounds.
+//     one per link framing (hopway-mux/1 and HTTP/2), measured in the same rounds;
+//   - bulk only, a reference with no target: the node TLS floor (`tlsFloorChain`).
 // Figures: connections/s through 3 hops, bulk MiB/s through 3 hops, RSS per relay with 10,000
 // idle tunnels (extrapolated past BENCH_IDLE, default 9,900), and tunnel setup time with a WAN
 // emulator (test/support/wan.ts, 25 ms one way) on the two middle legs, against the round-trip floor.
