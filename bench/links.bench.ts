@@ -7,7 +7,8 @@
 //     hop a stream on a persistent mTLS link (docs/links.md); see `hopwayChain`. Two such chains,
 //     one per link framing (hopway-mux/1 and HTTP/2), measured in the same rounds. The default
 //     framing's chain has a second connection-rate lane: unmodified clients at relay a's listener
-//     (docs/listeners.md), no CONNECT, which decides the target against plain HAProxy.
+//     (docs/listeners.md), no CONNECT, which decides the target against plain HAProxy;
+//   - bulk only, a reference with no target: the node TLS floor (`tlsFloorChain`).
 // Figures: connections/s through 3 hops, bulk MiB/s through 3 hops, RSS per relay with 10,000
 // idle tunnels (extrapolated past BENCH_IDLE, default 9,900), and tunnel setup time with a WAN
 // emulator (test/support/wan.ts, 25 ms one way) on the two middle legs, against the round-trip floor.
@@ -22,6 +23,7 @@ import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { DEFAULT_LINK_SETTINGS, type LinkProtocol } from "../k8s-agent/src/relay/links/index.ts";
 import type { Route } from "../src/core/schema.ts";
+import { writeRelayTls } from "../test/support/identity.ts";
 import { freePort } from "../test/support/loopback-mesh.ts";
 import {
   measureConnectSetup,
@@ -35,6 +37,7 @@ import {
   cpuMs,
   firstJsonLine,
   fmt,
+  forkProxy,
   hop,
   IDLE,
   IMAGE_ENV,
@@ -47,6 +50,7 @@ import {
   runPeer,
   startHaproxy,
   startWorker,
+  TLS_FLOOR_BUNDLE,
   type TlsSide,
   work,
 } from "./support.ts";
@@ -238,6 +242,21 @@ async function hopwayChain(
 const listenerLane = (p: LinkProtocol) => `hopway ${p}, listener`;
 
 /**
+ * The bulk section's reference lane: three Node processes (test/support/bench-tls-floor.ts) that
+ * only move the stream's bytes across the same three hops, plain in → TLS → TLS → plain out, with
+ * the relay links' TLS and the relays' test certificates. What Node's TLS sockets cost per byte
+ * before any framing or routing; it has no target.
+ */
+async function tlsFloorChain(bulkTarget: number): Promise<Chain> {
+  const tls = (name: string) => writeRelayTls(join(work, "tls", name), "bench", name);
+  const c = await forkProxy(TLS_FLOOR_BUNDLE, ["tls", "plain", String(bulkTarget), tls("floor-c")]);
+  const b = await forkProxy(TLS_FLOOR_BUNDLE, ["tls", "tls", String(c.port), tls("floor-b"), "floor-c"]);
+  const a = await forkProxy(TLS_FLOOR_BUNDLE, ["plain", "tls", String(b.port), tls("floor-a"), "floor-b"]);
+  return { label: TLS_FLOOR, front: { bulk: a.port }, procs: [a.child, b.child, c.child] };
+}
+const TLS_FLOOR = "node TLS floor";
+
+/**
  * Proves the chain's proxy-to-proxy hop is mutual TLS before any figure is taken: the second
  * proxy echoes through the chain for a client holding a certificate from the bench CA, and
  * refuses a TLS client without one.
@@ -273,8 +292,6 @@ async function checkMutualTls(chain: Chain, certs: ReturnType<typeof makeCerts>)
     throw new Error(`${chain.label}: a client without a certificate got ${bad}`);
   console.log(`  ${chain.label}: hop 1 → 2 is mutual TLS (with a certificate: echoed; without: ${bad})`);
 }
-
-const cpuOf = (procs: ChildProcess[]) => procs.reduce((sum, p) => sum + cpuMs(p.pid), 0);
 
 function authArg(chain: Chain, t: Target): string[] {
   return chain.authority ? [chain.authority(t)] : [];
@@ -331,18 +348,29 @@ async function connectionRate(chains: Chain[]): Promise<Map<string, CpsFigure>> 
   return best;
 }
 
-async function bulk(chains: Chain[]): Promise<Map<string, { rate: number; cpuPerMib: number }>> {
-  const best = new Map<string, { rate: number; cpuPerMib: number }>();
+interface BulkFigure {
+  rate: number;
+  cpuPerMib: number;
+  /** CPU per MiB of each proxy, first to last, from the round with the least total. */
+  perProxy: number[];
+}
+
+async function bulk(chains: Chain[]): Promise<Map<string, BulkFigure>> {
+  const best = new Map<string, BulkFigure>();
   for (let round = 0; round < ROUNDS; round++) {
     for (const c of chains) {
-      const cpu0 = cpuOf(c.procs);
+      const cpu0 = c.procs.map((p) => cpuMs(p.pid));
       const r = await runPeer(["send", "127.0.0.1", String(c.front.bulk), String(BULK_BYTES), ...authArg(c, "bulk")]);
       const rate = mib(r.bytes as number, r.seconds as number);
-      const cpuPerMib = (cpuOf(c.procs) - cpu0) / ((r.bytes as number) / 1024 / 1024);
+      const mibs = (r.bytes as number) / 1024 / 1024;
+      const perProxy = c.procs.map((p, i) => (cpuMs(p.pid) - (cpu0[i] as number)) / mibs);
+      const cpuPerMib = perProxy.reduce((a, b) => a + b, 0);
       const prev = best.get(c.label);
+      const lower = prev === undefined || cpuPerMib < prev.cpuPerMib;
       best.set(c.label, {
         rate: Math.max(prev?.rate ?? 0, rate),
-        cpuPerMib: Math.min(prev?.cpuPerMib ?? Infinity, cpuPerMib),
+        cpuPerMib: lower ? cpuPerMib : prev.cpuPerMib,
+        perProxy: lower ? perProxy : prev.perProxy,
       });
     }
   }
@@ -352,9 +380,20 @@ async function bulk(chains: Chain[]): Promise<Map<string, { rate: number; cpuPer
   for (const c of chains) {
     const b = best.get(c.label)!;
     console.log(
-      `  ${c.label.padEnd(16)} ${fmt(b.rate).padStart(6)}   CPU of the 3 proxies ${b.cpuPerMib.toFixed(2)} ms/MiB`,
+      `  ${c.label.padEnd(16)} ${fmt(b.rate).padStart(6)}   CPU of the 3 proxies ${b.cpuPerMib.toFixed(2)} ms/MiB (first / middle / last: ${b.perProxy.map((v) => v.toFixed(2)).join(" / ")})`,
     );
   }
+  // The floor is a reference, not a target: how close HAProxy is to it, and Hopway to it.
+  const reference = (num: string, den: string) => {
+    const n = best.get(num);
+    const d = best.get(den);
+    if (n === undefined || d === undefined) return;
+    console.log(
+      `  ${`${num} / ${den}`.padEnd(34)} MiB/s ${(n.rate / d.rate).toFixed(2)}   CPU per MiB (${den} / ${num}) ${(d.cpuPerMib / n.cpuPerMib).toFixed(2)}   (reference, no target)`,
+    );
+  };
+  reference(TLS_FLOOR, "haproxy mTLS");
+  reference(`hopway ${DEFAULT_LINK_SETTINGS.protocol}`, TLS_FLOOR);
   return best;
 }
 
@@ -472,8 +511,9 @@ async function main(): Promise<void> {
   // The listener lanes take part in the connection rate only (they have no bulk port).
   const cpsChains = [...chains, ...hopway.flatMap((h) => (h.listener ? [h.listener] : []))];
   const cps = want("cps") ? await connectionRate(cpsChains) : new Map<string, CpsFigure>();
-  const mbs = want("bulk") ? await bulk(chains) : new Map<string, { rate: number; cpuPerMib: number }>();
-  await stopChains(chains);
+  const floor = want("bulk") ? [await tlsFloorChain(ends.bulk)] : [];
+  const mbs = want("bulk") ? await bulk([...chains, ...floor]) : new Map<string, BulkFigure>();
+  await stopChains([...chains, ...floor]);
   const setup = want("setup") ? await setupLatency(ends.echo, certs) : new Map<string, SetupFigure>();
   const rss = new Map<string, number>();
   if (want("idle")) for (const p of PROTOCOLS) rss.set(`hopway ${p}`, await idle(ends.echo, p));

@@ -18,6 +18,7 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const PEER = join(ROOT, "test", "support", "bench-peer.ts");
 const WORKER = join(ROOT, "test", "support", "relay-worker.ts");
 const FLOOR = join(ROOT, "test", "support", "bench-floor-relay.ts");
+const TLS_FLOOR = join(ROOT, "test", "support", "bench-tls-floor.ts");
 export const work = mkdtempSync(join(tmpdir(), "hopway-bench-"));
 const children: ChildProcess[] = [];
 // Node flags and environment exactly as the agent's container image runs it (k8s-agent/Dockerfile).
@@ -92,6 +93,7 @@ export async function runPeer(args: string[], timeoutMs = 120_000): Promise<Reco
 // under tsx the transpiler alone would add ~50 MB to the RSS being measured.
 const WORKER_BUNDLE = join(work, "relay-worker.mjs");
 export const FLOOR_BUNDLE = join(work, "bench-floor-relay.mjs");
+export const TLS_FLOOR_BUNDLE = join(work, "bench-tls-floor.mjs");
 export const AGENT_BANNER = {
   // As in k8s-agent's build script: prom-client is CommonJS and requires Node built-ins.
   js: "import { createRequire as __hopwayRequire } from 'node:module'; const require = __hopwayRequire(import.meta.url);",
@@ -112,6 +114,7 @@ export function bundleAgent(entry: string, outfile: string): void {
 
 export function bundleWorker(): void {
   buildSync({ entryPoints: [FLOOR], bundle: true, platform: "node", format: "esm", outfile: FLOOR_BUNDLE });
+  buildSync({ entryPoints: [TLS_FLOOR], bundle: true, platform: "node", format: "esm", outfile: TLS_FLOOR_BUNDLE });
   bundleAgent(WORKER, WORKER_BUNDLE);
 }
 
