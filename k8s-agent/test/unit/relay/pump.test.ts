@@ -2,10 +2,29 @@ import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { adopt, heldReadBuffersForTest, lentReadBuffersForTest, setSink } from "../../../src/relay/pump.ts";
+import {
+  adopt,
+  heldReadBuffersForTest,
+  lentReadBuffersForTest,
+  setSink,
+  setWriteThroughForTest,
+  writtenThroughForTest,
+} from "../../../src/relay/pump.ts";
 import { Relay } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
-import { hop, listen, readAll, request, route, sleep, startRelay, startStalledTarget } from "./helpers.ts";
+import {
+  cutOff,
+  hop,
+  listen,
+  readAll,
+  request,
+  route,
+  sleep,
+  startByteCounter,
+  startEcho,
+  startRelay,
+  startStalledTarget,
+} from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -198,5 +217,119 @@ describe("relay read path", () => {
     const body = all.subarray(all.indexOf("\r\n\r\n") + 4);
     expect(sha(body)).toBe(sha(payload));
     expect(relay.counters.up.client).toBe(payload.length);
+  });
+});
+
+describe("writing straight to the destination socket", () => {
+  afterEach(() => setWriteThroughForTest(true));
+
+  /** Sends `size` random bytes in `chunk`-byte writes, yielding after each so the relay reads them one by one. */
+  async function sendPaced(socket: Socket, size: number, chunk: number): Promise<Buffer> {
+    const sent = randomBytes(size);
+    for (let off = 0; off < size; off += chunk) {
+      socket.write(sent.subarray(off, off + chunk));
+      await new Promise((r) => setImmediate(r));
+      while (socket.writableLength > 1024 * 1024) await sleep(2);
+    }
+    socket.end();
+    return sent;
+  }
+
+  it.each([
+    ["written through, no copy", true],
+    ["through the Writable, as before", false],
+  ])("carries request/response messages %s", async (_, on) => {
+    setWriteThroughForTest(on);
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const r = await relayTo(echo.port);
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(a.status).toBe(200);
+    const before = writtenThroughForTest();
+    let got = Buffer.alloc(0);
+    a.socket.on("data", (c: Buffer) => {
+      got = Buffer.concat([got, c]);
+    });
+    a.socket.resume();
+    let total = 0;
+    for (let i = 0; i < 200; i++) {
+      const msg = randomBytes(50 + (i % 7) * 300);
+      got = Buffer.alloc(0);
+      a.socket.write(msg);
+      while (got.length < msg.length) await sleep(1);
+      expect(sha(got)).toBe(sha(msg));
+      total += msg.length;
+    }
+    // Every message went out whole at once, both ways: nothing was copied, queued or lent.
+    expect(writtenThroughForTest() - before).toBe(on ? 2 * total : 0);
+    expect(lentReadBuffersForTest()).toBe(0);
+    a.socket.destroy();
+  });
+
+  it("keeps the bytes the kernel did not take intact while later reads reuse the read buffer", async () => {
+    const target = createServer({ allowHalfOpen: true }, (s) => {
+      // Stalls long enough to fill the kernel buffers on the way, so writes come up short.
+      upAtTarget = readStalling(s, 2 * 1024 * 1024, 250);
+    });
+    let upAtTarget: Promise<Buffer> | undefined;
+    const port = await listen(target);
+    cleanups.push(() => target.close());
+    const r = await relayTo(port);
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(a.status).toBe(200);
+    const before = writtenThroughForTest();
+    // 2 KiB writes arrive as small reads, which land in the buffer every idle socket shares.
+    const sent = await sendPaced(a.socket, 24 * 1024 * 1024, 2048);
+    while (upAtTarget === undefined) await sleep(5);
+    expect(sha(await upAtTarget)).toBe(sha(sent));
+    // Some bytes went straight through and some had to wait for the stalled reader.
+    const through = writtenThroughForTest() - before;
+    expect(through).toBeGreaterThan(0);
+    expect(through).toBeLessThan(sent.length);
+    a.socket.destroy();
+  });
+
+  it("forwards a half-close after bytes written through", async () => {
+    const counter = await startByteCounter();
+    cleanups.push(() => counter.server.close());
+    const r = await relayTo(counter.port);
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(a.status).toBe(200);
+    const before = writtenThroughForTest();
+    const answer = readAll(a.socket);
+    a.socket.write(randomBytes(3000));
+    await sleep(20);
+    a.socket.end(randomBytes(1000));
+    expect(String(Buffer.concat([a.rest, await answer]))).toBe("got 4000 bytes");
+    // The 4000 bytes up and the answer down.
+    expect(writtenThroughForTest() - before).toBe(4000 + "got 4000 bytes".length);
+  });
+
+  it("cuts the tunnel off when the destination resets while the relay writes to it", async () => {
+    let accepted: Socket | undefined;
+    const target = createServer((s) => {
+      accepted = s;
+      s.on("error", () => {});
+      s.once("data", () => setTimeout(() => s.resetAndDestroy(), 20));
+    });
+    const port = await listen(target);
+    cleanups.push(() => target.close());
+    const r = await relayTo(port);
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(a.status).toBe(200);
+    const cut = cutOff(a.socket);
+    // Keeps writing through the reset, until the relay has cut the client off.
+    let closed = false;
+    a.socket.once("close", () => {
+      closed = true;
+    });
+    for (let i = 0; i < 2000 && !closed; i++) {
+      a.socket.write(randomBytes(1024));
+      await sleep(1);
+    }
+    await cut;
+    expect(accepted?.destroyed).toBe(true);
+    for (let i = 0; i < 100 && r.relay.openConnections > 0; i++) await sleep(10);
+    expect(r.relay.openConnections).toBe(0);
   });
 });
