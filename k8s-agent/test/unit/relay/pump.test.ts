@@ -1,6 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { mkdtempSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   adopt,
@@ -223,12 +226,14 @@ describe("relay read path", () => {
 describe("writing straight to the destination socket", () => {
   afterEach(() => setWriteThroughForTest(true));
 
-  /** Sends `size` random bytes in `chunk`-byte writes, yielding after each so the relay reads them one by one. */
+  /** Sends `size` random bytes in `chunk`-byte writes, a timer tick apart so the relay reads them one by one. */
   async function sendPaced(socket: Socket, size: number, chunk: number): Promise<Buffer> {
     const sent = randomBytes(size);
+    // Without Nagle's delay each write leaves as its own segment instead of being gathered.
+    socket.setNoDelay(true);
     for (let off = 0; off < size; off += chunk) {
       socket.write(sent.subarray(off, off + chunk));
-      await new Promise((r) => setImmediate(r));
+      await sleep(0);
       while (socket.writableLength > 1024 * 1024) await sleep(2);
     }
     socket.end();
@@ -267,21 +272,24 @@ describe("writing straight to the destination socket", () => {
   });
 
   it("keeps the bytes the kernel did not take intact while later reads reuse the read buffer", async () => {
-    const target = createServer({ allowHalfOpen: true }, (s) => {
-      // Stalls long enough to fill the kernel buffers on the way, so writes come up short.
-      upAtTarget = readStalling(s, 2 * 1024 * 1024, 250);
-    });
-    let upAtTarget: Promise<Buffer> | undefined;
-    const port = await listen(target);
-    cleanups.push(() => target.close());
-    const r = await relayTo(port);
+    const target = await startStalledTarget();
+    cleanups.push(() => target.server.close());
+    const r = await relayTo(target.port);
     const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
     expect(a.status).toBe(200);
     const before = writtenThroughForTest();
-    // 2 KiB writes arrive as small reads, which land in the buffer every idle socket shares.
-    const sent = await sendPaced(a.socket, 24 * 1024 * 1024, 2048);
-    while (upAtTarget === undefined) await sleep(5);
-    expect(sha(await upAtTarget)).toBe(sha(sent));
+    // 15 KiB writes arrive as reads too small to stream, which land in the buffer every idle
+    // socket shares, while the target reads nothing: the kernel takes the first ones whole,
+    // part of one, then none.
+    const sending = sendPaced(a.socket, 32 * 1024 * 1024, 15 * 1024);
+    // Until the relay stops reading (its queue towards the target is full), then the target reads.
+    for (let last = -1; r.relay.counters.up.client !== last; ) {
+      last = r.relay.counters.up.client;
+      await sleep(200);
+    }
+    const received = readAll(target.accepted() as Socket);
+    const sent = await sending;
+    expect(sha(await received)).toBe(sha(sent));
     // Some bytes went straight through and some had to wait for the stalled reader.
     const through = writtenThroughForTest() - before;
     expect(through).toBeGreaterThan(0);
