@@ -27,6 +27,9 @@
 // did not take goes through `dst.write` as before, copied or lent as above. Node's own
 // synchronous write (StreamBase) does not fit here: when it cannot finish it queues the rest
 // in libuv pointing into the read buffer, and SHARED is read into again by other sockets.
+// What it relies on is checked per tunnel, with today's path as the fallback: the destination's
+// handle is a libuv TCP or unix socket with a descriptor (not TLS, not Windows). Bytes written
+// this way are not in the socket's `bytesWritten`; the relay counts bytes itself (`account`).
 import { writeSync } from "node:fs";
 import { connect, type NetConnectOpts, type OnReadOpts, Socket, type SocketConstructorOpts } from "node:net";
 import type { Duplex } from "node:stream";
@@ -395,9 +398,12 @@ export function pump(src: Socket, dst: Socket, tunnel: Tunnel, up: boolean, coun
   };
   if (writeThroughEnabled) {
     const handle = (dst as Socket & SocketInternals)._handle;
-    // A libuv stream's descriptor (TCP or unix socket); -1 where it has none (Windows).
+    // Only a libuv TCP or unix socket handle writes its bytes to its descriptor as they are: a
+    // TLSSocket's handle reports the descriptor of the TCP socket under it, which must only
+    // ever get ciphertext. The descriptor is -1 where handles have none (Windows).
     const fd = handle?.fd;
-    if (handle != null && typeof fd === "number" && fd >= 0) {
+    const kind = handle?.constructor.name;
+    if (handle != null && (kind === "TCP" || kind === "Pipe") && typeof fd === "number" && fd >= 0) {
       p.handle = handle;
       p.fd = fd;
     }

@@ -1,16 +1,20 @@
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
+import { createServer as createTlsServer, type TLSSocket, connect as tlsConnect } from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
+import { testPki } from "../../../../test/support/identity.ts";
 import {
   adopt,
   heldReadBuffersForTest,
   lentReadBuffersForTest,
+  pump,
+  readThroughNode,
   setSink,
   setWriteThroughForTest,
   writtenThroughForTest,
 } from "../../../src/relay/pump.ts";
-import { Relay } from "../../../src/relay/relay.ts";
+import { Relay, type RelayCounters, type Tunnel } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
 import {
   cutOff,
@@ -336,5 +340,40 @@ describe("writing straight to the destination socket", () => {
     expect(accepted?.destroyed).toBe(true);
     for (let i = 0; i < 100 && r.relay.openConnections > 0; i++) await sleep(10);
     expect(r.relay.openConnections).toBe(0);
+  });
+});
+
+describe("writing straight to the destination socket, TLS", () => {
+  it("never writes past a TLS destination to the TCP socket under it", async () => {
+    const material = testPki("test-realm").issue("relay-a");
+    let atTls: Promise<Buffer> | undefined;
+    const tlsServer = createTlsServer({ key: material.key, cert: material.certChain }, (s) => {
+      atTls = readAll(s);
+    });
+    const tlsPort = await listen(tlsServer);
+    cleanups.push(() => tlsServer.close());
+    const dst = tlsConnect({ port: tlsPort, host: "127.0.0.1", rejectUnauthorized: false });
+    await once(dst, "secureConnect");
+    let src: Socket | undefined;
+    const plain = createServer({ allowHalfOpen: true }, (s) => {
+      src = adopt(s, 64 * 1024);
+    });
+    const plainPort = await listen(plain);
+    cleanups.push(() => plain.close());
+    const client = connect({ port: plainPort, host: "127.0.0.1" });
+    await once(client, "connect");
+    while (src === undefined) await sleep(5);
+    const counters: RelayCounters = { up: { client: 0, relay: 0 }, down: { client: 0, relay: 0 } };
+    const tunnel = { client: src, upstream: dst as TLSSocket, peer: "client", moved: false } as unknown as Tunnel;
+    const before = writtenThroughForTest();
+    pump(src, dst, tunnel, true, counters);
+    // The way back, as the relay sets up a side it could not adopt.
+    pump(readThroughNode(dst), src, tunnel, false, counters);
+    const payload = randomBytes(256 * 1024);
+    client.end(payload);
+    while (atTls === undefined) await sleep(5);
+    expect(sha(await atTls)).toBe(sha(payload));
+    expect(writtenThroughForTest() - before).toBe(0);
+    expect(counters.up.client).toBe(payload.length);
   });
 });
