@@ -346,6 +346,41 @@ describe("writing straight to the destination socket", () => {
   });
 });
 
+describe("writing straight to the destination socket, order", () => {
+  it("waits behind bytes already queued in the destination's Writable", async () => {
+    let atTarget: Promise<Buffer> | undefined;
+    const target = createServer({ allowHalfOpen: true }, (s) => {
+      atTarget = readAll(s);
+    });
+    const targetPort = await listen(target);
+    cleanups.push(() => target.close());
+    const dst = connect({ port: targetPort, host: "127.0.0.1", allowHalfOpen: true });
+    await once(dst, "connect");
+    let src: Socket | undefined;
+    const front = createServer({ allowHalfOpen: true }, (s) => {
+      src = adopt(s, 64 * 1024);
+    });
+    const frontPort = await listen(front);
+    cleanups.push(() => front.close());
+    const client = connect({ port: frontPort, host: "127.0.0.1", allowHalfOpen: true });
+    await once(client, "connect");
+    while (src === undefined) await sleep(5);
+    const counters: RelayCounters = { up: { client: 0, relay: 0 }, down: { client: 0, relay: 0 } };
+    const tunnel = { client: src, upstream: dst, peer: "client", moved: false } as unknown as Tunnel;
+    pump(src, dst, tunnel, true, counters);
+    pump(dst, src, tunnel, false, counters);
+    // Bytes the relay wrote itself before the tunnel's (as the answer it corks with what follows).
+    dst.cork();
+    dst.write("first|");
+    client.write("second");
+    while (counters.up.client < 6) await sleep(2);
+    dst.uncork();
+    client.end();
+    while (atTarget === undefined) await sleep(5);
+    expect(String(await atTarget)).toBe("first|second");
+  });
+});
+
 describe("writing straight to the destination socket, TLS", () => {
   it("never writes past a TLS destination to the TCP socket under it", async () => {
     const material = testPki("test-realm").issue("relay-a");
