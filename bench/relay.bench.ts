@@ -5,7 +5,9 @@
 //   request/response rate with redis-benchmark (one hop; the same local forwarder in front of both proxies);
 //   listeners (docs/listeners.md): the same client with no CONNECT and no forwarder, at a listener;
 //   RSS of one relay holding idle tunnels.
-// Targets: bulk ≥ HAProxy (1 and 3 hops), connection rate ≥ 0.8 × HAProxy, 10,000 idle tunnels < 150 MB;
+// Targets: bulk ≥ HAProxy (1 hop), connection rate ≥ 0.8 × HAProxy, 10,000 idle tunnels < 150 MB
+// (3 hops are printed without one: the relay's hops are mTLS links, this HAProxy chain is plaintext;
+// the 3-hop target against HAProxy is bench/links.bench.ts's, against its mTLS chain);
 // listeners: connection rate ≥ 0.8 × HAProxy, redis-benchmark ≥ 1.0 × HAProxy, bulk over 3 hops ≥ CONNECT.
 // Every relay, HAProxy, sender and target is its own process; HAProxy runs one thread per process
 // like the single-threaded Node relay. Everything is on 127.0.0.1 and bounded in count and time.
@@ -170,7 +172,9 @@ async function bulkSection(bulk: number, echo: number, direct: Direct): Promise<
   const r1 = (best.get("relay 1 hop") ?? 0) / (best.get("haproxy 1 hop") ?? 1);
   const r3 = (best.get("relay 3 hops") ?? 0) / (best.get("haproxy 3 hops") ?? 1);
   console.log(`  ratio relay/haproxy: 1 hop ${r1.toFixed(2)} (target ≥ 1.00) ${r1 >= 1 ? "MET" : "MISSED"}`);
-  console.log(`  ratio relay/haproxy: 3 hops ${r3.toFixed(2)} (target ≥ 1.00) ${r3 >= 1 ? "MET" : "MISSED"}`);
+  // The relay's hops between relays are mTLS links, HAProxy's chain here is plaintext: no verdict.
+  console.log(`  ratio relay/haproxy: 3 hops ${r3.toFixed(2)} (relay hops encrypted, HAProxy plaintext: no target)`);
+  console.log("  the 3-hop target against HAProxy is the links bench's (npm run bench links: the HAProxy mTLS chain)");
   const fromConnect = (label: string) => bestFromConnect.get(label) ?? 0;
   const rl = fromConnect("listener 3 hops") / (fromConnect("relay 3 hops") || 1);
   console.log(
@@ -284,7 +288,7 @@ async function redisSection(): Promise<void> {
     HOPWAY_BENCH_LISTENERS: JSON.stringify(["redis:0"]),
   });
   const hr = await freePort("127.0.0.1");
-  await startHaproxy("hr", [{ port: hr, to: redisPort }]);
+  const hrproc = await startHaproxy("hr", [{ port: hr, to: redisPort }]);
   const forwarder = async (mode: "connect" | "plain", to: number) => {
     const srv = createServer((local: Socket) => {
       local.setNoDelay(true);
@@ -340,16 +344,26 @@ async function redisSection(): Promise<void> {
   const rd = await redisBench(redisPort);
   const rh = await redisBench(fh.port);
   const rrl = await redisBench(fr.port);
-  // Unmodified clients, no forwarder: redis-benchmark straight at HAProxy and at a listener.
-  const rhd = await redisBench(hr);
-  const rli = await redisBench(rr.listeners[0] as number);
+  // Unmodified clients, no forwarder: redis-benchmark straight at HAProxy and at a listener,
+  // with the proxy's own CPU time per request (100,000 requests: 50,000 SET, 50,000 GET).
+  const perRequest = async (port: number, pid: number | undefined) => {
+    const cpu0 = cpuMs(pid);
+    const r = await redisBench(port);
+    return { ...r, us: ((cpuMs(pid) - cpu0) * 1000) / 100_000 };
+  };
+  const rhd = await perRequest(hr, hrproc.pid);
+  const rli = await perRequest(rr.listeners[0] as number, rr.child.pid);
   console.log("\nredis-benchmark -n 50000 -c 20 (requests/s):");
   console.log(`  direct            SET ${fmt(rd.set)}  GET ${fmt(rd.get)}`);
   console.log(`  fwd → haproxy     SET ${fmt(rh.set)}  GET ${fmt(rh.get)}`);
   console.log(`  fwd → relay       SET ${fmt(rrl.set)}  GET ${fmt(rrl.get)}`);
   console.log(`  ratio relay/haproxy: SET ${(rrl.set / rh.set).toFixed(2)}, GET ${(rrl.get / rh.get).toFixed(2)}`);
-  console.log(`  haproxy           SET ${fmt(rhd.set)}  GET ${fmt(rhd.get)}   (no forwarder)`);
-  console.log(`  listener          SET ${fmt(rli.set)}  GET ${fmt(rli.get)}   (no forwarder)`);
+  console.log(
+    `  haproxy           SET ${fmt(rhd.set)}  GET ${fmt(rhd.get)}   (no forwarder)   proxy CPU ${rhd.us.toFixed(1)} µs/request`,
+  );
+  console.log(
+    `  listener          SET ${fmt(rli.set)}  GET ${fmt(rli.get)}   (no forwarder)   proxy CPU ${rli.us.toFixed(1)} µs/request`,
+  );
   const ls = rli.set / rhd.set;
   const lg = rli.get / rhd.get;
   console.log(

@@ -1,11 +1,34 @@
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
+import { createServer as createTlsServer, type TLSSocket, connect as tlsConnect } from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
-import { adopt, heldReadBuffersForTest, lentReadBuffersForTest, setSink } from "../../../src/relay/pump.ts";
-import { Relay } from "../../../src/relay/relay.ts";
+import { testPki } from "../../../../test/support/identity.ts";
+import {
+  adopt,
+  heldReadBuffersForTest,
+  lentReadBuffersForTest,
+  pump,
+  readThroughNode,
+  setSink,
+  setWriteThroughForTest,
+  writtenThroughForTest,
+} from "../../../src/relay/pump.ts";
+import { Relay, type RelayCounters, type Tunnel } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
-import { hop, listen, readAll, request, route, sleep, startRelay, startStalledTarget } from "./helpers.ts";
+import {
+  cutOff,
+  hop,
+  listen,
+  readAll,
+  request,
+  route,
+  sleep,
+  startByteCounter,
+  startEcho,
+  startRelay,
+  startStalledTarget,
+} from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -198,5 +221,197 @@ describe("relay read path", () => {
     const body = all.subarray(all.indexOf("\r\n\r\n") + 4);
     expect(sha(body)).toBe(sha(payload));
     expect(relay.counters.up.client).toBe(payload.length);
+  });
+});
+
+describe("writing straight to the destination socket", () => {
+  afterEach(() => setWriteThroughForTest(true));
+
+  /** Sends `size` random bytes in `chunk`-byte writes, a timer tick apart so the relay reads them one by one. */
+  async function sendPaced(socket: Socket, size: number, chunk: number): Promise<Buffer> {
+    const sent = randomBytes(size);
+    // Without Nagle's delay each write leaves as its own segment instead of being gathered.
+    socket.setNoDelay(true);
+    for (let off = 0; off < size; off += chunk) {
+      socket.write(sent.subarray(off, off + chunk));
+      await sleep(0);
+      while (socket.writableLength > 1024 * 1024) await sleep(2);
+    }
+    socket.end();
+    return sent;
+  }
+
+  it.each([
+    ["written through, no copy", true],
+    ["through the Writable, as before", false],
+  ])("carries request/response messages %s", async (_, on) => {
+    setWriteThroughForTest(on);
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const r = await relayTo(echo.port);
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(a.status).toBe(200);
+    const before = writtenThroughForTest();
+    let got = Buffer.alloc(0);
+    a.socket.on("data", (c: Buffer) => {
+      got = Buffer.concat([got, c]);
+    });
+    a.socket.resume();
+    let total = 0;
+    for (let i = 0; i < 200; i++) {
+      const msg = randomBytes(50 + (i % 7) * 300);
+      got = Buffer.alloc(0);
+      a.socket.write(msg);
+      while (got.length < msg.length) await sleep(1);
+      expect(sha(got)).toBe(sha(msg));
+      total += msg.length;
+    }
+    // Every message went out whole at once, both ways: nothing was copied, queued or lent.
+    expect(writtenThroughForTest() - before).toBe(on ? 2 * total : 0);
+    expect(lentReadBuffersForTest()).toBe(0);
+    // The relay's byte counters (its metrics) count the same either way.
+    expect(r.relay.counters.up.client).toBe(total);
+    expect(r.relay.counters.down.client).toBe(total);
+    a.socket.destroy();
+  });
+
+  it("keeps the bytes the kernel did not take intact while later reads reuse the read buffer", async () => {
+    const target = await startStalledTarget();
+    cleanups.push(() => target.server.close());
+    const r = await relayTo(target.port);
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(a.status).toBe(200);
+    const before = writtenThroughForTest();
+    // 15 KiB writes arrive as reads too small to stream, which land in the buffer every idle
+    // socket shares, while the target reads nothing: the kernel takes the first ones whole,
+    // part of one, then none.
+    const sending = sendPaced(a.socket, 32 * 1024 * 1024, 15 * 1024);
+    // Until the relay stops reading (its queue towards the target is full), then the target reads.
+    for (let last = -1; r.relay.counters.up.client !== last; ) {
+      last = r.relay.counters.up.client;
+      await sleep(200);
+    }
+    const received = readAll(target.accepted() as Socket);
+    const sent = await sending;
+    expect(sha(await received)).toBe(sha(sent));
+    // Some bytes went straight through and some had to wait for the stalled reader.
+    const through = writtenThroughForTest() - before;
+    expect(through).toBeGreaterThan(0);
+    expect(through).toBeLessThan(sent.length);
+    a.socket.destroy();
+  });
+
+  it("forwards a half-close after bytes written through", async () => {
+    const counter = await startByteCounter();
+    cleanups.push(() => counter.server.close());
+    const r = await relayTo(counter.port);
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(a.status).toBe(200);
+    const before = writtenThroughForTest();
+    const answer = readAll(a.socket);
+    a.socket.write(randomBytes(3000));
+    await sleep(20);
+    a.socket.end(randomBytes(1000));
+    expect(String(Buffer.concat([a.rest, await answer]))).toBe("got 4000 bytes");
+    // The 4000 bytes up and the answer down.
+    expect(writtenThroughForTest() - before).toBe(4000 + "got 4000 bytes".length);
+  });
+
+  it("cuts the tunnel off when the destination resets while the relay writes to it", async () => {
+    let accepted: Socket | undefined;
+    const target = createServer((s) => {
+      accepted = s;
+      s.on("error", () => {});
+      s.once("data", () => setTimeout(() => s.resetAndDestroy(), 20));
+    });
+    const port = await listen(target);
+    cleanups.push(() => target.close());
+    const r = await relayTo(port);
+    const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(a.status).toBe(200);
+    const cut = cutOff(a.socket);
+    // Keeps writing through the reset, until the relay has cut the client off.
+    let closed = false;
+    a.socket.once("close", () => {
+      closed = true;
+    });
+    for (let i = 0; i < 2000 && !closed; i++) {
+      a.socket.write(randomBytes(1024));
+      await sleep(1);
+    }
+    await cut;
+    expect(accepted?.destroyed).toBe(true);
+    for (let i = 0; i < 100 && r.relay.openConnections > 0; i++) await sleep(10);
+    expect(r.relay.openConnections).toBe(0);
+  });
+});
+
+describe("writing straight to the destination socket, order", () => {
+  it("waits behind bytes already queued in the destination's Writable", async () => {
+    let atTarget: Promise<Buffer> | undefined;
+    const target = createServer({ allowHalfOpen: true }, (s) => {
+      atTarget = readAll(s);
+    });
+    const targetPort = await listen(target);
+    cleanups.push(() => target.close());
+    const dst = connect({ port: targetPort, host: "127.0.0.1", allowHalfOpen: true });
+    await once(dst, "connect");
+    let src: Socket | undefined;
+    const front = createServer({ allowHalfOpen: true }, (s) => {
+      src = adopt(s, 64 * 1024);
+    });
+    const frontPort = await listen(front);
+    cleanups.push(() => front.close());
+    const client = connect({ port: frontPort, host: "127.0.0.1", allowHalfOpen: true });
+    await once(client, "connect");
+    while (src === undefined) await sleep(5);
+    const counters: RelayCounters = { up: { client: 0, relay: 0 }, down: { client: 0, relay: 0 } };
+    const tunnel = { client: src, upstream: dst, peer: "client", moved: false } as unknown as Tunnel;
+    pump(src, dst, tunnel, true, counters);
+    pump(dst, src, tunnel, false, counters);
+    // Bytes the relay wrote itself before the tunnel's (as the answer it corks with what follows).
+    dst.cork();
+    dst.write("first|");
+    client.write("second");
+    while (counters.up.client < 6) await sleep(2);
+    dst.uncork();
+    client.end();
+    while (atTarget === undefined) await sleep(5);
+    expect(String(await atTarget)).toBe("first|second");
+  });
+});
+
+describe("writing straight to the destination socket, TLS", () => {
+  it("never writes past a TLS destination to the TCP socket under it", async () => {
+    const material = testPki("test-realm").issue("relay-a");
+    let atTls: Promise<Buffer> | undefined;
+    const tlsServer = createTlsServer({ key: material.key, cert: material.certChain }, (s) => {
+      atTls = readAll(s);
+    });
+    const tlsPort = await listen(tlsServer);
+    cleanups.push(() => tlsServer.close());
+    const dst = tlsConnect({ port: tlsPort, host: "127.0.0.1", rejectUnauthorized: false });
+    await once(dst, "secureConnect");
+    let src: Socket | undefined;
+    const plain = createServer({ allowHalfOpen: true }, (s) => {
+      src = adopt(s, 64 * 1024);
+    });
+    const plainPort = await listen(plain);
+    cleanups.push(() => plain.close());
+    const client = connect({ port: plainPort, host: "127.0.0.1" });
+    await once(client, "connect");
+    while (src === undefined) await sleep(5);
+    const counters: RelayCounters = { up: { client: 0, relay: 0 }, down: { client: 0, relay: 0 } };
+    const tunnel = { client: src, upstream: dst as TLSSocket, peer: "client", moved: false } as unknown as Tunnel;
+    const before = writtenThroughForTest();
+    pump(src, dst, tunnel, true, counters);
+    // The way back, as the relay sets up a side it could not adopt.
+    pump(readThroughNode(dst), src, tunnel, false, counters);
+    const payload = randomBytes(256 * 1024);
+    client.end(payload);
+    while (atTls === undefined) await sleep(5);
+    expect(sha(await atTls)).toBe(sha(payload));
+    expect(writtenThroughForTest() - before).toBe(0);
+    expect(counters.up.client).toBe(payload.length);
   });
 });
