@@ -349,75 +349,55 @@ export class Relay {
     // Links and plain CONNECT share the listener: wait for the first byte, without losing any.
     const adopted = this.reuseReadBuffers ? tryAdopt(accepted, this.limits.bufferBytes) : undefined;
     if (adopted !== undefined) {
-      this.sniff(accepted, adopted, local, deadlines);
+      this.admission.rekey(accepted, adopted);
+      // Already reading through the relay's buffers: nothing is allocated per read on the way.
+      this.holdUntilFirstBytes(adopted, deadlines, (spoke) => {
+        setSink(adopted, (chunk) => {
+          spoke();
+          if (chunk[0] === 0x16) {
+            // The chunk is in a buffer the next read reuses: the TLS server gets a copy, and the
+            // socket after Node has finished this read (the link's TLS layer takes over its reads).
+            const hello = Buffer.from(chunk);
+            process.nextTick(() => {
+              adopted.unshift(hello);
+              this.acceptLink(adopted);
+            });
+            return false;
+          }
+          this.readHead(this.keep(adopted), local, chunk, deadlines);
+          return true;
+        });
+        return () => setSink(adopted, undefined);
+      });
       return;
     }
     // Read through Node's own path until the first byte (the bench's reference lane, or a socket
     // that cannot be adopted).
-    this.sockets.add(accepted);
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      this.sockets.delete(accepted);
-      this.connections--;
-      this.admission.release(accepted);
-      this.maybeIdle();
-    };
-    const gone = () => {
-      cleanup();
-      accepted.destroy();
-      release();
-    };
-    const onTimeout = () => {
-      cleanup();
-      // Evicted from the handshake pool meanwhile: already closed and counted.
-      if (accepted.destroyed) return release();
-      // Silent since it connected: the same answer as a head that never ends.
-      this.observer?.tunnelFailed("header_timeout");
-      accepted.on("error", () => {});
-      accepted.once("close", release);
-      accepted.end(
-        errorResponse(408, "header_timeout", "request head not received in time", { "Hopway-Failed-At": this.name }),
-      );
-      accepted.setTimeout(2000, () => accepted.destroy());
-      accepted.resume();
-    };
-    const cleanup = () => {
-      deadlines.delete(onTimeout);
-      accepted.off("readable", onReadable);
-      accepted.off("end", gone);
-      accepted.off("error", gone);
-      accepted.off("close", gone);
-    };
-    const onReadable = () => {
-      const first = accepted.read() as Buffer | null;
-      if (first === null) return;
-      cleanup();
-      this.sockets.delete(accepted);
-      this.admission.spoke(accepted);
-      if (first[0] === 0x16) {
-        accepted.unshift(first);
-        this.acceptLink(accepted);
-      } else {
-        this.admitPlain(accepted, local, first, deadlines);
-      }
-    };
-    deadlines.add(onTimeout);
-    accepted.on("readable", onReadable);
-    accepted.once("end", gone);
-    accepted.once("error", gone);
-    // Evicted from the handshake pool before its first byte.
-    accepted.once("close", gone);
+    this.holdUntilFirstBytes(accepted, deadlines, (spoke) => {
+      const onReadable = () => {
+        const first = accepted.read() as Buffer | null;
+        if (first === null) return;
+        spoke();
+        if (first[0] === 0x16) {
+          accepted.unshift(first);
+          this.acceptLink(accepted);
+        } else {
+          this.admitPlain(accepted, local, first, deadlines);
+        }
+      };
+      accepted.on("readable", onReadable);
+      return () => accepted.off("readable", onReadable);
+    });
   }
 
   /**
-   * The first byte of a socket already reading through the relay's buffers: a link's TLS
-   * record goes to the link server, anything else is read as a CONNECT head. Nothing is
-   * allocated per read on the way, as on Node's own read path.
+   * Holds an accepted socket until its first bytes: a link's TLS record goes to the link server,
+   * anything else is read as a CONNECT head. `watch` starts watching for those bytes (calling
+   * `spoke` before it hands them on) and returns how to stop. A socket that ends, fails or is
+   * evicted from the handshake pool first is released; one silent past its deadline gets the 408
+   * a head that never ends gets.
    */
-  private sniff(accepted: Socket, socket: Socket, local: boolean, deadlines: Deadlines): void {
-    this.admission.rekey(accepted, socket);
+  private holdUntilFirstBytes(socket: Socket, deadlines: Deadlines, watch: (spoke: () => void) => () => void): void {
     this.sockets.add(socket);
     let released = false;
     const release = () => {
@@ -427,6 +407,14 @@ export class Relay {
       this.connections--;
       this.admission.release(socket);
       this.maybeIdle();
+    };
+    let unwatch = ignore;
+    const cleanup = () => {
+      deadlines.delete(onTimeout);
+      unwatch();
+      socket.off("end", gone);
+      socket.off("error", gone);
+      socket.off("close", gone);
     };
     const gone = () => {
       cleanup();
@@ -439,38 +427,19 @@ export class Relay {
       if (socket.destroyed) return release();
       // Silent since it connected: the same answer as a head that never ends.
       this.observer?.tunnelFailed("header_timeout");
-      socket.on("error", () => {});
+      socket.on("error", ignore);
       socket.once("close", release);
       socket.end(
         errorResponse(408, "header_timeout", "request head not received in time", { "Hopway-Failed-At": this.name }),
       );
       socket.setTimeout(2000, () => socket.destroy());
-      // Reads on with no sink: what the peer sends now is discarded until its FIN.
+      // Reads on with nothing watching: what the peer sends now is discarded until its FIN.
       socket.resume();
     };
-    const cleanup = () => {
-      deadlines.delete(onTimeout);
-      setSink(socket, undefined);
-      socket.off("end", gone);
-      socket.off("error", gone);
-      socket.off("close", gone);
-    };
-    setSink(socket, (chunk) => {
+    unwatch = watch(() => {
       cleanup();
       this.sockets.delete(socket);
       this.admission.spoke(socket);
-      if (chunk[0] === 0x16) {
-        // The chunk is in a buffer the next read reuses: the TLS server gets a copy, and the
-        // socket after Node has finished this read (the link's TLS layer takes over its reads).
-        const hello = Buffer.from(chunk);
-        process.nextTick(() => {
-          socket.unshift(hello);
-          this.acceptLink(socket);
-        });
-        return false;
-      }
-      this.readHead(this.keep(socket), local, chunk, deadlines);
-      return true;
     });
     deadlines.add(onTimeout);
     socket.once("end", gone);

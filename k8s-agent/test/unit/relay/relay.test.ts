@@ -506,3 +506,72 @@ describe("relay: capacity and drain", () => {
     expect(await idle).toBe(true);
   });
 });
+
+// A relay with links waits for a socket's first byte to tell a link from a CONNECT, on either read
+// path: through the relay's own buffers (the default) or through Node's (reuseReadBuffers: false).
+describe.each([true, false])("relay: the first byte decides, reuseReadBuffers %s", (reuseReadBuffers) => {
+  it("a CONNECT is read as a head and carried", async () => {
+    const port = await echo();
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`, { reuseReadBuffers });
+    const a = await request(r.port, `CONNECT app1:${port} HTTP/1.1\r\n\r\n`);
+    expect(a.status).toBe(200);
+    a.socket.resume();
+    a.socket.write("first");
+    expect(String((await once(a.socket, "data"))[0])).toBe("first");
+    a.socket.destroy();
+  });
+
+  it("a TLS record goes to the link server: a tunnel crosses a relay that reads this way", async () => {
+    const port = await echo();
+    const b = await startRelay({
+      name: "relay-b",
+      clientCidrs: [],
+      reuseReadBuffers,
+      routes: [route("relay-b", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
+      peers: ["relay-a"],
+    });
+    cleanups.push(() => b.close());
+    const a = await startRelay({
+      name: "relay-a",
+      routes: [
+        route("relay-a", "app1", [
+          hop("relay-b", `ipv4://127.0.0.1:${b.port}`),
+          hop("app1", `ipv4://127.0.0.1:${port}`),
+        ]),
+      ],
+    });
+    cleanups.push(() => a.close());
+    const ans = await request(a.port, `CONNECT app1:${port} HTTP/1.1\r\n\r\n`);
+    expect(ans.status).toBe(200);
+    expect(ans.headers.get("hopway-path")).toBe("relay-a, relay-b");
+    ans.socket.resume();
+    ans.socket.write("over the link");
+    expect(String((await once(ans.socket, "data"))[0])).toBe("over the link");
+    ans.socket.destroy();
+  });
+
+  it("silence past the header deadline gets a 408 and releases the connection", async () => {
+    const r = await relayTo("ipv4://127.0.0.1:1", { reuseReadBuffers, limits: { headerTimeoutMs: 150 } });
+    const socket = connect({ port: r.port, host: "127.0.0.1" });
+    socket.on("error", () => {});
+    await once(socket, "connect");
+    const a = await readAnswer(socket);
+    expect(a.status).toBe(408);
+    await once(socket, "close");
+    await sleep(20);
+    expect(r.relay.openConnections).toBe(0);
+  });
+
+  it("a connection that closes before its first byte is released", async () => {
+    const r = await relayTo("ipv4://127.0.0.1:1", { reuseReadBuffers });
+    const socket = connect({ port: r.port, host: "127.0.0.1" });
+    socket.on("error", () => {});
+    await once(socket, "connect");
+    await sleep(20);
+    expect(r.relay.openConnections).toBe(1);
+    socket.end();
+    await once(socket, "close");
+    await sleep(20);
+    expect(r.relay.openConnections).toBe(0);
+  });
+});
