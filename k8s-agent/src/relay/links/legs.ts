@@ -40,10 +40,13 @@ export function pipeLeg(
   if (src instanceof Socket) {
     // Relay sockets read through pump.ts's sinks into buffers that are read into again:
     // the chunk is copied, as the link stream keeps it until the peer's window takes it.
+    const mux = dst instanceof MuxStream ? dst : undefined;
     setSink(src, (chunk) => {
       account(chunk.length);
-      // Into a reused buffer, which the link stream releases once the TLS socket took it (buffers.ts).
-      dst.write(copyIn(chunk));
+      // hopway-mux/1 copies it straight into its frames; HTTP/2 keeps the chunk, so it goes into a
+      // reused buffer, which the link stream releases once the TLS socket took it (buffers.ts).
+      if (mux !== undefined) mux.writeBorrowed(chunk);
+      else dst.write(copyIn(chunk));
       return dst.writableLength < limit;
     });
   } else if (dst instanceof Socket) {
@@ -74,16 +77,23 @@ export function pipeLeg(
     });
   } else {
     // Link to link (a middle relay): a mux stream releases a reused chunk once its frames left.
-    read(src, (chunk: Buffer) => {
+    // Mux to mux, the bytes come as views of the link's read buffer and are copied once, into the
+    // next link's frames (MuxStream.writeBorrowed).
+    const mux = dst instanceof MuxStream ? dst : undefined;
+    if (mux !== undefined && src instanceof MuxStream) src.takesBorrowed = true;
+    read(src, (chunk: Buffer, borrowed: boolean) => {
       account(chunk.length);
-      dst.write(chunk);
+      if (mux !== undefined) {
+        if (borrowed) mux.writeBorrowed(chunk);
+        else mux.write(chunk);
+      } else dst.write(borrowed ? copyIn(chunk) : chunk);
       if (dst.writableLength >= limit) src.pause();
     });
   }
   src.resume();
 }
 
-function read(src: TunnelEnd, reader: (chunk: Buffer) => void): void {
+function read(src: TunnelEnd, reader: (chunk: Buffer, borrowed: boolean) => void): void {
   if (src instanceof MuxStream) src.reader = reader;
   else src.on("data", reader);
 }
