@@ -48,6 +48,8 @@ const SLAB_BYTES = READ_BUFFER_BYTES + 4 * 1024;
 /** Slabs kept for reuse, process-wide. */
 const MAX_FREE_SLABS = 16;
 const freeSlabs: Buffer[] = [];
+/** Socket writes a session keeps not called back (`send`). */
+const MAX_IN_FLIGHT = 2;
 /** A copied DATA frame is split to fill what is left of the slab rather than start a new one, when that is at least this much. */
 const SPLIT_MIN = 16 * 1024;
 
@@ -239,10 +241,18 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
     let rest = chunk;
     if (this.pendingWhole === undefined && this.queue === undefined && !this.session.congested()) {
       const n = this.session.sendDataCopy(this, chunk);
-      if (n === chunk.length) return true;
+      if (n === chunk.length) {
+        if (this.sendCredit > 0) return true;
+        // Out of credit: false and a 'drain' once credit came (`flush`), so a socket source stops
+        // reading and its next bytes wait in the kernel rather than in a copy here.
+        this.needDrain = true;
+        return false;
+      }
       rest = chunk.subarray(n);
     }
-    return this.write(copyIn(rest));
+    this.write(copyIn(rest));
+    this.needDrain = true;
+    return false;
   }
 
   end(chunk?: Buffer | string): this {
@@ -314,25 +324,14 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
 
   /** Frames what credit allows of `chunk` (the unframed rest of the write in progress); true once all of it is. */
   private frameOut(chunk: Buffer): boolean {
-    const whole = this.pendingWhole as Buffer;
-    while (chunk.length > 0 && this.sendCredit > 0) {
-      const n = Math.min(chunk.length, this.sendCredit, this.session.peerMaxFrame);
-      const last = n === chunk.length;
-      this.session.sendFrame(
-        FrameType.DATA,
-        0,
-        this.id,
-        last ? chunk : chunk.subarray(0, n),
-        last && isLent(whole) ? () => release(whole) : undefined,
-      );
-      this.sendCredit -= n;
-      chunk = chunk.subarray(n);
-    }
-    if (chunk.length > 0) {
-      this.pendingChunk = chunk;
+    // Copied into the frames (sendDataCopy): a reused buffer goes back once all of it is.
+    const n = this.session.sendDataCopy(this, chunk);
+    if (n < chunk.length) {
+      this.pendingChunk = chunk.subarray(n);
       return false;
     }
     this.pendingChunk = undefined;
+    release(this.pendingWhole as Buffer);
     return true;
   }
 
@@ -431,14 +430,11 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
     this.session.dropHeld(this);
     this.inbox = undefined;
     const failed: WriteCallback[] = [];
-    // The write in progress: untouched, its buffer goes back now; partly framed, once those frames
-    // left (after the RST below, which the socket writes after them); wholly framed, its last
-    // frame gives it back already.
+    // The write in progress: its frames are copies, so its buffer goes back now unless framing it
+    // all gave it back already.
     const whole = this.pendingWhole;
-    let partial: Buffer | undefined;
     if (whole !== undefined) {
-      if (this.pendingChunk === whole) release(whole);
-      else if (this.pendingChunk !== undefined && isLent(whole)) partial = whole;
+      if (this.pendingChunk !== undefined) release(whole);
       if (this.pendingCb !== undefined) failed.push(this.pendingCb);
     }
     const q = this.queue;
@@ -455,7 +451,7 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
       if (this.localFin && this.remoteFin && this.readableEnded) this.rstCode = Code.NO_ERROR;
       else {
         this.rstCode = Code.CANCEL;
-        this.session.sendRst(this.id, Code.CANCEL, partial === undefined ? undefined : () => release(partial));
+        this.session.sendRst(this.id, Code.CANCEL);
       }
     }
     this.session.forget(this);
@@ -506,6 +502,9 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private slabRef: FrameSlab | undefined = undefined;
   private slabAt = 0;
   private sealed = 0;
+  /** Where the last DATA frame `sendDataCopy` wrote starts and ends in the slab (-1: none). */
+  private lastData = -1;
+  private lastDataEnd = -1;
   private queued: Buffer[] = [];
   /** Per entry of `queued`: the frame slab it is a part of (undefined: a payload that went as it is). */
   private queuedSlab: Array<FrameSlab | undefined> = [];
@@ -516,6 +515,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   /** Bytes framed this pass and not yet handed to the socket. */
   private pendingBytes = 0;
   private flushScheduled = false;
+  /** Socket writes of ours not yet called back. */
+  private inFlight = 0;
   /** Streams with credit to return at the end of this pass. */
   private creditDue: MuxStream[] = [];
   /** Streams whose framed write waits for the socket's drain. */
@@ -666,6 +667,28 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
    */
   sendDataCopy(s: MuxStream, src: Buffer): number {
     let at = 0;
+    // Bytes for the stream whose DATA frame ends the slab grow that frame: a middle relay gets a
+    // link's bytes one TLS record (16 KiB) at a time, and one frame per record would cost the next
+    // relay a frame's parsing and handing-over per record.
+    const last = this.lastData;
+    if (
+      last >= this.sealed &&
+      this.lastDataEnd === this.slabAt &&
+      this.slab.readUInt32BE(last + 2) === s.id &&
+      s.sendCredit > 0
+    ) {
+      const had = this.slab.readUInt32BE(last + 6);
+      const n = Math.min(src.length, s.sendCredit, this.peerMaxFrame - had, this.slab.length - this.slabAt);
+      if (n > 0) {
+        src.copy(this.slab, this.slabAt, 0, n);
+        this.slab.writeUInt32BE(had + n, last + 6);
+        this.slabAt += n;
+        this.lastDataEnd = this.slabAt;
+        s.sendCredit -= n;
+        at = n;
+        this.scheduleFlush(n);
+      }
+    }
     while (at < src.length && s.sendCredit > 0 && !this.destroyed) {
       let n = Math.min(src.length - at, s.sendCredit, this.peerMaxFrame);
       const free = this.slab.length - this.slabAt - HEADER_BYTES;
@@ -674,9 +697,11 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
         else this.newSlab(HEADER_BYTES + Math.min(n, SLAB_BYTES - HEADER_BYTES));
         n = Math.min(n, this.slab.length - this.slabAt - HEADER_BYTES);
       }
+      this.lastData = this.slabAt;
       const p = putFrameHeader(this.slab, this.slabAt, FrameType.DATA, 0, s.id, n);
       src.copy(this.slab, p, at, at + n);
       this.slabAt = p + n;
+      this.lastDataEnd = this.slabAt;
       s.sendCredit -= n;
       at += n;
       this.scheduleFlush(HEADER_BYTES + n);
@@ -790,6 +815,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     this.slab = sl.buf;
     this.slabAt = 0;
     this.sealed = 0;
+    this.lastData = this.lastDataEnd = -1;
   }
 
   /** Cuts the frames written into the slab since the last cut into the queue. */
@@ -821,30 +847,72 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     // Before the flag clears, so the WINDOW frames join this write rather than schedule another.
     this.sendCredits();
     this.flushScheduled = false;
-    this.writeOut();
+    this.send();
   };
 
-  /** Hands what this pass framed to the socket (also before ending it, so nothing framed is lost). */
+  /** A write of ours called back: what was framed meanwhile may leave now. */
+  private wrote(): void {
+    this.inFlight--;
+    if (!this.flushScheduled && !this.destroyed) this.send();
+  }
+
+  /**
+   * Hands framed bytes to the socket with at most MAX_IN_FLIGHT writes not called back: one in
+   * TLSWrap and one the socket buffers. More would reach TLSWrap as one writev, which it copies
+   * into one buffer before encrypting; instead the frames gather in the slab, next to each other,
+   * and leave as one buffer when a write calls back.
+   */
+  private send(): void {
+    const socket = this.socket;
+    while (this.inFlight < MAX_IN_FLIGHT) {
+      if (this.queued.length === 0) {
+        this.seal();
+        if (this.queued.length === 0) break;
+      }
+      if (this.destroyed || socket.destroyed || socket.writableEnded) {
+        this.dropQueued();
+        return;
+      }
+      const chunk = this.queued.shift() as Buffer;
+      this.pendingBytes -= chunk.length;
+      this.write(chunk, this.queuedSlab.shift(), this.queuedDone.shift());
+    }
+    // Writers that waited on what was framed but not yet written: the socket took it without needing a drain.
+    if (this.drainWaiters.length > 0 && !socket.writableNeedDrain && !this.congested()) this.releaseWriters();
+  }
+
+  private dropQueued(): void {
+    this.queued = [];
+    this.queuedDone = [];
+    this.queuedSlab = [];
+    this.pendingBytes = 0;
+  }
+
+  /** Hands everything framed to the socket now (before ending it, so nothing framed is lost). */
   private writeOut(): void {
     this.seal();
     const q = this.queued;
     if (q.length === 0) return;
     const done = this.queuedDone;
     const slabs = this.queuedSlab;
-    this.queued = [];
-    this.queuedDone = [];
-    this.queuedSlab = [];
-    this.pendingBytes = 0;
+    this.dropQueued();
     const socket = this.socket;
     if (this.destroyed || socket.destroyed || socket.writableEnded) return;
-    if (q.length === 1) socket.write(q[0] as Buffer, writeDone(slabs[0], done[0]));
+    if (q.length === 1) this.write(q[0] as Buffer, slabs[0], done[0]);
     else {
       socket.cork();
-      for (let i = 0; i < q.length; i++) socket.write(q[i] as Buffer, writeDone(slabs[i], done[i]));
+      for (let i = 0; i < q.length; i++) this.write(q[i] as Buffer, slabs[i], done[i]);
       socket.uncork();
     }
-    // Writers that waited on what was framed but not yet written: the socket took it without needing a drain.
-    if (this.drainWaiters.length > 0 && !socket.writableNeedDrain) this.releaseWriters();
+  }
+
+  private write(b: Buffer, sl: FrameSlab | undefined, done: (() => void) | undefined): void {
+    this.inFlight++;
+    this.socket.write(b, (err?: Error | null) => {
+      if (sl !== undefined) slabWritten(sl, err);
+      if (done !== undefined) done();
+      this.wrote();
+    });
   }
 
   private releaseWriters(): void {
@@ -1199,18 +1267,6 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     if (code !== Code.NO_ERROR) this.destroy();
     else this.close();
   }
-}
-
-/** The callback of a socket write: its slab part is given back, then what waited on the write runs. */
-function writeDone(
-  sl: FrameSlab | undefined,
-  done: (() => void) | undefined,
-): ((err?: Error | null) => void) | undefined {
-  if (sl === undefined) return done;
-  return (err) => {
-    slabWritten(sl, err);
-    if (done !== undefined) done();
-  };
 }
 
 function runAll(fns: Array<() => void>): void {
