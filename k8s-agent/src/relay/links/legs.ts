@@ -15,6 +15,13 @@ export type { TunnelEnd } from "./session.ts";
 
 /** Link-stream chunks at least this large (a full TLS record's worth) are corked into the next writev. */
 const CORK_FROM = 8 * 1024;
+/**
+ * Chunks at least this large (several records the receive path coalesced) are written at once: the
+ * kernel mostly takes them whole within the call, so they neither wait corked in the socket nor
+ * push its queue past the leg's limit (which would pause the stream and make the bytes behind
+ * them take a buffer of their own).
+ */
+const WRITE_NOW_FROM = 32 * 1024;
 
 export function pipeLeg(
   src: TunnelEnd,
@@ -65,7 +72,7 @@ export function pipeLeg(
     read(src, (chunk: Buffer) => {
       account(chunk.length);
       // Only for full records: a small message (a request, an answer) leaves at once, without a timer.
-      if (!corked && chunk.length >= CORK_FROM) {
+      if (!corked && chunk.length >= CORK_FROM && chunk.length < WRITE_NOW_FROM) {
         corked = true;
         dst.cork();
         setImmediate(uncork);
