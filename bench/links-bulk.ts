@@ -10,8 +10,8 @@
 // Not part of `npm run bench`:
 //   BENCH_AB=/tmp/base node --import tsx --expose-gc bench/links-bulk.ts [rounds, default 5]
 import { spawn } from "node:child_process";
-import { buildSync } from "esbuild";
 import { join } from "node:path";
+import { buildSync } from "esbuild";
 import type { Route } from "../src/core/schema.ts";
 import { writeRelayTls } from "../test/support/identity.ts";
 import {

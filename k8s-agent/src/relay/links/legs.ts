@@ -53,7 +53,7 @@ export function pipeLeg(
       // hopway-mux/1 copies it straight into its frames; HTTP/2 keeps the chunk, so it goes into a
       // reused buffer, which the link stream releases once the TLS socket took it (buffers.ts).
       // A mux stream out of credit says so: the socket stops reading until its 'drain'.
-      if (mux !== undefined) return mux.writeBorrowed(chunk) || dst.writableLength < limit && mux.sendCredit > 0;
+      if (mux !== undefined) return mux.writeBorrowed(chunk) || (dst.writableLength < limit && mux.sendCredit > 0);
       dst.write(copyIn(chunk));
       return dst.writableLength < limit;
     });

@@ -11,8 +11,8 @@
 // link (GOAWAY with PROTOCOL_ERROR, then the socket) with a stable reason.
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
-import { copyIn, extendIn, isLent, release } from "../buffers.ts";
 import { READ_BUFFER_BYTES } from "../../pump.ts";
+import { copyIn, extendIn, isLent, release } from "../buffers.ts";
 import { readLink } from "../reads.ts";
 import type { LinkClientSession, LinkHeaders, LinkOutgoingHeaders, LinkServerStream } from "../session.ts";
 import {

@@ -652,11 +652,7 @@ describe("hopway-mux/1 streams", () => {
     expect(errors.every((e) => e instanceof Error)).toBe(true);
     for (let i = 0; i < 200 && !frames(Buffer.concat(got)).some((f) => f.type === FrameType.RST); i++) await sleep(2);
     const seen = frames(Buffer.concat(got));
-    expect(
-      seen
-        .filter((f) => f.type === FrameType.DATA)
-        .every((f) => f.payload.every((x) => x === 1)),
-    ).toBe(true);
+    expect(seen.filter((f) => f.type === FrameType.DATA).every((f) => f.payload.every((x) => x === 1))).toBe(true);
     expect(seen.filter((f) => f.type === FrameType.DATA).reduce((n, f) => n + f.payload.length, 0)).toBe(4096);
     expect(seen.find((f) => f.type === FrameType.RST)?.payload.readUInt32BE(0)).toBe(Code.CANCEL);
     await closed(stream);
