@@ -5,7 +5,7 @@
 // end: a socket FIN becomes the stream's FIN (END_STREAM in HTTP/2) and back.
 // A hopway-mux/1 stream hands its bytes to one direct reader instead of 'data' events.
 import { Socket } from "node:net";
-import { abort, READ_BUFFER_BYTES, setSink } from "../pump.ts";
+import { abort, setSink } from "../pump.ts";
 import type { RelayCounters, Tunnel } from "../relay.ts";
 import { copyIn, isLent, release } from "./buffers.ts";
 import { MuxStream } from "./mux/session.ts";
@@ -48,7 +48,6 @@ export function pipeLeg(
     // Relay sockets read through pump.ts's sinks into buffers that are read into again:
     // the chunk is copied, as the link stream keeps it until the peer's window takes it.
     const mux = dst instanceof MuxStream ? dst : undefined;
-    if (mux !== undefined) readWithHeadroom(src);
     setSink(src, (chunk) => {
       account(chunk.length);
       // hopway-mux/1 copies it straight into its frames; HTTP/2 keeps the chunk, so it goes into a
@@ -100,47 +99,6 @@ export function pipeLeg(
     });
   }
   src.resume();
-}
-
-/** Bytes kept free in front of each read of a relay socket into a mux stream: room for a DATA frame header. */
-const HEADROOM = 16;
-/**
- * Where relay sockets feeding mux streams read: one buffer for all of them, as pump.ts's own
- * (the event loop delivers one read at a time and the sink consumes it before returning), with
- * HEADROOM bytes in front, so a read can leave as one DATA frame without a copy
- * (MuxSession.sendDataInPlace).
- */
-const HEADROOM_READS = Buffer.allocUnsafeSlow(HEADROOM + READ_BUFFER_BYTES).subarray(HEADROOM);
-const nextHeadroomRead = (): Buffer => HEADROOM_READS;
-
-/** Node's slots for a socket's `onread` buffer and buffer generator; undefined when not found as expected. */
-const READ_SLOTS = ((): { buffer: symbol; generator: symbol } | undefined => {
-  const probe = new Socket({ onread: { buffer: nextHeadroomRead, callback: () => true } }) as Socket &
-    Record<symbol, unknown>;
-  const slot = (name: string) => Object.getOwnPropertySymbols(probe).find((k) => k.description === name);
-  const buffer = slot("kBuffer");
-  const generator = slot("kBufferGen");
-  probe.destroy();
-  if (buffer === undefined || generator === undefined || probe[generator] !== nextHeadroomRead) return undefined;
-  return { buffer, generator };
-})();
-
-/**
- * Makes a relay socket that already reads with `onread` (pump.ts's sink) read into
- * HEADROOM_READS from its next read on; its callback stays pump.ts's. Every assumption about
- * Node's internals is checked first; a socket where one fails keeps its buffers (its reads are
- * then copied into frames).
- */
-function readWithHeadroom(src: Socket): void {
-  const slots = READ_SLOTS;
-  const s = src as Socket & Record<symbol, unknown> & { _handle?: { useUserBuffer?: (b: Uint8Array) => void } | null };
-  const handle = s._handle;
-  if (slots === undefined || handle == null || typeof handle.useUserBuffer !== "function") return;
-  // Only a socket reading into a relay buffer now: one reading through 'data' stays as it is.
-  if (!(s[slots.buffer] instanceof Uint8Array) || typeof s[slots.generator] !== "function") return;
-  s[slots.buffer] = HEADROOM_READS;
-  s[slots.generator] = nextHeadroomRead;
-  handle.useUserBuffer(HEADROOM_READS);
 }
 
 function read(src: TunnelEnd, reader: (chunk: Buffer, borrowed: boolean) => void): void {

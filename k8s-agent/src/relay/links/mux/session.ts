@@ -11,7 +11,6 @@
 // link (GOAWAY with PROTOCOL_ERROR, then the socket) with a stable reason.
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
-import { TLSSocket } from "node:tls";
 import { READ_BUFFER_BYTES } from "../../pump.ts";
 import { copyIn, extendIn, isLent, release } from "../buffers.ts";
 import { readLink } from "../reads.ts";
@@ -78,14 +77,6 @@ function giveSlab(sl: FrameSlab): void {
 function slabWritten(sl: FrameSlab, err: Error | null | undefined): void {
   if (err != null) sl.kept = true;
   if (--sl.out === 0 && sl.full) giveSlab(sl);
-}
-
-/** DATA frames written with no copy (`sendDataInPlace`), ever. */
-let inPlaceFrames = 0;
-
-/** DATA frames written with no copy so far (tests check that relay sockets' reads take that way). */
-export function inPlaceFramesForTest(): number {
-  return inPlaceFrames;
 }
 
 /** Frame slabs in the free list (tests check that written slabs come back). */
@@ -249,7 +240,7 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
     if (this.destroyed || this.ending) return false;
     let rest = chunk;
     if (this.pendingWhole === undefined && this.queue === undefined && !this.session.congested()) {
-      const n = this.session.sendDataInPlace(this, chunk) ? chunk.length : this.session.sendDataCopy(this, chunk);
+      const n = this.session.sendDataCopy(this, chunk);
       if (n === chunk.length) {
         if (this.sendCredit > 0) return true;
         // Out of credit: false and a 'drain' once credit came (`flush`), so a socket source stops
@@ -537,8 +528,6 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private heldStream: MuxStream | undefined = undefined;
   private heldScheduled = false;
   private readonly creditStep: number;
-  /** The socket is a TLS socket, whose writes are taken within the call (`sendDataInPlace`). */
-  private readonly overTls: boolean;
   // Parser state: the current frame's header (possibly split across reads), then its payload.
   private readonly head = Buffer.alloc(HEADER_BYTES);
   private headFill = 0;
@@ -559,7 +548,6 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   ) {
     super();
     this.creditStep = Math.max(1, Math.floor(settings.streamWindowBytes / 4));
-    this.overTls = socket instanceof TLSSocket;
     readLink(socket, (chunk, borrowed) => this.onData(chunk, borrowed));
     socket.on("error", (err: Error) => this.destroy(err));
     socket.on("close", () => this.destroy());
@@ -719,41 +707,6 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
       this.scheduleFlush(HEADER_BYTES + n);
     }
     return at;
-  }
-
-  /**
-   * One DATA frame for `s` carrying all of `payload` with no copy at all: its header goes into the
-   * HEADER_BYTES in front of `payload` in the same memory (a relay socket's read buffer keeps them
-   * free, legs.ts) and the frame straight to the TLS socket. Only when nothing else waits to go
-   * out (nothing framed, nothing in the socket's queue, not corked): the socket then hands the
-   * frame to TLSWrap within the call, which encrypts it (or copies it) before returning, so the
-   * buffer is free again when this returns, as the node TLS floor relies on too
-   * (test/support/bench-tls-floor.ts). False, and nothing done, otherwise.
-   */
-  sendDataInPlace(s: MuxStream, payload: Buffer): boolean {
-    const n = payload.length;
-    const socket = this.socket;
-    if (
-      !this.overTls ||
-      this.destroyed ||
-      n === 0 ||
-      n > s.sendCredit ||
-      n > this.peerMaxFrame ||
-      payload.byteOffset < HEADER_BYTES ||
-      this.slabAt !== this.sealed ||
-      this.queued.length > 0 ||
-      socket.writableLength > 0 ||
-      socket.writableCorked > 0 ||
-      socket.destroyed ||
-      socket.writableEnded
-    )
-      return false;
-    const frame = Buffer.from(payload.buffer, payload.byteOffset - HEADER_BYTES, n + HEADER_BYTES);
-    putFrameHeader(frame, 0, FrameType.DATA, 0, s.id, n);
-    s.sendCredit -= n;
-    this.write(frame, undefined, undefined);
-    inPlaceFrames++;
-    return true;
   }
 
   /**
