@@ -5,10 +5,13 @@
 // interleaved across the chains; prints each relay's CPU per MiB (a first, b middle, c last)
 // for each chain's round with the least total. BENCH_CPS=SECONDS measures connections/s and CPU
 // per connection instead; BENCH_PERF=FILE records the first chain's relays with perf (cpu-clock).
+// BENCH_FLOOR=1 adds the node TLS floor lane (test/support/bench-tls-floor.ts, as in the links
+// bench) to the rounds and prints each chain's CPU per MiB per position against it.
 // Not part of `npm run bench`:
 //   BENCH_AB=/tmp/base node --import tsx --expose-gc bench/links-bulk.ts [rounds, default 5]
 import { spawn } from "node:child_process";
 import { join } from "node:path";
+import { buildSync } from "esbuild";
 import type { Route } from "../src/core/schema.ts";
 import { writeRelayTls } from "../test/support/identity.ts";
 import {
@@ -24,6 +27,7 @@ import {
   ROOT,
   runBench,
   runPeer,
+  TLS_FLOOR_BUNDLE,
   work,
 } from "./support.ts";
 
@@ -70,6 +74,22 @@ runBench("links-bulk", async () => {
     // Warm-up: opens the links, JIT.
     await runPeer(["send", "127.0.0.1", String(a.port), String(32 * 1024 * 1024), "bulk:0"]);
   }
+  if (process.env.BENCH_FLOOR === "1") {
+    buildSync({
+      entryPoints: [join(ROOT, "test/support/bench-tls-floor.ts")],
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      outfile: TLS_FLOOR_BUNDLE,
+      logLevel: "warning",
+    });
+    const tls = (name: string) => writeRelayTls(join(work, "tls", name), "bench", name);
+    const c = await forkProxy(TLS_FLOOR_BUNDLE, ["tls", "plain", String(sink), tls("floor-c")]);
+    const b = await forkProxy(TLS_FLOOR_BUNDLE, ["tls", "tls", String(c.port), tls("floor-b"), "floor-c"]);
+    const a = await forkProxy(TLS_FLOOR_BUNDLE, ["plain", "tls", String(b.port), tls("floor-a"), "floor-b"]);
+    chains.push({ label: FLOOR, port: a.port, procs: [a, b, c] });
+    await runPeer(["send", "127.0.0.1", String(a.port), String(32 * 1024 * 1024)]);
+  }
   // BENCH_PERF=FILE: samples the relays of the first chain with perf (cpu-clock) during the rounds.
   const perfOut = process.env.BENCH_PERF;
   const perf =
@@ -114,13 +134,17 @@ runBench("links-bulk", async () => {
   }
   const best = new Map<string, { total: number; per: number[]; rate: number }>();
   const all = new Map<string, string[]>();
+  const perRound = new Map<string, number[][]>();
   for (let i = 0; i < ROUNDS; i++) {
     for (const ch of chains) {
       const cpu0 = ch.procs.map((p) => cpuMs(p.child.pid));
-      const res = await runPeer(["send", "127.0.0.1", String(ch.port), String(BYTES), "bulk:0"]);
+      // The floor moves the bytes as they come: no CONNECT.
+      const target = ch.label === FLOOR ? [] : ["bulk:0"];
+      const res = await runPeer(["send", "127.0.0.1", String(ch.port), String(BYTES), ...target]);
       const m = (res.bytes as number) / 1024 / 1024;
       if ((res.bytes as number) !== BYTES) throw new Error(`${ch.label}: ${res.bytes} bytes of ${BYTES}`);
       const per = ch.procs.map((p, j) => (cpuMs(p.child.pid) - (cpu0[j] as number)) / m);
+      perRound.set(ch.label, [...(perRound.get(ch.label) ?? []), per]);
       const total = per.reduce((s, x) => s + x, 0);
       const rate = mib(res.bytes as number, res.seconds as number);
       all.set(ch.label, [...(all.get(ch.label) ?? []), `${rate.toFixed(0)}/${total.toFixed(2)}`]);
@@ -142,6 +166,22 @@ runBench("links-bulk", async () => {
     );
     for (const p of ch.procs) p.child.kill("SIGKILL");
   }
+  // Per position, each chain's CPU per MiB over the floor's, from the medians of the rounds.
+  const floor = perRound.get(FLOOR);
+  if (floor !== undefined) {
+    const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? 0;
+    const fm = [0, 1, 2].map((j) => med(floor.map((r) => r[j] as number)));
+    for (const ch of chains) {
+      if (ch.label === FLOOR) continue;
+      const rs = perRound.get(ch.label) ?? [];
+      const m = [0, 1, 2].map((j) => med(rs.map((r) => r[j] as number)));
+      console.log(
+        `${ch.label}: median ms/MiB a / b / c ${m.map((x) => x.toFixed(2)).join(" / ")}; floor ${fm.map((x) => x.toFixed(2)).join(" / ")}; over the floor ${m.map((x, j) => (x - (fm[j] as number)).toFixed(2)).join(" / ")}, ratio ${(m.reduce((s, x) => s + x, 0) / fm.reduce((s, x) => s + x, 0)).toFixed(2)}`,
+      );
+    }
+  }
   console.log(`load ${load()}`);
   serve.stdin?.end();
 });
+
+const FLOOR = "node TLS floor";

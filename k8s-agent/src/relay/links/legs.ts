@@ -15,6 +15,13 @@ export type { TunnelEnd } from "./session.ts";
 
 /** Link-stream chunks at least this large (a full TLS record's worth) are corked into the next writev. */
 const CORK_FROM = 8 * 1024;
+/**
+ * Chunks at least this large (several records the receive path coalesced) are written at once: the
+ * kernel mostly takes them whole within the call, so they neither wait corked in the socket nor
+ * push its queue past the leg's limit (which would pause the stream and make the bytes behind
+ * them take a buffer of their own).
+ */
+const WRITE_NOW_FROM = 32 * 1024;
 
 export function pipeLeg(
   src: TunnelEnd,
@@ -40,9 +47,13 @@ export function pipeLeg(
   if (src instanceof Socket) {
     // Relay sockets read through pump.ts's sinks into buffers that are read into again:
     // the chunk is copied, as the link stream keeps it until the peer's window takes it.
+    const mux = dst instanceof MuxStream ? dst : undefined;
     setSink(src, (chunk) => {
       account(chunk.length);
-      // Into a reused buffer, which the link stream releases once the TLS socket took it (buffers.ts).
+      // hopway-mux/1 copies it straight into its frames; HTTP/2 keeps the chunk, so it goes into a
+      // reused buffer, which the link stream releases once the TLS socket took it (buffers.ts).
+      // A mux stream out of credit says so: the socket stops reading until its 'drain'.
+      if (mux !== undefined) return mux.writeBorrowed(chunk) || (dst.writableLength < limit && mux.sendCredit > 0);
       dst.write(copyIn(chunk));
       return dst.writableLength < limit;
     });
@@ -61,7 +72,7 @@ export function pipeLeg(
     read(src, (chunk: Buffer) => {
       account(chunk.length);
       // Only for full records: a small message (a request, an answer) leaves at once, without a timer.
-      if (!corked && chunk.length >= CORK_FROM) {
+      if (!corked && chunk.length >= CORK_FROM && chunk.length < WRITE_NOW_FROM) {
         corked = true;
         dst.cork();
         setImmediate(uncork);
@@ -74,16 +85,23 @@ export function pipeLeg(
     });
   } else {
     // Link to link (a middle relay): a mux stream releases a reused chunk once its frames left.
-    read(src, (chunk: Buffer) => {
+    // Mux to mux, the bytes come as views of the link's read buffer and are copied once, into the
+    // next link's frames (MuxStream.writeBorrowed).
+    const mux = dst instanceof MuxStream ? dst : undefined;
+    if (mux !== undefined && src instanceof MuxStream) src.takesBorrowed = true;
+    read(src, (chunk: Buffer, borrowed: boolean) => {
       account(chunk.length);
-      dst.write(chunk);
+      if (mux !== undefined) {
+        if (borrowed) mux.writeBorrowed(chunk);
+        else mux.write(chunk);
+      } else dst.write(borrowed ? copyIn(chunk) : chunk);
       if (dst.writableLength >= limit) src.pause();
     });
   }
   src.resume();
 }
 
-function read(src: TunnelEnd, reader: (chunk: Buffer) => void): void {
+function read(src: TunnelEnd, reader: (chunk: Buffer, borrowed: boolean) => void): void {
   if (src instanceof MuxStream) src.reader = reader;
   else src.on("data", reader);
 }

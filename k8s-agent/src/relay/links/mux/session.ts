@@ -11,6 +11,7 @@
 // link (GOAWAY with PROTOCOL_ERROR, then the socket) with a stable reason.
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
+import { READ_BUFFER_BYTES } from "../../pump.ts";
 import { copyIn, extendIn, isLent, release } from "../buffers.ts";
 import { readLink } from "../reads.ts";
 import type { LinkClientSession, LinkHeaders, LinkOutgoingHeaders, LinkServerStream } from "../session.ts";
@@ -35,8 +36,53 @@ import {
 export const LINK_SEND_BUFFER = 1 << 20;
 const MAX_WINDOW = 2 ** 31 - 1;
 const EMPTY = Buffer.alloc(0);
-/** Where a session writes the frames of one event-loop pass; a fresh one when full (bytes handed to the socket are never reused). */
-const SLAB_BYTES = 64 * 1024;
+/**
+ * Where a session writes the frames of one event-loop pass. Room for a relay socket's largest read
+ * (pump.ts) and its frame header, so the DATA frames copied from one read (`sendDataCopy`) leave as
+ * one contiguous buffer: TLSWrap copies a multi-buffer write into one buffer before encrypting it,
+ * and a perf profile of the middle relay put that copy among its largest costs (docs/benchmarks/links.md,
+ * "Where the bulk CPU goes"). A full slab goes back to a small free list once every write that
+ * carried a part of it has called back; a slab is never reused while a write holds it.
+ */
+const SLAB_BYTES = READ_BUFFER_BYTES + 4 * 1024;
+/** Slabs kept for reuse, process-wide. */
+const MAX_FREE_SLABS = 16;
+const freeSlabs: Buffer[] = [];
+/** Socket writes a session keeps not called back (`send`). */
+const MAX_IN_FLIGHT = 2;
+/** A copied DATA frame is split to fill what is left of the slab rather than start a new one, when that is at least this much. */
+const SPLIT_MIN = 16 * 1024;
+
+/** A frame slab and the writes that hold parts of it. */
+interface FrameSlab {
+  buf: Buffer;
+  /** Parts handed to the socket whose writes have not called back. */
+  out: number;
+  /** Nothing more is written into it. */
+  full: boolean;
+  /** A write of it failed: it is not reused (the socket may not be done with it). */
+  kept: boolean;
+}
+
+function takeSlab(n: number): FrameSlab {
+  const buf = n <= SLAB_BYTES ? (freeSlabs.pop() ?? Buffer.allocUnsafeSlow(SLAB_BYTES)) : Buffer.allocUnsafeSlow(n);
+  return { buf, out: 0, full: false, kept: false };
+}
+
+function giveSlab(sl: FrameSlab): void {
+  if (!sl.kept && sl.buf.length === SLAB_BYTES && freeSlabs.length < MAX_FREE_SLABS) freeSlabs.push(sl.buf);
+}
+
+/** A write holding part of `sl` called back: the slab goes back once it is full and no write holds it. A failed write keeps it (the garbage collector takes it). */
+function slabWritten(sl: FrameSlab, err: Error | null | undefined): void {
+  if (err != null) sl.kept = true;
+  if (--sl.out === 0 && sl.full) giveSlab(sl);
+}
+
+/** Frame slabs in the free list (tests check that written slabs come back). */
+export function freeFrameSlabsForTest(): number {
+  return freeSlabs.length;
+}
 /** DATA payloads up to this size are copied next to their frame header; larger ones go to the socket as they are. */
 const COPY_MAX = 1024;
 
@@ -113,7 +159,13 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
    * Takes the stream's bytes instead of 'data' events (legs.ts sets it). The chunk is the
    * reader's; one from buffers.ts goes back with `release` once written on.
    */
-  reader: ((chunk: Buffer) => void) | undefined = undefined;
+  reader: ((chunk: Buffer, borrowed: boolean) => void) | undefined = undefined;
+  /**
+   * The reader also takes borrowed chunks (`borrowed` true: a view of the link's read buffer, read
+   * into again once the reader returns), which it writes on at once with `writeBorrowed`; the
+   * receive path then skips its own copy (legs.ts sets it for a link-to-link leg).
+   */
+  takesBorrowed = false;
   private flowing = false;
   /** Bytes that arrived while the reader was paused (or before it resumed), in order. */
   private inbox: Buffer[] | undefined = undefined;
@@ -173,6 +225,32 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
     }
     this.pump();
     if (this.writableLength < WRITE_HIGH_WATER) return true;
+    this.needDrain = true;
+    return false;
+  }
+
+  /**
+   * `write` for a chunk that is read into again once this returns (a relay socket's read buffer,
+   * a link's read buffer): when nothing of this stream waits, what credit allows is copied straight
+   * into DATA frames (the one copy on its way), and only a rest the peer has no credit for yet is
+   * copied into a reused buffer and written as usual. A congested link takes the usual way too, so
+   * the bounds stay those of `write`.
+   */
+  writeBorrowed(chunk: Buffer): boolean {
+    if (this.destroyed || this.ending) return false;
+    let rest = chunk;
+    if (this.pendingWhole === undefined && this.queue === undefined && !this.session.congested()) {
+      const n = this.session.sendDataCopy(this, chunk);
+      if (n === chunk.length) {
+        if (this.sendCredit > 0) return true;
+        // Out of credit: false and a 'drain' once credit came (`flush`), so a socket source stops
+        // reading and its next bytes wait in the kernel rather than in a copy here.
+        this.needDrain = true;
+        return false;
+      }
+      rest = chunk.subarray(n);
+    }
+    this.write(copyIn(rest));
     this.needDrain = true;
     return false;
   }
@@ -246,25 +324,14 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
 
   /** Frames what credit allows of `chunk` (the unframed rest of the write in progress); true once all of it is. */
   private frameOut(chunk: Buffer): boolean {
-    const whole = this.pendingWhole as Buffer;
-    while (chunk.length > 0 && this.sendCredit > 0) {
-      const n = Math.min(chunk.length, this.sendCredit, this.session.peerMaxFrame);
-      const last = n === chunk.length;
-      this.session.sendFrame(
-        FrameType.DATA,
-        0,
-        this.id,
-        last ? chunk : chunk.subarray(0, n),
-        last && isLent(whole) ? () => release(whole) : undefined,
-      );
-      this.sendCredit -= n;
-      chunk = chunk.subarray(n);
-    }
-    if (chunk.length > 0) {
-      this.pendingChunk = chunk;
+    // Copied into the frames (sendDataCopy): a reused buffer goes back once all of it is.
+    const n = this.session.sendDataCopy(this, chunk);
+    if (n < chunk.length) {
+      this.pendingChunk = chunk.subarray(n);
       return false;
     }
     this.pendingChunk = undefined;
+    release(this.pendingWhole as Buffer);
     return true;
   }
 
@@ -301,14 +368,15 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
   }
 
   /** Received bytes for the reader (the session calls it): handed over now when flowing, else kept. */
-  take(chunk: Buffer): void {
+  take(chunk: Buffer, borrowed = false): void {
     if (this.takesNow) {
-      this.hand(chunk);
+      this.hand(chunk, borrowed);
       return;
     }
     // Bytes that wait (a slow reader) get a buffer of their own, so they pin no shared one.
     let own = chunk;
-    if (isLent(chunk)) {
+    if (borrowed) own = Buffer.from(chunk);
+    else if (isLent(chunk)) {
       own = Buffer.from(chunk);
       release(chunk);
     }
@@ -329,16 +397,16 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
     while (q !== undefined && this.flowing && !this.destroyed) {
       const chunk = q.shift() as Buffer;
       if (q.length === 0) this.inbox = q = undefined;
-      this.hand(chunk);
+      this.hand(chunk, false);
     }
     if (q === undefined && this.flowing && this.remoteFin && !this.readableEnded && !this.destroyed) this.emitEnd();
   }
 
-  private hand(chunk: Buffer): void {
+  private hand(chunk: Buffer, borrowed: boolean): void {
     this.readableLength -= chunk.length;
     const r = this.reader;
-    if (r !== undefined) r(chunk);
-    else this.emit("data", chunk);
+    if (r !== undefined) r(chunk, borrowed);
+    else this.emit("data", borrowed ? Buffer.from(chunk) : chunk);
     this.session.credit(this);
   }
 
@@ -362,14 +430,11 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
     this.session.dropHeld(this);
     this.inbox = undefined;
     const failed: WriteCallback[] = [];
-    // The write in progress: untouched, its buffer goes back now; partly framed, once those frames
-    // left (after the RST below, which the socket writes after them); wholly framed, its last
-    // frame gives it back already.
+    // The write in progress: its frames are copies, so its buffer goes back now unless framing it
+    // all gave it back already.
     const whole = this.pendingWhole;
-    let partial: Buffer | undefined;
     if (whole !== undefined) {
-      if (this.pendingChunk === whole) release(whole);
-      else if (this.pendingChunk !== undefined && isLent(whole)) partial = whole;
+      if (this.pendingChunk !== undefined) release(whole);
       if (this.pendingCb !== undefined) failed.push(this.pendingCb);
     }
     const q = this.queue;
@@ -386,7 +451,7 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
       if (this.localFin && this.remoteFin && this.readableEnded) this.rstCode = Code.NO_ERROR;
       else {
         this.rstCode = Code.CANCEL;
-        this.session.sendRst(this.id, Code.CANCEL, partial === undefined ? undefined : () => release(partial));
+        this.session.sendRst(this.id, Code.CANCEL);
       }
     }
     this.session.forget(this);
@@ -434,9 +499,15 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   // Frames of this pass: written into `slab` from `slabAt` on; `sealed` is the part of them
   // already cut into `queued` (with payloads too large to copy), handed to the socket at once.
   private slab: Buffer = EMPTY;
+  private slabRef: FrameSlab | undefined = undefined;
   private slabAt = 0;
   private sealed = 0;
+  /** Where the last DATA frame `sendDataCopy` wrote starts and ends in the slab (-1: none). */
+  private lastData = -1;
+  private lastDataEnd = -1;
   private queued: Buffer[] = [];
+  /** Per entry of `queued`: the frame slab it is a part of (undefined: a payload that went as it is). */
+  private queuedSlab: Array<FrameSlab | undefined> = [];
   /** Per entry of `queued`: what to call once the socket wrote it (a reused payload buffer goes back). */
   private queuedDone: Array<(() => void) | undefined> = [];
   /** What to call once the socket wrote the slab's frames since the last cut (copied payloads' `written`). */
@@ -444,6 +515,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   /** Bytes framed this pass and not yet handed to the socket. */
   private pendingBytes = 0;
   private flushScheduled = false;
+  /** Socket writes of ours not yet called back. */
+  private inFlight = 0;
   /** Streams with credit to return at the end of this pass. */
   private creditDue: MuxStream[] = [];
   /** Streams whose framed write waits for the socket's drain. */
@@ -581,9 +654,59 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
       this.slabAt = putFrameHeader(this.room(HEADER_BYTES), this.slabAt, type, flags, id, n);
       this.seal();
       this.queued.push(payload);
+      this.queuedSlab.push(undefined);
       this.queuedDone.push(written);
     }
     this.scheduleFlush(HEADER_BYTES + n);
+  }
+
+  /**
+   * DATA frames for `s` carrying what its credit allows of `src`, copied into the slab right behind
+   * their headers (so TLSWrap gets one buffer and this copy is the only one); `src` is free again
+   * when this returns. Returns the bytes framed.
+   */
+  sendDataCopy(s: MuxStream, src: Buffer): number {
+    let at = 0;
+    // Bytes for the stream whose DATA frame ends the slab grow that frame: a middle relay gets a
+    // link's bytes one TLS record (16 KiB) at a time, and one frame per record would cost the next
+    // relay a frame's parsing and handing-over per record.
+    const last = this.lastData;
+    if (
+      last >= this.sealed &&
+      this.lastDataEnd === this.slabAt &&
+      this.slab.readUInt32BE(last + 2) === s.id &&
+      s.sendCredit > 0
+    ) {
+      const had = this.slab.readUInt32BE(last + 6);
+      const n = Math.min(src.length, s.sendCredit, this.peerMaxFrame - had, this.slab.length - this.slabAt);
+      if (n > 0) {
+        src.copy(this.slab, this.slabAt, 0, n);
+        this.slab.writeUInt32BE(had + n, last + 6);
+        this.slabAt += n;
+        this.lastDataEnd = this.slabAt;
+        s.sendCredit -= n;
+        at = n;
+        this.scheduleFlush(n);
+      }
+    }
+    while (at < src.length && s.sendCredit > 0 && !this.destroyed) {
+      let n = Math.min(src.length - at, s.sendCredit, this.peerMaxFrame);
+      const free = this.slab.length - this.slabAt - HEADER_BYTES;
+      if (free < n) {
+        if (free >= SPLIT_MIN) n = free;
+        else this.newSlab(HEADER_BYTES + Math.min(n, SLAB_BYTES - HEADER_BYTES));
+        n = Math.min(n, this.slab.length - this.slabAt - HEADER_BYTES);
+      }
+      this.lastData = this.slabAt;
+      const p = putFrameHeader(this.slab, this.slabAt, FrameType.DATA, 0, s.id, n);
+      src.copy(this.slab, p, at, at + n);
+      this.slabAt = p + n;
+      this.lastDataEnd = this.slabAt;
+      s.sendCredit -= n;
+      at += n;
+      this.scheduleFlush(HEADER_BYTES + n);
+    }
+    return at;
   }
 
   /**
@@ -676,19 +799,31 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
 
   /** The slab, with `n` bytes free at `slabAt`. */
   private room(n: number): Buffer {
-    if (this.slabAt + n > this.slab.length) {
-      this.seal();
-      this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, n));
-      this.slabAt = 0;
-      this.sealed = 0;
-    }
+    if (this.slabAt + n > this.slab.length) this.newSlab(n);
     return this.slab;
+  }
+
+  private newSlab(n: number): void {
+    this.seal();
+    const old = this.slabRef;
+    if (old !== undefined) {
+      old.full = true;
+      if (old.out === 0) giveSlab(old);
+    }
+    const sl = takeSlab(n);
+    this.slabRef = sl;
+    this.slab = sl.buf;
+    this.slabAt = 0;
+    this.sealed = 0;
+    this.lastData = this.lastDataEnd = -1;
   }
 
   /** Cuts the frames written into the slab since the last cut into the queue. */
   private seal(): void {
     if (this.slabAt === this.sealed) return;
     this.queued.push(this.slab.subarray(this.sealed, this.slabAt));
+    this.queuedSlab.push(this.slabRef);
+    (this.slabRef as FrameSlab).out++;
     const done = this.slabDone;
     this.slabDone = undefined;
     this.queuedDone.push(done === undefined ? undefined : done.length === 1 ? done[0] : () => runAll(done));
@@ -712,28 +847,72 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     // Before the flag clears, so the WINDOW frames join this write rather than schedule another.
     this.sendCredits();
     this.flushScheduled = false;
-    this.writeOut();
+    this.send();
   };
 
-  /** Hands what this pass framed to the socket (also before ending it, so nothing framed is lost). */
+  /** A write of ours called back: what was framed meanwhile may leave now. */
+  private wrote(): void {
+    this.inFlight--;
+    if (!this.flushScheduled && !this.destroyed) this.send();
+  }
+
+  /**
+   * Hands framed bytes to the socket with at most MAX_IN_FLIGHT writes not called back: one in
+   * TLSWrap and one the socket buffers. More would reach TLSWrap as one writev, which it copies
+   * into one buffer before encrypting; instead the frames gather in the slab, next to each other,
+   * and leave as one buffer when a write calls back.
+   */
+  private send(): void {
+    const socket = this.socket;
+    while (this.inFlight < MAX_IN_FLIGHT) {
+      if (this.queued.length === 0) {
+        this.seal();
+        if (this.queued.length === 0) break;
+      }
+      if (this.destroyed || socket.destroyed || socket.writableEnded) {
+        this.dropQueued();
+        return;
+      }
+      const chunk = this.queued.shift() as Buffer;
+      this.pendingBytes -= chunk.length;
+      this.write(chunk, this.queuedSlab.shift(), this.queuedDone.shift());
+    }
+    // Writers that waited on what was framed but not yet written: the socket took it without needing a drain.
+    if (this.drainWaiters.length > 0 && !socket.writableNeedDrain && !this.congested()) this.releaseWriters();
+  }
+
+  private dropQueued(): void {
+    this.queued = [];
+    this.queuedDone = [];
+    this.queuedSlab = [];
+    this.pendingBytes = 0;
+  }
+
+  /** Hands everything framed to the socket now (before ending it, so nothing framed is lost). */
   private writeOut(): void {
     this.seal();
     const q = this.queued;
     if (q.length === 0) return;
     const done = this.queuedDone;
-    this.queued = [];
-    this.queuedDone = [];
-    this.pendingBytes = 0;
+    const slabs = this.queuedSlab;
+    this.dropQueued();
     const socket = this.socket;
     if (this.destroyed || socket.destroyed || socket.writableEnded) return;
-    if (q.length === 1) socket.write(q[0] as Buffer, done[0]);
+    if (q.length === 1) this.write(q[0] as Buffer, slabs[0], done[0]);
     else {
       socket.cork();
-      for (let i = 0; i < q.length; i++) socket.write(q[i] as Buffer, done[i]);
+      for (let i = 0; i < q.length; i++) this.write(q[i] as Buffer, slabs[i], done[i]);
       socket.uncork();
     }
-    // Writers that waited on what was framed but not yet written: the socket took it without needing a drain.
-    if (this.drainWaiters.length > 0 && !socket.writableNeedDrain) this.releaseWriters();
+  }
+
+  private write(b: Buffer, sl: FrameSlab | undefined, done: (() => void) | undefined): void {
+    this.inFlight++;
+    this.socket.write(b, (err?: Error | null) => {
+      if (sl !== undefined) slabWritten(sl, err);
+      if (done !== undefined) done();
+      this.wrote();
+    });
   }
 
   private releaseWriters(): void {
@@ -762,9 +941,9 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   }
 
   /** Bytes for `s` that go to it at once, after any it holds (order). */
-  private takeNow(s: MuxStream, chunk: Buffer): void {
+  private takeNow(s: MuxStream, chunk: Buffer, borrowed = false): void {
     if (this.heldStream === s) this.deliverHeld();
-    s.take(chunk);
+    s.take(chunk, borrowed);
   }
 
   /**
@@ -851,9 +1030,13 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
           const piece = chunk.subarray(at, at + n);
           // A reused buffer only for bytes the stream's reader takes at once: bytes that wait in
           // the stream (its reader is slow) get a buffer of their own, so they pin no shared one.
+          // A reader that writes borrowed bytes on at once (a middle relay) takes a view of the read
+          // buffer: its next link copies it into its frames, the only copy at this relay.
           if (!borrowed) this.takeNow(s, piece);
-          else if (s.takesNow) this.hold(s, piece);
-          else this.takeNow(s, Buffer.from(piece));
+          else if (s.takesNow) {
+            if (s.takesBorrowed) this.takeNow(s, piece, true);
+            else this.hold(s, piece);
+          } else this.takeNow(s, Buffer.from(piece));
         }
         at += n;
         this.remaining -= n;
