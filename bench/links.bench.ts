@@ -20,10 +20,9 @@ import type { ChildProcess } from "node:child_process";
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { connect as tlsConnect } from "node:tls";
 import { DEFAULT_LINK_SETTINGS, type LinkProtocol } from "../k8s-agent/src/relay/links/index.ts";
 import type { Route } from "../src/core/schema.ts";
-import { writeRelayTls } from "../test/support/identity.ts";
+import { probeMutualTls, writeRelayTls } from "../test/support/identity.ts";
 import { freePort } from "../test/support/loopback-mesh.ts";
 import {
   measureConnectSetup,
@@ -264,26 +263,14 @@ const TLS_FLOOR = "node TLS floor";
 async function checkMutualTls(chain: Chain, certs: ReturnType<typeof makeCerts>): Promise<void> {
   const port = chain.second?.echo;
   if (port === undefined) throw new Error(`${chain.label}: no second proxy`);
+  const pem = readFileSync(certs.pem("hop1"), "utf8");
   const attempt = (withCert: boolean) =>
-    new Promise<string>((resolve) => {
-      const pem = readFileSync(certs.pem("hop1"), "utf8");
-      const s = tlsConnect({
-        host: "127.0.0.1",
-        port,
-        servername: "hop2",
-        ca: readFileSync(certs.ca),
-        ...(withCert ? { cert: pem, key: pem } : {}),
-      });
-      const timer = setTimeout(() => finish("timeout"), 5_000);
-      const finish = (what: string) => {
-        clearTimeout(timer);
-        s.destroy();
-        resolve(what);
-      };
-      s.on("secureConnect", () => s.write("mtls?"));
-      s.on("data", (d: Buffer) => finish(d.toString()));
-      s.on("error", (e: NodeJS.ErrnoException) => finish(`error ${e.code ?? e.message}`));
-      s.on("end", () => finish("closed"));
+    probeMutualTls({
+      host: "127.0.0.1",
+      port,
+      servername: "hop2",
+      ca: readFileSync(certs.ca),
+      ...(withCert ? { cert: pem, key: pem } : {}),
     });
   const good = await attempt(true);
   if (good !== "mtls?") throw new Error(`${chain.label}: a client with a certificate got ${good}`);

@@ -8,9 +8,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect as tlsConnect } from "node:tls";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { writeRelayTls } from "./identity.ts";
+import { probeMutualTls, writeRelayTls } from "./identity.ts";
 
 const PROGRAM = join(import.meta.dirname, "bench-tls-floor.ts");
 const dir = mkdtempSync(join(tmpdir(), "hopway-tls-floor-"));
@@ -78,27 +77,15 @@ describe("bench-tls-floor", () => {
     const echo = await listen(createServer((s) => s.pipe(s)));
     const port = await floor(["tls", "plain", String(echo), tls("floor-x")]);
     const ca = readFileSync(join(tls("floor-y"), "ca.crt"));
+    const dirY = tls("floor-y");
     const attempt = (withCert: boolean) =>
-      new Promise<string>((resolve) => {
-        const dirY = tls("floor-y");
-        const s = tlsConnect({
-          host: "127.0.0.1",
-          port,
-          ca,
-          servername: "",
-          checkServerIdentity: () => undefined,
-          ...(withCert ? { cert: readFileSync(join(dirY, "tls.crt")), key: readFileSync(join(dirY, "tls.key")) } : {}),
-        });
-        const timer = setTimeout(() => finish("timeout"), 5_000);
-        const finish = (what: string) => {
-          clearTimeout(timer);
-          s.destroy();
-          resolve(what);
-        };
-        s.on("secureConnect", () => s.write("mtls?"));
-        s.on("data", (d: Buffer) => finish(d.toString()));
-        s.on("error", (e: NodeJS.ErrnoException) => finish(`error ${e.code ?? e.message}`));
-        s.on("end", () => finish("closed"));
+      probeMutualTls({
+        host: "127.0.0.1",
+        port,
+        ca,
+        servername: "",
+        checkServerIdentity: () => undefined,
+        ...(withCert ? { cert: readFileSync(join(dirY, "tls.crt")), key: readFileSync(join(dirY, "tls.key")) } : {}),
       });
     expect(await attempt(true)).toBe("mtls?");
     const refused = await attempt(false);

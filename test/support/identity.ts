@@ -6,6 +6,7 @@ import { X509Certificate } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
 import { type IdentitySource, relayUri, type TlsMaterial } from "../../src/core/identity.ts";
 
 export interface TestPki {
@@ -137,5 +138,26 @@ export function identityFromFiles(dir: string): StaticIdentityForTest {
     certChain,
     trustBundle: read("ca.crt").match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [],
     notAfter: Date.parse(new X509Certificate(certChain).validTo),
+  });
+}
+
+/**
+ * One TLS client that writes "mtls?" once its handshake is done and says what came back: the
+ * echo, `error <code>`, `closed` or `timeout` (5 s). Used to prove a hop demands a client
+ * certificate: with one it should echo, without one it should be refused (not time out).
+ */
+export function probeMutualTls(options: ConnectionOptions): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const s = tlsConnect(options);
+    const timer = setTimeout(() => finish("timeout"), 5_000);
+    const finish = (what: string) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(what);
+    };
+    s.on("secureConnect", () => s.write("mtls?"));
+    s.on("data", (d: Buffer) => finish(d.toString()));
+    s.on("error", (e: NodeJS.ErrnoException) => finish(`error ${e.code ?? e.message}`));
+    s.on("end", () => finish("closed"));
   });
 }

@@ -3,50 +3,15 @@
 // arrived before are handed over first and in order, and the peer's FIN still ends the socket.
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
-import type { AddressInfo } from "node:net";
-import { connect, createServer, type TLSSocket } from "node:tls";
+import type { TLSSocket } from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
-import { testPki } from "../../../../../test/support/identity.ts";
-import { LINK_ONREAD, readLink, readsSharedForTest } from "../../../../src/relay/links/reads.ts";
+import { readLink, readsSharedForTest } from "../../../../src/relay/links/reads.ts";
+import { linkTlsPair } from "./tls-pair.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(() => {
   for (const c of cleanups.splice(0).reverse()) c();
 });
-
-const pki = testPki("reads-test");
-const a = pki.issue("a");
-const b = pki.issue("b");
-
-async function pair(): Promise<{ client: TLSSocket; server: TLSSocket }> {
-  let accepted: (s: TLSSocket) => void = () => {};
-  const got = new Promise<TLSSocket>((r) => {
-    accepted = r;
-  });
-  const srv = createServer(
-    { key: a.key, cert: a.certChain, ca: a.trustBundle, requestCert: true, minVersion: "TLSv1.3" },
-    (s) => accepted(s),
-  );
-  srv.listen(0, "127.0.0.1");
-  await once(srv, "listening");
-  cleanups.push(() => srv.close());
-  // As the link pool dials (tls.connect takes `onread`; @types/node does not declare it).
-  const options = {
-    host: "127.0.0.1",
-    port: (srv.address() as AddressInfo).port,
-    key: b.key,
-    cert: b.certChain,
-    ca: b.trustBundle,
-    checkServerIdentity: () => undefined,
-    onread: LINK_ONREAD,
-  };
-  const client = connect(options);
-  cleanups.push(() => client.destroy());
-  await once(client, "secureConnect");
-  const server = await got;
-  cleanups.push(() => server.destroy());
-  return { client, server };
-}
 
 /** Collects what `readLink` hands over (copying borrowed chunks) until the socket ends. */
 function collect(s: TLSSocket): { done: Promise<Buffer>; borrowed: () => number } {
@@ -61,7 +26,7 @@ function collect(s: TLSSocket): { done: Promise<Buffer>; borrowed: () => number 
 
 describe("link socket reads", () => {
   it("both sides read through the relay's buffer and every byte arrives in order", async () => {
-    const { client, server } = await pair();
+    const { client, server } = await linkTlsPair(cleanups);
     const atServer = collect(server);
     const atClient = collect(client);
     expect(readsSharedForTest(server)).toBe(true);
@@ -79,7 +44,7 @@ describe("link socket reads", () => {
   });
 
   it("bytes that arrived before the session took the accepted socket come first", async () => {
-    const { client, server } = await pair();
+    const { client, server } = await linkTlsPair(cleanups);
     client.write("early bytes;");
     // Let them land in the accepted socket's own buffer (it is paused until someone reads).
     server.pause();

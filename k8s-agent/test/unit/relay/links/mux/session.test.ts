@@ -3,12 +3,10 @@
 // violation closes that link with its stable reason; the process carries on).
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
-import { type TLSSocket, connect as tlsConnect, createServer as tlsCreateServer } from "node:tls";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it } from "vitest";
-import { testPki } from "../../../../../../test/support/identity.ts";
 import { copyIn, isLent } from "../../../../../src/relay/links/buffers.ts";
 import {
   Code,
@@ -22,8 +20,8 @@ import {
   wordsFrame,
 } from "../../../../../src/relay/links/mux/frame.ts";
 import { MuxProtocolError, MuxSession, type MuxStream } from "../../../../../src/relay/links/mux/session.ts";
-import { LINK_ONREAD } from "../../../../../src/relay/links/reads.ts";
 import type { LinkHeaders } from "../../../../../src/relay/links/session.ts";
+import { linkTlsPair } from "../tls-pair.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -697,38 +695,15 @@ describe("hopway-mux/1: the receive path", () => {
   it("over TLS, consecutive records of one stream reach its reader as one chunk of up to 64 KiB, bytes intact", async () => {
     // Stream windows as large as a relay's: frames are cut by size, not by credit.
     const BULK = { maxConcurrentStreams: 100, streamWindowBytes: 4 * 1024 * 1024 };
-    const pki = testPki("mux-test");
-    const a = pki.issue("a");
-    const b = pki.issue("b");
-    let server: MuxSession | undefined;
     const streams: MuxStream[] = [];
-    const srv = tlsCreateServer(
-      { key: a.key, cert: a.certChain, ca: a.trustBundle, requestCert: true, minVersion: "TLSv1.3" },
-      (s: TLSSocket) => {
-        server = new MuxSession(s, "server", BULK);
-        server.on("error", () => {});
-        server.on("stream", (st: MuxStream) => streams.push(st));
-      },
-    );
-    srv.listen(0, "127.0.0.1");
-    await once(srv, "listening");
-    cleanups.push(() => srv.close());
-    const options = {
-      host: "127.0.0.1",
-      port: (srv.address() as AddressInfo).port,
-      key: b.key,
-      cert: b.certChain,
-      ca: b.trustBundle,
-      checkServerIdentity: () => undefined,
-      onread: LINK_ONREAD,
-    };
-    const tls = tlsConnect(options);
-    cleanups.push(() => tls.destroy());
-    await once(tls, "secureConnect");
+    const { client: tls, server: accepted } = await linkTlsPair(cleanups);
+    const server = new MuxSession(accepted, "server", BULK);
+    server.on("error", () => {});
+    server.on("stream", (st: MuxStream) => streams.push(st));
     const client = new MuxSession(tls, "client", BULK);
     client.on("error", () => {});
     cleanups.push(() => client.destroy());
-    cleanups.push(() => server?.destroy());
+    cleanups.push(() => server.destroy());
     const stream = client.request({ ":authority": "bulk" });
     const [st] = await (async () => {
       for (let i = 0; i < 200 && streams.length === 0; i++) await sleep(2);
