@@ -112,7 +112,11 @@ export class LinkPool {
     // The common case, a link that is up and has room, takes no await on the way to the request.
     const free = this.freeLink(key);
     if (free !== undefined) this.request(free, authority, hops, done);
-    else void this.openOnNewLink(peer, addr, key, authority, hops, done);
+    // A dial that throws (it should not) fails this request, never the process.
+    else
+      this.openOnNewLink(peer, addr, key, authority, hops, done).catch((err: unknown) =>
+        done({ ok: false, final: false, detail: `link to ${peer}: ${String(err)}` }),
+      );
   }
 
   private async openOnNewLink(
