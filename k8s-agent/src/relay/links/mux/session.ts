@@ -83,8 +83,6 @@ function slabWritten(sl: FrameSlab, err: Error | null | undefined): void {
 export function freeFrameSlabsForTest(): number {
   return freeSlabs.length;
 }
-/** DATA payloads up to this size are copied next to their frame header; larger ones go to the socket as they are. */
-const COPY_MAX = 1024;
 
 export interface MuxSettings {
   maxConcurrentStreams: number;
@@ -506,8 +504,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private lastData = -1;
   private lastDataEnd = -1;
   private queued: Buffer[] = [];
-  /** Per entry of `queued`: the frame slab it is a part of (undefined: a payload that went as it is). */
-  private queuedSlab: Array<FrameSlab | undefined> = [];
+  /** Per entry of `queued`: the frame slab it is a part of. */
+  private queuedSlab: FrameSlab[] = [];
   /** Per entry of `queued`: what to call once the socket wrote it (a reused payload buffer goes back). */
   private queuedDone: Array<(() => void) | undefined> = [];
   /** What to call once the socket wrote the slab's frames since the last cut (copied payloads' `written`). */
@@ -630,33 +628,14 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
 
   // ---- used by MuxStream
 
-  /**
-   * `written`: called once the TLS socket is done with `payload` and with every frame framed
-   * before it (not called if the link is already gone).
-   */
-  sendFrame(type: number, flags: number, id: number, payload: Buffer, written?: () => void): void {
+  /** A frame with a small payload (a FIN's none, a PONG's 8 bytes), copied behind its header. */
+  sendFrame(type: number, flags: number, id: number, payload: Buffer): void {
     if (this.destroyed) return;
     const n = payload.length;
-    if (n <= COPY_MAX) {
-      const b = this.room(HEADER_BYTES + n);
-      const at = putFrameHeader(b, this.slabAt, type, flags, id, n);
-      if (n > 0) payload.copy(b, at);
-      this.slabAt = at + n;
-      // Copied, but not done with yet: the last piece of a chunk split by credit or frame size
-      // is copied while its earlier pieces may still wait in `queued` or the socket. The socket
-      // calls back in order, so the write of this part of the slab comes after all of them.
-      if (written !== undefined) {
-        if (this.slabDone === undefined) this.slabDone = [written];
-        else this.slabDone.push(written);
-      }
-    } else {
-      // A large payload goes as it is (no copy): after its header, in the same write.
-      this.slabAt = putFrameHeader(this.room(HEADER_BYTES), this.slabAt, type, flags, id, n);
-      this.seal();
-      this.queued.push(payload);
-      this.queuedSlab.push(undefined);
-      this.queuedDone.push(written);
-    }
+    const b = this.room(HEADER_BYTES + n);
+    const at = putFrameHeader(b, this.slabAt, type, flags, id, n);
+    if (n > 0) payload.copy(b, at);
+    this.slabAt = at + n;
     this.scheduleFlush(HEADER_BYTES + n);
   }
 
@@ -822,8 +801,9 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private seal(): void {
     if (this.slabAt === this.sealed) return;
     this.queued.push(this.slab.subarray(this.sealed, this.slabAt));
-    this.queuedSlab.push(this.slabRef);
-    (this.slabRef as FrameSlab).out++;
+    const sl = this.slabRef as FrameSlab;
+    this.queuedSlab.push(sl);
+    sl.out++;
     const done = this.slabDone;
     this.slabDone = undefined;
     this.queuedDone.push(done === undefined ? undefined : done.length === 1 ? done[0] : () => runAll(done));
@@ -875,7 +855,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
       }
       const chunk = this.queued.shift() as Buffer;
       this.pendingBytes -= chunk.length;
-      this.write(chunk, this.queuedSlab.shift(), this.queuedDone.shift());
+      this.write(chunk, this.queuedSlab.shift() as FrameSlab, this.queuedDone.shift());
     }
     // Writers that waited on what was framed but not yet written: the socket took it without needing a drain.
     if (this.drainWaiters.length > 0 && !socket.writableNeedDrain && !this.congested()) this.releaseWriters();
@@ -898,18 +878,18 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     this.dropQueued();
     const socket = this.socket;
     if (this.destroyed || socket.destroyed || socket.writableEnded) return;
-    if (q.length === 1) this.write(q[0] as Buffer, slabs[0], done[0]);
+    if (q.length === 1) this.write(q[0] as Buffer, slabs[0] as FrameSlab, done[0]);
     else {
       socket.cork();
-      for (let i = 0; i < q.length; i++) this.write(q[i] as Buffer, slabs[i], done[i]);
+      for (let i = 0; i < q.length; i++) this.write(q[i] as Buffer, slabs[i] as FrameSlab, done[i]);
       socket.uncork();
     }
   }
 
-  private write(b: Buffer, sl: FrameSlab | undefined, done: (() => void) | undefined): void {
+  private write(b: Buffer, sl: FrameSlab, done: (() => void) | undefined): void {
     this.inFlight++;
     this.socket.write(b, (err?: Error | null) => {
-      if (sl !== undefined) slabWritten(sl, err);
+      slabWritten(sl, err);
       if (done !== undefined) done();
       this.wrote();
     });
