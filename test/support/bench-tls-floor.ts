@@ -24,6 +24,7 @@ import {
   connect as tlsConnect,
 } from "node:tls";
 import { LINK_CIPHERS } from "../../k8s-agent/src/relay/links/tls.ts";
+import { onreadSlots } from "../../k8s-agent/src/relay/pump.ts";
 import { relayUri } from "../../src/core/identity.ts";
 
 const [inMode, outMode, targetArg, tlsDir = "", peer = ""] = process.argv.slice(2);
@@ -109,19 +110,14 @@ class Direction {
   }
 }
 
-/** Node's `onread` slots, found on a socket made with the option (they have no public name). */
-const SLOTS = ((): { buffer: symbol; gen: symbol; callback: symbol } => {
+/** Node's `onread` slots (the relay's pump.ts finds them the same way). */
+const SLOTS = ((): { buffer: symbol; generator: symbol; callback: symbol } => {
   const probe = new Socket({ onread: { buffer: () => Buffer.alloc(1), callback: () => true } });
-  const slot = (name: string) => Object.getOwnPropertySymbols(probe).find((k) => k.description === name);
-  const buffer = slot("kBuffer");
-  const gen = slot("kBufferGen");
-  const callback = slot("kBufferCb");
+  const slots = onreadSlots(probe);
   probe.destroy();
   // A floor that silently read through 'data' would measure something else: refuse instead.
-  if (buffer === undefined || gen === undefined || callback === undefined) {
-    throw new Error("this Node keeps no onread slots where the floor expects them");
-  }
-  return { buffer, gen, callback };
+  if (slots === undefined) throw new Error("this Node keeps no onread slots where the floor expects them");
+  return slots;
 })();
 
 /** Makes an accepted socket read through `d` from now on, as the Socket constructor does with `onread`. */
@@ -131,7 +127,7 @@ function adopt(s: Socket, d: Direction): void {
   const slots = s as Socket & Record<symbol, unknown>;
   const first = d.next();
   slots[SLOTS.buffer] = first;
-  slots[SLOTS.gen] = d.next;
+  slots[SLOTS.generator] = d.next;
   slots[SLOTS.callback] = d.onRead;
   handle.useUserBuffer(first);
 }

@@ -173,21 +173,32 @@ interface SocketInternals {
 }
 
 /**
- * Node's own slots for a socket's `onread` (the buffer, the callback and the buffer
- * generator), found on a socket made with the option. Filling them on an accepted socket
- * and handing its handle the buffer is what the Socket constructor does with `onread`;
- * undefined when this Node's sockets do not keep them as expected.
+ * The symbols under which Node keeps a socket's `onread` (its buffer, callback and buffer
+ * generator), read off `probe`, a socket made with the option; undefined when one is missing.
+ * They have no public name, so each caller checks what it finds against what it passed. Filling
+ * them on an accepted socket and handing its handle the buffer is what the Socket constructor
+ * does with `onread`.
  */
-const ONREAD_SLOTS = ((): { buffer: symbol; callback: symbol; generator: symbol } | undefined => {
-  const probe = new Socket({ onread: ONREAD }) as Socket & Record<symbol, unknown>;
-  const slot = (name: string) => Object.getOwnPropertySymbols(probe).find((k) => k.description === name);
+export function onreadSlots(probe: Socket): { buffer: symbol; callback: symbol; generator: symbol } | undefined {
+  const keys = Object.getOwnPropertySymbols(probe);
+  const slot = (name: string) => keys.find((k) => k.description === name);
   const buffer = slot("kBuffer");
   const callback = slot("kBufferCb");
   const generator = slot("kBufferGen");
-  probe.destroy();
   if (buffer === undefined || callback === undefined || generator === undefined) return undefined;
-  if (probe[buffer] !== true || probe[callback] !== onRead || probe[generator] !== nextBuffer) return undefined;
   return { buffer, callback, generator };
+}
+
+/** This Node's `onread` slots, checked on a socket made with ONREAD; undefined when they are not as expected. */
+const ONREAD_SLOTS = ((): { buffer: symbol; callback: symbol; generator: symbol } | undefined => {
+  const probe = new Socket({ onread: ONREAD }) as Socket & Record<symbol, unknown>;
+  const slots = onreadSlots(probe);
+  probe.destroy();
+  if (slots === undefined) return undefined;
+  if (probe[slots.buffer] !== true || probe[slots.callback] !== onRead || probe[slots.generator] !== nextBuffer) {
+    return undefined;
+  }
+  return slots;
 })();
 
 /** Whether `socket` itself reads through the relay's buffers; tests tell adoption in place from a move with it. */

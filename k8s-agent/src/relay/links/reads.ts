@@ -6,6 +6,7 @@
 // bulk CPU goes"). The buffer is read into again after the callback returns, so a session
 // copies what must outlive the call (the mux parser copies DATA payloads, see mux/session.ts).
 import { type OnReadOpts, Socket } from "node:net";
+import { onreadSlots } from "../pump.ts";
 
 /** One buffer for every link socket: the event loop delivers one read at a time and each is consumed before the next. */
 const SHARED = Buffer.allocUnsafeSlow(64 * 1024);
@@ -40,19 +41,13 @@ interface SocketInternals {
   _handle?: { useUserBuffer?: (buffer: Uint8Array) => void } | null;
 }
 
-/**
- * Node's own slots for a socket's `onread` (the buffer and the callback), found on a socket
- * made with the option; undefined when this Node's sockets do not keep them as expected.
- */
+/** This Node's `onread` slots (pump.ts), checked on a socket made with LINK_ONREAD; undefined when they are not as expected. */
 const SLOTS = ((): { buffer: symbol; callback: symbol } | undefined => {
   const probe = new Socket({ onread: LINK_ONREAD }) as Socket & Record<symbol, unknown>;
-  const slot = (name: string) => Object.getOwnPropertySymbols(probe).find((k) => k.description === name);
-  const buffer = slot("kBuffer");
-  const callback = slot("kBufferCb");
+  const slots = onreadSlots(probe);
   probe.destroy();
-  if (buffer === undefined || callback === undefined) return undefined;
-  if (probe[buffer] !== SHARED || probe[callback] !== onRead) return undefined;
-  return { buffer, callback };
+  if (slots === undefined || probe[slots.buffer] !== SHARED || probe[slots.callback] !== onRead) return undefined;
+  return slots;
 })();
 
 /** Whether the socket reads through LINK_ONREAD now. */
