@@ -291,21 +291,19 @@ function account(p: PumpState, n: number): void {
 }
 
 /**
- * Writes what the kernel takes of `buf[0, n)` now, straight to the destination's descriptor,
- * and returns how many bytes that was (0 when it wrote nothing or must not write). It writes
- * only while the socket is open with the handle whose descriptor `p.fd` is (a destroyed
- * socket's number may already name another connection), nothing waits in its Writable (so
- * the bytes keep their order), it is not ended (no bytes after our FIN) and no Node timeout
- * watches it (a write through Node would refresh that). An error is left for Node: the chunk
- * then goes through `dst.write`, whose write meets the same error and handles it as it always has.
+ * Writes what the kernel takes of `buf[start, end)` now, straight to `dst`'s descriptor, and
+ * returns how many bytes that was (0 when it wrote nothing or must not write). It writes only
+ * while the socket is open with the handle whose descriptor `fd` is (a destroyed socket's
+ * number may already name another connection), nothing waits in its Writable (so the bytes
+ * keep their order), it is not ended (no bytes after our FIN) and no Node timeout watches it (a
+ * write through Node would refresh that). An error is left for Node: the chunk then goes
+ * through `dst.write`, whose write meets the same error and handles it as it always has.
  */
-function writeThrough(p: PumpState, buf: Buffer, n: number): number {
-  const dst = p.dst as Socket & SocketInternals;
-  if (dst._handle !== p.handle || dst.writableLength !== 0 || dst.writableEnded || dst.destroyed || dst.timeout) {
-    return 0;
-  }
+function writeThrough(dst: Socket, handle: object, fd: number, buf: Uint8Array, start: number, end: number): number {
+  const d = dst as Socket & SocketInternals;
+  if (d._handle !== handle || d.writableLength !== 0 || d.writableEnded || d.destroyed || d.timeout) return 0;
   try {
-    const w = writeSync(p.fd, buf, 0, n);
+    const w = writeSync(fd, buf, start, end - start);
     writtenThrough += w;
     return w;
   } catch {
@@ -314,12 +312,40 @@ function writeThrough(p: PumpState, buf: Buffer, n: number): number {
   }
 }
 
+/**
+ * `dst`'s libuv handle and descriptor when writeThrough may write to it: only a libuv TCP or
+ * unix socket handle writes its bytes to its descriptor as they are (a TLSSocket's handle
+ * reports the descriptor of the TCP socket under it, which must only ever get ciphertext).
+ * The descriptor is -1 where handles have none (Windows).
+ */
+function throughHandle(dst: Socket): { handle: object; fd: number } | undefined {
+  if (!writeThroughEnabled) return undefined;
+  const handle = (dst as Socket & SocketInternals)._handle;
+  const fd = handle?.fd;
+  const kind = handle?.constructor.name;
+  if (handle != null && (kind === "TCP" || kind === "Pipe") && typeof fd === "number" && fd >= 0) return { handle, fd };
+  return undefined;
+}
+
+/**
+ * For chunks whose buffer is read into again after the call (a link's read buffer): a function
+ * that writes what the kernel takes of a chunk straight to `dst` under writeThrough's rules and
+ * returns how many bytes that was; the caller writes the rest through `dst.write`, copied.
+ * Undefined when `dst` is not a plain socket.
+ */
+export function directWriter(dst: Socket): ((chunk: Buffer) => number) | undefined {
+  const t = throughHandle(dst);
+  if (t === undefined) return undefined;
+  const { handle, fd } = t;
+  return (chunk) => writeThrough(dst, handle, fd, chunk, 0, chunk.length);
+}
+
 function pumpRead(p: PumpState, n: number, buf: Buffer): boolean {
   account(p, n);
   p.last = n;
   let start = 0;
-  if (p.fd >= 0) {
-    start = writeThrough(p, buf, n);
+  if (p.handle !== null) {
+    start = writeThrough(p.dst, p.handle, p.fd, buf, 0, n);
     if (start === n) return true;
   }
   const rest = n - start;
@@ -407,17 +433,10 @@ export function pump(src: Socket, dst: Socket, tunnel: Tunnel, up: boolean, coun
     handle: null,
     fd: -1,
   };
-  if (writeThroughEnabled) {
-    const handle = (dst as Socket & SocketInternals)._handle;
-    // Only a libuv TCP or unix socket handle writes its bytes to its descriptor as they are: a
-    // TLSSocket's handle reports the descriptor of the TCP socket under it, which must only
-    // ever get ciphertext. The descriptor is -1 where handles have none (Windows).
-    const fd = handle?.fd;
-    const kind = handle?.constructor.name;
-    if (handle != null && (kind === "TCP" || kind === "Pipe") && typeof fd === "number" && fd >= 0) {
-      p.handle = handle;
-      p.fd = fd;
-    }
+  const t = throughHandle(dst);
+  if (t !== undefined) {
+    p.handle = t.handle;
+    p.fd = t.fd;
   }
   const s = src as RelaySocket;
   s[READER] = p;

@@ -5,7 +5,7 @@
 // end: a socket FIN becomes the stream's FIN (END_STREAM in HTTP/2) and back.
 // A hopway-mux/1 stream hands its bytes to one direct reader instead of 'data' events.
 import { Socket } from "node:net";
-import { abort, setSink } from "../pump.ts";
+import { abort, directWriter, setSink } from "../pump.ts";
 import type { RelayCounters, Tunnel } from "../relay.ts";
 import { copyIn, isLent, release } from "./buffers.ts";
 import { MuxStream } from "./mux/session.ts";
@@ -69,8 +69,19 @@ export function pipeLeg(
     // Chunks from reused buffers (buffers.ts) go back once written; Writable calls back in order.
     const inFlight: Buffer[] = [];
     const written = () => release(inFlight.shift() as Buffer);
-    read(src, (chunk: Buffer) => {
+    // A mux stream can lend its reader the link's read buffer, as a TLS socket reads into it: the
+    // record's bytes go from there straight to the socket's descriptor in one write(2) when
+    // nothing waits in the socket, as the node TLS floor does. No copy into a receive buffer, no
+    // Writable bookkeeping; only what the kernel did not take is copied and queued.
+    const direct = src instanceof MuxStream ? directWriter(dst) : undefined;
+    if (direct !== undefined) (src as MuxStream).takesBorrowed = true;
+    read(src, (chunk: Buffer, borrowed: boolean) => {
       account(chunk.length);
+      if (borrowed) {
+        const w = (direct as (chunk: Buffer) => number)(chunk);
+        if (w === chunk.length) return;
+        chunk = copyIn(chunk.subarray(w));
+      }
       // Only for full records: a small message (a request, an answer) leaves at once, without a timer.
       if (!corked && chunk.length >= CORK_FROM && chunk.length < WRITE_NOW_FROM) {
         corked = true;
