@@ -4,8 +4,8 @@
 //   connections per second (connect [+ CONNECT] + one round trip + close);
 //   request/response rate with redis-benchmark (one hop; the same local forwarder in front of both proxies);
 //   listeners (docs/listeners.md): the same client with no CONNECT and no forwarder, at a listener,
-//   at HAProxy and, for redis-benchmark, at a bare Node forwarder (accept, connect, `pipe`): the
-//   most a Node socket-to-socket forwarder reaches here, printed beside the listener's target;
+//   at HAProxy and, for redis-benchmark, at a bare Node forwarder (accept, connect, `pipe`): what
+//   the plainest Node socket-to-socket forwarder reaches here, beside the listener's target;
 //   RSS of one relay holding idle tunnels.
 // Targets: bulk ≥ HAProxy (1 hop), connection rate ≥ 0.8 × HAProxy, 10,000 idle tunnels < 150 MB
 // (3 hops are printed without one: the relay's hops are mTLS links, this HAProxy chain is plaintext;
@@ -351,9 +351,10 @@ async function redisSection(): Promise<void> {
   // Unmodified clients, no forwarder: redis-benchmark straight at HAProxy, at the bare Node
   // forwarder (test/support/bench-floor-relay.ts, "plain": accept, connect, `pipe` both ways) and at
   // a listener, with the proxy's own CPU time per request (REDIS_N SET and REDIS_N GET). The Node
-  // forwarder bounds what any Node socket-to-socket forwarder reaches on this machine and client,
-  // so the listener's target is read against it too. Lanes alternate over 3 rounds (order reversed
-  // every other round) and keep their best rate and least CPU, so drift in load hits all alike.
+  // forwarder is what the plainest Node socket-to-socket forwarder reaches on this machine and
+  // client, so the listener's target can be read against Node's own cost. Lanes alternate over
+  // 3 rounds (order reversed every other round) and keep their best rate and least CPU, so drift
+  // in load hits all alike.
   const nodeFwd = await forkProxy(FLOOR_BUNDLE, [String(redisPort), "plain"]);
   const lanes: Array<[string, number, number | undefined]> = [
     ["haproxy", hr, hrproc.pid],
@@ -385,7 +386,7 @@ async function redisSection(): Promise<void> {
   const ratio = (a: string, b: string) => {
     const x = lane.get(a) ?? none;
     const y = lane.get(b) ?? none;
-    return { set: x.set / (y.set || 1), get: x.get / (y.get || 1) };
+    return { set: x.set / (y.set || 1), get: x.get / (y.get || 1), us: x.us / (y.us || 1) };
   };
   const lh = ratio("listener", "haproxy");
   console.log(
@@ -393,10 +394,14 @@ async function redisSection(): Promise<void> {
   );
   const nh = ratio("node forwarder", "haproxy");
   console.log(
-    `  ratio node forwarder/haproxy: SET ${nh.set.toFixed(2)}, GET ${nh.get.toFixed(2)}: what a bare Node socket-to-socket forwarder reaches (no target)`,
+    `  ratio node forwarder/haproxy: SET ${nh.set.toFixed(2)}, GET ${nh.get.toFixed(2)}: a bare Node socket-to-socket forwarder, \`pipe\` both ways (no target)`,
   );
   const ln = ratio("listener", "node forwarder");
   console.log(`  ratio listener/node forwarder: SET ${ln.set.toFixed(2)}, GET ${ln.get.toFixed(2)}`);
+  // Steadier than the rates, which move with how the 2 cores are shared among client, proxy and redis.
+  console.log(
+    `  proxy CPU per request, listener/haproxy ${lh.us.toFixed(2)}, node forwarder/haproxy ${nh.us.toFixed(2)}, listener/node forwarder ${ln.us.toFixed(2)} (lower is better)`,
+  );
   fr.srv.close();
   fh.srv.close();
 }
