@@ -1,0 +1,89 @@
+// A tunnel's leg from a hopway-mux/1 stream into a plain socket (the last relay, towards the
+// target): each record the link reads goes straight to the socket's descriptor when nothing waits
+// in the socket, and never ahead of bytes that do.
+import { once } from "node:events";
+import { connect, createServer, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { pipeLeg } from "../../../../src/relay/links/legs.ts";
+import { MuxSession, type MuxStream } from "../../../../src/relay/links/mux/session.ts";
+import { writtenThroughForTest } from "../../../../src/relay/pump.ts";
+import type { RelayCounters, Tunnel } from "../../../../src/relay/relay.ts";
+import { linkTlsPair } from "./tls-pair.ts";
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+const SETTINGS = { maxConcurrentStreams: 10, streamWindowBytes: 2 * 1024 * 1024 };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !ok(); i++) await sleep(5);
+  if (!ok()) throw new Error(`timed out waiting for ${what}`);
+}
+
+/** A link stream as the accepting relay gets it, its sender, and a target socket with what it received. */
+async function streamIntoSocket(): Promise<{
+  sender: MuxStream;
+  received: MuxStream;
+  target: Socket;
+  got: () => string;
+  counters: RelayCounters;
+}> {
+  const { client: tls, server: accepted } = await linkTlsPair(cleanups);
+  const streams: MuxStream[] = [];
+  const server = new MuxSession(accepted, "server", SETTINGS);
+  server.on("error", () => {});
+  server.on("stream", (st: MuxStream) => streams.push(st));
+  const client = new MuxSession(tls, "client", SETTINGS);
+  client.on("error", () => {});
+  cleanups.push(() => client.destroy());
+  cleanups.push(() => server.destroy());
+  const sender = client.request({ ":authority": "target:1" });
+  await until("the stream", () => streams.length > 0);
+
+  const chunks: Buffer[] = [];
+  const srv = createServer((s) => s.on("data", (c: Buffer) => chunks.push(c)));
+  srv.listen(0, "127.0.0.1");
+  await once(srv, "listening");
+  cleanups.push(() => srv.close());
+  const addr = srv.address();
+  if (addr === null || typeof addr === "string") throw new Error("no port");
+  const target = connect({ host: "127.0.0.1", port: addr.port });
+  await once(target, "connect");
+  cleanups.push(() => target.destroy());
+
+  const received = streams[0] as MuxStream;
+  const counters: RelayCounters = { up: { client: 0, relay: 0 }, down: { client: 0, relay: 0 } };
+  return { sender, received, target, got: () => Buffer.concat(chunks).toString(), counters };
+}
+
+function tunnelOf(client: MuxStream, upstream: Socket): Tunnel {
+  return { client, upstream, peer: "relay", next: "target", openedAt: 0, moved: false, quietSweeps: 0, closed: 0 };
+}
+
+describe("link stream into a socket (pipeLeg)", () => {
+  it("writes a record straight to an idle socket, and behind bytes that wait in it", async () => {
+    const { sender, received, target, got, counters } = await streamIntoSocket();
+    pipeLeg(received, target, tunnelOf(received, target), true, counters, 256 * 1024);
+
+    // Nothing waits in the socket: the record goes to its descriptor, not through its Writable.
+    let through = writtenThroughForTest();
+    sender.write("first;");
+    await until("the first record", () => got() === "first;");
+    expect(writtenThroughForTest() - through).toBe("first;".length);
+
+    // Bytes wait in the socket (corked): the next record queues behind them rather than overtake.
+    target.cork();
+    target.write("queued;");
+    through = writtenThroughForTest();
+    sender.write("behind;");
+    await until("the record at the leg", () => counters.up.relay === "first;behind;".length);
+    await sleep(50);
+    expect(writtenThroughForTest() - through).toBe(0);
+    target.uncork();
+    await until("both", () => got().length === "first;queued;behind;".length);
+    expect(got()).toBe("first;queued;behind;");
+  });
+});
