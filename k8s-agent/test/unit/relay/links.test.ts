@@ -3,7 +3,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createSecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
-import { connect, createServer, type Socket } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import { linkBuffersForTest } from "../../../src/relay/links/buffers.ts";
@@ -42,6 +42,16 @@ async function chain(
   });
   for (const r of relays) cleanups.push(() => r.close());
   return relays;
+}
+
+/** A tunnel through the three-relay chain to `server` (listening from now on), answered 200. */
+async function chainTunnel(protocol: LinkProtocol, server: Server): Promise<Awaited<ReturnType<typeof tunnel>>> {
+  const port = await listen(server);
+  cleanups.push(() => server.close());
+  const [r2] = (await chain(protocol, port)) as [Running];
+  const ans = await tunnel(r2.port);
+  expect(ans.status).toBe(200);
+  return ans;
 }
 
 async function echo(): Promise<number> {
@@ -267,11 +277,7 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): data path", (protocol) => {
       targetGot = receiveHash(s);
       targetSent = sendRandom(s, BULK_MIB * 1024 * 1024);
     });
-    const port = await listen(server);
-    cleanups.push(() => server.close());
-    const [r2] = (await chain(protocol, port)) as [Running];
-    const ans = await tunnel(r2.port);
-    expect(ans.status).toBe(200);
+    const ans = await chainTunnel(protocol, server);
     const throughBefore = writtenThroughForTest();
     const started = performance.now();
     const got = receiveHash(ans.socket, ans.rest);
@@ -307,11 +313,7 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): data path", (protocol) => {
           targetGot = receiveHash(s);
         }, 400);
       });
-      const port = await listen(server);
-      cleanups.push(() => server.close());
-      const [r2] = (await chain(protocol, port)) as [Running];
-      const ans = await tunnel(r2.port);
-      expect(ans.status).toBe(200);
+      const ans = await chainTunnel(protocol, server);
       const throughBefore = writtenThroughForTest();
       const copiesBefore = linkBuffersForTest().pooledCopies;
       const sent = await sendRandom(ans.socket, total);
