@@ -291,7 +291,7 @@ function account(p: PumpState, n: number): void {
 }
 
 /**
- * Writes what the kernel takes of `buf[start, end)` now, straight to `dst`'s descriptor, and
+ * Writes what the kernel takes of `buf[0, n)` now, straight to `dst`'s descriptor, and
  * returns how many bytes that was (0 when it wrote nothing or must not write). It writes only
  * while the socket is open with the handle whose descriptor `fd` is (a destroyed socket's
  * number may already name another connection), nothing waits in its Writable (so the bytes
@@ -299,11 +299,11 @@ function account(p: PumpState, n: number): void {
  * write through Node would refresh that). An error is left for Node: the chunk then goes
  * through `dst.write`, whose write meets the same error and handles it as it always has.
  */
-function writeThrough(dst: Socket, handle: object, fd: number, buf: Uint8Array, start: number, end: number): number {
+function writeThrough(dst: Socket, handle: object, fd: number, buf: Uint8Array, n: number): number {
   const d = dst as Socket & SocketInternals;
   if (d._handle !== handle || d.writableLength !== 0 || d.writableEnded || d.destroyed || d.timeout) return 0;
   try {
-    const w = writeSync(fd, buf, start, end - start);
+    const w = writeSync(fd, buf, 0, n);
     writtenThrough += w;
     return w;
   } catch {
@@ -337,7 +337,7 @@ export function directWriter(dst: Socket): ((chunk: Buffer) => number) | undefin
   const t = throughHandle(dst);
   if (t === undefined) return undefined;
   const { handle, fd } = t;
-  return (chunk) => writeThrough(dst, handle, fd, chunk, 0, chunk.length);
+  return (chunk) => writeThrough(dst, handle, fd, chunk, chunk.length);
 }
 
 function pumpRead(p: PumpState, n: number, buf: Buffer): boolean {
@@ -345,7 +345,7 @@ function pumpRead(p: PumpState, n: number, buf: Buffer): boolean {
   p.last = n;
   let start = 0;
   if (p.handle !== null) {
-    start = writeThrough(p.dst, p.handle, p.fd, buf, 0, n);
+    start = writeThrough(p.dst, p.handle, p.fd, buf, n);
     if (start === n) return true;
   }
   const rest = n - start;

@@ -78,7 +78,7 @@ export function pipeLeg(
     read(src, (chunk: Buffer, borrowed: boolean) => {
       account(chunk.length);
       if (borrowed) {
-        const w = (direct as (chunk: Buffer) => number)(chunk);
+        const w = direct === undefined ? 0 : direct(chunk);
         if (w === chunk.length) return;
         chunk = copyIn(chunk.subarray(w));
       }
