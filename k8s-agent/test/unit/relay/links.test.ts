@@ -298,36 +298,6 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): data path", (protocol) => {
     }
   });
 
-  it.runIf(protocol === "mux")(
-    "a target that stops reading: what the kernel does not take is copied and written after it, in order",
-    { timeout: 60_000 },
-    async () => {
-      // The last relay writes each record straight to the target's socket while the kernel takes
-      // it; with the target stalled the kernel's buffers fill, and the rest of a record goes
-      // through a reused buffer and the socket's queue. Both paths carry parts of one transfer.
-      const total = 24 * 1024 * 1024;
-      let targetGot: Promise<{ bytes: number; sha: string }> | undefined;
-      const server = createServer((s) => {
-        s.pause();
-        setTimeout(() => {
-          targetGot = receiveHash(s);
-        }, 400);
-      });
-      const ans = await chainTunnel(protocol, server);
-      const throughBefore = writtenThroughForTest();
-      const copiesBefore = linkBuffersForTest().pooledCopies;
-      const sent = await sendRandom(ans.socket, total);
-      for (let i = 0; i < 100 && targetGot === undefined; i++) await sleep(20);
-      const got = await (targetGot as Promise<{ bytes: number; sha: string }>);
-      expect(got.bytes).toBe(total);
-      expect(got.sha).toBe(sent);
-      expect(writtenThroughForTest() - throughBefore).toBeGreaterThan(0);
-      expect(linkBuffersForTest().pooledCopies - copiesBefore).toBeGreaterThan(0);
-      for (let i = 0; i < 50 && linkBuffersForTest().out > 0; i++) await sleep(20);
-      expect(linkBuffersForTest().out).toBe(0);
-    },
-  );
-
   it("carries a half-close each way", async () => {
     // Client → target FIN: the target answers only after it, then closes its side.
     const { port, server } = await startByteCounter();
@@ -374,6 +344,37 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): data path", (protocol) => {
     open.socket.end();
     expect(await idle).toBe(true);
     expect(r3.relay.linksByPeer().size).toBe(0);
+  });
+});
+
+describe("relay links (mux): the last relay's writes to its target", () => {
+  it("a target that stops reading: what the kernel does not take is copied and written after it, in order", {
+    timeout: 60_000,
+  }, async () => {
+    // The last relay writes each record straight to the target's socket while the kernel takes
+    // it; with the target stalled the kernel's buffers fill, and the rest of a record goes
+    // through a reused buffer and the socket's queue. Both paths carry parts of one transfer.
+    const total = 24 * 1024 * 1024;
+    let targetGot: Promise<{ bytes: number; sha: string }> | undefined;
+    const server = createServer((s) => {
+      s.pause();
+      setTimeout(() => {
+        targetGot = receiveHash(s);
+      }, 400);
+    });
+    const ans = await chainTunnel("mux", server);
+    const throughBefore = writtenThroughForTest();
+    // HTTP/2 streams never hand their reused buffers back (buffers.ts): count from here.
+    const { pooledCopies: copiesBefore, out: outBefore } = linkBuffersForTest();
+    const sent = await sendRandom(ans.socket, total);
+    for (let i = 0; i < 100 && targetGot === undefined; i++) await sleep(20);
+    const got = await (targetGot as Promise<{ bytes: number; sha: string }>);
+    expect(got.bytes).toBe(total);
+    expect(got.sha).toBe(sent);
+    expect(writtenThroughForTest() - throughBefore).toBeGreaterThan(0);
+    expect(linkBuffersForTest().pooledCopies - copiesBefore).toBeGreaterThan(0);
+    for (let i = 0; i < 50 && linkBuffersForTest().out > outBefore; i++) await sleep(20);
+    expect(linkBuffersForTest().out).toBeLessThanOrEqual(outBefore);
   });
 });
 
