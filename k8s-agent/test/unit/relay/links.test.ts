@@ -279,6 +279,7 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): data path", (protocol) => {
     });
     const ans = await chainTunnel(protocol, server);
     const throughBefore = writtenThroughForTest();
+    const outBefore = linkBuffersForTest().out;
     const started = performance.now();
     const got = receiveHash(ans.socket, ans.rest);
     const sent = await sendRandom(ans.socket, BULK_MIB * 1024 * 1024);
@@ -293,8 +294,8 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): data path", (protocol) => {
       // The end relays wrote most of both directions from the links' read buffers straight to the
       // sockets (pump.ts, directWriter), and every reused buffer the rest took came back.
       expect(writtenThroughForTest() - throughBefore).toBeGreaterThan(BULK_MIB * 1024 * 1024);
-      for (let i = 0; i < 50 && linkBuffersForTest().out > 0; i++) await sleep(20);
-      expect(linkBuffersForTest().out).toBe(0);
+      for (let i = 0; i < 50 && linkBuffersForTest().out > outBefore; i++) await sleep(20);
+      expect(linkBuffersForTest().out).toBeLessThanOrEqual(outBefore);
     }
   });
 
