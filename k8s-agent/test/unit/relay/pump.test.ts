@@ -57,6 +57,20 @@ function readStalling(socket: Socket, every: number, stallMs: number): Promise<B
   });
 }
 
+/** A loopback connection whose accepted side reads through the relay's buffers (`adopt`), and its client. */
+async function adoptedClient(): Promise<{ src: Socket; client: Socket }> {
+  let src: Socket | undefined;
+  const front = createServer({ allowHalfOpen: true }, (s) => {
+    src = adopt(s, 64 * 1024);
+  });
+  const frontPort = await listen(front);
+  cleanups.push(() => front.close());
+  const client = connect({ port: frontPort, host: "127.0.0.1", allowHalfOpen: true });
+  await once(client, "connect");
+  while (src === undefined) await sleep(5);
+  return { src, client };
+}
+
 async function relayTo(port: number, bufferBytes = 256 * 1024, reuseReadBuffers = true) {
   const r = await startRelay({
     name: "relay-a",
@@ -356,15 +370,7 @@ describe("writing straight to the destination socket, order", () => {
     cleanups.push(() => target.close());
     const dst = connect({ port: targetPort, host: "127.0.0.1", allowHalfOpen: true });
     await once(dst, "connect");
-    let src: Socket | undefined;
-    const front = createServer({ allowHalfOpen: true }, (s) => {
-      src = adopt(s, 64 * 1024);
-    });
-    const frontPort = await listen(front);
-    cleanups.push(() => front.close());
-    const client = connect({ port: frontPort, host: "127.0.0.1", allowHalfOpen: true });
-    await once(client, "connect");
-    while (src === undefined) await sleep(5);
+    const { src, client } = await adoptedClient();
     const counters: RelayCounters = { up: { client: 0, relay: 0 }, down: { client: 0, relay: 0 } };
     const tunnel = { client: src, upstream: dst, peer: "client", moved: false } as unknown as Tunnel;
     pump(src, dst, tunnel, true, counters);
@@ -392,15 +398,7 @@ describe("writing straight to the destination socket, TLS", () => {
     cleanups.push(() => tlsServer.close());
     const dst = tlsConnect({ port: tlsPort, host: "127.0.0.1", rejectUnauthorized: false });
     await once(dst, "secureConnect");
-    let src: Socket | undefined;
-    const plain = createServer({ allowHalfOpen: true }, (s) => {
-      src = adopt(s, 64 * 1024);
-    });
-    const plainPort = await listen(plain);
-    cleanups.push(() => plain.close());
-    const client = connect({ port: plainPort, host: "127.0.0.1" });
-    await once(client, "connect");
-    while (src === undefined) await sleep(5);
+    const { src, client } = await adoptedClient();
     const counters: RelayCounters = { up: { client: 0, relay: 0 }, down: { client: 0, relay: 0 } };
     const tunnel = { client: src, upstream: dst as TLSSocket, peer: "client", moved: false } as unknown as Tunnel;
     const before = writtenThroughForTest();
