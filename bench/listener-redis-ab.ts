@@ -22,9 +22,10 @@ import {
   IMAGE_ENV,
   load,
   ROOT,
+  redisBenchmark,
   runBench,
   startHaproxy,
-  track,
+  startRedis,
   work,
 } from "./support.ts";
 
@@ -35,26 +36,11 @@ const trees: Array<[string, string]> = [
   ["this", ROOT],
 ];
 
-async function redisBench(port: number): Promise<{ set: number; get: number }> {
-  const child = spawn(
-    "redis-benchmark",
-    ["-h", "127.0.0.1", "-p", String(port), "-n", String(N), "-c", "20"].concat(["-t", "set,get", "-q"]),
-  );
-  let text = "";
-  child.stdout.on("data", (d: Buffer) => {
-    text += d.toString();
-  });
-  await once(child, "exit");
-  const rate = (op: string) =>
-    Number(new RegExp(`${op}: ([\\d.]+) requests per second`).exec(text.replace(/\r/g, "\n"))?.[1] ?? 0);
-  return { set: rate("SET"), get: rate("GET") };
-}
+const redisBench = (port: number) => redisBenchmark(port, N);
 
 async function main(): Promise<void> {
   const redisPort = await freePort("127.0.0.1");
-  const redisArgs = ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
-  track(spawn("redis-server", redisArgs, { stdio: "ignore" }));
-  await new Promise((r) => setTimeout(r, 300));
+  await startRedis(redisPort);
   const hr = await freePort("127.0.0.1");
   const hp = await startHaproxy("hr", [{ port: hr, to: redisPort }]);
   bundleWorker();

@@ -40,9 +40,11 @@ import {
   NODE_FLAGS,
   peer,
   ROOT,
+  redisBenchmark,
   runBench,
   runPeer,
   startHaproxy,
+  startRedis,
   startWorker,
   track,
   vmRss,
@@ -277,15 +279,7 @@ async function cpsSection(echo: number, direct: Direct): Promise<void> {
 async function redisSection(): Promise<void> {
   // ---- redis-benchmark, one hop, through a local forwarder (same forwarder in front of both proxies) ----
   const redisPort = await freePort("127.0.0.1");
-  const redis = spawn(
-    "redis-server",
-    ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    {
-      stdio: "ignore",
-    },
-  );
-  track(redis);
-  await new Promise((r) => setTimeout(r, 300));
+  await startRedis(redisPort);
   const redisRoutes = [{ from: "relay-r", to: "redis", hops: [hop("redis", redisPort)] }];
   const rr = await startWorker("relay-r", redisRoutes, {
     ...IMAGE_ENV,
@@ -322,29 +316,7 @@ async function redisSection(): Promise<void> {
   };
   const fr = await forwarder("connect", rr.port);
   const fh = await forwarder("plain", hr);
-  const redisBench = async (port: number) => {
-    const child = spawn("redis-benchmark", [
-      "-h",
-      "127.0.0.1",
-      "-p",
-      String(port),
-      "-n",
-      String(REDIS_N),
-      "-c",
-      "20",
-      "-t",
-      "set,get",
-      "-q",
-    ]);
-    let text = "";
-    child.stdout.on("data", (d: Buffer) => {
-      text += d.toString();
-    });
-    await once(child, "exit");
-    const get = (op: string) =>
-      Number(new RegExp(`${op}: ([\\d.]+) requests per second`).exec(text.replace(/\r/g, "\n"))?.[1] ?? 0);
-    return { set: get("SET"), get: get("GET") };
-  };
+  const redisBench = (port: number) => redisBenchmark(port, REDIS_N);
   const rd = await redisBench(redisPort);
   const rh = await redisBench(fh.port);
   const rrl = await redisBench(fr.port);

@@ -220,6 +220,28 @@ export async function startHaproxy(name: string, frontends: HaproxyFrontend[], m
   throw new Error(`haproxy ${name} did not start: ${stderr}`);
 }
 
+/** A redis-server at 127.0.0.1:`port` with no persistence, given 300 ms to start. */
+export async function startRedis(port: number): Promise<ChildProcess> {
+  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+  const redis = track(spawn("redis-server", args, { stdio: "ignore" }));
+  await new Promise((r) => setTimeout(r, 300));
+  return redis;
+}
+
+/** `redis-benchmark -n N -c 20 -t set,get -q` at 127.0.0.1:`port`: SET and GET requests per second. */
+export async function redisBenchmark(port: number, n: number): Promise<{ set: number; get: number }> {
+  const args = ["-h", "127.0.0.1", "-p", String(port), "-n", String(n), "-c", "20", "-t", "set,get", "-q"];
+  const child = spawn("redis-benchmark", args);
+  let text = "";
+  child.stdout.on("data", (d: Buffer) => {
+    text += d.toString();
+  });
+  await once(child, "exit");
+  const rate = (op: string) =>
+    Number(new RegExp(`${op}: ([\\d.]+) requests per second`).exec(text.replace(/\r/g, "\n"))?.[1] ?? 0);
+  return { set: rate("SET"), get: rate("GET") };
+}
+
 export const hop = (node: string, port: number): Route["hops"] extends (infer H)[] | null ? H : never => ({
   node,
   address: `ipv4://127.0.0.1:${port}`,
