@@ -5,10 +5,11 @@ import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { pipeLeg } from "../../../../src/relay/links/legs.ts";
-import { MuxSession, type MuxStream } from "../../../../src/relay/links/mux/session.ts";
+import type { MuxStream } from "../../../../src/relay/links/mux/session.ts";
 import { writtenThroughForTest } from "../../../../src/relay/pump.ts";
 import type { RelayCounters, Tunnel } from "../../../../src/relay/relay.ts";
-import { linkTlsPair } from "./tls-pair.ts";
+import { listen } from "../helpers.ts";
+import { muxStreamOverTls } from "./tls-pair.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -31,30 +32,16 @@ async function streamIntoSocket(): Promise<{
   got: () => string;
   counters: RelayCounters;
 }> {
-  const { client: tls, server: accepted } = await linkTlsPair(cleanups);
-  const streams: MuxStream[] = [];
-  const server = new MuxSession(accepted, "server", SETTINGS);
-  server.on("error", () => {});
-  server.on("stream", (st: MuxStream) => streams.push(st));
-  const client = new MuxSession(tls, "client", SETTINGS);
-  client.on("error", () => {});
-  cleanups.push(() => client.destroy());
-  cleanups.push(() => server.destroy());
-  const sender = client.request({ ":authority": "target:1" });
-  await until("the stream", () => streams.length > 0);
+  const { sender, received } = await muxStreamOverTls(cleanups, SETTINGS, "target:1");
 
   const chunks: Buffer[] = [];
   const srv = createServer((s) => s.on("data", (c: Buffer) => chunks.push(c)));
-  srv.listen(0, "127.0.0.1");
-  await once(srv, "listening");
+  const port = await listen(srv);
   cleanups.push(() => srv.close());
-  const addr = srv.address();
-  if (addr === null || typeof addr === "string") throw new Error("no port");
-  const target = connect({ host: "127.0.0.1", port: addr.port });
+  const target = connect({ host: "127.0.0.1", port });
   await once(target, "connect");
   cleanups.push(() => target.destroy());
 
-  const received = streams[0] as MuxStream;
   const counters: RelayCounters = { up: { client: 0, relay: 0 }, down: { client: 0, relay: 0 } };
   return { sender, received, target, got: () => Buffer.concat(chunks).toString(), counters };
 }

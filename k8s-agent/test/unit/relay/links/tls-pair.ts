@@ -5,6 +5,7 @@ import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import { connect, createServer, type TLSSocket } from "node:tls";
 import { testPki } from "../../../../../test/support/identity.ts";
+import { MuxSession, type MuxSettings, type MuxStream } from "../../../../src/relay/links/mux/session.ts";
 import { LINK_ONREAD } from "../../../../src/relay/links/reads.ts";
 
 const pki = testPki("link-pair");
@@ -40,4 +41,30 @@ export async function linkTlsPair(cleanups: Array<() => unknown>): Promise<{ cli
   const server = await got;
   cleanups.push(() => server.destroy());
   return { client, server };
+}
+
+/**
+ * hopway-mux/1 sessions over `linkTlsPair` (the accepting side reads as a relay's accepted link
+ * does) and one stream the dialling side opened: `sender` is its dialling end, `received` the
+ * end the accepting session handed over. Sessions and sockets go into `cleanups`.
+ */
+export async function muxStreamOverTls(
+  cleanups: Array<() => unknown>,
+  settings: MuxSettings,
+  authority: string,
+): Promise<{ sender: MuxStream; received: MuxStream }> {
+  const { client: tls, server: accepted } = await linkTlsPair(cleanups);
+  const streams: MuxStream[] = [];
+  const server = new MuxSession(accepted, "server", settings);
+  server.on("error", () => {});
+  server.on("stream", (st: MuxStream) => streams.push(st));
+  const client = new MuxSession(tls, "client", settings);
+  client.on("error", () => {});
+  cleanups.push(() => client.destroy());
+  cleanups.push(() => server.destroy());
+  const sender = client.request({ ":authority": authority });
+  for (let i = 0; i < 200 && streams.length === 0; i++) await new Promise((r) => setTimeout(r, 2));
+  const received = streams[0];
+  if (received === undefined) throw new Error("the accepting session got no stream");
+  return { sender, received };
 }

@@ -21,7 +21,7 @@ import {
 } from "../../../../../src/relay/links/mux/frame.ts";
 import { MuxProtocolError, MuxSession, type MuxStream } from "../../../../../src/relay/links/mux/session.ts";
 import type { LinkHeaders } from "../../../../../src/relay/links/session.ts";
-import { linkTlsPair } from "../tls-pair.ts";
+import { muxStreamOverTls } from "../tls-pair.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -695,28 +695,15 @@ describe("hopway-mux/1: the receive path", () => {
   it("over TLS, consecutive records of one stream reach its reader as one chunk of up to 64 KiB, bytes intact", async () => {
     // Stream windows as large as a relay's: frames are cut by size, not by credit.
     const BULK = { maxConcurrentStreams: 100, streamWindowBytes: 4 * 1024 * 1024 };
-    const streams: MuxStream[] = [];
-    const { client: tls, server: accepted } = await linkTlsPair(cleanups);
-    const server = new MuxSession(accepted, "server", BULK);
-    server.on("error", () => {});
-    server.on("stream", (st: MuxStream) => streams.push(st));
-    const client = new MuxSession(tls, "client", BULK);
-    client.on("error", () => {});
-    cleanups.push(() => client.destroy());
-    cleanups.push(() => server.destroy());
-    const stream = client.request({ ":authority": "bulk" });
-    const [st] = await (async () => {
-      for (let i = 0; i < 200 && streams.length === 0; i++) await sleep(2);
-      return streams;
-    })();
+    const { sender: stream, received: st } = await muxStreamOverTls(cleanups, BULK, "bulk");
     const sizes: number[] = [];
     const hash = createHash("sha256");
-    (st as MuxStream).on("data", (c: Buffer) => {
+    st.on("data", (c: Buffer) => {
       sizes.push(c.length);
       hash.update(c);
     });
     const ended = once(st as MuxStream, "end");
-    (st as MuxStream).resume();
+    st.resume();
     const data = Buffer.alloc(4 * 1024 * 1024);
     for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
     stream.end(data);
