@@ -5,7 +5,8 @@
 //   request/response rate with redis-benchmark (one hop; the same local forwarder in front of both proxies);
 //   listeners (docs/listeners.md): the same client with no CONNECT and no forwarder, at a listener,
 //   at HAProxy and, for redis-benchmark, at a bare Node forwarder (accept, connect, `pipe`): what
-//   the plainest Node socket-to-socket forwarder reaches here, beside the listener's target;
+//   the plainest Node socket-to-socket forwarder reaches here, beside the listener's target; and
+//   (connections and redis-benchmark) that forwarder on libuv's handles with no net.Socket;
 //   RSS of one relay holding idle tunnels.
 // Targets: bulk ≥ HAProxy (1 hop), connection rate ≥ 0.8 × HAProxy, 10,000 idle tunnels < 150 MB
 // (3 hops are printed without one: the relay's hops are mTLS links, this HAProxy chain is plaintext;
@@ -216,9 +217,12 @@ async function cpsSection(echo: number, direct: Direct): Promise<void> {
     HOPWAY_BENCH_LISTENERS: JSON.stringify(["echo:0"]),
   });
   // The floor: the least a Node CONNECT relay can do (test/support/bench-floor-relay.ts), same node
-  // flags; and the same program forwarding without the CONNECT exchange, as HAProxy does.
+  // flags; the same program forwarding without the CONNECT exchange, as HAProxy does; and that
+  // forwarder on libuv's TCP handles with no net.Socket (test/support/bench-handle-forwarder.ts):
+  // what a Node process spends per connection below `net`.
   const floor = await forkProxy(FLOOR_BUNDLE, [String(echo)]);
   const plainFloor = await forkProxy(FLOOR_BUNDLE, [String(echo), "plain"]);
+  const handlesFloor = await forkProxy(FLOOR_BUNDLE, [String(echo), "handles"]);
   const cpsCases: Array<[string, string[], number | undefined]> = [
     ["direct", ["127.0.0.1", String(echo), "3", "16"], undefined],
     ["haproxy 1 hop", ["127.0.0.1", String(hc), "3", "16"], hcproc.pid],
@@ -227,6 +231,7 @@ async function cpsSection(echo: number, direct: Direct): Promise<void> {
     ["relay, no links", ["127.0.0.1", String(relayNoLinks.port), "3", "16", "echo:0"], relayNoLinks.child.pid],
     ["node floor 1 hop", ["127.0.0.1", String(floor.port), "3", "16", "echo:0"], floor.child.pid],
     ["node, no CONNECT", ["127.0.0.1", String(plainFloor.port), "3", "16"], plainFloor.child.pid],
+    ["node, handles", ["127.0.0.1", String(handlesFloor.port), "3", "16"], handlesFloor.child.pid],
   ];
   // Warm-up (JIT, TCP port reuse) for every path, not counted.
   for (const [, args] of cpsCases) await runPeer(["cps", ...args.slice(0, 2), "1", ...args.slice(3)]);
@@ -273,6 +278,14 @@ async function cpsSection(echo: number, direct: Direct): Promise<void> {
   );
   console.log(
     `  ratio node without CONNECT/haproxy: ${pc.toFixed(2)}: the same program forwarding at once, like HAProxy`,
+  );
+  const cpuOf = (label: string) => cpuPerConn.get(label) ?? 0;
+  const hh = (cps.get("node, handles") ?? 0) / haproxyRate;
+  console.log(
+    `  ratio node on libuv handles/haproxy: ${hh.toFixed(2)} (CPU per connection ${(cpuOf("node, handles") / cpuOf("haproxy 1 hop")).toFixed(2)}×): the same forwarding without net.Socket`,
+  );
+  console.log(
+    `  proxy CPU per connection: net forwarder/handles forwarder ${(cpuOf("node, no CONNECT") / cpuOf("node, handles")).toFixed(2)}, listener/handles forwarder ${(cpuOf("listener 1 hop") / cpuOf("node, handles")).toFixed(2)}`,
   );
 }
 
@@ -326,11 +339,14 @@ async function redisSection(): Promise<void> {
   // forwarder is what the plainest Node socket-to-socket forwarder reaches on this machine and
   // client, so the listener's target can be read against Node's own cost. Lanes alternate over
   // 3 rounds (order reversed every other round) and keep their best rate and least CPU, so drift
-  // in load hits all alike.
+  // in load hits all alike. The same forwarder on libuv's handles (no net.Socket, each read written
+  // straight on as the listener does) is the least a Node process spends per request.
   const nodeFwd = await forkProxy(FLOOR_BUNDLE, [String(redisPort), "plain"]);
+  const handlesFwd = await forkProxy(FLOOR_BUNDLE, [String(redisPort), "handles"]);
   const lanes: Array<[string, number, number | undefined]> = [
     ["haproxy", hr, hrproc.pid],
     ["node forwarder", nodeFwd.port, nodeFwd.child.pid],
+    ["node, handles", handlesFwd.port, handlesFwd.child.pid],
     ["listener", rr.listeners[0] as number, rr.child.pid],
   ];
   const lane = new Map<string, { set: number; get: number; us: number }>();
@@ -370,6 +386,10 @@ async function redisSection(): Promise<void> {
   );
   const ln = ratio("listener", "node forwarder");
   console.log(`  ratio listener/node forwarder: SET ${ln.set.toFixed(2)}, GET ${ln.get.toFixed(2)}`);
+  const hh = ratio("node, handles", "haproxy");
+  console.log(
+    `  ratio node on libuv handles/haproxy: SET ${hh.set.toFixed(2)}, GET ${hh.get.toFixed(2)} (CPU per request ${hh.us.toFixed(2)}×): no net.Socket, each read written straight on (no target)`,
+  );
   // Steadier than the rates, which move with how the 2 cores are shared among client, proxy and redis.
   console.log(
     `  proxy CPU per request, listener/haproxy ${lh.us.toFixed(2)}, node forwarder/haproxy ${nh.us.toFixed(2)}, listener/node forwarder ${ln.us.toFixed(2)} (lower is better)`,

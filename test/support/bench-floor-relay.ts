@@ -4,12 +4,16 @@
 // timeouts. Whatever rate this reaches bounds what any relay written on Node's `net`
 // can reach on the same machine and client. With `plain` it skips the CONNECT exchange
 // and forwards at once, as HAProxy in TCP mode does: the difference between the two is
-// what the exchange itself costs.
-// Usage (forked with an IPC channel): bench-floor-relay.ts TARGET_PORT [plain] → sends {port}.
+// what the exchange itself costs. With `handles` it forwards as `plain` does, but on libuv's TCP
+// handles with no net.Socket (bench-handle-forwarder.ts): what a Node forwarder costs per
+// connection below `net`.
+// Usage (forked with an IPC channel): bench-floor-relay.ts TARGET_PORT [plain|handles] → sends {port}.
 import { connect, createServer, type Socket } from "node:net";
+import { forwardOnHandles } from "./bench-handle-forwarder.ts";
 
 const target = Number(process.argv[2]);
-const plain = process.argv[3] === "plain";
+const mode = process.argv[3];
+const plain = mode === "plain";
 
 function tunnel(client: Socket, rest: Buffer): void {
   const up = connect({ host: "127.0.0.1", port: target, noDelay: true });
@@ -43,8 +47,11 @@ const server = createServer({ noDelay: true }, (client) => {
   };
   client.on("data", onData);
 });
-server.listen(0, "127.0.0.1", () => {
-  const a = server.address();
-  process.send?.({ port: typeof a === "object" && a ? a.port : 0 });
-});
+if (mode === "handles") process.send?.({ port: forwardOnHandles(target) });
+else {
+  server.listen(0, "127.0.0.1", () => {
+    const a = server.address();
+    process.send?.({ port: typeof a === "object" && a ? a.port : 0 });
+  });
+}
 process.on("disconnect", () => process.exit(0));
