@@ -131,7 +131,13 @@ export async function forkProxy(
     env,
   });
   children.push(child);
-  const [msg] = (await once(child, "message")) as [{ port: number; listeners?: number[] }];
+  // A proxy that dies before it listens (a bad flag, a Node without what it needs) fails the bench
+  // with its exit code instead of leaving it waiting.
+  const exited = once(child, "exit").then(([code]) => {
+    throw new Error(`${bundle} ${args.join(" ")} exited (${code}) before it listened`);
+  });
+  const [msg] = (await Promise.race([once(child, "message"), exited])) as [{ port: number; listeners?: number[] }];
+  exited.catch(() => {});
   return { port: msg.port, child, listeners: msg.listeners ?? [] };
 }
 
