@@ -1,13 +1,13 @@
 // A TCP forwarder on libuv's TCP handles themselves, with no net.Socket, stream or event
 // emitter: accept, dial the one target, write each read on, forward each FIN, close both when
 // both directions ended. Every handle reads into one shared buffer, and each read goes to the
-// other descriptor in one write(2) (what the relay's listener tunnels do, k8s-agent/src/relay/pump.ts);
-// only what the kernel does not take then is copied and queued in libuv. It reaches the handles through Node's internal tcp_wrap and
-// stream_wrap bindings (the deprecated `process.binding`, which net.Socket wraps), so it is a
-// benchmark reference only: what a Node forwarder spends per connection below `net`, the
-// kernel's work and the event loop included (docs/benchmarks/README.md, "Relay: per-connection
-// cost"). No relay code may go this way: the bindings are Node's internals and change without
-// notice.
+// other descriptor in one write(2), as the relay's listener tunnels do (k8s-agent/src/relay/pump.ts);
+// only what the kernel does not take then is copied and queued in libuv. It reaches the handles
+// through Node's internal tcp_wrap and stream_wrap bindings (the deprecated `process.binding`,
+// which net.Socket wraps), so it is a benchmark reference only: what a Node forwarder spends per
+// connection below `net`, the kernel's work and the event loop included
+// (docs/benchmarks/README.md, "Listeners", "Below `net.Socket`"). No relay code may go this way:
+// the bindings are Node's internals and change without notice.
 import { writeSync } from "node:fs";
 
 /** The parts of a libuv TCP handle (tcp_wrap's TCP) this forwarder uses. */
