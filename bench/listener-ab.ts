@@ -7,7 +7,7 @@
 //   LOAD=redis (default): one redis-server; `redis-benchmark -n N -c 20 -t set,get` per lane;
 //     CPU per request.
 //   LOAD=cps: an echo server; the relay bench's connection client (connect, 16 bytes each way,
-//     close; 16 concurrent, SECONDS per lane); CPU per connection.
+//     close; 16 concurrent, CPS_SECONDS (default 3) per lane); CPU per connection.
 //   BASE_TREE=/tmp/base ROUNDS=4 node --import tsx bench/listener-ab.ts
 //   LOAD=cps BASE_TREE=/tmp/base ROUNDS=10 node --import tsx bench/listener-ab.ts
 // STRACE=1 adds one run of this tree's relay under `strace -c -f` (system calls per unit).
@@ -39,7 +39,7 @@ import {
 
 const LOAD = process.env.LOAD ?? "redis";
 const N = Number(process.env.N ?? 100_000);
-const SECONDS = Number(process.env.SECONDS ?? 3);
+const SECONDS = Number(process.env.CPS_SECONDS ?? 3);
 const ROUNDS = Number(process.env.ROUNDS ?? 4);
 const trees: Array<[string, string]> = [
   ...(process.env.BASE_TREE ? [["base", process.env.BASE_TREE] as [string, string]] : []),
