@@ -1,4 +1,4 @@
-// The relay bench's "node, libuv handles" reference (bench-floor-relay.ts `handles`) on real
+// The relay bench's "node, handles" reference (bench-floor-relay.ts `handles`) on real
 // loopback sockets: it must forward byte for byte, carry each FIN on its own, and survive the
 // bench's connection churn, or its per-connection figure would be a forwarder that cuts corners.
 import { once } from "node:events";
