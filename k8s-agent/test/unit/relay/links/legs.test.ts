@@ -8,7 +8,7 @@ import { pipeLeg } from "../../../../src/relay/links/legs.ts";
 import type { MuxStream } from "../../../../src/relay/links/mux/session.ts";
 import { writtenThroughForTest } from "../../../../src/relay/pump.ts";
 import type { RelayCounters, Tunnel } from "../../../../src/relay/relay.ts";
-import { listen } from "../helpers.ts";
+import { listen, sleep } from "../helpers.ts";
 import { muxStreamOverTls } from "./tls-pair.ts";
 
 const cleanups: Array<() => unknown> = [];
@@ -17,7 +17,6 @@ afterEach(async () => {
 });
 
 const SETTINGS = { maxConcurrentStreams: 10, streamWindowBytes: 2 * 1024 * 1024 };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(what: string, ok: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !ok(); i++) await sleep(5);
