@@ -377,6 +377,20 @@ describe("Dockerfile", () => {
     expect(() => imageRuntime('FROM x\nENTRYPOINT ["/nodejs/bin/node", "--flag"]\n')).toThrow(/no script/);
   });
 
+  it("builds the native splice and puts it beside the bundle, where the relay looks for it", () => {
+    expect(text).toContain("node k8s-agent/native/build.mjs --require");
+    const image = imageRuntime(text);
+    const addon = lines
+      .find((l) => l.startsWith("COPY --from=build") && l.includes("hopway-splice.node"))
+      ?.split(/\s+/)
+      .at(-1);
+    expect(addon).toBe(join(dirname(image.script), "hopway-splice.node"));
+    // native-splice.ts looks for that name beside its own module, which the bundle is.
+    expect(readFileSync(join(AGENT, "src", "relay", "native-splice.ts"), "utf8")).toContain(
+      'new URL("hopway-splice.node", import.meta.url)',
+    );
+  });
+
   it("copies only paths that exist, and the ignore file lets them through", () => {
     const ignore = readFileSync(join(AGENT, "Dockerfile.dockerignore"), "utf8");
     for (const l of lines.filter((x) => x.startsWith("COPY ") && !x.includes("--from="))) {

@@ -1,0 +1,560 @@
+// hopway-splice: the byte path of a relay's plain socket-to-socket tunnels, off the event loop.
+//
+// Once a tunnel's two TCP sockets are spliced, all that is left is moving bytes both ways,
+// forwarding each FIN, and telling the relay when the tunnel ends. In JavaScript every read
+// costs a call into V8 from the event loop; on request/response traffic that is most of what
+// a relay spends per message (docs/benchmarks/README.md, "Listeners"). Here one thread per
+// process waits on its own epoll set and does what a C proxy does per message: one read(2)
+// into a shared buffer and one write(2) of it to the other socket.
+//
+// Ownership: the descriptors stay Node's. The relay stops reading the sockets (and never
+// writes to them) before it attaches them, and closes them only after this thread let go:
+// either its report arrived (the tunnel ended or failed here) or `cancel` took the tunnel back
+// synchronously. So a descriptor number is never read or written here after Node closed it.
+//
+// Reports reach JavaScript through one thread-safe function, batched: [id, up, down, code,
+// errno] per tunnel, five numbers each. Code 0: both directions ended (each FIN forwarded
+// after everything before it). Code 1: a read or write failed (errno says why); the relay
+// resets both sockets, as it does for a broken tunnel on its own path.
+//
+// Memory: one 256 KiB read buffer per process. A write the kernel does not take whole keeps
+// only its rest, in a buffer of that size, and the direction stops reading until it is out:
+// at most one read's worth waits per direction.
+#define _GNU_SOURCE
+#include <node_api.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define READ_BYTES (256 * 1024)
+#define MAX_EVENTS 128
+#define SLOT_BITS 24
+#define SLOT_LIMIT (1u << SLOT_BITS)
+#define LANES 2
+
+typedef struct tunnel tunnel_t;
+typedef struct end {
+  tunnel_t *t;
+  int side;
+} end_t;
+
+struct tunnel {
+  end_t ends[2];
+  int fd[2];
+  uint32_t events[2];  // what epoll watches on fd[i] now (0: not in the set)
+  char *pend[2];       // bytes still to be written to fd[i]
+  size_t poff[2], plen[2];
+  uint8_t eof[2];      // fd[i] read its peer's FIN
+  uint8_t shut[2];     // our FIN went out on fd[i]
+  uint8_t dead;
+  uint8_t lane;
+  atomic_uchar moved;
+  uint64_t bytes[2];   // read from fd[i] and forwarded to the other side
+  uint32_t slot;
+  tunnel_t *grave;
+};
+
+typedef struct report {
+  double id;
+  double up, down;
+  int code, err;
+} report_t;
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static int ep = -1;
+static int wake = -1;
+static end_t wake_end;  // its address marks the eventfd's events
+static pthread_t thread;
+static napi_threadsafe_function tsfn;
+static char *readbuf;
+
+// Slots: a tunnel's id is gen * 2^24 + slot, so an id never names a later tunnel in the same slot.
+static tunnel_t **slots;
+static uint32_t *gens;
+static uint32_t nslots, capslots;
+static uint32_t *free_slots;
+static uint32_t nfree;
+
+static tunnel_t *grave;  // dead tunnels, freed by the thread after the batch that may still name them
+static report_t *reports;
+static size_t nreports, capreports;
+static atomic_uint_fast64_t lane_bytes[LANES][2];
+static uint32_t live;  // attached and not yet reported or cancelled; JS thread only
+static atomic_uint_fast64_t attached_total;
+
+static double id_of(tunnel_t *t) { return (double)gens[t->slot] * (double)SLOT_LIMIT + (double)t->slot; }
+
+static void set_events(tunnel_t *t, int i, uint32_t want) {
+  if (want == t->events[i]) return;
+  struct epoll_event ev = {.events = want, .data.ptr = &t->ends[i]};
+  if (want == 0) {
+    epoll_ctl(ep, EPOLL_CTL_DEL, t->fd[i], NULL);
+  } else if (t->events[i] == 0) {
+    epoll_ctl(ep, EPOLL_CTL_ADD, t->fd[i], &ev);
+  } else {
+    epoll_ctl(ep, EPOLL_CTL_MOD, t->fd[i], &ev);
+  }
+  t->events[i] = want;
+}
+
+// fd[i] is read while it has not ended and the other side has nothing waiting; it is watched
+// for room while something waits to be written to it. A descriptor with neither leaves the
+// set: a hang-up on it would otherwise wake the thread again and again, and the next write to
+// it meets any error anyway.
+static void update(tunnel_t *t, int i) {
+  uint32_t want = 0;
+  if (!t->eof[i] && t->plen[1 - i] == 0) want |= EPOLLIN;
+  if (t->plen[i] > 0) want |= EPOLLOUT;
+  set_events(t, i, want);
+}
+
+static void bury(tunnel_t *t) {
+  set_events(t, 0, 0);
+  set_events(t, 1, 0);
+  t->dead = 1;
+  t->grave = grave;
+  grave = t;
+}
+
+// Called with mu held.
+static void report(tunnel_t *t, int code, int err) {
+  if (nreports == capreports) {
+    size_t cap = capreports ? capreports * 2 : 64;
+    report_t *r = realloc(reports, cap * sizeof *r);
+    if (r == NULL) abort();
+    reports = r;
+    capreports = cap;
+  }
+  reports[nreports++] = (report_t){id_of(t), (double)t->bytes[0], (double)t->bytes[1], code, err};
+  bury(t);
+  if (nreports == 1) napi_call_threadsafe_function(tsfn, NULL, napi_tsfn_nonblocking);
+}
+
+static void fail(tunnel_t *t, int err) { report(t, 1, err); }
+
+static void send_fin(tunnel_t *t, int o) {
+  t->shut[o] = 1;
+  // ENOTCONN: the peer is gone already; the other direction's next write says so if it matters.
+  shutdown(t->fd[o], SHUT_WR);
+  if (t->shut[0] && t->shut[1]) report(t, 0, 0);
+}
+
+// Writes buf to fd[o] now; keeps what the kernel did not take. 0 on success, else errno.
+static int put(tunnel_t *t, int o, const char *buf, size_t n) {
+  ssize_t w = send(t->fd[o], buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (w < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return errno;
+    w = 0;
+  }
+  if ((size_t)w < n) {
+    size_t rest = n - (size_t)w;
+    char *p = malloc(rest);
+    if (p == NULL) return ENOMEM;
+    memcpy(p, buf + w, rest);
+    t->pend[o] = p;
+    t->poff[o] = 0;
+    t->plen[o] = rest;
+  }
+  return 0;
+}
+
+static void readable(tunnel_t *t, int i) {
+  int o = 1 - i;
+  ssize_t n = recv(t->fd[i], readbuf, READ_BYTES, MSG_DONTWAIT);
+  if (n > 0) {
+    t->bytes[i] += (uint64_t)n;
+    atomic_fetch_add_explicit(&lane_bytes[t->lane][i], (uint64_t)n, memory_order_relaxed);
+    atomic_store_explicit(&t->moved, 1, memory_order_relaxed);
+    int err = put(t, o, readbuf, (size_t)n);
+    if (err != 0) return fail(t, err);
+    if (t->plen[o] > 0) {
+      update(t, i);
+      update(t, o);
+    }
+    return;
+  }
+  if (n == 0) {
+    t->eof[i] = 1;
+    update(t, i);
+    if (t->plen[o] == 0) send_fin(t, o);
+    return;
+  }
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+  fail(t, errno);
+}
+
+static void writable(tunnel_t *t, int o) {
+  int i = 1 - o;
+  ssize_t w = send(t->fd[o], t->pend[o] + t->poff[o], t->plen[o] - t->poff[o], MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (w < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+    return fail(t, errno);
+  }
+  t->poff[o] += (size_t)w;
+  if (t->poff[o] < t->plen[o]) return;
+  free(t->pend[o]);
+  t->pend[o] = NULL;
+  t->plen[o] = t->poff[o] = 0;
+  update(t, o);
+  update(t, i);
+  if (t->eof[i]) send_fin(t, o);
+}
+
+static void release(tunnel_t *t) {
+  free(t->pend[0]);
+  free(t->pend[1]);
+  slots[t->slot] = NULL;
+  gens[t->slot] = (gens[t->slot] + 1) & ((1u << 28) - 1);
+  free_slots[nfree++] = t->slot;
+  free(t);
+}
+
+static void *run(void *arg) {
+  (void)arg;
+  struct epoll_event evs[MAX_EVENTS];
+  for (;;) {
+    int n = epoll_wait(ep, evs, MAX_EVENTS, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    pthread_mutex_lock(&mu);
+    for (int k = 0; k < n; k++) {
+      end_t *e = evs[k].data.ptr;
+      if (e == &wake_end) {
+        uint64_t v;
+        ssize_t r = read(wake, &v, sizeof v);
+        (void)r;
+        continue;
+      }
+      tunnel_t *t = e->t;
+      int i = e->side;
+      uint32_t ev = evs[k].events;
+      if (t->dead) continue;
+      // An error or hang-up is met by the read or the write this descriptor is watched for.
+      if ((t->events[i] & EPOLLIN) && (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))) readable(t, i);
+      if (!t->dead && (t->events[i] & EPOLLOUT) && (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))) writable(t, i);
+    }
+    while (grave != NULL) {
+      tunnel_t *t = grave;
+      grave = t->grave;
+      release(t);
+    }
+    pthread_mutex_unlock(&mu);
+  }
+  return NULL;
+}
+
+// ---- JavaScript side ----
+
+static void call_js(napi_env env, napi_value cb, void *context, void *data) {
+  (void)context;
+  (void)data;
+  if (env == NULL) return;
+  pthread_mutex_lock(&mu);
+  size_t n = nreports;
+  report_t *copy = NULL;
+  if (n > 0) {
+    copy = malloc(n * sizeof *copy);
+    if (copy != NULL) memcpy(copy, reports, n * sizeof *copy);
+    nreports = 0;
+  }
+  pthread_mutex_unlock(&mu);
+  if (copy == NULL) return;
+  napi_value arr;
+  napi_create_array_with_length(env, n * 5, &arr);
+  for (size_t k = 0; k < n; k++) {
+    double vals[5] = {copy[k].id, copy[k].up, copy[k].down, (double)copy[k].code, (double)copy[k].err};
+    for (int j = 0; j < 5; j++) {
+      napi_value v;
+      napi_create_double(env, vals[j], &v);
+      napi_set_element(env, arr, (uint32_t)(k * 5 + j), v);
+    }
+  }
+  free(copy);
+  live -= (uint32_t)n;
+  if (live == 0) napi_unref_threadsafe_function(env, tsfn);
+  napi_value undefined;
+  napi_get_undefined(env, &undefined);
+  napi_call_function(env, undefined, cb, 1, &arr, NULL);
+}
+
+static napi_value throw_errno(napi_env env, const char *what, int err) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  char code[32];
+  snprintf(code, sizeof code, "HOPWAY_SPLICE_E%d", err);
+  napi_throw_error(env, code, msg);
+  return NULL;
+}
+
+// start(onReports): once per process.
+static napi_value start(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (ep >= 0) {
+    napi_throw_error(env, "HOPWAY_SPLICE_STARTED", "the splice thread is already running");
+    return NULL;
+  }
+  napi_valuetype type;
+  if (argc < 1 || napi_typeof(env, argv[0], &type) != napi_ok || type != napi_function) {
+    napi_throw_type_error(env, "HOPWAY_SPLICE_ARG", "start(onReports): onReports must be a function");
+    return NULL;
+  }
+  readbuf = malloc(READ_BYTES);
+  if (readbuf == NULL) return throw_errno(env, "splice buffer", ENOMEM);
+  ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) return throw_errno(env, "epoll_create1", errno);
+  wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake < 0) return throw_errno(env, "eventfd", errno);
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &wake_end};
+  epoll_ctl(ep, EPOLL_CTL_ADD, wake, &ev);
+  napi_value name;
+  napi_create_string_utf8(env, "hopway-splice", NAPI_AUTO_LENGTH, &name);
+  napi_status s = napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &tsfn);
+  if (s != napi_ok) {
+    napi_throw_error(env, "HOPWAY_SPLICE_TSFN", "could not make the thread-safe function");
+    return NULL;
+  }
+  // Only attached tunnels keep the process alive, as open sockets would.
+  napi_unref_threadsafe_function(env, tsfn);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  int err = pthread_create(&thread, &attr, run, NULL);
+  pthread_attr_destroy(&attr);
+  if (err != 0) return throw_errno(env, "pthread_create", err);
+  return NULL;
+}
+
+static int get_int(napi_env env, napi_value v, int32_t *out) {
+  napi_valuetype type;
+  if (napi_typeof(env, v, &type) != napi_ok || type != napi_number) return 0;
+  return napi_get_value_int32(env, v, out) == napi_ok;
+}
+
+// attach(fdUp, fdDown, lane) → id. fdUp is the side that connected (its reads count as `up`).
+static napi_value attach(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t a, b, lane;
+  if (argc < 3 || !get_int(env, argv[0], &a) || !get_int(env, argv[1], &b) || !get_int(env, argv[2], &lane) || a < 0 ||
+      b < 0 || a == b || lane < 0 || lane >= LANES) {
+    napi_throw_type_error(env, "HOPWAY_SPLICE_ARG", "attach(fdUp, fdDown, lane): two distinct descriptors and a lane");
+    return NULL;
+  }
+  if (ep < 0) {
+    napi_throw_error(env, "HOPWAY_SPLICE_NOT_STARTED", "start() first");
+    return NULL;
+  }
+  for (int k = 0; k < 2; k++) {
+    int fd = k == 0 ? a : b;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) return throw_errno(env, "fcntl", errno);
+    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return throw_errno(env, "fcntl", errno);
+  }
+  tunnel_t *t = calloc(1, sizeof *t);
+  if (t == NULL) return throw_errno(env, "attach", ENOMEM);
+  pthread_mutex_lock(&mu);
+  if (nfree == 0) {
+    if (nslots == SLOT_LIMIT) {
+      pthread_mutex_unlock(&mu);
+      free(t);
+      return throw_errno(env, "attach", EMFILE);
+    }
+    if (nslots == capslots) {
+      uint32_t cap = capslots ? capslots * 2 : 1024;
+      if (cap > SLOT_LIMIT) cap = SLOT_LIMIT;
+      tunnel_t **s = realloc(slots, cap * sizeof *s);
+      uint32_t *g = s ? realloc(gens, cap * sizeof *g) : NULL;
+      uint32_t *f = g ? realloc(free_slots, cap * sizeof *f) : NULL;
+      if (s) slots = s;
+      if (g) gens = g;
+      if (f) free_slots = f;
+      if (!s || !g || !f) {
+        pthread_mutex_unlock(&mu);
+        free(t);
+        return throw_errno(env, "attach", ENOMEM);
+      }
+      for (uint32_t k = capslots; k < cap; k++) gens[k] = 0;
+      capslots = cap;
+    }
+    free_slots[nfree++] = nslots++;
+  }
+  t->slot = free_slots[--nfree];
+  slots[t->slot] = t;
+  t->ends[0] = (end_t){t, 0};
+  t->ends[1] = (end_t){t, 1};
+  t->fd[0] = a;
+  t->fd[1] = b;
+  t->lane = (uint8_t)lane;
+  update(t, 0);
+  update(t, 1);
+  if (t->events[0] == 0 || t->events[1] == 0) {
+    int err = errno;
+    set_events(t, 0, 0);
+    set_events(t, 1, 0);
+    release(t);
+    pthread_mutex_unlock(&mu);
+    return throw_errno(env, "epoll_ctl", err);
+  }
+  double id = id_of(t);
+  pthread_mutex_unlock(&mu);
+  if (live++ == 0) napi_ref_threadsafe_function(env, tsfn);
+  atomic_fetch_add(&attached_total, 1);
+  napi_value out;
+  napi_create_double(env, id, &out);
+  return out;
+}
+
+// Looks a live tunnel up by id; NULL when it ended (its report is on the way) or is unknown.
+static tunnel_t *find(napi_env env, napi_value v) {
+  double id;
+  if (napi_get_value_double(env, v, &id) != napi_ok || id < 0) return NULL;
+  uint32_t slot = (uint32_t)((uint64_t)id & (SLOT_LIMIT - 1));
+  uint32_t gen = (uint32_t)((uint64_t)id >> SLOT_BITS);
+  if (slot >= nslots || gens[slot] != gen) return NULL;
+  tunnel_t *t = slots[slot];
+  return t == NULL || t->dead ? NULL : t;
+}
+
+// cancel(id) → [up, down], the tunnel's bytes, when it was taken back: the thread no longer
+// touches its descriptors and no report will come. Undefined when it already ended: its report will.
+static napi_value cancel(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool took = false;
+  double b[2] = {0, 0};
+  if (argc >= 1) {
+    pthread_mutex_lock(&mu);
+    tunnel_t *t = find(env, argv[0]);
+    if (t != NULL) {
+      b[0] = (double)t->bytes[0];
+      b[1] = (double)t->bytes[1];
+      bury(t);
+      took = true;
+    }
+    pthread_mutex_unlock(&mu);
+  }
+  napi_value out;
+  if (!took) {
+    napi_get_undefined(env, &out);
+    return out;
+  }
+  uint64_t one = 1;
+  ssize_t r = write(wake, &one, sizeof one);  // let the thread free it
+  (void)r;
+  if (--live == 0) napi_unref_threadsafe_function(env, tsfn);
+  napi_create_array_with_length(env, 2, &out);
+  for (int j = 0; j < 2; j++) {
+    napi_value v;
+    napi_create_double(env, b[j], &v);
+    napi_set_element(env, out, (uint32_t)j, v);
+  }
+  return out;
+}
+
+// moved(id) → whether bytes moved since the last call (the relay's idle sweep).
+static napi_value moved(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool m = false;
+  if (argc >= 1) {
+    pthread_mutex_lock(&mu);
+    tunnel_t *t = find(env, argv[0]);
+    if (t != NULL) m = atomic_exchange_explicit(&t->moved, 0, memory_order_relaxed) != 0;
+    pthread_mutex_unlock(&mu);
+  }
+  napi_value out;
+  napi_get_boolean(env, m, &out);
+  return out;
+}
+
+// bytes(id) → [read from the side that connected, read from the other] while the tunnel is live, else undefined.
+static napi_value bytes(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double b[2];
+  bool found = false;
+  if (argc >= 1) {
+    pthread_mutex_lock(&mu);
+    tunnel_t *t = find(env, argv[0]);
+    if (t != NULL) {
+      b[0] = (double)t->bytes[0];
+      b[1] = (double)t->bytes[1];
+      found = true;
+    }
+    pthread_mutex_unlock(&mu);
+  }
+  napi_value out;
+  if (!found) {
+    napi_get_undefined(env, &out);
+    return out;
+  }
+  napi_create_array_with_length(env, 2, &out);
+  for (int j = 0; j < 2; j++) {
+    napi_value v;
+    napi_create_double(env, b[j], &v);
+    napi_set_element(env, out, (uint32_t)j, v);
+  }
+  return out;
+}
+
+// stats() → [live tunnels, attached ever, bytes up lane 0, down lane 0, up lane 1, down lane 1, bytes waiting]
+static napi_value stats(napi_env env, napi_callback_info info) {
+  (void)info;
+  double waiting = 0;
+  pthread_mutex_lock(&mu);
+  for (uint32_t k = 0; k < nslots; k++) {
+    tunnel_t *t = slots[k];
+    if (t != NULL && !t->dead) waiting += (double)(t->plen[0] - t->poff[0] + t->plen[1] - t->poff[1]);
+  }
+  pthread_mutex_unlock(&mu);
+  double vals[7] = {
+      (double)live,
+      (double)atomic_load(&attached_total),
+      (double)atomic_load(&lane_bytes[0][0]),
+      (double)atomic_load(&lane_bytes[0][1]),
+      (double)atomic_load(&lane_bytes[1][0]),
+      (double)atomic_load(&lane_bytes[1][1]),
+      waiting,
+  };
+  napi_value arr;
+  napi_create_array_with_length(env, 7, &arr);
+  for (int j = 0; j < 7; j++) {
+    napi_value v;
+    napi_create_double(env, vals[j], &v);
+    napi_set_element(env, arr, (uint32_t)j, v);
+  }
+  return arr;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"start", NULL, start, NULL, NULL, NULL, napi_default, NULL},
+      {"attach", NULL, attach, NULL, NULL, NULL, napi_default, NULL},
+      {"cancel", NULL, cancel, NULL, NULL, NULL, napi_default, NULL},
+      {"moved", NULL, moved, NULL, NULL, NULL, napi_default, NULL},
+      {"bytes", NULL, bytes, NULL, NULL, NULL, napi_default, NULL},
+      {"stats", NULL, stats, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,203 @@
+// The relay's native splice (k8s-agent/native/splice.c, docs/relay.md "Native splice"): once
+// both sides of a tunnel are plain TCP sockets, a thread of its own moves the bytes, so no read
+// or write of an established tunnel costs the event loop a call into JavaScript.
+//
+// The sockets stay Node's: they stop reading, the thread reads and writes their descriptors,
+// and they are closed only after the thread let go of them (its report, or `cancel`). What it
+// relies on is checked per tunnel (a libuv TCP handle with a descriptor, nothing queued to
+// write, no timeout), with the JavaScript path (pump.ts) as the fallback, and it is loaded
+// only where it was built (Linux, `npm install` or the image's build stage).
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import type { Socket } from "node:net";
+
+/** What splice.c exports. */
+interface Addon {
+  start(onReports: (reports: number[]) => void): void;
+  attach(fdUp: number, fdDown: number, lane: number): number;
+  cancel(id: number): [number, number] | undefined;
+  moved(id: number): boolean;
+  bytes(id: number): [number, number] | undefined;
+  stats(): number[];
+}
+
+/** How a spliced tunnel ended on the thread. */
+export interface SpliceEnd {
+  /** Bytes read from the side that connected, and from the other side. */
+  up: number;
+  down: number;
+  /** Undefined when both directions ended with a FIN; else the errno name of the read or write that failed. */
+  error: string | undefined;
+}
+export type SpliceDone = (end: SpliceEnd) => void;
+
+export interface SpliceStats {
+  tunnels: number;
+  attachedTotal: number;
+  /** Bytes read, by lane: [up, down]. */
+  lanes: [[number, number], [number, number]];
+  /** Bytes read but not yet taken by the destination's kernel buffer. */
+  waiting: number;
+}
+
+/** The libuv handle fields a socket must show to be spliced natively. */
+interface HandleInternals {
+  _handle?: {
+    fd?: number;
+    reading?: boolean;
+    readStop?: () => number;
+    writeQueueSize?: number;
+    constructor: { name: string };
+  } | null;
+  timeout?: number;
+}
+
+const ERRNO: Record<number, string> = {
+  32: "EPIPE",
+  103: "ECONNABORTED",
+  104: "ECONNRESET",
+  110: "ETIMEDOUT",
+  113: "EHOSTUNREACH",
+  12: "ENOMEM",
+};
+
+export class NativeSplicer {
+  private readonly done = new Map<number, SpliceDone>();
+
+  constructor(private readonly addon: Addon) {
+    addon.start((r) => this.onReports(r));
+  }
+
+  /**
+   * Moves both sockets' bytes on the thread from now on and calls `done` once when the tunnel
+   * ended there, or returns undefined (nothing changed) when either socket does not qualify.
+   * The caller must have every byte it read from them written on already, must not read or
+   * write them again, and must `cancel` before it destroys either while the tunnel is live.
+   */
+  attach(up: Socket, down: Socket, lane: 0 | 1, done: SpliceDone): number | undefined {
+    const a = spliceable(up);
+    const b = spliceable(down);
+    if (a === undefined || b === undefined) return undefined;
+    for (const s of [up, down] as Array<Socket & HandleInternals>) {
+      const h = s._handle as NonNullable<HandleInternals["_handle"]>;
+      h.readStop?.();
+      // Node's socket starts reading again wherever it finds `reading` clear (its `_read`, which a
+      // `connect` event, `resume` or `read(0)` reaches): marked as reading, it leaves the handle alone.
+      h.reading = true;
+    }
+    let id: number;
+    try {
+      id = this.addon.attach(a, b, lane);
+    } catch {
+      return undefined;
+    }
+    this.done.set(id, done);
+    return id;
+  }
+
+  /**
+   * Takes a live tunnel back and returns the bytes it moved (up, down): its descriptors are
+   * Node's alone again and `done` will not run. Undefined when it already ended: `done` will run.
+   */
+  cancel(id: number): [number, number] | undefined {
+    const b = this.addon.cancel(id);
+    if (b !== undefined) this.done.delete(id);
+    return b;
+  }
+
+  /** Whether bytes moved since the last call. */
+  moved(id: number): boolean {
+    return this.addon.moved(id);
+  }
+
+  /** Bytes read so far from the side that connected and from the other; undefined once it ended. */
+  bytes(id: number): [number, number] | undefined {
+    return this.addon.bytes(id);
+  }
+
+  stats(): SpliceStats {
+    const s = this.addon.stats();
+    return {
+      tunnels: s[0] ?? 0,
+      attachedTotal: s[1] ?? 0,
+      lanes: [
+        [s[2] ?? 0, s[3] ?? 0],
+        [s[4] ?? 0, s[5] ?? 0],
+      ],
+      waiting: s[6] ?? 0,
+    };
+  }
+
+  private onReports(r: number[]): void {
+    for (let k = 0; k + 4 < r.length; k += 5) {
+      const id = r[k] as number;
+      const cb = this.done.get(id);
+      if (cb === undefined) continue;
+      this.done.delete(id);
+      const code = r[k + 3] as number;
+      const errno = r[k + 4] as number;
+      cb({
+        up: r[k + 1] as number,
+        down: r[k + 2] as number,
+        error: code === 0 ? undefined : (ERRNO[errno] ?? `E${errno}`),
+      });
+    }
+  }
+}
+
+/** The socket's descriptor when the thread may take it over, else undefined. */
+function spliceable(s: Socket): number | undefined {
+  const x = s as Socket & HandleInternals;
+  const h = x._handle;
+  if (h == null || h.constructor.name !== "TCP" || typeof h.fd !== "number" || h.fd < 0) return undefined;
+  if (s.destroyed || s.connecting || s.writableLength !== 0 || (h.writeQueueSize ?? 0) !== 0 || x.timeout)
+    return undefined;
+  // Bytes Node already read and holds would be lost to the other side.
+  if (s.readableLength !== 0) return undefined;
+  return h.fd;
+}
+
+let loaded: NativeSplicer | null | undefined;
+let why = "";
+
+/**
+ * The process's splicer, or undefined where it was not built or is turned off
+ * (HOPWAY_NATIVE_SPLICE=0). HOPWAY_SPLICE_ADDON names the .node file where it is not beside
+ * the code (a bundle run from elsewhere).
+ */
+export function nativeSplicer(): NativeSplicer | undefined {
+  if (loaded !== undefined) return loaded ?? undefined;
+  loaded = null;
+  if (process.env.HOPWAY_NATIVE_SPLICE === "0") {
+    why = "turned off (HOPWAY_NATIVE_SPLICE=0)";
+    return undefined;
+  }
+  if (process.platform !== "linux") {
+    why = `not on ${process.platform}`;
+    return undefined;
+  }
+  const candidates = [
+    process.env.HOPWAY_SPLICE_ADDON,
+    // Beside the bundle (dist/hopway-agent.mjs, the image's /app), then the source tree's build.
+    new URL("hopway-splice.node", import.meta.url).pathname,
+    new URL("../../native/build/hopway-splice.node", import.meta.url).pathname,
+  ].filter((p): p is string => p !== undefined && p !== "");
+  const path = candidates.find((p) => existsSync(p));
+  if (path === undefined) {
+    why = "not built (npm install builds it: k8s-agent/native/build.mjs)";
+    return undefined;
+  }
+  try {
+    loaded = new NativeSplicer(createRequire(import.meta.url)(path) as Addon);
+    why = path;
+  } catch (e) {
+    why = `failed to load ${path}: ${(e as Error).message}`;
+  }
+  return loaded ?? undefined;
+}
+
+/** Where the splicer came from, or why there is none (the agent logs it at start). */
+export function nativeSpliceStatus(): string {
+  nativeSplicer();
+  return why;
+}
