@@ -180,6 +180,12 @@ export const AgentConfigSchema = z
         tls: RelayTlsSchema,
         links: LinksSchema,
         limits: LimitsSchema,
+        /**
+         * Move the bytes of socket-to-socket tunnels (listeners, and CONNECTs to a target this
+         * relay dials itself) on the native splice's thread where the image has it (docs/relay.md,
+         * "Native splice"). False keeps them on the JavaScript path.
+         */
+        native_splice: z.boolean().default(true),
       })
       .prefault({}),
     /**

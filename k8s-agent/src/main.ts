@@ -15,6 +15,7 @@ import { ListenerManager } from "./listeners/manager.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { createListenerMetrics, createRelayMetrics } from "./metrics.ts";
 import { keyTargetResolver, localOwners, MembershipFollower } from "./ownership/index.ts";
+import { nativeSpliceStatus } from "./relay/native-splice.ts";
 import { Relay } from "./relay/relay.ts";
 import { SelfAddresses } from "./relay/self-addresses.ts";
 import { RoutingTable } from "./relay/table.ts";
@@ -67,6 +68,7 @@ export async function startAgent(
   const metrics = createRelayMetrics(registry, {
     counters: () => relay.counters,
     activeTunnels: () => relay.activeTunnels,
+    nativeSplicedTunnels: () => relay.nativeSplicedTunnels,
     openConnections: () => relay.openConnections,
     pendingHandshakes: () => relay.pendingHandshakes,
     routeTableVersion: () => table.version,
@@ -129,6 +131,11 @@ export async function startAgent(
     observer: metrics,
     log: (level, msg, fields) => log.log(level, msg, fields),
     resolveTarget: keyTargetResolver(ownership),
+    nativeSplice: config.relay.native_splice,
+  });
+  log.log("info", "native splice", {
+    enabled: relay.nativeSpliceOn,
+    detail: config.relay.native_splice ? nativeSpliceStatus() : "turned off (relay.native_splice: false)",
   });
 
   const scaling = new ScalingSignals({ config: config.scaling, podName: config.pod.name ?? config.node, registry });

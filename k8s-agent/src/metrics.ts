@@ -20,6 +20,8 @@ export const DIRECTIONS = ["up", "down"] as const;
 export interface RelayMetricSources {
   counters: () => RelayCounters;
   activeTunnels: () => number;
+  /** Of those, the tunnels whose bytes the native splice's thread moves (relay/native-splice.ts). */
+  nativeSplicedTunnels?: () => number;
   openConnections: () => number;
   /** Unauthenticated handshakes held (relay/admission.ts: the handshake pool). */
   pendingHandshakes?: () => number;
@@ -95,6 +97,14 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
     registers: [registry],
     collect() {
       this.set(src.activeTunnels());
+    },
+  });
+  new Gauge({
+    name: "hopway_relay_tunnels_native",
+    help: "Tunnels open now whose bytes the native splice's thread moves (part of hopway_relay_tunnels_active).",
+    registers: [registry],
+    collect() {
+      this.set(src.nativeSplicedTunnels?.() ?? 0);
     },
   });
   new Gauge({

@@ -28,6 +28,7 @@ const registry = new Registry();
 const metrics = createRelayMetrics(registry, {
   counters: () => relay.counters,
   activeTunnels: () => relay.activeTunnels,
+  nativeSplicedTunnels: () => relay.nativeSplicedTunnels,
   openConnections: () => relay.openConnections,
   routeTableVersion: () => table.version,
   routeTableFetchedAt: () => Date.now(),

@@ -39,6 +39,7 @@ import {
   pipeLeg,
   type TunnelEnd,
 } from "./links/index.ts";
+import { type NativeSplicer, nativeSplicer, type SpliceEnd } from "./native-splice.ts";
 import {
   type ConnectRequest,
   errorResponse,
@@ -125,6 +126,12 @@ export interface RelayOptions {
    */
   reuseReadBuffers?: boolean;
   /**
+   * Moves the bytes of tunnels whose two sides are plain TCP sockets on the native splice's
+   * thread (native-splice.ts, docs/relay.md "Native splice") where it was built; default true.
+   * False keeps every tunnel on the JavaScript path (pump.ts).
+   */
+  nativeSplice?: boolean;
+  /**
    * Rewrites a CONNECT target before the table is consulted (key-affine
    * targets, k8s-agent/src/ownership): undefined = unchanged. The new target
    * still has to pass the route table, so this never widens what is reachable.
@@ -145,6 +152,8 @@ export interface Tunnel {
   openedAt: number;
   /** Set by every chunk either way; the idle sweep clears it and counts the sweeps it stays clear. */
   moved: boolean;
+  /** While the native splice's thread moves this tunnel's bytes: its id there, and the relay to give it back to. */
+  native: { id: number; relay: Relay } | null;
   quietSweeps: number;
   /** Sides closed so far (0, 1, 2). */
   closed: number;
@@ -195,7 +204,8 @@ class Refusal {
 export class Relay {
   readonly name: string;
   readonly limits: RelayLimits;
-  readonly counters: RelayCounters = { up: { client: 0, relay: 0 }, down: { client: 0, relay: 0 } };
+  /** Bytes moved in JavaScript, and by natively spliced tunnels that ended (`counters` adds the live ones). */
+  private readonly bytes: RelayCounters = { up: { client: 0, relay: 0 }, down: { client: 0, relay: 0 } };
   private readonly table: RoutingTable;
   /** Relay links, both ways; undefined without an identity. */
   readonly linkPool: LinkPool | undefined;
@@ -206,6 +216,8 @@ export class Relay {
   private readonly log: NonNullable<RelayOptions["log"]>;
   private readonly resolveTarget: RelayOptions["resolveTarget"];
   private readonly reuseReadBuffers: boolean;
+  private readonly splicer: NativeSplicer | undefined;
+  private nativeTunnels = 0;
   readonly selfAddresses: SelfAddresses;
   private readonly tunnels = new Set<Tunnel>();
   private readonly sockets = new Set<Socket>();
@@ -285,6 +297,7 @@ export class Relay {
     }
     this.resolveTarget = opts.resolveTarget;
     this.reuseReadBuffers = opts.reuseReadBuffers ?? true;
+    this.splicer = opts.nativeSplice === false ? undefined : nativeSplicer();
     this.selfAddresses = opts.selfAddresses ?? new SelfAddresses();
     this.admission = new Admission(this.limits);
     this.headerDeadlines = new Deadlines(this.limits.headerTimeoutMs);
@@ -296,6 +309,30 @@ export class Relay {
   /** Socket buffer per direction (limits.bufferBytes); listeners accept with it (k8s-agent/src/listeners). */
   get bufferBytes(): number {
     return this.limits.bufferBytes;
+  }
+  /**
+   * Bytes both ways by who connected, up to now: what JavaScript moved, plus what the native
+   * splice's thread moved for this relay's tunnels (ended and live). Read at scrape time.
+   */
+  get counters(): RelayCounters {
+    if (this.nativeTunnels === 0 || this.splicer === undefined) return this.bytes;
+    const up = { ...this.bytes.up };
+    const down = { ...this.bytes.down };
+    for (const t of this.tunnels) {
+      const b = t.native === null ? undefined : this.splicer.bytes(t.native.id);
+      if (b === undefined) continue;
+      up[t.peer] += b[0];
+      down[t.peer] += b[1];
+    }
+    return { up, down };
+  }
+  /** Whether this relay hands socket-to-socket tunnels to the native splice (built, loaded and not turned off). */
+  get nativeSpliceOn(): boolean {
+    return this.splicer !== undefined;
+  }
+  /** Tunnels whose bytes the native splice's thread moves now (of `activeTunnels`). */
+  get nativeSplicedTunnels(): number {
+    return this.nativeTunnels;
   }
   /** Open tunnels (both sides spliced). */
   get activeTunnels(): number {
@@ -878,18 +915,20 @@ export class Relay {
       next,
       openedAt: performance.now(),
       moved: false,
+      native: null,
       quietSweeps: 0,
       closed: 0,
     };
     this.tunnels.add(tunnel);
     this.observer?.tunnelOpened(peer, next, connectSeconds);
-    const counters = this.counters;
+    const counters = this.bytes;
     (client as TunnelSide)[TUNNEL] = tunnel;
     (upstream as TunnelSide)[TUNNEL] = tunnel;
     client.on("close", this.onTunnelSideClose);
     upstream.on("close", this.onTunnelSideClose);
     if (this.limits.idleTimeoutMs > 0 && this.idleSweep === undefined) this.startIdleSweep();
     if (client instanceof Socket && upstream instanceof Socket) {
+      if (this.splicer !== undefined && this.spliceNative(this.splicer, tunnel, client, upstream)) return;
       pump(client, upstream, tunnel, true, counters);
       pump(upstream, client, tunnel, false, counters);
       return;
@@ -899,6 +938,54 @@ export class Relay {
     // (a requested link stream). An error destroys the side, and its `close` ends the tunnel.
     pipeLeg(client, upstream, tunnel, true, counters, this.limits.bufferBytes);
     pipeLeg(upstream, client, tunnel, false, counters, this.limits.bufferBytes);
+  }
+
+  /**
+   * Hands a socket-to-socket tunnel to the native splice's thread; false (nothing changed) when
+   * it does not qualify. A side that already ended stays on the JavaScript path, which forwards
+   * that end itself. Until the thread reports, the sockets are shells: neither reads nor
+   * writes, and destroying one first takes the tunnel back from the thread (destroyNative), so
+   * no descriptor is closed while the thread may still use it.
+   */
+  private spliceNative(splicer: NativeSplicer, tunnel: Tunnel, client: Socket, upstream: Socket): boolean {
+    if (client.readableEnded || upstream.readableEnded || client.writableEnded || upstream.writableEnded) return false;
+    const id = splicer.attach(client, upstream, tunnel.peer === "client" ? 0 : 1, (end) =>
+      this.nativeEnded(tunnel, end),
+    );
+    if (id === undefined) return false;
+    tunnel.native = { id, relay: this };
+    this.nativeTunnels++;
+    client.destroy = destroyNative;
+    upstream.destroy = destroyNative;
+    return true;
+  }
+
+  /** Takes a natively spliced tunnel back from the thread (a socket of it is being destroyed). */
+  takeBack(tunnel: Tunnel): void {
+    if (tunnel.native === null) return;
+    const b = this.splicer?.cancel(tunnel.native.id);
+    // Undefined: the thread ended it already, and nativeEnded will run with its bytes.
+    if (b === undefined) return;
+    this.nativeEnded(tunnel, { up: b[0], down: b[1], error: undefined }, false);
+  }
+
+  /** The thread let go of the tunnel: count its bytes, then close (or, after an error, reset) both sockets. */
+  private nativeEnded(tunnel: Tunnel, end: SpliceEnd, close = true): void {
+    if (tunnel.native === null) return;
+    tunnel.native = null;
+    this.nativeTunnels--;
+    this.bytes.up[tunnel.peer] += end.up;
+    this.bytes.down[tunnel.peer] += end.down;
+    if (end.up + end.down > 0) tunnel.moved = true;
+    if (!close) return;
+    const { client, upstream } = tunnel;
+    if (end.error !== undefined) {
+      abortEnd(client);
+      abortEnd(upstream);
+    } else {
+      client.destroy();
+      upstream.destroy();
+    }
   }
 
   /**
@@ -912,7 +999,7 @@ export class Relay {
     const sweeps = Math.ceil(idle / period);
     this.idleSweep = setInterval(() => {
       for (const t of this.tunnels) {
-        if (t.moved) {
+        if (t.moved || (t.native !== null && this.splicer?.moved(t.native.id) === true)) {
           t.moved = false;
           t.quietSweeps = 0;
         } else if (++t.quietSweeps > sweeps) {
@@ -978,6 +1065,17 @@ const HOLD_BYTES = 16 * 1024;
 const NO_HEADERS: ReadonlyMap<string, string> = new Map();
 
 function ignore(): void {}
+
+/**
+ * `destroy` of a natively spliced tunnel's sockets, whoever calls it (the idle sweep, the drain
+ * deadline, `resetAndDestroy`): takes the tunnel back from the thread before the descriptor
+ * closes, so the thread never reads or writes a number that may already name another socket.
+ */
+function destroyNative(this: Socket, err?: Error): Socket {
+  const tunnel = (this as TunnelSide)[TUNNEL];
+  tunnel?.native?.relay.takeBack(tunnel);
+  return Socket.prototype.destroy.call(this, err);
+}
 
 function destroySelf(this: TunnelEnd): void {
   this.destroy();

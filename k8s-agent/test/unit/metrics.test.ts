@@ -10,6 +10,7 @@ describe("relay metrics", () => {
   const m = createRelayMetrics(registry, {
     counters: () => counters,
     activeTunnels: () => 3,
+    nativeSplicedTunnels: () => 2,
     openConnections: () => 4,
     pendingHandshakes: () => 7,
     routeTableVersion: () => 9,
@@ -41,6 +42,7 @@ describe("relay metrics", () => {
     expect(text).toContain('hopway_relay_bytes_total{direction="up",peer="relay"} 20');
     expect(text).toContain('hopway_relay_bytes_total{direction="down",peer="client"} 30');
     expect(text).toContain("hopway_relay_tunnels_active 3");
+    expect(text).toContain("hopway_relay_tunnels_native 2");
     expect(text).toContain("hopway_relay_handshakes_pending 7");
     expect(text).toContain("hopway_route_table_version 9");
     expect(text).toContain("hopway_route_table_age_seconds 5");

@@ -71,12 +71,15 @@ async function adoptedClient(): Promise<{ src: Socket; client: Socket }> {
   return { src, client };
 }
 
+// These tests are about the JavaScript path (pump.ts); native-splice.test.ts covers the tunnels
+// the native splice's thread carries, which is where the relay sends them by default.
 async function relayTo(port: number, bufferBytes = 256 * 1024, reuseReadBuffers = true) {
   const r = await startRelay({
     name: "relay-a",
     routes: [route("relay-a", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
     limits: { bufferBytes },
     reuseReadBuffers,
+    nativeSplice: false,
   });
   cleanups.push(() => r.close());
   return r;
@@ -208,7 +211,7 @@ describe("relay read path", () => {
       version: 1,
       routes: [route("relay-a", "app1", [hop("app1", `ipv4://127.0.0.1:${targetPort}`)])],
     });
-    const relay = new Relay({ name: "relay-a", table });
+    const relay = new Relay({ name: "relay-a", table, nativeSplice: false });
     cleanups.push(() => relay.destroyAll());
     let adoptedAway: boolean | undefined;
     const server = createServer({ allowHalfOpen: true }, (s) => {

@@ -46,7 +46,17 @@ async function streamIntoSocket(): Promise<{
 }
 
 function tunnelOf(client: MuxStream, upstream: Socket): Tunnel {
-  return { client, upstream, peer: "relay", next: "target", openedAt: 0, moved: false, quietSweeps: 0, closed: 0 };
+  return {
+    client,
+    upstream,
+    peer: "relay",
+    next: "target",
+    openedAt: 0,
+    moved: false,
+    native: null,
+    quietSweeps: 0,
+    closed: 0,
+  };
 }
 
 describe("link stream into a socket (pipeLeg)", () => {

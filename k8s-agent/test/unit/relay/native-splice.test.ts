@@ -1,0 +1,231 @@
+// The native splice (k8s-agent/native/splice.c) behind a real relay and real loopback sockets:
+// the relay hands every plain socket-to-socket tunnel to it by default where it was built.
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { readdirSync } from "node:fs";
+import { connect, createServer, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { nativeSplicer, nativeSpliceStatus } from "../../../src/relay/native-splice.ts";
+import {
+  cutOff,
+  hop,
+  listen,
+  readAll,
+  request,
+  route,
+  sleep,
+  startByteCounter,
+  startEcho,
+  startRelay,
+  startStalledTarget,
+} from "./helpers.ts";
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+const openFds = () => readdirSync("/proc/self/fd").length;
+
+async function relayTo(port: number, extra: Partial<Parameters<typeof startRelay>[0]> = {}) {
+  const r = await startRelay({
+    name: "relay-a",
+    routes: [route("relay-a", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
+    ...extra,
+  });
+  cleanups.push(() => r.close());
+  return r;
+}
+
+async function tunnel(port: number): Promise<Socket> {
+  const a = await request(port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+  expect(a.status).toBe(200);
+  return a.socket;
+}
+
+async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+// The agent runs on Linux, where `npm install` builds the splice; a checkout that lost it must fail here, not skip.
+const linux = process.platform === "linux";
+
+describe.runIf(linux)("native splice", () => {
+  it("is built and loaded", () => {
+    expect(nativeSplicer(), nativeSpliceStatus()).toBeDefined();
+  });
+
+  it("carries 64 MiB each way intact, forwards each half-close, and counts every byte", async () => {
+    const echo = await startEcho({ halfClose: true });
+    cleanups.push(() => echo.server.close());
+    const r = await relayTo(echo.port);
+    const s = await tunnel(r.port);
+    expect(r.relay.nativeSplicedTunnels).toBe(1);
+    const sent = randomBytes(64 * 1024 * 1024);
+    const got = readAll(s);
+    s.end(sent);
+    const back = await got;
+    expect(back.length).toBe(sent.length);
+    expect(sha(back)).toBe(sha(sent));
+    await until(() => r.relay.activeTunnels === 0, "the tunnel to close");
+    expect(r.relay.nativeSplicedTunnels).toBe(0);
+    expect(r.relay.counters.up.client).toBe(sent.length);
+    expect(r.relay.counters.down.client).toBe(sent.length);
+  });
+
+  it("keeps the other direction open after one side's FIN, both ways round", async () => {
+    const counter = await startByteCounter();
+    cleanups.push(() => counter.server.close());
+    const r = await relayTo(counter.port);
+    const s = await tunnel(r.port);
+    const answer = readAll(s);
+    s.end(Buffer.alloc(100_000, 7));
+    // The target answers only after it read our FIN: the tunnel carried it and kept the way back open.
+    expect((await answer).toString()).toBe("got 100000 bytes");
+    await until(() => r.relay.activeTunnels === 0, "the tunnel to close");
+  });
+
+  it("counts live tunnels' bytes while they are open", async () => {
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const r = await relayTo(echo.port);
+    const s = await tunnel(r.port);
+    let got = 0;
+    s.on("data", (c: Buffer) => {
+      got += c.length;
+    });
+    s.resume();
+    s.write(Buffer.alloc(5000, 1));
+    await until(() => got === 5000, "the echo");
+    expect(r.relay.counters.up.client).toBe(5000);
+    expect(r.relay.counters.down.client).toBe(5000);
+    s.destroy();
+  });
+
+  it("holds at most one read per direction for a reader that stops, and loses nothing", async () => {
+    const target = await startStalledTarget();
+    cleanups.push(() => target.server.close());
+    const r = await relayTo(target.port);
+    const s = await tunnel(r.port);
+    const splicer = nativeSplicer();
+    const sent = randomBytes(32 * 1024 * 1024);
+    s.write(sent);
+    // The target reads nothing: the kernel's buffers fill, then the thread holds what the last
+    // write left over and stops reading, so the client's writes back up in the client.
+    await until(() => (splicer?.stats().waiting ?? 0) > 0, "a write the kernel did not take");
+    await sleep(200);
+    const waiting = splicer?.stats().waiting ?? 0;
+    expect(waiting).toBeGreaterThan(0);
+    expect(waiting).toBeLessThanOrEqual(256 * 1024);
+    expect(s.writableLength).toBeGreaterThan(0);
+    const held = target.accepted() as Socket;
+    const chunks: Buffer[] = [];
+    held.on("data", (c: Buffer) => chunks.push(c));
+    held.resume();
+    await until(() => chunks.reduce((n, c) => n + c.length, 0) === sent.length, "every byte at the target", 20_000);
+    expect(sha(Buffer.concat(chunks))).toBe(sha(sent));
+    s.destroy();
+  });
+
+  it("resets the application when the target resets mid-transfer", async () => {
+    let accepted: Socket | undefined;
+    const server = createServer((t) => {
+      accepted = t;
+      t.on("error", () => {});
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const r = await relayTo(port);
+    const s = await tunnel(r.port);
+    const cut = cutOff(s);
+    s.write("some bytes");
+    await until(() => accepted !== undefined, "the target's connection");
+    (accepted as Socket).resetAndDestroy();
+    await cut;
+    await until(() => r.relay.activeTunnels === 0, "the tunnel to close");
+  });
+
+  it("closes idle tunnels, taking them back from the thread first", async () => {
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const r = await relayTo(echo.port, { limits: { idleTimeoutMs: 150 } });
+    const s = await tunnel(r.port);
+    expect(r.relay.nativeSplicedTunnels).toBe(1);
+    // Traffic keeps it open past the idle time: the sweep sees the thread's bytes.
+    for (let i = 0; i < 8; i++) {
+      s.write("x");
+      await sleep(50);
+    }
+    expect(s.destroyed).toBe(false);
+    expect(r.relay.activeTunnels).toBe(1);
+    // Then quiet: the relay closes both sockets, and the application reads the end.
+    await readAll(s);
+    await until(() => r.relay.activeTunnels === 0, "the tunnel to close");
+    expect(r.relay.nativeSplicedTunnels).toBe(0);
+    expect(nativeSplicer()?.stats().tunnels).toBe(0);
+  });
+
+  it("gives every descriptor back: 500 short tunnels, 16 at a time, and destroyAll on live ones", async () => {
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const r = await relayTo(echo.port);
+    const before = openFds();
+    const one = async (i: number) => {
+      const s = await tunnel(r.port);
+      const msg = Buffer.from(`message ${i}`);
+      const got = readAll(s);
+      s.end(msg);
+      expect((await got).toString()).toBe(msg.toString());
+    };
+    for (let i = 0; i < 500; i += 16) await Promise.all(Array.from({ length: 16 }, (_, k) => one(i + k)));
+    await until(() => r.relay.activeTunnels === 0, "every tunnel to close");
+    // Live tunnels torn down from outside (the drain deadline): taken back, then closed.
+    const live = await Promise.all(Array.from({ length: 20 }, () => tunnel(r.port)));
+    expect(r.relay.nativeSplicedTunnels).toBe(20);
+    const ended = live.map((s) => readAll(s));
+    r.relay.destroyAll();
+    await Promise.all(ended);
+    for (const s of live) s.destroy();
+    await until(() => r.relay.activeTunnels === 0, "the live tunnels to close");
+    expect(nativeSplicer()?.stats().tunnels).toBe(0);
+    await until(() => openFds() <= before, "the relay's descriptors to close");
+  });
+
+  it("stays off for a relay built with nativeSplice: false", async () => {
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const r = await relayTo(echo.port, { nativeSplice: false });
+    const s = await tunnel(r.port);
+    expect(r.relay.activeTunnels).toBe(1);
+    expect(r.relay.nativeSplicedTunnels).toBe(0);
+    s.destroy();
+  });
+
+  it("refuses bad descriptors with a stable code and leaves sockets it cannot take alone", async () => {
+    const splicer = nativeSplicer();
+    if (splicer === undefined) throw new Error(nativeSpliceStatus());
+    // A unix socket is not a TCP handle: attach declines and nothing changes.
+    const path = `/tmp/hopway-splice-test-${process.pid}.sock`;
+    const server = createServer((c) => c.end());
+    server.listen(path);
+    await once(server, "listening");
+    cleanups.push(() => server.close());
+    const u = connect(path);
+    await once(u, "connect");
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const t = connect(echo.port, "127.0.0.1");
+    await once(t, "connect");
+    expect(splicer.attach(u, t, 0, () => {})).toBeUndefined();
+    t.write("still Node's");
+    const [back] = (await once(t, "data")) as [Buffer];
+    expect(back.toString()).toBe("still Node's");
+    u.destroy();
+    t.destroy();
+  });
+});
