@@ -17,6 +17,15 @@
 // after everything before it). Code 1: a read or write failed (errno says why); the relay
 // resets both sockets, as it does for a broken tunnel on its own path.
 //
+// Locks, so that JavaScript never waits for the thread's I/O:
+//  - mu: a tunnel's I/O state. The thread holds it for one event at a time; JavaScript only to
+//    take a tunnel back (cancel).
+//  - qmu: tunnels attached and not yet in the epoll set. `attach` queues them and wakes the
+//    thread, which adds them: the event loop makes no epoll_ctl and waits on no I/O.
+//  - smu: ids to tunnels. Lookups (moved, bytes) and the thread's freeing of a tunnel.
+//  - rmu: reports waiting for JavaScript.
+// Order where two are held: mu, then smu or rmu.
+//
 // Memory: one 256 KiB read buffer per process. A write the kernel does not take whole keeps
 // only its rest, in a buffer of that size, and the direction stops reading until it is out:
 // at most one read's worth waits per direction.
@@ -24,7 +33,6 @@
 #include <node_api.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -56,12 +64,13 @@ struct tunnel {
   size_t poff[2], plen[2];
   uint8_t eof[2];      // fd[i] read its peer's FIN
   uint8_t shut[2];     // our FIN went out on fd[i]
-  uint8_t dead;
+  atomic_uchar dead;
+  uint8_t queued;  // still in the attach queue (mu once the thread took it)
   uint8_t lane;
   atomic_uchar moved;
-  uint64_t bytes[2];   // read from fd[i] and forwarded to the other side
+  _Atomic uint64_t bytes[2];  // read from fd[i] and forwarded to the other side
   uint32_t slot;
-  tunnel_t *grave;
+  tunnel_t *next;  // in the attach queue, then in the grave
 };
 
 typedef struct report {
@@ -71,6 +80,10 @@ typedef struct report {
 } report_t;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t qmu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t smu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t rmu = PTHREAD_MUTEX_INITIALIZER;
+static tunnel_t *queued;  // attached, not yet in the epoll set (qmu)
 static int ep = -1;
 static int wake = -1;
 static end_t wake_end;  // its address marks the eventfd's events
@@ -85,7 +98,7 @@ static uint32_t nslots, capslots;
 static uint32_t *free_slots;
 static uint32_t nfree;
 
-static tunnel_t *grave;  // dead tunnels, freed by the thread after the batch that may still name them
+static tunnel_t *grave;  // dead tunnels, freed by the thread after the batch that may still name them (mu)
 static report_t *reports;
 static size_t nreports, capreports;
 static atomic_uint_fast64_t lane_bytes[LANES][2];
@@ -118,26 +131,43 @@ static void update(tunnel_t *t, int i) {
   set_events(t, i, want);
 }
 
+// With mu held. A tunnel still in the attach queue has no events yet; the thread buries it when it
+// takes it from the queue.
 static void bury(tunnel_t *t) {
+  if (t->queued) {
+    t->dead = 1;
+    return;
+  }
   set_events(t, 0, 0);
   set_events(t, 1, 0);
   t->dead = 1;
-  t->grave = grave;
+  t->next = grave;
   grave = t;
 }
 
-// Called with mu held.
+static double id_locked(tunnel_t *t) {
+  pthread_mutex_lock(&smu);
+  double id = id_of(t);
+  pthread_mutex_unlock(&smu);
+  return id;
+}
+
+// With mu held.
 static void report(tunnel_t *t, int code, int err) {
+  report_t r = {id_locked(t), (double)atomic_load(&t->bytes[0]), (double)atomic_load(&t->bytes[1]), code, err};
+  bury(t);
+  pthread_mutex_lock(&rmu);
   if (nreports == capreports) {
     size_t cap = capreports ? capreports * 2 : 64;
-    report_t *r = realloc(reports, cap * sizeof *r);
-    if (r == NULL) abort();
-    reports = r;
+    report_t *grown = realloc(reports, cap * sizeof *grown);
+    if (grown == NULL) abort();
+    reports = grown;
     capreports = cap;
   }
-  reports[nreports++] = (report_t){id_of(t), (double)t->bytes[0], (double)t->bytes[1], code, err};
-  bury(t);
-  if (nreports == 1) napi_call_threadsafe_function(tsfn, NULL, napi_tsfn_nonblocking);
+  reports[nreports++] = r;
+  bool first = nreports == 1;
+  pthread_mutex_unlock(&rmu);
+  if (first) napi_call_threadsafe_function(tsfn, NULL, napi_tsfn_nonblocking);
 }
 
 static void fail(tunnel_t *t, int err) { report(t, 1, err); }
@@ -172,7 +202,7 @@ static void readable(tunnel_t *t, int i) {
   int o = 1 - i;
   ssize_t n = recv(t->fd[i], readbuf, READ_BYTES, MSG_DONTWAIT);
   if (n > 0) {
-    t->bytes[i] += (uint64_t)n;
+    atomic_fetch_add_explicit(&t->bytes[i], (uint64_t)n, memory_order_relaxed);
     atomic_fetch_add_explicit(&lane_bytes[t->lane][i], (uint64_t)n, memory_order_relaxed);
     atomic_store_explicit(&t->moved, 1, memory_order_relaxed);
     int err = put(t, o, readbuf, (size_t)n);
@@ -213,10 +243,35 @@ static void writable(tunnel_t *t, int o) {
 static void release(tunnel_t *t) {
   free(t->pend[0]);
   free(t->pend[1]);
+  pthread_mutex_lock(&smu);
   slots[t->slot] = NULL;
   gens[t->slot] = (gens[t->slot] + 1) & ((1u << 28) - 1);
   free_slots[nfree++] = t->slot;
+  pthread_mutex_unlock(&smu);
   free(t);
+}
+
+// Adds the attached tunnels to the epoll set (on the thread, with mu held).
+static void take_queued(void) {
+  pthread_mutex_lock(&qmu);
+  tunnel_t *list = queued;
+  queued = NULL;
+  pthread_mutex_unlock(&qmu);
+  while (list != NULL) {
+    tunnel_t *t = list;
+    list = t->next;
+    t->next = NULL;
+    t->queued = 0;
+    if (t->dead) {
+      // Taken back before it started.
+      t->next = grave;
+      grave = t;
+      continue;
+    }
+    update(t, 0);
+    update(t, 1);
+    if (t->events[0] == 0 || t->events[1] == 0) fail(t, errno);
+  }
 }
 
 static void *run(void *arg) {
@@ -228,26 +283,35 @@ static void *run(void *arg) {
       if (errno == EINTR) continue;
       break;
     }
-    pthread_mutex_lock(&mu);
+    // The lock is taken per event, not per batch: JavaScript's attach, cancel and counters wait
+    // for one tunnel's read and write at most, never for a whole batch of them.
     for (int k = 0; k < n; k++) {
       end_t *e = evs[k].data.ptr;
       if (e == &wake_end) {
         uint64_t v;
         ssize_t r = read(wake, &v, sizeof v);
         (void)r;
+        pthread_mutex_lock(&mu);
+        take_queued();
+        pthread_mutex_unlock(&mu);
         continue;
       }
       tunnel_t *t = e->t;
       int i = e->side;
       uint32_t ev = evs[k].events;
-      if (t->dead) continue;
-      // An error or hang-up is met by the read or the write this descriptor is watched for.
-      if ((t->events[i] & EPOLLIN) && (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))) readable(t, i);
-      if (!t->dead && (t->events[i] & EPOLLOUT) && (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))) writable(t, i);
+      pthread_mutex_lock(&mu);
+      // A tunnel buried since epoll_wait returned is skipped; its memory lasts until the batch ends.
+      if (!t->dead) {
+        // An error or hang-up is met by the read or the write this descriptor is watched for.
+        if ((t->events[i] & EPOLLIN) && (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))) readable(t, i);
+        if (!t->dead && (t->events[i] & EPOLLOUT) && (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR))) writable(t, i);
+      }
+      pthread_mutex_unlock(&mu);
     }
+    pthread_mutex_lock(&mu);
     while (grave != NULL) {
       tunnel_t *t = grave;
-      grave = t->grave;
+      grave = t->next;
       release(t);
     }
     pthread_mutex_unlock(&mu);
@@ -261,7 +325,7 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
   (void)context;
   (void)data;
   if (env == NULL) return;
-  pthread_mutex_lock(&mu);
+  pthread_mutex_lock(&rmu);
   size_t n = nreports;
   report_t *copy = NULL;
   if (n > 0) {
@@ -269,7 +333,7 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
     if (copy != NULL) memcpy(copy, reports, n * sizeof *copy);
     nreports = 0;
   }
-  pthread_mutex_unlock(&mu);
+  pthread_mutex_unlock(&rmu);
   if (copy == NULL) return;
   napi_value arr;
   napi_create_array_with_length(env, n * 5, &arr);
@@ -359,18 +423,13 @@ static napi_value attach(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "HOPWAY_SPLICE_NOT_STARTED", "start() first");
     return NULL;
   }
-  for (int k = 0; k < 2; k++) {
-    int fd = k == 0 ? a : b;
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0) return throw_errno(env, "fcntl", errno);
-    if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return throw_errno(env, "fcntl", errno);
-  }
+  // Every recv and send here is MSG_DONTWAIT: a descriptor without O_NONBLOCK cannot block the thread.
   tunnel_t *t = calloc(1, sizeof *t);
   if (t == NULL) return throw_errno(env, "attach", ENOMEM);
-  pthread_mutex_lock(&mu);
+  pthread_mutex_lock(&smu);
   if (nfree == 0) {
     if (nslots == SLOT_LIMIT) {
-      pthread_mutex_unlock(&mu);
+      pthread_mutex_unlock(&smu);
       free(t);
       return throw_errno(env, "attach", EMFILE);
     }
@@ -384,7 +443,7 @@ static napi_value attach(napi_env env, napi_callback_info info) {
       if (g) gens = g;
       if (f) free_slots = f;
       if (!s || !g || !f) {
-        pthread_mutex_unlock(&mu);
+        pthread_mutex_unlock(&smu);
         free(t);
         return throw_errno(env, "attach", ENOMEM);
       }
@@ -395,23 +454,25 @@ static napi_value attach(napi_env env, napi_callback_info info) {
   }
   t->slot = free_slots[--nfree];
   slots[t->slot] = t;
+  double id = id_of(t);
+  pthread_mutex_unlock(&smu);
   t->ends[0] = (end_t){t, 0};
   t->ends[1] = (end_t){t, 1};
   t->fd[0] = a;
   t->fd[1] = b;
   t->lane = (uint8_t)lane;
-  update(t, 0);
-  update(t, 1);
-  if (t->events[0] == 0 || t->events[1] == 0) {
-    int err = errno;
-    set_events(t, 0, 0);
-    set_events(t, 1, 0);
-    release(t);
-    pthread_mutex_unlock(&mu);
-    return throw_errno(env, "epoll_ctl", err);
+  t->queued = 1;
+  // The thread adds it to its epoll set when it wakes; one wake covers everything queued since.
+  pthread_mutex_lock(&qmu);
+  bool first = queued == NULL;
+  t->next = queued;
+  queued = t;
+  pthread_mutex_unlock(&qmu);
+  if (first) {
+    uint64_t one = 1;
+    ssize_t r = write(wake, &one, sizeof one);
+    (void)r;
   }
-  double id = id_of(t);
-  pthread_mutex_unlock(&mu);
   if (live++ == 0) napi_ref_threadsafe_function(env, tsfn);
   atomic_fetch_add(&attached_total, 1);
   napi_value out;
@@ -419,7 +480,7 @@ static napi_value attach(napi_env env, napi_callback_info info) {
   return out;
 }
 
-// Looks a live tunnel up by id; NULL when it ended (its report is on the way) or is unknown.
+// Looks a live tunnel up by id, with smu held; NULL when it ended (its report is on the way) or is unknown.
 static tunnel_t *find(napi_env env, napi_value v) {
   double id;
   if (napi_get_value_double(env, v, &id) != napi_ok || id < 0) return NULL;
@@ -440,10 +501,12 @@ static napi_value cancel(napi_env env, napi_callback_info info) {
   double b[2] = {0, 0};
   if (argc >= 1) {
     pthread_mutex_lock(&mu);
+    pthread_mutex_lock(&smu);
     tunnel_t *t = find(env, argv[0]);
+    pthread_mutex_unlock(&smu);
     if (t != NULL) {
-      b[0] = (double)t->bytes[0];
-      b[1] = (double)t->bytes[1];
+      b[0] = (double)atomic_load(&t->bytes[0]);
+      b[1] = (double)atomic_load(&t->bytes[1]);
       bury(t);
       took = true;
     }
@@ -474,10 +537,10 @@ static napi_value moved(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   bool m = false;
   if (argc >= 1) {
-    pthread_mutex_lock(&mu);
+    pthread_mutex_lock(&smu);
     tunnel_t *t = find(env, argv[0]);
     if (t != NULL) m = atomic_exchange_explicit(&t->moved, 0, memory_order_relaxed) != 0;
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&smu);
   }
   napi_value out;
   napi_get_boolean(env, m, &out);
@@ -492,14 +555,14 @@ static napi_value bytes(napi_env env, napi_callback_info info) {
   double b[2];
   bool found = false;
   if (argc >= 1) {
-    pthread_mutex_lock(&mu);
+    pthread_mutex_lock(&smu);
     tunnel_t *t = find(env, argv[0]);
     if (t != NULL) {
-      b[0] = (double)t->bytes[0];
-      b[1] = (double)t->bytes[1];
+      b[0] = (double)atomic_load(&t->bytes[0]);
+      b[1] = (double)atomic_load(&t->bytes[1]);
       found = true;
     }
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&smu);
   }
   napi_value out;
   if (!found) {
@@ -520,10 +583,12 @@ static napi_value stats(napi_env env, napi_callback_info info) {
   (void)info;
   double waiting = 0;
   pthread_mutex_lock(&mu);
+  pthread_mutex_lock(&smu);
   for (uint32_t k = 0; k < nslots; k++) {
     tunnel_t *t = slots[k];
     if (t != NULL && !t->dead) waiting += (double)(t->plen[0] - t->poff[0] + t->plen[1] - t->poff[1]);
   }
+  pthread_mutex_unlock(&smu);
   pthread_mutex_unlock(&mu);
   double vals[7] = {
       (double)live,
