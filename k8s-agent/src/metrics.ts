@@ -6,7 +6,7 @@ import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { ListenerObserver, ListenerResult } from "./listeners/manager.ts";
 import { LINK_FAILURES, type LinkFailure, type LinkObserver, type LinkSide } from "./relay/links/options.ts";
 import { FAILURE_REASONS, type FailureReason } from "./relay/protocol.ts";
-import type { NextRole, PeerRole, RelayCounters, RelayObserver } from "./relay/relay.ts";
+import type { ByteCounts, NextRole, PeerRole, RelayObserver } from "./relay/relay.ts";
 
 /** docs/contract/autoscaling.md §2.3: 15 … 2000 ms, in seconds (the Prometheus base unit). */
 export const LATENCY_BUCKETS_SECONDS = [
@@ -18,7 +18,7 @@ export const NEXT_ROLES: readonly NextRole[] = ["relay", "target"];
 export const DIRECTIONS = ["up", "down"] as const;
 
 export interface RelayMetricSources {
-  counters: () => RelayCounters;
+  counters: () => ByteCounts;
   activeTunnels: () => number;
   /** Of those, the tunnels whose bytes the native splice's thread moves (relay/native-splice.ts). */
   nativeSplicedTunnels?: () => number;

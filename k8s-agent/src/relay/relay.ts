@@ -170,6 +170,12 @@ export interface RelayCounters {
   down: Record<PeerRole, number>;
 }
 
+/** Bytes by direction and peer, as read: `counters` sums them from several places, so adding to it changes nothing. */
+export interface ByteCounts {
+  readonly up: Readonly<Record<PeerRole, number>>;
+  readonly down: Readonly<Record<PeerRole, number>>;
+}
+
 type DialResult =
   | { ok: true; socket: TunnelEnd; rest: Buffer; path: string }
   | { ok: false; refusal: Refusal; final: boolean };
@@ -314,7 +320,7 @@ export class Relay {
    * Bytes both ways by who connected, up to now: what JavaScript moved, plus what the native
    * splice's thread moved for this relay's tunnels (ended and live). Read at scrape time.
    */
-  get counters(): RelayCounters {
+  get counters(): ByteCounts {
     if (this.nativeTunnels === 0 || this.splicer === undefined) return this.bytes;
     const up = { ...this.bytes.up };
     const down = { ...this.bytes.down };
@@ -725,13 +731,13 @@ export class Relay {
       socket.cork();
       if (reply.kind === "http") socket.write(establishedResponse(up.path));
       else reply.settled({ ok: true, path: up.path });
-      this.counters.down[role] += up.rest.length;
+      this.bytes.down[role] += up.rest.length;
       socket.write(up.rest);
       socket.uncork();
     }
     const ahead = reply.kind === "listener" ? reply.first : rest;
     if (ahead.length > 0) {
-      this.counters.up[role] += ahead.length;
+      this.bytes.up[role] += ahead.length;
       up.upstream.write(ahead);
     }
     // A client that half-closed before the path was up: its end was read and emitted already,
@@ -776,7 +782,7 @@ export class Relay {
     }
     stream.respond({ ":status": 200, "hopway-path": sanitize(up.path) });
     if (up.rest.length > 0) {
-      this.counters.down.relay += up.rest.length;
+      this.bytes.down.relay += up.rest.length;
       stream.write(up.rest);
     }
     this.splice(stream, up.upstream, "relay", up.next, up.seconds);

@@ -107,6 +107,28 @@ describe.runIf(linux)("native splice", () => {
     s.destroy();
   });
 
+  it("counts bytes sent ahead of the 200 while other tunnels are live on the thread", async () => {
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const r = await relayTo(echo.port);
+    const live = await tunnel(r.port);
+    // The request's first bytes ride behind its head: the relay forwards them itself, before the splice.
+    const s = connect(r.port, "127.0.0.1");
+    s.on("error", () => {});
+    await once(s, "connect");
+    let got = "";
+    s.on("data", (c: Buffer) => {
+      got += c.toString("latin1");
+    });
+    s.write("CONNECT app1 HTTP/1.1\r\n\r\nahead");
+    await until(() => got.endsWith("ahead"), "the bytes sent ahead to come back");
+    expect(r.relay.nativeSplicedTunnels).toBe(2);
+    expect(r.relay.counters.up.client).toBe(5);
+    expect(r.relay.counters.down.client).toBe(5);
+    s.destroy();
+    live.destroy();
+  });
+
   it("holds at most one read per direction for a reader that stops, and loses nothing", async () => {
     const target = await startStalledTarget();
     cleanups.push(() => target.server.close());
