@@ -22,6 +22,7 @@
 //   HOPWAY_MAX_CONNECTIONS_PER_SOURCE relay.limits.max_connections_per_source
 //   HOPWAY_MAX_HANDSHAKES  relay.limits.max_handshakes
 //   HOPWAY_LINK_PROTOCOL   relay.links.protocol (mux | h2)
+//   HOPWAY_NATIVE_SPLICE   relay.native_splice (true | false, 1 | 0)
 //   HOPWAY_DRAIN_SECONDS   shutdown.drain_seconds
 //   HOPWAY_LOG_LEVEL       log_level
 //   POD_NAME, POD_NAMESPACE  pod.name, pod.namespace (Downward API); the ordinal is POD_NAME's -N suffix
@@ -324,6 +325,14 @@ const list = (v: string) =>
     .map((s) => s.trim())
     .filter((s) => s !== "");
 
+/** A yes/no variable; anything else is passed on for the schema to refuse, naming the field. */
+function flag(v: string): unknown {
+  const s = v.trim().toLowerCase();
+  if (s === "1" || s === "true") return true;
+  if (s === "0" || s === "false") return false;
+  return v;
+}
+
 /** Environment variable → config path (and how to read the value). Documented at the top of this file. */
 export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unknown]> = [
   ["HOPWAY_EDGE_URL", ["edge", "url"], String],
@@ -346,6 +355,7 @@ export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unkn
   ["HOPWAY_MAX_CONNECTIONS_PER_SOURCE", ["relay", "limits", "max_connections_per_source"], String],
   ["HOPWAY_MAX_HANDSHAKES", ["relay", "limits", "max_handshakes"], String],
   ["HOPWAY_LINK_PROTOCOL", ["relay", "links", "protocol"], String],
+  ["HOPWAY_NATIVE_SPLICE", ["relay", "native_splice"], flag],
   ["HOPWAY_DRAIN_SECONDS", ["shutdown", "drain_seconds"], String],
   ["HOPWAY_LOG_LEVEL", ["log_level"], String],
   ["POD_NAME", ["pod", "name"], String],

@@ -51,6 +51,7 @@ const relay: Relay = new Relay({
   observer: metrics,
   // The bench's reference lane: Node's default read path, a fresh buffer per read.
   reuseReadBuffers: process.env.HOPWAY_BENCH_NODE_READS !== "1",
+  nativeSplice: process.env.HOPWAY_NATIVE_SPLICE !== "0",
 });
 const listening = listenList.split(",").map((hp) => {
   const i = hp.lastIndexOf(":");

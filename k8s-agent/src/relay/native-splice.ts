@@ -161,17 +161,13 @@ let loaded: NativeSplicer | null | undefined;
 let why = "";
 
 /**
- * The process's splicer, or undefined where it was not built or is turned off
- * (HOPWAY_NATIVE_SPLICE=0). HOPWAY_SPLICE_ADDON names the .node file where it is not beside
- * the code (a bundle run from elsewhere).
+ * The process's splicer, loaded on first use, or undefined where it was not built.
+ * HOPWAY_SPLICE_ADDON names the .node file where it is not beside the code (a bundle run from
+ * elsewhere). Whether a relay uses it is its own option (RelayOptions.nativeSplice).
  */
 export function nativeSplicer(): NativeSplicer | undefined {
   if (loaded !== undefined) return loaded ?? undefined;
   loaded = null;
-  if (process.env.HOPWAY_NATIVE_SPLICE === "0") {
-    why = "turned off (HOPWAY_NATIVE_SPLICE=0)";
-    return undefined;
-  }
   if (process.platform !== "linux") {
     why = `not on ${process.platform}`;
     return undefined;

@@ -176,6 +176,17 @@ surprise: 1
     expect(parseConfig(minimal, { HOPWAY_LINK_PROTOCOL: "h2" }).relay.links.protocol).toBe("h2");
     expect(problems(`${minimal}relay: { links: { protocol: http3 } }\n`)[0]).toMatch(/^relay\.links\.protocol/);
   });
+
+  it("relay.native_splice: on by default, off from the file or HOPWAY_NATIVE_SPLICE, anything else refused", () => {
+    expect(parseConfig(minimal, {}).relay.native_splice).toBe(true);
+    expect(parseConfig(`${minimal}relay: { native_splice: false }\n`, {}).relay.native_splice).toBe(false);
+    expect(parseConfig(minimal, { HOPWAY_NATIVE_SPLICE: "false" }).relay.native_splice).toBe(false);
+    expect(parseConfig(minimal, { HOPWAY_NATIVE_SPLICE: "0" }).relay.native_splice).toBe(false);
+    expect(
+      parseConfig(`${minimal}relay: { native_splice: false }\n`, { HOPWAY_NATIVE_SPLICE: "1" }).relay.native_splice,
+    ).toBe(true);
+    expect(() => parseConfig(minimal, { HOPWAY_NATIVE_SPLICE: "maybe" })).toThrow(/relay\.native_splice/);
+  });
 });
 
 describe("relay.tls (docs/identity.md)", () => {
