@@ -12,6 +12,9 @@ have curl || need+=(curl)
 have ncat || need+=(ncat)
 have chromium || need+=(chromium)
 have openssl || need+=(openssl)
+# The relay's native splice is compiled by `npm install` (k8s-agent/native/build.mjs), which
+# runs after this script in .ci/run.
+have cc || need+=(gcc libc6-dev)
 # `kubectl kustomize` builds the deploy manifests for their tests. Debian has no
 # `kubectl` package of its own; its kubernetes-client (1.20, kustomize v2) is
 # the fallback; the tests need kustomize v5 (kubectl >= 1.27) and say so if it is older.

@@ -37,6 +37,8 @@ export const SYSTEM_PROGRAMS = [
   { program: "ncat", pkg: "ncat" },
   { program: "/usr/bin/chromium", pkg: "chromium" },
   { program: "openssl", pkg: "openssl" },
+  // The relay's native splice is compiled at `npm install` (k8s-agent/native/build.mjs) and tested.
+  { program: "cc", pkg: "gcc" },
 ];
 
 /** Whether `program` (a name looked up on PATH, or an absolute path) can be run. */
