@@ -6,7 +6,9 @@
 //   listeners (docs/listeners.md): the same client with no CONNECT and no forwarder, at a listener,
 //   at HAProxy and, for redis-benchmark, at a bare Node forwarder (accept, connect, `pipe`): what
 //   the plainest Node socket-to-socket forwarder reaches here, beside the listener's target; and
-//   (connections and redis-benchmark) that forwarder on libuv's handles with no net.Socket;
+//   (connections and redis-benchmark) that forwarder on libuv's handles with no net.Socket, and
+//   the same accept and dial handing both sockets to the native splice (docs/relay.md, "Native
+//   splice"), which the relays use for their socket-to-socket tunnels;
 //   RSS of one relay holding idle tunnels.
 // Targets: bulk ≥ HAProxy (1 hop), connection rate ≥ 0.8 × HAProxy, 10,000 idle tunnels < 150 MB
 // (3 hops are printed without one: the relay's hops are mTLS links, this HAProxy chain is plaintext;
@@ -95,11 +97,15 @@ type Direct = (from: string) => Route[];
 async function bulkSection(bulk: number, echo: number, direct: Direct): Promise<void> {
   // Relays: C dials the targets; B → C; A → B → C. One hop = client → C; three hops = client → A.
   const c = await startWorker("relay-c", direct("relay-c"));
-  // The same relay reading through Node's default path (a fresh buffer per read), to show what
-  // the relay's reused read buffers (k8s-agent/src/relay/pump.ts) save.
+  // Relay C carries its tunnels to the target on the native splice (docs/relay.md, "Native splice").
+  // The same relay on the JavaScript path (k8s-agent/src/relay/pump.ts), to show what the splice
+  // saves, and that path reading through Node's default reads (a fresh buffer per read), to show
+  // what the relay's reused read buffers save there.
+  const cJs = await startWorker("relay-c-js", direct("relay-c-js"), { ...IMAGE_ENV, HOPWAY_NATIVE_SPLICE: "0" });
   const cNode = await startWorker("relay-c-node-reads", direct("relay-c-node-reads"), {
     ...IMAGE_ENV,
     HOPWAY_BENCH_NODE_READS: "1",
+    HOPWAY_NATIVE_SPLICE: "0",
   });
   const b = await startWorker("relay-b", [
     { from: "relay-b", to: "bulk", hops: [hop("relay-c", c.port), hop("bulk", bulk)] },
@@ -140,6 +146,7 @@ async function bulkSection(bulk: number, echo: number, direct: Direct): Promise<
     ["direct", ["127.0.0.1", String(bulk)], []],
     ["haproxy 1 hop", ["127.0.0.1", String(h3.bulk)], [h3proc.pid]],
     ["relay 1 hop", ["127.0.0.1", String(c.port), String(BULK_BYTES), "bulk:0"], [c.child.pid]],
+    ["relay 1 hop, JavaScript", ["127.0.0.1", String(cJs.port), String(BULK_BYTES), "bulk:0"], [cJs.child.pid]],
     ["relay 1 hop, Node's reads", ["127.0.0.1", String(cNode.port), String(BULK_BYTES), "bulk:0"], [cNode.child.pid]],
     ["haproxy 3 hops", ["127.0.0.1", String(h1.bulk)], [h1proc.pid, h2proc.pid, h3proc.pid]],
     ["listener 3 hops", ["127.0.0.1", String(aListener)], [a.child.pid, b.child.pid, c.child.pid]],
@@ -188,8 +195,13 @@ async function bulkSection(bulk: number, echo: number, direct: Direct): Promise<
     `  listener / CONNECT, 3 hops, timed from TCP connect (setup included): ${fmt(fromConnect("listener 3 hops"))} / ${fmt(fromConnect("relay 3 hops"))} MiB/s`,
   );
   console.log(`  ratio listener/CONNECT, 3 hops: ${rl.toFixed(2)} (target ≥ 1.00) ${rl >= 1 ? "MET" : "MISSED"}`);
-  const reads = (cpuPerMib.get("relay 1 hop, Node's reads") ?? 0) / (cpuPerMib.get("relay 1 hop") ?? 1);
-  console.log(`  relay CPU per MiB, Node's default reads / the relay's reused buffers: ${reads.toFixed(2)}`);
+  const js = cpuPerMib.get("relay 1 hop, JavaScript") ?? 1;
+  const reads = (cpuPerMib.get("relay 1 hop, Node's reads") ?? 0) / js;
+  const spliced = (cpuPerMib.get("relay 1 hop") ?? 0) / js;
+  console.log(`  relay CPU per MiB, native splice / JavaScript path: ${spliced.toFixed(2)}`);
+  console.log(
+    `  relay CPU per MiB on the JavaScript path, Node's default reads / the relay's reused buffers: ${reads.toFixed(2)}`,
+  );
 }
 
 /** The list with its last two entries swapped. */
@@ -223,6 +235,7 @@ async function cpsSection(echo: number, direct: Direct): Promise<void> {
   const floor = await forkProxy(FLOOR_BUNDLE, [String(echo)]);
   const plainFloor = await forkProxy(FLOOR_BUNDLE, [String(echo), "plain"]);
   const handlesFloor = await forkProxy(FLOOR_BUNDLE, [String(echo), "handles"]);
+  const nativeFloor = await forkProxy(FLOOR_BUNDLE, [String(echo), "native"]);
   const cpsCases: Array<[string, string[], number | undefined]> = [
     ["direct", ["127.0.0.1", String(echo), "3", "16"], undefined],
     ["haproxy 1 hop", ["127.0.0.1", String(hc), "3", "16"], hcproc.pid],
@@ -232,6 +245,7 @@ async function cpsSection(echo: number, direct: Direct): Promise<void> {
     ["node floor 1 hop", ["127.0.0.1", String(floor.port), "3", "16", "echo:0"], floor.child.pid],
     ["node, no CONNECT", ["127.0.0.1", String(plainFloor.port), "3", "16"], plainFloor.child.pid],
     ["node, handles", ["127.0.0.1", String(handlesFloor.port), "3", "16"], handlesFloor.child.pid],
+    ["node, native splice", ["127.0.0.1", String(nativeFloor.port), "3", "16"], nativeFloor.child.pid],
   ];
   // Warm-up (JIT, TCP port reuse) for every path, not counted.
   for (const [, args] of cpsCases) await runPeer(["cps", ...args.slice(0, 2), "1", ...args.slice(3)]);
@@ -287,6 +301,13 @@ async function cpsSection(echo: number, direct: Direct): Promise<void> {
   console.log(
     `  proxy CPU per connection: net forwarder/handles forwarder ${(cpuOf("node, no CONNECT") / cpuOf("node, handles")).toFixed(2)}, listener/handles forwarder ${(cpuOf("listener 1 hop") / cpuOf("node, handles")).toFixed(2)}`,
   );
+  const ns = (cps.get("node, native splice") ?? 0) / haproxyRate;
+  console.log(
+    `  ratio node + native splice/haproxy: ${ns.toFixed(2)} (CPU per connection ${(cpuOf("node, native splice") / cpuOf("haproxy 1 hop")).toFixed(2)}×): \`net\` accept and dial, bytes on the splice's thread, as a listener's tunnel (no target)`,
+  );
+  console.log(
+    `  proxy CPU per connection: listener/native-splice forwarder ${(cpuOf("listener 1 hop") / cpuOf("node, native splice")).toFixed(2)}: the relay's own work per connection`,
+  );
 }
 
 async function redisSection(): Promise<void> {
@@ -341,12 +362,16 @@ async function redisSection(): Promise<void> {
   // 3 rounds (order reversed every other round) and keep their best rate and least CPU, so drift
   // in load hits all alike. The same forwarder on libuv's handles (no net.Socket, each read written
   // straight on as the listener does) is the least a Node process spends per request.
+  // The same accept and dial with the bytes on the native splice's thread, as a listener's
+  // tunnels: what the relay's own work per request adds to it (nothing, once spliced).
   const nodeFwd = await forkProxy(FLOOR_BUNDLE, [String(redisPort), "plain"]);
   const handlesFwd = await forkProxy(FLOOR_BUNDLE, [String(redisPort), "handles"]);
+  const nativeFwd = await forkProxy(FLOOR_BUNDLE, [String(redisPort), "native"]);
   const lanes: Array<[string, number, number | undefined]> = [
     ["haproxy", hr, hrproc.pid],
     ["node forwarder", nodeFwd.port, nodeFwd.child.pid],
     ["node, handles", handlesFwd.port, handlesFwd.child.pid],
+    ["node, native", nativeFwd.port, nativeFwd.child.pid],
     ["listener", rr.listeners[0] as number, rr.child.pid],
   ];
   const lane = new Map<string, { set: number; get: number; us: number }>();
@@ -389,6 +414,10 @@ async function redisSection(): Promise<void> {
   const hh = ratio("node, handles", "haproxy");
   console.log(
     `  ratio node on libuv handles/haproxy: SET ${hh.set.toFixed(2)}, GET ${hh.get.toFixed(2)} (CPU per request ${hh.us.toFixed(2)}×): no net.Socket, each read written straight on (no target)`,
+  );
+  const nn = ratio("node, native", "haproxy");
+  console.log(
+    `  ratio node + native splice/haproxy: SET ${nn.set.toFixed(2)}, GET ${nn.get.toFixed(2)} (CPU per request ${nn.us.toFixed(2)}×): the listener's data path without the relay (no target)`,
   );
   // Steadier than the rates, which move with how the 2 cores are shared among client, proxy and redis.
   console.log(

@@ -4,7 +4,7 @@
 // benchmark's process exits.
 import { type ChildProcess, fork, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -18,6 +18,8 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const PEER = join(ROOT, "test", "support", "bench-peer.ts");
 const WORKER = join(ROOT, "test", "support", "relay-worker.ts");
 const FLOOR = join(ROOT, "test", "support", "bench-floor-relay.ts");
+/** The relay's native splice as `npm install` builds it (k8s-agent/native/build.mjs). */
+const SPLICE_ADDON = join(ROOT, "k8s-agent", "native", "build", "hopway-splice.node");
 const TLS_FLOOR = join(ROOT, "test", "support", "bench-tls-floor.ts");
 export const work = mkdtempSync(join(tmpdir(), "hopway-bench-"));
 const children: ChildProcess[] = [];
@@ -116,6 +118,8 @@ export function bundleWorker(): void {
   buildSync({ entryPoints: [FLOOR], bundle: true, platform: "node", format: "esm", outfile: FLOOR_BUNDLE });
   buildSync({ entryPoints: [TLS_FLOOR], bundle: true, platform: "node", format: "esm", outfile: TLS_FLOOR_BUNDLE });
   bundleAgent(WORKER, WORKER_BUNDLE);
+  // The image keeps the native splice beside its bundle (k8s-agent/Dockerfile); so do the bench's.
+  if (existsSync(SPLICE_ADDON)) copyFileSync(SPLICE_ADDON, join(work, "hopway-splice.node"));
 }
 
 /** Forks a bundled proxy with the image's node flags; it answers {port} once it listens. */

@@ -6,9 +6,12 @@
 // and forwards at once, as HAProxy in TCP mode does: the difference between the two is
 // what the exchange itself costs. With `handles` it forwards as `plain` does, but on libuv's TCP
 // handles with no net.Socket (bench-handle-forwarder.ts): what a Node forwarder costs per
-// connection below `net`.
-// Usage (forked with an IPC channel): bench-floor-relay.ts TARGET_PORT [plain|handles] → sends {port}.
+// connection below `net`. With `native` it accepts and dials with `net` as `plain` does and hands
+// both sockets to the relay's native splice (k8s-agent/src/relay/native-splice.ts): what the
+// listener's data path costs per request without the relay's admission, routing and metrics.
+// Usage (forked with an IPC channel): bench-floor-relay.ts TARGET_PORT [plain|handles|native] → sends {port}.
 import { connect, createServer, type Socket } from "node:net";
+import { nativeSplicer, nativeSpliceStatus } from "../../k8s-agent/src/relay/native-splice.ts";
 import { forwardOnHandles } from "./bench-handle-forwarder.ts";
 
 const target = Number(process.argv[2]);
@@ -26,8 +29,37 @@ function tunnel(client: Socket, rest: Buffer): void {
   });
 }
 
+const splicer = mode === "native" ? nativeSplicer() : undefined;
+if (mode === "native" && splicer === undefined) throw new Error(`native splice: ${nativeSpliceStatus()}`);
+
+function spliced(client: Socket): void {
+  const s = splicer as NonNullable<typeof splicer>;
+  // Stop reading before any byte arrives: the thread forwards everything from the first byte.
+  const h = (client as Socket & { _handle: { readStop(): number; reading: boolean } })._handle;
+  h.readStop();
+  h.reading = true;
+  const up = connect({ host: "127.0.0.1", port: target, noDelay: true });
+  up.on("error", () => client.destroy());
+  up.once("connect", () => {
+    const id = s.attach(client, up, 0, (end) => {
+      if (end.error === undefined) {
+        client.destroy();
+        up.destroy();
+      } else {
+        client.resetAndDestroy();
+        up.resetAndDestroy();
+      }
+    });
+    if (id === undefined) {
+      client.destroy();
+      up.destroy();
+    }
+  });
+}
+
 const server = createServer({ noDelay: true }, (client) => {
   client.on("error", () => client.destroy());
+  if (splicer !== undefined) return spliced(client);
   if (plain) {
     client.pause();
     return tunnel(client, Buffer.alloc(0));
