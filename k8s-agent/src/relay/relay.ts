@@ -1005,7 +1005,9 @@ export class Relay {
     const sweeps = Math.ceil(idle / period);
     this.idleSweep = setInterval(() => {
       for (const t of this.tunnels) {
-        if (t.moved || (t.native !== null && this.splicer?.moved(t.native.id) === true)) {
+        // The thread's flag is read (and cleared) every sweep, as `moved` is.
+        const movedNatively = t.native !== null && this.splicer?.moved(t.native.id) === true;
+        if (t.moved || movedNatively) {
           t.moved = false;
           t.quietSweeps = 0;
         } else if (++t.quietSweeps > sweeps) {
