@@ -78,6 +78,16 @@ export class NativeSplicer {
     const a = spliceable(up);
     const b = spliceable(down);
     if (a === undefined || b === undefined) return undefined;
+    let id: number;
+    try {
+      id = this.addon.attach(a, b, lane);
+    } catch {
+      // Nothing changed: the sockets read on as before.
+      return undefined;
+    }
+    // The thread may read them at once. Node reads a socket only from its own event loop (and,
+    // inside a read callback, again after it unless the callback stops it), so stopping both here,
+    // in the same synchronous turn, leaves no byte read by both or by neither.
     for (const s of [up, down] as Array<Socket & HandleInternals>) {
       const h = s._handle as NonNullable<HandleInternals["_handle"]>;
       h.readStop?.();
@@ -85,14 +95,13 @@ export class NativeSplicer {
       // `connect` event, `resume` or `read(0)` reaches): marked as reading, it leaves the handle alone.
       h.reading = true;
     }
-    let id: number;
-    try {
-      id = this.addon.attach(a, b, lane);
-    } catch {
-      return undefined;
-    }
     this.done.set(id, done);
     return id;
+  }
+
+  /** Whether `attach` would take both sockets now (see `spliceable`). */
+  canAttach(up: Socket, down: Socket): boolean {
+    return spliceable(up) !== undefined && spliceable(down) !== undefined;
   }
 
   /**

@@ -97,7 +97,24 @@ interface PumpState {
   /** The destination's handle and descriptor when writeThrough may write to it, else null and -1. */
   handle: object | null;
   fd: number;
+  /** Reads this direction wrote through whole; the native splice is offered the tunnel at HANDOVER_READS. */
+  reads: number;
+  handover: Handover | null;
 }
+
+/**
+ * Reads a tunnel carries here, written through whole, before the relay offers it to the native
+ * splice (native-splice.ts). A short connection (a request, an answer, the two ends) never gets
+ * there: handing it over and back would cost it more than its few reads cost here (20 % more CPU
+ * per connection, measured with both on the same build; docs/benchmarks/README.md, "Native
+ * splice"). A tunnel that keeps talking or streaming gets there within a few round trips.
+ */
+export const HANDOVER_READS = 8;
+/**
+ * Offered a tunnel between reads, with nothing waiting to be written either way: true when it
+ * took the tunnel (or never will), false to be offered again after a later read.
+ */
+export type Handover = (tunnel: Tunnel) => boolean;
 type RelaySocket = Socket & { [READER]?: Sink | PumpState | undefined };
 
 /** Who consumes what the socket reads until the tunnel is spliced; undefined discards it. */
@@ -346,7 +363,10 @@ function pumpRead(p: PumpState, n: number, buf: Buffer): boolean {
   let start = 0;
   if (p.handle !== null) {
     start = writeThrough(p.dst, p.handle, p.fd, buf, n);
-    if (start === n) return true;
+    if (start === n) {
+      if (p.handover !== null && ++p.reads >= HANDOVER_READS) offer(p);
+      return true;
+    }
   }
   const rest = n - start;
   let owner: Buffer | null;
@@ -389,6 +409,32 @@ function pumpRead(p: PumpState, n: number, buf: Buffer): boolean {
   return ok;
 }
 
+/** Offers the tunnel to `p.handover` (from inside a read of `p`'s source: it may stop that socket's reads). */
+function offer(p: PumpState): void {
+  const h = p.handover as Handover;
+  const back = pumpOf(p.dst);
+  // Both directions' bytes are in the kernel: nothing waits in either socket's Writable.
+  if (p.dst.writableLength !== 0 || back === undefined || back.dst.writableLength !== 0) return;
+  if (!h(p.tunnel)) return;
+  p.handover = null;
+  back.handover = null;
+}
+
+/**
+ * Takes a socket off the tunnel's JavaScript path: it stops being one direction's source and
+ * another's destination, and gives back its read buffer. For the native splice, between reads.
+ */
+export function unpump(socket: Socket): void {
+  const s = socket as RelaySocket;
+  const p = pumpOf(s);
+  if (p === undefined) return;
+  s[READER] = undefined;
+  releaseCur(p);
+  socket.off("end", onPumpEnd);
+  socket.off("close", onPumpClose);
+  p.dst.off("drain", onPumpDrain);
+}
+
 function startLending(p: PumpState): Array<Buffer | null> {
   const lent: Array<Buffer | null> = [];
   p.lent = lent;
@@ -420,7 +466,14 @@ function onPumpClose(this: RelaySocket): void {
  * its highWaterMark, so a slow reader bounds the memory a tunnel holds; the remote end's
  * FIN is forwarded as our FIN.
  */
-export function pump(src: Socket, dst: Socket, tunnel: Tunnel, up: boolean, counters: RelayCounters): void {
+export function pump(
+  src: Socket,
+  dst: Socket,
+  tunnel: Tunnel,
+  up: boolean,
+  counters: RelayCounters,
+  handover: Handover | null = null,
+): void {
   const p: PumpState = {
     dst,
     tunnel,
@@ -432,6 +485,8 @@ export function pump(src: Socket, dst: Socket, tunnel: Tunnel, up: boolean, coun
     written: null,
     handle: null,
     fd: -1,
+    reads: 0,
+    handover,
   };
   const t = throughHandle(dst);
   if (t !== undefined) {

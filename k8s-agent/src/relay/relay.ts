@@ -53,7 +53,7 @@ import {
   STATUS_FOR,
   sanitize,
 } from "./protocol.ts";
-import { adopt, connectReading, pump, readThroughNode, setSink, tryAdopt } from "./pump.ts";
+import { adopt, connectReading, type Handover, pump, readThroughNode, setSink, tryAdopt, unpump } from "./pump.ts";
 import { SelfAddresses } from "./self-addresses.ts";
 import type { Dialable, RoutingTable } from "./table.ts";
 
@@ -934,9 +934,9 @@ export class Relay {
     upstream.on("close", this.onTunnelSideClose);
     if (this.limits.idleTimeoutMs > 0 && this.idleSweep === undefined) this.startIdleSweep();
     if (client instanceof Socket && upstream instanceof Socket) {
-      if (this.splicer !== undefined && this.spliceNative(this.splicer, tunnel, client, upstream)) return;
-      pump(client, upstream, tunnel, true, counters);
-      pump(upstream, client, tunnel, false, counters);
+      // Every tunnel starts here; one that keeps carrying is offered to the native splice (HANDOVER_READS).
+      pump(client, upstream, tunnel, true, counters, this.offerNative);
+      pump(upstream, client, tunnel, false, counters, this.offerNative);
       return;
     }
     // Every side already has its error listener from where it came from: `keep` (a client socket),
@@ -947,14 +947,32 @@ export class Relay {
   }
 
   /**
+   * pump.ts offers a socket-to-socket tunnel that keeps carrying, between reads, with nothing
+   * waiting to be written either way. Not now (false) while it does not qualify; a side that
+   * ended stays on the JavaScript path, which forwards that end itself.
+   */
+  private readonly offerNative: Handover | null = (tunnel) => {
+    const splicer = this.splicer;
+    const { client, upstream } = tunnel;
+    if (splicer === undefined || !(client instanceof Socket) || !(upstream instanceof Socket)) return true;
+    if (client.readableEnded || upstream.readableEnded || client.writableEnded || upstream.writableEnded) return false;
+    if (!splicer.canAttach(client, upstream)) return false;
+    unpump(client);
+    unpump(upstream);
+    if (this.spliceNative(splicer, tunnel, client, upstream)) return true;
+    // The thread could not take it after all (out of memory): the JavaScript path carries it on.
+    pump(client, upstream, tunnel, true, this.bytes);
+    pump(upstream, client, tunnel, false, this.bytes);
+    return true;
+  };
+
+  /**
    * Hands a socket-to-socket tunnel to the native splice's thread; false (nothing changed) when
-   * it does not qualify. A side that already ended stays on the JavaScript path, which forwards
-   * that end itself. Until the thread reports, the sockets are shells: neither reads nor
-   * writes, and destroying one first takes the tunnel back from the thread (destroyNative), so
-   * no descriptor is closed while the thread may still use it.
+   * the thread cannot take it. Until the thread reports, the sockets are shells: neither reads
+   * nor writes, and destroying one first takes the tunnel back from the thread (destroyNative),
+   * so no descriptor is closed while the thread may still use it.
    */
   private spliceNative(splicer: NativeSplicer, tunnel: Tunnel, client: Socket, upstream: Socket): boolean {
-    if (client.readableEnded || upstream.readableEnded || client.writableEnded || upstream.writableEnded) return false;
     const id = splicer.attach(client, upstream, tunnel.peer === "client" ? 0 : 1, (end) =>
       this.nativeEnded(tunnel, end),
     );

@@ -6,6 +6,7 @@ import { readdirSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { nativeSplicer, nativeSpliceStatus } from "../../../src/relay/native-splice.ts";
+import { HANDOVER_READS } from "../../../src/relay/pump.ts";
 import {
   cutOff,
   hop,
@@ -52,6 +53,44 @@ async function until(cond: () => boolean, what: string, ms = 5000): Promise<void
   }
 }
 
+/**
+ * Talks on a fresh tunnel until the relay hands it to the thread: HANDOVER_READS exchanges, each
+ * its own read. With an echo behind the tunnel it waits for each answer; else it paces the writes.
+ * Returns the bytes it sent (and, with an echo, got back).
+ */
+async function warm(
+  r: { relay: { nativeSplicedTunnels: number } },
+  s: Socket,
+  echo: boolean,
+  /** Exactly this many exchanges, without watching the relay's count (tunnels warmed side by side). */
+  exchanges?: number,
+): Promise<number> {
+  const before = r.relay.nativeSplicedTunnels;
+  let got = 0;
+  const onData = (c: Buffer) => {
+    got += c.length;
+  };
+  if (echo) {
+    s.on("data", onData);
+    s.resume();
+  }
+  let sent = 0;
+  // Unbatched, so each write is a read at the relay; past HANDOVER_READS it takes the tunnel.
+  s.setNoDelay(true);
+  const more = (i: number) =>
+    exchanges === undefined ? i < 20 * HANDOVER_READS && r.relay.nativeSplicedTunnels === before : i < exchanges;
+  for (let i = 0; more(i); i++) {
+    s.write("0123456789abcdef");
+    sent += 16;
+    if (echo) await until(() => got === sent, "the echo");
+    else await sleep(2);
+  }
+  s.off("data", onData);
+  if (exchanges === undefined)
+    await until(() => r.relay.nativeSplicedTunnels === before + 1, "the handover to the thread");
+  return sent;
+}
+
 // The agent runs on Linux, where `npm install` builds the splice; a checkout that lost it must fail here, not skip.
 const linux = process.platform === "linux";
 
@@ -60,12 +99,14 @@ describe.runIf(linux)("native splice", () => {
     expect(nativeSplicer(), nativeSpliceStatus()).toBeDefined();
   });
 
-  it("carries 64 MiB each way intact, forwards each half-close, and counts every byte", async () => {
+  it("takes a streaming tunnel over mid-stream: 64 MiB each way intact, half-close forwarded, every byte counted", async () => {
     const echo = await startEcho({ halfClose: true });
     cleanups.push(() => echo.server.close());
     const r = await relayTo(echo.port);
     const s = await tunnel(r.port);
-    expect(r.relay.nativeSplicedTunnels).toBe(1);
+    const attached = nativeSplicer()?.stats().attachedTotal ?? 0;
+    // It starts on the JavaScript path and is handed over between two reads of the stream.
+    expect(r.relay.nativeSplicedTunnels).toBe(0);
     const sent = randomBytes(64 * 1024 * 1024);
     const got = readAll(s);
     s.end(sent);
@@ -74,8 +115,24 @@ describe.runIf(linux)("native splice", () => {
     expect(sha(back)).toBe(sha(sent));
     await until(() => r.relay.activeTunnels === 0, "the tunnel to close");
     expect(r.relay.nativeSplicedTunnels).toBe(0);
+    expect(nativeSplicer()?.stats().attachedTotal).toBe(attached + 1);
     expect(r.relay.counters.up.client).toBe(sent.length);
     expect(r.relay.counters.down.client).toBe(sent.length);
+  });
+
+  it("leaves a short tunnel on the JavaScript path: a request, an answer, the ends", async () => {
+    const echo = await startEcho({ halfClose: true });
+    cleanups.push(() => echo.server.close());
+    const r = await relayTo(echo.port);
+    const attached = nativeSplicer()?.stats().attachedTotal ?? 0;
+    for (let i = 0; i < 20; i++) {
+      const s = await tunnel(r.port);
+      const got = readAll(s);
+      s.end("GET / HTTP/1.0\r\n\r\n");
+      expect((await got).toString()).toBe("GET / HTTP/1.0\r\n\r\n");
+    }
+    await until(() => r.relay.activeTunnels === 0, "the tunnels to close");
+    expect(nativeSplicer()?.stats().attachedTotal).toBe(attached);
   });
 
   it("keeps the other direction open after one side's FIN, both ways round", async () => {
@@ -83,10 +140,11 @@ describe.runIf(linux)("native splice", () => {
     cleanups.push(() => counter.server.close());
     const r = await relayTo(counter.port);
     const s = await tunnel(r.port);
+    const warmed = await warm(r, s, false);
     const answer = readAll(s);
     s.end(Buffer.alloc(100_000, 7));
     // The target answers only after it read our FIN: the tunnel carried it and kept the way back open.
-    expect((await answer).toString()).toBe("got 100000 bytes");
+    expect((await answer).toString()).toBe(`got ${100_000 + warmed} bytes`);
     await until(() => r.relay.activeTunnels === 0, "the tunnel to close");
   });
 
@@ -95,6 +153,7 @@ describe.runIf(linux)("native splice", () => {
     cleanups.push(() => echo.server.close());
     const r = await relayTo(echo.port);
     const s = await tunnel(r.port);
+    const warmed = await warm(r, s, true);
     let got = 0;
     s.on("data", (c: Buffer) => {
       got += c.length;
@@ -102,8 +161,8 @@ describe.runIf(linux)("native splice", () => {
     s.resume();
     s.write(Buffer.alloc(5000, 1));
     await until(() => got === 5000, "the echo");
-    expect(r.relay.counters.up.client).toBe(5000);
-    expect(r.relay.counters.down.client).toBe(5000);
+    expect(r.relay.counters.up.client).toBe(warmed + 5000);
+    expect(r.relay.counters.down.client).toBe(warmed + 5000);
     s.destroy();
   });
 
@@ -112,6 +171,7 @@ describe.runIf(linux)("native splice", () => {
     cleanups.push(() => echo.server.close());
     const r = await relayTo(echo.port);
     const live = await tunnel(r.port);
+    const warmed = await warm(r, live, true);
     // The request's first bytes ride behind its head: the relay forwards them itself, before the splice.
     const s = connect(r.port, "127.0.0.1");
     s.on("error", () => {});
@@ -122,9 +182,9 @@ describe.runIf(linux)("native splice", () => {
     });
     s.write("CONNECT app1 HTTP/1.1\r\n\r\nahead");
     await until(() => got.endsWith("ahead"), "the bytes sent ahead to come back");
-    expect(r.relay.nativeSplicedTunnels).toBe(2);
-    expect(r.relay.counters.up.client).toBe(5);
-    expect(r.relay.counters.down.client).toBe(5);
+    expect(r.relay.nativeSplicedTunnels).toBe(1);
+    expect(r.relay.counters.up.client).toBe(warmed + 5);
+    expect(r.relay.counters.down.client).toBe(warmed + 5);
     s.destroy();
     live.destroy();
   });
@@ -165,7 +225,7 @@ describe.runIf(linux)("native splice", () => {
     const r = await relayTo(port);
     const s = await tunnel(r.port);
     const cut = cutOff(s);
-    s.write("some bytes");
+    await warm(r, s, false);
     await until(() => accepted !== undefined, "the target's connection");
     (accepted as Socket).resetAndDestroy();
     await cut;
@@ -177,7 +237,7 @@ describe.runIf(linux)("native splice", () => {
     cleanups.push(() => echo.server.close());
     const r = await relayTo(echo.port, { limits: { idleTimeoutMs: 150 } });
     const s = await tunnel(r.port);
-    expect(r.relay.nativeSplicedTunnels).toBe(1);
+    await warm(r, s, true);
     // Traffic keeps it open past the idle time: the sweep sees the thread's bytes.
     for (let i = 0; i < 8; i++) {
       s.write("x");
@@ -192,22 +252,27 @@ describe.runIf(linux)("native splice", () => {
     expect(nativeSplicer()?.stats().tunnels).toBe(0);
   });
 
-  it("gives every descriptor back: 500 short tunnels, 16 at a time, and destroyAll on live ones", async () => {
+  it("gives every descriptor back: 512 tunnels, 16 at a time, and destroyAll on live ones", async () => {
     const echo = await startEcho();
     cleanups.push(() => echo.server.close());
     const r = await relayTo(echo.port);
     const before = openFds();
+    const attached = nativeSplicer()?.stats().attachedTotal ?? 0;
     const one = async (i: number) => {
       const s = await tunnel(r.port);
+      // Each long enough to be handed to the thread, and ended there.
+      await warm(r, s, true, 2 * HANDOVER_READS);
       const msg = Buffer.from(`message ${i}`);
       const got = readAll(s);
       s.end(msg);
       expect((await got).toString()).toBe(msg.toString());
     };
-    for (let i = 0; i < 500; i += 16) await Promise.all(Array.from({ length: 16 }, (_, k) => one(i + k)));
+    for (let i = 0; i < 512; i += 16) await Promise.all(Array.from({ length: 16 }, (_, k) => one(i + k)));
     await until(() => r.relay.activeTunnels === 0, "every tunnel to close");
+    expect(nativeSplicer()?.stats().attachedTotal).toBe(attached + 512);
     // Live tunnels torn down from outside (the drain deadline): taken back, then closed.
     const live = await Promise.all(Array.from({ length: 20 }, () => tunnel(r.port)));
+    for (const s of live) await warm(r, s, true);
     expect(r.relay.nativeSplicedTunnels).toBe(20);
     const ended = live.map((s) => readAll(s));
     r.relay.destroyAll();
