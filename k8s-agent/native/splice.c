@@ -321,6 +321,18 @@ static void *run(void *arg) {
 
 // ---- JavaScript side ----
 
+// A JavaScript array of n numbers.
+static napi_value numbers(napi_env env, const double *vals, uint32_t n) {
+  napi_value arr;
+  napi_create_array_with_length(env, n, &arr);
+  for (uint32_t j = 0; j < n; j++) {
+    napi_value v;
+    napi_create_double(env, vals[j], &v);
+    napi_set_element(env, arr, j, v);
+  }
+  return arr;
+}
+
 static void call_js(napi_env env, napi_value cb, void *context, void *data) {
   (void)context;
   (void)data;
@@ -335,17 +347,19 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
   }
   pthread_mutex_unlock(&rmu);
   if (copy == NULL) return;
-  napi_value arr;
-  napi_create_array_with_length(env, n * 5, &arr);
+  double *vals = malloc(n * 5 * sizeof *vals);
+  if (vals == NULL) abort();
   for (size_t k = 0; k < n; k++) {
-    double vals[5] = {copy[k].id, copy[k].up, copy[k].down, (double)copy[k].code, (double)copy[k].err};
-    for (int j = 0; j < 5; j++) {
-      napi_value v;
-      napi_create_double(env, vals[j], &v);
-      napi_set_element(env, arr, (uint32_t)(k * 5 + j), v);
-    }
+    double *v = vals + k * 5;
+    v[0] = copy[k].id;
+    v[1] = copy[k].up;
+    v[2] = copy[k].down;
+    v[3] = (double)copy[k].code;
+    v[4] = (double)copy[k].err;
   }
   free(copy);
+  napi_value arr = numbers(env, vals, (uint32_t)(n * 5));
+  free(vals);
   live -= (uint32_t)n;
   if (live == 0) napi_unref_threadsafe_function(env, tsfn);
   napi_value undefined;
@@ -521,13 +535,7 @@ static napi_value cancel(napi_env env, napi_callback_info info) {
   ssize_t r = write(wake, &one, sizeof one);  // let the thread free it
   (void)r;
   if (--live == 0) napi_unref_threadsafe_function(env, tsfn);
-  napi_create_array_with_length(env, 2, &out);
-  for (int j = 0; j < 2; j++) {
-    napi_value v;
-    napi_create_double(env, b[j], &v);
-    napi_set_element(env, out, (uint32_t)j, v);
-  }
-  return out;
+  return numbers(env, b, 2);
 }
 
 // moved(id) → whether bytes moved since the last call (the relay's idle sweep).
@@ -564,18 +572,12 @@ static napi_value bytes(napi_env env, napi_callback_info info) {
     }
     pthread_mutex_unlock(&smu);
   }
-  napi_value out;
   if (!found) {
+    napi_value out;
     napi_get_undefined(env, &out);
     return out;
   }
-  napi_create_array_with_length(env, 2, &out);
-  for (int j = 0; j < 2; j++) {
-    napi_value v;
-    napi_create_double(env, b[j], &v);
-    napi_set_element(env, out, (uint32_t)j, v);
-  }
-  return out;
+  return numbers(env, b, 2);
 }
 
 // stats() → [live tunnels, attached ever, bytes up lane 0, down lane 0, up lane 1, down lane 1, bytes waiting]
@@ -599,14 +601,7 @@ static napi_value stats(napi_env env, napi_callback_info info) {
       (double)atomic_load(&lane_bytes[1][1]),
       waiting,
   };
-  napi_value arr;
-  napi_create_array_with_length(env, 7, &arr);
-  for (int j = 0; j < 7; j++) {
-    napi_value v;
-    napi_create_double(env, vals[j], &v);
-    napi_set_element(env, arr, (uint32_t)j, v);
-  }
-  return arr;
+  return numbers(env, vals, 7);
 }
 
 static napi_value init(napi_env env, napi_value exports) {
