@@ -5,7 +5,7 @@
 // elsewhere, or without a compiler, the relay keeps its JavaScript path, and this says so.
 // `--require` makes a failed build an error (the image build, CI).
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -29,6 +29,8 @@ const include = join(dirname(process.execPath), "..", "include", "node");
 if (!existsSync(join(include, "node_api.h"))) skip(`no node_api.h under ${include}`);
 const cc = process.env.CC ?? "cc";
 mkdirSync(dirname(out), { recursive: true });
+// A failed build must not leave an older library behind for the relay to load.
+rmSync(out, { force: true });
 const args = [
   "-std=c11",
   "-O2",
