@@ -7,10 +7,11 @@
 // process waits on its own epoll set and does what a C proxy does per message: one read(2)
 // into a shared buffer and one write(2) of it to the other socket.
 //
-// Ownership: the descriptors stay Node's. The relay stops reading the sockets (and never
-// writes to them) before it attaches them, and closes them only after this thread let go:
-// either its report arrived (the tunnel ended or failed here) or `cancel` took the tunnel back
-// synchronously. So a descriptor number is never read or written here after Node closed it.
+// Ownership: the descriptors stay Node's. The relay stops Node's reads of the sockets in the
+// same synchronous turn as it attaches them (Node reads only from its own event loop), never
+// writes to them again, and closes them only after this thread let go: either its report arrived
+// (the tunnel ended or failed here) or `cancel` took the tunnel back synchronously. So a
+// descriptor number is never read or written here after Node closed it.
 //
 // Reports reach JavaScript through one thread-safe function, batched: [id, up, down, code,
 // errno] per tunnel, five numbers each. Code 0: both directions ended (each FIN forwarded
