@@ -10,6 +10,9 @@
 //     close; 16 concurrent, CPS_SECONDS (default 3) per lane); CPU per connection.
 //   BASE_TREE=/tmp/base ROUNDS=4 node --import tsx bench/listener-ab.ts
 //   LOAD=cps BASE_TREE=/tmp/base ROUNDS=10 node --import tsx bench/listener-ab.ts
+// SPLICE_AB=1 adds this tree's relay with the native splice off (HOPWAY_NATIVE_SPLICE=0; docs/relay.md,
+// "Native splice") and prints the splice's ratio by round: one build with and without it.
+//   LOAD=cps SPLICE_AB=1 ROUNDS=10 node --import tsx bench/listener-ab.ts
 // STRACE=1 adds one run of this tree's relay under `strace -c -f` (system calls per unit).
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -41,9 +44,11 @@ const LOAD = process.env.LOAD ?? "redis";
 const N = Number(process.env.N ?? 100_000);
 const SECONDS = Number(process.env.CPS_SECONDS ?? 3);
 const ROUNDS = Number(process.env.ROUNDS ?? 4);
-const trees: Array<[string, string]> = [
-  ...(process.env.BASE_TREE ? [["base", process.env.BASE_TREE] as [string, string]] : []),
-  ["this", ROOT],
+/** Relay builds to run: a label, the tree it is built from, and whether the native splice is on. */
+const relays: Array<[string, string, boolean]> = [
+  ...(process.env.BASE_TREE ? [["base", process.env.BASE_TREE, true] as [string, string, boolean]] : []),
+  ...(process.env.SPLICE_AB === "1" ? [["this, JavaScript", ROOT, false] as [string, string, boolean]] : []),
+  ["this", ROOT, true],
 ];
 
 /** The target every lane forwards to, and one measured run against a lane: units done and a line. */
@@ -92,13 +97,17 @@ async function main(): Promise<void> {
     ["node pipe()", pipeFwd.port, pipeFwd.child.pid],
     ["node handles", handlesFwd.port, handlesFwd.child.pid],
   ];
-  for (const [label, dir] of trees) {
-    const bundle = join(work, `worker-${label}.mjs`);
+  for (const [label, dir, splice] of relays) {
+    const bundle = join(work, `worker-${dir === ROOT ? "this" : label}.mjs`);
     bundleAgent(join(dir, "test", "support", "relay-worker.ts"), bundle);
-    const name = `relay-${label}`;
+    const name = `relay-${label.replace(/\W+/g, "-")}`;
     const tls = writeRelayTls(join(work, "tls", name), "bench", name);
     const routes = [{ from: name, to: "target", hops: [hop("target", target)] }];
-    const env = { ...IMAGE_ENV, HOPWAY_BENCH_LISTENERS: JSON.stringify(["target:0"]) };
+    const env = {
+      ...IMAGE_ENV,
+      HOPWAY_BENCH_LISTENERS: JSON.stringify(["target:0"]),
+      HOPWAY_NATIVE_SPLICE: splice ? "1" : "0",
+    };
     const w = await forkProxy(bundle, [name, tls, JSON.stringify(routes), "relay-a"], env, ["--expose-gc"]);
     lanes.push([`relay (${label})`, w.listeners[0] as number, w.child.pid]);
   }
@@ -123,10 +132,18 @@ async function main(): Promise<void> {
       `${label}: median ${median(all).toFixed(1)} µs/${measure.unit} (${all.map((v) => v.toFixed(1)).join(", ")})`,
     );
   }
-  const base = cpu.get("relay (base)");
   const mine = cpu.get("relay (this)") ?? [];
-  if (base !== undefined) {
-    console.log(`this/base by round: ${mine.map((v, i) => (v / (base[i] ?? v)).toFixed(2)).join(" ")}`);
+  const pairs: Array<[string, string]> = [
+    ["relay (base)", "this/base"],
+    ["relay (this, JavaScript)", "native splice/JavaScript"],
+  ];
+  for (const [other, title] of pairs) {
+    const theirs = cpu.get(other);
+    if (theirs === undefined) continue;
+    const byRound = mine.map((v, i) => v / (theirs[i] ?? v));
+    console.log(
+      `${title} by round: ${byRound.map((r) => r.toFixed(2)).join(" ")}, median ${median(byRound).toFixed(2)}`,
+    );
   }
   if (process.env.STRACE === "1") {
     const [, port, pid] = lanes[lanes.length - 1] as [string, number, number | undefined];
