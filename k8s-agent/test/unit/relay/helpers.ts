@@ -164,6 +164,15 @@ export async function readAll(socket: Socket): Promise<Buffer> {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Polls `ok` every 5 ms until it holds; after `ms` it throws, naming `what` it waited for. */
+export async function until(what: string, ok: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
 /**
  * Resolves once a tunnel's application socket was cut (reset: an error and a close, no end of
  * data); rejects if it ended cleanly, which would pass a truncated stream off as complete.

@@ -19,6 +19,7 @@ import {
   startEcho,
   startRelay,
   startStalledTarget,
+  until,
 } from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
@@ -43,14 +44,6 @@ async function tunnel(port: number): Promise<Socket> {
   const a = await request(port, "CONNECT app1 HTTP/1.1\r\n\r\n");
   expect(a.status).toBe(200);
   return a.socket;
-}
-
-async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
 }
 
 /**
@@ -82,12 +75,12 @@ async function warm(
   for (let i = 0; more(i); i++) {
     s.write("0123456789abcdef");
     sent += 16;
-    if (echo) await until(() => got === sent, "the echo");
+    if (echo) await until("the echo", () => got === sent);
     else await sleep(2);
   }
   s.off("data", onData);
   if (exchanges === undefined)
-    await until(() => r.relay.nativeSplicedTunnels === before + 1, "the handover to the thread");
+    await until("the handover to the thread", () => r.relay.nativeSplicedTunnels === before + 1);
   return sent;
 }
 
@@ -113,7 +106,7 @@ describe.runIf(linux)("native splice", () => {
     const back = await got;
     expect(back.length).toBe(sent.length);
     expect(sha(back)).toBe(sha(sent));
-    await until(() => r.relay.activeTunnels === 0, "the tunnel to close");
+    await until("the tunnel to close", () => r.relay.activeTunnels === 0);
     expect(r.relay.nativeSplicedTunnels).toBe(0);
     expect(nativeSplicer()?.stats().attachedTotal).toBe(attached + 1);
     expect(r.relay.counters.up.client).toBe(sent.length);
@@ -131,7 +124,7 @@ describe.runIf(linux)("native splice", () => {
       s.end("GET / HTTP/1.0\r\n\r\n");
       expect((await got).toString()).toBe("GET / HTTP/1.0\r\n\r\n");
     }
-    await until(() => r.relay.activeTunnels === 0, "the tunnels to close");
+    await until("the tunnels to close", () => r.relay.activeTunnels === 0);
     expect(nativeSplicer()?.stats().attachedTotal).toBe(attached);
   });
 
@@ -145,7 +138,7 @@ describe.runIf(linux)("native splice", () => {
     s.end(Buffer.alloc(100_000, 7));
     // The target answers only after it read our FIN: the tunnel carried it and kept the way back open.
     expect((await answer).toString()).toBe(`got ${100_000 + warmed} bytes`);
-    await until(() => r.relay.activeTunnels === 0, "the tunnel to close");
+    await until("the tunnel to close", () => r.relay.activeTunnels === 0);
   });
 
   it("counts live tunnels' bytes while they are open", async () => {
@@ -160,7 +153,7 @@ describe.runIf(linux)("native splice", () => {
     });
     s.resume();
     s.write(Buffer.alloc(5000, 1));
-    await until(() => got === 5000, "the echo");
+    await until("the echo", () => got === 5000);
     expect(r.relay.counters.up.client).toBe(warmed + 5000);
     expect(r.relay.counters.down.client).toBe(warmed + 5000);
     s.destroy();
@@ -181,7 +174,7 @@ describe.runIf(linux)("native splice", () => {
       got += c.toString("latin1");
     });
     s.write("CONNECT app1 HTTP/1.1\r\n\r\nahead");
-    await until(() => got.endsWith("ahead"), "the bytes sent ahead to come back");
+    await until("the bytes sent ahead to come back", () => got.endsWith("ahead"));
     expect(r.relay.nativeSplicedTunnels).toBe(1);
     expect(r.relay.counters.up.client).toBe(warmed + 5);
     expect(r.relay.counters.down.client).toBe(warmed + 5);
@@ -199,7 +192,7 @@ describe.runIf(linux)("native splice", () => {
     s.write(sent);
     // The target reads nothing: the kernel's buffers fill, then the thread holds what the last
     // write left over and stops reading, so the client's writes back up in the client.
-    await until(() => (splicer?.stats().waiting ?? 0) > 0, "a write the kernel did not take");
+    await until("a write the kernel did not take", () => (splicer?.stats().waiting ?? 0) > 0);
     await sleep(200);
     const waiting = splicer?.stats().waiting ?? 0;
     expect(waiting).toBeGreaterThan(0);
@@ -209,7 +202,7 @@ describe.runIf(linux)("native splice", () => {
     const chunks: Buffer[] = [];
     held.on("data", (c: Buffer) => chunks.push(c));
     held.resume();
-    await until(() => chunks.reduce((n, c) => n + c.length, 0) === sent.length, "every byte at the target", 20_000);
+    await until("every byte at the target", () => chunks.reduce((n, c) => n + c.length, 0) === sent.length, 20_000);
     expect(sha(Buffer.concat(chunks))).toBe(sha(sent));
     s.destroy();
   });
@@ -226,10 +219,10 @@ describe.runIf(linux)("native splice", () => {
     const s = await tunnel(r.port);
     const cut = cutOff(s);
     await warm(r, s, false);
-    await until(() => accepted !== undefined, "the target's connection");
+    await until("the target's connection", () => accepted !== undefined);
     (accepted as Socket).resetAndDestroy();
     await cut;
-    await until(() => r.relay.activeTunnels === 0, "the tunnel to close");
+    await until("the tunnel to close", () => r.relay.activeTunnels === 0);
   });
 
   it("closes idle tunnels, taking them back from the thread first", async () => {
@@ -247,7 +240,7 @@ describe.runIf(linux)("native splice", () => {
     expect(r.relay.activeTunnels).toBe(1);
     // Then quiet: the relay closes both sockets, and the application reads the end.
     await readAll(s);
-    await until(() => r.relay.activeTunnels === 0, "the tunnel to close");
+    await until("the tunnel to close", () => r.relay.activeTunnels === 0);
     expect(r.relay.nativeSplicedTunnels).toBe(0);
     expect(nativeSplicer()?.stats().tunnels).toBe(0);
   });
@@ -268,7 +261,7 @@ describe.runIf(linux)("native splice", () => {
       expect((await got).toString()).toBe(msg.toString());
     };
     for (let i = 0; i < 512; i += 16) await Promise.all(Array.from({ length: 16 }, (_, k) => one(i + k)));
-    await until(() => r.relay.activeTunnels === 0, "every tunnel to close");
+    await until("every tunnel to close", () => r.relay.activeTunnels === 0);
     expect(nativeSplicer()?.stats().attachedTotal).toBe(attached + 512);
     // Live tunnels torn down from outside (the drain deadline): taken back, then closed.
     const live = await Promise.all(Array.from({ length: 20 }, () => tunnel(r.port)));
@@ -278,9 +271,9 @@ describe.runIf(linux)("native splice", () => {
     r.relay.destroyAll();
     await Promise.all(ended);
     for (const s of live) s.destroy();
-    await until(() => r.relay.activeTunnels === 0, "the live tunnels to close");
+    await until("the live tunnels to close", () => r.relay.activeTunnels === 0);
     expect(nativeSplicer()?.stats().tunnels).toBe(0);
-    await until(() => openFds() <= before, "the relay's descriptors to close");
+    await until("the relay's descriptors to close", () => openFds() <= before);
   });
 
   it("stays off for a relay built with nativeSplice: false", async () => {

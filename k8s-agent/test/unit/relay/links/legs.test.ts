@@ -8,7 +8,7 @@ import { pipeLeg } from "../../../../src/relay/links/legs.ts";
 import type { MuxStream } from "../../../../src/relay/links/mux/session.ts";
 import { writtenThroughForTest } from "../../../../src/relay/pump.ts";
 import type { RelayCounters, Tunnel } from "../../../../src/relay/relay.ts";
-import { listen, sleep } from "../helpers.ts";
+import { listen, sleep, until } from "../helpers.ts";
 import { muxStreamOverTls } from "./tls-pair.ts";
 
 const cleanups: Array<() => unknown> = [];
@@ -17,11 +17,6 @@ afterEach(async () => {
 });
 
 const SETTINGS = { maxConcurrentStreams: 10, streamWindowBytes: 2 * 1024 * 1024 };
-
-async function until(what: string, ok: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !ok(); i++) await sleep(5);
-  if (!ok()) throw new Error(`timed out waiting for ${what}`);
-}
 
 /** A link stream as the accepting relay gets it, its sender, and a target socket with what it received. */
 async function streamIntoSocket(): Promise<{
@@ -67,7 +62,7 @@ describe("link stream into a socket (pipeLeg)", () => {
     // Nothing waits in the socket: the record goes to its descriptor, not through its Writable.
     let through = writtenThroughForTest();
     sender.write("first;");
-    await until("the first record", () => got() === "first;");
+    await until("the first record", () => got() === "first;", 1000);
     expect(writtenThroughForTest() - through).toBe("first;".length);
 
     // Bytes wait in the socket (corked): the next record queues behind them rather than overtake.
@@ -75,11 +70,11 @@ describe("link stream into a socket (pipeLeg)", () => {
     target.write("queued;");
     through = writtenThroughForTest();
     sender.write("behind;");
-    await until("the record at the leg", () => counters.up.relay === "first;behind;".length);
+    await until("the record at the leg", () => counters.up.relay === "first;behind;".length, 1000);
     await sleep(50);
     expect(writtenThroughForTest() - through).toBe(0);
     target.uncork();
-    await until("both", () => got().length === "first;queued;behind;".length);
+    await until("both", () => got().length === "first;queued;behind;".length, 1000);
     expect(got()).toBe("first;queued;behind;");
   });
 });
