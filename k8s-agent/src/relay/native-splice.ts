@@ -10,6 +10,7 @@
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { Socket } from "node:net";
+import { getSystemErrorName } from "node:util";
 
 /** What splice.c exports. */
 interface Addon {
@@ -51,15 +52,6 @@ interface HandleInternals {
   } | null;
   timeout?: number;
 }
-
-const ERRNO: Record<number, string> = {
-  32: "EPIPE",
-  103: "ECONNABORTED",
-  104: "ECONNRESET",
-  110: "ETIMEDOUT",
-  113: "EHOSTUNREACH",
-  12: "ENOMEM",
-};
 
 export class NativeSplicer {
   private readonly done = new Map<number, SpliceDone>();
@@ -148,9 +140,18 @@ export class NativeSplicer {
       cb({
         up: r[k + 1] as number,
         down: r[k + 2] as number,
-        error: code === 0 ? undefined : (ERRNO[errno] ?? `E${errno}`),
+        // libuv's codes are the negated errno values on Linux, the only platform the splice runs on.
+        error: code === 0 ? undefined : errorName(errno),
       });
     }
+  }
+}
+
+function errorName(errno: number): string {
+  try {
+    return getSystemErrorName(-errno);
+  } catch {
+    return `E${errno}`;
   }
 }
 
