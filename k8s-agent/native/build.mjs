@@ -45,6 +45,7 @@ const args = [
   "-DNODE_GYP_MODULE_NAME=hopway_splice",
   `-I${include}`,
   join(here, "splice.c"),
+  join(here, "listen.c"),
   "-o",
   out,
 ];

@@ -45,6 +45,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "listen.h"
+
 #define READ_BYTES (256 * 1024)
 #define MAX_EVENTS 128
 #define SLOT_BITS 24
@@ -615,6 +617,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"stats", NULL, stats, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  listen_define(env, exports);
   return exports;
 }
 

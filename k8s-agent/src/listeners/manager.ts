@@ -6,9 +6,10 @@
 // The set of listeners changes live (config, or declarations from the edge):
 // new addresses are bound, removed ones stop accepting, and connections already
 // carried are never touched.
-import { createServer, type Server, type Socket } from "node:net";
+import { createServer, isIP, type Socket } from "node:net";
 import { type Listener, type ListenerTarget, parseListenAddress, parseListenerTarget } from "@hopway/core/listener";
 import { CidrList } from "../relay/auth.ts";
+import type { NativeConn, NativeListeners } from "../relay/native-splice.ts";
 import type { FailureReason } from "../relay/protocol.ts";
 
 export interface CarryTarget extends ListenerTarget {
@@ -30,6 +31,12 @@ export interface ListenerCarrier {
   readonly bufferBytes?: number;
   /** Takes the socket; calls `settled` once, when the path is up or the connection was refused. */
   carry(socket: Socket, target: CarryTarget, settled: (outcome: CarryOutcome) => void): void;
+  /**
+   * Where listeners on an IP address accept natively (k8s-agent/native/listen.c), with
+   * `carryNative` taking their connections as `carry` takes sockets; undefined: net.Server.
+   */
+  readonly nativeListeners?: NativeListeners | undefined;
+  carryNative?(conn: NativeConn, target: CarryTarget, settled: (outcome: CarryOutcome) => void): void;
 }
 
 export type ListenerResult = "carried" | FailureReason;
@@ -54,7 +61,8 @@ export interface ListenerManagerOptions {
 interface Running {
   spec: Listener;
   target: ListenerTarget;
-  server: Server;
+  /** How it stops accepting: a net.Server's close, or a native listener's. */
+  close: () => void;
   /** Actual bound address (port resolved). */
   address: string;
   refusals: { count: number; lastLog: number; last?: string };
@@ -128,7 +136,7 @@ export class ListenerManager {
       if (wanted.has(listen)) continue;
       this.running.delete(listen);
       // close() only stops accepting: connections already carried stay with the relay.
-      r.server.close();
+      r.close();
       this.o.log("info", "listener closed", { listener: nameOf(r.spec), listen });
     }
     for (const [listen, spec] of wanted) {
@@ -166,6 +174,11 @@ export class ListenerManager {
   private bind(spec: Listener, target: ListenerTarget): Promise<Running> {
     const addr = parseListenAddress(spec.listen);
     if (typeof addr === "string") return Promise.reject(new Error(addr));
+    const native = this.o.carrier.nativeListeners;
+    const carryNative = this.o.carrier.carryNative?.bind(this.o.carrier);
+    if (native !== undefined && carryNative !== undefined && isIP(addr.host) !== 0) {
+      return Promise.resolve(this.bindNative(native, carryNative, spec, target, addr.host, addr.port));
+    }
     const server = createServer({
       allowHalfOpen: true,
       noDelay: true,
@@ -174,7 +187,7 @@ export class ListenerManager {
     const running: Running = {
       spec,
       target,
-      server,
+      close: () => server.close(),
       address: spec.listen,
       refusals: { count: 0, lastLog: 0 },
       settled: (outcome) => {
@@ -199,6 +212,51 @@ export class ListenerManager {
     });
   }
 
+  /** A listener on an IP literal, accepting natively: its connections never become net.Sockets unless the relay needs one. */
+  private bindNative(
+    native: NativeListeners,
+    carryNative: NonNullable<ListenerCarrier["carryNative"]>,
+    spec: Listener,
+    target: ListenerTarget,
+    host: string,
+    port: number,
+  ): Running {
+    const running: Running = {
+      spec,
+      target,
+      close: () => {},
+      address: spec.listen,
+      refusals: { count: 0, lastLog: 0 },
+      settled: (outcome) => {
+        if (outcome.ok) this.o.observer?.connection("carried");
+        else this.refused(running, outcome);
+      },
+    };
+    const bound = native.listen(host, port, (conn) => {
+      if (!this.cidrs.allows(conn.remoteAddress)) {
+        conn.destroy();
+        this.refused(running, {
+          reason: "auth",
+          status: 407,
+          detail: `source ${conn.remoteAddress} is outside client_cidrs`,
+          failedAt: "",
+        });
+        return;
+      }
+      carryNative(conn, this.targetFor(running, conn.remoteAddress), running.settled);
+    });
+    running.close = () => native.unlisten(bound.id);
+    running.address = host.includes(":") ? `[${host}]:${bound.port}` : `${host}:${bound.port}`;
+    return running;
+  }
+
+  /** The listener's target, with the key a keyed listener gives its connections. */
+  private targetFor(r: Running, remoteAddress: string | undefined): CarryTarget {
+    const key =
+      r.spec.key === undefined ? undefined : "value" in r.spec.key ? r.spec.key.value : clientKey(remoteAddress);
+    return key === undefined ? r.target : { ...r.target, key };
+  }
+
   private accept(r: Running, socket: Socket): void {
     if (!this.cidrs.allows(socket.remoteAddress)) {
       socket.destroy();
@@ -210,9 +268,7 @@ export class ListenerManager {
       });
       return;
     }
-    const key = r.spec.key === undefined ? undefined : "value" in r.spec.key ? r.spec.key.value : clientKey(socket);
-    const target: CarryTarget = key === undefined ? r.target : { ...r.target, key };
-    this.o.carrier.carry(socket, target, r.settled);
+    this.o.carrier.carry(socket, this.targetFor(r, socket.remoteAddress), r.settled);
   }
 
   /** Counted every time; logged once per interval per listener, since a listener has no answer to give. */
@@ -237,9 +293,9 @@ export class ListenerManager {
   async close(): Promise<void> {
     this.closed = true;
     await this.applying;
-    const servers = [...this.running.values()].map((r) => r.server);
+    const running = [...this.running.values()];
     this.running.clear();
-    for (const s of servers) s.close();
+    for (const r of running) r.close();
   }
 }
 
@@ -248,7 +304,7 @@ function nameOf(spec: Listener): string {
 }
 
 /** The client's address as a key: IPv4 peers of dual-stack listeners without the ::ffff: prefix. */
-function clientKey(socket: Socket): string {
-  const a = socket.remoteAddress ?? "";
+function clientKey(remoteAddress: string | undefined): string {
+  const a = remoteAddress ?? "";
   return a.startsWith("::ffff:") ? a.slice(7) : a;
 }

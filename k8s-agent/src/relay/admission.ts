@@ -38,11 +38,15 @@ const STATE = Symbol("hopway.admission.state");
 const IN_TUNNEL_POOL = 1;
 /** A handshake whose peer has sent its first bytes (a CONNECT head, a TLS ClientHello). */
 const SPOKEN = 2;
-type Admitted = Socket & { [SOURCE]?: string | undefined; [STATE]?: number };
+type Admitted = object & { [SOURCE]?: string | undefined; [STATE]?: number };
 
-export class Admission {
+/**
+ * A connection as admission counts it: a socket, or a native listener's connection
+ * (native-splice.ts), which never enters the handshake pool (a listener's sources are trusted).
+ */
+export class Admission<K extends object = Socket> {
   /** Unauthenticated handshakes, oldest first (Map keeps insertion order). */
-  private readonly handshakes = new Map<Socket, string>();
+  private readonly handshakes = new Map<K, string>();
   private readonly handshakesBySource = new Map<string, number>();
   private readonly perSource = new Map<string, number>();
   private tunnelPool = 0;
@@ -82,7 +86,7 @@ export class Admission {
    * Takes a connection `refusal` allowed. Returns the oldest unauthenticated handshake when
    * the handshake pool was full: the caller closes it.
    */
-  enter(socket: Socket, source: string | undefined, trusted: boolean): Socket | undefined {
+  enter(socket: K, source: string | undefined, trusted: boolean): K | undefined {
     const s = socket as Admitted;
     if (source !== undefined && this.limits.maxConnectionsPerSource > 0) {
       s[SOURCE] = source;
@@ -94,7 +98,7 @@ export class Admission {
       return undefined;
     }
     s[STATE] = 0;
-    let evicted: Socket | undefined;
+    let evicted: K | undefined;
     if (this.handshakes.size >= this.limits.maxHandshakes) {
       // The oldest peer that has said nothing yet goes first: an idle flood then churns its own
       // slots and never pushes out a relay in the middle of its TLS handshake, or a client whose
@@ -113,7 +117,7 @@ export class Admission {
   }
 
   /** The connection authenticated: it moves to the tunnel pool. False when that pool is full. */
-  promote(socket: Socket): boolean {
+  promote(socket: K): boolean {
     const s = socket as Admitted;
     if ((s[STATE] ?? 0) & IN_TUNNEL_POOL) return true;
     if (!this.handshakes.has(socket)) return false; // already closed or evicted
@@ -125,7 +129,7 @@ export class Admission {
   }
 
   /** The peer sent its first bytes: it is handshaking, not idling. */
-  spoke(socket: Socket): void {
+  spoke(socket: K): void {
     const s = socket as Admitted;
     s[STATE] = (s[STATE] ?? 0) | SPOKEN;
   }
@@ -134,7 +138,7 @@ export class Admission {
    * The same connection under a new socket object (pump.ts adopt() moves the handle into one).
    * A handshake re-enters the pool as its youngest member: adoption follows the first byte at once.
    */
-  rekey(from: Socket, to: Socket): void {
+  rekey(from: K, to: K): void {
     if (from === to) return;
     const f = from as Admitted;
     const t = to as Admitted;
@@ -165,7 +169,7 @@ export class Admission {
   }
 
   /** A verified relay hop: it no longer counts against its source address. */
-  exempt(socket: Socket): void {
+  exempt(socket: K): void {
     const s = socket as Admitted;
     const source = s[SOURCE];
     if (source === undefined) return;
@@ -174,7 +178,7 @@ export class Admission {
   }
 
   /** The connection closed (whichever pool it was in). */
-  release(socket: Socket): void {
+  release(socket: K): void {
     this.exempt(socket);
     this.leaveHandshakes(socket);
     const s = socket as Admitted;
@@ -185,7 +189,7 @@ export class Admission {
     }
   }
 
-  private leaveHandshakes(socket: Socket): void {
+  private leaveHandshakes(socket: K): void {
     const source = this.handshakes.get(socket);
     if (source === undefined) return;
     this.handshakes.delete(socket);

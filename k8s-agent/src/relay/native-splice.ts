@@ -20,6 +20,20 @@ interface Addon {
   moved(id: number): boolean;
   bytes(id: number): [number, number] | undefined;
   stats(): number[];
+  // listen.c: a listener's connections on the event loop's thread.
+  listenStart(
+    onAccept: (listener: number, id: number, ip: string, port: number) => void,
+    onEvent: (kind: number, id: number, a: number, b: number, text: string | undefined) => void,
+  ): void;
+  listen(ip: string, port: number, backlog: number): [number, number];
+  unlisten(listener: number): boolean;
+  dial(id: number, ip: string, port: number): boolean;
+  abortDial(id: number): boolean;
+  close(id: number, reset: boolean): boolean;
+  release(id: number): number | undefined;
+  counts(id: number): [number, number] | undefined;
+  movedSince(id: number): boolean;
+  listenStats(): [number, number];
 }
 
 /** How a spliced tunnel ended on the thread. */
@@ -55,9 +69,16 @@ interface HandleInternals {
 
 export class NativeSplicer {
   private readonly done = new Map<number, SpliceDone>();
+  private hub: NativeListeners | undefined;
 
   constructor(private readonly addon: Addon) {
     addon.start((r) => this.onReports(r));
+  }
+
+  /** The process's native listeners (listen.c), started on first use. */
+  listeners(): NativeListeners {
+    this.hub ??= new NativeListeners(this.addon);
+    return this.hub;
   }
 
   /**
@@ -146,6 +167,147 @@ export class NativeSplicer {
     }
   }
 }
+
+/** How a native listener's connection ended: bytes each way, and the libuv error name after a failure. */
+export interface NativeEnd {
+  up: number;
+  down: number;
+  error: string | undefined;
+}
+
+/**
+ * A connection a native listener accepted (listen.c). Until the relay dials, closes or releases
+ * it, it is held: nothing is read from it. The relay sets the callbacks it needs.
+ */
+export class NativeConn {
+  /** The target side connected (`error` undefined) or the dial failed (its libuv error name). */
+  onDial: ((error: string | undefined) => void) | undefined = undefined;
+  /** Both handles closed; once per connection, unless it was released. */
+  onEnded: ((end: NativeEnd) => void) | undefined = undefined;
+  /** The target side's local address, once connected. */
+  localAddress: string | undefined = undefined;
+  localPort: number | undefined = undefined;
+  /** Closed (or released): no call reaches the connection any more. */
+  destroyed = false;
+  released = false;
+  // The relay's bookkeeping (relay.ts).
+  /** Its target connected and it is counted as a tunnel. */
+  carried = false;
+  openedAt = 0;
+  quietSweeps = 0;
+
+  constructor(
+    readonly hub: NativeListeners,
+    readonly id: number,
+    readonly remoteAddress: string,
+    readonly remotePort: number,
+  ) {}
+
+  /** Starts connecting the target side; false when the connection is not held. */
+  dial(ip: string, port: number): boolean {
+    return !this.destroyed && this.hub.addon.dial(this.id, ip, port);
+  }
+  /** A dial past its deadline: onDial follows with ETIMEDOUT. */
+  abortDial(): void {
+    if (!this.destroyed) this.hub.addon.abortDial(this.id);
+  }
+  /**
+   * Closes both sides (a held client after dropping what it sent, so that it sees a FIN); with
+   * `reset`, as a reset. `onEnded` follows.
+   */
+  destroy(reset = false): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.hub.addon.close(this.id, reset);
+  }
+  /** A held connection's descriptor, to become a net.Socket; undefined when it is not held. */
+  release(): number | undefined {
+    if (this.destroyed) return undefined;
+    const fd = this.hub.addon.release(this.id);
+    if (fd === undefined) return undefined;
+    this.destroyed = true;
+    this.released = true;
+    this.hub.forget(this.id);
+    return fd;
+  }
+  /** Bytes from the client and from the target so far; zeros once ended. */
+  counts(): [number, number] {
+    return this.hub.addon.counts(this.id) ?? [0, 0];
+  }
+  /** Whether bytes moved since the last call (which clears it). */
+  movedSince(): boolean {
+    return this.hub.addon.movedSince(this.id);
+  }
+}
+
+/** Native listeners of this process: listen.c, on the event loop's thread. */
+export class NativeListeners {
+  private readonly accepting = new Map<number, (conn: NativeConn) => void>();
+  private readonly conns = new Map<number, NativeConn>();
+
+  constructor(readonly addon: Addon) {
+    addon.listenStart(
+      (listener, id, ip, port) => {
+        const conn = new NativeConn(this, id, ip, port);
+        this.conns.set(id, conn);
+        const accept = this.accepting.get(listener);
+        if (accept === undefined) conn.destroy();
+        else accept(conn);
+      },
+      (kind, id, a, b, text) => this.onEvent(kind, id, a, b, text),
+    );
+  }
+
+  /**
+   * Binds `ip:port` (an IP literal) and hands every accepted connection to `accept`. Returns the
+   * listener's id and bound port; throws as `listen` does, with the error name as `code`.
+   */
+  listen(ip: string, port: number, accept: (conn: NativeConn) => void): { id: number; port: number } {
+    const [id, bound] = this.addon.listen(ip, port, 511);
+    this.accepting.set(id, accept);
+    return { id, port: bound };
+  }
+
+  /** Stops accepting; connections already accepted are not touched. */
+  unlisten(id: number): void {
+    this.accepting.delete(id);
+    this.addon.unlisten(id);
+  }
+
+  /** Connections accepted and not yet ended or released, and listeners open. */
+  stats(): { connections: number; listeners: number } {
+    const [connections, listeners] = this.addon.listenStats();
+    return { connections, listeners };
+  }
+
+  forget(id: number): void {
+    this.conns.delete(id);
+  }
+
+  private onEvent(kind: number, id: number, a: number, b: number, text: string | undefined): void {
+    const conn = this.conns.get(id);
+    if (conn === undefined) return;
+    if (kind === EV_CONNECTED) {
+      conn.localAddress = text;
+      conn.localPort = a;
+      conn.onDial?.(undefined);
+    } else if (kind === EV_DIAL_FAILED) {
+      conn.onDial?.(text ?? "EUNKNOWN");
+    } else if (kind === EV_ENDED) {
+      this.conns.delete(id);
+      conn.destroyed = true;
+      // A dial in flight ends with the connection.
+      const dialling = conn.onDial;
+      conn.onDial = undefined;
+      dialling?.("ECANCELED");
+      conn.onEnded?.({ up: a, down: b, error: text });
+    }
+  }
+}
+
+const EV_CONNECTED = 1;
+const EV_DIAL_FAILED = 2;
+const EV_ENDED = 3;
 
 function errorName(errno: number): string {
   try {

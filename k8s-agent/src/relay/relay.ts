@@ -39,7 +39,14 @@ import {
   pipeLeg,
   type TunnelEnd,
 } from "./links/index.ts";
-import { type NativeSplicer, nativeSplicer, type SpliceEnd } from "./native-splice.ts";
+import {
+  type NativeConn,
+  type NativeEnd,
+  type NativeListeners,
+  type NativeSplicer,
+  nativeSplicer,
+  type SpliceEnd,
+} from "./native-splice.ts";
 import {
   type ConnectRequest,
   errorResponse,
@@ -55,7 +62,7 @@ import {
 } from "./protocol.ts";
 import { adopt, connectReading, type Handover, pump, readThroughNode, setSink, tryAdopt, unpump } from "./pump.ts";
 import { SelfAddresses } from "./self-addresses.ts";
-import type { Dialable, RoutingTable } from "./table.ts";
+import type { Dialable, Lookup, RoutingTable } from "./table.ts";
 
 export type PeerRole = "client" | "relay";
 export type NextRole = "relay" | "target";
@@ -176,6 +183,9 @@ export interface ByteCounts {
   readonly down: Readonly<Record<PeerRole, number>>;
 }
 
+/** A next hop the table allows. */
+type Route = Extract<Lookup, { ok: true }>;
+
 type DialResult =
   | { ok: true; socket: TunnelEnd; rest: Buffer; path: string }
   | { ok: false; refusal: Refusal; final: boolean };
@@ -227,7 +237,11 @@ export class Relay {
   readonly selfAddresses: SelfAddresses;
   private readonly tunnels = new Set<Tunnel>();
   private readonly sockets = new Set<Socket>();
-  private readonly admission: Admission;
+  /** Native listeners' connections this relay holds (listen.c): waiting for their path, or carried. */
+  private readonly nativeConns = new Set<NativeConn>();
+  /** Of nativeConns, those carried (their target connected). */
+  private nativeCarried = 0;
+  private readonly admission: Admission<Socket | NativeConn>;
   // Coarse shared timers instead of a setTimeout per socket per phase: each holds callbacks in
   // expiry order and one unref'd interval sweeps it (late by at most 1/8 of the duration).
   private readonly headerDeadlines: Deadlines;
@@ -321,9 +335,15 @@ export class Relay {
    * splice's thread moved for this relay's tunnels (ended and live). Read at scrape time.
    */
   get counters(): ByteCounts {
-    if (this.nativeTunnels === 0 || this.splicer === undefined) return this.bytes;
+    if ((this.nativeTunnels === 0 && this.nativeCarried === 0) || this.splicer === undefined) return this.bytes;
     const up = { ...this.bytes.up };
     const down = { ...this.bytes.down };
+    for (const c of this.nativeConns) {
+      if (!c.carried) continue;
+      const [u, d] = c.counts();
+      up.client += u;
+      down.client += d;
+    }
     for (const t of this.tunnels) {
       const b = t.native === null ? undefined : this.splicer.bytes(t.native.id);
       if (b === undefined) continue;
@@ -340,9 +360,16 @@ export class Relay {
   get nativeSplicedTunnels(): number {
     return this.nativeTunnels;
   }
-  /** Open tunnels (both sides spliced). */
+  /** Open tunnels (both sides spliced), native listeners' carried connections included. */
   get activeTunnels(): number {
-    return this.tunnels.size;
+    return this.tunnels.size + this.nativeCarried;
+  }
+  /**
+   * Where a listener may accept natively (listen.c, docs/relay.md "Native listeners"): the
+   * process's native listeners while this relay uses the native splice; undefined otherwise.
+   */
+  get nativeListeners(): NativeListeners | undefined {
+    return this.splicer?.listeners();
   }
   /** Open relay links per peer, both directions. */
   linksByPeer(): Map<string, number> {
@@ -549,17 +576,7 @@ export class Relay {
     const reply: ListenerReply = { kind: "listener", settled, first: EMPTY };
     if (!this.take(accepted, accepted.remoteAddress ?? "unknown", true, reply)) return;
     const socket = this.own(accepted);
-    // The client may speak first (a Redis command). The socket keeps reading while the path
-    // comes up and what it reads is held, to leave with the tunnel's first write: the tunnel
-    // then needs no further turn of the event loop to pick it up, and a client that sent little
-    // costs no read stop and restart, as with a forwarder that never stopped reading. Past
-    // HOLD_BYTES reading stops and the rest waits in the kernel, so a connection whose path is
-    // still coming up holds at most that plus one read (about what a CONNECT head and its
-    // trailing bytes may hold).
-    setSink(socket, (chunk) => {
-      reply.first = reply.first.length === 0 ? Buffer.from(chunk) : Buffer.concat([reply.first, chunk]);
-      return reply.first.length < HOLD_BYTES;
-    });
+    this.holdFirst(socket, reply);
     const headers = target.key === undefined ? NO_HEADERS : new Map([["hopway-key", encodeURIComponent(target.key)]]);
     const req: ConnectRequest = { authority: target.authority, node: target.node, port: target.port, headers };
     this.connectClient(socket, req, EMPTY, "client", reply).catch((err: unknown) => {
@@ -569,11 +586,165 @@ export class Relay {
   }
 
   /**
+   * The client may speak first (a Redis command). The socket keeps reading while the path
+   * comes up and what it reads is held, to leave with the tunnel's first write: the tunnel
+   * then needs no further turn of the event loop to pick it up, and a client that sent little
+   * costs no read stop and restart, as with a forwarder that never stopped reading. Past
+   * HOLD_BYTES reading stops and the rest waits in the kernel, so a connection whose path is
+   * still coming up holds at most that plus one read (about what a CONNECT head and its
+   * trailing bytes may hold).
+   */
+  private holdFirst(socket: Socket, reply: ListenerReply): void {
+    setSink(socket, (chunk) => {
+      reply.first = reply.first.length === 0 ? Buffer.from(chunk) : Buffer.concat([reply.first, chunk]);
+      return reply.first.length < HOLD_BYTES;
+    });
+  }
+
+  /**
+   * `carry` for a connection a native listener accepted (listen.c): the same admission, route
+   * table, limits, metrics and refusals. When the next hop is the target, the target is dialled
+   * and the connection carried natively, with no net.Socket on either side; when it is a relay
+   * (a link stream), the connection becomes a net.Socket and goes exactly as `carry` would.
+   */
+  carryNative(conn: NativeConn, target: CarryTarget, settled: (outcome: CarryOutcome) => void): void {
+    const reply: ListenerReply = { kind: "listener", settled, first: EMPTY };
+    conn.onEnded = (end) => this.nativeConnEnded(conn, end);
+    if (!this.take(conn, conn.remoteAddress, true, reply)) return;
+    this.nativeConns.add(conn);
+    const headers = target.key === undefined ? NO_HEADERS : new Map([["hopway-key", encodeURIComponent(target.key)]]);
+    const req: ConnectRequest = { authority: target.authority, node: target.node, port: target.port, headers };
+    this.carryNativePath(conn, req, reply).catch((err: unknown) => {
+      this.log("warn", "listener connection failed", { error: String(err) });
+      conn.destroy(true);
+    });
+  }
+
+  private async carryNativePath(conn: NativeConn, req: ConnectRequest, reply: ListenerReply): Promise<void> {
+    const found = await this.routeOf(req, []);
+    if (conn.destroyed) return;
+    if (found instanceof Refusal) return this.refuseNative(conn, found, reply);
+    if (!found.direct || found.nextAddresses.some((a) => a.path !== "")) {
+      // A link stream or a unix socket on the other side: the relay's socket path carries it.
+      const socket = this.socketOf(conn, reply);
+      if (socket === undefined) return;
+      this.clientPathUp(socket, await this.dialPath(found, req, [], socket), EMPTY, "client", reply);
+      return;
+    }
+    const started = performance.now();
+    let lastFailure: Refusal | undefined;
+    for (const listed of found.nextAddresses) {
+      if (conn.destroyed) return;
+      const checked = this.selfAddresses.checkNow(listed) ?? (await this.selfAddresses.check(listed));
+      if (!checked.ok) {
+        lastFailure = new Refusal(checked.self ? "forbidden" : "next_hop_failed", checked.detail);
+        if (checked.self) break;
+        continue;
+      }
+      const addr = checked.dial;
+      if (conn.destroyed) return;
+      this.log("debug", "dialing", { next: found.next.node, address: addr.address });
+      const failure = await this.dialNative(conn, addr);
+      if (conn.destroyed) return;
+      if (failure !== undefined) {
+        lastFailure = failure;
+        this.log("info", "next hop address failed", {
+          next: found.next.node,
+          address: addr.address,
+          why: failure.detail,
+        });
+        continue;
+      }
+      this.selfAddresses.trackNative(conn, addr);
+      conn.carried = true;
+      conn.openedAt = performance.now();
+      this.nativeCarried++;
+      if (this.limits.idleTimeoutMs > 0 && this.idleSweep === undefined) this.startIdleSweep();
+      reply.settled({ ok: true, path: this.name });
+      this.observer?.tunnelOpened("client", "target", (conn.openedAt - started) / 1000);
+      return;
+    }
+    this.refuseNative(
+      conn,
+      lastFailure ?? new Refusal("next_hop_failed", `no usable address for '${found.next.node}'`),
+      reply,
+    );
+  }
+
+  /** The native connection's target side, connected (undefined) or why not (never final: the next address is tried). */
+  private dialNative(conn: NativeConn, addr: Dialable): Promise<Refusal | undefined> {
+    return new Promise((resolve) => {
+      const expiring: Expiring = { expire: () => conn.abortDial() };
+      conn.onDial = (error) => {
+        conn.onDial = undefined;
+        this.connectDeadlines.delete(expiring);
+        if (error === undefined) resolve(undefined);
+        else if (error === "ETIMEDOUT") resolve(new Refusal("connect_timeout", `connect to ${addr.address} timed out`));
+        else resolve(new Refusal("next_hop_failed", `${addr.address}: ${error}`));
+      };
+      if (!conn.dial(addr.host, addr.port)) {
+        conn.onDial = undefined;
+        resolve(new Refusal("next_hop_failed", `${addr.address}: connection closed`));
+        return;
+      }
+      this.connectDeadlines.add(expiring);
+    });
+  }
+
+  /**
+   * A held native connection as a net.Socket the relay owns, counted as the same connection;
+   * undefined when it is gone.
+   */
+  private socketOf(conn: NativeConn, reply: ListenerReply): Socket | undefined {
+    const fd = conn.release();
+    this.nativeConns.delete(conn);
+    if (fd === undefined) {
+      this.connections--;
+      this.admission.release(conn);
+      this.maybeIdle();
+      return undefined;
+    }
+    const accepted = new Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+    this.admission.rekey(conn, accepted);
+    // From here it is a listener's socket like any other: read, held and counted as in `carry`.
+    const socket = this.own(accepted);
+    this.holdFirst(socket, reply);
+    return socket;
+  }
+
+  private refuseNative(conn: NativeConn, r: Refusal, reply: ListenerReply): void {
+    this.observer?.tunnelFailed(r.reason);
+    conn.destroy();
+    reply.settled({
+      ok: false,
+      reason: r.reason,
+      status: r.status,
+      detail: r.extra["Hopway-Reason"] ?? r.detail,
+      failedAt: r.extra["Hopway-Failed-At"] ?? this.name,
+    });
+  }
+
+  /** Both sides of a native connection closed: counted as a socket's close is. */
+  private nativeConnEnded(conn: NativeConn, end: NativeEnd): void {
+    if (!this.nativeConns.delete(conn)) return;
+    this.connections--;
+    this.admission.release(conn);
+    this.selfAddresses.untrackNative(conn);
+    if (conn.carried) {
+      this.nativeCarried--;
+      this.bytes.up.client += end.up;
+      this.bytes.down.client += end.down;
+      this.observer?.tunnelClosed("client", "target", (performance.now() - conn.openedAt) / 1000);
+    }
+    this.maybeIdle();
+  }
+
+  /**
    * Admission at accept, for every way in (docs/security/relay.md): refused while draining or
    * past the pools' limits; otherwise counted, in the tunnel pool when `trusted`, else in the
    * handshake pool (whose oldest silent member may make room). False when refused.
    */
-  private take(accepted: Socket, source: string | undefined, trusted: boolean, reply: Reply): boolean {
+  private take(accepted: Socket | NativeConn, source: string | undefined, trusted: boolean, reply: Reply): boolean {
     const refusal = this.draining ? "relay is draining" : this.admission.refusal(source, trusted);
     if (refusal !== undefined) {
       this.refuseAtAccept(accepted, refusal, reply);
@@ -589,11 +760,13 @@ export class Relay {
   }
 
   /** Refuses at once without reading: established tunnels are untouched. */
-  private refuseAtAccept(socket: Socket, detail: string, reply: Reply): void {
+  private refuseAtAccept(socket: Socket | NativeConn, detail: string, reply: Reply): void {
     this.observer?.tunnelFailed("over_capacity");
-    if (reply.kind === "listener") {
+    if (reply.kind === "listener" || !(socket instanceof Socket)) {
       socket.destroy();
-      reply.settled({ ok: false, reason: "over_capacity", status: 503, detail, failedAt: this.name });
+      if (reply.kind === "listener") {
+        reply.settled({ ok: false, reason: "over_capacity", status: 503, detail, failedAt: this.name });
+      }
       return;
     }
     socket.on("error", () => {});
@@ -716,9 +889,22 @@ export class Relay {
     role: PeerRole,
     reply: Reply,
   ): Promise<void> {
-    const up = await this.openPath(req, [], socket);
+    this.clientPathUp(socket, await this.openPath(req, [], socket), rest, role, reply);
+  }
+
+  /** A client's path came up (or was refused, or the client went away meanwhile: undefined): answer and splice. */
+  private clientPathUp(
+    socket: Socket,
+    up: PathUp | Refusal | undefined,
+    rest: Buffer,
+    role: PeerRole,
+    reply: Reply,
+  ): void {
     if (up === undefined) return;
-    if (up instanceof Refusal) return this.refuse(socket, up, reply);
+    if (up instanceof Refusal) {
+      this.refuse(socket, up, reply);
+      return;
+    }
     if (socket.destroyed) {
       up.upstream.destroy();
       return;
@@ -811,6 +997,13 @@ export class Relay {
     visited: string[],
     requester: { readonly destroyed: boolean },
   ): Promise<PathUp | Refusal | undefined> {
+    const found = await this.routeOf(req, visited);
+    if (found instanceof Refusal) return found;
+    return this.dialPath(found, req, visited, requester);
+  }
+
+  /** What this relay's own table says of a request: its next hop, or why there is none. */
+  private async routeOf(req: ConnectRequest, visited: string[]): Promise<Route | Refusal> {
     if (visited.includes(this.name)) {
       return new Refusal("loop", `loop: already visited ${this.name} (${visited.join(" > ")})`);
     }
@@ -832,6 +1025,16 @@ export class Relay {
     if (found.direct && found.hops.length + visited.length + 1 > MAX_HOPS) {
       return new Refusal("loop", `hop limit ${MAX_HOPS} reached`);
     }
+    return found;
+  }
+
+  /** Brings up the route's next hop, trying its alternatives; undefined when the requester went away. */
+  private async dialPath(
+    found: Route,
+    req: ConnectRequest,
+    visited: string[],
+    requester: { readonly destroyed: boolean },
+  ): Promise<PathUp | Refusal | undefined> {
     const started = performance.now();
     let lastFailure: Refusal | undefined;
     for (const listed of found.nextAddresses) {
@@ -1033,7 +1236,12 @@ export class Relay {
           t.upstream.destroy();
         }
       }
-      if (this.tunnels.size === 0) {
+      for (const c of this.nativeConns) {
+        if (!c.carried) continue;
+        if (c.movedSince()) c.quietSweeps = 0;
+        else if (++c.quietSweeps > sweeps) c.destroy();
+      }
+      if (this.tunnels.size === 0 && this.nativeCarried === 0) {
         clearInterval(this.idleSweep);
         this.idleSweep = undefined;
       }
@@ -1063,6 +1271,7 @@ export class Relay {
   /** Closes every remaining connection (after the drain deadline). */
   destroyAll(): void {
     for (const s of this.sockets) s.destroy();
+    for (const c of this.nativeConns) c.destroy();
     for (const t of this.tunnels) {
       t.client.destroy();
       t.upstream.destroy();

@@ -44,7 +44,8 @@ interface Outbound {
 }
 const OUTBOUND = Symbol("hopway.outbound");
 /** Its entry once known; before that, the IPv4 address and port it was dialled to, if given. */
-type TrackedSocket = Socket & { [OUTBOUND]?: Outbound | Dialled | undefined };
+type Tracked = { [OUTBOUND]?: Outbound | Dialled | undefined };
+type TrackedSocket = Socket & Tracked;
 type Dialled = { host: string; port: number };
 
 /** Addresses that reach this host: loopback, the unspecified addresses (a dial to them lands here) and every interface. */
@@ -173,6 +174,26 @@ export class SelfAddresses {
     this.pending.add(socket);
     // One listener function for every tracked socket instead of a closure each.
     socket.on("close", this.untrack);
+  }
+
+  /**
+   * `trackOutbound` for a native listener's target connection (relay/native-splice.ts), which
+   * has no socket: entered at once, from the local address it connected from, until
+   * `untrackNative`.
+   */
+  trackNative(conn: { localAddress?: string | undefined; localPort?: number | undefined }, dialled: Dialled): void {
+    const from = ipPort(conn.localAddress, conn.localPort);
+    const to = ipPort(dialled.host, dialled.port);
+    if (from === undefined || to === undefined) return;
+    const entry: Outbound = { from, to, toHere: isLocalHostAddress(normalizeIp(dialled.host), this.localInterfaces()) };
+    this.outbound.set(from, entry);
+    (conn as Tracked)[OUTBOUND] = entry;
+  }
+
+  untrackNative(conn: object): void {
+    const entry = (conn as Tracked)[OUTBOUND];
+    if (entry !== undefined && "from" in entry && this.outbound.get(entry.from) === entry)
+      this.outbound.delete(entry.from);
   }
 
   /** Enters every connection opened since the last check in `outbound`, by its local address. */
