@@ -15,6 +15,12 @@
 // (dial, close, bytes) act at once. Each connection produces one `ended` event once both its
 // handles are closed, unless it was released.
 //
+// A connection that keeps carrying moves to the splice thread (splice.c) as the relay's other
+// socket-to-socket tunnels do: after HANDOVER_READS reads in one direction that each went out
+// whole, between two reads, with nothing waiting either way. Its handles stay open and
+// unread here until the thread lets go (its report, or a take-back when the relay closes it);
+// only then are they closed, so the thread never touches a descriptor that was closed.
+//
 // Memory: one read buffer per process. A write the kernel does not take whole keeps only its
 // rest, and that direction stops reading until it is out: at most one read's worth waits per
 // direction, as on the relay's other paths.
@@ -36,6 +42,8 @@
 #define L_READ_BYTES (256 * 1024)
 #define L_SLOT_BITS 24
 #define L_SLOT_LIMIT (1u << L_SLOT_BITS)
+// As pump.ts's HANDOVER_READS, and for the same reason: a short connection never pays the move.
+#define HANDOVER_READS 8
 
 enum { HELD, DIALING, OPEN, CLOSING };
 enum { EV_CONNECTED = 1, EV_DIAL_FAILED = 2, EV_ENDED = 3 };
@@ -59,7 +67,12 @@ struct conn {
   side_t s[2];  // 0: the accepted client, 1: the target
   uv_connect_t creq;
   int state;
-  uint8_t released, aborting, moved, failed;
+  uint8_t released, aborting, moved;
+  uint8_t on_thread;    // the splice thread moves its bytes now
+  uint8_t close_asked;  // closed while on the thread, with the thread's report on its way
+  uint8_t reset_asked;
+  uint32_t whole[2];    // reads from side i written on whole in a row
+  double tid;           // its id on the thread
   int handles;  // handles whose close callback is still to come
   int err;      // why it failed (a libuv error, negative), 0 when it ended cleanly
   int dial_err;
@@ -248,6 +261,35 @@ static void maybe_done(conn_t *c) {
   if (c->s[0].eof && c->s[1].eof && c->s[0].shut && c->s[1].shut) finish(c, 0);
 }
 
+// Moves an open connection's bytes to the splice thread; stays here when the thread cannot take it.
+static void hand_over(conn_t *c) {
+  uv_os_fd_t a, b;
+  if (uv_fileno((uv_handle_t *)&c->s[0].tcp, &a) != 0 || uv_fileno((uv_handle_t *)&c->s[1].tcp, &b) != 0) return;
+  double tid;
+  if (splice_attach(lenv, a, b, c, &tid) != 0) return;
+  // The thread may read at once: stop here in the same turn, and never read or write here again.
+  for (int i = 0; i < 2; i++) {
+    if (c->s[i].reading) uv_read_stop((uv_stream_t *)&c->s[i].tcp);
+    c->s[i].reading = 0;
+  }
+  c->on_thread = 1;
+  c->tid = tid;
+}
+
+void listen_thread_ended(void *owner, double up, double down, int code, int err) {
+  conn_t *c = (conn_t *)owner;
+  c->on_thread = 0;
+  c->bytes[0] += (uint64_t)up;
+  c->bytes[1] += (uint64_t)down;
+  if (up + down > 0) c->moved = 1;
+  if (c->close_asked) {
+    finish(c, c->reset_asked ? UV_ECONNRESET : 0);
+    return;
+  }
+  // Code 0: both FINs went out after everything before them; else errno `err` (positive).
+  finish(c, code == 0 ? 0 : uv_translate_sys_error(err));
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status) {
   side_t *s = (side_t *)req->data;
   conn_t *c = s->c;
@@ -300,7 +342,14 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   c->bytes[s->i] += (uint64_t)nread;
   uv_buf_t out = uv_buf_init(buf->base, (unsigned int)nread);
   int n = uv_try_write((uv_stream_t *)&o->tcp, &out, 1);
-  if (n == nread) return;
+  if (n == nread) {
+    if (++c->whole[s->i] >= HANDOVER_READS && c->s[0].plen == 0 && c->s[1].plen == 0 &&
+        !c->s[0].eof && !c->s[1].eof) {
+      hand_over(c);
+    }
+    return;
+  }
+  c->whole[s->i] = 0;
   if (n < 0 && n != UV_EAGAIN) {
     finish(c, n);
     return;
@@ -582,7 +631,19 @@ static napi_value close_conn(napi_env env, napi_callback_info info) {
   conn_t *c = arg_conn(env, argv[0]);
   bool reset = false;
   napi_get_value_bool(env, argv[1], &reset);
-  if (c == NULL || c->state == CLOSING) return boolean(env, 0);
+  if (c == NULL || c->state == CLOSING || c->close_asked) return boolean(env, 0);
+  if (c->on_thread) {
+    double b[2];
+    if (!splice_take_back(env, c->tid, b)) {
+      // Its end is reported already: closed when that report arrives (listen_thread_ended).
+      c->close_asked = 1;
+      c->reset_asked = reset;
+      return boolean(env, 1);
+    }
+    c->on_thread = 0;
+    c->bytes[0] += (uint64_t)b[0];
+    c->bytes[1] += (uint64_t)b[1];
+  }
   if (!reset && (c->state == HELD || c->state == DIALING) && c->s[0].live) {
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&c->s[0].tcp, &fd) == 0) {
@@ -614,18 +675,23 @@ static napi_value release(napi_env env, napi_callback_info info) {
   return v;
 }
 
-// counts(id) -> [up, down]: bytes each way so far; undefined once it ended.
+// counts(id) -> [up, down, on the thread]: bytes each way so far, and whether the splice thread
+// carries it now (1) or not (0); undefined once it ended.
 static napi_value counts(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!args(env, info, 1, argv)) return NULL;
   conn_t *c = arg_conn(env, argv[0]);
   if (c == NULL || c->released) return undef(env);
+  double b[2] = {0, 0};
+  if (c->on_thread && !splice_counts(c->tid, b, NULL)) b[0] = b[1] = 0;
   napi_value arr, v;
-  napi_create_array_with_length(env, 2, &arr);
-  napi_create_double(env, (double)c->bytes[0], &v);
+  napi_create_array_with_length(env, 3, &arr);
+  napi_create_double(env, (double)c->bytes[0] + b[0], &v);
   napi_set_element(env, arr, 0, v);
-  napi_create_double(env, (double)c->bytes[1], &v);
+  napi_create_double(env, (double)c->bytes[1] + b[1], &v);
   napi_set_element(env, arr, 1, v);
+  napi_create_uint32(env, c->on_thread, &v);
+  napi_set_element(env, arr, 2, v);
   return arr;
 }
 
@@ -637,6 +703,11 @@ static napi_value moved_since(napi_env env, napi_callback_info info) {
   if (c == NULL) return boolean(env, 0);
   int m = c->moved;
   c->moved = 0;
+  if (c->on_thread) {
+    double b[2];
+    int tm = 0;
+    if (splice_counts(c->tid, b, &tm) && tm) m = 1;
+  }
   return boolean(env, m);
 }
 

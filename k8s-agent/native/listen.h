@@ -5,4 +5,14 @@
 
 void listen_define(napi_env env, napi_value exports);
 
+// The splice thread (splice.c), for listen.c's connections that keep carrying. On the event loop's thread.
+// Hands the two descriptors to the thread; 0 and the tunnel's id, or an errno.
+int splice_attach(napi_env env, int fd_up, int fd_down, void *owner, double *id);
+// Takes a handed-over tunnel back: 1 (and its bytes) when taken, 0 when its end is already reported.
+int splice_take_back(napi_env env, double id, double bytes[2]);
+// A live tunnel's bytes, and (clearing it) whether any moved since the last call; 0 once ended.
+int splice_counts(double id, double bytes[2], int *moved);
+// The thread let go of a tunnel listen.c handed over (`owner`): code 0 after both FINs, 1 after errno `err`.
+void listen_thread_ended(void *owner, double up, double down, int code, int err);
+
 #endif

@@ -73,6 +73,7 @@ struct tunnel {
   atomic_uchar moved;
   _Atomic uint64_t bytes[2];  // read from fd[i] and forwarded to the other side
   uint32_t slot;
+  void *owner;     // a native listener's connection (listen.c) that handed it over, or NULL
   tunnel_t *next;  // in the attach queue, then in the grave
 };
 
@@ -80,6 +81,7 @@ typedef struct report {
   double id;
   double up, down;
   int code, err;
+  void *owner;
 } report_t;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -157,7 +159,7 @@ static double id_locked(tunnel_t *t) {
 
 // With mu held.
 static void report(tunnel_t *t, int code, int err) {
-  report_t r = {id_locked(t), (double)atomic_load(&t->bytes[0]), (double)atomic_load(&t->bytes[1]), code, err};
+  report_t r = {id_locked(t), (double)atomic_load(&t->bytes[0]), (double)atomic_load(&t->bytes[1]), code, err, t->owner};
   bury(t);
   pthread_mutex_lock(&rmu);
   if (nreports == capreports) {
@@ -352,22 +354,31 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
   if (copy == NULL) return;
   double *vals = malloc(n * 5 * sizeof *vals);
   if (vals == NULL) abort();
+  size_t m = 0;
+  live -= (uint32_t)n;
+  if (live == 0) napi_unref_threadsafe_function(env, tsfn);
   for (size_t k = 0; k < n; k++) {
-    double *v = vals + k * 5;
+    // A native listener's connection: listen.c closes it and tells JavaScript itself.
+    if (copy[k].owner != NULL) {
+      listen_thread_ended(copy[k].owner, copy[k].up, copy[k].down, copy[k].code, copy[k].err);
+      continue;
+    }
+    double *v = vals + m * 5;
     v[0] = copy[k].id;
     v[1] = copy[k].up;
     v[2] = copy[k].down;
     v[3] = (double)copy[k].code;
     v[4] = (double)copy[k].err;
+    m++;
   }
   free(copy);
-  napi_value arr = numbers(env, vals, (uint32_t)(n * 5));
+  if (m > 0) {
+    napi_value arr = numbers(env, vals, (uint32_t)(m * 5));
+    napi_value undefined;
+    napi_get_undefined(env, &undefined);
+    napi_call_function(env, undefined, cb, 1, &arr, NULL);
+  }
   free(vals);
-  live -= (uint32_t)n;
-  if (live == 0) napi_unref_threadsafe_function(env, tsfn);
-  napi_value undefined;
-  napi_get_undefined(env, &undefined);
-  napi_call_function(env, undefined, cb, 1, &arr, NULL);
 }
 
 static napi_value throw_errno(napi_env env, const char *what, int err) {
@@ -425,30 +436,18 @@ static int get_int(napi_env env, napi_value v, int32_t *out) {
   return napi_get_value_int32(env, v, out) == napi_ok;
 }
 
-// attach(fdUp, fdDown, lane) → id. fdUp is the side that connected (its reads count as `up`).
-static napi_value attach(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t a, b, lane;
-  if (argc < 3 || !get_int(env, argv[0], &a) || !get_int(env, argv[1], &b) || !get_int(env, argv[2], &lane) || a < 0 ||
-      b < 0 || a == b || lane < 0 || lane >= LANES) {
-    napi_throw_type_error(env, "HOPWAY_SPLICE_ARG", "attach(fdUp, fdDown, lane): two distinct descriptors and a lane");
-    return NULL;
-  }
-  if (ep < 0) {
-    napi_throw_error(env, "HOPWAY_SPLICE_NOT_STARTED", "start() first");
-    return NULL;
-  }
+// Queues a tunnel for the thread; 0 and its id, or an errno. `owner`: listen.c's connection, whose
+// report goes back to listen.c rather than to JavaScript.
+static int attach_fds(napi_env env, int a, int b, int lane, void *owner, double *id_out) {
   // Every recv and send here is MSG_DONTWAIT: a descriptor without O_NONBLOCK cannot block the thread.
   tunnel_t *t = calloc(1, sizeof *t);
-  if (t == NULL) return throw_errno(env, "attach", ENOMEM);
+  if (t == NULL) return ENOMEM;
   pthread_mutex_lock(&smu);
   if (nfree == 0) {
     if (nslots == SLOT_LIMIT) {
       pthread_mutex_unlock(&smu);
       free(t);
-      return throw_errno(env, "attach", EMFILE);
+      return EMFILE;
     }
     if (nslots == capslots) {
       uint32_t cap = capslots ? capslots * 2 : 1024;
@@ -462,7 +461,7 @@ static napi_value attach(napi_env env, napi_callback_info info) {
       if (!s || !g || !f) {
         pthread_mutex_unlock(&smu);
         free(t);
-        return throw_errno(env, "attach", ENOMEM);
+        return ENOMEM;
       }
       for (uint32_t k = capslots; k < cap; k++) gens[k] = 0;
       capslots = cap;
@@ -478,6 +477,7 @@ static napi_value attach(napi_env env, napi_callback_info info) {
   t->fd[0] = a;
   t->fd[1] = b;
   t->lane = (uint8_t)lane;
+  t->owner = owner;
   t->queued = 1;
   // The thread adds it to its epoll set when it wakes; one wake covers everything queued since.
   pthread_mutex_lock(&qmu);
@@ -492,20 +492,79 @@ static napi_value attach(napi_env env, napi_callback_info info) {
   }
   if (live++ == 0) napi_ref_threadsafe_function(env, tsfn);
   atomic_fetch_add(&attached_total, 1);
+  *id_out = id;
+  return 0;
+}
+
+int splice_attach(napi_env env, int fd_up, int fd_down, void *owner, double *id) {
+  if (ep < 0) return ENOTCONN;
+  return attach_fds(env, fd_up, fd_down, 0, owner, id);
+}
+
+// attach(fdUp, fdDown, lane) → id. fdUp is the side that connected (its reads count as `up`).
+static napi_value attach(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t a, b, lane;
+  if (argc < 3 || !get_int(env, argv[0], &a) || !get_int(env, argv[1], &b) || !get_int(env, argv[2], &lane) || a < 0 ||
+      b < 0 || a == b || lane < 0 || lane >= LANES) {
+    napi_throw_type_error(env, "HOPWAY_SPLICE_ARG", "attach(fdUp, fdDown, lane): two distinct descriptors and a lane");
+    return NULL;
+  }
+  if (ep < 0) {
+    napi_throw_error(env, "HOPWAY_SPLICE_NOT_STARTED", "start() first");
+    return NULL;
+  }
+  double id;
+  int err = attach_fds(env, a, b, lane, NULL, &id);
+  if (err != 0) return throw_errno(env, "attach", err);
   napi_value out;
   napi_create_double(env, id, &out);
   return out;
 }
 
 // Looks a live tunnel up by id, with smu held; NULL when it ended (its report is on the way) or is unknown.
-static tunnel_t *find(napi_env env, napi_value v) {
-  double id;
-  if (napi_get_value_double(env, v, &id) != napi_ok || id < 0) return NULL;
+static tunnel_t *find_id(double id) {
+  if (!(id >= 0)) return NULL;
   uint32_t slot = (uint32_t)((uint64_t)id & (SLOT_LIMIT - 1));
   uint32_t gen = (uint32_t)((uint64_t)id >> SLOT_BITS);
   if (slot >= nslots || gens[slot] != gen) return NULL;
   tunnel_t *t = slots[slot];
   return t == NULL || t->dead ? NULL : t;
+}
+
+int splice_take_back(napi_env env, double id, double bytes[2]) {
+  int took = 0;
+  pthread_mutex_lock(&mu);
+  pthread_mutex_lock(&smu);
+  tunnel_t *t = find_id(id);
+  pthread_mutex_unlock(&smu);
+  if (t != NULL) {
+    bytes[0] = (double)atomic_load(&t->bytes[0]);
+    bytes[1] = (double)atomic_load(&t->bytes[1]);
+    bury(t);
+    took = 1;
+  }
+  pthread_mutex_unlock(&mu);
+  if (!took) return 0;
+  uint64_t one = 1;
+  ssize_t r = write(wake, &one, sizeof one);  // let the thread free it
+  (void)r;
+  if (--live == 0) napi_unref_threadsafe_function(env, tsfn);
+  return 1;
+}
+
+int splice_counts(double id, double bytes[2], int *moved_out) {
+  pthread_mutex_lock(&smu);
+  tunnel_t *t = find_id(id);
+  if (t != NULL) {
+    bytes[0] = (double)atomic_load(&t->bytes[0]);
+    bytes[1] = (double)atomic_load(&t->bytes[1]);
+    if (moved_out != NULL) *moved_out = atomic_exchange_explicit(&t->moved, 0, memory_order_relaxed) != 0;
+  }
+  pthread_mutex_unlock(&smu);
+  return t != NULL;
 }
 
 // cancel(id) → [up, down], the tunnel's bytes, when it was taken back: the thread no longer
@@ -514,30 +573,13 @@ static napi_value cancel(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  bool took = false;
+  double id = -1;
   double b[2] = {0, 0};
-  if (argc >= 1) {
-    pthread_mutex_lock(&mu);
-    pthread_mutex_lock(&smu);
-    tunnel_t *t = find(env, argv[0]);
-    pthread_mutex_unlock(&smu);
-    if (t != NULL) {
-      b[0] = (double)atomic_load(&t->bytes[0]);
-      b[1] = (double)atomic_load(&t->bytes[1]);
-      bury(t);
-      took = true;
-    }
-    pthread_mutex_unlock(&mu);
-  }
-  napi_value out;
-  if (!took) {
+  if (argc < 1 || napi_get_value_double(env, argv[0], &id) != napi_ok || !splice_take_back(env, id, b)) {
+    napi_value out;
     napi_get_undefined(env, &out);
     return out;
   }
-  uint64_t one = 1;
-  ssize_t r = write(wake, &one, sizeof one);  // let the thread free it
-  (void)r;
-  if (--live == 0) napi_unref_threadsafe_function(env, tsfn);
   return numbers(env, b, 2);
 }
 
@@ -546,15 +588,12 @@ static napi_value moved(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  bool m = false;
-  if (argc >= 1) {
-    pthread_mutex_lock(&smu);
-    tunnel_t *t = find(env, argv[0]);
-    if (t != NULL) m = atomic_exchange_explicit(&t->moved, 0, memory_order_relaxed) != 0;
-    pthread_mutex_unlock(&smu);
-  }
+  double id = -1;
+  double b[2];
+  int m = 0;
+  if (argc >= 1 && napi_get_value_double(env, argv[0], &id) == napi_ok) splice_counts(id, b, &m);
   napi_value out;
-  napi_get_boolean(env, m, &out);
+  napi_get_boolean(env, m != 0, &out);
   return out;
 }
 
@@ -563,19 +602,9 @@ static napi_value bytes(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  double id = -1;
   double b[2];
-  bool found = false;
-  if (argc >= 1) {
-    pthread_mutex_lock(&smu);
-    tunnel_t *t = find(env, argv[0]);
-    if (t != NULL) {
-      b[0] = (double)atomic_load(&t->bytes[0]);
-      b[1] = (double)atomic_load(&t->bytes[1]);
-      found = true;
-    }
-    pthread_mutex_unlock(&smu);
-  }
-  if (!found) {
+  if (argc < 1 || napi_get_value_double(env, argv[0], &id) != napi_ok || !splice_counts(id, b, NULL)) {
     napi_value out;
     napi_get_undefined(env, &out);
     return out;

@@ -31,7 +31,7 @@ interface Addon {
   abortDial(id: number): boolean;
   close(id: number, reset: boolean): boolean;
   release(id: number): number | undefined;
-  counts(id: number): [number, number] | undefined;
+  counts(id: number): [number, number, number] | undefined;
   movedSince(id: number): boolean;
   listenStats(): [number, number];
 }
@@ -230,9 +230,12 @@ export class NativeConn {
     this.hub.forget(this.id);
     return fd;
   }
-  /** Bytes from the client and from the target so far; zeros once ended. */
-  counts(): [number, number] {
-    return this.hub.addon.counts(this.id) ?? [0, 0];
+  /**
+   * Bytes from the client and from the target so far, and whether the splice thread carries
+   * it now (1, after HANDOVER_READS) or the event loop does (0); zeros once ended.
+   */
+  counts(): [number, number, number] {
+    return this.hub.addon.counts(this.id) ?? [0, 0, 0];
   }
   /** Whether bytes moved since the last call (which clears it). */
   movedSince(): boolean {

@@ -356,9 +356,11 @@ export class Relay {
   get nativeSpliceOn(): boolean {
     return this.splicer !== undefined;
   }
-  /** Tunnels whose bytes the native splice's thread moves now (of `activeTunnels`). */
+  /** Tunnels whose bytes the native splice's thread moves now (of `activeTunnels`), native listeners' included. */
   get nativeSplicedTunnels(): number {
-    return this.nativeTunnels;
+    let n = this.nativeTunnels;
+    if (this.nativeCarried > 0) for (const c of this.nativeConns) if (c.carried) n += c.counts()[2];
+    return n;
   }
   /** Open tunnels (both sides spliced), native listeners' carried connections included. */
   get activeTunnels(): number {

@@ -1,0 +1,267 @@
+// Native listeners (k8s-agent/native/listen.c) behind a real relay and real loopback sockets:
+// a listener on an IP address accepts, dials and carries its connections on the event loop in C,
+// and hands the ones that keep carrying to the splice thread. The listener behaviours every
+// listener shares run in k8s-agent/test/unit/listeners/manager.test.ts for both ways of accepting.
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { readdirSync } from "node:fs";
+import { connect, createServer, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { ListenerManager, type ListenerResult } from "../../../src/listeners/manager.ts";
+import { nativeSplicer, nativeSpliceStatus } from "../../../src/relay/native-splice.ts";
+import { HANDOVER_READS } from "../../../src/relay/pump.ts";
+import type { Relay } from "../../../src/relay/relay.ts";
+import {
+  cutOff,
+  hop,
+  listen,
+  readAll,
+  route,
+  sleep,
+  startByteCounter,
+  startEcho,
+  startRelay,
+  until,
+} from "./helpers.ts";
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+});
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+const openFds = () => readdirSync("/proc/self/fd").length;
+const hub = () => {
+  const s = nativeSplicer();
+  if (s === undefined) throw new Error(nativeSpliceStatus());
+  return s.listeners();
+};
+
+/** A relay whose route to app1 lists `addresses` in order, and a native listener for app1:`port` on it. */
+async function listenerTo(
+  addresses: string[],
+  port: number,
+  extra: Partial<Parameters<typeof startRelay>[0]> = {},
+): Promise<{ relay: Relay; port: number; results: ListenerResult[] }> {
+  const [first, ...alternatives] = addresses;
+  const r = await startRelay({
+    name: "relay-a",
+    routes: [route("relay-a", "app1", [hop("app1", first as string, alternatives)])],
+    ...extra,
+  });
+  const results: ListenerResult[] = [];
+  const listeners = new ListenerManager({
+    carrier: r.relay,
+    clientCidrs: ["127.0.0.0/8"],
+    log: () => {},
+    observer: { connection: (x) => results.push(x) },
+  });
+  cleanups.push(async () => {
+    await listeners.close();
+    await r.close();
+  });
+  expect(await listeners.apply([{ listen: "127.0.0.1:0", target: `app1:${port}` }])).toEqual([]);
+  const address = listeners.list()[0]?.address as string;
+  return { relay: r.relay, port: Number(address.slice(address.lastIndexOf(":") + 1)), results };
+}
+
+async function client(port: number): Promise<Socket> {
+  const s = connect({ host: "127.0.0.1", port, noDelay: true });
+  s.on("error", () => {});
+  await once(s, "connect");
+  return s;
+}
+
+/** Talks on a connection (an echo behind it) until the relay counts it on the thread; returns the bytes sent. */
+async function warm(relay: Relay, s: Socket, exchanges?: number): Promise<number> {
+  const before = relay.nativeSplicedTunnels;
+  let got = 0;
+  const onData = (c: Buffer) => {
+    got += c.length;
+  };
+  s.on("data", onData);
+  let sent = 0;
+  const more = (i: number) =>
+    exchanges === undefined ? i < 20 * HANDOVER_READS && relay.nativeSplicedTunnels === before : i < exchanges;
+  for (let i = 0; more(i); i++) {
+    s.write("0123456789abcdef");
+    sent += 16;
+    await until("the echo", () => got === sent);
+  }
+  s.off("data", onData);
+  if (exchanges === undefined)
+    await until("the handover to the thread", () => relay.nativeSplicedTunnels === before + 1);
+  return sent;
+}
+
+const linux = process.platform === "linux";
+
+describe.runIf(linux)("native listeners", () => {
+  it("carry 64 MiB each way with no net.Socket, handed to the thread mid-stream, every byte counted", async () => {
+    const echo = await startEcho({ halfClose: true });
+    cleanups.push(() => echo.server.close());
+    const l = await listenerTo([`ipv4://127.0.0.1:${echo.port}`], echo.port);
+    const attached = nativeSplicer()?.stats().attachedTotal ?? 0;
+    const s = await client(l.port);
+    const sent = randomBytes(64 * 1024 * 1024);
+    const got = readAll(s);
+    s.end(sent);
+    const back = await got;
+    expect(back.length).toBe(sent.length);
+    expect(sha(back)).toBe(sha(sent));
+    await until("the tunnel to close", () => l.relay.activeTunnels === 0);
+    expect(nativeSplicer()?.stats().attachedTotal).toBe(attached + 1);
+    expect(l.relay.counters.up.client).toBe(sent.length);
+    expect(l.relay.counters.down.client).toBe(sent.length);
+    expect(l.results).toEqual(["carried"]);
+    expect(l.relay.openConnections).toBe(0);
+  });
+
+  it("keep short connections on the event loop, and give every descriptor and connection back", async () => {
+    const echo = await startEcho({ halfClose: true });
+    cleanups.push(() => echo.server.close());
+    const l = await listenerTo([`ipv4://127.0.0.1:${echo.port}`], echo.port);
+    const before = openFds();
+    const attached = nativeSplicer()?.stats().attachedTotal ?? 0;
+    const one = async (i: number) => {
+      const s = await client(l.port);
+      const got = readAll(s);
+      s.end(`request ${i}`);
+      expect((await got).toString()).toBe(`request ${i}`);
+    };
+    for (let i = 0; i < 400; i += 16) await Promise.all(Array.from({ length: 16 }, (_, k) => one(i + k)));
+    await until("every connection to close", () => l.relay.openConnections === 0);
+    expect(l.relay.activeTunnels).toBe(0);
+    expect(nativeSplicer()?.stats().attachedTotal).toBe(attached);
+    expect(l.results.filter((x) => x === "carried")).toHaveLength(400);
+    expect(hub().stats().connections).toBe(0);
+    await until("the relay's descriptors to close", () => openFds() <= before);
+  });
+
+  it("forward each FIN after what came before it, both ways round, on the loop and on the thread", async () => {
+    const counter = await startByteCounter();
+    cleanups.push(() => counter.server.close());
+    const l = await listenerTo([`ipv4://127.0.0.1:${counter.port}`], counter.port);
+    // On the loop: a request and its FIN, then the answer after it.
+    const short = await client(l.port);
+    const shortAnswer = readAll(short);
+    short.end(Buffer.alloc(1000, 1));
+    expect((await shortAnswer).toString()).toBe("got 1000 bytes");
+    // On the thread: paced writes past HANDOVER_READS (the counter answers nothing until our FIN).
+    const long = await client(l.port);
+    let sent = 0;
+    for (let i = 0; i < 20 * HANDOVER_READS && l.relay.nativeSplicedTunnels === 0; i++) {
+      long.write("0123456789abcdef");
+      sent += 16;
+      await sleep(2);
+    }
+    expect(l.relay.nativeSplicedTunnels).toBe(1);
+    const longAnswer = readAll(long);
+    long.end(Buffer.alloc(100_000, 7));
+    expect((await longAnswer).toString()).toBe(`got ${sent + 100_000} bytes`);
+    await until("the tunnels to close", () => l.relay.activeTunnels === 0);
+  });
+
+  it("reset the application when the target resets, on the loop and on the thread", async () => {
+    const accepted: Socket[] = [];
+    const server = createServer({ allowHalfOpen: true }, (t) => {
+      accepted.push(t);
+      t.on("error", () => {});
+      t.pipe(t);
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const l = await listenerTo([`ipv4://127.0.0.1:${port}`], port);
+    for (const handOver of [false, true]) {
+      const s = await client(l.port);
+      const cut = cutOff(s);
+      if (handOver) await warm(l.relay, s);
+      else {
+        s.write("x");
+        await once(s, "data");
+      }
+      (accepted.at(-1) as Socket).resetAndDestroy();
+      await cut;
+      await until("the tunnel to close", () => l.relay.activeTunnels === 0);
+    }
+  });
+
+  it("close idle connections, on the thread too, and keep ones that talk", async () => {
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const l = await listenerTo([`ipv4://127.0.0.1:${echo.port}`], echo.port, { limits: { idleTimeoutMs: 150 } });
+    const s = await client(l.port);
+    await warm(l.relay, s);
+    for (let i = 0; i < 8; i++) {
+      s.write("x");
+      await sleep(50);
+    }
+    expect(s.destroyed).toBe(false);
+    expect(l.relay.activeTunnels).toBe(1);
+    await readAll(s);
+    await until("the tunnel to close", () => l.relay.activeTunnels === 0);
+    expect(l.relay.nativeSplicedTunnels).toBe(0);
+    // Taken back from the thread before its descriptors closed.
+    expect(nativeSplicer()?.stats().tunnels).toBe(0);
+    expect(hub().stats().connections).toBe(0);
+  });
+
+  it("try the hop's next address when a dial fails, and refuse (closing) when none answers", async () => {
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    // A port nothing listens on: taken and released.
+    const gone = createServer();
+    const deadPort = await listen(gone);
+    gone.close();
+    const l = await listenerTo([`ipv4://127.0.0.1:${deadPort}`, `ipv4://127.0.0.1:${echo.port}`], echo.port);
+    const s = await client(l.port);
+    s.write("ping");
+    expect(String((await once(s, "data"))[0])).toBe("ping");
+    s.destroy();
+    const none = await listenerTo([`ipv4://127.0.0.1:${deadPort}`], deadPort);
+    const refused = await client(none.port);
+    refused.write("hello");
+    // Closed with a FIN, not reset: what it sent was read and dropped.
+    await once(refused, "end");
+    expect(none.results).toEqual(["next_hop_failed"]);
+    await until("the refused connection to close", () => none.relay.openConnections === 0);
+  });
+
+  it("are closed by destroyAll, on the loop, on the thread and while waiting for their path", async () => {
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const l = await listenerTo([`ipv4://127.0.0.1:${echo.port}`], echo.port);
+    const onThread = await Promise.all(Array.from({ length: 10 }, () => client(l.port)));
+    for (const s of onThread) await warm(l.relay, s);
+    expect(l.relay.nativeSplicedTunnels).toBe(10);
+    const onLoop = await Promise.all(Array.from({ length: 10 }, () => client(l.port)));
+    for (const s of onLoop) {
+      s.write("x");
+      await once(s, "data");
+    }
+    expect(l.relay.activeTunnels).toBe(20);
+    const ended = [...onThread, ...onLoop].map((s) => readAll(s));
+    l.relay.destroyAll();
+    await Promise.all(ended);
+    await until("every connection to close", () => l.relay.openConnections === 0);
+    expect(l.relay.activeTunnels).toBe(0);
+    expect(nativeSplicer()?.stats().tunnels).toBe(0);
+    expect(hub().stats().connections).toBe(0);
+  });
+
+  it("refuse new connections while the relay drains, and leave carried ones alone", async () => {
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const l = await listenerTo([`ipv4://127.0.0.1:${echo.port}`], echo.port);
+    const carried = await client(l.port);
+    carried.write("one");
+    await once(carried, "data");
+    l.relay.startDrain();
+    const late = await client(l.port);
+    await once(late, "end");
+    expect(l.results).toEqual(["carried", "over_capacity"]);
+    carried.write("two");
+    expect(String((await once(carried, "data"))[0])).toBe("two");
+    carried.destroy();
+  });
+});
