@@ -63,6 +63,8 @@ interface Running {
   target: ListenerTarget;
   /** How it stops accepting: a net.Server's close, or a native listener's. */
   close: () => void;
+  /** Accepting natively (k8s-agent/native/listen.c) rather than with a net.Server. */
+  native: boolean;
   /** Actual bound address (port resolved). */
   address: string;
   refusals: { count: number; lastLog: number; last?: string };
@@ -161,7 +163,12 @@ export class ListenerManager {
       try {
         const running = await this.bind(spec, target);
         this.running.set(listen, running);
-        this.o.log("info", "listener open", { listener: nameOf(spec), listen: running.address, target: spec.target });
+        this.o.log("info", "listener open", {
+          listener: nameOf(spec),
+          listen: running.address,
+          target: spec.target,
+          native: running.native,
+        });
       } catch (err) {
         const message = (err as NodeJS.ErrnoException).code ?? String(err);
         problems.push({ listen, message: `cannot listen: ${message}` });
@@ -188,6 +195,7 @@ export class ListenerManager {
       spec,
       target,
       close: () => server.close(),
+      native: false,
       address: spec.listen,
       refusals: { count: 0, lastLog: 0 },
       settled: (outcome) => {
@@ -225,6 +233,7 @@ export class ListenerManager {
       spec,
       target,
       close: () => {},
+      native: true,
       address: spec.listen,
       refusals: { count: 0, lastLog: 0 },
       settled: (outcome) => {

@@ -706,7 +706,9 @@ export class Relay {
       this.maybeIdle();
       return undefined;
     }
-    const accepted = new Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+    // With the relay's buffer size, so that `own` adopts it in place (no second Socket).
+    const opts = { fd, readable: true, writable: true, allowHalfOpen: true, highWaterMark: this.limits.bufferBytes };
+    const accepted = new Socket(opts as ConstructorParameters<typeof Socket>[0]);
     this.admission.rekey(conn, accepted);
     // From here it is a listener's socket like any other: read, held and counted as in `carry`.
     const socket = this.own(accepted);
