@@ -228,6 +228,13 @@ async function cpsSection(echo: number, direct: Direct): Promise<void> {
     ...IMAGE_ENV,
     HOPWAY_BENCH_LISTENERS: JSON.stringify(["echo:0"]),
   });
+  // The same relay and listener with the native code off: the listener is a net.Server and every
+  // connection two net.Sockets (docs/relay.md, "Native listeners").
+  const relayCpsJs = await startWorker("relay-cps-js", direct("relay-cps-js"), {
+    ...IMAGE_ENV,
+    HOPWAY_NATIVE_SPLICE: "0",
+    HOPWAY_BENCH_LISTENERS: JSON.stringify(["echo:0"]),
+  });
   // The floor: the least a Node CONNECT relay can do (test/support/bench-floor-relay.ts), same node
   // flags; the same program forwarding without the CONNECT exchange, as HAProxy does; and that
   // forwarder on libuv's TCP handles with no net.Socket (test/support/bench-handle-forwarder.ts):
@@ -241,6 +248,7 @@ async function cpsSection(echo: number, direct: Direct): Promise<void> {
     ["haproxy 1 hop", ["127.0.0.1", String(hc), "3", "16"], hcproc.pid],
     ["relay 1 hop", ["127.0.0.1", String(relayCps.port), "3", "16", "echo:0"], relayCps.child.pid],
     ["listener 1 hop", ["127.0.0.1", String(relayCps.listeners[0]), "3", "16"], relayCps.child.pid],
+    ["listener, net", ["127.0.0.1", String(relayCpsJs.listeners[0]), "3", "16"], relayCpsJs.child.pid],
     ["relay, no links", ["127.0.0.1", String(relayNoLinks.port), "3", "16", "echo:0"], relayNoLinks.child.pid],
     ["node floor 1 hop", ["127.0.0.1", String(floor.port), "3", "16", "echo:0"], floor.child.pid],
     ["node, no CONNECT", ["127.0.0.1", String(plainFloor.port), "3", "16"], plainFloor.child.pid],
@@ -306,7 +314,10 @@ async function cpsSection(echo: number, direct: Direct): Promise<void> {
     `  ratio node + native splice/haproxy: ${ns.toFixed(2)} (CPU per connection ${(cpuOf("node, native splice") / cpuOf("haproxy 1 hop")).toFixed(2)}×): \`net\` accept and dial, bytes on the splice's thread, as a listener's tunnel (no target)`,
   );
   console.log(
-    `  proxy CPU per connection: listener/native-splice forwarder ${(cpuOf("listener 1 hop") / cpuOf("node, native splice")).toFixed(2)}: the relay's own work per connection`,
+    `  proxy CPU per connection: listener/native-splice forwarder ${(cpuOf("listener 1 hop") / cpuOf("node, native splice")).toFixed(2)}: the listener accepts and dials in C, the forwarder with net`,
+  );
+  console.log(
+    `  proxy CPU per connection: listener/listener on net.Server ${(cpuOf("listener 1 hop") / cpuOf("listener, net")).toFixed(2)} (rate ${((cps.get("listener 1 hop") ?? 0) / (cps.get("listener, net") ?? 1)).toFixed(2)}): what native listeners save (HOPWAY_NATIVE_SPLICE=0 on the second)`,
   );
 }
 
