@@ -249,6 +249,46 @@ describe.runIf(linux)("native listeners", () => {
     expect(hub().stats().connections).toBe(0);
   });
 
+  it("listen on IPv6 and on a dual-stack wildcard as net.Server does", async () => {
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const r = await startRelay({
+      name: "relay-a",
+      routes: [route("relay-a", "app1", [hop("app1", `ipv4://127.0.0.1:${echo.port}`)])],
+    });
+    const results: ListenerResult[] = [];
+    const listeners = new ListenerManager({
+      carrier: r.relay,
+      clientCidrs: ["127.0.0.0/8", "::1/128"],
+      log: () => {},
+      observer: { connection: (x) => results.push(x) },
+    });
+    cleanups.push(async () => {
+      await listeners.close();
+      await r.close();
+    });
+    await listeners.apply([
+      { listen: "[::1]:0", target: `app1:${echo.port}` },
+      { listen: "[::]:0", target: `app1:${echo.port}` },
+    ]);
+    const [v6, wildcard] = listeners.list().map((l) => Number(l.address.slice(l.address.lastIndexOf(":") + 1)));
+    expect(listeners.list()[0]?.address).toMatch(/^\[::1\]:\d+$/);
+    for (const [host, port] of [
+      ["::1", v6],
+      ["::1", wildcard],
+      // An IPv4 client of the wildcard arrives as ::ffff:127.0.0.1, which client_cidrs admits as 127.0.0.1.
+      ["127.0.0.1", wildcard],
+    ] as const) {
+      const s = connect({ host, port: port as number });
+      s.on("error", () => {});
+      await once(s, "connect");
+      s.write("ping");
+      expect(String((await once(s, "data"))[0])).toBe("ping");
+      s.destroy();
+    }
+    expect(results).toEqual(["carried", "carried", "carried"]);
+  });
+
   it("refuse new connections while the relay drains, and leave carried ones alone", async () => {
     const echo = await startEcho();
     cleanups.push(() => echo.server.close());
