@@ -186,9 +186,9 @@ export interface ByteCounts {
 /** A next hop the table allows. */
 type Route = Extract<Lookup, { ok: true }>;
 
-type DialResult =
-  | { ok: true; socket: TunnelEnd; rest: Buffer; path: string }
-  | { ok: false; refusal: Refusal; final: boolean };
+/** A hop that did not come up; `final` when it answered (its alternatives are not tried). */
+type DialFailure = { ok: false; refusal: Refusal; final: boolean };
+type DialResult = { ok: true; socket: TunnelEnd; rest: Buffer; path: string } | DialFailure;
 
 /** The next hop is up: what `splice` needs. */
 interface PathUp {
@@ -634,59 +634,41 @@ export class Relay {
       return;
     }
     const started = performance.now();
-    let lastFailure: Refusal | undefined;
-    for (const listed of found.nextAddresses) {
-      if (conn.destroyed) return;
-      const checked = this.selfAddresses.checkNow(listed) ?? (await this.selfAddresses.check(listed));
-      if (!checked.ok) {
-        lastFailure = new Refusal(checked.self ? "forbidden" : "next_hop_failed", checked.detail);
-        if (checked.self) break;
-        continue;
-      }
-      const addr = checked.dial;
-      if (conn.destroyed) return;
-      this.log("debug", "dialing", { next: found.next.node, address: addr.address });
-      const failure = await this.dialNative(conn, addr);
-      if (conn.destroyed) return;
-      if (failure !== undefined) {
-        lastFailure = failure;
-        this.log("info", "next hop address failed", {
-          next: found.next.node,
-          address: addr.address,
-          why: failure.detail,
-        });
-        continue;
-      }
-      this.selfAddresses.trackNative(conn, addr);
-      conn.carried = true;
-      conn.openedAt = performance.now();
-      this.nativeCarried++;
-      if (this.limits.idleTimeoutMs > 0 && this.idleSweep === undefined) this.startIdleSweep();
-      reply.settled({ ok: true, path: this.name });
-      this.observer?.tunnelOpened("client", "target", (conn.openedAt - started) / 1000);
-      return;
-    }
-    this.refuseNative(
+    const r = await this.tryAddresses(
+      found,
       conn,
-      lastFailure ?? new Refusal("next_hop_failed", `no usable address for '${found.next.node}'`),
-      reply,
+      (addr) => this.dialNative(conn, addr),
+      () => {},
     );
+    if (r === undefined) return;
+    if (r instanceof Refusal) return this.refuseNative(conn, r, reply);
+    this.selfAddresses.trackNative(conn, r.addr);
+    conn.carried = true;
+    conn.openedAt = performance.now();
+    this.nativeCarried++;
+    if (this.limits.idleTimeoutMs > 0 && this.idleSweep === undefined) this.startIdleSweep();
+    reply.settled({ ok: true, path: this.name });
+    this.observer?.tunnelOpened("client", "target", (conn.openedAt - started) / 1000);
   }
 
-  /** The native connection's target side, connected (undefined) or why not (never final: the next address is tried). */
-  private dialNative(conn: NativeConn, addr: Dialable): Promise<Refusal | undefined> {
+  /**
+   * The native connection's target side: connected, or why not (never final: the next address is
+   * tried). The conn closing meanwhile ends the dial with it (NativeListeners: ECANCELED).
+   */
+  private dialNative(conn: NativeConn, addr: Dialable): Promise<{ ok: true } | DialFailure> {
     return new Promise((resolve) => {
+      const fail = (refusal: Refusal) => resolve({ ok: false, refusal, final: false });
       const expiring: Expiring = { expire: () => conn.abortDial() };
       conn.onDial = (error) => {
         conn.onDial = undefined;
         this.connectDeadlines.delete(expiring);
-        if (error === undefined) resolve(undefined);
-        else if (error === "ETIMEDOUT") resolve(new Refusal("connect_timeout", `connect to ${addr.address} timed out`));
-        else resolve(new Refusal("next_hop_failed", `${addr.address}: ${error}`));
+        if (error === undefined) resolve({ ok: true });
+        else if (error === "ETIMEDOUT") fail(new Refusal("connect_timeout", `connect to ${addr.address} timed out`));
+        else fail(new Refusal("next_hop_failed", `${addr.address}: ${error}`));
       };
       if (!conn.dial(addr.host, addr.port)) {
         conn.onDial = undefined;
-        resolve(new Refusal("next_hop_failed", `${addr.address}: connection closed`));
+        fail(new Refusal("next_hop_failed", `${addr.address}: connection closed`));
         return;
       }
       this.connectDeadlines.add(expiring);
@@ -1040,6 +1022,37 @@ export class Relay {
     requester: { readonly destroyed: boolean },
   ): Promise<PathUp | Refusal | undefined> {
     const started = performance.now();
+    const hops = visited.length === 0 ? this.name : `${visited.join(", ")}, ${this.name}`;
+    const r = await this.tryAddresses(
+      found,
+      requester,
+      (addr) => (found.direct ? this.dial(addr) : this.dialLink(addr, found.next.node, req.authority, hops)),
+      (up) => up.socket.destroy(),
+    );
+    if (r === undefined || r instanceof Refusal) return r;
+    const { addr, up } = r;
+    // Before any client byte flows: should this lead back here, the head is read after this.
+    if (up.socket instanceof Socket) this.selfAddresses.trackOutbound(up.socket, found.direct ? addr : undefined);
+    return {
+      upstream: up.socket,
+      rest: up.rest,
+      path: found.direct ? this.name : `${this.name}, ${up.path}`,
+      next: found.direct ? "target" : "relay",
+      seconds: (performance.now() - started) / 1000,
+    };
+  }
+
+  /**
+   * Tries the route's next addresses in order with `attempt` until one is up; the refusal of the
+   * last one tried when none is, or undefined (after `lost` on a hop that came up) when the
+   * requester went away meanwhile.
+   */
+  private async tryAddresses<T extends { ok: true }>(
+    found: Route,
+    requester: { readonly destroyed: boolean },
+    attempt: (addr: Dialable) => Promise<T | DialFailure>,
+    lost: (up: T) => void,
+  ): Promise<{ addr: Dialable; up: T } | Refusal | undefined> {
     let lastFailure: Refusal | undefined;
     for (const listed of found.nextAddresses) {
       if (requester.destroyed) return undefined;
@@ -1056,39 +1069,20 @@ export class Relay {
       if (requester.destroyed) return undefined;
       // Every address a relay dials is visible at debug level: where a tunnel really went.
       this.log("debug", "dialing", { next: found.next.node, address: addr.address });
-      const attempt = found.direct
-        ? await this.dial(addr)
-        : await this.dialLink(
-            addr,
-            found.next.node,
-            req.authority,
-            visited.length === 0 ? this.name : `${visited.join(", ")}, ${this.name}`,
-          );
+      const r = await attempt(addr);
       if (requester.destroyed) {
-        if (attempt.ok) attempt.socket.destroy();
+        if (r.ok) lost(r);
         return undefined;
       }
-      if (!attempt.ok) {
-        lastFailure = attempt.refusal;
-        // Only a failure to reach the hop moves on to its alternatives; an answer from it is final.
-        if (attempt.final) break;
-        this.log("info", "next hop address failed", {
-          next: found.next.node,
-          address: addr.address,
-          why: attempt.refusal.detail,
-        });
-        continue;
-      }
-      // Before any client byte flows: should this lead back here, the head is read after this.
-      if (attempt.socket instanceof Socket)
-        this.selfAddresses.trackOutbound(attempt.socket, found.direct ? addr : undefined);
-      return {
-        upstream: attempt.socket,
-        rest: attempt.rest,
-        path: found.direct ? this.name : `${this.name}, ${attempt.path}`,
-        next: found.direct ? "target" : "relay",
-        seconds: (performance.now() - started) / 1000,
-      };
+      if (r.ok) return { addr, up: r };
+      lastFailure = r.refusal;
+      // Only a failure to reach the hop moves on to its alternatives; an answer from it is final.
+      if (r.final) break;
+      this.log("info", "next hop address failed", {
+        next: found.next.node,
+        address: addr.address,
+        why: r.refusal.detail,
+      });
     }
     return lastFailure ?? new Refusal("next_hop_failed", `no usable address for '${found.next.node}'`);
   }
