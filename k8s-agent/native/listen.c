@@ -375,6 +375,21 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   want_read(s);
 }
 
+// The handle's local (peer 0) or remote (peer 1) address into ip, and its port; "" and 0 when unknown.
+static int name_of(uv_tcp_t *tcp, int peer, char *ip, size_t size) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  int err = peer ? uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len)
+                 : uv_tcp_getsockname(tcp, (struct sockaddr *)&ss, &len);
+  if (err != 0) return 0;
+  if (ss.ss_family == AF_INET6) {
+    uv_ip6_name((struct sockaddr_in6 *)&ss, ip, size);
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  }
+  uv_ip4_name((struct sockaddr_in *)&ss, ip, size);
+  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   conn_t *c = (conn_t *)req->data;
   if (c->state != DIALING) return;  // closed meanwhile: the close callbacks tell the rest
@@ -385,19 +400,8 @@ static void on_connect(uv_connect_t *req, int status) {
   }
   uv_tcp_nodelay(&c->s[1].tcp, 1);
   c->state = OPEN;
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
   char ip[64] = "";
-  int port = 0;
-  if (uv_tcp_getsockname(&c->s[1].tcp, (struct sockaddr *)&ss, &len) == 0) {
-    if (ss.ss_family == AF_INET6) {
-      uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    } else {
-      uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    }
-  }
+  int port = name_of(&c->s[1].tcp, 0, ip, sizeof ip);
   emit(EV_CONNECTED, c, (double)port, 0, ip);
   // JavaScript may have closed it in the callback.
   if (c->state != OPEN) return;
@@ -427,19 +431,8 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   uv_tcp_nodelay(&s->tcp, 1);
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
   char ip[64] = "";
-  int port = 0;
-  if (uv_tcp_getpeername(&s->tcp, (struct sockaddr *)&ss, &len) == 0) {
-    if (ss.ss_family == AF_INET6) {
-      uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    } else {
-      uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    }
-  }
+  int port = name_of(&s->tcp, 1, ip, sizeof ip);
   napi_handle_scope scope;
   napi_open_handle_scope(lenv, &scope);
   napi_value argv[4];

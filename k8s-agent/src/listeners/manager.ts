@@ -191,18 +191,8 @@ export class ListenerManager {
       noDelay: true,
       highWaterMark: this.o.bufferBytes ?? this.o.carrier.bufferBytes,
     } as Parameters<typeof createServer>[0]);
-    const running: Running = {
-      spec,
-      target,
-      close: () => server.close(),
-      native: false,
-      address: spec.listen,
-      refusals: { count: 0, lastLog: 0 },
-      settled: (outcome) => {
-        if (outcome.ok) this.o.observer?.connection("carried");
-        else this.refused(running, outcome);
-      },
-    };
+    const running = this.newRunning(spec, target, false);
+    running.close = () => server.close();
     server.on("connection", (socket) => this.accept(running, socket));
     return new Promise((resolve, reject) => {
       server.once("error", reject);
@@ -220,6 +210,23 @@ export class ListenerManager {
     });
   }
 
+  /** A listener's state before it listens; `close` is set once it does. */
+  private newRunning(spec: Listener, target: ListenerTarget, native: boolean): Running {
+    const running: Running = {
+      spec,
+      target,
+      close: () => {},
+      native,
+      address: spec.listen,
+      refusals: { count: 0, lastLog: 0 },
+      settled: (outcome) => {
+        if (outcome.ok) this.o.observer?.connection("carried");
+        else this.refused(running, outcome);
+      },
+    };
+    return running;
+  }
+
   /** A listener on an IP literal, accepting natively: its connections never become net.Sockets unless the relay needs one. */
   private bindNative(
     native: NativeListeners,
@@ -229,18 +236,7 @@ export class ListenerManager {
     host: string,
     port: number,
   ): Running {
-    const running: Running = {
-      spec,
-      target,
-      close: () => {},
-      native: true,
-      address: spec.listen,
-      refusals: { count: 0, lastLog: 0 },
-      settled: (outcome) => {
-        if (outcome.ok) this.o.observer?.connection("carried");
-        else this.refused(running, outcome);
-      },
-    };
+    const running = this.newRunning(spec, target, true);
     const bound = native.listen(host, port, (conn) => {
       if (!this.cidrs.allows(conn.remoteAddress)) {
         conn.destroy();
