@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { startAdminServer } from "../../../src/admin/server.ts";
+import { ListenerManager } from "../../../src/listeners/manager.ts";
 import { Relay } from "../../../src/relay/relay.ts";
 import { type AddressLookup, SelfAddresses } from "../../../src/relay/self-addresses.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
@@ -166,6 +167,32 @@ describe("the relay never dials its own listeners", () => {
     const answer = await readAnswer(tunnel.socket);
     expect(answer.status).toBe(403);
     tunnel.socket.destroy();
+    expect(scaling.status(0, true).reported_at).toBeNull();
+
+    // The same way back from a listener, whose connections the relay dials natively (listen.c)
+    // where it can: the dial has no socket, and is still known as the relay's own.
+    const listeners = new ListenerManager({ carrier: relay, clientCidrs: ["127.0.0.0/8"], log: () => {} });
+    cleanups.push(() => listeners.close());
+    await listeners.apply([
+      { listen: "127.0.0.1:0", target: `hairpin:${port}` },
+      { listen: "127.0.0.2:0", target: `admin-hairpin:${admin.address.port}` },
+    ]);
+    const [toRelay, toAdmin] = listeners.list().map((l) => Number(l.address.slice(l.address.lastIndexOf(":") + 1)));
+    const viaListener = connect({ host: "127.0.0.1", port: toRelay as number });
+    await once(viaListener, "connect");
+    viaListener.write(`CONNECT hairpin:${port} HTTP/1.1\r\n\r\n`);
+    const refused = await readAnswer(viaListener);
+    expect(refused.status).toBe(403);
+    expect(refused.headers.get("hopway-reason")).toMatch(/opened by this relay itself/);
+    viaListener.destroy();
+    const report = connect({ host: "127.0.0.2", port: toAdmin as number });
+    await once(report, "connect");
+    report.write(
+      `PUT /v1/local/report HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer local-api-token-0123456789\r\n` +
+        `Content-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    expect((await readAnswer(report)).status).toBe(403);
+    report.destroy();
     expect(scaling.status(0, true).reported_at).toBeNull();
   });
 
