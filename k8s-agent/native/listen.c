@@ -102,6 +102,8 @@ static uint32_t *cfree;
 static uint32_t ncfree;
 static uint32_t nconns;
 static uint32_t next_listener = 1;
+static uint64_t waiting;
+static uint32_t handover_reads = HANDOVER_READS;  // bytes read and not yet taken by the other side's kernel buffer
 static lsn_t *listeners;
 
 static double conn_id(conn_t *c) { return (double)cgens[c->slot] * (double)L_SLOT_LIMIT + (double)c->slot; }
@@ -156,6 +158,7 @@ static void conn_free(conn_t *c) {
   cslots[c->slot] = NULL;
   cgens[c->slot]++;
   cfree[ncfree++] = c->slot;
+  waiting -= c->s[0].plen + c->s[1].plen;
   free(c->s[0].pend);
   free(c->s[1].pend);
   free(c);
@@ -311,6 +314,7 @@ static void send_fin(side_t *o) {
 static void on_write(uv_write_t *req, int status) {
   side_t *o = (side_t *)req->data;
   conn_t *c = o->c;
+  waiting -= o->plen;
   free(o->pend);
   o->pend = NULL;
   o->plen = 0;
@@ -343,7 +347,7 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   uv_buf_t out = uv_buf_init(buf->base, (unsigned int)nread);
   int n = uv_try_write((uv_stream_t *)&o->tcp, &out, 1);
   if (n == nread) {
-    if (++c->whole[s->i] >= HANDOVER_READS && c->s[0].plen == 0 && c->s[1].plen == 0 &&
+    if (++c->whole[s->i] >= handover_reads && c->s[0].plen == 0 && c->s[1].plen == 0 &&
         !c->s[0].eof && !c->s[1].eof) {
       hand_over(c);
     }
@@ -363,9 +367,11 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   }
   memcpy(o->pend, buf->base + done, rest);
   o->plen = rest;
+  waiting += rest;
   o->w.data = o;
   uv_buf_t wb = uv_buf_init(o->pend, (unsigned int)rest);
   if (uv_write(&o->w, (uv_stream_t *)&o->tcp, &wb, 1, on_write) != 0) {
+    waiting -= rest;
     free(o->pend);
     o->pend = NULL;
     o->plen = 0;
@@ -704,18 +710,31 @@ static napi_value moved_since(napi_env env, napi_callback_info info) {
   return boolean(env, m);
 }
 
-// listenStats() -> [connections, listeners]
+// listenStats() -> [connections, listeners, bytes waiting to be written]
 static napi_value listen_stats(napi_env env, napi_callback_info info) {
   (void)info;
   uint32_t nl = 0;
   for (lsn_t *l = listeners; l != NULL; l = l->next) nl++;
   napi_value arr, v;
-  napi_create_array_with_length(env, 2, &arr);
+  napi_create_array_with_length(env, 3, &arr);
   napi_create_uint32(env, nconns, &v);
   napi_set_element(env, arr, 0, v);
   napi_create_uint32(env, nl, &v);
   napi_set_element(env, arr, 1, v);
+  napi_create_double(env, (double)waiting, &v);
+  napi_set_element(env, arr, 2, v);
   return arr;
+}
+
+// handoverReadsForTest(n) -> the previous value: tests keep connections on the loop with a large n.
+static napi_value handover_reads_for_test(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!args(env, info, 1, argv)) return NULL;
+  uint32_t before = handover_reads, n;
+  if (napi_get_value_uint32(env, argv[0], &n) == napi_ok && n > 0) handover_reads = n;
+  napi_value v;
+  napi_create_uint32(env, before, &v);
+  return v;
 }
 
 void listen_define(napi_env env, napi_value exports) {
@@ -730,6 +749,7 @@ void listen_define(napi_env env, napi_value exports) {
       {"counts", NULL, counts, NULL, NULL, NULL, napi_default, NULL},
       {"movedSince", NULL, moved_since, NULL, NULL, NULL, napi_default, NULL},
       {"listenStats", NULL, listen_stats, NULL, NULL, NULL, napi_default, NULL},
+      {"handoverReadsForTest", NULL, handover_reads_for_test, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

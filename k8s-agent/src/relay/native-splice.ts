@@ -33,7 +33,8 @@ interface Addon {
   release(id: number): number | undefined;
   counts(id: number): [number, number, number] | undefined;
   movedSince(id: number): boolean;
-  listenStats(): [number, number];
+  listenStats(): [number, number, number];
+  handoverReadsForTest(n: number): number;
 }
 
 /** How a spliced tunnel ended on the thread. */
@@ -277,10 +278,18 @@ export class NativeListeners {
     this.addon.unlisten(id);
   }
 
-  /** Connections accepted and not yet ended or released, and listeners open. */
-  stats(): { connections: number; listeners: number } {
-    const [connections, listeners] = this.addon.listenStats();
-    return { connections, listeners };
+  /**
+   * Connections accepted and not yet ended or released, listeners open, and bytes read on the
+   * event loop that the other side's kernel buffer has not taken yet.
+   */
+  stats(): { connections: number; listeners: number; waiting: number } {
+    const [connections, listeners, waiting] = this.addon.listenStats();
+    return { connections, listeners, waiting };
+  }
+
+  /** Whole reads before a connection moves to the splice thread (8); returns the previous value. */
+  handoverReadsForTest(n: number): number {
+    return this.addon.handoverReadsForTest(n);
   }
 
   forget(id: number): void {

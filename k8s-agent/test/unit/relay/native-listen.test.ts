@@ -21,6 +21,7 @@ import {
   startByteCounter,
   startEcho,
   startRelay,
+  startStalledTarget,
   until,
 } from "./helpers.ts";
 
@@ -138,6 +139,36 @@ describe.runIf(linux)("native listeners", () => {
     await until("the relay's descriptors to close", () => openFds() <= before);
   });
 
+  it("hold at most one read per direction for a reader that stops, and lose nothing", async () => {
+    const target = await startStalledTarget();
+    cleanups.push(() => target.server.close());
+    const l = await listenerTo([`ipv4://127.0.0.1:${target.port}`], target.port);
+    // On the event loop throughout (the thread's own bound is native-splice.test.ts's).
+    const handover = hub().handoverReadsForTest(1_000_000);
+    cleanups.push(() => hub().handoverReadsForTest(handover));
+    const s = await client(l.port);
+    const sent = randomBytes(32 * 1024 * 1024);
+    s.write(sent);
+    // The target reads nothing: the kernel's buffers fill, then the listener keeps what the last
+    // write left over and stops reading that direction, and the client's writes back up in the client.
+    await until("a write the kernel did not take", () => hub().stats().waiting > 0);
+    await sleep(200);
+    const waiting = hub().stats().waiting;
+    expect(waiting).toBeGreaterThan(0);
+    expect(waiting).toBeLessThanOrEqual(256 * 1024);
+    expect(s.writableLength).toBeGreaterThan(0);
+    expect(l.relay.nativeSplicedTunnels).toBe(0);
+    const held = target.accepted() as Socket;
+    const chunks: Buffer[] = [];
+    held.on("data", (c: Buffer) => chunks.push(c));
+    held.resume();
+    await until("every byte at the target", () => chunks.reduce((n, c) => n + c.length, 0) === sent.length, 20_000);
+    expect(sha(Buffer.concat(chunks))).toBe(sha(sent));
+    s.destroy();
+    await until("the connection to close", () => l.relay.openConnections === 0);
+    expect(hub().stats().waiting).toBe(0);
+  });
+
   it("forward each FIN after what came before it, both ways round, on the loop and on the thread", async () => {
     const counter = await startByteCounter();
     cleanups.push(() => counter.server.close());
@@ -247,6 +278,49 @@ describe.runIf(linux)("native listeners", () => {
     expect(l.relay.activeTunnels).toBe(0);
     expect(nativeSplicer()?.stats().tunnels).toBe(0);
     expect(hub().stats().connections).toBe(0);
+  });
+
+  it("survive 600 connections that end every way at once, and give everything back", async () => {
+    // Behind the listener: an echo that resets its connection when it reads a "!".
+    const server = createServer({ allowHalfOpen: true }, (t) => {
+      t.on("error", () => {});
+      t.on("data", (c: Buffer) => (c.includes(0x21) ? t.resetAndDestroy() : t.write(c)));
+      t.on("end", () => t.end());
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const l = await listenerTo([`ipv4://127.0.0.1:${port}`], port);
+    const before = openFds();
+    // A fixed mix, so a failure is the same every run: short and long, clean ends, resets from
+    // either side, half-closes, a client that goes before its path is up.
+    const kinds = ["echo", "long", "client-reset", "target-reset", "half-close", "early-reset"] as const;
+    const one = async (i: number): Promise<void> => {
+      const kind = kinds[i % kinds.length] as (typeof kinds)[number];
+      const s = await client(l.port);
+      const closed = new Promise((resolve) => s.once("close", resolve));
+      if (kind === "early-reset") {
+        s.resetAndDestroy();
+      } else if (kind === "echo" || kind === "half-close") {
+        const got = readAll(s);
+        const msg = Buffer.alloc(kind === "echo" ? 100 : 70_000, 97 + (i % 26));
+        s.end(msg);
+        expect((await got).equals(msg)).toBe(true);
+      } else {
+        const n = kind === "long" ? 2 * HANDOVER_READS : 3;
+        await warm(l.relay, s, n);
+        if (kind === "client-reset") s.resetAndDestroy();
+        else if (kind === "target-reset") s.write("!");
+        else s.end();
+      }
+      await closed;
+    };
+    for (let i = 0; i < 600; i += 30) await Promise.all(Array.from({ length: 30 }, (_, k) => one(i + k)));
+    await until("every connection to close", () => l.relay.openConnections === 0, 10_000);
+    expect(l.relay.activeTunnels).toBe(0);
+    expect(l.relay.nativeSplicedTunnels).toBe(0);
+    expect(hub().stats().connections).toBe(0);
+    expect(nativeSplicer()?.stats().tunnels).toBe(0);
+    await until("the relay's descriptors to close", () => openFds() <= before, 10_000);
   });
 
   it("listen on IPv6 and on a dual-stack wildcard as net.Server does", async () => {
