@@ -2,6 +2,7 @@
 // a listener on an IP address accepts, dials and carries its connections on the event loop in C,
 // and hands the ones that keep carrying to the splice thread. The listener behaviours every
 // listener shares run in k8s-agent/test/unit/listeners/manager.test.ts for both ways of accepting.
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { readdirSync } from "node:fs";
@@ -38,7 +39,10 @@ const hub = () => {
   return s.listeners();
 };
 
-/** A relay whose route to app1 lists `addresses` in order, and a native listener for app1:`port` on it. */
+/**
+ * A relay whose route to app1 lists `addresses` in order, and a native listener for app1:`port` on
+ * it; port 0 targets `app1` alone, whose gateway addresses are then all of them, in that order.
+ */
 async function listenerTo(
   addresses: string[],
   port: number,
@@ -61,7 +65,8 @@ async function listenerTo(
     await listeners.close();
     await r.close();
   });
-  expect(await listeners.apply([{ listen: "127.0.0.1:0", target: `app1:${port}` }])).toEqual([]);
+  const target = port === 0 ? "app1" : `app1:${port}`;
+  expect(await listeners.apply([{ listen: "127.0.0.1:0", target }])).toEqual([]);
   const address = listeners.list()[0]?.address as string;
   return { relay: r.relay, port: Number(address.slice(address.lastIndexOf(":") + 1)), results };
 }
@@ -244,10 +249,14 @@ describe.runIf(linux)("native listeners", () => {
     const gone = createServer();
     const deadPort = await listen(gone);
     gone.close();
-    const l = await listenerTo([`ipv4://127.0.0.1:${deadPort}`, `ipv4://127.0.0.1:${echo.port}`], echo.port);
+    const failed: unknown[] = [];
+    const l = await listenerTo([`ipv4://127.0.0.1:${deadPort}`, `ipv4://127.0.0.1:${echo.port}`], 0, {
+      log: (_level, msg, fields) => msg === "next hop address failed" && failed.push(fields.why),
+    });
     const s = await client(l.port);
     s.write("ping");
     expect(String((await once(s, "data"))[0])).toBe("ping");
+    expect(failed).toEqual([`ipv4://127.0.0.1:${deadPort}: ECONNREFUSED`]);
     s.destroy();
     const none = await listenerTo([`ipv4://127.0.0.1:${deadPort}`], deadPort);
     const refused = await client(none.port);
@@ -256,6 +265,53 @@ describe.runIf(linux)("native listeners", () => {
     await once(refused, "end");
     expect(none.results).toEqual(["next_hop_failed"]);
     await until("the refused connection to close", () => none.relay.openConnections === 0);
+  });
+
+  it("give up a dial at the connect timeout and try the next address", async () => {
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    // A listener whose process is stopped: once its backlog is full the kernel drops new SYNs,
+    // so a dial to it neither connects nor fails until the relay's timeout.
+    const child = spawn(
+      process.execPath,
+      [
+        "-e",
+        "require('net').createServer().listen({ host: '127.0.0.1', port: 0, backlog: 1 }, function () { console.log(this.address().port) })",
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    cleanups.push(() => child.kill("SIGKILL"));
+    const [line] = (await once(child.stdout as NodeJS.ReadableStream, "data")) as [Buffer];
+    const blackhole = Number(String(line).trim());
+    child.kill("SIGSTOP");
+    const fillers: Socket[] = [];
+    cleanups.push(() => {
+      for (const f of fillers) f.destroy();
+    });
+    for (let i = 0; i < 4; i++) {
+      const f = connect({ host: "127.0.0.1", port: blackhole });
+      f.on("error", () => {});
+      fillers.push(f);
+    }
+    await sleep(100);
+    const failed: unknown[] = [];
+    const l = await listenerTo([`ipv4://127.0.0.1:${blackhole}`, `ipv4://127.0.0.1:${echo.port}`], 0, {
+      limits: { connectTimeoutMs: 300 },
+      log: (_level, msg, fields) => msg === "next hop address failed" && failed.push(fields.why),
+    });
+    const t0 = performance.now();
+    const s = await client(l.port);
+    s.write("ping");
+    expect(String((await once(s, "data"))[0])).toBe("ping");
+    // The first address took the whole timeout (the sweep runs late by at most 1/8 of it).
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(290);
+    expect(failed).toEqual([`connect to ipv4://127.0.0.1:${blackhole} timed out`]);
+    s.destroy();
+    const only = await listenerTo([`ipv4://127.0.0.1:${blackhole}`], blackhole, { limits: { connectTimeoutMs: 300 } });
+    const refused = await client(only.port);
+    await new Promise((resolve) => refused.once("close", resolve));
+    expect(only.results).toEqual(["connect_timeout"]);
+    await until("the refused connection to close", () => only.relay.openConnections === 0);
   });
 
   it("are closed by destroyAll, on the loop, on the thread and while waiting for their path", async () => {
