@@ -106,6 +106,9 @@ static uint64_t waiting;
 static uint32_t handover_reads = HANDOVER_READS;  // bytes read and not yet taken by the other side's kernel buffer
 static lsn_t *listeners;
 
+// Close callback of a handle allocated by itself or as the first member of its struct (lsn_t).
+static void free_on_close(uv_handle_t *h) { free(h); }
+
 static double conn_id(conn_t *c) { return (double)cgens[c->slot] * (double)L_SLOT_LIMIT + (double)c->slot; }
 
 static conn_t *conn_by_id(double id) {
@@ -419,11 +422,14 @@ static void on_connection(uv_stream_t *server, int status) {
   if (status != 0) return;  // libuv already keeps the listener alive through EMFILE
   lsn_t *l = (lsn_t *)server->data;
   conn_t *c = conn_new();
-  uv_tcp_t scratch;
   if (c == NULL) {
-    // Out of memory or ids: take the connection and close it, as an over-full relay would.
-    uv_tcp_init(loop, &scratch);
-    if (uv_accept(server, (uv_stream_t *)&scratch) == 0) uv_close((uv_handle_t *)&scratch, NULL);
+    // Out of memory or ids: take the connection and close it, as an over-full relay would. The
+    // handle lives until its close callback.
+    uv_tcp_t *scratch = malloc(sizeof *scratch);
+    if (scratch == NULL) return;
+    uv_tcp_init(loop, scratch);
+    uv_accept(server, (uv_stream_t *)scratch);
+    uv_close((uv_handle_t *)scratch, free_on_close);
     return;
   }
   side_t *s = &c->s[0];
@@ -545,7 +551,7 @@ static napi_value listen_on(napi_env env, napi_callback_info info) {
   err = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
   if (err == 0) err = uv_listen((uv_stream_t *)&l->tcp, backlog, on_connection);
   if (err != 0) {
-    uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free);
+    uv_close((uv_handle_t *)&l->tcp, free_on_close);
     return throw_uv(env, "listen", err);
   }
   l->id = next_listener++;
@@ -579,7 +585,7 @@ static napi_value unlisten(napi_env env, napi_callback_info info) {
     if ((*p)->id != id) continue;
     lsn_t *l = *p;
     *p = l->next;
-    uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)free);
+    uv_close((uv_handle_t *)&l->tcp, free_on_close);
     return boolean(env, 1);
   }
   return boolean(env, 0);
