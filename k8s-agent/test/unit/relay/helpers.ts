@@ -1,9 +1,12 @@
 // Loopback plumbing for the relay tests: real listeners, real sockets.
+import { createHash } from "node:crypto";
 import { once } from "node:events";
+import { readdirSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Hop, Route } from "@hopway/core/schema";
 import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import type { LinkProtocol } from "../../../src/relay/links/index.ts";
+import { HANDOVER_READS } from "../../../src/relay/pump.ts";
 import { DEFAULT_LIMITS, Relay, type RelayOptions } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
 
@@ -171,6 +174,49 @@ export async function until(what: string, ok: () => boolean, ms = 5000): Promise
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(5);
   }
+}
+
+export const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+/** Descriptors this process holds now: tests check that the relay gave back every one it took. */
+export const openFds = () => readdirSync("/proc/self/fd").length;
+
+/**
+ * Talks on a fresh tunnel until `relay` hands it to the native splice's thread: HANDOVER_READS
+ * exchanges, each its own read. With an echo behind the tunnel it waits for each answer; else it
+ * paces the writes. Returns the bytes it sent (and, with an echo, got back).
+ */
+export async function warm(
+  relay: { readonly nativeSplicedTunnels: number },
+  s: Socket,
+  echo: boolean,
+  /** Exactly this many exchanges, without watching the relay's count (tunnels warmed side by side). */
+  exchanges?: number,
+): Promise<number> {
+  const before = relay.nativeSplicedTunnels;
+  let got = 0;
+  const onData = (c: Buffer) => {
+    got += c.length;
+  };
+  if (echo) {
+    s.on("data", onData);
+    s.resume();
+  }
+  let sent = 0;
+  // Unbatched, so each write is a read at the relay; past HANDOVER_READS it takes the tunnel.
+  s.setNoDelay(true);
+  const more = (i: number) =>
+    exchanges === undefined ? i < 20 * HANDOVER_READS && relay.nativeSplicedTunnels === before : i < exchanges;
+  for (let i = 0; more(i); i++) {
+    s.write("0123456789abcdef");
+    sent += 16;
+    if (echo) await until("the echo", () => got === sent);
+    else await sleep(2);
+  }
+  s.off("data", onData);
+  if (exchanges === undefined)
+    await until("the handover to the thread", () => relay.nativeSplicedTunnels === before + 1);
+  return sent;
 }
 
 /**

@@ -3,9 +3,8 @@
 // and hands the ones that keep carrying to the splice thread. The listener behaviours every
 // listener shares run in k8s-agent/test/unit/listeners/manager.test.ts for both ways of accepting.
 import { spawn } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { readdirSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { ListenerManager, type ListenerResult } from "../../../src/listeners/manager.ts";
@@ -16,14 +15,17 @@ import {
   cutOff,
   hop,
   listen,
+  openFds,
   readAll,
   route,
+  sha,
   sleep,
   startByteCounter,
   startEcho,
   startRelay,
   startStalledTarget,
   until,
+  warm,
 } from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
@@ -31,8 +33,6 @@ afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
 
-const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
-const openFds = () => readdirSync("/proc/self/fd").length;
 const hub = () => {
   const s = nativeSplicer();
   if (s === undefined) throw new Error(nativeSpliceStatus());
@@ -76,28 +76,6 @@ async function client(port: number): Promise<Socket> {
   s.on("error", () => {});
   await once(s, "connect");
   return s;
-}
-
-/** Talks on a connection (an echo behind it) until the relay counts it on the thread; returns the bytes sent. */
-async function warm(relay: Relay, s: Socket, exchanges?: number): Promise<number> {
-  const before = relay.nativeSplicedTunnels;
-  let got = 0;
-  const onData = (c: Buffer) => {
-    got += c.length;
-  };
-  s.on("data", onData);
-  let sent = 0;
-  const more = (i: number) =>
-    exchanges === undefined ? i < 20 * HANDOVER_READS && relay.nativeSplicedTunnels === before : i < exchanges;
-  for (let i = 0; more(i); i++) {
-    s.write("0123456789abcdef");
-    sent += 16;
-    await until("the echo", () => got === sent);
-  }
-  s.off("data", onData);
-  if (exchanges === undefined)
-    await until("the handover to the thread", () => relay.nativeSplicedTunnels === before + 1);
-  return sent;
 }
 
 const linux = process.platform === "linux";
@@ -211,7 +189,7 @@ describe.runIf(linux)("native listeners", () => {
     for (const handOver of [false, true]) {
       const s = await client(l.port);
       const cut = cutOff(s);
-      if (handOver) await warm(l.relay, s);
+      if (handOver) await warm(l.relay, s, true);
       else {
         s.write("x");
         await once(s, "data");
@@ -227,7 +205,7 @@ describe.runIf(linux)("native listeners", () => {
     cleanups.push(() => echo.server.close());
     const l = await listenerTo([`ipv4://127.0.0.1:${echo.port}`], echo.port, { limits: { idleTimeoutMs: 150 } });
     const s = await client(l.port);
-    await warm(l.relay, s);
+    await warm(l.relay, s, true);
     for (let i = 0; i < 8; i++) {
       s.write("x");
       await sleep(50);
@@ -319,7 +297,7 @@ describe.runIf(linux)("native listeners", () => {
     cleanups.push(() => echo.server.close());
     const l = await listenerTo([`ipv4://127.0.0.1:${echo.port}`], echo.port);
     const onThread = await Promise.all(Array.from({ length: 10 }, () => client(l.port)));
-    for (const s of onThread) await warm(l.relay, s);
+    for (const s of onThread) await warm(l.relay, s, true);
     expect(l.relay.nativeSplicedTunnels).toBe(10);
     const onLoop = await Promise.all(Array.from({ length: 10 }, () => client(l.port)));
     for (const s of onLoop) {
@@ -363,7 +341,7 @@ describe.runIf(linux)("native listeners", () => {
         expect((await got).equals(msg)).toBe(true);
       } else {
         const n = kind === "long" ? 2 * HANDOVER_READS : 3;
-        await warm(l.relay, s, n);
+        await warm(l.relay, s, true, n);
         if (kind === "client-reset") s.resetAndDestroy();
         else if (kind === "target-reset") s.write("!");
         else s.end();

@@ -1,8 +1,7 @@
 // The native splice (k8s-agent/native/splice.c) behind a real relay and real loopback sockets:
 // the relay hands every plain socket-to-socket tunnel to it by default where it was built.
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { readdirSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { nativeSplicer, nativeSpliceStatus } from "../../../src/relay/native-splice.ts";
@@ -11,24 +10,24 @@ import {
   cutOff,
   hop,
   listen,
+  openFds,
   readAll,
   request,
   route,
+  sha,
   sleep,
   startByteCounter,
   startEcho,
   startRelay,
   startStalledTarget,
   until,
+  warm,
 } from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
-
-const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
-const openFds = () => readdirSync("/proc/self/fd").length;
 
 async function relayTo(port: number, extra: Partial<Parameters<typeof startRelay>[0]> = {}) {
   const r = await startRelay({
@@ -44,44 +43,6 @@ async function tunnel(port: number): Promise<Socket> {
   const a = await request(port, "CONNECT app1 HTTP/1.1\r\n\r\n");
   expect(a.status).toBe(200);
   return a.socket;
-}
-
-/**
- * Talks on a fresh tunnel until the relay hands it to the thread: HANDOVER_READS exchanges, each
- * its own read. With an echo behind the tunnel it waits for each answer; else it paces the writes.
- * Returns the bytes it sent (and, with an echo, got back).
- */
-async function warm(
-  r: { relay: { nativeSplicedTunnels: number } },
-  s: Socket,
-  echo: boolean,
-  /** Exactly this many exchanges, without watching the relay's count (tunnels warmed side by side). */
-  exchanges?: number,
-): Promise<number> {
-  const before = r.relay.nativeSplicedTunnels;
-  let got = 0;
-  const onData = (c: Buffer) => {
-    got += c.length;
-  };
-  if (echo) {
-    s.on("data", onData);
-    s.resume();
-  }
-  let sent = 0;
-  // Unbatched, so each write is a read at the relay; past HANDOVER_READS it takes the tunnel.
-  s.setNoDelay(true);
-  const more = (i: number) =>
-    exchanges === undefined ? i < 20 * HANDOVER_READS && r.relay.nativeSplicedTunnels === before : i < exchanges;
-  for (let i = 0; more(i); i++) {
-    s.write("0123456789abcdef");
-    sent += 16;
-    if (echo) await until("the echo", () => got === sent);
-    else await sleep(2);
-  }
-  s.off("data", onData);
-  if (exchanges === undefined)
-    await until("the handover to the thread", () => r.relay.nativeSplicedTunnels === before + 1);
-  return sent;
 }
 
 // The agent runs on Linux, where `npm install` builds the splice; a checkout that lost it must fail here, not skip.
@@ -133,7 +94,7 @@ describe.runIf(linux)("native splice", () => {
     cleanups.push(() => counter.server.close());
     const r = await relayTo(counter.port);
     const s = await tunnel(r.port);
-    const warmed = await warm(r, s, false);
+    const warmed = await warm(r.relay, s, false);
     const answer = readAll(s);
     s.end(Buffer.alloc(100_000, 7));
     // The target answers only after it read our FIN: the tunnel carried it and kept the way back open.
@@ -146,7 +107,7 @@ describe.runIf(linux)("native splice", () => {
     cleanups.push(() => echo.server.close());
     const r = await relayTo(echo.port);
     const s = await tunnel(r.port);
-    const warmed = await warm(r, s, true);
+    const warmed = await warm(r.relay, s, true);
     let got = 0;
     s.on("data", (c: Buffer) => {
       got += c.length;
@@ -164,7 +125,7 @@ describe.runIf(linux)("native splice", () => {
     cleanups.push(() => echo.server.close());
     const r = await relayTo(echo.port);
     const live = await tunnel(r.port);
-    const warmed = await warm(r, live, true);
+    const warmed = await warm(r.relay, live, true);
     // The request's first bytes ride behind its head: the relay forwards them itself, before the splice.
     const s = connect(r.port, "127.0.0.1");
     s.on("error", () => {});
@@ -218,7 +179,7 @@ describe.runIf(linux)("native splice", () => {
     const r = await relayTo(port);
     const s = await tunnel(r.port);
     const cut = cutOff(s);
-    await warm(r, s, false);
+    await warm(r.relay, s, false);
     await until("the target's connection", () => accepted !== undefined);
     (accepted as Socket).resetAndDestroy();
     await cut;
@@ -230,7 +191,7 @@ describe.runIf(linux)("native splice", () => {
     cleanups.push(() => echo.server.close());
     const r = await relayTo(echo.port, { limits: { idleTimeoutMs: 150 } });
     const s = await tunnel(r.port);
-    await warm(r, s, true);
+    await warm(r.relay, s, true);
     // Traffic keeps it open past the idle time: the sweep sees the thread's bytes.
     for (let i = 0; i < 8; i++) {
       s.write("x");
@@ -254,7 +215,7 @@ describe.runIf(linux)("native splice", () => {
     const one = async (i: number) => {
       const s = await tunnel(r.port);
       // Each long enough to be handed to the thread, and ended there.
-      await warm(r, s, true, 2 * HANDOVER_READS);
+      await warm(r.relay, s, true, 2 * HANDOVER_READS);
       const msg = Buffer.from(`message ${i}`);
       const got = readAll(s);
       s.end(msg);
@@ -265,7 +226,7 @@ describe.runIf(linux)("native splice", () => {
     expect(nativeSplicer()?.stats().attachedTotal).toBe(attached + 512);
     // Live tunnels torn down from outside (the drain deadline): taken back, then closed.
     const live = await Promise.all(Array.from({ length: 20 }, () => tunnel(r.port)));
-    for (const s of live) await warm(r, s, true);
+    for (const s of live) await warm(r.relay, s, true);
     expect(r.relay.nativeSplicedTunnels).toBe(20);
     const ended = live.map((s) => readAll(s));
     r.relay.destroyAll();

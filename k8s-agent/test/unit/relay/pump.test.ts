@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
 import { createServer as createTlsServer, type TLSSocket, connect as tlsConnect } from "node:tls";
@@ -23,6 +23,7 @@ import {
   readAll,
   request,
   route,
+  sha,
   sleep,
   startByteCounter,
   startEcho,
@@ -34,8 +35,6 @@ const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
-
-const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 
 /** Reads everything, stopping for `stallMs` after every `every` bytes so the writer's side backs up. */
 function readStalling(socket: Socket, every: number, stallMs: number): Promise<Buffer> {
