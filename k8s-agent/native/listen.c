@@ -557,22 +557,9 @@ static napi_value listen_on(napi_env env, napi_callback_info info) {
   l->id = next_listener++;
   l->next = listeners;
   listeners = l;
-  struct sockaddr_storage bound;
-  int len = sizeof bound;
-  int port = 0;
-  if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &len) == 0) {
-    port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                             : ((struct sockaddr_in *)&bound)->sin_port);
-  }
-  double vals[2] = {(double)l->id, (double)port};
-  napi_value arr;
-  napi_create_array_with_length(env, 2, &arr);
-  for (uint32_t j = 0; j < 2; j++) {
-    napi_value v;
-    napi_create_double(env, vals[j], &v);
-    napi_set_element(env, arr, j, v);
-  }
-  return arr;
+  char ip[64] = "";
+  double vals[2] = {(double)l->id, (double)name_of(&l->tcp, 0, ip, sizeof ip)};
+  return numbers(env, vals, 2);
 }
 
 // unlisten(id): stops accepting; connections already accepted are not touched.
@@ -689,15 +676,8 @@ static napi_value counts(napi_env env, napi_callback_info info) {
   if (c == NULL || c->released) return undef(env);
   double b[2] = {0, 0};
   if (c->on_thread && !splice_counts(c->tid, b, NULL)) b[0] = b[1] = 0;
-  napi_value arr, v;
-  napi_create_array_with_length(env, 3, &arr);
-  napi_create_double(env, (double)c->bytes[0] + b[0], &v);
-  napi_set_element(env, arr, 0, v);
-  napi_create_double(env, (double)c->bytes[1] + b[1], &v);
-  napi_set_element(env, arr, 1, v);
-  napi_create_uint32(env, c->on_thread, &v);
-  napi_set_element(env, arr, 2, v);
-  return arr;
+  double vals[3] = {(double)c->bytes[0] + b[0], (double)c->bytes[1] + b[1], c->on_thread};
+  return numbers(env, vals, 3);
 }
 
 // movedSince(id): whether bytes moved since the last call, which clears it (the idle sweep).
@@ -721,15 +701,8 @@ static napi_value listen_stats(napi_env env, napi_callback_info info) {
   (void)info;
   uint32_t nl = 0;
   for (lsn_t *l = listeners; l != NULL; l = l->next) nl++;
-  napi_value arr, v;
-  napi_create_array_with_length(env, 3, &arr);
-  napi_create_uint32(env, nconns, &v);
-  napi_set_element(env, arr, 0, v);
-  napi_create_uint32(env, nl, &v);
-  napi_set_element(env, arr, 1, v);
-  napi_create_double(env, (double)waiting, &v);
-  napi_set_element(env, arr, 2, v);
-  return arr;
+  double vals[3] = {nconns, nl, (double)waiting};
+  return numbers(env, vals, 3);
 }
 
 // handoverReadsForTest(n) -> the previous value: tests keep connections on the loop with a large n.

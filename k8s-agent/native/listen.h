@@ -4,6 +4,8 @@
 #include <node_api.h>
 
 void listen_define(napi_env env, napi_value exports);
+// A JavaScript array of n numbers (splice.c).
+napi_value numbers(napi_env env, const double *vals, uint32_t n);
 
 // The splice thread (splice.c), for listen.c's connections that keep carrying. On the event loop's thread.
 // Hands the two descriptors to the thread; 0 and the tunnel's id, or an errno.

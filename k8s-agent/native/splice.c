@@ -327,7 +327,7 @@ static void *run(void *arg) {
 // ---- JavaScript side ----
 
 // A JavaScript array of n numbers.
-static napi_value numbers(napi_env env, const double *vals, uint32_t n) {
+napi_value numbers(napi_env env, const double *vals, uint32_t n) {
   napi_value arr;
   napi_create_array_with_length(env, n, &arr);
   for (uint32_t j = 0; j < n; j++) {
@@ -567,31 +567,37 @@ int splice_counts(double id, double bytes[2], int *moved_out) {
   return t != NULL;
 }
 
+// The tunnel id a JavaScript call passed first; -1, which names no tunnel, when there is none.
+static double id_arg(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  double id = -1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_get_value_double(env, argv[0], &id) != napi_ok) {
+    return -1;
+  }
+  return id;
+}
+
+static napi_value undefined_value(napi_env env) {
+  napi_value out;
+  napi_get_undefined(env, &out);
+  return out;
+}
+
 // cancel(id) → [up, down], the tunnel's bytes, when it was taken back: the thread no longer
 // touches its descriptors and no report will come. Undefined when it already ended: its report will.
 static napi_value cancel(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  double id = -1;
   double b[2] = {0, 0};
-  if (argc < 1 || napi_get_value_double(env, argv[0], &id) != napi_ok || !splice_take_back(env, id, b)) {
-    napi_value out;
-    napi_get_undefined(env, &out);
-    return out;
-  }
+  if (!splice_take_back(env, id_arg(env, info), b)) return undefined_value(env);
   return numbers(env, b, 2);
 }
 
 // moved(id) → whether bytes moved since the last call (the relay's idle sweep).
 static napi_value moved(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  double id = -1;
   double b[2];
   int m = 0;
-  if (argc >= 1 && napi_get_value_double(env, argv[0], &id) == napi_ok) splice_counts(id, b, &m);
+  splice_counts(id_arg(env, info), b, &m);
   napi_value out;
   napi_get_boolean(env, m != 0, &out);
   return out;
@@ -599,16 +605,8 @@ static napi_value moved(napi_env env, napi_callback_info info) {
 
 // bytes(id) → [read from the side that connected, read from the other] while the tunnel is live, else undefined.
 static napi_value bytes(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  double id = -1;
   double b[2];
-  if (argc < 1 || napi_get_value_double(env, argv[0], &id) != napi_ok || !splice_counts(id, b, NULL)) {
-    napi_value out;
-    napi_get_undefined(env, &out);
-    return out;
-  }
+  if (!splice_counts(id_arg(env, info), b, NULL)) return undefined_value(env);
   return numbers(env, b, 2);
 }
 
