@@ -16,7 +16,7 @@
 // handles are closed, unless it was released.
 //
 // A connection that keeps carrying moves to the splice thread (splice.c) as the relay's other
-// socket-to-socket tunnels do: after HANDOVER_READS reads in one direction that each went out
+// socket-to-socket tunnels do: after HANDOVER_READS (pump.ts) reads in one direction that each went out
 // whole, between two reads, with nothing waiting either way. Its handles stay open and
 // unread here until the thread lets go (its report, or a take-back when the relay closes it);
 // only then are they closed, so the thread never touches a descriptor that was closed.
@@ -42,8 +42,6 @@
 #define L_READ_BYTES (256 * 1024)
 #define L_SLOT_BITS 24
 #define L_SLOT_LIMIT (1u << L_SLOT_BITS)
-// As pump.ts's HANDOVER_READS, and for the same reason: a short connection never pays the move.
-#define HANDOVER_READS 8
 
 enum { HELD, DIALING, OPEN, CLOSING };
 enum { EV_CONNECTED = 1, EV_DIAL_FAILED = 2, EV_ENDED = 3 };
@@ -102,8 +100,10 @@ static uint32_t *cfree;
 static uint32_t ncfree;
 static uint32_t nconns;
 static uint32_t next_listener = 1;
-static uint64_t waiting;
-static uint32_t handover_reads = HANDOVER_READS;  // bytes read and not yet taken by the other side's kernel buffer
+static uint64_t waiting;  // bytes read and not yet taken by the other side's kernel buffer
+// Whole reads in one direction before a connection moves to the splice thread: pump.ts's
+// HANDOVER_READS, passed to listenStart, and for the same reason (a short connection never pays the move).
+static uint32_t handover_reads;
 static lsn_t *listeners;
 
 // Close callback of a handle allocated by itself or as the first member of its struct (lsn_t).
@@ -492,14 +492,20 @@ static napi_value throw_uv(napi_env env, const char *what, int err) {
   return NULL;
 }
 
-// listenStart(onAccept(listener, id, ip, port), onEvent(kind, id, a, b, text)): once per process.
+// listenStart(onAccept(listener, id, ip, port), onEvent(kind, id, a, b, text), handoverReads): once per process.
 static napi_value listen_start(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (!args(env, info, 2, argv)) return NULL;
+  napi_value argv[3];
+  if (!args(env, info, 3, argv)) return NULL;
   if (loop != NULL) {
     napi_throw_error(env, "HOPWAY_LISTEN_STARTED", "native listeners already started");
     return NULL;
   }
+  uint32_t reads;
+  if (napi_get_value_uint32(env, argv[2], &reads) != napi_ok || reads == 0) {
+    napi_throw_type_error(env, "HOPWAY_LISTEN_ARG", "listenStart: handoverReads must be a positive integer");
+    return NULL;
+  }
+  handover_reads = reads;
   lbuf = malloc(L_READ_BYTES);
   if (lbuf == NULL) return throw_uv(env, "listener buffer", UV_ENOMEM);
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) {

@@ -11,6 +11,7 @@ import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { getSystemErrorName } from "node:util";
+import { HANDOVER_READS } from "./pump.ts";
 
 /** What splice.c exports. */
 interface Addon {
@@ -24,6 +25,7 @@ interface Addon {
   listenStart(
     onAccept: (listener: number, id: number, ip: string, port: number) => void,
     onEvent: (kind: number, id: number, a: number, b: number, text: string | undefined) => void,
+    handoverReads: number,
   ): void;
   listen(ip: string, port: number, backlog: number): [number, number];
   unlisten(listener: number): boolean;
@@ -259,6 +261,8 @@ export class NativeListeners {
         else accept(conn);
       },
       (kind, id, a, b, text) => this.onEvent(kind, id, a, b, text),
+      // The same hand-over as the relay's own socket-to-socket tunnels.
+      HANDOVER_READS,
     );
   }
 
@@ -287,7 +291,7 @@ export class NativeListeners {
     return { connections, listeners, waiting };
   }
 
-  /** Whole reads before a connection moves to the splice thread (8); returns the previous value. */
+  /** Whole reads before a connection moves to the splice thread (HANDOVER_READS); returns the previous value. */
   handoverReadsForTest(n: number): number {
     return this.addon.handoverReadsForTest(n);
   }
