@@ -112,28 +112,36 @@ static atomic_uint_fast64_t attached_total;
 
 static double id_of(tunnel_t *t) { return (double)gens[t->slot] * (double)SLOT_LIMIT + (double)t->slot; }
 
-static void set_events(tunnel_t *t, int i, uint32_t want) {
-  if (want == t->events[i]) return;
+// 0, or the errno of an epoll_ctl that failed; then `events` still says what the set holds, and
+// the caller fails the tunnel (a descriptor left unwatched would never end). Leaving the set
+// cannot fail in a way that matters: the descriptor is closed or goes back to JavaScript.
+static int set_events(tunnel_t *t, int i, uint32_t want) {
+  if (want == t->events[i]) return 0;
   struct epoll_event ev = {.events = want, .data.ptr = &t->ends[i]};
   if (want == 0) {
     epoll_ctl(ep, EPOLL_CTL_DEL, t->fd[i], NULL);
-  } else if (t->events[i] == 0) {
-    epoll_ctl(ep, EPOLL_CTL_ADD, t->fd[i], &ev);
-  } else {
-    epoll_ctl(ep, EPOLL_CTL_MOD, t->fd[i], &ev);
+  } else if (epoll_ctl(ep, t->events[i] == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, t->fd[i], &ev) != 0) {
+    return errno;
   }
   t->events[i] = want;
+  return 0;
 }
 
 // fd[i] is read while it has not ended and the other side has nothing waiting; it is watched
 // for room while something waits to be written to it. A descriptor with neither leaves the
 // set: a hang-up on it would otherwise wake the thread again and again, and the next write to
 // it meets any error anyway.
-static void update(tunnel_t *t, int i) {
+static int update(tunnel_t *t, int i) {
   uint32_t want = 0;
   if (!t->eof[i] && t->plen[1 - i] == 0) want |= EPOLLIN;
   if (t->plen[i] > 0) want |= EPOLLOUT;
-  set_events(t, i, want);
+  return set_events(t, i, want);
+}
+
+// Both sides' interest brought up to date; 0 or an errno (see set_events).
+static int update_both(tunnel_t *t, int first) {
+  int err = update(t, first);
+  return err != 0 ? err : update(t, 1 - first);
 }
 
 // With mu held. A tunnel still in the attach queue has no events yet; the thread buries it when it
@@ -212,15 +220,13 @@ static void readable(tunnel_t *t, int i) {
     atomic_store_explicit(&t->moved, 1, memory_order_relaxed);
     int err = put(t, o, readbuf, (size_t)n);
     if (err != 0) return fail(t, err);
-    if (t->plen[o] > 0) {
-      update(t, i);
-      update(t, o);
-    }
+    if (t->plen[o] > 0 && (err = update_both(t, i)) != 0) fail(t, err);
     return;
   }
   if (n == 0) {
     t->eof[i] = 1;
-    update(t, i);
+    int err = update(t, i);
+    if (err != 0) return fail(t, err);
     if (t->plen[o] == 0) send_fin(t, o);
     return;
   }
@@ -240,8 +246,8 @@ static void writable(tunnel_t *t, int o) {
   free(t->pend[o]);
   t->pend[o] = NULL;
   t->plen[o] = t->poff[o] = 0;
-  update(t, o);
-  update(t, i);
+  int err = update_both(t, o);
+  if (err != 0) return fail(t, err);
   if (t->eof[i]) send_fin(t, o);
 }
 
@@ -273,9 +279,8 @@ static void take_queued(void) {
       grave = t;
       continue;
     }
-    update(t, 0);
-    update(t, 1);
-    if (t->events[0] == 0 || t->events[1] == 0) fail(t, errno);
+    int err = update_both(t, 0);
+    if (err != 0) fail(t, err);
   }
 }
 
@@ -342,16 +347,17 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
   (void)context;
   (void)data;
   if (env == NULL) return;
+  // The queue is taken whole (the thread starts a new one), so no allocation can lose a report.
   pthread_mutex_lock(&rmu);
   size_t n = nreports;
-  report_t *copy = NULL;
-  if (n > 0) {
-    copy = malloc(n * sizeof *copy);
-    if (copy != NULL) memcpy(copy, reports, n * sizeof *copy);
-    nreports = 0;
-  }
+  report_t *copy = reports;
+  reports = NULL;
+  nreports = capreports = 0;
   pthread_mutex_unlock(&rmu);
-  if (copy == NULL) return;
+  if (n == 0) {
+    free(copy);
+    return;
+  }
   double *vals = malloc(n * 5 * sizeof *vals);
   if (vals == NULL) abort();
   size_t m = 0;

@@ -115,6 +115,13 @@ export class NativeSplicer {
     return id;
   }
 
+  /** `attach` on raw descriptors, none of a socket's checks made (tests give it ones the thread cannot watch). */
+  attachFdsForTest(fdUp: number, fdDown: number, done: SpliceDone): number {
+    const id = this.addon.attach(fdUp, fdDown, 0);
+    this.done.set(id, done);
+    return id;
+  }
+
   /** Whether `attach` would take both sockets now (see `spliceable`). */
   canAttach(up: Socket, down: Socket): boolean {
     return spliceable(up) !== undefined && spliceable(down) !== undefined;

@@ -2,9 +2,12 @@
 // the relay hands every plain socket-to-socket tunnel to it by default where it was built.
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
+import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { nativeSplicer, nativeSpliceStatus } from "../../../src/relay/native-splice.ts";
+import { nativeSplicer, nativeSpliceStatus, type SpliceEnd } from "../../../src/relay/native-splice.ts";
 import { HANDOVER_READS } from "../../../src/relay/pump.ts";
 import {
   cutOff,
@@ -245,6 +248,24 @@ describe.runIf(linux)("native splice", () => {
     expect(r.relay.activeTunnels).toBe(1);
     expect(r.relay.nativeSplicedTunnels).toBe(0);
     s.destroy();
+  });
+
+  it("reports a tunnel whose descriptors the thread cannot watch instead of keeping it silent", async () => {
+    const splicer = nativeSplicer();
+    if (splicer === undefined) throw new Error(nativeSpliceStatus());
+    // epoll refuses regular files (EPERM): a tunnel it cannot watch would otherwise never end.
+    const dir = mkdtempSync(join(tmpdir(), "hopway-splice-"));
+    const up = openSync(join(dir, "up"), "w+");
+    const down = openSync(join(dir, "down"), "w+");
+    cleanups.push(() => {
+      closeSync(up);
+      closeSync(down);
+      rmSync(dir, { recursive: true });
+    });
+    const live = splicer.stats().tunnels;
+    const ended = new Promise<SpliceEnd>((resolve) => splicer.attachFdsForTest(up, down, resolve));
+    expect(await ended).toEqual({ up: 0, down: 0, error: "EPERM" });
+    expect(splicer.stats().tunnels).toBe(live);
   });
 
   it("refuses bad descriptors with a stable code and leaves sockets it cannot take alone", async () => {
