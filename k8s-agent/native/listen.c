@@ -42,6 +42,9 @@
 #define L_READ_BYTES (256 * 1024)
 #define L_SLOT_BITS 24
 #define L_SLOT_LIMIT (1u << L_SLOT_BITS)
+// A slot's generation wraps here, so that generation × L_SLOT_LIMIT + slot stays an integer a
+// JavaScript number holds exactly (below 2^53) however often the slot is reused.
+#define L_GEN_MASK ((1u << 28) - 1)
 
 enum { HELD, DIALING, OPEN, CLOSING };
 enum { EV_CONNECTED = 1, EV_DIAL_FAILED = 2, EV_ENDED = 3 };
@@ -111,6 +114,9 @@ static void free_on_close(uv_handle_t *h) { free(h); }
 
 static double conn_id(conn_t *c) { return (double)cgens[c->slot] * (double)L_SLOT_LIMIT + (double)c->slot; }
 
+// A slot's generation after `n` more reuses.
+static uint32_t gen_after(uint32_t gen, uint64_t n) { return (uint32_t)((gen + n) & L_GEN_MASK); }
+
 static conn_t *conn_by_id(double id) {
   if (!(id >= 0) || id > 9007199254740991.0) return NULL;
   uint64_t n = (uint64_t)id;
@@ -159,7 +165,7 @@ static conn_t *conn_new(void) {
 
 static void conn_free(conn_t *c) {
   cslots[c->slot] = NULL;
-  cgens[c->slot]++;
+  cgens[c->slot] = gen_after(cgens[c->slot], 1);
   cfree[ncfree++] = c->slot;
   waiting -= c->s[0].plen + c->s[1].plen;
   free(c->s[0].pend);
@@ -289,7 +295,9 @@ void listen_thread_ended(void *owner, double up, double down, int code, int err)
   c->bytes[1] += (uint64_t)down;
   if (up + down > 0) c->moved = 1;
   if (c->close_asked) {
-    finish(c, c->reset_asked ? UV_ECONNRESET : 0);
+    // A failure the thread met before the close was asked still ends the connection as a failure
+    // (the client sees a reset): a truncated stream must not look complete.
+    finish(c, code != 0 ? uv_translate_sys_error(err) : c->reset_asked ? UV_ECONNRESET : 0);
     return;
   }
   // Code 0: both FINs went out after everything before them; else errno `err` (positive).
@@ -722,6 +730,19 @@ static napi_value handover_reads_for_test(napi_env env, napi_callback_info info)
   return v;
 }
 
+// generationsForTest(n): every free slot as if reused n more times (tests drive the wrap of ids).
+static napi_value generations_for_test(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!args(env, info, 1, argv)) return NULL;
+  double n;
+  if (napi_get_value_double(env, argv[0], &n) != napi_ok || !(n >= 0) || n > 9007199254740991.0) {
+    napi_throw_type_error(env, "HOPWAY_LISTEN_ARG", "generationsForTest(n): a non-negative integer");
+    return NULL;
+  }
+  for (uint32_t k = 0; k < ncfree; k++) cgens[cfree[k]] = gen_after(cgens[cfree[k]], (uint64_t)n);
+  return undef(env);
+}
+
 void listen_define(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"listenStart", NULL, listen_start, NULL, NULL, NULL, napi_default, NULL},
@@ -735,6 +756,7 @@ void listen_define(napi_env env, napi_value exports) {
       {"movedSince", NULL, moved_since, NULL, NULL, NULL, napi_default, NULL},
       {"listenStats", NULL, listen_stats, NULL, NULL, NULL, napi_default, NULL},
       {"handoverReadsForTest", NULL, handover_reads_for_test, NULL, NULL, NULL, napi_default, NULL},
+      {"generationsForTest", NULL, generations_for_test, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

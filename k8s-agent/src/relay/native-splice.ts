@@ -37,6 +37,7 @@ interface Addon {
   movedSince(id: number): boolean;
   listenStats(): [number, number, number];
   handoverReadsForTest(n: number): number;
+  generationsForTest(n: number): void;
 }
 
 /** How a spliced tunnel ended on the thread. */
@@ -301,6 +302,11 @@ export class NativeListeners {
   /** Whole reads before a connection moves to the splice thread (HANDOVER_READS); returns the previous value. */
   handoverReadsForTest(n: number): number {
     return this.addon.handoverReadsForTest(n);
+  }
+
+  /** Ages every free connection slot by `n` reuses (tests reach the wrap of connection ids). */
+  generationsForTest(n: number): void {
+    this.addon.generationsForTest(n);
   }
 
   forget(id: number): void {

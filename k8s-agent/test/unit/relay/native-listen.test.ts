@@ -8,7 +8,12 @@ import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { ListenerManager, type ListenerResult } from "../../../src/listeners/manager.ts";
-import { nativeSplicer, nativeSpliceStatus } from "../../../src/relay/native-splice.ts";
+import {
+  type NativeConn,
+  type NativeEnd,
+  nativeSplicer,
+  nativeSpliceStatus,
+} from "../../../src/relay/native-splice.ts";
 import { HANDOVER_READS } from "../../../src/relay/pump.ts";
 import type { Relay } from "../../../src/relay/relay.ts";
 import {
@@ -198,6 +203,70 @@ describe.runIf(linux)("native listeners", () => {
       await cut;
       await until("the tunnel to close", () => l.relay.activeTunnels === 0);
     }
+  });
+
+  it("reset the application when the target reset just before the relay closed gracefully", async () => {
+    // The thread's report of the reset is still queued when the close is asked (the event loop
+    // was busy): the failure wins, so a cut-off stream never looks complete to the application.
+    const accepted: Socket[] = [];
+    const server = createServer({ allowHalfOpen: true }, (t) => {
+      accepted.push(t);
+      t.on("error", () => {});
+      t.pipe(t);
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    let conn: NativeConn | undefined;
+    let ended: Promise<NativeEnd> | undefined;
+    const l = hub().listen("127.0.0.1", 0, (c) => {
+      conn = c;
+      ended = new Promise((resolve) => {
+        c.onEnded = resolve;
+      });
+      c.onDial = () => {};
+      c.dial("127.0.0.1", port);
+    });
+    cleanups.push(() => hub().unlisten(l.id));
+    const s = await client(l.port);
+    const cut = cutOff(s);
+    const onThread = {
+      get nativeSplicedTunnels() {
+        return conn?.counts()[2] ?? 0;
+      },
+    };
+    await warm(onThread, s, true);
+    (accepted.at(-1) as Socket).resetAndDestroy();
+    const busyUntil = Date.now() + 200;
+    while (Date.now() < busyUntil) {
+      // No event runs meanwhile: the thread meets the reset and its report waits for the loop.
+    }
+    conn?.destroy(false);
+    await cut;
+    const end = await ended;
+    expect(end?.error).toBe("ECONNRESET");
+    expect(end?.up).toBeGreaterThan(0);
+    await until("the listener's connections to be gone", () => hub().stats().connections === 0);
+  });
+
+  it("keep connection ids exact however often a slot is reused", async () => {
+    // An id is generation × 2^24 + slot. Were generations not to wrap, a slot reused 2^29 times
+    // would give ids past 2^53 that no call finds, and its connection would hang, held.
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const l = await listenerTo([`ipv4://127.0.0.1:${echo.port}`], echo.port);
+    const exchange = async () => {
+      const s = await client(l.port);
+      s.write("ping");
+      const [back] = (await once(s, "data")) as [Buffer];
+      expect(back.toString()).toBe("ping");
+      s.end();
+      await readAll(s);
+      await until("the tunnel to close", () => l.relay.activeTunnels === 0);
+    };
+    await exchange();
+    hub().generationsForTest(2 ** 29 - 1);
+    for (let i = 0; i < 3; i++) await exchange();
+    expect(hub().stats().connections).toBe(0);
   });
 
   it("close idle connections, on the thread too, and keep ones that talk", async () => {
