@@ -20,7 +20,7 @@
 //
 // Locks, so that JavaScript never waits for the thread's I/O:
 //  - mu: a tunnel's I/O state. The thread holds it for one event at a time; JavaScript only to
-//    take a tunnel back (cancel).
+//    take a tunnel back (cancel) and to read an ended tunnel's bytes from its queued report.
 //  - qmu: tunnels attached and not yet in the epoll set. `attach` queues them and wakes the
 //    thread, which adds them: the event loop makes no epoll_ctl and waits on no I/O.
 //  - smu: ids to tunnels. Lookups (moved, bytes) and the thread's freeing of a tunnel.
@@ -570,7 +570,22 @@ int splice_counts(double id, double bytes[2], int *moved_out) {
     if (moved_out != NULL) *moved_out = atomic_exchange_explicit(&t->moved, 0, memory_order_relaxed) != 0;
   }
   pthread_mutex_unlock(&smu);
-  return t != NULL;
+  if (t != NULL) return 1;
+  // Ended on the thread, its report not yet taken by JavaScript: the report holds its bytes. Read
+  // there, a byte counter summed at scrape time never goes back in that window. With mu, the
+  // thread is not between burying a tunnel and queueing its report.
+  int found = 0;
+  pthread_mutex_lock(&mu);
+  pthread_mutex_lock(&rmu);
+  for (size_t k = 0; k < nreports && !found; k++) {
+    if (reports[k].id != id) continue;
+    bytes[0] = reports[k].up;
+    bytes[1] = reports[k].down;
+    found = 1;
+  }
+  pthread_mutex_unlock(&rmu);
+  pthread_mutex_unlock(&mu);
+  return found;
 }
 
 // The tunnel id a JavaScript call passed first; -1, which names no tunnel, when there is none.

@@ -235,11 +235,20 @@ describe.runIf(linux)("native listeners", () => {
       },
     };
     await warm(onThread, s, true);
+    // Bytes on the thread, which its report carries once it ended there.
+    const handedOver = conn?.counts()[0] ?? 0;
+    s.write("on the thread");
+    await until("bytes moved on the thread", () => (conn?.counts()[0] ?? 0) > handedOver);
+    const before = conn?.counts() ?? [0, 0, 0];
     (accepted.at(-1) as Socket).resetAndDestroy();
     const busyUntil = Date.now() + 200;
     while (Date.now() < busyUntil) {
       // No event runs meanwhile: the thread meets the reset and its report waits for the loop.
     }
+    // Still counted while the report waits (the relay sums these at scrape time).
+    const waiting = conn?.counts() ?? [0, 0, 0];
+    expect(waiting[0]).toBeGreaterThanOrEqual(before[0]);
+    expect(waiting[1]).toBeGreaterThanOrEqual(before[1]);
     conn?.destroy(false);
     await cut;
     const end = await ended;

@@ -189,6 +189,40 @@ describe.runIf(linux)("native splice", () => {
     await until("the tunnel to close", () => r.relay.activeTunnels === 0);
   });
 
+  it("never lets the byte counters go back while an ended tunnel's report waits for the event loop", async () => {
+    // Prometheus reads a counter that goes down as a restart: the bytes a tunnel moved on the
+    // thread must count from its end until its report reaches JavaScript, not drop out between.
+    let accepted: Socket | undefined;
+    const server = createServer((t) => {
+      accepted = t;
+      t.on("error", () => {});
+    });
+    const port = await listen(server);
+    cleanups.push(() => server.close());
+    const r = await relayTo(port);
+    const s = await tunnel(r.port);
+    const cut = cutOff(s);
+    await warm(r.relay, s, false);
+    await until("the target's connection", () => accepted !== undefined);
+    const total = () => {
+      const c = r.relay.counters;
+      return Object.values(c.up).reduce((a, b) => a + b, 0) + Object.values(c.down).reduce((a, b) => a + b, 0);
+    };
+    const handedOver = total();
+    s.write(Buffer.alloc(4096, 1));
+    await until("bytes moved on the thread", () => total() >= handedOver + 4096);
+    const before = total();
+    (accepted as Socket).resetAndDestroy();
+    const busyUntil = Date.now() + 200;
+    while (Date.now() < busyUntil) {
+      // No event runs meanwhile: the thread meets the reset and its report waits for the loop.
+    }
+    expect(total()).toBeGreaterThanOrEqual(before);
+    await cut;
+    await until("the tunnel to close", () => r.relay.activeTunnels === 0);
+    expect(total()).toBeGreaterThanOrEqual(before);
+  });
+
   it("closes idle tunnels, taking them back from the thread first", async () => {
     const echo = await startEcho();
     cleanups.push(() => echo.server.close());
