@@ -17,7 +17,9 @@ function ipv4Bytes(text: string): number[] | undefined {
   if (parts.length !== 4) return undefined;
   const out: number[] = [];
   for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p)) return undefined;
+    // No leading zeros: a resolver (inet_aton) reads "010" as octal 8, so such a name would be
+    // checked as one address and dialled as another. Refused as numeric instead.
+    if (!/^(0|[1-9]\d{0,2})$/.test(p)) return undefined;
     const n = Number(p);
     if (n > 255) return undefined;
     out.push(n);

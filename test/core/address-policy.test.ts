@@ -80,6 +80,13 @@ describe("address policy", () => {
     expect(addressRefusal("dns://10.20.1.1:1", rules)).toBeNull();
     expect(addressRefusal("dns://10.99.1.1:1", rules)).toContain("outside");
     expect(addressRefusal("ipv4://10.20.1.1:1", { cidrs: [] })).toContain("outside");
+    // A resolver reads a leading zero as octal (10.024.1.1 is 10.20.1.1 to inet_aton, 10.024.1.1 as
+    // decimal is outside): never checked as one address and dialled as another.
+    for (const sneaky of ["dns://10.024.1.1:1", "dns://10.20.01.1:1", "dns://010.20.1.1:1", "dns://10.20.1.00:1"]) {
+      expect(addressRefusal(sneaky, rules), sneaky).toContain("numeric address");
+      expect(addressRefusal(sneaky, {}), sneaky).toContain("numeric address");
+    }
+    expect(addressRefusal("dns://10.0.0.1:1", {})).toBeNull();
   });
 
   it("names the exact field of a refused address", () => {
