@@ -9,6 +9,7 @@
 // reader stops its own stream and no other. What this end has queued to send is
 // bounded by LINK_SEND_BUFFER plus one write per stream. Any violation closes the
 // link (GOAWAY with PROTOCOL_ERROR, then the socket) with a stable reason.
+import { randomInt } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
 import { READ_BUFFER_BYTES } from "../../pump.ts";
@@ -50,6 +51,13 @@ const MAX_FREE_SLABS = 16;
 const freeSlabs: Buffer[] = [];
 /** Socket writes a session keeps not called back (`send`). */
 const MAX_IN_FLIGHT = 2;
+/**
+ * Answers to the peer's own frames (a PONG per PING, an RST per OPEN refused past the stream
+ * limit) framed and not yet handed to the socket. A peer that sends such frames and does not read
+ * would otherwise grow this queue without end; past the bound its link is closed (`flood`), as
+ * nghttp2 bounds its queue of outbound acknowledgements. A peer that reads never comes near it.
+ */
+const MAX_UNSENT_ANSWERS = 1000;
 /** A copied DATA frame is split to fill what is left of the slab rather than start a new one, when that is at least this much. */
 const SPLIT_MIN = 16 * 1024;
 
@@ -102,7 +110,8 @@ export type MuxViolation =
   | "bad_stream_id"
   | "unexpected_frame"
   | "flow_control"
-  | "data_after_fin";
+  | "data_after_fin"
+  | "flood";
 
 export class MuxProtocolError extends Error {
   readonly code = "ERR_HOPWAY_MUX_PROTOCOL";
@@ -492,8 +501,15 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private goawayReceived = false;
   private closing = false;
   private closeEmitted = false;
-  private readonly pings = new Map<number, { at: number; cb: PingCallback }>();
+  /** Pings in flight by sequence number, each with a random word its PONG must echo. */
+  private readonly pings = new Map<number, { at: number; cb: PingCallback; nonce: number }>();
   private pingSeq = 0;
+  /** Answers (see MAX_UNSENT_ANSWERS) not yet handed to the socket, in all and in the slab since the last cut. */
+  private unsentAnswers = 0;
+  private answersInSlab = 0;
+  /** Per entry of `queued`: the answers in it. */
+  private queuedAnswers: number[] = [];
+  private finishing = false;
   // Frames of this pass: written into `slab` from `slabAt` on; `sealed` is the part of them
   // already cut into `queued` (with payloads too large to copy), handed to the socket at once.
   private slab: Buffer = EMPTY;
@@ -584,8 +600,11 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   ping(cb: PingCallback): boolean {
     if (this.destroyed) return false;
     const seq = ++this.pingSeq >>> 0;
-    this.pings.set(seq, { at: performance.now(), cb });
-    this.sendWords(FrameType.PING, 0, 0, seq);
+    // Random, so that a peer cannot answer pings it never read (a counter alone is guessable)
+    // and keep a link it has stopped reading looking alive.
+    const nonce = randomInt(0x1_0000_0000);
+    this.pings.set(seq, { at: performance.now(), cb, nonce });
+    this.sendWords(FrameType.PING, 0, nonce, seq);
     return true;
   }
 
@@ -807,6 +826,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     const done = this.slabDone;
     this.slabDone = undefined;
     this.queuedDone.push(done === undefined ? undefined : done.length === 1 ? done[0] : () => runAll(done));
+    this.queuedAnswers.push(this.answersInSlab);
+    this.answersInSlab = 0;
     this.sealed = this.slabAt;
   }
 
@@ -855,6 +876,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
       }
       const chunk = this.queued.shift() as Buffer;
       this.pendingBytes -= chunk.length;
+      this.unsentAnswers -= this.queuedAnswers.shift() as number;
       this.write(chunk, this.queuedSlab.shift() as FrameSlab, this.queuedDone.shift());
     }
     // Writers that waited on what was framed but not yet written: the socket took it without needing a drain.
@@ -865,7 +887,22 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     this.queued = [];
     this.queuedDone = [];
     this.queuedSlab = [];
+    this.queuedAnswers = [];
+    this.unsentAnswers = this.answersInSlab;
     this.pendingBytes = 0;
+  }
+
+  /** Whether another answer to the peer may be queued; past MAX_UNSENT_ANSWERS the link closes (`flood`). */
+  private mayAnswer(): boolean {
+    if (this.unsentAnswers < MAX_UNSENT_ANSWERS) return true;
+    this.violation("flood", `${MAX_UNSENT_ANSWERS} answers to its frames wait: the peer does not read`);
+    return false;
+  }
+
+  /** An answer was framed into the slab. */
+  private answered(): void {
+    this.unsentAnswers++;
+    this.answersInSlab++;
   }
 
   /** Hands everything framed to the socket now (before ending it, so nothing framed is lost). */
@@ -903,7 +940,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   }
 
   private maybeFinish(): void {
-    if (!this.closing || this.streams.size > 0 || this.destroyed) return;
+    if (!this.closing || this.streams.size > 0 || this.destroyed || this.finishing) return;
+    this.finishing = true;
     this.writeOut();
     this.socket.end();
     // The socket's close destroys the session; a peer that never closes its side gets a bounded wait.
@@ -1142,12 +1180,14 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
         return;
       }
       case FrameType.PING:
+        if (!this.mayAnswer()) return;
         this.sendFrame(FrameType.PONG, 0, 0, p);
+        this.answered();
         return;
       case FrameType.PONG: {
         const seq = p.readUInt32BE(4);
         const ping = this.pings.get(seq);
-        if (ping === undefined) return;
+        if (ping === undefined || p.readUInt32BE(0) !== ping.nonce) return;
         this.pings.delete(seq);
         ping.cb(null, performance.now() - ping.at, p);
         return;
@@ -1204,7 +1244,9 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     }
     this.highestPeerId = id;
     if (this.goawaySent || this.streams.size >= this.settings.maxConcurrentStreams) {
+      if (!this.mayAnswer()) return;
       this.sendRst(id, Code.REFUSED_STREAM);
+      this.answered();
       return;
     }
     const s = new MuxStream(this, id, this.peerWindow, this.settings.streamWindowBytes);
@@ -1239,6 +1281,11 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   }
 
   private onGoaway(lastId: number, code: number): void {
+    // Once is all it takes: a repeated GOAWAY would only make this side scan its streams again.
+    if (this.goawayReceived) {
+      this.violation("unexpected_frame", "a second GOAWAY");
+      return;
+    }
     this.goawayReceived = true;
     this.emit("goaway", code, lastId);
     // Streams past the peer's last one were never taken: safe to retry elsewhere.

@@ -31,6 +31,15 @@ afterEach(async () => {
 const SETTINGS = { maxConcurrentStreams: 100, streamWindowBytes: 65_535 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Polls `ok` every 2 ms until it holds; throws after `ms`. */
+async function until(ok: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error("timed out");
+    await sleep(2);
+  }
+}
+
 async function listening(onSocket: (s: Socket) => void): Promise<{ server: Server; port: number }> {
   const server = createServer({ allowHalfOpen: true }, onSocket);
   server.listen(0, "127.0.0.1");
@@ -399,6 +408,107 @@ describe("hopway-mux/1: a peer that breaks the protocol loses its link, never th
     const pong = frames(Buffer.concat(got)).find((f) => f.type === FrameType.PONG);
     expect(pong?.payload.readUInt32BE(4)).toBe(8);
     expect(errors).toEqual([]);
+  });
+});
+
+describe("hopway-mux/1: a peer that floods a link it does not read", () => {
+  /**
+   * Writes `frame` until the session closes or `max` were sent; returns how many went. In batches
+   * of 500 with a turn of the event loop between, so that the session reads each batch by itself:
+   * what closes the link is answers piling up behind a peer that does not read, not one burst.
+   */
+  async function flood(raw: Socket, frame: (i: number) => Buffer, max: number, ended: () => boolean): Promise<number> {
+    const batch = 500;
+    let sent = 0;
+    while (sent < max && !ended()) {
+      const parts: Buffer[] = [];
+      for (let j = 0; j < batch; j++) parts.push(frame(sent + j));
+      sent += batch;
+      if (!raw.write(Buffer.concat(parts))) await Promise.race([once(raw, "drain"), sleep(200)]);
+      await sleep(1);
+    }
+    return sent;
+  }
+
+  it("PINGs whose PONGs pile up: the link closes (flood) instead of queueing them without end", async () => {
+    const { raw, errors, closed } = await rawPeer();
+    raw.pause();
+    let done = false;
+    void closed.then(() => {
+      done = true;
+    });
+    // Loopback socket buffers take a few MiB of PONGs before any waits in the session.
+    const sent = await flood(
+      raw,
+      (i) => wordsFrame(FrameType.PING, 0, [0, i]),
+      2_000_000,
+      () => done,
+    );
+    await closed;
+    expect((errors[0] as MuxProtocolError | undefined)?.reason, `after ${sent} PINGs`).toBe("flood");
+  });
+
+  it("OPENs past the stream limit, each refused with an RST it never reads: the link closes (flood)", async () => {
+    const { raw, errors, closed } = await rawPeer();
+    raw.pause();
+    let done = false;
+    void closed.then(() => {
+      done = true;
+    });
+    const h = encodeHeaders({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": "r2" });
+    const open = (i: number) => Buffer.concat([frameHeader(FrameType.OPEN, 0, 2 * i + 1, h.length), h]);
+    const sent = await flood(raw, open, 1_500_000, () => done);
+    await closed;
+    expect((errors[0] as MuxProtocolError | undefined)?.reason, `after ${sent} OPENs`).toBe("flood");
+  });
+
+  it("a peer that reads is answered however many PINGs it sends", async () => {
+    const { raw, errors, got } = await rawPeer();
+    for (let round = 0; round < 20; round++) {
+      raw.write(
+        Buffer.concat(Array.from({ length: 500 }, (_, i) => wordsFrame(FrameType.PING, 0, [0, round * 500 + i]))),
+      );
+      await sleep(2);
+    }
+    await until(() => frames(Buffer.concat(got)).filter((f) => f.type === FrameType.PONG).length === 10_000);
+    expect(errors).toEqual([]);
+  });
+
+  it("a second GOAWAY closes the link (unexpected_frame)", async () => {
+    const { raw, errors, closed, streams } = await rawPeer();
+    raw.write(OPEN_1());
+    await until(() => streams.length === 1);
+    // Graceful: the open stream keeps the link; the repeat is what breaks it.
+    raw.write(wordsFrame(FrameType.GOAWAY, 0, [0, Code.NO_ERROR]));
+    raw.write(wordsFrame(FrameType.GOAWAY, 0, [0, Code.NO_ERROR]));
+    await closed;
+    expect((errors[0] as MuxProtocolError | undefined)?.reason).toBe("unexpected_frame");
+  });
+
+  it("a PONG must echo the PING's random word: a peer that does not read cannot answer pings blind", async () => {
+    const got: Buffer[] = [];
+    let raw: Socket | undefined;
+    const { port } = await listening((s) => {
+      raw = s;
+      s.on("data", (c: Buffer) => got.push(c));
+      s.on("error", () => {});
+      s.write(wordsFrame(FrameType.SETTINGS, 0, [100, 65_535, MAX_FRAME]));
+    });
+    const client = new MuxSession(await dial(port), "client", SETTINGS);
+    client.on("error", () => {});
+    cleanups.push(() => client.destroy());
+    let answered = 0;
+    expect(client.ping(() => answered++)).toBe(true);
+    await until(() => frames(Buffer.concat(got)).some((f) => f.type === FrameType.PING));
+    const ping = frames(Buffer.concat(got)).find((f) => f.type === FrameType.PING);
+    const seq = ping?.payload.readUInt32BE(4) as number;
+    // The sequence number alone (what a peer could count without reading) answers nothing.
+    (raw as Socket).write(wordsFrame(FrameType.PONG, 0, [((ping?.payload.readUInt32BE(0) as number) + 1) >>> 0, seq]));
+    (raw as Socket).write(wordsFrame(FrameType.PONG, 0, [0, seq]));
+    await sleep(50);
+    expect(answered).toBe(0);
+    (raw as Socket).write(Buffer.concat([frameHeader(FrameType.PONG, 0, 0, 8), ping?.payload as Buffer]));
+    await until(() => answered === 1);
   });
 });
 
