@@ -52,6 +52,13 @@ const PHRASES: Record<number, string> = {
   508: "Loop Detected",
 };
 
+const REFUSAL_STATUSES: ReadonlySet<number> = new Set(Object.values(STATUS_FOR));
+
+/** Whether `status` is one a relay refuses a tunnel with (the table above); a next hop's answer with any other is not passed on. */
+export function isRefusalStatus(status: number): boolean {
+  return REFUSAL_STATUSES.has(status);
+}
+
 export function reasonForStatus(status: number): FailureReason {
   for (const [reason, code] of Object.entries(STATUS_FOR)) if (code === status) return reason as FailureReason;
   return "next_hop_failed";

@@ -53,6 +53,7 @@ import {
   establishedResponse,
   type FailureReason,
   findHeadEnd,
+  isRefusalStatus,
   MAX_HEAD_BYTES,
   parseAuthority,
   parseConnectHead,
@@ -307,7 +308,12 @@ export class Relay {
         ...common,
         acceptTimeoutMs: Math.min(settings.handshakeTimeoutMs, this.limits.headerTimeoutMs),
         knows: (peer) => this.table.has(peer),
-        onStream: (stream, headers, peer) => this.handleLinkStream(stream, headers, peer),
+        onStream: (stream, headers, peer) =>
+          // As for a client's CONNECT (`route`): whatever throws ends this stream, never the process.
+          this.handleLinkStream(stream, headers, peer).catch((err: unknown) => {
+            this.log("warn", "link stream failed", { peer, error: String(err) });
+            stream.destroy();
+          }),
       });
       // A relay whose record left the table loses its links with that same update.
       this.table.onChange(() => {
@@ -971,6 +977,9 @@ export class Relay {
       "hopway-failed-at": sanitize(r.extra["Hopway-Failed-At"] ?? this.name),
     };
     stream.respond(h, { endStream: true });
+    // Reset behind the answer: the requester may have sent data after its request, and a stream
+    // left open would keep its window of it and its place in the tunnel pool until the peer reset it.
+    stream.destroy();
   }
 
   /**
@@ -1371,6 +1380,13 @@ class LinkDial implements Expiring {
     }
     if (r.status === undefined) {
       this.resolve({ ok: false, final: r.final, refusal: new Refusal("next_hop_failed", r.detail) });
+      return;
+    }
+    if (!isRefusalStatus(r.status)) {
+      // Passed on, any other status would reach the application as itself (a 2xx reads as "tunnel
+      // up") or make the answer upstream invalid: the next relay failed.
+      const why = `next relay '${this.nextNode}' answered with status ${r.status}`;
+      this.resolve({ ok: false, final: true, refusal: new Refusal("next_hop_failed", why) });
       return;
     }
     // Pass the downstream verdict through so the client learns the real reason and where it arose.

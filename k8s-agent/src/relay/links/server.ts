@@ -202,6 +202,8 @@ export class LinkServer {
       stream.on("close", onAcceptedStreamClose);
       if (headers[":method"] !== "CONNECT") {
         stream.respond({ ":status": 405, "hopway-error": "method_not_allowed" }, { endStream: true });
+        // Reset behind the answer, so that what the peer sends after its request is not kept.
+        stream.destroy();
         return;
       }
       this.opts.onStream(stream, headers, peer);

@@ -4,15 +4,27 @@ import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createSecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { connect, createServer, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer, connect as tlsConnect } from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
 import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import { linkBuffersForTest } from "../../../src/relay/links/buffers.ts";
 import type { LinkProtocol } from "../../../src/relay/links/index.ts";
+import {
+  ALPN_MUX,
+  encodeHeaders,
+  FrameType,
+  frameHeader,
+  HEADER_BYTES,
+  MAX_FRAME,
+  wordsFrame,
+} from "../../../src/relay/links/mux/frame.ts";
+import { MuxSession, type MuxStream } from "../../../src/relay/links/mux/session.ts";
 import { writtenThroughForTest } from "../../../src/relay/pump.ts";
 import {
   cutOff,
   hop,
   LINK_PROTOCOLS,
+  linkRequest,
   listen,
   type Running,
   readAll,
@@ -24,6 +36,7 @@ import {
   startRelay,
   TEST_REALM,
   tunnel,
+  until,
 } from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
@@ -430,5 +443,127 @@ describe("relay links: framing negotiation", () => {
     expect(offered[0]).toEqual(["hopway-mux/1", "h2"]);
     expect(ups.map((u) => [u.peer, u.protocol])).toEqual([["r3", "h2"]]);
     t.socket.destroy();
+  });
+});
+
+/**
+ * A neighbour "r3" holding a valid certificate of the realm that answers every stream as `answer`
+ * says (a compromised relay): an accepting hopway-mux/1 session of its own over TLS.
+ */
+async function compromisedNeighbour(answer: (stream: MuxStream, n: number) => void): Promise<number> {
+  const m = relayIdentityForTest(TEST_REALM, "r3").material();
+  if (!m) throw new Error("no test identity");
+  let n = 0;
+  const server = createTlsServer(
+    {
+      key: m.key,
+      cert: m.certChain,
+      ca: m.trustBundle,
+      requestCert: true,
+      minVersion: "TLSv1.3",
+      ALPNProtocols: [ALPN_MUX],
+    },
+    (socket) => {
+      socket.on("error", () => {});
+      const session = new MuxSession(socket, "server", { maxConcurrentStreams: 100, streamWindowBytes: 65_535 });
+      session.on("error", () => {});
+      session.on("stream", (stream: MuxStream) => {
+        stream.on("error", () => {});
+        answer(stream, n++);
+      });
+      cleanups.push(() => session.destroy());
+    },
+  );
+  const port = await listen(server as unknown as Server);
+  cleanups.push(() => server.close());
+  return port;
+}
+
+describe("relay links: a compromised neighbour", () => {
+  it("an answer outside the refusal table is a 502 at the application, and the relay carries on", async () => {
+    const statuses = [201, 150, 0, 600, 299];
+    const port = await compromisedNeighbour((stream, n) =>
+      stream.respond({ ":status": statuses[n % statuses.length] as number }, { endStream: true }),
+    );
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [route("r2", "app1", [hop("r3", `ipv4://127.0.0.1:${port}`), hop("app1", "ipv4://127.0.0.1:9")])],
+      peers: ["r1", "r3"],
+      links: { protocol: "mux" },
+    });
+    cleanups.push(() => r2.close());
+    for (const status of statuses.slice(0, 4)) {
+      const t = await tunnel(r2.port);
+      expect(t.status, `next relay answered ${status}`).toBe(502);
+      expect(t.headers.get("hopway-error")).toBe("next_hop_failed");
+      expect(t.headers.get("hopway-reason")).toContain(`answered with status ${status}`);
+      t.socket.destroy();
+    }
+    // Upstream over HTTP/2, where passing such a status on would throw inside the stream's handler.
+    const up = await linkRequest(r2.port, "r1", "app1", "r1");
+    cleanups.push(up.close);
+    expect(up.headers[":status"]).toBe(502);
+    expect(up.headers["hopway-error"]).toBe("next_hop_failed");
+    // Still serving.
+    const after = await tunnel(r2.port);
+    expect(after.status).toBe(502);
+    after.socket.destroy();
+  });
+
+  it("a refused stream is reset behind its answer: what the peer sends after it is not kept", async () => {
+    const port = await echo();
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
+      peers: ["r1"],
+      links: { protocol: "mux" },
+    });
+    cleanups.push(() => r2.close());
+    const m = relayIdentityForTest(TEST_REALM, "r1").material();
+    if (!m) throw new Error("no test identity");
+    const raw = tlsConnect({
+      host: "127.0.0.1",
+      port: r2.port,
+      key: m.key,
+      cert: m.certChain,
+      ca: m.trustBundle,
+      checkServerIdentity: () => undefined,
+      ALPNProtocols: [ALPN_MUX],
+      minVersion: "TLSv1.3",
+    });
+    raw.on("error", () => {});
+    cleanups.push(() => raw.destroy());
+    await once(raw, "secureConnect");
+    const got: Buffer[] = [];
+    raw.on("data", (c: Buffer) => got.push(c));
+    raw.write(wordsFrame(FrameType.SETTINGS, 0, [100, 1 << 20, MAX_FRAME]));
+    // The link itself.
+    await until("the link", () => r2.relay.openConnections === 1);
+    const tunnels = 20;
+    const payload = Buffer.alloc(60_000, 7);
+    for (let i = 0; i < tunnels; i++) {
+      const id = 2 * i + 1;
+      // Refused at once (400): the authority is not a name.
+      const h = encodeHeaders({ ":method": "CONNECT", ":authority": "not a name!", "hopway-hops": "r1" });
+      raw.write(Buffer.concat([frameHeader(FrameType.OPEN, 0, id, h.length), h]));
+      raw.write(Buffer.concat([frameHeader(FrameType.DATA, 0, id, payload.length), payload]));
+    }
+    const seen = () => {
+      const out = { replies: 0, resets: 0 };
+      const bytes = Buffer.concat(got);
+      for (let at = 0; at + HEADER_BYTES <= bytes.length; at += HEADER_BYTES + bytes.readUInt32BE(at + 6)) {
+        if (bytes[at] === FrameType.REPLY) out.replies++;
+        if (bytes[at] === FrameType.RST) out.resets++;
+      }
+      return out;
+    };
+    await until("every refusal and its reset", () => seen().resets === tunnels);
+    expect(seen().replies).toBe(tunnels);
+    // Every stream gave its place in the tunnel pool back.
+    await until("the streams to close", () => r2.relay.openConnections === 1);
+    // The link is still good for a real tunnel.
+    const h = encodeHeaders({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": "r1" });
+    raw.write(Buffer.concat([frameHeader(FrameType.OPEN, 0, 2 * tunnels + 1, h.length), h]));
+    await until("its answer", () => seen().replies === tunnels + 1);
   });
 });
