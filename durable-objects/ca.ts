@@ -114,13 +114,16 @@ export class CaStore {
     });
   }
 
-  record(serial: string, generation: number, name: string, notAfter: number): void {
+  /** Records a leaf issued for relay `name` while its record was in `namespace` (null: a record without one). */
+  record(serial: string, generation: number, name: string, namespace: string | null, notAfter: number): void {
     this.sql.exec(
-      "INSERT OR REPLACE INTO ca_issued (serial, generation, name, not_after) VALUES (?, ?, ?, ?)",
+      `INSERT OR REPLACE INTO ca_issued (serial, generation, name, not_after, namespace, namespace_known)
+       VALUES (?, ?, ?, ?, ?, 1)`,
       serial,
       generation,
       name,
       notAfter,
+      namespace,
     );
   }
 
@@ -129,10 +132,41 @@ export class CaStore {
     this.sql.exec("DELETE FROM ca_issued WHERE not_after <= ?", now);
   }
 
-  outstandingFor(name: string, now: number): number {
+  /** Unexpired leaves for relay `name` issued while its record was in `namespace`. */
+  outstandingFor(name: string, namespace: string | null, now: number): number {
     return this.sql
-      .exec<{ n: number }>("SELECT count(*) AS n FROM ca_issued WHERE name = ? AND not_after > ?", name, now)
+      .exec<{ n: number }>(
+        "SELECT count(*) AS n FROM ca_issued WHERE name = ? AND namespace_known = 1 AND namespace IS ? AND not_after > ?",
+        name,
+        namespace,
+        now,
+      )
       .one().n;
+  }
+
+  /**
+   * Unexpired leaves for relay `name` issued to a namespace other than
+   * `namespace`: while there are any, a record of that name in `namespace`
+   * could be impersonated by whoever holds them. Undefined when there are none;
+   * `until` is when the last of them expires (ms).
+   */
+  heldElsewhere(
+    name: string,
+    namespace: string | null,
+    now: number,
+  ): { namespaces: Array<string | null>; until: number } | undefined {
+    const rows = this.sql
+      .exec<{ namespace: string | null; until: number }>(
+        `SELECT namespace, max(not_after) AS until FROM ca_issued
+          WHERE name = ? AND namespace_known = 1 AND namespace IS NOT ? AND not_after > ?
+          GROUP BY namespace ORDER BY namespace`,
+        name,
+        namespace,
+        now,
+      )
+      .toArray();
+    if (rows.length === 0) return undefined;
+    return { namespaces: rows.map((r) => r.namespace), until: Math.max(...rows.map((r) => r.until)) };
   }
 
   authorities(now: number): CaAuthorityInfo[] {

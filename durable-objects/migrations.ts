@@ -102,12 +102,50 @@ function addressPolicy(sql: Sql): void {
   sql.exec("CREATE TABLE IF NOT EXISTS address_policy (scope TEXT PRIMARY KEY, rules TEXT NOT NULL) WITHOUT ROWID");
 }
 
+/**
+ * Scaling reports are per namespace (docs/contract/autoscaling.md §1.3): each
+ * report keeps the namespace of the record that sent it, and a workload's
+ * reports are read within one namespace, so one tenant's report never changes
+ * another's draining list. A report already stored sits on the row of the
+ * record that sent it, whose namespace the row holds, so it keeps counting
+ * (dropping them would leave each workload's view to its first pods to
+ * heartbeat after the upgrade, and drain pods on that partial view).
+ */
+function reportNamespace(sql: Sql): void {
+  sql.exec("ALTER TABLE records ADD COLUMN report_namespace TEXT");
+  sql.exec("UPDATE records SET report_namespace = namespace WHERE report IS NOT NULL");
+  sql.exec("DROP INDEX IF EXISTS records_workload");
+  sql.exec(
+    "CREATE INDEX IF NOT EXISTS records_workload_scope ON records (workload, report_namespace) WHERE workload IS NOT NULL",
+  );
+}
+
+/**
+ * Issued relay certificates keep the namespace of the record they were issued
+ * for (docs/identity.md), so a name another namespace holds unexpired
+ * certificates for cannot be taken, and the per-name limit counts one
+ * namespace's certificates. Rows from before are attributed to the record that
+ * holds their name now, the relay that asked for them in all but a deliberate
+ * hand-over; rows whose record is gone are `namespace_known = 0`: they still
+ * hold their CA back from retirement, but neither block a name nor count
+ * (blocking them would stop every relay that deregistered in the last
+ * certificate lifetime from registering again after the upgrade).
+ */
+function issuedNamespace(sql: Sql): void {
+  sql.exec("ALTER TABLE ca_issued ADD COLUMN namespace TEXT");
+  sql.exec("ALTER TABLE ca_issued ADD COLUMN namespace_known INTEGER NOT NULL DEFAULT 1");
+  sql.exec("UPDATE ca_issued SET namespace = (SELECT r.namespace FROM records r WHERE r.name = ca_issued.name)");
+  sql.exec("UPDATE ca_issued SET namespace_known = 0 WHERE name NOT IN (SELECT name FROM records)");
+}
+
 export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [
   v1,
   v2,
   relayCertificateAuthority,
   listenersTable,
   addressPolicy,
+  reportNamespace,
+  issuedNamespace,
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 

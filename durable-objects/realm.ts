@@ -7,6 +7,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { type AddressPolicy, recordAddressProblem } from "../src/core/address-policy.ts";
 import type { ErrorCode } from "../src/core/errors.ts";
+import { recordNamespace } from "../src/core/group.ts";
 import type { ListenerDeclaration, NamedListenerDeclaration } from "../src/core/listener.ts";
 import { computeWorkloadScaling } from "../src/core/scaling.ts";
 import type { HopwayRecord, LinkState, ScalingReport } from "../src/core/schema.ts";
@@ -32,7 +33,7 @@ import { type AuthorityRow, CaStore, MAX_OUTSTANDING_PER_NAME } from "./ca.ts";
 import { ListenerStore, MAX_LISTENERS } from "./listeners.ts";
 import { migrate } from "./migrations.ts";
 import { PolicyStore } from "./policy.ts";
-import { namespaceOf, RecordStore } from "./records.ts";
+import { type RecordRow, RecordStore } from "./records.ts";
 import { TokenStore } from "./tokens.ts";
 
 /** Upper bound of a long-poll held inside the object. */
@@ -48,6 +49,15 @@ export const LATE_SWEEP_MS = 10_000;
 
 function fail(code: ErrorCode, status: number, message: string, path?: string): Failure {
   return { ok: false, error: { code, status, message, ...(path !== undefined ? { path } : {}) } };
+}
+
+/**
+ * The namespace whose agent tokens may write a stored record (recordNamespace: a group's is the
+ * one it names). The store keeps none for a group, so a group's is read from its JSON.
+ */
+function storedNamespace(row: RecordRow): string | null {
+  if (row.namespace !== null || !row.json.includes('"type":"group"')) return row.namespace;
+  return recordNamespace(JSON.parse(row.json) as HopwayRecord);
 }
 
 interface Waiter {
@@ -283,16 +293,40 @@ export class RealmObject extends DurableObject<Env> {
 
   // ---- writes ---------------------------------------------------------------------
 
+  /**
+   * A node record may not take a name for which relay certificates issued to
+   * another namespace (or to records without one) are unexpired: whoever holds
+   * them could stand in for this record's relay, since peers check the name
+   * (docs/identity.md). `at` is the record's place in an import (`[3].`).
+   */
+  private certifiedElsewhere(record: HopwayRecord, now: number, at = ""): Failure | null {
+    if (record.type !== "node") return null;
+    const namespace = record.metadata?.namespace_name ?? null;
+    const held = this.ca.heldElsewhere(record.name, namespace, now);
+    if (held === undefined) return null;
+    const scope = (ns: string | null) => (ns === null ? "records without a namespace" : `namespace '${ns}'`);
+    return fail(
+      "name_certified",
+      409,
+      `relay certificates for '${record.name}' issued to ${held.namespaces.map(scope).join(" and ")} are unexpired, ` +
+        `the last valid until ${new Date(held.until).toISOString()}: a record of this name in ${scope(namespace)} ` +
+        "could be impersonated with them until then; use another name, or write it after that time",
+      `${at}name`,
+    );
+  }
+
   putRecord(caller: Caller, record: HopwayRecord, ttlSeconds: number | null): Result<PutResult> {
     const existing = this.records.get(record.name);
     const p = this.writer(
       caller,
-      existing === undefined ? [namespaceOf(record)] : [namespaceOf(record), existing.namespace],
+      existing === undefined ? [recordNamespace(record)] : [recordNamespace(record), storedNamespace(existing)],
     );
     if ("ok" in p) return p;
     const refused = this.addressesAllowed(p, [record], false);
     if (refused !== null) return refused;
     const now = this.now();
+    const certified = this.certifiedElsewhere(record, now);
+    if (certified !== null) return certified;
     this.catchUp(now);
     const lease = ttlSeconds === null ? null : { expiresAt: now + ttlSeconds * 1000, ttl: ttlSeconds };
     const json = JSON.stringify(record);
@@ -320,17 +354,22 @@ export class RealmObject extends DurableObject<Env> {
   }
 
   importRecords(caller: Caller, records: HopwayRecord[]): Result<WriteResult & { records: number }> {
-    const namespaces = new Set<string | null>(records.map(namespaceOf));
+    const namespaces = new Set<string | null>(records.map(recordNamespace));
     for (const r of records) {
       const old = this.records.get(r.name);
-      if (old !== undefined) namespaces.add(old.namespace);
+      if (old !== undefined) namespaces.add(storedNamespace(old));
     }
     const p = this.writer(caller, namespaces);
     if ("ok" in p) return p;
     // Checked before anything is written: a refused import stores nothing.
     const refused = this.addressesAllowed(p, records, true);
     if (refused !== null) return refused;
-    this.catchUp(this.now());
+    const now = this.now();
+    for (const [i, r] of records.entries()) {
+      const certified = this.certifiedElsewhere(r, now, `[${i}].`);
+      if (certified !== null) return certified;
+    }
+    this.catchUp(now);
     if (records.length === 0) return { ok: true, version: this.records.version, records: 0 };
     this.ctx.storage.transactionSync(() => {
       const v = this.records.bump(records.map((r) => r.name));
@@ -351,7 +390,7 @@ export class RealmObject extends DurableObject<Env> {
       if ("ok" in p) return p;
       return fail("unknown_node", 404, `no record named '${name}' in this realm`, "name");
     }
-    const p = this.writer(caller, [existing.namespace]);
+    const p = this.writer(caller, [storedNamespace(existing)]);
     if ("ok" in p) return p;
     this.ctx.storage.transactionSync(() => {
       this.records.delete(name);
@@ -366,6 +405,8 @@ export class RealmObject extends DurableObject<Env> {
    * Renews a lease (ttlSeconds, else the TTL it was registered with) and stores
    * the pod's latest scaling report. Not a topology change: the version stays.
    * Answers the workload's scaling view, which is how a pod learns it drains.
+   * Reports are per namespace: the report is stored under the namespace the
+   * caller was checked against, and the view is read from that namespace only.
    */
   heartbeat(
     caller: Caller,
@@ -391,12 +432,13 @@ export class RealmObject extends DurableObject<Env> {
         `no record named '${name}' (lease expired or never registered): register it again`,
       );
     }
-    const p = this.writer(caller, [row.namespace]);
+    const scope = row.namespace;
+    const p = this.writer(caller, [scope]);
     if ("ok" in p) return p;
     const ttl = ttlSeconds ?? row.ttl_seconds;
     const expiresAt = ttl === null ? null : now + ttl * 1000;
     if (ttl !== null && expiresAt !== null) this.records.setLease(name, { expiresAt, ttl });
-    if (report !== null) this.records.setReport(name, report, now);
+    if (report !== null) this.records.setReport(name, report, scope, now);
     if (links !== null) this.linkReports.set(name, { links, at: now });
     this.scheduleAlarm();
     const workload = report?.workload ?? row.workload;
@@ -407,22 +449,57 @@ export class RealmObject extends DurableObject<Env> {
     if (workload !== null) {
       result.scaling = computeWorkloadScaling(
         workload,
-        this.records.workloadReports(workload, now).map((r) => r.report),
+        this.records.workloadReports(workload, scope, now).map((r) => r.report),
       );
     }
     return { ok: true, ...result };
   }
 
-  workload(caller: Caller, workload: string): Result<{ view: WorkloadView }> {
+  /**
+   * The scaling view of a workload in one namespace (null: records without one):
+   * the same workload name in two namespaces is two workloads. Without
+   * `namespace`, the only namespace with live reports of it (for an agent
+   * token, the only one among its own namespaces); several are refused rather
+   * than guessed between.
+   */
+  workload(caller: Caller, workload: string, namespace?: string | null): Result<{ view: WorkloadView }> {
     const p = this.reader(caller);
     if ("ok" in p) return p;
-    this.catchUp(this.now());
-    const live = this.records.workloadReports(workload, this.now());
-    if (live.length === 0) return fail("not_found", 404, `no live pod reports for workload '${workload}'`, "workload");
+    const now = this.now();
+    this.catchUp(now);
+    let scope = namespace;
+    if (scope === undefined) {
+      let found = this.records.workloadNamespaces(workload, now);
+      if (p.role === "agent") found = found.filter((ns) => ns !== null && (p.namespaces ?? []).includes(ns));
+      if (found.length > 1) {
+        const names = found.map((ns) => (ns === null ? "(none)" : `'${ns}'`)).join(", ");
+        return fail(
+          "invalid_input",
+          400,
+          `pods of ${found.length} namespaces report workload '${workload}' (${names}), each its own workload: ` +
+            "name one with ?namespace= (empty for records without a namespace)",
+          "namespace",
+        );
+      }
+      scope = found[0];
+    }
+    const live = scope === undefined ? [] : this.records.workloadReports(workload, scope, now);
+    if (scope === undefined || live.length === 0) {
+      const where =
+        scope === undefined
+          ? p.role === "agent"
+            ? " in this token's namespaces"
+            : ""
+          : scope === null
+            ? " from records without a namespace"
+            : ` in namespace '${scope}'`;
+      return fail("not_found", 404, `no live pod reports for workload '${workload}'${where}`, "workload");
+    }
     return {
       ok: true,
       view: {
         version: this.records.version,
+        namespace: scope,
         scaling: computeWorkloadScaling(
           workload,
           live.map((r) => r.report),
@@ -473,6 +550,7 @@ export class RealmObject extends DurableObject<Env> {
     if (stored === undefined && this.listeners.count() >= MAX_LISTENERS) {
       return fail("invalid_input", 400, `a realm holds at most ${MAX_LISTENERS} listener declarations`, "name");
     }
+
     const named: NamedListenerDeclaration = { name, ...decl };
     if (this.listeners.put(named)) this.wakeListenerWaiters();
     return { ok: true, version: this.listeners.version, created: stored === undefined };
@@ -608,7 +686,10 @@ export class RealmObject extends DurableObject<Env> {
     if ("ok" in w) return w;
     const now = this.now();
     this.ca.pruneExpired(now);
-    const outstanding = this.ca.outstandingFor(name, now);
+    const certified = this.certifiedElsewhere(record, now);
+    if (certified !== null) return certified;
+    // Counted within the record's namespace: another namespace's certificates for the name never use up its limit.
+    const outstanding = this.ca.outstandingFor(name, row.namespace, now);
     if (outstanding >= MAX_OUTSTANDING_PER_NAME) {
       return fail(
         "conflict",
@@ -629,7 +710,12 @@ export class RealmObject extends DurableObject<Env> {
     if (!this.ca.hasGeneration(authority.generation)) {
       return fail("conflict", 409, "the realm CA changed while signing; ask again", "name");
     }
-    this.ca.record(leaf.serialHex, authority.generation, name, leaf.notAfter);
+    // The record may have gone, or moved to another namespace, while signing: a leaf recorded under
+    // its old namespace would let that namespace hold the name's certificate past the check above.
+    if (this.records.get(name)?.namespace !== row.namespace) {
+      return fail("conflict", 409, `'${name}' was removed or changed namespace while signing; ask again`, "name");
+    }
+    this.ca.record(leaf.serialHex, authority.generation, name, row.namespace, leaf.notAfter);
     return {
       ok: true,
       issued: {

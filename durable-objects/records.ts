@@ -21,6 +21,8 @@ export interface RecordRow extends Record<string, SqlStorageValue> {
   workload: string | null;
   report: string | null;
   report_at: number | null;
+  /** The namespace of the record when it reported (null: a record without one); reports are read per namespace. */
+  report_namespace: string | null;
 }
 
 export function namespaceOf(record: HopwayRecord): string | null {
@@ -61,13 +63,22 @@ export class RecordStore {
     return this.sql.exec<RecordRow>("SELECT * FROM records WHERE name = ?", name).toArray()[0];
   }
 
+  /**
+   * A record that moves to another namespace leaves its scaling report behind:
+   * the report was the old namespace's and must not count in the new one's
+   * workloads (the record's next heartbeat reports again).
+   */
   upsert(record: HopwayRecord, json: string, lease: { expiresAt: number; ttl: number } | null, version: number): void {
     this.sql.exec(
       `INSERT INTO records (name, json, namespace, expires_at, ttl_seconds, updated_version)
        VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (name) DO UPDATE SET json = excluded.json, namespace = excluded.namespace,
          expires_at = excluded.expires_at, ttl_seconds = excluded.ttl_seconds,
-         updated_version = excluded.updated_version`,
+         updated_version = excluded.updated_version,
+         workload = iif(records.namespace IS excluded.namespace, records.workload, NULL),
+         report = iif(records.namespace IS excluded.namespace, records.report, NULL),
+         report_at = iif(records.namespace IS excluded.namespace, records.report_at, NULL),
+         report_namespace = iif(records.namespace IS excluded.namespace, records.report_namespace, NULL)`,
       record.name,
       json,
       namespaceOf(record),
@@ -86,12 +97,14 @@ export class RecordStore {
     );
   }
 
-  setReport(name: string, report: ScalingReport, now: number): void {
+  /** Stores a record's report under `namespace`, the record's own (null: a record without one). */
+  setReport(name: string, report: ScalingReport, namespace: string | null, now: number): void {
     this.sql.exec(
-      "UPDATE records SET workload = ?, report = ?, report_at = ? WHERE name = ?",
+      "UPDATE records SET workload = ?, report = ?, report_at = ?, report_namespace = ? WHERE name = ?",
       report.workload,
       JSON.stringify(report),
       now,
+      namespace,
       name,
     );
   }
@@ -122,16 +135,39 @@ export class RecordStore {
       .one().t;
   }
 
-  /** Live reports of a workload: a report lives as long as its record (and its lease). */
-  workloadReports(workload: string, now: number): { node: string; report: ScalingReport; reportedAt: number }[] {
+  /**
+   * Live reports of a workload in one namespace (null: records without one): a
+   * report lives as long as its record (and its lease). Reports of the same
+   * workload name from another namespace are another workload.
+   */
+  workloadReports(
+    workload: string,
+    namespace: string | null,
+    now: number,
+  ): { node: string; report: ScalingReport; reportedAt: number }[] {
     return this.sql
       .exec<RecordRow>(
-        "SELECT * FROM records WHERE workload = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY name",
+        `SELECT * FROM records WHERE workload = ? AND report_namespace IS ? AND (expires_at IS NULL OR expires_at > ?)
+          ORDER BY name`,
         workload,
+        namespace,
         now,
       )
       .toArray()
       .map((r) => ({ node: r.name, report: JSON.parse(r.report ?? "null"), reportedAt: r.report_at ?? 0 }));
+  }
+
+  /** The namespaces (null: records without one) with live reports of `workload`. */
+  workloadNamespaces(workload: string, now: number): Array<string | null> {
+    return this.sql
+      .exec<{ ns: string | null }>(
+        `SELECT DISTINCT report_namespace AS ns FROM records
+          WHERE workload = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY ns`,
+        workload,
+        now,
+      )
+      .toArray()
+      .map((r) => r.ns);
   }
 
   changesSince(epoch: string | null, since: number | null): Changes {

@@ -3,6 +3,7 @@
 export * from "./address-policy.ts";
 export { chooseGateway, type DialChoice, gatewayAddresses, pickGateway } from "./dial.ts";
 export * from "./errors.ts";
+export { countsAsMember, recordNamespace } from "./group.ts";
 export { combineWeight, nameHash, relayHalf, rendezvousWeight } from "./hash.ts";
 export * from "./listener.ts";
 export * from "./ownership.ts";

@@ -4,6 +4,7 @@
 // file in one pass and nothing half-imported ever reaches a realm.
 import { parseDocument, YAMLParseError } from "yaml";
 import { describeIssues, type FieldProblem, formatPath } from "./errors.ts";
+import { countsAsMember } from "./group.ts";
 import { type HopwayRecord, RecordSchema } from "./schema.ts";
 
 export type ParseResult =
@@ -151,7 +152,14 @@ export function parseRecords(value: unknown): ParseResult {
         problems.push({ path, message: `'${member.node_name}' is not a record of this topology` });
       else if (target.type !== "node")
         problems.push({ path, message: `'${member.node_name}' is a ${target.type}, not a node` });
-      else if (seen.has(member.node_name)) problems.push({ path, message: `'${member.node_name}' is listed twice` });
+      else if (!countsAsMember(rec, target)) {
+        // It would never count (src/core/group.ts): say so now rather than route around it later.
+        const ns = target.metadata?.namespace_name;
+        problems.push({
+          path,
+          message: `'${member.node_name}' is ${ns === undefined ? "in no namespace" : `in namespace '${ns}'`}, not in the group's '${rec.metadata?.namespace_name}'`,
+        });
+      } else if (seen.has(member.node_name)) problems.push({ path, message: `'${member.node_name}' is listed twice` });
       seen.add(member.node_name);
     });
   }

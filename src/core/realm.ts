@@ -27,6 +27,7 @@
 // ingress(T)) as rendezvousWeight(T, X).
 import { type DialChoice, gatewayAddresses, pickGateway } from "./dial.ts";
 import { EdgeError } from "./errors.ts";
+import { countsAsMember } from "./group.ts";
 import { combineWeight, nameHash, relayHalf } from "./hash.ts";
 import { noRoute, type RouteResolver } from "./reference.ts";
 import { type Hop, type HopwayRecord, MAX_HOPS, type Route, type Selector } from "./schema.ts";
@@ -755,7 +756,11 @@ export function resolveRoute(realm: Realm, from: string, to: string): Route {
   return routeVia(r, r.search(s, t), s, t);
 }
 
-/** Like resolveRoute, but a group target gives one route per member that exists (in node_list order). */
+/**
+ * Like resolveRoute, but a group target gives one route per member that counts
+ * (in node_list order): it exists, is not a group, and is in the group's
+ * namespace when the group names one (countsAsMember).
+ */
 export function resolveRoutes(realm: Realm, from: string, to: string): Route[] {
   const r = impl(realm);
   r.lookup(from);
@@ -763,8 +768,7 @@ export function resolveRoutes(realm: Realm, from: string, to: string): Route[] {
   if (t.type !== "group") return [resolveRoute(realm, from, to)];
   const out: Route[] = [];
   for (const m of t.node_list) {
-    const i = r.index.get(m.node_name);
-    if (i !== undefined && r.kind[i] !== GROUP) out.push(resolveRoute(realm, from, m.node_name));
+    if (countsAsMember(t, r.get(m.node_name))) out.push(resolveRoute(realm, from, m.node_name));
   }
   return out;
 }

@@ -178,11 +178,15 @@ export function referenceResolver(records: readonly HopwayRecord[]): RouteResolv
       get(from);
       if (t.type !== "group") return [resolveRoute(from, to)];
       // Members that exist and are not groups (the importer admits only nodes; a
-      // live realm may meet a member that deregistered or re-registered as a client).
+      // live realm may meet a member that deregistered or re-registered as a client),
+      // and, when the group names a namespace, are in it: a listed name registered
+      // in another namespace is not a member.
+      const ns = t.metadata?.namespace_name;
       return t.node_list
         .filter((m) => {
           const member = byName.get(m.node_name);
-          return member !== undefined && member.type !== "group";
+          if (member === undefined || member.type === "group") return false;
+          return ns === undefined || member.metadata?.namespace_name === ns;
         })
         .map((m) => resolveRoute(from, m.node_name));
     },

@@ -1,5 +1,6 @@
-// Scaling decisions shared by the edge (which aggregates reports per workload)
-// and the agent. The HorizontalPodAutoscaler model the tests use to prove the
+// Scaling decisions shared by the edge (which aggregates reports per namespace
+// and workload: the same workload name in two namespaces is two workloads) and
+// the agent. The HorizontalPodAutoscaler model the tests use to prove the
 // loop closes is test support: src/core/testing/hpa-model.ts
 // (docs/contract/autoscaling.md §1).
 // Pure: no runtime imports, no clock.
@@ -37,7 +38,9 @@ export interface WorkloadScalingOptions {
 
 /**
  * The scaling state of one workload from its pods' live reports. Explicit
- * options win over the HPA settings the reports carry.
+ * options win over the HPA settings the reports carry. `reports` must come
+ * from one namespace only: the hints of any report given here bound every
+ * pod's draining, so the edge never passes another namespace's reports.
  *
  * `draining` is what load alone asks for, the state floor deliberately left out:
  * a pod above the load target must start moving its state away precisely

@@ -169,13 +169,40 @@ export const ClientRecordSchema = z.strictObject({
   type: z.literal("client"),
 });
 
-export const GroupRecordSchema = z.strictObject({
-  name: NameSchema,
-  type: z.literal("group"),
-  version: z.number().int().nonnegative().optional(),
-  custom_data: z.string().max(65536).optional(),
-  node_list: z.array(z.strictObject({ node_name: NameSchema })).max(10_000),
+/**
+ * A group's metadata: only the namespace its members must be in. Given, a
+ * listed member counts only while its record is in that namespace, so a
+ * tenant of another namespace cannot join the group by registering a listed
+ * name that is free (docs/contract/records.md §1.4).
+ */
+export const GroupMetadataSchema = z.strictObject({
+  namespace_name: TextFieldSchema,
 });
+
+export const GroupRecordSchema = z
+  .strictObject({
+    name: NameSchema,
+    type: z.literal("group"),
+    version: z.number().int().nonnegative().optional(),
+    custom_data: z.string().max(65536).optional(),
+    metadata: GroupMetadataSchema.optional(),
+    /**
+     * Without metadata.namespace_name, members of every namespace count. The
+     * edge refuses to write such a group unless this says so explicitly.
+     */
+    any_namespace: z.boolean().optional(),
+    node_list: z.array(z.strictObject({ node_name: NameSchema })).max(10_000),
+  })
+  .superRefine((group, ctx) => {
+    if (group.any_namespace === true && group.metadata !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["any_namespace"],
+        message: "a group with metadata.namespace_name counts only members of that namespace; drop any_namespace",
+        input: group.any_namespace,
+      });
+    }
+  });
 
 /** Any record. `type` defaults to `node` on input; parsed records always carry it. */
 export const RecordSchema = z.preprocess(

@@ -102,6 +102,8 @@ export const ChangesQuerySchema = z.strictObject({
   wait: z.coerce.number().min(0).max(60).optional(),
 });
 export const WaitQuerySchema = z.strictObject({ wait: z.coerce.number().min(0).max(60).optional() });
+/** Query of GET /workloads/{workload}: the namespace whose reports to read; empty for records without one. */
+export const WorkloadQuerySchema = z.strictObject({ namespace: z.union([z.literal(""), TextFieldSchema]).optional() });
 
 /** A PEM SubjectPublicKeyInfo is about 180 bytes; the cap only keeps garbage out. */
 export const CertificateRequestSchema = z.strictObject({
@@ -241,6 +243,8 @@ export type ChangesAnswer = z.infer<typeof ChangesAnswerSchema>;
 
 export const WorkloadAnswerSchema = z.object({
   version: VersionSchema,
+  /** Reports are per namespace: the namespace of the pods reporting (null: records without one). */
+  namespace: TextFieldSchema.nullable(),
   scaling: WorkloadScalingSchema,
   pods: z.array(z.object({ node: NameSchema, report: ScalingReportSchema, reported_at: z.string() })),
 });

@@ -80,6 +80,10 @@ const REALM_ERRORS = {
   500: error("`internal`"),
   503: error("`not_configured`: a secret the request needs is not set on the Worker"),
 } as const;
+/** A node record may not take a name another namespace holds unexpired relay certificates for. */
+const NAME_CERTIFIED = error(
+  "`name_certified`: relay certificates for this name issued to another namespace are unexpired; the message says until when",
+);
 const NOT_MODIFIED = { 304: { description: "not modified: the realm version still matches If-None-Match" } } as const;
 const WAIT = {
   name: "wait",
@@ -167,7 +171,7 @@ export const API = {
         schema: { oneOf: [{ type: "array", items: jsonSchema(RecordSchema, "input") }, { type: "object" }] },
       },
     },
-    answers: { 200: { description: "stored", schema: ImportAnswerSchema }, ...REALM_ERRORS },
+    answers: { 200: { description: "stored", schema: ImportAnswerSchema }, ...REALM_ERRORS, 409: NAME_CERTIFIED },
   },
   listNodes: {
     method: "get",
@@ -221,6 +225,7 @@ export const API = {
       200: { description: "replaced", schema: PutAnswerSchema },
       201: { description: "created", schema: PutAnswerSchema },
       ...REALM_ERRORS,
+      409: NAME_CERTIFIED,
     },
   },
   deleteNode: {
@@ -272,7 +277,18 @@ export const API = {
   workload: {
     method: "get",
     path: "/v1/realms/:realm/workloads/:workload",
-    summary: "The scaling view of a workload from its pods' live reports",
+    summary:
+      "The scaling view of a workload from its pods' live reports, in one namespace: the same workload name in two namespaces is two workloads",
+    query: [
+      {
+        name: "namespace",
+        in: "query",
+        required: false,
+        description:
+          "whose reports (empty: records without a namespace); omitted: the only namespace reporting the workload (for an agent token, among its own), 400 when several do",
+        schema: { type: "string" },
+      },
+    ],
     answers: { 200: { description: "aggregate scaling view", schema: WorkloadAnswerSchema }, ...REALM_ERRORS },
   },
   route: {
@@ -353,7 +369,9 @@ export const API = {
     answers: {
       200: { description: "the leaf, the chain to present and the trust bundle", schema: CertificateAnswerSchema },
       ...REALM_ERRORS,
-      409: error("`conflict`: too many unexpired certificates for this name, or the CA changed while signing"),
+      409: error(
+        "`conflict`: too many unexpired certificates for this name in its namespace, or the CA or the record changed while signing; `name_certified`: another namespace holds unexpired certificates for this name",
+      ),
     },
   },
   trustBundle: {

@@ -30,6 +30,7 @@ import {
   TokenCreateBodySchema,
   TtlSecondsSchema,
   WaitQuerySchema,
+  WorkloadQuerySchema,
 } from "../core/wire.ts";
 import { API, reply, replyText } from "./api.ts";
 import { callerFrom, mintToken, tokenKeys } from "./auth.ts";
@@ -94,6 +95,22 @@ async function conditional(
   const headers = { ETag: view.etag, "Cache-Control": "no-cache", "X-Hopway-Version": String(view.version) };
   if (etagMatches(inm, view.etag)) return c.body(null, 304, headers);
   return c.body(render(view), 200, { ...headers, "Content-Type": "application/json; charset=utf-8" });
+}
+
+/**
+ * A group without `metadata.namespace_name` counts listed members of every namespace, so any
+ * agent token of the realm could join it by registering a listed name that is free
+ * (docs/stateful.md). The edge writes such a group only when it says so with
+ * `any_namespace: true`; groups stored before this rule keep working as they were.
+ */
+function unscopedGroupProblem(record: HopwayRecord, at: string): FieldProblem | null {
+  if (record.type !== "group" || record.metadata !== undefined || record.any_namespace === true) return null;
+  return {
+    path: `${at === "" ? "" : `${at}.`}metadata.namespace_name`,
+    message:
+      "a group must name the namespace its members are in; without one, a record of any namespace registered " +
+      "under a listed name counts as a member. Give metadata.namespace_name, or any_namespace: true to allow that",
+  };
 }
 
 function requireNode(view: RealmView, name: string, path: string): void {
@@ -244,6 +261,8 @@ export function createApp(): Hono<Env2> {
       const err = invalid(parsed.problems);
       throw new EdgeError(400, parsed.code, err.message, err.path, parsed.problems);
     }
+    const unscoped = parsed.records.flatMap((r, i) => unscopedGroupProblem(r, parsed.paths[i] ?? `[${i}]`) ?? []);
+    if (unscoped.length > 0) throw invalid(unscoped);
     const r = await c.var.stub.importRecords(c.var.caller, parsed.records);
     if (!r.ok && r.error.path !== undefined) {
       // The object names a refused record by its index; the user knows it by its place in the text.
@@ -309,6 +328,9 @@ export function createApp(): Hono<Env2> {
     const record = RecordSchema.safeParse({ ...fields, name });
     if (!record.success) {
       problems.push(...describeIssues(record.error));
+    } else {
+      const unscoped = unscopedGroupProblem(record.data, "");
+      if (unscoped !== null) problems.push(unscoped);
     }
     if (problems.length > 0 || !record.success) throw invalid(problems);
     const r = unwrap(await c.var.stub.putRecord(c.var.caller, record.data, ttl?.success ? ttl.data : null));
@@ -389,7 +411,10 @@ export function createApp(): Hono<Env2> {
 
   realms.get("/workloads/:workload", async (c) => {
     const workload = validate(NameSchema, c.req.param("workload"), ["workload"]);
-    const { view } = unwrap(await c.var.stub.workload(c.var.caller, workload));
+    // Reports are per namespace; `?namespace=` (empty) names records without one.
+    const { namespace } = validate(WorkloadQuerySchema, queryObject(c));
+    const scope = namespace === undefined ? undefined : namespace === "" ? null : namespace;
+    const { view } = unwrap(await c.var.stub.workload(c.var.caller, workload, scope));
     return reply(c, API.workload, 200, view);
   });
 

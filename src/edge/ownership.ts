@@ -1,12 +1,14 @@
 // Key ownership on the edge: the membership of a group (who is up, who drains,
 // who still holds state) and owner/previous look-ups for keys of it. The rule
 // itself is the core's (src/core/ownership.ts); this module only gathers its
-// inputs from the realm: the group record's members that exist, and each
+// inputs from the realm: the group record's members that exist (in the group's
+// namespace, when it names one: src/core/group.ts), and each
 // member's scaling report, its own or, for an application record, the report
 // of the agent in the same pod (same host: namespace + hostname), because the
 // agent reports for its pod.
 import type { Hono } from "hono";
 import {
+  countsAsMember,
   type FieldProblem,
   type GroupMember,
   KeySchema,
@@ -27,7 +29,8 @@ import type { Caller, Result, StoredRecord, WorkloadView } from "./types.ts";
 /** The RPC subset of RealmObject that membership needs (narrow, so tests can reason about it). */
 export interface MembershipRpc {
   getRecord(caller: Caller, name: string): Promise<Result<{ stored: StoredRecord }>>;
-  workload(caller: Caller, workload: string): Promise<Result<{ view: WorkloadView }>>;
+  /** `namespace`: the reporting records' (null: none); the same workload name in two namespaces is two workloads. */
+  workload(caller: Caller, workload: string, namespace: string | null): Promise<Result<{ view: WorkloadView }>>;
 }
 
 type OwnershipVars = {
@@ -80,19 +83,29 @@ export async function groupMembership(
   if (record.type !== "group") {
     throw new EdgeError(400, "invalid_input", `'${group}' is a ${record.type}, not a group`, "group");
   }
-  const names = [...new Set(record.node_list.map((m) => m.node_name))].filter(
-    (n) => view.records.get(n)?.type === "node",
-  );
+  // Listed nodes that exist and, when the group names a namespace, are in it: a listed name
+  // that another namespace's token registered is not a member (docs/stateful.md).
+  const names = [...new Set(record.node_list.map((m) => m.node_name))].filter((n) => {
+    const member = view.records.get(n);
+    return member?.type === "node" && countsAsMember(record, member);
+  });
   const reports = new Map<string, ScalingReport>();
+  // By namespace and workload: reports are kept per namespace (docs/contract/autoscaling.md §1.3).
   const scalings = new Map<string, WorkloadScaling | null>();
   const asked = new Set<string>();
+  const namespaceOf = (n: string): string | null => {
+    const r = view.records.get(n);
+    return r === undefined || r.type === "group" ? null : (r.metadata?.namespace_name ?? null);
+  };
+  const scalingKey = (namespace: string | null, workload: string) => `${namespace ?? ""}\u0000${workload}`;
 
-  const learnWorkload = async (workload: string) => {
-    if (scalings.has(workload)) return;
-    scalings.set(workload, null);
-    const r = await rpc.workload(caller, workload);
+  const learnWorkload = async (namespace: string | null, workload: string) => {
+    const key = scalingKey(namespace, workload);
+    if (scalings.has(key)) return;
+    scalings.set(key, null);
+    const r = await rpc.workload(caller, workload, namespace);
     if (!r.ok) return; // 404: no live reports (they expired); members stay "unknown"
-    scalings.set(workload, r.view.scaling);
+    scalings.set(key, r.view.scaling);
     for (const p of r.view.pods) if (!reports.has(p.node)) reports.set(p.node, p.report);
   };
   const reportOf = (n: string) =>
@@ -114,7 +127,7 @@ export async function groupMembership(
       const report = r.stored.report;
       if (report === null) continue;
       reports.set(candidate, report);
-      await learnWorkload(report.workload);
+      await learnWorkload(namespaceOf(candidate), report.workload);
       break;
     }
   }
@@ -122,7 +135,8 @@ export async function groupMembership(
   const members: GroupMember[] = names.map((name) => {
     const report = reportOf(name);
     if (report === undefined) return { name, draining: false, holds_state: null };
-    const scaling = scalings.get(report.workload);
+    // A host mate's report is of the same namespace (hostMates keys on it).
+    const scaling = scalings.get(scalingKey(namespaceOf(name), report.workload));
     return {
       name,
       draining: scaling?.draining.includes(report.ordinal) ?? false,

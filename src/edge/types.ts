@@ -69,6 +69,8 @@ export interface HeartbeatResult extends WriteResult {
 
 export interface WorkloadView {
   version: number;
+  /** The namespace whose pods' reports these are (null: records without one). */
+  namespace: string | null;
   scaling: WorkloadScaling;
   pods: { node: string; report: ScalingReport; reported_at: string }[];
 }

@@ -65,7 +65,12 @@ describe("nodes selector", () => {
     type: "node",
     metadata: { namespace_name: "namespace_1", kind: "relay", labels: { "area.region": "CN", tier: "edge" } },
   };
-  const group: HopwayRecord = { name: "all", type: "group", node_list: [{ node_name: "relaysvr1" }] };
+  const group: HopwayRecord = {
+    name: "all",
+    type: "group",
+    metadata: { namespace_name: "namespace_1" },
+    node_list: [{ node_name: "relaysvr1" }],
+  };
 
   it("becomes the edge's query parameters", () => {
     const filter = buildFilter({ namespace: "namespace_1", kind: "relay", label: ["area.region=CN", "tier=edge"] });
@@ -79,6 +84,8 @@ describe("nodes selector", () => {
     expect(matchesFilter(relay, buildFilter({ label: ["area.region=any"] }))).toBe(false);
     expect(matchesFilter(relay, buildFilter({ kind: "relay", namespace: "namespace_2" }))).toBe(false);
     expect(matchesFilter(group, buildFilter({ kind: "relay" }))).toBe(false);
+    // A selector never compares a group's metadata (docs/contract/records.md §2.1).
+    expect(matchesFilter(group, buildFilter({ namespace: "namespace_1" }))).toBe(false);
     expect(matchesFilter(group, buildFilter({ type: "group" }))).toBe(true);
   });
 
@@ -91,7 +98,7 @@ describe("nodes selector", () => {
   });
 
   it("prints groups with their members", () => {
-    expect(formatNodes([group])).toMatch(/^NAME\s+TYPE.*\nall\s+group\s+members: relaysvr1\n$/);
+    expect(formatNodes([group])).toMatch(/^NAME\s+TYPE.*\nall\s+group\s+namespace_1\s+members: relaysvr1\n$/);
   });
 });
 

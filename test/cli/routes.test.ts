@@ -78,7 +78,7 @@ describe("hopway routes", () => {
         metadata: { namespace_name: "y" },
         gateway: [{ priority: 1, address: "ipv4://10.0.0.2:1", match: { metadata: { namespace_name: "y" } } }],
       },
-      { name: "g", type: "group", node_list: [{ node_name: "a" }, { node_name: "b" }] },
+      { name: "g", type: "group", any_namespace: true, node_list: [{ node_name: "a" }, { node_name: "b" }] },
     ];
     const all = await hopway(["routes", "--topology", "-", "--json"], JSON.stringify(topology));
     expect(all.code).toBe(0);

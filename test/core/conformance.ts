@@ -433,9 +433,14 @@ export function runResolverConformance(name: string, make: ResolverFactory): voi
     describe("groups, names and tables", () => {
       const recs = records([
         node("s", { ns: "x" }),
-        node("m1", { gw: [[1, "ipv4://10.0.0.1:1", ns("x")]] }),
-        node("m2", { gw: [[1, "ipv4://10.0.0.2:1", ns("y")]] }),
-        { name: "g", type: "group", node_list: [{ node_name: "m2" }, { node_name: "m1" }] },
+        node("m1", { ns: "x", gw: [[1, "ipv4://10.0.0.1:1", ns("x")]] }),
+        node("m2", { ns: "x", gw: [[1, "ipv4://10.0.0.2:1", ns("y")]] }),
+        {
+          name: "g",
+          type: "group",
+          metadata: { namespace_name: "x" },
+          node_list: [{ node_name: "m2" }, { node_name: "m1" }],
+        },
       ]);
       it("a group target gives one route per member, in node_list order", () => {
         const routes = make(recs).resolveRoutes("s", "g");
@@ -460,7 +465,7 @@ export function runResolverConformance(name: string, make: ResolverFactory): voi
           ...recs.map((r) =>
             r.type === "group" ? { ...r, node_list: [...r.node_list, { node_name: "c" }, { node_name: "g2" }] } : r,
           ),
-          ...records([node("c", { type: "client", adv: { name: "m1" } })]),
+          ...records([node("c", { type: "client", ns: "x", adv: { name: "m1" } })]),
           { name: "g2", type: "group" as const, node_list: [] },
         ];
         expect(
@@ -472,6 +477,73 @@ export function runResolverConformance(name: string, make: ResolverFactory): voi
           ["m1", 1],
           ["c", 2],
         ]);
+      });
+      // A group that names a namespace counts only members in it (docs/contract/records.md §1.4):
+      // a tenant of another namespace registering a listed name that is free gets no route from
+      // the group. Live realms: the importer refuses such members, but they can register later.
+      describe("a group that names a namespace counts only its members in it", () => {
+        const live = records([
+          node("s", { ns: "team-b" }),
+          node("kv-0", { ns: "team-b", gw: [[1, "ipv4://10.1.0.1:1"]] }),
+          node("kv-1", { ns: "team-b", gw: [[1, "ipv4://10.1.0.2:1"]] }),
+        ]);
+        const group = (scope: { metadata?: { namespace_name: string }; any_namespace?: boolean }): HopwayRecord => ({
+          name: "kv",
+          type: "group",
+          ...scope,
+          node_list: ["kv-0", "kv-1", "kv-2", "kv-3"].map((node_name) => ({ node_name })),
+        });
+        const teamB = { metadata: { namespace_name: "team-b" } };
+        const gw2: NodeSpec["gw"] = [[1, "ipv4://10.1.0.3:1"]];
+        const cases: Array<
+          [title: string, joiners: HopwayRecordInput[], scope: Parameters<typeof group>[0], to: string[]]
+        > = [
+          ["only the members that exist", [], teamB, ["kv-0", "kv-1"]],
+          [
+            "not a listed node of another namespace",
+            [node("kv-2", { ns: "team-a", gw: gw2 })],
+            teamB,
+            ["kv-0", "kv-1"],
+          ],
+          ["not a listed node of no namespace", [node("kv-2", { gw: gw2 })], teamB, ["kv-0", "kv-1"]],
+          [
+            "not a listed client of another namespace",
+            [node("kv-3", { type: "client", ns: "team-a", adv: { name: "kv-0" } })],
+            teamB,
+            ["kv-0", "kv-1"],
+          ],
+          [
+            "a listed node of its namespace",
+            [node("kv-2", { ns: "team-b", gw: gw2 })],
+            teamB,
+            ["kv-0", "kv-1", "kv-2"],
+          ],
+          [
+            "a listed client of its namespace",
+            [node("kv-3", { type: "client", ns: "team-b", adv: { name: "kv-0" } })],
+            teamB,
+            ["kv-0", "kv-1", "kv-3"],
+          ],
+          [
+            "without a namespace: any namespace",
+            [node("kv-2", { ns: "team-a", gw: gw2 })],
+            {},
+            ["kv-0", "kv-1", "kv-2"],
+          ],
+          [
+            "any_namespace: any namespace",
+            [node("kv-2", { ns: "team-a", gw: gw2 })],
+            { any_namespace: true },
+            ["kv-0", "kv-1", "kv-2"],
+          ],
+        ];
+        for (const [title, joiners, scope, to] of cases) {
+          it(title, () => {
+            const routes = make([...live, ...records(joiners), group(scope)]).resolveRoutes("s", "kv");
+            expect(routes.map((r) => r.to)).toEqual(to);
+            expect(routes.every((r) => r.hops !== null)).toBe(true);
+          });
+        }
       });
       it("resolveRoute on a group answers group_endpoint", () => {
         expect(make(recs).resolveRoute("s", "g")).toMatchObject({ hops: null, reason: "group_endpoint" });

@@ -166,4 +166,31 @@ describe("parseTopologyText", () => {
       expect(r.problems.map((p) => p.path)).toEqual(["[1].node_list[1].node_name", "[2].node_list[0].node_name"]);
     expect("records" in r).toBe(false);
   });
+
+  it("rejects a member outside the namespace its group names, which could never count", () => {
+    const r = parseRecords([
+      { name: "a", metadata: { namespace_name: "team-a" } },
+      { name: "b", metadata: { namespace_name: "team-b" } },
+      { name: "c" },
+      {
+        name: "g",
+        type: "group",
+        metadata: { namespace_name: "team-b" },
+        node_list: [{ node_name: "a" }, { node_name: "b" }, { node_name: "c" }],
+      },
+    ]);
+    expect(r).toMatchObject({ ok: false, code: "invalid_input" });
+    if (!r.ok) {
+      expect(r.problems).toEqual([
+        { path: "[3].node_list[0].node_name", message: "'a' is in namespace 'team-a', not in the group's 'team-b'" },
+        { path: "[3].node_list[2].node_name", message: "'c' is in no namespace, not in the group's 'team-b'" },
+      ]);
+    }
+    expect(
+      parseRecords([
+        { name: "b", metadata: { namespace_name: "team-b" } },
+        { name: "g", type: "group", metadata: { namespace_name: "team-b" }, node_list: [{ node_name: "b" }] },
+      ]).ok,
+    ).toBe(true);
+  });
 });

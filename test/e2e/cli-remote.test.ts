@@ -182,9 +182,11 @@ describe("hopway route", () => {
     const put = await fetch(`${edge.url}/v1/realms/${REALM}/nodes/apps`, {
       method: "PUT",
       headers: { authorization: `Bearer ${edge.adminToken}`, "content-type": "application/json" },
+      // Members of two namespaces on purpose: any_namespace says so (docs/contract/records.md §1.4).
       body: JSON.stringify({
         name: "apps",
         type: "group",
+        any_namespace: true,
         node_list: [{ node_name: "app1" }, { node_name: "island" }],
       }),
     });

@@ -202,7 +202,13 @@ describe("topology page", () => {
       api(
         "PUT",
         "/nodes/apps",
-        JSON.stringify({ name: "apps", type: "group", node_list: [{ node_name: "app1" }, { node_name: "island" }] }),
+        // Members of two namespaces on purpose: any_namespace says so (docs/contract/records.md §1.4).
+        JSON.stringify({
+          name: "apps",
+          type: "group",
+          any_namespace: true,
+          node_list: [{ node_name: "app1" }, { node_name: "island" }],
+        }),
       ),
     );
     await expect.poll(() => page.$$eval("#route-to option", (os) => os.map((o) => o.textContent))).toContain("apps");

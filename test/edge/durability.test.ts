@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { migrate, SCHEMA_VERSION } from "../../durable-objects/migrations.ts";
 import type { RealmObject } from "../../durable-objects/realm.ts";
 import { clearRealmCacheForTest } from "../../src/edge/realm-cache.ts";
-import { call, newRealm, node, storedRealmState } from "./helpers.ts";
+import { call, newRealm, node, recordsBeforeReportNamespace, storedRealmState } from "./helpers.ts";
 
 const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
 
@@ -36,7 +36,16 @@ describe("durability", () => {
     const t0 = Date.now();
     await runInDurableObject(stubOf(realm), (_instance: RealmObject, state) => {
       const sql = state.storage.sql;
-      for (const t of ["records", "changelog", "tokens", "meta", "schema_version", "address_policy"])
+      for (const t of [
+        "records",
+        "changelog",
+        "tokens",
+        "meta",
+        "schema_version",
+        "address_policy",
+        "ca_issued",
+        "ca_authorities",
+      ])
         sql.exec(`DROP TABLE IF EXISTS ${t}`);
       // Schema 1, as the first release created it.
       sql.exec("CREATE TABLE schema_version (version INTEGER NOT NULL)");
@@ -95,8 +104,11 @@ describe("durability", () => {
       .body.token;
     await runInDurableObject(stubOf(realm), (_instance: RealmObject, state) => {
       const sql = state.storage.sql;
-      // Back to schema 2 exactly as it shipped: no address_policy table.
+      // Back to schema 2 exactly as it shipped: no address_policy or CA tables, reports not per namespace.
       sql.exec("DROP TABLE address_policy");
+      sql.exec("DROP TABLE ca_issued");
+      sql.exec("DROP TABLE ca_authorities");
+      recordsBeforeReportNamespace(sql);
       sql.exec("UPDATE schema_version SET version = 2");
     });
     await evictDurableObject(stubOf(realm));
@@ -125,6 +137,83 @@ describe("durability", () => {
       body: { ...node("lo", "b"), gateway: [{ priority: 1, address: "ipv4://127.0.0.1:1" }] },
     });
     expect(allowed.status).toBe(201);
+  });
+
+  it("a realm stored by schema 5 migrates: stored reports and issued certificates get their namespace", async () => {
+    const realm = await newRealm("migrate5");
+    const base = `/v1/realms/${realm}`;
+    const agent = async (ns: string) =>
+      (await call("POST", `${base}/tokens`, { body: { role: "agent", namespaces: [ns] } })).body.token as string;
+    const [agentA, agentB] = [await agent("a"), await agent("b")];
+    const keys = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+      "sign",
+      "verify",
+    ])) as CryptoKeyPair;
+    const spki = new Uint8Array((await crypto.subtle.exportKey("spki", keys.publicKey)) as ArrayBuffer);
+    const pem = `-----BEGIN PUBLIC KEY-----\n${btoa(String.fromCharCode(...spki))}\n-----END PUBLIC KEY-----\n`;
+    for (const [name, ns] of [
+      ["a-0", "a"],
+      ["gone", "a"],
+      ["b-0", "b"],
+      ["admin-0", null],
+    ] as const) {
+      const body = ns === null ? { ...node(name), metadata: {} } : node(name, ns);
+      expect((await call("PUT", `${base}/nodes/${name}`, { body })).status).toBe(201);
+      const report = { workload: "w", ordinal: 0, load: 0.5, holds_state: false };
+      expect((await call("POST", `${base}/nodes/${name}/heartbeat`, { body: { report } })).status).toBe(200);
+    }
+    for (const name of ["a-0", "gone"]) {
+      const cert = await call("POST", `${base}/relays/${name}/certificate`, { body: { public_key: pem } });
+      expect(cert.status).toBe(200);
+    }
+    expect((await call("DELETE", `${base}/nodes/gone`)).status).toBe(200);
+    await runInDurableObject(stubOf(realm), (_instance: RealmObject, state) => {
+      const sql = state.storage.sql;
+      // Back to schema 5 as it shipped: one report pool per workload name, certificates by name only.
+      recordsBeforeReportNamespace(sql);
+      sql.exec("ALTER TABLE ca_issued DROP COLUMN namespace_known");
+      sql.exec("ALTER TABLE ca_issued DROP COLUMN namespace");
+      sql.exec("UPDATE schema_version SET version = 5");
+    });
+    await evictDurableObject(stubOf(realm));
+    clearRealmCacheForTest();
+    const issued = await runInDurableObject(stubOf(realm), (_i, state) => {
+      const sql = state.storage.sql;
+      return {
+        schema: sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version,
+        rows: sql
+          .exec("SELECT name, namespace, namespace_known FROM ca_issued ORDER BY name")
+          .toArray()
+          .map((r) => ({ ...r })),
+      };
+    });
+    expect(issued).toEqual({
+      schema: SCHEMA_VERSION,
+      rows: [
+        { name: "a-0", namespace: "a", namespace_known: 1 },
+        { name: "gone", namespace: null, namespace_known: 0 },
+      ],
+    });
+    // Each stored report counts in its record's namespace only.
+    for (const [q, pods] of [
+      ["a", ["a-0"]],
+      ["b", ["b-0"]],
+      ["", ["admin-0"]],
+    ] as const) {
+      const view = await call("GET", `${base}/workloads/w?namespace=${q}`);
+      expect(view.status).toBe(200);
+      expect(view.body.pods.map((p: { node: string }) => p.node)).toEqual(pods);
+      expect(view.body.scaling.replicas_reporting).toBe(1);
+    }
+    // a-0's certificate is a's: b may not take the name once a lets it go.
+    expect((await call("DELETE", `${base}/nodes/a-0`, { token: agentA })).status).toBe(200);
+    const taken = await call("PUT", `${base}/nodes/a-0`, { token: agentB, body: node("a-0", "b") });
+    expect(taken.status).toBe(409);
+    expect(taken.body.error.code).toBe("name_certified");
+    // Whose `gone`'s certificate was cannot be known: it does not block the name, and still holds its CA.
+    expect((await call("PUT", `${base}/nodes/gone`, { token: agentB, body: node("gone", "b") })).status).toBe(201);
+    const ca = await call("GET", `${base}/ca`);
+    expect(ca.body.authorities[0].outstanding_certificates).toBe(2);
   });
 
   it("refuses storage from a newer schema instead of corrupting it", async () => {

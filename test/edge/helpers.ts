@@ -99,3 +99,14 @@ export async function storedRealmState(realm: string): Promise<StoredRealmState>
     };
   });
 }
+
+/**
+ * Takes a realm's `records` table back to its layout before scaling reports
+ * were kept per namespace (schema 5), for tests that rewind a realm to an
+ * older schema and let it migrate.
+ */
+export function recordsBeforeReportNamespace(sql: SqlStorage): void {
+  sql.exec("DROP INDEX records_workload_scope");
+  sql.exec("ALTER TABLE records DROP COLUMN report_namespace");
+  sql.exec("CREATE INDEX records_workload ON records (workload) WHERE workload IS NOT NULL");
+}

@@ -10,7 +10,7 @@ import type { RealmObject } from "../../durable-objects/realm.ts";
 import { fromBase64, toBase64, toPem } from "../../src/core/der.ts";
 import { parseCertificate, verifySignature } from "../../src/core/x509.ts";
 import { clearRealmCacheForTest } from "../../src/edge/realm-cache.ts";
-import { type Call, newRealm, node, call as rawCall } from "./helpers.ts";
+import { type Call, newRealm, node, call as rawCall, recordsBeforeReportNamespace } from "./helpers.ts";
 
 const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
 
@@ -41,7 +41,9 @@ async function setup() {
   await call("PUT", `${base}/nodes/app`, {
     body: { name: "app", type: "client", metadata: { namespace_name: "team-a" } },
   });
-  await call("PUT", `${base}/nodes/g`, { body: { name: "g", type: "group", node_list: [{ node_name: "relay-a" }] } });
+  await call("PUT", `${base}/nodes/g`, {
+    body: { name: "g", type: "group", metadata: { namespace_name: "team-a" }, node_list: [{ node_name: "relay-a" }] },
+  });
   const token = async (body: unknown) => (await call("POST", `${base}/tokens`, { body })).body.token as string;
   return {
     realm,
@@ -192,6 +194,114 @@ describe("POST /relays/{name}/certificate", () => {
   });
 });
 
+describe("a relay name another namespace holds certificates for", () => {
+  async function tenants() {
+    const realm = await newRealm("pkins");
+    const base = `/v1/realms/${realm}`;
+    const token = async (ns: string) =>
+      (await call("POST", `${base}/tokens`, { body: { role: "agent", namespaces: [ns] } })).body.token as string;
+    return { realm, base, agentA: await token("a"), agentB: await token("b") };
+  }
+  const setClock = (realm: string, at: number) =>
+    runInDurableObject(stubOf(realm), (instance: RealmObject) => {
+      instance.clockForTest = () => at;
+    });
+
+  it("may not be taken by another namespace until they expire, and they never count against it", async () => {
+    const { realm, base, agentA, agentB } = await tenants();
+    // Tenant a registers a predictable name nobody holds yet, takes certificates for it, and lets it go.
+    expect(
+      (await call("PUT", `${base}/nodes/hopway-agent-0`, { token: agentA, body: node("hopway-agent-0", "a") })).status,
+    ).toBe(201);
+    const pub = await publicKeyPem();
+    let last: Call | undefined;
+    for (let i = 0; i < 16; i++) {
+      last = await call("POST", `${base}/relays/hopway-agent-0/certificate`, {
+        token: agentA,
+        body: { public_key: pub },
+      });
+      expect(last.status).toBe(200);
+    }
+    expect((await call("DELETE", `${base}/nodes/hopway-agent-0`, { token: agentA })).status).toBe(200);
+
+    // Tenant b may not register the name while a's certificates would let a stand in for b's relay.
+    const taken = await call("PUT", `${base}/nodes/hopway-agent-0`, {
+      token: agentB,
+      body: node("hopway-agent-0", "b"),
+    });
+    expect(taken.status).toBe(409);
+    expect(taken.body.error.code).toBe("name_certified");
+    expect(taken.body.error.path).toBe("name");
+    expect(taken.body.error.message).toContain(last!.body.not_after);
+    expect((await call("GET", `${base}/nodes/hopway-agent-0`)).status).toBe(404);
+    // Nor through an import, nor by the admin (the certificates are out whoever writes).
+    const imported = await call("POST", `${base}/import`, {
+      token: agentB,
+      body: [node("b-other", "b"), node("hopway-agent-0", "b")],
+    });
+    expect(imported.status).toBe(409);
+    expect(imported.body.error).toMatchObject({ code: "name_certified", path: "[1].name" });
+    expect((await call("GET", `${base}/nodes/b-other`)).status).toBe(404);
+    expect((await call("PUT", `${base}/nodes/hopway-agent-0`, { body: node("hopway-agent-0", "b") })).status).toBe(409);
+    expect(
+      (await call("PUT", `${base}/nodes/hopway-agent-0`, { body: { ...node("hopway-agent-0"), metadata: {} } })).status,
+    ).toBe(409);
+
+    // Tenant a may take its name back: the certificates are its own (and its limit still holds).
+    expect(
+      (await call("PUT", `${base}/nodes/hopway-agent-0`, { token: agentA, body: node("hopway-agent-0", "a") })).status,
+    ).toBe(201);
+    const full = await call("POST", `${base}/relays/hopway-agent-0/certificate`, {
+      token: agentA,
+      body: { public_key: pub },
+    });
+    expect(full.status).toBe(409);
+    expect(full.body.error.code).toBe("conflict");
+    // Moving the record to namespace b is refused too, for the admin as well.
+    const moved = await call("PUT", `${base}/nodes/hopway-agent-0`, { body: node("hopway-agent-0", "b") });
+    expect(moved.status).toBe(409);
+    expect(moved.body.error.code).toBe("name_certified");
+    expect((await call("GET", `${base}/nodes/hopway-agent-0`)).body.record.metadata.namespace_name).toBe("a");
+    expect((await call("DELETE", `${base}/nodes/hopway-agent-0`, { token: agentA })).status).toBe(200);
+
+    // Once they have expired the name is free, and a's 16 old certificates do not count against b.
+    await setClock(realm, Date.parse(last!.body.not_after) + 1_000);
+    expect(
+      (await call("PUT", `${base}/nodes/hopway-agent-0`, { token: agentB, body: node("hopway-agent-0", "b") })).status,
+    ).toBe(201);
+    const mine = await call("POST", `${base}/relays/hopway-agent-0/certificate`, {
+      token: agentB,
+      body: { public_key: pub },
+    });
+    expect(mine.status).toBe(200);
+  });
+
+  it("counts the per-name limit within the record's namespace", async () => {
+    const { realm, base, agentA, agentB } = await tenants();
+    const pub = await publicKeyPem();
+    expect((await call("PUT", `${base}/nodes/r`, { token: agentA, body: node("r", "a") })).status).toBe(201);
+    const first = await call("POST", `${base}/relays/r/certificate`, { token: agentA, body: { public_key: pub } });
+    expect(first.status).toBe(200);
+    // A certificate row from before namespaces were recorded, for a name whose record is gone,
+    // belongs to no known namespace: it neither blocks nor counts (see migrations.ts).
+    await runInDurableObject(stubOf(realm), (_i: RealmObject, state) => {
+      for (let i = 0; i < 16; i++) {
+        state.storage.sql.exec(
+          "INSERT INTO ca_issued (serial, generation, name, not_after, namespace, namespace_known) VALUES (?, 1, 's', ?, NULL, 0)",
+          `legacy${i}`,
+          Date.now() + 3_600_000,
+        );
+      }
+    });
+    expect((await call("PUT", `${base}/nodes/s`, { token: agentB, body: node("s", "b") })).status).toBe(201);
+    const s = await call("POST", `${base}/relays/s/certificate`, { token: agentB, body: { public_key: pub } });
+    expect(s.status).toBe(200);
+    // ... but they still hold the CA they were signed by back from retirement.
+    const ca = await call("GET", `${base}/ca`);
+    expect(ca.body.authorities[0].outstanding_certificates).toBe(18);
+  });
+});
+
 describe("CA settings and rotation", () => {
   it("the admin sets the leaf lifetime within bounds", async () => {
     const { base, agentA } = await setup();
@@ -325,6 +435,7 @@ describe("migration", () => {
       const sql = state.storage.sql;
       sql.exec("DROP TABLE ca_issued");
       sql.exec("DROP TABLE ca_authorities");
+      recordsBeforeReportNamespace(sql);
       sql.exec("UPDATE schema_version SET version = 2");
     });
     // A restarted object migrates in its constructor, before it serves anything.

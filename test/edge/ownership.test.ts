@@ -1,9 +1,10 @@
 // Key ownership through the real Worker and RealmObject: membership from the
 // group record and the pods' scaling reports, owner/previous per key exactly
-// as the core computes them, validation and access.
+// as the core computes them, validation and access, and that a tenant of
+// another namespace cannot join a group by registering a listed name.
 import { describe, expect, it } from "vitest";
 import { type GroupMember, OwnershipIndex } from "../../src/core/index.ts";
-import { call, newRealm } from "./helpers.ts";
+import { ADMIN as ADMIN_TOKEN, type Call, call, newRealm } from "./helpers.ts";
 
 const NS = "stateful";
 
@@ -25,9 +26,14 @@ function pod(i: number): Record<string, unknown>[] {
     },
   ];
 }
-// Lists the StatefulSet's pods up to its maxReplicas: only those whose records exist are members,
-// so pods starting and stopping change the membership without touching the group.
-const GROUP = { type: "group", node_list: [0, 1, 2, 3, 4].map((i) => ({ node_name: `kv-${i}` })) };
+// Lists the StatefulSet's pods up to its maxReplicas: only those whose records exist (in the
+// group's namespace) are members, so pods starting and stopping change the membership without
+// touching the group.
+const GROUP = {
+  type: "group",
+  metadata: { namespace_name: NS },
+  node_list: [0, 1, 2, 3, 4].map((i) => ({ node_name: `kv-${i}` })),
+};
 
 async function setup(realm: string, pods: number[]) {
   const imp = await call("POST", `/v1/realms/${realm}/import`, { body: pods.flatMap(pod) });
@@ -172,5 +178,144 @@ describe("GET/POST /v1/realms/{realm}/owners", () => {
       if (field !== undefined) expect(r.body.error.path, `${method} ${path}`).toBe(field);
     }
     expect((await call("GET", `/v1/realms/${realm}/owners?group=kv&key=a`, { token: null })).status).toBe(401);
+  });
+});
+
+describe("a group's namespace: who may join it and who may write it", () => {
+  const TEAM_A = "team-a";
+
+  async function tenants(realm: string) {
+    const token = async (ns: string) => {
+      const r = await call("POST", `/v1/realms/${realm}/tokens`, { body: { role: "agent", namespaces: [ns] } });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      return r.body.token as string;
+    };
+    return { teamA: await token(TEAM_A), teamB: await token(NS) };
+  }
+
+  /** kv-3 as a tenant registers it: a node of namespace `ns` with that tenant's own gateway. */
+  const intruder = (ns: string) => ({
+    metadata: { namespace_name: ns, kind: "app" },
+    gateway: [{ priority: 1, address: "ipv4://10.66.0.3:7000" }],
+  });
+
+  /** What the three ways of asking about the group say about its members. */
+  async function seenMembers(realm: string) {
+    const m = await call("GET", `/v1/realms/${realm}/groups/kv/membership`);
+    expect(m.status, JSON.stringify(m.body)).toBe(200);
+    const o = await owners(realm);
+    const r = await call("GET", `/v1/realms/${realm}/routes?from=kv-0&to=kv`);
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    return {
+      membership: (m.body.members as GroupMember[]).map((x) => x.name),
+      owners: [...new Set(o.owners.map((x) => x.owner))].sort(),
+      routes: (r.body.routes as { to: string }[]).map((x) => x.to),
+    };
+  }
+
+  it("a listed but unregistered member name, registered by another namespace's token, is not a member", async () => {
+    const realm = await newRealm("own");
+    await setup(realm, [0, 1, 2]);
+    const { teamA, teamB } = await tenants(realm);
+    const before = await seenMembers(realm);
+    expect(before).toEqual({
+      membership: ["kv-0", "kv-1", "kv-2"],
+      owners: ["kv-0", "kv-1", "kv-2"],
+      // The route to a group lists its members; kv-0's to itself is `same_node`.
+      routes: ["kv-0", "kv-1", "kv-2"],
+    });
+
+    // The attack: team-a's token may write its own namespace, so the write itself succeeds...
+    const put = await call("PUT", `/v1/realms/${realm}/nodes/kv-3`, { token: teamA, body: intruder(TEAM_A) });
+    expect(put.status, JSON.stringify(put.body)).toBe(201);
+    // ...but kv-3 is in team-a, not in the group's namespace: no membership, no keys, no route.
+    const after = await seenMembers(realm);
+    expect(after).toEqual(before);
+
+    // team-a cannot move kv-3 into the group's namespace either, nor touch the group.
+    const moved = await call("PUT", `/v1/realms/${realm}/nodes/kv-3`, { token: teamA, body: intruder(NS) });
+    expect(moved.status).toBe(403);
+    expect(moved.body.error.code).toBe("namespace_forbidden");
+    const retarget = await call("PUT", `/v1/realms/${realm}/nodes/kv`, {
+      token: teamA,
+      body: { ...GROUP, metadata: { namespace_name: TEAM_A } },
+    });
+    expect(retarget.status).toBe(403);
+    expect(retarget.body.error.code).toBe("namespace_forbidden");
+    expect((await call("DELETE", `/v1/realms/${realm}/nodes/kv`, { token: teamA })).status).toBe(403);
+
+    // The same name registered in the group's namespace (by its own tenant) is a member.
+    expect((await call("DELETE", `/v1/realms/${realm}/nodes/kv-3`, { token: teamA })).status).toBe(200);
+    const own = await call("PUT", `/v1/realms/${realm}/nodes/kv-3`, { token: teamB, body: intruder(NS) });
+    expect(own.status, JSON.stringify(own.body)).toBe(201);
+    const joined = await seenMembers(realm);
+    expect(joined.membership).toEqual(["kv-0", "kv-1", "kv-2", "kv-3"]);
+    expect(joined.owners).toContain("kv-3");
+    expect(joined.routes).toEqual(["kv-0", "kv-1", "kv-2", "kv-3"]);
+  });
+
+  it("a group written with any_namespace: true counts every namespace, as groups stored before did", async () => {
+    const realm = await newRealm("own");
+    await setup(realm, [0, 1, 2]);
+    const { teamA } = await tenants(realm);
+    const { metadata: _scoped, ...unscoped } = GROUP;
+    const g = await call("PUT", `/v1/realms/${realm}/nodes/kv`, { body: { ...unscoped, any_namespace: true } });
+    expect(g.status, JSON.stringify(g.body)).toBe(200);
+    expect((await call("PUT", `/v1/realms/${realm}/nodes/kv-3`, { token: teamA, body: intruder(TEAM_A) })).status).toBe(
+      201,
+    );
+    // What docs/stateful.md warns of: any tenant of the realm can join such a group.
+    expect((await seenMembers(realm)).membership).toEqual(["kv-0", "kv-1", "kv-2", "kv-3"]);
+  });
+
+  it("refuses a group that names no namespace unless it says any_namespace, by PUT and by import", async () => {
+    const realm = await newRealm("own");
+    const { metadata: _scoped, ...unscoped } = GROUP;
+    const put = await call("PUT", `/v1/realms/${realm}/nodes/kv`, { body: unscoped });
+    expect(put.status).toBe(400);
+    expect(put.body.error).toMatchObject({ code: "invalid_input", path: "metadata.namespace_name" });
+    const both = await call("PUT", `/v1/realms/${realm}/nodes/kv`, { body: { ...GROUP, any_namespace: true } });
+    expect(both.status).toBe(400);
+    expect(both.body.error).toMatchObject({ code: "invalid_input", path: "any_namespace" });
+    const imp = await call("POST", `/v1/realms/${realm}/import`, {
+      body: [...pod(0), { name: "kv", ...unscoped, node_list: [{ node_name: "kv-0" }] }],
+    });
+    expect(imp.status).toBe(400);
+    expect(imp.body.error).toMatchObject({ code: "invalid_input", path: "[2].metadata.namespace_name" });
+    // In an import, a member of another namespace is refused outright: it could never count.
+    const wrong = await call("POST", `/v1/realms/${realm}/import`, {
+      body: [
+        ...pod(0),
+        { name: "kv", ...GROUP, metadata: { namespace_name: "elsewhere" }, node_list: [{ node_name: "kv-0" }] },
+      ],
+    });
+    expect(wrong.status).toBe(400);
+    expect(wrong.body.error.path).toBe("[2].node_list[0].node_name");
+    expect((await call("GET", `/v1/realms/${realm}/nodes/kv`)).status).toBe(404);
+  });
+
+  it("a namespace token writes and deletes groups of its own namespace, and no other", async () => {
+    const realm = await newRealm("own");
+    const { teamA, teamB } = await tenants(realm);
+    const write = (token: string, body: unknown): Promise<Call> =>
+      call("PUT", `/v1/realms/${realm}/nodes/kv`, { token, body });
+    const { metadata: _scoped, ...unscoped } = GROUP;
+    // Outside its namespace, or in none (any_namespace): the admin's alone.
+    for (const [token, body] of [
+      [teamA, GROUP],
+      [teamB, { ...unscoped, any_namespace: true }],
+    ] as const) {
+      const r = await write(token, body);
+      expect(r.status, JSON.stringify(r.body)).toBe(403);
+      expect(r.body.error).toMatchObject({ code: "namespace_forbidden", path: "metadata.namespace_name" });
+    }
+    expect((await write(teamB, GROUP)).status).toBe(201);
+    expect((await write(teamB, { ...GROUP, node_list: [{ node_name: "kv-0" }] })).status).toBe(200);
+    expect((await call("DELETE", `/v1/realms/${realm}/nodes/kv`, { token: teamA })).status).toBe(403);
+    // A group the admin wrote without a namespace stays the admin's.
+    expect((await call("DELETE", `/v1/realms/${realm}/nodes/kv`, { token: teamB })).status).toBe(200);
+    expect((await write(ADMIN_TOKEN, { ...unscoped, any_namespace: true })).status).toBe(201);
+    expect((await write(teamB, GROUP)).status).toBe(403);
+    expect((await call("DELETE", `/v1/realms/${realm}/nodes/kv`, { token: teamB })).status).toBe(403);
   });
 });

@@ -81,7 +81,12 @@ describe("reference topologies through the API", () => {
         { name: "src", metadata: { namespace_name: "n" }, gateway: gw("10.0.0.1") },
         { name: "m1", metadata: { namespace_name: "n" }, gateway: gw("10.0.0.2") },
         { name: "m2", metadata: { namespace_name: "n" }, gateway: gw("10.0.0.3") },
-        { name: "g", type: "group", node_list: [{ node_name: "m1" }, { node_name: "m2" }] },
+        {
+          name: "g",
+          type: "group",
+          metadata: { namespace_name: "n" },
+          node_list: [{ node_name: "m1" }, { node_name: "m2" }],
+        },
       ],
     });
     expect(imp.status, JSON.stringify(imp.body)).toBe(200);

@@ -1,12 +1,13 @@
 // Hostile tenants against the edge: what an agent token of one namespace may
-// publish (the gateway address policy), what an agent may import, and that no
-// request without a credential for a realm makes storage appear.
+// publish (the gateway address policy), what an agent may import, that its
+// scaling reports stay in its namespace, and that no request without a
+// credential for a realm makes storage appear.
 import { evictDurableObject, listDurableObjectIds } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { callerFrom, mintToken } from "../../src/edge/auth.ts";
 import { clearRealmCacheForTest } from "../../src/edge/realm-cache.ts";
-import { call, edgeFetch, freshRealm, newRealm, node } from "./helpers.ts";
+import { type Call, call, edgeFetch, freshRealm, newRealm, node } from "./helpers.ts";
 
 async function token(realm: string, role: "agent" | "reader", namespaces: string[] = []): Promise<string> {
   const r = await call("POST", `/v1/realms/${realm}/tokens`, { body: { role, namespaces } });
@@ -153,6 +154,127 @@ describe("gateway address policy", () => {
     expect((await put(agentC, "c-pub", "ipv4://8.8.8.8:80", "c")).body.error.code).toBe("gateway_forbidden");
     expect((await put(agentC, "c-dns", "dns://x.c.svc.cluster.local:80", "c")).status).toBe(201);
     expect((await put(agentC, "c-ext", "dns://evil.example.com:80", "c")).body.error.code).toBe("gateway_forbidden");
+  });
+});
+
+describe("scaling reports are per namespace", () => {
+  /** A pod's record: every cluster's base config names its StatefulSet `hopway-agent`. */
+  const pod = (name: string, ns: string | null) => ({
+    name,
+    ...(ns === null ? {} : { metadata: { namespace_name: ns } }),
+    gateway: [{ priority: 1, address: "ipv4://10.0.0.1:1234" }],
+    ttl_seconds: 600,
+  });
+  const report = (ordinal: number, load: number, extra: Record<string, unknown> = {}) => ({
+    report: { workload: "hopway-agent", ordinal, load, holds_state: false, ...extra },
+  });
+
+  it("another namespace's report of the same workload changes neither the draining list nor the scaling view", async () => {
+    const realm = await newRealm("scalens");
+    const base = `/v1/realms/${realm}`;
+    const agentA = await token(realm, "agent", ["a"]);
+    const agentB = await token(realm, "agent", ["b"]);
+    for (let i = 0; i < 4; i++) {
+      expect((await call("PUT", `${base}/nodes/a-${i}`, { token: agentA, body: pod(`a-${i}`, "a") })).status).toBe(201);
+    }
+    expect((await call("PUT", `${base}/nodes/b-0`, { token: agentB, body: pod("b-0", "b") })).status).toBe(201);
+    expect((await call("PUT", `${base}/nodes/admin-0`, { body: pod("admin-0", null) })).status).toBe(201);
+    const heartbeatA = async (load: number) => {
+      let last: Call | undefined;
+      for (let i = 0; i < 4; i++) {
+        last = await call("POST", `${base}/nodes/a-${i}/heartbeat`, { token: agentA, body: report(i, load) });
+        expect(last.status, JSON.stringify(last.body)).toBe(200);
+      }
+      return last!.body.scaling;
+    };
+    // Four busy pods: load asks for all four, nothing drains.
+    expect((await heartbeatA(0.6)).draining).toEqual([]);
+
+    // Tenant b reports its own record under the same workload name with max_replicas 1; a
+    // record without a namespace (the admin's) does the same.
+    const b = await call("POST", `${base}/nodes/b-0/heartbeat`, {
+      token: agentB,
+      body: report(0, 0, { max_replicas: 1 }),
+    });
+    expect(b.status).toBe(200);
+    expect(b.body.scaling).toMatchObject({ draining: [], replicas_reporting: 1, desired_by_load: 1 });
+    expect(
+      (await call("POST", `${base}/nodes/admin-0/heartbeat`, { body: report(0, 0, { max_replicas: 1 }) })).body.scaling
+        .replicas_reporting,
+    ).toBe(1);
+    const a = await heartbeatA(0.6);
+    expect(a.draining).toEqual([]);
+    expect(a).toMatchObject({ desired_by_load: 4, replicas_reporting: 4, total_load: 2.4 });
+
+    // min_replicas: 100000 from b does not hold a's scale-in back either.
+    await call("POST", `${base}/nodes/b-0/heartbeat`, { token: agentB, body: report(0, 0, { min_replicas: 100_000 }) });
+    await call("POST", `${base}/nodes/admin-0/heartbeat`, { body: report(0, 0, { min_replicas: 100_000 }) });
+    expect((await heartbeatA(0.1)).draining).toEqual([1, 2, 3]);
+
+    // The workload view is per namespace too; an agent token's own namespace is its default.
+    const viewA = await call("GET", `${base}/workloads/hopway-agent?namespace=a`, { token: agentB });
+    expect(viewA.status).toBe(200);
+    expect(viewA.body.namespace).toBe("a");
+    expect(viewA.body.pods.map((p: { node: string }) => p.node)).toEqual(["a-0", "a-1", "a-2", "a-3"]);
+    expect(viewA.body.scaling.draining).toEqual([1, 2, 3]);
+    expect((await call("GET", `${base}/workloads/hopway-agent`, { token: agentA })).body).toEqual(viewA.body);
+    const viewB = await call("GET", `${base}/workloads/hopway-agent`, { token: agentB });
+    expect(viewB.body.pods.map((p: { node: string }) => p.node)).toEqual(["b-0"]);
+    const none = await call("GET", `${base}/workloads/hopway-agent?namespace=`);
+    expect(none.body).toMatchObject({ namespace: null, pods: [{ node: "admin-0" }] });
+    // Without a namespace and with several reporting, the admin must name one.
+    const ambiguous = await call("GET", `${base}/workloads/hopway-agent`);
+    expect(ambiguous.status).toBe(400);
+    expect(ambiguous.body.error).toMatchObject({ code: "invalid_input", path: "namespace" });
+    expect((await call("GET", `${base}/workloads/hopway-agent?namespace=c`)).status).toBe(404);
+
+    // Group membership (what a's agents follow) takes draining from a's reports only.
+    expect(
+      (
+        await call("PUT", `${base}/nodes/kv`, {
+          body: {
+            type: "group",
+            metadata: { namespace_name: "a" },
+            node_list: [0, 1, 2, 3].map((i) => ({ node_name: `a-${i}` })),
+          },
+        })
+      ).status,
+    ).toBe(201);
+    await heartbeatA(0.6);
+    await call("POST", `${base}/nodes/b-0/heartbeat`, { token: agentB, body: report(0, 0, { max_replicas: 1 }) });
+    const membership = await call("GET", `${base}/groups/kv/membership`, { token: agentA });
+    expect(membership.status).toBe(200);
+    expect(membership.body.members.map((m: { draining: boolean }) => m.draining)).toEqual([false, false, false, false]);
+    // And it keeps a's draining pods draining for any caller, while b and the admin's record
+    // report the same workload name (the look-up names the members' namespace).
+    await heartbeatA(0.1);
+    for (const who of [undefined, agentA, agentB]) {
+      const m = await call("GET", `${base}/groups/kv/membership`, { token: who });
+      expect(m.status).toBe(200);
+      expect(m.body.members.map((x: { draining: boolean }) => x.draining)).toEqual([false, true, true, true]);
+    }
+  });
+
+  it("a record moved to another namespace leaves its report behind", async () => {
+    const realm = await newRealm("scalemove");
+    const base = `/v1/realms/${realm}`;
+    for (const [name, ns] of [
+      ["a-0", "a"],
+      ["a-1", "a"],
+      ["b-0", "b"],
+    ] as const) {
+      expect((await call("PUT", `${base}/nodes/${name}`, { body: pod(name, ns) })).status).toBe(201);
+    }
+    await call("POST", `${base}/nodes/a-0/heartbeat`, { body: report(0, 0.6) });
+    await call("POST", `${base}/nodes/a-1/heartbeat`, { body: report(1, 0.6, { max_replicas: 1 }) });
+    await call("POST", `${base}/nodes/b-0/heartbeat`, { body: report(0, 0.6) });
+    // The admin gives a-1 to namespace b: its report was a's, so b's view does not take it.
+    expect((await call("PUT", `${base}/nodes/a-1`, { body: pod("a-1", "b") })).status).toBe(200);
+    expect((await call("GET", `${base}/nodes/a-1`)).body.report).toBeNull();
+    const b = await call("GET", `${base}/workloads/hopway-agent?namespace=b`);
+    expect(b.body.pods.map((p: { node: string }) => p.node)).toEqual(["b-0"]);
+    const a = await call("GET", `${base}/workloads/hopway-agent?namespace=a`);
+    expect(a.body.pods.map((p: { node: string }) => p.node)).toEqual(["a-0"]);
   });
 });
 

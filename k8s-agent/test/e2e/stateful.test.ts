@@ -283,8 +283,13 @@ beforeAll(async () => {
   await createRealm(edge, REALM);
   const t = await api("POST", "/tokens", { role: "agent", namespaces: [NS] });
   agentToken = String(t.token);
-  // The StatefulSet's pods up to its maxReplicas: only those whose records are up are members.
-  await api("PUT", "/nodes/kv", { type: "group", node_list: [0, 1, 2, 3, 4].map((i) => ({ node_name: `kv-${i}` })) });
+  // The StatefulSet's pods up to its maxReplicas: only those whose records are up, in the group's
+  // namespace, are members (docs/stateful.md).
+  await api("PUT", "/nodes/kv", {
+    type: "group",
+    metadata: { namespace_name: NS },
+    node_list: [0, 1, 2, 3, 4].map((i) => ({ node_name: `kv-${i}` })),
+  });
   appPort = await freePort("127.78.1.1");
   const gwPort = await freePort("127.78.3.1");
   const gwRecord = {

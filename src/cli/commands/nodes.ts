@@ -137,7 +137,8 @@ export function formatNodes(records: readonly HopwayRecord[]): string {
   if (records.length === 0) return "no records match\n";
   const rows = records.map((r) => {
     if (r.type === "group") {
-      return [r.name, "group", "", "", "", `members: ${r.node_list.map((m) => m.node_name).join(", ")}`];
+      const members = `members: ${r.node_list.map((m) => m.node_name).join(", ")}`;
+      return [r.name, "group", r.metadata?.namespace_name ?? "", "", "", members];
     }
     const labels = Object.entries(r.metadata?.labels ?? {})
       .map(([k, v]) => `${k}=${v}`)

@@ -195,6 +195,8 @@ export function generateTopology(options: GenerateOptions): HopwayRecord[] {
       name: `group-${g}`,
       type: "group",
       version: 1,
+      // Members are drawn from every namespace, so the group says it spans them (docs/stateful.md).
+      any_namespace: true,
       node_list: [...names].map((node_name) => ({ node_name })),
     });
   }

@@ -35,6 +35,7 @@ const SAMPLE: Record<string, unknown> = {
   advertise_relay: { metadata: { kind: "relay" } },
   gateway: [{ priority: 1, address: "ipv4://10.9.0.1:1234" }],
   node_list: [{ node_name: "n1" }],
+  any_namespace: true,
 };
 
 function withField(base: Record<string, unknown>, field: string, value: unknown): Record<string, unknown> {
