@@ -6,6 +6,11 @@ import type { Sql } from "./migrations.ts";
 
 /** Declarations a realm may hold: each is one listening socket on every relay it selects. */
 export const MAX_LISTENERS = 1024;
+/**
+ * Declarations one namespace may hold, so that no tenant can use up the realm's (docs/listeners.md).
+ * The admin's declarations without a namespace count only against the realm's.
+ */
+export const MAX_LISTENERS_PER_NAMESPACE = 128;
 
 interface Row extends Record<string, SqlStorageValue> {
   name: string;
@@ -33,6 +38,10 @@ export class ListenerStore {
 
   count(): number {
     return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM listeners").one().n;
+  }
+
+  countIn(namespace: string): number {
+    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM listeners WHERE namespace = ?", namespace).one().n;
   }
 
   list(): NamedListenerDeclaration[] {

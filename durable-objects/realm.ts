@@ -30,7 +30,7 @@ import type {
   WriteResult,
 } from "../src/edge/types.ts";
 import { type AuthorityRow, CaStore, MAX_OUTSTANDING_PER_NAME } from "./ca.ts";
-import { ListenerStore, MAX_LISTENERS } from "./listeners.ts";
+import { ListenerStore, MAX_LISTENERS, MAX_LISTENERS_PER_NAMESPACE } from "./listeners.ts";
 import { migrate } from "./migrations.ts";
 import { PolicyStore } from "./policy.ts";
 import { type RecordRow, RecordStore } from "./records.ts";
@@ -550,7 +550,15 @@ export class RealmObject extends DurableObject<Env> {
     if (stored === undefined && this.listeners.count() >= MAX_LISTENERS) {
       return fail("invalid_input", 400, `a realm holds at most ${MAX_LISTENERS} listener declarations`, "name");
     }
-
+    const ns = decl.namespace;
+    if (ns !== undefined && stored !== ns && this.listeners.countIn(ns) >= MAX_LISTENERS_PER_NAMESPACE) {
+      return fail(
+        "invalid_input",
+        400,
+        `a namespace holds at most ${MAX_LISTENERS_PER_NAMESPACE} listener declarations; '${ns}' has them`,
+        "namespace",
+      );
+    }
     const named: NamedListenerDeclaration = { name, ...decl };
     if (this.listeners.put(named)) this.wakeListenerWaiters();
     return { ok: true, version: this.listeners.version, created: stored === undefined };

@@ -33,6 +33,9 @@ export const LabelValueSchema = z
   .refine((v) => v === "" || LABEL_NAME.test(v), "must be a Kubernetes label value");
 // zod builds the parsed record by assignment, so an own `__proto__` key (which
 // JSON.parse and YAML both produce) would vanish without a word; refuse it.
+/** Labels on one record or selector: a bound, so a declaration or selector stays small (Kubernetes objects carry far fewer). */
+export const MAX_LABELS = 64;
+
 export const LabelsSchema = z.preprocess(
   (value, ctx) => {
     if (value !== null && typeof value === "object" && Object.hasOwn(value, "__proto__")) {
@@ -40,7 +43,9 @@ export const LabelsSchema = z.preprocess(
     }
     return value;
   },
-  z.record(LabelKeySchema, LabelValueSchema),
+  z
+    .record(LabelKeySchema, LabelValueSchema)
+    .refine((labels) => Object.keys(labels).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`),
 );
 
 /**

@@ -65,6 +65,44 @@ describe("listener declarations", () => {
     expect((await call("DELETE", `/v1/realms/${realm}/listeners/redis`, { token: agent })).status).toBe(404);
   });
 
+  it("a namespace holds at most 128 declarations, so no tenant uses up the realm's 1,024", async () => {
+    const realm = await newRealm("lisq");
+    const agent = await token(realm, "agent", ["ns1"]);
+    const other = await token(realm, "agent", ["ns2"]);
+    for (let i = 0; i < 128; i++) {
+      const r = await call("PUT", `/v1/realms/${realm}/listeners/l${i}`, { body: decl(), token: agent });
+      expect(r.status).toBe(201);
+    }
+    const over = await call("PUT", `/v1/realms/${realm}/listeners/l128`, { body: decl(), token: agent });
+    expect(over.status).toBe(400);
+    expect(over.body.error).toMatchObject({ code: "invalid_input", path: "namespace" });
+    expect(over.body.error.message).toContain("at most 128");
+    // Replacing one of its own still works; another namespace and the admin still declare.
+    expect(
+      (await call("PUT", `/v1/realms/${realm}/listeners/l0`, { body: decl({ listen: "0.0.0.0:7000" }), token: agent }))
+        .status,
+    ).toBe(200);
+    expect(
+      (await call("PUT", `/v1/realms/${realm}/listeners/pg`, { body: decl({ namespace: "ns2" }), token: other }))
+        .status,
+    ).toBe(201);
+    expect(
+      (await call("PUT", `/v1/realms/${realm}/listeners/all`, { body: decl({ namespace: undefined }) })).status,
+    ).toBe(201);
+    expect((await call("GET", `/v1/realms/${realm}/listeners`)).body.listeners).toHaveLength(130);
+  });
+
+  it("refuses a selector of more than 64 labels, naming the field", async () => {
+    const realm = await newRealm("lisl");
+    const labels = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, "v"]));
+    const r = await call("PUT", `/v1/realms/${realm}/listeners/big`, {
+      body: decl({ relays: { metadata: { labels } } }),
+    });
+    expect(r.status).toBe(400);
+    expect(r.body.error).toMatchObject({ code: "invalid_input", path: "relays.metadata.labels" });
+    expect((await call("GET", `/v1/realms/${realm}/listeners`)).body.listeners).toHaveLength(0);
+  });
+
   it("names the bad field and stores nothing", async () => {
     const realm = await newRealm("lis");
     for (const [body, path] of [
