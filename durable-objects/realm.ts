@@ -353,6 +353,17 @@ export class RealmObject extends DurableObject<Env> {
     };
   }
 
+  /**
+   * Whether the caller may import at all (a known, unrevoked token that is not a reader): asked
+   * before the Worker reads and parses a body of up to 12 MiB for it.
+   */
+  mayImport(caller: Caller): Result<Record<never, never>> {
+    const p = this.principal(caller);
+    if ("ok" in p) return p;
+    if (p.role === "reader") return fail("forbidden", 403, "a reader token cannot change records");
+    return { ok: true };
+  }
+
   importRecords(caller: Caller, records: HopwayRecord[]): Result<WriteResult & { records: number }> {
     const namespaces = new Set<string | null>(records.map(recordNamespace));
     for (const r of records) {
@@ -383,6 +394,9 @@ export class RealmObject extends DurableObject<Env> {
   }
 
   deleteRecord(caller: Caller, name: string): Result<WriteResult> {
+    // Authenticated before the lease upkeep below writes anything.
+    const who = this.principal(caller);
+    if ("ok" in who) return who;
     this.catchUp(this.now());
     const existing = this.records.get(name);
     if (existing === undefined) {
@@ -415,6 +429,9 @@ export class RealmObject extends DurableObject<Env> {
     report: ScalingReport | null,
     links: LinkState[] | null = null,
   ): Result<HeartbeatResult> {
+    // Authenticated before the lease upkeep below writes anything.
+    const who = this.principal(caller);
+    if ("ok" in who) return who;
     const now = this.now();
     this.catchUp(now);
     let row = this.records.get(name);

@@ -252,6 +252,8 @@ export function createApp(): Hono<Env2> {
   });
 
   realms.post("/import", async (c) => {
+    // Who may import is settled before a body of up to 12 MiB is read and parsed for them.
+    unwrap(await c.var.stub.mayImport(c.var.caller));
     const type = c.req.header("content-type") ?? "";
     const format = CONTENT_YAML.test(type) ? "yaml" : CONTENT_JSON.test(type) ? "json" : undefined;
     const text = await readBody(c.req.raw, MAX_IMPORT_BYTES);

@@ -27,6 +27,28 @@ describe("import", () => {
     expect(after.body.records).toEqual(before.body.records);
   });
 
+  it("who may import is settled before the body is read: a reader or a revoked token never gets it parsed", async () => {
+    const realm = await newRealm("impauth");
+    const mint = async (role: "reader" | "agent") =>
+      (await call("POST", `/v1/realms/${realm}/tokens`, { body: { role, namespaces: role === "agent" ? ["a"] : [] } }))
+        .body.token as string;
+    const reader = await mint("reader");
+    const agent = await mint("agent");
+    // Text that does not parse: whoever gets past the role check would get invalid_yaml.
+    const garbage = { raw: "records: [ {", type: "application/yaml" };
+    const asReader = await call("POST", `/v1/realms/${realm}/import`, { ...garbage, token: reader });
+    expect(asReader.status).toBe(403);
+    expect(asReader.body.error.code).toBe("forbidden");
+    expect((await call("POST", `/v1/realms/${realm}/import`, { ...garbage, token: agent })).body.error.code).toBe(
+      "invalid_yaml",
+    );
+    const tokens = (await call("GET", `/v1/realms/${realm}/tokens`)).body.tokens as Array<{ id: string; role: string }>;
+    for (const t of tokens) expect((await call("DELETE", `/v1/realms/${realm}/tokens/${t.id}`)).status).toBe(200);
+    const revoked = await call("POST", `/v1/realms/${realm}/import`, { ...garbage, token: agent });
+    expect(revoked.status).toBe(401);
+    expect(revoked.body.error.code).toBe("unauthorized");
+  });
+
   it("text that is not JSON is invalid_json, not YAML invalid_yaml; an empty body too", async () => {
     const realm = await newRealm("garbage");
     const r = await call("POST", `/v1/realms/${realm}/import`, { raw: "{ nope", type: "application/json" });
