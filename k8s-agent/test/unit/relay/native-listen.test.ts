@@ -76,6 +76,19 @@ async function listenerTo(
   return { relay: r.relay, port: Number(address.slice(address.lastIndexOf(":") + 1)), results };
 }
 
+/** An echo server that keeps its accepted sockets, so a test can reset the target side. */
+async function keptEcho(): Promise<{ port: number; accepted: Socket[] }> {
+  const accepted: Socket[] = [];
+  const server = createServer({ allowHalfOpen: true }, (t) => {
+    accepted.push(t);
+    t.on("error", () => {});
+    t.pipe(t);
+  });
+  const port = await listen(server);
+  cleanups.push(() => server.close());
+  return { port, accepted };
+}
+
 async function client(port: number): Promise<Socket> {
   const s = connect({ host: "127.0.0.1", port, noDelay: true });
   s.on("error", () => {});
@@ -182,14 +195,7 @@ describe.runIf(linux)("native listeners", () => {
   });
 
   it("reset the application when the target resets, on the loop and on the thread", async () => {
-    const accepted: Socket[] = [];
-    const server = createServer({ allowHalfOpen: true }, (t) => {
-      accepted.push(t);
-      t.on("error", () => {});
-      t.pipe(t);
-    });
-    const port = await listen(server);
-    cleanups.push(() => server.close());
+    const { port, accepted } = await keptEcho();
     const l = await listenerTo([`ipv4://127.0.0.1:${port}`], port);
     for (const handOver of [false, true]) {
       const s = await client(l.port);
@@ -208,14 +214,7 @@ describe.runIf(linux)("native listeners", () => {
   it("reset the application when the target reset just before the relay closed gracefully", async () => {
     // The thread's report of the reset is still queued when the close is asked (the event loop
     // was busy): the failure wins, so a cut-off stream never looks complete to the application.
-    const accepted: Socket[] = [];
-    const server = createServer({ allowHalfOpen: true }, (t) => {
-      accepted.push(t);
-      t.on("error", () => {});
-      t.pipe(t);
-    });
-    const port = await listen(server);
-    cleanups.push(() => server.close());
+    const { port, accepted } = await keptEcho();
     let conn: NativeConn | undefined;
     let ended: Promise<NativeEnd> | undefined;
     const l = hub().listen("127.0.0.1", 0, (c) => {

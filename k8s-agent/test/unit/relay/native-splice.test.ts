@@ -42,6 +42,26 @@ async function relayTo(port: number, extra: Partial<Parameters<typeof startRelay
   return r;
 }
 
+/**
+ * A relay to a target that reads and never answers, and a tunnel through it on the splice's thread:
+ * `cut` settles once the application sees a reset, `target` is the target's side.
+ */
+async function splicedToSilentTarget() {
+  let accepted: Socket | undefined;
+  const server = createServer((t) => {
+    accepted = t;
+    t.on("error", () => {});
+  });
+  const port = await listen(server);
+  cleanups.push(() => server.close());
+  const r = await relayTo(port);
+  const s = await tunnel(r.port);
+  const cut = cutOff(s);
+  await warm(r.relay, s, false);
+  await until("the target's connection", () => accepted !== undefined);
+  return { r, s, cut, target: () => accepted as Socket };
+}
+
 async function tunnel(port: number): Promise<Socket> {
   const a = await request(port, "CONNECT app1 HTTP/1.1\r\n\r\n");
   expect(a.status).toBe(200);
@@ -172,19 +192,8 @@ describe.runIf(linux)("native splice", () => {
   });
 
   it("resets the application when the target resets mid-transfer", async () => {
-    let accepted: Socket | undefined;
-    const server = createServer((t) => {
-      accepted = t;
-      t.on("error", () => {});
-    });
-    const port = await listen(server);
-    cleanups.push(() => server.close());
-    const r = await relayTo(port);
-    const s = await tunnel(r.port);
-    const cut = cutOff(s);
-    await warm(r.relay, s, false);
-    await until("the target's connection", () => accepted !== undefined);
-    (accepted as Socket).resetAndDestroy();
+    const { r, cut, target } = await splicedToSilentTarget();
+    target().resetAndDestroy();
     await cut;
     await until("the tunnel to close", () => r.relay.activeTunnels === 0);
   });
@@ -192,18 +201,7 @@ describe.runIf(linux)("native splice", () => {
   it("never lets the byte counters go back while an ended tunnel's report waits for the event loop", async () => {
     // Prometheus reads a counter that goes down as a restart: the bytes a tunnel moved on the
     // thread must count from its end until its report reaches JavaScript, not drop out between.
-    let accepted: Socket | undefined;
-    const server = createServer((t) => {
-      accepted = t;
-      t.on("error", () => {});
-    });
-    const port = await listen(server);
-    cleanups.push(() => server.close());
-    const r = await relayTo(port);
-    const s = await tunnel(r.port);
-    const cut = cutOff(s);
-    await warm(r.relay, s, false);
-    await until("the target's connection", () => accepted !== undefined);
+    const { r, s, cut, target } = await splicedToSilentTarget();
     const total = () => {
       const c = r.relay.counters;
       return Object.values(c.up).reduce((a, b) => a + b, 0) + Object.values(c.down).reduce((a, b) => a + b, 0);
@@ -212,7 +210,7 @@ describe.runIf(linux)("native splice", () => {
     s.write(Buffer.alloc(4096, 1));
     await until("bytes moved on the thread", () => total() >= handedOver + 4096);
     const before = total();
-    (accepted as Socket).resetAndDestroy();
+    target().resetAndDestroy();
     const busyUntil = Date.now() + 200;
     while (Date.now() < busyUntil) {
       // No event runs meanwhile: the thread meets the reset and its report waits for the loop.

@@ -413,52 +413,41 @@ describe("hopway-mux/1: a peer that breaks the protocol loses its link, never th
 
 describe("hopway-mux/1: a peer that floods a link it does not read", () => {
   /**
-   * Writes `frame` until the session closes or `max` were sent; returns how many went. In batches
-   * of 500 with a turn of the event loop between, so that the session reads each batch by itself:
-   * what closes the link is answers piling up behind a peer that does not read, not one burst.
+   * A peer that sends `frame(i)` and never reads, until its link closes or `max` went; the
+   * session's errors and how many went. In batches of 500 with a turn of the event loop between,
+   * so that the session reads each batch by itself: what closes the link is answers piling up
+   * behind a peer that does not read, not one burst.
    */
-  async function flood(raw: Socket, frame: (i: number) => Buffer, max: number, ended: () => boolean): Promise<number> {
+  async function floodUnread(frame: (i: number) => Buffer, max: number): Promise<{ errors: Error[]; sent: number }> {
+    const { raw, errors, closed } = await rawPeer();
+    raw.pause();
+    let done = false;
+    void closed.then(() => {
+      done = true;
+    });
     const batch = 500;
     let sent = 0;
-    while (sent < max && !ended()) {
+    while (sent < max && !done) {
       const parts: Buffer[] = [];
       for (let j = 0; j < batch; j++) parts.push(frame(sent + j));
       sent += batch;
       if (!raw.write(Buffer.concat(parts))) await Promise.race([once(raw, "drain"), sleep(200)]);
       await sleep(1);
     }
-    return sent;
+    await closed;
+    return { errors, sent };
   }
 
   it("PINGs whose PONGs pile up: the link closes (flood) instead of queueing them without end", async () => {
-    const { raw, errors, closed } = await rawPeer();
-    raw.pause();
-    let done = false;
-    void closed.then(() => {
-      done = true;
-    });
-    // Loopback socket buffers take a few MiB of PONGs before any waits in the session.
-    const sent = await flood(
-      raw,
-      (i) => wordsFrame(FrameType.PING, 0, [0, i]),
-      2_000_000,
-      () => done,
-    );
-    await closed;
+    // Loopback socket buffers take a few hundred KiB of PONGs before any waits in the session.
+    const { errors, sent } = await floodUnread((i) => wordsFrame(FrameType.PING, 0, [0, i]), 2_000_000);
     expect((errors[0] as MuxProtocolError | undefined)?.reason, `after ${sent} PINGs`).toBe("flood");
   });
 
   it("OPENs past the stream limit, each refused with an RST it never reads: the link closes (flood)", async () => {
-    const { raw, errors, closed } = await rawPeer();
-    raw.pause();
-    let done = false;
-    void closed.then(() => {
-      done = true;
-    });
     const h = encodeHeaders({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": "r2" });
     const open = (i: number) => Buffer.concat([frameHeader(FrameType.OPEN, 0, 2 * i + 1, h.length), h]);
-    const sent = await flood(raw, open, 1_500_000, () => done);
-    await closed;
+    const { errors, sent } = await floodUnread(open, 1_500_000);
     expect((errors[0] as MuxProtocolError | undefined)?.reason, `after ${sent} OPENs`).toBe("flood");
   });
 
