@@ -31,11 +31,11 @@ export const LabelValueSchema = z
   .string()
   .max(63)
   .refine((v) => v === "" || LABEL_NAME.test(v), "must be a Kubernetes label value");
-// zod builds the parsed record by assignment, so an own `__proto__` key (which
-// JSON.parse and YAML both produce) would vanish without a word; refuse it.
 /** Labels on one record or selector: a bound, so a declaration or selector stays small (Kubernetes objects carry far fewer). */
 export const MAX_LABELS = 64;
 
+// zod builds the parsed record by assignment, so an own `__proto__` key (which
+// JSON.parse and YAML both produce) would vanish without a word; refuse it.
 export const LabelsSchema = z.preprocess(
   (value, ctx) => {
     if (value !== null && typeof value === "object" && Object.hasOwn(value, "__proto__")) {
