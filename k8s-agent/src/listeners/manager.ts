@@ -11,6 +11,7 @@ import { type Listener, type ListenerTarget, parseListenAddress, parseListenerTa
 import { CidrList } from "../relay/auth.ts";
 import type { NativeConn, NativeListeners } from "../relay/native-splice.ts";
 import type { FailureReason } from "../relay/protocol.ts";
+import type { SelfAddresses } from "../relay/self-addresses.ts";
 
 export interface CarryTarget extends ListenerTarget {
   /** Key for a group target (key-affine owner), as the relay would read it from Hopway-Key. */
@@ -37,6 +38,13 @@ export interface ListenerCarrier {
    */
   readonly nativeListeners?: NativeListeners | undefined;
   carryNative?(conn: NativeConn, target: CarryTarget, settled: (outcome: CarryOutcome) => void): void;
+  /**
+   * This process's own listeners and outbound connections (relay/self-addresses.ts): each
+   * listener is entered while it is open, so that the relay never dials it (a route whose
+   * gateway is a listener of this relay would loop through it), and a connection the relay
+   * opened that comes back to a listener is refused.
+   */
+  readonly selfAddresses?: SelfAddresses | undefined;
 }
 
 export type ListenerResult = "carried" | FailureReason;
@@ -192,7 +200,6 @@ export class ListenerManager {
       highWaterMark: this.o.bufferBytes ?? this.o.carrier.bufferBytes,
     } as Parameters<typeof createServer>[0]);
     const running = this.newRunning(spec, target, false);
-    running.close = () => server.close();
     server.on("connection", (socket) => this.accept(running, socket));
     return new Promise((resolve, reject) => {
       server.once("error", reject);
@@ -205,6 +212,9 @@ export class ListenerManager {
         if (a !== null && typeof a === "object") {
           running.address = a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
         }
+        running.close = this.ownedWhileOpen(addr.host, a !== null && typeof a === "object" ? a.port : addr.port, () =>
+          server.close(),
+        );
         resolve(running);
       });
     });
@@ -237,7 +247,21 @@ export class ListenerManager {
     port: number,
   ): Running {
     const running = this.newRunning(spec, target, true);
+    // The accepted connection's own address is the listener's, unknown on a wildcard address.
+    const local = host === "0.0.0.0" || host === "::" ? undefined : host;
     const bound = native.listen(host, port, (conn) => {
+      const self = this.o.carrier.selfAddresses;
+      const own = {
+        remoteAddress: conn.remoteAddress,
+        remotePort: conn.remotePort,
+        localAddress: local,
+        localPort: bound.port,
+      };
+      if (self?.isOwnConnection(own)) {
+        conn.destroy();
+        this.refused(running, SELF_REFUSAL);
+        return;
+      }
       if (!this.cidrs.allows(conn.remoteAddress)) {
         conn.destroy();
         this.refused(running, {
@@ -250,7 +274,7 @@ export class ListenerManager {
       }
       carryNative(conn, this.targetFor(running, conn.remoteAddress), running.settled);
     });
-    running.close = () => native.unlisten(bound.id);
+    running.close = this.ownedWhileOpen(host, bound.port, () => native.unlisten(bound.id));
     running.address = host.includes(":") ? `[${host}]:${bound.port}` : `${host}:${bound.port}`;
     return running;
   }
@@ -262,7 +286,22 @@ export class ListenerManager {
     return key === undefined ? r.target : { ...r.target, key };
   }
 
+  /** Enters a listener's address among the relay's own while it is open; returns its close. */
+  private ownedWhileOpen(host: string, port: number, close: () => void): () => void {
+    const self = this.o.carrier.selfAddresses;
+    self?.add({ host, port });
+    return () => {
+      self?.remove({ host, port });
+      close();
+    };
+  }
+
   private accept(r: Running, socket: Socket): void {
+    if (this.o.carrier.selfAddresses?.isOwnConnection(socket)) {
+      socket.destroy();
+      this.refused(r, SELF_REFUSAL);
+      return;
+    }
     if (!this.cidrs.allows(socket.remoteAddress)) {
       socket.destroy();
       this.refused(r, {
@@ -303,6 +342,14 @@ export class ListenerManager {
     for (const r of running) r.close();
   }
 }
+
+/** A connection the relay itself opened, come back to one of its listeners (a hairpin or a loop). */
+const SELF_REFUSAL = {
+  reason: "forbidden",
+  status: 403,
+  detail: "connection opened by this relay itself; a relay never tunnels to itself",
+  failedAt: "",
+} as const;
 
 function nameOf(spec: Listener): string {
   return spec.name ?? spec.listen;

@@ -97,6 +97,13 @@ export class SelfAddresses {
     this.tcp.push({ host: normalizeIp(host), port: addr.port });
   }
 
+  /** Forgets a listener `add` recorded (one entry), once it closed. */
+  remove(addr: { host: string; port: number }): void {
+    const host = normalizeIp(addr.host);
+    const i = this.tcp.findIndex((l) => l.host === host && l.port === addr.port);
+    if (i >= 0) this.tcp.splice(i, 1);
+  }
+
   /** Whether a dial to ip:port would reach one of this process's listeners. */
   isSelf(ip: string, port: number): boolean {
     const addr = normalizeIp(ip);
@@ -221,7 +228,13 @@ export class SelfAddresses {
    * host may share the address and port of one of ours that went elsewhere on this host: that
    * one is a stranger, not a way back.
    */
-  isOwnConnection(accepted: Pick<Socket, "remoteAddress" | "remotePort" | "localAddress" | "localPort">): boolean {
+  isOwnConnection(accepted: {
+    readonly remoteAddress?: string | undefined;
+    readonly remotePort?: number | undefined;
+    /** Unknown (a native listener on a wildcard address): only a way back through another address counts. */
+    readonly localAddress?: string | undefined;
+    readonly localPort?: number | undefined;
+  }): boolean {
     if (this.pending.size > 0) this.settle();
     if (this.outbound.size === 0) return false;
     const from = ipPort(accepted.remoteAddress, accepted.remotePort);

@@ -4,6 +4,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
 import { describe, expect, it } from "vitest";
+import { freePort } from "../../../../test/support/loopback-mesh.ts";
 import { type ListenerCarrier, ListenerManager, type ListenerResult } from "../../../src/listeners/manager.ts";
 import { nativeSpliceStatus } from "../../../src/relay/native-splice.ts";
 import { readsInPlaceForTest } from "../../../src/relay/pump.ts";
@@ -48,6 +49,7 @@ function setupWith(
   const carried: Socket[] = [];
   const carrier: ListenerCarrier = {
     bufferBytes: relay.bufferBytes,
+    selfAddresses: relay.selfAddresses,
     carry: (socket, target, settled) => {
       carried.push(socket);
       relay.carry(socket, target, settled);
@@ -346,6 +348,22 @@ describe.each(MODES)("listeners, %s accept", (mode) => {
     ok.destroy();
     await listeners.close();
     echo.server.close();
+  });
+
+  it("never tunnels to itself: a route whose gateway is this listener is refused once, not looped", async () => {
+    const port = await freePort("127.0.0.1");
+    const { listeners, results, relay } = setup([route("r1", "loop", [hop("loop", `ipv4://127.0.0.1:${port}`)])]);
+    await listeners.apply([{ listen: `127.0.0.1:${port}`, target: "loop" }]);
+    const s = await dialListener(listeners.list()[0]?.address as string);
+    await once(s, "end");
+    // One connection, refused at its dial: the relay did not dial its own listener (each such
+    // dial would have been another connection here, until the per-source cap).
+    expect(results).toEqual(["forbidden"]);
+    expect(relay.openConnections).toBe(0);
+    // Closed, the address is no longer the relay's own.
+    await listeners.apply([]);
+    expect(relay.selfAddresses.isSelf("127.0.0.1", port)).toBe(false);
+    await listeners.close();
   });
 
   it("admits only the relay's client source ranges", async () => {
