@@ -44,6 +44,11 @@ export interface AdminServerOptions {
   isOwnConnection?: (accepted: Socket) => boolean;
   /** Largest request body accepted (default 16 KiB: a report is ~60 bytes). */
   maxBodyBytes?: number;
+  /** Connections open at once (default 256), and from one source address (default 32). */
+  maxConnections?: number;
+  maxConnectionsPerSource?: number;
+  /** A connection that sends nothing for this long is closed (default 10 s). */
+  idleTimeoutMs?: number;
   /** Key-ownership look-ups (`/v1/local/owners`, k8s-agent/src/ownership); absent = 404. */
   ownership?: (query: URLSearchParams, body: unknown) => Promise<{ status: number; body: unknown }>;
 }
@@ -197,7 +202,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     "/v1/hooks/pre-delete": { GET: (_req, res) => json(res, 200, scaling.preDelete(tunnels())) },
   };
 
-  const server = createServer(async (req, res) => {
+  // Header and request timeouts are checked every second rather than Node's default 30 s.
+  const server = createServer({ connectionsCheckingInterval: 1_000 }, async (req, res) => {
     try {
       const path = new URL(req.url ?? "/", "http://admin").pathname;
       const route = routes[path];
@@ -230,6 +236,27 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   server.requestTimeout = 10_000;
   server.keepAliveTimeout = 5_000;
   server.maxHeadersCount = 64;
+  // The timeouts above start with a request: a connection that never sends one is closed too,
+  // and no one source may hold more than its share, so the kubelet's probes and Prometheus's
+  // scrapes always find room (docs/agent.md, "Admin server").
+  server.setTimeout(opts.idleTimeoutMs ?? 10_000);
+  server.maxConnections = opts.maxConnections ?? 256;
+  const perSource = opts.maxConnectionsPerSource ?? 32;
+  const bySource = new Map<string, number>();
+  server.on("connection", (socket: Socket) => {
+    const from = socket.remoteAddress ?? "";
+    const n = bySource.get(from) ?? 0;
+    if (n >= perSource) {
+      socket.destroy();
+      return;
+    }
+    bySource.set(from, n + 1);
+    socket.once("close", () => {
+      const left = (bySource.get(from) ?? 1) - 1;
+      if (left <= 0) bySource.delete(from);
+      else bySource.set(from, left);
+    });
+  });
 
   const { host, port } = parseListen(opts.listen);
   await new Promise<void>((resolve, reject) => {

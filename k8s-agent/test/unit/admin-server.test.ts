@@ -1,5 +1,7 @@
 // The admin server over real HTTP on loopback, driven through the typed client
 // where the client has a method and with raw fetch for the error paths.
+import { once } from "node:events";
+import { connect } from "node:net";
 import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type AdminServer, isLoopback, parseListen, startAdminServer } from "../../src/admin/server.ts";
@@ -45,6 +47,42 @@ describe("probes and metrics", () => {
     const r = await fetch(`${server.url}/readyz`);
     expect(r.status).toBe(503);
     expect(await r.json()).toEqual({ status: "not_ready", reason: "starting or shutting down" });
+  });
+
+  it("closes connections that send nothing, and keeps one source to its share of connections", async () => {
+    const small = await startAdminServer({
+      listen: "127.0.0.1:0",
+      registry: new Registry(),
+      scaling: signals,
+      tunnels: () => 0,
+      ready: () => true,
+      maxConnectionsPerSource: 4,
+      idleTimeoutMs: 300,
+    });
+    const { port } = small.address;
+    const open = async () => {
+      const s = connect({ host: "127.0.0.1", port });
+      s.on("error", () => {});
+      await once(s, "connect");
+      return s;
+    };
+    try {
+      // Four idle connections from one source: the fifth is closed at once.
+      const idle = await Promise.all([open(), open(), open(), open()]);
+      const fifth = await open();
+      await once(fifth, "close");
+      // The idle ones go after the idle timeout, so the source has room again.
+      const t0 = performance.now();
+      await Promise.all(idle.map((s) => once(s, "close")));
+      expect(performance.now() - t0).toBeLessThan(3_000);
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      // A request that never finishes its head is closed too.
+      const partial = await open();
+      partial.write("GET /metrics HTTP/1.1\r\n");
+      await once(partial, "close");
+    } finally {
+      await small.close();
+    }
   });
 
   it("serves the registry in the Prometheus text format", async () => {
