@@ -187,6 +187,14 @@ export const AgentConfigSchema = z
          * "Native splice"). False keeps them on the JavaScript path.
          */
         native_splice: z.boolean().default(true),
+        /**
+         * Whether a gateway's DNS name may resolve to a loopback address (docs/security/relay.md,
+         * "A gateway name never leads the relay to metadata or loopback services"). Off, a name
+         * any namespace published cannot take the relay to a service on
+         * the pod's loopback; names resolving to link-local (cloud metadata) or undialable
+         * addresses are refused either way.
+         */
+        dial_names_to_loopback: z.boolean().default(false),
       })
       .prefault({}),
     /**

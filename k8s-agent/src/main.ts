@@ -93,7 +93,7 @@ export async function startAgent(
     log,
   });
   // Filled as each listener comes up: the relay never dials any of them.
-  const selfAddresses = new SelfAddresses();
+  const selfAddresses = new SelfAddresses(undefined, config.relay.dial_names_to_loopback);
   const relay = new Relay({
     name: config.node,
     selfAddresses,

@@ -110,6 +110,21 @@ const LINK_LOCAL = [cidr("169.254.0.0/16"), cidr("fe80::/10")];
 /** Never a relay's target, whatever the policy says: unspecified, "this network", broadcast, multicast. */
 const NEVER = [cidr("0.0.0.0/8"), cidr("::/128"), cidr("255.255.255.255/32"), cidr("224.0.0.0/4"), cidr("ff00::/8")];
 
+/**
+ * The class of an IP address that the default policy refuses (loopback, link-local, or one that
+ * is never dialled: unspecified, broadcast, multicast), or undefined for any other address or a
+ * text that is not an IP. The relay asks it of what a DNS name resolved to: the edge checks a
+ * name by its text only, and a name can resolve to anything.
+ */
+export function refusedAddressClass(ip: string): "loopback" | "link_local" | "never" | undefined {
+  const bytes = ipBytes(ip);
+  if (bytes === undefined) return undefined;
+  if (NEVER.some((c) => inCidr(bytes, c))) return "never";
+  if (LOOPBACK.some((c) => inCidr(bytes, c))) return "loopback";
+  if (LINK_LOCAL.some((c) => inCidr(bytes, c))) return "link_local";
+  return undefined;
+}
+
 /** Host names that resolve to this machine by convention (RFC 6761 and common /etc/hosts entries). */
 function isLoopbackName(name: string): boolean {
   return (

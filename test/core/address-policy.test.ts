@@ -5,6 +5,7 @@ import {
   type AddressRules,
   addressRefusal,
   recordAddressProblem,
+  refusedAddressClass,
 } from "../../src/core/address-policy.ts";
 import { RecordSchema } from "../../src/core/schema.ts";
 
@@ -61,6 +62,25 @@ describe("address policy", () => {
     for (const a of ["ipv4://0.0.0.0:80", "ipv4://224.0.0.1:80", "ipv6://[::]:80"]) {
       expect(addressRefusal(a, open), a).not.toBeNull();
     }
+  });
+
+  it("names the refused class of an address a DNS name resolved to", () => {
+    const cases: Array<[string, ReturnType<typeof refusedAddressClass>]> = [
+      ["127.0.0.1", "loopback"],
+      ["127.9.9.9", "loopback"],
+      ["::1", "loopback"],
+      ["::ffff:127.0.0.1", "loopback"],
+      ["169.254.169.254", "link_local"],
+      ["fe80::1", "link_local"],
+      ["0.0.0.0", "never"],
+      ["::", "never"],
+      ["224.0.0.1", "never"],
+      ["255.255.255.255", "never"],
+      ["10.0.0.1", undefined],
+      ["fd00::1", undefined],
+      ["not-an-ip", undefined],
+    ];
+    for (const [ip, cls] of cases) expect(refusedAddressClass(ip), ip).toBe(cls);
   });
 
   it("cidrs and dns patterns are allowlists", () => {

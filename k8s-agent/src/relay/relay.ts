@@ -1068,8 +1068,12 @@ export class Relay {
       // An IP or a unix path is checked at once; only a name waits for DNS.
       const checked = this.selfAddresses.checkNow(listed) ?? (await this.selfAddresses.check(listed));
       if (!checked.ok) {
-        // Never dial our own listeners, whatever the table says: refuse the request outright.
-        lastFailure = new Refusal(checked.self ? "forbidden" : "next_hop_failed", checked.detail);
+        // Never dial our own listeners, whatever the table says: refuse the request outright. A
+        // name that resolves to a refused class of address is forbidden too; its alternatives may not be.
+        lastFailure = new Refusal(
+          checked.self || checked.forbidden === true ? "forbidden" : "next_hop_failed",
+          checked.detail,
+        );
         if (checked.self) break;
         continue;
       }

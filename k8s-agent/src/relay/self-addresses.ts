@@ -16,11 +16,15 @@ import { lookup as dnsLookup } from "node:dns/promises";
 import { isIP, isIPv4, type Socket } from "node:net";
 import { networkInterfaces } from "node:os";
 import { resolve as resolvePath } from "node:path";
+import { refusedAddressClass } from "@hopway/core/address-policy";
 import type { Dialable } from "./table.ts";
 
 export type AddressLookup = (host: string) => Promise<string[]>;
 
-export type SelfCheck = { ok: true; dial: Dialable } | { ok: false; self: boolean; detail: string };
+/** `self`: one of this process's listeners; `forbidden`: a name that resolves to a refused class of address. */
+export type SelfCheck =
+  | { ok: true; dial: Dialable }
+  | { ok: false; self: boolean; forbidden?: boolean; detail: string };
 
 const defaultLookup: AddressLookup = async (host) => (await dnsLookup(host, { all: true })).map((a) => a.address);
 
@@ -71,7 +75,15 @@ export class SelfAddresses {
   private interfaces: Set<string> | undefined;
   private interfacesAt = 0;
 
-  constructor(private readonly lookup: AddressLookup = defaultLookup) {
+  constructor(
+    private readonly lookup: AddressLookup = defaultLookup,
+    /**
+     * Whether a DNS name may resolve to a loopback address (`relay.dial_names_to_loopback`):
+     * off, a name some namespace published cannot take the relay to a service that listens on
+     * the pod's loopback only.
+     */
+    private readonly namesToLoopback = false,
+  ) {
     const outbound = this.outbound;
     const pending = this.pending;
     this.untrack = function (this: Socket) {
@@ -161,6 +173,19 @@ export class SelfAddresses {
     // Any answer pointing here refuses the whole name: a table entry that can land on this
     // relay is hostile or broken either way.
     for (const ip of ips) {
+      // The edge checked the name's text, not where it leads: a name that resolves to a cloud
+      // metadata service (link-local), the pod's loopback or an address never dialled is refused.
+      const refused = refusedAddressClass(ip);
+      if (refused !== undefined && !(refused === "loopback" && this.namesToLoopback)) {
+        const what =
+          refused === "link_local" ? "a link-local" : refused === "loopback" ? "a loopback" : "an undialable";
+        return {
+          ok: false,
+          self: false,
+          forbidden: true,
+          detail: `${d.address} resolves to ${ip}, ${what} address; a relay dials names only to other addresses`,
+        };
+      }
       if (this.isSelf(ip, d.port)) {
         return {
           ok: false,

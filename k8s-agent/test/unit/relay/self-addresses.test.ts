@@ -54,7 +54,8 @@ describe("the relay never dials its own listeners", () => {
       if (host === "echo.test") return ["127.0.0.1"];
       throw Object.assign(new Error("not found"), { code: "ENOTFOUND" });
     };
-    const self = new SelfAddresses(lookup);
+    // echo.test is on loopback, as everything here is: allowed for names explicitly.
+    const self = new SelfAddresses(lookup, true);
     self.add(wildcard.server.address() as { address: string; port: number });
     self.add(admin.server.address() as { address: string; port: number });
     self.add(unixServer.address() as string);
@@ -194,6 +195,64 @@ describe("the relay never dials its own listeners", () => {
     expect((await readAnswer(report)).status).toBe(403);
     report.destroy();
     expect(scaling.status(0, true).reported_at).toBeNull();
+  });
+
+  it("refuses a DNS name that resolves to cloud metadata, the pod's loopback or an undialable address", async () => {
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const answers: Record<string, string[]> = {
+      "meta.test": ["169.254.169.254"],
+      "lo.test": ["127.0.0.1"],
+      "v6lo.test": ["::1"],
+      "zero.test": ["0.0.0.0"],
+      // One bad answer among allowed ones refuses the name (below, with loopback allowed).
+      "mixed.test": ["127.0.0.1", "169.254.1.1"],
+    };
+    const lookup: AddressLookup = async (host) => {
+      const a = answers[host];
+      if (a === undefined) throw Object.assign(new Error("not found"), { code: "ENOTFOUND" });
+      return a;
+    };
+    const expected: Array<[string, string]> = [
+      ["meta", "link-local"],
+      ["lo", "loopback"],
+      ["v6lo", "loopback"],
+      ["zero", "undialable"],
+    ];
+    const r = await startRelay({
+      name: "relay-a",
+      selfAddresses: new SelfAddresses(lookup),
+      routes: [
+        ...expected.map(([name]) => route("relay-a", name, [hop(name, `dns://${name}.test:${echo.port}`)])),
+        // The refused name is skipped for the hop's next address, an IP the edge checked.
+        route("relay-a", "alt", [hop("alt", `dns://lo.test:${echo.port}`, [`ipv4://127.0.0.1:${echo.port}`])]),
+      ],
+    });
+    cleanups.push(() => r.close());
+    for (const [name, why] of expected) {
+      const a = await request(r.port, `CONNECT ${name}:${echo.port} HTTP/1.1\r\n\r\n`);
+      expect(a.status, name).toBe(403);
+      expect(a.headers.get("hopway-error"), name).toBe("forbidden");
+      expect(a.headers.get("hopway-reason"), name).toContain(why);
+      a.socket.destroy();
+    }
+    expect(echo.sockets).toHaveLength(0);
+    const ok = await request(r.port, `CONNECT alt:${echo.port} HTTP/1.1\r\n\r\n`);
+    expect(ok.status).toBe(200);
+    ok.socket.destroy();
+    // With relay.dial_names_to_loopback, a name may lead to loopback (never to link-local).
+    const allowing = new SelfAddresses(lookup, true);
+    const lo = await allowing.check({
+      address: `dns://lo.test:${echo.port}`,
+      host: "lo.test",
+      port: echo.port,
+      path: "",
+    });
+    expect(lo.ok).toBe(true);
+    const meta = await allowing.check({ address: "dns://meta.test:80", host: "meta.test", port: 80, path: "" });
+    expect(meta).toMatchObject({ ok: false, forbidden: true });
+    const mixed = await allowing.check({ address: "dns://mixed.test:80", host: "mixed.test", port: 80, path: "" });
+    expect(mixed).toMatchObject({ ok: false, forbidden: true });
   });
 
   it("knows which dials land on a listener", () => {
