@@ -41,7 +41,7 @@ const yamlFiles = (dir: string): string[] =>
 
 // The base and the adapter rules as written. Overlays hold patches, not whole objects, and are
 // checked as built by bk-bcs-manifests.test.ts; components are opt-in patches and CRDs, checked by
-// their own tests (manifests-cert-manager.test.ts, deploy/listeners.test.ts).
+// their own tests (manifests-cert-manager.test.ts, deploy/listeners.test.ts, deploy/network-policy.test.ts).
 /** Directories under deploy/ used from overlays, not part of `kubectl apply -k deploy`. */
 const OPTIONAL_DIRS = ["components", "overlays"];
 const docs: Doc[] = yamlFiles(DEPLOY)
@@ -139,6 +139,7 @@ describe("kustomize", () => {
       "base/kustomization.yaml",
       "components/cert-manager/kustomization.yaml",
       "components/listeners/kustomization.yaml",
+      "components/network-policy/kustomization.yaml",
       "kustomization.yaml",
       "overlays/bk-bcs-gamedeployment/kustomization.yaml",
       "overlays/bk-bcs-hook/kustomization.yaml",
