@@ -1,46 +1,13 @@
 // The listeners component: kustomize renders it onto the base, every Service validates against
 // the Kubernetes schema and forwards to the relay pods, and its port is a listener port the
 // agent's schema accepts.
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join, relative } from "node:path";
-import { fileURLToPath } from "node:url";
 import { ListenerSchema } from "@hopway/core/listener";
 import { Service } from "kubernetes-models/v1";
-import { afterAll, describe, expect, it } from "vitest";
-import { parseAllDocuments } from "yaml";
-
-const DEPLOY = join(dirname(fileURLToPath(import.meta.url)), "../../../deploy");
-const work = mkdtempSync(join(tmpdir(), "hopway-listeners-kustomize-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
-
-type Obj = { kind: string; metadata: { name: string; namespace?: string }; spec: Record<string, unknown> } & Record<
-  string,
-  unknown
->;
-
-function render(): Obj[] {
-  writeFileSync(
-    join(work, "kustomization.yaml"),
-    [
-      "apiVersion: kustomize.config.k8s.io/v1beta1",
-      "kind: Kustomization",
-      "resources:",
-      // kustomize takes only relative paths to other kustomizations.
-      `  - ${relative(work, join(DEPLOY, "base"))}`,
-      "components:",
-      `  - ${relative(work, join(DEPLOY, "components", "listeners"))}`,
-      "",
-    ].join("\n"),
-  );
-  // kubectl is part of the CI machine (.ci/system-deps.sh): a missing one fails here, never skips.
-  const out = execFileSync("kubectl", ["kustomize", work], { encoding: "utf8", timeout: 30_000 });
-  return parseAllDocuments(out).map((d) => d.toJS() as Obj);
-}
+import { describe, expect, it } from "vitest";
+import { type Obj, renderWithComponents } from "./kustomize.ts";
 
 describe("listeners component", () => {
-  const objects = render();
+  const objects = renderWithComponents(["listeners"]);
   const listenerServices = objects.filter(
     (o) =>
       o.kind === "Service" &&

@@ -1,43 +1,14 @@
 // The network-policy component: kustomize renders it onto the base with the listeners component,
 // the NetworkPolicy validates against the Kubernetes schema, selects the relay pods, and opens
 // exactly the relay's and the listeners' ports to clients and the admin port to monitoring only.
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join, relative } from "node:path";
-import { fileURLToPath } from "node:url";
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
-import { afterAll, describe, expect, it } from "vitest";
-import { parseAllDocuments } from "yaml";
+import { describe, expect, it } from "vitest";
+import { type Obj, renderWithComponents } from "./kustomize.ts";
 
-const DEPLOY = join(dirname(fileURLToPath(import.meta.url)), "../../../deploy");
-const work = mkdtempSync(join(tmpdir(), "hopway-netpol-kustomize-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
-
-type Obj = Record<string, unknown> & { kind: string; metadata: { name: string; namespace?: string } };
 type Rule = { from: Array<Record<string, unknown>>; ports: Array<{ port: number; protocol: string }> };
 
-function render(): Obj[] {
-  writeFileSync(
-    join(work, "kustomization.yaml"),
-    [
-      "apiVersion: kustomize.config.k8s.io/v1beta1",
-      "kind: Kustomization",
-      "resources:",
-      `  - ${relative(work, join(DEPLOY, "base"))}`,
-      "components:",
-      `  - ${relative(work, join(DEPLOY, "components", "listeners"))}`,
-      `  - ${relative(work, join(DEPLOY, "components", "network-policy"))}`,
-      "",
-    ].join("\n"),
-  );
-  // kubectl is part of the CI machine (.ci/system-deps.sh): a missing one fails here, never skips.
-  const out = execFileSync("kubectl", ["kustomize", work], { encoding: "utf8", timeout: 30_000 });
-  return parseAllDocuments(out).map((d) => d.toJS() as Obj);
-}
-
 describe("network-policy component", () => {
-  const objects = render();
+  const objects = renderWithComponents(["listeners", "network-policy"]);
   const policy = objects.find((o) => o.kind === "NetworkPolicy") as Obj & {
     spec: { podSelector: { matchLabels: Record<string, string> }; ingress: Rule[] };
   };
