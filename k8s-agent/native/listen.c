@@ -466,18 +466,6 @@ static void on_connection(uv_stream_t *server, int status) {
 
 // --- JavaScript API -------------------------------------------------------------------------
 
-static napi_value undef(napi_env env) {
-  napi_value u;
-  napi_get_undefined(env, &u);
-  return u;
-}
-
-static napi_value boolean(napi_env env, int b) {
-  napi_value v;
-  napi_get_boolean(env, b != 0, &v);
-  return v;
-}
-
 static int args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
   size_t argc = want;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
@@ -529,7 +517,7 @@ static napi_value listen_start(napi_env env, napi_callback_info info) {
   napi_create_reference(env, resource, 1, &resource_ref);
   napi_create_string_utf8(env, "hopway-listener", NAPI_AUTO_LENGTH, &name);
   napi_async_init(env, resource, name, &actx);
-  return undef(env);
+  return undefined_value(env);
 }
 
 static int parse_addr(napi_env env, napi_value host_v, napi_value port_v, struct sockaddr_storage *ss) {
@@ -581,15 +569,15 @@ static napi_value unlisten(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!args(env, info, 1, argv)) return NULL;
   uint32_t id;
-  if (napi_get_value_uint32(env, argv[0], &id) != napi_ok) return boolean(env, 0);
+  if (napi_get_value_uint32(env, argv[0], &id) != napi_ok) return boolean_value(env, 0);
   for (lsn_t **p = &listeners; *p != NULL; p = &(*p)->next) {
     if ((*p)->id != id) continue;
     lsn_t *l = *p;
     *p = l->next;
     uv_close((uv_handle_t *)&l->tcp, free_on_close);
-    return boolean(env, 1);
+    return boolean_value(env, 1);
   }
-  return boolean(env, 0);
+  return boolean_value(env, 0);
 }
 
 // dial(id, ip, port): connects the held connection's target side. False when it is not held.
@@ -597,7 +585,7 @@ static napi_value dial(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (!args(env, info, 3, argv)) return NULL;
   conn_t *c = arg_conn(env, argv[0]);
-  if (c == NULL || c->state != HELD || c->s[1].live) return boolean(env, 0);
+  if (c == NULL || c->state != HELD || c->s[1].live) return boolean_value(env, 0);
   struct sockaddr_storage ss;
   int err = parse_addr(env, argv[1], argv[2], &ss);
   if (err != 0) return throw_uv(env, "dial address", err);
@@ -614,7 +602,7 @@ static napi_value dial(napi_env env, napi_callback_info info) {
     c->dial_err = err;
     close_side(s, 0);
   }
-  return boolean(env, 1);
+  return boolean_value(env, 1);
 }
 
 // abortDial(id): a dial past its deadline; reported as a failed dial (ETIMEDOUT).
@@ -622,11 +610,11 @@ static napi_value abort_dial(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!args(env, info, 1, argv)) return NULL;
   conn_t *c = arg_conn(env, argv[0]);
-  if (c == NULL || c->state != DIALING || c->aborting) return boolean(env, 0);
+  if (c == NULL || c->state != DIALING || c->aborting) return boolean_value(env, 0);
   c->aborting = 1;
   c->dial_err = UV_ETIMEDOUT;
   close_side(&c->s[1], 0);
-  return boolean(env, 1);
+  return boolean_value(env, 1);
 }
 
 // close(id, reset): ends the connection; `ended` follows. A held client is refused: what it sent
@@ -637,14 +625,14 @@ static napi_value close_conn(napi_env env, napi_callback_info info) {
   conn_t *c = arg_conn(env, argv[0]);
   bool reset = false;
   napi_get_value_bool(env, argv[1], &reset);
-  if (c == NULL || c->state == CLOSING || c->close_asked) return boolean(env, 0);
+  if (c == NULL || c->state == CLOSING || c->close_asked) return boolean_value(env, 0);
   if (c->on_thread) {
     double b[2];
     if (!splice_take_back(env, c->tid, b)) {
       // Its end is reported already: closed when that report arrives (listen_thread_ended).
       c->close_asked = 1;
       c->reset_asked = reset;
-      return boolean(env, 1);
+      return boolean_value(env, 1);
     }
     c->on_thread = 0;
     c->bytes[0] += (uint64_t)b[0];
@@ -659,7 +647,7 @@ static napi_value close_conn(napi_env env, napi_callback_info info) {
     }
   }
   finish(c, reset ? UV_ECONNRESET : 0);
-  return boolean(env, 1);
+  return boolean_value(env, 1);
 }
 
 // release(id) -> fd: a held connection leaves this module as a descriptor of its own (a dup) for
@@ -668,9 +656,9 @@ static napi_value release(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!args(env, info, 1, argv)) return NULL;
   conn_t *c = arg_conn(env, argv[0]);
-  if (c == NULL || c->state != HELD || !c->s[0].live) return undef(env);
+  if (c == NULL || c->state != HELD || !c->s[0].live) return undefined_value(env);
   uv_os_fd_t fd;
-  if (uv_fileno((uv_handle_t *)&c->s[0].tcp, &fd) != 0) return undef(env);
+  if (uv_fileno((uv_handle_t *)&c->s[0].tcp, &fd) != 0) return undefined_value(env);
   int copy = dup(fd);
   if (copy < 0) return throw_uv(env, "dup", uv_translate_sys_error(errno));
   c->released = 1;
@@ -687,7 +675,7 @@ static napi_value counts(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!args(env, info, 1, argv)) return NULL;
   conn_t *c = arg_conn(env, argv[0]);
-  if (c == NULL || c->released) return undef(env);
+  if (c == NULL || c->released) return undefined_value(env);
   double b[2] = {0, 0};
   if (c->on_thread && !splice_counts(c->tid, b, NULL)) b[0] = b[1] = 0;
   double vals[3] = {(double)c->bytes[0] + b[0], (double)c->bytes[1] + b[1], c->on_thread};
@@ -699,7 +687,7 @@ static napi_value moved_since(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!args(env, info, 1, argv)) return NULL;
   conn_t *c = arg_conn(env, argv[0]);
-  if (c == NULL) return boolean(env, 0);
+  if (c == NULL) return boolean_value(env, 0);
   int m = c->moved;
   c->moved = 0;
   if (c->on_thread) {
@@ -707,7 +695,7 @@ static napi_value moved_since(napi_env env, napi_callback_info info) {
     int tm = 0;
     if (splice_counts(c->tid, b, &tm) && tm) m = 1;
   }
-  return boolean(env, m);
+  return boolean_value(env, m);
 }
 
 // listenStats() -> [connections, listeners, bytes waiting to be written]
@@ -740,7 +728,7 @@ static napi_value generations_for_test(napi_env env, napi_callback_info info) {
     return NULL;
   }
   for (uint32_t k = 0; k < ncfree; k++) cgens[cfree[k]] = gen_after(cgens[cfree[k]], (uint64_t)n);
-  return undef(env);
+  return undefined_value(env);
 }
 
 void listen_define(napi_env env, napi_value exports) {

@@ -600,9 +600,15 @@ static double id_arg(napi_env env, napi_callback_info info) {
   return id;
 }
 
-static napi_value undefined_value(napi_env env) {
+napi_value undefined_value(napi_env env) {
   napi_value out;
   napi_get_undefined(env, &out);
+  return out;
+}
+
+napi_value boolean_value(napi_env env, int b) {
+  napi_value out;
+  napi_get_boolean(env, b != 0, &out);
   return out;
 }
 
@@ -619,12 +625,11 @@ static napi_value moved(napi_env env, napi_callback_info info) {
   double b[2];
   int m = 0;
   splice_counts(id_arg(env, info), b, &m);
-  napi_value out;
-  napi_get_boolean(env, m != 0, &out);
-  return out;
+  return boolean_value(env, m);
 }
 
-// bytes(id) → [read from the side that connected, read from the other] while the tunnel is live, else undefined.
+// bytes(id) → [read from the side that connected, read from the other] while the tunnel is live or
+// its end is not yet reported to JavaScript, else undefined.
 static napi_value bytes(napi_env env, napi_callback_info info) {
   double b[2];
   if (!splice_counts(id_arg(env, info), b, NULL)) return undefined_value(env);

@@ -143,7 +143,10 @@ export class NativeSplicer {
     return this.addon.moved(id);
   }
 
-  /** Bytes read so far from the side that connected and from the other; undefined once it ended. */
+  /**
+   * Bytes read so far from the side that connected and from the other; undefined once its end
+   * reached JavaScript (until then, an ended tunnel's bytes come from its report).
+   */
   bytes(id: number): [number, number] | undefined {
     return this.addon.bytes(id);
   }
