@@ -250,26 +250,15 @@ export class ListenerManager {
     // The accepted connection's own address is the listener's, unknown on a wildcard address.
     const local = host === "0.0.0.0" || host === "::" ? undefined : host;
     const bound = native.listen(host, port, (conn) => {
-      const self = this.o.carrier.selfAddresses;
-      const own = {
+      const why = this.refusal({
         remoteAddress: conn.remoteAddress,
         remotePort: conn.remotePort,
         localAddress: local,
         localPort: bound.port,
-      };
-      if (self?.isOwnConnection(own)) {
+      });
+      if (why !== undefined) {
         conn.destroy();
-        this.refused(running, SELF_REFUSAL);
-        return;
-      }
-      if (!this.cidrs.allows(conn.remoteAddress)) {
-        conn.destroy();
-        this.refused(running, {
-          reason: "auth",
-          status: 407,
-          detail: `source ${conn.remoteAddress} is outside client_cidrs`,
-          failedAt: "",
-        });
+        this.refused(running, why);
         return;
       }
       carryNative(conn, this.targetFor(running, conn.remoteAddress), running.settled);
@@ -297,26 +286,32 @@ export class ListenerManager {
   }
 
   private accept(r: Running, socket: Socket): void {
-    if (this.o.carrier.selfAddresses?.isOwnConnection(socket)) {
+    const why = this.refusal(socket);
+    if (why !== undefined) {
       socket.destroy();
-      this.refused(r, SELF_REFUSAL);
-      return;
-    }
-    if (!this.cidrs.allows(socket.remoteAddress)) {
-      socket.destroy();
-      this.refused(r, {
-        reason: "auth",
-        status: 407,
-        detail: `source ${socket.remoteAddress ?? "?"} is outside client_cidrs`,
-        failedAt: "",
-      });
+      this.refused(r, why);
       return;
     }
     this.o.carrier.carry(socket, this.targetFor(r, socket.remoteAddress), r.settled);
   }
 
+  /**
+   * Why a connection either kind of listener accepted is refused before the relay sees it: the
+   * relay's own, come back, or a source outside client_cidrs; undefined when it is admitted.
+   */
+  private refusal(accepted: Parameters<SelfAddresses["isOwnConnection"]>[0]): Refusal | undefined {
+    if (this.o.carrier.selfAddresses?.isOwnConnection(accepted)) return SELF_REFUSAL;
+    if (this.cidrs.allows(accepted.remoteAddress)) return undefined;
+    return {
+      reason: "auth",
+      status: 407,
+      detail: `source ${accepted.remoteAddress ?? "?"} is outside client_cidrs`,
+      failedAt: "",
+    };
+  }
+
   /** Counted every time; logged once per interval per listener, since a listener has no answer to give. */
-  private refused(r: Running, o: { reason: FailureReason; status: number; detail: string; failedAt: string }): void {
+  private refused(r: Running, o: Refusal): void {
     this.o.observer?.connection(o.reason);
     r.refusals.count++;
     const now = this.now();
@@ -343,13 +338,16 @@ export class ListenerManager {
   }
 }
 
+/** Why a listener's connection was not carried, as the listener logs and counts it. */
+type Refusal = { reason: FailureReason; status: number; detail: string; failedAt: string };
+
 /** A connection the relay itself opened, come back to one of its listeners (a hairpin or a loop). */
-const SELF_REFUSAL = {
+const SELF_REFUSAL: Refusal = {
   reason: "forbidden",
   status: 403,
   detail: "connection opened by this relay itself; a relay never tunnels to itself",
   failedAt: "",
-} as const;
+};
 
 function nameOf(spec: Listener): string {
   return spec.name ?? spec.listen;
