@@ -707,13 +707,18 @@ export class Relay {
   private refuseNative(conn: NativeConn, r: Refusal, reply: ListenerReply): void {
     this.observer?.tunnelFailed(r.reason);
     conn.destroy();
-    reply.settled({
+    reply.settled(this.refusedOutcome(r));
+  }
+
+  /** A refusal as a listener logs and counts it: where it arose, the reason a relay further on gave. */
+  private refusedOutcome(r: Refusal): CarryOutcome {
+    return {
       ok: false,
       reason: r.reason,
       status: r.status,
       detail: r.extra["Hopway-Reason"] ?? r.detail,
       failedAt: r.extra["Hopway-Failed-At"] ?? this.name,
-    });
+    };
   }
 
   /** Both sides of a native connection closed: counted as a socket's close is. */
@@ -819,19 +824,13 @@ export class Relay {
 
   private refuse(socket: Socket, r: Refusal, reply: Reply = HTTP): void {
     this.observer?.tunnelFailed(r.reason);
-    const extra: Record<string, string> = { "Hopway-Reason": r.detail, "Hopway-Failed-At": this.name, ...r.extra };
     if (reply.kind === "listener") {
       // No HTTP to answer in: close at once, and let the listener log and count why.
       socket.destroy();
-      reply.settled({
-        ok: false,
-        reason: r.reason,
-        status: r.status,
-        detail: extra["Hopway-Reason"] ?? r.detail,
-        failedAt: extra["Hopway-Failed-At"] ?? this.name,
-      });
+      reply.settled(this.refusedOutcome(r));
       return;
     }
+    const extra: Record<string, string> = { "Hopway-Reason": r.detail, "Hopway-Failed-At": this.name, ...r.extra };
     if (r.status === 407) extra["Proxy-Authenticate"] = 'Basic realm="hopway"';
     if (!socket.destroyed) {
       socket.end(errorResponse(r.status, r.reason, r.detail, extra));
