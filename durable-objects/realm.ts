@@ -138,7 +138,11 @@ export class RealmObject extends DurableObject<Env> {
   /** The caller may write records in every namespace listed (null = a record without a namespace). */
   private writer(caller: Caller, namespaces: Iterable<string | null>): Principal | Failure {
     const p = this.principal(caller);
-    if ("ok" in p) return p;
+    return "ok" in p ? p : this.writesIn(p, namespaces);
+  }
+
+  /** `writer` for a caller already authenticated. */
+  private writesIn(p: Principal, namespaces: Iterable<string | null>): Principal | Failure {
     if (p.role === "admin") return p;
     if (p.role === "reader") return fail("forbidden", 403, "a reader token cannot change records");
     const allowed = new Set(p.namespaces ?? []);
@@ -358,10 +362,8 @@ export class RealmObject extends DurableObject<Env> {
    * before the Worker reads and parses a body of up to 12 MiB for it.
    */
   mayImport(caller: Caller): Result<Record<never, never>> {
-    const p = this.principal(caller);
-    if ("ok" in p) return p;
-    if (p.role === "reader") return fail("forbidden", 403, "a reader token cannot change records");
-    return { ok: true };
+    const p = this.writer(caller, []);
+    return "ok" in p ? p : { ok: true };
   }
 
   importRecords(caller: Caller, records: HopwayRecord[]): Result<WriteResult & { records: number }> {
@@ -399,12 +401,8 @@ export class RealmObject extends DurableObject<Env> {
     if ("ok" in who) return who;
     this.catchUp(this.now());
     const existing = this.records.get(name);
-    if (existing === undefined) {
-      const p = this.reader(caller);
-      if ("ok" in p) return p;
-      return fail("unknown_node", 404, `no record named '${name}' in this realm`, "name");
-    }
-    const p = this.writer(caller, [storedNamespace(existing)]);
+    if (existing === undefined) return fail("unknown_node", 404, `no record named '${name}' in this realm`, "name");
+    const p = this.writesIn(who, [storedNamespace(existing)]);
     if ("ok" in p) return p;
     this.ctx.storage.transactionSync(() => {
       this.records.delete(name);
@@ -441,8 +439,6 @@ export class RealmObject extends DurableObject<Env> {
       row = undefined;
     }
     if (row === undefined) {
-      const p = this.reader(caller);
-      if ("ok" in p) return p;
       return fail(
         "unknown_node",
         404,
@@ -450,7 +446,7 @@ export class RealmObject extends DurableObject<Env> {
       );
     }
     const scope = row.namespace;
-    const p = this.writer(caller, [scope]);
+    const p = this.writesIn(who, [scope]);
     if ("ok" in p) return p;
     const ttl = ttlSeconds ?? row.ttl_seconds;
     const expiresAt = ttl === null ? null : now + ttl * 1000;
