@@ -17,6 +17,7 @@ import {
   NameSchema,
   OwnershipIndex,
   OwnersRequestSchema,
+  recordNamespace,
   type ScalingReport,
   sameHost,
 } from "../core/index.ts";
@@ -93,9 +94,10 @@ export async function groupMembership(
   // By namespace and workload: reports are kept per namespace (docs/contract/autoscaling.md §1.3).
   const scalings = new Map<string, WorkloadScaling | null>();
   const asked = new Set<string>();
+  // Of a member or its host mate: node records, whose reports are filed under their namespace.
   const namespaceOf = (n: string): string | null => {
     const r = view.records.get(n);
-    return r === undefined || r.type === "group" ? null : (r.metadata?.namespace_name ?? null);
+    return r === undefined ? null : recordNamespace(r);
   };
   const scalingKey = (namespace: string | null, workload: string) => `${namespace ?? ""}\u0000${workload}`;
 
