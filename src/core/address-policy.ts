@@ -116,9 +116,14 @@ const NEVER = [cidr("0.0.0.0/8"), cidr("::/128"), cidr("255.255.255.255/32"), ci
  * text that is not an IP. The relay asks it of what a DNS name resolved to: the edge checks a
  * name by its text only, and a name can resolve to anything.
  */
-export function refusedAddressClass(ip: string): "loopback" | "link_local" | "never" | undefined {
+export function refusedAddressClass(ip: string): AddressClass | undefined {
   const bytes = ipBytes(ip);
-  if (bytes === undefined) return undefined;
+  return bytes === undefined ? undefined : classOf(bytes);
+}
+
+type AddressClass = "loopback" | "link_local" | "never";
+
+function classOf(bytes: number[]): AddressClass | undefined {
   if (NEVER.some((c) => inCidr(bytes, c))) return "never";
   if (LOOPBACK.some((c) => inCidr(bytes, c))) return "loopback";
   if (LINK_LOCAL.some((c) => inCidr(bytes, c))) return "link_local";
@@ -217,11 +222,12 @@ export function addressRefusal(address: string, rules: AddressRules): string | n
     if (ip === undefined) return `'${parsed.host}' is not an IP address`;
   }
   if (ip !== undefined) {
-    if (NEVER.some((c) => inCidr(ip, c))) return `'${parsed.host}' is an unspecified, broadcast or multicast address`;
-    if (LOOPBACK.some((c) => inCidr(ip, c)) && rules.allow_loopback !== true) {
+    const refused = classOf(ip);
+    if (refused === "never") return `'${parsed.host}' is an unspecified, broadcast or multicast address`;
+    if (refused === "loopback" && rules.allow_loopback !== true) {
       return `'${parsed.host}' is a loopback address (allow_loopback)`;
     }
-    if (LINK_LOCAL.some((c) => inCidr(ip, c)) && rules.allow_link_local !== true) {
+    if (refused === "link_local" && rules.allow_link_local !== true) {
       return `'${parsed.host}' is a link-local address (allow_link_local)`;
     }
     if (rules.cidrs !== undefined && !rules.cidrs.some((c) => inCidr(ip, cidr(c)))) {
