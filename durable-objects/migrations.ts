@@ -18,7 +18,7 @@ function v1(sql: Sql): void {
 
 /**
  * Schema version 2: what scale needs. A changelog so Worker isolates catch up
- * by delta instead of reloading 50,000 records; an indexed namespace column for
+ * by delta instead of reloading 50,000 records; a namespace column for
  * token scopes; lease TTLs and autoscaling reports next to their record; an
  * epoch that changes if the storage is ever recreated (so stale ETags never
  * match); hashed scoped tokens.
@@ -138,6 +138,19 @@ function issuedNamespace(sql: Sql): void {
   sql.exec("UPDATE ca_issued SET namespace_known = 0 WHERE name NOT IN (SELECT name FROM records)");
 }
 
+/**
+ * Each record keeps the namespace whose agent tokens may write it
+ * (`recordNamespace`: for a group, the namespace it names, which the
+ * `namespace` column leaves null), indexed, so a write checks the caller's
+ * scope without parsing the stored JSON and counts what a namespace holds
+ * against its record limit (docs/contract/edge-api.md §14).
+ */
+function ownerNamespace(sql: Sql): void {
+  sql.exec("ALTER TABLE records ADD COLUMN owner_namespace TEXT");
+  sql.exec("UPDATE records SET owner_namespace = json_extract(json, '$.metadata.namespace_name')");
+  sql.exec("CREATE INDEX IF NOT EXISTS records_owner ON records (owner_namespace) WHERE owner_namespace IS NOT NULL");
+}
+
 export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [
   v1,
   v2,
@@ -146,6 +159,7 @@ export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [
   addressPolicy,
   reportNamespace,
   issuedNamespace,
+  ownerNamespace,
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 

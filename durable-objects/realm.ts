@@ -8,6 +8,15 @@ import { DurableObject } from "cloudflare:workers";
 import { type AddressPolicy, recordAddressProblem } from "../src/core/address-policy.ts";
 import type { ErrorCode } from "../src/core/errors.ts";
 import { recordNamespace } from "../src/core/group.ts";
+import {
+  type LimitRefusal,
+  limitRefusal,
+  type RealmLimits,
+  type RealmLimitsView,
+  type RecordPlacement,
+  recordsAllowedInRealm,
+  recordsPerNamespace,
+} from "../src/core/limits.ts";
 import type { ListenerDeclaration, NamedListenerDeclaration } from "../src/core/listener.ts";
 import { computeWorkloadScaling } from "../src/core/scaling.ts";
 import type { HopwayRecord, LinkState, ScalingReport } from "../src/core/schema.ts";
@@ -30,6 +39,7 @@ import type {
   WriteResult,
 } from "../src/edge/types.ts";
 import { type AuthorityRow, CaStore, MAX_OUTSTANDING_PER_NAME } from "./ca.ts";
+import { LimitStore } from "./limits.ts";
 import { ListenerStore, MAX_LISTENERS, MAX_LISTENERS_PER_NAMESPACE } from "./listeners.ts";
 import { migrate } from "./migrations.ts";
 import { PolicyStore } from "./policy.ts";
@@ -53,11 +63,22 @@ function fail(code: ErrorCode, status: number, message: string, path?: string): 
 
 /**
  * The namespace whose agent tokens may write a stored record (recordNamespace: a group's is the
- * one it names). The store keeps none for a group, so a group's is read from its JSON.
+ * one it names).
  */
 function storedNamespace(row: RecordRow): string | null {
-  if (row.namespace !== null || !row.json.includes('"type":"group"')) return row.namespace;
-  return recordNamespace(JSON.parse(row.json) as HopwayRecord);
+  return row.owner_namespace;
+}
+
+function limitFailure(r: LimitRefusal): Failure {
+  const whose = r.namespace === null ? "the realm" : `namespace '${r.namespace}'`;
+  const setting = r.namespace === null ? "records_per_realm" : `records_per_namespace, or namespaces['${r.namespace}']`;
+  return fail(
+    "quota_exceeded",
+    403,
+    `${whose} holds ${r.holds} records and may hold ${r.limit}; this write would add ${r.adds}: ` +
+      `delete records first, or the admin raises the limit (${setting} in PUT /v1/realms/{realm}/limits)`,
+    r.namespace === null ? `${r.at}name` : `${r.at}metadata.namespace_name`,
+  );
 }
 
 interface Waiter {
@@ -93,6 +114,7 @@ export class RealmObject extends DurableObject<Env> {
   private listeners!: ListenerStore;
   private readonly listenerWaiters = new Set<Waiter>();
   private policies!: PolicyStore;
+  private limits!: LimitStore;
   private alarmAt: number | null = null;
   private readonly waiters = new Set<Waiter>();
   /**
@@ -118,6 +140,7 @@ export class RealmObject extends DurableObject<Env> {
     this.ca = new CaStore(this.ctx.storage.sql);
     this.listeners = new ListenerStore(this.ctx.storage.sql);
     this.policies = new PolicyStore(this.ctx.storage.sql);
+    this.limits = new LimitStore(this.ctx.storage.sql);
   }
 
   /** Milliseconds since the epoch. */
@@ -186,7 +209,9 @@ export class RealmObject extends DurableObject<Env> {
   private admin(caller: Caller): Principal | Failure {
     const p = this.principal(caller);
     if ("ok" in p) return p;
-    return p.role === "admin" ? p : fail("forbidden", 403, "only the admin token may do this (tokens, address policy)");
+    return p.role === "admin"
+      ? p
+      : fail("forbidden", 403, "only the admin token may do this (tokens, address policy, record limits)");
   }
 
   // ---- versions, waiters, alarms ------------------------------------------------
@@ -328,6 +353,10 @@ export class RealmObject extends DurableObject<Env> {
     if ("ok" in p) return p;
     const refused = this.addressesAllowed(p, [record], false);
     if (refused !== null) return refused;
+    const over = this.overLimit([
+      { to: recordNamespace(record), from: existing === undefined ? undefined : storedNamespace(existing), at: "" },
+    ]);
+    if (over !== null) return over;
     const now = this.now();
     const certified = this.certifiedElsewhere(record, now);
     if (certified !== null) return certified;
@@ -368,15 +397,24 @@ export class RealmObject extends DurableObject<Env> {
 
   importRecords(caller: Caller, records: HopwayRecord[]): Result<WriteResult & { records: number }> {
     const namespaces = new Set<string | null>(records.map(recordNamespace));
-    for (const r of records) {
+    // parseRecords refuses duplicate names, so each placement is one distinct record.
+    const placements: RecordPlacement[] = [];
+    for (const [i, r] of records.entries()) {
       const old = this.records.get(r.name);
       if (old !== undefined) namespaces.add(storedNamespace(old));
+      placements.push({
+        to: recordNamespace(r),
+        from: old === undefined ? undefined : storedNamespace(old),
+        at: `[${i}].`,
+      });
     }
     const p = this.writer(caller, namespaces);
     if ("ok" in p) return p;
     // Checked before anything is written: a refused import stores nothing.
     const refused = this.addressesAllowed(p, records, true);
     if (refused !== null) return refused;
+    const over = this.overLimit(placements);
+    if (over !== null) return over;
     const now = this.now();
     for (const [i, r] of records.entries()) {
       const certified = this.certifiedElsewhere(r, now, `[${i}].`);
@@ -627,6 +665,41 @@ export class RealmObject extends DurableObject<Env> {
     if ("ok" in p) return p;
     this.ctx.storage.transactionSync(() => this.policies.replace(policy));
     return { ok: true, policy: this.policies.policy };
+  }
+
+  // ---- record limits (docs/contract/edge-api.md §14) ------------------------------------
+
+  /** Whether storing `placements` takes the realm or a namespace past its record limit; admin writes count too. */
+  private overLimit(placements: readonly RecordPlacement[]): Failure | null {
+    const refusal = limitRefusal(this.limits.limits, placements, (ns) => this.records.count(ns));
+    return refusal === null ? null : limitFailure(refusal);
+  }
+
+  private limitsView(): RealmLimitsView {
+    const limits = this.limits.limits;
+    return {
+      records_per_realm: recordsAllowedInRealm(limits),
+      records_per_namespace: recordsPerNamespace(limits),
+      namespaces: { ...(limits.namespaces ?? {}) },
+      usage: { records: this.records.count(null), namespaces: this.records.countsByNamespace() },
+    };
+  }
+
+  getLimits(caller: Caller): Result<{ limits: RealmLimitsView }> {
+    const p = this.admin(caller);
+    if ("ok" in p) return p;
+    return { ok: true, limits: this.limitsView() };
+  }
+
+  /**
+   * Replaces the limits. They govern writes from now on: records already stored stay, and a
+   * namespace over a lowered limit can replace, renew and delete its records but add none.
+   */
+  setLimits(caller: Caller, limits: RealmLimits): Result<{ limits: RealmLimitsView }> {
+    const p = this.admin(caller);
+    if ("ok" in p) return p;
+    this.ctx.storage.transactionSync(() => this.limits.replace(limits));
+    return { ok: true, limits: this.limitsView() };
   }
 
   // ---- tokens -------------------------------------------------------------------------

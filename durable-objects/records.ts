@@ -2,6 +2,7 @@
 // reports and the changelog from which Worker isolates catch up. Every method
 // is synchronous SQL, so a caller that does not await between calls is atomic
 // inside the Durable Object (its input gate admits no other event meanwhile).
+import { recordNamespace } from "../src/core/group.ts";
 import type { HopwayRecord, ScalingReport } from "../src/core/schema.ts";
 import type { Changes, RecordChange, RecordPage } from "../src/edge/types.ts";
 import type { Sql } from "./migrations.ts";
@@ -15,6 +16,8 @@ export interface RecordRow extends Record<string, SqlStorageValue> {
   name: string;
   json: string;
   namespace: string | null;
+  /** The namespace whose agent tokens may write the record (recordNamespace: a group's is the one it names). */
+  owner_namespace: string | null;
   expires_at: number | null;
   ttl_seconds: number | null;
   updated_version: number;
@@ -70,9 +73,10 @@ export class RecordStore {
    */
   upsert(record: HopwayRecord, json: string, lease: { expiresAt: number; ttl: number } | null, version: number): void {
     this.sql.exec(
-      `INSERT INTO records (name, json, namespace, expires_at, ttl_seconds, updated_version)
-       VALUES (?, ?, ?, ?, ?, ?)
+      `INSERT INTO records (name, json, namespace, owner_namespace, expires_at, ttl_seconds, updated_version)
+       VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (name) DO UPDATE SET json = excluded.json, namespace = excluded.namespace,
+         owner_namespace = excluded.owner_namespace,
          expires_at = excluded.expires_at, ttl_seconds = excluded.ttl_seconds,
          updated_version = excluded.updated_version,
          workload = iif(records.namespace IS excluded.namespace, records.workload, NULL),
@@ -82,10 +86,28 @@ export class RecordStore {
       record.name,
       json,
       namespaceOf(record),
+      recordNamespace(record),
       lease?.expiresAt ?? null,
       lease?.ttl ?? null,
       version,
     );
+  }
+
+  /** Records in the realm (namespace null), or owned by one namespace (groups by the namespace they name). */
+  count(namespace: string | null): number {
+    return namespace === null
+      ? this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM records").one().n
+      : this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM records WHERE owner_namespace = ?", namespace).one().n;
+  }
+
+  /** Records per owning namespace, namespaces holding none left out. */
+  countsByNamespace(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const rows = this.sql.exec<{ ns: string; n: number }>(
+      "SELECT owner_namespace AS ns, count(*) AS n FROM records WHERE owner_namespace IS NOT NULL GROUP BY owner_namespace ORDER BY owner_namespace",
+    );
+    for (const r of rows) out[r.ns] = r.n;
+    return out;
   }
 
   setLease(name: string, lease: { expiresAt: number; ttl: number } | null): void {

@@ -5,6 +5,7 @@ export { chooseGateway, type DialChoice, gatewayAddresses, pickGateway } from ".
 export * from "./errors.ts";
 export { countsAsMember, recordNamespace } from "./group.ts";
 export { combineWeight, nameHash, relayHalf, rendezvousWeight } from "./hash.ts";
+export * from "./limits.ts";
 export * from "./listener.ts";
 export * from "./ownership.ts";
 export { MAX_RECORDS, type ParseResult, parseRecords, parseTopologyText } from "./parse.ts";

@@ -13,6 +13,8 @@ import {
   MembershipSchema,
   OwnersAnswerSchema,
   OwnersRequestSchema,
+  RealmLimitsSchema,
+  RealmLimitsViewSchema,
 } from "../core/index.ts";
 import { RecordSchema } from "../core/schema.ts";
 import {
@@ -72,7 +74,9 @@ const error = (description: string): Answer => ({ description, schema: ErrorBody
 const REALM_ERRORS = {
   400: error("`invalid_input` (path names the field), `invalid_json`, `invalid_yaml`"),
   401: error("`unauthorized`: no token, or one not signed for this realm (decided before the realm is touched)"),
-  403: error("`forbidden` / `namespace_forbidden` / `gateway_forbidden` (address policy)"),
+  403: error(
+    "`forbidden` / `namespace_forbidden` / `gateway_forbidden` (address policy) / `quota_exceeded` (record limits)",
+  ),
   404: error(
     "`unknown_realm`: the admin has not created this realm; `unknown_node` / `not_found`: no such record, group, listener, token or workload report",
   ),
@@ -160,6 +164,20 @@ export const API = {
     summary: "Replace the gateway address policy (admin); checked on every non-admin write from then on",
     body: json(AddressPolicySchema),
     answers: { 200: { description: "stored", schema: AddressPolicySchema }, ...REALM_ERRORS },
+  },
+  getLimits: {
+    method: "get",
+    path: "/v1/realms/:realm/limits",
+    summary: "The realm's record limits (admin), defaults filled in, and how many records each namespace holds",
+    answers: { 200: { description: "limits and usage", schema: RealmLimitsViewSchema }, ...REALM_ERRORS },
+  },
+  putLimits: {
+    method: "put",
+    path: "/v1/realms/:realm/limits",
+    summary:
+      "Replace the record limits (admin); an omitted field is its default. Records already stored stay; writes that would add past a limit are refused",
+    body: json(RealmLimitsSchema),
+    answers: { 200: { description: "stored", schema: RealmLimitsViewSchema }, ...REALM_ERRORS },
   },
   importRecords: {
     method: "post",

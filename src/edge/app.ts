@@ -17,6 +17,7 @@ import {
   matchesSelector,
   NameSchema,
   parseTopologyText,
+  RealmLimitsSchema,
   RecordSchema,
   resolveRoutes,
   type Selector,
@@ -490,9 +491,20 @@ export function createApp(): Hono<Env2> {
   realms.put("/policy", async (c) => {
     const policy = validate(AddressPolicySchema, await readJson(c.req.raw));
     if (c.var.caller.kind !== "admin") {
-      throw new EdgeError(403, "forbidden", "only the admin token may do this (tokens, address policy)");
+      throw new EdgeError(403, "forbidden", "only the admin token may do this (tokens, address policy, record limits)");
     }
     return reply(c, API.putPolicy, 200, unwrap(await c.var.stub.setPolicy(c.var.caller, policy)).policy);
+  });
+
+  realms.get("/limits", async (c) =>
+    reply(c, API.getLimits, 200, unwrap(await c.var.stub.getLimits(c.var.caller)).limits),
+  );
+  realms.put("/limits", async (c) => {
+    if (c.var.caller.kind !== "admin") {
+      throw new EdgeError(403, "forbidden", "only the admin token may do this (tokens, address policy, record limits)");
+    }
+    const limits = validate(RealmLimitsSchema, await readJson(c.req.raw));
+    return reply(c, API.putLimits, 200, unwrap(await c.var.stub.setLimits(c.var.caller, limits)).limits);
   });
 
   mountOwnership(realms);

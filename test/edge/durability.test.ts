@@ -5,7 +5,14 @@ import { describe, expect, it } from "vitest";
 import { migrate, SCHEMA_VERSION } from "../../durable-objects/migrations.ts";
 import type { RealmObject } from "../../durable-objects/realm.ts";
 import { clearRealmCacheForTest } from "../../src/edge/realm-cache.ts";
-import { call, newRealm, node, recordsBeforeReportNamespace, storedRealmState } from "./helpers.ts";
+import {
+  call,
+  newRealm,
+  node,
+  recordsBeforeOwnerNamespace,
+  recordsBeforeReportNamespace,
+  storedRealmState,
+} from "./helpers.ts";
 
 const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
 
@@ -214,6 +221,32 @@ describe("durability", () => {
     expect((await call("PUT", `${base}/nodes/gone`, { token: agentB, body: node("gone", "b") })).status).toBe(201);
     const ca = await call("GET", `${base}/ca`);
     expect(ca.body.authorities[0].outstanding_certificates).toBe(2);
+  });
+
+  it("a realm stored by schema 7 migrates: each record, a group too, is owned by its namespace and counts there", async () => {
+    const realm = await newRealm("migrate7");
+    const base = `/v1/realms/${realm}`;
+    const agentB = (await call("POST", `${base}/tokens`, { body: { role: "agent", namespaces: ["b"] } })).body
+      .token as string;
+    const group = { type: "group", metadata: { namespace_name: "b" }, node_list: [{ node_name: "b-0" }] };
+    expect((await call("PUT", `${base}/nodes/kv`, { body: group })).status).toBe(201);
+    expect((await call("PUT", `${base}/nodes/b-0`, { body: node("b-0", "b") })).status).toBe(201);
+    expect((await call("PUT", `${base}/nodes/bare`, { body: { ...node("bare"), metadata: {} } })).status).toBe(201);
+    await runInDurableObject(stubOf(realm), (_instance: RealmObject, state) => {
+      recordsBeforeOwnerNamespace(state.storage.sql);
+      state.storage.sql.exec("UPDATE schema_version SET version = 7");
+    });
+    await evictDurableObject(stubOf(realm));
+    clearRealmCacheForTest();
+    const limits = await call("GET", `${base}/limits`);
+    expect(limits.body.usage).toEqual({ records: 3, namespaces: { b: 2 } });
+    // b's tokens write b's group from its stored owner, as before the migration from its JSON.
+    expect(
+      (await call("PUT", `${base}/nodes/kv`, { token: agentB, body: { ...group, node_list: [{ node_name: "b-1" }] } }))
+        .status,
+    ).toBe(200);
+    expect((await call("DELETE", `${base}/nodes/kv`, { token: agentB })).status).toBe(200);
+    expect((await call("DELETE", `${base}/nodes/bare`, { token: agentB })).status).toBe(403);
   });
 
   it("refuses storage from a newer schema instead of corrupting it", async () => {

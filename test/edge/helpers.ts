@@ -106,7 +106,14 @@ export async function storedRealmState(realm: string): Promise<StoredRealmState>
  * older schema and let it migrate.
  */
 export function recordsBeforeReportNamespace(sql: SqlStorage): void {
+  recordsBeforeOwnerNamespace(sql);
   sql.exec("DROP INDEX records_workload_scope");
   sql.exec("ALTER TABLE records DROP COLUMN report_namespace");
   sql.exec("CREATE INDEX records_workload ON records (workload) WHERE workload IS NOT NULL");
+}
+
+/** Takes a realm's `records` table back to its layout before records kept their owning namespace (schema 7). */
+export function recordsBeforeOwnerNamespace(sql: SqlStorage): void {
+  sql.exec("DROP INDEX records_owner");
+  sql.exec("ALTER TABLE records DROP COLUMN owner_namespace");
 }

@@ -1,0 +1,131 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  DEFAULT_RECORDS_PER_NAMESPACE,
+  DEFAULT_RECORDS_PER_REALM,
+  limitRefusal,
+  type RealmLimits,
+  RealmLimitsSchema,
+  type RecordPlacement,
+  recordsAllowedIn,
+} from "../../src/core/limits.ts";
+
+const counts = (realm: number, perNs: Record<string, number>) => (ns: string | null) =>
+  ns === null ? realm : (perNs[ns] ?? 0);
+const add = (to: string | null, at = ""): RecordPlacement => ({ to, from: undefined, at });
+const move = (from: string | null, to: string | null, at = ""): RecordPlacement => ({ to, from, at });
+
+describe("limitRefusal", () => {
+  const cases: Array<{
+    name: string;
+    limits: RealmLimits;
+    placements: RecordPlacement[];
+    realm: number;
+    perNs: Record<string, number>;
+    refused: null | { namespace: string | null; at: string; holds: number; adds: number; limit: number };
+  }> = [
+    {
+      name: "a new record in a namespace below its limit",
+      limits: { records_per_namespace: 2 },
+      placements: [add("a")],
+      realm: 1,
+      perNs: { a: 1 },
+      refused: null,
+    },
+    {
+      name: "a new record in a full namespace",
+      limits: { records_per_namespace: 2 },
+      placements: [add("a")],
+      realm: 2,
+      perNs: { a: 2 },
+      refused: { namespace: "a", at: "", holds: 2, adds: 1, limit: 2 },
+    },
+    {
+      name: "an override replaces the default for its namespace only",
+      limits: { records_per_namespace: 2, namespaces: { a: 5 } },
+      placements: [add("a", "[0]."), add("b", "[1].")],
+      realm: 4,
+      perNs: { a: 2, b: 2 },
+      refused: { namespace: "b", at: "[1].", holds: 2, adds: 1, limit: 2 },
+    },
+    {
+      name: "a replacement in place adds nothing, even over a lowered limit",
+      limits: { records_per_namespace: 0, records_per_realm: 0 },
+      placements: [move("a", "a")],
+      realm: 9,
+      perNs: { a: 9 },
+      refused: null,
+    },
+    {
+      name: "a move out of a full namespace and one into it in the same write",
+      limits: { records_per_namespace: 2 },
+      placements: [move("a", "b", "[0]."), move("b", "a", "[1]."), add("a", "[2].")],
+      realm: 4,
+      perNs: { a: 2, b: 2 },
+      refused: { namespace: "a", at: "[1].", holds: 2, adds: 1, limit: 2 },
+    },
+    {
+      name: "records without a namespace count in the realm only",
+      limits: { records_per_realm: 3, records_per_namespace: 0 },
+      placements: [add(null, "[0]."), add(null, "[1].")],
+      realm: 2,
+      perNs: {},
+      refused: { namespace: null, at: "[0].", holds: 2, adds: 2, limit: 3 },
+    },
+    {
+      name: "a move from no namespace into one counts in that namespace, not in the realm",
+      limits: { records_per_realm: 1, records_per_namespace: 1 },
+      placements: [move(null, "a")],
+      realm: 1,
+      perNs: {},
+      refused: null,
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const r = limitRefusal(c.limits, c.placements, counts(c.realm, c.perNs));
+      expect(r).toEqual(c.refused);
+    });
+  }
+
+  it("defaults apply to what the admin left out", () => {
+    expect(recordsAllowedIn({}, "a")).toBe(DEFAULT_RECORDS_PER_NAMESPACE);
+    expect(limitRefusal({}, [add("a")], counts(DEFAULT_RECORDS_PER_REALM, {}))?.namespace).toBeNull();
+    expect(RealmLimitsSchema.safeParse({ records_per_namespace: DEFAULT_RECORDS_PER_REALM + 1 }).success).toBe(false);
+  });
+
+  it("refuses exactly the writes after which some count grows past its limit", () => {
+    const ns = fc.constantFrom<string | null>("a", "b", "c", null);
+    fc.assert(
+      fc.property(
+        fc.record({
+          realmLimit: fc.integer({ min: 0, max: 12 }),
+          nsLimit: fc.integer({ min: 0, max: 6 }),
+          stored: fc.array(ns, { maxLength: 10 }),
+          writes: fc.array(fc.record({ to: ns, existing: fc.boolean(), from: ns }), { maxLength: 8 }),
+        }),
+        ({ realmLimit, nsLimit, stored, writes }) => {
+          const limits = { records_per_realm: realmLimit, records_per_namespace: nsLimit };
+          const before = new Map<string | null, number>();
+          for (const s of stored) before.set(s, (before.get(s) ?? 0) + 1);
+          const count = (n: string | null) => (n === null ? stored.length : (before.get(n) ?? 0));
+          const placements = writes.map((w, i) => ({ to: w.to, from: w.existing ? w.from : undefined, at: `[${i}].` }));
+          // The counts after the write, by brute force.
+          const after = new Map(before);
+          let realmAfter = stored.length;
+          for (const p of placements) {
+            if (p.from === undefined) realmAfter++;
+            else after.set(p.from, (after.get(p.from) ?? 0) - 1);
+            after.set(p.to, (after.get(p.to) ?? 0) + 1);
+          }
+          const grewPast = (n: string, limit: number) =>
+            (after.get(n) ?? 0) > (before.get(n) ?? 0) && (after.get(n) ?? 0) > limit;
+          const expectRefused =
+            (realmAfter > stored.length && realmAfter > realmLimit) ||
+            ["a", "b", "c"].some((n) => grewPast(n, nsLimit));
+          expect(limitRefusal(limits, placements, count) !== null).toBe(expectRefused);
+        },
+      ),
+    );
+  });
+});

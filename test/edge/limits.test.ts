@@ -1,0 +1,148 @@
+// Record limits: one tenant cannot fill the realm every other tenant's routes
+// are computed from (docs/contract/edge-api.md §14). A write that would add
+// past a limit stores nothing; one that keeps or lowers a count always passes.
+import { describe, expect, it } from "vitest";
+import { call, newRealm, node, storedRealmState } from "./helpers.ts";
+
+async function agentToken(realm: string, namespaces: string[]): Promise<string> {
+  const r = await call("POST", `/v1/realms/${realm}/tokens`, { body: { role: "agent", namespaces } });
+  expect(r.status).toBe(201);
+  return r.body.token as string;
+}
+
+describe("record limits", () => {
+  it("reads its defaults and each namespace's count, admin only; bad settings name the field", async () => {
+    const realm = await newRealm("lim");
+    const base = `/v1/realms/${realm}`;
+    expect((await call("GET", `${base}/limits`)).body).toEqual({
+      records_per_realm: 100_000,
+      records_per_namespace: 10_000,
+      namespaces: {},
+      usage: { records: 0, namespaces: {} },
+    });
+    await call("PUT", `${base}/nodes/a-0`, { body: node("a-0", "a") });
+    await call("PUT", `${base}/nodes/bare`, { body: { ...node("bare"), metadata: {} } });
+    await call("PUT", `${base}/nodes/kv`, {
+      body: { type: "group", metadata: { namespace_name: "b" }, node_list: [{ node_name: "b-0" }] },
+    });
+    const set = await call("PUT", `${base}/limits`, { body: { records_per_namespace: 50, namespaces: { b: 2 } } });
+    expect(set.status).toBe(200);
+    expect(set.body).toEqual({
+      records_per_realm: 100_000,
+      records_per_namespace: 50,
+      namespaces: { b: 2 },
+      // A group counts in the namespace it names; a record without one only in the realm.
+      usage: { records: 3, namespaces: { a: 1, b: 1 } },
+    });
+
+    const agent = await agentToken(realm, ["a"]);
+    for (const [method, body] of [
+      ["GET", undefined],
+      ["PUT", { records_per_namespace: 1_000_000 }],
+    ] as const) {
+      const r = await call(method, `${base}/limits`, { token: agent, ...(body ? { body } : {}) });
+      expect(r.status, method).toBe(403);
+      expect(r.body.error.code).toBe("forbidden");
+    }
+    for (const [body, path] of [
+      [{ records_per_namespace: -1 }, "records_per_namespace"],
+      [{ records_per_realm: 1.5 }, "records_per_realm"],
+      [{ namespaces: { b: "many" } }, "namespaces.b"],
+      [{ per_namespace: 5 }, ""],
+    ] as const) {
+      const r = await call("PUT", `${base}/limits`, { body });
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.body.error.code).toBe("invalid_input");
+      if (path !== "") expect(r.body.error.path).toBe(path);
+    }
+    // Nothing of the refused settings was kept.
+    expect((await call("GET", `${base}/limits`)).body.namespaces).toEqual({ b: 2 });
+  });
+
+  it("a tenant at its namespace's limit adds nothing more; renewals, replacements and other namespaces go on", async () => {
+    const realm = await newRealm("lim");
+    const base = `/v1/realms/${realm}`;
+    expect((await call("PUT", `${base}/limits`, { body: { namespaces: { b: 3 } } })).status).toBe(200);
+    const agentB = await agentToken(realm, ["b"]);
+    const agentA = await agentToken(realm, ["a"]);
+    for (const name of ["b-0", "b-1"]) {
+      expect((await call("PUT", `${base}/nodes/${name}`, { token: agentB, body: node(name, "b") })).status).toBe(201);
+    }
+    // The group is b's third record.
+    const group = { type: "group", metadata: { namespace_name: "b" }, node_list: [{ node_name: "b-0" }] };
+    expect((await call("PUT", `${base}/nodes/kv`, { token: agentB, body: group })).status).toBe(201);
+    const before = await storedRealmState(realm);
+
+    const over = await call("PUT", `${base}/nodes/b-3`, { token: agentB, body: node("b-3", "b") });
+    expect(over.status).toBe(403);
+    expect(over.body.error).toMatchObject({ code: "quota_exceeded", path: "metadata.namespace_name" });
+    expect(over.body.error.message).toContain("namespace 'b' holds 3 records and may hold 3");
+    // The admin is held to the limit too: it raises the limit instead.
+    const asAdmin = await call("PUT", `${base}/nodes/b-3`, { body: node("b-3", "b") });
+    expect(asAdmin.body.error?.code).toBe("quota_exceeded");
+    const imported = await call("POST", `${base}/import`, {
+      token: agentB,
+      body: [node("b-0", "b"), node("b-4", "b"), node("b-5", "b")],
+    });
+    expect(imported.status).toBe(403);
+    expect(imported.body.error).toMatchObject({ code: "quota_exceeded", path: "[1].metadata.namespace_name" });
+    expect(await storedRealmState(realm)).toEqual(before);
+
+    // Replacing, renewing and re-importing what b holds adds nothing.
+    const replaced = await call("PUT", `${base}/nodes/b-1`, {
+      token: agentB,
+      body: { ...node("b-1", "b"), ttl_seconds: 60 },
+    });
+    expect(replaced.status).toBe(200);
+    expect((await call("POST", `${base}/nodes/b-1/heartbeat`, { token: agentB, body: {} })).status).toBe(200);
+    const again = await call("POST", `${base}/import`, {
+      token: agentB,
+      body: [node("b-0", "b"), { ...group, name: "kv" }],
+    });
+    expect(again.status).toBe(200);
+    // Another namespace is not affected by b being full.
+    expect((await call("PUT", `${base}/nodes/a-0`, { token: agentA, body: node("a-0", "a") })).status).toBe(201);
+    // Deleting one makes room for one.
+    expect((await call("DELETE", `${base}/nodes/b-0`, { token: agentB })).status).toBe(200);
+    expect((await call("PUT", `${base}/nodes/b-3`, { token: agentB, body: node("b-3", "b") })).status).toBe(201);
+  });
+
+  it("moving a record counts it in its new namespace and frees its old one; an import counts what it adds net", async () => {
+    const realm = await newRealm("lim");
+    const base = `/v1/realms/${realm}`;
+    expect((await call("PUT", `${base}/limits`, { body: { records_per_namespace: 2 } })).status).toBe(200);
+    const agent = await agentToken(realm, ["a", "b"]);
+    await call("POST", `${base}/import`, {
+      token: agent,
+      body: [node("a-0", "a"), node("a-1", "a"), node("b-0", "b")],
+    });
+    // b holds one: a-0 may move there, a-1 after it may not.
+    expect((await call("PUT", `${base}/nodes/a-0`, { token: agent, body: node("a-0", "b") })).status).toBe(200);
+    const full = await call("PUT", `${base}/nodes/a-1`, { token: agent, body: node("a-1", "b") });
+    expect(full.body.error).toMatchObject({ code: "quota_exceeded", path: "metadata.namespace_name" });
+    // One import that moves b-0 out of b and adds b-9 in keeps b at two.
+    const swap = await call("POST", `${base}/import`, { token: agent, body: [node("b-0", "a"), node("b-9", "b")] });
+    expect(swap.status).toBe(200);
+    expect((await call("GET", `${base}/limits`)).body.usage.namespaces).toEqual({ a: 2, b: 2 });
+  });
+
+  it("the realm's limit counts every record, those without a namespace too; lowering a limit keeps what is stored", async () => {
+    const realm = await newRealm("lim");
+    const base = `/v1/realms/${realm}`;
+    expect((await call("PUT", `${base}/limits`, { body: { records_per_realm: 3 } })).status).toBe(200);
+    await call("POST", `${base}/import`, { body: [node("x-0", "x"), { ...node("bare"), metadata: {} }] });
+    expect((await call("PUT", `${base}/nodes/y-0`, { body: node("y-0", "y") })).status).toBe(201);
+    const over = await call("PUT", `${base}/nodes/bare2`, { body: { ...node("bare2"), metadata: {} } });
+    expect(over.status).toBe(403);
+    expect(over.body.error).toMatchObject({ code: "quota_exceeded", path: "name" });
+    expect(over.body.error.message).toContain("the realm holds 3 records and may hold 3");
+
+    // A limit set below what a namespace holds: its records stay and can still be replaced.
+    expect((await call("PUT", `${base}/limits`, { body: { namespaces: { x: 0 } } })).status).toBe(200);
+    expect((await call("GET", `${base}/nodes/x-0`)).status).toBe(200);
+    expect((await call("PUT", `${base}/nodes/x-0`, { body: { ...node("x-0", "x"), ttl_seconds: 30 } })).status).toBe(
+      200,
+    );
+    expect((await call("PUT", `${base}/nodes/x-1`, { body: node("x-1", "x") })).body.error.code).toBe("quota_exceeded");
+  });
+});
