@@ -26,20 +26,24 @@ export class HttpStatusError extends Error {
   readonly code = "HOPWAY_EDGE_STATUS";
   /** The edge's stable error code (`unauthorized`, `forbidden`, …) when the body carried one. */
   readonly edgeCode: ErrorCode | undefined;
+  /** The edge's own words for it, when the body carried them. */
+  readonly edgeMessage: string | undefined;
   constructor(
     readonly status: number,
     body: string,
   ) {
     super(`edge answered ${status}: ${body.slice(0, 200)}`);
     this.name = "HttpStatusError";
-    this.edgeCode = errorCodeOf(body);
+    const error = errorOf(body);
+    this.edgeCode = error?.code;
+    this.edgeMessage = error?.message;
   }
 }
 
-function errorCodeOf(body: string): ErrorCode | undefined {
+function errorOf(body: string): { code: ErrorCode; message: string } | undefined {
   try {
     const parsed = ErrorBodySchema.safeParse(JSON.parse(body));
-    return parsed.success ? parsed.data.error.code : undefined;
+    return parsed.success ? parsed.data.error : undefined;
   } catch {
     return undefined;
   }

@@ -79,7 +79,7 @@ export interface EdgeClientOptions {
 
 /** Why the agent cannot do its job with the edge as configured; shown by /readyz and the metrics. */
 export interface EdgeProblem {
-  reason: "edge_unauthorized" | "record_conflict";
+  reason: "edge_unauthorized" | "record_refused" | "record_conflict";
   message: string;
 }
 
@@ -174,14 +174,27 @@ export class EdgeClient {
   }
   /** True while the edge refuses this agent's token (401/403). */
   get authFailed(): boolean {
-    return this.authProblem !== undefined;
+    return this.authProblem?.reason === "edge_unauthorized";
   }
 
   private setReachable(ok: boolean, error?: unknown): void {
     // A refused token is not an outage: it will not heal by retrying, so it is said once, as what it is.
     const refused =
       !ok && error instanceof HttpStatusError && (error.status === 401 || error.status === 403) ? error : undefined;
-    if (refused !== undefined && this.authProblem === undefined) {
+    if (refused !== undefined && this.authProblem === undefined && refusesRecord(refused)) {
+      // The token is good; the edge refuses what it would store (a gateway outside the realm's address
+      // policy, or the namespace at its record limit). Retrying heals it once the operator acts.
+      const message =
+        `the edge refused a record of this agent in realm '${this.o.realm}' (${refused.edgeCode}, HTTP 403): ` +
+        (refused.edgeMessage ?? "no reason given");
+      this.authProblem = { reason: "record_refused", message };
+      this.o.log?.error("edge refused record", {
+        realm: this.o.realm,
+        status: refused.status,
+        code: refused.edgeCode,
+        error: message,
+      });
+    } else if (refused !== undefined && this.authProblem === undefined) {
       const code = refused.edgeCode ?? (refused.status === 401 ? "unauthorized" : "forbidden");
       const message =
         refused.status === 401
@@ -200,8 +213,11 @@ export class EdgeClient {
       });
     }
     if (ok && this.authProblem !== undefined) {
+      const was = this.authProblem.reason;
       this.authProblem = undefined;
-      this.o.log?.info("edge accepts the token again", { realm: this.o.realm });
+      this.o.log?.info(was === "record_refused" ? "edge accepts the records again" : "edge accepts the token again", {
+        realm: this.o.realm,
+      });
     }
     if (ok === this.reachableNow) return;
     this.reachableNow = ok;
@@ -509,4 +525,9 @@ export class EdgeClient {
     }
     await this.flush();
   }
+}
+
+/** A 403 for what the agent writes, not for who it is: its token is fine. */
+function refusesRecord(err: HttpStatusError): boolean {
+  return err.status === 403 && (err.edgeCode === "gateway_forbidden" || err.edgeCode === "quota_exceeded");
 }

@@ -1,6 +1,6 @@
 // What an agent does when the edge, as configured, will not let it do its job:
-// a token the edge refuses, and records of the same name that someone else put
-// in the realm (an import). Real edge (workerd), real agent (startAgent), all on
+// a token the edge refuses, records of the same name that someone else put
+// in the realm (an import), and a namespace at its record limit. Real edge (workerd), real agent (startAgent), all on
 // loopback. The person running it must learn what is wrong from one log line,
 // /readyz and a metric, and the agent must never replace or delete a record it
 // did not register unless told to.
@@ -138,4 +138,29 @@ describe("agent refusals", () => {
     }
     await expect(adminApi(edge, REALM, "GET", "/nodes/relay-taken")).rejects.toThrow(/404/);
   });
+
+  it("a namespace at its record limit is said as a refused record, not a bad token, and heals when the limit is raised", async () => {
+    const usage = (await adminApi(edge, REALM, "GET", "/limits")) as { usage: { namespaces: Record<string, number> } };
+    const held = usage.usage.namespaces[NS] ?? 0;
+    await adminApi(edge, REALM, "PUT", "/limits", { namespaces: { [NS]: held } });
+    const { agent, lines } = await launch("relay-over-limit", agentToken);
+    try {
+      const line = await until("the refusal", () => lines.find((l) => l.msg === "edge refused record"));
+      expect(line).toMatchObject({ level: "error", realm: REALM, status: 403, code: "quota_exceeded" });
+      expect(String(line.error)).toContain(`namespace '${NS}' holds ${held} records and may hold ${held}`);
+      expect(lines.some((l) => l.msg === "edge forbidden")).toBe(false);
+      const r = await readyz(agent);
+      expect(r.status).toBe(503);
+      expect(r.body).toMatchObject({ status: "not_ready", reason: "record_refused" });
+      expect(await metric(agent, "hopway_edge_auth_failed")).toBe(0);
+
+      await adminApi(edge, REALM, "PUT", "/limits", { namespaces: { [NS]: held + 1 } });
+      await until("registration", () => lines.find((l) => l.msg === "registered"), 30_000);
+      expect(lines.some((l) => l.msg === "edge accepts the records again")).toBe(true);
+      await until("ready", async () => ((await readyz(agent)).status === 200 ? true : undefined));
+    } finally {
+      await agent.shutdown("test");
+      await adminApi(edge, REALM, "PUT", "/limits", {});
+    }
+  }, 60_000);
 });
