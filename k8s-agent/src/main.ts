@@ -105,6 +105,7 @@ export async function startAgent(
       connectionWindowBytes: linkSettings.connection_window_bytes,
       streamWindowBytes: linkSettings.stream_window_bytes,
       maxConcurrentStreams: linkSettings.max_concurrent_streams,
+      maxLinksPerPeer: linkSettings.max_links_per_peer,
       maxSessionMemoryMb: linkSettings.max_session_memory_mb,
       pingIntervalMs: linkSettings.ping_interval_ms,
       pingTimeoutMs: linkSettings.ping_timeout_ms,

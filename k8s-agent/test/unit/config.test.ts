@@ -34,6 +34,7 @@ describe("agent config", () => {
       connection_window_bytes: 16 * 1024 * 1024,
       stream_window_bytes: 2 * 1024 * 1024,
       max_concurrent_streams: 1000,
+      max_links_per_peer: 8,
     });
   });
 
@@ -167,6 +168,9 @@ surprise: 1
     expect(problems(`${minimal}relay: { tls: { source: vault } }\n`)[0]).toMatch(/^relay\.tls\.source/);
     expect(problems(`${minimal}relay: { links: { max_concurrent_streams: 0 } }\n`)[0]).toMatch(
       /^relay\.links\.max_concurrent_streams/,
+    );
+    expect(problems(`${minimal}relay: { links: { max_links_per_peer: 0 } }\n`)[0]).toMatch(
+      /^relay\.links\.max_links_per_peer/,
     );
   });
 

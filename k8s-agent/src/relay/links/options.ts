@@ -9,7 +9,8 @@
 //   stream's data is consumed). One tunnel alone gets 2 MiB per round trip: ~170 Mbit/s
 //   at 100 ms, line rate below ~15 ms.
 // Worst case at a receiving relay per link: maxConcurrentStreams × streamWindowBytes,
-// reached only if every tunnel's reader stalls with a full window.
+// reached only if every tunnel's reader stalls with a full window; per neighbour, that times
+// maxLinksPerPeer.
 
 import type { LinkProtocol } from "./session.ts";
 
@@ -25,6 +26,13 @@ export interface LinkSettings {
   streamWindowBytes: number;
   /** Streams one link accepts at once; the dialling side opens another link past it. */
   maxConcurrentStreams: number;
+  /**
+   * Links held with one neighbour, each way: the dialling side opens no more (a tunnel that finds
+   * them all at their stream limit fails), the accepting side closes a peer's extra ones. The
+   * stream limit is the smaller of ours and the peer's, so without this bound a peer announcing
+   * one stream per link would have this relay dial a link per tunnel.
+   */
+  maxLinksPerPeer: number;
   /** Node's per-session cap on nghttp2's own buffers, in MB. */
   maxSessionMemoryMb: number;
   /** A PING is sent this often on every link. */
@@ -46,6 +54,7 @@ export const DEFAULT_LINK_SETTINGS: LinkSettings = {
   connectionWindowBytes: 16 * 1024 * 1024,
   streamWindowBytes: 2 * 1024 * 1024,
   maxConcurrentStreams: 1000,
+  maxLinksPerPeer: 8,
   maxSessionMemoryMb: 64,
   pingIntervalMs: 15_000,
   pingTimeoutMs: 10_000,
@@ -96,6 +105,13 @@ export const LINK_FAILURES = [
   "no_identity",
   /** Verified, but the relay had no room for another authenticated connection (max_connections). */
   "over_capacity",
+  /**
+   * Dialling: every link to the peer is at its stream limit and max_links_per_peer are held; the
+   * tunnel fails rather than dial another.
+   */
+  "peer_streams_exhausted",
+  /** Accepting: the verified peer already holds max_links_per_peer links to this relay. */
+  "peer_link_limit",
 ] as const;
 export type LinkFailure = (typeof LINK_FAILURES)[number];
 export type LinkSide = "dial" | "accept";

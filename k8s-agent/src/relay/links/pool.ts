@@ -1,6 +1,7 @@
 // The dialling side of relay links: one long-lived TLS 1.3 connection per
 // neighbour relay (keyed by its node name and address), made on first need and
-// shared by every tunnel to that neighbour, one CONNECT stream per tunnel. The
+// shared by every tunnel to that neighbour, one CONNECT stream per tunnel (more
+// links once its streams are full, up to `maxLinksPerPeer` per neighbour). The
 // framing is hopway-mux/1 or HTTP/2, whichever the neighbour chose by ALPN from
 // what `relay.links.protocol` offers (docs/links.md).
 // The neighbour must prove it is the relay the route table names: its
@@ -41,6 +42,9 @@ interface Backoff {
   until: number;
 }
 
+/** A peer at max_links_per_peer is warned about at most once per this many ms, with a count. */
+const EXHAUSTED_LOG_MS = 10_000;
+
 export interface LinkPoolOptions {
   name: string;
   realm: string;
@@ -56,6 +60,13 @@ export class LinkPool {
   private readonly links = new Map<string, Link[]>();
   private readonly dialing = new Map<string, Promise<Link | { failure: LinkFailure; detail: string }>>();
   private readonly backoff = new Map<string, Backoff>();
+  /**
+   * Per peer, over all its addresses: links held (closing ones too, since they hold a socket until
+   * their streams end) and dials in flight. What `maxLinksPerPeer` bounds.
+   */
+  private readonly held = new Map<string, number>();
+  /** Per peer: tunnels refused as `peer_streams_exhausted` since the last warning, and when that was. */
+  private readonly exhaustedWarned = new Map<string, { count: number; at: number }>();
   private readonly random: () => number;
   private closing = false;
   private completed = 0;
@@ -154,6 +165,10 @@ export class LinkPool {
       if ("failure" in r) return r;
       // Another open may have filled it while this one waited: look again.
     }
+    // A peer sets our stream limit per link (limitOf): were links unbounded, it would choose how many
+    // sockets and handshakes this relay spends on it. Fail now rather than wait for room that a
+    // peer holding its streams open may never make; the next address may have a link with room.
+    if ((this.held.get(peer) ?? 0) >= this.opts.settings.maxLinksPerPeer) return this.exhausted(peer, addr);
     const b = this.backoff.get(key);
     if (b && b.until > performance.now()) {
       return { failure: "connect", detail: `link to ${peer} at ${addr.address} is backing off after a failed dial` };
@@ -165,6 +180,49 @@ export class LinkPool {
     } finally {
       this.dialing.delete(key);
     }
+  }
+
+  private exhausted(peer: string, addr: Dialable): { failure: LinkFailure; detail: string } {
+    const { settings, observer, log } = this.opts;
+    observer?.linkFailed("dial", "peer_streams_exhausted");
+    let announced: number | undefined;
+    for (const list of this.links.values()) {
+      for (const l of list) {
+        const n = l.peer === peer ? l.session.remoteSettings.maxConcurrentStreams : undefined;
+        if (n !== undefined && (announced === undefined || n < announced)) announced = n;
+      }
+    }
+    const links = this.held.get(peer) ?? 0;
+    // Every tunnel to the peer fails this way while it lasts: counted each time, warned once per interval.
+    const now = performance.now();
+    const w = this.exhaustedWarned.get(peer) ?? { count: 0, at: Number.NEGATIVE_INFINITY };
+    w.count++;
+    if (now - w.at >= EXHAUSTED_LOG_MS) {
+      log("warn", "link limit reached; tunnel refused", {
+        peer,
+        address: addr.address,
+        reason: "peer_streams_exhausted",
+        links,
+        max_links_per_peer: settings.maxLinksPerPeer,
+        peer_max_concurrent_streams: announced,
+        refused_since_last_log: w.count,
+      });
+      w.count = 0;
+      w.at = now;
+    }
+    this.exhaustedWarned.set(peer, w);
+    return {
+      failure: "peer_streams_exhausted",
+      detail:
+        `link to ${peer}: peer_streams_exhausted: its ${links} links (links.max_links_per_peer) have no room for ` +
+        `another stream (${peer} allows ${announced ?? "?"} per link)`,
+    };
+  }
+
+  private hold(peer: string, n: 1 | -1): void {
+    const v = (this.held.get(peer) ?? 0) + n;
+    if (v > 0) this.held.set(peer, v);
+    else this.held.delete(peer);
   }
 
   private limitOf(l: Link): number {
@@ -180,6 +238,8 @@ export class LinkPool {
       return Promise.resolve({ failure: "no_identity", detail: "this relay has no certificate yet" });
     }
     const started = performance.now();
+    // Held from the dial on (`fail` or `forget` gives it back), so dials in flight count against the bound.
+    this.hold(peer, 1);
     return new Promise((resolve) => {
       let settled = false;
       let tcpUp = false;
@@ -215,6 +275,7 @@ export class LinkPool {
         settled = true;
         clearTimeout(timer);
         tlsSocket.destroy();
+        this.hold(peer, -1);
         this.opts.observer?.linkFailed("dial", failure);
         const prev = this.backoff.get(key)?.failures ?? 0;
         const bound = Math.min(settings.redialMaxMs, settings.redialInitialMs * 2 ** prev);
@@ -315,7 +376,9 @@ export class LinkPool {
     const list = this.links.get(link.key);
     if (!list) return;
     const i = list.indexOf(link);
-    if (i >= 0) list.splice(i, 1);
+    if (i < 0) return;
+    list.splice(i, 1);
+    this.hold(link.peer, -1);
     if (list.length === 0) this.links.delete(link.key);
   }
 
@@ -370,6 +433,7 @@ export class LinkPool {
 
   /** Closes the links to peers `keep` rejects (a table update removed them). */
   closeWhere(drop: (peer: string) => boolean): void {
+    for (const peer of [...this.exhaustedWarned.keys()]) if (drop(peer)) this.exhaustedWarned.delete(peer);
     for (const list of [...this.links.values()]) {
       for (const l of [...list]) if (drop(l.peer)) l.session.destroy();
     }

@@ -40,6 +40,8 @@ interface Accepted {
 
 export class LinkServer {
   private readonly sessions = new Set<Accepted>();
+  /** Accepted links per peer: what `maxLinksPerPeer` bounds on this side. */
+  private readonly perPeer = new Map<string, number>();
   private readonly unsubscribe: () => void;
   private draining = false;
   /**
@@ -143,6 +145,18 @@ export class LinkServer {
       this.refused(peer.reason, peer.detail, tls);
       return;
     }
+    // An honest peer dials at most maxLinksPerPeer links to us (pool.ts); past it, links would only
+    // make this relay hold sockets and sessions for one peer. Refused before admission, so a refused
+    // link never takes a place in the tunnel pool; the peer's other links are left alone.
+    const held = this.perPeer.get(peer) ?? 0;
+    if (held >= this.opts.settings.maxLinksPerPeer) {
+      this.refused(
+        "peer_link_limit",
+        `relay '${peer}' already holds ${held} links (links.max_links_per_peer ${this.opts.settings.maxLinksPerPeer})`,
+        tls,
+      );
+      return;
+    }
     // Authenticated now: the relay moves it from its handshake pool to its tunnel pool, if there is room.
     if (this.verifiedHooks.get(`${tls.remoteAddress}:${tls.remotePort}`)?.() === false) {
       this.refused("over_capacity", "relay at connection limit", tls);
@@ -188,12 +202,13 @@ export class LinkServer {
       pingTimer: setInterval(() => this.ping(accepted), settings.pingIntervalMs).unref(),
     };
     this.sessions.add(accepted);
+    this.perPeer.set(peer, (this.perPeer.get(peer) ?? 0) + 1);
     this.opts.observer?.linkOpened("accept", (performance.now() - started) / 1000);
     this.opts.log("debug", "relay link accepted", { peer });
     session.on("error", (err) => this.opts.log("info", "link error", { peer, error: String(err) }));
     session.on("close", () => {
       clearInterval(accepted.pingTimer);
-      this.sessions.delete(accepted);
+      this.forget(accepted);
     });
     session.on("stream", (stream: LinkServerStream, headers: LinkHeaders) => {
       accepted.streams++;
@@ -211,6 +226,13 @@ export class LinkServer {
     if (this.draining) session.close();
   }
 
+  private forget(a: Accepted): void {
+    if (!this.sessions.delete(a)) return;
+    const n = (this.perPeer.get(a.peer) ?? 1) - 1;
+    if (n > 0) this.perPeer.set(a.peer, n);
+    else this.perPeer.delete(a.peer);
+  }
+
   private ping(a: Accepted): void {
     pingOrClose(a.session, this.opts.settings.pingTimeoutMs, () => {
       this.opts.observer?.linkFailed("accept", "ping_timeout");
@@ -224,7 +246,7 @@ export class LinkServer {
       if (this.opts.knows(a.peer)) continue;
       this.opts.observer?.linkFailed("accept", "unknown_peer");
       this.opts.log("warn", "closing link: relay left the route table", { peer: a.peer });
-      this.sessions.delete(a);
+      this.forget(a);
       a.session.destroy();
     }
   }

@@ -448,9 +448,13 @@ describe("relay links: framing negotiation", () => {
 
 /**
  * A neighbour "r3" holding a valid certificate of the realm that answers every stream as `answer`
- * says (a compromised relay): an accepting hopway-mux/1 session of its own over TLS.
+ * says (a compromised relay): an accepting hopway-mux/1 session of its own over TLS, announcing
+ * `maxConcurrentStreams` (100 unless given); `onLink` runs for every TLS connection it accepts.
  */
-async function compromisedNeighbour(answer: (stream: MuxStream, n: number) => void): Promise<number> {
+async function compromisedNeighbour(
+  answer: (stream: MuxStream, n: number) => void,
+  opts: { maxConcurrentStreams?: number; onLink?: () => void } = {},
+): Promise<number> {
   const m = relayIdentityForTest(TEST_REALM, "r3").material();
   if (!m) throw new Error("no test identity");
   let n = 0;
@@ -465,7 +469,11 @@ async function compromisedNeighbour(answer: (stream: MuxStream, n: number) => vo
     },
     (socket) => {
       socket.on("error", () => {});
-      const session = new MuxSession(socket, "server", { maxConcurrentStreams: 100, streamWindowBytes: 65_535 });
+      opts.onLink?.();
+      const session = new MuxSession(socket, "server", {
+        maxConcurrentStreams: opts.maxConcurrentStreams ?? 100,
+        streamWindowBytes: 65_535,
+      });
       session.on("error", () => {});
       session.on("stream", (stream: MuxStream) => {
         stream.on("error", () => {});
@@ -565,5 +573,144 @@ describe("relay links: a compromised neighbour", () => {
     const h = encodeHeaders({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": "r1" });
     raw.write(Buffer.concat([frameHeader(FrameType.OPEN, 0, 2 * tunnels + 1, h.length), h]));
     await until("its answer", () => seen().replies === tunnels + 1);
+  });
+});
+
+/**
+ * A neighbour "r3" that announces one stream per link and answers every stream 200 and holds it
+ * open, over `protocol`; `links()` is how many TLS connections reached it.
+ */
+async function oneStreamNeighbour(protocol: LinkProtocol): Promise<{ port: number; links: () => number }> {
+  let links = 0;
+  if (protocol === "mux") {
+    const port = await compromisedNeighbour((stream) => stream.respond({ ":status": 200, "hopway-path": "r3" }), {
+      maxConcurrentStreams: 1,
+      onLink: () => links++,
+    });
+    return { port, links: () => links };
+  }
+  const m = relayIdentityForTest(TEST_REALM, "r3").material();
+  if (!m) throw new Error("no test identity");
+  const server = createSecureServer({
+    key: m.key,
+    cert: m.certChain,
+    ca: m.trustBundle,
+    requestCert: true,
+    minVersion: "TLSv1.3",
+    settings: { maxConcurrentStreams: 1 },
+  });
+  server.on("secureConnection", () => links++);
+  server.on("session", (session) => {
+    session.on("error", () => {});
+    cleanups.push(() => session.destroy());
+  });
+  server.on("stream", (stream: ServerHttp2Stream) => {
+    stream.on("error", () => {});
+    stream.respond({ ":status": 200, "hopway-path": "r3" });
+  });
+  const port = await listen(server as unknown as Server);
+  cleanups.push(() => server.close());
+  return { port, links: () => links };
+}
+
+describe.each(LINK_PROTOCOLS)("relay links (%s): links per neighbour", (protocol) => {
+  it("a neighbour allowing one stream per link gets max_links_per_peer links; the next tunnels fail at once", async () => {
+    const neighbour = await oneStreamNeighbour(protocol);
+    const failures: string[] = [];
+    const warnings: Array<Record<string, unknown>> = [];
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [
+        route("r2", "app1", [hop("r3", `ipv4://127.0.0.1:${neighbour.port}`), hop("app1", "ipv4://127.0.0.1:9")]),
+      ],
+      peers: ["r3"],
+      links: { protocol, maxLinksPerPeer: 3 },
+      linkObserver: { linkOpened: () => {}, linkFailed: (side, reason) => failures.push(`${side} ${reason}`) },
+      log: (level, msg, fields) => {
+        if (level === "warn" && msg.startsWith("link limit")) warnings.push(fields);
+      },
+    });
+    cleanups.push(() => r2.close());
+    const open: Socket[] = [];
+    for (let i = 0; i < 3; i++) {
+      const t = await tunnel(r2.port);
+      expect(t.status).toBe(200);
+      open.push(t.socket);
+    }
+    expect(neighbour.links()).toBe(3);
+    for (let i = 0; i < 5; i++) {
+      const t = await tunnel(r2.port);
+      // Refused by this relay, not after the path timeout (504) and not by the neighbour.
+      expect(t.status).toBe(502);
+      expect(t.headers.get("hopway-error")).toBe("next_hop_failed");
+      expect(t.headers.get("hopway-reason")).toContain("peer_streams_exhausted");
+      expect(t.headers.get("hopway-failed-at")).toBe("r2");
+      t.socket.destroy();
+    }
+    expect(neighbour.links()).toBe(3);
+    expect(r2.relay.linkPool?.handshakes).toBe(3);
+    expect(r2.relay.linksByPeer().get("r3")).toBe(3);
+    expect(failures).toEqual(Array(5).fill("dial peer_streams_exhausted"));
+    // One warning for the burst, with what the neighbour announced.
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({
+      peer: "r3",
+      reason: "peer_streams_exhausted",
+      links: 3,
+      max_links_per_peer: 3,
+      peer_max_concurrent_streams: 1,
+    });
+    // A tunnel that ends gives its stream back: the next one takes it, without a dial. (Reset: this
+    // neighbour never ends its side, so a FIN would leave the stream half open.)
+    open.shift()?.resetAndDestroy();
+    await until("its stream to close", () => r2.relay.linkStreamsByPeer().get("r3") === 2);
+    const again = await tunnel(r2.port);
+    expect(again.status).toBe(200);
+    expect(neighbour.links()).toBe(3);
+    for (const s of [...open, again.socket]) s.destroy();
+  });
+});
+
+describe("relay links: links a neighbour opens", () => {
+  it("past max_links_per_peer from one peer, a new link is closed; the peer's other links carry on", async () => {
+    const port = await echo();
+    const failures: string[] = [];
+    const refusals: Array<Record<string, unknown>> = [];
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
+      peers: ["r1"],
+      links: { maxLinksPerPeer: 2 },
+      linkObserver: { linkOpened: () => {}, linkFailed: (side, reason) => failures.push(`${side} ${reason}`) },
+      log: (_level, msg, fields) => {
+        if (msg === "relay link refused") refusals.push(fields);
+      },
+    });
+    cleanups.push(() => r2.close());
+    // Each linkRequest is a link of its own (an HTTP/2 session as relay r1).
+    const a = await linkRequest(r2.port, "r1", "app1", "r1");
+    cleanups.push(a.close);
+    const b = await linkRequest(r2.port, "r1", "app1", "r1");
+    cleanups.push(b.close);
+    expect(a.headers[":status"]).toBe(200);
+    expect(b.headers[":status"]).toBe(200);
+    await expect(linkRequest(r2.port, "r1", "app1", "r1")).rejects.toThrow();
+    expect(failures).toEqual(["accept peer_link_limit"]);
+    expect(refusals).toHaveLength(1);
+    expect(refusals[0]).toMatchObject({ reason: "peer_link_limit" });
+    expect(r2.relay.linksByPeer().get("r1")).toBe(2);
+    // The refused link's connection is gone: two links and their two streams remain.
+    await until("the refused link to go", () => r2.relay.openConnections === 4);
+    a.stream.write("still carried");
+    expect(String((await once(a.stream, "data"))[0])).toBe("still carried");
+    // Once one of its links closes, the peer may open another. Its stream first: an accepted
+    // HTTP/2 link whose peer sent GOAWAY stays until its streams end.
+    b.stream.close();
+    await once(b.stream, "close");
+    b.close();
+    await until("its link to close", () => r2.relay.linksByPeer().get("r1") === 1);
+    const c = await linkRequest(r2.port, "r1", "app1", "r1");
+    cleanups.push(c.close);
+    expect(c.headers[":status"]).toBe(200);
   });
 });
