@@ -81,6 +81,23 @@ const LinksSchema = z
       .min(65_535)
       .max(2 ** 31 - 1)
       .default(2 * 1024 * 1024),
+    /**
+     * hopway-mux/1: how far one stream's receive window may grow while its reader keeps up, and how
+     * much all of them may grow together (docs/links.md, "Flow control and memory"). 0, or a maximum
+     * at or below stream_window_bytes, keeps windows at stream_window_bytes.
+     */
+    max_stream_window_bytes: z
+      .number()
+      .int()
+      .min(65_535)
+      .max(2 ** 31 - 1)
+      .default(16 * 1024 * 1024),
+    window_growth_budget_bytes: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 40)
+      .default(256 * 1024 * 1024),
     max_concurrent_streams: z.number().int().min(1).max(100_000).default(1000),
     /** Links with one neighbour, each way: dialled at most, accepted at most (docs/links.md). */
     max_links_per_peer: z.number().int().min(1).max(1000).default(8),

@@ -38,6 +38,7 @@ import {
   type LinkSettings,
   pipeLeg,
   type TunnelEnd,
+  WindowBudget,
 } from "./links/index.ts";
 import {
   type NativeConn,
@@ -295,7 +296,9 @@ export class Relay {
     this.log = opts.log ?? (() => {});
     if (opts.identity) {
       if (opts.realm === undefined) throw new Error("a relay with an identity needs its realm");
-      const settings = { ...DEFAULT_LINK_SETTINGS, ...opts.links };
+      const base = { ...DEFAULT_LINK_SETTINGS, ...opts.links };
+      // One budget for every link of this relay, so all the growth of its streams' windows is bounded together.
+      const settings = { ...base, windowBudget: new WindowBudget(base.windowGrowthBudgetBytes) };
       const common = {
         realm: opts.realm,
         identity: opts.identity,

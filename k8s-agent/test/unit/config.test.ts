@@ -35,6 +35,8 @@ describe("agent config", () => {
       stream_window_bytes: 2 * 1024 * 1024,
       max_concurrent_streams: 1000,
       max_links_per_peer: 8,
+      max_stream_window_bytes: 16 * 1024 * 1024,
+      window_growth_budget_bytes: 256 * 1024 * 1024,
     });
   });
 
@@ -171,6 +173,9 @@ surprise: 1
     );
     expect(problems(`${minimal}relay: { links: { max_links_per_peer: 0 } }\n`)[0]).toMatch(
       /^relay\.links\.max_links_per_peer/,
+    );
+    expect(problems(`${minimal}relay: { links: { window_growth_budget_bytes: -1 } }\n`)[0]).toMatch(
+      /^relay\.links\.window_growth_budget_bytes/,
     );
   });
 

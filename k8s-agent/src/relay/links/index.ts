@@ -1,4 +1,5 @@
 export { abortEnd, pipeLeg, type TunnelEnd } from "./legs.ts";
+export { WindowBudget } from "./mux/window.ts";
 export {
   DEFAULT_LINK_SETTINGS,
   LINK_FAILURES,

@@ -12,6 +12,7 @@
 // reached only if every tunnel's reader stalls with a full window; per neighbour, that times
 // maxLinksPerPeer.
 
+import type { WindowBudget } from "./mux/window.ts";
 import type { LinkProtocol } from "./session.ts";
 
 export interface LinkSettings {
@@ -24,6 +25,15 @@ export interface LinkSettings {
   connectionWindowBytes: number;
   /** Each stream's receive window (HTTP/2 SETTINGS_INITIAL_WINDOW_SIZE; the mux SETTINGS stream window). */
   streamWindowBytes: number;
+  /**
+   * hopway-mux/1: a stream's receive window grows, while its reader keeps up with what the window
+   * lets through the link's round trip, up to this (mux/window.ts)...
+   */
+  maxStreamWindowBytes: number;
+  /** ...taking the growth from this many bytes shared by every link of the relay (0: no growth). */
+  windowGrowthBudgetBytes: number;
+  /** The budget itself: one per relay, made by the Relay from windowGrowthBudgetBytes. */
+  windowBudget?: WindowBudget;
   /** Streams one link accepts at once; the dialling side opens another link past it. */
   maxConcurrentStreams: number;
   /**
@@ -53,6 +63,8 @@ export const DEFAULT_LINK_SETTINGS: LinkSettings = {
   protocol: "mux",
   connectionWindowBytes: 16 * 1024 * 1024,
   streamWindowBytes: 2 * 1024 * 1024,
+  maxStreamWindowBytes: 16 * 1024 * 1024,
+  windowGrowthBudgetBytes: 256 * 1024 * 1024,
   maxConcurrentStreams: 1000,
   maxLinksPerPeer: 8,
   maxSessionMemoryMb: 64,

@@ -32,6 +32,7 @@ import {
   wordsFrame,
   writeHeaderBlock,
 } from "./frame.ts";
+import { type WindowBudget, type WindowEpoch, windowGrowth } from "./window.ts";
 
 /** Bytes queued on the TLS socket past which writers wait for its `drain`. */
 export const LINK_SEND_BUFFER = 1 << 20;
@@ -94,7 +95,16 @@ export function freeFrameSlabsForTest(): number {
 
 export interface MuxSettings {
   maxConcurrentStreams: number;
+  /** The receive window each stream starts with, announced in SETTINGS. */
   streamWindowBytes: number;
+  /**
+   * How far a stream's receive window may grow while its reader keeps up (window.ts), taking the
+   * growth from `windowBudget`; without both, windows stay at streamWindowBytes.
+   */
+  maxStreamWindowBytes?: number;
+  windowBudget?: WindowBudget;
+  /** Milliseconds, for window tuning (tests set it). */
+  now?: () => number;
 }
 
 /** Why a link was closed for a protocol violation: a closed set of stable strings. */
@@ -150,6 +160,10 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
   /** Bytes received and bytes of them credited back. */
   received = 0;
   granted = 0;
+  /** The receive window now: the announced one, plus what tuning added (`grown`, from the relay's WindowBudget). */
+  window: number;
+  grown = 0;
+  readonly epoch: WindowEpoch;
   /** Its credit is due at the end of this pass (MuxSession.credit). */
   creditQueued = false;
   destroyed = false;
@@ -199,6 +213,8 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
     super();
     this.sendCredit = sendCredit;
     this.recvWindow = recvWindow;
+    this.window = recvWindow;
+    this.epoch = { at: session.clock(), consumed: 0 };
   }
 
   respond(headers: LinkOutgoingHeaders, options?: { endStream?: boolean }): void {
@@ -477,6 +493,8 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
   }
 }
 
+function ignorePong(): void {}
+
 function flowOut(s: MuxStream): void {
   s.flowOut();
 }
@@ -541,7 +559,9 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private held: Buffer | undefined = undefined;
   private heldStream: MuxStream | undefined = undefined;
   private heldScheduled = false;
-  private readonly creditStep: number;
+  /** Smoothed round trip of this link's PINGs (ms; 0 until the first PONG), for window tuning. */
+  private rtt = 0;
+  private readonly tuning: boolean;
   // Parser state: the current frame's header (possibly split across reads), then its payload.
   private readonly head = Buffer.alloc(HEADER_BYTES);
   private headFill = 0;
@@ -561,7 +581,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     private readonly settings: MuxSettings,
   ) {
     super();
-    this.creditStep = Math.max(1, Math.floor(settings.streamWindowBytes / 4));
+    this.tuning =
+      settings.windowBudget !== undefined && (settings.maxStreamWindowBytes ?? 0) > settings.streamWindowBytes;
     readLink(socket, (chunk, borrowed) => this.onData(chunk, borrowed));
     socket.on("error", (err: Error) => this.destroy(err));
     socket.on("close", () => this.destroy());
@@ -571,6 +592,11 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     socket.write(
       wordsFrame(FrameType.SETTINGS, 0, [settings.maxConcurrentStreams, settings.streamWindowBytes, MAX_FRAME]),
     );
+  }
+
+  /** Milliseconds (performance.now unless the settings give a clock). */
+  clock(): number {
+    return this.settings.now?.() ?? performance.now();
   }
 
   /** Streams open now. */
@@ -603,7 +629,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     // Random, so that a peer cannot answer pings it never read (a counter alone is guessable)
     // and keep a link it has stopped reading looking alive.
     const nonce = randomInt(0x1_0000_0000);
-    this.pings.set(seq, { at: performance.now(), cb, nonce });
+    this.pings.set(seq, { at: this.clock(), cb, nonce });
     this.sendWords(FrameType.PING, 0, nonce, seq);
     return true;
   }
@@ -751,7 +777,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
    */
   credit(s: MuxStream): void {
     if (s.creditQueued || s.remoteFin || this.destroyed) return;
-    if (s.received - s.readableLength - s.granted < this.creditStep) return;
+    if (s.received - s.readableLength - s.granted < s.window / 4) return;
     s.creditQueued = true;
     this.creditDue.push(s);
     this.scheduleFlush(0);
@@ -767,12 +793,28 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
       const n = s.received - s.readableLength - s.granted;
       if (n <= 0) continue;
       s.granted += n;
-      s.recvWindow += n;
-      this.sendWords(FrameType.WINDOW, s.id, n);
+      const more = this.tuning ? this.grow(s) : 0;
+      s.recvWindow += n + more;
+      this.sendWords(FrameType.WINDOW, s.id, n + more);
     }
   }
 
+  /** What tuning adds to `s`'s window now that its reader consumed `s.granted` bytes in all (window.ts). */
+  private grow(s: MuxStream): number {
+    const settings = this.settings;
+    const max = settings.maxStreamWindowBytes ?? s.window;
+    const want = windowGrowth(s.window, max, s.granted, s.epoch, this.clock(), this.rtt);
+    const got = want > 0 ? (settings.windowBudget?.take(want) ?? 0) : 0;
+    s.window += got;
+    s.grown += got;
+    return got;
+  }
+
   forget(s: MuxStream): void {
+    if (s.grown > 0) {
+      this.settings.windowBudget?.give(s.grown);
+      s.grown = 0;
+    }
     if (this.streams.get(s.id) === s) this.streams.delete(s.id);
     this.maybeFinish();
   }
@@ -1189,7 +1231,9 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
         const ping = this.pings.get(seq);
         if (ping === undefined || p.readUInt32BE(0) !== ping.nonce) return;
         this.pings.delete(seq);
-        ping.cb(null, performance.now() - ping.at, p);
+        const took = this.clock() - ping.at;
+        this.rtt = this.rtt === 0 ? took : (this.rtt * 7 + took) / 8;
+        ping.cb(null, took, p);
         return;
       }
       case FrameType.GOAWAY: {
@@ -1226,6 +1270,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
       s.sendCredit += delta;
       s.flush();
     }
+    // Window tuning needs the round trip before the link's first timed PING (pool.ts, server.ts).
+    if (this.tuning) this.ping(ignorePong);
   }
 
   private onOpen(id: number, flags: number, p: Buffer): void {
