@@ -65,11 +65,13 @@ const ONE_WAY_MS = 25;
 const SETUP_TUNNELS = Number(process.env.BENCH_SETUP_TUNNELS ?? 20);
 const TARGETS = ["bulk", "echo"] as const;
 /**
- * BENCH_ONLY: a comma-separated list of the sections to run (cps, bulk, setup, idle); all when unset.
+ * BENCH_ONLY: a comma-separated list of the sections to run (cps, bulk, setup, idle, wan); all when unset.
  * With `cps` alone, only the two chains the connection-rate target compares run: haproxy plain and
  * Hopway on the default framing (for profiling one path with BENCH_RELAY_FLAGS=--cpu-prof).
  */
-const SECTIONS = ["cps", "bulk", "setup", "idle"] as const;
+const SECTIONS = ["cps", "bulk", "setup", "idle", "wan"] as const;
+/** Bytes of the one stream the `wan` section sends through chains whose middle legs are 25 ms one way. */
+const WAN_BULK_BYTES = Number(process.env.BENCH_WAN_MIB ?? 64) * 1024 * 1024;
 const only = (process.env.BENCH_ONLY ?? "").split(",").filter(Boolean);
 for (const o of only) {
   if (!(SECTIONS as readonly string[]).includes(o)) throw new Error(`BENCH_ONLY: '${o}' is not one of ${SECTIONS}`);
@@ -197,8 +199,9 @@ async function hopwayChain(
   protocol: LinkProtocol,
   via: Via = direct,
   listener = false,
+  extraEnv: Record<string, string> = {},
 ): Promise<Chain & { listener?: Chain }> {
-  const env = { ...IMAGE_ENV, HOPWAY_LINK_PROTOCOL: protocol };
+  const env = { ...IMAGE_ENV, HOPWAY_LINK_PROTOCOL: protocol, ...extraEnv };
   const keys = TARGETS.filter((t) => targets[t] !== undefined);
   const routes = (from: string, path: Array<{ node: string; port: number }>) =>
     keys.map(
@@ -433,6 +436,56 @@ async function setupLatency(echo: number, certs: ReturnType<typeof makeCerts>): 
   return out;
 }
 
+/**
+ * One stream through chains whose two middle legs cross the WAN emulator at ONE_WAY_MS (a 50 ms
+ * round trip on each): what one tunnel carries over distance. Hopway mux runs twice, with its
+ * stream windows tuned (the default) and fixed at the announced 2 MiB, which allows one window
+ * per round trip. The emulator holds up to 64 MiB in flight so that it is not the limit itself.
+ */
+async function wanBulk(bulkPort: number): Promise<Map<string, number>> {
+  const lanes: Array<{ chain: Chain; links: WanLink[] }> = [];
+  const build = async (label: string, make: (via: Via) => Promise<Chain>) => {
+    const links: WanLink[] = [];
+    const via: Via = async (port) => {
+      const l = await startWan({ target: { host: "127.0.0.1", port }, delayMs: ONE_WAY_MS, windowBytes: 64 << 20 });
+      links.push(l);
+      return l.port;
+    };
+    lanes.push({ chain: { ...(await make(via)), label }, links });
+  };
+  const targets = { bulk: bulkPort };
+  await build("haproxy plain", (via) => haproxyChain("haproxy plain", undefined, targets, via));
+  await build("hopway mux", (via) => hopwayChain("wanbulk", targets, "mux", via));
+  await build("hopway mux, fixed", (via) =>
+    hopwayChain("wanfixed", targets, "mux", via, false, { HOPWAY_LINK_WINDOW_GROWTH_BYTES: "0" }),
+  );
+  const best = new Map<string, number>();
+  for (let round = 0; round < 2; round++) {
+    for (const { chain } of lanes) {
+      const r = await runPeer([
+        "send",
+        "127.0.0.1",
+        String(chain.front.bulk),
+        String(WAN_BULK_BYTES),
+        ...authArg(chain, "bulk"),
+      ]);
+      best.set(chain.label, Math.max(best.get(chain.label) ?? 0, mib(r.bytes as number, r.seconds as number)));
+    }
+  }
+  console.log(
+    `
+bulk, one stream of ${WAN_BULK_BYTES / 1024 / 1024} MiB, both middle legs ${ONE_WAY_MS} ms one way (MiB/s, best of 2; load average ${load()}):`,
+  );
+  for (const [label, rate] of best) console.log(`  ${label.padEnd(18)} ${fmt(rate).padStart(6)}`);
+  const fixedWindow = DEFAULT_LINK_SETTINGS.streamWindowBytes / 1024 / 1024 / ((2 * ONE_WAY_MS) / 1000);
+  console.log(
+    `  (a fixed ${DEFAULT_LINK_SETTINGS.streamWindowBytes / 1024 / 1024} MiB window carries at most ${fmt(fixedWindow)} MiB/s over a ${2 * ONE_WAY_MS} ms round trip)`,
+  );
+  await stopChains(lanes.map((l) => l.chain));
+  for (const { links } of lanes) for (const l of links) await l.close();
+  return best;
+}
+
 async function idle(echo: number, protocol: LinkProtocol) {
   const chain = await hopwayChain(`idle${protocol}`, { echo }, protocol);
   const labels = ["relay a (first)", "relay b (middle)", "relay c (last)"];
@@ -502,6 +555,7 @@ async function main(): Promise<void> {
   const mbs = want("bulk") ? await bulk([...chains, ...floor]) : new Map<string, BulkFigure>();
   await stopChains([...chains, ...floor]);
   const setup = want("setup") ? await setupLatency(ends.echo, certs) : new Map<string, SetupFigure>();
+  if (want("wan")) await wanBulk(ends.bulk);
   const rss = new Map<string, number>();
   if (want("idle")) for (const p of PROTOCOLS) rss.set(`hopway ${p}`, await idle(ends.echo, p));
   serve.stdin?.end();

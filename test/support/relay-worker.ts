@@ -8,6 +8,7 @@
 // (default 127.0.0.1:0); once all listen it sends {port, ports}, `port` being the first's.
 // HOPWAY_BENCH_LISTENERS (JSON list of targets) adds a listener per target, reported as `listeners`.
 // HOPWAY_LINK_PROTOCOL (mux | h2, as for the agent) is the framing it dials links with.
+// HOPWAY_LINK_WINDOW_GROWTH_BYTES sets links.windowGrowthBudgetBytes (0: stream windows stay fixed).
 // Messages in: {cmd: "rss"} → {rss} after a full GC; {cmd: "metrics"} → {text}.
 import { createServer } from "node:net";
 import { Registry } from "prom-client";
@@ -42,9 +43,14 @@ const relay: Relay = new Relay({
   realm: "bench",
   identity: tlsDir ? identityFromFiles(tlsDir) : undefined,
   linkObserver: metrics,
-  ...(process.env.HOPWAY_LINK_PROTOCOL === "h2" || process.env.HOPWAY_LINK_PROTOCOL === "mux"
-    ? { links: { protocol: process.env.HOPWAY_LINK_PROTOCOL } }
-    : {}),
+  links: {
+    ...(process.env.HOPWAY_LINK_PROTOCOL === "h2" || process.env.HOPWAY_LINK_PROTOCOL === "mux"
+      ? { protocol: process.env.HOPWAY_LINK_PROTOCOL }
+      : {}),
+    ...(process.env.HOPWAY_LINK_WINDOW_GROWTH_BYTES !== undefined
+      ? { windowGrowthBudgetBytes: Number(process.env.HOPWAY_LINK_WINDOW_GROWTH_BYTES) }
+      : {}),
+  },
   // The agent's defaults except the connection caps: one client process holds the whole idle-tunnel
   // run from one address, so the total is raised and the per-source cap is off.
   limits: { maxConnections: 20_000, maxConnectionsPerSource: 0, bufferBytes },
