@@ -483,7 +483,9 @@ export class RealmObject extends DurableObject<Env> {
         `no record named '${name}' (lease expired or never registered): register it again`,
       );
     }
-    const scope = row.namespace;
+    // Whoever may write the record renews it: a group's namespace tokens too (the one it names), and
+    // its reports, as every record's, count in that namespace only.
+    const scope = storedNamespace(row);
     const p = this.writesIn(who, [scope]);
     if ("ok" in p) return p;
     const ttl = ttlSeconds ?? row.ttl_seconds;

@@ -255,6 +255,29 @@ describe("scaling reports are per namespace", () => {
     }
   });
 
+  it("a namespace's agent renews the leased group it wrote; its reports count in that namespace, never in the admin's", async () => {
+    const realm = await newRealm("grouplease");
+    const base = `/v1/realms/${realm}`;
+    const agentA = await token(realm, "agent", ["a"]);
+    const agentB = await token(realm, "agent", ["b"]);
+    const group = { type: "group", metadata: { namespace_name: "a" }, node_list: [{ node_name: "a-0" }] };
+    const put = await call("PUT", `${base}/nodes/kv`, { token: agentA, body: { ...group, ttl_seconds: 30 } });
+    expect(put.status).toBe(201);
+    const renewed = await call("POST", `${base}/nodes/kv/heartbeat`, { token: agentA, body: { ttl_seconds: 60 } });
+    expect(renewed.status).toBe(200);
+    expect((await call("GET", `${base}/nodes/kv`)).body.ttl_seconds).toBe(60);
+    const foreign = await call("POST", `${base}/nodes/kv/heartbeat`, { token: agentB, body: {} });
+    expect(foreign.status).toBe(403);
+    expect(foreign.body.error.code).toBe("namespace_forbidden");
+    // A report sent through the group lands in a's pool, not in the pool of records without a namespace.
+    expect((await call("PUT", `${base}/nodes/admin-0`, { body: pod("admin-0", null) })).status).toBe(201);
+    await call("POST", `${base}/nodes/admin-0/heartbeat`, { body: report(0, 0.5) });
+    await call("POST", `${base}/nodes/kv/heartbeat`, { token: agentA, body: report(7, 0.5, { max_replicas: 1 }) });
+    const admins = await call("GET", `${base}/workloads/hopway-agent?namespace=`);
+    expect(admins.body.pods.map((p: { node: string }) => p.node)).toEqual(["admin-0"]);
+    expect(admins.body.scaling.draining).toEqual([]);
+  });
+
   it("a record moved to another namespace leaves its report behind", async () => {
     const realm = await newRealm("scalemove");
     const base = `/v1/realms/${realm}`;
