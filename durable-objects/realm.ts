@@ -5,7 +5,7 @@
 // Every RPC method does its SQL without awaiting in between, so each call is
 // atomic and bumps the version at most once.
 import { DurableObject } from "cloudflare:workers";
-import { type AddressPolicy, recordAddressProblem } from "../src/core/address-policy.ts";
+import { type AddressPolicy, recordAddressProblem, recordNameProblem } from "../src/core/address-policy.ts";
 import type { ErrorCode } from "../src/core/errors.ts";
 import { recordNamespace } from "../src/core/group.ts";
 import {
@@ -185,14 +185,23 @@ export class RealmObject extends DurableObject<Env> {
   }
 
   /**
-   * Every gateway address a non-admin writes must pass the realm's address
-   * policy. The admin is not checked: it is the operator who sets the policy,
-   * and its demo topologies dial loopback on purpose.
+   * Every record name and gateway address a non-admin writes must pass the
+   * realm's policy. The admin is not checked: it is the operator who sets the
+   * policy, and its demo topologies dial loopback on purpose.
    */
   private addressesAllowed(p: Principal, records: readonly HopwayRecord[], indexed: boolean): Failure | null {
     if (p.role === "admin") return null;
     const policy = this.policies.policy;
     for (const [i, record] of records.entries()) {
+      const refusedName = recordNameProblem(record, policy);
+      if (refusedName !== null) {
+        return fail(
+          "name_forbidden",
+          403,
+          `${refusedName}; the realm's policy (GET /policy) decides what names each namespace may register`,
+          indexed ? `[${i}].name` : "name",
+        );
+      }
       const problem = recordAddressProblem(record, policy, indexed ? [i] : []);
       if (problem !== null) {
         return fail(

@@ -167,6 +167,15 @@ const DnsPatternSchema = z
   .max(253)
   .regex(DNS_PATTERN, "must be a lower-case DNS name, or '*.' and a DNS name (matches every name below it)");
 
+/** A record name, or a prefix of names followed by `*` (`payments-*`; `*` alone: every name). */
+const NamePatternSchema = z
+  .string()
+  .max(254)
+  .regex(
+    /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?|[a-z0-9][-a-z0-9.]*\*|\*)$/,
+    "must be a record name, or a name prefix followed by '*' (payments-*), or '*'",
+  );
+
 export const AddressRulesSchema = z.strictObject({
   /** IP ranges gateway addresses may be in; omitted = any IP outside the refused classes; [] = no IP. */
   cidrs: z.array(CidrSchema).max(256).optional(),
@@ -178,6 +187,12 @@ export const AddressRulesSchema = z.strictObject({
   allow_link_local: z.boolean().optional(),
   /** `unix://` socket paths, which name a file on the relay's own machine. */
   allow_unix: z.boolean().optional(),
+  /**
+   * Record names the namespace's agent tokens may register: exact names or prefixes (`b-*`);
+   * omitted = any name; [] = none. Names are realm-wide, so this keeps one tenant from taking a
+   * name another tenant's routes lead to while that tenant's record is briefly gone.
+   */
+  names: z.array(NamePatternSchema).max(256).optional(),
 });
 export type AddressRules = z.infer<typeof AddressRulesSchema>;
 
@@ -251,6 +266,21 @@ export interface AddressProblem {
 }
 
 /** The first gateway address of `record` the policy refuses, or null. */
+function nameMatches(pattern: string, name: string): boolean {
+  return pattern.endsWith("*") ? name.startsWith(pattern.slice(0, -1)) : name === pattern;
+}
+
+/** Why a record of this name is refused under the rules of its namespace, or null when it is allowed. */
+export function recordNameProblem(record: HopwayRecord, policy: AddressPolicy): string | null {
+  const namespace = record.metadata?.namespace_name ?? null;
+  const patterns = rulesFor(policy, namespace).names;
+  if (patterns === undefined || patterns.some((p) => nameMatches(p, record.name))) return null;
+  const scope = namespace === null ? "records without a namespace" : `namespace '${namespace}'`;
+  return patterns.length === 0
+    ? `the realm's policy gives ${scope} no record names to register`
+    : `'${record.name}' is not among the names ${scope} may register (${patterns.join(", ")})`;
+}
+
 export function recordAddressProblem(
   record: HopwayRecord,
   policy: AddressPolicy,

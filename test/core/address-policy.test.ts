@@ -5,6 +5,7 @@ import {
   type AddressRules,
   addressRefusal,
   recordAddressProblem,
+  recordNameProblem,
   refusedAddressClass,
 } from "../../src/core/address-policy.ts";
 import { RecordSchema } from "../../src/core/schema.ts";
@@ -133,5 +134,31 @@ describe("address policy", () => {
     const paths = r.error?.issues.map((i) => i.path.join("."));
     expect(paths).toEqual(expect.arrayContaining(["default.cidrs.0", "default.cidrs.1", "default.dns.0"]));
     expect(AddressPolicySchema.safeParse({ default: { cidrs: ["::ffff:10.0.0.0/104"] } }).success).toBe(true);
+  });
+
+  it("record names: exact names and prefixes of the record's namespace, else the default; omitted allows any", () => {
+    const policy = AddressPolicySchema.parse({
+      default: { names: ["shared-*"] },
+      namespaces: { a: { names: ["a-*", "db"] }, open: {}, none: { names: [] }, all: { names: ["*"] } },
+    });
+    const rec = (name: string, ns?: string) =>
+      RecordSchema.parse({ type: "node", name, ...(ns ? { metadata: { namespace_name: ns } } : {}) });
+    const cases: Array<[string, string | undefined, boolean]> = [
+      ["a-0", "a", true],
+      ["a-b.c", "a", true],
+      ["db", "a", true],
+      ["db-2", "a", false],
+      ["b-0", "a", false],
+      ["shared-x", "zz", true],
+      ["x", "zz", false],
+      ["shared-x", undefined, true],
+      ["anything", "open", true],
+      ["anything", "none", false],
+      ["anything", "all", true],
+    ];
+    for (const [name, ns, allowed] of cases) {
+      expect(recordNameProblem(rec(name, ns), policy) === null, `${name} in ${ns}`).toBe(allowed);
+    }
+    expect(recordNameProblem(rec("anything", "zz"), {})).toBeNull();
   });
 });

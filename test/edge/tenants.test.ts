@@ -157,6 +157,67 @@ describe("gateway address policy", () => {
   });
 });
 
+describe("record names a namespace may register", () => {
+  it("a namespace limited to its names cannot take another's name while it is free; the admin and other names are unaffected", async () => {
+    const realm = await newRealm("names");
+    const base = `/v1/realms/${realm}`;
+    const policy = {
+      default: { names: [] },
+      namespaces: { a: { names: ["a-*", "payments-db"] }, b: { names: ["b-*"] } },
+    };
+    expect((await call("PUT", `${base}/policy`, { body: policy })).status).toBe(200);
+    const agentA = await token(realm, "agent", ["a"]);
+    const agentB = await token(realm, "agent", ["b"]);
+    const agentC = await token(realm, "agent", ["c"]);
+    const rec = (name: string, ns: string) => ({
+      name,
+      metadata: { namespace_name: ns },
+      gateway: [{ priority: 1, address: "ipv4://10.2.0.1:80" }],
+    });
+    expect(
+      (await call("PUT", `${base}/nodes/payments-db`, { token: agentA, body: rec("payments-db", "a") })).status,
+    ).toBe(201);
+    // a's agent restarts and its record is gone for a moment: b cannot take the name meanwhile.
+    expect((await call("DELETE", `${base}/nodes/payments-db`, { token: agentA })).status).toBe(200);
+    const before = (await call("GET", `${base}/nodes`)).body.version;
+    const taken = await call("PUT", `${base}/nodes/payments-db`, { token: agentB, body: rec("payments-db", "b") });
+    expect(taken.status).toBe(403);
+    expect(taken.body.error).toMatchObject({ code: "name_forbidden", path: "name" });
+    expect(taken.body.error.message).toContain("'payments-db' is not among the names namespace 'b' may register (b-*)");
+    const imported = await call("POST", `${base}/import`, {
+      token: agentB,
+      body: [rec("b-0", "b"), rec("payments-db", "b")],
+    });
+    expect(imported.status).toBe(403);
+    expect(imported.body.error).toMatchObject({ code: "name_forbidden", path: "[1].name" });
+    // A group is held to the names of the namespace it names.
+    const group = await call("PUT", `${base}/nodes/payments`, {
+      token: agentB,
+      body: { type: "group", metadata: { namespace_name: "b" }, node_list: [{ node_name: "b-0" }] },
+    });
+    expect(group.body.error?.code).toBe("name_forbidden");
+    // A namespace the policy does not list falls back to the default: no names at all.
+    const c = await call("PUT", `${base}/nodes/c-0`, { token: agentC, body: rec("c-0", "c") });
+    expect(c.body.error?.message).toContain("the realm's policy gives namespace 'c' no record names to register");
+    expect((await call("GET", `${base}/nodes`)).body.version).toBe(before);
+    // Within their names tenants go on; the admin is not held to the policy.
+    expect((await call("PUT", `${base}/nodes/b-0`, { token: agentB, body: rec("b-0", "b") })).status).toBe(201);
+    expect(
+      (await call("PUT", `${base}/nodes/payments-db`, { token: agentA, body: rec("payments-db", "a") })).status,
+    ).toBe(201);
+    expect((await call("PUT", `${base}/nodes/anything`, { body: rec("anything", "c") })).status).toBe(201);
+  });
+
+  it("name patterns are validated by field", async () => {
+    const realm = await newRealm("names");
+    for (const bad of ["Payments", "a-*-b", "**", "-a", ""]) {
+      const r = await call("PUT", `/v1/realms/${realm}/policy`, { body: { default: { names: [bad] } } });
+      expect(r.status, bad).toBe(400);
+      expect(r.body.error.path).toBe("default.names[0]");
+    }
+  });
+});
+
 describe("scaling reports are per namespace", () => {
   /** A pod's record: every cluster's base config names its StatefulSet `hopway-agent`. */
   const pod = (name: string, ns: string | null) => ({
