@@ -151,6 +151,20 @@ function ownerNamespace(sql: Sql): void {
   sql.exec("CREATE INDEX IF NOT EXISTS records_owner ON records (owner_namespace) WHERE owner_namespace IS NOT NULL");
 }
 
+/**
+ * A name whose record went away stays with its namespace for a while
+ * (docs/contract/edge-api.md §14): another namespace's tokens cannot take it
+ * in the moments between an agent deleting its record on shutdown, or its
+ * lease running out, and its next pod registering again.
+ */
+function nameHolds(sql: Sql): void {
+  sql.exec(
+    "CREATE TABLE IF NOT EXISTS name_holds (name TEXT PRIMARY KEY, namespace TEXT NOT NULL, until INTEGER NOT NULL) WITHOUT ROWID",
+  );
+  sql.exec("CREATE INDEX IF NOT EXISTS name_holds_namespace ON name_holds (namespace, until)");
+  sql.exec("CREATE INDEX IF NOT EXISTS name_holds_until ON name_holds (until)");
+}
+
 export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [
   v1,
   v2,
@@ -160,6 +174,7 @@ export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [
   reportNamespace,
   issuedNamespace,
   ownerNamespace,
+  nameHolds,
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 

@@ -11,9 +11,11 @@ import { recordNamespace } from "../src/core/group.ts";
 import {
   type LimitRefusal,
   limitRefusal,
+  nameHoldSeconds,
   type RealmLimits,
   type RealmLimitsView,
   type RecordPlacement,
+  recordsAllowedIn,
   recordsAllowedInRealm,
   recordsPerNamespace,
 } from "../src/core/limits.ts";
@@ -39,6 +41,7 @@ import type {
   WriteResult,
 } from "../src/edge/types.ts";
 import { type AuthorityRow, CaStore, MAX_OUTSTANDING_PER_NAME } from "./ca.ts";
+import { NameHoldStore } from "./holds.ts";
 import { LimitStore } from "./limits.ts";
 import { ListenerStore, MAX_LISTENERS, MAX_LISTENERS_PER_NAMESPACE } from "./listeners.ts";
 import { migrate } from "./migrations.ts";
@@ -115,6 +118,7 @@ export class RealmObject extends DurableObject<Env> {
   private readonly listenerWaiters = new Set<Waiter>();
   private policies!: PolicyStore;
   private limits!: LimitStore;
+  private holds!: NameHoldStore;
   private alarmAt: number | null = null;
   private readonly waiters = new Set<Waiter>();
   /**
@@ -141,6 +145,7 @@ export class RealmObject extends DurableObject<Env> {
     this.listeners = new ListenerStore(this.ctx.storage.sql);
     this.policies = new PolicyStore(this.ctx.storage.sql);
     this.limits = new LimitStore(this.ctx.storage.sql);
+    this.holds = new NameHoldStore(this.ctx.storage.sql);
   }
 
   /** Milliseconds since the epoch. */
@@ -241,10 +246,14 @@ export class RealmObject extends DurableObject<Env> {
 
   /** Removes every lease that has ended, in one version. Idempotent: a second run finds nothing. */
   private sweep(now: number): string[] {
-    const names = this.records.expiredNames(now);
-    if (names.length === 0) return names;
+    const expired = this.records.expired(now);
+    if (expired.length === 0) return [];
+    const names = expired.map((r) => r.name);
     this.ctx.storage.transactionSync(() => {
-      for (const name of names) this.records.delete(name);
+      for (const r of expired) {
+        this.records.delete(r.name);
+        this.holdName(r.name, r.owner_namespace, now);
+      }
       this.records.bump(names);
     });
     this.notify();
@@ -353,6 +362,33 @@ export class RealmObject extends DurableObject<Env> {
     );
   }
 
+  /**
+   * A name whose record of another namespace went away less than name_hold_seconds ago stays with
+   * that namespace: another namespace's tokens may not take it yet (the admin may). `at` is the
+   * record's place in an import.
+   */
+  private heldElsewhere(p: Principal, record: HopwayRecord, now: number, at = ""): Failure | null {
+    if (p.role === "admin") return null;
+    const hold = this.holds.holder(record.name, now);
+    const namespace = recordNamespace(record);
+    if (hold === undefined || hold.namespace === namespace) return null;
+    return fail(
+      "name_held",
+      409,
+      `a record '${record.name}' of namespace '${hold.namespace}' went away moments ago, and the name stays with ` +
+        `that namespace until ${new Date(hold.until).toISOString()} (name_hold_seconds): its agent may be ` +
+        "restarting; use another name, or write it after that time",
+      `${at}name`,
+    );
+  }
+
+  /** Keeps a removed record's name with its namespace for name_hold_seconds. */
+  private holdName(name: string, namespace: string | null, now: number): void {
+    const seconds = nameHoldSeconds(this.limits.limits);
+    if (namespace === null || seconds === 0) return;
+    this.holds.hold(name, namespace, now + seconds * 1000, now, recordsAllowedIn(this.limits.limits, namespace));
+  }
+
   putRecord(caller: Caller, record: HopwayRecord, ttlSeconds: number | null): Result<PutResult> {
     const existing = this.records.get(record.name);
     const p = this.writer(
@@ -369,6 +405,8 @@ export class RealmObject extends DurableObject<Env> {
     const now = this.now();
     const certified = this.certifiedElsewhere(record, now);
     if (certified !== null) return certified;
+    const held = this.heldElsewhere(p, record, now);
+    if (held !== null) return held;
     this.catchUp(now);
     const lease = ttlSeconds === null ? null : { expiresAt: now + ttlSeconds * 1000, ttl: ttlSeconds };
     const json = JSON.stringify(record);
@@ -381,6 +419,7 @@ export class RealmObject extends DurableObject<Env> {
       this.ctx.storage.transactionSync(() => {
         const v = this.records.bump([record.name]);
         this.records.upsert(record, json, lease, v);
+        if (existing === undefined) this.holds.release(record.name);
       });
       this.notify();
       this.maybePrune();
@@ -428,12 +467,17 @@ export class RealmObject extends DurableObject<Env> {
     for (const [i, r] of records.entries()) {
       const certified = this.certifiedElsewhere(r, now, `[${i}].`);
       if (certified !== null) return certified;
+      const held = this.heldElsewhere(p, r, now, `[${i}].`);
+      if (held !== null) return held;
     }
     this.catchUp(now);
     if (records.length === 0) return { ok: true, version: this.records.version, records: 0 };
     this.ctx.storage.transactionSync(() => {
       const v = this.records.bump(records.map((r) => r.name));
-      for (const r of records) this.records.upsert(r, JSON.stringify(r), null, v);
+      for (const r of records) {
+        this.records.upsert(r, JSON.stringify(r), null, v);
+        this.holds.release(r.name);
+      }
     });
     this.notify();
     // An import may add thousands of changelog rows at once: trim now rather than after 256 more writes.
@@ -451,8 +495,10 @@ export class RealmObject extends DurableObject<Env> {
     if (existing === undefined) return fail("unknown_node", 404, `no record named '${name}' in this realm`, "name");
     const p = this.writesIn(who, [storedNamespace(existing)]);
     if ("ok" in p) return p;
+    const now = this.now();
     this.ctx.storage.transactionSync(() => {
       this.records.delete(name);
+      this.holdName(name, storedNamespace(existing), now);
       this.records.bump([name]);
     });
     this.notify();
@@ -660,6 +706,7 @@ export class RealmObject extends DurableObject<Env> {
     if (++this.writesSincePrune < 256) return;
     this.writesSincePrune = 0;
     this.records.prune();
+    this.holds.prune(this.now());
   }
 
   // ---- gateway address policy ------------------------------------------------------
@@ -692,6 +739,7 @@ export class RealmObject extends DurableObject<Env> {
       records_per_realm: recordsAllowedInRealm(limits),
       records_per_namespace: recordsPerNamespace(limits),
       namespaces: { ...(limits.namespaces ?? {}) },
+      name_hold_seconds: nameHoldSeconds(limits),
       usage: { records: this.records.count(null), namespaces: this.records.countsByNamespace() },
     };
   }

@@ -144,11 +144,14 @@ export class RecordStore {
     ).rowsWritten;
   }
 
-  expiredNames(now: number): string[] {
+  /** Leases ended at `now`, with the namespace that owned each record. */
+  expired(now: number): Array<{ name: string; owner_namespace: string | null }> {
     return this.sql
-      .exec<{ name: string }>("SELECT name FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?", now)
-      .toArray()
-      .map((r) => r.name);
+      .exec<{ name: string; owner_namespace: string | null }>(
+        "SELECT name, owner_namespace FROM records WHERE expires_at IS NOT NULL AND expires_at <= ?",
+        now,
+      )
+      .toArray();
   }
 
   nextExpiry(): number | null {

@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   "gateway_forbidden", // a gateway address outside the realm's address policy (403)
   "quota_exceeded", // the write would take a namespace or the realm past its record limit (403)
   "name_forbidden", // a record name outside the names the realm's policy gives its namespace (403)
+  "name_held", // another namespace's record of this name went away moments ago; it keeps the name a while (409)
   "method_not_allowed", // an HTTP method no endpoint takes (405)
   "not_configured", // a secret the request needs is not set on the Worker (503)
   "internal",

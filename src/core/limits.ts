@@ -12,6 +12,9 @@ import { TextFieldSchema } from "./schema.ts";
 export const DEFAULT_RECORDS_PER_NAMESPACE = 10_000;
 /** Records a realm may hold unless the admin says otherwise: the largest import, and twice the realm the edge is measured at (docs/edge.md). */
 export const DEFAULT_RECORDS_PER_REALM = MAX_RECORDS;
+/** How long a name stays with its namespace after its record went away, unless the admin says otherwise. */
+export const DEFAULT_NAME_HOLD_SECONDS = 900;
+const MAX_NAME_HOLD_SECONDS = 7 * 86_400;
 
 const CountSchema = z.number().int().min(0).max(MAX_RECORDS);
 
@@ -26,6 +29,8 @@ export const RealmLimitsSchema = z.strictObject({
     .record(TextFieldSchema, CountSchema)
     .refine((r) => Object.keys(r).length <= 1000, "at most 1000 namespaces")
     .optional(),
+  /** Seconds a namespace keeps a name after its record went away (0: not at all). */
+  name_hold_seconds: z.number().int().min(0).max(MAX_NAME_HOLD_SECONDS).optional(),
 });
 export type RealmLimits = z.infer<typeof RealmLimitsSchema>;
 
@@ -34,6 +39,7 @@ export const RealmLimitsViewSchema = z.object({
   records_per_realm: CountSchema,
   records_per_namespace: CountSchema,
   namespaces: z.record(z.string(), CountSchema),
+  name_hold_seconds: z.number().int().min(0).max(MAX_NAME_HOLD_SECONDS),
   usage: z.object({
     records: z.number().int().nonnegative(),
     /** Records per namespace, namespaces holding none left out. A group counts in the namespace it names. */
@@ -49,6 +55,10 @@ export function recordsPerNamespace(limits: RealmLimits): number {
 
 export function recordsAllowedIn(limits: RealmLimits, namespace: string): number {
   return limits.namespaces?.[namespace] ?? recordsPerNamespace(limits);
+}
+
+export function nameHoldSeconds(limits: RealmLimits): number {
+  return limits.name_hold_seconds ?? DEFAULT_NAME_HOLD_SECONDS;
 }
 
 export function recordsAllowedInRealm(limits: RealmLimits): number {

@@ -247,6 +247,14 @@ describe("durability", () => {
     ).toBe(200);
     expect((await call("DELETE", `${base}/nodes/kv`, { token: agentB })).status).toBe(200);
     expect((await call("DELETE", `${base}/nodes/bare`, { token: agentB })).status).toBe(403);
+    // Name holds (a later schema) start empty and work: b keeps the name it just deleted.
+    const agentC = (await call("POST", `${base}/tokens`, { body: { role: "agent", namespaces: ["c"] } })).body
+      .token as string;
+    const taken = await call("PUT", `${base}/nodes/kv`, {
+      token: agentC,
+      body: { ...group, metadata: { namespace_name: "c" } },
+    });
+    expect(taken.body.error?.code).toBe("name_held");
   });
 
   it("refuses storage from a newer schema instead of corrupting it", async () => {

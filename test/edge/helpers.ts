@@ -112,8 +112,12 @@ export function recordsBeforeReportNamespace(sql: SqlStorage): void {
   sql.exec("CREATE INDEX records_workload ON records (workload) WHERE workload IS NOT NULL");
 }
 
-/** Takes a realm's `records` table back to its layout before records kept their owning namespace (schema 7). */
+/**
+ * Takes a realm's storage back to schema 7: `records` before records kept their owning namespace,
+ * and no name holds (schema 9).
+ */
 export function recordsBeforeOwnerNamespace(sql: SqlStorage): void {
+  sql.exec("DROP TABLE name_holds");
   sql.exec("DROP INDEX records_owner");
   sql.exec("ALTER TABLE records DROP COLUMN owner_namespace");
 }

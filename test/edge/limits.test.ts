@@ -1,8 +1,19 @@
 // Record limits: one tenant cannot fill the realm every other tenant's routes
 // are computed from (docs/contract/edge-api.md §14). A write that would add
 // past a limit stores nothing; one that keeps or lowers a count always passes.
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import type { RealmObject } from "../../durable-objects/realm.ts";
 import { call, newRealm, node, storedRealmState } from "./helpers.ts";
+
+const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
+
+async function setClock(realm: string, at: number): Promise<void> {
+  await runInDurableObject(stubOf(realm), (instance: RealmObject) => {
+    instance.clockForTest = () => at;
+  });
+}
 
 async function agentToken(realm: string, namespaces: string[]): Promise<string> {
   const r = await call("POST", `/v1/realms/${realm}/tokens`, { body: { role: "agent", namespaces } });
@@ -18,6 +29,7 @@ describe("record limits", () => {
       records_per_realm: 100_000,
       records_per_namespace: 10_000,
       namespaces: {},
+      name_hold_seconds: 900,
       usage: { records: 0, namespaces: {} },
     });
     await call("PUT", `${base}/nodes/a-0`, { body: node("a-0", "a") });
@@ -31,6 +43,7 @@ describe("record limits", () => {
       records_per_realm: 100_000,
       records_per_namespace: 50,
       namespaces: { b: 2 },
+      name_hold_seconds: 900,
       // A group counts in the namespace it names; a record without one only in the realm.
       usage: { records: 3, namespaces: { a: 1, b: 1 } },
     });
@@ -144,5 +157,78 @@ describe("record limits", () => {
       200,
     );
     expect((await call("PUT", `${base}/nodes/x-1`, { body: node("x-1", "x") })).body.error.code).toBe("quota_exceeded");
+  });
+});
+
+describe("a name stays with its namespace for a while after its record went away", () => {
+  it("deleted or expired, another namespace cannot take the name until name_hold_seconds pass; its own namespace and the admin can", async () => {
+    const realm = await newRealm("hold");
+    const base = `/v1/realms/${realm}`;
+    const t0 = Date.now();
+    await setClock(realm, t0);
+    const agentA = await agentToken(realm, ["a"]);
+    const agentB = await agentToken(realm, ["b"]);
+    // a's agent shuts down and deletes its record; b's token wants the name meanwhile.
+    expect(
+      (await call("PUT", `${base}/nodes/payments-db`, { token: agentA, body: node("payments-db", "a") })).status,
+    ).toBe(201);
+    expect((await call("DELETE", `${base}/nodes/payments-db`, { token: agentA })).status).toBe(200);
+    const before = await storedRealmState(realm);
+    const taken = await call("PUT", `${base}/nodes/payments-db`, { token: agentB, body: node("payments-db", "b") });
+    expect(taken.status).toBe(409);
+    expect(taken.body.error).toMatchObject({ code: "name_held", path: "name" });
+    expect(taken.body.error.message).toContain(`until ${new Date(t0 + 900_000).toISOString()}`);
+    const imported = await call("POST", `${base}/import`, {
+      token: agentB,
+      body: [node("b-0", "b"), node("payments-db", "b")],
+    });
+    expect(imported.body.error).toMatchObject({ code: "name_held", path: "[1].name" });
+    expect(await storedRealmState(realm)).toEqual(before);
+    // a's next pod registers it again.
+    expect(
+      (await call("PUT", `${base}/nodes/payments-db`, { token: agentA, body: node("payments-db", "a") })).status,
+    ).toBe(201);
+
+    // A lease that runs out holds its name the same way.
+    const leased = await call("PUT", `${base}/nodes/a-lease`, {
+      token: agentA,
+      body: { ...node("a-lease", "a"), ttl_seconds: 30 },
+    });
+    expect(leased.status).toBe(201);
+    await setClock(realm, t0 + 31_000);
+    expect(await runDurableObjectAlarm(stubOf(realm))).toBe(true);
+    expect((await call("GET", `${base}/nodes/a-lease`)).status).toBe(404);
+    const early = await call("PUT", `${base}/nodes/a-lease`, { token: agentB, body: node("a-lease", "b") });
+    expect(early.body.error?.code).toBe("name_held");
+    // After the hold, the name is free; the admin never waits.
+    await setClock(realm, t0 + 31_000 + 900_001);
+    expect((await call("PUT", `${base}/nodes/a-lease`, { token: agentB, body: node("a-lease", "b") })).status).toBe(
+      201,
+    );
+    expect((await call("DELETE", `${base}/nodes/payments-db`, { token: agentA })).status).toBe(200);
+    expect((await call("PUT", `${base}/nodes/payments-db`, { body: node("payments-db", "b") })).status).toBe(201);
+  });
+
+  it("name_hold_seconds 0 holds nothing; a namespace holds at most as many names as it may hold records", async () => {
+    const realm = await newRealm("hold");
+    const base = `/v1/realms/${realm}`;
+    const agentA = await agentToken(realm, ["a"]);
+    const agentB = await agentToken(realm, ["b"]);
+    expect((await call("PUT", `${base}/limits`, { body: { namespaces: { a: 2 } } })).status).toBe(200);
+    // a churns three names with room for two: the third it deletes is not held.
+    for (const name of ["a-0", "a-1", "a-2"]) {
+      expect((await call("PUT", `${base}/nodes/${name}`, { token: agentA, body: node(name, "a") })).status).toBe(201);
+      expect((await call("DELETE", `${base}/nodes/${name}`, { token: agentA })).status).toBe(200);
+    }
+    const codes = [];
+    for (const name of ["a-0", "a-1", "a-2"]) {
+      codes.push((await call("PUT", `${base}/nodes/${name}`, { token: agentB, body: node(name, "b") })).status);
+    }
+    expect(codes).toEqual([409, 409, 201]);
+
+    expect((await call("PUT", `${base}/limits`, { body: { name_hold_seconds: 0 } })).status).toBe(200);
+    expect((await call("PUT", `${base}/nodes/a-9`, { token: agentA, body: node("a-9", "a") })).status).toBe(201);
+    expect((await call("DELETE", `${base}/nodes/a-9`, { token: agentA })).status).toBe(200);
+    expect((await call("PUT", `${base}/nodes/a-9`, { token: agentB, body: node("a-9", "b") })).status).toBe(201);
   });
 });
