@@ -110,6 +110,8 @@ export class EdgeClient {
   private authProblem: EdgeProblem | undefined;
   /** Records this agent refused to take over; never registered, renewed or deleted. */
   private readonly conflicts = new Map<string, string>();
+  /** Records whose registration the edge refuses for what they are (recordRefused), with why. */
+  private readonly refusals = new Map<string, string>();
   /** Records this agent has registered: the only ones it renews and deletes. */
   private readonly registered = new Set<HopwayRecord>();
 
@@ -169,32 +171,47 @@ export class EdgeClient {
   /** What keeps this agent from working with the edge as configured, if anything. */
   get problem(): EdgeProblem | undefined {
     if (this.authProblem !== undefined) return this.authProblem;
+    const [refusedName, refusal] = [...this.refusals][0] ?? [];
+    if (refusedName !== undefined && refusal !== undefined) return { reason: "record_refused", message: refusal };
     const [name, message] = [...this.conflicts][0] ?? [];
     return name !== undefined && message !== undefined ? { reason: "record_conflict", message } : undefined;
   }
   /** True while the edge refuses this agent's token (401/403). */
   get authFailed(): boolean {
-    return this.authProblem?.reason === "edge_unauthorized";
+    return this.authProblem !== undefined;
+  }
+
+  /**
+   * A registration the edge refused for what the record is, not for who asks (a name or gateway
+   * outside the realm's policy, the namespace at its record limit, a name another namespace holds):
+   * the token is good and the edge reachable, so the refusal stays until that record registers,
+   * whatever other requests succeed meanwhile. Retrying heals it once the operator acts or a hold ends.
+   */
+  private recordRefused(record: HopwayRecord, err: HttpStatusError): void {
+    if (this.refusals.has(record.name)) return;
+    const message =
+      `the edge refused record '${record.name}' in realm '${this.o.realm}' (${err.edgeCode}, HTTP ${err.status}): ` +
+      (err.edgeMessage ?? "no reason given");
+    this.refusals.set(record.name, message);
+    this.o.log?.error("edge refused record", {
+      realm: this.o.realm,
+      record: record.name,
+      status: err.status,
+      code: err.edgeCode,
+      error: message,
+    });
+  }
+
+  private recordAccepted(record: HopwayRecord): void {
+    if (!this.refusals.delete(record.name)) return;
+    this.o.log?.info("edge accepts the record again", { realm: this.o.realm, record: record.name });
   }
 
   private setReachable(ok: boolean, error?: unknown): void {
     // A refused token is not an outage: it will not heal by retrying, so it is said once, as what it is.
     const refused =
       !ok && error instanceof HttpStatusError && (error.status === 401 || error.status === 403) ? error : undefined;
-    if (refused !== undefined && this.authProblem === undefined && refusesRecord(refused)) {
-      // The token is good; the edge refuses what it would store (a gateway outside the realm's address
-      // policy, or the namespace at its record limit). Retrying heals it once the operator acts.
-      const message =
-        `the edge refused a record of this agent in realm '${this.o.realm}' (${refused.edgeCode}, HTTP 403): ` +
-        (refused.edgeMessage ?? "no reason given");
-      this.authProblem = { reason: "record_refused", message };
-      this.o.log?.error("edge refused record", {
-        realm: this.o.realm,
-        status: refused.status,
-        code: refused.edgeCode,
-        error: message,
-      });
-    } else if (refused !== undefined && this.authProblem === undefined) {
+    if (refused !== undefined && this.authProblem === undefined) {
       const code = refused.edgeCode ?? (refused.status === 401 ? "unauthorized" : "forbidden");
       const message =
         refused.status === 401
@@ -213,11 +230,8 @@ export class EdgeClient {
       });
     }
     if (ok && this.authProblem !== undefined) {
-      const was = this.authProblem.reason;
       this.authProblem = undefined;
-      this.o.log?.info(was === "record_refused" ? "edge accepts the records again" : "edge accepts the token again", {
-        realm: this.o.realm,
-      });
+      this.o.log?.info("edge accepts the token again", { realm: this.o.realm });
     }
     if (ok === this.reachableNow) return;
     this.reachableNow = ok;
@@ -463,10 +477,17 @@ export class EdgeClient {
           await this.put(r);
           pending.delete(r);
           this.registered.add(r);
+          this.recordAccepted(r);
           this.setReachable(true);
           this.o.log?.info("registered", { record: r.name, lease_seconds: this.o.leaseSeconds });
         } catch (err) {
           if (this.stopped) return;
+          if (err instanceof HttpStatusError && refusesRecord(err)) {
+            // The edge answered: it is reachable, the record is what it refuses.
+            this.recordRefused(r, err);
+            this.setReachable(true);
+            continue;
+          }
           this.setReachable(false, err);
           // A 4xx (bad token, namespace not allowed) will not heal by itself, but keep trying slowly and say so.
           this.o.log?.error("registration failed", { record: r.name, error: String(err) });
@@ -527,7 +548,9 @@ export class EdgeClient {
   }
 }
 
-/** A 403 for what the agent writes, not for who it is: its token is fine. */
+/** A refusal of what the agent writes, not of who it is: its token is fine. */
 function refusesRecord(err: HttpStatusError): boolean {
-  return err.status === 403 && (err.edgeCode === "gateway_forbidden" || err.edgeCode === "quota_exceeded");
+  const code = err.edgeCode;
+  if (err.status === 403) return code === "gateway_forbidden" || code === "quota_exceeded" || code === "name_forbidden";
+  return err.status === 409 && (code === "name_held" || code === "name_certified");
 }

@@ -153,10 +153,15 @@ describe("agent refusals", () => {
       expect(r.status).toBe(503);
       expect(r.body).toMatchObject({ status: "not_ready", reason: "record_refused" });
       expect(await metric(agent, "hopway_edge_auth_failed")).toBe(0);
+      // The agent's route-table polls go on answering (edge.wait_seconds 5): past one of them, the
+      // refusal still stands, and the edge counts as reachable.
+      await new Promise((r) => setTimeout(r, 6_000));
+      expect((await readyz(agent)).body).toMatchObject({ reason: "record_refused" });
+      expect(await metric(agent, "hopway_edge_reachable")).toBe(1);
 
       await adminApi(edge, REALM, "PUT", "/limits", { namespaces: { [NS]: held + 1 } });
       await until("registration", () => lines.find((l) => l.msg === "registered"), 30_000);
-      expect(lines.some((l) => l.msg === "edge accepts the records again")).toBe(true);
+      expect(lines.some((l) => l.msg === "edge accepts the record again")).toBe(true);
       await until("ready", async () => ((await readyz(agent)).status === 200 ? true : undefined));
     } finally {
       await agent.shutdown("test");
