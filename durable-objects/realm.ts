@@ -9,15 +9,15 @@ import { type AddressPolicy, recordAddressProblem, recordNameProblem } from "../
 import type { ErrorCode } from "../src/core/errors.ts";
 import { recordNamespace } from "../src/core/group.ts";
 import {
+  allowedIn,
+  allowedInRealm,
   type LimitRefusal,
   limitRefusal,
   nameHoldSeconds,
+  perNamespace,
   type RealmLimits,
   type RealmLimitsView,
   type RecordPlacement,
-  recordsAllowedIn,
-  recordsAllowedInRealm,
-  recordsPerNamespace,
 } from "../src/core/limits.ts";
 import type { ListenerDeclaration, NamedListenerDeclaration } from "../src/core/listener.ts";
 import { computeWorkloadScaling } from "../src/core/scaling.ts";
@@ -74,14 +74,27 @@ function storedNamespace(row: RecordRow): string | null {
 
 function limitFailure(r: LimitRefusal): Failure {
   const whose = r.namespace === null ? "the realm" : `namespace '${r.namespace}'`;
-  const setting = r.namespace === null ? "records_per_realm" : `records_per_namespace, or namespaces['${r.namespace}']`;
+  const unit = r.what === "records" ? "records" : "bytes of records";
+  const setting =
+    r.namespace === null ? `${r.what}_per_realm` : `${r.what}_per_namespace, or namespaces['${r.namespace}'].${r.what}`;
   return fail(
     "quota_exceeded",
     403,
-    `${whose} holds ${r.holds} records and may hold ${r.limit}; this write would add ${r.adds}: ` +
+    `${whose} holds ${r.holds} ${unit} and may hold ${r.limit}; this write would add ${r.adds}: ` +
       `delete records first, or the admin raises the limit (${setting} in PUT /v1/realms/{realm}/limits)`,
     r.namespace === null ? `${r.at}name` : `${r.at}metadata.namespace_name`,
   );
+}
+
+/** What storing `record` (as `json`) changes, for the record limits; `existing` is the stored one of that name. */
+function placement(record: HopwayRecord, json: string, existing: RecordRow | undefined, at: string): RecordPlacement {
+  return {
+    to: recordNamespace(record),
+    from: existing === undefined ? undefined : storedNamespace(existing),
+    bytes: json.length,
+    fromBytes: existing?.json.length ?? 0,
+    at,
+  };
 }
 
 interface Waiter {
@@ -386,7 +399,7 @@ export class RealmObject extends DurableObject<Env> {
   private holdName(name: string, namespace: string | null, now: number): void {
     const seconds = nameHoldSeconds(this.limits.limits);
     if (namespace === null || seconds === 0) return;
-    this.holds.hold(name, namespace, now + seconds * 1000, now, recordsAllowedIn(this.limits.limits, namespace));
+    this.holds.hold(name, namespace, now + seconds * 1000, now, allowedIn(this.limits.limits, namespace).records);
   }
 
   putRecord(caller: Caller, record: HopwayRecord, ttlSeconds: number | null): Result<PutResult> {
@@ -398,9 +411,8 @@ export class RealmObject extends DurableObject<Env> {
     if ("ok" in p) return p;
     const refused = this.addressesAllowed(p, [record], false);
     if (refused !== null) return refused;
-    const over = this.overLimit([
-      { to: recordNamespace(record), from: existing === undefined ? undefined : storedNamespace(existing), at: "" },
-    ]);
+    const json = JSON.stringify(record);
+    const over = this.overLimit([placement(record, json, existing, "")]);
     if (over !== null) return over;
     const now = this.now();
     const certified = this.certifiedElsewhere(record, now);
@@ -409,7 +421,6 @@ export class RealmObject extends DurableObject<Env> {
     if (held !== null) return held;
     this.catchUp(now);
     const lease = ttlSeconds === null ? null : { expiresAt: now + ttlSeconds * 1000, ttl: ttlSeconds };
-    const json = JSON.stringify(record);
     let changed = true;
     if (existing !== undefined && existing.json === json) {
       // Re-registering the same record only renews (or ends) the lease: routes did not change.
@@ -447,14 +458,11 @@ export class RealmObject extends DurableObject<Env> {
     const namespaces = new Set<string | null>(records.map(recordNamespace));
     // parseRecords refuses duplicate names, so each placement is one distinct record.
     const placements: RecordPlacement[] = [];
+    const texts = records.map((r) => JSON.stringify(r));
     for (const [i, r] of records.entries()) {
       const old = this.records.get(r.name);
       if (old !== undefined) namespaces.add(storedNamespace(old));
-      placements.push({
-        to: recordNamespace(r),
-        from: old === undefined ? undefined : storedNamespace(old),
-        at: `[${i}].`,
-      });
+      placements.push(placement(r, texts[i] as string, old, `[${i}].`));
     }
     const p = this.writer(caller, namespaces);
     if ("ok" in p) return p;
@@ -474,8 +482,8 @@ export class RealmObject extends DurableObject<Env> {
     if (records.length === 0) return { ok: true, version: this.records.version, records: 0 };
     this.ctx.storage.transactionSync(() => {
       const v = this.records.bump(records.map((r) => r.name));
-      for (const r of records) {
-        this.records.upsert(r, JSON.stringify(r), null, v);
+      for (const [i, r] of records.entries()) {
+        this.records.upsert(r, texts[i] as string, null, v);
         this.holds.release(r.name);
       }
     });
@@ -729,18 +737,23 @@ export class RealmObject extends DurableObject<Env> {
 
   /** Whether storing `placements` takes the realm or a namespace past its record limit; admin writes count too. */
   private overLimit(placements: readonly RecordPlacement[]): Failure | null {
-    const refusal = limitRefusal(this.limits.limits, placements, (ns) => this.records.count(ns));
+    const refusal = limitRefusal(this.limits.limits, placements, (ns) => this.records.usage(ns));
     return refusal === null ? null : limitFailure(refusal);
   }
 
   private limitsView(): RealmLimitsView {
     const limits = this.limits.limits;
+    const realm = allowedInRealm(limits);
+    const each = perNamespace(limits);
+    const total = this.records.usage(null);
     return {
-      records_per_realm: recordsAllowedInRealm(limits),
-      records_per_namespace: recordsPerNamespace(limits),
+      records_per_realm: realm.records,
+      bytes_per_realm: realm.bytes,
+      records_per_namespace: each.records,
+      bytes_per_namespace: each.bytes,
       namespaces: { ...(limits.namespaces ?? {}) },
       name_hold_seconds: nameHoldSeconds(limits),
-      usage: { records: this.records.count(null), namespaces: this.records.countsByNamespace() },
+      usage: { records: total.records, bytes: total.bytes, namespaces: this.records.usageByNamespace() },
     };
   }
 

@@ -3,6 +3,7 @@
 // is synchronous SQL, so a caller that does not await between calls is atomic
 // inside the Durable Object (its input gate admits no other event meanwhile).
 import { recordNamespace } from "../src/core/group.ts";
+import type { Usage } from "../src/core/limits.ts";
 import type { HopwayRecord, ScalingReport } from "../src/core/schema.ts";
 import type { Changes, RecordChange, RecordPage } from "../src/edge/types.ts";
 import type { Sql } from "./migrations.ts";
@@ -36,9 +37,24 @@ export class RecordStore {
   private versionCache: number;
   private readonly epochValue: string;
 
+  /**
+   * What the realm and each namespace hold, kept in memory from one scan at start so that the
+   * record limits cost no table scan per write (docs/contract/edge-api.md §14).
+   */
+  private readonly total: Usage = { records: 0, bytes: 0 };
+  private readonly byNamespace = new Map<string, Usage>();
+
   constructor(private readonly sql: Sql) {
     this.versionCache = Number(this.meta("version"));
     this.epochValue = this.meta("epoch") ?? "";
+    const rows = sql.exec<{ owner: string | null; n: number; bytes: number }>(
+      "SELECT owner_namespace AS owner, count(*) AS n, coalesce(sum(length(json)), 0) AS bytes FROM records GROUP BY owner_namespace",
+    );
+    for (const r of rows) {
+      this.total.records += r.n;
+      this.total.bytes += r.bytes;
+      if (r.owner !== null) this.byNamespace.set(r.owner, { records: r.n, bytes: r.bytes });
+    }
   }
 
   private meta(key: string): string | undefined {
@@ -72,6 +88,7 @@ export class RecordStore {
    * workloads (the record's next heartbeat reports again).
    */
   upsert(record: HopwayRecord, json: string, lease: { expiresAt: number; ttl: number } | null, version: number): void {
+    const before = this.footprint(record.name);
     this.sql.exec(
       `INSERT INTO records (name, json, namespace, owner_namespace, expires_at, ttl_seconds, updated_version)
        VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -91,23 +108,46 @@ export class RecordStore {
       lease?.ttl ?? null,
       version,
     );
+    if (before !== undefined) this.account(before, -1);
+    const after = this.footprint(record.name);
+    if (after !== undefined) this.account(after, 1);
   }
 
-  /** Records in the realm (namespace null), or owned by one namespace (groups by the namespace they name). */
-  count(namespace: string | null): number {
-    return namespace === null
-      ? this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM records").one().n
-      : this.sql.exec<{ n: number }>("SELECT count(*) AS n FROM records WHERE owner_namespace = ?", namespace).one().n;
+  /** What the realm (null) or one owning namespace (groups: the namespace they name) holds now. */
+  usage(namespace: string | null): Usage {
+    const u = namespace === null ? this.total : this.byNamespace.get(namespace);
+    return { records: u?.records ?? 0, bytes: u?.bytes ?? 0 };
   }
 
-  /** Records per owning namespace, namespaces holding none left out. */
-  countsByNamespace(): Record<string, number> {
-    const out: Record<string, number> = {};
-    const rows = this.sql.exec<{ ns: string; n: number }>(
-      "SELECT owner_namespace AS ns, count(*) AS n FROM records WHERE owner_namespace IS NOT NULL GROUP BY owner_namespace ORDER BY owner_namespace",
-    );
-    for (const r of rows) out[r.ns] = r.n;
+  /** What each owning namespace holds, namespaces holding nothing left out. */
+  usageByNamespace(): Record<string, Usage> {
+    const out: Record<string, Usage> = {};
+    for (const ns of [...this.byNamespace.keys()].sort()) {
+      // Defined, not assigned: a namespace may be called `__proto__`. (A null-prototype map would not cross RPC.)
+      Object.defineProperty(out, ns, { value: this.usage(ns), enumerable: true, writable: true, configurable: true });
+    }
     return out;
+  }
+
+  /** The stored size and owner of one record, as `usage` counts them. */
+  private footprint(name: string): { owner: string | null; bytes: number } | undefined {
+    return this.sql
+      .exec<{ owner: string | null; bytes: number }>(
+        "SELECT owner_namespace AS owner, length(json) AS bytes FROM records WHERE name = ?",
+        name,
+      )
+      .toArray()[0];
+  }
+
+  private account(f: { owner: string | null; bytes: number }, sign: 1 | -1): void {
+    this.total.records += sign;
+    this.total.bytes += sign * f.bytes;
+    if (f.owner === null) return;
+    const u = this.byNamespace.get(f.owner) ?? { records: 0, bytes: 0 };
+    u.records += sign;
+    u.bytes += sign * f.bytes;
+    if (u.records <= 0) this.byNamespace.delete(f.owner);
+    else this.byNamespace.set(f.owner, u);
   }
 
   setLease(name: string, lease: { expiresAt: number; ttl: number } | null): void {
@@ -132,7 +172,11 @@ export class RecordStore {
   }
 
   delete(name: string): boolean {
-    return this.sql.exec("DELETE FROM records WHERE name = ?", name).rowsWritten > 0;
+    const before = this.footprint(name);
+    if (before === undefined) return false;
+    this.sql.exec("DELETE FROM records WHERE name = ?", name);
+    this.account(before, -1);
+    return true;
   }
 
   /** Leases that ended at or before `endedBy` run again for their own TTL from `now`; returns how many. */

@@ -7,7 +7,7 @@
 // same rule to what it is about to dial.
 import { z } from "zod";
 import { formatPath } from "./errors.ts";
-import { type HopwayRecord, parseAddress, TextFieldSchema } from "./schema.ts";
+import { type HopwayRecord, namespaceMapSchema, ownEntry, parseAddress } from "./schema.ts";
 
 // ---- addresses as bytes ----------------------------------------------------------
 
@@ -200,10 +200,7 @@ export const AddressPolicySchema = z.strictObject({
   /** Rules for namespaces not listed below. Omitted = the built-in default. */
   default: AddressRulesSchema.optional(),
   /** Rules per namespace (metadata.namespace_name); they replace the default for that namespace. */
-  namespaces: z
-    .record(TextFieldSchema, AddressRulesSchema)
-    .refine((r) => Object.keys(r).length <= 1000, "at most 1000 namespaces")
-    .optional(),
+  namespaces: namespaceMapSchema(AddressRulesSchema).optional(),
 });
 export type AddressPolicy = z.infer<typeof AddressPolicySchema>;
 
@@ -211,7 +208,9 @@ export type AddressPolicy = z.infer<typeof AddressPolicySchema>;
 export const DEFAULT_ADDRESS_RULES: AddressRules = {};
 
 export function rulesFor(policy: AddressPolicy, namespace: string | null): AddressRules {
-  return (namespace !== null ? policy.namespaces?.[namespace] : undefined) ?? policy.default ?? DEFAULT_ADDRESS_RULES;
+  return (
+    (namespace !== null ? ownEntry(policy.namespaces, namespace) : undefined) ?? policy.default ?? DEFAULT_ADDRESS_RULES
+  );
 }
 
 function dnsMatches(pattern: string, name: string): boolean {

@@ -1,78 +1,115 @@
-// How many records a realm, and each namespace in it, may hold
-// (docs/contract/edge-api.md §14). Every Worker isolate holds its realm's
-// records and every agent pulls route tables built from them, so one tenant
-// registering records without bound would cost every other tenant of the realm.
+// How many records, and how many bytes of them, a realm and each namespace in
+// it may hold (docs/contract/edge-api.md §14). Every Worker isolate holds its
+// realm's records and every agent pulls route tables built from them, so one
+// tenant registering records without bound, or very large ones, would cost
+// every other tenant of the realm.
 //
 // Part of the pure core: zod only, no `cloudflare:*`, `hono` or `node:*`.
 import { z } from "zod";
 import { MAX_RECORDS } from "./parse.ts";
-import { TextFieldSchema } from "./schema.ts";
+import { namespaceMapSchema, ownEntry } from "./schema.ts";
 
 /** Records a namespace may hold unless the admin says otherwise. */
 export const DEFAULT_RECORDS_PER_NAMESPACE = 10_000;
-/** Records a realm may hold unless the admin says otherwise: the largest import, and twice the realm the edge is measured at (docs/edge.md). */
+/** Records a realm may hold unless the admin says otherwise: the largest import, twice the realm the edge is measured at (docs/edge.md). */
 export const DEFAULT_RECORDS_PER_REALM = MAX_RECORDS;
+/**
+ * Bytes of stored record JSON (its length in characters) a namespace, and a realm, may hold unless
+ * the admin says otherwise. The realm the edge is measured at, 50,000 records, is about 15 MB of
+ * JSON; an isolate has 128 MB and holds the realm parsed.
+ */
+export const DEFAULT_BYTES_PER_NAMESPACE = 16 * 1024 * 1024;
+export const DEFAULT_BYTES_PER_REALM = 64 * 1024 * 1024;
 /** How long a name stays with its namespace after its record went away, unless the admin says otherwise. */
 export const DEFAULT_NAME_HOLD_SECONDS = 900;
 const MAX_NAME_HOLD_SECONDS = 7 * 86_400;
+const MAX_BYTES = 2 ** 40;
 
 const CountSchema = z.number().int().min(0).max(MAX_RECORDS);
+const BytesSchema = z.number().int().min(0).max(MAX_BYTES);
+
+/** One namespace's own limits; an omitted field is the realm's per-namespace setting. */
+export const NamespaceLimitsSchema = z.strictObject({
+  records: CountSchema.optional(),
+  bytes: BytesSchema.optional(),
+});
 
 /** What the admin sets (PUT /limits); an omitted field is its default. */
 export const RealmLimitsSchema = z.strictObject({
-  /** Records in the whole realm, namespaced or not. */
+  /** Records in the whole realm, namespaced or not, and their bytes. */
   records_per_realm: CountSchema.optional(),
-  /** Records in each namespace not listed in `namespaces`. */
+  bytes_per_realm: BytesSchema.optional(),
+  /** Records, and their bytes, in each namespace not listed in `namespaces`. */
   records_per_namespace: CountSchema.optional(),
-  /** Per-namespace overrides of `records_per_namespace`. */
-  namespaces: z
-    .record(TextFieldSchema, CountSchema)
-    .refine((r) => Object.keys(r).length <= 1000, "at most 1000 namespaces")
-    .optional(),
+  bytes_per_namespace: BytesSchema.optional(),
+  /** Per-namespace limits, replacing the two above for that namespace. */
+  namespaces: namespaceMapSchema(NamespaceLimitsSchema).optional(),
   /** Seconds a namespace keeps a name after its record went away (0: not at all). */
   name_hold_seconds: z.number().int().min(0).max(MAX_NAME_HOLD_SECONDS).optional(),
 });
 export type RealmLimits = z.infer<typeof RealmLimitsSchema>;
 
-/** GET/PUT /limits answer: the limits in force, defaults filled in, and what each namespace holds now. */
+const UsageSchema = z.object({
+  records: z.number().int().nonnegative(),
+  bytes: z.number().int().nonnegative(),
+});
+/** Records held, and the bytes of their stored JSON. */
+export type Usage = z.infer<typeof UsageSchema>;
+
+/** GET/PUT /limits answer: the limits in force, defaults filled in, and what the realm and each namespace hold now. */
 export const RealmLimitsViewSchema = z.object({
   records_per_realm: CountSchema,
+  bytes_per_realm: BytesSchema,
   records_per_namespace: CountSchema,
-  namespaces: z.record(z.string(), CountSchema),
+  bytes_per_namespace: BytesSchema,
+  namespaces: z.record(z.string(), NamespaceLimitsSchema),
   name_hold_seconds: z.number().int().min(0).max(MAX_NAME_HOLD_SECONDS),
   usage: z.object({
     records: z.number().int().nonnegative(),
-    /** Records per namespace, namespaces holding none left out. A group counts in the namespace it names. */
-    namespaces: z.record(z.string(), z.number().int().nonnegative()),
+    bytes: z.number().int().nonnegative(),
+    /** Per namespace, namespaces holding none left out. A group counts in the namespace it names. */
+    namespaces: z.record(z.string(), UsageSchema),
   }),
 });
 export type RealmLimitsView = z.infer<typeof RealmLimitsViewSchema>;
 
-/** The limit of a namespace the admin did not list. */
-export function recordsPerNamespace(limits: RealmLimits): number {
-  return limits.records_per_namespace ?? DEFAULT_RECORDS_PER_NAMESPACE;
+/** The limits of a namespace the admin did not list. */
+export function perNamespace(limits: RealmLimits): Usage {
+  return {
+    records: limits.records_per_namespace ?? DEFAULT_RECORDS_PER_NAMESPACE,
+    bytes: limits.bytes_per_namespace ?? DEFAULT_BYTES_PER_NAMESPACE,
+  };
 }
 
-export function recordsAllowedIn(limits: RealmLimits, namespace: string): number {
-  return limits.namespaces?.[namespace] ?? recordsPerNamespace(limits);
+/** What one namespace may hold: its own limits, else the per-namespace ones. */
+export function allowedIn(limits: RealmLimits, namespace: string): Usage {
+  const own = ownEntry(limits.namespaces, namespace);
+  const base = perNamespace(limits);
+  return { records: own?.records ?? base.records, bytes: own?.bytes ?? base.bytes };
+}
+
+export function allowedInRealm(limits: RealmLimits): Usage {
+  return {
+    records: limits.records_per_realm ?? DEFAULT_RECORDS_PER_REALM,
+    bytes: limits.bytes_per_realm ?? DEFAULT_BYTES_PER_REALM,
+  };
 }
 
 export function nameHoldSeconds(limits: RealmLimits): number {
   return limits.name_hold_seconds ?? DEFAULT_NAME_HOLD_SECONDS;
 }
 
-export function recordsAllowedInRealm(limits: RealmLimits): number {
-  return limits.records_per_realm ?? DEFAULT_RECORDS_PER_REALM;
-}
-
 /**
  * One record a write stores: its namespace after the write (`to`; null for
- * none) and before it (`from`; undefined when the name is new). A group's
- * namespace is the one it names.
+ * none) and before it (`from`; undefined when the name is new), and its size
+ * after and before. A group's namespace is the one it names.
  */
 export interface RecordPlacement {
   to: string | null;
   from: string | null | undefined;
+  bytes: number;
+  /** 0 when the name is new. */
+  fromBytes: number;
   /** Where the record is in the request, for the error's path: "" for a single PUT, "[3]." in an import. */
   at: string;
 }
@@ -80,49 +117,70 @@ export interface RecordPlacement {
 export interface LimitRefusal {
   /** The namespace over its limit; null for the realm's limit. */
   namespace: string | null;
+  what: "records" | "bytes";
   limit: number;
   holds: number;
   adds: number;
   at: string;
 }
 
+interface Delta {
+  records: number;
+  bytes: number;
+  /** The first placement that grows this scope. */
+  at: string | undefined;
+}
+
+function grow(d: Delta, records: number, bytes: number, at: string): void {
+  d.records += records;
+  d.bytes += bytes;
+  if (d.at === undefined && (records > 0 || bytes > 0)) d.at = at;
+}
+
+function over(d: Delta, held: Usage, allowed: Usage, namespace: string | null): LimitRefusal | null {
+  const at = d.at ?? "";
+  if (d.records > 0 && held.records + d.records > allowed.records) {
+    return { namespace, what: "records", limit: allowed.records, holds: held.records, adds: d.records, at };
+  }
+  if (d.bytes > 0 && held.bytes + d.bytes > allowed.bytes) {
+    return { namespace, what: "bytes", limit: allowed.bytes, holds: held.bytes, adds: d.bytes, at };
+  }
+  return null;
+}
+
 /**
- * Whether storing `placements` (distinct names) takes the realm or a namespace
- * over its limit. Only growth is refused: a write that keeps or lowers a count
- * passes even where the count is already over a limit the admin lowered, so
- * renewals, replacements and moves out are never blocked. `holds` gives the
- * current count of the realm (null) or a namespace.
+ * Whether storing `placements` (distinct names) takes a namespace or the realm
+ * past a limit. Only growth is refused: a write that keeps or lowers a count
+ * passes even where it is already over a limit the admin lowered, so
+ * renewals, replacements that do not grow and moves out are never blocked.
+ * Namespaces are checked before the realm, so a tenant at its own limit is
+ * answered from its own count. `usage` gives what the realm (null) or a
+ * namespace holds now.
  */
 export function limitRefusal(
   limits: RealmLimits,
   placements: readonly RecordPlacement[],
-  holds: (namespace: string | null) => number,
+  usage: (namespace: string | null) => Usage,
 ): LimitRefusal | null {
-  const delta = new Map<string, number>();
-  const firstAt = new Map<string, string>();
-  let realmAdds = 0;
-  let realmAt = "";
+  const namespaces = new Map<string, Delta>();
+  const scope = (ns: string): Delta => {
+    let d = namespaces.get(ns);
+    if (d === undefined) namespaces.set(ns, (d = { records: 0, bytes: 0, at: undefined }));
+    return d;
+  };
+  const realm: Delta = { records: 0, bytes: 0, at: undefined };
   for (const p of placements) {
-    if (p.from === undefined) {
-      if (realmAdds++ === 0) realmAt = p.at;
+    grow(realm, p.from === undefined ? 1 : 0, p.bytes - p.fromBytes, p.at);
+    if (p.from === p.to) {
+      if (p.to !== null) grow(scope(p.to), 0, p.bytes - p.fromBytes, p.at);
+      continue;
     }
-    if (p.from === p.to) continue;
-    if (p.to !== null) {
-      delta.set(p.to, (delta.get(p.to) ?? 0) + 1);
-      if (!firstAt.has(p.to)) firstAt.set(p.to, p.at);
-    }
-    if (p.from !== undefined && p.from !== null) delta.set(p.from, (delta.get(p.from) ?? 0) - 1);
+    if (p.to !== null) grow(scope(p.to), 1, p.bytes, p.at);
+    if (p.from !== undefined && p.from !== null) grow(scope(p.from), -1, -p.fromBytes, p.at);
   }
-  if (realmAdds > 0) {
-    const limit = recordsAllowedInRealm(limits);
-    const now = holds(null);
-    if (now + realmAdds > limit) return { namespace: null, limit, holds: now, adds: realmAdds, at: realmAt };
+  for (const [namespace, d] of namespaces) {
+    const refused = over(d, usage(namespace), allowedIn(limits, namespace), namespace);
+    if (refused !== null) return refused;
   }
-  for (const [namespace, adds] of delta) {
-    if (adds <= 0) continue;
-    const limit = recordsAllowedIn(limits, namespace);
-    const now = holds(namespace);
-    if (now + adds > limit) return { namespace, limit, holds: now, adds, at: firstAt.get(namespace) ?? "" };
-  }
-  return null;
+  return over(realm, usage(null), allowedInRealm(limits), null);
 }

@@ -49,6 +49,27 @@ export const LabelsSchema = z.preprocess(
 );
 
 /**
+ * A map from namespace names to settings (the address policy's rules, the record limits): at most
+ * 1,000, and no `__proto__` key, which parsing by assignment would drop (as for labels).
+ */
+export function namespaceMapSchema<T extends z.ZodType>(value: T) {
+  return z.preprocess(
+    (input, ctx) => {
+      if (input !== null && typeof input === "object" && Object.hasOwn(input, "__proto__")) {
+        ctx.addIssue({ code: "custom", path: ["__proto__"], message: "'__proto__' is not a namespace here", input });
+      }
+      return input;
+    },
+    z.record(TextFieldSchema, value).refine((r) => Object.keys(r).length <= 1000, "at most 1000 namespaces"),
+  );
+}
+
+/** `map[key]` only when the map itself has the key: a namespace called `constructor` is not Object's. */
+export function ownEntry<V>(map: Readonly<Record<string, V>> | undefined, key: string): V | undefined {
+  return map !== undefined && Object.hasOwn(map, key) ? map[key] : undefined;
+}
+
+/**
  * Free-text identifiers (namespace, kind, host name, ...): any printable text.
  * Control characters are refused because these strings end up in log lines,
  * metrics labels and headers on the agent, where a NUL or a newline splits a

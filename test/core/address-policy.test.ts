@@ -160,5 +160,8 @@ describe("address policy", () => {
       expect(recordNameProblem(rec(name, ns), policy) === null, `${name} in ${ns}`).toBe(allowed);
     }
     expect(recordNameProblem(rec("anything", "zz"), {})).toBeNull();
+    // A namespace named after an Object member gets the default, not Object's own property.
+    expect(recordNameProblem(rec("x", "constructor"), policy)).toContain("'x' is not among the names");
+    expect(AddressPolicySchema.safeParse(JSON.parse('{"namespaces": {"__proto__": {}}}')).success).toBe(false);
   });
 });

@@ -1,19 +1,37 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  allowedIn,
+  DEFAULT_BYTES_PER_NAMESPACE,
   DEFAULT_RECORDS_PER_NAMESPACE,
   DEFAULT_RECORDS_PER_REALM,
   limitRefusal,
   type RealmLimits,
   RealmLimitsSchema,
   type RecordPlacement,
-  recordsAllowedIn,
 } from "../../src/core/limits.ts";
 
-const counts = (realm: number, perNs: Record<string, number>) => (ns: string | null) =>
-  ns === null ? realm : (perNs[ns] ?? 0);
-const add = (to: string | null, at = ""): RecordPlacement => ({ to, from: undefined, at });
-const move = (from: string | null, to: string | null, at = ""): RecordPlacement => ({ to, from, at });
+/** Usage by record count only (every record 0 bytes), or with `bytes` per scope. */
+const counts =
+  (realm: number, perNs: Record<string, number>, bytes: Record<string, number> = {}) =>
+  (ns: string | null) => ({
+    records: ns === null ? realm : Object.hasOwn(perNs, ns) ? (perNs[ns] as number) : 0,
+    bytes: bytes[ns ?? ""] ?? 0,
+  });
+const add = (to: string | null, at = "", bytes = 0): RecordPlacement => ({
+  to,
+  from: undefined,
+  at,
+  bytes,
+  fromBytes: 0,
+});
+const move = (from: string | null, to: string | null, at = "", bytes = 0, fromBytes = 0): RecordPlacement => ({
+  to,
+  from,
+  at,
+  bytes,
+  fromBytes,
+});
 
 describe("limitRefusal", () => {
   const cases: Array<{
@@ -22,7 +40,14 @@ describe("limitRefusal", () => {
     placements: RecordPlacement[];
     realm: number;
     perNs: Record<string, number>;
-    refused: null | { namespace: string | null; at: string; holds: number; adds: number; limit: number };
+    refused: null | {
+      namespace: string | null;
+      what: "records" | "bytes";
+      at: string;
+      holds: number;
+      adds: number;
+      limit: number;
+    };
   }> = [
     {
       name: "a new record in a namespace below its limit",
@@ -38,15 +63,15 @@ describe("limitRefusal", () => {
       placements: [add("a")],
       realm: 2,
       perNs: { a: 2 },
-      refused: { namespace: "a", at: "", holds: 2, adds: 1, limit: 2 },
+      refused: { namespace: "a", what: "records", at: "", holds: 2, adds: 1, limit: 2 },
     },
     {
       name: "an override replaces the default for its namespace only",
-      limits: { records_per_namespace: 2, namespaces: { a: 5 } },
+      limits: { records_per_namespace: 2, namespaces: { a: { records: 5 } } },
       placements: [add("a", "[0]."), add("b", "[1].")],
       realm: 4,
       perNs: { a: 2, b: 2 },
-      refused: { namespace: "b", at: "[1].", holds: 2, adds: 1, limit: 2 },
+      refused: { namespace: "b", what: "records", at: "[1].", holds: 2, adds: 1, limit: 2 },
     },
     {
       name: "a replacement in place adds nothing, even over a lowered limit",
@@ -62,7 +87,7 @@ describe("limitRefusal", () => {
       placements: [move("a", "b", "[0]."), move("b", "a", "[1]."), add("a", "[2].")],
       realm: 4,
       perNs: { a: 2, b: 2 },
-      refused: { namespace: "a", at: "[1].", holds: 2, adds: 1, limit: 2 },
+      refused: { namespace: "a", what: "records", at: "[1].", holds: 2, adds: 1, limit: 2 },
     },
     {
       name: "records without a namespace count in the realm only",
@@ -70,7 +95,7 @@ describe("limitRefusal", () => {
       placements: [add(null, "[0]."), add(null, "[1].")],
       realm: 2,
       perNs: {},
-      refused: { namespace: null, at: "[0].", holds: 2, adds: 2, limit: 3 },
+      refused: { namespace: null, what: "records", at: "[0].", holds: 2, adds: 2, limit: 3 },
     },
     {
       name: "a move from no namespace into one counts in that namespace, not in the realm",
@@ -88,8 +113,51 @@ describe("limitRefusal", () => {
     });
   }
 
+  it("bytes: a record that grows past its namespace's bytes is refused; one that shrinks passes, even over a lowered limit", () => {
+    const limits = { bytes_per_namespace: 1000, bytes_per_realm: 5000 };
+    const held = counts(3, { a: 2 }, { a: 900, "": 2000 });
+    expect(limitRefusal(limits, [move("a", "a", "", 200, 100)], held)).toBeNull();
+    expect(limitRefusal(limits, [move("a", "a", "", 250, 100)], held)).toEqual({
+      namespace: "a",
+      what: "bytes",
+      limit: 1000,
+      holds: 900,
+      adds: 150,
+      at: "",
+    });
+    expect(limitRefusal(limits, [move("a", "a", "", 100, 200)], counts(3, { a: 2 }, { a: 5000, "": 9000 }))).toBeNull();
+    // A new record counts its bytes in its namespace and in the realm.
+    expect(limitRefusal(limits, [add("b", "[0].", 3100)], held)).toMatchObject({ namespace: "b", what: "bytes" });
+    expect(limitRefusal({ bytes_per_realm: 5000 }, [add("b", "[0].", 3100)], held)).toMatchObject({
+      namespace: null,
+      what: "bytes",
+      holds: 2000,
+      adds: 3100,
+    });
+    // A per-namespace override replaces the default bytes, not its records.
+    expect(allowedIn({ bytes_per_namespace: 10, namespaces: { a: { records: 3 } } }, "a")).toEqual({
+      records: 3,
+      bytes: 10,
+    });
+  });
+
+  it("a namespace named after an Object member has the default limit, and `__proto__` is no key of the setting", () => {
+    for (const ns of ["constructor", "toString", "__proto__", "hasOwnProperty"]) {
+      expect(allowedIn({ namespaces: {} }, ns), ns).toEqual({
+        records: DEFAULT_RECORDS_PER_NAMESPACE,
+        bytes: DEFAULT_BYTES_PER_NAMESPACE,
+      });
+      expect(
+        limitRefusal({ records_per_namespace: 1, namespaces: {} }, [add(ns)], counts(1, { [ns]: 1 }))?.namespace,
+      ).toBe(ns);
+    }
+    const parsed = RealmLimitsSchema.safeParse(JSON.parse('{"namespaces": {"__proto__": {"records": 5}}}'));
+    expect(parsed.success).toBe(false);
+    expect(parsed.error?.issues[0]?.path).toEqual(["namespaces", "__proto__"]);
+  });
+
   it("defaults apply to what the admin left out", () => {
-    expect(recordsAllowedIn({}, "a")).toBe(DEFAULT_RECORDS_PER_NAMESPACE);
+    expect(allowedIn({}, "a").records).toBe(DEFAULT_RECORDS_PER_NAMESPACE);
     expect(limitRefusal({}, [add("a")], counts(DEFAULT_RECORDS_PER_REALM, {}))?.namespace).toBeNull();
     expect(RealmLimitsSchema.safeParse({ records_per_namespace: DEFAULT_RECORDS_PER_REALM + 1 }).success).toBe(false);
   });
@@ -108,8 +176,17 @@ describe("limitRefusal", () => {
           const limits = { records_per_realm: realmLimit, records_per_namespace: nsLimit };
           const before = new Map<string | null, number>();
           for (const s of stored) before.set(s, (before.get(s) ?? 0) + 1);
-          const count = (n: string | null) => (n === null ? stored.length : (before.get(n) ?? 0));
-          const placements = writes.map((w, i) => ({ to: w.to, from: w.existing ? w.from : undefined, at: `[${i}].` }));
+          const count = (n: string | null) => ({
+            records: n === null ? stored.length : (before.get(n) ?? 0),
+            bytes: 0,
+          });
+          const placements = writes.map((w, i) => ({
+            to: w.to,
+            from: w.existing ? w.from : undefined,
+            at: `[${i}].`,
+            bytes: 0,
+            fromBytes: 0,
+          }));
           // The counts after the write, by brute force.
           const after = new Map(before);
           let realmAfter = stored.length;

@@ -27,25 +27,35 @@ describe("record limits", () => {
     const base = `/v1/realms/${realm}`;
     expect((await call("GET", `${base}/limits`)).body).toEqual({
       records_per_realm: 100_000,
+      bytes_per_realm: 64 * 1024 * 1024,
       records_per_namespace: 10_000,
+      bytes_per_namespace: 16 * 1024 * 1024,
       namespaces: {},
       name_hold_seconds: 900,
-      usage: { records: 0, namespaces: {} },
+      usage: { records: 0, bytes: 0, namespaces: {} },
     });
     await call("PUT", `${base}/nodes/a-0`, { body: node("a-0", "a") });
     await call("PUT", `${base}/nodes/bare`, { body: { ...node("bare"), metadata: {} } });
     await call("PUT", `${base}/nodes/kv`, {
       body: { type: "group", metadata: { namespace_name: "b" }, node_list: [{ node_name: "b-0" }] },
     });
-    const set = await call("PUT", `${base}/limits`, { body: { records_per_namespace: 50, namespaces: { b: 2 } } });
+    const set = await call("PUT", `${base}/limits`, {
+      body: { records_per_namespace: 50, namespaces: { b: { records: 2 } } },
+    });
     expect(set.status).toBe(200);
     expect(set.body).toEqual({
       records_per_realm: 100_000,
+      bytes_per_realm: 64 * 1024 * 1024,
       records_per_namespace: 50,
-      namespaces: { b: 2 },
+      bytes_per_namespace: 16 * 1024 * 1024,
+      namespaces: { b: { records: 2 } },
       name_hold_seconds: 900,
       // A group counts in the namespace it names; a record without one only in the realm.
-      usage: { records: 3, namespaces: { a: 1, b: 1 } },
+      usage: {
+        records: 3,
+        bytes: set.body.usage.bytes,
+        namespaces: { a: { records: 1, bytes: expect.any(Number) }, b: { records: 1, bytes: expect.any(Number) } },
+      },
     });
 
     const agent = await agentToken(realm, ["a"]);
@@ -60,7 +70,8 @@ describe("record limits", () => {
     for (const [body, path] of [
       [{ records_per_namespace: -1 }, "records_per_namespace"],
       [{ records_per_realm: 1.5 }, "records_per_realm"],
-      [{ namespaces: { b: "many" } }, "namespaces.b"],
+      [{ namespaces: { b: { records: "many" } } }, "namespaces.b.records"],
+      [{ namespaces: { b: 5 } }, "namespaces.b"],
       [{ per_namespace: 5 }, ""],
     ] as const) {
       const r = await call("PUT", `${base}/limits`, { body });
@@ -69,13 +80,13 @@ describe("record limits", () => {
       if (path !== "") expect(r.body.error.path).toBe(path);
     }
     // Nothing of the refused settings was kept.
-    expect((await call("GET", `${base}/limits`)).body.namespaces).toEqual({ b: 2 });
+    expect((await call("GET", `${base}/limits`)).body.namespaces).toEqual({ b: { records: 2 } });
   });
 
   it("a tenant at its namespace's limit adds nothing more; renewals, replacements and other namespaces go on", async () => {
     const realm = await newRealm("lim");
     const base = `/v1/realms/${realm}`;
-    expect((await call("PUT", `${base}/limits`, { body: { namespaces: { b: 3 } } })).status).toBe(200);
+    expect((await call("PUT", `${base}/limits`, { body: { namespaces: { b: { records: 3 } } } })).status).toBe(200);
     const agentB = await agentToken(realm, ["b"]);
     const agentA = await agentToken(realm, ["a"]);
     for (const name of ["b-0", "b-1"]) {
@@ -120,6 +131,76 @@ describe("record limits", () => {
     expect((await call("PUT", `${base}/nodes/b-3`, { token: agentB, body: node("b-3", "b") })).status).toBe(201);
   });
 
+  it("bytes: large records fill a namespace's bytes before its count; what is held stays exact through every kind of write", async () => {
+    const realm = await newRealm("lim");
+    const base = `/v1/realms/${realm}`;
+    const t0 = Date.now();
+    await setClock(realm, t0);
+    expect((await call("PUT", `${base}/limits`, { body: { namespaces: { a: { bytes: 100_000 } } } })).status).toBe(200);
+    const agent = await agentToken(realm, ["a", "b"]);
+    const big = (name: string, ns: string, kib: number) => ({ ...node(name, ns), custom_data: "x".repeat(kib * 1024) });
+    expect((await call("PUT", `${base}/nodes/big-0`, { token: agent, body: big("big-0", "a", 40) })).status).toBe(201);
+    expect((await call("PUT", `${base}/nodes/big-1`, { token: agent, body: big("big-1", "a", 40) })).status).toBe(201);
+    const over = await call("PUT", `${base}/nodes/big-2`, { token: agent, body: big("big-2", "a", 40) });
+    expect(over.status).toBe(403);
+    expect(over.body.error).toMatchObject({ code: "quota_exceeded", path: "metadata.namespace_name" });
+    expect(over.body.error.message).toMatch(/^namespace 'a' holds \d+ bytes of records and may hold 100000/);
+    // Growing a record in place is growth too; shrinking is not.
+    expect(
+      (await call("PUT", `${base}/nodes/big-1`, { token: agent, body: big("big-1", "a", 60) })).body.error?.code,
+    ).toBe("quota_exceeded");
+    expect((await call("PUT", `${base}/nodes/big-1`, { token: agent, body: big("big-1", "a", 1) })).status).toBe(200);
+    // Every kind of write: a move, an import, a delete, a lease that runs out.
+    expect((await call("PUT", `${base}/nodes/big-0`, { token: agent, body: big("big-0", "b", 2) })).status).toBe(200);
+    await call("POST", `${base}/import`, { token: agent, body: [node("i-0", "a"), node("i-1", "b")] });
+    expect((await call("DELETE", `${base}/nodes/i-0`, { token: agent })).status).toBe(200);
+    await call("PUT", `${base}/nodes/lease`, { token: agent, body: { ...node("lease", "b"), ttl_seconds: 5 } });
+    await setClock(realm, t0 + 6_000);
+    expect(await runDurableObjectAlarm(stubOf(realm))).toBe(true);
+    // What the realm keeps in memory equals what a scan of its table says.
+    const [kept, scanned] = await runInDurableObject(stubOf(realm), (instance: RealmObject, state) => {
+      const r = instance.getLimits({ kind: "admin" });
+      const rows = state.storage.sql
+        .exec<{ ns: string | null; n: number; b: number }>(
+          "SELECT owner_namespace AS ns, count(*) AS n, sum(length(json)) AS b FROM records GROUP BY owner_namespace",
+        )
+        .toArray();
+      return ["limits" in r ? r.limits.usage : null, rows] as const;
+    });
+    const fromScan = Object.fromEntries(
+      scanned.filter((r) => r.ns !== null).map((r) => [r.ns, { records: r.n, bytes: r.b }]),
+    );
+    expect(kept?.namespaces).toEqual(fromScan);
+    expect(kept?.records).toBe(scanned.reduce((sum, r) => sum + r.n, 0));
+    expect(kept?.bytes).toBe(scanned.reduce((sum, r) => sum + r.b, 0));
+    expect(Object.keys(fromScan).sort()).toEqual(["a", "b"]);
+  });
+
+  it("namespaces named after Object members are counted and limited like any other", async () => {
+    const realm = await newRealm("lim");
+    const base = `/v1/realms/${realm}`;
+    expect((await call("PUT", `${base}/limits`, { body: { records_per_namespace: 1, namespaces: {} } })).status).toBe(
+      200,
+    );
+    for (const ns of ["constructor", "__proto__"]) {
+      const agent = await agentToken(realm, [ns]);
+      const key = ns.replace(/_/g, "");
+      expect((await call("PUT", `${base}/nodes/${key}-0`, { token: agent, body: node(`${key}-0`, ns) })).status).toBe(
+        201,
+      );
+      const over = await call("PUT", `${base}/nodes/${key}-1`, { token: agent, body: node(`${key}-1`, ns) });
+      expect(over.body.error?.code, ns).toBe("quota_exceeded");
+    }
+    const usage = await runInDurableObject(stubOf(realm), (instance: RealmObject) => {
+      const r = instance.getLimits({ kind: "admin" });
+      return "limits" in r ? Object.entries(r.limits.usage.namespaces).map(([ns, u]) => [ns, u.records]) : [];
+    });
+    expect(usage).toEqual([
+      ["__proto__", 1],
+      ["constructor", 1],
+    ]);
+  });
+
   it("moving a record counts it in its new namespace and frees its old one; an import counts what it adds net", async () => {
     const realm = await newRealm("lim");
     const base = `/v1/realms/${realm}`;
@@ -136,7 +217,8 @@ describe("record limits", () => {
     // One import that moves b-0 out of b and adds b-9 in keeps b at two.
     const swap = await call("POST", `${base}/import`, { token: agent, body: [node("b-0", "a"), node("b-9", "b")] });
     expect(swap.status).toBe(200);
-    expect((await call("GET", `${base}/limits`)).body.usage.namespaces).toEqual({ a: 2, b: 2 });
+    const usage = (await call("GET", `${base}/limits`)).body.usage.namespaces;
+    expect([usage.a.records, usage.b.records]).toEqual([2, 2]);
   });
 
   it("the realm's limit counts every record, those without a namespace too; lowering a limit keeps what is stored", async () => {
@@ -151,7 +233,7 @@ describe("record limits", () => {
     expect(over.body.error.message).toContain("the realm holds 3 records and may hold 3");
 
     // A limit set below what a namespace holds: its records stay and can still be replaced.
-    expect((await call("PUT", `${base}/limits`, { body: { namespaces: { x: 0 } } })).status).toBe(200);
+    expect((await call("PUT", `${base}/limits`, { body: { namespaces: { x: { records: 0 } } } })).status).toBe(200);
     expect((await call("GET", `${base}/nodes/x-0`)).status).toBe(200);
     expect((await call("PUT", `${base}/nodes/x-0`, { body: { ...node("x-0", "x"), ttl_seconds: 30 } })).status).toBe(
       200,
@@ -214,7 +296,7 @@ describe("a name stays with its namespace for a while after its record went away
     const base = `/v1/realms/${realm}`;
     const agentA = await agentToken(realm, ["a"]);
     const agentB = await agentToken(realm, ["b"]);
-    expect((await call("PUT", `${base}/limits`, { body: { namespaces: { a: 2 } } })).status).toBe(200);
+    expect((await call("PUT", `${base}/limits`, { body: { namespaces: { a: { records: 2 } } } })).status).toBe(200);
     // a churns three names with room for two: the third it deletes is not held.
     for (const name of ["a-0", "a-1", "a-2"]) {
       expect((await call("PUT", `${base}/nodes/${name}`, { token: agentA, body: node(name, "a") })).status).toBe(201);

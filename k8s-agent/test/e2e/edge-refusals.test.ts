@@ -140,9 +140,11 @@ describe("agent refusals", () => {
   });
 
   it("a namespace at its record limit is said as a refused record, not a bad token, and heals when the limit is raised", async () => {
-    const usage = (await adminApi(edge, REALM, "GET", "/limits")) as { usage: { namespaces: Record<string, number> } };
-    const held = usage.usage.namespaces[NS] ?? 0;
-    await adminApi(edge, REALM, "PUT", "/limits", { namespaces: { [NS]: held } });
+    const usage = (await adminApi(edge, REALM, "GET", "/limits")) as {
+      usage: { namespaces: Record<string, { records: number }> };
+    };
+    const held = usage.usage.namespaces[NS]?.records ?? 0;
+    await adminApi(edge, REALM, "PUT", "/limits", { namespaces: { [NS]: { records: held } } });
     const { agent, lines } = await launch("relay-over-limit", agentToken);
     try {
       const line = await until("the refusal", () => lines.find((l) => l.msg === "edge refused record"));
@@ -159,7 +161,7 @@ describe("agent refusals", () => {
       expect((await readyz(agent)).body).toMatchObject({ reason: "record_refused" });
       expect(await metric(agent, "hopway_edge_reachable")).toBe(1);
 
-      await adminApi(edge, REALM, "PUT", "/limits", { namespaces: { [NS]: held + 1 } });
+      await adminApi(edge, REALM, "PUT", "/limits", { namespaces: { [NS]: { records: held + 1 } } });
       await until("registration", () => lines.find((l) => l.msg === "registered"), 30_000);
       expect(lines.some((l) => l.msg === "edge accepts the record again")).toBe(true);
       await until("ready", async () => ((await readyz(agent)).status === 200 ? true : undefined));
