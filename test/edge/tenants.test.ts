@@ -359,6 +359,18 @@ describe("scaling reports are per namespace", () => {
     expect(b.body.pods.map((p: { node: string }) => p.node)).toEqual(["b-0"]);
     const a = await call("GET", `${base}/workloads/hopway-agent?namespace=a`);
     expect(a.body.pods.map((p: { node: string }) => p.node)).toEqual(["a-0"]);
+    // A group moved the same way (its namespace is the one it names) leaves its report behind too.
+    const group = (ns: string) => ({
+      type: "group",
+      metadata: { namespace_name: ns },
+      node_list: [{ node_name: "a-0" }],
+    });
+    expect((await call("PUT", `${base}/nodes/g`, { body: group("a") })).status).toBe(201);
+    await call("POST", `${base}/nodes/g/heartbeat`, { body: report(5, 0.9) });
+    expect((await call("PUT", `${base}/nodes/g`, { body: group("b") })).status).toBe(200);
+    expect((await call("GET", `${base}/nodes/g`)).body.report).toBeNull();
+    const stillA = await call("GET", `${base}/workloads/hopway-agent?namespace=a`);
+    expect(stillA.body.pods.map((p: { node: string }) => p.node)).toEqual(["a-0"]);
   });
 });
 
