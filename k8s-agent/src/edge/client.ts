@@ -425,6 +425,7 @@ export class EdgeClient {
       await res.body?.cancel();
       this.o.log?.info("lease lost; registering again", { record: record.name });
       await this.put(record);
+      this.recordAccepted(record);
       return;
     }
     if (!res.ok) throw await statusError(res);
@@ -509,6 +510,13 @@ export class EdgeClient {
           await this.heartbeat(r);
         } catch (err) {
           if (this.stopped) return;
+          if (err instanceof HttpStatusError && refusesRecord(err)) {
+            // A lost lease whose record the edge now refuses (another pod took the namespace's last
+            // place, another namespace holds the name): said as such, and tried again next renewal.
+            this.recordRefused(r, err);
+            this.setReachable(true);
+            continue;
+          }
           failed = true;
           this.setReachable(false, err);
         }

@@ -196,3 +196,58 @@ describe("backoff and renewal jitter", () => {
     expect(renewDelay(30, () => 0.9999)).toBe(11_999);
   });
 });
+
+describe("edge client: records the edge refuses", () => {
+  const record = {
+    type: "node",
+    name: "relay-a",
+    metadata: { namespace_name: "ns" },
+  } as ConstructorParameters<typeof EdgeClient>[0]["records"][number];
+  const refusal = (status: number, code: string) =>
+    new Response(JSON.stringify({ error: { code, message: `refused: ${code}` } }), {
+      status,
+      headers: { "content-type": "application/json" },
+    });
+
+  it("a lease lost and refused on re-registering is a refused record, not a bad token, until it registers again", async () => {
+    const clock = new FakeClock();
+    let answer: () => Response = () => refusal(403, "quota_exceeded");
+    const puts: number[] = [];
+    const { c } = client(
+      async (input, init) => {
+        const url = String(input);
+        const method = init?.method ?? "GET";
+        if (url.endsWith("/nodes/relay-a") && method === "GET") return new Response("{}", { status: 404 });
+        if (url.endsWith("/nodes/relay-a") && method === "PUT") {
+          puts.push(clock.now());
+          return puts.length === 1 ? new Response("{}", { status: 201 }) : answer();
+        }
+        if (url.endsWith("/heartbeat")) return new Response("{}", { status: 404 });
+        // Route tables: the edge is away for them, so the follow loop waits on the fake clock.
+        throw new TypeError("fetch failed");
+      },
+      { records: [record], clock },
+    );
+    void c.start();
+    for (let i = 0; i < 50 && puts.length < 1; i++) await new Promise((r) => setImmediate(r));
+    expect(puts).toHaveLength(1);
+    // The renewal finds the lease gone; registering again is refused for the namespace's limit.
+    for (let i = 0; i < 20 && puts.length < 2; i++) {
+      clock.advance(15_000);
+      for (let j = 0; j < 20; j++) await new Promise((r) => setImmediate(r));
+    }
+    expect(puts.length).toBeGreaterThanOrEqual(2);
+    expect(c.problem?.reason).toBe("record_refused");
+    expect(c.problem?.message).toContain("quota_exceeded, HTTP 403");
+    expect(c.authFailed).toBe(false);
+    // Room again: the next renewal registers it and the problem is gone.
+    answer = () => new Response("{}", { status: 201 });
+    const before = puts.length;
+    for (let i = 0; i < 20 && puts.length === before; i++) {
+      clock.advance(15_000);
+      for (let j = 0; j < 20; j++) await new Promise((r) => setImmediate(r));
+    }
+    expect(c.problem).toBeUndefined();
+    await c.stop(false);
+  });
+});
