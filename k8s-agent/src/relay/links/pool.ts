@@ -243,29 +243,39 @@ export class LinkPool {
     return new Promise((resolve) => {
       let settled = false;
       let tcpUp = false;
-      const tlsSocket: TLSSocket = tlsConnect({
-        ...(addr.path ? { path: addr.path } : { host: addr.host, port: addr.port }),
-        key: material.key,
-        cert: material.certChain,
-        ca: material.trustBundle,
-        minVersion: "TLSv1.3",
-        ciphers: LINK_CIPHERS,
-        ALPNProtocols: dialAlpn(settings.protocol),
-        // hopway-mux/1 reads through the relay's buffer (reads.ts); for HTTP/2, node:http2 reads the socket itself.
-        // tls.connect takes `onread` (Node's tls docs) though @types/node does not declare it.
-        ...(settings.protocol === "mux" ? { onread: LINK_ONREAD } : {}),
-        // No SNI: relays are named by their certificates' URI SANs, not by host names.
-        servername: "",
-        checkServerIdentity: (_host, cert) => {
-          const named = certifiedRelay(realm, cert);
-          if (named === peer) return undefined;
-          return identityError(
-            named === undefined
-              ? `certificate names no relay of realm '${realm}'`
-              : `certificate names relay '${named}', not '${peer}'`,
-          );
-        },
-      });
+      let tlsSocket: TLSSocket;
+      try {
+        tlsSocket = tlsConnect({
+          ...(addr.path ? { path: addr.path } : { host: addr.host, port: addr.port }),
+          key: material.key,
+          cert: material.certChain,
+          ca: material.trustBundle,
+          minVersion: "TLSv1.3",
+          ciphers: LINK_CIPHERS,
+          ALPNProtocols: dialAlpn(settings.protocol),
+          // hopway-mux/1 reads through the relay's buffer (reads.ts); for HTTP/2, node:http2 reads the socket itself.
+          // tls.connect takes `onread` (Node's tls docs) though @types/node does not declare it.
+          ...(settings.protocol === "mux" ? { onread: LINK_ONREAD } : {}),
+          // No SNI: relays are named by their certificates' URI SANs, not by host names.
+          servername: "",
+          checkServerIdentity: (_host, cert) => {
+            const named = certifiedRelay(realm, cert);
+            if (named === peer) return undefined;
+            return identityError(
+              named === undefined
+                ? `certificate names no relay of realm '${realm}'`
+                : `certificate names relay '${named}', not '${peer}'`,
+            );
+          },
+        });
+      } catch (err) {
+        // A dial that cannot even start (unusable key material) gives its place back like any failed dial.
+        this.hold(peer, -1);
+        this.opts.observer?.linkFailed("dial", "tls_handshake");
+        log("warn", "link dial failed", { peer, address: addr.address, reason: "tls_handshake", detail: String(err) });
+        resolve({ failure: "tls_handshake", detail: `link to ${peer} at ${addr.address}: ${String(err)}` });
+        return;
+      }
       tlsSocket.setNoDelay(true);
       tlsSocket.once("connect", () => {
         tcpUp = true;
