@@ -59,6 +59,8 @@ const MAX_IN_FLIGHT = 2;
  * nghttp2 bounds its queue of outbound acknowledgements. A peer that reads never comes near it.
  */
 const MAX_UNSENT_ANSWERS = 1000;
+/** The part of the relay's window budget (window.ts) one link's streams may hold together. */
+const LINK_BUDGET_SHARE = 1 / 4;
 /** A copied DATA frame is split to fill what is left of the slab rather than start a new one, when that is at least this much. */
 const SPLIT_MIN = 16 * 1024;
 
@@ -559,8 +561,14 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private held: Buffer | undefined = undefined;
   private heldStream: MuxStream | undefined = undefined;
   private heldScheduled = false;
-  /** Smoothed round trip of this link's PINGs (ms; 0 until the first PONG), for window tuning. */
+  /**
+   * The least round trip of this link's PINGs (ms; 0 until the first PONG), for window tuning. The
+   * least, not an average: a peer can delay its PONGs to make its round trip look longer (and slow
+   * readers look fast), but it cannot answer a PING before it arrives.
+   */
   private rtt = 0;
+  /** What this link's streams took from the relay's window budget, together (at most LINK_BUDGET_SHARE of it). */
+  private grownTotal = 0;
   private readonly tuning: boolean;
   // Parser state: the current frame's header (possibly split across reads), then its payload.
   private readonly head = Buffer.alloc(HEADER_BYTES);
@@ -803,16 +811,22 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private grow(s: MuxStream): number {
     const settings = this.settings;
     const max = settings.maxStreamWindowBytes ?? s.window;
+    const budget = settings.windowBudget;
+    if (budget === undefined) return 0;
     const want = windowGrowth(s.window, max, s.granted, s.epoch, this.clock(), this.rtt);
-    const got = want > 0 ? (settings.windowBudget?.take(want) ?? 0) : 0;
+    // One link (one neighbour, or the tunnels a tenant keeps on it) never holds all of the relay's budget.
+    const room = Math.floor(budget.bytes * LINK_BUDGET_SHARE) - this.grownTotal;
+    const got = want > 0 && room > 0 ? budget.take(Math.min(want, room)) : 0;
     s.window += got;
     s.grown += got;
+    this.grownTotal += got;
     return got;
   }
 
   forget(s: MuxStream): void {
     if (s.grown > 0) {
       this.settings.windowBudget?.give(s.grown);
+      this.grownTotal -= s.grown;
       s.grown = 0;
     }
     if (this.streams.get(s.id) === s) this.streams.delete(s.id);
@@ -1232,7 +1246,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
         if (ping === undefined || p.readUInt32BE(0) !== ping.nonce) return;
         this.pings.delete(seq);
         const took = this.clock() - ping.at;
-        this.rtt = this.rtt === 0 ? took : (this.rtt * 7 + took) / 8;
+        this.rtt = this.rtt === 0 ? took : Math.min(this.rtt, took);
         ping.cb(null, took, p);
         return;
       }
