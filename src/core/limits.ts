@@ -11,15 +11,19 @@ import { namespaceMapSchema, ownEntry } from "./schema.ts";
 
 /** Records a namespace may hold unless the admin says otherwise. */
 export const DEFAULT_RECORDS_PER_NAMESPACE = 10_000;
-/** Records a realm may hold unless the admin says otherwise: the largest import, twice the realm the edge is measured at (docs/edge.md). */
-export const DEFAULT_RECORDS_PER_REALM = MAX_RECORDS;
+/**
+ * Records a realm may hold unless the admin says otherwise: a little above the realm the edge is
+ * measured at (docs/edge.md: 50,000 records, 23 MB of JSON, an isolate heap of ~97 MiB of the
+ * 128 MB an isolate has).
+ */
+export const DEFAULT_RECORDS_PER_REALM = 60_000;
 /**
  * Bytes of stored record JSON (its length in characters) a namespace, and a realm, may hold unless
- * the admin says otherwise. The realm the edge is measured at, 50,000 records, is about 15 MB of
- * JSON; an isolate has 128 MB and holds the realm parsed.
+ * the admin says otherwise: room for records of a few hundred bytes, not for records of 250 KB
+ * that would fill an isolate long before the record count does.
  */
 export const DEFAULT_BYTES_PER_NAMESPACE = 16 * 1024 * 1024;
-export const DEFAULT_BYTES_PER_REALM = 64 * 1024 * 1024;
+export const DEFAULT_BYTES_PER_REALM = 32 * 1024 * 1024;
 /** How long a name stays with its namespace after its record went away, unless the admin says otherwise. */
 export const DEFAULT_NAME_HOLD_SECONDS = 900;
 const MAX_NAME_HOLD_SECONDS = 7 * 86_400;

@@ -26,8 +26,8 @@ describe("record limits", () => {
     const realm = await newRealm("lim");
     const base = `/v1/realms/${realm}`;
     expect((await call("GET", `${base}/limits`)).body).toEqual({
-      records_per_realm: 100_000,
-      bytes_per_realm: 64 * 1024 * 1024,
+      records_per_realm: 60_000,
+      bytes_per_realm: 32 * 1024 * 1024,
       records_per_namespace: 10_000,
       bytes_per_namespace: 16 * 1024 * 1024,
       namespaces: {},
@@ -44,8 +44,8 @@ describe("record limits", () => {
     });
     expect(set.status).toBe(200);
     expect(set.body).toEqual({
-      records_per_realm: 100_000,
-      bytes_per_realm: 64 * 1024 * 1024,
+      records_per_realm: 60_000,
+      bytes_per_realm: 32 * 1024 * 1024,
       records_per_namespace: 50,
       bytes_per_namespace: 16 * 1024 * 1024,
       namespaces: { b: { records: 2 } },
