@@ -27,6 +27,8 @@ export class NameHoldStore {
    * protection for its own names rather than growing this table without bound.
    */
   hold(name: string, namespace: string, until: number, now: number, cap: number): void {
+    // Holds that ended go first (indexed by `until`), so that only live ones take room, here and on disk.
+    this.prune(now);
     const held = this.sql
       .exec<{ n: number }>("SELECT count(*) AS n FROM name_holds WHERE namespace = ? AND until > ?", namespace, now)
       .one().n;
@@ -37,6 +39,15 @@ export class NameHoldStore {
       namespace,
       until,
     );
+  }
+
+  /** Live holds per namespace, namespaces holding none left out. */
+  countsByNamespace(now: number): Map<string, number> {
+    const rows = this.sql.exec<{ namespace: string; n: number }>(
+      "SELECT namespace, count(*) AS n FROM name_holds WHERE until > ? GROUP BY namespace",
+      now,
+    );
+    return new Map([...rows].map((r) => [r.namespace, r.n]));
   }
 
   release(name: string): void {

@@ -13,11 +13,13 @@ import {
   allowedInRealm,
   type LimitRefusal,
   limitRefusal,
+  MAX_RECORD_BYTES,
   nameHoldSeconds,
   perNamespace,
   type RealmLimits,
   type RealmLimitsView,
   type RecordPlacement,
+  utf8Length,
 } from "../src/core/limits.ts";
 import type { ListenerDeclaration, NamedListenerDeclaration } from "../src/core/listener.ts";
 import { computeWorkloadScaling } from "../src/core/scaling.ts";
@@ -91,10 +93,27 @@ function placement(record: HopwayRecord, json: string, existing: RecordRow | und
   return {
     to: recordNamespace(record),
     from: existing === undefined ? undefined : storedNamespace(existing),
-    bytes: json.length,
-    fromBytes: existing?.json.length ?? 0,
+    bytes: utf8Length(json),
+    fromBytes: existing === undefined ? 0 : utf8Length(existing.json),
     at,
   };
+}
+
+/** A record larger than MAX_RECORD_BYTES (the Worker refuses it first; this keeps it from ever reaching SQLite). */
+function tooLarge(records: readonly HopwayRecord[], texts: readonly string[], indexed: boolean): Failure | null {
+  for (const [i, text] of texts.entries()) {
+    const bytes = utf8Length(text);
+    if (bytes > MAX_RECORD_BYTES) {
+      const name = records[i]?.name ?? "";
+      return fail(
+        "invalid_input",
+        400,
+        `record '${name}' is ${bytes} bytes of JSON; a record is at most ${MAX_RECORD_BYTES}`,
+        indexed ? `[${i}]` : undefined,
+      );
+    }
+  }
+  return null;
 }
 
 interface Waiter {
@@ -243,6 +262,20 @@ export class RealmObject extends DurableObject<Env> {
 
   // ---- versions, waiters, alarms ------------------------------------------------
 
+  /**
+   * A transaction that changes records or the version. If it throws (a value over SQLite's size
+   * limit, say), SQLite rolls it back, but the record store had already counted each call in memory:
+   * it reads its version and usage back, so a failed write cannot lower what a namespace holds.
+   */
+  private recordsTransaction(fn: () => void): void {
+    try {
+      this.ctx.storage.transactionSync(fn);
+    } catch (err) {
+      this.records.reload();
+      throw err;
+    }
+  }
+
   private notify(): void {
     const v = this.records.version;
     for (const w of this.waiters) if (v !== w.since) w.wake();
@@ -262,7 +295,7 @@ export class RealmObject extends DurableObject<Env> {
     const expired = this.records.expired(now);
     if (expired.length === 0) return [];
     const names = expired.map((r) => r.name);
-    this.ctx.storage.transactionSync(() => {
+    this.recordsTransaction(() => {
       for (const r of expired) {
         this.records.delete(r.name);
         this.holdName(r.name, r.owner_namespace, now);
@@ -385,6 +418,8 @@ export class RealmObject extends DurableObject<Env> {
     const hold = this.holds.holder(record.name, now);
     const namespace = recordNamespace(record);
     if (hold === undefined || hold.namespace === namespace) return null;
+    // A token of the namespace holding the name may move it on, as it may move the record itself.
+    if (p.namespaces?.includes(hold.namespace)) return null;
     return fail(
       "name_held",
       409,
@@ -412,6 +447,8 @@ export class RealmObject extends DurableObject<Env> {
     const refused = this.addressesAllowed(p, [record], false);
     if (refused !== null) return refused;
     const json = JSON.stringify(record);
+    const large = tooLarge([record], [json], false);
+    if (large !== null) return large;
     const over = this.overLimit([placement(record, json, existing, "")]);
     if (over !== null) return over;
     const now = this.now();
@@ -427,7 +464,7 @@ export class RealmObject extends DurableObject<Env> {
       changed = false;
       this.records.setLease(record.name, lease);
     } else {
-      this.ctx.storage.transactionSync(() => {
+      this.recordsTransaction(() => {
         const v = this.records.bump([record.name]);
         this.records.upsert(record, json, lease, v);
         if (existing === undefined) this.holds.release(record.name);
@@ -467,6 +504,8 @@ export class RealmObject extends DurableObject<Env> {
     const p = this.writer(caller, namespaces);
     if ("ok" in p) return p;
     // Checked before anything is written: a refused import stores nothing.
+    const large = tooLarge(records, texts, true);
+    if (large !== null) return large;
     const refused = this.addressesAllowed(p, records, true);
     if (refused !== null) return refused;
     const over = this.overLimit(placements);
@@ -480,7 +519,7 @@ export class RealmObject extends DurableObject<Env> {
     }
     this.catchUp(now);
     if (records.length === 0) return { ok: true, version: this.records.version, records: 0 };
-    this.ctx.storage.transactionSync(() => {
+    this.recordsTransaction(() => {
       const v = this.records.bump(records.map((r) => r.name));
       for (const [i, r] of records.entries()) {
         this.records.upsert(r, texts[i] as string, null, v);
@@ -504,9 +543,11 @@ export class RealmObject extends DurableObject<Env> {
     const p = this.writesIn(who, [storedNamespace(existing)]);
     if ("ok" in p) return p;
     const now = this.now();
-    this.ctx.storage.transactionSync(() => {
+    this.recordsTransaction(() => {
       this.records.delete(name);
-      this.holdName(name, storedNamespace(existing), now);
+      // The admin deleting a record (evicting a squatter, say) leaves its name free; an agent's
+      // deletion (its pod shutting down) keeps the name for its namespace a while.
+      if (p.role !== "admin") this.holdName(name, storedNamespace(existing), now);
       this.records.bump([name]);
     });
     this.notify();
@@ -753,8 +794,23 @@ export class RealmObject extends DurableObject<Env> {
       bytes_per_namespace: each.bytes,
       namespaces: { ...(limits.namespaces ?? {}) },
       name_hold_seconds: nameHoldSeconds(limits),
-      usage: { records: total.records, bytes: total.bytes, namespaces: this.records.usageByNamespace() },
+      usage: { records: total.records, bytes: total.bytes, namespaces: this.usageWithHolds() },
     };
+  }
+
+  /** What each namespace holds, and how many names it holds without a record (name holds). */
+  private usageWithHolds(): RealmLimitsView["usage"]["namespaces"] {
+    const out = this.records.usageByNamespace();
+    for (const [ns, holds] of this.holds.countsByNamespace(this.now())) {
+      const u = Object.hasOwn(out, ns) ? out[ns] : undefined;
+      Object.defineProperty(out, ns, {
+        value: { records: u?.records ?? 0, bytes: u?.bytes ?? 0, held_names: holds },
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
+    return out;
   }
 
   getLimits(caller: Caller): Result<{ limits: RealmLimitsView }> {
@@ -806,7 +862,7 @@ export class RealmObject extends DurableObject<Env> {
   /** A trust-bundle change is a realm version: it wakes long-polls and changes every ETag. */
   private installAuthority(prepared: Awaited<ReturnType<CaStore["prepareAuthority"]>>): boolean {
     let stored = false;
-    this.ctx.storage.transactionSync(() => {
+    this.recordsTransaction(() => {
       stored = this.ca.store(prepared);
       if (stored) this.records.bump([]);
     });
@@ -961,7 +1017,7 @@ export class RealmObject extends DurableObject<Env> {
       );
     }
     if (old.length > 0) {
-      this.ctx.storage.transactionSync(() => {
+      this.recordsTransaction(() => {
         for (const a of old) this.ca.drop(a.generation);
         this.records.bump([]);
       });

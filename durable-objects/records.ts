@@ -47,14 +47,31 @@ export class RecordStore {
   constructor(private readonly sql: Sql) {
     this.versionCache = Number(this.meta("version"));
     this.epochValue = this.meta("epoch") ?? "";
-    const rows = sql.exec<{ owner: string | null; n: number; bytes: number }>(
-      "SELECT owner_namespace AS owner, count(*) AS n, coalesce(sum(length(json)), 0) AS bytes FROM records GROUP BY owner_namespace",
+    this.loadUsage();
+  }
+
+  /** Sizes are UTF-8 bytes of the stored JSON, as `utf8Length` counts them on the way in. */
+  private loadUsage(): void {
+    this.total.records = 0;
+    this.total.bytes = 0;
+    this.byNamespace.clear();
+    const rows = this.sql.exec<{ owner: string | null; n: number; bytes: number }>(
+      "SELECT owner_namespace AS owner, count(*) AS n, coalesce(sum(length(CAST(json AS BLOB))), 0) AS bytes FROM records GROUP BY owner_namespace",
     );
     for (const r of rows) {
       this.total.records += r.n;
       this.total.bytes += r.bytes;
       if (r.owner !== null) this.byNamespace.set(r.owner, { records: r.n, bytes: r.bytes });
     }
+  }
+
+  /**
+   * Reads the version and the usage back from the tables. A transaction that threw was rolled back
+   * by SQLite, but the calls inside it had already moved these in memory.
+   */
+  reload(): void {
+    this.versionCache = Number(this.meta("version"));
+    this.loadUsage();
   }
 
   private meta(key: string): string | undefined {
@@ -133,7 +150,7 @@ export class RecordStore {
   private footprint(name: string): { owner: string | null; bytes: number } | undefined {
     return this.sql
       .exec<{ owner: string | null; bytes: number }>(
-        "SELECT owner_namespace AS owner, length(json) AS bytes FROM records WHERE name = ?",
+        "SELECT owner_namespace AS owner, length(CAST(json AS BLOB)) AS bytes FROM records WHERE name = ?",
         name,
       )
       .toArray()[0];

@@ -272,7 +272,9 @@ function nameMatches(pattern: string, name: string): boolean {
 /** Why a record of this name is refused under the rules of its namespace, or null when it is allowed. */
 export function recordNameProblem(record: HopwayRecord, policy: AddressPolicy): string | null {
   const namespace = record.metadata?.namespace_name ?? null;
-  const patterns = rulesFor(policy, namespace).names;
+  // Unlike the address rules, a namespace's rules without `names` take the default's: a namespace
+  // given rules for its addresses alone must not thereby escape the realm's names.
+  const patterns = rulesFor(policy, namespace).names ?? policy.default?.names;
   if (patterns === undefined || patterns.some((p) => nameMatches(p, record.name))) return null;
   const scope = namespace === null ? "records without a namespace" : `namespace '${namespace}'`;
   return patterns.length === 0

@@ -18,12 +18,33 @@ export const DEFAULT_RECORDS_PER_NAMESPACE = 10_000;
  */
 export const DEFAULT_RECORDS_PER_REALM = 60_000;
 /**
- * Bytes of stored record JSON (its length in characters) a namespace, and a realm, may hold unless
+ * Bytes of stored record JSON (UTF-8) a namespace, and a realm, may hold unless
  * the admin says otherwise: room for records of a few hundred bytes, not for records of 250 KB
  * that would fill an isolate long before the record count does.
  */
 export const DEFAULT_BYTES_PER_NAMESPACE = 16 * 1024 * 1024;
 export const DEFAULT_BYTES_PER_REALM = 32 * 1024 * 1024;
+/**
+ * The largest record, in UTF-8 bytes of its JSON: what a single PUT's body allows. An import could
+ * otherwise carry one of several MB, past what SQLite stores in one value (2 MB on Cloudflare).
+ */
+export const MAX_RECORD_BYTES = 256 * 1024;
+
+/** UTF-8 bytes of `text`, what SQLite's `length(CAST(json AS BLOB))` counts, without encoding it. */
+export function utf8Length(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
 /** How long a name stays with its namespace after its record went away, unless the admin says otherwise. */
 export const DEFAULT_NAME_HOLD_SECONDS = 900;
 const MAX_NAME_HOLD_SECONDS = 7 * 86_400;
@@ -59,6 +80,10 @@ const UsageSchema = z.object({
 });
 /** Records held, and the bytes of their stored JSON. */
 export type Usage = z.infer<typeof UsageSchema>;
+const NamespaceUsageSchema = UsageSchema.extend({
+  /** Names the namespace holds now without a record (name holds); left out when none. */
+  held_names: z.number().int().nonnegative().optional(),
+});
 
 /** GET/PUT /limits answer: the limits in force, defaults filled in, and what the realm and each namespace hold now. */
 export const RealmLimitsViewSchema = z.object({
@@ -72,7 +97,7 @@ export const RealmLimitsViewSchema = z.object({
     records: z.number().int().nonnegative(),
     bytes: z.number().int().nonnegative(),
     /** Per namespace, namespaces holding none left out. A group counts in the namespace it names. */
-    namespaces: z.record(z.string(), UsageSchema),
+    namespaces: z.record(z.string(), NamespaceUsageSchema),
   }),
 });
 export type RealmLimitsView = z.infer<typeof RealmLimitsViewSchema>;
@@ -168,8 +193,10 @@ export function limitRefusal(
 ): LimitRefusal | null {
   const namespaces = new Map<string, Delta>();
   const scope = (ns: string): Delta => {
-    let d = namespaces.get(ns);
-    if (d === undefined) namespaces.set(ns, (d = { records: 0, bytes: 0, at: undefined }));
+    const known = namespaces.get(ns);
+    if (known !== undefined) return known;
+    const d: Delta = { records: 0, bytes: 0, at: undefined };
+    namespaces.set(ns, d);
     return d;
   };
   const realm: Delta = { records: 0, bytes: 0, at: undefined };

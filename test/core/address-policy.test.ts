@@ -136,7 +136,7 @@ describe("address policy", () => {
     expect(AddressPolicySchema.safeParse({ default: { cidrs: ["::ffff:10.0.0.0/104"] } }).success).toBe(true);
   });
 
-  it("record names: exact names and prefixes of the record's namespace, else the default; omitted allows any", () => {
+  it("record names: exact names and prefixes of the record's namespace, else the default's; omitted in both allows any", () => {
     const policy = AddressPolicySchema.parse({
       default: { names: ["shared-*"] },
       namespaces: { a: { names: ["a-*", "db"] }, open: {}, none: { names: [] }, all: { names: ["*"] } },
@@ -152,7 +152,8 @@ describe("address policy", () => {
       ["shared-x", "zz", true],
       ["x", "zz", false],
       ["shared-x", undefined, true],
-      ["anything", "open", true],
+      ["anything", "open", false],
+      ["shared-y", "open", true],
       ["anything", "none", false],
       ["anything", "all", true],
     ];
@@ -160,6 +161,9 @@ describe("address policy", () => {
       expect(recordNameProblem(rec(name, ns), policy) === null, `${name} in ${ns}`).toBe(allowed);
     }
     expect(recordNameProblem(rec("anything", "zz"), {})).toBeNull();
+    // Rules given for a namespace's addresses alone keep the default's names.
+    const lab = AddressPolicySchema.parse({ default: { names: [] }, namespaces: { lab: { allow_loopback: true } } });
+    expect(recordNameProblem(rec("payments-api", "lab"), lab)).toContain("no record names");
     // A namespace named after an Object member gets the default, not Object's own property.
     expect(recordNameProblem(rec("x", "constructor"), policy)).toContain("'x' is not among the names");
     expect(AddressPolicySchema.safeParse(JSON.parse('{"namespaces": {"__proto__": {}}}')).success).toBe(false);
