@@ -131,6 +131,18 @@ async function pairOverWan(settings: MuxSettings, delayMs: number) {
   return { client, streams };
 }
 
+/** A pair over a 20 ms one-way path whose streams start at 64 KiB and may grow to 1 MiB from a budget of `budgetBytes`. */
+async function tunedPair(budgetBytes: number) {
+  const budget = new WindowBudget(budgetBytes);
+  const settings = {
+    maxConcurrentStreams: 10,
+    streamWindowBytes: 64 * KiB,
+    maxStreamWindowBytes: MiB,
+    windowBudget: budget,
+  };
+  return { budget, ...(await pairOverWan(settings, 20)) };
+}
+
 async function nextStream(streams: MuxStream[], n: number): Promise<MuxStream> {
   for (let i = 0; i < 1000 && streams.length < n; i++) await new Promise((r) => setTimeout(r, 2));
   const s = streams[n - 1];
@@ -148,14 +160,7 @@ async function send(s: MuxStream, data: Buffer): Promise<void> {
 
 describe("hopway-mux/1 receive windows over a 20 ms one-way path", () => {
   it("a reader that keeps up grows its stream's window to the maximum; the bytes arrive intact", async () => {
-    const budget = new WindowBudget(4 * MiB);
-    const settings = {
-      maxConcurrentStreams: 10,
-      streamWindowBytes: 64 * KiB,
-      maxStreamWindowBytes: MiB,
-      windowBudget: budget,
-    };
-    const { client, streams } = await pairOverWan(settings, 20);
+    const { budget, client, streams } = await tunedPair(4 * MiB);
     const data = randomBytes(6 * MiB);
     const sender = client.request({ ":method": "CONNECT", ":authority": "t:1" });
     const sending = send(sender, data);
@@ -183,14 +188,7 @@ describe("hopway-mux/1 receive windows over a 20 ms one-way path", () => {
   }, 30_000);
 
   it("a reader that stops never grows its window: the stream holds at most the window it started with", async () => {
-    const budget = new WindowBudget(4 * MiB);
-    const settings = {
-      maxConcurrentStreams: 10,
-      streamWindowBytes: 64 * KiB,
-      maxStreamWindowBytes: MiB,
-      windowBudget: budget,
-    };
-    const { client, streams } = await pairOverWan(settings, 20);
+    const { budget, client, streams } = await tunedPair(4 * MiB);
     const sender = client.request({ ":method": "CONNECT", ":authority": "t:1" });
     void send(sender, randomBytes(2 * MiB)).catch(() => {});
     // Never resumed: its reader takes nothing.
@@ -202,14 +200,7 @@ describe("hopway-mux/1 receive windows over a 20 ms one-way path", () => {
   }, 30_000);
 
   it("streams share the relay's budget, and one link takes at most a quarter of it", async () => {
-    const budget = new WindowBudget(512 * KiB);
-    const settings = {
-      maxConcurrentStreams: 10,
-      streamWindowBytes: 64 * KiB,
-      maxStreamWindowBytes: MiB,
-      windowBudget: budget,
-    };
-    const { client, streams } = await pairOverWan(settings, 20);
+    const { budget, client, streams } = await tunedPair(512 * KiB);
     const ends: MuxStream[] = [];
     const sendings: Array<Promise<void>> = [];
     for (let i = 1; i <= 3; i++) {
