@@ -156,10 +156,13 @@ describe("agent refusals", () => {
       expect(r.body).toMatchObject({ status: "not_ready", reason: "record_refused" });
       expect(await metric(agent, "hopway_edge_auth_failed")).toBe(0);
       // The agent's route-table polls go on answering (edge.wait_seconds 5): past one of them, the
-      // refusal still stands, and the edge counts as reachable.
+      // refusal still stands, and it never counted as the edge being unreachable.
       await new Promise((r) => setTimeout(r, 6_000));
       expect((await readyz(agent)).body).toMatchObject({ reason: "record_refused" });
-      expect(await metric(agent, "hopway_edge_reachable")).toBe(1);
+      const outage = lines.filter(
+        (l) => l.msg === "edge unreachable" && /quota_exceeded|\b403\b/.test(String(l.error)),
+      );
+      expect(outage).toEqual([]);
 
       await adminApi(edge, REALM, "PUT", "/limits", { namespaces: { [NS]: { records: held + 1 } } });
       await until("registration", () => lines.find((l) => l.msg === "registered"), 30_000);
