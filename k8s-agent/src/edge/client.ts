@@ -110,6 +110,8 @@ export class EdgeClient {
   private authProblem: EdgeProblem | undefined;
   /** Records this agent refused to take over; never registered, renewed or deleted. */
   private readonly conflicts = new Map<string, string>();
+  /** The edge answered the last route-table request with 404: this node has no record. */
+  private unregistered = false;
   /** Records whose registration the edge refuses for what they are (recordRefused), with why. */
   private readonly refusals = new Map<string, string>();
   /** Records this agent has registered: the only ones it renews and deletes. */
@@ -381,6 +383,7 @@ export class EdgeClient {
     }
     if (!res.ok) throw await statusError(res);
     const table = RouteTableSchema.parse(await readJson(res));
+    this.unregistered = false;
     this.setReachable(true);
     return this.applyTable(table, res.headers.get("etag") ?? undefined, "edge", at) ? "updated" : "unchanged";
   }
@@ -393,7 +396,13 @@ export class EdgeClient {
         attempt = 0;
       } catch (err) {
         if (this.stopped) return;
-        this.setReachable(false, err);
+        if (err instanceof HttpStatusError && err.status === 404 && err.edgeCode === "unknown_node") {
+          // The edge answered: this node has no record (not registered yet, or refused; the lease
+          // loop says why). That is no outage, and the table comes once the record is there.
+          if (!this.unregistered) this.o.log?.info("no route table yet: this node's record is not registered", {});
+          this.unregistered = true;
+          this.setReachable(true);
+        } else this.setReachable(false, err);
         await this.sleep(this.backoff(attempt++));
       }
     }

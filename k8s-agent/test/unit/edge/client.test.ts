@@ -5,6 +5,7 @@ import type { RouteTable } from "@hopway/core/wire";
 import { describe, expect, it } from "vitest";
 import { EdgeResponseTooLargeError } from "../../../src/edge/body.ts";
 import { backoffDelay, EdgeClient, renewDelay } from "../../../src/edge/client.ts";
+import type { Logger } from "../../../src/log.ts";
 import { FakeClock } from "./fake-clock.ts";
 
 function table(version: number): RouteTable {
@@ -248,6 +249,35 @@ describe("edge client: records the edge refuses", () => {
       for (let j = 0; j < 20; j++) await new Promise((r) => setImmediate(r));
     }
     expect(c.problem).toBeUndefined();
+    await c.stop(false);
+  });
+
+  it("a node whose record is not registered gets no route table: the edge is reachable all the same", async () => {
+    const clock = new FakeClock();
+    const lines: string[] = [];
+    const log: Logger = {
+      log: (level, msg) => void lines.push(`${level} ${msg}`),
+      info: (msg) => void lines.push(`info ${msg}`),
+      warn: (msg) => void lines.push(`warn ${msg}`),
+      error: (msg) => void lines.push(`error ${msg}`),
+      debug: () => {},
+    };
+    const { c } = client(
+      async () =>
+        new Response(JSON.stringify({ error: { code: "unknown_node", message: "no record named 'relay-a'" } }), {
+          status: 404,
+          headers: { "content-type": "application/json" },
+        }),
+      { clock, log },
+    );
+    void c.start();
+    for (let i = 0; i < 5; i++) {
+      clock.advance(30_000);
+      for (let j = 0; j < 20; j++) await new Promise((r) => setImmediate(r));
+    }
+    expect(c.reachable).toBe(true);
+    expect(lines.filter((l) => l.includes("edge unreachable"))).toEqual([]);
+    expect(lines.filter((l) => l.includes("no route table yet"))).toHaveLength(1);
     await c.stop(false);
   });
 });
