@@ -100,7 +100,7 @@ const LinksSchema = z
       .default(256 * 1024 * 1024),
     max_concurrent_streams: z.number().int().min(1).max(100_000).default(1000),
     /** Links with one neighbour, each way: dialled at most, accepted at most (docs/links.md). */
-    max_links_per_peer: z.number().int().min(1).max(1000).default(8),
+    max_links_per_peer: z.number().int().min(1).max(1000).default(16),
     max_session_memory_mb: z.number().int().min(1).max(4096).default(64),
     ping_interval_ms: z.number().int().min(100).max(3_600_000).default(15_000),
     ping_timeout_ms: z.number().int().min(100).max(600_000).default(10_000),

@@ -34,10 +34,17 @@ describe("agent config", () => {
       connection_window_bytes: 16 * 1024 * 1024,
       stream_window_bytes: 2 * 1024 * 1024,
       max_concurrent_streams: 1000,
-      max_links_per_peer: 8,
+      max_links_per_peer: 16,
       max_stream_window_bytes: 16 * 1024 * 1024,
       window_growth_budget_bytes: 256 * 1024 * 1024,
     });
+  });
+
+  it("a relay's default links to one neighbour carry at least as many tunnels as it admits connections", () => {
+    // Fewer, and a neighbour that carries the relay's whole load could not: tunnels past
+    // max_links_per_peer × max_concurrent_streams would fail as peer_streams_exhausted.
+    const { links, limits } = parseConfig(minimal, {}).relay;
+    expect(links.max_links_per_peer * links.max_concurrent_streams).toBeGreaterThanOrEqual(limits.max_connections);
   });
 
   it("lets environment variables override the file", () => {

@@ -66,7 +66,7 @@ export const DEFAULT_LINK_SETTINGS: LinkSettings = {
   maxStreamWindowBytes: 16 * 1024 * 1024,
   windowGrowthBudgetBytes: 256 * 1024 * 1024,
   maxConcurrentStreams: 1000,
-  maxLinksPerPeer: 8,
+  maxLinksPerPeer: 16,
   maxSessionMemoryMb: 64,
   pingIntervalMs: 15_000,
   pingTimeoutMs: 10_000,
