@@ -165,7 +165,8 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
   /** The receive window now: the announced one, plus what tuning added (`grown`, from the relay's WindowBudget). */
   window: number;
   grown = 0;
-  readonly epoch: WindowEpoch;
+  /** Made at the stream's first credit with tuning on: an idle tunnel carries none. */
+  epoch: WindowEpoch | undefined = undefined;
   /** Its credit is due at the end of this pass (MuxSession.credit). */
   creditQueued = false;
   destroyed = false;
@@ -216,7 +217,6 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
     this.sendCredit = sendCredit;
     this.recvWindow = recvWindow;
     this.window = recvWindow;
-    this.epoch = { at: session.clock(), consumed: 0 };
   }
 
   respond(headers: LinkOutgoingHeaders, options?: { endStream?: boolean }): void {
@@ -813,7 +813,10 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     const max = settings.maxStreamWindowBytes ?? s.window;
     const budget = settings.windowBudget;
     if (budget === undefined) return 0;
-    const want = windowGrowth(s.window, max, s.granted, s.epoch, this.clock(), this.rtt);
+    const now = this.clock();
+    // The first epoch starts at the first credit, with what was consumed by then behind it.
+    s.epoch ??= { at: now, consumed: s.granted };
+    const want = windowGrowth(s.window, max, s.granted, s.epoch, now, this.rtt);
     // One link (one neighbour, or the tunnels a tenant keeps on it) never holds all of the relay's budget.
     const room = Math.floor(budget.bytes * LINK_BUDGET_SHARE) - this.grownTotal;
     const got = want > 0 && room > 0 ? budget.take(Math.min(want, room)) : 0;
