@@ -64,34 +64,26 @@ const CidrSchema = z.string().refine((v) => {
 const HOP_KEY_REMOVED =
   "removed: relays authenticate each other with mTLS links now; configure relay.tls instead (docs/links.md)";
 
+/** A link receive window: at least HTTP/2's initial 65,535, at most what a WINDOW increment can carry. */
+const WindowBytesSchema = z
+  .number()
+  .int()
+  .min(65_535)
+  .max(2 ** 31 - 1);
+
 /** Relay links (docs/links.md): defaults sized for a 100 ms × 1 Gbit/s path. */
 const LinksSchema = z
   .strictObject({
     /** Framing this relay asks for when it dials: hopway-mux/1 (falls back to h2) or h2 only. */
     protocol: z.enum(["mux", "h2"]).default("mux"),
-    connection_window_bytes: z
-      .number()
-      .int()
-      .min(65_535)
-      .max(2 ** 31 - 1)
-      .default(16 * 1024 * 1024),
-    stream_window_bytes: z
-      .number()
-      .int()
-      .min(65_535)
-      .max(2 ** 31 - 1)
-      .default(2 * 1024 * 1024),
+    connection_window_bytes: WindowBytesSchema.default(16 * 1024 * 1024),
+    stream_window_bytes: WindowBytesSchema.default(2 * 1024 * 1024),
     /**
      * hopway-mux/1: how far one stream's receive window may grow while its reader keeps up, and how
      * much all of them may grow together (docs/links.md, "Flow control and memory"). 0, or a maximum
      * at or below stream_window_bytes, keeps windows at stream_window_bytes.
      */
-    max_stream_window_bytes: z
-      .number()
-      .int()
-      .min(65_535)
-      .max(2 ** 31 - 1)
-      .default(16 * 1024 * 1024),
+    max_stream_window_bytes: WindowBytesSchema.default(16 * 1024 * 1024),
     window_growth_budget_bytes: z
       .number()
       .int()
