@@ -188,9 +188,13 @@ export class EdgeClient {
    * outside the realm's policy, the namespace at its record limit, a name another namespace holds):
    * the token is good and the edge reachable, so the refusal stays until that record registers,
    * whatever other requests succeed meanwhile. Retrying heals it once the operator acts or a hold ends.
+   * Returns whether `err` is such a refusal (and so is taken care of here).
    */
-  private recordRefused(record: HopwayRecord, err: HttpStatusError): void {
-    if (this.refusals.has(record.name)) return;
+  private refusedRecord(record: HopwayRecord, err: unknown): boolean {
+    if (!(err instanceof HttpStatusError && refusesRecord(err))) return false;
+    // The edge answered: it is reachable.
+    this.setReachable(true);
+    if (this.refusals.has(record.name)) return true;
     const message =
       `the edge refused record '${record.name}' in realm '${this.o.realm}' (${err.edgeCode}, HTTP ${err.status}): ` +
       (err.edgeMessage ?? "no reason given");
@@ -202,6 +206,7 @@ export class EdgeClient {
       code: err.edgeCode,
       error: message,
     });
+    return true;
   }
 
   private recordAccepted(record: HopwayRecord): void {
@@ -492,12 +497,7 @@ export class EdgeClient {
           this.o.log?.info("registered", { record: r.name, lease_seconds: this.o.leaseSeconds });
         } catch (err) {
           if (this.stopped) return;
-          if (err instanceof HttpStatusError && refusesRecord(err)) {
-            // The edge answered: it is reachable, the record is what it refuses.
-            this.recordRefused(r, err);
-            this.setReachable(true);
-            continue;
-          }
+          if (this.refusedRecord(r, err)) continue;
           this.setReachable(false, err);
           // A 4xx (bad token, namespace not allowed) will not heal by itself, but keep trying slowly and say so.
           this.o.log?.error("registration failed", { record: r.name, error: String(err) });
@@ -519,13 +519,9 @@ export class EdgeClient {
           await this.heartbeat(r);
         } catch (err) {
           if (this.stopped) return;
-          if (err instanceof HttpStatusError && refusesRecord(err)) {
-            // A lost lease whose record the edge now refuses (another pod took the namespace's last
-            // place, another namespace holds the name): said as such, and tried again next renewal.
-            this.recordRefused(r, err);
-            this.setReachable(true);
-            continue;
-          }
+          // A lost lease whose record the edge now refuses (another pod took the namespace's last
+          // place, another namespace holds the name): said as such, and tried again next renewal.
+          if (this.refusedRecord(r, err)) continue;
           failed = true;
           this.setReachable(false, err);
         }
