@@ -23,7 +23,7 @@ import {
 } from "../src/core/limits.ts";
 import type { ListenerDeclaration, NamedListenerDeclaration } from "../src/core/listener.ts";
 import { computeWorkloadScaling } from "../src/core/scaling.ts";
-import type { HopwayRecord, LinkState, ScalingReport } from "../src/core/schema.ts";
+import { type HopwayRecord, type LinkState, ownEntry, type ScalingReport, setOwn } from "../src/core/schema.ts";
 import type {
   Caller,
   CaStatus,
@@ -800,15 +800,10 @@ export class RealmObject extends DurableObject<Env> {
 
   /** What each namespace holds, and how many names it holds without a record (name holds). */
   private usageWithHolds(): RealmLimitsView["usage"]["namespaces"] {
-    const out = this.records.usageByNamespace();
+    const out: RealmLimitsView["usage"]["namespaces"] = this.records.usageByNamespace();
     for (const [ns, holds] of this.holds.countsByNamespace(this.now())) {
-      const u = Object.hasOwn(out, ns) ? out[ns] : undefined;
-      Object.defineProperty(out, ns, {
-        value: { records: u?.records ?? 0, bytes: u?.bytes ?? 0, held_names: holds },
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
+      const u = ownEntry(out, ns);
+      setOwn(out, ns, { records: u?.records ?? 0, bytes: u?.bytes ?? 0, held_names: holds });
     }
     return out;
   }

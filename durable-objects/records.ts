@@ -3,8 +3,8 @@
 // is synchronous SQL, so a caller that does not await between calls is atomic
 // inside the Durable Object (its input gate admits no other event meanwhile).
 import { recordNamespace } from "../src/core/group.ts";
-import type { Usage } from "../src/core/limits.ts";
-import type { HopwayRecord, ScalingReport } from "../src/core/schema.ts";
+import { type Usage, utf8Length } from "../src/core/limits.ts";
+import { type HopwayRecord, type ScalingReport, setOwn } from "../src/core/schema.ts";
 import type { Changes, RecordChange, RecordPage } from "../src/edge/types.ts";
 import type { Sql } from "./migrations.ts";
 
@@ -126,8 +126,8 @@ export class RecordStore {
       version,
     );
     if (before !== undefined) this.account(before, -1);
-    const after = this.footprint(record.name);
-    if (after !== undefined) this.account(after, 1);
+    // What was just stored, counted as `footprint` reads it back (UTF-8 bytes of the JSON).
+    this.account({ owner: recordNamespace(record), bytes: utf8Length(json) }, 1);
   }
 
   /** What the realm (null) or one owning namespace (groups: the namespace they name) holds now. */
@@ -139,10 +139,7 @@ export class RecordStore {
   /** What each owning namespace holds, namespaces holding nothing left out. */
   usageByNamespace(): Record<string, Usage> {
     const out: Record<string, Usage> = {};
-    for (const ns of [...this.byNamespace.keys()].sort()) {
-      // Defined, not assigned: a namespace may be called `__proto__`. (A null-prototype map would not cross RPC.)
-      Object.defineProperty(out, ns, { value: this.usage(ns), enumerable: true, writable: true, configurable: true });
-    }
+    for (const ns of [...this.byNamespace.keys()].sort()) setOwn(out, ns, this.usage(ns));
     return out;
   }
 

@@ -64,6 +64,14 @@ export function namespaceMapSchema<T extends z.ZodType>(value: T) {
   );
 }
 
+/**
+ * `map[key] = value` as an own property even for `__proto__`, which assignment would take as the
+ * prototype. (A null-prototype map would do too, but does not cross a Durable Object's RPC.)
+ */
+export function setOwn<V>(map: Record<string, V>, key: string, value: V): void {
+  Object.defineProperty(map, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 /** `map[key]` only when the map itself has the key: a namespace called `constructor` is not Object's. */
 export function ownEntry<V>(map: Readonly<Record<string, V>> | undefined, key: string): V | undefined {
   return map !== undefined && Object.hasOwn(map, key) ? map[key] : undefined;
