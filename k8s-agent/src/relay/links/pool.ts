@@ -243,9 +243,31 @@ export class LinkPool {
     return new Promise((resolve) => {
       let settled = false;
       let tcpUp = false;
-      let tlsSocket: TLSSocket;
+      let socket: TLSSocket | undefined;
+      let timer: NodeJS.Timeout | undefined;
+      const fail = (failure: LinkFailure, detail: string) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        socket?.destroy();
+        this.hold(peer, -1);
+        this.opts.observer?.linkFailed("dial", failure);
+        const prev = this.backoff.get(key)?.failures ?? 0;
+        const bound = Math.min(settings.redialMaxMs, settings.redialInitialMs * 2 ** prev);
+        this.backoff.set(key, { failures: prev + 1, until: performance.now() + this.random() * bound });
+        log("warn", "link dial failed", { peer, address: addr.address, reason: failure, detail });
+        // Something listens there but does not speak TLS 1.3 + a link protocol back (a route table built
+        // from addresses that are not this network's relays): say so, rather than blame the named relay.
+        const speaksNoLink = tcpUp && (failure === "tls_handshake" || failure === "connect" || failure === "timeout");
+        resolve({
+          failure,
+          detail: speaksNoLink
+            ? `next hop ${addr.address} did not answer as a Hopway relay (${failure}: ${detail}); expected relay ${peer}`
+            : `link to ${peer} at ${addr.address}: ${failure}: ${detail}`,
+        });
+      };
       try {
-        tlsSocket = tlsConnect({
+        socket = tlsConnect({
           ...(addr.path ? { path: addr.path } : { host: addr.host, port: addr.port }),
           key: material.key,
           cert: material.certChain,
@@ -269,39 +291,16 @@ export class LinkPool {
           },
         });
       } catch (err) {
-        // A dial that cannot even start (unusable key material) gives its place back like any failed dial.
-        this.hold(peer, -1);
-        this.opts.observer?.linkFailed("dial", "tls_handshake");
-        log("warn", "link dial failed", { peer, address: addr.address, reason: "tls_handshake", detail: String(err) });
-        resolve({ failure: "tls_handshake", detail: `link to ${peer} at ${addr.address}: ${String(err)}` });
+        // A dial that cannot even start (unusable key material) fails like any other dial.
+        fail("tls_handshake", String(err));
         return;
       }
+      const tlsSocket = socket;
       tlsSocket.setNoDelay(true);
       tlsSocket.once("connect", () => {
         tcpUp = true;
       });
-      const fail = (failure: LinkFailure, detail: string) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        tlsSocket.destroy();
-        this.hold(peer, -1);
-        this.opts.observer?.linkFailed("dial", failure);
-        const prev = this.backoff.get(key)?.failures ?? 0;
-        const bound = Math.min(settings.redialMaxMs, settings.redialInitialMs * 2 ** prev);
-        this.backoff.set(key, { failures: prev + 1, until: performance.now() + this.random() * bound });
-        log("warn", "link dial failed", { peer, address: addr.address, reason: failure, detail });
-        // Something listens there but does not speak TLS 1.3 + a link protocol back (a route table built
-        // from addresses that are not this network's relays): say so, rather than blame the named relay.
-        const speaksNoLink = tcpUp && (failure === "tls_handshake" || failure === "connect" || failure === "timeout");
-        resolve({
-          failure,
-          detail: speaksNoLink
-            ? `next hop ${addr.address} did not answer as a Hopway relay (${failure}: ${detail}); expected relay ${peer}`
-            : `link to ${peer} at ${addr.address}: ${failure}: ${detail}`,
-        });
-      };
-      const timer = setTimeout(() => fail("timeout", "handshake timed out"), settings.handshakeTimeoutMs);
+      timer = setTimeout(() => fail("timeout", "handshake timed out"), settings.handshakeTimeoutMs);
       const onError = (err: NodeJS.ErrnoException) => fail(failureOf(err.code), err.message);
       const onClose = () => fail("connect", "closed during the handshake");
       tlsSocket.on("error", onError);
