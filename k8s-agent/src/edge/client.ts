@@ -29,6 +29,9 @@ export function backoffDelay(attempt: number, baseMs: number, capMs: number, ran
   return Math.floor(random() * ceiling);
 }
 
+/** Backoff steps a route-table poll takes while this node has no record: at most 4 s with the 500 ms base. */
+const UNREGISTERED_BACKOFF_STEPS = 3;
+
 /** Lease renewal interval: a third of the lease, ±20 % so a fleet restarted together does not renew in lockstep. */
 export function renewDelay(leaseSeconds: number, random: () => number): number {
   return Math.floor((leaseSeconds * 1000 * (0.8 + 0.4 * random())) / 3);
@@ -407,6 +410,9 @@ export class EdgeClient {
           if (!this.unregistered) this.o.log?.info("no route table yet: this node's record is not registered", {});
           this.unregistered = true;
           this.setReachable(true);
+          // Not an outage to back off from: the record may register any moment (a limit raised, a
+          // hold ended), and the table must follow within seconds, not after a 30 s backoff.
+          attempt = Math.min(attempt, UNREGISTERED_BACKOFF_STEPS);
         } else this.setReachable(false, err);
         await this.sleep(this.backoff(attempt++));
       }

@@ -268,16 +268,19 @@ describe("edge client: records the edge refuses", () => {
           status: 404,
           headers: { "content-type": "application/json" },
         }),
-      { clock, log },
+      // The top of every jittered backoff, so a growing one shows.
+      { clock, log, random: () => 0.99 },
     );
     void c.start();
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < 10; i++) {
       clock.advance(30_000);
       for (let j = 0; j < 20; j++) await new Promise((r) => setImmediate(r));
     }
     expect(c.reachable).toBe(true);
     expect(lines.filter((l) => l.includes("edge unreachable"))).toEqual([]);
     expect(lines.filter((l) => l.includes("no route table yet"))).toHaveLength(1);
+    // Polled again within seconds, not after the 30 s cap of an outage's backoff.
+    expect(Math.max(...clock.pending)).toBeLessThanOrEqual(4_000);
     await c.stop(false);
   });
 });
