@@ -165,6 +165,15 @@ function nameHolds(sql: Sql): void {
   sql.exec("CREATE INDEX IF NOT EXISTS name_holds_until ON name_holds (until)");
 }
 
+/**
+ * Which agent instance holds each leased record (docs/contract/edge-api.md §4.7): two agents that
+ * register one name are told so instead of overwriting each other's record at every renewal.
+ * Records stored before it have no instance, and the next agent write with one claims them.
+ */
+function recordInstance(sql: Sql): void {
+  sql.exec("ALTER TABLE records ADD COLUMN instance TEXT");
+}
+
 export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [
   v1,
   v2,
@@ -175,6 +184,7 @@ export const MIGRATIONS: ReadonlyArray<(sql: Sql) => void> = [
   issuedNamespace,
   ownerNamespace,
   nameHolds,
+  recordInstance,
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 

@@ -430,6 +430,25 @@ export class RealmObject extends DurableObject<Env> {
     );
   }
 
+  /**
+   * A live lease belongs to the agent instance that took it (docs/contract/edge-api.md §4.7): a
+   * write that names another instance is a second agent registering the same name, and would
+   * otherwise replace the first one's record at every renewal, each pointing routes at itself.
+   * Writes without an instance (the admin, tools, agents before instances) are not checked.
+   */
+  private inUseElsewhere(row: RecordRow | undefined, instance: string | null, now: number): Failure | null {
+    if (row === undefined || instance === null || row.instance === null || row.instance === instance) return null;
+    if (row.expires_at === null || row.expires_at <= now) return null;
+    return fail(
+      "name_in_use",
+      409,
+      `record '${row.name}' is registered by another agent (instance '${row.instance}') whose lease runs until ` +
+        `${new Date(row.expires_at).toISOString()}: two agents register the same name. Give each agent its own ` +
+        "node name; this one may take the name once that lease has ended",
+      "name",
+    );
+  }
+
   /** Keeps a removed record's name with its namespace for name_hold_seconds. */
   private holdName(name: string, namespace: string | null, now: number): void {
     const seconds = nameHoldSeconds(this.limits.limits);
@@ -437,7 +456,12 @@ export class RealmObject extends DurableObject<Env> {
     this.holds.hold(name, namespace, now + seconds * 1000, now, allowedIn(this.limits.limits, namespace).records);
   }
 
-  putRecord(caller: Caller, record: HopwayRecord, ttlSeconds: number | null): Result<PutResult> {
+  putRecord(
+    caller: Caller,
+    record: HopwayRecord,
+    ttlSeconds: number | null,
+    instance: string | null = null,
+  ): Result<PutResult> {
     const existing = this.records.get(record.name);
     const p = this.writer(
       caller,
@@ -456,17 +480,19 @@ export class RealmObject extends DurableObject<Env> {
     if (certified !== null) return certified;
     const held = this.heldElsewhere(p, record, now);
     if (held !== null) return held;
+    const inUse = this.inUseElsewhere(existing, instance, now);
+    if (inUse !== null) return inUse;
     this.catchUp(now);
     const lease = ttlSeconds === null ? null : { expiresAt: now + ttlSeconds * 1000, ttl: ttlSeconds };
     let changed = true;
     if (existing !== undefined && existing.json === json) {
       // Re-registering the same record only renews (or ends) the lease: routes did not change.
       changed = false;
-      this.records.setLease(record.name, lease);
+      this.records.setLease(record.name, lease, instance);
     } else {
       this.recordsTransaction(() => {
         const v = this.records.bump([record.name]);
-        this.records.upsert(record, json, lease, v);
+        this.records.upsert(record, json, lease, v, instance);
         if (existing === undefined) this.holds.release(record.name);
       });
       this.notify();
@@ -533,7 +559,7 @@ export class RealmObject extends DurableObject<Env> {
     return { ok: true, version: this.records.version, records: records.length };
   }
 
-  deleteRecord(caller: Caller, name: string): Result<WriteResult> {
+  deleteRecord(caller: Caller, name: string, instance: string | null = null): Result<WriteResult> {
     // Authenticated before the lease upkeep below writes anything.
     const who = this.principal(caller);
     if ("ok" in who) return who;
@@ -543,6 +569,9 @@ export class RealmObject extends DurableObject<Env> {
     const p = this.writesIn(who, [storedNamespace(existing)]);
     if ("ok" in p) return p;
     const now = this.now();
+    // An agent stopping must not delete the record another agent of the same name holds now.
+    const inUse = this.inUseElsewhere(existing, instance, now);
+    if (inUse !== null) return inUse;
     this.recordsTransaction(() => {
       this.records.delete(name);
       // The admin deleting a record (evicting a squatter, say) leaves its name free; an agent's
@@ -568,6 +597,7 @@ export class RealmObject extends DurableObject<Env> {
     ttlSeconds: number | null,
     report: ScalingReport | null,
     links: LinkState[] | null = null,
+    instance: string | null = null,
   ): Result<HeartbeatResult> {
     // Authenticated before the lease upkeep below writes anything.
     const who = this.principal(caller);
@@ -592,9 +622,12 @@ export class RealmObject extends DurableObject<Env> {
     const scope = storedNamespace(row);
     const p = this.writesIn(who, [scope]);
     if ("ok" in p) return p;
+    const inUse = this.inUseElsewhere(row, instance, now);
+    if (inUse !== null) return inUse;
     const ttl = ttlSeconds ?? row.ttl_seconds;
     const expiresAt = ttl === null ? null : now + ttl * 1000;
-    if (ttl !== null && expiresAt !== null) this.records.setLease(name, { expiresAt, ttl });
+    // A heartbeat without an instance keeps the one that holds the lease; one with it claims a record written without.
+    if (ttl !== null && expiresAt !== null) this.records.setLease(name, { expiresAt, ttl }, instance ?? row.instance);
     if (report !== null) this.records.setReport(name, report, scope, now);
     if (links !== null) this.linkReports.set(name, { links, at: now });
     this.scheduleAlarm();

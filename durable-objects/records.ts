@@ -27,6 +27,8 @@ export interface RecordRow extends Record<string, SqlStorageValue> {
   report_at: number | null;
   /** The namespace of the record when it reported (null: a record without one); reports are read per namespace. */
   report_namespace: string | null;
+  /** The agent instance that holds the lease (`Hopway-Instance`); null when written without one. */
+  instance: string | null;
 }
 
 export function namespaceOf(record: HopwayRecord): string | null {
@@ -104,13 +106,19 @@ export class RecordStore {
    * the report was the old namespace's and must not count in the new one's
    * workloads (the record's next heartbeat reports again).
    */
-  upsert(record: HopwayRecord, json: string, lease: { expiresAt: number; ttl: number } | null, version: number): void {
+  upsert(
+    record: HopwayRecord,
+    json: string,
+    lease: { expiresAt: number; ttl: number } | null,
+    version: number,
+    instance: string | null = null,
+  ): void {
     const before = this.footprint(record.name);
     this.sql.exec(
-      `INSERT INTO records (name, json, namespace, owner_namespace, expires_at, ttl_seconds, updated_version)
-       VALUES (?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO records (name, json, namespace, owner_namespace, expires_at, ttl_seconds, updated_version, instance)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (name) DO UPDATE SET json = excluded.json, namespace = excluded.namespace,
-         owner_namespace = excluded.owner_namespace,
+         owner_namespace = excluded.owner_namespace, instance = excluded.instance,
          expires_at = excluded.expires_at, ttl_seconds = excluded.ttl_seconds,
          updated_version = excluded.updated_version,
          workload = iif(records.owner_namespace IS excluded.owner_namespace, records.workload, NULL),
@@ -124,6 +132,7 @@ export class RecordStore {
       lease?.expiresAt ?? null,
       lease?.ttl ?? null,
       version,
+      instance,
     );
     if (before !== undefined) this.account(before, -1);
     // What was just stored, counted as `footprint` reads it back (UTF-8 bytes of the JSON).
@@ -164,11 +173,12 @@ export class RecordStore {
     else this.byNamespace.set(f.owner, u);
   }
 
-  setLease(name: string, lease: { expiresAt: number; ttl: number } | null): void {
+  setLease(name: string, lease: { expiresAt: number; ttl: number } | null, instance: string | null): void {
     this.sql.exec(
-      "UPDATE records SET expires_at = ?, ttl_seconds = ? WHERE name = ?",
+      "UPDATE records SET expires_at = ?, ttl_seconds = ?, instance = ? WHERE name = ?",
       lease?.expiresAt ?? null,
       lease?.ttl ?? null,
+      instance,
       name,
     );
   }

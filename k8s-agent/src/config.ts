@@ -26,11 +26,13 @@
 //   HOPWAY_DRAIN_SECONDS   shutdown.drain_seconds
 //   HOPWAY_LOG_LEVEL       log_level
 //   POD_NAME, POD_NAMESPACE  pod.name, pod.namespace (Downward API); the ordinal is POD_NAME's -N suffix
+//   POD_UID                pod.uid (Downward API metadata.uid): the instance id of this agent's leases
 import { readFileSync } from "node:fs";
 import { isIPv4, isIPv6 } from "node:net";
 import { describeIssues, type FieldProblem } from "@hopway/core/errors";
 import { ListenerSchema } from "@hopway/core/listener";
 import { NameSchema, RecordSchema } from "@hopway/core/schema";
+import { InstanceIdSchema } from "@hopway/core/wire";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { ScalingConfigSchema } from "./scaling/config.ts";
@@ -264,6 +266,12 @@ export const AgentConfigSchema = z
         name: z.string().optional(),
         namespace: z.string().optional(),
         ordinal: z.number().int().min(0).optional(),
+        /**
+         * Which agent holds this agent's leases at the edge (`Hopway-Instance`, docs/agent.md):
+         * the pod's UID, so that a restarted container takes its own leases back at once. Without
+         * it, each process makes one.
+         */
+        uid: InstanceIdSchema.optional(),
       })
       .prefault({}),
     log_level: z.enum(["debug", "info", "warn", "error"]).default("info"),
@@ -379,6 +387,7 @@ export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unkn
   ["HOPWAY_LOG_LEVEL", ["log_level"], String],
   ["POD_NAME", ["pod", "name"], String],
   ["POD_NAMESPACE", ["pod", "namespace"], String],
+  ["POD_UID", ["pod", "uid"], String],
 ];
 
 function readSecret(file: string, field: string, problems: FieldProblem[]): string | undefined {

@@ -1,6 +1,7 @@
 // hopway-agent: wires the configuration, the edge client, the relay listeners,
 // the metrics registry and the admin server, and owns the process lifecycle
 // (SIGTERM: stop accepting, not ready, deregister, drain, exit 0).
+import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:net";
 import type { IdentitySource } from "@hopway/core/identity";
 import { listenersFor, type NamedListenerDeclaration } from "@hopway/core/listener";
@@ -148,6 +149,7 @@ export async function startAgent(
     realm: config.edge.realm,
     token: config.edgeToken,
     node: config.node,
+    instance: config.pod.uid ?? randomUUID(),
     records: config.records,
     leaseSeconds: config.edge.lease_seconds,
     waitSeconds: config.edge.wait_seconds,

@@ -20,6 +20,7 @@ export const ERROR_CODES = [
   "quota_exceeded", // the write would take a namespace or the realm past its record limit (403)
   "name_forbidden", // a record name outside the names the realm's policy gives its namespace (403)
   "name_held", // another namespace's record of this name went away moments ago; it keeps the name a while (409)
+  "name_in_use", // another agent instance holds the record's live lease: two agents register one name (409)
   "method_not_allowed", // an HTTP method no endpoint takes (405)
   "not_configured", // a secret the request needs is not set on the Worker (503)
   "internal",

@@ -26,6 +26,13 @@ import {
 export const RealmNameSchema = NameSchema.max(63);
 export const TtlSecondsSchema = z.number().int().min(1).max(86_400);
 export const VersionSchema = z.number().int().nonnegative();
+/**
+ * Which agent process registers a record (`Hopway-Instance`, docs/contract/edge-api.md §4.7): its
+ * pod's UID in Kubernetes. Opaque to the edge; only compared.
+ */
+export const InstanceIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, "1 to 128 characters: letters, digits, '.', '_', ':' and '-'");
 /** The realm changelog's epoch: changes when the realm's storage was recreated and versions start over. */
 export const EpochSchema = z.string().regex(/^[0-9a-f]{1,32}$/);
 /** One PEM certificate is about 1 KiB; the cap only keeps garbage out. */

@@ -29,6 +29,7 @@ import {
   HeartbeatAnswerSchema,
   HeartbeatBodySchema,
   ImportAnswerSchema,
+  InstanceIdSchema,
   LinksAnswerSchema,
   ListenerWriteAnswerSchema,
   NodeAnswerSchema,
@@ -61,7 +62,7 @@ export interface Endpoint {
   summary?: string;
   /** No Authorization needed. */
   public?: true;
-  /** OpenAPI parameter objects for the query; path parameters are derived from `path`. */
+  /** OpenAPI parameter objects for the query and headers; path parameters are derived from `path`. */
   query?: ReadonlyArray<Record<string, unknown>>;
   /** OpenAPI request body `content`. */
   body?: Record<string, unknown>;
@@ -88,6 +89,18 @@ const REALM_ERRORS = {
 const NAME_CERTIFIED = error(
   "`name_certified`: relay certificates for this name issued to another namespace are unexpired; the message says until when",
 );
+/** Another agent instance holds the record's live lease (docs/contract/edge-api.md §4.7). */
+const NAME_IN_USE = error(
+  "`name_in_use`: another agent instance (Hopway-Instance) holds this record's live lease; the message says until when",
+);
+const INSTANCE = {
+  name: "Hopway-Instance",
+  in: "header",
+  required: false,
+  description:
+    "the writing agent's instance id (its pod UID): a live lease another instance holds is not replaced, renewed or deleted (409 name_in_use)",
+  schema: jsonSchema(InstanceIdSchema),
+} as const;
 const NOT_MODIFIED = { 304: { description: "not modified: the realm version still matches If-None-Match" } } as const;
 const WAIT = {
   name: "wait",
@@ -225,6 +238,7 @@ export const API = {
     method: "put",
     path: "/v1/realms/:realm/nodes/:name",
     summary: "Register or replace one record; ttl_seconds makes it a lease",
+    query: [INSTANCE],
     body: {
       "application/json": {
         schema: {
@@ -243,20 +257,22 @@ export const API = {
       200: { description: "replaced", schema: PutAnswerSchema },
       201: { description: "created", schema: PutAnswerSchema },
       ...REALM_ERRORS,
-      409: NAME_CERTIFIED,
+      409: error(`${NAME_CERTIFIED.description}; \`name_held\`; ${NAME_IN_USE.description}`),
     },
   },
   deleteNode: {
     method: "delete",
     path: "/v1/realms/:realm/nodes/:name",
-    answers: { 200: { description: "removed", schema: DeleteAnswerSchema }, ...REALM_ERRORS },
+    query: [INSTANCE],
+    answers: { 200: { description: "removed", schema: DeleteAnswerSchema }, ...REALM_ERRORS, 409: NAME_IN_USE },
   },
   heartbeat: {
     method: "post",
     path: "/v1/realms/:realm/nodes/:name/heartbeat",
     summary: "Renew the lease and report the pod's scaling signals; answers the workload's scaling view",
+    query: [INSTANCE],
     body: json(HeartbeatBodySchema),
-    answers: { 200: { description: "renewed", schema: HeartbeatAnswerSchema }, ...REALM_ERRORS },
+    answers: { 200: { description: "renewed", schema: HeartbeatAnswerSchema }, ...REALM_ERRORS, 409: NAME_IN_USE },
   },
   listListeners: {
     method: "get",

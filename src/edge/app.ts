@@ -25,6 +25,7 @@ import {
 import {
   ChangesQuerySchema,
   HeartbeatBodySchema,
+  InstanceIdSchema,
   NodesQuerySchema,
   RealmNameSchema,
   RouteQuerySchema,
@@ -112,6 +113,14 @@ function unscopedGroupProblem(record: HopwayRecord, at: string): FieldProblem | 
       "a group must name the namespace its members are in; without one, a record of any namespace registered " +
       "under a listed name counts as a member. Give metadata.namespace_name, or any_namespace: true to allow that",
   };
+}
+
+/** The `Hopway-Instance` header of an agent's record write (docs/contract/edge-api.md §4.7); absent is null. */
+function instanceHeader(value: string | undefined): { id: string | null; problem?: FieldProblem } {
+  if (value === undefined) return { id: null };
+  const r = InstanceIdSchema.safeParse(value);
+  if (r.success) return { id: r.data };
+  return { id: null, problem: { path: "Hopway-Instance", message: r.error.issues[0]?.message ?? "invalid" } };
 }
 
 function requireNode(view: RealmView, name: string, path: string): void {
@@ -328,6 +337,8 @@ export function createApp(): Hono<Env2> {
     if (fields.name !== undefined && fields.name !== name) {
       problems.push({ path: "name", message: `must equal the name in the path ('${name}') or be omitted` });
     }
+    const instance = instanceHeader(c.req.header("hopway-instance"));
+    if (instance.problem !== undefined) problems.push(instance.problem);
     const record = RecordSchema.safeParse({ ...fields, name });
     if (!record.success) {
       problems.push(...describeIssues(record.error));
@@ -336,7 +347,9 @@ export function createApp(): Hono<Env2> {
       if (unscoped !== null) problems.push(unscoped);
     }
     if (problems.length > 0 || !record.success) throw invalid(problems);
-    const r = unwrap(await c.var.stub.putRecord(c.var.caller, record.data, ttl?.success ? ttl.data : null));
+    const r = unwrap(
+      await c.var.stub.putRecord(c.var.caller, record.data, ttl?.success ? ttl.data : null, instance.id),
+    );
     return reply(c, API.putNode, r.created ? 201 : 200, {
       version: r.version,
       name,
@@ -348,7 +361,9 @@ export function createApp(): Hono<Env2> {
 
   realms.delete("/nodes/:name", async (c) => {
     const name = validate(NameSchema, c.req.param("name"), ["name"]);
-    const r = unwrap(await c.var.stub.deleteRecord(c.var.caller, name));
+    const instance = instanceHeader(c.req.header("hopway-instance"));
+    if (instance.problem !== undefined) throw invalid([instance.problem]);
+    const r = unwrap(await c.var.stub.deleteRecord(c.var.caller, name, instance.id));
     return reply(c, API.deleteNode, 200, { version: r.version, name });
   });
 
@@ -368,8 +383,17 @@ export function createApp(): Hono<Env2> {
       }
     }
     const body = validate(HeartbeatBodySchema, raw);
+    const instance = instanceHeader(c.req.header("hopway-instance"));
+    if (instance.problem !== undefined) throw invalid([instance.problem]);
     const r = unwrap(
-      await c.var.stub.heartbeat(c.var.caller, name, body.ttl_seconds ?? null, body.report ?? null, body.links ?? null),
+      await c.var.stub.heartbeat(
+        c.var.caller,
+        name,
+        body.ttl_seconds ?? null,
+        body.report ?? null,
+        body.links ?? null,
+        instance.id,
+      ),
     );
     return reply(c, API.heartbeat, 200, {
       version: r.version,

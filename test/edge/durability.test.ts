@@ -9,6 +9,7 @@ import {
   call,
   newRealm,
   node,
+  recordsBeforeInstance,
   recordsBeforeOwnerNamespace,
   recordsBeforeReportNamespace,
   storedRealmState,
@@ -257,6 +258,27 @@ describe("durability", () => {
       body: { ...group, metadata: { namespace_name: "c" } },
     });
     expect(taken.body.error?.code).toBe("name_held");
+  });
+
+  it("a realm stored by schema 9 migrates: its leases are unclaimed until an agent instance writes them", async () => {
+    const realm = await newRealm("migrate9");
+    const base = `/v1/realms/${realm}`;
+    expect((await call("PUT", `${base}/nodes/r-0`, { body: { ...node("r-0"), ttl_seconds: 60 } })).status).toBe(201);
+    await runInDurableObject(stubOf(realm), (_instance: RealmObject, state) => {
+      recordsBeforeInstance(state.storage.sql);
+      state.storage.sql.exec("UPDATE schema_version SET version = 9");
+    });
+    await evictDurableObject(stubOf(realm));
+    clearRealmCacheForTest();
+    const as = (instance: string) => ({ headers: { "hopway-instance": instance }, body: {} });
+    // The agent that registered it before the upgrade renews it and so claims it; another may not then.
+    expect((await call("POST", `${base}/nodes/r-0/heartbeat`, as("pod-a"))).status).toBe(200);
+    expect((await call("POST", `${base}/nodes/r-0/heartbeat`, as("pod-b"))).body.error?.code).toBe("name_in_use");
+    const schema = await runInDurableObject(
+      stubOf(realm),
+      (_i, state) => state.storage.sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version,
+    );
+    expect(schema).toBe(SCHEMA_VERSION);
   });
 
   it("refuses storage from a newer schema instead of corrupting it", async () => {

@@ -112,11 +112,17 @@ export function recordsBeforeReportNamespace(sql: SqlStorage): void {
   sql.exec("CREATE INDEX records_workload ON records (workload) WHERE workload IS NOT NULL");
 }
 
+/** Takes a realm's `records` table back to schema 9, before leases named the agent instance holding them. */
+export function recordsBeforeInstance(sql: SqlStorage): void {
+  sql.exec("ALTER TABLE records DROP COLUMN instance");
+}
+
 /**
  * Takes a realm's storage back to schema 7: `records` before records kept their owning namespace,
  * and no name holds (schema 9).
  */
 export function recordsBeforeOwnerNamespace(sql: SqlStorage): void {
+  recordsBeforeInstance(sql);
   sql.exec("DROP TABLE name_holds");
   sql.exec("DROP INDEX records_owner");
   sql.exec("ALTER TABLE records DROP COLUMN owner_namespace");

@@ -185,4 +185,84 @@ describe("leases", () => {
     expect(hb.body.expires_at).toBe(new Date(t0 + 125_000).toISOString());
     expect((await call("GET", `/v1/realms/${realm}/nodes`)).body.version).toBe(1);
   });
+
+  it("a live lease stays with the agent instance that took it: a second agent of the same name gets 409 name_in_use", async () => {
+    const realm = await newRealm("instance");
+    const base = `/v1/realms/${realm}`;
+    const agent = (await call("POST", `${base}/tokens`, { body: { role: "agent", namespaces: ["ns1"] } })).body
+      .token as string;
+    const as = (instance: string) => ({ token: agent, headers: { "hopway-instance": instance } });
+    const t0 = Date.now();
+    await setClock(realm, t0);
+    const first = node("r-0");
+    const second = node("r-0");
+    expect(
+      (await call("PUT", `${base}/nodes/r-0`, { ...as("pod-a"), body: { ...first, ttl_seconds: 30 } })).status,
+    ).toBe(201);
+    const v = (await call("GET", `${base}/nodes`)).body.version;
+
+    // Another instance can neither replace, renew nor delete it while the lease lives.
+    const put = await call("PUT", `${base}/nodes/r-0`, { ...as("pod-b"), body: { ...second, ttl_seconds: 30 } });
+    expect(put.status).toBe(409);
+    expect(put.body.error).toMatchObject({ code: "name_in_use", path: "name" });
+    expect(put.body.error.message).toContain("instance 'pod-a'");
+    expect(put.body.error.message).toContain(new Date(t0 + 30_000).toISOString());
+    const hb = await call("POST", `${base}/nodes/r-0/heartbeat`, { ...as("pod-b"), body: {} });
+    expect(hb.body.error?.code).toBe("name_in_use");
+    expect((await call("DELETE", `${base}/nodes/r-0`, as("pod-b"))).body.error?.code).toBe("name_in_use");
+    const stored = await call("GET", `${base}/nodes/r-0`);
+    expect(stored.body.record.gateway).toEqual(first.gateway);
+    expect(stored.body.expires_at).toBe(new Date(t0 + 30_000).toISOString());
+    expect((await call("GET", `${base}/nodes`)).body.version).toBe(v);
+
+    // The holder renews and re-registers as before.
+    await setClock(realm, t0 + 10_000);
+    expect((await call("POST", `${base}/nodes/r-0/heartbeat`, { ...as("pod-a"), body: {} })).status).toBe(200);
+    expect(
+      (await call("PUT", `${base}/nodes/r-0`, { ...as("pod-a"), body: { ...first, ttl_seconds: 30 } })).status,
+    ).toBe(200);
+    // A write without an instance (the admin, an older agent) is not checked, and leaves the record unclaimed...
+    expect((await call("PUT", `${base}/nodes/r-0`, { token: agent, body: { ...first, ttl_seconds: 30 } })).status).toBe(
+      200,
+    );
+    // ...until the next instance that writes it: then that one holds it.
+    expect((await call("POST", `${base}/nodes/r-0/heartbeat`, { ...as("pod-b"), body: {} })).status).toBe(200);
+    expect((await call("POST", `${base}/nodes/r-0/heartbeat`, { ...as("pod-a"), body: {} })).body.error?.code).toBe(
+      "name_in_use",
+    );
+
+    // Once the lease has ended, another instance takes the name.
+    await setClock(realm, t0 + 41_000);
+    expect(
+      (await call("PUT", `${base}/nodes/r-0`, { ...as("pod-a"), body: { ...first, ttl_seconds: 30 } })).status,
+    ).toBe(200);
+    // And the instance that holds it deletes it.
+    expect((await call("DELETE", `${base}/nodes/r-0`, as("pod-a"))).status).toBe(200);
+  });
+
+  it("a malformed Hopway-Instance is 400 naming the header, and stores nothing", async () => {
+    const realm = await newRealm("instance-bad");
+    const base = `/v1/realms/${realm}`;
+    for (const bad of ["", "-x", "a b", "x".repeat(129), "a/b"]) {
+      const put = await call("PUT", `${base}/nodes/r-0`, {
+        headers: { "hopway-instance": bad },
+        body: { ...node("r-0"), ttl_seconds: 30 },
+      });
+      expect(put.status, JSON.stringify(bad)).toBe(400);
+      expect(put.body.error.issues ?? [put.body.error]).toContainEqual(
+        expect.objectContaining({ path: "Hopway-Instance" }),
+      );
+    }
+    expect((await call("GET", `${base}/nodes`)).body.records).toEqual([]);
+    expect((await call("PUT", `${base}/nodes/r-0`, { body: node("r-0") })).status).toBe(201);
+    for (const [method, path] of [
+      ["POST", `${base}/nodes/r-0/heartbeat`],
+      ["DELETE", `${base}/nodes/r-0`],
+    ] as const) {
+      const r = await call(method, path, { headers: { "hopway-instance": "a b" } });
+      expect(r.status).toBe(400);
+      expect(r.body.error.path).toBe("Hopway-Instance");
+    }
+    expect((await call("GET", `${base}/nodes/r-0`)).status).toBe(200);
+  });
 });

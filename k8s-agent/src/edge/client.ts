@@ -45,6 +45,12 @@ export interface EdgeClientOptions {
   token: string;
   /** The record whose route table is followed ("this relay"). */
   node: string;
+  /**
+   * This agent's instance id, sent as `Hopway-Instance` with every lease write: the edge then
+   * refuses another agent's writes to this agent's live leases, and this agent's to another's
+   * (`409 name_in_use`), instead of letting two agents of one name overwrite each other.
+   */
+  instance?: string | undefined;
   records: HopwayRecord[];
   leaseSeconds: number;
   waitSeconds: number;
@@ -419,9 +425,15 @@ export class EdgeClient {
     }
   }
 
+  /** `Hopway-Instance`, on the requests that write this agent's leases. */
+  private get instanceHeaders(): Record<string, string> {
+    return this.o.instance === undefined ? {} : { "hopway-instance": this.o.instance };
+  }
+
   private async put(record: HopwayRecord): Promise<void> {
     const res = await this.request("PUT", `/nodes/${encodeURIComponent(record.name)}`, {
       body: { ...record, ttl_seconds: this.o.leaseSeconds },
+      headers: this.instanceHeaders,
       timeoutMs: 10_000,
     });
     if (!res.ok) throw await statusError(res);
@@ -438,6 +450,7 @@ export class EdgeClient {
         ...(report !== undefined ? { report } : {}),
         ...(links !== undefined ? { links } : {}),
       },
+      headers: this.instanceHeaders,
       timeoutMs: 10_000,
     });
     if (res.status === 404) {
@@ -456,8 +469,9 @@ export class EdgeClient {
   /**
    * Whether this agent may register `record`: not when a record of that name exists without a
    * lease (imported, or written by an admin) unless `takeover` is set. Such a record would be
-   * replaced silently and then deleted when the agent stops. A leased one is taken to be this
-   * agent's own from before a restart.
+   * replaced silently and then deleted when the agent stops. A leased one is this agent's own from
+   * before a restart, or another agent's: the edge refuses the write then (`name_in_use`), since
+   * the lease names the instance that holds it.
    */
   private async mayRegister(record: HopwayRecord): Promise<boolean> {
     const res = await this.request("GET", `/nodes/${encodeURIComponent(record.name)}`, { timeoutMs: 10_000 });
@@ -555,7 +569,8 @@ export class EdgeClient {
         [...this.registered].map(async (r) => {
           const res = await this.fetchFn(`${this.base}/nodes/${encodeURIComponent(r.name)}`, {
             method: "DELETE",
-            headers: { authorization: `Bearer ${this.o.token}` },
+            // With the instance: a record another agent took over meanwhile stays (409 name_in_use).
+            headers: { authorization: `Bearer ${this.o.token}`, ...this.instanceHeaders },
             signal: AbortSignal.timeout(timeoutMs),
           });
           await res.body?.cancel();
@@ -571,5 +586,5 @@ export class EdgeClient {
 function refusesRecord(err: HttpStatusError): boolean {
   const code = err.edgeCode;
   if (err.status === 403) return code === "gateway_forbidden" || code === "quota_exceeded" || code === "name_forbidden";
-  return err.status === 409 && (code === "name_held" || code === "name_certified");
+  return err.status === 409 && (code === "name_held" || code === "name_certified" || code === "name_in_use");
 }

@@ -173,4 +173,36 @@ describe("agent refusals", () => {
       await adminApi(edge, REALM, "PUT", "/limits", {});
     }
   }, 60_000);
+
+  it("a second agent of the same name is refused while the first holds the lease, and takes over when it stops", async () => {
+    const first = await launch("relay-twice", agentToken);
+    let second: Started | undefined;
+    try {
+      await until("the first registration", () => first.lines.find((l) => l.msg === "registered"));
+      await until("the first ready", async () => ((await readyz(first.agent)).status === 200 ? true : undefined));
+      const held = (await adminApi(edge, REALM, "GET", "/nodes/relay-twice")) as { record: HopwayRecord };
+      second = await launch("relay-twice", agentToken);
+      const s = second;
+      const line = await until("the refusal", () => s.lines.find((l) => l.msg === "edge refused record"));
+      expect(line).toMatchObject({ level: "error", realm: REALM, status: 409, code: "name_in_use" });
+      expect(String(line.error)).toContain("two agents register the same name");
+      const r = await readyz(s.agent);
+      expect(r.status).toBe(503);
+      expect(r.body).toMatchObject({ status: "not_ready", reason: "record_refused" });
+      // The first keeps its record: the second neither replaced nor renewed it.
+      expect((await adminApi(edge, REALM, "GET", "/nodes/relay-twice")).record).toEqual(held.record);
+      expect((await readyz(first.agent)).status).toBe(200);
+
+      // The first stops and deregisters; the second registers its own record at its next attempt.
+      await first.agent.shutdown("test");
+      await until("the second registration", () => s.lines.find((l) => l.msg === "registered"), 40_000);
+      const now = (await adminApi(edge, REALM, "GET", "/nodes/relay-twice")) as { record: HopwayRecord };
+      expect(now.record).not.toEqual(held.record);
+      await until("ready", async () => ((await readyz(s.agent)).status === 200 ? true : undefined));
+    } finally {
+      await first.agent.shutdown("test");
+      await second?.agent.shutdown("test");
+    }
+    await expect(adminApi(edge, REALM, "GET", "/nodes/relay-twice")).rejects.toThrow(/404/);
+  }, 60_000);
 });

@@ -58,6 +58,7 @@ describe("agent config", () => {
       HOPWAY_MAX_CONNECTIONS_PER_SOURCE: "12",
       POD_NAME: "relay-3",
       POD_NAMESPACE: "hopway",
+      POD_UID: "9d2c4a1e-0f3b-4e5a-8c7d-6b5a4f3e2d1c",
     });
     expect(c.edge.url).toBe("https://edge.example.com");
     expect(c.edge.realm).toBe("prod");
@@ -66,8 +67,17 @@ describe("agent config", () => {
     expect(c.relay.listen).toEqual(["127.0.0.1:1000", "[::1]:1001"]);
     expect(c.relay.limits.max_connections).toBe(77);
     expect(c.relay.limits.max_connections_per_source).toBe(12);
-    expect(c.pod).toMatchObject({ name: "relay-3", namespace: "hopway", ordinal: 3 });
+    expect(c.pod).toMatchObject({
+      name: "relay-3",
+      namespace: "hopway",
+      ordinal: 3,
+      uid: "9d2c4a1e-0f3b-4e5a-8c7d-6b5a4f3e2d1c",
+    });
     expect(c.node).toBe("relaysvr1");
+  });
+
+  it("refuses a POD_UID the edge would refuse as Hopway-Instance, naming pod.uid", () => {
+    expect(() => parseConfig(minimal, { POD_UID: "not a uid" })).toThrow(/pod\.uid/);
   });
 
   it("defaults the node to POD_NAME and reads secrets from files", () => {

@@ -255,6 +255,7 @@ describe("cross-checks", () => {
     const config = parseConfig(text, {
       POD_NAME: "hopway-agent-3",
       POD_NAMESPACE: "hopway",
+      POD_UID: "0b7c2f1e-5a4d-4c6b-9e2f-3d1a7b8c9e0f",
       // Stand-ins for the mounted Secret files (env wins over *_file).
       HOPWAY_TOKEN: "test-token",
       HOPWAY_LOCAL_API_TOKEN: "0123456789abcdef-local",
@@ -274,6 +275,7 @@ describe("cross-checks", () => {
     expect((secretVolume.items as Obj[]).map((i) => i.path)).toContain(tokenFile.split("/").pop());
     expect(config.localApiToken).toBe("0123456789abcdef-local");
     expect(config.records[0]?.name).toBe("hopway-agent-3");
+    expect(config.pod.uid).toBe("0b7c2f1e-5a4d-4c6b-9e2f-3d1a7b8c9e0f");
     const mounts = container.volumeMounts as Obj[];
     expect(mounts.find((m) => m.name === "config")?.mountPath).toBe("/etc/hopway");
     expect(container.args).toEqual(["--config", "/etc/hopway/agent.yaml"]);
@@ -289,6 +291,8 @@ describe("cross-checks", () => {
     const env = Object.fromEntries((container.env as Obj[]).map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath]));
     expect(env.POD_NAME).toBe("metadata.name");
     expect(env.POD_NAMESPACE).toBe("metadata.namespace");
+    // Leases at the edge are held by the pod (docs/agent.md, "Two agents, one name").
+    expect(env.POD_UID).toBe("metadata.uid");
     expect(container.resources.requests).toMatchObject({ cpu: expect.any(String), memory: expect.any(String) });
     expect(container.resources.limits).toMatchObject({ memory: expect.any(String) });
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } });
