@@ -113,6 +113,12 @@ export const LINK_FAILURES = [
   "goaway",
   /** A PING was not answered in time. */
   "ping_timeout",
+  /**
+   * Dialling: the link closed, not by this relay, before it answered a stream or had been up for
+   * redial_max_ms; it counts as a failed dial (backoff). Counted besides goaway or ping_timeout
+   * when either came first.
+   */
+  "closed_early",
   /** This relay has no certificate yet. */
   "no_identity",
   /** Verified, but the relay had no room for another authenticated connection (max_connections). */

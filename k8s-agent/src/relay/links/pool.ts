@@ -30,7 +30,19 @@ interface Link {
   session: LinkClientSession;
   peer: string;
   key: string;
+  address: string;
   streams: number;
+  /** performance.now() when the handshake completed. */
+  since: number;
+  /**
+   * The peer answered a stream on it, or it stayed up for `redialMaxMs`: only then is its
+   * address's backoff cleared, and its end is no failed dial (see `closedEarly`).
+   */
+  proven: boolean;
+  /** This relay closed it (idle, table update, drain): its end says nothing about the peer. */
+  closedHere: boolean;
+  /** What the peer did before the link went, for the log. */
+  cause: string | undefined;
   /** No new streams once the peer sent GOAWAY or the link is closing. */
   usable: boolean;
   idleTimer: NodeJS.Timeout | undefined;
@@ -251,11 +263,7 @@ export class LinkPool {
         clearTimeout(timer);
         socket?.destroy();
         this.hold(peer, -1);
-        this.opts.observer?.linkFailed("dial", failure);
-        const prev = this.backoff.get(key)?.failures ?? 0;
-        const bound = Math.min(settings.redialMaxMs, settings.redialInitialMs * 2 ** prev);
-        this.backoff.set(key, { failures: prev + 1, until: performance.now() + this.random() * bound });
-        log("warn", "link dial failed", { peer, address: addr.address, reason: failure, detail });
+        this.dialFailed(peer, addr.address, key, failure, detail);
         // Something listens there but does not speak TLS 1.3 + a link protocol back (a route table built
         // from addresses that are not this network's relays): say so, rather than blame the named relay.
         const speaksNoLink = tcpUp && (failure === "tls_handshake" || failure === "connect" || failure === "timeout");
@@ -313,9 +321,10 @@ export class LinkPool {
         clearTimeout(timer);
         tlsSocket.off("error", onError);
         tlsSocket.off("close", onClose);
-        this.backoff.delete(key);
+        // The backoff stays until the link proves itself (`proven`): a neighbour that completes the
+        // handshake and then drops the link would otherwise cost this relay a handshake per tunnel.
         this.completed++;
-        const link = this.adopt(session, peer, key);
+        const link = this.adopt(session, peer, key, addr.address);
         this.opts.observer?.linkOpened("dial", (performance.now() - started) / 1000);
         log("debug", "link up", { peer, address: addr.address, protocol: tlsSocket.alpnProtocol });
         resolve(link);
@@ -339,13 +348,57 @@ export class LinkPool {
     return session;
   }
 
-  private adopt(session: LinkClientSession, peer: string, key: string): Link {
+  /** Counts a failed dial: the metric, one warning, and the next backoff of `key` (full jitter). */
+  private dialFailed(peer: string, address: string, key: string, failure: LinkFailure, detail: string): void {
+    const { settings } = this.opts;
+    this.opts.observer?.linkFailed("dial", failure);
+    const prev = this.backoff.get(key)?.failures ?? 0;
+    const bound = Math.min(settings.redialMaxMs, settings.redialInitialMs * 2 ** prev);
+    this.backoff.set(key, { failures: prev + 1, until: performance.now() + this.random() * bound });
+    this.opts.log("warn", "link dial failed", { peer, address, reason: failure, detail });
+  }
+
+  /** The peer answered on `link` (or it stayed up long enough): its address is good again. */
+  proved(link: Link): void {
+    link.proven = true;
+    this.backoff.delete(link.key);
+  }
+
+  /**
+   * `link` went before it proved itself, and not by this relay's doing: a failed dial for the
+   * backoff (docs/security/links.md, "A compromised relay"). Up for `redialMaxMs` counts as proven:
+   * a peer that holds each link that long before dropping it gets no more handshakes out of this
+   * relay than the longest backoff would allow it anyway.
+   */
+  private closedEarly(link: Link): void {
+    if (link.proven || link.closedHere || this.closing) return;
+    const up = performance.now() - link.since;
+    if (up >= this.opts.settings.redialMaxMs) {
+      this.proved(link);
+      return;
+    }
+    const why = link.cause ?? "the peer closed it";
+    this.dialFailed(
+      link.peer,
+      link.address,
+      link.key,
+      "closed_early",
+      `link closed before it answered a stream (${why}, up ${Math.round(up)} ms)`,
+    );
+  }
+
+  private adopt(session: LinkClientSession, peer: string, key: string, address: string): Link {
     const { settings } = this.opts;
     const link: Link = {
       session,
       peer,
       key,
+      address,
       streams: 0,
+      since: performance.now(),
+      proven: false,
+      closedHere: false,
+      cause: undefined,
       usable: true,
       idleTimer: undefined,
       pingTimer: setInterval(() => this.ping(link), settings.pingIntervalMs).unref(),
@@ -354,17 +407,29 @@ export class LinkPool {
     list.push(link);
     this.links.set(key, list);
     this.armIdle(link);
-    session.on("error", (err) => this.opts.log("info", "link error", { peer, error: String(err) }));
+    session.on("error", (err) => {
+      link.cause ??= String(err);
+      this.opts.log("info", "link error", { peer, error: String(err) });
+    });
     session.on("goaway", () => {
       link.usable = false;
+      // The peer's GOAWAY answering this relay's own close (idle, drain) is no failure of the peer.
+      if (link.closedHere) return;
+      link.cause ??= "it sent GOAWAY";
       this.opts.observer?.linkFailed("dial", "goaway");
     });
-    session.on("close", () => this.forget(link));
+    session.on("close", () => {
+      this.forget(link);
+      this.closedEarly(link);
+    });
     return link;
   }
 
   private ping(link: Link): void {
+    // The ping timer already runs per link: it proves a link that stayed up, without a timer of its own.
+    if (!link.proven && performance.now() - link.since >= this.opts.settings.redialMaxMs) this.proved(link);
     pingOrClose(link.session, this.opts.settings.pingTimeoutMs, () => {
+      link.cause ??= "its PING went unanswered";
       this.opts.observer?.linkFailed("dial", "ping_timeout");
       this.opts.log("warn", "link ping unanswered; closing it", { peer: link.peer });
     });
@@ -374,6 +439,7 @@ export class LinkPool {
     if (link.streams > 0 || this.opts.settings.idleTimeoutMs <= 0) return;
     link.idleTimer = setTimeout(() => {
       link.usable = false;
+      link.closedHere = true;
       link.session.close();
     }, this.opts.settings.idleTimeoutMs).unref();
   }
@@ -429,6 +495,7 @@ export class LinkPool {
     for (const list of this.links.values()) {
       for (const l of list) {
         l.usable = false;
+        l.closedHere = true;
         l.session.close();
       }
     }
@@ -437,14 +504,23 @@ export class LinkPool {
   /** Closes every link now. */
   destroyAll(): void {
     this.closing = true;
-    for (const list of [...this.links.values()]) for (const l of [...list]) l.session.destroy();
+    for (const list of [...this.links.values()]) {
+      for (const l of [...list]) {
+        l.closedHere = true;
+        l.session.destroy();
+      }
+    }
   }
 
   /** Closes the links to peers `keep` rejects (a table update removed them). */
   closeWhere(drop: (peer: string) => boolean): void {
     for (const peer of [...this.exhaustedWarned.keys()]) if (drop(peer)) this.exhaustedWarned.delete(peer);
     for (const list of [...this.links.values()]) {
-      for (const l of [...list]) if (drop(l.peer)) l.session.destroy();
+      for (const l of [...list]) {
+        if (!drop(l.peer)) continue;
+        l.closedHere = true;
+        l.session.destroy();
+      }
     }
   }
 }
@@ -495,6 +571,8 @@ function onRequestClose(this: RequestStream): void {
 function onResponse(this: RequestStream, headers: LinkHeaders): void {
   const a = answer(this);
   if (a === undefined) return;
+  // Any answer, a refusal too: the peer speaks the protocol, so the link was no failed dial.
+  if (!a.r.link.proven) a.r.pool.proved(a.r.link);
   const status = Number(headers[constants.HTTP2_HEADER_STATUS]);
   if (status === 200) {
     a.done({ ok: true, stream: this, headers });

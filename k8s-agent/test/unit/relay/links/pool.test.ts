@@ -1,12 +1,17 @@
 // The dialling side's bookkeeping on its own: a dial that fails before it starts gives back its
-// place among the links held with that neighbour (max_links_per_peer).
+// place among the links held with that neighbour (max_links_per_peer), and a link that goes
+// before it proved itself counts as a failed dial (docs/links.md, "The link pool").
 import { once } from "node:events";
-import { createServer, type Socket } from "node:net";
-import { afterEach, expect, it } from "vitest";
+import { createServer, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer, type TLSSocket } from "node:tls";
+import { afterEach, describe, expect, it } from "vitest";
 import { relayIdentityForTest } from "../../../../../test/support/identity.ts";
-import { DEFAULT_LINK_SETTINGS } from "../../../../src/relay/links/options.ts";
-import { LinkPool } from "../../../../src/relay/links/pool.ts";
-import { TEST_REALM } from "../helpers.ts";
+import { ALPN_MUX } from "../../../../src/relay/links/mux/frame.ts";
+import { MuxSession, type MuxStream } from "../../../../src/relay/links/mux/session.ts";
+import { DEFAULT_LINK_SETTINGS, type LinkSettings } from "../../../../src/relay/links/options.ts";
+import { type LinkOpen, LinkPool } from "../../../../src/relay/links/pool.ts";
+import { ALPN_H2 } from "../../../../src/relay/links/tls.ts";
+import { LINK_PROTOCOLS, listen, TEST_REALM, until } from "../helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -51,4 +56,160 @@ it("a dial that cannot start (a key that does not match its certificate) fails a
   identity.set(material);
   await open();
   expect(reached.length).toBeGreaterThan(0);
+});
+
+/**
+ * A neighbour "r3" with a valid certificate of the realm that speaks `alpn` (hopway-mux/1 unless
+ * given), so a dial to it completes; `onLink` gets every TLS connection it accepts, numbered from 0.
+ */
+async function neighbour(
+  onLink: (socket: TLSSocket, n: number) => void,
+  alpn: string = ALPN_MUX,
+): Promise<{ port: number; links: () => number }> {
+  const m = relayIdentityForTest(TEST_REALM, "r3").material();
+  if (!m) throw new Error("no test identity");
+  let links = 0;
+  const sockets: TLSSocket[] = [];
+  const server = createTlsServer(
+    {
+      key: m.key,
+      cert: m.certChain,
+      ca: m.trustBundle,
+      requestCert: true,
+      minVersion: "TLSv1.3",
+      ALPNProtocols: [alpn],
+    },
+    (socket) => {
+      socket.on("error", () => {});
+      sockets.push(socket);
+      onLink(socket, links++);
+    },
+  );
+  const port = await listen(server as unknown as Server);
+  cleanups.push(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return { port, links: () => links };
+}
+
+/** Runs an accepting hopway-mux/1 session on `socket`, handing each stream to `answer`. */
+function accept(socket: TLSSocket, answer: (stream: MuxStream) => void): MuxSession {
+  const session = new MuxSession(socket, "server", { maxConcurrentStreams: 100, streamWindowBytes: 65_535 });
+  session.on("error", () => {});
+  session.on("stream", (stream: MuxStream) => {
+    stream.on("error", () => {});
+    answer(stream);
+  });
+  cleanups.push(() => session.destroy());
+  return session;
+}
+
+/** A pool of relay r2 dialling r3 at `port`; `r.value` is what its backoff draws. */
+function poolTo(port: number, settings: Partial<LinkSettings>, r: { value: number }) {
+  const failures: string[] = [];
+  const warnings: Array<{ msg: string } & Record<string, unknown>> = [];
+  const pool = new LinkPool({
+    name: "r2",
+    realm: TEST_REALM,
+    identity: relayIdentityForTest(TEST_REALM, "r2"),
+    settings: { ...DEFAULT_LINK_SETTINGS, ...settings },
+    observer: { linkOpened: () => {}, linkFailed: (side, reason) => failures.push(`${side} ${reason}`) },
+    log: (level, msg, fields) => {
+      if (level === "warn") warnings.push({ msg, ...fields });
+    },
+    random: () => r.value,
+  });
+  cleanups.push(() => pool.destroyAll());
+  const address = `ipv4://127.0.0.1:${port}`;
+  const addr = { address, host: "127.0.0.1", port, path: "" };
+  const open = () => new Promise<LinkOpen>((resolve) => pool.open("r3", addr, "app1:1", "r2", resolve));
+  return { pool, open, failures, warnings, address };
+}
+
+describe("link pool: a link that goes before it proved itself", () => {
+  it.each(LINK_PROTOCOLS)(
+    "a neighbour that completes the handshake and drops the link at once is backed off as after a failed dial (%s)",
+    async (protocol) => {
+      const r3 = await neighbour((socket) => socket.destroy(), protocol === "mux" ? ALPN_MUX : ALPN_H2);
+      const r = { value: 0 };
+      const { pool, open, failures, warnings, address } = poolTo(
+        r3.port,
+        { protocol, redialInitialMs: 10_000, redialMaxMs: 60_000 },
+        r,
+      );
+      // Drawing 0, each dial may go at once: every drop counts, one more failure each.
+      for (let i = 1; i <= 2; i++) {
+        const dropped = await open();
+        expect(dropped).toMatchObject({ ok: false, final: false });
+        await until(`link ${i} to go`, () => pool.linksByPeer().size === 0);
+        expect(r3.links()).toBe(i);
+      }
+      // The third drop draws near its bound (10 s × 2² here): the next tunnel fails without a handshake.
+      r.value = 0.99;
+      await open();
+      await until("link 3 to go", () => pool.linksByPeer().size === 0);
+      const refused = await open();
+      expect(refused.ok ? "" : refused.detail).toContain("backing off after a failed dial");
+      expect(refused).toMatchObject({ ok: false, final: false });
+      expect(r3.links()).toBe(3);
+      expect(pool.handshakes).toBe(3);
+      expect(pool.failingPeers()).toEqual(new Set(["r3"]));
+      expect(failures).toEqual(Array(3).fill("dial closed_early"));
+      expect(warnings).toHaveLength(3);
+      expect(warnings[0]).toMatchObject({ msg: "link dial failed", peer: "r3", address, reason: "closed_early" });
+    },
+  );
+
+  it("a link that answered a stream (a refusal too) and then closes clears the backoff: the next tunnel dials at once", async () => {
+    const r3 = await neighbour((socket, n) => {
+      // First a drop before any answer, then a refusal followed by a drop, then a link that carries.
+      if (n === 0) socket.destroy();
+      else if (n === 1) {
+        accept(socket, (stream) => {
+          stream.respond({ ":status": 403 }, { endStream: true });
+          setTimeout(() => socket.destroy(), 20);
+        });
+      } else accept(socket, (stream) => stream.respond({ ":status": 200 }));
+    });
+    const r = { value: 0 };
+    const { pool, open, failures } = poolTo(r3.port, { redialInitialMs: 10_000, redialMaxMs: 60_000 }, r);
+    await open();
+    await until("link 0 to go", () => pool.linksByPeer().size === 0);
+    expect(pool.failingPeers()).toEqual(new Set(["r3"]));
+    // From here a failed dial would hold the address for seconds.
+    r.value = 0.99;
+    const refusal = await open();
+    expect(refusal).toMatchObject({ ok: false, final: true, status: 403 });
+    await until("the answered link to close", () => pool.linksByPeer().size === 0);
+    expect(pool.failingPeers()).toEqual(new Set());
+    const carried = await open();
+    expect(carried.ok).toBe(true);
+    expect(r3.links()).toBe(3);
+    expect(failures).toEqual(["dial closed_early"]);
+  });
+
+  it("a link up for redial_max_ms is proven without an answer, and links this relay closes never count", async () => {
+    const r3 = await neighbour((socket, n) => {
+      // Link 0 holds its stream unanswered past redial_max_ms, then drops; link 1 resets its stream
+      // (no answer), so this relay closes it when idle; link 2 carries.
+      if (n === 0) setTimeout(() => socket.destroy(), 300);
+      else if (n === 1) accept(socket, (stream) => stream.destroy());
+      else accept(socket, (stream) => stream.respond({ ":status": 200 }));
+    });
+    const r = { value: 0.99 };
+    const { pool, open, failures } = poolTo(r3.port, { redialInitialMs: 150, redialMaxMs: 150, idleTimeoutMs: 50 }, r);
+    const held = await open();
+    expect(held).toMatchObject({ ok: false, final: false, detail: "link to r3 closed before it answered" });
+    await until("link 0 to go", () => pool.linksByPeer().size === 0);
+    const reset = await open();
+    expect(reset).toMatchObject({ ok: false, final: true });
+    await until("link 1 to close when idle", () => pool.linksByPeer().size === 0);
+    const carried = await open();
+    expect(carried.ok).toBe(true);
+    expect(r3.links()).toBe(3);
+    // Link 1's GOAWAY answers the one this relay sent when idle: no failure of the peer either.
+    expect(failures).not.toContain("dial closed_early");
+    expect(failures).not.toContain("dial goaway");
+  });
 });
