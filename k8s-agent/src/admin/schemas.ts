@@ -59,5 +59,10 @@ export const PreDeleteSchema = z.object({
   state_items: z.number().int().nullable(),
   open_tunnels: z.number().int(),
   draining: z.boolean(),
+  /**
+   * While open tunnels are all that holds the pod: when they stop (or stopped) holding it,
+   * `scaling.pre_delete_tunnel_grace_seconds` after the hook first saw them alone; else null.
+   */
+  tunnel_grace_ends_at: z.string().nullable(),
 });
 export type PreDelete = z.infer<typeof PreDeleteSchema>;

@@ -199,7 +199,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     },
     // Polled every few seconds by a hook controller for as long as the pod
     // holds state: constant work, no I/O, same answer for the same state.
-    "/v1/hooks/pre-delete": { GET: (_req, res) => json(res, 200, scaling.preDelete(tunnels())) },
+    "/v1/hooks/pre-delete": { GET: (_req, res) => json(res, 200, scaling.preDelete(tunnels(), true)) },
   };
 
   // Header and request timeouts are checked every second rather than Node's default 30 s.

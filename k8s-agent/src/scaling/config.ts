@@ -54,6 +54,13 @@ export const ScalingConfigSchema = z
      * 30-60 s) may still remove it. 0 follows the coordinator at once.
      */
     undrain_after_seconds: z.number().int().min(0).max(3600).default(120),
+    /**
+     * How long open tunnels alone may hold the pre-delete hook back once the hook is being polled
+     * (docs/contract/autoscaling.md §4.1). A client that keeps a connection open for good (a
+     * database pool) would otherwise keep the pod from ever scaling in. After it, the pod may go;
+     * its shutdown still gives open tunnels `shutdown.drain_seconds`. 0: tunnels never hold it.
+     */
+    pre_delete_tunnel_grace_seconds: z.number().int().min(0).max(86_400).default(300),
     deletion_cost: DeletionCostConfigSchema,
   })
   .prefault({});

@@ -15,6 +15,9 @@ import { Gauge, type Registry } from "prom-client";
 import type { LocalReport, LocalStatus, PreDelete } from "../admin/schemas.ts";
 import type { ScalingConfig } from "./config.ts";
 
+/** A pre-delete hook unpolled this long starts its tunnels' grace over (its controller polls every 2 s). */
+const HOOK_QUIET_MS = 60_000;
+
 /** Metric names the HPA depends on through the prometheus-adapter rules; renaming them breaks autoscaling. */
 export const LOAD_METRIC = "hopway_load_factor";
 export const STATE_FLOOR_METRIC = "hopway_state_floor";
@@ -43,6 +46,13 @@ export class ScalingSignals {
   /** Since when the coordinator has stopped asking this pod to drain (undefined while it asks, or never did). */
   private undrainSince: number | undefined;
   private readonly undrainAfterMs: number;
+  private readonly tunnelGraceMs: number;
+  /**
+   * When the hook first found open tunnels the only blocker, and when it was last polled. A hook
+   * left unpolled for HOOK_QUIET_MS starts over: a call from before (someone's curl, a deletion
+   * that was cancelled) must not shorten the wait of the next deletion.
+   */
+  private tunnelsAlone: { since: number; polled: number } | undefined;
   private readonly listeners = new Set<Listener>();
   private readonly gauges: {
     load: Gauge;
@@ -59,6 +69,7 @@ export class ScalingSignals {
     this.ordinal = opts.config.ordinal ?? ordinalFromPodName(opts.podName);
     this.now = opts.now ?? Date.now;
     this.undrainAfterMs = opts.config.undrain_after_seconds * 1000;
+    this.tunnelGraceMs = opts.config.pre_delete_tunnel_grace_seconds * 1000;
     this.hpa = { target_load: opts.config.target_load };
     if (opts.config.min_replicas !== undefined) this.hpa.min_replicas = opts.config.min_replicas;
     if (opts.config.max_replicas !== undefined) this.hpa.max_replicas = opts.config.max_replicas;
@@ -162,11 +173,19 @@ export class ScalingSignals {
     return deletionCostBucket(this.report.holds_state, this.report.state_items);
   }
 
-  preDelete(openTunnels: number): PreDelete {
+  /**
+   * The pre-delete hook's answer (docs/contract/autoscaling.md §4.1). Only a call of the hook itself
+   * (`hook`) starts or advances the tunnels' grace; the local status reads the same rule without.
+   */
+  preDelete(openTunnels: number, hook = false): PreDelete {
     const blockers: PreDelete["blockers"] = [];
     if (this.report.holds_state) blockers.push("holds_state");
     if ((this.report.state_items ?? 0) > 0) blockers.push("state_items");
-    if (openTunnels > 0) blockers.push("open_tunnels");
+    let graceEnds: number | undefined;
+    if (openTunnels > 0) {
+      graceEnds = this.tunnelGraceEnds(blockers.length === 0, hook);
+      if (graceEnds === undefined || this.now() < graceEnds) blockers.push("open_tunnels");
+    } else if (hook) this.tunnelsAlone = undefined;
     return {
       may_delete: blockers.length === 0 ? 1 : 0,
       blockers,
@@ -174,7 +193,24 @@ export class ScalingSignals {
       state_items: this.report.state_items ?? null,
       open_tunnels: openTunnels,
       draining: this.draining,
+      tunnel_grace_ends_at: graceEnds === undefined ? null : new Date(graceEnds).toISOString(),
     };
+  }
+
+  /** When open tunnels stop holding the pod back, or undefined while something else holds it (or no grace runs). */
+  private tunnelGraceEnds(alone: boolean, hook: boolean): number | undefined {
+    const now = this.now();
+    if (hook) {
+      if (!alone || (this.tunnelsAlone !== undefined && now - this.tunnelsAlone.polled > HOOK_QUIET_MS)) {
+        this.tunnelsAlone = undefined;
+      }
+      if (alone) {
+        this.tunnelsAlone ??= { since: now, polled: now };
+        this.tunnelsAlone.polled = now;
+      }
+    }
+    if (!alone || this.tunnelsAlone === undefined) return undefined;
+    return this.tunnelsAlone.since + this.tunnelGraceMs;
   }
 
   status(openTunnels: number, ready: boolean): LocalStatus {

@@ -157,3 +157,61 @@ describe("startDeletionCost", () => {
     expect(String(warnings[0]?.[1]?.error)).toMatch(/serviceaccount\/token/);
   });
 });
+
+describe("pre-delete hook: open tunnels hold a pod for pre_delete_tunnel_grace_seconds at most", () => {
+  const at = (t0: number, s: number) => new Date(t0 + s * 1000).toISOString();
+  it("counts the grace from the hook's first call with tunnels alone, and only from hook calls", () => {
+    const { signals, tick } = make("relay-1", { workload: "relay", pre_delete_tunnel_grace_seconds: 300 });
+    const t0 = Date.UTC(2026, 0, 1);
+    signals.setReport({ load: 0.1, holds_state: true });
+    // State first: tunnels wait behind it, and no grace runs yet.
+    expect(signals.preDelete(2, true)).toMatchObject({
+      may_delete: 0,
+      blockers: ["holds_state", "open_tunnels"],
+      tunnel_grace_ends_at: null,
+    });
+    tick(50_000);
+    signals.setReport({ load: 0.1, holds_state: false });
+    // The application's own status reads the rule without starting the grace.
+    expect(signals.status(2, true).may_delete).toBe(false);
+    tick(10_000);
+    expect(signals.preDelete(2, true)).toMatchObject({
+      may_delete: 0,
+      blockers: ["open_tunnels"],
+      tunnel_grace_ends_at: at(t0, 360),
+    });
+    for (let i = 0; i < 149; i++) {
+      tick(2_000);
+      expect(signals.preDelete(2, true).may_delete).toBe(0);
+    }
+    tick(2_000);
+    expect(signals.preDelete(2, true)).toMatchObject({
+      may_delete: 1,
+      blockers: [],
+      open_tunnels: 2,
+      tunnel_grace_ends_at: at(t0, 360),
+    });
+    expect(signals.status(2, true).may_delete).toBe(true);
+    // State again: the grace is over and starts anew once the state is gone.
+    signals.setReport({ load: 0.1, holds_state: false, state_items: 3 });
+    expect(signals.preDelete(2, true)).toMatchObject({ may_delete: 0, blockers: ["state_items", "open_tunnels"] });
+    tick(2_000);
+    signals.setReport({ load: 0.1, holds_state: false, state_items: 0 });
+    expect(signals.preDelete(2, true).tunnel_grace_ends_at).toBe(at(t0, 662));
+    // A hook left unpolled for a minute starts over: an old call never shortens a later deletion's wait.
+    tick(61_000);
+    expect(signals.preDelete(2, true)).toMatchObject({ may_delete: 0, tunnel_grace_ends_at: at(t0, 723) });
+    // No tunnel open: nothing holds the pod, and the next tunnels get a whole grace again.
+    tick(2_000);
+    expect(signals.preDelete(0, true)).toMatchObject({ may_delete: 1, tunnel_grace_ends_at: null });
+    tick(2_000);
+    expect(signals.preDelete(1, true)).toMatchObject({ may_delete: 0, tunnel_grace_ends_at: at(t0, 727) });
+  });
+
+  it("with a grace of 0, open tunnels never hold the pod; the default is 300 s", () => {
+    const { signals } = make("relay-1", { workload: "relay", pre_delete_tunnel_grace_seconds: 0 });
+    expect(signals.preDelete(5, true)).toMatchObject({ may_delete: 1, blockers: [], open_tunnels: 5 });
+    expect(ScalingConfigSchema.parse({}).pre_delete_tunnel_grace_seconds).toBe(300);
+    expect(ScalingConfigSchema.safeParse({ pre_delete_tunnel_grace_seconds: -1 }).success).toBe(false);
+  });
+});
