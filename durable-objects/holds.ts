@@ -50,6 +50,12 @@ export class NameHoldStore {
     return new Map([...rows].map((r) => [r.namespace, r.n]));
   }
 
+  /** Ends every hold at `until` at the latest (a shorter name_hold_seconds); ended ones go. */
+  shorten(until: number, now: number): void {
+    this.sql.exec("UPDATE name_holds SET until = ? WHERE until > ?", until, until);
+    this.prune(now);
+  }
+
   release(name: string): void {
     this.sql.exec("DELETE FROM name_holds WHERE name = ?", name);
   }

@@ -62,6 +62,17 @@ const PAGE_MAX = 5_000;
  */
 export const LATE_SWEEP_MS = 10_000;
 
+/** What a write is of, for the words and the field of its `namespace_forbidden` refusal. */
+interface WriteScope {
+  noun: string;
+  field: string;
+  /** A record's place in an import (`[3].`), and its name. */
+  at?: string;
+  name?: string;
+}
+const RECORDS: WriteScope = { noun: "records", field: "metadata.namespace_name" };
+const LISTENERS: WriteScope = { noun: "listener declarations", field: "namespace" };
+
 function fail(code: ErrorCode, status: number, message: string, path?: string): Failure {
   return { ok: false, error: { code, status, message, ...(path !== undefined ? { path } : {}) } };
 }
@@ -201,20 +212,29 @@ export class RealmObject extends DurableObject<Env> {
     return "ok" in p ? p : this.writesIn(p, namespaces);
   }
 
-  /** `writer` for a caller already authenticated. */
-  private writesIn(p: Principal, namespaces: Iterable<string | null>): Principal | Failure {
+  /**
+   * `writer` for a caller already authenticated. `scope` says what is written, for the refusal:
+   * records by default; one record of an import (its place `[3].` and name); listener declarations.
+   */
+  private writesIn(
+    p: Principal,
+    namespaces: Iterable<string | null>,
+    scope: WriteScope = RECORDS,
+  ): Principal | Failure {
     if (p.role === "admin") return p;
     if (p.role === "reader") return fail("forbidden", 403, "a reader token cannot change records");
     const allowed = new Set(p.namespaces ?? []);
+    const which = scope.name === undefined ? "" : `record '${scope.name}': `;
     for (const ns of namespaces) {
       if (ns === null || !allowed.has(ns)) {
         return fail(
           "namespace_forbidden",
           403,
-          ns === null
-            ? "this agent token may only write records whose metadata.namespace_name is one of its namespaces; this record has none"
-            : `this agent token may not write records in namespace '${ns}'`,
-          "metadata.namespace_name",
+          which +
+            (ns === null
+              ? `this agent token may only write ${scope.noun} whose ${scope.field} is one of its namespaces; this one has none`
+              : `this agent token may not write ${scope.noun} in namespace '${ns}'`),
+          `${scope.at ?? ""}${scope.field}`,
         );
       }
     }
@@ -257,7 +277,7 @@ export class RealmObject extends DurableObject<Env> {
     if ("ok" in p) return p;
     return p.role === "admin"
       ? p
-      : fail("forbidden", 403, "only the admin token may do this (tokens, address policy, record limits)");
+      : fail("forbidden", 403, "only the admin token may do this (tokens, the address policy, record limits, the CA)");
   }
 
   // ---- versions, waiters, alarms ------------------------------------------------
@@ -518,17 +538,26 @@ export class RealmObject extends DurableObject<Env> {
   }
 
   importRecords(caller: Caller, records: HopwayRecord[]): Result<WriteResult & { records: number }> {
-    const namespaces = new Set<string | null>(records.map(recordNamespace));
+    const p = this.principal(caller);
+    if ("ok" in p) return p;
     // parseRecords refuses duplicate names, so each placement is one distinct record.
     const placements: RecordPlacement[] = [];
     const texts = records.map((r) => JSON.stringify(r));
     for (const [i, r] of records.entries()) {
       const old = this.records.get(r.name);
-      if (old !== undefined) namespaces.add(storedNamespace(old));
+      // Each record against the token's namespaces, so that a refusal names the record at fault.
+      const scoped = this.writesIn(
+        p,
+        old === undefined ? [recordNamespace(r)] : [recordNamespace(r), storedNamespace(old)],
+        { ...RECORDS, at: `[${i}].`, name: r.name },
+      );
+      if ("ok" in scoped) return scoped;
       placements.push(placement(r, texts[i] as string, old, `[${i}].`));
     }
-    const p = this.writer(caller, namespaces);
-    if ("ok" in p) return p;
+    if (records.length === 0) {
+      const scoped = this.writesIn(p, []);
+      if ("ok" in scoped) return scoped;
+    }
     // Checked before anything is written: a refused import stores nothing.
     const large = tooLarge(records, texts, true);
     if (large !== null) return large;
@@ -615,6 +644,7 @@ export class RealmObject extends DurableObject<Env> {
         "unknown_node",
         404,
         `no record named '${name}' (lease expired or never registered): register it again`,
+        "name",
       );
     }
     // Whoever may write the record renews it: a group's namespace tokens too (the one it names), and
@@ -734,9 +764,8 @@ export class RealmObject extends DurableObject<Env> {
     const stored = this.listeners.namespaceOf(name);
     const namespaces: Array<string | null> = [decl.namespace ?? null];
     if (stored !== undefined) namespaces.push(stored);
-    const p = this.writer(caller, namespaces);
-    // The writer check speaks of records; here the field is the declaration's own `namespace`.
-    if ("ok" in p) return p.error.path === undefined ? p : { ok: false, error: { ...p.error, path: "namespace" } };
+    const p = this.listenerWriter(caller, namespaces);
+    if ("ok" in p) return p;
     if (stored === undefined && this.listeners.count() >= MAX_LISTENERS) {
       return fail("invalid_input", 400, `a realm holds at most ${MAX_LISTENERS} listener declarations`, "name");
     }
@@ -754,6 +783,12 @@ export class RealmObject extends DurableObject<Env> {
     return { ok: true, version: this.listeners.version, created: stored === undefined };
   }
 
+  /** `writer` for listener declarations: a refusal names the declaration's own field, `namespace`. */
+  private listenerWriter(caller: Caller, namespaces: Iterable<string | null>): Principal | Failure {
+    const p = this.principal(caller);
+    return "ok" in p ? p : this.writesIn(p, namespaces, LISTENERS);
+  }
+
   deleteListener(caller: Caller, name: string): Result<{ version: number }> {
     const stored = this.listeners.namespaceOf(name);
     if (stored === undefined) {
@@ -761,7 +796,7 @@ export class RealmObject extends DurableObject<Env> {
       if ("ok" in p) return p;
       return fail("not_found", 404, `no listener named '${name}' in this realm`, "name");
     }
-    const p = this.writer(caller, [stored]);
+    const p = this.listenerWriter(caller, [stored]);
     if ("ok" in p) return p;
     if (this.listeners.delete(name)) this.wakeListenerWaiters();
     return { ok: true, version: this.listeners.version };
@@ -854,7 +889,13 @@ export class RealmObject extends DurableObject<Env> {
   setLimits(caller: Caller, limits: RealmLimits): Result<{ limits: RealmLimitsView }> {
     const p = this.admin(caller);
     if ("ok" in p) return p;
-    this.ctx.storage.transactionSync(() => this.limits.replace(limits));
+    const now = this.now();
+    this.ctx.storage.transactionSync(() => {
+      this.limits.replace(limits);
+      // A shorter hold applies to the names held now too (0 frees them at once); a longer one only
+      // to names let go from now on, since when a name was let go is not kept.
+      this.holds.shorten(now + nameHoldSeconds(this.limits.limits) * 1000, now);
+    });
     return { ok: true, limits: this.limitsView() };
   }
 

@@ -32,7 +32,10 @@ export const VersionSchema = z.number().int().nonnegative();
  */
 export const InstanceIdSchema = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, "1 to 128 characters: letters, digits, '.', '_', ':' and '-'");
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/,
+    "1 to 128 characters: letters, digits, '.', '_', ':' and '-', starting with a letter or digit",
+  );
 /** The realm changelog's epoch: changes when the realm's storage was recreated and versions start over. */
 export const EpochSchema = z.string().regex(/^[0-9a-f]{1,32}$/);
 /** One PEM certificate is about 1 KiB; the cap only keeps garbage out. */
@@ -79,6 +82,14 @@ export const TokenCreateBodySchema = z
   .superRefine((v, ctx) => {
     if (v.role === "agent" && v.namespaces.length === 0) {
       ctx.addIssue({ code: "custom", path: ["namespaces"], message: "an agent token needs at least one namespace" });
+    }
+    // A reader reads the whole realm: namespaces given to one would suggest a scope it does not have.
+    if (v.role === "reader" && v.namespaces.length > 0) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["namespaces"],
+        message: "a reader token reads the whole realm; namespaces are for agent tokens only",
+      });
     }
   });
 

@@ -76,7 +76,7 @@ const REALM_ERRORS = {
   400: error("`invalid_input` (path names the field), `invalid_json`, `invalid_yaml`"),
   401: error("`unauthorized`: no token, or one not signed for this realm (decided before the realm is touched)"),
   403: error(
-    "`forbidden` / `namespace_forbidden` / `gateway_forbidden` (address policy) / `quota_exceeded` (record limits)",
+    "`forbidden` / `namespace_forbidden` / `gateway_forbidden` and `name_forbidden` (address policy) / `quota_exceeded` (record limits)",
   ),
   404: error(
     "`unknown_realm`: the admin has not created this realm; `unknown_node` / `not_found`: no such record, group, listener, token or workload report",
@@ -202,7 +202,11 @@ export const API = {
         schema: { oneOf: [{ type: "array", items: jsonSchema(RecordSchema, "input") }, { type: "object" }] },
       },
     },
-    answers: { 200: { description: "stored", schema: ImportAnswerSchema }, ...REALM_ERRORS, 409: NAME_CERTIFIED },
+    answers: {
+      200: { description: "stored", schema: ImportAnswerSchema },
+      ...REALM_ERRORS,
+      409: error(`${NAME_CERTIFIED.description}; \`name_held\`: a name another namespace let go moments ago`),
+    },
   },
   listNodes: {
     method: "get",
@@ -257,7 +261,9 @@ export const API = {
       200: { description: "replaced", schema: PutAnswerSchema },
       201: { description: "created", schema: PutAnswerSchema },
       ...REALM_ERRORS,
-      409: error(`${NAME_CERTIFIED.description}; \`name_held\`; ${NAME_IN_USE.description}`),
+      409: error(
+        `${NAME_CERTIFIED.description}; \`name_held\`: a name another namespace let go moments ago; ${NAME_IN_USE.description}`,
+      ),
     },
   },
   deleteNode: {

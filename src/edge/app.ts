@@ -515,7 +515,11 @@ export function createApp(): Hono<Env2> {
   realms.put("/policy", async (c) => {
     const policy = validate(AddressPolicySchema, await readJson(c.req.raw));
     if (c.var.caller.kind !== "admin") {
-      throw new EdgeError(403, "forbidden", "only the admin token may do this (tokens, address policy, record limits)");
+      throw new EdgeError(
+        403,
+        "forbidden",
+        "only the admin token may do this (tokens, the address policy, record limits, the CA)",
+      );
     }
     return reply(c, API.putPolicy, 200, unwrap(await c.var.stub.setPolicy(c.var.caller, policy)).policy);
   });
@@ -525,7 +529,11 @@ export function createApp(): Hono<Env2> {
   );
   realms.put("/limits", async (c) => {
     if (c.var.caller.kind !== "admin") {
-      throw new EdgeError(403, "forbidden", "only the admin token may do this (tokens, address policy, record limits)");
+      throw new EdgeError(
+        403,
+        "forbidden",
+        "only the admin token may do this (tokens, the address policy, record limits, the CA)",
+      );
     }
     const limits = validate(RealmLimitsSchema, await readJson(c.req.raw));
     return reply(c, API.putLimits, 200, unwrap(await c.var.stub.setLimits(c.var.caller, limits)).limits);

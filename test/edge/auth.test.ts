@@ -55,6 +55,9 @@ describe("auth", () => {
     // An agent import is all-or-nothing on namespaces too.
     const imp = await call("POST", `${base}/import`, { token: agent.token, body: [node("a2", "a"), node("b2", "b")] });
     expect(imp.status).toBe(403);
+    // The refusal names the record at fault, by its place in the import.
+    expect(imp.body.error).toMatchObject({ code: "namespace_forbidden", path: "[1].metadata.namespace_name" });
+    expect(imp.body.error.message).toContain("record 'b2'");
     expect((await call("GET", `${base}/nodes/a2`)).status).toBe(404);
   });
 
@@ -71,6 +74,11 @@ describe("auth", () => {
     const agentNoNs = await call("POST", `/v1/realms/${realm}/tokens`, { body: { role: "agent", namespaces: [] } });
     expect(agentNoNs.status).toBe(400);
     expect(agentNoNs.body.error.path).toBe("namespaces");
+    const readerWithNs = await call("POST", `/v1/realms/${realm}/tokens`, {
+      body: { role: "reader", namespaces: ["a"] },
+    });
+    expect(readerWithNs.status).toBe(400);
+    expect(readerWithNs.body.error.path).toBe("namespaces");
   });
 
   it("the database holds the SHA-256 of a token, never the token", async () => {

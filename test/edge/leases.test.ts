@@ -100,7 +100,7 @@ describe("leases", () => {
     await setClock(realm, t0 + 6_000);
     const hb = await call("POST", `/v1/realms/${realm}/nodes/p1/heartbeat`, { body: { ttl_seconds: 5 } });
     expect(hb.status).toBe(404);
-    expect(hb.body.error.code).toBe("unknown_node");
+    expect(hb.body.error).toMatchObject({ code: "unknown_node", path: "name" });
     const list = await call("GET", `/v1/realms/${realm}/nodes`);
     expect(list.body).toMatchObject({ version: 2, records: [] });
     const unknown = await call("POST", `/v1/realms/${realm}/nodes/never/heartbeat`, { body: {} });

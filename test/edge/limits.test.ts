@@ -312,6 +312,11 @@ describe("a name stays with its namespace for a while after its record went away
     expect(codes).toEqual([409, 409, 201]);
 
     expect((await call("PUT", `${base}/limits`, { body: { name_hold_seconds: 0 } })).status).toBe(200);
+    // 0 also ends the holds that run: a-0 and a-1 are free at once.
+    expect((await call("GET", `${base}/limits`)).body.usage.namespaces.a).toBeUndefined();
+    for (const name of ["a-0", "a-1"]) {
+      expect((await call("PUT", `${base}/nodes/${name}`, { token: agentB, body: node(name, "b") })).status).toBe(201);
+    }
     expect((await call("PUT", `${base}/nodes/a-9`, { token: agentA, body: node("a-9", "a") })).status).toBe(201);
     expect((await call("DELETE", `${base}/nodes/a-9`, { token: agentA })).status).toBe(200);
     expect((await call("PUT", `${base}/nodes/a-9`, { token: agentB, body: node("a-9", "b") })).status).toBe(201);

@@ -48,7 +48,11 @@ describe("listener declarations", () => {
     // A tenant cannot take over (or remove) the admin's declaration by its name.
     const takeover = await call("PUT", `/v1/realms/${realm}/listeners/pg`, { body: decl(), token: agent });
     expect(takeover.status).toBe(403);
-    expect((await call("DELETE", `/v1/realms/${realm}/listeners/pg`, { token: agent })).status).toBe(403);
+    const foreignDelete = await call("DELETE", `/v1/realms/${realm}/listeners/pg`, { token: agent });
+    expect(foreignDelete.status).toBe(403);
+    // Said of the declaration's own field, as for PUT.
+    expect(foreignDelete.body.error).toMatchObject({ code: "namespace_forbidden", path: "namespace" });
+    expect(foreignDelete.body.error.message).toContain("may only write listener declarations whose namespace");
 
     expect((await call("PUT", `/v1/realms/${realm}/listeners/x`, { body: decl(), token: reader })).status).toBe(403);
     const list = await call("GET", `/v1/realms/${realm}/listeners`, { token: reader });
