@@ -18,7 +18,12 @@ const args = ["types", "--env-file", ".dev.vars.example", ...(check ? ["--check"
 const run = spawnSync(process.execPath, [join(root, "node_modules", "wrangler", "bin", "wrangler.js"), ...args], {
   cwd: root,
   encoding: "utf8",
-  env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+  env: {
+    ...process.env,
+    WRANGLER_SEND_METRICS: "false",
+    CLOUDFLARE_CF_FETCH_ENABLED: "false",
+    WRANGLER_HIDE_BANNER: "true",
+  },
 });
 if (run.status === 0) {
   console.log(

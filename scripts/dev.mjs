@@ -26,8 +26,15 @@ const persist = extra.some((a) => a === "--persist-to" || a.startsWith("--persis
   ? []
   : ["--persist-to", join(root, ".wrangler", "state")];
 const args = [wrangler, "dev", ...persist, ...extra];
-// Stay on this machine: no Request.cf download from workers.cloudflare.com, no telemetry (override by exporting them).
-const env = { CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", ...process.env };
+// Stay on this machine: no Request.cf download from workers.cloudflare.com, no telemetry, and no
+// banner, whose update check asks the npm registry for wrangler's latest version (override by
+// exporting them).
+const env = {
+  CLOUDFLARE_CF_FETCH_ENABLED: "false",
+  WRANGLER_SEND_METRICS: "false",
+  WRANGLER_HIDE_BANNER: "true",
+  ...process.env,
+};
 const child = spawn(process.execPath, args, { cwd: root, stdio: "inherit", env });
 for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
