@@ -92,6 +92,7 @@ describe("nodes selector", () => {
   it("rejects malformed filters before asking the edge", () => {
     expect(() => buildFilter({ label: ["novalue"] })).toThrow(/KEY=VALUE/);
     expect(() => buildFilter({ label: ["bad key=v"] })).toThrow(/label key/);
+    expect(() => buildFilter({ label: ["area.region=CN", "area.region=any"] })).toThrow(/given twice/);
     expect(() => buildFilter({ name: "Not_A_Name" })).toThrow(/record name/);
     expect(() => buildFilter({ type: "relay" })).toThrow(/node, client or group/);
     expect(() => buildFilter({ kind: "" })).toThrow(/empty/);

@@ -20,18 +20,18 @@ import {
 
 export const summary = "list the records of a realm on a running edge, filtered by a selector";
 
-const HELP = `usage: hopway nodes [NAME] [--namespace NS] [--kind KIND] [--label KEY=VALUE]... [--type TYPE]
-                    [--edge URL] [--realm NAME] [--token TOKEN] [--json]
+const HELP = `usage: hopway nodes [NAME | --name NAME] [--namespace NS] [--kind KIND] [--label KEY=VALUE]...
+                    [--type TYPE] [--edge URL] [--realm NAME] [--token TOKEN] [--json]
 
 Lists the records of the realm. Every filter given must match: --label may be
-repeated and matches records that carry all of those labels. A reader token
-is enough.
+repeated, once per key, and matches records that carry all of those labels. A
+reader token is enough.
 
-  --name NAME       the record's name (same as the positional NAME)
-  --namespace NS    metadata.namespace_name
-  --kind KIND       metadata.kind (e.g. relay, app)
-  --label K=V       metadata.labels contains K with value V (repeatable)
-  --type TYPE       node, client or group
+  --name NAME     the record's name (same as the positional NAME)
+  --namespace NS  metadata.namespace_name
+  --kind KIND     metadata.kind (e.g. relay, app)
+  --label K=V     metadata.labels contains K with value V (repeatable, each key once)
+  --type TYPE     node, client or group
 ${TARGET_HELP}
 exit status: 0 ok (also when nothing matches), 1 edge or network error, 2 bad usage
 `;
@@ -97,6 +97,10 @@ export function buildFilter(values: {
     if (!LabelKeySchema.safeParse(key).success) throw new UsageError(`--label: '${printable(key)}' is not a label key`);
     if (!LabelValueSchema.safeParse(value).success)
       throw new UsageError(`--label: '${printable(value)}' is not a label value`);
+    // No record carries two values for one key: rather than keep the last, say so.
+    if (metadata.labels !== undefined && Object.hasOwn(metadata.labels, key)) {
+      throw new UsageError(`--label: '${printable(key)}' is given twice; a record has one value per label key`);
+    }
     metadata.labels = { ...metadata.labels, [key]: value };
   }
   if (Object.keys(metadata).length > 0) selector.metadata = metadata;
