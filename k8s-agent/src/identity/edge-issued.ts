@@ -235,6 +235,8 @@ export class EdgeIssuedIdentity implements IdentitySource {
     const base = `${this.o.url.replace(/\/+$/, "")}/v1/realms/${encodeURIComponent(this.o.realm)}`;
     let result: RenewalResult;
     let detail = "";
+    // The edge has no record of this node yet: at start the first lease write may still be on its way.
+    let unregistered = false;
     try {
       const res = await this.fetchFn(`${base}/relays/${encodeURIComponent(this.o.node)}/certificate`, {
         method: "POST",
@@ -246,7 +248,9 @@ export class EdgeIssuedIdentity implements IdentitySource {
       });
       if (!res.ok) {
         result = "refused";
-        detail = (await statusError(res)).message;
+        const err = await statusError(res);
+        detail = err.message;
+        unregistered = err.status === 404 && err.edgeCode === "unknown_node";
       } else {
         const answer = CertificateAnswerSchema.parse(await readJson(res, MAX_ANSWER_BYTES));
         const chain = answer.chain.join("");
@@ -295,12 +299,16 @@ export class EdgeIssuedIdentity implements IdentitySource {
       this.o.backoffCapMs ?? 300_000,
       this.random,
     );
-    this.o.log?.warn("relay certificate request failed; keeping the current certificate", {
+    const fields = {
       result,
       error: detail,
       retry_ms: delay,
       current_not_after: this.current === undefined ? null : new Date(this.current.notAfter).toISOString(),
-    });
+    };
+    // Expected while the node's record registers, so no warning; the lease loop says if it is refused.
+    if (unregistered && this.current === undefined) {
+      this.o.log?.info("relay certificate not issued yet: this node's record is not registered", fields);
+    } else this.o.log?.warn("relay certificate request failed; keeping the current certificate", fields);
     this.schedule(delay);
     return false;
   }

@@ -11,6 +11,7 @@ import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { EdgeIssuedIdentity, type RenewalResult } from "../../../src/identity/edge-issued.ts";
 import { createIdentityMetrics } from "../../../src/identity/metrics.ts";
+import type { Logger } from "../../../src/log.ts";
 import { FakeClock } from "../edge/fake-clock.ts";
 import { relayKeyPair, type TestCa, testCa } from "./helpers.ts";
 
@@ -19,7 +20,7 @@ const HOUR = 3_600_000;
 interface FakeEdge {
   url: string;
   requests: { path: string; auth: string | undefined; publicKey: string }[];
-  mode: "ok" | "refuse" | "wrong-key" | "garbage";
+  mode: "ok" | "refuse" | "unregistered" | "wrong-key" | "garbage";
   bundle: string[];
   ca: TestCa;
   lifetimeMs: number;
@@ -53,6 +54,11 @@ async function fakeEdge(clock: FakeClock): Promise<FakeEdge> {
     for await (const chunk of req) text += chunk;
     const publicKey = (JSON.parse(text) as { public_key: string }).public_key;
     edge.requests.push({ path: req.url ?? "", auth: req.headers.authorization, publicKey });
+    if (edge.mode === "unregistered") {
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end(JSON.stringify({ error: { code: "unknown_node", message: "no record named 'relay-a'", path: "name" } }));
+      return;
+    }
     if (edge.mode === "refuse") {
       res.writeHead(403, { "content-type": "application/json" });
       res.end(JSON.stringify({ error: { code: "namespace_forbidden", message: "no" } }));
@@ -91,6 +97,14 @@ async function fakeEdge(clock: FakeClock): Promise<FakeEdge> {
 
 function setup(edge: FakeEdge, clock: FakeClock, dataDir = mkdtempSync(join(tmpdir(), "hopway-id-"))) {
   const results: RenewalResult[] = [];
+  const lines: string[] = [];
+  const log: Logger = {
+    log: (level, msg) => void lines.push(`${level} ${msg}`),
+    info: (msg) => void lines.push(`info ${msg}`),
+    warn: (msg) => void lines.push(`warn ${msg}`),
+    error: (msg) => void lines.push(`error ${msg}`),
+    debug: () => {},
+  };
   const registry = new Registry();
   let identity: EdgeIssuedIdentity | undefined;
   const metrics = createIdentityMetrics(registry, {
@@ -108,6 +122,7 @@ function setup(edge: FakeEdge, clock: FakeClock, dataDir = mkdtempSync(join(tmpd
     random: () => 0.5,
     backoffBaseMs: 1_000,
     backoffCapMs: 60_000,
+    log,
     onRenewal: (r) => {
       results.push(r);
       metrics.renewal(r);
@@ -115,7 +130,7 @@ function setup(edge: FakeEdge, clock: FakeClock, dataDir = mkdtempSync(join(tmpd
   });
   let changes = 0;
   identity.onChange(() => changes++);
-  return { identity, results, registry, dataDir, changes: () => changes };
+  return { identity, results, registry, dataDir, lines, changes: () => changes };
 }
 
 /** Fires due timers, then waits for the request they started. */
@@ -183,6 +198,28 @@ describe("EdgeIssuedIdentity", () => {
     expect(second.key).toBe(first.key);
     expect(second.notAfter).toBeGreaterThan(first.notAfter);
     expect(changes()).toBe(2);
+    identity.stop();
+  });
+
+  it("at start, a node whose record is not registered yet is said at info, not warned about, and retried", async () => {
+    const clock = new FakeClock();
+    clock.t = Date.now();
+    const edge = await fakeEdge(clock);
+    edge.mode = "unregistered";
+    const { identity, results, lines } = setup(edge, clock);
+    await identity.start();
+    await advance(clock, identity, 0);
+    expect(results).toEqual(["refused"]);
+    expect(lines).toEqual(["info relay certificate not issued yet: this node's record is not registered"]);
+    // Registered meanwhile: the retry, within the first backoff step, gets the certificate.
+    edge.mode = "ok";
+    await advance(clock, identity, 1_000);
+    expect(results).toEqual(["refused", "success"]);
+    expect(identity.material()).toBeDefined();
+    // Once it holds one, a record gone from the edge is a failure to warn about.
+    edge.mode = "unregistered";
+    await advance(clock, identity, 0.75 * HOUR);
+    expect(lines.at(-1)).toBe("warn relay certificate request failed; keeping the current certificate");
     identity.stop();
   });
 
