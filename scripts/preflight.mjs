@@ -38,7 +38,10 @@ export const SYSTEM_PROGRAMS = [
   { program: "/usr/bin/chromium", pkg: "chromium" },
   { program: "openssl", pkg: "openssl" },
   // The relay's native splice is compiled at `npm install` (k8s-agent/native/build.mjs) and tested.
-  { program: "cc", pkg: "gcc" },
+  { program: "cc", pkg: "gcc libc6-dev" },
+  // `kubectl kustomize` builds the deploy manifests their tests validate (.ci/system-deps.sh says
+  // which version; Debian's own package is the fallback).
+  { program: "kubectl", pkg: "kubernetes-client" },
 ];
 
 /** Whether `program` (a name looked up on PATH, or an absolute path) can be run. */

@@ -47,7 +47,17 @@ describe("preflight: system packages", () => {
     expect(missingPackages(() => true)).toEqual([]);
     expect(systemProblem([])).toBeUndefined();
     const all = missingPackages(() => false);
-    expect(all).toEqual(["prometheus", "redis-server", "redis-tools", "curl", "ncat", "chromium", "openssl", "gcc"]);
+    expect(all).toEqual([
+      "prometheus",
+      "redis-server",
+      "redis-tools",
+      "curl",
+      "ncat",
+      "chromium",
+      "openssl",
+      "gcc libc6-dev",
+      "kubernetes-client",
+    ]);
     const text = systemProblem(all) ?? "";
     expect(text).toContain("sudo bash .ci/system-deps.sh");
     expect(text).toContain("apt-get install -y --no-install-recommends prometheus redis-server redis-tools curl ncat");
