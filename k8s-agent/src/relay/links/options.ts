@@ -114,9 +114,8 @@ export const LINK_FAILURES = [
   /** A PING was not answered in time. */
   "ping_timeout",
   /**
-   * Dialling: the link closed, not by this relay, before it answered a stream or had been up for
-   * redial_max_ms; it counts as a failed dial (backoff). Counted besides goaway or ping_timeout
-   * when either came first.
+   * Dialling: the link closed, not by this relay, before it had been up for redial_max_ms; it
+   * counts as a failed dial (backoff). Counted besides goaway when that came first.
    */
   "closed_early",
   /** This relay has no certificate yet. */

@@ -35,8 +35,9 @@ interface Link {
   /** performance.now() when the handshake completed. */
   since: number;
   /**
-   * The peer answered a stream on it, or it stayed up for `redialMaxMs`: only then is its
-   * address's backoff cleared, and its end is no failed dial (see `closedEarly`).
+   * It stayed up for `redialMaxMs`: only then is its address's backoff cleared, and its end is no
+   * failed dial (see `closedEarly`). Answering streams does not prove it: a neighbour could answer
+   * one on each link and drop it, and cost this relay a handshake per tunnel all the same.
    */
   proven: boolean;
   /** This relay closed it (idle, table update, drain): its end says nothing about the peer. */
@@ -322,7 +323,8 @@ export class LinkPool {
         tlsSocket.off("error", onError);
         tlsSocket.off("close", onClose);
         // The backoff stays until the link proves itself (`proven`): a neighbour that completes the
-        // handshake and then drops the link would otherwise cost this relay a handshake per tunnel.
+        // handshake and then drops the link (answering a stream first or not) would otherwise cost
+        // this relay a handshake per tunnel.
         this.completed++;
         const link = this.adopt(session, peer, key, addr.address);
         this.opts.observer?.linkOpened("dial", (performance.now() - started) / 1000);
@@ -358,8 +360,8 @@ export class LinkPool {
     this.opts.log("warn", "link dial failed", { peer, address, reason: failure, detail });
   }
 
-  /** The peer answered on `link` (or it stayed up long enough): its address is good again. */
-  proved(link: Link): void {
+  /** `link` stayed up for `redialMaxMs`: its address is good again. */
+  private proved(link: Link): void {
     link.proven = true;
     this.backoff.delete(link.key);
   }
@@ -383,7 +385,7 @@ export class LinkPool {
       link.address,
       link.key,
       "closed_early",
-      `link closed before it answered a stream (${why}, up ${Math.round(up)} ms)`,
+      `link closed ${Math.round(up)} ms after its handshake (${why})`,
     );
   }
 
@@ -571,8 +573,6 @@ function onRequestClose(this: RequestStream): void {
 function onResponse(this: RequestStream, headers: LinkHeaders): void {
   const a = answer(this);
   if (a === undefined) return;
-  // Any answer, a refusal too: the peer speaks the protocol, so the link was no failed dial.
-  if (!a.r.link.proven) a.r.pool.proved(a.r.link);
   const status = Number(headers[constants.HTTP2_HEADER_STATUS]);
   if (status === 200) {
     a.done({ ok: true, stream: this, headers });
