@@ -482,9 +482,15 @@ export class RealmObject extends DurableObject<Env> {
     ttlSeconds: number | null,
     instance: string | null = null,
   ): Result<PutResult> {
+    // Authenticated before the lease upkeep below writes anything.
+    const who = this.principal(caller);
+    if ("ok" in who) return who;
+    // Leases that ended while the realm was not serving run again first, as for a heartbeat: what
+    // this write finds (whose lease is live, for name_in_use) must not depend on which came first.
+    this.catchUp(this.now());
     const existing = this.records.get(record.name);
-    const p = this.writer(
-      caller,
+    const p = this.writesIn(
+      who,
       existing === undefined ? [recordNamespace(record)] : [recordNamespace(record), storedNamespace(existing)],
     );
     if ("ok" in p) return p;
@@ -502,7 +508,6 @@ export class RealmObject extends DurableObject<Env> {
     if (held !== null) return held;
     const inUse = this.inUseElsewhere(existing, instance, now);
     if (inUse !== null) return inUse;
-    this.catchUp(now);
     const lease = ttlSeconds === null ? null : { expiresAt: now + ttlSeconds * 1000, ttl: ttlSeconds };
     let changed = true;
     if (existing !== undefined && existing.json === json) {
@@ -540,6 +545,7 @@ export class RealmObject extends DurableObject<Env> {
   importRecords(caller: Caller, records: HopwayRecord[]): Result<WriteResult & { records: number }> {
     const p = this.principal(caller);
     if ("ok" in p) return p;
+    this.catchUp(this.now());
     // parseRecords refuses duplicate names, so each placement is one distinct record.
     const placements: RecordPlacement[] = [];
     const texts = records.map((r) => JSON.stringify(r));
@@ -572,7 +578,6 @@ export class RealmObject extends DurableObject<Env> {
       const held = this.heldElsewhere(p, r, now, `[${i}].`);
       if (held !== null) return held;
     }
-    this.catchUp(now);
     if (records.length === 0) return { ok: true, version: this.records.version, records: 0 };
     this.recordsTransaction(() => {
       const v = this.records.bump(records.map((r) => r.name));

@@ -382,9 +382,13 @@ export function createApp(): Hono<Env2> {
         );
       }
     }
-    const body = validate(HeartbeatBodySchema, raw);
+    // The body's and the header's problems in one answer, as for PUT.
+    const parsed = HeartbeatBodySchema.safeParse(raw);
     const instance = instanceHeader(c.req.header("hopway-instance"));
-    if (instance.problem !== undefined) throw invalid([instance.problem]);
+    const problems = parsed.success ? [] : describeIssues(parsed.error);
+    if (instance.problem !== undefined) problems.push(instance.problem);
+    if (problems.length > 0 || !parsed.success) throw invalid(problems);
+    const body = parsed.data;
     const r = unwrap(
       await c.var.stub.heartbeat(
         c.var.caller,

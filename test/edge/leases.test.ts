@@ -186,6 +186,25 @@ describe("leases", () => {
     expect((await call("GET", `/v1/realms/${realm}/nodes`)).body.version).toBe(1);
   });
 
+  it("after an outage, a second instance's write that arrives first finds the lease the catch-up keeps", async () => {
+    const realm = await newRealm("outage-instance");
+    const base = `/v1/realms/${realm}`;
+    const t0 = Date.now();
+    await setClock(realm, t0);
+    const put = (instance: string) =>
+      call("PUT", `${base}/nodes/p1`, {
+        headers: { "hopway-instance": instance },
+        body: { ...node("p1"), ttl_seconds: 5 },
+      });
+    expect((await put("pod-a")).status).toBe(201);
+    await setClock(realm, t0 + 120_000);
+    // The edge was away: pod-a's lease runs again from now, as its heartbeat would find it.
+    expect((await put("pod-b")).body.error?.code).toBe("name_in_use");
+    expect(
+      (await call("POST", `${base}/nodes/p1/heartbeat`, { headers: { "hopway-instance": "pod-a" }, body: {} })).status,
+    ).toBe(200);
+  });
+
   it("a live lease stays with the agent instance that took it: a second agent of the same name gets 409 name_in_use", async () => {
     const realm = await newRealm("instance");
     const base = `/v1/realms/${realm}`;
@@ -263,6 +282,13 @@ describe("leases", () => {
       expect(r.status).toBe(400);
       expect(r.body.error.path).toBe("Hopway-Instance");
     }
+    // A bad body and a bad header are said together.
+    const both = await call("POST", `${base}/nodes/r-0/heartbeat`, {
+      headers: { "hopway-instance": "a b" },
+      body: { ttl_seconds: 0 },
+    });
+    expect(both.status).toBe(400);
+    expect(both.body.error.issues.map((i: { path: string }) => i.path)).toEqual(["ttl_seconds", "Hopway-Instance"]);
     expect((await call("GET", `${base}/nodes/r-0`)).status).toBe(200);
   });
 });
