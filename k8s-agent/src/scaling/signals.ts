@@ -111,6 +111,8 @@ export class ScalingSignals {
   /** The application's report (already validated). */
   setReport(report: LocalReport): void {
     this.report = { ...report };
+    // State came back: open tunnels get a whole grace again once it is gone, even if no hook call saw it.
+    if (report.holds_state || (report.state_items ?? 0) > 0) this.tunnelsAlone = undefined;
     this.reportedAt = this.now();
     this.gauges.load.set(report.load);
     this.gauges.floor.set(this.stateFloor());
@@ -181,11 +183,12 @@ export class ScalingSignals {
     const blockers: PreDelete["blockers"] = [];
     if (this.report.holds_state) blockers.push("holds_state");
     if ((this.report.state_items ?? 0) > 0) blockers.push("state_items");
-    let graceEnds: number | undefined;
-    if (openTunnels > 0) {
-      graceEnds = this.tunnelGraceEnds(blockers.length === 0, hook);
-      if (graceEnds === undefined || this.now() < graceEnds) blockers.push("open_tunnels");
-    } else if (hook) this.tunnelsAlone = undefined;
+    const alone = blockers.length === 0 && openTunnels > 0;
+    if (hook) this.trackGrace(alone);
+    const graceEnds = alone ? this.graceEnd() : undefined;
+    if (openTunnels > 0 && this.tunnelGraceMs > 0 && (graceEnds === undefined || this.now() < graceEnds)) {
+      blockers.push("open_tunnels");
+    }
     return {
       may_delete: blockers.length === 0 ? 1 : 0,
       blockers,
@@ -197,20 +200,20 @@ export class ScalingSignals {
     };
   }
 
-  /** When open tunnels stop holding the pod back, or undefined while something else holds it (or no grace runs). */
-  private tunnelGraceEnds(alone: boolean, hook: boolean): number | undefined {
+  /** A hook call: starts the grace when open tunnels are all that holds the pod, ends it otherwise. */
+  private trackGrace(tunnelsAlone: boolean): void {
     const now = this.now();
-    if (hook) {
-      if (!alone || (this.tunnelsAlone !== undefined && now - this.tunnelsAlone.polled > HOOK_QUIET_MS)) {
-        this.tunnelsAlone = undefined;
-      }
-      if (alone) {
-        this.tunnelsAlone ??= { since: now, polled: now };
-        this.tunnelsAlone.polled = now;
-      }
-    }
-    if (!alone || this.tunnelsAlone === undefined) return undefined;
-    return this.tunnelsAlone.since + this.tunnelGraceMs;
+    if (!tunnelsAlone || this.graceEnd() === undefined) this.tunnelsAlone = undefined;
+    if (!tunnelsAlone) return;
+    this.tunnelsAlone ??= { since: now, polled: now };
+    this.tunnelsAlone.polled = now;
+  }
+
+  /** The running grace's end; undefined when none runs, or its hook has gone quiet (it is over then). */
+  private graceEnd(): number | undefined {
+    const g = this.tunnelsAlone;
+    if (g === undefined || this.now() - g.polled > HOOK_QUIET_MS) return undefined;
+    return g.since + this.tunnelGraceMs;
   }
 
   status(openTunnels: number, ready: boolean): LocalStatus {

@@ -208,8 +208,31 @@ describe("pre-delete hook: open tunnels hold a pod for pre_delete_tunnel_grace_s
     expect(signals.preDelete(1, true)).toMatchObject({ may_delete: 0, tunnel_grace_ends_at: at(t0, 727) });
   });
 
+  it("the status agrees with the hook: a grace whose hook went quiet is over, and state between two calls restarts it", () => {
+    const { signals, tick } = make("relay-1", { workload: "relay", pre_delete_tunnel_grace_seconds: 300 });
+    const t0 = Date.UTC(2026, 0, 1);
+    for (let i = 0; i < 10; i++) {
+      signals.preDelete(2, true);
+      tick(30_000);
+    }
+    expect(signals.preDelete(2, true).may_delete).toBe(1);
+    expect(signals.status(2, true).may_delete).toBe(true);
+    // No hook call for a minute: the grace is over for the status too, not only for the next call.
+    tick(61_000);
+    expect(signals.status(2, true).may_delete).toBe(false);
+    expect(signals.preDelete(2, true)).toMatchObject({ may_delete: 0, tunnel_grace_ends_at: at(t0, 661) });
+    // State reported and cleared again between two of the controller's calls: a whole grace again.
+    tick(1_000);
+    signals.setReport({ load: 0.1, holds_state: true });
+    signals.setReport({ load: 0.1, holds_state: false });
+    tick(1_000);
+    expect(signals.preDelete(2, true).tunnel_grace_ends_at).toBe(at(t0, 663));
+  });
+
   it("with a grace of 0, open tunnels never hold the pod; the default is 300 s", () => {
     const { signals } = make("relay-1", { workload: "relay", pre_delete_tunnel_grace_seconds: 0 });
+    // The status says so before any hook call, as the hook does.
+    expect(signals.status(5, true).may_delete).toBe(true);
     expect(signals.preDelete(5, true)).toMatchObject({ may_delete: 1, blockers: [], open_tunnels: 5 });
     expect(ScalingConfigSchema.parse({}).pre_delete_tunnel_grace_seconds).toBe(300);
     expect(ScalingConfigSchema.safeParse({ pre_delete_tunnel_grace_seconds: -1 }).success).toBe(false);
