@@ -1,7 +1,6 @@
 // hopway-agent: wires the configuration, the edge client, the relay listeners,
 // the metrics registry and the admin server, and owns the process lifecycle
 // (SIGTERM: stop accepting, not ready, deregister, drain, exit 0).
-import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:net";
 import type { IdentitySource } from "@hopway/core/identity";
 import { listenersFor, type NamedListenerDeclaration } from "@hopway/core/listener";
@@ -10,6 +9,7 @@ import { Registry } from "prom-client";
 import { type AdminServer, startAdminServer } from "./admin/server.ts";
 import type { AgentConfig } from "./config.ts";
 import { EdgeClient } from "./edge/client.ts";
+import { agentInstance } from "./edge/instance.ts";
 import { createRelayIdentity, type RelayIdentity } from "./identity/index.ts";
 import { ListenerFollower } from "./listeners/follower.ts";
 import { ListenerManager } from "./listeners/manager.ts";
@@ -149,7 +149,7 @@ export async function startAgent(
     realm: config.edge.realm,
     token: config.edgeToken,
     node: config.node,
-    instance: config.pod.uid ?? randomUUID(),
+    instance: await agentInstance(config.pod.uid, config.data_dir, log),
     records: config.records,
     leaseSeconds: config.edge.lease_seconds,
     waitSeconds: config.edge.wait_seconds,

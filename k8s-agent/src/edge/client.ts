@@ -574,7 +574,10 @@ export class EdgeClient {
             signal: AbortSignal.timeout(timeoutMs),
           });
           await res.body?.cancel();
-          this.o.log?.info("deregistered", { record: r.name, status: res.status });
+          if (res.status === 409) {
+            // Another agent of this name holds the record now (name_in_use): it stays theirs.
+            this.o.log?.info("record left to the agent holding it", { record: r.name, status: res.status });
+          } else this.o.log?.info("deregistered", { record: r.name, status: res.status });
         }),
       );
     }
