@@ -36,7 +36,7 @@ function relayRecord(name: string, port: number): HopwayRecord {
   } as HopwayRecord;
 }
 
-async function launch(name: string, token: string, extra: { takeover?: boolean } = {}): Promise<Started> {
+async function launch(name: string, token: string, extra: { takeover?: boolean } = {}, dir = name): Promise<Started> {
   const port = await freePort("127.0.0.1");
   const lines: Array<Record<string, unknown>> = [];
   const config = parseConfig(
@@ -46,7 +46,7 @@ async function launch(name: string, token: string, extra: { takeover?: boolean }
       records: [relayRecord(name, port)],
       relay: { listen: [`127.0.0.1:${port}`] },
       admin: { listen: "127.0.0.1:0" },
-      data_dir: join(workDir, name),
+      data_dir: join(workDir, dir),
       shutdown: { drain_seconds: 1 },
       log_level: "info",
     }),
@@ -181,7 +181,8 @@ describe("agent refusals", () => {
       await until("the first registration", () => first.lines.find((l) => l.msg === "registered"));
       await until("the first ready", async () => ((await readyz(first.agent)).status === 200 ? true : undefined));
       const held = (await adminApi(edge, REALM, "GET", "/nodes/relay-twice")) as { record: HopwayRecord };
-      second = await launch("relay-twice", agentToken);
+      // Another pod, another data_dir: another instance.
+      second = await launch("relay-twice", agentToken, {}, "relay-twice-elsewhere");
       const s = second;
       const line = await until("the refusal", () => s.lines.find((l) => l.msg === "edge refused record"));
       expect(line).toMatchObject({ level: "error", realm: REALM, status: 409, code: "name_in_use" });
