@@ -133,10 +133,18 @@ const baseSts = parseYaml(readFileSync(join(DEPLOY, "base/statefulset.yaml"), "u
 describe("cert-manager component", () => {
   const issuer = IssuerSchema.parse(load("issuer.yaml"));
   const cert = CertificateSchema.parse(load("certificate.yaml"));
-  const patch = load("statefulset-tls.yaml");
-  const agent = (patch.spec.template.spec.containers as Obj[]).find((c) => c.name === "agent") as Obj;
-  const volume = (patch.spec.template.spec.volumes as Obj[])[0] as Obj;
+  // A JSON patch (RFC 6902) of the agent container and the pod's volumes, for every workload kind.
+  const ops = z
+    .array(z.strictObject({ op: z.literal("add"), path: z.string(), value: z.record(z.string(), z.unknown()) }))
+    .parse(load("workload-tls.patch.yaml"));
+  const added = (path: string) => ops.filter((o) => o.path === path).map((o) => o.value as Obj);
+  const agent = {
+    env: added("/spec/template/spec/containers/0/env/-"),
+    volumeMounts: added("/spec/template/spec/containers/0/volumeMounts/-"),
+  };
+  const volume = added("/spec/template/spec/volumes/-")[0] as Obj;
   const attrs = CsiAttributes.parse(volume.csi.volumeAttributes);
+  const kustomization = load("kustomization.yaml");
 
   it("the schemas reject what cert-manager would (so the checks can fail)", () => {
     const bad = structuredClone(load("certificate.yaml"));
@@ -159,8 +167,20 @@ describe("cert-manager component", () => {
     expect(cert.metadata.namespace).toBe(issuer.metadata.namespace);
   });
 
-  it("each StatefulSet pod gets its own certificate named after the pod, in the files the agent reads", () => {
-    expect(patch.metadata.name).toBe(baseSts.metadata.name);
+  it("the Certificate is an example, not a resource: nothing keeps a key for a relay nobody runs", () => {
+    expect(kustomization.resources).toEqual(["issuer.yaml"]);
+    expect(kustomization.patches).toEqual([
+      {
+        path: "workload-tls.patch.yaml",
+        target: { name: baseSts.metadata.name, kind: "StatefulSet|GameStatefulSet|GameDeployment" },
+      },
+    ]);
+    expect(ops.map((o) => o.path).every((p) => p.startsWith("/spec/template/spec/"))).toBe(true);
+  });
+
+  it("each pod gets its own certificate named after the pod, in the files the agent reads", () => {
+    // The patch adds to the pod's first container: the base's only one is the agent.
+    expect((baseSts.spec.template.spec.containers as Obj[]).map((c) => c.name)).toEqual(["agent"]);
     expect(volume.csi.driver).toBe("csi.cert-manager.io");
     // csi-driver substitutes the pod's name for this variable.
     const podNameVariable = ["$", "{POD_NAME}"].join("");
@@ -188,14 +208,18 @@ describe("cert-manager component", () => {
     expect(config.relay.tls).toMatchObject({ source: "files", dir: mount.mountPath });
   });
 
-  it.skipIf(!hasKubectl())("an overlay of base + the component renders with everything in namespace hopway", () => {
+  it.skipIf(!hasKubectl()).each([
+    ["base", "StatefulSet"],
+    ["overlays/bk-bcs", "GameStatefulSet"],
+    ["overlays/bk-bcs-gamedeployment", "GameDeployment"],
+  ])("%s + the component renders its %s with the relay's own certificate, in namespace hopway", (under, kind) => {
     const dir = mkdtempSync(join(tmpdir(), "hopway-overlay-"));
     writeFileSync(
       join(dir, "kustomization.yaml"),
       [
         "apiVersion: kustomize.config.k8s.io/v1beta1",
         "kind: Kustomization",
-        `resources: [${relative(dir, join(DEPLOY, "base"))}]`,
+        `resources: [${relative(dir, join(DEPLOY, under))}]`,
         `components: [${relative(dir, COMPONENT)}]`,
         "",
       ].join("\n"),
@@ -203,9 +227,11 @@ describe("cert-manager component", () => {
     const out = execFileSync("kubectl", ["kustomize", dir], { encoding: "utf8", timeout: 30_000 });
     const rendered = parseAllDocuments(out).map((d) => d.toJS() as Obj);
     expect(
-      rendered.filter((o) => o.kind === "Issuer" || o.kind === "Certificate").map((o) => o.metadata.namespace),
-    ).toEqual(["hopway", "hopway"]);
-    const sts = rendered.find((o) => o.kind === "StatefulSet") as Obj;
+      rendered
+        .filter((o) => o.kind === "Issuer" || o.kind === "Certificate")
+        .map((o) => `${o.kind}/${o.metadata.namespace}`),
+    ).toEqual(["Issuer/hopway"]);
+    const sts = rendered.find((o) => o.kind === kind) as Obj;
     const container = (sts.spec.template.spec.containers as Obj[]).find((c) => c.name === "agent") as Obj;
     // The patch merged into the base container instead of replacing its env and mounts.
     expect((container.env as Obj[]).map((e) => e.name)).toEqual(
