@@ -1,6 +1,7 @@
 // The network-policy component: kustomize renders it onto the base with the listeners component,
 // the NetworkPolicy validates against the Kubernetes schema, selects the relay pods, and opens
-// exactly the relay's and the listeners' ports to clients and the admin port to monitoring only.
+// exactly the relay's and the listeners' ports to clients and the admin port to monitoring and
+// bk-bcs's hook operator only.
 import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
 import { describe, expect, it } from "vitest";
 import { type Obj, renderWithComponents } from "./kustomize.ts";
@@ -35,7 +36,7 @@ describe("network-policy component", () => {
     }
   });
 
-  it("opens the relay port and every listener Service's port to clients, and the admin port to monitoring only", () => {
+  it("opens the relay port and every listener Service's port to clients, and the admin port to monitoring and the hook only", () => {
     const [clients, monitoring] = policy.spec.ingress as [Rule, Rule];
     const listenerPorts = objects
       .filter(
@@ -49,6 +50,8 @@ describe("network-policy component", () => {
     expect(monitoring.ports.map((p) => p.port)).toEqual([portOf("admin")]);
     expect(monitoring.from).toEqual([
       { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } },
+      // bcs-hook-operator calls the pre-delete hook (docs/autoscaling-bk-bcs.md).
+      { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "bcs-system" } } },
     ]);
     expect(policy.spec.ingress).toHaveLength(2);
   });
