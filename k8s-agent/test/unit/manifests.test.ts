@@ -135,6 +135,8 @@ describe("kustomize", () => {
   const kustomizations = yamlFiles(DEPLOY).filter((f) => f.endsWith("kustomization.yaml"));
 
   it("each kustomization lists every file and directory beside it, and only those", () => {
+    // Examples kept beside a component for its docs, which it must not apply (docs/identity.md).
+    const EXAMPLES = ["components/cert-manager/certificate.yaml"];
     expect(kustomizations.map((k) => relative(DEPLOY, k)).sort()).toEqual([
       "base/kustomization.yaml",
       "components/cert-manager/kustomization.yaml",
@@ -157,7 +159,10 @@ describe("kustomize", () => {
       ].filter(local);
       // Components and overlays build on the base; the root does not list them as resources.
       const present = readdirSync(dir).filter(
-        (n) => n !== "kustomization.yaml" && !(dir === DEPLOY && OPTIONAL_DIRS.includes(n)),
+        (n) =>
+          n !== "kustomization.yaml" &&
+          !(dir === DEPLOY && OPTIONAL_DIRS.includes(n)) &&
+          !EXAMPLES.includes(relative(DEPLOY, join(dir, n))),
       );
       expect([...listed].sort(), relative(DEPLOY, k)).toEqual(present.sort());
     }
@@ -280,6 +285,10 @@ describe("cross-checks", () => {
     expect(mounts.find((m) => m.name === "config")?.mountPath).toBe("/etc/hopway");
     expect(container.args).toEqual(["--config", "/etc/hopway/agent.yaml"]);
     expect(mounts.find((m) => m.name === "data")?.mountPath).toBe(config.data_dir);
+    // The links' window growth fits in the container's memory limit with room for the rest.
+    const limitBytes = Number.parseInt(container.resources.limits.memory, 10) * 1024 * 1024;
+    expect(container.resources.limits.memory).toMatch(/^\d+Mi$/);
+    expect(config.relay.links.window_growth_budget_bytes).toBeLessThanOrEqual(limitBytes / 4);
     // Shutdown fits in the grace period: preStop sleep + drain + margin for deregistration.
     const preStop = container.lifecycle.preStop.sleep.seconds as number;
     expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(preStop + config.shutdown.drain_seconds + 10);
