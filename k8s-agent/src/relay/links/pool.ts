@@ -53,6 +53,8 @@ interface Link {
 interface Backoff {
   failures: number;
   until: number;
+  /** Why the last dial failed: the tunnels refused meanwhile say it. */
+  why: string;
 }
 
 /** A peer at max_links_per_peer is warned about at most once per this many ms, with a count. */
@@ -184,7 +186,10 @@ export class LinkPool {
     if ((this.held.get(peer) ?? 0) >= this.opts.settings.maxLinksPerPeer) return this.exhausted(peer, addr);
     const b = this.backoff.get(key);
     if (b && b.until > performance.now()) {
-      return { failure: "connect", detail: `link to ${peer} at ${addr.address} is backing off after a failed dial` };
+      return {
+        failure: "connect",
+        detail: `link to ${peer} at ${addr.address} is backing off after a failed dial (${b.why})`,
+      };
     }
     const p = this.dial(peer, addr, key);
     this.dialing.set(key, p);
@@ -356,7 +361,8 @@ export class LinkPool {
     this.opts.observer?.linkFailed("dial", failure);
     const prev = this.backoff.get(key)?.failures ?? 0;
     const bound = Math.min(settings.redialMaxMs, settings.redialInitialMs * 2 ** prev);
-    this.backoff.set(key, { failures: prev + 1, until: performance.now() + this.random() * bound });
+    const why = `${failure}: ${detail}`;
+    this.backoff.set(key, { failures: prev + 1, until: performance.now() + this.random() * bound, why });
     this.opts.log("warn", "link dial failed", { peer, address, reason: failure, detail });
   }
 

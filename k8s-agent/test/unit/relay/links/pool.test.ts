@@ -178,7 +178,7 @@ describe("link pool: a link that goes before it proved itself", () => {
     expect(await open()).toMatchObject({ ok: false, final: true, status: 403 });
     await until("link 1 to go", () => pool.linksByPeer().size === 0);
     const refused = await open();
-    expect(refused.ok ? "" : refused.detail).toContain("backing off after a failed dial");
+    expect(refused.ok ? "" : refused.detail).toContain("backing off after a failed dial (closed_early: link closed");
     expect(r3.links()).toBe(2);
     expect(pool.handshakes).toBe(2);
     expect(failures).toEqual(["dial closed_early", "dial closed_early"]);
