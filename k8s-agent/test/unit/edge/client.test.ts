@@ -5,8 +5,8 @@ import type { RouteTable } from "@hopway/core/wire";
 import { describe, expect, it } from "vitest";
 import { EdgeResponseTooLargeError } from "../../../src/edge/body.ts";
 import { backoffDelay, EdgeClient, renewDelay } from "../../../src/edge/client.ts";
-import type { Logger } from "../../../src/log.ts";
 import { FakeClock } from "./fake-clock.ts";
+import { linesLogger } from "./lines-logger.ts";
 
 function table(version: number): RouteTable {
   return {
@@ -254,14 +254,7 @@ describe("edge client: records the edge refuses", () => {
 
   it("a node whose record is not registered gets no route table: the edge is reachable all the same", async () => {
     const clock = new FakeClock();
-    const lines: string[] = [];
-    const log: Logger = {
-      log: (level, msg) => void lines.push(`${level} ${msg}`),
-      info: (msg) => void lines.push(`info ${msg}`),
-      warn: (msg) => void lines.push(`warn ${msg}`),
-      error: (msg) => void lines.push(`error ${msg}`),
-      debug: () => {},
-    };
+    const { log, lines } = linesLogger();
     const { c } = client(
       async () =>
         new Response(JSON.stringify({ error: { code: "unknown_node", message: "no record named 'relay-a'" } }), {

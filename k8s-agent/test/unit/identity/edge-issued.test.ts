@@ -11,8 +11,8 @@ import { Registry } from "prom-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { EdgeIssuedIdentity, type RenewalResult } from "../../../src/identity/edge-issued.ts";
 import { createIdentityMetrics } from "../../../src/identity/metrics.ts";
-import type { Logger } from "../../../src/log.ts";
 import { FakeClock } from "../edge/fake-clock.ts";
+import { linesLogger } from "../edge/lines-logger.ts";
 import { relayKeyPair, type TestCa, testCa } from "./helpers.ts";
 
 const HOUR = 3_600_000;
@@ -97,14 +97,7 @@ async function fakeEdge(clock: FakeClock): Promise<FakeEdge> {
 
 function setup(edge: FakeEdge, clock: FakeClock, dataDir = mkdtempSync(join(tmpdir(), "hopway-id-"))) {
   const results: RenewalResult[] = [];
-  const lines: string[] = [];
-  const log: Logger = {
-    log: (level, msg) => void lines.push(`${level} ${msg}`),
-    info: (msg) => void lines.push(`info ${msg}`),
-    warn: (msg) => void lines.push(`warn ${msg}`),
-    error: (msg) => void lines.push(`error ${msg}`),
-    debug: () => {},
-  };
+  const { log, lines } = linesLogger();
   const registry = new Registry();
   let identity: EdgeIssuedIdentity | undefined;
   const metrics = createIdentityMetrics(registry, {

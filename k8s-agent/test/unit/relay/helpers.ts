@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { readdirSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { Hop, Route } from "@hopway/core/schema";
 import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import type { LinkProtocol } from "../../../src/relay/links/index.ts";
@@ -29,6 +30,44 @@ export async function listen(server: Server, host = "127.0.0.1", port = 0): Prom
   const a = server.address();
   if (a === null || typeof a === "string") throw new Error("no port");
   return a.port;
+}
+
+/**
+ * A neighbour relay `name` on loopback: a TLS 1.3 server with its test certificate of TEST_REALM,
+ * asking for the dialler's, offering `alpn`, so that a link dial to it completes. `onSocket` gets
+ * each connection it accepts (their errors are swallowed). `close` stops it and its connections.
+ */
+export async function tlsNeighbourForTest(
+  name: string,
+  alpn: string,
+  onSocket: (socket: TLSSocket) => void,
+): Promise<{ port: number; close: () => void }> {
+  const m = relayIdentityForTest(TEST_REALM, name).material();
+  if (!m) throw new Error("no test identity");
+  const sockets: TLSSocket[] = [];
+  const server = createTlsServer(
+    {
+      key: m.key,
+      cert: m.certChain,
+      ca: m.trustBundle,
+      requestCert: true,
+      minVersion: "TLSv1.3",
+      ALPNProtocols: [alpn],
+    },
+    (socket) => {
+      socket.on("error", () => {});
+      sockets.push(socket);
+      onSocket(socket);
+    },
+  );
+  const port = await listen(server as unknown as Server);
+  return {
+    port,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
 }
 
 /**

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { createSecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import { createServer as createTlsServer, connect as tlsConnect } from "node:tls";
+import { connect as tlsConnect } from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
 import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import { linkBuffersForTest } from "../../../src/relay/links/buffers.ts";
@@ -35,6 +35,7 @@ import {
   startEcho,
   startRelay,
   TEST_REALM,
+  tlsNeighbourForTest,
   tunnel,
   until,
 } from "./helpers.ts";
@@ -455,36 +456,22 @@ async function compromisedNeighbour(
   answer: (stream: MuxStream, n: number) => void,
   opts: { maxConcurrentStreams?: number; onLink?: () => void } = {},
 ): Promise<number> {
-  const m = relayIdentityForTest(TEST_REALM, "r3").material();
-  if (!m) throw new Error("no test identity");
   let n = 0;
-  const server = createTlsServer(
-    {
-      key: m.key,
-      cert: m.certChain,
-      ca: m.trustBundle,
-      requestCert: true,
-      minVersion: "TLSv1.3",
-      ALPNProtocols: [ALPN_MUX],
-    },
-    (socket) => {
-      socket.on("error", () => {});
-      opts.onLink?.();
-      const session = new MuxSession(socket, "server", {
-        maxConcurrentStreams: opts.maxConcurrentStreams ?? 100,
-        streamWindowBytes: 65_535,
-      });
-      session.on("error", () => {});
-      session.on("stream", (stream: MuxStream) => {
-        stream.on("error", () => {});
-        answer(stream, n++);
-      });
-      cleanups.push(() => session.destroy());
-    },
-  );
-  const port = await listen(server as unknown as Server);
-  cleanups.push(() => server.close());
-  return port;
+  const server = await tlsNeighbourForTest("r3", ALPN_MUX, (socket) => {
+    opts.onLink?.();
+    const session = new MuxSession(socket, "server", {
+      maxConcurrentStreams: opts.maxConcurrentStreams ?? 100,
+      streamWindowBytes: 65_535,
+    });
+    session.on("error", () => {});
+    session.on("stream", (stream: MuxStream) => {
+      stream.on("error", () => {});
+      answer(stream, n++);
+    });
+    cleanups.push(() => session.destroy());
+  });
+  cleanups.push(server.close);
+  return server.port;
 }
 
 describe("relay links: a compromised neighbour", () => {

@@ -2,8 +2,8 @@
 // place among the links held with that neighbour (max_links_per_peer), and a link that goes
 // before it proved itself counts as a failed dial (docs/links.md, "The link pool").
 import { once } from "node:events";
-import { createServer, type Server, type Socket } from "node:net";
-import { createServer as createTlsServer, type TLSSocket } from "node:tls";
+import { createServer, type Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
 import { relayIdentityForTest } from "../../../../../test/support/identity.ts";
 import { ALPN_MUX } from "../../../../src/relay/links/mux/frame.ts";
@@ -11,7 +11,7 @@ import { MuxSession, type MuxStream } from "../../../../src/relay/links/mux/sess
 import { DEFAULT_LINK_SETTINGS, type LinkSettings } from "../../../../src/relay/links/options.ts";
 import { type LinkOpen, LinkPool } from "../../../../src/relay/links/pool.ts";
 import { ALPN_H2 } from "../../../../src/relay/links/tls.ts";
-import { LINK_PROTOCOLS, listen, TEST_REALM, until } from "../helpers.ts";
+import { LINK_PROTOCOLS, TEST_REALM, tlsNeighbourForTest, until } from "../helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -66,31 +66,10 @@ async function neighbour(
   onLink: (socket: TLSSocket, n: number) => void,
   alpn: string = ALPN_MUX,
 ): Promise<{ port: number; links: () => number }> {
-  const m = relayIdentityForTest(TEST_REALM, "r3").material();
-  if (!m) throw new Error("no test identity");
   let links = 0;
-  const sockets: TLSSocket[] = [];
-  const server = createTlsServer(
-    {
-      key: m.key,
-      cert: m.certChain,
-      ca: m.trustBundle,
-      requestCert: true,
-      minVersion: "TLSv1.3",
-      ALPNProtocols: [alpn],
-    },
-    (socket) => {
-      socket.on("error", () => {});
-      sockets.push(socket);
-      onLink(socket, links++);
-    },
-  );
-  const port = await listen(server as unknown as Server);
-  cleanups.push(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return { port, links: () => links };
+  const server = await tlsNeighbourForTest("r3", alpn, (socket) => onLink(socket, links++));
+  cleanups.push(server.close);
+  return { port: server.port, links: () => links };
 }
 
 /** Runs an accepting hopway-mux/1 session on `socket`, handing each stream to `answer`. */
