@@ -117,6 +117,11 @@ export class EdgeClient {
   readonly recordsSync: RecordsSync | undefined;
   /** The edge refuses this agent's token; cleared by the next request it accepts. */
   private authProblem: EdgeProblem | undefined;
+  /**
+   * The refusal was a 403 of a record write (the token lacks the record's namespace): reads with
+   * the same token still succeed, so only a write the edge accepts clears it, not any answer.
+   */
+  private authRefusedWrite = false;
   /** Records this agent refused to take over; never registered, renewed or deleted. */
   private readonly conflicts = new Map<string, string>();
   /** The edge answered the last route-table request with 404: this node has no record. */
@@ -223,10 +228,17 @@ export class EdgeClient {
     this.o.log?.info("edge accepts the record again", { realm: this.o.realm, record: record.name });
   }
 
-  private setReachable(ok: boolean, error?: unknown): void {
+  /**
+   * What the last request said of the edge. `write`: it was a record write (registration, renewal),
+   * whose 403 only another accepted write clears.
+   */
+  private setReachable(ok: boolean, error?: unknown, write = false): void {
     // A refused token is not an outage: it will not heal by retrying, so it is said once, as what it is.
     const refused =
       !ok && error instanceof HttpStatusError && (error.status === 401 || error.status === 403) ? error : undefined;
+    if (refused !== undefined && (this.authProblem === undefined || !this.authRefusedWrite)) {
+      this.authRefusedWrite = write && refused.status === 403;
+    }
     if (refused !== undefined && this.authProblem === undefined) {
       const code = refused.edgeCode ?? (refused.status === 401 ? "unauthorized" : "forbidden");
       const message =
@@ -245,20 +257,21 @@ export class EdgeClient {
         error: message,
       });
     }
-    if (ok && this.authProblem !== undefined) {
+    if (ok && this.authProblem !== undefined && (write || !this.authRefusedWrite)) {
       this.authProblem = undefined;
+      this.authRefusedWrite = false;
       this.o.log?.info("edge accepts the token again", { realm: this.o.realm });
     }
-    if (ok === this.reachableNow) return;
-    this.reachableNow = ok;
-    if (refused === undefined) {
-      this.o.log?.log(
-        ok ? "info" : "warn",
-        ok ? "edge reachable" : "edge unreachable",
-        error !== undefined ? { error: String(error) } : {},
-      );
-    }
-    this.o.onReachability?.(ok);
+    // The edge that refuses the token answered: it is reachable (hopway_edge_reachable says outages only).
+    const reachable = ok || refused !== undefined;
+    if (reachable === this.reachableNow) return;
+    this.reachableNow = reachable;
+    this.o.log?.log(
+      reachable ? "info" : "warn",
+      reachable ? "edge reachable" : "edge unreachable",
+      error !== undefined && !reachable ? { error: String(error) } : {},
+    );
+    this.o.onReachability?.(reachable);
   }
 
   private async request(
@@ -513,14 +526,14 @@ export class EdgeClient {
           pending.delete(r);
           this.registered.add(r);
           this.recordAccepted(r);
-          this.setReachable(true);
+          this.setReachable(true, undefined, true);
           this.o.log?.info("registered", { record: r.name, lease_seconds: this.o.leaseSeconds });
         } catch (err) {
           if (this.stopped) return;
           if (this.refusedRecord(r, err)) continue;
-          this.setReachable(false, err);
-          // A 4xx (bad token, namespace not allowed) will not heal by itself, but keep trying slowly and say so.
-          this.o.log?.error("registration failed", { record: r.name, error: String(err) });
+          this.setReachable(false, err, true);
+          // A refused token was said once, as what it is (setReachable); anything else each time.
+          if (!this.authFailed) this.o.log?.error("registration failed", { record: r.name, error: String(err) });
         }
       }
       if (pending.size > 0) await this.sleep(this.backoff(attempt++));
@@ -537,13 +550,14 @@ export class EdgeClient {
       for (const r of this.registered) {
         try {
           await this.heartbeat(r);
+          this.setReachable(true, undefined, true);
         } catch (err) {
           if (this.stopped) return;
           // A lost lease whose record the edge now refuses (another pod took the namespace's last
           // place, another namespace holds the name): said as such, and tried again next renewal.
           if (this.refusedRecord(r, err)) continue;
           failed = true;
-          this.setReachable(false, err);
+          this.setReachable(false, err, true);
         }
       }
       attempt = failed ? attempt + 1 : 0;

@@ -4,7 +4,7 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ListenersAnswerSchema, type NamedListenerDeclaration } from "@hopway/core/listener";
-import { readJson, statusError } from "../edge/body.ts";
+import { HttpStatusError, readJson, statusError } from "../edge/body.ts";
 import { backoffDelay } from "../edge/client.ts";
 import type { Logger } from "../log.ts";
 
@@ -63,13 +63,23 @@ export class ListenerFollower {
 
   private async follow(): Promise<void> {
     let attempt = 0;
+    // A refused token is said once (the edge client says what to do about it), not as an outage.
+    let refusedSaid = false;
     while (!this.stopped) {
       try {
         await this.pollOnce();
         attempt = 0;
+        refusedSaid = false;
       } catch (err) {
         if (this.stopped) return;
-        this.o.log?.warn("listener declarations: edge unreachable", { error: String(err) });
+        const refused = err instanceof HttpStatusError && (err.status === 401 || err.status === 403);
+        if (!refused) this.o.log?.warn("listener declarations: edge unreachable", { error: String(err) });
+        else if (!refusedSaid) {
+          this.o.log?.warn("listener declarations: the edge refuses this agent's token; the last ones stay", {
+            status: err.status,
+          });
+          refusedSaid = true;
+        }
         await this.sleep(
           backoffDelay(
             attempt++,

@@ -276,4 +276,58 @@ describe("edge client: records the edge refuses", () => {
     expect(Math.max(...clock.pending)).toBeLessThanOrEqual(4_000);
     await c.stop(false);
   });
+
+  it("a token refused for the record's namespace stays refused while reads succeed, and the edge counts as reachable", async () => {
+    const clock = new FakeClock();
+    const { log, lines } = linesLogger();
+    const reach: boolean[] = [];
+    let puts = 0;
+    let accept = false;
+    const { c } = client(
+      async (input, init) => {
+        const url = String(input);
+        const method = init?.method ?? "GET";
+        if (url.endsWith("/nodes/relay-a") && method === "GET") return new Response("{}", { status: 404 });
+        if (url.endsWith("/nodes/relay-a") && method === "PUT") {
+          puts++;
+          if (accept) return new Response("{}", { status: 201 });
+          return new Response(
+            JSON.stringify({ error: { code: "namespace_forbidden", message: "not in namespace 'ns'" } }),
+            { status: 403, headers: { "content-type": "application/json" } },
+          );
+        }
+        // Route-table reads with the same token succeed: the table, then a long-poll answered 304
+        // every 5 s of the fake clock.
+        const headers = (init?.headers ?? {}) as Record<string, string>;
+        if (headers["if-none-match"] === undefined) return jsonResponse(table(1), '"t1"');
+        return new Promise<Response>((resolve, reject) => {
+          clock.setTimeout(() => resolve(new Response(null, { status: 304 })), 5_000);
+          init?.signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
+        });
+      },
+      { records: [record], clock, log, onReachability: (r) => reach.push(r) },
+    );
+    void c.start();
+    for (let i = 0; i < 12; i++) {
+      clock.advance(5_000);
+      for (let j = 0; j < 20; j++) await new Promise((r) => setImmediate(r));
+    }
+    expect(puts).toBeGreaterThanOrEqual(3);
+    expect(c.authFailed).toBe(true);
+    expect(c.problem?.reason).toBe("edge_unauthorized");
+    expect(lines.filter((l) => l === "error edge forbidden")).toHaveLength(1);
+    expect(lines).not.toContain("info edge accepts the token again");
+    expect(lines.filter((l) => l.includes("registration failed"))).toEqual([]);
+    // The edge answered every time: no outage.
+    expect(reach).not.toContain(false);
+    // The token is given the namespace: the next registration clears it.
+    accept = true;
+    for (let i = 0; i < 12 && c.authFailed; i++) {
+      clock.advance(30_000);
+      for (let j = 0; j < 20; j++) await new Promise((r) => setImmediate(r));
+    }
+    expect(c.authFailed).toBe(false);
+    expect(lines).toContain("info edge accepts the token again");
+    await c.stop(false);
+  });
 });
