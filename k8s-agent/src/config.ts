@@ -281,11 +281,6 @@ export const AgentConfigSchema = z
     if (c.edge.token === undefined && c.edge.token_file === undefined) {
       ctx.addIssue({ code: "custom", path: ["edge", "token"], message: "edge.token or edge.token_file is required" });
     }
-    for (const field of ["hop_key", "hop_key_file", "max_clock_skew_seconds"] as const) {
-      if (c.relay[field] !== undefined) {
-        ctx.addIssue({ code: "custom", path: ["relay", field], message: HOP_KEY_REMOVED });
-      }
-    }
     if (c.node === undefined && !c.pod.name) {
       ctx.addIssue({ code: "custom", path: ["node"], message: "node is required (or POD_NAME to default it)" });
     }
@@ -415,6 +410,14 @@ export function parseConfig(yamlText: string, env: Env): AgentConfig {
     throw new ConfigError([{ path: "", message: "the config file must be a YAML mapping" }]);
   }
   const raw = expandEnv(doc, env, [], problems) as Record<string, unknown>;
+  // Removed settings are named whatever else is wrong in the file (the schema's own checks stop
+  // at its first level of errors).
+  const relay = raw.relay;
+  if (relay !== null && typeof relay === "object" && !Array.isArray(relay)) {
+    for (const field of ["hop_key", "hop_key_file", "max_clock_skew_seconds"]) {
+      if (Object.hasOwn(relay, field)) problems.push({ path: `relay.${field}`, message: HOP_KEY_REMOVED });
+    }
+  }
   for (const name of ["HOPWAY_HOP_KEY", "HOPWAY_HOP_KEY_FILE"]) {
     if (env[name] !== undefined && env[name] !== "") problems.push({ path: name, message: HOP_KEY_REMOVED });
   }

@@ -173,6 +173,10 @@ surprise: 1
       `relay.hop_key_file: ${replaced}`,
       `relay.max_clock_skew_seconds: ${replaced}`,
     ]);
+    // Named beside the file's other problems, not only once the rest is valid.
+    expect(problems(`edge: { url: 5, realm: r, token: t }\nnode: n\nrelay: { hop_key: k }\n`)).toEqual(
+      expect.arrayContaining([`relay.hop_key: ${replaced}`, expect.stringMatching(/^edge\.url: /)]),
+    );
     expect(problems(minimal, { HOPWAY_HOP_KEY: "a-realm-wide-secret-key" })).toEqual([`HOPWAY_HOP_KEY: ${replaced}`]);
     expect(problems(minimal, { HOPWAY_HOP_KEY_FILE: "/x" })).toEqual([`HOPWAY_HOP_KEY_FILE: ${replaced}`]);
   });
