@@ -14,9 +14,10 @@ export interface TestPki {
   caCert: string;
   /**
    * A leaf for `name` signed by this CA. `uri` overrides the SAN (another realm's name, a
-   * non-relay identity); `expired` makes one whose validity ended in 2020.
+   * non-relay identity); `expired` makes one whose validity ended in 2020; `extendedKeyUsage`
+   * replaces `serverAuth,clientAuth`.
    */
-  issue(name: string, opts?: { uri?: string; expired?: boolean }): TlsMaterial;
+  issue(name: string, opts?: { uri?: string; expired?: boolean; extendedKeyUsage?: string }): TlsMaterial;
 }
 
 let root: string | undefined;
@@ -56,14 +57,15 @@ export function testPki(realm: string, tag = "main"): TestPki {
     caCert,
     issue(name, opts = {}) {
       const uri = opts.uri ?? relayUri(realm, name);
-      const key = `${id}|${name}|${uri}|${opts.expired === true}`;
+      const eku = opts.extendedKeyUsage ?? "serverAuth,clientAuth";
+      const key = `${id}|${name}|${uri}|${opts.expired === true}|${eku}`;
       const cached = issued.get(key);
       if (cached) return cached;
       const f = `leaf${++n}`;
       ssl(`req ${ecKey} -keyout ${f}.key -out ${f}.csr -subj /CN=${name}`);
       writeFileSync(
         join(dir, `${f}.ext`),
-        `subjectAltName=URI:${uri}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=critical,CA:FALSE\n` +
+        `subjectAltName=URI:${uri}\nextendedKeyUsage=${eku}\nbasicConstraints=critical,CA:FALSE\n` +
           "keyUsage=critical,digitalSignature\n",
       );
       const dates = opts.expired ? "-startdate 20200101000000Z -enddate 20200102000000Z" : "-days 2";

@@ -308,6 +308,8 @@ export class EdgeIssuedIdentity implements IdentitySource {
     // Expected while the node's record registers, so no warning; the lease loop says if it is refused.
     if (unregistered && this.current === undefined) {
       this.o.log?.info("relay certificate not issued yet: this node's record is not registered", fields);
+    } else if (this.current === undefined) {
+      this.o.log?.warn("relay certificate request failed; no certificate yet", fields);
     } else this.o.log?.warn("relay certificate request failed; keeping the current certificate", fields);
     this.schedule(delay);
     return false;

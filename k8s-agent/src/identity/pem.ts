@@ -38,6 +38,10 @@ export function uriSans(cert: X509Certificate): string[] {
  * leaf's, the leaf names exactly spiffe://<realm>/relay/<name>, and the chain
  * leads to a CA certificate in `trustBundle`. Throws IdentityMaterialError.
  */
+/** Extended key usages a relay certificate needs when it lists any (RFC 5280 §4.2.1.12). */
+const SERVER_AUTH = "1.3.6.1.5.5.7.3.1";
+const CLIENT_AUTH = "1.3.6.1.5.5.7.3.2";
+
 export function checkChain(
   realm: string,
   name: string,
@@ -59,6 +63,18 @@ export function checkChain(
   const uris = uriSans(leaf);
   if (uris.length !== 1 || uris[0] !== expected) {
     throw new IdentityMaterialError(`the certificate names ${uris.join(", ") || "no URI"}, expected ${expected}`);
+  }
+  // A relay is both ends of its links (docs/contract/relay-protocol.md §3.2): a certificate whose
+  // extended key usage leaves one out would load here and fail at every neighbour instead.
+  const eku = leaf.keyUsage;
+  if (eku !== undefined) {
+    const missing = [
+      [SERVER_AUTH, "serverAuth"],
+      [CLIENT_AUTH, "clientAuth"],
+    ].flatMap(([oid, label]) => (eku.includes(oid as string) ? [] : [label as string]));
+    if (missing.length > 0) {
+      throw new IdentityMaterialError(`the certificate's extended key usage lacks ${missing.join(" and ")}`);
+    }
   }
   const anchors = trustBundle.flatMap(splitPemCertificates).map((pem) => new X509Certificate(pem));
   if (anchors.length === 0) throw new IdentityMaterialError("the trust bundle holds no CA certificate");
