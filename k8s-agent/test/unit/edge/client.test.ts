@@ -290,11 +290,7 @@ describe("edge client: records the edge refuses", () => {
         if (url.endsWith("/nodes/relay-a") && method === "GET") return new Response("{}", { status: 404 });
         if (url.endsWith("/nodes/relay-a") && method === "PUT") {
           puts++;
-          if (accept) return new Response("{}", { status: 201 });
-          return new Response(
-            JSON.stringify({ error: { code: "namespace_forbidden", message: "not in namespace 'ns'" } }),
-            { status: 403, headers: { "content-type": "application/json" } },
-          );
+          return accept ? new Response("{}", { status: 201 }) : refusal(403, "namespace_forbidden");
         }
         // Route-table reads with the same token succeed: the table, then a long-poll answered 304
         // every 5 s of the fake clock.
