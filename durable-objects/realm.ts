@@ -207,9 +207,13 @@ export class RealmObject extends DurableObject<Env> {
   }
 
   /** The caller may write records in every namespace listed (null = a record without a namespace). */
-  private writer(caller: Caller, namespaces: Iterable<string | null>): Principal | Failure {
+  private writer(
+    caller: Caller,
+    namespaces: Iterable<string | null>,
+    scope: WriteScope = RECORDS,
+  ): Principal | Failure {
     const p = this.principal(caller);
-    return "ok" in p ? p : this.writesIn(p, namespaces);
+    return "ok" in p ? p : this.writesIn(p, namespaces, scope);
   }
 
   /**
@@ -769,7 +773,7 @@ export class RealmObject extends DurableObject<Env> {
     const stored = this.listeners.namespaceOf(name);
     const namespaces: Array<string | null> = [decl.namespace ?? null];
     if (stored !== undefined) namespaces.push(stored);
-    const p = this.listenerWriter(caller, namespaces);
+    const p = this.writer(caller, namespaces, LISTENERS);
     if ("ok" in p) return p;
     if (stored === undefined && this.listeners.count() >= MAX_LISTENERS) {
       return fail("invalid_input", 400, `a realm holds at most ${MAX_LISTENERS} listener declarations`, "name");
@@ -788,12 +792,6 @@ export class RealmObject extends DurableObject<Env> {
     return { ok: true, version: this.listeners.version, created: stored === undefined };
   }
 
-  /** `writer` for listener declarations: a refusal names the declaration's own field, `namespace`. */
-  private listenerWriter(caller: Caller, namespaces: Iterable<string | null>): Principal | Failure {
-    const p = this.principal(caller);
-    return "ok" in p ? p : this.writesIn(p, namespaces, LISTENERS);
-  }
-
   deleteListener(caller: Caller, name: string): Result<{ version: number }> {
     const stored = this.listeners.namespaceOf(name);
     if (stored === undefined) {
@@ -801,7 +799,7 @@ export class RealmObject extends DurableObject<Env> {
       if ("ok" in p) return p;
       return fail("not_found", 404, `no listener named '${name}' in this realm`, "name");
     }
-    const p = this.listenerWriter(caller, [stored]);
+    const p = this.writer(caller, [stored], LISTENERS);
     if ("ok" in p) return p;
     if (this.listeners.delete(name)) this.wakeListenerWaiters();
     return { ok: true, version: this.listeners.version };
