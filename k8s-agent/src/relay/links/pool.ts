@@ -366,10 +366,13 @@ export class LinkPool {
     this.opts.log("warn", "link dial failed", { peer, address, reason: failure, detail });
   }
 
-  /** `link` stayed up for `redialMaxMs`: its address is good again. */
-  private proved(link: Link): void {
-    link.proven = true;
-    this.backoff.delete(link.key);
+  /** Whether `link` has proved itself: up for `redialMaxMs`, which makes its address good again. */
+  private provenByAge(link: Link): boolean {
+    if (!link.proven && performance.now() - link.since >= this.opts.settings.redialMaxMs) {
+      link.proven = true;
+      this.backoff.delete(link.key);
+    }
+    return link.proven;
   }
 
   /**
@@ -379,12 +382,8 @@ export class LinkPool {
    * relay than the longest backoff would allow it anyway.
    */
   private closedEarly(link: Link): void {
-    if (link.proven || link.closedHere || this.closing) return;
+    if (link.closedHere || this.closing || this.provenByAge(link)) return;
     const up = performance.now() - link.since;
-    if (up >= this.opts.settings.redialMaxMs) {
-      this.proved(link);
-      return;
-    }
     const why = link.cause ?? "the peer closed it";
     this.dialFailed(
       link.peer,
@@ -435,7 +434,7 @@ export class LinkPool {
 
   private ping(link: Link): void {
     // The ping timer already runs per link: it proves a link that stayed up, without a timer of its own.
-    if (!link.proven && performance.now() - link.since >= this.opts.settings.redialMaxMs) this.proved(link);
+    this.provenByAge(link);
     pingOrClose(link.session, this.opts.settings.pingTimeoutMs, () => {
       link.cause ??= "its PING went unanswered";
       this.opts.observer?.linkFailed("dial", "ping_timeout");
