@@ -209,24 +209,36 @@ describe("edge client: records the edge refuses", () => {
       status,
       headers: { "content-type": "application/json" },
     });
+  /**
+   * A fake edge where relay-a has no record yet: the agent's look-up finds none, its PUTs get
+   * `put()`, and every other request `rest`.
+   */
+  const registering =
+    (put: () => Response, rest: (url: string, init?: RequestInit) => Response | Promise<Response>): typeof fetch =>
+    async (input, init) => {
+      const url = String(input);
+      const method = init?.method ?? "GET";
+      if (url.endsWith("/nodes/relay-a") && method === "GET") return new Response("{}", { status: 404 });
+      if (url.endsWith("/nodes/relay-a") && method === "PUT") return put();
+      return rest(url, init);
+    };
 
   it("a lease lost and refused on re-registering is a refused record, not a bad token, until it registers again", async () => {
     const clock = new FakeClock();
     let answer: () => Response = () => refusal(403, "quota_exceeded");
     const puts: number[] = [];
     const { c } = client(
-      async (input, init) => {
-        const url = String(input);
-        const method = init?.method ?? "GET";
-        if (url.endsWith("/nodes/relay-a") && method === "GET") return new Response("{}", { status: 404 });
-        if (url.endsWith("/nodes/relay-a") && method === "PUT") {
+      registering(
+        () => {
           puts.push(clock.now());
           return puts.length === 1 ? new Response("{}", { status: 201 }) : answer();
-        }
-        if (url.endsWith("/heartbeat")) return new Response("{}", { status: 404 });
-        // Route tables: the edge is away for them, so the follow loop waits on the fake clock.
-        throw new TypeError("fetch failed");
-      },
+        },
+        (url) => {
+          if (url.endsWith("/heartbeat")) return new Response("{}", { status: 404 });
+          // Route tables: the edge is away for them, so the follow loop waits on the fake clock.
+          throw new TypeError("fetch failed");
+        },
+      ),
       { records: [record], clock },
     );
     void c.start();
@@ -284,23 +296,22 @@ describe("edge client: records the edge refuses", () => {
     let puts = 0;
     let accept = false;
     const { c } = client(
-      async (input, init) => {
-        const url = String(input);
-        const method = init?.method ?? "GET";
-        if (url.endsWith("/nodes/relay-a") && method === "GET") return new Response("{}", { status: 404 });
-        if (url.endsWith("/nodes/relay-a") && method === "PUT") {
+      registering(
+        () => {
           puts++;
           return accept ? new Response("{}", { status: 201 }) : refusal(403, "namespace_forbidden");
-        }
-        // Route-table reads with the same token succeed: the table, then a long-poll answered 304
-        // every 5 s of the fake clock.
-        const headers = (init?.headers ?? {}) as Record<string, string>;
-        if (headers["if-none-match"] === undefined) return jsonResponse(table(1), '"t1"');
-        return new Promise<Response>((resolve, reject) => {
-          clock.setTimeout(() => resolve(new Response(null, { status: 304 })), 5_000);
-          init?.signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
-        });
-      },
+        },
+        (_url, init) => {
+          // Route-table reads with the same token succeed: the table, then a long-poll answered 304
+          // every 5 s of the fake clock.
+          const headers = (init?.headers ?? {}) as Record<string, string>;
+          if (headers["if-none-match"] === undefined) return jsonResponse(table(1), '"t1"');
+          return new Promise<Response>((resolve, reject) => {
+            clock.setTimeout(() => resolve(new Response(null, { status: 304 })), 5_000);
+            init?.signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
+          });
+        },
+      ),
       { records: [record], clock, log, onReachability: (r) => reach.push(r) },
     );
     void c.start();

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { InstanceIdSchema } from "@hopway/core/wire";
 import { describe, expect, it } from "vitest";
 import { agentInstance, INSTANCE_FILE } from "../../../src/edge/instance.ts";
+import { linesLogger } from "./lines-logger.ts";
 
 describe("agentInstance", () => {
   it("is the pod's UID when there is one, and nothing is written", async () => {
@@ -25,14 +26,8 @@ describe("agentInstance", () => {
   it("replaces a malformed id, and still gives one when data_dir cannot be written", async () => {
     const dir = mkdtempSync(join(tmpdir(), "hopway-instance-"));
     writeFileSync(join(dir, INSTANCE_FILE), "not an id\n");
-    const warnings: string[] = [];
-    const log = {
-      log: () => {},
-      debug: () => {},
-      info: () => {},
-      error: () => {},
-      warn: (msg: string) => void warnings.push(msg),
-    };
+    const { log, lines } = linesLogger();
+    const warnings = () => lines.filter((l) => l.startsWith("warn "));
     const fresh = await agentInstance(undefined, dir, log);
     expect(fresh).not.toBe("not an id");
     expect(await agentInstance(undefined, dir)).toBe(fresh);
@@ -44,8 +39,8 @@ describe("agentInstance", () => {
     } finally {
       chmodSync(locked, 0o700);
     }
-    expect(warnings[0]).toContain("malformed");
+    expect(warnings()[0]).toContain("malformed");
     // Running as root, the directory is writable all the same; otherwise the failure is said.
-    if (process.getuid?.() !== 0) expect(warnings.at(-1)).toContain("cannot keep the instance id");
+    if (process.getuid?.() !== 0) expect(warnings().at(-1)).toContain("cannot keep the instance id");
   });
 });
