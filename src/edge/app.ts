@@ -115,6 +115,17 @@ function unscopedGroupProblem(record: HopwayRecord, at: string): FieldProblem | 
   };
 }
 
+/** The realm's admin-only writes (the address policy, the record limits) refuse other tokens alike. */
+function requireAdmin(caller: { kind: string }): void {
+  if (caller.kind !== "admin") {
+    throw new EdgeError(
+      403,
+      "forbidden",
+      "only the admin token may do this (tokens, the address policy, record limits, the CA)",
+    );
+  }
+}
+
 /** The `Hopway-Instance` header of an agent's record write (docs/contract/edge-api.md §4.7); absent is null. */
 function instanceHeader(value: string | undefined): { id: string | null; problem?: FieldProblem } {
   if (value === undefined) return { id: null };
@@ -518,13 +529,7 @@ export function createApp(): Hono<Env2> {
   );
   realms.put("/policy", async (c) => {
     const policy = validate(AddressPolicySchema, await readJson(c.req.raw));
-    if (c.var.caller.kind !== "admin") {
-      throw new EdgeError(
-        403,
-        "forbidden",
-        "only the admin token may do this (tokens, the address policy, record limits, the CA)",
-      );
-    }
+    requireAdmin(c.var.caller);
     return reply(c, API.putPolicy, 200, unwrap(await c.var.stub.setPolicy(c.var.caller, policy)).policy);
   });
 
@@ -532,13 +537,7 @@ export function createApp(): Hono<Env2> {
     reply(c, API.getLimits, 200, unwrap(await c.var.stub.getLimits(c.var.caller)).limits),
   );
   realms.put("/limits", async (c) => {
-    if (c.var.caller.kind !== "admin") {
-      throw new EdgeError(
-        403,
-        "forbidden",
-        "only the admin token may do this (tokens, the address policy, record limits, the CA)",
-      );
-    }
+    requireAdmin(c.var.caller);
     const limits = validate(RealmLimitsSchema, await readJson(c.req.raw));
     return reply(c, API.putLimits, 200, unwrap(await c.var.stub.setLimits(c.var.caller, limits)).limits);
   });
