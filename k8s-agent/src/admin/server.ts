@@ -11,6 +11,7 @@ import { describeIssues, type ErrorCode } from "@hopway/core/errors";
 import type { ErrorBody } from "@hopway/core/wire";
 import type { Registry } from "prom-client";
 import type { ScalingSignals } from "../scaling/signals.ts";
+import { type NotReady, notReady, registerReadinessMetric } from "./readiness.ts";
 import { LocalReportSchema } from "./schemas.ts";
 
 export interface AdminServerOptions {
@@ -27,9 +28,9 @@ export interface AdminServerOptions {
    * Why the agent cannot do its job right now, if it cannot: a configuration problem (a refused
    * token, a record it would not take over) or a relay that cannot route (no valid route table, a
    * listener down). /readyz answers 503 with it, so such a pod is out of the Service's endpoints
-   * and a bad rollout stops at its first pod.
+   * and a bad rollout stops at its first pod. The hopway_not_ready gauge says the same.
    */
-  notReadyReason?: () => { reason: string; message: string } | undefined;
+  notReadyReason?: () => NotReady | undefined;
   /** Who may call `/v1/local/*` (default: loopback only). */
   localApiFrom?: "loopback" | "any";
   /**
@@ -90,6 +91,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   const { registry, scaling, tunnels, ready } = opts;
   const maxBody = opts.maxBodyBytes ?? 16 * 1024;
   const localOnly = (opts.localApiFrom ?? "loopback") === "loopback";
+  const readiness = () => notReady(ready(), opts.notReadyReason);
+  registerReadinessMetric(registry, readiness);
 
   const json = (res: ServerResponse, status: number, body: unknown) => {
     const text = JSON.stringify(body);
@@ -164,7 +167,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     "/healthz": { GET: (_req, res) => json(res, 200, { status: "ok" }) },
     "/readyz": {
       GET: (_req, res) => {
-        const problem = ready() ? opts.notReadyReason?.() : { reason: "starting or shutting down" };
+        const problem = readiness();
         if (problem === undefined) json(res, 200, { status: "ready" });
         else json(res, 503, { status: "not_ready", ...problem });
       },

@@ -4,6 +4,7 @@ import { once } from "node:events";
 import { connect } from "node:net";
 import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { NOT_READY_REASONS, type NotReady } from "../../src/admin/readiness.ts";
 import { type AdminServer, isLoopback, parseListen, startAdminServer } from "../../src/admin/server.ts";
 import { AgentApiError, AgentClient } from "../../src/client/index.ts";
 import { ScalingConfigSchema } from "../../src/scaling/config.ts";
@@ -46,7 +47,43 @@ describe("probes and metrics", () => {
     isReady = false;
     const r = await fetch(`${server.url}/readyz`);
     expect(r.status).toBe(503);
-    expect(await r.json()).toEqual({ status: "not_ready", reason: "starting or shutting down" });
+    expect(await r.json()).toEqual({ status: "not_ready", reason: "starting", message: "starting or shutting down" });
+  });
+
+  it("hopway_not_ready says the reason /readyz gives, one series per reason of the fixed set", async () => {
+    let problem: NotReady | undefined;
+    const registry = new Registry();
+    const probe = await startAdminServer({
+      listen: "127.0.0.1:0",
+      registry,
+      scaling: new ScalingSignals({
+        config: ScalingConfigSchema.parse({ workload: "hopway-agent" }),
+        podName: "hopway-agent-0",
+        registry,
+      }),
+      tunnels: () => 0,
+      ready: () => isReady,
+      notReadyReason: () => problem,
+    });
+    const gauge = async () => {
+      const text = await (await fetch(`${probe.url}/metrics`)).text();
+      const series = [...text.matchAll(/^hopway_not_ready\{reason="(\w+)"\} (\d+)$/gm)];
+      expect(series.map((m) => m[1])).toEqual([...NOT_READY_REASONS]);
+      return series.filter((m) => m[2] === "1").map((m) => m[1]);
+    };
+    const readyz = async () => ((await (await fetch(`${probe.url}/readyz`)).json()) as { reason?: string }).reason;
+    try {
+      expect(await gauge()).toEqual([]);
+      expect(await readyz()).toBeUndefined();
+      problem = { reason: "record_refused", message: "namespace at its record limit" };
+      expect(await gauge()).toEqual(["record_refused"]);
+      expect(await readyz()).toBe("record_refused");
+      isReady = false;
+      expect(await gauge()).toEqual(["starting"]);
+      expect(await readyz()).toBe("starting");
+    } finally {
+      await probe.close();
+    }
   });
 
   it("closes connections that send nothing, and keeps one source to its share of connections", async () => {
