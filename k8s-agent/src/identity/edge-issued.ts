@@ -129,6 +129,10 @@ export class EdgeIssuedIdentity implements IdentitySource {
     return this.current?.notAfter;
   }
 
+  get notBefore(): number | undefined {
+    return this.current?.notBefore;
+  }
+
   /**
    * The trust bundle the edge sent with a route table or a records sync answer.
    * An empty bundle is ignored: it only means the realm had no CA yet when the

@@ -35,6 +35,7 @@ export class FilesIdentity implements IdentitySource {
   private readonly clock: Clock;
   private readonly listeners = new Set<() => void>();
   private current: TlsMaterial | undefined;
+  private currentNotBefore: number | undefined;
   private digest: string | undefined;
   private timer: unknown;
   private stopped = false;
@@ -67,6 +68,10 @@ export class FilesIdentity implements IdentitySource {
   /** The loaded leaf's expiry, also after it passed (for the expiry metric). */
   get notAfter(): number | undefined {
     return this.current?.notAfter;
+  }
+
+  get notBefore(): number | undefined {
+    return this.currentNotBefore;
   }
 
   onChange(listener: () => void): () => void {
@@ -119,6 +124,7 @@ export class FilesIdentity implements IdentitySource {
       if (checked.notAfter <= this.clock.now())
         throw new Error(`the certificate expired at ${new Date(checked.notAfter).toISOString()}`);
       this.current = { key, certChain: chain, trustBundle, notAfter: checked.notAfter };
+      this.currentNotBefore = checked.notBefore;
       this.digest = digest;
       this.lastError = undefined;
       this.o.log?.info("relay certificate loaded from files", {

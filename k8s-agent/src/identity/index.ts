@@ -22,7 +22,11 @@ export function createRelayIdentity(config: AgentConfig, registry: Registry, log
   const tls = config.relay.tls;
   if (tls.source === "files") {
     let files: FilesIdentity | undefined;
-    const metrics = createIdentityMetrics(registry, { source: "files", notAfter: () => files?.notAfter });
+    const metrics = createIdentityMetrics(registry, {
+      source: "files",
+      notAfter: () => files?.notAfter,
+      notBefore: () => files?.notBefore,
+    });
     files = new FilesIdentity({
       dir: tls.dir!,
       realm: config.edge.realm,
@@ -42,7 +46,11 @@ export function createRelayIdentity(config: AgentConfig, registry: Registry, log
     };
   }
   let edge: EdgeIssuedIdentity | undefined;
-  const metrics = createIdentityMetrics(registry, { source: "edge", notAfter: () => edge?.notAfter });
+  const metrics = createIdentityMetrics(registry, {
+    source: "edge",
+    notAfter: () => edge?.notAfter,
+    notBefore: () => edge?.notBefore,
+  });
   edge = new EdgeIssuedIdentity({
     url: config.edge.url,
     realm: config.edge.realm,

@@ -9,7 +9,12 @@ export interface IdentityMetrics {
 
 export function createIdentityMetrics(
   registry: Registry,
-  src: { notAfter: () => number | undefined; source: "edge" | "files"; now?: () => number },
+  src: {
+    notAfter: () => number | undefined;
+    notBefore: () => number | undefined;
+    source: "edge" | "files";
+    now?: () => number;
+  },
 ): IdentityMetrics {
   const now = src.now ?? Date.now;
   new Gauge({
@@ -20,6 +25,19 @@ export function createIdentityMetrics(
       this.reset();
       const at = src.notAfter();
       if (at !== undefined) this.set((at - now()) / 1000);
+    },
+  });
+  // The expiry alone cannot say whether renewal is late: renewal starts at 60-70 % of the
+  // lifetime, which is configurable (edge) or the issuer's (files). With both, an alert can.
+  new Gauge({
+    name: "hopway_relay_certificate_lifetime_seconds",
+    help: "Lifetime of the relay's link certificate (not after minus not before; absent before the first one).",
+    registers: [registry],
+    collect() {
+      this.reset();
+      const from = src.notBefore();
+      const to = src.notAfter();
+      if (from !== undefined && to !== undefined) this.set((to - from) / 1000);
     },
   });
   const renewals = new Counter({

@@ -103,6 +103,7 @@ function setup(edge: FakeEdge, clock: FakeClock, dataDir = mkdtempSync(join(tmpd
   const metrics = createIdentityMetrics(registry, {
     source: "edge",
     notAfter: () => identity?.notAfter,
+    notBefore: () => identity?.notBefore,
     now: () => clock.now(),
   });
   identity = new EdgeIssuedIdentity({
@@ -243,6 +244,8 @@ describe("EdgeIssuedIdentity", () => {
     expect(text).toMatch(/hopway_relay_certificate_renewals_total\{source="edge",result="unreachable"\} 11/);
     expect(text).toMatch(/hopway_relay_certificate_renewals_total\{source="edge",result="success"\} 1/);
     expect(text).toMatch(/hopway_relay_certificate_expiry_seconds \d+/);
+    // The fake edge issues for an hour; leaves start 5 minutes early (clock skew between relays).
+    expect(text).toMatch(/^hopway_relay_certificate_lifetime_seconds (3899|3900|3901)$/m);
 
     // Past notAfter the material is gone, and listeners hear about it.
     const before = changes();

@@ -94,6 +94,9 @@ describe("createRelayIdentity with relay.tls.source files", () => {
     const expiry = Number(/^hopway_relay_certificate_expiry_seconds (\S+)$/m.exec(text)?.[1]);
     expect(expiry).toBeGreaterThan(2 * 3600 - 60);
     expect(expiry).toBeLessThanOrEqual(2 * 3600);
+    // Two hours, and the 5 minutes the test CA backdates a leaf by.
+    const lifetime = Number(/^hopway_relay_certificate_lifetime_seconds (\S+)$/m.exec(text)?.[1]);
+    expect(Math.abs(lifetime - (2 * 3600 + 300))).toBeLessThanOrEqual(1);
     expect(text).toMatch(/hopway_relay_certificate_renewals_total\{source="files",result="success"\} 1/);
     expect(text).toMatch(/hopway_relay_certificate_renewals_total\{source="files",result="invalid"\} 0/);
     identity.stop();
