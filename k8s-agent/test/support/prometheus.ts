@@ -61,12 +61,15 @@ export async function startPrometheus(opts: {
   targets: Target[];
   /** The ServiceMonitor endpoint's own relabelings, in its camelCase form. */
   relabelings: Obj[];
+  /** Rule groups to evaluate (a PrometheusRule's `spec`), every second like the scrapes. */
+  rules?: Obj;
 }): Promise<RunningPrometheus> {
   const workDir = mkdtempSync(join(tmpdir(), "hopway-prom-"));
   const port = await freePort("127.0.0.1");
   const url = `http://127.0.0.1:${port}`;
   const config = {
     global: { scrape_interval: "1s", scrape_timeout: "900ms", evaluation_interval: "1s" },
+    ...(opts.rules ? { rule_files: ["rules.yaml"] } : {}),
     scrape_configs: [
       {
         job_name: opts.job,
@@ -82,6 +85,7 @@ export async function startPrometheus(opts: {
     ],
   };
   writeFileSync(join(workDir, "prometheus.yml"), stringifyYaml(config));
+  if (opts.rules) writeFileSync(join(workDir, "rules.yaml"), stringifyYaml(opts.rules));
   const check = spawnSync("promtool", ["check", "config", join(workDir, "prometheus.yml")], { encoding: "utf8" });
   if (check.status !== 0) throw new Error(`promtool check config: ${check.stdout}${check.stderr}`);
   let log = "";

@@ -41,7 +41,8 @@ const yamlFiles = (dir: string): string[] =>
 
 // The base and the adapter rules as written. Overlays hold patches, not whole objects, and are
 // checked as built by bk-bcs-manifests.test.ts; components are opt-in patches and CRDs, checked by
-// their own tests (manifests-cert-manager.test.ts, deploy/listeners.test.ts, deploy/network-policy.test.ts).
+// their own tests (manifests-cert-manager.test.ts, deploy/alerts.test.ts, deploy/listeners.test.ts,
+// deploy/network-policy.test.ts).
 /** Directories under deploy/ used from overlays, not part of `kubectl apply -k deploy`. */
 const OPTIONAL_DIRS = ["components", "overlays"];
 const docs: Doc[] = yamlFiles(DEPLOY)
@@ -139,6 +140,7 @@ describe("kustomize", () => {
     const EXAMPLES = ["components/cert-manager/certificate.yaml"];
     expect(kustomizations.map((k) => relative(DEPLOY, k)).sort()).toEqual([
       "base/kustomization.yaml",
+      "components/alerts/kustomization.yaml",
       "components/cert-manager/kustomization.yaml",
       "components/listeners/kustomization.yaml",
       "components/network-policy/kustomization.yaml",
