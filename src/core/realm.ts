@@ -37,6 +37,12 @@ const NODE = 0;
 const CLIENT = 1;
 const GROUP = 2;
 const UNKNOWN = -2;
+/**
+ * Up to this many dialer classes a target class's memo is a dense array (one byte per class);
+ * beyond, a map of the classes actually asked. Dense for every class would cost targets × dialers
+ * bytes, which gateway `match` selectors naming many records can drive to 100 MB in one realm.
+ */
+const DENSE_MEMO_MAX = 64;
 /** Shared by every hop without fallbacks: routes are read-only, and most hops have none. */
 const NO_ALTERNATIVES: string[] = Object.freeze([]) as unknown as string[];
 
@@ -92,8 +98,11 @@ class RealmImpl implements Realm {
   readonly tclassUnix: boolean[] = [];
   /** Interned (namespace, hostname) per record; -1 when the hostname is not given (on no known host). */
   readonly hostKey: Int32Array;
-  /** Per target class, per dialer class: gateway index, -1 none, UNKNOWN not yet computed (gateways ≤ 64). */
-  readonly dialMemo: Array<Int8Array | undefined> = [];
+  /**
+   * Per target class, per dialer class: gateway index or -1 for none (gateways ≤ 64). Dense (UNKNOWN
+   * = not yet computed) with few dialer classes, else sparse (DENSE_MEMO_MAX).
+   */
+  readonly dialMemo: Array<Int8Array | Map<number, number> | undefined> = [];
   readonly adv: Array<Int32Array>;
   readonly closureOf: Closure[];
   readonly attach: Int32Array;
@@ -369,15 +378,28 @@ class RealmImpl implements Realm {
     }
     let memo = this.dialMemo[tc];
     if (memo === undefined) {
-      memo = new Int8Array(this.dclassRep.length).fill(UNKNOWN);
+      const dialers = this.dclassRep.length;
+      memo = dialers <= DENSE_MEMO_MAX ? new Int8Array(dialers).fill(UNKNOWN) : new Map<number, number>();
       this.dialMemo[tc] = memo;
     }
-    let g = memo[dc]!;
-    if (g === UNKNOWN) {
-      g = pickGateway(this.records[this.dclassRep[dc]!]!, this.records[this.tclassRep[tc]!]!, false)?.gateway ?? -1;
-      memo[dc] = g;
+    if (memo instanceof Int8Array) {
+      let g = memo[dc]!;
+      if (g === UNKNOWN) {
+        g = this.pick(dc, tc);
+        memo[dc] = g;
+      }
+      return g;
+    }
+    let g = memo.get(dc);
+    if (g === undefined) {
+      g = this.pick(dc, tc);
+      memo.set(dc, g);
     }
     return g;
+  }
+
+  private pick(dc: number, tc: number): number {
+    return pickGateway(this.records[this.dclassRep[dc]!]!, this.records[this.tclassRep[tc]!]!, false)?.gateway ?? -1;
   }
 
   /** Priority of the gateway u uses for v (g from gatewayIndex). */
@@ -842,6 +864,13 @@ export function attachmentRelay(realm: Realm, client: string): string | undefine
 }
 
 /** The RouteResolver view of a realm, for code (and the conformance suite) written against that interface. */
+/** Entries held by the dialler-by-target memo (dense arrays count their full length). */
+export function dialMemoEntriesForTest(realm: Realm): number {
+  let n = 0;
+  for (const m of (realm as RealmImpl).dialMemo) n += m === undefined ? 0 : m instanceof Int8Array ? m.length : m.size;
+  return n;
+}
+
 export function realmResolver(records: readonly HopwayRecord[]): RouteResolver {
   const realm = buildRealm(records);
   return {
