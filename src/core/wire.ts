@@ -105,7 +105,13 @@ export const NodesQuerySchema = z.strictObject({
   pid: z.coerce.number().int().nonnegative().optional(),
   /** Repeatable `key=value`. */
   label: z
-    .array(z.string().regex(/^[^=]+=.*$/, "must be key=value"))
+    .array(
+      z
+        .string()
+        .regex(/^[^=]+=.*$/, "must be key=value")
+        // As in records: assignment would take it as the prototype and drop the condition.
+        .refine((kv) => !kv.startsWith("__proto__="), "'__proto__' is not a label key"),
+    )
     .max(64)
     .optional(),
   limit: z.coerce.number().int().min(1).max(100_000).optional(),

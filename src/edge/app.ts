@@ -21,6 +21,7 @@ import {
   RecordSchema,
   resolveRoutes,
   type Selector,
+  setOwn,
 } from "../core/index.ts";
 import {
   ChangesQuerySchema,
@@ -150,7 +151,7 @@ function selectorFrom(q: ReturnType<typeof NodesQuerySchema.parse>): Selector {
     metadata.labels = {};
     for (const kv of q.label) {
       const i = kv.indexOf("=");
-      metadata.labels[kv.slice(0, i)] = kv.slice(i + 1);
+      setOwn(metadata.labels, kv.slice(0, i), kv.slice(i + 1));
     }
   }
   const host: NonNullable<Selector["host"]> = {};

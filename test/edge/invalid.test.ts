@@ -76,6 +76,8 @@ describe("invalid input changes nothing", () => {
       [`${b}/nodes?colour=blue`, 400, "invalid_input"],
       [`${b}/nodes?pid=abc`, 400, "invalid_input", "pid"],
       [`${b}/nodes?label=nokey`, 400, "invalid_input"],
+      // Assignment would make it the prototype and drop the condition: every record would match.
+      [`${b}/nodes?label=app=a&label=__proto__=x`, 400, "invalid_input", "label[1]"],
       [`${b}/nodes?kind=a&kind=b`, 400, "invalid_input", "kind"],
       [`${b}/routes?from=a`, 400, "invalid_input", "to"],
       [`${b}/routes?from=a&to=a&x=1`, 400, "invalid_input"],
