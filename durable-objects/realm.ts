@@ -55,6 +55,14 @@ import { TokenStore } from "./tokens.ts";
 export const MAX_WAIT_MS = 60_000;
 const PAGE_MAX = 5_000;
 /**
+ * Link entries the realm keeps from heartbeats, per namespace and in all: each report is bounded
+ * (256 entries), but reports are not records and count in no record limit, so without these a
+ * namespace's leased records could each keep 256 entries in this object's memory and in every
+ * `GET /links` answer (docs/links.md).
+ */
+export const LINK_ENTRIES_PER_NAMESPACE = 20_000;
+export const LINK_ENTRIES_PER_REALM = 100_000;
+/**
  * A lease still stored this long after it ended was not swept on time: its
  * alarm could not run because the edge itself was not serving. Alarms run
  * within moments of their time when the object is up (and are retried after
@@ -169,7 +177,10 @@ export class RealmObject extends DurableObject<Env> {
    * for operators that the next heartbeat (a third of a lease) repaints, so it is not worth a
    * storage write per heartbeat; after an eviction the page shows "unknown" until then.
    */
-  private readonly linkReports = new Map<string, { links: LinkState[]; at: number }>();
+  private readonly linkReports = new Map<string, { links: LinkState[]; at: number; namespace: string | null }>();
+  /** Entries held in linkReports, per namespace of the reporting record and in all. */
+  private readonly linkEntries = new Map<string | null, number>();
+  private linkEntriesTotal = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -668,7 +679,7 @@ export class RealmObject extends DurableObject<Env> {
     // A heartbeat without an instance keeps the one that holds the lease; one with it claims a record written without.
     if (ttl !== null && expiresAt !== null) this.records.setLease(name, { expiresAt, ttl }, instance ?? row.instance);
     if (report !== null) this.records.setReport(name, report, scope, now);
-    if (links !== null) this.linkReports.set(name, { links, at: now });
+    if (links !== null) this.keepLinkReport(name, scope, links, now);
     this.scheduleAlarm();
     const workload = report?.workload ?? row.workload;
     const result: HeartbeatResult = {
@@ -748,19 +759,56 @@ export class RealmObject extends DurableObject<Env> {
     if ("ok" in p) return p;
     const now = this.now();
     const out: LinkStatus[] = [];
+    this.sweepLinkReports(now);
     for (const [name, r] of this.linkReports) {
-      const row = this.records.get(name);
-      // A permanent record has no lease to measure by: its reports age out like a 30 s lease's.
-      const ttl = row?.ttl_seconds ?? 30;
-      if (row === undefined || now - r.at > 3 * ttl * 1000) {
-        this.linkReports.delete(name);
-        continue;
-      }
       const at = new Date(r.at).toISOString();
       for (const l of r.links) out.push({ from: name, ...l, reported_at: at });
     }
     out.sort((a, b) => (a.from === b.from ? (a.peer < b.peer ? -1 : 1) : a.from < b.from ? -1 : 1));
     return { ok: true, links: out };
+  }
+
+  /**
+   * Keeps a relay's link report: only peers that are records of the realm (a relay links only to
+   * relays of its route table), once each, and no more than the namespace's and the realm's share
+   * of entries leaves room for; a report past it keeps its first entries that fit.
+   */
+  private keepLinkReport(name: string, namespace: string | null, links: LinkState[], now: number): void {
+    this.dropLinkReport(name);
+    const seen = new Set<string>();
+    const known = links.filter((l) => {
+      if (seen.has(l.peer) || this.records.get(l.peer) === undefined) return false;
+      seen.add(l.peer);
+      return true;
+    });
+    const room = () =>
+      Math.min(
+        LINK_ENTRIES_PER_NAMESPACE - (this.linkEntries.get(namespace) ?? 0),
+        LINK_ENTRIES_PER_REALM - this.linkEntriesTotal,
+      );
+    // Reports of relays that stopped heartbeating still hold entries until swept: sweep before cutting.
+    if (room() < known.length) this.sweepLinkReports(now);
+    const kept = known.slice(0, Math.max(0, room()));
+    this.linkReports.set(name, { links: kept, at: now, namespace });
+    this.linkEntries.set(namespace, (this.linkEntries.get(namespace) ?? 0) + kept.length);
+    this.linkEntriesTotal += kept.length;
+  }
+
+  private dropLinkReport(name: string): void {
+    const r = this.linkReports.get(name);
+    if (r === undefined) return;
+    this.linkReports.delete(name);
+    this.linkEntries.set(r.namespace, (this.linkEntries.get(r.namespace) ?? 0) - r.links.length);
+    this.linkEntriesTotal -= r.links.length;
+  }
+
+  /** A report outlives neither its record nor three lease lengths (30 s ones for a permanent record). */
+  private sweepLinkReports(now: number): void {
+    for (const [name, r] of this.linkReports) {
+      const row = this.records.get(name);
+      const ttl = row?.ttl_seconds ?? 30;
+      if (row === undefined || now - r.at > 3 * ttl * 1000) this.dropLinkReport(name);
+    }
   }
 
   // ---- listener declarations (docs/listeners.md) ----------------------------------------

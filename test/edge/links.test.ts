@@ -2,7 +2,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { RealmObject } from "../../durable-objects/realm.ts";
+import { LINK_ENTRIES_PER_NAMESPACE, type RealmObject } from "../../durable-objects/realm.ts";
 import { LinksAnswerSchema } from "../../src/core/wire.ts";
 import { call, newRealm, node } from "./helpers.ts";
 
@@ -74,6 +74,8 @@ describe("relay link status", () => {
     });
     for (const name of ["r1", "r2"]) {
       await call("PUT", `/v1/realms/${realm}/nodes/${name}`, { body: { ...node(name), ttl_seconds: 30 } });
+    }
+    for (const name of ["r1", "r2"]) {
       await call("POST", `/v1/realms/${realm}/nodes/${name}/heartbeat`, {
         body: { links: [{ peer: name === "r1" ? "r2" : "r1", up: true, streams: 1 }] },
       });
@@ -88,5 +90,48 @@ describe("relay link status", () => {
     });
     got = await call("GET", `/v1/realms/${realm}/links`);
     expect(got.body.links).toEqual([]);
+  });
+
+  it("keeps only peers that are records, once each, and at most a namespace's share of entries", async () => {
+    const realm = await newRealm("links");
+    const b = await token(realm, "agent", ["b"]);
+    const c = await token(realm, "agent", ["c"]);
+    // 256 peers, and enough relays of namespace b to report past its share.
+    const perReport = 256;
+    const reporters = Math.ceil(LINK_ENTRIES_PER_NAMESPACE / perReport) + 1;
+    const records = [
+      ...Array.from({ length: perReport }, (_, i) => node(`p-${i}`, "b")),
+      ...Array.from({ length: reporters }, (_, i) => node(`rb-${i}`, "b")),
+      node("rc-0", "c"),
+    ];
+    expect((await call("POST", `/v1/realms/${realm}/import`, { body: records })).status).toBe(200);
+    const full = Array.from({ length: perReport }, (_, i) => ({ peer: `p-${i}`, up: true, streams: 1 }));
+
+    // Unknown peers and repeats are not kept.
+    const mixed = await call("POST", `/v1/realms/${realm}/nodes/rb-0/heartbeat`, {
+      body: { links: [full[0], { peer: "nobody", up: true, streams: 9 }, full[0], full[1]] },
+      token: b,
+    });
+    expect(mixed.status).toBe(200);
+    let got = await call("GET", `/v1/realms/${realm}/links`);
+    expect(got.body.links.map((l: { peer: string }) => l.peer)).toEqual(["p-0", "p-1"]);
+
+    for (let i = 0; i < reporters; i++) {
+      const hb = await call("POST", `/v1/realms/${realm}/nodes/rb-${i}/heartbeat`, { body: { links: full }, token: b });
+      // The lease is renewed whatever happens to the report.
+      expect(hb.status).toBe(200);
+    }
+    // Another namespace keeps its whole report.
+    const hc = await call("POST", `/v1/realms/${realm}/nodes/rc-0/heartbeat`, { body: { links: full }, token: c });
+    expect(hc.status).toBe(200);
+    got = await call("GET", `/v1/realms/${realm}/links`);
+    const from = (prefix: string) => got.body.links.filter((l: { from: string }) => l.from.startsWith(prefix)).length;
+    expect(from("rb-")).toBe(LINK_ENTRIES_PER_NAMESPACE);
+    expect(from("rc-")).toBe(perReport);
+    // A reporter's new report replaces its old one rather than adding to it.
+    await call("POST", `/v1/realms/${realm}/nodes/rb-0/heartbeat`, { body: { links: full.slice(0, 1) }, token: b });
+    await call("POST", `/v1/realms/${realm}/nodes/rb-${reporters - 1}/heartbeat`, { body: { links: full }, token: b });
+    got = await call("GET", `/v1/realms/${realm}/links`);
+    expect(from("rb-")).toBe(LINK_ENTRIES_PER_NAMESPACE);
   });
 });
