@@ -18,6 +18,12 @@ export const CA_LIFETIME_MS = 10 * 365 * 24 * 3600 * 1000;
  * issued-leaf table against a token that asks in a loop.
  */
 export const MAX_OUTSTANDING_PER_NAME = 16;
+/**
+ * Unexpired leaves a namespace may hold, per record it may hold (its record limit): two per relay
+ * in normal operation, with room for restarts that make new keys. The per-name cap alone does not
+ * bound the table: a token can register a name, take 16 leaves, delete it and go on to the next.
+ */
+export const OUTSTANDING_PER_NAMESPACE_RECORD = 4;
 
 export interface AuthorityRow extends Record<string, SqlStorageValue> {
   generation: number;
@@ -138,6 +144,17 @@ export class CaStore {
       .exec<{ n: number }>(
         "SELECT count(*) AS n FROM ca_issued WHERE name = ? AND namespace_known = 1 AND namespace IS ? AND not_after > ?",
         name,
+        namespace,
+        now,
+      )
+      .one().n;
+  }
+
+  /** Unexpired leaves issued to records of `namespace`, whatever their names. */
+  outstandingIn(namespace: string | null, now: number): number {
+    return this.sql
+      .exec<{ n: number }>(
+        "SELECT count(*) AS n FROM ca_issued WHERE namespace_known = 1 AND namespace IS ? AND not_after > ?",
         namespace,
         now,
       )

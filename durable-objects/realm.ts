@@ -42,7 +42,7 @@ import type {
   WorkloadView,
   WriteResult,
 } from "../src/edge/types.ts";
-import { type AuthorityRow, CaStore, MAX_OUTSTANDING_PER_NAME } from "./ca.ts";
+import { type AuthorityRow, CaStore, MAX_OUTSTANDING_PER_NAME, OUTSTANDING_PER_NAMESPACE_RECORD } from "./ca.ts";
 import { NameHoldStore } from "./holds.ts";
 import { LimitStore } from "./limits.ts";
 import { ListenerStore, MAX_LISTENERS, MAX_LISTENERS_PER_NAMESPACE } from "./listeners.ts";
@@ -1037,6 +1037,21 @@ export class RealmObject extends DurableObject<Env> {
         "conflict",
         409,
         `'${name}' already holds ${outstanding} unexpired certificates (at most ${MAX_OUTSTANDING_PER_NAME}); reuse one`,
+        "name",
+      );
+    }
+    // Records without a namespace are the admin's: only the realm's record limit bounds them.
+    const ns = row.namespace;
+    const nsRecords =
+      ns === null ? allowedInRealm(this.limits.limits).records : allowedIn(this.limits.limits, ns).records;
+    const nsCap = OUTSTANDING_PER_NAMESPACE_RECORD * Math.max(1, nsRecords);
+    const inNamespace = this.ca.outstandingIn(ns, now);
+    if (inNamespace >= nsCap) {
+      const whose = ns === null ? "records without a namespace" : `namespace '${ns}'`;
+      return fail(
+        "conflict",
+        409,
+        `${whose} already holds ${inNamespace} unexpired relay certificates (at most ${nsCap}: ${OUTSTANDING_PER_NAMESPACE_RECORD} per record it may hold); they free up as they expire`,
         "name",
       );
     }

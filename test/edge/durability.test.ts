@@ -179,6 +179,8 @@ describe("durability", () => {
       const sql = state.storage.sql;
       // Back to schema 5 as it shipped: one report pool per workload name, certificates by name only.
       recordsBeforeReportNamespace(sql);
+      // A later schema's index on the columns that schema 5 did not have yet.
+      sql.exec("DROP INDEX ca_issued_namespace");
       sql.exec("ALTER TABLE ca_issued DROP COLUMN namespace_known");
       sql.exec("ALTER TABLE ca_issued DROP COLUMN namespace");
       sql.exec("UPDATE schema_version SET version = 5");

@@ -192,6 +192,35 @@ describe("POST /relays/{name}/certificate", () => {
     expect(r.status).toBe(409);
     expect(r.body.error.code).toBe("conflict");
   });
+
+  it("bounds a namespace's unexpired certificates, however many names it goes through", async () => {
+    const { base, agentA } = await setup();
+    // Four records allowed (team-a holds three): sixteen unexpired certificates for the namespace,
+    // which one name reaches by itself.
+    expect((await call("PUT", `${base}/limits`, { body: { namespaces: { "team-a": { records: 4 } } } })).status).toBe(
+      200,
+    );
+    const pub = await publicKeyPem();
+    const ask = (name: string) =>
+      call("POST", `${base}/relays/${name}/certificate`, { token: agentA, body: { public_key: pub } });
+    for (let i = 0; i < 16; i++) expect((await ask("relay-a")).status).toBe(200);
+    // The per-name cap alone let a token go on with the next name.
+    const put = await call("PUT", `${base}/nodes/relay-a2`, { token: agentA, body: node("relay-a2", "team-a") });
+    expect(put.status).toBe(201);
+    const refused = await ask("relay-a2");
+    expect(refused.status).toBe(409);
+    expect(refused.body.error).toMatchObject({ code: "conflict", path: "name" });
+    expect(refused.body.error.message).toContain("namespace 'team-a' already holds 16 unexpired relay certificates");
+    // Other namespaces are not held back.
+    const other = await call("POST", `${base}/relays/relay-b/certificate`, { body: { public_key: pub } });
+    expect(other.status).toBe(200);
+    const ca = await call("GET", `${base}/ca`);
+    const outstanding = ca.body.authorities.reduce(
+      (n: number, a: { outstanding_certificates: number }) => n + a.outstanding_certificates,
+      0,
+    );
+    expect(outstanding).toBe(17);
+  });
 });
 
 describe("a relay name another namespace holds certificates for", () => {
@@ -429,6 +458,44 @@ describe("the trust bundle reaches agents", () => {
 });
 
 describe("migration", () => {
+  it("a realm stored by schema 10 gains the index that counts certificates per namespace", async () => {
+    const { realm, base, agentA } = await setup();
+    const issued = await call("POST", `${base}/relays/relay-a/certificate`, {
+      token: agentA,
+      body: { public_key: await publicKeyPem() },
+    });
+    expect(issued.status).toBe(200);
+    await runInDurableObject(stubOf(realm), (_instance: RealmObject, state) => {
+      state.storage.sql.exec("DROP INDEX ca_issued_namespace");
+      state.storage.sql.exec("UPDATE schema_version SET version = 10");
+    });
+    await evictDurableObject(stubOf(realm));
+    const after = await runInDurableObject(stubOf(realm), (_i, state) => ({
+      version: state.storage.sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version,
+      index: state.storage.sql
+        .exec<{ n: number }>("SELECT count(*) AS n FROM sqlite_master WHERE name = 'ca_issued_namespace'")
+        .one().n,
+    }));
+    expect(after).toEqual({ version: SCHEMA_VERSION, index: 1 });
+    clearRealmCacheForTest();
+    // The certificate issued before counts in its namespace's limit after.
+    expect((await call("PUT", `${base}/limits`, { body: { namespaces: { "team-a": { records: 1 } } } })).status).toBe(
+      200,
+    );
+    for (let i = 0; i < 3; i++) {
+      const r = await call("POST", `${base}/relays/relay-a/certificate`, {
+        token: agentA,
+        body: { public_key: await publicKeyPem() },
+      });
+      expect(r.status).toBe(200);
+    }
+    const fifth = await call("POST", `${base}/relays/relay-a/certificate`, {
+      token: agentA,
+      body: { public_key: await publicKeyPem() },
+    });
+    expect(fifth.status).toBe(409);
+  });
+
   it("a realm stored by schema 2 gains the CA tables and issues certificates", async () => {
     const { realm, base, agentA } = await setup();
     await runInDurableObject(stubOf(realm), (_instance: RealmObject, state) => {
