@@ -28,13 +28,28 @@ export type SelfCheck =
 
 const defaultLookup: AddressLookup = async (host) => (await dnsLookup(host, { all: true })).map((a) => a.address);
 
-/** `::ffff:1.2.3.4` → `1.2.3.4`, IPv6 lower case, so equal addresses compare equal. */
+/**
+ * One text per address, so equal addresses compare equal: IPv4-mapped IPv6 in any spelling
+ * (`::ffff:1.2.3.4`, `::ffff:102:304`, `0:0:0:0:0:ffff:102:304`) → `1.2.3.4`; other IPv6 in its
+ * RFC 5952 form (lower case, zeros compressed). A route table's address is written by whoever
+ * registered the record, so the check that a dial does not land on this relay's own listeners must
+ * not depend on how it was spelled.
+ */
 export function normalizeIp(ip: string): string {
   // A dotted quad is already in its one form (asked for every connection the relay opens).
   if (!ip.includes(":")) return ip;
-  const lower = ip.toLowerCase();
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
-  return mapped ? (mapped[1] as string) : lower;
+  let canonical: string;
+  try {
+    // WHATWG URL serialises an IPv6 host in RFC 5952 form; a zone (`%eth0`) is not a host it takes.
+    canonical = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  } catch {
+    return ip.toLowerCase();
+  }
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
+  if (mapped === null) return canonical;
+  const hi = Number.parseInt(mapped[1] as string, 16);
+  const lo = Number.parseInt(mapped[2] as string, 16);
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
 }
 
 const WILDCARDS = new Set(["0.0.0.0", "::"]);

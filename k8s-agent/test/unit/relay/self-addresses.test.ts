@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { startAdminServer } from "../../../src/admin/server.ts";
 import { ListenerManager } from "../../../src/listeners/manager.ts";
 import { Relay } from "../../../src/relay/relay.ts";
-import { type AddressLookup, SelfAddresses } from "../../../src/relay/self-addresses.ts";
+import { type AddressLookup, normalizeIp, SelfAddresses } from "../../../src/relay/self-addresses.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
 import { ScalingConfigSchema } from "../../../src/scaling/config.ts";
 import { ScalingSignals } from "../../../src/scaling/signals.ts";
@@ -255,12 +255,33 @@ describe("the relay never dials its own listeners", () => {
     expect(mixed).toMatchObject({ ok: false, forbidden: true });
   });
 
+  it("spells every address one way", () => {
+    const cases: Array<[string, string]> = [
+      ["10.1.2.3", "10.1.2.3"],
+      ["::ffff:10.1.2.3", "10.1.2.3"],
+      ["::ffff:a01:203", "10.1.2.3"],
+      ["0:0:0:0:0:FFFF:0A01:0203", "10.1.2.3"],
+      ["::1", "::1"],
+      ["0000:0000:0000:0000:0000:0000:0000:0001", "::1"],
+      ["FE80:0:0:0:0:0:0:1", "fe80::1"],
+      ["2001:DB8::0:1", "2001:db8::1"],
+      ["::", "::"],
+      ["::ffff:0:a01:203", "::ffff:0:a01:203"], // not mapped: SIIT, not this host's IPv4
+    ];
+    for (const [given, one] of cases) expect(normalizeIp(given), given).toBe(one);
+  });
+
   it("knows which dials land on a listener", () => {
     const self = new SelfAddresses(async () => []);
     self.add({ address: "::", port: 7001 });
     self.add({ address: "10.9.8.7", port: 9090 });
     expect(self.isSelf("127.0.0.1", 7001)).toBe(true);
     expect(self.isSelf("::ffff:127.0.0.1", 7001)).toBe(true);
+    // However a route table spells a mapped or long-form address.
+    for (const spelled of ["::ffff:7f00:1", "0:0:0:0:0:ffff:7f00:1", "::FFFF:7F00:0001", "0:0:0:0:0:0:0:1"]) {
+      expect(self.isSelf(spelled, 7001), spelled).toBe(true);
+    }
+    expect(self.isSelf("::ffff:a09:807", 9090)).toBe(true); // 10.9.8.7
     expect(self.isSelf("::1", 7001)).toBe(true);
     expect(self.isSelf("127.0.0.1", 7002)).toBe(false);
     expect(self.isSelf("10.9.8.7", 9090)).toBe(true);
