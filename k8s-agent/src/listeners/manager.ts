@@ -75,7 +75,7 @@ interface Running {
   native: boolean;
   /** Actual bound address (port resolved). */
   address: string;
-  refusals: { count: number; lastLog: number; last?: string };
+  refusals: Refusals;
   /** What the relay calls with each connection's outcome: one function per listener, not one per connection. */
   settled: (outcome: CarryOutcome) => void;
 }
@@ -228,7 +228,7 @@ export class ListenerManager {
       close: () => {},
       native,
       address: spec.listen,
-      refusals: { count: 0, lastLog: 0 },
+      refusals: { count: 0, lastLog: Number.NEGATIVE_INFINITY, byReason: {} },
       settled: (outcome) => {
         if (outcome.ok) this.o.observer?.connection("carried");
         else this.refused(running, outcome);
@@ -310,12 +310,17 @@ export class ListenerManager {
     };
   }
 
-  /** Counted every time; logged once per interval per listener, since a listener has no answer to give. */
+  /**
+   * Counted every time; logged at most once per interval per listener, whatever the reasons (a
+   * client that alternates them must not get a line each), since a listener has no answer to give.
+   */
   private refused(r: Running, o: Refusal): void {
     this.o.observer?.connection(o.reason);
-    r.refusals.count++;
+    const seen = r.refusals;
+    seen.count++;
+    seen.byReason[o.reason] = (seen.byReason[o.reason] ?? 0) + 1;
     const now = this.now();
-    if (now - r.refusals.lastLog < this.refusalLogMs && r.refusals.last === o.reason) return;
+    if (now - seen.lastLog < this.refusalLogMs) return;
     this.o.log("warn", "listener refused a connection", {
       listener: nameOf(r.spec),
       target: r.spec.target,
@@ -323,9 +328,10 @@ export class ListenerManager {
       reason: o.reason,
       detail: o.detail,
       ...(o.failedAt ? { failed_at: o.failedAt } : {}),
-      refused_since_last_log: r.refusals.count,
+      refused_since_last_log: seen.count,
+      refused_by_reason: seen.byReason,
     });
-    r.refusals = { count: 0, lastLog: now, last: o.reason };
+    r.refusals = { count: 0, lastLog: now, byReason: {} };
   }
 
   /** Stops accepting on every listener; carried connections stay with the relay (its drain ends them). */
@@ -337,6 +343,9 @@ export class ListenerManager {
     for (const r of running) r.close();
   }
 }
+
+/** Refusals since a listener's last log line, in all and by reason (a closed set). */
+type Refusals = { count: number; lastLog: number; byReason: Partial<Record<FailureReason, number>> };
 
 /** Why a listener's connection was not carried, as the listener logs and counts it. */
 type Refusal = { reason: FailureReason; status: number; detail: string; failedAt: string };

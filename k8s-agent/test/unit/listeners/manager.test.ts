@@ -316,6 +316,28 @@ describe.each(MODES)("listeners, %s accept", (mode) => {
     target.close();
   });
 
+  it("logs one line per interval however the refusal reasons alternate, with the counts by reason", async () => {
+    let n = 0;
+    const { listeners, results, logs } = setup([], {
+      resolveTarget: async () =>
+        n++ % 2 === 0
+          ? { reason: "unknown_node" as const, detail: "no such node" }
+          : { reason: "forbidden" as const, detail: "not allowed" },
+    });
+    await listeners.apply([{ name: "db", listen: "127.0.0.1:0", target: "db:1" }]);
+    const address = listeners.list()[0]?.address as string;
+    for (let i = 0; i < 6; i++) {
+      const c = await dialListener(address);
+      await once(c, "end");
+      c.destroy();
+    }
+    expect(results).toEqual(["unknown_node", "forbidden", "unknown_node", "forbidden", "unknown_node", "forbidden"]);
+    const lines = logs.filter((l) => l.msg === "listener refused a connection");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]?.fields).toMatchObject({ reason: "unknown_node", refused_since_last_log: 1 });
+    await listeners.close();
+  });
+
   it("refuses at once, logs why and counts it, when the target has no route; carries once one appears", async () => {
     const echo = await startEcho();
     const { listeners, table, results, logs } = setup([]);
