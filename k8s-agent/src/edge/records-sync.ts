@@ -101,6 +101,8 @@ export class RecordsSync {
   private state: SyncState | undefined;
   /** Version of the last table handed on (may lag `state` by the debounce). */
   private builtVersion: number | undefined;
+  /** The realm version (and epoch) of the last trust bundle passed on: an older answer's is older. */
+  private bundleFrom: { epoch: string; version: number } | undefined;
   private builtEpoch: string | undefined;
   /** Whether the next table handed on crosses an epoch. */
   private epochPending = false;
@@ -306,8 +308,20 @@ export class RecordsSync {
     const { body } = await this.getJson(`/changes${qs ? `?${qs}` : ""}`, (wait + 15) * 1000);
     // Validated whole, so a garbled answer never touches the replica.
     const answer = ChangesAnswerSchema.parse(body);
-    if (answer.trust_bundle !== undefined) this.o.onTrustBundle?.(answer.trust_bundle);
+    if (answer.trust_bundle !== undefined) this.passBundle(answer.epoch, answer.version, answer.trust_bundle);
     return answer;
+  }
+
+  /**
+   * Every trust-bundle change is a realm version, so an answer older than the last one whose
+   * bundle was passed on (a retry that crossed a newer long-poll) carries an older bundle: it
+   * must not bring back a retired CA, however briefly. A new epoch starts the versions over.
+   */
+  private passBundle(epoch: string, version: number, bundle: string[]): void {
+    const last = this.bundleFrom;
+    if (last !== undefined && last.epoch === epoch && version < last.version) return;
+    this.bundleFrom = { epoch, version };
+    this.o.onTrustBundle?.(bundle);
   }
 
   /**

@@ -160,6 +160,22 @@ describe("records sync", () => {
     edge.del(a0.name);
     await sync.step();
     expect(bundles.at(-1)).toEqual(["CA-1", "CA-2"]);
+
+    // An answer older than the one whose bundle was passed on (a retry that crossed a newer
+    // long-poll) carries an older bundle: it must not bring back a retired CA.
+    const stale = (version: number, bundle: string[]) => () =>
+      new Response(JSON.stringify({ kind: "current", epoch: edge.epoch, version, trust_bundle: bundle }), {
+        status: 200,
+        headers: { "content-type": "application/json" },
+      });
+    const passed = bundles.length;
+    edge.faults.push(stale(edge.version - 1, ["CA-1"]));
+    await sync.fetchChanges(0);
+    expect(bundles).toHaveLength(passed);
+    // The same version, or a newer one, is passed on.
+    edge.trustBundle = ["CA-2"];
+    await sync.fetchChanges(0);
+    expect(bundles.at(-1)).toEqual(["CA-2"]);
   });
 
   it("loads the record list in pages and computes the same table as an independent resolver", async () => {
