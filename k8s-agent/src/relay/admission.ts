@@ -3,7 +3,7 @@
 //
 //   - the handshake pool: connections from sources outside `client_cidrs`
 //     while their CONNECT head (relay HMAC or client token) has not been
-//     checked yet. Small, with a short deadline (the relay's readHead), a cap
+//     checked yet. Small, with a short deadline from accept (the relay's), a cap
 //     per source address, and when full the OLDEST handshake is dropped to
 //     make room: a flood of idle sockets then only churns its own slots, and a
 //     peer that sends its head at once (every real relay and client does)
@@ -15,7 +15,9 @@
 //
 // Per source address, `maxConnectionsPerSource` bounds handshakes and client
 // tunnels together; a verified relay hop stops counting (`exempt`), because
-// every tunnel a neighbour relay carries arrives from its one address.
+// every tunnel a neighbour relay carries arrives from its one address. The
+// relay passes each address in one form (normalizeIp: `::ffff:a.b.c.d` is
+// `a.b.c.d`), so a client counts once whichever listener took it.
 import type { Socket } from "node:net";
 
 export interface AdmissionLimits {
@@ -175,6 +177,17 @@ export class Admission<K extends object = Socket> {
     if (source === undefined) return;
     s[SOURCE] = undefined;
     decrement(this.perSource, source);
+  }
+
+  /**
+   * The relay answered the handshake with a refusal (400, 407, 408, …): it leaves the handshake
+   * pool now, not when its peer closes, so a peer that keeps its refused socket open (trickling
+   * bytes, never reading) holds no handshake slot meanwhile. It still counts per source until it
+   * closes, which the relay does at a fixed deadline. Closing later releases nothing twice: a
+   * socket leaves the pool once.
+   */
+  refused(socket: K): void {
+    this.leaveHandshakes(socket);
   }
 
   /** The connection closed (whichever pool it was in). */

@@ -148,9 +148,14 @@ export function parseResponseHead(head: Buffer): ResponseHead | string {
   return { status: Number(m[1]), headers };
 }
 
+/**
+ * A header value (or a refusal's body line) as it may go into an HTTP/1.1 head: printable ASCII
+ * only, anything else a space, at most 512 characters. Heads are written byte per character
+ * (latin1), so any other character would be cut to a byte of its own: U+010D and U+010A would
+ * become CR and LF, and a next relay could add header lines to an application's answer.
+ */
 export function sanitize(value: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping control characters is the point.
-  return value.replace(/[\r\n\0-\x1f\x7f]/g, " ").slice(0, 512);
+  return value.replace(/[^\x20-\x7e]/g, " ").slice(0, 512);
 }
 
 /** An error response: status line, a machine-readable reason header and a one-line body, then close. */
@@ -163,7 +168,8 @@ export function errorResponse(
   const body = `${sanitize(detail)}\n`;
   let head = `HTTP/1.1 ${status} ${PHRASES[status] ?? "Error"}\r\nHopway-Error: ${reason}\r\n`;
   for (const [k, v] of Object.entries(extra)) head += `${k}: ${sanitize(v)}\r\n`;
-  head += `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`;
+  // The length of the body as written (latin1, one byte per character; `sanitize` left only ASCII).
+  head += `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body, "latin1")}\r\nConnection: close\r\n\r\n`;
   return Buffer.from(head + body, "latin1");
 }
 

@@ -36,6 +36,7 @@ import {
   LinkServer,
   type LinkServerStream,
   type LinkSettings,
+  type LinkStream,
   pipeLeg,
   type TunnelEnd,
   WindowBudget,
@@ -63,7 +64,7 @@ import {
   sanitize,
 } from "./protocol.ts";
 import { adopt, connectReading, type Handover, pump, readThroughNode, setSink, tryAdopt, unpump } from "./pump.ts";
-import { SelfAddresses } from "./self-addresses.ts";
+import { normalizeIp, SelfAddresses } from "./self-addresses.ts";
 import type { Dialable, Lookup, RoutingTable } from "./table.ts";
 
 export type PeerRole = "client" | "relay";
@@ -246,8 +247,16 @@ export class Relay {
   private readonly admission: Admission<Socket | NativeConn>;
   // Coarse shared timers instead of a setTimeout per socket per phase: each holds callbacks in
   // expiry order and one unref'd interval sweeps it (late by at most 1/8 of the duration).
+  // A connection's opening (first byte, then head or TLS handshake) has one deadline from accept:
+  // headerTimeoutMs for a trusted source, the shorter handshake timeout for any other.
   private readonly headerDeadlines: Deadlines;
   private readonly handshakeDeadlines: Deadlines;
+  // The link handshake timeout caps a TLS opening, from accept too, where it is the shorter.
+  private readonly linkCapDeadlines: Deadlines | undefined;
+  private readonly linkHandshakeCapDeadlines: Deadlines | undefined;
+  // How long a refused peer has to read its answer before its socket is destroyed.
+  private readonly acceptRefusalLinger = new Deadlines(ACCEPT_REFUSAL_LINGER_MS);
+  private readonly refusalLinger = new Deadlines(REFUSAL_LINGER_MS);
   private readonly connectDeadlines: Deadlines;
   private readonly pathDeadlines: Deadlines;
   private idleSweep: NodeJS.Timeout | undefined;
@@ -257,7 +266,7 @@ export class Relay {
   // Listeners shared by every connection (`this` is the socket or stream), not closures per connection.
   private readonly onOwnedClose: (this: Socket) => void;
   private readonly onTunnelSideClose: (this: TunnelEnd, hadError?: boolean) => void;
-  private readonly onLinkStreamClose: () => void;
+  private readonly onLinkStreamClose: (this: PathStream) => void;
 
   constructor(opts: RelayOptions) {
     const relay = this;
@@ -267,10 +276,17 @@ export class Relay {
       relay.admission.release(this);
       relay.maybeIdle();
     };
-    this.onLinkStreamClose = () => {
-      this.connections--;
-      this.admission.releaseStream();
-      this.maybeIdle();
+    this.onLinkStreamClose = function (this: PathStream) {
+      const opening = this[OPENING];
+      // Reset while its path is being opened: the dial (or the onward stream) goes now, and the
+      // stream's place in the tunnel pool once the attempt has settled (`handleLinkStream`), so a
+      // peer that resets what it opens cannot make this relay hold more than max_connections.
+      if (opening?.active === true) {
+        opening.closed = true;
+        opening.dial?.abort();
+        return;
+      }
+      relay.linkStreamGone();
     };
     this.onTunnelSideClose = function (this: TunnelEnd, hadError?: boolean) {
       const tunnel = (this as TunnelSide)[TUNNEL] as Tunnel;
@@ -331,6 +347,11 @@ export class Relay {
     this.admission = new Admission(this.limits);
     this.headerDeadlines = new Deadlines(this.limits.headerTimeoutMs);
     this.handshakeDeadlines = new Deadlines(Math.min(this.limits.headerTimeoutMs, this.limits.handshakeTimeoutMs));
+    const linkHandshakeMs = opts.links?.handshakeTimeoutMs ?? DEFAULT_LINK_SETTINGS.handshakeTimeoutMs;
+    const linkCap = (opening: number) =>
+      this.linkServer !== undefined && linkHandshakeMs < opening ? new Deadlines(linkHandshakeMs) : undefined;
+    this.linkCapDeadlines = linkCap(this.limits.headerTimeoutMs);
+    this.linkHandshakeCapDeadlines = linkCap(Math.min(this.limits.headerTimeoutMs, this.limits.handshakeTimeoutMs));
     this.connectDeadlines = new Deadlines(this.limits.connectTimeoutMs);
     this.pathDeadlines = new Deadlines(this.limits.pathTimeoutMs);
   }
@@ -422,9 +443,13 @@ export class Relay {
     // waits in the small handshake pool until its credentials (token or link certificate) pass.
     const trusted = local || this.cidrs.allows(accepted.remoteAddress);
     if (!this.take(accepted, local ? undefined : (accepted.remoteAddress ?? "unknown"), trusted, HTTP)) return;
-    const deadlines = trusted ? this.headerDeadlines : this.handshakeDeadlines;
+    // One deadline from accept for the first byte and the head (or the TLS handshake) together.
+    const deadline = new OpeningDeadline(
+      trusted ? this.headerDeadlines : this.handshakeDeadlines,
+      trusted ? this.linkCapDeadlines : this.linkHandshakeCapDeadlines,
+    );
     if (this.linkServer === undefined) {
-      this.admitPlain(accepted, local, EMPTY, deadlines);
+      this.admitPlain(accepted, local, EMPTY, deadline);
       return;
     }
     // Links and plain CONNECT share the listener: wait for the first byte, without losing any.
@@ -432,7 +457,7 @@ export class Relay {
     if (adopted !== undefined) {
       this.admission.rekey(accepted, adopted);
       // Already reading through the relay's buffers: nothing is allocated per read on the way.
-      this.holdUntilFirstBytes(adopted, deadlines, (spoke) => {
+      this.holdUntilFirstBytes(adopted, deadline, (spoke) => {
         setSink(adopted, (chunk) => {
           spoke();
           if (chunk[0] === 0x16) {
@@ -441,11 +466,11 @@ export class Relay {
             const hello = Buffer.from(chunk);
             process.nextTick(() => {
               adopted.unshift(hello);
-              this.acceptLink(adopted);
+              this.acceptLink(adopted, deadline);
             });
             return false;
           }
-          this.readHead(this.keep(adopted), local, chunk, deadlines);
+          this.readHead(this.keep(adopted), local, chunk, deadline);
           return true;
         });
         return () => setSink(adopted, undefined);
@@ -454,16 +479,16 @@ export class Relay {
     }
     // Read through Node's own path until the first byte (the bench's reference lane, or a socket
     // that cannot be adopted).
-    this.holdUntilFirstBytes(accepted, deadlines, (spoke) => {
+    this.holdUntilFirstBytes(accepted, deadline, (spoke) => {
       const onReadable = () => {
         const first = accepted.read() as Buffer | null;
         if (first === null) return;
         spoke();
         if (first[0] === 0x16) {
           accepted.unshift(first);
-          this.acceptLink(accepted);
+          this.acceptLink(accepted, deadline);
         } else {
-          this.admitPlain(accepted, local, first, deadlines);
+          this.admitPlain(accepted, local, first, deadline);
         }
       };
       accepted.on("readable", onReadable);
@@ -476,9 +501,14 @@ export class Relay {
    * anything else is read as a CONNECT head. `watch` starts watching for those bytes (calling
    * `spoke` before it hands them on) and returns how to stop. A socket that ends, fails or is
    * evicted from the handshake pool first is released; one silent past its deadline gets the 408
-   * a head that never ends gets.
+   * a head that never ends gets. Its first bytes do not stop `deadline`: the head or the TLS
+   * handshake gets what is left of it.
    */
-  private holdUntilFirstBytes(socket: Socket, deadlines: Deadlines, watch: (spoke: () => void) => () => void): void {
+  private holdUntilFirstBytes(
+    socket: Socket,
+    deadline: OpeningDeadline,
+    watch: (spoke: () => void) => () => void,
+  ): void {
     this.sockets.add(socket);
     let released = false;
     const release = () => {
@@ -491,7 +521,7 @@ export class Relay {
     };
     let unwatch = ignore;
     const cleanup = () => {
-      deadlines.delete(onTimeout);
+      deadline.onExpire(ignore);
       unwatch();
       socket.off("end", gone);
       socket.off("error", gone);
@@ -499,6 +529,7 @@ export class Relay {
     };
     const gone = () => {
       cleanup();
+      deadline.clear();
       socket.destroy();
       release();
     };
@@ -508,51 +539,61 @@ export class Relay {
       if (socket.destroyed) return release();
       // Silent since it connected: the same answer as a head that never ends.
       this.observer?.tunnelFailed("header_timeout");
-      socket.on("error", ignore);
+      // Answered: its handshake slot is free for the next peer, whatever this one does now.
+      this.admission.refused(socket);
       socket.once("close", release);
-      socket.end(
+      this.answerAndClose(
+        socket,
         errorResponse(408, "header_timeout", "request head not received in time", { "Hopway-Failed-At": this.name }),
+        this.refusalLinger,
       );
-      socket.setTimeout(2000, () => socket.destroy());
-      // Reads on with nothing watching: what the peer sends now is discarded until its FIN.
-      socket.resume();
     };
     unwatch = watch(() => {
       cleanup();
       this.sockets.delete(socket);
       this.admission.spoke(socket);
     });
-    deadlines.add(onTimeout);
+    deadline.onExpire(onTimeout);
     socket.once("end", gone);
     socket.once("error", gone);
     // Evicted from the handshake pool before its first byte.
     socket.once("close", gone);
   }
 
-  private acceptLink(socket: Socket): void {
+  /** A socket whose first byte is a TLS record: the link server's, until `deadline` if not verified by then. */
+  private acceptLink(socket: Socket, deadline: OpeningDeadline): void {
     const server = this.linkServer as LinkServer;
     this.sockets.add(socket);
     server.accept(
       socket,
       () => {
+        deadline.clear();
         this.sockets.delete(socket);
         this.connections--;
         this.admission.release(socket);
         this.maybeIdle();
       },
       () => {
+        deadline.clear();
         // Verified: a relay of the realm. Out of the handshake pool, and not counted per source.
         if (!this.admission.promote(socket)) return false;
         this.admission.exempt(socket);
         return true;
       },
     );
+    // The TLS server's own handshake timeout starts only now, at the first byte, and is the link
+    // handshake timeout whatever the source; the opening's deadline counts from accept and is the
+    // shorter handshake_timeout_ms for a source outside client_cidrs. The error's code is the one
+    // the link server counts and logs as a handshake timeout.
+    deadline.onExpire(() => {
+      if (!socket.destroyed) socket.destroy(linkHandshakeTimeout());
+    });
   }
 
   /** A plain CONNECT connection (already counted); `first` holds bytes already read from it. */
-  private admitPlain(accepted: Socket, local: boolean, first: Buffer, deadlines: Deadlines): void {
+  private admitPlain(accepted: Socket, local: boolean, first: Buffer, deadline: OpeningDeadline): void {
     const socket = this.own(accepted);
-    this.readHead(socket, local, first, deadlines);
+    this.readHead(socket, local, first, deadline);
   }
 
   /**
@@ -744,7 +785,10 @@ export class Relay {
    * past the pools' limits; otherwise counted, in the tunnel pool when `trusted`, else in the
    * handshake pool (whose oldest silent member may make room). False when refused.
    */
-  private take(accepted: Socket | NativeConn, source: string | undefined, trusted: boolean, reply: Reply): boolean {
+  private take(accepted: Socket | NativeConn, address: string | undefined, trusted: boolean, reply: Reply): boolean {
+    // One client is one source however the listener spells its address: a dual-stack listener
+    // reports an IPv4 peer as ::ffff:a.b.c.d, a 0.0.0.0 listener as a.b.c.d.
+    const source = address === undefined ? undefined : normalizeIp(address);
     const refusal = this.draining ? "relay is draining" : this.admission.refusal(source, trusted);
     if (refusal !== undefined) {
       this.refuseAtAccept(accepted, refusal, reply);
@@ -759,7 +803,11 @@ export class Relay {
     return true;
   }
 
-  /** Refuses at once without reading: established tunnels are untouched. */
+  /**
+   * Refuses at once, counted in no pool: established tunnels are untouched. Such a socket still
+   * counts against the listener's hard stop (server.maxConnections) until it is destroyed, at a
+   * fixed deadline whatever the peer sends.
+   */
   private refuseAtAccept(socket: Socket | NativeConn, detail: string, reply: Reply): void {
     this.observer?.tunnelFailed("over_capacity");
     if (reply.kind === "listener" || !(socket instanceof Socket)) {
@@ -769,12 +817,28 @@ export class Relay {
       }
       return;
     }
-    socket.on("error", () => {});
-    socket.end(errorResponse(503, "over_capacity", detail));
-    socket.setTimeout(1000, () => socket.destroy());
+    this.answerAndClose(socket, errorResponse(503, "over_capacity", detail), this.acceptRefusalLinger);
   }
 
-  private readHead(socket: Socket, local: boolean, first: Buffer, deadlines: Deadlines): void {
+  /**
+   * Ends `socket` with `answer` and destroys it once `linger` has passed, counted from now: the
+   * peer has that long to read the answer. What it sends meanwhile is read and dropped, never
+   * buffered, so its FIN is seen (the socket then closes as soon as the answer is flushed) and
+   * the close is a FIN rather than a reset that could discard the answer. Sending more does not
+   * delay the destroy, unlike socket.setTimeout, which every incoming byte restarts.
+   */
+  private answerAndClose(socket: Socket, answer: Buffer, linger: Deadlines): void {
+    socket.on("error", ignore);
+    socket.end(answer);
+    socket.resume();
+    const destroy = () => socket.destroy();
+    linger.add(destroy);
+    // Gone before the deadline: the sweep need not keep the socket alive until then.
+    socket.once("close", () => linger.delete(destroy));
+  }
+
+  /** Reads a CONNECT head until `deadline`, armed at accept: the head gets what the first byte left of it. */
+  private readHead(socket: Socket, local: boolean, first: Buffer, deadline: OpeningDeadline): void {
     let buffered: Buffer = EMPTY;
     const onTimeout = () => {
       cleanup();
@@ -782,7 +846,6 @@ export class Relay {
       if (socket.destroyed) return;
       this.refuse(socket, new Refusal("header_timeout", "request head not received in time"));
     };
-    deadlines.add(onTimeout);
     const onData = (chunk: Buffer): boolean => {
       // The chunk may sit in a read buffer that is reused: concat keeps the head as a copy.
       buffered = Buffer.concat([buffered, chunk]);
@@ -814,11 +877,16 @@ export class Relay {
     let finished = false;
     const cleanup = () => {
       finished = true;
-      deadlines.delete(onTimeout);
+      deadline.clear();
       socket.pause();
       setSink(socket, undefined);
       socket.off("end", onEnd);
     };
+    // A CONNECT, not a link: the shorter cap of a link's TLS handshake does not apply to it.
+    deadline.notLink();
+    // Runs at once when the deadline already passed (in the turn between the first byte and here).
+    deadline.onExpire(onTimeout);
+    if (finished) return;
     if (first.length > 0) onData(first);
     if (finished) return;
     setSink(socket, onData);
@@ -835,12 +903,10 @@ export class Relay {
     }
     const extra: Record<string, string> = { "Hopway-Reason": r.detail, "Hopway-Failed-At": this.name, ...r.extra };
     if (r.status === 407) extra["Proxy-Authenticate"] = 'Basic realm="hopway"';
+    // Answered: whatever the peer does now, its handshake slot is free for the next peer.
+    this.admission.refused(socket);
     if (!socket.destroyed) {
-      socket.end(errorResponse(r.status, r.reason, r.detail, extra));
-      // Discard whatever else the peer sends so its FIN is seen and the socket closes as soon
-      // as the answer is flushed; a peer that never reads its answer must not hold the slot.
-      socket.resume();
-      socket.setTimeout(2000, () => socket.destroy());
+      this.answerAndClose(socket, errorResponse(r.status, r.reason, r.detail, extra), this.refusalLinger);
     }
   }
 
@@ -953,7 +1019,17 @@ export class Relay {
     }
     // No request headers beyond the two above reach the relay's logic from a link stream, as before: one shared empty map.
     const req: ConnectRequest = { ...target, headers: NO_HEADERS };
-    const up = await this.openPath(req, visited, stream);
+    const opening = new PathOpening();
+    (stream as PathStream)[OPENING] = opening;
+    let up: PathUp | Refusal | undefined;
+    try {
+      up = await this.openPath(req, visited, stream, opening);
+    } finally {
+      opening.active = false;
+      opening.dial = undefined;
+      // The stream closed meanwhile (`onLinkStreamClose`): its place was kept until now.
+      if (opening.closed) this.linkStreamGone();
+    }
     if (up === undefined) return;
     if (up instanceof Refusal) return this.refuseLinkStream(stream, up);
     if (stream.destroyed) {
@@ -966,6 +1042,13 @@ export class Relay {
       stream.write(up.rest);
     }
     this.splice(stream, up.upstream, "relay", up.next, up.seconds);
+  }
+
+  /** A link stream that held a place in the tunnel pool is gone. */
+  private linkStreamGone(): void {
+    this.connections--;
+    this.admission.releaseStream();
+    this.maybeIdle();
   }
 
   /** Answers a link stream with a refusal: status, `hopway-error`, `hopway-reason`, `hopway-failed-at`. */
@@ -993,10 +1076,11 @@ export class Relay {
     req: ConnectRequest,
     visited: string[],
     requester: { readonly destroyed: boolean },
+    opening?: PathOpening,
   ): Promise<PathUp | Refusal | undefined> {
     const found = await this.routeOf(req, visited);
     if (found instanceof Refusal) return found;
-    return this.dialPath(found, req, visited, requester);
+    return this.dialPath(found, req, visited, requester, opening);
   }
 
   /** What this relay's own table says of a request: its next hop, or why there is none. */
@@ -1031,13 +1115,15 @@ export class Relay {
     req: ConnectRequest,
     visited: string[],
     requester: { readonly destroyed: boolean },
+    opening?: PathOpening,
   ): Promise<PathUp | Refusal | undefined> {
     const started = performance.now();
     const hops = visited.length === 0 ? this.name : `${visited.join(", ")}, ${this.name}`;
     const r = await this.tryAddresses(
       found,
       requester,
-      (addr) => (found.direct ? this.dial(addr) : this.dialLink(addr, found.next.node, req.authority, hops)),
+      (addr) =>
+        found.direct ? this.dial(addr, opening) : this.dialLink(addr, found.next.node, req.authority, hops, opening),
       (up) => up.socket.destroy(),
     );
     if (r === undefined || r instanceof Refusal) return r;
@@ -1103,14 +1189,22 @@ export class Relay {
   }
 
   /** A CONNECT stream to the next relay on the link to it; the answer arrives once its whole path is up. */
-  private dialLink(addr: Dialable, nextNode: string, authority: string, hops: string): Promise<DialResult> {
-    return new Promise((resolve) =>
-      new LinkDial(this.linkPool as LinkPool, this.pathDeadlines, nextNode, resolve).open(addr, authority, hops),
-    );
+  private dialLink(
+    addr: Dialable,
+    nextNode: string,
+    authority: string,
+    hops: string,
+    opening?: PathOpening,
+  ): Promise<DialResult> {
+    return new Promise((resolve) => {
+      const d = new LinkDial(this.linkPool as LinkPool, this.pathDeadlines, nextNode, resolve);
+      if (opening !== undefined) opening.dial = d;
+      d.open(addr, authority, hops);
+    });
   }
 
-  /** A TCP (or unix) connection to the target itself. */
-  private dial(addr: Dialable): Promise<DialResult> {
+  /** A TCP (or unix) connection to the target itself; `opening`: a link stream's attempt, which may abort it. */
+  private dial(addr: Dialable, opening?: PathOpening): Promise<DialResult> {
     return new Promise((resolve) => {
       const hwm = this.limits.bufferBytes;
       // net.Socket passes highWaterMark on to its Duplex; @types/node does not declare it.
@@ -1120,6 +1214,7 @@ export class Relay {
         : { host: addr.host, port: addr.port, noDelay: true, ...extra };
       const up = (this.reuseReadBuffers ? connectReading(opts) : readThroughNode(connect(opts))) as DialSocket;
       const d = new TargetDial(up, addr, this.connectDeadlines, resolve);
+      if (opening !== undefined) opening.dial = d;
       up[DIALING] = d;
       this.connectDeadlines.add(d);
       // `connect` fires once and a socket's error at most once: plain `on` listeners, shared by every
@@ -1309,6 +1404,10 @@ export class Relay {
 const EMPTY = Buffer.alloc(0);
 /** What a listener's connection may hold from its client while its path comes up, before it stops reading. */
 const HOLD_BYTES = 16 * 1024;
+/** A peer refused at accept (503) has this long to read the answer; nothing it sends extends it. */
+const ACCEPT_REFUSAL_LINGER_MS = 1_000;
+/** A peer refused after its head, or silent past its deadline (4xx, 5xx), has this long; nothing it sends extends it. */
+const REFUSAL_LINGER_MS = 2_000;
 /** A listener's request carries no headers unless its target is keyed, nor a link stream's; nothing writes to this map. */
 const NO_HEADERS: ReadonlyMap<string, string> = new Map();
 
@@ -1349,8 +1448,10 @@ function wasReset(d: TunnelEnd): boolean {
  * One CONNECT stream being opened on a link, until its answer or the path timeout, whichever
  * comes first. An object with methods rather than closures: this runs for every tunnel.
  */
-class LinkDial implements Expiring {
+class LinkDial implements Expiring, Abortable {
   private settled = false;
+  /** The onward stream, once requested: cancelled should this dial end before its answer. */
+  private stream: LinkStream | undefined = undefined;
   constructor(
     private readonly pool: LinkPool,
     private readonly deadlines: Deadlines,
@@ -1360,11 +1461,41 @@ class LinkDial implements Expiring {
 
   open(addr: Dialable, authority: string, hops: string): void {
     this.deadlines.add(this);
-    this.pool.open(this.nextNode, addr, authority, hops, (r) => this.answered(r));
+    this.pool.open(
+      this.nextNode,
+      addr,
+      authority,
+      hops,
+      (r) => this.answered(r),
+      (s) => this.requested(s),
+    );
+  }
+
+  private requested(s: LinkStream): void {
+    // Requested after the dial ended (a new link came up late): nobody waits for its answer.
+    if (this.settled) s.destroy();
+    else this.stream = s;
+  }
+
+  /** The stream that asked for this one was reset: the onward stream is reset too, so the path behind it goes. */
+  abort(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.deadlines.delete(this);
+    this.stream?.destroy();
+    this.stream = undefined;
+    this.resolve({
+      ok: false,
+      final: true,
+      refusal: new Refusal("next_hop_failed", "the stream that asked for this path was reset"),
+    });
   }
 
   expire(): void {
     this.settled = true;
+    // Nothing waits for its answer any more: the onward stream (and the path behind it) goes now.
+    this.stream?.destroy();
+    this.stream = undefined;
     this.resolve({
       ok: false,
       final: true,
@@ -1379,6 +1510,7 @@ class LinkDial implements Expiring {
     }
     this.settled = true;
     this.deadlines.delete(this);
+    this.stream = undefined;
     if (r.ok) {
       const path = r.headers["hopway-path"];
       this.resolve({ ok: true, socket: r.stream, rest: EMPTY, path: typeof path === "string" ? path : "?" });
@@ -1411,7 +1543,7 @@ class LinkDial implements Expiring {
 }
 
 /** A target connection being made, until it connects, fails or times out. */
-class TargetDial implements Expiring {
+class TargetDial implements Expiring, Abortable {
   private settled = false;
   constructor(
     private readonly socket: DialSocket,
@@ -1425,6 +1557,15 @@ class TargetDial implements Expiring {
       ok: false,
       final: false,
       refusal: new Refusal("connect_timeout", `connect to ${this.addr.address} timed out`),
+    });
+  }
+
+  /** The stream that asked for this connection was reset: the socket goes now, not at connect_timeout. */
+  abort(): void {
+    this.finish({
+      ok: false,
+      final: true,
+      refusal: new Refusal("next_hop_failed", "the stream that asked for this connection was reset"),
     });
   }
 
@@ -1458,6 +1599,71 @@ function onDialError(this: DialSocket, err: NodeJS.ErrnoException): void {
     final: false,
     refusal: new Refusal("next_hop_failed", `${d.addr.address}: ${err.code ?? err.message}`),
   });
+}
+
+/** A target dial or an onward link request that a link stream's reset ends at once. */
+interface Abortable {
+  abort(): void;
+}
+
+/**
+ * A link stream's path being opened (`handleLinkStream`): the dial in flight, and whether the
+ * stream closed meanwhile. Its place in the tunnel pool is given back only once the attempt has
+ * settled, and a reset aborts the dial, so what a peer makes this relay hold by resetting streams
+ * it opened stays within max_connections.
+ */
+class PathOpening {
+  active = true;
+  closed = false;
+  dial: Abortable | undefined = undefined;
+}
+const OPENING = Symbol("hopway.link.opening");
+type PathStream = LinkServerStream & { [OPENING]?: PathOpening };
+
+/** The error a link's TLS handshake ends with past its deadline; the link server counts its code as a timeout. */
+function linkHandshakeTimeout(): Error {
+  return Object.assign(new Error("TLS handshake timeout"), { code: "ERR_TLS_HANDSHAKE_TIMEOUT" });
+}
+
+/**
+ * The one deadline of a connection's opening, armed at accept: the wait for the first byte, then
+ * the CONNECT head or a link's TLS handshake. Each phase says what expiry means to it
+ * (`onExpire`) and none arms a deadline of its own, so together they get the time once, not each
+ * in full. `link`, when set, is the shorter cap of a TLS handshake, counted from accept too.
+ */
+class OpeningDeadline implements Expiring {
+  private action: () => void = ignore;
+  private expired = false;
+  constructor(
+    private readonly opening: Deadlines,
+    private link: Deadlines | undefined,
+  ) {
+    opening.add(this);
+    link?.add(this);
+  }
+  expire(): void {
+    if (this.expired) return;
+    this.expired = true;
+    const action = this.action;
+    this.clear();
+    action();
+  }
+  /** What expiry means from now on; runs `action` at once when the deadline has already passed. */
+  onExpire(action: () => void): void {
+    if (this.expired) action();
+    else this.action = action;
+  }
+  /** The connection is not a link: only the opening's deadline applies. */
+  notLink(): void {
+    this.link?.delete(this);
+    this.link = undefined;
+  }
+  /** The opening is over (the peer is known, answered or gone): nothing expires any more. */
+  clear(): void {
+    this.opening.delete(this);
+    this.link?.delete(this);
+    this.action = ignore;
+  }
 }
 
 /** What a `Deadlines` holds: `expire` runs once the deadline passed, unless it was deleted first. */

@@ -20,6 +20,8 @@ import { ALPN_H2, certifiedRelay, dialAlpn, failureOf, identityError, LINK_CIPHE
 
 /** Called once with what became of a request. */
 export type LinkOpenDone = (r: LinkOpen) => void;
+/** Called with the request's stream as soon as it is opened, before its answer: the requester may cancel it (`destroy`). */
+export type LinkRequested = (stream: LinkStream) => void;
 
 export type LinkOpen =
   | { ok: true; stream: LinkStream; headers: LinkHeaders }
@@ -127,9 +129,16 @@ export class LinkPool {
   /**
    * Opens a CONNECT stream to `peer` at `addr`; `done` runs once, with its answer or why there is
    * none. A callback rather than a promise: this runs for every tunnel, and the relay already
-   * waits on its own promise.
+   * waits on its own promise. `requested` gets the stream once it is opened.
    */
-  open(peer: string, addr: Dialable, authority: string, hops: string, done: LinkOpenDone): void {
+  open(
+    peer: string,
+    addr: Dialable,
+    authority: string,
+    hops: string,
+    done: LinkOpenDone,
+    requested?: LinkRequested,
+  ): void {
     if (this.closing) {
       done({ ok: false, final: false, detail: "relay is draining" });
       return;
@@ -137,10 +146,10 @@ export class LinkPool {
     const key = `${peer}|${addr.address}`;
     // The common case, a link that is up and has room, takes no await on the way to the request.
     const free = this.freeLink(key);
-    if (free !== undefined) this.request(free, authority, hops, done);
+    if (free !== undefined) this.request(free, authority, hops, done, requested);
     // A dial that throws (it should not) fails this request, never the process.
     else
-      this.openOnNewLink(peer, addr, key, authority, hops, done).catch((err: unknown) =>
+      this.openOnNewLink(peer, addr, key, authority, hops, done, requested).catch((err: unknown) =>
         done({ ok: false, final: false, detail: `link to ${peer}: ${String(err)}` }),
       );
   }
@@ -152,10 +161,11 @@ export class LinkPool {
     authority: string,
     hops: string,
     done: LinkOpenDone,
+    requested: LinkRequested | undefined,
   ): Promise<void> {
     const link = await this.linkFor(peer, addr, key);
     if ("failure" in link) done({ ok: false, final: false, detail: link.detail });
-    else this.request(link, authority, hops, done);
+    else this.request(link, authority, hops, done, requested);
   }
 
   private freeLink(key: string): Link | undefined {
@@ -464,7 +474,13 @@ export class LinkPool {
     if (list.length === 0) this.links.delete(link.key);
   }
 
-  private request(link: Link, authority: string, hops: string, done: LinkOpenDone): void {
+  private request(
+    link: Link,
+    authority: string,
+    hops: string,
+    done: LinkOpenDone,
+    requested: LinkRequested | undefined,
+  ): void {
     clearTimeout(link.idleTimer);
     link.idleTimer = undefined;
     link.streams++;
@@ -488,6 +504,7 @@ export class LinkPool {
     stream.on("close", onRequestClose);
     stream.on("error", onRequestError);
     stream.on("response", onResponse);
+    requested?.(stream);
   }
 
   /** A stream of `link` closed (the request listeners below call it). */

@@ -9,7 +9,7 @@ import { connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { Admission } from "../../../src/relay/admission.ts";
 import { type CountingRelay, countingRelay, SOURCES } from "../hardening/support.ts";
-import { hop, readAnswer, route, startEcho } from "./helpers.ts";
+import { hop, readAnswer, route, sleep, startEcho, startRelay, until } from "./helpers.ts";
 
 const TOKEN = "client-token-for-the-admission-suite";
 const cleanups: Array<() => unknown> = [];
@@ -226,5 +226,129 @@ describe("admission: which handshake goes when the pool is full", () => {
     expect(pool.enter(fake(), "10.0.0.3", false)).toBe(first);
     expect(pool.promote(adopted)).toBe(true);
     expect(pool.promote(second)).toBe(false);
+  });
+});
+
+describe("admission: a refused handshake gives its slot back at once", () => {
+  /** A connection from `source`, not yet answered. */
+  const from = async (port: number, source: string): Promise<Socket> => {
+    const s = connect({ host: "127.0.0.1", port, localAddress: source, allowHalfOpen: true });
+    s.on("error", () => {});
+    await once(s, "connect");
+    return s;
+  };
+  /** Whether the relay answered `s` (or closed it) within `ms`. */
+  const answeredWithin = (s: Socket, ms: number) =>
+    new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), ms);
+      s.once("data", () => {
+        clearTimeout(t);
+        resolve(true);
+      });
+      s.once("close", () => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+
+  it("peers that keep sending after their 400 hold no handshake slot, and their sockets close on time", async () => {
+    const app = await startEcho();
+    const r = await startRelay({
+      name: "relay-b",
+      clientCidrs: ["127.0.0.2/32"],
+      clientTokens: [TOKEN],
+      limits: { maxHandshakes: 8, maxHandshakesPerSource: 4, handshakeTimeoutMs: 10_000 },
+      routes: [route("relay-b", "app", [hop("app", `ipv4://127.0.0.1:${app.port}`)])],
+    });
+    cleanups.push(
+      () => app.server.close(),
+      () => r.close(),
+    );
+    const sockets: Socket[] = [];
+    cleanups.push(() => {
+      for (const s of sockets) s.destroy();
+    });
+    // Four peers of one source (its whole per-source share) send a bad head, read their 400,
+    // then send a byte every 100 ms and never close.
+    const zombies: Socket[] = [];
+    for (let i = 0; i < 4; i++) {
+      const s = await from(r.port, "127.0.0.81");
+      sockets.push(s);
+      zombies.push(s);
+      s.write("BAD\r\n\r\n");
+      expect((await readAnswer(s)).status).toBe(400);
+    }
+    const trickle = setInterval(() => {
+      for (const s of zombies) if (!s.destroyed) s.write("x");
+    }, 100);
+    cleanups.push(() => clearInterval(trickle));
+    // The answers freed their places: in the pool (and hopway_relay_handshakes_pending) and the source's share.
+    expect(r.relay.pendingHandshakes).toBe(0);
+    const silent: Socket[] = [];
+    for (let i = 0; i < 4; i++) silent.push(await from(r.port, "127.0.0.81"));
+    sockets.push(...silent);
+    expect(await Promise.all(silent.map((s) => answeredWithin(s, 200)))).toEqual([false, false, false, false]);
+    expect(r.relay.pendingHandshakes).toBe(4);
+    // Two seconds after its answer, plus the sweep's eighth of it: closed, however it keeps sending.
+    await until("the refused peers closed", () => zombies.every((s) => s.destroyed), 3_000);
+    // Their close released nothing twice: the source's share is still full.
+    const fifth = await from(r.port, "127.0.0.81");
+    sockets.push(fifth);
+    const fifthAnswer = await Promise.race([readAnswer(fifth), sleep(1_000).then(() => undefined)]);
+    expect(fifthAnswer?.status).toBe(503);
+    expect(fifthAnswer?.body).toContain("at its limit of 4 unauthenticated handshakes");
+    expect(r.relay.pendingHandshakes).toBe(4);
+  });
+
+  it("a peer answered 408 for its silence holds no handshake slot while it keeps sending", async () => {
+    const r = await startRelay({
+      name: "relay-b",
+      clientCidrs: ["127.0.0.2/32"],
+      limits: { handshakeTimeoutMs: 200 },
+      routes: [],
+    });
+    cleanups.push(() => r.close());
+    const s = await from(r.port, "127.0.0.83");
+    cleanups.push(() => s.destroy());
+    await sleep(20);
+    expect(r.relay.pendingHandshakes).toBe(1);
+    expect((await readAnswer(s)).status).toBe(408);
+    // It starts sending only once refused, and never reads nor closes.
+    const trickle = setInterval(() => {
+      if (!s.destroyed) s.write("x");
+    }, 100);
+    cleanups.push(() => clearInterval(trickle));
+    await sleep(150);
+    expect(s.destroyed).toBe(false);
+    expect(r.relay.pendingHandshakes).toBe(0);
+    await until("the refused peer closed", () => s.destroyed, 3_000);
+    await until("the connection released", () => r.relay.openConnections === 0, 1_000);
+  });
+});
+
+describe("admission: a refusal leaves the handshake pool once", () => {
+  it("refused then closed: the pool and the source's counts go down once", () => {
+    const pool = new Admission({
+      maxConnections: 10,
+      maxHandshakes: 4,
+      maxHandshakesPerSource: 1,
+      maxConnectionsPerSource: 2,
+    });
+    const a = {} as Socket;
+    pool.enter(a, "10.0.0.1", false);
+    expect(pool.refusal("10.0.0.1", false)).toContain("unauthenticated handshakes");
+    pool.refused(a);
+    expect(pool.pendingHandshakes).toBe(0);
+    // Its place in the pool is free; it still counts against its source until it closes.
+    expect(pool.refusal("10.0.0.1", false)).toBeUndefined();
+    const b = {} as Socket;
+    pool.enter(b, "10.0.0.1", false);
+    expect(pool.refusal("10.0.0.1", false)).toContain("at its limit of 2 connections");
+    pool.release(a);
+    expect(pool.pendingHandshakes).toBe(1);
+    expect(pool.refusal("10.0.0.1", false)).toContain("unauthenticated handshakes");
+    pool.release(b);
+    expect(pool.pendingHandshakes).toBe(0);
+    expect(pool.refusal("10.0.0.1", false)).toBeUndefined();
   });
 });

@@ -1,10 +1,12 @@
 // Relay links over real loopback sockets: tunnels through three relays chained
 // by mTLS links (each framing: hopway-mux/1 and HTTP/2), link reuse, bulk integrity, half-close, and drain.
+import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { createSecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
+import { readdirSync } from "node:fs";
+import { createSecureServer, connect as h2connect, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import { connect as tlsConnect } from "node:tls";
+import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
 import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import { linkBuffersForTest } from "../../../src/relay/links/buffers.ts";
@@ -19,6 +21,7 @@ import {
   wordsFrame,
 } from "../../../src/relay/links/mux/frame.ts";
 import { MuxSession, type MuxStream } from "../../../src/relay/links/mux/session.ts";
+import { errorResponse, establishedResponse } from "../../../src/relay/protocol.ts";
 import { writtenThroughForTest } from "../../../src/relay/pump.ts";
 import {
   cutOff,
@@ -700,4 +703,233 @@ describe("relay links: links a neighbour opens", () => {
     cleanups.push(c.close);
     expect(c.headers[":status"]).toBe(200);
   });
+});
+
+/** A raw TLS link to the relay on `port` as relay `asRelay`, offering `alpn`; closed after the test. */
+async function rawLink(port: number, asRelay: string, alpn: string): Promise<TLSSocket> {
+  const m = relayIdentityForTest(TEST_REALM, asRelay).material();
+  if (!m) throw new Error("no test identity");
+  const raw = tlsConnect({
+    host: "127.0.0.1",
+    port,
+    key: m.key,
+    cert: m.certChain,
+    ca: m.trustBundle,
+    checkServerIdentity: () => undefined,
+    ALPNProtocols: [alpn],
+    minVersion: "TLSv1.3",
+  });
+  raw.on("error", () => {});
+  cleanups.push(() => raw.destroy());
+  await once(raw, "secureConnect");
+  return raw;
+}
+
+/**
+ * Opens `n` CONNECT streams to app1 on a link to the relay on `port`, as relay r1 over `protocol`,
+ * and resets each `resetAfterMs` after opening it: the rapid reset of HTTP/2's CVE-2023-44487.
+ */
+async function openAndReset(port: number, protocol: LinkProtocol, n: number, resetAfterMs: number): Promise<void> {
+  const request = { ":method": "CONNECT", ":authority": "app1", "hopway-hops": "r1" };
+  if (protocol === "mux") {
+    const session = new MuxSession(await rawLink(port, "r1", ALPN_MUX), "client", {
+      maxConcurrentStreams: 100,
+      streamWindowBytes: 65_535,
+    });
+    session.on("error", () => {});
+    cleanups.push(() => session.destroy());
+    for (let i = 0; i < n; i++) {
+      const st = session.request(request);
+      st.on("error", () => {});
+      setTimeout(() => st.destroy(), resetAfterMs);
+    }
+  } else {
+    const m = relayIdentityForTest(TEST_REALM, "r1").material();
+    if (!m) throw new Error("no test identity");
+    const session = h2connect(`https://127.0.0.1:${port}`, {
+      key: m.key,
+      cert: m.certChain,
+      ca: m.trustBundle,
+      checkServerIdentity: () => undefined,
+    });
+    session.on("error", () => {});
+    cleanups.push(() => session.destroy());
+    await once(session, "remoteSettings");
+    for (let i = 0; i < n; i++) {
+      const st = session.request(request);
+      st.on("error", () => {});
+      setTimeout(() => st.close(8), resetAfterMs);
+    }
+  }
+  await sleep(resetAfterMs + 50);
+}
+
+describe.each(LINK_PROTOCOLS)("relay links (%s): streams reset while their path is opened", (protocol) => {
+  it("the onward stream to the next relay is reset at once, not at the path timeout", async () => {
+    // A next relay that takes every stream and never answers; it notes which were reset.
+    const open = new Set<MuxStream>();
+    let seen = 0;
+    const r3 = await compromisedNeighbour((stream) => {
+      seen++;
+      open.add(stream);
+      stream.on("close", () => open.delete(stream));
+    });
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [route("r2", "app1", [hop("r3", `ipv4://127.0.0.1:${r3}`), hop("app1", "ipv4://127.0.0.1:9")])],
+      peers: ["r1", "r3"],
+      links: { protocol: "mux" },
+      limits: { pathTimeoutMs: 60_000 },
+    });
+    cleanups.push(() => r2.close());
+    const n = 20;
+    await openAndReset(r2.port, protocol, n, 30);
+    await until("r3 to see every onward stream", () => seen === n);
+    await until("every onward stream to be reset", () => open.size === 0, 2000);
+    // Only the accepted link itself holds a place in the tunnel pool.
+    await until("the streams' places to go back", () => r2.relay.openConnections === 1, 2000);
+  });
+
+  it("the connection to a target that does not answer is closed at once, not at the connect timeout", async () => {
+    // A listener whose process is stopped: once its backlog is full the kernel drops new SYNs, so a
+    // dial to it neither connects nor fails until the relay's connect timeout.
+    const child = spawn(
+      process.execPath,
+      [
+        "-e",
+        "require('net').createServer().listen({ host: '127.0.0.1', port: 0, backlog: 1 }, function () { console.log(this.address().port) })",
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    cleanups.push(() => child.kill("SIGKILL"));
+    const [line] = (await once(child.stdout as NodeJS.ReadableStream, "data")) as [Buffer];
+    const blackhole = Number(String(line).trim());
+    child.kill("SIGSTOP");
+    const fillers: Socket[] = [];
+    cleanups.push(() => {
+      for (const f of fillers) f.destroy();
+    });
+    for (let i = 0; i < 4; i++) {
+      const f = connect({ host: "127.0.0.1", port: blackhole });
+      f.on("error", () => {});
+      fillers.push(f);
+    }
+    await sleep(100);
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${blackhole}`)])],
+      peers: ["r1"],
+      limits: { connectTimeoutMs: 60_000, maxConnections: 20 },
+      links: { maxConcurrentStreams: 100 },
+    });
+    cleanups.push(() => r2.close());
+    const fds = () => readdirSync("/proc/self/fd").length;
+    const before = fds();
+    // More streams than max_connections, each reset before its dial could finish.
+    await openAndReset(r2.port, protocol, 60, 30);
+    await until("the streams' places to go back", () => r2.relay.openConnections === 1, 2000);
+    // The dials went with their streams: no socket is left waiting on the target.
+    await until("the dials to be closed", () => fds() <= before + 5, 2000);
+  });
+});
+
+describe("relay links: a neighbour that does not read", () => {
+  it("streams the relay refuses at once (405), flooded and never read: the link is closed (flood)", async () => {
+    const errors: string[] = [];
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [route("r2", "app1", [hop("app1", "ipv4://127.0.0.1:9")])],
+      peers: ["r1"],
+      log: (_level, msg, fields) => {
+        if (msg === "link error") errors.push(String(fields.error));
+      },
+    });
+    cleanups.push(() => r2.close());
+    const raw = await rawLink(r2.port, "r1", ALPN_MUX);
+    // Never read: a paused socket does not see its link closed either, the relay's log says it.
+    raw.pause();
+    raw.write(wordsFrame(FrameType.SETTINGS, 0, [1000, 1 << 21, MAX_FRAME]));
+    // Empty header maps: 10 bytes an OPEN, answered with a 405 REPLY and an RST of about 60.
+    const batch = 2000;
+    const max = 1_000_000;
+    let sent = 0;
+    const t0 = performance.now();
+    while (sent < max && errors.length === 0 && !raw.destroyed && performance.now() - t0 < 20_000) {
+      const parts: Buffer[] = [];
+      for (let i = 0; i < batch; i++) parts.push(frameHeader(FrameType.OPEN, 0, 2 * (sent + i) + 1, 0));
+      sent += batch;
+      if (!raw.write(Buffer.concat(parts))) await Promise.race([once(raw, "drain"), sleep(200)]);
+      await sleep(1);
+    }
+    await until("the link to close", () => errors.length > 0, 5000);
+    expect(errors.join("\n"), `after ${sent} OPENs`).toContain("flood");
+  });
+});
+
+describe("relay links: header values from a next relay", () => {
+  // U+010D and U+010A, written byte per character into an HTTP/1.1 head, would be CR and LF.
+  const evil = "\u010d\u010aSet-Cookie: injected=1\u010d\u010aX-Evil: yes";
+
+  it("what goes into an HTTP/1.1 head is printable ASCII, and Content-Length is the body's length as written", () => {
+    // What a next relay over HTTP/2, or one of an earlier release, could still pass on.
+    const refusal = errorResponse(403, "forbidden", `détail${evil}`, {
+      "Hopway-Reason": `no${evil}`,
+      "Hopway-Failed-At": `r3${evil}`,
+    }).toString("latin1");
+    const [top, body] = refusal.split("\r\n\r\n") as [string, string];
+    expect(top.split("\r\n").map((l) => l.split(":")[0])).toEqual([
+      "HTTP/1.1 403 Forbidden",
+      "Hopway-Error",
+      "Hopway-Reason",
+      "Hopway-Failed-At",
+      "Content-Type",
+      "Content-Length",
+      "Connection",
+    ]);
+    expect(refusal).toMatch(/^[\x20-\x7e\r\n]*$/);
+    expect(Number(/Content-Length: (\d+)/.exec(top)?.[1])).toBe(body.length);
+    const established = establishedResponse(`r2, r3${evil}`).toString("latin1");
+    expect(established.split("\r\n")).toEqual(["HTTP/1.1 200 Connection established", expect.any(String), "", ""]);
+    expect(established).toMatch(/^[\x20-\x7e\r\n]*$/);
+  });
+
+  it.each([
+    [
+      "a refusal",
+      { ":status": 403, "hopway-error": "forbidden", "hopway-reason": `no${evil}`, "hopway-failed-at": `r3${evil}` },
+    ],
+    ["a tunnel", { ":status": 200, "hopway-path": `r3${evil}` }],
+  ])(
+    "outside printable ASCII in %s: the stream fails (502), no header line reaches the application",
+    async (_what, answer) => {
+      const port = await compromisedNeighbour((stream) =>
+        stream.respond(answer, { endStream: answer[":status"] !== 200 }),
+      );
+      const r2 = await startRelay({
+        name: "r2",
+        routes: [route("r2", "app1", [hop("r3", `ipv4://127.0.0.1:${port}`), hop("app1", "ipv4://127.0.0.1:9")])],
+        peers: ["r3"],
+        links: { protocol: "mux" },
+      });
+      cleanups.push(() => r2.close());
+      const app = connect({ host: "127.0.0.1", port: r2.port });
+      cleanups.push(() => app.destroy());
+      app.on("error", () => {});
+      const chunks: Buffer[] = [];
+      app.on("data", (c: Buffer) => chunks.push(c));
+      app.write("CONNECT app1 HTTP/1.1\r\nHost: app1\r\n\r\n");
+      // A refusal closes the connection; a tunnel taken as up would not: bounded either way.
+      await Promise.race([once(app, "close"), sleep(2000)]);
+      const head = Buffer.concat(chunks).toString("latin1");
+      expect(head).toMatch(/^HTTP\/1\.1 502 /);
+      expect(head.toLowerCase()).not.toContain("set-cookie");
+      expect(head).not.toContain("X-Evil");
+      // Only printable ASCII, CR and LF in what the relay wrote; its Content-Length is the body's length.
+      expect(head).toMatch(/^[\x20-\x7e\r\n]*$/);
+      const [top, body] = head.split("\r\n\r\n") as [string, string];
+      expect(Number(/Content-Length: (\d+)/.exec(top)?.[1])).toBe(Buffer.byteLength(body, "latin1"));
+      // The link to r3 is kept: the next tunnel crosses it again.
+      expect(r2.relay.linksByPeer().get("r3")).toBe(1);
+    },
+  );
 });

@@ -4,6 +4,8 @@ import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import type { CarryOutcome } from "../../../src/listeners/manager.ts";
+import type { LinkFailure } from "../../../src/relay/links/index.ts";
 import type { RelayLimits } from "../../../src/relay/relay.ts";
 import {
   hop,
@@ -19,6 +21,7 @@ import {
   startEcho,
   startRelay,
   startStalledTarget,
+  until,
 } from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
@@ -487,6 +490,62 @@ describe("relay: capacity and drain", () => {
     for (const t of tunnels) t.socket.destroy();
   });
 
+  it("destroys a socket refused at accept at a fixed deadline, however its peer keeps sending", async () => {
+    const port = await echo();
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`, { limits: { maxConnectionsPerSource: 1 } });
+    const held = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(held.status).toBe(200);
+    const refused: Socket[] = [];
+    for (let i = 0; i < 8; i++) {
+      const a = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+      expect(a.status).toBe(503);
+      refused.push(a.socket);
+    }
+    // A byte every 100 ms from each: a timer that every incoming byte restarts would never fire,
+    // and each socket would hold a place under the listener's hard stop (server.maxConnections).
+    const trickle = setInterval(() => {
+      for (const s of refused) if (!s.destroyed) s.write("x");
+    }, 100);
+    cleanups.push(() => {
+      clearInterval(trickle);
+      for (const s of [held.socket, ...refused]) s.destroy();
+    });
+    const accepted = () =>
+      new Promise<number>((resolve, reject) => r.server.getConnections((e, n) => (e ? reject(e) : resolve(n))));
+    // One second after the 503, plus the sweep's eighth of it, with margin.
+    await sleep(1_600);
+    expect(await accepted()).toBe(1);
+    expect(r.relay.openConnections).toBe(1);
+  });
+
+  it("counts a client as one source whether a listener reports it as IPv4 or IPv4-mapped IPv6", async () => {
+    const port = await echo();
+    const r = await relayTo(`ipv4://127.0.0.1:${port}`, { limits: { maxConnectionsPerSource: 1 } });
+    // The same relay behind dual-stack listeners, where 127.0.0.1 reads ::ffff:127.0.0.1.
+    const dual = createServer({ allowHalfOpen: true }, (s) => r.relay.handle(s));
+    const dualPort = await listen(dual, "::");
+    const outcomes: CarryOutcome[] = [];
+    const carrying = createServer((s) =>
+      r.relay.carry(s, { authority: `app1:${port}`, node: "app1", port }, (o) => outcomes.push(o)),
+    );
+    const carryingPort = await listen(carrying, "::");
+    cleanups.push(
+      () => dual.close(),
+      () => carrying.close(),
+    );
+    const first = await request(r.port, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(first.status).toBe(200);
+    // A listener's connection (`carry`) from the same client is the same source.
+    const viaListener = connect({ port: carryingPort, host: "127.0.0.1" });
+    viaListener.on("error", () => {});
+    await until("the listener's outcome", () => outcomes.length > 0, 3_000);
+    expect(outcomes[0]).toMatchObject({ ok: false, reason: "over_capacity", status: 503 });
+    const again = await request(dualPort, "CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect(again.status).toBe(503);
+    expect(again.body).toContain("source 127.0.0.1 at its limit of 1 connections");
+    for (const s of [first.socket, again.socket, viaListener]) s.destroy();
+  });
+
   it("drain refuses new tunnels and waits for open ones", async () => {
     const port = await echo();
     const r = await relayTo(`ipv4://127.0.0.1:${port}`);
@@ -537,6 +596,55 @@ describe.each([true, false])("relay: the first byte decides, reuseReadBuffers %s
     await once(socket, "close");
     await sleep(20);
     expect(r.relay.openConnections).toBe(0);
+  });
+
+  // One deadline from accept covers the first byte and the head: a peer that waits until just
+  // before it to send its first byte must not get a second one in full.
+  it.each([
+    ["a trusted source, header_timeout_ms", { limits: { headerTimeoutMs: 600 } }],
+    ["an untrusted source, handshake_timeout_ms", { clientCidrs: [], limits: { handshakeTimeoutMs: 600 } }],
+  ] as const)("%s counts from accept, the first byte included", async (_, extra) => {
+    const r = await relayTo("ipv4://127.0.0.1:1", { reuseReadBuffers, ...extra });
+    const socket = connect({ port: r.port, host: "127.0.0.1" });
+    socket.on("error", () => {});
+    await once(socket, "connect");
+    const t0 = performance.now();
+    await sleep(400);
+    socket.write("CONNECT app1 HTTP/1.1\r\n");
+    const a = await readAnswer(socket);
+    const ms = performance.now() - t0;
+    expect(a.status).toBe(408);
+    // 600 ms and the sweep's 75 ms; a deadline restarted at the first byte would answer after 1,000 ms.
+    expect(ms).toBeGreaterThanOrEqual(550);
+    expect(ms).toBeLessThan(900);
+    socket.destroy();
+  });
+
+  it.each([
+    ["an untrusted source gets handshake_timeout_ms", { clientCidrs: [], limits: { handshakeTimeoutMs: 600 } }],
+    ["a trusted source gets links.handshake_timeout_ms", { links: { handshakeTimeoutMs: 600 } }],
+  ] as const)("a link's TLS handshake: %s, counted from accept", async (_, extra) => {
+    const failures: LinkFailure[] = [];
+    const linkObserver = {
+      linkOpened: () => {},
+      linkFailed: (_side: string, reason: LinkFailure) => failures.push(reason),
+    };
+    const r = await relayTo("ipv4://127.0.0.1:1", { reuseReadBuffers, linkObserver, ...extra });
+    const socket = connect({ port: r.port, host: "127.0.0.1" });
+    socket.on("error", () => {});
+    await once(socket, "connect");
+    const t0 = performance.now();
+    await sleep(400);
+    // The start of a TLS record, then nothing: a handshake that never finishes.
+    socket.write(Buffer.from([0x16, 0x03, 0x01]));
+    await Promise.race([once(socket, "close"), sleep(3_000)]);
+    const ms = performance.now() - t0;
+    // 600 ms and the sweep's 75 ms. Before: the link handshake timeout again from the first byte.
+    expect(ms).toBeGreaterThanOrEqual(550);
+    expect(ms).toBeLessThan(900);
+    expect(failures).toEqual(["timeout"]);
+    await until("the connection released", () => r.relay.openConnections === 0, 1_000);
+    socket.destroy();
   });
 
   it("a connection that closes before its first byte is released", async () => {

@@ -1,7 +1,7 @@
 // hopway-mux/1 wire format (docs/contract/relay-protocol.md §4.1): every frame is a
 // 10-byte header — type u8, flags u8, stream id u32, payload length u32, all
 // big-endian — and its payload. Header maps (OPEN, REPLY) are a sequence of
-// name (u8 length + bytes) and value (u16 length + bytes), UTF-8.
+// name (u8 length + bytes) and value (u16 length + bytes), printable ASCII.
 
 export const ALPN_MUX = "hopway-mux/1";
 
@@ -128,20 +128,40 @@ export function putFrameHeader(b: Buffer, at: number, type: number, flags: numbe
   return at + HEADER_BYTES;
 }
 
-/** Decodes a header map from `b` starting at `from`; undefined when it is malformed. */
-export function decodeHeaders(b: Buffer, from = 0): HeaderMap | undefined {
+/** Why a header map did not decode: its structure is broken, or a name or value holds a byte outside printable ASCII. */
+export type HeaderProblem = "malformed" | "not_ascii";
+
+/** Whether `b[from, to)` is printable ASCII (0x20-0x7e; from 0x21 for a name). */
+function printable(b: Buffer, from: number, to: number, low: number): boolean {
+  for (let i = from; i < to; i++) {
+    const c = b[i] as number;
+    if (c < low || c > 0x7e) return false;
+  }
+  return true;
+}
+
+/**
+ * Decodes a header map from `b` starting at `from`. Names and values are printable ASCII: they
+ * end up in HTTP/1.1 heads written byte per character, where anything else could turn into CR or
+ * LF. A map whose structure is broken is "malformed" (the link's problem); one with another byte
+ * is "not_ascii" (that stream's).
+ */
+export function decodeHeaders(b: Buffer, from = 0): HeaderMap | HeaderProblem {
   const out: HeaderMap = Object.create(null);
   let at = from;
+  let ascii = true;
   while (at < b.length) {
     const nl = b[at] as number;
-    if (nl === 0 || at + 1 + nl + 2 > b.length) return undefined;
-    const name = b.toString("utf8", at + 1, at + 1 + nl);
+    if (nl === 0 || at + 1 + nl + 2 > b.length) return "malformed";
+    if (ascii && !printable(b, at + 1, at + 1 + nl, 0x21)) ascii = false;
+    const name = b.toString("latin1", at + 1, at + 1 + nl);
     at += 1 + nl;
     const vl = b.readUInt16BE(at);
     at += 2;
-    if (at + vl > b.length) return undefined;
-    out[name] = b.toString("utf8", at, at + vl);
+    if (at + vl > b.length) return "malformed";
+    if (ascii && !printable(b, at, at + vl, 0x20)) ascii = false;
+    out[name] = b.toString("latin1", at, at + vl);
     at += vl;
   }
-  return out;
+  return ascii ? out : "not_ascii";
 }

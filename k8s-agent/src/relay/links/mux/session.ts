@@ -59,6 +59,15 @@ const MAX_IN_FLIGHT = 2;
  * nghttp2 bounds its queue of outbound acknowledgements. A peer that reads never comes near it.
  */
 const MAX_UNSENT_ANSWERS = 1000;
+/**
+ * Bytes of every answer not yet handed to the socket: those above and the REPLY and RST of each
+ * refused stream (which `refusedUnsent` bounds in number). A backstop whatever
+ * `max_concurrent_streams` is: past it the link is closed (`flood`). An honest peer, which opens
+ * no more streams than the limit, waits on at most that many refusals of about 1 KiB each.
+ */
+const MAX_UNSENT_ANSWER_BYTES = 4 * LINK_SEND_BUFFER;
+/** An RST frame on the wire. */
+const RST_BYTES = HEADER_BYTES + 4;
 /** The part of the relay's window budget (window.ts) one link's streams may hold together. */
 const LINK_BUDGET_SHARE = 1 / 4;
 /** A copied DATA frame is split to fill what is left of the slab rather than start a new one, when that is at least this much. */
@@ -152,6 +161,12 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
   headersSent = false;
   /** Client side: the REPLY arrived. */
   replied = false;
+  /**
+   * Accepting side: this end refused the stream (a REPLY with FIN, or a reset before any REPLY).
+   * Its REPLY and RST are answers to the peer's OPEN with no tunnel behind them; until they are
+   * handed to the socket the stream keeps its place against the stream limit (MuxSession.forget).
+   */
+  refused = false;
   /** This end sent FIN / the peer's FIN arrived. */
   localFin = false;
   remoteFin = false;
@@ -224,7 +239,7 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
     if (this.destroyed) return;
     this.headersSent = true;
     const end = options?.endStream === true;
-    this.session.sendHeaders(FrameType.REPLY, end ? FLAG_FIN : 0, this.id, headers, Number(headers[":status"] ?? 200));
+    this.session.reply(this, headers, end);
     if (end) {
       this.localFin = true;
       this.end();
@@ -476,7 +491,7 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
       if (this.localFin && this.remoteFin && this.readableEnded) this.rstCode = Code.NO_ERROR;
       else {
         this.rstCode = Code.CANCEL;
-        this.session.sendRst(this.id, Code.CANCEL);
+        this.session.cancel(this);
       }
     }
     this.session.forget(this);
@@ -529,6 +544,20 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private answersInSlab = 0;
   /** Per entry of `queued`: the answers in it. */
   private queuedAnswers: number[] = [];
+  /** The same for the bytes of answers (MAX_UNSENT_ANSWER_BYTES), refusals' REPLY and RST included. */
+  private unsentAnswerBytes = 0;
+  private answerBytesInSlab = 0;
+  private queuedAnswerBytes: number[] = [];
+  /**
+   * Streams this end refused whose last frame is not yet handed to the socket: each keeps its place
+   * against the stream limit until then, as it does at an honest dialling peer, which frees a
+   * stream only once it has read its answer. So a peer that does not read gets at most
+   * `maxConcurrentStreams` refusals queued; past them, its OPENs are refused with an RST each,
+   * which counts in MAX_UNSENT_ANSWERS.
+   */
+  private refusedUnsent = 0;
+  private refusedInSlab = 0;
+  private queuedRefused: number[] = [];
   private finishing = false;
   // Frames of this pass: written into `slab` from `slabAt` on; `sealed` is the part of them
   // already cut into `queued` (with payloads too large to copy), handed to the socket at once.
@@ -770,6 +799,36 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     if (!this.destroyed) this.sendWords(FrameType.RST, id, code, undefined, written);
   }
 
+  /**
+   * A stream's REPLY. On the accepting side a REPLY with FIN is a refusal: an answer to the peer's
+   * OPEN with no tunnel behind it, counted as one (MAX_UNSENT_ANSWER_BYTES, `refusedUnsent`).
+   */
+  reply(s: MuxStream, headers: LinkOutgoingHeaders, end: boolean): void {
+    const status = Number(headers[":status"] ?? 200);
+    if (!end || this.role !== "server") {
+      this.sendHeaders(FrameType.REPLY, end ? FLAG_FIN : 0, s.id, headers, status);
+      return;
+    }
+    const length = headerBlockLength(headers, 2, ":status");
+    if (!this.mayAnswer(HEADER_BYTES + length)) return;
+    s.refused = true;
+    this.sendHeaders(FrameType.REPLY, FLAG_FIN, s.id, headers, status, length);
+    this.answered(HEADER_BYTES + length, false);
+  }
+
+  /** The RST (CANCEL) of a stream this end resets; on the accepting side, of one never taken as a tunnel, an answer. */
+  cancel(s: MuxStream): void {
+    if (this.destroyed) return;
+    if (this.role !== "server" || (s.headersSent && !s.refused)) {
+      this.sendRst(s.id, Code.CANCEL);
+      return;
+    }
+    if (!this.mayAnswer(RST_BYTES)) return;
+    s.refused = true;
+    this.sendRst(s.id, Code.CANCEL);
+    this.answered(RST_BYTES, false);
+  }
+
   /** Whether the link's send queue holds LINK_SEND_BUFFER or more: a stream's write then waits (`waitDrain`). */
   congested(): boolean {
     return this.socket.writableLength + this.pendingBytes >= LINK_SEND_BUFFER;
@@ -833,6 +892,11 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
       s.grown = 0;
     }
     if (this.streams.get(s.id) === s) this.streams.delete(s.id);
+    // Its REPLY and RST were framed into the slab by now: its place goes back once they leave (`send`).
+    if (s.refused && !this.destroyed) {
+      this.refusedUnsent++;
+      this.refusedInSlab++;
+    }
     this.maybeFinish();
   }
 
@@ -887,6 +951,10 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     this.queuedDone.push(done === undefined ? undefined : done.length === 1 ? done[0] : () => runAll(done));
     this.queuedAnswers.push(this.answersInSlab);
     this.answersInSlab = 0;
+    this.queuedAnswerBytes.push(this.answerBytesInSlab);
+    this.answerBytesInSlab = 0;
+    this.queuedRefused.push(this.refusedInSlab);
+    this.refusedInSlab = 0;
     this.sealed = this.slabAt;
   }
 
@@ -936,6 +1004,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
       const chunk = this.queued.shift() as Buffer;
       this.pendingBytes -= chunk.length;
       this.unsentAnswers -= this.queuedAnswers.shift() as number;
+      this.unsentAnswerBytes -= this.queuedAnswerBytes.shift() as number;
+      this.refusedUnsent -= this.queuedRefused.shift() as number;
       this.write(chunk, this.queuedSlab.shift() as FrameSlab, this.queuedDone.shift());
     }
     // Writers that waited on what was framed but not yet written: the socket took it without needing a drain.
@@ -948,20 +1018,39 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     this.queuedSlab = [];
     this.queuedAnswers = [];
     this.unsentAnswers = this.answersInSlab;
+    this.queuedAnswerBytes = [];
+    this.unsentAnswerBytes = this.answerBytesInSlab;
+    this.queuedRefused = [];
+    this.refusedUnsent = this.refusedInSlab;
     this.pendingBytes = 0;
   }
 
-  /** Whether another answer to the peer may be queued; past MAX_UNSENT_ANSWERS the link closes (`flood`). */
-  private mayAnswer(): boolean {
-    if (this.unsentAnswers < MAX_UNSENT_ANSWERS) return true;
-    this.violation("flood", `${MAX_UNSENT_ANSWERS} answers to its frames wait: the peer does not read`);
+  /**
+   * Whether another answer of `bytes` to the peer may be queued; past MAX_UNSENT_ANSWERS answers or
+   * MAX_UNSENT_ANSWER_BYTES the link closes (`flood`).
+   */
+  private mayAnswer(bytes: number): boolean {
+    if (this.unsentAnswers < MAX_UNSENT_ANSWERS && this.unsentAnswerBytes + bytes <= MAX_UNSENT_ANSWER_BYTES) {
+      return true;
+    }
+    this.violation(
+      "flood",
+      `${this.unsentAnswers} answers (${this.unsentAnswerBytes} bytes) to its frames wait: the peer does not read`,
+    );
     return false;
   }
 
-  /** An answer was framed into the slab. */
-  private answered(): void {
-    this.unsentAnswers++;
-    this.answersInSlab++;
+  /**
+   * An answer of `bytes` was framed into the slab; `counted`: it counts in MAX_UNSENT_ANSWERS (a
+   * refusal's frames do not: `refusedUnsent` bounds them).
+   */
+  private answered(bytes: number, counted = true): void {
+    if (counted) {
+      this.unsentAnswers++;
+      this.answersInSlab++;
+    }
+    this.unsentAnswerBytes += bytes;
+    this.answerBytesInSlab += bytes;
   }
 
   /** Hands everything framed to the socket now (before ending it, so nothing framed is lost). */
@@ -1239,9 +1328,9 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
         return;
       }
       case FrameType.PING:
-        if (!this.mayAnswer()) return;
+        if (!this.mayAnswer(HEADER_BYTES + 8)) return;
         this.sendFrame(FrameType.PONG, 0, 0, p);
-        this.answered();
+        this.answered(HEADER_BYTES + 8);
         return;
       case FrameType.PONG: {
         const seq = p.readUInt32BE(4);
@@ -1301,15 +1390,23 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
       return;
     }
     const headers = decodeHeaders(p);
-    if (headers === undefined) {
+    if (headers === "malformed") {
       this.violation("bad_header_block", `OPEN of stream ${id}`);
       return;
     }
     this.highestPeerId = id;
-    if (this.goawaySent || this.streams.size >= this.settings.maxConcurrentStreams) {
-      if (!this.mayAnswer()) return;
+    // A name or value outside printable ASCII: a stream error, refused as such (RST 1), never taken.
+    if (headers === "not_ascii") {
+      if (!this.mayAnswer(RST_BYTES)) return;
+      this.sendRst(id, Code.PROTOCOL_ERROR);
+      this.answered(RST_BYTES);
+      return;
+    }
+    // Refused streams whose answer has not left yet still count: the peer has not seen them end.
+    if (this.goawaySent || this.streams.size + this.refusedUnsent >= this.settings.maxConcurrentStreams) {
+      if (!this.mayAnswer(RST_BYTES)) return;
       this.sendRst(id, Code.REFUSED_STREAM);
-      this.answered();
+      this.answered(RST_BYTES);
       return;
     }
     const s = new MuxStream(this, id, this.peerWindow, this.settings.streamWindowBytes);
@@ -1325,12 +1422,18 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     }
     const s = this.known(id);
     if (s === null) return;
-    const headers = p.length >= 2 ? decodeHeaders(p, 2) : undefined;
-    if (headers === undefined) {
+    const headers = p.length >= 2 ? decodeHeaders(p, 2) : "malformed";
+    if (headers === "malformed") {
       this.violation("bad_header_block", `REPLY of stream ${id}`);
       return;
     }
     if (s === undefined) return;
+    // A name or value outside printable ASCII: that stream fails (reset, code 1), the link stays.
+    if (headers === "not_ascii") {
+      this.sendRst(id, Code.PROTOCOL_ERROR);
+      s.cut(Code.PROTOCOL_ERROR);
+      return;
+    }
     if (s.replied) {
       this.violation("unexpected_frame", `a second REPLY on stream ${id}`);
       return;

@@ -95,8 +95,14 @@ function read(stream: MuxStream): Promise<Buffer> {
   return once(stream, "end").then(() => Buffer.concat(chunks));
 }
 
-/** An accepting session behind a raw client socket the test writes frames on (after SETTINGS, unless told not to). */
-async function rawPeer(settingsFirst = true): Promise<{
+/**
+ * An accepting session behind a raw client socket the test writes frames on (after SETTINGS, unless
+ * told not to); `onStream` answers each stream it accepts.
+ */
+async function rawPeer(
+  settingsFirst = true,
+  onStream?: (st: MuxStream) => void,
+): Promise<{
   raw: Socket;
   errors: Error[];
   closed: Promise<unknown>;
@@ -115,6 +121,7 @@ async function rawPeer(settingsFirst = true): Promise<{
     session.on("stream", (st: MuxStream) => {
       st.on("error", () => {});
       streams.push(st);
+      onStream?.(st);
     });
     // Not events.once: it would reject on the session's 'error', which comes first.
     closed = new Promise((resolve) => session.once("close", resolve));
@@ -418,8 +425,12 @@ describe("hopway-mux/1: a peer that floods a link it does not read", () => {
    * so that the session reads each batch by itself: what closes the link is answers piling up
    * behind a peer that does not read, not one burst.
    */
-  async function floodUnread(frame: (i: number) => Buffer, max: number): Promise<{ errors: Error[]; sent: number }> {
-    const { raw, errors, closed } = await rawPeer();
+  async function floodUnread(
+    frame: (i: number) => Buffer,
+    max: number,
+    onStream?: (st: MuxStream) => void,
+  ): Promise<{ errors: Error[]; sent: number }> {
+    const { raw, errors, closed } = await rawPeer(true, onStream);
     raw.pause();
     let done = false;
     void closed.then(() => {
@@ -434,7 +445,8 @@ describe("hopway-mux/1: a peer that floods a link it does not read", () => {
       if (!raw.write(Buffer.concat(parts))) await Promise.race([once(raw, "drain"), sleep(200)]);
       await sleep(1);
     }
-    await closed;
+    // Bounded: a link that is never closed fails the test rather than time it out.
+    await Promise.race([closed, sleep(5000)]);
     return { errors, sent };
   }
 
@@ -449,6 +461,42 @@ describe("hopway-mux/1: a peer that floods a link it does not read", () => {
     const open = (i: number) => Buffer.concat([frameHeader(FrameType.OPEN, 0, 2 * i + 1, h.length), h]);
     const { errors, sent } = await floodUnread(open, 1_500_000);
     expect((errors[0] as MuxProtocolError | undefined)?.reason, `after ${sent} OPENs`).toBe("flood");
+  });
+
+  // As the relay refuses a stream (a 405 from the link server, a 400 to 508 from the relay): a
+  // REPLY with FIN and an RST behind it, the stream forgotten at once.
+  const refuse = (st: MuxStream) => {
+    st.respond({ ":status": 405, "hopway-error": "method_not_allowed" }, { endStream: true });
+    st.destroy();
+  };
+
+  it("OPENs the session's user refuses (a REPLY and an RST each), never read: the link closes (flood)", async () => {
+    // Empty header maps: 10 bytes an OPEN, answered with about 60.
+    const open = (i: number) => frameHeader(FrameType.OPEN, 0, 2 * i + 1, 0);
+    const { errors, sent } = await floodUnread(open, 200_000, refuse);
+    expect((errors[0] as MuxProtocolError | undefined)?.reason, `after ${sent} OPENs`).toBe("flood");
+    // Closed once the answers stopped leaving, not after the whole flood: a few socket buffers'
+    // worth of refusals, then the stream limit's and MAX_UNSENT_ANSWERS' worth.
+    expect(sent).toBeLessThan(200_000);
+  });
+
+  it("a peer that reads and keeps to the stream limit gets every refusal, in bursts of the whole limit", async () => {
+    const { raw, errors, got } = await rawPeer(true, refuse);
+    const rounds = 30;
+    const limit = SETTINGS.maxConcurrentStreams;
+    const replies = () => frames(Buffer.concat(got)).filter((f) => f.type === FrameType.REPLY).length;
+    for (let round = 0; round < rounds; round++) {
+      // An honest dialler opens again only once it has read the answers to the streams it had.
+      raw.write(
+        Buffer.concat(
+          Array.from({ length: limit }, (_, i) => frameHeader(FrameType.OPEN, 0, 2 * (round * limit + i) + 1, 0)),
+        ),
+      );
+      await until(() => replies() === (round + 1) * limit);
+    }
+    const all = frames(Buffer.concat(got));
+    expect(all.filter((f) => f.type === FrameType.RST && f.payload.readUInt32BE(0) === 7)).toEqual([]);
+    expect(errors).toEqual([]);
   });
 
   it("a peer that reads is answered however many PINGs it sends", async () => {
