@@ -4,12 +4,13 @@
 // controller all reach the pod the same way. The local API is restricted to
 // loopback callers by default, and its writes also need a bearer token
 // (docs/security/relay.md): a loopback source is no proof of who is calling.
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { describeIssues, type ErrorCode } from "@hopway/core/errors";
 import type { ErrorBody } from "@hopway/core/wire";
 import type { Registry } from "prom-client";
+import { normalizeIp } from "../relay/self-addresses.ts";
 import type { ScalingSignals } from "../scaling/signals.ts";
 import { type NotReady, notReady, registerReadinessMetric } from "./readiness.ts";
 import { LocalReportSchema } from "./schemas.ts";
@@ -113,7 +114,10 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     }
   };
 
-  const expected = opts.localApiToken === undefined ? undefined : Buffer.from(opts.localApiToken);
+  // Compared as digests: equal lengths whatever was sent, so the time taken does not tell the
+  // token's length either.
+  const digest = (text: string) => createHash("sha256").update(text).digest();
+  const expected = opts.localApiToken === undefined ? undefined : digest(opts.localApiToken);
   const requireWriter = (req: IncomingMessage) => {
     requireLocal(req);
     if (expected === undefined) {
@@ -124,8 +128,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       );
     }
     const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? "");
-    const given = m ? Buffer.from(m[1] as string) : undefined;
-    if (given === undefined || given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    const given = m ? digest(m[1] as string) : undefined;
+    if (given === undefined || !timingSafeEqual(given, expected)) {
       throw new HttpError(401, "unauthorized", "local API writes need Authorization: Bearer <admin.local_api_token>");
     }
   };
@@ -156,10 +160,20 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     json(res, r.status, r.body);
   };
 
+  // Requests that arrive while the registry renders share that render: a client that pipelines
+  // many scrapes in one write must not make the agent render (and hold) one copy per request.
+  let rendering: Promise<string> | undefined;
+  const renderMetrics = (): Promise<string> => {
+    rendering ??= registry.metrics().finally(() => {
+      rendering = undefined;
+    });
+    return rendering;
+  };
+
   const routes: Record<string, Partial<Record<string, Handler>>> = {
     "/metrics": {
       GET: async (_req, res) => {
-        const text = await registry.metrics();
+        const text = await renderMetrics();
         res.writeHead(200, { "content-type": registry.contentType, "cache-control": "no-store" });
         res.end(text);
       },
@@ -214,8 +228,10 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       const method = req.method === "HEAD" ? "GET" : (req.method ?? "GET");
       const handler = route[method];
       if (!handler) {
-        res.setHeader("allow", Object.keys(route).join(", "));
-        throw new HttpError(405, "not_found", `${req.method} is not allowed on ${path}`);
+        const allowed = Object.keys(route);
+        if (allowed.includes("GET")) allowed.push("HEAD");
+        res.setHeader("allow", allowed.join(", "));
+        throw new HttpError(405, "method_not_allowed", `${req.method} is not allowed on ${path}`);
       }
       await handler(req, res);
     } catch (err) {
@@ -239,6 +255,11 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   server.requestTimeout = 10_000;
   server.keepAliveTimeout = 5_000;
   server.maxHeadersCount = 64;
+  // Probes and scrapes send one request per connection, or a few in keep-alive; Node parses and
+  // answers every request of a pipelined write before it reads on, so a caller that pipelines
+  // thousands of /metrics requests would make the agent hold thousands of answers (it ran out of
+  // heap with 0.5 MB of them). Past this, Node answers 503 and the connection closes.
+  server.maxRequestsPerSocket = 16;
   // The timeouts above start with a request: a connection that never sends one is closed too,
   // and no one source may hold more than its share, so the kubelet's probes and Prometheus's
   // scrapes always find room (docs/agent.md, "Admin server").
@@ -247,7 +268,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   const perSource = opts.maxConnectionsPerSource ?? 32;
   const bySource = new Map<string, number>();
   server.on("connection", (socket: Socket) => {
-    const from = socket.remoteAddress ?? "";
+    // One caller is one source whether a dual-stack listener reports it as IPv4 or IPv4-mapped.
+    const from = normalizeIp(socket.remoteAddress ?? "");
     const n = bySource.get(from) ?? 0;
     if (n >= perSource) {
       socket.destroy();

@@ -140,6 +140,32 @@ describe("probes and metrics", () => {
     const m = await fetch(`${server.url}/v1/local/report`, { method: "POST", body: "{}" });
     expect(m.status).toBe(405);
     expect(m.headers.get("allow")).toBe("PUT");
+    expect(((await m.json()) as { error: { code: string } }).error.code).toBe("method_not_allowed");
+    const g = await fetch(`${server.url}/metrics`, { method: "DELETE" });
+    expect(g.status).toBe(405);
+    expect(g.headers.get("allow")).toBe("GET, HEAD");
+  });
+
+  it("a caller that pipelines thousands of scrapes in one write gets a few rendered, the rest 503", async () => {
+    const { port } = server.address;
+    const socket = connect(port, "127.0.0.1");
+    await once(socket, "connect");
+    let received = "";
+    const statuses = () => [...received.matchAll(/^HTTP\/1\.1 (\d{3})/gm)].map((m) => m[1]);
+    const all = new Promise<void>((resolve) => {
+      socket.on("data", (d: Buffer) => {
+        received += d.toString("latin1");
+        if (statuses().length === 2_000) resolve();
+      });
+    });
+    socket.write("GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n".repeat(2_000));
+    await all;
+    socket.destroy();
+    // What the agent renders and holds for this caller is bounded, not one registry per request.
+    const got = statuses();
+    expect(got.filter((s) => s === "200")).toHaveLength(16);
+    expect(got.filter((s) => s === "503")).toHaveLength(2_000 - 16);
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
   });
 });
 
