@@ -53,6 +53,12 @@ export class MembershipFollower {
   private readonly views = new Map<string, GroupView>();
   private readonly etags = new Map<string, string>();
   private readonly pending = new Map<string, Promise<GroupLookup>>();
+  /**
+   * Groups followed, least recently asked about first (a look-up moves its group to the end): past
+   * maxGroups the first one makes room. Without that, whoever asked about maxGroups groups first
+   * (any pod can, with key-affine CONNECTs) kept every group asked about later unheld for good, each
+   * look-up of it then costing an edge request and the shared rate.
+   */
   private readonly followed = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private polling = false;
@@ -126,7 +132,11 @@ export class MembershipFollower {
    */
   async lookup(group: string): Promise<GroupLookup> {
     const held = this.views.get(group);
-    if (held !== undefined) return { ok: true, view: held };
+    if (held !== undefined) {
+      this.followed.delete(group);
+      this.followed.add(group);
+      return { ok: true, view: held };
+    }
     const missing = this.negative.get(group);
     if (missing !== undefined) return missing;
     const inflight = this.pending.get(group);
@@ -223,8 +233,14 @@ export class MembershipFollower {
     };
     const changed = held?.membership.epoch !== m.epoch;
     if (!this.followed.has(group) && this.followed.size >= (this.o.maxGroups ?? 64)) {
-      // Over the limit: answer this once but do not follow (and so not hold) it.
-      return { ok: true, view };
+      // Full: the group asked about least recently makes room (the next look-up of it fetches it again).
+      const [oldest] = this.followed;
+      if (oldest !== undefined) {
+        this.followed.delete(oldest);
+        this.views.delete(oldest);
+        this.etags.delete(oldest);
+        this.o.log?.info("group no longer followed (least recently asked of maxGroups)", { group: oldest });
+      }
     }
     this.followed.add(group);
     this.views.set(group, view);

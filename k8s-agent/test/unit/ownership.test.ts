@@ -51,6 +51,38 @@ afterAll(() => {
 });
 
 describe("MembershipFollower", () => {
+  it("past maxGroups, the group asked about least recently makes room for a new one", async () => {
+    // Any group the edge is asked about exists, with one member.
+    let asked = 0;
+    const many = createServer((req, res) => {
+      asked++;
+      const group = /\/groups\/([^/]+)\/membership$/.exec(req.url ?? "")?.[1] ?? "";
+      const one = [{ name: `${group}-0`, draining: false, holds_state: true }];
+      const body: Membership = { group, version: 1, epoch: membershipEpoch(one), members: one };
+      res.writeHead(200, { etag: '"1"', "content-type": "application/json" }).end(JSON.stringify(body));
+    });
+    many.listen(0, "127.0.0.1");
+    await once(many, "listening");
+    const url = `http://127.0.0.1:${(many.address() as AddressInfo).port}`;
+    const f = new MembershipFollower({ url, realm: "r", token: "t", pollMs: 60_000, maxGroups: 3 });
+    try {
+      for (const g of ["app", "x1", "x2"]) expect((await f.lookup(g)).ok).toBe(true);
+      expect(f.groups).toEqual(["app", "x1", "x2"]);
+      // The application keeps asking about its group; someone else asks about more groups.
+      expect((await f.lookup("app")).ok).toBe(true);
+      expect((await f.lookup("x3")).ok).toBe(true);
+      expect(f.groups).toEqual(["app", "x2", "x3"]);
+      const before = asked;
+      expect((await f.lookup("app")).ok).toBe(true);
+      expect(asked).toBe(before); // held: answered without the edge
+      expect((await f.lookup("x4")).ok).toBe(true);
+      expect(f.groups).toEqual(["app", "x3", "x4"]);
+    } finally {
+      await f.stop();
+      many.close();
+    }
+  });
+
   it("fetches a group once, follows it with If-None-Match, and applies changes", async () => {
     const f = new MembershipFollower({ url: edgeUrl, realm: "r", token: "t", dataDir: dir, pollMs: 50 });
     await f.start();
