@@ -588,7 +588,9 @@ function onRequestClose(this: RequestStream): void {
     final: !refused && !lost,
     detail: lost
       ? `link to ${r.link.peer} closed before it answered`
-      : `${r.link.peer} reset the stream (code ${this.rstCode})`,
+      : this.resetHere !== undefined
+        ? `stream to ${r.link.peer} reset here: ${this.resetHere}`
+        : `${r.link.peer} reset the stream (code ${this.rstCode})`,
   });
 }
 

@@ -36,6 +36,8 @@ export interface TunnelEnd extends EventEmitter {
 /** One tunnel's stream on a link; on the dialling side it also emits 'response' (the answer's headers). */
 export interface LinkStream extends TunnelEnd {
   readonly rstCode: number | undefined;
+  /** Why this end reset the stream, when it did so for the peer's fault (its answer was malformed). */
+  readonly resetHere?: string | undefined;
 }
 
 export interface LinkServerStream extends LinkStream {

@@ -503,6 +503,9 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
     return this;
   }
 
+  /** Why this end reset the stream for the peer's fault (LinkStream.resetHere). */
+  resetHere: string | undefined;
+
   /** The peer reset it, or the link went away: no error event, `rstCode` says why. */
   cut(code: number): void {
     if (this.rstCode === undefined) this.rstCode = code;
@@ -1431,6 +1434,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     // A name or value outside printable ASCII: that stream fails (reset, code 1), the link stays.
     if (headers === "not_ascii") {
       this.sendRst(id, Code.PROTOCOL_ERROR);
+      s.resetHere = "its answer had a header outside printable ASCII";
       s.cut(Code.PROTOCOL_ERROR);
       return;
     }
