@@ -72,6 +72,7 @@ export async function startAgent(
     nativeSplicedTunnels: () => relay.nativeSplicedTunnels,
     openConnections: () => relay.openConnections,
     pendingHandshakes: () => relay.pendingHandshakes,
+    handshakesLimit: config.relay.limits.max_handshakes,
     routeTableVersion: () => table.version,
     routeTableFetchedAt: () => edge?.tableConfirmedAt,
     edgeReachable: () => edge?.reachable ?? false,

@@ -25,6 +25,8 @@ export interface RelayMetricSources {
   openConnections: () => number;
   /** Unauthenticated handshakes held (relay/admission.ts: the handshake pool). */
   pendingHandshakes?: () => number;
+  /** limits.max_handshakes: exported so an alert can tell a full handshake pool (a flood) from a busy one. */
+  handshakesLimit?: number;
   /** Version of the route table in use, undefined before the first one. */
   routeTableVersion: () => number | undefined;
   /** When the table in use was last confirmed by the edge (or loaded from disk), ms since epoch. */
@@ -123,6 +125,13 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
       this.set(src.pendingHandshakes?.() ?? 0);
     },
   });
+  if (src.handshakesLimit !== undefined) {
+    new Gauge({
+      name: "hopway_relay_handshakes_limit",
+      help: "limits.max_handshakes: the handshake pool's size; pending at it means a flood of unauthenticated connections.",
+      registers: [registry],
+    }).set(src.handshakesLimit);
+  }
   const connectLatency = new SeriesHistogram(
     "hopway_relay_connect_duration_seconds",
     "Time from a valid CONNECT to the whole path being up.",

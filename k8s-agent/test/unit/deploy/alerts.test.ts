@@ -130,6 +130,7 @@ describe("alerts component", () => {
       routeTableVersion: () => undefined,
       routeTableFetchedAt: () => undefined,
       edgeReachable: () => true,
+      handshakesLimit: 256,
     });
     createListenerMetrics(registry, () => 0);
     createIdentityMetrics(registry, { source: "edge", notAfter: () => undefined, notBefore: () => undefined });
