@@ -588,6 +588,7 @@ export class Relay {
     deadline.onExpire(() => {
       if (!socket.destroyed) socket.destroy(linkHandshakeTimeout());
     });
+    deadline.isLink();
   }
 
   /** A plain CONNECT connection (already counted); `first` holds bytes already read from it. */
@@ -1634,12 +1635,24 @@ function linkHandshakeTimeout(): Error {
 class OpeningDeadline implements Expiring {
   private action: () => void = ignore;
   private expired = false;
+  /** The link handshake cap passed; it ends the opening only if the first byte is a TLS record. */
+  private capPassed = false;
+  private tls = false;
+  private readonly cap: Expiring | undefined;
   constructor(
     private readonly opening: Deadlines,
     private link: Deadlines | undefined,
   ) {
     opening.add(this);
-    link?.add(this);
+    if (link !== undefined) {
+      this.cap = {
+        expire: () => {
+          this.capPassed = true;
+          if (this.tls) this.expire();
+        },
+      };
+      link.add(this.cap);
+    }
   }
   expire(): void {
     if (this.expired) return;
@@ -1653,15 +1666,24 @@ class OpeningDeadline implements Expiring {
     if (this.expired) action();
     else this.action = action;
   }
+  /**
+   * The first byte is a TLS record: the link handshake cap applies too, at once if it passed
+   * already. Before that byte it must not end the opening: a plain CONNECT from a trusted source
+   * has its whole header_timeout_ms to send its first byte.
+   */
+  isLink(): void {
+    this.tls = true;
+    if (this.capPassed) this.expire();
+  }
   /** The connection is not a link: only the opening's deadline applies. */
   notLink(): void {
-    this.link?.delete(this);
+    if (this.cap !== undefined) this.link?.delete(this.cap);
     this.link = undefined;
   }
   /** The opening is over (the peer is known, answered or gone): nothing expires any more. */
   clear(): void {
     this.opening.delete(this);
-    this.link?.delete(this);
+    if (this.cap !== undefined) this.link?.delete(this.cap);
     this.action = ignore;
   }
 }

@@ -647,6 +647,39 @@ describe.each([true, false])("relay: the first byte decides, reuseReadBuffers %s
     socket.destroy();
   });
 
+  it("the shorter cap of a link's TLS handshake is not a CONNECT's: a silent trusted client gets header_timeout_ms", async () => {
+    const failures: LinkFailure[] = [];
+    const linkObserver = {
+      linkOpened: () => {},
+      linkFailed: (_side: string, reason: LinkFailure) => failures.push(reason),
+    };
+    const r = await relayTo("ipv4://127.0.0.1:1", {
+      reuseReadBuffers,
+      linkObserver,
+      links: { handshakeTimeoutMs: 300 },
+      limits: { headerTimeoutMs: 900 },
+    });
+    const silent = connect({ port: r.port, host: "127.0.0.1" });
+    silent.on("error", () => {});
+    await once(silent, "connect");
+    const t0 = performance.now();
+    const a = await readAnswer(silent);
+    expect(a.status).toBe(408);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(850);
+    silent.destroy();
+    // A TLS first byte after the cap passed ends that opening at once, as a link timeout.
+    const late = connect({ port: r.port, host: "127.0.0.1" });
+    late.on("error", () => {});
+    await once(late, "connect");
+    const t1 = performance.now();
+    await sleep(450);
+    late.write(Buffer.from([0x16, 0x03, 0x01]));
+    await Promise.race([once(late, "close"), sleep(3_000)]);
+    expect(performance.now() - t1).toBeLessThan(800);
+    expect(failures).toEqual(["timeout"]);
+    late.destroy();
+  });
+
   it("a connection that closes before its first byte is released", async () => {
     const r = await relayTo("ipv4://127.0.0.1:1", { reuseReadBuffers });
     const socket = connect({ port: r.port, host: "127.0.0.1" });
