@@ -1469,6 +1469,7 @@ class LinkDial implements Expiring, Abortable {
       hops,
       (r) => this.answered(r),
       (s) => this.requested(s),
+      () => !this.settled,
     );
   }
 

@@ -38,6 +38,9 @@ const defaultLookup: AddressLookup = async (host) => (await dnsLookup(host, { al
 export function normalizeIp(ip: string): string {
   // A dotted quad is already in its one form (asked for every connection the relay opens).
   if (!ip.includes(":")) return ip;
+  // How a dual-stack listener reports every IPv4 peer (asked per accepted connection): no URL parse.
+  const dotted = /^::ffff:(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})$/i.exec(ip);
+  if (dotted !== null) return dotted[1] as string;
   let canonical: string;
   try {
     // WHATWG URL serialises an IPv6 host in RFC 5952 form; a zone (`%eth0`) is not a host it takes.

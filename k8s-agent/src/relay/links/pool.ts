@@ -23,6 +23,8 @@ export type LinkOpenDone = (r: LinkOpen) => void;
 /** Called with the request's stream as soon as it is opened, before its answer: the requester may cancel it (`destroy`). */
 export type LinkRequested = (stream: LinkStream) => void;
 
+const NOT_WANTED = "the request was given up before a link had room for it";
+
 export type LinkOpen =
   | { ok: true; stream: LinkStream; headers: LinkHeaders }
   /** `final`: the neighbour answered (its verdict stands); otherwise the address did not work. */
@@ -129,7 +131,9 @@ export class LinkPool {
   /**
    * Opens a CONNECT stream to `peer` at `addr`; `done` runs once, with its answer or why there is
    * none. A callback rather than a promise: this runs for every tunnel, and the relay already
-   * waits on its own promise. `requested` gets the stream once it is opened.
+   * waits on its own promise. `requested` gets the stream once it is opened. `wanted` says whether
+   * anyone still waits: a request that waited for a link to come up opens no stream (and dials no
+   * further link) once nobody does, so requests given up on cost the neighbour nothing.
    */
   open(
     peer: string,
@@ -138,6 +142,7 @@ export class LinkPool {
     hops: string,
     done: LinkOpenDone,
     requested?: LinkRequested,
+    wanted?: () => boolean,
   ): void {
     if (this.closing) {
       done({ ok: false, final: false, detail: "relay is draining" });
@@ -149,7 +154,7 @@ export class LinkPool {
     if (free !== undefined) this.request(free, authority, hops, done, requested);
     // A dial that throws (it should not) fails this request, never the process.
     else
-      this.openOnNewLink(peer, addr, key, authority, hops, done, requested).catch((err: unknown) =>
+      this.openOnNewLink(peer, addr, key, authority, hops, done, requested, wanted).catch((err: unknown) =>
         done({ ok: false, final: false, detail: `link to ${peer}: ${String(err)}` }),
       );
   }
@@ -162,9 +167,11 @@ export class LinkPool {
     hops: string,
     done: LinkOpenDone,
     requested: LinkRequested | undefined,
+    wanted: (() => boolean) | undefined,
   ): Promise<void> {
-    const link = await this.linkFor(peer, addr, key);
+    const link = await this.linkFor(peer, addr, key, wanted);
     if ("failure" in link) done({ ok: false, final: false, detail: link.detail });
+    else if (wanted?.() === false) done({ ok: false, final: false, detail: NOT_WANTED });
     else this.request(link, authority, hops, done, requested);
   }
 
@@ -180,6 +187,7 @@ export class LinkPool {
     peer: string,
     addr: Dialable,
     key: string,
+    wanted?: () => boolean,
   ): Promise<Link | { failure: LinkFailure; detail: string }> {
     for (;;) {
       const free = this.freeLink(key);
@@ -190,6 +198,8 @@ export class LinkPool {
       if ("failure" in r) return r;
       // Another open may have filled it while this one waited: look again.
     }
+    // Not counted as a failure: nobody asked for this link any more (it is not the peer's doing).
+    if (wanted?.() === false) return { failure: "timeout", detail: NOT_WANTED };
     // A peer sets our stream limit per link (limitOf): were links unbounded, it would choose how many
     // sockets and handshakes this relay spends on it. Fail now rather than wait for room that a
     // peer holding its streams open may never make; the next address may have a link with room.

@@ -790,6 +790,46 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): streams reset while their path 
     await until("the streams' places to go back", () => r2.relay.openConnections === 1, 2000);
   });
 
+  it("requests given up while the link to the next relay comes up send nothing once it is up", async () => {
+    let opens = 0;
+    let links = 0;
+    const r3 = await compromisedNeighbour(
+      () => {
+        opens++;
+      },
+      { onLink: () => links++ },
+    );
+    // The link dial to r3 takes 500 ms: a forwarder that connects on only then.
+    const slow = createServer((c) => {
+      c.pause();
+      c.on("error", () => {});
+      const t = setTimeout(() => {
+        const u = connect({ host: "127.0.0.1", port: r3 });
+        u.on("error", () => {});
+        c.pipe(u).pipe(c);
+        c.resume();
+      }, 500);
+      c.on("close", () => clearTimeout(t));
+    });
+    cleanups.push(() => slow.close());
+    const slowPort = await listen(slow);
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [route("r2", "app1", [hop("r3", `ipv4://127.0.0.1:${slowPort}`), hop("app1", "ipv4://127.0.0.1:9")])],
+      peers: ["r1", "r3"],
+      links: { protocol: "mux", handshakeTimeoutMs: 5_000 },
+      limits: { maxConnections: 50, pathTimeoutMs: 60_000 },
+    });
+    cleanups.push(() => r2.close());
+    // More than max_connections in all, each reset 2 ms after it was opened.
+    await openAndReset(r2.port, protocol, 300, 2);
+    await until("the link to r3 to be up", () => links === 1, 3_000);
+    await sleep(300);
+    // Before: each given-up request still opened its stream on the new link (and reset it).
+    expect(opens).toBe(0);
+    expect(links).toBe(1);
+  });
+
   it("the connection to a target that does not answer is closed at once, not at the connect timeout", async () => {
     // A listener whose process is stopped: once its backlog is full the kernel drops new SYNs, so a
     // dial to it neither connects nor fails until the relay's connect timeout.

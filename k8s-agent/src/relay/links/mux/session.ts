@@ -61,11 +61,13 @@ const MAX_IN_FLIGHT = 2;
 const MAX_UNSENT_ANSWERS = 1000;
 /**
  * Bytes of every answer not yet handed to the socket: those above and the REPLY and RST of each
- * refused stream (which `refusedUnsent` bounds in number). A backstop whatever
- * `max_concurrent_streams` is: past it the link is closed (`flood`). An honest peer, which opens
- * no more streams than the limit, waits on at most that many refusals of about 1 KiB each.
+ * refused stream (which `refusedUnsent` bounds in number). A backstop: past it the link is closed
+ * (`flood`). An honest peer, which opens no more streams than `max_concurrent_streams`, waits on at
+ * most that many refusals (REFUSAL_BYTES each at most: a refusal's values are cut to 512 bytes)
+ * besides the answers above, so the bound grows with that setting (mayAnswer).
  */
 const MAX_UNSENT_ANSWER_BYTES = 4 * LINK_SEND_BUFFER;
+const REFUSAL_BYTES = 1280;
 /** An RST frame on the wire. */
 const RST_BYTES = HEADER_BYTES + 4;
 /** The part of the relay's window budget (window.ts) one link's streams may hold together. */
@@ -559,6 +561,8 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
    * which counts in MAX_UNSENT_ANSWERS.
    */
   private refusedUnsent = 0;
+  /** MAX_UNSENT_ANSWER_BYTES, and room for a refusal per stream the peer may hold open. */
+  private readonly maxAnswerBytes: number;
   private refusedInSlab = 0;
   private queuedRefused: number[] = [];
   private finishing = false;
@@ -621,6 +625,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     private readonly settings: MuxSettings,
   ) {
     super();
+    this.maxAnswerBytes = MAX_UNSENT_ANSWER_BYTES + settings.maxConcurrentStreams * (REFUSAL_BYTES + RST_BYTES);
     this.tuning =
       settings.windowBudget !== undefined && (settings.maxStreamWindowBytes ?? 0) > settings.streamWindowBytes;
     readLink(socket, (chunk, borrowed) => this.onData(chunk, borrowed));
@@ -1033,7 +1038,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
    * MAX_UNSENT_ANSWER_BYTES the link closes (`flood`).
    */
   private mayAnswer(bytes: number): boolean {
-    if (this.unsentAnswers < MAX_UNSENT_ANSWERS && this.unsentAnswerBytes + bytes <= MAX_UNSENT_ANSWER_BYTES) {
+    if (this.unsentAnswers < MAX_UNSENT_ANSWERS && this.unsentAnswerBytes + bytes <= this.maxAnswerBytes) {
       return true;
     }
     this.violation(
