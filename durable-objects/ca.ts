@@ -14,8 +14,9 @@ export const DEFAULT_CERT_LIFETIME_SECONDS = 24 * 3600;
 export const CA_LIFETIME_MS = 10 * 365 * 24 * 3600 * 1000;
 /**
  * Unexpired leaves one relay name may hold. A relay renews at two thirds of a
- * lifetime, so it holds two at most in normal operation; the cap bounds the
- * issued-leaf table against a token that asks in a loop.
+ * lifetime, so it holds two at most in normal operation; the cap bounds what
+ * one name takes of its namespace's share (OUTSTANDING_PER_NAMESPACE_RECORD
+ * bounds the table).
  */
 export const MAX_OUTSTANDING_PER_NAME = 16;
 /**

@@ -58,7 +58,7 @@ const PAGE_MAX = 5_000;
  * Link entries the realm keeps from heartbeats, per namespace and in all: each report is bounded
  * (256 entries), but reports are not records and count in no record limit, so without these a
  * namespace's leased records could each keep 256 entries in this object's memory and in every
- * `GET /links` answer (docs/links.md).
+ * `GET /links` answer (docs/contract/edge-api.md §10).
  */
 export const LINK_ENTRIES_PER_NAMESPACE = 20_000;
 export const LINK_ENTRIES_PER_REALM = 100_000;

@@ -119,7 +119,10 @@ const LimitsSchema = z
     max_handshakes: z.coerce.number().int().min(1).max(1_000_000).default(256),
     /** Unauthenticated handshakes one address may hold; past it 503 at once. 0 = off. */
     max_handshakes_per_source: z.coerce.number().int().min(0).max(1_000_000).default(64),
-    /** Time an unauthenticated peer gets to send its CONNECT head (408 after). */
+    /**
+     * Time from accept an unauthenticated peer gets for its first byte and its CONNECT head (408
+     * after) or a link's TLS handshake; at most header_timeout_ms.
+     */
     handshake_timeout_ms: z.number().int().min(50).max(120_000).default(3_000),
     connect_timeout_ms: z.number().int().min(50).max(120_000).default(5_000),
     path_timeout_ms: z.number().int().min(50).max(300_000).default(15_000),

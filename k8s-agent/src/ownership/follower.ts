@@ -55,9 +55,9 @@ export class MembershipFollower {
   private readonly pending = new Map<string, Promise<GroupLookup>>();
   /**
    * Groups followed, least recently asked about first (a look-up moves its group to the end): past
-   * maxGroups the first one makes room. Without that, whoever asked about maxGroups groups first
-   * (any pod can, with key-affine CONNECTs) kept every group asked about later unheld for good, each
-   * look-up of it then costing an edge request and the shared rate.
+   * maxGroups the first one makes room. Otherwise whoever asks about maxGroups groups first (any
+   * pod can, with key-affine CONNECTs) would keep every later group unheld for good, each look-up
+   * of it costing an edge request and the shared rate.
    */
   private readonly followed = new Set<string>();
   private timer: NodeJS.Timeout | undefined;

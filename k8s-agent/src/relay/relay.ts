@@ -581,10 +581,10 @@ export class Relay {
         return true;
       },
     );
-    // The TLS server's own handshake timeout starts only now, at the first byte, and is the link
-    // handshake timeout whatever the source; the opening's deadline counts from accept and is the
-    // shorter handshake_timeout_ms for a source outside client_cidrs. The error's code is the one
-    // the link server counts and logs as a handshake timeout.
+    // The TLS server's own handshake timeout starts only now, at the first byte, whatever the
+    // source; the opening's deadline counts from accept and is the shorter handshake_timeout_ms for
+    // a source outside client_cidrs. The error's code is the one the link server counts and logs as
+    // a handshake timeout.
     deadline.onExpire(() => {
       if (!socket.destroyed) socket.destroy(linkHandshakeTimeout());
     });

@@ -54,7 +54,7 @@ const freeSlabs: Buffer[] = [];
 const MAX_IN_FLIGHT = 2;
 /**
  * Answers to the peer's own frames (a PONG per PING, an RST per OPEN refused past the stream
- * limit) framed and not yet handed to the socket. A peer that sends such frames and does not read
+ * limit or with a header map outside printable ASCII) framed and not yet handed to the socket. A peer that sends such frames and does not read
  * would otherwise grow this queue without end; past the bound its link is closed (`flood`), as
  * nghttp2 bounds its queue of outbound acknowledgements. A peer that reads never comes near it.
  */
