@@ -863,14 +863,17 @@ export function attachmentRelay(realm: Realm, client: string): string | undefine
   return a < 0 ? undefined : r.records[a]!.name;
 }
 
-/** The RouteResolver view of a realm, for code (and the conformance suite) written against that interface. */
-/** Entries held by the dialler-by-target memo (dense arrays count their full length). */
-export function dialMemoEntriesForTest(realm: Realm): number {
-  let n = 0;
-  for (const m of (realm as RealmImpl).dialMemo) n += m === undefined ? 0 : m instanceof Int8Array ? m.length : m.size;
-  return n;
+/** Entries held by the dialer-by-target memo: in dense arrays (their full length) and in sparse maps. */
+export function dialMemoEntriesForTest(realm: Realm): { dense: number; sparse: number } {
+  const out = { dense: 0, sparse: 0 };
+  for (const m of impl(realm).dialMemo) {
+    if (m instanceof Int8Array) out.dense += m.length;
+    else if (m !== undefined) out.sparse += m.size;
+  }
+  return out;
 }
 
+/** The RouteResolver view of a realm, for code (and the conformance suite) written against that interface. */
 export function realmResolver(records: readonly HopwayRecord[]): RouteResolver {
   const realm = buildRealm(records);
   return {

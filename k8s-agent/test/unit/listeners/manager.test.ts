@@ -38,7 +38,7 @@ type Mode = (typeof MODES)[number];
 function setupWith(
   mode: Mode,
   routes: ReturnType<typeof route>[],
-  opts: { cidrs?: string[]; resolveTarget?: RelayOptions["resolveTarget"] } = {},
+  opts: { cidrs?: string[]; resolveTarget?: RelayOptions["resolveTarget"]; refusalLogMs?: number } = {},
 ) {
   const table = new RoutingTable("r1");
   table.set({ node: "r1", version: 1, routes });
@@ -69,6 +69,7 @@ function setupWith(
     clientCidrs: opts.cidrs ?? ["127.0.0.0/8"],
     log: (level, msg, fields) => logs.push({ level, msg, fields }),
     observer: { connection: (r) => results.push(r) },
+    refusalLogMs: opts.refusalLogMs,
   });
   return { table, relay, listeners, results, logs, carried };
 }
@@ -323,6 +324,7 @@ describe.each(MODES)("listeners, %s accept", (mode) => {
         n++ % 2 === 0
           ? { reason: "unknown_node" as const, detail: "no such node" }
           : { reason: "forbidden" as const, detail: "not allowed" },
+      refusalLogMs: 1_000,
     });
     await listeners.apply([{ name: "db", listen: "127.0.0.1:0", target: "db:1" }]);
     const address = listeners.list()[0]?.address as string;
@@ -335,6 +337,17 @@ describe.each(MODES)("listeners, %s accept", (mode) => {
     const lines = logs.filter((l) => l.msg === "listener refused a connection");
     expect(lines).toHaveLength(1);
     expect(lines[0]?.fields).toMatchObject({ reason: "unknown_node", refused_since_last_log: 1 });
+    // The next line, an interval later, counts what was not logged, by reason.
+    await sleep(1_050);
+    const c = await dialListener(address);
+    await once(c, "end");
+    c.destroy();
+    const next = logs.filter((l) => l.msg === "listener refused a connection");
+    expect(next).toHaveLength(2);
+    expect(next[1]?.fields).toMatchObject({
+      refused_since_last_log: 6,
+      refused_by_reason: { unknown_node: 3, forbidden: 3 },
+    });
     await listeners.close();
   });
 
