@@ -7,15 +7,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { HopwayRecord } from "@hopway/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stringify as stringifyYaml } from "yaml";
 import { adminApi, createRealm, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
-import { freePort } from "../../../test/support/loopback-mesh.ts";
-import { parseConfig } from "../../src/config.ts";
-import { createLogger } from "../../src/log.ts";
-import { type RunningAgent, startAgent } from "../../src/main.ts";
+import type { RunningAgent } from "../../src/main.ts";
 import { type RunningPrometheus, startPrometheus } from "../support/prometheus.ts";
+import { launchRelayAgent, until } from "../support/relay-agents.ts";
 import { renderWithComponents } from "../unit/deploy/kustomize.ts";
 
 const REALM = "alerts";
@@ -30,42 +26,17 @@ let prom: RunningPrometheus;
 const agents = new Map<string, RunningAgent>();
 
 async function launch(name: string, token: string): Promise<RunningAgent> {
-  const port = await freePort("127.0.0.1");
-  const record = {
-    type: "node",
+  const { agent } = await launchRelayAgent({
+    edgeUrl: edge.url,
+    realm: REALM,
+    namespace: NS,
     name,
-    metadata: { namespace_name: NS, kind: "relay" },
-    gateway: [{ priority: 1, address: `ipv4://127.0.0.1:${port}`, match: { metadata: { namespace_name: NS } } }],
-  } as HopwayRecord;
-  const config = parseConfig(
-    stringifyYaml({
-      edge: { url: edge.url, realm: REALM, token, lease_seconds: 30, wait_seconds: 5 },
-      node: name,
-      records: [record],
-      relay: { listen: [`127.0.0.1:${port}`] },
-      admin: { listen: "127.0.0.1:0" },
-      data_dir: join(workDir, name),
-      shutdown: { drain_seconds: 0 },
-      log_level: "error",
-    }),
-    {},
-  );
-  const agent = await startAgent(
-    config,
-    createLogger("error", { node: name }, () => {}),
-  );
+    token,
+    dataDir: join(workDir, name),
+    logLevel: "error",
+  });
   agents.set(name, agent);
   return agent;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 interface Alert {

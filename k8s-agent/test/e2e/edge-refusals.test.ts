@@ -9,12 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { HopwayRecord } from "@hopway/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stringify as stringifyYaml } from "yaml";
 import { adminApi, createRealm, type LocalEdge, startLocalEdge } from "../../../test/support/local-edge.ts";
-import { freePort } from "../../../test/support/loopback-mesh.ts";
-import { parseConfig } from "../../src/config.ts";
-import { createLogger } from "../../src/log.ts";
-import { type RunningAgent, startAgent } from "../../src/main.ts";
+import type { RunningAgent } from "../../src/main.ts";
+import { type LaunchedAgent, launchRelayAgent, relayRecord, until } from "../support/relay-agents.ts";
 
 const REALM = "refusals";
 const NS = "namespace_1";
@@ -22,49 +19,16 @@ const workDir = mkdtempSync(join(tmpdir(), "hopway-refusals-"));
 let edge: LocalEdge;
 let agentToken: string;
 
-interface Started {
-  agent: RunningAgent;
-  lines: Array<Record<string, unknown>>;
-}
-
-function relayRecord(name: string, port: number): HopwayRecord {
-  return {
-    type: "node",
+const launch = (name: string, token: string, extra: { takeover?: boolean } = {}, dir = name): Promise<LaunchedAgent> =>
+  launchRelayAgent({
+    edgeUrl: edge.url,
+    realm: REALM,
+    namespace: NS,
     name,
-    metadata: { namespace_name: NS, kind: "relay" },
-    gateway: [{ priority: 1, address: `ipv4://127.0.0.1:${port}`, match: { metadata: { namespace_name: NS } } }],
-  } as HopwayRecord;
-}
-
-async function launch(name: string, token: string, extra: { takeover?: boolean } = {}, dir = name): Promise<Started> {
-  const port = await freePort("127.0.0.1");
-  const lines: Array<Record<string, unknown>> = [];
-  const config = parseConfig(
-    stringifyYaml({
-      edge: { url: edge.url, realm: REALM, token, lease_seconds: 30, wait_seconds: 5, ...extra },
-      node: name,
-      records: [relayRecord(name, port)],
-      relay: { listen: [`127.0.0.1:${port}`] },
-      admin: { listen: "127.0.0.1:0" },
-      data_dir: join(workDir, dir),
-      shutdown: { drain_seconds: 1 },
-      log_level: "info",
-    }),
-    {},
-  );
-  const log = createLogger("info", { node: name }, (line) => lines.push(JSON.parse(line) as Record<string, unknown>));
-  return { agent: await startAgent(config, log), lines };
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+    token,
+    dataDir: join(workDir, dir),
+    edge: extra,
+  });
 
 async function readyz(a: RunningAgent): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`${a.admin?.url}/readyz`);
@@ -107,7 +71,7 @@ describe("agent refusals", () => {
   });
 
   it("an imported record of the same name is neither replaced nor deleted, and /readyz says why", async () => {
-    const imported = relayRecord("relay-imported", 1);
+    const imported = relayRecord("relay-imported", NS, 1);
     await adminApi(edge, REALM, "PUT", "/nodes/relay-imported", imported);
     const { agent, lines } = await launch("relay-imported", agentToken);
     try {
@@ -126,7 +90,7 @@ describe("agent refusals", () => {
   });
 
   it("with edge.takeover: true the agent replaces it, and removes it when it stops", async () => {
-    await adminApi(edge, REALM, "PUT", "/nodes/relay-taken", relayRecord("relay-taken", 1));
+    await adminApi(edge, REALM, "PUT", "/nodes/relay-taken", relayRecord("relay-taken", NS, 1));
     const { agent, lines } = await launch("relay-taken", agentToken, { takeover: true });
     try {
       await until("registration", () => lines.find((l) => l.msg === "registered"));
@@ -176,7 +140,7 @@ describe("agent refusals", () => {
 
   it("a second agent of the same name is refused while the first holds the lease, and takes over when it stops", async () => {
     const first = await launch("relay-twice", agentToken);
-    let second: Started | undefined;
+    let second: LaunchedAgent | undefined;
     try {
       await until("the first registration", () => first.lines.find((l) => l.msg === "registered"));
       await until("the first ready", async () => ((await readyz(first.agent)).status === 200 ? true : undefined));

@@ -1,9 +1,12 @@
 // Loopback plumbing for the relay tests: real listeners, real sockets.
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { readdirSync } from "node:fs";
+import { type ClientHttp2Session, connect as h2connect } from "node:http2";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
+import type { TlsMaterial } from "@hopway/core/identity";
 import type { Hop, Route } from "@hopway/core/schema";
 import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import type { LinkProtocol } from "../../../src/relay/links/index.ts";
@@ -148,6 +151,37 @@ export async function startStalledTarget(): Promise<{
   });
   const port = await listen(server);
   return { port, server, accepted: () => held };
+}
+
+/**
+ * A port that neither accepts nor refuses: a listener whose process is stopped, its backlog full,
+ * so the kernel drops new SYNs and a dial to it neither connects nor fails until the dialler's own
+ * timeout. `cleanups` gets what ends it.
+ */
+export async function blackholePort(cleanups: Array<() => unknown>): Promise<number> {
+  const child = spawn(
+    process.execPath,
+    [
+      "-e",
+      "require('net').createServer().listen({ host: '127.0.0.1', port: 0, backlog: 1 }, function () { console.log(this.address().port) })",
+    ],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  cleanups.push(() => child.kill("SIGKILL"));
+  const [line] = (await once(child.stdout as NodeJS.ReadableStream, "data")) as [Buffer];
+  const port = Number(String(line).trim());
+  child.kill("SIGSTOP");
+  const fillers: Socket[] = [];
+  cleanups.push(() => {
+    for (const f of fillers) f.destroy();
+  });
+  for (let i = 0; i < 4; i++) {
+    const f = connect({ host: "127.0.0.1", port });
+    f.on("error", () => {});
+    fillers.push(f);
+  }
+  await sleep(100);
+  return port;
 }
 
 export interface Answer {
@@ -313,6 +347,21 @@ export interface LinkAnswer {
 }
 
 /**
+ * An HTTP/2 link to the relay on `port` with `m` as the client certificate (the relay's name is not
+ * checked: the tests dial relays by port). Errors are ignored; the caller destroys it.
+ */
+export function h2Link(port: number, m: TlsMaterial, host = "127.0.0.1"): ClientHttp2Session {
+  const session = h2connect(`https://${host}:${port}`, {
+    key: m.key,
+    cert: m.certChain,
+    ca: m.trustBundle,
+    checkServerIdentity: () => undefined,
+  });
+  session.on("error", () => {});
+  return session;
+}
+
+/**
  * Opens a link to the relay on `port` as relay `asRelay` (a certificate from the test CA) and
  * sends one CONNECT stream: what another relay of the realm would send.
  */
@@ -323,16 +372,9 @@ export async function linkRequest(
   hops: string,
   host = "127.0.0.1",
 ): Promise<LinkAnswer> {
-  const { connect: h2connect } = await import("node:http2");
   const m = relayIdentityForTest(TEST_REALM, asRelay).material();
   if (!m) throw new Error("no test identity");
-  const session = h2connect(`https://${host}:${port}`, {
-    key: m.key,
-    cert: m.certChain,
-    ca: m.trustBundle,
-    checkServerIdentity: () => undefined,
-  });
-  session.on("error", () => {});
+  const session = h2Link(port, m, host);
   const stream = session.request({ ":method": "CONNECT", ":authority": authority, "hopway-hops": hops });
   stream.on("error", () => {});
   const headers = await new Promise<LinkAnswer["headers"]>((resolve, reject) => {

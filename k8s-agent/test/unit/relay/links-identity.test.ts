@@ -3,13 +3,12 @@
 // links with that table update.
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { connect as h2connect } from "node:http2";
 import { connect as tlsConnect } from "node:tls";
 import { relayUri, type TlsMaterial } from "@hopway/core/identity";
 import { afterEach, describe, expect, it } from "vitest";
 import { staticIdentityForTest, testPki } from "../../../../test/support/identity.ts";
 import type { LinkFailure, LinkObserver, LinkSide } from "../../../src/relay/links/index.ts";
-import { cutOff, hop, route, sleep, startEcho, startRelay, TEST_REALM, tunnel } from "./helpers.ts";
+import { cutOff, h2Link, hop, route, sleep, startEcho, startRelay, TEST_REALM, tunnel } from "./helpers.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -160,13 +159,7 @@ describe("relay links: impostors are refused", () => {
   it("a relay cannot claim another relay's place in hopway-hops", async () => {
     const { back } = await pair();
     const m = testPki(TEST_REALM).issue("front");
-    const session = h2connect(`https://127.0.0.1:${back.port}`, {
-      key: m.key,
-      cert: m.certChain,
-      ca: m.trustBundle,
-      checkServerIdentity: () => undefined,
-    });
-    session.on("error", () => {});
+    const session = h2Link(back.port, m);
     cleanups.push(() => session.destroy());
     const ask = async (hops: string) => {
       const st = session.request({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": hops });

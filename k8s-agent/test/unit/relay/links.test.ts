@@ -1,10 +1,9 @@
 // Relay links over real loopback sockets: tunnels through three relays chained
 // by mTLS links (each framing: hopway-mux/1 and HTTP/2), link reuse, bulk integrity, half-close, and drain.
-import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { readdirSync } from "node:fs";
-import { createSecureServer, connect as h2connect, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
+import { createSecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
@@ -24,7 +23,9 @@ import { MuxSession, type MuxStream } from "../../../src/relay/links/mux/session
 import { errorResponse, establishedResponse } from "../../../src/relay/protocol.ts";
 import { writtenThroughForTest } from "../../../src/relay/pump.ts";
 import {
+  blackholePort,
   cutOff,
+  h2Link,
   hop,
   LINK_PROTOCOLS,
   linkRequest,
@@ -727,7 +728,8 @@ async function rawLink(port: number, asRelay: string, alpn: string): Promise<TLS
 
 /**
  * Opens `n` CONNECT streams to app1 on a link to the relay on `port`, as relay r1 over `protocol`,
- * and resets each `resetAfterMs` after opening it: the rapid reset of HTTP/2's CVE-2023-44487.
+ * and resets each `resetAfterMs` after opening it: a "rapid reset", streams cancelled before their
+ * path is up.
  */
 async function openAndReset(port: number, protocol: LinkProtocol, n: number, resetAfterMs: number): Promise<void> {
   const request = { ":method": "CONNECT", ":authority": "app1", "hopway-hops": "r1" };
@@ -746,13 +748,7 @@ async function openAndReset(port: number, protocol: LinkProtocol, n: number, res
   } else {
     const m = relayIdentityForTest(TEST_REALM, "r1").material();
     if (!m) throw new Error("no test identity");
-    const session = h2connect(`https://127.0.0.1:${port}`, {
-      key: m.key,
-      cert: m.certChain,
-      ca: m.trustBundle,
-      checkServerIdentity: () => undefined,
-    });
-    session.on("error", () => {});
+    const session = h2Link(port, m);
     cleanups.push(() => session.destroy());
     await once(session, "remoteSettings");
     for (let i = 0; i < n; i++) {
@@ -831,30 +827,7 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): streams reset while their path 
   });
 
   it("the connection to a target that does not answer is closed at once, not at the connect timeout", async () => {
-    // A listener whose process is stopped: once its backlog is full the kernel drops new SYNs, so a
-    // dial to it neither connects nor fails until the relay's connect timeout.
-    const child = spawn(
-      process.execPath,
-      [
-        "-e",
-        "require('net').createServer().listen({ host: '127.0.0.1', port: 0, backlog: 1 }, function () { console.log(this.address().port) })",
-      ],
-      { stdio: ["ignore", "pipe", "inherit"] },
-    );
-    cleanups.push(() => child.kill("SIGKILL"));
-    const [line] = (await once(child.stdout as NodeJS.ReadableStream, "data")) as [Buffer];
-    const blackhole = Number(String(line).trim());
-    child.kill("SIGSTOP");
-    const fillers: Socket[] = [];
-    cleanups.push(() => {
-      for (const f of fillers) f.destroy();
-    });
-    for (let i = 0; i < 4; i++) {
-      const f = connect({ host: "127.0.0.1", port: blackhole });
-      f.on("error", () => {});
-      fillers.push(f);
-    }
-    await sleep(100);
+    const blackhole = await blackholePort(cleanups);
     const r2 = await startRelay({
       name: "r2",
       routes: [route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${blackhole}`)])],

@@ -2,7 +2,6 @@
 // a listener on an IP address accepts, dials and carries its connections on the event loop in C,
 // and hands the ones that keep carrying to the splice thread. The listener behaviours every
 // listener shares run in k8s-agent/test/unit/listeners/manager.test.ts for both ways of accepting.
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
@@ -17,6 +16,7 @@ import {
 import { HANDOVER_READS } from "../../../src/relay/pump.ts";
 import type { Relay } from "../../../src/relay/relay.ts";
 import {
+  blackholePort,
   cutOff,
   hop,
   listen,
@@ -327,30 +327,7 @@ describe.runIf(linux)("native listeners", () => {
   it("give up a dial at the connect timeout and try the next address", async () => {
     const echo = await startEcho();
     cleanups.push(() => echo.server.close());
-    // A listener whose process is stopped: once its backlog is full the kernel drops new SYNs,
-    // so a dial to it neither connects nor fails until the relay's timeout.
-    const child = spawn(
-      process.execPath,
-      [
-        "-e",
-        "require('net').createServer().listen({ host: '127.0.0.1', port: 0, backlog: 1 }, function () { console.log(this.address().port) })",
-      ],
-      { stdio: ["ignore", "pipe", "inherit"] },
-    );
-    cleanups.push(() => child.kill("SIGKILL"));
-    const [line] = (await once(child.stdout as NodeJS.ReadableStream, "data")) as [Buffer];
-    const blackhole = Number(String(line).trim());
-    child.kill("SIGSTOP");
-    const fillers: Socket[] = [];
-    cleanups.push(() => {
-      for (const f of fillers) f.destroy();
-    });
-    for (let i = 0; i < 4; i++) {
-      const f = connect({ host: "127.0.0.1", port: blackhole });
-      f.on("error", () => {});
-      fillers.push(f);
-    }
-    await sleep(100);
+    const blackhole = await blackholePort(cleanups);
     const failed: unknown[] = [];
     const l = await listenerTo([`ipv4://127.0.0.1:${blackhole}`, `ipv4://127.0.0.1:${echo.port}`], 0, {
       limits: { connectTimeoutMs: 300 },

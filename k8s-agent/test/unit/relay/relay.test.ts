@@ -82,6 +82,18 @@ async function echo(): Promise<number> {
   return e.port;
 }
 
+/** A link observer that keeps the reasons of failed links, in order. */
+function linkFailures(): {
+  failures: LinkFailure[];
+  linkObserver: { linkOpened(): void; linkFailed(side: string, reason: LinkFailure): void };
+} {
+  const failures: LinkFailure[] = [];
+  return {
+    failures,
+    linkObserver: { linkOpened: () => {}, linkFailed: (_side, reason) => failures.push(reason) },
+  };
+}
+
 describe("relay: direct hop to a target", () => {
   it("answers 200 only once the target is connected, then carries bytes both ways", async () => {
     const port = await echo();
@@ -624,11 +636,7 @@ describe.each([true, false])("relay: the first byte decides, reuseReadBuffers %s
     ["an untrusted source gets handshake_timeout_ms", { clientCidrs: [], limits: { handshakeTimeoutMs: 600 } }],
     ["a trusted source gets links.handshake_timeout_ms", { links: { handshakeTimeoutMs: 600 } }],
   ] as const)("a link's TLS handshake: %s, counted from accept", async (_, extra) => {
-    const failures: LinkFailure[] = [];
-    const linkObserver = {
-      linkOpened: () => {},
-      linkFailed: (_side: string, reason: LinkFailure) => failures.push(reason),
-    };
+    const { failures, linkObserver } = linkFailures();
     const r = await relayTo("ipv4://127.0.0.1:1", { reuseReadBuffers, linkObserver, ...extra });
     const socket = connect({ port: r.port, host: "127.0.0.1" });
     socket.on("error", () => {});
@@ -648,11 +656,7 @@ describe.each([true, false])("relay: the first byte decides, reuseReadBuffers %s
   });
 
   it("the shorter cap of a link's TLS handshake is not a CONNECT's: a silent trusted client gets header_timeout_ms", async () => {
-    const failures: LinkFailure[] = [];
-    const linkObserver = {
-      linkOpened: () => {},
-      linkFailed: (_side: string, reason: LinkFailure) => failures.push(reason),
-    };
+    const { failures, linkObserver } = linkFailures();
     const r = await relayTo("ipv4://127.0.0.1:1", {
       reuseReadBuffers,
       linkObserver,
