@@ -149,7 +149,7 @@ export class MembershipFollower {
         message: `group '${group}' not held here and this agent's look-ups towards the edge are over their rate`,
       };
     }
-    const p = this.fetchGroup(group, this.o.firstFetchTimeoutMs ?? 3_000)
+    const p = this.fetchGroup(group, this.o.firstFetchTimeoutMs ?? 3_000, true)
       .then((r) => {
         if (!r.ok) this.negative.set(group, r, r.status === 503 ? this.limits.errorTtlMs : this.limits.negativeTtlMs);
         return r;
@@ -160,9 +160,10 @@ export class MembershipFollower {
   }
 
   /** Never rejects: a failure answers from the copy held (or says why there is none). */
-  private async fetchGroup(group: string, timeoutMs: number): Promise<GroupLookup> {
+  /** `follow`: a look-up's first fetch, which starts following the group; a poll only refreshes. */
+  private async fetchGroup(group: string, timeoutMs: number, follow = false): Promise<GroupLookup> {
     try {
-      return await this.fetchGroupOnce(group, timeoutMs);
+      return await this.fetchGroupOnce(group, timeoutMs, follow);
     } catch (err) {
       // The body can fail after the head arrived (timeout, reset): same as an unreachable edge.
       const held = this.views.get(group);
@@ -171,7 +172,7 @@ export class MembershipFollower {
     }
   }
 
-  private async fetchGroupOnce(group: string, timeoutMs: number): Promise<GroupLookup> {
+  private async fetchGroupOnce(group: string, timeoutMs: number, follow: boolean): Promise<GroupLookup> {
     let res: Response;
     try {
       const etag = this.etags.get(group);
@@ -232,6 +233,8 @@ export class MembershipFollower {
       source: "edge",
     };
     const changed = held?.membership.epoch !== m.epoch;
+    // A poll that was under way when its group made room for another must not follow it again.
+    if (!this.followed.has(group) && !follow) return { ok: true, view };
     if (!this.followed.has(group) && this.followed.size >= (this.o.maxGroups ?? 64)) {
       // Full: the group asked about least recently makes room (the next look-up of it fetches it again).
       const [oldest] = this.followed;
