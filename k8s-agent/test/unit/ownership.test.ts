@@ -83,6 +83,43 @@ describe("MembershipFollower", () => {
     }
   });
 
+  it("a poll that returns for a group dropped meanwhile does not follow it again", async () => {
+    // Every answer is new (no 304); polls of x1 take 300 ms.
+    let version = 0;
+    let x1Polls = 0;
+    const slow = createServer((req, res) => {
+      const group = /\/groups\/([^/]+)\/membership$/.exec(req.url ?? "")?.[1] ?? "";
+      const polled = req.headers["if-none-match"] !== undefined;
+      if (group === "x1" && polled) x1Polls++;
+      const one = [{ name: `${group}-0`, draining: false, holds_state: true }];
+      const body: Membership = { group, version: ++version, epoch: membershipEpoch(one), members: one };
+      const send = () =>
+        res.writeHead(200, { etag: `"${version}"`, "content-type": "application/json" }).end(JSON.stringify(body));
+      if (group === "x1" && polled) setTimeout(send, 300);
+      else send();
+    });
+    slow.listen(0, "127.0.0.1");
+    await once(slow, "listening");
+    const url = `http://127.0.0.1:${(slow.address() as AddressInfo).port}`;
+    const f = new MembershipFollower({ url, realm: "r", token: "t", pollMs: 50, maxGroups: 2 });
+    try {
+      await f.start();
+      expect((await f.lookup("x1")).ok).toBe(true);
+      expect((await f.lookup("x2")).ok).toBe(true);
+      // A poll of x1 is under way; x2 is asked about again, so x1 is the oldest; a new group takes its place.
+      while (x1Polls === 0) await new Promise((r) => setTimeout(r, 10));
+      expect((await f.lookup("x2")).ok).toBe(true);
+      expect((await f.lookup("app")).ok).toBe(true);
+      expect(f.groups).toEqual(["app", "x2"]);
+      // The poll of x1 comes back: nothing changes.
+      await new Promise((r) => setTimeout(r, 400));
+      expect(f.groups).toEqual(["app", "x2"]);
+    } finally {
+      await f.stop();
+      slow.close();
+    }
+  });
+
   it("fetches a group once, follows it with If-None-Match, and applies changes", async () => {
     const f = new MembershipFollower({ url: edgeUrl, realm: "r", token: "t", dataDir: dir, pollMs: 50 });
     await f.start();
