@@ -33,6 +33,7 @@ import {
   type LinkOpen,
   type LinkOutgoingHeaders,
   LinkPool,
+  type LinkRequester,
   LinkServer,
   type LinkServerStream,
   type LinkSettings,
@@ -1449,7 +1450,7 @@ function wasReset(d: TunnelEnd): boolean {
  * One CONNECT stream being opened on a link, until its answer or the path timeout, whichever
  * comes first. An object with methods rather than closures: this runs for every tunnel.
  */
-class LinkDial implements Expiring, Abortable {
+class LinkDial implements Expiring, Abortable, LinkRequester {
   private settled = false;
   /** The onward stream, once requested: cancelled should this dial end before its answer. */
   private stream: LinkStream | undefined = undefined;
@@ -1462,18 +1463,15 @@ class LinkDial implements Expiring, Abortable {
 
   open(addr: Dialable, authority: string, hops: string): void {
     this.deadlines.add(this);
-    this.pool.open(
-      this.nextNode,
-      addr,
-      authority,
-      hops,
-      (r) => this.answered(r),
-      (s) => this.requested(s),
-      () => !this.settled,
-    );
+    this.pool.open(this.nextNode, addr, authority, hops, (r) => this.answered(r), this);
   }
 
-  private requested(s: LinkStream): void {
+  /** Whether the dial still waits for its answer (LinkPool asks before it opens the stream). */
+  wanted(): boolean {
+    return !this.settled;
+  }
+
+  requested(s: LinkStream): void {
     // Requested after the dial ended (a new link came up late): nobody waits for its answer.
     if (this.settled) s.destroy();
     else this.stream = s;
@@ -1481,28 +1479,21 @@ class LinkDial implements Expiring, Abortable {
 
   /** The stream that asked for this one was reset: the onward stream is reset too, so the path behind it goes. */
   abort(): void {
+    this.fail(new Refusal("next_hop_failed", "the stream that asked for this path was reset"));
+  }
+
+  expire(): void {
+    this.fail(new Refusal("connect_timeout", "path beyond the next relay did not come up in time"));
+  }
+
+  /** Ends the dial before its answer: nothing waits for it, so the onward stream (and the path behind it) goes now. */
+  private fail(refusal: Refusal): void {
     if (this.settled) return;
     this.settled = true;
     this.deadlines.delete(this);
     this.stream?.destroy();
     this.stream = undefined;
-    this.resolve({
-      ok: false,
-      final: true,
-      refusal: new Refusal("next_hop_failed", "the stream that asked for this path was reset"),
-    });
-  }
-
-  expire(): void {
-    this.settled = true;
-    // Nothing waits for its answer any more: the onward stream (and the path behind it) goes now.
-    this.stream?.destroy();
-    this.stream = undefined;
-    this.resolve({
-      ok: false,
-      final: true,
-      refusal: new Refusal("connect_timeout", "path beyond the next relay did not come up in time"),
-    });
+    this.resolve({ ok: false, final: true, refusal });
   }
 
   private answered(r: LinkOpen): void {

@@ -8,7 +8,7 @@ export {
   type LinkSettings,
   type LinkSide,
 } from "./options.ts";
-export { type LinkOpen, LinkPool, type LinkPoolOptions } from "./pool.ts";
+export { type LinkOpen, LinkPool, type LinkPoolOptions, type LinkRequester } from "./pool.ts";
 export { LinkServer, type LinkServerOptions } from "./server.ts";
 export type {
   LinkClientSession,

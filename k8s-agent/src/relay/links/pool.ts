@@ -20,8 +20,14 @@ import { ALPN_H2, certifiedRelay, dialAlpn, failureOf, identityError, LINK_CIPHE
 
 /** Called once with what became of a request. */
 export type LinkOpenDone = (r: LinkOpen) => void;
-/** Called with the request's stream as soon as it is opened, before its answer: the requester may cancel it (`destroy`). */
-export type LinkRequested = (stream: LinkStream) => void;
+/**
+ * Who waits for a request, besides its `done`: it gets the stream as soon as it is opened, before
+ * its answer (and may cancel it, `destroy`), and says whether it still waits at all.
+ */
+export interface LinkRequester {
+  requested(stream: LinkStream): void;
+  wanted(): boolean;
+}
 
 const NOT_WANTED = "the request was given up before a link had room for it";
 
@@ -131,7 +137,7 @@ export class LinkPool {
   /**
    * Opens a CONNECT stream to `peer` at `addr`; `done` runs once, with its answer or why there is
    * none. A callback rather than a promise: this runs for every tunnel, and the relay already
-   * waits on its own promise. `requested` gets the stream once it is opened. `wanted` says whether
+   * waits on its own promise. `requester` gets the stream once it is opened, and says whether
    * anyone still waits: a request that waited for a link to come up opens no stream (and dials no
    * further link) once nobody does, so requests given up on cost the neighbour nothing.
    */
@@ -141,8 +147,7 @@ export class LinkPool {
     authority: string,
     hops: string,
     done: LinkOpenDone,
-    requested?: LinkRequested,
-    wanted?: () => boolean,
+    requester?: LinkRequester,
   ): void {
     if (this.closing) {
       done({ ok: false, final: false, detail: "relay is draining" });
@@ -151,10 +156,10 @@ export class LinkPool {
     const key = `${peer}|${addr.address}`;
     // The common case, a link that is up and has room, takes no await on the way to the request.
     const free = this.freeLink(key);
-    if (free !== undefined) this.request(free, authority, hops, done, requested);
+    if (free !== undefined) this.request(free, authority, hops, done, requester);
     // A dial that throws (it should not) fails this request, never the process.
     else
-      this.openOnNewLink(peer, addr, key, authority, hops, done, requested, wanted).catch((err: unknown) =>
+      this.openOnNewLink(peer, addr, key, authority, hops, done, requester).catch((err: unknown) =>
         done({ ok: false, final: false, detail: `link to ${peer}: ${String(err)}` }),
       );
   }
@@ -166,13 +171,12 @@ export class LinkPool {
     authority: string,
     hops: string,
     done: LinkOpenDone,
-    requested: LinkRequested | undefined,
-    wanted: (() => boolean) | undefined,
+    requester: LinkRequester | undefined,
   ): Promise<void> {
-    const link = await this.linkFor(peer, addr, key, wanted);
+    const link = await this.linkFor(peer, addr, key, requester);
     if ("failure" in link) done({ ok: false, final: false, detail: link.detail });
-    else if (wanted?.() === false) done({ ok: false, final: false, detail: NOT_WANTED });
-    else this.request(link, authority, hops, done, requested);
+    else if (requester?.wanted() === false) done({ ok: false, final: false, detail: NOT_WANTED });
+    else this.request(link, authority, hops, done, requester);
   }
 
   private freeLink(key: string): Link | undefined {
@@ -187,7 +191,7 @@ export class LinkPool {
     peer: string,
     addr: Dialable,
     key: string,
-    wanted?: () => boolean,
+    requester?: LinkRequester,
   ): Promise<Link | { failure: LinkFailure; detail: string }> {
     for (;;) {
       const free = this.freeLink(key);
@@ -199,7 +203,7 @@ export class LinkPool {
       // Another open may have filled it while this one waited: look again.
     }
     // Not counted as a failure: nobody asked for this link any more (it is not the peer's doing).
-    if (wanted?.() === false) return { failure: "timeout", detail: NOT_WANTED };
+    if (requester?.wanted() === false) return { failure: "timeout", detail: NOT_WANTED };
     // A peer sets our stream limit per link (limitOf): were links unbounded, it would choose how many
     // sockets and handshakes this relay spends on it. Fail now rather than wait for room that a
     // peer holding its streams open may never make; the next address may have a link with room.
@@ -489,7 +493,7 @@ export class LinkPool {
     authority: string,
     hops: string,
     done: LinkOpenDone,
-    requested: LinkRequested | undefined,
+    requester: LinkRequester | undefined,
   ): void {
     clearTimeout(link.idleTimer);
     link.idleTimer = undefined;
@@ -514,7 +518,7 @@ export class LinkPool {
     stream.on("close", onRequestClose);
     stream.on("error", onRequestError);
     stream.on("response", onResponse);
-    requested?.(stream);
+    requester?.requested(stream);
   }
 
   /** A stream of `link` closed (the request listeners below call it). */
