@@ -518,21 +518,7 @@ describe("relay links: a compromised neighbour", () => {
       links: { protocol: "mux" },
     });
     cleanups.push(() => r2.close());
-    const m = relayIdentityForTest(TEST_REALM, "r1").material();
-    if (!m) throw new Error("no test identity");
-    const raw = tlsConnect({
-      host: "127.0.0.1",
-      port: r2.port,
-      key: m.key,
-      cert: m.certChain,
-      ca: m.trustBundle,
-      checkServerIdentity: () => undefined,
-      ALPNProtocols: [ALPN_MUX],
-      minVersion: "TLSv1.3",
-    });
-    raw.on("error", () => {});
-    cleanups.push(() => raw.destroy());
-    await once(raw, "secureConnect");
+    const raw = await rawLink(r2.port, "r1", ALPN_MUX);
     const got: Buffer[] = [];
     raw.on("data", (c: Buffer) => got.push(c));
     raw.write(wordsFrame(FrameType.SETTINGS, 0, [100, 1 << 20, MAX_FRAME]));
