@@ -23,6 +23,7 @@ export {
   resolveRoutes,
   routeTable,
 } from "./realm.ts";
+export { type RelayMark, tableRelays } from "./relays.ts";
 export { compareRelayKeys, noRoute, type RouteResolver, referenceResolver } from "./reference.ts";
 export * from "./schema.ts";
 export { matchesSelector, sameHost, selectorList } from "./selector.ts";

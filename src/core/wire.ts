@@ -229,6 +229,12 @@ export const RouteTableSchema = z.object({
   routes: z.array(RouteSchema),
   /** Always sent by the edge; absent from tables an agent computes itself (records sync). */
   trust_bundle: TrustBundleSchema.optional(),
+  /**
+   * The intermediates this relay treats as relays (core/relays.ts, docs/contract/edge-api.md §5.2). Sent
+   * by the edge and computed by records sync; a table without it (an edge of an earlier release)
+   * treats every intermediate as a relay, by name and by address.
+   */
+  relays: z.array(z.object({ node: NameSchema, aliases: z.boolean() })).optional(),
 });
 export type RouteTable = z.infer<typeof RouteTableSchema>;
 

@@ -13,6 +13,7 @@ import {
   type RouteTable,
   resolveRoute,
   routeTable,
+  tableRelays,
 } from "../core/index.ts";
 import { unwrap } from "./http.ts";
 import type { Caller, ChangesWithTrust, RecordPageWithTrust, Result } from "./types.ts";
@@ -85,11 +86,13 @@ export class RealmView {
       return hit;
     }
     // The body of GET /route-tables/{node} (src/edge/api.ts), rendered once per version and node.
+    const routes = routeTable(this.realm, node);
     const table: RouteTable = {
       node,
       version: this.version,
-      routes: routeTable(this.realm, node),
+      routes,
       trust_bundle: [...this.trustBundle],
+      relays: tableRelays(this.realm, node, routes),
     };
     const text = JSON.stringify(table);
     const body = encoder.encode(text) as Uint8Array<ArrayBuffer>;

@@ -503,3 +503,40 @@ describe("methods", () => {
     }
   });
 });
+
+describe("a tenant cannot make another namespace's application a relay", () => {
+  it("the route table lists the intermediates to treat as relays, without the application a tenant named as its relay", async () => {
+    const realm = await newRealm("relaymark");
+    const base = `/v1/realms/${realm}`;
+    const victim = await token(realm, "agent", ["victim"]);
+    const evil = await token(realm, "agent", ["evil"]);
+    const put = async (tok: string, record: Record<string, unknown>) => {
+      const r = await call("PUT", `${base}/nodes/${String(record.name)}`, { token: tok, body: record });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+    };
+    await put(victim, {
+      name: "victim-relay",
+      metadata: { namespace_name: "victim", kind: "relay" },
+      gateway: [{ priority: 1, address: "ipv4://10.9.0.1:7001", match: { metadata: { namespace_name: "victim" } } }],
+    });
+    await put(victim, {
+      name: "victim-db",
+      metadata: { namespace_name: "victim", kind: "app" },
+      gateway: [{ priority: 1, address: "ipv4://10.9.0.2:5432", match: { metadata: { namespace_name: "victim" } } }],
+      advertise_relay: { name: "victim-relay" },
+    });
+    await put(evil, {
+      name: "evil-bait",
+      metadata: { namespace_name: "evil" },
+      gateway: [{ priority: 0, address: "ipv4://10.66.0.1:1", match: { name: "victim-db" } }],
+      advertise_relay: { name: "victim-db" },
+    });
+    const r = await call("GET", `${base}/route-tables/victim-relay`, { token: victim });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    const routes = r.body.routes as Array<{ to: string; hops: Array<{ node: string }> | null }>;
+    // The resolver does route evil-bait through victim-db ...
+    expect(routes.find((x) => x.to === "evil-bait")?.hops?.map((h) => h.node)).toEqual(["victim-db", "evil-bait"]);
+    // ... and the table says it is no relay, so the agent keeps carrying tunnels to it.
+    expect(r.body.relays).toEqual([]);
+  });
+});

@@ -78,13 +78,19 @@ export class RoutingTable {
     const byTarget = new Map<string, RouteTable["routes"][number]>();
     const relayNodes = new Set<string>();
     const relayEndpoints = new Set<string>();
+    // Which intermediates are relays, and whose addresses mark aliases, is the table's to say: a
+    // tenant can make another namespace's application an intermediate (core/relays.ts). A table
+    // without the list (an edge of an earlier release) counts every intermediate, by both.
+    const marks = table.relays === undefined ? undefined : new Map(table.relays.map((m) => [m.node, m.aliases]));
     for (const r of table.routes) {
       // A group expands to one route per member; members are addressed by their own names.
       if (r.from === this.self && !byTarget.has(r.to)) byTarget.set(r.to, r);
       const hops = r.hops ?? [];
       for (const h of hops.slice(0, -1)) {
+        const aliases = marks === undefined ? true : marks.get(h.node);
+        if (aliases === undefined) continue;
         relayNodes.add(h.node);
-        for (const d of addressesOf(h)) relayEndpoints.add(endpointKey(d));
+        if (aliases) for (const d of addressesOf(h)) relayEndpoints.add(endpointKey(d));
       }
     }
     const names = new Set<string>();

@@ -53,6 +53,50 @@ describe("route table: lookup decisions", () => {
   });
 });
 
+describe("route table: which intermediates are relays", () => {
+  // victim-db is an intermediate only because a tenant's record (evil-bait) names it as its relay
+  // (test/core/relays.test.ts). relay-x is a real relay the table vouches for; alias-x a record
+  // that publishes relay-x's address.
+  const routes = [
+    route("relay-a", "victim-db", [hop("victim-db", "ipv4://10.9.0.2:5432")]),
+    route("relay-a", "evil-bait", [hop("victim-db", "ipv4://10.9.0.2:5432"), hop("evil-bait", "ipv4://10.66.0.1:1")]),
+    route("relay-a", "relay-x", [hop("relay-x", "ipv4://10.8.0.1:7001")]),
+    route("relay-a", "app-x", [hop("relay-x", "ipv4://10.8.0.1:7001"), hop("app-x", "ipv4://10.7.0.1:80")]),
+    route("relay-a", "alias-x", [hop("alias-x", "ipv4://10.8.0.1:7001")]),
+  ];
+
+  it("counts every intermediate, by name and address, when the table does not say (an earlier edge)", () => {
+    const table = new RoutingTable("relay-a");
+    table.set({ node: "relay-a", version: 1, routes });
+    expect(table.lookup("victim-db", 5432)).toMatchObject({
+      ok: false,
+      detail: expect.stringMatching(/relay listener/),
+    });
+    expect(table.lookup("relay-x", 7001)).toMatchObject({ ok: false, detail: expect.stringMatching(/relay listener/) });
+    expect(table.lookup("alias-x", 7001)).toMatchObject({ ok: false, detail: expect.stringMatching(/relay listener/) });
+  });
+
+  it("refuses only the relays the table lists, and aliases only of those it marks by address", () => {
+    const byName = new RoutingTable("relay-a");
+    byName.set({ node: "relay-a", version: 1, routes, relays: [{ node: "relay-x", aliases: false }] });
+    expect(byName.lookup("victim-db", 5432)).toMatchObject({ ok: true, direct: true });
+    expect(byName.lookup("relay-x", 7001)).toMatchObject({
+      ok: false,
+      detail: expect.stringMatching(/relay listener/),
+    });
+    expect(byName.lookup("alias-x", 7001)).toMatchObject({ ok: true });
+    expect(byName.lookup("app-x", 80)).toMatchObject({ ok: true, direct: false });
+
+    const byAddress = new RoutingTable("relay-a");
+    byAddress.set({ node: "relay-a", version: 1, routes, relays: [{ node: "relay-x", aliases: true }] });
+    expect(byAddress.lookup("victim-db", 5432)).toMatchObject({ ok: true });
+    expect(byAddress.lookup("alias-x", 7001)).toMatchObject({
+      ok: false,
+      detail: expect.stringMatching(/relay listener/),
+    });
+  });
+});
+
 describe("route table: a connection after a route is removed is refused", () => {
   async function setup() {
     const e = await startEcho();
