@@ -146,6 +146,10 @@ describe("agent in records-sync mode", () => {
     expect(mine?.version).toBe(served.version);
     expect(mine?.routes.length).toBeGreaterThan(RECORDS * 0.9);
     expect(sorted(mine?.routes ?? [])).toEqual(sorted(served.routes));
+    // The same relays too: which intermediates a tunnel may not end at (docs/contract/edge-api.md §5.2).
+    const byNode = (m: { node: string }, n: { node: string }) => (m.node < n.node ? -1 : m.node > n.node ? 1 : 0);
+    expect(served.relays).toBeDefined();
+    expect([...(mine?.relays ?? [])].sort(byNode)).toEqual([...(served.relays ?? [])].sort(byNode));
 
     // 2. A change reaches the agent's table within a second (long-poll + delta + debounce + rebuild).
     const later = { ...(ownRecords()[1] as HopwayRecord), name: "e2e-app-late" };
