@@ -17,14 +17,17 @@ export {
   dialChoice,
   egressRelays,
   ingressRelays,
+  RELAY_WORK_PER_NAMESPACE,
   type Realm,
+  type RealmBounds,
   realmResolver,
   resolveRoute,
   resolveRoutes,
   routeTable,
+  TABLE_BYTES_PER_NAMESPACE,
 } from "./realm.ts";
-export { type RelayMark, tableRelays } from "./relays.ts";
 export { compareRelayKeys, noRoute, type RouteResolver, referenceResolver } from "./reference.ts";
+export { type RelayMark, tableRelays } from "./relays.ts";
 export * from "./schema.ts";
 export { matchesSelector, sameHost, selectorList } from "./selector.ts";
 export * from "./wire.ts";

@@ -10,9 +10,18 @@
 //   computed once per (dialer class, target class) pair and memoised. A unix://
 //   address is usable only from the same host, so the memo holds the choice
 //   for a dialer on another host, and a same-host pair is evaluated exactly.
-// - Relay closures are computed at build time, once per distinct
-//   `advertise_relay` value, and interned, so targets that share an ingress
-//   closure share one search.
+// - Relay closures are computed at build time, once per distinct adv set
+//   (a relay that advertises its own service shares its pods' closure), and
+//   interned, so targets that share an ingress closure share one search.
+// - Bounds (docs/contract/routing.md §3.8). A closure's search costs about the
+//   square of its size, and the closures of a chain of `advertise_relay`
+//   selectors grow as N², so one namespace could make every route table of
+//   the realm cost minutes and gigabytes. Each namespace gets a budget of
+//   relay work, spent in name order (not record order, which differs between
+//   edge isolates); a record past it gets `relay_limit` instead of a closure.
+//   A route table likewise carries at most TABLE_BYTES_PER_NAMESPACE of routes
+//   to one namespace's records (`table_limit`), since hops of fat relays are
+//   shared in memory but written out in full for every route.
 // - A route table does one layered search (fewest hops, then smallest
 //   priority sum, keeping every optimal predecessor) from the source over
 //   egress(S) ∪ ingress(T) per distinct ingress closure, then finds each
@@ -27,8 +36,9 @@
 // ingress(T)) as rendezvousWeight(T, X).
 import { type DialChoice, gatewayAddresses, pickGateway } from "./dial.ts";
 import { EdgeError } from "./errors.ts";
-import { countsAsMember } from "./group.ts";
+import { countsAsMember, recordNamespace } from "./group.ts";
 import { combineWeight, nameHash, relayHalf } from "./hash.ts";
+import { utf8Length } from "./limits.ts";
 import { noRoute, type RouteResolver } from "./reference.ts";
 import { type Hop, type HopwayRecord, MAX_HOPS, type Route, type Selector } from "./schema.ts";
 import { matchesSelector, selectorList } from "./selector.ts";
@@ -46,6 +56,26 @@ const DENSE_MEMO_MAX = 64;
 /** Shared by every hop without fallbacks: routes are read-only, and most hops have none. */
 const NO_ALTERNATIVES: string[] = Object.freeze([]) as unknown as string[];
 
+/**
+ * Relay work one namespace's records may cost a realm (docs/contract/routing.md §3.8): a distinct
+ * `advertise_relay` value costs the records its selectors examine, a distinct relay closure the
+ * square of its size (what a search over it costs). 2^22 holds a closure of 2,048 relays, or
+ * thousands of small ones, and keeps a route table at the per-namespace caps to about a second.
+ */
+export const RELAY_WORK_PER_NAMESPACE = 4_194_304;
+/**
+ * Bytes (UTF-8 JSON) of the routes to one namespace's records that one route table carries: what
+ * the namespace may store by default. A table at 10,000 ordinary records is ~5 MB, and several
+ * namespaces at this bound still fit the agent's 64 MiB read cap.
+ */
+export const TABLE_BYTES_PER_NAMESPACE = 16 * 1024 * 1024;
+
+/** The per-namespace bounds of §3.8; tests pass small ones, everything else takes the defaults. */
+export interface RealmBounds {
+  relayWork?: number;
+  tableBytes?: number;
+}
+
 /** An immutable, pre-indexed set of records. Build with buildRealm; query with the functions below. */
 export interface Realm {
   readonly records: readonly HopwayRecord[];
@@ -53,10 +83,18 @@ export interface Realm {
   get(name: string): HopwayRecord | undefined;
 }
 
+/** Sorted record indices only: a Set per closure cost ~40 bytes a member, and a chain makes N² members. */
 interface Closure {
   id: number;
   members: Int32Array;
-  has: Set<number>;
+}
+
+/** One namespace's relay work so far (§3.8). `paid` holds what it was charged for: each once. */
+interface RelayBudget {
+  used: number;
+  /** Once refused, refused for every record after it: at most one aborted computation per namespace. */
+  over: boolean;
+  paid: Set<string | Int32Array>;
 }
 
 /**
@@ -106,6 +144,15 @@ class RealmImpl implements Realm {
   readonly adv: Array<Int32Array>;
   readonly closureOf: Closure[];
   readonly attach: Int32Array;
+  /** Why a record's relays are not followed (§3.8): its routes that need relays get `relay_limit`. */
+  readonly limited: Array<string | undefined>;
+  readonly bounds: Required<RealmBounds>;
+  /** Records whose adv set was not computed: a closure that reaches one cannot be computed either. */
+  private readonly advRefused: Uint8Array;
+  /** Visit marks for reach(), by generation, so that a search allocates nothing of the realm's size. */
+  private readonly stamp: Int32Array;
+  private stampGen = 0;
+  private readonly hopBytes = new WeakMap<Hop, number>();
   private readonly gatewayHops: Array<Hop[] | undefined> = [];
   private readonly searches = new Map<number, Search>();
   private readonly closureCount: number;
@@ -117,11 +164,17 @@ class RealmImpl implements Realm {
   private readonly byHost = new Map<string, number[]>();
   private readonly nodeList: number[] = [];
 
-  constructor(input: readonly HopwayRecord[]) {
+  constructor(input: readonly HopwayRecord[], bounds: RealmBounds) {
     const records = Object.freeze([...input]);
     this.records = records;
     const n = records.length;
     this.size = n;
+    this.bounds = {
+      relayWork: bounds.relayWork ?? RELAY_WORK_PER_NAMESPACE,
+      tableBytes: bounds.tableBytes ?? TABLE_BYTES_PER_NAMESPACE,
+    };
+    this.limited = new Array(n).fill(undefined);
+    this.advRefused = new Uint8Array(n);
     this.kind = new Uint8Array(n);
     this.chooser = new Array(n);
     this.relayW = new Array(n);
@@ -257,68 +310,112 @@ class RealmImpl implements Realm {
       this.tclass[i] = tc;
     }
 
-    // adv sets, one per distinct advertise_relay value.
-    const advKeys = new Map<string, Int32Array>();
-    this.adv = new Array(n);
-    const empty = new Int32Array(0);
+    // adv sets, one per distinct advertise_relay value, then closures, both paid for from the
+    // record's namespace's relay budget in name order (§3.8).
+    const byName = (a: number, b: number) => (records[a]!.name < records[b]!.name ? -1 : 1);
+    const order: number[] = [];
     for (let i = 0; i < n; i++) {
       const r = records[i]!;
-      if (r.type === "group" || r.advertise_relay === undefined) {
-        this.adv[i] = empty;
-        continue;
-      }
-      const key = JSON.stringify(r.advertise_relay);
-      let set = advKeys.get(key);
-      if (set === undefined) {
-        const found = new Set<number>();
-        for (const sel of selectorList(r.advertise_relay)) for (const j of this.selectNodes(sel)) found.add(j);
-        set = Int32Array.from([...found].sort((a, b) => a - b));
-        advKeys.set(key, set);
-      }
-      this.adv[i] = set;
+      if (r.type !== "group" && r.advertise_relay !== undefined) order.push(i);
     }
-
-    // Relay closures, interned by content; shared by every record whose adv set does not contain itself.
-    const interned = new Map<string, Closure>();
-    const bySet = new Map<Int32Array, Closure>();
-    this.closureOf = new Array(n);
-    const emptyClosure: Closure = { id: 0, members: empty, has: new Set() };
-    interned.set("", emptyClosure);
-    for (let i = 0; i < n; i++) {
-      const set = this.adv[i]!;
-      if (set.length === 0) {
-        this.closureOf[i] = emptyClosure;
-        continue;
+    order.sort(byName);
+    const budgets = new Map<string | null, RelayBudget>();
+    const budgetOf = (i: number): RelayBudget => {
+      const ns = recordNamespace(records[i]!);
+      let b = budgets.get(ns);
+      if (b === undefined) {
+        b = { used: 0, over: false, paid: new Set() };
+        budgets.set(ns, b);
       }
-      const containsSelf = binaryHas(set, i);
-      if (!containsSelf) {
-        const known = bySet.get(set);
-        if (known !== undefined) {
-          this.closureOf[i] = known;
+      return b;
+    };
+    const refuse = (i: number, b: RelayBudget) => {
+      b.over = true;
+      const ns = recordNamespace(records[i]!);
+      this.limited[i] =
+        `namespace ${ns === null ? "(none)" : `'${ns}'`} is past its relay work bound (${this.bounds.relayWork}) ` +
+        `at '${records[i]!.name}': its advertise_relay is not followed`;
+    };
+    const limit = this.bounds.relayWork;
+    const empty = new Int32Array(0);
+    this.adv = new Array(n).fill(empty);
+    const advKeys = new Map<string, { set: Int32Array; cost: number }>();
+    for (const i of order) {
+      const r = records[i] as Exclude<HopwayRecord, { type: "group" }>;
+      const key = JSON.stringify(r.advertise_relay);
+      const b = budgetOf(i);
+      let known = advKeys.get(key);
+      if (!b.paid.has(key)) {
+        // The cost is known before the work: the candidates each selector's smallest index gives.
+        const cost =
+          known?.cost ?? selectorList(r.advertise_relay).reduce((c, sel) => c + this.candidates(sel).length, 0);
+        if (b.over || b.used + cost > limit) {
+          refuse(i, b);
+          this.advRefused[i] = 1;
           continue;
         }
+        b.used += cost;
+        b.paid.add(key);
+        if (known === undefined) {
+          const found = new Set<number>();
+          for (const sel of selectorList(r.advertise_relay)) for (const j of this.selectNodes(sel)) found.add(j);
+          known = { set: Int32Array.from([...found].sort((a, c) => a - c)), cost };
+          advKeys.set(key, known);
+        }
       }
-      const seen = new Set<number>();
-      const queue: number[] = [];
-      const visit = (from: number) => {
-        for (const j of this.adv[from]!) {
-          if (j !== from && !seen.has(j)) {
-            seen.add(j);
-            queue.push(j);
+      this.adv[i] = known!.set;
+    }
+
+    // Relay closures. closure(i) = R(adv(i)) (adv(i) and all it reaches, self-advertising
+    // excluded), minus i itself when i advertises itself but lies on no cycle: so every record
+    // with the same adv set shares one computation, and a relay service whose pods advertise the
+    // service shares one closure. Interned by content, so equal closures share one search.
+    const interned = new Map<string, Closure>();
+    this.closureOf = new Array(n);
+    const emptyClosure: Closure = { id: 0, members: empty };
+    interned.set("", emptyClosure);
+    this.closureOf.fill(emptyClosure);
+    this.stamp = new Int32Array(order.length > 0 ? n : 0);
+    const reached = new Map<Int32Array, Int32Array | number>();
+    for (const i of order) {
+      const set = this.adv[i]!;
+      if (this.limited[i] !== undefined || set.length === 0) continue;
+      const b = budgetOf(i);
+      let all = reached.get(set);
+      if (typeof all === "number") {
+        this.limited[i] = this.blockedDetail(i, all);
+        continue;
+      }
+      if (!b.paid.has(set)) {
+        const remaining = limit - b.used;
+        if (!b.over && all === undefined) {
+          const got = this.reach(set, Math.floor(Math.sqrt(remaining)));
+          if (typeof got === "number") {
+            reached.set(set, got);
+            this.limited[i] = this.blockedDetail(i, got);
+            continue;
+          }
+          if (got !== null) {
+            all = got;
+            reached.set(set, all);
           }
         }
-      };
-      visit(i);
-      for (let q = 0; q < queue.length; q++) visit(queue[q]!);
-      const members = Int32Array.from([...seen].sort((a, b) => a - b));
+        if (b.over || all === undefined || all.length * all.length > remaining) {
+          refuse(i, b);
+          continue;
+        }
+        b.used += all.length * all.length;
+        b.paid.add(set);
+      }
+      let members = all!;
+      if (binaryHas(set, i) && !this.onCycle(i, members)) members = members.filter((j) => j !== i);
       const key = members.join(",");
       let c = interned.get(key);
       if (c === undefined) {
-        c = { id: interned.size, members, has: seen };
+        c = { id: interned.size, members };
         interned.set(key, c);
       }
       this.closureOf[i] = c;
-      if (!containsSelf) bySet.set(set, c);
     }
     this.closureCount = interned.size;
 
@@ -350,6 +447,11 @@ class RealmImpl implements Realm {
 
   /** Node indices (ascending) matched by a selector, via the smallest applicable index. */
   selectNodes(sel: Selector): number[] {
+    return this.candidates(sel).filter((i) => matchesSelector(sel, this.records[i]!));
+  }
+
+  /** The smallest index list that holds every node a selector can match: what selecting costs. */
+  candidates(sel: Selector): readonly number[] {
     let candidates: readonly number[] = this.nodeList;
     const consider = (list: readonly number[] | undefined) => {
       if ((list?.length ?? 0) < candidates.length) candidates = list ?? [];
@@ -363,7 +465,81 @@ class RealmImpl implements Realm {
     if (md?.kind !== undefined) consider(this.byKind.get(md.kind));
     if (sel.host?.hostname !== undefined) consider(this.byHost.get(sel.host.hostname));
     for (const [k, v] of Object.entries(md?.labels ?? {})) consider(this.byLabel.get(k)?.get(v));
-    return candidates.filter((i) => matchesSelector(sel, this.records[i]!));
+    return candidates;
+  }
+
+  /**
+   * R(set): the set and every node it reaches by adv, self-advertising excluded, sorted; null when
+   * it has more than `max` members (the caller's budget cannot pay its square); else the first
+   * reached node, by name, whose adv set was refused. Nodes whose adv was refused are not
+   * followed, so which of the three comes out does not depend on the order of the records.
+   */
+  private reach(set: Int32Array, max: number): Int32Array | number | null {
+    const gen = ++this.stampGen;
+    const stamp = this.stamp;
+    const out: number[] = [];
+    const add = (j: number) => {
+      if (stamp[j] !== gen) {
+        stamp[j] = gen;
+        out.push(j);
+      }
+    };
+    for (const j of set) add(j);
+    // An adv set shared by many nodes is scanned once, for its first owner, which it skips (no
+    // self-advertising); a second owner only adds that first one back. Without this, a namespace
+    // whose N records all advertise the namespace costs N² here.
+    const scanned = new Map<Int32Array, number>();
+    let blocked = -1;
+    for (let q = 0; q < out.length && out.length <= max; q++) {
+      const v = out[q]!;
+      if (this.advRefused[v] === 1) {
+        if (blocked < 0 || this.records[v]!.name < this.records[blocked]!.name) blocked = v;
+        continue;
+      }
+      const adv = this.adv[v]!;
+      if (adv.length === 0) continue;
+      const first = scanned.get(adv);
+      if (first === undefined) {
+        for (const j of adv) if (j !== v) add(j);
+        scanned.set(adv, v);
+      } else if (first >= 0) {
+        if (binaryHas(adv, first)) add(first);
+        scanned.set(adv, -1);
+      }
+    }
+    if (out.length > max) return null;
+    if (blocked >= 0) return blocked;
+    return Int32Array.from(out.sort((a, b) => a - b));
+  }
+
+  /** Whether i, which advertises itself, is reached again from another node of its R(adv(i)). */
+  private onCycle(i: number, all: Int32Array): boolean {
+    for (const v of all) if (v !== i && binaryHas(this.adv[v]!, i)) return true;
+    return false;
+  }
+
+  private blockedDetail(i: number, via: number): string {
+    return (
+      `the relays '${this.records[i]!.name}' advertises lead through '${this.records[via]!.name}', ` +
+      `whose advertise_relay is not followed: ${this.limited[via]}`
+    );
+  }
+
+  /** A route that needs the relays of a record over its namespace's relay work bound (§3.8), or undefined. */
+  limitedRoute(s: number, t: number): Route | undefined {
+    const x = this.limited[s] !== undefined ? s : this.limited[t] !== undefined ? t : -1;
+    if (x < 0) return undefined;
+    return noRoute(this.records[s]!.name, this.records[t]!.name, "relay_limit", this.limited[x]!);
+  }
+
+  /** UTF-8 bytes of a hop's JSON; hops are shared, so each is measured once. */
+  hopSize(hop: Hop): number {
+    let size = this.hopBytes.get(hop);
+    if (size === undefined) {
+      size = utf8Length(JSON.stringify(hop));
+      this.hopBytes.set(hop, size);
+    }
+    return size;
   }
 
   /** Index of the gateway node u uses to dial node v, or -1. */
@@ -550,7 +726,7 @@ class Search {
     this.succ = Array.from({ length: m }, () => []);
     this.egressWeight = new Float64Array(m).fill(Number.NaN);
     for (let p = 1; p < m; p++) {
-      if (egress.has.has(nodes[p]!)) this.egressWeight[p] = realm.weight(source, nodes[p]!);
+      if (binaryHas(egress.members, nodes[p]!)) this.egressWeight[p] = realm.weight(source, nodes[p]!);
     }
     this.depth[0] = 0;
     let frontier = [0];
@@ -742,9 +918,13 @@ function impl(realm: Realm): RealmImpl {
   return realm;
 }
 
-/** Builds the immutable, indexed realm. Throws invalid_input on duplicate names. */
-export function buildRealm(records: readonly HopwayRecord[]): Realm {
-  return new RealmImpl(records);
+/**
+ * Builds the immutable, indexed realm. Throws invalid_input on duplicate names. `bounds` are for
+ * tests: the edge, the agent, the CLI and the topology page must all use the defaults (§3.8), or
+ * they would give different routes.
+ */
+export function buildRealm(records: readonly HopwayRecord[], bounds: RealmBounds = {}): Realm {
+  return new RealmImpl(records, bounds);
 }
 
 function preCheck(r: RealmImpl, s: number, t: number): Route | undefined {
@@ -754,6 +934,8 @@ function preCheck(r: RealmImpl, s: number, t: number): Route | undefined {
     return noRoute(from, to, "group_endpoint", `'${r.kind[s] === GROUP ? from : to}' is a group: resolve its members`);
   }
   if (s === t) return noRoute(from, to, "same_node", "source and target are the same record");
+  // A client over the bound has no attachment computed: say why, not client_not_attached.
+  if (r.kind[s] === CLIENT && r.limited[s] !== undefined) return r.limitedRoute(s, t);
   if (r.kind[s] === CLIENT && r.attach[s]! < 0) {
     return noRoute(from, to, "client_not_attached", `client '${from}' names no relay in advertise_relay`);
   }
@@ -775,7 +957,7 @@ export function resolveRoute(realm: Realm, from: string, to: string): Route {
   if (r.kind[s] === NODE && r.kind[t] === NODE && r.gatewayIndex(s, t) >= 0) {
     return { from, to, hops: [r.hop(s, t)] };
   }
-  return routeVia(r, r.search(s, t), s, t);
+  return r.limitedRoute(s, t) ?? routeVia(r, r.search(s, t), s, t);
 }
 
 /**
@@ -798,30 +980,99 @@ export function resolveRoutes(realm: Realm, from: string, to: string): Route[] {
 /**
  * Every route from one node or client to every other non-group record, in
  * record order: the table an agent downloads. A group has none (invalid_input).
+ * Routes to one namespace's records take at most `tableBytes` (§3.8).
  */
 export function routeTable(realm: Realm, from: string): Route[] {
   const r = impl(realm);
   const s = r.lookup(from);
   if (r.kind[s] === GROUP) throw new EdgeError(400, "invalid_input", `'${from}' is a group: it has no route table`);
-  const searches = new Map<number, Search>();
   const egress = r.closureOf[s]!;
   const out: Route[] = [];
+  // Targets by ingress closure, so that each search is dropped as soon as its targets are done:
+  // kept until the end, a table's searches held every closure at once (N² for a chain).
+  const byIngress = new Map<number, number[]>();
   for (let t = 0; t < r.size; t++) {
     if (t === s || r.kind[t] === GROUP) continue;
-    const early = preCheck(r, s, t);
+    let early = preCheck(r, s, t);
+    if (early === undefined && (r.limited[s] !== undefined || r.limited[t] !== undefined)) {
+      // A direct dial needs no relays, so it stands whatever the bound says (rule 1).
+      early =
+        r.kind[s] === NODE && r.kind[t] === NODE && r.gatewayIndex(s, t) >= 0
+          ? { from, to: r.records[t]!.name, hops: [r.hop(s, t)] }
+          : r.limitedRoute(s, t);
+    }
     if (early !== undefined) {
       out.push(early);
       continue;
     }
-    const ingress = r.closureOf[t]!;
-    let search = searches.get(ingress.id);
-    if (search === undefined) {
-      search = new Search(r, s, egress, ingress);
-      searches.set(ingress.id, search);
+    const id = r.closureOf[t]!.id;
+    let slots = byIngress.get(id);
+    if (slots === undefined) {
+      slots = [];
+      byIngress.set(id, slots);
     }
-    out.push(routeVia(r, search, s, t));
+    slots.push(out.length, t);
+    out.push(NO_ROUTE_YET);
   }
+  for (const slots of byIngress.values()) {
+    const search = new Search(r, s, egress, r.closureOf[slots[1]!]!);
+    for (let k = 0; k < slots.length; k += 2) out[slots[k]!] = routeVia(r, search, s, slots[k + 1]!);
+  }
+  boundTableBytes(r, out);
   return out;
+}
+
+/** A placeholder for a route computed later; never returned. */
+const NO_ROUTE_YET: Route = Object.freeze({ from: "x", to: "x", hops: null });
+
+/**
+ * Replaces the routes to a namespace's records past `tableBytes` of UTF-8 JSON with `table_limit`,
+ * keeping the routes to the records first by name (§3.8): the table's record order differs between
+ * edge isolates, names do not. Fat relays on a long chain make one 40-byte record cost ~30 KB of
+ * table, and a table an agent cannot read stops every relay that follows it.
+ */
+function boundTableBytes(r: RealmImpl, routes: Route[]): void {
+  const limit = r.bounds.tableBytes;
+  const spent = new Map<string | null, number[]>();
+  const sizes = new Array<number>(routes.length).fill(0);
+  let total = 0;
+  for (let k = 0; k < routes.length; k++) {
+    const route = routes[k]!;
+    if (route.hops === null) continue;
+    let size = utf8Length(JSON.stringify({ from: route.from, to: route.to, hops: [] })) + route.hops.length - 1;
+    for (const hop of route.hops) size += r.hopSize(hop);
+    sizes[k] = size;
+    total += size;
+    const ns = recordNamespace(r.get(route.to)!);
+    let list = spent.get(ns);
+    if (list === undefined) {
+      list = [];
+      spent.set(ns, list);
+    }
+    list.push(k);
+  }
+  if (total <= limit) return;
+  for (const [ns, list] of spent) {
+    let bytes = 0;
+    for (const k of list) bytes += sizes[k]!;
+    if (bytes <= limit) continue;
+    list.sort((a, b) => (routes[a]!.to < routes[b]!.to ? -1 : 1));
+    bytes = 0;
+    let full = false;
+    for (const k of list) {
+      bytes += sizes[k]!;
+      full ||= bytes > limit;
+      if (!full) continue;
+      const { from, to } = routes[k]!;
+      routes[k] = noRoute(
+        from,
+        to,
+        "table_limit",
+        `routes to namespace ${ns === null ? "(none)" : `'${ns}'`} take more than ${limit} bytes of this table; ` +
+          `'${to}' is named after those that fit`,
+      );
+    }
+  }
 }
 
 /** The gateway `from` would use to dial `to`, or null (docs/contract/routing.md §1.2). Unknown names throw unknown_node. */
@@ -873,9 +1124,18 @@ export function dialMemoEntriesForTest(realm: Realm): { dense: number; sparse: n
   return out;
 }
 
+/** Closures the realm holds and their members in all: what a chain of advertise_relay selectors grows. */
+export function closureStatsForTest(realm: Realm): { closures: number; members: number; limited: number } {
+  const r = impl(realm);
+  const seen = new Set<Closure>(r.closureOf);
+  let members = 0;
+  for (const c of seen) members += c.members.length;
+  return { closures: seen.size, members, limited: r.limited.filter((x) => x !== undefined).length };
+}
+
 /** The RouteResolver view of a realm, for code (and the conformance suite) written against that interface. */
-export function realmResolver(records: readonly HopwayRecord[]): RouteResolver {
-  const realm = buildRealm(records);
+export function realmResolver(records: readonly HopwayRecord[], bounds: RealmBounds = {}): RouteResolver {
+  const realm = buildRealm(records, bounds);
   return {
     resolveRoute: (from, to) => resolveRoute(realm, from, to),
     resolveRoutes: (from, to) => resolveRoutes(realm, from, to),

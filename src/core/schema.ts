@@ -275,6 +275,8 @@ export const NO_ROUTE_REASONS = [
   "client_not_attached",
   "group_endpoint",
   "same_node",
+  "relay_limit",
+  "table_limit",
 ] as const;
 export const NoRouteReasonSchema = z.enum(NO_ROUTE_REASONS);
 export type NoRouteReason = z.infer<typeof NoRouteReasonSchema>;

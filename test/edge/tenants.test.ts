@@ -540,3 +540,51 @@ describe("a tenant cannot make another namespace's application a relay", () => {
     expect(r.body.relays).toEqual([]);
   });
 });
+
+describe("one namespace cannot make route computation cost the realm", () => {
+  it("a chain of advertise_relay selectors past the namespace's relay work bound: its routes say relay_limit, the victim's stand", async () => {
+    const realm = await newRealm("chain");
+    const base = `/v1/realms/${realm}`;
+    const victim = await token(realm, "agent", ["victim"]);
+    const evil = await token(realm, "agent", ["evil"]);
+    for (const record of [
+      {
+        name: "victim-relay",
+        metadata: { namespace_name: "victim", kind: "relay" },
+        gateway: [{ priority: 1, address: "ipv4://10.9.0.1:7001" }],
+      },
+      {
+        name: "victim-db",
+        metadata: { namespace_name: "victim" },
+        gateway: [{ priority: 1, address: "ipv4://10.9.0.2:5432", match: { name: "victim-relay" } }],
+        advertise_relay: { name: "victim-relay" },
+      },
+    ]) {
+      const r = await call("PUT", `${base}/nodes/${record.name}`, { token: victim, body: record });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+    }
+    // e-0 advertises e-1, e-1 e-2, …: closures of sizes N down to 1, Σ k² ≈ 9·10⁶ units for 300,
+    // past the 4,194,304 a namespace may spend (docs/contract/routing.md §3.8).
+    const N = 300;
+    const chain = Array.from({ length: N }, (_, i) => ({
+      name: `e-${String(i).padStart(3, "0")}`,
+      metadata: { namespace_name: "evil" },
+      gateway: [
+        { priority: 1, address: `ipv4://10.66.${i % 250}.1:1`, match: { metadata: { namespace_name: "evil" } } },
+      ],
+      ...(i + 1 < N ? { advertise_relay: { name: `e-${String(i + 1).padStart(3, "0")}` } } : {}),
+    }));
+    const imported = await call("POST", `${base}/import`, { token: evil, body: chain });
+    expect(imported.status, JSON.stringify(imported.body)).toBe(200);
+    const r = await call("GET", `${base}/route-tables/victim-relay`, { token: victim });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    const routes = r.body.routes as Array<{ to: string; hops: unknown[] | null; reason?: string }>;
+    // The victim's own route is as before: one hop.
+    expect(routes.find((x) => x.to === "victim-db")?.hops).toHaveLength(1);
+    // The chain's records whose relays the bound did not pay for have no route, and say why.
+    const limited = routes.filter((x) => x.reason === "relay_limit");
+    expect(limited.length).toBeGreaterThan(0);
+    expect(limited.every((x) => x.to.startsWith("e-"))).toBe(true);
+    expect(routes.filter((x) => x.to.startsWith("e-"))).toHaveLength(N);
+  });
+});
