@@ -211,6 +211,7 @@ export async function startAgent(
     bufferBytes: limits.buffer_bytes,
     log: (level, msg, fields) => log.log(level, msg, fields),
     observer: createListenerMetrics(registry, () => listeners.list().length),
+    reserved: [...relayAddresses, config.admin.listen],
   });
   // The config file's listeners, then the realm's declarations for this relay's record; the
   // file wins a listen address both name.

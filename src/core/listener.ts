@@ -106,7 +106,9 @@ export type ListenersAnswer = z.infer<typeof ListenersAnswerSchema>;
 /**
  * The declared listeners a relay runs: those of its own namespace (or of none) whose
  * selector matches its record. The namespace test keeps a tenant's declaration on its
- * own relays whatever its selector says.
+ * own relays whatever its selector says. The admin's (no namespace) come first, then by
+ * name: the agent keeps the first of two that want one listen address, so a tenant's
+ * declaration never takes an address the admin declared.
  */
 export function listenersFor(
   relay: HopwayRecord | undefined,
@@ -120,5 +122,7 @@ export function listenersFor(
     if (!matchesSelector(d.relays, relay)) continue;
     out.push({ name: d.name, listen: d.listen, target: d.target, ...(d.key !== undefined ? { key: d.key } : {}) });
   }
-  return out.sort((a, b) => (a.name as string).localeCompare(b.name as string));
+  const admin = new Set(declarations.filter((d) => d.namespace === undefined).map((d) => d.name));
+  const rank = (l: Listener) => (admin.has(l.name as string) ? 0 : 1);
+  return out.sort((a, b) => rank(a) - rank(b) || (a.name as string).localeCompare(b.name as string));
 }

@@ -35,6 +35,12 @@ describe("listenersFor", () => {
     ],
     ["no record of its own: nothing", undefined, [d("x")], []],
     ["sorted by name", relay("a"), [d("b"), d("a")], ["a", "b"]],
+    [
+      "the admin's first, whatever the names: the agent keeps the first of two on one address",
+      relay("a"),
+      [d("0-redis", { namespace: "a", target: "evil-redis:6379" }), d("redis-shared")],
+      ["redis-shared", "0-redis"],
+    ],
   ];
   for (const [name, record, decls, want] of cases) {
     it(name, () => {

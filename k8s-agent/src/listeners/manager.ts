@@ -11,7 +11,7 @@ import { type Listener, type ListenerTarget, parseListenAddress, parseListenerTa
 import { CidrList } from "../relay/auth.ts";
 import type { NativeConn, NativeListeners } from "../relay/native-splice.ts";
 import type { FailureReason } from "../relay/protocol.ts";
-import type { SelfAddresses } from "../relay/self-addresses.ts";
+import { normalizeIp, type SelfAddresses, WILDCARDS } from "../relay/self-addresses.ts";
 
 export interface CarryTarget extends ListenerTarget {
   /** Key for a group target (key-affine owner), as the relay would read it from Hopway-Key. */
@@ -64,6 +64,12 @@ export interface ListenerManagerOptions {
   /** Refusals of one listener are logged at most once per this many ms, with a count. */
   refusalLogMs?: number;
   now?: () => number;
+  /**
+   * Addresses the agent serves itself (the relay's and the admin server's listen addresses): no
+   * listener may take them. A declared listener bound to the admin port first, as the saved
+   * declarations are at start, would keep the agent from starting at all.
+   */
+  reserved?: readonly string[];
 }
 
 interface Running {
@@ -131,12 +137,22 @@ export class ListenerManager {
   private async applyNow(specs: readonly Listener[]): Promise<ListenerProblem[]> {
     const problems: ListenerProblem[] = [];
     if (this.closed) return problems;
+    // `specs` come in order of precedence (the config file, then the admin's declarations, then a
+    // namespace's): of two that would bind the same socket, spelled alike or not (a wildcard
+    // covers every address of its port), the first is kept. Otherwise a later one could take the
+    // port first, at start or while the earlier is not running, and carry its clients elsewhere.
     const wanted = new Map<string, Listener>();
     for (const spec of specs) {
-      if (wanted.has(spec.listen)) {
+      const reserved = (this.o.reserved ?? []).find((r) => sameSocket(spec.listen, r));
+      if (reserved !== undefined) {
+        problems.push({ listen: spec.listen, message: `${reserved} is this agent's own listen address` });
+        continue;
+      }
+      const first = [...wanted.values()].find((w) => sameSocket(spec.listen, w.listen));
+      if (first !== undefined) {
         problems.push({
           listen: spec.listen,
-          message: `listen address given twice; keeping '${nameOf(wanted.get(spec.listen) as Listener)}'`,
+          message: `listen address given twice; keeping '${nameOf(first)}' (${first.listen})`,
         });
         continue;
       }
@@ -366,4 +382,18 @@ function nameOf(spec: Listener): string {
 function clientKey(remoteAddress: string | undefined): string {
   const a = remoteAddress ?? "";
   return a.startsWith("::ffff:") ? a.slice(7) : a;
+}
+
+/**
+ * Whether two listen addresses would bind the same socket: the same port (not 0, which the kernel
+ * chooses) and the same host in any spelling, or a wildcard on either side (`[::]` binds both
+ * families here). Addresses that are not `host:port` (a unix path) never do.
+ */
+function sameSocket(a: string, b: string): boolean {
+  const x = parseListenAddress(a);
+  const y = parseListenAddress(b);
+  if (typeof x === "string" || typeof y === "string" || x.port === 0 || x.port !== y.port) return false;
+  const hx = normalizeIp(x.host);
+  const hy = normalizeIp(y.host);
+  return hx === hy || WILDCARDS.has(hx) || WILDCARDS.has(hy);
 }

@@ -55,7 +55,8 @@ export function normalizeIp(ip: string): string {
   return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
 }
 
-const WILDCARDS = new Set(["0.0.0.0", "::"]);
+/** The hosts that bind every address of their port. */
+export const WILDCARDS: ReadonlySet<string> = new Set(["0.0.0.0", "::"]);
 
 interface Outbound {
   /** Local `ip:port` it leaves from, and the `ip:port` it went to. */

@@ -465,3 +465,54 @@ describe.each(MODES)("listeners, %s accept", (mode) => {
     await listeners.close();
   });
 });
+
+describe("listen addresses a listener may not take", () => {
+  const manager = (reserved: string[] = []) =>
+    new ListenerManager({
+      carrier: setupWith("javascript", []).relay,
+      clientCidrs: ["127.0.0.0/8"],
+      log: () => {},
+      reserved,
+    });
+
+  it("refuses the agent's own listen addresses (relay, admin) in any spelling, and a wildcard on their port", async () => {
+    const [admin, relay] = [await freePort(), await freePort()];
+    const m = manager([`0.0.0.0:${admin}`, `127.0.0.1:${relay}`]);
+    const problems = await m.apply([
+      { listen: `127.0.0.1:${admin}`, target: "db:1" },
+      { listen: `[::ffff:127.0.0.1]:${relay}`, target: "db:1" },
+      { listen: `[::]:${relay}`, target: "db:1" },
+      { listen: "127.0.0.1:0", target: "db:1" },
+    ]);
+    expect(problems.map((p) => p.listen)).toEqual([
+      `127.0.0.1:${admin}`,
+      `[::ffff:127.0.0.1]:${relay}`,
+      `[::]:${relay}`,
+    ]);
+    expect(problems[0]?.message).toBe(`0.0.0.0:${admin} is this agent's own listen address`);
+    expect(m.list()).toHaveLength(1);
+    await m.close();
+  });
+
+  it("keeps the first of two listeners that would bind one socket, however the second spells it", async () => {
+    const port = await freePort();
+    const m = manager();
+    const shared = { name: "shared", listen: `127.0.0.1:${port}`, target: "shared-redis:6379" };
+    // A later declaration on the same address: before, it retargeted the running listener in place.
+    await m.apply([shared]);
+    const problems = await m.apply([shared, { name: "later", listen: `127.0.0.1:${port}`, target: "other:6379" }]);
+    expect(problems).toEqual([
+      { listen: `127.0.0.1:${port}`, message: `listen address given twice; keeping 'shared' (127.0.0.1:${port})` },
+    ]);
+    expect(m.list().map((l) => l.target)).toEqual(["shared-redis:6379"]);
+    // A wildcard or another spelling of the same socket is refused too, not bound beside it.
+    const again = await m.apply([
+      shared,
+      { name: "wild", listen: `0.0.0.0:${port}`, target: "other:6379" },
+      { name: "mapped", listen: `[::ffff:127.0.0.1]:${port}`, target: "other:6379" },
+    ]);
+    expect(again.map((p) => p.listen)).toEqual([`0.0.0.0:${port}`, `[::ffff:127.0.0.1]:${port}`]);
+    expect(m.list().map((l) => l.target)).toEqual(["shared-redis:6379"]);
+    await m.close();
+  });
+});
