@@ -476,7 +476,7 @@ describe("listen addresses a listener may not take", () => {
     });
 
   it("refuses the agent's own listen addresses (relay, admin) in any spelling, and a wildcard on their port", async () => {
-    const [admin, relay] = [await freePort(), await freePort()];
+    const [admin, relay] = [await freePort("127.0.0.1"), await freePort("127.0.0.1")];
     const m = manager([`0.0.0.0:${admin}`, `127.0.0.1:${relay}`]);
     const problems = await m.apply([
       { listen: `127.0.0.1:${admin}`, target: "db:1" },
@@ -495,7 +495,7 @@ describe("listen addresses a listener may not take", () => {
   });
 
   it("keeps the first of two listeners that would bind one socket, however the second spells it", async () => {
-    const port = await freePort();
+    const port = await freePort("127.0.0.1");
     const m = manager();
     const shared = { name: "shared", listen: `127.0.0.1:${port}`, target: "shared-redis:6379" };
     // A later declaration on the same address: before, it retargeted the running listener in place.
