@@ -10,7 +10,7 @@
 // upstream chain, the admin (a record without a namespace), or the namespace of a target it
 // relays for, which may only vouch for its own nodes. Sharing the relay's namespace vouches for
 // nothing: the victim's application usually does.
-import { egressRelays, type Realm } from "./realm.ts";
+import { canDial, egressRelays, type Realm } from "./realm.ts";
 import type { Route } from "./schema.ts";
 
 /** A node the relay treats as a relay; `aliases`: its addresses also mark other records that share them. */
@@ -48,4 +48,27 @@ export function tableRelays(realm: Realm, self: string, routes: readonly Route[]
     }
   }
   return [...marks.values()];
+}
+
+/** The nodes that may open links to a relay; `any`: every node of the realm may, and `nodes` is empty. */
+export interface LinkPeers {
+  any: boolean;
+  nodes: string[];
+}
+
+/**
+ * Who may open a relay link to `self`: the nodes whose dial its gateways accept
+ * (docs/contract/routing.md §1.1), the only ones any route has as the hop before it. A relay that
+ * took links from every certified relay of the realm let a tenant's relay, certified for its own
+ * node, use it to reach what it may dial, past the `match` that keeps that tenant out.
+ */
+export function linkPeers(realm: Realm, self: string): LinkPeers {
+  const nodes: string[] = [];
+  let others = 0;
+  for (const r of realm.records) {
+    if (r.type !== "node" || r.name === self) continue;
+    others++;
+    if (canDial(realm, r.name, self)) nodes.push(r.name);
+  }
+  return nodes.length === others ? { any: true, nodes: [] } : { any: false, nodes };
 }

@@ -235,6 +235,12 @@ export const RouteTableSchema = z.object({
    * treats every intermediate as a relay, by name and by address.
    */
   relays: z.array(z.object({ node: NameSchema, aliases: z.boolean() })).optional(),
+  /**
+   * The nodes that may open relay links to this relay: those its gateways accept (core/relays.ts,
+   * docs/contract/edge-api.md §5.2). A table without it (an edge of an earlier release) takes links
+   * from every node it lists.
+   */
+  peers: z.object({ any: z.boolean(), nodes: z.array(NameSchema) }).optional(),
 });
 export type RouteTable = z.infer<typeof RouteTableSchema>;
 

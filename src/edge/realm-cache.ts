@@ -8,6 +8,7 @@
 import {
   buildRealm,
   type HopwayRecord,
+  linkPeers,
   type Realm,
   type Route,
   type RouteTable,
@@ -93,6 +94,7 @@ export class RealmView {
       routes,
       trust_bundle: [...this.trustBundle],
       relays: tableRelays(this.realm, node, routes),
+      peers: linkPeers(this.realm, node),
     };
     const text = JSON.stringify(table);
     const body = encoder.encode(text) as Uint8Array<ArrayBuffer>;

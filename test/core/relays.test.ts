@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import {
   buildRealm,
   type HopwayRecord,
+  linkPeers,
   parseTopologyText,
   type Realm,
   routeTable,
@@ -150,5 +151,51 @@ describe("tableRelays", () => {
       },
     ];
     expect(marksOf(buildRealm(records), "victim-relay").get("shared-relay")).toBe(true);
+  });
+});
+
+describe("linkPeers", () => {
+  const accepts = (realm: Realm, dialer: string, relay: string) => {
+    const p = linkPeers(realm, relay);
+    return p.any || p.nodes.includes(dialer);
+  };
+
+  it("every link a route of the reference topologies needs is one its relay accepts", () => {
+    for (const file of ["cross-region.yaml", "cross-namespace.yaml"]) {
+      const realm = buildRealm(fixture(file));
+      let links = 0;
+      for (const r of realm.records) {
+        if (r.type === "group") continue;
+        for (const route of routeTable(realm, r.name)) {
+          const hops = route.hops ?? [];
+          // A relay hop (not the last) is reached by a link from the node before it.
+          for (let i = 0; i < hops.length - 1; i++) {
+            const before = i === 0 ? route.from : (hops[i - 1]?.node as string);
+            if (realm.get(before)?.type !== "node") continue;
+            expect(accepts(realm, before, hops[i]?.node as string), `${file}: ${before} → ${hops[i]?.node}`).toBe(true);
+            links++;
+          }
+        }
+      }
+      expect(links, file).toBeGreaterThan(0);
+    }
+  });
+
+  it("a relay whose gateways accept only its namespace takes no link from another namespace's relay", () => {
+    const evil: HopwayRecord = { type: "node", name: "evil-e", metadata: { namespace_name: "evil", kind: "relay" } };
+    const realm = buildRealm([...victim, evil]);
+    expect(linkPeers(realm, "victim-relay")).toEqual({ any: false, nodes: ["victim-db"] });
+  });
+
+  it("a gateway without `match` takes links from every node", () => {
+    const realm = buildRealm([...victim, bait]);
+    // evil-bait's gateway accepts victim-db only; victim-relay's accepts its namespace.
+    expect(linkPeers(realm, "evil-bait")).toEqual({ any: false, nodes: ["victim-db"] });
+    const open = buildRealm([
+      { type: "node", name: "r", gateway: [{ priority: 1, address: "ipv4://10.1.0.1:7001" }] },
+      { type: "node", name: "a" },
+      { type: "node", name: "b" },
+    ]);
+    expect(linkPeers(open, "r")).toEqual({ any: true, nodes: [] });
   });
 });

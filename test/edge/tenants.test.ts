@@ -538,6 +538,8 @@ describe("a tenant cannot make another namespace's application a relay", () => {
     expect(routes.find((x) => x.to === "evil-bait")?.hops?.map((h) => h.node)).toEqual(["victim-db", "evil-bait"]);
     // ... and the table says it is no relay, so the agent keeps carrying tunnels to it.
     expect(r.body.relays).toEqual([]);
+    // Links are taken only from nodes victim-relay's gateway accepts: not from another namespace's.
+    expect(r.body.peers).toEqual({ any: false, nodes: ["victim-db"] });
   });
 });
 

@@ -12,7 +12,7 @@
 // complete reload of the record list.
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { buildRealm, MAX_RECORDS, routeTable, tableRelays } from "@hopway/core";
+import { buildRealm, linkPeers, MAX_RECORDS, routeTable, tableRelays } from "@hopway/core";
 import { type HopwayRecord, RecordSchema } from "@hopway/core/schema";
 import {
   type ChangesAnswer,
@@ -88,7 +88,7 @@ function byName(a: HopwayRecord, b: HopwayRecord): number {
 export function computeTable(records: Iterable<HopwayRecord>, node: string, version: number): RouteTable {
   const realm = buildRealm([...records].sort(byName));
   const routes = routeTable(realm, node);
-  return { node, version, routes, relays: tableRelays(realm, node, routes) };
+  return { node, version, routes, relays: tableRelays(realm, node, routes), peers: linkPeers(realm, node) };
 }
 
 /** Parses the `"epoch.version"` strong ETag the edge puts on record lists. */

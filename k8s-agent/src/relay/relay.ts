@@ -327,7 +327,7 @@ export class Relay {
       this.linkServer = new LinkServer({
         ...common,
         acceptTimeoutMs: Math.min(settings.handshakeTimeoutMs, this.limits.headerTimeoutMs),
-        knows: (peer) => this.table.has(peer),
+        knows: (peer) => this.table.mayLink(peer),
         onStream: (stream, headers, peer) =>
           // As for a client's CONNECT (`route`): whatever throws ends this stream, never the process.
           this.handleLinkStream(stream, headers, peer).catch((err: unknown) => {

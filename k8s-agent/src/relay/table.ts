@@ -44,6 +44,8 @@ const MAX_CACHED_PORTS = 64;
 export class RoutingTable {
   private byTarget = new Map<string, RouteTable["routes"][number]>();
   private names = new Set<string>();
+  /** Who may open links to this relay (the table's `peers`); undefined: the table did not say. */
+  private linkFrom: ReadonlySet<string> | "any" | undefined;
   private current: RouteTable | undefined;
   /**
    * Nodes this table routes THROUGH (an intermediate hop of some route) and the endpoints
@@ -104,15 +106,27 @@ export class RoutingTable {
     this.relayNodes = relayNodes;
     this.relayEndpoints = relayEndpoints;
     this.names = names;
+    this.linkFrom = table.peers === undefined ? undefined : table.peers.any ? "any" : new Set(table.peers.nodes);
     this.current = table;
     // Decisions about the old table are void: a removed route is refused from the next connection on.
     this.decided = new Map();
     for (const l of this.listeners) l();
   }
 
-  /** Whether `name` is a node of the current table (a route's end or hop): relay links are only taken from these. */
+  /** Whether `name` is a node of the current table (a route's end or hop): links are only kept to these. */
   has(name: string): boolean {
     return name !== this.self && this.names.has(name);
+  }
+
+  /**
+   * Whether relay `name` may open links to this one: a node the table lists whose dial this relay's
+   * gateways accept (the table's `peers`). A table without `peers` (an earlier edge) takes any node
+   * it lists.
+   */
+  mayLink(name: string): boolean {
+    if (!this.has(name)) return false;
+    const from = this.linkFrom;
+    return from === undefined || from === "any" || from.has(name);
   }
 
   /** Whether some route leaves this relay through another relay: then it needs links (a certificate). */

@@ -156,6 +156,27 @@ describe("relay links: impostors are refused", () => {
     expect(backRec.failures).toEqual([["accept", "unknown_peer"]]);
   });
 
+  it("a certified relay the table lists but whose dial this relay's gateways refuse: refused as unknown_peer", async () => {
+    const { front, back, backRec } = await pair();
+    const table = back.table.table;
+    if (table === undefined) throw new Error("back has no table");
+    // What the edge sends: front is a node of the realm, but no gateway of back accepts it.
+    back.table.set({ ...table, version: 2, peers: { any: false, nodes: ["someone-else"] } });
+    expect((await tunnel(front.port)).status).toBe(502);
+    await waitFor(() => backRec.failures.length > 0);
+    expect(backRec.failures).toEqual([["accept", "unknown_peer"]]);
+    // Listed among the peers, front links up.
+    back.table.set({ ...table, version: 3, peers: { any: false, nodes: ["front"] } });
+    await waitFor(() => front.relay.linksByPeer().size === 0);
+    let status = 0;
+    for (const until = performance.now() + 2000; status !== 200 && performance.now() < until; await sleep(20)) {
+      const ans = await tunnel(front.port);
+      status = ans.status;
+      ans.socket.destroy();
+    }
+    expect(status).toBe(200);
+  });
+
   it("a relay cannot claim another relay's place in hopway-hops", async () => {
     const { back } = await pair();
     const m = testPki(TEST_REALM).issue("front");
