@@ -11,6 +11,8 @@ export const MAX_LISTENERS = 1024;
  * The admin's declarations without a namespace count only against the realm's.
  */
 export const MAX_LISTENERS_PER_NAMESPACE = 128;
+/** `meta` key prefix of the version at which a namespace's declarations last changed ("" for the admin's). */
+const VERSION_OF = "listeners_version:";
 
 interface Row extends Record<string, SqlStorageValue> {
   name: string;
@@ -51,6 +53,31 @@ export class ListenerStore {
       .map((r) => JSON.parse(r.json) as NamedListenerDeclaration);
   }
 
+  /**
+   * What an agent of `namespaces` follows: their declarations and the admin's (no namespace), and
+   * the version at which that part last changed. Another namespace's changes leave both as they
+   * were, so they neither wake its long-poll nor make it download, parse and save the realm's whole
+   * list. A namespace changed only before these versions were kept counts as changed at 0.
+   */
+  view(namespaces: readonly string[]): { version: number; listeners: NamedListenerDeclaration[] } {
+    const keys = [...new Set(namespaces)];
+    const marks = ["", ...keys].map((ns) => `${VERSION_OF}${ns}`);
+    const version = this.sql
+      .exec<{ value: string }>(`SELECT value FROM meta WHERE key IN (${marks.map(() => "?").join(",")})`, ...marks)
+      .toArray()
+      .reduce((v, r) => Math.max(v, Number(r.value)), 0);
+    const listeners = this.sql
+      .exec<Row>(
+        `SELECT name, namespace, json FROM listeners WHERE namespace IS NULL${
+          keys.length > 0 ? ` OR namespace IN (${keys.map(() => "?").join(",")})` : ""
+        } ORDER BY name`,
+        ...keys,
+      )
+      .toArray()
+      .map((r) => JSON.parse(r.json) as NamedListenerDeclaration);
+    return { version, listeners };
+  }
+
   /** Stores it; false when the stored one was the same (no new version). */
   put(decl: NamedListenerDeclaration): boolean {
     const json = JSON.stringify(decl);
@@ -64,21 +91,25 @@ export class ListenerStore {
       decl.namespace ?? null,
       json,
     );
-    this.bump();
+    // A declaration that moved between namespaces changed both.
+    this.bump([old?.namespace, decl.namespace ?? null]);
     return true;
   }
 
   delete(name: string): boolean {
+    const ns = this.namespaceOf(name);
     const removed = this.sql.exec("DELETE FROM listeners WHERE name = ?", name).rowsWritten > 0;
-    if (removed) this.bump();
+    if (removed) this.bump([ns]);
     return removed;
   }
 
-  private bump(): void {
+  private bump(namespaces: Array<string | null | undefined>): void {
     this.versionCache++;
-    this.sql.exec(
-      "INSERT OR REPLACE INTO meta (key, value) VALUES ('listeners_version', ?)",
-      String(this.versionCache),
-    );
+    const value = String(this.versionCache);
+    this.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('listeners_version', ?)", value);
+    for (const ns of new Set(namespaces)) {
+      if (ns === undefined) continue;
+      this.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", `${VERSION_OF}${ns ?? ""}`, value);
+    }
   }
 }

@@ -853,7 +853,11 @@ export class RealmObject extends DurableObject<Env> {
     return { ok: true, version: this.listeners.version };
   }
 
-  /** Every declaration; with `since` equal to the current version, waits up to `ms` for a change. */
+  /**
+   * The declarations the caller follows, and their version: an agent token gets its namespaces'
+   * and the admin's (docs/listeners.md), any other role every one. With `since` equal to that
+   * version, waits up to `ms` for it to change; another namespace's changes do not end the wait.
+   */
   async listenerDeclarations(
     caller: Caller,
     since: number | null,
@@ -861,8 +865,18 @@ export class RealmObject extends DurableObject<Env> {
   ): Promise<Result<{ version: number; listeners: NamedListenerDeclaration[] }>> {
     const p = this.reader(caller);
     if ("ok" in p) return p;
-    if (since === this.listeners.version && ms > 0) await waitIn(this.listenerWaiters, since, ms);
-    return { ok: true, version: this.listeners.version, listeners: this.listeners.list() };
+    const scope = p.role === "agent" ? (p.namespaces ?? []) : null;
+    const view = () =>
+      scope === null
+        ? { version: this.listeners.version, listeners: this.listeners.list() }
+        : this.listeners.view(scope);
+    const deadline = Date.now() + ms;
+    let current = view();
+    while (since === current.version && Date.now() < deadline) {
+      await waitIn(this.listenerWaiters, since, deadline - Date.now());
+      current = view();
+    }
+    return { ok: true, ...current };
   }
 
   private wakeListenerWaiters(): void {

@@ -142,4 +142,46 @@ describe("listener declarations", () => {
     expect(woken.body.listeners.map((l: { name: string }) => l.name)).toEqual(["redis"]);
     expect(Date.now() - t0).toBeLessThan(10_000);
   });
+
+  it("an agent follows its namespaces' declarations and the admin's: another namespace's churn neither reaches nor wakes it", async () => {
+    const realm = await newRealm("lisns");
+    const base = `/v1/realms/${realm}`;
+    const victim = await token(realm, "agent", ["victim"]);
+    const evil = await token(realm, "agent", ["evil"]);
+    const reader = await token(realm, "reader");
+    const put = async (name: string, body: Record<string, unknown>, tok?: string) =>
+      expect((await call("PUT", `${base}/listeners/${name}`, { body, ...(tok ? { token: tok } : {}) })).status).toBe(
+        201,
+      );
+    await put("shared", decl({ namespace: undefined, listen: "0.0.0.0:1000" }));
+    await put("v1", decl({ namespace: "victim", listen: "0.0.0.0:1001" }), victim);
+    await put("e1", decl({ namespace: "evil", listen: "0.0.0.0:1002" }), evil);
+    const names = (r: { body: { listeners: Array<{ name: string }> } }) => r.body.listeners.map((l) => l.name);
+    const mine = await call("GET", `${base}/listeners`, { token: victim });
+    expect(names(mine)).toEqual(["shared", "v1"]);
+    expect(names(await call("GET", `${base}/listeners`, { token: reader }))).toEqual(["e1", "shared", "v1"]);
+    const etag = mine.headers.get("etag") as string;
+    // The tenant rewrites its own declaration over and over while the victim's agent waits.
+    const waiting = call("GET", `${base}/listeners?wait=1`, { token: victim, headers: { "if-none-match": etag } });
+    for (let i = 0; i < 5; i++) {
+      const r = await call("PUT", `${base}/listeners/e1`, {
+        token: evil,
+        body: decl({ namespace: "evil", listen: `0.0.0.0:${2000 + i}` }),
+      });
+      expect(r.status).toBe(200);
+    }
+    expect((await waiting).status).toBe(304);
+    // A change of its own namespace, or the admin's, does reach it.
+    await call("PUT", `${base}/listeners/v1`, {
+      token: victim,
+      body: decl({ namespace: "victim", listen: "0.0.0.0:1003" }),
+    });
+    const changed = await call("GET", `${base}/listeners`, { token: victim, headers: { "if-none-match": etag } });
+    expect(changed.status).toBe(200);
+    const again = changed.headers.get("etag") as string;
+    expect((await call("DELETE", `${base}/listeners/shared`)).status).toBe(200);
+    const adminChanged = await call("GET", `${base}/listeners`, { token: victim, headers: { "if-none-match": again } });
+    expect(adminChanged.status).toBe(200);
+    expect(names(adminChanged)).toEqual(["v1"]);
+  });
 });
