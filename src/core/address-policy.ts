@@ -7,7 +7,8 @@
 // same rule to what it is about to dial.
 import { z } from "zod";
 import { formatPath } from "./errors.ts";
-import { type HopwayRecord, namespaceMapSchema, ownEntry, parseAddress } from "./schema.ts";
+import { type HopwayRecord, namespaceMapSchema, ownEntry, parseAddress, TextFieldSchema } from "./schema.ts";
+import type { SharedNamespaces } from "./selector.ts";
 
 // ---- addresses as bytes ----------------------------------------------------------
 
@@ -196,13 +197,34 @@ export const AddressRulesSchema = z.strictObject({
 });
 export type AddressRules = z.infer<typeof AddressRulesSchema>;
 
+/** Most namespaces one realm may share (docs/contract/records.md §2.3). */
+export const MAX_SHARED_NAMESPACES = 1024;
+
+/** The realm's shared namespaces on the wire: null (or omitted in the policy) = every namespace. */
+export const SharedNamespacesSchema = z.array(TextFieldSchema).max(MAX_SHARED_NAMESPACES);
+
 export const AddressPolicySchema = z.strictObject({
   /** Rules for namespaces not listed below. Omitted = the built-in default. */
   default: AddressRulesSchema.optional(),
   /** Rules per namespace (metadata.namespace_name); they replace the default for that namespace. */
   namespaces: namespaceMapSchema(AddressRulesSchema).optional(),
+  /**
+   * The namespaces whose records a selector that names no namespace reaches from every namespace
+   * (docs/contract/records.md §2.3). Omitted = every namespace, as before the setting; [] = none.
+   */
+  shared_namespaces: SharedNamespacesSchema.optional(),
 });
 export type AddressPolicy = z.infer<typeof AddressPolicySchema>;
+
+/** The policy's shared namespaces as the resolver takes them (null: every namespace). */
+export function sharedNamespaces(list: readonly string[] | null | undefined): SharedNamespaces {
+  return list === null || list === undefined ? null : new Set(list);
+}
+
+/** The setting in one canonical form (sorted, no duplicates), so equal settings compare equal. */
+export function canonicalShared(list: readonly string[] | null | undefined): string[] | null {
+  return list === null || list === undefined ? null : [...new Set(list)].sort();
+}
 
 /** Any IP or name, except the classes a tenant must never point a relay at. */
 export const DEFAULT_ADDRESS_RULES: AddressRules = {};

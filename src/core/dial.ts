@@ -1,6 +1,6 @@
 // Who can dial whom (docs/contract/routing.md §1), for one pair of records.
 import type { HopwayRecord } from "./schema.ts";
-import { matchesSelector, sameHost } from "./selector.ts";
+import { matchesSelector, type SharedNamespaces, sameHost, selectorReaches } from "./selector.ts";
 
 export interface DialChoice {
   /** Index of the gateway used in the target's `gateway` list. */
@@ -23,10 +23,16 @@ export function gatewayAddresses(address: string | readonly string[]): readonly 
  * dialer, the smallest priority wins, ties to the first declared. unix://
  * addresses are dropped unless both are on the same host; a gateway left with
  * no usable address is skipped as if it did not match (it cannot be used).
+ * A `match` that names no namespace selects only within the reach of
+ * `shared` (docs/contract/records.md §2.3).
  */
-export function chooseGateway(dialer: HopwayRecord, target: HopwayRecord): DialChoice | null {
+export function chooseGateway(
+  dialer: HopwayRecord,
+  target: HopwayRecord,
+  shared: SharedNamespaces = null,
+): DialChoice | null {
   if (dialer.type !== "node" || target.type !== "node" || dialer.name === target.name) return null;
-  return pickGateway(dialer, target);
+  return pickGateway(dialer, target, undefined, shared);
 }
 
 /**
@@ -34,14 +40,21 @@ export function chooseGateway(dialer: HopwayRecord, target: HopwayRecord): DialC
  * evaluates a gateway list against a class representative, which may be the
  * target record itself.
  */
-export function pickGateway(dialer: HopwayRecord, target: HopwayRecord, local?: boolean): DialChoice | null {
+export function pickGateway(
+  dialer: HopwayRecord,
+  target: HopwayRecord,
+  local?: boolean,
+  shared: SharedNamespaces = null,
+): DialChoice | null {
   if (target.type !== "node") return null;
+  const owner = target.metadata?.namespace_name;
   const gateways = target.gateway ?? [];
   let best: DialChoice | null = null;
   for (let i = 0; i < gateways.length; i++) {
     const gw = gateways[i]!;
     if (best !== null && gw.priority >= best.priority) continue;
     if (gw.match !== undefined && !matchesSelector(gw.match, dialer)) continue;
+    if (!selectorReaches("dial", gw.match, owner, dialer, shared)) continue;
     let usable = gatewayAddresses(gw.address);
     if (usable.some((a) => a.startsWith("unix://"))) {
       local ??= sameHost(dialer, target);

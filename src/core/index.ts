@@ -29,5 +29,5 @@ export {
 export { compareRelayKeys, noRoute, type RouteResolver, referenceResolver } from "./reference.ts";
 export { type LinkPeers, linkPeers, type RelayMark, tableRelays } from "./relays.ts";
 export * from "./schema.ts";
-export { matchesSelector, sameHost, selectorList } from "./selector.ts";
+export { matchesSelector, type SharedNamespaces, sameHost, selectorList, selectorReaches } from "./selector.ts";
 export * from "./wire.ts";

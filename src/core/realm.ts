@@ -41,7 +41,7 @@ import { combineWeight, nameHash, relayHalf } from "./hash.ts";
 import { utf8Length } from "./limits.ts";
 import { noRoute, type RouteResolver } from "./reference.ts";
 import { type Hop, type HopwayRecord, MAX_HOPS, type Route, type Selector } from "./schema.ts";
-import { matchesSelector, selectorList } from "./selector.ts";
+import { matchesSelector, type SharedNamespaces, selectorList, selectorReaches } from "./selector.ts";
 
 const NODE = 0;
 const CLIENT = 1;
@@ -147,6 +147,8 @@ class RealmImpl implements Realm {
   /** Why a record's relays are not followed (§3.8): its routes that need relays get `relay_limit`. */
   readonly limited: Array<string | undefined>;
   readonly bounds: Required<RealmBounds>;
+  /** The realm's shared namespaces (docs/contract/records.md §2.3); null: every namespace. */
+  readonly shared: SharedNamespaces;
   /** Records whose adv set was not computed: a closure that reaches one cannot be computed either. */
   private readonly advRefused: Uint8Array;
   /** Visit marks for reach(), by generation, so that a search allocates nothing of the realm's size. */
@@ -164,9 +166,10 @@ class RealmImpl implements Realm {
   private readonly byHost = new Map<string, number[]>();
   private readonly nodeList: number[] = [];
 
-  constructor(input: readonly HopwayRecord[], bounds: RealmBounds) {
+  constructor(input: readonly HopwayRecord[], bounds: RealmBounds, shared: SharedNamespaces) {
     const records = Object.freeze([...input]);
     this.records = records;
+    this.shared = shared;
     const n = records.length;
     this.size = n;
     this.bounds = {
@@ -270,7 +273,11 @@ class RealmImpl implements Realm {
         project(ref.name, r.name),
         project(ref.hostname, r.host?.hostname),
         project(ref.pid, r.host?.pid),
-        project(ref.ns, md?.namespace_name),
+        // Under shared namespaces a dialer of an unshared namespace passes a gateway that names
+        // none of an unshared namespace only in its own (§2.3): its namespace is part of its class.
+        shared !== null && md?.namespace_name !== undefined && !shared.has(md.namespace_name)
+          ? [md.namespace_name]
+          : project(ref.ns, md?.namespace_name),
         project(ref.api, md?.api_version),
         project(ref.kind, md?.kind),
         project(ref.group, md?.group),
@@ -288,7 +295,11 @@ class RealmImpl implements Realm {
       const gateways = r.gateway ?? [];
       let unix = false;
       // Plain JSON, not canonical: equal JSON implies equal gateways; a different key order only costs sharing.
-      const tkey = JSON.stringify(
+      // Which dialers a gateway that names no namespace admits depends on the target's own
+      // namespace once namespaces are not all shared (§2.3).
+      const owner = shared === null ? null : (md?.namespace_name ?? null);
+      const tkey = JSON.stringify([
+        owner,
         gateways.map((g) => {
           const addrs = gatewayAddresses(g.address);
           let pattern = "";
@@ -299,7 +310,7 @@ class RealmImpl implements Realm {
           }
           return [g.priority, g.match ?? null, pattern];
         }),
-      );
+      ]);
       let tc = tkeys.get(tkey);
       if (tc === undefined) {
         tc = this.tclassRep.length;
@@ -342,7 +353,10 @@ class RealmImpl implements Realm {
     const advKeys = new Map<string, { set: Int32Array; cost: number }>();
     for (const i of order) {
       const r = records[i] as Exclude<HopwayRecord, { type: "group" }>;
-      const key = JSON.stringify(r.advertise_relay);
+      // Under shared namespaces one value selects differently per namespace (§2.3).
+      const owner = r.metadata?.namespace_name;
+      const key =
+        shared === null ? JSON.stringify(r.advertise_relay) : JSON.stringify([owner ?? null, r.advertise_relay]);
       const b = budgetOf(i);
       let known = advKeys.get(key);
       if (!b.paid.has(key)) {
@@ -358,7 +372,7 @@ class RealmImpl implements Realm {
         b.paid.add(key);
         if (known === undefined) {
           const found = new Set<number>();
-          for (const sel of selectorList(r.advertise_relay)) for (const j of this.selectNodes(sel)) found.add(j);
+          for (const sel of selectorList(r.advertise_relay)) for (const j of this.selectNodes(sel, owner)) found.add(j);
           known = { set: Int32Array.from([...found].sort((a, c) => a - c)), cost };
           advKeys.set(key, known);
         }
@@ -445,9 +459,12 @@ class RealmImpl implements Realm {
     return combineWeight(this.chooser[i]!, this.relayW[j]!);
   }
 
-  /** Node indices (ascending) matched by a selector, via the smallest applicable index. */
-  selectNodes(sel: Selector): number[] {
-    return this.candidates(sel).filter((i) => matchesSelector(sel, this.records[i]!));
+  /** Node indices (ascending) a selector of a record in namespace `owner` matches, via the smallest applicable index. */
+  selectNodes(sel: Selector, owner: string | undefined): number[] {
+    return this.candidates(sel).filter(
+      (i) =>
+        matchesSelector(sel, this.records[i]!) && selectorReaches("relay", sel, owner, this.records[i]!, this.shared),
+    );
   }
 
   /** The smallest index list that holds every node a selector can match: what selecting costs. */
@@ -550,7 +567,7 @@ class RealmImpl implements Realm {
     if (dc < 0 || tc < 0) return -1;
     const hk = this.hostKey[u]!;
     if (this.tclassUnix[tc] && hk >= 0 && hk === this.hostKey[v]) {
-      return pickGateway(this.records[u]!, this.records[v]!, true)?.gateway ?? -1;
+      return pickGateway(this.records[u]!, this.records[v]!, true, this.shared)?.gateway ?? -1;
     }
     let memo = this.dialMemo[tc];
     if (memo === undefined) {
@@ -575,7 +592,8 @@ class RealmImpl implements Realm {
   }
 
   private pick(dc: number, tc: number): number {
-    return pickGateway(this.records[this.dclassRep[dc]!]!, this.records[this.tclassRep[tc]!]!, false)?.gateway ?? -1;
+    const dialer = this.records[this.dclassRep[dc]!]!;
+    return pickGateway(dialer, this.records[this.tclassRep[tc]!]!, false, this.shared)?.gateway ?? -1;
   }
 
   /** Priority of the gateway u uses for v (g from gatewayIndex). */
@@ -603,7 +621,7 @@ class RealmImpl implements Realm {
     const tc = this.tclass[v]!;
     const hk = this.hostKey[u]!;
     if (this.tclassUnix[tc] && hk >= 0 && hk === this.hostKey[v]) {
-      const c = pickGateway(this.records[u]!, target, true)!;
+      const c = pickGateway(this.records[u]!, target, true, this.shared)!;
       return { node: target.name, address: c.address, priority: c.priority, alternatives: c.alternatives };
     }
     const g = this.gatewayIndex(u, v);
@@ -921,10 +939,16 @@ function impl(realm: Realm): RealmImpl {
 /**
  * Builds the immutable, indexed realm. Throws invalid_input on duplicate names. `bounds` are for
  * tests: the edge, the agent, the CLI and the topology page must all use the defaults (§3.8), or
- * they would give different routes.
+ * they would give different routes. `shared`: the realm's shared namespaces
+ * (docs/contract/records.md §2.3), null for every namespace; whoever computes a realm's routes
+ * must pass the realm's setting.
  */
-export function buildRealm(records: readonly HopwayRecord[], bounds: RealmBounds = {}): Realm {
-  return new RealmImpl(records, bounds);
+export function buildRealm(
+  records: readonly HopwayRecord[],
+  bounds: RealmBounds = {},
+  shared: SharedNamespaces = null,
+): Realm {
+  return new RealmImpl(records, bounds, shared);
 }
 
 function preCheck(r: RealmImpl, s: number, t: number): Route | undefined {
@@ -1081,7 +1105,7 @@ export function dialChoice(realm: Realm, from: string, to: string): DialChoice |
   const u = r.lookup(from);
   const v = r.lookup(to);
   if (r.kind[u] !== NODE || r.kind[v] !== NODE || u === v) return null;
-  return pickGateway(r.records[u]!, r.records[v]!);
+  return pickGateway(r.records[u]!, r.records[v]!, undefined, r.shared);
 }
 
 export function canDial(realm: Realm, from: string, to: string): boolean {
@@ -1134,8 +1158,12 @@ export function closureStatsForTest(realm: Realm): { closures: number; members: 
 }
 
 /** The RouteResolver view of a realm, for code (and the conformance suite) written against that interface. */
-export function realmResolver(records: readonly HopwayRecord[], bounds: RealmBounds = {}): RouteResolver {
-  const realm = buildRealm(records, bounds);
+export function realmResolver(
+  records: readonly HopwayRecord[],
+  bounds: RealmBounds = {},
+  shared: SharedNamespaces = null,
+): RouteResolver {
+  const realm = buildRealm(records, bounds, shared);
   return {
     resolveRoute: (from, to) => resolveRoute(realm, from, to),
     resolveRoutes: (from, to) => resolveRoutes(realm, from, to),

@@ -6,7 +6,7 @@ import { chooseGateway, type DialChoice } from "./dial.ts";
 import { EdgeError } from "./errors.ts";
 import { rendezvousWeight } from "./hash.ts";
 import { type Hop, type HopwayRecord, MAX_HOPS, type NoRouteReason, type Route } from "./schema.ts";
-import { matchesSelector, selectorList } from "./selector.ts";
+import { matchesSelector, type SharedNamespaces, selectorList, selectorReaches } from "./selector.ts";
 
 /** What every resolver offers; the conformance suite runs against this interface. */
 export interface RouteResolver {
@@ -25,7 +25,8 @@ export function compareRelayKeys(wa: number, na: string, wb: number, nb: string)
   return na < nb ? -1 : na > nb ? 1 : 0;
 }
 
-export function referenceResolver(records: readonly HopwayRecord[]): RouteResolver {
+/** `shared`: the realm's shared namespaces (docs/contract/records.md §2.3); null, every namespace. */
+export function referenceResolver(records: readonly HopwayRecord[], shared: SharedNamespaces = null): RouteResolver {
   const byName = new Map<string, HopwayRecord>();
   for (const r of records) byName.set(r.name, r);
 
@@ -38,7 +39,13 @@ export function referenceResolver(records: readonly HopwayRecord[]): RouteResolv
   const adv = (x: HopwayRecord): HopwayRecord[] => {
     if (x.type === "group") return [];
     const sels = selectorList(x.advertise_relay);
-    return records.filter((r) => r.type === "node" && r.name !== x.name && sels.some((s) => matchesSelector(s, r)));
+    const owner = x.metadata?.namespace_name;
+    return records.filter(
+      (r) =>
+        r.type === "node" &&
+        r.name !== x.name &&
+        sels.some((s) => matchesSelector(s, r) && selectorReaches("relay", s, owner, r, shared)),
+    );
   };
 
   const closure = (x: HopwayRecord): Set<string> => {
@@ -107,7 +114,7 @@ export function referenceResolver(records: readonly HopwayRecord[]): RouteResolv
           if (v === t && attT === u) out.push({ to: v, hop: clientHop(v.name) });
           continue;
         }
-        const c = chooseGateway(u, v);
+        const c = chooseGateway(u, v, shared);
         if (c !== null) out.push({ to: v, hop: dialHop(v.name, c) });
       }
       return out;
@@ -142,7 +149,7 @@ export function referenceResolver(records: readonly HopwayRecord[]): RouteResolv
     if (arrived.length === 0) {
       if (t.type === "node") {
         const dialers = [s, ...[...eligible].map((n) => byName.get(n)!)];
-        if (!dialers.some((d) => chooseGateway(d, t) !== null)) {
+        if (!dialers.some((d) => chooseGateway(d, t, shared) !== null)) {
           return noRoute(
             from,
             to,

@@ -42,6 +42,39 @@ export function matchesSelector(selector: Selector | undefined, record: HopwayRe
   return true;
 }
 
+/**
+ * The realm's shared namespaces (docs/contract/records.md §2.3). null: every namespace is shared,
+ * the rule before the setting and what a topology file resolves with. Else the namespaces whose
+ * records a selector that names no namespace reaches from every other namespace.
+ */
+export type SharedNamespaces = ReadonlySet<string> | null;
+
+/** Where a selector is written: an `advertise_relay` (whom the record trusts as its relays) or a gateway's `match` (who may dial it). */
+export type SelectorUse = "relay" | "dial";
+
+/**
+ * Whether a selector written in a record of namespace `owner` may match `candidate` at all
+ * (docs/contract/records.md §2.3). A selector that names a namespace chose it and reaches it. One
+ * that names none, or an omitted one, reaches its own record's namespace, records without a
+ * namespace (only the admin writes those) and the shared namespaces: any tenant can write a record
+ * that matches it, so it must not make a tenant's node another namespace's relay, nor let it dial a
+ * tenant of another namespace, unless the admin shares the tenant's namespace. A gateway of a
+ * shared namespace's record, or of one without a namespace, serves every namespace: that is what
+ * sharing it means, and a node that dials it becomes nobody's relay by doing so.
+ */
+export function selectorReaches(
+  use: SelectorUse,
+  selector: Selector | undefined,
+  owner: string | undefined,
+  candidate: HopwayRecord,
+  shared: SharedNamespaces,
+): boolean {
+  if (shared === null || selector?.metadata?.namespace_name !== undefined) return true;
+  if (use === "dial" && (owner === undefined || shared.has(owner))) return true;
+  const ns = metadataOf(candidate)?.namespace_name;
+  return ns === undefined || ns === owner || shared.has(ns);
+}
+
 /** `advertise_relay` as a list (it may be one selector or a list of them). */
 export function selectorList(value: Selector | readonly Selector[] | undefined): readonly Selector[] {
   if (value === undefined) return [];

@@ -10,6 +10,7 @@
 //
 // Part of the pure core: zod only, no `cloudflare:*`, `hono` or `node:*`.
 import { z } from "zod";
+import { SharedNamespacesSchema } from "./address-policy.ts";
 import { ERROR_CODES } from "./errors.ts";
 import {
   HopSchema,
@@ -193,10 +194,18 @@ export const HeartbeatAnswerSchema = z.object({
 });
 
 /** GET /nodes: the records at one version; `next` (with `limit`) is the `after` of the next page, null at the end. */
+/**
+ * The realm's shared namespaces (docs/contract/records.md §2.3) as record lists and changes carry
+ * them, for whoever resolves routes from the records: null, every namespace; absent, an edge of
+ * an earlier release (every namespace) or, in a change answer, no change.
+ */
+const SharedSettingSchema = SharedNamespacesSchema.nullable().optional();
+
 export const NodesAnswerSchema = z.object({
   version: VersionSchema,
   records: z.array(RecordSchema),
   next: NameSchema.nullable().optional(),
+  shared_namespaces: SharedSettingSchema,
 });
 export type NodesAnswer = z.infer<typeof NodesAnswerSchema>;
 
@@ -252,7 +261,7 @@ const RecordChangeSchema = z.object({
 /**
  * GET /changes. `reset`: the caller's version is too old or from another
  * epoch; reload with GET /nodes, then ask again. The edge always sends the
- * trust bundle; readers take an answer without one as "no change to it".
+ * trust bundle and the shared namespaces; readers take an answer without one as "no change to it".
  */
 export const ChangesAnswerSchema = z.discriminatedUnion("kind", [
   z.object({
@@ -260,12 +269,14 @@ export const ChangesAnswerSchema = z.discriminatedUnion("kind", [
     epoch: EpochSchema,
     version: VersionSchema,
     trust_bundle: TrustBundleSchema.optional(),
+    shared_namespaces: SharedSettingSchema,
   }),
   z.object({
     kind: z.literal("reset"),
     epoch: EpochSchema,
     version: VersionSchema,
     trust_bundle: TrustBundleSchema.optional(),
+    shared_namespaces: SharedSettingSchema,
   }),
   z.object({
     kind: z.literal("delta"),
@@ -273,6 +284,7 @@ export const ChangesAnswerSchema = z.discriminatedUnion("kind", [
     version: VersionSchema,
     changes: z.array(RecordChangeSchema),
     trust_bundle: TrustBundleSchema.optional(),
+    shared_namespaces: SharedSettingSchema,
   }),
 ]);
 export type ChangesAnswer = z.infer<typeof ChangesAnswerSchema>;

@@ -70,6 +70,41 @@ describe("hopway routes", () => {
     expect(() => JSON.parse(table.stdout)).toThrow();
   });
 
+  it("--shared-namespaces resolves as a realm that shares only those: a tenant's node dressed as a relay stays out", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hopway-routes-shared-"));
+    const file = join(dir, "topology.yaml");
+    // Route computation only: nothing dials these addresses.
+    const impostor = [
+      "aaa-impostor:",
+      "  discovery:",
+      "    name: aaa-impostor",
+      "    metadata: {namespace_name: tenant_4, kind: relay, labels: {area.region: any}}",
+      "    gateway: [{priority: 0, address: 'ipv4://10.66.0.1:1234'}]",
+      "",
+    ].join("\n");
+    writeFileSync(file, readFileSync(join(FIXTURES, "cross-region.yaml"), "utf8") + impostor);
+    const hopsOf = (r: Result) => brief(JSON.parse(r.stdout)).map((x) => x.hops?.map((h) => h.node));
+    const open = await hopway(["routes", "--topology", file, "--from", "app2", "--to", "app1", "--json"]);
+    expect(hopsOf(open)).toEqual([["aaa-impostor", "relaysvr1", "app1"]]);
+    const shared = await hopway([
+      "routes",
+      "--topology",
+      file,
+      "--from",
+      "app2",
+      "--to",
+      "app1",
+      "--shared-namespaces",
+      "namespace_1,namespace_2,namespace_3",
+      "--json",
+    ]);
+    expect(shared.stderr).toBe("");
+    expect(hopsOf(shared)).toEqual([["relaysvr2", "relaysvr3", "relaysvr1", "app1"]]);
+    const bad = await hopway(["routes", "--topology", file, "--shared-namespaces", "a,,b"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^hopway routes: --shared-namespaces: /);
+  });
+
   it("lists no-route pairs with hops null and a reason; groups expand; stdin and list-form JSON work", async () => {
     const topology = [
       { name: "a", metadata: { namespace_name: "x" }, gateway: [{ priority: 1, address: "ipv4://10.0.0.1:1" }] },

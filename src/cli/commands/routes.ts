@@ -1,4 +1,4 @@
-// `hopway routes --topology FILE [--from A] [--to B] [--json]`: resolves routes
+// `hopway routes --topology FILE [--from A] [--to B] [--shared-namespaces LIST] [--json]`: resolves routes
 // offline, with no edge, with the same core the edge and the agents run. With
 // neither --from nor --to: every ordered pair of distinct non-group records.
 import { readFileSync } from "node:fs";
@@ -11,12 +11,14 @@ import {
   type Route,
   resolveRoutes,
   routeTable,
+  type SharedNamespaces,
+  SharedNamespacesSchema,
 } from "../../core/index.ts";
 import { type CliIo, EXIT_OK, EXIT_USAGE, flagProblem, formatTable, printable, processIo } from "../edge-client.ts";
 
 export const summary = "resolve routes offline from a topology file (no edge needed)";
 
-const HELP = `usage: hopway routes --topology FILE [--from A] [--to B] [--json]
+const HELP = `usage: hopway routes --topology FILE [--from A] [--to B] [--shared-namespaces LIST] [--json]
 
 Resolves routes from a topology file (YAML or JSON; a list of records or the
 topologies/*.yaml configuration map) with the same resolver as the edge.
@@ -24,6 +26,9 @@ topologies/*.yaml configuration map) with the same resolver as the edge.
   --topology FILE  the topology; "-" reads standard input
   --from A         only routes from A (with --to: the one route A -> B)
   --to B           only routes to B; a group gives one route per member
+  --shared-namespaces LIST
+                   resolve as a realm whose policy shares only these namespaces
+                   (comma-separated; "" shares none); without it, every one
   --json           a JSON array of {from, to, hops} (+ reason, detail where hops is null)
 
 Without --from and --to: every ordered pair of distinct non-group records.
@@ -34,6 +39,7 @@ const OPTIONS = {
   topology: { type: "string" },
   from: { type: "string" },
   to: { type: "string" },
+  "shared-namespaces": { type: "string" },
   json: { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
 } as const;
@@ -45,7 +51,14 @@ class DataError extends Error {}
 
 export function run(argv: readonly string[], io: CliIo = processIo()): number {
   try {
-    let values: { topology?: string; from?: string; to?: string; json: boolean; help: boolean };
+    let values: {
+      topology?: string;
+      from?: string;
+      to?: string;
+      "shared-namespaces"?: string;
+      json: boolean;
+      help: boolean;
+    };
     try {
       values = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: false, strict: true }).values;
     } catch (error) {
@@ -56,7 +69,9 @@ export function run(argv: readonly string[], io: CliIo = processIo()): number {
       return EXIT_OK;
     }
     if (values.topology === undefined || values.topology === "") throw new Usage("--topology FILE is required");
-    const realm = load(values.topology, io);
+    const list = values["shared-namespaces"];
+    const shared = list === undefined ? null : sharedList(list);
+    const realm = load(values.topology, io, shared);
     if (realm === undefined) return EXIT_USAGE;
     for (const name of [values.from, values.to]) {
       if (name !== undefined && realm.get(name) === undefined) {
@@ -83,7 +98,19 @@ export function run(argv: readonly string[], io: CliIo = processIo()): number {
   }
 }
 
-function load(file: string, io: CliIo): Realm | undefined {
+/** `a,b,c` as the policy's list, checked as the edge checks `shared_namespaces`. */
+function sharedList(text: string): SharedNamespaces {
+  const names = text === "" ? [] : text.split(",").map((n) => n.trim());
+  const parsed = SharedNamespacesSchema.safeParse(names);
+  if (!parsed.success) {
+    throw new Usage(
+      `--shared-namespaces: ${parsed.error.issues[0]?.message ?? "invalid"} (a comma-separated list of namespaces)`,
+    );
+  }
+  return new Set(parsed.data);
+}
+
+function load(file: string, io: CliIo, shared: SharedNamespaces): Realm | undefined {
   let text: string;
   try {
     text = readFileSync(file === "-" ? 0 : file, "utf8");
@@ -100,7 +127,7 @@ function load(file: string, io: CliIo): Realm | undefined {
     }
     return undefined;
   }
-  return buildRealm(parsed.records);
+  return buildRealm(parsed.records, {}, shared);
 }
 
 /** The routes asked for, in record order. Each table is computed once per source, not per pair. */
