@@ -1,9 +1,11 @@
 // The realm's gateway address policy in SQLite (schema v3). Read once per
 // object start and on every change, so a write checks against memory.
-import type { AddressPolicy, AddressRules } from "../src/core/address-policy.ts";
+import { type AddressPolicy, type AddressRules, canonicalShared } from "../src/core/address-policy.ts";
 import type { Sql } from "./migrations.ts";
 
 const NS = "ns:";
+/** The row of the shared namespaces (docs/contract/records.md §2.3): a JSON list; no row = every namespace. */
+const SHARED = "shared_namespaces";
 
 export class PolicyStore {
   private cached: AddressPolicy;
@@ -17,7 +19,8 @@ export class PolicyStore {
     const rows = this.sql.exec<{ scope: string; rules: string }>("SELECT scope, rules FROM address_policy").toArray();
     for (const row of rows) {
       const rules = JSON.parse(row.rules) as AddressRules;
-      if (row.scope === "default") policy.default = rules;
+      if (row.scope === SHARED) policy.shared_namespaces = JSON.parse(row.rules) as string[];
+      else if (row.scope === "default") policy.default = rules;
       else if (row.scope.startsWith(NS)) {
         policy.namespaces ??= {};
         policy.namespaces[row.scope.slice(NS.length)] = rules;
@@ -30,6 +33,11 @@ export class PolicyStore {
     return this.cached;
   }
 
+  /** The realm's shared namespaces, sorted; null: every namespace. */
+  get shared(): string[] | null {
+    return canonicalShared(this.cached.shared_namespaces);
+  }
+
   /** Replaces the whole policy. The caller runs it inside a transaction. */
   replace(policy: AddressPolicy): void {
     this.sql.exec("DELETE FROM address_policy");
@@ -38,6 +46,10 @@ export class PolicyStore {
     }
     for (const [ns, rules] of Object.entries(policy.namespaces ?? {})) {
       this.sql.exec("INSERT INTO address_policy (scope, rules) VALUES (?, ?)", NS + ns, JSON.stringify(rules));
+    }
+    const shared = canonicalShared(policy.shared_namespaces);
+    if (shared !== null) {
+      this.sql.exec("INSERT INTO address_policy (scope, rules) VALUES (?, ?)", SHARED, JSON.stringify(shared));
     }
     this.cached = this.load();
   }

@@ -370,7 +370,12 @@ export class RealmObject extends DurableObject<Env> {
     const p = this.reader(caller);
     if ("ok" in p) return p;
     this.catchUp(this.now());
-    return { ok: true, changes: { ...this.records.changesSince(epoch, since), trust_bundle: this.ca.trustBundle() } };
+    return { ok: true, changes: { ...this.records.changesSince(epoch, since), ...this.routeInputs() } };
+  }
+
+  /** What routes depend on besides the records, with every answer a Worker's cache builds from. */
+  private routeInputs(): { trust_bundle: string[]; shared_namespaces: string[] | null } {
+    return { trust_bundle: this.ca.trustBundle(), shared_namespaces: this.policies.shared };
   }
 
   /**
@@ -390,7 +395,7 @@ export class RealmObject extends DurableObject<Env> {
     if (epoch === this.records.epoch && since === this.records.version && ms > 0) {
       await waitIn(this.waiters, since, ms);
     }
-    return { ok: true, changes: { ...this.records.changesSince(epoch, since), trust_bundle: this.ca.trustBundle() } };
+    return { ok: true, changes: { ...this.records.changesSince(epoch, since), ...this.routeInputs() } };
   }
 
   page(caller: Caller, after: string | null, limit: number): Result<{ page: RecordPageWithTrust }> {
@@ -398,7 +403,7 @@ export class RealmObject extends DurableObject<Env> {
     if ("ok" in p) return p;
     this.catchUp(this.now());
     const page = this.records.page(after, Math.max(1, Math.min(limit, PAGE_MAX)));
-    return { ok: true, page: { ...page, trust_bundle: this.ca.trustBundle() } };
+    return { ok: true, page: { ...page, ...this.routeInputs() } };
   }
 
   getRecord(caller: Caller, name: string): Result<{ stored: StoredRecord }> {
@@ -899,11 +904,22 @@ export class RealmObject extends DurableObject<Env> {
     return { ok: true, policy: this.policies.policy };
   }
 
-  /** Replaces the policy. It governs writes from now on; records already stored are not re-checked. */
+  /**
+   * Replaces the policy. Its address and name rules govern writes from now on; records already
+   * stored are not re-checked. Its shared namespaces decide routes (docs/contract/records.md §2.3),
+   * so a change to them is a realm version: it wakes long-polls and changes every ETag.
+   */
   setPolicy(caller: Caller, policy: AddressPolicy): Result<{ policy: AddressPolicy }> {
     const p = this.admin(caller);
     if ("ok" in p) return p;
-    this.ctx.storage.transactionSync(() => this.policies.replace(policy));
+    const before = JSON.stringify(this.policies.shared);
+    let moved = false;
+    this.recordsTransaction(() => {
+      this.policies.replace(policy);
+      moved = JSON.stringify(this.policies.shared) !== before;
+      if (moved) this.records.bump([]);
+    });
+    if (moved) this.notify();
     return { ok: true, policy: this.policies.policy };
   }
 

@@ -323,6 +323,7 @@ export function createApp(): Hono<Env2> {
           version: view.version,
           records: list,
           ...(q.limit !== undefined ? { next } : {}),
+          shared_namespaces: view.shared === null ? null : [...view.shared],
         });
       },
     );

@@ -5,6 +5,8 @@
 // 1,000 route-table computations, and repeated lookups at one version compute
 // nothing: the built realm, route tables and single routes are memoised on
 // the immutable view of that version.
+
+import { sharedNamespaces } from "../core/address-policy.ts";
 import {
   buildRealm,
   type HopwayRecord,
@@ -56,6 +58,8 @@ export class RealmView {
     readonly records: ReadonlyMap<string, HopwayRecord>,
     /** The relay CA certificates at this version (docs/identity.md); a change is a new version. */
     readonly trustBundle: readonly string[] = [],
+    /** The shared namespaces at this version (docs/contract/records.md §2.3); a change is a new version. */
+    readonly shared: readonly string[] | null = null,
   ) {}
 
   /** Strong validator of everything derived from this view. */
@@ -65,7 +69,7 @@ export class RealmView {
 
   get realm(): Realm {
     if (this.built === undefined) {
-      this.built = buildRealm([...this.records.values()]);
+      this.built = buildRealm([...this.records.values()], {}, sharedNamespaces(this.shared));
       cacheStatsForTest.builds++;
     }
     return this.built;
@@ -167,21 +171,21 @@ async function apply(
         else next.set(c.name, c.record);
       }
       cacheStatsForTest.deltas++;
-      return new RealmView(changes.epoch, changes.version, next, changes.trust_bundle);
+      return new RealmView(changes.epoch, changes.version, next, changes.trust_bundle, changes.shared_namespaces);
     }
     // Reset (or nothing to apply a delta to): page through the records, then
     // catch up on whatever changed while paging.
     cacheStatsForTest.resets++;
     const all = new Map<string, HopwayRecord>();
     let after: string | null = null;
-    let first: { epoch: string; version: number; trust_bundle: string[] } | undefined;
+    let first: RecordPageWithTrust | undefined;
     do {
       const { page }: { page: RecordPageWithTrust } = unwrap(await rpc.page(caller, after, PAGE));
-      first ??= { epoch: page.epoch, version: page.version, trust_bundle: page.trust_bundle };
+      first ??= page;
       for (const r of page.records) all.set(r.name, r);
       after = page.next;
     } while (after !== null);
-    base = new RealmView(first.epoch, first.version, all, first.trust_bundle);
+    base = new RealmView(first.epoch, first.version, all, first.trust_bundle, first.shared_namespaces);
     if (round > 3) return base;
     changes = unwrap(await rpc.changes(caller, base.epoch, base.version)).changes;
   }

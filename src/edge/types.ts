@@ -31,8 +31,11 @@ export type Changes =
   /** The caller's copy is too old (changelog pruned), from another epoch, or too far behind: reload by pages. */
   | { kind: "reset"; epoch: string; version: number };
 
-/** A Changes answer as the realm object gives it: with the relay trust bundle at that version (docs/identity.md). */
-export type ChangesWithTrust = Changes & { trust_bundle: string[] };
+/**
+ * A Changes answer as the realm object gives it: with the relay trust bundle (docs/identity.md) and
+ * the shared namespaces (docs/contract/records.md §2.3; null: every namespace) at that version.
+ */
+export type ChangesWithTrust = Changes & { trust_bundle: string[]; shared_namespaces: string[] | null };
 
 export interface RecordChange {
   name: string;
@@ -48,8 +51,8 @@ export interface RecordPage {
   next: string | null;
 }
 
-/** A page as the realm object gives it: with the relay trust bundle at the page's version. */
-export type RecordPageWithTrust = RecordPage & { trust_bundle: string[] };
+/** A page as the realm object gives it: with the relay trust bundle and shared namespaces at the page's version. */
+export type RecordPageWithTrust = RecordPage & { trust_bundle: string[]; shared_namespaces: string[] | null };
 
 export interface WriteResult {
   version: number;

@@ -61,7 +61,7 @@ describe("import", () => {
     expect(e.status).toBe(400);
     expect(e.body.error.code).toBe("invalid_json");
     const n = await call("GET", `/v1/realms/${realm}/nodes`);
-    expect(n.body).toEqual({ version: 0, records: [] });
+    expect(n.body).toEqual({ version: 0, records: [], shared_namespaces: null });
   });
 
   it("an import of many records is one version", async () => {

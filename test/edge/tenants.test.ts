@@ -7,6 +7,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { callerFrom, mintToken } from "../../src/edge/auth.ts";
 import { clearRealmCacheForTest } from "../../src/edge/realm-cache.ts";
+import crossRegion from "../fixtures/topologies/cross-region.yaml?raw";
 import { type Call, call, edgeFetch, freshRealm, newRealm, node } from "./helpers.ts";
 
 async function token(realm: string, role: "agent" | "reader", namespaces: string[] = []): Promise<string> {
@@ -588,5 +589,86 @@ describe("one namespace cannot make route computation cost the realm", () => {
     expect(limited.length).toBeGreaterThan(0);
     expect(limited.every((x) => x.to.startsWith("e-"))).toBe(true);
     expect(routes.filter((x) => x.to.startsWith("e-"))).toHaveLength(N);
+  });
+});
+
+describe("shared namespaces: a tenant's node dressed as a relay joins no other namespace's routes", () => {
+  const impostor = {
+    name: "aaa-impostor",
+    metadata: { namespace_name: "tenant_4", kind: "relay", labels: { "area.region": "any" } },
+    // Route computation only: nothing dials this address.
+    gateway: [{ priority: 0, address: "ipv4://10.66.0.1:1234" }],
+    advertise_relay: { metadata: { kind: "relay", labels: { "area.region": "any" } } },
+  };
+  const REFERENCE = ["namespace_3", "namespace_1", "namespace_2"];
+
+  it("without the setting it carries app2's tunnels to app1; with it, the reference route stands, and the change is a realm version", async () => {
+    const realm = await newRealm("shared");
+    const base = `/v1/realms/${realm}`;
+    const imported = await call("POST", `${base}/import`, { raw: crossRegion, type: "application/yaml" });
+    expect(imported.status, JSON.stringify(imported.body)).toBe(200);
+    const tenant = await token(realm, "agent", ["tenant_4"]);
+    const put = await call("PUT", `${base}/nodes/aaa-impostor`, { token: tenant, body: impostor });
+    expect(put.status, JSON.stringify(put.body)).toBe(201);
+    const route = async () =>
+      ((await call("GET", `${base}/routes?from=app2&to=app1`)).body.hops as Array<{ node: string }>).map((h) => h.node);
+    // The attack: relaysvr2's advertise_relay names no namespace, so the tenant's node is app2's way out.
+    expect(await route()).toEqual(["aaa-impostor", "relaysvr1", "app1"]);
+
+    const before = (await call("GET", `${base}/nodes`)).body;
+    expect(before.shared_namespaces).toBeNull();
+    const set = await call("PUT", `${base}/policy`, { body: { shared_namespaces: REFERENCE } });
+    expect(set.status, JSON.stringify(set.body)).toBe(200);
+    expect(set.body.shared_namespaces).toEqual(["namespace_1", "namespace_2", "namespace_3"]);
+    expect(await route()).toEqual(["relaysvr2", "relaysvr3", "relaysvr1", "app1"]);
+    const table = (await call("GET", `${base}/route-tables/relaysvr3`)).body;
+    for (const r of table.routes as Array<{ to: string; hops: Array<{ node: string }> | null }>) {
+      if (r.to !== "aaa-impostor") expect(r.hops?.map((h) => h.node) ?? []).not.toContain("aaa-impostor");
+    }
+
+    // A realm version with no record in it: agents that resolve from the records learn the setting.
+    const after = (await call("GET", `${base}/nodes`)).body;
+    expect(after.version).toBe(before.version + 1);
+    expect(after.shared_namespaces).toEqual(["namespace_1", "namespace_2", "namespace_3"]);
+    const epoch = /"([0-9a-f]+)\./.exec((await call("GET", `${base}/nodes`)).headers.get("etag") ?? "")?.[1];
+    const changes = await call("GET", `${base}/changes?since=${before.version}&epoch=${epoch}`);
+    expect(changes.body).toMatchObject({
+      kind: "delta",
+      version: after.version,
+      changes: [],
+      shared_namespaces: ["namespace_1", "namespace_2", "namespace_3"],
+    });
+    // The same setting again, in another order, is no change.
+    await call("PUT", `${base}/policy`, { body: { shared_namespaces: [...REFERENCE].reverse() } });
+    expect((await call("GET", `${base}/nodes`)).body.version).toBe(after.version);
+
+    // It survives the object's restart and a cold isolate cache.
+    await evictDurableObject(env.REALM.get(env.REALM.idFromName(realm)));
+    clearRealmCacheForTest();
+    expect((await call("GET", `${base}/policy`)).body.shared_namespaces).toEqual(REFERENCE.toSorted());
+    expect(await route()).toEqual(["relaysvr2", "relaysvr3", "relaysvr1", "app1"]);
+
+    // Removing it opens every namespace again.
+    await call("PUT", `${base}/policy`, { body: {} });
+    expect(await route()).toEqual(["aaa-impostor", "relaysvr1", "app1"]);
+  });
+
+  it("only the admin sets it, and a bad value is a 400 naming the field that stores nothing", async () => {
+    const realm = await newRealm("sharedbad");
+    const base = `/v1/realms/${realm}`;
+    const tenant = await token(realm, "agent", ["tenant_4"]);
+    const byTenant = await call("PUT", `${base}/policy`, { token: tenant, body: { shared_namespaces: ["tenant_4"] } });
+    expect(byTenant.status).toBe(403);
+    for (const [body, path] of [
+      [{ shared_namespaces: "namespace_1" }, "shared_namespaces"],
+      [{ shared_namespaces: [""] }, "shared_namespaces[0]"],
+      [{ shared_namespaces: ["ok", "bad\nname"] }, "shared_namespaces[1]"],
+      [{ shared_namespaces: Array.from({ length: 1025 }, (_, i) => `ns${i}`) }, "shared_namespaces"],
+    ] as const) {
+      const r = await call("PUT", `${base}/policy`, { body });
+      expect(r.status, JSON.stringify(r.body)).toBe(400);
+      expect(r.body.error.path).toBe(path);
+    }
+    expect((await call("GET", `${base}/policy`)).body).toEqual({});
   });
 });

@@ -12,7 +12,16 @@
 // complete reload of the record list.
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { buildRealm, linkPeers, MAX_RECORDS, routeTable, tableRelays } from "@hopway/core";
+import {
+  buildRealm,
+  canonicalShared,
+  linkPeers,
+  MAX_RECORDS,
+  routeTable,
+  SharedNamespacesSchema,
+  sharedNamespaces,
+  tableRelays,
+} from "@hopway/core";
 import { type HopwayRecord, RecordSchema } from "@hopway/core/schema";
 import {
   type ChangesAnswer,
@@ -35,12 +44,16 @@ const SnapshotSchema = z.object({
   version: z.number().int().nonnegative(),
   saved_at: z.number(),
   records: z.array(RecordSchema),
+  /** Absent in snapshots saved before the setting: every namespace, as those agents computed. */
+  shared_namespaces: SharedNamespacesSchema.nullable().optional(),
 });
 
 export interface SyncState {
   epoch: string;
   version: number;
   records: Map<string, HopwayRecord>;
+  /** The realm's shared namespaces (docs/contract/records.md §2.3); null: every namespace. */
+  shared: string[] | null;
 }
 
 /** What the records replica needs from the edge client: HTTP, reachability, sleeping, backoff. */
@@ -85,8 +98,13 @@ function byName(a: HopwayRecord, b: HopwayRecord): number {
  * result does not depend on the order deltas arrived in; the edge's answer holds the
  * same routes (order may differ: its cache appends new records).
  */
-export function computeTable(records: Iterable<HopwayRecord>, node: string, version: number): RouteTable {
-  const realm = buildRealm([...records].sort(byName));
+export function computeTable(
+  records: Iterable<HopwayRecord>,
+  node: string,
+  version: number,
+  shared: readonly string[] | null = null,
+): RouteTable {
+  const realm = buildRealm([...records].sort(byName), {}, sharedNamespaces(shared));
   const routes = routeTable(realm, node);
   return { node, version, routes, relays: tableRelays(realm, node, routes), peers: linkPeers(realm, node) };
 }
@@ -150,7 +168,14 @@ export class RecordsSync {
     }
     // "current" at a version we do not hold means we missed something: reload rather than pretend.
     if (answer.kind === "current" && answer.version > s.version) return "reset";
+    // Shared namespaces change only with the version, so an answer at the replica's version
+    // carries the replica's setting, except right after a reload: pages may not carry it.
+    const shared = answer.shared_namespaces === undefined ? s.shared : canonicalShared(answer.shared_namespaces);
     if (answer.kind === "current" || answer.version === s.version) {
+      if (JSON.stringify(shared) !== JSON.stringify(s.shared)) {
+        s.shared = shared;
+        this.builtVersion = undefined;
+      }
       this.o.onConfirmed(at);
       return "current";
     }
@@ -158,6 +183,7 @@ export class RecordsSync {
       if (c.record === null) s.records.delete(c.name);
       else if (c.record.name === c.name) s.records.set(c.name, c.record);
     }
+    s.shared = shared;
     s.version = answer.version;
     this.stats.deltas++;
     this.scheduleRebuild();
@@ -218,7 +244,7 @@ export class RecordsSync {
       });
       return undefined;
     }
-    const table = computeTable(s.records.values(), this.o.node, s.version);
+    const table = computeTable(s.records.values(), this.o.node, s.version, s.shared);
     this.stats.rebuilds++;
     this.builtVersion = s.version;
     this.builtEpoch = s.epoch;
@@ -246,6 +272,7 @@ export class RecordsSync {
         version: s.version,
         saved_at: this.t.now(),
         records: [...s.records.values()],
+        shared_namespaces: s.shared,
       });
       try {
         await mkdir(dir, { recursive: true });
@@ -278,7 +305,8 @@ export class RecordsSync {
       const snap = SnapshotSchema.parse(JSON.parse(text));
       const records = new Map<string, HopwayRecord>();
       for (const r of snap.records) records.set(r.name, r);
-      if (!this.adoptReload({ epoch: snap.epoch, version: snap.version, records })) return false;
+      const shared = canonicalShared(snap.shared_namespaces);
+      if (!this.adoptReload({ epoch: snap.epoch, version: snap.version, records, shared })) return false;
       return this.rebuildNow("disk", snap.saved_at) !== undefined;
     } catch (err) {
       this.o.log?.warn("persisted records snapshot unreadable; ignoring it", { error: String(err) });
@@ -336,6 +364,7 @@ export class RecordsSync {
     for (let round = 0; round < 5; round++) {
       const records = new Map<string, HopwayRecord>();
       let base: { epoch: string; version: number } | undefined;
+      let shared: string[] | null | undefined;
       let after: string | null = null;
       let restart = false;
       do {
@@ -347,6 +376,8 @@ export class RecordsSync {
         if (tag === undefined) throw new Error(`record list without an "epoch.version" ETag: ${String(etag)}`);
         this.stats.pages++;
         base ??= tag;
+        if (shared === undefined && page.shared_namespaces !== undefined)
+          shared = canonicalShared(page.shared_namespaces);
         if (tag.epoch !== base.epoch) {
           restart = true;
           break;
@@ -361,7 +392,7 @@ export class RecordsSync {
         if (this.t.stopped()) throw new Error("stopped");
       } while (after !== null);
       if (restart || base === undefined) continue;
-      return { epoch: base.epoch, version: base.version, records };
+      return { epoch: base.epoch, version: base.version, records, shared: shared ?? null };
     }
     throw new Error("the edge's storage epoch kept changing during the reload");
   }

@@ -4,7 +4,7 @@
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type HopwayRecord, type Route, referenceResolver } from "@hopway/core";
+import { type HopwayRecord, parseTopologyText, type Route, referenceResolver } from "@hopway/core";
 import { generateTopology, prng } from "@hopway/core/testing/generate";
 import { type ChangesAnswer, type RouteTable, RouteTableSchema } from "@hopway/core/wire";
 import { describe, expect, it } from "vitest";
@@ -29,6 +29,8 @@ class FakeEdge {
   faults: Array<() => Response> = [];
   /** Sent with every /changes answer when set, as the edge sends its relay trust bundle. */
   trustBundle: string[] | undefined;
+  /** The realm's shared namespaces, sent with /changes and /nodes when set (an older edge sends none). */
+  shared: string[] | null | undefined;
   private waiters: Array<() => void> = [];
   down = false;
 
@@ -43,6 +45,12 @@ class FakeEdge {
   del(name: string) {
     this.records.delete(name);
     this.log.push({ version: ++this.version, name });
+    this.wake();
+  }
+  /** The admin changes the shared namespaces: a realm version with no record in it, as the edge does. */
+  setShared(list: string[] | null) {
+    this.shared = list;
+    this.version++;
     this.wake();
   }
   /** The edge's storage recreated: a new epoch, versions start over. */
@@ -93,8 +101,12 @@ class FakeEdge {
           init?.signal?.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError")));
         });
       }
-      const answer = this.changes(epoch, since);
-      return this.json(this.trustBundle === undefined ? answer : { ...answer, trust_bundle: this.trustBundle });
+      const answer = {
+        ...this.changes(epoch, since),
+        ...(this.trustBundle !== undefined ? { trust_bundle: this.trustBundle } : {}),
+        ...(this.shared !== undefined ? { shared_namespaces: this.shared } : {}),
+      };
+      return this.json(answer);
     }
     if (url.pathname.endsWith("/nodes")) {
       const limit = Number(q.get("limit"));
@@ -104,13 +116,21 @@ class FakeEdge {
         .sort((a, b) => (a.name < b.name ? -1 : 1));
       const page = sorted.slice(0, limit);
       const next = sorted.length > limit ? (page[page.length - 1]?.name ?? null) : null;
-      const res = this.json({ version: this.version, records: page, next }, `"${this.epoch}.${this.version}"`);
+      const body = {
+        version: this.version,
+        records: page,
+        next,
+        ...(this.shared !== undefined ? { shared_namespaces: this.shared } : {}),
+      };
+      const res = this.json(body, `"${this.epoch}.${this.version}"`);
       this.afterPage?.(++this.pagesServed);
       return res;
     }
     return new Response("no", { status: 404 });
   };
 }
+
+const FIXTURES = join(import.meta.dirname, "../../../../test/fixtures/topologies");
 
 const sortRoutes = (routes: Route[]) => [...routes].sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0));
 
@@ -176,6 +196,50 @@ describe("records sync", () => {
     edge.trustBundle = ["CA-2"];
     await sync.fetchChanges(0);
     expect(bundles.at(-1)).toEqual(["CA-2"]);
+  });
+
+  it("resolves under the realm's shared namespaces, from changes, pages and its own snapshot", async () => {
+    const parsed = parseTopologyText(readFileSync(join(FIXTURES, "cross-region.yaml"), "utf8"));
+    if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
+    // A tenant's node dressed as a regional relay: relaysvr2's advertise_relay names no namespace.
+    const impostor: HopwayRecord = {
+      type: "node",
+      name: "aaa-impostor",
+      metadata: { namespace_name: "tenant_4", kind: "relay", labels: { "area.region": "any" } },
+      gateway: [{ priority: 0, address: "ipv4://10.66.0.1:1234" }],
+    };
+    const records = [...parsed.records, impostor];
+    const shared = ["namespace_1", "namespace_2", "namespace_3"];
+    const viaImpostor = (t: RouteTable | undefined) =>
+      (t?.routes ?? []).filter((r) => r.to !== "aaa-impostor" && r.hops?.some((h) => h.node === "aaa-impostor"));
+    const dir = mkdtempSync(join(tmpdir(), "hopway-records-sync-shared-"));
+    const { edge, applied, sync, c } = setup(records, "relaysvr2", { dataDir: dir });
+    await sync.step();
+    expect(viaImpostor(applied.at(-1)?.table).length).toBeGreaterThan(0);
+
+    edge.setShared(shared);
+    await sync.step();
+    sync.rebuildNow();
+    const want = referenceResolver(records, new Set(shared)).routeTable("relaysvr2");
+    expect(applied.at(-1)?.version).toBe(edge.version);
+    expect(sortRoutes(applied.at(-1)?.table.routes ?? [])).toEqual(sortRoutes(want));
+    expect(viaImpostor(applied.at(-1)?.table)).toEqual([]);
+    await c.flush();
+
+    // Restarted with the edge down: the snapshot keeps the setting.
+    const second = setup(records, "relaysvr2", { dataDir: dir });
+    second.edge.down = true;
+    await second.c.start();
+    expect(second.applied.map((a) => a.source)).toEqual(["disk"]);
+    expect(viaImpostor(second.applied[0]?.table)).toEqual([]);
+    await second.c.stop(false);
+
+    // A fresh replica of a realm that already shares: its first table is right.
+    const third = setup(records, "relaysvr2");
+    third.edge.shared = shared;
+    await third.sync.step();
+    expect(third.applied).toHaveLength(1);
+    expect(sortRoutes(third.applied[0]?.table.routes ?? [])).toEqual(sortRoutes(want));
   });
 
   it("loads the record list in pages and computes the same table as an independent resolver", async () => {
@@ -269,7 +333,7 @@ describe("records sync", () => {
 
   it("never lets the version go backwards, whatever order answers arrive in", () => {
     const { applied, sync } = setup(realm, node);
-    sync.adoptReload({ epoch: "a1", version: 10, records: new Map(realm.map((r) => [r.name, r])) });
+    sync.adoptReload({ epoch: "a1", version: 10, records: new Map(realm.map((r) => [r.name, r])), shared: null });
     sync.rebuildNow();
     const rnd = prng(42);
     const answers: ChangesAnswer[] = [];
@@ -292,7 +356,7 @@ describe("records sync", () => {
     expect(new Set(versions).size).toBe(versions.length);
     expect(versions.at(-1)).toBe(40);
     // A reload of the same epoch that is older than the replica is refused.
-    expect(sync.adoptReload({ epoch: "a1", version: 39, records: new Map() })).toBe(false);
+    expect(sync.adoptReload({ epoch: "a1", version: 39, records: new Map(), shared: null })).toBe(false);
     // A delta from an epoch we are not on is never applied: it asks for a reload.
     const other: ChangesAnswer = { kind: "delta", epoch: "b2", version: 99, changes: [] };
     expect(sync.applyChanges(other, 0)).toBe("reset");

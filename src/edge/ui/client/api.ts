@@ -21,6 +21,8 @@ export interface NodesSnapshot {
   etag: string | null;
   version: number;
   records: HopwayRecord[];
+  /** The realm's shared namespaces (docs/contract/records.md §2.3); null: every namespace. */
+  shared: string[] | null;
 }
 
 export class Api {
@@ -56,7 +58,12 @@ export class Api {
     const response = await this.get(rest, { etag, ...(signal ? { signal } : {}) });
     if (response.status === 304) return null;
     const body = (await response.json()) as NodesAnswer;
-    return { etag: response.headers.get("etag"), version: body.version, records: body.records };
+    return {
+      etag: response.headers.get("etag"),
+      version: body.version,
+      records: body.records,
+      shared: body.shared_namespaces ?? null,
+    };
   }
 
   /** Each relay's links as it last reported them with its heartbeat. */

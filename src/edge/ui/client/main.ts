@@ -30,6 +30,8 @@ interface State {
   realm: string;
   api: Api;
   records: HopwayRecord[];
+  /** The realm's shared namespaces (docs/contract/records.md §2.3); null: every namespace. */
+  shared: string[] | null;
   version: number | null;
   links: RelayLink[];
   /** Reported link state by `from>peer`; a relay link missing here was not reported. */
@@ -144,6 +146,7 @@ function openRealm(realm: string, token: string): void {
     realm,
     api: new Api(realm, token),
     records: [],
+    shared: null,
     version: null,
     links: [],
     linkStatus: new Map(),
@@ -176,6 +179,7 @@ async function follow(state: State, current: () => boolean): Promise<void> {
       backoff = 1000;
       if (snapshot) {
         state.records = snapshot.records;
+        state.shared = snapshot.shared;
         state.version = snapshot.version;
         etag = snapshot.etag;
         await refreshDerived(state);
@@ -224,7 +228,7 @@ async function refreshDerived(state: State): Promise<void> {
   if (state.from && !names.has(state.from)) state.from = "";
   if (state.to && !names.has(state.to)) state.to = "";
   if (state.selected && !names.has(state.selected)) state.selected = null;
-  state.links = relayLinks(state.records);
+  state.links = relayLinks(state.records, state.shared);
   await refreshRoute(state);
 }
 
@@ -233,12 +237,13 @@ async function refreshDerived(state: State): Promise<void> {
  * the core's own dial rule (bundled from src/core/dial.ts), so the picture
  * cannot drift from what the edge's resolver does.
  */
-export function relayLinks(records: readonly HopwayRecord[]): RelayLink[] {
+export function relayLinks(records: readonly HopwayRecord[], shared: readonly string[] | null = null): RelayLink[] {
   const relays = records.filter((r) => r.type === "node" && r.metadata?.kind === "relay");
+  const reach = shared === null ? null : new Set(shared);
   const links: RelayLink[] = [];
   for (const a of relays) {
     for (const b of relays) {
-      const choice = chooseGateway(a, b);
+      const choice = chooseGateway(a, b, reach);
       if (choice) links.push({ from: a.name, to: b.name, address: choice.address, priority: choice.priority });
     }
   }
