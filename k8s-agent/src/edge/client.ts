@@ -145,7 +145,7 @@ export class EdgeClient {
           debounceMs: opts.syncDebounceMs,
           pageSize: opts.syncPageSize,
           log: opts.log,
-          onTable: (table, source, at, epochChanged) => this.applyTable(table, undefined, source, at, epochChanged),
+          onTable: (table, source, at, replace) => this.applyTable(table, undefined, source, at, replace),
           onConfirmed: (at) => {
             this.confirmedAt = Math.max(this.confirmedAt ?? 0, at);
           },
@@ -320,15 +320,18 @@ export class EdgeClient {
     etag: string | undefined,
     source: TableSource,
     confirmedAt: number,
-    /** records mode only: the edge's storage epoch changed, so versions started over. */
-    epochChanged = false,
+    /**
+     * records mode only: take the table whatever its version, because the edge's storage epoch
+     * changed (versions started over) or the routes at this version changed.
+     */
+    replace = false,
   ): boolean {
     if (table.node !== this.o.node) {
       this.o.log?.warn("route table for another node ignored", { node: table.node });
       return false;
     }
     const cur = this.current?.version;
-    if (cur !== undefined && table.version <= cur && !epochChanged) {
+    if (cur !== undefined && table.version <= cur && !replace) {
       if (table.version === cur) this.confirmedAt = Math.max(this.confirmedAt ?? 0, confirmedAt);
       return false;
     }

@@ -78,10 +78,11 @@ export interface RecordsSyncOptions {
   /** Records per `GET /nodes` page during a reload (default 5,000; the edge allows up to 100,000). */
   pageSize?: number;
   /**
-   * Hands on a computed table. `epochChanged` says the edge's storage epoch moved,
-   * the only case in which a lower version may replace a higher one.
+   * Hands on a computed table. `replace`: take it although its version is not newer than the
+   * table in use, because the edge's storage epoch moved (versions started over) or the routes
+   * at this version changed (the realm's shared namespaces arrived after the records did).
    */
-  onTable(table: RouteTable, source: "edge" | "disk", confirmedAt: number, epochChanged: boolean): void;
+  onTable(table: RouteTable, source: "edge" | "disk", confirmedAt: number, replace: boolean): void;
   /** The edge confirmed the replica is current (a long-poll that ended with `current`). */
   onConfirmed(at: number): void;
   /** The relay trust bundle each `/changes` answer carries. */
@@ -123,8 +124,8 @@ export class RecordsSync {
   /** The realm version (and epoch) of the last trust bundle passed on: an older answer's is older. */
   private bundleFrom: { epoch: string; version: number } | undefined;
   private builtEpoch: string | undefined;
-  /** Whether the next table handed on crosses an epoch. */
-  private epochPending = false;
+  /** Whether the next table handed on must replace the one in use whatever their versions. */
+  private replacePending = false;
   private rebuildTimer: unknown;
   private persistChain: Promise<void> = Promise.resolve();
   private persistQueued = false;
@@ -172,10 +173,9 @@ export class RecordsSync {
     // carries the replica's setting, except right after a reload: pages may not carry it.
     const shared = answer.shared_namespaces === undefined ? s.shared : canonicalShared(answer.shared_namespaces);
     if (answer.kind === "current" || answer.version === s.version) {
-      if (JSON.stringify(shared) !== JSON.stringify(s.shared)) {
-        s.shared = shared;
-        this.builtVersion = undefined;
-      }
+      // A replica loaded from a snapshot an earlier release saved (without the setting) learns
+      // it here, at the version it holds: the routes change although the version does not.
+      if (this.sharedMoved(s, shared)) this.scheduleRebuild();
       this.o.onConfirmed(at);
       return "current";
     }
@@ -210,10 +210,21 @@ export class RecordsSync {
         to: next.epoch,
         version: next.version,
       });
-      this.epochPending = true;
+      this.replacePending = true;
+    } else if (s !== undefined && next.version === s.version) {
+      this.sharedMoved(s, next.shared);
     }
     this.state = next;
     this.stats.resets++;
+    return true;
+  }
+
+  /** Takes a new shared-namespaces setting at the replica's version; true if it differs. */
+  private sharedMoved(s: SyncState, shared: string[] | null): boolean {
+    if (JSON.stringify(shared) === JSON.stringify(s.shared)) return false;
+    s.shared = shared;
+    this.builtVersion = undefined;
+    this.replacePending = true;
     return true;
   }
 
@@ -248,9 +259,9 @@ export class RecordsSync {
     this.stats.rebuilds++;
     this.builtVersion = s.version;
     this.builtEpoch = s.epoch;
-    const epochChanged = this.epochPending;
-    this.epochPending = false;
-    this.o.onTable(table, source, confirmedAt, epochChanged);
+    const replace = this.replacePending;
+    this.replacePending = false;
+    this.o.onTable(table, source, confirmedAt, replace);
     if (source === "edge") this.persist();
     return table;
   }

@@ -1,7 +1,7 @@
 // Records-sync mode against an in-memory edge that speaks the real wire shapes of
 // GET /changes and GET /nodes (paging, "epoch.version" ETags, changelog floor, epochs),
 // with an injected fetch and clock so every ordering is deterministic.
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type HopwayRecord, parseTopologyText, type Route, referenceResolver } from "@hopway/core";
@@ -240,6 +240,69 @@ describe("records sync", () => {
     await third.sync.step();
     expect(third.applied).toHaveLength(1);
     expect(sortRoutes(third.applied[0]?.table.routes ?? [])).toEqual(sortRoutes(want));
+  });
+
+  it("replaces the relay's table at the same version when it learns the setting after the records (an upgraded agent's snapshot)", async () => {
+    const parsed = parseTopologyText(readFileSync(join(FIXTURES, "cross-region.yaml"), "utf8"));
+    if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
+    const impostor: HopwayRecord = {
+      type: "node",
+      name: "aaa-impostor",
+      metadata: { namespace_name: "tenant_4", kind: "relay", labels: { "area.region": "any" } },
+      gateway: [{ priority: 0, address: "ipv4://10.66.0.1:1234" }],
+    };
+    const records = [...parsed.records, impostor];
+    const shared = ["namespace_1", "namespace_2", "namespace_3"];
+    const want = sortRoutes(referenceResolver(records, new Set(shared)).routeTable("relaysvr2"));
+    const viaImpostor = (t: RouteTable | undefined) =>
+      (t?.routes ?? []).filter((r) => r.to !== "aaa-impostor" && r.hops?.some((h) => h.node === "aaa-impostor"));
+    // The release before the setting saved its snapshot at the version where the admin set it.
+    const snapshot = JSON.stringify({ epoch: "a1", version: 5, saved_at: 1, records });
+
+    // Caught up by a quiet long-poll: "current" at the version held, now with the setting.
+    const dir = mkdtempSync(join(tmpdir(), "hopway-records-sync-upgrade-"));
+    writeFileSync(join(dir, SNAPSHOT_FILE), snapshot);
+    const { edge, applied, sync, c, clock } = setup(records, "relaysvr2", { dataDir: dir });
+    edge.version = 5;
+    edge.shared = shared;
+    expect(await sync.loadPersisted()).toBe(true);
+    expect(viaImpostor(applied.at(-1)?.table).length).toBeGreaterThan(0);
+    // The fake edge holds a long-poll at the current version; the real one answers this at its end.
+    const quiet = () => Response.json({ kind: "current", epoch: "a1", version: 5, shared_namespaces: shared });
+    edge.faults.push(quiet);
+    await sync.step();
+    clock.advance(1000);
+    await tick();
+    expect(applied.map((a) => [a.source, a.version])).toEqual([
+      ["disk", 5],
+      ["edge", 5],
+    ]);
+    expect(sortRoutes(applied.at(-1)?.table.routes ?? [])).toEqual(want);
+    expect(c.table?.routes.map((r) => r.to).sort()).toEqual(want.map((r) => r.to));
+    expect(viaImpostor(c.table)).toEqual([]);
+    // A second quiet answer changes nothing, and the snapshot now holds the setting.
+    edge.faults.push(quiet);
+    await sync.step();
+    clock.advance(1000);
+    await tick();
+    expect(applied).toHaveLength(2);
+    await c.flush();
+    expect(JSON.parse(readFileSync(join(dir, SNAPSHOT_FILE), "utf8")).shared_namespaces).toEqual(shared);
+
+    // Caught up by a reload at the same version (the edge answered "reset"): the same.
+    const dir2 = mkdtempSync(join(tmpdir(), "hopway-records-sync-upgrade-"));
+    writeFileSync(join(dir2, SNAPSHOT_FILE), snapshot);
+    const second = setup(records, "relaysvr2", { dataDir: dir2 });
+    second.edge.version = 5;
+    second.edge.shared = shared;
+    second.edge.faults.push(() => Response.json({ kind: "reset", epoch: "a1", version: 5, shared_namespaces: shared }));
+    expect(await second.sync.loadPersisted()).toBe(true);
+    await second.sync.step();
+    expect(second.applied.map((a) => [a.source, a.version])).toEqual([
+      ["disk", 5],
+      ["edge", 5],
+    ]);
+    expect(viaImpostor(second.c.table)).toEqual([]);
   });
 
   it("loads the record list in pages and computes the same table as an independent resolver", async () => {
