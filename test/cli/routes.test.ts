@@ -103,6 +103,10 @@ describe("hopway routes", () => {
     const bad = await hopway(["routes", "--topology", file, "--shared-namespaces", "a,,b"]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^hopway routes: --shared-namespaces: /);
+    // Names are taken as the edge stores them, so a space is refused rather than trimmed.
+    const spaced = await hopway(["routes", "--topology", file, "--shared-namespaces", "namespace_1, namespace_2"]);
+    expect(spaced.code).toBe(2);
+    expect(spaced.stderr).toMatch(/" namespace_2" has spaces around it/);
   });
 
   it("lists no-route pairs with hops null and a reason; groups expand; stdin and list-form JSON work", async () => {

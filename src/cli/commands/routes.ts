@@ -100,7 +100,10 @@ export function run(argv: readonly string[], io: CliIo = processIo()): number {
 
 /** `a,b,c` as the policy's list, checked as the edge checks `shared_namespaces`. */
 function sharedList(text: string): SharedNamespaces {
-  const names = text === "" ? [] : text.split(",").map((n) => n.trim());
+  const names = text === "" ? [] : text.split(",");
+  // The edge stores names as written, so a trimmed name here could resolve unlike the realm.
+  const spaced = names.find((n) => n !== n.trim());
+  if (spaced !== undefined) throw new Usage(`--shared-namespaces: "${spaced}" has spaces around it (write a,b)`);
   const parsed = SharedNamespacesSchema.safeParse(names);
   if (!parsed.success) {
     throw new Usage(
