@@ -26,7 +26,8 @@ import {
   selectorList,
   selectorReaches,
 } from "../../src/core/index.ts";
-import { advertisedRelays as advertisedRelaysOf } from "../../src/core/realm.ts";
+import { advertisedRelays as advertisedRelaysOf, canDial, dialChoice } from "../../src/core/realm.ts";
+import { linkPeers } from "../../src/core/relays.ts";
 import { generateTopology } from "../../src/core/testing/generate.ts";
 
 // ---- a chaotic small-topology arbitrary ---------------------------------------
@@ -73,6 +74,8 @@ const topologyArb = fc.integer({ min: 3, max: 13 }).chain((n) => {
         adv: fc.array(selectorArb(names), { maxLength: 2 }),
         members: fc.subarray(names),
         scoped: fc.boolean(),
+        // Some records carry no metadata at all.
+        bare: fc.constantFrom(false, false, false, true),
       })
       .map((s): HopwayRecordInput => {
         if (s.type === "group") {
@@ -89,7 +92,15 @@ const topologyArb = fc.integer({ min: 3, max: 13 }).chain((n) => {
           name,
           type: s.type as "node" | "client",
           ...(s.host !== null ? { host: { hostname: s.host } } : {}),
-          metadata: { ...(s.ns !== null ? { namespace_name: s.ns } : {}), kind: s.kind, labels: { region: s.region } },
+          ...(s.bare
+            ? {}
+            : {
+                metadata: {
+                  ...(s.ns !== null ? { namespace_name: s.ns } : {}),
+                  kind: s.kind,
+                  labels: { region: s.region },
+                },
+              }),
           ...(s.type === "node"
             ? {
                 gateway: s.gateways.map((g, k) => {
@@ -272,7 +283,7 @@ describe("resolver properties", () => {
     );
   });
 
-  it("under shared namespaces: equals the reference, obeys the rules hop by hop, and is optimal", () => {
+  it("under shared namespaces: equals the reference (groups too), obeys the rules hop by hop, is optimal, and dials and links as the rule says", () => {
     fc.assert(
       fc.property(topologyArb, fc.subarray(NS), (recs, list) => {
         const shared: SharedNamespaces = new Set(list);
@@ -291,6 +302,22 @@ describe("resolver properties", () => {
             } else if (route.reason !== "client_not_attached") {
               expect(best).toBeNull();
             }
+          }
+          for (const g of recs) {
+            if (g.type === "group")
+              expect(resolveRoutes(realm, s.name, g.name)).toEqual(ref.resolveRoutes(s.name, g.name));
+          }
+          // The realm's dialer and target classes decide what each pair's own records decide.
+          for (const t of recs) {
+            const choice = chooseGateway(s, t, shared);
+            expect(dialChoice(realm, s.name, t.name)).toEqual(choice);
+            expect(canDial(realm, s.name, t.name)).toBe(choice !== null);
+          }
+          if (s.type === "node") {
+            const peers = linkPeers(realm, s.name);
+            const dialers = recs.filter((r) => r.type === "node" && r !== s && chooseGateway(r, s, shared) !== null);
+            if (!peers.any) expect(peers.nodes).toEqual(dialers.map((r) => r.name));
+            else expect(dialers).toHaveLength(recs.filter((r) => r.type === "node" && r !== s).length);
           }
         }
       }),

@@ -653,6 +653,29 @@ describe("shared namespaces: a tenant's node dressed as a relay joins no other n
     expect(await route()).toEqual(["aaa-impostor", "relaysvr1", "app1"]);
   });
 
+  it("a change wakes the long-polls of record lists and route tables at once", async () => {
+    const realm = await newRealm("sharedwait");
+    const base = `/v1/realms/${realm}`;
+    const relay = {
+      metadata: { namespace_name: "ns_a", kind: "relay" },
+      gateway: [{ priority: 0, address: "ipv4://10.0.0.1:1" }],
+    };
+    expect((await call("PUT", `${base}/nodes/r1`, { body: relay })).status).toBe(201);
+    const nodesTag = (await call("GET", `${base}/nodes`)).headers.get("etag") ?? "";
+    const tableTag = (await call("GET", `${base}/route-tables/r1`)).headers.get("etag") ?? "";
+    const started = Date.now();
+    const nodes = call("GET", `${base}/nodes?wait=20`, { headers: { "if-none-match": nodesTag } });
+    const table = call("GET", `${base}/route-tables/r1?wait=20`, { headers: { "if-none-match": tableTag } });
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await call("PUT", `${base}/policy`, { body: { shared_namespaces: ["ns_b"] } })).status).toBe(200);
+    const [n, t] = await Promise.all([nodes, table]);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(n.status).toBe(200);
+    expect(n.body.shared_namespaces).toEqual(["ns_b"]);
+    expect(t.status).toBe(200);
+    expect(t.headers.get("etag")).not.toBe(tableTag);
+  });
+
   it("only the admin sets it, and a bad value is a 400 naming the field that stores nothing", async () => {
     const realm = await newRealm("sharedbad");
     const base = `/v1/realms/${realm}`;
