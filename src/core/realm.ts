@@ -165,6 +165,8 @@ class RealmImpl implements Realm {
   private readonly byLabel = new Map<string, Map<string, number[]>>();
   private readonly byHost = new Map<string, number[]>();
   private readonly nodeList: number[] = [];
+  /** Under shared namespaces: the nodes of shared namespaces and those without one (ascending). */
+  private readonly openNodes: number[] = [];
 
   constructor(input: readonly HopwayRecord[], bounds: RealmBounds, shared: SharedNamespaces) {
     const records = Object.freeze([...input]);
@@ -222,6 +224,8 @@ class RealmImpl implements Realm {
       this.kind[i] = r.type === "node" ? NODE : r.type === "client" ? CLIENT : GROUP;
       if (r.type !== "node") continue;
       this.nodeList.push(i);
+      const ns = r.metadata?.namespace_name;
+      if (shared !== null && (ns === undefined || shared.has(ns))) this.openNodes.push(i);
       const md = r.metadata;
       if (md?.namespace_name !== undefined) push(this.byNs, md.namespace_name, i);
       if (md?.kind !== undefined) push(this.byKind, md.kind, i);
@@ -362,7 +366,7 @@ class RealmImpl implements Realm {
       if (!b.paid.has(key)) {
         // The cost is known before the work: the candidates each selector's smallest index gives.
         const cost =
-          known?.cost ?? selectorList(r.advertise_relay).reduce((c, sel) => c + this.candidates(sel).length, 0);
+          known?.cost ?? selectorList(r.advertise_relay).reduce((c, sel) => c + this.candidates(sel, owner).length, 0);
         if (b.over || b.used + cost > limit) {
           refuse(i, b);
           this.advRefused[i] = 1;
@@ -461,14 +465,26 @@ class RealmImpl implements Realm {
 
   /** Node indices (ascending) a selector of a record in namespace `owner` matches, via the smallest applicable index. */
   selectNodes(sel: Selector, owner: string | undefined): number[] {
-    return this.candidates(sel).filter(
+    return this.candidates(sel, owner).filter(
       (i) =>
         matchesSelector(sel, this.records[i]!) && selectorReaches("relay", sel, owner, this.records[i]!, this.shared),
     );
   }
 
-  /** The smallest index list that holds every node a selector can match: what selecting costs. */
-  candidates(sel: Selector): readonly number[] {
+  /**
+   * The smallest index list that holds every node a selector of a record in namespace `owner` can
+   * match: what selecting costs. Under shared namespaces that includes the list of the namespaces
+   * in its reach (§2.3), so nodes another tenant adds outside that reach cost the owner nothing.
+   */
+  candidates(sel: Selector, owner: string | undefined): readonly number[] {
+    const indexed = this.indexed(sel);
+    if (this.shared === null || sel.metadata?.namespace_name !== undefined) return indexed;
+    const own = owner === undefined || this.shared.has(owner) ? [] : (this.byNs.get(owner) ?? []);
+    if (indexed.length <= this.openNodes.length + own.length) return indexed;
+    return mergeAscending(this.openNodes, own);
+  }
+
+  private indexed(sel: Selector): readonly number[] {
     let candidates: readonly number[] = this.nodeList;
     const consider = (list: readonly number[] | undefined) => {
       if ((list?.length ?? 0) < candidates.length) candidates = list ?? [];
@@ -929,6 +945,18 @@ function routeVia(realm: RealmImpl, search: Search, s: number, t: number): Route
   if (via >= 0) hops.push(search.hopBetween(cur, search.pos.get(via)!));
   hops.push(realm.hop(via >= 0 ? via : search.nodes[cur]!, t));
   return { from, to, hops };
+}
+
+/** Two ascending, disjoint index lists as one ascending list. */
+function mergeAscending(a: readonly number[], b: readonly number[]): number[] {
+  const out = new Array<number>(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  while (i < a.length && j < b.length) out[k++] = a[i]! < b[j]! ? a[i++]! : b[j++]!;
+  while (i < a.length) out[k++] = a[i++]!;
+  while (j < b.length) out[k++] = b[j++]!;
+  return out;
 }
 
 function impl(realm: Realm): RealmImpl {

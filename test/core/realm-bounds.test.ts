@@ -282,6 +282,44 @@ describe("relay work: single cases (docs/contract/routing.md §3.8)", () => {
   });
 });
 
+describe("relay work under shared namespaces (docs/contract/records.md §2.3)", () => {
+  // The victim's apps choose relays by kind alone, as the reference topologies do; another
+  // tenant registers many nodes of that kind. Outside the victim's reach they are not its relays,
+  // so they must not count against its bound either.
+  const victimNs: HopwayRecordInput[] = [
+    {
+      name: "v-relay",
+      metadata: { namespace_name: "victim", kind: "relay" },
+      gateway: [{ priority: 1, address: "ipv4://127.0.9.1:1", match: { metadata: { namespace_name: "victim" } } }],
+    },
+    ...["v-app1", "v-app2"].map((name, i) => ({
+      name,
+      metadata: { namespace_name: "victim" },
+      gateway: [{ priority: 1, address: `ipv4://127.0.9.${i + 2}:1`, match: { metadata: { kind: "relay" } } }],
+      advertise_relay: { metadata: { kind: "relay" } },
+    })),
+  ];
+  const decoys = (n: number): HopwayRecordInput[] =>
+    Array.from({ length: n }, (_, i) => ({
+      name: `d-${i}`,
+      metadata: { namespace_name: "evil", kind: "relay" },
+      gateway: [{ priority: 0, address: `ipv4://127.8.${i >> 8}.${i & 255}:1` }],
+    }));
+
+  it("another tenant's nodes that match the victim's selector cost it nothing", () => {
+    const shared = new Set<string>();
+    const bounds = { relayWork: 50 };
+    const alone = routeTable(buildRealm(parse(victimNs), bounds, shared), "v-app1");
+    expect(alone.find((r) => r.to === "v-app2")?.hops?.map((h) => h.node)).toEqual(["v-relay", "v-app2"]);
+    const realm = buildRealm(parse([...victimNs, ...decoys(200)]), bounds, shared);
+    expect(routeTable(realm, "v-app1").filter((r) => r.to.startsWith("v-"))).toEqual(alone);
+    expect(closureStatsForTest(realm).limited).toBe(0);
+    // Without the setting the decoys are in reach (they would be its relays), and they are paid for.
+    const open = buildRealm(parse([...victimNs, ...decoys(200)]), bounds);
+    expect(resolveRoute(open, "v-app1", "v-app2").reason).toBe("relay_limit");
+  });
+});
+
 describe("table bytes: fat relays in front of tiny targets (docs/contract/routing.md §3.8)", () => {
   it("at 10,000 records the namespace's routes in a table stay within the bound, the victim's untouched", () => {
     const n = 9_993;
