@@ -1,0 +1,96 @@
+// A tenant's relay dressed as a regional relay, end to end on loopback: the edge under workerd,
+// the cross-region agents and one more agent holding a token for namespace tenant_4 only. The
+// regional relays' advertise_relay names no namespace, so until the admin sets the realm's shared
+// namespaces (docs/contract/records.md §2.3) the tenant's relay carries other namespaces' tunnels.
+import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import type { Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Mesh, startEchoApp, startMesh } from "../../../test/support/loopback-mesh.ts";
+import { openTunnel } from "../../../test/support/tunnel.ts";
+import { metricsOf, metricValue } from "../support/mesh-apps.ts";
+
+const workDir = mkdtempSync(join(tmpdir(), "hopway-shared-e2e-"));
+let mesh: Mesh;
+let app1: Server;
+
+const TENANT_RELAY = {
+  "tenant-relay": {
+    discovery: {
+      name: "tenant-relay",
+      metadata: { namespace_name: "tenant_4", kind: "relay", labels: { "area.region": "any" } },
+      // Rewritten to a loopback address by the mesh, as every address of the topology.
+      gateway: [{ priority: 0, address: "ipv4://10.66.0.1:1234" }],
+      advertise_relay: { metadata: { kind: "relay", labels: { "area.region": "any" } } },
+    },
+  },
+};
+
+beforeAll(async () => {
+  mesh = await startMesh({ workDir, realm: "shared", extra: TENANT_RELAY, appsOf: { relaysvr1: ["app1"] } });
+  const a = mesh.appAddress("app1");
+  app1 = await startEchoApp(a.host, a.port);
+}, 120_000);
+
+afterAll(async () => {
+  app1?.close();
+  await mesh?.stop();
+  rmSync(workDir, { recursive: true, force: true });
+});
+
+/** One echo through relaysvr2 to app1; the path the relays reported. */
+async function echoToApp1(): Promise<string | undefined> {
+  const t = await openTunnel(mesh.clientAddress("relaysvr2"), `app1:${mesh.appAddress("app1").port}`);
+  expect(t.status).toBe(200);
+  const chunks: Buffer[] = [];
+  t.socket.on("data", (c: Buffer) => chunks.push(c));
+  t.socket.resume();
+  t.socket.end("who carries this?");
+  await once(t.socket, "end");
+  expect(Buffer.concat(chunks).toString()).toBe("who carries this?");
+  return t.headers.get("hopway-path");
+}
+
+async function admin(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
+  const res = await fetch(`${mesh.edge.url}/v1/realms/${mesh.realm}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${mesh.edge.adminToken}`, "content-type": "application/json" },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  expect(res.status, `${method} ${path}`).toBe(200);
+  return (await res.json()) as Record<string, unknown>;
+}
+
+const tunnelsThrough = async (relay: string) =>
+  metricValue(await metricsOf(mesh, relay), 'hopway_relay_tunnels_opened_total{peer="relay",next="relay"}');
+
+describe("shared namespaces with real relays", () => {
+  it("the tenant's relay carries namespace_2's tunnels until the admin shares the reference namespaces; then it carries none", async () => {
+    // Its own agent holds a token for tenant_4 only: the record is the tenant's.
+    const token = mesh.agentTokens.get("tenant-relay");
+    const stored = await fetch(`${mesh.edge.url}/v1/realms/${mesh.realm}/nodes/tenant-relay`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(stored.status).toBe(200);
+
+    expect(await echoToApp1()).toBe("relaysvr2, tenant-relay, relaysvr1");
+    const carried = await tunnelsThrough("tenant-relay");
+    expect(carried).toBeGreaterThanOrEqual(1);
+
+    // The admin keeps the realm's policy (it allows these loopback gateways) and adds the setting.
+    const version = async () => metricValue(await metricsOf(mesh, "relaysvr2"), "hopway_route_table_version");
+    const before = await version();
+    const policy = await admin("GET", "/policy");
+    await admin("PUT", "/policy", { ...policy, shared_namespaces: ["namespace_1", "namespace_2", "namespace_3"] });
+    // The relay's long-poll wakes with the new version.
+    const deadline = Date.now() + 20_000;
+    while ((await version()) <= before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await version()).toBeGreaterThan(before);
+
+    expect(await echoToApp1()).toBe("relaysvr2, relaysvr3, relaysvr1");
+    expect(await echoToApp1()).toBe("relaysvr2, relaysvr3, relaysvr1");
+    expect(await tunnelsThrough("tenant-relay")).toBe(carried);
+  }, 90_000);
+});
