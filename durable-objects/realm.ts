@@ -912,6 +912,21 @@ export class RealmObject extends DurableObject<Env> {
   setPolicy(caller: Caller, policy: AddressPolicy): Result<{ policy: AddressPolicy }> {
     const p = this.admin(caller);
     if ("ok" in p) return p;
+    return this.storePolicy(policy);
+  }
+
+  /**
+   * Sets only the shared namespaces (null: every namespace), keeping the address and name rules:
+   * read and written in one synchronous step, so no other policy write falls between them.
+   */
+  setSharedNamespaces(caller: Caller, shared: string[] | null): Result<{ policy: AddressPolicy }> {
+    const p = this.admin(caller);
+    if ("ok" in p) return p;
+    const { shared_namespaces: _, ...rules } = this.policies.policy;
+    return this.storePolicy(shared === null ? rules : { ...rules, shared_namespaces: shared });
+  }
+
+  private storePolicy(policy: AddressPolicy): Result<{ policy: AddressPolicy }> {
     const before = JSON.stringify(this.policies.shared);
     let moved = false;
     this.recordsTransaction(() => {

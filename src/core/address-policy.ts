@@ -216,6 +216,11 @@ export const AddressPolicySchema = z.strictObject({
 });
 export type AddressPolicy = z.infer<typeof AddressPolicySchema>;
 
+/** PUT /policy/shared-namespaces: only the setting, the rest of the policy kept; null = every namespace. */
+export const SharedNamespacesBodySchema = z.strictObject({
+  shared_namespaces: SharedNamespacesSchema.nullable(),
+});
+
 /** The policy's shared namespaces as the resolver takes them (null: every namespace). */
 export function sharedNamespaces(list: readonly string[] | null | undefined): SharedNamespaces {
   return list === null || list === undefined ? null : new Set(list);

@@ -15,6 +15,7 @@ import {
   OwnersRequestSchema,
   RealmLimitsSchema,
   RealmLimitsViewSchema,
+  SharedNamespacesBodySchema,
 } from "../core/index.ts";
 import { RecordSchema } from "../core/schema.ts";
 import {
@@ -176,6 +177,14 @@ export const API = {
     path: "/v1/realms/:realm/policy",
     summary: "Replace the gateway address policy (admin); checked on every non-admin write from then on",
     body: json(AddressPolicySchema),
+    answers: { 200: { description: "stored", schema: AddressPolicySchema }, ...REALM_ERRORS },
+  },
+  putSharedNamespaces: {
+    method: "put",
+    path: "/v1/realms/:realm/policy/shared-namespaces",
+    summary:
+      "Set only the policy's shared namespaces (admin; null: every namespace), keeping its address and name rules; answers the whole stored policy",
+    body: json(SharedNamespacesBodySchema),
     answers: { 200: { description: "stored", schema: AddressPolicySchema }, ...REALM_ERRORS },
   },
   getLimits: {

@@ -21,6 +21,7 @@ import {
   RecordSchema,
   resolveRoutes,
   type Selector,
+  SharedNamespacesBodySchema,
   setOwn,
 } from "../core/index.ts";
 import {
@@ -533,6 +534,12 @@ export function createApp(): Hono<Env2> {
     const policy = validate(AddressPolicySchema, await readJson(c.req.raw));
     requireAdmin(c.var.caller);
     return reply(c, API.putPolicy, 200, unwrap(await c.var.stub.setPolicy(c.var.caller, policy)).policy);
+  });
+  realms.put("/policy/shared-namespaces", async (c) => {
+    const body = validate(SharedNamespacesBodySchema, await readJson(c.req.raw));
+    requireAdmin(c.var.caller);
+    const stored = unwrap(await c.var.stub.setSharedNamespaces(c.var.caller, body.shared_namespaces)).policy;
+    return reply(c, API.putSharedNamespaces, 200, stored);
   });
 
   realms.get("/limits", async (c) =>

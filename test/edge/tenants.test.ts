@@ -676,6 +676,53 @@ describe("shared namespaces: a tenant's node dressed as a relay joins no other n
     expect(t.headers.get("etag")).not.toBe(tableTag);
   });
 
+  it("PUT /policy/shared-namespaces sets only the setting and keeps the address and name rules", async () => {
+    const realm = await newRealm("sharedonly");
+    const base = `/v1/realms/${realm}`;
+    const rules = { default: { allow_loopback: true }, namespaces: { ns_a: { names: ["a-*"] } } };
+    expect((await call("PUT", `${base}/policy`, { body: rules })).status).toBe(200);
+    const before = (await call("GET", `${base}/nodes`)).body.version;
+
+    const set = await call("PUT", `${base}/policy/shared-namespaces`, {
+      body: { shared_namespaces: ["ns_b", "ns_a"] },
+    });
+    expect(set.status, JSON.stringify(set.body)).toBe(200);
+    expect(set.body).toEqual({ ...rules, shared_namespaces: ["ns_a", "ns_b"] });
+    expect((await call("GET", `${base}/policy`)).body).toEqual(set.body);
+    expect((await call("GET", `${base}/nodes`)).body).toMatchObject({
+      version: before + 1,
+      shared_namespaces: ["ns_a", "ns_b"],
+    });
+    // The kept rules still apply to a tenant's writes.
+    const tenant = await token(realm, "agent", ["ns_a"]);
+    const outside = await call("PUT", `${base}/nodes/b-1`, {
+      token: tenant,
+      body: { metadata: { namespace_name: "ns_a" }, gateway: [{ priority: 1, address: "ipv4://127.0.0.9:1" }] },
+    });
+    expect(outside.status).toBe(403);
+    expect(outside.body.error.code).toBe("name_forbidden");
+
+    // null shares every namespace again; the rules stay.
+    const cleared = await call("PUT", `${base}/policy/shared-namespaces`, { body: { shared_namespaces: null } });
+    expect(cleared.body).toEqual(rules);
+    expect((await call("GET", `${base}/nodes`)).body.shared_namespaces).toBeNull();
+
+    expect(
+      (await call("PUT", `${base}/policy/shared-namespaces`, { token: tenant, body: { shared_namespaces: [] } }))
+        .status,
+    ).toBe(403);
+    for (const [body, path] of [
+      [{}, "shared_namespaces"],
+      [{ shared_namespaces: ["ok", ""] }, "shared_namespaces[1]"],
+      [{ shared_namespaces: [], default: {} }, "default"],
+    ] as const) {
+      const r = await call("PUT", `${base}/policy/shared-namespaces`, { body });
+      expect(r.status, JSON.stringify(r.body)).toBe(400);
+      expect(r.body.error.path).toBe(path);
+    }
+    expect((await call("GET", `${base}/policy`)).body).toEqual(rules);
+  });
+
   it("only the admin sets it, and a bad value is a 400 naming the field that stores nothing", async () => {
     const realm = await newRealm("sharedbad");
     const base = `/v1/realms/${realm}`;

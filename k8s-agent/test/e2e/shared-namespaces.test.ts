@@ -79,11 +79,16 @@ describe("shared namespaces with real relays", () => {
     const carried = await tunnelsThrough("tenant-relay");
     expect(carried).toBeGreaterThanOrEqual(1);
 
-    // The admin keeps the realm's policy (it allows these loopback gateways) and adds the setting.
+    // The admin sets only the shared namespaces: the policy's rules (they allow these loopback
+    // gateways) stay as they are.
     const version = async () => metricValue(await metricsOf(mesh, "relaysvr2"), "hopway_route_table_version");
     const before = await version();
-    const policy = await admin("GET", "/policy");
-    await admin("PUT", "/policy", { ...policy, shared_namespaces: ["namespace_1", "namespace_2", "namespace_3"] });
+    const rules = await admin("GET", "/policy");
+    const shared = ["namespace_1", "namespace_2", "namespace_3"];
+    expect(await admin("PUT", "/policy/shared-namespaces", { shared_namespaces: shared })).toEqual({
+      ...rules,
+      shared_namespaces: shared,
+    });
     // The relay's long-poll wakes with the new version.
     const deadline = Date.now() + 20_000;
     while ((await version()) <= before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
