@@ -1,26 +1,9 @@
 // Which intermediates a route table marks as relays (src/core/relays.ts, docs/contract/edge-api.md §5.2).
 // The relay refuses tunnels that end at a marked node, so a tenant must not be able to mark another
 // namespace's application, while the reference topologies keep every relay marked.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import {
-  buildRealm,
-  type HopwayRecord,
-  linkPeers,
-  parseTopologyText,
-  type Realm,
-  routeTable,
-  tableRelays,
-} from "../../src/core/index.ts";
-
-const FIXTURES = join(import.meta.dirname, "../fixtures/topologies");
-
-function fixture(file: string): HopwayRecord[] {
-  const parsed = parseTopologyText(readFileSync(join(FIXTURES, file), "utf8"));
-  if (!parsed.ok) throw new Error(`${file}: ${JSON.stringify(parsed.problems)}`);
-  return parsed.records;
-}
+import { buildRealm, type HopwayRecord, linkPeers, type Realm, routeTable, tableRelays } from "../../src/core/index.ts";
+import { topologyRecords as fixture } from "../support/topologies.ts";
 
 function marksOf(realm: Realm, self: string): Map<string, boolean> {
   return new Map(tableRelays(realm, self, routeTable(realm, self)).map((m) => [m.node, m.aliases]));

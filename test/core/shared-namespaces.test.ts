@@ -2,8 +2,6 @@
 // no namespace reaches only its own record's namespace, records without one and the shared
 // namespaces. The attack it closes: a tenant's node that carries a reference relay's labels joins
 // the relay chains of every namespace whose selectors name none, and carries their tunnels.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   advertisedRelays,
@@ -12,32 +10,12 @@ import {
   egressRelays,
   type HopwayRecord,
   linkPeers,
-  parseTopologyText,
   routeTable,
   type SharedNamespaces,
 } from "../../src/core/index.ts";
-
-const FIXTURES = join(import.meta.dirname, "../fixtures/topologies");
-
-function fixture(file: string): HopwayRecord[] {
-  const parsed = parseTopologyText(readFileSync(join(FIXTURES, file), "utf8"));
-  if (!parsed.ok) throw new Error(`${file}: ${JSON.stringify(parsed.problems)}`);
-  return parsed.records;
-}
+import { topologyRecords as fixture, IMPOSTOR_RELAY as impostor } from "../support/topologies.ts";
 
 const REFERENCE_NAMESPACES: SharedNamespaces = new Set(["namespace_1", "namespace_2", "namespace_3"]);
-
-/**
- * A tenant's node dressed as a regional relay, with the cheapest gateway any node may use.
- * Route computation only: nothing dials these addresses.
- */
-const impostor: HopwayRecord = {
-  type: "node",
-  name: "aaa-impostor",
-  metadata: { namespace_name: "tenant_4", kind: "relay", labels: { "area.region": "any" } },
-  gateway: [{ priority: 0, address: "ipv4://10.66.0.1:1234" }],
-  advertise_relay: { metadata: { kind: "relay", labels: { "area.region": "any" } } },
-};
 
 describe("shared namespaces on the cross-region reference topology", () => {
   const records = fixture("cross-region.yaml");

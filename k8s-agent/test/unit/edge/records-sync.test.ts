@@ -4,11 +4,12 @@
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type HopwayRecord, parseTopologyText, type Route, referenceResolver } from "@hopway/core";
+import { type HopwayRecord, type Route, referenceResolver } from "@hopway/core";
 import { generateTopology, prng } from "@hopway/core/testing/generate";
 import { type ChangesAnswer, type RouteTable, RouteTableSchema } from "@hopway/core/wire";
 import { describe, expect, it } from "vitest";
 import { RealmView } from "../../../../src/edge/realm-cache.ts";
+import { IMPOSTOR_RELAY, topologyRecords } from "../../../../test/support/topologies.ts";
 import { parseConfig } from "../../../src/config.ts";
 import { EdgeClient } from "../../../src/edge/client.ts";
 import { computeTable, parseEtag, SNAPSHOT_FILE } from "../../../src/edge/records-sync.ts";
@@ -130,8 +131,6 @@ class FakeEdge {
   };
 }
 
-const FIXTURES = join(import.meta.dirname, "../../../../test/fixtures/topologies");
-
 const sortRoutes = (routes: Route[]) => [...routes].sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0));
 
 function setup(
@@ -199,16 +198,8 @@ describe("records sync", () => {
   });
 
   it("resolves under the realm's shared namespaces, from changes, pages and its own snapshot", async () => {
-    const parsed = parseTopologyText(readFileSync(join(FIXTURES, "cross-region.yaml"), "utf8"));
-    if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
     // A tenant's node dressed as a regional relay: relaysvr2's advertise_relay names no namespace.
-    const impostor: HopwayRecord = {
-      type: "node",
-      name: "aaa-impostor",
-      metadata: { namespace_name: "tenant_4", kind: "relay", labels: { "area.region": "any" } },
-      gateway: [{ priority: 0, address: "ipv4://10.66.0.1:1234" }],
-    };
-    const records = [...parsed.records, impostor];
+    const records = [...topologyRecords("cross-region.yaml"), IMPOSTOR_RELAY];
     const shared = ["namespace_1", "namespace_2", "namespace_3"];
     const viaImpostor = (t: RouteTable | undefined) =>
       (t?.routes ?? []).filter((r) => r.to !== "aaa-impostor" && r.hops?.some((h) => h.node === "aaa-impostor"));
@@ -243,15 +234,8 @@ describe("records sync", () => {
   });
 
   it("replaces the relay's table at the same version when it learns the setting after the records (an upgraded agent's snapshot)", async () => {
-    const parsed = parseTopologyText(readFileSync(join(FIXTURES, "cross-region.yaml"), "utf8"));
-    if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
-    const impostor: HopwayRecord = {
-      type: "node",
-      name: "aaa-impostor",
-      metadata: { namespace_name: "tenant_4", kind: "relay", labels: { "area.region": "any" } },
-      gateway: [{ priority: 0, address: "ipv4://10.66.0.1:1234" }],
-    };
-    const records = [...parsed.records, impostor];
+    // A tenant's node dressed as a regional relay: relaysvr2's advertise_relay names no namespace.
+    const records = [...topologyRecords("cross-region.yaml"), IMPOSTOR_RELAY];
     const shared = ["namespace_1", "namespace_2", "namespace_3"];
     const want = sortRoutes(referenceResolver(records, new Set(shared)).routeTable("relaysvr2"));
     const viaImpostor = (t: RouteTable | undefined) =>
