@@ -167,6 +167,14 @@ class RealmImpl implements Realm {
   private readonly nodeList: number[] = [];
   /** Under shared namespaces: the nodes of shared namespaces and those without one (ascending). */
   private readonly openNodes: number[] = [];
+  /**
+   * Under shared namespaces, the kind, host and label indexes split by reach (§2.3), keyed
+   * `part \0 value`: part "" for the nodes of `openNodes`, else the node's own (unshared) namespace.
+   * A selector that names no namespace is priced from its own reach only.
+   */
+  private readonly reachKind = new Map<string, number[]>();
+  private readonly reachHost = new Map<string, number[]>();
+  private readonly reachLabel = new Map<string, Map<string, number[]>>();
 
   constructor(input: readonly HopwayRecord[], bounds: RealmBounds, shared: SharedNamespaces) {
     const records = Object.freeze([...input]);
@@ -210,8 +218,10 @@ class RealmImpl implements Realm {
       if (r.type === "group") continue;
       for (const sel of selectorList(r.advertise_relay)) {
         if (sel.host?.hostname !== undefined) advHosts = true;
-        for (const k of Object.keys(sel.metadata?.labels ?? {}))
+        for (const k of Object.keys(sel.metadata?.labels ?? {})) {
           if (!this.byLabel.has(k)) this.byLabel.set(k, new Map());
+          if (shared !== null && !this.reachLabel.has(k)) this.reachLabel.set(k, new Map());
+        }
       }
     }
     for (let i = 0; i < n; i++) {
@@ -224,9 +234,20 @@ class RealmImpl implements Realm {
       this.kind[i] = r.type === "node" ? NODE : r.type === "client" ? CLIENT : GROUP;
       if (r.type !== "node") continue;
       this.nodeList.push(i);
-      const ns = r.metadata?.namespace_name;
-      if (shared !== null && (ns === undefined || shared.has(ns))) this.openNodes.push(i);
       const md = r.metadata;
+      const ns = md?.namespace_name;
+      const part = shared === null ? undefined : ns === undefined || shared.has(ns) ? "" : ns;
+      if (part !== undefined) {
+        if (part === "") this.openNodes.push(i);
+        if (md?.kind !== undefined) push(this.reachKind, `${part}\u0000${md.kind}`, i);
+        if (advHosts && r.host?.hostname !== undefined) push(this.reachHost, `${part}\u0000${r.host.hostname}`, i);
+        const labels = md?.labels;
+        if (labels !== undefined) {
+          for (const [k, values] of this.reachLabel) {
+            if (Object.hasOwn(labels, k)) push(values, `${part}\u0000${labels[k]!}`, i);
+          }
+        }
+      }
       if (md?.namespace_name !== undefined) push(this.byNs, md.namespace_name, i);
       if (md?.kind !== undefined) push(this.byKind, md.kind, i);
       const labels = md?.labels;
@@ -473,15 +494,36 @@ class RealmImpl implements Realm {
 
   /**
    * The smallest index list that holds every node a selector of a record in namespace `owner` can
-   * match: what selecting costs. Under shared namespaces that includes the list of the namespaces
-   * in its reach (§2.3), so nodes another tenant adds outside that reach cost the owner nothing.
+   * match: what selecting costs. Under shared namespaces a selector that names no namespace takes
+   * its lists from the reach-split indexes (§2.3): nodes another tenant adds outside that reach
+   * are in none of them, so they cost the owner nothing, whichever index would be the smallest.
    */
   candidates(sel: Selector, owner: string | undefined): readonly number[] {
-    const indexed = this.indexed(sel);
-    if (this.shared === null || sel.metadata?.namespace_name !== undefined) return indexed;
-    const own = owner === undefined || this.shared.has(owner) ? [] : (this.byNs.get(owner) ?? []);
-    if (indexed.length <= this.openNodes.length + own.length) return indexed;
-    return mergeAscending(this.openNodes, own);
+    const shared = this.shared;
+    if (shared === null || sel.metadata?.namespace_name !== undefined) return this.indexed(sel);
+    const own = owner !== undefined && !shared.has(owner) ? owner : undefined;
+    let open: readonly number[] = this.openNodes;
+    let mine: readonly number[] = own === undefined ? [] : (this.byNs.get(own) ?? []);
+    const take = (o: readonly number[], m: readonly number[]) => {
+      if (o.length + m.length < open.length + mine.length) {
+        open = o;
+        mine = m;
+      }
+    };
+    const consider = (map: Map<string, number[]> | undefined, value: string) =>
+      take(map?.get(`\u0000${value}`) ?? [], own === undefined ? [] : (map?.get(`${own}\u0000${value}`) ?? []));
+    if (sel.name !== undefined) {
+      const i = this.index.get(sel.name);
+      const ns = i === undefined ? undefined : this.records[i]!.metadata?.namespace_name;
+      const reached = i !== undefined && this.kind[i] === NODE && (ns === undefined || shared.has(ns) || ns === own);
+      take(reached ? [i!] : [], []);
+    }
+    const md = sel.metadata;
+    if (md?.kind !== undefined) consider(this.reachKind, md.kind);
+    if (sel.host?.hostname !== undefined) consider(this.reachHost, sel.host.hostname);
+    for (const [k, v] of Object.entries(md?.labels ?? {})) consider(this.reachLabel.get(k), v);
+    if (mine.length === 0) return open;
+    return open.length === 0 ? mine : mergeAscending(open, mine);
   }
 
   private indexed(sel: Selector): readonly number[] {
@@ -1183,6 +1225,19 @@ export function closureStatsForTest(realm: Realm): { closures: number; members: 
   let members = 0;
   for (const c of seen) members += c.members.length;
   return { closures: seen.size, members, limited: r.limited.filter((x) => x !== undefined).length };
+}
+
+/**
+ * What the realm's indexes give for an `advertise_relay` selector written in namespace `owner`: the
+ * candidates it is priced by (§3.8) and the nodes it selects, as record indices. Tests only.
+ */
+export function relaySelectionForTest(
+  realm: Realm,
+  sel: Selector,
+  owner: string | undefined,
+): { candidates: readonly number[]; selected: number[] } {
+  const r = impl(realm);
+  return { candidates: r.candidates(sel, owner), selected: r.selectNodes(sel, owner) };
 }
 
 /** The RouteResolver view of a realm, for code (and the conformance suite) written against that interface. */

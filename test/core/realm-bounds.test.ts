@@ -285,38 +285,68 @@ describe("relay work: single cases (docs/contract/routing.md §3.8)", () => {
 describe("relay work under shared namespaces (docs/contract/records.md §2.3)", () => {
   // The victim's apps choose relays by kind alone, as the reference topologies do; another
   // tenant registers many nodes of that kind. Outside the victim's reach they are not its relays,
-  // so they must not count against its bound either.
-  const victimNs: HopwayRecordInput[] = [
+  // so they must not count against its bound either, whichever index prices the selector.
+  const victimNs = (selector: Record<string, unknown>): HopwayRecordInput[] => [
     {
       name: "v-relay",
-      metadata: { namespace_name: "victim", kind: "relay" },
+      metadata: { namespace_name: "victim", kind: "relay", labels: { tier: "edge" } },
       gateway: [{ priority: 1, address: "ipv4://127.0.9.1:1", match: { metadata: { namespace_name: "victim" } } }],
     },
-    ...["v-app1", "v-app2"].map((name, i) => ({
-      name,
+    // More apps than the bound below: a price by the victim's whole namespace would not fit.
+    ...Array.from({ length: 60 }, (_, i) => ({
+      name: `v-app${i}`,
       metadata: { namespace_name: "victim" },
-      gateway: [{ priority: 1, address: `ipv4://127.0.9.${i + 2}:1`, match: { metadata: { kind: "relay" } } }],
-      advertise_relay: { metadata: { kind: "relay" } },
+      gateway: [{ priority: 1, address: `ipv4://127.0.10.${i}:1`, match: { metadata: { kind: "relay" } } }],
+      advertise_relay: selector,
     })),
   ];
   const decoys = (n: number): HopwayRecordInput[] =>
     Array.from({ length: n }, (_, i) => ({
       name: `d-${i}`,
-      metadata: { namespace_name: "evil", kind: "relay" },
+      metadata: { namespace_name: "evil", kind: "relay", labels: { tier: "edge" } },
       gateway: [{ priority: 0, address: `ipv4://127.8.${i >> 8}.${i & 255}:1` }],
     }));
 
-  it("another tenant's nodes that match the victim's selector cost it nothing", () => {
+  it.each([
+    { by: "kind", selector: { metadata: { kind: "relay" } } },
+    { by: "label", selector: { metadata: { labels: { tier: "edge" } } } },
+    { by: "kind, with a field no index holds", selector: { metadata: { kind: "relay", group: "g" } } },
+  ])("another tenant's nodes that match the victim's selector ($by) cost it nothing", ({ selector }) => {
     const shared = new Set<string>();
     const bounds = { relayWork: 50 };
-    const alone = routeTable(buildRealm(parse(victimNs), bounds, shared), "v-app1");
-    expect(alone.find((r) => r.to === "v-app2")?.hops?.map((h) => h.node)).toEqual(["v-relay", "v-app2"]);
-    const realm = buildRealm(parse([...victimNs, ...decoys(200)]), bounds, shared);
-    expect(routeTable(realm, "v-app1").filter((r) => r.to.startsWith("v-"))).toEqual(alone);
+    const alone = buildRealm(parse(victimNs(selector)), bounds, shared);
+    expect(closureStatsForTest(alone).limited).toBe(0);
+    const realm = buildRealm(parse([...victimNs(selector), ...decoys(200)]), bounds, shared);
     expect(closureStatsForTest(realm).limited).toBe(0);
+    expect(routeTable(realm, "v-app1").filter((r) => r.to.startsWith("v-"))).toEqual(routeTable(alone, "v-app1"));
     // Without the setting the decoys are in reach (they would be its relays), and they are paid for.
-    const open = buildRealm(parse([...victimNs, ...decoys(200)]), bounds);
-    expect(resolveRoute(open, "v-app1", "v-app2").reason).toBe("relay_limit");
+    const open = buildRealm(parse([...victimNs(selector), ...decoys(200)]), bounds);
+    expect(closureStatsForTest(open).limited).toBeGreaterThan(0);
+  });
+
+  it("at the default bound: 10,000 decoys (a namespace's default record limit) limit none of a 10,000-record namespace", () => {
+    // 420 teams, each app choosing its team's relay by kind and a field no index holds, so the
+    // kind index prices every value: 420 values of 420 relays fit the bound, of 10,420 would not.
+    const teams = 420;
+    const victim: HopwayRecordInput[] = [];
+    for (let t = 0; t < teams; t++) {
+      victim.push({
+        name: `v-relay-${t}`,
+        metadata: { namespace_name: "victim", kind: "relay", group: `team-${t}` },
+        gateway: [{ priority: 1, address: `ipv4://127.1.${t >> 8}.${t & 255}:1` }],
+      });
+    }
+    for (let i = 0; i < 10_000 - teams; i++) {
+      victim.push({
+        name: `v-app-${i}`,
+        metadata: { namespace_name: "victim" },
+        gateway: [{ priority: 1, address: `ipv4://127.2.${i >> 8}.${i & 255}:1` }],
+        advertise_relay: { metadata: { kind: "relay", group: `team-${i % teams}` } },
+      });
+    }
+    const shared = new Set<string>();
+    expect(closureStatsForTest(buildRealm(parse(victim), {}, shared)).limited).toBe(0);
+    expect(closureStatsForTest(buildRealm(parse([...victim, ...decoys(10_000)]), {}, shared)).limited).toBe(0);
   });
 });
 

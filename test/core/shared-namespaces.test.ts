@@ -2,6 +2,7 @@
 // no namespace reaches only its own record's namespace, records without one and the shared
 // namespaces. The attack it closes: a tenant's node that carries a reference relay's labels joins
 // the relay chains of every namespace whose selectors name none, and carries their tunnels.
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   advertisedRelays,
@@ -9,10 +10,15 @@ import {
   canDial,
   egressRelays,
   type HopwayRecord,
+  type HopwayRecordInput,
   linkPeers,
+  matchesSelector,
+  parseRecords,
   routeTable,
   type SharedNamespaces,
+  selectorReaches,
 } from "../../src/core/index.ts";
+import { relaySelectionForTest } from "../../src/core/realm.ts";
 import { topologyRecords as fixture, IMPOSTOR_RELAY as impostor } from "../support/topologies.ts";
 
 const REFERENCE_NAMESPACES: SharedNamespaces = new Set(["namespace_1", "namespace_2", "namespace_3"]);
@@ -176,5 +182,60 @@ describe("the reach of a selector that names no namespace", () => {
     const realm = buildRealm(records, {}, new Set());
     expect(advertisedRelays(realm, "a-x")).toEqual(["a-r"]);
     expect(advertisedRelays(realm, "b-x")).toEqual(["b-r"]);
+  });
+});
+
+describe("selecting relays through the reach-split indexes", () => {
+  it("selects exactly what a scan selects, from ascending candidates that hold nothing out of reach", () => {
+    const ns = fc.constantFrom(undefined, "a", "b", "c");
+    const field = <T>(...values: T[]) => fc.constantFrom(undefined, ...values);
+    const record = fc.tuple(ns, field("relay", "app"), field("x", "y"), field("h1", "h2"), fc.boolean());
+    const selector = fc.tuple(ns, field("relay", "app"), field("x", "y"), field("h1", "h2"), field(0, 3, 7, 29));
+    fc.assert(
+      fc.property(
+        fc.array(record, { minLength: 1, maxLength: 30 }),
+        fc.subarray(["a", "b", "c"]),
+        fc.array(selector, { minLength: 1, maxLength: 6 }),
+        (nodes, sharedList, sels) => {
+          const metadata = (n?: string, kind?: string, label?: string) => ({
+            ...(n !== undefined ? { namespace_name: n } : {}),
+            ...(kind !== undefined ? { kind } : {}),
+            ...(label !== undefined ? { labels: { t: label } } : {}),
+          });
+          const input: HopwayRecordInput[] = nodes.map(([n, kind, label, hostname, client], i) => ({
+            name: `r${String(i).padStart(2, "0")}`,
+            ...(client ? { type: "client" } : { gateway: [{ priority: 1, address: `ipv4://10.0.0.${i + 1}:1` }] }),
+            ...(hostname !== undefined ? { host: { hostname } } : {}),
+            metadata: metadata(n, kind, label),
+          }));
+          const selectors = sels.map(([n, kind, label, hostname, name]) => ({
+            ...(name !== undefined ? { name: `r${String(name).padStart(2, "0")}` } : {}),
+            ...(hostname !== undefined ? { host: { hostname } } : {}),
+            metadata: metadata(n, kind, label),
+          }));
+          // The realm indexes only what some advertise_relay asks for.
+          input.push({ name: "zz", type: "client", advertise_relay: selectors });
+          const parsed = parseRecords(input);
+          if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
+          const records = parsed.records;
+          const shared = new Set(sharedList);
+          const realm = buildRealm(records, {}, shared);
+          for (const sel of selectors) {
+            for (const owner of [undefined, "a", "b", "c"]) {
+              const reached = (i: number) => selectorReaches("relay", sel, owner, records[i]!, shared);
+              const want = records.flatMap((r, i) =>
+                r.type === "node" && matchesSelector(sel, r) && reached(i) ? [i] : [],
+              );
+              const { candidates, selected } = relaySelectionForTest(realm, sel, owner);
+              expect(selected).toEqual(want);
+              for (let k = 1; k < candidates.length; k++) expect(candidates[k]!).toBeGreaterThan(candidates[k - 1]!);
+              // What prices a selector that names no namespace lies in its reach (docs/contract/routing.md §3.8).
+              if (sel.metadata.namespace_name === undefined) expect(candidates.every(reached)).toBe(true);
+            }
+          }
+        },
+      ),
+      { numRuns: 500, seed: 0x5e1ec7 },
+    );
   });
 });
