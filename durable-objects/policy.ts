@@ -18,8 +18,9 @@ export class PolicyStore {
     const policy: AddressPolicy = {};
     const rows = this.sql.exec<{ scope: string; rules: string }>("SELECT scope, rules FROM address_policy").toArray();
     for (const row of rows) {
-      const rules = JSON.parse(row.rules) as AddressRules;
-      if (row.scope === SHARED) policy.shared_namespaces = JSON.parse(row.rules) as string[];
+      const value: unknown = JSON.parse(row.rules);
+      const rules = value as AddressRules;
+      if (row.scope === SHARED) policy.shared_namespaces = value as string[];
       else if (row.scope === "default") policy.default = rules;
       else if (row.scope.startsWith(NS)) {
         policy.namespaces ??= {};
@@ -33,9 +34,12 @@ export class PolicyStore {
     return this.cached;
   }
 
-  /** The realm's shared namespaces, sorted; null: every namespace. */
+  /**
+   * The realm's shared namespaces, sorted and without duplicates as `replace` stores them; null:
+   * every namespace. Read with every record page and change answer, so it is not recomputed.
+   */
   get shared(): string[] | null {
-    return canonicalShared(this.cached.shared_namespaces);
+    return this.cached.shared_namespaces ?? null;
   }
 
   /** Replaces the whole policy. The caller runs it inside a transaction. */
