@@ -27,7 +27,7 @@ export {
   TABLE_BYTES_PER_NAMESPACE,
 } from "./realm.ts";
 export { compareRelayKeys, noRoute, type RouteResolver, referenceResolver } from "./reference.ts";
-export { type LinkPeers, linkPeers, type RelayMark, tableRelays } from "./relays.ts";
+export { type LinkPeers, linkPeers, type RelayMark, type TenantPeers, tableRelays } from "./relays.ts";
 export * from "./schema.ts";
 export { matchesSelector, type SharedNamespaces, sameHost, selectorList, selectorReaches } from "./selector.ts";
 export * from "./wire.ts";

@@ -1185,6 +1185,11 @@ export function canDial(realm: Realm, from: string, to: string): boolean {
   return r.kind[u] === NODE && r.kind[v] === NODE && r.gatewayIndex(u, v) >= 0;
 }
 
+/** The shared namespaces the realm was built with (null: every namespace; docs/contract/records.md §2.3). */
+export function sharedNamespacesOf(realm: Realm): SharedNamespaces {
+  return impl(realm).shared;
+}
+
 /** adv(X): the nodes X's advertise_relay selects (X itself excluded), in record order. */
 export function advertisedRelays(realm: Realm, name: string): string[] {
   const r = impl(realm);

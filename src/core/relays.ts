@@ -10,7 +10,7 @@
 // upstream chain, the admin (a record without a namespace), or the namespace of a target it
 // relays for, which may only vouch for its own nodes. Sharing the relay's namespace vouches for
 // nothing: the victim's application usually does.
-import { canDial, egressRelays, type Realm } from "./realm.ts";
+import { canDial, egressRelays, type Realm, sharedNamespacesOf } from "./realm.ts";
 import type { Route } from "./schema.ts";
 
 /** A node the relay treats as a relay; `aliases`: its addresses also mark other records that share them. */
@@ -54,6 +54,18 @@ export function tableRelays(realm: Realm, self: string, routes: readonly Route[]
 export interface LinkPeers {
   any: boolean;
   nodes: string[];
+  /**
+   * Under shared namespaces, the peers among them that belong to an unshared namespace other than
+   * the relay's own, by namespace (namespaces and their nodes in record order). Left out when there
+   * are none, and so always without shared namespaces.
+   */
+  tenants?: TenantPeers[];
+}
+
+/** The link peers of one unshared namespace: one tenant, as the relay counts its share of the tunnel pool. */
+export interface TenantPeers {
+  namespace: string;
+  nodes: string[];
 }
 
 /**
@@ -61,14 +73,31 @@ export interface LinkPeers {
  * (docs/contract/routing.md §1.1), the only ones any route has as the hop before it. A relay that
  * took links from every certified relay of the realm let a tenant's relay, certified for its own
  * node, use it to reach what it may dial, past the `match` that keeps that tenant out.
+ *
+ * `tenants` groups the peers of unshared namespaces: a relay bounds what each such namespace holds
+ * of its tunnel pool (docs/contract/edge-api.md §5.2), since a tenant that may dial a shared relay
+ * could otherwise fill it with the links and streams of nodes it registered itself. Namespace-less
+ * records (the admin's), shared namespaces (the operator's relays, which carry every tenant's
+ * tunnels) and the relay's own namespace are not counted.
  */
 export function linkPeers(realm: Realm, self: string): LinkPeers {
   const nodes: string[] = [];
+  const shared = sharedNamespacesOf(realm);
+  const ownNs = realm.get(self)?.metadata?.namespace_name;
+  const tenants = new Map<string, string[]>();
   let others = 0;
   for (const r of realm.records) {
     if (r.type !== "node" || r.name === self) continue;
     others++;
-    if (canDial(realm, r.name, self)) nodes.push(r.name);
+    if (!canDial(realm, r.name, self)) continue;
+    nodes.push(r.name);
+    const ns = r.metadata?.namespace_name;
+    if (shared === null || ns === undefined || ns === ownNs || shared.has(ns)) continue;
+    const list = tenants.get(ns);
+    if (list === undefined) tenants.set(ns, [r.name]);
+    else list.push(r.name);
   }
-  return nodes.length === others ? { any: true, nodes: [] } : { any: false, nodes };
+  const out: LinkPeers = nodes.length === others ? { any: true, nodes: [] } : { any: false, nodes };
+  if (tenants.size > 0) out.tenants = [...tenants].map(([namespace, names]) => ({ namespace, nodes: names }));
+  return out;
 }

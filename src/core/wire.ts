@@ -249,7 +249,17 @@ export const RouteTableSchema = z.object({
    * docs/contract/edge-api.md §5.2). A table without it (an edge of an earlier release) takes links
    * from every node it lists.
    */
-  peers: z.object({ any: z.boolean(), nodes: z.array(NameSchema) }).optional(),
+  peers: z
+    .object({
+      any: z.boolean(),
+      nodes: z.array(NameSchema),
+      /**
+       * Under shared namespaces, the peers of each unshared namespace other than the relay's own: the relay bounds
+       * what each holds of its tunnel pool (core/relays.ts). Absent: none (or an edge of an earlier release).
+       */
+      tenants: z.array(z.object({ namespace: TextFieldSchema, nodes: z.array(NameSchema) })).optional(),
+    })
+    .optional(),
 });
 export type RouteTable = z.infer<typeof RouteTableSchema>;
 

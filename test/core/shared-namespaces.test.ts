@@ -71,6 +71,32 @@ describe("shared namespaces on the cross-region reference topology", () => {
     expect(canDial(buildRealm([...records, impostor, victim]), "aaa-impostor", "victim-relay")).toBe(true);
   });
 
+  it("the shared relays list the tenant's nodes that may link to them by namespace; the shared ones and their own are not listed", () => {
+    const second: HopwayRecord = { ...impostor, name: "bbb-impostor" };
+    const other: HopwayRecord = {
+      ...impostor,
+      name: "ccc-other",
+      metadata: { ...impostor.metadata, namespace_name: "tenant_5" },
+    };
+    const realm = buildRealm([...records, impostor, second, other], {}, REFERENCE_NAMESPACES);
+    const peers = linkPeers(realm, "relaysvr3");
+    // They may dial the regional relay as any tenant's relay may; `tenants` is what says whose they are.
+    expect(peers.nodes).toEqual(expect.arrayContaining(["aaa-impostor", "bbb-impostor", "ccc-other", "relaysvr1"]));
+    expect(peers.tenants).toEqual([
+      { namespace: "tenant_4", nodes: ["aaa-impostor", "bbb-impostor"] },
+      { namespace: "tenant_5", nodes: ["ccc-other"] },
+    ]);
+    // The tenant's own node lists its own namespace's peers under no tenant: they are its own.
+    expect(linkPeers(realm, "aaa-impostor").tenants).toBeUndefined();
+    // Without the setting there are no tenants: every namespace is shared.
+    expect(linkPeers(buildRealm([...records, impostor, second, other]), "relaysvr3").tenants).toBeUndefined();
+    // Nor on the topology alone, whose namespaces are all shared.
+    for (const r of records) {
+      if (r.type === "node")
+        expect(linkPeers(buildRealm(records, {}, REFERENCE_NAMESPACES), r.name).tenants).toBeUndefined();
+    }
+  });
+
   it("a namespace that names the tenant's namespace still chooses it", () => {
     const chooser: HopwayRecord = {
       type: "node",

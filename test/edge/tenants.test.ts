@@ -625,6 +625,9 @@ describe("shared namespaces: a tenant's node dressed as a relay joins no other n
     for (const r of table.routes as Array<{ to: string; hops: Array<{ node: string }> | null }>) {
       if (r.to !== "aaa-impostor") expect(r.hops?.map((h) => h.node) ?? []).not.toContain("aaa-impostor");
     }
+    // It may still open links to the shared relay, as a tenant's relay: the table names its
+    // namespace, so the relay holds the tenant to its share of the tunnel pool.
+    expect(table.peers.tenants).toEqual([{ namespace: "tenant_4", nodes: ["aaa-impostor"] }]);
 
     // A realm version with no record in it: agents that resolve from the records learn the setting.
     const after = (await call("GET", `${base}/nodes`)).body;
