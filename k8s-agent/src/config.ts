@@ -20,6 +20,7 @@
 //   HOPWAY_DATA_DIR        data_dir
 //   HOPWAY_MAX_CONNECTIONS relay.limits.max_connections
 //   HOPWAY_MAX_CONNECTIONS_PER_SOURCE relay.limits.max_connections_per_source
+//   HOPWAY_MAX_CONNECTIONS_PER_NAMESPACE relay.limits.max_connections_per_namespace
 //   HOPWAY_MAX_HANDSHAKES  relay.limits.max_handshakes
 //   HOPWAY_LINK_PROTOCOL   relay.links.protocol (mux | h2)
 //   HOPWAY_NATIVE_SPLICE   relay.native_splice (true | false, 1 | 0)
@@ -111,6 +112,12 @@ const LimitsSchema = z
     max_connections: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
     /** Per client address (handshakes and client tunnels; verified relay hops exempt); 0 = off. */
     max_connections_per_source: z.coerce.number().int().min(0).max(1_000_000).default(1_024),
+    /**
+     * Of max_connections, what the relays of one tenant (an unshared namespace, docs/relay.md) may
+     * hold together with their links and the tunnels on them; 0 = off. Unset: a quarter of
+     * max_connections.
+     */
+    max_connections_per_namespace: z.coerce.number().int().min(0).max(1_000_000).optional(),
     /**
      * Handshakes from sources outside client_cidrs before their credentials are checked: a
      * pool of their own, so unauthenticated peers never take authenticated capacity. When
@@ -378,6 +385,7 @@ export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unkn
   ["HOPWAY_DATA_DIR", ["data_dir"], String],
   ["HOPWAY_MAX_CONNECTIONS", ["relay", "limits", "max_connections"], String],
   ["HOPWAY_MAX_CONNECTIONS_PER_SOURCE", ["relay", "limits", "max_connections_per_source"], String],
+  ["HOPWAY_MAX_CONNECTIONS_PER_NAMESPACE", ["relay", "limits", "max_connections_per_namespace"], String],
   ["HOPWAY_MAX_HANDSHAKES", ["relay", "limits", "max_handshakes"], String],
   ["HOPWAY_LINK_PROTOCOL", ["relay", "links", "protocol"], String],
   ["HOPWAY_NATIVE_SPLICE", ["relay", "native_splice"], flag],

@@ -124,6 +124,9 @@ export async function startAgent(
     limits: {
       maxConnections: limits.max_connections,
       maxConnectionsPerSource: limits.max_connections_per_source,
+      ...(limits.max_connections_per_namespace === undefined
+        ? {}
+        : { maxConnectionsPerNamespace: limits.max_connections_per_namespace }),
       maxHandshakes: limits.max_handshakes,
       maxHandshakesPerSource: limits.max_handshakes_per_source,
       handshakeTimeoutMs: limits.handshake_timeout_ms,

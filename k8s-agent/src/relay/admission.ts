@@ -18,6 +18,13 @@
 // every tunnel a neighbour relay carries arrives from its one address. The
 // relay passes each address in one form (normalizeIp: `::ffff:a.b.c.d` is
 // `a.b.c.d`), so a client counts once whichever listener took it.
+//
+// Per tenant, `maxConnectionsPerNamespace` bounds what the relays of one
+// unshared namespace hold of the tunnel pool: their links and the streams on
+// them. Which peer belongs to which tenant is the route table's to say
+// (`peers.tenants`); a tenant with a token for its own namespace can register
+// and certify as many relays as its record limit allows, each with its own
+// links, so neither the per-peer link cap nor the per-source cap stops it.
 import type { Socket } from "node:net";
 
 export interface AdmissionLimits {
@@ -29,6 +36,8 @@ export interface AdmissionLimits {
   maxHandshakesPerSource: number;
   /** Connections one source address may hold, handshakes included (verified relays exempt); 0 = no cap. */
   maxConnectionsPerSource: number;
+  /** Links and link streams the relays of one tenant may hold together; 0 = no cap. */
+  maxConnectionsPerNamespace: number;
 }
 
 // What admission knows of a connection lives on its socket, under symbols of this module:
@@ -37,10 +46,12 @@ export interface AdmissionLimits {
 const SOURCE = Symbol("hopway.admission.source");
 /** IN_TUNNEL_POOL and SPOKEN bits. */
 const STATE = Symbol("hopway.admission.state");
+/** The tenant a link counts against while in the tunnel pool. */
+const TENANT = Symbol("hopway.admission.tenant");
 const IN_TUNNEL_POOL = 1;
 /** A handshake whose peer has sent its first bytes (a CONNECT head, a TLS ClientHello). */
 const SPOKEN = 2;
-type Admitted = object & { [SOURCE]?: string | undefined; [STATE]?: number };
+type Admitted = object & { [SOURCE]?: string | undefined; [STATE]?: number; [TENANT]?: string | undefined };
 
 /**
  * A connection as admission counts it: a socket, or a native listener's connection
@@ -51,6 +62,7 @@ export class Admission<K extends object = Socket> {
   private readonly handshakes = new Map<K, string>();
   private readonly handshakesBySource = new Map<string, number>();
   private readonly perSource = new Map<string, number>();
+  private readonly perTenant = new Map<string, number>();
   private tunnelPool = 0;
 
   constructor(private readonly limits: AdmissionLimits) {}
@@ -118,15 +130,38 @@ export class Admission<K extends object = Socket> {
     return evicted;
   }
 
-  /** The connection authenticated: it moves to the tunnel pool. False when that pool is full. */
-  promote(socket: K): boolean {
+  /** Held in the tunnel pool by the relays of `tenant`. */
+  heldBy(tenant: string): number {
+    return this.perTenant.get(tenant) ?? 0;
+  }
+
+  /** Why one more link or link stream of `tenant` (undefined: no tenant's) may not enter the tunnel pool. */
+  tenantRefusal(tenant: string | undefined): string | undefined {
+    const cap = this.limits.maxConnectionsPerNamespace;
+    if (tenant === undefined || cap <= 0 || (this.perTenant.get(tenant) ?? 0) < cap) return undefined;
+    return `namespace '${tenant}' holds its limit of ${cap} connections (max_connections_per_namespace)`;
+  }
+
+  /**
+   * The connection authenticated: it moves to the tunnel pool, counted against `tenant` when it
+   * is a link from a tenant's relay (the caller checked `tenantRefusal` first). False when that
+   * pool is full.
+   */
+  promote(socket: K, tenant?: string): boolean {
     const s = socket as Admitted;
-    if ((s[STATE] ?? 0) & IN_TUNNEL_POOL) return true;
-    if (!this.handshakes.has(socket)) return false; // already closed or evicted
-    if (this.tunnelPool >= this.limits.maxConnections) return false;
-    this.leaveHandshakes(socket);
-    s[STATE] = (s[STATE] ?? 0) | IN_TUNNEL_POOL;
-    this.tunnelPool++;
+    // A link from a client_cidrs source entered the tunnel pool at accept; it still counts
+    // against its tenant from now on (a tenant's relay pod may sit inside those ranges).
+    if (!((s[STATE] ?? 0) & IN_TUNNEL_POOL)) {
+      if (!this.handshakes.has(socket)) return false; // already closed or evicted
+      if (this.tunnelPool >= this.limits.maxConnections) return false;
+      this.leaveHandshakes(socket);
+      s[STATE] = (s[STATE] ?? 0) | IN_TUNNEL_POOL;
+      this.tunnelPool++;
+    }
+    if (tenant !== undefined && s[TENANT] === undefined) {
+      s[TENANT] = tenant;
+      increment(this.perTenant, tenant);
+    }
     return true;
   }
 
@@ -157,17 +192,29 @@ export class Admission<K extends object = Socket> {
       t[STATE] = f[STATE];
       f[STATE] = 0;
     }
+    if (f[TENANT] !== undefined) {
+      t[TENANT] = f[TENANT];
+      f[TENANT] = undefined;
+    }
   }
 
-  /** A tunnel on an accepted link: it takes a place in the tunnel pool, as the connection it replaces did. */
-  takeStream(): boolean {
-    if (this.tunnelPool >= this.limits.maxConnections) return false;
+  /**
+   * A tunnel on an accepted link: it takes a place in the tunnel pool, as the connection it
+   * replaces did, counted against the tenant of the relay that opened it. Returns why not.
+   */
+  takeStream(tenant?: string): string | undefined {
+    const refusal = this.tenantRefusal(tenant);
+    if (refusal !== undefined) return refusal;
+    if (this.tunnelPool >= this.limits.maxConnections) return "relay at connection limit";
     this.tunnelPool++;
-    return true;
+    if (tenant !== undefined) increment(this.perTenant, tenant);
+    return undefined;
   }
 
-  releaseStream(): void {
+  /** A stream `takeStream` took is gone; `tenant` as it was taken. */
+  releaseStream(tenant?: string): void {
     this.tunnelPool--;
+    if (tenant !== undefined) decrement(this.perTenant, tenant);
   }
 
   /** A verified relay hop: it no longer counts against its source address. */
@@ -199,6 +246,11 @@ export class Admission<K extends object = Socket> {
     if (state & IN_TUNNEL_POOL) {
       s[STATE] = state & ~IN_TUNNEL_POOL;
       this.tunnelPool--;
+      const tenant = s[TENANT];
+      if (tenant !== undefined) {
+        s[TENANT] = undefined;
+        decrement(this.perTenant, tenant);
+      }
     }
   }
 

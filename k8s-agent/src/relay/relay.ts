@@ -79,6 +79,12 @@ export interface RelayLimits {
    * Relay links are exempt once verified: a neighbour carries all its tunnels on a few links.
    */
   maxConnectionsPerSource: number;
+  /**
+   * Of maxConnections, what the relays of one tenant (an unshared namespace the route table lists
+   * under `peers.tenants`) may hold together: their links and the tunnels on them; 0 = no cap.
+   * Left out of RelayOptions.limits: a quarter of maxConnections.
+   */
+  maxConnectionsPerNamespace: number;
   /** Unauthenticated handshakes in flight (sources outside client_cidrs); the oldest goes when full. */
   maxHandshakes: number;
   /** Unauthenticated handshakes one source address may hold; 0 = no cap. */
@@ -97,6 +103,7 @@ export interface RelayLimits {
 export const DEFAULT_LIMITS: RelayLimits = {
   maxConnections: 10_000,
   maxConnectionsPerSource: 1_024,
+  maxConnectionsPerNamespace: 2_500,
   maxHandshakes: 256,
   maxHandshakesPerSource: 64,
   handshakeTimeoutMs: 3_000,
@@ -263,6 +270,8 @@ export class Relay {
   private idleSweep: NodeJS.Timeout | undefined;
   private connections = 0;
   private draining = false;
+  private tenantWarnedAt = Number.NEGATIVE_INFINITY;
+  private tenantRefusals = 0;
   private idleWaiters: Array<() => void> = [];
   // Listeners shared by every connection (`this` is the socket or stream), not closures per connection.
   private readonly onOwnedClose: (this: Socket) => void;
@@ -287,7 +296,7 @@ export class Relay {
         opening.dial?.abort();
         return;
       }
-      relay.linkStreamGone();
+      relay.linkStreamGone(this);
     };
     this.onTunnelSideClose = function (this: TunnelEnd, hadError?: boolean) {
       const tunnel = (this as TunnelSide)[TUNNEL] as Tunnel;
@@ -307,6 +316,9 @@ export class Relay {
     this.name = opts.name;
     this.table = opts.table;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    if (opts.limits?.maxConnectionsPerNamespace === undefined) {
+      this.limits.maxConnectionsPerNamespace = defaultPerNamespace(this.limits.maxConnections);
+    }
     this.cidrs = new CidrList(opts.clientCidrs ?? ["127.0.0.0/8", "::1/128"]);
     this.tokens = (opts.clientTokens ?? []).map((t) => Buffer.from(t));
     this.observer = opts.observer;
@@ -574,12 +586,18 @@ export class Relay {
         this.admission.release(socket);
         this.maybeIdle();
       },
-      () => {
+      (peer) => {
         deadline.clear();
-        // Verified: a relay of the realm. Out of the handshake pool, and not counted per source.
-        if (!this.admission.promote(socket)) return false;
+        // Verified: a relay of the realm. Out of the handshake pool, and not counted per source,
+        // but against its tenant's share when the table says it has one.
+        const tenant = this.table.tenant(peer);
+        const refusal = this.admission.tenantRefusal(tenant);
+        if (refusal !== undefined) return { reason: "namespace_limit", detail: refusal };
+        if (!this.admission.promote(socket, tenant)) {
+          return { reason: "over_capacity", detail: "relay at connection limit" };
+        }
         this.admission.exempt(socket);
-        return true;
+        return undefined;
       },
     );
     // The TLS server's own handshake timeout starts only now, at the first byte, whatever the
@@ -1000,10 +1018,15 @@ export class Relay {
     // Listeners shared by every stream (no closures per stream): errors end the stream by themselves.
     stream.on("error", ignore);
     if (this.draining) return this.refuseLinkStream(stream, new Refusal("over_capacity", "relay is draining"));
-    // A stream takes a place in the tunnel pool, as the per-tunnel connection it replaces did.
-    if (!this.admission.takeStream()) {
-      return this.refuseLinkStream(stream, new Refusal("over_capacity", "relay at connection limit"));
+    // A stream takes a place in the tunnel pool, as the per-tunnel connection it replaces did, and
+    // one in the share of the tenant whose relay opened it.
+    const tenant = this.table.tenant(peer);
+    const full = this.admission.takeStream(tenant);
+    if (full !== undefined) {
+      if (tenant !== undefined && full !== "relay at connection limit") this.warnTenantFull(tenant, peer);
+      return this.refuseLinkStream(stream, new Refusal("over_capacity", full));
     }
+    (stream as PathStream)[TENANT] = tenant;
     this.connections++;
     // `close` fires once: a plain `on` skips the wrapper `once` allocates.
     stream.on("close", this.onLinkStreamClose);
@@ -1030,7 +1053,7 @@ export class Relay {
       opening.active = false;
       opening.dial = undefined;
       // The stream closed meanwhile (`onLinkStreamClose`): its place was kept until now.
-      if (opening.closed) this.linkStreamGone();
+      if (opening.closed) this.linkStreamGone(stream);
     }
     if (up === undefined) return;
     if (up instanceof Refusal) return this.refuseLinkStream(stream, up);
@@ -1046,11 +1069,35 @@ export class Relay {
     this.splice(stream, up.upstream, "relay", up.next, up.seconds);
   }
 
+  /** What the relays of `tenant` hold of the tunnel pool now (links and link streams). */
+  tenantHeldForTest(tenant: string): number {
+    return this.admission.heldBy(tenant);
+  }
+
   /** A link stream that held a place in the tunnel pool is gone. */
-  private linkStreamGone(): void {
+  private linkStreamGone(stream: PathStream): void {
     this.connections--;
-    this.admission.releaseStream();
+    this.admission.releaseStream(stream[TENANT]);
     this.maybeIdle();
+  }
+
+  /**
+   * Logs that a tenant's relays hold their share of the tunnel pool: at most once per
+   * TENANT_WARN_MS for the whole relay, with how many streams were refused since, so a tenant
+   * at its share cannot flood the log either.
+   */
+  private warnTenantFull(tenant: string, peer: string): void {
+    this.tenantRefusals++;
+    const now = performance.now();
+    if (now - this.tenantWarnedAt < TENANT_WARN_MS) return;
+    this.tenantWarnedAt = now;
+    this.log("warn", "tunnel refused: namespace at its share of the tunnel pool", {
+      namespace: tenant,
+      peer,
+      max_connections_per_namespace: this.limits.maxConnectionsPerNamespace,
+      refused_since_last: this.tenantRefusals,
+    });
+    this.tenantRefusals = 0;
   }
 
   /** Answers a link stream with a refusal: status, `hopway-error`, `hopway-reason`, `hopway-failed-at`. */
@@ -1611,7 +1658,20 @@ class PathOpening {
   dial: Abortable | undefined = undefined;
 }
 const OPENING = Symbol("hopway.link.opening");
-type PathStream = LinkServerStream & { [OPENING]?: PathOpening };
+/** The tenant a link stream counts against (Admission.takeStream). */
+const TENANT = Symbol("hopway.link.tenant");
+type PathStream = LinkServerStream & { [OPENING]?: PathOpening; [TENANT]?: string | undefined };
+
+/** A tenant's streams refused for its share are logged at most this often (with a count). */
+const TENANT_WARN_MS = 10_000;
+
+/**
+ * What the relays of one tenant may hold of the tunnel pool unless configured: a quarter, so one
+ * tenant never holds more than a quarter and three at their share still leave room for the rest.
+ */
+export function defaultPerNamespace(maxConnections: number): number {
+  return Math.max(1, Math.floor(maxConnections / 4));
+}
 
 /** The error a link's TLS handshake ends with past its deadline; the link server counts its code as a timeout. */
 function linkHandshakeTimeout(): Error {

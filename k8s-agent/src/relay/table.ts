@@ -46,6 +46,8 @@ export class RoutingTable {
   private names = new Set<string>();
   /** Who may open links to this relay (the table's `peers`); undefined: the table did not say. */
   private linkFrom: ReadonlySet<string> | "any" | undefined;
+  /** The namespace of each link peer of an unshared namespace (the table's `peers.tenants`). */
+  private tenantOf = new Map<string, string>();
   private current: RouteTable | undefined;
   /**
    * Nodes this table routes THROUGH (an intermediate hop of some route) and the endpoints
@@ -107,6 +109,9 @@ export class RoutingTable {
     this.relayEndpoints = relayEndpoints;
     this.names = names;
     this.linkFrom = table.peers === undefined ? undefined : table.peers.any ? "any" : new Set(table.peers.nodes);
+    const tenantOf = new Map<string, string>();
+    for (const t of table.peers?.tenants ?? []) for (const n of t.nodes) tenantOf.set(n, t.namespace);
+    this.tenantOf = tenantOf;
     this.current = table;
     // Decisions about the old table are void: a removed route is refused from the next connection on.
     this.decided = new Map();
@@ -127,6 +132,16 @@ export class RoutingTable {
     if (!this.has(name)) return false;
     const from = this.linkFrom;
     return from === undefined || from === "any" || from.has(name);
+  }
+
+  /**
+   * The tenant whose share of the tunnel pool links and streams from relay `name` count against:
+   * its namespace when the table lists it under `peers.tenants` (an unshared namespace other than
+   * this relay's), else undefined (the admin's, a shared namespace's, this relay's own namespace's,
+   * or a table that does not say).
+   */
+  tenant(name: string): string | undefined {
+    return this.tenantOf.get(name);
   }
 
   /** Whether some route leaves this relay through another relay: then it needs links (a certificate). */

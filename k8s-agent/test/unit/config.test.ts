@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../src/config.ts";
+import { defaultPerNamespace } from "../../src/relay/relay.ts";
 
 const minimal = `
 edge: { url: "http://127.0.0.1:8787", realm: demo, token: "t0ken" }
@@ -56,6 +57,7 @@ describe("agent config", () => {
       HOPWAY_RELAY_LISTEN: "127.0.0.1:1000, [::1]:1001",
       HOPWAY_MAX_CONNECTIONS: "77",
       HOPWAY_MAX_CONNECTIONS_PER_SOURCE: "12",
+      HOPWAY_MAX_CONNECTIONS_PER_NAMESPACE: "20",
       POD_NAME: "relay-3",
       POD_NAMESPACE: "hopway",
       POD_UID: "9d2c4a1e-0f3b-4e5a-8c7d-6b5a4f3e2d1c",
@@ -67,6 +69,7 @@ describe("agent config", () => {
     expect(c.relay.listen).toEqual(["127.0.0.1:1000", "[::1]:1001"]);
     expect(c.relay.limits.max_connections).toBe(77);
     expect(c.relay.limits.max_connections_per_source).toBe(12);
+    expect(c.relay.limits.max_connections_per_namespace).toBe(20);
     expect(c.pod).toMatchObject({
       name: "relay-3",
       namespace: "hopway",
@@ -105,6 +108,12 @@ describe("agent config", () => {
       error_ttl_ms: 1_000,
     });
     expect(c.localApiToken).toBeUndefined();
+    // Unset, the relay takes a quarter of max_connections (relay.ts, defaultPerNamespace).
+    expect(c.relay.limits.max_connections_per_namespace).toBeUndefined();
+    expect(defaultPerNamespace(c.relay.limits.max_connections)).toBe(2_500);
+    expect(() => parseConfig(minimal, { HOPWAY_MAX_CONNECTIONS_PER_NAMESPACE: "-1" })).toThrow(
+      /relay\.limits\.max_connections_per_namespace/,
+    );
     const e = parseConfig(minimal, { HOPWAY_MAX_HANDSHAKES: "32", HOPWAY_LOCAL_API_TOKEN: "a-local-api-token-1234" });
     expect(e.relay.limits.max_handshakes).toBe(32);
     expect(e.localApiToken).toBe("a-local-api-token-1234");

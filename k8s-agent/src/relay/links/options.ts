@@ -129,6 +129,11 @@ export const LINK_FAILURES = [
   "peer_streams_exhausted",
   /** Accepting: the verified peer already holds max_links_per_peer links to this relay. */
   "peer_link_limit",
+  /**
+   * Accepting: the verified peer is a relay of an unshared namespace whose relays together hold
+   * limits.max_connections_per_namespace of this relay's tunnel pool.
+   */
+  "namespace_limit",
 ] as const;
 export type LinkFailure = (typeof LINK_FAILURES)[number];
 export type LinkSide = "dial" | "accept";

@@ -14,6 +14,12 @@ import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions 
 import { type LinkHeaders, type LinkServerStream, type LinkSession, pingOrClose } from "./session.ts";
 import { ACCEPT_ALPN, ALPN_H2, certifiedRelay, failureOf, LINK_CIPHERS } from "./tls.ts";
 
+/**
+ * What the relay does once a link's peer is verified, before its session starts: takes it into
+ * the tunnel pool, or says why there is no room (the link is then refused with that reason).
+ */
+export type VerifiedHook = (peer: string) => { reason: LinkFailure; detail: string } | undefined;
+
 export interface LinkServerOptions {
   realm: string;
   identity: IdentitySource;
@@ -53,8 +59,8 @@ export class LinkServer {
   private tlsServer: TlsServer | undefined;
   /** Accept times by remote address and port, for the handshake duration. */
   private readonly started = new Map<string, number>();
-  /** Per accepted socket, what the relay does once its peer is verified (admission; false = no room). */
-  private readonly verifiedHooks = new Map<string, () => boolean>();
+  /** Per accepted socket, what the relay does once its peer is verified (admission: why there is no room, if not). */
+  private readonly verifiedHooks = new Map<string, VerifiedHook>();
 
   constructor(private readonly opts: LinkServerOptions) {
     this.reloadContext();
@@ -111,9 +117,14 @@ export class LinkServer {
     return out;
   }
 
-  private refused(reason: LinkFailure, detail: string, tls: TLSSocket | undefined): void {
+  private refused(reason: LinkFailure, detail: string, tls: TLSSocket | undefined, peer?: string): void {
     this.opts.observer?.linkFailed("accept", reason);
-    this.opts.log("warn", "relay link refused", { reason, detail, remote: tls?.remoteAddress });
+    this.opts.log("warn", "relay link refused", {
+      reason,
+      detail,
+      remote: tls?.remoteAddress,
+      ...(peer === undefined ? {} : { peer }),
+    });
     tls?.destroy();
   }
 
@@ -121,7 +132,7 @@ export class LinkServer {
    * Takes a socket whose unread bytes start with a TLS record. `onDone` runs once when the
    * socket has closed, whatever happened.
    */
-  accept(socket: Socket, onDone: () => void, onVerified: () => boolean = () => true): void {
+  accept(socket: Socket, onDone: () => void, onVerified: VerifiedHook = () => undefined): void {
     const key = `${socket.remoteAddress}:${socket.remotePort}`;
     socket.once("close", () => {
       this.started.delete(key);
@@ -157,9 +168,11 @@ export class LinkServer {
       );
       return;
     }
-    // Authenticated now: the relay moves it from its handshake pool to its tunnel pool, if there is room.
-    if (this.verifiedHooks.get(`${tls.remoteAddress}:${tls.remotePort}`)?.() === false) {
-      this.refused("over_capacity", "relay at connection limit", tls);
+    // Authenticated now: the relay moves it from its handshake pool to its tunnel pool, if there is
+    // room for it there and in its tenant's share.
+    const full = this.verifiedHooks.get(`${tls.remoteAddress}:${tls.remotePort}`)?.(peer);
+    if (full !== undefined) {
+      this.refused(full.reason, full.detail, tls, peer);
       return;
     }
     this.startSession(tls, peer, this.started.get(`${tls.remoteAddress}:${tls.remotePort}`) ?? performance.now());

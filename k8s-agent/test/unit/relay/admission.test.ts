@@ -196,7 +196,13 @@ describe("admission: unauthenticated handshakes have their own pool", () => {
 });
 
 describe("admission: which handshake goes when the pool is full", () => {
-  const limits = { maxConnections: 10, maxHandshakes: 2, maxHandshakesPerSource: 0, maxConnectionsPerSource: 0 };
+  const limits = {
+    maxConnections: 10,
+    maxHandshakes: 2,
+    maxHandshakesPerSource: 0,
+    maxConnectionsPerSource: 0,
+    maxConnectionsPerNamespace: 0,
+  };
   // Admission only keys on the socket objects; plain objects stand in for them here.
   const fake = () => ({}) as Socket;
 
@@ -226,6 +232,68 @@ describe("admission: which handshake goes when the pool is full", () => {
     expect(pool.enter(fake(), "10.0.0.3", false)).toBe(first);
     expect(pool.promote(adopted)).toBe(true);
     expect(pool.promote(second)).toBe(false);
+  });
+});
+
+describe("admission: a tenant's share of the tunnel pool", () => {
+  const fake = () => ({}) as Socket;
+  const limits = {
+    maxConnections: 10,
+    maxHandshakes: 10,
+    maxHandshakesPerSource: 0,
+    maxConnectionsPerSource: 0,
+    maxConnectionsPerNamespace: 3,
+  };
+  /** A link from a tenant's relay, verified and taken into the tunnel pool. */
+  const link = (pool: Admission, tenant: string | undefined): Socket | undefined => {
+    const s = fake();
+    pool.enter(s, "10.0.0.1", false);
+    if (pool.tenantRefusal(tenant) !== undefined || !pool.promote(s, tenant)) {
+      pool.release(s);
+      return undefined;
+    }
+    return s;
+  };
+
+  it("links and streams of one tenant count together; other tenants and the operator's relays are not held back", () => {
+    const pool = new Admission(limits);
+    const l1 = link(pool, "tenant-a");
+    expect(l1).toBeDefined();
+    expect(pool.takeStream("tenant-a")).toBeUndefined();
+    expect(pool.takeStream("tenant-a")).toBeUndefined();
+    expect(pool.heldBy("tenant-a")).toBe(3);
+    // Its fourth place, as a stream or as a link, is refused, naming the namespace and the setting.
+    expect(pool.takeStream("tenant-a")).toBe(
+      "namespace 'tenant-a' holds its limit of 3 connections (max_connections_per_namespace)",
+    );
+    expect(link(pool, "tenant-a")).toBeUndefined();
+    expect(pool.authenticated).toBe(3);
+    // Another tenant has its own share; streams of no tenant count only in the pool.
+    expect(pool.takeStream("tenant-b")).toBeUndefined();
+    for (let i = 0; i < 6; i++) expect(pool.takeStream(undefined)).toBeUndefined();
+    expect(pool.authenticated).toBe(10);
+    // The pool is full: the answer says so, whoever asks.
+    expect(pool.takeStream("tenant-b")).toBe("relay at connection limit");
+    expect(pool.takeStream(undefined)).toBe("relay at connection limit");
+    // What a tenant gives back, it can take again; the link's place goes with its socket.
+    pool.releaseStream(undefined);
+    pool.release(l1 as Socket);
+    expect(pool.heldBy("tenant-a")).toBe(2);
+    pool.release(l1 as Socket);
+    expect(pool.heldBy("tenant-a")).toBe(2);
+    expect(pool.authenticated).toBe(8);
+    expect(pool.takeStream("tenant-a")).toBeUndefined();
+    expect(pool.takeStream("tenant-a")).toMatch(/namespace 'tenant-a' holds its limit/);
+    pool.releaseStream("tenant-a");
+    pool.releaseStream("tenant-a");
+    pool.releaseStream("tenant-a");
+    expect(pool.heldBy("tenant-a")).toBe(0);
+  });
+
+  it("0 turns the share off: one tenant may then hold the whole pool", () => {
+    const pool = new Admission({ ...limits, maxConnectionsPerNamespace: 0 });
+    for (let i = 0; i < 10; i++) expect(pool.takeStream("tenant-a")).toBeUndefined();
+    expect(pool.takeStream("tenant-a")).toBe("relay at connection limit");
   });
 });
 
@@ -333,6 +401,7 @@ describe("admission: a refusal leaves the handshake pool once", () => {
       maxHandshakes: 4,
       maxHandshakesPerSource: 1,
       maxConnectionsPerSource: 2,
+      maxConnectionsPerNamespace: 0,
     });
     const a = {} as Socket;
     pool.enter(a, "10.0.0.1", false);

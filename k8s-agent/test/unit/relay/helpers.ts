@@ -7,6 +7,7 @@ import { type ClientHttp2Session, connect as h2connect } from "node:http2";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { TlsMaterial } from "@hopway/core/identity";
+import type { TenantPeers } from "@hopway/core/relays";
 import type { Hop, Route } from "@hopway/core/schema";
 import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import type { LinkProtocol } from "../../../src/relay/links/index.ts";
@@ -76,14 +77,26 @@ export async function tlsNeighbourForTest(
 /**
  * A relay behind a real loopback listener that hands every accepted socket to relay.handle.
  * It has a link identity from the test CA of TEST_REALM unless `identity` is given (undefined:
- * none); `peers` are relays its table knows (so it accepts their links) without a route.
+ * none); `peers` are relays its table knows (so it accepts their links) without a route, and
+ * `tenants` what its table says of their namespaces (`peers.tenants`).
  */
 export async function startRelay(
-  opts: Omit<RelayOptions, "table"> & { routes: Route[]; peers?: string[]; host?: string; port?: number },
+  opts: Omit<RelayOptions, "table"> & {
+    routes: Route[];
+    peers?: string[];
+    tenants?: TenantPeers[];
+    host?: string;
+    port?: number;
+  },
 ): Promise<Running> {
   const table = new RoutingTable(opts.name);
   const routes = [...opts.routes, ...(opts.peers ?? []).map((p) => route(opts.name, p, null))];
-  table.set({ node: opts.name, version: 1, routes });
+  table.set({
+    node: opts.name,
+    version: 1,
+    routes,
+    ...(opts.tenants === undefined ? {} : { peers: { any: true, nodes: [], tenants: opts.tenants } }),
+  });
   const identity = "identity" in opts ? opts.identity : relayIdentityForTest(TEST_REALM, opts.name);
   const relay = new Relay({ realm: TEST_REALM, ...opts, identity, table });
   // Like the agent's listeners: accepted sockets buffer as much as dialed ones (so the relay

@@ -692,6 +692,78 @@ describe("relay links: links a neighbour opens", () => {
   });
 });
 
+describe("relay links: a tenant's share of the tunnel pool", () => {
+  it("the relays of one unshared namespace hold at most max_connections_per_namespace; the operator's relays and other tenants still get in", async () => {
+    const port = await echo();
+    const failures: string[] = [];
+    const refusals: Array<Record<string, unknown>> = [];
+    const warnings: Array<Record<string, unknown>> = [];
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
+      // t1 and t2 are one tenant's own relays, t3 another's; r1 is the operator's (no tenant).
+      peers: ["r1", "t1", "t2", "t3"],
+      tenants: [
+        { namespace: "tenant-a", nodes: ["t1", "t2"] },
+        { namespace: "tenant-b", nodes: ["t3"] },
+      ],
+      limits: { maxConnections: 40, maxConnectionsPerNamespace: 5 },
+      linkObserver: { linkOpened: () => {}, linkFailed: (side, reason) => failures.push(`${side} ${reason}`) },
+      log: (_level, msg, fields) => {
+        if (msg === "relay link refused") refusals.push(fields);
+        if (msg.startsWith("tunnel refused: namespace")) warnings.push(fields);
+      },
+    });
+    cleanups.push(() => r2.close());
+    // Each linkRequest is a link of its own with one stream: two places of the tenant's five.
+    const a = await linkRequest(r2.port, "t1", "app1", "t1");
+    cleanups.push(a.close);
+    const b = await linkRequest(r2.port, "t2", "app1", "t2");
+    cleanups.push(b.close);
+    expect(a.headers[":status"]).toBe(200);
+    expect(b.headers[":status"]).toBe(200);
+    expect(r2.relay.tenantHeldForTest("tenant-a")).toBe(4);
+    // The fifth place goes to a third link; its stream finds the share full: 503, naming the
+    // namespace and the setting, counted as over_capacity like any full pool.
+    const c = await linkRequest(r2.port, "t1", "app1", "t1");
+    cleanups.push(c.close);
+    expect(c.headers[":status"]).toBe(503);
+    expect(c.headers["hopway-error"]).toBe("over_capacity");
+    expect(String(c.headers["hopway-reason"])).toContain("namespace 'tenant-a' holds its limit of 5");
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ namespace: "tenant-a", peer: "t1", max_connections_per_namespace: 5 });
+    // A sixth connection, a link of either of its relays, is closed right after its handshake.
+    await expect(linkRequest(r2.port, "t2", "app1", "t2")).rejects.toThrow();
+    expect(failures).toEqual(["accept namespace_limit"]);
+    expect(refusals[0]).toMatchObject({ reason: "namespace_limit", peer: "t2" });
+    expect(String(refusals[0]?.detail)).toContain("max_connections_per_namespace");
+    // Another tenant and the operator's relay are not held back by it.
+    for (const [asRelay, tenant] of [
+      ["t3", "tenant-b"],
+      ["r1", undefined],
+    ] as const) {
+      const other = await linkRequest(r2.port, asRelay, "app1", asRelay);
+      cleanups.push(other.close);
+      expect(other.headers[":status"]).toBe(200);
+      other.stream.write(`carried for ${asRelay}`);
+      expect(String((await once(other.stream, "data"))[0])).toBe(`carried for ${asRelay}`);
+      if (tenant !== undefined) expect(r2.relay.tenantHeldForTest(tenant)).toBe(2);
+    }
+    // The tenant's own tunnels already up are untouched; once one ends, its place is free again.
+    a.stream.write("still carried");
+    expect(String((await once(a.stream, "data"))[0])).toBe("still carried");
+    // Places come back as streams and links end: b's stream, then c's link.
+    b.stream.close();
+    await once(b.stream, "close");
+    c.close();
+    await until("their places to come back", () => r2.relay.tenantHeldForTest("tenant-a") === 3);
+    const d = await linkRequest(r2.port, "t2", "app1", "t2");
+    cleanups.push(d.close);
+    expect(d.headers[":status"]).toBe(200);
+    expect(r2.relay.tenantHeldForTest("tenant-a")).toBe(5);
+  });
+});
+
 /** A raw TLS link to the relay on `port` as relay `asRelay`, offering `alpn`; closed after the test. */
 async function rawLink(port: number, asRelay: string, alpn: string): Promise<TLSSocket> {
   const m = relayIdentityForTest(TEST_REALM, asRelay).material();
