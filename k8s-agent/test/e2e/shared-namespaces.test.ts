@@ -2,8 +2,11 @@
 // the cross-region agents and one more agent holding a token for namespace tenant_4 only. The
 // regional relays' advertise_relay names no namespace, so until the admin sets the realm's shared
 // namespaces (docs/contract/records.md §2.3) the tenant's relay carries other namespaces' tunnels.
+// After it, the tenant still links to the shared relays, within its namespace's share of their
+// tunnel pool (relay.limits.max_connections_per_namespace, docs/relay.md).
 import { once } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { type ClientHttp2Session, connect as h2connect } from "node:http2";
 import type { Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,7 +32,14 @@ const TENANT_RELAY = {
 };
 
 beforeAll(async () => {
-  mesh = await startMesh({ workDir, realm: "shared", extra: TENANT_RELAY, appsOf: { relaysvr1: ["app1"] } });
+  mesh = await startMesh({
+    workDir,
+    realm: "shared",
+    extra: TENANT_RELAY,
+    appsOf: { relaysvr1: ["app1"] },
+    // What the relays of one unshared namespace may hold of a relay's tunnel pool: small, to reach it.
+    agentLimits: { max_connections_per_namespace: 2 },
+  });
   const a = mesh.appAddress("app1");
   app1 = await startEchoApp(a.host, a.port);
 }, 120_000);
@@ -63,11 +73,37 @@ async function admin(method: string, path: string, body?: unknown): Promise<Reco
   return (await res.json()) as Record<string, unknown>;
 }
 
+/**
+ * A relay link to `relay` made with the tenant relay's own key and edge-issued certificate, as the
+ * tenant (who runs that agent) can; resolves once a PING crossed it, rejects if the relay closed it.
+ */
+async function tenantLink(relay: string): Promise<ClientHttp2Session> {
+  const dir = join(workDir, "data", "tenant-relay", "identity");
+  const issued = JSON.parse(readFileSync(join(dir, "certificate.json"), "utf8")) as {
+    chain: string;
+    trust_bundle: string[];
+  };
+  const { host, port } = mesh.clientAddress(relay);
+  const session = h2connect(`https://${host}:${port}`, {
+    key: readFileSync(join(dir, "relay.key")),
+    cert: issued.chain,
+    ca: issued.trust_bundle,
+    // The relay's own name is not what this test checks.
+    checkServerIdentity: () => undefined,
+  });
+  session.on("error", () => {});
+  await new Promise<void>((resolve, reject) => {
+    session.once("close", () => reject(new Error(`${relay} closed the link`)));
+    session.once("connect", () => session.ping((err) => (err ? reject(err) : resolve())));
+  });
+  return session;
+}
+
 const tunnelsThrough = async (relay: string) =>
   metricValue(await metricsOf(mesh, relay), 'hopway_relay_tunnels_opened_total{peer="relay",next="relay"}');
 
 describe("shared namespaces with real relays", () => {
-  it("the tenant's relay carries namespace_2's tunnels until the admin shares the reference namespaces; then it carries none", async () => {
+  it("the tenant's relay carries namespace_2's tunnels until the admin shares the reference namespaces; then it carries none, and holds no more than its namespace's share of a shared relay", async () => {
     // Its own agent holds a token for tenant_4 only: the record is the tenant's.
     const token = mesh.agentTokens.get("tenant-relay");
     const stored = await fetch(`${mesh.edge.url}/v1/realms/${mesh.realm}/nodes/tenant-relay`, {
@@ -97,5 +133,19 @@ describe("shared namespaces with real relays", () => {
     expect(await echoToApp1()).toBe("relaysvr2, relaysvr3, relaysvr1");
     expect(await echoToApp1()).toBe("relaysvr2, relaysvr3, relaysvr1");
     expect(await tunnelsThrough("tenant-relay")).toBe(carried);
+
+    // The tenant may still link to the shared relays, as any tenant's relay may, but the table now
+    // names its namespace: relaysvr3 holds its relays to max_connections_per_namespace (2 here).
+    const shared3 = Date.now() + 20_000;
+    const version3 = async () => metricValue(await metricsOf(mesh, "relaysvr3"), "hopway_route_table_version");
+    while ((await version3()) < (await version()) && Date.now() < shared3) await new Promise((r) => setTimeout(r, 100));
+    const links = [await tenantLink("relaysvr3"), await tenantLink("relaysvr3")];
+    await expect(tenantLink("relaysvr3")).rejects.toThrow(/closed the link/);
+    const m = await metricsOf(mesh, "relaysvr3");
+    expect(metricValue(m, 'hopway_relay_link_failures_total{side="accept",reason="namespace_limit"}')).toBe(1);
+    expect(metricValue(m, 'hopway_relay_links{peer="tenant-relay"}')).toBe(2);
+    // The shared namespaces' relays are no tenant: their tunnels still cross relaysvr3.
+    expect(await echoToApp1()).toBe("relaysvr2, relaysvr3, relaysvr1");
+    for (const l of links) l.destroy();
   }, 90_000);
 });
