@@ -38,7 +38,7 @@ import {
 } from "../core/wire.ts";
 import { API, reply, replyText } from "./api.ts";
 import { callerFrom, mintToken, tokenKeys } from "./auth.ts";
-import { invalid, MAX_IMPORT_BYTES, readBody, readJson, unwrap, validate } from "./http.ts";
+import { invalid, MAX_IMPORT_BYTES, readBody, readJson, requireAdmin, unwrap, validate } from "./http.ts";
 import { mountIdentity } from "./identity.ts";
 import { openApiDocument } from "./openapi.ts";
 import { mountOwnership } from "./ownership.ts";
@@ -115,17 +115,6 @@ function unscopedGroupProblem(record: HopwayRecord, at: string): FieldProblem | 
       "a group must name the namespace its members are in; without one, a record of any namespace registered " +
       "under a listed name counts as a member. Give metadata.namespace_name, or any_namespace: true to allow that",
   };
-}
-
-/** The realm's admin-only writes (the address policy, the record limits) refuse other tokens alike. */
-function requireAdmin(caller: { kind: string }): void {
-  if (caller.kind !== "admin") {
-    throw new EdgeError(
-      403,
-      "forbidden",
-      "only the admin token may do this (tokens, the address policy, record limits, the CA)",
-    );
-  }
 }
 
 /** The `Hopway-Instance` header of an agent's record write (docs/contract/edge-api.md §4.7); absent is null. */
@@ -509,9 +498,9 @@ export function createApp(): Hono<Env2> {
   });
 
   realms.post("/tokens", async (c) => {
-    const body = validate(TokenCreateBodySchema, await readJson(c.req.raw));
-    // Only the admin mints: refuse others before spending a MAC on them.
+    // Only the admin mints: refuse others before reading their body or spending a MAC on them.
     if (c.var.caller.kind !== "admin") throw new EdgeError(403, "forbidden", "only the admin token manages tokens");
+    const body = validate(TokenCreateBodySchema, await readJson(c.req.raw));
     const minted = await mintToken(tokenKeys(c.env), c.var.realm);
     const r = unwrap(
       await c.var.stub.createToken(c.var.caller, body.role, body.namespaces, { id: minted.id, hash: minted.hash }),
@@ -530,14 +519,16 @@ export function createApp(): Hono<Env2> {
   realms.get("/policy", async (c) =>
     reply(c, API.getPolicy, 200, unwrap(await c.var.stub.getPolicy(c.var.caller)).policy),
   );
+  // Who may write comes before what was written, as for /limits: a tenant learns nothing of the
+  // policy's shape from a 400, and its body is not even parsed.
   realms.put("/policy", async (c) => {
-    const policy = validate(AddressPolicySchema, await readJson(c.req.raw));
     requireAdmin(c.var.caller);
+    const policy = validate(AddressPolicySchema, await readJson(c.req.raw));
     return reply(c, API.putPolicy, 200, unwrap(await c.var.stub.setPolicy(c.var.caller, policy)).policy);
   });
   realms.put("/policy/shared-namespaces", async (c) => {
-    const body = validate(SharedNamespacesBodySchema, await readJson(c.req.raw));
     requireAdmin(c.var.caller);
+    const body = validate(SharedNamespacesBodySchema, await readJson(c.req.raw));
     const stored = unwrap(await c.var.stub.setSharedNamespaces(c.var.caller, body.shared_namespaces)).policy;
     return reply(c, API.putSharedNamespaces, 200, stored);
   });

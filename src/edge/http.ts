@@ -82,3 +82,17 @@ export function validate<S extends z.ZodType>(
   if (!r.success) throw zodInvalid(r.error, prefix);
   return r.data;
 }
+
+/**
+ * The realm's admin-only writes (the address policy, the record limits, the CA) refuse other tokens
+ * alike, before their body is read (docs/contract/edge-api.md §1.3).
+ */
+export function requireAdmin(caller: { kind: string }): void {
+  if (caller.kind !== "admin") {
+    throw new EdgeError(
+      403,
+      "forbidden",
+      "only the admin token may do this (tokens, the address policy, record limits, the CA)",
+    );
+  }
+}

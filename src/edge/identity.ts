@@ -6,7 +6,7 @@ import { NameSchema } from "../core/index.ts";
 import { CaSettingsBodySchema, CertificateRequestSchema } from "../core/wire.ts";
 import { parseP256Spki, X509Error } from "../core/x509.ts";
 import { API, reply } from "./api.ts";
-import { EdgeError, readJson, unwrap, validate } from "./http.ts";
+import { EdgeError, readJson, requireAdmin, unwrap, validate } from "./http.ts";
 import type { Caller } from "./types.ts";
 
 type IdentityVars = {
@@ -51,6 +51,7 @@ export function mountIdentity(realms: Hono<IdentityEnv>): void {
   };
   realms.get("/ca", async (c) => reply(c, API.getCa, 200, status(await c.var.stub.getCa(c.var.caller)), NO_STORE));
   realms.put("/ca", async (c) => {
+    requireAdmin(c.var.caller);
     const body = validate(CaSettingsBodySchema, await readJson(c.req.raw));
     return reply(c, API.putCa, 200, status(await c.var.stub.setCa(c.var.caller, body.cert_lifetime_seconds)), NO_STORE);
   });
