@@ -27,6 +27,9 @@ export interface RelayMetricSources {
   pendingHandshakes?: () => number;
   /** limits.max_handshakes: exported so an alert can tell a full handshake pool (a flood) from a busy one. */
   handshakesLimit?: number;
+  /** The most one tenant's relays hold of the tunnel pool (relay/admission.ts), and its limit (0: off). */
+  namespaceShareMax?: () => number;
+  namespaceShareLimit?: number;
   /** Version of the route table in use, undefined before the first one. */
   routeTableVersion: () => number | undefined;
   /** When the table in use was last confirmed by the edge (or loaded from disk), ms since epoch. */
@@ -131,6 +134,26 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
       help: "limits.max_handshakes: the handshake pool's size; pending at it means a flood of unauthenticated connections.",
       registers: [registry],
     }).set(src.handshakesLimit);
+  }
+  // No label per tenant: namespaces are an open set. The largest share says whether any tenant is at
+  // its limit; which one is in the log (relay.ts, warnTenantFull).
+  if (src.namespaceShareMax !== undefined) {
+    const held = src.namespaceShareMax;
+    new Gauge({
+      name: "hopway_relay_namespace_share_max",
+      help: "The most places of the tunnel pool (links and their tunnels) that the relays of one unshared namespace hold now.",
+      registers: [registry],
+      collect() {
+        this.set(held());
+      },
+    });
+  }
+  if (src.namespaceShareLimit !== undefined) {
+    new Gauge({
+      name: "hopway_relay_namespace_share_limit",
+      help: "limits.max_connections_per_namespace in force (0: off): a namespace at it has its links and tunnels refused.",
+      registers: [registry],
+    }).set(src.namespaceShareLimit);
   }
   const connectLatency = new SeriesHistogram(
     "hopway_relay_connect_duration_seconds",

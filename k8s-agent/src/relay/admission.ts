@@ -135,6 +135,13 @@ export class Admission<K extends object = Socket> {
     return this.perTenant.get(tenant) ?? 0;
   }
 
+  /** The most any one tenant holds now (0 with none): read at a scrape, one pass over the tenants present. */
+  get largestTenantShare(): number {
+    let most = 0;
+    for (const n of this.perTenant.values()) if (n > most) most = n;
+    return most;
+  }
+
   /** Why one more link or link stream of `tenant` (undefined: no tenant's) may not enter the tunnel pool. */
   tenantRefusal(tenant: string | undefined): string | undefined {
     const cap = this.limits.maxConnectionsPerNamespace;

@@ -1069,6 +1069,11 @@ export class Relay {
     this.splice(stream, up.upstream, "relay", up.next, up.seconds);
   }
 
+  /** The most places of the tunnel pool one tenant's relays hold now (links and link streams). */
+  get largestNamespaceShare(): number {
+    return this.admission.largestTenantShare;
+  }
+
   /** What the relays of `tenant` hold of the tunnel pool now (links and link streams). */
   tenantHeldForTest(tenant: string): number {
     return this.admission.heldBy(tenant);

@@ -144,6 +144,8 @@ describe("shared namespaces with real relays", () => {
     const m = await metricsOf(mesh, "relaysvr3");
     expect(metricValue(m, 'hopway_relay_link_failures_total{side="accept",reason="namespace_limit"}')).toBe(1);
     expect(metricValue(m, 'hopway_relay_links{peer="tenant-relay"}')).toBe(2);
+    expect(metricValue(m, "hopway_relay_namespace_share_max")).toBe(2);
+    expect(metricValue(m, "hopway_relay_namespace_share_limit")).toBe(2);
     // The shared namespaces' relays are no tenant: their tunnels still cross relaysvr3.
     expect(await echoToApp1()).toBe("relaysvr2, relaysvr3, relaysvr1");
     for (const l of links) l.destroy();

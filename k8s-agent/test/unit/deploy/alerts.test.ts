@@ -131,6 +131,8 @@ describe("alerts component", () => {
       routeTableFetchedAt: () => undefined,
       edgeReachable: () => true,
       handshakesLimit: 256,
+      namespaceShareMax: () => 0,
+      namespaceShareLimit: 2_500,
     });
     createListenerMetrics(registry, () => 0);
     createIdentityMetrics(registry, { source: "edge", notAfter: () => undefined, notBefore: () => undefined });

@@ -737,6 +737,7 @@ describe("relay links: a tenant's share of the tunnel pool", () => {
     expect(failures).toEqual(["accept namespace_limit"]);
     expect(refusals[0]).toMatchObject({ reason: "namespace_limit", peer: "t2" });
     expect(String(refusals[0]?.detail)).toContain("max_connections_per_namespace");
+    expect(r2.relay.largestNamespaceShare).toBe(5);
     // Another tenant and the operator's relay are not held back by it.
     for (const [asRelay, tenant] of [
       ["t3", "tenant-b"],
