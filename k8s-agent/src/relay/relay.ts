@@ -335,11 +335,14 @@ export class Relay {
         observer: opts.linkObserver,
         log: this.log,
       };
-      this.linkPool = new LinkPool({ ...common, name: this.name });
+      // A tenant's links, however many, grow their windows from at most its share of the budget.
+      const tenantOf = (peer: string) => this.table.tenant(peer);
+      this.linkPool = new LinkPool({ ...common, name: this.name, tenantOf });
       this.linkServer = new LinkServer({
         ...common,
         acceptTimeoutMs: Math.min(settings.handshakeTimeoutMs, this.limits.headerTimeoutMs),
         knows: (peer) => this.table.mayLink(peer),
+        tenantOf,
         onStream: (stream, headers, peer) =>
           // As for a client's CONNECT (`route`): whatever throws ends this stream, never the process.
           this.handleLinkStream(stream, headers, peer).catch((err: unknown) => {

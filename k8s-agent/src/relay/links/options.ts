@@ -143,3 +143,11 @@ export interface LinkObserver {
   linkOpened(side: LinkSide, handshakeSeconds: number): void;
   linkFailed(side: LinkSide, reason: LinkFailure): void;
 }
+
+/** A link's settings with the tenant whose share of the window budget its streams' growth counts against. */
+export function withTenant(
+  settings: LinkSettings,
+  tenant: string | undefined,
+): LinkSettings & { budgetTenant?: string } {
+  return tenant === undefined ? settings : { ...settings, budgetTenant: tenant };
+}

@@ -13,7 +13,7 @@ import type { IdentitySource } from "@hopway/core/identity";
 import type { Dialable } from "../table.ts";
 import { ALPN_MUX } from "./mux/frame.ts";
 import { MuxSession } from "./mux/session.ts";
-import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions } from "./options.ts";
+import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions, withTenant } from "./options.ts";
 import { LINK_ONREAD } from "./reads.ts";
 import { type LinkClientSession, type LinkHeaders, type LinkStream, pingOrClose } from "./session.ts";
 import { ALPN_H2, certifiedRelay, dialAlpn, failureOf, identityError, LINK_CIPHERS } from "./tls.ts";
@@ -79,6 +79,8 @@ export interface LinkPoolOptions {
   log: (level: "info" | "warn" | "debug", msg: string, fields: Record<string, unknown>) => void;
   /** Random in [0, 1); injectable so backoff tests are exact. */
   random?: () => number;
+  /** The tenant a neighbour belongs to (the route table's `peers.tenants`), for its share of the window budget. */
+  tenantOf?: (peer: string) => string | undefined;
 }
 
 export class LinkPool {
@@ -345,7 +347,7 @@ export class LinkPool {
       tlsSocket.once("close", onClose);
       tlsSocket.once("secureConnect", () => {
         if (settled) return;
-        const session = this.sessionOn(tlsSocket, addr);
+        const session = this.sessionOn(tlsSocket, addr, peer);
         if (session === undefined) return fail("tls_handshake", "peer selected no link protocol this relay offered");
         settled = true;
         clearTimeout(timer);
@@ -364,10 +366,10 @@ export class LinkPool {
   }
 
   /** The session for the framing the neighbour chose by ALPN; undefined when it chose none offered. */
-  private sessionOn(tlsSocket: TLSSocket, addr: Dialable): LinkClientSession | undefined {
+  private sessionOn(tlsSocket: TLSSocket, addr: Dialable, peer: string): LinkClientSession | undefined {
     const { settings } = this.opts;
     if (tlsSocket.alpnProtocol === ALPN_MUX && settings.protocol === "mux") {
-      return new MuxSession(tlsSocket, "client", settings);
+      return new MuxSession(tlsSocket, "client", withTenant(settings, this.opts.tenantOf?.(peer)));
     }
     if (tlsSocket.alpnProtocol !== ALPN_H2) return undefined;
     // The URL only names the session's origin; the connection is the verified TLS socket.

@@ -10,7 +10,7 @@ import { type TLSSocket, Server as TlsServer } from "node:tls";
 import type { IdentitySource } from "@hopway/core/identity";
 import { ALPN_MUX } from "./mux/frame.ts";
 import { MuxSession } from "./mux/session.ts";
-import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions } from "./options.ts";
+import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions, withTenant } from "./options.ts";
 import { type LinkHeaders, type LinkServerStream, type LinkSession, pingOrClose } from "./session.ts";
 import { ACCEPT_ALPN, ALPN_H2, certifiedRelay, failureOf, LINK_CIPHERS } from "./tls.ts";
 
@@ -31,6 +31,8 @@ export interface LinkServerOptions {
   acceptTimeoutMs: number;
   /** Whether `peer` is a node of this relay's route table. */
   knows: (peer: string) => boolean;
+  /** The tenant `peer` belongs to (the route table's `peers.tenants`), for its share of the window budget. */
+  tenantOf?: (peer: string) => string | undefined;
   /** A CONNECT stream from `peer` (its certified name). */
   onStream: (stream: LinkServerStream, headers: LinkHeaders, peer: string) => void;
   observer?: LinkObserver | undefined;
@@ -202,7 +204,8 @@ export class LinkServer {
   private startSession(tls: TLSSocket, peer: string, started: number): void {
     const { settings } = this.opts;
     let session: LinkSession;
-    if (tls.alpnProtocol === ALPN_MUX) session = new MuxSession(tls, "server", settings);
+    if (tls.alpnProtocol === ALPN_MUX)
+      session = new MuxSession(tls, "server", withTenant(settings, this.opts.tenantOf?.(peer)));
     else {
       const h2 = performServerHandshake(tls, sessionOptions(settings));
       h2.setLocalWindowSize(settings.connectionWindowBytes);

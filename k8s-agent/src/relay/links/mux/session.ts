@@ -116,6 +116,8 @@ export interface MuxSettings {
    */
   maxStreamWindowBytes?: number;
   windowBudget?: WindowBudget;
+  /** The tenant whose share of `windowBudget` this link's growth counts against (the peer's namespace; none: undefined). */
+  budgetTenant?: string | undefined;
   /** Milliseconds, for window tuning (tests set it). */
   now?: () => number;
 }
@@ -886,7 +888,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     const want = windowGrowth(s.window, max, s.granted, s.epoch, now, this.rtt);
     // One link (one neighbour, or the tunnels a tenant keeps on it) never holds all of the relay's budget.
     const room = Math.floor(budget.bytes * LINK_BUDGET_SHARE) - this.grownTotal;
-    const got = want > 0 && room > 0 ? budget.take(Math.min(want, room)) : 0;
+    const got = want > 0 && room > 0 ? budget.take(Math.min(want, room), settings.budgetTenant) : 0;
     s.window += got;
     s.grown += got;
     this.grownTotal += got;
@@ -895,7 +897,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
 
   forget(s: MuxStream): void {
     if (s.grown > 0) {
-      this.settings.windowBudget?.give(s.grown);
+      this.settings.windowBudget?.give(s.grown, this.settings.budgetTenant);
       this.grownTotal -= s.grown;
       s.grown = 0;
     }

@@ -9,23 +9,49 @@
 // implementations use for their flow-control windows (quic-go's auto-tuning): when the reader
 // consumed more than half the window in less than about two round trips, double it.
 
+/**
+ * The part of the budget the links of one tenant (the relays of one unshared namespace, as the
+ * route table says) may hold together: as many links as it likes, it never leaves others none.
+ */
+export const TENANT_BUDGET_SHARE = 1 / 4;
+
 /** Bytes every link of a relay may add to its streams' receive windows, together. */
 export class WindowBudget {
   private left: number;
+  /** What each tenant's links hold now; tenants holding nothing are left out. */
+  private readonly byTenant = new Map<string, number>();
 
   constructor(readonly bytes: number) {
     this.left = bytes;
   }
 
-  /** Takes up to `want` bytes; returns how many it got (0 when the budget is spent). */
-  take(want: number): number {
-    const got = Math.max(0, Math.min(want, this.left));
+  /**
+   * Takes up to `want` bytes for a link of `tenant` (undefined: a link of no tenant's relay);
+   * returns how many it got (0 when the budget, or the tenant's share of it, is spent).
+   */
+  take(want: number, tenant?: string): number {
+    let got = Math.max(0, Math.min(want, this.left));
+    if (tenant !== undefined && got > 0) {
+      const held = this.byTenant.get(tenant) ?? 0;
+      got = Math.max(0, Math.min(got, Math.floor(this.bytes * TENANT_BUDGET_SHARE) - held));
+      if (got > 0) this.byTenant.set(tenant, held + got);
+    }
     this.left -= got;
     return got;
   }
 
-  give(bytes: number): void {
+  /** Gives back `bytes` taken for `tenant` (as it was when they were taken). */
+  give(bytes: number, tenant?: string): void {
     this.left = Math.min(this.bytes, this.left + bytes);
+    if (tenant === undefined) return;
+    const held = (this.byTenant.get(tenant) ?? 0) - bytes;
+    if (held > 0) this.byTenant.set(tenant, held);
+    else this.byTenant.delete(tenant);
+  }
+
+  /** What the links of `tenant` hold now. */
+  heldBy(tenant: string): number {
+    return this.byTenant.get(tenant) ?? 0;
   }
 
   /** Bytes not lent to any stream now. */

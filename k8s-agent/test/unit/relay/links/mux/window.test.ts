@@ -103,6 +103,23 @@ describe("windowGrowth", () => {
     b.give(1000);
     expect(b.available).toBe(100);
   });
+
+  it("a tenant's links take at most a quarter of the budget together; others still get theirs", () => {
+    const b = new WindowBudget(400);
+    expect(b.take(60, "tenant-a")).toBe(60);
+    expect(b.take(60, "tenant-a")).toBe(40);
+    expect(b.take(1, "tenant-a")).toBe(0);
+    expect(b.heldBy("tenant-a")).toBe(100);
+    expect(b.take(150, "tenant-b")).toBe(100);
+    expect(b.take(150)).toBe(150);
+    expect(b.available).toBe(50);
+    // What a tenant gives back it may take again, and no more.
+    b.give(30, "tenant-a");
+    expect(b.heldBy("tenant-a")).toBe(70);
+    expect(b.take(60, "tenant-a")).toBe(30);
+    b.give(100, "tenant-a");
+    expect(b.heldBy("tenant-a")).toBe(0);
+  });
 });
 
 /** A dialling and an accepting session whose link crosses the WAN emulator (`delayMs` one way). */
@@ -131,14 +148,17 @@ async function pairOverWan(settings: MuxSettings, delayMs: number) {
   return { client, streams };
 }
 
-/** A pair over a 20 ms one-way path whose streams start at 64 KiB and may grow to 1 MiB from a budget of `budgetBytes`. */
-async function tunedPair(budgetBytes: number) {
-  const budget = new WindowBudget(budgetBytes);
+/**
+ * A pair over a 20 ms one-way path whose streams start at 64 KiB and may grow to 1 MiB from a
+ * budget of `budgetBytes` (or `budget`, shared with other pairs), as a link of `budgetTenant`.
+ */
+async function tunedPair(budgetBytes: number, budget = new WindowBudget(budgetBytes), budgetTenant?: string) {
   const settings = {
     maxConcurrentStreams: 10,
     streamWindowBytes: 64 * KiB,
     maxStreamWindowBytes: MiB,
     windowBudget: budget,
+    budgetTenant,
   };
   return { budget, ...(await pairOverWan(settings, 20)) };
 }
@@ -224,5 +244,43 @@ describe("hopway-mux/1 receive windows over a 20 ms one-way path", () => {
     expect(most).toBeGreaterThan(0);
     expect(most).toBeLessThanOrEqual(128 * KiB);
     expect(budget.available).toBe(512 * KiB - ends.reduce((sum, s) => sum + s.grown, 0));
+  }, 30_000);
+
+  it("a tenant's links share one quarter of the budget, however many it opens; a link of no tenant still grows", async () => {
+    const budget = new WindowBudget(512 * KiB);
+    const links = [
+      await tunedPair(0, budget, "tenant-a"),
+      await tunedPair(0, budget, "tenant-a"),
+      await tunedPair(0, budget),
+    ];
+    const ends: MuxStream[] = [];
+    const sendings: Array<Promise<void>> = [];
+    for (const { client, streams } of links) {
+      const sender = client.request({ ":method": "CONNECT", ":authority": "t:1" });
+      sendings.push(send(sender, randomBytes(3 * MiB)));
+      const received = await nextStream(streams, 1);
+      received.on("data", () => {});
+      received.resume();
+      ends.push(received);
+    }
+    const grown = (s: MuxStream | undefined) => (s === undefined ? 0 : s.window - 64 * KiB);
+    let tenantMost = 0;
+    let otherMost = 0;
+    const watch = setInterval(() => {
+      tenantMost = Math.max(tenantMost, grown(ends[0]) + grown(ends[1]));
+      otherMost = Math.max(otherMost, grown(ends[2]));
+      expect(budget.heldBy("tenant-a")).toBeLessThanOrEqual(128 * KiB);
+    }, 5);
+    await Promise.all(sendings);
+    await Promise.all(ends.map((s) => (s.readableEnded ? undefined : once(s, "end"))));
+    clearInterval(watch);
+    // Each link alone may take a quarter (128 KiB): without the tenant's share the two would hold 256 KiB.
+    expect(tenantMost).toBeGreaterThan(0);
+    expect(tenantMost).toBeLessThanOrEqual(128 * KiB);
+    expect(otherMost).toBeGreaterThan(0);
+    for (const s of ends) s.destroy();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(budget.heldBy("tenant-a")).toBe(0);
+    expect(budget.available).toBe(512 * KiB);
   }, 30_000);
 });
