@@ -82,6 +82,12 @@ const LinksSchema = z
     connection_window_bytes: WindowBytesSchema.default(16 * 1024 * 1024),
     stream_window_bytes: WindowBytesSchema.default(2 * 1024 * 1024),
     /**
+     * The stream window on links with a tenant's relay (an unshared namespace, docs/links.md): what
+     * one of its stalled tunnels may make this relay hold. hopway-mux/1 streams grow from it while
+     * their reader keeps up.
+     */
+    tenant_stream_window_bytes: WindowBytesSchema.default(256 * 1024),
+    /**
      * hopway-mux/1: how far one stream's receive window may grow while its reader keeps up, and how
      * much all of them may grow together (docs/links.md, "Flow control and memory"). 0, or a maximum
      * at or below stream_window_bytes, keeps windows at stream_window_bytes.

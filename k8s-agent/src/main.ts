@@ -108,6 +108,7 @@ export async function startAgent(
       protocol: linkSettings.protocol,
       connectionWindowBytes: linkSettings.connection_window_bytes,
       streamWindowBytes: linkSettings.stream_window_bytes,
+      tenantStreamWindowBytes: linkSettings.tenant_stream_window_bytes,
       maxStreamWindowBytes: linkSettings.max_stream_window_bytes,
       windowGrowthBudgetBytes: linkSettings.window_growth_budget_bytes,
       maxConcurrentStreams: linkSettings.max_concurrent_streams,

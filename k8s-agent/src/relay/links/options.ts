@@ -26,6 +26,11 @@ export interface LinkSettings {
   /** Each stream's receive window (HTTP/2 SETTINGS_INITIAL_WINDOW_SIZE; the mux SETTINGS stream window). */
   streamWindowBytes: number;
   /**
+   * The same, on links with a tenant's relay (withTenant): what one of its tunnels whose reader
+   * stops may make this relay hold, besides the growth it took from its tenant's share.
+   */
+  tenantStreamWindowBytes: number;
+  /**
    * hopway-mux/1: a stream's receive window grows, while its reader keeps up with what the window
    * lets through the link's round trip, up to this (mux/window.ts)...
    */
@@ -63,6 +68,7 @@ export const DEFAULT_LINK_SETTINGS: LinkSettings = {
   protocol: "mux",
   connectionWindowBytes: 16 * 1024 * 1024,
   streamWindowBytes: 2 * 1024 * 1024,
+  tenantStreamWindowBytes: 256 * 1024,
   maxStreamWindowBytes: 16 * 1024 * 1024,
   windowGrowthBudgetBytes: 256 * 1024 * 1024,
   maxConcurrentStreams: 1000,
@@ -144,10 +150,17 @@ export interface LinkObserver {
   linkFailed(side: LinkSide, reason: LinkFailure): void;
 }
 
-/** A link's settings with the tenant whose share of the window budget its streams' growth counts against. */
+/**
+ * The settings of a link with `tenant`'s relay (undefined: no tenant's): its streams start at the
+ * tenant stream window, and grow (hopway-mux/1) from the tenant's share of the window budget.
+ * A tenant's relays hold a quarter of the tunnel pool at most; at 2 MiB a place, stalled
+ * tunnels alone could still make that gigabytes.
+ */
 export function withTenant(
   settings: LinkSettings,
   tenant: string | undefined,
 ): LinkSettings & { budgetTenant?: string } {
-  return tenant === undefined ? settings : { ...settings, budgetTenant: tenant };
+  if (tenant === undefined) return settings;
+  const streamWindowBytes = Math.min(settings.streamWindowBytes, settings.tenantStreamWindowBytes);
+  return { ...settings, streamWindowBytes, budgetTenant: tenant };
 }

@@ -367,9 +367,9 @@ export class LinkPool {
 
   /** The session for the framing the neighbour chose by ALPN; undefined when it chose none offered. */
   private sessionOn(tlsSocket: TLSSocket, addr: Dialable, peer: string): LinkClientSession | undefined {
-    const { settings } = this.opts;
+    const settings = withTenant(this.opts.settings, this.opts.tenantOf?.(peer));
     if (tlsSocket.alpnProtocol === ALPN_MUX && settings.protocol === "mux") {
-      return new MuxSession(tlsSocket, "client", withTenant(settings, this.opts.tenantOf?.(peer)));
+      return new MuxSession(tlsSocket, "client", settings);
     }
     if (tlsSocket.alpnProtocol !== ALPN_H2) return undefined;
     // The URL only names the session's origin; the connection is the verified TLS socket.

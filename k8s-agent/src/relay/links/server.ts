@@ -202,10 +202,9 @@ export class LinkServer {
   }
 
   private startSession(tls: TLSSocket, peer: string, started: number): void {
-    const { settings } = this.opts;
+    const settings = withTenant(this.opts.settings, this.opts.tenantOf?.(peer));
     let session: LinkSession;
-    if (tls.alpnProtocol === ALPN_MUX)
-      session = new MuxSession(tls, "server", withTenant(settings, this.opts.tenantOf?.(peer)));
+    if (tls.alpnProtocol === ALPN_MUX) session = new MuxSession(tls, "server", settings);
     else {
       const h2 = performServerHandshake(tls, sessionOptions(settings));
       h2.setLocalWindowSize(settings.connectionWindowBytes);

@@ -765,6 +765,44 @@ describe("relay links: a tenant's share of the tunnel pool", () => {
   });
 });
 
+describe("relay links: a tenant's stream window", () => {
+  it("a tenant's relay gets streams of tenant_stream_window_bytes on either framing; other relays get stream_window_bytes", async () => {
+    const port = await echo();
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
+      peers: ["r1", "t1"],
+      tenants: [{ namespace: "tenant-a", nodes: ["t1"] }],
+    });
+    cleanups.push(() => r2.close());
+    /** The send credit a new stream gets on a hopway-mux/1 link as `asRelay`: the window r2 announced. */
+    const muxCredit = async (asRelay: string) => {
+      const session = new MuxSession(await rawLink(r2.port, asRelay, ALPN_MUX), "client", {
+        maxConcurrentStreams: 10,
+        streamWindowBytes: 65_535,
+      });
+      session.on("error", () => {});
+      cleanups.push(() => session.destroy());
+      const st = session.request({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": asRelay });
+      await once(st, "response");
+      return st.sendCredit;
+    };
+    expect(await muxCredit("t1")).toBe(256 * 1024);
+    expect(await muxCredit("r1")).toBe(2 * 1024 * 1024);
+    /** The initial window r2 announces on an HTTP/2 link as `asRelay`. */
+    const h2Window = async (asRelay: string) => {
+      const m = relayIdentityForTest(TEST_REALM, asRelay).material();
+      if (!m) throw new Error("no test identity");
+      const session = h2Link(r2.port, m);
+      cleanups.push(() => session.destroy());
+      const [settings] = (await once(session, "remoteSettings")) as [{ initialWindowSize?: number }];
+      return settings.initialWindowSize;
+    };
+    expect(await h2Window("t1")).toBe(256 * 1024);
+    expect(await h2Window("r1")).toBe(2 * 1024 * 1024);
+  });
+});
+
 /** A raw TLS link to the relay on `port` as relay `asRelay`, offering `alpn`; closed after the test. */
 async function rawLink(port: number, asRelay: string, alpn: string): Promise<TLSSocket> {
   const m = relayIdentityForTest(TEST_REALM, asRelay).material();
