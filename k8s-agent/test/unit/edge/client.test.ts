@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RouteTable } from "@hopway/core/wire";
@@ -141,6 +141,34 @@ describe("edge client", () => {
     expect(b.applied).toEqual([4]);
     await expect(b.c.fetchTableOnce(0)).rejects.toThrow("fetch failed");
     expect(b.c.version).toBe(4);
+  });
+
+  it("serves a table persisted by an earlier agent but fetches it again in full: its ETag would hide fields it dropped", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hopway-edge-client-"));
+    const write = (extra: Record<string, unknown>) =>
+      writeFileSync(
+        join(dir, "route-table.json"),
+        JSON.stringify({ table: table(4), etag: '"e.4"', saved_at: 1, ...extra }),
+      );
+    for (const [extra, inm] of [
+      [{}, null], // an earlier agent's file: no format
+      [{ format: 1 }, null],
+      [{ format: 2 }, '"e.4"'], // this release's: the 304 stands
+    ] as const) {
+      write(extra);
+      const seen: Array<string | null> = [];
+      const { c, applied } = client(
+        async (_input, init) => {
+          seen.push(new Headers(init?.headers).get("if-none-match"));
+          return new Response(null, { status: 304 });
+        },
+        { dataDir: dir },
+      );
+      expect(await c.loadPersisted()).toBe(true);
+      expect(applied).toEqual([4]);
+      await c.fetchTableOnce(0).catch(() => undefined);
+      expect(seen, JSON.stringify(extra)).toEqual([inm]);
+    }
   });
 
   it("retries a failing edge with capped, fully jittered backoff and reports it unreachable", async () => {
