@@ -207,12 +207,12 @@ export class Admission<K extends object = Socket> {
 
   /**
    * A tunnel on an accepted link: it takes a place in the tunnel pool, as the connection it
-   * replaces did, counted against the tenant of the relay that opened it. Returns why not.
+   * replaces did, counted against the tenant of the relay that opened it. Returns why not: the
+   * tenant's share, or the pool, is full.
    */
-  takeStream(tenant?: string): string | undefined {
-    const refusal = this.tenantRefusal(tenant);
-    if (refusal !== undefined) return refusal;
-    if (this.tunnelPool >= this.limits.maxConnections) return "relay at connection limit";
+  takeStream(tenant?: string): "tenant" | "full" | undefined {
+    if (this.tenantRefusal(tenant) !== undefined) return "tenant";
+    if (this.tunnelPool >= this.limits.maxConnections) return "full";
     this.tunnelPool++;
     if (tenant !== undefined) increment(this.perTenant, tenant);
     return undefined;

@@ -354,6 +354,9 @@ export class Relay {
       this.table.onChange(() => {
         this.linkServer?.dropUnknown();
         this.linkPool?.closeWhere((peer) => !this.table.has(peer));
+        // Links made before the peer's tenant changed carry the wrong windows and an uncounted place.
+        this.linkServer?.retireRetenanted();
+        this.linkPool?.retireRetenanted();
       });
     }
     this.resolveTarget = opts.resolveTarget;
@@ -1025,9 +1028,16 @@ export class Relay {
     // one in the share of the tenant whose relay opened it.
     const tenant = this.table.tenant(peer);
     const full = this.admission.takeStream(tenant);
-    if (full !== undefined) {
-      if (tenant !== undefined && full !== "relay at connection limit") this.warnTenantFull(tenant, peer);
-      return this.refuseLinkStream(stream, new Refusal("over_capacity", full));
+    if (full === "tenant" && tenant !== undefined) {
+      this.warnTenantFull(tenant, peer);
+      // Its own reason, not over_capacity: a tenant at its share is no sign of a relay at capacity.
+      return this.refuseLinkStream(
+        stream,
+        new Refusal("namespace_limit", this.admission.tenantRefusal(tenant) ?? "namespace at its share"),
+      );
+    }
+    if (full === "full") {
+      return this.refuseLinkStream(stream, new Refusal("over_capacity", "relay at connection limit"));
     }
     (stream as PathStream)[TENANT] = tenant;
     this.connections++;
@@ -1675,10 +1685,11 @@ const TENANT_WARN_MS = 10_000;
 
 /**
  * What the relays of one tenant may hold of the tunnel pool unless configured: a quarter, so one
- * tenant never holds more than a quarter and three at their share still leave room for the rest.
+ * tenant never holds more than a quarter and three at their share still leave room for the rest;
+ * at least a link and a tunnel on it.
  */
 export function defaultPerNamespace(maxConnections: number): number {
-  return Math.max(1, Math.floor(maxConnections / 4));
+  return Math.max(2, Math.floor(maxConnections / 4));
 }
 
 /** The error a link's TLS handshake ends with past its deadline; the link server counts its code as a timeout. */

@@ -39,6 +39,8 @@ export type LinkOpen =
 interface Link {
   session: LinkClientSession;
   peer: string;
+  /** The tenant its settings were made for (withTenant), as the table said when it was dialled. */
+  tenant: string | undefined;
   key: string;
   address: string;
   streams: number;
@@ -347,7 +349,8 @@ export class LinkPool {
       tlsSocket.once("close", onClose);
       tlsSocket.once("secureConnect", () => {
         if (settled) return;
-        const session = this.sessionOn(tlsSocket, addr, peer);
+        const tenant = this.opts.tenantOf?.(peer);
+        const session = this.sessionOn(tlsSocket, addr, tenant);
         if (session === undefined) return fail("tls_handshake", "peer selected no link protocol this relay offered");
         settled = true;
         clearTimeout(timer);
@@ -357,7 +360,7 @@ export class LinkPool {
         // handshake and then drops the link (answering a stream first or not) would otherwise cost
         // this relay a handshake per tunnel.
         this.completed++;
-        const link = this.adopt(session, peer, key, addr.address);
+        const link = this.adopt(session, peer, key, addr.address, tenant);
         this.opts.observer?.linkOpened("dial", (performance.now() - started) / 1000);
         log("debug", "link up", { peer, address: addr.address, protocol: tlsSocket.alpnProtocol });
         resolve(link);
@@ -366,8 +369,8 @@ export class LinkPool {
   }
 
   /** The session for the framing the neighbour chose by ALPN; undefined when it chose none offered. */
-  private sessionOn(tlsSocket: TLSSocket, addr: Dialable, peer: string): LinkClientSession | undefined {
-    const settings = withTenant(this.opts.settings, this.opts.tenantOf?.(peer));
+  private sessionOn(tlsSocket: TLSSocket, addr: Dialable, tenant: string | undefined): LinkClientSession | undefined {
+    const settings = withTenant(this.opts.settings, tenant);
     if (tlsSocket.alpnProtocol === ALPN_MUX && settings.protocol === "mux") {
       return new MuxSession(tlsSocket, "client", settings);
     }
@@ -420,11 +423,18 @@ export class LinkPool {
     );
   }
 
-  private adopt(session: LinkClientSession, peer: string, key: string, address: string): Link {
+  private adopt(
+    session: LinkClientSession,
+    peer: string,
+    key: string,
+    address: string,
+    tenant: string | undefined,
+  ): Link {
     const { settings } = this.opts;
     const link: Link = {
       session,
       peer,
+      tenant,
       key,
       address,
       streams: 0,
@@ -548,6 +558,23 @@ export class LinkPool {
       for (const l of [...list]) {
         l.closedHere = true;
         l.session.destroy();
+      }
+    }
+  }
+
+  /**
+   * GOAWAY on the links whose peer's tenant is no longer the one their settings were made for (the
+   * realm's shared namespaces changed): open tunnels finish, new ones go on a link made for it.
+   */
+  retireRetenanted(): void {
+    const tenantOf = this.opts.tenantOf;
+    if (tenantOf === undefined) return;
+    for (const list of this.links.values()) {
+      for (const l of list) {
+        if (!l.usable || tenantOf(l.peer) === l.tenant) continue;
+        l.usable = false;
+        l.closedHere = true;
+        l.session.close();
       }
     }
   }

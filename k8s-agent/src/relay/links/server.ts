@@ -42,6 +42,10 @@ export interface LinkServerOptions {
 interface Accepted {
   session: LinkSession;
   peer: string;
+  /** The tenant its settings and its place were counted for, as the table said when it was accepted. */
+  tenant: string | undefined;
+  /** Sent GOAWAY because its peer's tenant changed (retireRetenanted): once is enough. */
+  retired: boolean;
   streams: number;
   pingTimer: NodeJS.Timeout;
 }
@@ -202,7 +206,8 @@ export class LinkServer {
   }
 
   private startSession(tls: TLSSocket, peer: string, started: number): void {
-    const settings = withTenant(this.opts.settings, this.opts.tenantOf?.(peer));
+    const tenant = this.opts.tenantOf?.(peer);
+    const settings = withTenant(this.opts.settings, tenant);
     let session: LinkSession;
     if (tls.alpnProtocol === ALPN_MUX) session = new MuxSession(tls, "server", settings);
     else {
@@ -213,6 +218,8 @@ export class LinkServer {
     const accepted: Accepted = {
       session,
       peer,
+      tenant,
+      retired: false,
       streams: 0,
       pingTimer: setInterval(() => this.ping(accepted), settings.pingIntervalMs).unref(),
     };
@@ -263,6 +270,26 @@ export class LinkServer {
       this.opts.log("warn", "closing link: relay left the route table", { peer: a.peer });
       this.forget(a);
       a.session.destroy();
+    }
+  }
+
+  /**
+   * GOAWAY on the accepted links whose peer's tenant is no longer the one they were counted and
+   * made for (the realm's shared namespaces changed): the peer opens its next tunnels on a new link,
+   * which counts against its tenant's share with its tenant's windows; open tunnels finish.
+   */
+  retireRetenanted(): void {
+    const tenantOf = this.opts.tenantOf;
+    if (tenantOf === undefined) return;
+    for (const a of this.sessions) {
+      if (a.retired || tenantOf(a.peer) === a.tenant) continue;
+      this.opts.log("info", "link made for another tenant; asking the peer to open a new one", {
+        peer: a.peer,
+        was: a.tenant ?? null,
+        now: tenantOf(a.peer) ?? null,
+      });
+      a.retired = true;
+      a.session.close();
     }
   }
 

@@ -263,7 +263,8 @@ describe("admission: a tenant's share of the tunnel pool", () => {
     expect(pool.takeStream("tenant-a")).toBeUndefined();
     expect(pool.heldBy("tenant-a")).toBe(3);
     // Its fourth place, as a stream or as a link, is refused, naming the namespace and the setting.
-    expect(pool.takeStream("tenant-a")).toBe(
+    expect(pool.takeStream("tenant-a")).toBe("tenant");
+    expect(pool.tenantRefusal("tenant-a")).toBe(
       "namespace 'tenant-a' holds its limit of 3 connections (max_connections_per_namespace)",
     );
     expect(link(pool, "tenant-a")).toBeUndefined();
@@ -273,8 +274,8 @@ describe("admission: a tenant's share of the tunnel pool", () => {
     for (let i = 0; i < 6; i++) expect(pool.takeStream(undefined)).toBeUndefined();
     expect(pool.authenticated).toBe(10);
     // The pool is full: the answer says so, whoever asks.
-    expect(pool.takeStream("tenant-b")).toBe("relay at connection limit");
-    expect(pool.takeStream(undefined)).toBe("relay at connection limit");
+    expect(pool.takeStream("tenant-b")).toBe("full");
+    expect(pool.takeStream(undefined)).toBe("full");
     // What a tenant gives back, it can take again; the link's place goes with its socket.
     pool.releaseStream(undefined);
     pool.release(l1 as Socket);
@@ -283,7 +284,7 @@ describe("admission: a tenant's share of the tunnel pool", () => {
     expect(pool.heldBy("tenant-a")).toBe(2);
     expect(pool.authenticated).toBe(8);
     expect(pool.takeStream("tenant-a")).toBeUndefined();
-    expect(pool.takeStream("tenant-a")).toMatch(/namespace 'tenant-a' holds its limit/);
+    expect(pool.takeStream("tenant-a")).toBe("tenant");
     pool.releaseStream("tenant-a");
     pool.releaseStream("tenant-a");
     pool.releaseStream("tenant-a");
@@ -293,7 +294,7 @@ describe("admission: a tenant's share of the tunnel pool", () => {
   it("0 turns the share off: one tenant may then hold the whole pool", () => {
     const pool = new Admission({ ...limits, maxConnectionsPerNamespace: 0 });
     for (let i = 0; i < 10; i++) expect(pool.takeStream("tenant-a")).toBeUndefined();
-    expect(pool.takeStream("tenant-a")).toBe("relay at connection limit");
+    expect(pool.takeStream("tenant-a")).toBe("full");
   });
 });
 

@@ -723,12 +723,12 @@ describe("relay links: a tenant's share of the tunnel pool", () => {
     expect(a.headers[":status"]).toBe(200);
     expect(b.headers[":status"]).toBe(200);
     expect(r2.relay.tenantHeldForTest("tenant-a")).toBe(4);
-    // The fifth place goes to a third link; its stream finds the share full: 503, naming the
-    // namespace and the setting, counted as over_capacity like any full pool.
+    // The fifth place goes to a third link; its stream finds the share full: 503 namespace_limit,
+    // naming the namespace and the setting (not over_capacity: the relay is not full).
     const c = await linkRequest(r2.port, "t1", "app1", "t1");
     cleanups.push(c.close);
     expect(c.headers[":status"]).toBe(503);
-    expect(c.headers["hopway-error"]).toBe("over_capacity");
+    expect(c.headers["hopway-error"]).toBe("namespace_limit");
     expect(String(c.headers["hopway-reason"])).toContain("namespace 'tenant-a' holds its limit of 5");
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatchObject({ namespace: "tenant-a", peer: "t1", max_connections_per_namespace: 5 });
@@ -800,6 +800,49 @@ describe("relay links: a tenant's stream window", () => {
     };
     expect(await h2Window("t1")).toBe(256 * 1024);
     expect(await h2Window("r1")).toBe(2 * 1024 * 1024);
+  });
+
+  it("a link made before its peer became a tenant's is sent GOAWAY with the table update; the next one is counted and sized for the tenant", async () => {
+    const port = await echo();
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
+      peers: ["t1"],
+    });
+    cleanups.push(() => r2.close());
+    const open = async () => {
+      const session = new MuxSession(await rawLink(r2.port, "t1", ALPN_MUX), "client", {
+        maxConcurrentStreams: 10,
+        streamWindowBytes: 65_535,
+      });
+      session.on("error", () => {});
+      cleanups.push(() => session.destroy());
+      const st = session.request({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": "t1" });
+      st.on("error", () => {});
+      await once(st, "response");
+      return { session, st };
+    };
+    const before = await open();
+    expect(before.st.sendCredit).toBe(2 * 1024 * 1024);
+    expect(r2.relay.tenantHeldForTest("tenant-a")).toBe(0);
+    // The admin sets the shared namespaces: the next table names t1's namespace.
+    const goaway = once(before.session, "goaway");
+    const table = r2.table.table;
+    if (table === undefined) throw new Error("no table");
+    r2.table.set({
+      ...table,
+      version: table.version + 1,
+      peers: { any: true, nodes: [], tenants: [{ namespace: "tenant-a", nodes: ["t1"] }] },
+    });
+    await goaway;
+    // Its open tunnel still carries; the new link and its tunnel count against the tenant.
+    const echoed = once(before.st, "data");
+    before.st.resume();
+    before.st.write("still here");
+    expect(String((await echoed)[0])).toBe("still here");
+    const after = await open();
+    expect(after.st.sendCredit).toBe(256 * 1024);
+    expect(r2.relay.tenantHeldForTest("tenant-a")).toBe(2);
   });
 });
 
