@@ -118,7 +118,7 @@ static double conn_id(conn_t *c) { return (double)cgens[c->slot] * (double)L_SLO
 static uint32_t gen_after(uint32_t gen, uint64_t n) { return (uint32_t)((gen + n) & L_GEN_MASK); }
 
 static conn_t *conn_by_id(double id) {
-  if (!(id >= 0) || id > 9007199254740991.0) return NULL;
+  if (!(id >= 0) || id > 9007199254740991.0 || id != (double)(uint64_t)id) return NULL;
   uint64_t n = (uint64_t)id;
   uint32_t slot = (uint32_t)(n % L_SLOT_LIMIT);
   uint64_t gen = n / L_SLOT_LIMIT;

@@ -106,6 +106,10 @@ static uint32_t nfree;
 static tunnel_t *grave;  // dead tunnels, freed by the thread after the batch that may still name them (mu)
 static report_t *reports;
 static size_t nreports, capreports;
+// A call to JavaScript is queued for the reports (rmu). Cleared when JavaScript takes them, and
+// when queueing the call failed, so that the next report, or the thread's next pass, asks again:
+// one failed call must not strand every later report (and its sockets) in the queue.
+static bool signalled;
 static atomic_uint_fast64_t lane_bytes[LANES][2];
 static uint32_t live;  // attached and not yet reported or cancelled; JS thread only
 static atomic_uint_fast64_t attached_total;
@@ -165,6 +169,20 @@ static double id_locked(tunnel_t *t) {
   return id;
 }
 
+// Queues a call to JavaScript for the waiting reports unless one is queued already.
+static void signal_js(void) {
+  pthread_mutex_lock(&rmu);
+  bool call = nreports > 0 && !signalled;
+  if (call) signalled = true;
+  pthread_mutex_unlock(&rmu);
+  if (!call) return;
+  if (napi_call_threadsafe_function(tsfn, NULL, napi_tsfn_nonblocking) != napi_ok) {
+    pthread_mutex_lock(&rmu);
+    signalled = false;
+    pthread_mutex_unlock(&rmu);
+  }
+}
+
 // With mu held.
 static void report(tunnel_t *t, int code, int err) {
   report_t r = {id_locked(t), (double)atomic_load(&t->bytes[0]), (double)atomic_load(&t->bytes[1]), code, err, t->owner};
@@ -178,9 +196,8 @@ static void report(tunnel_t *t, int code, int err) {
     capreports = cap;
   }
   reports[nreports++] = r;
-  bool first = nreports == 1;
   pthread_mutex_unlock(&rmu);
-  if (first) napi_call_threadsafe_function(tsfn, NULL, napi_tsfn_nonblocking);
+  signal_js();
 }
 
 static void fail(tunnel_t *t, int err) { report(t, 1, err); }
@@ -325,6 +342,8 @@ static void *run(void *arg) {
       release(t);
     }
     pthread_mutex_unlock(&mu);
+    // Reports whose call could not be queued (signal_js) are asked for again after every batch.
+    signal_js();
   }
   return NULL;
 }
@@ -353,6 +372,7 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
   report_t *copy = reports;
   reports = NULL;
   nreports = capreports = 0;
+  signalled = false;
   pthread_mutex_unlock(&rmu);
   if (n == 0) {
     free(copy);
@@ -532,7 +552,9 @@ static napi_value attach(napi_env env, napi_callback_info info) {
 
 // Looks a live tunnel up by id, with smu held; NULL when it ended (its report is on the way) or is unknown.
 static tunnel_t *find_id(double id) {
-  if (!(id >= 0)) return NULL;
+  // An id is an integer below 2^53 (id_of); anything else (Infinity, 1.5) names no tunnel rather
+  // than one of the same integer part, and never reaches an undefined conversion.
+  if (!(id >= 0) || id > 9007199254740991.0 || id != (double)(uint64_t)id) return NULL;
   uint32_t slot = (uint32_t)((uint64_t)id & (SLOT_LIMIT - 1));
   uint32_t gen = (uint32_t)((uint64_t)id >> SLOT_BITS);
   if (slot >= nslots || gens[slot] != gen) return NULL;

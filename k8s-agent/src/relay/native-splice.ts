@@ -11,6 +11,7 @@ import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { getSystemErrorName } from "node:util";
+import { isMainThread } from "node:worker_threads";
 import { HANDOVER_READS } from "./pump.ts";
 
 /** What splice.c exports. */
@@ -374,6 +375,12 @@ export function nativeSplicer(): NativeSplicer | undefined {
   loaded = null;
   if (process.platform !== "linux") {
     why = `not on ${process.platform}`;
+    return undefined;
+  }
+  // Its thread outlives any one environment: a worker thread's teardown would free the function
+  // the thread calls back into. The agent runs relays on the main thread.
+  if (!isMainThread) {
+    why = "not on the main thread";
     return undefined;
   }
   const candidates = [

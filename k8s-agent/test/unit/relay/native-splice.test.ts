@@ -322,4 +322,34 @@ describe.runIf(linux)("native splice", () => {
     u.destroy();
     t.destroy();
   });
+
+  it("knows a tunnel by its exact id only: not by a fraction beside it, Infinity or 2^64", async () => {
+    const splicer = nativeSplicer();
+    if (splicer === undefined) throw new Error(nativeSpliceStatus());
+    const echo = await startEcho();
+    cleanups.push(() => echo.server.close());
+    const held: Socket[] = [];
+    const server = createServer((c) => held.push(c));
+    const port = await listen(server);
+    cleanups.push(() => {
+      for (const h of held) h.destroy();
+      server.close();
+    });
+    const a = connect(port, "127.0.0.1");
+    const b = connect(echo.port, "127.0.0.1");
+    await Promise.all([once(a, "connect"), once(b, "connect")]);
+    cleanups.push(() => {
+      a.destroy();
+      b.destroy();
+    });
+    const id = splicer.attach(a, b, 0, () => {});
+    if (id === undefined) throw new Error("attach declined two TCP sockets");
+    expect(splicer.bytes(id)).toEqual([0, 0]);
+    for (const other of [id + 0.5, id + 0.25, Number.POSITIVE_INFINITY, 2 ** 64, Number.NaN]) {
+      expect(splicer.bytes(other), String(other)).toBeUndefined();
+      expect(splicer.moved(other), String(other)).toBe(false);
+    }
+    expect(splicer.cancel(id + 0.5)).toBeUndefined();
+    expect(splicer.cancel(id)).toEqual([0, 0]);
+  });
 });
