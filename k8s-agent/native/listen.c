@@ -229,7 +229,17 @@ static void close_side(side_t *s, int reset) {
   s->reading = 0;
   s->c->handles++;
   s->tcp.data = s;
-  if (reset && uv_tcp_close_reset(&s->tcp, on_side_closed) == 0) return;
+  if (reset) {
+    if (uv_tcp_close_reset(&s->tcp, on_side_closed) == 0) return;
+    // libuv refuses while a shutdown (our FIN) is still queued on the handle; a zero linger makes
+    // the close below send the reset all the same, so a failure never reaches an application as
+    // a clean end.
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&s->tcp, &fd) == 0) {
+      struct linger lg = {1, 0};
+      (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+  }
   uv_close((uv_handle_t *)&s->tcp, on_side_closed);
 }
 
