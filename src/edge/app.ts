@@ -62,6 +62,13 @@ function queryObject(c: Ctx): Record<string, string | string[]> {
   return out;
 }
 
+/**
+ * The route table's form, in its ETag (`conditional`): raised whenever the table gains a field.
+ * t2: `peers.tenants`. An agent that fetched version V from an earlier edge would otherwise keep
+ * that table, without the field, until the realm's next change.
+ */
+const ROUTE_TABLE_FORMAT = "t2";
+
 function etagMatches(header: string | undefined, etag: string): boolean {
   if (header === undefined) return false;
   return header.split(",").some((t) => {
@@ -80,24 +87,29 @@ async function conditional(
   waitSeconds: number | undefined,
   check: (view: RealmView) => void,
   render: (view: RealmView) => string | Uint8Array<ArrayBuffer>,
+  format?: string,
 ): Promise<Response> {
   const { stub, caller, realm } = c.var;
   const inm = c.req.header("if-none-match");
+  // An answer whose form can change between releases of the edge names its form in the ETag, so a
+  // client holding the same version in an earlier form gets the new one at once, not a 304.
+  const etagOf = (v: RealmView) => (format === undefined ? v.etag : `"${v.epoch}.${v.version}.${format}"`);
   const cached = peekView(realm);
   let view: RealmView;
-  if (cached !== undefined && waitSeconds && etagMatches(inm, cached.etag)) {
+  if (cached !== undefined && waitSeconds && etagMatches(inm, etagOf(cached))) {
     // The client is as current as this isolate: wait directly (one RPC, no extra read first).
     view = await nextView(stub, caller, realm, cached, waitSeconds * 1000);
   } else {
     view = await currentView(stub, caller, realm);
-    if (waitSeconds && etagMatches(inm, view.etag)) {
+    if (waitSeconds && etagMatches(inm, etagOf(view))) {
       check(view);
       view = await nextView(stub, caller, realm, view, waitSeconds * 1000);
     }
   }
   check(view);
-  const headers = { ETag: view.etag, "Cache-Control": "no-cache", "X-Hopway-Version": String(view.version) };
-  if (etagMatches(inm, view.etag)) return c.body(null, 304, headers);
+  const etag = etagOf(view);
+  const headers = { ETag: etag, "Cache-Control": "no-cache", "X-Hopway-Version": String(view.version) };
+  if (etagMatches(inm, etag)) return c.body(null, 304, headers);
   return c.body(render(view), 200, { ...headers, "Content-Type": "application/json; charset=utf-8" });
 }
 
@@ -479,6 +491,7 @@ export function createApp(): Hono<Env2> {
       (view) => requireNode(view, node, "node"),
       // Rendered once per version and node: RealmView caches the body, typed as RouteTable there.
       (view) => view.routeTableBody(node),
+      ROUTE_TABLE_FORMAT,
     );
   });
 

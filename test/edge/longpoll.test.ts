@@ -9,7 +9,8 @@ describe("conditional GET and long-poll", () => {
     await call("PUT", `/v1/realms/${realm}/nodes/b`, { body: node("b") });
     const first = await call("GET", `/v1/realms/${realm}/route-tables/a`);
     const etag = first.headers.get("etag")!;
-    expect(etag).toMatch(/^".+\.2"$/);
+    // The realm's version, then the table's form (docs/contract/edge-api.md §1.5).
+    expect(etag).toMatch(/^".+\.2\.t2"$/);
     const same = await call("GET", `/v1/realms/${realm}/route-tables/a`, { headers: { "if-none-match": etag } });
     expect(same.status).toBe(304);
     await call("PUT", `/v1/realms/${realm}/nodes/c`, { body: node("c") });

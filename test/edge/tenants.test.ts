@@ -628,6 +628,17 @@ describe("shared namespaces: a tenant's node dressed as a relay joins no other n
     // It may still open links to the shared relay, as a tenant's relay: the table names its
     // namespace, so the relay holds the tenant to its share of the tunnel pool.
     expect(table.peers.tenants).toEqual([{ namespace: "tenant_4", nodes: ["aaa-impostor"] }]);
+    // The table's ETag names its form: an agent holding this version from an edge that did not
+    // send `tenants` (ETag without the form) gets the table again, not a 304.
+    const tag = (await call("GET", `${base}/route-tables/relaysvr3`)).headers.get("etag") ?? "";
+    expect(tag).toMatch(/^"[^".]+\.\d+\.t2"$/);
+    const earlier = tag.replace(/\.t2"$/, '"');
+    const refetched = await call("GET", `${base}/route-tables/relaysvr3`, { headers: { "if-none-match": earlier } });
+    expect(refetched.status).toBe(200);
+    expect(refetched.body.peers.tenants).toHaveLength(1);
+    expect((await call("GET", `${base}/route-tables/relaysvr3`, { headers: { "if-none-match": tag } })).status).toBe(
+      304,
+    );
 
     // A realm version with no record in it: agents that resolve from the records learn the setting.
     const after = (await call("GET", `${base}/nodes`)).body;
