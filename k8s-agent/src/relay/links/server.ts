@@ -20,6 +20,40 @@ import { ACCEPT_ALPN, ALPN_H2, certifiedRelay, failureOf, LINK_CIPHERS } from ".
  */
 export type VerifiedHook = (peer: string) => { reason: LinkFailure; detail: string } | undefined;
 
+/** At most this many `relay link refused` lines per REFUSAL_LOG_MS; the rest are counted in the next line. */
+const REFUSAL_LOG_LINES = 20;
+const REFUSAL_LOG_MS = 10_000;
+
+/** At most `lines` log lines per `ms`, counting the ones left out. */
+export class LogLimit {
+  private since = Number.NEGATIVE_INFINITY;
+  private lines = 0;
+  private left = 0;
+
+  constructor(
+    private readonly max: number,
+    private readonly ms: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Undefined: leave this line out. Else log it, with how many were left out since the last one. */
+  take(): number | undefined {
+    const now = this.now();
+    if (now - this.since >= this.ms) {
+      this.since = now;
+      this.lines = 0;
+    }
+    if (this.lines >= this.max) {
+      this.left++;
+      return undefined;
+    }
+    this.lines++;
+    const left = this.left;
+    this.left = 0;
+    return left;
+  }
+}
+
 export interface LinkServerOptions {
   realm: string;
   identity: IdentitySource;
@@ -65,6 +99,7 @@ export class LinkServer {
   private tlsServer: TlsServer | undefined;
   /** Accept times by remote address and port, for the handshake duration. */
   private readonly started = new Map<string, number>();
+  private readonly refusalLog = new LogLimit(REFUSAL_LOG_LINES, REFUSAL_LOG_MS);
   /** Per accepted socket, what the relay does once its peer is verified (admission: why there is no room, if not). */
   private readonly verifiedHooks = new Map<string, VerifiedHook>();
 
@@ -125,12 +160,19 @@ export class LinkServer {
 
   private refused(reason: LinkFailure, detail: string, tls: TLSSocket | undefined, peer?: string): void {
     this.opts.observer?.linkFailed("accept", reason);
-    this.opts.log("warn", "relay link refused", {
-      reason,
-      detail,
-      remote: tls?.remoteAddress,
-      ...(peer === undefined ? {} : { peer }),
-    });
+    // Every refusal counts in the metric; the log takes a bounded number of them, saying how many
+    // it left out: a peer that retries refused links at its handshake rate (a tenant at its share,
+    // a certificate of another realm) cannot flood it.
+    const left = this.refusalLog.take();
+    if (left !== undefined) {
+      this.opts.log("warn", "relay link refused", {
+        reason,
+        detail,
+        remote: tls?.remoteAddress,
+        ...(peer === undefined ? {} : { peer }),
+        ...(left > 0 ? { refusals_not_logged: left } : {}),
+      });
+    }
     tls?.destroy();
   }
 

@@ -20,6 +20,7 @@ import {
   wordsFrame,
 } from "../../../src/relay/links/mux/frame.ts";
 import { MuxSession, type MuxStream } from "../../../src/relay/links/mux/session.ts";
+import { LogLimit } from "../../../src/relay/links/server.ts";
 import { errorResponse, establishedResponse } from "../../../src/relay/protocol.ts";
 import { writtenThroughForTest } from "../../../src/relay/pump.ts";
 import {
@@ -689,6 +690,45 @@ describe("relay links: links a neighbour opens", () => {
     const c = await linkRequest(r2.port, "r1", "app1", "r1");
     cleanups.push(c.close);
     expect(c.headers[":status"]).toBe(200);
+  });
+});
+
+describe("relay links: refused links and the log", () => {
+  it("every refusal counts in the metric; the log takes 20 per 10 s", async () => {
+    const failures: string[] = [];
+    const refusals: Array<Record<string, unknown>> = [];
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [],
+      peers: ["r1"],
+      linkObserver: { linkOpened: () => {}, linkFailed: (side, reason) => failures.push(`${side} ${reason}`) },
+      log: (_level, msg, fields) => {
+        if (msg === "relay link refused") refusals.push(fields);
+      },
+    });
+    cleanups.push(() => r2.close());
+    // A relay of the realm that r2's table does not know, retrying as fast as its handshakes go.
+    for (let i = 0; i < 30; i++) await expect(linkRequest(r2.port, "rz", "app1", "rz")).rejects.toThrow();
+    expect(failures).toEqual(Array(30).fill("accept unknown_peer"));
+    expect(refusals).toHaveLength(20);
+    expect(refusals[0]).toMatchObject({ reason: "unknown_peer" });
+  });
+
+  it("LogLimit: at most its lines per window, and the next line says how many it left out", () => {
+    let now = 0;
+    const limit = new LogLimit(3, 100, () => now);
+    expect([limit.take(), limit.take(), limit.take(), limit.take(), limit.take()]).toEqual([
+      0,
+      0,
+      0,
+      undefined,
+      undefined,
+    ]);
+    now = 99;
+    expect(limit.take()).toBeUndefined();
+    now = 100;
+    expect(limit.take()).toBe(3);
+    expect(limit.take()).toBe(0);
   });
 });
 
