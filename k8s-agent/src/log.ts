@@ -28,3 +28,36 @@ export function createLogger(
     error: (m, f) => log("error", m, f),
   };
 }
+
+/**
+ * At most `max` lines per `ms` of one kind of warning, counting the ones left out: a peer that
+ * repeats what is refused cannot flood the log, and the next line says how much was left out.
+ */
+export class LogLimit {
+  private since = Number.NEGATIVE_INFINITY;
+  private lines = 0;
+  private left = 0;
+
+  constructor(
+    private readonly max: number,
+    private readonly ms: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Undefined: leave this line out. Else log it, with how many were left out since the last one. */
+  take(): number | undefined {
+    const now = this.now();
+    if (now - this.since >= this.ms) {
+      this.since = now;
+      this.lines = 0;
+    }
+    if (this.lines >= this.max) {
+      this.left++;
+      return undefined;
+    }
+    this.lines++;
+    const left = this.left;
+    this.left = 0;
+    return left;
+  }
+}

@@ -17,7 +17,7 @@ import { createLogger, type Logger } from "./log.ts";
 import { createListenerMetrics, createRelayMetrics } from "./metrics.ts";
 import { keyTargetResolver, localOwners, MembershipFollower } from "./ownership/index.ts";
 import { nativeSpliceStatus } from "./relay/native-splice.ts";
-import { defaultPerNamespace, Relay } from "./relay/relay.ts";
+import { Relay } from "./relay/relay.ts";
 import { SelfAddresses } from "./relay/self-addresses.ts";
 import { RoutingTable } from "./relay/table.ts";
 import { ScalingSignals } from "./scaling/signals.ts";
@@ -74,7 +74,8 @@ export async function startAgent(
     pendingHandshakes: () => relay.pendingHandshakes,
     handshakesLimit: config.relay.limits.max_handshakes,
     namespaceShareMax: () => relay.largestNamespaceShare,
-    namespaceShareLimit: limits.max_connections_per_namespace ?? defaultPerNamespace(limits.max_connections),
+    // The relay's own limits, with the default it derives when the config leaves it out.
+    namespaceShareLimit: () => relay.limits.maxConnectionsPerNamespace,
     routeTableVersion: () => table.version,
     routeTableFetchedAt: () => edge?.tableConfirmedAt,
     edgeReachable: () => edge?.reachable ?? false,

@@ -29,7 +29,7 @@ export interface RelayMetricSources {
   handshakesLimit?: number;
   /** The most one tenant's relays hold of the tunnel pool (relay/admission.ts), and its limit (0: off). */
   namespaceShareMax?: () => number;
-  namespaceShareLimit?: number;
+  namespaceShareLimit?: () => number;
   /** Version of the route table in use, undefined before the first one. */
   routeTableVersion: () => number | undefined;
   /** When the table in use was last confirmed by the edge (or loaded from disk), ms since epoch. */
@@ -149,11 +149,15 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
     });
   }
   if (src.namespaceShareLimit !== undefined) {
+    const limit = src.namespaceShareLimit;
     new Gauge({
       name: "hopway_relay_namespace_share_limit",
       help: "limits.max_connections_per_namespace in force (0: off): a namespace at it has its links and tunnels refused.",
       registers: [registry],
-    }).set(src.namespaceShareLimit);
+      collect() {
+        this.set(limit());
+      },
+    });
   }
   const connectLatency = new SeriesHistogram(
     "hopway_relay_connect_duration_seconds",

@@ -231,6 +231,14 @@ export const RouteAnswerSchema = z.object({
 });
 export type RouteAnswer = z.infer<typeof RouteAnswerSchema>;
 
+/**
+ * The route table's form, raised whenever the table gains a field that older readers drop
+ * (2: `peers.tenants`). The edge names it in a table's ETag and an agent in the table it saves, so
+ * a table read by, or fetched from, a release without the field is fetched again in full rather
+ * than kept until the realm's next change.
+ */
+export const ROUTE_TABLE_FORMAT = 2;
+
 /** GET /route-tables/{node}: every route from one node. */
 export const RouteTableSchema = z.object({
   node: NameSchema,

@@ -30,6 +30,7 @@ import {
   InstanceIdSchema,
   NodesQuerySchema,
   RealmNameSchema,
+  ROUTE_TABLE_FORMAT,
   RouteQuerySchema,
   TokenCreateBodySchema,
   TtlSecondsSchema,
@@ -61,13 +62,6 @@ function queryObject(c: Ctx): Record<string, string | string[]> {
   }
   return out;
 }
-
-/**
- * The route table's form, in its ETag (`conditional`): raised whenever the table gains a field.
- * t2: `peers.tenants`. An agent that fetched version V from an earlier edge would otherwise keep
- * that table, without the field, until the realm's next change.
- */
-const ROUTE_TABLE_FORMAT = "t2";
 
 function etagMatches(header: string | undefined, etag: string): boolean {
   if (header === undefined) return false;
@@ -491,7 +485,8 @@ export function createApp(): Hono<Env2> {
       (view) => requireNode(view, node, "node"),
       // Rendered once per version and node: RealmView caches the body, typed as RouteTable there.
       (view) => view.routeTableBody(node),
-      ROUTE_TABLE_FORMAT,
+      // An agent that fetched this version from an edge without the table's newest field gets it now.
+      `t${ROUTE_TABLE_FORMAT}`,
     );
   });
 

@@ -6,7 +6,7 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { HopwayRecord } from "@hopway/core/schema";
-import { type RouteTable, RouteTableSchema } from "@hopway/core/wire";
+import { ROUTE_TABLE_FORMAT, type RouteTable, RouteTableSchema } from "@hopway/core/wire";
 import type { Logger } from "../log.ts";
 import { HttpStatusError, readJson, statusError } from "./body.ts";
 import { RecordsSync, type SyncMode } from "./records-sync.ts";
@@ -96,17 +96,9 @@ interface Persisted {
   table: RouteTable;
   etag: string | undefined;
   saved_at: number;
-  /** The table schema it was written with (TABLE_FORMAT). */
+  /** The table schema it was written with (ROUTE_TABLE_FORMAT). */
   format: number;
 }
-
-/**
- * Raised whenever the route table gains a field: a table persisted by an agent that did not know
- * the field lost it when parsed, and its ETag would keep the edge answering 304 with nothing new
- * until the realm changes. Such a table is still served from, but fetched again in full.
- * 2: `peers.tenants`.
- */
-const TABLE_FORMAT = 2;
 
 export class EdgeClient {
   private readonly o: EdgeClientOptions;
@@ -359,7 +351,7 @@ export class EdgeClient {
   private persist(table: RouteTable, etag: string | undefined, savedAt: number): void {
     const dir = this.o.dataDir;
     if (!dir) return;
-    const body: Persisted = { table, etag, saved_at: savedAt, format: TABLE_FORMAT };
+    const body: Persisted = { table, etag, saved_at: savedAt, format: ROUTE_TABLE_FORMAT };
     // Serialised so a slow older write can never land after a newer one; temp + rename so a
     // crash mid-write leaves the previous good file, never a torn one.
     this.persistChain = this.persistChain.then(async () => {
@@ -394,7 +386,7 @@ export class EdgeClient {
     try {
       const raw = JSON.parse(text) as { table?: unknown; etag?: unknown; saved_at?: unknown; format?: unknown };
       const table = RouteTableSchema.parse(raw.table);
-      const etag = typeof raw.etag === "string" && raw.format === TABLE_FORMAT ? raw.etag : undefined;
+      const etag = typeof raw.etag === "string" && raw.format === ROUTE_TABLE_FORMAT ? raw.etag : undefined;
       const savedAt = typeof raw.saved_at === "number" ? raw.saved_at : 0;
       return this.applyTable(table, etag, "disk", savedAt);
     } catch (err) {

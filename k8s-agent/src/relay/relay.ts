@@ -23,6 +23,7 @@ import { connect, type NetConnectOpts, Socket } from "node:net";
 import type { IdentitySource } from "@hopway/core/identity";
 import { MAX_HOPS } from "@hopway/core/schema";
 import type { CarryOutcome, CarryTarget } from "../listeners/manager.ts";
+import { LogLimit } from "../log.ts";
 import { Admission } from "./admission.ts";
 import { CidrList, clientToken, tokenMatches } from "./auth.ts";
 import {
@@ -270,8 +271,7 @@ export class Relay {
   private idleSweep: NodeJS.Timeout | undefined;
   private connections = 0;
   private draining = false;
-  private tenantWarnedAt = Number.NEGATIVE_INFINITY;
-  private tenantRefusals = 0;
+  private readonly tenantWarnings = new LogLimit(1, TENANT_WARN_MS);
   private idleWaiters: Array<() => void> = [];
   // Listeners shared by every connection (`this` is the socket or stream), not closures per connection.
   private readonly onOwnedClose: (this: Socket) => void;
@@ -1105,17 +1105,14 @@ export class Relay {
    * at its share cannot flood the log either.
    */
   private warnTenantFull(tenant: string, peer: string): void {
-    this.tenantRefusals++;
-    const now = performance.now();
-    if (now - this.tenantWarnedAt < TENANT_WARN_MS) return;
-    this.tenantWarnedAt = now;
+    const left = this.tenantWarnings.take();
+    if (left === undefined) return;
     this.log("warn", "tunnel refused: namespace at its share of the tunnel pool", {
       namespace: tenant,
       peer,
       max_connections_per_namespace: this.limits.maxConnectionsPerNamespace,
-      refused_since_last: this.tenantRefusals,
+      refused_since_last: left + 1,
     });
-    this.tenantRefusals = 0;
   }
 
   /** Answers a link stream with a refusal: status, `hopway-error`, `hopway-reason`, `hopway-failed-at`. */

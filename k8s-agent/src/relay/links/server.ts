@@ -8,6 +8,7 @@ import { performServerHandshake } from "node:http2";
 import type { Socket } from "node:net";
 import { type TLSSocket, Server as TlsServer } from "node:tls";
 import type { IdentitySource } from "@hopway/core/identity";
+import { LogLimit } from "../../log.ts";
 import { ALPN_MUX } from "./mux/frame.ts";
 import { MuxSession } from "./mux/session.ts";
 import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions, withTenant } from "./options.ts";
@@ -23,36 +24,6 @@ export type VerifiedHook = (peer: string) => { reason: LinkFailure; detail: stri
 /** At most this many `relay link refused` lines per REFUSAL_LOG_MS; the rest are counted in the next line. */
 const REFUSAL_LOG_LINES = 20;
 const REFUSAL_LOG_MS = 10_000;
-
-/** At most `lines` log lines per `ms`, counting the ones left out. */
-export class LogLimit {
-  private since = Number.NEGATIVE_INFINITY;
-  private lines = 0;
-  private left = 0;
-
-  constructor(
-    private readonly max: number,
-    private readonly ms: number,
-    private readonly now: () => number = () => performance.now(),
-  ) {}
-
-  /** Undefined: leave this line out. Else log it, with how many were left out since the last one. */
-  take(): number | undefined {
-    const now = this.now();
-    if (now - this.since >= this.ms) {
-      this.since = now;
-      this.lines = 0;
-    }
-    if (this.lines >= this.max) {
-      this.left++;
-      return undefined;
-    }
-    this.lines++;
-    const left = this.left;
-    this.left = 0;
-    return left;
-  }
-}
 
 export interface LinkServerOptions {
   realm: string;
@@ -324,11 +295,12 @@ export class LinkServer {
     const tenantOf = this.opts.tenantOf;
     if (tenantOf === undefined) return;
     for (const a of this.sessions) {
-      if (a.retired || tenantOf(a.peer) === a.tenant) continue;
+      const now = tenantOf(a.peer);
+      if (a.retired || now === a.tenant) continue;
       this.opts.log("info", "link made for another tenant; asking the peer to open a new one", {
         peer: a.peer,
         was: a.tenant ?? null,
-        now: tenantOf(a.peer) ?? null,
+        now: now ?? null,
       });
       a.retired = true;
       a.session.close();

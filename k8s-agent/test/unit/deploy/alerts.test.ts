@@ -132,7 +132,7 @@ describe("alerts component", () => {
       edgeReachable: () => true,
       handshakesLimit: 256,
       namespaceShareMax: () => 0,
-      namespaceShareLimit: 2_500,
+      namespaceShareLimit: () => 2_500,
     });
     createListenerMetrics(registry, () => 0);
     createIdentityMetrics(registry, { source: "edge", notAfter: () => undefined, notBefore: () => undefined });

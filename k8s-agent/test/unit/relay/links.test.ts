@@ -20,7 +20,6 @@ import {
   wordsFrame,
 } from "../../../src/relay/links/mux/frame.ts";
 import { MuxSession, type MuxStream } from "../../../src/relay/links/mux/session.ts";
-import { LogLimit } from "../../../src/relay/links/server.ts";
 import { errorResponse, establishedResponse } from "../../../src/relay/protocol.ts";
 import { writtenThroughForTest } from "../../../src/relay/pump.ts";
 import {
@@ -712,23 +711,6 @@ describe("relay links: refused links and the log", () => {
     expect(failures).toEqual(Array(30).fill("accept unknown_peer"));
     expect(refusals).toHaveLength(20);
     expect(refusals[0]).toMatchObject({ reason: "unknown_peer" });
-  });
-
-  it("LogLimit: at most its lines per window, and the next line says how many it left out", () => {
-    let now = 0;
-    const limit = new LogLimit(3, 100, () => now);
-    expect([limit.take(), limit.take(), limit.take(), limit.take(), limit.take()]).toEqual([
-      0,
-      0,
-      0,
-      undefined,
-      undefined,
-    ]);
-    now = 99;
-    expect(limit.take()).toBeUndefined();
-    now = 100;
-    expect(limit.take()).toBe(3);
-    expect(limit.take()).toBe(0);
   });
 });
 
