@@ -992,6 +992,24 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private wrote(): void {
     this.inFlight--;
     if (!this.flushScheduled && !this.destroyed) this.send();
+    if (this.inFlight === 0 && !this.flushScheduled) this.releaseSlab();
+  }
+
+  /**
+   * Nothing framed, queued or in flight: the slab goes back to the free list, so an idle link holds
+   * none (a link that only answers PINGs would otherwise fill one over time and keep it). The next
+   * frame takes one from the list again (`room`).
+   */
+  private releaseSlab(): void {
+    const sl = this.slabRef;
+    if (sl === undefined || this.queued.length > 0 || this.slabAt !== this.sealed) return;
+    sl.full = true;
+    if (sl.out === 0) giveSlab(sl);
+    this.slabRef = undefined;
+    this.slab = EMPTY;
+    this.slabAt = 0;
+    this.sealed = 0;
+    this.lastData = this.lastDataEnd = -1;
   }
 
   /**

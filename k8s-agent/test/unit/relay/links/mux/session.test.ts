@@ -666,6 +666,36 @@ describe("hopway-mux/1: memory", () => {
   });
 });
 
+describe("hopway-mux/1: an idle link holds no frame buffer", () => {
+  it("100 links that sent SETTINGS, a stream and PINGs, then went quiet, hold at most the shared free list of frame slabs", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const outside = () => {
+      const m = process.memoryUsage();
+      return m.external + m.arrayBuffers;
+    };
+    await pair();
+    gc();
+    const before = outside();
+    const N = 100;
+    for (let i = 0; i < N; i++) {
+      const { client, streams } = await pair();
+      const st = client.request({ ":method": "CONNECT", ":authority": "app1:80", "hopway-hops": "r2" });
+      st.on("error", () => {});
+      const [server] = await nextStream(streams, 1);
+      server.respond({ ":status": 200 });
+      await once(st, "response");
+      for (let k = 0; k < 5; k++) await new Promise((r) => client.ping(r));
+    }
+    await sleep(50);
+    gc();
+    const perLink = (outside() - before) / N;
+    console.log(`mux: an idle link, both ends, ${(perLink / 1024).toFixed(1)} KiB outside the heap`);
+    // Each end used to keep its 260 KiB slab for the link's life: 520 KiB per link here.
+    expect(perLink).toBeLessThan(64 * 1024);
+  });
+});
+
 /** Total WINDOW credit the frames in `bytes` return for stream `id`. */
 function credited(bytes: Buffer[], id: number): number {
   return frames(Buffer.concat(bytes))
