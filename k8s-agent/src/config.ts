@@ -21,6 +21,7 @@
 //   HOPWAY_MAX_CONNECTIONS relay.limits.max_connections
 //   HOPWAY_MAX_CONNECTIONS_PER_SOURCE relay.limits.max_connections_per_source
 //   HOPWAY_MAX_CONNECTIONS_PER_NAMESPACE relay.limits.max_connections_per_namespace
+//   HOPWAY_MAX_LINKS_PER_NAMESPACE relay.limits.max_links_per_namespace
 //   HOPWAY_MAX_HANDSHAKES  relay.limits.max_handshakes
 //   HOPWAY_LINK_PROTOCOL   relay.links.protocol (mux | h2)
 //   HOPWAY_NATIVE_SPLICE   relay.native_splice (true | false, 1 | 0)
@@ -124,6 +125,11 @@ const LimitsSchema = z
      * max_connections.
      */
     max_connections_per_namespace: z.coerce.number().int().min(0).max(1_000_000).optional(),
+    /**
+     * Of that share, how many links a tenant's relays may hold: a link costs the relay about
+     * 100 KB of memory, a stream on it a few. 0 = off.
+     */
+    max_links_per_namespace: z.coerce.number().int().min(0).max(1_000_000).default(128),
     /**
      * Handshakes from sources outside client_cidrs before their credentials are checked: a
      * pool of their own, so unauthenticated peers never take authenticated capacity. When
@@ -392,6 +398,7 @@ export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unkn
   ["HOPWAY_MAX_CONNECTIONS", ["relay", "limits", "max_connections"], String],
   ["HOPWAY_MAX_CONNECTIONS_PER_SOURCE", ["relay", "limits", "max_connections_per_source"], String],
   ["HOPWAY_MAX_CONNECTIONS_PER_NAMESPACE", ["relay", "limits", "max_connections_per_namespace"], String],
+  ["HOPWAY_MAX_LINKS_PER_NAMESPACE", ["relay", "limits", "max_links_per_namespace"], String],
   ["HOPWAY_MAX_HANDSHAKES", ["relay", "limits", "max_handshakes"], String],
   ["HOPWAY_LINK_PROTOCOL", ["relay", "links", "protocol"], String],
   ["HOPWAY_NATIVE_SPLICE", ["relay", "native_splice"], flag],

@@ -131,6 +131,7 @@ export async function startAgent(
       ...(limits.max_connections_per_namespace === undefined
         ? {}
         : { maxConnectionsPerNamespace: limits.max_connections_per_namespace }),
+      maxLinksPerNamespace: limits.max_links_per_namespace,
       maxHandshakes: limits.max_handshakes,
       maxHandshakesPerSource: limits.max_handshakes_per_source,
       handshakeTimeoutMs: limits.handshake_timeout_ms,

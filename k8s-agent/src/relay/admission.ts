@@ -25,6 +25,9 @@
 // (`peers.tenants`); a tenant with a token for its own namespace can register
 // and certify as many relays as its record limit allows, each with its own
 // links, so neither the per-peer link cap nor the per-source cap stops it.
+// A link costs the relay far more memory than a stream on it (its TLS session and
+// buffers: about 100 KB against a few), so `maxLinksPerNamespace` also bounds the
+// links alone.
 import type { Socket } from "node:net";
 
 export interface AdmissionLimits {
@@ -38,6 +41,8 @@ export interface AdmissionLimits {
   maxConnectionsPerSource: number;
   /** Links and link streams the relays of one tenant may hold together; 0 = no cap. */
   maxConnectionsPerNamespace: number;
+  /** Of those, the links alone; 0 = no cap. */
+  maxLinksPerNamespace: number;
 }
 
 // What admission knows of a connection lives on its socket, under symbols of this module:
@@ -63,6 +68,7 @@ export class Admission<K extends object = Socket> {
   private readonly handshakesBySource = new Map<string, number>();
   private readonly perSource = new Map<string, number>();
   private readonly perTenant = new Map<string, number>();
+  private readonly linksPerTenant = new Map<string, number>();
   private tunnelPool = 0;
 
   constructor(private readonly limits: AdmissionLimits) {}
@@ -149,9 +155,23 @@ export class Admission<K extends object = Socket> {
     return `namespace '${tenant}' holds its limit of ${cap} connections (max_connections_per_namespace)`;
   }
 
+  /** Why one more link of `tenant`'s relays may not be taken: its share of the pool, or of links, is full. */
+  tenantLinkRefusal(tenant: string | undefined): string | undefined {
+    const share = this.tenantRefusal(tenant);
+    const cap = this.limits.maxLinksPerNamespace;
+    if (share !== undefined || tenant === undefined || cap <= 0) return share;
+    if ((this.linksPerTenant.get(tenant) ?? 0) < cap) return undefined;
+    return `namespace '${tenant}' holds its limit of ${cap} links (max_links_per_namespace)`;
+  }
+
+  /** Links the relays of `tenant` hold. */
+  linksHeldBy(tenant: string): number {
+    return this.linksPerTenant.get(tenant) ?? 0;
+  }
+
   /**
    * The connection authenticated: it moves to the tunnel pool, counted against `tenant` when it
-   * is a link from a tenant's relay (the caller checked `tenantRefusal` first). False when that
+   * is a link from a tenant's relay (the caller checked `tenantLinkRefusal` first). False when that
    * pool is full.
    */
   promote(socket: K, tenant?: string): boolean {
@@ -168,6 +188,7 @@ export class Admission<K extends object = Socket> {
     if (tenant !== undefined && s[TENANT] === undefined) {
       s[TENANT] = tenant;
       increment(this.perTenant, tenant);
+      increment(this.linksPerTenant, tenant);
     }
     return true;
   }
@@ -257,6 +278,7 @@ export class Admission<K extends object = Socket> {
       if (tenant !== undefined) {
         s[TENANT] = undefined;
         decrement(this.perTenant, tenant);
+        decrement(this.linksPerTenant, tenant);
       }
     }
   }

@@ -86,6 +86,11 @@ export interface RelayLimits {
    * Left out of RelayOptions.limits: a quarter of maxConnections.
    */
   maxConnectionsPerNamespace: number;
+  /**
+   * Of those, how many links the relays of one tenant may hold (a link costs far more memory than
+   * a stream on it); 0 = no cap.
+   */
+  maxLinksPerNamespace: number;
   /** Unauthenticated handshakes in flight (sources outside client_cidrs); the oldest goes when full. */
   maxHandshakes: number;
   /** Unauthenticated handshakes one source address may hold; 0 = no cap. */
@@ -105,6 +110,7 @@ export const DEFAULT_LIMITS: RelayLimits = {
   maxConnections: 10_000,
   maxConnectionsPerSource: 1_024,
   maxConnectionsPerNamespace: 2_500,
+  maxLinksPerNamespace: 128,
   maxHandshakes: 256,
   maxHandshakesPerSource: 64,
   handshakeTimeoutMs: 3_000,
@@ -597,7 +603,7 @@ export class Relay {
         // Verified: a relay of the realm. Out of the handshake pool, and not counted per source,
         // but against its tenant's share when the table says it has one.
         const tenant = this.table.tenant(peer);
-        const refusal = this.admission.tenantRefusal(tenant);
+        const refusal = this.admission.tenantLinkRefusal(tenant);
         if (refusal !== undefined) return { reason: "namespace_limit", detail: refusal };
         if (!this.admission.promote(socket, tenant)) {
           return { reason: "over_capacity", detail: "relay at connection limit" };

@@ -202,6 +202,7 @@ describe("admission: which handshake goes when the pool is full", () => {
     maxHandshakesPerSource: 0,
     maxConnectionsPerSource: 0,
     maxConnectionsPerNamespace: 0,
+    maxLinksPerNamespace: 0,
   };
   // Admission only keys on the socket objects; plain objects stand in for them here.
   const fake = () => ({}) as Socket;
@@ -243,12 +244,13 @@ describe("admission: a tenant's share of the tunnel pool", () => {
     maxHandshakesPerSource: 0,
     maxConnectionsPerSource: 0,
     maxConnectionsPerNamespace: 3,
+    maxLinksPerNamespace: 0,
   };
   /** A link from a tenant's relay, verified and taken into the tunnel pool. */
   const link = (pool: Admission, tenant: string | undefined): Socket | undefined => {
     const s = fake();
     pool.enter(s, "10.0.0.1", false);
-    if (pool.tenantRefusal(tenant) !== undefined || !pool.promote(s, tenant)) {
+    if (pool.tenantLinkRefusal(tenant) !== undefined || !pool.promote(s, tenant)) {
       pool.release(s);
       return undefined;
     }
@@ -289,6 +291,28 @@ describe("admission: a tenant's share of the tunnel pool", () => {
     pool.releaseStream("tenant-a");
     pool.releaseStream("tenant-a");
     expect(pool.heldBy("tenant-a")).toBe(0);
+  });
+
+  it("max_links_per_namespace bounds a tenant's links within its share; its streams still take the rest", () => {
+    const pool = new Admission({ ...limits, maxConnectionsPerNamespace: 5, maxLinksPerNamespace: 2 });
+    const l1 = link(pool, "tenant-a");
+    const l2 = link(pool, "tenant-a");
+    expect(pool.linksHeldBy("tenant-a")).toBe(2);
+    expect(pool.tenantLinkRefusal("tenant-a")).toBe(
+      "namespace 'tenant-a' holds its limit of 2 links (max_links_per_namespace)",
+    );
+    expect(link(pool, "tenant-a")).toBeUndefined();
+    // Streams are not links: they take the share's other three places.
+    for (let i = 0; i < 3; i++) expect(pool.takeStream("tenant-a")).toBeUndefined();
+    expect(pool.takeStream("tenant-a")).toBe("tenant");
+    // Another tenant has its own links; a link that closes gives its place back.
+    expect(link(pool, "tenant-b")).toBeDefined();
+    pool.releaseStream("tenant-a");
+    pool.release(l1 as Socket);
+    expect(pool.linksHeldBy("tenant-a")).toBe(1);
+    expect(link(pool, "tenant-a")).toBeDefined();
+    pool.release(l2 as Socket);
+    expect(pool.linksHeldBy("tenant-a")).toBe(1);
   });
 
   it("0 turns the share off: one tenant may then hold the whole pool", () => {
@@ -403,6 +427,7 @@ describe("admission: a refusal leaves the handshake pool once", () => {
       maxHandshakesPerSource: 1,
       maxConnectionsPerSource: 2,
       maxConnectionsPerNamespace: 0,
+      maxLinksPerNamespace: 0,
     });
     const a = {} as Socket;
     pool.enter(a, "10.0.0.1", false);

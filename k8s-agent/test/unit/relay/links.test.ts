@@ -3,7 +3,12 @@
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { readdirSync } from "node:fs";
-import { createSecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
+import {
+  type ClientHttp2Session,
+  createSecureServer,
+  type IncomingHttpHeaders,
+  type ServerHttp2Stream,
+} from "node:http2";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
@@ -784,6 +789,48 @@ describe("relay links: a tenant's share of the tunnel pool", () => {
     cleanups.push(d.close);
     expect(d.headers[":status"]).toBe(200);
     expect(r2.relay.tenantHeldForTest("tenant-a")).toBe(5);
+  });
+});
+
+describe("relay links: a tenant's links (max_links_per_namespace)", () => {
+  it("past its link limit a tenant's next link is closed after its handshake; its streams and other tenants' links are not held back", async () => {
+    const port = await echo();
+    const failures: string[] = [];
+    const refusals: Array<Record<string, unknown>> = [];
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
+      peers: ["t1", "t2", "t3"],
+      tenants: [
+        { namespace: "tenant-a", nodes: ["t1", "t2"] },
+        { namespace: "tenant-b", nodes: ["t3"] },
+      ],
+      limits: { maxConnectionsPerNamespace: 10, maxLinksPerNamespace: 2 },
+      linkObserver: { linkOpened: () => {}, linkFailed: (side, reason) => failures.push(`${side} ${reason}`) },
+      log: (_level, msg, fields) => {
+        if (msg === "relay link refused") refusals.push(fields);
+      },
+    });
+    cleanups.push(() => r2.close());
+    const a = await linkRequest(r2.port, "t1", "app1", "t1");
+    cleanups.push(a.close);
+    const b = await linkRequest(r2.port, "t2", "app1", "t2");
+    cleanups.push(b.close);
+    // Two links and two streams: four places of ten, and both links of two.
+    expect(r2.relay.tenantHeldForTest("tenant-a")).toBe(4);
+    await expect(linkRequest(r2.port, "t1", "app1", "t1")).rejects.toThrow();
+    expect(failures).toEqual(["accept namespace_limit"]);
+    expect(String(refusals[0]?.detail)).toContain("holds its limit of 2 links (max_links_per_namespace)");
+    // More streams on the links it has still get through, and another tenant links as before.
+    const session = a.stream.session as ClientHttp2Session | undefined;
+    if (session === undefined) throw new Error("no session");
+    const more = session.request({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": "t1" });
+    more.on("error", () => {});
+    const [headers] = (await once(more, "response")) as [IncomingHttpHeaders];
+    expect(headers[":status"]).toBe(200);
+    const c = await linkRequest(r2.port, "t3", "app1", "t3");
+    cleanups.push(c.close);
+    expect(c.headers[":status"]).toBe(200);
   });
 });
 
