@@ -22,6 +22,7 @@
 //   HOPWAY_MAX_CONNECTIONS_PER_SOURCE relay.limits.max_connections_per_source
 //   HOPWAY_MAX_CONNECTIONS_PER_NAMESPACE relay.limits.max_connections_per_namespace
 //   HOPWAY_MAX_LINKS_PER_NAMESPACE relay.limits.max_links_per_namespace
+//   HOPWAY_MAX_BUFFERED_BYTES relay.limits.max_buffered_bytes
 //   HOPWAY_MAX_HANDSHAKES  relay.limits.max_handshakes
 //   HOPWAY_LINK_PROTOCOL   relay.links.protocol (mux | h2)
 //   HOPWAY_NATIVE_SPLICE   relay.native_splice (true | false, 1 | 0)
@@ -153,6 +154,17 @@ const LimitsSchema = z
       .min(4096)
       .max(64 * 1024 * 1024)
       .default(256 * 1024),
+    /**
+     * What every tunnel and link may hold in memory together (received and not yet sent on);
+     * above it the largest holders are reset, a tenant's tunnels counted together
+     * (docs/security/relay.md, "What tunnels hold together is bounded"). 0 = off.
+     */
+    max_buffered_bytes: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(64 * 1024 * 1024 * 1024)
+      .default(64 * 1024 * 1024),
   })
   .prefault({});
 
@@ -399,6 +411,7 @@ export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unkn
   ["HOPWAY_MAX_CONNECTIONS_PER_SOURCE", ["relay", "limits", "max_connections_per_source"], String],
   ["HOPWAY_MAX_CONNECTIONS_PER_NAMESPACE", ["relay", "limits", "max_connections_per_namespace"], String],
   ["HOPWAY_MAX_LINKS_PER_NAMESPACE", ["relay", "limits", "max_links_per_namespace"], String],
+  ["HOPWAY_MAX_BUFFERED_BYTES", ["relay", "limits", "max_buffered_bytes"], String],
   ["HOPWAY_MAX_HANDSHAKES", ["relay", "limits", "max_handshakes"], String],
   ["HOPWAY_LINK_PROTOCOL", ["relay", "links", "protocol"], String],
   ["HOPWAY_NATIVE_SPLICE", ["relay", "native_splice"], flag],

@@ -76,6 +76,8 @@ export async function startAgent(
     namespaceShareMax: () => relay.largestNamespaceShare,
     // The relay's own limits, with the default it derives when the config leaves it out.
     namespaceShareLimit: () => relay.limits.maxConnectionsPerNamespace,
+    bufferedBytes: () => relay.bufferedBytes,
+    bufferedLimit: limits.max_buffered_bytes,
     routeTableVersion: () => table.version,
     routeTableFetchedAt: () => edge?.tableConfirmedAt,
     edgeReachable: () => edge?.reachable ?? false,
@@ -140,6 +142,7 @@ export async function startAgent(
       headerTimeoutMs: limits.header_timeout_ms,
       idleTimeoutMs: limits.idle_timeout_ms,
       bufferBytes: limits.buffer_bytes,
+      maxBufferedBytes: limits.max_buffered_bytes,
     },
     observer: metrics,
     log: (level, msg, fields) => log.log(level, msg, fields),

@@ -16,6 +16,8 @@ export const LATENCY_BUCKETS_SECONDS = [
 export const PEER_ROLES: readonly PeerRole[] = ["client", "relay"];
 export const NEXT_ROLES: readonly NextRole[] = ["relay", "target"];
 export const DIRECTIONS = ["up", "down"] as const;
+export const BUFFER_SHED_KINDS = ["tunnel", "link"] as const;
+export const BUFFER_HOLDERS = ["tenant", "other"] as const;
 
 export interface RelayMetricSources {
   counters: () => ByteCounts;
@@ -30,6 +32,9 @@ export interface RelayMetricSources {
   /** The most one tenant's relays hold of the tunnel pool (relay/admission.ts), and its limit (0: off). */
   namespaceShareMax?: () => number;
   namespaceShareLimit?: () => number;
+  /** What tunnels and links held in memory at the relay's last check, and limits.max_buffered_bytes (0: off). */
+  bufferedBytes?: () => number;
+  bufferedLimit?: number;
   /** Version of the route table in use, undefined before the first one. */
   routeTableVersion: () => number | undefined;
   /** When the table in use was last confirmed by the edge (or loaded from disk), ms since epoch. */
@@ -49,6 +54,7 @@ export const HANDSHAKE_BUCKETS_SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.
 
 export interface RelayMetrics extends RelayObserver, LinkObserver {
   registry: Registry;
+  bufferShed(kind: (typeof BUFFER_SHED_KINDS)[number], holder: (typeof BUFFER_HOLDERS)[number]): void;
 }
 
 export function createRelayMetrics(registry: Registry, src: RelayMetricSources): RelayMetrics {
@@ -159,6 +165,31 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
       },
     });
   }
+  if (src.bufferedBytes !== undefined) {
+    const held = src.bufferedBytes;
+    new Gauge({
+      name: "hopway_relay_buffered_bytes",
+      help: "Bytes the relay's tunnels and links held in memory at its last check (every 100 ms); bounded by limits.max_buffered_bytes.",
+      registers: [registry],
+      collect() {
+        this.set(held());
+      },
+    });
+  }
+  if (src.bufferedLimit !== undefined) {
+    new Gauge({
+      name: "hopway_relay_buffered_limit_bytes",
+      help: "limits.max_buffered_bytes (0: off): above it the largest holders are reset.",
+      registers: [registry],
+    }).set(src.bufferedLimit);
+  }
+  const bufferResets = new Counter({
+    name: "hopway_relay_buffer_resets_total",
+    help: "Tunnels reset and links closed because the relay held more than limits.max_buffered_bytes; holder tenant = a tenant's (peers.tenants).",
+    labelNames: ["kind", "holder"] as const,
+    registers: [registry],
+  });
+  for (const kind of BUFFER_SHED_KINDS) for (const holder of BUFFER_HOLDERS) bufferResets.inc({ kind, holder }, 0);
   const connectLatency = new SeriesHistogram(
     "hopway_relay_connect_duration_seconds",
     "Time from a valid CONNECT to the whole path being up.",
@@ -276,6 +307,9 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
     },
     tunnelClosed(peer, next, seconds) {
       durationBy[peer][next].observe(seconds);
+    },
+    bufferShed(kind: (typeof BUFFER_SHED_KINDS)[number], holder: (typeof BUFFER_HOLDERS)[number]) {
+      bufferResets.inc({ kind, holder });
     },
     tunnelFailed(reason: FailureReason) {
       failedCounts[reason]++;

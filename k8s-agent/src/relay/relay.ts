@@ -26,6 +26,7 @@ import type { CarryOutcome, CarryTarget } from "../listeners/manager.ts";
 import { LogLimit } from "../log.ts";
 import { Admission } from "./admission.ts";
 import { CidrList, clientToken, tokenMatches } from "./auth.ts";
+import { BUFFER_CHECK_MS, chooseShed, type Holding, type LinkHolding, SHED_TO } from "./buffered.ts";
 import {
   abortEnd,
   DEFAULT_LINK_SETTINGS,
@@ -104,6 +105,11 @@ export interface RelayLimits {
   idleTimeoutMs: number;
   /** Per direction: a tunnel stops reading once this much waits to be written (socket highWaterMark). */
   bufferBytes: number;
+  /**
+   * What all tunnels and links may hold in the relay's memory together; above it the largest
+   * holders are reset (buffered.ts; docs/security/relay.md, "What tunnels hold together is bounded"). 0 = no bound.
+   */
+  maxBufferedBytes: number;
 }
 
 export const DEFAULT_LIMITS: RelayLimits = {
@@ -119,6 +125,7 @@ export const DEFAULT_LIMITS: RelayLimits = {
   headerTimeoutMs: 10_000,
   idleTimeoutMs: 15 * 60_000,
   bufferBytes: 256 * 1024,
+  maxBufferedBytes: 64 * 1024 * 1024,
 };
 
 /** What the relay tells its metrics; every label value is from a closed set. */
@@ -126,6 +133,8 @@ export interface RelayObserver {
   tunnelOpened(peer: PeerRole, next: NextRole, connectSeconds: number): void;
   tunnelClosed(peer: PeerRole, next: NextRole, seconds: number): void;
   tunnelFailed(reason: FailureReason): void;
+  /** A tunnel was reset, or a link closed, because the relay held more than limits.max_buffered_bytes. */
+  bufferShed?(kind: "tunnel" | "link", holder: "tenant" | "other"): void;
 }
 
 export interface RelayOptions {
@@ -182,6 +191,8 @@ export interface Tunnel {
   quietSweeps: number;
   /** Sides closed so far (0, 1, 2). */
   closed: number;
+  /** The tenant whose relay opened it or is its next hop (the route table's `peers.tenants`): who its bytes are charged to. */
+  tenant: string | undefined;
 }
 
 /** Each side of a tunnel knows its tunnel, so one shared close listener serves every tunnel. */
@@ -215,6 +226,8 @@ interface PathUp {
   path: string;
   next: NextRole;
   seconds: number;
+  /** The next hop's tenant, when the next hop is a tenant's relay. */
+  tenant: string | undefined;
 }
 
 /**
@@ -275,6 +288,10 @@ export class Relay {
   private readonly connectDeadlines: Deadlines;
   private readonly pathDeadlines: Deadlines;
   private idleSweep: NodeJS.Timeout | undefined;
+  private bufferCheck: NodeJS.Timeout | undefined;
+  /** What tunnels and links held at the last check (checkBuffered). */
+  private buffered = 0;
+  private readonly bufferWarnings = new LogLimit(1, TENANT_WARN_MS);
   private connections = 0;
   private draining = false;
   private readonly tenantWarnings = new LogLimit(1, TENANT_WARN_MS);
@@ -1021,7 +1038,7 @@ export class Relay {
     // A client that half-closed before the path was up: its end was read and emitted already,
     // so the tunnel, which forwards the next `end`, is told here.
     const endedEarly = socket.readableEnded;
-    this.splice(socket, up.upstream, role, up.next, up.seconds);
+    this.splice(socket, up.upstream, role, up.next, up.seconds, up.tenant);
     if (endedEarly) up.upstream.end();
   }
 
@@ -1085,7 +1102,7 @@ export class Relay {
       this.bytes.down.relay += up.rest.length;
       stream.write(up.rest);
     }
-    this.splice(stream, up.upstream, "relay", up.next, up.seconds);
+    this.splice(stream, up.upstream, "relay", up.next, up.seconds, (stream as PathStream)[TENANT] ?? up.tenant);
   }
 
   /** The most places of the tunnel pool one tenant's relays hold now (links and link streams). */
@@ -1206,6 +1223,7 @@ export class Relay {
       path: found.direct ? this.name : `${this.name}, ${up.path}`,
       next: found.direct ? "target" : "relay",
       seconds: (performance.now() - started) / 1000,
+      tenant: found.direct ? undefined : this.table.tenant(found.next.node),
     };
   }
 
@@ -1294,7 +1312,14 @@ export class Relay {
     });
   }
 
-  private splice(client: TunnelEnd, upstream: TunnelEnd, peer: PeerRole, next: NextRole, connectSeconds: number): void {
+  private splice(
+    client: TunnelEnd,
+    upstream: TunnelEnd,
+    peer: PeerRole,
+    next: NextRole,
+    connectSeconds: number,
+    tenant: string | undefined,
+  ): void {
     const tunnel: Tunnel = {
       client,
       upstream,
@@ -1305,6 +1330,7 @@ export class Relay {
       native: null,
       quietSweeps: 0,
       closed: 0,
+      tenant,
     };
     this.tunnels.add(tunnel);
     this.observer?.tunnelOpened(peer, next, connectSeconds);
@@ -1314,6 +1340,7 @@ export class Relay {
     client.on("close", this.onTunnelSideClose);
     upstream.on("close", this.onTunnelSideClose);
     if (this.limits.idleTimeoutMs > 0 && this.idleSweep === undefined) this.startIdleSweep();
+    if (this.limits.maxBufferedBytes > 0 && this.bufferCheck === undefined) this.startBufferCheck();
     if (client instanceof Socket && upstream instanceof Socket) {
       // Every tunnel starts here; one that keeps carrying is offered to the native splice (HANDOVER_READS).
       pump(client, upstream, tunnel, true, counters, this.offerNative);
@@ -1427,6 +1454,86 @@ export class Relay {
     this.idleSweep.unref();
   }
 
+  /** One interval, while the relay has tunnels, that keeps what they and its links hold within limits.maxBufferedBytes. */
+  private startBufferCheck(): void {
+    this.bufferCheck = setInterval(() => {
+      this.checkBuffered();
+      if (this.tunnels.size === 0) {
+        clearInterval(this.bufferCheck);
+        this.bufferCheck = undefined;
+      }
+    }, BUFFER_CHECK_MS);
+    this.bufferCheck.unref();
+  }
+
+  /**
+   * Measures what every tunnel (both sides: received and not yet read, written and not yet sent)
+   * and every hopway-mux/1 link (its send queue) holds; above limits.maxBufferedBytes, resets the
+   * largest holders (chooseShed) down to SHED_TO of it. Natively spliced tunnels hold their bytes in
+   * the kernel's pipes, bounded per tunnel, and are not counted.
+   */
+  private checkBuffered(): void {
+    const holdings: Array<(Holding & { tunnel: Tunnel }) | LinkHolding> = [];
+    let total = 0;
+    for (const t of this.tunnels) {
+      if (t.native !== null) continue;
+      const bytes = heldBy(t.client) + heldBy(t.upstream);
+      if (bytes === 0) continue;
+      total += bytes;
+      holdings.push({ tenant: t.tenant, bytes, tunnel: t });
+    }
+    const links: LinkHolding[] = [];
+    this.linkServer?.queuedLinks(links);
+    this.linkPool?.queuedLinks(links);
+    for (const l of links) {
+      total += l.bytes;
+      holdings.push(l);
+    }
+    this.buffered = total;
+    const max = this.limits.maxBufferedBytes;
+    if (max === 0 || total <= max) return;
+    const shed = chooseShed(holdings, max, Math.floor(max * SHED_TO));
+    const byTenant = new Map<string | null, { tunnels: number; links: number; bytes: number }>();
+    for (const h of shed) {
+      const holder = h.tenant === undefined ? "other" : "tenant";
+      const key = h.tenant ?? null;
+      const sum = byTenant.get(key) ?? { tunnels: 0, links: 0, bytes: 0 };
+      byTenant.set(key, sum);
+      sum.bytes += h.bytes;
+      if ("tunnel" in h) {
+        sum.tunnels++;
+        abortEnd(h.tunnel.client);
+        abortEnd(h.tunnel.upstream);
+        this.observer?.bufferShed?.("tunnel", holder);
+      } else {
+        sum.links++;
+        h.session.destroy();
+        this.observer?.bufferShed?.("link", holder);
+      }
+      this.buffered -= h.bytes;
+    }
+    const left = this.bufferWarnings.take();
+    if (left === undefined) return;
+    this.log("warn", "tunnels reset: the relay held more than max_buffered_bytes", {
+      buffered_bytes: total,
+      max_buffered_bytes: max,
+      // The holders reset, largest first: a tenant's namespace, or null for tunnels of no tenant.
+      reset: [...byTenant].map(([namespace, s]) => ({ namespace, ...s })),
+      checks_left_out: left,
+    });
+  }
+
+  /** What tunnels and links held at the last check, less what it reset (limits.maxBufferedBytes). */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** Runs the check at once (tests; the relay runs it every BUFFER_CHECK_MS while it has tunnels). */
+  checkBufferedForTest(): number {
+    this.checkBuffered();
+    return this.buffered;
+  }
+
   /** Stops taking new connections (they get 503) and sends GOAWAY on every link so a shutdown can drain. */
   startDrain(): void {
     this.draining = true;
@@ -1469,6 +1576,11 @@ export class Relay {
     this.idleWaiters = [];
     for (const w of waiters) w();
   }
+}
+
+/** Bytes one side of a tunnel holds: received and not read yet, written and not sent yet. */
+function heldBy(side: TunnelEnd): number {
+  return side.writableLength + (side.readableLength ?? 0);
 }
 
 const EMPTY = Buffer.alloc(0);

@@ -146,6 +146,9 @@ describe("shared namespaces with real relays", () => {
     expect(metricValue(m, 'hopway_relay_links{peer="tenant-relay"}')).toBe(2);
     expect(metricValue(m, "hopway_relay_namespace_share_max")).toBe(2);
     expect(metricValue(m, "hopway_relay_namespace_share_limit")).toBe(2);
+    // The bound on what tunnels hold (docs/security/relay.md, "What tunnels hold together is bounded") is on, at its default.
+    expect(metricValue(m, "hopway_relay_buffered_limit_bytes")).toBe(64 * 1024 * 1024);
+    expect(metricValue(m, 'hopway_relay_buffer_resets_total{kind="tunnel",holder="tenant"}')).toBe(0);
     // The shared namespaces' relays are no tenant: their tunnels still cross relaysvr3.
     expect(await echoToApp1()).toBe("relaysvr2, relaysvr3, relaysvr1");
     for (const l of links) l.destroy();

@@ -58,6 +58,8 @@ describe("agent config", () => {
       HOPWAY_MAX_CONNECTIONS: "77",
       HOPWAY_MAX_CONNECTIONS_PER_SOURCE: "12",
       HOPWAY_MAX_CONNECTIONS_PER_NAMESPACE: "20",
+      HOPWAY_MAX_LINKS_PER_NAMESPACE: "8",
+      HOPWAY_MAX_BUFFERED_BYTES: "33554432",
       POD_NAME: "relay-3",
       POD_NAMESPACE: "hopway",
       POD_UID: "9d2c4a1e-0f3b-4e5a-8c7d-6b5a4f3e2d1c",
@@ -70,6 +72,8 @@ describe("agent config", () => {
     expect(c.relay.limits.max_connections).toBe(77);
     expect(c.relay.limits.max_connections_per_source).toBe(12);
     expect(c.relay.limits.max_connections_per_namespace).toBe(20);
+    expect(c.relay.limits.max_links_per_namespace).toBe(8);
+    expect(c.relay.limits.max_buffered_bytes).toBe(32 * 1024 * 1024);
     expect(c.pod).toMatchObject({
       name: "relay-3",
       namespace: "hopway",
@@ -100,7 +104,12 @@ describe("agent config", () => {
       max_handshakes: 256,
       max_handshakes_per_source: 64,
       handshake_timeout_ms: 3_000,
+      max_links_per_namespace: 128,
+      max_buffered_bytes: 64 * 1024 * 1024,
     });
+    expect(() => parseConfig(minimal, { HOPWAY_MAX_BUFFERED_BYTES: "-1" })).toThrow(
+      /relay\.limits\.max_buffered_bytes/,
+    );
     expect(c.ownership).toEqual({
       edge_rate_per_second: 10,
       edge_burst: 20,

@@ -18,8 +18,11 @@ describe("relay metrics", () => {
     edgeReachable: () => true,
     linksByPeer: () => new Map([["relay-b", 2]]),
     linkStreamsByPeer: () => new Map([["relay-b", 7]]),
+    bufferedBytes: () => 5_000_000,
+    bufferedLimit: 64 * 1024 * 1024,
     now: () => 6_000,
   });
+  m.bufferShed("tunnel", "tenant");
   m.linkOpened("dial", 0.004);
   m.linkFailed("accept", "expired");
   m.tunnelOpened("client", "relay", 0.02);
@@ -58,12 +61,19 @@ describe("relay metrics", () => {
     expect(text).toContain('hopway_relay_link_failures_total{side="accept",reason="expired"} 1');
     expect(text).toContain('hopway_relay_link_failures_total{side="dial",reason="peer_identity"} 0');
     expect(text).toContain('hopway_relay_link_handshake_duration_seconds_bucket{le="0.005",side="dial"} 1');
+    // What tunnels and links hold, its bound, and the resets past it, by closed sets of kinds and holders.
+    expect(text).toContain("hopway_relay_buffered_bytes 5000000");
+    expect(text).toContain("hopway_relay_buffered_limit_bytes 67108864");
+    expect(text).toContain('hopway_relay_buffer_resets_total{kind="tunnel",holder="tenant"} 1');
+    expect(text).toContain('hopway_relay_buffer_resets_total{kind="link",holder="other"} 0');
     const allowed: Record<string, Set<string>> = {
       direction: new Set(["up", "down"]),
       peer: new Set(["client", "relay", "relay-b"]),
       next: new Set(["relay", "target"]),
       reason: new Set([...FAILURE_REASONS, ...LINK_FAILURES]),
       side: new Set(["dial", "accept"]),
+      kind: new Set(["tunnel", "link"]),
+      holder: new Set(["tenant", "other"]),
     };
     for (const [, key, value] of text.matchAll(/([a-z_]+)="([^"]*)"/g)) {
       if (key === "le") continue;

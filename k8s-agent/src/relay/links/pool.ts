@@ -10,6 +10,7 @@
 import { constants, connect as h2connect } from "node:http2";
 import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import type { IdentitySource } from "@hopway/core/identity";
+import type { LinkHolding } from "../buffered.ts";
 import type { Dialable } from "../table.ts";
 import { ALPN_MUX } from "./mux/frame.ts";
 import { MuxSession } from "./mux/session.ts";
@@ -558,6 +559,16 @@ export class LinkPool {
       for (const l of [...list]) {
         l.closedHere = true;
         l.session.destroy();
+      }
+    }
+  }
+
+  /** Links holding bytes to send (hopway-mux/1), for the relay's bound on what it holds (buffered.ts). */
+  queuedLinks(out: LinkHolding[]): void {
+    for (const list of this.links.values()) {
+      for (const l of list) {
+        const bytes = l.session.queuedBytes ?? 0;
+        if (bytes > 0) out.push({ tenant: l.tenant, bytes, peer: l.peer, session: l.session });
       }
     }
   }

@@ -9,6 +9,7 @@ import type { Socket } from "node:net";
 import { type TLSSocket, Server as TlsServer } from "node:tls";
 import type { IdentitySource } from "@hopway/core/identity";
 import { LogLimit } from "../../log.ts";
+import type { LinkHolding } from "../buffered.ts";
 import { ALPN_MUX } from "./mux/frame.ts";
 import { MuxSession } from "./mux/session.ts";
 import { type LinkFailure, type LinkObserver, type LinkSettings, sessionOptions, withTenant } from "./options.ts";
@@ -120,6 +121,14 @@ export class LinkServer {
     const out = new Map<string, number>();
     for (const a of this.sessions) out.set(a.peer, (out.get(a.peer) ?? 0) + 1);
     return out;
+  }
+
+  /** Accepted links holding bytes to send (hopway-mux/1), for the relay's bound on what it holds (buffered.ts). */
+  queuedLinks(out: LinkHolding[]): void {
+    for (const a of this.sessions) {
+      const bytes = a.session.queuedBytes ?? 0;
+      if (bytes > 0) out.push({ tenant: a.tenant, bytes, peer: a.peer, session: a.session });
+    }
   }
 
   /** Open streams on accepted links per peer. */

@@ -24,6 +24,8 @@ export interface TunnelEnd extends EventEmitter {
   readonly writableFinished: boolean;
   /** Bytes written and not yet taken on (their callbacks not yet called). */
   readonly writableLength: number;
+  /** Bytes received that its reader has not taken yet (a paused side holds them). */
+  readonly readableLength?: number;
   write(chunk: Buffer, callback?: (err?: Error | null) => void): boolean;
   /** Half-close: FIN after what was written. */
   end(): this;
@@ -47,6 +49,8 @@ export interface LinkServerStream extends LinkStream {
 
 export interface LinkSession extends EventEmitter {
   readonly destroyed: boolean;
+  /** hopway-mux/1: bytes the link holds to send (its queue and its socket's); node:http2 has no such count. */
+  readonly queuedBytes?: number;
   readonly remoteSettings: { maxConcurrentStreams?: number | undefined };
   ping(callback: (err: Error | null, duration: number, payload: Buffer) => void): boolean;
   /** Graceful: GOAWAY, no new streams, closes once the open ones finished. */

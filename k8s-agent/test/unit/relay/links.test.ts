@@ -43,6 +43,7 @@ import {
   startChain,
   startEcho,
   startRelay,
+  startStalledTarget,
   TEST_REALM,
   tlsNeighbourForTest,
   tunnel,
@@ -916,6 +917,93 @@ describe("relay links: a tenant's stream window", () => {
 });
 
 /** A raw TLS link to the relay on `port` as relay `asRelay`, offering `alpn`; closed after the test. */
+describe("relay links: what tunnels hold, together (max_buffered_bytes)", () => {
+  const MiB = 1024 * 1024;
+  const BOUND = 3 * MiB;
+  /**
+   * r2 with a tenant's relay t1 whose 12 tunnels, each sent 6 MiB, end at a target that never reads,
+   * and the operator's relay r1 with a tunnel to an echo server. Each of t1's tunnels can make r2
+   * hold its stream window (256 KiB, a tenant's) and its leg's buffer (256 KiB) beyond what the
+   * kernel takes: about 6 MiB for the twelve.
+   */
+  async function stallingTenant(maxBufferedBytes: number) {
+    const port = await echo();
+    const stalled = await startStalledTarget();
+    cleanups.push(() => stalled.server.close());
+    const sheds: string[] = [];
+    const warnings: Array<Record<string, unknown>> = [];
+    const r2 = await startRelay({
+      name: "r2",
+      routes: [
+        route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)]),
+        route("r2", "app2", [hop("app2", `ipv4://127.0.0.1:${stalled.port}`)]),
+      ],
+      peers: ["r1", "t1"],
+      tenants: [{ namespace: "tenant-a", nodes: ["t1"] }],
+      limits: { maxBufferedBytes },
+      observer: {
+        tunnelOpened: () => {},
+        tunnelClosed: () => {},
+        tunnelFailed: () => {},
+        bufferShed: (kind, holder) => sheds.push(`${kind} ${holder}`),
+      },
+      log: (_level, msg, fields) => {
+        if (msg.startsWith("tunnels reset")) warnings.push(fields);
+      },
+    });
+    cleanups.push(() => r2.close());
+    const link = async (asRelay: string) => {
+      const session = new MuxSession(await rawLink(r2.port, asRelay, ALPN_MUX), "client", {
+        maxConcurrentStreams: 100,
+        streamWindowBytes: 2 * MiB,
+      });
+      session.on("error", () => {});
+      cleanups.push(() => session.destroy());
+      return session;
+    };
+    const t1 = await link("t1");
+    const tenantStreams = Array.from({ length: 12 }, () => {
+      const st = t1.request({ ":method": "CONNECT", ":authority": "app2", "hopway-hops": "t1" });
+      st.on("error", () => {});
+      return st;
+    });
+    await Promise.all(tenantStreams.map((st) => once(st, "response")));
+    const r1 = await link("r1");
+    const operator = r1.request({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": "r1" });
+    await once(operator, "response");
+    const chunk = randomBytes(6 * MiB);
+    for (const st of tenantStreams) st.write(chunk);
+    return { r2, sheds, warnings, tenantStreams, operator };
+  }
+
+  it("a tenant whose tunnels stall makes the relay hold at most the bound: its tunnels are reset, largest first; the operator's tunnel carries on", async () => {
+    const { r2, sheds, warnings, tenantStreams, operator } = await stallingTenant(BOUND);
+    await until("the relay to reset tunnels of the tenant", () => sheds.length > 0);
+    expect(new Set(sheds)).toEqual(new Set(["tunnel tenant"]));
+    // The reset tunnels end at t1 as resets, not as a clean end of their bytes.
+    await until("t1 to see its tunnels reset", () =>
+      tenantStreams.some((st) => st.rstCode !== undefined && st.rstCode !== 0),
+    );
+    expect(warnings[0]).toMatchObject({ max_buffered_bytes: BOUND, reset: [{ namespace: "tenant-a" }] });
+    expect(warnings[0]?.buffered_bytes as number).toBeGreaterThan(BOUND);
+    // What is left is within the bound, on every check from here on.
+    for (let i = 0; i < 5; i++) {
+      expect(r2.relay.checkBufferedForTest()).toBeLessThanOrEqual(BOUND);
+      await sleep(50);
+    }
+    operator.resume();
+    const echoed = once(operator, "data");
+    operator.write("still carried");
+    expect(String((await echoed)[0])).toBe("still carried");
+  });
+
+  it("with max_buffered_bytes 0 (off) the same tenant makes the relay hold more than that bound, and nothing is reset", async () => {
+    const { r2, sheds } = await stallingTenant(0);
+    await until("the relay to hold more than the bound", () => r2.relay.checkBufferedForTest() > BOUND);
+    expect(sheds).toEqual([]);
+  });
+});
+
 async function rawLink(port: number, asRelay: string, alpn: string): Promise<TLSSocket> {
   const m = relayIdentityForTest(TEST_REALM, asRelay).material();
   if (!m) throw new Error("no test identity");

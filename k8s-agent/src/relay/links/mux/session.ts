@@ -839,6 +839,11 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     this.answered(RST_BYTES, false);
   }
 
+  /** What the link holds to send: framed and not yet handed to the socket, and what the socket has not written. */
+  get queuedBytes(): number {
+    return this.socket.writableLength + this.pendingBytes;
+  }
+
   /** Whether the link's send queue holds LINK_SEND_BUFFER or more: a stream's write then waits (`waitDrain`). */
   congested(): boolean {
     return this.socket.writableLength + this.pendingBytes >= LINK_SEND_BUFFER;

@@ -51,6 +51,7 @@ function tunnelOf(client: MuxStream, upstream: Socket): Tunnel {
     native: null,
     quietSweeps: 0,
     closed: 0,
+    tenant: undefined,
   };
 }
 
