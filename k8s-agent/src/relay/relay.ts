@@ -1492,9 +1492,18 @@ export class Relay {
     this.buffered = total;
     const max = this.limits.maxBufferedBytes;
     if (max === 0 || total <= max) return;
-    const shed = chooseShed(holdings, max, Math.floor(max * SHED_TO));
+    const target = Math.floor(max * SHED_TO);
+    const shed = chooseShed(holdings, max, target);
     const byTenant = new Map<string | null, { tunnels: number; links: number; bytes: number }>();
+    // What is gone: what was reset, and the tunnels a closed link took with it. A link closes its
+    // tunnels at once, so once one is shed the rest of the list may no longer be needed.
+    const gone = new Set<Holding>();
+    let left = total;
     for (const h of shed) {
+      if (left <= target) break;
+      if (gone.has(h)) continue;
+      gone.add(h);
+      left -= h.bytes;
       const holder = h.tenant === undefined ? "other" : "tenant";
       const key = h.tenant ?? null;
       const sum = byTenant.get(key) ?? { tunnels: 0, links: 0, bytes: 0 };
@@ -1505,21 +1514,27 @@ export class Relay {
         abortEnd(h.tunnel.client);
         abortEnd(h.tunnel.upstream);
         this.observer?.bufferShed?.("tunnel", holder);
-      } else {
-        sum.links++;
-        h.session.destroy();
-        this.observer?.bufferShed?.("link", holder);
+        continue;
       }
-      this.buffered -= h.bytes;
+      sum.links++;
+      h.session.destroy();
+      this.observer?.bufferShed?.("link", holder);
+      for (const t of holdings) {
+        if (!("tunnel" in t) || gone.has(t) || !(t.tunnel.client.destroyed || t.tunnel.upstream.destroyed)) continue;
+        gone.add(t);
+        left -= t.bytes;
+        sum.bytes += t.bytes;
+      }
     }
-    const left = this.bufferWarnings.take();
-    if (left === undefined) return;
+    this.buffered = left;
+    const skipped = this.bufferWarnings.take();
+    if (skipped === undefined) return;
     this.log("warn", "tunnels reset: the relay held more than max_buffered_bytes", {
       buffered_bytes: total,
       max_buffered_bytes: max,
       // The holders reset, largest first: a tenant's namespace, or null for tunnels of no tenant.
       reset: [...byTenant].map(([namespace, s]) => ({ namespace, ...s })),
-      checks_left_out: left,
+      checks_left_out: skipped,
     });
   }
 

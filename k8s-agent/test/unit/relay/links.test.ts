@@ -1002,6 +1002,73 @@ describe("relay links: what tunnels hold, together (max_buffered_bytes)", () => 
     await until("the relay to hold more than the bound", () => r2.relay.checkBufferedForTest() > BOUND);
     expect(sheds).toEqual([]);
   });
+
+  it("a tenant's relay that stops reading its link: what the relay holds towards it comes back within the bound, at the tenant's cost only", async () => {
+    for (const bound of [0, BOUND]) {
+      const port = await echo();
+      const sheds: string[] = [];
+      const r2 = await startRelay({
+        name: "r2",
+        routes: [route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
+        peers: ["r1", "t1"],
+        tenants: [{ namespace: "tenant-a", nodes: ["t1"] }],
+        limits: { maxBufferedBytes: bound },
+        observer: {
+          tunnelOpened: () => {},
+          tunnelClosed: () => {},
+          tunnelFailed: () => {},
+          bufferShed: (kind, holder) => sheds.push(`${kind} ${holder}`),
+        },
+      });
+      cleanups.push(() => r2.close());
+      // Two links of t1, each with 100 tunnels to the echo server. t1 grants large windows, so the
+      // relay may send it much, then reads nothing at all, not even the relay's credit: each tunnel
+      // sends its first window (256 KiB), and what the relay sends back towards t1 waits in each
+      // link's send queue and in the tunnels behind it, past what the kernel takes.
+      const chunk = randomBytes(256 * 1024);
+      for (let l = 0; l < 2; l++) {
+        const raw = await rawLink(r2.port, "t1", ALPN_MUX);
+        const t1 = new MuxSession(raw, "client", { maxConcurrentStreams: 200, streamWindowBytes: 16 * MiB });
+        t1.on("error", () => {});
+        cleanups.push(() => t1.destroy());
+        const streams = Array.from({ length: 100 }, () => {
+          const st = t1.request({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": "t1" });
+          st.on("error", () => {});
+          return st;
+        });
+        await Promise.all(streams.map((st) => once(st, "response")));
+        raw.pause();
+        for (const st of streams) st.write(chunk);
+      }
+      if (bound === 0) {
+        await until("the relay to hold more than the bound", () => r2.relay.checkBufferedForTest() > BOUND);
+        expect(sheds).toEqual([]);
+        continue;
+      }
+      await until("the relay to shed what it held towards t1", () => sheds.length > 0);
+      // Each link's send queue is the tenant's largest holding: the link goes, and its tunnels
+      // with it, which then count as freed (no further tunnel is reset for them).
+      expect(sheds).toContain("link tenant");
+      expect(sheds.every((x) => x.endsWith(" tenant"))).toBe(true);
+      for (let i = 0; i < 5; i++) {
+        expect(r2.relay.checkBufferedForTest()).toBeLessThanOrEqual(BOUND);
+        await sleep(50);
+      }
+      // The operator's relay still gets its tunnel carried.
+      const r1 = new MuxSession(await rawLink(r2.port, "r1", ALPN_MUX), "client", {
+        maxConcurrentStreams: 10,
+        streamWindowBytes: 65_535,
+      });
+      r1.on("error", () => {});
+      cleanups.push(() => r1.destroy());
+      const op = r1.request({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": "r1" });
+      await once(op, "response");
+      op.resume();
+      const echoed = once(op, "data");
+      op.write("still carried");
+      expect(String((await echoed)[0])).toBe("still carried");
+    }
+  });
 });
 
 async function rawLink(port: number, asRelay: string, alpn: string): Promise<TLSSocket> {
