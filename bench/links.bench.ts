@@ -308,7 +308,7 @@ async function connectionRate(chains: Chain[]): Promise<Map<string, CpsFigure>> 
   for (const c of chains) await runPeer(args(c, 1));
   const best = new Map<string, CpsFigure>();
   for (let round = 0; round < ROUNDS; round++) {
-    for (const c of chains) {
+    for (const c of rotated(chains, round)) {
       const cpu0 = c.procs.map((p) => cpuMs(p.pid));
       const r = await runPeer(args(c, CPS_SECONDS));
       if ((r.failed as number) > 0) throw new Error(`${c.label}: ${r.failed} connections failed, ${r.done} done`);
@@ -338,6 +338,17 @@ async function connectionRate(chains: Chain[]): Promise<Map<string, CpsFigure>> 
   return best;
 }
 
+/**
+ * The chains in the order of round `round`: each round starts one chain later, so no chain always
+ * runs first. A lane's place in a round moves its figure on this machine (the first of several
+ * chains came out worst in three runs of four, whichever it was; docs/benchmarks/links.md, "Where
+ * the bulk CPU goes"); until 2026-12-02 the HAProxy mTLS chain ran first in every round.
+ */
+function rotated<T>(list: readonly T[], round: number): T[] {
+  const k = round % Math.max(1, list.length);
+  return [...list.slice(k), ...list.slice(0, k)];
+}
+
 interface BulkFigure {
   rate: number;
   cpuPerMib: number;
@@ -348,7 +359,7 @@ interface BulkFigure {
 async function bulk(chains: Chain[]): Promise<Map<string, BulkFigure>> {
   const best = new Map<string, BulkFigure>();
   for (let round = 0; round < ROUNDS; round++) {
-    for (const c of chains) {
+    for (const c of rotated(chains, round)) {
       const cpu0 = c.procs.map((p) => cpuMs(p.pid));
       const r = await runPeer(["send", "127.0.0.1", String(c.front.bulk), String(BULK_BYTES), ...authArg(c, "bulk")]);
       const rate = mib(r.bytes as number, r.seconds as number);

@@ -58,6 +58,14 @@ const BULK_BYTES = Number(process.env.BENCH_BULK_MIB ?? 512) * 1024 * 1024;
 /** redis-benchmark -n: requests per test (SET and GET each) in every redis run. */
 const REDIS_N = 50_000;
 /**
+ * Rounds of the bulk and redis sections. Lanes that share processes change order between rounds,
+ * and a lane's place in a round moves its figure (on this machine the first of two lanes on the
+ * same relays came out worst in three runs of four, whichever it was; docs/benchmarks/links.md,
+ * "Where the bulk CPU goes"): an even number of rounds gives each lane each place equally often.
+ */
+const BULK_ROUNDS = 4;
+const REDIS_ROUNDS = 4;
+/**
  * BENCH_ONLY: a comma-separated list of the sections to run (bulk, cps, redis, idle); all when unset.
  * `cps` is the connection-rate section (CONNECT and listener lanes), `redis` the redis-benchmark one.
  */
@@ -140,7 +148,7 @@ async function bulkSection(bulk: number, echo: number, direct: Direct): Promise<
     { port: h1.echo, to: h2.echo },
   ]);
 
-  // ---- bulk throughput: best of 3 rounds, interleaved so drift in machine load hits all alike ----
+  // ---- bulk throughput: best of BULK_ROUNDS rounds, interleaved so drift in machine load hits all alike ----
   // The proxies' own CPU time per MiB is printed beside the rate (1 hop: one process; 3 hops: all three).
   const bulkCases: Array<[string, string[], Array<number | undefined>]> = [
     ["direct", ["127.0.0.1", String(bulk)], []],
@@ -161,9 +169,10 @@ async function bulkSection(bulk: number, echo: number, direct: Direct): Promise<
   // client sends before its path is up, against CONNECT, whose client waits for the 200.
   const bestFromConnect = new Map<string, number>();
   const cpuPerMib = new Map<string, number>();
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < BULK_ROUNDS; round++) {
     // The listener and CONNECT lanes share relays and links: they swap places every round, so
-    // neither always runs first on links that sat idle through the HAProxy lanes.
+    // neither always runs first on links that sat idle through the HAProxy lanes; an even number
+    // of rounds gives each the first place as often as the other.
     const order = round % 2 === 0 ? bulkCases : swapLast(bulkCases);
     for (const [label, args, pids] of order) {
       const full = args.length === 2 ? [...args, String(BULK_BYTES)] : args;
@@ -178,9 +187,12 @@ async function bulkSection(bulk: number, echo: number, direct: Direct): Promise<
       cpuPerMib.set(label, Math.min(cpuPerMib.get(label) ?? Number.POSITIVE_INFINITY, perMib));
     }
   }
-  console.log(`\nbulk throughput (MiB/s, best of 3, one TCP stream, Node sender → Node sink; load average ${load()}):`);
+  console.log(
+    `\nbulk throughput (MiB/s, best of ${BULK_ROUNDS}, one TCP stream, Node sender → Node sink; load average ${load()}):`,
+  );
   for (const [label, , pids] of bulkCases) {
-    const cpu = pids.length === 0 ? "" : `   proxy CPU ${(cpuPerMib.get(label) ?? 0).toFixed(2)} ms/MiB (best of 3)`;
+    const cpu =
+      pids.length === 0 ? "" : `   proxy CPU ${(cpuPerMib.get(label) ?? 0).toFixed(2)} ms/MiB (best of ${BULK_ROUNDS})`;
     console.log(`  ${label.padEnd(32)} ${fmt(best.get(label) ?? 0).padStart(5)}${cpu}`);
   }
   const r1 = (best.get("relay 1 hop") ?? 0) / (best.get("haproxy 1 hop") ?? 1);
@@ -370,7 +382,8 @@ async function redisSection(): Promise<void> {
   // a listener, with the proxy's own CPU time per request (REDIS_N SET and REDIS_N GET). The Node
   // forwarder is what the plainest Node socket-to-socket forwarder reaches on this machine and
   // client, so the listener's target can be read against Node's own cost. Lanes alternate over
-  // 3 rounds (order reversed every other round) and keep their best rate and least CPU, so drift
+  // REDIS_ROUNDS rounds (order reversed every other round, an even number of them, so each lane
+  // runs as often near the start as near the end) and keep their best rate and least CPU, so drift
   // in load hits all alike. The same forwarder on libuv's handles (no net.Socket, each read written
   // straight on as the listener does) is the least a Node process spends per request.
   // The same accept and dial with the bytes on the native splice's thread, as a listener's
@@ -386,7 +399,7 @@ async function redisSection(): Promise<void> {
     ["listener", rr.listeners[0] as number, rr.child.pid],
   ];
   const lane = new Map<string, { set: number; get: number; us: number }>();
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < REDIS_ROUNDS; round++) {
     for (const [label, port, pid] of round % 2 === 0 ? lanes : [...lanes].reverse()) {
       const cpu0 = cpuMs(pid);
       const r = await redisBench(port);
@@ -404,7 +417,7 @@ async function redisSection(): Promise<void> {
   for (const [label] of lanes) {
     const r = lane.get(label) ?? none;
     console.log(
-      `  ${label.padEnd(17)} SET ${fmt(r.set)}  GET ${fmt(r.get)}   (straight at it, best of 3)   proxy CPU ${r.us.toFixed(1)} µs/request`,
+      `  ${label.padEnd(17)} SET ${fmt(r.set)}  GET ${fmt(r.get)}   (straight at it, best of ${REDIS_ROUNDS})   proxy CPU ${r.us.toFixed(1)} µs/request`,
     );
   }
   const ratio = (a: string, b: string) => {
