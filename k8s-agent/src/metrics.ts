@@ -169,7 +169,7 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
     const held = src.bufferedBytes;
     new Gauge({
       name: "hopway_relay_buffered_bytes",
-      help: "Bytes the relay's tunnels and links held in memory at its last check (every 100 ms); bounded by limits.max_buffered_bytes.",
+      help: "Bytes the relay's tunnels and links held in memory at its last check (at least every 100 ms); bounded by limits.max_buffered_bytes.",
       registers: [registry],
       collect() {
         this.set(held());

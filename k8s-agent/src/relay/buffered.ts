@@ -10,6 +10,13 @@
 
 /** How often the relay measures what its tunnels and links hold (while it has tunnels). */
 export const BUFFER_CHECK_MS = 100;
+/**
+ * A tunnel that starts holding bytes (one of its legs stops reading because the other side is
+ * slow) brings the next check forward, to at most this long after the last: bytes can arrive at
+ * a GB/s on a fast network, so a flood of stalled tunnels is caught within milliseconds, not
+ * within the period.
+ */
+export const HELD_CHECK_MS = 10;
 /** Past the limit, the relay sheds down to this part of it, so one check does not follow another at once. */
 export const SHED_TO = 3 / 4;
 /** Holdings shed in one check at most: the rest wait for the next one. */

@@ -26,7 +26,7 @@ import type { CarryOutcome, CarryTarget } from "../listeners/manager.ts";
 import { LogLimit } from "../log.ts";
 import { Admission } from "./admission.ts";
 import { CidrList, clientToken, tokenMatches } from "./auth.ts";
-import { BUFFER_CHECK_MS, chooseShed, type Holding, type LinkHolding, SHED_TO } from "./buffered.ts";
+import { BUFFER_CHECK_MS, chooseShed, HELD_CHECK_MS, type Holding, type LinkHolding, SHED_TO } from "./buffered.ts";
 import {
   abortEnd,
   DEFAULT_LINK_SETTINGS,
@@ -289,6 +289,9 @@ export class Relay {
   private readonly pathDeadlines: Deadlines;
   private idleSweep: NodeJS.Timeout | undefined;
   private bufferCheck: NodeJS.Timeout | undefined;
+  /** A check brought forward (onHeld), pending. */
+  private bufferCheckSoon: NodeJS.Immediate | NodeJS.Timeout | undefined;
+  private lastBufferCheck = Number.NEGATIVE_INFINITY;
   /** What tunnels and links held at the last check (checkBuffered). */
   private buffered = 0;
   private readonly bufferWarnings = new LogLimit(1, TENANT_WARN_MS);
@@ -1340,7 +1343,7 @@ export class Relay {
     client.on("close", this.onTunnelSideClose);
     upstream.on("close", this.onTunnelSideClose);
     if (this.limits.idleTimeoutMs > 0 && this.idleSweep === undefined) this.startIdleSweep();
-    if (this.limits.maxBufferedBytes > 0 && this.bufferCheck === undefined) this.startBufferCheck();
+    if (this.bufferCheck === undefined) this.startBufferCheck();
     if (client instanceof Socket && upstream instanceof Socket) {
       // Every tunnel starts here; one that keeps carrying is offered to the native splice (HANDOVER_READS).
       pump(client, upstream, tunnel, true, counters, this.offerNative);
@@ -1350,7 +1353,7 @@ export class Relay {
     // Every side already has its error listener from where it came from: `keep` (a client socket),
     // `handleLinkStream` (an accepted link stream), the dial (a target socket) and the link pool
     // (a requested link stream). An error destroys the side, and its `close` ends the tunnel.
-    pipeLeg(client, upstream, tunnel, true, counters, this.limits.bufferBytes);
+    pipeLeg(client, upstream, tunnel, true, counters, this.limits.bufferBytes, this.onHeld);
     pipeLeg(upstream, client, tunnel, false, counters, this.limits.bufferBytes);
   }
 
@@ -1454,7 +1457,26 @@ export class Relay {
     this.idleSweep.unref();
   }
 
-  /** One interval, while the relay has tunnels, that keeps what they and its links hold within limits.maxBufferedBytes. */
+  /**
+   * A leg stopped reading because its destination is slow: its tunnel holds bytes from now on. The
+   * next check comes at most HELD_CHECK_MS after the last one, rather than at the period's end.
+   */
+  private readonly onHeld = (): void => {
+    if (this.bufferCheckSoon !== undefined || this.limits.maxBufferedBytes === 0) return;
+    const wait = this.lastBufferCheck + HELD_CHECK_MS - performance.now();
+    this.bufferCheckSoon = wait <= 0 ? setImmediate(this.checkSoon) : setTimeout(this.checkSoon, wait);
+    this.bufferCheckSoon.unref();
+  };
+
+  private readonly checkSoon = (): void => {
+    this.bufferCheckSoon = undefined;
+    this.checkBuffered();
+  };
+
+  /**
+   * One interval, while the relay has tunnels, that measures what they and its links hold (the
+   * gauge) and keeps it within limits.maxBufferedBytes.
+   */
   private startBufferCheck(): void {
     this.bufferCheck = setInterval(() => {
       this.checkBuffered();
@@ -1473,6 +1495,7 @@ export class Relay {
    * the kernel's pipes, bounded per tunnel, and are not counted.
    */
   private checkBuffered(): void {
+    this.lastBufferCheck = performance.now();
     const holdings: Array<(Holding & { tunnel: Tunnel }) | LinkHolding> = [];
     let total = 0;
     for (const t of this.tunnels) {

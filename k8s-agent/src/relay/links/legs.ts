@@ -30,6 +30,8 @@ export function pipeLeg(
   up: boolean,
   counters: RelayCounters,
   limit: number,
+  /** Called when this leg stops reading because its destination is slow: the tunnel starts holding bytes. */
+  held?: () => void,
 ): void {
   const account = (n: number) => {
     tunnel.moved = true;
@@ -53,9 +55,12 @@ export function pipeLeg(
       // hopway-mux/1 copies it straight into its frames; HTTP/2 keeps the chunk, so it goes into a
       // reused buffer, which the link stream releases once the TLS socket took it (buffers.ts).
       // A mux stream out of credit says so: the socket stops reading until its 'drain'.
+      // Out of credit, the socket's bytes wait in the kernel: no holding here to report.
       if (mux !== undefined) return mux.writeBorrowed(chunk) || (dst.writableLength < limit && mux.sendCredit > 0);
       dst.write(copyIn(chunk));
-      return dst.writableLength < limit;
+      if (dst.writableLength < limit) return true;
+      held?.();
+      return false;
     });
   } else if (dst instanceof Socket) {
     // A link stream hands over a TLS record (16 KiB) or a few coalesced ones per read. Written one
@@ -92,7 +97,10 @@ export function pipeLeg(
         inFlight.push(chunk);
         dst.write(chunk, written);
       } else dst.write(chunk);
-      if (dst.writableLength >= limit) src.pause();
+      if (dst.writableLength >= limit) {
+        src.pause();
+        held?.();
+      }
     });
   } else {
     // Link to link (a middle relay): a mux stream releases a reused chunk once its frames left.
@@ -106,7 +114,10 @@ export function pipeLeg(
         if (borrowed) mux.writeBorrowed(chunk);
         else mux.write(chunk);
       } else dst.write(borrowed ? copyIn(chunk) : chunk);
-      if (dst.writableLength >= limit) src.pause();
+      if (dst.writableLength >= limit) {
+        src.pause();
+        held?.();
+      }
     });
   }
   src.resume();
