@@ -9,6 +9,7 @@
 // HOPWAY_BENCH_LISTENERS (JSON list of targets) adds a listener per target, reported as `listeners`.
 // HOPWAY_LINK_PROTOCOL (mux | h2, as for the agent) is the framing it dials links with.
 // HOPWAY_LINK_WINDOW_GROWTH_BYTES sets links.windowGrowthBudgetBytes (0: stream windows stay fixed).
+// HOPWAY_MAX_BUFFERED_BYTES sets limits.maxBufferedBytes; HOPWAY_BENCH_TENANTS (JSON) the table's peers.tenants.
 // Messages in: {cmd: "rss"} → {rss} after a full GC; {cmd: "metrics"} → {text}.
 import { createServer } from "node:net";
 import { Registry } from "prom-client";
@@ -23,7 +24,14 @@ const [name = "relay", tlsDir = "", routesJson = "[]", peers = "", listenList = 
 const routes = JSON.parse(routesJson) as Route[];
 for (const p of peers.split(",")) if (p !== "" && p !== name) routes.push({ from: name, to: p, hops: null });
 const table = new RoutingTable(name);
-table.set({ node: name, version: 1, routes });
+// HOPWAY_BENCH_TENANTS (JSON, the route table's peers.tenants): which peers are tenants' relays.
+const tenants = process.env.HOPWAY_BENCH_TENANTS;
+table.set({
+  node: name,
+  version: 1,
+  routes,
+  ...(tenants === undefined ? {} : { peers: { any: true, nodes: [], tenants: JSON.parse(tenants) } }),
+});
 const bufferBytes = 256 * 1024;
 const registry = new Registry();
 const metrics = createRelayMetrics(registry, {
@@ -53,7 +61,14 @@ const relay: Relay = new Relay({
   },
   // The agent's defaults except the connection caps: one client process holds the whole idle-tunnel
   // run from one address, so the total is raised and the per-source cap is off.
-  limits: { maxConnections: 20_000, maxConnectionsPerSource: 0, bufferBytes },
+  limits: {
+    maxConnections: 20_000,
+    maxConnectionsPerSource: 0,
+    bufferBytes,
+    ...(process.env.HOPWAY_MAX_BUFFERED_BYTES !== undefined
+      ? { maxBufferedBytes: Number(process.env.HOPWAY_MAX_BUFFERED_BYTES) }
+      : {}),
+  },
   observer: metrics,
   // The bench's reference lane: Node's default read path, a fresh buffer per read.
   reuseReadBuffers: process.env.HOPWAY_BENCH_NODE_READS !== "1",
@@ -103,7 +118,7 @@ process.on("message", (m: { cmd?: string }) => {
     const gc = (globalThis as { gc?: () => void }).gc;
     gc?.();
     const m = process.memoryUsage();
-    process.send?.({ rss: m.rss, heap: m.heapUsed, tunnels: relay.activeTunnels });
+    process.send?.({ rss: m.rss, heap: m.heapUsed, tunnels: relay.activeTunnels, buffered: relay.bufferedBytes });
   } else if (m.cmd === "metrics") {
     void registry.metrics().then((text) => process.send?.({ text }));
   }
