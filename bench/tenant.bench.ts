@@ -12,12 +12,11 @@
 //   npm run bench tenant      (BENCH_TENANT_TUNNELS, default 2,480; BENCH_TENANT_MIB, default 2)
 import { once } from "node:events";
 import { createServer, type Server, type Socket } from "node:net";
-import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import { ALPN_MUX } from "../k8s-agent/src/relay/links/mux/frame.ts";
 import { MuxSession, type MuxStream } from "../k8s-agent/src/relay/links/mux/session.ts";
 import { DEFAULT_LIMITS } from "../k8s-agent/src/relay/relay.ts";
 import type { Route } from "../src/core/schema.ts";
-import { relayIdentityForTest } from "../test/support/identity.ts";
+import { dialLinkForTest } from "../test/support/identity.ts";
 import { bundleWorker, hop, IMAGE_ENV, load, MB, rssOf, runBench, startWorker, vmRss } from "./support.ts";
 
 const TUNNELS = Number(process.env.BENCH_TENANT_TUNNELS ?? 2_480);
@@ -38,19 +37,7 @@ async function listenOn(server: Server): Promise<number> {
 }
 
 async function link(port: number, asRelay: string): Promise<MuxSession> {
-  const m = relayIdentityForTest("bench", asRelay).material();
-  if (!m) throw new Error("no bench identity");
-  const raw: TLSSocket = tlsConnect({
-    host: "127.0.0.1",
-    port,
-    key: m.key,
-    cert: m.certChain,
-    ca: m.trustBundle,
-    checkServerIdentity: () => undefined,
-    ALPNProtocols: [ALPN_MUX],
-    minVersion: "TLSv1.3",
-  });
-  await once(raw, "secureConnect");
+  const raw = await dialLinkForTest(port, "bench", asRelay, ALPN_MUX);
   const s = new MuxSession(raw, "client", { maxConcurrentStreams: 1_000, streamWindowBytes: 2 * 1024 * 1024 });
   s.on("error", () => {});
   return s;

@@ -3,10 +3,11 @@
 // test process into a temp dir, handed to relays as a static IdentitySource.
 import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
+import { once } from "node:events";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
+import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from "node:tls";
 import { type IdentitySource, relayUri, type TlsMaterial } from "../../src/core/identity.ts";
 
 export interface TestPki {
@@ -162,4 +163,27 @@ export function probeMutualTls(options: ConnectionOptions): Promise<string> {
     s.on("error", (e: NodeJS.ErrnoException) => finish(`error ${e.code ?? e.message}`));
     s.on("end", () => finish("closed"));
   });
+}
+
+/**
+ * A TLS 1.3 connection to a relay on loopback `port` as relay `asRelay` of `realm` (its test
+ * certificate), offering `alpn`, once the handshake is done: the raw socket a link session is made
+ * on. The relay's own certificate is not checked against a name (tests pick the relay by port).
+ */
+export async function dialLinkForTest(port: number, realm: string, asRelay: string, alpn: string): Promise<TLSSocket> {
+  const m = relayIdentityForTest(realm, asRelay).material();
+  if (!m) throw new Error(`no test identity for ${asRelay}`);
+  const raw = tlsConnect({
+    host: "127.0.0.1",
+    port,
+    key: m.key,
+    cert: m.certChain,
+    ca: m.trustBundle,
+    checkServerIdentity: () => undefined,
+    ALPNProtocols: [alpn],
+    minVersion: "TLSv1.3",
+  });
+  raw.on("error", () => {});
+  await once(raw, "secureConnect");
+  return raw;
 }

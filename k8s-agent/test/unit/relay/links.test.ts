@@ -10,9 +10,9 @@ import {
   type ServerHttp2Stream,
 } from "node:http2";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import { type TLSSocket, connect as tlsConnect } from "node:tls";
+import type { TLSSocket } from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
-import { relayIdentityForTest } from "../../../../test/support/identity.ts";
+import { dialLinkForTest, relayIdentityForTest } from "../../../../test/support/identity.ts";
 import { linkBuffersForTest } from "../../../src/relay/links/buffers.ts";
 import type { LinkProtocol } from "../../../src/relay/links/index.ts";
 import {
@@ -657,19 +657,12 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): links per neighbour", (protocol
 describe("relay links: links a neighbour opens", () => {
   it("past max_links_per_peer from one peer, a new link is closed; the peer's other links carry on", async () => {
     const port = await echo();
-    const failures: string[] = [];
-    const refusals: Array<Record<string, unknown>> = [];
-    const r2 = await startRelay({
+    const { r2, failures, refusals } = await relayRecordingRefusals({
       name: "r2",
       routes: [route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
       peers: ["r1"],
       links: { maxLinksPerPeer: 2 },
-      linkObserver: { linkOpened: () => {}, linkFailed: (side, reason) => failures.push(`${side} ${reason}`) },
-      log: (_level, msg, fields) => {
-        if (msg === "relay link refused") refusals.push(fields);
-      },
     });
-    cleanups.push(() => r2.close());
     // Each linkRequest is a link of its own (an HTTP/2 session as relay r1).
     const a = await linkRequest(r2.port, "r1", "app1", "r1");
     cleanups.push(a.close);
@@ -700,18 +693,11 @@ describe("relay links: links a neighbour opens", () => {
 
 describe("relay links: refused links and the log", () => {
   it("every refusal counts in the metric; the log takes 20 per 10 s", async () => {
-    const failures: string[] = [];
-    const refusals: Array<Record<string, unknown>> = [];
-    const r2 = await startRelay({
+    const { r2, failures, refusals } = await relayRecordingRefusals({
       name: "r2",
       routes: [],
       peers: ["r1"],
-      linkObserver: { linkOpened: () => {}, linkFailed: (side, reason) => failures.push(`${side} ${reason}`) },
-      log: (_level, msg, fields) => {
-        if (msg === "relay link refused") refusals.push(fields);
-      },
     });
-    cleanups.push(() => r2.close());
     // A relay of the realm that r2's table does not know, retrying as fast as its handshakes go.
     for (let i = 0; i < 30; i++) await expect(linkRequest(r2.port, "rz", "app1", "rz")).rejects.toThrow();
     expect(failures).toEqual(Array(30).fill("accept unknown_peer"));
@@ -723,26 +709,23 @@ describe("relay links: refused links and the log", () => {
 describe("relay links: a tenant's share of the tunnel pool", () => {
   it("the relays of one unshared namespace hold at most max_connections_per_namespace; the operator's relays and other tenants still get in", async () => {
     const port = await echo();
-    const failures: string[] = [];
-    const refusals: Array<Record<string, unknown>> = [];
     const warnings: Array<Record<string, unknown>> = [];
-    const r2 = await startRelay({
-      name: "r2",
-      routes: [route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
-      // t1 and t2 are one tenant's own relays, t3 another's; r1 is the operator's (no tenant).
-      peers: ["r1", "t1", "t2", "t3"],
-      tenants: [
-        { namespace: "tenant-a", nodes: ["t1", "t2"] },
-        { namespace: "tenant-b", nodes: ["t3"] },
-      ],
-      limits: { maxConnections: 40, maxConnectionsPerNamespace: 5 },
-      linkObserver: { linkOpened: () => {}, linkFailed: (side, reason) => failures.push(`${side} ${reason}`) },
-      log: (_level, msg, fields) => {
-        if (msg === "relay link refused") refusals.push(fields);
+    const { r2, failures, refusals } = await relayRecordingRefusals(
+      {
+        name: "r2",
+        routes: [route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
+        // t1 and t2 are one tenant's own relays, t3 another's; r1 is the operator's (no tenant).
+        peers: ["r1", "t1", "t2", "t3"],
+        tenants: [
+          { namespace: "tenant-a", nodes: ["t1", "t2"] },
+          { namespace: "tenant-b", nodes: ["t3"] },
+        ],
+        limits: { maxConnections: 40, maxConnectionsPerNamespace: 5 },
+      },
+      (msg, fields) => {
         if (msg.startsWith("tunnel refused: namespace")) warnings.push(fields);
       },
-    });
-    cleanups.push(() => r2.close());
+    );
     // Each linkRequest is a link of its own with one stream: two places of the tenant's five.
     const a = await linkRequest(r2.port, "t1", "app1", "t1");
     cleanups.push(a.close);
@@ -796,9 +779,7 @@ describe("relay links: a tenant's share of the tunnel pool", () => {
 describe("relay links: a tenant's links (max_links_per_namespace)", () => {
   it("past its link limit a tenant's next link is closed after its handshake; its streams and other tenants' links are not held back", async () => {
     const port = await echo();
-    const failures: string[] = [];
-    const refusals: Array<Record<string, unknown>> = [];
-    const r2 = await startRelay({
+    const { r2, failures, refusals } = await relayRecordingRefusals({
       name: "r2",
       routes: [route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
       peers: ["t1", "t2", "t3"],
@@ -807,12 +788,7 @@ describe("relay links: a tenant's links (max_links_per_namespace)", () => {
         { namespace: "tenant-b", nodes: ["t3"] },
       ],
       limits: { maxConnectionsPerNamespace: 10, maxLinksPerNamespace: 2 },
-      linkObserver: { linkOpened: () => {}, linkFailed: (side, reason) => failures.push(`${side} ${reason}`) },
-      log: (_level, msg, fields) => {
-        if (msg === "relay link refused") refusals.push(fields);
-      },
     });
-    cleanups.push(() => r2.close());
     const a = await linkRequest(r2.port, "t1", "app1", "t1");
     cleanups.push(a.close);
     const b = await linkRequest(r2.port, "t2", "app1", "t2");
@@ -1071,22 +1047,31 @@ describe("relay links: what tunnels hold, together (max_buffered_bytes)", () => 
   });
 });
 
-async function rawLink(port: number, asRelay: string, alpn: string): Promise<TLSSocket> {
-  const m = relayIdentityForTest(TEST_REALM, asRelay).material();
-  if (!m) throw new Error("no test identity");
-  const raw = tlsConnect({
-    host: "127.0.0.1",
-    port,
-    key: m.key,
-    cert: m.certChain,
-    ca: m.trustBundle,
-    checkServerIdentity: () => undefined,
-    ALPNProtocols: [alpn],
-    minVersion: "TLSv1.3",
+/**
+ * startRelay, recording its link refusals: each as `side reason` (what the metric counts) and the
+ * fields of its `relay link refused` log line; `onLog` sees every log line besides.
+ */
+async function relayRecordingRefusals(
+  opts: Parameters<typeof startRelay>[0],
+  onLog?: (msg: string, fields: Record<string, unknown>) => void,
+) {
+  const failures: string[] = [];
+  const refusals: Array<Record<string, unknown>> = [];
+  const r2 = await startRelay({
+    ...opts,
+    linkObserver: { linkOpened: () => {}, linkFailed: (side, reason) => failures.push(`${side} ${reason}`) },
+    log: (_level, msg, fields) => {
+      if (msg === "relay link refused") refusals.push(fields);
+      onLog?.(msg, fields);
+    },
   });
-  raw.on("error", () => {});
+  cleanups.push(() => r2.close());
+  return { r2, failures, refusals };
+}
+
+async function rawLink(port: number, asRelay: string, alpn: string): Promise<TLSSocket> {
+  const raw = await dialLinkForTest(port, TEST_REALM, asRelay, alpn);
   cleanups.push(() => raw.destroy());
-  await once(raw, "secureConnect");
   return raw;
 }
 
