@@ -1354,7 +1354,7 @@ export class Relay {
     // `handleLinkStream` (an accepted link stream), the dial (a target socket) and the link pool
     // (a requested link stream). An error destroys the side, and its `close` ends the tunnel.
     pipeLeg(client, upstream, tunnel, true, counters, this.limits.bufferBytes, this.onHeld);
-    pipeLeg(upstream, client, tunnel, false, counters, this.limits.bufferBytes);
+    pipeLeg(upstream, client, tunnel, false, counters, this.limits.bufferBytes, this.onHeld);
   }
 
   /**

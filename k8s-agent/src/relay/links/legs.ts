@@ -54,8 +54,8 @@ export function pipeLeg(
       account(chunk.length);
       // hopway-mux/1 copies it straight into its frames; HTTP/2 keeps the chunk, so it goes into a
       // reused buffer, which the link stream releases once the TLS socket took it (buffers.ts).
-      // A mux stream out of credit says so: the socket stops reading until its 'drain'.
-      // Out of credit, the socket's bytes wait in the kernel: no holding here to report.
+      // A mux stream out of credit says so: the socket stops reading until its 'drain', and its
+      // bytes wait in the kernel, so the relay holds nothing more (no `held`).
       if (mux !== undefined) return mux.writeBorrowed(chunk) || (dst.writableLength < limit && mux.sendCredit > 0);
       dst.write(copyIn(chunk));
       if (dst.writableLength < limit) return true;
