@@ -24,7 +24,7 @@ import {
   MAX_FRAME,
   wordsFrame,
 } from "../../../src/relay/links/mux/frame.ts";
-import { MuxSession, type MuxStream } from "../../../src/relay/links/mux/session.ts";
+import { MuxSession, type MuxSettings, type MuxStream } from "../../../src/relay/links/mux/session.ts";
 import { errorResponse, establishedResponse } from "../../../src/relay/protocol.ts";
 import { writtenThroughForTest } from "../../../src/relay/pump.ts";
 import {
@@ -823,12 +823,7 @@ describe("relay links: a tenant's stream window", () => {
     cleanups.push(() => r2.close());
     /** The send credit a new stream gets on a hopway-mux/1 link as `asRelay`: the window r2 announced. */
     const muxCredit = async (asRelay: string) => {
-      const session = new MuxSession(await rawLink(r2.port, asRelay, ALPN_MUX), "client", {
-        maxConcurrentStreams: 10,
-        streamWindowBytes: 65_535,
-      });
-      session.on("error", () => {});
-      cleanups.push(() => session.destroy());
+      const session = await muxLink(r2.port, asRelay);
       const st = session.request({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": asRelay });
       await once(st, "response");
       return st.sendCredit;
@@ -857,12 +852,7 @@ describe("relay links: a tenant's stream window", () => {
     });
     cleanups.push(() => r2.close());
     const open = async () => {
-      const session = new MuxSession(await rawLink(r2.port, "t1", ALPN_MUX), "client", {
-        maxConcurrentStreams: 10,
-        streamWindowBytes: 65_535,
-      });
-      session.on("error", () => {});
-      cleanups.push(() => session.destroy());
+      const session = await muxLink(r2.port, "t1");
       const st = session.request({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": "t1" });
       st.on("error", () => {});
       await once(st, "response");
@@ -929,12 +919,7 @@ describe("relay links: what tunnels hold, together (max_buffered_bytes)", () => 
     });
     cleanups.push(() => r2.close());
     const link = async (asRelay: string) => {
-      const session = new MuxSession(await rawLink(r2.port, asRelay, ALPN_MUX), "client", {
-        maxConcurrentStreams: 100,
-        streamWindowBytes: 2 * MiB,
-      });
-      session.on("error", () => {});
-      cleanups.push(() => session.destroy());
+      const session = await muxLink(r2.port, asRelay, { maxConcurrentStreams: 100, streamWindowBytes: 2 * MiB });
       return session;
     };
     const t1 = await link("t1");
@@ -1004,9 +989,7 @@ describe("relay links: what tunnels hold, together (max_buffered_bytes)", () => 
       const chunk = randomBytes(256 * 1024);
       for (let l = 0; l < 2; l++) {
         const raw = await rawLink(r2.port, "t1", ALPN_MUX);
-        const t1 = new MuxSession(raw, "client", { maxConcurrentStreams: 200, streamWindowBytes: 16 * MiB });
-        t1.on("error", () => {});
-        cleanups.push(() => t1.destroy());
+        const t1 = muxSessionOn(raw, { maxConcurrentStreams: 200, streamWindowBytes: 16 * MiB });
         const streams = Array.from({ length: 100 }, () => {
           const st = t1.request({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": "t1" });
           st.on("error", () => {});
@@ -1031,12 +1014,7 @@ describe("relay links: what tunnels hold, together (max_buffered_bytes)", () => 
         await sleep(50);
       }
       // The operator's relay still gets its tunnel carried.
-      const r1 = new MuxSession(await rawLink(r2.port, "r1", ALPN_MUX), "client", {
-        maxConcurrentStreams: 10,
-        streamWindowBytes: 65_535,
-      });
-      r1.on("error", () => {});
-      cleanups.push(() => r1.destroy());
+      const r1 = await muxLink(r2.port, "r1");
       const op = r1.request({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": "r1" });
       await once(op, "response");
       op.resume();
@@ -1069,6 +1047,23 @@ async function relayRecordingRefusals(
   return { r2, failures, refusals };
 }
 
+/** A dialling hopway-mux/1 session on `raw`, its errors ignored, destroyed after the test. */
+function muxSessionOn(raw: TLSSocket, settings: MuxSettings): MuxSession {
+  const session = new MuxSession(raw, "client", settings);
+  session.on("error", () => {});
+  cleanups.push(() => session.destroy());
+  return session;
+}
+
+/** A hopway-mux/1 link to the relay on `port` as relay `asRelay` (small windows unless `settings` says otherwise). */
+async function muxLink(
+  port: number,
+  asRelay: string,
+  settings: MuxSettings = { maxConcurrentStreams: 10, streamWindowBytes: 65_535 },
+): Promise<MuxSession> {
+  return muxSessionOn(await rawLink(port, asRelay, ALPN_MUX), settings);
+}
+
 async function rawLink(port: number, asRelay: string, alpn: string): Promise<TLSSocket> {
   const raw = await dialLinkForTest(port, TEST_REALM, asRelay, alpn);
   cleanups.push(() => raw.destroy());
@@ -1083,12 +1078,7 @@ async function rawLink(port: number, asRelay: string, alpn: string): Promise<TLS
 async function openAndReset(port: number, protocol: LinkProtocol, n: number, resetAfterMs: number): Promise<void> {
   const request = { ":method": "CONNECT", ":authority": "app1", "hopway-hops": "r1" };
   if (protocol === "mux") {
-    const session = new MuxSession(await rawLink(port, "r1", ALPN_MUX), "client", {
-      maxConcurrentStreams: 100,
-      streamWindowBytes: 65_535,
-    });
-    session.on("error", () => {});
-    cleanups.push(() => session.destroy());
+    const session = await muxLink(port, "r1", { maxConcurrentStreams: 100, streamWindowBytes: 65_535 });
     for (let i = 0; i < n; i++) {
       const st = session.request(request);
       st.on("error", () => {});
