@@ -30,7 +30,6 @@ export interface Holding {
 
 /** A link with bytes queued to send, and the session to close when it is shed. */
 export interface LinkHolding extends Holding {
-  peer: string;
   session: { destroy(): void };
 }
 

@@ -568,7 +568,7 @@ export class LinkPool {
     for (const list of this.links.values()) {
       for (const l of list) {
         const bytes = l.session.queuedBytes ?? 0;
-        if (bytes > 0) out.push({ tenant: l.tenant, bytes, peer: l.peer, session: l.session });
+        if (bytes > 0) out.push({ tenant: l.tenant, bytes, session: l.session });
       }
     }
   }

@@ -127,7 +127,7 @@ export class LinkServer {
   queuedLinks(out: LinkHolding[]): void {
     for (const a of this.sessions) {
       const bytes = a.session.queuedBytes ?? 0;
-      if (bytes > 0) out.push({ tenant: a.tenant, bytes, peer: a.peer, session: a.session });
+      if (bytes > 0) out.push({ tenant: a.tenant, bytes, session: a.session });
     }
   }
 

@@ -846,7 +846,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
 
   /** Whether the link's send queue holds LINK_SEND_BUFFER or more: a stream's write then waits (`waitDrain`). */
   congested(): boolean {
-    return this.socket.writableLength + this.pendingBytes >= LINK_SEND_BUFFER;
+    return this.queuedBytes >= LINK_SEND_BUFFER;
   }
 
   waitDrain(s: MuxStream): void {
