@@ -57,6 +57,23 @@ export interface RelayMetrics extends RelayObserver, LinkObserver {
   bufferShed(kind: (typeof BUFFER_SHED_KINDS)[number], holder: (typeof BUFFER_HOLDERS)[number]): void;
 }
 
+/** A gauge without labels, read at scrape time. */
+function scraped(registry: Registry, name: string, help: string, read: () => number): void {
+  new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(read());
+    },
+  });
+}
+
+/** A gauge without labels that says a setting. */
+function fixed(registry: Registry, name: string, help: string, value: number): void {
+  new Gauge({ name, help, registers: [registry] }).set(value);
+}
+
 export function createRelayMetrics(registry: Registry, src: RelayMetricSources): RelayMetrics {
   const now = src.now ?? Date.now;
   const bytes = new Counter({
@@ -102,86 +119,63 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
       for (const reason of FAILURE_REASONS) this.inc({ reason }, failedCounts[reason]);
     },
   });
-  new Gauge({
-    name: "hopway_relay_tunnels_active",
-    help: "Tunnels open now.",
-    registers: [registry],
-    collect() {
-      this.set(src.activeTunnels());
-    },
-  });
-  new Gauge({
-    name: "hopway_relay_tunnels_native",
-    help: "Tunnels open now whose bytes the native splice's thread moves (part of hopway_relay_tunnels_active).",
-    registers: [registry],
-    collect() {
-      this.set(src.nativeSplicedTunnels?.() ?? 0);
-    },
-  });
-  new Gauge({
-    name: "hopway_relay_connections_open",
-    help: "Accepted connections open now (handshaking or tunnelled).",
-    registers: [registry],
-    collect() {
-      this.set(src.openConnections());
-    },
-  });
-  new Gauge({
-    name: "hopway_relay_handshakes_pending",
-    help: "Handshakes from sources outside client_cidrs not yet authenticated; capped by limits.max_handshakes.",
-    registers: [registry],
-    collect() {
-      this.set(src.pendingHandshakes?.() ?? 0);
-    },
-  });
+  scraped(registry, "hopway_relay_tunnels_active", "Tunnels open now.", () => src.activeTunnels());
+  scraped(
+    registry,
+    "hopway_relay_tunnels_native",
+    "Tunnels open now whose bytes the native splice's thread moves (part of hopway_relay_tunnels_active).",
+    () => src.nativeSplicedTunnels?.() ?? 0,
+  );
+  scraped(registry, "hopway_relay_connections_open", "Accepted connections open now (handshaking or tunnelled).", () =>
+    src.openConnections(),
+  );
+  scraped(
+    registry,
+    "hopway_relay_handshakes_pending",
+    "Handshakes from sources outside client_cidrs not yet authenticated; capped by limits.max_handshakes.",
+    () => src.pendingHandshakes?.() ?? 0,
+  );
   if (src.handshakesLimit !== undefined) {
-    new Gauge({
-      name: "hopway_relay_handshakes_limit",
-      help: "limits.max_handshakes: the handshake pool's size; pending at it means a flood of unauthenticated connections.",
-      registers: [registry],
-    }).set(src.handshakesLimit);
+    fixed(
+      registry,
+      "hopway_relay_handshakes_limit",
+      "limits.max_handshakes: the handshake pool's size; pending at it means a flood of unauthenticated connections.",
+      src.handshakesLimit,
+    );
   }
   // No label per tenant: namespaces are an open set. The largest share says whether any tenant is at
   // its limit; which one is in the log (relay.ts, warnTenantFull).
   if (src.namespaceShareMax !== undefined) {
-    const held = src.namespaceShareMax;
-    new Gauge({
-      name: "hopway_relay_namespace_share_max",
-      help: "The most places of the tunnel pool (links and their tunnels) that the relays of one unshared namespace hold now.",
-      registers: [registry],
-      collect() {
-        this.set(held());
-      },
-    });
+    scraped(
+      registry,
+      "hopway_relay_namespace_share_max",
+      "The most places of the tunnel pool (links and their tunnels) that the relays of one unshared namespace hold now.",
+      src.namespaceShareMax,
+    );
   }
   if (src.namespaceShareLimit !== undefined) {
-    const limit = src.namespaceShareLimit;
-    new Gauge({
-      name: "hopway_relay_namespace_share_limit",
-      help: "limits.max_connections_per_namespace in force (0: off): a namespace at it has its links and tunnels refused.",
-      registers: [registry],
-      collect() {
-        this.set(limit());
-      },
-    });
+    scraped(
+      registry,
+      "hopway_relay_namespace_share_limit",
+      "limits.max_connections_per_namespace in force (0: off): a namespace at it has its links and tunnels refused.",
+      src.namespaceShareLimit,
+    );
   }
   if (src.bufferedBytes !== undefined) {
-    const held = src.bufferedBytes;
-    new Gauge({
-      name: "hopway_relay_buffered_bytes",
-      help: "Bytes the relay's tunnels and links held in memory at its last check (at least every 100 ms); bounded by limits.max_buffered_bytes.",
-      registers: [registry],
-      collect() {
-        this.set(held());
-      },
-    });
+    scraped(
+      registry,
+      "hopway_relay_buffered_bytes",
+      "Bytes the relay's tunnels and links held in memory at its last check (at least every 100 ms); bounded by limits.max_buffered_bytes.",
+      src.bufferedBytes,
+    );
   }
   if (src.bufferedLimit !== undefined) {
-    new Gauge({
-      name: "hopway_relay_buffered_limit_bytes",
-      help: "limits.max_buffered_bytes (0: off): above it the largest holders are reset.",
-      registers: [registry],
-    }).set(src.bufferedLimit);
+    fixed(
+      registry,
+      "hopway_relay_buffered_limit_bytes",
+      "limits.max_buffered_bytes (0: off): above it the largest holders are reset.",
+      src.bufferedLimit,
+    );
   }
   const bufferResets = new Counter({
     name: "hopway_relay_buffer_resets_total",
@@ -212,14 +206,12 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
       Object.fromEntries(NEXT_ROLES.map((next) => [next, duration.series({ peer, next })])),
     ]),
   ) as Record<PeerRole, Record<NextRole, Series>>;
-  new Gauge({
-    name: "hopway_route_table_version",
-    help: "Version of the route table in use (0 = none yet).",
-    registers: [registry],
-    collect() {
-      this.set(src.routeTableVersion() ?? 0);
-    },
-  });
+  scraped(
+    registry,
+    "hopway_route_table_version",
+    "Version of the route table in use (0 = none yet).",
+    () => src.routeTableVersion() ?? 0,
+  );
   new Gauge({
     name: "hopway_route_table_age_seconds",
     help: "Seconds since the route table in use was last confirmed current by the edge (-1 = none).",
@@ -229,22 +221,15 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
       this.set(at === undefined ? -1 : Math.max(0, (now() - at) / 1000));
     },
   });
-  new Gauge({
-    name: "hopway_edge_reachable",
-    help: "1 when the last request to the edge succeeded.",
-    registers: [registry],
-    collect() {
-      this.set(src.edgeReachable() ? 1 : 0);
-    },
-  });
-  new Gauge({
-    name: "hopway_edge_auth_failed",
-    help: "1 while the edge refuses this agent's token (401/403): a configuration error, not an outage.",
-    registers: [registry],
-    collect() {
-      this.set(src.edgeAuthFailed?.() === true ? 1 : 0);
-    },
-  });
+  scraped(registry, "hopway_edge_reachable", "1 when the last request to the edge succeeded.", () =>
+    src.edgeReachable() ? 1 : 0,
+  );
+  scraped(
+    registry,
+    "hopway_edge_auth_failed",
+    "1 while the edge refuses this agent's token (401/403): a configuration error, not an outage.",
+    () => (src.edgeAuthFailed?.() === true ? 1 : 0),
+  );
   new Gauge({
     name: "hopway_relay_links",
     help: "Relay links open now, by peer relay (both directions; peers are nodes of the route table).",
@@ -340,14 +325,7 @@ export function createListenerMetrics(registry: Registry, open: () => number): L
       for (const result of LISTENER_RESULTS) this.inc({ result }, counts[result]);
     },
   });
-  new Gauge({
-    name: "hopway_listeners_open",
-    help: "Listeners accepting connections now.",
-    registers: [registry],
-    collect() {
-      this.set(open());
-    },
-  });
+  scraped(registry, "hopway_listeners_open", "Listeners accepting connections now.", () => open());
   return {
     connection(result) {
       counts[result]++;
