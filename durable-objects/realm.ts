@@ -11,6 +11,10 @@ import { recordNamespace } from "../src/core/group.ts";
 import {
   allowedIn,
   allowedInRealm,
+  DEFAULT_TOKEN_CHANGE_BURST,
+  DEFAULT_TOKEN_CHANGES_PER_SECOND,
+  DEFAULT_TOKEN_WRITE_BURST,
+  DEFAULT_TOKEN_WRITES_PER_SECOND,
   type LimitRefusal,
   limitRefusal,
   MAX_RECORD_BYTES,
@@ -19,6 +23,7 @@ import {
   type RealmLimits,
   type RealmLimitsView,
   type RecordPlacement,
+  tokenRate,
   utf8Length,
 } from "../src/core/limits.ts";
 import type { ListenerDeclaration, NamedListenerDeclaration } from "../src/core/listener.ts";
@@ -42,6 +47,7 @@ import type {
   WorkloadView,
   WriteResult,
 } from "../src/edge/types.ts";
+import { WriteBudgets } from "./budgets.ts";
 import { type AuthorityRow, CaStore, MAX_OUTSTANDING_PER_NAME, OUTSTANDING_PER_NAMESPACE_RECORD } from "./ca.ts";
 import { NameHoldStore } from "./holds.ts";
 import { LimitStore } from "./limits.ts";
@@ -170,6 +176,8 @@ export class RealmObject extends DurableObject<Env> {
   private policies!: PolicyStore;
   private limits!: LimitStore;
   private holds!: NameHoldStore;
+  private readonly writeBudgets = new WriteBudgets();
+  private readonly changeBudgets = new WriteBudgets();
   private alarmAt: number | null = null;
   private readonly waiters = new Set<Waiter>();
   /**
@@ -202,6 +210,11 @@ export class RealmObject extends DurableObject<Env> {
     this.holds = new NameHoldStore(this.ctx.storage.sql);
   }
 
+  /** Tokens holding a request bucket now: none is kept for a caller the realm does not know. */
+  writeBucketsForTest(): number {
+    return this.writeBudgets.sizeForTest + this.changeBudgets.sizeForTest;
+  }
+
   /** Milliseconds since the epoch. */
   private now(): number {
     return this.clockForTest?.() ?? Date.now();
@@ -209,8 +222,39 @@ export class RealmObject extends DurableObject<Env> {
 
   // ---- access control ---------------------------------------------------------
 
-  private principal(caller: Caller): Principal | Failure {
-    return this.tokens.principal(caller) ?? fail("unauthorized", 401, "unknown or revoked token for this realm");
+  /**
+   * Who is calling. A write passes `cost` 1: it is charged to its token's write budget
+   * (docs/contract/edge-api.md §14.1) before any work is done for it. The admin has no budget.
+   */
+  private principal(caller: Caller, cost = 0): Principal | Failure {
+    const p = this.tokens.principal(caller);
+    if (p === null) return fail("unauthorized", 401, "unknown or revoked token for this realm");
+    if (p.tokenId === null || cost === 0) return p;
+    return this.overBudget(p, "write") ?? p;
+  }
+
+  /**
+   * Charges one write, or one change (a write that moves the realm's version, asked just before
+   * it is made), to the caller's token; a refusal says when to try again. The admin has no budget.
+   */
+  private overBudget(p: Principal, kind: "write" | "change"): Failure | null {
+    if (p.tokenId === null) return null;
+    const budgets = kind === "write" ? this.writeBudgets : this.changeBudgets;
+    const charged = budgets.charge(p.tokenId, this.now(), tokenRate(this.limits.limits, p.tokenId, kind), 1);
+    if (charged.ok) return null;
+    const seconds = Math.ceil(charged.retryAfterMs / 1000);
+    const what = kind === "write" ? "write budget" : "change budget (writes that change records)";
+    return {
+      ok: false,
+      error: {
+        code: "rate_limited",
+        status: 429,
+        message:
+          `token ${p.tokenId} is past its ${what}, ${charged.rate.perSecond} per second and ` +
+          `${charged.rate.burst} at once: try again in ${seconds} s; the admin sets it with PUT /limits`,
+        retry_after_seconds: seconds,
+      },
+    };
   }
 
   private reader(caller: Caller): Principal | Failure {
@@ -223,7 +267,7 @@ export class RealmObject extends DurableObject<Env> {
     namespaces: Iterable<string | null>,
     scope: WriteScope = RECORDS,
   ): Principal | Failure {
-    const p = this.principal(caller);
+    const p = this.principal(caller, 1);
     return "ok" in p ? p : this.writesIn(p, namespaces, scope);
   }
 
@@ -502,8 +546,8 @@ export class RealmObject extends DurableObject<Env> {
     ttlSeconds: number | null,
     instance: string | null = null,
   ): Result<PutResult> {
-    // Authenticated before the lease upkeep below writes anything.
-    const who = this.principal(caller);
+    // Authenticated, and charged to the token's write budget, before the lease upkeep below writes anything.
+    const who = this.principal(caller, 1);
     if ("ok" in who) return who;
     // Leases that ended while the realm was not serving run again first, as for a heartbeat: what
     // this write finds (whose lease is live, for name_in_use) must not depend on which came first.
@@ -535,6 +579,8 @@ export class RealmObject extends DurableObject<Env> {
       changed = false;
       this.records.setLease(record.name, lease, instance);
     } else {
+      const spent = this.overBudget(p, "change");
+      if (spent !== null) return spent;
       this.recordsTransaction(() => {
         const v = this.records.bump([record.name]);
         this.records.upsert(record, json, lease, v, instance);
@@ -562,8 +608,9 @@ export class RealmObject extends DurableObject<Env> {
     return "ok" in p ? p : { ok: true };
   }
 
-  importRecords(caller: Caller, records: HopwayRecord[]): Result<WriteResult & { records: number }> {
-    const p = this.principal(caller);
+  /** `charged: false` after `mayImport`, which charged the request. */
+  importRecords(caller: Caller, records: HopwayRecord[], charged = true): Result<WriteResult & { records: number }> {
+    const p = this.principal(caller, charged ? 1 : 0);
     if ("ok" in p) return p;
     this.catchUp(this.now());
     // parseRecords refuses duplicate names, so each placement is one distinct record.
@@ -599,6 +646,9 @@ export class RealmObject extends DurableObject<Env> {
       if (held !== null) return held;
     }
     if (records.length === 0) return { ok: true, version: this.records.version, records: 0 };
+    // One version however many records: one change.
+    const spent = this.overBudget(p, "change");
+    if (spent !== null) return spent;
     this.recordsTransaction(() => {
       const v = this.records.bump(records.map((r) => r.name));
       for (const [i, r] of records.entries()) {
@@ -614,8 +664,8 @@ export class RealmObject extends DurableObject<Env> {
   }
 
   deleteRecord(caller: Caller, name: string, instance: string | null = null): Result<WriteResult> {
-    // Authenticated before the lease upkeep below writes anything.
-    const who = this.principal(caller);
+    // Authenticated, and charged to the token's write budget, before the lease upkeep below writes anything.
+    const who = this.principal(caller, 1);
     if ("ok" in who) return who;
     this.catchUp(this.now());
     const existing = this.records.get(name);
@@ -626,6 +676,8 @@ export class RealmObject extends DurableObject<Env> {
     // An agent stopping must not delete the record another agent of the same name holds now.
     const inUse = this.inUseElsewhere(existing, instance, now);
     if (inUse !== null) return inUse;
+    const spent = this.overBudget(p, "change");
+    if (spent !== null) return spent;
     this.recordsTransaction(() => {
       this.records.delete(name);
       // The admin deleting a record (evicting a squatter, say) leaves its name free; an agent's
@@ -653,8 +705,8 @@ export class RealmObject extends DurableObject<Env> {
     links: LinkState[] | null = null,
     instance: string | null = null,
   ): Result<HeartbeatResult> {
-    // Authenticated before the lease upkeep below writes anything.
-    const who = this.principal(caller);
+    // Authenticated, and charged to the token's write budget, before the lease upkeep below writes anything.
+    const who = this.principal(caller, 1);
     if ("ok" in who) return who;
     const now = this.now();
     this.catchUp(now);
@@ -958,6 +1010,11 @@ export class RealmObject extends DurableObject<Env> {
       bytes_per_namespace: each.bytes,
       namespaces: { ...(limits.namespaces ?? {}) },
       name_hold_seconds: nameHoldSeconds(limits),
+      token_writes_per_second: limits.token_writes_per_second ?? DEFAULT_TOKEN_WRITES_PER_SECOND,
+      token_write_burst: limits.token_write_burst ?? DEFAULT_TOKEN_WRITE_BURST,
+      token_changes_per_second: limits.token_changes_per_second ?? DEFAULT_TOKEN_CHANGES_PER_SECOND,
+      token_change_burst: limits.token_change_burst ?? DEFAULT_TOKEN_CHANGE_BURST,
+      tokens: { ...(limits.tokens ?? {}) },
       usage: { records: total.records, bytes: total.bytes, namespaces: this.usageWithHolds() },
     };
   }
@@ -1060,7 +1117,7 @@ export class RealmObject extends DurableObject<Env> {
     name: string,
     publicKey: Uint8Array,
   ): Promise<Result<{ issued: IssuedCertificate }>> {
-    const p = this.principal(caller);
+    const p = this.principal(caller, 1);
     if ("ok" in p) return p;
     if (p.role === "reader") return fail("forbidden", 403, "a reader token cannot obtain relay certificates");
     const row = this.records.get(name);
@@ -1069,7 +1126,7 @@ export class RealmObject extends DurableObject<Env> {
     if (record.type !== "node") {
       return fail("invalid_input", 400, `'${name}' is a ${record.type} record; only node records are relays`, "name");
     }
-    const w = this.writer(caller, [row.namespace]);
+    const w = this.writesIn(p, [row.namespace]);
     if ("ok" in w) return w;
     const now = this.now();
     this.ca.pruneExpired(now);

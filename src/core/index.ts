@@ -9,6 +9,7 @@ export * from "./limits.ts";
 export * from "./listener.ts";
 export * from "./ownership.ts";
 export { MAX_RECORDS, type ParseResult, parseRecords, parseTopologyText } from "./parse.ts";
+export * from "./rate.ts";
 export {
   advertisedRelays,
   attachmentRelay,

@@ -7,6 +7,7 @@
 // Part of the pure core: zod only, no `cloudflare:*`, `hono` or `node:*`.
 import { z } from "zod";
 import { MAX_RECORDS } from "./parse.ts";
+import type { Rate } from "./rate.ts";
 import { namespaceMapSchema, ownEntry } from "./schema.ts";
 
 /** Records a namespace may hold unless the admin says otherwise. */
@@ -59,6 +60,36 @@ export const NamespaceLimitsSchema = z.strictObject({
   bytes: BytesSchema.optional(),
 });
 
+/**
+ * Writes per second each agent or reader token may make (record and listener writes, heartbeats,
+ * certificate requests), and the most at once (§14.1). A lease renews about every third of its
+ * life, so at the default lease (30 s) 200 per second covers a token whose agents hold 2,000 leases.
+ */
+export const DEFAULT_TOKEN_WRITES_PER_SECOND = 200;
+export const DEFAULT_TOKEN_WRITE_BURST = 2_000;
+/**
+ * Changes per second each token may make, and the most at once: writes that move the realm's
+ * version (a record created, changed or deleted; an import), each of which every agent following
+ * the realm's records wakes for. Registrations of a rollout of a few hundred pods fit the burst.
+ */
+export const DEFAULT_TOKEN_CHANGES_PER_SECOND = 10;
+export const DEFAULT_TOKEN_CHANGE_BURST = 500;
+/** Fractions allowed: 0.2 is one every 5 seconds. */
+const PerSecondSchema = z.number().min(0).max(100_000);
+const BurstSchema = z.number().int().min(1).max(1_000_000);
+
+/** One token's own write budget; an omitted field is the realm's per-token setting. */
+export const TokenRateSchema = z.strictObject({
+  writes_per_second: PerSecondSchema.optional(),
+  write_burst: BurstSchema.optional(),
+  changes_per_second: PerSecondSchema.optional(),
+  change_burst: BurstSchema.optional(),
+});
+
+const TokenRatesSchema = z
+  .record(z.string().regex(/^[0-9a-f]{16}$/, "must be a token id (16 hex digits)"), TokenRateSchema)
+  .refine((r) => Object.keys(r).length <= 1000, "at most 1000 tokens");
+
 /** What the admin sets (PUT /limits); an omitted field is its default. */
 export const RealmLimitsSchema = z.strictObject({
   /** Records in the whole realm, namespaced or not, and their bytes. */
@@ -71,6 +102,14 @@ export const RealmLimitsSchema = z.strictObject({
   namespaces: namespaceMapSchema(NamespaceLimitsSchema).optional(),
   /** Seconds a namespace keeps a name after its record went away (0: not at all). */
   name_hold_seconds: z.number().int().min(0).max(MAX_NAME_HOLD_SECONDS).optional(),
+  /** Each agent or reader token's write budget (0 per second: none). */
+  token_writes_per_second: PerSecondSchema.optional(),
+  token_write_burst: BurstSchema.optional(),
+  /** Each token's change budget: writes that move the realm's version (0 per second: none). */
+  token_changes_per_second: PerSecondSchema.optional(),
+  token_change_burst: BurstSchema.optional(),
+  /** Per token id, the four above for that token. */
+  tokens: TokenRatesSchema.optional(),
 });
 export type RealmLimits = z.infer<typeof RealmLimitsSchema>;
 
@@ -93,6 +132,11 @@ export const RealmLimitsViewSchema = z.object({
   bytes_per_namespace: BytesSchema,
   namespaces: z.record(z.string(), NamespaceLimitsSchema),
   name_hold_seconds: z.number().int().min(0).max(MAX_NAME_HOLD_SECONDS),
+  token_writes_per_second: PerSecondSchema,
+  token_write_burst: BurstSchema,
+  token_changes_per_second: PerSecondSchema,
+  token_change_burst: BurstSchema,
+  tokens: z.record(z.string(), TokenRateSchema),
   usage: z.object({
     records: z.number().int().nonnegative(),
     bytes: z.number().int().nonnegative(),
@@ -122,6 +166,20 @@ export function allowedInRealm(limits: RealmLimits): Usage {
     records: limits.records_per_realm ?? DEFAULT_RECORDS_PER_REALM,
     bytes: limits.bytes_per_realm ?? DEFAULT_BYTES_PER_REALM,
   };
+}
+
+/** A token's write or change budget: its own entry, else the realm's per-token setting. */
+export function tokenRate(limits: RealmLimits, tokenId: string, kind: "write" | "change"): Rate {
+  const own = limits.tokens !== undefined && Object.hasOwn(limits.tokens, tokenId) ? limits.tokens[tokenId] : undefined;
+  return kind === "write"
+    ? {
+        perSecond: own?.writes_per_second ?? limits.token_writes_per_second ?? DEFAULT_TOKEN_WRITES_PER_SECOND,
+        burst: own?.write_burst ?? limits.token_write_burst ?? DEFAULT_TOKEN_WRITE_BURST,
+      }
+    : {
+        perSecond: own?.changes_per_second ?? limits.token_changes_per_second ?? DEFAULT_TOKEN_CHANGES_PER_SECOND,
+        burst: own?.change_burst ?? limits.token_change_burst ?? DEFAULT_TOKEN_CHANGE_BURST,
+      };
 }
 
 export function nameHoldSeconds(limits: RealmLimits): number {

@@ -83,6 +83,9 @@ const REALM_ERRORS = {
     "`unknown_realm`: the admin has not created this realm; `unknown_node` / `not_found`: no such record, group, listener, token or workload report",
   ),
   413: error("`body_too_large`"),
+  429: error(
+    "`rate_limited`: the token is past its write or change budget (GET /limits); `Retry-After` says in how many seconds to try again",
+  ),
   500: error("`internal`"),
   503: error("`not_configured`: a secret the request needs is not set on the Worker"),
 } as const;

@@ -201,7 +201,11 @@ export function createApp(): Hono<Env2> {
   const app = new Hono<Env2>();
 
   app.onError((err, c) => {
-    if (err instanceof EdgeError) return c.json(err.body(), (err.status ?? 500) as 400);
+    if (err instanceof EdgeError) {
+      const headers =
+        err.retryAfterSeconds === undefined ? undefined : { "Retry-After": String(err.retryAfterSeconds) };
+      return c.json(err.body(), (err.status ?? 500) as 400, headers);
+    }
     console.error("hopway edge: unhandled error", err);
     return c.json({ error: { code: "internal", message: "internal error" } }, 500);
   });
@@ -283,7 +287,8 @@ export function createApp(): Hono<Env2> {
     }
     const unscoped = parsed.records.flatMap((r, i) => unscopedGroupProblem(r, parsed.paths[i] ?? `[${i}]`) ?? []);
     if (unscoped.length > 0) throw invalid(unscoped);
-    const r = await c.var.stub.importRecords(c.var.caller, parsed.records);
+    // mayImport charged this import to the token's write budget (docs/contract/edge-api.md §14.1).
+    const r = await c.var.stub.importRecords(c.var.caller, parsed.records, false);
     if (!r.ok && r.error.path !== undefined) {
       // The object names a refused record by its index; the user knows it by its place in the text.
       const m = /^\[(\d+)\]/.exec(r.error.path);

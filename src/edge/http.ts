@@ -18,7 +18,14 @@ export const MAX_BODY_BYTES = 256 * 1024;
 export const MAX_IMPORT_BYTES = 12 * 1024 * 1024;
 
 export function fromFailure(f: Failure): EdgeError {
-  return new EdgeError(f.error.status, f.error.code, f.error.message, f.error.path);
+  return new EdgeError(
+    f.error.status,
+    f.error.code,
+    f.error.message,
+    f.error.path,
+    undefined,
+    f.error.retry_after_seconds,
+  );
 }
 
 /** The success branch of an RPC result, or the failure thrown as its HTTP error. */

@@ -20,7 +20,7 @@ export interface Principal {
 
 export interface Failure {
   ok: false;
-  error: { code: ErrorCode; message: string; status: number; path?: string };
+  error: { code: ErrorCode; message: string; status: number; path?: string; retry_after_seconds?: number };
 }
 export type Result<T> = ({ ok: true } & T) | Failure;
 

@@ -32,6 +32,11 @@ describe("record limits", () => {
       bytes_per_namespace: 16 * 1024 * 1024,
       namespaces: {},
       name_hold_seconds: 900,
+      token_writes_per_second: 200,
+      token_write_burst: 2_000,
+      token_changes_per_second: 10,
+      token_change_burst: 500,
+      tokens: {},
       usage: { records: 0, bytes: 0, namespaces: {} },
     });
     await call("PUT", `${base}/nodes/a-0`, { body: node("a-0", "a") });
@@ -50,6 +55,11 @@ describe("record limits", () => {
       bytes_per_namespace: 16 * 1024 * 1024,
       namespaces: { b: { records: 2 } },
       name_hold_seconds: 900,
+      token_writes_per_second: 200,
+      token_write_burst: 2_000,
+      token_changes_per_second: 10,
+      token_change_burst: 500,
+      tokens: {},
       // A group counts in the namespace it names; a record without one only in the realm.
       usage: {
         records: 3,

@@ -1,0 +1,53 @@
+// Write budgets: a token bucket per caller (docs/contract/edge-api.md §14.1).
+// The realm's Durable Object is one thread for every namespace of the realm, and
+// a write that changes records wakes every agent following the realm, so one
+// tenant's token writing as fast as it can would cost every other tenant. Each
+// non-admin token gets a steady rate and a burst; past them its writes are
+// refused with the time until one would pass.
+//
+// Part of the pure core: no `cloudflare:*`, `hono` or `node:*`; time is a parameter.
+
+/** A caller's bucket: the requests it may still make at once, as of `at` (ms since the epoch). */
+export interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+export interface Rate {
+  /** Requests per second refilled; 0 means no limit. */
+  perSecond: number;
+  /** The most a caller may make at once after being quiet. */
+  burst: number;
+}
+
+export type Take = { ok: true; bucket: Bucket } | { ok: false; bucket: Bucket; retryAfterMs: number };
+
+/** The bucket as of `now`: refilled for the time since `at`, never above the burst. A clock that went back refills nothing. */
+export function refilled(bucket: Bucket | undefined, now: number, rate: Rate): Bucket {
+  if (bucket === undefined) return { tokens: rate.burst, at: now };
+  const elapsed = Math.max(0, now - bucket.at);
+  return {
+    tokens: Math.min(rate.burst, bucket.tokens + (elapsed * rate.perSecond) / 1000),
+    at: Math.max(now, bucket.at),
+  };
+}
+
+/**
+ * Takes `cost` requests from the caller's bucket at `now`. A refusal takes nothing and says how
+ * long until the same request would pass, so a client that waits that long is not refused again
+ * for it (unless it sent others meanwhile).
+ */
+export function take(bucket: Bucket | undefined, now: number, rate: Rate, cost = 1): Take {
+  if (rate.perSecond === 0) return { ok: true, bucket: { tokens: rate.burst, at: now } };
+  const b = refilled(bucket, now, rate);
+  if (b.tokens >= cost) return { ok: true, bucket: { tokens: b.tokens - cost, at: b.at } };
+  // A cost above the burst could never pass: answer the time to a full bucket, and the next
+  // attempt is refused again with the same answer rather than waiting forever.
+  const short = Math.min(cost, rate.burst) - b.tokens;
+  return { ok: false, bucket: b, retryAfterMs: Math.max(1, Math.ceil((short * 1000) / rate.perSecond)) };
+}
+
+/** Whether a bucket left alone is full by `now`, so forgetting it changes nothing. */
+export function isFull(bucket: Bucket, now: number, rate: Rate): boolean {
+  return rate.perSecond === 0 || refilled(bucket, now, rate).tokens >= rate.burst;
+}
