@@ -74,7 +74,9 @@ function etagMatches(header: string | undefined, etag: string): boolean {
 /**
  * Conditional GET with long-poll: 304 while the client's ETag is current;
  * with `wait`, holds until the version changes (waking within one RPC
- * round-trip of the write) or the time is up.
+ * round-trip of the write) or the time is up. With `same`, a new version whose
+ * answer `same` says is unchanged does not end the wait: the request answers
+ * when its own answer changes, or with the latest version when the time is up.
  */
 async function conditional(
   c: Ctx,
@@ -82,6 +84,7 @@ async function conditional(
   check: (view: RealmView) => void,
   render: (view: RealmView) => string | Uint8Array<ArrayBuffer>,
   format?: string,
+  same?: (held: RealmView, later: RealmView) => boolean,
 ): Promise<Response> {
   const { stub, caller, realm } = c.var;
   const inm = c.req.header("if-none-match");
@@ -89,15 +92,25 @@ async function conditional(
   // client holding the same version in an earlier form gets the new one at once, not a 304.
   const etagOf = (v: RealmView) => (format === undefined ? v.etag : `"${v.epoch}.${v.version}.${format}"`);
   const cached = peekView(realm);
+  const follow = async (held: RealmView, seconds: number): Promise<RealmView> => {
+    const until = Date.now() + seconds * 1000;
+    let at = held;
+    for (;;) {
+      const next = await nextView(stub, caller, realm, at, until - Date.now());
+      if (next === at || same === undefined || !same(held, next)) return next;
+      at = next;
+      if (Date.now() >= until) return at;
+    }
+  };
   let view: RealmView;
   if (cached !== undefined && waitSeconds && etagMatches(inm, etagOf(cached))) {
     // The client is as current as this isolate: wait directly (one RPC, no extra read first).
-    view = await nextView(stub, caller, realm, cached, waitSeconds * 1000);
+    view = await follow(cached, waitSeconds);
   } else {
     view = await currentView(stub, caller, realm);
     if (waitSeconds && etagMatches(inm, etagOf(view))) {
       check(view);
-      view = await nextView(stub, caller, realm, view, waitSeconds * 1000);
+      view = await follow(view, waitSeconds);
     }
   }
   check(view);
@@ -492,6 +505,9 @@ export function createApp(): Hono<Env2> {
       (view) => view.routeTableBody(node),
       // An agent that fetched this version from an edge without the table's newest field gets it now.
       `t${ROUTE_TABLE_FORMAT}`,
+      // Another tenant's writes change the realm's version, not this table: its waiting agent is
+      // not woken for them (docs/contract/edge-api.md §1.5).
+      (held, later) => held.sameRouteTable(later, node),
     );
   });
 

@@ -81,6 +81,23 @@ export class RealmView {
   }
 
   /** The route table as UTF-8 JSON, serialised and encoded once per node per version (bounded by bytes). */
+  /**
+   * Whether GET /route-tables/{node} says the same at `later` as here, apart from the version it
+   * carries: a change elsewhere in the realm (another tenant's records) leaves it alone.
+   */
+  sameRouteTable(later: RealmView, node: string): boolean {
+    if (later.epoch !== this.epoch || !this.records.has(node) || !later.records.has(node)) return false;
+    const a = this.routeTableBody(node);
+    const b = later.routeTableBody(node);
+    // The body starts {"node":…,"version":N, (below); what follows is compared byte for byte.
+    const head = (v: number) => encoder.encode(`{"node":${JSON.stringify(node)},"version":${v},`).byteLength;
+    const from = head(this.version);
+    const to = head(later.version);
+    if (a.byteLength - from !== b.byteLength - to) return false;
+    for (let i = 0; i < a.byteLength - from; i++) if (a[from + i] !== b[to + i]) return false;
+    return true;
+  }
+
   routeTableBody(node: string): Uint8Array<ArrayBuffer> {
     const hit = this.tables.get(node);
     if (hit !== undefined) {

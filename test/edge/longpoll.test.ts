@@ -59,6 +59,43 @@ describe("conditional GET and long-poll", () => {
     expect(Date.now() - started2).toBeGreaterThanOrEqual(900);
   });
 
+  it("writes that leave a node's route table alone do not wake its wait; one that changes it does", async () => {
+    // Another tenant rewriting its own record (custom_data, in no route) changes the realm's
+    // version, not this table: the waiting agent is not woken for each of those writes
+    // (docs/contract/edge-api.md §1.5), and answers with the latest version when its time is up.
+    const realm = await newRealm("unrelated");
+    const base = `/v1/realms/${realm}`;
+    await call("PUT", `${base}/nodes/v`, { body: node("v", "b") });
+    await call("PUT", `${base}/nodes/t`, { body: node("t", "a") });
+    const first = await call("GET", `${base}/route-tables/v`);
+    const etag = first.headers.get("etag")!;
+    const started = Date.now();
+    const waiting = call("GET", `${base}/route-tables/v?wait=2`, { headers: { "if-none-match": etag } });
+    await new Promise((r) => setTimeout(r, 200));
+    const t = (await call("GET", `${base}/nodes/t`)).body.record;
+    for (let i = 0; i < 5; i++) {
+      expect((await call("PUT", `${base}/nodes/t`, { body: { ...t, custom_data: `churn ${i}` } })).status).toBe(200);
+    }
+    const answered = await waiting;
+    expect(answered.status).toBe(200);
+    // Woken by the first churn write it would carry first.body.version + 1.
+    expect(answered.body.version).toBe(first.body.version + 5);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_900);
+    expect({ ...answered.body, version: 0 }).toEqual({ ...first.body, version: 0 });
+
+    // A write that does change the table (a new node v routes to) wakes it at once.
+    const etag2 = answered.headers.get("etag")!;
+    const started2 = Date.now();
+    const waiting2 = call("GET", `${base}/route-tables/v?wait=10`, { headers: { "if-none-match": etag2 } });
+    await new Promise((r) => setTimeout(r, 200));
+    await call("PUT", `${base}/nodes/t`, { body: { ...t, custom_data: "churn again" } });
+    await call("PUT", `${base}/nodes/v2`, { body: node("v2", "b") });
+    const woke = await waiting2;
+    expect(woke.status).toBe(200);
+    expect(woke.body.routes.map((r: { to: string }) => r.to)).toContain("v2");
+    expect(Date.now() - started2).toBeLessThan(5_000);
+  });
+
   it("wait above 60 seconds is refused", async () => {
     const realm = await newRealm("cap");
     const r = await call("GET", `/v1/realms/${realm}/route-tables/a?wait=61`);
