@@ -10,6 +10,7 @@ import { type AdminServer, startAdminServer } from "./admin/server.ts";
 import type { AgentConfig } from "./config.ts";
 import { EdgeClient } from "./edge/client.ts";
 import { agentInstance } from "./edge/instance.ts";
+import { EdgePacer } from "./edge/pacer.ts";
 import { createRelayIdentity, type RelayIdentity } from "./identity/index.ts";
 import { ListenerFollower } from "./listeners/follower.ts";
 import { ListenerManager } from "./listeners/manager.ts";
@@ -57,7 +58,9 @@ export async function startAgent(
 ): Promise<RunningAgent> {
   const registry = new Registry();
   // Edge-issued (default) or cert-manager files (docs/identity.md); tests may hand links another source.
-  const identity = createRelayIdentity(config, registry, log);
+  // Every request of this agent to the edge, paced together after a 429 (edge/pacer.ts).
+  const pacer = new EdgePacer();
+  const identity = createRelayIdentity(config, registry, log, pacer.fetch);
   const linkIdentity = opts.identity ?? identity;
   const linkSettings = config.relay.links;
   const table = new RoutingTable(config.node);
@@ -82,6 +85,7 @@ export async function startAgent(
     routeTableFetchedAt: () => edge?.tableConfirmedAt,
     edgeReachable: () => edge?.reachable ?? false,
     edgeAuthFailed: () => edge?.authFailed ?? false,
+    edgeThrottled: () => pacer.throttled,
     linksByPeer: () => relay.linksByPeer(),
     linkStreamsByPeer: () => relay.linkStreamsByPeer(),
   });
@@ -91,6 +95,7 @@ export async function startAgent(
     realm: config.edge.realm,
     token: config.edgeToken,
     dataDir: config.data_dir,
+    fetch: pacer.fetch,
     edgeLimits: {
       ratePerSecond: config.ownership.edge_rate_per_second,
       burst: config.ownership.edge_burst,
@@ -168,6 +173,7 @@ export async function startAgent(
     sync: config.edge.sync,
     takeover: config.edge.takeover,
     dataDir: config.data_dir,
+    fetch: pacer.fetch,
     onTable: (t) => table.set(t),
     onTrustBundle: (bundle) => identity.updateTrustBundle(bundle),
     report: () => scaling.heartbeatReport(),
@@ -246,6 +252,7 @@ export async function startAgent(
     token: config.edgeToken,
     dataDir: config.data_dir,
     waitSeconds: config.edge.wait_seconds,
+    fetch: pacer.fetch,
     onChange: applyListeners,
     log,
   });

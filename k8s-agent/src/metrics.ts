@@ -42,6 +42,8 @@ export interface RelayMetricSources {
   edgeReachable: () => boolean;
   /** True while the edge refuses the agent's token. */
   edgeAuthFailed?: () => boolean;
+  /** 429 answers from the edge: this agent's token was past its write budget. */
+  edgeThrottled?: () => number;
   /** Open relay links per peer relay (names from the route table: a bounded set). */
   linksByPeer?: () => Map<string, number>;
   linkStreamsByPeer?: () => Map<string, number>;
@@ -230,6 +232,15 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
     "1 while the edge refuses this agent's token (401/403): a configuration error, not an outage.",
     () => (src.edgeAuthFailed?.() === true ? 1 : 0),
   );
+  new Counter({
+    name: "hopway_edge_throttled_total",
+    help: "Requests the edge refused with 429: the agent token was past its write budget, and the agent's requests waited the Retry-After.",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(src.edgeThrottled?.() ?? 0);
+    },
+  });
   new Gauge({
     name: "hopway_relay_links",
     help: "Relay links open now, by peer relay (both directions; peers are nodes of the route table).",

@@ -23,6 +23,9 @@ export const realClock: Clock = {
   clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
 };
 
+/** At most one "edge rate limit" line per this long. */
+const THROTTLE_LOG_MS = 60_000;
+
 /** Full-jitter exponential backoff (AWS architecture blog): uniform in [0, min(cap, base·2^attempt)). */
 export function backoffDelay(attempt: number, baseMs: number, capMs: number, random: () => number): number {
   const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
@@ -108,6 +111,9 @@ export class EdgeClient {
   private current: RouteTable | undefined;
   private etag: string | undefined;
   private confirmedAt: number | undefined;
+  /** When "edge rate limit" was last said, and the 429s since. */
+  private throttleLoggedAt: number | undefined;
+  private throttledSinceLog = 0;
   /** undefined until the first request settles, so the first failure is logged too. */
   private reachableNow: boolean | undefined;
   private stopped = false;
@@ -264,8 +270,26 @@ export class EdgeClient {
       this.authRefusedWrite = false;
       this.o.log?.info("edge accepts the token again", { realm: this.o.realm });
     }
+    // Past the token's write budget (docs/contract/edge-api.md §14.1): the edge answered, and the
+    // pacer holds every request until its Retry-After. Said as what it is, at most once a minute
+    // (hopway_edge_throttled_total counts every one).
+    const throttled = !ok && error instanceof HttpStatusError && error.status === 429;
+    if (throttled) {
+      this.throttledSinceLog++;
+      const now = this.clock.now();
+      if (this.throttleLoggedAt === undefined || now - this.throttleLoggedAt >= THROTTLE_LOG_MS) {
+        this.o.log?.warn("edge rate limit", {
+          realm: this.o.realm,
+          code: error.edgeCode ?? "rate_limited",
+          refused: this.throttledSinceLog,
+          error: error.edgeMessage ?? String(error),
+        });
+        this.throttleLoggedAt = now;
+        this.throttledSinceLog = 0;
+      }
+    }
     // The edge that refuses the token answered: it is reachable (hopway_edge_reachable says outages only).
-    const reachable = ok || refused !== undefined;
+    const reachable = ok || refused !== undefined || throttled;
     if (reachable === this.reachableNow) return;
     this.reachableNow = reachable;
     this.o.log?.log(

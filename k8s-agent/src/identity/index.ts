@@ -18,7 +18,12 @@ export interface RelayIdentity extends IdentitySource {
   updateTrustBundle(bundle: readonly string[]): void;
 }
 
-export function createRelayIdentity(config: AgentConfig, registry: Registry, log: Logger): RelayIdentity {
+export function createRelayIdentity(
+  config: AgentConfig,
+  registry: Registry,
+  log: Logger,
+  edgeFetch: typeof fetch = fetch,
+): RelayIdentity {
   const tls = config.relay.tls;
   if (tls.source === "files") {
     let files: FilesIdentity | undefined;
@@ -57,6 +62,7 @@ export function createRelayIdentity(config: AgentConfig, registry: Registry, log
     token: config.edgeToken,
     node: config.node,
     dataDir: config.data_dir,
+    fetch: edgeFetch,
     log,
     onRenewal: (r) => metrics.renewal(r),
   });

@@ -73,7 +73,9 @@ export class ListenerFollower {
       } catch (err) {
         if (this.stopped) return;
         const refused = err instanceof HttpStatusError && (err.status === 401 || err.status === 403);
-        if (!refused) this.o.log?.warn("listener declarations: edge unreachable", { error: String(err) });
+        // A 429 is the token's write budget, which the edge client says; the pacer already waited.
+        const throttled = err instanceof HttpStatusError && err.status === 429;
+        if (!refused && !throttled) this.o.log?.warn("listener declarations: edge unreachable", { error: String(err) });
         else if (!refusedSaid) {
           this.o.log?.warn("listener declarations: the edge refuses this agent's token; the last ones stay", {
             status: err.status,

@@ -3,7 +3,7 @@
 // in the realm (an import), and a namespace at its record limit. Real edge (workerd), real agent (startAgent), all on
 // loopback. The person running it must learn what is wrong from one log line,
 // /readyz and a metric, and the agent must never replace or delete a record it
-// did not register unless told to.
+// did not register unless told to. A token past its write budget is paced, not an outage.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -135,6 +135,39 @@ describe("agent refusals", () => {
     } finally {
       await agent.shutdown("test");
       await adminApi(edge, REALM, "PUT", "/limits", {});
+    }
+  }, 60_000);
+
+  it("a token past its write budget: the agent waits as told, says so once, and registers", async () => {
+    // This test's own token, with a budget of its own (docs/contract/edge-api.md §14.1): one write
+    // every 2 s. The test spends it just before the agent starts, so the agent's first write (its
+    // registration) is refused, and it registers once the budget has refilled.
+    const minted = await adminApi(edge, REALM, "POST", "/tokens", { role: "agent", namespaces: [NS] });
+    const id = String(minted.id);
+    await adminApi(edge, REALM, "PUT", "/limits", { tokens: { [id]: { writes_per_second: 0.5, write_burst: 1 } } });
+    const spend = await fetch(`${edge.url}/v1/realms/${REALM}/nodes/relay-spent`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${String(minted.token)}`, "content-type": "application/json" },
+      body: JSON.stringify(relayRecord("relay-spent", NS, 1)),
+    });
+    expect(spend.status).toBe(201);
+    const { agent, lines } = await launch("relay-paced", String(minted.token));
+    try {
+      const line = await until("the rate-limit line", () => lines.find((l) => l.msg === "edge rate limit"));
+      expect(line).toMatchObject({ level: "warn", realm: REALM, code: "rate_limited" });
+      expect(String(line.error)).toContain(`token ${id} is past its write budget, 0.5 per second and 1 at once`);
+      await until("registration", () => lines.find((l) => l.msg === "registered"), 30_000);
+      await until("ready", async () => ((await readyz(agent)).status === 200 ? true : undefined), 30_000);
+      expect(await metric(agent, "hopway_edge_throttled_total")).toBeGreaterThanOrEqual(1);
+      // Throttled is not an outage: the edge answered every time.
+      expect(await metric(agent, "hopway_edge_reachable")).toBe(1);
+      expect(lines.filter((l) => /edge unreachable/.test(String(l.msg)))).toEqual([]);
+      // Said once a minute at most, however many writes were refused.
+      expect(lines.filter((l) => l.msg === "edge rate limit")).toHaveLength(1);
+    } finally {
+      await agent.shutdown("test");
+      await adminApi(edge, REALM, "PUT", "/limits", {});
+      await adminApi(edge, REALM, "DELETE", "/nodes/relay-spent");
     }
   }, 60_000);
 
