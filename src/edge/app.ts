@@ -199,6 +199,19 @@ async function requireRealm(env: Env, realm: string): Promise<void> {
   knownRealms.add(realm);
 }
 
+/** The period of wrangler.toml's TOKEN_WRITES binding: a refusal waits for the next one. */
+const WRITE_FLOOD_SECONDS = 10;
+
+/** The Worker's Rate Limiting binding, keyed by realm and token (its SHA-256, never the token). */
+async function withinWriteFlood(env: Env, realm: string, caller: Caller): Promise<boolean> {
+  if (caller.kind !== "token") return true;
+  return (await env.TOKEN_WRITES.limit({ key: writeFloodKey(realm, caller.hash) })).success;
+}
+
+export function writeFloodKey(realm: string, tokenHash: string): string {
+  return `${realm}/${tokenHash}`;
+}
+
 const CONTENT_YAML = /^(application|text)\/(x-)?yaml\b/i;
 const CONTENT_JSON = /^application\/([\w.+-]*\+)?json\b/i;
 
@@ -280,6 +293,18 @@ export function createApp(): Hono<Env2> {
     const caller = await callerFrom(c.req.header("authorization"), c.env.HOPWAY_ADMIN_TOKEN, tokenKeys(c.env), realm);
     // A token's MAC already proves the realm was created (tokens are minted inside it).
     if (caller.kind === "admin") await requireRealm(c.env, realm);
+    // A signed token's writes past the coarse per-location bound stop here, before the object
+    // (wrangler.toml, TOKEN_WRITES); the object's budgets are the exact ones.
+    else if (c.req.method !== "GET" && c.req.method !== "HEAD" && !(await withinWriteFlood(c.env, realm, caller))) {
+      throw new EdgeError(
+        429,
+        "rate_limited",
+        "this token sent more writes than the edge takes from one token in 10 s; try again in 10 s",
+        undefined,
+        undefined,
+        WRITE_FLOOD_SECONDS,
+      );
+    }
     c.set("realm", realm);
     c.set("caller", caller);
     c.set("stub", c.env.REALM.get(c.env.REALM.idFromName(realm)) as RealmStub);

@@ -5,6 +5,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RealmObject } from "../../durable-objects/realm.ts";
+import { writeFloodKey } from "../../src/edge/app.ts";
 import { call, newRealm, node } from "./helpers.ts";
 
 const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
@@ -168,6 +169,35 @@ describe("write budgets", () => {
     const slow = await call("PUT", `${base}/nodes/b-1`, { token: small.token, body: node("b-1", "b") });
     expect([slow.status, slow.headers.get("retry-after")]).toEqual([429, "4"]);
   });
+
+  it("a flood of writes stops at the Worker's per-token bound, before the realm's object", async () => {
+    const realm = await newRealm("rate-flood");
+    const base = `/v1/realms/${realm}`;
+    const flooder = await token(realm, "agent", ["a"]);
+    const other = await token(realm, "agent", ["b"]);
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(flooder.token));
+    const hash = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+    const key = writeFloodKey(realm, hash);
+    // Spend the binding's window (wrangler.toml: 5,000 per 10 s) as that many writes would. Its
+    // windows are aligned to the clock, so a window that ends meanwhile starts the count again.
+    let spent = 0;
+    while (spent < 15_000 && (await env.TOKEN_WRITES.limit({ key })).success) spent++;
+    expect(spent).toBeGreaterThanOrEqual(1);
+    expect(spent).toBeLessThan(15_000);
+    const refused = await call("PUT", `${base}/nodes/a-0`, { token: flooder.token, body: node("a-0", "a") });
+    expect([refused.status, refused.body.error.code, refused.headers.get("retry-after")]).toEqual([
+      429,
+      "rate_limited",
+      "10",
+    ]);
+    // The object never saw it: no bucket charged, nothing stored.
+    expect(await runInDurableObject(stubOf(realm), (o: RealmObject) => o.writeBucketsForTest())).toBe(0);
+    expect((await call("GET", `${base}/nodes/a-0`)).status).toBe(404);
+    // Reads, another token's writes and the admin's go on.
+    expect((await call("GET", `${base}/nodes`, { token: flooder.token })).status).toBe(200);
+    expect((await call("PUT", `${base}/nodes/b-0`, { token: other.token, body: node("b-0", "b") })).status).toBe(201);
+    expect((await call("PUT", `${base}/nodes/a-0`, { body: node("a-0", "a") })).status).toBe(201);
+  }, 30_000);
 
   it("keeps no bucket for a token the realm does not know", async () => {
     const realm = await newRealm("rate-unknown");
