@@ -1,25 +1,15 @@
 // Token scopes: 401 without or with an unknown token, 403 for the wrong role or namespace.
 import { describe, expect, it } from "vitest";
-import { call, newRealm, node } from "./helpers.ts";
-
-async function token(
-  realm: string,
-  role: "agent" | "reader",
-  namespaces: string[] = [],
-): Promise<{ token: string; id: string }> {
-  const r = await call("POST", `/v1/realms/${realm}/tokens`, { body: { role, namespaces } });
-  expect(r.status, JSON.stringify(r.body)).toBe(201);
-  return r.body;
-}
+import { call, mintToken, newRealm, node } from "./helpers.ts";
 
 describe("auth", () => {
   it("the 401/403 matrix", async () => {
     const realm = await newRealm("auth");
     const other = await newRealm("auth-other");
     await call("PUT", `/v1/realms/${realm}/nodes/in-b`, { body: node("in-b", "b") });
-    const agent = await token(realm, "agent", ["a"]);
-    const reader = await token(realm, "reader");
-    const foreign = await token(other, "agent", ["a"]);
+    const agent = await mintToken(realm, "agent", ["a"]);
+    const reader = await mintToken(realm, "reader");
+    const foreign = await mintToken(other, "agent", ["a"]);
     expect(agent.token).toMatch(/^hwt2_[0-9a-f]{16}_[0-9a-f]{48}_[0-9a-f]{32}$/);
 
     const base = `/v1/realms/${realm}`;
@@ -63,7 +53,7 @@ describe("auth", () => {
 
   it("tokens are listed without secrets, stored only as hashes, and revocable", async () => {
     const realm = await newRealm("tok");
-    const t = await token(realm, "reader");
+    const t = await mintToken(realm, "reader");
     const list = await call("GET", `/v1/realms/${realm}/tokens`);
     expect(list.body.tokens).toEqual([{ id: t.id, role: "reader", namespaces: [], created_at: expect.any(String) }]);
     expect(JSON.stringify(list.body)).not.toContain(t.token);
@@ -85,7 +75,7 @@ describe("auth", () => {
     const { runInDurableObject } = await import("cloudflare:test");
     const { env } = await import("cloudflare:workers");
     const realm = await newRealm("hash");
-    const t = await token(realm, "agent", ["x"]);
+    const t = await mintToken(realm, "agent", ["x"]);
     const rows = await runInDurableObject(env.REALM.get(env.REALM.idFromName(realm)), (_i, state) =>
       state.storage.sql.exec<{ hash: string }>("SELECT * FROM tokens").toArray(),
     );

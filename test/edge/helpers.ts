@@ -67,6 +67,17 @@ export async function call(
   return { status: res.status, headers: res.headers, body: parsed };
 }
 
+/** A scoped token of `realm`, minted by the admin: the token and its id. */
+export async function mintToken(
+  realm: string,
+  role: "agent" | "reader",
+  namespaces: string[] = [],
+): Promise<{ token: string; id: string }> {
+  const r = await call("POST", `/v1/realms/${realm}/tokens`, { body: { role, namespaces } });
+  if (r.status !== 201) throw new Error(`minting a token in ${realm}: ${r.status} ${JSON.stringify(r.body)}`);
+  return { token: r.body.token as string, id: r.body.id as string };
+}
+
 export function node(name: string, ns = "ns1", extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     name,

@@ -6,7 +6,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RealmObject } from "../../durable-objects/realm.ts";
 import { writeFloodKey } from "../../src/edge/app.ts";
-import { call, newRealm, node } from "./helpers.ts";
+import { call, mintToken, newRealm, node } from "./helpers.ts";
 
 const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
 
@@ -14,16 +14,6 @@ async function setClock(realm: string, at: number): Promise<void> {
   await runInDurableObject(stubOf(realm), (instance: RealmObject) => {
     instance.clockForTest = () => at;
   });
-}
-
-async function token(
-  realm: string,
-  role: "agent" | "reader",
-  namespaces: string[] = [],
-): Promise<{ token: string; id: string }> {
-  const r = await call("POST", `/v1/realms/${realm}/tokens`, { body: { role, namespaces } });
-  expect(r.status).toBe(201);
-  return { token: r.body.token as string, id: r.body.id as string };
 }
 
 describe("write budgets", () => {
@@ -35,8 +25,8 @@ describe("write budgets", () => {
     expect(
       (await call("PUT", `${base}/limits`, { body: { token_writes_per_second: 2, token_write_burst: 3 } })).status,
     ).toBe(200);
-    const tenant = await token(realm, "agent", ["a"]);
-    const victim = await token(realm, "agent", ["b"]);
+    const tenant = await mintToken(realm, "agent", ["a"]);
+    const victim = await mintToken(realm, "agent", ["b"]);
 
     for (let i = 0; i < 3; i++) {
       expect(
@@ -74,7 +64,7 @@ describe("write budgets", () => {
     const t0 = Date.UTC(2026, 11, 2);
     await setClock(realm, t0);
     await call("PUT", `${base}/limits`, { body: { token_writes_per_second: 1, token_write_burst: 5 } });
-    const t = await token(realm, "agent", ["a"]);
+    const t = await mintToken(realm, "agent", ["a"]);
     const as = { token: t.token };
     expect(
       (await call("PUT", `${base}/nodes/a-0`, { ...as, body: { ...node("a-0", "a"), ttl_seconds: 60 } })).status,
@@ -110,8 +100,8 @@ describe("write budgets", () => {
     expect([set.body.token_writes_per_second, set.body.token_changes_per_second, set.body.token_change_burst]).toEqual([
       200, 1, 2,
     ]);
-    const tenant = await token(realm, "agent", ["a"]);
-    const victim = await token(realm, "agent", ["b"]);
+    const tenant = await mintToken(realm, "agent", ["a"]);
+    const victim = await mintToken(realm, "agent", ["b"]);
     const as = { token: tenant.token };
     const a0 = { ...node("a-0", "a"), ttl_seconds: 60 };
     expect((await call("PUT", `${base}/nodes/a-0`, { ...as, body: a0 })).status).toBe(201);
@@ -148,8 +138,8 @@ describe("write budgets", () => {
     const realm = await newRealm("rate-own");
     const base = `/v1/realms/${realm}`;
     await setClock(realm, Date.UTC(2026, 11, 2));
-    const big = await token(realm, "agent", ["a"]);
-    const small = await token(realm, "agent", ["b"]);
+    const big = await mintToken(realm, "agent", ["a"]);
+    const small = await mintToken(realm, "agent", ["b"]);
     const set = await call("PUT", `${base}/limits`, {
       body: { token_writes_per_second: 1, token_write_burst: 1, tokens: { [big.id]: { writes_per_second: 0 } } },
     });
@@ -173,8 +163,8 @@ describe("write budgets", () => {
   it("a flood of writes stops at the Worker's per-token bound, before the realm's object", async () => {
     const realm = await newRealm("rate-flood");
     const base = `/v1/realms/${realm}`;
-    const flooder = await token(realm, "agent", ["a"]);
-    const other = await token(realm, "agent", ["b"]);
+    const flooder = await mintToken(realm, "agent", ["a"]);
+    const other = await mintToken(realm, "agent", ["b"]);
     const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(flooder.token));
     const hash = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
     const key = writeFloodKey(realm, hash);
@@ -202,7 +192,7 @@ describe("write budgets", () => {
   it("keeps no bucket for a token the realm does not know", async () => {
     const realm = await newRealm("rate-unknown");
     const base = `/v1/realms/${realm}`;
-    const t = await token(realm, "agent", ["a"]);
+    const t = await mintToken(realm, "agent", ["a"]);
     expect((await call("DELETE", `${base}/tokens/${t.id}`)).status).toBe(200);
     for (let i = 0; i < 5; i++) {
       expect((await call("PUT", `${base}/nodes/a-${i}`, { token: t.token, body: node(`a-${i}`, "a") })).status).toBe(
@@ -240,7 +230,7 @@ describe("write budgets", () => {
       view.tokens,
     ]).toEqual([200, 2_000, 10, 500, {}]);
     // An agent token may not set its own budget.
-    const t = await token(realm, "agent", ["a"]);
+    const t = await mintToken(realm, "agent", ["a"]);
     expect((await call("PUT", `${base}/limits`, { token: t.token, body: { token_writes_per_second: 0 } })).status).toBe(
       403,
     );
