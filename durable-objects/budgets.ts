@@ -1,9 +1,9 @@
-// Each agent or reader token's write budget (docs/contract/edge-api.md §14.1),
-// charged before the realm's object does any work for the request. Buckets are
-// kept in memory only: an object that restarts starts every token full, which
-// costs at most one burst per token, and a request never waits on a storage
-// write to be counted. Only authenticated tokens get a bucket, so nothing is
-// kept for a caller the realm does not know.
+// The buckets of one of each agent or reader token's two budgets, its writes or
+// its changes (docs/contract/edge-api.md §14.1), charged before the realm's
+// object does the work. Buckets are kept in memory only: an object that restarts
+// starts every token full, which costs at most one burst per token, and a request
+// never waits on a storage write to be counted. Only authenticated tokens get a
+// bucket, so nothing is kept for a caller the realm does not know.
 import { type Bucket, isFull, type Rate, take } from "../src/core/rate.ts";
 
 /** Buckets held before full ones are forgotten: past it, memory stays bounded whatever the tokens do. */
@@ -11,7 +11,7 @@ const MAX_BUCKETS = 10_000;
 
 export type Charge = { ok: true } | { ok: false; retryAfterMs: number; rate: Rate };
 
-export class WriteBudgets {
+export class TokenBuckets {
   private readonly buckets = new Map<string, Bucket>();
 
   charge(tokenId: string, now: number, rate: Rate, cost: number): Charge {

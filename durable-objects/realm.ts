@@ -47,7 +47,7 @@ import type {
   WorkloadView,
   WriteResult,
 } from "../src/edge/types.ts";
-import { WriteBudgets } from "./budgets.ts";
+import { TokenBuckets } from "./budgets.ts";
 import { type AuthorityRow, CaStore, MAX_OUTSTANDING_PER_NAME, OUTSTANDING_PER_NAMESPACE_RECORD } from "./ca.ts";
 import { NameHoldStore } from "./holds.ts";
 import { LimitStore } from "./limits.ts";
@@ -176,8 +176,8 @@ export class RealmObject extends DurableObject<Env> {
   private policies!: PolicyStore;
   private limits!: LimitStore;
   private holds!: NameHoldStore;
-  private readonly writeBudgets = new WriteBudgets();
-  private readonly changeBudgets = new WriteBudgets();
+  private readonly writeBudgets = new TokenBuckets();
+  private readonly changeBudgets = new TokenBuckets();
   private alarmAt: number | null = null;
   private readonly waiters = new Set<Waiter>();
   /**
@@ -210,7 +210,7 @@ export class RealmObject extends DurableObject<Env> {
     this.holds = new NameHoldStore(this.ctx.storage.sql);
   }
 
-  /** Tokens holding a request bucket now: none is kept for a caller the realm does not know. */
+  /** Buckets held now, of both budgets: none is kept for a caller the realm does not know. */
   writeBucketsForTest(): number {
     return this.writeBudgets.sizeForTest + this.changeBudgets.sizeForTest;
   }

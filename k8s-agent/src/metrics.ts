@@ -42,7 +42,7 @@ export interface RelayMetricSources {
   edgeReachable: () => boolean;
   /** True while the edge refuses the agent's token. */
   edgeAuthFailed?: () => boolean;
-  /** 429 answers from the edge: this agent's token was past its write budget. */
+  /** 429 answers from the edge: this agent's token was past its write or change budget. */
   edgeThrottled?: () => number;
   /** Open relay links per peer relay (names from the route table: a bounded set). */
   linksByPeer?: () => Map<string, number>;
@@ -234,7 +234,7 @@ export function createRelayMetrics(registry: Registry, src: RelayMetricSources):
   );
   new Counter({
     name: "hopway_edge_throttled_total",
-    help: "Requests the edge refused with 429: the agent token was past its write budget, and the agent's requests waited the Retry-After.",
+    help: "Requests the edge refused with 429: the agent token was past its write or change budget, and the agent's requests waited the Retry-After.",
     registers: [registry],
     collect() {
       this.reset();

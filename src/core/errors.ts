@@ -22,7 +22,7 @@ export const ERROR_CODES = [
   "name_held", // another namespace's record of this name went away moments ago; it keeps the name a while (409)
   "name_in_use", // another agent instance holds the record's live lease: two agents register one name (409)
   "method_not_allowed", // an HTTP method no endpoint takes (405)
-  "rate_limited", // the token is past its write budget; Retry-After says when to try again (429)
+  "rate_limited", // the token is past its write or change budget; Retry-After says when to try again (429)
   "not_configured", // a secret the request needs is not set on the Worker (503)
   "internal",
 ] as const;

@@ -270,7 +270,7 @@ export class EdgeClient {
       this.authRefusedWrite = false;
       this.o.log?.info("edge accepts the token again", { realm: this.o.realm });
     }
-    // Past the token's write budget (docs/contract/edge-api.md §14.1): the edge answered, and the
+    // Past the token's write or change budget (docs/contract/edge-api.md §14.1): the edge answered, and the
     // pacer holds every request until its Retry-After. Said as what it is, at most once a minute
     // (hopway_edge_throttled_total counts every one).
     const throttled = !ok && error instanceof HttpStatusError && error.status === 429;

@@ -1,5 +1,5 @@
 // One agent's requests to the edge, paced by the edge's own answer. Past a
-// token's write budget the edge answers 429 with Retry-After
+// token's write or change budget the edge answers 429 with Retry-After
 // (docs/contract/edge-api.md §14.1). The budget is the token's, shared by every
 // loop of the agent (leases, route tables, listeners, group memberships,
 // certificates) and by every agent holding the same token, so each loop backing
@@ -9,10 +9,11 @@
 // Time is injected, so tests drive it without waiting.
 
 /**
- * The longest a Retry-After is taken at its word. The edge's own are 1 s (a budget refills at
- * least one request a second). A pause stays inside the agent's shortest request timeout (3 s, a
- * key look-up's first fetch of a group), so a paced request is not cut off as if the edge were
- * unreachable; a longer Retry-After from elsewhere is met again at the next request.
+ * The longest a Retry-After is taken at its word. The edge's are 1 s at its default budgets (any
+ * budget of at least one write a second), longer for a fractional one, and 10 s past the Worker's
+ * flood bound. A pause stays inside the agent's shortest request timeout (3 s, a key look-up's
+ * first fetch of a group), so a paced request is not cut off as if the edge were unreachable; a
+ * longer Retry-After is met again, 429 after 429, every MAX_PAUSE_MS.
  */
 export const MAX_PAUSE_MS = 2_000;
 

@@ -73,7 +73,7 @@ export class ListenerFollower {
       } catch (err) {
         if (this.stopped) return;
         const refused = err instanceof HttpStatusError && (err.status === 401 || err.status === 403);
-        // A 429 is the token's write budget, which the edge client says; the pacer already waited.
+        // A 429 is the token's budget at the edge, which the edge client says; the pacer already waited.
         const throttled = err instanceof HttpStatusError && err.status === 429;
         if (!refused && !throttled) this.o.log?.warn("listener declarations: edge unreachable", { error: String(err) });
         else if (!refusedSaid) {
