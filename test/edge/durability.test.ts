@@ -1,6 +1,5 @@
 // State survives Durable Object eviction; an old schema migrates in place.
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { migrate, SCHEMA_VERSION } from "../../durable-objects/migrations.ts";
 import type { RealmObject } from "../../durable-objects/realm.ts";
@@ -13,9 +12,8 @@ import {
   recordsBeforeOwnerNamespace,
   recordsBeforeReportNamespace,
   storedRealmState,
+  stubOf,
 } from "./helpers.ts";
-
-const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
 
 describe("durability", () => {
   it("eviction keeps records, leases, tokens and the version", async () => {

@@ -67,6 +67,18 @@ export async function call(
   return { status: res.status, headers: res.headers, body: parsed };
 }
 
+/** The realm's Durable Object, for runInDurableObject and the like. */
+export function stubOf(realm: string): DurableObjectStub<RealmObject> {
+  return env.REALM.get(env.REALM.idFromName(realm)) as DurableObjectStub<RealmObject>;
+}
+
+/** Sets the realm object's clock (leases, names held, budgets) to `at`, ms since the epoch. */
+export async function setClock(realm: string, at: number): Promise<void> {
+  await runInDurableObject(stubOf(realm), (instance: RealmObject) => {
+    instance.clockForTest = () => at;
+  });
+}
+
 /** A scoped token of `realm`, minted by the admin: the token and its id. */
 export async function mintToken(
   realm: string,

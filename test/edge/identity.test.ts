@@ -3,16 +3,13 @@
 // bundle, that the CA's private key never leaves, rotation and retirement,
 // and that the bundle reaches agents with route tables and /changes.
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { SCHEMA_VERSION } from "../../durable-objects/migrations.ts";
 import type { RealmObject } from "../../durable-objects/realm.ts";
 import { fromBase64, toBase64, toPem } from "../../src/core/der.ts";
 import { parseCertificate, verifySignature } from "../../src/core/x509.ts";
 import { clearRealmCacheForTest } from "../../src/edge/realm-cache.ts";
-import { type Call, newRealm, node, call as rawCall, recordsBeforeReportNamespace } from "./helpers.ts";
-
-const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
+import { type Call, newRealm, node, call as rawCall, recordsBeforeReportNamespace, stubOf } from "./helpers.ts";
 
 /** Every answer body of the test, to search for key material afterwards. */
 const seen: string[] = [];

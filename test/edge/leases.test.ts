@@ -1,19 +1,8 @@
 // Leases expire through the Durable Object's alarm, with time injected so the test is deterministic.
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RealmObject } from "../../durable-objects/realm.ts";
-import { call, newRealm, node, storedRealmState } from "./helpers.ts";
-
-function stubOf(realm: string) {
-  return env.REALM.get(env.REALM.idFromName(realm));
-}
-
-async function setClock(realm: string, at: number): Promise<void> {
-  await runInDurableObject(stubOf(realm), (instance: RealmObject) => {
-    instance.clockForTest = () => at;
-  });
-}
+import { call, newRealm, node, setClock, storedRealmState, stubOf } from "./helpers.ts";
 
 const relay = (name: string, ns: string) => ({
   name,

@@ -2,18 +2,9 @@
 // are computed from (docs/contract/edge-api.md §14). A write that would add
 // past a limit stores nothing; one that keeps or lowers a count always passes.
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RealmObject } from "../../durable-objects/realm.ts";
-import { call, newRealm, node, storedRealmState } from "./helpers.ts";
-
-const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
-
-async function setClock(realm: string, at: number): Promise<void> {
-  await runInDurableObject(stubOf(realm), (instance: RealmObject) => {
-    instance.clockForTest = () => at;
-  });
-}
+import { call, newRealm, node, setClock, storedRealmState, stubOf } from "./helpers.ts";
 
 async function agentToken(realm: string, namespaces: string[]): Promise<string> {
   const r = await call("POST", `/v1/realms/${realm}/tokens`, { body: { role: "agent", namespaces } });

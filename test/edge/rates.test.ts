@@ -6,15 +6,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RealmObject } from "../../durable-objects/realm.ts";
 import { writeFloodKey } from "../../src/edge/app.ts";
-import { call, mintToken, newRealm, node } from "./helpers.ts";
-
-const stubOf = (realm: string) => env.REALM.get(env.REALM.idFromName(realm));
-
-async function setClock(realm: string, at: number): Promise<void> {
-  await runInDurableObject(stubOf(realm), (instance: RealmObject) => {
-    instance.clockForTest = () => at;
-  });
-}
+import { call, mintToken, newRealm, node, setClock, stubOf } from "./helpers.ts";
 
 describe("write budgets", () => {
   it("refuses a token's writes past its budget with 429 and Retry-After, stores nothing, and lets others through", async () => {
