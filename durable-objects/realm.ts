@@ -608,9 +608,12 @@ export class RealmObject extends DurableObject<Env> {
     return "ok" in p ? p : { ok: true };
   }
 
-  /** `charged: false` after `mayImport`, which charged the request. */
-  importRecords(caller: Caller, records: HopwayRecord[], charged = true): Result<WriteResult & { records: number }> {
-    const p = this.principal(caller, charged ? 1 : 0);
+  /**
+   * The Worker asks `mayImport` first, which charged this import to the token's write budget: it
+   * is not charged again here. Its change is charged below, once it is known to be allowed.
+   */
+  importRecords(caller: Caller, records: HopwayRecord[]): Result<WriteResult & { records: number }> {
+    const p = this.principal(caller);
     if ("ok" in p) return p;
     this.catchUp(this.now());
     // parseRecords refuses duplicate names, so each placement is one distinct record.

@@ -203,9 +203,8 @@ async function requireRealm(env: Env, realm: string): Promise<void> {
 const WRITE_FLOOD_SECONDS = 10;
 
 /** The Worker's Rate Limiting binding, keyed by realm and token (its SHA-256, never the token). */
-async function withinWriteFlood(env: Env, realm: string, caller: Caller): Promise<boolean> {
-  if (caller.kind !== "token") return true;
-  return (await env.TOKEN_WRITES.limit({ key: writeFloodKey(realm, caller.hash) })).success;
+async function withinWriteFlood(env: Env, realm: string, tokenHash: string): Promise<boolean> {
+  return (await env.TOKEN_WRITES.limit({ key: writeFloodKey(realm, tokenHash) })).success;
 }
 
 export function writeFloodKey(realm: string, tokenHash: string): string {
@@ -295,11 +294,16 @@ export function createApp(): Hono<Env2> {
     if (caller.kind === "admin") await requireRealm(c.env, realm);
     // A signed token's writes past the coarse per-location bound stop here, before the object
     // (wrangler.toml, TOKEN_WRITES); the object's budgets are the exact ones.
-    else if (c.req.method !== "GET" && c.req.method !== "HEAD" && !(await withinWriteFlood(c.env, realm, caller))) {
+    else if (
+      c.req.method !== "GET" &&
+      c.req.method !== "HEAD" &&
+      !(await withinWriteFlood(c.env, realm, caller.hash))
+    ) {
       throw new EdgeError(
         429,
         "rate_limited",
-        "this token sent more writes than the edge takes from one token in 10 s; try again in 10 s",
+        `this token sent more writes than the edge takes from one token in ${WRITE_FLOOD_SECONDS} s; ` +
+          `try again in ${WRITE_FLOOD_SECONDS} s`,
         undefined,
         undefined,
         WRITE_FLOOD_SECONDS,
@@ -326,7 +330,7 @@ export function createApp(): Hono<Env2> {
     const unscoped = parsed.records.flatMap((r, i) => unscopedGroupProblem(r, parsed.paths[i] ?? `[${i}]`) ?? []);
     if (unscoped.length > 0) throw invalid(unscoped);
     // mayImport charged this import to the token's write budget (docs/contract/edge-api.md §14.1).
-    const r = await c.var.stub.importRecords(c.var.caller, parsed.records, false);
+    const r = await c.var.stub.importRecords(c.var.caller, parsed.records);
     if (!r.ok && r.error.path !== undefined) {
       // The object names a refused record by its index; the user knows it by its place in the text.
       const m = /^\[(\d+)\]/.exec(r.error.path);
