@@ -22,6 +22,7 @@
 //   HOPWAY_MAX_CONNECTIONS_PER_SOURCE relay.limits.max_connections_per_source
 //   HOPWAY_MAX_CONNECTIONS_PER_NAMESPACE relay.limits.max_connections_per_namespace
 //   HOPWAY_MAX_LINKS_PER_NAMESPACE relay.limits.max_links_per_namespace
+//   HOPWAY_NAMESPACE_STREAMS_PER_SECOND relay.limits.namespace_streams_per_second
 //   HOPWAY_MAX_BUFFERED_BYTES relay.limits.max_buffered_bytes
 //   HOPWAY_MAX_HANDSHAKES  relay.limits.max_handshakes
 //   HOPWAY_LINK_PROTOCOL   relay.links.protocol (mux | h2)
@@ -131,6 +132,13 @@ const LimitsSchema = z
      * 100 KB of memory, a stream on it a few. 0 = off.
      */
     max_links_per_namespace: z.coerce.number().int().min(0).max(1_000_000).default(128),
+    /**
+     * How fast the relays of one tenant may open tunnels (link streams) here, per second; 0 = off.
+     * Fractions are allowed (0.5: one every 2 s).
+     */
+    namespace_streams_per_second: z.coerce.number().min(0).max(1_000_000).default(1_000),
+    /** How many of them at once after a quiet spell (the bucket's depth). */
+    namespace_stream_burst: z.coerce.number().int().min(1).max(1_000_000).default(2_000),
     /**
      * Handshakes from sources outside client_cidrs before their credentials are checked: a
      * pool of their own, so unauthenticated peers never take authenticated capacity. When
@@ -411,6 +419,7 @@ export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unkn
   ["HOPWAY_MAX_CONNECTIONS_PER_SOURCE", ["relay", "limits", "max_connections_per_source"], String],
   ["HOPWAY_MAX_CONNECTIONS_PER_NAMESPACE", ["relay", "limits", "max_connections_per_namespace"], String],
   ["HOPWAY_MAX_LINKS_PER_NAMESPACE", ["relay", "limits", "max_links_per_namespace"], String],
+  ["HOPWAY_NAMESPACE_STREAMS_PER_SECOND", ["relay", "limits", "namespace_streams_per_second"], String],
   ["HOPWAY_MAX_BUFFERED_BYTES", ["relay", "limits", "max_buffered_bytes"], String],
   ["HOPWAY_MAX_HANDSHAKES", ["relay", "limits", "max_handshakes"], String],
   ["HOPWAY_LINK_PROTOCOL", ["relay", "links", "protocol"], String],

@@ -139,6 +139,8 @@ export async function startAgent(
         ? {}
         : { maxConnectionsPerNamespace: limits.max_connections_per_namespace }),
       maxLinksPerNamespace: limits.max_links_per_namespace,
+      namespaceStreamsPerSecond: limits.namespace_streams_per_second,
+      namespaceStreamBurst: limits.namespace_stream_burst,
       maxHandshakes: limits.max_handshakes,
       maxHandshakesPerSource: limits.max_handshakes_per_source,
       handshakeTimeoutMs: limits.handshake_timeout_ms,

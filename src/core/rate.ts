@@ -1,4 +1,6 @@
-// Write budgets: a token bucket per caller (docs/contract/edge-api.md §14.1).
+// Token buckets: the edge's write budgets per caller (docs/contract/edge-api.md §14.1), and a
+// relay's stream rate per tenant (docs/contract/relay-protocol.md §3.2).
+//
 // The realm's Durable Object is one thread for every namespace of the realm, and
 // a write that changes records wakes every agent following the realm, so one
 // tenant's token writing as fast as it can would cost every other tenant. Each
@@ -7,7 +9,7 @@
 //
 // Part of the pure core: no `cloudflare:*`, `hono` or `node:*`; time is a parameter.
 
-/** A caller's bucket: the requests it may still make at once, as of `at` (ms since the epoch). */
+/** A caller's bucket: the requests it may still make at once, as of `at` (ms on the caller's clock). */
 export interface Bucket {
   tokens: number;
   at: number;

@@ -10,6 +10,7 @@
 // HOPWAY_LINK_PROTOCOL (mux | h2, as for the agent) is the framing it dials links with.
 // HOPWAY_LINK_WINDOW_GROWTH_BYTES sets links.windowGrowthBudgetBytes (0: stream windows stay fixed).
 // HOPWAY_MAX_BUFFERED_BYTES sets limits.maxBufferedBytes; HOPWAY_BENCH_TENANTS (JSON) the table's peers.tenants.
+// HOPWAY_NAMESPACE_STREAMS_PER_SECOND sets limits.namespaceStreamsPerSecond.
 // Messages in: {cmd: "rss"} → {rss} after a full GC; {cmd: "metrics"} → {text}.
 import { createServer } from "node:net";
 import { Registry } from "prom-client";
@@ -67,6 +68,9 @@ const relay: Relay = new Relay({
     bufferBytes,
     ...(process.env.HOPWAY_MAX_BUFFERED_BYTES !== undefined
       ? { maxBufferedBytes: Number(process.env.HOPWAY_MAX_BUFFERED_BYTES) }
+      : {}),
+    ...(process.env.HOPWAY_NAMESPACE_STREAMS_PER_SECOND !== undefined
+      ? { namespaceStreamsPerSecond: Number(process.env.HOPWAY_NAMESPACE_STREAMS_PER_SECOND) }
       : {}),
   },
   observer: metrics,

@@ -28,7 +28,14 @@
 // A link costs the relay far more memory than a stream on it (its TLS session and
 // buffers: about 100 KB against a few), so `maxLinksPerNamespace` also bounds the
 // links alone.
+//
+// Per tenant too, `namespaceStreamsPerSecond` bounds how fast the relays of one
+// unshared namespace open streams here (a token bucket, `namespaceStreamBurst`
+// deep): within its share of places a tenant could otherwise churn tunnels as
+// fast as the relay sets them up, each a route look-up, a dial and a close, and
+// take most of the relay's one thread from every other namespace.
 import type { Socket } from "node:net";
+import { type Bucket, isFull, type Rate, take } from "@hopway/core/rate";
 
 export interface AdmissionLimits {
   /** Authenticated connections (the tunnel pool). */
@@ -43,7 +50,17 @@ export interface AdmissionLimits {
   maxConnectionsPerNamespace: number;
   /** Of those, the links alone; 0 = no cap. */
   maxLinksPerNamespace: number;
+  /** Link streams the relays of one tenant may open per second, refilled steadily; 0 = no limit. */
+  namespaceStreamsPerSecond: number;
+  /** How many of them they may open at once after a quiet spell. */
+  namespaceStreamBurst: number;
 }
+
+/**
+ * Past this many tenants' buckets, full ones are forgotten (a full bucket is what a new one starts
+ * as). Tenants come from the route table's `peers.tenants`, so the map is bounded by that list.
+ */
+const MAX_RATE_BUCKETS = 1_024;
 
 // What admission knows of a connection lives on its socket, under symbols of this module:
 // fields read and written on every connection, rather than entries in weak collections.
@@ -69,6 +86,7 @@ export class Admission<K extends object = Socket> {
   private readonly perSource = new Map<string, number>();
   private readonly perTenant = new Map<string, number>();
   private readonly linksPerTenant = new Map<string, number>();
+  private readonly streamBuckets = new Map<string, Bucket>();
   private tunnelPool = 0;
 
   constructor(private readonly limits: AdmissionLimits) {}
@@ -162,6 +180,35 @@ export class Admission<K extends object = Socket> {
     if (share !== undefined || tenant === undefined || cap <= 0) return share;
     if ((this.linksPerTenant.get(tenant) ?? 0) < cap) return undefined;
     return `namespace '${tenant}' holds its limit of ${cap} links (max_links_per_namespace)`;
+  }
+
+  /**
+   * Takes one stream opening from `tenant`'s bucket at `now` (ms, any monotonic clock). Returns
+   * undefined when it may open, or the milliseconds until it could. No tenant, or a rate of 0,
+   * is never limited.
+   */
+  streamRateRefusal(tenant: string | undefined, now: number): number | undefined {
+    const rate = this.streamRate;
+    if (tenant === undefined || rate.perSecond <= 0) return undefined;
+    if (!this.streamBuckets.has(tenant) && this.streamBuckets.size >= MAX_RATE_BUCKETS) {
+      for (const [t, b] of this.streamBuckets) if (isFull(b, now, rate)) this.streamBuckets.delete(t);
+    }
+    const r = take(this.streamBuckets.get(tenant), now, rate);
+    this.streamBuckets.set(tenant, r.bucket);
+    return r.ok ? undefined : r.retryAfterMs;
+  }
+
+  /** How many tenants' stream buckets are kept. */
+  streamRateBucketsForTest(): number {
+    return this.streamBuckets.size;
+  }
+
+  /** The tenant stream rate in force, as the core's bucket reads it. */
+  get streamRate(): Rate {
+    return {
+      perSecond: Math.max(0, this.limits.namespaceStreamsPerSecond),
+      burst: Math.max(1, this.limits.namespaceStreamBurst),
+    };
   }
 
   /** Links the relays of `tenant` hold. */

@@ -92,6 +92,12 @@ export interface RelayLimits {
    * a stream on it); 0 = no cap.
    */
   maxLinksPerNamespace: number;
+  /**
+   * Link streams the relays of one tenant may open per second, with `namespaceStreamBurst` at
+   * once after a quiet spell (docs/contract/relay-protocol.md §3.2); 0 = no limit.
+   */
+  namespaceStreamsPerSecond: number;
+  namespaceStreamBurst: number;
   /** Unauthenticated handshakes in flight (sources outside client_cidrs); the oldest goes when full. */
   maxHandshakes: number;
   /** Unauthenticated handshakes one source address may hold; 0 = no cap. */
@@ -117,6 +123,8 @@ export const DEFAULT_LIMITS: RelayLimits = {
   maxConnectionsPerSource: 1_024,
   maxConnectionsPerNamespace: 2_500,
   maxLinksPerNamespace: 128,
+  namespaceStreamsPerSecond: 1_000,
+  namespaceStreamBurst: 2_000,
   maxHandshakes: 256,
   maxHandshakesPerSource: 64,
   handshakeTimeoutMs: 3_000,
@@ -298,6 +306,7 @@ export class Relay {
   private connections = 0;
   private draining = false;
   private readonly tenantWarnings = new LogLimit(1, TENANT_WARN_MS);
+  private readonly tenantRateWarnings = new LogLimit(1, TENANT_WARN_MS);
   private idleWaiters: Array<() => void> = [];
   // Listeners shared by every connection (`this` is the socket or stream), not closures per connection.
   private readonly onOwnedClose: (this: Socket) => void;
@@ -1053,6 +1062,19 @@ export class Relay {
     // A stream takes a place in the tunnel pool, as the per-tunnel connection it replaces did, and
     // one in the share of the tenant whose relay opened it.
     const tenant = this.table.tenant(peer);
+    // Before anything else is spent on it: a tenant over its rate costs the relay a parse and this answer.
+    const wait = this.admission.streamRateRefusal(tenant, performance.now());
+    if (wait !== undefined && tenant !== undefined) {
+      this.warnTenantRate(tenant, peer);
+      return this.refuseLinkStream(
+        stream,
+        new Refusal(
+          "namespace_rate",
+          `namespace '${tenant}' opens streams faster than ${this.limits.namespaceStreamsPerSecond}/s ` +
+            `(namespace_streams_per_second); retry in ${Math.ceil(wait)} ms`,
+        ),
+      );
+    }
     const full = this.admission.takeStream(tenant);
     if (full === "tenant" && tenant !== undefined) {
       this.warnTenantFull(tenant, peer);
@@ -1137,6 +1159,18 @@ export class Relay {
       namespace: tenant,
       peer,
       max_connections_per_namespace: this.limits.maxConnectionsPerNamespace,
+      refused_since_last: left + 1,
+    });
+  }
+
+  private warnTenantRate(tenant: string, peer: string): void {
+    const left = this.tenantRateWarnings.take();
+    if (left === undefined) return;
+    this.log("warn", "tunnel refused: namespace over its stream rate", {
+      namespace: tenant,
+      peer,
+      namespace_streams_per_second: this.limits.namespaceStreamsPerSecond,
+      namespace_stream_burst: this.limits.namespaceStreamBurst,
       refused_since_last: left + 1,
     });
   }

@@ -59,6 +59,7 @@ describe("agent config", () => {
       HOPWAY_MAX_CONNECTIONS_PER_SOURCE: "12",
       HOPWAY_MAX_CONNECTIONS_PER_NAMESPACE: "20",
       HOPWAY_MAX_LINKS_PER_NAMESPACE: "8",
+      HOPWAY_NAMESPACE_STREAMS_PER_SECOND: "0.5",
       HOPWAY_MAX_BUFFERED_BYTES: "33554432",
       POD_NAME: "relay-3",
       POD_NAMESPACE: "hopway",
@@ -73,6 +74,7 @@ describe("agent config", () => {
     expect(c.relay.limits.max_connections_per_source).toBe(12);
     expect(c.relay.limits.max_connections_per_namespace).toBe(20);
     expect(c.relay.limits.max_links_per_namespace).toBe(8);
+    expect(c.relay.limits.namespace_streams_per_second).toBe(0.5);
     expect(c.relay.limits.max_buffered_bytes).toBe(32 * 1024 * 1024);
     expect(c.pod).toMatchObject({
       name: "relay-3",
@@ -105,10 +107,15 @@ describe("agent config", () => {
       max_handshakes_per_source: 64,
       handshake_timeout_ms: 3_000,
       max_links_per_namespace: 128,
+      namespace_streams_per_second: 1_000,
+      namespace_stream_burst: 2_000,
       max_buffered_bytes: 64 * 1024 * 1024,
     });
     expect(() => parseConfig(minimal, { HOPWAY_MAX_BUFFERED_BYTES: "-1" })).toThrow(
       /relay\.limits\.max_buffered_bytes/,
+    );
+    expect(() => parseConfig(minimal, { HOPWAY_NAMESPACE_STREAMS_PER_SECOND: "fast" })).toThrow(
+      /relay\.limits\.namespace_streams_per_second/,
     );
     expect(c.ownership).toEqual({
       edge_rate_per_second: 10,

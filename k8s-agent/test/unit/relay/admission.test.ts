@@ -203,6 +203,8 @@ describe("admission: which handshake goes when the pool is full", () => {
     maxConnectionsPerSource: 0,
     maxConnectionsPerNamespace: 0,
     maxLinksPerNamespace: 0,
+    namespaceStreamsPerSecond: 0,
+    namespaceStreamBurst: 1,
   };
   // Admission only keys on the socket objects; plain objects stand in for them here.
   const fake = () => ({}) as Socket;
@@ -245,6 +247,8 @@ describe("admission: a tenant's share of the tunnel pool", () => {
     maxConnectionsPerSource: 0,
     maxConnectionsPerNamespace: 3,
     maxLinksPerNamespace: 0,
+    namespaceStreamsPerSecond: 0,
+    namespaceStreamBurst: 1,
   };
   /** A link from a tenant's relay, verified and taken into the tunnel pool. */
   const link = (pool: Admission, tenant: string | undefined): Socket | undefined => {
@@ -428,6 +432,8 @@ describe("admission: a refusal leaves the handshake pool once", () => {
       maxConnectionsPerSource: 2,
       maxConnectionsPerNamespace: 0,
       maxLinksPerNamespace: 0,
+      namespaceStreamsPerSecond: 0,
+      namespaceStreamBurst: 1,
     });
     const a = {} as Socket;
     pool.enter(a, "10.0.0.1", false);
@@ -445,5 +451,58 @@ describe("admission: a refusal leaves the handshake pool once", () => {
     pool.release(b);
     expect(pool.pendingHandshakes).toBe(0);
     expect(pool.refusal("10.0.0.1", false)).toBeUndefined();
+  });
+});
+
+describe("admission: a tenant's stream rate", () => {
+  const limits = (perSecond: number, burst: number) => ({
+    maxConnections: 10,
+    maxHandshakes: 10,
+    maxHandshakesPerSource: 0,
+    maxConnectionsPerSource: 0,
+    maxConnectionsPerNamespace: 0,
+    maxLinksPerNamespace: 0,
+    namespaceStreamsPerSecond: perSecond,
+    namespaceStreamBurst: burst,
+  });
+  /** How many of `n` openings by `tenant` at `at` (ms) pass. */
+  const opens = (pool: Admission, tenant: string | undefined, n: number, at: number) =>
+    Array.from({ length: n }, () => pool.streamRateRefusal(tenant, at)).filter((w) => w === undefined).length;
+
+  it("a burst at once, then the rate; the refusal says when one would pass", () => {
+    const pool = new Admission(limits(10, 5));
+    expect(opens(pool, "tenant-a", 8, 1_000)).toBe(5);
+    expect(pool.streamRateRefusal("tenant-a", 1_000)).toBe(100);
+    expect(pool.streamRateRefusal("tenant-a", 1_050)).toBe(50);
+    // 100 ms later one more has refilled, and only one.
+    expect(opens(pool, "tenant-a", 3, 1_100)).toBe(1);
+    // A quiet second refills the whole burst, never more.
+    expect(opens(pool, "tenant-a", 9, 3_000)).toBe(5);
+  });
+
+  it("each tenant has its own bucket; the operator's relays and the relay's own namespace have none", () => {
+    const pool = new Admission(limits(1, 2));
+    expect(opens(pool, "tenant-a", 10, 0)).toBe(2);
+    expect(opens(pool, "tenant-b", 10, 0)).toBe(2);
+    expect(opens(pool, undefined, 1_000, 0)).toBe(1_000);
+  });
+
+  it("0 turns the rate off", () => {
+    const pool = new Admission(limits(0, 1));
+    expect(opens(pool, "tenant-a", 10_000, 0)).toBe(10_000);
+  });
+
+  it("past 1,024 tenants, full buckets are forgotten and a tenant short of its burst keeps its bucket", () => {
+    const pool = new Admission(limits(1, 3));
+    expect(opens(pool, "busy", 5, 0)).toBe(3);
+    // Tenants one at a time, 10 ms apart: each bucket is full again 1 s (100 tenants) after its one take.
+    for (let i = 0; i < 5_000; i++) pool.streamRateRefusal(`t${i}`, (i + 1) * 10);
+    expect(pool.streamRateBucketsForTest()).toBeLessThanOrEqual(1_025);
+    // Every bucket here is one take short of full: none may go, or its tenant would get a new burst.
+    const busy = new Admission(limits(1, 3));
+    expect(opens(busy, "busy", 3, 0)).toBe(3);
+    for (let i = 0; i < 2_000; i++) busy.streamRateRefusal(`t${i}`, 500);
+    expect(busy.streamRateBucketsForTest()).toBe(2_001);
+    expect(opens(busy, "busy", 3, 500)).toBe(0);
   });
 });

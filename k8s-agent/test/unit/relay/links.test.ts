@@ -811,6 +811,71 @@ describe("relay links: a tenant's links (max_links_per_namespace)", () => {
   });
 });
 
+describe("relay links: a tenant's stream rate (namespace_streams_per_second)", () => {
+  it("past its burst a tenant's next streams are answered 503 namespace_rate, on any of its links; others are not held back", async () => {
+    const port = await echo();
+    const warnings: Array<Record<string, unknown>> = [];
+    const failed = new Map<string, number>();
+    const { r2 } = await relayRecordingRefusals(
+      {
+        name: "r2",
+        observer: {
+          tunnelOpened: () => {},
+          tunnelClosed: () => {},
+          tunnelFailed: (reason) => failed.set(reason, (failed.get(reason) ?? 0) + 1),
+        },
+        routes: [route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
+        peers: ["r1", "t1", "t2", "t3"],
+        tenants: [
+          { namespace: "tenant-a", nodes: ["t1", "t2"] },
+          { namespace: "tenant-b", nodes: ["t3"] },
+        ],
+        // Slow enough that no token comes back while the test runs.
+        limits: { namespaceStreamsPerSecond: 0.01, namespaceStreamBurst: 3 },
+      },
+      (msg, fields) => {
+        if (msg === "tunnel refused: namespace over its stream rate") warnings.push(fields);
+      },
+    );
+    /** Opens a stream to app1 as `asRelay` on `session`; its status, and whether it echoes when 200. */
+    const open = async (session: MuxSession, asRelay: string) => {
+      const st = session.request({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": asRelay });
+      st.on("error", () => {});
+      const [h] = (await once(st, "response")) as [Record<string, string | number>];
+      if (h[":status"] !== 200) return { status: h[":status"], error: h["hopway-error"], reason: h["hopway-reason"] };
+      const back = once(st, "data");
+      st.resume();
+      st.write("ping");
+      return { status: 200, echoed: String((await back)[0]) };
+    };
+    const t1 = await muxLink(r2.port, "t1");
+    const t2 = await muxLink(r2.port, "t2");
+    // The tenant's burst of three, across its two relays' links.
+    expect(await open(t1, "t1")).toEqual({ status: 200, echoed: "ping" });
+    expect(await open(t2, "t2")).toEqual({ status: 200, echoed: "ping" });
+    expect(await open(t1, "t1")).toEqual({ status: 200, echoed: "ping" });
+    for (const [session, name] of [
+      [t2, "t2"],
+      [t1, "t1"],
+    ] as const) {
+      const refused = await open(session, name);
+      expect(refused).toMatchObject({ status: 503, error: "namespace_rate" });
+      expect(String(refused.reason)).toContain("namespace 'tenant-a' opens streams faster than 0.01/s");
+    }
+    expect(failed.get("namespace_rate")).toBe(2);
+    // One warning for both (at most one per 10 s), naming the namespace and the setting.
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ namespace: "tenant-a", namespace_streams_per_second: 0.01 });
+    // Another tenant has its own bucket; the operator's relay has none.
+    const t3 = await muxLink(r2.port, "t3");
+    for (let i = 0; i < 3; i++) expect(await open(t3, "t3")).toEqual({ status: 200, echoed: "ping" });
+    const r1 = await muxLink(r2.port, "r1");
+    for (let i = 0; i < 8; i++) expect(await open(r1, "r1")).toEqual({ status: 200, echoed: "ping" });
+    // The refused streams held no place: the tenant holds its two links and its three tunnels.
+    expect(r2.relay.tenantHeldForTest("tenant-a")).toBe(5);
+  });
+});
+
 describe("relay links: a tenant's stream window", () => {
   it("a tenant's relay gets streams of tenant_stream_window_bytes on either framing; other relays get stream_window_bytes", async () => {
     const port = await echo();
