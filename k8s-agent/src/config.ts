@@ -23,6 +23,7 @@
 //   HOPWAY_MAX_CONNECTIONS_PER_NAMESPACE relay.limits.max_connections_per_namespace
 //   HOPWAY_MAX_LINKS_PER_NAMESPACE relay.limits.max_links_per_namespace
 //   HOPWAY_NAMESPACE_STREAMS_PER_SECOND relay.limits.namespace_streams_per_second
+//   HOPWAY_LINK_HANDSHAKES_PER_SOURCE_PER_SECOND relay.limits.link_handshakes_per_source_per_second
 //   HOPWAY_MAX_BUFFERED_BYTES relay.limits.max_buffered_bytes
 //   HOPWAY_MAX_HANDSHAKES  relay.limits.max_handshakes
 //   HOPWAY_LINK_PROTOCOL   relay.links.protocol (mux | h2)
@@ -139,6 +140,13 @@ const LimitsSchema = z
     namespace_streams_per_second: z.coerce.number().min(0).max(1_000_000).default(1_000),
     /** How many of them at once after a quiet spell (the bucket's depth). */
     namespace_stream_burst: z.coerce.number().int().min(1).max(1_000_000).default(2_000),
+    /**
+     * TLS handshakes (relay links) one source address may start per second; past it the
+     * connection is closed before the handshake. 0 = off. Fractions are allowed.
+     */
+    link_handshakes_per_source_per_second: z.coerce.number().min(0).max(1_000_000).default(20),
+    /** How many of them at once after a quiet spell. */
+    link_handshake_burst_per_source: z.coerce.number().int().min(1).max(1_000_000).default(100),
     /**
      * Handshakes from sources outside client_cidrs before their credentials are checked: a
      * pool of their own, so unauthenticated peers never take authenticated capacity. When
@@ -420,6 +428,11 @@ export const ENV_OVERRIDES: ReadonlyArray<[string, string[], (v: string) => unkn
   ["HOPWAY_MAX_CONNECTIONS_PER_NAMESPACE", ["relay", "limits", "max_connections_per_namespace"], String],
   ["HOPWAY_MAX_LINKS_PER_NAMESPACE", ["relay", "limits", "max_links_per_namespace"], String],
   ["HOPWAY_NAMESPACE_STREAMS_PER_SECOND", ["relay", "limits", "namespace_streams_per_second"], String],
+  [
+    "HOPWAY_LINK_HANDSHAKES_PER_SOURCE_PER_SECOND",
+    ["relay", "limits", "link_handshakes_per_source_per_second"],
+    String,
+  ],
   ["HOPWAY_MAX_BUFFERED_BYTES", ["relay", "limits", "max_buffered_bytes"], String],
   ["HOPWAY_MAX_HANDSHAKES", ["relay", "limits", "max_handshakes"], String],
   ["HOPWAY_LINK_PROTOCOL", ["relay", "links", "protocol"], String],

@@ -141,6 +141,8 @@ export async function startAgent(
       maxLinksPerNamespace: limits.max_links_per_namespace,
       namespaceStreamsPerSecond: limits.namespace_streams_per_second,
       namespaceStreamBurst: limits.namespace_stream_burst,
+      linkHandshakesPerSourcePerSecond: limits.link_handshakes_per_source_per_second,
+      linkHandshakeBurstPerSource: limits.link_handshake_burst_per_source,
       maxHandshakes: limits.max_handshakes,
       maxHandshakesPerSource: limits.max_handshakes_per_source,
       handshakeTimeoutMs: limits.handshake_timeout_ms,

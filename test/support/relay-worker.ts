@@ -10,7 +10,7 @@
 // HOPWAY_LINK_PROTOCOL (mux | h2, as for the agent) is the framing it dials links with.
 // HOPWAY_LINK_WINDOW_GROWTH_BYTES sets links.windowGrowthBudgetBytes (0: stream windows stay fixed).
 // HOPWAY_MAX_BUFFERED_BYTES sets limits.maxBufferedBytes; HOPWAY_BENCH_TENANTS (JSON) the table's peers.tenants.
-// HOPWAY_NAMESPACE_STREAMS_PER_SECOND sets limits.namespaceStreamsPerSecond.
+// HOPWAY_NAMESPACE_STREAMS_PER_SECOND and HOPWAY_LINK_HANDSHAKES_PER_SOURCE_PER_SECOND set the limits of those names.
 // Messages in: {cmd: "rss"} → {rss} after a full GC; {cmd: "metrics"} → {text}.
 import { createServer } from "node:net";
 import { Registry } from "prom-client";
@@ -71,6 +71,9 @@ const relay: Relay = new Relay({
       : {}),
     ...(process.env.HOPWAY_NAMESPACE_STREAMS_PER_SECOND !== undefined
       ? { namespaceStreamsPerSecond: Number(process.env.HOPWAY_NAMESPACE_STREAMS_PER_SECOND) }
+      : {}),
+    ...(process.env.HOPWAY_LINK_HANDSHAKES_PER_SOURCE_PER_SECOND !== undefined
+      ? { linkHandshakesPerSourcePerSecond: Number(process.env.HOPWAY_LINK_HANDSHAKES_PER_SOURCE_PER_SECOND) }
       : {}),
   },
   observer: metrics,

@@ -54,7 +54,17 @@ export interface AdmissionLimits {
   namespaceStreamsPerSecond: number;
   /** How many of them they may open at once after a quiet spell. */
   namespaceStreamBurst: number;
+  /** TLS handshakes (link attempts) one source address may start per second, refilled steadily; 0 = no limit. */
+  linkHandshakesPerSourcePerSecond: number;
+  /** How many of them at once after a quiet spell. */
+  linkHandshakeBurstPerSource: number;
 }
+
+/**
+ * Past this many source addresses' handshake buckets, full ones are forgotten, then the oldest:
+ * addresses are an open set (an IPv6 peer may have a whole prefix), so the map must not grow with them.
+ */
+const MAX_SOURCE_BUCKETS = 10_000;
 
 /**
  * Past this many tenants' buckets, full ones are forgotten (a full bucket is what a new one starts
@@ -87,6 +97,7 @@ export class Admission<K extends object = Socket> {
   private readonly perTenant = new Map<string, number>();
   private readonly linksPerTenant = new Map<string, number>();
   private readonly streamBuckets = new Map<string, Bucket>();
+  private readonly handshakeBuckets = new Map<string, Bucket>();
   private tunnelPool = 0;
 
   constructor(private readonly limits: AdmissionLimits) {}
@@ -196,6 +207,33 @@ export class Admission<K extends object = Socket> {
     const r = take(this.streamBuckets.get(tenant), now, rate);
     this.streamBuckets.set(tenant, r.bucket);
     return r.ok ? undefined : r.retryAfterMs;
+  }
+
+  /**
+   * Takes one TLS handshake from `source`'s bucket at `now` (ms). Returns undefined when it may
+   * start, or the milliseconds until one could. A unix-socket peer (undefined) is never limited.
+   */
+  handshakeRateRefusal(source: string | undefined, now: number): number | undefined {
+    const perSecond = Math.max(0, this.limits.linkHandshakesPerSourcePerSecond);
+    if (source === undefined || perSecond <= 0) return undefined;
+    const rate: Rate = { perSecond, burst: Math.max(1, this.limits.linkHandshakeBurstPerSource) };
+    const buckets = this.handshakeBuckets;
+    if (!buckets.has(source) && buckets.size >= MAX_SOURCE_BUCKETS) {
+      for (const [s, b] of buckets) if (isFull(b, now, rate)) buckets.delete(s);
+      // Every one still short of full (a flood from as many addresses): the oldest goes, and its
+      // address gets a full bucket again if it comes back.
+      if (buckets.size >= MAX_SOURCE_BUCKETS) buckets.delete(buckets.keys().next().value as string);
+    }
+    const r = take(buckets.get(source), now, rate);
+    // Re-inserted, so that the map's order is by last use and the oldest is the least recent.
+    buckets.delete(source);
+    buckets.set(source, r.bucket);
+    return r.ok ? undefined : r.retryAfterMs;
+  }
+
+  /** How many source addresses' handshake buckets are kept. */
+  handshakeBucketsForTest(): number {
+    return this.handshakeBuckets.size;
   }
 
   /** How many tenants' stream buckets are kept. */

@@ -98,6 +98,13 @@ export interface RelayLimits {
    */
   namespaceStreamsPerSecond: number;
   namespaceStreamBurst: number;
+  /**
+   * TLS handshakes (relay links) one source address may start per second, with
+   * `linkHandshakeBurstPerSource` at once; past it the connection is closed before any TLS work
+   * (docs/contract/relay-protocol.md §3.2); 0 = no limit.
+   */
+  linkHandshakesPerSourcePerSecond: number;
+  linkHandshakeBurstPerSource: number;
   /** Unauthenticated handshakes in flight (sources outside client_cidrs); the oldest goes when full. */
   maxHandshakes: number;
   /** Unauthenticated handshakes one source address may hold; 0 = no cap. */
@@ -125,6 +132,8 @@ export const DEFAULT_LIMITS: RelayLimits = {
   maxLinksPerNamespace: 128,
   namespaceStreamsPerSecond: 1_000,
   namespaceStreamBurst: 2_000,
+  linkHandshakesPerSourcePerSecond: 20,
+  linkHandshakeBurstPerSource: 100,
   maxHandshakes: 256,
   maxHandshakesPerSource: 64,
   handshakeTimeoutMs: 3_000,
@@ -307,6 +316,8 @@ export class Relay {
   private draining = false;
   private readonly tenantWarnings = new LogLimit(1, TENANT_WARN_MS);
   private readonly tenantRateWarnings = new LogLimit(1, TENANT_WARN_MS);
+  private readonly handshakeRateWarnings = new LogLimit(1, TENANT_WARN_MS);
+  private readonly linkObserver: LinkObserver | undefined;
   private idleWaiters: Array<() => void> = [];
   // Listeners shared by every connection (`this` is the socket or stream), not closures per connection.
   private readonly onOwnedClose: (this: Socket) => void;
@@ -357,6 +368,7 @@ export class Relay {
     this.cidrs = new CidrList(opts.clientCidrs ?? ["127.0.0.0/8", "::1/128"]);
     this.tokens = (opts.clientTokens ?? []).map((t) => Buffer.from(t));
     this.observer = opts.observer;
+    this.linkObserver = opts.linkObserver;
     this.log = opts.log ?? (() => {});
     if (opts.identity) {
       if (opts.realm === undefined) throw new Error("a relay with an identity needs its realm");
@@ -496,7 +508,8 @@ export class Relay {
     // Authenticated by address at accept: a unix-socket peer or a client_cidrs source. Anyone else
     // waits in the small handshake pool until its credentials (token or link certificate) pass.
     const trusted = local || this.cidrs.allows(accepted.remoteAddress);
-    if (!this.take(accepted, local ? undefined : (accepted.remoteAddress ?? "unknown"), trusted, HTTP)) return;
+    const source = local ? undefined : normalizeIp(accepted.remoteAddress ?? "unknown");
+    if (!this.take(accepted, source, trusted, HTTP)) return;
     // One deadline from accept for the first byte and the head (or the TLS handshake) together.
     const deadline = new OpeningDeadline(
       trusted ? this.headerDeadlines : this.handshakeDeadlines,
@@ -520,7 +533,7 @@ export class Relay {
             const hello = Buffer.from(chunk);
             process.nextTick(() => {
               adopted.unshift(hello);
-              this.acceptLink(adopted, deadline);
+              this.acceptLink(adopted, deadline, source);
             });
             return false;
           }
@@ -540,7 +553,7 @@ export class Relay {
         spoke();
         if (first[0] === 0x16) {
           accepted.unshift(first);
-          this.acceptLink(accepted, deadline);
+          this.acceptLink(accepted, deadline, source);
         } else {
           this.admitPlain(accepted, local, first, deadline);
         }
@@ -615,7 +628,20 @@ export class Relay {
   }
 
   /** A socket whose first byte is a TLS record: the link server's, until `deadline` if not verified by then. */
-  private acceptLink(socket: Socket, deadline: OpeningDeadline): void {
+  private acceptLink(socket: Socket, deadline: OpeningDeadline, source: string | undefined): void {
+    // A handshake costs the relay's one thread far more than an accept (key exchange, a signature,
+    // the peer's chain): past its source's rate the connection is closed before any of it. Whoever
+    // reaches the port could otherwise keep the relay busy with handshakes alone.
+    if (this.admission.handshakeRateRefusal(source, performance.now()) !== undefined) {
+      deadline.clear();
+      this.connections--;
+      this.admission.release(socket);
+      this.linkObserver?.linkFailed("accept", "handshake_rate");
+      this.warnHandshakeRate(source);
+      socket.destroy();
+      this.maybeIdle();
+      return;
+    }
     const server = this.linkServer as LinkServer;
     this.sockets.add(socket);
     server.accept(
@@ -1159,6 +1185,17 @@ export class Relay {
       namespace: tenant,
       peer,
       max_connections_per_namespace: this.limits.maxConnectionsPerNamespace,
+      refused_since_last: left + 1,
+    });
+  }
+
+  private warnHandshakeRate(source: string | undefined): void {
+    const left = this.handshakeRateWarnings.take();
+    if (left === undefined) return;
+    this.log("warn", "relay link refused: source over its handshake rate", {
+      source,
+      link_handshakes_per_source_per_second: this.limits.linkHandshakesPerSourcePerSecond,
+      link_handshake_burst_per_source: this.limits.linkHandshakeBurstPerSource,
       refused_since_last: left + 1,
     });
   }

@@ -60,6 +60,7 @@ describe("agent config", () => {
       HOPWAY_MAX_CONNECTIONS_PER_NAMESPACE: "20",
       HOPWAY_MAX_LINKS_PER_NAMESPACE: "8",
       HOPWAY_NAMESPACE_STREAMS_PER_SECOND: "0.5",
+      HOPWAY_LINK_HANDSHAKES_PER_SOURCE_PER_SECOND: "0",
       HOPWAY_MAX_BUFFERED_BYTES: "33554432",
       POD_NAME: "relay-3",
       POD_NAMESPACE: "hopway",
@@ -75,6 +76,7 @@ describe("agent config", () => {
     expect(c.relay.limits.max_connections_per_namespace).toBe(20);
     expect(c.relay.limits.max_links_per_namespace).toBe(8);
     expect(c.relay.limits.namespace_streams_per_second).toBe(0.5);
+    expect(c.relay.limits.link_handshakes_per_source_per_second).toBe(0);
     expect(c.relay.limits.max_buffered_bytes).toBe(32 * 1024 * 1024);
     expect(c.pod).toMatchObject({
       name: "relay-3",
@@ -109,6 +111,8 @@ describe("agent config", () => {
       max_links_per_namespace: 128,
       namespace_streams_per_second: 1_000,
       namespace_stream_burst: 2_000,
+      link_handshakes_per_source_per_second: 20,
+      link_handshake_burst_per_source: 100,
       max_buffered_bytes: 64 * 1024 * 1024,
     });
     expect(() => parseConfig(minimal, { HOPWAY_MAX_BUFFERED_BYTES: "-1" })).toThrow(

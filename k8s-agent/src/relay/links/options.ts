@@ -140,6 +140,11 @@ export const LINK_FAILURES = [
    * limits.max_connections_per_namespace of this relay's tunnel pool.
    */
   "namespace_limit",
+  /**
+   * Accepting: the source address started more TLS handshakes than
+   * limits.link_handshakes_per_source_per_second allows; closed before the handshake.
+   */
+  "handshake_rate",
 ] as const;
 export type LinkFailure = (typeof LINK_FAILURES)[number];
 export type LinkSide = "dial" | "accept";

@@ -205,6 +205,8 @@ describe("admission: which handshake goes when the pool is full", () => {
     maxLinksPerNamespace: 0,
     namespaceStreamsPerSecond: 0,
     namespaceStreamBurst: 1,
+    linkHandshakesPerSourcePerSecond: 0,
+    linkHandshakeBurstPerSource: 1,
   };
   // Admission only keys on the socket objects; plain objects stand in for them here.
   const fake = () => ({}) as Socket;
@@ -249,6 +251,8 @@ describe("admission: a tenant's share of the tunnel pool", () => {
     maxLinksPerNamespace: 0,
     namespaceStreamsPerSecond: 0,
     namespaceStreamBurst: 1,
+    linkHandshakesPerSourcePerSecond: 0,
+    linkHandshakeBurstPerSource: 1,
   };
   /** A link from a tenant's relay, verified and taken into the tunnel pool. */
   const link = (pool: Admission, tenant: string | undefined): Socket | undefined => {
@@ -434,6 +438,8 @@ describe("admission: a refusal leaves the handshake pool once", () => {
       maxLinksPerNamespace: 0,
       namespaceStreamsPerSecond: 0,
       namespaceStreamBurst: 1,
+      linkHandshakesPerSourcePerSecond: 0,
+      linkHandshakeBurstPerSource: 1,
     });
     const a = {} as Socket;
     pool.enter(a, "10.0.0.1", false);
@@ -464,6 +470,8 @@ describe("admission: a tenant's stream rate", () => {
     maxLinksPerNamespace: 0,
     namespaceStreamsPerSecond: perSecond,
     namespaceStreamBurst: burst,
+    linkHandshakesPerSourcePerSecond: 0,
+    linkHandshakeBurstPerSource: 1,
   });
   /** How many of `n` openings by `tenant` at `at` (ms) pass. */
   const opens = (pool: Admission, tenant: string | undefined, n: number, at: number) =>
@@ -504,5 +512,45 @@ describe("admission: a tenant's stream rate", () => {
     for (let i = 0; i < 2_000; i++) busy.streamRateRefusal(`t${i}`, 500);
     expect(busy.streamRateBucketsForTest()).toBe(2_001);
     expect(opens(busy, "busy", 3, 500)).toBe(0);
+  });
+});
+
+describe("admission: TLS handshakes per source address", () => {
+  const pool = (perSecond: number, burst: number) =>
+    new Admission({
+      maxConnections: 10,
+      maxHandshakes: 10,
+      maxHandshakesPerSource: 0,
+      maxConnectionsPerSource: 0,
+      maxConnectionsPerNamespace: 0,
+      maxLinksPerNamespace: 0,
+      namespaceStreamsPerSecond: 0,
+      namespaceStreamBurst: 1,
+      linkHandshakesPerSourcePerSecond: perSecond,
+      linkHandshakeBurstPerSource: burst,
+    });
+  const starts = (p: Admission, source: string | undefined, n: number, at: number) =>
+    Array.from({ length: n }, () => p.handshakeRateRefusal(source, at)).filter((w) => w === undefined).length;
+
+  it("a burst, then the rate, per address; a unix-socket peer and a rate of 0 are never limited", () => {
+    const p = pool(20, 4);
+    expect(starts(p, "10.0.0.1", 10, 0)).toBe(4);
+    expect(p.handshakeRateRefusal("10.0.0.1", 0)).toBe(50);
+    expect(starts(p, "10.0.0.2", 10, 0)).toBe(4);
+    expect(starts(p, "10.0.0.1", 10, 100)).toBe(2);
+    expect(starts(p, undefined, 1_000, 0)).toBe(1_000);
+    expect(starts(pool(0, 1), "10.0.0.1", 1_000, 0)).toBe(1_000);
+  });
+
+  it("stays within 10,000 addresses under a flood from as many, and a flooding address stays refused", () => {
+    const p = pool(1, 2);
+    expect(starts(p, "2001:db8::1", 5, 0)).toBe(2);
+    for (let i = 0; i < 30_000; i++) p.handshakeRateRefusal(`2001:db8:1::${i.toString(16)}`, 10);
+    expect(p.handshakeBucketsForTest()).toBeLessThanOrEqual(10_000);
+    // Refused again at once: it was the most recent user of its bucket when it last tried.
+    const q = pool(1, 2);
+    expect(starts(q, "2001:db8::1", 5, 0)).toBe(2);
+    for (let i = 0; i < 9_000; i++) q.handshakeRateRefusal(`2001:db8:1::${i.toString(16)}`, 10);
+    expect(starts(q, "2001:db8::1", 5, 10)).toBe(0);
   });
 });

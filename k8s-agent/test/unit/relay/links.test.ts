@@ -10,7 +10,7 @@ import {
   type ServerHttp2Stream,
 } from "node:http2";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import type { TLSSocket } from "node:tls";
+import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
 import { dialLinkForTest, relayIdentityForTest } from "../../../../test/support/identity.ts";
 import { linkBuffersForTest } from "../../../src/relay/links/buffers.ts";
@@ -37,6 +37,7 @@ import {
   listen,
   type Running,
   readAll,
+  readAnswer,
   route,
   sleep,
   startByteCounter,
@@ -873,6 +874,76 @@ describe("relay links: a tenant's stream rate (namespace_streams_per_second)", (
     for (let i = 0; i < 8; i++) expect(await open(r1, "r1")).toEqual({ status: 200, echoed: "ping" });
     // The refused streams held no place: the tenant holds its two links and its three tunnels.
     expect(r2.relay.tenantHeldForTest("tenant-a")).toBe(5);
+  });
+});
+
+describe("relay links: TLS handshakes per source address (link_handshakes_per_source_per_second)", () => {
+  it("past its burst an address's next handshake is closed before it starts; its plain CONNECTs and another address's links go on", async () => {
+    const port = await echo();
+    const warnings: Array<Record<string, unknown>> = [];
+    const { r2, failures } = await relayRecordingRefusals(
+      {
+        name: "r2",
+        routes: [route("r2", "app1", [hop("app1", `ipv4://127.0.0.1:${port}`)])],
+        peers: ["r1"],
+        // Slow enough that no token comes back while the test runs.
+        limits: { linkHandshakesPerSourcePerSecond: 0.01, linkHandshakeBurstPerSource: 2 },
+      },
+      (msg, fields) => {
+        if (msg === "relay link refused: source over its handshake rate") warnings.push(fields);
+      },
+    );
+    /** A link to r2 as r1 from `localAddress`, once its TLS 1.3 handshake completed. */
+    const linkFrom = async (localAddress: string): Promise<TLSSocket> => {
+      const m = relayIdentityForTest(TEST_REALM, "r1").material();
+      if (!m) throw new Error("no test identity for r1");
+      const tcp = connect({ host: "127.0.0.1", port: r2.port, localAddress });
+      tcp.on("error", () => {});
+      cleanups.push(() => tcp.destroy());
+      const raw = tlsConnect({
+        socket: tcp,
+        key: m.key,
+        cert: m.certChain,
+        ca: m.trustBundle,
+        checkServerIdentity: () => undefined,
+        ALPNProtocols: [ALPN_MUX],
+        minVersion: "TLSv1.3",
+      });
+      raw.on("error", () => {});
+      cleanups.push(() => raw.destroy());
+      await Promise.race([
+        once(raw, "secureConnect"),
+        once(raw, "close").then(() => {
+          throw new Error("closed before its handshake completed");
+        }),
+      ]);
+      return raw;
+    };
+    const handshake = (localAddress: string) =>
+      linkFrom(localAddress).then(
+        () => true,
+        () => false,
+      );
+    expect(await handshake("127.0.0.1")).toBe(true);
+    expect(await handshake("127.0.0.1")).toBe(true);
+    expect(await handshake("127.0.0.1")).toBe(false);
+    expect(await handshake("127.0.0.1")).toBe(false);
+    expect(failures).toEqual(["accept handshake_rate", "accept handshake_rate"]);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ source: "127.0.0.1", link_handshakes_per_source_per_second: 0.01 });
+    // The refused ones hold nothing: the two links are all the relay counts.
+    await until("only the two links counted", () => r2.relay.openConnections === 2 && r2.relay.pendingHandshakes === 0);
+    // Plain CONNECT from the same address is no TLS handshake, and another address has its own bucket.
+    const client = connect({ host: "127.0.0.1", port: r2.port });
+    cleanups.push(() => client.destroy());
+    client.write("CONNECT app1 HTTP/1.1\r\n\r\n");
+    expect((await readAnswer(client)).status).toBe(200);
+    expect(await handshake("127.0.0.2")).toBe(true);
+    const session = muxSessionOn(await linkFrom("127.0.0.2"), { maxConcurrentStreams: 10, streamWindowBytes: 65_535 });
+    const st = session.request({ ":method": "CONNECT", ":authority": "app1", "hopway-hops": "r1" });
+    st.on("error", () => {});
+    const [h] = (await once(st, "response")) as [Record<string, unknown>];
+    expect(h[":status"]).toBe(200);
   });
 });
 
