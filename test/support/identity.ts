@@ -5,6 +5,7 @@ import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { once } from "node:events";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from "node:tls";
@@ -167,15 +168,23 @@ export function probeMutualTls(options: ConnectionOptions): Promise<string> {
 
 /**
  * A TLS 1.3 connection to a relay on loopback `port` as relay `asRelay` of `realm` (its test
- * certificate), offering `alpn`, once the handshake is done: the raw socket a link session is made
+ * certificate), offering `alpn`, once the handshake is done (rejected when it closes before): the raw socket a link session is made
  * on. The relay's own certificate is not checked against a name (tests pick the relay by port).
  */
-export async function dialLinkForTest(port: number, realm: string, asRelay: string, alpn: string): Promise<TLSSocket> {
+export async function dialLinkForTest(
+  port: number,
+  realm: string,
+  asRelay: string,
+  alpn: string,
+  /** The loopback address to dial from (another source address than 127.0.0.1). */
+  localAddress?: string,
+): Promise<TLSSocket> {
   const m = relayIdentityForTest(realm, asRelay).material();
   if (!m) throw new Error(`no test identity for ${asRelay}`);
+  const tcp = localAddress === undefined ? undefined : netConnect({ host: "127.0.0.1", port, localAddress });
+  tcp?.on("error", () => {});
   const raw = tlsConnect({
-    host: "127.0.0.1",
-    port,
+    ...(tcp === undefined ? { host: "127.0.0.1", port } : { socket: tcp }),
     key: m.key,
     cert: m.certChain,
     ca: m.trustBundle,

@@ -7,7 +7,7 @@
 import { once } from "node:events";
 import { connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { Admission } from "../../../src/relay/admission.ts";
+import { Admission, type AdmissionLimits } from "../../../src/relay/admission.ts";
 import { type CountingRelay, countingRelay, SOURCES } from "../hardening/support.ts";
 import { hop, readAnswer, route, sleep, startEcho, startRelay, until } from "./helpers.ts";
 
@@ -460,19 +460,24 @@ describe("admission: a refusal leaves the handshake pool once", () => {
   });
 });
 
+/** Limits with every cap off and only the given rates on (0: off). */
+const ratesOnly = (rates: Partial<AdmissionLimits>): AdmissionLimits => ({
+  maxConnections: 10,
+  maxHandshakes: 10,
+  maxHandshakesPerSource: 0,
+  maxConnectionsPerSource: 0,
+  maxConnectionsPerNamespace: 0,
+  maxLinksPerNamespace: 0,
+  namespaceStreamsPerSecond: 0,
+  namespaceStreamBurst: 1,
+  linkHandshakesPerSourcePerSecond: 0,
+  linkHandshakeBurstPerSource: 1,
+  ...rates,
+});
+
 describe("admission: a tenant's stream rate", () => {
-  const limits = (perSecond: number, burst: number) => ({
-    maxConnections: 10,
-    maxHandshakes: 10,
-    maxHandshakesPerSource: 0,
-    maxConnectionsPerSource: 0,
-    maxConnectionsPerNamespace: 0,
-    maxLinksPerNamespace: 0,
-    namespaceStreamsPerSecond: perSecond,
-    namespaceStreamBurst: burst,
-    linkHandshakesPerSourcePerSecond: 0,
-    linkHandshakeBurstPerSource: 1,
-  });
+  const limits = (perSecond: number, burst: number) =>
+    ratesOnly({ namespaceStreamsPerSecond: perSecond, namespaceStreamBurst: burst });
   /** How many of `n` openings by `tenant` at `at` (ms) pass. */
   const opens = (pool: Admission, tenant: string | undefined, n: number, at: number) =>
     Array.from({ length: n }, () => pool.streamRateRefusal(tenant, at)).filter((w) => w === undefined).length;
@@ -517,18 +522,7 @@ describe("admission: a tenant's stream rate", () => {
 
 describe("admission: TLS handshakes per source address", () => {
   const pool = (perSecond: number, burst: number) =>
-    new Admission({
-      maxConnections: 10,
-      maxHandshakes: 10,
-      maxHandshakesPerSource: 0,
-      maxConnectionsPerSource: 0,
-      maxConnectionsPerNamespace: 0,
-      maxLinksPerNamespace: 0,
-      namespaceStreamsPerSecond: 0,
-      namespaceStreamBurst: 1,
-      linkHandshakesPerSourcePerSecond: perSecond,
-      linkHandshakeBurstPerSource: burst,
-    });
+    new Admission(ratesOnly({ linkHandshakesPerSourcePerSecond: perSecond, linkHandshakeBurstPerSource: burst }));
   const starts = (p: Admission, source: string | undefined, n: number, at: number) =>
     Array.from({ length: n }, () => p.handshakeRateRefusal(source, at)).filter((w) => w === undefined).length;
 

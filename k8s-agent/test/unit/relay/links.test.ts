@@ -10,7 +10,7 @@ import {
   type ServerHttp2Stream,
 } from "node:http2";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import { type TLSSocket, connect as tlsConnect } from "node:tls";
+import type { TLSSocket } from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
 import { dialLinkForTest, relayIdentityForTest } from "../../../../test/support/identity.ts";
 import { linkBuffersForTest } from "../../../src/relay/links/buffers.ts";
@@ -895,28 +895,8 @@ describe("relay links: TLS handshakes per source address (link_handshakes_per_so
     );
     /** A link to r2 as r1 from `localAddress`, once its TLS 1.3 handshake completed. */
     const linkFrom = async (localAddress: string): Promise<TLSSocket> => {
-      const m = relayIdentityForTest(TEST_REALM, "r1").material();
-      if (!m) throw new Error("no test identity for r1");
-      const tcp = connect({ host: "127.0.0.1", port: r2.port, localAddress });
-      tcp.on("error", () => {});
-      cleanups.push(() => tcp.destroy());
-      const raw = tlsConnect({
-        socket: tcp,
-        key: m.key,
-        cert: m.certChain,
-        ca: m.trustBundle,
-        checkServerIdentity: () => undefined,
-        ALPNProtocols: [ALPN_MUX],
-        minVersion: "TLSv1.3",
-      });
-      raw.on("error", () => {});
+      const raw = await dialLinkForTest(r2.port, TEST_REALM, "r1", ALPN_MUX, localAddress);
       cleanups.push(() => raw.destroy());
-      await Promise.race([
-        once(raw, "secureConnect"),
-        once(raw, "close").then(() => {
-          throw new Error("closed before its handshake completed");
-        }),
-      ]);
       return raw;
     };
     const handshake = (localAddress: string) =>
