@@ -12,6 +12,21 @@ import { type CountingRelay, countingRelay, SOURCES } from "../hardening/support
 import { hop, readAnswer, route, sleep, startEcho, startRelay, until } from "./helpers.ts";
 
 const TOKEN = "client-token-for-the-admission-suite";
+
+/** Limits of a pool of 10 with every other cap and rate off (0), but for `set`. */
+const limitsWith = (set: Partial<AdmissionLimits>): AdmissionLimits => ({
+  maxConnections: 10,
+  maxHandshakes: 10,
+  maxHandshakesPerSource: 0,
+  maxConnectionsPerSource: 0,
+  maxConnectionsPerNamespace: 0,
+  maxLinksPerNamespace: 0,
+  namespaceStreamsPerSecond: 0,
+  namespaceStreamBurst: 1,
+  linkHandshakesPerSourcePerSecond: 0,
+  linkHandshakeBurstPerSource: 1,
+  ...set,
+});
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
@@ -196,18 +211,7 @@ describe("admission: unauthenticated handshakes have their own pool", () => {
 });
 
 describe("admission: which handshake goes when the pool is full", () => {
-  const limits = {
-    maxConnections: 10,
-    maxHandshakes: 2,
-    maxHandshakesPerSource: 0,
-    maxConnectionsPerSource: 0,
-    maxConnectionsPerNamespace: 0,
-    maxLinksPerNamespace: 0,
-    namespaceStreamsPerSecond: 0,
-    namespaceStreamBurst: 1,
-    linkHandshakesPerSourcePerSecond: 0,
-    linkHandshakeBurstPerSource: 1,
-  };
+  const limits = limitsWith({ maxHandshakes: 2 });
   // Admission only keys on the socket objects; plain objects stand in for them here.
   const fake = () => ({}) as Socket;
 
@@ -242,18 +246,7 @@ describe("admission: which handshake goes when the pool is full", () => {
 
 describe("admission: a tenant's share of the tunnel pool", () => {
   const fake = () => ({}) as Socket;
-  const limits = {
-    maxConnections: 10,
-    maxHandshakes: 10,
-    maxHandshakesPerSource: 0,
-    maxConnectionsPerSource: 0,
-    maxConnectionsPerNamespace: 3,
-    maxLinksPerNamespace: 0,
-    namespaceStreamsPerSecond: 0,
-    namespaceStreamBurst: 1,
-    linkHandshakesPerSourcePerSecond: 0,
-    linkHandshakeBurstPerSource: 1,
-  };
+  const limits = limitsWith({ maxConnectionsPerNamespace: 3 });
   /** A link from a tenant's relay, verified and taken into the tunnel pool. */
   const link = (pool: Admission, tenant: string | undefined): Socket | undefined => {
     const s = fake();
@@ -429,18 +422,7 @@ describe("admission: a refused handshake gives its slot back at once", () => {
 
 describe("admission: a refusal leaves the handshake pool once", () => {
   it("refused then closed: the pool and the source's counts go down once", () => {
-    const pool = new Admission({
-      maxConnections: 10,
-      maxHandshakes: 4,
-      maxHandshakesPerSource: 1,
-      maxConnectionsPerSource: 2,
-      maxConnectionsPerNamespace: 0,
-      maxLinksPerNamespace: 0,
-      namespaceStreamsPerSecond: 0,
-      namespaceStreamBurst: 1,
-      linkHandshakesPerSourcePerSecond: 0,
-      linkHandshakeBurstPerSource: 1,
-    });
+    const pool = new Admission(limitsWith({ maxHandshakes: 4, maxHandshakesPerSource: 1, maxConnectionsPerSource: 2 }));
     const a = {} as Socket;
     pool.enter(a, "10.0.0.1", false);
     expect(pool.refusal("10.0.0.1", false)).toContain("unauthenticated handshakes");
@@ -460,24 +442,9 @@ describe("admission: a refusal leaves the handshake pool once", () => {
   });
 });
 
-/** Limits with every cap off and only the given rates on (0: off). */
-const ratesOnly = (rates: Partial<AdmissionLimits>): AdmissionLimits => ({
-  maxConnections: 10,
-  maxHandshakes: 10,
-  maxHandshakesPerSource: 0,
-  maxConnectionsPerSource: 0,
-  maxConnectionsPerNamespace: 0,
-  maxLinksPerNamespace: 0,
-  namespaceStreamsPerSecond: 0,
-  namespaceStreamBurst: 1,
-  linkHandshakesPerSourcePerSecond: 0,
-  linkHandshakeBurstPerSource: 1,
-  ...rates,
-});
-
 describe("admission: a tenant's stream rate", () => {
   const limits = (perSecond: number, burst: number) =>
-    ratesOnly({ namespaceStreamsPerSecond: perSecond, namespaceStreamBurst: burst });
+    limitsWith({ namespaceStreamsPerSecond: perSecond, namespaceStreamBurst: burst });
   /** How many of `n` openings by `tenant` at `at` (ms) pass. */
   const opens = (pool: Admission, tenant: string | undefined, n: number, at: number) =>
     Array.from({ length: n }, () => pool.streamRateRefusal(tenant, at)).filter((w) => w === undefined).length;
@@ -522,7 +489,7 @@ describe("admission: a tenant's stream rate", () => {
 
 describe("admission: TLS handshakes per source address", () => {
   const pool = (perSecond: number, burst: number) =>
-    new Admission(ratesOnly({ linkHandshakesPerSourcePerSecond: perSecond, linkHandshakeBurstPerSource: burst }));
+    new Admission(limitsWith({ linkHandshakesPerSourcePerSecond: perSecond, linkHandshakeBurstPerSource: burst }));
   const starts = (p: Admission, source: string | undefined, n: number, at: number) =>
     Array.from({ length: n }, () => p.handshakeRateRefusal(source, at)).filter((w) => w === undefined).length;
 
