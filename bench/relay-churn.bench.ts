@@ -84,51 +84,24 @@ interface Churned {
   opened: number;
   answered: number;
   refused: number;
-  /** Links it dialled: a relay sends GOAWAY to a link that keeps opening past its rate. */
-  links: number;
+  linkUp: boolean;
 }
 
-/**
- * The tenant: churns streams for SECONDS, then prints what it got. Like a relay's link pool, it
- * dials a new link when its link is sent GOAWAY or closed, and carries on there.
- */
+/** The tenant: churns streams for SECONDS, then prints {opened, answered, refused, linkUp}. */
 async function churn(port: number, dir: string): Promise<void> {
+  const s = await link(port, dir);
   const until = Date.now() + SECONDS * 1000;
-  let s = await link(port, dir);
-  let links = 1;
   let opened = 0;
   let answered = 0;
   let refused = 0;
-  let dialling: Promise<void> | undefined;
-  const waiting: Array<() => void> = [];
-  /** A new link once the current one takes no more streams; streams wait for it meanwhile. */
-  const redial = (): void => {
-    if (dialling !== undefined) return;
-    dialling = link(port, dir).then(
-      (next) => {
-        s = next;
-        links++;
-        dialling = undefined;
-        for (const w of waiting.splice(0)) setImmediate(w);
-      },
-      () => {
-        dialling = undefined;
-        setTimeout(redial, 50);
-      },
-    );
-  };
+  let linkUp = true;
+  s.once("close", () => {
+    linkUp = false;
+  });
   const one = (): void => {
-    if (Date.now() >= until) return;
-    let st: MuxStream;
-    try {
-      if (dialling !== undefined) throw new Error("dialling");
-      st = open(s, "t1");
-    } catch {
-      waiting.push(one);
-      redial();
-      return;
-    }
+    if (Date.now() >= until || !linkUp) return;
     opened++;
+    const st = open(s, "t1");
     let answer = false;
     st.once("response", (h: Record<string, unknown>) => {
       answer = true;
@@ -143,7 +116,7 @@ async function churn(port: number, dir: string): Promise<void> {
   };
   for (let i = 0; i < STREAMS_INFLIGHT; i++) one();
   await new Promise((r) => setTimeout(r, SECONDS * 1000 + 200));
-  process.stdout.write(`${JSON.stringify({ opened, answered, refused, links })}\n`);
+  process.stdout.write(`${JSON.stringify({ opened, answered, refused, linkUp })}\n`);
   s.destroy();
   process.exit(0);
 }
@@ -219,7 +192,7 @@ async function phase(label: string, echoPort: number, attack: Attack | undefined
       (t === undefined
         ? ""
         : attack === "streams"
-          ? `; tenant answered 200 ${(t.answered / SECONDS).toFixed(0)}/s, refused ${(t.refused / SECONDS).toFixed(0)}/s, links dialled ${t.links}`
+          ? `; tenant answered 200 ${(t.answered / SECONDS).toFixed(0)}/s, refused ${(t.refused / SECONDS).toFixed(0)}/s${t.linkUp ? "" : ", its link closed"}`
           : `; handshakes done ${(t.answered / SECONDS).toFixed(0)}/s, not done ${(t.refused / SECONDS).toFixed(0)}/s`) +
       `; relay CPU ${(cpu / 1000).toFixed(1)} s`,
   );
@@ -264,7 +237,7 @@ async function handshakes(port: number): Promise<void> {
     for (let i = 0; i < due && inFlight < HANDSHAKES_INFLIGHT; i++) one();
   }, 5);
   await new Promise((r) => setTimeout(r, SECONDS * 1000 + 200));
-  process.stdout.write(`${JSON.stringify({ opened, answered, refused: opened - answered, links: 0 })}\n`);
+  process.stdout.write(`${JSON.stringify({ opened, answered, refused: opened - answered, linkUp: true })}\n`);
   process.exit(0);
 }
 

@@ -1089,11 +1089,9 @@ export class Relay {
     // one in the share of the tenant whose relay opened it.
     const tenant = this.table.tenant(peer);
     // Before anything else is spent on it: a tenant over its rate costs the relay a parse and this answer.
-    const now = performance.now();
-    const wait = this.admission.streamRateRefusal(tenant, now);
+    const wait = this.admission.streamRateRefusal(tenant, performance.now());
     if (wait !== undefined && tenant !== undefined) {
       this.warnTenantRate(tenant, peer);
-      this.linkServer?.rateRefused(stream, now);
       return this.refuseLinkStream(
         stream,
         new Refusal(

@@ -145,11 +145,6 @@ export const LINK_FAILURES = [
    * limits.link_handshakes_per_source_per_second allows; closed before the handshake.
    */
   "handshake_rate",
-  /**
-   * Accepting: the link kept opening streams past its tenant's limits.namespace_streams_per_second;
-   * sent GOAWAY (its open streams finish).
-   */
-  "stream_rate",
 ] as const;
 export type LinkFailure = (typeof LINK_FAILURES)[number];
 export type LinkSide = "dial" | "accept";

@@ -8,7 +8,6 @@ import { performServerHandshake } from "node:http2";
 import type { Socket } from "node:net";
 import { type TLSSocket, Server as TlsServer } from "node:tls";
 import type { IdentitySource } from "@hopway/core/identity";
-import { type Bucket, type Rate, take } from "@hopway/core/rate";
 import { LogLimit } from "../../log.ts";
 import type { LinkHolding } from "../buffered.ts";
 import { ALPN_MUX } from "./mux/frame.ts";
@@ -26,13 +25,6 @@ export type VerifiedHook = (peer: string) => { reason: LinkFailure; detail: stri
 /** At most this many `relay link refused` lines per REFUSAL_LOG_MS; the rest are counted in the next line. */
 const REFUSAL_LOG_LINES = 20;
 const REFUSAL_LOG_MS = 10_000;
-/**
- * Streams one link may have refused for its tenant's stream rate: past this it is sent GOAWAY, and
- * its peer's next streams need a new link, whose TLS handshake its address's handshake rate bounds.
- * A refusal is cheap but not free; a link that keeps opening past its rate would otherwise make
- * the relay refuse tens of thousands of streams a second.
- */
-export const LINK_RATE_REFUSALS: Rate = { perSecond: 10, burst: 100 };
 
 export interface LinkServerOptions {
   realm: string;
@@ -58,11 +50,9 @@ interface Accepted {
   peer: string;
   /** The tenant its settings and its place were counted for, as the table said when it was accepted. */
   tenant: string | undefined;
-  /** Sent GOAWAY because its peer's tenant changed (retireRetenanted) or it kept opening past its rate: once is enough. */
+  /** Sent GOAWAY because its peer's tenant changed (retireRetenanted): once is enough. */
   retired: boolean;
   streams: number;
-  /** Its streams refused for their tenant's stream rate (LINK_RATE_REFUSALS). */
-  rateRefusals?: Bucket;
   pingTimer: NodeJS.Timeout;
 }
 
@@ -324,31 +314,6 @@ export class LinkServer {
       a.retired = true;
       a.session.close();
     }
-  }
-
-  /**
-   * One of this link's streams was refused for its tenant's stream rate, at `now` (ms). Past
-   * LINK_RATE_REFUSALS the link is sent GOAWAY: its open tunnels finish, its peer opens new ones on
-   * a new link. True when it was sent GOAWAY now.
-   */
-  rateRefused(stream: LinkServerStream, now: number): boolean {
-    const a = (stream as AcceptedStream)[ACCEPTED];
-    if (a === undefined || a.retired) return false;
-    const t = take(a.rateRefusals, now, LINK_RATE_REFUSALS);
-    a.rateRefusals = t.bucket;
-    if (t.ok) return false;
-    a.retired = true;
-    this.opts.observer?.linkFailed("accept", "stream_rate");
-    const left = this.refusalLog.take();
-    if (left !== undefined) {
-      this.opts.log("warn", "relay link sent GOAWAY: it kept opening streams past its namespace's rate", {
-        peer: a.peer,
-        namespace: a.tenant ?? null,
-        ...(left > 0 ? { refusals_not_logged: left } : {}),
-      });
-    }
-    a.session.close();
-    return true;
   }
 
   /** GOAWAY on every accepted link: no new streams, open ones finish. */
