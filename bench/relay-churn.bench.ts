@@ -9,8 +9,11 @@
 //   - handshakes: anyone who reaches the port (no certificate) starts TLS handshakes from one
 //     address, 1,250 a second and 64 at a time (the per-source handshake cap), closing each once done.
 // Five phases on a fresh relay each: no attack, then each attack with its limit off and at its
-// default. Printed: r1's tunnels/s and setup p50/p99, what the attacker got, and the relay's CPU.
-// Target: at the defaults, r1's tunnel rate under attack is at least 0.7 of its rate alone.
+// default. Printed: r1's tunnels/s and setup p50/p99, what the attacker got, the relay's CPU while
+// r1's tunnels ran, and the attack's share of it: that CPU less what r1's tunnels cost the relay
+// alone. The operator's rate against its rate alone is printed too; on a 2-core machine it also
+// pays for the attacker's own process, which a real attacker runs elsewhere.
+// Target: at the defaults, each attack takes at most 0.3 of a core of the relay.
 //   npm run bench relay-churn      (BENCH_CHURN_SECONDS, default 5; BENCH_CHURN_VICTIMS, 8)
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -38,6 +41,14 @@ import {
 } from "./support.ts";
 
 const SECONDS = Number(process.env.BENCH_CHURN_SECONDS ?? 5);
+/**
+ * The most of the relay's one thread an attack may take at the defaults (a core is 1). A tenant's
+ * 1,300 accepted tunnels a second alone cost about 0.1 of it on the machine of
+ * docs/benchmarks/README.md.
+ */
+const MAX_ATTACK_SHARE = 0.3;
+/** How long an attacker runs: it starts a second before the operator's tunnels and ends a second after. */
+const ATTACK_SECONDS = SECONDS + 2;
 /** Streams t1 keeps open at a time: just under a link's default stream limit (1,000). */
 const STREAMS_INFLIGHT = 990;
 /** Handshakes at a time from one address: the relay's default max_handshakes_per_source. */
@@ -87,10 +98,10 @@ interface Churned {
   linkUp: boolean;
 }
 
-/** The tenant: churns streams for SECONDS, then prints {opened, answered, refused, linkUp}. */
+/** The tenant: churns streams for ATTACK_SECONDS, then prints {opened, answered, refused, linkUp}. */
 async function churn(port: number, dir: string): Promise<void> {
   const s = await link(port, dir);
-  const until = Date.now() + SECONDS * 1000;
+  const until = Date.now() + ATTACK_SECONDS * 1000;
   let opened = 0;
   let answered = 0;
   let refused = 0;
@@ -115,7 +126,7 @@ async function churn(port: number, dir: string): Promise<void> {
     });
   };
   for (let i = 0; i < STREAMS_INFLIGHT; i++) one();
-  await new Promise((r) => setTimeout(r, SECONDS * 1000 + 200));
+  await new Promise((r) => setTimeout(r, ATTACK_SECONDS * 1000 + 200));
   process.stdout.write(`${JSON.stringify({ opened, answered, refused, linkUp })}\n`);
   s.destroy();
   process.exit(0);
@@ -149,7 +160,7 @@ async function victim(port: number, dir: string) {
   s.destroy();
   setups.sort((a, b) => a - b);
   const q = (p: number) => setups[Math.min(setups.length - 1, Math.floor(p * setups.length))] ?? Number.NaN;
-  return { rate: setups.length / SECONDS, p50: q(0.5), p99: q(0.99), failed };
+  return { tunnels: setups.length, rate: setups.length / SECONDS, p50: q(0.5), p99: q(0.99), failed };
 }
 
 type Attack = "streams" | "handshakes";
@@ -170,7 +181,6 @@ async function phase(label: string, echoPort: number, attack: Attack | undefined
   const relay = await startWorker("shared", routes, env, ["t1", "r1"]);
   const t1 = writeRelayTls(join(work, "tls", "t1"), "bench", "t1");
   const r1 = writeRelayTls(join(work, "tls", "r1"), "bench", "r1");
-  const cpu0 = cpuMs(relay.child.pid);
   const args = attack === "streams" ? ["churn", String(relay.port), t1] : ["handshakes", String(relay.port)];
   const attacker =
     attack === undefined
@@ -183,31 +193,33 @@ async function phase(label: string, echoPort: number, attack: Attack | undefined
   const tenant = attacker === undefined ? undefined : firstJsonLine(attacker, (SECONDS + 30) * 1000);
   // The tenant's process needs a moment to load and dial.
   if (attacker !== undefined) await new Promise((r) => setTimeout(r, 1_000));
+  // The relay's CPU while the operator's tunnels run, the attack (if any) throughout.
+  const cpu0 = cpuMs(relay.child.pid);
   const v = await victim(relay.port, r1);
-  const t = tenant === undefined ? undefined : ((await tenant) as unknown as Churned);
   const cpu = cpuMs(relay.child.pid) - cpu0;
+  const t = tenant === undefined ? undefined : ((await tenant) as unknown as Churned);
   relay.child.kill();
   console.log(
     `    ${label.padEnd(42)} operator tunnels/s ${v.rate.toFixed(0).padStart(6)}  setup p50 ${v.p50.toFixed(2)} ms, p99 ${v.p99.toFixed(2)} ms` +
       (t === undefined
         ? ""
         : attack === "streams"
-          ? `; tenant answered 200 ${(t.answered / SECONDS).toFixed(0)}/s, refused ${(t.refused / SECONDS).toFixed(0)}/s${t.linkUp ? "" : ", its link closed"}`
-          : `; handshakes done ${(t.answered / SECONDS).toFixed(0)}/s, not done ${(t.refused / SECONDS).toFixed(0)}/s`) +
+          ? `; tenant answered 200 ${(t.answered / ATTACK_SECONDS).toFixed(0)}/s, refused ${(t.refused / ATTACK_SECONDS).toFixed(0)}/s${t.linkUp ? "" : ", its link closed"}`
+          : `; handshakes done ${(t.answered / ATTACK_SECONDS).toFixed(0)}/s, not done ${(t.refused / ATTACK_SECONDS).toFixed(0)}/s`) +
       `; relay CPU ${(cpu / 1000).toFixed(1)} s`,
   );
   if (v.failed > 0) throw new Error(`${label}: ${v.failed} of the operator's tunnels were refused`);
-  return v;
+  return { ...v, relayMs: cpu };
 }
 
 /**
  * Anyone: TLS handshakes without a certificate from one address, at most HANDSHAKES_INFLIGHT at a
- * time and HANDSHAKES_OFFERED a second, for SECONDS. The offered rate is the same with the limit
+ * time and HANDSHAKES_OFFERED a second, for ATTACK_SECONDS. The offered rate is the same with the limit
  * off and on, so both phases carry the same attack, and the attacker's own CPU (it shares this
  * machine's two cores) is no larger when the relay refuses it quickly.
  */
 async function handshakes(port: number): Promise<void> {
-  const until = Date.now() + SECONDS * 1000;
+  const until = Date.now() + ATTACK_SECONDS * 1000;
   let opened = 0;
   let answered = 0;
   let inFlight = 0;
@@ -236,7 +248,7 @@ async function handshakes(port: number): Promise<void> {
     const due = Math.floor(((Date.now() - started) * HANDSHAKES_OFFERED) / 1000) - opened;
     for (let i = 0; i < due && inFlight < HANDSHAKES_INFLIGHT; i++) one();
   }, 5);
-  await new Promise((r) => setTimeout(r, SECONDS * 1000 + 200));
+  await new Promise((r) => setTimeout(r, ATTACK_SECONDS * 1000 + 200));
   process.stdout.write(`${JSON.stringify({ opened, answered, refused: opened - answered, linkUp: true })}\n`);
   process.exit(0);
 }
@@ -258,6 +270,11 @@ if (process.argv[2] === "handshakes") {
     const echo = Number((await firstJsonLine(serve)).echo);
     console.log(`relay-churn bench: ${VICTIMS} operator tunnel loops; ${SECONDS} s per phase; load average ${load()}`);
     const quiet = await phase("no attack", echo, undefined, false);
+    // What one operator tunnel costs the relay alone; under attack, the rest of the relay's CPU in
+    // the same window is what the attack (the tenant's accepted tunnels included) took of it.
+    const perTunnelMs = quiet.relayMs / Math.max(1, quiet.tunnels);
+    const share = (p: { relayMs: number; tunnels: number }) =>
+      Math.max(0, p.relayMs - p.tunnels * perTunnelMs) / (SECONDS * 1000);
     const verdicts: string[] = [];
     for (const [attack, what, limit] of [
       ["streams", `a tenant's relay churning ${STREAMS_INFLIGHT} streams on one link`, "namespace_streams_per_second"],
@@ -270,14 +287,17 @@ if (process.argv[2] === "handshakes") {
       console.log(`  ${what}:`);
       const off = await phase(`${limit} off`, echo, attack, true);
       const on = await phase(`${limit} default`, echo, attack, false);
-      const ratio = on.rate / quiet.rate;
       console.log(
-        `    operator tunnels/s under attack / alone: limit off ${(off.rate / quiet.rate).toFixed(2)}, default ${ratio.toFixed(2)}`,
+        `    the attack's share of the relay's CPU: limit off ${share(off).toFixed(2)}, default ${share(on).toFixed(2)} of a core`,
       );
-      verdicts.push(`${attack} ${ratio.toFixed(2)} ${ratio >= 0.7 ? "MET" : "MISSED"}`);
+      console.log(
+        `    operator tunnels/s under attack / alone: limit off ${(off.rate / quiet.rate).toFixed(2)}, default ${(on.rate / quiet.rate).toFixed(2)}` +
+          " (the attacker's own CPU shares this machine's cores too)",
+      );
+      verdicts.push(`${attack} ${share(on).toFixed(2)} ${share(on) <= MAX_ATTACK_SHARE ? "MET" : "MISSED"}`);
     }
     console.log(
-      `  target ≥ 0.7 of the operator's rate alone at the defaults: ${verdicts.join(", ")} (load average ${load()})`,
+      `  target: at the defaults, the attack takes ≤ ${MAX_ATTACK_SHARE} of a core of the relay: ${verdicts.join(", ")} (load average ${load()})`,
     );
   });
 }
