@@ -34,6 +34,11 @@
 // deep): within its share of places a tenant could otherwise churn tunnels as
 // fast as the relay sets them up, each a route look-up, a dial and a close, and
 // take most of the relay's one thread from every other namespace.
+//
+// Per source address, `linkHandshakesPerSourcePerSecond` bounds how fast TLS
+// handshakes (relay links) start: the handshake pool bounds how many are in
+// flight, and a handshake is the most an unauthenticated peer can make the relay
+// spend, so one address could otherwise keep its thread busy with them alone.
 import type { Socket } from "node:net";
 import { type Bucket, isFull, type Rate, take } from "@hopway/core/rate";
 
