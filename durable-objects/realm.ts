@@ -27,6 +27,7 @@ import {
   utf8Length,
 } from "../src/core/limits.ts";
 import type { ListenerDeclaration, NamedListenerDeclaration } from "../src/core/listener.ts";
+import { TokenBuckets } from "../src/core/rate.ts";
 import { computeWorkloadScaling } from "../src/core/scaling.ts";
 import { type HopwayRecord, type LinkState, ownEntry, type ScalingReport, setOwn } from "../src/core/schema.ts";
 import type {
@@ -47,7 +48,6 @@ import type {
   WorkloadView,
   WriteResult,
 } from "../src/edge/types.ts";
-import { TokenBuckets } from "./budgets.ts";
 import { type AuthorityRow, CaStore, MAX_OUTSTANDING_PER_NAME, OUTSTANDING_PER_NAMESPACE_RECORD } from "./ca.ts";
 import { NameHoldStore } from "./holds.ts";
 import { LimitStore } from "./limits.ts";
@@ -60,6 +60,8 @@ import { TokenStore } from "./tokens.ts";
 /** Upper bound of a long-poll held inside the object. */
 export const MAX_WAIT_MS = 60_000;
 const PAGE_MAX = 5_000;
+/** Buckets per budget before full ones, then the least recently charged, are forgotten: memory stays bounded whatever the tokens do. */
+const MAX_BUDGET_BUCKETS = 10_000;
 /**
  * Link entries the realm keeps from heartbeats, per namespace and in all: each report is bounded
  * (256 entries), but reports are not records and count in no record limit, so without these a
@@ -176,8 +178,12 @@ export class RealmObject extends DurableObject<Env> {
   private policies!: PolicyStore;
   private limits!: LimitStore;
   private holds!: NameHoldStore;
-  private readonly writeBudgets = new TokenBuckets();
-  private readonly changeBudgets = new TokenBuckets();
+  // Each agent or reader token's two budgets, its writes and its changes (docs/contract/edge-api.md
+  // §14.1), in memory only: an object that restarts starts every token full, which costs at most one
+  // burst per token, and a request never waits on a storage write to be counted. Only authenticated
+  // tokens get a bucket, so nothing is kept for a caller the realm does not know.
+  private readonly writeBudgets = new TokenBuckets(MAX_BUDGET_BUCKETS, MAX_BUDGET_BUCKETS);
+  private readonly changeBudgets = new TokenBuckets(MAX_BUDGET_BUCKETS, MAX_BUDGET_BUCKETS);
   private alarmAt: number | null = null;
   private readonly waiters = new Set<Waiter>();
   /**
@@ -212,7 +218,7 @@ export class RealmObject extends DurableObject<Env> {
 
   /** Buckets held now, of both budgets: none is kept for a caller the realm does not know. */
   writeBucketsForTest(): number {
-    return this.writeBudgets.sizeForTest + this.changeBudgets.sizeForTest;
+    return this.writeBudgets.size + this.changeBudgets.size;
   }
 
   /** Milliseconds since the epoch. */
@@ -240,7 +246,8 @@ export class RealmObject extends DurableObject<Env> {
   private overBudget(p: Principal, kind: "write" | "change"): Failure | null {
     if (p.tokenId === null) return null;
     const budgets = kind === "write" ? this.writeBudgets : this.changeBudgets;
-    const charged = budgets.charge(p.tokenId, this.now(), tokenRate(this.limits.limits, p.tokenId, kind), 1);
+    const rate = tokenRate(this.limits.limits, p.tokenId, kind);
+    const charged = budgets.charge(p.tokenId, this.now(), rate);
     if (charged.ok) return null;
     const seconds = Math.ceil(charged.retryAfterMs / 1000);
     const what = kind === "write" ? "write budget" : "change budget (writes that change records)";
@@ -250,8 +257,8 @@ export class RealmObject extends DurableObject<Env> {
         code: "rate_limited",
         status: 429,
         message:
-          `token ${p.tokenId} is past its ${what}, ${charged.rate.perSecond} per second and ` +
-          `${charged.rate.burst} at once: try again in ${seconds} s; the admin sets it with PUT /limits`,
+          `token ${p.tokenId} is past its ${what}, ${rate.perSecond} per second and ` +
+          `${rate.burst} at once: try again in ${seconds} s; the admin sets it with PUT /limits`,
         retry_after_seconds: seconds,
       },
     };

@@ -53,3 +53,49 @@ export function take(bucket: Bucket | undefined, now: number, rate: Rate, cost =
 export function isFull(bucket: Bucket, now: number, rate: Rate): boolean {
   return rate.perSecond === 0 || refilled(bucket, now, rate).tokens >= rate.burst;
 }
+
+/**
+ * Buckets by key (a token, a tenant namespace, a source address), in memory and bounded: when a
+ * new key takes the map past `forgetFullPast`, the buckets that are full again are forgotten (a
+ * full bucket is what a new one starts as, so that gives nothing away); past `keepAtMost`, the
+ * least recently charged go too, which gives their keys a fresh burst. Fullness is measured
+ * against the rate of the charge that overflowed the map: a key with a larger burst of its own
+ * may be forgotten a little early.
+ */
+export class TokenBuckets {
+  private readonly buckets = new Map<string, Bucket>();
+
+  constructor(
+    private readonly forgetFullPast: number,
+    private readonly keepAtMost = Number.POSITIVE_INFINITY,
+  ) {}
+
+  /** Takes `cost` from `key`'s bucket at `now`; a refusal says how long until it would pass. A rate of 0 keeps no bucket. */
+  charge(key: string, now: number, rate: Rate, cost = 1): { ok: true } | { ok: false; retryAfterMs: number } {
+    if (rate.perSecond === 0) {
+      this.buckets.delete(key);
+      return { ok: true };
+    }
+    const fresh = !this.buckets.has(key);
+    const r = take(this.buckets.get(key), now, rate, cost);
+    // Re-inserted, so that the map's order is by last charge and the first key the least recent.
+    this.buckets.delete(key);
+    this.buckets.set(key, r.bucket);
+    if (fresh && this.buckets.size > this.forgetFullPast) this.forget(now, rate);
+    return r.ok ? { ok: true } : { ok: false, retryAfterMs: r.retryAfterMs };
+  }
+
+  private forget(now: number, rate: Rate): void {
+    for (const [key, b] of this.buckets) if (isFull(b, now, rate)) this.buckets.delete(key);
+    while (this.buckets.size > this.keepAtMost) {
+      const oldest = this.buckets.keys().next();
+      if (oldest.done === true) break;
+      this.buckets.delete(oldest.value);
+    }
+  }
+
+  /** Keys with a bucket now. */
+  get size(): number {
+    return this.buckets.size;
+  }
+}

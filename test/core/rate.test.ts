@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type Bucket, isFull, type Rate, refilled, take } from "../../src/core/rate.ts";
+import { type Bucket, isFull, type Rate, refilled, TokenBuckets, take } from "../../src/core/rate.ts";
 
 const RATE: Rate = { perSecond: 10, burst: 5 };
 
@@ -108,5 +108,48 @@ describe("properties", () => {
         return true;
       }),
     );
+  });
+});
+
+describe("TokenBuckets", () => {
+  const slow: Rate = { perSecond: 1, burst: 2 };
+
+  it("charges each key its own bucket, and keeps none at a rate of 0", () => {
+    const b = new TokenBuckets(10);
+    expect([b.charge("a", 0, slow), b.charge("a", 0, slow), b.charge("a", 0, slow)]).toEqual([
+      { ok: true },
+      { ok: true },
+      { ok: false, retryAfterMs: 1_000 },
+    ]);
+    expect(b.charge("b", 0, slow)).toEqual({ ok: true });
+    expect(b.charge("a", 0, { perSecond: 0, burst: 1 })).toEqual({ ok: true });
+    expect(b.size).toBe(1);
+  });
+
+  it("past forgetFullPast, a new key forgets the full buckets and nothing else", () => {
+    const b = new TokenBuckets(3);
+    b.charge("old", 0, slow);
+    b.charge("busy", 0, slow);
+    b.charge("busy", 0, slow);
+    b.charge("x", 500, slow);
+    // "old" is full again by 1,000 ms, "busy" and "x" are not.
+    b.charge("y", 1_000, slow);
+    expect(b.size).toBe(3);
+    expect(b.charge("busy", 1_000, slow)).toEqual({ ok: true });
+    expect(b.charge("busy", 1_000, slow)).toEqual({ ok: false, retryAfterMs: 1_000 });
+    // Without keepAtMost, buckets short of full all stay.
+    for (let i = 0; i < 20; i++) b.charge(`k${i}`, 1_000, slow);
+    expect(b.size).toBe(23);
+  });
+
+  it("past keepAtMost, the least recently charged go, so a key that keeps charging keeps its bucket", () => {
+    const b = new TokenBuckets(3, 3);
+    for (const k of ["a", "b", "c"]) b.charge(k, 0, slow);
+    b.charge("a", 0, slow);
+    b.charge("a", 0, slow);
+    b.charge("d", 0, slow);
+    expect(b.size).toBe(3);
+    // "b" was the least recent and went; "a" was charged last of the three and is still empty.
+    expect(b.charge("a", 0, slow)).toEqual({ ok: false, retryAfterMs: 1_000 });
   });
 });

@@ -40,7 +40,7 @@
 // flight, and a handshake is the most an unauthenticated peer can make the relay
 // spend, so one address could otherwise keep its thread busy with them alone.
 import type { Socket } from "node:net";
-import { type Bucket, isFull, type Rate, take } from "@hopway/core/rate";
+import { TokenBuckets } from "@hopway/core/rate";
 
 export interface AdmissionLimits {
   /** Authenticated connections (the tunnel pool). */
@@ -66,8 +66,9 @@ export interface AdmissionLimits {
 }
 
 /**
- * Past this many source addresses' handshake buckets, full ones are forgotten, then the oldest:
- * addresses are an open set (an IPv6 peer may have a whole prefix), so the map must not grow with them.
+ * Past this many source addresses' handshake buckets, full ones are forgotten, then the least
+ * recently used: addresses are an open set (an IPv6 peer may have a whole prefix), so the map must
+ * not grow with them.
  */
 const MAX_SOURCE_BUCKETS = 10_000;
 
@@ -101,8 +102,8 @@ export class Admission<K extends object = Socket> {
   private readonly perSource = new Map<string, number>();
   private readonly perTenant = new Map<string, number>();
   private readonly linksPerTenant = new Map<string, number>();
-  private readonly streamBuckets = new Map<string, Bucket>();
-  private readonly handshakeBuckets = new Map<string, Bucket>();
+  private readonly streamBuckets = new TokenBuckets(MAX_RATE_BUCKETS);
+  private readonly handshakeBuckets = new TokenBuckets(MAX_SOURCE_BUCKETS, MAX_SOURCE_BUCKETS);
   private tunnelPool = 0;
 
   constructor(private readonly limits: AdmissionLimits) {}
@@ -204,14 +205,8 @@ export class Admission<K extends object = Socket> {
    * is never limited.
    */
   streamRateRefusal(tenant: string | undefined, now: number): number | undefined {
-    const rate = this.streamRate;
-    if (tenant === undefined || rate.perSecond <= 0) return undefined;
-    if (!this.streamBuckets.has(tenant) && this.streamBuckets.size >= MAX_RATE_BUCKETS) {
-      for (const [t, b] of this.streamBuckets) if (isFull(b, now, rate)) this.streamBuckets.delete(t);
-    }
-    const r = take(this.streamBuckets.get(tenant), now, rate);
-    this.streamBuckets.set(tenant, r.bucket);
-    return r.ok ? undefined : r.retryAfterMs;
+    const { namespaceStreamsPerSecond: perSecond, namespaceStreamBurst: burst } = this.limits;
+    return waitFor(this.streamBuckets, tenant, now, perSecond, burst);
   }
 
   /**
@@ -219,21 +214,8 @@ export class Admission<K extends object = Socket> {
    * start, or the milliseconds until one could. A unix-socket peer (undefined) is never limited.
    */
   handshakeRateRefusal(source: string | undefined, now: number): number | undefined {
-    const perSecond = Math.max(0, this.limits.linkHandshakesPerSourcePerSecond);
-    if (source === undefined || perSecond <= 0) return undefined;
-    const rate: Rate = { perSecond, burst: Math.max(1, this.limits.linkHandshakeBurstPerSource) };
-    const buckets = this.handshakeBuckets;
-    if (!buckets.has(source) && buckets.size >= MAX_SOURCE_BUCKETS) {
-      for (const [s, b] of buckets) if (isFull(b, now, rate)) buckets.delete(s);
-      // Every one still short of full (a flood from as many addresses): the oldest goes, and its
-      // address gets a full bucket again if it comes back.
-      if (buckets.size >= MAX_SOURCE_BUCKETS) buckets.delete(buckets.keys().next().value as string);
-    }
-    const r = take(buckets.get(source), now, rate);
-    // Re-inserted, so that the map's order is by last use and the oldest is the least recent.
-    buckets.delete(source);
-    buckets.set(source, r.bucket);
-    return r.ok ? undefined : r.retryAfterMs;
+    const { linkHandshakesPerSourcePerSecond: perSecond, linkHandshakeBurstPerSource: burst } = this.limits;
+    return waitFor(this.handshakeBuckets, source, now, perSecond, burst);
   }
 
   /** How many source addresses' handshake buckets are kept. */
@@ -244,14 +226,6 @@ export class Admission<K extends object = Socket> {
   /** How many tenants' stream buckets are kept. */
   streamRateBucketsForTest(): number {
     return this.streamBuckets.size;
-  }
-
-  /** The tenant stream rate in force, as the core's bucket reads it. */
-  get streamRate(): Rate {
-    return {
-      perSecond: Math.max(0, this.limits.namespaceStreamsPerSecond),
-      burst: Math.max(1, this.limits.namespaceStreamBurst),
-    };
   }
 
   /** Links the relays of `tenant` hold. */
@@ -389,4 +363,17 @@ function decrement(m: Map<string, number>, k: string): void {
   const n = (m.get(k) ?? 1) - 1;
   if (n > 0) m.set(k, n);
   else m.delete(k);
+}
+
+/** Charges `key` (undefined: never limited) one at `now`: undefined when it passes, else the ms until it would. */
+function waitFor(
+  buckets: TokenBuckets,
+  key: string | undefined,
+  now: number,
+  perSecond: number,
+  burst: number,
+): number | undefined {
+  if (key === undefined) return undefined;
+  const c = buckets.charge(key, now, { perSecond: Math.max(0, perSecond), burst: Math.max(1, burst) });
+  return c.ok ? undefined : c.retryAfterMs;
 }
