@@ -16,6 +16,7 @@ preload="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)"
 tests=("$@")
 if [ ${#tests[@]} -eq 0 ]; then
   tests=(k8s-agent/test/unit/relay/native-listen.test.ts k8s-agent/test/unit/relay/native-splice.test.ts
+    k8s-agent/test/unit/relay/native-pipe.test.ts k8s-agent/test/unit/relay/links.test.ts
     k8s-agent/test/unit/listeners)
 fi
 cd "$root"

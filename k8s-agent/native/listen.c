@@ -46,8 +46,10 @@
 // JavaScript number holds exactly (below 2^53) however often the slot is reused.
 #define L_GEN_MASK ((1u << 28) - 1)
 
-enum { HELD, DIALING, OPEN, CLOSING };
-enum { EV_CONNECTED = 1, EV_DIAL_FAILED = 2, EV_ENDED = 3 };
+// PIPED: one side's bytes go to and come from JavaScript (a tunnel whose other end is a relay
+// link's stream), the other side unused: the relay reads and writes it through pipe_* below.
+enum { HELD, DIALING, OPEN, CLOSING, PIPED };
+enum { EV_CONNECTED = 1, EV_DIAL_FAILED = 2, EV_ENDED = 3, EV_DATA = 4, EV_EOF = 5, EV_DRAIN = 6 };
 
 typedef struct conn conn_t;
 typedef struct side {
@@ -62,6 +64,7 @@ typedef struct side {
   uint8_t eof;      // read its peer's FIN
   uint8_t shut;     // our FIN to it is out
   uint8_t reading;  // uv_read_start is on
+  uint8_t fin_asked;  // PIPED: JavaScript ended it; no write after
 } side_t;
 
 struct conn {
@@ -72,6 +75,8 @@ struct conn {
   uint8_t on_thread;    // the splice thread moves its bytes now
   uint8_t close_asked;  // closed while on the thread, with the thread's report on its way
   uint8_t reset_asked;
+  uint8_t js;         // PIPED: the side JavaScript reads and writes
+  uint8_t js_paused;  // PIPED: JavaScript does not want its reads now
   uint32_t whole[2];    // reads from side i written on whole in a row
   double tid;           // its id on the thread
   int handles;  // handles whose close callback is still to come
@@ -90,11 +95,16 @@ typedef struct lsn {
 
 static napi_env lenv;
 static uv_loop_t *loop;
-static napi_ref on_accept_ref, on_event_ref;
+static napi_ref on_accept_ref, on_event_ref, lbuf_ref;
 static napi_async_context actx;
 static napi_ref resource_ref;
+// The read buffer is a JavaScript Buffer (listenStart's), so that a PIPED read reaches
+// JavaScript as a view of it with no copy and no allocation.
 static char *lbuf;
 static uint8_t lbuf_busy;
+// What a refused held client sent is read into here and dropped, never into lbuf: JavaScript may
+// refuse one while it holds a view of lbuf (a PIPED read).
+static char dropbuf[64 * 1024];
 
 static conn_t **cslots;
 static uint32_t *cgens;
@@ -104,6 +114,8 @@ static uint32_t ncfree;
 static uint32_t nconns;
 static uint32_t next_listener = 1;
 static uint64_t waiting;  // bytes read and not yet taken by the other side's kernel buffer
+// Bytes JavaScript wrote to piped sides, and of those the ones the kernel did not take at once (copied).
+static uint64_t piped_written, piped_copied;
 // Whole reads in one direction before a connection moves to the splice thread: pump.ts's
 // HANDOVER_READS, passed to listenStart, and for the same reason (a short connection never pays the move).
 static uint32_t handover_reads;
@@ -270,7 +282,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 static void want_read(side_t *s) {
   conn_t *c = s->c;
-  int should = s->live && !s->eof && c->state == OPEN && c->s[1 - s->i].plen == 0;
+  int should = c->state == PIPED ? s->live && !s->eof && s->i == c->js && !c->js_paused
+                                 : s->live && !s->eof && c->state == OPEN && c->s[1 - s->i].plen == 0;
   if (should && !s->reading) {
     if (uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb) == 0) s->reading = 1;
   } else if (!should && s->reading) {
@@ -280,6 +293,10 @@ static void want_read(side_t *s) {
 }
 
 static void maybe_done(conn_t *c) {
+  if (c->state == PIPED) {
+    if (c->s[c->js].eof && c->s[c->js].shut) finish(c, 0);
+    return;
+  }
   if (c->s[0].eof && c->s[1].eof && c->s[0].shut && c->s[1].shut) finish(c, 0);
 }
 
@@ -317,7 +334,7 @@ void listen_thread_ended(void *owner, double up, double down, int code, int err)
 static void on_shutdown(uv_shutdown_t *req, int status) {
   side_t *s = (side_t *)req->data;
   conn_t *c = s->c;
-  if (c->state != OPEN) return;
+  if (c->state != OPEN && c->state != PIPED) return;
   if (status != 0) {
     finish(c, status);
     return;
@@ -347,11 +364,36 @@ static void on_write(uv_write_t *req, int status) {
   want_read(&c->s[1 - o->i]);
 }
 
+static void piped_read(conn_t *c, side_t *s, ssize_t nread) {
+  if (nread == UV_EOF) {
+    s->eof = 1;
+    want_read(s);
+    emit(EV_EOF, c, 0, 0, NULL);
+    if (c->state == PIPED) maybe_done(c);
+    return;
+  }
+  if (nread < 0) {
+    finish(c, (int)nread);
+    return;
+  }
+  c->moved = 1;
+  c->bytes[s->i] += (uint64_t)nread;
+  // JavaScript takes the bytes as a view of lbuf and copies what it keeps before it returns.
+  lbuf_busy = 1;
+  emit(EV_DATA, c, (double)nread, 0, NULL);
+  lbuf_busy = 0;
+}
+
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   side_t *s = (side_t *)stream->data;
   conn_t *c = s->c;
   if (buf->base == lbuf) lbuf_busy = 0;
-  if (nread == 0 || c->state != OPEN) return;
+  if (nread == 0) return;
+  if (c->state == PIPED) {
+    piped_read(c, s, nread);
+    return;
+  }
+  if (c->state != OPEN) return;
   side_t *o = &c->s[1 - s->i];
   if (nread == UV_EOF) {
     s->eof = 1;
@@ -426,7 +468,13 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   uv_tcp_nodelay(&c->s[1].tcp, 1);
-  c->state = OPEN;
+  // A connection dialled for JavaScript alone (dialPiped) has no client side: its target side is piped.
+  int piped = !c->s[0].live;
+  c->state = piped ? PIPED : OPEN;
+  if (piped) {
+    c->js = 1;
+    c->js_paused = 1;
+  }
   char ip[64] = "";
   int port = name_of(&c->s[1].tcp, 0, ip, sizeof ip);
   emit(EV_CONNECTED, c, (double)port, 0, ip);
@@ -476,6 +524,8 @@ static void on_connection(uv_stream_t *server, int status) {
 
 // --- JavaScript API -------------------------------------------------------------------------
 
+static void start_dial(conn_t *c, const struct sockaddr_storage *ss);
+
 static int args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
   size_t argc = want;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
@@ -498,10 +548,11 @@ static napi_value throw_uv(napi_env env, const char *what, int err) {
   return NULL;
 }
 
-// listenStart(onAccept(listener, id, ip, port), onEvent(kind, id, a, b, text), handoverReads): once per process.
+// listenStart(onAccept(listener, id, ip, port), onEvent(kind, id, a, b, text), handoverReads,
+// readBuffer): once per process. readBuffer (L_READ_BYTES) is what every read goes into.
 static napi_value listen_start(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  if (!args(env, info, 3, argv)) return NULL;
+  napi_value argv[4];
+  if (!args(env, info, 4, argv)) return NULL;
   if (loop != NULL) {
     napi_throw_error(env, "HOPWAY_LISTEN_STARTED", "native listeners already started");
     return NULL;
@@ -512,8 +563,14 @@ static napi_value listen_start(napi_env env, napi_callback_info info) {
     return NULL;
   }
   handover_reads = reads;
-  lbuf = malloc(L_READ_BYTES);
-  if (lbuf == NULL) return throw_uv(env, "listener buffer", UV_ENOMEM);
+  void *data = NULL;
+  size_t len = 0;
+  if (napi_get_buffer_info(env, argv[3], &data, &len) != napi_ok || len != L_READ_BYTES) {
+    napi_throw_type_error(env, "HOPWAY_LISTEN_ARG", "listenStart: readBuffer must be a Buffer of 256 KiB");
+    return NULL;
+  }
+  lbuf = data;
+  napi_create_reference(env, argv[3], 1, &lbuf_ref);
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
     loop = NULL;
     napi_throw_error(env, "HOPWAY_LISTEN_LOOP", "no event loop");
@@ -599,6 +656,33 @@ static napi_value dial(napi_env env, napi_callback_info info) {
   struct sockaddr_storage ss;
   int err = parse_addr(env, argv[1], argv[2], &ss);
   if (err != 0) return throw_uv(env, "dial address", err);
+  start_dial(c, &ss);
+  return boolean_value(env, 1);
+}
+
+// dialPiped(ip, port) -> id: a connection of its own to ip:port whose bytes JavaScript reads and
+// writes once it is up (`connected`, then the pipe_* calls), as dial's are for a held client.
+static napi_value dial_piped(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!args(env, info, 2, argv)) return NULL;
+  if (loop == NULL) {
+    napi_throw_error(env, "HOPWAY_LISTEN_NOT_STARTED", "listenStart first");
+    return NULL;
+  }
+  struct sockaddr_storage ss;
+  int err = parse_addr(env, argv[0], argv[1], &ss);
+  if (err != 0) return throw_uv(env, "dial address", err);
+  conn_t *c = conn_new();
+  if (c == NULL) return throw_uv(env, "dial", UV_ENOMEM);
+  c->state = HELD;
+  start_dial(c, &ss);
+  napi_value v;
+  napi_create_double(env, conn_id(c), &v);
+  return v;
+}
+
+static void start_dial(conn_t *c, const struct sockaddr_storage *ss) {
+  int err;
   side_t *s = &c->s[1];
   uv_tcp_init(loop, &s->tcp);
   s->tcp.data = s;
@@ -606,13 +690,12 @@ static napi_value dial(napi_env env, napi_callback_info info) {
   c->aborting = 0;
   c->state = DIALING;
   c->creq.data = c;
-  err = uv_tcp_connect(&c->creq, &s->tcp, (struct sockaddr *)&ss, on_connect);
+  err = uv_tcp_connect(&c->creq, &s->tcp, (const struct sockaddr *)ss, on_connect);
   if (err != 0) {
     // Reported like a failed connect, once the handle has closed.
     c->dial_err = err;
     close_side(s, 0);
   }
-  return boolean_value(env, 1);
 }
 
 // abortDial(id): a dial past its deadline; reported as a failed dial (ETIMEDOUT).
@@ -627,7 +710,8 @@ static napi_value abort_dial(napi_env env, napi_callback_info info) {
   return boolean_value(env, 1);
 }
 
-// close(id, reset): ends the connection; `ended` follows. A held client is refused: what it sent
+// close(id, reset): ends the connection; `ended` follows (true), except for a dialPiped connection
+// between dials (2: it is gone at once). A held client is refused: what it sent
 // so far is read and dropped first, so that it sees a FIN rather than a reset.
 static napi_value close_conn(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -636,6 +720,13 @@ static napi_value close_conn(napi_env env, napi_callback_info info) {
   bool reset = false;
   napi_get_value_bool(env, argv[1], &reset);
   if (c == NULL || c->state == CLOSING || c->close_asked) return boolean_value(env, 0);
+  if (!c->s[0].live && !c->s[1].live && c->handles == 0) {
+    // A dialPiped connection between dials: nothing to close, and no `ended` follows (2).
+    conn_free(c);
+    napi_value two;
+    napi_create_int32(env, 2, &two);
+    return two;
+  }
   if (c->on_thread) {
     double b[2];
     if (!splice_take_back(env, c->tid, b)) {
@@ -651,8 +742,8 @@ static napi_value close_conn(napi_env env, napi_callback_info info) {
   if (!reset && (c->state == HELD || c->state == DIALING) && c->s[0].live) {
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&c->s[0].tcp, &fd) == 0) {
-      for (int k = 0; k < 64; k++) {
-        if (recv(fd, lbuf, L_READ_BYTES, MSG_DONTWAIT) <= 0) break;
+      for (int k = 0; k < 256; k++) {
+        if (recv(fd, dropbuf, sizeof dropbuf, MSG_DONTWAIT) <= 0) break;
       }
     }
   }
@@ -677,6 +768,127 @@ static napi_value release(napi_env env, napi_callback_info info) {
   napi_value v;
   napi_create_int32(env, copy, &v);
   return v;
+}
+
+// pipe(id): a held connection's client side is read and written by JavaScript from now on
+// (EV_DATA, EV_EOF, EV_DRAIN; pipeWrite, pipeEnd, pipeRead), for a tunnel whose other end is a
+// relay link's stream. Reading starts with pipeRead. False when it is not held.
+static napi_value pipe_conn(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!args(env, info, 1, argv)) return NULL;
+  conn_t *c = arg_conn(env, argv[0]);
+  if (c == NULL || c->state != HELD || !c->s[0].live || c->s[1].live) return boolean_value(env, 0);
+  c->state = PIPED;
+  c->js = 0;
+  c->js_paused = 1;
+  return boolean_value(env, 1);
+}
+
+// pipeRead(id, on): whether JavaScript wants the piped side's reads now.
+static napi_value pipe_read(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!args(env, info, 2, argv)) return NULL;
+  conn_t *c = arg_conn(env, argv[0]);
+  bool on = false;
+  napi_get_value_bool(env, argv[1], &on);
+  if (c == NULL || c->state != PIPED) return boolean_value(env, 0);
+  c->js_paused = !on;
+  want_read(&c->s[c->js]);
+  return boolean_value(env, 1);
+}
+
+typedef struct {
+  uv_write_t req;  // first: the callback's pointer is the struct's
+  conn_t *c;
+  size_t len;
+  char data[];
+} pipe_write_t;
+
+static void on_pipe_write(uv_write_t *req, int status) {
+  pipe_write_t *w = (pipe_write_t *)req;
+  conn_t *c = w->c;
+  side_t *s = &c->s[c->js];
+  s->plen -= w->len;
+  waiting -= w->len;
+  free(w);
+  if (c->state != PIPED) return;
+  if (status != 0) {
+    finish(c, status);
+    return;
+  }
+  if (s->plen == 0) emit(EV_DRAIN, c, 0, 0, NULL);
+}
+
+// pipeWrite(id, buffer) -> bytes still waiting to be written (0: the kernel took it all now), or
+// -1 when the piped side takes no more (closed, or ended). What the kernel does not take at once
+// is copied and written in order: the caller's buffer is free again when this returns, and
+// EV_DRAIN tells when nothing waits.
+static napi_value pipe_write(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!args(env, info, 2, argv)) return NULL;
+  conn_t *c = arg_conn(env, argv[0]);
+  double out = -1;
+  void *data = NULL;
+  size_t len = 0;
+  if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) {
+    napi_throw_type_error(env, "HOPWAY_LISTEN_ARG", "pipeWrite: a Buffer");
+    return NULL;
+  }
+  if (c == NULL || c->state != PIPED) goto done;
+  side_t *s = &c->s[c->js];
+  if (!s->live || s->fin_asked) goto done;
+  c->moved = 1;
+  c->bytes[1 - c->js] += len;
+  piped_written += len;
+  size_t at = 0;
+  if (s->plen == 0 && len > 0) {
+    uv_buf_t b = uv_buf_init(data, (unsigned int)len);
+    int n = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+      finish(c, n);
+      goto done;
+    }
+    if (n > 0) at = (size_t)n;
+  }
+  if (at < len) {
+    size_t rest = len - at;
+    pipe_write_t *w = malloc(sizeof *w + rest);
+    if (w == NULL) {
+      finish(c, UV_ENOMEM);
+      goto done;
+    }
+    memcpy(w->data, (char *)data + at, rest);
+    w->c = c;
+    w->len = rest;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned int)rest);
+    if (uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, on_pipe_write) != 0) {
+      free(w);
+      finish(c, UV_EPIPE);
+      goto done;
+    }
+    s->plen += rest;
+    waiting += rest;
+    piped_copied += rest;
+  }
+  out = (double)s->plen;
+done:;
+  napi_value v;
+  napi_create_double(env, out, &v);
+  return v;
+}
+
+// pipeEnd(id): our FIN to the piped side, once what was written before it is out.
+static napi_value pipe_end(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!args(env, info, 1, argv)) return NULL;
+  conn_t *c = arg_conn(env, argv[0]);
+  if (c == NULL || c->state != PIPED) return boolean_value(env, 0);
+  side_t *s = &c->s[c->js];
+  if (!s->live || s->fin_asked) return boolean_value(env, 0);
+  s->fin_asked = 1;
+  // libuv sends it after the writes queued before it.
+  send_fin(s);
+  return boolean_value(env, 1);
 }
 
 // counts(id) -> [up, down, on the thread]: bytes each way so far, and whether the splice thread
@@ -708,13 +920,14 @@ static napi_value moved_since(napi_env env, napi_callback_info info) {
   return boolean_value(env, m);
 }
 
-// listenStats() -> [connections, listeners, bytes waiting to be written]
+// listenStats() -> [connections, listeners, bytes waiting to be written, bytes written to piped
+// sides, of those copied because the kernel did not take them at once]
 static napi_value listen_stats(napi_env env, napi_callback_info info) {
   (void)info;
   uint32_t nl = 0;
   for (lsn_t *l = listeners; l != NULL; l = l->next) nl++;
-  double vals[3] = {nconns, nl, (double)waiting};
-  return numbers(env, vals, 3);
+  double vals[5] = {nconns, nl, (double)waiting, (double)piped_written, (double)piped_copied};
+  return numbers(env, vals, 5);
 }
 
 // handoverReadsForTest(n) -> the previous value: tests keep connections on the loop with a large n.
@@ -747,6 +960,11 @@ void listen_define(napi_env env, napi_value exports) {
       {"listen", NULL, listen_on, NULL, NULL, NULL, napi_default, NULL},
       {"unlisten", NULL, unlisten, NULL, NULL, NULL, napi_default, NULL},
       {"dial", NULL, dial, NULL, NULL, NULL, napi_default, NULL},
+      {"dialPiped", NULL, dial_piped, NULL, NULL, NULL, napi_default, NULL},
+      {"pipe", NULL, pipe_conn, NULL, NULL, NULL, napi_default, NULL},
+      {"pipeRead", NULL, pipe_read, NULL, NULL, NULL, napi_default, NULL},
+      {"pipeWrite", NULL, pipe_write, NULL, NULL, NULL, napi_default, NULL},
+      {"pipeEnd", NULL, pipe_end, NULL, NULL, NULL, napi_default, NULL},
       {"abortDial", NULL, abort_dial, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, close_conn, NULL, NULL, NULL, napi_default, NULL},
       {"release", NULL, release, NULL, NULL, NULL, napi_default, NULL},

@@ -7,12 +7,14 @@
 // relies on is checked per tunnel (a libuv TCP handle with a descriptor, nothing queued to
 // write, no timeout), with the JavaScript path (pump.ts) as the fallback, and it is loaded
 // only where it was built (Linux, `npm install` or the image's build stage).
+import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { getSystemErrorName } from "node:util";
 import { isMainThread } from "node:worker_threads";
-import { HANDOVER_READS } from "./pump.ts";
+import type { TunnelEnd } from "./links/session.ts";
+import { HANDOVER_READS, READ_BUFFER_BYTES } from "./pump.ts";
 
 /** What splice.c exports. */
 interface Addon {
@@ -27,16 +29,22 @@ interface Addon {
     onAccept: (listener: number, id: number, ip: string, port: number) => void,
     onEvent: (kind: number, id: number, a: number, b: number, text: string | undefined) => void,
     handoverReads: number,
+    readBuffer: Buffer,
   ): void;
   listen(ip: string, port: number, backlog: number): [number, number];
   unlisten(listener: number): boolean;
   dial(id: number, ip: string, port: number): boolean;
+  dialPiped(ip: string, port: number): number;
+  pipe(id: number): boolean;
+  pipeRead(id: number, on: boolean): boolean;
+  pipeWrite(id: number, chunk: Buffer): number;
+  pipeEnd(id: number): boolean;
   abortDial(id: number): boolean;
-  close(id: number, reset: boolean): boolean;
+  close(id: number, reset: boolean): boolean | 2;
   release(id: number): number | undefined;
   counts(id: number): [number, number, number] | undefined;
   movedSince(id: number): boolean;
-  listenStats(): [number, number, number];
+  listenStats(): [number, number, number, number, number];
   handoverReadsForTest(n: number): number;
   generationsForTest(n: number): void;
 }
@@ -210,6 +218,8 @@ export class NativeConn {
   carried = false;
   openedAt = 0;
   quietSweeps = 0;
+  /** Once piped: the side JavaScript reads and writes, as a tunnel end. */
+  piped: NativePipe | undefined = undefined;
 
   constructor(
     readonly hub: NativeListeners,
@@ -233,8 +243,23 @@ export class NativeConn {
   destroy(reset = false): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.hub.addon.close(this.id, reset);
+    // 2: a dialPiped connection between dials, gone at once with no `ended` to follow.
+    if (this.hub.addon.close(this.id, reset) === 2) this.hub.forget(this.id);
   }
+  /**
+   * The held client (or, for `dialPiped`, the connected target) as a tunnel end whose bytes the
+   * relay reads and writes, for a tunnel whose other end is a relay link's stream; undefined when
+   * it is gone. It reads nothing until the end's `resume`.
+   */
+  pipe(): NativePipe | undefined {
+    if (this.destroyed) return undefined;
+    if (this.piped !== undefined) return this.piped;
+    if (!this.dialOnly && !this.hub.addon.pipe(this.id)) return undefined;
+    this.piped = new NativePipe(this);
+    return this.piped;
+  }
+  /** Made by `dialPiped`: no client side, its target side piped once connected. */
+  dialOnly = false;
   /** A held connection's descriptor, to become a net.Socket; undefined when it is not held. */
   release(): number | undefined {
     if (this.destroyed) return undefined;
@@ -258,6 +283,107 @@ export class NativeConn {
   }
 }
 
+/**
+ * One side of a native connection as a tunnel end (the TunnelEnd of links/session.ts), for a
+ * tunnel whose other end is a relay link's stream: the bytes go between the descriptor and the
+ * link with no net.Socket, no stream state and no handle wrap (docs/relay.md "Native listeners").
+ * Reads reach `reader` as views of the listeners' read buffer, read into again once it returns: it
+ * copies what it keeps. A write the kernel does not take whole is copied and finished in C, so the
+ * caller's buffer is free again at once; `writableLength` is what waits there, and 'drain' says
+ * when nothing does. 'end' is the peer's FIN; 'close' comes once both directions are done (or
+ * after a failure, with `errored` set) and the descriptor is closed.
+ */
+export class NativePipe extends EventEmitter implements TunnelEnd {
+  reader: ((chunk: Buffer) => void) | undefined = undefined;
+  errored: Error | null = null;
+  readableEnded = false;
+  writableFinished = false;
+  writableLength = 0;
+  private flowing = false;
+  private ending = false;
+
+  constructor(readonly conn: NativeConn) {
+    super();
+  }
+
+  get destroyed(): boolean {
+    return this.conn.destroyed;
+  }
+
+  /** The peer's address (the listener's client, or the dialled target). */
+  get remoteAddress(): string {
+    return this.conn.remoteAddress;
+  }
+
+  write(chunk: Buffer, callback?: (err?: Error | null) => void): boolean {
+    const waiting = this.conn.destroyed ? -1 : this.conn.hub.addon.pipeWrite(this.conn.id, chunk);
+    if (waiting < 0) {
+      if (callback !== undefined) process.nextTick(callback, new Error("write after end or close"));
+      return false;
+    }
+    this.writableLength = waiting;
+    if (callback !== undefined) process.nextTick(callback);
+    return waiting === 0;
+  }
+
+  end(): this {
+    if (this.ending || this.conn.destroyed) return this;
+    this.ending = true;
+    this.conn.hub.addon.pipeEnd(this.conn.id);
+    return this;
+  }
+
+  pause(): this {
+    if (!this.flowing) return this;
+    this.flowing = false;
+    if (!this.conn.destroyed) this.conn.hub.addon.pipeRead(this.conn.id, false);
+    return this;
+  }
+
+  resume(): this {
+    if (this.flowing || this.conn.destroyed) return this;
+    this.flowing = true;
+    this.conn.hub.addon.pipeRead(this.conn.id, true);
+    return this;
+  }
+
+  /** Closes the descriptor; what waits to be written is dropped, as a socket's `destroy` does. */
+  destroy(): this {
+    this.conn.destroy(false);
+    return this;
+  }
+
+  /** Closes it with a reset, so that the peer learns of a failure rather than a clean end. */
+  resetAndDestroy(): this {
+    this.conn.destroy(true);
+    return this;
+  }
+
+  /** From NativeListeners: `n` bytes at the start of the read buffer. */
+  onData(n: number): void {
+    this.reader?.(READ_BUFFER.subarray(0, n));
+  }
+  onEof(): void {
+    this.readableEnded = true;
+    this.emit("end");
+  }
+  onDrain(): void {
+    this.writableLength = 0;
+    this.emit("drain");
+  }
+  onEnded(end: NativeEnd): void {
+    if (end.error !== undefined) {
+      this.errored = Object.assign(new Error(`connection failed: ${end.error}`), { code: end.error });
+    }
+    this.writableFinished = this.ending && end.error === undefined;
+    this.writableLength = 0;
+    this.emit("close", end.error !== undefined);
+  }
+}
+
+/** Every native read lands here (listen.c's lbuf): one read at a time, on the event loop's thread. */
+const READ_BUFFER = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+
 /** Native listeners of this process: listen.c, on the event loop's thread. */
 export class NativeListeners {
   private readonly accepting = new Map<number, (conn: NativeConn) => void>();
@@ -275,7 +401,21 @@ export class NativeListeners {
       (kind, id, a, b, text) => this.onEvent(kind, id, a, b, text),
       // The same hand-over as the relay's own socket-to-socket tunnels.
       HANDOVER_READS,
+      READ_BUFFER,
     );
+  }
+
+  /**
+   * A connection of its own to `ip:port` (an IP literal) for a tunnel whose other end is a link
+   * stream: `onDial` learns whether it connected, then `pipe()` gives its tunnel end. A failed
+   * dial may be retried on it with `dial`; `destroy` when giving up. Throws on a malformed address.
+   */
+  dialPiped(ip: string, port: number): NativeConn {
+    const id = this.addon.dialPiped(ip, port);
+    const conn = new NativeConn(this, id, ip, port);
+    conn.dialOnly = true;
+    this.conns.set(id, conn);
+    return conn;
   }
 
   /**
@@ -295,12 +435,14 @@ export class NativeListeners {
   }
 
   /**
-   * Connections accepted and not yet ended or released, listeners open, and bytes read on the
-   * event loop that the other side's kernel buffer has not taken yet.
+   * Connections accepted (or dialled for a pipe) and not yet ended or released, listeners open,
+   * bytes read on the event loop or written to a pipe that the kernel has not taken yet, and bytes
+   * written to pipes in all, of which `pipedCopied` were copied because the kernel did not take
+   * them at once.
    */
-  stats(): { connections: number; listeners: number; waiting: number } {
-    const [connections, listeners, waiting] = this.addon.listenStats();
-    return { connections, listeners, waiting };
+  stats(): { connections: number; listeners: number; waiting: number; pipedWritten: number; pipedCopied: number } {
+    const [connections, listeners, waiting, pipedWritten, pipedCopied] = this.addon.listenStats();
+    return { connections, listeners, waiting, pipedWritten, pipedCopied };
   }
 
   /** Whole reads before a connection moves to the splice thread (HANDOVER_READS); returns the previous value. */
@@ -320,7 +462,13 @@ export class NativeListeners {
   private onEvent(kind: number, id: number, a: number, b: number, text: string | undefined): void {
     const conn = this.conns.get(id);
     if (conn === undefined) return;
-    if (kind === EV_CONNECTED) {
+    if (kind === EV_DATA) {
+      conn.piped?.onData(a);
+    } else if (kind === EV_EOF) {
+      conn.piped?.onEof();
+    } else if (kind === EV_DRAIN) {
+      conn.piped?.onDrain();
+    } else if (kind === EV_CONNECTED) {
       conn.localAddress = text;
       conn.localPort = a;
       conn.onDial?.(undefined);
@@ -333,7 +481,9 @@ export class NativeListeners {
       const dialling = conn.onDial;
       conn.onDial = undefined;
       dialling?.("ECANCELED");
-      conn.onEnded?.({ up: a, down: b, error: text });
+      const end = { up: a, down: b, error: text };
+      conn.onEnded?.(end);
+      conn.piped?.onEnded(end);
     }
   }
 }
@@ -341,6 +491,9 @@ export class NativeListeners {
 const EV_CONNECTED = 1;
 const EV_DIAL_FAILED = 2;
 const EV_ENDED = 3;
+const EV_DATA = 4;
+const EV_EOF = 5;
+const EV_DRAIN = 6;
 
 function errorName(errno: number): string {
   try {

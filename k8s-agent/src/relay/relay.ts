@@ -48,6 +48,7 @@ import {
   type NativeConn,
   type NativeEnd,
   type NativeListeners,
+  NativePipe,
   type NativeSplicer,
   nativeSplicer,
   type SpliceEnd,
@@ -763,8 +764,14 @@ export class Relay {
     const found = await this.routeOf(req, []);
     if (conn.destroyed) return;
     if (found instanceof Refusal) return this.refuseNative(conn, found, reply);
-    if (!found.direct || found.nextAddresses.some((a) => a.path !== "")) {
-      // A link stream or a unix socket on the other side: the relay's socket path carries it.
+    if (!found.direct) {
+      // A link stream on the other side: the connection's bytes go between its descriptor and the
+      // stream with no net.Socket (NativePipe).
+      this.pipePathUp(conn, await this.dialPath(found, req, [], conn), reply);
+      return;
+    }
+    if (found.nextAddresses.some((a) => a.path !== "")) {
+      // A unix socket on the other side: the relay's socket path carries it.
       const socket = this.socketOf(conn, reply);
       if (socket === undefined) return;
       this.clientPathUp(socket, await this.dialPath(found, req, [], socket), EMPTY, "client", reply);
@@ -786,6 +793,30 @@ export class Relay {
     if (this.limits.idleTimeoutMs > 0 && this.idleSweep === undefined) this.startIdleSweep();
     reply.settled({ ok: true, path: this.name });
     this.observer?.tunnelOpened("client", "target", (conn.openedAt - started) / 1000);
+  }
+
+  /**
+   * `clientPathUp` for a native connection whose path goes on over a link: it becomes a tunnel
+   * end of its own (NativePipe) and reads from here on. What its client sent while the path came
+   * up waited in the kernel; it is read now.
+   */
+  private pipePathUp(conn: NativeConn, up: PathUp | Refusal | undefined, reply: ListenerReply): void {
+    if (up === undefined) return;
+    if (up instanceof Refusal) {
+      this.refuseNative(conn, up, reply);
+      return;
+    }
+    const pipe = conn.pipe();
+    if (pipe === undefined) {
+      up.upstream.destroy();
+      return;
+    }
+    reply.settled({ ok: true, path: up.path });
+    if (up.rest.length > 0) {
+      this.bytes.down.client += up.rest.length;
+      pipe.write(up.rest);
+    }
+    this.splice(pipe, up.upstream, "client", up.next, up.seconds, up.tenant);
   }
 
   /**
@@ -1283,14 +1314,22 @@ export class Relay {
     const r = await this.tryAddresses(
       found,
       requester,
-      (addr) =>
-        found.direct ? this.dial(addr, opening) : this.dialLink(addr, found.next.node, req.authority, hops, opening),
+      (addr) => {
+        if (!found.direct) return this.dialLink(addr, found.next.node, req.authority, hops, opening);
+        // A link stream's target over TCP: a native connection carries it (NativePipe), as the
+        // listener's end of a path over links does.
+        const hub = opening !== undefined && addr.path === "" ? this.splicer?.listeners() : undefined;
+        return hub === undefined || opening === undefined
+          ? this.dial(addr, opening)
+          : this.dialPiped(hub, addr, opening);
+      },
       (up) => up.socket.destroy(),
     );
     if (r === undefined || r instanceof Refusal) return r;
     const { addr, up } = r;
     // Before any client byte flows: should this lead back here, the head is read after this.
     if (up.socket instanceof Socket) this.selfAddresses.trackOutbound(up.socket, found.direct ? addr : undefined);
+    else if (up.socket instanceof NativePipe) this.selfAddresses.trackNative(up.socket.conn, addr);
     return {
       upstream: up.socket,
       rest: up.rest,
@@ -1362,6 +1401,24 @@ export class Relay {
       const d = new LinkDial(this.linkPool as LinkPool, this.pathDeadlines, nextNode, resolve);
       if (opening !== undefined) opening.dial = d;
       d.open(addr, authority, hops);
+    });
+  }
+
+  /** `dial` as a native connection (listen.c) whose bytes the tunnel reads and writes through a NativePipe. */
+  private dialPiped(hub: NativeListeners, addr: Dialable, opening: PathOpening): Promise<DialResult> {
+    return new Promise((resolve) => {
+      let conn: NativeConn;
+      try {
+        conn = hub.dialPiped(addr.host, addr.port);
+      } catch (err) {
+        const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        resolve({ ok: false, final: false, refusal: new Refusal("next_hop_failed", `${addr.address}: ${why}`) });
+        return;
+      }
+      conn.onEnded = () => this.selfAddresses.untrackNative(conn);
+      const d = new PipedDial(conn, addr, this.connectDeadlines, resolve);
+      opening.dial = d;
+      this.connectDeadlines.add(d);
     });
   }
 
@@ -1858,6 +1915,60 @@ class TargetDial implements Expiring, Abortable {
     // The socket outlives its dial (an idle tunnel): it keeps no reference to it.
     this.socket[DIALING] = null;
     if (!r.ok) this.socket.destroy();
+    this.resolve(r);
+  }
+}
+
+/** `TargetDial` for a native connection (Relay.dialPiped). */
+class PipedDial implements Expiring, Abortable {
+  private settled = false;
+  constructor(
+    private readonly conn: NativeConn,
+    readonly addr: Dialable,
+    private readonly deadlines: Deadlines,
+    private readonly resolve: (r: DialResult) => void,
+  ) {
+    conn.onDial = (error) => this.dialled(error);
+  }
+
+  private dialled(error: string | undefined): void {
+    this.conn.onDial = undefined;
+    if (error === undefined) {
+      const pipe = this.conn.pipe();
+      if (pipe !== undefined) {
+        this.finish({ ok: true, socket: pipe, rest: EMPTY, path: "" });
+        return;
+      }
+      error = "ECANCELED";
+    }
+    const refusal =
+      error === "ETIMEDOUT"
+        ? new Refusal("connect_timeout", `connect to ${this.addr.address} timed out`)
+        : new Refusal("next_hop_failed", `${this.addr.address}: ${error}`);
+    this.finish({ ok: false, final: false, refusal });
+  }
+
+  expire(): void {
+    if (this.settled) return;
+    // Reported as a failed dial (ETIMEDOUT), once its handle has closed.
+    this.conn.abortDial();
+  }
+
+  /** The stream that asked for this connection was reset: the connection goes now. */
+  abort(): void {
+    this.finish({
+      ok: false,
+      final: true,
+      refusal: new Refusal("next_hop_failed", "the stream that asked for this connection was reset"),
+    });
+  }
+
+  finish(r: DialResult): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.deadlines.delete(this);
+    this.conn.onDial = undefined;
+    if (!r.ok) this.conn.destroy();
     this.resolve(r);
   }
 }

@@ -5,6 +5,7 @@
 // end: a socket FIN becomes the stream's FIN (END_STREAM in HTTP/2) and back.
 // A hopway-mux/1 stream hands its bytes to one direct reader instead of 'data' events.
 import { Socket } from "node:net";
+import { NativePipe } from "../native-splice.ts";
 import { abort, directWriter, setSink } from "../pump.ts";
 import type { RelayCounters, Tunnel } from "../relay.ts";
 import { copyIn, isLent, release } from "./buffers.ts";
@@ -46,7 +47,36 @@ export function pipeLeg(
     if (cut(src)) abortEnd(dst);
     else dst.end();
   });
-  if (src instanceof Socket) {
+  if (src instanceof NativePipe) {
+    // A native connection's reads (listen.c) come as views of its read buffer, as a relay
+    // socket's do through a sink, and are copied the same way.
+    const mux = dst instanceof MuxStream ? dst : undefined;
+    src.reader = (chunk) => {
+      account(chunk.length);
+      if (mux !== undefined) {
+        if (!(mux.writeBorrowed(chunk) || (dst.writableLength < limit && mux.sendCredit > 0))) src.pause();
+        return;
+      }
+      dst.write(copyIn(chunk));
+      if (dst.writableLength >= limit) {
+        src.pause();
+        held?.();
+      }
+    };
+  } else if (dst instanceof NativePipe) {
+    // The pipe writes at once what the kernel takes and copies the rest in C: a chunk (a view of
+    // the link's read buffer, or a reused buffer) is free again when `write` returns.
+    if (src instanceof MuxStream) src.takesBorrowed = true;
+    read(src, (chunk: Buffer) => {
+      account(chunk.length);
+      dst.write(chunk);
+      if (isLent(chunk)) release(chunk);
+      if (dst.writableLength >= limit) {
+        src.pause();
+        held?.();
+      }
+    });
+  } else if (src instanceof Socket) {
     // Relay sockets read through pump.ts's sinks into buffers that are read into again:
     // the chunk is copied, as the link stream keeps it until the peer's window takes it.
     const mux = dst instanceof MuxStream ? dst : undefined;
@@ -131,6 +161,7 @@ function read(src: TunnelEnd, reader: (chunk: Buffer, borrowed: boolean) => void
 /** Tears a tunnel side down without a clean end: a socket is reset, a link stream reset (CANCEL). */
 export function abortEnd(side: TunnelEnd): void {
   if (side instanceof Socket) abort(side);
+  else if (side instanceof NativePipe) side.resetAndDestroy();
   else side.destroy();
 }
 

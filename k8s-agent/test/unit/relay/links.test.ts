@@ -25,6 +25,7 @@ import {
   wordsFrame,
 } from "../../../src/relay/links/mux/frame.ts";
 import { MuxSession, type MuxSettings, type MuxStream } from "../../../src/relay/links/mux/session.ts";
+import { nativeSplicer } from "../../../src/relay/native-splice.ts";
 import { errorResponse, establishedResponse } from "../../../src/relay/protocol.ts";
 import { writtenThroughForTest } from "../../../src/relay/pump.ts";
 import {
@@ -70,10 +71,14 @@ async function chain(
 }
 
 /** A tunnel through the three-relay chain to `server` (listening from now on), answered 200. */
-async function chainTunnel(protocol: LinkProtocol, server: Server): Promise<Awaited<ReturnType<typeof tunnel>>> {
+async function chainTunnel(
+  protocol: LinkProtocol,
+  server: Server,
+  extra: Parameters<typeof startChain>[2] = {},
+): Promise<Awaited<ReturnType<typeof tunnel>>> {
   const port = await listen(server);
   cleanups.push(() => server.close());
-  const [r2] = (await chain(protocol, port)) as [Running];
+  const [r2] = (await chain(protocol, port, extra)) as [Running];
   const ans = await tunnel(r2.port);
   expect(ans.status).toBe(200);
   return ans;
@@ -303,7 +308,7 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): data path", (protocol) => {
       targetSent = sendRandom(s, BULK_MIB * 1024 * 1024);
     });
     const ans = await chainTunnel(protocol, server);
-    const throughBefore = writtenThroughForTest();
+    const throughBefore = writtenThroughForTest() + pipedWritten();
     const outBefore = linkBuffersForTest().out;
     const started = performance.now();
     const got = receiveHash(ans.socket, ans.rest);
@@ -317,8 +322,9 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): data path", (protocol) => {
     console.log(`links bulk: ${BULK_MIB} MiB each way through three relays in ${seconds.toFixed(1)} s`);
     if (protocol === "mux") {
       // The end relays wrote most of both directions from the links' read buffers straight to the
-      // sockets (pump.ts, directWriter), and every reused buffer the rest took came back.
-      expect(writtenThroughForTest() - throughBefore).toBeGreaterThan(BULK_MIB * 1024 * 1024);
+      // descriptors: the first relay to its client socket (pump.ts, directWriter), the last to its
+      // target's native connection (NativePipe); every reused buffer the rest took came back.
+      expect(writtenThroughForTest() + pipedWritten() - throughBefore).toBeGreaterThan(BULK_MIB * 1024 * 1024);
       for (let i = 0; i < 50 && linkBuffersForTest().out > outBefore; i++) await sleep(20);
       expect(linkBuffersForTest().out).toBeLessThanOrEqual(outBefore);
     }
@@ -373,8 +379,45 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): data path", (protocol) => {
   });
 });
 
+/** Bytes written to native pipes in this process so far (0 where the addon is not built). */
+function pipedWritten(): number {
+  return nativeSplicer()?.listeners().stats().pipedWritten ?? 0;
+}
+
 describe("relay links (mux): the last relay's writes to its target", () => {
-  it("a target that stops reading: what the kernel does not take is copied and written after it, in order", {
+  it("a target that stops reading (native connection): what the kernel does not take is copied and written after it, in order", {
+    timeout: 60_000,
+  }, async () => {
+    // The last relay dials its target natively (NativePipe) and writes each record straight to
+    // the descriptor while the kernel takes it; with the target stalled the kernel's buffers fill,
+    // and the rest is copied in C and written after it, the link stream paused meanwhile.
+    const hub = nativeSplicer()?.listeners();
+    if (hub === undefined) throw new Error("the native addon is not built");
+    const total = 24 * 1024 * 1024;
+    let targetGot: Promise<{ bytes: number; sha: string }> | undefined;
+    const server = createServer((s) => {
+      s.pause();
+      setTimeout(() => {
+        targetGot = receiveHash(s);
+      }, 400);
+    });
+    const ans = await chainTunnel("mux", server);
+    const before = hub.stats();
+    const sent = await sendRandom(ans.socket, total);
+    for (let i = 0; i < 100 && targetGot === undefined; i++) await sleep(20);
+    const got = await (targetGot as Promise<{ bytes: number; sha: string }>);
+    expect(got.bytes).toBe(total);
+    expect(got.sha).toBe(sent);
+    const after = hub.stats();
+    expect(after.pipedWritten - before.pipedWritten).toBe(total);
+    expect(after.pipedCopied - before.pipedCopied).toBeGreaterThan(0);
+    expect(after.pipedCopied - before.pipedCopied).toBeLessThan(total);
+    ans.socket.destroy();
+    for (let i = 0; i < 50 && hub.stats().waiting > 0; i++) await sleep(20);
+    expect(hub.stats().waiting).toBe(0);
+  });
+
+  it("a target that stops reading (socket, no native addon): what the kernel does not take is copied and written after it, in order", {
     timeout: 60_000,
   }, async () => {
     // The last relay writes each record straight to the target's socket while the kernel takes
@@ -388,7 +431,7 @@ describe("relay links (mux): the last relay's writes to its target", () => {
         targetGot = receiveHash(s);
       }, 400);
     });
-    const ans = await chainTunnel("mux", server);
+    const ans = await chainTunnel("mux", server, { nativeSplice: false });
     const throughBefore = writtenThroughForTest();
     // HTTP/2 streams never hand their reused buffers back (buffers.ts): count from here.
     const { pooledCopies: copiesBefore, out: outBefore } = linkBuffersForTest();
