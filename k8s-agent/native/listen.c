@@ -587,6 +587,13 @@ static napi_value listen_start(napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
+// Whether listenStart ran; throws when it did not.
+static int started(napi_env env) {
+  if (loop != NULL) return 1;
+  napi_throw_error(env, "HOPWAY_LISTEN_NOT_STARTED", "listenStart first");
+  return 0;
+}
+
 static int parse_addr(napi_env env, napi_value host_v, napi_value port_v, struct sockaddr_storage *ss) {
   char host[64];
   size_t hl;
@@ -603,11 +610,7 @@ static int parse_addr(napi_env env, napi_value host_v, napi_value port_v, struct
 // listen(ip, port, backlog) -> [id, port]; throws with the libuv error name as code.
 static napi_value listen_on(napi_env env, napi_callback_info info) {
   napi_value argv[3];
-  if (!args(env, info, 3, argv)) return NULL;
-  if (loop == NULL) {
-    napi_throw_error(env, "HOPWAY_LISTEN_NOT_STARTED", "listenStart first");
-    return NULL;
-  }
+  if (!args(env, info, 3, argv) || !started(env)) return NULL;
   struct sockaddr_storage ss;
   int err = parse_addr(env, argv[0], argv[1], &ss);
   if (err != 0) return throw_uv(env, "listen address", err);
@@ -664,11 +667,7 @@ static napi_value dial(napi_env env, napi_callback_info info) {
 // writes once it is up (`connected`, then the pipe_* calls), as dial's are for a held client.
 static napi_value dial_piped(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  if (!args(env, info, 2, argv)) return NULL;
-  if (loop == NULL) {
-    napi_throw_error(env, "HOPWAY_LISTEN_NOT_STARTED", "listenStart first");
-    return NULL;
-  }
+  if (!args(env, info, 2, argv) || !started(env)) return NULL;
   struct sockaddr_storage ss;
   int err = parse_addr(env, argv[0], argv[1], &ss);
   if (err != 0) return throw_uv(env, "dial address", err);

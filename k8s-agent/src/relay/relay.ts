@@ -1881,25 +1881,21 @@ class LinkDial implements Expiring, Abortable, LinkRequester {
   }
 }
 
-/** A target connection being made, until it connects, fails or times out. */
-class TargetDial implements Expiring, Abortable {
-  private settled = false;
+/**
+ * A target connection being made, until it connects, fails, times out or is given up; the
+ * subclass says what the connection is and what goes with a failed one.
+ */
+abstract class Dial implements Expiring, Abortable {
+  protected settled = false;
   constructor(
-    private readonly socket: DialSocket,
     readonly addr: Dialable,
     private readonly deadlines: Deadlines,
     private readonly resolve: (r: DialResult) => void,
   ) {}
 
-  expire(): void {
-    this.finish({
-      ok: false,
-      final: false,
-      refusal: new Refusal("connect_timeout", `connect to ${this.addr.address} timed out`),
-    });
-  }
+  abstract expire(): void;
 
-  /** The stream that asked for this connection was reset: the socket goes now, not at connect_timeout. */
+  /** The stream that asked for this connection was reset: the connection goes now, not at connect_timeout. */
   abort(): void {
     this.finish({
       ok: false,
@@ -1912,22 +1908,49 @@ class TargetDial implements Expiring, Abortable {
     if (this.settled) return;
     this.settled = true;
     this.deadlines.delete(this);
+    this.settle(r.ok);
+    this.resolve(r);
+  }
+
+  /** Lets go of the connection's dial; a failed one (`ok` false) is closed. */
+  protected abstract settle(ok: boolean): void;
+}
+
+/** A target socket (net.connect). */
+class TargetDial extends Dial {
+  constructor(
+    private readonly socket: DialSocket,
+    addr: Dialable,
+    deadlines: Deadlines,
+    resolve: (r: DialResult) => void,
+  ) {
+    super(addr, deadlines, resolve);
+  }
+
+  expire(): void {
+    this.finish({
+      ok: false,
+      final: false,
+      refusal: new Refusal("connect_timeout", `connect to ${this.addr.address} timed out`),
+    });
+  }
+
+  protected settle(ok: boolean): void {
     // The socket outlives its dial (an idle tunnel): it keeps no reference to it.
     this.socket[DIALING] = null;
-    if (!r.ok) this.socket.destroy();
-    this.resolve(r);
+    if (!ok) this.socket.destroy();
   }
 }
 
-/** `TargetDial` for a native connection (Relay.dialPiped). */
-class PipedDial implements Expiring, Abortable {
-  private settled = false;
+/** A native connection whose tunnel end is a NativePipe (Relay.dialPiped). */
+class PipedDial extends Dial {
   constructor(
     private readonly conn: NativeConn,
-    readonly addr: Dialable,
-    private readonly deadlines: Deadlines,
-    private readonly resolve: (r: DialResult) => void,
+    addr: Dialable,
+    deadlines: Deadlines,
+    resolve: (r: DialResult) => void,
   ) {
+    super(addr, deadlines, resolve);
     conn.onDial = (error) => this.dialled(error);
   }
 
@@ -1949,27 +1972,13 @@ class PipedDial implements Expiring, Abortable {
   }
 
   expire(): void {
-    if (this.settled) return;
-    // Reported as a failed dial (ETIMEDOUT), once its handle has closed.
-    this.conn.abortDial();
+    // Reported as a failed dial (ETIMEDOUT) once its handle has closed.
+    if (!this.settled) this.conn.abortDial();
   }
 
-  /** The stream that asked for this connection was reset: the connection goes now. */
-  abort(): void {
-    this.finish({
-      ok: false,
-      final: true,
-      refusal: new Refusal("next_hop_failed", "the stream that asked for this connection was reset"),
-    });
-  }
-
-  finish(r: DialResult): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.deadlines.delete(this);
+  protected settle(ok: boolean): void {
     this.conn.onDial = undefined;
-    if (!r.ok) this.conn.destroy();
-    this.resolve(r);
+    if (!ok) this.conn.destroy();
   }
 }
 

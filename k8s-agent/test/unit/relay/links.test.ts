@@ -384,6 +384,24 @@ function pipedWritten(): number {
   return nativeSplicer()?.listeners().stats().pipedWritten ?? 0;
 }
 
+/** A target that reads nothing for its first 400 ms, then hashes all it receives. */
+function stallingTarget(): { server: Server; received(): Promise<{ bytes: number; sha: string }> } {
+  let got: Promise<{ bytes: number; sha: string }> | undefined;
+  const server = createServer((s) => {
+    s.pause();
+    setTimeout(() => {
+      got = receiveHash(s);
+    }, 400);
+  });
+  return {
+    server,
+    async received() {
+      for (let i = 0; i < 100 && got === undefined; i++) await sleep(20);
+      return got as Promise<{ bytes: number; sha: string }>;
+    },
+  };
+}
+
 describe("relay links (mux): the last relay's writes to its target", () => {
   it("a target that stops reading (native connection): what the kernel does not take is copied and written after it, in order", {
     timeout: 60_000,
@@ -394,18 +412,11 @@ describe("relay links (mux): the last relay's writes to its target", () => {
     const hub = nativeSplicer()?.listeners();
     if (hub === undefined) throw new Error("the native addon is not built");
     const total = 24 * 1024 * 1024;
-    let targetGot: Promise<{ bytes: number; sha: string }> | undefined;
-    const server = createServer((s) => {
-      s.pause();
-      setTimeout(() => {
-        targetGot = receiveHash(s);
-      }, 400);
-    });
-    const ans = await chainTunnel("mux", server);
+    const stalled = stallingTarget();
+    const ans = await chainTunnel("mux", stalled.server);
     const before = hub.stats();
     const sent = await sendRandom(ans.socket, total);
-    for (let i = 0; i < 100 && targetGot === undefined; i++) await sleep(20);
-    const got = await (targetGot as Promise<{ bytes: number; sha: string }>);
+    const got = await stalled.received();
     expect(got.bytes).toBe(total);
     expect(got.sha).toBe(sent);
     const after = hub.stats();
@@ -424,20 +435,13 @@ describe("relay links (mux): the last relay's writes to its target", () => {
     // it; with the target stalled the kernel's buffers fill, and the rest of a record goes
     // through a reused buffer and the socket's queue. Both paths carry parts of one transfer.
     const total = 24 * 1024 * 1024;
-    let targetGot: Promise<{ bytes: number; sha: string }> | undefined;
-    const server = createServer((s) => {
-      s.pause();
-      setTimeout(() => {
-        targetGot = receiveHash(s);
-      }, 400);
-    });
-    const ans = await chainTunnel("mux", server, { nativeSplice: false });
+    const stalled = stallingTarget();
+    const ans = await chainTunnel("mux", stalled.server, { nativeSplice: false });
     const throughBefore = writtenThroughForTest();
     // HTTP/2 streams never hand their reused buffers back (buffers.ts): count from here.
     const { pooledCopies: copiesBefore, out: outBefore } = linkBuffersForTest();
     const sent = await sendRandom(ans.socket, total);
-    for (let i = 0; i < 100 && targetGot === undefined; i++) await sleep(20);
-    const got = await (targetGot as Promise<{ bytes: number; sha: string }>);
+    const got = await stalled.received();
     expect(got.bytes).toBe(total);
     expect(got.sha).toBe(sent);
     expect(writtenThroughForTest() - throughBefore).toBeGreaterThan(0);
