@@ -180,7 +180,9 @@ export interface RelayOptions {
   /**
    * Moves the bytes of tunnels whose two sides are plain TCP sockets on the native splice's
    * thread (native-splice.ts, docs/relay.md "Native splice") where it was built; default true.
-   * False keeps every tunnel on the JavaScript path (pump.ts).
+   * It also gives listeners their native connections and the ends of paths over links their
+   * native pipes (docs/relay.md "Native listeners"). False keeps every tunnel on the JavaScript
+   * path (pump.ts) and every connection a net.Socket.
    */
   nativeSplice?: boolean;
   /**

@@ -233,6 +233,44 @@ describe.runIf(linux)("native pipes: a listener's path over links, and the last 
     await until("the descriptors to close", () => openFds() <= before);
   });
 
+  it("are closed when idle, and kept while they talk", async () => {
+    const echo = await target((s) => s.pipe(s));
+    const l = await listenerChain(echo, { limits: { idleTimeoutMs: 150 } });
+    const s = await client(l.port);
+    s.on("data", () => {});
+    for (let i = 0; i < 8; i++) {
+      s.write("x");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(s.destroyed).toBe(false);
+    expect(l.relays[0]?.relay.activeTunnels).toBe(1);
+    // Silent past the idle timeout: the relays close it (the client sees its end).
+    await new Promise((resolve) => {
+      s.once("end", resolve);
+      s.once("close", resolve);
+    });
+    await until("the tunnels to close", () => l.relays.every((r) => r.relay.activeTunnels === 0));
+    await until("the native connections to be gone", () => hub().stats().connections === 0);
+  });
+
+  it("carry on through a drain, which ends once they end", async () => {
+    const echo = await target((s) => s.pipe(s));
+    const l = await listenerChain(echo);
+    const r2 = l.relays[0] as Running;
+    const s = await client(l.port);
+    s.write("before");
+    await once(s, "data");
+    r2.relay.startDrain();
+    expect(await r2.relay.waitIdle(100)).toBe(false);
+    s.write("during");
+    expect(String((await once(s, "data"))[0])).toBe("during");
+    const idle = r2.relay.waitIdle(5000);
+    s.end();
+    expect(await idle).toBe(true);
+    // The last relay's connection to the target closes once the echo's end reached it.
+    await until("the native connections to be gone", () => hub().stats().connections === 0);
+  });
+
   it("are closed by destroyAll while carrying", async () => {
     const stalled = await startStalledTarget();
     cleanups.push(() => stalled.server.close());
