@@ -31,6 +31,8 @@ interface Lent {
   /** No more pieces will be cut from it. */
   full: boolean;
   whole: boolean;
+  /** A slab of one stream's own (`appendOwn`): how much of it is filled. */
+  ownUsed?: number;
 }
 
 // Weak: a buffer whose pieces are never released must not be pinned by its own bookkeeping.
@@ -102,6 +104,36 @@ export function extendIn(prev: Buffer, src: Uint8Array): Buffer | undefined {
   currentUsed += n;
   pooledCopies++;
   return c.buf.subarray(prev.byteOffset, currentUsed);
+}
+
+/**
+ * A copy of `src` for bytes that wait in one stream (a reader that is not taking them now): appended
+ * to `prev` when `prev` is the last piece of a slab of that stream's own with room (the result then
+ * replaces it), else the start of a new such slab. No other stream's bytes share the slab, so what a
+ * stalled reader holds pins nothing beyond its own bytes and one partly filled slab, and the copies
+ * cost no fresh allocation: fresh buffers for every waiting record were external memory enough to
+ * drive a major GC every 70 ms at a middle relay in bulk (docs/benchmarks/links.md).
+ */
+export function appendOwn(prev: Buffer | undefined, src: Uint8Array): Buffer {
+  const n = src.length;
+  if (prev !== undefined) {
+    const l = lent.get(prev.buffer);
+    const used = l?.ownUsed;
+    if (l !== undefined && used !== undefined && prev.byteOffset + prev.length === used && SLAB_BYTES - used >= n) {
+      l.buf.set(src, used);
+      l.ownUsed = used + n;
+      pooledCopies++;
+      return l.buf.subarray(prev.byteOffset, used + n);
+    }
+  }
+  if (n > SLAB_BYTES) return Buffer.from(src);
+  const buf = freeSlabs.pop() ?? Buffer.allocUnsafeSlow(SLAB_BYTES);
+  // One piece, grown in place: released once, it goes back whole.
+  lent.set(buf.buffer, { buf, out: 1, full: true, whole: false, ownUsed: n });
+  outstanding++;
+  buf.set(src, 0);
+  pooledCopies++;
+  return buf.subarray(0, n);
 }
 
 /**

@@ -13,7 +13,7 @@ import { randomInt } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
 import { READ_BUFFER_BYTES } from "../../pump.ts";
-import { copyIn, extendIn, isLent, release } from "../buffers.ts";
+import { appendOwn, copyIn, extendIn, isLent, release } from "../buffers.ts";
 import { readLink } from "../reads.ts";
 import type { LinkClientSession, LinkHeaders, LinkOutgoingHeaders, LinkServerStream } from "../session.ts";
 import {
@@ -417,15 +417,21 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
       this.hand(chunk, borrowed);
       return;
     }
-    // Bytes that wait (a slow reader) get a buffer of their own, so they pin no shared one.
+    // Bytes that wait (a slow reader) go into reused slabs of this stream's own (appendOwn), so
+    // they pin no slab another stream shares, and consecutive pieces fill one slab.
+    const q = this.inbox;
     let own = chunk;
-    if (borrowed) own = Buffer.from(chunk);
-    else if (isLent(chunk)) {
-      own = Buffer.from(chunk);
-      release(chunk);
+    if (borrowed || isLent(chunk)) {
+      const last = q === undefined ? undefined : q[q.length - 1];
+      own = appendOwn(last, chunk);
+      if (!borrowed) release(chunk);
+      if (q !== undefined && last !== undefined && own.buffer === last.buffer && own.byteOffset === last.byteOffset) {
+        q[q.length - 1] = own;
+        return;
+      }
     }
-    this.inbox ??= [];
-    this.inbox.push(own);
+    if (q === undefined) this.inbox = [own];
+    else q.push(own);
   }
 
   /** The peer's FIN: 'end' once everything before it was read. */
@@ -472,6 +478,7 @@ export class MuxStream extends EventEmitter implements LinkServerStream {
     this.destroyed = true;
     this.flowing = false;
     this.session.dropHeld(this);
+    if (this.inbox !== undefined) for (const b of this.inbox) release(b);
     this.inbox = undefined;
     const failed: WriteCallback[] = [];
     // The write in progress: its frames are copies, so its buffer goes back now unless framing it
@@ -1227,15 +1234,16 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
           s.received += n;
           s.readableLength += n;
           const piece = chunk.subarray(at, at + n);
-          // A reused buffer only for bytes the stream's reader takes at once: bytes that wait in
-          // the stream (its reader is slow) get a buffer of their own, so they pin no shared one.
-          // A reader that writes borrowed bytes on at once (a middle relay) takes a view of the read
-          // buffer: its next link copies it into its frames, the only copy at this relay.
+          // A shared reused buffer only for bytes the stream's reader takes at once: bytes that
+          // wait in the stream (its reader is slow) go into reused slabs of the stream's own
+          // (MuxStream.take), so they pin no slab another stream shares. A reader that writes
+          // borrowed bytes on at once (a middle relay) takes a view of the read buffer: its next
+          // link copies it into its frames, the only copy at this relay.
           if (!borrowed) this.takeNow(s, piece);
           else if (s.takesNow) {
             if (s.takesBorrowed) this.takeNow(s, piece, true);
             else this.hold(s, piece);
-          } else this.takeNow(s, Buffer.from(piece));
+          } else this.takeNow(s, piece, true);
         }
         at += n;
         this.remaining -= n;

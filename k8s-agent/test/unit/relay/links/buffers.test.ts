@@ -2,7 +2,14 @@
 // piece still held is never written over, and small pieces never share a buffer.
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { copyIn, extendIn, isLent, linkBuffersForTest, release } from "../../../../src/relay/links/buffers.ts";
+import {
+  appendOwn,
+  copyIn,
+  extendIn,
+  isLent,
+  linkBuffersForTest,
+  release,
+} from "../../../../src/relay/links/buffers.ts";
 import { gc } from "../../hardening/support.ts";
 
 describe("link buffers", () => {
@@ -78,6 +85,36 @@ describe("link buffers", () => {
     release(piece);
     release(after);
     expect(linkBuffersForTest().out).toBe(out);
+  });
+
+  it("a stream's waiting bytes fill a slab of its own: grown in place, shared with no other copy, back once released", () => {
+    const before = linkBuffersForTest().out;
+    const parts = Array.from({ length: 4 }, (_, i) => randomBytes(16 * 1024 - i));
+    let piece: Buffer | undefined;
+    for (const p of parts) piece = appendOwn(piece, p);
+    const own = piece as Buffer;
+    // One piece holding all four, exact, in one reused slab that is out once.
+    expect(own.equals(Buffer.concat(parts))).toBe(true);
+    expect(isLent(own)).toBe(true);
+    expect(linkBuffersForTest().out).toBe(before + 1);
+    // Another copy never lands in it, and what it holds is never written over.
+    const other = copyIn(randomBytes(16 * 1024));
+    expect(other.buffer === own.buffer).toBe(false);
+    // Past the slab's room (64 KiB) the next piece starts a slab of its own.
+    const next = appendOwn(own, randomBytes(16 * 1024));
+    expect(next.buffer === own.buffer).toBe(false);
+    // A piece that is not the slab's last (it was handed on) is never grown.
+    const apart = appendOwn(own.subarray(0, 100), randomBytes(10));
+    expect(apart.buffer === own.buffer).toBe(false);
+    release(apart);
+    expect(own.equals(Buffer.concat(parts))).toBe(true);
+    release(own);
+    release(next);
+    release(other);
+    // Released, the slab is reused: the next slab of one's own is one of those given back.
+    const reused = appendOwn(undefined, randomBytes(1024));
+    expect([own.buffer, next.buffer].includes(reused.buffer)).toBe(true);
+    release(reused);
   });
 
   it("buffers whose pieces are never released (an HTTP/2 stream, a link destroyed mid-write) are not pinned", async () => {

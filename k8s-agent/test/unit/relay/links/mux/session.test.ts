@@ -1,13 +1,13 @@
 // hopway-mux/1 over real loopback sockets: streams, half-close, resets, GOAWAY,
 // PING, per-stream flow control, and a peer that breaks the protocol (each
 // violation closes that link with its stable reason; the process carries on).
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterEach, describe, expect, it } from "vitest";
-import { copyIn, isLent } from "../../../../../src/relay/links/buffers.ts";
+import { copyIn, isLent, linkBuffersForTest } from "../../../../../src/relay/links/buffers.ts";
 import {
   Code,
   encodeHeaders,
@@ -727,6 +727,37 @@ describe("hopway-mux/1 streams", () => {
     expect(Buffer.concat(chunks).length).toBe(SETTINGS.streamWindowBytes);
     expect(credited(got, 1)).toBe(SETTINGS.streamWindowBytes);
     expect(st.readableLength).toBe(0);
+  });
+
+  it("what a paused reader's stream holds fills one reused slab of its own, bytes intact; it goes back when the stream is destroyed", async () => {
+    for (const destroyUnread of [false, true]) {
+      const { raw, streams } = await rawPeer();
+      const outBefore = linkBuffersForTest().out;
+      // Fifteen DATA frames of 4 KiB of random bytes (the window): each is read borrowed and must be copied.
+      const payload = randomBytes(15 * 4096);
+      const data: Buffer[] = [OPEN_1()];
+      for (let at = 0; at < payload.length; at += 4096) {
+        data.push(frameHeader(FrameType.DATA, 0, 1, 4096), payload.subarray(at, at + 4096));
+      }
+      raw.write(Buffer.concat(data));
+      for (let i = 0; i < 500 && (streams[0]?.readableLength ?? 0) < payload.length; i++) await sleep(2);
+      const st = streams[0] as MuxStream;
+      expect(st.readableLength).toBe(payload.length);
+      // One 64 KiB slab holds them all, not a fresh buffer per frame.
+      expect(linkBuffersForTest().out - outBefore).toBe(1);
+      if (destroyUnread) {
+        st.destroy();
+        expect(linkBuffersForTest().out - outBefore).toBe(0);
+        continue;
+      }
+      const chunks: Buffer[] = [];
+      st.on("data", (c: Buffer) => chunks.push(c));
+      st.resume();
+      await until(() => chunks.length > 0);
+      expect(chunks).toHaveLength(1);
+      expect(isLent(chunks[0] as Buffer)).toBe(true);
+      expect((chunks[0] as Buffer).equals(payload)).toBe(true);
+    }
   });
 
   it("credit goes back once per stream per pass: sixteen small DATA frames read at once cost one WINDOW", async () => {
