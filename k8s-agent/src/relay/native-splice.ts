@@ -310,11 +310,6 @@ export class NativePipe extends EventEmitter implements TunnelEnd {
     return this.conn.destroyed;
   }
 
-  /** The peer's address (the listener's client, or the dialled target). */
-  get remoteAddress(): string {
-    return this.conn.remoteAddress;
-  }
-
   write(chunk: Buffer, callback?: (err?: Error | null) => void): boolean {
     const waiting = this.conn.destroyed ? -1 : this.conn.hub.addon.pipeWrite(this.conn.id, chunk);
     if (waiting < 0) {

@@ -47,22 +47,28 @@ export function pipeLeg(
     if (cut(src)) abortEnd(dst);
     else dst.end();
   });
-  if (src instanceof NativePipe) {
-    // A native connection's reads (listen.c) come as views of its read buffer, as a relay
-    // socket's do through a sink, and are copied the same way.
+  if (src instanceof Socket || src instanceof NativePipe) {
+    // Relay sockets (through pump.ts's sinks) and native pipes (listen.c) read into buffers that
+    // are read into again: the chunk is copied, as the link stream keeps it until the peer's
+    // window takes it. False stops reading: the socket's sink returns it, the pipe pauses.
     const mux = dst instanceof MuxStream ? dst : undefined;
-    src.reader = (chunk) => {
+    const sink = (chunk: Buffer): boolean => {
       account(chunk.length);
-      if (mux !== undefined) {
-        if (!(mux.writeBorrowed(chunk) || (dst.writableLength < limit && mux.sendCredit > 0))) src.pause();
-        return;
-      }
+      // hopway-mux/1 copies it straight into its frames; HTTP/2 keeps the chunk, so it goes into a
+      // reused buffer, which the link stream releases once the TLS socket took it (buffers.ts).
+      // A mux stream out of credit says so: the source stops reading until its 'drain', and its
+      // bytes wait in the kernel, so the relay holds nothing more (no `held`).
+      if (mux !== undefined) return mux.writeBorrowed(chunk) || (dst.writableLength < limit && mux.sendCredit > 0);
       dst.write(copyIn(chunk));
-      if (dst.writableLength >= limit) {
-        src.pause();
-        held?.();
-      }
+      if (dst.writableLength < limit) return true;
+      held?.();
+      return false;
     };
+    if (src instanceof Socket) setSink(src, sink);
+    else
+      src.reader = (chunk) => {
+        if (!sink(chunk)) src.pause();
+      };
   } else if (dst instanceof NativePipe) {
     // The pipe writes at once what the kernel takes and copies the rest in C: a chunk (a view of
     // the link's read buffer, or a reused buffer) is free again when `write` returns.
@@ -75,22 +81,6 @@ export function pipeLeg(
         src.pause();
         held?.();
       }
-    });
-  } else if (src instanceof Socket) {
-    // Relay sockets read through pump.ts's sinks into buffers that are read into again:
-    // the chunk is copied, as the link stream keeps it until the peer's window takes it.
-    const mux = dst instanceof MuxStream ? dst : undefined;
-    setSink(src, (chunk) => {
-      account(chunk.length);
-      // hopway-mux/1 copies it straight into its frames; HTTP/2 keeps the chunk, so it goes into a
-      // reused buffer, which the link stream releases once the TLS socket took it (buffers.ts).
-      // A mux stream out of credit says so: the socket stops reading until its 'drain', and its
-      // bytes wait in the kernel, so the relay holds nothing more (no `held`).
-      if (mux !== undefined) return mux.writeBorrowed(chunk) || (dst.writableLength < limit && mux.sendCredit > 0);
-      dst.write(copyIn(chunk));
-      if (dst.writableLength < limit) return true;
-      held?.();
-      return false;
     });
   } else if (dst instanceof Socket) {
     // A link stream hands over a TLS record (16 KiB) or a few coalesced ones per read. Written one
