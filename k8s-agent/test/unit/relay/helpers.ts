@@ -1,6 +1,6 @@
 // Loopback plumbing for the relay tests: real listeners, real sockets.
 import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { readdirSync } from "node:fs";
 import { type ClientHttp2Session, connect as h2connect } from "node:http2";
@@ -11,6 +11,7 @@ import type { TenantPeers } from "@hopway/core/relays";
 import type { Hop, Route } from "@hopway/core/schema";
 import { relayIdentityForTest } from "../../../../test/support/identity.ts";
 import type { LinkProtocol } from "../../../src/relay/links/index.ts";
+import { nativeSplicer, nativeSpliceStatus } from "../../../src/relay/native-splice.ts";
 import { HANDOVER_READS } from "../../../src/relay/pump.ts";
 import { DEFAULT_LIMITS, Relay, type RelayOptions } from "../../../src/relay/relay.ts";
 import { RoutingTable } from "../../../src/relay/table.ts";
@@ -395,4 +396,37 @@ export async function linkRequest(
     stream.once("close", () => reject(new Error(`stream closed before an answer (code ${stream.rstCode})`)));
   });
   return { headers, stream, close: () => session.destroy() };
+}
+
+/** Writes `total` bytes of random data in 1 MiB chunks with backpressure; resolves with their sha256. */
+export async function sendRandom(socket: Socket, total: number): Promise<string> {
+  const hash = createHash("sha256");
+  let sent = 0;
+  while (sent < total) {
+    const chunk = randomBytes(Math.min(1024 * 1024, total - sent));
+    hash.update(chunk);
+    sent += chunk.length;
+    if (!socket.write(chunk)) await once(socket, "drain");
+  }
+  socket.end();
+  return hash.digest("hex");
+}
+
+/** Reads until the peer's FIN (after `rest`, bytes that came with the answer); resolves with the byte count and sha256. */
+export function receiveHash(socket: Socket, rest: Buffer = Buffer.alloc(0)): Promise<{ bytes: number; sha: string }> {
+  const hash = createHash("sha256").update(rest);
+  let bytes = rest.length;
+  socket.on("data", (c: Buffer) => {
+    hash.update(c);
+    bytes += c.length;
+  });
+  socket.resume();
+  return once(socket, "end").then(() => ({ bytes, sha: hash.digest("hex") }));
+}
+
+/** The process's native listeners (listen.c); throws where the addon is not built. */
+export function nativeHub(): ReturnType<NonNullable<ReturnType<typeof nativeSplicer>>["listeners"]> {
+  const s = nativeSplicer();
+  if (s === undefined) throw new Error(nativeSpliceStatus());
+  return s.listeners();
 }

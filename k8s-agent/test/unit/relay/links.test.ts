@@ -1,6 +1,6 @@
 // Relay links over real loopback sockets: tunnels through three relays chained
 // by mTLS links (each framing: hopway-mux/1 and HTTP/2), link reuse, bulk integrity, half-close, and drain.
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { readdirSync } from "node:fs";
 import {
@@ -39,7 +39,9 @@ import {
   type Running,
   readAll,
   readAnswer,
+  receiveHash,
   route,
+  sendRandom,
   sleep,
   startByteCounter,
   startChain,
@@ -125,35 +127,6 @@ describe.each(LINK_PROTOCOLS)("relay links (%s): tunnels through three relays", 
     second.socket.destroy();
   });
 });
-
-/** Writes `total` bytes of random data in 1 MiB chunks with backpressure; resolves with their sha256. */
-async function sendRandom(socket: import("node:net").Socket, total: number): Promise<string> {
-  const hash = createHash("sha256");
-  let sent = 0;
-  while (sent < total) {
-    const chunk = randomBytes(Math.min(1024 * 1024, total - sent));
-    hash.update(chunk);
-    sent += chunk.length;
-    if (!socket.write(chunk)) await once(socket, "drain");
-  }
-  socket.end();
-  return hash.digest("hex");
-}
-
-/** Reads until the peer's FIN (after `rest`, bytes that came with the answer); resolves with the byte count and sha256. */
-function receiveHash(
-  socket: import("node:net").Socket,
-  rest: Buffer = Buffer.alloc(0),
-): Promise<{ bytes: number; sha: string }> {
-  const hash = createHash("sha256").update(rest);
-  let bytes = rest.length;
-  socket.on("data", (c: Buffer) => {
-    hash.update(c);
-    bytes += c.length;
-  });
-  socket.resume();
-  return once(socket, "end").then(() => ({ bytes, sha: hash.digest("hex") }));
-}
 
 const BULK_MIB = Number(process.env.HOPWAY_LINKS_BULK_MIB ?? "100");
 

@@ -7,12 +7,7 @@ import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { ListenerManager, type ListenerResult } from "../../../src/listeners/manager.ts";
-import {
-  type NativeConn,
-  type NativeEnd,
-  nativeSplicer,
-  nativeSpliceStatus,
-} from "../../../src/relay/native-splice.ts";
+import { type NativeConn, type NativeEnd, nativeSplicer } from "../../../src/relay/native-splice.ts";
 import { HANDOVER_READS } from "../../../src/relay/pump.ts";
 import type { Relay } from "../../../src/relay/relay.ts";
 import {
@@ -20,6 +15,7 @@ import {
   cutOff,
   hop,
   listen,
+  nativeHub,
   openFds,
   readAll,
   route,
@@ -38,11 +34,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
 
-const hub = () => {
-  const s = nativeSplicer();
-  if (s === undefined) throw new Error(nativeSpliceStatus());
-  return s.listeners();
-};
+const hub = nativeHub;
 
 /** What the native code still holds: tunnels on the splice thread, connections of listeners. */
 const heldNatively = () => ({ tunnels: nativeSplicer()?.stats().tunnels, connections: hub().stats().connections });

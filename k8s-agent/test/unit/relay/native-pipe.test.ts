@@ -1,18 +1,20 @@
 // Native pipes (NativePipe in native-splice.ts, listen.c's PIPED state) through real relays, real
 // links and real loopback sockets: a native listener's connection whose path goes on over links,
 // and the last relay's connection to the target, read and written with no net.Socket at either end.
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { ListenerManager, type ListenerResult } from "../../../src/listeners/manager.ts";
-import { nativeSplicer, nativeSpliceStatus } from "../../../src/relay/native-splice.ts";
 import {
   cutOff,
   listen,
+  nativeHub,
   openFds,
   type Running,
   readAll,
+  receiveHash,
+  sendRandom,
   startByteCounter,
   startChain,
   startStalledTarget,
@@ -24,11 +26,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
 
-const hub = () => {
-  const s = nativeSplicer();
-  if (s === undefined) throw new Error(nativeSpliceStatus());
-  return s.listeners();
-};
+const hub = nativeHub;
 
 /**
  * r2 → r3 → r1 over links to the target on `targetPort`, with a native listener on r2 for it:
@@ -70,29 +68,6 @@ async function client(port: number): Promise<Socket> {
   s.on("error", () => {});
   await once(s, "connect");
   return s;
-}
-
-async function sendRandom(s: Socket, total: number): Promise<string> {
-  const hash = createHash("sha256");
-  for (let sent = 0; sent < total; ) {
-    const chunk = randomBytes(Math.min(1024 * 1024, total - sent));
-    hash.update(chunk);
-    sent += chunk.length;
-    if (!s.write(chunk)) await once(s, "drain");
-  }
-  s.end();
-  return hash.digest("hex");
-}
-
-async function receiveHash(s: Socket): Promise<{ bytes: number; sha: string }> {
-  const hash = createHash("sha256");
-  let bytes = 0;
-  s.on("data", (c: Buffer) => {
-    hash.update(c);
-    bytes += c.length;
-  });
-  await once(s, "end");
-  return { bytes, sha: hash.digest("hex") };
 }
 
 const linux = process.platform === "linux";
