@@ -398,6 +398,14 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   if (nread == UV_EOF) {
     s->eof = 1;
     want_read(s);
+    // The other way is done (o's FIN read, ours to s out) and nothing waits to go to o: closing o
+    // sends it our FIN as a shutdown would (everything of o's was read, so no reset), with one
+    // system call and one turn of the loop fewer, as HAProxy closes rather than shuts down last.
+    if (o->eof && s->shut && o->plen == 0 && o->tcp.write_queue_size == 0) {
+      o->shut = 1;
+      finish(c, 0);
+      return;
+    }
     send_fin(o);
     return;
   }
