@@ -2,7 +2,8 @@
 // three relay workers over hopway-mux/1 links (the bench's worker and node flags), one per
 // checkout given (this one, plus any BENCH_AB directories holding another checkout, e.g. an
 // unpacked `git archive`), one stream of BENCH_BULK_MIB (default 128) per round, rounds
-// interleaved across the chains; prints each relay's CPU per MiB (a first, b middle, c last)
+// interleaved across the chains (BENCH_AB_FLAGS="…": this checkout again, its relays with those
+// node flags added); prints each relay's CPU per MiB (a first, b middle, c last)
 // for each chain's round with the least total. BENCH_CPS=SECONDS measures connections/s and CPU
 // per connection instead; BENCH_PERF=FILE records the first chain's relays with perf (cpu-clock).
 // BENCH_FLOOR=1 adds the node TLS floor lane (test/support/bench-tls-floor.ts, as in the links
@@ -33,7 +34,15 @@ import {
 
 const BYTES = Number(process.env.BENCH_BULK_MIB ?? 128) * 1024 * 1024;
 const ROUNDS = Number(process.argv[2] ?? 5);
-const CHECKOUTS = [ROOT, ...(process.env.BENCH_AB ?? "").split(",").filter(Boolean)];
+/** Chains to run: a checkout and extra node flags for its relays (BENCH_AB_FLAGS: this checkout again, with them). */
+const CHECKOUTS: Array<[string, string[]]> = [
+  [ROOT, []],
+  ...(process.env.BENCH_AB ?? "")
+    .split(",")
+    .filter(Boolean)
+    .map((d): [string, string[]] => [d, []]),
+  ...(process.env.BENCH_AB_FLAGS ? [[ROOT, process.env.BENCH_AB_FLAGS.split(" ")] as [string, string[]]] : []),
+];
 
 runBench("links-bulk", async () => {
   const serve = peer(["serve"]);
@@ -45,7 +54,7 @@ runBench("links-bulk", async () => {
     port: number;
     procs: ReturnType<typeof forkProxy> extends Promise<infer P> ? P[] : never;
   }> = [];
-  for (const [i, dir] of CHECKOUTS.entries()) {
+  for (const [i, [dir, flags]] of CHECKOUTS.entries()) {
     const bundle = join(work, `worker-${i}.mjs`);
     bundleAgent(join(dir, "test/support/relay-worker.ts"), bundle);
     const n = (x: string) => `x${i}-${x}`;
@@ -58,8 +67,9 @@ runBench("links-bulk", async () => {
       forkProxy(
         bundle,
         [name, writeRelayTls(join(work, "tls", name), "bench", name), JSON.stringify(routes), names.join(",")],
-        env,
-        ["--expose-gc", ...(process.env.BENCH_PERF ? ["--perf-basic-prof-only-functions"] : [])],
+        // Each checkout with its own native code, as the image keeps it beside the bundle.
+        { ...env, HOPWAY_SPLICE_ADDON: join(dir, "k8s-agent/native/build/hopway-splice.node") },
+        ["--expose-gc", ...flags, ...(process.env.BENCH_PERF ? ["--perf-basic-prof-only-functions"] : [])],
       );
     const c = await start(n("c"), r(n("c"), []));
     const b = await start(n("b"), r(n("b"), [{ node: n("c"), port: c.port }]));
@@ -70,7 +80,7 @@ runBench("links-bulk", async () => {
         { node: n("c"), port: c.port },
       ]),
     );
-    chains.push({ label: dir, port: a.port, procs: [a, b, c] });
+    chains.push({ label: [dir, ...flags].join(" "), port: a.port, procs: [a, b, c] });
     // Warm-up: opens the links, JIT.
     await runPeer(["send", "127.0.0.1", String(a.port), String(32 * 1024 * 1024), "bulk:0"]);
   }
@@ -112,6 +122,11 @@ runBench("links-bulk", async () => {
         )
       : undefined;
   if (perf) await new Promise((r) => setTimeout(r, 1000));
+  const stopPerf = async () => {
+    if (!perf) return;
+    perf.kill("SIGINT");
+    await new Promise((r) => perf.once("exit", r));
+  };
   // BENCH_CPS=SECONDS: connections/s instead (the bench's connection-rate client, 32 concurrent), CPU per connection.
   const cpsSeconds = Number(process.env.BENCH_CPS ?? 0);
   if (cpsSeconds > 0) {
@@ -126,6 +141,7 @@ runBench("links-bulk", async () => {
         lines.set(ch.label, [...(lines.get(ch.label) ?? []), `${rate.toFixed(0)}/s ${us.toFixed(0)} µs`]);
       }
     }
+    await stopPerf();
     for (const ch of chains) console.log(`${ch.label}: ${(lines.get(ch.label) ?? []).join("; ")}`);
     for (const ch of chains) for (const p of ch.procs) p.child.kill("SIGKILL");
     console.log(`load ${load()}`);
@@ -152,10 +168,7 @@ runBench("links-bulk", async () => {
       if (prev === undefined || total < prev.total) best.set(ch.label, { total, per, rate });
     }
   }
-  if (perf) {
-    perf.kill("SIGINT");
-    await new Promise((r) => perf.once("exit", r));
-  }
+  await stopPerf();
   for (const ch of chains) {
     const bb = best.get(ch.label) as { total: number; per: number[]; rate: number };
     console.log(`${ch.label}: rounds (MiB/s / ms/MiB) ${(all.get(ch.label) ?? []).join(" ")}`);

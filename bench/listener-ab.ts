@@ -13,7 +13,7 @@
 // SPLICE_AB=1 adds this tree's relay with the native splice off (HOPWAY_NATIVE_SPLICE=0; docs/relay.md,
 // "Native splice") and prints the splice's ratio by round: one build with and without it.
 //   LOAD=cps SPLICE_AB=1 ROUNDS=10 node --import tsx bench/listener-ab.ts
-// STRACE=1 adds one run of this tree's relay under `strace -c -f` (system calls per unit).
+// STRACE=1 adds one run of HAProxy and one of this tree's relay under `strace -c -f` (system calls per unit).
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { readFileSync } from "node:fs";
@@ -107,6 +107,8 @@ async function main(): Promise<void> {
       ...IMAGE_ENV,
       HOPWAY_BENCH_LISTENERS: JSON.stringify(["target:0"]),
       HOPWAY_NATIVE_SPLICE: splice ? "1" : "0",
+      // Each build with its own native code (beside the bundle is this tree's).
+      ...(dir === ROOT ? {} : { HOPWAY_SPLICE_ADDON: join(dir, "k8s-agent/native/build/hopway-splice.node") }),
     };
     const w = await forkProxy(bundle, [name, tls, JSON.stringify(routes), "relay-a"], env, ["--expose-gc"]);
     lanes.push([`relay (${label})`, w.listeners[0] as number, w.child.pid]);
@@ -146,14 +148,15 @@ async function main(): Promise<void> {
     );
   }
   if (process.env.STRACE === "1") {
-    const [, port, pid] = lanes[lanes.length - 1] as [string, number, number | undefined];
-    const out = join(work, "strace.txt");
-    const st = spawn("strace", ["-c", "-f", "-p", String(pid), "-o", out], { stdio: "ignore" });
-    await new Promise((r) => setTimeout(r, 500));
-    const r = await measure.run(port, SECONDS);
-    st.kill("SIGINT");
-    await once(st, "exit");
-    console.log(`strace -c -f of relay (this) over ${r.units} ${measure.unit}s:\n${readFileSync(out, "utf8")}`);
+    for (const [label, port, pid] of [lanes[0], lanes[lanes.length - 1]] as Array<[string, number, number]>) {
+      const out = join(work, "strace.txt");
+      const st = spawn("strace", ["-c", "-f", "-p", String(pid), "-o", out], { stdio: "ignore" });
+      await new Promise((r) => setTimeout(r, 500));
+      const r = await measure.run(port, SECONDS);
+      st.kill("SIGINT");
+      await once(st, "exit");
+      console.log(`strace -c -f of ${label} over ${r.units} ${measure.unit}s:\n${readFileSync(out, "utf8")}`);
+    }
   }
 }
 
