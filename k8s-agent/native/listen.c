@@ -893,8 +893,14 @@ static napi_value pipe_end(napi_env env, napi_callback_info info) {
   side_t *s = &c->s[c->js];
   if (!s->live || s->fin_asked) return boolean_value(env, 0);
   s->fin_asked = 1;
-  // libuv sends it after the writes queued before it.
-  send_fin(s);
+  // Its FIN was read and everything written is in the kernel: a close sends our FIN at once
+  // and ends the connection (as in read_cb). Otherwise libuv sends it after the queued writes.
+  if (s->eof && s->plen == 0 && s->tcp.write_queue_size == 0) {
+    s->shut = 1;
+    finish(c, 0);
+  } else {
+    send_fin(s);
+  }
   return boolean_value(env, 1);
 }
 
