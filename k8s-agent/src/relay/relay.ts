@@ -833,8 +833,7 @@ export class Relay {
         conn.onDial = undefined;
         this.connectDeadlines.delete(expiring);
         if (error === undefined) resolve({ ok: true });
-        else if (error === "ETIMEDOUT") fail(new Refusal("connect_timeout", `connect to ${addr.address} timed out`));
-        else fail(new Refusal("next_hop_failed", `${addr.address}: ${error}`));
+        else fail(nativeDialRefusal(addr, error));
       };
       if (!conn.dial(addr.host, addr.port)) {
         conn.onDial = undefined;
@@ -1933,7 +1932,7 @@ class TargetDial extends Dial {
     this.finish({
       ok: false,
       final: false,
-      refusal: new Refusal("connect_timeout", `connect to ${this.addr.address} timed out`),
+      refusal: connectTimeout(this.addr),
     });
   }
 
@@ -1966,11 +1965,7 @@ class PipedDial extends Dial {
       }
       error = "ECANCELED";
     }
-    const refusal =
-      error === "ETIMEDOUT"
-        ? new Refusal("connect_timeout", `connect to ${this.addr.address} timed out`)
-        : new Refusal("next_hop_failed", `${this.addr.address}: ${error}`);
-    this.finish({ ok: false, final: false, refusal });
+    this.finish({ ok: false, final: false, refusal: nativeDialRefusal(this.addr, error) });
   }
 
   expire(): void {
@@ -1982,6 +1977,15 @@ class PipedDial extends Dial {
     this.conn.onDial = undefined;
     if (!ok) this.conn.destroy();
   }
+}
+
+function connectTimeout(addr: Dialable): Refusal {
+  return new Refusal("connect_timeout", `connect to ${addr.address} timed out`);
+}
+
+/** Why a native connection's dial (listen.c) failed, from the libuv error name it reported. */
+function nativeDialRefusal(addr: Dialable, error: string): Refusal {
+  return error === "ETIMEDOUT" ? connectTimeout(addr) : new Refusal("next_hop_failed", `${addr.address}: ${error}`);
 }
 
 const DIALING = Symbol("hopway.dialing");
