@@ -127,7 +127,7 @@ runBench("links-bulk", async () => {
     perf.kill("SIGINT");
     await new Promise((r) => perf.once("exit", r));
   };
-  // BENCH_CPS=SECONDS: connections/s instead (the bench's connection-rate client, 32 concurrent), CPU per connection.
+  // BENCH_CPS=SECONDS: connections/s instead (the bench's connection-rate client, 32 concurrent), CPU per connection (all three relays, then a/b/c).
   const cpsSeconds = Number(process.env.BENCH_CPS ?? 0);
   if (cpsSeconds > 0) {
     const lines = new Map<string, string[]>();
@@ -135,10 +135,15 @@ runBench("links-bulk", async () => {
       for (const ch of chains) {
         const cpu0 = ch.procs.map((p) => cpuMs(p.child.pid));
         const res = await runPeer(["cps", "127.0.0.1", String(ch.port), String(cpsSeconds), "32", "echo:0", "200000"]);
-        const cpu = ch.procs.reduce((sum, p, j) => sum + cpuMs(p.child.pid) - (cpu0[j] as number), 0);
-        const us = (cpu * 1000) / Math.max(1, res.done as number);
+        const per = ch.procs.map(
+          (p, j) => ((cpuMs(p.child.pid) - (cpu0[j] as number)) * 1000) / Math.max(1, res.done as number),
+        );
+        const us = per.reduce((sum, x) => sum + x, 0);
         const rate = (res.done as number) / (res.seconds as number);
-        lines.set(ch.label, [...(lines.get(ch.label) ?? []), `${rate.toFixed(0)}/s ${us.toFixed(0)} µs`]);
+        lines.set(ch.label, [
+          ...(lines.get(ch.label) ?? []),
+          `${rate.toFixed(0)}/s ${us.toFixed(0)} µs (${per.map((x) => x.toFixed(0)).join("/")})`,
+        ]);
       }
     }
     await stopPerf();
