@@ -27,6 +27,8 @@ import { LogLimit } from "../log.ts";
 import { Admission } from "./admission.ts";
 import { CidrList, clientToken, tokenMatches } from "./auth.ts";
 import { BUFFER_CHECK_MS, chooseShed, HELD_CHECK_MS, type Holding, type LinkHolding, SHED_TO } from "./buffered.ts";
+import { IndexedSet } from "./churn.ts";
+import { Deadline, DeadlineCall, Deadlines } from "./deadlines.ts";
 import {
   abortEnd,
   DEFAULT_LINK_SETTINGS,
@@ -286,10 +288,10 @@ export class Relay {
   private readonly splicer: NativeSplicer | undefined;
   private nativeTunnels = 0;
   readonly selfAddresses: SelfAddresses;
-  private readonly tunnels = new Set<Tunnel>();
-  private readonly sockets = new Set<Socket>();
+  private readonly tunnels = new IndexedSet<Tunnel>();
+  private readonly sockets = new IndexedSet<Socket>();
   /** Native listeners' connections this relay holds (listen.c): waiting for their path, or carried. */
-  private readonly nativeConns = new Set<NativeConn>();
+  private readonly nativeConns = new IndexedSet<NativeConn>();
   /** Of nativeConns, those carried (their target connected). */
   private nativeCarried = 0;
   private readonly admission: Admission<Socket | NativeConn>;
@@ -828,7 +830,7 @@ export class Relay {
   private dialNative(conn: NativeConn, addr: Dialable): Promise<{ ok: true } | DialFailure> {
     return new Promise((resolve) => {
       const fail = (refusal: Refusal) => resolve({ ok: false, refusal, final: false });
-      const expiring: Expiring = { expire: () => conn.abortDial() };
+      const expiring = new DeadlineCall(() => conn.abortDial());
       conn.onDial = (error) => {
         conn.onDial = undefined;
         this.connectDeadlines.delete(expiring);
@@ -950,7 +952,7 @@ export class Relay {
     socket.on("error", ignore);
     socket.end(answer);
     socket.resume();
-    const destroy = () => socket.destroy();
+    const destroy = new DeadlineCall(() => socket.destroy());
     linger.add(destroy);
     // Gone before the deadline: the sweep need not keep the socket alive until then.
     socket.once("close", () => linger.delete(destroy));
@@ -1797,7 +1799,7 @@ function wasReset(d: TunnelEnd): boolean {
  * One CONNECT stream being opened on a link, until its answer or the path timeout, whichever
  * comes first. An object with methods rather than closures: this runs for every tunnel.
  */
-class LinkDial implements Expiring, Abortable, LinkRequester {
+class LinkDial extends Deadline implements Abortable, LinkRequester {
   private settled = false;
   /** The onward stream, once requested: cancelled should this dial end before its answer. */
   private stream: LinkStream | undefined = undefined;
@@ -1806,7 +1808,9 @@ class LinkDial implements Expiring, Abortable, LinkRequester {
     private readonly deadlines: Deadlines,
     private readonly nextNode: string,
     private readonly resolve: (r: DialResult) => void,
-  ) {}
+  ) {
+    super();
+  }
 
   open(addr: Dialable, authority: string, hops: string): void {
     this.deadlines.add(this);
@@ -1886,15 +1890,15 @@ class LinkDial implements Expiring, Abortable, LinkRequester {
  * A target connection being made, until it connects, fails, times out or is given up; the
  * subclass says what the connection is and what goes with a failed one.
  */
-abstract class Dial implements Expiring, Abortable {
+abstract class Dial extends Deadline implements Abortable {
   protected settled = false;
   constructor(
     readonly addr: Dialable,
     private readonly deadlines: Deadlines,
     private readonly resolve: (r: DialResult) => void,
-  ) {}
-
-  abstract expire(): void;
+  ) {
+    super();
+  }
 
   /** The stream that asked for this connection was reset: the connection goes now, not at connect_timeout. */
   abort(): void {
@@ -2053,25 +2057,24 @@ function linkHandshakeTimeout(): Error {
  * (`onExpire`) and none arms a deadline of its own, so together they get the time once, not each
  * in full. `link`, when set, is the shorter cap of a TLS handshake, counted from accept too.
  */
-class OpeningDeadline implements Expiring {
+class OpeningDeadline extends Deadline {
   private action: () => void = ignore;
   private expired = false;
   /** The link handshake cap passed; it ends the opening only if the first byte is a TLS record. */
   private capPassed = false;
   private tls = false;
-  private readonly cap: Expiring | undefined;
+  private readonly cap: DeadlineCall | undefined;
   constructor(
     private readonly opening: Deadlines,
     private link: Deadlines | undefined,
   ) {
+    super();
     opening.add(this);
     if (link !== undefined) {
-      this.cap = {
-        expire: () => {
-          this.capPassed = true;
-          if (this.tls) this.expire();
-        },
-      };
+      this.cap = new DeadlineCall(() => {
+        this.capPassed = true;
+        if (this.tls) this.expire();
+      });
       link.add(this.cap);
     }
   }
@@ -2106,48 +2109,5 @@ class OpeningDeadline implements Expiring {
     this.opening.delete(this);
     if (this.cap !== undefined) this.link?.delete(this.cap);
     this.action = ignore;
-  }
-}
-
-/** What a `Deadlines` holds: `expire` runs once the deadline passed, unless it was deleted first. */
-interface Expiring {
-  expire(): void;
-}
-
-/**
- * Timers of one fixed duration, coarse: callbacks are kept in insertion order,
- * which is expiry order, and one unref'd interval (1/8 of the duration, at most
- * 1 s) runs the expired ones from the front. Adding and removing is a Map
- * insert/delete, with no timer object per connection and phase.
- */
-class Deadlines {
-  private readonly due = new Map<Expiring | (() => void), number>();
-  private readonly tick: number;
-  private timer: NodeJS.Timeout | undefined;
-  constructor(private readonly ms: number) {
-    this.tick = Math.max(5, Math.min(1000, Math.ceil(ms / 8)));
-  }
-  add(e: Expiring | (() => void)): void {
-    this.due.set(e, performance.now() + this.ms);
-    if (this.timer === undefined) {
-      this.timer = setInterval(() => this.sweep(), this.tick);
-      this.timer.unref();
-    }
-  }
-  delete(e: Expiring | (() => void)): void {
-    this.due.delete(e);
-  }
-  private sweep(): void {
-    const now = performance.now();
-    for (const [e, at] of this.due) {
-      if (at > now) break;
-      this.due.delete(e);
-      if (typeof e === "function") e();
-      else e.expire();
-    }
-    if (this.due.size === 0) {
-      clearInterval(this.timer);
-      this.timer = undefined;
-    }
   }
 }

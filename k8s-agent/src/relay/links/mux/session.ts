@@ -12,6 +12,7 @@
 import { randomInt } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Socket } from "node:net";
+import { KeyMap } from "../../churn.ts";
 import { READ_BUFFER_BYTES } from "../../pump.ts";
 import { appendOwn, copyIn, extendIn, isLent, release } from "../buffers.ts";
 import { readLink } from "../reads.ts";
@@ -541,7 +542,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   /** The peer's largest DATA payload. */
   peerMaxFrame = DEFAULT_MAX_FRAME;
   private peerWindow = DEFAULT_STREAM_WINDOW;
-  private readonly streams = new Map<number, MuxStream>();
+  private readonly streams = new KeyMap<number, MuxStream>();
   private nextId = 1;
   /** Highest stream id the peer opened (accepting side). */
   private highestPeerId = 0;
@@ -710,7 +711,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
   private teardown(err: Error | undefined, lingering: boolean): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    for (const s of [...this.streams.values()]) s.cut(Code.CANCEL);
+    for (const s of this.streams.values()) s.cut(Code.CANCEL);
     for (const p of this.pings.values()) p.cb(new Error("link closed"), 0, EMPTY);
     this.pings.clear();
     this.drainWaiters = [];
@@ -1497,7 +1498,7 @@ export class MuxSession extends EventEmitter implements LinkClientSession {
     this.goawayReceived = true;
     this.emit("goaway", code, lastId);
     // Streams past the peer's last one were never taken: safe to retry elsewhere.
-    for (const s of [...this.streams.values()]) if (s.id > lastId && this.role === "client") s.cut(Code.REFUSED_STREAM);
+    for (const s of this.streams.values()) if (s.id > lastId && this.role === "client") s.cut(Code.REFUSED_STREAM);
     // As node:http2 does: a graceful GOAWAY closes this side too once its streams finished.
     if (code !== Code.NO_ERROR) this.destroy();
     else this.close();
