@@ -7,7 +7,7 @@
 // it is dead but not yet collected. Through the link, it still reaches every later table and
 // every entry they held. Young-generation collections take that as live, so tunnels that ended
 // long ago are promoted with everything they reach, until the next full collection. On the links
-// bench that was most of what each relay promoted (docs/benchmarks/links.md, "What a relay
+// bench that was most of what the middle relay promoted (docs/benchmarks/links.md, "What a relay
 // promotes per tunnel").
 //
 // The two collections here never link an old store to a newer one. A store they replace is

@@ -6,7 +6,7 @@
 // table it replaces linked to its successor with its entries still in it. Once one such table
 // has reached the old generation, every later table and everything their entries reach survive
 // young-generation collections as if live, and are promoted, until the next full collection.
-// Measured on the links bench, that was most of what a relay promoted per tunnel
+// Measured on the links bench, that was most of what the middle relay promoted per tunnel
 // (docs/benchmarks/links.md, "What a relay promotes per tunnel").
 
 /** An entry of a `Deadlines`: `expire` runs once its deadline passed, unless it was deleted first. */
